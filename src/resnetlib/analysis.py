@@ -1,0 +1,151 @@
+"""Parameter and multiply-add counts, and a per-stage summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .model import ResNet
+
+__all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements (shared parameters counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@contextmanager
+def _inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the duration; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _example_input(model: nn.Module, input_size: Sequence[int]) -> torch.Tensor:
+    size = tuple(input_size)
+    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(
+            f"input_size must be (channels, height, width) of ints >= 1; got {input_size!r}"
+        )
+    reference = next(model.parameters(), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None else torch.float32
+    return torch.zeros((1, *size), device=device, dtype=dtype)
+
+
+def _measure(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    with FlopCounterMode(display=False) as counter:
+        out = fn(x)
+    # The counter reports FLOPs = 2 x multiply-adds for convolutions and matrix products.
+    return out, counter.get_total_flops() // 2
+
+
+def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
+    """Multiply-adds of one forward pass on one ``(C, H, W)`` input, as the paper counts.
+
+    Counted by ``torch.utils.flop_counter`` (convolutions and the classifier; norms,
+    activations, additions and pooling are free, as in the paper's Table 1). Runs in eval
+    mode without autograd on the model's device: build on ``torch.device("meta")`` to count
+    a large model without computing it.
+    """
+    x = _example_input(model, input_size)
+    with _inference(model):
+        _, macs = _measure(model, x)
+    return macs
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    name: str
+    output_shape: tuple[int, ...]
+    parameters: int
+    mult_adds: int
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A per-stage table; ``str()`` renders it."""
+
+    input_size: tuple[int, ...]
+    rows: tuple[SummaryRow, ...]
+    title: str = ""
+
+    @property
+    def total_parameters(self) -> int:
+        return sum(row.parameters for row in self.rows)
+
+    @property
+    def total_mult_adds(self) -> int:
+        return sum(row.mult_adds for row in self.rows)
+
+    def __str__(self) -> str:
+        header = ("stage", "output", "params", "mult-adds")
+        body = [
+            (
+                row.name,
+                "x".join(map(str, row.output_shape)),
+                f"{row.parameters:,}",
+                f"{row.mult_adds:,}",
+            )
+            for row in self.rows
+        ]
+        total = ("total", "", f"{self.total_parameters:,}", f"{self.total_mult_adds:,}")
+        table = [header, *body, total]
+        widths = [max(len(line[i]) for line in table) for i in range(4)]
+
+        def render(line: tuple[str, str, str, str]) -> str:
+            return "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+
+        rule = "-" * len(render(header))
+        lines = [self.title] if self.title else []
+        lines.append(f"input: {'x'.join(map(str, self.input_size))}")
+        lines += [render(header), rule, *map(render, body), rule, render(total)]
+        lines.append(
+            f"{self.total_parameters / 1e6:.3f} M parameters, "
+            f"{self.total_mult_adds / 1e9:.3f} G multiply-adds"
+        )
+        return "\n".join(lines)
+
+
+def summary(
+    model: ResNet, input_size: Sequence[int] | None = None, title: str = ""
+) -> ModelSummary:
+    """Output shape, parameters and multiply-adds of the stem, each stage and the head.
+
+    ``input_size`` is ``(C, H, W)``; by default the size the model's stem was designed for.
+    """
+    size = tuple(input_size) if input_size is not None else model.default_input_size
+    x = _example_input(model, size)
+    rows: list[SummaryRow] = []
+
+    def add(
+        name: str, modules: Sequence[nn.Module], fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
+        nonlocal x
+        x, macs = _measure(fn, x)
+        params = sum(count_parameters(m) for m in modules)
+        rows.append(SummaryRow(name, tuple(x.shape[1:]), params, macs))
+
+    with _inference(model):
+        add("stem", [model.get_submodule(n) for n in model.stem_names], model.forward_stem)
+        for name in model.stage_names:
+            stage = model.get_submodule(name)
+            add(name, [stage], stage)
+        add("head", [model.avgpool, model.fc], model.forward_head)
+    return ModelSummary(input_size=size, rows=tuple(rows), title=title)

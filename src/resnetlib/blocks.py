@@ -1,0 +1,166 @@
+"""Residual blocks: the block interface and the paper's basic and bottleneck blocks."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
+from .registry import Registry
+
+__all__ = ["BLOCKS", "BasicBlock", "Bottleneck", "ResidualBlock", "register_block"]
+
+
+class ResidualBlock(nn.Module, ABC):
+    """Base of every block: a residual branch joined to a shortcut by :meth:`add_shortcut`.
+
+    Subclasses set ``expansion`` (output channels = ``width * expansion``), build their
+    branch after calling ``super().__init__``, and implement :meth:`zero_init_last`.
+    ``layers`` is the number of weighted layers on the branch (2 for basic, 3 for
+    bottleneck); the CIFAR depth formula uses it. ``downsample`` maps the input to the
+    output's shape (``None``: identity); with ``residual=False`` nothing is added (plain).
+    """
+
+    expansion: ClassVar[int] = 1
+    layers: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.width = width
+        self.out_channels = width * self.expansion
+        self.stride = stride
+        self.residual = residual
+        self.downsample = downsample
+
+    def add_shortcut(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Add the (possibly projected) input ``x`` to the branch output ``out``."""
+        if not self.residual:
+            return out
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
+
+    @abstractmethod
+    def zero_init_last(self) -> None:
+        """Zero the last norm's weight so that the branch starts as zero."""
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 convolutions (paper Fig. 2 left); the stride is on the first."""
+
+    expansion: ClassVar[int] = 1
+    layers: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        residual: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            width=width,
+            stride=stride,
+            downsample=downsample,
+            residual=residual,
+        )
+        self.conv1 = conv3x3(in_channels, width, stride)
+        self.bn1 = norm_layer(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(width, width)
+        self.bn2 = norm_layer(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = self.relu(self.add_shortcut(out, x))
+        return out
+
+    def zero_init_last(self) -> None:
+        zero_norm_weight(self.bn2)
+
+
+class Bottleneck(ResidualBlock):
+    """1x1 reduce, 3x3, 1x1 expand by 4 (paper Fig. 5 right).
+
+    The stride sits on the 3x3 by default (torchvision, "ResNet v1.5");
+    ``stride_in_1x1=True`` puts it on the first 1x1, as the paper does.
+    """
+
+    expansion: ClassVar[int] = 4
+    layers: ClassVar[int] = 3
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        residual: bool = True,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        stride_in_1x1: bool = False,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            width=width,
+            stride=stride,
+            downsample=downsample,
+            residual=residual,
+        )
+        self.stride_in_1x1 = stride_in_1x1
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = conv1x1(in_channels, width, stride_1x1)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv3x3(width, width, stride_3x3)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, self.out_channels)
+        self.bn3 = norm_layer(self.out_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out = self.relu(self.add_shortcut(out, x))
+        return out
+
+    def zero_init_last(self) -> None:
+        zero_norm_weight(self.bn3)
+
+
+def _validate_block(name: str, item: type[ResidualBlock]) -> None:
+    if not (isinstance(item, type) and issubclass(item, ResidualBlock)):
+        raise TypeError(f"block {name!r} must be a ResidualBlock subclass; got {item!r}")
+    if inspect.isabstract(item):
+        missing = sorted(getattr(item, "__abstractmethods__", ()))
+        raise TypeError(f"block {name!r} ({item.__name__}) leaves abstract methods {missing}")
+    expansion = item.expansion
+    if isinstance(expansion, bool) or not isinstance(expansion, int) or expansion < 1:
+        raise TypeError(
+            f"block {name!r} ({item.__name__}) must set expansion to an int >= 1; got {expansion!r}"
+        )
+
+
+BLOCKS: Registry[type[ResidualBlock]] = Registry("block", _validate_block)
+register_block = BLOCKS.register
+"""Register a :class:`ResidualBlock` subclass: ``@register_block("se_basic")``."""
+
+register_block("basic", BasicBlock)
+register_block("bottleneck", Bottleneck)

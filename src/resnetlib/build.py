@@ -1,0 +1,115 @@
+"""``build(spec)``: the one place where registry names become modules."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+
+from torch import nn
+
+from .blocks import BLOCKS, ResidualBlock
+from .layers import NormLayer
+from .model import ResNet
+from .shortcuts import SHORTCUTS
+from .spec import JSONScalar, ResNetSpec
+from .stems import STEMS, Stem
+
+__all__ = ["build"]
+
+# Arguments that build() itself passes to every block; not settable through block_options.
+_BUILD_ARGUMENTS = frozenset(
+    {"in_channels", "width", "stride", "downsample", "residual", "norm_layer"}
+)
+
+
+def build(spec: ResNetSpec) -> ResNet:
+    """Build and initialize the network a spec describes.
+
+    Raises ``KeyError`` for an unknown block, shortcut or stem name and ``ValueError`` for
+    an option the block does not take or a shape the shortcut cannot produce; no partly
+    built model is ever returned.
+    """
+    if not isinstance(spec, ResNetSpec):
+        raise TypeError(f"build() takes a ResNetSpec; got {type(spec).__name__}")
+    block_cls = BLOCKS.get(spec.block)
+    strategy = SHORTCUTS.get(spec.shortcut)()
+    stem_cls = STEMS.get(spec.stem.type)
+    _check_block_options(spec.block, block_cls, spec.block_options)
+    if spec.zero_init_residual and not strategy.adds_shortcut:
+        raise ValueError(
+            f"zero_init_residual=True needs a shortcut; with shortcut={spec.shortcut!r} "
+            "(no addition) every block would output zeros"
+        )
+    norm_layer: NormLayer = nn.BatchNorm2d
+    # Every registered stem and block takes these keyword arguments (see their base classes).
+    make_stem: Callable[..., Stem] = stem_cls
+    make_block: Callable[..., ResidualBlock] = block_cls
+
+    stem = make_stem(
+        in_channels=spec.in_channels, out_channels=spec.stem.out_channels, norm_layer=norm_layer
+    )
+    channels = spec.stem.out_channels
+    stages: list[nn.Sequential] = []
+    for stage_index, stage in enumerate(spec.stages, start=1):
+        blocks: list[ResidualBlock] = []
+        out_channels = stage.width * block_cls.expansion
+        for block_index in range(stage.num_blocks):
+            stride = stage.stride if block_index == 0 else 1
+            where = f"layer{stage_index}.{block_index}"
+            try:
+                downsample = strategy.make(
+                    in_channels=channels,
+                    out_channels=out_channels,
+                    stride=stride,
+                    norm_layer=norm_layer,
+                )
+            except ValueError as error:
+                raise ValueError(f"{where}: shortcut {spec.shortcut!r}: {error}") from None
+            block = make_block(
+                in_channels=channels,
+                width=stage.width,
+                stride=stride,
+                downsample=downsample,
+                residual=strategy.adds_shortcut,
+                norm_layer=norm_layer,
+                **spec.block_options,
+            )
+            if block.out_channels != out_channels:
+                raise ValueError(
+                    f"{where}: block {spec.block!r} reports out_channels={block.out_channels}, "
+                    f"but width {stage.width} x expansion {block_cls.expansion} = {out_channels}"
+                )
+            _move_shortcut_last(block)
+            blocks.append(block)
+            channels = out_channels
+        stages.append(nn.Sequential(*blocks))
+
+    model = ResNet(stem=stem, stages=stages, num_classes=spec.num_classes, spec=spec)
+    model.init_weights(zero_init_residual=spec.zero_init_residual)
+    return model
+
+
+def _check_block_options(
+    name: str, block_cls: type[ResidualBlock], options: Mapping[str, JSONScalar]
+) -> None:
+    parameters = inspect.signature(block_cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        accepted = None
+    else:
+        accepted = sorted(set(parameters) - _BUILD_ARGUMENTS)
+    for option in options:
+        if option in _BUILD_ARGUMENTS:
+            raise ValueError(
+                f"block_options[{option!r}] is set by build() from the spec; remove it"
+            )
+        if accepted is not None and option not in accepted:
+            raise ValueError(
+                f"block {name!r} ({block_cls.__name__}) does not accept option {option!r}; "
+                f"it accepts: {', '.join(accepted) or '(no options)'}"
+            )
+
+
+def _move_shortcut_last(block: nn.Module) -> None:
+    """Put ``downsample`` after the branch, where torchvision registers it."""
+    if "downsample" in block._modules:
+        block._modules["downsample"] = block._modules.pop("downsample")

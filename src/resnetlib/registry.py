@@ -1,0 +1,87 @@
+"""Named registries for blocks, shortcuts, stems and model factories."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar, overload
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A registry lookup failed; the message lists the known names and close matches."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A mapping from names to objects of one kind (block classes, factories, ...).
+
+    Registering a name twice raises ``ValueError``; looking up an unknown name raises
+    :class:`UnknownNameError` (a ``KeyError``) naming the known entries and the closest ones.
+    """
+
+    def __init__(self, kind: str, validate: Callable[[str, T], None] | None = None) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._validate = validate
+
+    @overload
+    def register(self, name: str) -> Callable[[T], T]: ...
+
+    @overload
+    def register(self, name: str, obj: T) -> T: ...
+
+    def register(self, name: str, obj: T | None = None) -> T | Callable[[T], T]:
+        """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
+
+        def add(item: T) -> T:
+            if name in self._entries:
+                raise ValueError(
+                    f"{self.kind} {name!r} is already registered "
+                    f"(as {self._entries[name]!r}); unregister it first or pick another name"
+                )
+            if self._validate is not None:
+                self._validate(name, item)
+            self._entries[name] = item
+            return item
+
+        return add if obj is None else add(obj)
+
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what was registered under it."""
+        self.get(name)
+        return self._entries.pop(name)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(self._unknown_message(name)) from None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching a shell-style ``pattern``, sorted."""
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def _unknown_message(self, name: object) -> str:
+        known = sorted(self._entries)
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {sorted(self._entries)})"

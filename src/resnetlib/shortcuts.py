@@ -1,0 +1,164 @@
+"""Shortcut strategies: how a block's input reaches the addition (paper section 3.3).
+
+A strategy decides, block by block, which module maps the input to the output's shape:
+``None`` means the identity. The built-ins are the paper's options:
+
+- ``"A"``: identity; where the shape changes, :class:`ZeroPadShortcut` (no parameters).
+- ``"B"``: identity; where the shape changes, a 1x1 projection and a norm.
+- ``"C"``: a 1x1 projection and a norm on every block.
+- ``"none"``: no shortcut and no addition: the paper's plain networks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import NormLayer, conv1x1
+from .registry import Registry
+
+__all__ = [
+    "SHORTCUTS",
+    "NoShortcut",
+    "OptionA",
+    "OptionB",
+    "OptionC",
+    "ShortcutStrategy",
+    "ZeroPadShortcut",
+    "projection",
+    "register_shortcut",
+]
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: subsample by ``stride`` and append zero channels; no parameters.
+
+    ``placement="end"`` puts the new zero channels after the input's; ``"both"`` splits them
+    before and after, as the widely used pytorch_resnet_cifar10 weights expect.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        placement: Literal["end", "both"] = "end",
+    ) -> None:
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError(
+                f"zero-padding shortcut (option A) cannot reduce channels: got "
+                f"in_channels={in_channels}, out_channels={out_channels}; "
+                "use a projection shortcut ('B' or 'C') instead"
+            )
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1; got {stride}")
+        if placement not in ("end", "both"):
+            raise ValueError(f"placement must be 'end' or 'both'; got {placement!r}")
+        extra = out_channels - in_channels
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = stride
+        self.placement = placement
+        self.pad_before = extra // 2 if placement == "both" else 0
+        self.pad_after = extra - self.pad_before
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad_before > 0 or self.pad_after > 0:
+            x = F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+        return x
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, stride={self.stride}, "
+            f"placement={self.placement!r}"
+        )
+
+
+def projection(
+    in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+) -> nn.Sequential:
+    """1x1 convolution then norm: torchvision's ``downsample.0`` / ``downsample.1``."""
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), norm_layer(out_channels))
+
+
+class ShortcutStrategy(ABC):
+    """Decides the shortcut module of each block. Register subclasses by name.
+
+    ``adds_shortcut = False`` marks a plain strategy: blocks then add nothing.
+    """
+
+    adds_shortcut: ClassVar[bool] = True
+
+    @abstractmethod
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        """The module from the block input to its output shape; ``None`` for identity."""
+
+
+def _shape_changes(in_channels: int, out_channels: int, stride: int) -> bool:
+    return stride != 1 or in_channels != out_channels
+
+
+class OptionA(ShortcutStrategy):
+    """Identity, zero-padded and subsampled where the shape changes."""
+
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        if not _shape_changes(in_channels, out_channels, stride):
+            return None
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+
+
+class OptionB(ShortcutStrategy):
+    """Identity, projected where the shape changes."""
+
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        if not _shape_changes(in_channels, out_channels, stride):
+            return None
+        return projection(in_channels, out_channels, stride, norm_layer)
+
+
+class OptionC(ShortcutStrategy):
+    """A projection on every block."""
+
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        return projection(in_channels, out_channels, stride, norm_layer)
+
+
+class NoShortcut(ShortcutStrategy):
+    """Plain network: no shortcut, no addition."""
+
+    adds_shortcut = False
+
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        return None
+
+
+def _validate_strategy(name: str, item: type[ShortcutStrategy]) -> None:
+    if not (isinstance(item, type) and issubclass(item, ShortcutStrategy)):
+        raise TypeError(f"shortcut {name!r} must be a ShortcutStrategy subclass; got {item!r}")
+
+
+SHORTCUTS: Registry[type[ShortcutStrategy]] = Registry("shortcut", _validate_strategy)
+register_shortcut = SHORTCUTS.register
+"""Register a :class:`ShortcutStrategy` subclass: ``@register_shortcut("D")``."""
+
+register_shortcut("A", OptionA)
+register_shortcut("B", OptionB)
+register_shortcut("C", OptionC)
+register_shortcut("none", NoShortcut)

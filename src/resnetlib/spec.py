@@ -1,0 +1,197 @@
+"""Model descriptions as plain, validated, JSON-serializable data.
+
+A :class:`ResNetSpec` says everything needed to build a network; :func:`resnetlib.build`
+turns it into modules. Registry names (block, shortcut, stem type) are resolved only at
+build time, so a spec can name a type that is registered later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+JSONScalar = str | int | float | bool | None
+
+__all__ = ["JSONScalar", "ResNetSpec", "StageSpec", "StemSpec"]
+
+
+def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{owner}.{name} must be an int >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}.{name} must be >= {minimum}; got {value}")
+
+
+def _check_name(owner: str, name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{owner}.{name} must be a non-empty registry name; got {value!r}")
+
+
+def _check_keys(owner: str, data: object, allowed: set[str], required: set[str]) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{owner} must be a dict; got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{owner} has unknown keys {unknown}; allowed: {sorted(allowed)}")
+    missing = sorted(required - set(data))
+    if missing:
+        raise ValueError(f"{owner} is missing keys {missing}")
+
+
+def _field_names(cls: type) -> tuple[set[str], set[str]]:
+    """All field names of a dataclass, and those without a default."""
+    allowed = {f.name for f in fields(cls)}
+    required = {
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    }
+    return allowed, required
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The layers before the first stage: a registered stem ``type`` and its width."""
+
+    type: str = "imagenet"
+    out_channels: int = 64
+
+    def __post_init__(self) -> None:
+        _check_name("StemSpec", "type", self.type)
+        _check_int("StemSpec", "out_channels", self.out_channels, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StemSpec:
+        allowed, required = _field_names(cls)
+        _check_keys("StemSpec", data, allowed, required)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: ``num_blocks`` blocks of inner ``width``; the first one has ``stride``.
+
+    A block's output has ``width * block.expansion`` channels.
+    """
+
+    num_blocks: int
+    width: int
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        _check_int("StageSpec", "num_blocks", self.num_blocks, 1)
+        _check_int("StageSpec", "width", self.width, 1)
+        _check_int("StageSpec", "stride", self.stride, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageSpec:
+        allowed, required = _field_names(cls)
+        _check_keys("StageSpec", data, allowed, required)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """A whole network: stem, stages of one block type, a shortcut strategy and a head.
+
+    ``block_options`` are extra keyword arguments for the block constructor (for example
+    ``{"stride_in_1x1": True}`` for :class:`~resnetlib.Bottleneck`); they are checked
+    against the block's signature when the spec is built.
+    """
+
+    stages: tuple[StageSpec, ...]
+    block: str = "basic"
+    shortcut: str = "B"
+    stem: StemSpec = field(default_factory=StemSpec)
+    in_channels: int = 3
+    num_classes: int = 1000
+    zero_init_residual: bool = False
+    block_options: Mapping[str, JSONScalar] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        stages = self.stages
+        if isinstance(stages, list):
+            stages = tuple(stages)
+            object.__setattr__(self, "stages", stages)
+        if not isinstance(stages, tuple) or not stages:
+            raise ValueError(
+                f"ResNetSpec.stages must be a non-empty tuple of StageSpec; got {stages!r}"
+            )
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, StageSpec):
+                raise ValueError(
+                    f"ResNetSpec.stages[{i}] must be a StageSpec; got {type(stage).__name__}"
+                )
+        _check_name("ResNetSpec", "block", self.block)
+        _check_name("ResNetSpec", "shortcut", self.shortcut)
+        if not isinstance(self.stem, StemSpec):
+            raise ValueError(f"ResNetSpec.stem must be a StemSpec; got {type(self.stem).__name__}")
+        _check_int("ResNetSpec", "in_channels", self.in_channels, 1)
+        _check_int("ResNetSpec", "num_classes", self.num_classes, 1)
+        if not isinstance(self.zero_init_residual, bool):
+            raise ValueError(
+                f"ResNetSpec.zero_init_residual must be a bool; got {self.zero_init_residual!r}"
+            )
+        if not isinstance(self.block_options, Mapping):
+            raise ValueError(
+                f"ResNetSpec.block_options must be a dict; got {type(self.block_options).__name__}"
+            )
+        for key, value in self.block_options.items():
+            if not isinstance(key, str):
+                raise ValueError(f"ResNetSpec.block_options keys must be strings; got {key!r}")
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                raise ValueError(
+                    f"ResNetSpec.block_options[{key!r}] must be a JSON scalar "
+                    f"(str, int, float, bool or None); got {type(value).__name__}"
+                )
+        object.__setattr__(self, "block_options", dict(self.block_options))
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    @property
+    def depth(self) -> int:
+        """Blocks in all stages (multiply by the block's layers for the paper's depth)."""
+        return sum(stage.num_blocks for stage in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A dict of JSON types only; ``from_dict`` inverts it exactly."""
+        return {
+            "stages": [stage.to_dict() for stage in self.stages],
+            "block": self.block,
+            "shortcut": self.shortcut,
+            "stem": self.stem.to_dict(),
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "zero_init_residual": self.zero_init_residual,
+            "block_options": dict(self.block_options),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
+        """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise."""
+        allowed, required = _field_names(cls)
+        _check_keys("ResNetSpec", data, allowed, required)
+        values = dict(data)
+        raw_stages = values["stages"]
+        if not isinstance(raw_stages, (list, tuple)):
+            raise ValueError(
+                f"ResNetSpec.stages must be a list of stage dicts; got {type(raw_stages).__name__}"
+            )
+        values["stages"] = tuple(StageSpec.from_dict(stage) for stage in raw_stages)
+        if "stem" in values:
+            values["stem"] = StemSpec.from_dict(values["stem"])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ResNetSpec:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,84 @@
+"""Stems: the layers before the first stage.
+
+A stem is an ``nn.Sequential``; :class:`~resnetlib.ResNet` adopts its children as its own
+first modules, so their names (``conv1``, ``bn1``, ``relu``, ``maxpool``) are torchvision's.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import ClassVar
+
+from torch import nn
+
+from .layers import NormLayer, conv3x3
+from .registry import Registry
+
+__all__ = ["STEMS", "CifarStem", "ImageNetStem", "Stem", "register_stem"]
+
+
+class Stem(nn.Sequential):
+    """Base of every stem. Subclasses take keyword-only ``in_channels``, ``out_channels``
+    and ``norm_layer`` and pass their layers, in order, to ``super().__init__``.
+
+    ``reduction`` is the stem's total stride; ``default_image_size`` the input side
+    length the stem was designed for (what summaries use when no size is given).
+    """
+
+    reduction: ClassVar[int] = 1
+    default_image_size: ClassVar[int] = 224
+
+    def __init__(
+        self, layers: OrderedDict[str, nn.Module], *, in_channels: int, out_channels: int
+    ) -> None:
+        super().__init__(layers)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+
+class ImageNetStem(Stem):
+    """7x7/2 convolution, norm, ReLU, 3x3/2 max-pool (paper Table 1, conv1)."""
+
+    reduction: ClassVar[int] = 4
+    default_image_size: ClassVar[int] = 224
+
+    def __init__(
+        self, *, in_channels: int, out_channels: int, norm_layer: NormLayer = nn.BatchNorm2d
+    ) -> None:
+        layers = OrderedDict(
+            conv1=nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False),
+            bn1=norm_layer(out_channels),
+            relu=nn.ReLU(inplace=True),
+            maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        )
+        super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+
+
+class CifarStem(Stem):
+    """3x3/1 convolution, norm, ReLU, no pooling (paper section 4.2)."""
+
+    reduction: ClassVar[int] = 1
+    default_image_size: ClassVar[int] = 32
+
+    def __init__(
+        self, *, in_channels: int, out_channels: int, norm_layer: NormLayer = nn.BatchNorm2d
+    ) -> None:
+        layers = OrderedDict(
+            conv1=conv3x3(in_channels, out_channels),
+            bn1=norm_layer(out_channels),
+            relu=nn.ReLU(inplace=True),
+        )
+        super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+
+
+def _validate_stem(name: str, item: type[Stem]) -> None:
+    if not (isinstance(item, type) and issubclass(item, Stem)):
+        raise TypeError(f"stem {name!r} must be a Stem subclass; got {item!r}")
+
+
+STEMS: Registry[type[Stem]] = Registry("stem", _validate_stem)
+register_stem = STEMS.register
+"""Register a :class:`Stem` subclass: ``@register_stem("deep")``."""
+
+register_stem("imagenet", ImageNetStem)
+register_stem("cifar", CifarStem)

@@ -1,0 +1,268 @@
+"""Model factories: the paper's ImageNet and CIFAR families, their plain twins, custom layouts.
+
+Every factory takes the same keyword overrides (:class:`ModelOverrides`) and is registered
+by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_classes=100)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+from typing_extensions import TypedDict, Unpack
+
+from .blocks import BLOCKS
+from .build import build
+from .model import ResNet
+from .registry import Registry
+from .spec import ResNetSpec, StageSpec, StemSpec
+
+__all__ = [
+    "MODELS",
+    "ModelFactory",
+    "ModelOverrides",
+    "apply_overrides",
+    "cifar_resnet",
+    "cifar_spec",
+    "create_model",
+    "imagenet_spec",
+    "list_models",
+    "register_model",
+    "resnet",
+]
+
+
+class ModelOverrides(TypedDict, total=False):
+    """Keyword overrides every factory accepts.
+
+    ``base_width`` sets the stem's and first stage's width, each later stage doubling it;
+    ``widths`` sets every stage's width explicitly (the stem takes the first); give one or
+    neither. ``stride_in_1x1`` moves a bottleneck's stride to its first 1x1 (the paper's).
+    """
+
+    num_classes: int
+    in_channels: int
+    shortcut: str
+    block: str
+    stem: str
+    base_width: int
+    widths: Sequence[int]
+    zero_init_residual: bool
+    stride_in_1x1: bool
+
+
+_OVERRIDE_KEYS = frozenset(ModelOverrides.__annotations__)
+
+
+class ModelFactory(Protocol):
+    """A registered model builder: keyword overrides in, a fresh model out."""
+
+    __name__: str
+
+    def __call__(self, **overrides: Unpack[ModelOverrides]) -> ResNet: ...
+
+
+MODELS: Registry[Callable[..., ResNet]] = Registry("model")
+register_model = MODELS.register
+"""Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
+
+
+def create_model(name: str, **overrides: Any) -> ResNet:
+    """Build the registered model ``name`` with keyword overrides."""
+    return MODELS.get(name)(**overrides)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted."""
+    return MODELS.names(pattern)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return value
+
+
+def _int_tuple(name: str, values: object) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1; got {values!r}")
+    return tuple(_positive_int(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
+def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str) -> ResNetSpec:
+    """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller."""
+    unknown = sorted(set(overrides) - _OVERRIDE_KEYS)
+    if unknown:
+        raise TypeError(
+            f"{factory}() got unexpected keyword argument(s) {unknown}; "
+            f"allowed: {', '.join(sorted(_OVERRIDE_KEYS))}"
+        )
+    changes: dict[str, Any] = {
+        key: overrides[key]
+        for key in ("num_classes", "in_channels", "shortcut", "block", "zero_init_residual")
+        if key in overrides
+    }
+    stem = spec.stem
+    if "stem" in overrides:
+        stem = replace(stem, type=overrides["stem"])
+    if "base_width" in overrides and "widths" in overrides:
+        raise ValueError("give base_width or widths, not both")
+    widths: tuple[int, ...] | None = None
+    if "base_width" in overrides:
+        base = _positive_int("base_width", overrides["base_width"])
+        widths = tuple(base * 2**i for i in range(len(spec.stages)))
+    elif "widths" in overrides:
+        widths = _int_tuple("widths", overrides["widths"])
+        if len(widths) != len(spec.stages):
+            raise ValueError(
+                f"widths needs one entry per stage ({len(spec.stages)}); got {len(widths)}"
+            )
+    if widths is not None:
+        changes["stages"] = tuple(
+            replace(stage, width=width) for stage, width in zip(spec.stages, widths, strict=True)
+        )
+        stem = replace(stem, out_channels=widths[0])
+    changes["stem"] = stem
+    if "stride_in_1x1" in overrides:
+        value = overrides["stride_in_1x1"]
+        if not isinstance(value, bool):
+            raise ValueError(f"stride_in_1x1 must be a bool; got {value!r}")
+        changes["block_options"] = {**spec.block_options, "stride_in_1x1": value}
+    return replace(spec, **changes)
+
+
+def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
+    """ImageNet layout (paper Table 1): 7x7 stem, widths 64/128/256/512, option B."""
+    counts = _int_tuple("layers", layers)
+    stages = tuple(
+        StageSpec(num_blocks=n, width=64 * 2**i, stride=1 if i == 0 else 2)
+        for i, n in enumerate(counts)
+    )
+    return ResNetSpec(
+        stages=stages, block=block, shortcut="B", stem=StemSpec("imagenet", 64), num_classes=1000
+    )
+
+
+def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
+    """CIFAR layout (paper section 4.2): 3x3 stem, three stages at 16/32/64, option A.
+
+    ``depth`` counts weighted layers: ``3 * n * block.layers + 2`` (6n+2 for basic blocks).
+    """
+    per_block = BLOCKS.get(block).layers
+    step = 3 * per_block
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, int)
+        or depth < step + 2
+        or (depth - 2) % step
+    ):
+        examples = ", ".join(str(step * n + 2) for n in (3, 5, 7, 9, 18))
+        raise ValueError(
+            f"CIFAR ResNet depth must be {step}n+2 ({examples}, ...) for {block!r} blocks; "
+            f"got {depth!r}"
+        )
+    n = (depth - 2) // step
+    stages = tuple(
+        StageSpec(num_blocks=n, width=width, stride=stride)
+        for width, stride in ((16, 1), (32, 2), (64, 2))
+    )
+    return ResNetSpec(
+        stages=stages, block=block, shortcut="A", stem=StemSpec("cifar", 16), num_classes=10
+    )
+
+
+def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet:
+    """A ResNet with any number of stages on the ImageNet layout.
+
+    ``layers`` gives the blocks per stage, for example ``(3, 4, 6, 3)``; stage ``i`` has
+    width ``64 * 2**i`` and all but the first halve the resolution.
+    """
+    block = overrides.get("block", "basic")
+    return build(apply_overrides(imagenet_spec(layers, block), overrides, "resnet"))
+
+
+def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
+    """A CIFAR ResNet of any valid depth (6n+2 for basic blocks), option A by default."""
+    block = overrides.get("block", "basic")
+    return build(apply_overrides(cifar_spec(depth, block), overrides, "cifar_resnet"))
+
+
+def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFactory:
+    def factory(**overrides: Unpack[ModelOverrides]) -> ResNet:
+        return build(apply_overrides(make_spec(), overrides, name))
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    register_model(name, factory)
+    return factory
+
+
+def _imagenet(
+    name: str, layers: tuple[int, ...], block: str, shortcut: str, doc: str
+) -> ModelFactory:
+    return _family(name, lambda: replace(imagenet_spec(layers, block), shortcut=shortcut), doc)
+
+
+def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
+    return _family(name, lambda: replace(cifar_spec(depth), shortcut=shortcut), doc)
+
+
+_B = "Option B shortcuts, 1000 classes, torchvision-compatible names and weights."
+resnet18 = _imagenet(
+    "resnet18", (2, 2, 2, 2), "basic", "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}"
+)
+resnet34 = _imagenet(
+    "resnet34", (3, 4, 6, 3), "basic", "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}"
+)
+resnet50 = _imagenet(
+    "resnet50",
+    (3, 4, 6, 3),
+    "bottleneck",
+    "B",
+    f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}",
+)
+resnet101 = _imagenet(
+    "resnet101",
+    (3, 4, 23, 3),
+    "bottleneck",
+    "B",
+    f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}",
+)
+resnet152 = _imagenet(
+    "resnet152",
+    (3, 8, 36, 3),
+    "bottleneck",
+    "B",
+    f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}",
+)
+plain18 = _imagenet(
+    "plain18",
+    (2, 2, 2, 2),
+    "basic",
+    "none",
+    "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left).",
+)
+plain34 = _imagenet(
+    "plain34",
+    (3, 4, 6, 3),
+    "basic",
+    "none",
+    "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle).",
+)
+
+_A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
+resnet20 = _cifar("resnet20", 20, "A", f"ResNet-20: 269,722 params. {_A}")
+resnet32 = _cifar("resnet32", 32, "A", f"ResNet-32: 464,154 params. {_A}")
+resnet44 = _cifar("resnet44", 44, "A", f"ResNet-44: 658,586 params. {_A}")
+resnet56 = _cifar("resnet56", 56, "A", f"ResNet-56: 853,018 params. {_A}")
+resnet110 = _cifar("resnet110", 110, "A", f"ResNet-110: 1,727,962 params. {_A}")
+resnet1202 = _cifar("resnet1202", 1202, "A", f"ResNet-1202: 19,421,274 params. {_A}")
+
+_P = "ResNet's CIFAR layout without shortcuts; same parameter count as its option-A twin."
+plain20 = _cifar("plain20", 20, "none", f"Plain-20. {_P}")
+plain32 = _cifar("plain32", 32, "none", f"Plain-32. {_P}")
+plain44 = _cifar("plain44", 44, "none", f"Plain-44. {_P}")
+plain56 = _cifar("plain56", 56, "none", f"Plain-56. {_P}")
+plain110 = _cifar("plain110", 110, "none", f"Plain-110. {_P}")
+plain1202 = _cifar("plain1202", 1202, "none", f"Plain-1202. {_P}")
