@@ -3,7 +3,7 @@
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
 from .build import build
-from .layers import NormLayer, conv1x1, conv3x3
+from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 from .model import ResNet
 from .registry import Registry, UnknownNameError
 from .shortcuts import (
@@ -118,4 +118,5 @@ __all__ = [
     "resnet152",
     "resnet1202",
     "summary",
+    "zero_norm_weight",
 ]

@@ -20,6 +20,8 @@ class ResidualBlock(nn.Module, ABC):
 
     Subclasses set ``expansion`` (output channels = ``width * expansion``), build their
     branch after calling ``super().__init__``, and implement :meth:`zero_init_last`.
+    :func:`resnetlib.build` calls every block with the keyword arguments of this
+    constructor plus ``norm_layer`` (and the spec's ``block_options``).
     ``layers`` is the number of weighted layers on the branch (2 for basic, 3 for
     bottleneck); the CIFAR depth formula uses it. ``downsample`` maps the input to the
     output's shape (``None``: identity); with ``residual=False`` nothing is added (plain).
@@ -55,6 +57,14 @@ class ResidualBlock(nn.Module, ABC):
     @abstractmethod
     def zero_init_last(self) -> None:
         """Zero the last norm's weight so that the branch starts as zero."""
+
+    def init_weights(self) -> None:
+        """Initialize what the model-wide init does not cover; called right after it.
+
+        :meth:`ResNet.init_weights` sets every convolution and norm first; override this to
+        give a block's own layers (a gate, a scale) a different start. The default does
+        nothing.
+        """
 
 
 class BasicBlock(ResidualBlock):

@@ -89,7 +89,8 @@ class ResNet(nn.Module):
         """He normal (fan_out) convolutions, unit-weight zero-bias norms, as in the paper.
 
         The classifier keeps PyTorch's default ``nn.Linear`` init, as torchvision's does.
-        With ``zero_init_residual`` every block's last norm starts at zero, so each block
+        Each block's own :meth:`~resnetlib.ResidualBlock.init_weights` runs next; then, with
+        ``zero_init_residual``, every block's last norm starts at zero, so each block
         starts as its shortcut.
         """
         for module in self.modules():
@@ -100,6 +101,7 @@ class ResNet(nn.Module):
             elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        if zero_init_residual:
-            for block in self.blocks():
+        for block in self.blocks():
+            block.init_weights()
+            if zero_init_residual:
                 block.zero_init_last()

@@ -70,7 +70,9 @@ class Registry(Generic[T]):
 
     def _unknown_message(self, name: object) -> str:
         known = sorted(self._entries)
-        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        by_lower = {k.lower(): k for k in known}
+        matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)
+        close = [by_lower[m] for m in matches]
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
 

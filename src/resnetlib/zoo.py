@@ -16,7 +16,7 @@ from .blocks import BLOCKS
 from .build import build
 from .model import ResNet
 from .registry import Registry
-from .spec import ResNetSpec, StageSpec, StemSpec
+from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 
 __all__ = [
     "MODELS",
@@ -39,6 +39,8 @@ class ModelOverrides(TypedDict, total=False):
     ``base_width`` sets the stem's and first stage's width, each later stage doubling it;
     ``widths`` sets every stage's width explicitly (the stem takes the first); give one or
     neither. ``stride_in_1x1`` moves a bottleneck's stride to its first 1x1 (the paper's).
+    ``block_options`` are merged into the spec's; overriding ``block`` starts from none,
+    since options belong to a block type.
     """
 
     num_classes: int
@@ -50,6 +52,7 @@ class ModelOverrides(TypedDict, total=False):
     widths: Sequence[int]
     zero_init_residual: bool
     stride_in_1x1: bool
+    block_options: Mapping[str, JSONScalar]
 
 
 _OVERRIDE_KEYS = frozenset(ModelOverrides.__annotations__)
@@ -124,11 +127,17 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
         )
         stem = replace(stem, out_channels=widths[0])
     changes["stem"] = stem
+    options = {} if "block" in overrides else dict(spec.block_options)
+    extra = overrides.get("block_options", {})
+    if not isinstance(extra, Mapping):
+        raise ValueError(f"block_options must be a dict; got {type(extra).__name__}")
+    options.update(extra)
     if "stride_in_1x1" in overrides:
         value = overrides["stride_in_1x1"]
         if not isinstance(value, bool):
             raise ValueError(f"stride_in_1x1 must be a bool; got {value!r}")
-        changes["block_options"] = {**spec.block_options, "stride_in_1x1": value}
+        options["stride_in_1x1"] = value
+    changes["block_options"] = options
     return replace(spec, **changes)
 
 

@@ -1,0 +1,232 @@
+"""Bad input gets a ValueError/KeyError naming the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+import resnetlib as rl
+
+
+@pytest.mark.parametrize("depth", [21, 19, 2, 0, -4, 15])
+def test_cifar_depth_must_be_6n_plus_2(depth: int) -> None:
+    with pytest.raises(ValueError, match=r"6n\+2 \(20, 32, 44, 56, 110, \.\.\.\)") as info:
+        rl.cifar_resnet(depth)
+    assert f"got {depth}" in str(info.value)
+
+
+def test_cifar_depth_rule_follows_the_block() -> None:
+    with pytest.raises(ValueError, match=r"9n\+2"):
+        rl.cifar_resnet(30, block="bottleneck")
+    assert len(rl.cifar_resnet(29, block="bottleneck").layer1) == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "call", "close"),
+    [
+        ("shortcut", lambda: rl.resnet18(shortcut="b"), "'B'"),
+        ("block", lambda: rl.resnet18(block="bottlenek"), "'bottleneck'"),
+        ("stem", lambda: rl.resnet18(stem="imagenett"), "'imagenet'"),
+        ("model", lambda: rl.create_model("resnet5O"), "'resnet50'"),
+    ],
+)
+def test_unknown_names_list_known_ones_and_close_matches(kind: str, call: Any, close: str) -> None:
+    with pytest.raises(KeyError) as info:
+        call()
+    message = str(info.value)
+    assert message.startswith(f"unknown {kind} ")
+    assert "known: " in message
+    assert close in message.split("did you mean ", 1)[1]
+
+
+def test_unknown_name_without_close_match_lists_all() -> None:
+    with pytest.raises(rl.UnknownNameError) as info:
+        rl.SHORTCUTS.get("zzzzzz")
+    assert str(info.value) == "unknown shortcut 'zzzzzz'; known: A, B, C, none"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"num_classes": 0}, r"num_classes must be >= 1; got 0"),
+        ({"in_channels": 0}, r"in_channels must be >= 1; got 0"),
+        ({"num_classes": 2.5}, r"num_classes must be an int >= 1; got 2.5"),
+        ({"num_classes": True}, r"num_classes must be an int >= 1; got True"),
+        ({"widths": (16, 0, 64)}, r"widths\[1\] must be an int >= 1; got 0"),
+        ({"widths": (16, 32)}, r"widths needs one entry per stage \(3\); got 2"),
+        ({"base_width": 0}, r"base_width must be an int >= 1; got 0"),
+        ({"base_width": 8, "widths": (8, 16, 32)}, r"base_width or widths, not both"),
+        ({"stride_in_1x1": "yes"}, r"stride_in_1x1 must be a bool"),
+    ],
+)
+def test_bad_factory_values(overrides: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        rl.resnet20(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("layers", "pattern"),
+    [
+        ((3, 0, 6), r"layers\[1\] must be an int >= 1; got 0"),
+        ((), r"layers must be a non-empty sequence"),
+        ("3463", r"layers must be a non-empty sequence"),
+    ],
+)
+def test_bad_layers(layers: Any, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        rl.resnet(layers)
+
+
+def test_unexpected_override_is_a_type_error_listing_the_allowed_ones() -> None:
+    with pytest.raises(
+        TypeError, match=r"resnet18\(\) got unexpected keyword argument\(s\) \['depth'\]"
+    ):
+        rl.resnet18(depth=18)  # type: ignore[call-arg]
+
+
+def test_option_a_cannot_shrink_channels() -> None:
+    with pytest.raises(
+        ValueError, match=r"layer2\.0: shortcut 'A'.*cannot reduce channels.*64.*32"
+    ):
+        rl.resnet((1, 1), shortcut="A", widths=(64, 32))
+    with pytest.raises(ValueError, match="cannot reduce channels"):
+        rl.ZeroPadShortcut(8, 4)
+
+
+def test_block_option_the_block_does_not_take() -> None:
+    with pytest.raises(
+        ValueError, match=r"block 'basic' \(BasicBlock\) does not accept option 'stride_in_1x1'"
+    ):
+        rl.resnet18(stride_in_1x1=True)
+    with pytest.raises(ValueError, match=r"block_options\['stride'\] is set by build\(\)"):
+        rl.build(rl.ResNetSpec(stages=(rl.StageSpec(1, 4),), block_options={"stride": 2}))
+
+
+def test_zero_init_needs_a_shortcut() -> None:
+    with pytest.raises(
+        ValueError, match=r"zero_init_residual=True needs a shortcut; with shortcut='none'"
+    ):
+        rl.plain20(zero_init_residual=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"stages": ()}, r"ResNetSpec.stages must be a non-empty tuple"),
+        (
+            {"stages": ({"num_blocks": 1, "width": 4},)},
+            r"ResNetSpec.stages\[0\] must be a StageSpec",
+        ),
+        ({"stages": (rl.StageSpec(1, 4),), "block": ""}, r"ResNetSpec.block must be a non-empty"),
+        (
+            {"stages": (rl.StageSpec(1, 4),), "zero_init_residual": 1},
+            r"zero_init_residual must be a bool",
+        ),
+        (
+            {"stages": (rl.StageSpec(1, 4),), "block_options": {"x": [1]}},
+            r"block_options\['x'\] must be a JSON scalar",
+        ),
+    ],
+)
+def test_bad_spec_fields(kwargs: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        rl.ResNetSpec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "pattern"),
+    [
+        ("num_blocks", 0, r"StageSpec.num_blocks must be >= 1; got 0"),
+        ("width", -1, r"StageSpec.width must be >= 1; got -1"),
+        ("stride", "2", r"StageSpec.stride must be an int >= 1; got '2'"),
+    ],
+)
+def test_bad_stage_fields(field: str, value: Any, pattern: str) -> None:
+    values: dict[str, Any] = {"num_blocks": 1, "width": 4, "stride": 1, field: value}
+    with pytest.raises(ValueError, match=pattern):
+        rl.StageSpec(**values)
+
+
+def good_dict() -> dict[str, Any]:
+    return rl.cifar_spec(20).to_dict()
+
+
+def mutations() -> Iterator[tuple[str, Any, str]]:
+    yield (
+        "unknown top-level key",
+        lambda d: d.update(depth=20),
+        r"ResNetSpec has unknown keys \['depth'\]",
+    )
+    yield "missing stages", lambda d: d.pop("stages"), r"ResNetSpec is missing keys \['stages'\]"
+    yield (
+        "wrong type",
+        lambda d: d.update(num_classes="10"),
+        r"num_classes must be an int >= 1; got '10'",
+    )
+    yield (
+        "stages not a list",
+        lambda d: d.update(stages=3),
+        r"stages must be a list of stage dicts; got int",
+    )
+    yield (
+        "stage not a dict",
+        lambda d: d["stages"].__setitem__(0, [3, 16, 1]),
+        r"StageSpec must be a dict; got list",
+    )
+    yield (
+        "unknown stage key",
+        lambda d: d["stages"][0].update(blocks=3),
+        r"StageSpec has unknown keys \['blocks'\]",
+    )
+    yield (
+        "missing stage key",
+        lambda d: d["stages"][0].pop("width"),
+        r"StageSpec is missing keys \['width'\]",
+    )
+    yield (
+        "unknown stem key",
+        lambda d: d["stem"].update(pool=True),
+        r"StemSpec has unknown keys \['pool'\]",
+    )
+    yield "not a dict at all", lambda d: d.clear() or d.update(x=1), r"unknown keys \['x'\]"
+
+
+@pytest.mark.parametrize(
+    ("what", "mutate", "pattern"), list(mutations()), ids=[m[0] for m in mutations()]
+)
+def test_malformed_dicts(what: str, mutate: Any, pattern: str) -> None:
+    data = json.loads(json.dumps(good_dict()))
+    mutate(data)
+    with pytest.raises(ValueError, match=pattern):
+        rl.ResNetSpec.from_dict(data)
+
+
+def test_from_dict_rejects_a_non_dict() -> None:
+    with pytest.raises(ValueError, match="ResNetSpec must be a dict; got list"):
+        rl.ResNetSpec.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_registries_reject_duplicates_and_wrong_types() -> None:
+    with pytest.raises(ValueError, match="block 'basic' is already registered"):
+        rl.register_block("basic", rl.BasicBlock)
+    with pytest.raises(TypeError, match="must be a ResidualBlock subclass"):
+        rl.register_block("not_a_block", torch.nn.Conv2d)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="leaves abstract methods"):
+        rl.register_block("abstract", rl.ResidualBlock)
+    with pytest.raises(TypeError, match="must be a ShortcutStrategy subclass"):
+        rl.register_shortcut("bad", rl.ZeroPadShortcut)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a Stem subclass"):
+        rl.register_stem("bad", torch.nn.Sequential)  # type: ignore[arg-type]
+    assert "not_a_block" not in rl.BLOCKS
+    assert "bad" not in rl.SHORTCUTS
+
+
+def test_a_failed_build_leaves_nothing_registered_or_half_built() -> None:
+    before = (len(rl.BLOCKS), len(rl.SHORTCUTS), len(rl.STEMS), len(rl.MODELS))
+    with pytest.raises(ValueError, match="cannot reduce channels"):
+        rl.resnet((1, 1), shortcut="A", widths=(64, 32))
+    assert (len(rl.BLOCKS), len(rl.SHORTCUTS), len(rl.STEMS), len(rl.MODELS)) == before
