@@ -47,12 +47,19 @@ class ResidualBlock(nn.Module, ABC):
         self.residual = residual
         self.downsample = downsample
 
-    def add_shortcut(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Add the (possibly projected) input ``x`` to the branch output ``out``."""
+    def add_shortcut(
+        self, out: torch.Tensor, x: torch.Tensor, inplace: bool = False
+    ) -> torch.Tensor:
+        """Add the (possibly projected) input ``x`` to the branch output ``out``.
+
+        ``inplace=True`` adds into ``out``, as torchvision does, saving an allocation per
+        block; it is safe when the branch's last operation does not keep its output for
+        backward (a norm or a convolution does not; a sigmoid does).
+        """
         if not self.residual:
             return out
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        return out.add_(identity) if inplace else out + identity
 
     @abstractmethod
     def zero_init_last(self) -> None:
@@ -99,7 +106,7 @@ class BasicBlock(ResidualBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out = self.relu(self.add_shortcut(out, x))
+        out = self.relu(self.add_shortcut(out, x, inplace=True))
         return out
 
     def zero_init_last(self) -> None:
@@ -148,7 +155,7 @@ class Bottleneck(ResidualBlock):
         out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out = self.relu(self.add_shortcut(out, x))
+        out = self.relu(self.add_shortcut(out, x, inplace=True))
         return out
 
     def zero_init_last(self) -> None:
