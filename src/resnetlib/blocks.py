@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
-from .registry import Registry
+from .registry import Registry, subclass_of
 
 __all__ = ["BLOCKS", "BasicBlock", "Bottleneck", "ResidualBlock", "register_block"]
 
@@ -163,8 +163,7 @@ class Bottleneck(ResidualBlock):
 
 
 def _validate_block(name: str, item: type[ResidualBlock]) -> None:
-    if not (isinstance(item, type) and issubclass(item, ResidualBlock)):
-        raise TypeError(f"block {name!r} must be a ResidualBlock subclass; got {item!r}")
+    subclass_of(ResidualBlock, "block")(name, item)
     if inspect.isabstract(item):
         missing = sorted(getattr(item, "__abstractmethods__", ()))
         raise TypeError(f"block {name!r} ({item.__name__}) leaves abstract methods {missing}")

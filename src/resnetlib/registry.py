@@ -17,6 +17,16 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+def subclass_of(base: type, kind: str) -> Callable[[str, object], None]:
+    """A registry validator that admits only subclasses of ``base``."""
+
+    def validate(name: str, item: object) -> None:
+        if not (isinstance(item, type) and issubclass(item, base)):
+            raise TypeError(f"{kind} {name!r} must be a {base.__name__} subclass; got {item!r}")
+
+    return validate
+
+
 class Registry(Generic[T]):
     """A mapping from names to objects of one kind (block classes, factories, ...).
 

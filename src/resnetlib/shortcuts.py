@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import NormLayer, conv1x1
-from .registry import Registry
+from .registry import Registry, subclass_of
 
 __all__ = [
     "SHORTCUTS",
@@ -149,12 +149,9 @@ class NoShortcut(ShortcutStrategy):
         return None
 
 
-def _validate_strategy(name: str, item: type[ShortcutStrategy]) -> None:
-    if not (isinstance(item, type) and issubclass(item, ShortcutStrategy)):
-        raise TypeError(f"shortcut {name!r} must be a ShortcutStrategy subclass; got {item!r}")
-
-
-SHORTCUTS: Registry[type[ShortcutStrategy]] = Registry("shortcut", _validate_strategy)
+SHORTCUTS: Registry[type[ShortcutStrategy]] = Registry(
+    "shortcut", subclass_of(ShortcutStrategy, "shortcut")
+)
 register_shortcut = SHORTCUTS.register
 """Register a :class:`ShortcutStrategy` subclass: ``@register_shortcut("D")``."""
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from typing_extensions import Self
+
 JSONScalar = str | int | float | bool | None
 
 __all__ = ["JSONScalar", "ResNetSpec", "StageSpec", "StemSpec"]
@@ -29,24 +31,22 @@ def _check_name(owner: str, name: str, value: object) -> None:
         raise ValueError(f"{owner}.{name} must be a non-empty registry name; got {value!r}")
 
 
-def _check_keys(owner: str, data: object, allowed: set[str], required: set[str]) -> None:
+def _checked_fields(cls: type, data: object) -> dict[str, Any]:
+    """``data`` as a dict of ``cls``'s fields: no unknown keys, every required one present."""
+    owner = cls.__name__
     if not isinstance(data, Mapping):
         raise ValueError(f"{owner} must be a dict; got {type(data).__name__}")
+    allowed = {f.name for f in fields(cls)}
+    required = {
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    }
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ValueError(f"{owner} has unknown keys {unknown}; allowed: {sorted(allowed)}")
     missing = sorted(required - set(data))
     if missing:
         raise ValueError(f"{owner} is missing keys {missing}")
-
-
-def _field_names(cls: type) -> tuple[set[str], set[str]]:
-    """All field names of a dataclass, and those without a default."""
-    allowed = {f.name for f in fields(cls)}
-    required = {
-        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
-    }
-    return allowed, required
+    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,8 @@ class StemSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StemSpec:
-        allowed, required = _field_names(cls)
-        _check_keys("StemSpec", data, allowed, required)
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**_checked_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -90,10 +88,8 @@ class StageSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StageSpec:
-        allowed, required = _field_names(cls)
-        _check_keys("StageSpec", data, allowed, required)
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**_checked_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -176,9 +172,7 @@ class ResNetSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
         """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise."""
-        allowed, required = _field_names(cls)
-        _check_keys("ResNetSpec", data, allowed, required)
-        values = dict(data)
+        values = _checked_fields(cls, data)
         raw_stages = values["stages"]
         if not isinstance(raw_stages, (list, tuple)):
             raise ValueError(

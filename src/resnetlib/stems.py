@@ -12,7 +12,7 @@ from typing import ClassVar
 from torch import nn
 
 from .layers import NormLayer, conv3x3
-from .registry import Registry
+from .registry import Registry, subclass_of
 
 __all__ = ["STEMS", "CifarStem", "ImageNetStem", "Stem", "register_stem"]
 
@@ -71,12 +71,7 @@ class CifarStem(Stem):
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
 
 
-def _validate_stem(name: str, item: type[Stem]) -> None:
-    if not (isinstance(item, type) and issubclass(item, Stem)):
-        raise TypeError(f"stem {name!r} must be a Stem subclass; got {item!r}")
-
-
-STEMS: Registry[type[Stem]] = Registry("stem", _validate_stem)
+STEMS: Registry[type[Stem]] = Registry("stem", subclass_of(Stem, "stem"))
 register_stem = STEMS.register
 """Register a :class:`Stem` subclass: ``@register_stem("deep")``."""
 
