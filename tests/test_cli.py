@@ -54,6 +54,14 @@ def test_summary_errors_are_readable(capsys: pytest.CaptureFixture[str]) -> None
         main(["summary", "resnet56", "--input", "32x32"])
 
 
+def test_main_job_prints_only_the_summary() -> None:
+    command = ["resnetlib", "summary", "resnet56", "--input", "3,32,32"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert "853,018" in result.stdout
+
+
 def test_console_script_and_module_entry_point_run() -> None:
     for command in (
         ["resnetlib", "list", "resnet1*"],
