@@ -58,7 +58,8 @@ def test_main_job_prints_only_the_summary() -> None:
     command = ["resnetlib", "summary", "resnet56", "--input", "3,32,32"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0
-    assert result.stderr == ""
+    assert "Traceback" not in result.stderr
+    assert result.stdout.splitlines()[0] == "resnet56"
     assert "853,018" in result.stdout
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 
 from .analysis import summary
@@ -57,10 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.input is not None:
             overrides["in_channels"] = args.input[0]
         model = create_model(args.name, **overrides)
-        with warnings.catch_warnings():
-            # torch's flop counter warns when the optional numpy is absent; it needs none.
-            warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-            report = summary(model, args.input, title=args.name)
+        report = summary(model, args.input, title=args.name)
     except (KeyError, ValueError) as error:
         print(f"resnetlib: error: {error}", file=sys.stderr)
         return 2
