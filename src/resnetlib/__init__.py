@@ -1,10 +1,13 @@
 """resnetlib: ResNets from He et al. (2015), faithful, typed and extensible."""
 
+from .activations import ACTIVATIONS, ActLayer, register_act
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
 from .build import build
+from .drop_path import DropPath, drop_path_rates
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 from .model import ResNet
+from .norms import NORMS, FrozenBatchNorm2d, group_norm, register_norm
 from .registry import Registry, UnknownNameError
 from .shortcuts import (
     SHORTCUTS,
@@ -49,18 +52,27 @@ from .zoo import (
     resnet110,
     resnet152,
     resnet1202,
+    resnext50_32x4d,
+    resnext101_32x8d,
+    wide_resnet50_2,
+    wide_resnet101_2,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ACTIVATIONS",
     "BLOCKS",
     "MODELS",
+    "NORMS",
     "SHORTCUTS",
     "STEMS",
+    "ActLayer",
     "BasicBlock",
     "Bottleneck",
     "CifarStem",
+    "DropPath",
+    "FrozenBatchNorm2d",
     "ImageNetStem",
     "ModelFactory",
     "ModelOverrides",
@@ -91,6 +103,8 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "create_model",
+    "drop_path_rates",
+    "group_norm",
     "imagenet_spec",
     "list_models",
     "plain18",
@@ -101,8 +115,10 @@ __all__ = [
     "plain56",
     "plain110",
     "plain1202",
+    "register_act",
     "register_block",
     "register_model",
+    "register_norm",
     "register_shortcut",
     "register_stem",
     "resnet",
@@ -117,6 +133,10 @@ __all__ = [
     "resnet110",
     "resnet152",
     "resnet1202",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
     "summary",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
     "zero_norm_weight",
 ]

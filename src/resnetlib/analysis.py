@@ -147,5 +147,8 @@ def summary(
         for name in model.stage_names:
             stage = model.get_submodule(name)
             add(name, [stage], stage)
+        for name in model.final_names:
+            final = model.get_submodule(name)
+            add(name, [final], final)
         add("head", [model.avgpool, model.fc], model.forward_head)
     return ModelSummary(input_size=size, rows=tuple(rows), title=title)

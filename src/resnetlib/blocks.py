@@ -9,6 +9,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .activations import ActLayer, relu
+from .drop_path import DropPath
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 from .registry import Registry, subclass_of
 
@@ -20,11 +22,15 @@ class ResidualBlock(nn.Module, ABC):
 
     Subclasses set ``expansion`` (output channels = ``width * expansion``), build their
     branch after calling ``super().__init__``, and implement :meth:`zero_init_last`.
-    :func:`resnetlib.build` calls every block with the keyword arguments of this
-    constructor plus ``norm_layer`` (and the spec's ``block_options``).
+    :func:`resnetlib.build` calls every block with ``in_channels``, ``width``, ``stride``,
+    ``downsample``, ``residual`` and ``norm_layer``, the spec's ``block_options``, and,
+    only where the spec asks for them, ``act_layer`` (an activation other than ReLU),
+    ``dilation`` (> 1) and ``drop_path`` (> 0): a block that does not take one of those
+    gets a clear error at build time, never a silently ignored option.
     ``layers`` is the number of weighted layers on the branch (2 for basic, 3 for
     bottleneck); the CIFAR depth formula uses it. ``downsample`` maps the input to the
     output's shape (``None``: identity); with ``residual=False`` nothing is added (plain).
+    ``drop_path`` is handled here: :meth:`add_shortcut` drops the branch per sample.
     """
 
     expansion: ClassVar[int] = 1
@@ -38,14 +44,18 @@ class ResidualBlock(nn.Module, ABC):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
+        drop_path: float = 0.0,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.width = width
         self.out_channels = width * self.expansion
         self.stride = stride
+        self.dilation = dilation
         self.residual = residual
         self.downsample = downsample
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else None
 
     def add_shortcut(
         self, out: torch.Tensor, x: torch.Tensor, inplace: bool = False
@@ -59,6 +69,8 @@ class ResidualBlock(nn.Module, ABC):
         if not self.residual:
             return out
         identity = x if self.downsample is None else self.downsample(x)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         return out.add_(identity) if inplace else out + identity
 
     @abstractmethod
@@ -72,6 +84,17 @@ class ResidualBlock(nn.Module, ABC):
         give a block's own layers (a gate, a scale) a different start. The default does
         nothing.
         """
+
+    @classmethod
+    def final_layers(
+        cls, channels: int, *, norm_layer: NormLayer, act_layer: ActLayer
+    ) -> nn.Module | None:
+        """Layers after the last block, before pooling; ``None`` (the default) for none.
+
+        Pre-activation blocks end without a norm, so they return a norm and an activation
+        here; :class:`~resnetlib.ResNet` registers the result as ``norm``.
+        """
+        return None
 
 
 class BasicBlock(ResidualBlock):
@@ -89,6 +112,9 @@ class BasicBlock(ResidualBlock):
         downsample: nn.Module | None = None,
         residual: bool = True,
         norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = relu,
+        drop_path: float = 0.0,
+        dilation: int = 1,
     ) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -96,11 +122,13 @@ class BasicBlock(ResidualBlock):
             stride=stride,
             downsample=downsample,
             residual=residual,
+            drop_path=drop_path,
+            dilation=dilation,
         )
-        self.conv1 = conv3x3(in_channels, width, stride)
+        self.conv1 = conv3x3(in_channels, width, stride, dilation=dilation)
         self.bn1 = norm_layer(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(width, width)
+        self.relu = act_layer()
+        self.conv2 = conv3x3(width, width, dilation=dilation)
         self.bn2 = norm_layer(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +145,9 @@ class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3, 1x1 expand by 4 (paper Fig. 5 right).
 
     The stride sits on the 3x3 by default (torchvision, "ResNet v1.5");
-    ``stride_in_1x1=True`` puts it on the first 1x1, as the paper does.
+    ``stride_in_1x1=True`` puts it on the first 1x1, as the paper does. The inner width is
+    ``int(width * width_per_group / 64) * groups`` (torchvision's rule): ``groups=32,
+    width_per_group=4`` is ResNeXt-50 32x4d, ``width_per_group=128`` Wide ResNet-50-2.
     """
 
     expansion: ClassVar[int] = 4
@@ -132,7 +162,12 @@ class Bottleneck(ResidualBlock):
         downsample: nn.Module | None = None,
         residual: bool = True,
         norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = relu,
+        drop_path: float = 0.0,
+        dilation: int = 1,
         stride_in_1x1: bool = False,
+        groups: int = 1,
+        width_per_group: int = 64,
     ) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -140,16 +175,29 @@ class Bottleneck(ResidualBlock):
             stride=stride,
             downsample=downsample,
             residual=residual,
+            drop_path=drop_path,
+            dilation=dilation,
         )
+        for option, value in (("groups", groups), ("width_per_group", width_per_group)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Bottleneck {option} must be an int >= 1; got {value!r}")
+        inner = int(width * (width_per_group / 64.0)) * groups
+        if inner < 1:
+            raise ValueError(
+                f"Bottleneck inner width int({width} * {width_per_group} / 64) * {groups} "
+                "is 0; raise width or width_per_group"
+            )
         self.stride_in_1x1 = stride_in_1x1
+        self.groups = groups
+        self.inner_width = inner
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = conv1x1(in_channels, width, stride_1x1)
-        self.bn1 = norm_layer(width)
-        self.conv2 = conv3x3(width, width, stride_3x3)
-        self.bn2 = norm_layer(width)
-        self.conv3 = conv1x1(width, self.out_channels)
+        self.conv1 = conv1x1(in_channels, inner, stride_1x1)
+        self.bn1 = norm_layer(inner)
+        self.conv2 = conv3x3(inner, inner, stride_3x3, dilation=dilation, groups=groups)
+        self.bn2 = norm_layer(inner)
+        self.conv3 = conv1x1(inner, self.out_channels)
         self.bn3 = norm_layer(self.out_channels)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = act_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))

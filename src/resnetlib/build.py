@@ -7,19 +7,33 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
+from .activations import ACTIVATIONS, ActLayer
 from .blocks import BLOCKS, ResidualBlock
+from .drop_path import drop_path_rates
 from .layers import NormLayer
 from .model import ResNet
+from .norms import NORMS
 from .shortcuts import SHORTCUTS
 from .spec import JSONScalar, ResNetSpec
 from .stems import STEMS, Stem
 
 __all__ = ["build"]
 
-# Arguments that build() itself passes to every block; not settable through block_options.
+# Arguments that build() itself passes to blocks; not settable through block_options.
 _BUILD_ARGUMENTS = frozenset(
-    {"in_channels", "width", "stride", "downsample", "residual", "norm_layer"}
+    {
+        "in_channels",
+        "width",
+        "stride",
+        "downsample",
+        "residual",
+        "norm_layer",
+        "act_layer",
+        "drop_path",
+        "dilation",
+    }
 )
+_DEFAULT_ACT = "relu"
 
 
 def build(spec: ResNetSpec) -> ResNet:
@@ -34,27 +48,56 @@ def build(spec: ResNetSpec) -> ResNet:
     block_cls = BLOCKS.get(spec.block)
     strategy = SHORTCUTS.get(spec.shortcut)()
     stem_cls = STEMS.get(spec.stem.type)
+    norm_layer: NormLayer = NORMS.get(spec.norm)
+    act_layer: ActLayer = ACTIVATIONS.get(spec.act)
     _check_block_options(spec.block, block_cls, spec.block_options)
     if spec.zero_init_residual and not strategy.adds_shortcut:
         raise ValueError(
             f"zero_init_residual=True needs a shortcut; with shortcut={spec.shortcut!r} "
             "(no addition) every block would output zeros"
         )
-    norm_layer: NormLayer = nn.BatchNorm2d
+    if spec.drop_path_rate > 0.0 and not strategy.adds_shortcut:
+        raise ValueError(
+            f"drop_path_rate={spec.drop_path_rate} needs a shortcut; with "
+            f"shortcut={spec.shortcut!r} (no addition) dropping a branch drops the signal"
+        )
+    # Options other than the defaults reach stems and blocks only when the spec asks for
+    # them, so a type written without them still builds every spec it can serve.
+    act_option = {} if spec.act == _DEFAULT_ACT else {"act_layer": act_layer}
+    _check_accepts("stem", spec.stem.type, stem_cls, act_option, f"act={spec.act!r}")
+    _check_accepts("block", spec.block, block_cls, act_option, f"act={spec.act!r}")
+    if any(stage.dilation > 1 for stage in spec.stages):
+        _check_accepts("block", spec.block, block_cls, {"dilation": 2}, "a stage dilation > 1")
+    if spec.drop_path_rate > 0.0:
+        reason = f"drop_path_rate={spec.drop_path_rate}"
+        _check_accepts("block", spec.block, block_cls, {"drop_path": 0.1}, reason)
     # Every registered stem and block takes these keyword arguments (see their base classes).
     make_stem: Callable[..., Stem] = stem_cls
     make_block: Callable[..., ResidualBlock] = block_cls
 
     stem = make_stem(
-        in_channels=spec.in_channels, out_channels=spec.stem.out_channels, norm_layer=norm_layer
+        in_channels=spec.in_channels,
+        out_channels=spec.stem.out_channels,
+        norm_layer=norm_layer,
+        **act_option,
     )
+    rates = iter(drop_path_rates(spec.drop_path_rate, spec.depth))
     channels = spec.stem.out_channels
+    dilation = 1
     stages: list[nn.Sequential] = []
     for stage_index, stage in enumerate(spec.stages, start=1):
         blocks: list[ResidualBlock] = []
         out_channels = stage.width * block_cls.expansion
         for block_index in range(stage.num_blocks):
             stride = stage.stride if block_index == 0 else 1
+            if block_index > 0:
+                dilation = stage.dilation
+            rate = next(rates)
+            options: dict[str, object] = dict(act_option)
+            if dilation > 1:
+                options["dilation"] = dilation
+            if rate > 0.0:
+                options["drop_path"] = rate
             where = f"layer{stage_index}.{block_index}"
             try:
                 downsample = strategy.make(
@@ -72,6 +115,7 @@ def build(spec: ResNetSpec) -> ResNet:
                 downsample=downsample,
                 residual=strategy.adds_shortcut,
                 norm_layer=norm_layer,
+                **options,
                 **spec.block_options,
             )
             if block.out_channels != out_channels:
@@ -82,9 +126,11 @@ def build(spec: ResNetSpec) -> ResNet:
             _move_shortcut_last(block)
             blocks.append(block)
             channels = out_channels
+        dilation = stage.dilation
         stages.append(nn.Sequential(*blocks))
 
-    model = ResNet(stem=stem, stages=stages, num_classes=spec.num_classes, spec=spec)
+    final = block_cls.final_layers(channels, norm_layer=norm_layer, act_layer=act_layer)
+    model = ResNet(stem=stem, stages=stages, final=final, num_classes=spec.num_classes, spec=spec)
     model.init_weights(zero_init_residual=spec.zero_init_residual)
     return model
 
@@ -106,6 +152,22 @@ def _check_block_options(
             raise ValueError(
                 f"block {name!r} ({block_cls.__name__}) does not accept option {option!r}; "
                 f"it accepts: {', '.join(accepted) or '(no options)'}"
+            )
+
+
+def _check_accepts(
+    kind: str, name: str, cls: type, options: Mapping[str, object], reason: str
+) -> None:
+    """Raise if ``cls`` cannot take the keyword ``options`` that ``reason`` requires."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    for option in options:
+        if option not in parameters:
+            raise ValueError(
+                f"{kind} {name!r} ({cls.__name__}) does not take {option!r}, which the spec "
+                f"needs for {reason}; add a keyword-only {option!r} argument "
+                "(see docs/extending.md)"
             )
 
 

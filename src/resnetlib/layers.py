@@ -13,9 +13,20 @@ NormLayer = Callable[[int], nn.Module]
 __all__ = ["NormLayer", "conv1x1", "conv3x3", "zero_norm_weight"]
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+def conv3x3(
+    in_channels: int, out_channels: int, stride: int = 1, *, dilation: int = 1, groups: int = 1
+) -> nn.Conv2d:
     """3x3 convolution without bias, padded so that only ``stride`` changes the size."""
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        3,
+        stride=stride,
+        padding=dilation,
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+    )
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

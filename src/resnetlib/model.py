@@ -19,6 +19,8 @@ class ResNet(nn.Module):
 
     Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...), then
     ``layer1`` .. ``layerN`` (``nn.Sequential`` of blocks), ``avgpool`` and ``fc``.
+    ``final`` (pre-activation nets: a norm and an activation after the last block) is
+    registered as ``norm`` and belongs to the features.
     ``model.spec`` is the :class:`~resnetlib.ResNetSpec` it was built from.
     """
 
@@ -29,11 +31,12 @@ class ResNet(nn.Module):
         stages: Sequence[nn.Sequential],
         num_classes: int,
         spec: ResNetSpec,
+        final: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if not stages:
             raise ValueError("ResNet needs at least one stage")
-        reserved = {f"layer{i}" for i in range(1, len(stages) + 1)} | {"avgpool", "fc"}
+        reserved = {f"layer{i}" for i in range(1, len(stages) + 1)} | {"avgpool", "fc", "norm"}
         for name, child in stem.named_children():
             if name in reserved:
                 raise ValueError(f"stem child name {name!r} clashes with the model's own {name!r}")
@@ -46,6 +49,10 @@ class ResNet(nn.Module):
         if not isinstance(last_block, ResidualBlock):
             raise TypeError(f"stages must hold ResidualBlocks; got {type(last_block).__name__}")
         self.num_features: int = last_block.out_channels
+        self.final_names: tuple[str, ...] = ()
+        if final is not None:
+            self.norm = final
+            self.final_names = ("norm",)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.num_features, num_classes)
         self.spec = spec
@@ -54,7 +61,7 @@ class ResNet(nn.Module):
             stem.default_image_size,
             stem.default_image_size,
         )
-        self._feature_names = self.stem_names + self.stage_names
+        self._feature_names = self.stem_names + self.stage_names + self.final_names
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.stem_names:
@@ -62,7 +69,7 @@ class ResNet(nn.Module):
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Stem and stages: the last feature map, before pooling."""
+        """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
         for name in self._feature_names:
             x = self._modules[name](x)  # type: ignore[misc]
         return x

@@ -74,6 +74,10 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             raise UnknownNameError(self._unknown_message(name)) from None
 
+    def name_of(self, obj: object) -> str | None:
+        """The name ``obj`` is registered under, or ``None``."""
+        return next((name for name, item in self._entries.items() if item is obj), None)
+
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style ``pattern``, sorted."""
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))

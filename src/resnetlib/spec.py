@@ -70,19 +70,23 @@ class StemSpec:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage: ``num_blocks`` blocks of inner ``width``; the first one has ``stride``.
+    """One stage: ``num_blocks`` blocks of ``width``; the first one has ``stride``.
 
-    A block's output has ``width * block.expansion`` channels.
+    A block's output has ``width * block.expansion`` channels. ``dilation`` applies to the
+    stage's 3x3 convolutions; as in torchvision, the first block keeps the previous stage's
+    dilation (factories set it from ``output_stride``).
     """
 
     num_blocks: int
     width: int
     stride: int = 1
+    dilation: int = 1
 
     def __post_init__(self) -> None:
         _check_int("StageSpec", "num_blocks", self.num_blocks, 1)
         _check_int("StageSpec", "width", self.width, 1)
         _check_int("StageSpec", "stride", self.stride, 1)
+        _check_int("StageSpec", "dilation", self.dilation, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +102,9 @@ class ResNetSpec:
 
     ``block_options`` are extra keyword arguments for the block constructor (for example
     ``{"stride_in_1x1": True}`` for :class:`~resnetlib.Bottleneck`); they are checked
-    against the block's signature when the spec is built.
+    against the block's signature when the spec is built. ``norm`` and ``act`` name a
+    registered norm and activation. ``drop_path_rate`` is the stochastic-depth rate of the
+    last block; block ``l`` of ``L`` drops its branch with ``drop_path_rate * l / L``.
     """
 
     stages: tuple[StageSpec, ...]
@@ -109,6 +115,9 @@ class ResNetSpec:
     num_classes: int = 1000
     zero_init_residual: bool = False
     block_options: Mapping[str, JSONScalar] = field(default_factory=dict)
+    norm: str = "batchnorm"
+    act: str = "relu"
+    drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
         stages = self.stages
@@ -147,6 +156,12 @@ class ResNetSpec:
                     f"(str, int, float, bool or None); got {type(value).__name__}"
                 )
         object.__setattr__(self, "block_options", dict(self.block_options))
+        _check_name("ResNetSpec", "norm", self.norm)
+        _check_name("ResNetSpec", "act", self.act)
+        rate = self.drop_path_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"ResNetSpec.drop_path_rate must be a number in [0, 1); got {rate!r}")
+        object.__setattr__(self, "drop_path_rate", float(rate))
 
     def __hash__(self) -> int:
         return hash(self.to_json())
@@ -167,6 +182,9 @@ class ResNetSpec:
             "num_classes": self.num_classes,
             "zero_init_residual": self.zero_init_residual,
             "block_options": dict(self.block_options),
+            "norm": self.norm,
+            "act": self.act,
+            "drop_path_rate": self.drop_path_rate,
         }
 
     @classmethod

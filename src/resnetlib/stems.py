@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from torch import nn
 
+from .activations import ActLayer, relu
 from .layers import NormLayer, conv3x3
 from .registry import Registry, subclass_of
 
@@ -19,7 +20,9 @@ __all__ = ["STEMS", "CifarStem", "ImageNetStem", "Stem", "register_stem"]
 
 class Stem(nn.Sequential):
     """Base of every stem. Subclasses take keyword-only ``in_channels``, ``out_channels``
-    and ``norm_layer`` and pass their layers, in order, to ``super().__init__``.
+    and ``norm_layer`` (and ``act_layer``, which :func:`resnetlib.build` passes only when
+    the spec's activation is not ReLU) and pass their layers, in order, to
+    ``super().__init__``.
 
     ``reduction`` is the stem's total stride; ``default_image_size`` the input side
     length the stem was designed for (what summaries use when no size is given).
@@ -43,12 +46,17 @@ class ImageNetStem(Stem):
     default_image_size: ClassVar[int] = 224
 
     def __init__(
-        self, *, in_channels: int, out_channels: int, norm_layer: NormLayer = nn.BatchNorm2d
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = relu,
     ) -> None:
         layers = OrderedDict(
             conv1=nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False),
             bn1=norm_layer(out_channels),
-            relu=nn.ReLU(inplace=True),
+            relu=act_layer(),
             maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         )
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
@@ -61,12 +69,17 @@ class CifarStem(Stem):
     default_image_size: ClassVar[int] = 32
 
     def __init__(
-        self, *, in_channels: int, out_channels: int, norm_layer: NormLayer = nn.BatchNorm2d
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = relu,
     ) -> None:
         layers = OrderedDict(
             conv1=conv3x3(in_channels, out_channels),
             bn1=norm_layer(out_channels),
-            relu=nn.ReLU(inplace=True),
+            relu=act_layer(),
         )
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
 

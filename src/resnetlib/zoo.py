@@ -12,11 +12,14 @@ from typing import Any, Protocol
 
 from typing_extensions import TypedDict, Unpack
 
+from .activations import ACTIVATIONS
 from .blocks import BLOCKS
 from .build import build
 from .model import ResNet
+from .norms import NORMS
 from .registry import Registry
 from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from .stems import STEMS
 
 __all__ = [
     "MODELS",
@@ -40,7 +43,11 @@ class ModelOverrides(TypedDict, total=False):
     ``widths`` sets every stage's width explicitly (the stem takes the first); give one or
     neither. ``stride_in_1x1`` moves a bottleneck's stride to its first 1x1 (the paper's).
     ``block_options`` are merged into the spec's; overriding ``block`` starts from none,
-    since options belong to a block type.
+    since options belong to a block type. ``width_multiplier`` multiplies every stage's
+    width, not the stem's (Wide ResNets). ``norm`` and ``act`` take a registry name or a
+    registered callable (``nn.SiLU``); ``drop_path_rate`` turns on stochastic depth;
+    ``output_stride`` (8 or 16 on the ImageNet layout) trades the last strides for
+    dilation, for dense prediction.
     """
 
     num_classes: int
@@ -53,6 +60,11 @@ class ModelOverrides(TypedDict, total=False):
     zero_init_residual: bool
     stride_in_1x1: bool
     block_options: Mapping[str, JSONScalar]
+    width_multiplier: int
+    norm: str | Callable[[int], Any]
+    act: str | Callable[[], Any]
+    drop_path_rate: float
+    output_stride: int
 
 
 _OVERRIDE_KEYS = frozenset(ModelOverrides.__annotations__)
@@ -103,9 +115,20 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
         )
     changes: dict[str, Any] = {
         key: overrides[key]
-        for key in ("num_classes", "in_channels", "shortcut", "block", "zero_init_residual")
+        for key in (
+            "num_classes",
+            "in_channels",
+            "shortcut",
+            "block",
+            "zero_init_residual",
+            "drop_path_rate",
+        )
         if key in overrides
     }
+    if "norm" in overrides:
+        changes["norm"] = _registered_name(NORMS, "norm", overrides["norm"], "register_norm")
+    if "act" in overrides:
+        changes["act"] = _registered_name(ACTIVATIONS, "act", overrides["act"], "register_act")
     stem = spec.stem
     if "stem" in overrides:
         stem = replace(stem, type=overrides["stem"])
@@ -121,11 +144,18 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
             raise ValueError(
                 f"widths needs one entry per stage ({len(spec.stages)}); got {len(widths)}"
             )
+    stages = spec.stages
     if widths is not None:
-        changes["stages"] = tuple(
-            replace(stage, width=width) for stage, width in zip(spec.stages, widths, strict=True)
+        stages = tuple(
+            replace(stage, width=width) for stage, width in zip(stages, widths, strict=True)
         )
         stem = replace(stem, out_channels=widths[0])
+    if "width_multiplier" in overrides:
+        factor = _positive_int("width_multiplier", overrides["width_multiplier"])
+        stages = tuple(replace(stage, width=stage.width * factor) for stage in stages)
+    if "output_stride" in overrides:
+        stages = _dilate(stages, STEMS.get(stem.type).reduction, overrides["output_stride"])
+    changes["stages"] = stages
     changes["stem"] = stem
     options = {} if "block" in overrides else dict(spec.block_options)
     extra = overrides.get("block_options", {})
@@ -139,6 +169,45 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
         options["stride_in_1x1"] = value
     changes["block_options"] = options
     return replace(spec, **changes)
+
+
+def _registered_name(registry: Registry[Any], key: str, value: object, register: str) -> str:
+    """A spec stores names: map a registered callable back to its name."""
+    if isinstance(value, str):
+        return value
+    name = registry.name_of(value)
+    if name is None:
+        raise ValueError(
+            f"{key}={value!r} is not registered, so a spec could not name it; register it "
+            f"first with resnetlib.{register}('my_{key}', ...) and pass the name. "
+            f"Registered: {', '.join(registry)}"
+        )
+    return name
+
+
+def _dilate(
+    stages: tuple[StageSpec, ...], stem_reduction: int, output_stride: object
+) -> tuple[StageSpec, ...]:
+    """Replace the strides that would exceed ``output_stride`` with dilation (DeepLab)."""
+    target = _positive_int("output_stride", output_stride)
+    reachable, net = [], stem_reduction
+    for stage in stages:
+        reachable.append(net)
+        net *= stage.stride
+    reachable.append(net)
+    if target not in reachable:
+        raise ValueError(
+            f"output_stride must be one of {sorted(set(reachable))} for this layout; got {target}"
+        )
+    net, dilation, result = stem_reduction, 1, []
+    for stage in stages:
+        if net * stage.stride > target:
+            dilation *= stage.stride
+            result.append(replace(stage, stride=1, dilation=dilation))
+        else:
+            net *= stage.stride
+            result.append(replace(stage, dilation=dilation))
+    return tuple(result)
 
 
 def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
@@ -208,9 +277,18 @@ def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFa
 
 
 def _imagenet(
-    name: str, layers: tuple[int, ...], block: str, shortcut: str, doc: str
+    name: str,
+    layers: tuple[int, ...],
+    block: str,
+    shortcut: str,
+    doc: str,
+    block_options: Mapping[str, JSONScalar] | None = None,
 ) -> ModelFactory:
-    return _family(name, lambda: replace(imagenet_spec(layers, block), shortcut=shortcut), doc)
+    def make_spec() -> ResNetSpec:
+        spec = imagenet_spec(layers, block)
+        return replace(spec, shortcut=shortcut, block_options=dict(block_options or {}))
+
+    return _family(name, make_spec, doc)
 
 
 def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
@@ -258,6 +336,40 @@ plain34 = _imagenet(
     "basic",
     "none",
     "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle).",
+)
+
+_W = "Bottleneck inner width int(width * width_per_group / 64) * groups, as torchvision."
+wide_resnet50_2 = _imagenet(
+    "wide_resnet50_2",
+    (3, 4, 6, 3),
+    "bottleneck",
+    "B",
+    f"Wide ResNet-50-2: 68,883,240 params; twice ResNet-50's inner widths. {_W}",
+    {"width_per_group": 128},
+)
+wide_resnet101_2 = _imagenet(
+    "wide_resnet101_2",
+    (3, 4, 23, 3),
+    "bottleneck",
+    "B",
+    f"Wide ResNet-101-2: 126,886,696 params; twice ResNet-101's inner widths. {_W}",
+    {"width_per_group": 128},
+)
+resnext50_32x4d = _imagenet(
+    "resnext50_32x4d",
+    (3, 4, 6, 3),
+    "bottleneck",
+    "B",
+    f"ResNeXt-50 32x4d: 25,028,904 params; 32 groups of 4 channels. {_W}",
+    {"groups": 32, "width_per_group": 4},
+)
+resnext101_32x8d = _imagenet(
+    "resnext101_32x8d",
+    (3, 4, 23, 3),
+    "bottleneck",
+    "B",
+    f"ResNeXt-101 32x8d: 88,791,336 params; 32 groups of 8 channels. {_W}",
+    {"groups": 32, "width_per_group": 8},
 )
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."

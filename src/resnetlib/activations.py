@@ -1,0 +1,43 @@
+"""Activation layers by name: ``"relu"``, ``"silu"``, ``"gelu"``, ...
+
+A spec names its activation (``ResNetSpec.act``); :func:`resnetlib.build` looks the name up
+here and hands stems and blocks an :data:`ActLayer`, a callable that makes a fresh module.
+Register your own with :func:`register_act`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .registry import Registry
+
+ActLayer = Callable[[], nn.Module]
+"""Makes an activation module (``relu`` by default: ``nn.ReLU(inplace=True)``)."""
+
+__all__ = ["ACTIVATIONS", "ActLayer", "register_act", "relu"]
+
+
+def relu() -> nn.ReLU:
+    """In-place ReLU, as torchvision's ResNet uses."""
+    return nn.ReLU(inplace=True)
+
+
+def _validate_act(name: str, item: ActLayer) -> None:
+    if not callable(item):
+        raise TypeError(f"activation {name!r} must be callable (no arguments -> module)")
+
+
+ACTIVATIONS: Registry[ActLayer] = Registry("activation", _validate_act)
+register_act = ACTIVATIONS.register
+"""Register an activation: a no-argument callable returning a module."""
+
+register_act("relu", relu)
+register_act("silu", nn.SiLU)
+register_act("gelu", nn.GELU)
+register_act("mish", nn.Mish)
+register_act("elu", nn.ELU)
+register_act("leaky_relu", nn.LeakyReLU)
+register_act("hardswish", nn.Hardswish)
+register_act("identity", nn.Identity)
