@@ -20,11 +20,21 @@ TORCHVISION_COUNTS = {
 }
 
 
+# torchvision's published GFLOPS (= G multiply-adds at 224x224), to its two decimals.
+TORCHVISION_GMACS = {
+    "wide_resnet50_2": 11.40,
+    "wide_resnet101_2": 22.75,
+    "resnext50_32x4d": 4.23,
+    "resnext101_32x8d": 16.41,
+}
+
+
 @pytest.mark.parametrize(("name", "expected"), sorted(TORCHVISION_COUNTS.items()))
 def test_wide_and_grouped_counts_match_torchvision(name: str, expected: int) -> None:
     with torch.device("meta"):
         model = rl.create_model(name)
     assert rl.count_parameters(model) == expected
+    assert round(rl.count_flops(model, (3, 224, 224)) / 1e9, 2) == TORCHVISION_GMACS[name]
     assert name in rl.list_models()
 
 
