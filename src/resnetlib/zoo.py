@@ -6,6 +6,7 @@ by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ from typing_extensions import TypedDict, Unpack
 
 from .blocks import BLOCKS
 from .build import build
+from .checkpoint import model_from_file
 from .model import ResNet
 from .registry import Registry
 from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
@@ -71,9 +73,25 @@ register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
 
-def create_model(name: str, **overrides: Any) -> ResNet:
-    """Build the registered model ``name`` with keyword overrides."""
-    return MODELS.get(name)(**overrides)
+def create_model(
+    name: str,
+    *,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_source: str = "auto",
+    **overrides: Any,
+) -> ResNet:
+    """Build the registered model ``name`` with keyword overrides.
+
+    ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
+    dict file; ``checkpoint_source`` names its layout (see
+    :func:`~resnetlib.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
+    strict, except that another ``num_classes`` gets a new head and another ``in_channels``
+    an adapted stem. akamaster's option-A weights get ``shortcut="A_both"`` unless given.
+    """
+    factory = MODELS.get(name)
+    if checkpoint_path is None:
+        return factory(**overrides)
+    return model_from_file(factory, checkpoint_path, source=checkpoint_source, overrides=overrides)
 
 
 def list_models(pattern: str = "*") -> list[str]:
