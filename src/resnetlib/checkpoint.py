@@ -243,8 +243,9 @@ def model_from_file(
     """``factory(**overrides)`` with the weights of a checkpoint or state-dict file.
 
     The file is a resnetlib checkpoint or a state dict in any layout
-    :func:`~resnetlib.convert_state_dict` reads. For akamaster's weights without
-    projection shortcuts the model gets ``shortcut="A_both"`` unless ``overrides`` sets one.
+    :func:`~resnetlib.convert_state_dict` reads. akamaster's weights get
+    ``shortcut="A_both"`` (their option A) or ``"B"`` (their option B, which has
+    ``shortcut.*`` weights) unless ``overrides`` sets one.
     Loading is strict except for the stem and head (see :func:`~resnetlib.load_weights`).
     """
     payload = _torch_load(path)
@@ -265,12 +266,9 @@ def model_from_file(
         if source == "auto":
             source = detect_source(weights)
     options = dict(overrides)
-    if (
-        source == "akamaster"
-        and "shortcut" not in options
-        and not any(".shortcut." in key for key in weights)
-    ):
-        options["shortcut"] = "A_both"
+    if source == "akamaster" and "shortcut" not in options:
+        projected = any(".shortcut." in key for key in weights)
+        options["shortcut"] = "B" if projected else "A_both"
     model = factory(**options)
     load_weights(model, weights, source=source, strict=True)
     return model

@@ -3,15 +3,16 @@
 A *layout* is a naming scheme for a ResNet's state dict. ``source=`` and ``target=`` name one:
 
 - ``"resnetlib"`` and ``"torchvision"``: resnetlib's names, which are torchvision's.
-- ``"timm"``: timm's ResNets use torchvision's names too (resnetlib keeps timm's names for
-  its deep stems and ResNet-D shortcuts), so converting changes nothing.
+- ``"timm"``: timm's ResNets use torchvision's names too, so converting changes nothing.
 - ``"akamaster"``: pytorch_resnet_cifar10: ``linear.*`` is ``fc.*`` and ``*.shortcut.*`` is
-  ``*.downsample.*``. Its option A pads the new zero channels on *both* sides, so its
-  weights belong in a model built with ``shortcut="A_both"``.
+  ``*.downsample.*`` (a later revision's ``compressible_`` name prefix is dropped). Its
+  option A pads the new zero channels on *both* sides, so its weights belong in a model
+  built with ``shortcut="A_both"``.
 - ``"mmpretrain"``: ``backbone.*`` is the network and ``head.fc.*`` the classifier (its
   ``ResNet`` and ``ResNet_CIFAR`` backbones with ``LinearClsHead``).
-- ``"auto"`` (``source`` only): keys under ``backbone.`` or ``head.`` mean mmpretrain,
-  ``linear.*`` or ``*.shortcut.*`` mean akamaster, anything else resnetlib's own names.
+- ``"auto"`` (``source`` only): keys under ``backbone.`` or ``head.`` mean mmpretrain;
+  ``linear.*``, ``compressible_*`` or ``*.shortcut.*`` mean akamaster; anything else
+  resnetlib's own names.
 
 Checkpoints are unwrapped first: a ``"state_dict"`` (or ``"model"``) entry holding the
 weights is taken, and a ``module.`` (DataParallel) or ``_orig_mod.`` (``torch.compile``)
@@ -61,6 +62,7 @@ def _rename(state: StateDict, rename: Callable[[str], str]) -> StateDict:
 
 
 def _akamaster_key_to_ours(key: str) -> str:
+    key = key.replace("compressible_", "")  # a later revision's names for the same modules
     if key.startswith("linear."):
         key = "fc." + key[len("linear.") :]
     return key.replace(".shortcut.", ".downsample.")
@@ -178,7 +180,7 @@ def detect_source(state_dict: Mapping[str, Any]) -> str:
     keys = list(unwrap_state_dict(state_dict))
     if any(key.startswith(("backbone.", "head.")) for key in keys):
         return "mmpretrain"
-    if any(key.startswith("linear.") or ".shortcut." in key for key in keys):
+    if any(key.startswith(("linear.", "compressible_")) or ".shortcut." in key for key in keys):
         return "akamaster"
     return "resnetlib"
 

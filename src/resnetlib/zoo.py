@@ -86,7 +86,8 @@ def create_model(
     dict file; ``checkpoint_source`` names its layout (see
     :func:`~resnetlib.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
     strict, except that another ``num_classes`` gets a new head and another ``in_channels``
-    an adapted stem. akamaster's option-A weights get ``shortcut="A_both"`` unless given.
+    an adapted stem. akamaster's weights get their shortcut (``"A_both"`` or ``"B"``) unless
+    ``shortcut`` is given.
     """
     factory = MODELS.get(name)
     if checkpoint_path is None:
