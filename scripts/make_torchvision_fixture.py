@@ -103,6 +103,28 @@ def _dumps(value: Any, level: int = 0) -> str:
     return brackets[0] + "\n" + ",\n".join(items) + "\n" + " " * level + brackets[1]
 
 
+def reference_entry(name: str, model: nn.Module) -> dict[str, Any]:
+    """Fill ``model``, run it in float64 eval mode on :func:`fixed_input`: layout and logits."""
+    deterministic_fill_(model)
+    model = model.double().eval()
+    with torch.no_grad():
+        logits = model(fixed_input())
+    if not torch.isfinite(logits).all():
+        raise RuntimeError(f"{name}: non-finite logits")
+    print(f"{name}: logits std {logits.std().item():.4f}, max |.| {logits.abs().max():.4f}")
+    return {
+        "state_dict": [[key, list(t.shape)] for key, t in model.state_dict().items()],
+        "logits": logits.tolist(),
+    }
+
+
+def write_fixture(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as compact, line-broken JSON and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dumps(data) + "\n")
+    print(f"wrote {path.relative_to(REPO_ROOT)} ({path.stat().st_size:,} bytes)")
+
+
 def main() -> None:
     """Build torchvision's models, fill, run on :func:`fixed_input` and write the fixture."""
     import torchvision
@@ -112,25 +134,11 @@ def main() -> None:
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
         "input_shape": list(INPUT_SHAPE),
-        "models": {},
+        "models": {
+            name: reference_entry(name, getattr(models, name)(weights=None)) for name in MODELS
+        },
     }
-    x = fixed_input()
-    for name in MODELS:
-        model = getattr(models, name)(weights=None)
-        deterministic_fill_(model)
-        model = model.double().eval()
-        with torch.no_grad():
-            logits = model(x)
-        if not torch.isfinite(logits).all():
-            raise RuntimeError(f"{name}: non-finite logits")
-        data["models"][name] = {
-            "state_dict": [[key, list(t.shape)] for key, t in model.state_dict().items()],
-            "logits": logits.tolist(),
-        }
-        print(f"{name}: logits std {logits.std().item():.4f}, max |.| {logits.abs().max():.4f}")
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(_dumps(data) + "\n")
-    print(f"wrote {FIXTURE.relative_to(REPO_ROOT)} ({FIXTURE.stat().st_size:,} bytes)")
+    write_fixture(FIXTURE, data)
 
 
 if __name__ == "__main__":

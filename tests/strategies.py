@@ -10,7 +10,7 @@ import resnetlib as rl
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("cifar", "imagenet")
-RESIDUAL_SHORTCUTS = ("A", "B", "C")
+RESIDUAL_SHORTCUTS = ("A", "A_both", "B", "C")
 SHORTCUTS = (*RESIDUAL_SHORTCUTS, "none")
 
 

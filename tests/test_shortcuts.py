@@ -68,3 +68,19 @@ def test_plain_blocks_add_nothing() -> None:
     with torch.no_grad():
         branch = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x)))))
         torch.testing.assert_close(block(x), torch.relu(branch))
+
+
+def test_option_a_both_pads_before_and_after() -> None:
+    """'A_both' puts the input's channels in the middle, as pytorch_resnet_cifar10 does."""
+    model = rl.resnet20(shortcut="A_both")
+    assert rl.count_parameters(model) == rl.count_parameters(rl.resnet20())
+    shortcut = model.layer2[0].downsample
+    assert isinstance(shortcut, rl.ZeroPadShortcut)
+    assert shortcut.placement == "both"
+    x = torch.randn(2, 16, 8, 8)
+    out = shortcut(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, 8:24], x[:, :, ::2, ::2])
+    assert not out[:, :8].any()
+    assert not out[:, 24:].any()
+    assert model.layer2[1].downsample is None

@@ -7,11 +7,7 @@ torchvision; the live tests at the end run only where torchvision is installed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,25 +16,10 @@ from torch import nn
 
 import resnetlib as rl
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = REPO_ROOT / "scripts" / "make_torchvision_fixture.py"
-FIXTURE = REPO_ROOT / "tests" / "fixtures" / "torchvision_resnet.json"
+from .reference_weights import FIXTURES, deterministic_fill_, fixed_input
+
+FIXTURE = FIXTURES / "torchvision_resnet.json"
 MODELS = ["resnet18", "resnet50"]
-
-
-def _load_script() -> ModuleType:
-    """Import the fixture script by path (``scripts/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location("make_torchvision_fixture", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_script = _load_script()
-deterministic_fill_: Callable[[nn.Module], None] = _script.deterministic_fill_
-fixed_input: Callable[[], torch.Tensor] = _script.fixed_input
 
 
 @pytest.fixture(scope="module")

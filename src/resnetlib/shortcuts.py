@@ -4,6 +4,8 @@ A strategy decides, block by block, which module maps the input to the output's 
 ``None`` means the identity. The built-ins are the paper's options:
 
 - ``"A"``: identity; where the shape changes, :class:`ZeroPadShortcut` (no parameters).
+- ``"A_both"``: option A with the zero channels split before and after the input's, as
+  the pytorch_resnet_cifar10 weights (akamaster) expect.
 - ``"B"``: identity; where the shape changes, a 1x1 projection and a norm.
 - ``"C"``: a 1x1 projection and a norm on every block.
 - ``"none"``: no shortcut and no addition: the paper's plain networks.
@@ -25,6 +27,7 @@ __all__ = [
     "SHORTCUTS",
     "NoShortcut",
     "OptionA",
+    "OptionABoth",
     "OptionB",
     "OptionC",
     "ShortcutStrategy",
@@ -118,6 +121,17 @@ class OptionA(ShortcutStrategy):
         return ZeroPadShortcut(in_channels, out_channels, stride)
 
 
+class OptionABoth(ShortcutStrategy):
+    """Option A with the zero channels split before and after (``placement="both"``)."""
+
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        if not _shape_changes(in_channels, out_channels, stride):
+            return None
+        return ZeroPadShortcut(in_channels, out_channels, stride, placement="both")
+
+
 class OptionB(ShortcutStrategy):
     """Identity, projected where the shape changes."""
 
@@ -156,6 +170,7 @@ register_shortcut = SHORTCUTS.register
 """Register a :class:`ShortcutStrategy` subclass: ``@register_shortcut("D")``."""
 
 register_shortcut("A", OptionA)
+register_shortcut("A_both", OptionABoth)
 register_shortcut("B", OptionB)
 register_shortcut("C", OptionC)
 register_shortcut("none", NoShortcut)

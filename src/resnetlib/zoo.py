@@ -6,6 +6,7 @@ by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from typing_extensions import TypedDict, Unpack
 from .activations import ACTIVATIONS
 from .blocks import BLOCKS
 from .build import build
+from .checkpoint import model_from_file
 from .model import ResNet
 from .norms import NORMS
 from .registry import Registry
@@ -83,9 +85,26 @@ register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
 
-def create_model(name: str, **overrides: Any) -> ResNet:
-    """Build the registered model ``name`` with keyword overrides."""
-    return MODELS.get(name)(**overrides)
+def create_model(
+    name: str,
+    *,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_source: str = "auto",
+    **overrides: Any,
+) -> ResNet:
+    """Build the registered model ``name`` with keyword overrides.
+
+    ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
+    dict file; ``checkpoint_source`` names its layout (see
+    :func:`~resnetlib.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
+    strict, except that another ``num_classes`` gets a new head and another ``in_channels``
+    an adapted stem. akamaster's weights get their shortcut (``"A_both"`` or ``"B"``) unless
+    ``shortcut`` is given.
+    """
+    factory = MODELS.get(name)
+    if checkpoint_path is None:
+        return factory(**overrides)
+    return model_from_file(factory, checkpoint_path, source=checkpoint_source, overrides=overrides)
 
 
 def list_models(pattern: str = "*") -> list[str]:

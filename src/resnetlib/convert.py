@@ -1,0 +1,404 @@
+"""Weights from elsewhere: other libraries' state-dict layouts, and loading them into a model.
+
+A *layout* is a naming scheme for a ResNet's state dict. ``source=`` and ``target=`` name one:
+
+- ``"resnetlib"`` and ``"torchvision"``: resnetlib's names, which are torchvision's.
+- ``"timm"``: timm's ResNets use torchvision's names too, so converting changes nothing.
+- ``"akamaster"``: pytorch_resnet_cifar10: ``linear.*`` is ``fc.*`` and ``*.shortcut.*`` is
+  ``*.downsample.*`` (a later revision's ``compressible_`` name prefix is dropped). Its
+  option A pads the new zero channels on *both* sides, so its weights belong in a model
+  built with ``shortcut="A_both"``.
+- ``"mmpretrain"``: ``backbone.*`` is the network and ``head.fc.*`` the classifier (its
+  ``ResNet`` and ``ResNet_CIFAR`` backbones with ``LinearClsHead``).
+- ``"auto"`` (``source`` only): keys under ``backbone.`` or ``head.`` mean mmpretrain;
+  ``linear.*``, ``compressible_*`` or ``*.shortcut.*`` mean akamaster; anything else
+  resnetlib's own names.
+
+Checkpoints are unwrapped first: a ``"state_dict"`` (or ``"model"``) entry holding the
+weights is taken, and a ``module.`` (DataParallel) or ``_orig_mod.`` (``torch.compile``)
+prefix that every key carries is removed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from .model import ResNet
+from .shortcuts import ZeroPadShortcut
+
+__all__ = [
+    "LAYOUTS",
+    "LoadReport",
+    "ShapeMismatch",
+    "WeightsMismatchError",
+    "adapt_input_channels",
+    "convert_state_dict",
+    "detect_source",
+    "load_weights",
+    "to_torchvision",
+    "unwrap_state_dict",
+]
+
+StateDict = dict[str, torch.Tensor]
+
+_WRAPPER_KEYS = ("state_dict", "model")
+_PREFIXES = ("module.", "_orig_mod.")
+_HEAD = "fc"
+
+
+def _identity(state: StateDict) -> StateDict:
+    return dict(state)
+
+
+def _rename(state: StateDict, rename: Callable[[str], str]) -> StateDict:
+    return {rename(key): value for key, value in state.items()}
+
+
+def _akamaster_key_to_ours(key: str) -> str:
+    key = key.replace("compressible_", "")  # a later revision's names for the same modules
+    if key.startswith("linear."):
+        key = "fc." + key[len("linear.") :]
+    return key.replace(".shortcut.", ".downsample.")
+
+
+def _ours_key_to_akamaster(key: str) -> str:
+    if key.startswith("fc."):
+        key = "linear." + key[len("fc.") :]
+    return key.replace(".downsample.", ".shortcut.")
+
+
+def _mmpretrain_key_to_ours(key: str) -> str:
+    if key.startswith("head.fc."):
+        return key[len("head.") :]
+    if key.startswith("backbone."):
+        return key[len("backbone.") :]
+    return key  # not the network's: reported as unexpected under its own name
+
+
+def _ours_key_to_mmpretrain(key: str) -> str:
+    return "head." + key if key.startswith("fc.") else "backbone." + key
+
+
+def _akamaster_to_ours(state: StateDict) -> StateDict:
+    return _rename(state, _akamaster_key_to_ours)
+
+
+def _ours_to_akamaster(state: StateDict) -> StateDict:
+    return _rename(state, _ours_key_to_akamaster)
+
+
+def _mmpretrain_to_ours(state: StateDict) -> StateDict:
+    return _rename(state, _mmpretrain_key_to_ours)
+
+
+def _ours_to_mmpretrain(state: StateDict) -> StateDict:
+    return _rename(state, _ours_key_to_mmpretrain)
+
+
+_BN = r"bn[1-3]\.(?:weight|bias|running_mean|running_var|num_batches_tracked)"
+_TORCHVISION_KEY = re.compile(
+    r"conv1\.weight|bn1\.\w+|fc\.(?:weight|bias)"
+    rf"|layer[1-4]\.\d+\.(?:conv[1-3]\.weight|{_BN}|downsample\.0\.weight"
+    r"|downsample\.1\.(?:weight|bias|running_mean|running_var|num_batches_tracked))"
+)
+
+
+def _ours_to_torchvision(state: StateDict) -> StateDict:
+    foreign = [key for key in state if not _TORCHVISION_KEY.fullmatch(key)]
+    if foreign:
+        raise ValueError(
+            f"torchvision's ResNet has no entries named {_listing(foreign)}; this model's "
+            "layout (its stem, shortcuts, blocks or number of stages) has no torchvision "
+            "equivalent"
+        )
+    return dict(state)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    to_resnetlib: Callable[[StateDict], StateDict]
+    from_resnetlib: Callable[[StateDict], StateDict]
+
+
+LAYOUTS: Mapping[str, _Layout] = {
+    "resnetlib": _Layout(_identity, _identity),
+    "torchvision": _Layout(_identity, _ours_to_torchvision),
+    "timm": _Layout(_identity, _identity),
+    "akamaster": _Layout(_akamaster_to_ours, _ours_to_akamaster),
+    "mmpretrain": _Layout(_mmpretrain_to_ours, _ours_to_mmpretrain),
+}
+"""The state-dict layouts ``convert_state_dict`` reads and writes, by name."""
+
+
+def _check_layout(argument: str, name: object, allow_auto: bool) -> str:
+    allowed = (["auto"] if allow_auto else []) + list(LAYOUTS)
+    if not isinstance(name, str) or name not in allowed:
+        raise ValueError(f"{argument} must be one of {', '.join(allowed)}; got {name!r}")
+    return name
+
+
+def _listing(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
+    """The flat ``{name: tensor}`` dict inside a checkpoint (see the module docstring)."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"a state dict must be a dict of tensors; got {type(checkpoint).__name__}")
+    state: Mapping[str, Any] = checkpoint
+    for wrapper in _WRAPPER_KEYS:
+        inner = state.get(wrapper)
+        if isinstance(inner, Mapping):
+            state = inner
+            break
+    not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(
+            f"a state dict holds only tensors; these entries are not: {_listing(not_tensors)}"
+        )
+    flat: StateDict = dict(state)
+    stripped = True
+    while stripped and flat:
+        stripped = False
+        for prefix in _PREFIXES:
+            if all(key.startswith(prefix) for key in flat):
+                flat = {key[len(prefix) :]: value for key, value in flat.items()}
+                stripped = True
+    return flat
+
+
+def detect_source(state_dict: Mapping[str, Any]) -> str:
+    """The layout of a (flat or wrapped) state dict, from its key names."""
+    keys = list(unwrap_state_dict(state_dict))
+    if any(key.startswith(("backbone.", "head.")) for key in keys):
+        return "mmpretrain"
+    if any(key.startswith(("linear.", "compressible_")) or ".shortcut." in key for key in keys):
+        return "akamaster"
+    return "resnetlib"
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, Any], *, source: str = "auto", target: str = "resnetlib"
+) -> StateDict:
+    """Rename a state dict from the ``source`` layout to the ``target`` one.
+
+    Tensors are shared, not copied. Only names change: a mismatch of shapes shows when the
+    result is loaded (:func:`load_weights` lists every one).
+    """
+    _check_layout("source", source, allow_auto=True)
+    _check_layout("target", target, allow_auto=False)
+    flat = unwrap_state_dict(state_dict)
+    if source == "auto":
+        source = detect_source(flat)
+    return LAYOUTS[target].from_resnetlib(LAYOUTS[source].to_resnetlib(flat))
+
+
+def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
+    """A resnetlib state dict in torchvision's layout; ``ValueError`` if it has no equivalent."""
+    return convert_state_dict(state_dict, source="resnetlib", target="torchvision")
+
+
+def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Tensor:
+    """A first-convolution weight ``(out, c, kh, kw)`` re-shaped for ``in_channels`` inputs.
+
+    One channel: the sum over the ``c`` input channels, so a gray image gives what its
+    ``c``-channel replica gave. More: the ``c`` channels repeated cyclically and scaled by
+    ``c / in_channels``, so an input of ``k`` copies of an image (``in_channels = k * c``)
+    gives what the image gave.
+    """
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be an int >= 1; got {in_channels!r}")
+    if weight.dim() != 4:
+        raise ValueError(
+            f"expected a conv weight (out, in, kh, kw); got shape {tuple(weight.shape)}"
+        )
+    channels = weight.shape[1]
+    if in_channels == channels:
+        return weight.clone()
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = math.ceil(in_channels / channels)
+    return weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (channels / in_channels)
+
+
+class ShapeMismatch(NamedTuple):
+    """A key whose tensor has a different shape in the model than in the weights."""
+
+    key: str
+    model_shape: tuple[int, ...]
+    weights_shape: tuple[int, ...]
+
+
+class WeightsMismatchError(ValueError):
+    """Weights that do not fit a model; lists every missing, unexpected and misshapen key."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[ShapeMismatch],
+    ) -> None:
+        self.source = source
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+        lines = [f"weights (layout {source!r}) do not fit the model:"]
+        if missing:
+            lines.append(f"  missing from the weights ({len(missing)}): {_listing(missing)}")
+        if unexpected:
+            lines.append(
+                f"  unexpected, not in the model ({len(unexpected)}): {_listing(unexpected)}"
+            )
+        if mismatched:
+            shapes = [
+                f"{m.key} (model {list(m.model_shape)}, weights {list(m.weights_shape)})"
+                for m in mismatched
+            ]
+            lines.append(f"  shape mismatch ({len(mismatched)}): {_listing(shapes, 8)}")
+        lines.append(
+            "  check the model's spec (depth, widths, block, shortcut) and the layout "
+            "(source=...), or pass strict=False to load what fits"
+        )
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What :func:`load_weights` did: keys loaded, adapted, left as built, and left out.
+
+    ``adapted`` are stem weights changed for another ``in_channels``; ``reinitialized``
+    the head's keys kept as the model built them (another ``num_classes``, or no head in
+    the weights). ``missing``, ``unexpected`` and ``mismatched`` are non-empty only with
+    ``strict=False``.
+    """
+
+    source: str
+    loaded: tuple[str, ...]
+    adapted: tuple[str, ...] = ()
+    reinitialized: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[ShapeMismatch, ...] = ()
+
+
+def _stem_conv_key(model: ResNet) -> str | None:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and name.split(".")[0] in model.stem_names:
+            return f"{name}.weight"
+    return None
+
+
+def _check_akamaster_model(model: ResNet) -> None:
+    if any(not block.residual for block in model.blocks()):
+        raise ValueError(
+            f"akamaster's weights are for residual networks; this model (shortcut "
+            f"{model.spec.shortcut!r}) adds no shortcuts"
+        )
+    wrong = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, ZeroPadShortcut) and module.placement != "both"
+    ]
+    if wrong:
+        raise ValueError(
+            "akamaster's option A pads the new zero channels on both sides, but this model's "
+            f"option-A shortcuts ({', '.join(wrong)}) pad at the end (shortcut "
+            f"{model.spec.shortcut!r}), so its outputs would differ; build the model with "
+            "shortcut='A_both' (create_model(..., checkpoint_path=...) does that itself)"
+        )
+
+
+def _is_counter(key: str) -> bool:
+    return key.endswith(".num_batches_tracked")
+
+
+def load_weights(
+    model: ResNet,
+    state_dict: Mapping[str, Any],
+    *,
+    source: str = "auto",
+    strict: bool = True,
+    adapt_stem: bool = True,
+    new_head: bool = True,
+) -> LoadReport:
+    """Load weights in any known layout into ``model`` and report what was done.
+
+    With ``adapt_stem``, a first stem convolution made for another number of input
+    channels is adapted (:func:`adapt_input_channels`). With ``new_head``, a classifier
+    (``fc``) of another shape, or none, leaves the model's own head as built. Anything
+    else that does not fit raises :class:`WeightsMismatchError` listing every key, or with
+    ``strict=False`` is skipped and listed in the report. BatchNorm batch counters missing
+    from old checkpoints are not an error. akamaster's weights need option-A shortcuts that
+    pad on both sides (``shortcut="A_both"``); any other option A raises ``ValueError``.
+    """
+    _check_layout("source", source, allow_auto=True)
+    flat = unwrap_state_dict(state_dict)
+    if source == "auto":
+        source = detect_source(flat)
+    if source == "akamaster":
+        _check_akamaster_model(model)
+    weights = LAYOUTS[source].to_resnetlib(flat)
+    own = model.state_dict()
+
+    adapted: list[str] = []
+    stem_key = _stem_conv_key(model)
+    if adapt_stem and stem_key is not None and stem_key in weights:
+        have, want = weights[stem_key], own[stem_key]
+        if (
+            have.dim() == 4
+            and have.shape[1] != want.shape[1]
+            and (
+                have.shape[0],
+                *have.shape[2:],
+            )
+            == (want.shape[0], *want.shape[2:])
+        ):
+            weights[stem_key] = adapt_input_channels(have, in_channels=want.shape[1])
+            adapted.append(stem_key)
+
+    reinitialized: list[str] = []
+    head_keys = [key for key in own if key.startswith(f"{_HEAD}.")]
+    if new_head and any(
+        key not in weights or weights[key].shape != own[key].shape for key in head_keys
+    ):
+        reinitialized = head_keys
+        weights = {key: value for key, value in weights.items() if not key.startswith(f"{_HEAD}.")}
+
+    missing = [key for key in own if key not in weights and key not in reinitialized]
+    missing = [key for key in missing if not _is_counter(key)]
+    unexpected = [key for key in weights if key not in own]
+    mismatched = [
+        ShapeMismatch(key, tuple(own[key].shape), tuple(value.shape))
+        for key, value in weights.items()
+        if key in own and value.shape != own[key].shape
+    ]
+    if strict and (missing or unexpected or mismatched):
+        raise WeightsMismatchError(
+            source=source, missing=missing, unexpected=unexpected, mismatched=mismatched
+        )
+    skip = {m.key for m in mismatched}
+    fitting = {key: value for key, value in weights.items() if key in own and key not in skip}
+    loaded = tuple(key for key in own if key in fitting)
+    for key in own:  # a counter the weights lack keeps the model's value
+        if _is_counter(key) and key not in fitting and key not in reinitialized:
+            fitting[key] = own[key]
+    model.load_state_dict(fitting, strict=False)
+    return LoadReport(
+        source=source,
+        loaded=loaded,
+        adapted=tuple(adapted),
+        reinitialized=tuple(reinitialized),
+        missing=tuple(missing),
+        unexpected=tuple(unexpected),
+        mismatched=tuple(mismatched),
+    )

@@ -1,0 +1,246 @@
+"""Self-describing checkpoints: exact round trips, and clear errors for anything else."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+import resnetlib as rl
+
+from .reference_weights import deterministic_fill_
+
+
+def filled(model: rl.ResNet) -> rl.ResNet:
+    deterministic_fill_(model)
+    return model.eval()
+
+
+def outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        out: torch.Tensor = model.eval()(x)
+    return out
+
+
+def assert_identical(a: rl.ResNet, b: rl.ResNet) -> None:
+    assert a.spec == b.spec
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for key in sa:
+        assert sa[key].dtype == sb[key].dtype, key
+        assert torch.equal(sa[key], sb[key]), key
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[rl.ResNet, Path]:
+    model = filled(rl.resnet20())
+    path = tmp_path / "resnet20.pt"
+    rl.save(model, path, metadata={"epoch": 12, "top1": 91.25})
+    return model, path
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rl.resnet20().double(),
+        lambda: rl.resnet(layers=(1, 1), block="bottleneck", shortcut="C", in_channels=1),
+        lambda: rl.cifar_resnet(20, shortcut="A_both", num_classes=100).half(),
+    ],
+    ids=["resnet20-float64", "bottleneck-C-1ch", "A_both-float16"],
+)
+def test_round_trip_is_bit_exact(make: object, tmp_path: Path) -> None:
+    assert callable(make)
+    model: rl.ResNet = filled(make())
+    path = tmp_path / "model.pt"
+    rl.save(model, path)
+    loaded = rl.load(path)
+    assert isinstance(loaded, rl.ResNet)
+    assert_identical(model, loaded)
+    if next(model.parameters()).dtype != torch.float16:  # no half convolutions on CPU
+        dtype = next(model.parameters()).dtype
+        x = torch.randn(2, model.spec.in_channels, 32, 32, dtype=dtype)
+        assert torch.equal(outputs(model, x), outputs(loaded, x))
+    assert all(p.requires_grad for p in loaded.parameters())
+
+
+def test_round_trip_on_device(device: torch.device, tmp_path: Path) -> None:
+    model = filled(rl.resnet20()).to(device)
+    path = tmp_path / "model.pt"
+    rl.save(model, path)
+    loaded = rl.load(path, map_location=device)
+    assert next(loaded.parameters()).device.type == device.type
+    x = torch.randn(2, 3, 32, 32, device=device)
+    assert torch.equal(outputs(model, x), outputs(loaded, x))
+
+
+def test_read_checkpoint_gives_spec_and_metadata(saved: tuple[rl.ResNet, Path]) -> None:
+    model, path = saved
+    checkpoint = rl.read_checkpoint(path)
+    assert checkpoint.spec == model.spec
+    assert checkpoint.metadata == {"epoch": 12, "top1": 91.25}
+    assert checkpoint.format_version == 1
+    assert list(checkpoint.state_dict) == list(model.state_dict())
+
+
+def test_create_model_reads_a_checkpoint(saved: tuple[rl.ResNet, Path]) -> None:
+    model, path = saved
+    assert_identical(rl.create_model("resnet20", checkpoint_path=path), model)
+    fine_tune = rl.create_model("resnet20", checkpoint_path=path, num_classes=3)
+    assert fine_tune.fc.out_features == 3
+    assert torch.equal(fine_tune.layer3[2].conv2.weight, model.layer3[2].conv2.weight)
+    with pytest.raises(ValueError, match="is a resnetlib checkpoint; checkpoint_source"):
+        rl.create_model("resnet20", checkpoint_path=path, checkpoint_source="akamaster")
+
+
+# --- files that are not intact checkpoints -------------------------------------------------
+
+
+def test_truncated_file(saved: tuple[rl.ResNet, Path]) -> None:
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(rl.CheckpointError, match=rf"^{path}: not a readable torch file"):
+        rl.load(path)
+
+
+def test_flipped_bytes_in_the_weights(saved: tuple[rl.ResNet, Path]) -> None:
+    """A flip inside a tensor's bytes loads fine in torch; the checksum catches it."""
+    model, path = saved
+    data = bytearray(path.read_bytes())
+    weight = model.fc.weight.detach().contiguous()
+    raw = bytes(weight.view(torch.uint8).flatten().tolist())
+    offset = data.find(raw)
+    assert offset > 0
+    data[offset + len(raw) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(rl.CheckpointError, match=rf"^{path}: checksum mismatch"):
+        rl.load(path)
+
+
+def test_flipped_bytes_anywhere(saved: tuple[rl.ResNet, Path]) -> None:
+    """A flip at any of many places raises CheckpointError or changes nothing that is read."""
+    model, path = saved
+    original = path.read_bytes()
+    positions = range(7, len(original), len(original) // 40)
+    messages = []
+    for position in positions:
+        data = bytearray(original)
+        data[position] ^= 0xFF
+        path.write_bytes(bytes(data))
+        try:
+            loaded = rl.load(path)
+        except rl.CheckpointError as error:
+            messages.append(str(error))
+        else:  # the flip hit padding or an unread header field
+            assert_identical(model, loaded)
+    assert all(message.startswith(f"{path}: ") for message in messages)
+    assert len(messages) >= len(positions) // 2
+
+
+def test_plain_state_dict_file(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pth"
+    torch.save(rl.resnet20().state_dict(), path)
+    with pytest.raises(rl.CheckpointError, match=r"a plain state dict \(116 tensors\)") as info:
+        rl.load(path)
+    assert str(path) in str(info.value)
+    assert "create_model(name, checkpoint_path=...)" in str(info.value)
+
+
+def test_random_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes((i * 7919 + 13) % 256 for i in range(4096)))
+    with pytest.raises(rl.CheckpointError, match=rf"^{path}: "):
+        rl.load(path)
+    with pytest.raises(rl.CheckpointError, match=rf"^{path}: "):
+        rl.create_model("resnet20", checkpoint_path=path)
+
+
+class Payload:
+    """Unpickling this would create a file: proof that code from the file ran."""
+
+    marker: ClassVar[str] = ""
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_with_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    Payload.marker = str(marker)
+    plain_pickle = tmp_path / "object.pt"
+    with plain_pickle.open("wb") as file:
+        pickle.dump({"format": "resnetlib.checkpoint", "evil": Payload()}, file, protocol=2)
+    pickled_module = tmp_path / "module.pt"
+    torch.save(rl.resnet20(), pickled_module)  # a whole module, classes and all
+    assert not marker.exists()
+    for path in (plain_pickle, pickled_module):
+        with pytest.raises(rl.CheckpointError, match=rf"^{path}: refused: .*weights_only=True"):
+            rl.load(path)
+        with pytest.raises(rl.CheckpointError, match="refused"):
+            rl.create_model("resnet20", checkpoint_path=path)
+        assert not marker.exists()
+
+
+def test_unknown_format_version(saved: tuple[rl.ResNet, Path]) -> None:
+    _, path = saved
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 2
+    torch.save(payload, path)
+    with pytest.raises(
+        rl.CheckpointError,
+        match=r"format_version 2 is not supported; this resnetlib reads version 1",
+    ):
+        rl.load(path)
+
+
+def test_edited_spec_is_caught(saved: tuple[rl.ResNet, Path]) -> None:
+    _, path = saved
+    payload = torch.load(path, weights_only=True)
+    payload["spec"] = payload["spec"].replace('"num_classes": 10', '"num_classes": 11')
+    torch.save(payload, path)
+    with pytest.raises(rl.CheckpointError, match="checksum mismatch"):
+        rl.load(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        rl.load(tmp_path / "nowhere.pt")
+
+
+def test_unregistered_block_names_the_known_ones(tmp_path: Path) -> None:
+    class TaggedBlock(rl.BasicBlock):
+        pass
+
+    rl.register_block("test_checkpoint_block", TaggedBlock)
+    try:
+        model = filled(rl.cifar_resnet(20, block="test_checkpoint_block"))
+        path = tmp_path / "custom.pt"
+        rl.save(model, path)
+    finally:
+        rl.BLOCKS.unregister("test_checkpoint_block")
+    with pytest.raises(KeyError) as info:
+        rl.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "unknown block 'test_checkpoint_block'" in message
+    assert "known: basic, bottleneck" in message
+    rl.register_block("test_checkpoint_block", TaggedBlock)
+    try:
+        assert_identical(rl.load(path), model)
+    finally:
+        rl.BLOCKS.unregister("test_checkpoint_block")
+
+
+def test_save_refuses_what_load_could_not_rebuild(tmp_path: Path) -> None:
+    model = rl.resnet20()
+    model.fc = nn.Linear(64, 3)  # no longer what model.spec says
+    with pytest.raises(ValueError, match=r"no longer matches its spec.*fc\.bias"):
+        rl.save(model, tmp_path / "x.pt")
+    with pytest.raises(TypeError, match="takes a resnetlib ResNet; got Sequential"):
+        rl.save(nn.Sequential(rl.resnet20()), tmp_path / "x.pt")  # type: ignore[arg-type]
+    assert not os.listdir(tmp_path)
