@@ -46,7 +46,7 @@ def test_unknown_names_list_known_ones_and_close_matches(kind: str, call: Any, c
 def test_unknown_name_without_close_match_lists_all() -> None:
     with pytest.raises(rl.UnknownNameError) as info:
         rl.SHORTCUTS.get("zzzzzz")
-    assert str(info.value) == "unknown shortcut 'zzzzzz'; known: A, B, C, none"
+    assert str(info.value) == "unknown shortcut 'zzzzzz'; known: A, B, C, D, none"
 
 
 @pytest.mark.parametrize(
