@@ -243,3 +243,14 @@ def test_deep_stem_and_option_d_combine_with_other_layouts() -> None:
     cifar = rl.resnet20(shortcut="D")
     assert isinstance(cifar.layer2[0].downsample[0], nn.AvgPool2d)
     assert cifar(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
+def test_resnet_d_mult_adds_are_the_twins_plus_the_deep_stems(name: str) -> None:
+    # At 224x224 all three stem convolutions output 112x112 (the 7x7 did too):
+    #   deep 9 * (3*32 + 32*32 + 32*64) = 28,512 vs 7x7 49 * 3 * 64 = 9,408 per pixel.
+    # Option D's projections run at the pooled size, where option B's strided ones did.
+    extra = 112 * 112 * (28_512 - 9_408)
+    assert extra == 239_640_576
+    size = (3, 224, 224)
+    assert rl.count_flops(on_meta(f"{name}d"), size) == rl.count_flops(on_meta(name), size) + extra
