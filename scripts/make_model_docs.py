@@ -27,6 +27,13 @@ FAMILIES: list[tuple[str, str, list[str]]] = [
         ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "plain18", "plain34"],
     ),
     (
+        "Bag of Tricks (ResNet-D)",
+        "He et al. (2019) / timm's `resnet*d`: deep 3x3 stem of widths 32/32/64 and option D "
+        "shortcuts (2x2 average pool, then a stride-1 projection); 1000 classes, input "
+        "3x224x224. Parameters = the torchvision twin's + 19,232 (the deep stem).",
+        ["resnet18d", "resnet34d", "resnet50d", "resnet101d", "resnet152d"],
+    ),
+    (
         "CIFAR-10 family (paper section 4.2)",
         "Option A shortcuts, 10 classes, input 3x32x32; depth 6n+2, "
         "parameters = 97,216 n - 21,926.",

@@ -72,8 +72,11 @@ def test_console_script_and_module_entry_point_run() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == [
             "resnet101",
+            "resnet101d",
             "resnet110",
             "resnet1202",
             "resnet152",
+            "resnet152d",
             "resnet18",
+            "resnet18d",
         ]

@@ -8,6 +8,8 @@ A strategy decides, block by block, which module maps the input to the output's 
   the pytorch_resnet_cifar10 weights (akamaster) expect.
 - ``"B"``: identity; where the shape changes, a 1x1 projection and a norm.
 - ``"C"``: a 1x1 projection and a norm on every block.
+- ``"D"``: like B, but a 2x2 average pool takes the stride and the 1x1 projection has
+  stride 1 (*Bag of Tricks* "ResNet-D", timm's ``avg_down=True``).
 - ``"none"``: no shortcut and no addition: the paper's plain networks.
 """
 
@@ -30,8 +32,10 @@ __all__ = [
     "OptionABoth",
     "OptionB",
     "OptionC",
+    "OptionD",
     "ShortcutStrategy",
     "ZeroPadShortcut",
+    "avg_pool_projection",
     "projection",
     "register_shortcut",
 ]
@@ -89,6 +93,25 @@ def projection(
 ) -> nn.Sequential:
     """1x1 convolution then norm: torchvision's ``downsample.0`` / ``downsample.1``."""
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), norm_layer(out_channels))
+
+
+def avg_pool_projection(
+    in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+) -> nn.Sequential:
+    """2x2 average pool with ``stride``, 1x1 convolution (stride 1), norm: timm's ``avg_down``.
+
+    The pool is ``nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)``, or
+    ``nn.Identity`` when ``stride`` is 1, dilated stages included (as GluonCV's ResNetV1b;
+    timm there averages 2x2 windows at stride 1, so dilated outputs differ from timm's).
+    The children are ``downsample.0`` (no parameters), ``downsample.1`` and
+    ``downsample.2``, as in timm.
+    """
+    pool: nn.Module = (
+        nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+        if stride > 1
+        else nn.Identity()
+    )
+    return nn.Sequential(pool, conv1x1(in_channels, out_channels), norm_layer(out_channels))
 
 
 class ShortcutStrategy(ABC):
@@ -152,6 +175,21 @@ class OptionC(ShortcutStrategy):
         return projection(in_channels, out_channels, stride, norm_layer)
 
 
+class OptionD(ShortcutStrategy):
+    """Identity; where the shape changes, average pool then a stride-1 projection.
+
+    At stride 2 every input pixel reaches the projection (option B's strided 1x1 skips
+    three in four); the parameters are option B's.
+    """
+
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        if not _shape_changes(in_channels, out_channels, stride):
+            return None
+        return avg_pool_projection(in_channels, out_channels, stride, norm_layer)
+
+
 class NoShortcut(ShortcutStrategy):
     """Plain network: no shortcut, no addition."""
 
@@ -173,4 +211,5 @@ register_shortcut("A", OptionA)
 register_shortcut("A_both", OptionABoth)
 register_shortcut("B", OptionB)
 register_shortcut("C", OptionC)
+register_shortcut("D", OptionD)
 register_shortcut("none", NoShortcut)

@@ -15,7 +15,7 @@ from .activations import ActLayer, relu
 from .layers import NormLayer, conv3x3
 from .registry import Registry, subclass_of
 
-__all__ = ["STEMS", "CifarStem", "ImageNetStem", "Stem", "register_stem"]
+__all__ = ["STEMS", "CifarStem", "DeepStem", "ImageNetStem", "Stem", "register_stem"]
 
 
 class Stem(nn.Sequential):
@@ -62,6 +62,53 @@ class ImageNetStem(Stem):
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
 
 
+class DeepStem(Stem):
+    """Three 3x3 convolutions, norm, ReLU, 3x3/2 max-pool: *Bag of Tricks* "ResNet-C".
+
+    The convolutions have widths ``out_channels // 2``, ``out_channels // 2`` and
+    ``out_channels`` (timm's ``stem_type="deep"`` with ``stem_width = out_channels // 2``),
+    the first with stride 2, so ``out_channels`` must be even. They form an
+    ``nn.Sequential`` named ``conv1`` with a norm and an activation between them, followed
+    by ``bn1``, ``relu`` and ``maxpool``: the parameter names (``conv1.0``, ``conv1.1``,
+    ``conv1.3``, ``conv1.4``, ``conv1.6``, ``bn1``) are timm's, so its ``resnet*d``
+    weights load.
+    """
+
+    reduction: ClassVar[int] = 4
+    default_image_size: ClassVar[int] = 224
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = relu,
+    ) -> None:
+        if out_channels < 2 or out_channels % 2:
+            raise ValueError(
+                f"the deep stem needs an even out_channels >= 2 (its first two convolutions "
+                f"have out_channels // 2 channels); got {out_channels}"
+            )
+        width = out_channels // 2
+        layers = OrderedDict(
+            conv1=nn.Sequential(
+                conv3x3(in_channels, width, stride=2),
+                norm_layer(width),
+                act_layer(),
+                conv3x3(width, width),
+                norm_layer(width),
+                act_layer(),
+                conv3x3(width, out_channels),
+            ),
+            bn1=norm_layer(out_channels),
+            relu=act_layer(),
+            maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        )
+        super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+        self.stem_width = width
+
+
 class CifarStem(Stem):
     """3x3/1 convolution, norm, ReLU, no pooling (paper section 4.2)."""
 
@@ -90,3 +137,4 @@ register_stem = STEMS.register
 
 register_stem("imagenet", ImageNetStem)
 register_stem("cifar", CifarStem)
+register_stem("deep", DeepStem)

@@ -302,10 +302,16 @@ def _imagenet(
     shortcut: str,
     doc: str,
     block_options: Mapping[str, JSONScalar] | None = None,
+    stem: str = "imagenet",
 ) -> ModelFactory:
     def make_spec() -> ResNetSpec:
         spec = imagenet_spec(layers, block)
-        return replace(spec, shortcut=shortcut, block_options=dict(block_options or {}))
+        return replace(
+            spec,
+            shortcut=shortcut,
+            block_options=dict(block_options or {}),
+            stem=replace(spec.stem, type=stem),
+        )
 
     return _family(name, make_spec, doc)
 
@@ -389,6 +395,52 @@ resnext101_32x8d = _imagenet(
     "B",
     f"ResNeXt-101 32x8d: 88,791,336 params; 32 groups of 8 channels. {_W}",
     {"groups": 32, "width_per_group": 8},
+)
+
+_D = (
+    "Bag of Tricks ResNet-D (He et al., 2019; timm's resnet*d): deep 3x3 stem of widths "
+    "32/32/64 and option D shortcuts (average pool, then stride-1 projection); "
+    "timm-compatible names and weights."
+)
+resnet18d = _imagenet(
+    "resnet18d",
+    (2, 2, 2, 2),
+    "basic",
+    "D",
+    f"ResNet-18-D: 11,708,744 params. {_D}",
+    stem="deep",
+)
+resnet34d = _imagenet(
+    "resnet34d",
+    (3, 4, 6, 3),
+    "basic",
+    "D",
+    f"ResNet-34-D: 21,816,904 params. {_D}",
+    stem="deep",
+)
+resnet50d = _imagenet(
+    "resnet50d",
+    (3, 4, 6, 3),
+    "bottleneck",
+    "D",
+    f"ResNet-50-D: 25,576,264 params. {_D}",
+    stem="deep",
+)
+resnet101d = _imagenet(
+    "resnet101d",
+    (3, 4, 23, 3),
+    "bottleneck",
+    "D",
+    f"ResNet-101-D: 44,568,392 params. {_D}",
+    stem="deep",
+)
+resnet152d = _imagenet(
+    "resnet152d",
+    (3, 8, 36, 3),
+    "bottleneck",
+    "D",
+    f"ResNet-152-D: 60,212,040 params. {_D}",
+    stem="deep",
 )
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
