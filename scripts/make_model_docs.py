@@ -29,6 +29,14 @@ FAMILIES: list[tuple[str, str, list[str]]] = [
         "parameters = 97,216 n - 21,926.",
         [f"{kind}{depth}" for kind in ("resnet", "plain") for depth in (20, 32, 44, 56, 110, 1202)],
     ),
+    (
+        "Pre-activation family (He et al. 2016)",
+        "Norm and activation before each convolution, none after the addition, a final "
+        "norm-ReLU; stems without a norm. ImageNet nets: input 3x224x224, 1x1 projections "
+        "without a norm (`preact_B`). CIFAR-10 nets: input 3x32x32; ResNet-110 option A, "
+        "ResNet-164/1001 (depth 9n+2) `preact_B`.",
+        [f"preact_resnet{depth}" for depth in (18, 34, 50, 101, 152, 110, 164, 1001)],
+    ),
 ]
 
 
