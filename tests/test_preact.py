@@ -235,10 +235,21 @@ def test_no_activation_after_the_addition(block_cls: type[rl.ResidualBlock]) -> 
     assert (out < 0).any()
 
 
-@pytest.mark.parametrize("name", ["preact_resnet110", "preact_resnet18"])
-def test_zero_init_makes_every_block_start_as_its_shortcut(name: str) -> None:
+@pytest.mark.parametrize(
+    ("depth", "block", "shortcut"),
+    [
+        (20, "preact_basic", "A"),
+        (11, "preact_bottleneck", "preact_B"),
+        (11, "preact_bottleneck", "C"),
+    ],
+)
+def test_zero_init_makes_every_block_start_as_its_shortcut(
+    depth: int, block: str, shortcut: str
+) -> None:
     torch.manual_seed(0)
-    model = rl.create_model(name, zero_init_residual=True, num_classes=3).eval()
+    model = rl.preact_cifar_resnet(
+        depth, block=block, shortcut=shortcut, zero_init_residual=True, num_classes=3
+    ).eval()
     generator = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for block in model.blocks():
