@@ -38,6 +38,9 @@ class ResidualBlock(nn.Module, ABC):
     bottleneck); the CIFAR depth formula uses it. ``downsample`` maps the input to the
     output's shape (``None``: identity); with ``residual=False`` nothing is added (plain).
     ``drop_path`` is handled here: :meth:`add_shortcut` drops the branch per sample.
+    A block that does not activate after the addition (pre-activation) sets
+    ``activates_after_add = False``; one that feeds its shortcut something other than
+    its input overrides :meth:`forward_shortcut`, so tools never test its type.
     """
 
     expansion: ClassVar[int] = 1
