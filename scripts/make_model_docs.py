@@ -46,6 +46,14 @@ FAMILIES: list[tuple[str, str, list[str]]] = [
         "Xie et al. 2017).",
         ["wide_resnet50_2", "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d"],
     ),
+    (
+        "Pre-activation family (He et al. 2016)",
+        "Norm and activation before each convolution, none after the addition, a final "
+        "norm-ReLU; stems without a norm. ImageNet nets: input 3x224x224, 1x1 projections "
+        "without a norm (`preact_B`). CIFAR-10 nets: input 3x32x32; ResNet-110 option A, "
+        "ResNet-164/1001 (depth 9n+2) `preact_B`.",
+        [f"preact_resnet{depth}" for depth in (18, 34, 50, 101, 152, 110, 164, 1001)],
+    ),
 ]
 
 

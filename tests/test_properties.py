@@ -89,8 +89,11 @@ def test_zero_init_makes_each_block_start_as_its_shortcut(case: Case, device: to
     with torch.no_grad():
         for block in model.blocks():
             x = torch.randn(2, block.in_channels, 5, 5, generator=generator).to(device)
-            shortcut = x if block.downsample is None else block.downsample(x)
-            torch.testing.assert_close(block(x), torch.relu(shortcut))
+            shortcut = block.forward_shortcut(x)
+            # Post-activation blocks activate the sum (ReLU in these specs); pre-activation
+            # blocks add nothing after it.
+            expected = torch.relu(shortcut) if block.activates_after_add else shortcut
+            torch.testing.assert_close(block(x), expected)
 
 
 @device_settings

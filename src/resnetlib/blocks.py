@@ -14,7 +14,14 @@ from .drop_path import DropPath
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 from .registry import Registry, subclass_of
 
-__all__ = ["BLOCKS", "BasicBlock", "Bottleneck", "ResidualBlock", "register_block"]
+__all__ = [
+    "BLOCKS",
+    "BasicBlock",
+    "Bottleneck",
+    "ResidualBlock",
+    "grouped_width",
+    "register_block",
+]
 
 
 class ResidualBlock(nn.Module, ABC):
@@ -31,10 +38,17 @@ class ResidualBlock(nn.Module, ABC):
     bottleneck); the CIFAR depth formula uses it. ``downsample`` maps the input to the
     output's shape (``None``: identity); with ``residual=False`` nothing is added (plain).
     ``drop_path`` is handled here: :meth:`add_shortcut` drops the branch per sample.
+    A block that does not activate after the addition (pre-activation) sets
+    ``activates_after_add = False``; one that feeds its shortcut something other than
+    its input overrides :meth:`forward_shortcut`, so tools never test its type.
     """
 
     expansion: ClassVar[int] = 1
     layers: ClassVar[int] = 2
+    activates_after_add: ClassVar[bool] = True
+    """Whether the block applies its activation after the addition, as the 2015 blocks
+    do; pre-activation blocks (He et al. 2016) do not. A block whose branch is zero
+    computes ``act(forward_shortcut(x))`` if this is true, else ``forward_shortcut(x)``."""
 
     def __init__(
         self,
@@ -62,9 +76,12 @@ class ResidualBlock(nn.Module, ABC):
     ) -> torch.Tensor:
         """Add the (possibly projected) input ``x`` to the branch output ``out``.
 
-        ``inplace=True`` adds into ``out``, as torchvision does, saving an allocation per
-        block; it is safe when the branch's last operation does not keep its output for
-        backward (a norm or a convolution does not; a sigmoid does).
+        ``x`` is what the shortcut maps: the block input, or whatever
+        :meth:`forward_shortcut` feeds ``downsample`` (a pre-activation block passes its
+        pre-activated input when it projects). ``inplace=True`` adds into ``out``, as
+        torchvision does, saving an allocation per block; it is safe when the branch's
+        last operation does not keep its output for backward (a norm or a convolution
+        does not; a sigmoid does).
         """
         if not self.residual:
             return out
@@ -73,9 +90,22 @@ class ResidualBlock(nn.Module, ABC):
             out = self.drop_path(out)
         return out.add_(identity) if inplace else out + identity
 
+    def forward_shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """What the shortcut adds for block input ``x``: ``x``, or ``downsample(x)``.
+
+        Blocks that feed their shortcut something other than the raw input (a
+        pre-activation block projects its pre-activated input) override this, so that
+        tests and tools can ask a block what it adds without knowing its type.
+        """
+        return x if self.downsample is None else self.downsample(x)
+
     @abstractmethod
     def zero_init_last(self) -> None:
-        """Zero the last norm's weight so that the branch starts as zero."""
+        """Make the branch start as zero, so that the block starts as its shortcut.
+
+        Post-activation blocks zero their last norm's weight; pre-activation blocks,
+        whose branch ends in a convolution, zero that convolution's weight.
+        """
 
     def init_weights(self) -> None:
         """Initialize what the model-wide init does not cover; called right after it.
@@ -95,6 +125,24 @@ class ResidualBlock(nn.Module, ABC):
         here; :class:`~resnetlib.ResNet` registers the result as ``norm``.
         """
         return None
+
+
+def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) -> int:
+    """A bottleneck's inner width, ``int(width * width_per_group / 64) * groups``.
+
+    torchvision's rule (ResNeXt, Wide ResNet). Raises ``ValueError`` naming ``owner`` for
+    a ``groups`` or ``width_per_group`` that is not an int >= 1, or a zero result.
+    """
+    for option, value in (("groups", groups), ("width_per_group", width_per_group)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner} {option} must be an int >= 1; got {value!r}")
+    inner = int(width * (width_per_group / 64.0)) * groups
+    if inner < 1:
+        raise ValueError(
+            f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} "
+            "is 0; raise width or width_per_group"
+        )
+    return inner
 
 
 class BasicBlock(ResidualBlock):
@@ -178,15 +226,9 @@ class Bottleneck(ResidualBlock):
             drop_path=drop_path,
             dilation=dilation,
         )
-        for option, value in (("groups", groups), ("width_per_group", width_per_group)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Bottleneck {option} must be an int >= 1; got {value!r}")
-        inner = int(width * (width_per_group / 64.0)) * groups
-        if inner < 1:
-            raise ValueError(
-                f"Bottleneck inner width int({width} * {width_per_group} / 64) * {groups} "
-                "is 0; raise width or width_per_group"
-            )
+        inner = grouped_width(
+            width=width, groups=groups, width_per_group=width_per_group, owner="Bottleneck"
+        )
         self.stride_in_1x1 = stride_in_1x1
         self.groups = groups
         self.inner_width = inner

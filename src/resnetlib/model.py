@@ -97,8 +97,10 @@ class ResNet(nn.Module):
 
         The classifier keeps PyTorch's default ``nn.Linear`` init, as torchvision's does.
         Each block's own :meth:`~resnetlib.ResidualBlock.init_weights` runs next; then, with
-        ``zero_init_residual``, every block's last norm starts at zero, so each block
-        starts as its shortcut.
+        ``zero_init_residual``, every block's
+        :meth:`~resnetlib.ResidualBlock.zero_init_last` zeroes its branch (the last norm's
+        weight, or a pre-activation block's last convolution), so each block starts as
+        its shortcut.
         """
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from typing_extensions import TypedDict, Unpack
 
+from . import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from .activations import ACTIVATIONS
 from .blocks import BLOCKS
 from .build import build
@@ -33,6 +34,7 @@ __all__ = [
     "create_model",
     "imagenet_spec",
     "list_models",
+    "preact_cifar_resnet",
     "register_model",
     "resnet",
 ]
@@ -458,3 +460,81 @@ plain44 = _cifar("plain44", 44, "none", f"Plain-44. {_P}")
 plain56 = _cifar("plain56", 56, "none", f"Plain-56. {_P}")
 plain110 = _cifar("plain110", 110, "none", f"Plain-110. {_P}")
 plain1202 = _cifar("plain1202", 1202, "none", f"Plain-1202. {_P}")
+
+# Pre-activation family (He et al. 2016, "Identity Mappings in Deep Residual Networks").
+# Stems without a norm (the first unit pre-activates), a final norm and activation
+# (resnetlib.preact.NormAct), and projections without a norm ("preact_B") where used.
+
+
+def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
+    """CIFAR layout, ``cifar_preact`` stem; option A for non-expanding blocks, else preact_B."""
+    spec = cifar_spec(depth, block)
+    shortcut = "A" if BLOCKS.get(block).expansion == 1 else "preact_B"
+    return replace(spec, shortcut=shortcut, stem=replace(spec.stem, type="cifar_preact"))
+
+
+def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
+    """A pre-activation CIFAR ResNet of any valid depth (He et al. 2016).
+
+    ``block`` defaults to ``"preact_bottleneck"`` (depth 9n+2, as ResNet-164/1001) with
+    bias-free, norm-free projections (``"preact_B"``) where the shape changes; with a
+    block that does not expand, such as ``"preact_basic"`` (depth 6n+2, as ResNet-110),
+    the shortcut defaults to option A, as the 2015 CIFAR nets'. The stem is a single 3x3
+    convolution (``"cifar_preact"``).
+    """
+    block = overrides.get("block", "preact_bottleneck")
+    spec = _preact_cifar_spec(depth, block)
+    return build(apply_overrides(spec, overrides, "preact_cifar_resnet"))
+
+
+def _preact_cifar(name: str, depth: int, block: str, doc: str) -> ModelFactory:
+    return _family(name, lambda: _preact_cifar_spec(depth, block), doc)
+
+
+def _preact_imagenet(name: str, layers: tuple[int, ...], block: str, doc: str) -> ModelFactory:
+    def make_spec() -> ResNetSpec:
+        spec = imagenet_spec(layers, block)
+        return replace(spec, shortcut="preact_B", stem=replace(spec.stem, type="imagenet_preact"))
+
+    return _family(name, make_spec, doc)
+
+
+_PA = "CIFAR-10 layout, 10 classes, pre-activation units (He et al. 2016)"
+preact_resnet110 = _preact_cifar(
+    "preact_resnet110",
+    110,
+    "preact_basic",
+    f"Pre-activation ResNet-110: 1,727,962 params (ResNet-110's). {_PA}, option A.",
+)
+preact_resnet164 = _preact_cifar(
+    "preact_resnet164",
+    164,
+    "preact_bottleneck",
+    f"Pre-activation ResNet-164: 1,703,258 params. {_PA}, 1x1 projections.",
+)
+preact_resnet1001 = _preact_cifar(
+    "preact_resnet1001",
+    1001,
+    "preact_bottleneck",
+    f"Pre-activation ResNet-1001: 10,327,706 params. {_PA}, 1x1 projections.",
+)
+
+_PI = (
+    "ImageNet layout, 1000 classes, pre-activation units (He et al. 2016), "
+    "1x1 projections without a norm"
+)
+preact_resnet18 = _preact_imagenet(
+    "preact_resnet18", (2, 2, 2, 2), "preact_basic", f"Pre-activation ResNet-18. {_PI}."
+)
+preact_resnet34 = _preact_imagenet(
+    "preact_resnet34", (3, 4, 6, 3), "preact_basic", f"Pre-activation ResNet-34. {_PI}."
+)
+preact_resnet50 = _preact_imagenet(
+    "preact_resnet50", (3, 4, 6, 3), "preact_bottleneck", f"Pre-activation ResNet-50. {_PI}."
+)
+preact_resnet101 = _preact_imagenet(
+    "preact_resnet101", (3, 4, 23, 3), "preact_bottleneck", f"Pre-activation ResNet-101. {_PI}."
+)
+preact_resnet152 = _preact_imagenet(
+    "preact_resnet152", (3, 8, 36, 3), "preact_bottleneck", f"Pre-activation ResNet-152. {_PI}."
+)
