@@ -1,5 +1,6 @@
 """resnetlib: ResNets from He et al. (2015), faithful, typed and extensible."""
 
+from . import testing
 from .activations import ACTIVATIONS, ActLayer, register_act
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
@@ -136,6 +137,7 @@ __all__ = [
     "resnext50_32x4d",
     "resnext101_32x8d",
     "summary",
+    "testing",
     "wide_resnet50_2",
     "wide_resnet101_2",
     "zero_norm_weight",
