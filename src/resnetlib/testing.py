@@ -194,6 +194,25 @@ def _missing_keywords(cls: type, keywords: Collection[str]) -> list[str]:
     return [k for k in keywords if not _takes(cls, k)]
 
 
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    """Report an exception the subject's code raises together with the case being run."""
+    try:
+        yield
+    except (_ViolationError, _NotApplicableError):
+        raise
+    except Exception as error:
+        raise _ViolationError(f"{where}: raised {type(error).__name__}: {error}") from error
+
+
+def _without_gradient(module: nn.Module, output: torch.Tensor) -> list[str]:
+    """Backpropagate a random projection of ``output``; the parameters left without a grad."""
+    module.zero_grad(set_to_none=True)
+    weights = _randn(tuple(output.shape), 99, output.device)
+    torch.autograd.backward((output * weights).sum())
+    return [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+
+
 def _check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> int:
     """Backpropagate a random projection of ``output``; every parameter needs a finite grad."""
     if not any(p.requires_grad for p in module.parameters()):
@@ -335,9 +354,13 @@ class _BlockSubject:
         *,
         norm_layer: NormLayer = nn.BatchNorm2d,
         seed_offset: int = 0,
+        zero_shortcut: bool = False,
         **extra: object,
     ) -> ResidualBlock:
-        """Construct as build() does: the strategy's downsample, then the block, then init."""
+        """Construct as build() does: the strategy's downsample, then the block, then init.
+
+        ``zero_shortcut=True`` makes a residual block whose shortcut contributes nothing.
+        """
         torch.manual_seed(self.seed + seed_offset)
         strategy = self.strategy(case.shortcut)
         downsample = strategy.make(
@@ -346,13 +369,16 @@ class _BlockSubject:
             stride=case.stride,
             norm_layer=norm_layer,
         )
+        residual = strategy.adds_shortcut
+        if zero_shortcut:
+            downsample, residual = _ZeroShortcut(self.out_channels, case.stride), True
         make_block: Callable[..., ResidualBlock] = self.cls
         block = make_block(
             in_channels=case.in_channels,
             width=_WIDTH,
             stride=case.stride,
             downsample=downsample,
-            residual=strategy.adds_shortcut,
+            residual=residual,
             norm_layer=norm_layer,
             **extra,
             **self.options,
@@ -402,6 +428,19 @@ class _BlockSubject:
             )
 
 
+class _ZeroShortcut(nn.Module):
+    """A shortcut that contributes nothing: zeros of the block's output shape."""
+
+    def __init__(self, channels: int, stride: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = ((side + self.stride - 1) // self.stride for side in x.shape[2:])
+        return x.new_zeros((x.shape[0], self.channels, height, width))
+
+
 def _block_interface(subject: _BlockSubject) -> str:
     cls = subject.cls
     _validate_block(cls.__name__, cls)
@@ -421,7 +460,7 @@ def _block_interface(subject: _BlockSubject) -> str:
 
 
 def _block_out_channels(subject: _BlockSubject) -> str:
-    case = _Case(subject.out_channels, 1, "B")
+    case = _Case(subject.out_channels, 1, "none")  # plain: no addition to fail first
     block = subject.make(case)
     expected = subject.out_channels
     if block.out_channels != expected:
@@ -444,15 +483,13 @@ def _block_shapes(subject: _BlockSubject) -> str:
     for case in cases:
         block = subject.make(case)
         for mode, size in itertools.product(("train", "eval"), _SIZES):
+            where = f"{case.describe(subject.out_channels)}, {size}x{size} input, {mode} mode"
             block.train(mode == "train")
-            with torch.no_grad():
+            with _at(where), torch.no_grad():
                 shape = tuple(block(subject.input(case, size=size)).shape)
             expected = subject.expected_shape(case, 2, size)
             if shape != expected:
-                raise _ViolationError(
-                    f"{case.describe(subject.out_channels)}, {size}x{size} input, {mode} mode: "
-                    f"output shape {shape}, expected {expected}"
-                )
+                raise _ViolationError(f"{where}: output shape {shape}, expected {expected}")
     shortcuts = sorted({c.shortcut for c in cases})
     return (
         f"{len(cases)} cases: stride 1 and 2, {', '.join(_RELATIONS)}, "
@@ -463,8 +500,10 @@ def _block_shapes(subject: _BlockSubject) -> str:
 def _block_gradients(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
-        block = subject.make(case).train()
-        _check_gradients(block, block(subject.input(case)), case.describe(subject.out_channels))
+        where = case.describe(subject.out_channels)
+        with _at(where):
+            block = subject.make(case).train()
+            _check_gradients(block, block(subject.input(case)), where)
     return f"every parameter gets a finite gradient in train mode, in all {len(cases)} cases"
 
 
@@ -488,7 +527,7 @@ def _block_zero_init(subject: _BlockSubject) -> str:
             block.train(mode == "train")
             dropped.train(mode == "train")
             dropped.drop_path.train()  # type: ignore[union-attr]
-            with torch.no_grad():
+            with _at(f"{where}, {mode} mode"), torch.no_grad():
                 zeroed, without_branch = block(x), dropped(x)
             if not _close(zeroed, without_branch):
                 raise _ViolationError(
@@ -514,34 +553,35 @@ def _block_shortcut(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
         where = case.describe(subject.out_channels)
-        block = subject.make(case)
-        subject.warm_up(block, case)
-        block.zero_init_last()
-        block.eval()
-        calls = _CallCounter()
-        if isinstance(block.downsample, nn.Module):
-            block.downsample.register_forward_hook(calls)
-        with torch.no_grad():
-            first = block(subject.input(case, seed=1))
-            second = block(subject.input(case, seed=2))
-        depends = not _close(first, second)
+        with _at(where):
+            block = subject.make(case)
+            subject.warm_up(block, case)
+            block.eval()
+            # The same block, residual, with a shortcut that adds zeros.
+            without = subject.make(case, zero_shortcut=True)
+            without.load_state_dict(block.state_dict(), strict=False)
+            without.eval()
+            calls = _CallCounter()
+            if isinstance(block.downsample, nn.Module):
+                block.downsample.register_forward_hook(calls)
+            x = subject.input(case)
+            with torch.no_grad():
+                same = _close(block(x), without(x))
         if block.residual:
             if isinstance(block.downsample, nn.Module) and calls.count == 0:
                 raise _ViolationError(
                     f"the block never calls its downsample module ({where}): join branch and "
                     "shortcut with self.add_shortcut(out, x)"
                 )
-            if not depends:
+            if same:
                 raise _ViolationError(
-                    f"with its branch zero-initialized the output does not depend on the "
-                    f"input ({where}): the block ignores its shortcut; join branch and "
-                    "shortcut with self.add_shortcut(out, x)"
+                    f"the output is the same when the shortcut adds zeros ({where}): the block "
+                    "ignores its shortcut; join branch and shortcut with self.add_shortcut"
                 )
-        elif depends:
+        elif not same:
             raise _ViolationError(
-                f"with residual=False (plain) and its branch zero-initialized, the output still "
-                f"depends on the input ({where}): a plain block must add no shortcut (or "
-                "zero_init_last leaves the branch non-zero)"
+                f"with residual=False (plain) the output differs from the branch alone "
+                f"({where}): a plain block must add no shortcut; use self.add_shortcut"
             )
     return f"the shortcut is added when residual=True and only then, in {len(cases)} cases"
 
@@ -567,18 +607,24 @@ def _block_drop_path(subject: _BlockSubject) -> str:
                 )
         everything = subject.make(case, drop_path=1.0)
         everything.load_state_dict(state)
-        zeroed = copy.deepcopy(reference)
-        zeroed.zero_init_last()
+        branch_dropped = _branch_dropped(reference)
         with torch.no_grad():
-            dropped, expected = everything.train()(x), zeroed.train()(x)
+            dropped, expected = everything.train()(x), branch_dropped.train()(x)
         if not _close(dropped, expected):
             raise _ViolationError(
                 f"drop_path=1.0 in train mode does not drop the branch ({where}; max abs "
-                f"difference to the zero-initialized block {_max_diff(dropped, expected):.3g}): "
+                f"difference to the shortcut path {_max_diff(dropped, expected):.3g}): "
                 "pass drop_path to super().__init__ and join with self.add_shortcut"
             )
-        half.train()
-        _check_gradients(half, half(x), f"drop_path=0.5, {where}")
+        lost = sorted(
+            set(_without_gradient(half.train(), half(x)))
+            - set(_without_gradient(reference.train(), reference(x)))
+        )
+        if lost:
+            raise _ViolationError(
+                f"with drop_path=0.5 in train mode {lost} get no gradient ({where}): scale "
+                "the branch per sample instead of skipping it (DDP needs every gradient)"
+            )
     return "identity in eval mode; rate 1.0 in train mode leaves the shortcut path; gradients"
 
 
@@ -671,10 +717,11 @@ def _block_act_layer(subject: _BlockSubject) -> str:
 def _block_batch_independence(subject: _BlockSubject) -> str:
     cases = [c for c in subject.cases() if c.stride == 2 or c.in_channels == subject.out_channels]
     for case in cases:
-        block = subject.make(case)
-        subject.warm_up(block, case)
         where = case.describe(subject.out_channels)
-        _check_batch_independence(block, subject.input(case, batch=3), where)
+        with _at(where):
+            block = subject.make(case)
+            subject.warm_up(block, case)
+            _check_batch_independence(block, subject.input(case, batch=3), where)
     return f"eval outputs are per sample, in {len(cases)} cases"
 
 
