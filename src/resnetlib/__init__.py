@@ -1,5 +1,6 @@
 """resnetlib: ResNets from He et al. (2015), faithful, typed and extensible."""
 
+from . import testing
 from .activations import ACTIVATIONS, ActLayer, register_act
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
@@ -204,6 +205,7 @@ __all__ = [
     "resnext101_32x8d",
     "save",
     "summary",
+    "testing",
     "to_torchvision",
     "wide_resnet50_2",
     "wide_resnet101_2",
