@@ -3,8 +3,10 @@
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
 from .build import build
+from .features import ResNetFeatures, features
+from .finetune import freeze, param_groups, unfreeze
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
-from .model import ResNet
+from .model import FeatureInfo, ResNet, feature_take_indices
 from .registry import Registry, UnknownNameError
 from .shortcuts import (
     SHORTCUTS,
@@ -61,6 +63,7 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "CifarStem",
+    "FeatureInfo",
     "ImageNetStem",
     "ModelFactory",
     "ModelOverrides",
@@ -72,6 +75,7 @@ __all__ = [
     "OptionC",
     "Registry",
     "ResNet",
+    "ResNetFeatures",
     "ResNetSpec",
     "ResidualBlock",
     "ShortcutStrategy",
@@ -91,8 +95,12 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "create_model",
+    "feature_take_indices",
+    "features",
+    "freeze",
     "imagenet_spec",
     "list_models",
+    "param_groups",
     "plain18",
     "plain20",
     "plain32",
@@ -118,5 +126,6 @@ __all__ = [
     "resnet152",
     "resnet1202",
     "summary",
+    "unfreeze",
     "zero_norm_weight",
 ]

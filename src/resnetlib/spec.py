@@ -98,7 +98,8 @@ class ResNetSpec:
 
     ``block_options`` are extra keyword arguments for the block constructor (for example
     ``{"stride_in_1x1": True}`` for :class:`~resnetlib.Bottleneck`); they are checked
-    against the block's signature when the spec is built.
+    against the block's signature when the spec is built. ``num_classes=0`` means no
+    classifier: the model's ``fc`` is an ``nn.Identity`` and it outputs pooled features.
     """
 
     stages: tuple[StageSpec, ...]
@@ -129,7 +130,7 @@ class ResNetSpec:
         if not isinstance(self.stem, StemSpec):
             raise ValueError(f"ResNetSpec.stem must be a StemSpec; got {type(self.stem).__name__}")
         _check_int("ResNetSpec", "in_channels", self.in_channels, 1)
-        _check_int("ResNetSpec", "num_classes", self.num_classes, 1)
+        _check_int("ResNetSpec", "num_classes", self.num_classes, 0)
         if not isinstance(self.zero_init_residual, bool):
             raise ValueError(
                 f"ResNetSpec.zero_init_residual must be a bool; got {self.zero_init_residual!r}"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from typing_extensions import TypedDict, Unpack
 
 from .blocks import BLOCKS
 from .build import build
+from .features import ResNetFeatures, features
 from .model import ResNet
 from .registry import Registry
 from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
@@ -71,9 +72,38 @@ register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
 
-def create_model(name: str, **overrides: Any) -> ResNet:
-    """Build the registered model ``name`` with keyword overrides."""
-    return MODELS.get(name)(**overrides)
+@overload
+def create_model(
+    name: str, *, features_only: Literal[False] = False, **overrides: Any
+) -> ResNet: ...
+
+
+@overload
+def create_model(
+    name: str,
+    *,
+    features_only: Literal[True],
+    out_indices: int | Sequence[int] | None = None,
+    **overrides: Any,
+) -> ResNetFeatures: ...
+
+
+def create_model(
+    name: str,
+    *,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    **overrides: Any,
+) -> ResNet | ResNetFeatures:
+    """Build the registered model ``name`` with keyword overrides.
+
+    ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
+    forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
+    """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices is for features_only=True; got features_only=False")
+    model = MODELS.get(name)(**overrides)
+    return features(model, out_indices=out_indices) if features_only else model
 
 
 def list_models(pattern: str = "*") -> list[str]:
