@@ -82,8 +82,27 @@ def test_freeze_rejects_bad_stage_counts(bad: object) -> None:
         rl.freeze(tiny(), stages=bad)  # type: ignore[arg-type]
 
 
+def test_a_features_backbone_keeps_and_takes_the_freeze() -> None:
+    model = tiny()
+    rl.freeze(model, stages=1)
+    backbone = rl.features(model, out_indices=(1, 2, 3))
+    assert backbone.frozen_stages == 1
+    backbone.train()
+    assert not model.layer1[0].bn1.training
+    assert model.layer2[0].bn1.training
+    fresh = rl.create_model("resnet18", features_only=True, out_indices=(2, 3))
+    rl.freeze(fresh, stages=2)
+    fresh.train()
+    assert not any(n.training for n in norms_of(fresh.layer2))
+    assert all(n.training for n in norms_of(fresh.layer3))
+    assert not fresh.layer2[0].conv1.weight.requires_grad
+    assert [g["name"] for g in rl.param_groups(fresh, lr=1.0)] == ["layer3"]
+    with pytest.raises(ValueError, match=r"stages must be an int in 0\.\.3"):
+        rl.freeze(fresh, stages=4)
+
+
 def test_freeze_rejects_other_modules() -> None:
-    with pytest.raises(TypeError, match=r"expected a resnetlib ResNet; got Linear"):
+    with pytest.raises(TypeError, match=r"expected a resnetlib ResNet or ResNetFeatures; got"):
         rl.freeze(nn.Linear(2, 2), stages=0)  # type: ignore[arg-type]
 
 

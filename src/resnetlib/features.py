@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
-from .model import FeatureInfo, ResNet, feature_take_indices
+from .model import FeatureInfo, ResNet, _StagedNet, feature_take_indices
 
 __all__ = ["ResNetFeatures", "features"]
 
 
-class ResNetFeatures(nn.Module):
+class ResNetFeatures(_StagedNet):
     """The stem and stages of a :class:`~resnetlib.ResNet`, returning the maps it is asked for.
 
     Index 0 is the stem's output, index ``i`` stage ``i``'s (``model.feature_info``); stages
     after the last index asked for are left out, as is the head. The modules are the
     model's own, not copies. ``feature_info`` describes the returned maps, in order.
+    ``norm_eval`` and ``frozen_stages`` (see :func:`resnetlib.freeze`) start as the model's
+    and work as they do on it.
     """
 
     def __init__(self, model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> None:
@@ -42,6 +43,9 @@ class ResNetFeatures(nn.Module):
         self.tail_names: tuple[str, ...] = tail if last == len(model.stage_names) else ()
         for name in (*self.stem_names, *self.stage_names, *self.tail_names):
             self.add_module(name, model.get_submodule(name))
+        self.norm_eval = model.norm_eval
+        self.frozen_stages = min(model.frozen_stages, len(self.stage_names))
+        self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps: list[torch.Tensor] = []

@@ -6,18 +6,23 @@ from typing import Any
 
 from torch import nn
 
+from .features import ResNetFeatures
 from .model import ResNet
+
+_Backbone = ResNet | ResNetFeatures
 
 __all__ = ["freeze", "param_groups", "unfreeze"]
 
 
-def _check_model(model: object) -> ResNet:
-    if not isinstance(model, ResNet):
-        raise TypeError(f"expected a resnetlib ResNet; got {type(model).__name__}")
+def _check_model(model: object) -> _Backbone:
+    if not isinstance(model, (ResNet, ResNetFeatures)):
+        raise TypeError(
+            f"expected a resnetlib ResNet or ResNetFeatures; got {type(model).__name__}"
+        )
     return model
 
 
-def freeze(model: ResNet, *, stages: int) -> None:
+def freeze(model: _Backbone, *, stages: int) -> None:
     """Freeze the stem and the first ``stages`` stages (``0``: the stem only).
 
     Their parameters stop requiring gradients and their norm layers stay in eval mode, also
@@ -36,7 +41,7 @@ def freeze(model: ResNet, *, stages: int) -> None:
     model.train(model.training)
 
 
-def unfreeze(model: ResNet) -> None:
+def unfreeze(model: _Backbone) -> None:
     """Make every parameter trainable again and release the norms :func:`freeze` held."""
     _check_model(model)
     model.frozen_stages = -1
@@ -44,7 +49,7 @@ def unfreeze(model: ResNet) -> None:
     model.train(model.training)
 
 
-def _group_of(model: ResNet, parameter_name: str) -> str:
+def _group_of(model: _Backbone, parameter_name: str) -> str:
     top = parameter_name.split(".", 1)[0]
     if top in model.stem_names:
         return "stem"
@@ -52,7 +57,7 @@ def _group_of(model: ResNet, parameter_name: str) -> str:
 
 
 def param_groups(
-    model: ResNet,
+    model: _Backbone,
     *,
     lr: float,
     decay: float = 1.0,

@@ -63,7 +63,44 @@ def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -
     return nn.Linear(in_features, num_classes, device=like.device, dtype=like.dtype)
 
 
-class ResNet(nn.Module):
+class _StagedNet(nn.Module):
+    """A net of stem modules (``stem_names``) and stages (``stage_names``) whose
+    ``train()`` keeps some norm layers in eval mode: all of them with ``norm_eval``, those
+    of the stem and the first ``frozen_stages`` stages when that is ``>= 0``.
+    """
+
+    stem_names: tuple[str, ...]
+    stage_names: tuple[str, ...]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm_eval: bool = False
+        self.frozen_stages: int = -1
+
+    def train(self, mode: bool = True) -> Self:
+        """``nn.Module.train``, then eval mode again for the norms ``norm_eval`` or
+        ``frozen_stages`` hold.
+        """
+        super().train(mode)
+        if mode:
+            for module in self._held_norms():
+                module.eval()
+        return self
+
+    def _held_norms(self) -> Iterator[nn.Module]:
+        if self.norm_eval:
+            held: Sequence[str] = tuple(self._modules)
+        elif self.frozen_stages >= 0:
+            held = self.stem_names + self.stage_names[: self.frozen_stages]
+        else:
+            held = ()
+        for name in held:
+            for module in self.get_submodule(name).modules():
+                if isinstance(module, _NormBase):
+                    yield module
+
+
+class ResNet(_StagedNet):
     """A residual (or plain) network. Build it with :func:`resnetlib.build` or a factory.
 
     Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...), then
@@ -111,8 +148,6 @@ class ResNet(nn.Module):
             stem.default_image_size,
         )
         self._feature_names = self.stem_names + self.stage_names
-        self.norm_eval: bool = False
-        self.frozen_stages: int = -1
         reduction = stem.reduction
         self.feature_info: list[FeatureInfo] = [
             FeatureInfo(num_chs=stem.out_channels, reduction=reduction, module=self.stem_names[-1])
@@ -255,28 +290,6 @@ class ResNet(nn.Module):
         spec = replace(self.spec, num_classes=num_classes)
         self.fc = _classifier(self.num_features, num_classes, next(self.parameters(), None))
         self.spec = spec
-
-    def train(self, mode: bool = True) -> Self:
-        """``nn.Module.train``, then eval mode again for the norms ``norm_eval`` or
-        ``frozen_stages`` hold.
-        """
-        super().train(mode)
-        if mode:
-            for module in self._held_norms():
-                module.eval()
-        return self
-
-    def _held_norms(self) -> Iterator[nn.Module]:
-        if self.norm_eval:
-            held: Sequence[str] = tuple(self._modules)
-        elif self.frozen_stages >= 0:
-            held = self.stem_names + self.stage_names[: self.frozen_stages]
-        else:
-            held = ()
-        for name in held:
-            for module in self.get_submodule(name).modules():
-                if isinstance(module, _NormBase):
-                    yield module
 
     def blocks(self) -> list[ResidualBlock]:
         """Every residual block, stage by stage."""
