@@ -87,6 +87,7 @@ def main() -> None:
         if rank == 0:
             same = all(torch.equal(copies[0], copy) for copy in copies)
             print(f"replicas identical: {same}")
+        dist.barrier()  # every rank done before any tears down
         dist.destroy_process_group()
 
 

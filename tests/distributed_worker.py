@@ -144,5 +144,6 @@ def worker(rank: int, world_size: int, init_method: str, out: str) -> None:
         }
         if rank == 0:
             torch.save(results, Path(out))
+        dist.barrier()  # every rank done before any tears down
     finally:
         dist.destroy_process_group()
