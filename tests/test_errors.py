@@ -54,10 +54,10 @@ def test_unknown_name_without_close_match_lists_all() -> None:
 @pytest.mark.parametrize(
     ("overrides", "pattern"),
     [
-        ({"num_classes": 0}, r"num_classes must be >= 1; got 0"),
+        ({"num_classes": -1}, r"num_classes must be >= 0; got -1"),
         ({"in_channels": 0}, r"in_channels must be >= 1; got 0"),
-        ({"num_classes": 2.5}, r"num_classes must be an int >= 1; got 2.5"),
-        ({"num_classes": True}, r"num_classes must be an int >= 1; got True"),
+        ({"num_classes": 2.5}, r"num_classes must be an int >= 0; got 2.5"),
+        ({"num_classes": True}, r"num_classes must be an int >= 0; got True"),
         ({"widths": (16, 0, 64)}, r"widths\[1\] must be an int >= 1; got 0"),
         ({"widths": (16, 32)}, r"widths needs one entry per stage \(3\); got 2"),
         ({"base_width": 0}, r"base_width must be an int >= 1; got 0"),
@@ -167,7 +167,7 @@ def mutations() -> Iterator[tuple[str, Any, str]]:
     yield (
         "wrong type",
         lambda d: d.update(num_classes="10"),
-        r"num_classes must be an int >= 1; got '10'",
+        r"num_classes must be an int >= 0; got '10'",
     )
     yield (
         "stages not a list",

@@ -16,8 +16,10 @@ from .convert import (
     to_torchvision,
 )
 from .drop_path import DropPath, drop_path_rates
+from .features import ResNetFeatures, features
+from .finetune import freeze, param_groups, unfreeze
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
-from .model import ResNet
+from .model import FeatureInfo, ResNet, feature_take_indices
 from .norms import NORMS, FrozenBatchNorm2d, group_norm, register_norm
 from .preact import (
     CifarPreActStem,
@@ -111,6 +113,7 @@ __all__ = [
     "CifarStem",
     "DeepStem",
     "DropPath",
+    "FeatureInfo",
     "FrozenBatchNorm2d",
     "ImageNetPreActStem",
     "ImageNetStem",
@@ -131,6 +134,7 @@ __all__ = [
     "PreActOptionB",
     "Registry",
     "ResNet",
+    "ResNetFeatures",
     "ResNetSpec",
     "ResidualBlock",
     "ShapeMismatch",
@@ -155,11 +159,15 @@ __all__ = [
     "count_parameters",
     "create_model",
     "drop_path_rates",
+    "feature_take_indices",
+    "features",
+    "freeze",
     "group_norm",
     "imagenet_spec",
     "list_models",
     "load",
     "load_weights",
+    "param_groups",
     "plain18",
     "plain20",
     "plain32",
@@ -207,6 +215,7 @@ __all__ = [
     "summary",
     "testing",
     "to_torchvision",
+    "unfreeze",
     "wide_resnet50_2",
     "wide_resnet101_2",
     "zero_norm_weight",

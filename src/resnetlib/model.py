@@ -2,19 +2,105 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Literal, overload
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from typing_extensions import Self, TypedDict
 
 from .blocks import ResidualBlock
 from .spec import ResNetSpec
 from .stems import Stem
 
-__all__ = ["ResNet"]
+__all__ = ["FeatureInfo", "ResNet", "feature_take_indices"]
 
 
-class ResNet(nn.Module):
+class FeatureInfo(TypedDict):
+    """One feature map a backbone offers (timm's keys): channels, total stride, module name."""
+
+    num_chs: int
+    reduction: int
+    module: str
+
+
+def feature_take_indices(
+    num_features: int, indices: int | Sequence[int] | None = None
+) -> tuple[list[int], int]:
+    """timm's index rule: ``None`` takes all, an int ``n`` the last ``n``, a sequence those
+    (negative ones count from the end). Returns the sorted-as-given indices and the largest.
+    """
+    if indices is None:
+        indices = num_features
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= num_features:
+            raise ValueError(f"indices as an int must be in 1..{num_features}; got {indices}")
+        take = list(range(num_features - indices, num_features))
+    elif isinstance(indices, Sequence) and not isinstance(indices, (str, bytes)) and indices:
+        take = []
+        for index in indices:
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise ValueError(f"indices must be ints; got {index!r}")
+            if not -num_features <= index < num_features:
+                raise ValueError(
+                    f"feature index {index} is out of range; this model has {num_features} "
+                    f"feature maps (0 = stem, 1..{num_features - 1} = stages; negatives count "
+                    "from the end)"
+                )
+            take.append(index % num_features)
+    else:
+        raise ValueError(f"indices must be None, an int or a non-empty sequence; got {indices!r}")
+    return take, max(take)
+
+
+def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -> nn.Module:
+    if num_classes == 0:
+        return nn.Identity()
+    if like is None:
+        return nn.Linear(in_features, num_classes)
+    return nn.Linear(in_features, num_classes, device=like.device, dtype=like.dtype)
+
+
+class _StagedNet(nn.Module):
+    """A net of stem modules (``stem_names``) and stages (``stage_names``) whose
+    ``train()`` keeps some norm layers in eval mode: all of them with ``norm_eval``, those
+    of the stem and the first ``frozen_stages`` stages when that is ``>= 0``.
+    """
+
+    stem_names: tuple[str, ...]
+    stage_names: tuple[str, ...]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm_eval: bool = False
+        self.frozen_stages: int = -1
+
+    def train(self, mode: bool = True) -> Self:
+        """``nn.Module.train``, then eval mode again for the norms ``norm_eval`` or
+        ``frozen_stages`` hold.
+        """
+        super().train(mode)
+        if mode:
+            for module in self._held_norms():
+                module.eval()
+        return self
+
+    def _held_norms(self) -> Iterator[nn.Module]:
+        if self.norm_eval:
+            held: Sequence[str] = tuple(self._modules)
+        elif self.frozen_stages >= 0:
+            held = self.stem_names + self.stage_names[: self.frozen_stages]
+        else:
+            held = ()
+        for name in held:
+            for module in self.get_submodule(name).modules():
+                if isinstance(module, _NormBase):
+                    yield module
+
+
+class ResNet(_StagedNet):
     """A residual (or plain) network. Build it with :func:`resnetlib.build` or a factory.
 
     Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...), then
@@ -22,6 +108,13 @@ class ResNet(nn.Module):
     ``final`` (pre-activation nets: a norm and an activation after the last block) is
     registered as ``norm`` and belongs to the features.
     ``model.spec`` is the :class:`~resnetlib.ResNetSpec` it was built from.
+
+    Backbone interface (timm's names): ``feature_info`` lists the stem's output (index 0)
+    and each stage's (indices 1..N); ``forward_intermediates`` returns them.
+    ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
+    ``norm_eval = True`` keeps every norm layer in eval mode under ``train()``; norms of the
+    stem and the first ``frozen_stages`` stages always stay in eval (see
+    :func:`resnetlib.freeze`).
     """
 
     def __init__(
@@ -54,7 +147,7 @@ class ResNet(nn.Module):
             self.norm = final
             self.final_names = ("norm",)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(self.num_features, num_classes)
+        self.fc = _classifier(self.num_features, num_classes, None)
         self.spec = spec
         self.default_input_size: tuple[int, int, int] = (
             stem.in_channels,
@@ -62,6 +155,18 @@ class ResNet(nn.Module):
             stem.default_image_size,
         )
         self._feature_names = self.stem_names + self.stage_names + self.final_names
+        reduction = stem.reduction
+        self.feature_info: list[FeatureInfo] = [
+            FeatureInfo(num_chs=stem.out_channels, reduction=reduction, module=self.stem_names[-1])
+        ]
+        for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
+            reduction *= stage_spec.stride
+            block = stage[-1]
+            if not isinstance(block, ResidualBlock):
+                raise TypeError(f"stages must hold ResidualBlocks; got {type(block).__name__}")
+            self.feature_info.append(
+                FeatureInfo(num_chs=block.out_channels, reduction=reduction, module=name)
+            )
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.stem_names:
@@ -81,6 +186,116 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    @overload
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: Literal[False] = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]: ...
+
+    @overload
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: Literal[True],
+    ) -> list[torch.Tensor]: ...
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
+        """The feature maps ``indices`` picks (see :func:`feature_take_indices`; index 0 is
+        the stem's output, ``i`` stage ``i``'s), and, unless ``intermediates_only``, the
+        last feature map as :meth:`forward_features` returns it.
+
+        ``stop_early`` skips the stages after the last index taken (the returned final map is
+        then that stage's). ``norm`` applies a final norm, on nets that have one after the
+        last stage, to the last stage's map too. Only ``output_fmt="NCHW"`` exists.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        intermediates: list[torch.Tensor] = []
+        x = self.forward_stem(x)
+        if 0 in take:
+            intermediates.append(x)
+        names = self.stage_names[:last] if stop_early else self.stage_names
+        for index, name in enumerate(names, start=1):
+            x = self._modules[name](x)  # type: ignore[misc]
+            if index in take:
+                intermediates.append(x)
+        if len(names) == len(self.stage_names):
+            tail = self.final_names
+            for name in tail:
+                x = self._modules[name](x)  # type: ignore[misc]
+            if norm and tail and len(names) in take:
+                intermediates[-1] = x
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | Sequence[int] = 1,
+        *,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Delete the stages after the last index ``indices`` takes (and the head, unless
+        ``prune_head=False``); return the indices. ``model.spec`` and ``feature_info`` follow.
+        """
+        take, last = feature_take_indices(len(self.feature_info), indices)
+        if last == 0:
+            raise ValueError("prune_intermediate_layers must keep at least one stage; got index 0")
+        stages_go = last < len(self.stage_names)
+        if stages_go and not prune_head and self.spec.num_classes:
+            raise ValueError(
+                "prune_head=False keeps fc, which needs the last stage's channels; "
+                "pruning stages needs prune_head=True or a model without a classifier"
+            )
+        tail = self.final_names
+        for name in (*self.stage_names[last:], *(tail if stages_go or prune_norm else ())):
+            delattr(self, name)
+        self.stage_names = self.stage_names[:last]
+        self.final_names = () if stages_go or prune_norm else tail
+        self._feature_names = self.stem_names + self.stage_names + self.final_names
+        self.feature_info = self.feature_info[: last + 1]
+        self.num_features = self.feature_info[-1]["num_chs"]
+        self.spec = replace(self.spec, stages=self.spec.stages[:last])
+        if prune_head:
+            self.reset_classifier(0)
+        return take
+
+    def get_classifier(self) -> nn.Module:
+        """The head's final layer: ``fc`` (an ``nn.Identity`` when there are no classes)."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``, the
+        model then outputs pooled features) on the model's device and dtype.
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(
+                f"num_classes must be an int >= 0 (0 removes the classifier); got {num_classes!r}"
+            )
+        spec = replace(self.spec, num_classes=num_classes)
+        self.fc = _classifier(self.num_features, num_classes, next(self.parameters(), None))
+        self.spec = spec
 
     def blocks(self) -> list[ResidualBlock]:
         """Every residual block, stage by stage."""

@@ -105,6 +105,8 @@ class ResNetSpec:
     against the block's signature when the spec is built. ``norm`` and ``act`` name a
     registered norm and activation. ``drop_path_rate`` is the stochastic-depth rate of the
     last block; block ``l`` of ``L`` drops its branch with ``drop_path_rate * l / L``.
+    ``num_classes=0`` means no classifier: the model's ``fc`` is an ``nn.Identity`` and it
+    outputs pooled features.
     """
 
     stages: tuple[StageSpec, ...]
@@ -138,7 +140,7 @@ class ResNetSpec:
         if not isinstance(self.stem, StemSpec):
             raise ValueError(f"ResNetSpec.stem must be a StemSpec; got {type(self.stem).__name__}")
         _check_int("ResNetSpec", "in_channels", self.in_channels, 1)
-        _check_int("ResNetSpec", "num_classes", self.num_classes, 1)
+        _check_int("ResNetSpec", "num_classes", self.num_classes, 0)
         if not isinstance(self.zero_init_residual, bool):
             raise ValueError(
                 f"ResNetSpec.zero_init_residual must be a bool; got {self.zero_init_residual!r}"

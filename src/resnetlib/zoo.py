@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from typing_extensions import TypedDict, Unpack
 
@@ -18,6 +18,7 @@ from .activations import ACTIVATIONS
 from .blocks import BLOCKS
 from .build import build
 from .checkpoint import model_from_file
+from .features import ResNetFeatures, features
 from .model import ResNet
 from .norms import NORMS
 from .registry import Registry
@@ -87,13 +88,38 @@ register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
 
+@overload
 def create_model(
     name: str,
     *,
+    features_only: Literal[False] = False,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_source: str = "auto",
     **overrides: Any,
-) -> ResNet:
+) -> ResNet: ...
+
+
+@overload
+def create_model(
+    name: str,
+    *,
+    features_only: Literal[True],
+    out_indices: int | Sequence[int] | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_source: str = "auto",
+    **overrides: Any,
+) -> ResNetFeatures: ...
+
+
+def create_model(
+    name: str,
+    *,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_source: str = "auto",
+    **overrides: Any,
+) -> ResNet | ResNetFeatures:
     """Build the registered model ``name`` with keyword overrides.
 
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
@@ -102,11 +128,20 @@ def create_model(
     strict, except that another ``num_classes`` gets a new head and another ``in_channels``
     an adapted stem. akamaster's weights get their shortcut (``"A_both"`` or ``"B"``) unless
     ``shortcut`` is given.
+
+    ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
+    forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
     """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices is for features_only=True; got features_only=False")
     factory = MODELS.get(name)
     if checkpoint_path is None:
-        return factory(**overrides)
-    return model_from_file(factory, checkpoint_path, source=checkpoint_source, overrides=overrides)
+        model = factory(**overrides)
+    else:
+        model = model_from_file(
+            factory, checkpoint_path, source=checkpoint_source, overrides=overrides
+        )
+    return features(model, out_indices=out_indices) if features_only else model
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -1,0 +1,71 @@
+"""Feature extraction: a ResNet without its head that returns several feature maps.
+
+``features(model, out_indices=(1, 2, 3, 4))`` is what timm's ``features_only=True`` gives:
+a module whose forward returns a list of maps, for a detector's FPN or a segmentation
+decoder. It keeps the model's module names, so a classifier's state dict (less ``fc.*``)
+loads into it strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .model import FeatureInfo, ResNet, _StagedNet, feature_take_indices
+
+__all__ = ["ResNetFeatures", "features"]
+
+
+class ResNetFeatures(_StagedNet):
+    """The stem and stages of a :class:`~resnetlib.ResNet`, returning the maps it is asked for.
+
+    Index 0 is the stem's output, index ``i`` stage ``i``'s (``model.feature_info``); stages
+    after the last index asked for are left out, as is the head. The modules are the
+    model's own, not copies. ``feature_info`` describes the returned maps, in order.
+    ``norm_eval`` and ``frozen_stages`` (see :func:`resnetlib.freeze`) start as the model's
+    and work as they do on it.
+    """
+
+    def __init__(self, model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> None:
+        super().__init__()
+        if not isinstance(model, ResNet):
+            raise TypeError(f"features() takes a ResNet; got {type(model).__name__}")
+        take, last = feature_take_indices(len(model.feature_info), out_indices)
+        self.out_indices: tuple[int, ...] = tuple(sorted(set(take)))
+        self.feature_info: list[FeatureInfo] = [
+            FeatureInfo(**model.feature_info[i]) for i in self.out_indices
+        ]
+        self.stem_names: tuple[str, ...] = model.stem_names
+        self.stage_names: tuple[str, ...] = model.stage_names[:last]
+        # Modules a model applies after its last stage (a final norm), kept with that stage.
+        tail = model.final_names
+        self.tail_names: tuple[str, ...] = tail if last == len(model.stage_names) else ()
+        for name in (*self.stem_names, *self.stage_names, *self.tail_names):
+            self.add_module(name, model.get_submodule(name))
+        self.norm_eval = model.norm_eval
+        self.frozen_stages = min(model.frozen_stages, len(self.stage_names))
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps: list[torch.Tensor] = []
+        for name in self.stem_names:
+            x = self._modules[name](x)  # type: ignore[misc]
+        if 0 in self.out_indices:
+            maps.append(x)
+        for index, name in enumerate(self.stage_names, start=1):
+            x = self._modules[name](x)  # type: ignore[misc]
+            if index in self.out_indices:
+                maps.append(x)
+        if self.tail_names:
+            for name in self.tail_names:
+                x = self._modules[name](x)  # type: ignore[misc]
+            maps[-1] = x
+        return maps
+
+
+def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:
+    """``model`` as a feature extractor returning the maps ``out_indices`` picks (default:
+    all; timm's ``features_only``). Shares the model's modules.
+    """
+    return ResNetFeatures(model, out_indices=out_indices)

@@ -1,0 +1,113 @@
+"""Fine-tuning helpers: freeze early layers, hold norms in eval, per-stage learning rates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .features import ResNetFeatures
+from .model import ResNet
+
+_Backbone = ResNet | ResNetFeatures
+
+__all__ = ["freeze", "param_groups", "unfreeze"]
+
+
+def _check_model(model: object) -> _Backbone:
+    if not isinstance(model, (ResNet, ResNetFeatures)):
+        raise TypeError(
+            f"expected a resnetlib ResNet or ResNetFeatures; got {type(model).__name__}"
+        )
+    return model
+
+
+def freeze(model: _Backbone, *, stages: int) -> None:
+    """Freeze the stem and the first ``stages`` stages (``0``: the stem only).
+
+    Their parameters stop requiring gradients and their norm layers stay in eval mode, also
+    across later ``model.train()`` calls (mmdet's ``frozen_stages``). Freezing is cumulative:
+    a smaller ``stages`` than an earlier call's changes nothing; :func:`unfreeze` undoes it.
+    """
+    _check_model(model)
+    count = len(model.stage_names)
+    if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= count:
+        raise ValueError(
+            f"stages must be an int in 0..{count} (stages frozen after the stem); got {stages!r}"
+        )
+    model.frozen_stages = max(model.frozen_stages, stages)
+    for name in model.stem_names + model.stage_names[: model.frozen_stages]:
+        model.get_submodule(name).requires_grad_(False)
+    model.train(model.training)
+
+
+def unfreeze(model: _Backbone) -> None:
+    """Make every parameter trainable again and release the norms :func:`freeze` held."""
+    _check_model(model)
+    model.frozen_stages = -1
+    model.requires_grad_(True)
+    model.train(model.training)
+
+
+def _group_of(model: _Backbone, parameter_name: str) -> str:
+    top = parameter_name.split(".", 1)[0]
+    if top in model.stem_names:
+        return "stem"
+    return top if top in model.stage_names else "head"
+
+
+def param_groups(
+    model: _Backbone,
+    *,
+    lr: float,
+    decay: float = 1.0,
+    weight_decay: float | None = None,
+    no_decay_norm_bias: bool = False,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups ``stem``, ``layer1`` .. ``layerN``, ``head``, in that order.
+
+    The head learns at ``lr``, the last stage at ``lr * decay``, each earlier one ``decay``
+    times slower than the next, the stem slowest (layer-wise learning-rate decay); each
+    group records its ``lr_scale``. Anything outside stem and stages (``fc``, a final
+    norm) is ``head``. ``weight_decay`` sets the groups' decay (default: the optimizer's);
+    ``no_decay_norm_bias`` splits off the 1-d parameters (norm weights, biases) into
+    ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and empty groups
+    are left out.
+    """
+    _check_model(model)
+    for field, value in (("lr", lr), ("decay", decay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{field} must be a number > 0; got {value!r}")
+    if weight_decay is not None and (
+        isinstance(weight_decay, bool)
+        or not isinstance(weight_decay, (int, float))
+        or weight_decay < 0
+    ):
+        raise ValueError(f"weight_decay must be a number >= 0 or None; got {weight_decay!r}")
+    order = ["stem", *model.stage_names, "head"]
+    depth = {name: len(order) - 1 - i for i, name in enumerate(order)}
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        exempt = no_decay_norm_bias and parameter.ndim <= 1
+        buckets.setdefault((_group_of(model, name), exempt), []).append(parameter)
+    groups: list[dict[str, Any]] = []
+    for name in order:
+        for exempt in (False, True):
+            params = buckets.get((name, exempt))
+            if not params:
+                continue
+            scale = float(decay) ** depth[name]
+            group: dict[str, Any] = {
+                "name": f"{name}.no_decay" if exempt else name,
+                "params": params,
+                "lr": lr * scale,
+                "lr_scale": scale,
+            }
+            if exempt:
+                group["weight_decay"] = 0.0
+            elif weight_decay is not None:
+                group["weight_decay"] = float(weight_decay)
+            groups.append(group)
+    return groups
