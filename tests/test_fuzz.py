@@ -11,10 +11,13 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import resnetlib as rl
 from resnetlib.testing import FUZZ_PROPERTIES, ConformanceError, fuzz_block
+from resnetlib.testing_strategies import specs
 
 from .strategies import BLOCKS
 
@@ -185,3 +188,42 @@ def test_without_hypothesis_the_import_error_names_the_extra() -> None:
     assert len(lines) == 2
     for line in lines:
         assert "needs hypothesis: pip install 'resnetlib[testing]'" in line
+
+
+class MinimalBlock(GatedBlock):
+    """Takes only the build keywords: no act_layer, drop_path or dilation."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        residual: bool = True,
+        norm_layer: rl.NormLayer = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            width=width,
+            stride=stride,
+            downsample=downsample,
+            residual=residual,
+            norm_layer=norm_layer,
+        )
+
+
+@given(data=st.data())
+def test_specs_leave_out_the_keywords_a_block_does_not_take(data: st.DataObject) -> None:
+    rl.BLOCKS.register("test_fuzz_minimal", MinimalBlock)
+    try:
+        spec = data.draw(
+            specs(blocks=("test_fuzz_minimal",), acts=("silu", "gelu"), shortcuts=("B",))
+        )
+    finally:
+        rl.BLOCKS.unregister("test_fuzz_minimal")
+    assert spec.block == "test_fuzz_minimal"
+    assert spec.act == "relu"  # no drawn activation fits: the default
+    assert spec.drop_path_rate == 0.0
+    assert all(stage.dilation == 1 for stage in spec.stages)
+    assert spec.block_options == {}
