@@ -67,6 +67,16 @@ def run_ddp(rank: int) -> dict[str, Any]:
     }
 
 
+def run_ddp_drop_path(rank: int) -> dict[str, Any]:
+    """Stochastic depth under DDP with find_unused_parameters=False: every parameter must
+    take part in every step, whichever samples each rank drops."""
+    torch.manual_seed(rank)  # each rank its own weights (DDP broadcasts) and drop masks
+    model = rl.preact_cifar_resnet(11, widths=(4, 8, 16), num_classes=3, drop_path_rate=0.9)
+    ddp = DistributedDataParallel(model, find_unused_parameters=False)
+    train(ddp, rank, steps=3)
+    return {"final": gathered(flat(list(model.parameters())))}
+
+
 def run_sync_bn(rank: int) -> dict[str, Any]:
     model = tiny_model(seed=0)
     plain_count = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
@@ -139,6 +149,7 @@ def worker(rank: int, world_size: int, init_method: str, out: str) -> None:
     try:
         results = {
             "ddp": run_ddp(rank),
+            "ddp_drop_path": run_ddp_drop_path(rank),
             "sync_bn": run_sync_bn(rank),
             "fsdp2": run_fsdp2(rank, world_size),
         }

@@ -59,6 +59,13 @@ def test_ddp_replicas_stay_identical_and_learn(results: dict[str, Any]) -> None:
     assert not torch.equal(final[0], initial[0])
 
 
+def test_ddp_with_drop_path_needs_no_unused_parameter_search(results: dict[str, Any]) -> None:
+    # Three steps with find_unused_parameters=False would have raised had any parameter
+    # missed a gradient in a step; the replicas stay equal although their masks differ.
+    first, second = results["ddp_drop_path"]["final"]
+    assert torch.equal(first, second)
+
+
 def test_sync_batchnorm_conversion(results: dict[str, Any]) -> None:
     sync = results["sync_bn"]
     assert sync["plain_norms"] > 0
