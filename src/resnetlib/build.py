@@ -135,14 +135,25 @@ def build(spec: ResNetSpec) -> ResNet:
     return model
 
 
+def keywords_of(cls: type) -> frozenset[str] | None:
+    """The keyword arguments ``cls`` takes; ``None`` when it takes any (``**kwargs``)."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(parameters)
+
+
+def takes_keyword(cls: type, keyword: str) -> bool:
+    """Whether ``cls(**{keyword: ...})`` is accepted by its signature."""
+    keywords = keywords_of(cls)
+    return keywords is None or keyword in keywords
+
+
 def _check_block_options(
     name: str, block_cls: type[ResidualBlock], options: Mapping[str, JSONScalar]
 ) -> None:
-    parameters = inspect.signature(block_cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        accepted = None
-    else:
-        accepted = sorted(set(parameters) - _BUILD_ARGUMENTS)
+    keywords = keywords_of(block_cls)
+    accepted = None if keywords is None else sorted(keywords - _BUILD_ARGUMENTS)
     for option in options:
         if option in _BUILD_ARGUMENTS:
             raise ValueError(
@@ -159,11 +170,8 @@ def _check_accepts(
     kind: str, name: str, cls: type, options: Mapping[str, object], reason: str
 ) -> None:
     """Raise if ``cls`` cannot take the keyword ``options`` that ``reason`` requires."""
-    parameters = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
     for option in options:
-        if option not in parameters:
+        if not takes_keyword(cls, option):
             raise ValueError(
                 f"{kind} {name!r} ({cls.__name__}) does not take {option!r}, which the spec "
                 f"needs for {reason}; add a keyword-only {option!r} argument "

@@ -32,7 +32,7 @@ from torch import nn
 
 from .activations import ACTIVATIONS
 from .blocks import BLOCKS, ResidualBlock, _validate_block
-from .build import _check_block_options, build
+from .build import _check_block_options, build, takes_keyword
 from .drop_path import DropPath
 from .layers import NormLayer
 from .norms import NORMS
@@ -193,15 +193,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, *, exact: bool = False) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5))
 
 
-def _takes(cls: type, keyword: str) -> bool:
-    parameters = inspect.signature(cls).parameters
-    return keyword in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-
-
 def _missing_keywords(cls: type, keywords: Collection[str]) -> list[str]:
-    return [k for k in keywords if not _takes(cls, k)]
+    return [k for k in keywords if not takes_keyword(cls, k)]
 
 
 @contextmanager
@@ -432,7 +425,7 @@ class _BlockSubject:
         return (batch, self.out_channels, side, side)
 
     def requires(self, keyword: str, why: str) -> None:
-        if not _takes(self.cls, keyword):
+        if not takes_keyword(self.cls, keyword):
             raise _NotApplicableError(
                 f"the block does not take {keyword!r}, so specs with {why} cannot use it"
             )
@@ -765,7 +758,7 @@ def _block_spec(subject: _BlockSubject) -> str:
         )
         _spec_round_trip(spec, subject.seed, subject.device, 8)
         # The spec-level options reach the block only where it takes them.
-        takes = {k: _takes(subject.cls, k) for k in ("act_layer", "drop_path", "dilation")}
+        takes = {k: takes_keyword(subject.cls, k) for k in ("act_layer", "drop_path", "dilation")}
         options = ResNetSpec(
             stages=(
                 StageSpec(1, _WIDTH),
@@ -1187,7 +1180,7 @@ def _stem_norm_layer(subject: _StemSubject) -> str:
 
 
 def _stem_act_layer(subject: _StemSubject) -> str:
-    if not _takes(subject.cls, "act_layer"):
+    if not takes_keyword(subject.cls, "act_layer"):
         raise _NotApplicableError(
             "the stem does not take 'act_layer', so specs with an activation other than "
             "'relu' cannot use it"
@@ -1242,7 +1235,7 @@ def _stem_spec(subject: _StemSubject) -> str:
             num_classes=3,
         )
         _spec_round_trip(spec, subject.seed, subject.device, size)
-        act = "silu" if _takes(subject.cls, "act_layer") else "relu"
+        act = "silu" if takes_keyword(subject.cls, "act_layer") else "relu"
         variant = ResNetSpec(
             stages=spec.stages, stem=spec.stem, num_classes=3, norm="groupnorm", act=act
         )

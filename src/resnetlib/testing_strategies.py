@@ -24,10 +24,10 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess
     ) from error
 
 from .blocks import BLOCKS
+from .build import takes_keyword
 from .shortcuts import SHORTCUTS
 from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 from .stems import STEMS
-from .testing import _takes
 
 __all__ = [
     "BUILTIN_ACTS",
@@ -127,7 +127,7 @@ def specs(
     widths = sorted(
         draw(st.lists(st.integers(narrowest, 6), min_size=num_stages, max_size=num_stages))
     )
-    dilations = (1, 1, 2) if _takes(block_cls, "dilation") else (1,)
+    dilations = (1, 1, 2) if takes_keyword(block_cls, "dilation") else (1,)
     stages = tuple(
         StageSpec(
             num_blocks=draw(st.integers(1, 2)),
@@ -148,7 +148,7 @@ def specs(
         stem_channels = max(2, stem_channels - stem_channels % 2)
     # Drop path needs a shortcut to fall back on; build() refuses it for plain networks.
     drop_path_rate = 0.0
-    if residual and _takes(block_cls, "drop_path"):
+    if residual and takes_keyword(block_cls, "drop_path"):
         drop_path_rate = draw(st.sampled_from((0.0, 0.0, 0.2, 0.5)))
     in_channels = draw(st.integers(1, 4))
     num_classes = draw(st.integers(1, 5))
@@ -158,7 +158,9 @@ def specs(
     else:
         options = dict(block_options)
     norm = draw(st.sampled_from(norms))
-    takes_act = _takes(block_cls, "act_layer") and _takes(STEMS.get(stem), "act_layer")
+    takes_act = takes_keyword(block_cls, "act_layer") and takes_keyword(
+        STEMS.get(stem), "act_layer"
+    )
     usable_acts = [a for a in acts if takes_act or a == "relu"] or ["relu"]
     return ResNetSpec(
         stages=stages,
