@@ -1,10 +1,11 @@
 """A re-implementation of mmpretrain's ResNet classifiers' structure and names, for tests.
 
-Written from open-mmlab/mmpretrain at commit df9eaeedf1f4a7aa39473dfee3e588bf8106c76e
-(``mmpretrain/models/backbones/resnet.py``; ``resnet_cifar.py``, ``resnext.py``,
-``heads/linear_head.py``, ``necks/gap.py`` as stored at 9fe593e3 / 0979e785) and mmcv's
-``cnn/bricks/conv_module.py`` and ``norm.py``; plain torch modules, no mmcv. What the state
-dict depends on:
+Written from open-mmlab/mmpretrain's ``mmpretrain/models/backbones/resnet.py`` (commit
+df9eaeedf1f4a7aa39473dfee3e588bf8106c76e), ``backbones/resnet_cifar.py``,
+``backbones/resnext.py``, ``heads/linear_head.py`` (9fe593e3), ``necks/gap.py``,
+``utils/data_preprocessor.py`` (0979e785) and open-mmlab/mmcv's
+``mmcv/cnn/bricks/conv_module.py`` (013f784b) and ``norm.py`` (056372fb); plain torch
+modules, no mmcv. What the state dict depends on:
 
 - ``ImageClassifier`` children ``data_preprocessor`` (its mean/std buffers are
   non-persistent), ``backbone``, ``neck`` (``GlobalAveragePooling``: no parameters) and

@@ -197,6 +197,8 @@ def test_mmpretrain_v1d_projections() -> None:
 
 
 def test_mmpretrain_extra_entries_are_unexpected() -> None:
+    # Not what their checkpoints hold (ClsDataPreprocessor's mean is non-persistent): any
+    # entry outside backbone.* and head.fc.* keeps its name and is reported.
     theirs = rl.convert_state_dict(rl.resnet18().state_dict(), target="mmpretrain")
     theirs["data_preprocessor.mean"] = torch.zeros(3)
     with pytest.raises(rl.WeightsMismatchError, match=r"data_preprocessor\.mean"):
