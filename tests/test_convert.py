@@ -12,6 +12,7 @@ from torch import nn
 
 import resnetlib as rl
 
+from . import mmpretrain_reference as mmpretrain
 from .akamaster_reference import AkamasterResNet, released_checkpoint
 from .reference_weights import FIXTURES, deterministic_fill_, fixed_input
 
@@ -149,7 +150,55 @@ def test_mmpretrain_layout_round_trip(
     assert_same_tensors(model.state_dict(), ours)
 
 
+# Our model (name, overrides) and mmpretrain's ImageClassifier (depth, backbone options).
+MMPRETRAIN_TWINS = [
+    ("resnet50", {}, 50, {}),  # ResNet(depth=50)
+    ("resnet50", {"stride_in_1x1": True}, 50, {"style": "caffe"}),
+    ("resnet18", {"stem": "cifar", "num_classes": 10}, 18, {"cifar": True, "num_classes": 10}),
+    ("resnet50", {"stem": "deep"}, 50, {"deep_stem": True}),  # ResNetV1c
+    ("resnet50d", {}, 50, {"deep_stem": True, "avg_down": True}),  # ResNetV1d
+    ("resnext50_32x4d", {}, 50, {"groups": 32, "width_per_group": 4}),  # ResNeXt
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "depth", "options"), MMPRETRAIN_TWINS)
+def test_mmpretrain_weights_give_their_logits(
+    name: str, overrides: dict[str, Any], depth: int, options: dict[str, Any]
+) -> None:
+    """Their checkpoint, loaded strictly, gives their logits; ours converts to their keys."""
+    reference = mmpretrain.ImageClassifier(depth, **options)
+    deterministic_fill_(reference)
+    reference = reference.double().eval()
+    checkpoint = mmpretrain.released_checkpoint(reference)
+    model = rl.create_model(name, **overrides).double()
+    report = rl.load_weights(model, checkpoint, adapt_stem=False, new_head=False)
+    assert report.source == "mmpretrain"
+    assert set(report.loaded) == set(model.state_dict())
+    # 36x44: odd sizes where ResNetV1d's average pools round up (ceil_mode=True).
+    x = torch.randn(2, 3, 36, 44, generator=torch.Generator().manual_seed(0)).double()
+    expected = run(reference, x)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(run(model, x), expected, rtol=0, atol=1e-10)
+    theirs = rl.convert_state_dict(model.state_dict(), target="mmpretrain")
+    assert_same_tensors(theirs, checkpoint["state_dict"])
+
+
+def test_mmpretrain_v1d_projections() -> None:
+    """ResNetV1d: a stride-1 projection has no pool (conv at 0), a strided one has (conv at 1)."""
+    theirs = mmpretrain.ImageClassifier(50, deep_stem=True, avg_down=True).state_dict()
+    assert "backbone.layer1.0.downsample.0.weight" in theirs
+    assert "backbone.layer1.0.downsample.2.weight" not in theirs
+    assert "backbone.layer2.0.downsample.1.weight" in theirs
+    assert "backbone.layer2.0.downsample.0.weight" not in theirs
+    assert "backbone.stem.2.bn.running_var" in theirs
+    assert not [key for key in theirs if key.startswith(("backbone.conv1", "backbone.bn1"))]
+    ours = rl.convert_state_dict(theirs, source="mmpretrain")
+    assert list(ours) == list(rl.resnet50d().state_dict())
+
+
 def test_mmpretrain_extra_entries_are_unexpected() -> None:
+    # Not what their checkpoints hold (ClsDataPreprocessor's mean is non-persistent): any
+    # entry outside backbone.* and head.fc.* keeps its name and is reported.
     theirs = rl.convert_state_dict(rl.resnet18().state_dict(), target="mmpretrain")
     theirs["data_preprocessor.mean"] = torch.zeros(3)
     with pytest.raises(rl.WeightsMismatchError, match=r"data_preprocessor\.mean"):

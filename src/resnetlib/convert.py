@@ -8,8 +8,15 @@ A *layout* is a naming scheme for a ResNet's state dict. ``source=`` and ``targe
   ``*.downsample.*`` (a later revision's ``compressible_`` name prefix is dropped). Its
   option A pads the new zero channels on *both* sides, so its weights belong in a model
   built with ``shortcut="A_both"``.
-- ``"mmpretrain"``: ``backbone.*`` is the network and ``head.fc.*`` the classifier (its
-  ``ResNet`` and ``ResNet_CIFAR`` backbones with ``LinearClsHead``).
+- ``"mmpretrain"``: its ``ImageClassifier``: ``backbone.*`` is the network and
+  ``head.fc.*`` the classifier (``LinearClsHead``); the neck and the data preprocessor
+  hold no saved entries. Its backbones ``ResNet`` (``style="pytorch"``; ``"caffe"`` is
+  ``stride_in_1x1=True``), ``ResNet_CIFAR`` (stem ``"cifar"``), ``ResNeXt`` (same names)
+  and ``ResNetV1c`` / ``ResNetV1d`` (stem ``"deep"``, shortcut ``"B"`` / ``"D"``) map:
+  the deep stem's ``stem.{0,1,2}.conv`` / ``.bn`` (mmcv ConvModules) are our
+  ``conv1.{0,3,6}`` and ``conv1.{1,4}`` / ``bn1``; and ResNetV1d's projections without a
+  pool (stride 1, the first stage's) are ``downsample.0`` / ``.1`` there, ``downsample.1``
+  / ``.2`` here (converting *to* mmpretrain takes the first stage's as the stride-1 ones).
 - ``"auto"`` (``source`` only): keys under ``backbone.`` or ``head.`` mean mmpretrain;
   ``linear.*``, ``compressible_*`` or ``*.shortcut.*`` mean akamaster; anything else
   resnetlib's own names.
@@ -74,18 +81,6 @@ def _ours_key_to_akamaster(key: str) -> str:
     return key.replace(".downsample.", ".shortcut.")
 
 
-def _mmpretrain_key_to_ours(key: str) -> str:
-    if key.startswith("head.fc."):
-        return key[len("head.") :]
-    if key.startswith("backbone."):
-        return key[len("backbone.") :]
-    return key  # not the network's: reported as unexpected under its own name
-
-
-def _ours_key_to_mmpretrain(key: str) -> str:
-    return "head." + key if key.startswith("fc.") else "backbone." + key
-
-
 def _akamaster_to_ours(state: StateDict) -> StateDict:
     return _rename(state, _akamaster_key_to_ours)
 
@@ -94,12 +89,90 @@ def _ours_to_akamaster(state: StateDict) -> StateDict:
     return _rename(state, _ours_key_to_akamaster)
 
 
+# mmpretrain's names and ours, as (theirs, ours, when) prefixes; the first that applies wins,
+# in both directions. ``{b}`` is a block (``layer2.0``). ``when``: "deep" applies only to a
+# deep stem's weights; "unpooled" only to the projections of an ``avg_down`` net (ResNetV1d)
+# that have no pool (stride 1: mmpretrain leaves the pool out, we keep an Identity there).
+_MMPRETRAIN_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("head.fc.", "fc.", ""),
+    ("backbone.stem.0.conv.", "conv1.0.", ""),
+    ("backbone.stem.0.bn.", "conv1.1.", ""),
+    ("backbone.stem.1.conv.", "conv1.3.", ""),
+    ("backbone.stem.1.bn.", "conv1.4.", ""),
+    ("backbone.stem.2.conv.", "conv1.6.", ""),
+    ("backbone.stem.2.bn.", "bn1.", "deep"),
+    ("backbone.{b}.downsample.0.", "{b}.downsample.1.", "unpooled"),
+    ("backbone.{b}.downsample.1.", "{b}.downsample.2.", "unpooled"),
+    ("backbone.", "", ""),
+)
+_BLOCK = r"(?P<b>layer\d+\.\d+)"
+_PROJECTION = re.compile(rf"(?:backbone\.)?{_BLOCK}\.downsample\.(?P<index>\d+)\.")
+
+
+def _name_pattern(template: str) -> re.Pattern[str]:
+    return re.compile(re.escape(template).replace(re.escape("{b}"), _BLOCK))
+
+
+_MMPRETRAIN_RULES = tuple(
+    (_name_pattern(theirs), _name_pattern(ours), theirs, ours, when)
+    for theirs, ours, when in _MMPRETRAIN_NAMES
+)
+
+
+def _projection_indices(keys: list[str]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for key in keys:
+        match = _PROJECTION.match(key)
+        if match:
+            found.setdefault(match["b"], set()).add(match["index"])
+    return found
+
+
+def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
+    """Rename by ``_MMPRETRAIN_NAMES``, after deciding which conditional rows apply.
+
+    To ours: an ``avg_down`` net is one with a pooled projection (entries at index 2); its
+    projections without one are "unpooled". From ours: option D numbers every projection
+    from 1, and those of the first stage are taken as stride 1, as mmpretrain's default
+    ``strides=(1, 2, 2, 2)`` makes them (a dilated option-D net's later stride-1
+    projections are not known from the names and keep indices 1 and 2).
+    """
+    keys = list(state)
+    projections = _projection_indices(keys)
+    if to_ours:
+        deep = any(key.startswith("backbone.stem.") for key in keys)
+        avg_down = any("2" in indices for indices in projections.values())
+        unpooled = {b for b, indices in projections.items() if avg_down and "2" not in indices}
+    else:
+        deep = any(key.startswith("conv1.0.") for key in keys)
+        unpooled = {
+            b
+            for b, indices in projections.items()
+            if "0" not in indices and b.startswith("layer1.")
+        }
+    renamed: StateDict = {}
+    for key, value in state.items():
+        new = key
+        for theirs_re, ours_re, theirs, ours, when in _MMPRETRAIN_RULES:
+            match = (theirs_re if to_ours else ours_re).match(key)
+            if match is None:
+                continue
+            block = match.groupdict().get("b")
+            if (when == "deep" and not deep) or (when == "unpooled" and block not in unpooled):
+                continue
+            replacement = (ours if to_ours else theirs).replace("{b}", block or "")
+            new = replacement + key[match.end() :]
+            break
+        renamed[new] = value
+    return renamed
+
+
 def _mmpretrain_to_ours(state: StateDict) -> StateDict:
-    return _rename(state, _mmpretrain_key_to_ours)
+    return _convert_mmpretrain(state, to_ours=True)
 
 
 def _ours_to_mmpretrain(state: StateDict) -> StateDict:
-    return _rename(state, _ours_key_to_mmpretrain)
+    return _convert_mmpretrain(state, to_ours=False)
 
 
 _BN = r"bn[1-3]\.(?:weight|bias|running_mean|running_var|num_batches_tracked)"
