@@ -1,4 +1,5 @@
-"""Write ``tests/fixtures/torchvision_resnet.json``: torchvision's ResNet-18/50 reference.
+"""Write ``tests/fixtures/torchvision_resnet.json``: torchvision's ResNet-18/50, ResNeXt-50 32x4d
+and Wide ResNet-50-2 reference.
 
 Run with an environment that has torchvision::
 
@@ -23,7 +24,7 @@ from torch import nn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "torchvision_resnet.json"
-MODELS = ("resnet18", "resnet50")
+MODELS = ("resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2")
 INPUT_SHAPE = (2, 3, 64, 64)
 
 

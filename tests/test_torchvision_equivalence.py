@@ -1,4 +1,4 @@
-"""resnet18 / resnet50 equal torchvision's: same state_dict layout, same logits.
+"""resnet18/50, resnext50_32x4d and wide_resnet50_2 equal torchvision's: layout and logits.
 
 The reference is ``tests/fixtures/torchvision_resnet.json``, written by
 ``scripts/make_torchvision_fixture.py`` from torchvision itself, so these tests need no
@@ -19,7 +19,7 @@ import resnetlib as rl
 from .reference_weights import FIXTURES, deterministic_fill_, fixed_input
 
 FIXTURE = FIXTURES / "torchvision_resnet.json"
-MODELS = ["resnet18", "resnet50"]
+MODELS = ["resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"]
 
 
 @pytest.fixture(scope="module")
