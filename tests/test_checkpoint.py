@@ -97,6 +97,22 @@ def test_create_model_reads_a_checkpoint(saved: tuple[rl.ResNet, Path]) -> None:
         rl.create_model("resnet20", checkpoint_path=path, checkpoint_source="akamaster")
 
 
+def test_create_model_keeps_the_checkpoints_head_and_refuses_another_network(
+    tmp_path: Path,
+) -> None:
+    model = filled(rl.resnet20(num_classes=100, act="silu", output_stride=2))
+    path = tmp_path / "cifar100.pt"
+    rl.save(model, path)
+    # The file says it has 100 classes: no override is needed to get its head back.
+    again = rl.create_model("resnet20", checkpoint_path=path, act="silu", output_stride=2)
+    assert_identical(again, model)
+    # Same keys and shapes, other computation: refused, naming what differs.
+    with pytest.raises(ValueError, match=r"another network.*act: file 'silu', model 'relu'"):
+        rl.create_model("resnet20", checkpoint_path=path, output_stride=2)
+    with pytest.raises(ValueError, match=r"another network.*stages: file"):
+        rl.create_model("resnet20", checkpoint_path=path, act="silu")
+
+
 # --- files that are not intact checkpoints -------------------------------------------------
 
 

@@ -380,3 +380,31 @@ def test_create_model_from_state_dict_file_with_overrides(tmp_path: Path) -> Non
     assert torch.equal(model.layer4[1].bn2.running_var, source.layer4[1].bn2.running_var.float())
     with pytest.raises(rl.WeightsMismatchError, match="missing from the weights"):
         rl.create_model("resnet34", checkpoint_path=path)
+
+
+def test_batch_norm_weights_load_into_a_frozen_batch_norm_model() -> None:
+    trained = filled("resnet18")
+    frozen = rl.resnet18(norm="frozen_batchnorm").double()
+    report = rl.load_weights(frozen, trained.state_dict())
+    assert not report.reinitialized
+    assert not report.unexpected
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(run(frozen, x), run(trained, x))
+
+
+def test_classifier_weights_load_into_a_model_without_a_classifier(tmp_path: Path) -> None:
+    trained = filled("resnet18")
+    headless = rl.resnet18(num_classes=0).double()
+    report = rl.load_weights(headless, trained.state_dict())
+    assert report.discarded == ("fc.weight", "fc.bias")
+    assert report.reinitialized == ()
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        pooled = trained.forward_head(trained.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(run(headless, x), pooled)
+    path = tmp_path / "weights.pt"
+    torch.save(trained.state_dict(), path)
+    loaded = rl.create_model("resnet18", num_classes=0, checkpoint_path=path).double()
+    torch.testing.assert_close(run(loaded, x), pooled)
+    with pytest.raises(rl.WeightsMismatchError, match=r"fc\.weight"):
+        rl.load_weights(rl.resnet18(num_classes=0), trained.state_dict(), new_head=False)

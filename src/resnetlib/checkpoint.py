@@ -245,16 +245,20 @@ def model_from_file(
     The file is a resnetlib checkpoint or a state dict in any layout
     :func:`~resnetlib.convert_state_dict` reads. akamaster's weights get
     ``shortcut="A_both"`` (their option A) or ``"B"`` (their option B, which has
-    ``shortcut.*`` weights) unless ``overrides`` sets one.
+    ``shortcut.*`` weights) unless ``overrides`` sets one. A resnetlib checkpoint keeps
+    its own ``num_classes`` and ``in_channels`` unless ``overrides`` sets them, and must
+    describe the network the factory builds in every other field.
     Loading is strict except for the stem and head (see :func:`~resnetlib.load_weights`).
     """
     payload = _torch_load(path)
+    saved_spec: ResNetSpec | None = None
     if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
         if source not in ("auto", "resnetlib"):
             raise ValueError(
                 f"{path} is a resnetlib checkpoint; checkpoint_source={source!r} does not apply"
             )
-        weights = _parse(path, payload).state_dict
+        checkpoint = _parse(path, payload)
+        weights, saved_spec = checkpoint.state_dict, checkpoint.spec
         source = "resnetlib"
     else:
         try:
@@ -269,6 +273,34 @@ def model_from_file(
     if source == "akamaster" and "shortcut" not in options:
         projected = any(".shortcut." in key for key in weights)
         options["shortcut"] = "B" if projected else "A_both"
+    if saved_spec is not None:  # the file says what it is: keep its head and input
+        options.setdefault("num_classes", saved_spec.num_classes)
+        options.setdefault("in_channels", saved_spec.in_channels)
     model = factory(**options)
+    if saved_spec is not None:
+        _check_same_network(path, saved_spec, model.spec)
     load_weights(model, weights, source=source, strict=True)
     return model
+
+
+# Fields a caller may change when loading weights: the head and the stem's input adapt.
+_ADAPTABLE = frozenset({"num_classes", "in_channels"})
+
+
+def _check_same_network(path: PathLike, saved: ResNetSpec, built: ResNetSpec) -> None:
+    """Refuse weights saved from another network, even one whose keys and shapes match
+    (another activation, dilation, drop path or stride placement computes otherwise)."""
+    saved_fields, built_fields = saved.to_dict(), built.to_dict()
+    differ = sorted(
+        key
+        for key in saved_fields
+        if key not in _ADAPTABLE and saved_fields[key] != built_fields[key]
+    )
+    if differ:
+        details = "; ".join(
+            f"{key}: file {saved_fields[key]!r}, model {built_fields[key]!r}" for key in differ
+        )
+        raise ValueError(
+            f"{path} holds another network than the one asked for ({details}); load it "
+            "with resnetlib.load(path), or pass the same overrides it was saved with"
+        )

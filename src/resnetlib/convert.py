@@ -351,14 +351,16 @@ class LoadReport:
 
     ``adapted`` are stem weights changed for another ``in_channels``; ``reinitialized``
     the head's keys kept as the model built them (another ``num_classes``, or no head in
-    the weights). ``missing``, ``unexpected`` and ``mismatched`` are non-empty only with
-    ``strict=False``.
+    the weights); ``discarded`` the weights' own head keys left out for that reason (all of
+    them for a model without a classifier). ``missing``, ``unexpected`` and ``mismatched``
+    are non-empty only with ``strict=False``.
     """
 
     source: str
     loaded: tuple[str, ...]
     adapted: tuple[str, ...] = ()
     reinitialized: tuple[str, ...] = ()
+    discarded: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
     mismatched: tuple[ShapeMismatch, ...] = ()
@@ -439,13 +441,19 @@ def load_weights(
             weights[stem_key] = adapt_input_channels(have, in_channels=want.shape[1])
             adapted.append(stem_key)
 
+    # Batch counters the model has no place for (a frozen batch norm keeps none) are noise.
+    weights = {key: value for key, value in weights.items() if key in own or not _is_counter(key)}
+
     reinitialized: list[str] = []
+    discarded: list[str] = []
     head_keys = [key for key in own if key.startswith(f"{_HEAD}.")]
-    if new_head and any(
-        key not in weights or weights[key].shape != own[key].shape for key in head_keys
+    their_head = [key for key in weights if key.startswith(f"{_HEAD}.")]
+    if new_head and (
+        any(key not in weights or weights[key].shape != own[key].shape for key in head_keys)
+        or any(key not in own for key in their_head)  # e.g. a model without a classifier
     ):
-        reinitialized = head_keys
-        weights = {key: value for key, value in weights.items() if not key.startswith(f"{_HEAD}.")}
+        reinitialized, discarded = head_keys, their_head
+        weights = {key: value for key, value in weights.items() if key not in their_head}
 
     missing = [key for key in own if key not in weights and key not in reinitialized]
     missing = [key for key in missing if not _is_counter(key)]
@@ -471,6 +479,7 @@ def load_weights(
         loaded=loaded,
         adapted=tuple(adapted),
         reinitialized=tuple(reinitialized),
+        discarded=tuple(discarded),
         missing=tuple(missing),
         unexpected=tuple(unexpected),
         mismatched=tuple(mismatched),
