@@ -142,10 +142,15 @@ def test_a_final_norm_after_the_last_stage_is_kept_and_applied() -> None:
     torch.testing.assert_close(maps[-1], expected, rtol=0, atol=0)
     torch.testing.assert_close(final, expected, rtol=0, atol=0)
     assert not torch.equal(model.forward_intermediates(x)[1][-1], expected)
-    model.prune_intermediate_layers([2])  # stages 3 and 4 go, and the norm with them
-    assert model.final_names == ()
-    assert "norm" not in dict(model.named_children())
-    assert model(x).shape == (1, 8)
+    # Dropping the norm would leave a model its spec does not build: refused.
+    for indices, prune_norm in (([2], False), ([4], True)):
+        with pytest.raises(ValueError, match=r"pruning would drop norm .*resnetlib.features"):
+            model.prune_intermediate_layers(indices, prune_norm=prune_norm)
+    assert model.final_names == ("norm",)
+    assert len(model.stage_names) == 4
+    model.prune_intermediate_layers([4])  # nothing after the last stage goes: allowed
+    rebuilt = rl.build(model.spec)
+    assert list(rebuilt.state_dict()) == list(model.state_dict())
 
 
 def test_code_reading_layer_attributes_works() -> None:

@@ -180,3 +180,21 @@ def test_param_groups_leave_out_frozen_parameters() -> None:
 def test_param_groups_reject_bad_values(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         rl.param_groups(tiny(), **kwargs)
+
+
+def test_frozen_stages_stop_stochastic_depth_too() -> None:
+    model = rl.resnet18(drop_path_rate=0.5, num_classes=3)
+    rl.freeze(model, stages=2)
+    model.train()
+    frozen = [b for name in ("layer1", "layer2") for b in model.get_submodule(name).children()]
+    trained = [b for name in ("layer3", "layer4") for b in model.get_submodule(name).children()]
+    assert all(not block.training for block in frozen)
+    assert all(block.training for block in trained)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        first = model.layer2(model.layer1(model.forward_stem(x)))
+        second = model.layer2(model.layer1(model.forward_stem(x)))
+    assert torch.equal(first, second)
+    rl.unfreeze(model)
+    model.train()
+    assert all(block.training for block in frozen)

@@ -25,8 +25,9 @@ def _check_model(model: object) -> _Backbone:
 def freeze(model: _Backbone, *, stages: int) -> None:
     """Freeze the stem and the first ``stages`` stages (``0``: the stem only).
 
-    Their parameters stop requiring gradients and their norm layers stay in eval mode, also
-    across later ``model.train()`` calls (mmdet's ``frozen_stages``). Freezing is cumulative:
+    Their parameters stop requiring gradients and they stay in eval mode (norm statistics
+    and stochastic depth stop), also across later ``model.train()`` calls (mmdet's
+    ``frozen_stages``). Freezing is cumulative:
     a smaller ``stages`` than an earlier call's changes nothing; :func:`unfreeze` undoes it.
     """
     _check_model(model)
@@ -42,7 +43,7 @@ def freeze(model: _Backbone, *, stages: int) -> None:
 
 
 def unfreeze(model: _Backbone) -> None:
-    """Make every parameter trainable again and release the norms :func:`freeze` held."""
+    """Make every parameter trainable again and release the modules :func:`freeze` held."""
     _check_model(model)
     model.frozen_stages = -1
     model.requires_grad_(True)

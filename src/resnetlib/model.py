@@ -65,8 +65,9 @@ def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -
 
 class _StagedNet(nn.Module):
     """A net of stem modules (``stem_names``) and stages (``stage_names``) whose
-    ``train()`` keeps some norm layers in eval mode: all of them with ``norm_eval``, those
-    of the stem and the first ``frozen_stages`` stages when that is ``>= 0``.
+    ``train()`` keeps parts in eval mode: the stem and the first ``frozen_stages`` stages
+    whole (norm statistics and stochastic depth both stop), when that is ``>= 0``; and, with
+    ``norm_eval``, every norm layer with running statistics.
     """
 
     stem_names: tuple[str, ...]
@@ -78,24 +79,21 @@ class _StagedNet(nn.Module):
         self.frozen_stages: int = -1
 
     def train(self, mode: bool = True) -> Self:
-        """``nn.Module.train``, then eval mode again for the norms ``norm_eval`` or
-        ``frozen_stages`` hold.
+        """``nn.Module.train``, then eval mode again for what ``frozen_stages`` and
+        ``norm_eval`` hold.
         """
         super().train(mode)
         if mode:
-            for module in self._held_norms():
+            for module in self._held_modules():
                 module.eval()
         return self
 
-    def _held_norms(self) -> Iterator[nn.Module]:
+    def _held_modules(self) -> Iterator[nn.Module]:
+        if self.frozen_stages >= 0:
+            for name in self.stem_names + self.stage_names[: self.frozen_stages]:
+                yield self.get_submodule(name)
         if self.norm_eval:
-            held: Sequence[str] = tuple(self._modules)
-        elif self.frozen_stages >= 0:
-            held = self.stem_names + self.stage_names[: self.frozen_stages]
-        else:
-            held = ()
-        for name in held:
-            for module in self.get_submodule(name).modules():
+            for module in self.modules():
                 if isinstance(module, _NormBase):
                     yield module
 
@@ -258,21 +256,29 @@ class ResNet(_StagedNet):
     ) -> list[int]:
         """Delete the stages after the last index ``indices`` takes (and the head, unless
         ``prune_head=False``); return the indices. ``model.spec`` and ``feature_info`` follow.
+
+        A net with layers after its last stage (pre-activation nets' ``norm``) cannot lose
+        them and still be what its spec builds, so pruning them is refused: take its
+        feature maps with :func:`resnetlib.features` instead.
         """
         take, last = feature_take_indices(len(self.feature_info), indices)
         if last == 0:
             raise ValueError("prune_intermediate_layers must keep at least one stage; got index 0")
         stages_go = last < len(self.stage_names)
+        if self.final_names and (stages_go or prune_norm):
+            raise ValueError(
+                f"pruning would drop {', '.join(self.final_names)} (the layers after the last "
+                f"stage of a {self.spec.block!r} net), which its spec rebuilds; use "
+                "resnetlib.features(model, out_indices=...) to take earlier feature maps"
+            )
         if stages_go and not prune_head and self.spec.num_classes:
             raise ValueError(
                 "prune_head=False keeps fc, which needs the last stage's channels; "
                 "pruning stages needs prune_head=True or a model without a classifier"
             )
-        tail = self.final_names
-        for name in (*self.stage_names[last:], *(tail if stages_go or prune_norm else ())):
+        for name in self.stage_names[last:]:
             delattr(self, name)
         self.stage_names = self.stage_names[:last]
-        self.final_names = () if stages_go or prune_norm else tail
         self._feature_names = self.stem_names + self.stage_names + self.final_names
         self.feature_info = self.feature_info[: last + 1]
         self.num_features = self.feature_info[-1]["num_chs"]
