@@ -232,3 +232,11 @@ def test_a_failed_build_leaves_nothing_registered_or_half_built() -> None:
     with pytest.raises(ValueError, match="cannot reduce channels"):
         rl.resnet((1, 1), shortcut="A", widths=(64, 32))
     assert (len(rl.BLOCKS), len(rl.SHORTCUTS), len(rl.STEMS), len(rl.MODELS)) == before
+
+
+def test_resnet_refuses_stages_its_spec_does_not_describe() -> None:
+    model = rl.resnet20()
+    stages = [model.layer1, model.layer2]
+    stem = rl.CifarStem(in_channels=3, out_channels=16)
+    with pytest.raises(ValueError, match=r"got 2 stages but its spec describes 3"):
+        rl.ResNet(stem=stem, stages=stages, num_classes=10, spec=model.spec)

@@ -19,20 +19,10 @@ from .stems import STEMS, Stem
 
 __all__ = ["build"]
 
-# Arguments that build() itself passes to blocks; not settable through block_options.
-_BUILD_ARGUMENTS = frozenset(
-    {
-        "in_channels",
-        "width",
-        "stride",
-        "downsample",
-        "residual",
-        "norm_layer",
-        "act_layer",
-        "drop_path",
-        "dilation",
-    }
-)
+# Arguments that build() passes to every block, and those it passes only when a spec asks
+# for them; none is settable through block_options.
+ALWAYS_PASSED = ("in_channels", "width", "stride", "downsample", "residual", "norm_layer")
+_BUILD_ARGUMENTS = frozenset((*ALWAYS_PASSED, "act_layer", "drop_path", "dilation"))
 _DEFAULT_ACT = "relu"
 
 

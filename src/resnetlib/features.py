@@ -67,5 +67,9 @@ class ResNetFeatures(_StagedNet):
 def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:
     """``model`` as a feature extractor returning the maps ``out_indices`` picks (default:
     all; timm's ``features_only``). Shares the model's modules.
+
+    When the last stage is taken from a net with layers after it (a pre-activation net's
+    final ``norm``), its map is the normalized one, as ``forward_intermediates(x,
+    norm=True)`` returns it: a pre-activation stage's raw output is an unnormalized sum.
     """
     return ResNetFeatures(model, out_indices=out_indices)

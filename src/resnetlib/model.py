@@ -127,6 +127,10 @@ class ResNet(_StagedNet):
         super().__init__()
         if not stages:
             raise ValueError("ResNet needs at least one stage")
+        if len(stages) != len(spec.stages):
+            raise ValueError(
+                f"ResNet got {len(stages)} stages but its spec describes {len(spec.stages)}"
+            )
         reserved = {f"layer{i}" for i in range(1, len(stages) + 1)} | {"avgpool", "fc", "norm"}
         for name, child in stem.named_children():
             if name in reserved:

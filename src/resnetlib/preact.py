@@ -27,7 +27,7 @@ from torch import nn
 from .activations import ActLayer, relu
 from .blocks import ResidualBlock, grouped_width, register_block
 from .layers import NormLayer, conv1x1, conv3x3
-from .shortcuts import ShortcutStrategy, register_shortcut
+from .shortcuts import ShortcutStrategy, register_shortcut, shape_changes
 from .stems import Stem, register_stem
 
 __all__ = [
@@ -210,7 +210,7 @@ class PreActOptionB(ShortcutStrategy):
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
     ) -> nn.Module | None:
-        if stride == 1 and in_channels == out_channels:
+        if not shape_changes(in_channels, out_channels, stride):
             return None
         return nn.Sequential(conv1x1(in_channels, out_channels, stride))
 

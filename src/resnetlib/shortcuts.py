@@ -38,6 +38,7 @@ __all__ = [
     "avg_pool_projection",
     "projection",
     "register_shortcut",
+    "shape_changes",
 ]
 
 
@@ -129,7 +130,7 @@ class ShortcutStrategy(ABC):
         """The module from the block input to its output shape; ``None`` for identity."""
 
 
-def _shape_changes(in_channels: int, out_channels: int, stride: int) -> bool:
+def shape_changes(in_channels: int, out_channels: int, stride: int) -> bool:
     return stride != 1 or in_channels != out_channels
 
 
@@ -139,7 +140,7 @@ class OptionA(ShortcutStrategy):
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
     ) -> nn.Module | None:
-        if not _shape_changes(in_channels, out_channels, stride):
+        if not shape_changes(in_channels, out_channels, stride):
             return None
         return ZeroPadShortcut(in_channels, out_channels, stride)
 
@@ -150,7 +151,7 @@ class OptionABoth(ShortcutStrategy):
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
     ) -> nn.Module | None:
-        if not _shape_changes(in_channels, out_channels, stride):
+        if not shape_changes(in_channels, out_channels, stride):
             return None
         return ZeroPadShortcut(in_channels, out_channels, stride, placement="both")
 
@@ -161,7 +162,7 @@ class OptionB(ShortcutStrategy):
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
     ) -> nn.Module | None:
-        if not _shape_changes(in_channels, out_channels, stride):
+        if not shape_changes(in_channels, out_channels, stride):
             return None
         return projection(in_channels, out_channels, stride, norm_layer)
 
@@ -185,7 +186,7 @@ class OptionD(ShortcutStrategy):
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
     ) -> nn.Module | None:
-        if not _shape_changes(in_channels, out_channels, stride):
+        if not shape_changes(in_channels, out_channels, stride):
             return None
         return avg_pool_projection(in_channels, out_channels, stride, norm_layer)
 

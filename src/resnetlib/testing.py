@@ -32,7 +32,7 @@ from torch import nn
 
 from .activations import ACTIVATIONS
 from .blocks import BLOCKS, ResidualBlock, _validate_block
-from .build import _check_block_options, build, takes_keyword
+from .build import ALWAYS_PASSED, _check_block_options, build, takes_keyword
 from .drop_path import DropPath
 from .layers import NormLayer
 from .norms import NORMS
@@ -316,7 +316,6 @@ def _spec_round_trip(spec: ResNetSpec, seed: int, device: torch.device, size: in
 
 # Blocks -----------------------------------------------------------------------------------
 
-_BUILD_KEYWORDS = ("in_channels", "width", "stride", "downsample", "residual", "norm_layer")
 _WIDTH = 4
 _SIZES = (8, 7)  # an odd size catches padding that only works for even inputs
 _RELATIONS = ("in == out", "in < out", "in > out")
@@ -452,11 +451,11 @@ def _block_interface(subject: _BlockSubject) -> str:
         raise _ViolationError(
             f"'layers' must be an int >= 1 (weighted layers on the branch); got {layers!r}"
         )
-    missing = _missing_keywords(cls, _BUILD_KEYWORDS)
+    missing = _missing_keywords(cls, ALWAYS_PASSED)
     if missing:
         raise _ViolationError(
             f"the constructor does not take {missing}; build() passes "
-            f"{', '.join(_BUILD_KEYWORDS)} as keywords"
+            f"{', '.join(ALWAYS_PASSED)} as keywords"
         )
     _check_block_options(cls.__name__, cls, subject.options)
     return f"a concrete ResidualBlock, expansion {cls.expansion}, layers {layers}"

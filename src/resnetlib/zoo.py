@@ -527,11 +527,7 @@ def _preact_cifar(name: str, depth: int, block: str, doc: str) -> ModelFactory:
 
 
 def _preact_imagenet(name: str, layers: tuple[int, ...], block: str, doc: str) -> ModelFactory:
-    def make_spec() -> ResNetSpec:
-        spec = imagenet_spec(layers, block)
-        return replace(spec, shortcut="preact_B", stem=replace(spec.stem, type="imagenet_preact"))
-
-    return _family(name, make_spec, doc)
+    return _imagenet(name, layers, block, "preact_B", doc, stem="imagenet_preact")
 
 
 _PA = "CIFAR-10 layout, 10 classes, pre-activation units (He et al. 2016)"
