@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from torch import nn
 
@@ -57,10 +57,10 @@ def build(spec: ResNetSpec) -> ResNet:
     _check_accepts("stem", spec.stem.type, stem_cls, act_option, f"act={spec.act!r}")
     _check_accepts("block", spec.block, block_cls, act_option, f"act={spec.act!r}")
     if any(stage.dilation > 1 for stage in spec.stages):
-        _check_accepts("block", spec.block, block_cls, {"dilation": 2}, "a stage dilation > 1")
+        _check_accepts("block", spec.block, block_cls, ("dilation",), "a stage dilation > 1")
     if spec.drop_path_rate > 0.0:
         reason = f"drop_path_rate={spec.drop_path_rate}"
-        _check_accepts("block", spec.block, block_cls, {"drop_path": 0.1}, reason)
+        _check_accepts("block", spec.block, block_cls, ("drop_path",), reason)
     # Every registered stem and block takes these keyword arguments (see their base classes).
     make_stem: Callable[..., Stem] = stem_cls
     make_block: Callable[..., ResidualBlock] = block_cls
@@ -73,15 +73,15 @@ def build(spec: ResNetSpec) -> ResNet:
     )
     rates = iter(drop_path_rates(spec.drop_path_rate, spec.depth))
     channels = spec.stem.out_channels
-    dilation = 1
+    previous_dilation = 1
     stages: list[nn.Sequential] = []
     for stage_index, stage in enumerate(spec.stages, start=1):
         blocks: list[ResidualBlock] = []
         out_channels = stage.width * block_cls.expansion
         for block_index in range(stage.num_blocks):
+            # As torchvision: a dilated stage's first block keeps the previous dilation.
             stride = stage.stride if block_index == 0 else 1
-            if block_index > 0:
-                dilation = stage.dilation
+            dilation = previous_dilation if block_index == 0 else stage.dilation
             rate = next(rates)
             options: dict[str, object] = dict(act_option)
             if dilation > 1:
@@ -116,7 +116,7 @@ def build(spec: ResNetSpec) -> ResNet:
             _move_shortcut_last(block)
             blocks.append(block)
             channels = out_channels
-        dilation = stage.dilation
+        previous_dilation = stage.dilation
         stages.append(nn.Sequential(*blocks))
 
     final = block_cls.final_layers(channels, norm_layer=norm_layer, act_layer=act_layer)
@@ -156,9 +156,7 @@ def _check_block_options(
             )
 
 
-def _check_accepts(
-    kind: str, name: str, cls: type, options: Mapping[str, object], reason: str
-) -> None:
+def _check_accepts(kind: str, name: str, cls: type, options: Collection[str], reason: str) -> None:
     """Raise if ``cls`` cannot take the keyword ``options`` that ``reason`` requires."""
     for option in options:
         if not takes_keyword(cls, option):
