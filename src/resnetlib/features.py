@@ -48,19 +48,9 @@ class ResNetFeatures(_StagedNet):
         self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        maps: list[torch.Tensor] = []
-        for name in self.stem_names:
-            x = self._modules[name](x)  # type: ignore[misc]
-        if 0 in self.out_indices:
-            maps.append(x)
-        for index, name in enumerate(self.stage_names, start=1):
-            x = self._modules[name](x)  # type: ignore[misc]
-            if index in self.out_indices:
-                maps.append(x)
-        if self.tail_names:
-            for name in self.tail_names:
-                x = self._modules[name](x)  # type: ignore[misc]
-            maps[-1] = x
+        _, maps = self._collect(
+            x, self.out_indices, self.stage_names, self.tail_names, norm_last=True
+        )
         return maps
 
 

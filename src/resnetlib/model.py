@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from typing import Literal, overload
 
@@ -87,6 +87,33 @@ class _StagedNet(nn.Module):
             for module in self._held_modules():
                 module.eval()
         return self
+
+    def _collect(
+        self,
+        x: torch.Tensor,
+        take: Collection[int],
+        stages: Sequence[str],
+        tail: Sequence[str],
+        norm_last: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the stem, ``stages`` and ``tail`` on ``x``; return the output and the maps
+        whose index is in ``take`` (0: the stem's, ``i``: stage ``i``'s). With
+        ``norm_last``, the tail's output stands in for the last stage's map when taken.
+        """
+        maps: list[torch.Tensor] = []
+        for name in self.stem_names:
+            x = self._modules[name](x)  # type: ignore[misc]
+        if 0 in take:
+            maps.append(x)
+        for index, name in enumerate(stages, start=1):
+            x = self._modules[name](x)  # type: ignore[misc]
+            if index in take:
+                maps.append(x)
+        for name in tail:
+            x = self._modules[name](x)  # type: ignore[misc]
+        if norm_last and tail and len(stages) in take:
+            maps[-1] = x
+        return x, maps
 
     def _held_modules(self) -> Iterator[nn.Module]:
         if self.frozen_stages >= 0:
@@ -234,21 +261,9 @@ class ResNet(_StagedNet):
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
         take, last = feature_take_indices(len(self.feature_info), indices)
-        intermediates: list[torch.Tensor] = []
-        x = self.forward_stem(x)
-        if 0 in take:
-            intermediates.append(x)
         names = self.stage_names[:last] if stop_early else self.stage_names
-        for index, name in enumerate(names, start=1):
-            x = self._modules[name](x)  # type: ignore[misc]
-            if index in take:
-                intermediates.append(x)
-        if len(names) == len(self.stage_names):
-            tail = self.final_names
-            for name in tail:
-                x = self._modules[name](x)  # type: ignore[misc]
-            if norm and tail and len(names) in take:
-                intermediates[-1] = x
+        tail = self.final_names if len(names) == len(self.stage_names) else ()
+        x, intermediates = self._collect(x, take, names, tail, norm_last=norm)
         return intermediates if intermediates_only else (x, intermediates)
 
     def prune_intermediate_layers(
