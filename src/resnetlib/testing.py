@@ -844,6 +844,13 @@ def check_block(
 _SHORTCUT_OUT = 8
 
 
+def _shortcut_cases() -> Iterator[tuple[int, str, int]]:
+    """``(stride, relation, in_channels)`` for every case a shortcut is checked on."""
+    in_channels = {"in == out": _SHORTCUT_OUT, "in < out": 4, "in > out": 16}
+    for stride, relation in itertools.product((1, 2), _RELATIONS):
+        yield stride, relation, in_channels[relation]
+
+
 @dataclass
 class _ShortcutSubject:
     cls: type[ShortcutStrategy]
@@ -853,8 +860,7 @@ class _ShortcutSubject:
     def served(self, norm_layer: NormLayer = nn.BatchNorm2d) -> list[tuple[_Case, nn.Module]]:
         """Every case the strategy answers with a module (identity and refusals left out)."""
         found = []
-        for stride, relation in itertools.product((1, 2), _RELATIONS):
-            in_channels = {"in == out": 8, "in < out": 4, "in > out": 16}[relation]
+        for stride, _relation, in_channels in _shortcut_cases():
             torch.manual_seed(self.seed)
             try:
                 module = self.cls().make(
@@ -904,8 +910,7 @@ def _shortcut_interface(subject: _ShortcutSubject) -> str:
 
 def _shortcut_shapes(subject: _ShortcutSubject) -> str:
     served, refused = 0, []
-    for stride, relation in itertools.product((1, 2), _RELATIONS):
-        in_channels = {"in == out": 8, "in < out": 4, "in > out": 16}[relation]
+    for stride, relation, in_channels in _shortcut_cases():
         case = _Case(in_channels, stride, "?")
         where = _describe_shortcut_case(case)
         try:
