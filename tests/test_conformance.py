@@ -504,3 +504,25 @@ def test_a_stem_that_ignores_act_layer_fails_but_one_without_activations_passes(
     activation_free = check_stem("cifar_preact", only=["act_layer"])
     assert activation_free.ok
     assert "no activation" in activation_free["act_layer"].detail
+
+
+def test_checks_compute_in_full_float32_and_restore_the_callers_flags() -> None:
+    """TF32 convolutions differ by ~1e-4 between batch sizes: the checks turn them off inside."""
+    seen: list[tuple[bool, bool]] = []
+
+    class RecordingBlock(rl.BasicBlock):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return super().forward(x)
+
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        check_block(RecordingBlock, only=["batch_independence"])
+        assert seen
+        assert set(seen) == {(False, False)}
+        assert torch.backends.cudnn.allow_tf32 is True
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -1,15 +1,25 @@
-"""The ``resnetlib`` command: list models and summarize one."""
+"""The ``resnetlib`` command: list models and summarize one.
+
+Other subsystems add their own subcommands: each module named in :data:`SUBCOMMAND_MODULES`
+defines ``add_commands(commands)``, which adds subparsers whose defaults carry
+``run=<callable(args) -> int>``. Such a module imports its heavy dependencies inside ``run``,
+so ``resnetlib --help`` and ``resnetlib list`` stay as light as ``import resnetlib``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from .analysis import summary
 from .zoo import create_model, list_models
 
-__all__ = ["main"]
+__all__ = ["SUBCOMMAND_MODULES", "main"]
+
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+"""Modules that add subcommands (see the module docstring)."""
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
@@ -39,11 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         help="input size (default: what the model's stem was designed for)",
     )
     summary_cmd.add_argument("--num-classes", type=int, default=None, metavar="N")
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is not None:
+        return int(run(args))
     if args.command == "list":
         names = list_models(args.pattern)
         if not names:

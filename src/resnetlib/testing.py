@@ -168,12 +168,25 @@ def _run(
 
 @contextmanager
 def _seeded(device: torch.device) -> Iterator[None]:
-    """Keep the caller's random state: checks reseed freely inside."""
+    """Keep the caller's random state (checks reseed freely inside) and compute in full float32.
+
+    On GPUs with TensorFloat-32 (Ampere and later) cuDNN may pick a TF32 convolution for one
+    batch size and not another, which differs by about 1e-4: enough to fail a check that
+    compares outputs, and nothing to do with the subject. The caller's flags are restored.
+    """
     devices = []
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        yield
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
 def _randn(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
