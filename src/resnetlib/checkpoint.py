@@ -16,13 +16,13 @@ import os
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .build import build
 from .convert import detect_source, load_weights, unwrap_state_dict
+from .files import atomic_write
 from .model import ResNet
 from .registry import UnknownNameError
 from .spec import JSONScalar, ResNetSpec
@@ -107,10 +107,7 @@ def save(
         "state_dict": state,
         "sha256": _digest(spec_json, metadata_json, state),
     }
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    torch.save(payload, partial)
-    os.replace(partial, target)
+    atomic_write(path, lambda file: torch.save(payload, file))
 
 
 def _check_matches_spec(model: ResNet) -> None:
