@@ -6,6 +6,8 @@ rank 0 saves what the test checks: DDP, SyncBatchNorm, FSDP2.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,21 @@ def worker(rank: int, world_size: int, init_method: str, out: str) -> None:
         dist.barrier()  # every rank done before any tears down
     finally:
         dist.destroy_process_group()
+    leave()
+
+
+def leave() -> None:
+    """End a worker that finished its work, without the interpreter's teardown.
+
+    DistributedDataParallel keeps a C++ reference to the gloo backend past
+    ``destroy_process_group`` (so does FSDP2's mesh), so the backend's worker and transport
+    threads (``pt_gloo_runloop``, ``gloo_tcp_loop``) are still running when the process
+    exits. On a busy machine C++ static destruction at exit then races those threads and
+    the process dies with SIGABRT ("terminate called without an active exception") after
+    all its work is done and saved. Everything is flushed here, so exit without running
+    those destructors, as examples/train_ddp.py does. Only the success path comes here: an
+    exception still propagates to ``mp.spawn``, which reports it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
