@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -163,3 +165,18 @@ def test_cifar_weights_carry_their_model_arguments() -> None:
     mm = w.get_weights("resnet18.mm_cifar10")
     assert dict(mm.overrides) == {"stem": "cifar", "num_classes": 10}
     assert mm.config["mean"] == pytest.approx((0.4914, 0.4822, 0.4465), abs=1e-4)
+
+
+def test_docs_tables_are_generated_from_the_registry() -> None:
+    root = Path(__file__).resolve().parent.parent
+    script = root / "scripts" / "make_weights_docs.py"
+    spec = importlib.util.spec_from_file_location("make_weights_docs", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stale = "is stale: run python scripts/make_weights_docs.py"
+    assert (root / "docs" / "pretrained.md").read_text() == module.render_page(), stale
+    using = (root / "docs" / "using-resnetlib.md").read_text()
+    assert module.render_summary() in using, stale
+    assert using.count("resnetlib.weights") >= 1
