@@ -305,12 +305,21 @@ def test_hub_weights_load_from_safetensors(monkeypatch: pytest.MonkeyPatch, tmp_
     file = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in published.state_dict().items()}, str(file))
     calls = fake_hub(monkeypatch, tmp_path, file)
-    model = rl.create_model("resnet18", pretrained="a1_in1k").eval()
-    assert calls == [("timm/resnet18.a1_in1k", "model.safetensors")]
+    entry = w.get_weights("resnet18.a1_in1k")
+    fake = dataclasses.replace(entry, tag="test", hf_hub_id="timm/test", sha256=sha256(file))
+    register(monkeypatch, fake)
+    model = rl.create_model("resnet18", pretrained="test").eval()
+    assert calls == [("timm/test", "model.safetensors")]
     x = torch.randn(1, 3, 64, 64)
     torch.testing.assert_close(model(x), published(x))
-    assert model.pretrained_cfg["hf_hub_id"] == "timm/resnet18.a1_in1k"
+    assert model.pretrained_cfg["hf_hub_id"] == "timm/test"
     assert model.pretrained_cfg["interpolation"] == "bicubic"
+    # The registered entry records the hub's SHA-256, which this file does not have.
+    assert entry.sha256 is not None
+    with pytest.raises(PretrainedError, match="checksum mismatch") as error:
+        rl.create_model("resnet18", pretrained="a1_in1k")
+    assert str(file) in str(error.value)
+    assert "huggingface.co/timm/resnet18.a1_in1k" in str(error.value)
 
 
 def test_hub_offline_and_missing_huggingface_hub(

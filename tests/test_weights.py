@@ -106,6 +106,14 @@ def test_config_describes_the_model(build: tuple[str, tuple[tuple[str, Any], ...
         assert sizes[size] == cfg["pool_size"]
 
 
+def test_hub_checksums_name_registered_hub_files() -> None:
+    hub = {e.name: e for e in w.WEIGHTS if e.hf_hub_id is not None}
+    assert set(w._HUB_SHA256) <= set(hub)
+    assert len(w._HUB_SHA256) >= 20
+    for name, digest in w._HUB_SHA256.items():
+        assert hub[name].sha256 == digest
+
+
 def test_every_source_is_registered() -> None:
     counts = {source: 0 for source in w.SOURCES}
     for entry in w.WEIGHTS:

@@ -24,9 +24,10 @@ Where every entry was read (nothing here is from memory):
   input size, crop_pct, interpolation, mean/std, licence) and
   ``results/results-imagenet.csv`` (top-1 at the configuration's input size) of
   github.com/huggingface/pytorch-image-models at commit
-  aa4b5850c1543fa488abf260f18390eda46cf85d. The hub serves ``model.safetensors``; the
-  SHA-256 the hub publishes for it (the Git LFS object id) could not be read from here, so
-  ``sha256`` is ``None`` for these and the download is not checked against a hash.
+  aa4b5850c1543fa488abf260f18390eda46cf85d. The hub serves ``model.safetensors``; its
+  SHA-256 (the Git LFS object id the hub shows on the file's page) is recorded for the 20
+  files whose page could be read (``_HUB_SHA256``); the others have ``sha256=None`` and
+  their download is not checked against a hash.
   Its ``tv_in1k`` / ``tv2_in1k`` tags are torchvision's files (same URLs) and are served by
   the torchvision entries.
 - akamaster: ``README.md`` (URLs, test error) and ``LICENSE`` (BSD-2-Clause) of
@@ -98,13 +99,13 @@ class PretrainedWeights:
     num_classes: int
     top1: float
     license: str
-    config: Mapping[str, Any]
+    config: Mapping[str, Any] = field(hash=False)
     url: str | None = None
     hf_hub_id: str | None = None
     filename: str | None = None
     hash_prefix: str | None = None
     sha256: str | None = None
-    overrides: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict, hash=False)
     aliases: tuple[str, ...] = ()
     origin: str = ""
 
@@ -179,6 +180,35 @@ def _tv(model: str, enum: str, url: str, top1: float, *, resize: int) -> Pretrai
     )
 
 
+# SHA-256 of model.safetensors as the hub publishes it ("Git LFS Details" on
+# https://huggingface.co/timm/<name>/blob/<revision>/model.safetensors, read from stored copies
+# of those pages; revision "main" or the file's "Add model" commit). Not found for the others.
+_HUB_SHA256: dict[str, str] = {
+    "resnet101.a1_in1k": "1ba5b660e7c175b3c27c557fc7dc8b2815be830c516815b0155f61b403f27380",
+    "resnet101.a1h_in1k": "1a076c0384295e7d3704f201c5711ff245507db934230bab72ff3014a95f90fe",
+    "resnet101.a2_in1k": "d44a7f2e7eaea0bee834ea5e7fd691d239057014628df0bd194c312773b92c83",
+    "resnet101.a3_in1k": "846baf57eaff38823a70bf63fe58052d2d6b93bd25d3b89c4d31f6909babba0b",
+    "resnet101d.ra2_in1k": "c2192596da2e8d652cbf0465b8694704247b524efb68ed194504af453830709c",
+    "resnet18.a1_in1k": "80c49dee3da4822c009c5a7fe591e9223c5a2cfcf95a4067ca4dfb5a7b89c612",
+    "resnet18.a3_in1k": "f049dd3c2e08176be8844dd123467fa5714cff1f141dcfe0ab4975e567f9de21",
+    "resnet18.gluon_in1k": "6991fcc0c58379a8496f6273b2f211e492f6af6494041fded649a482772ad2bf",
+    "resnet18d.ra2_in1k": "0ad5d924c4269ad863590b6ccdd19f5fb48d0bae695c1dd6751de0b0282d8361",
+    "resnet50.a1_in1k": "773525d5821de224f8f30c33377b7a795d7863e08522698200d3217d3f2a41bb",
+    "resnet50.a2_in1k": "f531f9aca4dde1b89e9a465c5b9e3b916a2d1b20a216acf3b9473d1e1212ecf6",
+    "resnet50.b1k_in1k": "cd64707e0ef72aa0526ac6d46fba6495ad2088717adb47a62a0b526eb3cd3480",
+    "resnet50.b2k_in1k": "0c89502f61808f6fac8c7044eb59c072877c171529fc001bc85403982115232c",
+    "resnet50.d_in1k": "d8ed291891c8ee5777f68136665a4eee2f9ddeb2a9bc88acf4b1676b3bbebf55",
+    "resnet50.ra_in1k": "c49195c94e4fe19545a332e706f998d836f63b5d9892cc54526df3ee9b92ba18",
+    "resnet50d.a1_in1k": "0b4f757b0732eb4c6584d2c3692923c3b92efe116b8a383fd4b5eb62fda660cb",
+    "resnet50d.ra4_e3600_r224_in1k": (
+        "dcfb320732ed8e1e2fe689f577b4116eae0b20272d3b762a187c5999f62ac5bd"
+    ),
+    "resnext50_32x4d.a1h_in1k": "b952952a7b3e856b16ebf82fb44d2aa8c502e73ec678976c9e3b970fcd530bd5",
+    "resnext50_32x4d.a2_in1k": "4b4522bcca81d90e486f8cfb92213597b899d68764ce5fc08db37e3352e02a7d",
+    "resnext50_32x4d.a3_in1k": "55480d1612cf33904614f2a3891a0853022cb78c95a3ad734e185ae6575ee545",
+}
+
+
 def _timm(
     model: str,
     tag: str,
@@ -209,6 +239,7 @@ def _timm(
         ),
         hf_hub_id=f"timm/{model}.{tag}",
         filename="model.safetensors",
+        sha256=_HUB_SHA256.get(f"{model}.{tag}"),
         origin="huggingface/pytorch-image-models@aa4b585: timm/models/resnet.py default_cfgs",
     )
 
@@ -766,9 +797,7 @@ def list_pretrained(pattern: str = "*") -> list[str]:
     names: list[str] = []
     for model in sorted(_BY_MODEL):
         default = default_weights(model)
-        entries = sorted(
-            {id(e): e for e in _BY_MODEL[model].values()}.values(), key=lambda e: e.tag
-        )
+        entries = sorted(set(_BY_MODEL[model].values()), key=lambda e: e.tag)
         entries.sort(key=lambda e: e is not default)
         names.extend(e.name for e in entries if fnmatch.fnmatchcase(e.name, pattern))
     return names

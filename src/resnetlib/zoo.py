@@ -205,6 +205,8 @@ def create_model(
         tag = name_tag
     factory = MODELS.get(name)
     entry: PretrainedWeights | None = None
+    if pretrained and checkpoint_path is not None:
+        raise ValueError("give pretrained or checkpoint_path, not both")
     if tag is not None or pretrained:
         entry = get_weights(name, tag)
         for key, value in entry.overrides.items():
