@@ -263,6 +263,24 @@ def test_local_file_through_pretrained_cfg_overlay(
         rl.create_model("resnet20", pretrained_cfg_overlay={"nope": 1})
 
 
+def test_timm_arguments_apply_before_the_weights_load(
+    offline: list[str], akamaster_file: tuple[AkamasterResNet, Path, str]
+) -> None:
+    reference, file, _ = akamaster_file
+    model = rl.create_model(
+        "resnet20",
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(file)},
+        global_pool="max",
+        drop_rate=0.25,
+    ).eval()
+    assert (model.global_pool, model.drop_rate) == ("max", 0.25)
+    torch.testing.assert_close(model.fc.weight, reference.linear.weight)  # kept, not reset
+    x = torch.randn(2, 3, 32, 32)
+    pooled = model.forward_features(x).amax(dim=(2, 3))
+    torch.testing.assert_close(model(x), reference.linear(pooled))
+
+
 def test_a_tagged_name_without_pretrained_downloads_nothing(offline: list[str]) -> None:
     model = rl.create_model("resnet20.akamaster_cifar10")
     assert offline == []

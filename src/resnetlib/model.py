@@ -257,9 +257,9 @@ class ResNet(_StagedNet):
         and classify it; ``pre_logits=True`` stops before ``fc``.
         """
         x = self.avgpool(x)
-        if self.global_pool:
+        if self.global_pool != "":
             x = torch.flatten(x, 1)
-        if self.drop_rate:
+        if self.drop_rate > 0.0:
             x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
 
