@@ -29,6 +29,7 @@ from .preact import (
     PreActBottleneck,
     PreActOptionB,
 )
+from .pretrained import PretrainedError
 from .registry import Registry, UnknownNameError
 from .shortcuts import (
     SHORTCUTS,
@@ -44,6 +45,7 @@ from .shortcuts import (
 )
 from .spec import ResNetSpec, StageSpec, StemSpec
 from .stems import STEMS, CifarStem, DeepStem, ImageNetStem, Stem, register_stem
+from .weights import PretrainedWeights, list_pretrained
 from .zoo import (
     MODELS,
     ModelFactory,
@@ -132,6 +134,8 @@ __all__ = [
     "PreActBasicBlock",
     "PreActBottleneck",
     "PreActOptionB",
+    "PretrainedError",
+    "PretrainedWeights",
     "Registry",
     "ResNet",
     "ResNetFeatures",
@@ -165,6 +169,7 @@ __all__ = [
     "group_norm",
     "imagenet_spec",
     "list_models",
+    "list_pretrained",
     "load",
     "load_weights",
     "param_groups",

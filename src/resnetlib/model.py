@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from typing_extensions import Self, TypedDict
 
 from .blocks import ResidualBlock
+from .data_config import data_config
 from .spec import ResNetSpec
 from .stems import Stem
 
@@ -55,6 +56,19 @@ def feature_take_indices(
     return take, max(take)
 
 
+_POOLS = ("avg", "max", "")
+
+
+def _global_pool(global_pool: str) -> nn.Module:
+    if global_pool not in _POOLS:
+        raise ValueError(
+            f"global_pool must be one of 'avg', 'max' or '' (no pooling); got {global_pool!r}"
+        )
+    if global_pool == "avg":
+        return nn.AdaptiveAvgPool2d(1)
+    return nn.AdaptiveMaxPool2d(1) if global_pool == "max" else nn.Identity()
+
+
 def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -> nn.Module:
     if num_classes == 0:
         return nn.Identity()
@@ -67,7 +81,8 @@ class _StagedNet(nn.Module):
     """A net of stem modules (``stem_names``) and stages (``stage_names``) whose
     ``train()`` keeps parts in eval mode: the stem and the first ``frozen_stages`` stages
     whole (norm statistics and stochastic depth both stop), when that is ``>= 0``; and, with
-    ``norm_eval``, every norm layer with running statistics.
+    ``norm_eval``, every norm layer with running statistics. ``pretrained_cfg`` (alias
+    ``default_cfg``) is its data configuration, timm's (:mod:`resnetlib.data_config`).
     """
 
     stem_names: tuple[str, ...]
@@ -77,6 +92,16 @@ class _StagedNet(nn.Module):
         super().__init__()
         self.norm_eval: bool = False
         self.frozen_stages: int = -1
+        self.pretrained_cfg: dict[str, Any] = {}
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """``pretrained_cfg`` by timm's older name."""
+        return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, value: dict[str, Any]) -> None:
+        self.pretrained_cfg = value
 
     def train(self, mode: bool = True) -> Self:
         """``nn.Module.train``, then eval mode again for what ``frozen_stages`` and
@@ -137,6 +162,9 @@ class ResNet(_StagedNet):
     Backbone interface (timm's names): ``feature_info`` lists the stem's output (index 0)
     and each stage's (indices 1..N); ``forward_intermediates`` returns them.
     ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
+    timm's attributes: ``num_classes``, ``num_features``, ``head_hidden_size``,
+    ``global_pool`` (``avgpool`` holds the pool), ``drop_rate`` (dropout before ``fc``) and
+    ``pretrained_cfg`` (alias ``default_cfg``; see :mod:`resnetlib.data_config`).
     ``norm_eval = True`` keeps every norm layer in eval mode under ``train()``; norms of the
     stem and the first ``frozen_stages`` stages always stay in eval (see
     :func:`resnetlib.freeze`).
@@ -175,7 +203,10 @@ class ResNet(_StagedNet):
         if final is not None:
             self.norm = final
             self.final_names = ("norm",)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.head_hidden_size: int = self.num_features
+        self.global_pool: str = "avg"
+        self.drop_rate: float = 0.0
+        self.avgpool: nn.Module = nn.AdaptiveAvgPool2d(1)
         self.fc = _classifier(self.num_features, num_classes, None)
         self.spec = spec
         self.default_input_size: tuple[int, int, int] = (
@@ -196,6 +227,19 @@ class ResNet(_StagedNet):
             self.feature_info.append(
                 FeatureInfo(num_chs=block.out_channels, reduction=reduction, module=name)
             )
+        first_conv = next(
+            name for name, module in self.named_modules() if isinstance(module, nn.Conv2d)
+        )
+        self.pretrained_cfg: dict[str, Any] = data_config(
+            num_classes=num_classes,
+            input_size=self.default_input_size,
+            reduction=reduction,
+            first_conv=first_conv,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.stem_names:
@@ -209,8 +253,14 @@ class ResNet(_StagedNet):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool a feature map and classify it; ``pre_logits=True`` stops before ``fc``."""
-        x = torch.flatten(self.avgpool(x), 1)
+        """Pool a feature map (``global_pool``), apply dropout (``drop_rate``, in training)
+        and classify it; ``pre_logits=True`` stops before ``fc``.
+        """
+        x = self.avgpool(x)
+        if self.global_pool != "":
+            x = torch.flatten(x, 1)
+        if self.drop_rate > 0.0:
+            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -310,13 +360,29 @@ class ResNet(_StagedNet):
         """The head's final layer: ``fc`` (an ``nn.Identity`` when there are no classes)."""
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``, the
         model then outputs pooled features) on the model's device and dtype.
+
+        ``global_pool`` (timm's): ``"avg"``, ``"max"`` or ``""`` (no pooling: the model
+        outputs the last feature map; needs ``num_classes=0``); ``None`` keeps the pool.
         """
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(
                 f"num_classes must be an int >= 0 (0 removes the classifier); got {num_classes!r}"
+            )
+        if global_pool is not None:
+            pool = _global_pool(global_pool)
+            if global_pool == "" and num_classes:
+                raise ValueError(
+                    "global_pool='' (no pooling) needs num_classes=0: a linear classifier "
+                    f"needs pooled features; got num_classes={num_classes}"
+                )
+            self.avgpool, self.global_pool = pool, global_pool
+        elif not self.global_pool and num_classes:
+            raise ValueError(
+                "this model has no pooling (global_pool=''), so its classifier must stay "
+                f"removed; pass global_pool='avg' with num_classes={num_classes}"
             )
         spec = replace(self.spec, num_classes=num_classes)
         self.fc = _classifier(self.num_features, num_classes, next(self.parameters(), None))

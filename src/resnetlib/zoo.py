@@ -88,11 +88,22 @@ register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
 
+_FEATURE_CLASSES = (None, "list", "getter", "hook", "fx", "cls")
+_OVERLAY_KEYS = frozenset(
+    {"file", "input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode", "pool_size"}
+)
+
+
 @overload
 def create_model(
     name: str,
+    pretrained: bool | str = False,
     *,
     features_only: Literal[False] = False,
+    pretrained_cfg_overlay: Mapping[str, Any] | None = None,
+    in_chans: int | None = None,
+    global_pool: str | None = None,
+    drop_rate: float = 0.0,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_source: str = "auto",
     **overrides: Any,
@@ -102,9 +113,15 @@ def create_model(
 @overload
 def create_model(
     name: str,
+    pretrained: bool | str = False,
     *,
     features_only: Literal[True],
     out_indices: int | Sequence[int] | None = None,
+    feature_cls: str | None = None,
+    pretrained_cfg_overlay: Mapping[str, Any] | None = None,
+    in_chans: int | None = None,
+    global_pool: str | None = None,
+    drop_rate: float = 0.0,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_source: str = "auto",
     **overrides: Any,
@@ -113,14 +130,35 @@ def create_model(
 
 def create_model(
     name: str,
+    pretrained: bool | str = False,
     *,
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
+    feature_cls: str | None = None,
+    pretrained_cfg_overlay: Mapping[str, Any] | None = None,
+    in_chans: int | None = None,
+    global_pool: str | None = None,
+    drop_rate: float = 0.0,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_source: str = "auto",
     **overrides: Any,
 ) -> ResNet | ResNetFeatures:
-    """Build the registered model ``name`` with keyword overrides.
+    """Build the registered model ``name`` with keyword overrides (timm's arguments too).
+
+    ``pretrained=True`` loads the model's default weights from :mod:`resnetlib.weights`,
+    ``pretrained="<tag>"`` (or ``name="model.tag"`` with ``pretrained=True``) named ones
+    (:func:`~resnetlib.list_pretrained`), downloaded into torch.hub's cache (or
+    huggingface_hub's) with their checksum checked; a model named ``"model.tag"`` without
+    ``pretrained`` gets that tag's ``pretrained_cfg`` and random weights, as in timm.
+    ``pretrained_cfg_overlay`` changes that configuration; its ``file`` loads the weights
+    from a local file (in the tag's layout) instead of downloading them.
+
+    timm's arguments: ``in_chans`` (``in_channels``), ``num_classes``, ``global_pool``
+    (``"avg"``, ``"max"``, or ``""``: no pooling, with ``num_classes=0``), ``drop_rate``
+    (dropout before ``fc``), ``drop_path_rate``, ``features_only``, ``out_indices`` and
+    ``feature_cls`` (``"list"``, ``"getter"``, ``"hook"``, ``"fx"``: all return the list of
+    maps; ``"dict"`` is refused). Weights of another ``num_classes`` or ``in_chans`` load
+    with a new head or an adapted stem.
 
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
     dict file; ``checkpoint_source`` names its layout (see
@@ -132,16 +170,77 @@ def create_model(
     ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
     forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
     """
+    from .weights import PretrainedWeights, get_weights
+
     if out_indices is not None and not features_only:
         raise ValueError("out_indices is for features_only=True; got features_only=False")
+    if feature_cls not in _FEATURE_CLASSES:
+        raise ValueError(
+            f"feature_cls must be one of {', '.join(map(repr, _FEATURE_CLASSES))} (each gives "
+            f"resnetlib's list of feature maps); got {feature_cls!r}"
+        )
+    if feature_cls is not None and not features_only:
+        raise ValueError("feature_cls is for features_only=True; got features_only=False")
+    if in_chans is not None:
+        if overrides.get("in_channels", in_chans) != in_chans:
+            raise ValueError(
+                f"in_chans={in_chans} and in_channels={overrides['in_channels']} disagree; "
+                "give one (in_chans is timm's name for in_channels)"
+            )
+        overrides["in_channels"] = in_chans
+    overlay = dict(pretrained_cfg_overlay or {})
+    unknown = sorted(set(overlay) - _OVERLAY_KEYS)
+    if unknown:
+        raise ValueError(
+            f"pretrained_cfg_overlay keys {unknown} are not supported; allowed: "
+            f"{', '.join(sorted(_OVERLAY_KEYS))}"
+        )
+    if not isinstance(pretrained, (bool, str)):
+        raise ValueError(f"pretrained must be a bool or a tag; got {pretrained!r}")
+    tag: str | None = pretrained if isinstance(pretrained, str) else None
+    if "." in name:
+        name, name_tag = name.split(".", 1)
+        if tag is not None and tag != name_tag:
+            raise ValueError(f"pretrained={tag!r} disagrees with the tag in {name}.{name_tag}")
+        tag = name_tag
     factory = MODELS.get(name)
+    entry: PretrainedWeights | None = None
+    if pretrained and checkpoint_path is not None:
+        raise ValueError("give pretrained or checkpoint_path, not both")
+    if tag is not None or pretrained:
+        entry = get_weights(name, tag)
+        for key, value in entry.overrides.items():
+            overrides.setdefault(key, value)
+        overrides.setdefault("num_classes", entry.num_classes)
     if checkpoint_path is None:
         model = factory(**overrides)
     else:
         model = model_from_file(
             factory, checkpoint_path, source=checkpoint_source, overrides=overrides
         )
-    return features(model, out_indices=out_indices) if features_only else model
+    if global_pool is not None:
+        model.reset_classifier(model.num_classes, global_pool=global_pool)
+    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)):
+        raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
+    model.drop_rate = float(drop_rate)
+    if entry is not None:
+        if pretrained is not False or "file" in overlay:
+            from .pretrained import load_pretrained
+
+            load_pretrained(model, entry, file=overlay.get("file"))
+        else:
+            model.pretrained_cfg = {**entry.pretrained_cfg, "num_classes": model.num_classes}
+    elif "file" in overlay:
+        raise ValueError(
+            "pretrained_cfg_overlay=dict(file=...) needs pretrained weights to say the file's "
+            "layout (pretrained=True or a tag); for any file use checkpoint_path="
+        )
+    model.pretrained_cfg.update({k: v for k, v in overlay.items() if k != "file"})
+    if not features_only:
+        return model
+    return features(model, out_indices=out_indices)
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -1,0 +1,80 @@
+"""Data configuration: what a model's inputs must look like (timm's ``pretrained_cfg``).
+
+A model's ``pretrained_cfg`` is a plain dict with timm's keys, so that
+``timm.data.resolve_data_config(model=model)`` and code written for timm's models read a
+resnetlib model's own settings: ``input_size`` (from the stem: CIFAR stems 3x32x32,
+ImageNet stems 3x224x224), ``mean``/``std``, ``interpolation``, ``crop_pct``,
+``pool_size`` (the last feature map's size at ``input_size``), ``first_conv`` and
+``classifier`` (module names) and ``num_classes``. Pretrained weights replace it with the
+configuration their publisher evaluated them with (:mod:`resnetlib.weights`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR100_MEAN",
+    "CIFAR100_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INCEPTION_MEAN",
+    "INCEPTION_STD",
+    "data_config",
+]
+
+# timm/data/constants.py (IMAGENET_DEFAULT_*, IMAGENET_INCEPTION_*), also torchvision's
+# ImageClassification defaults (torchvision/transforms/_presets.py).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+# mmpretrain configs/_base_/datasets/cifar10_bs16.py and cifar100_bs16.py (0..255 scale there).
+CIFAR10_MEAN = (125.307 / 255, 122.961 / 255, 113.8575 / 255)
+CIFAR10_STD = (51.5865 / 255, 50.847 / 255, 51.255 / 255)
+CIFAR100_MEAN = (129.304 / 255, 124.070 / 255, 112.434 / 255)
+CIFAR100_STD = (68.170 / 255, 65.392 / 255, 70.418 / 255)
+
+
+def data_config(
+    *,
+    num_classes: int,
+    input_size: tuple[int, int, int],
+    reduction: int,
+    first_conv: str,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    interpolation: str = "bilinear",
+    crop_pct: float | None = None,
+    classifier: str = "fc",
+) -> dict[str, Any]:
+    """A timm-style data configuration dict.
+
+    Without ``mean``/``std``, inputs of side 32 or less get CIFAR-10's statistics and others
+    ImageNet's; without ``crop_pct``, CIFAR-sized inputs are not cropped (1.0) and others
+    get timm's default 0.875. For another number of input channels than the statistics
+    have, each channel gets their average.
+    """
+    channels, height, width = input_size
+    small = max(height, width) <= 32
+    mean = mean or (CIFAR10_MEAN if small else IMAGENET_MEAN)
+    std = std or (CIFAR10_STD if small else IMAGENET_STD)
+    if len(mean) != channels:
+        mean = (sum(mean) / len(mean),) * channels
+    if len(std) != channels:
+        std = (sum(std) / len(std),) * channels
+    return {
+        "num_classes": num_classes,
+        "input_size": input_size,
+        "pool_size": (math.ceil(height / reduction), math.ceil(width / reduction)),
+        "interpolation": interpolation,
+        "crop_pct": crop_pct if crop_pct is not None else (1.0 if small else 0.875),
+        "crop_mode": "center",
+        "mean": tuple(mean),
+        "std": tuple(std),
+        "first_conv": first_conv,
+        "classifier": classifier,
+    }

@@ -1,0 +1,169 @@
+"""Fetching and loading registered pretrained weights (:mod:`resnetlib.weights`).
+
+Direct downloads go through torch.hub's cache (``torch.hub.get_dir()/checkpoints``, set by
+``TORCH_HOME`` or ``torch.hub.set_dir``); Hugging Face Hub files through
+``huggingface_hub``'s cache (``pip install "resnetlib[hub]"``). A file already in the cache
+loads without network. Every file with a published checksum is checked, cached ones too;
+a mismatch, a network failure or an offline machine raises :class:`PretrainedError`
+naming the URL and the cache path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import torch
+import torch.hub
+
+from .checkpoint import CheckpointError, _torch_load
+from .convert import load_weights, unwrap_state_dict
+from .model import ResNet
+from .weights import PretrainedWeights
+
+__all__ = ["PretrainedError", "load_pretrained", "weights_file"]
+
+PathLike = str | os.PathLike[str]
+
+
+class PretrainedError(RuntimeError):
+    """Pretrained weights that could not be had: download failed, offline, or a checksum
+    mismatch. The message names the URL (or hub file) and the cache path."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check(entry: PretrainedWeights, path: Path, where: str) -> None:
+    expected = entry.sha256 or entry.hash_prefix
+    if expected is None:
+        return
+    actual = _sha256(path)
+    if not actual.startswith(expected):
+        raise PretrainedError(
+            f"checksum mismatch for {entry.name} from {where}: the file at {path} has "
+            f"SHA-256 {actual}, but the publisher's is {expected}...; delete the file to "
+            "download it again"
+        )
+
+
+def _download(url: str, path: Path, hash_prefix: str | None) -> None:
+    """torch.hub's downloader (temporary file, then rename; checks ``hash_prefix``)."""
+    torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
+
+
+def _from_url(
+    entry: PretrainedWeights, url: str, download: Callable[[str, Path, str | None], None]
+) -> Path:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download(url, path, entry.hash_prefix)
+        except RuntimeError as error:  # torch.hub's hash check
+            if "hash" not in str(error):
+                raise
+            raise PretrainedError(
+                f"checksum mismatch downloading {entry.name} from {url} to {path}: {error}"
+            ) from None
+        except (URLError, OSError) as error:
+            raise PretrainedError(
+                f"could not download {entry.name} from {url} to {path} "
+                f"({type(error).__name__}: {error}); check the network, or place the file "
+                "at that path (it then loads without network)"
+            ) from None
+    _check(entry, path, url)
+    return path
+
+
+def _from_hub(entry: PretrainedWeights, repo: str) -> Path:
+    try:  # optional: the "hub" extra
+        huggingface_hub: Any = importlib.import_module("huggingface_hub")
+    except ImportError:
+        raise ImportError(
+            f"{entry.name} is on the Hugging Face Hub ({entry.hf_hub_id}), which needs "
+            'huggingface_hub: pip install "resnetlib[hub]"'
+        ) from None
+    filename = entry.filename or "model.safetensors"
+    where = f"https://huggingface.co/{repo}/blob/main/{filename}"
+    cached = huggingface_hub.try_to_load_from_cache(repo, filename)
+    if isinstance(cached, str):
+        path = Path(cached)
+    else:
+        try:
+            path = Path(huggingface_hub.hf_hub_download(repo, filename))
+        except Exception as error:  # the hub raises its own types for offline, 404, ...
+            cache = huggingface_hub.constants.HF_HUB_CACHE
+            raise PretrainedError(
+                f"could not download {entry.name} from {where} into the Hugging Face cache "
+                f"{cache} ({type(error).__name__}: {error})"
+            ) from None
+    _check(entry, path, where)
+    return path
+
+
+def weights_file(
+    entry: PretrainedWeights,
+    *,
+    download: Callable[[str, Path, str | None], None] = _download,
+) -> Path:
+    """The local path of ``entry``'s file, downloaded into the cache if it is not there."""
+    if entry.hf_hub_id is not None:
+        return _from_hub(entry, entry.hf_hub_id)
+    if entry.url is None:
+        raise PretrainedError(f"{entry.name} names neither a URL nor a hub file")
+    return _from_url(entry, entry.url, download)
+
+
+def read_weights(path: PathLike) -> dict[str, torch.Tensor]:
+    """The state dict in a ``.safetensors`` or torch file (read without running code)."""
+    if str(path).endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError(
+                f"{path} is a safetensors file, which needs safetensors: "
+                'pip install "resnetlib[hub]"'
+            ) from None
+        return load_file(str(path))
+    payload = _torch_load(path)
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors; got {type(payload).__name__}")
+    try:
+        return unwrap_state_dict(payload)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+
+
+def load_pretrained(
+    model: ResNet, entry: PretrainedWeights, *, file: PathLike | None = None
+) -> ResNet:
+    """Load ``entry``'s weights (or those in ``file``, in ``entry``'s layout) into ``model``.
+
+    Strict, except that a head of another ``num_classes`` stays as built and a stem for
+    another ``in_channels`` is adapted (see :func:`~resnetlib.load_weights`). Sets
+    ``model.pretrained_cfg`` to the weights' configuration. Returns ``model``.
+    """
+    path = Path(file) if file is not None else weights_file(entry)
+    load_weights(model, read_weights(path), source=entry.source, strict=True)
+    cfg: dict[str, Any] = entry.pretrained_cfg
+    cfg["num_classes"] = model.num_classes
+    channels = model.default_input_size[0]
+    if channels != cfg["input_size"][0]:  # an adapted stem: per-channel statistics averaged
+        cfg["input_size"] = (channels, *cfg["input_size"][1:])
+        for key in ("mean", "std"):
+            cfg[key] = (sum(cfg[key]) / len(cfg[key]),) * channels
+    if file is not None:
+        cfg["file"] = str(file)
+    model.pretrained_cfg = cfg
+    return model
