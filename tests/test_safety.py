@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import torch
 
 import resnetlib as rl
+from resnetlib.checkpoint import FORMAT, FORMAT_VERSION, _digest
 from resnetlib.cli import main
 from resnetlib.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_STAGES, MAX_STRIDE
 from resnetlib.zoo import cifar_spec, imagenet_spec
@@ -158,3 +165,115 @@ def test_cli_summary_refuses_absurd_sizes(classes: str, capsys: pytest.CaptureFi
     lines = captured.err.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("resnetlib: error: ResNetSpec.num_classes must be <= 10000000")
+
+
+# --- hostile checkpoint files: refused for what they hold, before anything is built ---------
+
+WORKER = Path(__file__).with_name("hostile_worker.py")
+# torch and resnetlib map about 0.7 GB of address space; every refusal must fit beside them.
+MEMORY_LIMIT = 2 * 2**30
+
+
+def write_checkpoint(
+    path: Path, spec_json: str, state: dict[str, torch.Tensor], digest: str | None = None
+) -> Path:
+    """A file in resnetlib's format with a consistent digest (as ``save`` computes it)."""
+    metadata_json = "{}"
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "torch_version": str(torch.__version__),
+        "spec": spec_json,
+        "metadata": metadata_json,
+        "state_dict": state,
+        "sha256": digest or _digest(spec_json, metadata_json, state),
+    }
+    torch.save(payload, path)
+    return path
+
+
+def with_stages(spec: rl.ResNetSpec, *stages: tuple[int, int]) -> str:
+    """``spec`` as JSON with other (blocks, width) stages, bypassing the spec's own checks."""
+    data = spec.to_dict()
+    data["stages"] = [
+        dict(old, num_blocks=blocks, width=width)
+        for old, (blocks, width) in zip(data["stages"], stages, strict=True)
+    ]
+    return json.dumps(data)
+
+
+def deflated(source: Path, target: Path) -> Path:
+    """``source`` with every zip record compressed, as ``torch.save`` never writes them."""
+    with zipfile.ZipFile(source) as archive:
+        records = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in records:
+            archive.writestr(name, data)
+    return target
+
+
+def run_worker(cases: dict[str, str]) -> dict[str, dict[str, object]]:
+    command = [sys.executable, str(WORKER), str(MEMORY_LIMIT)]
+    command += [f"{name}={case}" for name, case in cases.items()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    return {line["case"]: line for line in lines}
+
+
+def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -> None:
+    """Each file would cost gigabytes if built as it claims; the worker has 2 GB in all."""
+    small = rl.cifar_resnet(20, widths=(16, 32, 128))  # stage 3: 3 blocks of 128 channels
+    state = {key: value.detach().clone() for key, value in small.state_dict().items()}
+    spec = small.spec
+    # 9,994 blocks of 128 channels (12 GB of weights) claimed; 6 stored (3.5 MB in all).
+    blocks = write_checkpoint(
+        tmp_path / "blocks.pt", with_stages(spec, (3, 16), (3, 32), (9_994, 128)), state
+    )
+    # The issue's file: three million blocks in one stage (above the spec's limit).
+    millions = write_checkpoint(
+        tmp_path / "millions.pt", with_stages(spec, (3, 16), (3, 32), (3_000_000, 128)), state
+    )
+    # 4,096 channels (4 GB of weights) claimed where 128 are stored, same blocks.
+    widths = write_checkpoint(
+        tmp_path / "widths.pt", with_stages(spec, (3, 16), (3, 32), (3, 4096)), state
+    )
+    # One stored float viewed as 2**31 of them (8 GB once made contiguous).
+    repeated = dict(state, extra=torch.zeros(1).as_strided((2**31,), (0,)))
+    views = write_checkpoint(tmp_path / "views.pt", spec.to_json(), repeated, digest="0" * 64)
+    # Compressed records that inflate to 16 MB more than the file holds.
+    padded = dict(state, extra=torch.zeros(2**22))
+    bomb = deflated(
+        write_checkpoint(tmp_path / "padded.pt", spec.to_json(), padded), tmp_path / "bomb.pt"
+    )
+    good = tmp_path / "good.pt"
+    rl.save(small, good)
+    results = run_worker(
+        {
+            "blocks": f"load:{blocks}",
+            "millions": f"load:{millions}",
+            "widths": f"load:{widths}",
+            "views": f"load:{views}",
+            "bomb": f"load:{bomb}",
+            "create-blocks": f"create:resnet20:{blocks}",
+            "create-widths": f"create:resnet20:{widths}",
+            "good": f"load:{good}",
+        }
+    )
+    assert results["good"]["error"] is None  # the limit leaves room for an honest load
+    expected = {
+        "blocks": r"stage 3 \(layer3\) has 9994 blocks with weights, and the file holds "
+        r"weights for 3",
+        "millions": r"invalid spec .*num_blocks must be <= 10000",
+        "widths": r"does not describe the stored weights; shapes differ: layer3\.0\.conv1\.weight "
+        r"\(file \(128, 32, 3, 3\), spec \(4096, 32, 3, 3\)\)",
+        "views": r"entry 'extra' claims 8589934592 bytes of values, more than the 4 bytes stored",
+        "bomb": r"record '.*' is compressed; torch\.save never writes compressed records",
+        "create-blocks": r"stage 3 \(layer3\) has 9994 blocks",
+        "create-widths": r"shapes differ: layer3\.0\.conv1\.weight",
+    }
+    for case, pattern in expected.items():
+        result = results[case]
+        assert result["error"] == "CheckpointError", (case, result)
+        message = str(result["message"])
+        assert re.search(pattern, message), (case, message)

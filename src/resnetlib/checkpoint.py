@@ -5,6 +5,11 @@ and version, the spec as JSON, the state dict, optional JSON metadata and a SHA-
 of all of them. ``load(path)`` rebuilds the exact model from it with no code from the user.
 Files are read with ``torch.load(..., weights_only=True)``, so reading one never runs code
 from it; a file that is not such a checkpoint raises :class:`CheckpointError`.
+
+Reading costs what the file holds, not what it claims: compressed zip records (which
+``torch.save`` never writes) are refused before torch reads them, every tensor must fit in
+the bytes that back it, and a spec is checked against the stored weights (blocks, names,
+shapes) on the meta device before any model is built.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import hashlib
 import json
 import os
 import pickle
+import re
+import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, BinaryIO
 
 import torch
 
@@ -125,21 +132,56 @@ def _check_matches_spec(model: ResNet) -> None:
 
 
 def _torch_load(path: PathLike) -> object:
-    """``torch.load`` with the weights-only unpickler; read errors become CheckpointError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except _READ_ERRORS as error:
-        reason = str(error)
-        if "Weights only load failed" in reason:
-            detail = reason.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+    """``torch.load`` with the weights-only unpickler; read errors become CheckpointError.
+
+    A missing or unreadable path raises the ``OSError`` of ``open``; anything wrong with the
+    bytes raises :class:`CheckpointError`.
+    """
+    with open(path, "rb") as file:
+        if file.read(4) == b"PK\x03\x04":
+            _check_zip(path, file)
+        file.seek(0)
+        try:
+            payload = torch.load(file, map_location="cpu", weights_only=True)
+        except (*_READ_ERRORS, OSError) as error:
+            reason = str(error)
+            if "Weights only load failed" in reason:
+                detail = reason.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+                raise CheckpointError(
+                    f"{path}: refused: the file holds Python objects other than tensors and "
+                    "plain data, and resnetlib reads files with torch.load(weights_only=True) so "
+                    f"that no code from a file ever runs ({detail[0] if detail else 'unsupported'})"
+                ) from None
             raise CheckpointError(
-                f"{path}: refused: the file holds Python objects other than tensors and plain "
-                "data, and resnetlib reads files with torch.load(weights_only=True) so that "
-                f"no code from a file ever runs ({detail[0] if detail else 'unsupported'})"
+                f"{path}: not a readable torch file: {_first_line(error)}"
             ) from None
+    return payload
+
+
+def _check_zip(path: PathLike, file: BinaryIO) -> None:
+    """Refuse a zip whose records could cost more memory than the file's size.
+
+    ``torch.save`` stores its records uncompressed; a compressed one could inflate a thousand
+    times over (a zip bomb), so it is refused before torch allocates anything for it.
+    """
+    size = file.seek(0, os.SEEK_END)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable torch file: {_first_line(error)}") from None
+    claimed = 0
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED or record.compress_size != record.file_size:
+            raise CheckpointError(
+                f"{path}: record {record.filename!r} is compressed; torch.save never writes "
+                "compressed records, and resnetlib does not inflate them (a zip bomb could)"
+            )
+        claimed += record.file_size
+    if claimed > size:
+        raise CheckpointError(
+            f"{path}: its records claim {claimed} bytes, more than the file's {size}"
+        )
 
 
 def _first_line(error: BaseException) -> str:
@@ -187,9 +229,7 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
     metadata_json: str = _require(path, payload, "metadata", str)
     state: dict[str, Any] = dict(_require(path, payload, "state_dict", Mapping))
     digest: str = _require(path, payload, "sha256", str)
-    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if not_tensors:
-        raise CheckpointError(f"{path}: state_dict entries are not tensors: {not_tensors[:12]}")
+    _check_tensors(path, state)
     if _digest(spec_json, metadata_json, state) != digest:
         raise CheckpointError(
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
@@ -201,6 +241,106 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
     except ValueError as error:
         raise CheckpointError(f"{path}: invalid spec or metadata: {error}") from None
     return Checkpoint(spec=spec, state_dict=state, metadata=metadata, format_version=version)
+
+
+def _check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
+    """Refuse entries that are not plain CPU tensors, or that claim more elements than the
+    bytes behind them (a stride-0 view of one number can claim a terabyte)."""
+    used: dict[int, int] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} is not a tensor; got {type(value).__name__}"
+            )
+        if (
+            type(value) not in (torch.Tensor, torch.nn.Parameter)
+            or value.layout != torch.strided
+            or value.device.type != "cpu"
+            or value.is_quantized
+            or value.is_nested
+        ):
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} is not a plain dense tensor "
+                f"({type(value).__name__}, {value.layout}, on {value.device.type})"
+            )
+        storage = value.untyped_storage()
+        nbytes = value.numel() * value.element_size()
+        used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
+        if nbytes and used[storage.data_ptr()] > storage.nbytes():
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} claims {nbytes} bytes of values, more than "
+                f"the {storage.nbytes()} bytes stored for it (a view that repeats its data)"
+            )
+
+
+_BLOCK_KEY = re.compile(r"layer(\d+)\.(\d+)\.")
+
+
+def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
+    """The block indices each stage (``layer1`` is 1) has entries for."""
+    found: dict[int, set[int]] = {}
+    for key in state:
+        match = _BLOCK_KEY.match(key)
+        if match:
+            found.setdefault(int(match[1]), set()).add(int(match[2]))
+    return found
+
+
+def _check_fits(path: PathLike, spec: ResNetSpec, state: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`CheckpointError` unless ``spec`` has exactly the names and shapes of
+    ``state``, without building it.
+
+    A spec is only data in the file, and building costs what it asks for. So a probe of at
+    most two blocks a stage is built on the meta device (no memory for weights): every later
+    block of a stage gets the same arguments as the second, so the probe gives every name
+    and shape of the whole network. Its stages are compared with the blocks the file stores
+    before the names are listed, so the cost follows the file, not the spec.
+    """
+    probe = replace(
+        spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
+    )
+    with torch.device("meta"):
+        probe_state = _build(path, probe).state_dict()
+    probe_blocks = _stored_blocks(probe_state)
+    stored = _stored_blocks(state)
+    for index, stage in enumerate(spec.stages, start=1):
+        in_probe = probe_blocks.get(index, set())
+        expected = set(range(stage.num_blocks)) if 1 in in_probe else in_probe
+        have = stored.get(index, set())
+        if have != expected:
+            raise CheckpointError(
+                f"{path}: the spec does not describe the stored weights: its stage {index} "
+                f"(layer{index}) has {stage.num_blocks} blocks with weights, and the file "
+                f"holds weights for {len(have)}"
+            )
+    shapes: dict[str, torch.Size] = {}
+    for key, tensor in probe_state.items():
+        shapes[key] = tensor.shape
+        match = _BLOCK_KEY.match(key)
+        if match and match[2] == "1":  # the second block stands for all later ones
+            number, rest = int(match[1]), key[match.end() :]
+            for block in range(2, spec.stages[number - 1].num_blocks):
+                shapes[f"layer{number}.{block}.{rest}"] = tensor.shape
+    missing = [key for key in shapes if key not in state]
+    unexpected = [key for key in state if key not in shapes]
+    mismatched = [
+        f"{key} (file {tuple(state[key].shape)}, spec {tuple(shape)})"
+        for key, shape in shapes.items()
+        if key in state and state[key].shape != shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shapes differ", mismatched),
+            )
+            if keys
+        ]
+        raise CheckpointError(
+            f"{path}: the spec does not describe the stored weights; " + "; ".join(parts)
+        )
 
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
@@ -221,10 +361,13 @@ def _build(path: PathLike, spec: ResNetSpec) -> ResNet:
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     """Rebuild the model saved at ``path``: same spec, same weights, same dtypes.
 
-    Raises :class:`CheckpointError` for a file that is not an intact checkpoint and
-    ``KeyError`` when its spec names a block, shortcut or stem not registered here.
+    Raises :class:`CheckpointError` for a file that is not an intact checkpoint (or whose
+    spec does not describe its weights) and ``KeyError`` when its spec names a block,
+    shortcut or stem not registered here. Nothing is built before the spec is checked
+    against the weights, so the cost follows the file's size.
     """
     checkpoint = read_checkpoint(path)
+    _check_fits(path, checkpoint.spec, checkpoint.state_dict)
     model = _build(path, checkpoint.spec)
     model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
     return model.to(map_location)
@@ -255,6 +398,7 @@ def model_from_file(
                 f"{path} is a resnetlib checkpoint; checkpoint_source={source!r} does not apply"
             )
         checkpoint = _parse(path, payload)
+        _check_fits(path, checkpoint.spec, checkpoint.state_dict)
         weights, saved_spec = checkpoint.state_dict, checkpoint.spec
         source = "resnetlib"
     else:
@@ -264,6 +408,7 @@ def model_from_file(
             weights = unwrap_state_dict(payload)
         except ValueError as error:
             raise CheckpointError(f"{path}: {error}") from None
+        _check_tensors(path, weights)
         if source == "auto":
             source = detect_source(weights)
     options = dict(overrides)
