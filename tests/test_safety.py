@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -277,3 +281,59 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
         assert result["error"] == "CheckpointError", (case, result)
         message = str(result["message"])
         assert re.search(pattern, message), (case, message)
+
+
+# --- durable saves: a crash at any moment leaves the old checkpoint or the new one ---------
+
+
+def seeded(seed: int) -> rl.ResNet:
+    torch.manual_seed(seed)
+    return rl.resnet18()  # 47 MB of weights: a save takes a while
+
+
+def same_weights(a: rl.ResNet, b: rl.ResNet) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return list(sa) == list(sb) and all(torch.equal(sa[key], sb[key]) for key in sa)
+
+
+def save_forever(model: rl.ResNet, target: Path, ready: int) -> None:
+    """The child: say it has started, then save over ``target`` until it is killed."""
+    try:
+        os.write(ready, b"!")
+        while True:
+            rl.save(model, target)
+    finally:
+        os._exit(1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint(
+    tmp_path: Path,
+) -> None:
+    old, new = seeded(0), seeded(1)
+    target = tmp_path / "model.pt"
+    start = time.perf_counter()
+    rl.save(new, target)
+    duration = time.perf_counter() - start  # the kills fall anywhere in about one save
+    delays = random.Random(0)
+    for _ in range(6):
+        rl.save(old, target)
+        ready, started = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            save_forever(new, target, started)
+        os.close(started)
+        assert os.read(ready, 1) == b"!"
+        os.close(ready)
+        time.sleep(delays.uniform(0.0, 1.5 * duration))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        loaded = rl.load(target)  # never a CheckpointError: the file is whole
+        matches = [
+            name for name, model in (("old", old), ("new", new)) if same_weights(loaded, model)
+        ]
+        assert len(matches) == 1, matches  # all old or all new, never a mix
+    # A kill between writing and renaming leaves a temporary file: hidden, never a *.pt.
+    assert sorted(tmp_path.glob("*.pt")) == [target]
+    for path in tmp_path.iterdir():
+        assert path == target or re.fullmatch(r"\.model\.pt\.\w+\.partial", path.name), path
