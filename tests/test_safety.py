@@ -7,6 +7,7 @@ import os
 import random
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import safetensors
+import safetensors.torch
 import torch
 
 import resnetlib as rl
@@ -216,6 +219,24 @@ def deflated(source: Path, target: Path) -> Path:
     return target
 
 
+def hostile_safetensors(directory: Path) -> dict[str, Path]:
+    """safetensors files whose headers claim tensors far larger than the file."""
+
+    def write(name: str, entry: dict[str, object]) -> Path:
+        text = json.dumps({"fc.weight": entry}).encode()
+        path = directory / f"{name}.safetensors"
+        path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(16))
+        return path
+
+    return {
+        "st-huge": write("huge", {"dtype": "F32", "shape": [2**40], "data_offsets": [0, 2**42]}),
+        "st-lying": write("lying", {"dtype": "F32", "shape": [2**31], "data_offsets": [0, 16]}),
+        "st-overflow": write(
+            "overflow", {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 16]}
+        ),
+    }
+
+
 def run_worker(cases: dict[str, str]) -> dict[str, dict[str, object]]:
     command = [sys.executable, str(WORKER), str(MEMORY_LIMIT)]
     command += [f"{name}={case}" for name, case in cases.items()]
@@ -252,6 +273,14 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
     )
     good = tmp_path / "good.pt"
     rl.save(small, good)
+    # The same claim in a safetensors checkpoint (its spec is in the header's metadata).
+    blocks_st = tmp_path / "blocks.safetensors"
+    rl.save(small, blocks_st)
+    with safetensors.safe_open(str(blocks_st), framework="pt") as file:
+        header = file.metadata()
+    header["spec"] = with_stages(spec, (3, 16), (3, 32), (9_994, 128))
+    header["sha256"] = _digest(header["spec"], header["metadata"], dict(sorted(state.items())))
+    safetensors.torch.save_file(state, str(blocks_st), metadata=header)
     results = run_worker(
         {
             "blocks": f"load:{blocks}",
@@ -262,6 +291,8 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
             "create-blocks": f"create:resnet20:{blocks}",
             "create-widths": f"create:resnet20:{widths}",
             "good": f"load:{good}",
+            "st-blocks": f"load:{blocks_st}",
+            **{name: f"load:{path}" for name, path in hostile_safetensors(tmp_path).items()},
         }
     )
     assert results["good"]["error"] is None  # the limit leaves room for an honest load
@@ -275,6 +306,11 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
         "bomb": r"record '.*' is compressed; torch\.save never writes compressed records",
         "create-blocks": r"stage 3 \(layer3\) has 9994 blocks",
         "create-widths": r"shapes differ: layer3\.0\.conv1\.weight",
+        "st-blocks": r"stage 3 \(layer3\) has 9994 blocks",
+        # safetensors checks shapes and offsets against the file's size before reading.
+        "st-huge": r"not a readable safetensors file: .*incomplete metadata",
+        "st-lying": r"not a readable safetensors file: .*invalid shape",
+        "st-overflow": r"not a readable safetensors file: .*overflow",
     }
     for case, pattern in expected.items():
         result = results[case]
@@ -337,3 +373,115 @@ def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_checkpoint(
     assert sorted(tmp_path.glob("*.pt")) == [target]
     for path in tmp_path.iterdir():
         assert path == target or re.fullmatch(r"\.model\.pt\.\w+\.partial", path.name), path
+
+
+# --- damaged files, in both formats: CheckpointError, never anything else ------------------
+
+FORMATS = ["pt", "safetensors"]
+
+
+def tiny() -> rl.ResNet:
+    torch.manual_seed(0)
+    return rl.cifar_resnet(8, widths=(4, 8, 16)).eval()  # a file of about 30 kB
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_every_truncation_is_a_checkpoint_error(suffix: str, tmp_path: Path) -> None:
+    source = tmp_path / f"model.{suffix}"
+    rl.save(tiny(), source)
+    data = source.read_bytes()
+    damaged = tmp_path / f"damaged.{suffix}"
+    lengths = sorted({*range(0, len(data), 300), *range(len(data) - 40, len(data))})
+    for length in lengths:
+        damaged.write_bytes(data[:length])
+        with pytest.raises(rl.CheckpointError, match=rf"^{damaged}: "):
+            rl.load(damaged)
+    with pytest.raises(rl.CheckpointError, match=rf"^{damaged}: "):
+        rl.create_model("resnet20", checkpoint_path=damaged)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_random_byte_flips_are_caught_or_harmless(suffix: str, tmp_path: Path) -> None:
+    model = tiny()
+    source = tmp_path / f"model.{suffix}"
+    rl.save(model, source)
+    data = source.read_bytes()
+    damaged = tmp_path / f"damaged.{suffix}"
+    rng = random.Random(f"flips-{suffix}")
+    messages = []
+    for _ in range(150):
+        flipped = bytearray(data)
+        for _ in range(rng.choice((1, 1, 2, 8))):
+            flipped[rng.randrange(len(data))] ^= rng.randrange(1, 256)
+        damaged.write_bytes(bytes(flipped))
+        try:
+            loaded = rl.load(damaged)
+        except rl.CheckpointError as error:
+            messages.append(str(error))
+        else:  # the flip hit bytes nothing reads (zip padding, an unread header field)
+            assert loaded.spec == model.spec
+            assert same_weights(loaded, model)
+    assert all(message.startswith(f"{damaged}: ") for message in messages)
+    assert len(messages) >= 75
+
+
+def test_safetensors_round_trip_is_bit_exact(tmp_path: Path) -> None:
+    model = rl.cifar_resnet(20, shortcut="B", num_classes=7).half().eval()
+    model = model.to(memory_format=torch.channels_last)
+    path = tmp_path / "model.safetensors"
+    rl.save(model, path, metadata={"epoch": 3, "note": "half"})
+    assert path.read_bytes()[8:9] == b"{"  # safetensors: header length, then JSON
+    with safetensors.safe_open(str(path), framework="pt") as file:
+        header = file.metadata()
+    assert header["format"] == "resnetlib.checkpoint"
+    assert rl.ResNetSpec.from_json(header["spec"]) == model.spec
+    loaded = rl.load(path)
+    assert loaded.spec == model.spec
+    assert list(loaded.state_dict()) == list(model.state_dict())
+    for key, value in model.state_dict().items():
+        assert loaded.state_dict()[key].dtype == value.dtype
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert rl.read_checkpoint(path).metadata == {"epoch": 3, "note": "half"}
+    resized = rl.create_model("resnet20", checkpoint_path=path, shortcut="B", num_classes=10)
+    assert torch.equal(resized.layer1[0].conv1.weight, model.layer1[0].conv1.weight.float())
+
+
+def test_formats_are_told_apart_by_content_not_name(tmp_path: Path) -> None:
+    model = tiny()
+    as_safetensors, as_torch = tmp_path / "a.safetensors", tmp_path / "b.pt"
+    rl.save(model, as_safetensors)
+    rl.save(model, as_torch)
+    assert not as_torch.read_bytes().startswith(as_safetensors.read_bytes()[:8])
+    swapped_a, swapped_b = tmp_path / "a.pt", tmp_path / "b.safetensors"
+    as_safetensors.rename(swapped_a)
+    as_torch.rename(swapped_b)
+    for path in (swapped_a, swapped_b):
+        assert same_weights(rl.load(path), model)
+
+
+def test_plain_safetensors_state_dicts_load_like_timms(tmp_path: Path) -> None:
+    """timm publishes ``model.safetensors``: a state dict, with ``{"format": "pt"}``."""
+    torch.manual_seed(0)
+    model = rl.resnet20()
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(model.state_dict(), str(path), metadata={"format": "pt"})
+    with pytest.raises(rl.CheckpointError, match=r"a plain state dict .*load_file\(path\)"):
+        rl.load(path)
+    built = rl.create_model("resnet20", checkpoint_path=path)
+    assert same_weights(built, model)
+    fresh = rl.resnet20()
+    rl.load_weights(fresh, safetensors.torch.load_file(str(path)))
+    assert same_weights(fresh, model)
+
+
+def test_a_missing_safetensors_package_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "model.safetensors"
+    rl.save(tiny(), path)
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    for action in (lambda: rl.save(tiny(), tmp_path / "x.safetensors"), lambda: rl.load(path)):
+        with pytest.raises(ModuleNotFoundError, match=r'pip install "resnetlib\[safetensors\]"'):
+            action()
+    assert not (tmp_path / "x.safetensors").exists()

@@ -2,9 +2,12 @@
 
 ``save(model, path)`` writes a ``torch.save`` file holding plain data only: a format name
 and version, the spec as JSON, the state dict, optional JSON metadata and a SHA-256 digest
-of all of them. ``load(path)`` rebuilds the exact model from it with no code from the user.
-Files are read with ``torch.load(..., weights_only=True)``, so reading one never runs code
-from it; a file that is not such a checkpoint raises :class:`CheckpointError`.
+of all of them. A path ending in ``.safetensors`` gets a safetensors file instead (the
+``safetensors`` extra), with the same entries as strings in its header's metadata.
+``load(path)`` rebuilds the exact model from either, telling them apart by the file's first
+bytes, not its name, and runs no code from the file: torch files are read with
+``torch.load(..., weights_only=True)``, and safetensors files hold only tensors and strings.
+A file that is not such a checkpoint raises :class:`CheckpointError`.
 
 Reading costs what the file holds, not what it claims: compressed zip records (which
 ``torch.save`` never writes) are refused before torch reads them, every tensor must fit in
@@ -20,9 +23,12 @@ import json
 import os
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
 from typing import Any, BinaryIO
 
 import torch
@@ -93,6 +99,8 @@ def save(
     """Write ``model``'s spec and weights (in their dtypes) to ``path``, atomically.
 
     ``metadata`` (JSON scalars: epoch, accuracy, ...) comes back from :func:`read_checkpoint`.
+    A ``path`` ending in ``.safetensors`` is written in the safetensors format (needs
+    ``pip install "resnetlib[safetensors]"``), any other with ``torch.save``.
     Raises ``ValueError`` if the model's modules no longer match its spec (a layer replaced
     after building), since :func:`load` could not rebuild it.
     """
@@ -105,6 +113,9 @@ def save(
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    if Path(path).suffix.lower() == ".safetensors":
+        _save_safetensors(path, spec_json, metadata_json, state)
+        return
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -115,6 +126,36 @@ def save(
         "sha256": _digest(spec_json, metadata_json, state),
     }
     atomic_write(path, lambda file: torch.save(payload, file))
+
+
+def _safetensors() -> ModuleType:
+    """The ``safetensors.torch`` module, or an error naming the extra that installs it."""
+    try:
+        import safetensors.torch
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "safetensors checkpoints need the safetensors package: "
+            'pip install "resnetlib[safetensors]"',
+            name="safetensors",
+        ) from error
+    return safetensors.torch
+
+
+def _save_safetensors(
+    path: PathLike, spec_json: str, metadata_json: str, state: Mapping[str, torch.Tensor]
+) -> None:
+    # safetensors orders tensors its own way, so the digest takes them sorted by name.
+    tensors = {key: state[key].contiguous() for key in sorted(state)}
+    header = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "torch_version": str(torch.__version__),
+        "spec": spec_json,
+        "metadata": metadata_json,
+        "sha256": _digest(spec_json, metadata_json, tensors),
+    }
+    data: bytes = _safetensors().save(tensors, metadata=header)
+    atomic_write(path, lambda file: file.write(data))
 
 
 def _check_matches_spec(model: ResNet) -> None:
@@ -131,14 +172,21 @@ def _check_matches_spec(model: ResNet) -> None:
         )
 
 
-def _torch_load(path: PathLike) -> object:
-    """``torch.load`` with the weights-only unpickler; read errors become CheckpointError.
+def _read(path: PathLike) -> object:
+    """A file's contents, by what its bytes are: safetensors, or torch's zip or legacy format.
 
+    Torch files are read with the weights-only unpickler; a safetensors file becomes its
+    header's metadata with ``state_dict`` (a resnetlib checkpoint) or its tensors (any other).
     A missing or unreadable path raises the ``OSError`` of ``open``; anything wrong with the
     bytes raises :class:`CheckpointError`.
     """
     with open(path, "rb") as file:
-        if file.read(4) == b"PK\x03\x04":
+        head = file.read(9)
+        size = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        if _is_safetensors(head, size):
+            return _read_safetensors(path, file.read())
+        if head[:4] == b"PK\x03\x04":
             _check_zip(path, file)
         file.seek(0)
         try:
@@ -158,6 +206,43 @@ def _torch_load(path: PathLike) -> object:
     return payload
 
 
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian)."""
+    return len(head) == 9 and head[8:] == b"{" and 8 < 8 + struct.unpack("<Q", head[:8])[0] <= size
+
+
+def _is_safetensors_file(path: PathLike) -> bool:
+    with open(path, "rb") as file:
+        head = file.read(9)
+        return _is_safetensors(head, file.seek(0, os.SEEK_END))
+
+
+def _read_safetensors(path: PathLike, data: bytes) -> object:
+    """The tensors of a safetensors file, with its metadata when it is a resnetlib one.
+
+    The safetensors package checks the header (every tensor's shape, type and offsets
+    against the file's size) before it makes a tensor, so a header cannot make it allocate
+    more than the file holds.
+    """
+    module = _safetensors()
+    try:
+        tensors: dict[str, torch.Tensor] = module.load(data)
+        (length,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + length]).get("__metadata__") or {}
+    except Exception as error:  # the package raises its own SafetensorError, among others
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file: {_first_line(error)}"
+        ) from None
+    if header.get("format") != FORMAT:
+        return tensors  # a plain state dict, as timm and others write them
+    payload: dict[str, object] = dict(header)
+    version = header.get("format_version")
+    if isinstance(version, str) and version.isdecimal():
+        payload["format_version"] = int(version)
+    payload["state_dict"] = {key: tensors[key] for key in sorted(tensors)}  # as digested
+    return payload
+
+
 def _check_zip(path: PathLike, file: BinaryIO) -> None:
     """Refuse a zip whose records could cost more memory than the file's size.
 
@@ -168,7 +253,15 @@ def _check_zip(path: PathLike, file: BinaryIO) -> None:
     try:
         with zipfile.ZipFile(file) as archive:
             records = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as error:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        ValueError,
+        EOFError,
+        OSError,
+        struct.error,
+    ) as error:
         raise CheckpointError(f"{path}: not a readable torch file: {_first_line(error)}") from None
     claimed = 0
     for record in records:
@@ -206,11 +299,16 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
             except ValueError:
                 tensors = 0
             if tensors:
+                reader = (
+                    "safetensors.torch.load_file(path)"
+                    if _is_safetensors_file(path)
+                    else "torch.load(path, weights_only=True)"
+                )
                 raise CheckpointError(
                     f"{path}: a plain state dict ({tensors} tensors), not a resnetlib "
                     "checkpoint, so it does not say which model it is; load it with "
                     "resnetlib.create_model(name, checkpoint_path=...) or "
-                    "resnetlib.load_weights(model, torch.load(path, weights_only=True))"
+                    f"resnetlib.load_weights(model, {reader})"
                 )
         raise CheckpointError(
             f"{path}: not a resnetlib checkpoint (a {type(payload).__name__} without "
@@ -345,7 +443,7 @@ def _check_fits(path: PathLike, spec: ResNetSpec, state: Mapping[str, torch.Tens
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
     """Read and check a checkpoint without building the model (tensors on the CPU)."""
-    return _parse(path, _torch_load(path))
+    return _parse(path, _read(path))
 
 
 def _build(path: PathLike, spec: ResNetSpec) -> ResNet:
@@ -390,7 +488,7 @@ def model_from_file(
     describe the network the factory builds in every other field.
     Loading is strict except for the stem and head (see :func:`~resnetlib.load_weights`).
     """
-    payload = _torch_load(path)
+    payload = _read(path)
     saved_spec: ResNetSpec | None = None
     if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
         if source not in ("auto", "resnetlib"):

@@ -41,7 +41,7 @@ def _create_partial(directory: Path, name: str) -> tuple[int, Path]:
             continue
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then replace ``path`` with it.
 
     The data is flushed to disk before the rename and the directory entry after it, as
