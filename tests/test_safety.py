@@ -209,6 +209,16 @@ def with_stages(spec: rl.ResNetSpec, *stages: tuple[int, int]) -> str:
     return json.dumps(data)
 
 
+def test_a_spec_that_cannot_be_built_is_a_checkpoint_error(tmp_path: Path) -> None:
+    model = rl.resnet20()
+    data = model.spec.to_dict()
+    data.update(shortcut="none", zero_init_residual=True)  # build() refuses this pair
+    state = {key: value.detach() for key, value in model.state_dict().items()}
+    path = write_checkpoint(tmp_path / "bad.pt", json.dumps(data), state)
+    with pytest.raises(rl.CheckpointError, match=r"spec cannot be built: zero_init_residual"):
+        rl.load(path)
+
+
 def deflated(source: Path, target: Path) -> Path:
     """``source`` with every zip record compressed, as ``torch.save`` never writes them."""
     with zipfile.ZipFile(source) as archive:

@@ -397,8 +397,11 @@ def _check_fits(path: PathLike, spec: ResNetSpec, state: Mapping[str, torch.Tens
     probe = replace(
         spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
     )
-    with torch.device("meta"):
-        probe_state = _build(path, probe).state_dict()
+    try:
+        with torch.device("meta"):
+            probe_state = _build(path, probe).state_dict()
+    except ValueError as error:  # a spec no build() accepts
+        raise CheckpointError(f"{path}: the checkpoint's spec cannot be built: {error}") from None
     probe_blocks = _stored_blocks(probe_state)
     stored = _stored_blocks(state)
     for index, stage in enumerate(spec.stages, start=1):
