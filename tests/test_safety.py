@@ -273,6 +273,10 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
     widths = write_checkpoint(
         tmp_path / "widths.pt", with_stages(spec, (3, 16), (3, 32), (3, 4096)), state
     )
+    # Ten million classes (a 5 GB head) claimed; create_model keeps a checkpoint's head.
+    classes = write_checkpoint(
+        tmp_path / "classes.pt", json.dumps(dict(spec.to_dict(), num_classes=10**7)), state
+    )
     # One stored float viewed as 2**31 of them (8 GB once made contiguous).
     repeated = dict(state, extra=torch.zeros(1).as_strided((2**31,), (0,)))
     views = write_checkpoint(tmp_path / "views.pt", spec.to_json(), repeated, digest="0" * 64)
@@ -300,6 +304,7 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
             "bomb": f"load:{bomb}",
             "create-blocks": f"create:resnet20:{blocks}",
             "create-widths": f"create:resnet20:{widths}",
+            "create-classes": f"create:resnet20:{classes}",
             "good": f"load:{good}",
             "st-blocks": f"load:{blocks_st}",
             **{name: f"load:{path}" for name, path in hostile_safetensors(tmp_path).items()},
@@ -316,6 +321,7 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
         "bomb": r"record '.*' is compressed; torch\.save never writes compressed records",
         "create-blocks": r"stage 3 \(layer3\) has 9994 blocks",
         "create-widths": r"shapes differ: layer3\.0\.conv1\.weight",
+        "create-classes": r"shapes differ: fc\.weight \(file \(10, 128\), spec \(10000000, 128\)\)",
         "st-blocks": r"stage 3 \(layer3\) has 9994 blocks",
         # safetensors checks shapes and offsets against the file's size before reading.
         "st-huge": r"not a readable safetensors file: .*incomplete metadata",
