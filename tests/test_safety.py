@@ -462,6 +462,18 @@ def test_safetensors_round_trip_is_bit_exact(tmp_path: Path) -> None:
     assert torch.equal(resized.layer1[0].conv1.weight, model.layer1[0].conv1.weight.float())
 
 
+def test_safetensors_round_trip_on_device(device: torch.device, tmp_path: Path) -> None:
+    model = tiny().to(device)
+    path = tmp_path / "model.safetensors"
+    rl.save(model, path)
+    loaded = rl.load(path, map_location=device).eval()
+    assert all(tensor.device.type == device.type for tensor in loaded.state_dict().values())
+    assert all(parameter.requires_grad for parameter in loaded.parameters())
+    x = torch.randn(2, 3, 32, 32, device=device)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
 def test_formats_are_told_apart_by_content_not_name(tmp_path: Path) -> None:
     model = tiny()
     as_safetensors, as_torch = tmp_path / "a.safetensors", tmp_path / "b.pt"
