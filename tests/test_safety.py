@@ -219,6 +219,34 @@ def test_a_spec_that_cannot_be_built_is_a_checkpoint_error(tmp_path: Path) -> No
         rl.load(path)
 
 
+@pytest.mark.parametrize(
+    ("spec_json", "metadata_json", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "{}", "invalid spec or metadata: maximum recursion"),
+        (None, "[" * 100_000 + "]" * 100_000, "invalid spec or metadata: maximum recursion"),
+        (None, "[1]", "invalid metadata: a JSON object expected; got list"),
+    ],
+    ids=["deep-spec", "deep-metadata", "list-metadata"],
+)
+def test_crafted_json_entries_are_checkpoint_errors(
+    spec_json: str | None, metadata_json: str, message: str, tmp_path: Path
+) -> None:
+    model = rl.resnet20()
+    spec_json = spec_json or model.spec.to_json()
+    state = {key: value.detach() for key, value in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": spec_json,
+        "metadata": metadata_json,
+        "state_dict": state,
+        "sha256": _digest(spec_json, metadata_json, state),
+    }
+    torch.save(payload, tmp_path / "crafted.pt")
+    with pytest.raises(rl.CheckpointError, match=message):
+        rl.load(tmp_path / "crafted.pt")
+
+
 def deflated(source: Path, target: Path) -> Path:
     """``source`` with every zip record compressed, as ``torch.save`` never writes them."""
     with zipfile.ZipFile(source) as archive:

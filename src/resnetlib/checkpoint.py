@@ -336,8 +336,12 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
     try:
         spec = ResNetSpec.from_json(spec_json)
         metadata = json.loads(metadata_json)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # JSON nested thousands deep recurses
         raise CheckpointError(f"{path}: invalid spec or metadata: {error}") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{path}: invalid metadata: a JSON object expected; got {type(metadata).__name__}"
+        )
     return Checkpoint(spec=spec, state_dict=state, metadata=metadata, format_version=version)
 
 
