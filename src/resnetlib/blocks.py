@@ -13,6 +13,7 @@ from .activations import ActLayer, relu
 from .drop_path import DropPath
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 from .registry import Registry, subclass_of
+from .spec import MAX_CHANNELS
 
 __all__ = [
     "BLOCKS",
@@ -131,16 +132,26 @@ def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) 
     """A bottleneck's inner width, ``int(width * width_per_group / 64) * groups``.
 
     torchvision's rule (ResNeXt, Wide ResNet). Raises ``ValueError`` naming ``owner`` for
-    a ``groups`` or ``width_per_group`` that is not an int >= 1, or a zero result.
+    a ``groups`` or ``width_per_group`` that is not an int >= 1, or a result of 0 or above
+    :data:`~resnetlib.spec.MAX_CHANNELS`.
     """
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{owner} {option} must be an int >= 1; got {value!r}")
+        if value > MAX_CHANNELS:
+            raise ValueError(
+                f"{owner} {option} must be <= {MAX_CHANNELS} (resnetlib's size limit); got {value}"
+            )
     inner = int(width * (width_per_group / 64.0)) * groups
     if inner < 1:
         raise ValueError(
             f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} "
             "is 0; raise width or width_per_group"
+        )
+    if inner > MAX_CHANNELS:
+        raise ValueError(
+            f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} is {inner}; "
+            f"it must be <= {MAX_CHANNELS} (resnetlib's size limit)"
         )
     return inner
 

@@ -406,8 +406,10 @@ class ResNet(_StagedNet):
         ``zero_init_residual``, every block's
         :meth:`~resnetlib.ResidualBlock.zero_init_last` zeroes its branch (the last norm's
         weight, or a pre-activation block's last convolution), so each block starts as
-        its shortcut.
+        its shortcut. A model on the meta device (shapes only) has no values to set.
         """
+        if any(parameter.is_meta for parameter in self.parameters()):
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
