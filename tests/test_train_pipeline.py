@@ -271,6 +271,27 @@ def test_state_dict_replays_the_rest_of_an_epoch(device: torch.device) -> None:
         _loader(dataset, seed=8).load_state_dict(state)
 
 
+def test_rank_zero_state_resumes_every_rank() -> None:
+    dataset = _dataset(n=24)
+    ranks = [_loader(dataset, rank=r, world_size=2, batch_size=2) for r in range(2)]
+    for loader in ranks:
+        loader.set_epoch(1)
+    expected = [_epoch(loader) for loader in ranks]
+    for loader in ranks:
+        for i, _ in enumerate(loader):
+            if i == 1:
+                break
+    state = ranks[0].state_dict()  # only rank 0 writes
+    resumed = _loader(dataset, rank=1, world_size=2, batch_size=2)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(1)
+    rest = _epoch(resumed)
+    assert len(rest) == len(expected[1]) - 2
+    for (x, y), (ex, ey) in zip(rest, expected[1][2:], strict=True):
+        assert torch.equal(x, ex)
+        assert torch.equal(y, ey)
+
+
 def test_loader_validates() -> None:
     dataset = _dataset(n=4)
     with pytest.raises(ValueError, match="mean must have the images' shape"):

@@ -222,7 +222,10 @@ class DeviceLoader:
             yield x, self.labels[index]
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch and position (batches handed out in it), plus what must match on resume."""
+        """Epoch and position (batches handed out in it), plus what must match on resume.
+
+        The state is the same on every rank, so rank 0's serves all ranks on resume.
+        """
         return {
             "epoch": self.epoch,
             "position": self._position,
@@ -230,18 +233,17 @@ class DeviceLoader:
             "num_images": len(self.labels),
             "batch_size": self.batch_size,
             "world_size": self.world_size,
-            "rank": self.rank,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue where ``state`` (from :meth:`state_dict`) left off: the next iteration
         yields the rest of that epoch, exactly as the interrupted one would have."""
         mine = self.state_dict()
-        for key in ("seed", "num_images", "batch_size", "world_size", "rank"):
+        for key in ("seed", "num_images", "batch_size", "world_size"):
             if state.get(key) != mine[key]:
                 raise ValueError(
                     f"loader state has {key}={state.get(key)!r}, this loader has {mine[key]!r}; "
-                    "a resumed run needs the same data, seed, batch size and ranks"
+                    "a resumed run needs the same data, seed, batch size and world size"
                 )
         position = int(state["position"])
         if not 0 <= position <= len(self):
