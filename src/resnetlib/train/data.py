@@ -157,7 +157,10 @@ def load_data(
 
 def _detect(root: Path) -> str:
     if not root.exists():
-        raise DataError(f"{root}: no such file or directory (expected '\"digits\"' or a data path)")
+        raise DataError(
+            f'{root}: no such file or directory; expected "digits" or a directory in a known '
+            f"layout: {'; '.join(LAYOUTS[1:])}"
+        )
     if not root.is_dir():
         raise DataError(f"{root}: not a directory; known layouts: {'; '.join(LAYOUTS)}")
     if (root / "data_batch_1").is_file() and (root / "test_batch").is_file():
