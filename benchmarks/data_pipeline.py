@@ -19,6 +19,10 @@ min, max). With ``--device cuda`` it also measures the loader's share of a ResNe
 step (forward, cross-entropy, backward, SGD): DeviceLoader time per batch divided by the
 time per batch of the full step fed by it. It asserts nothing about speed.
 
+On a CPU whose cores are oversubscribed by other processes, torch's multi-threaded batch ops
+wait on descheduled threads while the per-sample ops (too small to be split) do not; compare
+with ``--threads 1`` there.
+
 Run from the repository root: ``PYTHONPATH=src python benchmarks/data_pipeline.py
 [--device cuda] [--quick]``. ``--quick`` is a seconds-long CPU smoke run; the default on an
 H200 takes well under a minute.
@@ -27,6 +31,7 @@ H200 takes well under a minute.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -203,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     per_round = args.batches * args.batch_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ", end="")
     print(torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor())
+    if hasattr(os, "getloadavg"):  # other load inflates and scatters every timing
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(
         f"{args.images} random 3x32x32 images, batch {args.batch_size}, pad 4 + crop + flip; "
         f"{args.rounds} interleaved rounds of {args.batches} batches"
