@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .data import ImageDataset
 
-__all__ = ["Augment", "DeviceLoader", "pixel_mean"]
+__all__ = ["Augment", "DeviceLoader", "augment_batch", "pixel_mean"]
 
 
 @dataclass(frozen=True)
