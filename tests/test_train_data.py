@@ -413,3 +413,17 @@ def test_dataset_validates() -> None:
         ImageDataset(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.int64), ("a",), "x")
     with pytest.raises(ValueError, match="labels must lie"):
         ImageDataset(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), ("a",), "x")
+
+
+def test_importing_the_loaders_stays_light() -> None:
+    import subprocess
+
+    code = (
+        "import sys, resnetlib.train.data, resnetlib.train.pipeline; "
+        "print(sorted(m for m in ('PIL', 'sklearn', 'matplotlib') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == "[]"
