@@ -482,6 +482,10 @@ def _fit(
             epoch += 1
             if world > 1:
                 dist.all_reduce(sums)
+                # Each rank's last forward updated its norms' running statistics from its
+                # own shard: take rank 0's, so that every rank evaluates and saves the same.
+                for buffer in [*model.buffers(), *(ema.buffers() if ema is not None else [])]:
+                    dist.broadcast(buffer, 0)
             loss_sum, wrong_sum, count = sums.tolist()
             if not math.isfinite(loss_sum):
                 _non_finite(iteration, epoch - 1, last_good)
