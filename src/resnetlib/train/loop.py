@@ -95,6 +95,8 @@ def _process_group(device: torch.device) -> _Process:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return _Process(0, 1, False)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _Process(dist.get_rank(), dist.get_world_size(), True)
 
@@ -126,17 +128,19 @@ def _score(
 ) -> EvalResult:
     was_training = model.training
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64)
+    totals: torch.Tensor | int = 0  # loss sum and wrong count, on the model's device
+    count = 0
     try:
         for x, y in batches:
             with autocast:
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
             wrong = (logits.argmax(1) != y).sum()
-            totals += torch.stack([loss.double(), wrong.double(), torch.tensor(y.numel())]).cpu()
+            totals = totals + torch.stack([loss.double(), wrong.double()])
+            count += y.numel()
     finally:
         model.train(was_training)
-    loss_sum, wrong_sum, count = totals.tolist()
+    loss_sum, wrong_sum = totals.tolist() if isinstance(totals, torch.Tensor) else (0.0, 0.0)
     if count == 0:
         raise ValueError("evaluate() got an empty data set")
     return EvalResult(error=wrong_sum / count, loss=loss_sum / count, count=int(count))
@@ -420,12 +424,13 @@ def _fit(
         tqdm: Any = importlib.import_module("tqdm.auto").tqdm  # the train extra
         bar = tqdm(total=total, initial=iteration, unit="it", dynamic_ncols=True)
     evaluated: nn.Module = model if ema is None else ema.module
+    ones = torch.ones((), device=device, dtype=torch.float64)  # counts without a host copy
     last_good = None if out is None else out / "last.pt"
     try:
         while iteration < total:
             train_loader.set_epoch(epoch)
             model.train()
-            sums = torch.zeros(3, device=device, dtype=torch.float64)
+            sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, wrong, images
             logged = torch.zeros_like(sums)
             start = time.perf_counter()
             tick = start
@@ -447,17 +452,11 @@ def _fit(
                     ema.update_parameters(model)
                 wrong = (logits.detach().argmax(1) != y).sum()
                 sums += torch.stack(
-                    [
-                        loss.detach().double() * y.numel(),
-                        wrong.double(),
-                        torch.tensor(float(y.numel()), device=device),
-                    ]
+                    [loss.detach().double() * y.numel(), wrong.double(), ones * y.numel()]
                 )
                 iteration += 1
                 if not warmed_up:
-                    batch = torch.stack(
-                        [wrong.double(), torch.tensor(float(y.numel()), device=device)]
-                    )
+                    batch = torch.stack([wrong.double(), ones * y.numel()])
                     if world > 1:
                         dist.all_reduce(batch)
                     warmed_up = plan.warmup_over(iteration, (batch[0] / batch[1]).item())
