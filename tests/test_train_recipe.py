@@ -191,3 +191,21 @@ def test_from_dict_rejects_unknown_keys_and_bad_json() -> None:
         Recipe.from_json("{lr: 0.1")
     with pytest.raises(ValueError, match="Augment"):
         Recipe.from_dict({"augment": {"pad": -1}})
+
+
+def test_imports_stay_light() -> None:
+    # tqdm is left out: torch itself imports it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, resnetlib; assert 'resnetlib.train' not in sys.modules; "
+        "import resnetlib.train, resnetlib.train.cli; "
+        "loaded = {m.split('.')[0] for m in sys.modules}; "
+        "print(sorted({'matplotlib', 'PIL', 'sklearn'} & loaded))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
