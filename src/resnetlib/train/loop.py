@@ -271,6 +271,8 @@ def fit(
     good checkpoint in place. ``device`` defaults to the GPU when there is one.
     """
     device = _default_device() if device is None else torch.device(device)
+    if device.type == "cuda" and device.index is None:  # under torchrun: this rank's GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     process = _process_group(device)
     try:
         return _fit(
