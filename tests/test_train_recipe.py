@@ -201,6 +201,8 @@ def test_imports_stay_light() -> None:
     code = (
         "import sys, resnetlib; assert 'resnetlib.train' not in sys.modules; "
         "import resnetlib.train, resnetlib.train.cli; "
+        "assert 'resnetlib.train.loop' not in sys.modules; "  # `resnetlib list` stays light
+        "[getattr(resnetlib.train, name) for name in resnetlib.train.__all__]; "
         "loaded = {m.split('.')[0] for m in sys.modules}; "
         "print(sorted({'matplotlib', 'PIL', 'sklearn'} & loaded))"
     )
