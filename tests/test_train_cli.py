@@ -43,7 +43,8 @@ def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert json.loads((out / "run.json").read_text())["model"] == "resnet20"
     model = rl.load(out / "final.pt")
     assert model.spec == rl.resnet20(num_classes=10).spec  # digits: 10 classes, 3 channels
-    code, stdout, _ = run(["evaluate", str(out / "final.pt"), "--image-size", "8"], capsys)
+    # The run's data, image size and seed come from its run.json.
+    code, stdout, _ = run(["evaluate", str(out / "final.pt")], capsys)
     assert code == 0
     recorded = rl.read_checkpoint(out / "final.pt").metadata["test_error"]
     assert f"test error {100 * recorded:.2f}%" in stdout

@@ -85,15 +85,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
-        default="digits",
+        default=None,
         metavar="PATH|digits",
         help="cifar-10-batches-py, cifar-100-python, TinyImageNet-200, an image folder, or "
-        "the built-in digits (default)",
+        "the built-in digits (default; evaluate: the data the run trained on)",
     )
-    parser.add_argument("--labels", choices=("fine", "coarse"), default="fine")
+    parser.add_argument("--labels", choices=("fine", "coarse"), default=None)
     parser.add_argument("--image-size", type=int, default=None, metavar="N")
     parser.add_argument("--device", default=None, help="default: cuda when there is one")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default 0")
+
+
+_DATA_DEFAULTS = {"data": "digits", "labels": "fine", "image_size": None, "seed": 0}
+
+
+def _fill_data_defaults(args: argparse.Namespace, run_info: Path | None = None) -> None:
+    """Unset data options from ``run_info`` (a run's run.json) if there is one, else defaults."""
+    saved = {}
+    if run_info is not None and run_info.is_file():
+        saved = json.loads(run_info.read_text())
+    for key, default in _DATA_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, saved.get(key, default))
 
 
 class _UsageError(Exception):
@@ -181,6 +194,7 @@ def _train(args: argparse.Namespace) -> int:
     from .data import load_data
     from .loop import fit
 
+    _fill_data_defaults(args)
     recipe = _recipe(args.recipe, args.name, args.data)
     changes: dict[str, Any] = {}
     if args.batch_size is not None:
@@ -268,6 +282,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise _UsageError(f"{path}: no such checkpoint file")
     model = load(path)
     run_dir = path.parent
+    _fill_data_defaults(args, run_dir / "run.json")
     val_size = 0
     if (run_dir / "recipe.json").is_file():  # the split the model trained on (its mean)
         val_size = Recipe.from_json((run_dir / "recipe.json").read_text()).val_size
