@@ -30,6 +30,7 @@ def _validate_act(name: str, item: ActLayer) -> None:
 
 
 ACTIVATIONS: Registry[ActLayer] = Registry("activation", _validate_act)
+"""Activations by name (``ResNetSpec.act``): ``"relu"``, ``"silu"``, ``"gelu"``, ..."""
 register_act = ACTIVATIONS.register
 """Register an activation: a no-argument callable returning a module."""
 

@@ -276,6 +276,7 @@ def _validate_block(name: str, item: type[ResidualBlock]) -> None:
 
 
 BLOCKS: Registry[type[ResidualBlock]] = Registry("block", _validate_block)
+"""Residual block types by name (``ResNetSpec.block``): ``"basic"``, ``"bottleneck"``, ..."""
 register_block = BLOCKS.register
 """Register a :class:`ResidualBlock` subclass: ``@register_block("se_basic")``."""
 

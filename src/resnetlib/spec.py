@@ -147,9 +147,9 @@ class ResNetSpec:
     ``num_classes=0`` means no classifier: the model's ``fc`` is an ``nn.Identity`` and it
     outputs pooled features.
 
-    Sizes are limited (:data:`MAX_BLOCKS`, :data:`MAX_STAGES`, :data:`MAX_CHANNELS`,
-    :data:`MAX_CLASSES`, :data:`MAX_STRIDE`) far above any real network, so an absurd size
-    is refused here, before anything is allocated.
+    Sizes are limited (``resnetlib.spec``'s ``MAX_BLOCKS``, ``MAX_STAGES``,
+    ``MAX_CHANNELS``, ``MAX_CLASSES``, ``MAX_STRIDE``) far above any real network, so an
+    absurd size is refused here, before anything is allocated.
     """
 
     stages: tuple[StageSpec, ...]

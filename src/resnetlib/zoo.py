@@ -84,6 +84,7 @@ class ModelFactory(Protocol):
 
 
 MODELS: Registry[Callable[..., ResNet]] = Registry("model")
+"""Model factories by name, as :func:`create_model` and :func:`list_models` see them."""
 register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
