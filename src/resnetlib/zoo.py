@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, overload
 from typing_extensions import TypedDict, Unpack
 
 from . import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, as_registered_act
 from .blocks import BLOCKS
 from .build import build
 from .checkpoint import model_from_file
@@ -50,9 +50,9 @@ class ModelOverrides(TypedDict, total=False):
     ``block_options`` are merged into the spec's; overriding ``block`` starts from none,
     since options belong to a block type. ``width_multiplier`` multiplies every stage's
     width, not the stem's (Wide ResNets). ``norm`` and ``act`` take a registry name or a
-    registered callable (``nn.SiLU``); ``drop_path_rate`` turns on stochastic depth;
-    ``output_stride`` (8 or 16 on the ImageNet layout) trades the last strides for
-    dilation, for dense prediction.
+    registered callable (``nn.SiLU``; ``nn.ReLU`` is the built-in in-place ``"relu"``);
+    ``drop_path_rate`` turns on stochastic depth; ``output_stride`` (8 or 16 on the
+    ImageNet layout) trades the last strides for dilation, for dense prediction.
     """
 
     num_classes: int
@@ -284,7 +284,8 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
     if "norm" in overrides:
         changes["norm"] = _registered_name(NORMS, "norm", overrides["norm"], "register_norm")
     if "act" in overrides:
-        changes["act"] = _registered_name(ACTIVATIONS, "act", overrides["act"], "register_act")
+        act = as_registered_act(overrides["act"])
+        changes["act"] = _registered_name(ACTIVATIONS, "act", act, "register_act")
     stem = spec.stem
     if "stem" in overrides:
         stem = replace(stem, type=overrides["stem"])
