@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .model import ResNet
+from .validate import is_int
 
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
 
@@ -34,7 +35,7 @@ def _inference(model: nn.Module) -> Iterator[None]:
 
 def _example_input(model: nn.Module, input_size: Sequence[int]) -> torch.Tensor:
     size = tuple(input_size)
-    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+    if len(size) != 3 or any(not is_int(s) or s < 1 for s in size):
         raise ValueError(
             f"input_size must be (channels, height, width) of ints >= 1; got {input_size!r}"
         )

@@ -39,6 +39,7 @@ from .files import atomic_write
 from .model import ResNet
 from .registry import UnknownNameError
 from .spec import JSONScalar, ResNetSpec
+from .validate import is_int
 
 __all__ = [
     "FORMAT",
@@ -315,7 +316,7 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
             f"format={FORMAT!r})"
         )
     version = payload.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
+    if not is_int(version):
         raise CheckpointError(f"{path}: format_version must be an int; got {version!r}")
     if version != FORMAT_VERSION:
         raise CheckpointError(

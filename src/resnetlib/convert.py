@@ -39,6 +39,7 @@ from torch import nn
 
 from .model import ResNet
 from .shortcuts import ZeroPadShortcut
+from .validate import is_int
 
 __all__ = [
     "LAYOUTS",
@@ -287,7 +288,7 @@ def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Ten
     ``c / in_channels``, so an input of ``k`` copies of an image (``in_channels = k * c``)
     gives what the image gave.
     """
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+    if not is_int(in_channels) or in_channels < 1:
         raise ValueError(f"in_channels must be an int >= 1; got {in_channels!r}")
     if weight.dim() != 4:
         raise ValueError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .validate import is_real
+
 __all__ = ["DropPath", "drop_path_rates"]
 
 
@@ -18,7 +20,7 @@ class DropPath(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        if not is_real(p) or not 0.0 <= p <= 1.0:
             raise ValueError(f"drop path rate must be a number in [0, 1]; got {p!r}")
         self.p = float(p)
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from .features import ResNetFeatures
 from .model import ResNet
+from .validate import is_int, is_real
 
 _Backbone = ResNet | ResNetFeatures
 
@@ -32,7 +33,7 @@ def freeze(model: _Backbone, *, stages: int) -> None:
     """
     _check_model(model)
     count = len(model.stage_names)
-    if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= count:
+    if not is_int(stages) or not 0 <= stages <= count:
         raise ValueError(
             f"stages must be an int in 0..{count} (stages frozen after the stem); got {stages!r}"
         )
@@ -77,13 +78,9 @@ def param_groups(
     """
     _check_model(model)
     for field, value in (("lr", lr), ("decay", decay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if not is_real(value) or not value > 0:
             raise ValueError(f"{field} must be a number > 0; got {value!r}")
-    if weight_decay is not None and (
-        isinstance(weight_decay, bool)
-        or not isinstance(weight_decay, (int, float))
-        or weight_decay < 0
-    ):
+    if weight_decay is not None and (not is_real(weight_decay) or weight_decay < 0):
         raise ValueError(f"weight_decay must be a number >= 0 or None; got {weight_decay!r}")
     order = ["stem", *model.stage_names, "head"]
     depth = {name: len(order) - 1 - i for i, name in enumerate(order)}
