@@ -50,9 +50,9 @@ class ModelOverrides(TypedDict, total=False):
     ``block_options`` are merged into the spec's; overriding ``block`` starts from none,
     since options belong to a block type. ``width_multiplier`` multiplies every stage's
     width, not the stem's (Wide ResNets). ``norm`` and ``act`` take a registry name or a
-    registered callable (``nn.SiLU``; ``nn.ReLU`` is the built-in in-place ``"relu"``);
-    ``drop_path_rate`` turns on stochastic depth; ``output_stride`` (8 or 16 on the
-    ImageNet layout) trades the last strides for dilation, for dense prediction.
+    registered callable (``nn.SiLU``); ``drop_path_rate`` turns on stochastic depth;
+    ``output_stride`` (8 or 16 on the ImageNet layout) trades the last strides for
+    dilation, for dense prediction.
     """
 
     num_classes: int
