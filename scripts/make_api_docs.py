@@ -106,23 +106,32 @@ def public_names(module_name: str) -> list[str]:
 def _has_docstring(module_name: str, name: str) -> bool:
     """True when the definition of ``name`` in ``module_name`` carries a docstring.
 
-    Functions and classes need their own ``__doc__`` (not an inherited one); other
-    names (constants, type aliases) a string literal right after their assignment, which
-    is what mkdocstrings shows for them.
+    A function or class needs its own docstring in the source (not one inherited, nor the
+    signature a dataclass gets by default); a function made at run time (a model factory)
+    its ``__doc__``; any other name (a constant, a type alias) a string literal right after
+    its assignment, which is what mkdocstrings shows for it.
     """
-    value = getattr(importlib.import_module(module_name), name)
-    if inspect.isfunction(value) or inspect.isclass(value):
-        doc = value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__
-        return bool(doc and doc.strip())
     body = list(_top_level(_module_tree(module_name)))
-    for stmt, after in itertools.pairwise(body):
-        if name in _assigned_names(stmt):
-            return (
-                isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)
-                and bool(after.value.value.strip())
-            )
+    definitions = [
+        stmt
+        for stmt in body
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and stmt.name == name
+    ]
+    if definitions:  # with @overload stubs, the implementation carries the docstring
+        return any((ast.get_docstring(stmt) or "").strip() for stmt in definitions)
+    for stmt, after in itertools.pairwise([*body, ast.Pass()]):
+        if name not in _assigned_names(stmt):
+            continue
+        value = getattr(importlib.import_module(module_name), name)
+        if inspect.isfunction(value):
+            return bool((value.__doc__ or "").strip())
+        return (
+            isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+            and bool(after.value.value.strip())
+        )
     return False
 
 

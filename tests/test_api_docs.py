@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import re
 from pathlib import Path
@@ -56,6 +57,23 @@ def test_every_public_name_appears_in_the_api_pages() -> None:
             if f"{where}.{local}" not in rendered:
                 missing.append(f"{module_name}.{name}")
     assert missing == []
+
+
+def test_the_examples_in_the_docstrings_run() -> None:
+    script = load_script()
+    homes = {
+        script.home(module_name, name)[0]
+        for module_name in script.documented_modules()
+        for name in importlib.import_module(module_name).__all__
+        if not isinstance(getattr(importlib.import_module(module_name), name), type(doctest))
+    }
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    attempted = 0
+    for module_name in sorted(homes):
+        result = doctest.testmod(importlib.import_module(module_name), optionflags=flags)
+        assert result.failed == 0, module_name
+        attempted += result.attempted
+    assert attempted >= 20
 
 
 def test_every_page_is_in_the_nav() -> None:

@@ -38,5 +38,14 @@ class DropPath(nn.Module):
 
 
 def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
-    """The linear decay rule: block ``l`` of ``L`` (from 1) drops with ``rate * l / L``."""
+    """The linear decay rule: block ``l`` of ``L`` (from 1) drops with ``rate * l / L``.
+
+    Returns:
+        One drop probability per block, from ``rate / num_blocks`` up to ``rate``.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> [round(rate, 3) for rate in rl.drop_path_rates(0.2, 4)]
+        [0.05, 0.1, 0.15, 0.2]
+    """
     return [rate * (index + 1) / num_blocks for index in range(num_blocks)]
