@@ -149,9 +149,17 @@ def undocumented() -> list[str]:
     return missing
 
 
+def _owner(module_name: str, documented: list[str]) -> str | None:
+    """The documented module whose page shows what ``module_name`` defines: the longest
+    documented prefix (``resnetlib.deploy`` for ``resnetlib.deploy.fuse``)."""
+    prefixes = [d for d in documented if module_name == d or module_name.startswith(f"{d}.")]
+    return max(prefixes, key=len, default=None)
+
+
 def render_page(module_name: str) -> str:
     documented = documented_modules()
     sections: dict[str, list[str]] = {}
+    elsewhere: dict[str, list[str]] = {}
     submodules: list[str] = []
     for name in public_names(module_name):
         value = getattr(importlib.import_module(module_name), name)
@@ -161,6 +169,10 @@ def render_page(module_name: str) -> str:
             submodules.append(value.__name__)
             continue
         where, local = home(module_name, name)
+        owner = _owner(where, documented)
+        if owner is not None and owner != module_name:  # its own page documents it: link
+            elsewhere.setdefault(owner, []).append(f"[`{name}`][{where}.{local}]")
+            continue
         sections.setdefault(where, []).append(f"{where}.{local}")
     lines = [
         f"# `{module_name}`",
@@ -176,6 +188,11 @@ def render_page(module_name: str) -> str:
     if submodules:
         links = ", ".join(f"[`{sub}`]({sub}.md)" for sub in submodules)
         lines += [f"Subpackages and modules with their own page: {links}.", ""]
+    for owner, links in elsewhere.items():
+        lines += [
+            f"Also here, documented on the page of [`{owner}`]({owner}.md): {', '.join(links)}.",
+            "",
+        ]
     for path in sections.pop(module_name, []):
         lines += [f"::: {path}", "    options:", "      heading_level: 2", ""]
     for where in sorted(sections):

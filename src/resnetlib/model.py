@@ -264,6 +264,7 @@ class ResNet(_StagedNet):
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch: :meth:`forward_head` of :meth:`forward_features`."""
         return self.forward_head(self.forward_features(x))
 
     @overload
