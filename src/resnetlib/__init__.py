@@ -98,6 +98,7 @@ from .zoo import (
 )
 
 __version__ = "0.1.0"
+"""The installed version of resnetlib."""
 
 __all__ = [
     "ACTIVATIONS",

@@ -11,12 +11,23 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .model import ResNet
+from .validate import is_int
 
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter elements (shared parameters counted once)."""
+    """Number of parameter elements (shared parameters counted once).
+
+    Returns:
+        The total ``numel()`` of the model's parameters; with ``trainable_only``, of those
+        that require gradients.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> rl.count_parameters(rl.resnet56())  # the paper's 0.85M
+        853018
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -34,7 +45,7 @@ def _inference(model: nn.Module) -> Iterator[None]:
 
 def _example_input(model: nn.Module, input_size: Sequence[int]) -> torch.Tensor:
     size = tuple(input_size)
-    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+    if len(size) != 3 or any(not is_int(s) or s < 1 for s in size):
         raise ValueError(
             f"input_size must be (channels, height, width) of ints >= 1; got {input_size!r}"
         )
@@ -60,6 +71,19 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
     activations, additions and pooling are free, as in the paper's Table 1). Runs in eval
     mode without autograd on the model's device: build on ``torch.device("meta")`` to count
     a large model without computing it.
+
+    Returns:
+        The number of multiply-adds (not FLOPs, which would be about twice as many).
+
+    Raises:
+        ValueError: ``input_size`` is not three ints >= 1.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> with torch.device("meta"):
+        ...     model = rl.resnet50()
+        >>> rl.count_flops(model, (3, 224, 224))
+        4089184256
     """
     x = _example_input(model, input_size)
     with _inference(model):
@@ -69,6 +93,8 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class SummaryRow:
+    """One row of a [`ModelSummary`][resnetlib.ModelSummary]: a stem, stage or head."""
+
     name: str
     output_shape: tuple[int, ...]
     parameters: int
@@ -129,6 +155,19 @@ def summary(
     """Output shape, parameters and multiply-adds of the stem, each stage and the head.
 
     ``input_size`` is ``(C, H, W)``; by default the size the model's stem was designed for.
+    The model runs once, in eval mode without autograd; its mode is restored after.
+
+    Returns:
+        The table: ``str()`` renders it, ``rows`` and the totals hold the numbers.
+
+    Raises:
+        ValueError: ``input_size`` is not three ints >= 1.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> table = rl.summary(rl.resnet56())
+        >>> [row.name for row in table.rows], table.total_parameters
+        (['stem', 'layer1', 'layer2', 'layer3', 'head'], 853018)
     """
     size = tuple(input_size) if input_size is not None else model.default_input_size
     x = _example_input(model, size)

@@ -14,6 +14,7 @@ from .drop_path import DropPath
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 from .registry import Registry, subclass_of
 from .spec import MAX_CHANNELS
+from .validate import is_int
 
 __all__ = [
     "BLOCKS",
@@ -136,7 +137,7 @@ def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) 
     :data:`~resnetlib.spec.MAX_CHANNELS`.
     """
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{owner} {option} must be an int >= 1; got {value!r}")
         if value > MAX_CHANNELS:
             raise ValueError(
@@ -269,13 +270,14 @@ def _validate_block(name: str, item: type[ResidualBlock]) -> None:
         missing = sorted(getattr(item, "__abstractmethods__", ()))
         raise TypeError(f"block {name!r} ({item.__name__}) leaves abstract methods {missing}")
     expansion = item.expansion
-    if isinstance(expansion, bool) or not isinstance(expansion, int) or expansion < 1:
+    if not is_int(expansion) or expansion < 1:
         raise TypeError(
             f"block {name!r} ({item.__name__}) must set expansion to an int >= 1; got {expansion!r}"
         )
 
 
 BLOCKS: Registry[type[ResidualBlock]] = Registry("block", _validate_block)
+"""Residual block types by name (``ResNetSpec.block``): ``"basic"``, ``"bottleneck"``, ..."""
 register_block = BLOCKS.register
 """Register a :class:`ResidualBlock` subclass: ``@register_block("se_basic")``."""
 

@@ -29,9 +29,24 @@ _DEFAULT_ACT = "relu"
 def build(spec: ResNetSpec) -> ResNet:
     """Build and initialize the network a spec describes.
 
-    Raises ``KeyError`` for an unknown block, shortcut or stem name and ``ValueError`` for
-    an option the block does not take or a shape the shortcut cannot produce; no partly
-    built model is ever returned.
+    Registry names become modules here; weights get He initialization (and zero-init
+    where the spec asks for it). No partly built model is ever returned.
+
+    Returns:
+        A new model in training mode; ``model.spec`` is ``spec``.
+
+    Raises:
+        TypeError: ``spec`` is not a [`ResNetSpec`][resnetlib.ResNetSpec].
+        KeyError: an unknown block, shortcut, stem, norm or activation name (an
+            [`UnknownNameError`][resnetlib.UnknownNameError] naming the close matches).
+        ValueError: a block option the block does not take, or a shape the shortcut
+            cannot produce.
+
+    Examples:
+        >>> import dataclasses, resnetlib as rl
+        >>> spec = dataclasses.replace(rl.cifar_spec(20), shortcut="B", num_classes=100)
+        >>> rl.build(spec).fc.out_features
+        100
     """
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"build() takes a ResNetSpec; got {type(spec).__name__}")

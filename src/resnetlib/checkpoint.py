@@ -39,6 +39,7 @@ from .files import atomic_write
 from .model import ResNet
 from .registry import UnknownNameError
 from .spec import JSONScalar, ResNetSpec
+from .validate import is_int
 
 __all__ = [
     "FORMAT",
@@ -100,9 +101,25 @@ def save(
 
     ``metadata`` (JSON scalars: epoch, accuracy, ...) comes back from :func:`read_checkpoint`.
     A ``path`` ending in ``.safetensors`` is written in the safetensors format (needs
-    ``pip install "resnetlib[safetensors]"``), any other with ``torch.save``.
-    Raises ``ValueError`` if the model's modules no longer match its spec (a layer replaced
-    after building), since :func:`load` could not rebuild it.
+    ``pip install "resnetlib[safetensors]"``), any other with ``torch.save``. The file
+    appears whole or not at all: an interrupted save leaves the old file in place.
+
+    Raises:
+        TypeError: ``model`` is not a resnetlib ``ResNet`` (pass a wrapped model's
+            ``.module``).
+        ValueError: the model's modules no longer match its spec (a layer replaced after
+            building), since [`load`][resnetlib.load] could not rebuild it.
+        ModuleNotFoundError: a ``.safetensors`` path without the safetensors package.
+        OSError: the file cannot be written (a missing folder, no permission).
+
+    Examples:
+        >>> import tempfile, pathlib, resnetlib as rl
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "resnet20.pt"
+        >>> rl.save(rl.resnet20(), path, metadata={"epoch": 3})
+        >>> rl.read_checkpoint(path).metadata
+        {'epoch': 3}
+        >>> rl.load(path).spec == rl.resnet20().spec
+        True
     """
     if not isinstance(model, ResNet):
         raise TypeError(
@@ -315,7 +332,7 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
             f"format={FORMAT!r})"
         )
     version = payload.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
+    if not is_int(version):
         raise CheckpointError(f"{path}: format_version must be an int; got {version!r}")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -449,7 +466,16 @@ def _check_fits(path: PathLike, spec: ResNetSpec, state: Mapping[str, torch.Tens
 
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
-    """Read and check a checkpoint without building the model (tensors on the CPU)."""
+    """Read and check a checkpoint without building the model (tensors on the CPU).
+
+    Returns:
+        The spec, state dict, metadata and format version, checked against the stored
+        digest.
+
+    Raises:
+        CheckpointError: the file is not an intact resnetlib checkpoint.
+        OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
+    """
     return _parse(path, _read(path))
 
 
@@ -466,10 +492,18 @@ def _build(path: PathLike, spec: ResNetSpec) -> ResNet:
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     """Rebuild the model saved at ``path``: same spec, same weights, same dtypes.
 
-    Raises :class:`CheckpointError` for a file that is not an intact checkpoint (or whose
-    spec does not describe its weights) and ``KeyError`` when its spec names a block,
-    shortcut or stem not registered here. Nothing is built before the spec is checked
-    against the weights, so the cost follows the file's size.
+    Nothing is built before the spec is checked against the weights, so the cost follows
+    the file's size, and no code from the file runs.
+
+    Returns:
+        The model, on ``map_location``, in training mode as any newly built model.
+
+    Raises:
+        CheckpointError: the file is not an intact checkpoint, or its spec does not
+            describe its weights.
+        KeyError: its spec names a block, shortcut or stem not registered here (register
+            it, as the saving program did, before loading).
+        OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
     checkpoint = read_checkpoint(path)
     _check_fits(path, checkpoint.spec, checkpoint.state_dict)

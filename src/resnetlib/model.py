@@ -82,7 +82,7 @@ class _StagedNet(nn.Module):
     ``train()`` keeps parts in eval mode: the stem and the first ``frozen_stages`` stages
     whole (norm statistics and stochastic depth both stop), when that is ``>= 0``; and, with
     ``norm_eval``, every norm layer with running statistics. ``pretrained_cfg`` (alias
-    ``default_cfg``) is its data configuration, timm's (:mod:`resnetlib.data_config`).
+    ``default_cfg``) is its data configuration, timm's (``resnetlib.data_config``).
     """
 
     stem_names: tuple[str, ...]
@@ -164,7 +164,7 @@ class ResNet(_StagedNet):
     ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
     timm's attributes: ``num_classes``, ``num_features``, ``head_hidden_size``,
     ``global_pool`` (``avgpool`` holds the pool), ``drop_rate`` (dropout before ``fc``) and
-    ``pretrained_cfg`` (alias ``default_cfg``; see :mod:`resnetlib.data_config`).
+    ``pretrained_cfg`` (alias ``default_cfg``; see ``resnetlib.data_config``).
     ``norm_eval = True`` keeps every norm layer in eval mode under ``train()``; norms of the
     stem and the first ``frozen_stages`` stages always stay in eval (see
     :func:`resnetlib.freeze`).
@@ -264,6 +264,7 @@ class ResNet(_StagedNet):
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch: :meth:`forward_head` of :meth:`forward_features`."""
         return self.forward_head(self.forward_features(x))
 
     @overload

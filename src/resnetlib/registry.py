@@ -46,7 +46,25 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T) -> T: ...
 
     def register(self, name: str, obj: T | None = None) -> T | Callable[[T], T]:
-        """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
+        """Register ``obj`` under ``name``; without ``obj``, return a decorator.
+
+        Returns:
+            ``obj`` itself, or the decorator that registers and returns what it decorates.
+
+        Raises:
+            ValueError: ``name`` is empty or already registered.
+            TypeError: ``obj`` is not of the registry's kind (a block registry takes only
+                ``ResidualBlock`` subclasses, for example).
+
+        Examples:
+            >>> import resnetlib as rl
+            >>> @rl.register_model("tiny_resnet")
+            ... def tiny_resnet(**overrides):
+            ...     return rl.cifar_resnet(8, **overrides)
+            >>> rl.create_model("tiny_resnet", num_classes=2).fc.out_features
+            2
+            >>> _ = rl.MODELS.unregister("tiny_resnet")
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
 
@@ -64,11 +82,21 @@ class Registry(Generic[T]):
         return add if obj is None else add(obj)
 
     def unregister(self, name: str) -> T:
-        """Remove ``name`` and return what was registered under it."""
+        """Remove ``name`` and return what was registered under it.
+
+        Raises:
+            UnknownNameError: ``name`` is not registered.
+        """
         self.get(name)
         return self._entries.pop(name)
 
     def get(self, name: str) -> T:
+        """What is registered under ``name``.
+
+        Raises:
+            UnknownNameError: ``name`` is not registered; the message lists the known names
+                and the closest ones.
+        """
         try:
             return self._entries[name]
         except (KeyError, TypeError):

@@ -14,6 +14,8 @@ from typing import Any
 
 from typing_extensions import Self
 
+from .validate import is_int, is_real
+
 JSONScalar = str | int | float | bool | None
 
 __all__ = [
@@ -46,7 +48,7 @@ MAX_STRIDE = 1024
 def _check_int(
     owner: str, name: str, value: object, minimum: int, maximum: int | None = None
 ) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ValueError(f"{owner}.{name} must be an int >= {minimum}; got {value!r}")
     if value < minimum:
         raise ValueError(f"{owner}.{name} must be >= {minimum}; got {value}")
@@ -147,9 +149,9 @@ class ResNetSpec:
     ``num_classes=0`` means no classifier: the model's ``fc`` is an ``nn.Identity`` and it
     outputs pooled features.
 
-    Sizes are limited (:data:`MAX_BLOCKS`, :data:`MAX_STAGES`, :data:`MAX_CHANNELS`,
-    :data:`MAX_CLASSES`, :data:`MAX_STRIDE`) far above any real network, so an absurd size
-    is refused here, before anything is allocated.
+    Sizes are limited (``resnetlib.spec``'s ``MAX_BLOCKS``, ``MAX_STAGES``,
+    ``MAX_CHANNELS``, ``MAX_CLASSES``, ``MAX_STRIDE``) far above any real network, so an
+    absurd size is refused here, before anything is allocated.
     """
 
     stages: tuple[StageSpec, ...]
@@ -211,7 +213,7 @@ class ResNetSpec:
         _check_name("ResNetSpec", "norm", self.norm)
         _check_name("ResNetSpec", "act", self.act)
         rate = self.drop_path_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if not is_real(rate) or not 0.0 <= rate < 1.0:
             raise ValueError(f"ResNetSpec.drop_path_rate must be a number in [0, 1); got {rate!r}")
         object.__setattr__(self, "drop_path_rate", float(rate))
 

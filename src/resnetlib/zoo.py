@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, overload
 from typing_extensions import TypedDict, Unpack
 
 from . import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, as_registered_act
 from .blocks import BLOCKS
 from .build import build
 from .checkpoint import model_from_file
@@ -84,6 +84,7 @@ class ModelFactory(Protocol):
 
 
 MODELS: Registry[Callable[..., ResNet]] = Registry("model")
+"""Model factories by name, as :func:`create_model` and :func:`list_models` see them."""
 register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
@@ -169,6 +170,27 @@ def create_model(
 
     ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
     forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
+
+    Returns:
+        A new model (a ``ResNetFeatures`` with ``features_only``), in training mode.
+
+    Raises:
+        KeyError: an unknown model name or registry name (the message lists close
+            matches).
+        TypeError: an unknown keyword argument.
+        ValueError: an override out of range, naming the field and what is allowed.
+        PretrainedError: pretrained weights that are not registered, cannot be downloaded
+            or fail their checksum.
+        CheckpointError: a ``checkpoint_path`` that is not an intact checkpoint.
+        WeightsMismatchError: weights that do not fit the model.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> rl.create_model("resnet56", num_classes=100).fc.out_features
+        100
+        >>> backbone = rl.create_model("resnet50", features_only=True, out_indices=(3, 4))
+        >>> [feature_map.shape[1] for feature_map in backbone(torch.randn(1, 3, 64, 64))]
+        [1024, 2048]
     """
     from .weights import PretrainedWeights, get_weights
 
@@ -244,7 +266,13 @@ def create_model(
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted."""
+    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> rl.list_models("resnet1*")[:4]
+        ['resnet101', 'resnet101d', 'resnet110', 'resnet1202']
+    """
     return MODELS.names(pattern)
 
 
@@ -261,7 +289,15 @@ def _int_tuple(name: str, values: object) -> tuple[int, ...]:
 
 
 def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str) -> ResNetSpec:
-    """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller."""
+    """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller.
+
+    This is what every factory does before [`build`][resnetlib.build]; a factory of your
+    own calls it to take the same keywords.
+
+    Raises:
+        TypeError: a keyword that is not an override (the message names ``factory``).
+        ValueError: an override out of range, naming the field and what is allowed.
+    """
     unknown = sorted(set(overrides) - _OVERRIDE_KEYS)
     if unknown:
         raise TypeError(
@@ -283,7 +319,8 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
     if "norm" in overrides:
         changes["norm"] = _registered_name(NORMS, "norm", overrides["norm"], "register_norm")
     if "act" in overrides:
-        changes["act"] = _registered_name(ACTIVATIONS, "act", overrides["act"], "register_act")
+        act = as_registered_act(overrides["act"])
+        changes["act"] = _registered_name(ACTIVATIONS, "act", act, "register_act")
     stem = spec.stem
     if "stem" in overrides:
         stem = replace(stem, type=overrides["stem"])
@@ -366,7 +403,14 @@ def _dilate(
 
 
 def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
-    """ImageNet layout (paper Table 1): 7x7 stem, widths 64/128/256/512, option B."""
+    """ImageNet layout (paper Table 1): 7x7 stem, widths 64/128/256/512, option B.
+
+    Returns:
+        The spec (1000 classes), one stage per entry of ``layers``.
+
+    Raises:
+        ValueError: ``layers`` is not a non-empty sequence of ints >= 1.
+    """
     counts = _int_tuple("layers", layers)
     stages = tuple(
         StageSpec(num_blocks=n, width=64 * 2**i, stride=1 if i == 0 else 2)
@@ -381,6 +425,18 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
     """CIFAR layout (paper section 4.2): 3x3 stem, three stages at 16/32/64, option A.
 
     ``depth`` counts weighted layers: ``3 * n * block.layers + 2`` (6n+2 for basic blocks).
+
+    Returns:
+        The spec (10 classes) with ``n`` blocks in each of the three stages.
+
+    Raises:
+        KeyError: ``block`` is not a registered block.
+        ValueError: ``depth`` does not fit the block (the message lists valid depths).
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> [stage.num_blocks for stage in rl.cifar_spec(56).stages]
+        [9, 9, 9]
     """
     per_block = BLOCKS.get(block).layers
     step = 3 * per_block
@@ -410,15 +466,58 @@ def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet
 
     ``layers`` gives the blocks per stage, for example ``(3, 4, 6, 3)``; stage ``i`` has
     width ``64 * 2**i`` and all but the first halve the resolution.
+
+    Returns:
+        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+    Raises:
+        TypeError: a keyword that is not an override.
+        ValueError: ``layers`` is not a non-empty sequence of ints >= 1, or an override
+            is out of range.
+        KeyError: an unknown block, shortcut, stem, norm or activation name.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> model = rl.resnet((2, 2), block="bottleneck", in_channels=1, num_classes=5)
+        >>> model(torch.randn(2, 1, 32, 32)).shape
+        torch.Size([2, 5])
     """
     block = overrides.get("block", "basic")
     return build(apply_overrides(imagenet_spec(layers, block), overrides, "resnet"))
 
 
 def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
-    """A CIFAR ResNet of any valid depth (6n+2 for basic blocks), option A by default."""
+    """A CIFAR ResNet of any valid depth (6n+2 for basic blocks), option A by default.
+
+    Returns:
+        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+    Raises:
+        TypeError: a keyword that is not an override.
+        ValueError: ``depth`` does not fit the block (the message lists valid depths), or
+            an override is out of range.
+        KeyError: an unknown block, shortcut, stem, norm or activation name.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> model = rl.cifar_resnet(74)  # 12 blocks a stage: 97,216 * 12 - 21,926 parameters
+        >>> rl.count_parameters(model)
+        1144666
+    """
     block = overrides.get("block", "basic")
     return build(apply_overrides(cifar_spec(depth, block), overrides, "cifar_resnet"))
+
+
+_FACTORY_SECTIONS = """
+
+Returns:
+    A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+Raises:
+    TypeError: a keyword that is not an override.
+    ValueError: an override out of range, naming the field and what is allowed.
+    KeyError: an unknown block, shortcut, stem, norm or activation name.
+"""
 
 
 def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFactory:
@@ -426,7 +525,7 @@ def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFa
         return build(apply_overrides(make_spec(), overrides, name))
 
     factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = doc
+    factory.__doc__ = doc + _FACTORY_SECTIONS
     register_model(name, factory)
     return factory
 
@@ -615,6 +714,15 @@ def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResN
     block that does not expand, such as ``"preact_basic"`` (depth 6n+2, as ResNet-110),
     the shortcut defaults to option A, as the 2015 CIFAR nets'. The stem is a single 3x3
     convolution (``"cifar_preact"``).
+
+    Returns:
+        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+    Raises:
+        TypeError: a keyword that is not an override.
+        ValueError: ``depth`` does not fit the block (the message lists valid depths), or
+            an override is out of range.
+        KeyError: an unknown block, shortcut, stem, norm or activation name.
     """
     block = overrides.get("block", "preact_bottleneck")
     spec = _preact_cifar_spec(depth, block)
