@@ -11,12 +11,13 @@ import pytest
 
 import resnetlib as rl
 from resnetlib.cli import _parser, main
+from resnetlib.registry import natural_key
 
 
 def test_list_filters_by_pattern(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "plain*"]) == 0
     names = capsys.readouterr().out.split()
-    assert names == sorted(names)
+    assert names == sorted(names, key=natural_key)
     assert {"plain18", "plain34", "plain20", "plain1202"} <= set(names)
     assert all(name.startswith("plain") for name in names)
 
@@ -167,12 +168,12 @@ def test_console_script_and_module_entry_point_run() -> None:
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == [
+            "resnet18",
+            "resnet18d",
             "resnet101",
             "resnet101d",
             "resnet110",
-            "resnet1202",
             "resnet152",
             "resnet152d",
-            "resnet18",
-            "resnet18d",
+            "resnet1202",
         ]

@@ -6,6 +6,7 @@ by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -123,6 +124,12 @@ def create_model(
 ) -> ResNet | ResNetFeatures:
     """Build the registered model ``name`` with keyword overrides.
 
+    ``overrides`` are the :class:`ModelOverrides` keys (``num_classes``, ``in_channels``,
+    ``shortcut``, ``block``, ``stem``, ``base_width``, ``widths``, ``width_multiplier``,
+    ``zero_init_residual``, ``stride_in_1x1``, ``block_options``, ``norm``, ``act``,
+    ``drop_path_rate``, ``output_stride``; see ``help(resnetlib.ModelOverrides)``) and any
+    keyword the registered factory adds; an unknown one raises ``TypeError``.
+
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
     dict file; ``checkpoint_source`` names its layout (see
     :func:`~resnetlib.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
@@ -166,8 +173,13 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
     """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller."""
     unknown = sorted(set(overrides) - _OVERRIDE_KEYS)
     if unknown:
+        close = {
+            key: difflib.get_close_matches(key, _OVERRIDE_KEYS, n=1, cutoff=0.6) for key in unknown
+        }
+        hints = [f"{match[0]!r} for {key!r}" for key, match in close.items() if match]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise TypeError(
-            f"{factory}() got unexpected keyword argument(s) {unknown}; "
+            f"{factory}() got unexpected keyword argument(s) {unknown}{hint}; "
             f"allowed: {', '.join(sorted(_OVERRIDE_KEYS))}"
         )
     changes: dict[str, Any] = {
