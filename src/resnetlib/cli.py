@@ -170,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _import_modules(parser: argparse.ArgumentParser, modules: Sequence[str]) -> None:
+    if not modules:
+        return
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # a user's module beside them, as `python -m` finds it
     for module in modules:
