@@ -35,6 +35,7 @@ import torch
 
 from .build import build
 from .convert import detect_source, load_weights, unwrap_state_dict
+from .features import ResNetFeatures
 from .files import atomic_write
 from .model import ResNet
 from .registry import UnknownNameError
@@ -122,10 +123,13 @@ def save(
         True
     """
     if not isinstance(model, ResNet):
-        raise TypeError(
-            f"save() takes a resnetlib ResNet; got {type(model).__name__} "
-            "(for a wrapped model pass model.module, for a compiled one model._orig_mod)"
+        hint = (
+            "a features-only backbone has no spec of its own: save the ResNet it was made "
+            "from and rebuild the backbone with rl.features(rl.load(path), out_indices=...)"
+            if isinstance(model, ResNetFeatures)
+            else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
         )
+        raise TypeError(f"save() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
     _check_matches_spec(model)
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
@@ -484,8 +488,8 @@ def _build(path: PathLike, spec: ResNetSpec) -> ResNet:
         return build(spec)
     except UnknownNameError as error:
         raise UnknownNameError(
-            f"{path}: the checkpoint's spec needs a name that is not registered here: {error}. "
-            "Import the module that registers it before loading."
+            f"{path}: the checkpoint's spec needs a name that is not registered here "
+            f"(import the module that registers it before loading): {error}"
         ) from None
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
 T = TypeVar("T")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the digit runs in ``name`` as numbers."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
+    )
 
 
 class UnknownNameError(KeyError):
@@ -107,15 +115,17 @@ class Registry(Generic[T]):
         return next((name for name, item in self._entries.items() if item is obj), None)
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Registered names matching a shell-style ``pattern``, sorted."""
-        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+        """Registered names matching a shell-style ``pattern``, numbers sorted as numbers
+        (``plain18``, ``plain20``, ..., ``plain110``, ``plain1202``)."""
+        matches = (n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+        return sorted(matches, key=natural_key)
 
     def _unknown_message(self, name: object) -> str:
         known = sorted(self._entries)
         by_lower = {k.lower(): k for k in known}
         matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)
         close = [by_lower[m] for m in matches]
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
 
     def __contains__(self, name: object) -> bool:

@@ -6,6 +6,7 @@ by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -16,7 +17,7 @@ from typing_extensions import TypedDict, Unpack
 from . import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from .activations import ACTIVATIONS, as_registered_act
 from .blocks import BLOCKS
-from .build import build
+from .build import block_options_of, build
 from .checkpoint import model_from_file
 from .features import ResNetFeatures, features
 from .model import ResNet
@@ -47,10 +48,11 @@ class ModelOverrides(TypedDict, total=False):
     ``base_width`` sets the stem's and first stage's width, each later stage doubling it;
     ``widths`` sets every stage's width explicitly (the stem takes the first); give one or
     neither. ``stride_in_1x1`` moves a bottleneck's stride to its first 1x1 (the paper's).
-    ``block_options`` are merged into the spec's; overriding ``block`` starts from none,
-    since options belong to a block type. ``width_multiplier`` multiplies every stage's
-    width, not the stem's (Wide ResNets). ``norm`` and ``act`` take a registry name or a
-    registered callable (``nn.SiLU``); ``drop_path_rate`` turns on stochastic depth;
+    ``block_options`` are merged into the spec's, and the spec's options stay when
+    ``block`` is overridden: an option the block does not take raises ``ValueError``.
+    ``width_multiplier`` multiplies every stage's width, not the stem's (Wide ResNets).
+    ``norm`` and ``act`` take a registry name or a registered callable (``nn.SiLU``);
+    ``drop_path_rate`` turns on stochastic depth;
     ``output_stride`` (8 or 16 on the ImageNet layout) trades the last strides for
     dilation, for dense prediction.
     """
@@ -160,6 +162,12 @@ def create_model(
     ``feature_cls`` (``"list"``, ``"getter"``, ``"hook"``, ``"fx"``: all return the list of
     maps; ``"dict"`` is refused). Weights of another ``num_classes`` or ``in_chans`` load
     with a new head or an adapted stem.
+
+    ``overrides`` are the :class:`ModelOverrides` keys (``num_classes``, ``in_channels``,
+    ``shortcut``, ``block``, ``stem``, ``base_width``, ``widths``, ``width_multiplier``,
+    ``zero_init_residual``, ``stride_in_1x1``, ``block_options``, ``norm``, ``act``,
+    ``drop_path_rate``, ``output_stride``; see ``help(resnetlib.ModelOverrides)``) and any
+    keyword the registered factory adds; an unknown one raises ``TypeError``.
 
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
     dict file; ``checkpoint_source`` names its layout (see
@@ -300,8 +308,13 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
     """
     unknown = sorted(set(overrides) - _OVERRIDE_KEYS)
     if unknown:
+        close = {
+            key: difflib.get_close_matches(key, _OVERRIDE_KEYS, n=1, cutoff=0.6) for key in unknown
+        }
+        hints = [f"{match[0]!r} for {key!r}" for key, match in close.items() if match]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise TypeError(
-            f"{factory}() got unexpected keyword argument(s) {unknown}; "
+            f"{factory}() got unexpected keyword argument(s) {unknown}{hint}; "
             f"allowed: {', '.join(sorted(_OVERRIDE_KEYS))}"
         )
     changes: dict[str, Any] = {
@@ -349,7 +362,7 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
         stages = _dilate(stages, STEMS.get(stem.type).reduction, overrides["output_stride"])
     changes["stages"] = stages
     changes["stem"] = stem
-    options = {} if "block" in overrides else dict(spec.block_options)
+    options = dict(spec.block_options)
     extra = overrides.get("block_options", {})
     if not isinstance(extra, Mapping):
         raise ValueError(f"block_options must be a dict; got {type(extra).__name__}")
@@ -359,8 +372,42 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
         if not isinstance(value, bool):
             raise ValueError(f"stride_in_1x1 must be a bool; got {value!r}")
         options["stride_in_1x1"] = value
+    _check_options_apply(factory, overrides.get("block", spec.block), spec, overrides, options)
     changes["block_options"] = options
     return replace(spec, **changes)
+
+
+def _check_options_apply(
+    factory: str, block: str, spec: ResNetSpec, overrides: Mapping[str, Any], options: Any
+) -> None:
+    """Refuse a block option the block cannot take, saying where the option came from."""
+    if block not in BLOCKS:
+        return  # build() names the unknown block
+    block_cls = BLOCKS.get(block)
+    accepted = block_options_of(block_cls)
+    if accepted is None:
+        return
+    takes = f"it accepts: {', '.join(accepted) or '(no options)'}"
+    for option in options:
+        if option in accepted:
+            continue
+        where = f"block {block!r} ({block_cls.__name__})"
+        if option == "stride_in_1x1" and "stride_in_1x1" in overrides:
+            raise ValueError(
+                f"{factory}(stride_in_1x1={overrides['stride_in_1x1']}): you passed "
+                f"stride_in_1x1, but {where} does not accept option 'stride_in_1x1' "
+                f"({takes}); it moves a bottleneck's stride, so use it with "
+                "block='bottleneck' or another block that takes it"
+            )
+        if option in overrides.get("block_options", {}):
+            raise ValueError(
+                f"{factory}(block_options=...): {where} does not accept option {option!r}; {takes}"
+            )
+        raise ValueError(
+            f"{factory}(block={block!r}): {where} does not accept option {option!r}, which "
+            f"{factory}'s spec sets (block_options={dict(spec.block_options)}); {takes}. "
+            "Pick a block that takes it, or build from a spec without it"
+        )
 
 
 def _registered_name(registry: Registry[Any], key: str, value: object, register: str) -> str:
