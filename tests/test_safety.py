@@ -167,12 +167,14 @@ def test_factories_refuse_absurd_sizes(make: Callable[[], object], message: str)
 
 @pytest.mark.parametrize("classes", [str(HUGE), str(10**30)])
 def test_cli_summary_refuses_absurd_sizes(classes: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["summary", "resnet20", "--num-classes", classes]) == 2
+    with pytest.raises(SystemExit) as exited:
+        main(["summary", "resnet20", "--num-classes", classes])
+    assert exited.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("resnetlib: error: ResNetSpec.num_classes must be <= 10000000")
+    error = captured.err.splitlines()[-1]
+    assert captured.err.startswith("usage: resnetlib summary")
+    assert error.startswith("resnetlib summary: error: ResNetSpec.num_classes must be <= 10000000")
 
 
 # --- hostile checkpoint files: refused for what they hold, before anything is built ---------

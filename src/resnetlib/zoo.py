@@ -276,10 +276,12 @@ def create_model(
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern (``"resnet*"``), sorted.
 
+    Numbers sort as numbers, so ``resnet18`` comes before ``resnet101``.
+
     Examples:
         >>> import resnetlib as rl
         >>> rl.list_models("resnet1*")[:4]
-        ['resnet101', 'resnet101d', 'resnet110', 'resnet1202']
+        ['resnet18', 'resnet18d', 'resnet101', 'resnet101d']
     """
     return MODELS.names(pattern)
 
