@@ -5,7 +5,10 @@ not on how many blocks of each it repeats. Each registered model is therefore ch
 its own spec with every stage cut to at most two blocks (a stage's first block, which
 may project, and an identity one), same block, stem, shortcut, norm and options; specs
 that become identical (resnet20 ... resnet1202) are checked once. The variants add what no
-registered model holds: drop path, dilation, every shortcut, stem, norm and an activation.
+registered model holds, several per variant: drop path, dilation (output_stride), shortcuts
+A_both and C, the group and frozen batch norms, another activation, the stride on the first
+1x1 (option D and the deep stem are resnet*d's, "none" the plain nets', "preact_B" the
+pre-activation nets').
 """
 
 from __future__ import annotations
@@ -20,18 +23,21 @@ from torch import nn
 import resnetlib as rl
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "drop_path": ("resnet18", {"drop_path_rate": 0.2}),
-    "preact_drop_path": ("preact_resnet164", {"drop_path_rate": 0.2}),
-    "dilation": ("resnet50", {"output_stride": 8}),
-    "shortcut_A_both": ("resnet20", {"shortcut": "A_both"}),
-    "shortcut_B_cifar": ("resnet20", {"shortcut": "B"}),
-    "shortcut_C": ("resnet18", {"shortcut": "C"}),
-    "shortcut_D_bottleneck": ("resnet50", {"shortcut": "D"}),
-    "stem_deep_basic": ("resnet18", {"stem": "deep"}),
-    "stride_in_1x1": ("resnet50", {"stride_in_1x1": True}),
-    "groupnorm": ("resnet18", {"norm": "groupnorm"}),
-    "frozen_batchnorm": ("resnet50", {"norm": "frozen_batchnorm"}),
-    "silu": ("resnet20", {"act": "silu"}),
+    "basic_options": (
+        "resnet18",
+        {"drop_path_rate": 0.2, "shortcut": "C", "act": "silu", "norm": "groupnorm"},
+    ),
+    "bottleneck_options": (
+        "resnet50",
+        {
+            "drop_path_rate": 0.2,
+            "output_stride": 8,
+            "norm": "frozen_batchnorm",
+            "stride_in_1x1": True,
+        },
+    ),
+    "cifar_options": ("resnet20", {"drop_path_rate": 0.2, "shortcut": "A_both"}),
+    "preact_options": ("preact_resnet50", {"drop_path_rate": 0.2, "output_stride": 16}),
 }
 """Label: (registered model, overrides)."""
 
@@ -91,3 +97,11 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> None:
                 isinstance(tensor, torch.Tensor)
             ):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+
+
+def distinct_cases(blocks: int = 2) -> list[tuple[str, tuple[str, ...]]]:
+    """Cases whose shrunk specs differ, each as (first name, every name sharing its spec)."""
+    groups: dict[str, list[str]] = {}
+    for name in all_cases():
+        groups.setdefault(shrink(case_spec(name), blocks).to_json(), []).append(name)
+    return [(names[0], tuple(names)) for names in groups.values()]
