@@ -18,7 +18,7 @@ from .zoo import create_model, list_models
 
 __all__ = ["SUBCOMMAND_MODULES", "main"]
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = ("resnetlib.deploy.cli",)
 """Modules that add subcommands (see the module docstring)."""
 
 
