@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from typing_extensions import Self, TypedDict
 
 from .blocks import ResidualBlock
+from .grad_checkpoint import checkpoint_module
 from .spec import ResNetSpec
 from .stems import Stem
 
@@ -178,6 +179,7 @@ class ResNet(_StagedNet):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = _classifier(self.num_features, num_classes, None)
         self.spec = spec
+        self.grad_checkpointing = False
         self.default_input_size: tuple[int, int, int] = (
             stem.in_channels,
             stem.default_image_size,
@@ -204,9 +206,23 @@ class ResNet(_StagedNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
+        checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
         for name in self._feature_names:
-            x = self._modules[name](x)  # type: ignore[misc]
+            if checkpointing and name in self.stage_names:
+                for block in self.get_submodule(name).children():
+                    x = checkpoint_module(block, x)
+            else:
+                x = self._modules[name](x)  # type: ignore[misc]
         return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of keeping them (timm's
+        name): far less memory for about one more forward pass per step. Gradients,
+        batch-norm statistics (updated once) and stochastic-depth masks are those of the
+        plain step. Applies to :meth:`forward_features` and :meth:`forward` while grad is
+        enabled.
+        """
+        self.grad_checkpointing = bool(enable)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool a feature map and classify it; ``pre_logits=True`` stops before ``fc``."""
