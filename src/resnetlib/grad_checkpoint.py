@@ -13,7 +13,7 @@ stochastic depth drops the same samples twice.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["checkpoint_module", "no_running_stat_updates"]
+__all__ = ["checkpoint_modules", "no_running_stat_updates"]
 
 
 @contextmanager
@@ -45,16 +45,27 @@ def no_running_stat_updates(module: nn.Module) -> Iterator[None]:
 
 
 def _contexts(
-    module: nn.Module,
+    modules: Sequence[nn.Module],
 ) -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
-    return nullcontext(), no_running_stat_updates(module)
+    return nullcontext(), no_running_stat_updates(nn.ModuleList(modules))
 
 
-def checkpoint_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)``, keeping only ``x`` for backward and recomputing the rest there
-    (non-reentrant ``torch.utils.checkpoint``; norm statistics updated once).
+def _run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    for module in modules:
+        x = module(x)
+    return x
+
+
+def checkpoint_modules(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """``modules`` applied in turn to ``x``, keeping only ``x`` for backward and recomputing
+    the rest there (non-reentrant ``torch.utils.checkpoint``; norm statistics updated once).
     """
+    modules = tuple(modules)
     out: torch.Tensor = checkpoint(
-        module, x, use_reentrant=False, context_fn=functools.partial(_contexts, module)
+        _run,
+        modules,
+        x,
+        use_reentrant=False,
+        context_fn=functools.partial(_contexts, modules),
     )
     return out

@@ -12,7 +12,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from typing_extensions import Self, TypedDict
 
 from .blocks import ResidualBlock
-from .grad_checkpoint import checkpoint_module
+from .grad_checkpoint import checkpoint_modules
 from .spec import ResNetSpec
 from .stems import Stem
 
@@ -206,18 +206,25 @@ class ResNet(_StagedNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
-        checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return self._checkpointed_features(x)
         for name in self._feature_names:
-            if checkpointing and name in self.stage_names:
-                for block in self.get_submodule(name).children():
-                    x = checkpoint_module(block, x)
-            else:
-                x = self._modules[name](x)  # type: ignore[misc]
+            x = self._modules[name](x)  # type: ignore[misc]
+        return x
+
+    def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_features`, checkpointing the stem as one unit and every block."""
+        x = checkpoint_modules([self.get_submodule(name) for name in self.stem_names], x)
+        for name in self.stage_names:
+            for block in self.get_submodule(name).children():
+                x = checkpoint_modules([block], x)
+        for name in self.final_names:
+            x = self._modules[name](x)  # type: ignore[misc]
         return x
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block's activations in backward instead of keeping them (timm's
-        name): far less memory for about one more forward pass per step. Gradients,
+        """Recompute the stem's and each block's activations in backward instead of keeping
+        them (timm's name): far less memory for about one more forward pass per step. Gradients,
         batch-norm statistics (updated once) and stochastic-depth masks are those of the
         plain step. Applies to :meth:`forward_features` and :meth:`forward` while grad is
         enabled.
