@@ -277,7 +277,9 @@ def gpu_rows(args: argparse.Namespace, device: torch.device) -> None:
     for label, model in models.items():
         rates = []
         for dtype in (None, torch.bfloat16):
-            autocast = torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+            autocast = (
+                torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+            )
 
             def call(model: nn.Module = model, autocast: object = autocast) -> object:
                 with torch.no_grad(), autocast:  # type: ignore[attr-defined]
