@@ -1,9 +1,10 @@
 """Models for the deployment tests: every registered model on a shrunk spec, plus variants.
 
 Compiling, exporting and folding depend on which module types and options a net holds,
-not on how many blocks of each it repeats. Each registered model is therefore checked on
-its own spec with every stage cut to at most two blocks (a stage's first block, which
-may project, and an identity one), same block, stem, shortcut, norm and options; specs
+not on how many blocks of each it repeats or how wide they are. Each registered model is
+therefore checked on its own spec with every stage cut to at most two blocks (a stage's
+first block, which may project, and an identity one) and ImageNet widths divided by 4,
+same block, stem, shortcut, norm and options; specs
 that become identical (resnet20 ... resnet1202) are checked once. The variants add what no
 registered model holds, several per variant: drop path, dilation (output_stride), shortcuts
 A_both and C, the group and frozen batch norms, another activation, the stride on the first
@@ -51,9 +52,17 @@ FAMILIES = {
 
 
 def shrink(spec: rl.ResNetSpec, blocks: int = 2) -> rl.ResNetSpec:
-    """``spec`` with every stage cut to at most ``blocks`` blocks."""
-    stages = tuple(replace(s, num_blocks=min(s.num_blocks, blocks)) for s in spec.stages)
-    return replace(spec, stages=stages)
+    """``spec`` with every stage cut to at most ``blocks`` blocks and, for the ImageNet
+    widths (stem of 64 channels or more), every width divided by 4 (the stages still
+    double their width, so the same blocks project).
+    """
+    narrow = 4 if spec.stem.out_channels >= 64 else 1
+    stages = tuple(
+        replace(s, num_blocks=min(s.num_blocks, blocks), width=s.width // narrow)
+        for s in spec.stages
+    )
+    stem = replace(spec.stem, out_channels=spec.stem.out_channels // narrow)
+    return replace(spec, stages=stages, stem=stem)
 
 
 @cache

@@ -24,9 +24,9 @@ from .deploy_cases import case_spec, distinct_cases, input_for, randomize_norms
 CASES = distinct_cases(blocks=2)
 
 
-def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> None:
     scale = max(1.0, float(expected.abs().max()))
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=atol * scale)
 
 
 def _model(name: str, device: torch.device) -> rl.ResNet:
@@ -47,11 +47,12 @@ def test_fused_and_channels_last_match_eager(
         expected = model(x)
         fused, report = rl.fuse_bn(model, report=True)
         _close(fused(x), expected)
+        # channels_last runs other kernels (group norm reduces in another order): 1e-4.
         fast = rl.optimize_for_inference(model)
-        _close(fast(x), expected)
+        _close(fast(x), expected, atol=1e-4)
         channels_last = model.to(memory_format=torch.channels_last)
         out = channels_last(x.contiguous(memory_format=torch.channels_last))
-        _close(out, expected)
+        _close(out, expected, atol=1e-4)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert fused.spec == model.spec
     assert isinstance(fused, rl.ResNet)

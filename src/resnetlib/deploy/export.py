@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -92,10 +92,14 @@ def export_pt2(
 
 
 def export_onnx(
-    model: nn.Module, path: PathLike, input_size: tuple[int, int, int] | None = None
+    model: nn.Module,
+    path: PathLike,
+    input_size: tuple[int, int, int] | None = None,
+    *,
+    output_names: Sequence[str] = ("output",),
 ) -> None:
-    """Write ``model`` in eval mode as ONNX to ``path``: input ``"input"``, output
-    ``"output"``, the batch dimension dynamic. Needs the ``export`` extra.
+    """Write ``model`` in eval mode as ONNX to ``path``: input ``"input"``, outputs
+    ``output_names``, the batch dimension dynamic. Needs the ``export`` extra.
     """
     require(ONNX_PACKAGES, "ONNX export")
     x = example_input(model, input_size)
@@ -104,7 +108,7 @@ def export_onnx(
             model,
             (x,),
             input_names=["input"],
-            output_names=["output"],
+            output_names=list(output_names),
             dynamic_shapes=_dynamic_batch(x),
             dynamo=True,
             verbose=False,
