@@ -34,6 +34,17 @@ def test_pt2_from_a_checkpoint_fused(tmp_path: Path, capsys: pytest.CaptureFixtu
             torch.testing.assert_close(loaded(x), model.eval()(x), rtol=1e-4, atol=1e-5)
 
 
+def test_onnx(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "plain.onnx"
+    argv = ["export", "plain20", "--format", "onnx", "--fuse", "--input", "1,8,8"]
+    assert main([*argv, "--out", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [1, 8, 8]
+    (logits,) = session.run(["output"], {"input": torch.randn(3, 1, 8, 8).numpy()})
+    assert logits.shape == (3, 10)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
