@@ -25,12 +25,13 @@ __all__ = ["checkpoint_modules", "no_running_stat_updates"]
 
 
 @contextmanager
-def no_running_stat_updates(module: nn.Module) -> Iterator[None]:
-    """Whatever runs inside leaves the batch norms' running statistics of ``module`` as
+def no_running_stat_updates(*modules: nn.Module) -> Iterator[None]:
+    """Whatever runs inside leaves the batch norms' running statistics of ``modules`` as
     they were on entry (they are put back on exit); outputs are not affected.
     """
     saved = [
         (buffer, buffer.clone())
+        for module in modules
         for norm in module.modules()
         if isinstance(norm, _BatchNorm)
         for buffer in (norm.running_mean, norm.running_var, norm.num_batches_tracked)
@@ -47,7 +48,7 @@ def no_running_stat_updates(module: nn.Module) -> Iterator[None]:
 def _contexts(
     modules: Sequence[nn.Module],
 ) -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
-    return nullcontext(), no_running_stat_updates(nn.ModuleList(modules))
+    return nullcontext(), no_running_stat_updates(*modules)
 
 
 def _run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
