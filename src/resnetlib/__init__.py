@@ -15,6 +15,7 @@ from .convert import (
     load_weights,
     to_torchvision,
 )
+from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
 from .drop_path import DropPath, drop_path_rates
 from .features import ResNetFeatures, features
 from .finetune import freeze, param_groups, unfreeze
@@ -118,6 +119,7 @@ __all__ = [
     "DropPath",
     "FeatureInfo",
     "FrozenBatchNorm2d",
+    "FuseReport",
     "ImageNetPreActStem",
     "ImageNetStem",
     "LoadReport",
@@ -167,12 +169,15 @@ __all__ = [
     "feature_take_indices",
     "features",
     "freeze",
+    "fuse_bn",
     "group_norm",
     "imagenet_spec",
+    "is_fused",
     "list_models",
     "list_pretrained",
     "load",
     "load_weights",
+    "optimize_for_inference",
     "param_groups",
     "plain18",
     "plain20",

@@ -130,6 +130,12 @@ def save(
             else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
         )
         raise TypeError(f"save() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
+    if getattr(model, "_resnetlib_fused", False):  # set by resnetlib.deploy.fuse_bn
+        raise ValueError(
+            "save() cannot store a model folded by fuse_bn(): its spec describes the unfused "
+            "network, so load() could not rebuild it. Save the model before fusing, and fuse "
+            "after loading (fusing is fast and exact)"
+        )
     _check_matches_spec(model)
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()

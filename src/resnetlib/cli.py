@@ -26,7 +26,7 @@ from .zoo import ModelOverrides, create_model, list_models
 
 __all__ = ["SUBCOMMAND_MODULES", "main"]
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("resnetlib.train.cli",)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("resnetlib.train.cli", "resnetlib.deploy.cli")
 """Modules that add subcommands (see the module docstring)."""
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")

@@ -13,6 +13,7 @@ from typing_extensions import Self, TypedDict
 
 from .blocks import ResidualBlock
 from .data_config import data_config
+from .grad_checkpoint import checkpoint_modules
 from .spec import ResNetSpec
 from .stems import Stem
 
@@ -209,6 +210,7 @@ class ResNet(_StagedNet):
         self.avgpool: nn.Module = nn.AdaptiveAvgPool2d(1)
         self.fc = _classifier(self.num_features, num_classes, None)
         self.spec = spec
+        self.grad_checkpointing = False
         self.default_input_size: tuple[int, int, int] = (
             stem.in_channels,
             stem.default_image_size,
@@ -248,9 +250,30 @@ class ResNet(_StagedNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return self._checkpointed_features(x)
         for name in self._feature_names:
             x = self._modules[name](x)  # type: ignore[misc]
         return x
+
+    def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_features`, checkpointing the stem as one unit and every block."""
+        x = checkpoint_modules([self.get_submodule(name) for name in self.stem_names], x)
+        for name in self.stage_names:
+            for block in self.get_submodule(name).children():
+                x = checkpoint_modules([block], x)
+        for name in self.final_names:
+            x = self._modules[name](x)  # type: ignore[misc]
+        return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the stem's and each block's activations in backward instead of keeping
+        them (timm's name): far less memory for about one more forward pass per step. Gradients,
+        batch-norm statistics (updated once) and stochastic-depth masks are those of the
+        plain step. Applies to :meth:`forward_features` and :meth:`forward` while grad is
+        enabled.
+        """
+        self.grad_checkpointing = bool(enable)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool a feature map (``global_pool``), apply dropout (``drop_rate``, in training)
