@@ -21,5 +21,5 @@ def test_validators_refuse_bools() -> None:
         dataclasses.replace(spec, num_classes=True)
     with pytest.raises(ValueError, match=r"drop_path_rate must be a number in \[0, 1\); got False"):
         dataclasses.replace(spec, drop_path_rate=False)
-    with pytest.raises(ValueError, match=r"input_size must be \(channels, height, width\)"):
+    with pytest.raises(ValueError, match=r"the input must be \(C, H, W\) or \(N, C, H, W\)"):
         rl.count_flops(rl.resnet20(), (3, True, 32))
