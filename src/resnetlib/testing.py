@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import torch
 from torch import nn
 
-from .activations import ACTIVATIONS
-from .blocks import BLOCKS, ResidualBlock, _validate_block
-from .build import ALWAYS_PASSED, _check_block_options, build, takes_keyword
-from .drop_path import DropPath
-from .layers import NormLayer
-from .norms import NORMS
+from .core.build import ALWAYS_PASSED, _check_block_options, build, takes_keyword
+from .core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from .nn.activations import ACTIVATIONS
+from .nn.blocks import BLOCKS, ResidualBlock, _validate_block
+from .nn.drop_path import DropPath
+from .nn.layers import NormLayer
+from .nn.norms import NORMS
+from .nn.shortcuts import SHORTCUTS, ShortcutStrategy
+from .nn.stems import STEMS, Stem
 from .registry import Registry
-from .shortcuts import SHORTCUTS, ShortcutStrategy
-from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from .stems import STEMS, Stem
 from .validate import is_int
 
 if TYPE_CHECKING:

@@ -23,11 +23,11 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess
         name="hypothesis",
     ) from error
 
-from .blocks import BLOCKS
-from .build import takes_keyword
-from .shortcuts import SHORTCUTS
-from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from .stems import STEMS
+from .core.build import takes_keyword
+from .core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from .nn.blocks import BLOCKS
+from .nn.shortcuts import SHORTCUTS
+from .nn.stems import STEMS
 
 __all__ = [
     "BUILTIN_ACTS",
