@@ -1,12 +1,20 @@
-"""resnetlib: ResNets from He et al. (2015), faithful, typed and extensible."""
+"""resnetlib: ResNets from He et al. (2015), faithful, typed and extensible.
 
-from . import testing
+``import resnetlib`` loads what building models needs; the conformance suite
+(:mod:`resnetlib.testing`) and the deployment code (:mod:`resnetlib.deploy`) load on first
+use of their names here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .core.build import build
 from .core.features import ResNetFeatures, features
 from .core.model import FeatureInfo, ResNet, feature_take_indices
 from .core.spec import ResNetSpec, StageSpec, StemSpec
-from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
 from .interop.checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
 from .interop.convert import (
     LoadReport,
@@ -97,6 +105,34 @@ from .nn.shortcuts import (
 )
 from .nn.stems import STEMS, CifarStem, DeepStem, ImageNetStem, Stem, register_stem
 from .registry import Registry, UnknownNameError
+
+if TYPE_CHECKING:
+    from . import testing
+    from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
+
+# Names loaded on first use: name -> (module, attribute; "" for the module itself).
+_LAZY = {
+    "testing": (".testing", ""),
+    "FuseReport": (".deploy", "FuseReport"),
+    "fuse_bn": (".deploy", "fuse_bn"),
+    "is_fused": (".deploy", "is_fused"),
+    "optimize_for_inference": (".deploy", "optimize_for_inference"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = getattr(module, attribute) if attribute else module
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 """The installed version of resnetlib."""
