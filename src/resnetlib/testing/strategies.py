@@ -18,16 +18,16 @@ try:
     from hypothesis import strategies as st
 except ImportError as error:  # pragma: no cover - exercised in a subprocess
     raise ModuleNotFoundError(
-        "resnetlib.testing_strategies (and resnetlib.testing.fuzz_block) needs hypothesis: "
+        "resnetlib.testing.strategies (and resnetlib.testing.fuzz_block) needs hypothesis: "
         "pip install 'resnetlib[testing]'",
         name="hypothesis",
     ) from error
 
-from .core.build import takes_keyword
-from .core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from .nn.blocks import BLOCKS
-from .nn.shortcuts import SHORTCUTS
-from .nn.stems import STEMS
+from ..core.build import takes_keyword
+from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from ..nn.blocks import BLOCKS
+from ..nn.shortcuts import SHORTCUTS
+from ..nn.stems import STEMS
 
 __all__ = [
     "BUILTIN_ACTS",

@@ -11,7 +11,7 @@ the CPU unless given a ``device``. They need nothing beyond PyTorch (no test fra
 
 :func:`fuzz_block` goes further on generated whole networks of a block; it needs
 hypothesis (``pip install 'resnetlib[testing]'``), as does
-:mod:`resnetlib.testing_strategies`, whose strategies it draws from.
+:mod:`resnetlib.testing.strategies`, whose strategies it draws from.
 """
 
 from __future__ import annotations
@@ -30,20 +30,20 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import torch
 from torch import nn
 
-from .core.build import ALWAYS_PASSED, _check_block_options, build, takes_keyword
-from .core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from .nn.activations import ACTIVATIONS
-from .nn.blocks import BLOCKS, ResidualBlock, _validate_block
-from .nn.drop_path import DropPath
-from .nn.layers import NormLayer
-from .nn.norms import NORMS
-from .nn.shortcuts import SHORTCUTS, ShortcutStrategy
-from .nn.stems import STEMS, Stem
-from .registry import Registry
-from .validate import is_int
+from ..core.build import ALWAYS_PASSED, _check_block_options, build, takes_keyword
+from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from ..nn.activations import ACTIVATIONS
+from ..nn.blocks import BLOCKS, ResidualBlock, _validate_block
+from ..nn.drop_path import DropPath
+from ..nn.layers import NormLayer
+from ..nn.norms import NORMS
+from ..nn.shortcuts import SHORTCUTS, ShortcutStrategy
+from ..nn.stems import STEMS, Stem
+from ..registry import Registry
+from ..validate import is_int
 
 if TYPE_CHECKING:
-    from .testing_strategies import Case
+    from .strategies import Case
 
 __all__ = [
     "BLOCK_CHECKS",
@@ -1378,7 +1378,7 @@ def fuzz_block(
     """Build generated networks of ``block`` and check :data:`FUZZ_PROPERTIES` on each.
 
     Needs hypothesis (``pip install 'resnetlib[testing]'``). The specs come from
-    :func:`resnetlib.testing_strategies.cases` restricted to the block: every built-in
+    :func:`resnetlib.testing.strategies.cases` restricted to the block: every built-in
     shortcut, stem, norm and activation, drop path and dilation, each optional keyword
     only where the block takes it. ``block_options`` go into every spec; ``None`` draws
     the built-in bottlenecks' options (``{}`` for other blocks). Each spec is built, its
@@ -1391,7 +1391,7 @@ def fuzz_block(
     shrunk failing spec as JSON.
     """
     # First: without hypothesis this raises the ImportError that names the extra.
-    from .testing_strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases
+    from .strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases
 
     cls, label = _resolve(BLOCKS, "block", block)
     from hypothesis import HealthCheck, Verbosity, given, settings
