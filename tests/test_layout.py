@@ -193,3 +193,40 @@ def test_import_resnetlib_stays_light() -> None:
         if name == banned or name.startswith(banned + ".")
     ]
     assert heavy == []
+
+
+def test_the_old_strategies_path_still_works_and_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("hypothesis")
+    import importlib
+
+    from resnetlib.testing import strategies
+
+    monkeypatch.delitem(sys.modules, "resnetlib.testing_strategies", raising=False)
+    with pytest.warns(DeprecationWarning, match=r"import resnetlib\.testing\.strategies instead"):
+        old = importlib.import_module("resnetlib.testing_strategies")
+    assert old.__all__ == strategies.__all__
+    assert all(getattr(old, name) is getattr(strategies, name) for name in old.__all__)
+
+
+def test_the_testing_package_keeps_its_public_names() -> None:
+    import resnetlib.testing as testing
+    from resnetlib.testing import blocks, checks, fuzz, shortcuts, stems
+
+    assert sorted(testing.__all__) == [
+        "BLOCK_CHECKS",
+        "CheckResult",
+        "ConformanceError",
+        "ConformanceReport",
+        "FUZZ_PROPERTIES",
+        "SHORTCUT_CHECKS",
+        "STEM_CHECKS",
+        "check_block",
+        "check_shortcut",
+        "check_stem",
+        "fuzz_block",
+    ]
+    homes = {name: getattr(testing, name).__module__ for name in ("check_block", "fuzz_block")}
+    assert homes == {"check_block": blocks.__name__, "fuzz_block": fuzz.__name__}
+    assert testing.check_shortcut is shortcuts.check_shortcut
+    assert testing.check_stem is stems.check_stem
+    assert testing.ConformanceReport is checks.ConformanceReport

@@ -12,23 +12,20 @@ the CPU unless given a ``device``. They need nothing beyond PyTorch (no test fra
 :func:`fuzz_block` goes further on generated whole networks of a block; it needs
 hypothesis (``pip install 'resnetlib[testing]'``), as does
 :mod:`resnetlib.testing.strategies`, whose strategies it draws from.
+
+One module per subject: :mod:`~resnetlib.testing.blocks`,
+:mod:`~resnetlib.testing.shortcuts`, :mod:`~resnetlib.testing.stems`,
+:mod:`~resnetlib.testing.fuzz` and :mod:`~resnetlib.testing.strategies`, over the shared
+machinery in :mod:`~resnetlib.testing.checks`.
 """
 
 from __future__ import annotations
 
-from .checks import (
-    BLOCK_CHECKS,
-    FUZZ_PROPERTIES,
-    SHORTCUT_CHECKS,
-    STEM_CHECKS,
-    CheckResult,
-    ConformanceError,
-    ConformanceReport,
-    check_block,
-    check_shortcut,
-    check_stem,
-    fuzz_block,
-)
+from .blocks import BLOCK_CHECKS, check_block
+from .checks import CheckResult, ConformanceError, ConformanceReport
+from .fuzz import FUZZ_PROPERTIES, fuzz_block
+from .shortcuts import SHORTCUT_CHECKS, check_shortcut
+from .stems import STEM_CHECKS, check_stem
 
 __all__ = [
     "BLOCK_CHECKS",
