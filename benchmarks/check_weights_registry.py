@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 import resnetlib as rl
-from resnetlib import weights as w
+from resnetlib.models import weights as w
 
 
 def _close(a: Any, b: Any) -> bool:

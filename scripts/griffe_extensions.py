@@ -54,7 +54,7 @@ class RuntimeFunctions(griffe.Extension):
                 continue
             try:
                 inspected = griffe.inspect(module.path)
-            except ImportError:  # needs an optional package (testing_strategies: hypothesis)
+            except ImportError:  # needs an optional package (testing.strategies: hypothesis)
                 continue
             for name in attributes:
                 runtime = inspected.members.get(name)

@@ -1,6 +1,6 @@
 """Write docs/pretrained.md and the pretrained-weights tables of docs/using-resnetlib.md.
 
-Every row comes from the registry (resnetlib.weights), so the pages cannot drift from it;
+Every row comes from the registry (resnetlib.models.weights), so the pages cannot drift from it;
 tests/test_weights.py checks that the committed pages equal what this script writes.
 
     python scripts/make_weights_docs.py
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from resnetlib import weights as w
+from resnetlib.models import weights as w
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE = DOCS / "pretrained.md"
@@ -90,10 +90,10 @@ def render_page() -> str:
         "# Pretrained weights",
         "",
         "Every checkpoint `resnetlib.create_model(name, pretrained=...)` can load, generated",
-        "from `resnetlib.weights` by `scripts/make_weights_docs.py`. Top-1 is the accuracy",
+        "from `resnetlib.models.weights` by `scripts/make_weights_docs.py`. Top-1 is the accuracy",
         "the publisher reports (on the classes' test or validation set, at the input below).",
         "URLs, hashes, accuracies and preprocessing were read from each publisher's code,",
-        "metafile or repository (see the `resnetlib.weights` module docstring for the",
+        "metafile or repository (see the `resnetlib.models.weights` module docstring for the",
         "commits); **no download was verified against the real servers**, which the machine",
         "that built this registry could not reach. Weights carry their publisher's licence.",
         "",

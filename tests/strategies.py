@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import resnetlib as rl
-from resnetlib import testing_strategies
-from resnetlib.testing_strategies import Case, block_options, cases, specs
+from resnetlib.testing import strategies as testing_strategies
+from resnetlib.testing.strategies import Case, block_options, cases, specs
 
 BLOCKS = testing_strategies.BUILTIN_BLOCKS
 STEMS = testing_strategies.BUILTIN_STEMS

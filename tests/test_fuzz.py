@@ -17,7 +17,7 @@ from torch import nn
 
 import resnetlib as rl
 from resnetlib.testing import FUZZ_PROPERTIES, ConformanceError, fuzz_block
-from resnetlib.testing_strategies import specs
+from resnetlib.testing.strategies import specs
 
 from .strategies import BLOCKS
 
@@ -167,7 +167,7 @@ def test_without_hypothesis_the_import_error_names_the_extra() -> None:
         "assert t.check_block('basic', only=['interface']).ok\n"
         "for attempt in ("
         "lambda: t.fuzz_block('basic'), "
-        "lambda: __import__('resnetlib.testing_strategies')):\n"
+        "lambda: __import__('resnetlib.testing.strategies')):\n"
         "    try:\n"
         "        attempt()\n"
         "    except ImportError as error:\n"

@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import save_file
 
 import resnetlib as rl
-from resnetlib import weights as w
-from resnetlib.pretrained import PretrainedError
+from resnetlib.models import weights as w
+from resnetlib.models.pretrained import PretrainedError
 
 from .akamaster_reference import AkamasterResNet, released_checkpoint
 

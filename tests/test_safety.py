@@ -22,10 +22,10 @@ import safetensors.torch
 import torch
 
 import resnetlib as rl
-from resnetlib.checkpoint import FORMAT, FORMAT_VERSION, _digest
 from resnetlib.cli import main
-from resnetlib.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_STAGES, MAX_STRIDE
-from resnetlib.zoo import cifar_spec, imagenet_spec
+from resnetlib.core.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_STAGES, MAX_STRIDE
+from resnetlib.interop.checkpoint import FORMAT, FORMAT_VERSION, _digest
+from resnetlib.models.zoo import cifar_spec, imagenet_spec
 
 HUGE = 10**9
 
@@ -73,7 +73,7 @@ def test_spec_refuses_absurd_sizes(make: Callable[[], object], message: str) -> 
     with pytest.raises(ValueError, match="resnetlib's size limit") as info:
         make()
     assert str(info.value).startswith(message)
-    assert "(resnetlib's size limit, see resnetlib.spec); got " in str(info.value)
+    assert "(resnetlib's size limit, see resnetlib.core.spec); got " in str(info.value)
 
 
 def test_limits_are_far_above_real_networks() -> None:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 import resnetlib as rl
-from resnetlib import weights as w
-from resnetlib.convert import LAYOUTS
+from resnetlib.interop.convert import LAYOUTS
+from resnetlib.models import weights as w
 
 HEX = re.compile(r"[0-9a-f]+")
 CLASSES = {"imagenet-1k": 1000, "cifar10": 10, "cifar100": 100}
@@ -187,4 +187,4 @@ def test_docs_tables_are_generated_from_the_registry() -> None:
     assert (root / "docs" / "pretrained.md").read_text() == module.render_page(), stale
     using = (root / "docs" / "using-resnetlib.md").read_text()
     assert module.render_summary() in using, stale
-    assert using.count("resnetlib.weights") >= 1
+    assert using.count("resnetlib.models.weights") >= 1

@@ -1,12 +1,22 @@
-"""resnetlib: ResNets from He et al. (2015), faithful, typed and extensible."""
+"""resnetlib: ResNets from He et al. (2015), faithful, typed and extensible.
 
-from . import testing
-from .activations import ACTIVATIONS, ActLayer, register_act
+``import resnetlib`` loads what building models needs; the conformance suite
+(:mod:`resnetlib.testing`) and the deployment code (:mod:`resnetlib.deploy`) load on first
+use of their names here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
-from .blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
-from .build import build
-from .checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
-from .convert import (
+from .core.build import build
+from .core.features import ResNetFeatures, features
+from .core.model import FeatureInfo, ResNet, feature_take_indices
+from .core.spec import ResNetSpec, StageSpec, StemSpec
+from .interop.checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
+from .interop.convert import (
     LoadReport,
     ShapeMismatch,
     WeightsMismatchError,
@@ -15,39 +25,10 @@ from .convert import (
     load_weights,
     to_torchvision,
 )
-from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
-from .drop_path import DropPath, drop_path_rates
-from .features import ResNetFeatures, features
-from .finetune import freeze, param_groups, unfreeze
-from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
-from .model import FeatureInfo, ResNet, feature_take_indices
-from .norms import NORMS, FrozenBatchNorm2d, group_norm, register_norm
-from .preact import (
-    CifarPreActStem,
-    ImageNetPreActStem,
-    NormAct,
-    PreActBasicBlock,
-    PreActBottleneck,
-    PreActOptionB,
-)
-from .pretrained import PretrainedError
-from .registry import Registry, UnknownNameError
-from .shortcuts import (
-    SHORTCUTS,
-    NoShortcut,
-    OptionA,
-    OptionABoth,
-    OptionB,
-    OptionC,
-    OptionD,
-    ShortcutStrategy,
-    ZeroPadShortcut,
-    register_shortcut,
-)
-from .spec import ResNetSpec, StageSpec, StemSpec
-from .stems import STEMS, CifarStem, DeepStem, ImageNetStem, Stem, register_stem
-from .weights import PretrainedWeights, list_pretrained
-from .zoo import (
+from .interop.finetune import freeze, param_groups, unfreeze
+from .models.pretrained import PretrainedError
+from .models.weights import PretrainedWeights, list_pretrained
+from .models.zoo import (
     MODELS,
     ModelFactory,
     ModelOverrides,
@@ -97,6 +78,61 @@ from .zoo import (
     wide_resnet50_2,
     wide_resnet101_2,
 )
+from .nn.activations import ACTIVATIONS, ActLayer, register_act
+from .nn.blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
+from .nn.drop_path import DropPath, drop_path_rates
+from .nn.layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
+from .nn.norms import NORMS, FrozenBatchNorm2d, group_norm, register_norm
+from .nn.preact import (
+    CifarPreActStem,
+    ImageNetPreActStem,
+    NormAct,
+    PreActBasicBlock,
+    PreActBottleneck,
+    PreActOptionB,
+)
+from .nn.shortcuts import (
+    SHORTCUTS,
+    NoShortcut,
+    OptionA,
+    OptionABoth,
+    OptionB,
+    OptionC,
+    OptionD,
+    ShortcutStrategy,
+    ZeroPadShortcut,
+    register_shortcut,
+)
+from .nn.stems import STEMS, CifarStem, DeepStem, ImageNetStem, Stem, register_stem
+from .registry import Registry, UnknownNameError
+
+if TYPE_CHECKING:
+    from . import testing
+    from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
+
+# Names loaded on first use: name -> (module, attribute; "" for the module itself).
+_LAZY = {
+    "testing": (".testing", ""),
+    "FuseReport": (".deploy", "FuseReport"),
+    "fuse_bn": (".deploy", "fuse_bn"),
+    "is_fused": (".deploy", "is_fused"),
+    "optimize_for_inference": (".deploy", "optimize_for_inference"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = getattr(module, attribute) if attribute else module
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 """The installed version of resnetlib."""

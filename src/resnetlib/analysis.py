@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .features import ResNetFeatures
-from .model import ResNet
+from .core.features import ResNetFeatures
+from .core.model import ResNet
 from .validate import is_int
 
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import summary
-from .zoo import ModelOverrides, create_model, list_models
+from .models.zoo import ModelOverrides, create_model, list_models
 
 __all__ = ["SUBCOMMAND_MODULES", "main"]
 
@@ -208,7 +208,7 @@ def _run_summary(args: argparse.Namespace) -> int:
                     f"{options}: overrides apply to registered models; "
                     f"a checkpoint ({args.name}) keeps the architecture it was saved with"
                 )
-            from .checkpoint import load
+            from .interop.checkpoint import load
 
             model = load(path)
             channels = model.spec.in_channels

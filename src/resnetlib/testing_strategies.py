@@ -1,33 +1,24 @@
-"""Hypothesis strategies for small, valid ResNet specs and inputs that fit them.
+"""Deprecated: the strategies moved to :mod:`resnetlib.testing.strategies`.
 
-An optional part of :mod:`resnetlib.testing`: it needs hypothesis
-(``pip install 'resnetlib[testing]'``). :func:`specs` draws specs over the built-in
-blocks, stems, shortcut strategies, norms and activations, with drop path and dilation;
-pass your own registered names to draw specs that use them. :func:`cases` adds an image
-size and a batch size that fit the spec. Options a drawn block or stem does not take
-(``act_layer``, ``drop_path``, ``dilation``: the optional keywords ``build()`` passes only
-when a spec asks for them) stay at their defaults, so every drawn spec builds.
+Importing this module still works and warns (``DeprecationWarning``); it will be removed
+in a later release.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import warnings
 
-try:
-    from hypothesis import strategies as st
-except ImportError as error:  # pragma: no cover - exercised in a subprocess
-    raise ModuleNotFoundError(
-        "resnetlib.testing_strategies (and resnetlib.testing.fuzz_block) needs hypothesis: "
-        "pip install 'resnetlib[testing]'",
-        name="hypothesis",
-    ) from error
-
-from .blocks import BLOCKS
-from .build import takes_keyword
-from .shortcuts import SHORTCUTS
-from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from .stems import STEMS
+from .testing.strategies import (
+    BUILTIN_ACTS,
+    BUILTIN_BLOCKS,
+    BUILTIN_NORMS,
+    BUILTIN_SHORTCUTS,
+    BUILTIN_STEMS,
+    Case,
+    block_options,
+    cases,
+    specs,
+)
 
 __all__ = [
     "BUILTIN_ACTS",
@@ -41,180 +32,8 @@ __all__ = [
     "specs",
 ]
 
-# The built-in registry names the strategies draw from by default, in one place: a new
-# built-in block, stem or shortcut joins every property test by being added here.
-BUILTIN_BLOCKS: tuple[str, ...] = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
-"""Built-in block names the strategies draw from by default."""
-BUILTIN_STEMS: tuple[str, ...] = ("cifar", "imagenet", "deep", "cifar_preact", "imagenet_preact")
-"""Built-in stem names the strategies draw from by default."""
-BUILTIN_SHORTCUTS: tuple[str, ...] = ("A", "A_both", "B", "C", "D", "preact_B", "none")
-"""Built-in shortcut names the strategies draw from by default."""
-BUILTIN_NORMS: tuple[str, ...] = ("batchnorm", "groupnorm", "frozen_batchnorm")
-"""Built-in norm names the strategies draw from by default."""
-BUILTIN_ACTS: tuple[str, ...] = (
-    "relu",
-    "silu",
-    "gelu",
-    "mish",
-    "elu",
-    "leaky_relu",
-    "hardswish",
-    "identity",
+warnings.warn(
+    "resnetlib.testing_strategies is deprecated: import resnetlib.testing.strategies instead",
+    DeprecationWarning,
+    stacklevel=2,
 )
-"""Built-in activation names the strategies draw from by default."""
-
-_BOTTLENECKS = ("bottleneck", "preact_bottleneck")
-_DEEP_STEM = "deep"  # its first two convolutions are half as wide: an even width
-
-
-@dataclass(frozen=True)
-class Case:
-    """A spec with an input size and batch size that fit it."""
-
-    spec: ResNetSpec
-    image_size: int
-    batch_size: int
-
-
-def _names(field: str, names: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(names, str) or not names:
-        raise ValueError(f"{field} must be a non-empty sequence of registry names; got {names!r}")
-    return tuple(names)
-
-
-@st.composite
-def block_options(draw: st.DrawFn, block: str, widths: Sequence[int]) -> dict[str, JSONScalar]:
-    """Options of the built-in blocks that take them (bottlenecks: stride, groups, widths);
-    ``{}`` for any other block. ``widths`` are the spec's stage widths, narrowest first."""
-    if block not in _BOTTLENECKS:
-        return {}
-    options: dict[str, JSONScalar] = {"stride_in_1x1": draw(st.booleans())}
-    if draw(st.booleans()):
-        # int(width * width_per_group / 64) must stay >= 1 for the narrowest stage.
-        per_group = draw(st.sampled_from([w for w in (16, 32, 64, 128) if widths[0] * w >= 64]))
-        options.update(groups=draw(st.integers(1, 3)), width_per_group=per_group)
-    return options
-
-
-_draw_block_options = block_options  # `specs` has a parameter of the same name
-
-
-@st.composite
-def specs(
-    draw: st.DrawFn,
-    *,
-    blocks: Sequence[str] = BUILTIN_BLOCKS,
-    stems: Sequence[str] = BUILTIN_STEMS,
-    shortcuts: Sequence[str] = BUILTIN_SHORTCUTS,
-    norms: Sequence[str] = BUILTIN_NORMS,
-    acts: Sequence[str] = BUILTIN_ACTS,
-    block_options: Mapping[str, JSONScalar] | None = None,
-) -> ResNetSpec:
-    """Small valid specs (1 to 3 stages of 1 or 2 blocks, widths 1 to 6 that never shrink,
-    so option A fits) over the given registered names, with drop path and dilation.
-
-    ``block_options=None`` draws the built-in bottlenecks' options (and ``{}`` for other
-    blocks); a mapping is used as is for every spec. An activation other than ``"relu"``,
-    a dilation or a drop path rate is drawn only where the block (and, for the activation,
-    the stem) takes the keyword; ``"relu"`` is used when no drawn activation fits.
-    """
-    blocks, stems = _names("blocks", blocks), _names("stems", stems)
-    shortcuts, norms = _names("shortcuts", shortcuts), _names("norms", norms)
-    acts = _names("acts", acts)
-    block = draw(st.sampled_from(blocks))
-    block_cls = BLOCKS.get(block)
-    shortcut = draw(st.sampled_from(shortcuts))
-    residual = SHORTCUTS.get(shortcut).adds_shortcut
-    expansion = block_cls.expansion
-    num_stages = draw(st.integers(1, 3))
-    # Only deep stems to draw from: the first stage must leave room for an even stem width.
-    narrowest = 2 if all(stem == _DEEP_STEM for stem in stems) else 1
-    widths = sorted(
-        draw(st.lists(st.integers(narrowest, 6), min_size=num_stages, max_size=num_stages))
-    )
-    dilations = (1, 1, 2) if takes_keyword(block_cls, "dilation") else (1,)
-    stages = tuple(
-        StageSpec(
-            num_blocks=draw(st.integers(1, 2)),
-            width=width,
-            stride=draw(st.integers(1, 2)),
-            dilation=draw(st.sampled_from(dilations)),
-        )
-        for width in widths
-    )
-    # Option A cannot shrink channels: the stem may be at most as wide as the first output.
-    limit = widths[0] * expansion
-    stem = draw(st.sampled_from(stems))
-    if stem == _DEEP_STEM and limit < 2:
-        others = [s for s in stems if s != _DEEP_STEM]
-        stem = "imagenet" if "imagenet" in others else others[0]
-    stem_channels = draw(st.integers(1, limit))
-    if stem == _DEEP_STEM:
-        stem_channels = max(2, stem_channels - stem_channels % 2)
-    # Drop path needs a shortcut to fall back on; build() refuses it for plain networks.
-    drop_path_rate = 0.0
-    if residual and takes_keyword(block_cls, "drop_path"):
-        drop_path_rate = draw(st.sampled_from((0.0, 0.0, 0.2, 0.5)))
-    in_channels = draw(st.integers(1, 4))
-    num_classes = draw(st.integers(1, 5))
-    zero_init_residual = residual and draw(st.booleans())
-    if block_options is None:
-        options = draw(_draw_block_options(block, widths))
-    else:
-        options = dict(block_options)
-    norm = draw(st.sampled_from(norms))
-    takes_act = takes_keyword(block_cls, "act_layer") and takes_keyword(
-        STEMS.get(stem), "act_layer"
-    )
-    usable_acts = [a for a in acts if takes_act or a == "relu"] or ["relu"]
-    return ResNetSpec(
-        stages=stages,
-        block=block,
-        shortcut=shortcut,
-        stem=StemSpec(type=stem, out_channels=stem_channels),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        zero_init_residual=zero_init_residual,
-        block_options=options,
-        norm=norm,
-        act=draw(st.sampled_from(usable_acts)),
-        drop_path_rate=drop_path_rate,
-    )
-
-
-@st.composite
-def cases(
-    draw: st.DrawFn,
-    *,
-    blocks: Sequence[str] = BUILTIN_BLOCKS,
-    stems: Sequence[str] = BUILTIN_STEMS,
-    shortcuts: Sequence[str] = BUILTIN_SHORTCUTS,
-    norms: Sequence[str] = BUILTIN_NORMS,
-    acts: Sequence[str] = BUILTIN_ACTS,
-    block_options: Mapping[str, JSONScalar] | None = None,
-) -> Case:
-    """A spec from :func:`specs` (same arguments), an image size from the smallest that
-    fits up to 20 pixels, and a batch size of 2 to 4.
-
-    With group norm every feature map stays at least 2x2 (a group of one channel needs
-    more than one pixel)."""
-    spec = draw(
-        specs(
-            blocks=blocks,
-            stems=stems,
-            shortcuts=shortcuts,
-            norms=norms,
-            acts=acts,
-            block_options=block_options,
-        )
-    )
-    smallest = 1
-    if spec.norm == "groupnorm":
-        smallest = 2 * STEMS.get(spec.stem.type).reduction
-        for stage in spec.stages:
-            smallest *= stage.stride
-    return Case(
-        spec=spec,
-        image_size=draw(st.integers(smallest, max(20, smallest))),
-        batch_size=draw(st.integers(2, 4)),
-    )

@@ -50,8 +50,8 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build, optionally load and fuse, then export; one-line errors, exit status 2."""
-    from ..checkpoint import CheckpointError
-    from ..zoo import create_model
+    from ..interop.checkpoint import CheckpointError
+    from ..models.zoo import create_model
     from .export import ONNX_PACKAGES, MissingDependencyError, export_onnx, export_pt2, require
     from .fuse import fuse_bn
 

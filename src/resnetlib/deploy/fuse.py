@@ -22,7 +22,7 @@ from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from ..norms import FrozenBatchNorm2d
+from ..nn.norms import FrozenBatchNorm2d
 
 __all__ = ["FuseReport", "fuse_bn", "is_fused"]
 

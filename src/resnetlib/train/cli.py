@@ -115,7 +115,7 @@ class _UsageError(Exception):
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from ..checkpoint import CheckpointError
+        from ..interop.checkpoint import CheckpointError
         from .data import DataError
         from .loop import TrainingError
 
@@ -190,7 +190,7 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..zoo import create_model
+    from ..models.zoo import create_model
     from .data import load_data
     from .loop import fit
 
@@ -214,7 +214,7 @@ def _train(args: argparse.Namespace) -> int:
         changes["ema_decay"] = args.ema
     recipe = dataclasses.replace(recipe, **changes)
     device = _device(args.device)
-    from ..zoo import MODELS
+    from ..models.zoo import MODELS
 
     MODELS.get(args.name)  # an unknown name fails before the data loads
     data = load_data(
@@ -272,7 +272,7 @@ def _write_run_info(run_dir: Path, args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..checkpoint import load
+    from ..interop.checkpoint import load
     from .data import load_data
     from .loop import evaluate
     from .recipe import Recipe

@@ -449,7 +449,7 @@ def _cached(
     result = build()
     result.update(version=_CACHE_VERSION, fingerprint=fingerprint)
     try:
-        from ..files import atomic_write
+        from ..interop.files import atomic_write
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda file: torch.save(result, file))

@@ -26,10 +26,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import save
-from ..files import atomic_write
-from ..finetune import param_groups
-from ..model import ResNet
+from ..core.model import ResNet
+from ..interop.checkpoint import save
+from ..interop.files import atomic_write
+from ..interop.finetune import param_groups
 from .data import DataSplits, ImageDataset
 from .pipeline import DeviceLoader, pixel_mean
 from .recipe import Recipe
@@ -395,7 +395,7 @@ def _fit(
                 f"{out}: the run was started with another recipe or length; resume it with "
                 "the same recipe and --epochs/--iterations, or start a new run elsewhere"
             )
-        from ..checkpoint import read_checkpoint
+        from ..interop.checkpoint import read_checkpoint
 
         saved = read_checkpoint(out / "last.pt")
         if saved.spec != model.spec:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..zoo import create_model
+from ..models.zoo import create_model
 from .data import load_data
 from .loop import fit, model_label
 from .plot import plot_runs

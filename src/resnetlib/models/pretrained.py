@@ -1,4 +1,4 @@
-"""Fetching and loading registered pretrained weights (:mod:`resnetlib.weights`).
+"""Fetching and loading registered pretrained weights (:mod:`resnetlib.models.weights`).
 
 Direct downloads go through torch.hub's cache (``torch.hub.get_dir()/checkpoints``, set by
 ``TORCH_HOME`` or ``torch.hub.set_dir``); Hugging Face Hub files through
@@ -21,9 +21,9 @@ from urllib.error import URLError
 import torch
 import torch.hub
 
-from .checkpoint import CheckpointError, _read
-from .convert import load_weights, unwrap_state_dict
-from .model import ResNet
+from ..core.model import ResNet
+from ..interop.checkpoint import CheckpointError, _read
+from ..interop.convert import load_weights, unwrap_state_dict
 from .weights import PretrainedWeights
 
 __all__ = ["PretrainedError", "load_pretrained", "weights_file"]

@@ -6,9 +6,9 @@ from typing import Any
 
 from torch import nn
 
-from .features import ResNetFeatures
-from .model import ResNet
-from .validate import is_int, is_real
+from ..core.features import ResNetFeatures
+from ..core.model import ResNet
+from ..validate import is_int, is_real
 
 _Backbone = ResNet | ResNetFeatures
 

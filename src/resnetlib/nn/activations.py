@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .registry import Registry
+from ..registry import Registry
 
 ActLayer = Callable[[], nn.Module]
 """Makes an activation module (``relu`` by default: ``nn.ReLU(inplace=True)``)."""

@@ -6,7 +6,7 @@ resnetlib model's own settings: ``input_size`` (from the stem: CIFAR stems 3x32x
 ImageNet stems 3x224x224), ``mean``/``std``, ``interpolation``, ``crop_pct``,
 ``pool_size`` (the last feature map's size at ``input_size``), ``first_conv`` and
 ``classifier`` (module names) and ``num_classes``. Pretrained weights replace it with the
-configuration their publisher evaluated them with (:mod:`resnetlib.weights`).
+configuration their publisher evaluated them with (:mod:`resnetlib.models.weights`).
 """
 
 from __future__ import annotations

@@ -37,9 +37,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from .model import ResNet
-from .shortcuts import ZeroPadShortcut
-from .validate import is_int
+from ..core.model import ResNet
+from ..nn.shortcuts import ZeroPadShortcut
+from ..validate import is_int
 
 __all__ = [
     "LAYOUTS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validate import is_real
+from ..validate import is_real
 
 __all__ = ["DropPath", "drop_path_rates"]
 

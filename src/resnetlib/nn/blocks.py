@@ -9,12 +9,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..core.spec import MAX_CHANNELS
+from ..registry import Registry, subclass_of
+from ..validate import is_int
 from .activations import ActLayer, relu
 from .drop_path import DropPath
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
-from .registry import Registry, subclass_of
-from .spec import MAX_CHANNELS
-from .validate import is_int
 
 __all__ = [
     "BLOCKS",
@@ -134,7 +134,7 @@ def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) 
 
     torchvision's rule (ResNeXt, Wide ResNet). Raises ``ValueError`` naming ``owner`` for
     a ``groups`` or ``width_per_group`` that is not an int >= 1, or a result of 0 or above
-    :data:`~resnetlib.spec.MAX_CHANNELS`.
+    :data:`~resnetlib.core.spec.MAX_CHANNELS`.
     """
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         if not is_int(value) or value < 1:

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import Registry, subclass_of
 from .layers import NormLayer, conv1x1
-from .registry import Registry, subclass_of
 
 __all__ = [
     "SHORTCUTS",

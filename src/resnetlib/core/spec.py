@@ -14,7 +14,7 @@ from typing import Any
 
 from typing_extensions import Self
 
-from .validate import is_int, is_real
+from ..validate import is_int, is_real
 
 JSONScalar = str | int | float | bool | None
 
@@ -55,7 +55,7 @@ def _check_int(
     if maximum is not None and value > maximum:
         raise ValueError(
             f"{owner}.{name} must be <= {maximum} (resnetlib's size limit, see "
-            f"resnetlib.spec); got {value}"
+            f"resnetlib.core.spec); got {value}"
         )
 
 
@@ -63,7 +63,7 @@ def _check_stage_count(count: int) -> None:
     if count > MAX_STAGES:
         raise ValueError(
             f"ResNetSpec.stages must hold <= {MAX_STAGES} stages (resnetlib's size limit, "
-            f"see resnetlib.spec); got {count}"
+            f"see resnetlib.core.spec); got {count}"
         )
 
 
@@ -149,7 +149,7 @@ class ResNetSpec:
     ``num_classes=0`` means no classifier: the model's ``fc`` is an ``nn.Identity`` and it
     outputs pooled features.
 
-    Sizes are limited (``resnetlib.spec``'s ``MAX_BLOCKS``, ``MAX_STAGES``,
+    Sizes are limited (``resnetlib.core.spec``'s ``MAX_BLOCKS``, ``MAX_STAGES``,
     ``MAX_CHANNELS``, ``MAX_CLASSES``, ``MAX_STRIDE``) far above any real network, so an
     absurd size is refused here, before anything is allocated.
     """
@@ -185,7 +185,7 @@ class ResNetSpec:
         if blocks > MAX_BLOCKS:
             raise ValueError(
                 f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all (resnetlib's size "
-                f"limit, see resnetlib.spec); got {blocks}"
+                f"limit, see resnetlib.core.spec); got {blocks}"
             )
         _check_name("ResNetSpec", "block", self.block)
         _check_name("ResNetSpec", "shortcut", self.shortcut)

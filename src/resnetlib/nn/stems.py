@@ -11,9 +11,9 @@ from typing import ClassVar
 
 from torch import nn
 
+from ..registry import Registry, subclass_of
 from .activations import ActLayer, relu
 from .layers import NormLayer, conv3x3
-from .registry import Registry, subclass_of
 
 __all__ = ["STEMS", "CifarStem", "DeepStem", "ImageNetStem", "Stem", "register_stem"]
 

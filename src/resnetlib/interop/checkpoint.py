@@ -33,14 +33,14 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .build import build
+from ..core.build import build
+from ..core.features import ResNetFeatures
+from ..core.model import ResNet
+from ..core.spec import JSONScalar, ResNetSpec
+from ..registry import UnknownNameError
+from ..validate import is_int
 from .convert import detect_source, load_weights, unwrap_state_dict
-from .features import ResNetFeatures
 from .files import atomic_write
-from .model import ResNet
-from .registry import UnknownNameError
-from .spec import JSONScalar, ResNetSpec
-from .validate import is_int
 
 __all__ = [
     "FORMAT",

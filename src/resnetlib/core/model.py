@@ -11,11 +11,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from typing_extensions import Self, TypedDict
 
-from .blocks import ResidualBlock
+from ..nn.blocks import ResidualBlock
+from ..nn.stems import Stem
 from .data_config import data_config
 from .grad_checkpoint import checkpoint_modules
 from .spec import ResNetSpec
-from .stems import Stem
 
 __all__ = ["FeatureInfo", "ResNet", "feature_take_indices"]
 
@@ -83,7 +83,7 @@ class _StagedNet(nn.Module):
     ``train()`` keeps parts in eval mode: the stem and the first ``frozen_stages`` stages
     whole (norm statistics and stochastic depth both stop), when that is ``>= 0``; and, with
     ``norm_eval``, every norm layer with running statistics. ``pretrained_cfg`` (alias
-    ``default_cfg``) is its data configuration, timm's (``resnetlib.data_config``).
+    ``default_cfg``) is its data configuration, timm's (``resnetlib.core.data_config``).
     """
 
     stem_names: tuple[str, ...]
@@ -165,7 +165,7 @@ class ResNet(_StagedNet):
     ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
     timm's attributes: ``num_classes``, ``num_features``, ``head_hidden_size``,
     ``global_pool`` (``avgpool`` holds the pool), ``drop_rate`` (dropout before ``fc``) and
-    ``pretrained_cfg`` (alias ``default_cfg``; see ``resnetlib.data_config``).
+    ``pretrained_cfg`` (alias ``default_cfg``; see ``resnetlib.core.data_config``).
     ``norm_eval = True`` keeps every norm layer in eval mode under ``train()``; norms of the
     stem and the first ``frozen_stages`` stages always stay in eval (see
     :func:`resnetlib.freeze`).

@@ -5,7 +5,7 @@ overrides) it fits, where it is published, the checksum its publisher gives, its
 layout (``source``, as :func:`~resnetlib.convert_state_dict` names it), its classes, the
 preprocessing it was evaluated with (``pretrained_cfg``, timm's keys), the top-1 accuracy
 its publisher reports, and its licence. Importing this module reads nothing and downloads
-nothing; :mod:`resnetlib.pretrained` fetches and loads.
+nothing; :mod:`resnetlib.models.pretrained` fetches and loads.
 
 Tags follow timm's ``model.tag`` names: ``resnet50.a1_in1k`` is timm's ``a1_in1k``
 weights for ``resnet50``. torchvision's weights are tagged ``tv_in1k`` / ``tv2_in1k`` (the
@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data_config import (
+from ..core.data_config import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     CIFAR100_MEAN,
@@ -64,7 +64,7 @@ from .data_config import (
     INCEPTION_STD,
     data_config,
 )
-from .registry import UnknownNameError
+from ..registry import UnknownNameError
 
 __all__ = [
     "WEIGHTS",

@@ -14,17 +14,17 @@ from typing import Any, Literal, Protocol, overload
 
 from typing_extensions import TypedDict, Unpack
 
-from . import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
-from .activations import ACTIVATIONS, as_registered_act
-from .blocks import BLOCKS
-from .build import block_options_of, build
-from .checkpoint import model_from_file
-from .features import ResNetFeatures, features
-from .model import ResNet
-from .norms import NORMS
-from .registry import Registry
-from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from .stems import STEMS
+from ..core.build import block_options_of, build
+from ..core.features import ResNetFeatures, features
+from ..core.model import ResNet
+from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from ..interop.checkpoint import model_from_file
+from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
+from ..nn.activations import ACTIVATIONS, as_registered_act
+from ..nn.blocks import BLOCKS
+from ..nn.norms import NORMS
+from ..nn.stems import STEMS
+from ..registry import Registry
 
 __all__ = [
     "MODELS",
@@ -148,7 +148,7 @@ def create_model(
 ) -> ResNet | ResNetFeatures:
     """Build the registered model ``name`` with keyword overrides (timm's arguments too).
 
-    ``pretrained=True`` loads the model's default weights from :mod:`resnetlib.weights`,
+    ``pretrained=True`` loads the model's default weights from :mod:`resnetlib.models.weights`,
     ``pretrained="<tag>"`` (or ``name="model.tag"`` with ``pretrained=True``) named ones
     (:func:`~resnetlib.list_pretrained`), downloaded into torch.hub's cache (or
     huggingface_hub's) with their checksum checked; a model named ``"model.tag"`` without

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..registry import Registry
 from .layers import NormLayer
-from .registry import Registry
 
 __all__ = ["NORMS", "FrozenBatchNorm2d", "group_norm", "register_norm"]
 

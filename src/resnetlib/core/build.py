@@ -8,15 +8,15 @@ from collections.abc import Callable, Collection, Mapping
 import torch
 from torch import nn
 
-from .activations import ACTIVATIONS, ActLayer
-from .blocks import BLOCKS, ResidualBlock
-from .drop_path import drop_path_rates
-from .layers import NormLayer
+from ..nn.activations import ACTIVATIONS, ActLayer
+from ..nn.blocks import BLOCKS, ResidualBlock
+from ..nn.drop_path import drop_path_rates
+from ..nn.layers import NormLayer
+from ..nn.norms import NORMS
+from ..nn.shortcuts import SHORTCUTS
+from ..nn.stems import STEMS, Stem
 from .model import ResNet
-from .norms import NORMS
-from .shortcuts import SHORTCUTS
 from .spec import JSONScalar, ResNetSpec
-from .stems import STEMS, Stem
 
 __all__ = ["build"]
 

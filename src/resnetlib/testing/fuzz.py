@@ -1,0 +1,172 @@
+"""Fuzzing whole networks of a block (:func:`fuzz_block`); needs hypothesis
+(``pip install 'resnetlib[testing]'``), as does :mod:`resnetlib.testing.strategies`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..core.build import _check_block_options, build
+from ..core.spec import JSONScalar
+from ..nn.blocks import BLOCKS, ResidualBlock
+from ..validate import is_int
+from .checks import (
+    ConformanceError,
+    _check_batch_independence,
+    _check_gradients,
+    _counted_registration,
+    _randn,
+    _resolve,
+    _seeded,
+    _ViolationError,
+)
+
+if TYPE_CHECKING:
+    from .strategies import Case
+
+__all__ = ["FUZZ_PROPERTIES", "fuzz_block"]
+
+
+FUZZ_PROPERTIES: tuple[str, ...] = ("build", "output_shape", "gradients", "batch_independence")
+"""The names of the properties :func:`fuzz_block` checks on every generated spec."""
+
+
+class _FuzzFailureError(Exception):
+    """A generated case broke ``prop``; carries the case for the report."""
+
+    def __init__(self, prop: str, detail: str, case: Case) -> None:
+        super().__init__(f"{prop}: {detail}")
+        self.prop = prop
+        self.detail = detail
+        self.case = case
+
+
+@contextmanager
+def _fuzz_property(prop: str, case: Case) -> Iterator[None]:
+    try:
+        yield
+    except _ViolationError as violation:
+        raise _FuzzFailureError(prop, str(violation), case) from violation
+    except Exception as error:  # the block's own code raised: that is the finding
+        raise _FuzzFailureError(prop, f"raised {type(error).__name__}: {error}", case) from error
+
+
+def _fuzz_case(case: Case, device: torch.device, seed: int) -> None:
+    """Build the case's spec and check each of :data:`FUZZ_PROPERTIES` on it."""
+    spec = case.spec
+    with _fuzz_property("build", case):
+        torch.manual_seed(seed)
+        model = build(spec).to(device)
+    size = (case.batch_size, spec.in_channels, case.image_size, case.image_size)
+    x = _randn(size, seed + 1, device)
+    expected = (case.batch_size, spec.num_classes)
+    with _fuzz_property("output_shape", case):
+        for mode in ("train", "eval"):
+            model.train(mode == "train")
+            with torch.no_grad():
+                shape = tuple(model(x).shape)
+            if shape != expected:
+                raise _ViolationError(f"{mode} mode: output shape {shape}, expected {expected}")
+    with _fuzz_property("gradients", case):
+        model.train().zero_grad(set_to_none=True)
+        _check_gradients(model, model(x), "train mode")
+    with _fuzz_property("batch_independence", case):
+        _check_batch_independence(model, x, "eval mode")
+
+
+def _fuzz_message(label: str, name: str, registered: bool, failure: _FuzzFailureError) -> str:
+    case = failure.case
+    lines = [
+        f"{label} violates {failure.prop!r} on a generated spec (the smallest failing one found):",
+        f"  {failure.detail}",
+        f"  spec: {case.spec.to_json()}",
+        f"  input: batch {case.batch_size} x {case.spec.in_channels} x {case.image_size} x "
+        f"{case.image_size}",
+        "Rebuild it with resnetlib.build(resnetlib.ResNetSpec.from_json(...)).",
+    ]
+    if registered:
+        lines.append(f"(The block was registered as {name!r} while fuzzing.)")
+    return "\n".join(lines)
+
+
+def fuzz_block(
+    block: str | type[ResidualBlock],
+    *,
+    block_options: Mapping[str, JSONScalar] | None = None,
+    max_examples: int = 20,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> int:
+    """Build generated networks of ``block`` and check :data:`FUZZ_PROPERTIES` on each.
+
+    Needs hypothesis (``pip install 'resnetlib[testing]'``). The specs come from
+    :func:`resnetlib.testing.strategies.cases` restricted to the block: every built-in
+    shortcut, stem, norm and activation, drop path and dilation, each optional keyword
+    only where the block takes it. ``block_options`` go into every spec; ``None`` draws
+    the built-in bottlenecks' options (``{}`` for other blocks). Each spec is built, its
+    output shape checked in train and eval mode, every parameter must get a finite
+    gradient in train mode, and eval outputs must not depend on the rest of the batch.
+
+    The run is deterministic for a ``seed``, writes no example database and leaves the
+    caller's random state untouched. Returns how many generated cases were checked;
+    raises :class:`ConformanceError` naming the violated property and showing the
+    shrunk failing spec as JSON.
+    """
+    # First: without hypothesis this raises the ImportError that names the extra.
+    from .strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases
+
+    cls, label = _resolve(BLOCKS, "block", block)
+    from hypothesis import HealthCheck, Verbosity, given, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis.errors import Flaky
+
+    if not is_int(max_examples) or max_examples < 1:
+        raise ValueError(f"max_examples must be an int >= 1; got {max_examples!r}")
+    options = None if block_options is None else dict(block_options)
+    if options is not None:
+        _check_block_options(cls.__name__, cls, options)
+    torch_device = torch.device(device)
+    run_settings = settings(
+        parent=settings.get_profile("default"),
+        max_examples=max_examples,
+        derandomize=False,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
+    checked = 0
+    name, registered = _counted_registration(BLOCKS, cls, "_fuzz_block_")
+    strategy = cases(
+        blocks=(name,),
+        stems=BUILTIN_STEMS,
+        shortcuts=BUILTIN_SHORTCUTS,
+        norms=BUILTIN_NORMS,
+        block_options=options,
+    )
+
+    def check(case: Case) -> None:
+        nonlocal checked
+        _fuzz_case(case, torch_device, seed)
+        checked += 1
+
+    run = hypothesis_seed(seed)(run_settings(given(strategy)(check)))
+    try:
+        with _seeded(torch_device):
+            run()
+    except _FuzzFailureError as failure:
+        raise ConformanceError(_fuzz_message(label, name, registered, failure)) from failure
+    except Flaky as error:
+        raise ConformanceError(
+            f"{label} failed on a generated spec and then passed when it was replayed: its "
+            f"output or gradients are not deterministic for a fixed seed ({error})"
+        ) from error
+    finally:
+        if registered:
+            BLOCKS.unregister(name)
+    return checked
