@@ -42,7 +42,9 @@ def test_feature_info_matches_the_maps(
         expected = tuple(math.ceil(side / info["reduction"]) for side in size)
         assert fmap.shape == (2, info["num_chs"], *expected)
     assert [info["module"] for info in model.feature_info[1:]] == list(model.stage_names)
-    assert model.feature_info[0]["module"] == model.stem_names[-1]
+    # Index 0 is the stem's map before its max-pool (timm's act1); CIFAR stems have none.
+    stem_end = -2 if isinstance(getattr(model, model.stem_names[-1]), nn.MaxPool2d) else -1
+    assert model.feature_info[0]["module"] == model.stem_names[stem_end]
     torch.testing.assert_close(final, model.forward_features(x), rtol=0, atol=0)
     assert model.feature_info[-1]["num_chs"] == model.num_features
 
@@ -50,7 +52,13 @@ def test_feature_info_matches_the_maps(
 def test_feature_info_reduction_reads_stage_strides() -> None:
     model = tiny_model("stride1")
     assert [info["reduction"] for info in model.feature_info] == [1, 1, 1, 2]
-    assert [info["reduction"] for info in tiny_imagenet().feature_info] == [4, 4, 8, 16, 32]
+    # timm's: index 0 is the stem's activation at stride 2, before the max-pool.
+    info = tiny_imagenet().feature_info
+    assert info.reduction() == [2, 4, 8, 16, 32]
+    assert info.module_name() == ["relu", "layer1", "layer2", "layer3", "layer4"]
+    assert info.channels() == [8, 8, 16, 32, 64]
+    assert info.channels(0) == 8
+    assert info.reduction([1, -1]) == [4, 32]
 
 
 def test_intermediate_indices_follow_timm() -> None:
@@ -118,7 +126,8 @@ def test_features_drop_unused_stages_and_the_head() -> None:
     names = {name for name, _ in backbone.named_children()}
     assert names == {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2"}
     maps = backbone.eval()(torch.randn(1, 3, 64, 64))
-    assert [tuple(m.shape[1:]) for m in maps] == [(64, 16, 16), (128, 8, 8)]
+    assert [tuple(m.shape[1:]) for m in maps] == [(64, 32, 32), (128, 8, 8)]
+    assert backbone.feature_info.reduction() == [2, 8]
 
 
 def test_out_indices_need_features_only() -> None:
@@ -242,7 +251,10 @@ def test_prune_intermediate_layers() -> None:
         k: v.shape for k, v in rebuilt.state_dict().items()
     }
     x = torch.randn(2, 3, 32, 32)
-    assert model.eval()(x).shape == (2, 16)
+    # As timm's: the head goes with its pool, so forward returns the last kept map.
+    assert model.global_pool == ""
+    torch.testing.assert_close(model.eval()(x), model.layer2(model.layer1(model.forward_stem(x))))
+    assert model(x).shape == (2, 16, 4, 4)
     assert len(model.forward_intermediates(x, intermediates_only=True)) == 3
 
 

@@ -19,7 +19,7 @@ from .drop_path import DropPath, drop_path_rates
 from .features import ResNetFeatures, features
 from .finetune import freeze, param_groups, unfreeze
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
-from .model import FeatureInfo, ResNet, feature_take_indices
+from .model import FeatureInfo, FeatureInfoList, ResNet, feature_take_indices
 from .norms import NORMS, FrozenBatchNorm2d, group_norm, register_norm
 from .preact import (
     CifarPreActStem,
@@ -116,6 +116,7 @@ __all__ = [
     "DeepStem",
     "DropPath",
     "FeatureInfo",
+    "FeatureInfoList",
     "FrozenBatchNorm2d",
     "ImageNetPreActStem",
     "ImageNetStem",

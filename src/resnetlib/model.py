@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Literal, overload
+from typing import Any, ClassVar, Literal, SupportsIndex, overload
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.utils import _pair
 from typing_extensions import Self, TypedDict
 
 from .blocks import ResidualBlock
@@ -16,7 +17,7 @@ from .data_config import data_config
 from .spec import ResNetSpec
 from .stems import Stem
 
-__all__ = ["FeatureInfo", "ResNet", "feature_take_indices"]
+__all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices"]
 
 
 class FeatureInfo(TypedDict):
@@ -25,6 +26,68 @@ class FeatureInfo(TypedDict):
     num_chs: int
     reduction: int
     module: str
+
+
+class FeatureInfoList(list[FeatureInfo]):
+    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors.
+
+    ``channels()``, ``reduction()`` and ``module_name()`` return the value for every entry,
+    or for entry ``idx`` (an int, or a sequence of them); ``get(key, idx)`` any key.
+    Slicing returns a ``FeatureInfoList``.
+    """
+
+    @overload
+    def get(self, key: str, idx: int) -> Any: ...
+
+    @overload
+    def get(self, key: str, idx: Sequence[int] | None = None) -> list[Any]: ...
+
+    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
+        """Entry ``idx``'s ``key`` (an int ``idx``), or the list of them (all by default)."""
+        if idx is None:
+            return [info[key] for info in self]  # type: ignore[literal-required]
+        if isinstance(idx, int):
+            return self[idx][key]  # type: ignore[literal-required]
+        return [self[i][key] for i in idx]  # type: ignore[literal-required]
+
+    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+        """Channel counts (``num_chs``)."""
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+        """Total strides (``reduction``)."""
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+        """Names of the modules whose output the map is (``module``)."""
+        return self.get("module", idx)
+
+    def get_dicts(
+        self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None
+    ) -> Any:
+        """The entries (``idx`` as in :meth:`get`) as dicts, limited to ``keys`` if given."""
+        entries = (
+            [self[idx]] if isinstance(idx, int) else [self[i] for i in idx or range(len(self))]
+        )
+        dicts = [
+            {key: value for key, value in info.items() if keys is None or key in keys}
+            for info in entries
+        ]
+        return dicts[0] if isinstance(idx, int) else dicts
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> FeatureInfo: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> FeatureInfoList: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> FeatureInfo | FeatureInfoList:
+        if isinstance(index, slice):
+            return FeatureInfoList(super().__getitem__(index))
+        return super().__getitem__(index)
+
+
+_POOL_LAYERS = (nn.MaxPool2d, nn.AvgPool2d)
 
 
 def feature_take_indices(
@@ -87,12 +150,20 @@ class _StagedNet(nn.Module):
 
     stem_names: tuple[str, ...]
     stage_names: tuple[str, ...]
+    pretrained_cfg: dict[str, Any]
+    # Python-side bookkeeping, in types TorchScript lacks (variable-length tuples, mixed dicts).
+    __jit_ignored_attributes__: ClassVar[list[str]] = [
+        "stem_names",
+        "stage_names",
+        "pretrained_cfg",
+    ]
+    __jit_unused_properties__: ClassVar[list[str]] = ["default_cfg", "num_classes"]
 
     def __init__(self) -> None:
         super().__init__()
         self.norm_eval: bool = False
         self.frozen_stages: int = -1
-        self.pretrained_cfg: dict[str, Any] = {}
+        self.pretrained_cfg = {}
 
     @property
     def default_cfg(self) -> dict[str, Any]:
@@ -113,31 +184,19 @@ class _StagedNet(nn.Module):
                 module.eval()
         return self
 
-    def _collect(
-        self,
-        x: torch.Tensor,
-        take: Collection[int],
-        stages: Sequence[str],
-        tail: Sequence[str],
-        norm_last: bool,
+    def _run(
+        self, x: torch.Tensor, names: list[str], points: dict[str, int], take: list[int]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the stem, ``stages`` and ``tail`` on ``x``; return the output and the maps
-        whose index is in ``take`` (0: the stem's, ``i``: stage ``i``'s). With
-        ``norm_last``, the tail's output stands in for the last stage's map when taken.
+        """Run the children named in ``names``, in registration order, on ``x``; return the
+        output and, in order, the outputs of the children that ``points`` maps to a feature
+        index in ``take``. Written for TorchScript, which unrolls the loop over children.
         """
         maps: list[torch.Tensor] = []
-        for name in self.stem_names:
-            x = self._modules[name](x)  # type: ignore[misc]
-        if 0 in take:
-            maps.append(x)
-        for index, name in enumerate(stages, start=1):
-            x = self._modules[name](x)  # type: ignore[misc]
-            if index in take:
-                maps.append(x)
-        for name in tail:
-            x = self._modules[name](x)  # type: ignore[misc]
-        if norm_last and tail and len(stages) in take:
-            maps[-1] = x
+        for name, module in self.named_children():
+            if name in names:
+                x = module(x)
+                if name in points and points[name] in take:
+                    maps.append(x)
         return x, maps
 
     def _held_modules(self) -> Iterator[nn.Module]:
@@ -214,11 +273,21 @@ class ResNet(_StagedNet):
             stem.default_image_size,
             stem.default_image_size,
         )
-        self._feature_names = self.stem_names + self.stage_names + self.final_names
+        self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
+        # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
+        pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
+        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
+        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
+        self.feature_info = FeatureInfoList(
+            [
+                FeatureInfo(
+                    num_chs=stem.out_channels,
+                    reduction=stem.reduction // pool_stride,
+                    module=self.stem_feature_name,
+                )
+            ]
+        )
         reduction = stem.reduction
-        self.feature_info: list[FeatureInfo] = [
-            FeatureInfo(num_chs=stem.out_channels, reduction=reduction, module=self.stem_names[-1])
-        ]
         for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
             reduction *= stage_spec.stride
             block = stage[-1]
@@ -230,7 +299,7 @@ class ResNet(_StagedNet):
         first_conv = next(
             name for name, module in self.named_modules() if isinstance(module, nn.Conv2d)
         )
-        self.pretrained_cfg: dict[str, Any] = data_config(
+        self.pretrained_cfg = data_config(
             num_classes=num_classes,
             input_size=self.default_input_size,
             reduction=reduction,
@@ -242,14 +311,17 @@ class ResNet(_StagedNet):
         return self.spec.num_classes
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        for name in self.stem_names:
-            x = self._modules[name](x)  # type: ignore[misc]
+        """The stem, max-pool included."""
+        for name, module in self.named_children():
+            if name in self.stem_names:
+                x = module(x)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
-        for name in self._feature_names:
-            x = self._modules[name](x)  # type: ignore[misc]
+        for name, module in self.named_children():
+            if name in self._feature_names:
+                x = module(x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -311,9 +383,12 @@ class ResNet(_StagedNet):
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
         take, last = feature_take_indices(len(self.feature_info), indices)
-        names = self.stage_names[:last] if stop_early else self.stage_names
-        tail = self.final_names if len(names) == len(self.stage_names) else ()
-        x, intermediates = self._collect(x, take, names, tail, norm_last=norm)
+        stages = self.stage_names[:last] if stop_early else self.stage_names
+        tail = self.final_names if len(stages) == len(self.stage_names) else ()
+        points = {self.stem_feature_name: 0} | {name: i for i, name in enumerate(stages, 1)}
+        if norm and tail:
+            points[tail[-1]] = points.pop(stages[-1])
+        x, intermediates = self._run(x, [*self.stem_names, *stages, *tail], points, take)
         return intermediates if intermediates_only else (x, intermediates)
 
     def prune_intermediate_layers(
@@ -323,8 +398,10 @@ class ResNet(_StagedNet):
         prune_norm: bool = False,
         prune_head: bool = True,
     ) -> list[int]:
-        """Delete the stages after the last index ``indices`` takes (and the head, unless
-        ``prune_head=False``); return the indices. ``model.spec`` and ``feature_info`` follow.
+        """Delete the stages after the last index ``indices`` takes and, unless
+        ``prune_head=False``, the head: as timm's, ``reset_classifier(0, global_pool="")``,
+        so ``forward`` returns the last kept feature map. Return the indices taken.
+        ``model.spec`` and ``feature_info`` follow.
 
         A net with layers after its last stage (pre-activation nets' ``norm``) cannot lose
         them and still be what its spec builds, so pruning them is refused: take its
@@ -348,12 +425,12 @@ class ResNet(_StagedNet):
         for name in self.stage_names[last:]:
             delattr(self, name)
         self.stage_names = self.stage_names[:last]
-        self._feature_names = self.stem_names + self.stage_names + self.final_names
+        self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
         self.feature_info = self.feature_info[: last + 1]
         self.num_features = self.feature_info[-1]["num_chs"]
         self.spec = replace(self.spec, stages=self.spec.stages[:last])
         if prune_head:
-            self.reset_classifier(0)
+            self.reset_classifier(0, global_pool="")
         return take
 
     def get_classifier(self) -> nn.Module:
