@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Literal, SupportsIndex, overload
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.utils import _pair
@@ -119,17 +120,37 @@ def feature_take_indices(
     return take, max(take)
 
 
-_POOLS = ("avg", "max", "")
+class _AvgMaxPool(nn.Module):
+    """timm's ``"avgmax"``: the mean of global average and global max pooling."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1))
+
+
+class _CatAvgMaxPool(nn.Module):
+    """timm's ``"catavgmax"``: global average and max pooling side by side (2x channels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)), dim=1)
+
+
+_POOLS = ("avg", "max", "avgmax", "catavgmax", "")
 
 
 def _global_pool(global_pool: str) -> nn.Module:
-    if global_pool not in _POOLS:
+    pools: dict[str, Callable[[], nn.Module]] = {
+        "avg": lambda: nn.AdaptiveAvgPool2d(1),
+        "max": lambda: nn.AdaptiveMaxPool2d(1),
+        "avgmax": _AvgMaxPool,
+        "catavgmax": _CatAvgMaxPool,
+        "": nn.Identity,
+    }
+    if global_pool not in pools:
         raise ValueError(
-            f"global_pool must be one of 'avg', 'max' or '' (no pooling); got {global_pool!r}"
+            f"global_pool must be one of {', '.join(map(repr, _POOLS))} ('': no pooling); "
+            f"got {global_pool!r}"
         )
-    if global_pool == "avg":
-        return nn.AdaptiveAvgPool2d(1)
-    return nn.AdaptiveMaxPool2d(1) if global_pool == "max" else nn.Identity()
+    return pools[global_pool]()
 
 
 def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -> nn.Module:
@@ -157,7 +178,7 @@ class _StagedNet(nn.Module):
         "stage_names",
         "pretrained_cfg",
     ]
-    __jit_unused_properties__: ClassVar[list[str]] = ["default_cfg", "num_classes"]
+    __jit_unused_properties__: ClassVar[list[str]] = ["default_cfg", "num_classes", "in_chans"]
 
     def __init__(self) -> None:
         super().__init__()
@@ -310,6 +331,11 @@ class ResNet(_StagedNet):
     def num_classes(self) -> int:
         return self.spec.num_classes
 
+    @property
+    def in_chans(self) -> int:
+        """The input channels (timm's name)."""
+        return self.spec.in_channels
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """The stem, max-pool included."""
         for name, module in self.named_children():
@@ -398,38 +424,38 @@ class ResNet(_StagedNet):
         prune_norm: bool = False,
         prune_head: bool = True,
     ) -> list[int]:
-        """Delete the stages after the last index ``indices`` takes and, unless
-        ``prune_head=False``, the head: as timm's, ``reset_classifier(0, global_pool="")``,
-        so ``forward`` returns the last kept feature map. Return the indices taken.
-        ``model.spec`` and ``feature_info`` follow.
+        """Delete what the feature maps ``indices`` takes do not need, as timm's ResNet does;
+        return the indices taken.
 
-        A net with layers after its last stage (pre-activation nets' ``norm``) cannot lose
-        them and still be what its spec builds, so pruning them is refused: take its
-        feature maps with :func:`resnetlib.features` instead.
+        The stages after the last index go; at index 0 the stem's max-pool too. When stages
+        go, or with ``prune_head`` (the default), the head goes with its pool
+        (``reset_classifier(0, global_pool="")``), so ``forward`` returns the last kept map;
+        ``num_features`` and ``head_hidden_size`` become its channels. A final norm (a
+        pre-activation net's ``norm``) goes with the stages or with ``prune_norm``.
+        ``feature_info`` follows, and so does ``model.spec`` while a spec can describe the
+        result; a stem alone or a pre-activation net without its norm cannot be, so
+        :func:`resnetlib.save` refuses such a model.
         """
         take, last = feature_take_indices(len(self.feature_info), indices)
-        if last == 0:
-            raise ValueError("prune_intermediate_layers must keep at least one stage; got index 0")
         stages_go = last < len(self.stage_names)
+        gone = list(self.stage_names[last:])
         if self.final_names and (stages_go or prune_norm):
-            raise ValueError(
-                f"pruning would drop {', '.join(self.final_names)} (the layers after the last "
-                f"stage of a {self.spec.block!r} net), which its spec rebuilds; use "
-                "resnetlib.features(model, out_indices=...) to take earlier feature maps"
-            )
-        if stages_go and not prune_head and self.spec.num_classes:
-            raise ValueError(
-                "prune_head=False keeps fc, which needs the last stage's channels; "
-                "pruning stages needs prune_head=True or a model without a classifier"
-            )
-        for name in self.stage_names[last:]:
+            gone += self.final_names
+            self.final_names = ()
+        if last == 0:
+            keep = self.stem_names.index(self.stem_feature_name) + 1
+            gone += self.stem_names[keep:]
+            self.stem_names = self.stem_names[:keep]
+        for name in gone:
             delattr(self, name)
         self.stage_names = self.stage_names[:last]
         self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
         self.feature_info = self.feature_info[: last + 1]
-        self.num_features = self.feature_info[-1]["num_chs"]
-        self.spec = replace(self.spec, stages=self.spec.stages[:last])
-        if prune_head:
+        if last:
+            self.spec = replace(self.spec, stages=self.spec.stages[:last])
+        if stages_go:
+            self.num_features = self.feature_info[-1]["num_chs"]
+        if prune_head or stages_go:
             self.reset_classifier(0, global_pool="")
         return take
 
@@ -441,8 +467,10 @@ class ResNet(_StagedNet):
         """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``, the
         model then outputs pooled features) on the model's device and dtype.
 
-        ``global_pool`` (timm's): ``"avg"``, ``"max"`` or ``""`` (no pooling: the model
-        outputs the last feature map; needs ``num_classes=0``); ``None`` keeps the pool.
+        ``global_pool`` (timm's): ``"avg"``, ``"max"``, ``"avgmax"`` (their mean),
+        ``"catavgmax"`` (both, concatenated: ``head_hidden_size`` is twice
+        ``num_features``) or ``""`` (no pooling: the model outputs the last feature map;
+        needs ``num_classes=0``); ``None`` keeps the pool.
         """
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(
@@ -462,7 +490,9 @@ class ResNet(_StagedNet):
                 f"removed; pass global_pool='avg' with num_classes={num_classes}"
             )
         spec = replace(self.spec, num_classes=num_classes)
-        self.fc = _classifier(self.num_features, num_classes, next(self.parameters(), None))
+        width = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
+        self.fc = _classifier(width, num_classes, next(self.parameters(), None))
+        self.head_hidden_size = width
         self.spec = spec
 
     def blocks(self) -> list[ResidualBlock]:
