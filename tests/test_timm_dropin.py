@@ -114,3 +114,17 @@ def test_device_and_dtype_arguments() -> None:
     assert rl.create_model("resnet20", in_chans=1, device="meta").in_chans == 1
     with pytest.raises(TypeError, match="not_a_model_arg"):
         rl.create_model("resnet18", device="meta", not_a_model_arg=1)
+
+
+def test_reset_classifier_keeps_the_models_mode_device_and_dtype() -> None:
+    """timm's _assert_reset_classifier_preserves_parent_device_dtype."""
+    model = rl.create_model("resnet18", num_classes=0, global_pool="", device="meta").eval()
+    model.to(dtype=torch.float64)
+    model.reset_classifier(0)
+    model.reset_classifier(2)  # a classifier needs pooling: "avg" comes back
+    assert model.global_pool == "avg"
+    assert all(p.device.type == "meta" and p.dtype == torch.float64 for p in model.fc.parameters())
+    assert not any(module.training for module in model.modules())
+    model.train()
+    model.reset_classifier(3, "max")
+    assert all(module.training for module in model.modules())

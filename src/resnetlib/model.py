@@ -465,12 +465,14 @@ class ResNet(_StagedNet):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``, the
-        model then outputs pooled features) on the model's device and dtype.
+        model then outputs pooled features) on the model's device and dtype, in its mode.
 
         ``global_pool`` (timm's): ``"avg"``, ``"max"``, ``"avgmax"`` (their mean),
         ``"catavgmax"`` (both, concatenated: ``head_hidden_size`` is twice
         ``num_features``) or ``""`` (no pooling: the model outputs the last feature map;
-        needs ``num_classes=0``); ``None`` keeps the pool.
+        needs ``num_classes=0``); ``None`` keeps the pool, except that a classifier on a model
+        without pooling brings back ``"avg"`` (timm keeps no pooling there, and its linear
+        layer then fails on the feature map).
         """
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(
@@ -485,13 +487,12 @@ class ResNet(_StagedNet):
                 )
             self.avgpool, self.global_pool = pool, global_pool
         elif not self.global_pool and num_classes:
-            raise ValueError(
-                "this model has no pooling (global_pool=''), so its classifier must stay "
-                f"removed; pass global_pool='avg' with num_classes={num_classes}"
-            )
+            self.avgpool, self.global_pool = _global_pool("avg"), "avg"
         spec = replace(self.spec, num_classes=num_classes)
         width = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
         self.fc = _classifier(width, num_classes, next(self.parameters(), None))
+        self.fc.train(self.training)
+        self.avgpool.train(self.training)
         self.head_hidden_size = width
         self.spec = spec
 
