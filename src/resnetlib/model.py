@@ -134,23 +134,22 @@ class _CatAvgMaxPool(nn.Module):
         return torch.cat((F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)), dim=1)
 
 
-_POOLS = ("avg", "max", "avgmax", "catavgmax", "")
+_POOLS: dict[str, Callable[[], nn.Module]] = {
+    "avg": lambda: nn.AdaptiveAvgPool2d(1),
+    "max": lambda: nn.AdaptiveMaxPool2d(1),
+    "avgmax": _AvgMaxPool,
+    "catavgmax": _CatAvgMaxPool,
+    "": nn.Identity,
+}
 
 
 def _global_pool(global_pool: str) -> nn.Module:
-    pools: dict[str, Callable[[], nn.Module]] = {
-        "avg": lambda: nn.AdaptiveAvgPool2d(1),
-        "max": lambda: nn.AdaptiveMaxPool2d(1),
-        "avgmax": _AvgMaxPool,
-        "catavgmax": _CatAvgMaxPool,
-        "": nn.Identity,
-    }
-    if global_pool not in pools:
+    if global_pool not in _POOLS:
         raise ValueError(
             f"global_pool must be one of {', '.join(map(repr, _POOLS))} ('': no pooling); "
             f"got {global_pool!r}"
         )
-    return pools[global_pool]()
+    return _POOLS[global_pool]()
 
 
 def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -> nn.Module:
@@ -239,8 +238,10 @@ class ResNet(_StagedNet):
     registered as ``norm`` and belongs to the features.
     ``model.spec`` is the :class:`~resnetlib.ResNetSpec` it was built from.
 
-    Backbone interface (timm's names): ``feature_info`` lists the stem's output (index 0)
-    and each stage's (indices 1..N); ``forward_intermediates`` returns them.
+    Backbone interface (timm's names and indices): ``feature_info`` (a
+    :class:`FeatureInfoList`) lists the stem's map before its max-pool (index 0; without a
+    pool, the stem's output) and each stage's (indices 1..N); ``forward_intermediates``
+    returns them. The forward methods script with ``torch.jit.script``.
     ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
     timm's attributes: ``num_classes``, ``num_features``, ``head_hidden_size``,
     ``global_pool`` (``avgpool`` holds the pool), ``drop_rate`` (dropout before ``fc``) and
