@@ -75,6 +75,21 @@ def test_every_registered_model_scripts_and_traces(name: str) -> None:
     torch.testing.assert_close(traced(other), model(other), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"norm": "frozen_batchnorm"},
+        {"norm": "groupnorm", "act": "silu"},
+        {"output_stride": 8},
+        {"shortcut": "C", "stride_in_1x1": True, "block": "bottleneck"},
+    ],
+)
+def test_spec_options_script(options: dict[str, object]) -> None:
+    model = rl.create_model("resnet18", base_width=8, **options).eval()  # type: ignore[arg-type]
+    x = sample(model)
+    torch.testing.assert_close(torch.jit.script(model)(x), model(x), rtol=0, atol=0)
+
+
 def test_scripted_drop_path_and_dropout_work_in_train_mode() -> None:
     model = shallow("resnet20", drop_path_rate=0.5)
     model.drop_rate = 0.5
