@@ -10,8 +10,9 @@ Pairs, each measured in inference (eval, ``torch.no_grad``) and in a training st
 
 Both sides of a pair get the same seed and the same input, and are timed in one process,
 interleaved round by round (peer, resnetlib, peer, resnetlib, ...) so that drift in the
-machine's speed hits both alike. The report is a markdown table of medians and the ratio
-resnetlib / peer; it asserts nothing about speed.
+machine's speed hits both alike. The report is a markdown table of medians with the
+fastest and slowest round (min-max) and the ratio resnetlib / peer with the range of the
+per-round ratios, so that noise shows; it asserts nothing about speed.
 
 Defaults (batch 8 at 112x112 for the ImageNet nets, batch 32 at 32x32 for ResNet-56,
 3 warm-up and 15 timed rounds) keep a full run on an otherwise idle 2-core CPU machine
@@ -141,18 +142,52 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Timings:
+    """Milliseconds of each timed round of both sides, in round order."""
+
+    peer: tuple[float, ...]
+    lib: tuple[float, ...]
+
+    @property
+    def round_ratios(self) -> list[float]:
+        """resnetlib over peer, round by round (the two calls of a round are adjacent)."""
+        return [lib / peer for peer, lib in zip(self.peer, self.lib, strict=True)]
+
+
+@dataclass(frozen=True)
 class Row:
-    """One line of the report: medians in milliseconds."""
+    """One line of the report: medians in milliseconds, with each round's spread."""
 
     model: str
     mode: str
-    peer_ms: float
-    lib_ms: float
+    timings: Timings
+
+    @property
+    def peer_ms(self) -> float:
+        return statistics.median(self.timings.peer)
+
+    @property
+    def lib_ms(self) -> float:
+        return statistics.median(self.timings.lib)
 
     @property
     def ratio(self) -> float:
         """resnetlib time over peer time: above 1 means resnetlib is slower."""
         return self.lib_ms / self.peer_ms
+
+    def cells(self) -> list[str]:
+        """The table's cells: median (min-max) for each side and for the ratio."""
+
+        def spread(values: tuple[float, ...] | list[float], median: float, digits: int) -> str:
+            return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+        return [
+            self.model,
+            self.mode,
+            spread(self.timings.peer, self.peer_ms, 2),
+            spread(self.timings.lib, self.lib_ms, 2),
+            spread(self.timings.round_ratios, self.ratio, 3),
+        ]
 
 
 def count_params(model: nn.Module) -> int:
@@ -175,14 +210,14 @@ def time_ms(fn: Callable[[], object], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def interleaved_medians(
+def interleaved_timings(
     peer: Callable[[], object],
     lib: Callable[[], object],
     device: torch.device,
     rounds: int,
     warmup: int,
-) -> tuple[float, float]:
-    """Median milliseconds of ``peer`` and ``lib``, called alternately each round."""
+) -> Timings:
+    """Milliseconds of each round of ``peer`` and ``lib``, called alternately each round."""
     for _ in range(warmup):
         time_ms(peer, device)
         time_ms(lib, device)
@@ -191,7 +226,7 @@ def interleaved_medians(
     for _ in range(rounds):
         peer_times.append(time_ms(peer, device))
         lib_times.append(time_ms(lib, device))
-    return statistics.median(peer_times), statistics.median(lib_times)
+    return Timings(tuple(peer_times), tuple(lib_times))
 
 
 def inference_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -245,8 +280,8 @@ def measure(pair: Pair, args: argparse.Namespace, device: torch.device) -> list[
             peer_fn, lib_fn = inference_step(peer, x), inference_step(lib, x)
         else:
             peer_fn, lib_fn = train_step(peer, x, y), train_step(lib, x, y)
-        peer_ms, lib_ms = interleaved_medians(peer_fn, lib_fn, device, args.rounds, args.warmup)
-        rows.append(Row(label, mode, peer_ms, lib_ms))
+        timings = interleaved_timings(peer_fn, lib_fn, device, args.rounds, args.warmup)
+        rows.append(Row(label, mode, timings))
     return rows
 
 
@@ -303,7 +338,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cifar-batch-size", type=int, default=32, help="batch size of ResNet-56 (32x32 input)"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice; use 1 on a busy machine)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and input")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.warmup < 0:
@@ -328,19 +368,18 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     todo, skipped = pairs(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device_name(device)}")
-    print(f"{args.warmup} warm-up + {args.rounds} timed rounds per side, interleaved; medians")
+    print(
+        f"{args.warmup} warm-up + {args.rounds} timed rounds per side, interleaved; "
+        "median (min-max of the rounds)"
+    )
     if skipped is not None:
         print(f"resnet18/resnet50 rows skipped: torchvision is absent ({skipped})")
     print()
-    print("| model | mode | peer median ms | resnetlib median ms | ratio (resnetlib/peer) |")
+    print("| model | mode | peer ms | resnetlib ms | ratio (resnetlib/peer) |")
     print("|---|---|---:|---:|---:|")
     for pair in todo:
         for row in measure(pair, args, device):
-            print(
-                f"| {row.model} | {row.mode} | {row.peer_ms:.2f} | {row.lib_ms:.2f} "
-                f"| {row.ratio:.3f} |",
-                flush=True,
-            )
+            print(f"| {' | '.join(row.cells())} |", flush=True)
     print()
     print("peer: torchvision.models for resnet18/50, RefCifarResNet (this file) for resnet56")
 

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 import resnetlib as rl
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--steps", type=int, default=10)
@@ -32,7 +32,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm (needs GPUs)")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    # Refused here, before any process group starts: later it fails inside every process.
+    if args.sync_bn and (args.device != "cuda" or not torch.cuda.is_available()):
+        parser.error(
+            "--sync-bn needs CUDA (--device cuda on a machine with GPUs): "
+            "SyncBatchNorm trains only on GPU tensors"
+        )
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda given, but CUDA is not available")
+    return args
 
 
 def main() -> None:

@@ -1,14 +1,41 @@
-"""Shared fixtures: devices ("cpu" always, "cuda" when available) and hypothesis profiles."""
+"""Shared fixtures: devices ("cpu" always, "cuda" when available) and hypothesis profiles.
+
+The session runs torch on one CPU thread (``RESNETLIB_TEST_THREADS`` overrides it), and
+subprocesses the tests start inherit it through ``OMP_NUM_THREADS``: the tests use tiny
+tensors, where more threads only contend for the cores, and on a busy machine torch's
+default (one per core) made some tests over 20 times slower. Every CUDA case skipped for
+want of a device is reported on one line.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from .devices import DEVICES
+from . import devices
+from .devices import CUDA_REASON, DEVICES
+
+
+def session_threads() -> int:
+    """Threads for torch in the test session: ``RESNETLIB_TEST_THREADS``, else 1."""
+    text = os.environ.get("RESNETLIB_TEST_THREADS", "1")
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise pytest.UsageError(f"RESNETLIB_TEST_THREADS must be an int >= 1; got {text!r}")
+    return threads
+
+
+THREADS = session_threads()
+torch.set_num_threads(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)  # for the subprocesses: docs, CLI, examples
 
 settings.register_profile(
     "ci",
@@ -38,3 +65,23 @@ torch.backends.cuda.matmul.allow_tf32 = False
 def device(request: pytest.FixtureRequest) -> torch.device:
     """Each device test runs on the CPU, and on CUDA where one is present."""
     return torch.device(request.param)
+
+
+def fold_cuda_skip(report: pytest.TestReport) -> None:
+    """Report a CUDA case skipped for want of a device at the one place that skips them all.
+
+    pytest's summary folds skips by location and reason; each test function is its own
+    location, which printed one "needs a CUDA device" line per function.
+    """
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and longrepr[2].endswith(CUDA_REASON):
+        report.longrepr = (str(Path(devices.__file__)), None, longrepr[2])
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    fold_cuda_skip(report)
+    return report

@@ -112,6 +112,23 @@ def run_sync_bn(rank: int) -> dict[str, Any]:
     return result
 
 
+FSDP2_TORCH = "2.6"
+"""The first torch whose ``torch.distributed.fsdp`` has FSDP2's ``fully_shard``."""
+
+
+def fsdp2_missing() -> str | None:
+    """Why this torch cannot run the FSDP2 phase, or ``None`` when it can."""
+    try:
+        from torch.distributed.device_mesh import init_device_mesh  # noqa: F401
+        from torch.distributed.fsdp import fully_shard  # noqa: F401
+    except ImportError as error:
+        return (
+            f"FSDP2 (torch.distributed.fsdp.fully_shard) needs torch >= {FSDP2_TORCH}; "
+            f"this is torch {torch.__version__} ({error})"
+        )
+    return None
+
+
 def run_fsdp2(rank: int, world_size: int) -> dict[str, Any]:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -153,7 +170,7 @@ def worker(rank: int, world_size: int, init_method: str, out: str) -> None:
             "ddp": run_ddp(rank),
             "ddp_drop_path": run_ddp_drop_path(rank),
             "sync_bn": run_sync_bn(rank),
-            "fsdp2": run_fsdp2(rank, world_size),
+            "fsdp2": None if fsdp2_missing() else run_fsdp2(rank, world_size),
         }
         if rank == 0:
             torch.save(results, Path(out))

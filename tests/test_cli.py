@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from resnetlib.cli import main
+import resnetlib as rl
+from resnetlib.cli import _parser, main
+from resnetlib.registry import natural_key
 
 
 def test_list_filters_by_pattern(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "plain*"]) == 0
     names = capsys.readouterr().out.split()
-    assert names == sorted(names)
+    assert names == sorted(names, key=natural_key)
     assert {"plain18", "plain34", "plain20", "plain1202"} <= set(names)
     assert all(name.startswith("plain") for name in names)
 
@@ -46,12 +50,105 @@ def test_summary_defaults_to_the_stems_input_size_and_takes_num_classes(
     assert "1,813,566,464" in out
 
 
-def test_summary_errors_are_readable(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["summary", "resnet5"]) == 2
+def cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The stderr of a command that must fail with argparse's usage and exit status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("resnetlib: error: unknown model 'resnet5'")
-    with pytest.raises(SystemExit):
-        main(["summary", "resnet56", "--input", "32x32"])
+    assert err.startswith(f"usage: resnetlib {argv[0]} ")
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    error = cli_error(["summary", "resnet5"], capsys)
+    assert error.startswith("resnetlib summary: error: unknown model 'resnet5'")
+    error = cli_error(["summary", "resnet56", "--input", "32x32"], capsys)
+    assert error.endswith("expected C,H,W of positive ints such as 3,224,224; got '32x32'")
+    error = cli_error(["summary", "resnet56", "--input=-3,32,32"], capsys)
+    assert "argument --input: expected C,H,W of positive ints" in error
+    error = cli_error(["summary", "resnet56", "--widths", "16,0,64"], capsys)
+    assert "argument --widths: expected comma-separated ints >= 1" in error
+    error = cli_error(["summary", "resnet56", "--block-options", "groups"], capsys)
+    assert "argument --block-options: expected KEY=VALUE" in error
+    error = cli_error(["summary", "resnet56", "--output-stride", "3"], capsys)
+    assert error.startswith("resnetlib summary: error: output_stride must be one of [1, 2, 4]")
+    assert cli_error(["summary", "missing.pt"], capsys).endswith(
+        "no such checkpoint file: missing.pt"
+    )
+    error = cli_error(["list", "--import", "no_such_module_here"], capsys)
+    assert error.endswith(
+        "--import no_such_module_here: ModuleNotFoundError: No module named 'no_such_module_here'"
+    )
+
+
+def test_every_model_override_is_a_summary_option(capsys: pytest.CaptureFixture[str]) -> None:
+    summary_parser = next(
+        action.choices["summary"]
+        for action in _parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    dests = {action.dest for action in summary_parser._actions}
+    assert set(rl.ModelOverrides.__annotations__) <= dests
+    argv = ["summary", "resnet56", "--input", "3,32,32", "--shortcut", "C"]
+    argv += ["--width-multiplier", "2", "--num-classes", "7", "--no-zero-init-residual"]
+    assert main(argv) == 0
+    model = rl.resnet56(shortcut="C", width_multiplier=2, num_classes=7)
+    total = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("total"))
+    assert total.split()[1] == f"{rl.count_parameters(model):,}"
+    argv = ["summary", "resnet50", "--block-options", "groups=2", "--block-options"]
+    argv += ["width_per_group=32", "--widths", "8,16,32,64", "--act", "silu", "--input", "3,64,64"]
+    assert main(argv) == 0
+    model = rl.resnet50(block_options={"groups": 2, "width_per_group": 32}, widths=(8, 16, 32, 64))
+    total = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("total"))
+    assert total.split()[1] == f"{rl.count_parameters(model):,}"
+
+
+def test_summary_of_a_checkpoint_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = rl.resnet20(num_classes=5, shortcut="B")
+    rl.save(model, tmp_path / "r20.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["summary", "r20.pt"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "r20.pt"
+    assert "input: 3x32x32" in out
+    assert f"{rl.count_parameters(model):,}" in out
+    error = cli_error(["summary", "r20.pt", "--num-classes", "3"], capsys)
+    assert "--num-classes: overrides apply to registered models" in error
+
+
+def test_import_loads_a_users_models_and_version_and_help_read_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "my_cli_models.py").write_text(
+        "import resnetlib as rl\n"
+        "@rl.register_model('my_cli_resnet8')\n"
+        "def my_cli_resnet8(**overrides):\n"
+        "    return rl.cifar_resnet(8, **overrides)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["list", "my_cli_*", "--import", "my_cli_models"]) == 0
+        assert capsys.readouterr().out.split() == ["my_cli_resnet8"]
+        assert main(["summary", "my_cli_resnet8", "--num-classes", "4"]) == 0
+        assert "head    4" in capsys.readouterr().out
+    finally:
+        rl.MODELS.unregister("my_cli_resnet8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"resnetlib {rl.__version__}"
+    for argv in (["--help"], ["summary", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        help_text = capsys.readouterr().out
+        assert "``" not in help_text
+        assert ":data:" not in help_text
 
 
 def test_main_job_prints_only_the_summary() -> None:
@@ -71,12 +168,12 @@ def test_console_script_and_module_entry_point_run() -> None:
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == [
+            "resnet18",
+            "resnet18d",
             "resnet101",
             "resnet101d",
             "resnet110",
-            "resnet1202",
             "resnet152",
             "resnet152d",
-            "resnet18",
-            "resnet18d",
+            "resnet1202",
         ]

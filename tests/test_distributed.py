@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ def test_sync_batchnorm_conversion(results: dict[str, Any]) -> None:
 
 
 def test_fsdp2_per_stage_then_root_trains_like_ddp(results: dict[str, Any]) -> None:
+    missing = distributed_worker.fsdp2_missing()
+    if missing:
+        pytest.skip(missing)
     fsdp = results["fsdp2"]
     assert fsdp["class"].startswith("FSDP")
     for name, size in fsdp["full_sizes"].items():
@@ -117,3 +121,13 @@ def test_train_ddp_example_under_torchrun(tmp_path: Path) -> None:
     assert sum(line.startswith("step ") for line in lines) == 2, result.stdout
     assert "world size 2, backend gloo" in result.stdout
     assert "replicas identical: True" in result.stdout
+
+
+def test_an_older_torch_without_fsdp2_gets_a_skip_naming_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert distributed_worker.fsdp2_missing() is None  # this torch has it
+    monkeypatch.setitem(sys.modules, "torch.distributed.fsdp", types.ModuleType("fsdp"))
+    missing = distributed_worker.fsdp2_missing()
+    assert missing is not None
+    assert missing.startswith("FSDP2 (torch.distributed.fsdp.fully_shard) needs torch >= 2.6")

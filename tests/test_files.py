@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,3 +32,16 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
         atomic_write(target, fail_halfway)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_the_new_file_gets_the_umasks_mode_like_open(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "x.bin", lambda file: file.write(b"data"))
+        with (tmp_path / "y.bin").open("wb") as file:
+            file.write(b"data")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "x.bin").stat().st_mode) == 0o640
+    assert (tmp_path / "x.bin").stat().st_mode == (tmp_path / "y.bin").stat().st_mode

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import resnetlib as rl
+from resnetlib.registry import natural_key
 
 # He et al. 2016 (and the authors' resnet-1k-layers code), 10 classes, BN affine counted.
 PUBLISHED = {"preact_resnet164": 1_703_258, "preact_resnet1001": 10_327_706}
@@ -112,7 +113,7 @@ def test_family_is_registered_and_exported() -> None:
         "preact_resnet164",
         "preact_resnet1001",
     ]
-    assert rl.list_models("preact_*") == sorted(names)
+    assert rl.list_models("preact_*") == sorted(names, key=natural_key)
     for name in names:
         assert name in rl.__all__
         assert getattr(rl, name).__name__ == name

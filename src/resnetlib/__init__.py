@@ -15,6 +15,7 @@ from .convert import (
     load_weights,
     to_torchvision,
 )
+from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
 from .drop_path import DropPath, drop_path_rates
 from .features import ResNetFeatures, features
 from .finetune import freeze, param_groups, unfreeze
@@ -98,6 +99,7 @@ from .zoo import (
 )
 
 __version__ = "0.1.0"
+"""The installed version of resnetlib."""
 
 __all__ = [
     "ACTIVATIONS",
@@ -118,6 +120,7 @@ __all__ = [
     "FeatureInfo",
     "FeatureInfoList",
     "FrozenBatchNorm2d",
+    "FuseReport",
     "ImageNetPreActStem",
     "ImageNetStem",
     "LoadReport",
@@ -167,12 +170,15 @@ __all__ = [
     "feature_take_indices",
     "features",
     "freeze",
+    "fuse_bn",
     "group_norm",
     "imagenet_spec",
+    "is_fused",
     "list_models",
     "list_pretrained",
     "load",
     "load_weights",
+    "optimize_for_inference",
     "param_groups",
     "plain18",
     "plain20",

@@ -30,6 +30,7 @@ def _validate_act(name: str, item: ActLayer) -> None:
 
 
 ACTIVATIONS: Registry[ActLayer] = Registry("activation", _validate_act)
+"""Activations by name (``ResNetSpec.act``): ``"relu"``, ``"silu"``, ``"gelu"``, ..."""
 register_act = ACTIVATIONS.register
 """Register an activation: a no-argument callable returning a module."""
 
@@ -41,3 +42,20 @@ register_act("elu", nn.ELU)
 register_act("leaky_relu", nn.LeakyReLU)
 register_act("hardswish", nn.Hardswish)
 register_act("identity", nn.Identity)
+
+# Torch classes that a built-in makes with other arguments: the built-in "relu" is a factory
+# (in-place, as torchvision's), so ``nn.ReLU`` itself is not what is registered.
+_MADE_BY_BUILTIN: dict[type[nn.Module], str] = {nn.ReLU: "relu"}
+
+
+def as_registered_act(act: object) -> object:
+    """``act``, or the built-in's name for a torch class one makes (``nn.ReLU`` -> ``"relu"``).
+
+    Everything else comes back unchanged: a name, a registered callable (``nn.SiLU``), or
+    something the caller then refuses as unregistered.
+    """
+    if isinstance(act, type) and ACTIVATIONS.name_of(act) is None:
+        name = _MADE_BY_BUILTIN.get(act, "")
+        if name in ACTIVATIONS and ACTIVATIONS.get(name) is relu:
+            return name
+    return act

@@ -10,13 +10,25 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .features import ResNetFeatures
 from .model import ResNet
+from .validate import is_int
 
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter elements (shared parameters counted once)."""
+    """Number of parameter elements (shared parameters counted once).
+
+    Returns:
+        The total ``numel()`` of the model's parameters; with ``trainable_only``, of those
+        that require gradients.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> rl.count_parameters(rl.resnet56())  # the paper's 0.85M
+        853018
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -32,11 +44,45 @@ def _inference(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _example_input(model: nn.Module, input_size: Sequence[int]) -> torch.Tensor:
-    size = tuple(input_size)
-    if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+def _describe(value: object) -> str:
+    """``value`` for an error message: a tensor by its shape, never its contents."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return repr(value)
+
+
+def _default_size(model: nn.Module, caller: str) -> tuple[int, ...]:
+    size = getattr(model, "default_input_size", None)
+    if size is None:
         raise ValueError(
-            f"input_size must be (channels, height, width) of ints >= 1; got {input_size!r}"
+            f"{caller}: {type(model).__name__} has no default_input_size (resnetlib models "
+            "do); give the input as (C, H, W), (N, C, H, W) or an example tensor"
+        )
+    return tuple(size)
+
+
+def _example_input(
+    model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str
+) -> torch.Tensor:
+    """One all-zero ``(1, C, H, W)`` sample on the model's device and in its dtype.
+
+    ``input_size`` is ``(C, H, W)``, ``(N, C, H, W)`` (the batch size is ignored), an
+    example tensor of either shape, or ``None`` for the model's ``default_input_size``.
+    """
+    if input_size is None:
+        size = _default_size(model, caller)
+    elif isinstance(input_size, torch.Tensor):
+        size = tuple(input_size.shape)
+    elif isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
+        size = ()
+    else:
+        size = tuple(input_size)
+    if len(size) == 4:
+        size = size[1:]
+    if len(size) != 3 or any(not is_int(s) or s < 1 for s in size):
+        raise ValueError(
+            f"{caller}: the input must be (C, H, W) or (N, C, H, W) of ints >= 1, or a "
+            f"tensor of that shape; got {_describe(input_size)}"
         )
     reference = next(model.parameters(), None)
     device = reference.device if reference is not None else torch.device("cpu")
@@ -53,15 +99,31 @@ def _measure(
     return out, counter.get_total_flops() // 2
 
 
-def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
-    """Multiply-adds of one forward pass on one ``(C, H, W)`` input, as the paper counts.
+def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | None = None) -> int:
+    """Multiply-adds of one forward pass on one sample, as the paper counts.
 
+    ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per sample either way), an
+    example tensor of such a shape, or by default the model's ``default_input_size``
+    (what its stem was designed for). Any ``nn.Module`` works given an input size.
     Counted by ``torch.utils.flop_counter`` (convolutions and the classifier; norms,
     activations, additions and pooling are free, as in the paper's Table 1). Runs in eval
     mode without autograd on the model's device: build on ``torch.device("meta")`` to count
     a large model without computing it.
+
+    Returns:
+        The number of multiply-adds (not FLOPs, which would be about twice as many).
+
+    Raises:
+        ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> with torch.device("meta"):
+        ...     model = rl.resnet50()
+        >>> rl.count_flops(model, (3, 224, 224))
+        4089184256
     """
-    x = _example_input(model, input_size)
+    x = _example_input(model, input_size, "count_flops()")
     with _inference(model):
         _, macs = _measure(model, x)
     return macs
@@ -69,6 +131,8 @@ def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class SummaryRow:
+    """One row of a [`ModelSummary`][resnetlib.ModelSummary]: a stem, stage or head."""
+
     name: str
     output_shape: tuple[int, ...]
     parameters: int
@@ -124,14 +188,38 @@ class ModelSummary:
 
 
 def summary(
-    model: ResNet, input_size: Sequence[int] | None = None, title: str = ""
+    model: ResNet | ResNetFeatures,
+    input_size: torch.Tensor | Sequence[int] | None = None,
+    title: str = "",
 ) -> ModelSummary:
     """Output shape, parameters and multiply-adds of the stem, each stage and the head.
 
-    ``input_size`` is ``(C, H, W)``; by default the size the model's stem was designed for.
+    Takes a :class:`ResNet` or a features-only backbone (:class:`ResNetFeatures`: no head
+    row); for any other module use :func:`count_parameters` and :func:`count_flops`.
+    ``input_size`` is as :func:`count_flops` takes it; by default the size the model's stem
+    was designed for.
+
+    Returns:
+        The table: ``str()`` renders it, ``rows`` and the totals hold the numbers.
+
+    Raises:
+        TypeError: ``model`` is neither a ResNet nor a features-only backbone.
+        ValueError: ``input_size`` is not a valid input size.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> table = rl.summary(rl.resnet56())
+        >>> [row.name for row in table.rows], table.total_parameters
+        (['stem', 'layer1', 'layer2', 'layer3', 'head'], 853018)
     """
-    size = tuple(input_size) if input_size is not None else model.default_input_size
-    x = _example_input(model, size)
+    if not isinstance(model, (ResNet, ResNetFeatures)):
+        raise TypeError(
+            f"summary() takes a resnetlib ResNet or features-only backbone, whose stem and "
+            f"stages make its rows; got {type(model).__name__}. For any module, "
+            "count_parameters(model) and count_flops(model, (C, H, W)) work"
+        )
+    x = _example_input(model, input_size, "summary()")
+    size = tuple(x.shape[1:])
     rows: list[SummaryRow] = []
 
     def add(
@@ -142,13 +230,16 @@ def summary(
         params = sum(count_parameters(m) for m in modules)
         rows.append(SummaryRow(name, tuple(x.shape[1:]), params, macs))
 
+    stem = nn.Sequential(*(model.get_submodule(n) for n in model.stem_names))
     with _inference(model):
-        add("stem", [model.get_submodule(n) for n in model.stem_names], model.forward_stem)
+        add("stem", list(stem), model.forward_stem if isinstance(model, ResNet) else stem)
         for name in model.stage_names:
             stage = model.get_submodule(name)
             add(name, [stage], stage)
-        for name in model.final_names:
+        tail = model.final_names if isinstance(model, ResNet) else model.tail_names
+        for name in tail:
             final = model.get_submodule(name)
             add(name, [final], final)
-        add("head", [model.avgpool, model.fc], model.forward_head)
+        if isinstance(model, ResNet):
+            add("head", [model.avgpool, model.fc], model.forward_head)
     return ModelSummary(input_size=size, rows=tuple(rows), title=title)

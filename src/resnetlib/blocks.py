@@ -13,6 +13,8 @@ from .activations import ActLayer, relu
 from .drop_path import DropPath
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 from .registry import Registry, subclass_of
+from .spec import MAX_CHANNELS
+from .validate import is_int
 
 __all__ = [
     "BLOCKS",
@@ -131,16 +133,26 @@ def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) 
     """A bottleneck's inner width, ``int(width * width_per_group / 64) * groups``.
 
     torchvision's rule (ResNeXt, Wide ResNet). Raises ``ValueError`` naming ``owner`` for
-    a ``groups`` or ``width_per_group`` that is not an int >= 1, or a zero result.
+    a ``groups`` or ``width_per_group`` that is not an int >= 1, or a result of 0 or above
+    :data:`~resnetlib.spec.MAX_CHANNELS`.
     """
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{owner} {option} must be an int >= 1; got {value!r}")
+        if value > MAX_CHANNELS:
+            raise ValueError(
+                f"{owner} {option} must be <= {MAX_CHANNELS} (resnetlib's size limit); got {value}"
+            )
     inner = int(width * (width_per_group / 64.0)) * groups
     if inner < 1:
         raise ValueError(
             f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} "
             "is 0; raise width or width_per_group"
+        )
+    if inner > MAX_CHANNELS:
+        raise ValueError(
+            f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} is {inner}; "
+            f"it must be <= {MAX_CHANNELS} (resnetlib's size limit)"
         )
     return inner
 
@@ -258,13 +270,14 @@ def _validate_block(name: str, item: type[ResidualBlock]) -> None:
         missing = sorted(getattr(item, "__abstractmethods__", ()))
         raise TypeError(f"block {name!r} ({item.__name__}) leaves abstract methods {missing}")
     expansion = item.expansion
-    if isinstance(expansion, bool) or not isinstance(expansion, int) or expansion < 1:
+    if not is_int(expansion) or expansion < 1:
         raise TypeError(
             f"block {name!r} ({item.__name__}) must set expansion to an int >= 1; got {expansion!r}"
         )
 
 
 BLOCKS: Registry[type[ResidualBlock]] = Registry("block", _validate_block)
+"""Residual block types by name (``ResNetSpec.block``): ``"basic"``, ``"bottleneck"``, ..."""
 register_block = BLOCKS.register
 """Register a :class:`ResidualBlock` subclass: ``@register_block("se_basic")``."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Collection, Mapping
 
+import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, ActLayer
@@ -29,9 +30,24 @@ _DEFAULT_ACT = "relu"
 def build(spec: ResNetSpec) -> ResNet:
     """Build and initialize the network a spec describes.
 
-    Raises ``KeyError`` for an unknown block, shortcut or stem name and ``ValueError`` for
-    an option the block does not take or a shape the shortcut cannot produce; no partly
-    built model is ever returned.
+    Registry names become modules here; weights get He initialization (and zero-init
+    where the spec asks for it). No partly built model is ever returned.
+
+    Returns:
+        A new model in training mode; ``model.spec`` is ``spec``.
+
+    Raises:
+        TypeError: ``spec`` is not a [`ResNetSpec`][resnetlib.ResNetSpec].
+        KeyError: an unknown block, shortcut, stem, norm or activation name (an
+            [`UnknownNameError`][resnetlib.UnknownNameError] naming the close matches).
+        ValueError: a block option the block does not take, or a shape the shortcut
+            cannot produce.
+
+    Examples:
+        >>> import dataclasses, resnetlib as rl
+        >>> spec = dataclasses.replace(rl.cifar_spec(20), shortcut="B", num_classes=100)
+        >>> rl.build(spec).fc.out_features
+        100
     """
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"build() takes a ResNetSpec; got {type(spec).__name__}")
@@ -113,6 +129,8 @@ def build(spec: ResNetSpec) -> ResNet:
                     f"{where}: block {spec.block!r} reports out_channels={block.out_channels}, "
                     f"but width {stage.width} x expansion {block_cls.expansion} = {out_channels}"
                 )
+            if block_index < 2:  # later blocks repeat the second one's configuration
+                _check_output_width(block, where, spec.block, out_channels)
             _move_shortcut_last(block)
             blocks.append(block)
             channels = out_channels
@@ -123,6 +141,37 @@ def build(spec: ResNetSpec) -> ResNet:
     model = ResNet(stem=stem, stages=stages, final=final, num_classes=spec.num_classes, spec=spec)
     model.init_weights(zero_init_residual=spec.zero_init_residual)
     return model
+
+
+def _check_output_width(block: ResidualBlock, where: str, name: str, expected: int) -> None:
+    """Run ``block`` once on a tiny input: its output must have ``expected`` channels.
+
+    In eval mode and without autograd, so no state changes; on the block's device (a
+    ``meta`` build only propagates shapes).
+    """
+    reference = next(block.parameters(), None)
+    device = reference.device if reference is not None else None
+    dtype = reference.dtype if reference is not None else None
+    x = torch.zeros(1, block.in_channels, 4, 4, device=device, dtype=dtype)
+    was_training = block.training
+    block.eval()
+    try:
+        with torch.no_grad():
+            out = block(x)
+    except Exception as error:
+        raise ValueError(
+            f"{where}: block {name!r} ({type(block).__name__}) failed on a "
+            f"{tuple(x.shape)} input while build() checked its output: {error}"
+        ) from error
+    finally:
+        block.train(was_training)
+    if out.ndim != 4 or out.shape[1] != expected:
+        raise ValueError(
+            f"{where}: block {name!r} ({type(block).__name__}) outputs "
+            f"{out.shape[1] if out.ndim > 1 else tuple(out.shape)} channels; it must output "
+            f"out_channels = width {block.width} x expansion {block.expansion} = {expected} "
+            "(build the branch's last layer with self.out_channels channels)"
+        )
 
 
 def keywords_of(cls: type) -> frozenset[str] | None:
@@ -139,11 +188,16 @@ def takes_keyword(cls: type, keyword: str) -> bool:
     return keywords is None or keyword in keywords
 
 
+def block_options_of(block_cls: type) -> list[str] | None:
+    """The block options ``block_cls`` takes, sorted; ``None`` when it takes any."""
+    keywords = keywords_of(block_cls)
+    return None if keywords is None else sorted(keywords - _BUILD_ARGUMENTS)
+
+
 def _check_block_options(
     name: str, block_cls: type[ResidualBlock], options: Mapping[str, JSONScalar]
 ) -> None:
-    keywords = keywords_of(block_cls)
-    accepted = None if keywords is None else sorted(keywords - _BUILD_ARGUMENTS)
+    accepted = block_options_of(block_cls)
     for option in options:
         if option in _BUILD_ARGUMENTS:
             raise ValueError(

@@ -2,9 +2,17 @@
 
 ``save(model, path)`` writes a ``torch.save`` file holding plain data only: a format name
 and version, the spec as JSON, the state dict, optional JSON metadata and a SHA-256 digest
-of all of them. ``load(path)`` rebuilds the exact model from it with no code from the user.
-Files are read with ``torch.load(..., weights_only=True)``, so reading one never runs code
-from it; a file that is not such a checkpoint raises :class:`CheckpointError`.
+of all of them. A path ending in ``.safetensors`` gets a safetensors file instead (the
+``safetensors`` extra), with the same entries as strings in its header's metadata.
+``load(path)`` rebuilds the exact model from either, telling them apart by the file's first
+bytes, not its name, and runs no code from the file: torch files are read with
+``torch.load(..., weights_only=True)``, and safetensors files hold only tensors and strings.
+A file that is not such a checkpoint raises :class:`CheckpointError`.
+
+Reading costs what the file holds, not what it claims: compressed zip records (which
+``torch.save`` never writes) are refused before torch reads them, every tensor must fit in
+the bytes that back it, and a spec is checked against the stored weights (blocks, names,
+shapes) on the meta device before any model is built.
 """
 
 from __future__ import annotations
@@ -14,18 +22,25 @@ import hashlib
 import json
 import os
 import pickle
+import re
+import struct
+import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any, BinaryIO
 
 import torch
 
 from .build import build
 from .convert import detect_source, load_weights, unwrap_state_dict
+from .features import ResNetFeatures
 from .files import atomic_write
 from .model import ResNet
 from .registry import UnknownNameError
 from .spec import JSONScalar, ResNetSpec
+from .validate import is_int
 
 __all__ = [
     "FORMAT",
@@ -86,18 +101,48 @@ def save(
     """Write ``model``'s spec and weights (in their dtypes) to ``path``, atomically.
 
     ``metadata`` (JSON scalars: epoch, accuracy, ...) comes back from :func:`read_checkpoint`.
-    Raises ``ValueError`` if the model's modules no longer match its spec (a layer replaced
-    after building), since :func:`load` could not rebuild it.
+    A ``path`` ending in ``.safetensors`` is written in the safetensors format (needs
+    ``pip install "resnetlib[safetensors]"``), any other with ``torch.save``. The file
+    appears whole or not at all: an interrupted save leaves the old file in place.
+
+    Raises:
+        TypeError: ``model`` is not a resnetlib ``ResNet`` (pass a wrapped model's
+            ``.module``).
+        ValueError: the model's modules no longer match its spec (a layer replaced after
+            building), since [`load`][resnetlib.load] could not rebuild it.
+        ModuleNotFoundError: a ``.safetensors`` path without the safetensors package.
+        OSError: the file cannot be written (a missing folder, no permission).
+
+    Examples:
+        >>> import tempfile, pathlib, resnetlib as rl
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "resnet20.pt"
+        >>> rl.save(rl.resnet20(), path, metadata={"epoch": 3})
+        >>> rl.read_checkpoint(path).metadata
+        {'epoch': 3}
+        >>> rl.load(path).spec == rl.resnet20().spec
+        True
     """
     if not isinstance(model, ResNet):
-        raise TypeError(
-            f"save() takes a resnetlib ResNet; got {type(model).__name__} "
-            "(for a wrapped model pass model.module, for a compiled one model._orig_mod)"
+        hint = (
+            "a features-only backbone has no spec of its own: save the ResNet it was made "
+            "from and rebuild the backbone with rl.features(rl.load(path), out_indices=...)"
+            if isinstance(model, ResNetFeatures)
+            else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
+        )
+        raise TypeError(f"save() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
+    if getattr(model, "_resnetlib_fused", False):  # set by resnetlib.deploy.fuse_bn
+        raise ValueError(
+            "save() cannot store a model folded by fuse_bn(): its spec describes the unfused "
+            "network, so load() could not rebuild it. Save the model before fusing, and fuse "
+            "after loading (fusing is fast and exact)"
         )
     _check_matches_spec(model)
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    if Path(path).suffix.lower() == ".safetensors":
+        _save_safetensors(path, spec_json, metadata_json, state)
+        return
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -108,6 +153,36 @@ def save(
         "sha256": _digest(spec_json, metadata_json, state),
     }
     atomic_write(path, lambda file: torch.save(payload, file))
+
+
+def _safetensors() -> ModuleType:
+    """The ``safetensors.torch`` module, or an error naming the extra that installs it."""
+    try:
+        import safetensors.torch
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "safetensors checkpoints need the safetensors package: "
+            'pip install "resnetlib[safetensors]"',
+            name="safetensors",
+        ) from error
+    return safetensors.torch
+
+
+def _save_safetensors(
+    path: PathLike, spec_json: str, metadata_json: str, state: Mapping[str, torch.Tensor]
+) -> None:
+    # safetensors orders tensors its own way, so the digest takes them sorted by name.
+    tensors = {key: state[key].contiguous() for key in sorted(state)}
+    header = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "torch_version": str(torch.__version__),
+        "spec": spec_json,
+        "metadata": metadata_json,
+        "sha256": _digest(spec_json, metadata_json, tensors),
+    }
+    data: bytes = _safetensors().save(tensors, metadata=header)
+    atomic_write(path, lambda file: file.write(data))
 
 
 def _check_matches_spec(model: ResNet) -> None:
@@ -124,22 +199,109 @@ def _check_matches_spec(model: ResNet) -> None:
         )
 
 
-def _torch_load(path: PathLike) -> object:
-    """``torch.load`` with the weights-only unpickler; read errors become CheckpointError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except _READ_ERRORS as error:
-        reason = str(error)
-        if "Weights only load failed" in reason:
-            detail = reason.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+def _read(path: PathLike) -> object:
+    """A file's contents, by what its bytes are: safetensors, or torch's zip or legacy format.
+
+    Torch files are read with the weights-only unpickler; a safetensors file becomes its
+    header's metadata with ``state_dict`` (a resnetlib checkpoint) or its tensors (any other).
+    A missing or unreadable path raises the ``OSError`` of ``open``; anything wrong with the
+    bytes raises :class:`CheckpointError`.
+    """
+    with open(path, "rb") as file:
+        head = file.read(9)
+        size = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        if _is_safetensors(head, size):
+            return _read_safetensors(path, file.read())
+        if head[:4] == b"PK\x03\x04":
+            _check_zip(path, file)
+        file.seek(0)
+        try:
+            payload = torch.load(file, map_location="cpu", weights_only=True)
+        except (*_READ_ERRORS, OSError) as error:
+            reason = str(error)
+            if "Weights only load failed" in reason:
+                detail = reason.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+                raise CheckpointError(
+                    f"{path}: refused: the file holds Python objects other than tensors and "
+                    "plain data, and resnetlib reads files with torch.load(weights_only=True) so "
+                    f"that no code from a file ever runs ({detail[0] if detail else 'unsupported'})"
+                ) from None
             raise CheckpointError(
-                f"{path}: refused: the file holds Python objects other than tensors and plain "
-                "data, and resnetlib reads files with torch.load(weights_only=True) so that "
-                f"no code from a file ever runs ({detail[0] if detail else 'unsupported'})"
+                f"{path}: not a readable torch file: {_first_line(error)}"
             ) from None
+    return payload
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian)."""
+    return len(head) == 9 and head[8:] == b"{" and 8 < 8 + struct.unpack("<Q", head[:8])[0] <= size
+
+
+def _is_safetensors_file(path: PathLike) -> bool:
+    with open(path, "rb") as file:
+        head = file.read(9)
+        return _is_safetensors(head, file.seek(0, os.SEEK_END))
+
+
+def _read_safetensors(path: PathLike, data: bytes) -> object:
+    """The tensors of a safetensors file, with its metadata when it is a resnetlib one.
+
+    The safetensors package checks the header (every tensor's shape, type and offsets
+    against the file's size) before it makes a tensor, so a header cannot make it allocate
+    more than the file holds.
+    """
+    module = _safetensors()
+    try:
+        tensors: dict[str, torch.Tensor] = module.load(data)
+        (length,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + length]).get("__metadata__") or {}
+    except Exception as error:  # the package raises its own SafetensorError, among others
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file: {_first_line(error)}"
+        ) from None
+    if header.get("format") != FORMAT:
+        return tensors  # a plain state dict, as timm and others write them
+    payload: dict[str, object] = dict(header)
+    version = header.get("format_version")
+    if isinstance(version, str) and version.isdecimal():
+        payload["format_version"] = int(version)
+    payload["state_dict"] = {key: tensors[key] for key in sorted(tensors)}  # as digested
+    return payload
+
+
+def _check_zip(path: PathLike, file: BinaryIO) -> None:
+    """Refuse a zip whose records could cost more memory than the file's size.
+
+    ``torch.save`` stores its records uncompressed; a compressed one could inflate a thousand
+    times over (a zip bomb), so it is refused before torch allocates anything for it.
+    """
+    size = file.seek(0, os.SEEK_END)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            records = archive.infolist()
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        ValueError,
+        EOFError,
+        OSError,
+        struct.error,
+    ) as error:
         raise CheckpointError(f"{path}: not a readable torch file: {_first_line(error)}") from None
+    claimed = 0
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED or record.compress_size != record.file_size:
+            raise CheckpointError(
+                f"{path}: record {record.filename!r} is compressed; torch.save never writes "
+                "compressed records, and resnetlib does not inflate them (a zip bomb could)"
+            )
+        claimed += record.file_size
+    if claimed > size:
+        raise CheckpointError(
+            f"{path}: its records claim {claimed} bytes, more than the file's {size}"
+        )
 
 
 def _first_line(error: BaseException) -> str:
@@ -164,18 +326,23 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
             except ValueError:
                 tensors = 0
             if tensors:
+                reader = (
+                    "safetensors.torch.load_file(path)"
+                    if _is_safetensors_file(path)
+                    else "torch.load(path, weights_only=True)"
+                )
                 raise CheckpointError(
                     f"{path}: a plain state dict ({tensors} tensors), not a resnetlib "
                     "checkpoint, so it does not say which model it is; load it with "
                     "resnetlib.create_model(name, checkpoint_path=...) or "
-                    "resnetlib.load_weights(model, torch.load(path, weights_only=True))"
+                    f"resnetlib.load_weights(model, {reader})"
                 )
         raise CheckpointError(
             f"{path}: not a resnetlib checkpoint (a {type(payload).__name__} without "
             f"format={FORMAT!r})"
         )
     version = payload.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
+    if not is_int(version):
         raise CheckpointError(f"{path}: format_version must be an int; got {version!r}")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -187,9 +354,7 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
     metadata_json: str = _require(path, payload, "metadata", str)
     state: dict[str, Any] = dict(_require(path, payload, "state_dict", Mapping))
     digest: str = _require(path, payload, "sha256", str)
-    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if not_tensors:
-        raise CheckpointError(f"{path}: state_dict entries are not tensors: {not_tensors[:12]}")
+    _check_tensors(path, state)
     if _digest(spec_json, metadata_json, state) != digest:
         raise CheckpointError(
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
@@ -198,14 +363,130 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
     try:
         spec = ResNetSpec.from_json(spec_json)
         metadata = json.loads(metadata_json)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # JSON nested thousands deep recurses
         raise CheckpointError(f"{path}: invalid spec or metadata: {error}") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{path}: invalid metadata: a JSON object expected; got {type(metadata).__name__}"
+        )
     return Checkpoint(spec=spec, state_dict=state, metadata=metadata, format_version=version)
 
 
+def _check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
+    """Refuse entries that are not plain CPU tensors, or that claim more elements than the
+    bytes behind them (a stride-0 view of one number can claim a terabyte)."""
+    used: dict[int, int] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} is not a tensor; got {type(value).__name__}"
+            )
+        if (
+            type(value) not in (torch.Tensor, torch.nn.Parameter)
+            or value.layout != torch.strided
+            or value.device.type != "cpu"
+            or value.is_quantized
+            or value.is_nested
+        ):
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} is not a plain dense tensor "
+                f"({type(value).__name__}, {value.layout}, on {value.device.type})"
+            )
+        storage = value.untyped_storage()
+        nbytes = value.numel() * value.element_size()
+        used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
+        if nbytes and used[storage.data_ptr()] > storage.nbytes():
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} claims {nbytes} bytes of values, more than "
+                f"the {storage.nbytes()} bytes stored for it (a view that repeats its data)"
+            )
+
+
+_BLOCK_KEY = re.compile(r"layer(\d+)\.(\d+)\.")
+
+
+def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
+    """The block indices each stage (``layer1`` is 1) has entries for."""
+    found: dict[int, set[int]] = {}
+    for key in state:
+        match = _BLOCK_KEY.match(key)
+        if match:
+            found.setdefault(int(match[1]), set()).add(int(match[2]))
+    return found
+
+
+def _check_fits(path: PathLike, spec: ResNetSpec, state: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`CheckpointError` unless ``spec`` has exactly the names and shapes of
+    ``state``, without building it.
+
+    A spec is only data in the file, and building costs what it asks for. So a probe of at
+    most two blocks a stage is built on the meta device (no memory for weights): every later
+    block of a stage gets the same arguments as the second, so the probe gives every name
+    and shape of the whole network. Its stages are compared with the blocks the file stores
+    before the names are listed, so the cost follows the file, not the spec.
+    """
+    probe = replace(
+        spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
+    )
+    try:
+        with torch.device("meta"):
+            probe_state = _build(path, probe).state_dict()
+    except ValueError as error:  # a spec no build() accepts
+        raise CheckpointError(f"{path}: the checkpoint's spec cannot be built: {error}") from None
+    probe_blocks = _stored_blocks(probe_state)
+    stored = _stored_blocks(state)
+    for index, stage in enumerate(spec.stages, start=1):
+        in_probe = probe_blocks.get(index, set())
+        expected = set(range(stage.num_blocks)) if 1 in in_probe else in_probe
+        have = stored.get(index, set())
+        if have != expected:
+            raise CheckpointError(
+                f"{path}: the spec does not describe the stored weights: its stage {index} "
+                f"(layer{index}) has {stage.num_blocks} blocks with weights, and the file "
+                f"holds weights for {len(have)}"
+            )
+    shapes: dict[str, torch.Size] = {}
+    for key, tensor in probe_state.items():
+        shapes[key] = tensor.shape
+        match = _BLOCK_KEY.match(key)
+        if match and match[2] == "1":  # the second block stands for all later ones
+            number, rest = int(match[1]), key[match.end() :]
+            for block in range(2, spec.stages[number - 1].num_blocks):
+                shapes[f"layer{number}.{block}.{rest}"] = tensor.shape
+    missing = [key for key in shapes if key not in state]
+    unexpected = [key for key in state if key not in shapes]
+    mismatched = [
+        f"{key} (file {tuple(state[key].shape)}, spec {tuple(shape)})"
+        for key, shape in shapes.items()
+        if key in state and state[key].shape != shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shapes differ", mismatched),
+            )
+            if keys
+        ]
+        raise CheckpointError(
+            f"{path}: the spec does not describe the stored weights; " + "; ".join(parts)
+        )
+
+
 def read_checkpoint(path: PathLike) -> Checkpoint:
-    """Read and check a checkpoint without building the model (tensors on the CPU)."""
-    return _parse(path, _torch_load(path))
+    """Read and check a checkpoint without building the model (tensors on the CPU).
+
+    Returns:
+        The spec, state dict, metadata and format version, checked against the stored
+        digest.
+
+    Raises:
+        CheckpointError: the file is not an intact resnetlib checkpoint.
+        OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
+    """
+    return _parse(path, _read(path))
 
 
 def _build(path: PathLike, spec: ResNetSpec) -> ResNet:
@@ -213,18 +494,29 @@ def _build(path: PathLike, spec: ResNetSpec) -> ResNet:
         return build(spec)
     except UnknownNameError as error:
         raise UnknownNameError(
-            f"{path}: the checkpoint's spec needs a name that is not registered here: {error}. "
-            "Import the module that registers it before loading."
+            f"{path}: the checkpoint's spec needs a name that is not registered here "
+            f"(import the module that registers it before loading): {error}"
         ) from None
 
 
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     """Rebuild the model saved at ``path``: same spec, same weights, same dtypes.
 
-    Raises :class:`CheckpointError` for a file that is not an intact checkpoint and
-    ``KeyError`` when its spec names a block, shortcut or stem not registered here.
+    Nothing is built before the spec is checked against the weights, so the cost follows
+    the file's size, and no code from the file runs.
+
+    Returns:
+        The model, on ``map_location``, in training mode as any newly built model.
+
+    Raises:
+        CheckpointError: the file is not an intact checkpoint, or its spec does not
+            describe its weights.
+        KeyError: its spec names a block, shortcut or stem not registered here (register
+            it, as the saving program did, before loading).
+        OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
     checkpoint = read_checkpoint(path)
+    _check_fits(path, checkpoint.spec, checkpoint.state_dict)
     model = _build(path, checkpoint.spec)
     model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
     return model.to(map_location)
@@ -247,7 +539,7 @@ def model_from_file(
     describe the network the factory builds in every other field.
     Loading is strict except for the stem and head (see :func:`~resnetlib.load_weights`).
     """
-    payload = _torch_load(path)
+    payload = _read(path)
     saved_spec: ResNetSpec | None = None
     if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
         if source not in ("auto", "resnetlib"):
@@ -255,6 +547,7 @@ def model_from_file(
                 f"{path} is a resnetlib checkpoint; checkpoint_source={source!r} does not apply"
             )
         checkpoint = _parse(path, payload)
+        _check_fits(path, checkpoint.spec, checkpoint.state_dict)
         weights, saved_spec = checkpoint.state_dict, checkpoint.spec
         source = "resnetlib"
     else:
@@ -264,6 +557,7 @@ def model_from_file(
             weights = unwrap_state_dict(payload)
         except ValueError as error:
             raise CheckpointError(f"{path}: {error}") from None
+        _check_tensors(path, weights)
         if source == "auto":
             source = detect_source(weights)
     options = dict(overrides)

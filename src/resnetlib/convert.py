@@ -39,6 +39,7 @@ from torch import nn
 
 from .model import ResNet
 from .shortcuts import ZeroPadShortcut
+from .validate import is_int
 
 __all__ = [
     "LAYOUTS",
@@ -264,7 +265,23 @@ def convert_state_dict(
     """Rename a state dict from the ``source`` layout to the ``target`` one.
 
     Tensors are shared, not copied. Only names change: a mismatch of shapes shows when the
-    result is loaded (:func:`load_weights` lists every one).
+    result is loaded (:func:`load_weights` lists every one). Layouts: ``"resnetlib"``,
+    ``"torchvision"``, ``"timm"``, ``"akamaster"``, ``"mmpretrain"``; ``source="auto"``
+    detects it from the keys, also through wrappers (``module.``, a nested
+    ``"state_dict"``).
+
+    Returns:
+        A new ``dict`` from the ``target`` layout's names to the same tensors.
+
+    Raises:
+        ValueError: an unknown layout name, an entry that is not a tensor, or keys that
+            have no equivalent in the ``target`` layout.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> weights = rl.convert_state_dict(rl.resnet20().state_dict(), target="mmpretrain")
+        >>> next(iter(weights))
+        'backbone.conv1.weight'
     """
     _check_layout("source", source, allow_auto=True)
     _check_layout("target", target, allow_auto=False)
@@ -275,7 +292,15 @@ def convert_state_dict(
 
 
 def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
-    """A resnetlib state dict in torchvision's layout; ``ValueError`` if it has no equivalent."""
+    """A resnetlib state dict in torchvision's layout, for ``torchvision.models.resnet*()``.
+
+    Returns:
+        A new ``dict`` with torchvision's names and the same tensors.
+
+    Raises:
+        ValueError: an entry that is not a tensor, or keys torchvision's ResNet has no
+            equivalent for.
+    """
     return convert_state_dict(state_dict, source="resnetlib", target="torchvision")
 
 
@@ -286,8 +311,21 @@ def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Ten
     ``c``-channel replica gave. More: the ``c`` channels repeated cyclically and scaled by
     ``c / in_channels``, so an input of ``k`` copies of an image (``in_channels = k * c``)
     gives what the image gave.
+
+    Returns:
+        A new weight of shape ``(out, in_channels, kh, kw)`` (a copy when ``in_channels``
+        is already ``c``).
+
+    Raises:
+        ValueError: ``weight`` is not 4-d, or ``in_channels`` is not an int >= 1.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> rgb = rl.resnet18().conv1.weight.detach()
+        >>> rl.adapt_input_channels(rgb, in_channels=1).shape
+        torch.Size([64, 1, 7, 7])
     """
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+    if not is_int(in_channels) or in_channels < 1:
         raise ValueError(f"in_channels must be an int >= 1; got {in_channels!r}")
     if weight.dim() != 4:
         raise ValueError(
@@ -413,8 +451,23 @@ def load_weights(
     (``fc``) of another shape, or none, leaves the model's own head as built. Anything
     else that does not fit raises :class:`WeightsMismatchError` listing every key, or with
     ``strict=False`` is skipped and listed in the report. BatchNorm batch counters missing
-    from old checkpoints are not an error. akamaster's weights need option-A shortcuts that
-    pad on both sides (``shortcut="A_both"``); any other option A raises ``ValueError``.
+    from old checkpoints are not an error.
+
+    Returns:
+        What was loaded, adapted, reinitialized and (with ``strict=False``) skipped.
+
+    Raises:
+        WeightsMismatchError: with ``strict=True``, weights that do not fit; the message
+            lists every missing, unexpected and mismatched key.
+        ValueError: an unknown ``source`` layout, or akamaster's weights into a model
+            whose option-A shortcuts do not pad on both sides (use
+            ``shortcut="A_both"``).
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> report = rl.load_weights(rl.resnet20(num_classes=100), rl.resnet20().state_dict())
+        >>> report.reinitialized
+        ('fc.weight', 'fc.bias')
     """
     _check_layout("source", source, allow_auto=True)
     flat = unwrap_state_dict(state_dict)

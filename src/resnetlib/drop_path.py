@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .validate import is_real
+
 __all__ = ["DropPath", "drop_path_rates"]
 
 
@@ -18,7 +20,7 @@ class DropPath(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        if not is_real(p) or not 0.0 <= p <= 1.0:
             raise ValueError(f"drop path rate must be a number in [0, 1]; got {p!r}")
         self.p = float(p)
 
@@ -36,5 +38,14 @@ class DropPath(nn.Module):
 
 
 def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
-    """The linear decay rule: block ``l`` of ``L`` (from 1) drops with ``rate * l / L``."""
+    """The linear decay rule: block ``l`` of ``L`` (from 1) drops with ``rate * l / L``.
+
+    Returns:
+        One drop probability per block, from ``rate / num_blocks`` up to ``rate``.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> [round(rate, 3) for rate in rl.drop_path_rates(0.2, 4)]
+        [0.05, 0.1, 0.15, 0.2]
+    """
     return [rate * (index + 1) / num_blocks for index in range(num_blocks)]

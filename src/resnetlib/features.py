@@ -54,6 +54,7 @@ class ResNetFeatures(_StagedNet):
         self._take = list(self.out_indices)
         self._names = [*self.stem_names, *self.stage_names, *self.tail_names]
         self.pretrained_cfg = dict(model.pretrained_cfg)
+        self.default_input_size: tuple[int, int, int] = model.default_input_size
         self.norm_eval = model.norm_eval
         self.frozen_stages = min(model.frozen_stages, len(self.stage_names))
         self.train(model.training)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -25,16 +25,33 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+def _create_partial(directory: Path, name: str) -> tuple[int, Path]:
+    """A new hidden ``.NAME.RANDOM.partial`` file in ``directory``, opened for writing.
+
+    Unlike ``tempfile.mkstemp`` (mode 0600), its mode is what the umask gives a new file,
+    as if ``open(path, "wb")`` had created it. A crash can leave one behind; its name never
+    ends like the target's, so it is not mistaken for one.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        partial = directory / f".{name}.{secrets.token_hex(6)}.partial"
+        try:
+            return os.open(partial, flags, 0o666), partial
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then replace ``path`` with it.
 
     The data is flushed to disk before the rename and the directory entry after it, as
     databases do, so a crash or power loss at any point leaves either the previous file intact
-    or the complete new one. The temporary file is removed if ``write`` raises.
+    or the complete new one. The temporary file is removed if ``write`` raises; a process
+    killed before the rename leaves it behind, under a hidden ``.NAME.*.partial`` name.
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
-    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=directory)
+    fd, partial = _create_partial(directory, target.name)
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)

@@ -8,6 +8,7 @@ from torch import nn
 
 from .features import ResNetFeatures
 from .model import ResNet
+from .validate import is_int, is_real
 
 _Backbone = ResNet | ResNetFeatures
 
@@ -29,10 +30,21 @@ def freeze(model: _Backbone, *, stages: int) -> None:
     and stochastic depth stop), also across later ``model.train()`` calls (mmdet's
     ``frozen_stages``). Freezing is cumulative:
     a smaller ``stages`` than an earlier call's changes nothing; :func:`unfreeze` undoes it.
+
+    Raises:
+        TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.
+        ValueError: ``stages`` is not an int from 0 to the model's number of stages.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> model = rl.resnet18()
+        >>> rl.freeze(model, stages=2)
+        >>> model.layer2[0].conv1.weight.requires_grad, model.layer3[0].conv1.weight.requires_grad
+        (False, True)
     """
     _check_model(model)
     count = len(model.stage_names)
-    if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= count:
+    if not is_int(stages) or not 0 <= stages <= count:
         raise ValueError(
             f"stages must be an int in 0..{count} (stages frozen after the stem); got {stages!r}"
         )
@@ -43,7 +55,11 @@ def freeze(model: _Backbone, *, stages: int) -> None:
 
 
 def unfreeze(model: _Backbone) -> None:
-    """Make every parameter trainable again and release the modules :func:`freeze` held."""
+    """Make every parameter trainable again and release the modules :func:`freeze` held.
+
+    Raises:
+        TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.
+    """
     _check_model(model)
     model.frozen_stages = -1
     model.requires_grad_(True)
@@ -74,16 +90,28 @@ def param_groups(
     ``no_decay_norm_bias`` splits off the 1-d parameters (norm weights, biases) into
     ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and empty groups
     are left out.
+
+    Returns:
+        Dicts with ``params``, ``name``, ``lr`` and ``lr_scale`` (and ``weight_decay`` when
+        given), ready for any ``torch.optim`` optimizer.
+
+    Raises:
+        TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.
+        ValueError: ``lr`` or ``decay`` is not a number > 0, or ``weight_decay`` a
+            number >= 0.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> groups = rl.param_groups(rl.resnet20(), lr=0.1, decay=0.5)
+        >>> [(group["name"], group["lr"]) for group in groups]
+        [('stem', 0.00625), ('layer1', 0.0125), ('layer2', 0.025), ('layer3', 0.05), ('head', 0.1)]
+        >>> optimizer = torch.optim.SGD(groups, momentum=0.9)
     """
     _check_model(model)
     for field, value in (("lr", lr), ("decay", decay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if not is_real(value) or not value > 0:
             raise ValueError(f"{field} must be a number > 0; got {value!r}")
-    if weight_decay is not None and (
-        isinstance(weight_decay, bool)
-        or not isinstance(weight_decay, (int, float))
-        or weight_decay < 0
-    ):
+    if weight_decay is not None and (not is_real(weight_decay) or weight_decay < 0):
         raise ValueError(f"weight_decay must be a number >= 0 or None; got {weight_decay!r}")
     order = ["stem", *model.stage_names, "head"]
     depth = {name: len(order) - 1 - i for i, name in enumerate(order)}

@@ -35,7 +35,11 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 
 def zero_norm_weight(norm: nn.Module) -> None:
-    """Zero a norm layer's scale, so that its output starts at its (zero) bias."""
+    """Zero a norm layer's scale, so that its output starts at its (zero) bias.
+
+    Raises:
+        TypeError: the norm has no affine weight (``affine=False``).
+    """
     weight = getattr(norm, "weight", None)
     if not isinstance(weight, torch.Tensor):
         raise TypeError(

@@ -15,6 +15,7 @@ from typing_extensions import Self, TypedDict
 
 from .blocks import ResidualBlock
 from .data_config import data_config
+from .grad_checkpoint import checkpoint_modules
 from .spec import ResNetSpec
 from .stems import Stem
 
@@ -165,7 +166,7 @@ class _StagedNet(nn.Module):
     ``train()`` keeps parts in eval mode: the stem and the first ``frozen_stages`` stages
     whole (norm statistics and stochastic depth both stop), when that is ``>= 0``; and, with
     ``norm_eval``, every norm layer with running statistics. ``pretrained_cfg`` (alias
-    ``default_cfg``) is its data configuration, timm's (:mod:`resnetlib.data_config`).
+    ``default_cfg``) is its data configuration, timm's (``resnetlib.data_config``).
     """
 
     stem_names: tuple[str, ...]
@@ -245,7 +246,7 @@ class ResNet(_StagedNet):
     ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
     timm's attributes: ``num_classes``, ``num_features``, ``head_hidden_size``,
     ``global_pool`` (``avgpool`` holds the pool), ``drop_rate`` (dropout before ``fc``) and
-    ``pretrained_cfg`` (alias ``default_cfg``; see :mod:`resnetlib.data_config`).
+    ``pretrained_cfg`` (alias ``default_cfg``; see ``resnetlib.data_config``).
     ``norm_eval = True`` keeps every norm layer in eval mode under ``train()``; norms of the
     stem and the first ``frozen_stages`` stages always stay in eval (see
     :func:`resnetlib.freeze`).
@@ -290,6 +291,7 @@ class ResNet(_StagedNet):
         self.avgpool: nn.Module = nn.AdaptiveAvgPool2d(1)
         self.fc = _classifier(self.num_features, num_classes, None)
         self.spec = spec
+        self.grad_checkpointing = False
         self.default_input_size: tuple[int, int, int] = (
             stem.in_channels,
             stem.default_image_size,
@@ -346,10 +348,33 @@ class ResNet(_StagedNet):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
+        # The checkpointed path is Python only; TorchScript leaves it out.
+        is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
+        if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
+            return self._checkpointed_features(x)
         for name, module in self.named_children():
             if name in self._feature_names:
                 x = module(x)
         return x
+
+    def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_features`, checkpointing the stem as one unit and every block."""
+        x = checkpoint_modules([self.get_submodule(name) for name in self.stem_names], x)
+        for name in self.stage_names:
+            for block in self.get_submodule(name).children():
+                x = checkpoint_modules([block], x)
+        for name in self.final_names:
+            x = self._modules[name](x)  # type: ignore[misc]
+        return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the stem's and each block's activations in backward instead of keeping
+        them (timm's name): far less memory for about one more forward pass per step. Gradients,
+        batch-norm statistics (updated once) and stochastic-depth masks are those of the
+        plain step. Applies to :meth:`forward_features` and :meth:`forward` while grad is
+        enabled.
+        """
+        self.grad_checkpointing = bool(enable)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool a feature map (``global_pool``), apply dropout (``drop_rate``, in training)
@@ -363,6 +388,7 @@ class ResNet(_StagedNet):
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch: :meth:`forward_head` of :meth:`forward_features`."""
         return self.forward_head(self.forward_features(x))
 
     @overload
@@ -515,8 +541,10 @@ class ResNet(_StagedNet):
         ``zero_init_residual``, every block's
         :meth:`~resnetlib.ResidualBlock.zero_init_last` zeroes its branch (the last norm's
         weight, or a pre-activation block's last convolution), so each block starts as
-        its shortcut.
+        its shortcut. A model on the meta device (shapes only) has no values to set.
         """
+        if any(parameter.is_meta for parameter in self.parameters()):
+            return
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

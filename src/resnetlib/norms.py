@@ -77,6 +77,7 @@ def _validate_norm(name: str, item: Callable[[int], nn.Module]) -> None:
 
 
 NORMS: Registry[NormLayer] = Registry("norm", _validate_norm)
+"""Norms by name (``ResNetSpec.norm``): ``"batchnorm"``, ``"groupnorm"``, ``"frozen_batchnorm"``."""
 register_norm = NORMS.register
 """Register a norm: a callable from a channel count to a module, under a spec-usable name."""
 

@@ -21,7 +21,7 @@ from urllib.error import URLError
 import torch
 import torch.hub
 
-from .checkpoint import CheckpointError, _torch_load
+from .checkpoint import CheckpointError, _read
 from .convert import load_weights, unwrap_state_dict
 from .model import ResNet
 from .weights import PretrainedWeights
@@ -126,17 +126,8 @@ def weights_file(
 
 
 def read_weights(path: PathLike) -> dict[str, torch.Tensor]:
-    """The state dict in a ``.safetensors`` or torch file (read without running code)."""
-    if str(path).endswith(".safetensors"):
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise ImportError(
-                f"{path} is a safetensors file, which needs safetensors: "
-                'pip install "resnetlib[hub]"'
-            ) from None
-        return load_file(str(path))
-    payload = _torch_load(path)
+    """The state dict in a safetensors or torch file, told apart by content (no code runs)."""
+    payload = _read(path)
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors; got {type(payload).__name__}")
     try:

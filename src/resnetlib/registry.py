@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
 T = TypeVar("T")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the digit runs in ``name`` as numbers."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
+    )
 
 
 class UnknownNameError(KeyError):
@@ -46,7 +54,25 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T) -> T: ...
 
     def register(self, name: str, obj: T | None = None) -> T | Callable[[T], T]:
-        """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
+        """Register ``obj`` under ``name``; without ``obj``, return a decorator.
+
+        Returns:
+            ``obj`` itself, or the decorator that registers and returns what it decorates.
+
+        Raises:
+            ValueError: ``name`` is empty or already registered.
+            TypeError: ``obj`` is not of the registry's kind (a block registry takes only
+                ``ResidualBlock`` subclasses, for example).
+
+        Examples:
+            >>> import resnetlib as rl
+            >>> @rl.register_model("tiny_resnet")
+            ... def tiny_resnet(**overrides):
+            ...     return rl.cifar_resnet(8, **overrides)
+            >>> rl.create_model("tiny_resnet", num_classes=2).fc.out_features
+            2
+            >>> _ = rl.MODELS.unregister("tiny_resnet")
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
 
@@ -64,11 +90,21 @@ class Registry(Generic[T]):
         return add if obj is None else add(obj)
 
     def unregister(self, name: str) -> T:
-        """Remove ``name`` and return what was registered under it."""
+        """Remove ``name`` and return what was registered under it.
+
+        Raises:
+            UnknownNameError: ``name`` is not registered.
+        """
         self.get(name)
         return self._entries.pop(name)
 
     def get(self, name: str) -> T:
+        """What is registered under ``name``.
+
+        Raises:
+            UnknownNameError: ``name`` is not registered; the message lists the known names
+                and the closest ones.
+        """
         try:
             return self._entries[name]
         except (KeyError, TypeError):
@@ -79,15 +115,17 @@ class Registry(Generic[T]):
         return next((name for name, item in self._entries.items() if item is obj), None)
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Registered names matching a shell-style ``pattern``, sorted."""
-        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+        """Registered names matching a shell-style ``pattern``, numbers sorted as numbers
+        (``plain18``, ``plain20``, ..., ``plain110``, ``plain1202``)."""
+        matches = (n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+        return sorted(matches, key=natural_key)
 
     def _unknown_message(self, name: object) -> str:
         known = sorted(self._entries)
         by_lower = {k.lower(): k for k in known}
         matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)
         close = [by_lower[m] for m in matches]
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
 
     def __contains__(self, name: object) -> bool:

@@ -205,6 +205,7 @@ class NoShortcut(ShortcutStrategy):
 SHORTCUTS: Registry[type[ShortcutStrategy]] = Registry(
     "shortcut", subclass_of(ShortcutStrategy, "shortcut")
 )
+"""Shortcut strategies by name (``ResNetSpec.shortcut``): ``"A"``, ``"B"``, ``"C"``, ..."""
 register_shortcut = SHORTCUTS.register
 """Register a :class:`ShortcutStrategy` subclass: ``@register_shortcut("D")``."""
 

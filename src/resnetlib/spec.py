@@ -14,16 +14,57 @@ from typing import Any
 
 from typing_extensions import Self
 
+from .validate import is_int, is_real
+
 JSONScalar = str | int | float | bool | None
 
-__all__ = ["JSONScalar", "ResNetSpec", "StageSpec", "StemSpec"]
+__all__ = [
+    "MAX_BLOCKS",
+    "MAX_CHANNELS",
+    "MAX_CLASSES",
+    "MAX_STAGES",
+    "MAX_STRIDE",
+    "JSONScalar",
+    "ResNetSpec",
+    "StageSpec",
+    "StemSpec",
+]
+
+# Size limits: far above any published ResNet (the deepest, ResNet-1202, has 200 blocks a
+# stage; the widest stage is 512 channels wide, 2048 out), low enough that a typo or a hostile
+# file is refused with a clear error before anything is allocated, not by the allocator.
+MAX_BLOCKS = 10_000
+"""Most blocks in one stage, and in the whole network."""
+MAX_STAGES = 64
+"""Most stages in a network."""
+MAX_CHANNELS = 65_536
+"""Largest stage width, stem width and number of input channels."""
+MAX_CLASSES = 10_000_000
+"""Largest number of classes."""
+MAX_STRIDE = 1024
+"""Largest stride and dilation of a stage."""
 
 
-def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _check_int(
+    owner: str, name: str, value: object, minimum: int, maximum: int | None = None
+) -> None:
+    if not is_int(value):
         raise ValueError(f"{owner}.{name} must be an int >= {minimum}; got {value!r}")
     if value < minimum:
         raise ValueError(f"{owner}.{name} must be >= {minimum}; got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(
+            f"{owner}.{name} must be <= {maximum} (resnetlib's size limit, see "
+            f"resnetlib.spec); got {value}"
+        )
+
+
+def _check_stage_count(count: int) -> None:
+    if count > MAX_STAGES:
+        raise ValueError(
+            f"ResNetSpec.stages must hold <= {MAX_STAGES} stages (resnetlib's size limit, "
+            f"see resnetlib.spec); got {count}"
+        )
 
 
 def _check_name(owner: str, name: str, value: object) -> None:
@@ -58,7 +99,7 @@ class StemSpec:
 
     def __post_init__(self) -> None:
         _check_name("StemSpec", "type", self.type)
-        _check_int("StemSpec", "out_channels", self.out_channels, 1)
+        _check_int("StemSpec", "out_channels", self.out_channels, 1, MAX_CHANNELS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,10 +124,10 @@ class StageSpec:
     dilation: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("StageSpec", "num_blocks", self.num_blocks, 1)
-        _check_int("StageSpec", "width", self.width, 1)
-        _check_int("StageSpec", "stride", self.stride, 1)
-        _check_int("StageSpec", "dilation", self.dilation, 1)
+        _check_int("StageSpec", "num_blocks", self.num_blocks, 1, MAX_BLOCKS)
+        _check_int("StageSpec", "width", self.width, 1, MAX_CHANNELS)
+        _check_int("StageSpec", "stride", self.stride, 1, MAX_STRIDE)
+        _check_int("StageSpec", "dilation", self.dilation, 1, MAX_STRIDE)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +148,10 @@ class ResNetSpec:
     last block; block ``l`` of ``L`` drops its branch with ``drop_path_rate * l / L``.
     ``num_classes=0`` means no classifier: the model's ``fc`` is an ``nn.Identity`` and it
     outputs pooled features.
+
+    Sizes are limited (``resnetlib.spec``'s ``MAX_BLOCKS``, ``MAX_STAGES``,
+    ``MAX_CHANNELS``, ``MAX_CLASSES``, ``MAX_STRIDE``) far above any real network, so an
+    absurd size is refused here, before anything is allocated.
     """
 
     stages: tuple[StageSpec, ...]
@@ -130,17 +175,24 @@ class ResNetSpec:
             raise ValueError(
                 f"ResNetSpec.stages must be a non-empty tuple of StageSpec; got {stages!r}"
             )
+        _check_stage_count(len(stages))
         for i, stage in enumerate(stages):
             if not isinstance(stage, StageSpec):
                 raise ValueError(
                     f"ResNetSpec.stages[{i}] must be a StageSpec; got {type(stage).__name__}"
                 )
+        blocks = sum(stage.num_blocks for stage in stages)
+        if blocks > MAX_BLOCKS:
+            raise ValueError(
+                f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all (resnetlib's size "
+                f"limit, see resnetlib.spec); got {blocks}"
+            )
         _check_name("ResNetSpec", "block", self.block)
         _check_name("ResNetSpec", "shortcut", self.shortcut)
         if not isinstance(self.stem, StemSpec):
             raise ValueError(f"ResNetSpec.stem must be a StemSpec; got {type(self.stem).__name__}")
-        _check_int("ResNetSpec", "in_channels", self.in_channels, 1)
-        _check_int("ResNetSpec", "num_classes", self.num_classes, 0)
+        _check_int("ResNetSpec", "in_channels", self.in_channels, 1, MAX_CHANNELS)
+        _check_int("ResNetSpec", "num_classes", self.num_classes, 0, MAX_CLASSES)
         if not isinstance(self.zero_init_residual, bool):
             raise ValueError(
                 f"ResNetSpec.zero_init_residual must be a bool; got {self.zero_init_residual!r}"
@@ -161,7 +213,7 @@ class ResNetSpec:
         _check_name("ResNetSpec", "norm", self.norm)
         _check_name("ResNetSpec", "act", self.act)
         rate = self.drop_path_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if not is_real(rate) or not 0.0 <= rate < 1.0:
             raise ValueError(f"ResNetSpec.drop_path_rate must be a number in [0, 1); got {rate!r}")
         object.__setattr__(self, "drop_path_rate", float(rate))
 
@@ -198,6 +250,7 @@ class ResNetSpec:
             raise ValueError(
                 f"ResNetSpec.stages must be a list of stage dicts; got {type(raw_stages).__name__}"
             )
+        _check_stage_count(len(raw_stages))  # before reading each one
         values["stages"] = tuple(StageSpec.from_dict(stage) for stage in raw_stages)
         if "stem" in values:
             values["stem"] = StemSpec.from_dict(values["stem"])

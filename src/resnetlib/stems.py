@@ -132,6 +132,7 @@ class CifarStem(Stem):
 
 
 STEMS: Registry[type[Stem]] = Registry("stem", subclass_of(Stem, "stem"))
+"""Stem types by name (``StemSpec.type``): ``"imagenet"``, ``"cifar"``, ``"deep"``, ..."""
 register_stem = STEMS.register
 """Register a :class:`Stem` subclass: ``@register_stem("deep")``."""
 

@@ -40,6 +40,7 @@ from .registry import Registry
 from .shortcuts import SHORTCUTS, ShortcutStrategy
 from .spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 from .stems import STEMS, Stem
+from .validate import is_int
 
 if TYPE_CHECKING:
     from .testing_strategies import Case
@@ -460,7 +461,7 @@ def _block_interface(subject: _BlockSubject) -> str:
     cls = subject.cls
     _validate_block(cls.__name__, cls)
     layers = cls.layers
-    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+    if not is_int(layers) or layers < 1:
         raise _ViolationError(
             f"'layers' must be an int >= 1 (weighted layers on the branch); got {layers!r}"
         )
@@ -1124,7 +1125,7 @@ def _stem_interface(subject: _StemSubject) -> str:
         raise _ViolationError(f"{cls!r} is not a Stem subclass")
     for attribute in ("reduction", "default_image_size"):
         value = getattr(cls, attribute)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise _ViolationError(f"{attribute} must be an int >= 1; got {value!r}")
     missing = _missing_keywords(cls, ("in_channels", "out_channels", "norm_layer"))
     if missing:
@@ -1397,7 +1398,7 @@ def fuzz_block(
     from hypothesis import seed as hypothesis_seed
     from hypothesis.errors import Flaky
 
-    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+    if not is_int(max_examples) or max_examples < 1:
         raise ValueError(f"max_examples must be an int >= 1; got {max_examples!r}")
     options = None if block_options is None else dict(block_options)
     if options is not None:

@@ -44,9 +44,13 @@ __all__ = [
 # The built-in registry names the strategies draw from by default, in one place: a new
 # built-in block, stem or shortcut joins every property test by being added here.
 BUILTIN_BLOCKS: tuple[str, ...] = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
+"""Built-in block names the strategies draw from by default."""
 BUILTIN_STEMS: tuple[str, ...] = ("cifar", "imagenet", "deep", "cifar_preact", "imagenet_preact")
+"""Built-in stem names the strategies draw from by default."""
 BUILTIN_SHORTCUTS: tuple[str, ...] = ("A", "A_both", "B", "C", "D", "preact_B", "none")
+"""Built-in shortcut names the strategies draw from by default."""
 BUILTIN_NORMS: tuple[str, ...] = ("batchnorm", "groupnorm", "frozen_batchnorm")
+"""Built-in norm names the strategies draw from by default."""
 BUILTIN_ACTS: tuple[str, ...] = (
     "relu",
     "silu",
@@ -57,6 +61,7 @@ BUILTIN_ACTS: tuple[str, ...] = (
     "hardswish",
     "identity",
 )
+"""Built-in activation names the strategies draw from by default."""
 
 _BOTTLENECKS = ("bottleneck", "preact_bottleneck")
 _DEEP_STEM = "deep"  # its first two convolutions are half as wide: an even width

@@ -791,8 +791,16 @@ def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:
 
 
 def list_pretrained(pattern: str = "*") -> list[str]:
-    """``model.tag`` names of every registered checkpoint matching a shell-style pattern
-    (``"resnet50*"``, ``"*cifar10"``), sorted; a model's default comes first among its tags.
+    """``model.tag`` names of every registered checkpoint matching a shell-style pattern.
+
+    Returns:
+        The names (``"resnet50*"``, ``"*cifar10"`` select), sorted by model; a model's
+        default weights come first among its tags.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> rl.list_pretrained("resnet56*")
+        ['resnet56.akamaster_cifar10']
     """
     names: list[str] = []
     for model in sorted(_BY_MODEL):

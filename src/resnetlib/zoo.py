@@ -7,6 +7,7 @@ by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -16,9 +17,9 @@ import torch
 from typing_extensions import TypedDict, Unpack
 
 from . import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, as_registered_act
 from .blocks import BLOCKS
-from .build import build
+from .build import block_options_of, build
 from .checkpoint import model_from_file
 from .features import ResNetFeatures, features
 from .model import ResNet
@@ -49,10 +50,11 @@ class ModelOverrides(TypedDict, total=False):
     ``base_width`` sets the stem's and first stage's width, each later stage doubling it;
     ``widths`` sets every stage's width explicitly (the stem takes the first); give one or
     neither. ``stride_in_1x1`` moves a bottleneck's stride to its first 1x1 (the paper's).
-    ``block_options`` are merged into the spec's; overriding ``block`` starts from none,
-    since options belong to a block type. ``width_multiplier`` multiplies every stage's
-    width, not the stem's (Wide ResNets). ``norm`` and ``act`` take a registry name or a
-    registered callable (``nn.SiLU``); ``drop_path_rate`` turns on stochastic depth;
+    ``block_options`` are merged into the spec's, and the spec's options stay when
+    ``block`` is overridden: an option the block does not take raises ``ValueError``.
+    ``width_multiplier`` multiplies every stage's width, not the stem's (Wide ResNets).
+    ``norm`` and ``act`` take a registry name or a registered callable (``nn.SiLU``);
+    ``drop_path_rate`` turns on stochastic depth;
     ``output_stride`` (8 or 16 on the ImageNet layout) trades the last strides for
     dilation, for dense prediction.
     """
@@ -86,6 +88,7 @@ class ModelFactory(Protocol):
 
 
 MODELS: Registry[Callable[..., ResNet]] = Registry("model")
+"""Model factories by name, as :func:`create_model` and :func:`list_models` see them."""
 register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
 
@@ -168,6 +171,12 @@ def create_model(
     maps; ``"dict"`` is refused). Weights of another ``num_classes`` or ``in_chans`` load
     with a new head or an adapted stem.
 
+    ``overrides`` are the :class:`ModelOverrides` keys (``num_classes``, ``in_channels``,
+    ``shortcut``, ``block``, ``stem``, ``base_width``, ``widths``, ``width_multiplier``,
+    ``zero_init_residual``, ``stride_in_1x1``, ``block_options``, ``norm``, ``act``,
+    ``drop_path_rate``, ``output_stride``; see ``help(resnetlib.ModelOverrides)``) and any
+    keyword the registered factory adds; an unknown one raises ``TypeError``.
+
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
     dict file; ``checkpoint_source`` names its layout (see
     :func:`~resnetlib.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
@@ -178,6 +187,27 @@ def create_model(
     ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
     forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
     ``device`` and ``dtype`` (timm's) create the parameters there (``"meta"``: no memory).
+
+    Returns:
+        A new model (a ``ResNetFeatures`` with ``features_only``), in training mode.
+
+    Raises:
+        KeyError: an unknown model name or registry name (the message lists close
+            matches).
+        TypeError: an unknown keyword argument.
+        ValueError: an override out of range, naming the field and what is allowed.
+        PretrainedError: pretrained weights that are not registered, cannot be downloaded
+            or fail their checksum.
+        CheckpointError: a ``checkpoint_path`` that is not an intact checkpoint.
+        WeightsMismatchError: weights that do not fit the model.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> rl.create_model("resnet56", num_classes=100).fc.out_features
+        100
+        >>> backbone = rl.create_model("resnet50", features_only=True, out_indices=(3, 4))
+        >>> [feature_map.shape[1] for feature_map in backbone(torch.randn(1, 3, 64, 64))]
+        [1024, 2048]
     """
     from .weights import PretrainedWeights, get_weights
 
@@ -256,7 +286,15 @@ def create_model(
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted."""
+    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted.
+
+    Numbers sort as numbers, so ``resnet18`` comes before ``resnet101``.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> rl.list_models("resnet1*")[:4]
+        ['resnet18', 'resnet18d', 'resnet101', 'resnet101d']
+    """
     return MODELS.names(pattern)
 
 
@@ -273,11 +311,24 @@ def _int_tuple(name: str, values: object) -> tuple[int, ...]:
 
 
 def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str) -> ResNetSpec:
-    """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller."""
+    """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller.
+
+    This is what every factory does before [`build`][resnetlib.build]; a factory of your
+    own calls it to take the same keywords.
+
+    Raises:
+        TypeError: a keyword that is not an override (the message names ``factory``).
+        ValueError: an override out of range, naming the field and what is allowed.
+    """
     unknown = sorted(set(overrides) - _OVERRIDE_KEYS)
     if unknown:
+        close = {
+            key: difflib.get_close_matches(key, _OVERRIDE_KEYS, n=1, cutoff=0.6) for key in unknown
+        }
+        hints = [f"{match[0]!r} for {key!r}" for key, match in close.items() if match]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise TypeError(
-            f"{factory}() got unexpected keyword argument(s) {unknown}; "
+            f"{factory}() got unexpected keyword argument(s) {unknown}{hint}; "
             f"allowed: {', '.join(sorted(_OVERRIDE_KEYS))}"
         )
     changes: dict[str, Any] = {
@@ -295,7 +346,8 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
     if "norm" in overrides:
         changes["norm"] = _registered_name(NORMS, "norm", overrides["norm"], "register_norm")
     if "act" in overrides:
-        changes["act"] = _registered_name(ACTIVATIONS, "act", overrides["act"], "register_act")
+        act = as_registered_act(overrides["act"])
+        changes["act"] = _registered_name(ACTIVATIONS, "act", act, "register_act")
     stem = spec.stem
     if "stem" in overrides:
         stem = replace(stem, type=overrides["stem"])
@@ -324,7 +376,7 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
         stages = _dilate(stages, STEMS.get(stem.type).reduction, overrides["output_stride"])
     changes["stages"] = stages
     changes["stem"] = stem
-    options = {} if "block" in overrides else dict(spec.block_options)
+    options = dict(spec.block_options)
     extra = overrides.get("block_options", {})
     if not isinstance(extra, Mapping):
         raise ValueError(f"block_options must be a dict; got {type(extra).__name__}")
@@ -334,8 +386,42 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
         if not isinstance(value, bool):
             raise ValueError(f"stride_in_1x1 must be a bool; got {value!r}")
         options["stride_in_1x1"] = value
+    _check_options_apply(factory, overrides.get("block", spec.block), spec, overrides, options)
     changes["block_options"] = options
     return replace(spec, **changes)
+
+
+def _check_options_apply(
+    factory: str, block: str, spec: ResNetSpec, overrides: Mapping[str, Any], options: Any
+) -> None:
+    """Refuse a block option the block cannot take, saying where the option came from."""
+    if block not in BLOCKS:
+        return  # build() names the unknown block
+    block_cls = BLOCKS.get(block)
+    accepted = block_options_of(block_cls)
+    if accepted is None:
+        return
+    takes = f"it accepts: {', '.join(accepted) or '(no options)'}"
+    for option in options:
+        if option in accepted:
+            continue
+        where = f"block {block!r} ({block_cls.__name__})"
+        if option == "stride_in_1x1" and "stride_in_1x1" in overrides:
+            raise ValueError(
+                f"{factory}(stride_in_1x1={overrides['stride_in_1x1']}): you passed "
+                f"stride_in_1x1, but {where} does not accept option 'stride_in_1x1' "
+                f"({takes}); it moves a bottleneck's stride, so use it with "
+                "block='bottleneck' or another block that takes it"
+            )
+        if option in overrides.get("block_options", {}):
+            raise ValueError(
+                f"{factory}(block_options=...): {where} does not accept option {option!r}; {takes}"
+            )
+        raise ValueError(
+            f"{factory}(block={block!r}): {where} does not accept option {option!r}, which "
+            f"{factory}'s spec sets (block_options={dict(spec.block_options)}); {takes}. "
+            "Pick a block that takes it, or build from a spec without it"
+        )
 
 
 def _registered_name(registry: Registry[Any], key: str, value: object, register: str) -> str:
@@ -378,7 +464,14 @@ def _dilate(
 
 
 def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
-    """ImageNet layout (paper Table 1): 7x7 stem, widths 64/128/256/512, option B."""
+    """ImageNet layout (paper Table 1): 7x7 stem, widths 64/128/256/512, option B.
+
+    Returns:
+        The spec (1000 classes), one stage per entry of ``layers``.
+
+    Raises:
+        ValueError: ``layers`` is not a non-empty sequence of ints >= 1.
+    """
     counts = _int_tuple("layers", layers)
     stages = tuple(
         StageSpec(num_blocks=n, width=64 * 2**i, stride=1 if i == 0 else 2)
@@ -393,6 +486,18 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
     """CIFAR layout (paper section 4.2): 3x3 stem, three stages at 16/32/64, option A.
 
     ``depth`` counts weighted layers: ``3 * n * block.layers + 2`` (6n+2 for basic blocks).
+
+    Returns:
+        The spec (10 classes) with ``n`` blocks in each of the three stages.
+
+    Raises:
+        KeyError: ``block`` is not a registered block.
+        ValueError: ``depth`` does not fit the block (the message lists valid depths).
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> [stage.num_blocks for stage in rl.cifar_spec(56).stages]
+        [9, 9, 9]
     """
     per_block = BLOCKS.get(block).layers
     step = 3 * per_block
@@ -422,15 +527,58 @@ def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet
 
     ``layers`` gives the blocks per stage, for example ``(3, 4, 6, 3)``; stage ``i`` has
     width ``64 * 2**i`` and all but the first halve the resolution.
+
+    Returns:
+        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+    Raises:
+        TypeError: a keyword that is not an override.
+        ValueError: ``layers`` is not a non-empty sequence of ints >= 1, or an override
+            is out of range.
+        KeyError: an unknown block, shortcut, stem, norm or activation name.
+
+    Examples:
+        >>> import torch, resnetlib as rl
+        >>> model = rl.resnet((2, 2), block="bottleneck", in_channels=1, num_classes=5)
+        >>> model(torch.randn(2, 1, 32, 32)).shape
+        torch.Size([2, 5])
     """
     block = overrides.get("block", "basic")
     return build(apply_overrides(imagenet_spec(layers, block), overrides, "resnet"))
 
 
 def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
-    """A CIFAR ResNet of any valid depth (6n+2 for basic blocks), option A by default."""
+    """A CIFAR ResNet of any valid depth (6n+2 for basic blocks), option A by default.
+
+    Returns:
+        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+    Raises:
+        TypeError: a keyword that is not an override.
+        ValueError: ``depth`` does not fit the block (the message lists valid depths), or
+            an override is out of range.
+        KeyError: an unknown block, shortcut, stem, norm or activation name.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> model = rl.cifar_resnet(74)  # 12 blocks a stage: 97,216 * 12 - 21,926 parameters
+        >>> rl.count_parameters(model)
+        1144666
+    """
     block = overrides.get("block", "basic")
     return build(apply_overrides(cifar_spec(depth, block), overrides, "cifar_resnet"))
+
+
+_FACTORY_SECTIONS = """
+
+Returns:
+    A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+Raises:
+    TypeError: a keyword that is not an override.
+    ValueError: an override out of range, naming the field and what is allowed.
+    KeyError: an unknown block, shortcut, stem, norm or activation name.
+"""
 
 
 def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFactory:
@@ -438,7 +586,7 @@ def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFa
         return build(apply_overrides(make_spec(), overrides, name))
 
     factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = doc
+    factory.__doc__ = doc + _FACTORY_SECTIONS
     register_model(name, factory)
     return factory
 
@@ -627,6 +775,15 @@ def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResN
     block that does not expand, such as ``"preact_basic"`` (depth 6n+2, as ResNet-110),
     the shortcut defaults to option A, as the 2015 CIFAR nets'. The stem is a single 3x3
     convolution (``"cifar_preact"``).
+
+    Returns:
+        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+
+    Raises:
+        TypeError: a keyword that is not an override.
+        ValueError: ``depth`` does not fit the block (the message lists valid depths), or
+            an override is out of range.
+        KeyError: an unknown block, shortcut, stem, norm or activation name.
     """
     block = overrides.get("block", "preact_bottleneck")
     spec = _preact_cifar_spec(depth, block)

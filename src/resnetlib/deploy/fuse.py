@@ -1,0 +1,228 @@
+"""Batch-norm folding: every convolution whose output feeds only a batch norm becomes one
+convolution with a bias, in an inference-only copy of the model.
+
+Which convolution feeds which norm is read from the modules' own ``forward`` code, traced
+with ``torch.fx`` one module at a time (``nn.Sequential`` containers are followed through),
+so the stems, the blocks' branches, projection shortcuts (option D's pool-conv-norm too)
+and user blocks fold without a list of known types. The model's structure is kept: a
+folded convolution stays where it was, its norm becomes ``nn.Identity``, so ``model.spec``,
+``forward_features`` and ``feature_info`` still work. The folding itself is torch's
+(:func:`torch.nn.utils.fusion.fuse_conv_bn_weights`).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, overload
+
+import torch
+from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from ..norms import FrozenBatchNorm2d
+
+__all__ = ["FuseReport", "fuse_bn", "is_fused"]
+
+M = TypeVar("M", bound=nn.Module)
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORMS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d, FrozenBatchNorm2d)
+_FUSED_FLAG = "_resnetlib_fused"
+_TRAIN_MESSAGE = (
+    "this model is an inference-only copy made by resnetlib.fuse_bn (its batch norms are "
+    "folded into the convolutions); train the unfused model and fuse it again"
+)
+
+
+@dataclass(frozen=True)
+class FuseReport:
+    """What :func:`fuse_bn` did: ``fused`` (convolution, norm) name pairs, and ``unfused``
+    norm layers it left in place, each with the reason.
+
+    Pre-activation nets always leave some: a norm that normalizes a block's input (``bn1``)
+    or follows an addition has no convolution of its own to fold into.
+    """
+
+    fused: tuple[tuple[str, str], ...]
+    unfused: tuple[tuple[str, str], ...]
+
+    def __str__(self) -> str:
+        lines = [f"folded {len(self.fused)} norms into convolutions"]
+        if self.unfused:
+            lines.append(f"left {len(self.unfused)} norms unfolded:")
+            lines.extend(f"  {name}: {reason}" for name, reason in self.unfused)
+        return "\n".join(lines)
+
+
+class _Tracer(fx.Tracer):
+    """Follows ``nn.Sequential`` containers; every other submodule is one call."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return not isinstance(m, nn.Sequential)
+
+
+def _foldable(norm: nn.Module) -> str | None:
+    """``None`` if ``norm`` folds into a preceding convolution, else why it does not."""
+    if isinstance(norm, FrozenBatchNorm2d):
+        return None
+    if isinstance(norm, _BatchNorm):
+        if norm.running_mean is None or norm.running_var is None:
+            return "a batch norm without running statistics normalizes with batch statistics"
+        return None
+    return f"{type(norm).__name__} depends on its input, not on fixed statistics"
+
+
+def _calls(root: nn.Module) -> list[fx.Graph] | str:
+    try:
+        return [_Tracer().trace(root)]
+    except Exception as error:  # any forward that fx cannot trace: report, never fail
+        return f"its forward cannot be traced by torch.fx ({type(error).__name__})"
+
+
+def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The (conv, norm) pairs to fold, by qualified name, and why other norms stay."""
+    names = {id(m): name for name, m in model.named_modules()}
+    occurrences: dict[int, int] = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        occurrences[id(m)] = occurrences.get(id(m), 0) + 1
+    shared = {key for key, count in occurrences.items() if count > 1}
+    calls: dict[int, int] = {}
+    candidates: list[tuple[nn.Module, nn.Module]] = []
+    untraced: dict[int, str] = {}
+    for module in model.modules():
+        leaf = isinstance(module, nn.Sequential) or not list(module.children())
+        if module is not model and leaf:
+            continue
+        graphs = _calls(module)
+        if isinstance(graphs, str):
+            for sub in module.modules():
+                untraced.setdefault(id(sub), f"{names.get(id(module)) or 'the model'}: {graphs}")
+            continue
+        for graph in graphs:
+            for node in graph.nodes:
+                if node.op == "get_attr":  # a parameter read directly: keep its owner
+                    owner = module.get_submodule(str(node.target).rpartition(".")[0])
+                    calls[id(owner)] = calls.get(id(owner), 0) + 2
+                if node.op != "call_module":
+                    continue
+                target = module.get_submodule(str(node.target))
+                calls[id(target)] = calls.get(id(target), 0) + 1
+                if not isinstance(target, _NORMS) or len(node.args) != 1 or node.kwargs:
+                    continue
+                source = node.args[0]
+                if not isinstance(source, fx.Node) or source.op != "call_module":
+                    continue
+                conv = module.get_submodule(str(source.target))
+                if isinstance(conv, _CONVS) and len(source.users) == 1:
+                    candidates.append((conv, target))
+    pairs: list[tuple[str, str]] = []
+    paired: set[int] = set()
+    for conv, norm in candidates:
+        if _foldable(norm) is None and all(
+            calls.get(id(m)) == 1 and not {id(m)} & (shared | paired | untraced.keys())
+            for m in (conv, norm)
+        ):
+            pairs.append((names[id(conv)], names[id(norm)]))
+            paired.update((id(conv), id(norm)))
+    unfused: dict[str, str] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, _NORMS) and id(module) not in paired:
+            reason = untraced.get(id(module)) or _foldable(module)
+            unfused[name] = reason or "its input is not the output of a convolution alone"
+    return pairs, unfused
+
+
+def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
+    fused = copy.deepcopy(conv)
+    if not isinstance(fused, _CONVS):
+        raise TypeError(f"expected a convolution; got {type(conv).__name__}")
+    running_mean = norm.running_mean
+    running_var = norm.running_var
+    if not isinstance(running_mean, torch.Tensor) or not isinstance(running_var, torch.Tensor):
+        raise TypeError(f"{type(norm).__name__} has no running statistics to fold")
+    weight, bias = fuse_conv_bn_weights(
+        fused.weight,
+        fused.bias,
+        running_mean,
+        running_var,
+        float(norm.eps),  # type: ignore[arg-type]
+        norm.weight if isinstance(norm.weight, torch.Tensor) else None,
+        norm.bias if isinstance(norm.bias, torch.Tensor) else None,
+    )
+    fused.weight = weight
+    fused.bias = bias
+    return fused
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, module)
+
+
+class _InferenceOnly(torch.autograd.Function):
+    """Identity forward; a backward that raises :data:`_TRAIN_MESSAGE`."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[None, None]:
+        raise RuntimeError(f"backward through a fused model: {_TRAIN_MESSAGE}")
+
+
+def _guard_backward(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+    if torch.is_grad_enabled() and isinstance(output, torch.Tensor):
+        anchor = torch.zeros((), device=output.device, requires_grad=True)
+        return _InferenceOnly.apply(output, anchor)  # type: ignore[no-untyped-call]
+    return output
+
+
+def _train(module: nn.Module, mode: bool = True) -> nn.Module:
+    if mode:
+        raise RuntimeError(f"train(): {_TRAIN_MESSAGE}")
+    return type(module).train(module, False)
+
+
+def is_fused(model: nn.Module) -> bool:
+    """Whether ``model`` is an inference-only copy made by :func:`fuse_bn`."""
+    return bool(getattr(model, _FUSED_FLAG, False))
+
+
+@overload
+def fuse_bn(model: M, *, report: Literal[False] = False) -> M: ...
+
+
+@overload
+def fuse_bn(model: M, *, report: Literal[True]) -> tuple[M, FuseReport]: ...
+
+
+@torch.no_grad()
+def fuse_bn(model: M, *, report: bool = False) -> M | tuple[M, FuseReport]:
+    """An eval-mode, inference-only copy of ``model`` with its batch norms folded.
+
+    Every convolution whose output goes only to a batch norm (or
+    :class:`~resnetlib.FrozenBatchNorm2d`) becomes one convolution with a bias, and the
+    norm an ``nn.Identity``; eval outputs equal the model's up to rounding. Norms that
+    cannot fold stay (pre-activation nets' input norms, group norms, modules whose forward
+    ``torch.fx`` cannot trace); ``report=True`` also returns a :class:`FuseReport` naming
+    them. The copy refuses ``train()`` and backward with a ``RuntimeError``; its parameters
+    do not require grad. ``model`` itself is never changed.
+    """
+    fused = copy.deepcopy(model).eval()
+    pairs, unfused = _plan(fused)
+    for conv_name, norm_name in pairs:
+        conv = fused.get_submodule(conv_name)
+        norm = fused.get_submodule(norm_name)
+        _replace(fused, conv_name, _fold(conv, norm))
+        _replace(fused, norm_name, nn.Identity())
+    fused.requires_grad_(False)
+    fused.register_forward_hook(_guard_backward)
+    object.__setattr__(fused, "train", functools.partial(_train, fused))
+    object.__setattr__(fused, _FUSED_FLAG, True)
+    if report:
+        return fused, FuseReport(fused=tuple(pairs), unfused=tuple(unfused.items()))
+    return fused

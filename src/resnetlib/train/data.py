@@ -1,0 +1,560 @@
+"""Image classification data sets read from the formats they are published in.
+
+:func:`load_data` detects the layout of a path and returns uint8 image tensors with int64
+labels, on the CPU:
+
+- ``"digits"``: scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), built in,
+  no path needed. Values 0..16 are scaled to 0..255, upscaled to ``image_size`` (default 16)
+  with bilinear interpolation and repeated to 3 channels, so any 3-channel model takes them.
+  The train/test split is fixed: 1,500 / 297 images, stratified by class
+  (``sklearn.model_selection.train_test_split(..., random_state=0)``), whatever ``seed`` is.
+- CIFAR-10 (``cifar-10-batches-py``: ``data_batch_1`` .. ``data_batch_5``, ``test_batch``,
+  ``batches.meta``) and CIFAR-100 (``cifar-100-python``: ``train``, ``test``, ``meta``; fine
+  or coarse labels). These files are pickles; they are read by an unpickler that admits only
+  the globals a numpy array needs, so a file that carries code is refused and runs nothing.
+- TinyImageNet-200 (``wnids.txt``, ``words.txt``, ``train/<wnid>/images/*.JPEG``,
+  ``val/images`` with ``val/val_annotations.txt``; its unlabelled ``test`` is not used, the
+  labelled ``val`` serves as the test split).
+- An image folder: ``root/train/<class>/*`` and ``root/val/<class>/*`` or
+  ``root/test/<class>/*`` (PNG, JPEG, BMP, ...), classes sorted by name.
+
+Image folders are decoded once with Pillow and cached as a ``.pt`` file of uint8 tensors
+under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
+``~/.cache/resnetlib``); the cache is rebuilt when any file's name, size or modification time
+changes, and skipped (with a warning) where it cannot be written.
+
+Every problem with a path (missing, in no known layout, a damaged or code-carrying file) is a
+:class:`DataError` with a one-line message naming the path and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DataError", "DataSplits", "ImageDataset", "load_data"]
+
+LAYOUTS = (
+    '"digits" (built in)',
+    "cifar-10-batches-py (data_batch_1..5, test_batch, batches.meta)",
+    "cifar-100-python (train, test, meta)",
+    "TinyImageNet-200 (wnids.txt, train/<wnid>/images, val/val_annotations.txt)",
+    "image folder (train/<class>/*, val/<class>/* or test/<class>/*)",
+)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train / 297 test
+_CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """A data path is missing, in no known layout, or holds a damaged or unsafe file."""
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images and labels of one split, on the CPU."""
+
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+    classes: tuple[str, ...]  # class names; index = label
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(
+                f"images must be a uint8 N x C x H x W tensor, got {self.images.dtype} "
+                f"of shape {tuple(self.images.shape)}"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
+            raise ValueError(
+                f"labels must be an int64 tensor of shape ({self.images.shape[0]},), got "
+                f"{self.labels.dtype} of shape {tuple(self.labels.shape)}"
+            )
+        if len(self) and (
+            int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)
+        ):
+            raise ValueError(f"labels must lie in [0, {len(self.classes)}) (one per class name)")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, indices: torch.Tensor) -> ImageDataset:
+        """The images at ``indices`` (an int64 index tensor), in that order."""
+        return ImageDataset(self.images[indices], self.labels[indices], self.classes, self.name)
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """A data set's splits; ``val`` is held out from the training images when asked for."""
+
+    train: ImageDataset
+    test: ImageDataset
+    val: ImageDataset | None = None
+
+
+def load_data(
+    source: str | os.PathLike[str] = "digits",
+    *,
+    val_size: int = 0,
+    seed: int = 0,
+    labels: Literal["fine", "coarse"] = "fine",
+    image_size: int | None = None,
+) -> DataSplits:
+    """Load ``source`` ("digits" or a path in a known layout) as train/test(/val) splits.
+
+    ``val_size`` images are held out from the training split as ``val`` (a random choice fixed
+    by ``seed``; the rest stay in their order): ``val_size=5000`` on CIFAR-10 gives the
+    paper's 45k/5k split. ``labels="coarse"`` picks CIFAR-100's 20 superclasses.
+    ``image_size`` resizes (square); it defaults to 16 for digits and to the native size
+    elsewhere (an image folder whose images differ in size needs it).
+    """
+    if labels not in ("fine", "coarse"):
+        raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
+        raise ValueError(f"val_size must be an int >= 0, got {val_size!r}")
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+
+    if isinstance(source, str) and source == "digits":
+        kind, root = "digits", Path("digits")
+    else:
+        root = Path(source)
+        kind = _detect(root)
+    if labels == "coarse" and kind != "cifar100":
+        raise DataError(f"{root}: coarse labels exist only for CIFAR-100, this is {kind}")
+
+    if kind == "digits":
+        train, test = _load_digits(16 if image_size is None else image_size)
+    elif kind == "cifar10":
+        train, test = _load_cifar10(root)
+    elif kind == "cifar100":
+        train, test = _load_cifar100(root, labels)
+    elif kind == "tinyimagenet":
+        train, test = _load_tinyimagenet(root, image_size)
+    else:
+        train, test = _load_folder(root, image_size)
+    if image_size is not None and kind in ("cifar10", "cifar100"):
+        train, test = _resize(train, image_size), _resize(test, image_size)
+    return _split_val(train, test, val_size, seed, root)
+
+
+# --------------------------------------------------------------------------------------
+# Layout detection
+# --------------------------------------------------------------------------------------
+
+
+def _detect(root: Path) -> str:
+    if not root.exists():
+        raise DataError(
+            f'{root}: no such file or directory; expected "digits" or a directory in a known '
+            f"layout: {'; '.join(LAYOUTS[1:])}"
+        )
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory; known layouts: {'; '.join(LAYOUTS)}")
+    if (root / "data_batch_1").is_file() and (root / "test_batch").is_file():
+        return "cifar10"
+    if all((root / name).is_file() for name in ("train", "test", "meta")):
+        return "cifar100"
+    if (root / "wnids.txt").is_file() and (root / "train").is_dir():
+        return "tinyimagenet"
+    if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
+        return "folder"
+    raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(LAYOUTS)}")
+
+
+def _split_val(
+    train: ImageDataset, test: ImageDataset, val_size: int, seed: int, root: Path
+) -> DataSplits:
+    if val_size == 0:
+        return DataSplits(train=train, test=test)
+    if val_size >= len(train):
+        raise ValueError(
+            f"val_size must be smaller than the training split ({len(train)} images in {root}), "
+            f"got {val_size}"
+        )
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+    return DataSplits(train=train.subset(train_idx), test=test, val=train.subset(val_idx))
+
+
+def _resize(dataset: ImageDataset, size: int) -> ImageDataset:
+    if dataset.images.shape[-2:] == (size, size):
+        return dataset
+    images = F.interpolate(
+        dataset.images.float(), size=(size, size), mode="bilinear", antialias=True
+    )
+    images = images.round_().clamp_(0, 255).to(torch.uint8)
+    return ImageDataset(images, dataset.labels, dataset.classes, dataset.name)
+
+
+def _require(module: str, package: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f'{package} is needed to load this data: pip install "resnetlib[train]"'
+        ) from error
+
+
+# --------------------------------------------------------------------------------------
+# Built-in digits
+# --------------------------------------------------------------------------------------
+
+
+def _load_digits(size: int) -> tuple[ImageDataset, ImageDataset]:
+    datasets = _require("sklearn.datasets", "scikit-learn")
+    selection = _require("sklearn.model_selection", "scikit-learn")
+    bunch = datasets.load_digits()
+    images = torch.as_tensor(bunch.images, dtype=torch.float32)  # 1797 x 8 x 8, 0..16
+    images = (images * (255.0 / 16.0)).round_().unsqueeze(1)
+    if size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = images.round_().clamp_(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    targets = torch.as_tensor(bunch.target, dtype=torch.int64)
+    train_idx, test_idx = selection.train_test_split(
+        list(range(len(targets))),
+        test_size=DIGITS_TEST_SIZE,
+        random_state=0,
+        stratify=bunch.target,
+    )
+    classes = tuple(str(c) for c in range(10))
+    full = ImageDataset(images, targets, classes, "digits")
+    train_t = torch.as_tensor(sorted(train_idx), dtype=torch.int64)
+    test_t = torch.as_tensor(sorted(test_idx), dtype=torch.int64)
+    return full.subset(train_t), full.subset(test_t)
+
+
+# --------------------------------------------------------------------------------------
+# CIFAR python batches, through a restricted unpickler
+# --------------------------------------------------------------------------------------
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3's protocol-2 pickles of bytes call it (latin-1 only)."""
+    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin-1")
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    np = _require("numpy", "numpy")
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 1.26 has no numpy._core
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        if hasattr(numeric, "_frombuffer"):  # protocol 5 pickles of numpy >= 1.16
+            allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays; refuses every other global."""
+
+    def __init__(self, file: IO[bytes], path: Path, allowed: dict[tuple[str, str], Any]) -> None:
+        super().__init__(file, encoding="bytes")
+        self._path = path
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise DataError(
+                f"{self._path}: refused to load: the pickle asks for {module}.{name}, "
+                "which a CIFAR batch never needs (only numpy arrays are allowed)"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise DataError(f"{self._path}: refused to load: the pickle uses persistent ids")
+
+
+def _read_pickle(path: Path) -> dict[str, Any]:
+    """A CIFAR pickle as a dict with str keys, or DataError."""
+    allowed = _numpy_globals()
+    try:
+        with path.open("rb") as file:
+            data = _ArrayUnpickler(file, path, allowed).load()
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing (expected a CIFAR python batch)") from None
+    except Exception as error:  # damaged pickles raise anything from EOFError to TypeError
+        raise DataError(
+            f"{path}: damaged CIFAR python batch ({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{path}: expected a dict in a CIFAR python batch, got {type(data).__name__}"
+        )
+    return {k.decode("latin-1") if isinstance(k, bytes) else str(k): v for k, v in data.items()}
+
+
+def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in batch:
+        raise DataError(f"{path}: CIFAR python batch has no {key!r} entry (has {sorted(batch)})")
+    return batch[key]
+
+
+def _names(meta: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
+    names = _field(meta, key, path)
+    if not isinstance(names, list):
+        raise DataError(f"{path}: {key!r} must be a list of names")
+    return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+
+
+def _cifar_arrays(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    np = _require("numpy", "numpy")
+    batch = _read_pickle(path)
+    data, labels = _field(batch, "data", path), _field(batch, label_key, path)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        raise DataError(f"{path}: 'data' must be a uint8 numpy array (N x 3072)")
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(
+            f"{path}: 'data' has shape {data.shape}, expected (N, 3072): N 3x32x32 images"
+        )
+    try:
+        targets = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: {label_key!r} must be a list of integers") from None
+    if targets.shape != (data.shape[0],):
+        raise DataError(
+            f"{path}: {data.shape[0]} images but {label_key!r} has shape {targets.shape}"
+        )
+    images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32).copy())
+    return images, torch.from_numpy(targets.copy())
+
+
+def _cifar_dataset(
+    paths: Sequence[Path], label_key: str, classes: tuple[str, ...], name: str
+) -> ImageDataset:
+    parts = [_cifar_arrays(path, label_key) for path in paths]
+    images = torch.cat([p[0] for p in parts])
+    targets = torch.cat([p[1] for p in parts])
+    if len(targets) and (int(targets.min()) < 0 or int(targets.max()) >= len(classes)):
+        raise DataError(
+            f"{paths[0].parent}: labels outside 0..{len(classes) - 1} ({len(classes)} classes)"
+        )
+    return ImageDataset(images, targets, classes, name)
+
+
+def _load_cifar10(root: Path) -> tuple[ImageDataset, ImageDataset]:
+    meta_path = root / "batches.meta"
+    classes = _names(_read_pickle(meta_path), "label_names", meta_path)
+    batches = [root / f"data_batch_{i}" for i in range(1, 6)]
+    train = _cifar_dataset(batches, "labels", classes, "cifar10")
+    test = _cifar_dataset([root / "test_batch"], "labels", classes, "cifar10")
+    return train, test
+
+
+def _load_cifar100(root: Path, labels: str) -> tuple[ImageDataset, ImageDataset]:
+    meta_path = root / "meta"
+    classes = _names(_read_pickle(meta_path), f"{labels}_label_names", meta_path)
+    key = f"{labels}_labels"
+    train = _cifar_dataset([root / "train"], key, classes, "cifar100")
+    test = _cifar_dataset([root / "test"], key, classes, "cifar100")
+    return train, test
+
+
+# --------------------------------------------------------------------------------------
+# Image folders and TinyImageNet-200: decoded once, cached
+# --------------------------------------------------------------------------------------
+
+
+def _cache_dir() -> Path:
+    if "RESNETLIB_CACHE_DIR" in os.environ:
+        return Path(os.environ["RESNETLIB_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "resnetlib"
+
+
+def _fingerprint(files: Sequence[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
+    """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``."""
+    image_module = _require("PIL.Image", "Pillow")
+    np = _require("numpy", "numpy")
+
+    def one(file: Path) -> Any:
+        try:
+            with image_module.open(file) as image:
+                image = image.convert("RGB")
+                if size is not None and image.size != (size, size):
+                    image = image.resize((size, size), image_module.Resampling.BILINEAR)
+                return np.asarray(image, dtype=np.uint8)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise DataError(f"{file}: not a readable image ({error})") from None
+
+    from concurrent.futures import ThreadPoolExecutor  # Pillow decodes without the GIL
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        arrays = list(pool.map(one, files))
+    if not arrays:
+        return torch.empty(0, 3, size or 1, size or 1, dtype=torch.uint8)
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(
+            f"{root}: images differ in size ({sorted(shapes)[:3]}...); pass image_size to resize"
+        )
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _cached(
+    root: Path,
+    files: Sequence[Path],
+    size: int | None,
+    build: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """``build()``'s tensors, from the cache when the files are unchanged."""
+    fingerprint = _fingerprint(files, root)
+    key = hashlib.sha256(f"{root.resolve()}\0{size}".encode()).hexdigest()[:24]
+    path = _cache_dir() / f"{root.name or 'data'}-{key}.pt"
+    if path.is_file():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            if (
+                isinstance(stored, dict)
+                and stored.get("version") == _CACHE_VERSION
+                and stored.get("fingerprint") == fingerprint
+            ):
+                return stored
+        except Exception:  # a damaged cache is rebuilt
+            pass
+    result = build()
+    result.update(version=_CACHE_VERSION, fingerprint=fingerprint)
+    try:
+        from ..files import atomic_write
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda file: torch.save(result, file))
+    except OSError as error:
+        warnings.warn(f"could not cache decoded images at {path}: {error}", stacklevel=3)
+    return result
+
+
+def _images_in(directory: Path) -> list[Path]:
+    return sorted(
+        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def _load_folder(root: Path, size: int | None) -> tuple[ImageDataset, ImageDataset]:
+    test_dir = root / "val" if (root / "val").is_dir() else root / "test"
+    classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+    if not classes:
+        raise DataError(f"{root / 'train'}: no class folders (expected train/<class>/<images>)")
+    index = {name: i for i, name in enumerate(classes)}
+    splits: dict[str, tuple[list[Path], list[int]]] = {}
+    for split, directory in (("train", root / "train"), ("test", test_dir)):
+        files: list[Path] = []
+        targets: list[int] = []
+        for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+            if folder.name not in index:
+                raise DataError(f"{folder}: class {folder.name!r} is not among train's classes")
+            found = _images_in(folder)
+            files += found
+            targets += [index[folder.name]] * len(found)
+        if not files:
+            raise DataError(f"{directory}: no images (expected {directory}/<class>/<images>)")
+        splits[split] = (files, targets)
+    return _build_cached(root, splits, classes, root.name, size)
+
+
+def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, ImageDataset]:
+    wnids = [w for w in (root / "wnids.txt").read_text().split() if w]
+    if not wnids:
+        raise DataError(f"{root / 'wnids.txt'}: empty (expected one WordNet id per line)")
+    index = {w: i for i, w in enumerate(wnids)}
+    words: dict[str, str] = {}
+    if (root / "words.txt").is_file():
+        for line in (root / "words.txt").read_text(encoding="utf-8").splitlines():
+            wnid, _, text = line.partition("\t")
+            if wnid in index:
+                words[wnid] = text.strip()
+    classes = tuple(words.get(w, w) for w in wnids)
+
+    train_files: list[Path] = []
+    train_targets: list[int] = []
+    for wnid in wnids:
+        folder = root / "train" / wnid / "images"
+        if not folder.is_dir():
+            raise DataError(f"{folder}: missing (TinyImageNet-200 expects train/<wnid>/images)")
+        found = _images_in(folder)
+        train_files += found
+        train_targets += [index[wnid]] * len(found)
+
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise DataError(
+            f"{annotations}: missing (TinyImageNet-200 expects val/val_annotations.txt)"
+        )
+    val_files: list[Path] = []
+    val_targets: list[int] = []
+    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2 or parts[1] not in index:
+            raise DataError(
+                f"{annotations}:{number}: expected '<file>\\t<wnid>...' with a wnid of wnids.txt"
+            )
+        val_files.append(root / "val" / "images" / parts[0])
+        val_targets.append(index[parts[1]])
+    for file in val_files:
+        if not file.is_file():
+            raise DataError(f"{file}: missing (listed in {annotations})")
+    splits = {"train": (train_files, train_targets), "test": (val_files, val_targets)}
+    return _build_cached(root, splits, classes, "tinyimagenet", size)
+
+
+def _build_cached(
+    root: Path,
+    splits: dict[str, tuple[list[Path], list[int]]],
+    classes: tuple[str, ...],
+    name: str,
+    size: int | None,
+) -> tuple[ImageDataset, ImageDataset]:
+    every = splits["train"][0] + splits["test"][0]
+
+    def build() -> dict[str, Any]:
+        result: dict[str, Any] = {"classes": list(classes)}
+        for split, (files, targets) in splits.items():
+            result[f"{split}_images"] = _decode(files, size, root)
+            result[f"{split}_labels"] = torch.tensor(targets, dtype=torch.int64)
+        return result
+
+    stored = _cached(root, every, size, build)
+    train = ImageDataset(stored["train_images"], stored["train_labels"], classes, name)
+    test = ImageDataset(stored["test_images"], stored["test_labels"], classes, name)
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(
+            f"{root}: train images are {tuple(train.images.shape[2:])}, test images "
+            f"{tuple(test.images.shape[2:])}; pass image_size to resize"
+        )
+    return train, test

@@ -1,0 +1,273 @@
+"""Device-resident batches with whole-batch augmentation (the paper's CIFAR pipeline).
+
+:class:`DeviceLoader` copies a data set's uint8 images to the training device once and, per
+batch, gathers the images by index, applies :class:`Augment` to the whole batch with tensor
+ops (zero padding, a random crop of the original size at a per-sample offset, a random
+horizontal flip), scales to [0, 1] and subtracts the per-pixel mean. No per-sample Python
+runs per batch, so the accelerator never waits on a CPU loader.
+
+Randomness: an epoch's order is ``torch.randperm`` on a CPU generator seeded from
+``(seed, epoch)`` (the same on every rank, so the ranks' shards partition it); its crops and
+flips come from a generator seeded from ``(seed, epoch, rank)``, drawn for the whole epoch
+when iteration starts. Draws on the CPU make a run replay identically on any device, and
+``state_dict`` records the epoch and position so that a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .data import ImageDataset
+
+__all__ = ["Augment", "DeviceLoader", "augment_batch", "pixel_mean"]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation; the defaults are the paper's CIFAR augmentation (section 4.2).
+
+    ``pad`` zero pixels are added on every side and a crop of the original size is taken at a
+    uniformly random offset (``pad=0``: no crop); ``flip`` mirrors half of the images
+    left-right.
+    """
+
+    pad: int = 4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0:
+            raise ValueError(f"Augment.pad must be an int >= 0, got {self.pad!r}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"Augment.flip must be a bool, got {self.flip!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serializable fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Augment:
+        """The inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown Augment field(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**data)
+
+
+def pixel_mean(dataset: ImageDataset) -> torch.Tensor:
+    """The per-pixel mean image (float32 C x H x W, [0, 1] units) of ``dataset``."""
+    if len(dataset) == 0:
+        raise ValueError(f"pixel_mean needs at least one image; {dataset.name!r} has none")
+    total = torch.zeros(dataset.images.shape[1:], dtype=torch.float64)
+    for start in range(0, len(dataset), 4096):  # bounded memory for large sets
+        total += dataset.images[start : start + 4096].sum(0, dtype=torch.float64)
+    return (total / (255.0 * len(dataset))).to(torch.float32)
+
+
+def _seeded(*parts: int) -> torch.Generator:
+    """A CPU generator whose seed is a hash of ``parts``."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def _crop_flip(
+    padded: torch.Tensor,
+    index: torch.Tensor,
+    offsets: torch.Tensor,
+    flips: torch.Tensor | None,
+    size: tuple[int, int],
+) -> torch.Tensor:
+    """Crops of ``size`` from ``padded[index]`` at ``offsets`` (rows, columns), mirrored where
+    ``flips``: one gather from a strided view of every crop window, then one where."""
+    windows = padded.unfold(2, size[0], 1).unfold(3, size[1], 1)  # N, C, rows, cols, h, w
+    crops = windows[index, :, offsets[:, 0], offsets[:, 1]]  # B, C, h, w
+    if flips is None:
+        return crops
+    return torch.where(flips[:, None, None, None], crops.flip(3), crops)
+
+
+def augment_batch(
+    images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """Crop ``images`` (B x C x H x W) from their ``pad``-zero-padded versions.
+
+    Sample b's crop starts at row ``offsets[b, 0]`` and column ``offsets[b, 1]`` (each in
+    ``[0, 2 * pad]``) of the padded image, so an offset of ``pad`` returns the image itself;
+    where ``flips[b]`` the crop is mirrored left-right. The whole batch at once: no
+    per-sample Python.
+    """
+    padded = F.pad(images, (pad, pad, pad, pad))
+    index = torch.arange(images.shape[0], device=images.device)
+    return _crop_flip(padded, index, offsets, flips, (images.shape[2], images.shape[3]))
+
+
+class DeviceLoader:
+    """Batches of ``(images - mean, labels)`` from a data set held on ``device``.
+
+    Yields float32 B x C x H x W images (scaled to [0, 1], ``mean`` subtracted; channels_last
+    when asked) and int64 labels, on ``device``. With ``augment`` every training batch is
+    cropped and flipped (see :class:`Augment`); without it the images pass unchanged (the test
+    path). Rank ``rank`` of ``world_size`` takes every ``world_size``-th index of each epoch's
+    order, after the order is padded by wrapping around (or cut, with ``drop_last``) to a
+    multiple of ``world_size``, as ``torch.utils.data.DistributedSampler`` does: all ranks get
+    the same number of samples. Call :meth:`set_epoch` before each epoch for a new order.
+
+    The device holds the images as uint8, zero-padded once when ``augment`` pads (CIFAR:
+    50,000 x 3 x 40 x 40 bytes, 240 MB), so that a batch's crops are one gather.
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        *,
+        batch_size: int,
+        device: torch.device | str,
+        mean: torch.Tensor,
+        augment: Augment | None = None,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
+        if augment is not None and not isinstance(augment, Augment):
+            raise ValueError(f"augment must be an Augment or None, got {type(augment).__name__}")
+        if tuple(mean.shape) != tuple(dataset.images.shape[1:]):
+            raise ValueError(
+                f"mean must have the images' shape {tuple(dataset.images.shape[1:])} (C x H x W), "
+                f"got {tuple(mean.shape)}"
+            )
+        if len(dataset) < world_size:
+            raise ValueError(
+                f"{len(dataset)} images cannot be shared among world_size={world_size} ranks"
+            )
+        self.device = torch.device(device)
+        self.image_size = (int(dataset.images.shape[2]), int(dataset.images.shape[3]))
+        images = dataset.images.to(self.device)
+        if augment is not None and augment.pad:  # padded once; each batch is one gather
+            images = F.pad(images, (augment.pad,) * 4)
+        self._images = images
+        self.labels = dataset.labels.to(self.device)
+        self.mean = mean.to(self.device, torch.float32)
+        self.batch_size = batch_size
+        self.augment = augment
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.channels_last = channels_last
+        self.epoch = 0
+        self._position = 0  # batches yielded in the current epoch
+        self._resume_at = 0  # set by load_state_dict: where the next iteration starts
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch for this rank."""
+        n = len(self.labels)
+        if self.drop_last:
+            return n // self.world_size
+        return -(-n // self.world_size)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return -(-self.num_samples // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order and augmentation draws for the next iteration.
+
+        Setting the epoch a loaded state is in keeps that state's position, so
+        ``load_state_dict(state); set_epoch(state["epoch"])`` resumes mid-epoch.
+        """
+        if epoch != self.epoch:
+            self._resume_at = 0
+        self.epoch = epoch
+
+    def indices(self) -> torch.Tensor:
+        """This rank's sample indices for the current epoch, in order (CPU, int64)."""
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=_seeded(self.seed, self.epoch))
+        else:
+            order = torch.arange(n)
+        total = self.num_samples * self.world_size
+        if total > n:  # wrap around so that every rank gets num_samples
+            order = torch.cat([order, order[: total - n]])
+        return order[self.rank : total : self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cpu_indices = self.indices()
+        indices = cpu_indices.to(self.device, non_blocking=True)
+        augment = self.augment
+        if augment is not None and (augment.pad or augment.flip):
+            generator = _seeded(self.seed, self.epoch, self.rank)
+            n, pad = len(cpu_indices), augment.pad
+            offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+            if augment.flip:
+                flips = torch.rand(n, generator=generator) < 0.5
+            else:
+                flips = torch.zeros(n, dtype=torch.bool)
+            offsets = offsets.to(self.device, non_blocking=True)
+            flips = flips.to(self.device, non_blocking=True)
+        else:
+            augment = None
+
+        start, self._resume_at = self._resume_at, 0
+        self._position = start
+        for i in range(start, len(self)):
+            window = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            index = indices[window]
+            if augment is not None:
+                flip = flips[window] if augment.flip else None
+                images = _crop_flip(self._images, index, offsets[window], flip, self.image_size)
+            else:
+                images = self._images[index]
+            x = images.to(torch.float32).div_(255.0).sub_(self.mean)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            self._position = i + 1
+            yield x, self.labels[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch and position (batches handed out in it), plus what must match on resume.
+
+        The state is the same on every rank, so rank 0's serves all ranks on resume.
+        """
+        return {
+            "epoch": self.epoch,
+            "position": self._position,
+            "seed": self.seed,
+            "num_images": len(self.labels),
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue where ``state`` (from :meth:`state_dict`) left off: the next iteration
+        yields the rest of that epoch, exactly as the interrupted one would have."""
+        mine = self.state_dict()
+        for key in ("seed", "num_images", "batch_size", "world_size"):
+            if state.get(key) != mine[key]:
+                raise ValueError(
+                    f"loader state has {key}={state.get(key)!r}, this loader has {mine[key]!r}; "
+                    "a resumed run needs the same data, seed, batch size and world size"
+                )
+        position = int(state["position"])
+        if not 0 <= position <= len(self):
+            raise ValueError(f"loader state position must lie in [0, {len(self)}], got {position}")
+        self.epoch = int(state["epoch"])
+        self._position = self._resume_at = position

@@ -1,0 +1,282 @@
+"""Training recipes as plain, validated, JSON-serializable data.
+
+A :class:`Recipe` says how to train (optimizer, schedule, length, warm-up, augmentation and
+the modern options); :func:`resnetlib.train.fit` follows it. :data:`PAPER_CIFAR` is the
+recipe of He et al. (2015), section 4.2; :func:`paper_recipe` adds the paper's warm-up for
+ResNet-110 and deeper; :data:`DIGITS` is a small recipe for the built-in digits data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .pipeline import Augment
+
+__all__ = ["DIGITS", "PAPER_CIFAR", "PAPER_CIFAR_WARMUP", "Recipe", "paper_recipe", "recipe_for"]
+
+_OPTIMIZERS = ("sgd",)
+_SCHEDULES = ("step", "cosine")
+_AUTOCAST = (None, "bf16", "fp16")
+
+
+def _fail(name: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"Recipe.{name} must be {allowed}; got {value!r}")
+
+
+def _number(name: str, value: object, *, low: float, high: float = math.inf) -> float:
+    """``value`` as a float in ``[low, high)`` (``high`` exclusive unless infinite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(name, value, f"a number in [{low}, {high})")
+    if not low <= value < high:
+        raise _fail(name, value, f"a number in [{low}, {high})")
+    return float(value)
+
+
+def _int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(name, value, f"an int >= {minimum}")
+    return value
+
+
+def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed or isinstance(value, bool):
+        raise _fail(name, value, f"one of {list(allowed)}")
+
+
+def _bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise _fail(name, value, "a bool")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: every field has the paper's CIFAR value unless it says otherwise.
+
+    Length: exactly one of ``iterations`` and ``epochs``. ``milestones`` are in that same
+    unit: with ``schedule="step"`` the lr is multiplied by ``gamma`` at each of them
+    (the paper: 32k and 48k of 64k iterations); ``"cosine"`` anneals from ``lr`` to 0 and
+    ignores them. When a run's length is overridden, the milestones scale with it.
+
+    Warm-up (the paper's ResNet-110 rule): with ``warmup_lr`` set, training starts at that lr
+    and switches to ``lr`` once a training batch's error is below ``warmup_error``, or after
+    ``warmup_max_iterations`` whichever comes first.
+
+    ``augment`` is the training augmentation (``None``: none); ``val_size`` images are held
+    out of the training set for validation. The modern options (``autocast``,
+    ``channels_last``, ``compile``, ``label_smoothing``, ``no_decay_norm_bias``,
+    ``ema_decay``) are off in the paper's recipe; ``autocast`` and ``compile`` act on GPUs
+    only (``autocast`` is ignored on a CPU).
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    iterations: int | None = 64_000
+    epochs: int | None = None
+    schedule: str = "step"
+    milestones: tuple[int, ...] = (32_000, 48_000)
+    gamma: float = 0.1
+    warmup_lr: float | None = None
+    warmup_error: float = 0.8
+    warmup_max_iterations: int = 2_000
+    augment: Augment | None = field(default_factory=Augment)
+    val_size: int = 5_000
+    autocast: str | None = None
+    channels_last: bool = False
+    compile: bool = False
+    label_smoothing: float = 0.0
+    no_decay_norm_bias: bool = False
+    ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        _choice("optimizer", self.optimizer, _OPTIMIZERS)
+        object.__setattr__(self, "lr", _number("lr", self.lr, low=0.0))
+        if self.lr == 0.0:
+            raise _fail("lr", self.lr, "a number > 0")
+        object.__setattr__(self, "momentum", _number("momentum", self.momentum, low=0.0, high=1))
+        _bool("nesterov", self.nesterov)
+        if self.nesterov and self.momentum == 0.0:
+            raise _fail("nesterov", self.nesterov, "False when momentum is 0")
+        object.__setattr__(self, "weight_decay", _number("weight_decay", self.weight_decay, low=0))
+        _int("batch_size", self.batch_size, 1)
+        if (self.iterations is None) == (self.epochs is None):
+            raise ValueError(
+                "Recipe needs exactly one of iterations and epochs; "
+                f"got iterations={self.iterations!r}, epochs={self.epochs!r}"
+            )
+        if self.iterations is not None:
+            _int("iterations", self.iterations, 1)
+        if self.epochs is not None:
+            _int("epochs", self.epochs, 1)
+        _choice("schedule", self.schedule, _SCHEDULES)
+        milestones = self.milestones
+        if isinstance(milestones, list):
+            milestones = tuple(milestones)
+        if not isinstance(milestones, tuple):
+            raise _fail("milestones", milestones, "a tuple of increasing ints >= 1")
+        for i, value in enumerate(milestones):
+            _int(f"milestones[{i}]", value, 1)
+        if list(milestones) != sorted(set(milestones)):
+            raise _fail("milestones", milestones, "strictly increasing")
+        object.__setattr__(self, "milestones", milestones)
+        object.__setattr__(self, "gamma", _number("gamma", self.gamma, low=0.0, high=1.0))
+        if self.warmup_lr is not None:
+            object.__setattr__(self, "warmup_lr", _number("warmup_lr", self.warmup_lr, low=0.0))
+        object.__setattr__(
+            self, "warmup_error", _number("warmup_error", self.warmup_error, low=0.0, high=1.0)
+        )
+        _int("warmup_max_iterations", self.warmup_max_iterations, 0)
+        if self.augment is not None and not isinstance(self.augment, Augment):
+            raise _fail("augment", self.augment, "an Augment or None")
+        _int("val_size", self.val_size, 0)
+        _choice("autocast", self.autocast, _AUTOCAST)
+        _bool("channels_last", self.channels_last)
+        _bool("compile", self.compile)
+        object.__setattr__(
+            self,
+            "label_smoothing",
+            _number("label_smoothing", self.label_smoothing, low=0.0, high=1.0),
+        )
+        _bool("no_decay_norm_bias", self.no_decay_norm_bias)
+        if self.ema_decay is not None:
+            object.__setattr__(
+                self, "ema_decay", _number("ema_decay", self.ema_decay, low=0.0, high=1.0)
+            )
+
+    # -- length and schedule -------------------------------------------------------------
+
+    def resolved(
+        self,
+        batches_per_epoch: int,
+        *,
+        iterations: int | None = None,
+        epochs: int | None = None,
+    ) -> Recipe:
+        """This recipe counted in iterations for a loader of ``batches_per_epoch`` batches.
+
+        ``iterations`` or ``epochs`` (at most one) replace the recipe's length; the
+        milestones scale with it, so the schedule keeps its shape.
+        """
+        _int("batches_per_epoch", batches_per_epoch, 1)
+        if iterations is not None and epochs is not None:
+            raise ValueError("give iterations or epochs, not both")
+        per_unit = 1 if self.iterations is not None else batches_per_epoch
+        own_total = (self.iterations or 0) + (self.epochs or 0) * batches_per_epoch
+        if iterations is not None:
+            total = _int("iterations", iterations, 1)
+        elif epochs is not None:
+            total = _int("epochs", epochs, 1) * batches_per_epoch
+        else:
+            total = own_total
+        milestones = sorted(
+            {round(m * per_unit * total / own_total) for m in self.milestones} - {0}
+        )
+        return replace(self, iterations=total, epochs=None, milestones=tuple(milestones))
+
+    def lr_at(self, iteration: int, warmed_up: bool = True) -> float:
+        """The learning rate of (0-based) ``iteration`` of an iteration-counted recipe.
+
+        ``warmed_up=False`` gives ``warmup_lr`` while a warm-up is on (see the class doc).
+        """
+        if self.iterations is None:
+            raise ValueError(
+                "lr_at needs a recipe counted in iterations; call recipe.resolved(...) first"
+            )
+        if self.warmup_lr is not None and not warmed_up:
+            return self.warmup_lr
+        if self.schedule == "cosine":
+            return (
+                self.lr
+                * 0.5
+                * (1.0 + math.cos(math.pi * min(iteration, self.iterations) / self.iterations))
+            )
+        passed = sum(iteration >= milestone for milestone in self.milestones)
+        return self.lr * self.gamma**passed
+
+    def warmup_over(self, iterations_done: int, batch_error: float) -> bool:
+        """Whether the warm-up ends after ``iterations_done`` iterations, the last of which
+        had training error ``batch_error`` (a fraction): below ``warmup_error`` or at the cap.
+        """
+        return (
+            self.warmup_lr is None
+            or batch_error < self.warmup_error
+            or iterations_done >= self.warmup_max_iterations
+        )
+
+    # -- JSON ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A dict of JSON types only; :meth:`from_dict` inverts it exactly."""
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["milestones"] = list(self.milestones)
+        data["augment"] = None if self.augment is None else self.augment.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        """Rebuild a recipe from :meth:`to_dict` output; missing keys take their defaults."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"Recipe must be a dict; got {type(data).__name__}")
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"Recipe has unknown keys {unknown}; allowed: {sorted(allowed)}")
+        values = dict(data)
+        if "milestones" in values and isinstance(values["milestones"], list):
+            values["milestones"] = tuple(values["milestones"])
+        if isinstance(values.get("augment"), Mapping):
+            values["augment"] = Augment.from_dict(values["augment"])
+        # A dict that sets only one length means that one: the other is not the default.
+        if "epochs" in values and values["epochs"] is not None and "iterations" not in values:
+            values["iterations"] = None
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"Recipe JSON is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+
+PAPER_CIFAR = Recipe()
+"""He et al. (2015), section 4.2: SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1
+divided by 10 at 32k and 48k iterations, 64k in all, 45k/5k split, pad-4 crop and flip."""
+
+PAPER_CIFAR_WARMUP = replace(PAPER_CIFAR, warmup_lr=0.01)
+""":data:`PAPER_CIFAR` with the paper's ResNet-110 warm-up: lr 0.01 until a training batch's
+error is below 80% (about 400 iterations in the paper), then 0.1."""
+
+DIGITS = Recipe(
+    epochs=30,
+    iterations=None,
+    milestones=(),
+    augment=None,
+    val_size=0,
+)
+"""The built-in digits (16x16): the paper's optimizer at a constant lr 0.1, 30 epochs, no
+augmentation (flips do not suit digits), no validation split."""
+
+
+def paper_recipe(depth: int) -> Recipe:
+    """The paper's CIFAR recipe for a network of ``depth`` layers: warm-up from 110 up."""
+    _int("depth", depth, 1)
+    return PAPER_CIFAR_WARMUP if depth >= 110 else PAPER_CIFAR
+
+
+def recipe_for(model_name: str) -> Recipe:
+    """:func:`paper_recipe` for a registered name's depth (``resnet110`` -> warm-up)."""
+    match = re.search(r"(\d+)", model_name)
+    return paper_recipe(int(match.group(1))) if match else PAPER_CIFAR

@@ -1,0 +1,100 @@
+"""``resnetlib export``: pt2 and ONNX files from the command line, and its one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import resnetlib as rl
+from resnetlib.cli import main
+
+
+def test_pt2_from_a_checkpoint_fused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    model = rl.resnet20(num_classes=7)
+    checkpoint = tmp_path / "model.pt"
+    rl.save(model, checkpoint)
+    out = tmp_path / "model.pt2"
+    argv = ["export", "resnet20", "--format", "pt2", "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--fuse", "--input", "3,16,16", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    program = torch.export.load(out)
+    convs_with_bias = [k for k in program.state_dict if k.endswith(".bias") and "conv" in k]
+    assert convs_with_bias  # folded
+    loaded = program.module()
+    for batch in (1, 4):
+        x = torch.randn(batch, 3, 16, 16)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_onnx(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "plain.onnx"
+    argv = ["export", "plain20", "--format", "onnx", "--fuse", "--input", "1,8,8"]
+    assert main([*argv, "--out", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [1, 8, 8]
+    (logits,) = session.run(["output"], {"input": torch.randn(3, 1, 8, 8).numpy()})
+    assert logits.shape == (3, 10)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["export", "resnet21", "--format", "pt2"], "resnet20"),  # close matches listed
+        (["export", "resnet20", "--format", "pt2", "--checkpoint", "missing.pt"], "no such file"),
+    ],
+)
+def test_errors_are_one_line(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a if a != "missing.pt" else str(tmp_path / a) for a in argv]
+    assert main([*argv, "--out", str(tmp_path / "x.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("resnetlib export: error:")
+    assert message in err
+
+
+def test_bad_out_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["export", "resnet20", "--format", "pt2", "--out"]
+    assert main([*base, str(tmp_path / "nowhere" / "x.pt2")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*base, str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_a_missing_optional_dependency_names_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+
+    def without_onnxscript(name: str, *args: Any) -> Any:
+        return None if name == "onnxscript" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_onnxscript)
+    out = tmp_path / "x.onnx"
+    assert main(["export", "resnet20", "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert 'needs onnxscript: pip install "resnetlib[export]"' in err
+    assert not out.exists()
+
+
+def test_import_resnetlib_stays_light() -> None:
+    """``import resnetlib`` (and the CLI module) load no exporter beyond what torch does."""
+    code = (
+        "import sys, torch; before = set(sys.modules); import resnetlib, resnetlib.cli; "
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
+        "('onnx', 'onnxscript', 'onnxruntime') or m.startswith(('torch.onnx', 'torch.export', "
+        "'resnetlib.deploy.export', 'resnetlib.deploy.cli'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

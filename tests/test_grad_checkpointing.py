@@ -1,0 +1,76 @@
+"""model.set_grad_checkpointing(True): same gradients, batch-norm statistics updated once,
+the same stochastic-depth masks, and fewer saved activations."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import resnetlib as rl
+
+MODELS = {
+    "basic": lambda **kw: rl.resnet20(base_width=4, **kw),
+    "bottleneck": lambda **kw: rl.resnet(layers=(2, 2), base_width=4, block="bottleneck", **kw),
+    "preact": lambda **kw: rl.preact_resnet164(base_width=4, **kw),
+}
+
+
+def _step(model: rl.ResNet, x: torch.Tensor, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    out = model(x)
+    out.square().mean().backward()
+    return out.detach()
+
+
+@pytest.mark.parametrize("family", MODELS)
+@pytest.mark.parametrize("drop_path_rate", [0.0, 0.5])
+def test_same_step_as_without(family: str, drop_path_rate: float, device: torch.device) -> None:
+    torch.manual_seed(0)
+    plain = MODELS[family](drop_path_rate=drop_path_rate).to(device).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.set_grad_checkpointing(True)
+    x = torch.randn(4, 3, 16, 16, device=device)
+    expected = _step(plain, x, seed=1)
+    actual = _step(checkpointed, x, seed=1)
+    torch.testing.assert_close(actual, expected)
+    # Gradients equal; with drop path, only if the recomputation drew the same masks.
+    for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert p.grad is not None, key
+        assert q.grad is not None, key
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
+    # Running statistics updated exactly once, by the forward, not again by the recomputation.
+    buffers = dict(checkpointed.named_buffers())
+    for key, value in plain.named_buffers():
+        torch.testing.assert_close(buffers[key], value, msg=key)
+        if key.endswith("num_batches_tracked"):
+            assert int(buffers[key]) == 1, key
+    # Checkpointing is a setting of the model, not a change to it.
+    assert checkpointed.state_dict().keys() == plain.state_dict().keys()
+
+
+def _saved_bytes(model: rl.ResNet, x: torch.Tensor) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(x).square().mean()
+    loss.backward()
+    return sum(storages.values())
+
+
+def test_saves_far_fewer_activations() -> None:
+    torch.manual_seed(0)
+    model = rl.resnet56(base_width=4).train()
+    x = torch.randn(4, 3, 16, 16)
+    plain = _saved_bytes(model, x)
+    model.set_grad_checkpointing(True)
+    checkpointed = _saved_bytes(model, x)
+    assert checkpointed * 3 < plain
+    model.set_grad_checkpointing(False)
+    assert _saved_bytes(model, x) == plain

@@ -1,0 +1,128 @@
+"""``resnetlib train`` / ``evaluate`` / ``reproduce``: outputs, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import resnetlib as rl
+from resnetlib.cli import main
+
+FAST = ["--image-size", "8", "--no-progress", "--batch-size", "500"]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("resnetlib: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = run(
+        ["train", "resnet20", "--iterations", "2", "--out", str(out), *FAST], capsys
+    )
+    assert code == 0
+    assert f"outputs in {out}/" in stdout
+    for name in ("final.pt", "last.pt", "state.pt", "metrics.csv", "curves.png", "run.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "run.json").read_text())["model"] == "resnet20"
+    model = rl.load(out / "final.pt")
+    assert model.spec == rl.resnet20(num_classes=10).spec  # digits: 10 classes, 3 channels
+    # The run's data, image size and seed come from its run.json.
+    code, stdout, _ = run(["evaluate", str(out / "final.pt")], capsys)
+    assert code == 0
+    recorded = rl.read_checkpoint(out / "final.pt").metadata["test_error"]
+    assert f"test error {100 * recorded:.2f}%" in stdout
+    assert "on 297 images of digits" in stdout
+    # A second run into the same directory must say --resume.
+    code, _, err = run(["train", "resnet20", "--iterations", "2", "--out", str(out), *FAST], capsys)
+    assert_one_line_error(code, err, str(out), "--resume")
+    # Resuming a finished run with the same length changes nothing and succeeds.
+    argv = ["train", "resnet20", "--iterations", "2", "--out", str(out), "--resume", *FAST]
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    assert "after 2 iterations" in stdout
+
+
+def test_missing_data_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "cifar-10-batches-py"
+    code, _, err = run(["train", "resnet20", "--data", str(missing)], capsys)
+    assert_one_line_error(code, err, str(missing))
+
+
+def test_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["train", "resnet7"], capsys)
+    assert_one_line_error(code, err, "resnet7")
+
+
+def test_data_in_no_known_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("not images")
+    code, _, err = run(["train", "resnet20", "--data", str(tmp_path)], capsys)
+    assert_one_line_error(code, err, str(tmp_path), "layout")
+
+
+def test_missing_train_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
+    code, _, err = run(["train", "resnet20"], capsys)
+    assert_one_line_error(code, err, "tqdm", 'pip install "resnetlib[train]"')
+
+
+def test_evaluate_and_resume_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["evaluate", str(tmp_path / "final.pt")], capsys)
+    assert_one_line_error(code, err, "final.pt", "no such checkpoint")
+    not_a_checkpoint = tmp_path / "bad.pt"
+    not_a_checkpoint.write_bytes(b"garbage")
+    code, _, err = run(["evaluate", str(not_a_checkpoint)], capsys)
+    assert_one_line_error(code, err, str(not_a_checkpoint))
+    code, _, err = run(["train", "resnet20", "--resume", "--out", str(tmp_path / "r")], capsys)
+    assert_one_line_error(code, err, "nothing to resume")
+    code, _, err = run(["train", "resnet20", "--recipe", str(tmp_path / "r.json")], capsys)
+    assert_one_line_error(code, err, "--recipe")
+    (tmp_path / "r.json").write_text('{"lr": -1}')
+    code, _, err = run(["train", "resnet20", "--recipe", str(tmp_path / "r.json")], capsys)
+    assert_one_line_error(code, err, "Recipe.lr")
+
+
+def test_length_flags_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "resnet20", "--epochs", "1", "--iterations", "5"])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_reproduce_degradation_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resnetlib.train import DIGITS, reproduce
+
+    report = reproduce.degradation(
+        tmp_path,
+        epochs=1,
+        models=("plain20", "resnet20"),
+        recipe=dataclasses.replace(DIGITS, batch_size=500),
+        image_size=8,
+        progress=False,
+    )
+    assert set(report.runs) == {"plain-20", "ResNet-20"}
+    assert report.figure == tmp_path / "degradation.png"
+    assert report.figure.read_bytes().startswith(b"\x89PNG")
+    table = (tmp_path / "table.md").read_text()
+    assert "| plain-20 |" in table
+    assert "| ResNet-20 |" in table
+    for name in ("plain20", "resnet20"):
+        assert (tmp_path / name / "final.pt").is_file()
