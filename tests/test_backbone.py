@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,7 +44,9 @@ def test_feature_info_matches_the_maps(
         expected = tuple(math.ceil(side / info["reduction"]) for side in size)
         assert fmap.shape == (2, info["num_chs"], *expected)
     assert [info["module"] for info in model.feature_info[1:]] == list(model.stage_names)
-    assert model.feature_info[0]["module"] == model.stem_names[-1]
+    # Index 0 is the stem's map before its max-pool (timm's act1); CIFAR stems have none.
+    stem_end = -2 if isinstance(getattr(model, model.stem_names[-1]), nn.MaxPool2d) else -1
+    assert model.feature_info[0]["module"] == model.stem_names[stem_end]
     torch.testing.assert_close(final, model.forward_features(x), rtol=0, atol=0)
     assert model.feature_info[-1]["num_chs"] == model.num_features
 
@@ -50,7 +54,13 @@ def test_feature_info_matches_the_maps(
 def test_feature_info_reduction_reads_stage_strides() -> None:
     model = tiny_model("stride1")
     assert [info["reduction"] for info in model.feature_info] == [1, 1, 1, 2]
-    assert [info["reduction"] for info in tiny_imagenet().feature_info] == [4, 4, 8, 16, 32]
+    # timm's: index 0 is the stem's activation at stride 2, before the max-pool.
+    info = tiny_imagenet().feature_info
+    assert info.reduction() == [2, 4, 8, 16, 32]
+    assert info.module_name() == ["relu", "layer1", "layer2", "layer3", "layer4"]
+    assert info.channels() == [8, 8, 16, 32, 64]
+    assert info.channels(0) == 8
+    assert info.reduction([1, -1]) == [4, 32]
 
 
 def test_intermediate_indices_follow_timm() -> None:
@@ -118,7 +128,8 @@ def test_features_drop_unused_stages_and_the_head() -> None:
     names = {name for name, _ in backbone.named_children()}
     assert names == {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2"}
     maps = backbone.eval()(torch.randn(1, 3, 64, 64))
-    assert [tuple(m.shape[1:]) for m in maps] == [(64, 16, 16), (128, 8, 8)]
+    assert [tuple(m.shape[1:]) for m in maps] == [(64, 32, 32), (128, 8, 8)]
+    assert backbone.feature_info.reduction() == [2, 8]
 
 
 def test_out_indices_need_features_only() -> None:
@@ -126,7 +137,7 @@ def test_out_indices_need_features_only() -> None:
         rl.create_model("resnet18", out_indices=(1, 2))
 
 
-def test_a_final_norm_after_the_last_stage_is_kept_and_applied() -> None:
+def test_a_final_norm_after_the_last_stage_is_kept_and_applied(tmp_path: Path) -> None:
     # A pre-activation net applies a final norm after its last stage; features and
     # intermediates must see it too.
     torch.manual_seed(0)
@@ -142,15 +153,21 @@ def test_a_final_norm_after_the_last_stage_is_kept_and_applied() -> None:
     torch.testing.assert_close(maps[-1], expected, rtol=0, atol=0)
     torch.testing.assert_close(final, expected, rtol=0, atol=0)
     assert not torch.equal(model.forward_intermediates(x)[1][-1], expected)
-    # Dropping the norm would leave a model its spec does not build: refused.
+    kept = copy.deepcopy(model)
+    kept.prune_intermediate_layers([4])  # nothing after the last stage goes
+    assert kept.final_names == ("norm",)
+    rebuilt = rl.build(kept.spec)
+    assert list(rebuilt.state_dict()) == list(kept.state_dict())
+    # As timm's: the norm goes with the stages, or with prune_norm; no spec builds that.
     for indices, prune_norm in (([2], False), ([4], True)):
-        with pytest.raises(ValueError, match=r"pruning would drop norm .*resnetlib.features"):
-            model.prune_intermediate_layers(indices, prune_norm=prune_norm)
-    assert model.final_names == ("norm",)
-    assert len(model.stage_names) == 4
-    model.prune_intermediate_layers([4])  # nothing after the last stage goes: allowed
-    rebuilt = rl.build(model.spec)
-    assert list(rebuilt.state_dict()) == list(model.state_dict())
+        pruned = copy.deepcopy(model)
+        pruned.prune_intermediate_layers(indices, prune_norm=prune_norm)
+        assert not hasattr(pruned, "norm")
+        assert pruned.final_names == ()
+        tap = model.forward_intermediates(x, indices, intermediates_only=True)[0]
+        torch.testing.assert_close(pruned(x), tap, rtol=0, atol=0)
+        with pytest.raises(ValueError, match=r"spec"):
+            rl.save(pruned, tmp_path / "pruned.pt")
 
 
 def test_code_reading_layer_attributes_works() -> None:
@@ -242,16 +259,42 @@ def test_prune_intermediate_layers() -> None:
         k: v.shape for k, v in rebuilt.state_dict().items()
     }
     x = torch.randn(2, 3, 32, 32)
-    assert model.eval()(x).shape == (2, 16)
+    # As timm's: the head goes with its pool, so forward returns the last kept map.
+    assert model.global_pool == ""
+    torch.testing.assert_close(model.eval()(x), model.layer2(model.layer1(model.forward_stem(x))))
+    assert model(x).shape == (2, 16, 4, 4)
     assert len(model.forward_intermediates(x, intermediates_only=True)) == 3
 
 
-def test_prune_refuses_what_would_break_the_model() -> None:
-    model = tiny_imagenet()
-    with pytest.raises(ValueError, match=r"prune_head=False keeps fc"):
-        model.prune_intermediate_layers((1, 2), prune_head=False)
-    with pytest.raises(ValueError, match=r"must keep at least one stage"):
-        model.prune_intermediate_layers((0,))
-    assert model.stage_names == ("layer1", "layer2", "layer3", "layer4")
-    assert model.prune_intermediate_layers(1, prune_head=False) == [4]
-    assert isinstance(model.fc, nn.Linear)
+def test_prune_follows_timm() -> None:
+    """timm's ResNet.prune_intermediate_layers: stages go after the last index, the max-pool
+    at index 0, and the head with its pool whenever stages go (even with prune_head=False).
+    """
+    model = tiny_imagenet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    expected = model(x)
+    taps = model.forward_intermediates(x, intermediates_only=True)
+    kept = copy.deepcopy(model)
+    assert kept.prune_intermediate_layers(1, prune_head=False) == [4]
+    assert isinstance(kept.fc, nn.Linear)
+    torch.testing.assert_close(kept(x), expected, rtol=0, atol=0)
+    headless = copy.deepcopy(model)
+    headless.prune_intermediate_layers((1, 2), prune_head=False)
+    assert isinstance(headless.fc, nn.Identity)
+    assert headless.num_features == headless.head_hidden_size == 16
+    for index, tap in enumerate(taps):
+        pruned = copy.deepcopy(model)
+        assert pruned.prune_intermediate_layers([index]) == [index]
+        torch.testing.assert_close(pruned(x), tap, rtol=0, atol=0)
+        torch.testing.assert_close(pruned.forward_features(x), tap, rtol=0, atol=0)
+        got = pruned.forward_intermediates(x, [index], intermediates_only=True)
+        torch.testing.assert_close(got[0], tap, rtol=0, atol=0)
+        assert len(pruned.feature_info) == index + 1
+        # Everything left is used: it all gets a gradient.
+        pruned.train()
+        pruned(x).sum().backward()
+        assert all(p.grad is not None for p in pruned.parameters())
+    stem_only = copy.deepcopy(model)
+    stem_only.prune_intermediate_layers([0])
+    assert not hasattr(stem_only, "maxpool")
+    assert stem_only.stem_names == ("conv1", "bn1", "relu")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .core.build import build
 from .core.features import ResNetFeatures, features
-from .core.model import FeatureInfo, ResNet, feature_take_indices
+from .core.model import FeatureInfo, FeatureInfoList, ResNet, feature_take_indices
 from .core.spec import ResNetSpec, StageSpec, StemSpec
 from .interop.checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
 from .interop.convert import (
@@ -154,6 +154,7 @@ __all__ = [
     "DeepStem",
     "DropPath",
     "FeatureInfo",
+    "FeatureInfoList",
     "FrozenBatchNorm2d",
     "FuseReport",
     "ImageNetPreActStem",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .model import FeatureInfo, ResNet, _StagedNet, feature_take_indices
+from .model import FeatureInfo, FeatureInfoList, ResNet, _StagedNet, feature_take_indices
 
 __all__ = ["ResNetFeatures", "features"]
 
@@ -20,9 +20,11 @@ __all__ = ["ResNetFeatures", "features"]
 class ResNetFeatures(_StagedNet):
     """The stem and stages of a :class:`~resnetlib.ResNet`, returning the maps it is asked for.
 
-    Index 0 is the stem's output, index ``i`` stage ``i``'s (``model.feature_info``); stages
-    after the last index asked for are left out, as is the head. The modules are the
-    model's own, not copies. ``feature_info`` describes the returned maps, in order.
+    Index 0 is the stem's map before its max-pool, index ``i`` stage ``i``'s
+    (``model.feature_info``); stages after the last index asked for are left out, as is the
+    head. The modules are the model's own, not copies. ``feature_info`` describes the
+    returned maps, in order (a :class:`~resnetlib.FeatureInfoList`: ``channels()``,
+    ``reduction()``, ``module_name()``). It scripts with ``torch.jit.script``.
     ``norm_eval`` and ``frozen_stages`` (see :func:`resnetlib.freeze`) start as the model's
     and work as they do on it.
     """
@@ -33,9 +35,9 @@ class ResNetFeatures(_StagedNet):
             raise TypeError(f"features() takes a ResNet; got {type(model).__name__}")
         take, last = feature_take_indices(len(model.feature_info), out_indices)
         self.out_indices: tuple[int, ...] = tuple(sorted(set(take)))
-        self.feature_info: list[FeatureInfo] = [
-            FeatureInfo(**model.feature_info[i]) for i in self.out_indices
-        ]
+        self.feature_info = FeatureInfoList(
+            [FeatureInfo(**model.feature_info[i]) for i in self.out_indices]
+        )
         self.stem_names: tuple[str, ...] = model.stem_names
         self.stage_names: tuple[str, ...] = model.stage_names[:last]
         # Modules a model applies after its last stage (a final norm), kept with that stage.
@@ -43,6 +45,14 @@ class ResNetFeatures(_StagedNet):
         self.tail_names: tuple[str, ...] = tail if last == len(model.stage_names) else ()
         for name in (*self.stem_names, *self.stage_names, *self.tail_names):
             self.add_module(name, model.get_submodule(name))
+        # Which child's output is which feature map: a final norm's stands in for the last
+        # stage's, as forward_intermediates(x, norm=True) gives it.
+        points = [model.stem_feature_name, *self.stage_names]
+        if self.tail_names:
+            points[-1] = self.tail_names[-1]
+        self._points = {name: index for index, name in enumerate(points)}
+        self._take = list(self.out_indices)
+        self._names = [*self.stem_names, *self.stage_names, *self.tail_names]
         self.pretrained_cfg = dict(model.pretrained_cfg)
         self.default_input_size: tuple[int, int, int] = model.default_input_size
         self.norm_eval = model.norm_eval
@@ -50,10 +60,7 @@ class ResNetFeatures(_StagedNet):
         self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        _, maps = self._collect(
-            x, self.out_indices, self.stage_names, self.tail_names, norm_last=True
-        )
-        return maps
+        return self._run(x, self._names, self._points, self._take)[1]
 
 
 def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Literal, overload
+from typing import Any, ClassVar, Literal, SupportsIndex, overload
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.utils import _pair
 from typing_extensions import Self, TypedDict
 
 from ..nn.blocks import ResidualBlock
@@ -17,7 +19,7 @@ from .data_config import data_config
 from .grad_checkpoint import checkpoint_modules
 from .spec import ResNetSpec
 
-__all__ = ["FeatureInfo", "ResNet", "feature_take_indices"]
+__all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices"]
 
 
 class FeatureInfo(TypedDict):
@@ -26,6 +28,68 @@ class FeatureInfo(TypedDict):
     num_chs: int
     reduction: int
     module: str
+
+
+class FeatureInfoList(list[FeatureInfo]):
+    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors.
+
+    ``channels()``, ``reduction()`` and ``module_name()`` return the value for every entry,
+    or for entry ``idx`` (an int, or a sequence of them); ``get(key, idx)`` any key.
+    Slicing returns a ``FeatureInfoList``.
+    """
+
+    @overload
+    def get(self, key: str, idx: int) -> Any: ...
+
+    @overload
+    def get(self, key: str, idx: Sequence[int] | None = None) -> list[Any]: ...
+
+    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
+        """Entry ``idx``'s ``key`` (an int ``idx``), or the list of them (all by default)."""
+        if idx is None:
+            return [info[key] for info in self]  # type: ignore[literal-required]
+        if isinstance(idx, int):
+            return self[idx][key]  # type: ignore[literal-required]
+        return [self[i][key] for i in idx]  # type: ignore[literal-required]
+
+    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+        """Channel counts (``num_chs``)."""
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+        """Total strides (``reduction``)."""
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+        """Names of the modules whose output the map is (``module``)."""
+        return self.get("module", idx)
+
+    def get_dicts(
+        self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None
+    ) -> Any:
+        """The entries (``idx`` as in :meth:`get`) as dicts, limited to ``keys`` if given."""
+        entries = (
+            [self[idx]] if isinstance(idx, int) else [self[i] for i in idx or range(len(self))]
+        )
+        dicts = [
+            {key: value for key, value in info.items() if keys is None or key in keys}
+            for info in entries
+        ]
+        return dicts[0] if isinstance(idx, int) else dicts
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> FeatureInfo: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> FeatureInfoList: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> FeatureInfo | FeatureInfoList:
+        if isinstance(index, slice):
+            return FeatureInfoList(super().__getitem__(index))
+        return super().__getitem__(index)
+
+
+_POOL_LAYERS = (nn.MaxPool2d, nn.AvgPool2d)
 
 
 def feature_take_indices(
@@ -57,17 +121,36 @@ def feature_take_indices(
     return take, max(take)
 
 
-_POOLS = ("avg", "max", "")
+class _AvgMaxPool(nn.Module):
+    """timm's ``"avgmax"``: the mean of global average and global max pooling."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1))
+
+
+class _CatAvgMaxPool(nn.Module):
+    """timm's ``"catavgmax"``: global average and max pooling side by side (2x channels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)), dim=1)
+
+
+_POOLS: dict[str, Callable[[], nn.Module]] = {
+    "avg": lambda: nn.AdaptiveAvgPool2d(1),
+    "max": lambda: nn.AdaptiveMaxPool2d(1),
+    "avgmax": _AvgMaxPool,
+    "catavgmax": _CatAvgMaxPool,
+    "": nn.Identity,
+}
 
 
 def _global_pool(global_pool: str) -> nn.Module:
     if global_pool not in _POOLS:
         raise ValueError(
-            f"global_pool must be one of 'avg', 'max' or '' (no pooling); got {global_pool!r}"
+            f"global_pool must be one of {', '.join(map(repr, _POOLS))} ('': no pooling); "
+            f"got {global_pool!r}"
         )
-    if global_pool == "avg":
-        return nn.AdaptiveAvgPool2d(1)
-    return nn.AdaptiveMaxPool2d(1) if global_pool == "max" else nn.Identity()
+    return _POOLS[global_pool]()
 
 
 def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -> nn.Module:
@@ -88,12 +171,20 @@ class _StagedNet(nn.Module):
 
     stem_names: tuple[str, ...]
     stage_names: tuple[str, ...]
+    pretrained_cfg: dict[str, Any]
+    # Python-side bookkeeping, in types TorchScript lacks (variable-length tuples, mixed dicts).
+    __jit_ignored_attributes__: ClassVar[list[str]] = [
+        "stem_names",
+        "stage_names",
+        "pretrained_cfg",
+    ]
+    __jit_unused_properties__: ClassVar[list[str]] = ["default_cfg", "num_classes", "in_chans"]
 
     def __init__(self) -> None:
         super().__init__()
         self.norm_eval: bool = False
         self.frozen_stages: int = -1
-        self.pretrained_cfg: dict[str, Any] = {}
+        self.pretrained_cfg = {}
 
     @property
     def default_cfg(self) -> dict[str, Any]:
@@ -114,31 +205,19 @@ class _StagedNet(nn.Module):
                 module.eval()
         return self
 
-    def _collect(
-        self,
-        x: torch.Tensor,
-        take: Collection[int],
-        stages: Sequence[str],
-        tail: Sequence[str],
-        norm_last: bool,
+    def _run(
+        self, x: torch.Tensor, names: list[str], points: dict[str, int], take: list[int]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the stem, ``stages`` and ``tail`` on ``x``; return the output and the maps
-        whose index is in ``take`` (0: the stem's, ``i``: stage ``i``'s). With
-        ``norm_last``, the tail's output stands in for the last stage's map when taken.
+        """Run the children named in ``names``, in registration order, on ``x``; return the
+        output and, in order, the outputs of the children that ``points`` maps to a feature
+        index in ``take``. Written for TorchScript, which unrolls the loop over children.
         """
         maps: list[torch.Tensor] = []
-        for name in self.stem_names:
-            x = self._modules[name](x)  # type: ignore[misc]
-        if 0 in take:
-            maps.append(x)
-        for index, name in enumerate(stages, start=1):
-            x = self._modules[name](x)  # type: ignore[misc]
-            if index in take:
-                maps.append(x)
-        for name in tail:
-            x = self._modules[name](x)  # type: ignore[misc]
-        if norm_last and tail and len(stages) in take:
-            maps[-1] = x
+        for name, module in self.named_children():
+            if name in names:
+                x = module(x)
+                if name in points and points[name] in take:
+                    maps.append(x)
         return x, maps
 
     def _held_modules(self) -> Iterator[nn.Module]:
@@ -160,8 +239,10 @@ class ResNet(_StagedNet):
     registered as ``norm`` and belongs to the features.
     ``model.spec`` is the :class:`~resnetlib.ResNetSpec` it was built from.
 
-    Backbone interface (timm's names): ``feature_info`` lists the stem's output (index 0)
-    and each stage's (indices 1..N); ``forward_intermediates`` returns them.
+    Backbone interface (timm's names and indices): ``feature_info`` (a
+    :class:`FeatureInfoList`) lists the stem's map before its max-pool (index 0; without a
+    pool, the stem's output) and each stage's (indices 1..N); ``forward_intermediates``
+    returns them. The forward methods script with ``torch.jit.script``.
     ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
     timm's attributes: ``num_classes``, ``num_features``, ``head_hidden_size``,
     ``global_pool`` (``avgpool`` holds the pool), ``drop_rate`` (dropout before ``fc``) and
@@ -216,11 +297,21 @@ class ResNet(_StagedNet):
             stem.default_image_size,
             stem.default_image_size,
         )
-        self._feature_names = self.stem_names + self.stage_names + self.final_names
+        self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
+        # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
+        pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
+        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
+        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
+        self.feature_info = FeatureInfoList(
+            [
+                FeatureInfo(
+                    num_chs=stem.out_channels,
+                    reduction=stem.reduction // pool_stride,
+                    module=self.stem_feature_name,
+                )
+            ]
+        )
         reduction = stem.reduction
-        self.feature_info: list[FeatureInfo] = [
-            FeatureInfo(num_chs=stem.out_channels, reduction=reduction, module=self.stem_names[-1])
-        ]
         for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
             reduction *= stage_spec.stride
             block = stage[-1]
@@ -232,7 +323,7 @@ class ResNet(_StagedNet):
         first_conv = next(
             name for name, module in self.named_modules() if isinstance(module, nn.Conv2d)
         )
-        self.pretrained_cfg: dict[str, Any] = data_config(
+        self.pretrained_cfg = data_config(
             num_classes=num_classes,
             input_size=self.default_input_size,
             reduction=reduction,
@@ -243,17 +334,27 @@ class ResNet(_StagedNet):
     def num_classes(self) -> int:
         return self.spec.num_classes
 
+    @property
+    def in_chans(self) -> int:
+        """The input channels (timm's name)."""
+        return self.spec.in_channels
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        for name in self.stem_names:
-            x = self._modules[name](x)  # type: ignore[misc]
+        """The stem, max-pool included."""
+        for name, module in self.named_children():
+            if name in self.stem_names:
+                x = module(x)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
-        if self.grad_checkpointing and torch.is_grad_enabled():
+        # The checkpointed path is Python only; TorchScript leaves it out.
+        is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
+        if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
             return self._checkpointed_features(x)
-        for name in self._feature_names:
-            x = self._modules[name](x)  # type: ignore[misc]
+        for name, module in self.named_children():
+            if name in self._feature_names:
+                x = module(x)
         return x
 
     def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -335,9 +436,12 @@ class ResNet(_StagedNet):
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
         take, last = feature_take_indices(len(self.feature_info), indices)
-        names = self.stage_names[:last] if stop_early else self.stage_names
-        tail = self.final_names if len(names) == len(self.stage_names) else ()
-        x, intermediates = self._collect(x, take, names, tail, norm_last=norm)
+        stages = self.stage_names[:last] if stop_early else self.stage_names
+        tail = self.final_names if len(stages) == len(self.stage_names) else ()
+        points = {self.stem_feature_name: 0} | {name: i for i, name in enumerate(stages, 1)}
+        if norm and tail:
+            points[tail[-1]] = points.pop(stages[-1])
+        x, intermediates = self._run(x, [*self.stem_names, *stages, *tail], points, take)
         return intermediates if intermediates_only else (x, intermediates)
 
     def prune_intermediate_layers(
@@ -347,37 +451,39 @@ class ResNet(_StagedNet):
         prune_norm: bool = False,
         prune_head: bool = True,
     ) -> list[int]:
-        """Delete the stages after the last index ``indices`` takes (and the head, unless
-        ``prune_head=False``); return the indices. ``model.spec`` and ``feature_info`` follow.
+        """Delete what the feature maps ``indices`` takes do not need, as timm's ResNet does;
+        return the indices taken.
 
-        A net with layers after its last stage (pre-activation nets' ``norm``) cannot lose
-        them and still be what its spec builds, so pruning them is refused: take its
-        feature maps with :func:`resnetlib.features` instead.
+        The stages after the last index go; at index 0 the stem's max-pool too. When stages
+        go, or with ``prune_head`` (the default), the head goes with its pool
+        (``reset_classifier(0, global_pool="")``), so ``forward`` returns the last kept map;
+        ``num_features`` and ``head_hidden_size`` become its channels. A final norm (a
+        pre-activation net's ``norm``) goes with the stages or with ``prune_norm``.
+        ``feature_info`` follows, and so does ``model.spec`` while a spec can describe the
+        result; a stem alone or a pre-activation net without its norm cannot be, so
+        :func:`resnetlib.save` refuses such a model.
         """
         take, last = feature_take_indices(len(self.feature_info), indices)
-        if last == 0:
-            raise ValueError("prune_intermediate_layers must keep at least one stage; got index 0")
         stages_go = last < len(self.stage_names)
+        gone = list(self.stage_names[last:])
         if self.final_names and (stages_go or prune_norm):
-            raise ValueError(
-                f"pruning would drop {', '.join(self.final_names)} (the layers after the last "
-                f"stage of a {self.spec.block!r} net), which its spec rebuilds; use "
-                "resnetlib.features(model, out_indices=...) to take earlier feature maps"
-            )
-        if stages_go and not prune_head and self.spec.num_classes:
-            raise ValueError(
-                "prune_head=False keeps fc, which needs the last stage's channels; "
-                "pruning stages needs prune_head=True or a model without a classifier"
-            )
-        for name in self.stage_names[last:]:
+            gone += self.final_names
+            self.final_names = ()
+        if last == 0:
+            keep = self.stem_names.index(self.stem_feature_name) + 1
+            gone += self.stem_names[keep:]
+            self.stem_names = self.stem_names[:keep]
+        for name in gone:
             delattr(self, name)
         self.stage_names = self.stage_names[:last]
-        self._feature_names = self.stem_names + self.stage_names + self.final_names
+        self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
         self.feature_info = self.feature_info[: last + 1]
-        self.num_features = self.feature_info[-1]["num_chs"]
-        self.spec = replace(self.spec, stages=self.spec.stages[:last])
-        if prune_head:
-            self.reset_classifier(0)
+        if last:
+            self.spec = replace(self.spec, stages=self.spec.stages[:last])
+        if stages_go:
+            self.num_features = self.feature_info[-1]["num_chs"]
+        if prune_head or stages_go:
+            self.reset_classifier(0, global_pool="")
         return take
 
     def get_classifier(self) -> nn.Module:
@@ -386,10 +492,14 @@ class ResNet(_StagedNet):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``, the
-        model then outputs pooled features) on the model's device and dtype.
+        model then outputs pooled features) on the model's device and dtype, in its mode.
 
-        ``global_pool`` (timm's): ``"avg"``, ``"max"`` or ``""`` (no pooling: the model
-        outputs the last feature map; needs ``num_classes=0``); ``None`` keeps the pool.
+        ``global_pool`` (timm's): ``"avg"``, ``"max"``, ``"avgmax"`` (their mean),
+        ``"catavgmax"`` (both, concatenated: ``head_hidden_size`` is twice
+        ``num_features``) or ``""`` (no pooling: the model outputs the last feature map;
+        needs ``num_classes=0``); ``None`` keeps the pool, except that a classifier on a model
+        without pooling brings back ``"avg"`` (timm keeps no pooling there, and its linear
+        layer then fails on the feature map).
         """
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(
@@ -404,12 +514,13 @@ class ResNet(_StagedNet):
                 )
             self.avgpool, self.global_pool = pool, global_pool
         elif not self.global_pool and num_classes:
-            raise ValueError(
-                "this model has no pooling (global_pool=''), so its classifier must stay "
-                f"removed; pass global_pool='avg' with num_classes={num_classes}"
-            )
+            self.avgpool, self.global_pool = _global_pool("avg"), "avg"
         spec = replace(self.spec, num_classes=num_classes)
-        self.fc = _classifier(self.num_features, num_classes, next(self.parameters(), None))
+        width = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
+        self.fc = _classifier(width, num_classes, next(self.parameters(), None))
+        self.fc.train(self.training)
+        self.avgpool.train(self.training)
+        self.head_hidden_size = width
         self.spec = spec
 
     def blocks(self) -> list[ResidualBlock]:

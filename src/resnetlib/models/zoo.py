@@ -6,12 +6,14 @@ by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal, Protocol, overload
 
+import torch
 from typing_extensions import TypedDict, Unpack
 
 from ..core.build import block_options_of, build
@@ -109,6 +111,8 @@ def create_model(
     drop_rate: float = 0.0,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_source: str = "auto",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
     **overrides: Any,
 ) -> ResNet: ...
 
@@ -127,6 +131,8 @@ def create_model(
     drop_rate: float = 0.0,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_source: str = "auto",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
     **overrides: Any,
 ) -> ResNetFeatures: ...
 
@@ -144,6 +150,8 @@ def create_model(
     drop_rate: float = 0.0,
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_source: str = "auto",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
     **overrides: Any,
 ) -> ResNet | ResNetFeatures:
     """Build the registered model ``name`` with keyword overrides (timm's arguments too).
@@ -178,6 +186,7 @@ def create_model(
 
     ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
     forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
+    ``device`` and ``dtype`` (timm's) create the parameters there (``"meta"``: no memory).
 
     Returns:
         A new model (a ``ResNetFeatures`` with ``features_only``), in training mode.
@@ -242,12 +251,15 @@ def create_model(
         for key, value in entry.overrides.items():
             overrides.setdefault(key, value)
         overrides.setdefault("num_classes", entry.num_classes)
-    if checkpoint_path is None:
-        model = factory(**overrides)
-    else:
-        model = model_from_file(
-            factory, checkpoint_path, source=checkpoint_source, overrides=overrides
-        )
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        if checkpoint_path is None:
+            model = factory(**overrides)
+        else:
+            model = model_from_file(
+                factory, checkpoint_path, source=checkpoint_source, overrides=overrides
+            )
+    if dtype is not None:
+        model.to(dtype=dtype)
     if global_pool is not None:
         model.reset_classifier(model.num_classes, global_pool=global_pool)
     if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)):

@@ -5,8 +5,8 @@ and hands every stem, block and shortcut the same :data:`~resnetlib.NormLayer`, 
 from a channel count to a module. Register your own with :func:`register_norm`.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TorchScript reads FrozenBatchNorm2d's
+# class-level buffer annotations and cannot resolve them as strings.
 import math
 from collections.abc import Callable
 from typing import Any
