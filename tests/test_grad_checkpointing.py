@@ -74,3 +74,44 @@ def test_saves_far_fewer_activations() -> None:
     assert checkpointed * 3 < plain
     model.set_grad_checkpointing(False)
     assert _saved_bytes(model, x) == plain
+
+
+@pytest.mark.parametrize("name", ["resnet18", "preact_resnet18"])
+def test_features_only_models_checkpoint_too(name: str) -> None:
+    """timm's features_only models take set_grad_checkpointing: the same maps and gradients,
+    norm statistics updated once, and fewer saved activations."""
+    torch.manual_seed(0)
+    plain = rl.create_model(name, features_only=True, base_width=8).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.set_grad_checkpointing(True)
+    x = torch.randn(2, 3, 32, 32)
+    expected = plain(x)
+    actual = checkpointed(x)
+    assert len(actual) == len(expected) == 5
+    for a, e in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, e)
+    sum(m.square().mean() for m in expected).backward()
+    sum(m.square().mean() for m in actual).backward()
+    for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert p.grad is not None, key
+        assert q.grad is not None, key
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
+    buffers = dict(checkpointed.named_buffers())
+    for key, value in plain.named_buffers():
+        torch.testing.assert_close(buffers[key], value, msg=key)
+    with_checkpoints = _saved_bytes_of(checkpointed, x)
+    without = _saved_bytes_of(plain, x)
+    assert with_checkpoints * 2 < without
+
+
+def _saved_bytes_of(model: torch.nn.Module, x: torch.Tensor) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = sum(m.square().mean() for m in model(x))
+    loss.backward()
+    return sum(storages.values())

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
+from .grad_checkpoint import checkpoint_modules
 from .model import FeatureInfo, FeatureInfoList, ResNet, _StagedNet, feature_take_indices
 
 __all__ = ["ResNetFeatures", "features"]
@@ -57,10 +59,42 @@ class ResNetFeatures(_StagedNet):
         self.default_input_size: tuple[int, int, int] = model.default_input_size
         self.norm_eval = model.norm_eval
         self.frozen_stages = min(model.frozen_stages, len(self.stage_names))
+        self.grad_checkpointing: bool = model.grad_checkpointing
         self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # The checkpointed path is Python only; TorchScript leaves it out.
+        is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
+        if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
+            return self._checkpointed_forward(x)
         return self._run(x, self._names, self._points, self._take)[1]
+
+    def _checkpointed_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`forward`, checkpointing every block, and the stem's modules as runs that
+        end where a feature map is taken (an in-place activation stays inside its run).
+        """
+        maps: list[torch.Tensor] = []
+        pending: list[nn.Module] = []
+        for name in self._names:
+            module = self.get_submodule(name)
+            if name in self.stage_names:
+                if pending:
+                    x, pending = checkpoint_modules(pending, x), []
+                for block in module.children():
+                    x = checkpoint_modules([block], x)
+            else:
+                pending.append(module)
+            if name in self._points and self._points[name] in self._take:
+                if pending:
+                    x, pending = checkpoint_modules(pending, x), []
+                maps.append(x)
+        return maps
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """As :meth:`resnetlib.ResNet.set_grad_checkpointing`: recompute each block's (and
+        each stem module's) activations in backward; same gradients and norm statistics.
+        """
+        self.grad_checkpointing = bool(enable)
 
 
 def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:
