@@ -165,3 +165,22 @@ def test_scripted_model_saves_and_loads(tmp_path: Path) -> None:
     features = torch.jit.load(buffer)
     for a, b in zip(features(x), rl.features(model, out_indices=(1, 3))(x), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("features_only", [False, True])
+@pytest.mark.parametrize("name", ["resnet20", "resnet50d", "preact_resnet18"])
+def test_fx_traced_models_script(name: str, features_only: bool) -> None:
+    """torch.fx's code carries forward's annotations; TorchScript must resolve them (timm's
+    test_model_forward_fx_torchscript). Postponed (string) annotations broke this."""
+    model = shallow(name)
+    module: torch.nn.Module = rl.features(model) if features_only else model
+    scripted = torch.jit.script(torch.fx.symbolic_trace(module))
+    x = sample(model)
+    with torch.no_grad():
+        expected, actual = module(x), scripted(x)
+    if features_only:
+        assert len(actual) == len(expected) == len(model.feature_info)
+        for a, e in zip(actual, expected, strict=True):
+            torch.testing.assert_close(a, e, rtol=0, atol=0)
+    else:
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)

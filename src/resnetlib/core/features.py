@@ -6,7 +6,8 @@ decoder. It keeps the model's module names, so a classifier's state dict (less `
 loads into it strictly.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
+# code it generates, where TorchScript cannot resolve postponed (string) ones.
 
 from collections.abc import Sequence
 

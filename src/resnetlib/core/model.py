@@ -1,7 +1,7 @@
 """The ResNet module: stem -> stages -> global average pool -> fully connected."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
+# code it generates, where TorchScript cannot resolve postponed (string) ones.
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Literal, SupportsIndex, overload
@@ -81,9 +81,9 @@ class FeatureInfoList(list[FeatureInfo]):
     def __getitem__(self, index: SupportsIndex) -> FeatureInfo: ...
 
     @overload
-    def __getitem__(self, index: slice) -> FeatureInfoList: ...
+    def __getitem__(self, index: slice) -> "FeatureInfoList": ...
 
-    def __getitem__(self, index: SupportsIndex | slice) -> FeatureInfo | FeatureInfoList:
+    def __getitem__(self, index: SupportsIndex | slice) -> "FeatureInfo | FeatureInfoList":
         if isinstance(index, slice):
             return FeatureInfoList(super().__getitem__(index))
         return super().__getitem__(index)
