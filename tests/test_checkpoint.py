@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import resnetlib as rl
+from resnetlib.interop.checkpoint import FORMAT_VERSION, _digest
 
 from .reference_weights import deterministic_fill_
 
@@ -83,7 +84,8 @@ def test_read_checkpoint_gives_spec_and_metadata(saved: tuple[rl.ResNet, Path]) 
     checkpoint = rl.read_checkpoint(path)
     assert checkpoint.spec == model.spec
     assert checkpoint.metadata == {"epoch": 12, "top1": 91.25}
-    assert checkpoint.format_version == 1
+    assert checkpoint.format_version == FORMAT_VERSION == 2
+    assert checkpoint.pretrained_cfg == model.pretrained_cfg
     assert list(checkpoint.state_dict) == list(model.state_dict())
 
 
@@ -106,11 +108,13 @@ def test_create_model_keeps_the_checkpoints_head_and_refuses_another_network(
     # The file says it has 100 classes: no override is needed to get its head back.
     again = rl.create_model("resnet20", checkpoint_path=path, act="silu", output_stride=2)
     assert_identical(again, model)
-    # Same keys and shapes, other computation: refused, naming what differs.
-    with pytest.raises(ValueError, match=r"another network.*act: file 'silu', model 'relu'"):
-        rl.create_model("resnet20", checkpoint_path=path, output_stride=2)
+    # The file says what it computes: options it does not repeat come from it.
+    assert_identical(rl.create_model("resnet20", checkpoint_path=path), model)
+    # An override that disagrees with the file is refused, naming what differs.
+    with pytest.raises(ValueError, match=r"another network.*act: file 'silu', model 'gelu'"):
+        rl.create_model("resnet20", checkpoint_path=path, act="gelu")
     with pytest.raises(ValueError, match=r"another network.*stages: file"):
-        rl.create_model("resnet20", checkpoint_path=path, act="silu")
+        rl.create_model("resnet32", checkpoint_path=path, act="silu")
 
 
 # --- files that are not intact checkpoints -------------------------------------------------
@@ -205,13 +209,73 @@ def test_pickle_with_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
 def test_unknown_format_version(saved: tuple[rl.ResNet, Path]) -> None:
     _, path = saved
     payload = torch.load(path, weights_only=True)
-    payload["format_version"] = 2
+    payload["format_version"] = 3
     torch.save(payload, path)
     with pytest.raises(
         rl.CheckpointError,
-        match=r"format_version 2 is not supported; this resnetlib reads version 1",
+        match=r"format_version 3 is not supported; this resnetlib reads versions 1 and 2",
     ):
         rl.load(path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_the_data_config_travels_with_the_weights(tmp_path: Path, suffix: str) -> None:
+    """A publisher's normalization (here ImageNet's on a CIFAR net, as akamaster's) survives
+    save/load in both formats, tuples and all."""
+    model = rl.resnet20()
+    model.pretrained_cfg.update(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    model.pretrained_cfg["source"] = "akamaster"
+    path = tmp_path / f"m{suffix}"
+    rl.save(model, path)
+    loaded = rl.load(path)
+    assert loaded.pretrained_cfg == model.pretrained_cfg
+    assert loaded.pretrained_cfg != rl.resnet20().pretrained_cfg
+    assert isinstance(loaded.pretrained_cfg["input_size"], tuple)
+    # Starting from the file with a new head keeps the normalization, with the new head.
+    tuned = rl.create_model("resnet20", checkpoint_path=path, num_classes=5)
+    assert tuned.pretrained_cfg["mean"] == (0.485, 0.456, 0.406)
+    assert tuned.pretrained_cfg["num_classes"] == 5
+
+
+def test_the_data_config_is_covered_by_the_checksum(saved: tuple[rl.ResNet, Path]) -> None:
+    _, path = saved
+    payload = torch.load(path, weights_only=True)
+    payload["data_config"] = payload["data_config"].replace("0.4914", "0.5")
+    torch.save(payload, path)
+    with pytest.raises(rl.CheckpointError, match="checksum mismatch"):
+        rl.load(path)
+
+
+def test_version_1_files_still_load(saved: tuple[rl.ResNet, Path]) -> None:
+    """A file written before the data config was stored: same weights, default config."""
+    model, path = saved
+    payload = torch.load(path, weights_only=True)
+    del payload["data_config"]
+    payload["format_version"] = 1
+    payload["sha256"] = _digest(payload["spec"], payload["metadata"], payload["state_dict"])
+    torch.save(payload, path)
+    checkpoint = rl.read_checkpoint(path)
+    assert checkpoint.format_version == 1
+    assert checkpoint.pretrained_cfg is None
+    loaded = rl.load(path)
+    assert_identical(loaded, model)
+    assert loaded.pretrained_cfg == rl.build(model.spec).pretrained_cfg
+
+
+def test_a_checkpoint_of_an_adapted_shortcut_loads_by_its_name(tmp_path: Path) -> None:
+    """A model saved with akamaster's shortcut (``A_both``) is still a resnet20: the file's
+    spec decides the shortcut, the name the stages."""
+    model = rl.resnet20(shortcut="A_both")
+    path = tmp_path / "tuned.pt"
+    rl.save(model, path)
+    again = rl.create_model("resnet20", checkpoint_path=path)
+    assert again.spec == model.spec
+    with pytest.raises(rl.CheckpointError, match=r"another network .*stages"):
+        rl.create_model("resnet32", checkpoint_path=path)
+    with pytest.raises(
+        rl.CheckpointError, match=r"another .*residual: file True"
+    ):
+        rl.create_model("plain20", checkpoint_path=path)
 
 
 def test_edited_spec_is_caught(saved: tuple[rl.ResNet, Path]) -> None:

@@ -198,8 +198,9 @@ def write_checkpoint(
         "torch_version": str(torch.__version__),
         "spec": spec_json,
         "metadata": metadata_json,
+        "data_config": "{}",
         "state_dict": state,
-        "sha256": digest or _digest(spec_json, metadata_json, state),
+        "sha256": digest or _digest(spec_json, metadata_json, state, "{}"),
     }
     torch.save(payload, path)
     return path
@@ -319,7 +320,9 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
     with safetensors.safe_open(str(blocks_st), framework="pt") as file:
         header = file.metadata()
     header["spec"] = with_stages(spec, (3, 16), (3, 32), (9_994, 128))
-    header["sha256"] = _digest(header["spec"], header["metadata"], dict(sorted(state.items())))
+    header["sha256"] = _digest(
+        header["spec"], header["metadata"], dict(sorted(state.items())), header["data_config"]
+    )
     safetensors.torch.save_file(state, str(blocks_st), metadata=header)
     results = run_worker(
         {

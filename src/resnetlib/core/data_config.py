@@ -11,7 +11,9 @@ configuration their publisher evaluated them with (:mod:`resnetlib.models.weight
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -23,7 +25,10 @@ __all__ = [
     "IMAGENET_STD",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
+    "config_from_json",
+    "config_to_json",
     "data_config",
+    "normalization",
 ]
 
 # timm/data/constants.py (IMAGENET_DEFAULT_*, IMAGENET_INCEPTION_*), also torchvision's
@@ -78,3 +83,65 @@ def data_config(
         "first_conv": first_conv,
         "classifier": classifier,
     }
+
+
+# Keys whose values are tuples in a configuration (JSON turns them into lists).
+_TUPLE_KEYS = ("input_size", "mean", "std", "pool_size", "test_input_size")
+
+
+def config_to_json(config: Mapping[str, Any]) -> str:
+    """``config`` as JSON text (tuples as lists); a value JSON cannot hold is a ``ValueError``
+    naming its key."""
+    try:
+        return json.dumps(dict(config), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        bad = [key for key, value in config.items() if not _jsonable(value)]
+        raise ValueError(
+            f"pretrained_cfg entries {bad or list(config)} cannot be stored as JSON ({error}); "
+            "keep the configuration to numbers, strings, booleans, None, lists and dicts"
+        ) from None
+
+
+def _jsonable(value: object) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def config_from_json(text: str) -> dict[str, Any]:
+    """The inverse of :func:`config_to_json`: the tuple-valued keys come back as tuples."""
+    config = json.loads(text)
+    if not isinstance(config, dict):
+        raise ValueError(f"a data configuration must be a JSON object; got {type(config).__name__}")
+    for key in _TUPLE_KEYS:
+        if isinstance(config.get(key), list):
+            config[key] = tuple(config[key])
+    return config
+
+
+def normalization(
+    config: Mapping[str, Any], channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel ``(mean, std)`` that ``config`` asks inputs in [0, 1] to be normalized
+    with, checked: one positive finite std and one finite mean per channel."""
+    checked: dict[str, tuple[float, ...]] = {}
+    for name in ("mean", "std"):
+        values = config.get(name)
+        if (
+            not isinstance(values, (tuple, list))
+            or len(values) != channels
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values
+            )
+        ):
+            raise ValueError(
+                f"the model's pretrained_cfg {name} must hold {channels} finite numbers (one "
+                f"per input channel); got {values!r}"
+            )
+        checked[name] = tuple(float(v) for v in values)
+    if min(checked["std"]) <= 0:
+        raise ValueError(f"the model's pretrained_cfg std must be positive; got {checked['std']}")
+    return checked["mean"], checked["std"]

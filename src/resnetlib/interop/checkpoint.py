@@ -1,9 +1,12 @@
 """Self-describing checkpoints: a model's spec and weights in one file.
 
 ``save(model, path)`` writes a ``torch.save`` file holding plain data only: a format name
-and version, the spec as JSON, the state dict, optional JSON metadata and a SHA-256 digest
-of all of them. A path ending in ``.safetensors`` gets a safetensors file instead (the
-``safetensors`` extra), with the same entries as strings in its header's metadata.
+and version, the spec as JSON, the state dict, the model's data configuration
+(``pretrained_cfg``: input size, mean/std, crop, and where the weights came from) as JSON,
+optional JSON metadata and a SHA-256 digest of all of them. ``load`` restores the data
+configuration, so a saved model is fed as its weights expect. A path ending in
+``.safetensors`` gets a safetensors file instead (the ``safetensors`` extra), with the
+same entries as strings in its header's metadata.
 ``load(path)`` rebuilds the exact model from either, telling them apart by the file's first
 bytes, not its name, and runs no code from the file: torch files are read with
 ``torch.load(..., weights_only=True)``, and safetensors files hold only tensors and strings.
@@ -25,7 +28,7 @@ import pickle
 import re
 import struct
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -34,12 +37,13 @@ from typing import Any, BinaryIO
 import torch
 
 from ..core.build import build
+from ..core.data_config import config_from_json, config_to_json
 from ..core.features import ResNetFeatures
 from ..core.model import ResNet
 from ..core.spec import JSONScalar, ResNetSpec
 from ..registry import UnknownNameError
 from ..validate import is_int
-from .convert import detect_source, load_weights, unwrap_state_dict
+from .convert import unwrap_state_dict
 from .files import atomic_write
 
 __all__ = [
@@ -48,15 +52,17 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "load",
-    "model_from_file",
     "read_checkpoint",
+    "read_weights_file",
     "save",
 ]
 
 FORMAT = "resnetlib.checkpoint"
 """The value of a checkpoint's ``"format"`` entry."""
-FORMAT_VERSION = 1
-"""The checkpoint format version this resnetlib writes and reads."""
+FORMAT_VERSION = 2
+"""The checkpoint format version this resnetlib writes (version 2 adds the data
+configuration); it reads versions 1 and 2."""
+_READABLE_VERSIONS = (1, 2)
 
 PathLike = str | os.PathLike[str]
 
@@ -70,12 +76,14 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint's contents, checked: the spec, the weights and the user's metadata."""
+    """A checkpoint's contents, checked: the spec, the weights, the user's metadata and the
+    model's data configuration (``None`` in a version-1 file, which did not store it)."""
 
     spec: ResNetSpec
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any]
     format_version: int
+    pretrained_cfg: dict[str, Any] | None = None
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -84,9 +92,20 @@ def _tensor_bytes(tensor: torch.Tensor) -> bytes:
     return ctypes.string_at(data.data_ptr(), size) if size else b""
 
 
-def _digest(spec_json: str, metadata_json: str, state: Mapping[str, torch.Tensor]) -> str:
+def _digest(
+    spec_json: str,
+    metadata_json: str,
+    state: Mapping[str, torch.Tensor],
+    config_json: str | None = None,
+) -> str:
+    """SHA-256 of a checkpoint's entries; ``config_json`` is ``None`` in version 1."""
     digest = hashlib.sha256()
-    for text in (spec_json, metadata_json):
+    texts = (
+        (spec_json, metadata_json)
+        if config_json is None
+        else (spec_json, metadata_json, config_json)
+    )
+    for text in texts:
         digest.update(text.encode())
         digest.update(b"\0")
     for key, tensor in state.items():
@@ -98,7 +117,8 @@ def _digest(spec_json: str, metadata_json: str, state: Mapping[str, torch.Tensor
 def save(
     model: ResNet, path: PathLike, *, metadata: Mapping[str, JSONScalar] | None = None
 ) -> None:
-    """Write ``model``'s spec and weights (in their dtypes) to ``path``, atomically.
+    """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``,
+    atomically.
 
     ``metadata`` (JSON scalars: epoch, accuracy, ...) comes back from :func:`read_checkpoint`.
     A ``path`` ending in ``.safetensors`` is written in the safetensors format (needs
@@ -139,9 +159,10 @@ def save(
     _check_matches_spec(model)
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
+    config_json = config_to_json(model.pretrained_cfg)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     if Path(path).suffix.lower() == ".safetensors":
-        _save_safetensors(path, spec_json, metadata_json, state)
+        _save_safetensors(path, spec_json, metadata_json, config_json, state)
         return
     payload = {
         "format": FORMAT,
@@ -149,8 +170,9 @@ def save(
         "torch_version": str(torch.__version__),
         "spec": spec_json,
         "metadata": metadata_json,
+        "data_config": config_json,
         "state_dict": state,
-        "sha256": _digest(spec_json, metadata_json, state),
+        "sha256": _digest(spec_json, metadata_json, state, config_json),
     }
     atomic_write(path, lambda file: torch.save(payload, file))
 
@@ -169,7 +191,11 @@ def _safetensors() -> ModuleType:
 
 
 def _save_safetensors(
-    path: PathLike, spec_json: str, metadata_json: str, state: Mapping[str, torch.Tensor]
+    path: PathLike,
+    spec_json: str,
+    metadata_json: str,
+    config_json: str,
+    state: Mapping[str, torch.Tensor],
 ) -> None:
     # safetensors orders tensors its own way, so the digest takes them sorted by name.
     tensors = {key: state[key].contiguous() for key in sorted(state)}
@@ -179,7 +205,8 @@ def _save_safetensors(
         "torch_version": str(torch.__version__),
         "spec": spec_json,
         "metadata": metadata_json,
-        "sha256": _digest(spec_json, metadata_json, tensors),
+        "data_config": config_json,
+        "sha256": _digest(spec_json, metadata_json, tensors, config_json),
     }
     data: bytes = _safetensors().save(tensors, metadata=header)
     atomic_write(path, lambda file: file.write(data))
@@ -344,32 +371,45 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
     version = payload.get("format_version")
     if not is_int(version):
         raise CheckpointError(f"{path}: format_version must be an int; got {version!r}")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
+        readable = " and ".join(map(str, _READABLE_VERSIONS))
         raise CheckpointError(
             f"{path}: checkpoint format_version {version} is not supported; this resnetlib "
-            f"reads version {FORMAT_VERSION}"
+            f"reads versions {readable}"
             + (" (the file is from a newer resnetlib: upgrade)" if version > FORMAT_VERSION else "")
         )
     spec_json: str = _require(path, payload, "spec", str)
     metadata_json: str = _require(path, payload, "metadata", str)
+    config_json: str | None = None
+    if version >= 2:
+        config_json = _require(path, payload, "data_config", str)
     state: dict[str, Any] = dict(_require(path, payload, "state_dict", Mapping))
     digest: str = _require(path, payload, "sha256", str)
     _check_tensors(path, state)
-    if _digest(spec_json, metadata_json, state) != digest:
+    if _digest(spec_json, metadata_json, state, config_json) != digest:
         raise CheckpointError(
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
             "(a corrupted or edited file)"
         )
+    entry = "spec or metadata"
     try:
         spec = ResNetSpec.from_json(spec_json)
         metadata = json.loads(metadata_json)
+        entry = "data_config"
+        config = None if config_json is None else config_from_json(config_json)
     except (ValueError, RecursionError) as error:  # JSON nested thousands deep recurses
-        raise CheckpointError(f"{path}: invalid spec or metadata: {error}") from None
+        raise CheckpointError(f"{path}: invalid {entry}: {error}") from None
     if not isinstance(metadata, dict):
         raise CheckpointError(
             f"{path}: invalid metadata: a JSON object expected; got {type(metadata).__name__}"
         )
-    return Checkpoint(spec=spec, state_dict=state, metadata=metadata, format_version=version)
+    return Checkpoint(
+        spec=spec,
+        state_dict=state,
+        metadata=metadata,
+        format_version=version,
+        pretrained_cfg=config,
+    )
 
 
 def _check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
@@ -506,7 +546,8 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     the file's size, and no code from the file runs.
 
     Returns:
-        The model, on ``map_location``, in training mode as any newly built model.
+        The model, on ``map_location``, in training mode as any newly built model, with the
+        ``pretrained_cfg`` it was saved with (a version-1 file's model keeps the defaults).
 
     Raises:
         CheckpointError: the file is not an intact checkpoint, or its spec does not
@@ -519,79 +560,30 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     _check_fits(path, checkpoint.spec, checkpoint.state_dict)
     model = _build(path, checkpoint.spec)
     model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
+    if checkpoint.pretrained_cfg is not None:
+        model.pretrained_cfg = checkpoint.pretrained_cfg
     return model.to(map_location)
 
 
-def model_from_file(
-    factory: Callable[..., ResNet],
-    path: PathLike,
-    *,
-    source: str = "auto",
-    overrides: Mapping[str, Any],
-) -> ResNet:
-    """``factory(**overrides)`` with the weights of a checkpoint or state-dict file.
+def read_weights_file(path: PathLike) -> Checkpoint | dict[str, torch.Tensor]:
+    """A resnetlib checkpoint (read and checked against its spec, as :func:`load` does) or
+    the plain state dict in any other torch or safetensors file (unwrapped from ``model.``
+    and similar prefixes, every entry a plain tensor).
 
-    The file is a resnetlib checkpoint or a state dict in any layout
-    :func:`~resnetlib.convert_state_dict` reads. akamaster's weights get
-    ``shortcut="A_both"`` (their option A) or ``"B"`` (their option B, which has
-    ``shortcut.*`` weights) unless ``overrides`` sets one. A resnetlib checkpoint keeps
-    its own ``num_classes`` and ``in_channels`` unless ``overrides`` sets them, and must
-    describe the network the factory builds in every other field.
-    Loading is strict except for the stem and head (see :func:`~resnetlib.load_weights`).
+    Raises:
+        CheckpointError: a damaged, code-carrying or tensor-less file.
+        OSError: the file cannot be read.
     """
     payload = _read(path)
-    saved_spec: ResNetSpec | None = None
     if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
-        if source not in ("auto", "resnetlib"):
-            raise ValueError(
-                f"{path} is a resnetlib checkpoint; checkpoint_source={source!r} does not apply"
-            )
         checkpoint = _parse(path, payload)
         _check_fits(path, checkpoint.spec, checkpoint.state_dict)
-        weights, saved_spec = checkpoint.state_dict, checkpoint.spec
-        source = "resnetlib"
-    else:
-        try:
-            if not isinstance(payload, Mapping):
-                raise ValueError(f"expected a dict of tensors; got {type(payload).__name__}")
-            weights = unwrap_state_dict(payload)
-        except ValueError as error:
-            raise CheckpointError(f"{path}: {error}") from None
-        _check_tensors(path, weights)
-        if source == "auto":
-            source = detect_source(weights)
-    options = dict(overrides)
-    if source == "akamaster" and "shortcut" not in options:
-        projected = any(".shortcut." in key for key in weights)
-        options["shortcut"] = "B" if projected else "A_both"
-    if saved_spec is not None:  # the file says what it is: keep its head and input
-        options.setdefault("num_classes", saved_spec.num_classes)
-        options.setdefault("in_channels", saved_spec.in_channels)
-    model = factory(**options)
-    if saved_spec is not None:
-        _check_same_network(path, saved_spec, model.spec)
-    load_weights(model, weights, source=source, strict=True)
-    return model
-
-
-# Fields a caller may change when loading weights: the head and the stem's input adapt.
-_ADAPTABLE = frozenset({"num_classes", "in_channels"})
-
-
-def _check_same_network(path: PathLike, saved: ResNetSpec, built: ResNetSpec) -> None:
-    """Refuse weights saved from another network, even one whose keys and shapes match
-    (another activation, dilation, drop path or stride placement computes otherwise)."""
-    saved_fields, built_fields = saved.to_dict(), built.to_dict()
-    differ = sorted(
-        key
-        for key in saved_fields
-        if key not in _ADAPTABLE and saved_fields[key] != built_fields[key]
-    )
-    if differ:
-        details = "; ".join(
-            f"{key}: file {saved_fields[key]!r}, model {built_fields[key]!r}" for key in differ
-        )
-        raise ValueError(
-            f"{path} holds another network than the one asked for ({details}); load it "
-            "with resnetlib.load(path), or pass the same overrides it was saved with"
-        )
+        return checkpoint
+    try:
+        if not isinstance(payload, Mapping):
+            raise ValueError(f"expected a dict of tensors; got {type(payload).__name__}")
+        weights = unwrap_state_dict(payload)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    _check_tensors(path, weights)
+    return weights

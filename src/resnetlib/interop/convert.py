@@ -49,6 +49,7 @@ __all__ = [
     "adapt_input_channels",
     "convert_state_dict",
     "detect_source",
+    "layout_options",
     "load_weights",
     "to_torchvision",
     "unwrap_state_dict",
@@ -195,17 +196,30 @@ def _ours_to_torchvision(state: StateDict) -> StateDict:
     return dict(state)
 
 
+def _no_options(state: StateDict) -> dict[str, Any]:
+    return {}
+
+
+def _akamaster_options(state: StateDict) -> dict[str, Any]:
+    """akamaster's option A pads on both sides (``A_both``); their option B has
+    ``shortcut.*`` projection weights."""
+    projected = any(".shortcut." in key for key in state)
+    return {"shortcut": "B" if projected else "A_both"}
+
+
 @dataclass(frozen=True)
 class _Layout:
     to_resnetlib: Callable[[StateDict], StateDict]
     from_resnetlib: Callable[[StateDict], StateDict]
+    model_options: Callable[[StateDict], dict[str, Any]] = _no_options
+    """Model overrides that weights in this layout need to compute what they computed."""
 
 
 LAYOUTS: Mapping[str, _Layout] = {
     "resnetlib": _Layout(_identity, _identity),
     "torchvision": _Layout(_identity, _ours_to_torchvision),
     "timm": _Layout(_identity, _identity),
-    "akamaster": _Layout(_akamaster_to_ours, _ours_to_akamaster),
+    "akamaster": _Layout(_akamaster_to_ours, _ours_to_akamaster, _akamaster_options),
     "mmpretrain": _Layout(_mmpretrain_to_ours, _ours_to_mmpretrain),
 }
 """The state-dict layouts ``convert_state_dict`` reads and writes, by name."""
@@ -247,6 +261,13 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
                 flat = {key[len(prefix) :]: value for key, value in flat.items()}
                 stripped = True
     return flat
+
+
+def layout_options(source: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The model overrides weights in layout ``source`` need (akamaster's: their shortcut)."""
+    return LAYOUTS[_check_layout("source", source, allow_auto=False)].model_options(
+        dict(state_dict)
+    )
 
 
 def detect_source(state_dict: Mapping[str, Any]) -> str:

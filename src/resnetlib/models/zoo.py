@@ -20,13 +20,13 @@ from ..core.build import block_options_of, build
 from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from ..interop.checkpoint import model_from_file
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from ..nn.activations import ACTIVATIONS, as_registered_act
 from ..nn.blocks import BLOCKS
 from ..nn.norms import NORMS
 from ..nn.stems import STEMS
 from ..registry import Registry
+from .from_file import model_from_file
 
 __all__ = [
     "MODELS",

@@ -1,0 +1,116 @@
+"""A registered model with the weights of a file: a resnetlib checkpoint or a state dict."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from ..core.build import build
+from ..core.model import ResNet
+from ..core.spec import ResNetSpec
+from ..interop.checkpoint import Checkpoint, CheckpointError, read_weights_file
+from ..interop.convert import detect_source, layout_options, load_weights
+
+__all__ = ["model_from_file"]
+
+PathLike = str | os.PathLike[str]
+
+# Fields a caller may change when loading weights: the head and the stem's input adapt.
+_ADAPTABLE = frozenset({"num_classes", "in_channels"})
+
+
+def model_from_file(
+    factory: Callable[..., ResNet],
+    path: PathLike,
+    *,
+    source: str = "auto",
+    overrides: Mapping[str, Any],
+) -> ResNet:
+    """``factory(**overrides)`` with the weights of a checkpoint or state-dict file.
+
+    A resnetlib checkpoint is the network it was saved as (its shortcut, norm, activation,
+    dilation and ``pretrained_cfg`` included): the factory must build the same block, stem,
+    blocks and widths per stage, residual or plain, and what ``overrides`` change must agree
+    with the file, except that another ``num_classes`` gets a new head and another
+    ``in_channels`` an adapted stem.
+
+    Any other file is a state dict in a layout :func:`~resnetlib.convert_state_dict` reads
+    (``source``; ``"auto"`` detects it); the layout adds the overrides its weights need
+    (akamaster's shortcut, unless ``overrides`` sets one). Loading is strict except for the
+    stem and head (see :func:`~resnetlib.load_weights`).
+    """
+    contents = read_weights_file(path)
+    options = dict(overrides)
+    if isinstance(contents, Checkpoint):
+        if source not in ("auto", "resnetlib"):
+            raise ValueError(
+                f"{path} is a resnetlib checkpoint; checkpoint_source={source!r} does not apply"
+            )
+        with torch.device("meta"):
+            default, asked = factory().spec, factory(**options).spec
+        _check_same_network(path, contents.spec, default, asked)
+        spec = replace(
+            contents.spec,
+            **{key: getattr(asked, key) for key in _ADAPTABLE if key in options},
+        )
+        model = build(spec)
+        load_weights(model, contents.state_dict, source="resnetlib", strict=True)
+        if contents.pretrained_cfg is not None:
+            _restore_config(model, contents.pretrained_cfg)
+        return model
+    if source == "auto":
+        source = detect_source(contents)
+    for key, value in layout_options(source, contents).items():
+        options.setdefault(key, value)
+    model = factory(**options)
+    load_weights(model, contents, source=source, strict=True)
+    return model
+
+
+def _restore_config(model: ResNet, saved: Mapping[str, Any]) -> None:
+    """The file's data configuration, with the head and input the model has now."""
+    config = dict(saved)
+    config["num_classes"] = model.num_classes
+    channels = model.spec.in_channels
+    if tuple(config.get("input_size", ()))[:1] != (channels,):
+        config["input_size"] = model.pretrained_cfg["input_size"]
+        for key in ("mean", "std"):
+            values = config.get(key)
+            if isinstance(values, (tuple, list)) and values:
+                config[key] = (sum(values) / len(values),) * channels
+    model.pretrained_cfg = config
+
+
+def _structure(spec: ResNetSpec) -> dict[str, Any]:
+    return {
+        "block": spec.block,
+        "stem": spec.stem.type,
+        "stages": [(stage.num_blocks, stage.width) for stage in spec.stages],
+        "residual": spec.shortcut != "none",
+    }
+
+
+def _check_same_network(
+    path: PathLike, saved: ResNetSpec, default: ResNetSpec, asked: ResNetSpec
+) -> None:
+    """Refuse a checkpoint of another network than the name builds (``default``), or one
+    that disagrees with what the overrides ask for (``asked``) outside the head and input."""
+    differ = {
+        key: (value, _structure(asked)[key])
+        for key, value in _structure(saved).items()
+        if value != _structure(asked)[key]
+    }
+    saved_fields, default_fields, asked_fields = saved.to_dict(), default.to_dict(), asked.to_dict()
+    for key, value in asked_fields.items():
+        if key not in _ADAPTABLE and value != default_fields[key] and value != saved_fields[key]:
+            differ[key] = (saved_fields[key], value)
+    if differ:
+        details = "; ".join(f"{key}: file {a!r}, model {b!r}" for key, (a, b) in differ.items())
+        raise CheckpointError(
+            f"{path} holds another network than the one asked for ({details}); load it "
+            "with resnetlib.load(path), or name the model it was saved from"
+        )
