@@ -272,9 +272,7 @@ def test_a_checkpoint_of_an_adapted_shortcut_loads_by_its_name(tmp_path: Path) -
     assert again.spec == model.spec
     with pytest.raises(rl.CheckpointError, match=r"another network .*stages"):
         rl.create_model("resnet32", checkpoint_path=path)
-    with pytest.raises(
-        rl.CheckpointError, match=r"another .*residual: file True"
-    ):
+    with pytest.raises(rl.CheckpointError, match=r"another .*residual: file True"):
         rl.create_model("plain20", checkpoint_path=path)
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,8 @@ def digits() -> DataSplits:
 
 def tiny_model(seed: int = 0, **overrides: Any) -> rl.ResNet:
     torch.manual_seed(seed)
-    return rl.cifar_resnet(8, widths=(4, 8, 16), num_classes=10, **overrides)
+    overrides.setdefault("num_classes", 10)
+    return rl.cifar_resnet(8, widths=(4, 8, 16), **overrides)
 
 
 def test_fit_lowers_the_loss_and_records_the_run(digits: DataSplits, tmp_path: Path) -> None:
@@ -212,11 +218,198 @@ def test_no_decay_norm_bias_groups(digits: DataSplits, tmp_path: Path) -> None:
     assert one_d > 0
 
 
-def test_evaluate_needs_the_training_mean_for_a_bare_data_set(digits: DataSplits) -> None:
-    model = tiny_model()
-    with pytest.raises(ValueError, match="training set's mean"):
-        evaluate(model, digits.test)
+def test_evaluate_normalizes_as_the_model_says(digits: DataSplits) -> None:
+    """evaluate() feeds (x / 255 - mean) / std with the model's own pretrained_cfg."""
+    model = tiny_model().eval()
+    model.pretrained_cfg.update(input_size=(3, 8, 8), mean=(0.2, 0.4, 0.6), std=(0.5, 0.3, 0.2))
+    result = evaluate(model, digits.test)
+    mean = torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1)
+    std = torch.tensor([0.5, 0.3, 0.2]).view(3, 1, 1)
+    with torch.no_grad():
+        logits = model((digits.test.images.float() / 255 - mean) / std)
+    wrong = (logits.argmax(1) != digits.test.labels).float().mean().item()
+    assert result.error == pytest.approx(wrong)
+    top5 = logits.topk(5, 1).indices
+    wrong5 = (top5 != digits.test.labels[:, None]).all(1).float().mean().item()
+    assert result.top5_error == pytest.approx(wrong5)
+    assert result.top5_error <= result.error
+    assert result.accuracy == pytest.approx(1 - result.error)
+    # Other statistics, other numbers: the config is really what is used.
+    model.pretrained_cfg.update(mean=(0.9, 0.9, 0.9))
+    assert evaluate(model, digits.test).loss != pytest.approx(result.loss)
     with pytest.raises(ValueError, match="split must be"):
         evaluate(model, digits, split="val")  # digits holds no validation split
-    mean = rl.train.pixel_mean(digits.train)
-    assert evaluate(model, digits.test, mean=mean) == evaluate(model, digits)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_classes": 5}, "the model has 5 classes and digits has 10"),
+        ({"in_channels": 1}, "the model takes 1-channel images and digits has 3 channels"),
+        ({}, r"the model expects 32x32 images .* digits has 8x8; .*--image-size 32"),
+    ],
+    ids=["classes", "channels", "size"],
+)
+def test_data_that_does_not_fit_the_model_is_one_line(
+    digits: DataSplits, overrides: dict[str, Any], message: str
+) -> None:
+    """Named before any forward pass, both sides in the message."""
+    model = tiny_model(**overrides)
+    with pytest.raises(ValueError, match=message) as raised:
+        evaluate(model, digits)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_run_describes_itself_from_its_first_second(tmp_path: Path) -> None:
+    """run.json, spec.json and recipe.json exist before the first iteration ends, and record
+    what was used: the split held out by load_data, not the recipe's default."""
+    data = load_data("digits", image_size=8, val_size=250)
+    model = tiny_model()
+    seen: list[set[str]] = []
+
+    def look(module: nn.Module, inputs: Any) -> None:
+        if module.training and not seen:
+            seen.append({p.name for p in tmp_path.iterdir()})
+
+    model.register_forward_pre_hook(look)
+    recipe = dataclasses.replace(rl.train.PAPER_CIFAR, batch_size=100, iterations=3, augment=None)
+    assert recipe.val_size == 5000
+    lines: list[str] = []
+    fit(model, data, recipe, out=tmp_path, progress=False, log=lines.append, run_info={"x": 1})
+    assert {"run.json", "spec.json", "recipe.json"} <= seen[0]
+    assert "state.pt" not in seen[0]
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["x"] == 1
+    assert info["split"] == {"train": 1250, "val": 250, "test": 297}
+    assert info["data"]["val_size"] == 250
+    assert info["data"]["data"] == "digits"
+    assert info["pretrained_cfg"]["input_size"] == [3, 8, 8]
+    assert Recipe.from_json((tmp_path / "recipe.json").read_text()).val_size == 250
+    # The start-up line says what runs where.
+    assert "ResNet-8" in lines[0]
+    assert "1,250 train / 250 val / 297 test" in lines[0]
+    assert "12 iterations an epoch" in lines[0]
+    # The checkpoints carry the normalization the run used.
+    assert rl.load(tmp_path / "final.pt").pretrained_cfg["input_size"] == (3, 8, 8)
+
+
+def test_best_checkpoint_steps_and_curves(tmp_path: Path) -> None:
+    data = load_data("digits", image_size=8, val_size=200)
+    result = fit(tiny_model(), data, TINY, out=tmp_path, progress=False, log_every=4)
+    best = min(row["val_error"] for row in result.history)
+    assert rl.read_checkpoint(tmp_path / "best.pt").metadata["val_error"] == pytest.approx(best)
+    steps = read_metrics(tmp_path / "steps.csv")
+    assert [row["iteration"] for row in steps][:3] == [1, 4, 8]
+    assert all(row["lr"] == 0.1 for row in steps)
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert all(not math.isnan(row["val_loss"]) and not math.isnan(row["test_loss"]) for row in rows)
+
+
+def _sigint_after(model: nn.Module, calls: int) -> None:
+    """Send this process a real SIGINT (Ctrl-C) during the ``calls``-th training forward."""
+    count = 0
+
+    def hook(module: nn.Module, inputs: Any) -> None:
+        nonlocal count
+        if module.training:
+            count += 1
+            if count == calls:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model.register_forward_pre_hook(hook)
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_identical(
+    digits: DataSplits, tmp_path: Path
+) -> None:
+    recipe = dataclasses.replace(TINY, epochs=2, augment=rl.train.Augment(pad=1, flip=True))
+    whole = fit(tiny_model(), digits, recipe, out=tmp_path / "whole", device="cpu", progress=False)
+    model = tiny_model()
+    _sigint_after(model, calls=20)  # iteration 20: mid-epoch 2
+    with pytest.raises(rl.train.TrainingInterrupted) as raised:
+        fit(model, digits, recipe, out=tmp_path / "split", device="cpu", progress=False)
+    assert raised.value.iteration == 20
+    assert raised.value.run_dir == tmp_path / "split"
+    assert torch.load(tmp_path / "split" / "state.pt", weights_only=True)["iteration"] == 20
+    assert rl.read_checkpoint(tmp_path / "split" / "last.pt").metadata["iteration"] == 20
+    resumed = fit(
+        tiny_model(seed=1),
+        digits,
+        recipe,
+        out=tmp_path / "split",
+        resume=True,
+        device="cpu",
+        progress=False,
+    )
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
+    whole_steps = read_metrics(tmp_path / "whole" / "steps.csv")
+    assert read_metrics(tmp_path / "split" / "steps.csv") == whole_steps
+
+
+def test_periodic_saves_lose_iterations_not_epochs(digits: DataSplits, tmp_path: Path) -> None:
+    model = tiny_model()
+    _interrupt_after(model, calls=10)  # a crash in iteration 11, before the epoch ends
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, digits, TINY, out=tmp_path, progress=False, save_every=4)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["iteration"] == 8
+
+
+def test_a_run_directory_has_one_owner(digits: DataSplits, tmp_path: Path) -> None:
+    """A second process training into a directory another one holds is refused, and the
+    first one's files stay untouched."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, resnetlib.train.run_dir as r; d = r.RunDirectory(sys.argv[1]); "
+            "d.acquire(); d.write_info({'owner': 'first'}); print('ready', flush=True); "
+            "sys.stdin.read()",
+            str(tmp_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(rl.train.RunDirectoryError, match=rf"in use by pid {holder.pid}"):
+            fit(tiny_model(), digits, TINY, out=tmp_path, progress=False, iterations=1)
+        assert json.loads((tmp_path / "run.json").read_text()) == {"owner": "first"}
+        assert not (tmp_path / "spec.json").exists()
+    finally:
+        holder.communicate("")
+    # Its lock died with it: the directory can be taken again (and holds a run now).
+    with pytest.raises(TrainingError, match="already holds a run"):
+        fit(tiny_model(), digits, TINY, out=tmp_path, progress=False, iterations=1)
+
+
+def test_own_optimizer_param_groups_and_epoch_callback(digits: DataSplits) -> None:
+    model = tiny_model()
+    groups = rl.param_groups(model, lr=TINY.lr, decay=0.5)
+    rows: list[tuple[float, int]] = []
+    result = fit(
+        model,
+        digits,
+        TINY,
+        param_groups=groups,
+        progress=False,
+        iterations=15,
+        on_epoch_end=lambda row, m: rows.append((row["epoch"], id(m))),
+    )
+    assert rows == [(1.0, id(result.model))]
+    lrs = {group["name"]: group["lr"] for group in groups}
+    assert lrs["head"] == pytest.approx(0.1)
+    assert lrs["layer3"] == pytest.approx(0.05)
+    adam_model = tiny_model()
+    adam = torch.optim.Adam(adam_model.parameters(), lr=1.0)
+    before = adam_model.fc.weight.detach().clone()
+    fit(adam_model, digits, TINY, optimizer=adam, progress=False, iterations=2)
+    assert adam.param_groups[0]["lr"] == TINY.lr  # the schedule drives the user's optimizer
+    assert adam.state  # ... and Adam, not the recipe's SGD, took the steps
+    assert not torch.equal(before, adam_model.fc.weight)
+    with pytest.raises(ValueError, match="optimizer or param_groups, not both"):
+        fit(tiny_model(), digits, TINY, optimizer=adam, param_groups=groups, progress=False)

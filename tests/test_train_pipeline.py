@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from resnetlib.train.data import ImageDataset
-from resnetlib.train.pipeline import Augment, DeviceLoader, augment_batch, pixel_mean
+from resnetlib.train.pipeline import (
+    Augment,
+    DeviceLoader,
+    augment_batch,
+    channel_stats,
+    pixel_mean,
+)
 
 
 def _dataset(n: int = 12, size: int = 6, channels: int = 3, seed: int = 0) -> ImageDataset:
@@ -294,8 +300,31 @@ def test_rank_zero_state_resumes_every_rank() -> None:
 
 def test_loader_validates() -> None:
     dataset = _dataset(n=4)
-    with pytest.raises(ValueError, match="mean must have the images' shape"):
-        _loader(dataset, mean=torch.zeros(3))
+    with pytest.raises(ValueError, match=r"mean must hold one value per channel \(3\)"):
+        _loader(dataset, mean=torch.zeros(4))
+    with pytest.raises(ValueError, match="std must be positive"):
+        _loader(dataset, mean=torch.zeros(3), std=(1.0, 0.0, 1.0))
+
+
+def test_loader_normalizes_per_channel() -> None:
+    """What a model's pretrained_cfg says: (x / 255 - mean) / std, channel by channel."""
+    dataset = _dataset(n=4)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
+    x, _ = next(iter(DeviceLoader(dataset, batch_size=4, device="cpu", mean=mean, std=std)))
+    expected = (dataset.images.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(
+        std
+    ).view(3, 1, 1)
+    torch.testing.assert_close(x, expected)
+
+
+def test_channel_stats() -> None:
+    dataset = _dataset(n=6)
+    mean, std = channel_stats(dataset)
+    pixels = dataset.images.double().div(255).transpose(0, 1).reshape(3, -1)
+    torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), pixels.mean(1))
+    torch.testing.assert_close(
+        torch.tensor(std, dtype=torch.float64), pixels.std(1, unbiased=False)
+    )
     with pytest.raises(ValueError, match=r"rank must be an int in \[0, 2\)"):
         _loader(dataset, rank=2, world_size=2)
     with pytest.raises(ValueError, match="batch_size"):

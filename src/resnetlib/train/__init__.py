@@ -12,17 +12,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .data import DataError, DataSplits, ImageDataset, load_data
-    from .loop import METRICS, EvalResult, FitResult, TrainingError, evaluate, fit, read_metrics
-    from .pipeline import Augment, DeviceLoader, pixel_mean
-    from .plot import plot_runs
+    from .loop import (
+        METRICS,
+        EvalResult,
+        FitResult,
+        TrainingError,
+        TrainingInterrupted,
+        check_data_fits,
+        evaluate,
+        fit,
+        read_metrics,
+    )
+    from .pipeline import Augment, DeviceLoader, channel_stats, pixel_mean
+    from .plot import plot_run, plot_runs
     from .recipe import DIGITS, PAPER_CIFAR, PAPER_CIFAR_WARMUP, Recipe, paper_recipe, recipe_for
+    from .run_dir import RunDirectory, RunDirectoryError
 
 _MODULES = {
     "data": ("DataError", "DataSplits", "ImageDataset", "load_data"),
-    "loop": ("METRICS", "EvalResult", "FitResult", "TrainingError", "evaluate", "fit",
-             "read_metrics"),
-    "pipeline": ("Augment", "DeviceLoader", "pixel_mean"),
-    "plot": ("plot_runs",),
+    "loop": ("METRICS", "EvalResult", "FitResult", "TrainingError", "TrainingInterrupted",
+             "check_data_fits", "evaluate", "fit", "read_metrics"),
+    "pipeline": ("Augment", "DeviceLoader", "channel_stats", "pixel_mean"),
+    "plot": ("plot_run", "plot_runs"),
+    "run_dir": ("RunDirectory", "RunDirectoryError"),
     "recipe": ("DIGITS", "PAPER_CIFAR", "PAPER_CIFAR_WARMUP", "Recipe", "paper_recipe",
                "recipe_for"),
 }  # fmt: skip
@@ -41,12 +53,18 @@ __all__ = [
     "FitResult",
     "ImageDataset",
     "Recipe",
+    "RunDirectory",
+    "RunDirectoryError",
     "TrainingError",
+    "TrainingInterrupted",
+    "channel_stats",
+    "check_data_fits",
     "evaluate",
     "fit",
     "load_data",
     "paper_recipe",
     "pixel_mean",
+    "plot_run",
     "plot_runs",
     "read_metrics",
     "recipe_for",

@@ -33,7 +33,7 @@ import hashlib
 import os
 import pickle
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -88,18 +88,73 @@ class ImageDataset:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def __repr__(self) -> str:
+        c, h, w = (int(n) for n in self.images.shape[1:])
+        return (
+            f"ImageDataset(name={self.name!r}, {len(self)} images of {c}x{h}x{w}, "
+            f"{len(self.classes)} classes)"
+        )
+
     def subset(self, indices: torch.Tensor) -> ImageDataset:
         """The images at ``indices`` (an int64 index tensor), in that order."""
         return ImageDataset(self.images[indices], self.labels[indices], self.classes, self.name)
 
+    def select_classes(self, keep: Sequence[int]) -> ImageDataset:
+        """Only the images of classes ``keep`` (indices), relabelled ``0..len(keep)-1`` in
+        that order."""
+        mapping = torch.full((len(self.classes),), -1, dtype=torch.int64)
+        mapping[torch.tensor(list(keep), dtype=torch.int64)] = torch.arange(len(keep))
+        new = mapping[self.labels]
+        chosen = (new >= 0).nonzero().flatten()
+        return ImageDataset(
+            self.images[chosen],
+            new[chosen],
+            tuple(self.classes[i] for i in keep),
+            self.name,
+        )
+
 
 @dataclass(frozen=True)
 class DataSplits:
-    """A data set's splits; ``val`` is held out from the training images when asked for."""
+    """A data set's splits; ``val`` is held out from the training images when asked for.
+
+    ``source`` records how :func:`load_data` made them (its arguments, JSON types), so that a
+    run can record its data and an evaluation load the same split again.
+    """
 
     train: ImageDataset
     test: ImageDataset
     val: ImageDataset | None = None
+    source: Mapping[str, Any] | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.train.classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images."""
+        c, h, w = (int(n) for n in self.train.images.shape[1:])
+        return c, h, w
+
+    def sizes(self) -> dict[str, int]:
+        """Images per split (``val`` 0 when none is held out)."""
+        return {
+            "train": len(self.train),
+            "val": 0 if self.val is None else len(self.val),
+            "test": len(self.test),
+        }
+
+    def describe(self) -> str:
+        """One line: the data set and its split sizes."""
+        sizes = self.sizes()
+        name = self.train.name
+        c, h, w = self.image_shape
+        val = f" / {sizes['val']:,} val" if sizes["val"] else ""
+        return (
+            f"{name}: {sizes['train']:,} train{val} / {sizes['test']:,} test images of "
+            f"{c}x{h}x{w}, {len(self.classes)} classes"
+        )
 
 
 def load_data(
@@ -109,6 +164,7 @@ def load_data(
     seed: int = 0,
     labels: Literal["fine", "coarse"] = "fine",
     image_size: int | None = None,
+    classes: Sequence[str | int] | None = None,
 ) -> DataSplits:
     """Load ``source`` ("digits" or a path in a known layout) as train/test(/val) splits.
 
@@ -116,7 +172,9 @@ def load_data(
     by ``seed``; the rest stay in their order): ``val_size=5000`` on CIFAR-10 gives the
     paper's 45k/5k split. ``labels="coarse"`` picks CIFAR-100's 20 superclasses.
     ``image_size`` resizes (square); it defaults to 16 for digits and to the native size
-    elsewhere (an image folder whose images differ in size needs it).
+    elsewhere (an image folder whose images differ in size needs it). ``classes`` keeps only
+    those classes (names or indices), relabelled ``0..len(classes)-1`` in the order given,
+    before the validation split is drawn. The result's ``source`` records these arguments.
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
@@ -147,7 +205,40 @@ def load_data(
         train, test = _load_folder(root, image_size)
     if image_size is not None and kind in ("cifar10", "cifar100"):
         train, test = _resize(train, image_size), _resize(test, image_size)
-    return _split_val(train, test, val_size, seed, root)
+    keep = None if classes is None else _class_indices(classes, train.classes, root)
+    if keep is not None:
+        train, test = train.select_classes(keep), test.select_classes(keep)
+    splits = _split_val(train, test, val_size, seed, root)
+    record = {
+        "data": "digits" if kind == "digits" else str(root),
+        "labels": labels,
+        "image_size": image_size,
+        "val_size": val_size,
+        "seed": seed,
+        "classes": None if keep is None else list(train.classes),
+    }
+    return DataSplits(train=splits.train, test=splits.test, val=splits.val, source=record)
+
+
+def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Path) -> list[int]:
+    """Indices of ``wanted`` (names or indices) among ``classes``, each once."""
+    if isinstance(wanted, str) or not wanted:
+        raise DataError(f"{root}: classes must be a non-empty list of class names or indices")
+    indices: list[int] = []
+    for item in wanted:
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not 0 <= item < len(classes):
+                raise DataError(f"{root}: class index {item} is not in 0..{len(classes) - 1}")
+            index = item
+        elif isinstance(item, str) and item in classes:
+            index = classes.index(item)
+        else:
+            close = ", ".join(repr(c) for c in classes[:12])
+            raise DataError(f"{root}: no class {item!r}; classes: {close}")
+        if index in indices:
+            raise DataError(f"{root}: class {classes[index]!r} is chosen twice")
+        indices.append(index)
+    return indices
 
 
 # --------------------------------------------------------------------------------------
@@ -180,9 +271,9 @@ def _split_val(
     if val_size == 0:
         return DataSplits(train=train, test=test)
     if val_size >= len(train):
-        raise ValueError(
-            f"val_size must be smaller than the training split ({len(train)} images in {root}), "
-            f"got {val_size}"
+        raise DataError(
+            f"{root}: cannot hold out {val_size} images for validation from a training split "
+            f"of {len(train)}; pass a smaller val_size (--val-size; 0: no validation split)"
         )
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values

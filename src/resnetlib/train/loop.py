@@ -1,70 +1,94 @@
 """The training loop: :func:`fit` trains a model by a :class:`Recipe`, :func:`evaluate` scores it.
 
-One loop, per iteration: set the lr from the schedule, forward (autocast when asked), loss,
-backward, optimizer step, EMA update. Per epoch: reduce the metrics across ranks, evaluate,
-and (rank 0) append to ``metrics.csv`` and write the checkpoints and trainer state. Under
-``torchrun`` (``WORLD_SIZE`` > 1) the model trains with DDP and each rank takes its share
-of every batch.
+A model carries its preprocessing: batches are normalized with the per-channel mean and
+std of the model's ``pretrained_cfg`` (a pretrained model's publisher's, a new model's
+defaults), and :func:`fit` records in it the input size it trained at, so that every
+checkpoint of the run says how to feed it.
+
+:func:`fit` reads top to bottom: set up (:class:`_Trainer`), then per epoch
+:meth:`~_Trainer.train_epoch` (per iteration: lr from the schedule, forward, loss, backward,
+optimizer step, EMA update) and :meth:`~_Trainer.end_epoch` (evaluate, record, checkpoint).
+The run directory (:class:`~resnetlib.train.run_dir.RunDirectory`) owns every file. Under
+``torchrun`` (``WORLD_SIZE`` > 1) the model trains with DDP and each rank takes its share of
+every batch.
 """
 
 from __future__ import annotations
 
-import csv
 import importlib
-import io
+import importlib.metadata
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ..analysis import count_parameters
+from ..core.data_config import normalization
 from ..core.model import ResNet
-from ..interop.checkpoint import save
-from ..interop.files import atomic_write
-from ..interop.finetune import param_groups
+from ..interop.finetune import param_groups as make_param_groups
 from .data import DataSplits, ImageDataset
-from .pipeline import DeviceLoader, pixel_mean
+from .pipeline import DeviceLoader
 from .recipe import Recipe
+from .run_dir import METRICS, RunDirectory, RunDirectoryError, TrainingError, read_metrics
 
-__all__ = ["METRICS", "EvalResult", "FitResult", "TrainingError", "evaluate", "fit", "read_metrics"]
+__all__ = [
+    "METRICS",
+    "EvalResult",
+    "FitResult",
+    "RunDirectoryError",
+    "TrainingError",
+    "TrainingInterrupted",
+    "check_data_fits",
+    "evaluate",
+    "fit",
+    "model_label",
+    "read_metrics",
+]
 
-METRICS = (
-    "epoch",
-    "iteration",
-    "lr",
-    "train_loss",
-    "train_error",
-    "val_error",
-    "test_error",
-    "images_per_s",
-    "elapsed_s",
-)
-"""The columns of ``metrics.csv``, one row per epoch (errors are fractions; empty: not run)."""
-
-STATE_FORMAT = "resnetlib.trainer-state"
-STATE_VERSION = 1
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_EVAL_BATCH = 500
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, a run directory that does not fit)."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`fit` between two iterations, after it saved the run (when it
+    has a run directory). ``iteration`` is the number done; ``run_dir`` where to resume."""
+
+    def __init__(self, iteration: int, run_dir: Path | None) -> None:
+        super().__init__(iteration, run_dir)
+        self.iteration = iteration
+        self.run_dir = run_dir
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Top-1 ``error`` (a fraction) and mean cross-entropy ``loss`` over ``count`` images."""
+    """Top-1 ``error`` and top-5 ``top5_error`` (fractions) and mean cross-entropy ``loss``
+    over ``count`` images (top-5 is top-k with k = the number of classes when fewer)."""
 
     error: float
     loss: float
     count: int
+    top5_error: float = math.nan
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy, a fraction."""
+        return 1.0 - self.error
+
+    @property
+    def top5_accuracy(self) -> float:
+        """Top-5 accuracy, a fraction."""
+        return 1.0 - self.top5_error
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,123 @@ class FitResult:
     history: tuple[dict[str, float], ...]
     run_dir: Path | None
     model: ResNet
+
+
+# -- what a model expects -----------------------------------------------------------------
+
+
+def check_data_fits(model: ResNet, dataset: ImageDataset) -> None:
+    """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes,
+    channels and image size the model expects (its ``num_classes``, ``in_channels`` and
+    ``pretrained_cfg["input_size"]``)."""
+    c, h, w = (int(n) for n in dataset.images.shape[1:])
+    classes = len(dataset.classes)
+    if model.num_classes != classes:
+        raise ValueError(
+            f"the model has {model.num_classes} classes and {dataset.name} has {classes}; "
+            "evaluate on the data it was trained on, or train a head for this data "
+            "(--num-classes, --classes)"
+        )
+    if model.spec.in_channels != c:
+        raise ValueError(
+            f"the model takes {model.spec.in_channels}-channel images and {dataset.name} has "
+            f"{c} channels; train a model with --in-channels {c}"
+        )
+    expected = tuple(model.pretrained_cfg.get("input_size", ()))[1:]
+    if expected and expected != (h, w):
+        side = f"{expected[0]}" if expected[0] == expected[1] else f"{expected[0]}x{expected[1]}"
+        raise ValueError(
+            f"the model expects {expected[0]}x{expected[1]} images (its pretrained_cfg "
+            f"input_size) and {dataset.name} has {h}x{w}; load the data with --image-size "
+            f"{side}"
+        )
+
+
+def _normalization(model: ResNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return normalization(model.pretrained_cfg, model.spec.in_channels)
+
+
+def _trained_config(model: ResNet, image_shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The model's data configuration with the input size it trains at (uncropped)."""
+    reduction = model.feature_info[-1]["reduction"] if model.feature_info else 1
+    _, height, width = image_shape
+    return {
+        **model.pretrained_cfg,
+        "input_size": image_shape,
+        "pool_size": (math.ceil(height / reduction), math.ceil(width / reduction)),
+        "crop_pct": 1.0,
+        "num_classes": model.num_classes,
+    }
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _score(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    autocast: AbstractContextManager[Any],
+) -> EvalResult:
+    was_training = model.training
+    model.eval()
+    totals: torch.Tensor | int = 0  # loss sum, top-1 and top-5 wrong, on the model's device
+    count = 0
+    try:
+        for x, y in batches:
+            with autocast:
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            wrong = (top[:, 0] != y).sum()
+            wrong5 = (top != y[:, None]).all(1).sum()
+            totals = totals + torch.stack([loss.double(), wrong.double(), wrong5.double()])
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    if count == 0 or not isinstance(totals, torch.Tensor):
+        raise ValueError("evaluate() got an empty data set")
+    loss_sum, wrong_sum, wrong5_sum = totals.tolist()
+    return EvalResult(
+        error=wrong_sum / count, loss=loss_sum / count, count=count, top5_error=wrong5_sum / count
+    )
+
+
+def evaluate(
+    model: ResNet,
+    data: DataSplits | ImageDataset,
+    device: torch.device | str | None = None,
+    *,
+    split: str = "test",
+    batch_size: int = _EVAL_BATCH,
+) -> EvalResult:
+    """Top-1/top-5 error and loss of ``model`` on ``data``, with no augmentation.
+
+    Images are normalized as the model's ``pretrained_cfg`` says (its mean and std), and
+    checked first against what it expects (:func:`check_data_fits`). ``data`` is a
+    :class:`DataSplits` (scores ``split``: ``"test"``, ``"val"`` or ``"train"``) or an
+    :class:`ImageDataset`. The model moves to ``device`` (default: where its parameters are).
+    """
+    if not isinstance(model, ResNet):
+        raise TypeError(f"evaluate() takes a resnetlib ResNet; got {type(model).__name__}")
+    if isinstance(data, DataSplits):
+        chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
+        if chosen is None:
+            raise ValueError(
+                f"split must be 'train', 'test' or 'val' (when one is held out); got {split!r}"
+            )
+        dataset = chosen
+    else:
+        dataset = data
+    check_data_fits(model, dataset)
+    mean, std = _normalization(model)
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    model.to(device)
+    loader = DeviceLoader(dataset, batch_size=batch_size, device=device, mean=mean, std=std)
+    return _score(model, loader, nullcontext())
+
+
+# -- processes ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -101,117 +242,15 @@ def _process_group(device: torch.device) -> _Process:
     return _Process(dist.get_rank(), dist.get_world_size(), True)
 
 
-def _default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def _loader(
-    dataset: ImageDataset,
-    mean: torch.Tensor,
-    device: torch.device,
-    *,
-    batch_size: int,
-    channels_last: bool,
-) -> DeviceLoader:
-    return DeviceLoader(
-        dataset, batch_size=batch_size, device=device, mean=mean, channels_last=channels_last
-    )
-
-
-@torch.no_grad()
-def _score(
-    model: nn.Module,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | DeviceLoader,
-    autocast: AbstractContextManager[Any],
-) -> EvalResult:
-    was_training = model.training
-    model.eval()
-    totals: torch.Tensor | int = 0  # loss sum and wrong count, on the model's device
-    count = 0
-    try:
-        for x, y in batches:
-            with autocast:
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, reduction="sum")
-            wrong = (logits.argmax(1) != y).sum()
-            totals = totals + torch.stack([loss.double(), wrong.double()])
-            count += y.numel()
-    finally:
-        model.train(was_training)
-    loss_sum, wrong_sum = totals.tolist() if isinstance(totals, torch.Tensor) else (0.0, 0.0)
-    if count == 0:
-        raise ValueError("evaluate() got an empty data set")
-    return EvalResult(error=wrong_sum / count, loss=loss_sum / count, count=int(count))
-
-
-def evaluate(
-    model: nn.Module,
-    data: DataSplits | ImageDataset,
-    device: torch.device | str | None = None,
-    *,
-    mean: torch.Tensor | None = None,
-    split: str = "test",
-    batch_size: int = 500,
-) -> EvalResult:
-    """Top-1 error and loss of ``model`` on ``data``, with no augmentation.
-
-    ``data`` is a :class:`DataSplits` (scores ``split``: ``"test"``, ``"val"`` or
-    ``"train"``, normalized by the training set's per-pixel mean) or an
-    :class:`ImageDataset` with the ``mean`` it was trained with. The model moves to
-    ``device`` (default: where its parameters are).
-    """
-    if isinstance(data, DataSplits):
-        chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split, data.test)
-        if split not in ("train", "val", "test") or chosen is None:
-            raise ValueError(f"split must be 'train', 'test' or 'val' (if held out); got {split!r}")
-        dataset, mean = chosen, pixel_mean(data.train) if mean is None else mean
-    else:
-        if mean is None:
-            raise ValueError("evaluate() on an ImageDataset needs the training set's mean")
-        dataset = data
+def _resolve_device(device: torch.device | str | None) -> torch.device:
     if device is None:
-        device = next(model.parameters()).device
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    model.to(device)
-    loader = _loader(dataset, mean, device, batch_size=batch_size, channels_last=False)
-    return _score(model, loader, nullcontext())
-
-
-# -- the run directory --------------------------------------------------------------------
-
-
-def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    def write(file: Any) -> None:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=METRICS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if math.isnan(v) else _fmt(k, v)) for k, v in row.items()})
-        file.write(text.getvalue().encode())
-
-    atomic_write(path, write)
-
-
-def _fmt(key: str, value: float) -> str:
-    return str(int(value)) if key in ("epoch", "iteration") else f"{value:.6g}"
-
-
-def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """The rows of a ``metrics.csv`` (empty cells as NaN)."""
-    with open(path, newline="") as file:
-        return [
-            {k: float(v) if v != "" else math.nan for k, v in row.items()}
-            for row in csv.DictReader(file)
-        ]
-
-
-def _write_text(path: Path, text: str) -> None:
-    def write(file: BinaryIO) -> None:
-        file.write(text.encode())
-
-    atomic_write(path, write)
+    if device.type == "meta":
+        raise ValueError("fit() cannot train on the meta device (it holds no values)")
+    if device.type == "cuda" and device.index is None:  # under torchrun: this rank's GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -227,19 +266,28 @@ def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_state(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write(path, lambda file: torch.save(payload, file))
+@contextmanager
+def _stop_on_interrupt(enabled: bool) -> Iterator[threading.Event]:
+    """While inside, a first Ctrl-C sets the yielded event (the loop stops after the current
+    iteration); a second one interrupts at once. Only in the main thread of a single
+    process (ranks of a distributed run must stop together, so they keep Python's default).
+    """
+    stop = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.getsignal(signal.SIGINT)
 
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
-def _read_state(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise TrainingError(f"{path.parent}: nothing to resume (no {path.name}); start a new run")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise TrainingError(f"{path}: not a resnetlib trainer-state file")
-    if state.get("version") != STATE_VERSION:
-        raise TrainingError(f"{path}: trainer-state version {state.get('version')} unsupported")
-    return state
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- the loop -----------------------------------------------------------------------------
@@ -258,314 +306,566 @@ def fit(
     progress: bool = True,
     seed: int = 0,
     log_every: int = 20,
+    optimizer: torch.optim.Optimizer | None = None,
+    param_groups: Iterable[dict[str, Any]] | None = None,
+    on_epoch_end: Callable[[dict[str, float], ResNet], None] | None = None,
+    save_every: int | None = None,
+    save_every_minutes: float | None = 10.0,
+    run_info: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train`` by ``recipe``; evaluate on ``data.val``/``data.test``
     after every epoch.
 
-    ``iterations`` or ``epochs`` override the recipe's length (the schedule scales).
-    ``out`` is the run directory (written by rank 0 only): ``spec.json``, ``recipe.json``,
-    ``metrics.csv``, ``last.pt`` (the model after the latest epoch) with ``state.pt`` (the
-    trainer state), ``final.pt`` and ``curves.png`` at the end. ``resume=True`` continues
-    the run in ``out`` from its latest epoch; on a CPU the result is bit-identical to an
-    uninterrupted run. A non-finite loss raises :class:`TrainingError` and leaves the last
-    good checkpoint in place. ``device`` defaults to the GPU when there is one.
+    Inputs are normalized with the model's ``pretrained_cfg`` mean and std; the model's
+    ``pretrained_cfg`` then records the input size it trained at. ``iterations`` or
+    ``epochs`` override the recipe's length (the schedule scales). The recipe's SGD
+    optimizes every trainable parameter, or ``param_groups`` (for example
+    :func:`~resnetlib.param_groups`); or pass your own ``optimizer``. Either way the
+    schedule sets each group's lr to the schedule's value times the group's ``lr_scale``
+    (1 when absent). ``on_epoch_end(row, model)`` is called after each epoch with its
+    metrics row.
+
+    ``out`` is the run directory (written by rank 0 only, locked while the run lasts):
+    ``run.json`` (``run_info`` plus the data, split, seed and data config), ``spec.json``,
+    ``recipe.json``, ``metrics.csv``, ``steps.csv``, ``state.pt`` with ``last.pt`` (saved
+    after every epoch, every ``save_every`` iterations, every ``save_every_minutes``, and on
+    Ctrl-C), ``best.pt`` (lowest validation error), ``final.pt`` and ``curves.png``.
+    ``resume=True`` continues the run in ``out`` from its last save; on a CPU the result is
+    bit-identical to an uninterrupted run. Ctrl-C stops after the current iteration, saves,
+    and raises :class:`TrainingInterrupted`. A non-finite loss raises
+    :class:`TrainingError` and leaves the last good checkpoint in place. ``device``
+    defaults to the GPU when there is one. ``log`` receives the start-up and epoch lines
+    (default: printed above the progress bar when ``progress``, else dropped).
     """
-    device = _default_device() if device is None else torch.device(device)
-    if device.type == "cuda" and device.index is None:  # under torchrun: this rank's GPU
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    process = _process_group(device)
-    try:
-        return _fit(
-            model,
-            data,
-            recipe,
-            process,
-            out=None if out is None else Path(out),
-            device=device,
-            resume=resume,
-            iterations=iterations,
-            epochs=epochs,
-            progress=progress,
-            seed=seed,
-            log_every=log_every,
-        )
-    finally:
-        if process.started_group:
-            dist.destroy_process_group()
-
-
-def _fit(
-    model: ResNet,
-    data: DataSplits,
-    recipe: Recipe,
-    process: _Process,
-    *,
-    out: Path | None,
-    device: torch.device,
-    resume: bool,
-    iterations: int | None,
-    epochs: int | None,
-    progress: bool,
-    seed: int,
-    log_every: int,
-) -> FitResult:
     if not isinstance(model, ResNet):
         raise TypeError(f"fit() takes a resnetlib ResNet; got {type(model).__name__}")
     if resume and out is None:
         raise ValueError("resume=True needs the run directory: pass out=")
-    rank, world = process.rank, process.world_size
-    if recipe.batch_size % world:
-        raise ValueError(
-            f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
-        )
-    writer = out is not None and rank == 0
-    torch.manual_seed(seed)
-    model.to(device)
-    if recipe.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    mean = pixel_mean(data.train)
-    train_loader = DeviceLoader(
-        data.train,
-        batch_size=recipe.batch_size // world,
-        device=device,
-        mean=mean,
-        augment=recipe.augment,
-        shuffle=True,
-        drop_last=True,
-        seed=seed,
-        rank=rank,
-        world_size=world,
-        channels_last=recipe.channels_last,
-    )
-    if len(train_loader) == 0:
-        raise ValueError(
-            f"the training set ({len(data.train.labels)} images) is smaller than one batch "
-            f"of {recipe.batch_size}"
-        )
-    plan = recipe.resolved(len(train_loader), iterations=iterations, epochs=epochs)
-    total = plan.iterations
-    assert total is not None
-
-    groups: Any = model.parameters()
-    if recipe.no_decay_norm_bias:
-        groups = param_groups(model, lr=recipe.lr, no_decay_norm_bias=True)
-    optimizer = torch.optim.SGD(
-        groups,
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
-    ema = None
-    if recipe.ema_decay is not None:
-        from torch.optim import swa_utils
-
-        ema_fn: Any = swa_utils.get_ema_multi_avg_fn  # untyped in torch
-        ema = swa_utils.AveragedModel(
-            model, multi_avg_fn=ema_fn(recipe.ema_decay), use_buffers=True
-        )
-    amp_dtype = _AUTOCAST_DTYPES.get(recipe.autocast or "")
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    def autocast() -> AbstractContextManager[Any]:
-        if amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device.type, dtype=amp_dtype)
-
-    train_module: nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_module = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if recipe.compile:
-        train_module = torch.compile(train_module)  # type: ignore[assignment]
-
-    iteration, epoch, elapsed = 0, 0, 0.0
-    warmed_up = recipe.warmup_lr is None
-    history: list[dict[str, float]] = []
-    state_path = None if out is None else out / "state.pt"
-    if resume:
-        assert out is not None
-        assert state_path is not None
-        state = _read_state(state_path)
-        if state["plan"] != plan.to_json():
-            raise TrainingError(
-                f"{out}: the run was started with another recipe or length; resume it with "
-                "the same recipe and --epochs/--iterations, or start a new run elsewhere"
-            )
-        from ..interop.checkpoint import read_checkpoint
-
-        saved = read_checkpoint(out / "last.pt")
-        if saved.spec != model.spec:
-            raise TrainingError(f"{out}: the run trains another network than the one given")
-        model.load_state_dict(saved.state_dict)
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        train_loader.load_state_dict(state["loader"])
-        _set_rng_state(state["rng"], device)
-        iteration, epoch, elapsed = state["iteration"], state["epoch"], state["elapsed"]
-        warmed_up = state["warmed_up"]
-        history = [dict(row) for row in state["history"]]
-    elif state_path is not None and state_path.exists():
-        raise TrainingError(
-            f"{out} already holds a run; pass resume=True (--resume) to continue it, "
-            "or choose another directory"
-        )
-    if writer:
-        assert out is not None
-        out.mkdir(parents=True, exist_ok=True)
-        _write_text(out / "spec.json", model.spec.to_json() + "\n")
-        _write_text(out / "recipe.json", recipe.to_json() + "\n")
-
-    bar = None
-    if progress and rank == 0:
-        tqdm: Any = importlib.import_module("tqdm.auto").tqdm  # the train extra
-        bar = tqdm(total=total, initial=iteration, unit="it", dynamic_ncols=True)
-    evaluated: nn.Module = model if ema is None else ema.module
-    ones = torch.ones((), device=device, dtype=torch.float64)  # counts without a host copy
-    last_good = None if out is None else out / "last.pt"
+    if optimizer is not None and param_groups is not None:
+        raise ValueError("give optimizer or param_groups, not both")
+    device = _resolve_device(device)
+    process = _process_group(device)
+    run = RunDirectory(out) if out is not None and process.rank == 0 else None
     try:
-        while iteration < total:
-            train_loader.set_epoch(epoch)
-            model.train()
-            sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, wrong, images
-            logged = torch.zeros_like(sums)
-            start = time.perf_counter()
-            tick = start
-            lr = plan.lr_at(iteration, warmed_up)
-            for x, y in train_loader:
-                if iteration >= total:
-                    break
-                lr = plan.lr_at(iteration, warmed_up)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-                with autocast():
-                    logits = train_module(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                torch.autograd.backward(scaler.scale(loss))
-                scaler.step(optimizer)
-                scaler.update()
-                if ema is not None:
-                    ema.update_parameters(model)
-                wrong = (logits.detach().argmax(1) != y).sum()
-                sums += torch.stack(
-                    [loss.detach().double() * y.numel(), wrong.double(), ones * y.numel()]
-                )
-                iteration += 1
-                if not warmed_up:
-                    batch = torch.stack([wrong.double(), ones * y.numel()])
-                    if world > 1:
-                        dist.all_reduce(batch)
-                    warmed_up = plan.warmup_over(iteration, (batch[0] / batch[1]).item())
-                if iteration % log_every == 0 or iteration == total:
-                    window = (sums - logged).tolist()
-                    logged = sums.clone()
-                    if world == 1 and not math.isfinite(window[0]):  # ranks: at epoch end
-                        _non_finite(iteration, epoch, last_good)
-                    if bar is not None and window[2]:
-                        now = time.perf_counter()
-                        bar.update(iteration - bar.n)
-                        bar.set_postfix(
-                            {
-                                "img/s": f"{window[2] * world / max(now - tick, 1e-9):.0f}",
-                                "loss": f"{window[0] / window[2]:.3f}",
-                                "err": f"{100 * window[1] / window[2]:.1f}%",
-                                "lr": f"{lr:.3g}",
-                            },
-                            refresh=False,
-                        )
-                        tick = now
-            epoch += 1
-            if world > 1:
-                dist.all_reduce(sums)
-                # Each rank's last forward updated its norms' running statistics from its
-                # own shard: take rank 0's, so that every rank evaluates and saves the same.
-                for buffer in [*model.buffers(), *(ema.buffers() if ema is not None else [])]:
-                    dist.broadcast(buffer, 0)
-            loss_sum, wrong_sum, count = sums.tolist()
-            if not math.isfinite(loss_sum):
-                _non_finite(iteration, epoch - 1, last_good)
-            seconds = time.perf_counter() - start
-            val = (
-                None
-                if data.val is None
-                else _score(
-                    evaluated,
-                    _loader(
-                        data.val, mean, device, batch_size=500, channels_last=recipe.channels_last
-                    ),
-                    autocast(),
-                )
-            )
-            test = _score(
-                evaluated,
-                _loader(
-                    data.test, mean, device, batch_size=500, channels_last=recipe.channels_last
-                ),
-                autocast(),
-            )
-            elapsed += time.perf_counter() - start
-            row = {
-                "epoch": float(epoch),
-                "iteration": float(iteration),
-                "lr": lr,
-                "train_loss": loss_sum / count,
-                "train_error": wrong_sum / count,
-                "val_error": math.nan if val is None else val.error,
-                "test_error": test.error,
-                "images_per_s": count / seconds,
-                "elapsed_s": elapsed,
-            }
-            history.append(row)
-            if bar is not None:
-                bar.write(
-                    f"epoch {epoch}: train loss {row['train_loss']:.4f} error "
-                    f"{100 * row['train_error']:.2f}%"
-                    + ("" if val is None else f", val error {100 * val.error:.2f}%")
-                    + f", test error {100 * test.error:.2f}%"
-                )
-            if writer:
-                assert out is not None
-                assert state_path is not None
-                _write_csv(out / "metrics.csv", history)
-                save(model, out / "last.pt", metadata=_metadata(row))
-                state_payload = {
-                    "format": STATE_FORMAT,
-                    "version": STATE_VERSION,
-                    "plan": plan.to_json(),
-                    "iteration": iteration,
-                    "epoch": epoch,
-                    "elapsed": elapsed,
-                    "warmed_up": warmed_up,
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "ema": None if ema is None else ema.state_dict(),
-                    "loader": train_loader.state_dict(),
-                    "rng": _rng_state(device),
-                    "history": history,
-                }
-                _save_state(state_path, state_payload)
+        if run is not None:
+            run.acquire()
+        trainer = _Trainer(
+            model,
+            data,
+            recipe,
+            process,
+            device=device,
+            run=run,
+            iterations=iterations,
+            epochs=epochs,
+            seed=seed,
+            optimizer=optimizer,
+            param_groups=param_groups,
+        )
+        saved = None if out is None else RunDirectory(out)
+        if resume and saved is not None and saved.has_checkpoint():
+            trainer.resume(saved)
+        elif resume and saved is not None and not saved.holds_run():
+            raise RunDirectoryError(f"{saved.path}: nothing to resume (no run.json or state.pt)")
+        elif run is not None:  # a new run, or one stopped before its first save: start over
+            trainer.start(run_info or {}, restart=resume)
+        return trainer.run(
+            progress=progress,
+            log=log,
+            log_every=log_every,
+            on_epoch_end=on_epoch_end,
+            save_every=save_every,
+            save_every_minutes=save_every_minutes,
+            run_info=run_info or {},
+        )
     finally:
-        if bar is not None:
-            bar.close()
-    final_model = evaluated
-    assert isinstance(final_model, ResNet)
-    if writer and history:
-        assert out is not None
-        save(final_model, out / "final.pt", metadata=_metadata(history[-1]))
-        from .plot import plot_runs
+        if run is not None:
+            run.release()
+        if process.started_group:
+            dist.destroy_process_group()
 
-        plot_runs({model_label(model): history}, out / "curves.png")
-    return FitResult(
-        metrics=dict(history[-1]) if history else {},
-        history=tuple(history),
-        run_dir=out if writer else None,
-        model=final_model,
+
+class _Trainer:
+    """One run's state: set up in ``__init__``, then :meth:`run` epoch by epoch."""
+
+    def __init__(
+        self,
+        model: ResNet,
+        data: DataSplits,
+        recipe: Recipe,
+        process: _Process,
+        *,
+        device: torch.device,
+        run: RunDirectory | None,
+        iterations: int | None,
+        epochs: int | None,
+        seed: int,
+        optimizer: torch.optim.Optimizer | None,
+        param_groups: Iterable[dict[str, Any]] | None,
+    ) -> None:
+        rank, world = process.rank, process.world_size
+        if recipe.batch_size % world:
+            raise ValueError(
+                f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
+            )
+        _check_classes_and_channels(model, data.train)
+        self.model, self.data, self.process, self.device, self.run_dir = (
+            model,
+            data,
+            process,
+            device,
+            run,
+        )
+        # What is recorded is what was used: the split actually held out.
+        self.recipe = replace(recipe, val_size=data.sizes()["val"])
+        self.seed = seed
+        model.pretrained_cfg = _trained_config(model, data.image_shape)
+        self.mean, self.std = _normalization(model)
+        torch.manual_seed(seed)
+        model.to(device)
+        if recipe.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.loader = DeviceLoader(
+            data.train,
+            batch_size=recipe.batch_size // world,
+            device=device,
+            mean=self.mean,
+            std=self.std,
+            augment=recipe.augment,
+            shuffle=True,
+            drop_last=True,
+            seed=seed,
+            rank=rank,
+            world_size=world,
+            channels_last=recipe.channels_last,
+        )
+        if len(self.loader) == 0:
+            sizes = data.sizes()
+            raise ValueError(
+                f"the training split ({sizes['train']} images, after {sizes['val']} were held "
+                f"out for validation) is smaller than one batch of {recipe.batch_size}; pass "
+                "a smaller --batch-size or --val-size"
+            )
+        self.eval_loaders = {
+            name: DeviceLoader(
+                split,
+                batch_size=_EVAL_BATCH,
+                device=device,
+                mean=self.mean,
+                std=self.std,
+                channels_last=recipe.channels_last,
+            )
+            for name, split in (("val", data.val), ("test", data.test))
+            if split is not None
+        }
+        self.plan = self.recipe.resolved(len(self.loader), iterations=iterations, epochs=epochs)
+        self.length = {"iterations": iterations, "epochs": epochs}
+        self.optimizer = optimizer or self._recipe_optimizer(param_groups)
+        self.ema: Any = None
+        if recipe.ema_decay is not None:
+            from torch.optim import swa_utils
+
+            ema_fn: Any = swa_utils.get_ema_multi_avg_fn  # untyped in torch
+            self.ema = swa_utils.AveragedModel(
+                model, multi_avg_fn=ema_fn(recipe.ema_decay), use_buffers=True
+            )
+        self.amp_dtype = _AUTOCAST_DTYPES.get(recipe.autocast or "")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.train_module: nn.Module = model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_module = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if recipe.compile:
+            self.train_module = torch.compile(self.train_module)  # type: ignore[assignment]
+        # Progress, saved and restored as one.
+        self.iteration, self.epoch, self.elapsed = 0, 0, 0.0
+        self.warmed_up = recipe.warmup_lr is None
+        self.history: list[dict[str, float]] = []
+        self.steps: list[dict[str, float]] = []
+        self.best_val = math.inf
+        self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, wrong, images
+        self.logged = torch.zeros_like(self.sums)  # the sums at the last logging point
+        self.epoch_seconds = 0.0
+
+    def _recipe_optimizer(self, groups: Iterable[dict[str, Any]] | None) -> torch.optim.Optimizer:
+        recipe = self.recipe
+        params: Any = groups
+        if params is None:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            params = trainable
+            if recipe.no_decay_norm_bias:
+                params = make_param_groups(self.model, lr=recipe.lr, no_decay_norm_bias=True)
+        return torch.optim.SGD(
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
+        )
+
+    @property
+    def evaluated(self) -> ResNet:
+        """The model that is scored and saved: the EMA copy when there is one."""
+        module = self.model if self.ema is None else self.ema.module
+        assert isinstance(module, ResNet)
+        return module
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # -- the run directory -----------------------------------------------------------------
+
+    def start(self, run_info: Mapping[str, Any], *, restart: bool = False) -> None:
+        """Describe a new run in its directory before the first iteration (``restart``: one
+        that stopped before its first save)."""
+        run = self.run_dir
+        assert run is not None
+        if run.holds_run() and not restart:
+            raise RunDirectoryError(
+                f"{run.path} already holds a run (run.json); continue it with resume=True "
+                "(--resume), or choose another directory"
+            )
+        run.write_json("spec.json", self.model.spec.to_json())
+        run.write_json("recipe.json", self.recipe.to_json())
+        run.write_info(
+            {
+                **run_info,
+                "resnetlib": _version(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "data": dict(self.data.source or {"data": self.data.train.name}),
+                "split": self.data.sizes(),
+                "classes": list(self.data.classes),
+                "seed": self.seed,
+                "length": self.length,
+                "iterations": self.plan.iterations,
+                "iterations_per_epoch": len(self.loader),
+                "pretrained_cfg": _json_config(self.model.pretrained_cfg),
+            }
+        )
+
+    def resume(self, run: RunDirectory) -> None:
+        """Continue from the run's last save (every rank reads rank 0's files)."""
+        state = run.read_state()
+        if state["plan"] != self.plan.to_json():
+            raise TrainingError(_plan_difference(run.path, state["plan"], self.plan))
+        saved = state["model"]
+        mine = self.model.state_dict()
+        if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
+            raise TrainingError(f"{run.path}: the run trains another network than the one given")
+        self.model.load_state_dict(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.loader.load_state_dict(state["loader"])
+        _set_rng_state(state["rng"], self.device)
+        self.iteration, self.epoch = state["iteration"], state["epoch"]
+        self.elapsed, self.epoch_seconds = state["elapsed"], state["epoch_seconds"]
+        self.warmed_up, self.best_val = state["warmed_up"], state["best_val"]
+        self.history = [dict(row) for row in state["history"]]
+        self.steps = [dict(row) for row in state["steps"]]
+        self.sums = state["sums"].to(self.device)
+        self.logged = state["logged"].to(self.device)
+
+    def save(self) -> None:
+        """Save the model and the trainer state (rank 0) as one unit."""
+        if self.run_dir is None:
+            return
+        self.run_dir.write_metrics(self.history, self.steps)
+        self.run_dir.save_state(
+            self.model,
+            {
+                "plan": self.plan.to_json(),
+                "iteration": self.iteration,
+                "epoch": self.epoch,
+                "elapsed": self.elapsed,
+                "epoch_seconds": self.epoch_seconds,
+                "warmed_up": self.warmed_up,
+                "best_val": self.best_val,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict(),
+                "loader": self.loader.state_dict(),
+                "rng": _rng_state(self.device),
+                "history": self.history,
+                "steps": self.steps,
+                "sums": self.sums.cpu(),
+                "logged": self.logged.cpu(),
+            },
+            metadata={"epoch": self.epoch, "iteration": self.iteration},
+        )
+
+    # -- epochs ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        progress: bool,
+        log: Callable[[str], None] | None,
+        log_every: int,
+        on_epoch_end: Callable[[dict[str, float], ResNet], None] | None,
+        save_every: int | None,
+        save_every_minutes: float | None,
+        run_info: Mapping[str, Any],
+    ) -> FitResult:
+        bar = None
+        if progress and self.process.rank == 0:
+            tqdm: Any = importlib.import_module("tqdm.auto").tqdm  # the train extra
+            bar = tqdm(
+                total=self.plan.iterations, initial=self.iteration, unit="it", dynamic_ncols=True
+            )
+        write = log or (bar.write if bar is not None else None)
+        if write is not None and self.process.rank == 0:
+            write(self.startup_line(run_info))
+        total = self.plan.iterations
+        assert total is not None
+        saver = _SaveClock(save_every, save_every_minutes)
+        single = self.process.world_size == 1
+        try:
+            with _stop_on_interrupt(single and self.run_dir is not None) as stop:
+                while self.iteration < total:
+                    finished = self.train_epoch(bar, log_every, saver, stop)
+                    if not finished:
+                        self.save()
+                        raise TrainingInterrupted(
+                            self.iteration, None if self.run_dir is None else self.run_dir.path
+                        )
+                    row = self.end_epoch()
+                    if write is not None and self.process.rank == 0:
+                        write(_epoch_line(row))
+                    if on_epoch_end is not None:
+                        on_epoch_end(dict(row), self.evaluated)
+                    saver.reset()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.finish()
+
+    def startup_line(self, run_info: Mapping[str, Any]) -> str:
+        total = self.plan.iterations
+        recipe = run_info.get("recipe_name", "custom recipe")
+        where = "" if self.run_dir is None else f"; run directory {self.run_dir.path}"
+        return (
+            f"{model_label(self.model)} ({count_parameters(self.model):,} parameters) on "
+            f"{self.data.describe()}; {self.device}; {len(self.loader)} iterations an epoch, "
+            f"{total:,} in all ({recipe}, batch {self.recipe.batch_size}){where}"
+        )
+
+    def train_epoch(
+        self, bar: Any, log_every: int, saver: _SaveClock, stop: threading.Event
+    ) -> bool:
+        """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``."""
+        model, loader, optimizer, scaler, plan = (
+            self.model,
+            self.loader,
+            self.optimizer,
+            self.scaler,
+            self.plan,
+        )
+        total = plan.iterations
+        assert total is not None
+        loader.set_epoch(self.epoch)
+        model.train()
+        ones = torch.ones((), device=self.device, dtype=torch.float64)
+        started = time.perf_counter()
+        for x, y in loader:
+            lr = plan.lr_at(self.iteration, self.warmed_up)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            with self.autocast():
+                logits = self.train_module(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            torch.autograd.backward(scaler.scale(loss))
+            scaler.step(optimizer)
+            scaler.update()
+            if self.ema is not None:
+                self.ema.update_parameters(model)
+            wrong = (logits.detach().argmax(1) != y).sum()
+            self.sums += torch.stack(
+                [loss.detach().double() * y.numel(), wrong.double(), ones * y.numel()]
+            )
+            self.iteration += 1
+            if not self.warmed_up:
+                batch = torch.stack([wrong.double(), ones * y.numel()])
+                if self.process.world_size > 1:
+                    dist.all_reduce(batch)
+                self.warmed_up = plan.warmup_over(self.iteration, (batch[0] / batch[1]).item())
+            if bar is not None:
+                bar.update(1)
+            if self.iteration % log_every == 0 or self.iteration in (1, total):
+                self._log(bar, lr)
+            if self.iteration >= total:
+                break
+            if stop.is_set() or saver.due(self.iteration):
+                self.epoch_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                if stop.is_set():
+                    return False
+                self.save()
+                saver.reset()
+        self.epoch_seconds += time.perf_counter() - started
+        return True
+
+    def _log(self, bar: Any, lr: float) -> None:
+        loss, wrong, count = (self.sums - self.logged).tolist()
+        self.logged = self.sums.clone()
+        if self.process.world_size == 1 and not math.isfinite(loss):  # ranks: at epoch end
+            self._non_finite()
+        if count:
+            self.steps.append(
+                {
+                    "iteration": float(self.iteration),
+                    "lr": lr,
+                    "train_loss": loss / count,
+                    "train_error": wrong / count,
+                }
+            )
+            if bar is not None:
+                bar.set_postfix(
+                    {
+                        "loss": f"{loss / count:.3f}",
+                        "err": f"{100 * wrong / count:.1f}%",
+                        "lr": f"{lr:.3g}",
+                    },
+                    refresh=False,
+                )
+
+    def end_epoch(self) -> dict[str, float]:
+        """Evaluate, record the epoch's row, save (and ``best.pt`` when validation improved)."""
+        self.epoch += 1
+        if self.process.world_size > 1:
+            dist.all_reduce(self.sums)
+            # Each rank's last forward updated its norms' running statistics from its own
+            # shard: take rank 0's, so that every rank evaluates and saves the same.
+            buffers = [*self.model.buffers(), *(self.ema.buffers() if self.ema else [])]
+            for buffer in buffers:
+                dist.broadcast(buffer, 0)
+        loss_sum, wrong_sum, count = self.sums.tolist()
+        if not math.isfinite(loss_sum):
+            self._non_finite()
+        started = time.perf_counter()
+        scores = {
+            name: _score(self.evaluated, loader, self.autocast())
+            for name, loader in self.eval_loaders.items()
+        }
+        self.elapsed += self.epoch_seconds + time.perf_counter() - started
+        nan = math.nan
+        val, test = scores.get("val"), scores["test"]
+        row = {
+            "epoch": float(self.epoch),
+            "iteration": float(self.iteration),
+            "lr": self.plan.lr_at(max(self.iteration - 1, 0), self.warmed_up),
+            "train_loss": loss_sum / count,
+            "train_error": wrong_sum / count,
+            "val_loss": nan if val is None else val.loss,
+            "val_error": nan if val is None else val.error,
+            "test_loss": test.loss,
+            "test_error": test.error,
+            "images_per_s": count / max(self.epoch_seconds, 1e-9),
+            "elapsed_s": self.elapsed,
+        }
+        self.history.append(row)
+        self.sums.zero_()
+        self.logged.zero_()
+        self.epoch_seconds = 0.0
+        improved = val is not None and val.error < self.best_val
+        if improved and val is not None:
+            self.best_val = val.error
+        self.save()
+        if improved and self.run_dir is not None:
+            self.run_dir.save_model("best.pt", self.evaluated, row)
+        return row
+
+    def finish(self) -> FitResult:
+        final = self.evaluated
+        if self.run_dir is not None and self.history:
+            self.run_dir.save_model("final.pt", final, self.history[-1])
+            self.run_dir.plot(model_label(final), self.history, self.steps)
+        return FitResult(
+            metrics=dict(self.history[-1]) if self.history else {},
+            history=tuple(self.history),
+            run_dir=None if self.run_dir is None else self.run_dir.path,
+            model=final,
+        )
+
+    def _non_finite(self) -> None:
+        last = None if self.run_dir is None else self.run_dir.path / "last.pt"
+        kept = (
+            f"; the last good checkpoint is {last}"
+            if last is not None and last.exists()
+            else "; no checkpoint was written before it"
+        )
+        raise TrainingError(
+            f"the training loss became NaN or infinite by iteration {self.iteration} (epoch "
+            f"{self.epoch + 1}){kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
+        )
+
+
+class _SaveClock:
+    """When to save inside an epoch: every ``every`` iterations or ``minutes`` minutes."""
+
+    def __init__(self, every: int | None, minutes: float | None) -> None:
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)):
+            raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")
+        if every is not None and every < 1:
+            raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")
+        if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
+            raise ValueError(f"save_every_minutes must be a number > 0 or None; got {minutes!r}")
+        self.every, self.seconds = every, None if minutes is None else 60.0 * minutes
+        self.reset()
+
+    def reset(self) -> None:
+        self.since = time.monotonic()
+
+    def due(self, iteration: int) -> bool:
+        if self.every is not None and iteration % self.every == 0:
+            return True
+        return self.seconds is not None and time.monotonic() - self.since >= self.seconds
+
+
+def _check_classes_and_channels(model: ResNet, dataset: ImageDataset) -> None:
+    """:func:`check_data_fits` without the image size (training sets the model's)."""
+    c = int(dataset.images.shape[1])
+    if model.num_classes != len(dataset.classes) or model.spec.in_channels != c:
+        check_data_fits(model, dataset)
+
+
+def _plan_difference(path: Path, saved_json: str, plan: Recipe) -> str:
+    saved = Recipe.from_json(saved_json).to_dict()
+    mine = plan.to_dict()
+    differ = [
+        f"{k}: run {saved[k]!r}, now {mine[k]!r}" for k in sorted(mine) if saved[k] != mine[k]
+    ]
+    return (
+        f"{path}: the run was started with another recipe or length ({'; '.join(differ)}); "
+        "resume with the run's own options (resnetlib train --out DIR --resume needs none), "
+        "or start a new run elsewhere"
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("resnetlib")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
+def _json_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def _epoch_line(row: Mapping[str, float]) -> str:
+    val = "" if math.isnan(row["val_error"]) else f", val error {100 * row['val_error']:.2f}%"
+    return (
+        f"epoch {int(row['epoch'])}: train loss {row['train_loss']:.4f} error "
+        f"{100 * row['train_error']:.2f}%{val}, test error {100 * row['test_error']:.2f}%"
     )
 
 
@@ -575,22 +875,3 @@ def model_label(model: ResNet) -> str:
     layers = {"basic": 2, "bottleneck": 3}.get(spec.block)
     depth = "" if layers is None else f"-{spec.depth * layers + 2}"
     return ("plain" if spec.shortcut == "none" else "ResNet") + depth
-
-
-def _metadata(row: Mapping[str, float]) -> dict[str, float | int | None]:
-    return {
-        key: (None if math.isnan(value) else int(value) if key in ("epoch", "iteration") else value)
-        for key, value in row.items()
-    }
-
-
-def _non_finite(iteration: int, epoch: int, last_good: Path | None) -> None:
-    kept = (
-        f"; the last good checkpoint is {last_good}"
-        if last_good is not None and last_good.exists()
-        else "; no checkpoint was written before it"
-    )
-    raise TrainingError(
-        f"the training loss became NaN or infinite by iteration {iteration} (epoch {epoch + 1})"
-        f"{kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
-    )

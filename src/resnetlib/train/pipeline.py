@@ -3,7 +3,9 @@
 :class:`DeviceLoader` copies a data set's uint8 images to the training device once and, per
 batch, gathers the images by index, applies :class:`Augment` to the whole batch with tensor
 ops (zero padding, a random crop of the original size at a per-sample offset, a random
-horizontal flip), scales to [0, 1] and subtracts the per-pixel mean. No per-sample Python
+horizontal flip), scales to [0, 1] and normalizes with the model's per-channel mean and std
+(its ``pretrained_cfg``, timm's and torchvision's convention), so that what a model trained
+with is what it says it expects. No per-sample Python
 runs per batch, so the accelerator never waits on a CPU loader.
 
 Randomness: an epoch's order is ``torch.randperm`` on a CPU generator seeded from
@@ -16,7 +18,7 @@ when iteration starts. Draws on the CPU make a run replay identically on any dev
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 from .data import ImageDataset
 
-__all__ = ["Augment", "DeviceLoader", "augment_batch", "pixel_mean"]
+__all__ = ["Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,49 @@ def pixel_mean(dataset: ImageDataset) -> torch.Tensor:
     return (total / (255.0 * len(dataset))).to(torch.float32)
 
 
+def _as_image_stat(
+    name: str, value: torch.Tensor | Sequence[float], shape: tuple[int, ...]
+) -> torch.Tensor:
+    """``value`` (per channel, or a C x H x W image) as a tensor that broadcasts over an
+    image of ``shape``."""
+    tensor = torch.as_tensor(value, dtype=torch.float32)
+    if tensor.dim() == 1 and tensor.numel() == shape[0]:
+        tensor = tensor.view(-1, 1, 1)
+    if (
+        tensor.dim() != 3
+        or tensor.shape[0] != shape[0]
+        or tensor.shape[1:]
+        not in (
+            (1, 1),
+            shape[1:],
+        )
+    ):
+        raise ValueError(
+            f"{name} must hold one value per channel ({shape[0]}) or be a C x H x W image "
+            f"{shape}; got shape {tuple(tensor.shape)}"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} must be finite")
+    return tensor
+
+
+def channel_stats(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of ``dataset``'s pixels in [0, 1] units."""
+    if len(dataset) == 0:
+        raise ValueError(f"channel_stats needs at least one image; {dataset.name!r} has none")
+    channels = dataset.images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(dataset), 4096):  # bounded memory for large sets
+        chunk = dataset.images[start : start + 4096].to(torch.float64) / 255.0
+        total += chunk.sum((0, 2, 3))
+        squares += chunk.square().sum((0, 2, 3))
+    count = len(dataset) * dataset.images.shape[2] * dataset.images.shape[3]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
 def _seeded(*parts: int) -> torch.Generator:
     """A CPU generator whose seed is a hash of ``parts``."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
@@ -108,10 +153,12 @@ def augment_batch(
 
 
 class DeviceLoader:
-    """Batches of ``(images - mean, labels)`` from a data set held on ``device``.
+    """Batches of ``((images - mean) / std, labels)`` from a data set held on ``device``.
 
-    Yields float32 B x C x H x W images (scaled to [0, 1], ``mean`` subtracted; channels_last
-    when asked) and int64 labels, on ``device``. With ``augment`` every training batch is
+    ``mean`` and ``std`` hold one value per channel (a model's ``pretrained_cfg`` mean and
+    std) or are C x H x W images; ``std=None`` divides by nothing. Yields float32
+    B x C x H x W images (scaled to [0, 1], then normalized; channels_last when asked) and
+    int64 labels, on ``device``. With ``augment`` every training batch is
     cropped and flipped (see :class:`Augment`); without it the images pass unchanged (the test
     path). Rank ``rank`` of ``world_size`` takes every ``world_size``-th index of each epoch's
     order, after the order is padded by wrapping around (or cut, with ``drop_last``) to a
@@ -128,7 +175,8 @@ class DeviceLoader:
         *,
         batch_size: int,
         device: torch.device | str,
-        mean: torch.Tensor,
+        mean: torch.Tensor | Sequence[float],
+        std: torch.Tensor | Sequence[float] | None = None,
         augment: Augment | None = None,
         shuffle: bool = False,
         drop_last: bool = False,
@@ -145,11 +193,11 @@ class DeviceLoader:
             raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
         if augment is not None and not isinstance(augment, Augment):
             raise ValueError(f"augment must be an Augment or None, got {type(augment).__name__}")
-        if tuple(mean.shape) != tuple(dataset.images.shape[1:]):
-            raise ValueError(
-                f"mean must have the images' shape {tuple(dataset.images.shape[1:])} (C x H x W), "
-                f"got {tuple(mean.shape)}"
-            )
+        shape = tuple(int(n) for n in dataset.images.shape[1:])
+        mean = _as_image_stat("mean", mean, shape)
+        scale = torch.ones(1, 1, 1) if std is None else _as_image_stat("std", std, shape)
+        if not bool((scale > 0).all()):
+            raise ValueError("std must be positive")
         if len(dataset) < world_size:
             raise ValueError(
                 f"{len(dataset)} images cannot be shared among world_size={world_size} ranks"
@@ -161,7 +209,8 @@ class DeviceLoader:
             images = F.pad(images, (augment.pad,) * 4)
         self._images = images
         self.labels = dataset.labels.to(self.device)
-        self.mean = mean.to(self.device, torch.float32)
+        self.mean = mean.to(self.device)
+        self.inverse_std = scale.reciprocal().to(self.device)
         self.batch_size = batch_size
         self.augment = augment
         self.shuffle = shuffle
@@ -236,7 +285,7 @@ class DeviceLoader:
                 images = _crop_flip(self._images, index, offsets[window], flip, self.image_size)
             else:
                 images = self._images[index]
-            x = images.to(torch.float32).div_(255.0).sub_(self.mean)
+            x = images.to(torch.float32).div_(255.0).sub_(self.mean).mul_(self.inverse_std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self._position = i + 1

@@ -1,14 +1,19 @@
-"""Training curves drawn as the paper's Figure 6: error (%) against iterations, training
-error dashed, test error solid, one color per model. Needs matplotlib (the ``train`` extra).
+"""Training curves. :func:`plot_runs` draws the paper's Figure 6 (error against iterations,
+training error dashed, test error solid, one color per model); :func:`plot_run` one run's
+``curves.png`` (errors, losses, learning rate). Needs matplotlib (the ``train`` extra).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["plot_runs"]
+from ..interop.files import atomic_write
+
+__all__ = ["plot_run", "plot_runs"]
 
 
 def plot_runs(
@@ -26,13 +31,7 @@ def plot_runs(
     """
     if x not in ("iteration", "epoch"):
         raise ValueError(f"x must be 'iteration' or 'epoch'; got {x!r}")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
-        raise ImportError('plotting needs matplotlib: pip install "resnetlib[train]"') from None
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 4), dpi=dpi)
     try:
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -58,8 +57,65 @@ def plot_runs(
         if title:
             axes.set_title(title)
         figure.tight_layout()
-        target = Path(path)
-        figure.savefig(target)
+        return _save(figure, path)
     finally:
         plt.close(figure)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError:
+        raise ImportError('plotting needs matplotlib: pip install "resnetlib[train]"') from None
+    return plt
+
+
+def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+    """Save ``figure`` as PNG atomically (a failure leaves the previous image)."""
+    target = Path(path)
+    atomic_write(target, lambda file: figure.savefig(file, format="png"))
     return target
+
+
+def plot_run(
+    label: str,
+    history: Sequence[Mapping[str, float]],
+    steps: Sequence[Mapping[str, float]],
+    path: str | os.PathLike[str],
+    *,
+    dpi: int = 100,
+) -> Path:
+    """Draw one run to ``path``: error (%) and loss against iterations (training per logging
+    interval, validation and test per epoch), and the learning rate. ``history`` and
+    ``steps`` are rows of ``metrics.csv`` and ``steps.csv``. Returns the path written.
+    """
+    plt = _pyplot()
+    figure, (errors, losses, rates) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=dpi)
+    try:
+        xs = [row["iteration"] for row in steps]
+        errors.plot(xs, [100 * r["train_error"] for r in steps], lw=0.8, alpha=0.7, label="train")
+        losses.plot(xs, [r["train_loss"] for r in steps], lw=0.8, alpha=0.7, label="train")
+        rates.plot(xs, [r["lr"] for r in steps], lw=1.2)
+        epochs = [row["iteration"] for row in history]
+        for split, style in (("val", "s-"), ("test", "o-")):
+            if any(not math.isnan(row[f"{split}_error"]) for row in history):
+                errors.plot(
+                    epochs, [100 * r[f"{split}_error"] for r in history], style, ms=3, label=split
+                )
+                losses.plot(epochs, [r[f"{split}_loss"] for r in history], style, ms=3, label=split)
+        for axes, name in ((errors, "error (%)"), (losses, "loss"), (rates, "learning rate")):
+            axes.set_xlabel("iterations")
+            axes.set_ylabel(name)
+            axes.grid(alpha=0.3)
+        errors.set_ylim(bottom=0)
+        errors.legend(fontsize="small")
+        if any(row["lr"] > 0 for row in steps):
+            rates.set_yscale("log")
+        figure.suptitle(label)
+        figure.tight_layout()
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
