@@ -33,7 +33,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..analysis import count_parameters
 from ..core.data_config import normalization
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
@@ -652,7 +651,7 @@ class _Trainer:
         recipe = run_info.get("recipe_name", "custom recipe")
         where = "" if self.run_dir is None else f"; run directory {self.run_dir.path}"
         return (
-            f"{model_label(self.model)} ({count_parameters(self.model):,} parameters) on "
+            f"{model_label(self.model)} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
             f"{self.data.describe()}; {self.device}; {len(self.loader)} iterations an epoch, "
             f"{total:,} in all ({recipe}, batch {self.recipe.batch_size}){where}"
         )
