@@ -650,8 +650,9 @@ class _Trainer:
         total = self.plan.iterations
         recipe = run_info.get("recipe_name", "custom recipe")
         where = "" if self.run_dir is None else f"; run directory {self.run_dir.path}"
+        parameters = sum(p.numel() for p in self.model.parameters())
         return (
-            f"{model_label(self.model)} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
+            f"{model_label(self.model)} ({parameters:,} parameters) on "
             f"{self.data.describe()}; {self.device}; {len(self.loader)} iterations an epoch, "
             f"{total:,} in all ({recipe}, batch {self.recipe.batch_size}){where}"
         )
