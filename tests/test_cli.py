@@ -51,12 +51,18 @@ def test_summary_defaults_to_the_stems_input_size_and_takes_num_classes(
 
 
 def cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """The stderr of a command that must fail with argparse's usage and exit status 2."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"usage: resnetlib {argv[0]} ")
+    """The last stderr line of a command that must fail with exit status 2: a flag argparse
+    refuses after the usage, any other mistake as one line."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: resnetlib {argv[0]} ")
+    else:
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+    assert code == 2
     assert "Traceback" not in err
     return err.splitlines()[-1]
 
@@ -67,7 +73,8 @@ def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
     error = cli_error(["summary", "resnet5"], capsys)
     assert error.startswith("resnetlib summary: error: unknown model 'resnet5'")
     error = cli_error(["summary", "resnet56", "--input", "32x32"], capsys)
-    assert error.endswith("expected C,H,W of positive ints such as 3,224,224; got '32x32'")
+    assert "expected C,H,W of positive ints such as 3,224,224" in error
+    assert error.endswith("got '32x32'")
     error = cli_error(["summary", "resnet56", "--input=-3,32,32"], capsys)
     assert "argument --input: expected C,H,W of positive ints" in error
     error = cli_error(["summary", "resnet56", "--widths", "16,0,64"], capsys)
@@ -77,7 +84,7 @@ def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
     error = cli_error(["summary", "resnet56", "--output-stride", "3"], capsys)
     assert error.startswith("resnetlib summary: error: output_stride must be one of [1, 2, 4]")
     assert cli_error(["summary", "missing.pt"], capsys).endswith(
-        "no such checkpoint file: missing.pt"
+        "missing.pt: no such checkpoint file"
     )
     error = cli_error(["list", "--import", "no_such_module_here"], capsys)
     assert error.endswith(
@@ -119,7 +126,7 @@ def test_summary_of_a_checkpoint_file(
     assert "input: 3x32x32" in out
     assert f"{rl.count_parameters(model):,}" in out
     error = cli_error(["summary", "r20.pt", "--num-classes", "3"], capsys)
-    assert "--num-classes: overrides apply to registered models" in error
+    assert "--num-classes: a checkpoint (r20.pt) keeps the model it was saved as" in error
 
 
 def test_import_loads_a_users_models_and_version_and_help_read_plainly(

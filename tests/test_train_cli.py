@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("resnetlib: error: ")
+    assert re.match(r"resnetlib [a-z]+: error: ", lines[0]), lines[0]
     assert "Traceback" not in err
     for needle in needles:
         assert needle in lines[0]
@@ -40,14 +41,16 @@ def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert f"outputs in {out}/" in stdout
     for name in ("final.pt", "last.pt", "state.pt", "metrics.csv", "curves.png", "run.json"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "run.json").read_text())["model"] == "resnet20"
+    info = json.loads((out / "run.json").read_text())
+    assert info["command"]["model"]["name"] == "resnet20"
+    assert info["data"]["image_size"] == 8
     model = rl.load(out / "final.pt")
     assert model.spec == rl.resnet20(num_classes=10).spec  # digits: 10 classes, 3 channels
     # The run's data, image size and seed come from its run.json.
     code, stdout, _ = run(["evaluate", str(out / "final.pt")], capsys)
     assert code == 0
     recorded = rl.read_checkpoint(out / "final.pt").metadata["test_error"]
-    assert f"test error {100 * recorded:.2f}%" in stdout
+    assert f"(error {100 * recorded:.2f}%)" in stdout
     assert "on 297 images of digits" in stdout
     # A second run into the same directory must say --resume.
     code, _, err = run(["train", "resnet20", "--iterations", "2", "--out", str(out), *FAST], capsys)
@@ -92,7 +95,7 @@ def test_evaluate_and_resume_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, _, err = run(["evaluate", str(not_a_checkpoint)], capsys)
     assert_one_line_error(code, err, str(not_a_checkpoint))
     code, _, err = run(["train", "resnet20", "--resume", "--out", str(tmp_path / "r")], capsys)
-    assert_one_line_error(code, err, "nothing to resume")
+    assert_one_line_error(code, err, "no run to resume")
     code, _, err = run(["train", "resnet20", "--recipe", str(tmp_path / "r.json")], capsys)
     assert_one_line_error(code, err, "--recipe")
     (tmp_path / "r.json").write_text('{"lr": -1}')

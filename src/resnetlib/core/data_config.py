@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "CIFAR100_MEAN",
@@ -37,6 +38,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
+# batches.meta of cifar-10-batches-py, in label order.
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 # mmpretrain configs/_base_/datasets/cifar10_bs16.py and cifar100_bs16.py (0..255 scale there).
 CIFAR10_MEAN = (125.307 / 255, 122.961 / 255, 113.8575 / 255)
 CIFAR10_STD = (51.5865 / 255, 50.847 / 255, 51.255 / 255)

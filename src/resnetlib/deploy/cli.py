@@ -1,82 +1,136 @@
-"""``resnetlib export NAME --format onnx|pt2 --out PATH``: a registered model to a file."""
+"""``resnetlib export`` (a model to ONNX or a ``.pt2`` program) and ``resnetlib predict``
+(the top classes of image files), both taking a checkpoint alone or a registered model."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
+import warnings
 from pathlib import Path
 
-__all__ = ["add_commands", "run"]
+from ..cli_options import (
+    UsageError,
+    add_model_arguments,
+    guarded,
+    input_size,
+    int_in,
+    model_from_args,
+)
+
+__all__ = ["add_commands", "run", "run_predict"]
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``export`` subcommand to the ``resnetlib`` command."""
-    from ..cli import _input_size
-
+    """Add the ``export`` and ``predict`` subcommands to the ``resnetlib`` command."""
     export = commands.add_parser(
         "export",
         help="export a model to ONNX or a torch.export .pt2 file (dynamic batch size)",
         description=(
-            "Export a registered model, in eval mode, with a dynamic batch dimension. "
-            'ONNX needs the export extra: pip install "resnetlib[export]".'
+            "Export a checkpoint (or a registered model), in eval mode, with a dynamic batch "
+            "dimension. --normalize puts the model's normalization (its data config) into the "
+            'graph. ONNX needs the export extra: pip install "resnetlib[export]".'
         ),
     )
-    export.add_argument("name", help="a registered model name, e.g. resnet50")
+    add_model_arguments(export, checkpoint_alone=True)
     export.add_argument("--format", choices=("onnx", "pt2"), required=True)
-    export.add_argument(
-        "--checkpoint",
-        metavar="FILE",
-        default=None,
-        help="weights: a resnetlib checkpoint or a state dict file (default: random init)",
-    )
     export.add_argument(
         "--fuse", action="store_true", help="fold batch norms into convolutions first"
     )
     export.add_argument(
+        "--normalize",
+        action="store_true",
+        help="the graph takes images in [0, 1] and normalizes them as the model's "
+        "pretrained_cfg says (mean, std)",
+    )
+    export.add_argument(
         "--input",
-        type=_input_size,
+        type=input_size,
         default=None,
         metavar="C,H,W",
-        help="example input size (default: what the model's stem was designed for)",
+        help="example input size (default: the model's data config)",
     )
     export.add_argument("--out", required=True, metavar="PATH", help="file to write")
-    export.set_defaults(run=run)
+    export.set_defaults(run=guarded(run))
 
-
-def _fail(message: str) -> int:
-    print(f"resnetlib export: error: {message}", file=sys.stderr)
-    return 2
+    predict = commands.add_parser(
+        "predict",
+        help="the top classes of image files",
+        description="Read each image as the model's data config says (channels, resize, "
+        "centre crop, normalization) and print its top classes with their names.",
+    )
+    add_model_arguments(predict, checkpoint_alone=True)
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument(
+        "--top", type=int_in(1, 1000), default=5, metavar="K", help="classes shown (5)"
+    )
+    predict.add_argument("--device", default=None, help="default: cpu")
+    predict.set_defaults(run=guarded(run_predict))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build, optionally load and fuse, then export; one-line errors, exit status 2."""
-    from ..interop.checkpoint import CheckpointError
-    from ..models.zoo import create_model
-    from .export import ONNX_PACKAGES, MissingDependencyError, export_onnx, export_pt2, require
+    """Build or load, optionally fuse and normalize, then export; the previous file at
+    ``--out`` survives a failed export."""
+    from .export import ONNX_PACKAGES, export_onnx, export_pt2, require
     from .fuse import fuse_bn
+    from .preprocess import Normalized
 
     out = Path(args.out)
     if not out.parent.is_dir():
-        return _fail(f"--out {out}: directory {out.parent} does not exist")
+        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
     if out.is_dir():
-        return _fail(f"--out {out}: is a directory; give a file path")
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        return _fail(f"--checkpoint {args.checkpoint}: no such file")
+        raise UsageError(f"--out {out}: is a directory; give a file path")
+    if not os.access(out.parent, os.W_OK):
+        raise UsageError(f"--out {out}: directory {out.parent} is not writable")
+    if args.format == "onnx":
+        require(ONNX_PACKAGES, "ONNX export")
+    defaults = {} if args.input is None else {"in_channels": args.input[0]}
+    model, _ = model_from_args(args, defaults=defaults)
+    model = model.eval()
+    if args.input is not None and args.input[0] != model.spec.in_channels:
+        raise UsageError(
+            f"--input has {args.input[0]} channels; the model takes {model.spec.in_channels}"
+        )
+    if args.fuse:
+        model = fuse_bn(model)
+    exported = Normalized(model).eval() if args.normalize else model
+    export = export_onnx if args.format == "onnx" else export_pt2
+    size = args.input or tuple(model.pretrained_cfg["input_size"])
+    partial = out.parent / f".{out.name}.{secrets.token_hex(4)}.partial{out.suffix}"
     try:
-        if args.format == "onnx":
-            require(ONNX_PACKAGES, "ONNX export")
-        overrides = {} if args.input is None else {"in_channels": args.input[0]}
-        model = create_model(args.name, checkpoint_path=args.checkpoint, **overrides).eval()
-        if args.fuse:
-            model = fuse_bn(model)
-        export = export_onnx if args.format == "onnx" else export_pt2
-        export(model, out, args.input)
-    except MissingDependencyError as error:
-        return _fail(str(error))
-    except KeyError as error:
-        return _fail(str(error.args[0]) if error.args else "unknown name")
-    except (CheckpointError, ValueError, OSError) as error:
-        return _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
-    fused = ", batch norms folded" if args.fuse else ""
-    print(f"wrote {out} ({args.format}, dynamic batch{fused})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporters' FutureWarnings are not the user's
+            export(exported, partial, size)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+        for extra in partial.parent.glob(partial.name + "*"):  # ONNX external data
+            extra.unlink(missing_ok=True)
+    notes = ", batch norms folded" if args.fuse else ""
+    notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
+    print(f"wrote {out} ({args.format}, dynamic batch{notes})")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Print the top classes of each image."""
+    import torch
+
+    from .preprocess import predict
+
+    missing = [path for path in args.images if not Path(path).is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]}: no such image file")
+    model, _ = model_from_args(args)
+    device = torch.device(args.device or "cpu")
+    if device.type == "meta":
+        raise UsageError("--device meta holds no values; use cpu or cuda")
+    model.to(device)
+    for prediction in predict(model, args.images, top=args.top):
+        ranked = ", ".join(
+            f"{name} ({index}) {100 * p:.1f}%" for index, name, p in prediction.classes
+        )
+        print(f"{prediction.path}: {ranked}")
+    sys.stdout.flush()
     return 0

@@ -1,49 +1,104 @@
 """``resnetlib train``, ``resnetlib evaluate`` and ``resnetlib reproduce``.
 
 Each command ends by printing where its outputs are; a user's mistake (a wrong path, an
-unknown model, a data directory in no known layout, a missing ``train`` extra) ends with one
-line ``resnetlib: error: ...`` on stderr and exit status 2.
+unknown model, a data directory in no known layout, data that does not fit the model, a
+missing ``train`` extra) ends with one line ``resnetlib: error: ...`` on stderr and exit
+status 2. A run directory describes itself (``run.json``), so ``train --out DIR --resume``
+and ``evaluate DIR/final.pt`` need nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..cli_options import (
+    EXIT_INTERRUPTED,
+    MAX_IMAGE_SIDE,
+    UsageError,
+    add_model_arguments,
+    guarded,
+    import_modules,
+    int_in,
+    is_checkpoint_path,
+    model_from_args,
+    override_values,
+    positive_float,
+)
+
 __all__ = ["add_commands"]
 
-EXIT_USAGE = 2
+_MAX_ITERATIONS = 10**9
+
+# Options that say what a run is: given again on --resume, they must match run.json.
+_RUN_OPTIONS = (
+    "model",
+    "pretrained",
+    "checkpoint",
+    "imports",
+    "data",
+    "labels",
+    "image_size",
+    "classes",
+    "val_size",
+    "seed",
+    "epochs",
+    "iterations",
+    "recipe",
+    "batch_size",
+    "lr",
+    "cosine",
+    "bf16",
+    "fp16",
+    "channels_last",
+    "compile",
+    "label_smoothing",
+    "no_decay_norm_bias",
+    "ema",
+    "freeze",
+)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``train``, ``evaluate`` and ``reproduce`` to the ``resnetlib`` command."""
     train = commands.add_parser(
         "train",
-        help="train a registered model (the paper's recipe on CIFAR, a small one on digits)",
-        description="Train a registered model and record the run (metrics.csv, checkpoints, "
-        "curves.png) in --out.",
+        help="train or fine-tune a model (the paper's recipe on CIFAR, a small one on digits)",
+        description="Train a registered model, or fine-tune pretrained weights, and record the "
+        "run in --out: run.json, metrics.csv, steps.csv, checkpoints (last.pt, best.pt, "
+        "final.pt), curves.png. Ctrl-C saves; --resume continues from the directory alone.",
     )
-    train.add_argument("name", help="a registered model name, e.g. resnet56")
+    add_model_arguments(train, checkpoint_alone=False, required=False)
     _data_arguments(train)
-    train.add_argument("--out", default=None, help="run directory (default: runs/NAME)")
+    train.add_argument(
+        "--val-size",
+        type=int_in(0, 10**8),
+        default=None,
+        metavar="N",
+        help="training images held out for validation and best.pt (default: the recipe's, "
+        "5000 in the paper's; 0: none)",
+    )
+    train.add_argument("--out", default=None, help="run directory (default: runs/MODEL)")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, default=None, metavar="N")
-    length.add_argument("--iterations", type=int, default=None, metavar="N")
+    length.add_argument("--epochs", type=int_in(1, 10**6), default=None, metavar="N")
+    length.add_argument("--iterations", type=int_in(1, _MAX_ITERATIONS), default=None, metavar="N")
     train.add_argument(
         "--recipe",
         default=None,
         metavar="paper|digits|FILE.json",
         help="the paper's CIFAR recipe (default for a path; warm-up from depth 110), the "
-        "digits recipe (default for digits), or a recipe JSON file",
+        "digits recipe (default for digits), or a recipe JSON file (keys it omits come from "
+        "the paper's recipe)",
     )
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--batch-size", type=int, default=None, metavar="N")
-    train.add_argument("--lr", type=float, default=None)
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (needs nothing else)"
+    )
+    train.add_argument("--batch-size", type=int_in(1, 1 << 20), default=None, metavar="N")
+    train.add_argument("--lr", type=positive_float, default=None)
     train.add_argument("--cosine", action="store_true", help="cosine lr schedule")
     precision = train.add_mutually_exclusive_group()
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
@@ -53,17 +108,49 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     train.add_argument("--label-smoothing", type=float, default=None, metavar="X")
     train.add_argument("--no-decay-norm-bias", action="store_true")
     train.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA of weights")
-    train.add_argument("--zero-init-residual", action="store_true")
+    train.add_argument(
+        "--freeze",
+        type=int_in(0, 64),
+        default=None,
+        metavar="N",
+        help="fine-tuning: freeze the stem and the first N stages (0: the stem only); their "
+        "norm layers stay in eval mode",
+    )
+    train.add_argument(
+        "--save-every",
+        type=int_in(1, _MAX_ITERATIONS),
+        default=None,
+        metavar="N",
+        help="also save the run every N iterations (it is saved after every epoch)",
+    )
+    train.add_argument(
+        "--save-every-minutes",
+        type=positive_float,
+        default=10.0,
+        metavar="M",
+        help="also save the run every M minutes (default 10)",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.set_defaults(run=_guarded(_train))
+    train.set_defaults(run=guarded(_train))
 
     evaluate = commands.add_parser(
-        "evaluate", help="top-1 error of a checkpoint on a data set's test (or val) split"
+        "evaluate",
+        help="top-1/top-5 accuracy of a model on a data set's test (or val) split",
+        description="Evaluate a checkpoint (or a registered model with --pretrained or "
+        "--checkpoint), fed as its data config says. A checkpoint in a run directory is "
+        "evaluated on that run's data and split unless --data is given.",
     )
-    evaluate.add_argument("checkpoint", help="a checkpoint written by resnetlib (final.pt)")
+    add_model_arguments(evaluate, checkpoint_alone=True)
     _data_arguments(evaluate)
+    evaluate.add_argument(
+        "--val-size",
+        type=int_in(0, 10**8),
+        default=None,
+        metavar="N",
+        help="images held out of the training split (default: the run's, else 0)",
+    )
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
-    evaluate.set_defaults(run=_guarded(_evaluate))
+    evaluate.set_defaults(run=guarded(_evaluate))
 
     reproduce = commands.add_parser("reproduce", help="reproduce an experiment of the paper")
     experiments = reproduce.add_subparsers(dest="experiment", required=True)
@@ -72,75 +159,43 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         help="Figure 6 on the built-in digits: plain-20/56 and ResNet-20/56 (CPU, minutes)",
     )
     degradation.add_argument("--out", default="runs/degradation", help="output directory")
-    degradation.add_argument("--epochs", type=int, default=30, metavar="N")
+    degradation.add_argument("--epochs", type=int_in(1, 10**6), default=30, metavar="N")
     degradation.add_argument("--device", default=None)
-    degradation.add_argument("--seed", type=int, default=0)
+    degradation.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
     degradation.add_argument(
         "--zero-init-residual", action="store_true", help="also train ResNet-56 with it"
     )
     degradation.add_argument("--no-progress", action="store_true")
-    degradation.set_defaults(run=_guarded(_degradation))
+    degradation.set_defaults(run=guarded(_degradation))
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    data = parser.add_argument_group("data")
+    data.add_argument(
         "--data",
         default=None,
         metavar="PATH|digits",
         help="cifar-10-batches-py, cifar-100-python, TinyImageNet-200, an image folder, or "
-        "the built-in digits (default; evaluate: the data the run trained on)",
+        "the built-in digits (train: default digits; evaluate: default the run's data)",
     )
-    parser.add_argument("--labels", choices=("fine", "coarse"), default=None)
-    parser.add_argument("--image-size", type=int, default=None, metavar="N")
-    parser.add_argument("--device", default=None, help="default: cuda when there is one")
-    parser.add_argument("--seed", type=int, default=None, help="default 0")
+    data.add_argument("--labels", choices=("fine", "coarse"), default=None)
+    data.add_argument("--image-size", type=int_in(1, MAX_IMAGE_SIDE), default=None, metavar="N")
+    data.add_argument(
+        "--classes",
+        type=_class_list,
+        default=None,
+        metavar="A,B,...",
+        help="only these classes (names or indices), relabelled 0..N-1 in this order",
+    )
+    data.add_argument("--device", default=None, help="default: cuda when there is one")
+    data.add_argument("--seed", type=int_in(0, 2**63 - 1), default=None, help="default 0")
 
 
-_DATA_DEFAULTS = {"data": "digits", "labels": "fine", "image_size": None, "seed": 0}
-
-
-def _fill_data_defaults(args: argparse.Namespace, run_info: Path | None = None) -> None:
-    """Unset data options from ``run_info`` (a run's run.json) if there is one, else defaults."""
-    saved = {}
-    if run_info is not None and run_info.is_file():
-        saved = json.loads(run_info.read_text())
-    for key, default in _DATA_DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, saved.get(key, default))
-
-
-class _UsageError(Exception):
-    """A mistake in what the user asked for: printed as one line, exit status 2."""
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from ..interop.checkpoint import CheckpointError
-        from .data import DataError
-        from .loop import TrainingError
-
-        try:
-            _require_extra()
-            return command(args)
-        except (
-            _UsageError,
-            DataError,
-            CheckpointError,
-            TrainingError,
-            ValueError,
-            OSError,
-        ) as error:
-            message = str(error)
-        except KeyError as error:  # an unknown registry name
-            message = str(error.args[0]) if error.args else repr(error)
-        except ImportError as error:
-            message = f'{error}; pip install "resnetlib[train]"'
-        print(
-            f"resnetlib: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr
-        )
-        return EXIT_USAGE
-
-    return run
+def _class_list(text: str) -> list[str | int]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected class names or indices; got {text!r}")
+    return [int(item) if item.isdecimal() else item for item in items]
 
 
 def _require_extra() -> None:
@@ -159,48 +214,41 @@ def _device(name: str | None) -> Any:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise _UsageError(f"--device {name!r} is not a device (cpu, cuda, cuda:1, mps)") from None
+        raise UsageError(f"--device {name!r} is not a device (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "meta":
+        raise UsageError("--device meta holds no values; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise _UsageError(f"--device {name}: no CUDA device is available here")
+        raise UsageError(f"--device {name}: no CUDA device is available here")
     return device
 
 
-def _recipe(choice: str | None, name: str, data: str) -> Any:
+def _recipe(args: argparse.Namespace) -> tuple[Any, str]:
+    """The recipe the options ask for, and its name for the start-up line."""
     from .recipe import DIGITS, Recipe, paper_recipe, recipe_for
 
+    choice, name = args.recipe, args.model or ""
     if choice is None:
-        return DIGITS if data == "digits" else recipe_for(name)
+        choice = "digits" if (args.data or "digits") == "digits" else "paper"
     if choice == "digits":
-        return DIGITS
-    if choice == "paper":
-        return recipe_for(name)
-    if choice.startswith("paper"):  # paper110: the depth's paper recipe
-        return paper_recipe(int(choice[5:])) if choice[5:].isdigit() else recipe_for(name)
-    path = Path(choice)
-    if not path.is_file():
-        raise _UsageError(f"--recipe {choice}: not 'paper', 'digits' or an existing JSON file")
-    try:
-        return Recipe.from_json(path.read_text())
-    except ValueError as error:
-        raise _UsageError(f"--recipe {choice}: {error}") from None
-
-
-def _train(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import torch
-
-    from ..models.zoo import create_model
-    from .data import load_data
-    from .loop import fit
-
-    _fill_data_defaults(args)
-    recipe = _recipe(args.recipe, args.name, args.data)
+        recipe, label = DIGITS, "digits recipe"
+    elif choice == "paper":
+        recipe, label = recipe_for(name), "the paper's CIFAR recipe"
+    elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
+        recipe, label = paper_recipe(int(choice[5:])), f"the paper's recipe for depth {choice[5:]}"
+    else:
+        path = Path(choice)
+        if not path.is_file():
+            raise UsageError(f"--recipe {choice}: not 'paper', 'digits' or an existing JSON file")
+        try:
+            recipe, label = Recipe.from_json(path.read_text(encoding="utf-8")), f"recipe {path}"
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
+            raise UsageError(f"--recipe {choice}: {error}") from None
     changes: dict[str, Any] = {}
-    if args.batch_size is not None:
-        changes["batch_size"] = args.batch_size
-    if args.lr is not None:
-        changes["lr"] = args.lr
+    for flag, key in (("batch_size", "batch_size"), ("lr", "lr"), ("ema", "ema_decay")):
+        if getattr(args, flag) is not None:
+            changes[key] = getattr(args, flag)
+    if args.label_smoothing is not None:
+        changes["label_smoothing"] = args.label_smoothing
     if args.cosine:
         changes["schedule"] = "cosine"
     if args.bf16 or args.fp16:
@@ -208,102 +256,251 @@ def _train(args: argparse.Namespace) -> int:
     for flag in ("channels_last", "compile", "no_decay_norm_bias"):
         if getattr(args, flag):
             changes[flag] = True
-    if args.label_smoothing is not None:
-        changes["label_smoothing"] = args.label_smoothing
-    if args.ema is not None:
-        changes["ema_decay"] = args.ema
-    recipe = dataclasses.replace(recipe, **changes)
-    device = _device(args.device)
-    from ..models.zoo import MODELS
+    if args.val_size is not None:
+        changes["val_size"] = args.val_size
+    try:
+        return dataclasses.replace(recipe, **changes), label
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
-    MODELS.get(args.name)  # an unknown name fails before the data loads
-    data = load_data(
-        args.data,
-        val_size=recipe.val_size,
-        seed=args.seed,
-        labels=args.labels,
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The run-defining options given on this command line (JSON types)."""
+    given = {key: getattr(args, key) for key in _RUN_OPTIONS if getattr(args, key, None)}
+    given.update({f"--{k.replace('_', '-')}": v for k, v in override_values(args).items()})
+    return given
+
+
+def _load(args: argparse.Namespace, source: dict[str, Any] | None = None) -> Any:
+    """The data the options (or a run's recorded ``source``) name."""
+    from .data import load_data
+
+    if source is not None:
+        return load_data(
+            source.get("data", "digits"),
+            labels=source.get("labels", "fine"),
+            image_size=source.get("image_size"),
+            val_size=source.get("val_size", 0),
+            seed=source.get("seed", 0),
+            classes=source.get("classes"),
+        )
+    return load_data(
+        args.data or "digits",
+        labels=args.labels or "fine",
         image_size=args.image_size,
+        val_size=args.val_size or 0,
+        seed=args.seed or 0,
+        classes=args.classes,
     )
-    torch.manual_seed(args.seed)
-    overrides: dict[str, Any] = {
-        "num_classes": len(data.train.classes),
-        "in_channels": int(data.train.images.shape[1]),
-    }
-    if args.zero_init_residual:
-        overrides["zero_init_residual"] = True
-    model = create_model(args.name, **overrides)
-    out = Path(args.out) if args.out is not None else Path("runs") / args.name
-    if not args.resume and (out / "state.pt").exists():
-        raise _UsageError(
-            f"{out} already holds a run: pass --resume to continue it, or another --out"
+
+
+def _train(args: argparse.Namespace) -> int:
+    _require_extra()
+    from .loop import TrainingInterrupted, fit
+
+    job = _resumed_job(args) if args.resume else _new_job(args)
+    model, data, recipe, out, run_info, length = job
+    device = _device(args.device)
+    try:
+        result = fit(
+            model,
+            data,
+            recipe,
+            out=out,
+            device=device,
+            resume=args.resume,
+            progress=not args.no_progress,
+            seed=run_info["seed"],
+            save_every=args.save_every,
+            save_every_minutes=args.save_every_minutes,
+            run_info=run_info,
+            log=_stderr if args.no_progress else None,
+            **length,
         )
-    result = fit(
-        model,
-        data,
-        recipe,
-        out=out,
-        device=device,
-        resume=args.resume,
-        iterations=args.iterations,
-        epochs=args.epochs,
-        progress=not args.no_progress,
-        seed=args.seed,
-    )
-    if result.run_dir is not None:
-        _write_run_info(result.run_dir, args)
-        metrics = result.metrics
+    except TrainingInterrupted as stopped:
         print(
-            f"test error {100 * metrics['test_error']:.2f}% after {int(metrics['iteration'])} "
-            f"iterations; outputs in {result.run_dir}/ (final.pt, last.pt, metrics.csv, "
-            "curves.png, recipe.json, spec.json)"
+            f"interrupted at iteration {stopped.iteration}; resume with: resnetlib train "
+            f"--out {out} --resume",
+            file=sys.stderr,
         )
+        return EXIT_INTERRUPTED
+    metrics = result.metrics
+    best = " best.pt," if (out / "best.pt").is_file() else ""
+    print(
+        f"test error {100 * metrics['test_error']:.2f}% after {int(metrics['iteration'])} "
+        f"iterations; outputs in {out}/ (final.pt, last.pt,{best} metrics.csv, steps.csv, "
+        "curves.png, run.json)"
+    )
     return 0
 
 
-def _write_run_info(run_dir: Path, args: argparse.Namespace) -> None:
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, Any], Any]:
+    from ..models.zoo import MODELS
+    from .run_dir import RunDirectory
+
+    if args.model is None:
+        raise UsageError("name the model to train (resnet56), or --resume a run with --out")
+    if is_checkpoint_path(args.model):
+        raise UsageError(
+            f"{args.model}: train takes a registered model name; start from a file's weights "
+            "with NAME --checkpoint FILE"
+        )
+    import_modules(args.imports)
+    given = _given(args)
+    MODELS.get(args.model)  # an unknown name fails before the data loads
+    out = Path(args.out) if args.out is not None else Path("runs") / args.model
+    if RunDirectory(out).holds_run():
+        raise UsageError(
+            f"{out} already holds a run: pass --resume to continue it, or another --out"
+        )
+    recipe, recipe_name = _recipe(args)
+    args.val_size = recipe.val_size
+    data = _load(args)
+    channels = data.image_shape[0]
+    model, described = model_from_args(
+        args, defaults={"num_classes": len(data.classes), "in_channels": channels}
+    )
+    _report_start(args, model)
+    if args.freeze is not None:
+        from ..interop.finetune import freeze
+
+        freeze(model, stages=min(args.freeze, len(model.stage_names)))
     info = {
-        "model": args.name,
-        "data": str(args.data),
-        "labels": args.labels,
-        "image_size": args.image_size,
-        "seed": args.seed,
+        "command": {"given": given, "model": described, "freeze": args.freeze},
+        "recipe_name": recipe_name,
     }
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    length = {"iterations": args.iterations, "epochs": args.epochs}
+    return model, data, recipe, out, {**info, "seed": args.seed or 0}, length
+
+
+def _report_start(args: argparse.Namespace, model: Any) -> None:
+    """Say what fine-tuning changes: a new head, frozen stages."""
+    if args.pretrained is None and args.checkpoint is None:
+        return
+    from ..models.weights import get_weights
+
+    had: int | None = None
+    if args.pretrained is not None:
+        tag = args.pretrained if isinstance(args.pretrained, str) else None
+        had = get_weights(args.model.split(".")[0], tag).num_classes
+    elif args.checkpoint is not None:
+        from ..interop.checkpoint import Checkpoint, read_weights_file
+
+        contents = read_weights_file(args.checkpoint)
+        if isinstance(contents, Checkpoint):
+            had = contents.spec.num_classes
+        elif "fc.weight" in contents:
+            had = int(contents["fc.weight"].shape[0])
+    if had is not None and had != model.num_classes:
+        _stderr(
+            f"fc: a new {model.num_classes}-class head (the weights' {had}-class head was left "
+            "out), trained from a random start"
+        )
+    if args.freeze is not None:
+        names = [*model.stem_names, *model.stage_names[: args.freeze]]
+        _stderr(f"frozen (weights fixed, norms in eval mode): {', '.join(names)}")
+
+
+def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, Any], Any]:
+    from ..core.build import build
+    from ..core.data_config import config_from_json
+    from ..core.spec import ResNetSpec
+    from .recipe import Recipe
+    from .run_dir import RunDirectory, RunDirectoryError, read_json_object
+
+    if args.out is None:
+        raise UsageError("--resume needs --out DIR, the run directory to continue")
+    run = RunDirectory(args.out)
+    if not run.holds_run():
+        raise UsageError(f"{run.path}: no run to resume (no run.json); start one without --resume")
+    info = run.read_info()
+    command = info.get("command") or {}
+    recorded = command.get("given") or {}
+    given = _given(args)
+    differ = [
+        f"{_flag(key)} {value!r} (the run has {recorded.get(key)!r})"
+        for key, value in given.items()
+        if recorded.get(key) != value and not (key == "model" and key not in recorded)
+    ]
+    if differ:
+        raise UsageError(
+            f"{run.path} was started with other options: {'; '.join(differ)}; resume takes "
+            "them from run.json (resnetlib train --out DIR --resume), or start a new run"
+        )
+    try:
+        import_modules((command.get("model") or {}).get("imports") or [])
+        spec = ResNetSpec.from_json((run.path / "spec.json").read_text(encoding="utf-8"))
+        recipe = Recipe.from_dict(read_json_object(run.path / "recipe.json", what="the recipe"))
+        config = info["pretrained_cfg"]
+        source = info["data"]
+        seed = info["seed"]
+        length = {key: info["length"].get(key) for key in ("iterations", "epochs")}
+    except (KeyError, TypeError, AttributeError) as error:
+        raise RunDirectoryError(f"{run.info_path}: missing or damaged entry {error}") from None
+    model = build(spec)
+    model.pretrained_cfg = config_from_json(_json(config))
+    if command.get("freeze") is not None:
+        from ..interop.finetune import freeze
+
+        freeze(model, stages=min(int(command["freeze"]), len(model.stage_names)))
+    data = _load(args, source)
+    run_info = {**info, "seed": seed}
+    return model, data, recipe, run.path, run_info, length
+
+
+def _flag(key: str) -> str:
+    return key if key.startswith("--") else "--" + key.replace("_", "-")
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..interop.checkpoint import load
-    from .data import load_data
     from .loop import evaluate
-    from .recipe import Recipe
+    from .run_dir import RunDirectory
 
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        raise _UsageError(f"{path}: no such checkpoint file")
-    model = load(path)
-    run_dir = path.parent
-    _fill_data_defaults(args, run_dir / "run.json")
-    val_size = 0
-    if (run_dir / "recipe.json").is_file():  # the split the model trained on (its mean)
-        val_size = Recipe.from_json((run_dir / "recipe.json").read_text()).val_size
-    data = load_data(
-        args.data,
-        val_size=val_size,
-        seed=args.seed,
-        labels=args.labels,
-        image_size=args.image_size,
-    )
+    model, _ = model_from_args(args)
+    run = None
+    if is_checkpoint_path(args.model):
+        candidate = RunDirectory(Path(args.model).parent)
+        run = candidate if candidate.holds_run() else None
+    if args.data is not None:
+        data = _load(args)
+    elif run is not None:
+        data = _load(args, run.read_info().get("data"))
+    else:
+        where = f"no run.json beside {args.model}" if run is None else ""
+        raise UsageError(
+            f"which data? pass --data PATH ({where or 'a registered model'} to say what it was "
+            "trained on)"
+        )
     result = evaluate(model, data, _device(args.device), split=args.split)
     print(
-        f"{args.split} error {100 * result.error:.2f}% (loss {result.loss:.4f}) on "
-        f"{result.count} images of {data.test.name}; checkpoint {path}"
+        f"{args.split}: top-1 accuracy {100 * result.accuracy:.2f}% (error "
+        f"{100 * result.error:.2f}%), top-5 accuracy {100 * result.top5_accuracy:.2f}% (error "
+        f"{100 * result.top5_error:.2f}%), loss {result.loss:.4f}, on {result.count:,} images "
+        f"of {data.test.name}; model {args.model}"
     )
     return 0
 
 
 def _degradation(args: argparse.Namespace) -> int:
-    from .reproduce import degradation
+    _require_extra()
+    from .reproduce import DEGRADATION_MODELS, MIN_DEGRADATION_EPOCHS, degradation
 
+    if args.epochs < MIN_DEGRADATION_EPOCHS:
+        _stderr(
+            f"warning: {args.epochs} epochs are too few to show the degradation (the plain "
+            f"nets separate after about {MIN_DEGRADATION_EPOCHS}); the figure may show none"
+        )
+    jobs = len(DEGRADATION_MODELS) + int(args.zero_init_residual)
     report = degradation(
         args.out,
         epochs=args.epochs,
@@ -311,6 +508,7 @@ def _degradation(args: argparse.Namespace) -> int:
         seed=args.seed,
         zero_init_residual=args.zero_init_residual,
         progress=not args.no_progress,
+        announce=lambda index, label, path: _stderr(f"[{index}/{jobs}] {label}: {path}"),
     )
     print(report.table())
     print(f"outputs in {report.out}/ (figure {report.figure.name}, one run directory per model)")

@@ -138,8 +138,11 @@ def _normalization(model: ResNet) -> tuple[tuple[float, ...], tuple[float, ...]]
     return normalization(model.pretrained_cfg, model.spec.in_channels)
 
 
-def _trained_config(model: ResNet, image_shape: tuple[int, int, int]) -> dict[str, Any]:
-    """The model's data configuration with the input size it trains at (uncropped)."""
+def _trained_config(
+    model: ResNet, image_shape: tuple[int, int, int], classes: tuple[str, ...]
+) -> dict[str, Any]:
+    """The model's data configuration with the input size it trains at (uncropped) and the
+    names of its classes."""
     reduction = model.feature_info[-1]["reduction"] if model.feature_info else 1
     _, height, width = image_shape
     return {
@@ -148,6 +151,7 @@ def _trained_config(model: ResNet, image_shape: tuple[int, int, int]) -> dict[st
         "pool_size": (math.ceil(height / reduction), math.ceil(width / reduction)),
         "crop_pct": 1.0,
         "num_classes": model.num_classes,
+        "label_names": list(classes),
     }
 
 
@@ -419,7 +423,7 @@ class _Trainer:
         # What is recorded is what was used: the split actually held out.
         self.recipe = replace(recipe, val_size=data.sizes()["val"])
         self.seed = seed
-        model.pretrained_cfg = _trained_config(model, data.image_shape)
+        model.pretrained_cfg = _trained_config(model, data.image_shape, data.classes)
         self.mean, self.std = _normalization(model)
         torch.manual_seed(seed)
         model.to(device)

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..interop.files import atomic_write
 from ..models.zoo import create_model
 from .data import load_data
 from .loop import fit, model_label
 from .plot import plot_runs
 from .recipe import DIGITS, Recipe
+from .run_dir import RunDirectory
 
-__all__ = ["DEGRADATION_MODELS", "DegradationReport", "degradation"]
+__all__ = ["DEGRADATION_MODELS", "MIN_DEGRADATION_EPOCHS", "DegradationReport", "degradation"]
 
 DEGRADATION_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+MIN_DEGRADATION_EPOCHS = 10
+"""Fewer epochs than this on the digits rarely separate plain-56 from plain-20."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ def degradation(
     recipe: Recipe = DIGITS,
     image_size: int = 16,
     progress: bool = True,
+    announce: Callable[[int, str, Path], None] | None = None,
 ) -> DegradationReport:
     """Train ``models`` on the built-in digits by one recipe and draw Figure 6.
 
@@ -71,6 +76,7 @@ def degradation(
     one resumes) from ``torch.manual_seed(seed)``; ``out/degradation.png`` draws them all.
     ``zero_init_residual=True`` also trains ResNet-56 with its residual branches' last norm
     at zero (``out/resnet56-zero-init/``, drawn against ResNet-56 in ``zero-init.png``).
+    ``announce(index, label, run_dir)`` is called as each model starts (index from 1).
     """
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
@@ -82,19 +88,19 @@ def degradation(
     if zero_init_residual:
         jobs.append(("resnet56", "ResNet-56, zero-init", "resnet56-zero-init", True))
     runs: dict[str, tuple[dict[str, float], ...]] = {}
-    for name, label, directory, zero_init in jobs:
+    for index, (name, label, directory, zero_init) in enumerate(jobs, start=1):
         torch.manual_seed(seed)
         model = create_model(name, zero_init_residual=zero_init, **shape)
         run_dir = root / directory
-        if progress:
-            print(f"{label}: {run_dir}")
+        if announce is not None:
+            announce(index, label, run_dir)
         result = fit(
             model,
             data,
             dataclasses.replace(recipe, epochs=epochs, iterations=None),
             out=run_dir,
             device=device,
-            resume=(run_dir / "state.pt").exists(),
+            resume=RunDirectory(run_dir).holds_run(),
             progress=progress,
             seed=seed,
         )
@@ -111,5 +117,5 @@ def degradation(
             title="ResNet-56 with and without zero_init_residual",
         )
     report = DegradationReport(out=root, figure=figure, runs=runs)
-    (root / "table.md").write_text(report.table() + "\n")
+    atomic_write(root / "table.md", lambda file: file.write((report.table() + "\n").encode()))
     return report

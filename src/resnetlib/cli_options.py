@@ -1,0 +1,329 @@
+"""What every ``resnetlib`` command that takes a model shares, generated from one place.
+
+:func:`add_model_arguments` gives a subcommand the model positional (a registered name or a
+checkpoint file), ``--import MODULE``, every :class:`~resnetlib.ModelOverrides` field as a
+flag, ``--pretrained [TAG]`` and ``--checkpoint FILE``; :func:`model_from_args` builds the
+model they describe. :func:`guarded` turns a command's errors into one line on stderr and
+exit status 2 (``resnetlib --debug`` or ``RESNETLIB_DEBUG=1`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections.abc
+import importlib
+import json
+import os
+import sys
+import traceback
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "MAX_IMAGE_SIDE",
+    "UsageError",
+    "add_imports",
+    "add_model_arguments",
+    "guarded",
+    "import_modules",
+    "input_size",
+    "model_from_args",
+    "override_values",
+]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+MAX_IMAGE_SIDE = 8192
+"""The largest image side a command accepts (``--input``, ``--image-size``)."""
+_MAX_ERROR_LINES = 12
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit status 2."""
+
+
+# -- flag types ---------------------------------------------------------------------------
+
+
+def input_size(text: str) -> tuple[int, int, int]:
+    """``C,H,W`` of positive ints, each side at most :data:`MAX_IMAGE_SIDE`."""
+    try:
+        c, h, w = (int(part) for part in text.split(","))
+    except ValueError:
+        c = h = w = 0
+    if min(c, h, w) < 1 or max(h, w) > MAX_IMAGE_SIDE or c > 4096:
+        raise argparse.ArgumentTypeError(
+            f"expected C,H,W of positive ints such as 3,224,224 (sides up to "
+            f"{MAX_IMAGE_SIDE}, channels up to 4096); got {text!r}"
+        )
+    return c, h, w
+
+
+def int_in(minimum: int, maximum: int = 10**12) -> Callable[[str], int]:
+    """An argparse type: an int in ``[minimum, maximum]``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"expected an int from {minimum} to {maximum}; got {text!r}"
+            )
+        return value
+
+    convert.__name__ = "int"
+    return convert
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated ints >= 1 such as 16,32,64; got {text!r}"
+        )
+    return values
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as groups=32; got {text!r}")
+    try:
+        value = json.loads(raw)  # 32, 0.5, true, null, "text"
+    except json.JSONDecodeError:
+        value = raw  # a bare word is a string
+    if isinstance(value, (list, dict)):
+        raise argparse.ArgumentTypeError(f"{key}: expected a number, true/false or text")
+    return key, value
+
+
+# Smallest value of each int override; the rest must be >= 1.
+_INT_MINIMUM = {"num_classes": 0}
+
+
+def _override_option(name: str, hint: Any) -> dict[str, Any]:
+    """``add_argument`` keywords for the :class:`ModelOverrides` field ``name``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction, "default": None}
+    if hint is int:
+        return {"type": int_in(_INT_MINIMUM.get(name, 1), 100_000), "metavar": "N"}
+    if hint is float:
+        return {"type": float, "metavar": "X"}
+    if hint is str or (origin in (typing.Union, types.UnionType) and str in args):
+        return {"type": str, "metavar": "NAME"}
+    if origin is collections.abc.Sequence and args == (int,):
+        return {"type": _int_list, "metavar": "N,N,..."}
+    if origin is collections.abc.Mapping:
+        return {"type": _key_value, "action": "append", "metavar": "KEY=VALUE"}
+    raise TypeError(f"the CLI has no option type for override {name!r} ({hint!r})")
+
+
+def _override_fields() -> dict[str, Any]:
+    from .models.zoo import ModelOverrides
+
+    return typing.get_type_hints(ModelOverrides)
+
+
+# -- adding the flags ---------------------------------------------------------------------
+
+
+def add_imports(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): a user's module that registers models or parts."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, for the models and parts it registers (repeatable)",
+    )
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser, *, checkpoint_alone: bool, required: bool = True
+) -> None:
+    """The model positional and the model options.
+
+    ``checkpoint_alone``: the positional may be a checkpoint file, which describes its own
+    model (evaluate, export, predict, summary); otherwise it is a registered name (train).
+    """
+    what = "a registered model name (resnet56)"
+    if checkpoint_alone:
+        what += " or a checkpoint file (runs/r56/final.pt)"
+    parser.add_argument("model", nargs=None if required else "?", metavar="MODEL", help=what)
+    add_imports(parser)
+    weights = parser.add_argument_group("weights")
+    weights.add_argument(
+        "--pretrained",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="TAG",
+        help="start from the model's pretrained weights (the default tag, or TAG); see "
+        "resnetlib.list_pretrained()",
+    )
+    weights.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="FILE",
+        help="weights to start from: a resnetlib checkpoint or a state dict in any layout "
+        "resnetlib.load_weights reads (torchvision, timm, akamaster, mmpretrain)",
+    )
+    overrides = parser.add_argument_group(
+        "model options", "any ModelOverrides field (see help(resnetlib.ModelOverrides))"
+    )
+    for name, hint in _override_fields().items():
+        option = "--" + name.replace("_", "-")
+        overrides.add_argument(option, dest=name, **_override_option(name, hint))
+
+
+def override_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The model options given on the command line (JSON types)."""
+    values = {
+        name: getattr(args, name)
+        for name in _override_fields()
+        if getattr(args, name, None) is not None
+    }
+    if "block_options" in values:
+        values["block_options"] = dict(values["block_options"])
+    if "widths" in values:
+        values["widths"] = list(values["widths"])
+    return values
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Import the ``--import`` modules (from the working directory too, as ``python -m``)."""
+    if not modules:
+        return
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # an import runs the user's code: any error is theirs
+            raise UsageError(f"--import {module}: {type(error).__name__}: {error}") from None
+
+
+def is_checkpoint_path(text: str) -> bool:
+    """Whether the model positional names a file rather than a registered model."""
+    return Path(text).is_file() or text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text
+
+
+def model_from_args(
+    args: argparse.Namespace, *, defaults: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The model that ``args`` describe, and that description as JSON (for ``run.json``).
+
+    A checkpoint file alone is loaded as saved (its spec, weights and data config); a name
+    is built by ``create_model`` with the options, ``--pretrained`` or ``--checkpoint``.
+    ``defaults`` fill options the user did not give (the data's classes and channels).
+    """
+    from .interop.checkpoint import load
+    from .models.zoo import create_model
+
+    import_modules(args.imports)
+    options = override_values(args)
+    if args.model is None:
+        raise UsageError("name a model (a registered name or a checkpoint file)")
+    if is_checkpoint_path(args.model):
+        path = Path(args.model)
+        if not path.is_file():
+            raise UsageError(f"{args.model}: no such checkpoint file")
+        given = [f"--{n.replace('_', '-')}" for n in options] + [
+            flag for flag in ("--pretrained", "--checkpoint") if getattr(args, flag[2:])
+        ]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: a checkpoint ({path}) keeps the model it was saved as; "
+                "to change it, name the model and pass --checkpoint FILE"
+            )
+        return load(path), {"checkpoint": str(path)}
+    if args.pretrained is not None and args.checkpoint is not None:
+        raise UsageError("give --pretrained or --checkpoint, not both")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+    for key, value in (defaults or {}).items():
+        options.setdefault(key, value)
+    pretrained = False if args.pretrained is None else args.pretrained
+    model = create_model(
+        args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **options
+    )
+    described = {
+        "name": args.model,
+        "options": options,
+        "pretrained": args.pretrained,
+        "checkpoint": args.checkpoint,
+        "imports": list(args.imports),
+    }
+    return model, described
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _message(error: BaseException) -> str:
+    # An unknown registry name is a KeyError whose message is its first argument.
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    lines = [line for line in text.strip().splitlines() if line.strip()] or [type(error).__name__]
+    if len(lines) > _MAX_ERROR_LINES:
+        lines = [*lines[:_MAX_ERROR_LINES], f"... ({len(lines) - _MAX_ERROR_LINES} more lines)"]
+    if isinstance(error, ImportError) and "pip install" not in text:
+        lines[-1] += '; pip install "resnetlib[train]"'
+    return "\n".join(lines)
+
+
+def debugging(args: argparse.Namespace | None = None) -> bool:
+    """Whether to show tracebacks (``--debug`` or ``RESNETLIB_DEBUG=1``)."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("RESNETLIB_DEBUG") == "1"
+
+
+def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` with its errors as ``resnetlib COMMAND: error: ...`` on stderr and exit
+    status 2. A message of several lines (missing and unexpected keys) keeps up to twelve.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        prog = f"resnetlib {getattr(args, 'command', '') or ''}".strip()
+        try:
+            return command(args)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except (
+            UsageError,
+            ValueError,
+            TypeError,
+            KeyError,
+            OSError,
+            ImportError,
+            RuntimeError,
+            MemoryError,
+        ) as error:
+            if debugging(args):
+                traceback.print_exc()
+            print(f"{prog}: error: {_message(error)}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
