@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -290,7 +291,7 @@ def test_decoded_pixels_are_bounded_before_decoding(
     report = run_limited(code, headroom=2**29)  # a decode would need 169 MB to 600 MB
     assert report["error"] == "DataError", report
     assert report["message"].startswith(f"{bomb}: "), report
-    assert __import__("re").search(message, report["message"]), report
+    assert re.search(message, report["message"]), report
 
 
 def test_unreadable_and_undecodable_files_are_data_errors(
@@ -443,3 +444,98 @@ def test_a_failed_cache_write_leaves_the_old_cache(
     assert splits.train.labels.tolist() == [0, 0, 1, 1]
     assert cache_file.read_bytes() == before
     assert sorted(p.name for p in cache_dir.iterdir()) == [cache_file.name]
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints: tied weights, wrapper prefixes, safetensors headers, versions, refusals
+# --------------------------------------------------------------------------------------
+
+
+def test_tied_weights_load_and_crafted_claims_are_still_refused(tmp_path: Path) -> None:
+    import resnetlib as rl
+    from tests.test_safety import write_checkpoint
+
+    model = rl.resnet20()
+    block = model.layer1[0]
+    block.bn2.weight = block.bn1.weight  # two keys, one tensor
+    with torch.no_grad():
+        block.bn1.weight.uniform_()
+    rl.save(model, tmp_path / "tied.pt")
+    loaded = rl.load(tmp_path / "tied.pt")
+    assert torch.equal(loaded.layer1[0].bn2.weight, block.bn1.weight)
+    assert torch.equal(loaded.layer1[0].bn1.weight, block.bn1.weight)
+
+    spec = model.spec.to_json()
+    base = torch.arange(16.0)
+    overlapping = {"a": base, "b": base.as_strided((16,), (0,))}  # 128 bytes claimed, 64 held
+    with pytest.raises(rl.CheckpointError, match=r"entry 'b' claims 64 bytes.*64 bytes stored"):
+        rl.read_checkpoint(write_checkpoint(tmp_path / "overlap.pt", spec, overlapping))
+    many = {f"k{i}": base for i in range(9)}  # one tensor, nine names
+    with pytest.raises(rl.CheckpointError, match=r"entry 'k8' is the tensor of 8 other keys"):
+        rl.read_checkpoint(write_checkpoint(tmp_path / "many.pt", spec, many))
+
+
+def test_unwrap_state_dict_strips_a_hundred_thousand_wrappers(tmp_path: Path) -> None:
+    import resnetlib as rl
+    from resnetlib.interop.convert import unwrap_state_dict
+
+    depth = 100_000
+    state = {"module." * depth + key: torch.zeros(1) for key in ("fc.weight", "fc.bias")}
+    assert list(unwrap_state_dict(state)) == ["fc.weight", "fc.bias"]
+    mixed = {("module._orig_mod." * 3) + "module.x" + k: torch.zeros(1) for k in ("a", "b")}
+    assert list(unwrap_state_dict(mixed)) == ["xa", "xb"]
+    assert list(unwrap_state_dict({"module.a": torch.zeros(1), "b": torch.zeros(1)})) == [
+        "module.a",
+        "b",
+    ]
+    torch.save(state, tmp_path / "wrapped.pt")  # the 1.4 MB file
+    with pytest.raises(rl.CheckpointError, match=r"a plain state dict \(2 tensors\)"):
+        rl.load(tmp_path / "wrapped.pt")
+
+
+def test_a_safetensors_header_longer_than_the_file_says_so(tmp_path: Path) -> None:
+    import resnetlib as rl
+
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(struct.pack("<Q", 1_000_000) + b'{"fc.weight": {"dtype": "F32", ')
+    with pytest.raises(rl.CheckpointError, match=r"header claims 1000000 bytes, more than"):
+        rl.load(path)
+
+
+def test_a_format_version_of_five_thousand_digits_is_a_checkpoint_error(tmp_path: Path) -> None:
+    import resnetlib as rl
+    from resnetlib.interop.checkpoint import FORMAT
+
+    model = rl.resnet20()
+    state = {key: value.contiguous() for key, value in model.state_dict().items()}
+    wide = 2**600  # the widest int torch's weights-only reader takes (LONG1: 255 bytes)
+    torch.save({"format": FORMAT, "format_version": wide}, tmp_path / "wide.pt")
+    with pytest.raises(rl.CheckpointError, match=r"format_version is 601 bits long"):
+        rl.load(tmp_path / "wide.pt")
+    digits = "9" * 5_000
+    pytest.importorskip("safetensors")
+    import safetensors.torch
+
+    header = {"format": FORMAT, "format_version": digits, "spec": "{}", "metadata": "{}"}
+    safetensors.torch.save_file(state, tmp_path / "big.safetensors", metadata=header)
+    with pytest.raises(rl.CheckpointError, match=r"format_version is 5000 characters long"):
+        rl.load(tmp_path / "big.safetensors")
+
+
+class _Runs:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (print, ("ran",))
+
+
+def test_a_weights_only_refusal_is_our_message_not_torchs_advice(tmp_path: Path) -> None:
+    import resnetlib as rl
+
+    torch.save({"state_dict": {"fc.weight": _Runs()}}, tmp_path / "code.pt")
+    with pytest.raises(rl.CheckpointError) as caught:
+        rl.load(tmp_path / "code.pt")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'code.pt'}: refused: the file holds Python objects")
+    assert re.search(r"\(it asks for (builtins\.)?print\)$", message)
+    for advice in ("weights_only=False", "weights_only` set to `False", "safe_globals", "\x1b"):
+        assert advice not in message
+    assert "\n" not in message
