@@ -539,3 +539,59 @@ def test_a_weights_only_refusal_is_our_message_not_torchs_advice(tmp_path: Path)
     for advice in ("weights_only=False", "weights_only` set to `False", "safe_globals", "\x1b"):
         assert advice not in message
     assert "\n" not in message
+
+
+# --------------------------------------------------------------------------------------
+# Recipes: padding, nesting and lengths are bounded
+# --------------------------------------------------------------------------------------
+
+
+def test_augment_pad_is_bounded() -> None:
+    from resnetlib.train.pipeline import MAX_PAD, Augment
+    from resnetlib.train.recipe import Recipe
+
+    assert Augment(pad=MAX_PAD).pad == MAX_PAD
+    with pytest.raises(ValueError, match=r"Augment\.pad must be <= 64 .*got 2000"):
+        Augment(pad=2000)
+    with pytest.raises(ValueError, match=r"Augment\.pad must be <= 64"):
+        Recipe.from_json(json.dumps({"augment": {"pad": 2000, "flip": True}}))
+
+
+def test_a_recipe_nested_a_hundred_thousand_deep_is_a_value_error() -> None:
+    from resnetlib.train.recipe import Recipe
+
+    for text in ("[" * 100_000 + "]" * 100_000, '{"a": ' * 100_000 + "1" + "}" * 100_000):
+        with pytest.raises(ValueError, match="nested too deeply"):
+            Recipe.from_json(text)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("iterations", 10**30, r"iterations must be an int <= 1,000,000,000"),
+        ("iterations", "1e400", r"iterations must be an int >= 1; got inf"),
+        ("epochs", 10**30, r"epochs must be an int <= 1,000,000"),
+        ("batch_size", 10**30, r"batch_size must be an int <= 1,048,576"),
+        ("milestones", [10**30], r"milestones\[0\] must be an int <= 1,000,000,000"),
+        ("warmup_max_iterations", 10**30, r"warmup_max_iterations must be an int <= 1,0"),
+    ],
+)
+def test_recipe_lengths_are_bounded(field: str, value: Any, message: str) -> None:
+    from resnetlib.train.recipe import Recipe
+
+    text = json.dumps({field: value}).replace('"1e400"', "1e400")
+    if field == "epochs":
+        text = json.dumps({"epochs": value, "milestones": []})
+    with pytest.raises(ValueError, match=message):
+        Recipe.from_json(text)
+
+
+def test_resolved_lengths_are_bounded() -> None:
+    from resnetlib.train.recipe import PAPER_CIFAR, Recipe
+
+    with pytest.raises(ValueError, match=r"iterations must be an int <= 1,000,000,000"):
+        PAPER_CIFAR.resolved(390, iterations=10**30)
+    with pytest.raises(ValueError, match=r"epochs must be an int <= 1,000,000"):
+        PAPER_CIFAR.resolved(390, epochs=10**400)
+    with pytest.raises(ValueError, match=r"would take 3,900,000,000 iterations"):
+        Recipe(epochs=1_000_000, iterations=None, milestones=()).resolved(3_900)
