@@ -595,3 +595,58 @@ def test_resolved_lengths_are_bounded() -> None:
         PAPER_CIFAR.resolved(390, epochs=10**400)
     with pytest.raises(ValueError, match=r"would take 3,900,000,000 iterations"):
         Recipe(epochs=1_000_000, iterations=None, milestones=()).resolved(3_900)
+
+
+# --------------------------------------------------------------------------------------
+# Summaries and counts: on the meta device, inputs bounded by MAX_IMAGE_SIDE
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("resnet50", None), ("resnet56", (3, 40, 24)), ("plain18", (1, 3, 64, 64))]
+)
+def test_summary_on_meta_matches_a_real_forward(name: str, size: Any) -> None:
+    import resnetlib as rl
+    from resnetlib.analysis import _example_input, _inference, _measure, _summary_rows
+
+    model = rl.create_model(name)
+    table = rl.summary(model, size, title=name)
+    x = _example_input(model, size, "test")
+    with _inference(model):  # the pre-meta way: the model itself computes
+        assert table.rows == _summary_rows(model, x)
+        assert rl.count_flops(model, size) == _measure(model, x)[1]
+    assert model.training  # the model's own mode is untouched
+    features = rl.features(model, out_indices=(1, 2))
+    with _inference(features):
+        assert rl.summary(features, size).rows == _summary_rows(features, x)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "resnetlib.summary(resnetlib.resnet50(), (3, 4000, 4000))",
+        "resnetlib.count_flops(resnetlib.resnet50(), (3, 4000, 4000))",
+        "with torch.device('meta'):\n"
+        "    model = resnetlib.create_model('resnet56', widths=(8192, 8192, 8192))\n"
+        "resnetlib.summary(model); resnetlib.count_flops(model)",
+    ],
+    ids=["summary-4000", "count-flops-4000", "widths-8192-on-meta"],
+)
+def test_large_summaries_fit_in_little_memory(code: str) -> None:
+    report = run_limited(code, headroom=2**30)  # a real forward at 4000x4000 needs 3.8 GB
+    assert report["error"] is None, report
+
+
+def test_inputs_larger_than_max_image_side_are_refused() -> None:
+    import resnetlib as rl
+    from resnetlib.core.spec import MAX_IMAGE_SIDE
+
+    model = rl.resnet20()
+    assert rl.summary(model, (3, MAX_IMAGE_SIDE, 8)).rows[-1].output_shape == (10,)
+    for size in [(3, MAX_IMAGE_SIDE + 1, 8), (3, 8, 10**30), (10**6, 32, 32)]:
+        with pytest.raises(ValueError, match=r"larger than resnetlib's limits"):
+            rl.summary(model, size)
+        with pytest.raises(ValueError, match=r"larger than resnetlib's limits"):
+            rl.count_flops(model, size)
+    with pytest.raises(ValueError, match=r"image_size must be <= 8192"):
+        load_data("digits", image_size=10**6)

@@ -133,6 +133,7 @@ def load_data(
         isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
     ):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+    _check_image_size(image_size)
 
     if isinstance(source, str) and source == "digits":
         kind, root = "digits", Path("digits")
@@ -179,6 +180,16 @@ def _detect(root: Path) -> str:
     if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
         return "folder"
     raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(LAYOUTS)}")
+
+
+def _check_image_size(size: int | None) -> None:
+    from ..core.spec import MAX_IMAGE_SIDE
+
+    if size is not None and size > MAX_IMAGE_SIDE:
+        raise ValueError(
+            f"image_size must be <= {MAX_IMAGE_SIDE} (resnetlib.core.spec.MAX_IMAGE_SIDE), "
+            f"got {size}"
+        )
 
 
 def _split_val(
