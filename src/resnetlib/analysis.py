@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -12,9 +15,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .core.features import ResNetFeatures
 from .core.model import ResNet
+from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .validate import is_int
 
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
+
+_T = TypeVar("_T")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -84,10 +90,48 @@ def _example_input(
             f"{caller}: the input must be (C, H, W) or (N, C, H, W) of ints >= 1, or a "
             f"tensor of that shape; got {_describe(input_size)}"
         )
+    if size[0] > MAX_CHANNELS or max(size[1:]) > MAX_IMAGE_SIDE:
+        raise ValueError(
+            f"{caller}: the input {'x'.join(map(str, size))} is larger than resnetlib's "
+            f"limits ({MAX_CHANNELS} channels, {MAX_IMAGE_SIDE} pixels a side; see "
+            "resnetlib.core.spec.MAX_IMAGE_SIDE)"
+        )
     reference = next(model.parameters(), None)
     device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None else torch.float32
     return torch.zeros((1, *size), device=device, dtype=dtype)
+
+
+def _on_meta(model: nn.Module) -> nn.Module | None:
+    """A copy of ``model`` whose parameters and buffers are on the meta device (shapes and
+    dtypes only: no memory, no arithmetic), or None where it cannot be copied."""
+    memo: dict[int, object] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if id(tensor) not in memo:
+            twin = torch.empty_like(tensor, device="meta")
+            if isinstance(tensor, nn.Parameter):
+                twin = nn.Parameter(twin, requires_grad=tensor.requires_grad)
+            memo[id(tensor)] = twin
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception:  # a module that refuses to be copied is measured as it is
+        return None
+
+
+def _shapes_only(
+    model: nn.Module, x: torch.Tensor, run: Callable[[nn.Module, torch.Tensor], _T]
+) -> _T:
+    """``run(model, x)`` on meta copies of both, so the cost is that of the shapes, not of the
+    arithmetic (a 4000 x 4000 input takes no longer than a 224 x 224 one); on the model
+    itself where it has no meta copy or an operation has no meta kernel."""
+    if x.device.type != "meta":
+        twin = _on_meta(model)
+        if twin is not None:
+            try:
+                return run(twin, torch.empty_like(x, device="meta"))
+            except (NotImplementedError, RuntimeError):  # an op without a meta kernel
+                pass
+    return run(model, x)
 
 
 def _measure(
@@ -107,8 +151,9 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
     (what its stem was designed for). Any ``nn.Module`` works given an input size.
     Counted by ``torch.utils.flop_counter`` (convolutions and the classifier; norms,
     activations, additions and pooling are free, as in the paper's Table 1). Runs in eval
-    mode without autograd on the model's device: build on ``torch.device("meta")`` to count
-    a large model without computing it.
+    mode without autograd on a copy of the model on the meta device (shapes only, no
+    arithmetic, no memory for activations), so any input up to ``MAX_IMAGE_SIDE`` costs
+    about the same; build on ``torch.device("meta")`` to count a model too large to build.
 
     Returns:
         The number of multiply-adds (not FLOPs, which would be about twice as many).
@@ -124,9 +169,12 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
         4089184256
     """
     x = _example_input(model, input_size, "count_flops()")
-    with _inference(model):
-        _, macs = _measure(model, x)
-    return macs
+
+    def run(module: nn.Module, example: torch.Tensor) -> int:
+        with _inference(module):
+            return _measure(module, example)[1]
+
+    return _shapes_only(model, x, run)
 
 
 @dataclass(frozen=True)
@@ -218,8 +266,16 @@ def summary(
             f"stages make its rows; got {type(model).__name__}. For any module, "
             "count_parameters(model) and count_flops(model, (C, H, W)) work"
         )
-    x = _example_input(model, input_size, "summary()")
-    size = tuple(x.shape[1:])
+    example = _example_input(model, input_size, "summary()")
+    size = tuple(example.shape[1:])
+
+    def run(module: nn.Module, x: torch.Tensor) -> tuple[SummaryRow, ...]:
+        return _summary_rows(cast(ResNet | ResNetFeatures, module), x)  # a copy of model
+
+    return ModelSummary(input_size=size, rows=_shapes_only(model, example, run), title=title)
+
+
+def _summary_rows(model: ResNet | ResNetFeatures, x: torch.Tensor) -> tuple[SummaryRow, ...]:
     rows: list[SummaryRow] = []
 
     def add(
@@ -242,4 +298,4 @@ def summary(
             add(name, [final], final)
         if isinstance(model, ResNet):
             add("head", [model.avgpool, model.fc], model.forward_head)
-    return ModelSummary(input_size=size, rows=tuple(rows), title=title)
+    return tuple(rows)

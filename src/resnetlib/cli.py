@@ -95,7 +95,7 @@ def _run_summary(args: argparse.Namespace) -> int:
     defaults = {}
     if args.input is not None and not is_checkpoint_path(args.model):
         defaults["in_channels"] = args.input[0]
-    model, _ = model_from_args(args, defaults=defaults)
+    model, _ = model_from_args(args, defaults=defaults, device="meta")  # shapes only
     channels = model.spec.in_channels
     if args.input is not None and args.input[0] != channels:
         raise UsageError(

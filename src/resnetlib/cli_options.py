@@ -22,10 +22,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
+
 __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
-    "MAX_IMAGE_SIDE",
     "UsageError",
     "add_imports",
     "add_model_arguments",
@@ -38,8 +39,6 @@ __all__ = [
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
-MAX_IMAGE_SIDE = 8192
-"""The largest image side a command accepts (``--input``, ``--image-size``)."""
 _MAX_ERROR_LINES = 12
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
@@ -57,10 +56,10 @@ def input_size(text: str) -> tuple[int, int, int]:
         c, h, w = (int(part) for part in text.split(","))
     except ValueError:
         c = h = w = 0
-    if min(c, h, w) < 1 or max(h, w) > MAX_IMAGE_SIDE or c > 4096:
+    if min(c, h, w) < 1 or max(h, w) > MAX_IMAGE_SIDE or c > MAX_CHANNELS:
         raise argparse.ArgumentTypeError(
             f"expected C,H,W of positive ints such as 3,224,224 (sides up to "
-            f"{MAX_IMAGE_SIDE}, channels up to 4096); got {text!r}"
+            f"{MAX_IMAGE_SIDE}, channels up to {MAX_CHANNELS}); got {text!r}"
         )
     return c, h, w
 
@@ -233,13 +232,17 @@ def is_checkpoint_path(text: str) -> bool:
 
 
 def model_from_args(
-    args: argparse.Namespace, *, defaults: dict[str, Any] | None = None
+    args: argparse.Namespace,
+    *,
+    defaults: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The model that ``args`` describe, and that description as JSON (for ``run.json``).
 
     A checkpoint file alone is loaded as saved (its spec, weights and data config); a name
     is built by ``create_model`` with the options, ``--pretrained`` or ``--checkpoint``.
-    ``defaults`` fill options the user did not give (the data's classes and channels).
+    ``defaults`` fill options the user did not give (the data's classes and channels);
+    ``device="meta"`` builds a registered model without allocating its weights.
     """
     from .interop.checkpoint import load
     from .models.zoo import create_model
@@ -269,7 +272,11 @@ def model_from_args(
         options.setdefault(key, value)
     pretrained = False if args.pretrained is None else args.pretrained
     model = create_model(
-        args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **options
+        args.model,
+        pretrained=pretrained,
+        checkpoint_path=args.checkpoint,
+        device=device if pretrained is False and args.checkpoint is None else None,
+        **options,
     )
     described = {
         "name": args.model,

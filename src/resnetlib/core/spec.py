@@ -22,6 +22,7 @@ __all__ = [
     "MAX_BLOCKS",
     "MAX_CHANNELS",
     "MAX_CLASSES",
+    "MAX_IMAGE_SIDE",
     "MAX_STAGES",
     "MAX_STRIDE",
     "JSONScalar",
@@ -43,6 +44,10 @@ MAX_CLASSES = 10_000_000
 """Largest number of classes."""
 MAX_STRIDE = 1024
 """Largest stride and dilation of a stage."""
+MAX_IMAGE_SIDE = 8192
+"""Largest height and width of an input image: ``summary --input``, ``export --input``,
+``--image-size`` and :func:`~resnetlib.count_flops` refuse more (ImageNet's is 224,
+detection inputs about 1,333; a 8192 x 8192 RGB float image alone is 805 MB)."""
 
 
 def _check_int(

@@ -239,7 +239,13 @@ def _read(path: PathLike) -> object:
         size = file.seek(0, os.SEEK_END)
         file.seek(0)
         if _is_safetensors(head, size):
-            return _read_safetensors(path, file.read())
+            return _check_version(path, _read_safetensors(path, file.read()))
+        if len(head) == 9 and head[8:] == b"{":  # a safetensors header, cut short
+            raise CheckpointError(
+                f"{path}: a safetensors file whose header claims "
+                f"{struct.unpack('<Q', head[:8])[0]} bytes, more than the file's {size}: "
+                "truncated or damaged; save or download it again"
+            )
         if head[:4] == b"PK\x03\x04":
             _check_zip(path, file)
         file.seek(0)
@@ -248,15 +254,51 @@ def _read(path: PathLike) -> object:
         except (*_READ_ERRORS, OSError) as error:
             reason = str(error)
             if "Weights only load failed" in reason:
-                detail = reason.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
                 raise CheckpointError(
                     f"{path}: refused: the file holds Python objects other than tensors and "
                     "plain data, and resnetlib reads files with torch.load(weights_only=True) so "
-                    f"that no code from a file ever runs ({detail[0] if detail else 'unsupported'})"
+                    f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
             raise CheckpointError(
                 f"{path}: not a readable torch file: {_first_line(error)}"
             ) from None
+    return _check_version(path, payload)
+
+
+def _refused_content(reason: str) -> str:
+    """What torch's weights-only unpickler refused, from its message, without torch's advice
+    (which would have the user load the file with ``weights_only=False`` or allowlist it)."""
+    _, found, detail = reason.partition("WeightsUnpickler error:")
+    detail = re.sub(r"\x1b\[[0-9;]*m", "", detail).strip()
+    line = detail.splitlines()[0] if found and detail else ""
+    wanted = re.search(r"GLOBAL ([\w.]+)", line)
+    if wanted:
+        return f"it asks for {wanted[1][:200]}"
+    line = re.split(r"\.?\s+(?:Please|Re-running|Check|To load)\b", line)[0].strip()
+    if not line or "weights_only" in line or "safe_globals" in line:
+        return "content torch's weights-only reader does not allow"
+    return line[:200]
+
+
+_MAX_VERSION_DIGITS = 18
+
+
+def _check_version(path: PathLike, payload: object) -> object:
+    """Refuse a ``format_version`` too long to be a version before anything formats it (a
+    Python int of more than 4,300 digits cannot even be printed)."""
+    if isinstance(payload, Mapping):
+        version = payload.get("format_version")
+        limit = 10**_MAX_VERSION_DIGITS
+        length = ""
+        if is_int(version) and not -limit < version < limit:
+            length = f"{version.bit_length()} bits"
+        elif isinstance(version, str) and len(version) > _MAX_VERSION_DIGITS:
+            length = f"{len(version)} characters"
+        if length:
+            raise CheckpointError(
+                f"{path}: format_version is {length} long, not a version; this resnetlib "
+                f"reads version {FORMAT_VERSION} (a damaged or crafted file)"
+            )
     return payload
 
 
@@ -291,7 +333,7 @@ def _read_safetensors(path: PathLike, data: bytes) -> object:
         return tensors  # a plain state dict, as timm and others write them
     payload: dict[str, object] = dict(header)
     version = header.get("format_version")
-    if isinstance(version, str) and version.isdecimal():
+    if isinstance(version, str) and version.isdecimal() and len(version) <= _MAX_VERSION_DIGITS:
         payload["format_version"] = int(version)
     payload["state_dict"] = {key: tensors[key] for key in sorted(tensors)}  # as digested
     return payload
@@ -412,10 +454,19 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
     )
 
 
+_MAX_TIES = 8
+"""Most keys that may name one and the same tensor (tied weights) in a state dict."""
+
+
 def _check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
     """Refuse entries that are not plain CPU tensors, or that claim more elements than the
-    bytes behind them (a stride-0 view of one number can claim a terabyte)."""
+    bytes behind them (a stride-0 view of one number can claim a terabyte).
+
+    Keys that name the same view of the same storage (tied weights) count once, up to
+    :data:`_MAX_TIES` keys a view; the distinct views of a storage must fit in its bytes.
+    """
     used: dict[int, int] = {}
+    views: dict[tuple[object, ...], int] = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
@@ -434,8 +485,33 @@ def _check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
             )
         storage = value.untyped_storage()
         nbytes = value.numel() * value.element_size()
-        used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
-        if nbytes and used[storage.data_ptr()] > storage.nbytes():
+        view = (
+            storage.data_ptr(),
+            value.storage_offset(),
+            value.dtype,
+            tuple(value.shape),
+            value.stride(),
+        )
+        ties = views[view] = views.get(view, 0) + 1
+        if ties > _MAX_TIES:
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} is the tensor of {ties - 1} other keys; "
+                f"tied weights share a tensor between at most {_MAX_TIES} keys"
+            )
+        extent = (
+            value.storage_offset()
+            + 1
+            + sum(
+                (size - 1) * stride
+                for size, stride in zip(value.shape, value.stride(), strict=True)
+            )
+        )
+        if ties == 1:
+            used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
+        if nbytes and (
+            used[storage.data_ptr()] > storage.nbytes()
+            or extent * value.element_size() > storage.nbytes()
+        ):
             raise CheckpointError(
                 f"{path}: state_dict entry {key!r} claims {nbytes} bytes of values, more than "
                 f"the {storage.nbytes()} bytes stored for it (a view that repeats its data)"

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..cli_options import (
     EXIT_INTERRUPTED,
-    MAX_IMAGE_SIDE,
     UsageError,
     add_model_arguments,
     guarded,
@@ -29,6 +28,7 @@ from ..cli_options import (
     override_values,
     positive_float,
 )
+from ..core.spec import MAX_IMAGE_SIDE
 
 __all__ = ["add_commands"]
 

@@ -20,8 +20,13 @@ labels, on the CPU:
 
 Image folders are decoded once with Pillow and cached as a ``.pt`` file of uint8 tensors
 under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
-``~/.cache/resnetlib``); the cache is rebuilt when any file's name, size or modification time
-changes, and skipped (with a warning) where it cannot be written.
+``~/.cache/resnetlib``), written atomically. The cache is keyed by everything that determines
+its contents (the loader version, ``image_size``, the class list, each file's name, label,
+size, modification and change times and inode, and the text of ``wnids.txt``, ``words.txt``
+and ``val_annotations.txt``), so it never serves data that differs from a fresh decode; it
+is skipped (with a warning) where it cannot be written. An image's size is read from its
+header before decoding, and one of more pixels than the run needs is refused
+(:data:`MAX_IMAGE_PIXELS`).
 
 Every problem with a path (missing, in no known layout, a damaged or code-carrying file) is a
 :class:`DataError` with a one-line message naming the path and what was expected.
@@ -30,6 +35,8 @@ Every problem with a path (missing, in no known layout, a damaged or code-carryi
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import os
 import pickle
 import warnings
@@ -53,7 +60,7 @@ LAYOUTS = (
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train / 297 test
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # bump when decoding or the cache's contents change
 
 
 class DataError(ValueError):
@@ -184,6 +191,7 @@ def load_data(
         isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
     ):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+    _check_image_size(image_size)
 
     if isinstance(source, str) and source == "digits":
         kind, root = "digits", Path("digits")
@@ -265,6 +273,16 @@ def _detect(root: Path) -> str:
     raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(LAYOUTS)}")
 
 
+def _check_image_size(size: int | None) -> None:
+    from ..core.spec import MAX_IMAGE_SIDE
+
+    if size is not None and size > MAX_IMAGE_SIDE:
+        raise ValueError(
+            f"image_size must be <= {MAX_IMAGE_SIDE} (resnetlib.core.spec.MAX_IMAGE_SIDE), "
+            f"got {size}"
+        )
+
+
 def _split_val(
     train: ImageDataset, test: ImageDataset, val_size: int, seed: int, root: Path
 ) -> DataSplits:
@@ -341,22 +359,98 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin-1")
 
 
+_ARRAY_KINDS = "biuf"  # bool, signed, unsigned, float: what a CIFAR batch holds
+
+
+class _PendingArray:
+    """An ndarray a pickle asked for, made in ``__setstate__`` once its claimed shape is
+    checked against the bytes the pickle actually holds (never allocated from a claim)."""
+
+    array: Any = None
+
+    def __init__(self, *claimed: object) -> None:
+        if claimed:  # numpy.ndarray(shape, dtype) called by the pickle: memory from a claim
+            raise pickle.UnpicklingError(
+                f"the pickle calls numpy.ndarray{claimed!r}, which allocates what the file "
+                "claims rather than what it holds"
+            )
+
+    def __setstate__(self, state: Any) -> None:
+        np = _require("numpy", "numpy")
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("an ndarray's state must be a 4- or 5-tuple")
+        shape, dtype, fortran, raw = state[-4:]
+        _check_claim(shape, dtype, raw)
+        array = np.frombuffer(raw, dtype=dtype)
+        self.array = array.reshape(shape, order="F" if fortran else "C")
+
+
+def _check_claim(shape: Any, dtype: Any, raw: Any) -> None:
+    """Refuse an array whose shape and dtype claim other than the ``raw`` bytes it holds."""
+    np = _require("numpy", "numpy")
+    if not isinstance(dtype, np.dtype) or (
+        dtype.kind not in _ARRAY_KINDS
+        or dtype.hasobject
+        or dtype.names is not None
+        or dtype.subdtype is not None
+    ):
+        raise pickle.UnpicklingError(f"an array of dtype {dtype!r} (only numbers are allowed)")
+    if not isinstance(shape, tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise pickle.UnpicklingError(f"an array shape must be a tuple of ints >= 0; got {shape!r}")
+    if not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
+        raise pickle.UnpicklingError(f"array data must be bytes; got {type(raw).__name__}")
+    claimed = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    held = memoryview(raw).nbytes
+    if claimed != held:
+        raise pickle.UnpicklingError(
+            f"an array claims shape {shape} of {dtype} ({claimed} bytes) but holds {held} bytes"
+        )
+
+
+def _reconstruct(subtype: Any, shape: Any, code: Any) -> _PendingArray:
+    """``numpy.core.multiarray._reconstruct`` as numpy's pickles call it: an empty array."""
+    if subtype is not _PendingArray or shape != (0,):
+        raise pickle.UnpicklingError(
+            f"_reconstruct({'numpy.ndarray' if subtype is _PendingArray else subtype!r}, "
+            f"{shape!r}) is not how "
+            "numpy pickles an array (it allocates what the file claims)"
+        )
+    return _PendingArray()
+
+
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
+    """``numpy.core.numeric._frombuffer`` (protocol 5 pickles), with the claim checked."""
+    np = _require("numpy", "numpy")
+    _check_claim(shape, dtype, buffer)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     np = _require("numpy", "numpy")
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy < 1.26 has no numpy._core
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _PendingArray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        if hasattr(numeric, "_frombuffer"):  # protocol 5 pickles of numpy >= 1.16
-            allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+        allowed[(f"{package}.multiarray", "_reconstruct")] = _reconstruct
+        allowed[(f"{package}.numeric", "_frombuffer")] = _frombuffer
     return allowed
+
+
+def _unwrap_arrays(value: Any) -> Any:
+    """``value`` with each :class:`_PendingArray` replaced by its array (in dicts and lists)."""
+    if isinstance(value, _PendingArray):
+        if value.array is None:
+            raise pickle.UnpicklingError("an ndarray without its data")
+        return value.array
+    if isinstance(value, dict):
+        return {k: _unwrap_arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_arrays(v) for v in value]
+    return value
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -381,15 +475,24 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle as a dict with str keys, or DataError."""
+    """A CIFAR pickle as a dict with str keys, or DataError.
+
+    The file is read whole (its size bounds everything after), then unpickled from memory:
+    a length the pickle claims beyond its bytes ends the read, and every array's shape is
+    checked against the bytes it holds before anything is made of it.
+    """
     allowed = _numpy_globals()
     try:
-        with path.open("rb") as file:
-            data = _ArrayUnpickler(file, path, allowed).load()
+        raw = path.read_bytes()
+        data = _unwrap_arrays(_ArrayUnpickler(io.BytesIO(raw), path, allowed).load())
     except DataError:
         raise
     except FileNotFoundError:
         raise DataError(f"{path}: missing (expected a CIFAR python batch)") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied; make the file readable") from None
+    except RecursionError:
+        raise DataError(f"{path}: damaged CIFAR python batch (nested too deeply)") from None
     except Exception as error:  # damaged pickles raise anything from EOFError to TypeError
         raise DataError(
             f"{path}: damaged CIFAR python batch ({type(error).__name__}: {error})"
@@ -414,7 +517,35 @@ def _names(meta: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
     return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
 
 
-def _cifar_arrays(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _cifar_labels(labels: Any, key: str, classes: int, path: Path) -> Any:
+    """``labels`` as an int64 array, refusing non-integers (5.9 is not 5) and any label
+    outside ``0 .. classes - 1``."""
+    np = _require("numpy", "numpy")
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind not in "iu" or labels.ndim != 1:
+            raise DataError(
+                f"{path}: {key!r} must be integers (a 1-D integer array or list); got an "
+                f"array of {labels.dtype} with shape {labels.shape}"
+            )
+        values = labels
+    elif isinstance(labels, list):
+        bad = next((v for v in labels if isinstance(v, bool) or not isinstance(v, int)), None)
+        if bad is not None:
+            raise DataError(f"{path}: {key!r} must be a list of integers; holds {bad!r}")
+        values = labels
+    else:
+        raise DataError(f"{path}: {key!r} must be a list of integers; got {type(labels).__name__}")
+    if len(values):
+        low, high = min(values), max(values)
+        if low < 0 or high >= classes:
+            raise DataError(
+                f"{path}: {key!r} holds label {low if low < 0 else high}, outside "
+                f"0..{classes - 1} ({classes} classes in the meta file)"
+            )
+    return np.asarray(values, dtype=np.int64)
+
+
+def _cifar_arrays(path: Path, label_key: str, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     np = _require("numpy", "numpy")
     batch = _read_pickle(path)
     data, labels = _field(batch, "data", path), _field(batch, label_key, path)
@@ -424,10 +555,7 @@ def _cifar_arrays(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tenso
         raise DataError(
             f"{path}: 'data' has shape {data.shape}, expected (N, 3072): N 3x32x32 images"
         )
-    try:
-        targets = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: {label_key!r} must be a list of integers") from None
+    targets = _cifar_labels(labels, label_key, classes, path)
     if targets.shape != (data.shape[0],):
         raise DataError(
             f"{path}: {data.shape[0]} images but {label_key!r} has shape {targets.shape}"
@@ -439,13 +567,9 @@ def _cifar_arrays(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tenso
 def _cifar_dataset(
     paths: Sequence[Path], label_key: str, classes: tuple[str, ...], name: str
 ) -> ImageDataset:
-    parts = [_cifar_arrays(path, label_key) for path in paths]
+    parts = [_cifar_arrays(path, label_key, len(classes)) for path in paths]
     images = torch.cat([p[0] for p in parts])
     targets = torch.cat([p[1] for p in parts])
-    if len(targets) and (int(targets.min()) < 0 or int(targets.max()) >= len(classes)):
-        raise DataError(
-            f"{paths[0].parent}: labels outside 0..{len(classes) - 1} ({len(classes)} classes)"
-        )
     return ImageDataset(images, targets, classes, name)
 
 
@@ -479,33 +603,119 @@ def _cache_dir() -> Path:
     return Path(base) / "resnetlib"
 
 
-def _fingerprint(files: Sequence[Path], root: Path) -> str:
+def _fingerprint(
+    root: Path,
+    splits: dict[str, tuple[list[Path], list[int]]],
+    classes: tuple[str, ...],
+    size: int | None,
+    texts: Sequence[Path],
+) -> str:
+    """A digest of everything that determines the decoded data: the loader version, the
+    image size, the class list, the contents of ``texts`` (wnids.txt, val_annotations.txt,
+    ...) and, per split, each file's name, label and identity (size, mtime, ctime, inode)."""
     digest = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        digest.update(f"{file.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
+    digest.update(repr(classes).encode() + b"\0")
+    for text in texts:
+        content = _read_bytes(text)
+        digest.update(f"{text.relative_to(root)}\0{len(content)}\0".encode() + content)
+    for split in sorted(splits):
+        files, targets = splits[split]
+        digest.update(f"\0split {split} {len(files)}\n".encode())
+        for file, target in zip(files, targets, strict=True):
+            stat = _stat(file)
+            digest.update(
+                f"{file.relative_to(root)}\0{target}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
+                f"{stat.st_ctime_ns}\0{stat.st_ino}\n".encode()
+            )
     return digest.hexdigest()
 
 
+def _stat(file: Path) -> os.stat_result:
+    try:
+        return file.stat()
+    except PermissionError:
+        raise DataError(f"{file}: permission denied; make it readable") from None
+    except OSError as error:
+        raise DataError(f"{file}: cannot read ({error.strerror or error})") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise DataError(f"{path}: permission denied; make it readable") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file's contents, or a DataError naming it."""
+    try:
+        return _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {error.start}); expected the data set's text file"
+        ) from None
+
+
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Most pixels (width x height, read from the header before decoding) an image in a folder
+may have when no ``image_size`` is given: 16.8 M, 50 MB decoded. With ``image_size`` s the
+bound is ``max(4096, MAX_DOWNSCALE * s) ** 2``."""
+MAX_DOWNSCALE = 32
+"""How many times larger per side than ``image_size`` an image may be before it is refused."""
+
+
+def _pixel_limit(size: int | None) -> int:
+    """The most pixels an image may have to be decoded for a target side of ``size``."""
+    side = 4096 if size is None else max(4096, MAX_DOWNSCALE * size)
+    return side * side
+
+
 def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
-    """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``."""
+    """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``.
+
+    An image's size is read from its header first: one of more than
+    :func:`_pixel_limit` pixels is refused before any pixel is decoded, and so is any image
+    Pillow takes for a decompression bomb.
+    """
     image_module = _require("PIL.Image", "Pillow")
     np = _require("numpy", "numpy")
+    limit = _pixel_limit(size)
 
     def one(file: Path) -> Any:
         try:
             with image_module.open(file) as image:
+                width, height = image.size
+                if width * height > limit:
+                    raise DataError(
+                        f"{file}: {width}x{height} pixels, more than the {limit:,} an image "
+                        f"may have for image_size={size} (see resnetlib.train.data."
+                        "MAX_IMAGE_PIXELS); shrink it or remove it"
+                    )
                 image = image.convert("RGB")
                 if size is not None and image.size != (size, size):
                     image = image.resize((size, size), image_module.Resampling.BILINEAR)
                 return np.asarray(image, dtype=np.uint8)
-        except (OSError, ValueError, SyntaxError) as error:
+        except DataError:
+            raise
+        except (image_module.DecompressionBombError, image_module.DecompressionBombWarning):
+            raise DataError(
+                f"{file}: refused as a decompression bomb (its header claims more pixels "
+                "than Pillow allows); shrink it or remove it"
+            ) from None
+        except PermissionError:
+            raise DataError(f"{file}: permission denied; make it readable") from None
+        except (OSError, ValueError, SyntaxError, UnicodeDecodeError) as error:
             raise DataError(f"{file}: not a readable image ({error})") from None
 
     from concurrent.futures import ThreadPoolExecutor  # Pillow decodes without the GIL
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = list(pool.map(one, files))
+    with warnings.catch_warnings():  # a bomb warning is an error here
+        warnings.simplefilter("error", image_module.DecompressionBombWarning)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            arrays = list(pool.map(one, files))
     if not arrays:
         return torch.empty(0, 3, size or 1, size or 1, dtype=torch.uint8)
     shapes = {a.shape for a in arrays}
@@ -518,12 +728,11 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
 
 def _cached(
     root: Path,
-    files: Sequence[Path],
+    fingerprint: str,
     size: int | None,
     build: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
-    """``build()``'s tensors, from the cache when the files are unchanged."""
-    fingerprint = _fingerprint(files, root)
+    """``build()``'s tensors, from the cache when its ``fingerprint`` is unchanged."""
     key = hashlib.sha256(f"{root.resolve()}\0{size}".encode()).hexdigest()[:24]
     path = _cache_dir() / f"{root.name or 'data'}-{key}.pt"
     if path.is_file():
@@ -549,15 +758,22 @@ def _cached(
     return result
 
 
+def _listdir(directory: Path) -> list[Path]:
+    try:
+        return sorted(directory.iterdir())
+    except PermissionError:
+        raise DataError(f"{directory}: permission denied; make it readable") from None
+    except OSError as error:
+        raise DataError(f"{directory}: cannot list ({error.strerror or error})") from None
+
+
 def _images_in(directory: Path) -> list[Path]:
-    return sorted(
-        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return [p for p in _listdir(directory) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _load_folder(root: Path, size: int | None) -> tuple[ImageDataset, ImageDataset]:
     test_dir = root / "val" if (root / "val").is_dir() else root / "test"
-    classes = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+    classes = tuple(p.name for p in _listdir(root / "train") if p.is_dir())
     if not classes:
         raise DataError(f"{root / 'train'}: no class folders (expected train/<class>/<images>)")
     index = {name: i for i, name in enumerate(classes)}
@@ -565,26 +781,38 @@ def _load_folder(root: Path, size: int | None) -> tuple[ImageDataset, ImageDatas
     for split, directory in (("train", root / "train"), ("test", test_dir)):
         files: list[Path] = []
         targets: list[int] = []
-        for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+        for folder in (p for p in _listdir(directory) if p.is_dir()):
             if folder.name not in index:
                 raise DataError(f"{folder}: class {folder.name!r} is not among train's classes")
             found = _images_in(folder)
+            if not found and split == "train":
+                raise DataError(
+                    f"{folder}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))});"
+                    " add images or remove the folder"
+                )
             files += found
             targets += [index[folder.name]] * len(found)
         if not files:
             raise DataError(f"{directory}: no images (expected {directory}/<class>/<images>)")
         splits[split] = (files, targets)
-    return _build_cached(root, splits, classes, root.name, size)
+    return _build_cached(root, splits, classes, root.name, size, ())
 
 
 def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, ImageDataset]:
-    wnids = [w for w in (root / "wnids.txt").read_text().split() if w]
+    wnids_path = root / "wnids.txt"
+    wnids = _read_text(wnids_path).split()
     if not wnids:
-        raise DataError(f"{root / 'wnids.txt'}: empty (expected one WordNet id per line)")
-    index = {w: i for i, w in enumerate(wnids)}
+        raise DataError(f"{wnids_path}: empty (expected one WordNet id per line)")
+    index: dict[str, int] = {}
+    for wnid in wnids:
+        if wnid in index:
+            raise DataError(f"{wnids_path}: {wnid!r} is listed twice; list each WordNet id once")
+        index[wnid] = len(index)
     words: dict[str, str] = {}
+    texts = [wnids_path]
     if (root / "words.txt").is_file():
-        for line in (root / "words.txt").read_text(encoding="utf-8").splitlines():
+        texts.append(root / "words.txt")
+        for line in _read_text(root / "words.txt").splitlines():
             wnid, _, text = line.partition("\t")
             if wnid in index:
                 words[wnid] = text.strip()
@@ -597,6 +825,10 @@ def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, Imag
         if not folder.is_dir():
             raise DataError(f"{folder}: missing (TinyImageNet-200 expects train/<wnid>/images)")
         found = _images_in(folder)
+        if not found:
+            raise DataError(
+                f"{folder}: no images for {wnid}; add them or drop {wnid} from wnids.txt"
+            )
         train_files += found
         train_targets += [index[wnid]] * len(found)
 
@@ -605,9 +837,10 @@ def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, Imag
         raise DataError(
             f"{annotations}: missing (TinyImageNet-200 expects val/val_annotations.txt)"
         )
+    texts.append(annotations)
     val_files: list[Path] = []
     val_targets: list[int] = []
-    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+    for number, line in enumerate(_read_text(annotations).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -621,7 +854,7 @@ def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, Imag
         if not file.is_file():
             raise DataError(f"{file}: missing (listed in {annotations})")
     splits = {"train": (train_files, train_targets), "test": (val_files, val_targets)}
-    return _build_cached(root, splits, classes, "tinyimagenet", size)
+    return _build_cached(root, splits, classes, "tinyimagenet", size, texts)
 
 
 def _build_cached(
@@ -630,9 +863,8 @@ def _build_cached(
     classes: tuple[str, ...],
     name: str,
     size: int | None,
+    texts: Sequence[Path],
 ) -> tuple[ImageDataset, ImageDataset]:
-    every = splits["train"][0] + splits["test"][0]
-
     def build() -> dict[str, Any]:
         result: dict[str, Any] = {"classes": list(classes)}
         for split, (files, targets) in splits.items():
@@ -640,7 +872,7 @@ def _build_cached(
             result[f"{split}_labels"] = torch.tensor(targets, dtype=torch.int64)
         return result
 
-    stored = _cached(root, every, size, build)
+    stored = _cached(root, _fingerprint(root, splits, classes, size, texts), size, build)
     train = ImageDataset(stored["train_images"], stored["train_labels"], classes, name)
     test = ImageDataset(stored["test_images"], stored["test_labels"], classes, name)
     if train.images.shape[1:] != test.images.shape[1:]:

@@ -27,7 +27,12 @@ import torch.nn.functional as F
 
 from .data import ImageDataset
 
-__all__ = ["Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
+__all__ = ["MAX_PAD", "Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
+
+
+MAX_PAD = 64
+"""Largest ``Augment.pad``: the paper pads 4; padded copies of the whole training set are
+held on the device, so ``pad`` costs memory in proportion to ``(H + 2 pad) * (W + 2 pad)``."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class Augment:
     def __post_init__(self) -> None:
         if isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0:
             raise ValueError(f"Augment.pad must be an int >= 0, got {self.pad!r}")
+        if self.pad > MAX_PAD:
+            raise ValueError(
+                f"Augment.pad must be <= {MAX_PAD} (resnetlib.train.pipeline.MAX_PAD: the "
+                f"padded images are held on the device), got {self.pad}"
+            )
         if not isinstance(self.flip, bool):
             raise ValueError(f"Augment.flip must be a bool, got {self.flip!r}")
 

@@ -17,7 +17,26 @@ from typing import Any
 
 from .pipeline import Augment
 
-__all__ = ["DIGITS", "PAPER_CIFAR", "PAPER_CIFAR_WARMUP", "Recipe", "paper_recipe", "recipe_for"]
+__all__ = [
+    "DIGITS",
+    "MAX_BATCH_SIZE",
+    "MAX_EPOCHS",
+    "MAX_ITERATIONS",
+    "PAPER_CIFAR",
+    "PAPER_CIFAR_WARMUP",
+    "Recipe",
+    "paper_recipe",
+    "recipe_for",
+]
+
+# Bounds: far above any real run (the paper trains 64k iterations; ImageNet's 90 epochs at
+# batch 256 are 450k), low enough that a typo or a crafted file is refused up front.
+MAX_ITERATIONS = 10**9
+"""Most iterations a recipe may ask for (also bounds milestones and the warm-up)."""
+MAX_EPOCHS = 10**6
+"""Most epochs a recipe may ask for."""
+MAX_BATCH_SIZE = 2**20
+"""Largest batch size."""
 
 _OPTIMIZERS = ("sgd",)
 _SCHEDULES = ("step", "cosine")
@@ -37,9 +56,11 @@ def _number(name: str, value: object, *, low: float, high: float = math.inf) -> 
     return float(value)
 
 
-def _int(name: str, value: object, minimum: int) -> int:
+def _int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _fail(name, value, f"an int >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise _fail(name, value, f"an int <= {maximum:,} (resnetlib.train.recipe's bound)")
     return value
 
 
@@ -106,16 +127,16 @@ class Recipe:
         if self.nesterov and self.momentum == 0.0:
             raise _fail("nesterov", self.nesterov, "False when momentum is 0")
         object.__setattr__(self, "weight_decay", _number("weight_decay", self.weight_decay, low=0))
-        _int("batch_size", self.batch_size, 1)
+        _int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         if (self.iterations is None) == (self.epochs is None):
             raise ValueError(
                 "Recipe needs exactly one of iterations and epochs; "
                 f"got iterations={self.iterations!r}, epochs={self.epochs!r}"
             )
         if self.iterations is not None:
-            _int("iterations", self.iterations, 1)
+            _int("iterations", self.iterations, 1, MAX_ITERATIONS)
         if self.epochs is not None:
-            _int("epochs", self.epochs, 1)
+            _int("epochs", self.epochs, 1, MAX_EPOCHS)
         _choice("schedule", self.schedule, _SCHEDULES)
         milestones = self.milestones
         if isinstance(milestones, list):
@@ -123,7 +144,7 @@ class Recipe:
         if not isinstance(milestones, tuple):
             raise _fail("milestones", milestones, "a tuple of increasing ints >= 1")
         for i, value in enumerate(milestones):
-            _int(f"milestones[{i}]", value, 1)
+            _int(f"milestones[{i}]", value, 1, MAX_ITERATIONS)
         if list(milestones) != sorted(set(milestones)):
             raise _fail("milestones", milestones, "strictly increasing")
         object.__setattr__(self, "milestones", milestones)
@@ -133,7 +154,7 @@ class Recipe:
         object.__setattr__(
             self, "warmup_error", _number("warmup_error", self.warmup_error, low=0.0, high=1.0)
         )
-        _int("warmup_max_iterations", self.warmup_max_iterations, 0)
+        _int("warmup_max_iterations", self.warmup_max_iterations, 0, MAX_ITERATIONS)
         if self.augment is not None and not isinstance(self.augment, Augment):
             raise _fail("augment", self.augment, "an Augment or None")
         _int("val_size", self.val_size, 0)
@@ -165,17 +186,22 @@ class Recipe:
         ``iterations`` or ``epochs`` (at most one) replace the recipe's length; the
         milestones scale with it, so the schedule keeps its shape.
         """
-        _int("batches_per_epoch", batches_per_epoch, 1)
+        _int("batches_per_epoch", batches_per_epoch, 1, MAX_ITERATIONS)
         if iterations is not None and epochs is not None:
             raise ValueError("give iterations or epochs, not both")
         per_unit = 1 if self.iterations is not None else batches_per_epoch
         own_total = (self.iterations or 0) + (self.epochs or 0) * batches_per_epoch
         if iterations is not None:
-            total = _int("iterations", iterations, 1)
+            total = _int("iterations", iterations, 1, MAX_ITERATIONS)
         elif epochs is not None:
-            total = _int("epochs", epochs, 1) * batches_per_epoch
+            total = _int("epochs", epochs, 1, MAX_EPOCHS) * batches_per_epoch
         else:
             total = own_total
+        if total > MAX_ITERATIONS:
+            raise ValueError(
+                f"the run would take {total:,} iterations ({batches_per_epoch} a epoch), more "
+                f"than resnetlib.train.recipe.MAX_ITERATIONS ({MAX_ITERATIONS:,})"
+            )
         milestones = sorted(
             {round(m * per_unit * total / own_total) for m in self.milestones} - {0}
         )
@@ -248,6 +274,8 @@ class Recipe:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"Recipe JSON is not valid JSON: {error}") from None
+        except RecursionError:  # "[[[[...": Python's parser recurses once a level
+            raise ValueError("Recipe JSON is nested too deeply to be a recipe") from None
         return cls.from_dict(data)
 
 
