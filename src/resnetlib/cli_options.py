@@ -64,18 +64,18 @@ def input_size(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def int_in(minimum: int, maximum: int = 10**12) -> Callable[[str], int]:
-    """An argparse type: an int in ``[minimum, maximum]``."""
+def int_in(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an int in ``[minimum, maximum]`` (no maximum: the model's spec
+    bounds it, with its own message)."""
 
     def convert(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if not minimum <= value <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"expected an int from {minimum} to {maximum}; got {text!r}"
-            )
+        if value < minimum or (maximum is not None and value > maximum):
+            allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"expected an int {allowed}; got {text!r}")
         return value
 
     convert.__name__ = "int"
@@ -128,7 +128,7 @@ def _override_option(name: str, hint: Any) -> dict[str, Any]:
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction, "default": None}
     if hint is int:
-        return {"type": int_in(_INT_MINIMUM.get(name, 1), 100_000), "metavar": "N"}
+        return {"type": int_in(_INT_MINIMUM.get(name, 1)), "metavar": "N"}
     if hint is float:
         return {"type": float, "metavar": "X"}
     if hint is str or (origin in (typing.Union, types.UnionType) and str in args):

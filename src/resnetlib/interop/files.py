@@ -48,6 +48,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     databases do, so a crash or power loss at any point leaves either the previous file intact
     or the complete new one. The temporary file is removed if ``write`` raises; a process
     killed before the rename leaves it behind, under a hidden ``.NAME.*.partial`` name.
+    A failed write (a full disk, no permission) is an ``OSError`` naming ``path``.
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
@@ -58,6 +59,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, target)
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+        Path(partial).unlink(missing_ok=True)
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        raise OSError(
+            f"{target}: could not be written ({reason}); the previous file, if any, is "
+            "intact. Is the disk full, or the directory not writable?"
+        ) from error
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise

@@ -361,6 +361,9 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
     args.val_size = recipe.val_size
     data = _load(args)
     channels = data.image_shape[0]
+    import torch
+
+    torch.manual_seed(args.seed or 0)  # the same seed, the same initial weights
     model, described = model_from_args(
         args, defaults={"num_classes": len(data.classes), "in_channels": channels}
     )
@@ -401,7 +404,11 @@ def _report_start(args: argparse.Namespace, model: Any) -> None:
             "out), trained from a random start"
         )
     if args.freeze is not None:
-        names = [*model.stem_names, *model.stage_names[: args.freeze]]
+        names = [
+            name
+            for name in (*model.stem_names, *model.stage_names[: args.freeze])
+            if any(True for _ in model.get_submodule(name).parameters())
+        ]
         _stderr(f"frozen (weights fixed, norms in eval mode): {', '.join(names)}")
 
 
@@ -431,15 +438,22 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
             f"{run.path} was started with other options: {'; '.join(differ)}; resume takes "
             "them from run.json (resnetlib train --out DIR --resume), or start a new run"
         )
+    import_modules((command.get("model") or {}).get("imports") or [])
+    spec_path, recipe_path = run.path / "spec.json", run.path / "recipe.json"
     try:
-        import_modules((command.get("model") or {}).get("imports") or [])
-        spec = ResNetSpec.from_json((run.path / "spec.json").read_text(encoding="utf-8"))
-        recipe = Recipe.from_dict(read_json_object(run.path / "recipe.json", what="the recipe"))
-        config = info["pretrained_cfg"]
-        source = info["data"]
-        seed = info["seed"]
+        spec = ResNetSpec.from_dict(read_json_object(spec_path, what="the model's spec"))
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{spec_path}: {error}") from None
+    try:
+        recipe = Recipe.from_dict(read_json_object(recipe_path, what="the recipe"))
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{recipe_path}: {error}") from None
+    try:
+        config = dict(info["pretrained_cfg"])
+        source = dict(info["data"])
+        seed = int(info["seed"])
         length = {key: info["length"].get(key) for key in ("iterations", "epochs")}
-    except (KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise RunDirectoryError(f"{run.info_path}: missing or damaged entry {error}") from None
     model = build(spec)
     model.pretrained_cfg = config_from_json(_json(config))
@@ -474,7 +488,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.data is not None:
         data = _load(args)
     elif run is not None:
-        data = _load(args, run.read_info().get("data"))
+        source = run.read_info().get("data")
+        if not isinstance(source, dict):
+            raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
+        data = _load(args, source)
     else:
         where = f"no run.json beside {args.model}" if run is None else ""
         raise UsageError(
