@@ -26,7 +26,7 @@ size, modification and change times and inode, and the text of ``wnids.txt``, ``
 and ``val_annotations.txt``), so it never serves data that differs from a fresh decode; it
 is skipped (with a warning) where it cannot be written. An image's size is read from its
 header before decoding, and one of more pixels than the run needs is refused
-(:data:`MAX_IMAGE_PIXELS`).
+(``MAX_IMAGE_PIXELS``).
 
 Every problem with a path (missing, in no known layout, a damaged or code-carrying file) is a
 :class:`DataError` with a one-line message naming the path and what was expected.

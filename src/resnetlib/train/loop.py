@@ -5,9 +5,9 @@ std of the model's ``pretrained_cfg`` (a pretrained model's publisher's, a new m
 defaults), and :func:`fit` records in it the input size it trained at, so that every
 checkpoint of the run says how to feed it.
 
-:func:`fit` reads top to bottom: set up (:class:`_Trainer`), then per epoch
-:meth:`~_Trainer.train_epoch` (per iteration: lr from the schedule, forward, loss, backward,
-optimizer step, EMA update) and :meth:`~_Trainer.end_epoch` (evaluate, record, checkpoint).
+:func:`fit` reads top to bottom: set up (``_Trainer``), then per epoch
+``train_epoch`` (per iteration: lr from the schedule, forward, loss, backward, optimizer
+step, EMA update) and ``end_epoch`` (evaluate, record, checkpoint).
 The run directory (:class:`~resnetlib.train.run_dir.RunDirectory`) owns every file. Under
 ``torchrun`` (``WORLD_SIZE`` > 1) the model trains with DDP and each rank takes its share of
 every batch.
