@@ -257,7 +257,7 @@ def test_predict_prints_named_top_classes(
     with torch.no_grad():
         best = model(x).argmax(1).tolist()
     for line, path, index in zip(lines, images, best, strict=True):
-        assert line.startswith(f"{path}: {index} ({index}) ")  # digits' class names: "0".."9"
+        assert line.startswith(f"{path}: {index} ")  # digits' class names are "0".."9"
         assert line.count("%") == 5
     code, _, err = run(["predict", str(out / "final.pt"), str(tmp_path / "none.png")], capsys)
     assert "none.png: no such image file" in one_line_error(code, err)

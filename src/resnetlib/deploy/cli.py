@@ -129,7 +129,8 @@ def run_predict(args: argparse.Namespace) -> int:
     model.to(device)
     for prediction in predict(model, args.images, top=args.top):
         ranked = ", ".join(
-            f"{name} ({index}) {100 * p:.1f}%" for index, name, p in prediction.classes
+            f"{name}{'' if name == str(index) else f' ({index})'} {100 * p:.1f}%"
+            for index, name, p in prediction.classes
         )
         print(f"{prediction.path}: {ranked}")
     sys.stdout.flush()

@@ -22,8 +22,8 @@ import torch
 import torch.hub
 
 from ..core.model import ResNet
-from ..interop.checkpoint import CheckpointError, _read
-from ..interop.convert import load_weights, unwrap_state_dict
+from ..interop.checkpoint import Checkpoint, read_weights_file
+from ..interop.convert import load_weights
 from .weights import PretrainedWeights
 
 __all__ = ["PretrainedError", "load_pretrained", "weights_file"]
@@ -127,13 +127,8 @@ def weights_file(
 
 def read_weights(path: PathLike) -> dict[str, torch.Tensor]:
     """The state dict in a safetensors or torch file, told apart by content (no code runs)."""
-    payload = _read(path)
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors; got {type(payload).__name__}")
-    try:
-        return unwrap_state_dict(payload)
-    except ValueError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+    contents = read_weights_file(path)
+    return contents.state_dict if isinstance(contents, Checkpoint) else contents
 
 
 def load_pretrained(
