@@ -190,7 +190,8 @@ class Recipe:
         iterations: int | None = None,
         epochs: int | None = None,
     ) -> Recipe:
-        """This recipe counted in iterations for a loader of ``batches_per_epoch`` batches.
+        """This recipe counted in iterations for a loader of ``batches_per_epoch`` batches
+        (the plan a run follows; without ``cuda_graphs``, which changes no number).
 
         ``iterations`` or ``epochs`` (at most one) replace the recipe's length; the
         milestones scale with it, so the schedule keeps its shape.
@@ -214,7 +215,11 @@ class Recipe:
         milestones = sorted(
             {round(m * per_unit * total / own_total) for m in self.milestones} - {0}
         )
-        return replace(self, iterations=total, epochs=None, milestones=tuple(milestones))
+        # The plan is what is computed: cuda_graphs changes how fast, so it is left out and a
+        # run resumes with or without it.
+        return replace(
+            self, iterations=total, epochs=None, milestones=tuple(milestones), cuda_graphs=None
+        )
 
     def lr_at(self, iteration: int, warmed_up: bool = True) -> float:
         """The learning rate of (0-based) ``iteration`` of an iteration-counted recipe.
