@@ -116,6 +116,7 @@ class GraphedTraining:
         self.graph: Any = None  # torch.cuda.CUDAGraph once captured
         self.eager_steps = 0
         self.replays = 0
+        self.side: Any = None  # the warm-up's side stream
 
     # -- the optimizer ---------------------------------------------------------------------
 
@@ -186,7 +187,9 @@ class GraphedTraining:
         elif not self.capture:  # tests: the same step, uncaptured
             self._body()
         elif self.eager_steps < WARMUP_STEPS:
-            side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            if self.side is None:
+                self.side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            side = self.side
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 self._body()
