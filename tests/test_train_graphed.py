@@ -223,7 +223,7 @@ def test_uncaptured_resume_is_bit_identical(
 @CUDA
 @pytest.mark.parametrize("autocast", [None, "bf16"])
 def test_replayed_steps_equal_eager_steps(
-    digits: DataSplits, monkeypatch: pytest.MonkeyPatch, autocast: str | None
+    digits: DataSplits, monkeypatch: pytest.MonkeyPatch, autocast: str | None, tmp_path: Path
 ) -> None:
     made: list[graphed.GraphedTraining] = []
     choose = graphed.choose
@@ -236,7 +236,7 @@ def test_replayed_steps_equal_eager_steps(
 
     monkeypatch.setattr(graphed, "choose", recording)
     recipe = dataclasses.replace(RECIPE, autocast=autocast)
-    eager, _ = train(digits, recipe, device="cuda")
+    eager, _ = train(digits, recipe, device="cuda", out=tmp_path)  # its state.pt: optimizer
     replayed, lines = train(digits, dataclasses.replace(recipe, cuda_graphs=True), device="cuda")
     assert not any(line.startswith("cuda graphs") for line in lines), lines
     assert len(made) == 1
