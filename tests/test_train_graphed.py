@@ -274,3 +274,20 @@ def test_replayed_run_resumes(digits: DataSplits, tmp_path: Path) -> None:
     resumed, _ = train(digits, recipe, device="cuda", out=tmp_path / "split", resume=True)
     assert_close_runs(whole, resumed, rtol=1e-3, atol=1e-4)
     assert len(resumed.history) == len(whole.history)
+
+
+def test_command_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resnetlib.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "resnet20", "--iterations", "2", "--image-size", "8", "--batch-size",
+            "500", "--no-progress", "--cuda-graphs", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "cuda graphs: off on cpu (they need a CUDA device); training eagerly" in err
+    assert Recipe.from_json((out / "recipe.json").read_text()).cuda_graphs is True
+    # resumed from the directory alone (the plan leaves the speed option out)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "cuda graphs: off on cpu" in capsys.readouterr().err  # kept from recipe.json
+    assert main([*argv[:-3], "--no-cuda-graphs", "--out", str(tmp_path / "off")]) == 0
+    assert "cuda graphs" not in capsys.readouterr().err
