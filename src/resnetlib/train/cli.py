@@ -105,6 +105,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     precision.add_argument("--fp16", action="store_true", help="float16 autocast, loss scaling")
     train.add_argument("--channels-last", action="store_true")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    _cuda_graphs_argument(train)
     train.add_argument("--label-smoothing", type=float, default=None, metavar="X")
     train.add_argument("--no-decay-norm-bias", action="store_true")
     train.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA of weights")
@@ -167,6 +168,34 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     degradation.add_argument("--no-progress", action="store_true")
     degradation.set_defaults(run=guarded(_degradation))
+
+    table6 = experiments.add_parser(
+        "table6",
+        help="Table 6 on CIFAR-10: ResNet-20..110 by the paper's recipe over seeds (GPU)",
+        description="Train each model and seed by the paper's recipe (one run directory each "
+        "under --out; finished runs are kept, interrupted ones resume) and write table6.md "
+        "and table6.csv: mean +- std and min test error beside the paper's and akamaster's.",
+    )
+    table6.add_argument("--data", required=True, metavar="DIR", help="cifar-10-batches-py")
+    table6.add_argument("--models", default="resnet20,resnet32,resnet44,resnet56,resnet110")
+    table6.add_argument("--seeds", type=int_in(1, 1000), default=1, metavar="N")
+    table6.add_argument("--iterations", type=int_in(1, _MAX_ITERATIONS), default=None, metavar="N")
+    table6.add_argument("--val-size", type=int_in(0, 10**8), default=None, metavar="N")
+    table6.add_argument("--batch-size", type=int_in(1, 1 << 20), default=None, metavar="N")
+    table6.add_argument("--device", default=None, help="default: cuda when there is one")
+    _cuda_graphs_argument(table6)
+    table6.add_argument("--out", default="runs/table6", help="output directory")
+    table6.add_argument("--no-progress", action="store_true")
+    table6.set_defaults(run=guarded(_table6))
+
+
+def _cuda_graphs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="replay the training step as one CUDA graph (default: eager until measured)",
+    )
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -256,6 +285,8 @@ def _recipe(args: argparse.Namespace) -> tuple[Any, str]:
     for flag in ("channels_last", "compile", "no_decay_norm_bias"):
         if getattr(args, flag):
             changes[flag] = True
+    if args.cuda_graphs is not None:
+        changes["cuda_graphs"] = args.cuda_graphs
     if args.val_size is not None:
         changes["val_size"] = args.val_size
     try:
@@ -529,4 +560,30 @@ def _degradation(args: argparse.Namespace) -> int:
     )
     print(report.table())
     print(f"outputs in {report.out}/ (figure {report.figure.name}, one run directory per model)")
+    return 0
+
+
+def _table6(args: argparse.Namespace) -> int:
+    _require_extra()
+    from .reproduce import table6
+
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    if not models:
+        raise UsageError(f"--models {args.models!r}: name at least one model (resnet20,...)")
+    report = table6(
+        args.data,
+        args.out,
+        models=models,
+        seeds=args.seeds,
+        iterations=args.iterations,
+        val_size=args.val_size,
+        batch_size=args.batch_size,
+        device=_device(args.device),
+        cuda_graphs=args.cuda_graphs,
+        progress=not args.no_progress,
+        announce=lambda i, n, model, seed, path: _stderr(f"[{i}/{n}] {model} seed {seed}: {path}"),
+        log=_stderr if args.no_progress else None,
+    )
+    print(report.table())
+    print(f"outputs in {report.out}/ ({report.markdown_path.name}, {report.csv_path.name})")
     return 0

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from ..core.data_config import normalization
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
+from . import graphed
 from .data import DataSplits, ImageDataset
 from .pipeline import DeviceLoader
 from .recipe import Recipe
@@ -493,6 +494,7 @@ class _Trainer:
         self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, wrong, images
         self.logged = torch.zeros_like(self.sums)  # the sums at the last logging point
         self.epoch_seconds = 0.0
+        self.graphed, self.graphs_note = graphed.choose(self, own_optimizer=optimizer is None)
 
     def _recipe_optimizer(self, groups: Iterable[dict[str, Any]] | None) -> torch.optim.Optimizer:
         recipe = self.recipe
@@ -626,6 +628,8 @@ class _Trainer:
         write = log or (bar.write if bar is not None else None)
         if write is not None and self.process.rank == 0:
             write(self.startup_line(run_info))
+            if self.graphs_note:
+                write(self.graphs_note)
         total = self.plan.iterations
         assert total is not None
         saver = _SaveClock(save_every, save_every_minutes)
@@ -665,6 +669,8 @@ class _Trainer:
         self, bar: Any, log_every: int, saver: _SaveClock, stop: threading.Event
     ) -> bool:
         """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``."""
+        if self.graphed is not None:  # the same loop, the step replayed as a CUDA graph
+            return self.graphed.train_epoch(self, bar, log_every, saver, stop)
         model, loader, optimizer, scaler, plan = (
             self.model,
             self.loader,

@@ -92,6 +92,12 @@ class Recipe:
     ``channels_last``, ``compile``, ``label_smoothing``, ``no_decay_norm_bias``,
     ``ema_decay``) are off in the paper's recipe; ``autocast`` and ``compile`` act on GPUs
     only (``autocast`` is ignored on a CPU).
+
+    ``cuda_graphs`` replays the whole training step as one CUDA graph
+    (:mod:`resnetlib.train.graphed`): ``True`` asks for it (a run where it cannot apply
+    trains eagerly and logs why), ``False`` never, ``None`` (default) decides by device:
+    eager everywhere until the graphed step is measured equal on a GPU. It changes speed,
+    not what is computed, so it is left out of :meth:`to_dict` when ``None``.
     """
 
     optimizer: str = "sgd"
@@ -116,6 +122,7 @@ class Recipe:
     label_smoothing: float = 0.0
     no_decay_norm_bias: bool = False
     ema_decay: float | None = None
+    cuda_graphs: bool | None = None
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, _OPTIMIZERS)
@@ -171,6 +178,8 @@ class Recipe:
             object.__setattr__(
                 self, "ema_decay", _number("ema_decay", self.ema_decay, low=0.0, high=1.0)
             )
+        if self.cuda_graphs is not None:
+            _bool("cuda_graphs", self.cuda_graphs)
 
     # -- length and schedule -------------------------------------------------------------
 
@@ -181,7 +190,8 @@ class Recipe:
         iterations: int | None = None,
         epochs: int | None = None,
     ) -> Recipe:
-        """This recipe counted in iterations for a loader of ``batches_per_epoch`` batches.
+        """This recipe counted in iterations for a loader of ``batches_per_epoch`` batches
+        (the plan a run follows; without ``cuda_graphs``, which changes no number).
 
         ``iterations`` or ``epochs`` (at most one) replace the recipe's length; the
         milestones scale with it, so the schedule keeps its shape.
@@ -205,7 +215,11 @@ class Recipe:
         milestones = sorted(
             {round(m * per_unit * total / own_total) for m in self.milestones} - {0}
         )
-        return replace(self, iterations=total, epochs=None, milestones=tuple(milestones))
+        # The plan is what is computed: cuda_graphs changes how fast, so it is left out and a
+        # run resumes with or without it.
+        return replace(
+            self, iterations=total, epochs=None, milestones=tuple(milestones), cuda_graphs=None
+        )
 
     def lr_at(self, iteration: int, warmed_up: bool = True) -> float:
         """The learning rate of (0-based) ``iteration`` of an iteration-counted recipe.
@@ -244,6 +258,8 @@ class Recipe:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["milestones"] = list(self.milestones)
         data["augment"] = None if self.augment is None else self.augment.to_dict()
+        if self.cuda_graphs is None:  # runs saved before the option still resume
+            del data["cuda_graphs"]
         return data
 
     @classmethod

@@ -1,14 +1,19 @@
-"""Experiments of the paper, small enough for a laptop CPU.
+"""Experiments of the paper.
 
 :func:`degradation` is Figure 6 on the built-in digits: plain-20 and plain-56 against
 ResNet-20 and ResNet-56, one recipe, one figure. The deeper plain net trains worse; the
-deeper residual net does not.
+deeper residual net does not. :func:`table6` is the paper's Table 6 (CIFAR-10 test error of
+ResNet-20 to ResNet-110) over several seeds, beside the paper's and akamaster's numbers.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import math
 import os
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +23,24 @@ import torch
 
 from ..interop.files import atomic_write
 from ..models.zoo import create_model
-from .data import load_data
+from .data import DataSplits, load_data
 from .loop import fit, model_label
 from .plot import plot_runs
-from .recipe import DIGITS, Recipe
-from .run_dir import RunDirectory
+from .recipe import DIGITS, Recipe, recipe_for
+from .run_dir import RunDirectory, RunDirectoryError, read_metrics
 
-__all__ = ["DEGRADATION_MODELS", "MIN_DEGRADATION_EPOCHS", "DegradationReport", "degradation"]
+__all__ = [
+    "AKAMASTER_TABLE6",
+    "DEGRADATION_MODELS",
+    "MIN_DEGRADATION_EPOCHS",
+    "PAPER_TABLE6",
+    "TABLE6_MODELS",
+    "DegradationReport",
+    "Table6Report",
+    "Table6Run",
+    "degradation",
+    "table6",
+]
 
 DEGRADATION_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 MIN_DEGRADATION_EPOCHS = 10
@@ -119,3 +135,272 @@ def degradation(
     report = DegradationReport(out=root, figure=figure, runs=runs)
     atomic_write(root / "table.md", lambda file: file.write((report.table() + "\n").encode()))
     return report
+
+
+# -- Table 6 ------------------------------------------------------------------------------
+
+TABLE6_MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+PAPER_TABLE6 = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97,
+                "resnet110": 6.43}  # fmt: skip
+"""He et al. (2015), Table 6: CIFAR-10 test error (%); ResNet-110 is the best of 5 runs."""
+AKAMASTER_TABLE6 = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6.61,
+                    "resnet110": 6.32}  # fmt: skip
+"""akamaster/pytorch_resnet_cifar10's README: test error (%), trained on all 50k images."""
+
+_TABLE6_COLUMNS = (
+    "model",
+    "parameters",
+    "seeds",
+    "test_error_mean",
+    "test_error_std",
+    "test_error_min",
+    "paper",
+    "akamaster",
+    "seconds_mean",
+    "seconds_total",
+)
+
+
+@dataclass(frozen=True)
+class Table6Run:
+    """One model and seed: its final test error (a fraction), the seconds its run took
+    (training and evaluation, summed over resumes), and whether this call trained it
+    (``False``: it was finished already and read from its directory)."""
+
+    model: str
+    seed: int
+    run_dir: Path
+    test_error: float
+    seconds: float
+    iterations: int
+    trained: bool
+
+
+@dataclass(frozen=True)
+class Table6Report:
+    """Every run of :func:`table6`, the models' parameter counts and the files written."""
+
+    out: Path
+    runs: tuple[Table6Run, ...]
+    parameters: dict[str, int]
+
+    @property
+    def markdown_path(self) -> Path:
+        return self.out / "table6.md"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.out / "table6.csv"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row a model (errors in %, NaN where undefined), in the order trained."""
+        rows = []
+        for name, count in self.parameters.items():
+            runs = [run for run in self.runs if run.model == name]
+            errors = [100 * run.test_error for run in runs]
+            seconds = [run.seconds for run in runs]
+            rows.append(
+                {
+                    "model": name,
+                    "parameters": count,
+                    "seeds": len(runs),
+                    "test_error_mean": statistics.fmean(errors) if errors else math.nan,
+                    "test_error_std": statistics.stdev(errors) if len(errors) > 1 else math.nan,
+                    "test_error_min": min(errors, default=math.nan),
+                    "paper": PAPER_TABLE6.get(name, math.nan),
+                    "akamaster": AKAMASTER_TABLE6.get(name, math.nan),
+                    "seconds_mean": statistics.fmean(seconds) if seconds else math.nan,
+                    "seconds_total": sum(seconds),
+                }
+            )
+        return rows
+
+    def table(self) -> str:
+        """Table 6 as Markdown: mean +- std and min test error over seeds beside the
+        paper's and akamaster's, then each run's error and wall time."""
+
+        def pct(value: float) -> str:
+            return "" if math.isnan(value) else f"{value:.2f}%"
+
+        lines = [
+            "| model | parameters | seeds | test error, mean ± std | min | paper | akamaster "
+            "| time per run |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in self.rows():
+            spread = "" if math.isnan(row["test_error_std"]) else f" ± {row['test_error_std']:.2f}"
+            lines.append(
+                f"| {model_label_for(row['model'])} | {row['parameters']:,} | {row['seeds']} | "
+                f"{pct(row['test_error_mean'])}{spread} | {pct(row['test_error_min'])} | "
+                f"{pct(row['paper'])} | {pct(row['akamaster'])} | "
+                f"{_duration(row['seconds_mean'])} |"
+            )
+        lines += ["", "| model | seed | test error | iterations | time | run directory |"]
+        lines.append("|---|---:|---:|---:|---:|---|")
+        for run in self.runs:
+            lines.append(
+                f"| {model_label_for(run.model)} | {run.seed} | {100 * run.test_error:.2f}% | "
+                f"{run.iterations:,} | {_duration(run.seconds)} | {run.run_dir} |"
+            )
+        return "\n".join(lines)
+
+    def csv_text(self) -> str:
+        """The per-model rows as CSV (errors in %, empty where undefined)."""
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=_TABLE6_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows():
+            writer.writerow(
+                {
+                    key: ""
+                    if isinstance(value, float) and math.isnan(value)
+                    else (f"{value:.4f}" if isinstance(value, float) else value)
+                    for key, value in row.items()
+                }
+            )
+        return text.getvalue()
+
+
+def model_label_for(name: str) -> str:
+    """``resnet56`` -> ``ResNet-56`` (other names unchanged)."""
+    digits = name.removeprefix("resnet")
+    return f"ResNet-{digits}" if digits.isdecimal() else name
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return ""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def table6(
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str] = "runs/table6",
+    *,
+    models: Sequence[str] = TABLE6_MODELS,
+    seeds: int = 1,
+    iterations: int | None = None,
+    val_size: int | None = None,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    cuda_graphs: bool | None = None,
+    progress: bool = True,
+    announce: Callable[[int, int, str, int, Path], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Table6Report:
+    """Train each of ``models`` with seeds ``0 .. seeds-1`` by the paper's recipe
+    (:func:`~resnetlib.train.recipe_for`: the warm-up for ResNet-110) on CIFAR-10 at
+    ``data``, and write ``out/table6.md`` and ``out/table6.csv``.
+
+    Each run is a :func:`fit` run directory ``out/<model>-seed<s>/`` (seed ``s`` draws the
+    initial weights, the order and the validation split); a finished one is read, not
+    retrained, and an interrupted one resumes, so a partly done table continues where it
+    stopped. Seeds run in the outer loop: the first seed of every model comes first.
+    ``iterations`` shortens the recipe (the milestones scale), ``val_size`` and
+    ``batch_size`` replace the recipe's, ``cuda_graphs`` sets :attr:`Recipe.cuda_graphs`.
+    ``announce(index, total, model, seed, run_dir)`` is called as each run starts.
+    """
+    names = list(models)
+    if not names:
+        raise ValueError("table6 needs at least one model")
+    if len(set(names)) != len(names):
+        raise ValueError(f"table6 models must differ; got {names}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+        raise ValueError(f"seeds must be an int in [1, 1000]; got {seeds!r}")
+    root = Path(out)
+    changes: dict[str, Any] = {}
+    if val_size is not None:
+        changes["val_size"] = val_size
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    if cuda_graphs is not None:
+        changes["cuda_graphs"] = cuda_graphs
+    recipes = {name: dataclasses.replace(recipe_for(name), **changes) for name in names}
+    parameters = {name: _parameter_count(name) for name in names}  # unknown names fail here
+    if not Path(data).is_dir():
+        raise ValueError(f"{data}: no such data directory (table6 needs cifar-10-batches-py)")
+    jobs = [(name, seed) for seed in range(seeds) for name in names]
+    runs: list[Table6Run] = []
+    splits: dict[int, DataSplits] = {}
+    for index, (name, seed) in enumerate(jobs, start=1):
+        recipe = recipes[name]
+        run_dir = root / f"{name}-seed{seed}"
+        total = iterations if iterations is not None else recipe.iterations
+        done = _finished(run_dir, total)  # checked (and the data loaded) before announcing
+        if done is None and seed not in splits:
+            splits = {seed: load_data(data, val_size=recipe.val_size, seed=seed)}
+        if announce is not None:
+            announce(index, len(jobs), name, seed, run_dir)
+        if done is not None:
+            runs.append(Table6Run(name, seed, run_dir, *done, trained=False))
+            continue
+        split = splits[seed]
+        torch.manual_seed(seed)
+        model = create_model(
+            name,
+            num_classes=len(split.classes),
+            in_channels=split.image_shape[0],
+        )
+        fit(
+            model,
+            split,
+            recipe,
+            out=run_dir,
+            device=device,
+            resume=RunDirectory(run_dir).holds_run(),
+            iterations=iterations,
+            progress=progress,
+            seed=seed,
+            run_info=_table6_info(name, data, seed, iterations, recipe),
+            log=log,
+        )
+        done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
+        if done is None:
+            raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
+        runs.append(Table6Run(name, seed, run_dir, *done, trained=True))
+    report = Table6Report(out=root, runs=tuple(runs), parameters=parameters)
+    atomic_write(report.markdown_path, lambda file: file.write((report.table() + "\n").encode()))
+    atomic_write(report.csv_path, lambda file: file.write(report.csv_text().encode()))
+    return report
+
+
+def _parameter_count(name: str) -> int:
+    """Parameters of the registered ``name`` at 10 classes (built on the meta device)."""
+    with torch.device("meta"):
+        model = create_model(name)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | None:
+    """``(test_error, seconds, iterations)`` of a finished run in ``run_dir``, else None."""
+    run = RunDirectory(run_dir)
+    metrics = run_dir / "metrics.csv"
+    if not (run.holds_run() and (run_dir / "final.pt").is_file() and metrics.is_file()):
+        return None
+    rows = read_metrics(metrics)
+    recorded = run.read_info().get("iterations")
+    if total is not None and recorded != total:
+        raise RunDirectoryError(
+            f"{run_dir} holds a finished run of {recorded} iterations and {total} were asked; "
+            "pass the same --iterations or another --out"
+        )
+    if not rows or int(rows[-1]["iteration"]) != recorded:
+        return None
+    last = rows[-1]
+    return last["test_error"], last["elapsed_s"], int(last["iteration"])
+
+
+def _table6_info(
+    name: str, data: str | os.PathLike[str], seed: int, iterations: int | None, recipe: Recipe
+) -> dict[str, Any]:
+    """``run.json``'s command entry, so that ``resnetlib train --out DIR --resume`` works."""
+    given: dict[str, Any] = {"model": name, "data": str(data), "seed": seed}
+    if iterations is not None:
+        given["iterations"] = iterations
+    return {
+        "command": {"given": given, "model": {"name": name}, "freeze": None},
+        "recipe_name": "the paper's CIFAR recipe" + (" with warm-up" if recipe.warmup_lr else ""),
+        "experiment": "table6",
+    }

@@ -1,0 +1,254 @@
+"""The whole training step as one CUDA graph, captured once and replayed every iteration.
+
+On a GPU a small CIFAR ResNet's step is bound by kernel launches and Python, not arithmetic:
+ResNet-56 launches about a thousand kernels an iteration. :class:`GraphedTraining` captures
+forward, loss, backward, the optimizer step and the running sums of loss and error once
+(``torch.cuda.graph``) and then replays them with one launch. What that needs, it arranges:
+
+- static shapes: the loader drops the last partial batch, and each batch is copied into
+  the same input tensors;
+- the learning rate as a device tensor: each parameter group's ``lr`` is a 0-d tensor that
+  the schedule fills between replays, read by SGD's fused kernel inside the graph;
+- no host synchronisation: the running sums stay on the device and are read at logging
+  and epoch boundaries only; the warm-up switch (the paper's ResNet-110 rule) reads the
+  last batch's error there too, so with a warm-up the switch comes at the first logging
+  boundary after the error falls below the threshold (``log_every=1``: every step, as
+  eager training does);
+- warm-up before capture: the first :data:`WARMUP_STEPS` iterations run eagerly on a side
+  stream (they allocate SGD's momentum buffers and let cuDNN choose its kernels), the next
+  one is captured and replayed, and so on.
+
+The optimizer's saved state is the eager one (the lr a float), so a run saved here resumes
+eagerly and the other way round. :func:`choose` says whether a run can use it, and why not
+(one line) when it was asked for and cannot: CPU, DDP, an EMA of the weights, fp16 loss
+scaling, ``torch.compile``, or an optimizer other than the recipe's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from .loop import _SaveClock, _Trainer
+
+__all__ = ["GRAPHS_BY_DEFAULT", "WARMUP_STEPS", "GraphedTraining", "choose"]
+
+GRAPHS_BY_DEFAULT = False
+"""Whether ``Recipe.cuda_graphs=None`` graphs the step on CUDA. Off until the cuda tests and
+``benchmarks/gpu_train.py`` have shown the graphed step equal to eager and faster on a GPU."""
+
+WARMUP_STEPS = 3
+"""Eager iterations before the capture (the PyTorch CUDA-graph documentation's advice)."""
+
+_REPLAY_DEVICES = frozenset({"cuda"})
+"""Device types the graphed path runs on (tests add "cpu" to run it uncaptured)."""
+
+
+def choose(trainer: _Trainer, *, own_optimizer: bool) -> tuple[GraphedTraining | None, str]:
+    """The graphed step for ``trainer`` when its recipe asks for one and it can apply, and a
+    one-line note ("" when there is nothing to say) naming why not when it cannot."""
+    asked = trainer.recipe.cuda_graphs
+    device = trainer.device
+    wanted = asked is True or (asked is None and GRAPHS_BY_DEFAULT and device.type == "cuda")
+    if not wanted:
+        return None, ""
+    reason = obstacle(trainer, own_optimizer=own_optimizer)
+    if reason:
+        return None, f"cuda graphs: off {reason}; training eagerly"
+    return GraphedTraining(trainer), ""
+
+
+def obstacle(trainer: _Trainer, *, own_optimizer: bool) -> str:
+    """Why the step of ``trainer`` cannot be one graph ("" when it can)."""
+    device = trainer.device
+    if device.type not in _REPLAY_DEVICES:
+        return f"on {device.type} (they need a CUDA device)"
+    if trainer.process.world_size > 1:
+        return "under torchrun (DDP all-reduces gradients from its hooks)"
+    if trainer.ema is not None:
+        return "with an EMA of the weights (--ema)"
+    if trainer.amp_dtype == torch.float16:
+        return "with fp16 autocast (loss scaling skips steps on the host; use bf16)"
+    if trainer.recipe.compile:
+        return "with --compile (torch.compile has its own: mode='reduce-overhead')"
+    if not own_optimizer or type(trainer.optimizer) is not torch.optim.SGD:
+        return "with your own optimizer (the graph needs the recipe's SGD, its lr on the device)"
+    return ""
+
+
+class GraphedTraining:
+    """One run's captured step: :meth:`train_epoch` stands in for the eager loop's.
+
+    Build it after the trainer's model, optimizer and loader (:func:`choose` does); it
+    turns the optimizer's groups to fused SGD with device lr tensors and keeps the
+    trainer's running sums in a tensor of its own, which the graph adds to.
+    """
+
+    def __init__(self, trainer: _Trainer) -> None:
+        self.device = trainer.device
+        self.capture = self.device.type == "cuda"
+        self.model = trainer.model
+        self.optimizer = optimizer = trainer.optimizer
+        self.label_smoothing = trainer.recipe.label_smoothing
+        self.amp_dtype = trainer.amp_dtype
+        groups = optimizer.param_groups
+        self.scales = [float(group.get("lr_scale", 1.0)) for group in groups]
+        self.lr_values = [float(group["lr"]) for group in groups]
+        self.lrs = [
+            torch.tensor(v, dtype=torch.float32, device=self.device) for v in self.lr_values
+        ]
+        self.eager_keys = [(group.get("foreach"), group.get("fused")) for group in groups]
+        self._to_device_lr()
+        optimizer.register_state_dict_post_hook(self._eager_state)
+        optimizer.register_load_state_dict_post_hook(lambda _: self._to_device_lr())
+        self.lr: float | None = None  # the schedule's value the tensors hold
+        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.last_wrong = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.count = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.static_x: torch.Tensor | None = None
+        self.static_y: torch.Tensor | None = None
+        self.graph: Any = None  # torch.cuda.CUDAGraph once captured
+        self.eager_steps = 0
+        self.replays = 0
+        self.side: Any = None  # the warm-up's side stream
+
+    # -- the optimizer ---------------------------------------------------------------------
+
+    def _to_device_lr(self) -> None:
+        """Each group's lr as its device tensor (a loaded state brings floats: kept)."""
+        for i, group in enumerate(self.optimizer.param_groups):
+            value = group["lr"]
+            if not isinstance(value, torch.Tensor):
+                self.lr_values[i] = float(value)
+                self.lrs[i].fill_(float(value))
+            group["lr"] = self.lrs[i]
+            group["fused"], group["foreach"] = True, False
+
+    def _eager_state(self, _: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
+        """The optimizer's state as eager training saves it (no sync: the host's lr)."""
+        for group, value, (foreach, fused) in zip(
+            state["param_groups"], self.lr_values, self.eager_keys, strict=True
+        ):
+            group["lr"], group["foreach"], group["fused"] = value, foreach, fused
+        return state
+
+    def set_lr(self, lr: float) -> None:
+        """Write the schedule's ``lr`` (times each group's ``lr_scale``) to the device."""
+        if lr == self.lr:
+            return
+        self.lr = lr
+        for i, (tensor, scale) in enumerate(zip(self.lrs, self.scales, strict=True)):
+            self.lr_values[i] = lr * scale
+            tensor.fill_(lr * scale)
+
+    # -- the step --------------------------------------------------------------------------
+
+    def _body(self) -> None:
+        """The step on the static batch: what is captured, and what eager warm-up runs."""
+        x, y = self.static_x, self.static_y
+        assert x is not None
+        assert y is not None
+        autocast: Any = (  # the autocast cache cannot live across replays
+            torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=False)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        self.optimizer.step()
+        wrong = (logits.detach().argmax(1) != y).sum().double()
+        self.sums += torch.stack([loss.detach().double() * self.count, wrong, self.count])
+        self.last_wrong.copy_(wrong)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One training iteration on ``(x, y)``: eager warm-up, capture, or a replay."""
+        if self.static_x is None or self.static_y is None:
+            self.static_x, self.static_y = torch.empty_like(x), torch.empty_like(y)
+            self.count.fill_(y.numel())
+        if x.shape != self.static_x.shape or y.shape != self.static_y.shape:
+            raise RuntimeError(
+                f"cuda graphs need one batch shape; got {tuple(x.shape)} after "
+                f"{tuple(self.static_x.shape)} (the loader must drop the last partial batch)"
+            )
+        self.static_x.copy_(x)
+        self.static_y.copy_(y)
+        if self.graph is not None:
+            self.graph.replay()
+            self.replays += 1
+        elif not self.capture:  # tests: the same step, uncaptured
+            self._body()
+        elif self.eager_steps < WARMUP_STEPS:
+            if self.side is None:
+                self.side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            side = self.side
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._body()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.eager_steps += 1
+        else:
+            graph = torch.cuda.CUDAGraph()
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                self._body()
+            self.graph = graph
+            graph.replay()  # capture records the step; the replay runs it
+            self.replays += 1
+
+    def last_error(self) -> float:
+        """The last batch's training error (a host sync: call it at a boundary)."""
+        return float(self.last_wrong.item()) / max(float(self.count.item()), 1.0)
+
+    # -- the epoch -------------------------------------------------------------------------
+
+    def train_epoch(
+        self, trainer: _Trainer, bar: Any, log_every: int, saver: _SaveClock, stop: threading.Event
+    ) -> bool:
+        """The eager loop's ``train_epoch`` with the step replayed: ``True`` at the end of the
+        epoch or run, ``False`` on Ctrl-C."""
+        plan, loader = trainer.plan, trainer.loader
+        total = plan.iterations
+        assert total is not None
+        if trainer.sums is not self.sums:  # a new or resumed run: the graph adds to ours
+            self.sums.copy_(trainer.sums)
+            trainer.sums = self.sums
+        loader.set_epoch(trainer.epoch)
+        self.model.train()
+        started = time.perf_counter()
+        for x, y in loader:
+            lr = plan.lr_at(trainer.iteration, trainer.warmed_up)
+            self.set_lr(lr)
+            self.step(x, y)
+            trainer.iteration += 1
+            boundary = trainer.iteration % log_every == 0 or trainer.iteration in (1, total)
+            if not trainer.warmed_up:
+                if trainer.iteration >= plan.warmup_max_iterations:
+                    trainer.warmed_up = True
+                elif boundary:  # the device counter, read where the loop syncs anyway
+                    trainer.warmed_up = plan.warmup_over(trainer.iteration, self.last_error())
+            if bar is not None:
+                bar.update(1)
+            if boundary:
+                trainer._log(bar, lr)
+            if trainer.iteration >= total:
+                break
+            if stop.is_set() or saver.due(trainer.iteration):
+                trainer.epoch_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                if stop.is_set():
+                    return False
+                trainer.save()
+                saver.reset()
+        if self.capture:
+            torch.cuda.synchronize(self.device)  # the epoch's time is the device's
+        trainer.epoch_seconds += time.perf_counter() - started
+        return True
