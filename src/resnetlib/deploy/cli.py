@@ -39,6 +39,29 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="C,H,W",
         help="example input size (default: what the model's stem was designed for)",
     )
+    export.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="keep height and width dynamic too (float exports), not only the batch",
+    )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help='int8 ONNX (QDQ), calibrated on --calibrate; needs "resnetlib[quantize]"',
+    )
+    export.add_argument(
+        "--calibrate",
+        metavar="DIR",
+        default=None,
+        help='calibration images for --int8: "digits" or a data directory resnetlib can load',
+    )
+    export.add_argument(
+        "--calibration-size",
+        type=int,
+        default=512,
+        metavar="N",
+        help="calibration images to use (default 512)",
+    )
     export.add_argument("--out", required=True, metavar="PATH", help="file to write")
     export.set_defaults(run=run)
 
@@ -62,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--out {out}: is a directory; give a file path")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         return _fail(f"--checkpoint {args.checkpoint}: no such file")
+    int8 = getattr(args, "int8", False)
+    calibrate = getattr(args, "calibrate", None)
+    if int8 and (args.format != "onnx" or calibrate is None):
+        return _fail("--int8 needs --format onnx and --calibrate DIR (or --calibrate digits)")
+    if calibrate is not None and not int8:
+        return _fail("--calibrate is used only with --int8; add --int8 or drop it")
     try:
         if args.format == "onnx":
             require(ONNX_PACKAGES, "ONNX export")
@@ -69,14 +98,26 @@ def run(args: argparse.Namespace) -> int:
         model = create_model(args.name, checkpoint_path=args.checkpoint, **overrides).eval()
         if args.fuse:
             model = fuse_bn(model)
-        export = export_onnx if args.format == "onnx" else export_pt2
-        export(model, out, args.input)
+        dynamic_size = bool(getattr(args, "dynamic_size", False))
+        if int8:
+            from .quantize import calibration_batches, check_quantize_support
+
+            check_quantize_support()
+            size = getattr(args, "calibration_size", 512)
+            batches = calibration_batches(str(calibrate), model, size=size)
+            export_onnx(model, out, calibration=batches, dynamic_size=dynamic_size)
+        elif args.format == "onnx":
+            export_onnx(model, out, args.input, dynamic_size=dynamic_size)
+        else:
+            export_pt2(model, out, args.input, dynamic_size=dynamic_size)
     except MissingDependencyError as error:
         return _fail(str(error))
     except KeyError as error:
         return _fail(str(error.args[0]) if error.args else "unknown name")
-    except (CheckpointError, ValueError, OSError) as error:
+    except (CheckpointError, ValueError, OSError, RuntimeError) as error:
         return _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
     fused = ", batch norms folded" if args.fuse else ""
-    print(f"wrote {out} ({args.format}, dynamic batch{fused})")
+    dynamic = "dynamic batch, height and width" if dynamic_size else "dynamic batch"
+    kind = "onnx int8 QDQ" if int8 else args.format
+    print(f"wrote {out} ({kind}, {dynamic}{fused})")
     return 0
