@@ -2,15 +2,17 @@
 
 For each net, one training step (train mode, forward, cross-entropy, backward, SGD) is
 timed with ``model.set_grad_checkpointing(False)`` and with ``(True, segment=k)`` for each
-segment size ``k`` asked for (``--segments``, default: the library's default), interleaved
-round by round in one process. Saved bytes are the distinct storages that autograd keeps for
+setting asked for (``--segments``: ``k`` for segments of ``k`` blocks with the last stage
+kept, as by default; ``k+last`` to checkpoint the last stage too; ``1+last`` is every block
+alone, the behaviour before segments), interleaved round by round in one process.
+Saved bytes are the distinct storages that autograd keeps for
 backward, counted with ``torch.autograd.graph.saved_tensors_hooks`` (deterministic;
 parameters and buffers, which exist anyway, are left out). Timings on a loaded machine
 are noisy; the byte counts are not.
 
 Run from the repository root: ``PYTHONPATH=src python benchmarks/grad_checkpointing.py``
 (``--quick`` for a small smoke run, ``--device cuda`` on a GPU, ``--nets resnet1202`` for one
-net, ``--segments 1,2,4,8,16`` to compare segment sizes).
+net, ``--segments 1+last,4,8,4+last`` to compare settings).
 """
 
 from __future__ import annotations
@@ -64,12 +66,13 @@ def step_fn(
     return step
 
 
-def configure(model: resnetlib.ResNet, segment: int | None) -> None:
-    """Checkpointing off (``None``) or on in segments of ``segment`` blocks."""
-    if segment is None:
+def configure(model: resnetlib.ResNet, setting: str | None) -> None:
+    """Checkpointing off (``None``) or on as ``setting`` says (``"4"``, ``"4+last"``)."""
+    if setting is None:
         model.set_grad_checkpointing(False)
     else:
-        model.set_grad_checkpointing(True, segment=segment)
+        segment, _, last = setting.partition("+")
+        model.set_grad_checkpointing(True, segment=int(segment), last_stage=last == "last")
 
 
 def main() -> None:
@@ -82,8 +85,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--segments",
-        default=str(DEFAULT_SEGMENT),
-        help=f"comma-separated blocks per checkpoint (default {DEFAULT_SEGMENT})",
+        default=f"1+last,{DEFAULT_SEGMENT}",
+        help=f"comma-separated settings: K or K+last (default 1+last,{DEFAULT_SEGMENT})",
     )
     parser.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
     args = parser.parse_args()
@@ -92,7 +95,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     known = {"resnet152": ("resnet152", 224, 2), "resnet1202": ("resnet1202", 32, 4)}
     cases = [known[name] for name in args.nets.split(",")]
-    segments = [int(k) for k in args.segments.split(",")]
+    segments = args.segments.split(",")
     if args.quick:
         cases = [("resnet50", 64, 2), ("resnet110", 32, 2)]
         args.rounds = 1
@@ -108,14 +111,14 @@ def main() -> None:
         num_classes = model.spec.num_classes
         x = torch.randn(batch, 3, size, size, device=device)
         y = torch.randint(0, num_classes, (batch,), device=device)
-        settings: list[int | None] = [None, *segments]  # None: checkpointing off
+        settings: list[str | None] = [None, *segments]  # None: checkpointing off
 
         saved = {}
         for segment in settings:
             configure(model, segment)
             saved[segment] = saved_bytes(model, x, y)
         step = step_fn(model, x, y, device)
-        times: dict[int | None, list[float]] = {segment: [] for segment in settings}
+        times: dict[str | None, list[float]] = {segment: [] for segment in settings}
         for round_index in range(args.rounds + 1):  # the first round warms up
             for segment in settings:
                 configure(model, segment)

@@ -25,6 +25,7 @@ from typing import Any, Literal, overload
 import torch
 from torch import fx, nn
 
+from ..nn.norms import FrozenBatchNorm2d
 from .fuse import fuse_bn
 
 __all__ = [
@@ -155,20 +156,32 @@ class QuantizeReport:
 class Int8Model(nn.Module):
     """An int8 model made by :func:`quantize`: call it like the float model it came from.
 
-    ``graph`` is the lowered program; ``report`` says what stayed float. The model's
-    ``spec``, ``pretrained_cfg`` and ``default_input_size`` are carried over when it had
-    them. Inference only: it holds no trainable parameters.
+    ``graph`` is the lowered program (or the compiled one; ``freezing``: run it with
+    inductor's freezing on, as its int8 lowering needs); ``report`` says what stayed
+    float. The model's ``spec``, ``pretrained_cfg`` and ``default_input_size`` are
+    carried over when it had them. Inference only: it holds no trainable parameters.
     """
 
-    def __init__(self, graph: nn.Module, report: QuantizeReport, source: nn.Module) -> None:
+    def __init__(
+        self, graph: nn.Module, report: QuantizeReport, source: nn.Module, *, freezing: bool = False
+    ) -> None:
         super().__init__()
         self.graph = graph
         self.report = report
+        self.freezing = freezing
         for name in ("spec", "pretrained_cfg", "default_input_size"):
             if hasattr(source, name):
                 object.__setattr__(self, name, getattr(source, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.freezing:  # compiled: inductor lowers int8 only with freezing on
+            from torch._inductor import config
+
+            with config.patch(freezing=True), warnings.catch_warnings():
+                # inductor's int8 lowering warns about its own tensor copies on compiling
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
+                frozen: torch.Tensor = self.graph(x)
+            return frozen
         out: torch.Tensor = self.graph(x)
         return out
 
@@ -208,9 +221,40 @@ def _dynamic(dynamic_size: bool) -> tuple[dict[int, Any]]:
     return (dims,)
 
 
+class _ScaleShift(nn.Module):
+    """An eval-mode batch norm as the per-channel ``x * scale + shift`` it computes."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        mean, var = norm.running_mean, norm.running_var
+        if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
+            raise TypeError(f"{type(norm).__name__} has no running statistics")
+        weight = norm.weight if isinstance(norm.weight, torch.Tensor) else torch.ones_like(mean)
+        bias = norm.bias if isinstance(norm.bias, torch.Tensor) else torch.zeros_like(mean)
+        eps: Any = norm.eps
+        scale = weight / torch.sqrt(var + float(eps))
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
+        self.register_buffer("scale", scale.detach().clone().view(-1, 1, 1))
+        self.register_buffer("shift", (bias - mean * scale).detach().clone().view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
 def _float_model(model: nn.Module) -> nn.Module:
-    """An eval copy on the CPU in float32, batch norms folded."""
+    """An eval copy on the CPU in float32, batch norms folded; those that cannot fold (a
+    pre-activation block's input norm) become their scale and shift, which torchao's
+    conversion passes through quickly (a batch norm left in the graph makes it try to fold
+    it into a convolution, pattern by pattern, for seconds each).
+    """
     folded: nn.Module = fuse_bn(model)
+    with torch.no_grad():
+        for name, module in list(folded.named_modules()):
+            norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
+            if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
+                parent, _, child = name.rpartition(".")
+                setattr(folded.get_submodule(parent), child, _ScaleShift(module))
     return folded.to("cpu", torch.float32)
 
 
@@ -326,7 +370,9 @@ def _quantized(converted: fx.GraphModule) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _report(converted: fx.GraphModule, lowered: fx.GraphModule) -> QuantizeReport:
+def _report(
+    converted: fx.GraphModule, lowered: fx.GraphModule, source: nn.Module
+) -> QuantizeReport:
     leftovers: dict[str, list[str]] = {}
     origins = {node.name: node for node in converted.graph.nodes}
     for node in lowered.graph.nodes:
@@ -348,8 +394,18 @@ def _report(converted: fx.GraphModule, lowered: fx.GraphModule) -> QuantizeRepor
             ops.append(op)
     return QuantizeReport(
         quantized=_quantized(converted),
-        float=tuple((name, ", ".join(ops)) for name, ops in leftovers.items()),
+        float=tuple((name, _describe(source, name, ops)) for name, ops in leftovers.items()),
     )
+
+
+def _describe(source: nn.Module, name: str, ops: list[str]) -> str:
+    """``"BatchNorm2d (mul, add)"``: the module's type in ``source`` and the float ops."""
+    try:
+        module = source.get_submodule(name) if name else None
+    except AttributeError:
+        module = None
+    listed = ", ".join(ops)
+    return f"{type(module).__name__} ({listed})" if module is not None else listed
 
 
 @overload
@@ -388,18 +444,22 @@ def quantize(
     normalized as the model expects, or ``(images, labels)`` pairs): a few hundred images
     like the real inputs, on which activation ranges are observed. The copy takes the same
     float input at any batch size, at the calibration's height and width
-    (``dynamic_size=True``: any the model's export allows). ``compile=True`` also compiles
-    it with inductor's freezing (faster; compiles on the first call). ``report=True`` also
+    (``dynamic_size=True``: any the model's export allows). ``compile=True`` compiles it
+    with inductor's freezing instead (faster; compiles here, on the first calibration batch,
+    and again for each new input shape). ``report=True`` also
     returns the :class:`QuantizeReport`. ``model`` itself is never changed.
     """
     batches = _batches(calibration)
     converted, example = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
-    summary = _report(converted, lowered)
-    graph: nn.Module = lowered
+    summary = _report(converted, lowered, model)
     if compile:
-        graph = torch.compile(converted, options={"freezing": True})  # type: ignore[assignment]
-    int8 = Int8Model(graph, summary, model)
+        compiled: nn.Module = torch.compile(converted)  # type: ignore[assignment]
+        int8 = Int8Model(compiled, summary, model, freezing=True)
+        with torch.no_grad():
+            int8(example)  # compile now, not on the first real call
+    else:
+        int8 = Int8Model(lowered, summary, model)
     return (int8, summary) if report else int8
 
 
