@@ -102,6 +102,35 @@ def test_every_family_quantizes(name: str) -> None:
         assert any(n.endswith(".bn1") and "BatchNorm2d" in ops for n, ops in leftovers.items())
 
 
+def test_a_user_block_quantizes() -> None:
+    """A registered user block that keeps the block contract (its convolutions and norms in
+    sub-modules of its own) quantizes like the built-ins."""
+    from .test_fuse import NestedBlock
+
+    rl.register_block("quantize_test_block", NestedBlock)
+    try:
+        spec = rl.ResNetSpec(
+            stages=(rl.StageSpec(2, 8), rl.StageSpec(2, 16, stride=2)),
+            block="quantize_test_block",
+            stem=rl.StemSpec("cifar", 8),
+            num_classes=5,
+        )
+        torch.manual_seed(0)
+        model = rl.build(spec)
+    finally:
+        rl.BLOCKS.unregister("quantize_test_block")
+    randomize_norms(model)
+    model.eval()
+    int8, report = quantize(model, [torch.randn(8, 3, 16, 16)], report=True)
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        expected, actual = model(x), int8(x)
+    assert float((actual - expected).norm() / expected.norm()) < 0.15
+    convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert sorted(report.quantized) == sorted(convs)
+    assert any(".first.conv" in name for name in report.quantized)
+
+
 def test_the_report_lists_what_stayed_float() -> None:
     torch.manual_seed(0)
     model = rl.resnet20(base_width=4, norm="groupnorm", act="silu").eval()
