@@ -386,7 +386,7 @@ class ResNet(_StagedNet):
         them (timm's name): far less memory for a fraction of one more forward pass per step.
 
         Blocks are checkpointed in runs of ``segment`` (default
-        :data:`~resnetlib.core.grad_checkpoint.DEFAULT_SEGMENT`; 1 checkpoints each block
+        ``resnetlib.core.grad_checkpoint.DEFAULT_SEGMENT``, 4; 1 checkpoints each block
         alone). The last stage keeps its activations unless ``last_stage=True``: its maps
         are the smallest and backward needs them first, so recomputing it costs time and
         saves little. Both settings are kept for the next call. Gradients, batch-norm
