@@ -160,3 +160,14 @@ def test_onnx_export_prints_one_line(tmp_path: Path) -> None:
     )
     assert done.stderr == ""
     assert done.stdout == f"wrote {out} (onnx, dynamic batch)\n"
+
+
+def test_int8_on_an_old_torch_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch, "__version__", "2.7.1")
+    argv = ["export", "resnet20", "--format", "onnx", "--int8", "--calibrate", "digits"]
+    assert main([*argv, "--out", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "needs torch >= 2.8" in err

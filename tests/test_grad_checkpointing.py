@@ -113,17 +113,17 @@ def test_features_only_models_checkpoint_too(name: str) -> None:
 
 
 @pytest.mark.parametrize(("segment", "last_stage"), [(1, True), (3, False), (3, True), (100, True)])
-def test_segments_give_the_same_step(segment: int, last_stage: bool) -> None:
+def test_segments_give_the_same_step(segment: int, last_stage: bool, device: torch.device) -> None:
     """Blocks checkpointed in runs of ``segment`` (runs crossing stages, a short last run,
     one run for the whole net), the last stage or not: the plain step's outputs, gradients
     and statistics."""
     torch.manual_seed(0)
-    plain = rl.resnet20(base_width=4, drop_path_rate=0.3).train()
+    plain = rl.resnet20(base_width=4, drop_path_rate=0.3).to(device).train()
     checkpointed = copy.deepcopy(plain)
     checkpointed.set_grad_checkpointing(True, segment=segment, last_stage=last_stage)
     assert checkpointed.grad_checkpointing_segment == segment
     assert checkpointed.grad_checkpointing_last_stage == last_stage
-    x = torch.randn(4, 3, 16, 16)
+    x = torch.randn(4, 3, 16, 16, device=device)
     torch.testing.assert_close(_step(checkpointed, x, seed=1), _step(plain, x, seed=1))
     for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
         assert p.grad is not None, key

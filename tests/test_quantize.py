@@ -207,3 +207,21 @@ def test_compiled_int8_matches_the_lowered_one() -> None:
         with torch.no_grad():
             expected = lowered(x)
             torch.testing.assert_close(compiled(x), expected, rtol=0.05, atol=0.05)
+
+
+def test_calibration_batches_from_the_digits() -> None:
+    """The CLI's --calibrate: images of a data set, resized to the model's input size and
+    normalized by its pretrained_cfg."""
+    pytest.importorskip("sklearn")
+    model = rl.resnet20()
+    batches = quantize_module.calibration_batches("digits", model, size=100, batch_size=64)
+    assert [tuple(b.shape) for b in batches] == [(64, 3, 32, 32), (36, 3, 32, 32)]
+    images = torch.cat(batches)
+    mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
+    pixels = images * std + mean  # back to [0, 1]
+    assert float(pixels.min()) >= -1e-5
+    assert float(pixels.max()) <= 1 + 1e-5
+    assert float(pixels.max()) > 0.9  # digits are white on black: some full-scale pixels
+    with pytest.raises(ValueError, match="calibration size must be a positive int"):
+        quantize_module.calibration_batches("digits", model, size=0)
