@@ -213,15 +213,17 @@ def test_calibration_batches_from_the_digits() -> None:
     """The CLI's --calibrate: images of a data set, resized to the model's input size and
     normalized by its pretrained_cfg."""
     pytest.importorskip("sklearn")
+    from resnetlib.train import load_data
+
     model = rl.resnet20()
-    batches = quantize_module.calibration_batches("digits", model, size=100, batch_size=64)
+    images = load_data("digits").train.images  # uint8, 16x16
+    batches = quantize_module.calibration_batches(images, model, size=100, batch_size=64)
     assert [tuple(b.shape) for b in batches] == [(64, 3, 32, 32), (36, 3, 32, 32)]
-    images = torch.cat(batches)
     mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
-    pixels = images * std + mean  # back to [0, 1]
+    pixels = torch.cat(batches) * std + mean  # back to [0, 1]
     assert float(pixels.min()) >= -1e-5
     assert float(pixels.max()) <= 1 + 1e-5
     assert float(pixels.max()) > 0.9  # digits are white on black: some full-scale pixels
     with pytest.raises(ValueError, match="calibration size must be a positive int"):
-        quantize_module.calibration_batches("digits", model, size=0)
+        quantize_module.calibration_batches(images, model, size=0)

@@ -100,17 +100,19 @@ def run(args: argparse.Namespace) -> int:
             model = fuse_bn(model)
         dynamic_size = bool(getattr(args, "dynamic_size", False))
         if int8:
+            from ..train.data import load_data
             from .quantize import calibration_batches, check_quantize_support
 
             check_quantize_support()
+            images = load_data(str(calibrate)).train.images
             size = getattr(args, "calibration_size", 512)
-            batches = calibration_batches(str(calibrate), model, size=size)
+            batches = calibration_batches(images, model, size=size)
             export_onnx(model, out, calibration=batches, dynamic_size=dynamic_size)
         elif args.format == "onnx":
             export_onnx(model, out, args.input, dynamic_size=dynamic_size)
         else:
             export_pt2(model, out, args.input, dynamic_size=dynamic_size)
-    except MissingDependencyError as error:
+    except (MissingDependencyError, ImportError) as error:
         return _fail(str(error))
     except KeyError as error:
         return _fail(str(error.args[0]) if error.args else "unknown name")

@@ -16,7 +16,6 @@ import contextlib
 import importlib
 import importlib.util
 import logging
-import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -464,38 +463,39 @@ def quantize(
 
 
 def calibration_batches(
-    source: str | os.PathLike[str],
+    images: torch.Tensor,
     model: nn.Module,
     *,
     size: int = 512,
     batch_size: int = 64,
-    split: Literal["train", "test"] = "train",
 ) -> list[torch.Tensor]:
-    """``size`` images of a data set (``"digits"`` or a directory that
-    :func:`resnetlib.train.load_data` reads) as calibration batches for ``model``: scaled to
-    [0, 1] and normalized by the model's ``pretrained_cfg`` mean and std, resized to its
-    input size when they differ. Needs the ``train`` extra.
+    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 as
+    :func:`resnetlib.train.load_data` gives them, or float in [0, 1]) as calibration
+    batches for ``model``: scaled to [0, 1], resized to its input size when they differ and
+    normalized by its ``pretrained_cfg`` mean and std.
     """
-    from ..train.data import load_data
-
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"calibration size must be a positive int; got {size!r}")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):
+        raise ValueError("calibration images must be a non-empty (N, C, H, W) tensor")
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    channels, height, width = cfg.get("input_size", (3, 0, 0))
-    images = getattr(load_data(source), split).images[:size].to(torch.float32) / 255.0
-    if images.shape[1] != channels:
-        if images.shape[1] == 3 and channels == 1:
-            images = images.mean(dim=1, keepdim=True)
+    channels, height, width = cfg.get("input_size", (images.shape[1], 0, 0))
+    chosen = images[:size].to(torch.float32)
+    if images.dtype == torch.uint8:
+        chosen = chosen / 255.0
+    if chosen.shape[1] != channels:
+        if chosen.shape[1] == 3 and channels == 1:
+            chosen = chosen.mean(dim=1, keepdim=True)
         else:
             raise ValueError(
-                f"calibration images have {images.shape[1]} channels, the model takes "
+                f"calibration images have {chosen.shape[1]} channels, the model takes "
                 f"{channels}; give a data set of {channels}-channel images"
             )
-    if height and (images.shape[-2], images.shape[-1]) != (height, width):
-        images = nn.functional.interpolate(
-            images, size=(height, width), mode="bilinear", align_corners=False
+    if height and (chosen.shape[-2], chosen.shape[-1]) != (height, width):
+        chosen = nn.functional.interpolate(
+            chosen, size=(height, width), mode="bilinear", align_corners=False
         )
     mean = torch.tensor(cfg.get("mean", (0.0,) * channels)).view(1, -1, 1, 1)
     std = torch.tensor(cfg.get("std", (1.0,) * channels)).view(1, -1, 1, 1)
-    images = (images - mean) / std
-    return list(images.split(batch_size))
+    normalized = (chosen - mean) / std
+    return list(torch.split(normalized, batch_size))
