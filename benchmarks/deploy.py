@@ -9,10 +9,13 @@ interleaved round by round (one call of each variant per round, the order rotati
   else :class:`TVResNet` below (torchvision's ResNet code, copied); the reference CIFAR
   ResNet-56 of benchmarks/compare.py for ResNet-56;
 - resnetlib eager, fused (:func:`resnetlib.fuse_bn`), fused + channels_last, and the
-  compiled fast path (``resnetlib.optimize_for_inference(model, compile=True)``).
+  compiled fast path (``resnetlib.optimize_for_inference(model, compile=True)``);
+- resnetlib int8 (:func:`resnetlib.deploy.quantize`, calibrated on 4 random batches: speed
+  does not depend on the calibration), eager and compiled (``compile=True``).
 
 Both sides carry the same weights (resnetlib's state dict loads strictly into the peer)
-and must give the same outputs before anything is timed. The report gives the median,
+and must give the same outputs before anything is timed (the int8 models: within 10% in
+relative L2 norm). The report gives the median,
 min and max milliseconds and each median as a fraction of the peer's eager median.
 
 GPU mode (``--device cuda``; about two minutes on an H200, compilation included):
@@ -20,8 +23,13 @@ inference images/s at batch 256, 224x224, fp32 and bf16 autocast, for the peer, 
 eager and the fused channels_last copy; then ResNet-50 training images/s at batch 256,
 224x224, synthetic data on the GPU, bf16 autocast + channels_last, eager and compiled.
 
+Accuracy mode (``--accuracy``): ResNet-20 trained on the built-in digits (16x16, the
+DIGITS recipe, CPU, a few minutes), then top-1 on the test split of the float model and of
+its int8 copy (calibrated on 256 training images), and how often the two agree.
+
 Run from the repository root: ``PYTHONPATH=src python benchmarks/deploy.py`` (``--quick``
-for a small CPU smoke run). Timings on a loaded machine are noisy.
+for a small CPU smoke run, ``--nets resnet50`` for one net, ``--no-int8`` to skip int8).
+Timings on a loaded machine are noisy.
 """
 
 from __future__ import annotations
@@ -201,6 +209,12 @@ def _check_close(name: str, out: torch.Tensor, expected: torch.Tensor, tol: floa
         raise SystemExit(f"{name}: output differs from eager by {error:.3g} (scale {scale:.3g})")
 
 
+def _check_near(name: str, out: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
+    error = float((out.float() - expected.float()).norm() / expected.float().norm())
+    if error > tol:
+        raise SystemExit(f"{name}: output differs from eager by {error:.3g} (relative L2)")
+
+
 def cpu_rows(name: str, batch: int, size: int, args: argparse.Namespace) -> None:
     factory, peer_label = peer_factory(name)
     torch.manual_seed(0)
@@ -233,6 +247,17 @@ def cpu_rows(name: str, batch: int, size: int, args: argparse.Namespace) -> None
     for label, model in variants.items():
         with torch.no_grad():
             _check_close(f"{name} {label}", model(inputs[label]), expected, 1e-3)
+    if args.int8:
+        calibration = [torch.randn(batch, 3, size, size) for _ in range(4)]
+        int8 = {"resnetlib int8 (quantize)": resnetlib.deploy.quantize(lib, calibration)}
+        if args.compile:
+            compiled = resnetlib.deploy.quantize(lib, calibration, compile=True)
+            int8["resnetlib int8 compiled"] = compiled
+        for label, model in int8.items():
+            with torch.no_grad():
+                _check_near(f"{name} {label}", model(x), expected, 0.1)
+            variants[label] = model
+            inputs[label] = x
     fns = {label: no_grad_call(model, inputs[label]) for label, model in variants.items()}
     times = interleaved(fns, torch.device("cpu"), args.rounds, args.warmup)
     base = statistics.median(times["peer eager"])
@@ -328,6 +353,42 @@ def train_throughput(
     return images_per_s(step, batch, device, steps), first
 
 
+def accuracy_rows() -> None:
+    """Top-1 of ResNet-20 trained on the digits, float and int8, on the test split."""
+    from resnetlib.deploy.quantize import calibration_batches
+    from resnetlib.train import DIGITS, fit, load_data
+
+    data = load_data("digits")
+    torch.manual_seed(0)
+    model = resnetlib.resnet20()
+    start = time.perf_counter()
+    trained = fit(model, data, DIGITS, progress=False, device="cpu").model.eval()
+    # Normalized as fit() trained it: the model's pretrained_cfg mean and std.
+    mean = torch.tensor(trained.pretrained_cfg["mean"]).view(3, 1, 1)
+    std = torch.tensor(trained.pretrained_cfg["std"]).view(3, 1, 1)
+    test = (data.test.images.to(torch.float32) / 255.0 - mean) / std
+    calibration = calibration_batches(data.train.images, trained, size=256)
+    int8 = resnetlib.deploy.quantize(trained, calibration)
+    with torch.no_grad():
+        float_top1 = trained(test).argmax(1)
+        int8_top1 = int8(test).argmax(1)
+    labels = data.test.labels
+    count = len(labels)
+    float_acc = float((float_top1 == labels).float().mean()) * 100
+    int8_acc = float((int8_top1 == labels).float().mean()) * 100
+    agree = float((float_top1 == int8_top1).float().mean()) * 100
+    print(
+        f"\nResNet-20 on the digits (16x16, DIGITS recipe, {time.perf_counter() - start:.0f} s); "
+        f"test split, {count} images; int8 calibrated on 256 training images"
+    )
+    print("| model | top-1 % |")
+    print("|---|---:|")
+    print(f"| float | {float_acc:.2f} |")
+    print(f"| int8 | {int8_acc:.2f} |")
+    print(f"| int8 - float | {int8_acc - float_acc:+.2f} points |")
+    print(f"| top-1 agreement | {agree:.2f} |")
+
+
 @contextlib.contextmanager
 def timer(label: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -348,6 +409,11 @@ def main() -> None:
     parser.add_argument(
         "--throughput", action="store_true", help="GPU mode's measurements on any device"
     )
+    parser.add_argument("--no-int8", dest="int8", action="store_false")
+    parser.add_argument("--nets", default="resnet18,resnet50,resnet56", help="comma-separated")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="int8 vs float top-1 on a net trained on digits"
+    )
     parser.add_argument("--quick", action="store_true", help="small CPU smoke run")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -361,7 +427,11 @@ def main() -> None:
         if device.type == "cuda" or args.throughput:
             gpu_rows(args, device)
             return
-        nets = [("resnet18", 8, 112), ("resnet50", 8, 112), ("resnet56", 32, 32)]
+        if args.accuracy:
+            accuracy_rows()
+            return
+        known = {"resnet18": (8, 112), "resnet50": (8, 112), "resnet56": (32, 32)}
+        nets = [(name, *known[name]) for name in args.nets.split(",")]
         if args.quick:
             nets = [("resnet18", 2, 64), ("resnet56", 4, 32)]
             args.rounds, args.warmup = 3, 1

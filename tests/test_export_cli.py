@@ -98,3 +98,76 @@ def test_import_resnetlib_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_onnx_int8_and_dynamic_size_run_in_onnxruntime(tmp_path: Path) -> None:
+    """``--int8 --calibrate digits`` writes QDQ int8 ONNX (dynamic batch); ``--dynamic-size``
+    a float file whose height and width are dynamic: each runs at two sizes."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("torchao")
+    onnx = pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = rl.resnet20().eval()
+    checkpoint = tmp_path / "model.pt"
+    rl.save(model, checkpoint)
+    base = ["export", "resnet20", "--format", "onnx", "--checkpoint", str(checkpoint)]
+    int8 = tmp_path / "int8.onnx"
+    calibrate = ["--int8", "--calibrate", "digits", "--calibration-size", "64"]
+    assert main([*base, *calibrate, "--out", str(int8)]) == 0
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    for batch in (1, 4):
+        x = torch.randn(batch, 3, 32, 32)
+        (logits,) = session.run(["output"], {"input": x.numpy()})
+        with torch.no_grad():
+            expected = model(x)
+        error = float((torch.from_numpy(logits) - expected).norm() / expected.norm())
+        assert error < 0.1, error
+    dynamic = tmp_path / "dynamic.onnx"
+    assert main([*base, "--dynamic-size", "--out", str(dynamic)]) == 0
+    session = ort.InferenceSession(str(dynamic), providers=["CPUExecutionProvider"])
+    for batch, size in ((1, 32), (3, 48)):
+        x = torch.randn(batch, 3, size, size)
+        (logits,) = session.run(["output"], {"input": x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(logits), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_int8_needs_onnx_and_calibration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "x.onnx")
+    for argv in (
+        ["export", "resnet20", "--format", "onnx", "--int8", "--out", out],
+        ["export", "resnet20", "--format", "pt2", "--int8", "--calibrate", "digits", "--out", out],
+        ["export", "resnet20", "--format", "onnx", "--calibrate", "digits", "--out", out],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "--int8" in err
+
+
+def test_onnx_export_prints_one_line(tmp_path: Path) -> None:
+    """No torchvision-missing lines from the exporter, no FutureWarnings: just the result."""
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "x.onnx"
+    argv = ["export", "resnet20", "--format", "onnx", "--out", str(out)]
+    code = "import sys; from resnetlib.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True
+    )
+    assert done.stderr == ""
+    assert done.stdout == f"wrote {out} (onnx, dynamic batch)\n"
+
+
+def test_int8_on_an_old_torch_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch, "__version__", "2.7.1")
+    argv = ["export", "resnet20", "--format", "onnx", "--int8", "--calibrate", "digits"]
+    assert main([*argv, "--out", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "needs torch >= 2.8" in err

@@ -51,12 +51,17 @@ def test_same_step_as_without(family: str, drop_path_rate: float, device: torch.
 
 
 def _saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward in one step (a features model's maps are summed)."""
+    """Bytes autograd keeps for backward in one step (a features model's maps are summed),
+    other than parameters and buffers, which exist anyway (as benchmarks/grad_checkpointing.py
+    counts).
+    """
+    weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
     storages: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
@@ -105,3 +110,54 @@ def test_features_only_models_checkpoint_too(name: str) -> None:
     with_checkpoints = _saved_bytes(checkpointed, x)
     without = _saved_bytes(plain, x)
     assert with_checkpoints * 2 < without
+
+
+@pytest.mark.parametrize(("segment", "last_stage"), [(1, True), (3, False), (3, True), (100, True)])
+def test_segments_give_the_same_step(segment: int, last_stage: bool, device: torch.device) -> None:
+    """Blocks checkpointed in runs of ``segment`` (runs crossing stages, a short last run,
+    one run for the whole net), the last stage or not: the plain step's outputs, gradients
+    and statistics."""
+    torch.manual_seed(0)
+    plain = rl.resnet20(base_width=4, drop_path_rate=0.3).to(device).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.set_grad_checkpointing(True, segment=segment, last_stage=last_stage)
+    assert checkpointed.grad_checkpointing_segment == segment
+    assert checkpointed.grad_checkpointing_last_stage == last_stage
+    x = torch.randn(4, 3, 16, 16, device=device)
+    torch.testing.assert_close(_step(checkpointed, x, seed=1), _step(plain, x, seed=1))
+    for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert p.grad is not None, key
+        assert q.grad is not None, key
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
+    buffers = dict(checkpointed.named_buffers())
+    for key, value in plain.named_buffers():
+        torch.testing.assert_close(buffers[key], value, msg=key)
+
+
+def test_longer_segments_save_fewer_activations() -> None:
+    torch.manual_seed(0)
+    model = rl.resnet56(base_width=4).train()
+    x = torch.randn(4, 3, 16, 16)
+    plain = _saved_bytes(model, x)
+    saved = {}
+    for segment in (1, 3, 9):
+        model.set_grad_checkpointing(True, segment=segment, last_stage=True)
+        saved[segment] = _saved_bytes(model, x)
+    assert plain > saved[1] > saved[3] > saved[9]
+    assert saved[3] * 2 < saved[1]
+    # By default the last stage (the smallest maps) keeps its activations: more saved
+    # bytes than checkpointing it too, still far fewer than none.
+    model.set_grad_checkpointing(True, segment=3, last_stage=False)
+    assert saved[3] < _saved_bytes(model, x) < plain / 3
+    model.set_grad_checkpointing(False)  # the settings are kept for the next time
+    assert model.grad_checkpointing_segment == 3
+    assert not model.grad_checkpointing_last_stage
+    assert _saved_bytes(model, x) == plain
+
+
+@pytest.mark.parametrize("segment", [0, -1, 2.0, True])
+def test_bad_segment(segment: object) -> None:
+    model = rl.resnet20(base_width=4)
+    with pytest.raises(ValueError, match="segment must be a positive int"):
+        model.set_grad_checkpointing(True, segment=segment)  # type: ignore[arg-type]
+    assert not model.grad_checkpointing

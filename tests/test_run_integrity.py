@@ -112,7 +112,7 @@ def test_a_failed_export_leaves_the_previous_file(
     assert code == 0, err
     good = target.read_bytes()
 
-    def fail_halfway(model: object, path: object, size: object) -> None:
+    def fail_halfway(model: object, path: object, size: object, **options: object) -> None:
         Path(str(path)).write_bytes(b"half a program")
         raise OSError(28, "No space left on device")
 

@@ -107,12 +107,13 @@ from .nn.stems import STEMS, CifarStem, DeepStem, ImageNetStem, Stem, register_s
 from .registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
-    from . import testing
+    from . import deploy, testing
     from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
 
 # Names loaded on first use: name -> (module, attribute; "" for the module itself).
 _LAZY = {
     "testing": (".testing", ""),
+    "deploy": (".deploy", ""),
     "FuseReport": (".deploy", "FuseReport"),
     "fuse_bn": (".deploy", "fuse_bn"),
     "is_fused": (".deploy", "is_fused"),
@@ -202,6 +203,7 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "create_model",
+    "deploy",
     "drop_path_rates",
     "feature_take_indices",
     "features",

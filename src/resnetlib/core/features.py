@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .grad_checkpoint import checkpoint_modules
+from .grad_checkpoint import check_segment, checkpoint_modules, checkpoint_segments
 from .model import FeatureInfo, FeatureInfoList, ResNet, _StagedNet, feature_take_indices
 
 __all__ = ["ResNetFeatures", "features"]
@@ -61,6 +61,8 @@ class ResNetFeatures(_StagedNet):
         self.norm_eval = model.norm_eval
         self.frozen_stages = min(model.frozen_stages, len(self.stage_names))
         self.grad_checkpointing: bool = model.grad_checkpointing
+        self.grad_checkpointing_segment: int = model.grad_checkpointing_segment
+        self.grad_checkpointing_last_stage: bool = model.grad_checkpointing_last_stage
         self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -71,18 +73,26 @@ class ResNetFeatures(_StagedNet):
         return self._run(x, self._names, self._points, self._take)[1]
 
     def _checkpointed_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """:meth:`forward`, checkpointing every block, and the stem's modules as runs that
-        end where a feature map is taken (an in-place activation stays inside its run).
+        """:meth:`forward`, checkpointing each stage's blocks in segments of
+        ``grad_checkpointing_segment`` (the last stage only with
+        ``grad_checkpointing_last_stage``), and the stem's modules as runs that end where a
+        feature map is taken (an in-place activation stays inside its run).
         """
         maps: list[torch.Tensor] = []
         pending: list[nn.Module] = []
+        stages = list(self.stage_names)
+        if not self.grad_checkpointing_last_stage and len(stages) > 1:
+            stages.pop()
         for name in self._names:
             module = self.get_submodule(name)
             if name in self.stage_names:
                 if pending:
                     x, pending = checkpoint_modules(pending, x), []
-                for block in module.children():
-                    x = checkpoint_modules([block], x)
+                if name in stages:
+                    blocks = list(module.children())
+                    x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
+                else:
+                    x = module(x)
             else:
                 pending.append(module)
             if name in self._points and self._points[name] in self._take:
@@ -91,10 +101,21 @@ class ResNetFeatures(_StagedNet):
                 maps.append(x)
         return maps
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """As :meth:`resnetlib.ResNet.set_grad_checkpointing`: recompute each block's (and
-        each stem module's) activations in backward; same gradients and norm statistics.
+    def set_grad_checkpointing(
+        self,
+        enable: bool = True,
+        *,
+        segment: int | None = None,
+        last_stage: bool | None = None,
+    ) -> None:
+        """As :meth:`resnetlib.ResNet.set_grad_checkpointing`: recompute the blocks' (in runs
+        of ``segment``; the last stage's only with ``last_stage=True``) and the stem modules'
+        activations in backward; same gradients and norm statistics.
         """
+        if segment is not None:
+            self.grad_checkpointing_segment = check_segment(segment)
+        if last_stage is not None:
+            self.grad_checkpointing_last_stage = bool(last_stage)
         self.grad_checkpointing = bool(enable)
 
 

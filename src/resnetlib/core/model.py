@@ -16,7 +16,7 @@ from typing_extensions import Self, TypedDict
 from ..nn.blocks import ResidualBlock
 from ..nn.stems import Stem
 from .data_config import data_config
-from .grad_checkpoint import checkpoint_modules
+from .grad_checkpoint import DEFAULT_SEGMENT, check_segment, checkpoint_modules, checkpoint_segments
 from .spec import ResNetSpec
 
 __all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices"]
@@ -292,6 +292,8 @@ class ResNet(_StagedNet):
         self.fc = _classifier(self.num_features, num_classes, None)
         self.spec = spec
         self.grad_checkpointing = False
+        self.grad_checkpointing_segment: int = DEFAULT_SEGMENT
+        self.grad_checkpointing_last_stage: bool = False
         self.default_input_size: tuple[int, int, int] = (
             stem.in_channels,
             stem.default_image_size,
@@ -358,22 +360,43 @@ class ResNet(_StagedNet):
         return x
 
     def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward_features`, checkpointing the stem as one unit and every block."""
+        """:meth:`forward_features`, checkpointing the stem as one unit and the blocks (the
+        stages in a row, the last one only with ``grad_checkpointing_last_stage``) in
+        segments of ``grad_checkpointing_segment``.
+        """
         x = checkpoint_modules([self.get_submodule(name) for name in self.stem_names], x)
-        for name in self.stage_names:
-            for block in self.get_submodule(name).children():
-                x = checkpoint_modules([block], x)
+        stages = list(self.stage_names)
+        kept = [] if self.grad_checkpointing_last_stage or len(stages) < 2 else [stages.pop()]
+        blocks = [b for name in stages for b in self.get_submodule(name).children()]
+        x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
+        for name in kept:
+            x = self._modules[name](x)  # type: ignore[misc]
         for name in self.final_names:
             x = self._modules[name](x)  # type: ignore[misc]
         return x
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute the stem's and each block's activations in backward instead of keeping
-        them (timm's name): far less memory for about one more forward pass per step. Gradients,
-        batch-norm statistics (updated once) and stochastic-depth masks are those of the
-        plain step. Applies to :meth:`forward_features` and :meth:`forward` while grad is
-        enabled.
+    def set_grad_checkpointing(
+        self,
+        enable: bool = True,
+        *,
+        segment: int | None = None,
+        last_stage: bool | None = None,
+    ) -> None:
+        """Recompute the stem's and the blocks' activations in backward instead of keeping
+        them (timm's name): far less memory for a fraction of one more forward pass per step.
+
+        Blocks are checkpointed in runs of ``segment`` (default
+        ``resnetlib.core.grad_checkpoint.DEFAULT_SEGMENT``, 4; 1 checkpoints each block
+        alone). The last stage keeps its activations unless ``last_stage=True``: its maps
+        are the smallest and backward needs them first, so recomputing it costs time and
+        saves little. Both settings are kept for the next call. Gradients, batch-norm
+        statistics (updated once) and stochastic-depth masks are those of the plain step.
+        Applies to :meth:`forward_features` and :meth:`forward` while grad is enabled.
         """
+        if segment is not None:
+            self.grad_checkpointing_segment = check_segment(segment)
+        if last_stage is not None:
+            self.grad_checkpointing_last_stage = bool(last_stage)
         self.grad_checkpointing = bool(enable)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -51,6 +51,29 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="C,H,W",
         help="example input size (default: the model's data config)",
     )
+    export.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="keep height and width dynamic too (float exports), not only the batch",
+    )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help='int8 ONNX (QDQ), calibrated on --calibrate; needs "resnetlib[quantize]"',
+    )
+    export.add_argument(
+        "--calibrate",
+        metavar="DIR",
+        default=None,
+        help='calibration images for --int8: "digits" or a data directory resnetlib can load',
+    )
+    export.add_argument(
+        "--calibration-size",
+        type=int_in(1, 1_000_000),
+        default=512,
+        metavar="N",
+        help="calibration images to use (default 512)",
+    )
     export.add_argument("--out", required=True, metavar="PATH", help="file to write")
     export.set_defaults(run=guarded(run))
 
@@ -83,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: is a directory; give a file path")
     if not os.access(out.parent, os.W_OK):
         raise UsageError(f"--out {out}: directory {out.parent} is not writable")
+    if args.int8 and (args.format != "onnx" or args.calibrate is None):
+        raise UsageError("--int8 needs --format onnx and --calibrate DIR (or --calibrate digits)")
+    if args.calibrate is not None and not args.int8:
+        raise UsageError("--calibrate is used only with --int8; add --int8 or drop it")
+    if args.int8 and args.normalize:
+        raise UsageError("--normalize is for float exports; an int8 graph takes normalized input")
     if args.format == "onnx":
         require(ONNX_PACKAGES, "ONNX export")
     defaults = {} if args.input is None else {"in_channels": args.input[0]}
@@ -95,21 +124,39 @@ def run(args: argparse.Namespace) -> int:
     if args.fuse:
         model = fuse_bn(model)
     exported = Normalized(model).eval() if args.normalize else model
-    export = export_onnx if args.format == "onnx" else export_pt2
     size = args.input or tuple(model.pretrained_cfg["input_size"])
+    calibration = None
+    if args.int8:
+        from ..train.data import load_data
+        from .quantize import calibration_batches, check_quantize_support
+
+        check_quantize_support()
+        images = load_data(str(args.calibrate)).train.images
+        calibration = calibration_batches(images, model, size=args.calibration_size)
     partial = out.parent / f".{out.name}.{secrets.token_hex(4)}.partial{out.suffix}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporters' FutureWarnings are not the user's
-            export(exported, partial, size)
+            if args.format == "onnx":
+                export_onnx(
+                    exported,
+                    partial,
+                    size,
+                    dynamic_size=args.dynamic_size,
+                    calibration=calibration,
+                )
+            else:
+                export_pt2(exported, partial, size, dynamic_size=args.dynamic_size)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
         for extra in partial.parent.glob(partial.name + "*"):  # ONNX external data
             extra.unlink(missing_ok=True)
-    notes = ", batch norms folded" if args.fuse else ""
+    kind = "onnx int8 QDQ" if args.int8 else args.format
+    notes = "dynamic batch, height and width" if args.dynamic_size else "dynamic batch"
+    notes += ", batch norms folded" if args.fuse else ""
     notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
-    print(f"wrote {out} ({args.format}, dynamic batch{notes})")
+    print(f"wrote {out} ({kind}, {notes})")
     return 0
 
 
@@ -134,4 +181,5 @@ def run_predict(args: argparse.Namespace) -> int:
         )
         print(f"{prediction.path}: {ranked}")
     sys.stdout.flush()
+
     return 0

@@ -1,18 +1,22 @@
 """Export with a dynamic batch dimension: ``torch.export`` programs (``.pt2``) and ONNX.
 
 Both trace the model in eval mode (its own mode is restored afterwards) with an example
-batch of two, and keep the batch dimension symbolic, so one file serves every batch size.
-ONNX goes through torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``), which
-needs ``onnx`` and ``onnxscript``: ``pip install "resnetlib[export]"``.
+batch of two, and keep the batch dimension symbolic, so one file serves every batch size;
+``dynamic_size=True`` keeps height and width symbolic too. ONNX goes through torch's
+dynamo exporter (``torch.onnx.export(..., dynamo=True)``), which needs ``onnx`` and
+``onnxscript``: ``pip install "resnetlib[export]"``; with ``calibration`` it writes an int8
+model in ONNX's QDQ form (QuantizeLinear/DequantizeLinear around float operators, which
+runtimes such as onnxruntime fuse into int8 kernels), quantized as
+:func:`resnetlib.deploy.quantize` does.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -69,26 +73,42 @@ def _eval(model: nn.Module) -> Iterator[None]:
             model.train()
 
 
-def _dynamic_batch(x: torch.Tensor) -> tuple[dict[int, object]]:
-    return ({0: torch.export.Dim("batch", min=1)},)
+def _dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
+    """The batch dimension symbolic; with ``dynamic_size``, height and width too (as far as
+    the model allows: torch.export keeps what it can prove general).
+    """
+    dims: dict[int, object] = {0: torch.export.Dim("batch", min=1)}
+    if dynamic_size:
+        dims.update({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO})
+    return (dims,)
 
 
 def export_program(
-    model: nn.Module, input_size: tuple[int, int, int] | None = None
+    model: nn.Module,
+    input_size: tuple[int, int, int] | None = None,
+    *,
+    dynamic_size: bool = False,
 ) -> ExportedProgram:
-    """``torch.export.export`` of ``model`` in eval mode, the batch dimension dynamic."""
+    """``torch.export.export`` of ``model`` in eval mode, the batch dimension (and with
+    ``dynamic_size``, height and width) dynamic.
+    """
     x = example_input(model, input_size)
     with _eval(model):
-        return torch.export.export(model, (x,), dynamic_shapes=_dynamic_batch(x))
+        return torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size))
 
 
 def export_pt2(
-    model: nn.Module, path: PathLike, input_size: tuple[int, int, int] | None = None
+    model: nn.Module,
+    path: PathLike,
+    input_size: tuple[int, int, int] | None = None,
+    *,
+    dynamic_size: bool = False,
 ) -> None:
     """Write :func:`export_program`'s program to ``path`` (load it with
     ``torch.export.load(path).module()``).
     """
-    torch.export.save(export_program(model, input_size), os.fspath(path))
+    program = export_program(model, input_size, dynamic_size=dynamic_size)
+    torch.export.save(program, os.fspath(path))
 
 
 def export_onnx(
@@ -97,19 +117,32 @@ def export_onnx(
     input_size: tuple[int, int, int] | None = None,
     *,
     output_names: Sequence[str] = ("output",),
+    dynamic_size: bool = False,
+    calibration: Iterable[Any] | None = None,
 ) -> None:
     """Write ``model`` in eval mode as ONNX to ``path``: input ``"input"``, outputs
-    ``output_names``, the batch dimension dynamic. Needs the ``export`` extra.
+    ``output_names``, the batch dimension (and with ``dynamic_size``, height and width)
+    dynamic. With ``calibration`` (input batches, as for :func:`resnetlib.deploy.quantize`)
+    the file is int8 in QDQ form, its example input the first calibration batch. Needs the
+    ``export`` extra (and ``quantize`` for int8).
     """
+    from .quantize import _batches, prepare_and_convert, quiet
+
     require(ONNX_PACKAGES, "ONNX export")
-    x = example_input(model, input_size)
-    with _eval(model):
+    exported: nn.Module = model
+    if calibration is not None:
+        batches = _batches(calibration)
+        exported, x = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
+    else:
+        x = example_input(model, input_size)
+    evaluating = _eval(model) if calibration is None else torch.no_grad()
+    with evaluating, quiet():
         program = torch.onnx.export(
-            model,
+            exported,
             (x,),
             input_names=["input"],
             output_names=list(output_names),
-            dynamic_shapes=_dynamic_batch(x),
+            dynamic_shapes=_dynamic_shapes(dynamic_size),
             dynamo=True,
             verbose=False,
         )

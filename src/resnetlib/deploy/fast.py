@@ -1,7 +1,9 @@
-"""The inference fast path in one call: fold batch norms, channels_last, optionally compile."""
+"""The inference fast path in one call: fold batch norms, channels_last, optionally compile;
+or int8."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -27,6 +29,8 @@ def optimize_for_inference(
     channels_last: bool = True,
     compile: bool = False,
     example_input: torch.Tensor | None = None,
+    int8: bool = False,
+    calibration: Iterable[Any] | None = None,
 ) -> nn.Module:
     """An inference-only copy of ``model``: batch norms folded (:func:`fuse_bn`), weights
     and inputs in ``torch.channels_last`` (4-d inputs are converted on the way in), and,
@@ -39,7 +43,23 @@ def optimize_for_inference(
     ``example_input`` (with ``compile=True``) is run once under ``torch.no_grad()`` so
     that compilation happens here rather than on the first real call. ``model`` itself is
     never changed.
+
+    ``int8=True`` returns :func:`resnetlib.deploy.quantize`'s int8 model instead (CPU,
+    calibrated on ``calibration``, an iterable of input batches; ``compile`` as above;
+    ``channels_last`` does not apply).
     """
+    if int8:
+        from .quantize import quantize
+
+        if calibration is None:
+            raise ValueError("int8=True needs calibration: an iterable of typical input batches")
+        quantized = quantize(model, calibration, compile=compile)
+        if compile and example_input is not None:
+            with torch.no_grad():
+                quantized(example_input)
+        return quantized
+    if calibration is not None:
+        raise ValueError("calibration is used only with int8=True; pass int8=True or drop it")
     fast = fuse_bn(model)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -1,0 +1,501 @@
+"""Static int8 post-training quantization for CPUs, by PyTorch's maintained path.
+
+torchao's PT2E flow: the model (batch norms folded first, :func:`~resnetlib.fuse_bn`) is
+captured with ``torch.export`` (strict), annotated by ``X86InductorQuantizer`` (int8
+activations per tensor, int8 weights per output channel), observed on the calibration
+batches, converted, and lowered to oneDNN's int8 kernels (``onednn.qconv*``,
+``onednn.qlinear*``) with inductor's freezing passes. The result is an ``nn.Module`` that
+takes the model's own float input, any batch size and, where the model allows, any height
+and width. Needs torch >= 2.8 and torchao (``pip install "resnetlib[quantize]"``); tested
+with torch 2.13.0 and torchao 0.18.0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, overload
+
+import torch
+from torch import fx, nn
+
+from ..nn.norms import FrozenBatchNorm2d
+from .fuse import fuse_bn
+
+__all__ = [
+    "MIN_TORCH",
+    "Int8Model",
+    "QuantizeReport",
+    "calibration_batches",
+    "check_quantize_support",
+    "quantize",
+]
+
+MIN_TORCH = (2, 8)
+"""The oldest torch :func:`quantize` accepts (torchao's PT2E quantization needs it)."""
+
+_INSTALL = 'pip install "resnetlib[quantize]"'
+_QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration")
+
+# Ops that only move or view data: neither int8 compute nor float compute.
+_LAYOUT_OPS = {
+    "getitem",
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "flatten",
+    "permute",
+    "t",
+    "expand",
+    "squeeze",
+    "unsqueeze",
+    "clone",
+    "contiguous",
+    "alias",
+    "detach",
+    "_to_copy",
+    "sym_size",
+}
+_QDQ_OPS = {
+    "quantize_per_tensor",
+    "dequantize_per_tensor",
+    "quantize_per_channel",
+    "dequantize_per_channel",
+}
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence what torch's exporters and torchao log and warn while they run (torchvision
+    absent, deprecations): none of it concerns the user of a finished export.
+    """
+    levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def check_quantize_support() -> None:
+    """Raise unless :func:`quantize` can run here: torch >= :data:`MIN_TORCH` (``RuntimeError``)
+    and torchao installed (:class:`~resnetlib.deploy.export.MissingDependencyError`).
+    """
+    from .export import MissingDependencyError
+
+    if _torch_version() < MIN_TORCH:
+        raise RuntimeError(
+            f"int8 quantization needs torch >= {'.'.join(map(str, MIN_TORCH))} (torchao's PT2E "
+            f"quantization); this is torch {torch.__version__}: upgrade torch"
+        )
+    if importlib.util.find_spec("torchao") is None:
+        raise MissingDependencyError(f"int8 quantization needs torchao: {_INSTALL}")
+
+
+def _torchao() -> dict[str, Any]:
+    """torchao's PT2E entry points, imported quietly."""
+    with quiet():
+        try:
+            pt2e = importlib.import_module("torchao.quantization.pt2e")
+            flow = importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
+            x86 = importlib.import_module(
+                "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"
+            )
+        except ImportError as error:
+            raise RuntimeError(
+                f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: {_INSTALL}"
+            ) from error
+    return {
+        "prepare": flow.prepare_pt2e,
+        "convert": flow.convert_pt2e,
+        "to_eval": pt2e.move_exported_model_to_eval,
+        "quantizer": x86.X86InductorQuantizer,
+        "config": x86.get_default_x86_inductor_quantization_config,
+    }
+
+
+@dataclass(frozen=True)
+class QuantizeReport:
+    """What :func:`quantize` made int8 and what stayed float.
+
+    ``quantized``: modules (qualified names) whose convolution or linear layer runs on int8
+    kernels. ``float``: (module, float ops) for the computations left in float, such as
+    norms with no convolution to fold into (pre-activation nets), group norms, activations
+    other than ReLU, option A's padding shortcut; their inputs are dequantized and their
+    outputs quantized again.
+    """
+
+    quantized: tuple[str, ...]
+    float: tuple[tuple[str, str], ...]
+
+    def __str__(self) -> str:
+        lines = [f"{len(self.quantized)} convolutions and linear layers run in int8"]
+        if self.float:
+            lines.append(f"{len(self.float)} modules left in float:")
+            lines.extend(f"  {name or '(model)'}: {ops}" for name, ops in self.float)
+        return "\n".join(lines)
+
+
+class Int8Model(nn.Module):
+    """An int8 model made by :func:`quantize`: call it like the float model it came from.
+
+    ``graph`` is the lowered program (or the compiled one; ``freezing``: run it with
+    inductor's freezing on, as its int8 lowering needs); ``report`` says what stayed
+    float. The model's ``spec``, ``pretrained_cfg`` and ``default_input_size`` are
+    carried over when it had them. Inference only: it holds no trainable parameters.
+    """
+
+    def __init__(
+        self, graph: nn.Module, report: QuantizeReport, source: nn.Module, *, freezing: bool = False
+    ) -> None:
+        super().__init__()
+        self.graph = graph
+        self.report = report
+        self.freezing = freezing
+        for name in ("spec", "pretrained_cfg", "default_input_size"):
+            if hasattr(source, name):
+                object.__setattr__(self, name, getattr(source, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.freezing:  # compiled: inductor lowers int8 only with freezing on
+            from torch._inductor import config
+
+            with config.patch(freezing=True), warnings.catch_warnings():
+                # inductor's int8 lowering warns about its own tensor copies on compiling
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
+                frozen: torch.Tensor = self.graph(x)
+            return frozen
+        out: torch.Tensor = self.graph(x)
+        return out
+
+
+def _batches(calibration: Iterable[Any]) -> list[torch.Tensor]:
+    """The calibration input batches as float CPU tensors; ``(images, labels)`` pairs, as
+    data loaders yield them, give their images.
+    """
+    if isinstance(calibration, torch.Tensor):
+        raise ValueError(
+            "calibration must be an iterable of input batches, not one tensor; pass [batch]"
+        )
+    batches = []
+    for item in calibration:
+        batch = item[0] if isinstance(item, (tuple, list)) and item else item
+        if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
+            raise ValueError(
+                "calibration batches must be 4-d (N, C, H, W) tensors or (images, labels) "
+                f"pairs; got {type(batch).__name__}"
+                + (f" of shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else "")
+            )
+        batches.append(batch.detach().to("cpu", torch.float32))
+    if not batches:
+        raise ValueError("calibration is empty; pass at least one batch of typical inputs")
+    return batches
+
+
+def _example(batch: torch.Tensor) -> torch.Tensor:
+    """A batch of at least two (export would specialize a batch of one)."""
+    return batch if batch.shape[0] > 1 else torch.cat([batch, batch])
+
+
+def _dynamic(dynamic_size: bool) -> tuple[dict[int, Any]]:
+    dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
+    if dynamic_size:
+        dims.update({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO})
+    return (dims,)
+
+
+class _ScaleShift(nn.Module):
+    """An eval-mode batch norm as the per-channel ``x * scale + shift`` it computes."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        mean, var = norm.running_mean, norm.running_var
+        if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
+            raise TypeError(f"{type(norm).__name__} has no running statistics")
+        weight = norm.weight if isinstance(norm.weight, torch.Tensor) else torch.ones_like(mean)
+        bias = norm.bias if isinstance(norm.bias, torch.Tensor) else torch.zeros_like(mean)
+        eps: Any = norm.eps
+        scale = weight / torch.sqrt(var + float(eps))
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
+        self.register_buffer("scale", scale.detach().clone().view(-1, 1, 1))
+        self.register_buffer("shift", (bias - mean * scale).detach().clone().view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+def _float_model(model: nn.Module) -> nn.Module:
+    """An eval copy on the CPU in float32, batch norms folded; those that cannot fold (a
+    pre-activation block's input norm) become their scale and shift, which torchao's
+    conversion passes through quickly (a batch norm left in the graph makes it try to fold
+    it into a convolution, pattern by pattern, for seconds each).
+    """
+    folded: nn.Module = fuse_bn(model)
+    with torch.no_grad():
+        for name, module in list(folded.named_modules()):
+            norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
+            if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
+                parent, _, child = name.rpartition(".")
+                setattr(folded.get_submodule(parent), child, _ScaleShift(module))
+    return folded.to("cpu", torch.float32)
+
+
+def prepare_and_convert(
+    model: nn.Module, batches: list[torch.Tensor], *, dynamic_size: bool = False
+) -> tuple[fx.GraphModule, torch.Tensor]:
+    """PT2E up to the converted (quantize/dequantize, "QDQ") graph, and the example input it
+    was captured with. :func:`quantize` lowers it; an ONNX export writes it as is.
+    """
+    check_quantize_support()
+    ao = _torchao()
+    folded = _float_model(model)
+    example = _example(batches[0])
+    reduce_range = not getattr(torch.cpu, "_is_vnni_supported", lambda: True)()
+    with quiet(), torch.no_grad():
+        try:
+            exported = torch.export.export(
+                folded, (example,), dynamic_shapes=_dynamic(dynamic_size), strict=True
+            ).module()
+        except Exception as error:
+            raise ValueError(
+                f"cannot quantize: torch.export cannot capture this model "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            ) from error
+        quantizer = ao["quantizer"]().set_global(ao["config"](reduce_range=reduce_range))
+        prepared = ao["prepare"](exported, quantizer)
+        for batch in batches:
+            prepared(batch)
+        converted = ao["convert"](prepared)
+        norms = [n.meta.get("nn_module_stack") for n in _norm_nodes(converted)]
+        ao["to_eval"](converted)
+        for node, stack in zip(_norm_nodes(converted), norms, strict=False):
+            if stack and not _module_name(node):  # the rewrite to eval dropped it
+                node.meta["nn_module_stack"] = stack
+    return converted, example
+
+
+def _norm_nodes(graph_module: fx.GraphModule) -> list[fx.Node]:
+    return [
+        node
+        for node in graph_module.graph.nodes
+        if node.op == "call_function" and "batch_norm" in _op_name(node)
+    ]
+
+
+def _post_autograd_decompositions() -> dict[Any, Any]:
+    table = torch.export.default_decompositions()
+    is_cia = torch._export.utils._is_cia_op
+    return {op: table[op] for op in list(table) if is_cia(op)}
+
+
+def _lower(converted: fx.GraphModule, example: torch.Tensor, dynamic_size: bool) -> fx.GraphModule:
+    """torchao's ``lower_pt2e_quantized_to_x86``, keeping the batch (and size) dynamic."""
+    from torch._inductor.constant_folding import constant_fold
+    from torch._inductor.fx_passes.freezing_patterns import freezing_passes
+
+    with quiet(), torch.no_grad():
+        lowered: fx.GraphModule = (
+            torch.export.export(
+                converted, (example,), dynamic_shapes=_dynamic(dynamic_size), strict=True
+            )
+            .run_decompositions(_post_autograd_decompositions())
+            .module()
+        )
+        graph = lowered.graph
+        for node in list(graph.nodes):
+            if node.target == torch.ops.aten.t.default:
+                with graph.inserting_before(node):
+                    permuted = graph.call_function(
+                        torch.ops.aten.permute.default, args=(node.args[0], [1, 0])
+                    )
+                node.replace_all_uses_with(permuted)
+                graph.erase_node(node)
+        lowered.recompile()
+        freezing_passes(lowered, (example,))
+        constant_fold(lowered)
+    return lowered
+
+
+def _op_name(node: fx.Node) -> str:
+    target = node.target
+    name = getattr(target, "__name__", str(target))
+    return name.split(".")[0]
+
+
+def _module_name(node: fx.Node, origins: dict[str, fx.Node] | None = None) -> str:
+    """The qualified name of the module ``node`` came from; through ``node``'s provenance
+    (``from_node``) into ``origins`` (name: node) where decompositions dropped it.
+    """
+    stack = node.meta.get("nn_module_stack")
+    name = str(list(stack.values())[-1][0]) if stack else ""
+    if name:
+        return name
+    sources = list(node.meta.get("from_node") or ())
+    while origins and sources:
+        source = sources.pop()
+        origin = origins.get(str(getattr(source, "name", "")))
+        if origin is not None and origin.meta.get("nn_module_stack"):
+            return _module_name(origin)
+        sources.extend(getattr(source, "from_node", None) or ())
+    return ""
+
+
+def _quantized(converted: fx.GraphModule) -> tuple[str, ...]:
+    """Modules whose convolution or linear layer reads int8 weights (per channel)."""
+    names: list[str] = []
+    for node in converted.graph.nodes:
+        if node.op != "call_function" or _op_name(node) not in ("conv2d", "linear"):
+            continue
+        weight = node.args[1] if len(node.args) > 1 else None
+        if isinstance(weight, fx.Node) and _op_name(weight) == "dequantize_per_channel":
+            names.append(_module_name(node))
+    return tuple(names)
+
+
+def _report(
+    converted: fx.GraphModule, lowered: fx.GraphModule, source: nn.Module
+) -> QuantizeReport:
+    leftovers: dict[str, list[str]] = {}
+    origins = {node.name: node for node in converted.graph.nodes}
+    for node in lowered.graph.nodes:
+        if node.op != "call_function" or str(node.target).startswith("onednn."):
+            continue
+        op = _op_name(node)
+        value = node.meta.get("val")
+        if isinstance(value, (tuple, list)) and value:
+            value = value[0]  # norms return (output, statistics...)
+        if (
+            op in _LAYOUT_OPS
+            or op in _QDQ_OPS
+            or not isinstance(value, torch.Tensor)
+            or not value.is_floating_point()
+        ):
+            continue  # int8 data (max pooling, slicing) or shapes
+        ops = leftovers.setdefault(_module_name(node, origins), [])
+        if op not in ops:
+            ops.append(op)
+    return QuantizeReport(
+        quantized=_quantized(converted),
+        float=tuple((name, _describe(source, name, ops)) for name, ops in leftovers.items()),
+    )
+
+
+def _describe(source: nn.Module, name: str, ops: list[str]) -> str:
+    """``"BatchNorm2d (mul, add)"``: the module's type in ``source`` and the float ops."""
+    try:
+        module = source.get_submodule(name) if name else None
+    except AttributeError:
+        module = None
+    listed = ", ".join(ops)
+    return f"{type(module).__name__} ({listed})" if module is not None else listed
+
+
+@overload
+def quantize(
+    model: nn.Module,
+    calibration: Iterable[Any],
+    *,
+    report: Literal[False] = False,
+    compile: bool = False,
+    dynamic_size: bool = False,
+) -> Int8Model: ...
+
+
+@overload
+def quantize(
+    model: nn.Module,
+    calibration: Iterable[Any],
+    *,
+    report: Literal[True],
+    compile: bool = False,
+    dynamic_size: bool = False,
+) -> tuple[Int8Model, QuantizeReport]: ...
+
+
+def quantize(
+    model: nn.Module,
+    calibration: Iterable[Any],
+    *,
+    report: bool = False,
+    compile: bool = False,
+    dynamic_size: bool = False,
+) -> Int8Model | tuple[Int8Model, QuantizeReport]:
+    """An int8 copy of ``model`` for CPU inference (static post-training quantization).
+
+    ``calibration`` is an iterable of input batches (float ``(N, C, H, W)`` tensors,
+    normalized as the model expects, or ``(images, labels)`` pairs): a few hundred images
+    like the real inputs, on which activation ranges are observed. The copy takes the same
+    float input at any batch size, at the calibration's height and width
+    (``dynamic_size=True``: any the model's export allows). ``compile=True`` compiles it
+    with inductor's freezing instead (faster; compiles here, on the first calibration batch,
+    and again for each new input shape). ``report=True`` also
+    returns the :class:`QuantizeReport`. ``model`` itself is never changed.
+    """
+    batches = _batches(calibration)
+    converted, example = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
+    lowered = _lower(converted, example, dynamic_size)
+    summary = _report(converted, lowered, model)
+    if compile:
+        compiled: nn.Module = torch.compile(converted)  # type: ignore[assignment]
+        int8 = Int8Model(compiled, summary, model, freezing=True)
+        with torch.no_grad():
+            int8(example)  # compile now, not on the first real call
+    else:
+        int8 = Int8Model(lowered, summary, model)
+    return (int8, summary) if report else int8
+
+
+def calibration_batches(
+    images: torch.Tensor,
+    model: nn.Module,
+    *,
+    size: int = 512,
+    batch_size: int = 64,
+) -> list[torch.Tensor]:
+    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 as
+    :func:`resnetlib.train.load_data` gives them, or float in [0, 1]) as calibration
+    batches for ``model``: scaled to [0, 1], resized to its input size when they differ and
+    normalized by its ``pretrained_cfg`` mean and std.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"calibration size must be a positive int; got {size!r}")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):
+        raise ValueError("calibration images must be a non-empty (N, C, H, W) tensor")
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    channels, height, width = cfg.get("input_size", (images.shape[1], 0, 0))
+    chosen = images[:size].to(torch.float32)
+    if images.dtype == torch.uint8:
+        chosen = chosen / 255.0
+    if chosen.shape[1] != channels:
+        if chosen.shape[1] == 3 and channels == 1:
+            chosen = chosen.mean(dim=1, keepdim=True)
+        else:
+            raise ValueError(
+                f"calibration images have {chosen.shape[1]} channels, the model takes "
+                f"{channels}; give a data set of {channels}-channel images"
+            )
+    if height and (chosen.shape[-2], chosen.shape[-1]) != (height, width):
+        chosen = nn.functional.interpolate(
+            chosen, size=(height, width), mode="bilinear", align_corners=False
+        )
+    mean = torch.tensor(cfg.get("mean", (0.0,) * channels)).view(1, -1, 1, 1)
+    std = torch.tensor(cfg.get("std", (1.0,) * channels)).view(1, -1, 1, 1)
+    normalized = (chosen - mean) / std
+    return list(torch.split(normalized, batch_size))
