@@ -428,7 +428,8 @@ class _Trainer:
         torch.manual_seed(seed)
         model.to(device)
         if recipe.channels_last:
-            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         self.loader = DeviceLoader(
             data.train,
             batch_size=recipe.batch_size // world,
