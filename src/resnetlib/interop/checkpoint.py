@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from ..common import PathLike, optional_import
 from ..core.build import build
 from ..core.data_config import config_from_json, config_to_json
 from ..core.features import ResNetFeatures
@@ -64,7 +65,6 @@ FORMAT_VERSION = 2
 configuration); it reads versions 1 and 2."""
 _READABLE_VERSIONS = (1, 2)
 
-PathLike = str | os.PathLike[str]
 
 # torch.load reports truncated, corrupted and foreign bytes through all of these.
 _READ_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, UnicodeError, KeyError)
@@ -179,15 +179,8 @@ def save(
 
 def _safetensors() -> ModuleType:
     """The ``safetensors.torch`` module, or an error naming the extra that installs it."""
-    try:
-        import safetensors.torch
-    except ImportError as error:
-        raise ModuleNotFoundError(
-            "safetensors checkpoints need the safetensors package: "
-            'pip install "resnetlib[safetensors]"',
-            name="safetensors",
-        ) from error
-    return safetensors.torch
+    needs = "safetensors checkpoints need the safetensors package"
+    return optional_import("safetensors.torch", needs, "safetensors")
 
 
 def _save_safetensors(

@@ -11,8 +11,6 @@ naming the URL and the cache path.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,14 +19,13 @@ from urllib.error import URLError
 import torch
 import torch.hub
 
+from ..common import PathLike, optional_import
 from ..core.model import ResNet
 from ..interop.checkpoint import CheckpointError, _read
 from ..interop.convert import load_weights, unwrap_state_dict
 from .weights import PretrainedWeights
 
 __all__ = ["PretrainedError", "load_pretrained", "weights_file"]
-
-PathLike = str | os.PathLike[str]
 
 
 class PretrainedError(RuntimeError):
@@ -87,13 +84,10 @@ def _from_url(
 
 
 def _from_hub(entry: PretrainedWeights, repo: str) -> Path:
-    try:  # optional: the "hub" extra
-        huggingface_hub: Any = importlib.import_module("huggingface_hub")
-    except ImportError:
-        raise ImportError(
-            f"{entry.name} is on the Hugging Face Hub ({entry.hf_hub_id}), which needs "
-            'huggingface_hub: pip install "resnetlib[hub]"'
-        ) from None
+    needs = (
+        f"{entry.name} is on the Hugging Face Hub ({entry.hf_hub_id}), which needs huggingface_hub"
+    )
+    huggingface_hub: Any = optional_import("huggingface_hub", needs, "hub")
     filename = entry.filename or "model.safetensors"
     where = f"https://huggingface.co/{repo}/blob/main/{filename}"
     cached = huggingface_hub.try_to_load_from_cache(repo, filename)

@@ -33,9 +33,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ..common import evaluating
 from ..core.data_config import normalization
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
+from ..validate import is_int
 from .data import DataSplits, ImageDataset
 from .pipeline import DeviceLoader
 from .recipe import Recipe
@@ -158,17 +160,14 @@ def _trained_config(
 # -- evaluation ---------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def _score(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     autocast: AbstractContextManager[Any],
 ) -> EvalResult:
-    was_training = model.training
-    model.eval()
     totals: torch.Tensor | int = 0  # loss sum, top-1 and top-5 wrong, on the model's device
     count = 0
-    try:
+    with evaluating(model):
         for x, y in batches:
             with autocast:
                 logits = model(x)
@@ -178,8 +177,6 @@ def _score(
             wrong5 = (top != y[:, None]).all(1).sum()
             totals = totals + torch.stack([loss.double(), wrong.double(), wrong5.double()])
             count += y.numel()
-    finally:
-        model.train(was_training)
     if count == 0 or not isinstance(totals, torch.Tensor):
         raise ValueError("evaluate() got an empty data set")
     loss_sum, wrong_sum, wrong5_sum = totals.tolist()
@@ -817,7 +814,7 @@ class _SaveClock:
     """When to save inside an epoch: every ``every`` iterations or ``minutes`` minutes."""
 
     def __init__(self, every: int | None, minutes: float | None) -> None:
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int)):
+        if every is not None and not is_int(every):
             raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")
         if every is not None and every < 1:
             raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")
