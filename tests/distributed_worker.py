@@ -18,13 +18,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 import resnetlib as rl
 
+from .helpers import tiny_cifar
+
 STEPS = 2
 LR = 0.1
 
 
 def tiny_model(seed: int) -> rl.ResNet:
-    torch.manual_seed(seed)
-    return rl.cifar_resnet(8, widths=(4, 8, 16), num_classes=3)
+    return tiny_cifar(seed, num_classes=3)
 
 
 def batch(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:

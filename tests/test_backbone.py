@@ -14,9 +14,7 @@ from torch import nn
 
 import resnetlib as rl
 
-
-def tiny_imagenet(**overrides: object) -> rl.ResNet:
-    return rl.resnet(layers=(1, 1, 1, 1), base_width=8, **overrides)  # type: ignore[arg-type]
+from .helpers import assert_every_parameter_has_a_gradient, tiny_imagenet
 
 
 def tiny_model(kind: str) -> rl.ResNet:
@@ -293,7 +291,7 @@ def test_prune_follows_timm() -> None:
         # Everything left is used: it all gets a gradient.
         pruned.train()
         pruned(x).sum().backward()
-        assert all(p.grad is not None for p in pruned.parameters())
+        assert_every_parameter_has_a_gradient(pruned)
     stem_only = copy.deepcopy(model)
     stem_only.prune_intermediate_layers([0])
     assert not hasattr(stem_only, "maxpool")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import torch
 from torch import nn
 
 import resnetlib as rl
+from resnetlib.interop import checkpoint
 from resnetlib.interop.checkpoint import FORMAT_VERSION, _digest
 
 from .reference_weights import deterministic_fill_
@@ -322,3 +323,44 @@ def test_save_refuses_what_load_could_not_rebuild(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="takes a resnetlib ResNet; got Sequential"):
         rl.save(nn.Sequential(rl.resnet20()), tmp_path / "x.pt")  # type: ignore[arg-type]
     assert not os.listdir(tmp_path)
+
+
+def test_the_spec_check_builds_once_per_spec_and_registered_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving every epoch pays for one meta build; a type registered anew is built anew."""
+    built: list[str] = []
+    real_build = checkpoint.build
+
+    def counting_build(spec: rl.ResNetSpec) -> rl.ResNet:
+        built.append(spec.block)
+        return real_build(spec)
+
+    monkeypatch.setattr(checkpoint, "build", counting_build)
+    checkpoint._shapes_of_spec.cache_clear()
+
+    class WiderBlock(rl.BasicBlock):
+        pass
+
+    class OtherBlock(rl.BasicBlock):
+        def __init__(self, **args: Any) -> None:
+            super().__init__(**args)
+            self.extra = nn.Parameter(torch.zeros(1))
+
+    model = rl.resnet20()
+    for _ in range(3):
+        rl.save(model, tmp_path / "a.pt")
+    assert built == ["basic"]
+    rl.register_block("test_recheck", WiderBlock)
+    try:
+        custom = rl.cifar_resnet(20, block="test_recheck")
+        rl.save(custom, tmp_path / "b.pt")
+    finally:
+        rl.BLOCKS.unregister("test_recheck")
+    rl.register_block("test_recheck", OtherBlock)  # the same name, another type
+    try:
+        with pytest.raises(ValueError, match=r"no longer matches its spec.*layer1\.0\.extra"):
+            rl.save(custom, tmp_path / "c.pt")
+    finally:
+        rl.BLOCKS.unregister("test_recheck")
+    assert built == ["basic", "test_recheck", "test_recheck"]

@@ -15,6 +15,8 @@ from torch import nn
 
 import resnetlib as rl
 
+from .helpers import assert_every_parameter_has_a_gradient
+
 IMAGENET_STRIDES = (1, 2, 2, 2)  # paper Table 1: layer2..layer4 halve the resolution
 REPLACED = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
 
@@ -157,7 +159,7 @@ def test_dilated_network_trains(device: torch.device) -> None:
     model = model.to(device)
     out = model(torch.randn(2, 3, 40, 40, device=device))
     out.sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert_every_parameter_has_a_gradient(model)
 
 
 @pytest.mark.skipif(

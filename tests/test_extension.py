@@ -13,6 +13,8 @@ from torch import nn
 
 import resnetlib as rl
 
+from .helpers import assert_every_parameter_has_a_gradient
+
 
 class ScaledBlock(rl.ResidualBlock):
     """A basic block with a learnable branch scale that starts at 0.5 via init_weights."""
@@ -121,7 +123,7 @@ def test_user_types_build_from_a_spec_and_by_name() -> None:
     out = model(x)
     assert out.shape == (2, 3)
     out.sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert_every_parameter_has_a_gradient(model)
     again = rl.build(rl.ResNetSpec.from_json(model.spec.to_json()))
     assert again.spec == model.spec
 

@@ -9,9 +9,11 @@ from torch.nn.modules.batchnorm import _NormBase
 
 import resnetlib as rl
 
+from .helpers import tiny_imagenet
+
 
 def tiny() -> rl.ResNet:
-    return rl.resnet(layers=(1, 1, 1, 1), base_width=8, num_classes=5)
+    return tiny_imagenet(num_classes=5)
 
 
 def norms_of(module: nn.Module) -> list[nn.Module]:

@@ -607,17 +607,18 @@ def test_resolved_lengths_are_bounded() -> None:
 )
 def test_summary_on_meta_matches_a_real_forward(name: str, size: Any) -> None:
     import resnetlib as rl
-    from resnetlib.analysis import _example_input, _inference, _measure, _summary_rows
+    from resnetlib.analysis import _example_input, _measure, _summary_rows
+    from resnetlib.common import evaluating
 
     model = rl.create_model(name)
     table = rl.summary(model, size, title=name)
     x = _example_input(model, size, "test")
-    with _inference(model):  # the pre-meta way: the model itself computes
+    with evaluating(model):  # the pre-meta way: the model itself computes
         assert table.rows == _summary_rows(model, x)
         assert rl.count_flops(model, size) == _measure(model, x)[1]
     assert model.training  # the model's own mode is untouched
     features = rl.features(model, out_indices=(1, 2))
-    with _inference(features):
+    with evaluating(features):
         assert rl.summary(features, size).rows == _summary_rows(features, x)
 
 

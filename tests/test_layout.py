@@ -22,7 +22,7 @@ PACKAGE = SRC / "resnetlib"
 
 # Lowest first. A module's layer is that of the longest prefix naming it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("resnetlib.registry", "resnetlib.validate")),
+    ("base", ("resnetlib.common", "resnetlib.registry", "resnetlib.validate")),
     ("data", ("resnetlib.core.spec", "resnetlib.core.data_config")),
     ("parts", ("resnetlib.nn",)),
     ("core", ("resnetlib.core",)),

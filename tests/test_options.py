@@ -11,6 +11,8 @@ from torch import nn
 
 import resnetlib as rl
 
+from .helpers import assert_every_parameter_has_a_gradient
+
 # torchvision's published parameter counts (its weight metadata).
 TORCHVISION_COUNTS = {
     "wide_resnet50_2": 68_883_240,
@@ -152,8 +154,7 @@ def test_drop_path_is_identity_in_eval_and_keeps_every_parameter_in_training() -
     torch.testing.assert_close(dropped.eval()(x), plain.eval()(x), rtol=0, atol=0)
     dropped.train()
     dropped(x).sum().backward()
-    for name, parameter in dropped.named_parameters():
-        assert parameter.grad is not None, name
+    assert_every_parameter_has_a_gradient(dropped)
 
 
 def test_drop_path_drops_whole_samples_and_rescales_the_rest() -> None:

@@ -10,6 +10,8 @@ from torch import nn
 import resnetlib as rl
 from resnetlib.registry import natural_key
 
+from .helpers import assert_every_parameter_has_a_gradient
+
 # He et al. 2016 (and the authors' resnet-1k-layers code), 10 classes, BN affine counted.
 PUBLISHED = {"preact_resnet164": 1_703_258, "preact_resnet1001": 10_327_706}
 # torchvision's published counts of the post-activation twins (see test_exact_counts.py).
@@ -312,9 +314,7 @@ def test_every_parameter_gets_a_gradient(block: str, shortcut: str, device: torc
     ).to(device)
     x = torch.randn(2, 3, 32, 32, device=device)
     (model(x) * torch.randn(2, 3, device=device)).sum().backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, f"{name} received no gradient"
-        assert torch.isfinite(parameter.grad).all(), f"{name} has a non-finite gradient"
+    assert_every_parameter_has_a_gradient(model)
     # zero-init zeroed one convolution per block; it still learns (its input is not zero).
     zeroed = [m for m in model.modules() if isinstance(m, nn.Conv2d) and not m.weight.any()]
     assert len(zeroed) == len(model.blocks())

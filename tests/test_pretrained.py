@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -350,3 +351,40 @@ def test_hub_offline_and_missing_huggingface_hub(
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ImportError, match=r"resnetlib\[hub\]"):
         rl.create_model("resnet18", pretrained=True)
+
+
+def test_an_unchanged_cached_file_is_hashed_once(
+    monkeypatch: pytest.MonkeyPatch,
+    hub_dir: Path,
+    offline: list[str],
+    akamaster_file: tuple[Any, Path, str],
+) -> None:
+    """A record of size and mtime skips re-hashing; a file written since is hashed again."""
+    from resnetlib.models import pretrained
+
+    _, file, prefix = akamaster_file
+    register(monkeypatch, fake_entry("resnet20", "test", file, prefix))
+    cached = place_in_cache(hub_dir, file)
+    hashed: list[Path] = []
+    real = pretrained._sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(pretrained, "_sha256", counting)
+    for _ in range(3):
+        rl.create_model("resnet20", pretrained="test")
+    assert hashed == [cached]
+    assert len(list((hub_dir / "resnetlib-verified").iterdir())) == 1
+    data = cached.read_bytes()
+    cached.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # same size, written anew
+    stat = cached.stat()
+    os.utime(cached, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # coarse clocks
+    with pytest.raises(PretrainedError, match="checksum mismatch"):
+        rl.create_model("resnet20", pretrained="test")
+    assert hashed == [cached, cached]
+    cached.write_bytes(data)
+    os.utime(cached, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2))
+    rl.create_model("resnet20", pretrained="test")
+    assert len(hashed) == 3

@@ -15,6 +15,7 @@ from torch import nn
 import resnetlib as rl
 
 from .devices import CUDA
+from .helpers import assert_every_parameter_has_a_gradient
 from .strategies import RESIDUAL_SHORTCUTS, Case, cases, specs
 
 # The device fixture is constant across examples, so sharing it is safe.
@@ -51,9 +52,7 @@ def test_every_parameter_gets_a_finite_gradient(case: Case, device: torch.device
     x = example_input(case, device)
     weights = torch.randn(case.batch_size, case.spec.num_classes, device=device)
     (model(x) * weights).sum().backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, f"{name} received no gradient (DDP would fail)"
-        assert torch.isfinite(parameter.grad).all(), f"{name} has a non-finite gradient"
+    assert_every_parameter_has_a_gradient(model)
 
 
 @given(spec=specs())

@@ -27,6 +27,8 @@ from resnetlib.core.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_STAGE
 from resnetlib.interop.checkpoint import FORMAT, FORMAT_VERSION, _digest
 from resnetlib.models.zoo import cifar_spec, imagenet_spec
 
+from .helpers import tiny_cifar
+
 HUGE = 10**9
 
 # --- absurd sizes through every public entry point ------------------------------------------
@@ -425,8 +427,7 @@ FORMATS = ["pt", "safetensors"]
 
 
 def tiny() -> rl.ResNet:
-    torch.manual_seed(0)
-    return rl.cifar_resnet(8, widths=(4, 8, 16)).eval()  # a file of about 30 kB
+    return tiny_cifar(seed=0).eval()  # a file of about 30 kB
 
 
 @pytest.mark.parametrize("suffix", FORMATS)

@@ -14,6 +14,8 @@ from torch import nn
 
 import resnetlib as rl
 
+from .helpers import assert_every_parameter_has_a_gradient
+
 # torchvision's published counts (its weight metadata) for the 7x7-stem, option-B twins.
 TORCHVISION_PARAMS = {
     "resnet18": 11_689_512,
@@ -220,10 +222,7 @@ def test_every_parameter_gets_a_gradient(device: torch.device, block: str) -> No
     ).to(device)
     x = torch.randn(2, 3, 41, 37, device=device)
     F.cross_entropy(model(x), torch.tensor([1, 3], device=device)).backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, name
-        assert torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, name
+    assert_every_parameter_has_a_gradient(model, nonzero=True)
 
 
 def test_resnet_d_spec_round_trips_through_json() -> None:

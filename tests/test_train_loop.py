@@ -31,6 +31,8 @@ from resnetlib.train import (
     read_metrics,
 )
 
+from .helpers import tiny_cifar
+
 TINY = dataclasses.replace(DIGITS, batch_size=100, epochs=3)  # 15 iterations an epoch
 
 
@@ -40,9 +42,7 @@ def digits() -> DataSplits:
 
 
 def tiny_model(seed: int = 0, **overrides: Any) -> rl.ResNet:
-    torch.manual_seed(seed)
-    overrides.setdefault("num_classes", 10)
-    return rl.cifar_resnet(8, widths=(4, 8, 16), **overrides)
+    return tiny_cifar(seed, **overrides)
 
 
 def test_fit_lowers_the_loss_and_records_the_run(digits: DataSplits, tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from torch import nn
 
 import resnetlib as rl
 
+from .helpers import tiny_cifar
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -93,7 +95,7 @@ def test_build_checks_the_channels_a_block_really_outputs() -> None:
 
 
 def test_the_output_check_leaves_the_model_as_built() -> None:
-    model = rl.cifar_resnet(8, widths=(4, 8, 16))
+    model = tiny_cifar()
     assert model.training
     assert all(m.training for m in model.modules())
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -102,7 +104,7 @@ def test_the_output_check_leaves_the_model_as_built() -> None:
 
 
 def test_count_flops_takes_a_shape_with_or_without_batch_a_tensor_or_nothing() -> None:
-    model = rl.cifar_resnet(8, widths=(4, 8, 16))
+    model = tiny_cifar()
     expected = rl.count_flops(model, (3, 32, 32))
     assert model.default_input_size == (3, 32, 32)
     assert rl.count_flops(model) == expected
@@ -121,7 +123,7 @@ def test_count_flops_takes_a_shape_with_or_without_batch_a_tensor_or_nothing() -
 def test_summary_takes_a_backbone_and_refuses_other_modules_with_a_way_out(
     tmp_path: Path,
 ) -> None:
-    model = rl.cifar_resnet(8, widths=(4, 8, 16))
+    model = tiny_cifar()
     backbone = rl.features(model, out_indices=(1, 2))
     report = rl.summary(backbone)
     assert [row.name for row in report.rows] == ["stem", "layer1", "layer2"]

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-import resnetlib as rl
 from resnetlib.train import DIGITS, Augment, DataSplits, ImageDataset, fit
+
+from .helpers import tiny_cifar
 
 ITERATIONS = 6
 
@@ -49,8 +50,7 @@ def worker(rank: int, world_size: int, init_method: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
     try:
         data = _data()
-        torch.manual_seed(rank)
-        model = rl.cifar_resnet(8, widths=(4, 8, 16), num_classes=4)
+        model = tiny_cifar(rank, num_classes=4)
         initial = _flat(model)
         recipe = dataclasses.replace(
             DIGITS, batch_size=100, augment=Augment(pad=1, flip=True), warmup_lr=0.05,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .common import evaluating
 from .core.features import ResNetFeatures
 from .core.model import ResNet
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
@@ -36,18 +36,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         853018
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-@contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd for the duration; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _describe(value: object) -> str:
@@ -171,7 +159,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
     x = _example_input(model, input_size, "count_flops()")
 
     def run(module: nn.Module, example: torch.Tensor) -> int:
-        with _inference(module):
+        with evaluating(module):
             return _measure(module, example)[1]
 
     return _shapes_only(model, x, run)
@@ -287,7 +275,7 @@ def _summary_rows(model: ResNet | ResNetFeatures, x: torch.Tensor) -> tuple[Summ
         rows.append(SummaryRow(name, tuple(x.shape[1:]), params, macs))
 
     stem = nn.Sequential(*(model.get_submodule(n) for n in model.stem_names))
-    with _inference(model):
+    with evaluating(model):
         add("stem", list(stem), model.forward_stem if isinstance(model, ResNet) else stem)
         for name in model.stage_names:
             stage = model.get_submodule(name)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Collection, Mapping
+from typing import get_args, get_origin
 
 import torch
 from torch import nn
+from typing_extensions import Unpack, get_type_hints, is_typeddict
 
+from ..common import evaluating
 from ..nn.activations import ACTIVATIONS, ActLayer
 from ..nn.blocks import BLOCKS, ResidualBlock
 from ..nn.drop_path import drop_path_rates
@@ -153,18 +156,14 @@ def _check_output_width(block: ResidualBlock, where: str, name: str, expected: i
     device = reference.device if reference is not None else None
     dtype = reference.dtype if reference is not None else None
     x = torch.zeros(1, block.in_channels, 4, 4, device=device, dtype=dtype)
-    was_training = block.training
-    block.eval()
     try:
-        with torch.no_grad():
+        with evaluating(block):
             out = block(x)
     except Exception as error:
         raise ValueError(
             f"{where}: block {name!r} ({type(block).__name__}) failed on a "
             f"{tuple(x.shape)} input while build() checked its output: {error}"
         ) from error
-    finally:
-        block.train(was_training)
     if out.ndim != 4 or out.shape[1] != expected:
         raise ValueError(
             f"{where}: block {name!r} ({type(block).__name__}) outputs "
@@ -175,11 +174,33 @@ def _check_output_width(block: ResidualBlock, where: str, name: str, expected: i
 
 
 def keywords_of(cls: type) -> frozenset[str] | None:
-    """The keyword arguments ``cls`` takes; ``None`` when it takes any (``**kwargs``)."""
+    """The keyword arguments ``cls`` takes; ``None`` when it takes any (``**kwargs``).
+
+    ``**kwargs: Unpack[SomeTypedDict]`` takes exactly the TypedDict's keys (the built-in
+    blocks take :class:`~resnetlib.nn.blocks.BlockArgs` so).
+    """
     parameters = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    names = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    for name, parameter in parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            unpacked = _unpacked_keys(cls, name)
+            if unpacked is None:
+                return None
+            names |= unpacked
+    return frozenset(names)
+
+
+def _unpacked_keys(cls: type, name: str) -> frozenset[str] | None:
+    """The keys of ``cls.__init__``'s ``**name: Unpack[TypedDict]``; ``None`` if untyped."""
+    try:
+        hints = get_type_hints(cls.__init__, include_extras=True)  # type: ignore[misc]
+    except Exception:  # an annotation that does not resolve: take any keyword
         return None
-    return frozenset(parameters)
+    hint = hints.get(name)
+    if get_origin(hint) is not Unpack:
+        return None
+    (typed,) = get_args(hint)
+    return frozenset(typed.__annotations__) if is_typeddict(typed) else None
 
 
 def takes_keyword(cls: type, keyword: str) -> bool:

@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..validate import is_real
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
@@ -146,10 +148,7 @@ def normalization(
         if (
             not isinstance(values, (tuple, list))
             or len(values) != channels
-            or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in values
-            )
+            or not all(is_real(v) and math.isfinite(v) for v in values)
         ):
             raise ValueError(
                 f"the model's pretrained_cfg {name} must hold {channels} finite numbers (one "

@@ -15,6 +15,7 @@ from typing_extensions import Self, TypedDict
 
 from ..nn.blocks import ResidualBlock
 from ..nn.stems import Stem
+from ..validate import is_int
 from .data_config import data_config
 from .grad_checkpoint import DEFAULT_SEGMENT, check_segment, checkpoint_modules, checkpoint_segments
 from .spec import ResNetSpec
@@ -100,14 +101,14 @@ def feature_take_indices(
     """
     if indices is None:
         indices = num_features
-    if isinstance(indices, int) and not isinstance(indices, bool):
+    if is_int(indices):
         if not 0 < indices <= num_features:
             raise ValueError(f"indices as an int must be in 1..{num_features}; got {indices}")
         take = list(range(num_features - indices, num_features))
     elif isinstance(indices, Sequence) and not isinstance(indices, (str, bytes)) and indices:
         take = []
         for index in indices:
-            if isinstance(index, bool) or not isinstance(index, int):
+            if not is_int(index):
                 raise ValueError(f"indices must be ints; got {index!r}")
             if not -num_features <= index < num_features:
                 raise ValueError(
@@ -524,7 +525,7 @@ class ResNet(_StagedNet):
         without pooling brings back ``"avg"`` (timm keeps no pooling there, and its linear
         layer then fails on the feature map).
         """
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        if not is_int(num_classes) or num_classes < 0:
             raise ValueError(
                 f"num_classes must be an int >= 0 (0 removes the classifier); got {num_classes!r}"
             )

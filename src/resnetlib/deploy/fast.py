@@ -62,7 +62,8 @@ def optimize_for_inference(
         raise ValueError("calibration is used only with int8=True; pass int8=True or drop it")
     fast = fuse_bn(model)
     if channels_last:
-        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
+        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         fast.register_forward_pre_hook(_to_channels_last)
     if not compile:
         return fast

@@ -177,7 +177,8 @@ class _InferenceOnly(torch.autograd.Function):
 def _guard_backward(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
     if torch.is_grad_enabled() and isinstance(output, torch.Tensor):
         anchor = torch.zeros((), device=output.device, requires_grad=True)
-        return _InferenceOnly.apply(output, anchor)  # type: ignore[no-untyped-call]
+        # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
+        return _InferenceOnly.apply(output, anchor)  # type: ignore[no-untyped-call, unused-ignore]
     return output
 
 

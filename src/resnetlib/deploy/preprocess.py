@@ -9,7 +9,6 @@ resize, centre crop, interpolation) and normalizes them; :func:`predict` ranks t
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..common import PathLike, evaluating
 from ..core.data_config import CIFAR10_CLASSES, normalization
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "read_images",
 ]
 
-PathLike = str | os.PathLike[str]
 
 MAX_DECODED_PIXELS = 64 * 1024 * 1024
 """The largest image (width x height) :func:`read_images` decodes: 64 megapixels."""
@@ -129,7 +128,6 @@ class Prediction:
     classes: tuple[tuple[int, str, float], ...]
 
 
-@torch.no_grad()
 def predict(model: nn.Module, paths: Sequence[PathLike], *, top: int = 5) -> list[Prediction]:
     """Read ``paths`` as the model expects (:func:`read_images`) and rank its classes."""
     config: dict[str, Any] = dict(getattr(model, "pretrained_cfg", {}))
@@ -137,12 +135,8 @@ def predict(model: nn.Module, paths: Sequence[PathLike], *, top: int = 5) -> lis
     parameter = next(model.parameters(), None)
     if parameter is not None:
         x = x.to(parameter.device, parameter.dtype)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         probabilities = model(x).float().softmax(1).cpu()
-    finally:
-        model.train(was_training)
     names = class_names(config, probabilities.shape[1])
     k = min(top, probabilities.shape[1])
     values, indices = probabilities.topk(k, dim=1)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ..common import PathLike
+
 __all__ = ["atomic_write"]
 
 
@@ -41,7 +43,7 @@ def _create_partial(directory: Path, name: str) -> tuple[int, Path]:
             continue
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then replace ``path`` with it.
 
     The data is flushed to disk before the rename and the directory entry after it, as

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import torch
 
+from ..common import PathLike
 from ..core.build import build
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
@@ -17,7 +17,6 @@ from ..interop.convert import detect_source, layout_options, load_weights
 
 __all__ = ["model_from_file"]
 
-PathLike = str | os.PathLike[str]
 
 # Fields a caller may change when loading weights: the head and the stem's input adapt.
 _ADAPTABLE = frozenset({"num_classes", "in_channels"})

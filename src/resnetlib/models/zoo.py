@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal, Protocol, overload
@@ -16,6 +15,7 @@ from typing import Any, Literal, Protocol, overload
 import torch
 from typing_extensions import TypedDict, Unpack
 
+from ..common import PathLike
 from ..core.build import block_options_of, build
 from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
@@ -26,6 +26,7 @@ from ..nn.blocks import BLOCKS
 from ..nn.norms import NORMS
 from ..nn.stems import STEMS
 from ..registry import Registry
+from ..validate import is_int, is_real
 from .from_file import model_from_file
 
 __all__ = [
@@ -109,7 +110,7 @@ def create_model(
     in_chans: int | None = None,
     global_pool: str | None = None,
     drop_rate: float = 0.0,
-    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_path: PathLike | None = None,
     checkpoint_source: str = "auto",
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -129,7 +130,7 @@ def create_model(
     in_chans: int | None = None,
     global_pool: str | None = None,
     drop_rate: float = 0.0,
-    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_path: PathLike | None = None,
     checkpoint_source: str = "auto",
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -148,7 +149,7 @@ def create_model(
     in_chans: int | None = None,
     global_pool: str | None = None,
     drop_rate: float = 0.0,
-    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_path: PathLike | None = None,
     checkpoint_source: str = "auto",
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -262,7 +263,7 @@ def create_model(
         model.to(dtype=dtype)
     if global_pool is not None:
         model.reset_classifier(model.num_classes, global_pool=global_pool)
-    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)):
+    if not is_real(drop_rate):
         raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
     if not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
@@ -299,7 +300,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
     return value
 
@@ -501,12 +502,7 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
     """
     per_block = BLOCKS.get(block).layers
     step = 3 * per_block
-    if (
-        isinstance(depth, bool)
-        or not isinstance(depth, int)
-        or depth < step + 2
-        or (depth - 2) % step
-    ):
+    if not is_int(depth) or depth < step + 2 or (depth - 2) % step:
         examples = ", ".join(str(step * n + 2) for n in (3, 5, 7, 9, 18))
         raise ValueError(
             f"CIFAR ResNet depth must be {step}n+2 ({examples}, ...) for {block!r} blocks; "

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import Required, TypedDict, Unpack
 
 from ..core.spec import MAX_CHANNELS
 from ..registry import Registry, subclass_of
@@ -19,11 +20,31 @@ from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 __all__ = [
     "BLOCKS",
     "BasicBlock",
+    "BlockArgs",
     "Bottleneck",
     "ResidualBlock",
     "grouped_width",
     "register_block",
 ]
+
+
+class BlockArgs(TypedDict, total=False):
+    """The keyword arguments :func:`resnetlib.build` may pass to every block.
+
+    The built-in blocks take them as ``**args: Unpack[BlockArgs]`` (plus their own block
+    options) and hand them to :class:`ResidualBlock`; a block of your own may spell them
+    out instead. ``build`` reads either form from the signature.
+    """
+
+    in_channels: Required[int]
+    width: Required[int]
+    stride: int
+    downsample: nn.Module | None
+    residual: bool
+    norm_layer: NormLayer
+    act_layer: ActLayer
+    drop_path: float
+    dilation: int
 
 
 class ResidualBlock(nn.Module, ABC):
@@ -52,26 +73,25 @@ class ResidualBlock(nn.Module, ABC):
     do; pre-activation blocks (He et al. 2016) do not. A block whose branch is zero
     computes ``act(forward_shortcut(x))`` if this is true, else ``forward_shortcut(x)``."""
 
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        residual: bool = True,
-        drop_path: float = 0.0,
-        dilation: int = 1,
-    ) -> None:
+    def __init__(self, **args: Unpack[BlockArgs]) -> None:
+        """Store the shape arguments; ``norm_layer`` and ``act_layer`` are the subclass's
+        (:meth:`layer_makers`). Defaults: ``stride=1``, ``downsample=None``,
+        ``residual=True``, ``drop_path=0.0``, ``dilation=1``."""
         super().__init__()
-        self.in_channels = in_channels
-        self.width = width
-        self.out_channels = width * self.expansion
-        self.stride = stride
-        self.dilation = dilation
-        self.residual = residual
-        self.downsample = downsample
+        self.in_channels = args["in_channels"]
+        self.width = args["width"]
+        self.out_channels = self.width * self.expansion
+        self.stride = args.get("stride", 1)
+        self.dilation = args.get("dilation", 1)
+        self.residual = args.get("residual", True)
+        self.downsample = args.get("downsample")
+        drop_path = args.get("drop_path", 0.0)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else None
+
+    @staticmethod
+    def layer_makers(args: BlockArgs) -> tuple[NormLayer, ActLayer]:
+        """``args``' ``norm_layer`` and ``act_layer``, defaulting to batch norm and ReLU."""
+        return args.get("norm_layer", nn.BatchNorm2d), args.get("act_layer", relu)
 
     def add_shortcut(
         self, out: torch.Tensor, x: torch.Tensor, inplace: bool = False
@@ -163,29 +183,11 @@ class BasicBlock(ResidualBlock):
     expansion: ClassVar[int] = 1
     layers: ClassVar[int] = 2
 
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        residual: bool = True,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = relu,
-        drop_path: float = 0.0,
-        dilation: int = 1,
-    ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            width=width,
-            stride=stride,
-            downsample=downsample,
-            residual=residual,
-            drop_path=drop_path,
-            dilation=dilation,
-        )
-        self.conv1 = conv3x3(in_channels, width, stride, dilation=dilation)
+    def __init__(self, **args: Unpack[BlockArgs]) -> None:
+        super().__init__(**args)
+        norm_layer, act_layer = self.layer_makers(args)
+        width, dilation = self.width, self.dilation
+        self.conv1 = conv3x3(self.in_channels, width, self.stride, dilation=dilation)
         self.bn1 = norm_layer(width)
         self.relu = act_layer()
         self.conv2 = conv3x3(width, width, dilation=dilation)
@@ -216,30 +218,16 @@ class Bottleneck(ResidualBlock):
     def __init__(
         self,
         *,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        residual: bool = True,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = relu,
-        drop_path: float = 0.0,
-        dilation: int = 1,
         stride_in_1x1: bool = False,
         groups: int = 1,
         width_per_group: int = 64,
+        **args: Unpack[BlockArgs],
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            width=width,
-            stride=stride,
-            downsample=downsample,
-            residual=residual,
-            drop_path=drop_path,
-            dilation=dilation,
-        )
+        super().__init__(**args)
+        norm_layer, act_layer = self.layer_makers(args)
+        in_channels, stride, dilation = self.in_channels, self.stride, self.dilation
         inner = grouped_width(
-            width=width, groups=groups, width_per_group=width_per_group, owner="Bottleneck"
+            width=self.width, groups=groups, width_per_group=width_per_group, owner="Bottleneck"
         )
         self.stride_in_1x1 = stride_in_1x1
         self.groups = groups

@@ -23,9 +23,10 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import Unpack
 
 from .activations import ActLayer, relu
-from .blocks import ResidualBlock, grouped_width, register_block
+from .blocks import BlockArgs, ResidualBlock, grouped_width, register_block
 from .layers import NormLayer, conv1x1, conv3x3
 from .shortcuts import ShortcutStrategy, register_shortcut, shape_changes
 from .stems import Stem, register_stem
@@ -96,31 +97,13 @@ class PreActBasicBlock(_PreActBlock):
     expansion: ClassVar[int] = 1
     layers: ClassVar[int] = 2
 
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        residual: bool = True,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = relu,
-        drop_path: float = 0.0,
-        dilation: int = 1,
-    ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            width=width,
-            stride=stride,
-            downsample=downsample,
-            residual=residual,
-            drop_path=drop_path,
-            dilation=dilation,
-        )
-        self.bn1 = norm_layer(in_channels)
+    def __init__(self, **args: Unpack[BlockArgs]) -> None:
+        super().__init__(**args)
+        norm_layer, act_layer = self.layer_makers(args)
+        width, dilation = self.width, self.dilation
+        self.bn1 = norm_layer(self.in_channels)
         self.relu = act_layer()
-        self.conv1 = conv3x3(in_channels, width, stride, dilation=dilation)
+        self.conv1 = conv3x3(self.in_channels, width, self.stride, dilation=dilation)
         self.bn2 = norm_layer(width)
         self.conv2 = conv3x3(width, width, dilation=dilation)
 
@@ -150,30 +133,19 @@ class PreActBottleneck(_PreActBlock):
     def __init__(
         self,
         *,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        residual: bool = True,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = relu,
-        drop_path: float = 0.0,
-        dilation: int = 1,
         stride_in_1x1: bool = False,
         groups: int = 1,
         width_per_group: int = 64,
+        **args: Unpack[BlockArgs],
     ) -> None:
-        super().__init__(
-            in_channels=in_channels,
-            width=width,
-            stride=stride,
-            downsample=downsample,
-            residual=residual,
-            drop_path=drop_path,
-            dilation=dilation,
-        )
+        super().__init__(**args)
+        norm_layer, act_layer = self.layer_makers(args)
+        in_channels, stride, dilation = self.in_channels, self.stride, self.dilation
         inner = grouped_width(
-            width=width, groups=groups, width_per_group=width_per_group, owner="PreActBottleneck"
+            width=self.width,
+            groups=groups,
+            width_per_group=width_per_group,
+            owner="PreActBottleneck",
         )
         self.stride_in_1x1 = stride_in_1x1
         self.groups = groups

@@ -48,6 +48,9 @@ from typing import IO, Any, Literal
 import torch
 import torch.nn.functional as F
 
+from ..common import PathLike, optional_import
+from ..validate import is_int
+
 __all__ = ["DataError", "DataSplits", "ImageDataset", "load_data"]
 
 LAYOUTS = (
@@ -165,7 +168,7 @@ class DataSplits:
 
 
 def load_data(
-    source: str | os.PathLike[str] = "digits",
+    source: PathLike = "digits",
     *,
     val_size: int = 0,
     seed: int = 0,
@@ -185,11 +188,9 @@ def load_data(
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 0:
+    if not is_int(val_size) or val_size < 0:
         raise ValueError(f"val_size must be an int >= 0, got {val_size!r}")
-    if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
-    ):
+    if image_size is not None and (not is_int(image_size) or image_size < 1):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
     _check_image_size(image_size)
 
@@ -234,7 +235,7 @@ def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Pa
         raise DataError(f"{root}: classes must be a non-empty list of class names or indices")
     indices: list[int] = []
     for item in wanted:
-        if isinstance(item, int) and not isinstance(item, bool):
+        if is_int(item):
             if not 0 <= item < len(classes):
                 raise DataError(f"{root}: class index {item} is not in 0..{len(classes) - 1}")
             index = item
@@ -309,14 +310,7 @@ def _resize(dataset: ImageDataset, size: int) -> ImageDataset:
 
 
 def _require(module: str, package: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f'{package} is needed to load this data: pip install "resnetlib[train]"'
-        ) from error
+    return optional_import(module, f"{package} is needed to load this data", "train")
 
 
 # --------------------------------------------------------------------------------------
@@ -395,9 +389,7 @@ def _check_claim(shape: Any, dtype: Any, raw: Any) -> None:
         or dtype.subdtype is not None
     ):
         raise pickle.UnpicklingError(f"an array of dtype {dtype!r} (only numbers are allowed)")
-    if not isinstance(shape, tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if not isinstance(shape, tuple) or not all(is_int(d) and d >= 0 for d in shape):
         raise pickle.UnpicklingError(f"an array shape must be a tuple of ints >= 0; got {shape!r}")
     if not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
         raise pickle.UnpicklingError(f"array data must be bytes; got {type(raw).__name__}")
@@ -529,7 +521,7 @@ def _cifar_labels(labels: Any, key: str, classes: int, path: Path) -> Any:
             )
         values = labels
     elif isinstance(labels, list):
-        bad = next((v for v in labels if isinstance(v, bool) or not isinstance(v, int)), None)
+        bad = next((v for v in labels if not is_int(v)), None)
         if bad is not None:
             raise DataError(f"{path}: {key!r} must be a list of integers; holds {bad!r}")
         values = labels

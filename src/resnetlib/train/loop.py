@@ -33,9 +33,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ..common import evaluating
 from ..core.data_config import normalization
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
+from ..validate import is_int
 from . import graphed
 from .data import DataSplits, ImageDataset
 from .pipeline import DeviceLoader
@@ -159,17 +161,14 @@ def _trained_config(
 # -- evaluation ---------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def _score(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     autocast: AbstractContextManager[Any],
 ) -> EvalResult:
-    was_training = model.training
-    model.eval()
     totals: torch.Tensor | int = 0  # loss sum, top-1 and top-5 wrong, on the model's device
     count = 0
-    try:
+    with evaluating(model):
         for x, y in batches:
             with autocast:
                 logits = model(x)
@@ -179,8 +178,6 @@ def _score(
             wrong5 = (top != y[:, None]).all(1).sum()
             totals = totals + torch.stack([loss.double(), wrong.double(), wrong5.double()])
             count += y.numel()
-    finally:
-        model.train(was_training)
     if count == 0 or not isinstance(totals, torch.Tensor):
         raise ValueError("evaluate() got an empty data set")
     loss_sum, wrong_sum, wrong5_sum = totals.tolist()
@@ -429,7 +426,8 @@ class _Trainer:
         torch.manual_seed(seed)
         model.to(device)
         if recipe.channels_last:
-            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         self.loader = DeviceLoader(
             data.train,
             batch_size=recipe.batch_size // world,
@@ -822,7 +820,7 @@ class _SaveClock:
     """When to save inside an epoch: every ``every`` iterations or ``minutes`` minutes."""
 
     def __init__(self, every: int | None, minutes: float | None) -> None:
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int)):
+        if every is not None and not is_int(every):
             raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")
         if every is not None and every < 1:
             raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..validate import is_int
 from .data import ImageDataset
 
 __all__ = ["MAX_PAD", "Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
@@ -48,7 +49,7 @@ class Augment:
     flip: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0:
+        if not is_int(self.pad) or self.pad < 0:
             raise ValueError(f"Augment.pad must be an int >= 0, got {self.pad!r}")
         if self.pad > MAX_PAD:
             raise ValueError(
@@ -195,11 +196,11 @@ class DeviceLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        if not is_int(world_size) or world_size < 1:
             raise ValueError(f"world_size must be a positive int, got {world_size!r}")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        if not is_int(rank) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
         if augment is not None and not isinstance(augment, Augment):
             raise ValueError(f"augment must be an Augment or None, got {type(augment).__name__}")

@@ -6,11 +6,11 @@ training error dashed, test error solid, one color per model); :func:`plot_run` 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..common import PathLike, optional_import
 from ..interop.files import atomic_write
 
 __all__ = ["plot_run", "plot_runs"]
@@ -18,7 +18,7 @@ __all__ = ["plot_run", "plot_runs"]
 
 def plot_runs(
     runs: Mapping[str, Sequence[Mapping[str, float]]],
-    path: str | os.PathLike[str],
+    path: PathLike,
     *,
     title: str | None = None,
     x: str = "iteration",
@@ -63,17 +63,12 @@ def plot_runs(
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
-        raise ImportError('plotting needs matplotlib: pip install "resnetlib[train]"') from None
-    return plt
+    needs = "plotting needs matplotlib"
+    optional_import("matplotlib", needs, "train").use("Agg")
+    return optional_import("matplotlib.pyplot", needs, "train")
 
 
-def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+def _save(figure: Any, path: PathLike) -> Path:
     """Save ``figure`` as PNG atomically (a failure leaves the previous image)."""
     target = Path(path)
     atomic_write(target, lambda file: figure.savefig(file, format="png"))
@@ -84,7 +79,7 @@ def plot_run(
     label: str,
     history: Sequence[Mapping[str, float]],
     steps: Sequence[Mapping[str, float]],
-    path: str | os.PathLike[str],
+    path: PathLike,
     *,
     dpi: int = 100,
 ) -> Path:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..validate import is_int, is_real
 from .pipeline import Augment
 
 __all__ = [
@@ -49,7 +50,7 @@ def _fail(name: str, value: object, allowed: str) -> ValueError:
 
 def _number(name: str, value: object, *, low: float, high: float = math.inf) -> float:
     """``value`` as a float in ``[low, high)`` (``high`` exclusive unless infinite)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise _fail(name, value, f"a number in [{low}, {high})")
     if not low <= value < high:
         raise _fail(name, value, f"a number in [{low}, {high})")
@@ -57,7 +58,7 @@ def _number(name: str, value: object, *, low: float, high: float = math.inf) -> 
 
 
 def _int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise _fail(name, value, f"an int >= {minimum}")
     if maximum is not None and value > maximum:
         raise _fail(name, value, f"an int <= {maximum:,} (resnetlib.train.recipe's bound)")
