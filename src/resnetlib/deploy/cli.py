@@ -54,7 +54,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     export.add_argument(
         "--dynamic-size",
         action="store_true",
-        help="keep height and width dynamic too (float exports), not only the batch",
+        help="keep height and width dynamic too, not only the batch",
     )
     export.add_argument(
         "--int8",

@@ -5,9 +5,9 @@ captured with ``torch.export`` (strict), annotated by ``X86InductorQuantizer`` (
 activations per tensor, int8 weights per output channel), observed on the calibration
 batches, converted, and lowered to oneDNN's int8 kernels (``onednn.qconv*``,
 ``onednn.qlinear*``) with inductor's freezing passes. The result is an ``nn.Module`` that
-takes the model's own float input, any batch size and, where the model allows, any height
-and width. Needs torch >= 2.8 and torchao (``pip install "resnetlib[quantize]"``); tested
-with torch 2.13.0 and torchao 0.18.0.
+takes the model's own float input at any batch size (and with ``dynamic_size=True`` any
+height and width the model allows). Needs torch >= 2.8 and torchao
+(``pip install "resnetlib[quantize]"``); tested with torch 2.13.0 and torchao 0.18.0.
 """
 
 from __future__ import annotations
