@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from typing_extensions import Required, TypedDict, Unpack
 
-from ..core.spec import MAX_CHANNELS
+from ..limits import MAX_CHANNELS
 from ..registry import Registry, subclass_of
 from ..validate import is_int
 from .activations import ActLayer, relu
