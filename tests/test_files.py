@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pytest
 
-from resnetlib.interop.files import atomic_write
+from resnetlib.interop.files import atomic_path, atomic_write
 
 
 def test_writes_and_replaces(tmp_path: Path) -> None:
@@ -45,3 +45,32 @@ def test_the_new_file_gets_the_umasks_mode_like_open(tmp_path: Path) -> None:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "x.bin").stat().st_mode) == 0o640
     assert (tmp_path / "x.bin").stat().st_mode == (tmp_path / "y.bin").stat().st_mode
+
+
+def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_failure(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old")
+    seen: list[Path] = []
+
+    def write_half(partial: Path) -> None:
+        seen.append(partial)
+        partial.write_bytes(b"half")
+        (tmp_path / (partial.name + ".data")).write_bytes(b"sidecar")  # ONNX external data
+        raise RuntimeError("full")
+
+    def export() -> None:
+        with atomic_path(target) as partial:
+            write_half(partial)
+
+    with pytest.raises(OSError, match=r"model.onnx: could not be written \(full\)"):
+        export()
+    assert seen[0].parent == tmp_path
+    assert seen[0].name.endswith(".onnx")  # writers that check the suffix accept it
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    with atomic_path(target) as partial:
+        partial.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]

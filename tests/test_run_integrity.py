@@ -112,11 +112,11 @@ def test_a_failed_export_leaves_the_previous_file(
     assert code == 0, err
     good = target.read_bytes()
 
-    def fail_halfway(model: object, path: object, size: object, **options: object) -> None:
+    def fail_halfway(program: object, path: object, *args: object, **options: object) -> None:
         Path(str(path)).write_bytes(b"half a program")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("resnetlib.deploy.export.export_pt2", fail_halfway)
+    monkeypatch.setattr(torch.export, "save", fail_halfway)
     code, _, err = run(argv, capsys)
     assert "No space left on device" in one_line_error(code, err)
     assert target.read_bytes() == good

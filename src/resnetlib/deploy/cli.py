@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import warnings
 from pathlib import Path
@@ -133,25 +132,14 @@ def run(args: argparse.Namespace) -> int:
         check_quantize_support()
         images = load_data(str(args.calibrate)).train.images
         calibration = calibration_batches(images, model, size=args.calibration_size)
-    partial = out.parent / f".{out.name}.{secrets.token_hex(4)}.partial{out.suffix}"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporters' FutureWarnings are not the user's
-            if args.format == "onnx":
-                export_onnx(
-                    exported,
-                    partial,
-                    size,
-                    dynamic_size=args.dynamic_size,
-                    calibration=calibration,
-                )
-            else:
-                export_pt2(exported, partial, size, dynamic_size=args.dynamic_size)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-        for extra in partial.parent.glob(partial.name + "*"):  # ONNX external data
-            extra.unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' FutureWarnings are not the user's
+        if args.format == "onnx":  # both write beside --out and rename: all or nothing
+            export_onnx(
+                exported, out, size, dynamic_size=args.dynamic_size, calibration=calibration
+            )
+        else:
+            export_pt2(exported, out, size, dynamic_size=args.dynamic_size)
     kind = "onnx int8 QDQ" if args.int8 else args.format
     notes = "dynamic batch, height and width" if args.dynamic_size else "dynamic batch"
     notes += ", batch norms folded" if args.fuse else ""

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..interop.files import atomic_path
+
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
@@ -105,10 +107,11 @@ def export_pt2(
     dynamic_size: bool = False,
 ) -> None:
     """Write :func:`export_program`'s program to ``path`` (load it with
-    ``torch.export.load(path).module()``).
+    ``torch.export.load(path).module()``); a failed write leaves the previous file.
     """
     program = export_program(model, input_size, dynamic_size=dynamic_size)
-    torch.export.save(program, os.fspath(path))
+    with atomic_path(path) as partial:
+        torch.export.save(program, os.fspath(partial))
 
 
 def export_onnx(
@@ -124,7 +127,7 @@ def export_onnx(
     ``output_names``, the batch dimension (and with ``dynamic_size``, height and width)
     dynamic. With ``calibration`` (input batches, as for :func:`resnetlib.deploy.quantize`)
     the file is int8 in QDQ form, its example input the first calibration batch. Needs the
-    ``export`` extra (and ``quantize`` for int8).
+    ``export`` extra (and ``quantize`` for int8). A failed write leaves the previous file.
     """
     from .quantize import _batches, prepare_and_convert, quiet
 
@@ -148,4 +151,5 @@ def export_onnx(
         )
     if program is None:  # only the legacy exporter returns None
         raise RuntimeError("torch.onnx.export returned no program")
-    program.save(os.fspath(path))
+    with atomic_path(path) as partial:
+        program.save(os.fspath(partial))

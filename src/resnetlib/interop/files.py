@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ..common import PathLike
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_path", "atomic_write"]
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -72,4 +73,35 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+    _fsync_directory(directory)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that takes a file name (``torch.export
+    .save``, an ONNX program's ``save``); on a clean exit it replaces ``path``, on an error it
+    is removed (with any sidecar files named after it) and ``path`` stays as it was.
+
+    Raises:
+        OSError: the file could not be written or moved into place (the message names it).
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, partial = _create_partial(directory, target.name)
+    os.close(fd)
+    temporary = partial.with_name(partial.name + target.suffix)  # writers may check suffixes
+    partial.unlink()
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except (OSError, RuntimeError) as error:
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        raise OSError(
+            f"{target}: could not be written ({reason}); the previous file, if any, is "
+            "intact. Is the disk full, or the directory not writable?"
+        ) from error
+    finally:
+        for leftover in directory.glob(temporary.name + "*"):
+            leftover.unlink(missing_ok=True)
     _fsync_directory(directory)
