@@ -59,7 +59,7 @@ def build(spec: ResNetSpec) -> ResNet:
     stem_cls = STEMS.get(spec.stem.type)
     norm_layer: NormLayer = NORMS.get(spec.norm)
     act_layer: ActLayer = ACTIVATIONS.get(spec.act)
-    _check_block_options(spec.block, block_cls, spec.block_options)
+    check_block_options(spec.block, block_cls, spec.block_options)
     if spec.zero_init_residual and not strategy.adds_shortcut:
         raise ValueError(
             f"zero_init_residual=True needs a shortcut; with shortcut={spec.shortcut!r} "
@@ -215,7 +215,7 @@ def block_options_of(block_cls: type) -> list[str] | None:
     return None if keywords is None else sorted(keywords - _BUILD_ARGUMENTS)
 
 
-def _check_block_options(
+def check_block_options(
     name: str, block_cls: type[ResidualBlock], options: Mapping[str, JSONScalar]
 ) -> None:
     accepted = block_options_of(block_cls)

@@ -129,12 +129,12 @@ def export_onnx(
     the file is int8 in QDQ form, its example input the first calibration batch. Needs the
     ``export`` extra (and ``quantize`` for int8). A failed write leaves the previous file.
     """
-    from .quantize import _batches, prepare_and_convert, quiet
+    from .quantize import as_batches, prepare_and_convert, quiet
 
     require(ONNX_PACKAGES, "ONNX export")
     exported: nn.Module = model
     if calibration is not None:
-        batches = _batches(calibration)
+        batches = as_batches(calibration)
         exported, x = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
     else:
         x = example_input(model, input_size)

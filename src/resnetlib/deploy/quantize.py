@@ -185,7 +185,7 @@ class Int8Model(nn.Module):
         return out
 
 
-def _batches(calibration: Iterable[Any]) -> list[torch.Tensor]:
+def as_batches(calibration: Iterable[Any]) -> list[torch.Tensor]:
     """The calibration input batches as float CPU tensors; ``(images, labels)`` pairs, as
     data loaders yield them, give their images.
     """
@@ -448,7 +448,7 @@ def quantize(
     and again for each new input shape). ``report=True`` also
     returns the :class:`QuantizeReport`. ``model`` itself is never changed.
     """
-    batches = _batches(calibration)
+    batches = as_batches(calibration)
     converted, example = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
     summary = _report(converted, lowered, model)

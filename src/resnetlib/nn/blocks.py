@@ -252,7 +252,7 @@ class Bottleneck(ResidualBlock):
         zero_norm_weight(self.bn3)
 
 
-def _validate_block(name: str, item: type[ResidualBlock]) -> None:
+def validate_block(name: str, item: type[ResidualBlock]) -> None:
     subclass_of(ResidualBlock, "block")(name, item)
     if inspect.isabstract(item):
         missing = sorted(getattr(item, "__abstractmethods__", ()))
@@ -264,7 +264,7 @@ def _validate_block(name: str, item: type[ResidualBlock]) -> None:
         )
 
 
-BLOCKS: Registry[type[ResidualBlock]] = Registry("block", _validate_block)
+BLOCKS: Registry[type[ResidualBlock]] = Registry("block", validate_block)
 """Residual block types by name (``ResNetSpec.block``): ``"basic"``, ``"bottleneck"``, ..."""
 register_block = BLOCKS.register
 """Register a :class:`ResidualBlock` subclass: ``@register_block("se_basic")``."""

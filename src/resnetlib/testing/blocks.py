@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.build import ALWAYS_PASSED, _check_block_options, takes_keyword
+from ..core.build import ALWAYS_PASSED, check_block_options, takes_keyword
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from ..nn.blocks import BLOCKS, ResidualBlock, _validate_block
+from ..nn.blocks import BLOCKS, ResidualBlock, validate_block
 from ..nn.drop_path import DropPath
 from ..nn.layers import NormLayer
 from ..nn.norms import NORMS
@@ -159,7 +159,7 @@ class _ZeroShortcut(nn.Module):
 
 def _block_interface(subject: _BlockSubject) -> str:
     cls = subject.cls
-    _validate_block(cls.__name__, cls)
+    validate_block(cls.__name__, cls)
     layers = cls.layers
     if not is_int(layers) or layers < 1:
         raise _ViolationError(
@@ -171,7 +171,7 @@ def _block_interface(subject: _BlockSubject) -> str:
             f"the constructor does not take {missing}; build() passes "
             f"{', '.join(ALWAYS_PASSED)} as keywords"
         )
-    _check_block_options(cls.__name__, cls, subject.options)
+    check_block_options(cls.__name__, cls, subject.options)
     return f"a concrete ResidualBlock, expansion {cls.expansion}, layers {layers}"
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..core.build import _check_block_options, build
+from ..core.build import build, check_block_options
 from ..core.spec import JSONScalar
 from ..nn.blocks import BLOCKS, ResidualBlock
 from ..validate import is_int
@@ -127,7 +127,7 @@ def fuzz_block(
         raise ValueError(f"max_examples must be an int >= 1; got {max_examples!r}")
     options = None if block_options is None else dict(block_options)
     if options is not None:
-        _check_block_options(cls.__name__, cls, options)
+        check_block_options(cls.__name__, cls, options)
     torch_device = torch.device(device)
     run_settings = settings(
         parent=settings.get_profile("default"),
