@@ -95,7 +95,7 @@ class Recipe:
     only (``autocast`` is ignored on a CPU).
 
     ``cuda_graphs`` replays the whole training step as one CUDA graph
-    (:mod:`resnetlib.train.graphed`): ``True`` asks for it (a run where it cannot apply
+    (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply
     trains eagerly and logs why), ``False`` never, ``None`` (default) decides by device:
     eager everywhere until the graphed step is measured equal on a GPU. It changes speed,
     not what is computed, so it is left out of :meth:`to_dict` when ``None``.
