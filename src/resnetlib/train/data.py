@@ -40,7 +40,8 @@ import math
 import os
 import pickle
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -623,22 +624,25 @@ def _fingerprint(
     return digest.hexdigest()
 
 
-def _stat(file: Path) -> os.stat_result:
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """An ``OSError`` inside becomes a :class:`DataError` naming ``path``."""
     try:
-        return file.stat()
-    except PermissionError:
-        raise DataError(f"{file}: permission denied; make it readable") from None
-    except OSError as error:
-        raise DataError(f"{file}: cannot read ({error.strerror or error})") from None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
+        yield
     except PermissionError:
         raise DataError(f"{path}: permission denied; make it readable") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _stat(file: Path) -> os.stat_result:
+    with _reading(file):
+        return file.stat()
+
+
+def _read_bytes(path: Path) -> bytes:
+    with _reading(path):
+        return path.read_bytes()
 
 
 def _read_text(path: Path) -> str:
