@@ -60,20 +60,29 @@ def cifar(tmp_path: Path) -> Path:
     return root
 
 
-def test_pretrained_weights_score_the_same_through_the_api_a_saved_file_and_the_cli(
+@pytest.fixture
+def published(
     monkeypatch: pytest.MonkeyPatch,
     hub_dir: Path,  # noqa: F811
     offline: list[str],  # noqa: F811
     akamaster_file: tuple[Any, Path, str],  # noqa: F811
+) -> str:
+    """akamaster-layout ResNet-20 weights registered as tag ``test`` and already in
+    torch.hub's cache (no network)."""
+    _, file, prefix = akamaster_file
+    register(monkeypatch, fake_entry("resnet20", "test", file, prefix))
+    place_in_cache(hub_dir, file)
+    return "test"
+
+
+def test_pretrained_weights_score_the_same_through_the_api_a_saved_file_and_the_cli(
+    published: str,
     cifar: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """akamaster's weights expect ImageNet statistics, not the CIFAR defaults: the API,
     save/load and ``resnetlib evaluate`` all feed them so, and the number depends on it."""
-    _, file, prefix = akamaster_file
-    register(monkeypatch, fake_entry("resnet20", "test", file, prefix))
-    place_in_cache(hub_dir, file)
     model = rl.create_model("resnet20", pretrained="test")
     assert model.pretrained_cfg["mean"] == IMAGENET_MEAN
     data = load_data(cifar)
@@ -163,17 +172,11 @@ def test_ctrl_c_then_resume_from_the_directory_alone(
 
 
 def test_fine_tuning_pretrained_weights_from_the_command_line(
-    monkeypatch: pytest.MonkeyPatch,
-    hub_dir: Path,  # noqa: F811
-    offline: list[str],  # noqa: F811
-    akamaster_file: tuple[Any, Path, str],  # noqa: F811
+    published: str,
     cifar: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _, file, prefix = akamaster_file
-    register(monkeypatch, fake_entry("resnet20", "test", file, prefix))
-    place_in_cache(hub_dir, file)
     start = rl.create_model("resnet20", pretrained="test")
     out = tmp_path / "tuned"
     argv = ["train", "resnet20", "--pretrained", "test", "--data", str(cifar)]

@@ -28,6 +28,7 @@ __all__ = [
     "IMAGENET_STD",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
+    "config_from_dict",
     "config_from_json",
     "config_to_json",
     "data_config",
@@ -128,9 +129,15 @@ def _jsonable(value: object) -> bool:
 
 def config_from_json(text: str) -> dict[str, Any]:
     """The inverse of :func:`config_to_json`: the tuple-valued keys come back as tuples."""
-    config = json.loads(text)
-    if not isinstance(config, dict):
-        raise ValueError(f"a data configuration must be a JSON object; got {type(config).__name__}")
+    return config_from_dict(json.loads(text))
+
+
+def config_from_dict(data: object) -> dict[str, Any]:
+    """A configuration read from JSON (``run.json``'s, a checkpoint's), its tuple-valued
+    keys as tuples again."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a data configuration must be a JSON object; got {type(data).__name__}")
+    config = dict(data)
     for key in _TUPLE_KEYS:
         if isinstance(config.get(key), list):
             config[key] = tuple(config[key])

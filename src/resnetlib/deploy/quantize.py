@@ -24,6 +24,7 @@ from typing import Any, Literal, overload
 import torch
 from torch import fx, nn
 
+from ..core.data_config import normalization
 from ..nn.norms import FrozenBatchNorm2d
 from .fuse import fuse_bn
 
@@ -495,7 +496,10 @@ def calibration_batches(
         chosen = nn.functional.interpolate(
             chosen, size=(height, width), mode="bilinear", align_corners=False
         )
-    mean = torch.tensor(cfg.get("mean", (0.0,) * channels)).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.get("std", (1.0,) * channels)).view(1, -1, 1, 1)
+    if "mean" not in cfg and "std" not in cfg:  # a module that states no normalization
+        return list(torch.split(chosen, batch_size))
+    mean_values, std_values = normalization(cfg, channels)
+    mean = torch.tensor(mean_values).view(1, -1, 1, 1)
+    std = torch.tensor(std_values).view(1, -1, 1, 1)
     normalized = (chosen - mean) / std
     return list(torch.split(normalized, batch_size))

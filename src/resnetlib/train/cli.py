@@ -445,7 +445,7 @@ def _report_start(args: argparse.Namespace, model: Any) -> None:
 
 def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, Any], Any]:
     from ..core.build import build
-    from ..core.data_config import config_from_json
+    from ..core.data_config import config_from_dict
     from ..core.spec import ResNetSpec
     from .recipe import Recipe
     from .run_dir import RunDirectory, RunDirectoryError, read_json_object
@@ -487,7 +487,7 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise RunDirectoryError(f"{run.info_path}: missing or damaged entry {error}") from None
     model = build(spec)
-    model.pretrained_cfg = config_from_json(_json(config))
+    model.pretrained_cfg = config_from_dict(config)
     if command.get("freeze") is not None:
         from ..interop.finetune import freeze
 
@@ -499,12 +499,6 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
 
 def _flag(key: str) -> str:
     return key if key.startswith("--") else "--" + key.replace("_", "-")
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -110,10 +110,10 @@ class FitResult:
 # -- what a model expects -----------------------------------------------------------------
 
 
-def check_data_fits(model: ResNet, dataset: ImageDataset) -> None:
+def check_data_fits(model: ResNet, dataset: ImageDataset, *, image_size: bool = True) -> None:
     """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes,
-    channels and image size the model expects (its ``num_classes``, ``in_channels`` and
-    ``pretrained_cfg["input_size"]``)."""
+    channels and (with ``image_size``) image size the model expects (its ``num_classes``,
+    ``in_channels`` and ``pretrained_cfg["input_size"]``)."""
     c, h, w = (int(n) for n in dataset.images.shape[1:])
     classes = len(dataset.classes)
     if model.num_classes != classes:
@@ -128,7 +128,7 @@ def check_data_fits(model: ResNet, dataset: ImageDataset) -> None:
             f"{c} channels; train a model with --in-channels {c}"
         )
     expected = tuple(model.pretrained_cfg.get("input_size", ()))[1:]
-    if expected and expected != (h, w):
+    if image_size and expected and expected != (h, w):
         side = f"{expected[0]}" if expected[0] == expected[1] else f"{expected[0]}x{expected[1]}"
         raise ValueError(
             f"the model expects {expected[0]}x{expected[1]} images (its pretrained_cfg "
@@ -410,7 +410,7 @@ class _Trainer:
             raise ValueError(
                 f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
             )
-        _check_classes_and_channels(model, data.train)
+        check_data_fits(model, data.train, image_size=False)  # training sets the model's
         self.model, self.data, self.process, self.device, self.run_dir = (
             model,
             data,
@@ -836,13 +836,6 @@ class _SaveClock:
         if self.every is not None and iteration % self.every == 0:
             return True
         return self.seconds is not None and time.monotonic() - self.since >= self.seconds
-
-
-def _check_classes_and_channels(model: ResNet, dataset: ImageDataset) -> None:
-    """:func:`check_data_fits` without the image size (training sets the model's)."""
-    c = int(dataset.images.shape[1])
-    if model.num_classes != len(dataset.classes) or model.spec.in_channels != c:
-        check_data_fits(model, dataset)
 
 
 def _plan_difference(path: Path, saved_json: str, plan: Recipe) -> str:
