@@ -23,7 +23,7 @@ def tiny_cifar(seed: int | None = None, **overrides: Unpack[rl.ModelOverrides]) 
 
 def tiny_imagenet(**overrides: Unpack[rl.ModelOverrides]) -> rl.ResNet:
     """The ImageNet layout (7x7 stem, four stages) with one block a stage at widths 8 ... 64."""
-    overrides.setdefault("base_width", 8)
+    overrides.setdefault("base_channels", 8)
     return rl.resnet(layers=(1, 1, 1, 1), **overrides)
 
 

@@ -239,7 +239,7 @@ def test_zero_classes_from_a_factory_and_spec_round_trip() -> None:
     assert isinstance(model.fc, nn.Identity)
     assert model.eval()(torch.randn(1, 3, 8, 8)).shape == (1, 64)
     assert rl.ResNetSpec.from_json(model.spec.to_json()).num_classes == 0
-    with pytest.raises(ValueError, match=r"ResNetSpec.num_classes must be >= 0; got -2"):
+    with pytest.raises(ValueError, match=r"ResNetSpec.num_classes must be an int >= 0; got -2"):
         replace(model.spec, num_classes=-2)
 
 

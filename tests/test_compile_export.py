@@ -58,7 +58,7 @@ def test_export_with_dynamic_batch(name: str, sharing: tuple[str, ...]) -> None:
 
 def _tiny(name: str) -> rl.ResNetSpec:
     """``name``'s spec at base width 4, its first two stages of one block each."""
-    spec = shrink(rl.create_model(name, base_width=4).spec, 1)
+    spec = shrink(rl.create_model(name, base_channels=4).spec, 1)
     return replace(spec, stages=spec.stages[:2])
 
 

@@ -75,8 +75,8 @@ def test_strides_and_dilations_follow_torchvisions_rule(
 def test_feature_maps_are_input_over_output_stride(
     device: torch.device, name: str, output_stride: int
 ) -> None:
-    # base_width 8 keeps the layout (and so the strides) at a fraction of the cost.
-    model = rl.create_model(name, output_stride=output_stride, base_width=8).to(device).eval()
+    # base_channels 8 keeps the layout (and so the strides) at a fraction of the cost.
+    model = rl.create_model(name, output_stride=output_stride, base_channels=8).to(device).eval()
     for height, width in ((64, 96), (128, 64)):
         x = torch.randn(1, 3, height, width, device=device)
         with torch.no_grad():
@@ -155,7 +155,7 @@ def test_cifar_layout_output_stride() -> None:
 
 
 def test_dilated_network_trains(device: torch.device) -> None:
-    model = rl.resnet((1, 1, 1, 1), block="bottleneck", base_width=8, output_stride=8)
+    model = rl.resnet((1, 1, 1, 1), block="bottleneck", base_channels=8, output_stride=8)
     model = model.to(device)
     out = model(torch.randn(2, 3, 40, 40, device=device))
     out.sum().backward()

@@ -11,9 +11,9 @@ import torch
 import resnetlib as rl
 
 MODELS = {
-    "basic": lambda **kw: rl.resnet20(base_width=4, **kw),
-    "bottleneck": lambda **kw: rl.resnet(layers=(2, 2), base_width=4, block="bottleneck", **kw),
-    "preact": lambda **kw: rl.preact_resnet164(base_width=4, **kw),
+    "basic": lambda **kw: rl.resnet20(base_channels=4, **kw),
+    "bottleneck": lambda **kw: rl.resnet(layers=(2, 2), base_channels=4, block="bottleneck", **kw),
+    "preact": lambda **kw: rl.preact_resnet164(base_channels=4, **kw),
 }
 
 
@@ -74,7 +74,7 @@ def _saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 def test_saves_far_fewer_activations() -> None:
     torch.manual_seed(0)
-    model = rl.resnet56(base_width=4).train()
+    model = rl.resnet56(base_channels=4).train()
     x = torch.randn(4, 3, 16, 16)
     plain = _saved_bytes(model, x)
     model.set_grad_checkpointing(True)
@@ -89,7 +89,7 @@ def test_features_only_models_checkpoint_too(name: str) -> None:
     """timm's features_only models take set_grad_checkpointing: the same maps and gradients,
     norm statistics updated once, and fewer saved activations."""
     torch.manual_seed(0)
-    plain = rl.create_model(name, features_only=True, base_width=8).train()
+    plain = rl.create_model(name, features_only=True, base_channels=8).train()
     checkpointed = copy.deepcopy(plain)
     checkpointed.set_grad_checkpointing(True)
     x = torch.randn(2, 3, 32, 32)
@@ -118,7 +118,7 @@ def test_segments_give_the_same_step(segment: int, last_stage: bool, device: tor
     one run for the whole net), the last stage or not: the plain step's outputs, gradients
     and statistics."""
     torch.manual_seed(0)
-    plain = rl.resnet20(base_width=4, drop_path_rate=0.3).to(device).train()
+    plain = rl.resnet20(base_channels=4, drop_path_rate=0.3).to(device).train()
     checkpointed = copy.deepcopy(plain)
     checkpointed.set_grad_checkpointing(True, segment=segment, last_stage=last_stage)
     assert checkpointed.grad_checkpointing_segment == segment
@@ -136,7 +136,7 @@ def test_segments_give_the_same_step(segment: int, last_stage: bool, device: tor
 
 def test_longer_segments_save_fewer_activations() -> None:
     torch.manual_seed(0)
-    model = rl.resnet56(base_width=4).train()
+    model = rl.resnet56(base_channels=4).train()
     x = torch.randn(4, 3, 16, 16)
     plain = _saved_bytes(model, x)
     saved = {}
@@ -157,7 +157,7 @@ def test_longer_segments_save_fewer_activations() -> None:
 
 @pytest.mark.parametrize("segment", [0, -1, 2.0, True])
 def test_bad_segment(segment: object) -> None:
-    model = rl.resnet20(base_width=4)
+    model = rl.resnet20(base_channels=4)
     with pytest.raises(ValueError, match="segment must be a positive int"):
         model.set_grad_checkpointing(True, segment=segment)  # type: ignore[arg-type]
     assert not model.grad_checkpointing

@@ -551,9 +551,9 @@ def test_augment_pad_is_bounded() -> None:
     from resnetlib.train.recipe import Recipe
 
     assert Augment(pad=MAX_PAD).pad == MAX_PAD
-    with pytest.raises(ValueError, match=r"Augment\.pad must be <= 64 .*got 2000"):
+    with pytest.raises(ValueError, match=r"Augment\.pad must be an int <= 64 .*got 2000"):
         Augment(pad=2000)
-    with pytest.raises(ValueError, match=r"Augment\.pad must be <= 64"):
+    with pytest.raises(ValueError, match=r"Augment\.pad must be an int <= 64"):
         Recipe.from_json(json.dumps({"augment": {"pad": 2000, "flip": True}}))
 
 

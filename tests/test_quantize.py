@@ -134,7 +134,7 @@ def test_a_user_block_quantizes() -> None:
 
 def test_the_report_lists_what_stayed_float() -> None:
     torch.manual_seed(0)
-    model = rl.resnet20(base_width=4, norm="groupnorm", act="silu").eval()
+    model = rl.resnet20(base_channels=4, norm="groupnorm", act="silu").eval()
     int8, report = quantize(model, [torch.randn(4, 3, 16, 16)], report=True)
     leftovers = dict(report.float)
     groupnorms = [n for n, m in model.named_modules() if isinstance(m, nn.GroupNorm)]
@@ -151,7 +151,7 @@ def test_the_report_lists_what_stayed_float() -> None:
 
 def test_optimize_for_inference_int8() -> None:
     torch.manual_seed(0)
-    model = rl.resnet20(base_width=4).eval()
+    model = rl.resnet20(base_channels=4).eval()
     calibration = [torch.randn(4, 3, 16, 16)]
     fast = rl.optimize_for_inference(model, int8=True, calibration=calibration)
     assert isinstance(fast, rl.deploy.Int8Model)
@@ -174,13 +174,13 @@ def test_optimize_for_inference_int8() -> None:
 )
 def test_bad_calibration(calibration: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        quantize(rl.resnet20(base_width=4), calibration)
+        quantize(rl.resnet20(base_channels=4), calibration)
 
 
 def test_refuses_an_old_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch, "__version__", "2.7.1+cpu")
     with pytest.raises(RuntimeError, match=r"needs torch >= 2\.8.*this is torch 2\.7\.1"):
-        quantize(rl.resnet20(base_width=4), [torch.randn(2, 3, 16, 16)])
+        quantize(rl.resnet20(base_channels=4), [torch.randn(2, 3, 16, 16)])
 
 
 def test_refuses_without_torchao(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,18 +37,24 @@ HUGE = 10**9
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: rl.StageSpec(num_blocks=HUGE, width=16), "StageSpec.num_blocks must be <= 10000"),
-        (lambda: rl.StageSpec(num_blocks=1, width=HUGE), "StageSpec.width must be <= 65536"),
-        (lambda: rl.StageSpec(1, 16, stride=HUGE), "StageSpec.stride must be <= 1024"),
-        (lambda: rl.StageSpec(1, 16, dilation=HUGE), "StageSpec.dilation must be <= 1024"),
-        (lambda: rl.StemSpec("cifar", HUGE), "StemSpec.out_channels must be <= 65536"),
+        (
+            lambda: rl.StageSpec(num_blocks=HUGE, width=16),
+            "StageSpec.num_blocks must be an int <= 10,000",
+        ),
+        (
+            lambda: rl.StageSpec(num_blocks=1, width=HUGE),
+            "StageSpec.width must be an int <= 65,536",
+        ),
+        (lambda: rl.StageSpec(1, 16, stride=HUGE), "StageSpec.stride must be an int <= 1,024"),
+        (lambda: rl.StageSpec(1, 16, dilation=HUGE), "StageSpec.dilation must be an int <= 1,024"),
+        (lambda: rl.StemSpec("cifar", HUGE), "StemSpec.out_channels must be an int <= 65,536"),
         (
             lambda: rl.ResNetSpec((rl.StageSpec(1, 16),), num_classes=HUGE),
-            "ResNetSpec.num_classes must be <= 10000000",
+            "ResNetSpec.num_classes must be an int <= 10,000,000",
         ),
         (
             lambda: rl.ResNetSpec((rl.StageSpec(1, 16),), in_channels=HUGE),
-            "ResNetSpec.in_channels must be <= 65536",
+            "ResNetSpec.in_channels must be an int <= 65,536",
         ),
         (
             lambda: rl.ResNetSpec((rl.StageSpec(1, 16),) * (MAX_STAGES + 1)),
@@ -75,11 +81,11 @@ def test_spec_refuses_absurd_sizes(make: Callable[[], object], message: str) -> 
     with pytest.raises(ValueError, match="resnetlib's size limit") as info:
         make()
     assert str(info.value).startswith(message)
-    assert "(resnetlib's size limit, see resnetlib.core.spec); got " in str(info.value)
+    assert "(resnetlib's size limit, see resnetlib.limits); got " in str(info.value)
 
 
 def test_limits_are_far_above_real_networks() -> None:
-    assert cifar_spec(1202).depth * 10 < MAX_BLOCKS  # the paper's deepest: 200 blocks a stage
+    assert cifar_spec(1202).num_blocks * 10 < MAX_BLOCKS  # the paper's deepest: 200 blocks a stage
     widest = imagenet_spec((3, 4, 23, 3), "bottleneck").stages[-1].width * 4  # 2048
     assert widest * 16 <= MAX_CHANNELS
     assert MAX_CLASSES > 21_843 * 100  # ImageNet-21k
@@ -104,10 +110,13 @@ def _json_with(**changes: object) -> str:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (_json_with(num_classes=HUGE), r"num_classes must be <= 10000000"),
-        (_json_with(in_channels=HUGE), r"in_channels must be <= 65536"),
-        (_json_with(stages=[{"num_blocks": HUGE, "width": 16}]), r"num_blocks must be <= 10000"),
-        (_json_with(stages=[{"num_blocks": 1, "width": HUGE}]), r"width must be <= 65536"),
+        (_json_with(num_classes=HUGE), r"num_classes must be an int <= 10,000,000"),
+        (_json_with(in_channels=HUGE), r"in_channels must be an int <= 65,536"),
+        (
+            _json_with(stages=[{"num_blocks": HUGE, "width": 16}]),
+            r"num_blocks must be an int <= 10,000",
+        ),
+        (_json_with(stages=[{"num_blocks": 1, "width": HUGE}]), r"width must be an int <= 65,536"),
         (
             _json_with(stages=[{"num_blocks": 1, "width": 16}] * 10**5),
             r"<= 64 stages .*; got 100000",
@@ -123,27 +132,30 @@ def test_from_json_refuses_absurd_sizes(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: rl.cifar_resnet(6 * HUGE + 2), r"StageSpec.num_blocks must be <= 10000"),
-        (lambda: rl.resnet(layers=(HUGE,)), r"StageSpec.num_blocks must be <= 10000"),
-        (lambda: rl.resnet(layers=(1,) * 100), r"StageSpec.width must be <= 65536"),
-        (lambda: rl.resnet18(num_classes=HUGE), r"num_classes must be <= 10000000"),
-        (lambda: rl.resnet18(in_channels=HUGE), r"in_channels must be <= 65536"),
-        (lambda: rl.resnet18(base_width=HUGE), r"width must be <= 65536"),
-        (lambda: rl.resnet18(widths=(HUGE, 1, 1, 1)), r"width must be <= 65536"),
-        (lambda: rl.resnet56(width_multiplier=HUGE), r"StageSpec.width must be <= 65536"),
-        (lambda: rl.resnet50(block_options={"groups": HUGE}), r"groups must be <= 65536"),
+        (lambda: rl.cifar_resnet(6 * HUGE + 2), r"StageSpec.num_blocks must be an int <= 10,000"),
+        (lambda: rl.resnet(layers=(HUGE,)), r"StageSpec.num_blocks must be an int <= 10,000"),
+        (lambda: rl.resnet(layers=(1,) * 100), r"StageSpec.width must be an int <= 65,536"),
+        (lambda: rl.resnet18(num_classes=HUGE), r"num_classes must be an int <= 10,000,000"),
+        (lambda: rl.resnet18(in_channels=HUGE), r"in_channels must be an int <= 65,536"),
+        (lambda: rl.resnet18(base_channels=HUGE), r"width must be an int <= 65,536"),
+        (lambda: rl.resnet18(widths=(HUGE, 1, 1, 1)), r"width must be an int <= 65,536"),
+        (lambda: rl.resnet56(width_multiplier=HUGE), r"StageSpec.width must be an int <= 65,536"),
+        (lambda: rl.resnet50(block_options={"groups": HUGE}), r"groups must be an int <= 65,536"),
         (
             lambda: rl.resnet50(block_options={"width_per_group": 10**400}),
-            r"width_per_group must be <= 65536",
+            r"width_per_group must be an int <= 65,536",
         ),
         (
             lambda: rl.resnet50(block_options={"groups": 4096, "width_per_group": 4096}),
-            r"inner width .* is 16777216; it must be <= 65536",
+            r"inner width .* is 16777216; it must be <= 65,536",
         ),
-        (lambda: rl.create_model("resnet20", num_classes=HUGE), r"num_classes must be <= 1000"),
+        (
+            lambda: rl.create_model("resnet20", num_classes=HUGE),
+            r"num_classes must be an int <= 10,000,000",
+        ),
         (
             lambda: rl.create_model("resnet20", features_only=True, widths=(HUGE, 32, 64)),
-            r"width must be <= 65536",
+            r"width must be an int <= 65,536",
         ),
     ],
     ids=[
@@ -152,7 +164,7 @@ def test_from_json_refuses_absurd_sizes(text: str, message: str) -> None:
         "stages",
         "classes",
         "in_channels",
-        "base_width",
+        "base_channels",
         "widths",
         "width_multiplier",
         "groups",
@@ -174,7 +186,9 @@ def test_cli_summary_refuses_absurd_sizes(classes: str, capsys: pytest.CaptureFi
     assert captured.out == ""
     assert len(captured.err.splitlines()) == 1
     error = captured.err.splitlines()[-1]
-    assert error.startswith("resnetlib summary: error: ResNetSpec.num_classes must be <= 10000000")
+    assert error.startswith(
+        "resnetlib summary: error: ResNetSpec.num_classes must be an int <= 10,000,000"
+    )
 
 
 # --- hostile checkpoint files: refused for what they hold, before anything is built ---------
@@ -344,7 +358,7 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
     expected = {
         "blocks": r"stage 3 \(layer3\) has 9994 blocks with weights, and the file holds "
         r"weights for 3",
-        "millions": r"invalid spec .*num_blocks must be <= 10000",
+        "millions": r"invalid spec .*num_blocks must be an int <= 10,000",
         "widths": r"does not describe the stored weights; shapes differ: layer3\.0\.conv1\.weight "
         r"\(file \(128, 32, 3, 3\), spec \(4096, 32, 3, 3\)\)",
         "views": r"entry 'extra' claims 8589934592 bytes of values, more than the 4 bytes stored",

@@ -49,7 +49,7 @@ def test_zero_pad_is_named_picklable_and_scriptable() -> None:
 
 
 def downsample_kinds(shortcut: str) -> list[str]:
-    model = rl.resnet((2, 2), shortcut=shortcut, base_width=4)
+    model = rl.resnet((2, 2), shortcut=shortcut, base_channels=4)
     return [type(block.downsample).__name__ for block in model.blocks()]
 
 
@@ -58,7 +58,7 @@ def test_each_strategy_places_the_papers_shortcuts() -> None:
     assert downsample_kinds("B") == ["NoneType", "NoneType", "Sequential", "NoneType"]
     assert downsample_kinds("C") == ["Sequential"] * 4
     assert downsample_kinds("none") == ["NoneType"] * 4
-    plain = rl.resnet((2, 2), shortcut="none", base_width=4)
+    plain = rl.resnet((2, 2), shortcut="none", base_channels=4)
     assert not any(block.residual for block in plain.blocks())
 
 

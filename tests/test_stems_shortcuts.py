@@ -100,7 +100,7 @@ def test_deep_stem_width_is_half_its_output_and_must_be_even() -> None:
     assert stem[0][0].out_channels == 24
     assert stem[0][6].out_channels == 48
     with pytest.raises(ValueError, match=r"even out_channels >= 2.*got 33"):
-        rl.create_model("resnet18d", base_width=33)
+        rl.create_model("resnet18d", base_channels=33)
     with pytest.raises(ValueError, match="got 1"):
         rl.DeepStem(in_channels=3, out_channels=1)
 
@@ -193,7 +193,7 @@ def test_option_d_is_identity_where_the_shape_is_kept() -> None:
 def test_deep_stem_and_option_d_shapes_at_odd_sizes(
     device: torch.device, block: str, height: int, width: int
 ) -> None:
-    model = rl.resnet((1, 1, 1, 1), block=block, stem="deep", shortcut="D", base_width=8)
+    model = rl.resnet((1, 1, 1, 1), block=block, stem="deep", shortcut="D", base_channels=8)
     model = model.to(device).eval()
     x = torch.randn(2, 3, height, width, device=device)
 
@@ -218,7 +218,7 @@ def test_deep_stem_and_option_d_shapes_at_odd_sizes(
 def test_every_parameter_gets_a_gradient(device: torch.device, block: str) -> None:
     torch.manual_seed(0)
     model = rl.resnet(
-        (1, 1, 1), block=block, stem="deep", shortcut="D", base_width=8, num_classes=5
+        (1, 1, 1), block=block, stem="deep", shortcut="D", base_channels=8, num_classes=5
     ).to(device)
     x = torch.randn(2, 3, 41, 37, device=device)
     F.cross_entropy(model(x), torch.tensor([1, 3], device=device)).backward()

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 import resnetlib as rl
 
 MODELS = {
-    "resnet18": dict(base_width=8),
-    "resnet50d": dict(base_width=8),
+    "resnet18": dict(base_channels=8),
+    "resnet50d": dict(base_channels=8),
     "resnet20": {},
-    "preact_resnet18": dict(base_width=8),
+    "preact_resnet18": dict(base_channels=8),
 }
 
 

@@ -85,7 +85,7 @@ def test_every_registered_model_scripts_and_traces(name: str) -> None:
     ],
 )
 def test_spec_options_script(options: dict[str, object]) -> None:
-    model = rl.create_model("resnet18", base_width=8, **options).eval()  # type: ignore[arg-type]
+    model = rl.create_model("resnet18", base_channels=8, **options).eval()  # type: ignore[arg-type]
     x = sample(model)
     torch.testing.assert_close(torch.jit.script(model)(x), model(x), rtol=0, atol=0)
 

@@ -54,7 +54,7 @@ def test_augment_is_validated_data() -> None:
             Augment(**bad)  # type: ignore[arg-type]
     augment = Augment(pad=2, flip=False)
     assert Augment.from_dict(json.loads(json.dumps(augment.to_dict()))) == augment
-    with pytest.raises(ValueError, match=r"unknown Augment field\(s\) \['crop'\]"):
+    with pytest.raises(ValueError, match=r"Augment has unknown keys \['crop'\]"):
         Augment.from_dict({"pad": 2, "crop": 3})
     with pytest.raises(AttributeError):
         augment.pad = 3  # type: ignore[misc]

@@ -38,14 +38,7 @@ TORCHVISION = frozenset(
     }
 )  # fmt: skip
 
-KNOWN_DIFFERENCES = {
-    "base_width": (
-        "resnetlib: the stem's and first stage's width, later stages doubling it; timm: a "
-        "bottleneck's width per group (torchvision's width_per_group), so "
-        'create_model("resnet50", base_width=32) builds 6,917,640 parameters here and '
-        "12,381,864 in timm (issue 20, item 3: still open)"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 """Shared names that mean something else here, each with what it means on both sides."""
 
 
@@ -131,6 +124,21 @@ def _pretrained() -> None:  # the registered weights (a tag, or the default with
     assert parameters["pretrained"].default is False
 
 
+def _base_width() -> None:  # a bottleneck's width per group (torchvision's width_per_group)
+    # timm's resnet50 with base_width=32 (timm.create_model("resnet50", base_width=32)).
+    assert rl.count_parameters(_meta(base_width=32)) == 12_381_864
+    assert _meta(base_width=32).layer1[0].conv2.out_channels == 32
+    assert rl.count_parameters(_meta("wide_resnet50_2")) == rl.count_parameters(
+        _meta(base_width=128)
+    )
+
+
+def _cardinality() -> None:  # a bottleneck's groups
+    model = _meta(cardinality=32, base_width=4)  # timm's resnext50_32x4d
+    assert model.layer1[0].conv2.groups == 32
+    assert rl.count_parameters(model) == rl.count_parameters(_meta("resnext50_32x4d"))
+
+
 def _checkpoint_path(tmp_path: Path) -> None:  # weights from a file
     model = rl.resnet20()
     torch.save(model.state_dict(), tmp_path / "weights.pth")
@@ -140,6 +148,8 @@ def _checkpoint_path(tmp_path: Path) -> None:  # weights from a file
 
 CHECKS: dict[str, Callable[..., None]] = {
     "layers": _layers,
+    "base_width": _base_width,
+    "cardinality": _cardinality,
     "block": _block,
     "num_classes": _num_classes,
     "in_chans": _in_chans,
@@ -177,6 +187,33 @@ def test_a_shared_keyword_means_what_it_means_in_timm_and_torchvision(
 def test_the_known_differences_are_still_different() -> None:
     """When one is resolved, its entry goes (and the glossary in docs/architecture.md changes)."""
     assert set(KNOWN_DIFFERENCES) <= accepted_keywords()
-    timm_inner = rl.count_parameters(_meta(block_options={"width_per_group": 32}))
-    here = rl.count_parameters(_meta(base_width=32))
-    assert (here, timm_inner) == (6_917_640, 12_381_864)
+
+
+def test_base_width_on_a_block_without_groups_is_the_deprecated_base_channels() -> None:
+    """timm refuses base_width != 64 on basic blocks; here it keeps its old meaning, warned."""
+    with pytest.warns(FutureWarning, match="use base_channels"):
+        old = rl.cifar_resnet(20, base_width=32)
+    new = rl.cifar_resnet(20, base_channels=32)
+    assert old.spec == new.spec
+    assert [stage.width for stage in new.spec.stages] == [32, 64, 128]
+
+
+def test_timm_keywords_and_block_options_must_agree() -> None:
+    with pytest.raises(ValueError, match=r"base_width=8 and block_options\['width_per_group'\]=4"):
+        _meta(base_width=8, block_options={"width_per_group": 4})
+    # Over a spec's own option, the keyword wins, as an explicit block option does.
+    assert _meta("resnext50_32x4d", base_width=8).spec.block_options["width_per_group"] == 8
+    with pytest.raises(ValueError, match=r"cardinality=2\) passed it, timm's name"):
+        _meta("resnet18", cardinality=2)
+
+
+def test_depth_is_the_papers_weighted_layer_count_from_the_spec() -> None:
+    for name, depth in (("resnet20", 20), ("resnet110", 110), ("resnet50", 50), ("resnet152", 152),
+                        ("resnet50d", 50), ("preact_resnet164", 164), ("plain56", 56)):  # fmt: skip
+        assert rl.paper_depth(rl.model_spec(name)) == depth
+    assert _meta("resnet101").depth == 101
+    spec = rl.model_spec("resnet56")
+    assert spec.num_blocks == 27
+    assert rl.cifar_spec(rl.paper_depth(spec)) == spec
+    with pytest.warns(FutureWarning, match="use spec.num_blocks"):
+        assert spec.depth == 27  # the old meaning, deprecated

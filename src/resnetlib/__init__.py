@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
 from .core.build import build
 from .core.features import ResNetFeatures, features
-from .core.model import FeatureInfo, FeatureInfoList, ResNet, feature_take_indices
+from .core.model import FeatureInfo, FeatureInfoList, ResNet, feature_take_indices, paper_depth
+from .core.overrides import ModelOverrides, apply_overrides
 from .core.spec import ResNetSpec, StageSpec, StemSpec
 from .interop.checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
 from .interop.convert import (
@@ -31,13 +32,12 @@ from .models.weights import PretrainedWeights, list_pretrained
 from .models.zoo import (
     MODELS,
     ModelFactory,
-    ModelOverrides,
-    apply_overrides,
     cifar_resnet,
     cifar_spec,
     create_model,
     imagenet_spec,
     list_models,
+    model_spec,
     plain18,
     plain20,
     plain32,
@@ -216,7 +216,9 @@ __all__ = [
     "list_pretrained",
     "load",
     "load_weights",
+    "model_spec",
     "optimize_for_inference",
+    "paper_depth",
     "param_groups",
     "plain18",
     "plain20",

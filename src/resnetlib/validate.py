@@ -1,14 +1,18 @@
-"""Value checks shared by the validators: an int is an int, never a ``bool``.
+"""Value checks shared by every validator in resnetlib: one wording for each kind of error.
 
 ``isinstance(True, int)`` holds in Python, so ``num_classes=True`` would pass a plain
-``isinstance`` check; every validator in resnetlib refuses it through these.
+``isinstance`` check; every validator refuses it through :func:`is_int`. :func:`check_int`
+and :func:`check_keys` are the checks the dataclasses (specs, recipes), the loaders and the
+factories share, so the same mistake reads the same wherever it is made.
 """
 
 from __future__ import annotations
 
-from typing import TypeGuard
+import difflib
+from collections.abc import Collection, Mapping
+from typing import Any, TypeGuard
 
-__all__ = ["is_int", "is_real"]
+__all__ = ["check_int", "check_keys", "is_int", "is_real"]
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -19,3 +23,53 @@ def is_int(value: object) -> TypeGuard[int]:
 def is_real(value: object) -> TypeGuard[int | float]:
     """True for an ``int`` or ``float`` that is not a ``bool``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(
+    name: str, value: object, minimum: int = 1, maximum: int | None = None, *, bound: str = ""
+) -> int:
+    """``value`` if it is an int (not a bool) in ``[minimum, maximum]``.
+
+    Raises:
+        ValueError: naming ``name``, the value and what is allowed; ``bound`` says whose
+            limit ``maximum`` is (``"resnetlib's size limit, see resnetlib.limits"``).
+    """
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    if maximum is not None and value > maximum:
+        whose = f" ({bound})" if bound else ""
+        raise ValueError(f"{name} must be an int <= {maximum:,}{whose}; got {value}")
+    return value
+
+
+def check_keys(
+    owner: str,
+    data: object,
+    allowed: Collection[str],
+    required: Collection[str] = (),
+    *,
+    what: str = "keys",
+    error: type[Exception] = ValueError,
+) -> dict[str, Any]:
+    """``data`` as a new dict: a mapping with no key outside ``allowed`` and all of ``required``.
+
+    Raises:
+        ValueError: (or ``error`` for the unknown keys) naming ``owner``, the keys (called
+            ``what``), their close matches and what is allowed.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{owner} must be a dict; got {type(data).__name__}")
+    unknown = sorted(set(data) - set(allowed), key=str)
+    if unknown:
+        hints = [
+            f"{match[0]!r} for {key!r}"
+            for key in unknown
+            if isinstance(key, str)
+            and (match := difflib.get_close_matches(key, allowed, n=1, cutoff=0.6))
+        ]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise error(f"{owner} has unknown {what} {unknown}{hint}; allowed: {sorted(allowed)}")
+    missing = sorted(set(required) - set(data))
+    if missing:
+        raise ValueError(f"{owner} is missing keys {missing}")
+    return dict(data)

@@ -90,7 +90,7 @@ def build(spec: ResNetSpec) -> ResNet:
         norm_layer=norm_layer,
         **act_option,
     )
-    rates = iter(drop_path_rates(spec.drop_path_rate, spec.depth))
+    rates = iter(drop_path_rates(spec.drop_path_rate, spec.num_blocks))
     channels = spec.stem.out_channels
     previous_dilation = 1
     stages: list[nn.Sequential] = []
@@ -216,18 +216,24 @@ def block_options_of(block_cls: type) -> list[str] | None:
 
 
 def check_block_options(
-    name: str, block_cls: type[ResidualBlock], options: Mapping[str, JSONScalar]
+    name: str,
+    block_cls: type[ResidualBlock],
+    options: Mapping[str, JSONScalar],
+    origin: Callable[[str], str | None] | None = None,
 ) -> None:
+    """Refuse an option block ``name`` cannot take; ``origin(option)`` says who set it."""
     accepted = block_options_of(block_cls)
     for option in options:
+        where = origin(option) if origin is not None else None
+        came = f". {where}" if where else ""
         if option in _BUILD_ARGUMENTS:
             raise ValueError(
-                f"block_options[{option!r}] is set by build() from the spec; remove it"
+                f"block_options[{option!r}] is set by build() from the spec; remove it{came}"
             )
         if accepted is not None and option not in accepted:
             raise ValueError(
                 f"block {name!r} ({block_cls.__name__}) does not accept option {option!r}; "
-                f"it accepts: {', '.join(accepted) or '(no options)'}"
+                f"it accepts: {', '.join(accepted) or '(no options)'}{came}"
             )
 
 

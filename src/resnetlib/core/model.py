@@ -13,14 +13,32 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.utils import _pair
 from typing_extensions import Self, TypedDict
 
-from ..nn.blocks import ResidualBlock
+from ..nn.blocks import BLOCKS, ResidualBlock
 from ..nn.stems import Stem
 from ..validate import is_int
 from .data_config import data_config
 from .grad_checkpoint import DEFAULT_SEGMENT, check_segment, checkpoint_modules, checkpoint_segments
 from .spec import ResNetSpec
 
-__all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices"]
+__all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices", "paper_depth"]
+
+
+def paper_depth(spec: ResNetSpec) -> int:
+    """The paper's depth of the network ``spec`` describes: its weighted layers.
+
+    The stem's convolution, every block's weighted layers (its registered type's
+    ``ResidualBlock.layers``) and the classifier: 56 for ResNet-56, 50 for ResNet-50. A deep
+    stem counts as one, as in timm's ``resnet50d``. ``cifar_spec(depth)`` inverts it.
+
+    Raises:
+        KeyError: the spec's block type is not registered.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> rl.paper_depth(rl.model_spec("resnet110")), rl.paper_depth(rl.model_spec("resnet50"))
+        (110, 50)
+    """
+    return 2 + spec.num_blocks * BLOCKS.get(spec.block).layers
 
 
 class FeatureInfo(TypedDict):
@@ -179,7 +197,12 @@ class _StagedNet(nn.Module):
         "stage_names",
         "pretrained_cfg",
     ]
-    __jit_unused_properties__: ClassVar[list[str]] = ["default_cfg", "num_classes", "in_chans"]
+    __jit_unused_properties__: ClassVar[list[str]] = [
+        "default_cfg",
+        "num_classes",
+        "in_chans",
+        "depth",
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -341,6 +364,11 @@ class ResNet(_StagedNet):
     def in_chans(self) -> int:
         """The input channels (timm's name)."""
         return self.spec.in_channels
+
+    @property
+    def depth(self) -> int:
+        """The paper's depth: weighted layers (56 for ResNet-56); see :func:`paper_depth`."""
+        return paper_depth(self.spec)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """The stem, max-pool included."""

@@ -8,6 +8,7 @@ build time, so a spec can name a type that is registered later.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -22,7 +23,7 @@ from ..limits import (
     MAX_STAGES,
     MAX_STRIDE,
 )
-from ..validate import is_int, is_real
+from ..validate import check_int, check_keys, is_real
 
 JSONScalar = str | int | float | bool | None
 
@@ -43,22 +44,17 @@ __all__ = [
 def _check_int(
     owner: str, name: str, value: object, minimum: int, maximum: int | None = None
 ) -> None:
-    if not is_int(value):
-        raise ValueError(f"{owner}.{name} must be an int >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{owner}.{name} must be >= {minimum}; got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(
-            f"{owner}.{name} must be <= {maximum} (resnetlib's size limit, see "
-            f"resnetlib.core.spec); got {value}"
-        )
+    check_int(f"{owner}.{name}", value, minimum, maximum, bound=_BOUND)
+
+
+_BOUND = "resnetlib's size limit, see resnetlib.limits"
 
 
 def _check_stage_count(count: int) -> None:
     if count > MAX_STAGES:
         raise ValueError(
             f"ResNetSpec.stages must hold <= {MAX_STAGES} stages (resnetlib's size limit, "
-            f"see resnetlib.core.spec); got {count}"
+            f"see resnetlib.limits); got {count}"
         )
 
 
@@ -69,20 +65,10 @@ def _check_name(owner: str, name: str, value: object) -> None:
 
 def _checked_fields(cls: type, data: object) -> dict[str, Any]:
     """``data`` as a dict of ``cls``'s fields: no unknown keys, every required one present."""
-    owner = cls.__name__
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{owner} must be a dict; got {type(data).__name__}")
-    allowed = {f.name for f in fields(cls)}
-    required = {
+    required = [
         f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
-    }
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{owner} has unknown keys {unknown}; allowed: {sorted(allowed)}")
-    missing = sorted(required - set(data))
-    if missing:
-        raise ValueError(f"{owner} is missing keys {missing}")
-    return dict(data)
+    ]
+    return check_keys(cls.__name__, data, [f.name for f in fields(cls)], required)
 
 
 @dataclass(frozen=True)
@@ -180,7 +166,7 @@ class ResNetSpec:
         if blocks > MAX_BLOCKS:
             raise ValueError(
                 f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all (resnetlib's size "
-                f"limit, see resnetlib.core.spec); got {blocks}"
+                f"limit, see resnetlib.limits); got {blocks}"
             )
         _check_name("ResNetSpec", "block", self.block)
         _check_name("ResNetSpec", "shortcut", self.shortcut)
@@ -216,9 +202,24 @@ class ResNetSpec:
         return hash(self.to_json())
 
     @property
-    def depth(self) -> int:
-        """Blocks in all stages (multiply by the block's layers for the paper's depth)."""
+    def num_blocks(self) -> int:
+        """Blocks in all stages."""
         return sum(stage.num_blocks for stage in self.stages)
+
+    @property
+    def depth(self) -> int:
+        """Deprecated: the number of blocks; use :attr:`num_blocks`.
+
+        The paper's depth (weighted layers) is :func:`resnetlib.paper_depth` of the spec,
+        or ``model.depth``.
+        """
+        warnings.warn(
+            "ResNetSpec.depth counts blocks and is deprecated: use spec.num_blocks, or "
+            "resnetlib.paper_depth(spec) for the paper's depth (weighted layers)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.num_blocks
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of JSON types only; ``from_dict`` inverts it exactly."""

@@ -7,26 +7,23 @@ by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal, Protocol, overload
 
 import torch
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import Unpack
 
 from ..common import PathLike
-from ..core.build import block_options_of, build
+from ..core.build import build
 from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
+from ..core.overrides import ModelOverrides, apply_overrides
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
-from ..nn.activations import ACTIVATIONS, as_registered_act
 from ..nn.blocks import BLOCKS
-from ..nn.norms import NORMS
-from ..nn.stems import STEMS
 from ..registry import Registry
-from ..validate import is_int, is_real
+from ..validate import check_int, check_keys, is_int, is_real
 from .from_file import model_from_file
 
 __all__ = [
@@ -39,45 +36,11 @@ __all__ = [
     "create_model",
     "imagenet_spec",
     "list_models",
+    "model_spec",
     "preact_cifar_resnet",
     "register_model",
     "resnet",
 ]
-
-
-class ModelOverrides(TypedDict, total=False):
-    """Keyword overrides every factory accepts.
-
-    ``base_width`` sets the stem's and first stage's width, each later stage doubling it;
-    ``widths`` sets every stage's width explicitly (the stem takes the first); give one or
-    neither. ``stride_in_1x1`` moves a bottleneck's stride to its first 1x1 (the paper's).
-    ``block_options`` are merged into the spec's, and the spec's options stay when
-    ``block`` is overridden: an option the block does not take raises ``ValueError``.
-    ``width_multiplier`` multiplies every stage's width, not the stem's (Wide ResNets).
-    ``norm`` and ``act`` take a registry name or a registered callable (``nn.SiLU``);
-    ``drop_path_rate`` turns on stochastic depth;
-    ``output_stride`` (8 or 16 on the ImageNet layout) trades the last strides for
-    dilation, for dense prediction.
-    """
-
-    num_classes: int
-    in_channels: int
-    shortcut: str
-    block: str
-    stem: str
-    base_width: int
-    widths: Sequence[int]
-    zero_init_residual: bool
-    stride_in_1x1: bool
-    block_options: Mapping[str, JSONScalar]
-    width_multiplier: int
-    norm: str | Callable[[int], Any]
-    act: str | Callable[[], Any]
-    drop_path_rate: float
-    output_stride: int
-
-
-_OVERRIDE_KEYS = frozenset(ModelOverrides.__annotations__)
 
 
 class ModelFactory(Protocol):
@@ -173,7 +136,8 @@ def create_model(
     with a new head or an adapted stem.
 
     ``overrides`` are the :class:`ModelOverrides` keys (``num_classes``, ``in_channels``,
-    ``shortcut``, ``block``, ``stem``, ``base_width``, ``widths``, ``width_multiplier``,
+    ``shortcut``, ``block``, ``stem``, ``base_channels``, ``widths``, ``width_multiplier``,
+    timm's ``base_width`` and ``cardinality``,
     ``zero_init_residual``, ``stride_in_1x1``, ``block_options``, ``norm``, ``act``,
     ``drop_path_rate``, ``output_stride``; see ``help(resnetlib.ModelOverrides)``) and any
     keyword the registered factory adds; an unknown one raises ``TypeError``.
@@ -228,13 +192,7 @@ def create_model(
                 "give one (in_chans is timm's name for in_channels)"
             )
         overrides["in_channels"] = in_chans
-    overlay = dict(pretrained_cfg_overlay or {})
-    unknown = sorted(set(overlay) - _OVERLAY_KEYS)
-    if unknown:
-        raise ValueError(
-            f"pretrained_cfg_overlay keys {unknown} are not supported; allowed: "
-            f"{', '.join(sorted(_OVERLAY_KEYS))}"
-        )
+    overlay = check_keys("pretrained_cfg_overlay", pretrained_cfg_overlay or {}, _OVERLAY_KEYS)
     if not isinstance(pretrained, (bool, str)):
         raise ValueError(f"pretrained must be a bool or a tag; got {pretrained!r}")
     tag: str | None = pretrained if isinstance(pretrained, str) else None
@@ -299,169 +257,33 @@ def list_models(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
 
 
-def _positive_int(name: str, value: object) -> int:
-    if not is_int(value) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return value
+_SPECS: dict[str, Callable[[], ResNetSpec]] = {}
+"""The built-in families' spec makers by model name (no model needed to read a spec)."""
+_FACTORIES: dict[str, Callable[..., ResNet]] = {}
+"""The factory each of ``_SPECS`` belongs to (a name re-registered by a user is theirs)."""
 
 
-def _int_tuple(name: str, values: object) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1; got {values!r}")
-    return tuple(_positive_int(f"{name}[{i}]", v) for i, v in enumerate(values))
+def model_spec(name: str, **overrides: Any) -> ResNetSpec:
+    """The spec ``create_model(name, **overrides)`` builds, without building the model.
 
-
-def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str) -> ResNetSpec:
-    """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller.
-
-    This is what every factory does before [`build`][resnetlib.build]; a factory of your
-    own calls it to take the same keywords.
+    Built-in names cost a dataclass; a user's factory is built once on the meta device (no
+    memory) to read its spec.
 
     Raises:
-        TypeError: a keyword that is not an override (the message names ``factory``).
-        ValueError: an override out of range, naming the field and what is allowed.
+        KeyError: an unknown model name (the message lists close matches).
+        TypeError, ValueError: as :func:`create_model` for the overrides.
+
+    Examples:
+        >>> import resnetlib as rl
+        >>> rl.model_spec("resnet110", num_classes=100).num_classes
+        100
     """
-    unknown = sorted(set(overrides) - _OVERRIDE_KEYS)
-    if unknown:
-        close = {
-            key: difflib.get_close_matches(key, _OVERRIDE_KEYS, n=1, cutoff=0.6) for key in unknown
-        }
-        hints = [f"{match[0]!r} for {key!r}" for key, match in close.items() if match]
-        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-        raise TypeError(
-            f"{factory}() got unexpected keyword argument(s) {unknown}{hint}; "
-            f"allowed: {', '.join(sorted(_OVERRIDE_KEYS))}"
-        )
-    changes: dict[str, Any] = {
-        key: overrides[key]
-        for key in (
-            "num_classes",
-            "in_channels",
-            "shortcut",
-            "block",
-            "zero_init_residual",
-            "drop_path_rate",
-        )
-        if key in overrides
-    }
-    if "norm" in overrides:
-        changes["norm"] = _registered_name(NORMS, "norm", overrides["norm"], "register_norm")
-    if "act" in overrides:
-        act = as_registered_act(overrides["act"])
-        changes["act"] = _registered_name(ACTIVATIONS, "act", act, "register_act")
-    stem = spec.stem
-    if "stem" in overrides:
-        stem = replace(stem, type=overrides["stem"])
-    if "base_width" in overrides and "widths" in overrides:
-        raise ValueError("give base_width or widths, not both")
-    widths: tuple[int, ...] | None = None
-    if "base_width" in overrides:
-        base = _positive_int("base_width", overrides["base_width"])
-        widths = tuple(base * 2**i for i in range(len(spec.stages)))
-    elif "widths" in overrides:
-        widths = _int_tuple("widths", overrides["widths"])
-        if len(widths) != len(spec.stages):
-            raise ValueError(
-                f"widths needs one entry per stage ({len(spec.stages)}); got {len(widths)}"
-            )
-    stages = spec.stages
-    if widths is not None:
-        stages = tuple(
-            replace(stage, width=width) for stage, width in zip(stages, widths, strict=True)
-        )
-        stem = replace(stem, out_channels=widths[0])
-    if "width_multiplier" in overrides:
-        factor = _positive_int("width_multiplier", overrides["width_multiplier"])
-        stages = tuple(replace(stage, width=stage.width * factor) for stage in stages)
-    if "output_stride" in overrides:
-        stages = _dilate(stages, STEMS.get(stem.type).reduction, overrides["output_stride"])
-    changes["stages"] = stages
-    changes["stem"] = stem
-    options = dict(spec.block_options)
-    extra = overrides.get("block_options", {})
-    if not isinstance(extra, Mapping):
-        raise ValueError(f"block_options must be a dict; got {type(extra).__name__}")
-    options.update(extra)
-    if "stride_in_1x1" in overrides:
-        value = overrides["stride_in_1x1"]
-        if not isinstance(value, bool):
-            raise ValueError(f"stride_in_1x1 must be a bool; got {value!r}")
-        options["stride_in_1x1"] = value
-    _check_options_apply(factory, overrides.get("block", spec.block), spec, overrides, options)
-    changes["block_options"] = options
-    return replace(spec, **changes)
-
-
-def _check_options_apply(
-    factory: str, block: str, spec: ResNetSpec, overrides: Mapping[str, Any], options: Any
-) -> None:
-    """Refuse a block option the block cannot take, saying where the option came from."""
-    if block not in BLOCKS:
-        return  # build() names the unknown block
-    block_cls = BLOCKS.get(block)
-    accepted = block_options_of(block_cls)
-    if accepted is None:
-        return
-    takes = f"it accepts: {', '.join(accepted) or '(no options)'}"
-    for option in options:
-        if option in accepted:
-            continue
-        where = f"block {block!r} ({block_cls.__name__})"
-        if option == "stride_in_1x1" and "stride_in_1x1" in overrides:
-            raise ValueError(
-                f"{factory}(stride_in_1x1={overrides['stride_in_1x1']}): you passed "
-                f"stride_in_1x1, but {where} does not accept option 'stride_in_1x1' "
-                f"({takes}); it moves a bottleneck's stride, so use it with "
-                "block='bottleneck' or another block that takes it"
-            )
-        if option in overrides.get("block_options", {}):
-            raise ValueError(
-                f"{factory}(block_options=...): {where} does not accept option {option!r}; {takes}"
-            )
-        raise ValueError(
-            f"{factory}(block={block!r}): {where} does not accept option {option!r}, which "
-            f"{factory}'s spec sets (block_options={dict(spec.block_options)}); {takes}. "
-            "Pick a block that takes it, or build from a spec without it"
-        )
-
-
-def _registered_name(registry: Registry[Any], key: str, value: object, register: str) -> str:
-    """A spec stores names: map a registered callable back to its name."""
-    if isinstance(value, str):
-        return value
-    name = registry.name_of(value)
-    if name is None:
-        raise ValueError(
-            f"{key}={value!r} is not registered, so a spec could not name it; register it "
-            f"first with resnetlib.{register}('my_{key}', ...) and pass the name. "
-            f"Registered: {', '.join(registry)}"
-        )
-    return name
-
-
-def _dilate(
-    stages: tuple[StageSpec, ...], stem_reduction: int, output_stride: object
-) -> tuple[StageSpec, ...]:
-    """Replace the strides that would exceed ``output_stride`` with dilation (DeepLab)."""
-    target = _positive_int("output_stride", output_stride)
-    reachable, net = [], stem_reduction
-    for stage in stages:
-        reachable.append(net)
-        net *= stage.stride
-    reachable.append(net)
-    if target not in reachable:
-        raise ValueError(
-            f"output_stride must be one of {sorted(set(reachable))} for this layout; got {target}"
-        )
-    net, dilation, result = stem_reduction, 1, []
-    for stage in stages:
-        if net * stage.stride > target:
-            dilation *= stage.stride
-            result.append(replace(stage, stride=1, dilation=dilation))
-        else:
-            net *= stage.stride
-            result.append(replace(stage, dilation=dilation))
-    return tuple(result)
+    factory = MODELS.get(name)
+    make_spec = _SPECS.get(name)
+    if make_spec is None or factory is not _FACTORIES.get(name):
+        with torch.device("meta"):
+            return factory(**overrides).spec
+    return apply_overrides(make_spec(), overrides, name)
 
 
 def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
@@ -473,7 +295,9 @@ def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
     Raises:
         ValueError: ``layers`` is not a non-empty sequence of ints >= 1.
     """
-    counts = _int_tuple("layers", layers)
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
+        raise ValueError(f"layers must be a non-empty sequence of ints >= 1; got {layers!r}")
+    counts = tuple(check_int(f"layers[{i}]", n) for i, n in enumerate(layers))
     stages = tuple(
         StageSpec(num_blocks=n, width=64 * 2**i, stride=1 if i == 0 else 2)
         for i, n in enumerate(counts)
@@ -584,6 +408,7 @@ def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFa
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = doc + _FACTORY_SECTIONS
     register_model(name, factory)
+    _SPECS[name], _FACTORIES[name] = make_spec, factory
     return factory
 
 

@@ -12,7 +12,7 @@ from typing_extensions import Required, TypedDict, Unpack
 
 from ..limits import MAX_CHANNELS
 from ..registry import Registry, subclass_of
-from ..validate import is_int
+from ..validate import check_int, is_int
 from .activations import ActLayer, relu
 from .drop_path import DropPath
 from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
@@ -157,12 +157,7 @@ def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) 
     :data:`~resnetlib.core.spec.MAX_CHANNELS`.
     """
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
-        if not is_int(value) or value < 1:
-            raise ValueError(f"{owner} {option} must be an int >= 1; got {value!r}")
-        if value > MAX_CHANNELS:
-            raise ValueError(
-                f"{owner} {option} must be <= {MAX_CHANNELS} (resnetlib's size limit); got {value}"
-            )
+        check_int(f"{owner} {option}", value, 1, MAX_CHANNELS, bound="resnetlib's size limit")
     inner = int(width * (width_per_group / 64.0)) * groups
     if inner < 1:
         raise ValueError(
@@ -172,7 +167,7 @@ def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) 
     if inner > MAX_CHANNELS:
         raise ValueError(
             f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} is {inner}; "
-            f"it must be <= {MAX_CHANNELS} (resnetlib's size limit)"
+            f"it must be <= {MAX_CHANNELS:,} (resnetlib's size limit)"
         )
     return inner
 

@@ -871,8 +871,5 @@ def _epoch_line(row: Mapping[str, float]) -> str:
 
 
 def model_label(model: ResNet) -> str:
-    """A short name for plots: ``ResNet-56``, ``plain-20`` (from the spec)."""
-    spec = model.spec
-    layers = {"basic": 2, "bottleneck": 3}.get(spec.block)
-    depth = "" if layers is None else f"-{spec.depth * layers + 2}"
-    return ("plain" if spec.shortcut == "none" else "ResNet") + depth
+    """A short name for plots: ``ResNet-56``, ``plain-20`` (the spec's depth)."""
+    return f"{'plain' if model.spec.shortcut == 'none' else 'ResNet'}-{model.depth}"

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..validate import is_int
+from ..validate import check_int, check_keys, is_int
 from .data import ImageDataset
 
 __all__ = ["MAX_PAD", "Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
@@ -49,13 +49,13 @@ class Augment:
     flip: bool = True
 
     def __post_init__(self) -> None:
-        if not is_int(self.pad) or self.pad < 0:
-            raise ValueError(f"Augment.pad must be an int >= 0, got {self.pad!r}")
-        if self.pad > MAX_PAD:
-            raise ValueError(
-                f"Augment.pad must be <= {MAX_PAD} (resnetlib.train.pipeline.MAX_PAD: the "
-                f"padded images are held on the device), got {self.pad}"
-            )
+        check_int(
+            "Augment.pad",
+            self.pad,
+            0,
+            MAX_PAD,
+            bound="resnetlib.train.pipeline.MAX_PAD: the padded images are held on the device",
+        )
         if not isinstance(self.flip, bool):
             raise ValueError(f"Augment.flip must be a bool, got {self.flip!r}")
 
@@ -66,11 +66,7 @@ class Augment:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Augment:
         """The inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown Augment field(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return cls(**check_keys("Augment", data, [f.name for f in fields(cls)]))
 
 
 def pixel_mean(dataset: ImageDataset) -> torch.Tensor:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..validate import is_int, is_real
+from ..validate import check_int, check_keys, is_real
 from .pipeline import Augment
+
+if TYPE_CHECKING:
+    from ..core.spec import ResNetSpec
 
 __all__ = [
     "DIGITS",
@@ -57,12 +59,7 @@ def _number(name: str, value: object, *, low: float, high: float = math.inf) -> 
     return float(value)
 
 
-def _int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    if not is_int(value) or value < minimum:
-        raise _fail(name, value, f"an int >= {minimum}")
-    if maximum is not None and value > maximum:
-        raise _fail(name, value, f"an int <= {maximum:,} (resnetlib.train.recipe's bound)")
-    return value
+_BOUND = "resnetlib.train.recipe's bound"
 
 
 def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
@@ -135,16 +132,16 @@ class Recipe:
         if self.nesterov and self.momentum == 0.0:
             raise _fail("nesterov", self.nesterov, "False when momentum is 0")
         object.__setattr__(self, "weight_decay", _number("weight_decay", self.weight_decay, low=0))
-        _int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int("Recipe.batch_size", self.batch_size, 1, MAX_BATCH_SIZE, bound=_BOUND)
         if (self.iterations is None) == (self.epochs is None):
             raise ValueError(
                 "Recipe needs exactly one of iterations and epochs; "
                 f"got iterations={self.iterations!r}, epochs={self.epochs!r}"
             )
         if self.iterations is not None:
-            _int("iterations", self.iterations, 1, MAX_ITERATIONS)
+            check_int("Recipe.iterations", self.iterations, 1, MAX_ITERATIONS, bound=_BOUND)
         if self.epochs is not None:
-            _int("epochs", self.epochs, 1, MAX_EPOCHS)
+            check_int("Recipe.epochs", self.epochs, 1, MAX_EPOCHS, bound=_BOUND)
         _choice("schedule", self.schedule, _SCHEDULES)
         milestones = self.milestones
         if isinstance(milestones, list):
@@ -152,7 +149,7 @@ class Recipe:
         if not isinstance(milestones, tuple):
             raise _fail("milestones", milestones, "a tuple of increasing ints >= 1")
         for i, value in enumerate(milestones):
-            _int(f"milestones[{i}]", value, 1, MAX_ITERATIONS)
+            check_int(f"Recipe.milestones[{i}]", value, 1, MAX_ITERATIONS, bound=_BOUND)
         if list(milestones) != sorted(set(milestones)):
             raise _fail("milestones", milestones, "strictly increasing")
         object.__setattr__(self, "milestones", milestones)
@@ -162,10 +159,16 @@ class Recipe:
         object.__setattr__(
             self, "warmup_error", _number("warmup_error", self.warmup_error, low=0.0, high=1.0)
         )
-        _int("warmup_max_iterations", self.warmup_max_iterations, 0, MAX_ITERATIONS)
+        check_int(
+            "Recipe.warmup_max_iterations",
+            self.warmup_max_iterations,
+            0,
+            MAX_ITERATIONS,
+            bound=_BOUND,
+        )
         if self.augment is not None and not isinstance(self.augment, Augment):
             raise _fail("augment", self.augment, "an Augment or None")
-        _int("val_size", self.val_size, 0)
+        check_int("Recipe.val_size", self.val_size, 0)
         _choice("autocast", self.autocast, _AUTOCAST)
         _bool("channels_last", self.channels_last)
         _bool("compile", self.compile)
@@ -197,15 +200,17 @@ class Recipe:
         ``iterations`` or ``epochs`` (at most one) replace the recipe's length; the
         milestones scale with it, so the schedule keeps its shape.
         """
-        _int("batches_per_epoch", batches_per_epoch, 1, MAX_ITERATIONS)
+        check_int("Recipe.batches_per_epoch", batches_per_epoch, 1, MAX_ITERATIONS, bound=_BOUND)
         if iterations is not None and epochs is not None:
             raise ValueError("give iterations or epochs, not both")
         per_unit = 1 if self.iterations is not None else batches_per_epoch
         own_total = (self.iterations or 0) + (self.epochs or 0) * batches_per_epoch
         if iterations is not None:
-            total = _int("iterations", iterations, 1, MAX_ITERATIONS)
+            total = check_int("Recipe.iterations", iterations, 1, MAX_ITERATIONS, bound=_BOUND)
         elif epochs is not None:
-            total = _int("epochs", epochs, 1, MAX_EPOCHS) * batches_per_epoch
+            total = (
+                check_int("Recipe.epochs", epochs, 1, MAX_EPOCHS, bound=_BOUND) * batches_per_epoch
+            )
         else:
             total = own_total
         if total > MAX_ITERATIONS:
@@ -266,13 +271,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
         """Rebuild a recipe from :meth:`to_dict` output; missing keys take their defaults."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"Recipe must be a dict; got {type(data).__name__}")
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"Recipe has unknown keys {unknown}; allowed: {sorted(allowed)}")
-        values = dict(data)
+        values = check_keys("Recipe", data, [f.name for f in fields(cls)])
         if "milestones" in values and isinstance(values["milestones"], list):
             values["milestones"] = tuple(values["milestones"])
         if isinstance(values.get("augment"), Mapping):
@@ -317,11 +316,17 @@ augmentation (flips do not suit digits), no validation split."""
 
 def paper_recipe(depth: int) -> Recipe:
     """The paper's CIFAR recipe for a network of ``depth`` layers: warm-up from 110 up."""
-    _int("depth", depth, 1)
+    check_int("depth", depth, 1)
     return PAPER_CIFAR_WARMUP if depth >= 110 else PAPER_CIFAR
 
 
-def recipe_for(model_name: str) -> Recipe:
-    """:func:`paper_recipe` for a registered name's depth (``resnet110`` -> warm-up)."""
-    match = re.search(r"(\d+)", model_name)
-    return paper_recipe(int(match.group(1))) if match else PAPER_CIFAR
+def recipe_for(model: str | ResNetSpec) -> Recipe:
+    """:func:`paper_recipe` for a registered model's depth (``resnet110`` -> warm-up).
+
+    ``model`` is a registered name or a spec; the depth is the spec's
+    (:func:`~resnetlib.paper_depth`), not read from the name.
+    """
+    from ..core.model import paper_depth
+    from ..models.zoo import model_spec
+
+    return paper_recipe(paper_depth(model_spec(model) if isinstance(model, str) else model))
