@@ -51,7 +51,7 @@ class SEBasicBlock(rl.ResidualBlock):
     expansion: ClassVar[int] = 1
     # Weighted layers on the branch that count toward depth (the SE FCs are not counted,
     # as in the SE paper); cifar_spec's 6n+2 formula reads this.
-    layers: ClassVar[int] = 2
+    weighted_layers: ClassVar[int] = 2
 
     def __init__(
         self,

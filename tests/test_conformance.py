@@ -101,7 +101,7 @@ class TinyBlock(rl.ResidualBlock):
     """conv3x3-norm-act, conv3x3-norm (expanding by 2), + shortcut, act."""
 
     expansion: ClassVar[int] = 2
-    layers: ClassVar[int] = 2
+    weighted_layers: ClassVar[int] = 2
 
     def __init__(
         self,

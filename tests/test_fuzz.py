@@ -31,7 +31,7 @@ class GatedBlock(rl.ResidualBlock):
     """
 
     expansion: ClassVar[int] = 1
-    layers: ClassVar[int] = 1
+    weighted_layers: ClassVar[int] = 1
 
     def __init__(
         self,

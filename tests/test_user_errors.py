@@ -49,7 +49,7 @@ class NarrowBlock(rl.ResidualBlock):
     """Reports width * expansion channels but outputs half of them."""
 
     expansion: ClassVar[int] = 1
-    layers: ClassVar[int] = 2
+    weighted_layers: ClassVar[int] = 2
 
     def __init__(
         self,

@@ -217,3 +217,20 @@ def test_depth_is_the_papers_weighted_layer_count_from_the_spec() -> None:
     assert rl.cifar_spec(rl.paper_depth(spec)) == spec
     with pytest.warns(FutureWarning, match="use spec.num_blocks"):
         assert spec.depth == 27  # the old meaning, deprecated
+
+
+def test_old_names_keep_working_with_a_warning() -> None:
+    with pytest.warns(FutureWarning, match="OldStyle.layers is deprecated"):
+
+        class OldStyle(rl.BasicBlock):
+            layers = 3
+
+    assert (OldStyle.weighted_layers, OldStyle.layers) == (3, 3)
+    assert rl.Bottleneck.layers == rl.Bottleneck.weighted_layers == 3
+    backbone = _meta("preact_resnet18", features_only=True)
+    assert backbone.final_names == ("norm",)
+    with pytest.warns(FutureWarning, match="use final_names"):
+        assert backbone.tail_names == ("norm",)
+    from resnetlib.interop import convert
+
+    assert convert.LAYOUTS is convert.STATE_DICT_LAYOUTS

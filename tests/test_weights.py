@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import resnetlib as rl
-from resnetlib.interop.convert import LAYOUTS
+from resnetlib.interop.convert import STATE_DICT_LAYOUTS
 from resnetlib.models import weights as w
 
 HEX = re.compile(r"[0-9a-f]+")
@@ -44,7 +44,7 @@ def representative(model: str) -> str:
 def test_entry_is_well_formed(entry: w.PretrainedWeights) -> None:
     assert entry.model in rl.list_models()
     assert entry.source in w.SOURCES
-    assert entry.source in LAYOUTS
+    assert entry.source in STATE_DICT_LAYOUTS
     assert CLASSES[entry.classes] == entry.num_classes == entry.config["num_classes"]
     assert 0 < entry.top1 < 100
     assert entry.license

@@ -280,8 +280,7 @@ def _summary_rows(model: ResNet | ResNetFeatures, x: torch.Tensor) -> tuple[Summ
         for name in model.stage_names:
             stage = model.get_submodule(name)
             add(name, [stage], stage)
-        tail = model.final_names if isinstance(model, ResNet) else model.tail_names
-        for name in tail:
+        for name in model.final_names:
             final = model.get_submodule(name)
             add(name, [final], final)
         if isinstance(model, ResNet):

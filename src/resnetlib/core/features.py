@@ -9,7 +9,9 @@ loads into it strictly.
 # No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
 # code it generates, where TorchScript cannot resolve postponed (string) ones.
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,17 +47,17 @@ class ResNetFeatures(_StagedNet):
         self.stage_names: tuple[str, ...] = model.stage_names[:last]
         # Modules a model applies after its last stage (a final norm), kept with that stage.
         tail = model.final_names
-        self.tail_names: tuple[str, ...] = tail if last == len(model.stage_names) else ()
-        for name in (*self.stem_names, *self.stage_names, *self.tail_names):
+        self.final_names: tuple[str, ...] = tail if last == len(model.stage_names) else ()
+        for name in (*self.stem_names, *self.stage_names, *self.final_names):
             self.add_module(name, model.get_submodule(name))
         # Which child's output is which feature map: a final norm's stands in for the last
         # stage's, as forward_intermediates(x, norm=True) gives it.
         points = [model.stem_feature_name, *self.stage_names]
-        if self.tail_names:
-            points[-1] = self.tail_names[-1]
+        if self.final_names:
+            points[-1] = self.final_names[-1]
         self._points = {name: index for index, name in enumerate(points)}
         self._take = list(self.out_indices)
-        self._names = [*self.stem_names, *self.stage_names, *self.tail_names]
+        self._names = [*self.stem_names, *self.stage_names, *self.final_names]
         self.pretrained_cfg = dict(model.pretrained_cfg)
         self.default_input_size: tuple[int, int, int] = model.default_input_size
         self.norm_eval = model.norm_eval
@@ -64,6 +66,16 @@ class ResNetFeatures(_StagedNet):
         self.grad_checkpointing_segment: int = model.grad_checkpointing_segment
         self.grad_checkpointing_last_stage: bool = model.grad_checkpointing_last_stage
         self.train(model.training)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "tail_names":  # its name before final_names (the model's)
+            warnings.warn(
+                "ResNetFeatures.tail_names is deprecated: use final_names, as on the model",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return self.final_names
+        return super().__getattr__(name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         # The checkpointed path is Python only; TorchScript leaves it out.

@@ -27,8 +27,9 @@ def paper_depth(spec: ResNetSpec) -> int:
     """The paper's depth of the network ``spec`` describes: its weighted layers.
 
     The stem's convolution, every block's weighted layers (its registered type's
-    ``ResidualBlock.layers``) and the classifier: 56 for ResNet-56, 50 for ResNet-50. A deep
-    stem counts as one, as in timm's ``resnet50d``. ``cifar_spec(depth)`` inverts it.
+    ``ResidualBlock.weighted_layers``) and the classifier: 56 for ResNet-56, 50 for
+    ResNet-50. A deep stem counts as one, as in timm's ``resnet50d``.
+    ``cifar_spec(depth)`` inverts it.
 
     Raises:
         KeyError: the spec's block type is not registered.
@@ -38,7 +39,7 @@ def paper_depth(spec: ResNetSpec) -> int:
         >>> rl.paper_depth(rl.model_spec("resnet110")), rl.paper_depth(rl.model_spec("resnet50"))
         (110, 50)
     """
-    return 2 + spec.num_blocks * BLOCKS.get(spec.block).layers
+    return 2 + spec.num_blocks * BLOCKS.get(spec.block).weighted_layers
 
 
 class FeatureInfo(TypedDict):

@@ -43,6 +43,7 @@ from ..validate import is_int
 
 __all__ = [
     "LAYOUTS",
+    "STATE_DICT_LAYOUTS",
     "LoadReport",
     "ShapeMismatch",
     "WeightsMismatchError",
@@ -215,18 +216,20 @@ class _Layout:
     """Model overrides that weights in this layout need to compute what they computed."""
 
 
-LAYOUTS: Mapping[str, _Layout] = {
+STATE_DICT_LAYOUTS: Mapping[str, _Layout] = {
     "resnetlib": _Layout(_identity, _identity),
     "torchvision": _Layout(_identity, _ours_to_torchvision),
     "timm": _Layout(_identity, _identity),
     "akamaster": _Layout(_akamaster_to_ours, _ours_to_akamaster, _akamaster_options),
     "mmpretrain": _Layout(_mmpretrain_to_ours, _ours_to_mmpretrain),
 }
+LAYOUTS = STATE_DICT_LAYOUTS
+"""``STATE_DICT_LAYOUTS`` by its former name."""
 """The state-dict layouts ``convert_state_dict`` reads and writes, by name."""
 
 
 def _check_layout(argument: str, name: object, allow_auto: bool) -> str:
-    allowed = (["auto"] if allow_auto else []) + list(LAYOUTS)
+    allowed = (["auto"] if allow_auto else []) + list(STATE_DICT_LAYOUTS)
     if not isinstance(name, str) or name not in allowed:
         raise ValueError(f"{argument} must be one of {', '.join(allowed)}; got {name!r}")
     return name
@@ -277,7 +280,7 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
 
 def layout_options(source: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The model overrides weights in layout ``source`` need (akamaster's: their shortcut)."""
-    return LAYOUTS[_check_layout("source", source, allow_auto=False)].model_options(
+    return STATE_DICT_LAYOUTS[_check_layout("source", source, allow_auto=False)].model_options(
         dict(state_dict)
     )
 
@@ -321,7 +324,7 @@ def convert_state_dict(
     flat = unwrap_state_dict(state_dict)
     if source == "auto":
         source = detect_source(flat)
-    return LAYOUTS[target].from_resnetlib(LAYOUTS[source].to_resnetlib(flat))
+    return STATE_DICT_LAYOUTS[target].from_resnetlib(STATE_DICT_LAYOUTS[source].to_resnetlib(flat))
 
 
 def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
@@ -508,7 +511,7 @@ def load_weights(
         source = detect_source(flat)
     if source == "akamaster":
         _check_akamaster_model(model)
-    weights = LAYOUTS[source].to_resnetlib(flat)
+    weights = STATE_DICT_LAYOUTS[source].to_resnetlib(flat)
     own = model.state_dict()
 
     adapted: list[str] = []

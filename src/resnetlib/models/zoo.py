@@ -310,7 +310,7 @@ def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
 def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
     """CIFAR layout (paper section 4.2): 3x3 stem, three stages at 16/32/64, option A.
 
-    ``depth`` counts weighted layers: ``3 * n * block.layers + 2`` (6n+2 for basic blocks).
+    ``depth`` counts weighted layers: ``3 * n * block.weighted_layers + 2`` (6n+2 for basic blocks).
 
     Returns:
         The spec (10 classes) with ``n`` blocks in each of the three stages.
@@ -324,7 +324,7 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
         >>> [stage.num_blocks for stage in rl.cifar_spec(56).stages]
         [9, 9, 9]
     """
-    per_block = BLOCKS.get(block).layers
+    per_block = BLOCKS.get(block).weighted_layers
     step = 3 * per_block
     if not is_int(depth) or depth < step + 2 or (depth - 2) % step:
         examples = ", ".join(str(step * n + 2) for n in (3, 5, 7, 9, 18))

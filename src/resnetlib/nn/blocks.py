@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -57,9 +58,11 @@ class ResidualBlock(nn.Module, ABC):
     only where the spec asks for them, ``act_layer`` (an activation other than ReLU),
     ``dilation`` (> 1) and ``drop_path`` (> 0): a block that does not take one of those
     gets a clear error at build time, never a silently ignored option.
-    ``layers`` is the number of weighted layers on the branch (2 for basic, 3 for
-    bottleneck); the CIFAR depth formula uses it. ``downsample`` maps the input to the
-    output's shape (``None``: identity); with ``residual=False`` nothing is added (plain).
+    ``weighted_layers`` is the number of weighted layers on the branch (2 for basic, 3
+    for bottleneck); the paper's depth (:func:`~resnetlib.paper_depth`) and the CIFAR
+    depth formula use it (``layers``, its old name, still works, deprecated).
+    ``downsample`` maps the input to the output's shape (``None``: identity); with
+    ``residual=False`` nothing is added (plain).
     ``drop_path`` is handled here: :meth:`add_shortcut` drops the branch per sample.
     A block that does not activate after the addition (pre-activation) sets
     ``activates_after_add = False``; one that feeds its shortcut something other than
@@ -67,11 +70,25 @@ class ResidualBlock(nn.Module, ABC):
     """
 
     expansion: ClassVar[int] = 1
+    weighted_layers: ClassVar[int] = 2
     layers: ClassVar[int] = 2
+    """Deprecated: ``weighted_layers``' old name (kept equal to it)."""
     activates_after_add: ClassVar[bool] = True
     """Whether the block applies its activation after the addition, as the 2015 blocks
     do; pre-activation blocks (He et al. 2016) do not. A block whose branch is zero
     computes ``act(forward_shortcut(x))`` if this is true, else ``forward_shortcut(x)``."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "layers" in cls.__dict__ and "weighted_layers" not in cls.__dict__:
+            warnings.warn(
+                f"{cls.__name__}.layers is deprecated: name the weighted layers on the "
+                "branch weighted_layers (layers means blocks per stage, as in timm)",
+                FutureWarning,
+                stacklevel=2,
+            )
+            cls.weighted_layers = cls.layers
+        cls.layers = cls.weighted_layers
 
     def __init__(self, **args: Unpack[BlockArgs]) -> None:
         """Store the shape arguments; ``norm_layer`` and ``act_layer`` are the subclass's
@@ -176,7 +193,7 @@ class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions (paper Fig. 2 left); the stride is on the first."""
 
     expansion: ClassVar[int] = 1
-    layers: ClassVar[int] = 2
+    weighted_layers: ClassVar[int] = 2
 
     def __init__(self, **args: Unpack[BlockArgs]) -> None:
         super().__init__(**args)
@@ -208,7 +225,7 @@ class Bottleneck(ResidualBlock):
     """
 
     expansion: ClassVar[int] = 4
-    layers: ClassVar[int] = 3
+    weighted_layers: ClassVar[int] = 3
 
     def __init__(
         self,

@@ -95,7 +95,7 @@ class PreActBasicBlock(_PreActBlock):
     """
 
     expansion: ClassVar[int] = 1
-    layers: ClassVar[int] = 2
+    weighted_layers: ClassVar[int] = 2
 
     def __init__(self, **args: Unpack[BlockArgs]) -> None:
         super().__init__(**args)
@@ -128,7 +128,7 @@ class PreActBottleneck(_PreActBlock):
     """
 
     expansion: ClassVar[int] = 4
-    layers: ClassVar[int] = 3
+    weighted_layers: ClassVar[int] = 3
 
     def __init__(
         self,

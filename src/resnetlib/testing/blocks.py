@@ -160,10 +160,10 @@ class _ZeroShortcut(nn.Module):
 def _block_interface(subject: _BlockSubject) -> str:
     cls = subject.cls
     validate_block(cls.__name__, cls)
-    layers = cls.layers
+    layers = cls.weighted_layers
     if not is_int(layers) or layers < 1:
         raise _ViolationError(
-            f"'layers' must be an int >= 1 (weighted layers on the branch); got {layers!r}"
+            f"'weighted_layers' must be an int >= 1 (weighted layers on the branch); got {layers!r}"
         )
     missing = _missing_keywords(cls, ALWAYS_PASSED)
     if missing:

@@ -54,7 +54,7 @@ from ..validate import is_int
 
 __all__ = ["DataError", "DataSplits", "ImageDataset", "load_data"]
 
-LAYOUTS = (
+DATA_LAYOUTS = (
     '"digits" (built in)',
     "cifar-10-batches-py (data_batch_1..5, test_batch, batches.meta)",
     "cifar-100-python (train, test, meta)",
@@ -260,10 +260,10 @@ def _detect(root: Path) -> str:
     if not root.exists():
         raise DataError(
             f'{root}: no such file or directory; expected "digits" or a directory in a known '
-            f"layout: {'; '.join(LAYOUTS[1:])}"
+            f"layout: {'; '.join(DATA_LAYOUTS[1:])}"
         )
     if not root.is_dir():
-        raise DataError(f"{root}: not a directory; known layouts: {'; '.join(LAYOUTS)}")
+        raise DataError(f"{root}: not a directory; known layouts: {'; '.join(DATA_LAYOUTS)}")
     if (root / "data_batch_1").is_file() and (root / "test_batch").is_file():
         return "cifar10"
     if all((root / name).is_file() for name in ("train", "test", "meta")):
@@ -272,7 +272,7 @@ def _detect(root: Path) -> str:
         return "tinyimagenet"
     if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
         return "folder"
-    raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(LAYOUTS)}")
+    raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(DATA_LAYOUTS)}")
 
 
 def _check_image_size(size: int | None) -> None:
