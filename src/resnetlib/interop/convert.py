@@ -39,7 +39,7 @@ from torch import nn
 
 from ..core.model import ResNet
 from ..nn.shortcuts import ZeroPadShortcut
-from ..validate import is_int
+from ..validate import check_int
 
 __all__ = [
     "LAYOUTS",
@@ -361,8 +361,7 @@ def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Ten
         >>> rl.adapt_input_channels(rgb, in_channels=1).shape
         torch.Size([64, 1, 7, 7])
     """
-    if not is_int(in_channels) or in_channels < 1:
-        raise ValueError(f"in_channels must be an int >= 1; got {in_channels!r}")
+    check_int("in_channels", in_channels)
     if weight.dim() != 4:
         raise ValueError(
             f"expected a conv weight (out, in, kh, kw); got shape {tuple(weight.shape)}"

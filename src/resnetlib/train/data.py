@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import PathLike, optional_import
-from ..validate import is_int
+from ..validate import check_int, is_int
 
 __all__ = ["DataError", "DataSplits", "ImageDataset", "load_data"]
 
@@ -189,8 +189,7 @@ def load_data(
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
-    if not is_int(val_size) or val_size < 0:
-        raise ValueError(f"val_size must be an int >= 0, got {val_size!r}")
+    check_int("val_size", val_size, 0)
     if image_size is not None and (not is_int(image_size) or image_size < 1):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
     _check_image_size(image_size)

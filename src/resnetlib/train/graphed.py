@@ -27,15 +27,13 @@ scaling, ``torch.compile``, or an optimizer other than the recipe's.
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
-    from .loop import _SaveClock, _Trainer
+    from .loop import Trainer
 
 __all__ = ["GRAPHS_BY_DEFAULT", "WARMUP_STEPS", "GraphedTraining", "choose"]
 
@@ -50,7 +48,7 @@ _REPLAY_DEVICES = frozenset({"cuda"})
 """Device types the graphed path runs on (tests add "cpu" to run it uncaptured)."""
 
 
-def choose(trainer: _Trainer, *, own_optimizer: bool) -> tuple[GraphedTraining | None, str]:
+def choose(trainer: Trainer, *, own_optimizer: bool) -> tuple[GraphedTraining | None, str]:
     """The graphed step for ``trainer`` when its recipe asks for one and it can apply, and a
     one-line note ("" when there is nothing to say) naming why not when it cannot."""
     asked = trainer.recipe.cuda_graphs
@@ -64,7 +62,7 @@ def choose(trainer: _Trainer, *, own_optimizer: bool) -> tuple[GraphedTraining |
     return GraphedTraining(trainer), ""
 
 
-def obstacle(trainer: _Trainer, *, own_optimizer: bool) -> str:
+def obstacle(trainer: Trainer, *, own_optimizer: bool) -> str:
     """Why the step of ``trainer`` cannot be one graph ("" when it can)."""
     device = trainer.device
     if device.type not in _REPLAY_DEVICES:
@@ -83,14 +81,14 @@ def obstacle(trainer: _Trainer, *, own_optimizer: bool) -> str:
 
 
 class GraphedTraining:
-    """One run's captured step: :meth:`train_epoch` stands in for the eager loop's.
+    """One run's captured step, which the trainer's epoch loop replays instead of its own.
 
     Build it after the trainer's model, optimizer and loader (:func:`choose` does); it
     turns the optimizer's groups to fused SGD with device lr tensors and keeps the
     trainer's running sums in a tensor of its own, which the graph adds to.
     """
 
-    def __init__(self, trainer: _Trainer) -> None:
+    def __init__(self, trainer: Trainer) -> None:
         self.device = trainer.device
         self.capture = self.device.type == "cuda"
         self.model = trainer.model
@@ -210,45 +208,13 @@ class GraphedTraining:
 
     # -- the epoch -------------------------------------------------------------------------
 
-    def train_epoch(
-        self, trainer: _Trainer, bar: Any, log_every: int, saver: _SaveClock, stop: threading.Event
-    ) -> bool:
-        """The eager loop's ``train_epoch`` with the step replayed: ``True`` at the end of the
-        epoch or run, ``False`` on Ctrl-C."""
-        plan, loader = trainer.plan, trainer.loader
-        total = plan.iterations
-        assert total is not None
-        if trainer.sums is not self.sums:  # a new or resumed run: the graph adds to ours
+    def adopt_sums(self, trainer: Trainer) -> None:
+        """Make the trainer's running sums the graph's (a new or resumed run)."""
+        if trainer.sums is not self.sums:
             self.sums.copy_(trainer.sums)
             trainer.sums = self.sums
-        loader.set_epoch(trainer.epoch)
-        self.model.train()
-        started = time.perf_counter()
-        for x, y in loader:
-            lr = plan.lr_at(trainer.iteration, trainer.warmed_up)
-            self.set_lr(lr)
-            self.step(x, y)
-            trainer.iteration += 1
-            boundary = trainer.iteration % log_every == 0 or trainer.iteration in (1, total)
-            if not trainer.warmed_up:
-                if trainer.iteration >= plan.warmup_max_iterations:
-                    trainer.warmed_up = True
-                elif boundary:  # the device counter, read where the loop syncs anyway
-                    trainer.warmed_up = plan.warmup_over(trainer.iteration, self.last_error())
-            if bar is not None:
-                bar.update(1)
-            if boundary:
-                trainer._log(bar, lr)
-            if trainer.iteration >= total:
-                break
-            if stop.is_set() or saver.due(trainer.iteration):
-                trainer.epoch_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                if stop.is_set():
-                    return False
-                trainer.save()
-                saver.reset()
+
+    def synchronize(self) -> None:
+        """Wait for the replayed steps (an epoch's time is the device's)."""
         if self.capture:
-            torch.cuda.synchronize(self.device)  # the epoch's time is the device's
-        trainer.epoch_seconds += time.perf_counter() - started
-        return True
+            torch.cuda.synchronize(self.device)

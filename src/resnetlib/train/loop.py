@@ -5,7 +5,7 @@ std of the model's ``pretrained_cfg`` (a pretrained model's publisher's, a new m
 defaults), and :func:`fit` records in it the input size it trained at, so that every
 checkpoint of the run says how to feed it.
 
-:func:`fit` reads top to bottom: set up (``_Trainer``), then per epoch
+:func:`fit` reads top to bottom: set up (``Trainer``), then per epoch
 ``train_epoch`` (per iteration: lr from the schedule, forward, loss, backward, optimizer
 step, EMA update) and ``end_epoch`` (evaluate, record, checkpoint).
 The run directory (:class:`~resnetlib.train.run_dir.RunDirectory`) owns every file. Under
@@ -37,7 +37,7 @@ from ..common import evaluating
 from ..core.data_config import normalization
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
-from ..validate import is_int
+from ..validate import check_int
 from . import graphed
 from .data import DataSplits, ImageDataset
 from .pipeline import DeviceLoader
@@ -351,7 +351,7 @@ def fit(
     try:
         if run is not None:
             run.acquire()
-        trainer = _Trainer(
+        trainer = Trainer(
             model,
             data,
             recipe,
@@ -387,7 +387,7 @@ def fit(
             dist.destroy_process_group()
 
 
-class _Trainer:
+class Trainer:
     """One run's state: set up in ``__init__``, then :meth:`run` epoch by epoch."""
 
     def __init__(
@@ -491,6 +491,7 @@ class _Trainer:
         self.best_val = math.inf
         self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, wrong, images
         self.logged = torch.zeros_like(self.sums)  # the sums at the last logging point
+        self.batch = torch.zeros(2, device=device, dtype=torch.float64)  # last: wrong, images
         self.epoch_seconds = 0.0
         self.graphed, self.graphs_note = graphed.choose(self, own_optimizer=optimizer is None)
 
@@ -666,48 +667,33 @@ class _Trainer:
     def train_epoch(
         self, bar: Any, log_every: int, saver: _SaveClock, stop: threading.Event
     ) -> bool:
-        """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``."""
-        if self.graphed is not None:  # the same loop, the step replayed as a CUDA graph
-            return self.graphed.train_epoch(self, bar, log_every, saver, stop)
-        model, loader, optimizer, scaler, plan = (
-            self.model,
-            self.loader,
-            self.optimizer,
-            self.scaler,
-            self.plan,
-        )
+        """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``.
+
+        Each iteration is :meth:`train_step`, or with CUDA graphs the same step replayed
+        (:mod:`resnetlib.train.graphed`); the rest of the loop is the same for both.
+        """
+        plan, graphed = self.plan, self.graphed
         total = plan.iterations
         assert total is not None
-        loader.set_epoch(self.epoch)
-        model.train()
-        ones = torch.ones((), device=self.device, dtype=torch.float64)
+        if graphed is not None:
+            graphed.adopt_sums(self)
+        self.loader.set_epoch(self.epoch)
+        self.model.train()
         started = time.perf_counter()
-        for x, y in loader:
+        for x, y in self.loader:
             lr = plan.lr_at(self.iteration, self.warmed_up)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
-            with self.autocast():
-                logits = self.train_module(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(scaler.scale(loss))
-            scaler.step(optimizer)
-            scaler.update()
-            if self.ema is not None:
-                self.ema.update_parameters(model)
-            wrong = (logits.detach().argmax(1) != y).sum()
-            self.sums += torch.stack(
-                [loss.detach().double() * y.numel(), wrong.double(), ones * y.numel()]
-            )
+            if graphed is None:
+                self.train_step(x, y, lr)
+            else:
+                graphed.set_lr(lr)
+                graphed.step(x, y)
             self.iteration += 1
+            boundary = self.iteration % log_every == 0 or self.iteration in (1, total)
             if not self.warmed_up:
-                batch = torch.stack([wrong.double(), ones * y.numel()])
-                if self.process.world_size > 1:
-                    dist.all_reduce(batch)
-                self.warmed_up = plan.warmup_over(self.iteration, (batch[0] / batch[1]).item())
+                self.warmed_up = self._warmup_over(boundary)
             if bar is not None:
                 bar.update(1)
-            if self.iteration % log_every == 0 or self.iteration in (1, total):
+            if boundary:
                 self._log(bar, lr)
             if self.iteration >= total:
                 break
@@ -718,8 +704,44 @@ class _Trainer:
                     return False
                 self.save()
                 saver.reset()
+        if graphed is not None:
+            graphed.synchronize()  # the epoch's time is the device's
         self.epoch_seconds += time.perf_counter() - started
         return True
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> None:
+        """One eager iteration: the lr set, forward, loss, backward, step, running sums."""
+        optimizer, scaler = self.optimizer, self.scaler
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        with self.autocast():
+            logits = self.train_module(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(scaler.scale(loss))
+        scaler.step(optimizer)
+        scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        wrong = (logits.detach().argmax(1) != y).sum().double()
+        count = torch.full((), y.numel(), dtype=torch.float64, device=wrong.device)
+        self.sums += torch.stack([loss.detach().double() * count, wrong, count])
+        self.batch = torch.stack([wrong, count])
+
+    def _warmup_over(self, boundary: bool) -> bool:
+        """Whether the warm-up ends now: the last batch's error (all ranks') below the
+        recipe's, or its iteration cap. Replayed graphs read their device counter only at
+        ``boundary``, where the loop syncs anyway."""
+        plan, graphed = self.plan, self.graphed
+        if graphed is not None:
+            if self.iteration >= plan.warmup_max_iterations:
+                return True
+            return boundary and plan.warmup_over(self.iteration, graphed.last_error())
+        batch = self.batch
+        if self.process.world_size > 1:
+            batch = batch.clone()
+            dist.all_reduce(batch)
+        return plan.warmup_over(self.iteration, (batch[0] / batch[1]).item())
 
     def _log(self, bar: Any, lr: float) -> None:
         loss, wrong, count = (self.sums - self.logged).tolist()
@@ -820,10 +842,8 @@ class _SaveClock:
     """When to save inside an epoch: every ``every`` iterations or ``minutes`` minutes."""
 
     def __init__(self, every: int | None, minutes: float | None) -> None:
-        if every is not None and not is_int(every):
-            raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")
-        if every is not None and every < 1:
-            raise ValueError(f"save_every must be an int >= 1 or None; got {every!r}")
+        if every is not None:
+            check_int("save_every", every)
         if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
             raise ValueError(f"save_every_minutes must be a number > 0 or None; got {minutes!r}")
         self.every, self.seconds = every, None if minutes is None else 60.0 * minutes

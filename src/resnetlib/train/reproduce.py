@@ -23,6 +23,7 @@ import torch
 
 from ..interop.files import atomic_write
 from ..models.zoo import create_model
+from ..validate import check_int
 from .data import DataSplits, load_data
 from .loop import fit, model_label
 from .plot import plot_runs
@@ -307,8 +308,7 @@ def table6(
         raise ValueError("table6 needs at least one model")
     if len(set(names)) != len(names):
         raise ValueError(f"table6 models must differ; got {names}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
-        raise ValueError(f"seeds must be an int in [1, 1000]; got {seeds!r}")
+    check_int("seeds", seeds, 1, 1000)
     root = Path(out)
     changes: dict[str, Any] = {}
     if val_size is not None:
