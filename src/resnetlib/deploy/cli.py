@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from ..cli_options import (
@@ -132,14 +131,10 @@ def run(args: argparse.Namespace) -> int:
         check_quantize_support()
         images = load_data(str(args.calibrate)).train.images
         calibration = calibration_batches(images, model, size=args.calibration_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' FutureWarnings are not the user's
-        if args.format == "onnx":  # both write beside --out and rename: all or nothing
-            export_onnx(
-                exported, out, size, dynamic_size=args.dynamic_size, calibration=calibration
-            )
-        else:
-            export_pt2(exported, out, size, dynamic_size=args.dynamic_size)
+    if args.format == "onnx":  # both write beside --out and rename: all or nothing
+        export_onnx(exported, out, size, dynamic_size=args.dynamic_size, calibration=calibration)
+    else:
+        export_pt2(exported, out, size, dynamic_size=args.dynamic_size)
     kind = "onnx int8 QDQ" if args.int8 else args.format
     notes = "dynamic batch, height and width" if args.dynamic_size else "dynamic batch"
     notes += ", batch norms folded" if args.fuse else ""

@@ -13,7 +13,9 @@ runtimes such as onnxruntime fuse into int8 kernels), quantized as
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..common import evaluating
 from ..interop.files import atomic_path
 
 if TYPE_CHECKING:
@@ -63,16 +66,25 @@ def example_input(
     return torch.randn(batch, *input_size, device=device, dtype=dtype)
 
 
+_QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration")
+
+
 @contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
+def quiet() -> Iterator[None]:
+    """Silence what torch's exporters and torchao log and warn while they run (torchvision
+    absent, deprecations): none of it concerns the user of a finished export.
+    """
+    levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        with torch.no_grad():
+        with warnings.catch_warnings():
+            for category in (FutureWarning, DeprecationWarning, UserWarning):
+                warnings.simplefilter("ignore", category)
             yield
     finally:
-        if was_training:
-            model.train()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
@@ -95,7 +107,7 @@ def export_program(
     ``dynamic_size``, height and width) dynamic.
     """
     x = example_input(model, input_size)
-    with _eval(model):
+    with evaluating(model), quiet():
         return torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size))
 
 
@@ -129,7 +141,7 @@ def export_onnx(
     the file is int8 in QDQ form, its example input the first calibration batch. Needs the
     ``export`` extra (and ``quantize`` for int8). A failed write leaves the previous file.
     """
-    from .quantize import as_batches, prepare_and_convert, quiet
+    from .quantize import as_batches, prepare_and_convert
 
     require(ONNX_PACKAGES, "ONNX export")
     exported: nn.Module = model
@@ -138,8 +150,8 @@ def export_onnx(
         exported, x = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
     else:
         x = example_input(model, input_size)
-    evaluating = _eval(model) if calibration is None else torch.no_grad()
-    with evaluating, quiet():
+    mode = evaluating(model) if calibration is None else torch.no_grad()
+    with mode, quiet():
         program = torch.onnx.export(
             exported,
             (x,),

@@ -12,12 +12,10 @@ height and width the model allows). Needs torch >= 2.8 and torchao
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
-import logging
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
@@ -26,6 +24,7 @@ from torch import fx, nn
 
 from ..core.data_config import normalization
 from ..nn.norms import FrozenBatchNorm2d
+from .export import quiet
 from .fuse import fuse_bn
 
 __all__ = [
@@ -41,7 +40,6 @@ MIN_TORCH = (2, 8)
 """The oldest torch :func:`quantize` accepts (torchao's PT2E quantization needs it)."""
 
 _INSTALL = 'pip install "resnetlib[quantize]"'
-_QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration")
 
 # Ops that only move or view data: neither int8 compute nor float compute.
 _LAYOUT_OPS = {
@@ -68,25 +66,6 @@ _QDQ_OPS = {
     "quantize_per_channel",
     "dequantize_per_channel",
 }
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence what torch's exporters and torchao log and warn while they run (torchvision
-    absent, deprecations): none of it concerns the user of a finished export.
-    """
-    levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
 
 
 def _torch_version() -> tuple[int, int]:

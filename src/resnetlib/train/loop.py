@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import math
 import os
 import signal
@@ -34,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..common import evaluating
-from ..core.data_config import normalization
+from ..core.data_config import config_to_json, normalization
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
 from ..validate import check_int
@@ -549,7 +550,7 @@ class Trainer:
                 "length": self.length,
                 "iterations": self.plan.iterations,
                 "iterations_per_epoch": len(self.loader),
-                "pretrained_cfg": _json_config(self.model.pretrained_cfg),
+                "pretrained_cfg": json.loads(config_to_json(self.model.pretrained_cfg)),
             }
         )
 
@@ -876,10 +877,6 @@ def _version() -> str:
         return importlib.metadata.version("resnetlib")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree
         return "unknown"
-
-
-def _json_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
 
 
 def _epoch_line(row: Mapping[str, float]) -> str:
