@@ -41,12 +41,6 @@ __all__ = [
 ]
 
 
-def _check_int(
-    owner: str, name: str, value: object, minimum: int, maximum: int | None = None
-) -> None:
-    check_int(f"{owner}.{name}", value, minimum, maximum, bound=_BOUND)
-
-
 _BOUND = "resnetlib's size limit, see resnetlib.limits"
 
 
@@ -80,7 +74,7 @@ class StemSpec:
 
     def __post_init__(self) -> None:
         _check_name("StemSpec", "type", self.type)
-        _check_int("StemSpec", "out_channels", self.out_channels, 1, MAX_CHANNELS)
+        check_int("StemSpec.out_channels", self.out_channels, 1, MAX_CHANNELS, bound=_BOUND)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,10 +99,10 @@ class StageSpec:
     dilation: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("StageSpec", "num_blocks", self.num_blocks, 1, MAX_BLOCKS)
-        _check_int("StageSpec", "width", self.width, 1, MAX_CHANNELS)
-        _check_int("StageSpec", "stride", self.stride, 1, MAX_STRIDE)
-        _check_int("StageSpec", "dilation", self.dilation, 1, MAX_STRIDE)
+        check_int("StageSpec.num_blocks", self.num_blocks, 1, MAX_BLOCKS, bound=_BOUND)
+        check_int("StageSpec.width", self.width, 1, MAX_CHANNELS, bound=_BOUND)
+        check_int("StageSpec.stride", self.stride, 1, MAX_STRIDE, bound=_BOUND)
+        check_int("StageSpec.dilation", self.dilation, 1, MAX_STRIDE, bound=_BOUND)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,8 +166,8 @@ class ResNetSpec:
         _check_name("ResNetSpec", "shortcut", self.shortcut)
         if not isinstance(self.stem, StemSpec):
             raise ValueError(f"ResNetSpec.stem must be a StemSpec; got {type(self.stem).__name__}")
-        _check_int("ResNetSpec", "in_channels", self.in_channels, 1, MAX_CHANNELS)
-        _check_int("ResNetSpec", "num_classes", self.num_classes, 0, MAX_CLASSES)
+        check_int("ResNetSpec.in_channels", self.in_channels, 1, MAX_CHANNELS, bound=_BOUND)
+        check_int("ResNetSpec.num_classes", self.num_classes, 0, MAX_CLASSES, bound=_BOUND)
         if not isinstance(self.zero_init_residual, bool):
             raise ValueError(
                 f"ResNetSpec.zero_init_residual must be a bool; got {self.zero_init_residual!r}"
