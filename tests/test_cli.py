@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import resnetlib as rl
+from resnetlib import cli
 from resnetlib.cli import _parser, main
 from resnetlib.registry import natural_key
 
@@ -184,3 +187,93 @@ def test_console_script_and_module_entry_point_run() -> None:
             "resnet152d",
             "resnet1202",
         ]
+
+
+def loaded_after(argv: list[str]) -> set[str]:
+    """The modules a fresh interpreter holds after ``main(argv)`` (a help or usage exit too)."""
+    code = (
+        "import json, sys\n"
+        "from resnetlib.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={"PYTHONPATH": src, "PATH": ""},
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    ("argv", "absent"),
+    [
+        (["train", "--help"], ("resnetlib.deploy", "resnetlib.deploy.cli")),
+        (["--debug", "evaluate", "--help"], ("resnetlib.deploy", "resnetlib.deploy.cli")),
+        (["export", "--help"], ("resnetlib.train", "resnetlib.train.cli")),
+        (["predict", "--help"], ("resnetlib.train", "resnetlib.train.cli")),
+        (["list", "resnet2*"], ("resnetlib.train", "resnetlib.deploy")),
+    ],
+)
+def test_a_command_imports_only_the_module_that_adds_it(
+    argv: list[str], absent: tuple[str, ...]
+) -> None:
+    loaded = loaded_after(argv)
+    assert "resnetlib.cli" in loaded
+    home = cli.COMMANDS.get(argv[-2])
+    if home is not None:
+        assert home in loaded
+    assert [name for name in absent if name in loaded] == []
+
+
+def test_help_and_unknown_commands_list_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    every = ["list", "summary", *cli.COMMANDS]
+    for argv in (["--help"], ["--debug", "--help"], [], ["no-such-command"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr()
+        text = out.out if "--help" in argv else out.err
+        assert "{" + ",".join(every) + "}" in text, argv
+    assert cli._command_word(["--debug", "train", "--out", "x"]) == "train"
+    assert cli._command_word(["-h", "train"]) is None
+    assert cli._command_word(["--deb", "train"]) is None  # an abbreviation: all, to be safe
+
+
+def test_the_command_table_names_what_each_module_adds() -> None:
+    added: dict[str, str] = {}
+    for module in cli.SUBCOMMAND_MODULES:
+        commands = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).add_commands(commands)
+        added.update(dict.fromkeys(commands.choices, module))
+    assert added == cli.COMMANDS
+    assert cli.SUBCOMMAND_MODULES == ("resnetlib.train.cli", "resnetlib.deploy.cli")
+
+
+def test_a_users_subcommand_module_still_plugs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "my_cli_commands.py").write_text(
+        "def add_commands(commands):\n"
+        "    hello = commands.add_parser('hello', help='say hello')\n"
+        "    hello.set_defaults(run=lambda args: print('hello') or 0)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", (*cli.SUBCOMMAND_MODULES, "my_cli_commands"))
+    assert main(["hello"]) == 0
+    assert capsys.readouterr().out == "hello\n"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "hello" in capsys.readouterr().out
+    # The table does not name it, so it may add any command: every command imports it.
+    monkeypatch.delitem(sys.modules, "my_cli_commands")
+    assert main(["list", "resnet20"]) == 0
+    assert "my_cli_commands" in sys.modules

@@ -58,6 +58,10 @@ INDEPENDENT = ("resnetlib.testing", "resnetlib.train", "resnetlib.deploy", "resn
 # today: add one only with a reason a reader accepts).
 ALLOWED: dict[tuple[str, str], str] = {}
 
+# (importer, imported module, name): imports of another module's private name allowed, each
+# with its reason (none today: add one only with a reason a reader accepts).
+PRIVATE_ALLOWED: dict[tuple[str, str, str], str] = {}
+
 # Loaded by none of what `import resnetlib` runs.
 NOT_ON_IMPORT = (
     "resnetlib.testing",
@@ -123,6 +127,36 @@ def imports_of(path: Path) -> set[str]:
     return {m for m in found if m == "resnetlib" or m.startswith("resnetlib.")}
 
 
+def private_imports(name: str, tree: ast.Module, *, is_package: bool = False) -> list[str]:
+    """``module.name`` for each underscore name (not a dunder) that module ``name`` imports
+    from another of the package's modules, wherever the import statement is."""
+    package = name if is_package else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                alias.name
+                for alias in node.names
+                if alias.name.startswith("resnetlib")
+                and any(is_private(part) for part in alias.name.split("."))
+            ]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module or ""
+            if not within(source, "resnetlib") or source == name:
+                continue
+            found += [f"{source}.{alias.name}" for alias in node.names if is_private(alias.name)]
+    return found
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
@@ -154,6 +188,45 @@ def test_no_module_imports_a_higher_layer(path: Path) -> None:
     importer = module_name(path)
     layer = LAYERS[layer_of(importer)[0]][0]
     assert violations(importer, imports_of(path)) == [], f"{importer} ({layer})"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_no_module_imports_another_modules_private_names(path: Path) -> None:
+    """A name another module shares has no leading underscore (and stays out of its
+    ``__all__`` unless users need it): ``_name`` means nothing outside its module uses it."""
+    importer = module_name(path)
+    tree = ast.parse(path.read_text())
+    found = private_imports(importer, tree, is_package=path.name == "__init__.py")
+    allowed = {f"{source}.{name}" for (who, source, name) in PRIVATE_ALLOWED if who == importer}
+    assert [name for name in found if name not in allowed] == [], importer
+
+
+def test_the_private_import_rule_catches_one() -> None:
+    source = (
+        "from __future__ import annotations\n"
+        "from typing import TYPE_CHECKING\n"
+        "from torch.nn.modules.batchnorm import _BatchNorm\n"
+        "from . import __version__\n"
+        "from .checks import ShapeCase, _Case\n"
+        "from ..core.model import _StagedNet\n"
+        "import resnetlib._hidden\n"
+        "if TYPE_CHECKING:\n"
+        "    from resnetlib.train.loop import _Trainer\n"
+        "def f() -> None:\n"
+        "    from ..nn import _blocks\n"
+    )
+    found = private_imports("resnetlib.testing.blocks", ast.parse(source))
+    assert found == [
+        "resnetlib.testing.checks._Case",
+        "resnetlib.core.model._StagedNet",
+        "resnetlib._hidden",
+        "resnetlib.train.loop._Trainer",
+        "resnetlib.nn._blocks",
+    ]
+    package = private_imports("resnetlib.testing", ast.parse(source), is_package=True)
+    assert "resnetlib.checks._Case" not in package
+    assert "resnetlib.testing.checks._Case" in package
+    assert all(key[0] in {module_name(p) for p in MODULES} for key in PRIVATE_ALLOWED)
 
 
 def test_the_parts_import_nothing_of_core() -> None:

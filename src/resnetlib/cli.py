@@ -3,8 +3,12 @@
 Other subsystems add their own subcommands: each module named in :data:`SUBCOMMAND_MODULES`
 defines ``add_commands(commands)``, which adds subparsers whose defaults carry
 ``run=<callable(args) -> int>``. Such a module imports its heavy dependencies inside ``run``,
-so ``resnetlib --help`` and ``resnetlib list`` stay as light as ``import resnetlib``. Every
-command that takes a model takes the same options (:mod:`resnetlib.cli_options`).
+so ``resnetlib --help`` and ``resnetlib list`` stay as light as ``import resnetlib``. The
+modules register lazily: :data:`COMMANDS` says which module adds which command, so
+``resnetlib train ...`` imports the module that adds ``train`` and not the others (a module
+in :data:`SUBCOMMAND_MODULES` that :data:`COMMANDS` does not name is always imported);
+``resnetlib --help``, no command or an unknown one imports them all. Every command that
+takes a model takes the same options (:mod:`resnetlib.cli_options`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,23 @@ from .cli_options import (
     model_from_args,
 )
 
-__all__ = ["SUBCOMMAND_MODULES", "main"]
+__all__ = ["COMMANDS", "SUBCOMMAND_MODULES", "main"]
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("resnetlib.train.cli", "resnetlib.deploy.cli")
+COMMANDS: dict[str, str] = {
+    "train": "resnetlib.train.cli",
+    "evaluate": "resnetlib.train.cli",
+    "reproduce": "resnetlib.train.cli",
+    "export": "resnetlib.deploy.cli",
+    "predict": "resnetlib.deploy.cli",
+}
+"""Each subcommand a module of :data:`SUBCOMMAND_MODULES` adds, and that module: running a
+command imports only its own module (see the module docstring)."""
+
+SUBCOMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 """Modules that add subcommands (see the module docstring)."""
+
+_BUILTIN = ("list", "summary")
+_GLOBAL_FLAGS = ("--debug",)  # the global options a command word may follow (--version exits)
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
 
@@ -39,7 +56,32 @@ def _plain(text: str) -> str:
     return _ROLE.sub(r"\1", text).replace("``", "")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word after the global flags, or ``None``
+    when there is none or something else (``--help``, an unknown option) comes first."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token
+        if token not in _GLOBAL_FLAGS:
+            return None
+    return None
+
+
+def _command_modules(command: str | None) -> tuple[str, ...]:
+    """The modules of :data:`SUBCOMMAND_MODULES` to import to run ``command`` (``None``:
+    to list every command): all of them unless ``command`` is a built-in one or one
+    :data:`COMMANDS` places in a module of :data:`SUBCOMMAND_MODULES`; then its own module
+    (if any) and those :data:`COMMANDS` does not name, which may add any command."""
+    modules = SUBCOMMAND_MODULES
+    known = set(COMMANDS.values())
+    home = COMMANDS.get(command) if command is not None else None
+    if command not in _BUILTIN and home not in modules:
+        return modules
+    return tuple(m for m in modules if m == home or m not in known)
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (with every subcommand when ``argv`` is ``None``)."""
     from . import __version__
 
     description = _plain((__doc__ or "").split("\n\n")[0])
@@ -72,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     summary_cmd.set_defaults(run=guarded(_run_summary), parser=summary_cmd)
     list_cmd.set_defaults(run=guarded(_run_list), parser=list_cmd)
-    for module in SUBCOMMAND_MODULES:
+    modules = SUBCOMMAND_MODULES if argv is None else _command_modules(_command_word(argv))
+    for module in modules:
         importlib.import_module(module).add_commands(commands)
     return parser
 
@@ -107,7 +150,8 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(argv).parse_args(argv)
     return int(args.run(args))
 
 

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from .grad_checkpoint import check_segment, checkpoint_modules, checkpoint_segments
-from .model import FeatureInfo, FeatureInfoList, ResNet, _StagedNet, feature_take_indices
+from .model import FeatureInfo, FeatureInfoList, ResNet, StagedNet, feature_take_indices
 
 __all__ = ["ResNetFeatures", "features"]
 
 
-class ResNetFeatures(_StagedNet):
+class ResNetFeatures(StagedNet):
     """The stem and stages of a :class:`~resnetlib.ResNet`, returning the maps it is asked for.
 
     Index 0 is the stem's map before its max-pool, index ``i`` stage ``i``'s

@@ -181,12 +181,13 @@ def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -
     return nn.Linear(in_features, num_classes, device=like.device, dtype=like.dtype)
 
 
-class _StagedNet(nn.Module):
+class StagedNet(nn.Module):
     """A net of stem modules (``stem_names``) and stages (``stage_names``) whose
     ``train()`` keeps parts in eval mode: the stem and the first ``frozen_stages`` stages
     whole (norm statistics and stochastic depth both stop), when that is ``>= 0``; and, with
     ``norm_eval``, every norm layer with running statistics. ``pretrained_cfg`` (alias
     ``default_cfg``) is its data configuration, timm's (``resnetlib.core.data_config``).
+    The base :class:`ResNet` and ``ResNetFeatures`` share (not in ``__all__``).
     """
 
     stem_names: tuple[str, ...]
@@ -255,7 +256,7 @@ class _StagedNet(nn.Module):
                     yield module
 
 
-class ResNet(_StagedNet):
+class ResNet(StagedNet):
     """A residual (or plain) network. Build it with :func:`resnetlib.build` or a factory.
 
     Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...), then

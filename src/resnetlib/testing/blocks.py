@@ -19,29 +19,29 @@ from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS, ShortcutStrategy
 from ..validate import is_int
 from .checks import (
-    _RELATIONS,
-    _SIZES,
+    RELATIONS,
+    SIZES,
     Check,
     ConformanceReport,
-    _at,
-    _Case,
-    _check_batch_independence,
-    _check_gradients,
-    _close,
-    _counted_registration,
-    _CountingAct,
-    _max_diff,
-    _missing_keywords,
-    _NotApplicableError,
-    _randn,
-    _resolve,
-    _round_trip,
-    _run,
-    _seeded,
-    _spec_round_trip,
-    _state_dict_round_trip,
-    _ViolationError,
-    _without_gradient,
+    CountingAct,
+    NotApplicableError,
+    ShapeCase,
+    ViolationError,
+    all_close,
+    check_batch_independence,
+    check_gradients,
+    check_round_trip,
+    check_spec_round_trip,
+    check_state_dict_round_trip,
+    max_abs_diff,
+    missing_keywords,
+    parameters_without_gradient,
+    raised_at,
+    registered_name,
+    resolve_subject,
+    run_checks,
+    seeded,
+    seeded_randn,
 )
 
 __all__ = ["BLOCK_CHECKS", "check_block"]
@@ -66,7 +66,7 @@ class _BlockSubject:
 
     def make(
         self,
-        case: _Case,
+        case: ShapeCase,
         *,
         norm_layer: NormLayer = nn.BatchNorm2d,
         seed_offset: int = 0,
@@ -102,11 +102,11 @@ class _BlockSubject:
         block.init_weights()
         return block.to(self.device)
 
-    def cases(self) -> list[_Case]:
+    def cases(self) -> list[ShapeCase]:
         """Every stride and channel change, with every registered strategy that serves it."""
         out = self.out_channels
         found = []
-        for stride, relation, shortcut in itertools.product((1, 2), _RELATIONS, SHORTCUTS):
+        for stride, relation, shortcut in itertools.product((1, 2), RELATIONS, SHORTCUTS):
             in_channels = {"in == out": out, "in < out": out // 2, "in > out": 2 * out}[relation]
             try:
                 self.strategy(shortcut).make(
@@ -117,29 +117,31 @@ class _BlockSubject:
                 )
             except Exception:  # e.g. option A cannot shrink channels: not this block's case
                 continue
-            found.append(_Case(in_channels, stride, shortcut))
+            found.append(ShapeCase(in_channels, stride, shortcut))
         return found
 
-    def residual_cases(self) -> list[_Case]:
+    def residual_cases(self) -> list[ShapeCase]:
         return [c for c in self.cases() if SHORTCUTS.get(c.shortcut).adds_shortcut]
 
-    def input(self, case: _Case, *, batch: int = 2, size: int = 8, seed: int = 1) -> torch.Tensor:
-        return _randn((batch, case.in_channels, size, size), self.seed + seed, self.device)
+    def input(
+        self, case: ShapeCase, *, batch: int = 2, size: int = 8, seed: int = 1
+    ) -> torch.Tensor:
+        return seeded_randn((batch, case.in_channels, size, size), self.seed + seed, self.device)
 
-    def warm_up(self, block: ResidualBlock, case: _Case) -> None:
+    def warm_up(self, block: ResidualBlock, case: ShapeCase) -> None:
         """Give norms non-trivial running statistics, as training would."""
         block.train()
         with torch.no_grad():
             for step in range(3):
                 block(self.input(case, batch=4, seed=50 + step) * 2.0 + 0.5)
 
-    def expected_shape(self, case: _Case, batch: int, size: int) -> tuple[int, ...]:
+    def expected_shape(self, case: ShapeCase, batch: int, size: int) -> tuple[int, ...]:
         side = (size + case.stride - 1) // case.stride
         return (batch, self.out_channels, side, side)
 
     def requires(self, keyword: str, why: str) -> None:
         if not takes_keyword(self.cls, keyword):
-            raise _NotApplicableError(
+            raise NotApplicableError(
                 f"the block does not take {keyword!r}, so specs with {why} cannot use it"
             )
 
@@ -162,12 +164,12 @@ def _block_interface(subject: _BlockSubject) -> str:
     validate_block(cls.__name__, cls)
     layers = cls.weighted_layers
     if not is_int(layers) or layers < 1:
-        raise _ViolationError(
+        raise ViolationError(
             f"'weighted_layers' must be an int >= 1 (weighted layers on the branch); got {layers!r}"
         )
-    missing = _missing_keywords(cls, ALWAYS_PASSED)
+    missing = missing_keywords(cls, ALWAYS_PASSED)
     if missing:
-        raise _ViolationError(
+        raise ViolationError(
             f"the constructor does not take {missing}; build() passes "
             f"{', '.join(ALWAYS_PASSED)} as keywords"
         )
@@ -176,18 +178,18 @@ def _block_interface(subject: _BlockSubject) -> str:
 
 
 def _block_out_channels(subject: _BlockSubject) -> str:
-    case = _Case(subject.out_channels, 1, "none")  # plain: no addition to fail first
+    case = ShapeCase(subject.out_channels, 1, "none")  # plain: no addition to fail first
     block = subject.make(case)
     expected = subject.out_channels
     if block.out_channels != expected:
-        raise _ViolationError(
+        raise ViolationError(
             f"out_channels is {block.out_channels}, but width {_WIDTH} x expansion "
             f"{subject.cls.expansion} = {expected}"
         )
     with torch.no_grad():
         channels = block.eval()(subject.input(case)).shape[1]
     if channels != expected:
-        raise _ViolationError(
+        raise ViolationError(
             f"the output has {channels} channels, but width {_WIDTH} x expansion "
             f"{subject.cls.expansion} = {expected}"
         )
@@ -198,18 +200,18 @@ def _block_shapes(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
         block = subject.make(case)
-        for mode, size in itertools.product(("train", "eval"), _SIZES):
+        for mode, size in itertools.product(("train", "eval"), SIZES):
             where = f"{case.describe(subject.out_channels)}, {size}x{size} input, {mode} mode"
             block.train(mode == "train")
-            with _at(where), torch.no_grad():
+            with raised_at(where), torch.no_grad():
                 shape = tuple(block(subject.input(case, size=size)).shape)
             expected = subject.expected_shape(case, 2, size)
             if shape != expected:
-                raise _ViolationError(f"{where}: output shape {shape}, expected {expected}")
+                raise ViolationError(f"{where}: output shape {shape}, expected {expected}")
     shortcuts = sorted({c.shortcut for c in cases})
     return (
-        f"{len(cases)} cases: stride 1 and 2, {', '.join(_RELATIONS)}, "
-        f"shortcuts {', '.join(shortcuts)}; inputs {' and '.join(f'{s}x{s}' for s in _SIZES)}"
+        f"{len(cases)} cases: stride 1 and 2, {', '.join(RELATIONS)}, "
+        f"shortcuts {', '.join(shortcuts)}; inputs {' and '.join(f'{s}x{s}' for s in SIZES)}"
     )
 
 
@@ -217,9 +219,9 @@ def _block_gradients(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
         where = case.describe(subject.out_channels)
-        with _at(where):
+        with raised_at(where):
             block = subject.make(case).train()
-            _check_gradients(block, block(subject.input(case)), where)
+            check_gradients(block, block(subject.input(case)), where)
     return f"every parameter gets a finite gradient in train mode, in all {len(cases)} cases"
 
 
@@ -243,13 +245,13 @@ def _block_zero_init(subject: _BlockSubject) -> str:
             block.train(mode == "train")
             dropped.train(mode == "train")
             dropped.drop_path.train()  # type: ignore[union-attr]
-            with _at(f"{where}, {mode} mode"), torch.no_grad():
+            with raised_at(f"{where}, {mode} mode"), torch.no_grad():
                 zeroed, without_branch = block(x), dropped(x)
-            if not _close(zeroed, without_branch):
-                raise _ViolationError(
+            if not all_close(zeroed, without_branch):
+                raise ViolationError(
                     f"after zero_init_last() the output differs from the output with the "
                     f"residual branch removed ({where}, {mode} mode; max abs difference "
-                    f"{_max_diff(zeroed, without_branch):.3g}): zero the scale of the "
+                    f"{max_abs_diff(zeroed, without_branch):.3g}): zero the scale of the "
                     "branch's last norm, and join branch and shortcut with self.add_shortcut"
                 )
     return f"the zero-initialized block equals its shortcut path, in {len(cases)} cases"
@@ -269,7 +271,7 @@ def _block_shortcut(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
         where = case.describe(subject.out_channels)
-        with _at(where):
+        with raised_at(where):
             block = subject.make(case)
             subject.warm_up(block, case)
             block.eval()
@@ -282,20 +284,20 @@ def _block_shortcut(subject: _BlockSubject) -> str:
                 block.downsample.register_forward_hook(calls)
             x = subject.input(case)
             with torch.no_grad():
-                same = _close(block(x), without(x))
+                same = all_close(block(x), without(x))
         if block.residual:
             if isinstance(block.downsample, nn.Module) and calls.count == 0:
-                raise _ViolationError(
+                raise ViolationError(
                     f"the block never calls its downsample module ({where}): join branch and "
                     "shortcut with self.add_shortcut(out, x)"
                 )
             if same:
-                raise _ViolationError(
+                raise ViolationError(
                     f"the output is the same when the shortcut adds zeros ({where}): the block "
                     "ignores its shortcut; join branch and shortcut with self.add_shortcut"
                 )
         elif not same:
-            raise _ViolationError(
+            raise ViolationError(
                 f"with residual=False (plain) the output differs from the branch alone "
                 f"({where}): a plain block must add no shortcut; use self.add_shortcut"
             )
@@ -316,8 +318,8 @@ def _block_drop_path(subject: _BlockSubject) -> str:
         half = subject.make(case, drop_path=0.5)
         half.load_state_dict(state)
         with torch.no_grad():
-            if not _close(half.eval()(x), reference.eval()(x)):
-                raise _ViolationError(
+            if not all_close(half.eval()(x), reference.eval()(x)):
+                raise ViolationError(
                     f"drop_path=0.5 changes the eval-mode output ({where}): drop path must "
                     "be the identity in eval mode"
                 )
@@ -326,18 +328,18 @@ def _block_drop_path(subject: _BlockSubject) -> str:
         branch_dropped = _branch_dropped(reference)
         with torch.no_grad():
             dropped, expected = everything.train()(x), branch_dropped.train()(x)
-        if not _close(dropped, expected):
-            raise _ViolationError(
+        if not all_close(dropped, expected):
+            raise ViolationError(
                 f"drop_path=1.0 in train mode does not drop the branch ({where}; max abs "
-                f"difference to the shortcut path {_max_diff(dropped, expected):.3g}): "
+                f"difference to the shortcut path {max_abs_diff(dropped, expected):.3g}): "
                 "pass drop_path to super().__init__ and join with self.add_shortcut"
             )
         lost = sorted(
-            set(_without_gradient(half.train(), half(x)))
-            - set(_without_gradient(reference.train(), reference(x)))
+            set(parameters_without_gradient(half.train(), half(x)))
+            - set(parameters_without_gradient(reference.train(), reference(x)))
         )
         if lost:
-            raise _ViolationError(
+            raise ViolationError(
                 f"with drop_path=0.5 in train mode {lost} get no gradient ({where}): scale "
                 "the branch per sample instead of skipping it (DDP needs every gradient)"
             )
@@ -347,7 +349,7 @@ def _block_drop_path(subject: _BlockSubject) -> str:
 def _block_dilation(subject: _BlockSubject) -> str:
     subject.requires("dilation", "a stage dilation > 1")
     out = subject.out_channels
-    same = _Case(out, 1, "B")
+    same = ShapeCase(out, 1, "B")
     plain = subject.make(same)
     dilated = subject.make(same, dilation=2)
     dilated.load_state_dict(plain.state_dict())
@@ -355,20 +357,20 @@ def _block_dilation(subject: _BlockSubject) -> str:
     with torch.no_grad():
         y, y_dilated = plain.eval()(x), dilated.eval()(x)
     if y_dilated.shape != x.shape:
-        raise _ViolationError(
+        raise ViolationError(
             f"dilation=2 at stride 1 changes the size: input {tuple(x.shape)}, output "
             f"{tuple(y_dilated.shape)}: pad 3x3 convolutions by the dilation"
         )
-    if _close(y, y_dilated):
-        raise _ViolationError(
+    if all_close(y, y_dilated):
+        raise ViolationError(
             "dilation=2 does not change the output: pass it to the 3x3 convolutions"
         )
-    strided = _Case(out // 2, 2, "B")
+    strided = ShapeCase(out // 2, 2, "B")
     block = subject.make(strided, dilation=2)
     with torch.no_grad():
         shape = tuple(block.eval()(subject.input(strided)).shape)
     if shape != subject.expected_shape(strided, 2, 8):
-        raise _ViolationError(
+        raise ViolationError(
             f"dilation=2 at stride 2 gives shape {shape}, expected "
             f"{subject.expected_shape(strided, 2, 8)}"
         )
@@ -380,11 +382,11 @@ def _block_norm_layer(subject: _BlockSubject) -> str:
     checked = []
     for norm in ("groupnorm", "frozen_batchnorm"):
         norm_layer = NORMS.get(norm)
-        for case in (_Case(out, 1, "B"), _Case(out // 2, 2, "B")):
+        for case in (ShapeCase(out, 1, "B"), ShapeCase(out // 2, 2, "B")):
             block = subject.make(case, norm_layer=norm_layer)
             stray = [n for n, m in block.named_modules() if type(m) is nn.BatchNorm2d]
             if stray:
-                raise _ViolationError(
+                raise ViolationError(
                     f"with norm_layer={norm!r} the block still has nn.BatchNorm2d at "
                     f"{stray}: build every norm with norm_layer"
                 )
@@ -392,27 +394,27 @@ def _block_norm_layer(subject: _BlockSubject) -> str:
                 with torch.no_grad():
                     shape = tuple(block.train(mode == "train")(subject.input(case)).shape)
                 if shape != subject.expected_shape(case, 2, 8):
-                    raise _ViolationError(f"with norm_layer={norm!r} the output has shape {shape}")
+                    raise ViolationError(f"with norm_layer={norm!r} the output has shape {shape}")
         checked.append(norm)
     return f"builds and runs with norm_layer {', '.join(checked)}"
 
 
 def _block_act_layer(subject: _BlockSubject) -> str:
     subject.requires("act_layer", "an activation other than 'relu'")
-    case = _Case(subject.out_channels // 2, 2, "B")
+    case = ShapeCase(subject.out_channels // 2, 2, "B")
     reference = subject.make(case)
-    act_layer = _CountingAct()
+    act_layer = CountingAct()
     block = subject.make(case, act_layer=act_layer)
     if act_layer.made == 0:
-        raise _ViolationError("the block never calls act_layer: build its activations with it")
+        raise ViolationError("the block never calls act_layer: build its activations with it")
     block.load_state_dict(reference.state_dict())
     x = subject.input(case)
     with torch.no_grad():
         y, y_silu = reference.eval()(x), block.eval()(x)
     if y_silu.shape != y.shape:
-        raise _ViolationError(f"with act_layer=SiLU the output has shape {tuple(y_silu.shape)}")
-    if _close(y, y_silu):
-        raise _ViolationError(
+        raise ViolationError(f"with act_layer=SiLU the output has shape {tuple(y_silu.shape)}")
+    if all_close(y, y_silu):
+        raise ViolationError(
             "act_layer=SiLU does not change the output: the block makes the activation but "
             "does not use it"
         )
@@ -423,31 +425,31 @@ def _block_batch_independence(subject: _BlockSubject) -> str:
     cases = [c for c in subject.cases() if c.stride == 2 or c.in_channels == subject.out_channels]
     for case in cases:
         where = case.describe(subject.out_channels)
-        with _at(where):
+        with raised_at(where):
             block = subject.make(case)
             subject.warm_up(block, case)
-            _check_batch_independence(block, subject.input(case, batch=3), where)
+            check_batch_independence(block, subject.input(case, batch=3), where)
     return f"eval outputs are per sample, in {len(cases)} cases"
 
 
 def _block_state_dict(subject: _BlockSubject) -> str:
-    case = _Case(subject.out_channels // 2, 2, "C")
+    case = ShapeCase(subject.out_channels // 2, 2, "C")
     original = subject.make(case)
     subject.warm_up(original, case)
-    _state_dict_round_trip(original, subject.make(case, seed_offset=1), subject.input(case))
+    check_state_dict_round_trip(original, subject.make(case, seed_offset=1), subject.input(case))
     return "a second instance loaded with strict=True computes the same output"
 
 
 def _block_pickle(subject: _BlockSubject) -> str:
-    case = _Case(subject.out_channels // 2, 2, "C")
+    case = ShapeCase(subject.out_channels // 2, 2, "C")
     block = subject.make(case)
     subject.warm_up(block, case)
-    _round_trip(block, subject.input(case), case.describe(subject.out_channels))
+    check_round_trip(block, subject.input(case), case.describe(subject.out_channels))
     return "pickle and torch.save copies compute the same output"
 
 
 def _block_spec(subject: _BlockSubject) -> str:
-    name, registered = _counted_registration(BLOCKS, subject.cls, "_conformance_block_")
+    name, registered = registered_name(BLOCKS, subject.cls, "_conformance_block_")
     try:
         spec = ResNetSpec(
             stages=(StageSpec(1, _WIDTH), StageSpec(2, 2 * _WIDTH, stride=2)),
@@ -458,7 +460,7 @@ def _block_spec(subject: _BlockSubject) -> str:
             zero_init_residual=True,
             block_options=subject.options,
         )
-        _spec_round_trip(spec, subject.seed, subject.device, 8)
+        check_spec_round_trip(spec, subject.seed, subject.device, 8)
         # The spec-level options reach the block only where it takes them.
         takes = {k: takes_keyword(subject.cls, k) for k in ("act_layer", "drop_path", "dilation")}
         options = ResNetSpec(
@@ -475,7 +477,7 @@ def _block_spec(subject: _BlockSubject) -> str:
             act="silu" if takes["act_layer"] else "relu",
             drop_path_rate=0.2 if takes["drop_path"] else 0.0,
         )
-        _spec_round_trip(options, subject.seed, subject.device, 8)
+        check_spec_round_trip(options, subject.seed, subject.device, 8)
     finally:
         if registered:
             BLOCKS.unregister(name)
@@ -521,11 +523,11 @@ def check_block(
     runs a subset ("interface" always runs first). An unregistered class is registered
     under a temporary name for the "spec" check and unregistered afterwards.
     """
-    cls, label = _resolve(BLOCKS, "block", block)
+    cls, label = resolve_subject(BLOCKS, "block", block)
     torch_device = torch.device(device)
     subject = _BlockSubject(cls, dict(block_options or {}), torch_device, seed)
-    with _seeded(torch_device):
-        report = _run(label, subject, _BLOCK_CHECKS, only, "interface")
+    with seeded(torch_device):
+        report = run_checks(label, subject, _BLOCK_CHECKS, only, "interface")
     if raise_on_failure:
         report.raise_for_failures()
     return report

@@ -1,6 +1,7 @@
 """The machinery the conformance checks share: the report types, the runner, seeded inputs
 and the properties every subject is held to (gradients, serialization, batch independence,
-a spec round trip)."""
+a spec round trip). Only ``__all__`` is API; the other public names are the helpers
+the checks modules of this package share (importable, but free to change)."""
 
 from __future__ import annotations
 
@@ -89,24 +90,26 @@ class ConformanceReport:
         return "\n".join(lines)
 
 
-class _ViolationError(Exception):
+class ViolationError(Exception):
     """A check found the subject breaking a contract; the message is the reason."""
 
 
-class _NotApplicableError(Exception):
+class NotApplicableError(Exception):
     """A check does not apply (an optional keyword the subject does not take)."""
 
 
 Check = Callable[[S], str]
 
 
-def _run(
+def run_checks(
     subject: str,
     target: S,
     checks: Mapping[str, Check[S]],
     only: Collection[str] | None,
     prerequisite: str,
 ) -> ConformanceReport:
+    """Run ``checks`` (or those in ``only``, and ``prerequisite`` always) on ``target``;
+    all later checks are skipped when ``prerequisite``, run first, fails."""
     if only is not None:
         unknown = sorted(set(only) - set(checks))
         if unknown:
@@ -120,9 +123,9 @@ def _run(
             continue
         try:
             results.append(CheckResult(name, "passed", check(target)))
-        except _NotApplicableError as skip:
+        except NotApplicableError as skip:
             results.append(CheckResult(name, "skipped", str(skip)))
-        except _ViolationError as violation:
+        except ViolationError as violation:
             results.append(CheckResult(name, "failed", str(violation)))
         except Exception as error:  # the subject's own code raised: that is the finding
             results.append(CheckResult(name, "failed", f"raised {type(error).__name__}: {error}"))
@@ -130,7 +133,7 @@ def _run(
 
 
 @contextmanager
-def _seeded(device: torch.device) -> Iterator[None]:
+def seeded(device: torch.device) -> Iterator[None]:
     """Keep the caller's random state (checks reseed freely inside) and compute in full float32.
 
     On GPUs with TensorFloat-32 (Ampere and later) cuDNN may pick a TF32 convolution for one
@@ -152,16 +155,19 @@ def _seeded(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
-def _randn(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
+def seeded_randn(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
+    """Standard normal values of ``shape`` drawn on the CPU from ``seed``, moved to ``device``."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator).to(device)
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest absolute difference between ``a`` and ``b``."""
     return float((a.detach() - b.detach()).abs().max())
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, *, exact: bool = False) -> bool:
+def all_close(a: torch.Tensor, b: torch.Tensor, *, exact: bool = False) -> bool:
+    """Same shape and equal values (``exact``) or equal to float32 round-off."""
     if a.shape != b.shape:
         return False
     if exact:
@@ -169,51 +175,52 @@ def _close(a: torch.Tensor, b: torch.Tensor, *, exact: bool = False) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-5))
 
 
-def _missing_keywords(cls: type, keywords: Collection[str]) -> list[str]:
+def missing_keywords(cls: type, keywords: Collection[str]) -> list[str]:
+    """The ``keywords`` that ``cls`` does not take."""
     return [k for k in keywords if not takes_keyword(cls, k)]
 
 
 @contextmanager
-def _at(where: str) -> Iterator[None]:
+def raised_at(where: str) -> Iterator[None]:
     """Report an exception the subject's code raises together with the case being run."""
     try:
         yield
-    except (_ViolationError, _NotApplicableError):
+    except (ViolationError, NotApplicableError):
         raise
     except Exception as error:
-        raise _ViolationError(f"{where}: raised {type(error).__name__}: {error}") from error
+        raise ViolationError(f"{where}: raised {type(error).__name__}: {error}") from error
 
 
-def _without_gradient(module: nn.Module, output: torch.Tensor) -> list[str]:
+def parameters_without_gradient(module: nn.Module, output: torch.Tensor) -> list[str]:
     """Backpropagate a random projection of ``output``; the parameters left without a grad."""
     module.zero_grad(set_to_none=True)
-    weights = _randn(tuple(output.shape), 99, output.device)
+    weights = seeded_randn(tuple(output.shape), 99, output.device)
     torch.autograd.backward((output * weights).sum())
     return [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
 
 
-def _check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> int:
+def check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> int:
     """Backpropagate a random projection of ``output``; every parameter needs a finite grad."""
     if not any(p.requires_grad for p in module.parameters()):
         return 0
-    weights = _randn(tuple(output.shape), 99, output.device)
+    weights = seeded_randn(tuple(output.shape), 99, output.device)
     torch.autograd.backward((output * weights).sum())
     count = 0
     for name, parameter in module.named_parameters():
         if not parameter.requires_grad:
             continue
         if parameter.grad is None:
-            raise _ViolationError(
+            raise ViolationError(
                 f"parameter {name!r} received no gradient ({where}); DDP with "
                 "find_unused_parameters=False would fail: use every parameter in forward"
             )
         if not torch.isfinite(parameter.grad).all():
-            raise _ViolationError(f"parameter {name!r} has a non-finite gradient ({where})")
+            raise ViolationError(f"parameter {name!r} has a non-finite gradient ({where})")
         count += 1
     return count
 
 
-def _round_trip(module: nn.Module, x: torch.Tensor, where: str) -> None:
+def check_round_trip(module: nn.Module, x: torch.Tensor, where: str) -> None:
     """Pickle and torch.save the eval-mode ``module``; the copies compute the same output."""
     module.eval()
     with torch.no_grad():
@@ -226,38 +233,40 @@ def _round_trip(module: nn.Module, x: torch.Tensor, where: str) -> None:
             "torch.save": torch.load(buffer, weights_only=False),
         }
         for how, clone in clones.items():
-            if not _close(clone(x), expected, exact=True):
-                raise _ViolationError(f"the {how} copy computes a different output ({where})")
+            if not all_close(clone(x), expected, exact=True):
+                raise ViolationError(f"the {how} copy computes a different output ({where})")
 
 
-def _state_dict_round_trip(original: nn.Module, other: nn.Module, x: torch.Tensor) -> None:
+def check_state_dict_round_trip(original: nn.Module, other: nn.Module, x: torch.Tensor) -> None:
+    """``other`` loaded with ``original``'s state dict computes the same output on ``x``."""
     result = other.load_state_dict(original.state_dict(), strict=True)
     if result.missing_keys or result.unexpected_keys:  # strict=True raises first; be explicit
-        raise _ViolationError(f"state dict keys differ: {result}")
+        raise ViolationError(f"state dict keys differ: {result}")
     original.eval()
     other.eval()
     with torch.no_grad():
-        if not _close(other(x), original(x), exact=True):
-            raise _ViolationError(
+        if not all_close(other(x), original(x), exact=True):
+            raise ViolationError(
                 "a second instance loaded with the first's state dict computes a different "
                 "output: some state (a tensor attribute?) is neither a parameter nor a buffer"
             )
 
 
-def _check_batch_independence(module: nn.Module, x: torch.Tensor, where: str) -> None:
+def check_batch_independence(module: nn.Module, x: torch.Tensor, where: str) -> None:
+    """In eval mode each sample of ``x`` gets the output it gets alone."""
     module.eval()
     with torch.no_grad():
         together = module(x)
         alone = torch.cat([module(x[i : i + 1]) for i in range(x.shape[0])])
-    if not _close(together, alone):
-        raise _ViolationError(
+    if not all_close(together, alone):
+        raise ViolationError(
             f"in eval mode a sample's output depends on the rest of the batch ({where}; "
-            f"max abs difference {_max_diff(together, alone):.3g}): use running statistics "
+            f"max abs difference {max_abs_diff(together, alone):.3g}): use running statistics "
             "in eval, never batch statistics"
         )
 
 
-def _counted_registration(registry: Registry[S], obj: S, prefix: str) -> tuple[str, bool]:
+def registered_name(registry: Registry[S], obj: S, prefix: str) -> tuple[str, bool]:
     """The name ``obj`` is registered under, registering it under a fresh name if needed."""
     name = registry.name_of(obj)
     if name is not None:
@@ -270,34 +279,34 @@ def _counted_registration(registry: Registry[S], obj: S, prefix: str) -> tuple[s
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _spec_round_trip(spec: ResNetSpec, seed: int, device: torch.device, size: int) -> str:
+def check_spec_round_trip(spec: ResNetSpec, seed: int, device: torch.device, size: int) -> str:
+    """``spec`` survives JSON, and the model rebuilt from it with ``seed`` computes the
+    same output; the spec's JSON."""
     torch.manual_seed(seed)
     model = build(spec).to(device).eval()
     again = ResNetSpec.from_json(spec.to_json())
     if again != spec or again.to_json() != spec.to_json():
-        raise _ViolationError("the spec does not round-trip through JSON")
+        raise ViolationError("the spec does not round-trip through JSON")
     torch.manual_seed(seed)
     rebuilt = build(again).to(device).eval()
-    x = _randn((2, spec.in_channels, size, size), seed + 1, device)
+    x = seeded_randn((2, spec.in_channels, size, size), seed + 1, device)
     with torch.no_grad():
         out = model(x)
         if tuple(out.shape) != (2, spec.num_classes):
-            raise _ViolationError(f"the model's output has shape {tuple(out.shape)}")
-        if not _close(rebuilt(x), out, exact=True):
-            raise _ViolationError(
-                "rebuilding the spec from JSON with the same seed changes outputs"
-            )
+            raise ViolationError(f"the model's output has shape {tuple(out.shape)}")
+        if not all_close(rebuilt(x), out, exact=True):
+            raise ViolationError("rebuilding the spec from JSON with the same seed changes outputs")
     return spec.to_json()
 
 
-_SIZES = (8, 7)  # an odd size catches padding that only works for even inputs
+SIZES = (8, 7)  # an odd size catches padding that only works for even inputs
 
 
-_RELATIONS = ("in == out", "in < out", "in > out")
+RELATIONS = ("in == out", "in < out", "in > out")
 
 
 @dataclass(frozen=True)
-class _Case:
+class ShapeCase:
     """One construction of the block: channels, stride and the shortcut strategy serving it."""
 
     in_channels: int
@@ -311,7 +320,7 @@ class _Case:
         )
 
 
-class _CountingAct:
+class CountingAct:
     """An ``act_layer`` that counts the modules it makes (SiLU, so it differs from ReLU)."""
 
     def __init__(self) -> None:
@@ -322,7 +331,10 @@ class _CountingAct:
         return nn.SiLU()
 
 
-def _resolve(registry: Registry[type[S]], kind: str, item: str | type[S]) -> tuple[type[S], str]:
+def resolve_subject(
+    registry: Registry[type[S]], kind: str, item: str | type[S]
+) -> tuple[type[S], str]:
+    """The class ``item`` names (a registered name or the class) and its label for reports."""
     if isinstance(item, str):
         cls = registry.get(item)
         return cls, f"{kind} {item!r} ({cls.__name__})"

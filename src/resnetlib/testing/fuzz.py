@@ -15,13 +15,13 @@ from ..nn.blocks import BLOCKS, ResidualBlock
 from ..validate import is_int
 from .checks import (
     ConformanceError,
-    _check_batch_independence,
-    _check_gradients,
-    _counted_registration,
-    _randn,
-    _resolve,
-    _seeded,
-    _ViolationError,
+    ViolationError,
+    check_batch_independence,
+    check_gradients,
+    registered_name,
+    resolve_subject,
+    seeded,
+    seeded_randn,
 )
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class _FuzzFailureError(Exception):
 def _fuzz_property(prop: str, case: Case) -> Iterator[None]:
     try:
         yield
-    except _ViolationError as violation:
+    except ViolationError as violation:
         raise _FuzzFailureError(prop, str(violation), case) from violation
     except Exception as error:  # the block's own code raised: that is the finding
         raise _FuzzFailureError(prop, f"raised {type(error).__name__}: {error}", case) from error
@@ -61,7 +61,7 @@ def _fuzz_case(case: Case, device: torch.device, seed: int) -> None:
         torch.manual_seed(seed)
         model = build(spec).to(device)
     size = (case.batch_size, spec.in_channels, case.image_size, case.image_size)
-    x = _randn(size, seed + 1, device)
+    x = seeded_randn(size, seed + 1, device)
     expected = (case.batch_size, spec.num_classes)
     with _fuzz_property("output_shape", case):
         for mode in ("train", "eval"):
@@ -69,12 +69,12 @@ def _fuzz_case(case: Case, device: torch.device, seed: int) -> None:
             with torch.no_grad():
                 shape = tuple(model(x).shape)
             if shape != expected:
-                raise _ViolationError(f"{mode} mode: output shape {shape}, expected {expected}")
+                raise ViolationError(f"{mode} mode: output shape {shape}, expected {expected}")
     with _fuzz_property("gradients", case):
         model.train().zero_grad(set_to_none=True)
-        _check_gradients(model, model(x), "train mode")
+        check_gradients(model, model(x), "train mode")
     with _fuzz_property("batch_independence", case):
-        _check_batch_independence(model, x, "eval mode")
+        check_batch_independence(model, x, "eval mode")
 
 
 def _fuzz_message(label: str, name: str, registered: bool, failure: _FuzzFailureError) -> str:
@@ -118,7 +118,7 @@ def fuzz_block(
     # First: without hypothesis this raises the ImportError that names the extra.
     from .strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases
 
-    cls, label = _resolve(BLOCKS, "block", block)
+    cls, label = resolve_subject(BLOCKS, "block", block)
     from hypothesis import HealthCheck, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
     from hypothesis.errors import Flaky
@@ -141,7 +141,7 @@ def fuzz_block(
         print_blob=False,
     )
     checked = 0
-    name, registered = _counted_registration(BLOCKS, cls, "_fuzz_block_")
+    name, registered = registered_name(BLOCKS, cls, "_fuzz_block_")
     strategy = cases(
         blocks=(name,),
         stems=BUILTIN_STEMS,
@@ -157,7 +157,7 @@ def fuzz_block(
 
     run = hypothesis_seed(seed)(run_settings(given(strategy)(check)))
     try:
-        with _seeded(torch_device):
+        with seeded(torch_device):
             run()
     except _FuzzFailureError as failure:
         raise ConformanceError(_fuzz_message(label, name, registered, failure)) from failure

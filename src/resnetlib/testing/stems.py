@@ -19,21 +19,21 @@ from ..validate import is_int
 from .checks import (
     Check,
     ConformanceReport,
-    _check_batch_independence,
-    _check_gradients,
-    _close,
-    _counted_registration,
-    _CountingAct,
-    _missing_keywords,
-    _NotApplicableError,
-    _randn,
-    _resolve,
-    _round_trip,
-    _run,
-    _seeded,
-    _spec_round_trip,
-    _state_dict_round_trip,
-    _ViolationError,
+    CountingAct,
+    NotApplicableError,
+    ViolationError,
+    all_close,
+    check_batch_independence,
+    check_gradients,
+    check_round_trip,
+    check_spec_round_trip,
+    check_state_dict_round_trip,
+    missing_keywords,
+    registered_name,
+    resolve_subject,
+    run_checks,
+    seeded,
+    seeded_randn,
 )
 
 __all__ = ["STEM_CHECKS", "check_stem"]
@@ -70,7 +70,7 @@ class _StemSubject:
 
     def input(self, *, in_channels: int = 3, batch: int = 2, seed: int = 1) -> torch.Tensor:
         height, width = self.size()
-        return _randn((batch, in_channels, height, width), self.seed + seed, self.device)
+        return seeded_randn((batch, in_channels, height, width), self.seed + seed, self.device)
 
     def warm_up(self, stem: Stem) -> None:
         stem.train()
@@ -82,14 +82,14 @@ class _StemSubject:
 def _stem_interface(subject: _StemSubject) -> str:
     cls = subject.cls
     if not (isinstance(cls, type) and issubclass(cls, Stem)):
-        raise _ViolationError(f"{cls!r} is not a Stem subclass")
+        raise ViolationError(f"{cls!r} is not a Stem subclass")
     for attribute in ("reduction", "default_image_size"):
         value = getattr(cls, attribute)
         if not is_int(value) or value < 1:
-            raise _ViolationError(f"{attribute} must be an int >= 1; got {value!r}")
-    missing = _missing_keywords(cls, ("in_channels", "out_channels", "norm_layer"))
+            raise ViolationError(f"{attribute} must be an int >= 1; got {value!r}")
+    missing = missing_keywords(cls, ("in_channels", "out_channels", "norm_layer"))
     if missing:
-        raise _ViolationError(
+        raise ViolationError(
             f"the constructor does not take {missing}; build() passes in_channels, "
             "out_channels and norm_layer as keywords"
         )
@@ -103,7 +103,7 @@ def _stem_shapes(subject: _StemSubject) -> str:
     for in_channels in (1, 3):
         stem = subject.make(in_channels=in_channels)
         if (stem.in_channels, stem.out_channels) != (in_channels, _STEM_OUT):
-            raise _ViolationError(
+            raise ViolationError(
                 f"the stem reports in_channels={stem.in_channels}, "
                 f"out_channels={stem.out_channels}; built with {in_channels}, {_STEM_OUT}"
             )
@@ -112,7 +112,7 @@ def _stem_shapes(subject: _StemSubject) -> str:
                 out = stem.train(mode == "train")(subject.input(in_channels=in_channels))
             expected = (2, _STEM_OUT, *expected_side)
             if tuple(out.shape) != expected:
-                raise _ViolationError(
+                raise ViolationError(
                     f"{in_channels}x{height}x{width} input, {mode} mode: output shape "
                     f"{tuple(out.shape)}, expected {expected} (out_channels {_STEM_OUT}, "
                     f"reduction {reduction})"
@@ -127,10 +127,10 @@ def _stem_shapes(subject: _StemSubject) -> str:
 def _stem_names(subject: _StemSubject) -> str:
     names = [name for name, _ in subject.make().named_children()]
     if not names:
-        raise _ViolationError("the stem has no children")
+        raise ViolationError("the stem has no children")
     clashes = [name for name in names if _RESERVED.fullmatch(name)]
     if clashes:
-        raise _ViolationError(
+        raise ViolationError(
             f"child names {clashes} clash with the model's own modules "
             "(layer1..layerN, avgpool, fc, norm)"
         )
@@ -139,7 +139,7 @@ def _stem_names(subject: _StemSubject) -> str:
 
 def _stem_gradients(subject: _StemSubject) -> str:
     stem = subject.make().train()
-    count = _check_gradients(stem, stem(subject.input()), "train mode")
+    count = check_gradients(stem, stem(subject.input()), "train mode")
     return f"all {count} parameters get a finite gradient in train mode"
 
 
@@ -148,7 +148,7 @@ def _stem_norm_layer(subject: _StemSubject) -> str:
         stem = subject.make(norm_layer=NORMS.get(norm))
         stray = [n for n, m in stem.named_modules() if type(m) is nn.BatchNorm2d]
         if stray:
-            raise _ViolationError(
+            raise ViolationError(
                 f"with norm_layer={norm!r} the stem still has nn.BatchNorm2d at {stray}: "
                 "build every norm with norm_layer"
             )
@@ -159,19 +159,19 @@ def _stem_norm_layer(subject: _StemSubject) -> str:
 
 def _stem_act_layer(subject: _StemSubject) -> str:
     if not takes_keyword(subject.cls, "act_layer"):
-        raise _NotApplicableError(
+        raise NotApplicableError(
             "the stem does not take 'act_layer', so specs with an activation other than "
             "'relu' cannot use it"
         )
     reference = subject.make()
-    act_layer = _CountingAct()
+    act_layer = CountingAct()
     stem = subject.make(act_layer=act_layer)
     if act_layer.made == 0:
         # A stem may have no activation at all (pre-activation stems): then nothing is owed.
         builtin = tuple({type(ACTIVATIONS.get(name)()) for name in ACTIVATIONS} - {nn.Identity})
         stray = [name for name, module in stem.named_modules() if isinstance(module, builtin)]
         if stray:
-            raise _ViolationError(
+            raise ViolationError(
                 f"the stem never calls act_layer but has activations at {stray}: build its "
                 "activations with it"
             )
@@ -179,8 +179,8 @@ def _stem_act_layer(subject: _StemSubject) -> str:
     stem.load_state_dict(reference.state_dict())
     x = subject.input()
     with torch.no_grad():
-        if _close(reference.eval()(x), stem.eval()(x)):
-            raise _ViolationError(
+        if all_close(reference.eval()(x), stem.eval()(x)):
+            raise ViolationError(
                 "act_layer=SiLU does not change the output: the stem makes the activation but "
                 "does not use it"
             )
@@ -190,7 +190,7 @@ def _stem_act_layer(subject: _StemSubject) -> str:
 def _stem_batch_independence(subject: _StemSubject) -> str:
     stem = subject.make()
     subject.warm_up(stem)
-    _check_batch_independence(stem, subject.input(batch=3), "after warm-up")
+    check_batch_independence(stem, subject.input(batch=3), "after warm-up")
     return "eval outputs are per sample"
 
 
@@ -198,13 +198,13 @@ def _stem_serialization(subject: _StemSubject) -> str:
     stem = subject.make()
     subject.warm_up(stem)
     x = subject.input()
-    _round_trip(stem, x, "eval mode")
-    _state_dict_round_trip(stem, subject.make(seed_offset=1), x)
+    check_round_trip(stem, x, "eval mode")
+    check_state_dict_round_trip(stem, subject.make(seed_offset=1), x)
     return "state dict, pickle and torch.save round trips compute the same output"
 
 
 def _stem_spec(subject: _StemSubject) -> str:
-    name, registered = _counted_registration(STEMS, subject.cls, "_conformance_stem_")
+    name, registered = registered_name(STEMS, subject.cls, "_conformance_stem_")
     size = 8 * subject.cls.reduction
     try:
         spec = ResNetSpec(
@@ -212,12 +212,12 @@ def _stem_spec(subject: _StemSubject) -> str:
             stem=StemSpec(name, _STEM_OUT),
             num_classes=3,
         )
-        _spec_round_trip(spec, subject.seed, subject.device, size)
+        check_spec_round_trip(spec, subject.seed, subject.device, size)
         act = "silu" if takes_keyword(subject.cls, "act_layer") else "relu"
         variant = ResNetSpec(
             stages=spec.stages, stem=spec.stem, num_classes=3, norm="groupnorm", act=act
         )
-        _spec_round_trip(variant, subject.seed, subject.device, size)
+        check_spec_round_trip(variant, subject.seed, subject.device, size)
     finally:
         if registered:
             STEMS.unregister(name)
@@ -254,10 +254,12 @@ def check_stem(
     The output must have ``out_channels`` channels and be ``reduction`` times smaller than
     an input whose sides ``reduction`` divides.
     """
-    cls, label = _resolve(STEMS, "stem", stem)
+    cls, label = resolve_subject(STEMS, "stem", stem)
     torch_device = torch.device(device)
-    with _seeded(torch_device):
-        report = _run(label, _StemSubject(cls, torch_device, seed), _STEM_CHECKS, only, "interface")
+    with seeded(torch_device):
+        report = run_checks(
+            label, _StemSubject(cls, torch_device, seed), _STEM_CHECKS, only, "interface"
+        )
     if raise_on_failure:
         report.raise_for_failures()
     return report
