@@ -141,7 +141,7 @@ def _override_option(name: str, hint: Any) -> dict[str, Any]:
 
 
 def _override_fields() -> dict[str, Any]:
-    from .models.zoo import ModelOverrides
+    from .core.overrides import ModelOverrides
 
     return typing.get_type_hints(ModelOverrides)
 
