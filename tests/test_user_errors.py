@@ -93,6 +93,35 @@ def test_build_checks_the_channels_a_block_really_outputs() -> None:
         rl.BLOCKS.unregister("test_narrow")
 
 
+def test_a_configuration_is_checked_once_and_a_failing_one_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from resnetlib.core import build as build_module
+
+    calls: list[str] = []
+    check = build_module._check_output_width
+
+    def counting(block: nn.Module, where: str, name: str, expected: int) -> None:
+        calls.append(where)
+        check(block, where, name, expected)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(build_module, "_check_output_width", counting)
+    monkeypatch.setattr(build_module, "_WIDTHS_CHECKED", set())
+    rl.resnet20()
+    # layer1.1 is layer1.0's configuration (16 -> 16 channels, stride 1): checked once
+    assert calls == ["layer1.0", "layer2.0", "layer2.1", "layer3.0", "layer3.1"]
+    rl.resnet20(num_classes=3)
+    assert len(calls) == 5  # passed once: not run again
+    rl.register_block("test_narrow", NarrowBlock)
+    try:
+        spec = rl.ResNetSpec(stages=(rl.StageSpec(1, 8),), block="test_narrow", shortcut="none")
+        for _ in range(2):  # a failure is never remembered as a pass
+            with pytest.raises(ValueError, match="outputs 4 channels"):
+                rl.build(spec)
+    finally:
+        rl.BLOCKS.unregister("test_narrow")
+
+
 def test_the_output_check_leaves_the_model_as_built() -> None:
     model = tiny_cifar()
     assert model.training

@@ -28,6 +28,8 @@ __all__ = ["build"]
 ALWAYS_PASSED = ("in_channels", "width", "stride", "downsample", "residual", "norm_layer")
 _BUILD_ARGUMENTS = frozenset((*ALWAYS_PASSED, "act_layer", "drop_path", "dilation"))
 _DEFAULT_ACT = "relu"
+_WIDTHS_CHECKED: set[tuple[object, ...]] = set()
+"""Block configurations whose output width build() has checked (see _check_output_width)."""
 
 
 def build(spec: ResNetSpec) -> ResNet:
@@ -132,8 +134,14 @@ def build(spec: ResNetSpec) -> ResNet:
                     f"{where}: block {spec.block!r} reports out_channels={block.out_channels}, "
                     f"but width {stage.width} x expansion {block_cls.expansion} = {out_channels}"
                 )
-            if block_index < 2:  # later blocks repeat the second one's configuration
+            # Later blocks repeat the second one's configuration; a configuration that passed
+            # once in this process passes again (its class and arguments decide the output).
+            options_key = tuple(sorted(spec.block_options.items()))
+            checked = (block_cls, type(strategy), channels, stage.width, stride, dilation,
+                       norm_layer, act_layer, rate > 0.0, options_key)  # fmt: skip
+            if block_index < 2 and checked not in _WIDTHS_CHECKED:
                 _check_output_width(block, where, spec.block, out_channels)
+                _WIDTHS_CHECKED.add(checked)
             _move_shortcut_last(block)
             blocks.append(block)
             channels = out_channels
