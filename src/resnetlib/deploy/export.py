@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..common import evaluating
+from ..common import PathLike, evaluating
 from ..interop.files import atomic_path
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MissingDependencyError", "example_input", "export_onnx", "export_program", "export_pt2"]
 
-PathLike = str | os.PathLike[str]
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
 
