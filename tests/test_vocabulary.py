@@ -191,8 +191,12 @@ def test_the_known_differences_are_still_different() -> None:
 
 def test_base_width_on_a_block_without_groups_is_the_deprecated_base_channels() -> None:
     """timm refuses base_width != 64 on basic blocks; here it keeps its old meaning, warned."""
-    with pytest.warns(FutureWarning, match="use base_channels"):
+    with pytest.warns(FutureWarning, match="use base_channels") as direct:
         old = rl.cifar_resnet(20, base_width=32)
+    with pytest.warns(FutureWarning, match="use base_channels") as through_create_model:
+        rl.create_model("resnet20", base_width=32)
+    for caught in (direct, through_create_model):  # each names the user's line
+        assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
     new = rl.cifar_resnet(20, base_channels=32)
     assert old.spec == new.spec
     assert [stage.width for stage in new.spec.stages] == [32, 64, 128]

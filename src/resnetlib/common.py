@@ -1,4 +1,5 @@
-"""What every layer shares: the path type, optional imports and the inference context.
+"""What every layer shares: the path type, optional imports, the inference context, and
+warnings that point at the user's code.
 
 The bottom layer, beside :mod:`resnetlib.validate`: it imports nothing from resnetlib.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -15,7 +18,7 @@ from typing import TypeAlias
 import torch
 from torch import nn
 
-__all__ = ["PathLike", "evaluating", "optional_import"]
+__all__ = ["PathLike", "evaluating", "optional_import", "warn_caller"]
 
 PathLike: TypeAlias = str | os.PathLike[str]
 """A file path as ``open`` takes it: a ``str`` or a ``pathlib.Path`` (any ``os.PathLike``)."""
@@ -52,3 +55,20 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
             yield module
     finally:
         module.train(was_training)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_caller(message: str, category: type[Warning] = FutureWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside resnetlib.
+
+    So a deprecation reached through ``create_model`` names the user's line, not a factory
+    inside the package (Python 3.12's ``skip_file_prefixes``, on 3.11 too).
+    """
+    frame = sys._getframe(1)
+    level = 2  # warn_caller's caller
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

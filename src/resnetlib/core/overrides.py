@@ -8,13 +8,13 @@ concepts have their own names (``base_channels``).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from typing_extensions import TypedDict
 
+from ..common import warn_caller
 from ..nn.activations import ACTIVATIONS, as_registered_act
 from ..nn.blocks import BLOCKS
 from ..nn.norms import NORMS
@@ -129,12 +129,10 @@ def _base_width_as_base_channels(overrides: dict[str, Any], block: str, factory:
         return
     if takes_keyword(BLOCKS.get(block), "width_per_group"):
         return
-    warnings.warn(
+    warn_caller(
         f"{factory}(base_width={overrides['base_width']!r}) with block {block!r}: base_width "
         "is timm's and torchvision's width per group of a bottleneck; as the stem's and "
-        "first stage's width it is deprecated and will be refused: use base_channels",
-        FutureWarning,
-        stacklevel=4,
+        "first stage's width it is deprecated and will be refused: use base_channels"
     )
     if "base_channels" in overrides:
         raise ValueError("give base_channels, not base_width as well")
