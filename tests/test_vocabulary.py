@@ -238,3 +238,13 @@ def test_old_names_keep_working_with_a_warning() -> None:
     from resnetlib.interop import convert
 
     assert convert.LAYOUTS is convert.STATE_DICT_LAYOUTS
+
+
+def test_model_spec_of_a_users_factory_is_the_spec_it_builds() -> None:
+    rl.register_model("test_user_net", lambda **overrides: rl.cifar_resnet(32, **overrides))
+    try:
+        spec = rl.model_spec("test_user_net", num_classes=4)
+        assert spec == rl.cifar_resnet(32, num_classes=4).spec
+        assert rl.paper_depth(spec) == 32
+    finally:
+        rl.MODELS.unregister("test_user_net")

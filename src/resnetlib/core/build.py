@@ -93,6 +93,7 @@ def build(spec: ResNetSpec) -> ResNet:
         **act_option,
     )
     rates = iter(drop_path_rates(spec.drop_path_rate, spec.num_blocks))
+    options_key = tuple(sorted(spec.block_options.items()))
     channels = spec.stem.out_channels
     previous_dilation = 1
     stages: list[nn.Sequential] = []
@@ -136,12 +137,12 @@ def build(spec: ResNetSpec) -> ResNet:
                 )
             # Later blocks repeat the second one's configuration; a configuration that passed
             # once in this process passes again (its class and arguments decide the output).
-            options_key = tuple(sorted(spec.block_options.items()))
-            checked = (block_cls, type(strategy), channels, stage.width, stride, dilation,
-                       norm_layer, act_layer, rate > 0.0, options_key)  # fmt: skip
-            if block_index < 2 and checked not in _WIDTHS_CHECKED:
-                _check_output_width(block, where, spec.block, out_channels)
-                _WIDTHS_CHECKED.add(checked)
+            if block_index < 2:
+                checked = (block_cls, type(strategy), channels, stage.width, stride, dilation,
+                           norm_layer, act_layer, rate > 0.0, options_key)  # fmt: skip
+                if checked not in _WIDTHS_CHECKED:
+                    _check_output_width(block, where, spec.block, out_channels)
+                    _WIDTHS_CHECKED.add(checked)
             _move_shortcut_last(block)
             blocks.append(block)
             channels = out_channels

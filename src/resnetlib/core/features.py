@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .grad_checkpoint import check_segment, checkpoint_modules, checkpoint_segments
+from .grad_checkpoint import checkpoint_modules, checkpoint_segments
 from .model import FeatureInfo, FeatureInfoList, ResNet, StagedNet, feature_take_indices
 
 __all__ = ["ResNetFeatures", "features"]
@@ -112,23 +112,6 @@ class ResNetFeatures(StagedNet):
                     x, pending = checkpoint_modules(pending, x), []
                 maps.append(x)
         return maps
-
-    def set_grad_checkpointing(
-        self,
-        enable: bool = True,
-        *,
-        segment: int | None = None,
-        last_stage: bool | None = None,
-    ) -> None:
-        """As :meth:`resnetlib.ResNet.set_grad_checkpointing`: recompute the blocks' (in runs
-        of ``segment``; the last stage's only with ``last_stage=True``) and the stem modules'
-        activations in backward; same gradients and norm statistics.
-        """
-        if segment is not None:
-            self.grad_checkpointing_segment = check_segment(segment)
-        if last_stage is not None:
-            self.grad_checkpointing_last_stage = bool(last_stage)
-        self.grad_checkpointing = bool(enable)
 
 
 def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:

@@ -212,6 +212,31 @@ class StagedNet(nn.Module):
         self.frozen_stages: int = -1
         self.pretrained_cfg = {}
 
+    def set_grad_checkpointing(
+        self,
+        enable: bool = True,
+        *,
+        segment: int | None = None,
+        last_stage: bool | None = None,
+    ) -> None:
+        """Recompute the stem's and the blocks' activations in backward instead of keeping
+        them (timm's name): far less memory for a fraction of one more forward pass per step.
+
+        Blocks are checkpointed in runs of ``segment`` (default
+        ``resnetlib.core.grad_checkpoint.DEFAULT_SEGMENT``, 4; 1 checkpoints each block
+        alone). The last stage keeps its activations unless ``last_stage=True``: its maps
+        are the smallest and backward needs them first, so recomputing it costs time and
+        saves little. Both settings are kept for the next call. Gradients, batch-norm
+        statistics (updated once) and stochastic-depth masks are those of the plain step.
+        Applies to the forward passes (a model's ``forward_features`` and ``forward``, a
+        features-only model's ``forward``) while grad is enabled.
+        """
+        if segment is not None:
+            self.grad_checkpointing_segment = check_segment(segment)
+        if last_stage is not None:
+            self.grad_checkpointing_last_stage = bool(last_stage)
+        self.grad_checkpointing = bool(enable)
+
     @property
     def default_cfg(self) -> dict[str, Any]:
         """``pretrained_cfg`` by timm's older name."""
@@ -405,30 +430,6 @@ class ResNet(StagedNet):
         for name in self.final_names:
             x = self._modules[name](x)  # type: ignore[misc]
         return x
-
-    def set_grad_checkpointing(
-        self,
-        enable: bool = True,
-        *,
-        segment: int | None = None,
-        last_stage: bool | None = None,
-    ) -> None:
-        """Recompute the stem's and the blocks' activations in backward instead of keeping
-        them (timm's name): far less memory for a fraction of one more forward pass per step.
-
-        Blocks are checkpointed in runs of ``segment`` (default
-        ``resnetlib.core.grad_checkpoint.DEFAULT_SEGMENT``, 4; 1 checkpoints each block
-        alone). The last stage keeps its activations unless ``last_stage=True``: its maps
-        are the smallest and backward needs them first, so recomputing it costs time and
-        saves little. Both settings are kept for the next call. Gradients, batch-norm
-        statistics (updated once) and stochastic-depth masks are those of the plain step.
-        Applies to :meth:`forward_features` and :meth:`forward` while grad is enabled.
-        """
-        if segment is not None:
-            self.grad_checkpointing_segment = check_segment(segment)
-        if last_stage is not None:
-            self.grad_checkpointing_last_stage = bool(last_stage)
-        self.grad_checkpointing = bool(enable)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool a feature map (``global_pool``), apply dropout (``drop_rate``, in training)

@@ -64,16 +64,21 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
         os.replace(partial, target)
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
         Path(partial).unlink(missing_ok=True)
-        lines = str(error).strip().splitlines()
-        reason = lines[0] if lines else type(error).__name__
-        raise OSError(
-            f"{target}: could not be written ({reason}); the previous file, if any, is "
-            "intact. Is the disk full, or the directory not writable?"
-        ) from error
+        raise _not_written(target, error) from error
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
     _fsync_directory(directory)
+
+
+def _not_written(target: Path, error: Exception) -> OSError:
+    """The one-line error for a write that failed: the file, the first line of why."""
+    lines = str(error).strip().splitlines()
+    reason = lines[0] if lines else type(error).__name__
+    return OSError(
+        f"{target}: could not be written ({reason}); the previous file, if any, is "
+        "intact. Is the disk full, or the directory not writable?"
+    )
 
 
 @contextmanager
@@ -95,12 +100,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield temporary
         os.replace(temporary, target)
     except (OSError, RuntimeError) as error:
-        lines = str(error).strip().splitlines()
-        reason = lines[0] if lines else type(error).__name__
-        raise OSError(
-            f"{target}: could not be written ({reason}); the previous file, if any, is "
-            "intact. Is the disk full, or the directory not writable?"
-        ) from error
+        raise _not_written(target, error) from error
     finally:
         for leftover in directory.glob(temporary.name + "*"):
             leftover.unlink(missing_ok=True)

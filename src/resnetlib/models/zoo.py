@@ -257,10 +257,8 @@ def list_models(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
 
 
-_SPECS: dict[str, Callable[[], ResNetSpec]] = {}
-"""The built-in families' spec makers by model name (no model needed to read a spec)."""
-_FACTORIES: dict[str, Callable[..., ResNet]] = {}
-"""The factory each of ``_SPECS`` belongs to (a name re-registered by a user is theirs)."""
+_SPECS: dict[Callable[..., ResNet], Callable[[], ResNetSpec]] = {}
+"""The built-in factories' spec makers (a name re-registered by a user has its own factory)."""
 
 
 def model_spec(name: str, **overrides: Any) -> ResNetSpec:
@@ -279,8 +277,8 @@ def model_spec(name: str, **overrides: Any) -> ResNetSpec:
         100
     """
     factory = MODELS.get(name)
-    make_spec = _SPECS.get(name)
-    if make_spec is None or factory is not _FACTORIES.get(name):
+    make_spec = _SPECS.get(factory)
+    if make_spec is None:
         with torch.device("meta"):
             return factory(**overrides).spec
     return apply_overrides(make_spec(), overrides, name)
@@ -408,7 +406,7 @@ def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFa
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = doc + _FACTORY_SECTIONS
     register_model(name, factory)
-    _SPECS[name], _FACTORIES[name] = make_spec, factory
+    _SPECS[factory] = make_spec
     return factory
 
 

@@ -492,7 +492,7 @@ class Trainer:
         self.best_val = math.inf
         self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, wrong, images
         self.logged = torch.zeros_like(self.sums)  # the sums at the last logging point
-        self.batch = torch.zeros(2, device=device, dtype=torch.float64)  # last: wrong, images
+        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None  # last: wrong, images
         self.epoch_seconds = 0.0
         self.graphed, self.graphs_note = graphed.choose(self, own_optimizer=optimizer is None)
 
@@ -727,7 +727,7 @@ class Trainer:
         wrong = (logits.detach().argmax(1) != y).sum().double()
         count = torch.full((), y.numel(), dtype=torch.float64, device=wrong.device)
         self.sums += torch.stack([loss.detach().double() * count, wrong, count])
-        self.batch = torch.stack([wrong, count])
+        self.batch = (wrong, count)  # for the warm-up check, which alone reads it
 
     def _warmup_over(self, boundary: bool) -> bool:
         """Whether the warm-up ends now: the last batch's error (all ranks') below the
@@ -738,9 +738,9 @@ class Trainer:
             if self.iteration >= plan.warmup_max_iterations:
                 return True
             return boundary and plan.warmup_over(self.iteration, graphed.last_error())
-        batch = self.batch
+        assert self.batch is not None  # a step ran
+        batch = torch.stack(self.batch)
         if self.process.world_size > 1:
-            batch = batch.clone()
             dist.all_reduce(batch)
         return plan.warmup_over(self.iteration, (batch[0] / batch[1]).item())
 
