@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 import resnetlib as rl
 
@@ -24,6 +25,20 @@ def _step(model: rl.ResNet, x: torch.Tensor, seed: int) -> torch.Tensor:
     return out.detach()
 
 
+def _assert_same_step(plain: nn.Module, checkpointed: nn.Module) -> None:
+    """Equal gradients (with drop path, only if the recomputation drew the same masks), and
+    running statistics updated exactly once, by the forward, not again by the recomputation."""
+    for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert p.grad is not None, key
+        assert q.grad is not None, key
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
+    buffers = dict(checkpointed.named_buffers())
+    for key, value in plain.named_buffers():
+        torch.testing.assert_close(buffers[key], value, msg=key)
+        if key.endswith("num_batches_tracked"):
+            assert int(buffers[key]) == 1, key
+
+
 @pytest.mark.parametrize("family", MODELS)
 @pytest.mark.parametrize("drop_path_rate", [0.0, 0.5])
 def test_same_step_as_without(family: str, drop_path_rate: float, device: torch.device) -> None:
@@ -35,17 +50,7 @@ def test_same_step_as_without(family: str, drop_path_rate: float, device: torch.
     expected = _step(plain, x, seed=1)
     actual = _step(checkpointed, x, seed=1)
     torch.testing.assert_close(actual, expected)
-    # Gradients equal; with drop path, only if the recomputation drew the same masks.
-    for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
-        assert p.grad is not None, key
-        assert q.grad is not None, key
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
-    # Running statistics updated exactly once, by the forward, not again by the recomputation.
-    buffers = dict(checkpointed.named_buffers())
-    for key, value in plain.named_buffers():
-        torch.testing.assert_close(buffers[key], value, msg=key)
-        if key.endswith("num_batches_tracked"):
-            assert int(buffers[key]) == 1, key
+    _assert_same_step(plain, checkpointed)
     # Checkpointing is a setting of the model, not a change to it.
     assert checkpointed.state_dict().keys() == plain.state_dict().keys()
 
@@ -100,13 +105,7 @@ def test_features_only_models_checkpoint_too(name: str) -> None:
         torch.testing.assert_close(a, e)
     sum(m.square().mean() for m in expected).backward()
     sum(m.square().mean() for m in actual).backward()
-    for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
-        assert p.grad is not None, key
-        assert q.grad is not None, key
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
-    buffers = dict(checkpointed.named_buffers())
-    for key, value in plain.named_buffers():
-        torch.testing.assert_close(buffers[key], value, msg=key)
+    _assert_same_step(plain, checkpointed)
     with_checkpoints = _saved_bytes(checkpointed, x)
     without = _saved_bytes(plain, x)
     assert with_checkpoints * 2 < without
@@ -125,13 +124,7 @@ def test_segments_give_the_same_step(segment: int, last_stage: bool, device: tor
     assert checkpointed.grad_checkpointing_last_stage == last_stage
     x = torch.randn(4, 3, 16, 16, device=device)
     torch.testing.assert_close(_step(checkpointed, x, seed=1), _step(plain, x, seed=1))
-    for (key, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
-        assert p.grad is not None, key
-        assert q.grad is not None, key
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
-    buffers = dict(checkpointed.named_buffers())
-    for key, value in plain.named_buffers():
-        torch.testing.assert_close(buffers[key], value, msg=key)
+    _assert_same_step(plain, checkpointed)
 
 
 def test_longer_segments_save_fewer_activations() -> None:

@@ -106,6 +106,15 @@ def layer_of(name: str) -> tuple[int, str]:
     return index, prefix
 
 
+def import_source(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from ... import`` in ``package`` reads from."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = ".".join(parts[: len(parts) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
+
+
 def imports_of(path: Path) -> set[str]:
     """The package's own modules that ``path`` imports, wherever the import statement is."""
     name = module_name(path)
@@ -115,12 +124,7 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                source = f"{base}.{node.module}" if node.module else base
-            else:
-                source = node.module or ""
+            source = import_source(node, package)
             for alias in node.names:
                 submodule = f"{source}.{alias.name}"
                 found.add(submodule if is_module(submodule) else source)
@@ -141,12 +145,7 @@ def private_imports(name: str, tree: ast.Module, *, is_package: bool = False) ->
                 and any(is_private(part) for part in alias.name.split("."))
             ]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                source = f"{base}.{node.module}" if node.module else base
-            else:
-                source = node.module or ""
+            source = import_source(node, package)
             if not within(source, "resnetlib") or source == name:
                 continue
             found += [f"{source}.{alias.name}" for alias in node.names if is_private(alias.name)]

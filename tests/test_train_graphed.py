@@ -42,10 +42,8 @@ def tiny_model(seed: int = 0) -> rl.ResNet:
     return rl.cifar_resnet(8, widths=(4, 8, 16), num_classes=10)
 
 
-@pytest.fixture
-def uncaptured(monkeypatch: pytest.MonkeyPatch) -> list[graphed.GraphedTraining]:
-    """Run the graphed path on the CPU (the same step, not captured); collect its objects."""
-    monkeypatch.setattr(graphed, "_REPLAY_DEVICES", frozenset({"cpu", "cuda"}))
+def record_graphed(monkeypatch: pytest.MonkeyPatch) -> list[graphed.GraphedTraining]:
+    """The graphed-training objects the runs from now on make, in order."""
     made: list[graphed.GraphedTraining] = []
     choose = graphed.choose
 
@@ -57,6 +55,13 @@ def uncaptured(monkeypatch: pytest.MonkeyPatch) -> list[graphed.GraphedTraining]
 
     monkeypatch.setattr(graphed, "choose", recording)
     return made
+
+
+@pytest.fixture
+def uncaptured(monkeypatch: pytest.MonkeyPatch) -> list[graphed.GraphedTraining]:
+    """Run the graphed path on the CPU (the same step, not captured); collect its objects."""
+    monkeypatch.setattr(graphed, "_REPLAY_DEVICES", frozenset({"cpu", "cuda"}))
+    return record_graphed(monkeypatch)
 
 
 def train(digits: DataSplits, recipe: Recipe, device: Any = "cpu", **options: Any) -> Any:
@@ -225,16 +230,7 @@ def test_uncaptured_resume_is_bit_identical(
 def test_replayed_steps_equal_eager_steps(
     digits: DataSplits, monkeypatch: pytest.MonkeyPatch, autocast: str | None, tmp_path: Path
 ) -> None:
-    made: list[graphed.GraphedTraining] = []
-    choose = graphed.choose
-
-    def recording(trainer: Any, *, own_optimizer: bool) -> Any:
-        result = choose(trainer, own_optimizer=own_optimizer)
-        if result[0] is not None:
-            made.append(result[0])
-        return result
-
-    monkeypatch.setattr(graphed, "choose", recording)
+    made = record_graphed(monkeypatch)
     recipe = dataclasses.replace(RECIPE, autocast=autocast)
     eager, _ = train(digits, recipe, device="cuda", out=tmp_path)  # its state.pt: optimizer
     replayed, lines = train(digits, dataclasses.replace(recipe, cuda_graphs=True), device="cuda")
