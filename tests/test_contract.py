@@ -131,7 +131,8 @@ def test_ctrl_c_then_resume_from_the_directory_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A user's model (--import) trains; Ctrl-C saves and names the resume command; the
-    resumed run needs only --out and ends bit-identical to an uninterrupted one."""
+    resumed run needs only --out (and the --import it trusts: a run directory never
+    imports code itself) and ends bit-identical to an uninterrupted one."""
     _write_interrupting_module(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -141,7 +142,8 @@ def test_ctrl_c_then_resume_from_the_directory_alone(
     code, _, err = run([*argv, "--out", str(out)], capsys)
     assert code == 130
     assert err.strip().splitlines()[-1] == (
-        f"interrupted at iteration 25; resume with: resnetlib train --out {out} --resume"
+        f"interrupted at iteration 25; resume with: resnetlib train --out {out} --resume "
+        "--import interrupting_models"
     )
     assert "Traceback" not in err
     info = json.loads((out / "run.json").read_text())
@@ -151,7 +153,10 @@ def test_ctrl_c_then_resume_from_the_directory_alone(
     # Other options on resume are refused, naming the difference.
     code, _, err = run(["train", "--out", str(out), "--resume", "--lr", "0.5"], capsys)
     assert "--lr 0.5 (the run has None)" in one_line_error(code, err)
-    code, stdout, _ = run(["train", "--out", str(out), "--resume", "--no-progress"], capsys)
+    code, _, err = run(["train", "--out", str(out), "--resume", "--no-progress"], capsys)
+    assert "--resume --import interrupting_models" in one_line_error(code, err)
+    resume = ["train", "--out", str(out), "--resume", "--import", "interrupting_models"]
+    code, stdout, _ = run([*resume, "--no-progress"], capsys)
     assert code == 0
     assert "after 40 iterations" in stdout
     straight = tmp_path / "straight"

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pytest
 
-from resnetlib.interop.files import atomic_path, atomic_write
+from resnetlib.files import atomic_path, atomic_write
 
 
 def test_writes_and_replaces(tmp_path: Path) -> None:

@@ -22,7 +22,17 @@ PACKAGE = SRC / "resnetlib"
 
 # Lowest first. A module's layer is that of the longest prefix naming it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("resnetlib.common", "resnetlib.limits", "resnetlib.registry", "resnetlib.validate")),
+    (
+        "base",
+        (
+            "resnetlib.common",
+            "resnetlib.files",
+            "resnetlib.images",
+            "resnetlib.limits",
+            "resnetlib.registry",
+            "resnetlib.validate",
+        ),
+    ),
     ("data", ("resnetlib.core.spec", "resnetlib.core.data_config")),
     ("parts", ("resnetlib.nn",)),
     ("core", ("resnetlib.core",)),

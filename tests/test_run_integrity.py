@@ -178,8 +178,8 @@ def test_resume_after_an_interrupted_first_epoch_starts_over(
     out = tmp_path / "early"
     code, _, _ = run(["train", "resnet20", "--iterations", "2", "--out", str(out), *FAST], capsys)
     assert code == 0
-    for name in ("state.pt", "last.pt", "final.pt"):
-        (out / name).unlink()
+    for name in ("state.pt", "last.pt", "final.pt", "metrics.csv", "steps.csv", "curves.png"):
+        (out / name).unlink()  # as a run stopped before its first save (state.pt first)
     code, stdout, err = run(["train", "--out", str(out), "--resume", "--no-progress"], capsys)
     assert code == 0, err
     assert "after 2 iterations" in stdout

@@ -244,11 +244,13 @@ def test_a_spec_that_cannot_be_built_is_a_checkpoint_error(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("spec_json", "metadata_json", "message"),
     [
-        ("[" * 100_000 + "]" * 100_000, "{}", "invalid spec or metadata: maximum recursion"),
-        (None, "[" * 100_000 + "]" * 100_000, "invalid spec or metadata: maximum recursion"),
+        ("[" * 100_000 + "]" * 100_000, "{}", "invalid spec: JSON nested more than 32 deep"),
+        (None, "[" * 100_000 + "]" * 100_000, "invalid metadata: JSON nested more than 32 deep"),
+        (None, '{"a": 1, "a": 2}', "invalid metadata: duplicate key 'a'"),
+        (None, '{"accuracy": NaN}', "invalid metadata: NaN is not a number JSON allows"),
         (None, "[1]", "invalid metadata: a JSON object expected; got list"),
     ],
-    ids=["deep-spec", "deep-metadata", "list-metadata"],
+    ids=["deep-spec", "deep-metadata", "duplicate-key", "nan", "list-metadata"],
 )
 def test_crafted_json_entries_are_checkpoint_errors(
     spec_json: str | None, metadata_json: str, message: str, tmp_path: Path
@@ -358,7 +360,7 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
     expected = {
         "blocks": r"stage 3 \(layer3\) has 9994 blocks with weights, and the file holds "
         r"weights for 3",
-        "millions": r"invalid spec .*num_blocks must be an int <= 10,000",
+        "millions": r"invalid spec: .*num_blocks must be an int <= 10,000",
         "widths": r"does not describe the stored weights; shapes differ: layer3\.0\.conv1\.weight "
         r"\(file \(128, 32, 3, 3\), spec \(4096, 32, 3, 3\)\)",
         "views": r"entry 'extra' claims 8589934592 bytes of values, more than the 4 bytes stored",

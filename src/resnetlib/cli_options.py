@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
+from .files import command_files
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -214,16 +215,28 @@ def override_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def import_modules(modules: Sequence[str]) -> None:
-    """Import the ``--import`` modules (from the working directory too, as ``python -m``)."""
+    """Import the modules the user named with ``--import`` (and only those: nothing a file
+    says is ever imported), from the working directory too, as ``python -m`` would.
+
+    The working directory is on ``sys.path`` only while these imports run, and only when it
+    was not there already: it is removed again afterwards, so no later import (of a name a
+    file gives, or of a library) can pick up a module from it behind the user's back.
+    """
     if not modules:
         return
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as error:  # an import runs the user's code: any error is theirs
-            raise UsageError(f"--import {module}: {type(error).__name__}: {error}") from None
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception as error:  # an import runs the user's code: any error is theirs
+                raise UsageError(f"--import {module}: {type(error).__name__}: {error}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
 
 
 def is_checkpoint_path(text: str) -> bool:
@@ -310,12 +323,15 @@ def debugging(args: argparse.Namespace | None = None) -> bool:
 def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``command`` with its errors as ``resnetlib COMMAND: error: ...`` on stderr and exit
     status 2. A message of several lines (missing and unexpected keys) keeps up to twelve.
+    The command runs inside :func:`~resnetlib.files.command_files`: a write over one of the
+    files it read is refused.
     """
 
     def run(args: argparse.Namespace) -> int:
         prog = f"resnetlib {getattr(args, 'command', '') or ''}".strip()
         try:
-            return command(args)
+            with command_files():  # no output may replace one of the command's inputs
+                return command(args)
         except (KeyboardInterrupt, SystemExit):
             raise
         except (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import TypeAlias
 import torch
 from torch import nn
 
-__all__ = ["PathLike", "evaluating", "optional_import", "warn_caller"]
+__all__ = ["PathLike", "evaluating", "optional_import", "printable", "warn_caller"]
 
 PathLike: TypeAlias = str | os.PathLike[str]
 """A file path as ``open`` takes it: a ``str`` or a ``pathlib.Path`` (any ``os.PathLike``)."""
@@ -39,6 +40,27 @@ def optional_import(module: str, needs: str, extra: str) -> ModuleType:
         raise ModuleNotFoundError(
             f'{needs}: pip install "resnetlib[{extra}]"', name=module.partition(".")[0]
         ) from error
+
+
+_UNPRINTED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on one line of a terminal: control characters (C0, DEL, C1),
+    format characters (bidi overrides, zero-width), line and paragraph separators and lone
+    surrogates (undecodable bytes of a file name) written as ``\\xNN``, ``\\uNNNN`` or
+    ``\\UNNNNNNNN``; everything else unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(
+        _escaped(ord(char)) if unicodedata.category(char) in _UNPRINTED else char for char in text
+    )
+
+
+def _escaped(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Size limits every layer checks against (specs, blocks, loaders, commands).
+"""Size limits every layer checks against (specs, blocks, files, loaders, commands).
 
 Far above any published ResNet (the deepest, ResNet-1202, has 200 blocks a stage; the widest
 stage is 512 channels wide, 2048 out), low enough that a typo or a hostile file is refused
@@ -10,12 +10,23 @@ bottom layer so that the parts (``resnetlib.nn``) need not import the spec to us
 from __future__ import annotations
 
 __all__ = [
+    "MAX_ASPECT",
     "MAX_BLOCKS",
     "MAX_CHANNELS",
     "MAX_CLASSES",
+    "MAX_DOWNSCALE",
+    "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_LABEL_NAME",
+    "MAX_NORM_VALUE",
+    "MAX_PICKLE_BYTES",
     "MAX_STAGES",
     "MAX_STRIDE",
+    "MAX_TEXT_BYTES",
+    "MIN_CROP_PCT",
+    "MIN_STD",
 ]
 
 MAX_BLOCKS = 10_000
@@ -32,3 +43,36 @@ MAX_IMAGE_SIDE = 8192
 """Largest height and width of an input image: ``summary --input``, ``export --input``,
 ``--image-size`` and :func:`~resnetlib.count_flops` refuse more (ImageNet's is 224,
 detection inputs about 1,333; a 8192 x 8192 RGB float image alone is 805 MB)."""
+
+# -- files: what the one reader and writer (resnetlib.files) accept ------------------------
+
+MAX_JSON_BYTES = 1 << 20
+"""Largest JSON file resnetlib reads: ``run.json``, ``spec.json``, a recipe (a few KB each)."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects in a JSON file or entry (a spec nests 5 deep)."""
+MAX_TEXT_BYTES = 64 << 20
+"""Largest text file: class and annotation lists, ``metrics.csv`` (TinyImageNet's
+``words.txt``, the largest published one, is 2.6 MB)."""
+MAX_PICKLE_BYTES = 1 << 30
+"""Largest CIFAR python pickle (CIFAR-100's ``train`` is 155 MB)."""
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Most pixels (width x height, read from the header before decoding) an image may have
+where no target size bounds it: 16.8 M, 50 MB decoded as RGB."""
+MAX_DOWNSCALE = 32
+"""How many times larger per side than its target an image may be before it is refused."""
+MAX_ASPECT = 64
+"""Largest ratio of an image's longer side to its shorter: resizing the shorter side of a
+3,000,000 x 1 strip to 224 would make a 670-gigapixel image."""
+
+# -- data configurations (resnetlib.core.data_config.check_data_config) --------------------
+
+MIN_STD = 1e-3
+"""Smallest per-channel std a data configuration may divide by (real data: 0.05 to 0.5 on
+[0, 1] inputs); a std of 1e-300 turns every input into inf and every output into NaN."""
+MAX_NORM_VALUE = 1e3
+"""Largest absolute mean and largest std of a data configuration, on inputs in [0, 1]."""
+MIN_CROP_PCT = 0.05
+"""Smallest ``crop_pct``: the image is first resized to ``input_size / crop_pct``, which
+must stay within :data:`MAX_IMAGE_SIDE` too."""
+MAX_LABEL_NAME = 1000
+"""Longest class name in a data configuration's ``label_names``, in characters."""

@@ -16,7 +16,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..validate import is_real
+from ..files import parse_json
+from ..images import INTERPOLATIONS
+from ..limits import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_IMAGE_SIDE,
+    MAX_LABEL_NAME,
+    MAX_NORM_VALUE,
+    MIN_CROP_PCT,
+    MIN_STD,
+)
+from ..validate import is_int, is_real
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -28,11 +39,13 @@ __all__ = [
     "IMAGENET_STD",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
+    "check_data_config",
     "config_from_dict",
     "config_from_json",
     "config_to_json",
     "data_config",
     "normalization",
+    "set_data_config",
 ]
 
 # timm/data/constants.py (IMAGENET_DEFAULT_*, IMAGENET_INCEPTION_*), also torchvision's
@@ -102,10 +115,6 @@ def data_config(
     }
 
 
-# Keys whose values are tuples in a configuration (JSON turns them into lists).
-_TUPLE_KEYS = ("input_size", "mean", "std", "pool_size", "test_input_size")
-
-
 def config_to_json(config: Mapping[str, Any]) -> str:
     """``config`` as JSON text (tuples as lists); a value JSON cannot hold is a ``ValueError``
     naming its key."""
@@ -127,41 +136,174 @@ def _jsonable(value: object) -> bool:
     return True
 
 
-def config_from_json(text: str) -> dict[str, Any]:
-    """The inverse of :func:`config_to_json`: the tuple-valued keys come back as tuples."""
-    return config_from_dict(json.loads(text))
+def config_from_json(text: str | bytes) -> dict[str, Any]:
+    """The inverse of :func:`config_to_json` (parsed by :func:`resnetlib.files.parse_json`),
+    checked by :func:`check_data_config`."""
+    return config_from_dict(parse_json(text, where="data configuration JSON"))
 
 
 def config_from_dict(data: object) -> dict[str, Any]:
-    """A configuration read from JSON (``run.json``'s, a checkpoint's), its tuple-valued
-    keys as tuples again."""
-    if not isinstance(data, dict):
+    """A configuration read from JSON (``run.json``'s, a checkpoint's), checked by
+    :func:`check_data_config` (its tuple-valued keys as tuples again)."""
+    if not isinstance(data, Mapping):
         raise ValueError(f"a data configuration must be a JSON object; got {type(data).__name__}")
-    config = dict(data)
-    for key in _TUPLE_KEYS:
-        if isinstance(config.get(key), list):
-            config[key] = tuple(config[key])
-    return config
+    return check_data_config(data)
+
+
+def _reals(
+    where: str, name: str, values: object, count: int, low: float, high: float
+) -> tuple[float, ...]:
+    if (
+        not isinstance(values, (tuple, list))
+        or len(values) != count
+        or not all(is_real(v) and math.isfinite(v) and low <= v <= high for v in values)
+    ):
+        raise ValueError(
+            f"{where} {name} must hold {count} finite numbers (one per input channel) from "
+            f"{low:g} to {high:g}; got {_short(values)}"
+        )
+    return tuple(float(v) for v in values)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _size(where: str, name: str, value: object) -> tuple[int, int, int]:
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 3
+        or not all(is_int(v) for v in value)
+        or not 1 <= value[0] <= MAX_CHANNELS
+        or not all(1 <= side <= MAX_IMAGE_SIDE for side in value[1:])
+    ):
+        raise ValueError(
+            f"{where} {name} must be (channels, height, width): channels up to "
+            f"{MAX_CHANNELS:,}, sides up to {MAX_IMAGE_SIDE:,} (resnetlib.limits); got "
+            f"{_short(value)}"
+        )
+    return (value[0], value[1], value[2])
+
+
+def check_data_config(
+    config: Mapping[str, Any], *, where: str = "pretrained_cfg"
+) -> dict[str, Any]:
+    """``config`` as a new dict, checked: the one validator of a data configuration, used by
+    :func:`~resnetlib.load`, the commands, export and predict alike.
+
+    ``input_size`` is (C, H, W) within :mod:`resnetlib.limits`; ``mean`` and ``std`` hold
+    one finite number per channel, ``|mean|`` and ``std`` at most ``MAX_NORM_VALUE`` and
+    ``std`` at least ``MIN_STD`` (a std of 1e-300 makes every output NaN); ``crop_pct`` is
+    from ``MIN_CROP_PCT`` to 1 and the resize it asks for (``side / crop_pct``) within
+    ``MAX_IMAGE_SIDE``; ``interpolation`` one of :data:`resnetlib.images.INTERPOLATIONS`;
+    ``label_names`` ``num_classes`` strings of at most ``MAX_LABEL_NAME`` characters. Keys
+    it does not know (a weights file's URL, licence) pass unchecked. Tuple-valued keys come
+    back as tuples.
+
+    Raises:
+        ValueError: naming ``where``, the key, the value and what is allowed.
+    """
+    checked = dict(config)
+    for key in ("pool_size", "test_input_size"):
+        if isinstance(checked.get(key), list):
+            checked[key] = tuple(checked[key])
+    if "num_classes" in checked and (
+        not is_int(checked["num_classes"]) or not 0 <= checked["num_classes"] <= MAX_CLASSES
+    ):
+        raise ValueError(
+            f"{where} num_classes must be an int from 0 to {MAX_CLASSES:,}; got "
+            f"{_short(checked['num_classes'])}"
+        )
+    channels = None
+    for key in ("input_size", "test_input_size"):
+        if checked.get(key) is not None:
+            checked[key] = _size(where, key, checked[key])
+    if "input_size" in checked:
+        channels, height, width = checked["input_size"]
+    for key, low, high in (
+        ("mean", -MAX_NORM_VALUE, MAX_NORM_VALUE),
+        ("std", MIN_STD, MAX_NORM_VALUE),
+    ):
+        if key in checked:
+            values = checked[key]
+            count = (
+                channels
+                if channels is not None
+                else len(values)
+                if isinstance(values, (tuple, list))
+                else 0
+            )
+            checked[key] = _reals(where, key, values, max(count, 1), low, high)
+    crop = checked.get("crop_pct")
+    if crop is not None:
+        if not is_real(crop) or not MIN_CROP_PCT <= crop <= 1:
+            raise ValueError(
+                f"{where} crop_pct must be a number from {MIN_CROP_PCT} to 1; got {_short(crop)}"
+            )
+        if channels is not None and max(height, width) / crop > MAX_IMAGE_SIDE:
+            raise ValueError(
+                f"{where} crop_pct {crop} asks to resize to {max(height, width) / crop:,.0f} "
+                f"pixels a side, more than resnetlib's {MAX_IMAGE_SIDE:,} (resnetlib.limits)"
+            )
+    interpolation = checked.get("interpolation")
+    if interpolation is not None and interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"{where} interpolation must be one of {', '.join(INTERPOLATIONS)}; got "
+            f"{_short(interpolation)}"
+        )
+    names = checked.get("label_names")
+    if names is not None:
+        classes = checked.get("num_classes")
+        if (
+            not isinstance(names, (tuple, list))
+            or len(names) > MAX_CLASSES
+            or (is_int(classes) and len(names) != classes)
+            or not all(isinstance(n, str) and len(n) <= MAX_LABEL_NAME for n in names)
+        ):
+            raise ValueError(
+                f"{where} label_names must be a list of {classes if is_int(classes) else 'the'} "
+                f"class names (strings of at most {MAX_LABEL_NAME} characters); got "
+                f"{_short(names)}"
+            )
+        checked["label_names"] = list(names)
+    return checked
+
+
+def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
+    """Set ``model.pretrained_cfg`` to ``config`` fitted to the model and checked: the one
+    place a model's data configuration is replaced.
+
+    ``num_classes`` becomes the model's; where the model takes another number of input
+    channels than ``config`` describes (an adapted stem), ``input_size`` takes the model's
+    channels and ``mean``/``std`` the average of the configuration's channels.
+
+    Raises:
+        ValueError: the result fails :func:`check_data_config`.
+    """
+    fitted = dict(config)
+    fitted["num_classes"] = model.num_classes
+    channels = model.default_input_size[0]
+    size = tuple(fitted.get("input_size") or ())
+    if size[:1] != (channels,):
+        fitted["input_size"] = (channels, *size[1:]) if len(size) == 3 else model.default_input_size
+        for key in ("mean", "std"):
+            values = fitted.get(key)
+            if isinstance(values, (tuple, list)) and values and all(is_real(v) for v in values):
+                fitted[key] = (sum(values) / len(values),) * channels
+    model.pretrained_cfg = check_data_config(fitted)
 
 
 def normalization(
     config: Mapping[str, Any], channels: int
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The per-channel ``(mean, std)`` that ``config`` asks inputs in [0, 1] to be normalized
-    with, checked: one positive finite std and one finite mean per channel."""
-    checked: dict[str, tuple[float, ...]] = {}
-    for name in ("mean", "std"):
-        values = config.get(name)
-        if (
-            not isinstance(values, (tuple, list))
-            or len(values) != channels
-            or not all(is_real(v) and math.isfinite(v) for v in values)
-        ):
-            raise ValueError(
-                f"the model's pretrained_cfg {name} must hold {channels} finite numbers (one "
-                f"per input channel); got {values!r}"
-            )
-        checked[name] = tuple(float(v) for v in values)
-    if min(checked["std"]) <= 0:
-        raise ValueError(f"the model's pretrained_cfg std must be positive; got {checked['std']}")
-    return checked["mean"], checked["std"]
+    with, checked by :func:`check_data_config` for ``channels`` input channels.
+
+    Raises:
+        ValueError: no valid mean and std for ``channels`` channels.
+    """
+    where = "the model's pretrained_cfg"
+    mean = _reals(where, "mean", config.get("mean"), channels, -MAX_NORM_VALUE, MAX_NORM_VALUE)
+    std = _reals(where, "std", config.get("std"), channels, MIN_STD, MAX_NORM_VALUE)
+    return mean, std

@@ -15,6 +15,7 @@ from typing import Any
 
 from typing_extensions import Self
 
+from ..files import parse_json
 from ..limits import (
     MAX_BLOCKS,
     MAX_CHANNELS,
@@ -250,5 +251,7 @@ class ResNetSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> ResNetSpec:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str | bytes) -> ResNetSpec:
+        """A spec from JSON text, parsed by the one JSON reader
+        (:func:`resnetlib.files.parse_json`) and checked as :meth:`from_dict` does."""
+        return cls.from_dict(parse_json(text, where="ResNetSpec JSON"))

@@ -86,6 +86,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     predict.add_argument(
         "--top", type=int_in(1, 1000), default=5, metavar="K", help="classes shown (5)"
     )
+    predict.add_argument(
+        "--batch-size",
+        type=int_in(1, 4096),
+        default=32,
+        metavar="N",
+        help="images decoded and run at a time; each batch's lines print as it finishes (32)",
+    )
     predict.add_argument("--device", default=None, help="default: cpu")
     predict.set_defaults(run=guarded(run_predict))
 
@@ -93,7 +100,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 def run(args: argparse.Namespace) -> int:
     """Build or load, optionally fuse and normalize, then export; the previous file at
     ``--out`` survives a failed export."""
-    from .export import ONNX_PACKAGES, export_onnx, export_pt2, require
+    from ..core.data_config import check_data_config
+    from ..files import check_not_input
+    from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
     from .fuse import fuse_bn
     from .preprocess import Normalized
 
@@ -114,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         require(ONNX_PACKAGES, "ONNX export")
     defaults = {} if args.input is None else {"in_channels": args.input[0]}
     model, _ = model_from_args(args, defaults=defaults)
+    check_not_input(out)  # before a long trace, not only when writing
     model = model.eval()
+    config = check_data_config(model.pretrained_cfg)  # before a byte is allocated for it
     if args.input is not None and args.input[0] != model.spec.in_channels:
         raise UsageError(
             f"--input has {args.input[0]} channels; the model takes {model.spec.in_channels}"
@@ -122,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fuse:
         model = fuse_bn(model)
     exported = Normalized(model).eval() if args.normalize else model
-    size = args.input or tuple(model.pretrained_cfg["input_size"])
+    size = args.input or tuple(config.get("input_size") or model.default_input_size)
     calibration = None
     if args.int8:
         from ..train.data import load_data
@@ -136,7 +147,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         export_pt2(exported, out, size, dynamic_size=args.dynamic_size)
     kind = "onnx int8 QDQ" if args.int8 else args.format
-    notes = "dynamic batch, height and width" if args.dynamic_size else "dynamic batch"
+    notes = "dynamic batch"
+    if args.dynamic_size:
+        notes += f", height and width (each at least {smallest_side(exported)})"
+    traced = trace_size(exported, size, dynamic_size=args.dynamic_size)
+    if args.dynamic_size and calibration is None and traced != tuple(size):
+        given = f"{size[1]}x{size[2]}"
+        notes += f", traced at {traced[1]}x{traced[2]} since {given} would fix the size"
     notes += ", batch norms folded" if args.fuse else ""
     notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
     print(f"wrote {out} ({kind}, {notes})")
@@ -144,25 +161,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Print the top classes of each image."""
+    """Print the top classes of each image, a batch at a time as they are decoded; names
+    and paths with their control characters escaped, so each result is one line."""
     import torch
 
+    from ..common import printable
     from .preprocess import predict
 
-    missing = [path for path in args.images if not Path(path).is_file()]
-    if missing:
-        raise UsageError(f"{missing[0]}: no such image file")
+    for path in args.images:  # before a result prints; the decoder checks each again
+        if not Path(path).exists():
+            raise UsageError(f"{printable(path)}: no such image file")
+        if not Path(path).is_file():
+            raise UsageError(f"{printable(path)}: not a regular file; predict reads image files")
     model, _ = model_from_args(args)
     device = torch.device(args.device or "cpu")
     if device.type == "meta":
         raise UsageError("--device meta holds no values; use cpu or cuda")
     model.to(device)
-    for prediction in predict(model, args.images, top=args.top):
+    results = predict(model, args.images, top=args.top, batch_size=args.batch_size)
+    for count, prediction in enumerate(results, 1):
         ranked = ", ".join(
-            f"{name}{'' if name == str(index) else f' ({index})'} {100 * p:.1f}%"
+            f"{printable(name)}{'' if name == str(index) else f' ({index})'} {100 * p:.1f}%"
             for index, name, p in prediction.classes
         )
-        print(f"{prediction.path}: {ranked}")
+        print(f"{printable(prediction.path)}: {ranked}")
+        if count % args.batch_size == 0:
+            sys.stdout.flush()
     sys.stdout.flush()
-
     return 0

@@ -2,7 +2,9 @@
 
 Both trace the model in eval mode (its own mode is restored afterwards) with an example
 batch of two, and keep the batch dimension symbolic, so one file serves every batch size;
-``dynamic_size=True`` keeps height and width symbolic too. ONNX goes through torch's
+``dynamic_size=True`` keeps height and width symbolic too: the trace is then made at least
+twice the model's total reduction a side (:func:`trace_size`), since a smaller one would fix
+the size, and an export that still fixes it is refused. ONNX goes through torch's
 dynamo exporter (``torch.onnx.export(..., dynamo=True)``), which needs ``onnx`` and
 ``onnxscript``: ``pip install "resnetlib[export]"``; with ``calibration`` it writes an int8
 model in ONNX's QDQ form (QuantizeLinear/DequantizeLinear around float operators, which
@@ -24,12 +26,20 @@ import torch
 from torch import nn
 
 from ..common import PathLike, evaluating
-from ..interop.files import atomic_path
+from ..files import atomic_path
+from ..limits import MAX_IMAGE_SIDE
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
-__all__ = ["MissingDependencyError", "example_input", "export_onnx", "export_program", "export_pt2"]
+__all__ = [
+    "MissingDependencyError",
+    "example_input",
+    "export_onnx",
+    "export_program",
+    "export_pt2",
+    "trace_size",
+]
 
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
@@ -96,6 +106,72 @@ def _dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
     return (dims,)
 
 
+def _reduction(model: nn.Module) -> int:
+    """How many times the model's deepest features are smaller than its input (32 when no
+    module says)."""
+    for module in model.modules():
+        info = getattr(module, "feature_info", None)
+        if isinstance(info, (list, tuple)) and info:
+            return max(int(item["reduction"]) for item in info)
+    return 32
+
+
+def trace_size(
+    model: nn.Module, input_size: tuple[int, int, int] | None = None, *, dynamic_size: bool
+) -> tuple[int, int, int]:
+    """The input size an export traces at: ``input_size`` (default: the model's
+    ``default_input_size``), and with ``dynamic_size`` each side at least twice the model's
+    total reduction, so no feature map is 1 pixel wide (which would fix the size)."""
+    if input_size is None:
+        default = getattr(model, "default_input_size", None)
+        if default is None:
+            raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
+        input_size = (int(default[0]), int(default[1]), int(default[2]))
+    if not dynamic_size:
+        return input_size
+    least = min(2 * _reduction(model), MAX_IMAGE_SIDE)
+    channels, height, width = input_size
+    return channels, max(height, least), max(width, least)
+
+
+def smallest_side(model: nn.Module) -> int:
+    """The smallest height and width a ``dynamic_size`` export of ``model`` takes: one more
+    than its total reduction (torch.export guards every feature map to be wider than 1)."""
+    return _reduction(model) + 1
+
+
+def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> None:
+    """Refuse a program whose height or width ``torch.export`` fixed, bounded or tied to a
+    value (``H * W == 4096``): its input's shape is read, then it runs once at the smallest
+    size it promises (``least``, and ``least + 2`` wide)."""
+    channels, height, width = (int(n) for n in x.shape[1:])
+    inputs = [node for node in program.graph.nodes if node.op == "placeholder"]
+    user = program.graph_signature.user_inputs
+    shape = next((n.meta["val"].shape for n in inputs if n.name in user), None)
+    fixed = []
+    for axis, name in ((2, "height"), (3, "width")):
+        dim = None if shape is None else shape[axis]
+        if not isinstance(dim, torch.SymInt):
+            fixed.append(f"{name} fixed at {dim}")
+            continue
+        bounds = program.range_constraints.get(dim.node.expr)
+        if bounds is not None and bool(bounds.upper <= MAX_IMAGE_SIDE):
+            fixed.append(f"{name} at most {bounds.upper}")
+    if not fixed:
+        other = torch.zeros(1, channels, least, least + 2, device=x.device, dtype=x.dtype)
+        try:
+            with torch.no_grad():
+                program.module()(other)
+        except Exception as failed:  # a runtime assertion on the sizes, as torch words it
+            reason = (str(failed).strip().splitlines() or [type(failed).__name__])[0][:200]
+            fixed.append(f"a size that fails at {least}x{least + 2} ({reason})")
+    if fixed:
+        raise ValueError(
+            f"--dynamic-size: traced at {height}x{width}, torch.export kept {'; '.join(fixed)} "
+            "for this model; export without --dynamic-size, or with a larger --input"
+        )
+
+
 def export_program(
     model: nn.Module,
     input_size: tuple[int, int, int] | None = None,
@@ -103,11 +179,19 @@ def export_program(
     dynamic_size: bool = False,
 ) -> ExportedProgram:
     """``torch.export.export`` of ``model`` in eval mode, the batch dimension (and with
-    ``dynamic_size``, height and width) dynamic.
+    ``dynamic_size``, height and width, traced at :func:`trace_size`) dynamic.
+
+    Raises:
+        ValueError: with ``dynamic_size``, torch.export could not keep height and width
+            dynamic.
     """
-    x = example_input(model, input_size)
+    size = trace_size(model, input_size, dynamic_size=dynamic_size)
+    x = example_input(model, size)
     with evaluating(model), quiet():
-        return torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size))
+        program = torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size))
+    if dynamic_size:
+        _check_dynamic(program, x, smallest_side(model))
+    return program
 
 
 def export_pt2(
@@ -148,7 +232,7 @@ def export_onnx(
         batches = as_batches(calibration)
         exported, x = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
     else:
-        x = example_input(model, input_size)
+        x = example_input(model, trace_size(model, input_size, dynamic_size=dynamic_size))
     mode = evaluating(model) if calibration is None else torch.no_grad()
     with mode, quiet():
         program = torch.onnx.export(
@@ -162,5 +246,7 @@ def export_onnx(
         )
     if program is None:  # only the legacy exporter returns None
         raise RuntimeError("torch.onnx.export returned no program")
+    if dynamic_size and program.exported_program is not None:
+        _check_dynamic(program.exported_program, x, smallest_side(model))
     with atomic_path(path) as partial:
         program.save(os.fspath(partial))

@@ -3,13 +3,14 @@
 :class:`Normalized` puts a model's per-channel normalization in front of it, so that an
 exported graph takes images scaled to [0, 1] and needs no preprocessing code beside it.
 :func:`read_images` decodes image files the way a model's ``pretrained_cfg`` says (channels,
-resize, centre crop, interpolation) and normalizes them; :func:`predict` ranks the classes.
+resize, centre crop, interpolation; by :func:`resnetlib.images.decode_image`, within its
+bounds) and normalizes them; :func:`predict` ranks the classes, a batch at a time.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,12 @@ import torch
 from torch import nn
 
 from ..common import PathLike, evaluating
-from ..core.data_config import CIFAR10_CLASSES, normalization
+from ..core.data_config import CIFAR10_CLASSES, check_data_config, normalization
+from ..images import bombs_refused, decode_image
+from ..validate import check_int
 
 __all__ = [
-    "MAX_DECODED_PIXELS",
+    "PREDICT_BATCH",
     "Normalized",
     "Prediction",
     "class_names",
@@ -29,17 +32,14 @@ __all__ = [
 ]
 
 
-MAX_DECODED_PIXELS = 64 * 1024 * 1024
-"""The largest image (width x height) :func:`read_images` decodes: 64 megapixels."""
-
-
 class Normalized(nn.Module):
     """``model`` behind its own normalization: takes images in [0, 1], applies
-    ``(x - mean) / std`` from ``model.pretrained_cfg``, then runs ``model``."""
+    ``(x - mean) / std`` from ``model.pretrained_cfg`` (checked by
+    :func:`~resnetlib.core.data_config.check_data_config`), then runs ``model``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        config: dict[str, Any] = dict(getattr(model, "pretrained_cfg", {}))
+        config = check_data_config(getattr(model, "pretrained_cfg", {}))
         channels = int(config.get("input_size", (3,))[0])
         mean, std = normalization(config, channels)
         self.model = model
@@ -55,58 +55,48 @@ class Normalized(nn.Module):
         return out
 
 
-def _resample(name: object) -> Any:
-    from PIL import Image
+def _reader(config: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
+    """A function decoding one image file to a normalized C x H x W tensor, as ``config``
+    (checked by :func:`check_data_config` first) says."""
+    checked = check_data_config(config)
+    if "input_size" not in checked:
+        raise ValueError("the model's pretrained_cfg has no input_size: no size to read images at")
+    channels, height, width = checked["input_size"]
+    if channels not in (1, 3):
+        raise ValueError(f"images are read as 1 or 3 channels; the model takes {channels}")
+    crop = float(checked.get("crop_pct") or 1.0)
+    interpolation = str(checked.get("interpolation") or "bilinear")
+    mean, std = normalization(checked, channels)
+    shift = torch.tensor(mean).view(-1, 1, 1)
+    scale = torch.tensor(std).reciprocal().view(-1, 1, 1)
 
-    return {
-        "nearest": Image.Resampling.NEAREST,
-        "bilinear": Image.Resampling.BILINEAR,
-        "bicubic": Image.Resampling.BICUBIC,
-        "lanczos": Image.Resampling.LANCZOS,
-    }.get(str(name), Image.Resampling.BILINEAR)
+    def read(path: PathLike) -> torch.Tensor:
+        with bombs_refused():
+            pixels = decode_image(
+                path,
+                channels=channels,
+                size=(height, width),
+                crop_pct=crop,
+                interpolation=interpolation,
+                dtype=torch.float32,
+            )
+        return (pixels - shift) * scale
+
+    return read
 
 
-def read_images(paths: Sequence[PathLike], config: dict[str, Any]) -> torch.Tensor:
+def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.Tensor:
     """Decode ``paths`` as ``config`` (a ``pretrained_cfg``) says: its channels (L or RGB),
     the shorter side resized to ``size / crop_pct``, a centre crop of ``input_size``, then
-    per-channel normalization. Returns an N x C x H x W float tensor.
+    per-channel normalization. Returns an N x C x H x W float tensor (for many files,
+    :func:`predict` reads them a batch at a time).
 
     Raises:
-        ValueError: a file that is not an image, or larger than :data:`MAX_DECODED_PIXELS`
-            (named in the message).
+        ValueError: ``config`` fails :func:`check_data_config`; or a file that is not an
+            image, or refused by a bound (:class:`resnetlib.images.ImageError`, naming it).
     """
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise ImportError('reading images needs Pillow: pip install "resnetlib[train]"') from None
-    channels, height, width = (int(n) for n in config["input_size"])
-    crop = float(config.get("crop_pct") or 1.0)
-    mean, std = normalization(config, channels)
-    batch = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_DECODED_PIXELS:
-                    raise ValueError(
-                        f"{path}: {image.width}x{image.height} pixels is more than the "
-                        f"{MAX_DECODED_PIXELS:,} resnetlib decodes"
-                    )
-                image = image.convert("L" if channels == 1 else "RGB")
-                scale = max(height, width) / crop / min(image.width, image.height)
-                size = (
-                    max(width, math.floor(image.width * scale + 0.5)),
-                    max(height, math.floor(image.height * scale + 0.5)),
-                )
-                image = image.resize(size, _resample(config.get("interpolation")))
-                left, top = (size[0] - width) // 2, (size[1] - height) // 2
-                image = image.crop((left, top, left + width, top + height))
-                data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-            raise ValueError(f"{path}: not a readable image ({error})") from None
-        pixels = data.view(height, width, channels).permute(2, 0, 1).float() / 255
-        batch.append(pixels)
-    x = torch.stack(batch)
-    return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    read = _reader(config)
+    return torch.stack([read(path) for path in paths])
 
 
 def class_names(config: dict[str, Any], count: int) -> list[str]:
@@ -128,25 +118,56 @@ class Prediction:
     classes: tuple[tuple[int, str, float], ...]
 
 
-def predict(model: nn.Module, paths: Sequence[PathLike], *, top: int = 5) -> list[Prediction]:
-    """Read ``paths`` as the model expects (:func:`read_images`) and rank its classes."""
-    config: dict[str, Any] = dict(getattr(model, "pretrained_cfg", {}))
-    x = read_images(paths, config)
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        x = x.to(parameter.device, parameter.dtype)
-    with evaluating(model):
-        probabilities = model(x).float().softmax(1).cpu()
-    names = class_names(config, probabilities.shape[1])
-    k = min(top, probabilities.shape[1])
-    values, indices = probabilities.topk(k, dim=1)
-    return [
-        Prediction(
-            str(path),
-            tuple(
-                (int(i), names[int(i)], float(p))
-                for p, i in zip(values[row], indices[row], strict=True)
-            ),
-        )
-        for row, path in enumerate(paths)
-    ]
+PREDICT_BATCH = 32
+"""Images :func:`predict` decodes and runs at a time."""
+
+
+def predict(
+    model: nn.Module,
+    paths: Iterable[PathLike],
+    *,
+    top: int = 5,
+    batch_size: int = PREDICT_BATCH,
+) -> Iterator[Prediction]:
+    """The top classes of each image in ``paths``, best first, as an iterator: images are
+    decoded one at a time (:func:`read_images`' steps) and run ``batch_size`` at a time, so
+    memory stays bounded however many there are. The data config is checked now; the files
+    as they are reached.
+
+    Raises:
+        ValueError: the model's ``pretrained_cfg`` fails :func:`check_data_config`; while
+            iterating, an image that cannot be read (naming it).
+    """
+    check_int("top", top, 1)
+    check_int("batch_size", batch_size, 1)
+    config = check_data_config(getattr(model, "pretrained_cfg", {}))
+    read = _reader(config)
+    return _predictions(model, iter(paths), read, config, top, batch_size)
+
+
+def _predictions(
+    model: nn.Module,
+    paths: Iterator[PathLike],
+    read: Callable[[PathLike], torch.Tensor],
+    config: dict[str, Any],
+    top: int,
+    batch_size: int,
+) -> Iterator[Prediction]:
+    names: list[str] | None = None
+    while True:
+        chunk = list(itertools.islice(paths, batch_size))
+        if not chunk:
+            return
+        x = torch.stack([read(path) for path in chunk])
+        parameter = next(model.parameters(), None)
+        if parameter is not None:
+            x = x.to(parameter.device, parameter.dtype)
+        with evaluating(model):
+            probabilities = model(x).float().softmax(1).cpu()
+        del x
+        if names is None:
+            names = class_names(config, probabilities.shape[1])
+        values, indices = probabilities.topk(min(top, probabilities.shape[1]), dim=1)
+        for row, path in enumerate(chunk):
+            ranked = zip(values[row].tolist(), indices[row].tolist(), strict=True)
+            yield Prediction(str(path), tuple((i, names[i], p) for p, i in ranked))

@@ -39,10 +39,11 @@ import torch
 
 from ..common import PathLike, optional_import
 from ..core.build import build
-from ..core.data_config import config_from_json, config_to_json
+from ..core.data_config import config_from_dict, config_to_json, set_data_config
 from ..core.features import ResNetFeatures
 from ..core.model import ResNet
 from ..core.spec import JSONScalar, ResNetSpec
+from ..files import atomic_write, open_regular, parse_json
 from ..nn.activations import ACTIVATIONS
 from ..nn.blocks import BLOCKS
 from ..nn.norms import NORMS
@@ -51,7 +52,6 @@ from ..nn.stems import STEMS
 from ..registry import UnknownNameError
 from ..validate import is_int
 from .convert import unwrap_state_dict
-from .files import atomic_write
 
 __all__ = [
     "FORMAT",
@@ -251,10 +251,11 @@ def _read(path: PathLike) -> object:
 
     Torch files are read with the weights-only unpickler; a safetensors file becomes its
     header's metadata with ``state_dict`` (a resnetlib checkpoint) or its tensors (any other).
-    A missing or unreadable path raises the ``OSError`` of ``open``; anything wrong with the
-    bytes raises :class:`CheckpointError`.
+    The file is opened by the one reader (:func:`resnetlib.files.open_regular`): a FIFO, a
+    device or a directory is refused. A missing or unreadable path raises the ``OSError`` of
+    ``open``; anything wrong with the bytes raises :class:`CheckpointError`.
     """
-    with open(path, "rb") as file:
+    with open_regular(path, what="a checkpoint", error=CheckpointError) as file:
         head = file.read(9)
         size = file.seek(0, os.SEEK_END)
         file.seek(0)
@@ -328,7 +329,7 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 
 
 def _is_safetensors_file(path: PathLike) -> bool:
-    with open(path, "rb") as file:
+    with open_regular(path, what="a checkpoint", error=CheckpointError) as file:
         head = file.read(9)
         return _is_safetensors(head, file.seek(0, os.SEEK_END))
 
@@ -344,7 +345,7 @@ def _read_safetensors(path: PathLike, data: bytes) -> object:
     try:
         tensors: dict[str, torch.Tensor] = module.load(data)
         (length,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + length]).get("__metadata__") or {}
+        header = parse_json(data[8 : 8 + length], where="header").get("__metadata__") or {}
     except Exception as error:  # the package raises its own SafetensorError, among others
         raise CheckpointError(
             f"{path}: not a readable safetensors file: {_first_line(error)}"
@@ -453,13 +454,18 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
             "(a corrupted or edited file)"
         )
-    entry = "spec or metadata"
+    entry = "spec"
     try:
-        spec = ResNetSpec.from_json(spec_json)
-        metadata = json.loads(metadata_json)
+        spec = ResNetSpec.from_dict(parse_json(spec_json))
+        entry = "metadata"
+        metadata = parse_json(metadata_json)
         entry = "data_config"
-        config = None if config_json is None else config_from_json(config_json)
-    except (ValueError, RecursionError) as error:  # JSON nested thousands deep recurses
+        config = (
+            None
+            if config_json is None
+            else config_from_dict(parse_json(config_json, where="data_config"))
+        )
+    except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: invalid {entry}: {error}") from None
     if not isinstance(metadata, dict):
         raise CheckpointError(
@@ -657,7 +663,7 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     model = _build(path, checkpoint.spec)
     model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
     if checkpoint.pretrained_cfg is not None:
-        model.pretrained_cfg = checkpoint.pretrained_cfg
+        set_data_config(model, checkpoint.pretrained_cfg)
     return model.to(map_location)
 
 

@@ -10,6 +10,7 @@ import torch
 
 from ..common import PathLike
 from ..core.build import build
+from ..core.data_config import set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..interop.checkpoint import Checkpoint, CheckpointError, read_weights_file
@@ -58,8 +59,8 @@ def model_from_file(
         )
         model = build(spec)
         load_weights(model, contents.state_dict, source="resnetlib", strict=True)
-        if contents.pretrained_cfg is not None:
-            _restore_config(model, contents.pretrained_cfg)
+        if contents.pretrained_cfg is not None:  # with the head and input the model has now
+            set_data_config(model, contents.pretrained_cfg)
         return model
     if source == "auto":
         source = detect_source(contents)
@@ -68,20 +69,6 @@ def model_from_file(
     model = factory(**options)
     load_weights(model, contents, source=source, strict=True)
     return model
-
-
-def _restore_config(model: ResNet, saved: Mapping[str, Any]) -> None:
-    """The file's data configuration, with the head and input the model has now."""
-    config = dict(saved)
-    config["num_classes"] = model.num_classes
-    channels = model.spec.in_channels
-    if tuple(config.get("input_size", ()))[:1] != (channels,):
-        config["input_size"] = model.pretrained_cfg["input_size"]
-        for key in ("mean", "std"):
-            values = config.get(key)
-            if isinstance(values, (tuple, list)) and values:
-                config[key] = (sum(values) / len(values),) * channels
-    model.pretrained_cfg = config
 
 
 def _structure(spec: ResNetSpec) -> dict[str, Any]:

@@ -24,10 +24,11 @@ import torch
 import torch.hub
 
 from ..common import PathLike, optional_import
+from ..core.data_config import set_data_config
 from ..core.model import ResNet
+from ..files import atomic_write, open_regular, read_json
 from ..interop.checkpoint import Checkpoint, read_weights_file
 from ..interop.convert import load_weights
-from ..interop.files import atomic_write
 from .weights import PretrainedWeights
 
 __all__ = ["PretrainedError", "load_pretrained", "weights_file"]
@@ -40,7 +41,7 @@ class PretrainedError(RuntimeError):
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as file:
+    with open_regular(path, what="pretrained weights", error=PretrainedError) as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -60,7 +61,7 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 def _verified_sha256(path: Path) -> str | None:
     """The SHA-256 recorded for ``path`` when it was last hashed, if unchanged since."""
     try:
-        record = json.loads(_record_of(path).read_text())
+        record = read_json(_record_of(path), own=True)  # the cache's own record
         if isinstance(record, dict) and record.get("file") == _fingerprint(path):
             digest = record.get("sha256")
             return digest if isinstance(digest, str) else None
@@ -180,13 +181,7 @@ def load_pretrained(
     path = Path(file) if file is not None else weights_file(entry)
     load_weights(model, read_weights(path), source=entry.source, strict=True)
     cfg: dict[str, Any] = entry.pretrained_cfg
-    cfg["num_classes"] = model.num_classes
-    channels = model.default_input_size[0]
-    if channels != cfg["input_size"][0]:  # an adapted stem: per-channel statistics averaged
-        cfg["input_size"] = (channels, *cfg["input_size"][1:])
-        for key in ("mean", "std"):
-            cfg[key] = (sum(cfg[key]) / len(cfg[key]),) * channels
     if file is not None:
         cfg["file"] = str(file)
-    model.pretrained_cfg = cfg
+    set_data_config(model, cfg)  # an adapted stem gets the channels' average statistics
     return model

@@ -16,6 +16,7 @@ from typing_extensions import Unpack
 
 from ..common import PathLike
 from ..core.build import build
+from ..core.data_config import set_data_config
 from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
 from ..core.overrides import ModelOverrides, apply_overrides
@@ -232,7 +233,7 @@ def create_model(
 
             load_pretrained(model, entry, file=overlay.get("file"))
         else:
-            model.pretrained_cfg = {**entry.pretrained_cfg, "num_classes": model.num_classes}
+            set_data_config(model, entry.pretrained_cfg)
     elif "file" in overlay:
         raise ValueError(
             "pretrained_cfg_overlay=dict(file=...) needs pretrained weights to say the file's "

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
+import os
+import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +172,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "--zero-init-residual", action="store_true", help="also train ResNet-56 with it"
     )
     degradation.add_argument("--no-progress", action="store_true")
-    degradation.set_defaults(run=guarded(_degradation))
+    degradation.set_defaults(run=guarded(_degradation), parser=degradation)
 
     table6 = experiments.add_parser(
         "table6",
@@ -186,7 +191,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     _cuda_graphs_argument(table6)
     table6.add_argument("--out", default="runs/table6", help="output directory")
     table6.add_argument("--no-progress", action="store_true")
-    table6.set_defaults(run=guarded(_table6))
+    table6.set_defaults(run=guarded(_table6), parser=table6)
 
 
 def _cuda_graphs_argument(parser: argparse.ArgumentParser) -> None:
@@ -265,12 +270,20 @@ def _recipe(args: argparse.Namespace) -> tuple[Any, str]:
     elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
         recipe, label = paper_recipe(int(choice[5:])), f"the paper's recipe for depth {choice[5:]}"
     else:
+        from ..files import read_json
+
         path = Path(choice)
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise UsageError(f"--recipe {choice}: not 'paper', 'digits' or an existing JSON file")
+        # The one JSON reader: a regular file, bounded, no duplicate keys or NaN.
+        value = read_json(path, what="a recipe", error=UsageError)
+        if not isinstance(value, dict):
+            raise UsageError(
+                f"--recipe {choice}: expected a JSON object; got {type(value).__name__}"
+            )
         try:
-            recipe, label = Recipe.from_json(path.read_text(encoding="utf-8")), f"recipe {path}"
-        except (ValueError, UnicodeDecodeError, RecursionError) as error:
+            recipe, label = Recipe.from_dict(value), f"recipe {path}"
+        except (ValueError, TypeError) as error:
             raise UsageError(f"--recipe {choice}: {error}") from None
     changes: dict[str, Any] = {}
     for flag, key in (("batch_size", "batch_size"), ("lr", "lr"), ("ema", "ema_decay")):
@@ -302,10 +315,13 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
-def _load(args: argparse.Namespace, source: dict[str, Any] | None = None) -> Any:
-    """The data the options (or a run's recorded ``source``) name."""
+def _load(args: argparse.Namespace, source: dict[str, Any] | None = None, model: Any = None) -> Any:
+    """The data the options (or a run's recorded ``source``) name; with ``model``, its
+    classes and channels are checked against the listing before any image is decoded."""
     from .data import load_data
+    from .loop import check_classes_fit
 
+    fits = None if model is None else functools.partial(check_classes_fit, model)
     if source is not None:
         return load_data(
             source.get("data", "digits"),
@@ -314,6 +330,7 @@ def _load(args: argparse.Namespace, source: dict[str, Any] | None = None) -> Any
             val_size=source.get("val_size", 0),
             seed=source.get("seed", 0),
             classes=source.get("classes"),
+            before_decoding=fits,
         )
     return load_data(
         args.data or "digits",
@@ -322,39 +339,56 @@ def _load(args: argparse.Namespace, source: dict[str, Any] | None = None) -> Any
         val_size=args.val_size or 0,
         seed=args.seed or 0,
         classes=args.classes,
+        before_decoding=fits,
     )
 
 
 def _train(args: argparse.Namespace) -> int:
     _require_extra()
-    from .loop import TrainingInterrupted, fit
+    try:
+        return _train_job(args)
+    except KeyboardInterrupt as stopped:  # Ctrl-C: one line, never a traceback
+        from .run_dir import RunDirectory
+
+        out = getattr(stopped, "run_dir", None) or args.out
+        if out is None and args.model is not None:
+            out = Path("runs") / args.model
+        if out is None or not RunDirectory(out).holds_run():
+            print("interrupted before the run started; nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        again = f"resnetlib train --out {shlex.quote(str(out))} --resume"
+        again += "".join(f" --import {shlex.quote(module)}" for module in args.imports)
+        return _interrupted(getattr(stopped, "iteration", None), again)
+
+
+def _interrupted(iteration: int | None, again: str, where: str = "") -> int:
+    """Ctrl-C's one line: where it stopped and the command that goes on; exit status 130."""
+    at = "interrupted" if iteration is None else f"interrupted at iteration {iteration}"
+    print(f"{at}{where}; resume with: {again}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _train_job(args: argparse.Namespace) -> int:
+    from .loop import fit
 
     job = _resumed_job(args) if args.resume else _new_job(args)
     model, data, recipe, out, run_info, length = job
     device = _device(args.device)
-    try:
-        result = fit(
-            model,
-            data,
-            recipe,
-            out=out,
-            device=device,
-            resume=args.resume,
-            progress=not args.no_progress,
-            seed=run_info["seed"],
-            save_every=args.save_every,
-            save_every_minutes=args.save_every_minutes,
-            run_info=run_info,
-            log=_stderr if args.no_progress else None,
-            **length,
-        )
-    except TrainingInterrupted as stopped:
-        print(
-            f"interrupted at iteration {stopped.iteration}; resume with: resnetlib train "
-            f"--out {out} --resume",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+    result = fit(
+        model,
+        data,
+        recipe,
+        out=out,
+        device=device,
+        resume=args.resume,
+        progress=not args.no_progress,
+        seed=run_info["seed"],
+        save_every=args.save_every,
+        save_every_minutes=args.save_every_minutes,
+        run_info=run_info,
+        log=_stderr if args.no_progress else None,
+        **length,
+    )
     metrics = result.metrics
     best = " best.pt," if (out / "best.pt").is_file() else ""
     print(
@@ -445,7 +479,7 @@ def _report_start(args: argparse.Namespace, model: Any) -> None:
 
 def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, Any], Any]:
     from ..core.build import build
-    from ..core.data_config import config_from_dict
+    from ..core.data_config import config_from_dict, set_data_config
     from ..core.spec import ResNetSpec
     from .recipe import Recipe
     from .run_dir import RunDirectory, RunDirectoryError, read_json_object
@@ -455,21 +489,34 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     run = RunDirectory(args.out)
     if not run.holds_run():
         raise UsageError(f"{run.path}: no run to resume (no run.json); start one without --resume")
-    info = run.read_info()
+    info = run.read_info()  # checked by check_run_info: entries of the right types
     command = info.get("command") or {}
     recorded = command.get("given") or {}
     given = _given(args)
     differ = [
         f"{_flag(key)} {value!r} (the run has {recorded.get(key)!r})"
         for key, value in given.items()
-        if recorded.get(key) != value and not (key == "model" and key not in recorded)
+        if recorded.get(key) != value
+        and not (key == "model" and key not in recorded)
+        and key != "imports"  # compared below: naming more modules is the user's choice
     ]
     if differ:
         raise UsageError(
             f"{run.path} was started with other options: {'; '.join(differ)}; resume takes "
             "them from run.json (resnetlib train --out DIR --resume), or start a new run"
         )
-    import_modules((command.get("model") or {}).get("imports") or [])
+    # A run directory is data, never code: only the modules the user names now are
+    # imported, never those run.json records.
+    needed = (command.get("model") or {}).get("imports") or []
+    missing = [module for module in needed if module not in args.imports]
+    if missing:
+        again = " ".join(f"--import {shlex.quote(module)}" for module in needed)
+        raise UsageError(
+            f"{run.path} was started with {again}; a run directory never imports code "
+            f"itself: if you trust {', '.join(missing)}, resume with: resnetlib train --out "
+            f"{shlex.quote(str(run.path))} --resume {again}"
+        )
+    import_modules(args.imports)
     spec_path, recipe_path = run.path / "spec.json", run.path / "recipe.json"
     try:
         spec = ResNetSpec.from_dict(read_json_object(spec_path, what="the model's spec"))
@@ -479,20 +526,18 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
         recipe = Recipe.from_dict(read_json_object(recipe_path, what="the recipe"))
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{recipe_path}: {error}") from None
-    try:
-        config = dict(info["pretrained_cfg"])
-        source = dict(info["data"])
-        seed = int(info["seed"])
-        length = {key: info["length"].get(key) for key in ("iterations", "epochs")}
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise RunDirectoryError(f"{run.info_path}: missing or damaged entry {error}") from None
+    source, seed = dict(info["data"]), info["seed"]
+    length = {key: info["length"].get(key) for key in ("iterations", "epochs")}
     model = build(spec)
-    model.pretrained_cfg = config_from_dict(config)
+    try:
+        set_data_config(model, config_from_dict(info["pretrained_cfg"]))
+    except ValueError as error:
+        raise RunDirectoryError(f"{run.info_path}: entry 'pretrained_cfg': {error}") from None
     if command.get("freeze") is not None:
         from ..interop.finetune import freeze
 
         freeze(model, stages=min(int(command["freeze"]), len(model.stage_names)))
-    data = _load(args, source)
+    data = _load(args, source, model)
     run_info = {**info, "seed": seed}
     return model, data, recipe, run.path, run_info, length
 
@@ -511,12 +556,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         candidate = RunDirectory(Path(args.model).parent)
         run = candidate if candidate.holds_run() else None
     if args.data is not None:
-        data = _load(args)
+        data = _load(args, model=model)
     elif run is not None:
-        source = run.read_info().get("data")
+        source = run.read_info(own=False).get("data")  # an input: evaluate writes no run
         if not isinstance(source, dict):
             raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
-        data = _load(args, source)
+        data = _load(args, source, model)
     else:
         where = f"no run.json beside {args.model}" if run is None else ""
         raise UsageError(
@@ -543,15 +588,18 @@ def _degradation(args: argparse.Namespace) -> int:
             f"nets separate after about {MIN_DEGRADATION_EPOCHS}); the figure may show none"
         )
     jobs = len(DEGRADATION_MODELS) + int(args.zero_init_residual)
-    report = degradation(
-        args.out,
-        epochs=args.epochs,
-        device=_device(args.device),
-        seed=args.seed,
-        zero_init_residual=args.zero_init_residual,
-        progress=not args.no_progress,
-        announce=lambda index, label, path: _stderr(f"[{index}/{jobs}] {label}: {path}"),
-    )
+    with _reproduce_interrupts(args) as stopped:
+        report = degradation(
+            args.out,
+            epochs=args.epochs,
+            device=_device(args.device),
+            seed=args.seed,
+            zero_init_residual=args.zero_init_residual,
+            progress=not args.no_progress,
+            announce=lambda index, label, path: _stderr(f"[{index}/{jobs}] {label}: {path}"),
+        )
+    if stopped:
+        return EXIT_INTERRUPTED
     print(report.table())
     print(f"outputs in {report.out}/ (figure {report.figure.name}, one run directory per model)")
     return 0
@@ -564,20 +612,60 @@ def _table6(args: argparse.Namespace) -> int:
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     if not models:
         raise UsageError(f"--models {args.models!r}: name at least one model (resnet20,...)")
-    report = table6(
-        args.data,
-        args.out,
-        models=models,
-        seeds=args.seeds,
-        iterations=args.iterations,
-        val_size=args.val_size,
-        batch_size=args.batch_size,
-        device=_device(args.device),
-        cuda_graphs=args.cuda_graphs,
-        progress=not args.no_progress,
-        announce=lambda i, n, model, seed, path: _stderr(f"[{i}/{n}] {model} seed {seed}: {path}"),
-        log=_stderr if args.no_progress else None,
-    )
+    with _reproduce_interrupts(args) as stopped:
+        report = table6(
+            args.data,
+            args.out,
+            models=models,
+            seeds=args.seeds,
+            iterations=args.iterations,
+            val_size=args.val_size,
+            batch_size=args.batch_size,
+            device=_device(args.device),
+            cuda_graphs=args.cuda_graphs,
+            progress=not args.no_progress,
+            announce=lambda i, n, model, seed, path: _stderr(
+                f"[{i}/{n}] {model} seed {seed}: {path}"
+            ),
+            log=_stderr if args.no_progress else None,
+        )
+    if stopped:
+        return EXIT_INTERRUPTED
     print(report.table())
     print(f"outputs in {report.out}/ ({report.markdown_path.name}, {report.csv_path.name})")
     return 0
+
+
+@contextmanager
+def _reproduce_interrupts(args: argparse.Namespace) -> Iterator[list[bool]]:
+    """Ctrl-C during a ``reproduce`` command ends as in ``train``: one line naming where
+    it stopped and the command that goes on (the same one: finished runs are kept,
+    interrupted ones resume), exit status 130. The yielded list holds ``True`` then."""
+    stopped: list[bool] = []
+    try:
+        yield stopped
+    except KeyboardInterrupt as interrupt:
+        run_dir = getattr(interrupt, "run_dir", None)
+        iteration = getattr(interrupt, "iteration", None)
+        where = "" if run_dir is None or iteration is None else f" in {run_dir}"
+        _interrupted(iteration, _command_line(args), where)
+        stopped.append(True)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``resnetlib reproduce`` command ``args`` were parsed from: each option that
+    differs from its default, quoted for a POSIX shell."""
+    words = ["resnetlib", "reproduce", args.experiment]
+    for action in args.parser._actions:
+        if not action.option_strings or action.dest in ("help", "run", "parser"):
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words.append(action.option_strings[0 if value else 1])
+        elif action.nargs == 0:
+            words.append(action.option_strings[0])
+        else:
+            words += [action.option_strings[0], shlex.quote(str(value))]
+    return " ".join(words)

@@ -34,8 +34,11 @@ Every problem with a path (missing, in no known layout, a damaged or code-carryi
 
 from __future__ import annotations
 
+import collections
+import contextvars
 import hashlib
 import io
+import itertools
 import math
 import os
 import pickle
@@ -49,7 +52,12 @@ from typing import IO, Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ..common import PathLike, optional_import
+from ..common import PathLike, optional_import, printable
+from ..files import inside, open_regular, pickle_opcodes, read_bytes, read_text
+from ..images import bombs_refused, decode_image, pixel_limit
+from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
+from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
+from ..limits import MAX_PICKLE_BYTES, MAX_TEXT_BYTES
 from ..validate import check_int, is_int
 
 __all__ = ["DataError", "DataSplits", "ImageDataset", "load_data"]
@@ -64,7 +72,7 @@ DATA_LAYOUTS = (
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train / 297 test
-_CACHE_VERSION = 2  # bump when decoding or the cache's contents change
+_CACHE_VERSION = 3  # bump when decoding or the cache's contents change
 
 
 class DataError(ValueError):
@@ -176,6 +184,7 @@ def load_data(
     labels: Literal["fine", "coarse"] = "fine",
     image_size: int | None = None,
     classes: Sequence[str | int] | None = None,
+    before_decoding: Callable[[tuple[str, ...], int, str], None] | None = None,
 ) -> DataSplits:
     """Load ``source`` ("digits" or a path in a known layout) as train/test(/val) splits.
 
@@ -186,6 +195,9 @@ def load_data(
     elsewhere (an image folder whose images differ in size needs it). ``classes`` keeps only
     those classes (names or indices), relabelled ``0..len(classes)-1`` in the order given,
     before the validation split is drawn. The result's ``source`` records these arguments.
+    ``before_decoding(class_names, channels, name)`` is called once the classes are known
+    from the listing (after ``classes``), before any image is decoded or cached: what it
+    raises stops the load (the commands check a model's classes with it).
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
@@ -202,16 +214,27 @@ def load_data(
     if labels == "coarse" and kind != "cifar100":
         raise DataError(f"{root}: coarse labels exist only for CIFAR-100, this is {kind}")
 
-    if kind == "digits":
-        train, test = _load_digits(16 if image_size is None else image_size)
-    elif kind == "cifar10":
-        train, test = _load_cifar10(root)
-    elif kind == "cifar100":
-        train, test = _load_cifar100(root, labels)
-    elif kind == "tinyimagenet":
-        train, test = _load_tinyimagenet(root, image_size)
-    else:
-        train, test = _load_folder(root, image_size)
+    def listed(found: tuple[str, ...], name: str) -> None:
+        keep = None if classes is None else _class_indices(classes, found, root)
+        if before_decoding is not None:
+            before_decoding(found if keep is None else tuple(found[i] for i in keep), 3, name)
+
+    token = _LISTED.set(listed)  # image folders call it before decoding (_build_cached)
+    try:
+        if kind == "digits":
+            train, test = _load_digits(16 if image_size is None else image_size)
+        elif kind == "cifar10":
+            train, test = _load_cifar10(root)
+        elif kind == "cifar100":
+            train, test = _load_cifar100(root, labels)
+        elif kind == "tinyimagenet":
+            train, test = _load_tinyimagenet(root, image_size)
+        else:
+            train, test = _load_folder(root, image_size)
+    finally:
+        _LISTED.reset(token)
+    if kind in ("digits", "cifar10", "cifar100"):  # arrays, nothing to decode
+        listed(train.classes, train.name)
     if image_size is not None and kind in ("cifar10", "cifar100"):
         train, test = _resize(train, image_size), _resize(test, image_size)
     keep = None if classes is None else _class_indices(classes, train.classes, root)
@@ -432,16 +455,27 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
-def _unwrap_arrays(value: Any) -> Any:
-    """``value`` with each :class:`_PendingArray` replaced by its array (in dicts and lists)."""
+def _unwrap_arrays(value: Any, budget: list[int]) -> Any:
+    """``value`` with each :class:`_PendingArray` replaced by its array (in dicts and lists).
+
+    Each object visited spends one of ``budget[0]``, the pickle's opcode count: a pickle
+    without shared references never runs out, one whose lists reference each other (twice
+    the last at each level) is refused at once instead of unfolding 2**80 objects.
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise pickle.UnpicklingError(
+            "its objects reference each other more times than the pickle has opcodes "
+            "(shared references that would unfold without bound)"
+        )
     if isinstance(value, _PendingArray):
         if value.array is None:
             raise pickle.UnpicklingError("an ndarray without its data")
         return value.array
     if isinstance(value, dict):
-        return {k: _unwrap_arrays(v) for k, v in value.items()}
+        return {k: _unwrap_arrays(v, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unwrap_arrays(v) for v in value]
+        return [_unwrap_arrays(v, budget) for v in value]
     return value
 
 
@@ -469,14 +503,17 @@ class _ArrayUnpickler(pickle.Unpickler):
 def _read_pickle(path: Path) -> dict[str, Any]:
     """A CIFAR pickle as a dict with str keys, or DataError.
 
-    The file is read whole (its size bounds everything after), then unpickled from memory:
-    a length the pickle claims beyond its bytes ends the read, and every array's shape is
-    checked against the bytes it holds before anything is made of it.
+    The file is read whole through the one reader (a regular file, at most
+    ``MAX_PICKLE_BYTES`` read), its opcodes and memo checked (:func:`~resnetlib.files
+    .pickle_opcodes`), then unpickled from memory: a length the pickle claims beyond its
+    bytes ends the read, every array's shape is checked against the bytes it holds before
+    anything is made of it, and the objects visited are bounded by the opcodes.
     """
     allowed = _numpy_globals()
     try:
-        raw = path.read_bytes()
-        data = _unwrap_arrays(_ArrayUnpickler(io.BytesIO(raw), path, allowed).load())
+        raw = read_bytes(path, limit=MAX_PICKLE_BYTES, what="a CIFAR python batch", error=DataError)
+        budget = [pickle_opcodes(raw, where=str(path), what="CIFAR python batch", error=DataError)]
+        data = _unwrap_arrays(_ArrayUnpickler(io.BytesIO(raw), path, allowed).load(), budget)
     except DataError:
         raise
     except FileNotFoundError:
@@ -641,84 +678,74 @@ def _stat(file: Path) -> os.stat_result:
 
 def _read_bytes(path: Path) -> bytes:
     with _reading(path):
-        return path.read_bytes()
+        return read_bytes(
+            path, limit=MAX_TEXT_BYTES, what="the data set's text file", error=DataError
+        )
 
 
 def _read_text(path: Path) -> str:
-    """A UTF-8 text file's contents, or a DataError naming it."""
-    try:
-        return _read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {error.start}); expected the data set's text file"
-        ) from None
+    """A UTF-8 text file's contents (through the one reader), or a DataError naming it."""
+    with _reading(path):
+        return read_text(path, what="expected the data set's text file", error=DataError)
 
 
-MAX_IMAGE_PIXELS = 4096 * 4096
-"""Most pixels (width x height, read from the header before decoding) an image in a folder
-may have when no ``image_size`` is given: 16.8 M, 50 MB decoded. With ``image_size`` s the
-bound is ``max(4096, MAX_DOWNSCALE * s) ** 2``."""
-MAX_DOWNSCALE = 32
-"""How many times larger per side than ``image_size`` an image may be before it is refused."""
+# What load_data's before_decoding check becomes, for _build_cached to call.
+_LISTED: contextvars.ContextVar[Callable[[tuple[str, ...], str], None] | None] = (
+    contextvars.ContextVar("resnetlib_listed", default=None)
+)
 
 
 def _pixel_limit(size: int | None) -> int:
-    """The most pixels an image may have to be decoded for a target side of ``size``."""
-    side = 4096 if size is None else max(4096, MAX_DOWNSCALE * size)
-    return side * side
+    """The most pixels an image may have to be decoded for a target side of ``size``:
+    ``max(4096, MAX_DOWNSCALE * size) ** 2`` (:func:`resnetlib.images.pixel_limit`)."""
+    return pixel_limit(size)
 
 
 def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
-    """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``.
+    """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``,
+    each by :func:`resnetlib.images.decode_image` (its header checked before any pixel is
+    decoded) into one tensor allocated once. A few threads decode ahead, each in a copy of
+    the command's context (so the gate records the images as its inputs)."""
+    from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
 
-    An image's size is read from its header first: one of more than
-    :func:`_pixel_limit` pixels is refused before any pixel is decoded, and so is any image
-    Pillow takes for a decompression bomb.
-    """
-    image_module = _require("PIL.Image", "Pillow")
-    np = _require("numpy", "numpy")
     limit = _pixel_limit(size)
+    target = None if size is None else (size, size)
 
-    def one(file: Path) -> Any:
-        try:
-            with image_module.open(file) as image:
-                width, height = image.size
-                if width * height > limit:
-                    raise DataError(
-                        f"{file}: {width}x{height} pixels, more than the {limit:,} an image "
-                        f"may have for image_size={size} (see resnetlib.train.data."
-                        "MAX_IMAGE_PIXELS); shrink it or remove it"
-                    )
-                image = image.convert("RGB")
-                if size is not None and image.size != (size, size):
-                    image = image.resize((size, size), image_module.Resampling.BILINEAR)
-                return np.asarray(image, dtype=np.uint8)
-        except DataError:
-            raise
-        except (image_module.DecompressionBombError, image_module.DecompressionBombWarning):
-            raise DataError(
-                f"{file}: refused as a decompression bomb (its header claims more pixels "
-                "than Pillow allows); shrink it or remove it"
-            ) from None
-        except PermissionError:
-            raise DataError(f"{file}: permission denied; make it readable") from None
-        except (OSError, ValueError, SyntaxError, UnicodeDecodeError) as error:
-            raise DataError(f"{file}: not a readable image ({error})") from None
-
-    from concurrent.futures import ThreadPoolExecutor  # Pillow decodes without the GIL
-
-    with warnings.catch_warnings():  # a bomb warning is an error here
-        warnings.simplefilter("error", image_module.DecompressionBombWarning)
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            arrays = list(pool.map(one, files))
-    if not arrays:
-        return torch.empty(0, 3, size or 1, size or 1, dtype=torch.uint8)
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise DataError(
-            f"{root}: images differ in size ({sorted(shapes)[:3]}...); pass image_size to resize"
+    def one(file: Path) -> torch.Tensor:
+        return decode_image(
+            file,
+            size=target,
+            max_pixels=limit,
+            error=DataError,
+            context=f" for image_size={size}",
         )
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+    _require("PIL.Image", "Pillow")
+    workers = min(8, os.cpu_count() or 1)
+    out: torch.Tensor | None = None
+    waiting = iter(files)
+    pending: collections.deque[tuple[Path, Future[torch.Tensor]]] = collections.deque()
+    with bombs_refused(), ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            for index in range(len(files)):
+                for file in itertools.islice(waiting, 2 * workers - len(pending)):
+                    pending.append((file, pool.submit(contextvars.copy_context().run, one, file)))
+                file, future = pending.popleft()
+                image = future.result()
+                if out is None:
+                    out = torch.empty(len(files), *image.shape, dtype=torch.uint8)
+                    first = file
+                elif image.shape != out.shape[1:]:
+                    raise DataError(
+                        f"{root}: images differ in size ({printable(str(first))} is "
+                        f"{tuple(out.shape[2:])}, {printable(str(file))} "
+                        f"{tuple(image.shape[1:])}); pass image_size to resize"
+                    )
+                out[index] = image
+        finally:
+            for _, future in pending:
+                future.cancel()
+    return torch.empty(0, 3, size or 1, size or 1, dtype=torch.uint8) if out is None else out
 
 
 def _cached(
@@ -732,7 +759,8 @@ def _cached(
     path = _cache_dir() / f"{root.name or 'data'}-{key}.pt"
     if path.is_file():
         try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
+            with open_regular(path, own=True) as file:  # the cache is this loader's own file
+                stored = torch.load(file, map_location="cpu", weights_only=True)
             if (
                 isinstance(stored, dict)
                 and stored.get("version") == _CACHE_VERSION
@@ -744,7 +772,7 @@ def _cached(
     result = build()
     result.update(version=_CACHE_VERSION, fingerprint=fingerprint)
     try:
-        from ..interop.files import atomic_write
+        from ..files import atomic_write
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda file: torch.save(result, file))
@@ -843,7 +871,11 @@ def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, Imag
             raise DataError(
                 f"{annotations}:{number}: expected '<file>\\t<wnid>...' with a wnid of wnids.txt"
             )
-        val_files.append(root / "val" / "images" / parts[0])
+        val_files.append(
+            inside(
+                root / "val" / "images", parts[0], where=f"{annotations}:{number}", error=DataError
+            )
+        )
         val_targets.append(index[parts[1]])
     for file in val_files:
         if not file.is_file():
@@ -860,6 +892,10 @@ def _build_cached(
     size: int | None,
     texts: Sequence[Path],
 ) -> tuple[ImageDataset, ImageDataset]:
+    listed = _LISTED.get()
+    if listed is not None:  # the caller's checks of the classes, before any decoding
+        listed(classes, name)
+
     def build() -> dict[str, Any]:
         result: dict[str, Any] = {"classes": list(classes)}
         for split, (files, targets) in splits.items():

@@ -20,10 +20,11 @@ import importlib.metadata
 import json
 import math
 import os
+import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +39,7 @@ from ..common import evaluating
 from ..core.data_config import config_to_json, normalization
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
-from ..validate import check_int
+from ..validate import check_int, is_int, is_real
 from . import graphed
 from .data import DataSplits, ImageDataset
 from .pipeline import DeviceLoader
@@ -52,6 +53,7 @@ __all__ = [
     "RunDirectoryError",
     "TrainingError",
     "TrainingInterrupted",
+    "check_classes_fit",
     "check_data_fits",
     "evaluate",
     "fit",
@@ -116,18 +118,7 @@ def check_data_fits(model: ResNet, dataset: ImageDataset, *, image_size: bool = 
     channels and (with ``image_size``) image size the model expects (its ``num_classes``,
     ``in_channels`` and ``pretrained_cfg["input_size"]``)."""
     c, h, w = (int(n) for n in dataset.images.shape[1:])
-    classes = len(dataset.classes)
-    if model.num_classes != classes:
-        raise ValueError(
-            f"the model has {model.num_classes} classes and {dataset.name} has {classes}; "
-            "evaluate on the data it was trained on, or train a head for this data "
-            "(--num-classes, --classes)"
-        )
-    if model.spec.in_channels != c:
-        raise ValueError(
-            f"the model takes {model.spec.in_channels}-channel images and {dataset.name} has "
-            f"{c} channels; train a model with --in-channels {c}"
-        )
+    check_classes_fit(model, dataset.classes, c, dataset.name)
     expected = tuple(model.pretrained_cfg.get("input_size", ()))[1:]
     if image_size and expected and expected != (h, w):
         side = f"{expected[0]}" if expected[0] == expected[1] else f"{expected[0]}x{expected[1]}"
@@ -135,6 +126,22 @@ def check_data_fits(model: ResNet, dataset: ImageDataset, *, image_size: bool = 
             f"the model expects {expected[0]}x{expected[1]} images (its pretrained_cfg "
             f"input_size) and {dataset.name} has {h}x{w}; load the data with --image-size "
             f"{side}"
+        )
+
+
+def check_classes_fit(model: ResNet, classes: Sequence[str], channels: int, name: str) -> None:
+    """The classes and channels half of :func:`check_data_fits`, for data known only by its
+    listing (``load_data``'s ``before_decoding``): nothing decoded yet."""
+    if model.num_classes != len(classes):
+        raise ValueError(
+            f"the model has {model.num_classes} classes and {name} has {len(classes)}; "
+            "evaluate on the data it was trained on, or train a head for this data "
+            "(--num-classes, --classes)"
+        )
+    if model.spec.in_channels != channels:
+        raise ValueError(
+            f"the model takes {model.spec.in_channels}-channel images and {name} has "
+            f"{channels} channels; train a model with --in-channels {channels}"
         )
 
 
@@ -334,7 +341,11 @@ def fit(
     after every epoch, every ``save_every`` iterations, every ``save_every_minutes``, and on
     Ctrl-C), ``best.pt`` (lowest validation error), ``final.pt`` and ``curves.png``.
     ``resume=True`` continues the run in ``out`` from its last save; on a CPU the result is
-    bit-identical to an uninterrupted run. Ctrl-C stops after the current iteration, saves,
+    bit-identical to an uninterrupted run. A run is never restarted silently: a run whose
+    ``state.pt`` is gone although it made progress (``last.pt``, ``metrics.csv``...), or
+    whose state is another run's, of another plan or network, or out of its plan's range
+    (:meth:`Trainer.check_state`), is a :class:`RunDirectoryError` naming the file, and
+    nothing in ``out`` is written. Ctrl-C stops after the current iteration, saves,
     and raises :class:`TrainingInterrupted`. A non-finite loss raises
     :class:`TrainingError` and leaves the last good checkpoint in place. ``device``
     defaults to the GPU when there is one. ``log`` receives the start-up and epoch lines
@@ -370,6 +381,8 @@ def fit(
             trainer.resume(saved)
         elif resume and saved is not None and not saved.holds_run():
             raise RunDirectoryError(f"{saved.path}: nothing to resume (no run.json or state.pt)")
+        elif resume and saved is not None and saved.progress_files():
+            raise RunDirectoryError(_lost_state(saved))
         elif run is not None:  # a new run, or one stopped before its first save: start over
             trainer.start(run_info or {}, restart=resume)
         return trainer.run(
@@ -494,6 +507,7 @@ class Trainer:
         self.logged = torch.zeros_like(self.sums)  # the sums at the last logging point
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None  # last: wrong, images
         self.epoch_seconds = 0.0
+        self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
         self.graphed, self.graphs_note = graphed.choose(self, own_optimizer=optimizer is None)
 
     def _recipe_optimizer(self, groups: Iterable[dict[str, Any]] | None) -> torch.optim.Optimizer:
@@ -538,9 +552,11 @@ class Trainer:
             )
         run.write_json("spec.json", self.model.spec.to_json())
         run.write_json("recipe.json", self.recipe.to_json())
+        self.run_id = secrets.token_hex(8)
         run.write_info(
             {
                 **run_info,
+                "run_id": self.run_id,
                 "resnetlib": _version(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "data": dict(self.data.source or {"data": self.data.train.name}),
@@ -555,21 +571,30 @@ class Trainer:
         )
 
     def resume(self, run: RunDirectory) -> None:
-        """Continue from the run's last save (every rank reads rank 0's files)."""
+        """Continue from the run's last save (every rank reads rank 0's files).
+
+        The state is checked first (:meth:`check_state`): one from another run, of another
+        plan or network, or with a field out of range or of the wrong type is a
+        :class:`RunDirectoryError` naming ``state.pt``, and nothing is written.
+        """
         state = run.read_state()
-        if state["plan"] != self.plan.to_json():
-            raise TrainingError(_plan_difference(run.path, state["plan"], self.plan))
-        saved = state["model"]
-        mine = self.model.state_dict()
-        if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
-            raise TrainingError(f"{run.path}: the run trains another network than the one given")
-        self.model.load_state_dict(saved)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.loader.load_state_dict(state["loader"])
-        _set_rng_state(state["rng"], self.device)
+        info = run.read_info()
+        self.check_state(state, run.path / "state.pt", info.get("run_id"))
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+            self.loader.load_state_dict(state["loader"])
+            _set_rng_state(state["rng"], self.device)
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            raise RunDirectoryError(
+                f"{run.path / 'state.pt'}: a trainer state that does not fit this run "
+                f"({reason}); restore this run's state.pt, or start a new run in another --out"
+            ) from None
+        self.run_id = info.get("run_id")
         self.iteration, self.epoch = state["iteration"], state["epoch"]
         self.elapsed, self.epoch_seconds = state["elapsed"], state["epoch_seconds"]
         self.warmed_up, self.best_val = state["warmed_up"], state["best_val"]
@@ -578,14 +603,137 @@ class Trainer:
         self.sums = state["sums"].to(self.device)
         self.logged = state["logged"].to(self.device)
 
+    def check_state(self, state: Mapping[str, Any], path: Path, run_id: object) -> None:
+        """The one check of a saved trainer state before :meth:`resume` applies it: this
+        run's (``run_id``, plan, network), every field :meth:`resume` reads of its type, and
+        the progress within the plan (iteration, epoch, loader position agree).
+
+        Raises:
+            RunDirectoryError: one line naming ``path``, the field and what to do.
+        """
+        plan, per_epoch = self.plan, len(self.loader)
+        total = plan.iterations
+        assert total is not None
+        what_to_do = "restore this run's state.pt, or start a new run in another --out"
+
+        def bad(field: str, wanted: str, value: object = _NOTHING) -> RunDirectoryError:
+            got = "" if value is _NOTHING else f"; got {_short(value)}"
+            return RunDirectoryError(f"{path}: field {field!r} must be {wanted}{got}; {what_to_do}")
+
+        def integer(field: str, low: int, high: int) -> int:
+            value = state.get(field)
+            if not (is_int(value) and low <= value <= high):
+                raise bad(field, f"an int from {low} to {high}", value)
+            return value
+
+        def real(field: str, *, infinite: bool = False) -> None:
+            value = state.get(field)
+            if not (is_real(value) and value >= 0 and (infinite or math.isfinite(value))):
+                raise bad(field, "a number >= 0", value)
+
+        def table(field: str, limit: int) -> None:
+            rows = state.get(field)
+            if not isinstance(rows, list):
+                raise bad(field, "a list of rows", type(rows).__name__)
+            if len(rows) > limit:
+                raise RunDirectoryError(
+                    f"{path}: field {field!r} holds {len(rows)} rows, more than the {limit} "
+                    f"its progress allows; {what_to_do}"
+                )
+            for row in rows:
+                if not (
+                    isinstance(row, dict)
+                    and all(isinstance(k, str) and is_real(v) for k, v in row.items())
+                ):
+                    raise bad(field, "a list of rows of numbers")
+
+        def tensor(field: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+            value = state.get(field)
+            if not (
+                isinstance(value, torch.Tensor)
+                and tuple(value.shape) == shape
+                and value.dtype == dtype
+            ):
+                raise bad(field, f"a {dtype} tensor of shape {list(shape)}")
+
+        saved_run = state.get("run")
+        if saved_run != run_id:
+            raise RunDirectoryError(
+                f"{path}: the state of another run (its id {_short(saved_run)}, run.json's "
+                f"{_short(run_id)}); {what_to_do}"
+            )
+        saved_plan = state.get("plan")
+        if not isinstance(saved_plan, str):
+            raise bad("plan", "a recipe (JSON text)", type(saved_plan).__name__)
+        if saved_plan != plan.to_json():
+            try:
+                message = _plan_difference(path, saved_plan, plan)
+            except (ValueError, TypeError, KeyError, RecursionError):
+                raise bad("plan", "a recipe (JSON text)") from None
+            raise RunDirectoryError(message)
+        model, mine = state.get("model"), self.model.state_dict()
+        if not (
+            isinstance(model, dict)
+            and set(model) == set(mine)
+            and all(
+                isinstance(model[k], torch.Tensor)
+                and model[k].shape == mine[k].shape
+                and model[k].dtype == mine[k].dtype
+                for k in mine
+            )
+        ):
+            raise RunDirectoryError(
+                f"{path}: the state of another network than this run's (spec.json); {what_to_do}"
+            )
+        iteration = integer("iteration", 0, total)
+        epochs = -(-total // per_epoch)
+        epoch = integer("epoch", 0, epochs)
+        loader = state.get("loader")
+        if not isinstance(loader, dict):
+            raise bad("loader", "an object", type(loader).__name__)
+        at_epoch, position = loader.get("epoch"), loader.get("position")
+        if not (
+            is_int(at_epoch)
+            and is_int(position)
+            and 0 <= position <= per_epoch
+            and at_epoch * per_epoch + position == iteration
+            and epoch in (at_epoch, at_epoch + 1)
+        ):
+            raise RunDirectoryError(
+                f"{path}: iteration {iteration} and epoch {epoch} disagree with the loader's "
+                f"epoch {_short(at_epoch)}, batch {_short(position)} ({per_epoch} an epoch); "
+                f"{what_to_do}"
+            )
+        real("elapsed")
+        real("epoch_seconds")
+        real("best_val", infinite=True)
+        if not isinstance(state.get("warmed_up"), bool):
+            raise bad("warmed_up", "true or false", state.get("warmed_up"))
+        table("history", epoch)
+        if len(state["history"]) != epoch:
+            raise bad("history", f"one row for each of the {epoch} epochs done")
+        table("steps", iteration)
+        tensor("sums", (3,), torch.float64)
+        tensor("logged", (3,), torch.float64)
+        for field in ("optimizer", "scaler", "rng"):
+            if not isinstance(state.get(field), dict):
+                raise bad(field, "an object", type(state.get(field)).__name__)
+        if self.ema is not None and not isinstance(state.get("ema"), dict):
+            raise bad("ema", "an object (the recipe keeps an EMA)", type(state.get("ema")).__name__)
+        rng = state["rng"]
+        generator = rng.get("torch")
+        if not (isinstance(generator, torch.Tensor) and generator.dtype == torch.uint8):
+            raise bad("rng", "the random generators' states (uint8 tensors)")
+
     def save(self) -> None:
-        """Save the model and the trainer state (rank 0) as one unit."""
+        """Save the model and the trainer state (rank 0) as one unit, then the metrics (so
+        that metrics without a state mean the state was lost, never that a save stopped)."""
         if self.run_dir is None:
             return
-        self.run_dir.write_metrics(self.history, self.steps)
         self.run_dir.save_state(
             self.model,
             {
+                "run": self.run_id,
                 "plan": self.plan.to_json(),
                 "iteration": self.iteration,
                 "epoch": self.epoch,
@@ -605,6 +753,7 @@ class Trainer:
             },
             metadata={"epoch": self.epoch, "iteration": self.iteration},
         )
+        self.run_dir.write_metrics(self.history, self.steps)
 
     # -- epochs ----------------------------------------------------------------------------
 
@@ -857,6 +1006,28 @@ class _SaveClock:
         if self.every is not None and iteration % self.every == 0:
             return True
         return self.seconds is not None and time.monotonic() - self.since >= self.seconds
+
+
+_NOTHING = object()
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut to a line's worth (a tensor or list shown by its type)."""
+    if isinstance(value, (torch.Tensor, list, dict, tuple)):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _lost_state(run: RunDirectory) -> str:
+    """The message for a run whose ``state.pt`` is gone although it made progress."""
+    files = run.progress_files()
+    weights = " (last.pt keeps its latest weights)" if "last.pt" in files else ""
+    return (
+        f"{run.path / 'state.pt'}: missing, but the run made progress ({', '.join(files)} "
+        "exist); resuming would start it over and overwrite them. Restore state.pt to "
+        f"continue, or start a new run in another --out{weights}"
+    )
 
 
 def _plan_difference(path: Path, saved_json: str, plan: Recipe) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common import PathLike, optional_import
-from ..interop.files import atomic_write
+from ..files import atomic_write
 
 __all__ = ["plot_run", "plot_runs"]
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from ..files import parse_json
 from ..validate import check_int, check_keys, is_real
 from .pipeline import Augment
 
@@ -285,14 +286,11 @@ class Recipe:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> Recipe:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"Recipe JSON is not valid JSON: {error}") from None
-        except RecursionError:  # "[[[[...": Python's parser recurses once a level
-            raise ValueError("Recipe JSON is nested too deeply to be a recipe") from None
-        return cls.from_dict(data)
+    def from_json(cls, text: str | bytes) -> Recipe:
+        """A recipe from JSON text, parsed by the one JSON reader
+        (:func:`resnetlib.files.parse_json`: duplicate keys, ``NaN`` and deep nesting are
+        refused) and checked as :meth:`from_dict` does."""
+        return cls.from_dict(parse_json(text, where="Recipe JSON"))
 
 
 PAPER_CIFAR = Recipe()

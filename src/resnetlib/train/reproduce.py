@@ -21,14 +21,16 @@ from typing import Any
 
 import torch
 
-from ..interop.files import atomic_write
+from ..core.build import build
+from ..core.spec import ResNetSpec
+from ..files import atomic_write
 from ..models.zoo import create_model
 from ..validate import check_int
-from .data import DataSplits, load_data
+from .data import DataError, DataSplits, load_data
 from .loop import fit, model_label
 from .plot import plot_runs
 from .recipe import DIGITS, Recipe, recipe_for
-from .run_dir import RunDirectory, RunDirectoryError, read_metrics
+from .run_dir import RunDirectory, RunDirectoryError, read_json_object, read_metrics
 
 __all__ = [
     "AKAMASTER_TABLE6",
@@ -179,7 +181,8 @@ class Table6Run:
 
 @dataclass(frozen=True)
 class Table6Report:
-    """Every run of :func:`table6`, the models' parameter counts and the files written."""
+    """Every run of :func:`table6`, the parameter counts of the models it trained (or read
+    from their run directories' ``spec.json``) and the files written."""
 
     out: Path
     runs: tuple[Table6Run, ...]
@@ -302,6 +305,11 @@ def table6(
     ``iterations`` shortens the recipe (the milestones scale), ``val_size`` and
     ``batch_size`` replace the recipe's, ``cuda_graphs`` sets :attr:`Recipe.cuda_graphs`.
     ``announce(index, total, model, seed, run_dir)`` is called as each run starts.
+
+    ``data`` must be CIFAR-10 (10 classes of 3x32x32 images): the table stands beside the
+    paper's CIFAR-10 numbers, so other data (CIFAR-100, an image folder, the digits) is a
+    :class:`~resnetlib.train.data.DataError`; train those with :func:`fit` or
+    ``resnetlib train``.
     """
     names = list(models)
     if not names:
@@ -319,8 +327,7 @@ def table6(
         changes["cuda_graphs"] = cuda_graphs
     recipes = {name: dataclasses.replace(recipe_for(name), **changes) for name in names}
     parameters = {name: _parameter_count(name) for name in names}  # unknown names fail here
-    if not Path(data).is_dir():
-        raise ValueError(f"{data}: no such data directory (table6 needs cifar-10-batches-py)")
+    _check_cifar10(data)
     jobs = [(name, seed) for seed in range(seeds) for name in names]
     runs: list[Table6Run] = []
     splits: dict[int, DataSplits] = {}
@@ -330,11 +337,12 @@ def table6(
         total = iterations if iterations is not None else recipe.iterations
         done = _finished(run_dir, total)  # checked (and the data loaded) before announcing
         if done is None and seed not in splits:
-            splits = {seed: load_data(data, val_size=recipe.val_size, seed=seed)}
+            splits = {seed: _cifar10(data, val_size=recipe.val_size, seed=seed)}
         if announce is not None:
             announce(index, len(jobs), name, seed, run_dir)
         if done is not None:
             runs.append(Table6Run(name, seed, run_dir, *done, trained=False))
+            parameters[name] = _recorded_parameters(run_dir)
             continue
         split = splits[seed]
         torch.manual_seed(seed)
@@ -356,6 +364,7 @@ def table6(
             run_info=_table6_info(name, data, seed, iterations, recipe),
             log=log,
         )
+        parameters[name] = sum(p.numel() for p in model.parameters())  # as trained
         done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
         if done is None:
             raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
@@ -373,13 +382,65 @@ def _parameter_count(name: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _recorded_parameters(run_dir: Path) -> int:
+    """Parameters of the network a finished run trained: its ``spec.json``, built on the
+    meta device."""
+    path = run_dir / "spec.json"
+    try:
+        spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{path}: {error}") from None
+    with torch.device("meta"):
+        model = build(spec)
+    return sum(p.numel() for p in model.parameters())
+
+
+_TABLE6_DATA = "table6 reproduces the paper's CIFAR-10 table (cifar-10-batches-py)"
+
+
+def _check_cifar10(data: str | os.PathLike[str]) -> None:
+    """Refuse, before anything is trained, data that is not CIFAR-10."""
+    if str(data) == "digits":
+        raise DataError(f"digits: the built-in digits, not CIFAR-10; {_TABLE6_DATA}")
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"{data}: no such data directory; {_TABLE6_DATA}")
+    batches = [f"data_batch_{i}" for i in range(1, 6)]
+    missing = [
+        name for name in (*batches, "test_batch", "batches.meta") if not (root / name).exists()
+    ]
+    if missing:  # CIFAR-100, an image folder: refused before anything is decoded or cached
+        raise DataError(
+            f"{data}: not CIFAR-10 (no {', '.join(missing[:3])}); {_TABLE6_DATA}, beside the "
+            "paper's numbers: train other data with resnetlib train"
+        )
+
+
+def _cifar10(data: str | os.PathLike[str], *, val_size: int, seed: int) -> DataSplits:
+    """CIFAR-10 at ``data``, checked to be what the paper trained on: 10 classes of
+    3x32x32 images."""
+    split = load_data(data, val_size=val_size, seed=seed)
+    if (
+        split.train.name != "cifar10"
+        or len(split.classes) != 10
+        or split.image_shape != (3, 32, 32)
+    ):
+        c, h, w = split.image_shape
+        raise DataError(
+            f"{data}: {len(split.classes)} classes of {c}x{h}x{w} images, not CIFAR-10's 10 "
+            f"of 3x32x32; {_TABLE6_DATA}"
+        )
+    return split
+
+
 def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | None:
     """``(test_error, seconds, iterations)`` of a finished run in ``run_dir``, else None."""
     run = RunDirectory(run_dir)
     metrics = run_dir / "metrics.csv"
     if not (run.holds_run() and (run_dir / "final.pt").is_file() and metrics.is_file()):
         return None
-    rows = read_metrics(metrics)
+    # The run's own files (own=True): an unfinished run is resumed and rewrites them.
+    rows = read_metrics(metrics, columns=("iteration", "test_error", "elapsed_s"), own=True)
     recorded = run.read_info().get("iterations")
     if total is not None and recorded != total:
         raise RunDirectoryError(

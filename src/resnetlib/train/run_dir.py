@@ -14,6 +14,11 @@ its process, so a crashed run leaves nothing to clean up. It writes, each file a
 - ``state.pt``: the model and the trainer state as one file, so a resume never mixes
   weights and optimizer state of different iterations; ``last.pt`` beside it for users;
 - ``best.pt`` (lowest validation error), ``final.pt`` and ``curves.png``.
+
+A run directory is data, never code: every file in it is read through the one gate
+(:mod:`resnetlib.files`: regular files only, bounded, JSON without duplicate keys or
+non-finite numbers), ``run.json`` is checked by one function (:func:`check_run_info`), and
+nothing it names is ever imported.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from typing import Any, BinaryIO
 
 import torch
 
+from ..core.data_config import config_from_dict
 from ..core.model import ResNet
+from ..files import atomic_write, open_lock, open_regular, read_json, read_text
 from ..interop.checkpoint import save
-from ..interop.files import atomic_write
+from ..validate import is_int
 
 __all__ = [
     "METRICS",
@@ -41,6 +48,7 @@ __all__ = [
     "RunDirectory",
     "RunDirectoryError",
     "TrainingError",
+    "check_run_info",
     "read_metrics",
 ]
 
@@ -64,7 +72,9 @@ STEPS = ("iteration", "lr", "train_loss", "train_error")
 
 STATE_FORMAT = "resnetlib.trainer-state"
 STATE_VERSION = 2
-_MAX_JSON_BYTES = 1 << 20  # run.json and recipe.json are a few KB
+PROGRESS_FILES = ("last.pt", "best.pt", "final.pt", "metrics.csv", "steps.csv")
+"""Files a run writes once it has made progress (from its first save on)."""
+MAX_SEED = 2**63 - 1
 
 
 class TrainingError(RuntimeError):
@@ -102,21 +112,38 @@ def _fmt(key: str, value: float) -> str:
     return str(int(value)) if key in ("epoch", "iteration") else f"{value:.6g}"
 
 
-def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, float]]:
-    """The rows of a ``metrics.csv`` or ``steps.csv`` (empty cells as NaN).
+def read_metrics(
+    path: str | os.PathLike[str], *, columns: Sequence[str] = (), own: bool = False
+) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` or ``steps.csv`` (empty cells as NaN), read through the
+    gate (:func:`resnetlib.files.read_text`). ``columns``: those the header must have.
+    ``own=True``: the file belongs to the run the caller goes on to write.
 
     Raises:
-        RunDirectoryError: a cell that is not a number (the message names file and line).
+        RunDirectoryError: not a regular UTF-8 file within the text limit, a missing column,
+            or a cell that is not a finite number (the message names file and line).
+        OSError: the file cannot be read (``FileNotFoundError``).
     """
+    text = read_text(path, what="a run's metrics", error=RunDirectoryError, own=own)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [name for name in columns if name not in header]
+    if missing:
+        raise RunDirectoryError(f"{path}: no column {', '.join(missing)}; not a run's metrics")
     rows = []
-    with open(path, newline="", encoding="utf-8") as file:
-        for line, row in enumerate(csv.DictReader(file), start=2):
-            try:
-                rows.append({k: float(v) if v != "" else math.nan for k, v in row.items()})
-            except (TypeError, ValueError):
-                raise RunDirectoryError(
-                    f"{path}, line {line}: expected numbers; got {dict(row)}"
-                ) from None
+    for line, row in enumerate(reader, start=2):
+        try:
+            values = {k: float(v) if v != "" else math.nan for k, v in row.items()}
+        except (TypeError, ValueError):
+            raise RunDirectoryError(
+                f"{path}, line {line}: expected numbers; got {str(dict(row))[:200]}"
+            ) from None
+        bad = [k for k, v in values.items() if row[k] != "" and not math.isfinite(v)]
+        if bad:
+            raise RunDirectoryError(
+                f"{path}, line {line}: {bad[0]} is {row[bad[0]][:40]!r}, not a finite number"
+            )
+        rows.append(values)
     return rows
 
 
@@ -143,7 +170,7 @@ class RunDirectory:
             return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_lock(self.path / ".lock", error=RunDirectoryError)  # never via a link
         except OSError as error:
             raise RunDirectoryError(
                 f"{self.path}: cannot create the run directory: {error}"
@@ -183,22 +210,30 @@ class RunDirectory:
         return self.path / "run.json"
 
     def holds_run(self) -> bool:
-        """Whether a run was started here (its ``run.json`` exists)."""
-        return self.info_path.is_file()
+        """Whether a run was started here (its ``run.json`` exists: anything by that name,
+        which :meth:`read_info` then reads or refuses)."""
+        return os.path.lexists(self.info_path)
 
     def has_checkpoint(self) -> bool:
-        """Whether the run saved a state to resume from."""
-        return (self.path / "state.pt").is_file()
+        """Whether the run saved a state to resume from (anything named ``state.pt``, which
+        :meth:`read_state` then reads or refuses)."""
+        return os.path.lexists(self.path / "state.pt")
+
+    def progress_files(self) -> list[str]:
+        """The files of :data:`PROGRESS_FILES` that exist: the run made progress."""
+        return [name for name in PROGRESS_FILES if os.path.lexists(self.path / name)]
 
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Write ``run.json`` (JSON types only)."""
         self._check_owner()
         _write_bytes(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
 
-    def read_info(self) -> dict[str, Any]:
-        """``run.json`` as a dict; a missing, oversized or damaged file is a
-        :class:`RunDirectoryError` naming it."""
-        return read_json_object(self.info_path, what="run information")
+    def read_info(self, *, own: bool = True) -> dict[str, Any]:
+        """``run.json`` as a dict, checked by :func:`check_run_info`; a missing, oversized,
+        damaged or invalid file is a :class:`RunDirectoryError` naming it (and the entry).
+        ``own=False``: read as an input of a command that does not write this run."""
+        info = read_json_object(self.info_path, what="run information", own=own)
+        return check_run_info(info, self.info_path)
 
     def write_json(self, name: str, text: str) -> None:
         """Write ``spec.json``, ``recipe.json`` and the like."""
@@ -231,12 +266,19 @@ class RunDirectory:
         save(model, self.path / "last.pt", metadata=_json_scalars(metadata))
 
     def read_state(self) -> dict[str, Any]:
-        """``state.pt``, checked; a missing or damaged one is a :class:`RunDirectoryError`."""
+        """``state.pt`` (the run's own file, read through the gate with ``weights_only``);
+        a missing or damaged one is a :class:`RunDirectoryError`. Its fields are checked
+        by the trainer that resumes from it."""
         path = self.path / "state.pt"
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise RunDirectoryError(f"{self.path}: nothing to resume (no state.pt)")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with open_regular(
+                path, what="trainer state", error=RunDirectoryError, own=True
+            ) as file:
+                state = torch.load(file, map_location="cpu", weights_only=True)
+        except RunDirectoryError:
+            raise
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
             reason = str(error).strip().splitlines()
             first = reason[0] if reason else type(error).__name__
@@ -276,30 +318,122 @@ class RunDirectory:
         return plot_run(label, history, steps, self.path / "curves.png")
 
 
-def read_json_object(path: Path, *, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``; a missing, oversized, undecodable, deeply nested or
-    non-object file is a :class:`RunDirectoryError` naming the file (and line)."""
+def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, Any]:
+    """A JSON object from ``path``, read through the gate (:func:`resnetlib.files.read_json`:
+    a regular file, bounded, no duplicate keys or non-finite numbers); a missing, oversized,
+    undecodable, deeply nested or non-object file is a :class:`RunDirectoryError` naming the
+    file (and line). ``own`` (default): a file of the run the command goes on to write."""
     try:
-        if path.stat().st_size > _MAX_JSON_BYTES:
-            raise RunDirectoryError(f"{path}: larger than {_MAX_JSON_BYTES} bytes; not {what}")
-        text = path.read_text(encoding="utf-8")
+        value = read_json(path, what=what, error=RunDirectoryError, own=own)
     except FileNotFoundError:
         raise RunDirectoryError(f"{path}: missing ({what})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RunDirectoryError(f"{path}: cannot be read: {error}") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RunDirectoryError(
-            f"{path}, line {error.lineno}: not valid JSON ({error.msg})"
-        ) from None
-    except RecursionError:
-        raise RunDirectoryError(f"{path}: JSON nested too deeply") from None
+    except OSError as error:
+        raise RunDirectoryError(f"{path}: cannot be read: {error.strerror or error}") from None
     if not isinstance(value, dict):
         raise RunDirectoryError(
             f"{path}: expected a JSON object ({what}); got {type(value).__name__}"
         )
     return value
+
+
+_MISSING = object()
+
+
+def check_run_info(
+    info: Mapping[str, Any], path: str | os.PathLike[str] = "run.json"
+) -> dict[str, Any]:
+    """``run.json``'s entries, checked: the one place that says what a run's record may hold
+    (entries it does not name are kept and never interpreted; nothing in it is imported).
+
+    - ``seed``: an int from 0 to 2**63 - 1; ``iterations``: an int >= 1;
+    - ``data``: an object whose ``data`` is text (and, when present, ``labels`` "fine" or
+      "coarse", ``image_size`` null or an int >= 1, ``val_size`` and ``seed`` ints >= 0,
+      ``classes`` null or a list of class names or indices);
+    - ``length``: an object whose ``iterations`` and ``epochs`` are null or ints >= 1;
+    - ``pretrained_cfg``: a data configuration, checked by
+      :func:`~resnetlib.core.data_config.config_from_dict`;
+    - ``command`` (absent when a library call started the run): an object; its ``given`` and
+      ``model`` objects, the model's ``imports`` a list of module names, ``freeze`` null or
+      an int >= 0;
+    - ``run_id`` (absent in runs of older versions) and ``recipe_name``: text.
+
+    Raises:
+        RunDirectoryError: one line naming ``path``, the entry and what it must be.
+    """
+    where = str(path)
+
+    def fail(entry: str, wanted: str, value: object) -> RunDirectoryError:
+        if value is _MISSING:
+            return RunDirectoryError(f"{where}: entry {entry!r} is missing; not a run's record")
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return RunDirectoryError(f"{where}: entry {entry!r} must be {wanted}; got {shown}")
+
+    def integer(entry: str, value: object, low: int, high: int = MAX_SEED) -> None:
+        if not (is_int(value) and low <= value <= high):
+            raise fail(entry, f"an int from {low} to {high}", value)
+
+    def optional_int(entry: str, value: object, low: int) -> None:
+        if value is not None and value is not _MISSING:
+            integer(entry, value, low)
+
+    def obj(entry: str, value: object) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise fail(entry, "an object", value)
+        return value
+
+    def text(entry: str, value: object) -> None:
+        if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
+            raise fail(entry, "text", value)
+
+    if not isinstance(info, Mapping):
+        raise RunDirectoryError(f"{where}: expected a JSON object; got {type(info).__name__}")
+    integer("seed", info.get("seed", _MISSING), 0)
+    integer("iterations", info.get("iterations", _MISSING), 1)
+    data = obj("data", info.get("data", _MISSING))
+    source = data.get("data", _MISSING)
+    if not isinstance(source, str) or not source:
+        raise fail("data.data", "a data set (a path or 'digits')", source)
+    if data.get("labels", "fine") not in ("fine", "coarse"):
+        raise fail("data.labels", "'fine' or 'coarse'", data.get("labels"))
+    optional_int("data.image_size", data.get("image_size"), 1)
+    optional_int("data.val_size", data.get("val_size"), 0)
+    optional_int("data.seed", data.get("seed"), 0)
+    classes = data.get("classes")
+    if classes is not None and not (
+        isinstance(classes, list)
+        and classes
+        and all(isinstance(c, str) or (is_int(c) and c >= 0) for c in classes)
+    ):
+        raise fail("data.classes", "null or a list of class names or indices", classes)
+    length = obj("length", info.get("length", _MISSING))
+    for key in ("iterations", "epochs"):
+        optional_int(f"length.{key}", length.get(key), 1)
+    if "pretrained_cfg" not in info:
+        raise fail("pretrained_cfg", "", _MISSING)
+    try:
+        config_from_dict(info["pretrained_cfg"])
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{where}: entry 'pretrained_cfg': {error}") from None
+    if "command" in info:
+        command = obj("command", info["command"])
+        obj("command.given", command.get("given", {}))
+        model = obj("command.model", command.get("model", {}))
+        text("command.model.name", model.get("name", _MISSING))
+        imports = model.get("imports", [])
+        if not (
+            isinstance(imports, list)
+            and all(isinstance(m, str) and _module_name(m) for m in imports)
+        ):
+            raise fail("command.model.imports", "a list of module names", imports)
+        optional_int("command.freeze", command.get("freeze"), 0)
+    text("run_id", info.get("run_id", _MISSING))
+    text("recipe_name", info.get("recipe_name", _MISSING))
+    return dict(info)
+
+
+def _module_name(name: str) -> bool:
+    return 0 < len(name) <= 200 and all(part.isidentifier() for part in name.split("."))
 
 
 def _json_scalars(row: Mapping[str, Any]) -> dict[str, float | int | str | None]:

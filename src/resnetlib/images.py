@@ -1,0 +1,259 @@
+"""The one image decoder: every image resnetlib reads (``predict``, image folders, TinyImageNet)
+is decoded by :func:`decode_image`.
+
+Before a pixel is decoded, the file is opened by :func:`resnetlib.files.open_regular` (a FIFO
+or a device is refused) and its header is checked: at most :func:`pixel_limit` pixels (and
+no more than Pillow's decompression-bomb bound), a longer side at most
+:data:`~resnetlib.limits.MAX_ASPECT` times the shorter, a format of :data:`IMAGE_FORMATS`
+(never one Pillow hands to an outside program, such as EPS). The resize target is the
+output size itself: a centre crop is resized from its region of the image, never from a
+resized copy of the whole image.
+
+Each mode is converted by its true range: 16-bit greyscale (``I;16*``, ``I``) from 0..65535,
+float (``F``) from 0..1 (or 0..255 where a value exceeds 1), palette images through their
+colours (transparency included), alpha dropped, CMYK and other colour modes to RGB, ``1``
+and ``L`` as grey; then to the requested channels (1: grey, 3: RGB).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from .common import PathLike, optional_import, printable
+from .files import open_regular
+from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+
+__all__ = [
+    "IMAGE_FORMATS",
+    "INTERPOLATIONS",
+    "ImageError",
+    "bombs_refused",
+    "decode_image",
+    "pixel_limit",
+]
+
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA")
+"""The Pillow formats decoded; others (EPS, PDF, ...) are refused unopened."""
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+"""The resampling filters :func:`decode_image` takes."""
+
+_GREY = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+class ImageError(ValueError):
+    """An image file that is not decoded: unreadable, refused by a bound (the message names
+    the file and the bound)."""
+
+
+class _RefusedError(Exception):
+    """A refusal inside the decoder, raised as the caller's error type."""
+
+
+def pixel_limit(side: float | None = None) -> int:
+    """The most pixels (width x height) an image may have to be decoded for an output of
+    ``side`` pixels a side: :data:`~resnetlib.limits.MAX_IMAGE_PIXELS`, or
+    ``(MAX_DOWNSCALE * side) ** 2`` where that is larger."""
+    if side is None:
+        return MAX_IMAGE_PIXELS
+    return max(MAX_IMAGE_PIXELS, math.ceil(MAX_DOWNSCALE * side) ** 2)
+
+
+@contextmanager
+def bombs_refused() -> Iterator[None]:
+    """Pillow's decompression-bomb warning raised as an error, not printed (the decoder
+    refuses such an image either way)."""
+    image_module = _pil()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", image_module.DecompressionBombWarning)
+        yield
+
+
+def _pil() -> Any:
+    return optional_import("PIL.Image", "reading images needs Pillow", "train")
+
+
+def decode_image(
+    path: PathLike,
+    *,
+    channels: int = 3,
+    size: tuple[int, int] | None = None,
+    crop_pct: float | None = None,
+    interpolation: str = "bilinear",
+    max_pixels: int | None = None,
+    dtype: torch.dtype = torch.uint8,
+    error: type[Exception] = ImageError,
+    context: str = "",
+) -> torch.Tensor:
+    """The image at ``path`` as a ``channels`` x H x W tensor: uint8 (0..255) or, with
+    ``dtype=torch.float32``, float in [0, 1].
+
+    ``size`` is the output (height, width): without ``crop_pct`` the whole image is resized
+    to it; with ``crop_pct`` the shorter side is resized to ``max(size) / crop_pct`` and the
+    centre ``size`` kept (as timm's eval transform). Without ``size``, the native size.
+    ``max_pixels`` defaults to :func:`pixel_limit` of the resize; ``context`` ends the
+    message of a refusal (" for image_size=64").
+
+    Raises:
+        error: (default :class:`ImageError`) the file is not a regular file, not readable,
+            not an image, or refused by a bound; one line naming the file.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3; got {channels!r}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
+    name = printable(str(path))
+    target = _target(size, crop_pct)
+    image_module = _pil()
+    try:
+        file = open_regular(path, what="an image", error=error)
+    except PermissionError:
+        raise error(f"{name}: permission denied; make it readable") from None
+    except OSError as failed:
+        raise error(f"{name}: cannot read ({failed.strerror or failed})") from None
+    try:
+        with file, image_module.open(file, formats=_formats(image_module)) as image:
+            width, height = image.size
+            _check_header(width, height, target, max_pixels, image_module, context)
+            pixels = _convert(image, channels, image_module)
+            resample = getattr(image_module.Resampling, interpolation.upper())
+            pixels = _resize(pixels, size, crop_pct, resample)
+            return _tensor(pixels, channels, dtype)
+    except _RefusedError as refused:
+        raise error(f"{name}: {refused}") from None
+    except (image_module.DecompressionBombError, image_module.DecompressionBombWarning):
+        raise error(f"{name}: {_BOMB}") from None
+    except image_module.UnidentifiedImageError:
+        formats = ", ".join(IMAGE_FORMATS)
+        raise error(f"{name}: not a readable image (none of {formats})") from None
+    except PermissionError:
+        raise error(f"{name}: permission denied; make it readable") from None
+    except MemoryError:
+        raise error(f"{name}: out of memory decoding it") from None
+    except Exception as failed:  # Pillow's decoders raise OSError, ValueError, EOFError, ...
+        reason = printable(str(failed).strip().splitlines()[0] if str(failed).strip() else "")
+        raise error(f"{name}: not a readable image ({reason or type(failed).__name__})") from None
+
+
+_BOMB = (
+    "refused as a decompression bomb (its header claims more pixels than Pillow allows); "
+    "shrink it or remove it"
+)
+
+
+def _formats(image_module: Any) -> list[str]:
+    """:data:`IMAGE_FORMATS` this Pillow opens (WEBP is optional when it is built)."""
+    image_module.init()
+    return [name for name in IMAGE_FORMATS if name in image_module.OPEN]
+
+
+def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | None:
+    """The side the image is resized to: the larger output side, over ``crop_pct``."""
+    if size is None:
+        return None
+    height, width = size
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        raise ValueError(f"size must be (height, width) within 1..{MAX_IMAGE_SIDE}; got {size}")
+    side = float(max(height, width))
+    if crop_pct is not None:
+        if not (math.isfinite(crop_pct) and 0 < crop_pct <= 1):
+            raise ValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}")
+        side /= crop_pct
+        if side > MAX_IMAGE_SIDE:
+            raise ValueError(
+                f"crop_pct {crop_pct} asks to resize to {side:,.0f} pixels a side, more than "
+                f"{MAX_IMAGE_SIDE:,} (resnetlib.limits.MAX_IMAGE_SIDE)"
+            )
+    return side
+
+
+def _check_header(
+    width: int,
+    height: int,
+    target: float | None,
+    max_pixels: int | None,
+    image_module: Any,
+    context: str,
+) -> None:
+    pixels = width * height
+    bomb = image_module.MAX_IMAGE_PIXELS
+    if bomb is not None and pixels > bomb:
+        raise _RefusedError(_BOMB)
+    limit = pixel_limit(target) if max_pixels is None else max_pixels
+    if pixels > limit:
+        raise _RefusedError(
+            f"{width}x{height} pixels, more than the {limit:,} an image may have{context} "
+            "(resnetlib.limits.MAX_IMAGE_PIXELS, MAX_DOWNSCALE); shrink it or remove it"
+        )
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT * min(width, height):
+        raise _RefusedError(
+            f"{width}x{height} pixels, a longer side more than {MAX_ASPECT} times the shorter "
+            "(resnetlib.limits.MAX_ASPECT); crop it first"
+        )
+
+
+def _convert(image: Any, channels: int, image_module: Any) -> Any:
+    """``image`` as ``L`` or ``RGB`` (8-bit), or as ``F`` on 0..255 (a high-depth grey)."""
+    mode = image.mode
+    if mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer grey: 0..65535
+        grey = image.convert("F")
+        return grey.point(lambda value: value * (255 / 65535))
+    if mode == "F":
+        image.load()
+        low, high = image.getextrema()
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise _RefusedError("a float image holding NaN or infinite values")
+        return image if high > 1 else image.point(lambda value: value * 255)
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode == "La":
+        image = image.convert("LA")
+    if image.mode in _GREY:
+        return image.convert("L")
+    rgb = image.convert("RGB")
+    return rgb if channels == 3 else rgb.convert("L")
+
+
+def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, resample: Any) -> Any:
+    if size is None:
+        return image
+    height, width = size
+    if crop_pct is None:
+        return image if image.size == (width, height) else image.resize((width, height), resample)
+    # The shorter side to max(size) / crop_pct, then the centre (height, width): resized
+    # from that region of the image only, so nothing larger than the output is made.
+    scale = max(height, width) / crop_pct / min(image.width, image.height)
+    full = (
+        max(width, math.floor(image.width * scale + 0.5)),
+        max(height, math.floor(image.height * scale + 0.5)),
+    )
+    left, top = (full[0] - width) // 2, (full[1] - height) // 2
+    x_scale, y_scale = image.width / full[0], image.height / full[1]
+    box = (left * x_scale, top * y_scale, (left + width) * x_scale, (top + height) * y_scale)
+    return image.resize((width, height), resample, box=box)
+
+
+def _tensor(image: Any, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    width, height = image.size
+    if image.mode == "F":
+        data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32)
+        grey = data.view(1, height, width).clamp(0, 255)
+        pixels = grey.expand(channels, height, width)
+        if dtype == torch.uint8:
+            return pixels.round().to(torch.uint8).contiguous()
+        return (pixels / 255).to(dtype).contiguous()
+    if channels == 3 and image.mode == "L":
+        image = image.convert("RGB")
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    pixels = data.view(height, width, channels).permute(2, 0, 1)
+    if dtype == torch.uint8:
+        return pixels.contiguous()
+    return (pixels.to(dtype) / 255).contiguous()
