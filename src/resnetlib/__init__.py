@@ -27,6 +27,7 @@ from .interop.convert import (
     to_torchvision,
 )
 from .interop.finetune import freeze, param_groups, unfreeze
+from .interop.share import save_pretrained
 from .models.pretrained import PretrainedError
 from .models.weights import PretrainedWeights, list_pretrained
 from .models.zoo import (
@@ -264,6 +265,7 @@ __all__ = [
     "resnext50_32x4d",
     "resnext101_32x8d",
     "save",
+    "save_pretrained",
     "summary",
     "testing",
     "to_torchvision",

@@ -53,11 +53,17 @@ class Registry(Generic[T]):
     @overload
     def register(self, name: str, obj: T) -> T: ...
 
-    def register(self, name: str, obj: T | None = None) -> T | Callable[[T], T]:
-        """Register ``obj`` under ``name``; without ``obj``, return a decorator.
+    @overload
+    def register(self, name: T) -> T: ...
+
+    def register(self, name: str | T, obj: T | None = None) -> T | Callable[[T], T]:
+        """Register ``obj`` under ``name``; without ``obj``, return a decorator. Used bare
+        (``@register_model`` on a function or class), it registers what it decorates under
+        its own ``__name__``, as timm's ``@register_model`` does.
 
         Returns:
-            ``obj`` itself, or the decorator that registers and returns what it decorates.
+            ``obj`` itself (or what was decorated bare), or the decorator that registers and
+            returns what it decorates.
 
         Raises:
             ValueError: ``name`` is empty or already registered.
@@ -71,20 +77,35 @@ class Registry(Generic[T]):
             ...     return rl.cifar_resnet(8, **overrides)
             >>> rl.create_model("tiny_resnet", num_classes=2).fc.out_features
             2
-            >>> _ = rl.MODELS.unregister("tiny_resnet")
+            >>> @rl.register_model
+            ... def tinier_resnet(**overrides):
+            ...     return rl.cifar_resnet(8, **overrides)
+            >>> "tinier_resnet" in rl.list_models()
+            True
+            >>> _ = rl.MODELS.unregister("tiny_resnet"), rl.MODELS.unregister("tinier_resnet")
         """
+        if obj is None and not isinstance(name, str) and callable(name):
+            bare: T = name  # used bare: the decorated function or class itself
+            own = getattr(bare, "__name__", None)
+            if not isinstance(own, str) or not own or own == "<lambda>":
+                raise ValueError(
+                    f"{self.kind} {bare!r} has no name of its own; register it as "
+                    f'register("name", obj) or decorate with @register("name")'
+                )
+            return self.register(own, bare)
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
+        key: str = name
 
         def add(item: T) -> T:
-            if name in self._entries:
+            if key in self._entries:
                 raise ValueError(
-                    f"{self.kind} {name!r} is already registered "
-                    f"(as {self._entries[name]!r}); unregister it first or pick another name"
+                    f"{self.kind} {key!r} is already registered "
+                    f"(as {self._entries[key]!r}); unregister it first or pick another name"
                 )
             if self._validate is not None:
-                self._validate(name, item)
-            self._entries[name] = item
+                self._validate(key, item)
+            self._entries[key] = item
             return item
 
         return add if obj is None else add(obj)

@@ -32,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         ),
     )
     add_model_arguments(export, checkpoint_alone=True)
-    export.add_argument("--format", choices=("onnx", "pt2"), required=True)
+    export.add_argument("--format", choices=("onnx", "pt2", "hf"), required=True)
     export.add_argument(
         "--fuse", action="store_true", help="fold batch norms into convolutions first"
     )
@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
     from .fuse import fuse_bn
     from .preprocess import Normalized
 
+    if args.format == "hf":
+        from .hf_folder import run_hf
+
+        return run_hf(args)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: directory {out.parent} does not exist")

@@ -21,6 +21,7 @@ from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
 from ..core.overrides import ModelOverrides, apply_overrides
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from ..interop.share import SHARED_PREFIXES
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from ..nn.blocks import BLOCKS
 from ..registry import Registry
@@ -150,6 +151,11 @@ def create_model(
     an adapted stem. akamaster's weights get their shortcut (``"A_both"`` or ``"B"``) unless
     ``shortcut`` is given.
 
+    ``"local-dir:FOLDER"`` and ``"hf-hub:ORG/NAME[@REVISION]"`` (the ``hub`` extra) load a
+    Hugging Face model folder (:func:`~resnetlib.save_pretrained`'s, or timm's
+    ``save_for_hf``'s) with its weights and data config, ``pretrained`` or not;
+    ``num_classes`` gives it a new head.
+
     ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
     forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
     ``device`` and ``dtype`` (timm's) create the parameters there (``"meta"``: no memory).
@@ -196,28 +202,31 @@ def create_model(
     overlay = check_keys("pretrained_cfg_overlay", pretrained_cfg_overlay or {}, _OVERLAY_KEYS)
     if not isinstance(pretrained, (bool, str)):
         raise ValueError(f"pretrained must be a bool or a tag; got {pretrained!r}")
-    tag: str | None = pretrained if isinstance(pretrained, str) else None
-    if "." in name:
-        name, name_tag = name.split(".", 1)
-        if tag is not None and tag != name_tag:
-            raise ValueError(f"pretrained={tag!r} disagrees with the tag in {name}.{name_tag}")
-        tag = name_tag
-    factory = MODELS.get(name)
     entry: PretrainedWeights | None = None
-    if pretrained and checkpoint_path is not None:
-        raise ValueError("give pretrained or checkpoint_path, not both")
-    if tag is not None or pretrained:
-        entry = get_weights(name, tag)
-        for key, value in entry.overrides.items():
-            overrides.setdefault(key, value)
-        overrides.setdefault("num_classes", entry.num_classes)
-    with torch.device(device) if device is not None else contextlib.nullcontext():
-        if checkpoint_path is None:
-            model = factory(**overrides)
-        else:
-            model = model_from_file(
-                factory, checkpoint_path, source=checkpoint_source, overrides=overrides
-            )
+    if name.startswith(SHARED_PREFIXES):
+        model = _shared_model(name, pretrained, checkpoint_path, overlay, overrides, device)
+    else:
+        tag: str | None = pretrained if isinstance(pretrained, str) else None
+        if "." in name:
+            name, name_tag = name.split(".", 1)
+            if tag is not None and tag != name_tag:
+                raise ValueError(f"pretrained={tag!r} disagrees with the tag in {name}.{name_tag}")
+            tag = name_tag
+        factory = MODELS.get(name)
+        if pretrained and checkpoint_path is not None:
+            raise ValueError("give pretrained or checkpoint_path, not both")
+        if tag is not None or pretrained:
+            entry = get_weights(name, tag)
+            for key, value in entry.overrides.items():
+                overrides.setdefault(key, value)
+            overrides.setdefault("num_classes", entry.num_classes)
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            if checkpoint_path is None:
+                model = factory(**overrides)
+            else:
+                model = model_from_file(
+                    factory, checkpoint_path, source=checkpoint_source, overrides=overrides
+                )
     if dtype is not None:
         model.to(dtype=dtype)
     if global_pool is not None:
@@ -243,6 +252,43 @@ def create_model(
     if not features_only:
         return model
     return features(model, out_indices=out_indices)
+
+
+def _shared_model(
+    name: str,
+    pretrained: bool | str,
+    checkpoint_path: PathLike | None,
+    overlay: Mapping[str, Any],
+    overrides: dict[str, Any],
+    device: torch.device | str | None,
+) -> ResNet:
+    """The model of a ``local-dir:`` or ``hf-hub:`` folder, with its weights (``pretrained``
+    or not); ``num_classes`` gives it a new head, as for fine-tuning."""
+    from ..interop.share import load_shared
+
+    if isinstance(pretrained, str) or checkpoint_path is not None or "file" in overlay:
+        raise ValueError(
+            f"{name[:200]} loads its folder's weights; a pretrained tag, checkpoint_path and "
+            "pretrained_cfg_overlay's file do not apply"
+        )
+    num_classes = overrides.pop("num_classes", None)
+    in_channels = overrides.pop("in_channels", None)
+    if overrides:
+        raise ValueError(
+            f"{name[:200]} builds the folder's model as saved; {', '.join(sorted(overrides))} "
+            "do not apply (num_classes gives a new head)"
+        )
+    model = load_shared(name)
+    if in_channels is not None and in_channels != model.spec.in_channels:
+        raise ValueError(
+            f"{name[:200]} takes {model.spec.in_channels} input channels; got in_chans="
+            f"{in_channels}"
+        )
+    if num_classes is not None and num_classes != model.num_classes:
+        config = {k: v for k, v in model.pretrained_cfg.items() if k != "label_names"}
+        model.reset_classifier(num_classes)
+        set_data_config(model, config)
+    return model if device is None else model.to(device)
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -1,0 +1,43 @@
+"""``resnetlib export MODEL --format hf --out FOLDER``: a Hugging Face model folder
+(:func:`resnetlib.save_pretrained`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli_options import UsageError, is_checkpoint_path, model_from_args
+
+__all__ = ["run_hf"]
+
+# export's options that shape a graph, not a folder: (attribute, flag, value when not given).
+_GRAPH_OPTIONS = (
+    ("fuse", "--fuse", False),
+    ("normalize", "--normalize", False),
+    ("input", "--input", None),
+    ("dynamic_size", "--dynamic-size", False),
+    ("int8", "--int8", False),
+    ("calibrate", "--calibrate", None),
+)
+
+
+def run_hf(args: argparse.Namespace) -> int:
+    """Write the model (a checkpoint's metadata in its card) as a folder at ``--out``."""
+    from ..interop.checkpoint import read_checkpoint
+    from ..interop.share import CONFIG, save_pretrained
+
+    given = [flag for name, flag, unset in _GRAPH_OPTIONS if getattr(args, name, unset) != unset]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not used by --format hf (a folder of weights)")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; --format hf writes a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
+        raise UsageError(f"--out {out}: a folder that holds other files; give a new or empty one")
+    model, _ = model_from_args(args)
+    metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
+    save_pretrained(model, out, metadata=metadata)
+    print(f"wrote {out} (Hugging Face folder: model.safetensors, config.json, README.md)")
+    return 0

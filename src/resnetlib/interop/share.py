@@ -1,0 +1,484 @@
+"""Hugging Face model folders, as timm shares models: write one, read one by ``local-dir:``
+or ``hf-hub:``.
+
+A folder holds ``model.safetensors`` (the state dict, in timm's names), ``config.json``
+(timm's keys: ``architecture``, ``num_classes``, ``num_features``, ``pretrained_cfg``,
+``model_args``; plus resnetlib's spec under ``"resnetlib"``), ``README.md`` (a model card)
+and ``checksums.sha256`` (the SHA-256 of the other three, in ``sha256sum``'s format).
+
+Reading takes the files as data: ``config.json`` through the one JSON reader, the weights
+bounded by what the spec's tensors can take, the checksums of the files read verified
+(required for a folder resnetlib wrote; a folder timm wrote has none), the configuration
+through :func:`~resnetlib.core.data_config.check_data_config`, the spec checked against the
+stored names and shapes before anything is built. Nothing in a folder is imported or run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..common import PathLike, optional_import
+from ..core.data_config import check_data_config, set_data_config
+from ..core.model import ResNet
+from ..core.spec import ResNetSpec
+from ..files import atomic_write, parse_json, read_bytes, read_text
+from ..limits import MAX_JSON_BYTES
+from .checkpoint import (
+    CheckpointError,
+    _build,
+    _check_fits,
+    _check_matches_spec,
+    _check_tensors,
+    _read_safetensors,
+    _safetensors,
+)
+
+__all__ = [
+    "CHECKSUMS",
+    "CONFIG",
+    "SHARED_PREFIXES",
+    "TIMM_ARCHITECTURES",
+    "WEIGHTS",
+    "load_shared",
+    "save_pretrained",
+]
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "README.md"
+CHECKSUMS = "checksums.sha256"
+SHARED_PREFIXES = ("local-dir:", "hf-hub:")
+"""Model names :func:`~resnetlib.create_model` reads from a folder rather than the registry."""
+
+FORMAT = "resnetlib.hf-folder"
+FORMAT_VERSION = 1
+
+TIMM_ARCHITECTURES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet18d",
+    "resnet34d",
+    "resnet50d",
+    "resnet101d",
+    "resnet152d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+)
+"""resnetlib's models that timm has under the same name, with the same state-dict names."""
+
+# timm's model_args resnetlib reads, and the override each becomes (None: training-only).
+_TIMM_ARGS: dict[str, str | None] = {
+    "in_chans": "in_channels",
+    "drop_path_rate": "drop_path_rate",
+    "drop_rate": None,
+}
+# pretrained_cfg keys written to config.json (timm drops sources such as file and url too).
+_CFG_KEYS = (
+    "input_size",
+    "test_input_size",
+    "interpolation",
+    "crop_pct",
+    "test_crop_pct",
+    "crop_mode",
+    "mean",
+    "std",
+    "num_classes",
+    "pool_size",
+    "first_conv",
+    "classifier",
+    "label_names",
+    "license",
+    "tag",
+    "origin_url",
+    "paper_ids",
+)
+_NEEDS_RESNETLIB = (
+    "This model is resnetlib's own (no timm architecture has its layout): load it with "
+    'resnetlib.create_model("hf-hub:ORG/NAME") or ("local-dir:FOLDER"); '
+    "timm.create_model refuses it as an unknown model."
+)
+_MAX_CHECKSUMS_BYTES = 64 << 10
+_LINE = re.compile(r"([0-9a-f]{64}) [ *]([A-Za-z0-9._-]{1,100})")
+_BLOCK_KEY = re.compile(r"layer(\d+)\.(\d+)\.")
+_REPO = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _timm_name(spec: ResNetSpec) -> str | None:
+    """timm's name for ``spec``'s network, if timm has it (head, input channels and
+    stochastic depth aside, which config.json carries)."""
+    from ..models.zoo import MODELS, model_spec
+
+    for name in TIMM_ARCHITECTURES:
+        if name not in MODELS:
+            continue
+        ref = model_spec(name, num_classes=spec.num_classes, in_channels=spec.in_channels)
+        if replace(spec, zero_init_residual=ref.zero_init_residual, drop_path_rate=0.0) == ref:
+            return name
+    return None
+
+
+def _resnetlib_name(spec: ResNetSpec) -> str | None:
+    """The registered model name whose default network ``spec`` is (head and input aside)."""
+    from ..models.zoo import MODELS, model_spec
+
+    for name in MODELS.names():
+        try:
+            ref = model_spec(name, num_classes=spec.num_classes, in_channels=spec.in_channels)
+        except (TypeError, ValueError):  # a user's factory that takes neither
+            continue
+        if replace(spec, zero_init_residual=ref.zero_init_residual, drop_path_rate=0.0) == ref:
+            return name
+    return None
+
+
+def _card(
+    architecture: str,
+    timm_name: str | None,
+    model: ResNet,
+    cfg: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+) -> str:
+    from ..analysis import count_parameters
+
+    library = "timm" if timm_name else "resnetlib"
+    lines = [
+        "---",
+        "tags:",
+        "- image-classification",
+        *(["- timm"] if timm_name else []),
+        "- resnetlib",
+        f"library_name: {library}",
+        "---",
+        "",
+        f"# {architecture}",
+        "",
+        f"A ResNet written by resnetlib's `save_pretrained` (`{architecture}`).",
+        "",
+        "## Model details",
+        "",
+        f"- Parameters: {count_parameters(model):,}",
+        f"- Classes: {model.num_classes}",
+        f"- Input size: {tuple(cfg.get('input_size', model.default_input_size))}",
+        f"- Mean: {tuple(round(v, 4) for v in cfg.get('mean', ()))}",
+        f"- Std: {tuple(round(v, 4) for v in cfg.get('std', ()))}",
+        f"- Crop: {cfg.get('crop_pct')} ({cfg.get('interpolation')} resize)",
+        "",
+    ]
+    data = metadata.get("data")
+    metrics = metadata.get("metrics")
+    record = {k: v for k, v in metadata.items() if k not in ("data", "metrics")}
+    if data is not None or metrics or record:
+        lines += ["## Training", ""]
+        if data is not None:
+            lines += [f"- Data: {data}"]
+        if isinstance(metrics, Mapping):
+            lines += [f"- {key}: {value}" for key, value in metrics.items()]
+        lines += [f"- {key}: {value}" for key, value in record.items()]
+        lines += [""]
+    lines += ["## Use", "", "```python", "import resnetlib", ""]
+    lines += ['model = resnetlib.create_model("hf-hub:ORG/NAME")', "```", ""]
+    if timm_name:
+        lines += ["or with timm:", "", "```python", "import timm", ""]
+        lines += ['model = timm.create_model("hf-hub:ORG/NAME", pretrained=True)', "```", ""]
+    else:
+        lines += [_NEEDS_RESNETLIB, ""]
+    lines += [f"`{CHECKSUMS}` holds each file's SHA-256 (`sha256sum -c {CHECKSUMS}`).", ""]
+    return "\n".join(lines)
+
+
+def save_pretrained(
+    model: ResNet, folder: PathLike, *, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``model`` as a Hugging Face model folder that ``create_model("local-dir:...")``
+    (and, for the architectures timm has, ``timm.create_model``) rebuilds.
+
+    ``metadata`` (JSON values) goes into the model card and config.json: ``data`` (what it
+    was trained on) and ``metrics`` (a dict of final numbers) get their own lines. Each file
+    is written atomically; ``checksums.sha256`` comes last. Upload the folder with
+    ``huggingface-cli upload ORG/NAME FOLDER``.
+
+    Returns:
+        The folder.
+
+    Raises:
+        TypeError: ``model`` is not a resnetlib ``ResNet``.
+        ValueError: a fused model, a model that no longer matches its spec, metadata or a
+            data config that JSON cannot hold.
+        OSError: a file could not be written.
+    """
+    if not isinstance(model, ResNet):
+        raise TypeError(f"save_pretrained() takes a resnetlib ResNet; got {type(model).__name__}")
+    if getattr(model, "_resnetlib_fused", False):
+        raise ValueError(
+            "save_pretrained() cannot store a model folded by fuse_bn(); save it first"
+        )
+    _check_matches_spec(model)
+    spec = model.spec
+    meta = dict(metadata or {})
+    try:
+        json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"metadata must hold JSON values only ({error})") from None
+    checked = check_data_config(model.pretrained_cfg)
+    cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
+    cfg["num_classes"] = model.num_classes
+    timm_name = _timm_name(spec)
+    architecture = timm_name or f"resnetlib/{_resnetlib_name(spec) or 'custom'}"
+    model_args: dict[str, Any] = {}
+    if spec.in_channels != 3:
+        model_args["in_chans"] = spec.in_channels
+    if spec.drop_path_rate:
+        model_args["drop_path_rate"] = spec.drop_path_rate
+    config: dict[str, Any] = {
+        "architecture": architecture,
+        "num_classes": model.num_classes,
+        "num_features": model.num_features,
+        "library_name": "timm" if timm_name else "resnetlib",
+    }
+    if model_args:
+        config["model_args"] = model_args
+    config["pretrained_cfg"] = {"architecture": architecture, **cfg}
+    config["resnetlib"] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "needs_resnetlib": timm_name is None,
+        **({} if timm_name else {"note": _NEEDS_RESNETLIB}),
+        "spec": spec.to_dict(),
+        "metadata": meta,
+    }
+    try:
+        config_bytes = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the model's pretrained_cfg cannot be stored as JSON ({error})") from None
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    weights: bytes = _safetensors().save(dict(sorted(state.items())), metadata={"format": "pt"})
+    card = _card(architecture, timm_name, model, cfg, meta).encode()
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    files = {WEIGHTS: weights, CONFIG: config_bytes, CARD: card}
+    for name, data in files.items():
+        atomic_write(root / name, lambda file, data=data: file.write(data))  # type: ignore[misc]
+    sums = "".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()).encode()
+    atomic_write(root / CHECKSUMS, lambda file: file.write(sums))
+    return root
+
+
+# -- reading -------------------------------------------------------------------------------
+
+# Where a folder's file comes from: (file name, required) -> its local path, or None.
+FileSource = Callable[[str, bool], Path | None]
+
+
+def _local(folder: Path) -> FileSource:
+    def get(name: str, required: bool) -> Path | None:
+        path = folder / name
+        if path.exists():
+            return path
+        if required:
+            raise FileNotFoundError(f"{folder}: no {name}; not a model folder (save_pretrained)")
+        return None
+
+    return get
+
+
+def _hub(repo: str, revision: str | None) -> FileSource:
+    hub: Any = optional_import("huggingface_hub", "hf-hub: models need huggingface_hub", "hub")
+    errors: Any = importlib.import_module("huggingface_hub.errors")
+    constants: Any = importlib.import_module("huggingface_hub.constants")
+    from ..models.pretrained import PretrainedError
+
+    def get(name: str, required: bool) -> Path | None:
+        try:
+            return Path(hub.hf_hub_download(repo, name, revision=revision))
+        except errors.EntryNotFoundError as error:
+            if not required:
+                return None
+            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+        except Exception as error:  # the hub's own types: offline, 404, gated, ...
+            reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+        raise PretrainedError(
+            f"could not get {name} of hf-hub:{repo} into the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE} ({reason})"
+        )
+
+    return get
+
+
+def _checksums(path: Path, where: str) -> dict[str, str]:
+    text = read_text(path, limit=_MAX_CHECKSUMS_BYTES, what=CHECKSUMS, error=CheckpointError)
+    sums: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _LINE.fullmatch(line.strip())
+        if not match or match[2] in sums:
+            raise CheckpointError(
+                f"{where}: {CHECKSUMS} line {number} is not '<sha256>  <file>' (once per file)"
+            )
+        sums[match[2]] = match[1]
+    return sums
+
+
+def _verify(sums: dict[str, str] | None, name: str, data: bytes, where: str) -> None:
+    if sums is None:
+        return
+    if name not in sums:
+        raise CheckpointError(f"{where}: {CHECKSUMS} has no checksum for {name}")
+    if _sha256(data) != sums[name]:
+        raise CheckpointError(
+            f"{where}: {name} does not match its checksum in {CHECKSUMS} (changed or damaged "
+            "since it was saved); download or save it again"
+        )
+
+
+def _weights_limit(spec: ResNetSpec, where: str) -> int:
+    """The most bytes the spec's weights can take (8 bytes a value) plus their header, from
+    a probe of at most two blocks a stage built on the meta device."""
+    probe = replace(
+        spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
+    )
+    try:
+        with torch.device("meta"):
+            state = _build(where, probe).state_dict()
+    except ValueError as error:
+        raise CheckpointError(f"{where}: the folder's spec cannot be built: {error}") from None
+    values = keys = 0
+    for key, tensor in state.items():
+        match = _BLOCK_KEY.match(key)
+        times = spec.stages[int(match[1]) - 1].num_blocks - 1 if match and match[2] == "1" else 1
+        values += tensor.numel() * times
+        keys += times
+    return 8 * values + 512 * keys + (1 << 20)
+
+
+def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
+    """The spec of a folder timm wrote, from its architecture, num_classes and model_args."""
+    from ..models.zoo import MODELS, model_spec
+
+    architecture = config.get("architecture")
+    if not isinstance(architecture, str):
+        raise CheckpointError(f"{where}: {CONFIG} names no architecture")
+    name = architecture.split(".", 1)[0]
+    if name not in TIMM_ARCHITECTURES or name not in MODELS:
+        raise CheckpointError(
+            f"{where}: architecture {architecture[:100]!r} is not one resnetlib builds "
+            f"(timm's {', '.join(TIMM_ARCHITECTURES)})"
+        )
+    args = config.get("model_args") or {}
+    if not isinstance(args, Mapping) or set(args) - set(_TIMM_ARGS):
+        raise CheckpointError(
+            f"{where}: model_args {args!r:.200} are not ones resnetlib reads "
+            f"({', '.join(_TIMM_ARGS)})"
+        )
+    overrides = {str(_TIMM_ARGS[k]): v for k, v in args.items() if _TIMM_ARGS[k] is not None}
+    classes = config.get("num_classes", 1000)
+    try:
+        return model_spec(name, num_classes=classes, **overrides)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{where}: {CONFIG}: {error}") from None
+
+
+def _spec_of(config: Mapping[str, Any], where: str) -> ResNetSpec:
+    own = config["resnetlib"]
+    if not isinstance(own, Mapping) or own.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: {CONFIG}'s resnetlib entry is not format {FORMAT!r}")
+    if own.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where}: folder format_version {own.get('format_version')!r:.40} is not the "
+            f"{FORMAT_VERSION} this resnetlib reads"
+        )
+    try:
+        spec = ResNetSpec.from_dict(own.get("spec") or {})
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{where}: invalid spec in {CONFIG}: {error}") from None
+    if config.get("num_classes", spec.num_classes) != spec.num_classes:
+        raise CheckpointError(f"{where}: {CONFIG}'s num_classes disagrees with its spec")
+    return spec
+
+
+def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
+    config_path = files(CONFIG, True)
+    if config_path is None:  # pragma: no cover - a required file is a path or an error
+        raise CheckpointError(f"{where}: a required file is missing")
+    config_bytes = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, error=CheckpointError)
+    sums_path = files(CHECKSUMS, False)
+    sums = None if sums_path is None else _checksums(sums_path, where)
+    _verify(sums, CONFIG, config_bytes, where)  # before a byte of it is parsed
+    config = parse_json(config_bytes, where=f"{where}/{CONFIG}", error=CheckpointError)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: {CONFIG} is not a JSON object")
+    ours = "resnetlib" in config
+    if ours and sums is None:
+        raise CheckpointError(
+            f"{where}: no {CHECKSUMS}, which every folder resnetlib writes has; save or "
+            "download the whole folder again"
+        )
+    spec = _spec_of(config, where) if ours else _timm_spec(config, where)
+    cfg = config.get("pretrained_cfg", {})
+    if not isinstance(cfg, Mapping):
+        raise CheckpointError(f"{where}: {CONFIG}'s pretrained_cfg is not a JSON object")
+    cfg = {k: v for k, v in cfg.items() if k not in ("architecture", "file", "url")}
+    if "label_names" in config:  # timm's save_for_hf writes them at the top level
+        cfg["label_names"] = config["label_names"]
+    cfg["num_classes"] = spec.num_classes
+    try:
+        cfg = check_data_config(cfg, where=f"{where}/{CONFIG} pretrained_cfg")
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    weights_path = files(WEIGHTS, True)
+    if weights_path is None:  # pragma: no cover - a required file is a path or an error
+        raise CheckpointError(f"{where}: a required file is missing")
+    limit = _weights_limit(spec, where)
+    data = read_bytes(weights_path, limit=limit, what=WEIGHTS, error=CheckpointError)
+    _verify(sums, WEIGHTS, data, where)
+    state = _read_safetensors(f"{where}/{WEIGHTS}", data)
+    if not isinstance(state, dict) or "format" in state:
+        raise CheckpointError(f"{where}: {WEIGHTS} is not a plain safetensors state dict")
+    _check_tensors(f"{where}/{WEIGHTS}", state)
+    _check_fits(f"{where}/{WEIGHTS}", spec, state)
+    model = _build(where, spec)
+    model.load_state_dict(state, strict=True, assign=True)
+    set_data_config(model, {**cfg, **source})
+    return model
+
+
+def load_shared(name: str) -> ResNet:
+    """The model of ``"local-dir:FOLDER"`` or ``"hf-hub:ORG/NAME[@REVISION]"`` (through
+    huggingface_hub's cache; ``HF_HUB_OFFLINE=1`` reads only the cache), with its weights
+    and data config, in training mode on the CPU.
+
+    Raises:
+        CheckpointError: a folder that is not an intact model folder (a checksum mismatch,
+            an architecture resnetlib does not build, weights that do not fit).
+        FileNotFoundError: a local folder without config.json or model.safetensors.
+        PretrainedError: a hub file that could not be downloaded or is not in the cache.
+        ModuleNotFoundError: ``hf-hub:`` without huggingface_hub (the ``hub`` extra).
+    """
+    if name.startswith("local-dir:"):
+        folder = Path(name[len("local-dir:") :]).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{name}: {folder} is not a folder")
+        return _load(_local(folder), str(folder), {"source": "local-dir"})
+    if not name.startswith("hf-hub:"):
+        raise ValueError(f"{name!r:.200} names neither local-dir:FOLDER nor hf-hub:ORG/NAME")
+    repo, _, revision = name[len("hf-hub:") :].partition("@")
+    if not _REPO.fullmatch(repo) or ".." in repo:
+        raise ValueError(f"{name!r:.200}: hf-hub: takes a repository ORG/NAME[@REVISION]")
+    source = {"source": "hf-hub", "hf_hub_id": repo}
+    return _load(_hub(repo, revision or None), name, source)

@@ -1,0 +1,345 @@
+"""Sharing models as timm does: Hugging Face folders (save_pretrained, ``local-dir:``,
+``hf-hub:`` through huggingface_hub's cache, offline), ``export --format hf``, and bare
+``@register_model``.
+
+The timm side: a folder in the format timm's ``save_for_hf`` writes (built here) loads with
+timm's logits (tests/fixtures/timm_resnet.json); the live comparison runs where timm imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import resnetlib as rl
+from resnetlib.cli import main
+from resnetlib.core.data_config import set_data_config
+
+from .reference_weights import FIXTURES, deterministic_fill_, fixed_input
+
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+
+def outputs(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out: torch.Tensor = model.eval()(torch.randn(2, *shape))
+    return out
+
+
+def test_round_trip_of_a_resnetlib_only_model(tmp_path: Path) -> None:
+    """A CIFAR net: files, config saying it needs resnetlib, same outputs and data config."""
+    model = rl.resnet20(num_classes=3)
+    set_data_config(model, {**model.pretrained_cfg, "label_names": ["a", "b", "c"]})
+    rl.save_pretrained(model, tmp_path, metadata={"data": "CIFAR-10", "metrics": {"top1": 91.5}})
+    assert sorted(os.listdir(tmp_path)) == [
+        "README.md",
+        "checksums.sha256",
+        "config.json",
+        "model.safetensors",
+    ]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == "resnetlib/resnet20"
+    assert config["library_name"] == "resnetlib"
+    assert config["resnetlib"]["needs_resnetlib"] is True
+    assert "timm.create_model refuses" in config["resnetlib"]["note"]
+    assert config["pretrained_cfg"]["label_names"] == ["a", "b", "c"]
+    assert config["num_features"] == 64
+    card = (tmp_path / "README.md").read_text()
+    assert "Parameters: 269,267" in card  # ResNet-20 with a 3-way head
+    assert "Data: CIFAR-10" in card
+    assert "top1: 91.5" in card
+    loaded = rl.create_model(f"local-dir:{tmp_path}")
+    assert loaded.spec == model.spec
+    assert torch.equal(outputs(loaded, (3, 32, 32)), outputs(model, (3, 32, 32)))
+    assert loaded.pretrained_cfg["label_names"] == ["a", "b", "c"]
+    assert loaded.pretrained_cfg["mean"] == model.pretrained_cfg["mean"]
+    assert loaded.pretrained_cfg["source"] == "local-dir"
+
+
+def test_checksums_are_sha256sum_lines_of_each_file(tmp_path: Path) -> None:
+    rl.save_pretrained(rl.resnet20(), tmp_path)
+    lines = (tmp_path / "checksums.sha256").read_text().splitlines()
+    names = {line.split("  ")[1]: line.split("  ")[0] for line in lines}
+    assert set(names) == {"model.safetensors", "config.json", "README.md"}
+    for name, digest in names.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
+
+
+def test_timm_architecture_gets_timms_name(tmp_path: Path) -> None:
+    """resnet18 with one input channel: architecture resnet18, in_chans in model_args."""
+    model = rl.resnet18(num_classes=4, in_channels=1)
+    rl.save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == config["pretrained_cfg"]["architecture"] == "resnet18"
+    assert config["library_name"] == "timm"
+    assert config["model_args"] == {"in_chans": 1}
+    assert config["resnetlib"]["needs_resnetlib"] is False
+    assert "library_name: timm" in (tmp_path / "README.md").read_text()
+    loaded = rl.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    assert torch.equal(outputs(loaded, (1, 64, 64)), outputs(model, (1, 64, 64)))
+
+
+@pytest.mark.parametrize("name", ["resnet50d", "resnext50_32x4d", "wide_resnet50_2"])
+def test_timm_names_of_d_grouped_and_wide_nets(name: str, tmp_path: Path) -> None:
+    with torch.device("meta"):
+        spec = rl.create_model(name).spec
+    from resnetlib.interop.share import _timm_name
+
+    assert _timm_name(spec) == name
+    assert _timm_name(rl.model_spec("resnet50", stride_in_1x1=True)) is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        ("model.safetensors", "does not match its checksum"),
+        ("config.json", "does not match its checksum"),
+        ("checksums.sha256", "no checksums.sha256"),
+    ],
+)
+def test_damaged_folder_is_refused(damage: str, match: str, tmp_path: Path) -> None:
+    rl.save_pretrained(rl.resnet20(), tmp_path)
+    path = tmp_path / damage
+    if damage == "checksums.sha256":
+        path.unlink()
+        with pytest.raises(rl.CheckpointError, match=match):
+            rl.create_model(f"local-dir:{tmp_path}")
+        return
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(rl.CheckpointError, match=match):
+        rl.create_model(f"local-dir:{tmp_path}")
+
+
+def test_oversized_weights_are_refused_before_parsing(tmp_path: Path) -> None:
+    rl.save_pretrained(rl.resnet20(), tmp_path)
+    with open(tmp_path / "model.safetensors", "ab") as file:
+        file.write(b"\0" * (20 << 20))
+    with pytest.raises(rl.CheckpointError, match="larger than"):
+        rl.create_model(f"local-dir:{tmp_path}")
+
+
+def test_folder_overrides(tmp_path: Path) -> None:
+    rl.save_pretrained(rl.resnet20(), tmp_path)
+    name = f"local-dir:{tmp_path}"
+    assert rl.create_model(name, num_classes=7).fc.out_features == 7
+    with pytest.raises(ValueError, match="shortcut"):
+        rl.create_model(name, shortcut="B")
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        rl.create_model(name, checkpoint_path="x.pt")
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        rl.create_model(f"local-dir:{tmp_path / 'missing'}")
+
+
+def timm_folder(folder: Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """What timm's save_for_hf(model, folder, safe_serialization=True) writes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    safetensors_torch.save_file(state, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def timm_config(architecture: str, **extra: Any) -> dict[str, Any]:
+    """config.json as timm 1.0's save_config_for_hf writes it for a ResNet."""
+    return {
+        "architecture": architecture,
+        "num_classes": 1000,
+        "num_features": 512,
+        "global_pool": "avg",
+        **extra,
+        "pretrained_cfg": {
+            "tag": "a1_in1k",
+            "custom_load": False,
+            "input_size": [3, 224, 224],
+            "test_input_size": [3, 288, 288],
+            "fixed_input_size": False,
+            "interpolation": "bicubic",
+            "crop_pct": 0.95,
+            "test_crop_pct": 1.0,
+            "crop_mode": "center",
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "num_classes": 1000,
+            "pool_size": [7, 7],
+            "first_conv": "conv1",
+            "classifier": "fc",
+            "origin_url": "https://github.com/huggingface/pytorch-image-models",
+            "paper_ids": "arXiv:2110.00476",
+        },
+    }
+
+
+def test_folder_written_as_timm_does_gives_timms_logits(tmp_path: Path) -> None:
+    """resnet18 with the fixture's weights, saved in save_for_hf's format: timm's logits."""
+    reference = json.loads((FIXTURES / "timm_resnet.json").read_text())["models"]["resnet18"]
+    source = rl.resnet18()
+    deterministic_fill_(source)
+    timm_folder(
+        tmp_path, rl.convert_state_dict(source.state_dict(), target="timm"), timm_config("resnet18")
+    )
+    model = rl.create_model(f"local-dir:{tmp_path}")
+    assert model.pretrained_cfg["interpolation"] == "bicubic"
+    assert model.pretrained_cfg["crop_pct"] == 0.95
+    with torch.no_grad():
+        out = model.double().eval()(fixed_input())
+    expected = torch.tensor(reference["logits"], dtype=torch.float64)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
+
+
+def test_timm_folder_with_labels_and_model_args(tmp_path: Path) -> None:
+    source = rl.resnet18d(num_classes=2, in_channels=1)
+    config = timm_config(
+        "resnet18d.ra2_in1k", label_names=["cat", "dog"], model_args={"in_chans": 1}
+    )
+    config["num_classes"] = 2
+    timm_folder(tmp_path, source.state_dict(), config)
+    model = rl.create_model(f"local-dir:{tmp_path}")
+    assert model.pretrained_cfg["label_names"] == ["cat", "dog"]
+    assert model.pretrained_cfg["input_size"] == (1, 224, 224)
+    assert torch.equal(outputs(model, (1, 64, 64)), outputs(source, (1, 64, 64)))
+    config["model_args"] = {"act_layer": "os.system"}
+    timm_folder(tmp_path, source.state_dict(), config)
+    with pytest.raises(rl.CheckpointError, match="model_args"):
+        rl.create_model(f"local-dir:{tmp_path}")
+    config["architecture"] = "vit_base_patch16_224"
+    timm_folder(tmp_path, source.state_dict(), config)
+    with pytest.raises(rl.CheckpointError, match="not one resnetlib builds"):
+        rl.create_model(f"local-dir:{tmp_path}")
+
+
+def fill_hub_cache(cache: Path, repo: str, folder: Path) -> str:
+    """Lay ``folder``'s files out as huggingface_hub's download does: blobs named by their
+    hash, snapshots/<commit>/<file> symbolic links to them, refs/main naming the commit."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    commit = hashlib.sha1(repo.encode()).hexdigest()
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (root / "blobs").mkdir()
+    for file in folder.iterdir():
+        data = file.read_bytes()
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / file.name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    return commit
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    hub = pytest.importorskip("huggingface_hub.constants")
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_hf_hub_loads_from_the_cache_offline(tmp_path: Path, offline_hub: Path) -> None:
+    model = rl.resnet20(num_classes=5)
+    rl.save_pretrained(model, tmp_path / "folder", metadata={"data": "CIFAR-10"})
+    fill_hub_cache(offline_hub, "someone/resnet20-demo", tmp_path / "folder")
+    loaded = rl.create_model("hf-hub:someone/resnet20-demo")
+    assert torch.equal(outputs(loaded, (3, 32, 32)), outputs(model, (3, 32, 32)))
+    assert loaded.pretrained_cfg["hf_hub_id"] == "someone/resnet20-demo"
+    with pytest.raises(rl.PretrainedError, match=r"could not get config\.json"):
+        rl.create_model("hf-hub:someone/not-cached")
+    with pytest.raises(ValueError, match="ORG/NAME"):
+        rl.create_model("hf-hub:../etc")
+
+
+def test_hf_hub_without_huggingface_hub_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(ImportError, match=r"resnetlib\[hub\]"):
+        rl.create_model("hf-hub:someone/model")
+
+
+def test_export_format_hf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tmp_path / "run.pt"
+    model = rl.resnet20()
+    rl.save(model, checkpoint, metadata={"epoch": 3, "top1": 90.1})
+    out = tmp_path / "folder"
+    assert main(["export", str(checkpoint), "--format", "hf", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert "top1: 90.1" in (out / "README.md").read_text()
+    loaded = rl.create_model(f"local-dir:{out}")
+    assert torch.equal(outputs(loaded, (3, 32, 32)), outputs(model, (3, 32, 32)))
+    code = main(["export", "resnet20", "--format", "hf", "--fuse", "--out", str(out)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "--fuse" in error
+    assert len(error.splitlines()) == 1
+
+
+def test_register_model_bare_uses_the_function_name() -> None:
+    @rl.register_model
+    def my_bare_resnet(**overrides: Any) -> rl.ResNet:
+        return rl.cifar_resnet(8, **overrides)
+
+    try:
+        assert rl.MODELS.get("my_bare_resnet") is my_bare_resnet
+        assert rl.create_model("my_bare_resnet", num_classes=2).fc.out_features == 2
+    finally:
+        rl.MODELS.unregister("my_bare_resnet")
+
+    @rl.register_model("named_resnet")
+    def other(**overrides: Any) -> rl.ResNet:
+        return rl.cifar_resnet(8, **overrides)
+
+    try:
+        assert rl.MODELS.get("named_resnet") is other
+    finally:
+        rl.MODELS.unregister("named_resnet")
+    with pytest.raises(ValueError, match="no name of its own"):
+        rl.register_model(lambda **o: rl.resnet20(**o))
+
+
+def test_other_registries_take_bare_decorators_too() -> None:
+    @rl.register_block
+    class MyBareBlock(rl.BasicBlock):
+        pass
+
+    try:
+        assert rl.BLOCKS.get("MyBareBlock") is MyBareBlock
+    finally:
+        rl.BLOCKS.unregister("MyBareBlock")
+    with pytest.raises(TypeError, match="ResidualBlock"):
+        rl.register_block(dict)
+
+
+# -- live timm (only where timm is installed) -----------------------------------------------
+
+
+def test_timm_loads_resnetlibs_folder(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    model = rl.resnet50d(num_classes=10)
+    rl.save_pretrained(model, tmp_path)
+    theirs = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    torch.testing.assert_close(outputs(theirs, (3, 64, 64)), outputs(model, (3, 64, 64)))
+
+
+def test_resnetlib_loads_timms_save_for_hf(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    theirs = timm.create_model("resnext50_32x4d", num_classes=10)
+    timm.models.save_for_hf(theirs, tmp_path, safe_serialization=True)
+    ours = rl.create_model(f"local-dir:{tmp_path}")
+    torch.testing.assert_close(outputs(ours, (3, 64, 64)), outputs(theirs, (3, 64, 64)))
+
+
+def test_timm_refuses_resnetlib_only_models(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    rl.save_pretrained(rl.resnet20(), tmp_path)
+    with pytest.raises(RuntimeError, match="Unknown model"):
+        timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
