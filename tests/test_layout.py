@@ -57,6 +57,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "resnetlib.cli",
             "resnetlib.train.cli",
             "resnetlib.deploy.cli",
+            "resnetlib.deploy.share_cli",
         ),
     ),
 ]

@@ -27,8 +27,8 @@ from .interop.convert import (
     to_torchvision,
 )
 from .interop.finetune import freeze, param_groups, unfreeze
-from .interop.share import save_pretrained
 from .models.pretrained import PretrainedError
+from .models.share import save_pretrained
 from .models.weights import PretrainedWeights, list_pretrained
 from .models.zoo import (
     MODELS,

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from .preprocess import Normalized
 
     if args.format == "hf":
-        from .hf_folder import run_hf
+        from .share_cli import run_hf
 
         return run_hf(args)
     out = Path(args.out)

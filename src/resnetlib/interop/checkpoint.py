@@ -689,3 +689,13 @@ def read_weights_file(path: PathLike) -> Checkpoint | dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: {error}") from None
     _check_tensors(path, weights)
     return weights
+
+
+# The checks a Hugging Face folder's reader and writer (resnetlib.models.share) share with
+# checkpoints: one gate for weights, whichever file holds them.
+build_checked = _build
+check_fits = _check_fits
+check_matches_spec = _check_matches_spec
+check_tensors = _check_tensors
+read_safetensors = _read_safetensors
+safetensors_module = _safetensors

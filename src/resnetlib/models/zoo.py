@@ -21,12 +21,12 @@ from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
 from ..core.overrides import ModelOverrides, apply_overrides
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from ..interop.share import SHARED_PREFIXES
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from ..nn.blocks import BLOCKS
 from ..registry import Registry
 from ..validate import check_int, check_keys, is_int, is_real
 from .from_file import model_from_file
+from .share import SHARED_PREFIXES
 
 __all__ = [
     "MODELS",
@@ -264,7 +264,7 @@ def _shared_model(
 ) -> ResNet:
     """The model of a ``local-dir:`` or ``hf-hub:`` folder, with its weights (``pretrained``
     or not); ``num_classes`` gives it a new head, as for fine-tuning."""
-    from ..interop.share import load_shared
+    from .share import load_shared
 
     if isinstance(pretrained, str) or checkpoint_path is not None or "file" in overlay:
         raise ValueError(

@@ -24,7 +24,7 @@ _GRAPH_OPTIONS = (
 def run_hf(args: argparse.Namespace) -> int:
     """Write the model (a checkpoint's metadata in its card) as a folder at ``--out``."""
     from ..interop.checkpoint import read_checkpoint
-    from ..interop.share import CONFIG, save_pretrained
+    from ..models.share import CONFIG, save_pretrained
 
     given = [flag for name, flag, unset in _GRAPH_OPTIONS if getattr(args, name, unset) != unset]
     if given:

@@ -31,16 +31,16 @@ from ..core.data_config import check_data_config, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..files import atomic_write, parse_json, read_bytes, read_text
-from ..limits import MAX_JSON_BYTES
-from .checkpoint import (
+from ..interop.checkpoint import (
     CheckpointError,
-    _build,
-    _check_fits,
-    _check_matches_spec,
-    _check_tensors,
-    _read_safetensors,
-    _safetensors,
+    build_checked,
+    check_fits,
+    check_matches_spec,
+    check_tensors,
+    read_safetensors,
+    safetensors_module,
 )
+from ..limits import MAX_JSON_BYTES
 
 __all__ = [
     "CHECKSUMS",
@@ -124,7 +124,7 @@ def _sha256(data: bytes) -> str:
 def _timm_name(spec: ResNetSpec) -> str | None:
     """timm's name for ``spec``'s network, if timm has it (head, input channels and
     stochastic depth aside, which config.json carries)."""
-    from ..models.zoo import MODELS, model_spec
+    from .zoo import MODELS, model_spec
 
     for name in TIMM_ARCHITECTURES:
         if name not in MODELS:
@@ -137,7 +137,7 @@ def _timm_name(spec: ResNetSpec) -> str | None:
 
 def _resnetlib_name(spec: ResNetSpec) -> str | None:
     """The registered model name whose default network ``spec`` is (head and input aside)."""
-    from ..models.zoo import MODELS, model_spec
+    from .zoo import MODELS, model_spec
 
     for name in MODELS.names():
         try:
@@ -156,8 +156,6 @@ def _card(
     cfg: Mapping[str, Any],
     metadata: Mapping[str, Any],
 ) -> str:
-    from ..analysis import count_parameters
-
     library = "timm" if timm_name else "resnetlib"
     lines = [
         "---",
@@ -174,7 +172,7 @@ def _card(
         "",
         "## Model details",
         "",
-        f"- Parameters: {count_parameters(model):,}",
+        f"- Parameters: {sum(p.numel() for p in model.parameters()):,}",
         f"- Classes: {model.num_classes}",
         f"- Input size: {tuple(cfg.get('input_size', model.default_input_size))}",
         f"- Mean: {tuple(round(v, 4) for v in cfg.get('mean', ()))}",
@@ -230,7 +228,7 @@ def save_pretrained(
         raise ValueError(
             "save_pretrained() cannot store a model folded by fuse_bn(); save it first"
         )
-    _check_matches_spec(model)
+    check_matches_spec(model)
     spec = model.spec
     meta = dict(metadata or {})
     try:
@@ -267,9 +265,11 @@ def save_pretrained(
     try:
         config_bytes = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as error:
-        raise ValueError(f"the model's pretrained_cfg cannot be stored as JSON ({error})") from None
+        raise ValueError(f"the pretrained_cfg cannot be stored as JSON ({error})") from None
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    weights: bytes = _safetensors().save(dict(sorted(state.items())), metadata={"format": "pt"})
+    weights: bytes = safetensors_module().save(
+        dict(sorted(state.items())), metadata={"format": "pt"}
+    )
     card = _card(architecture, timm_name, model, cfg, meta).encode()
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
@@ -303,7 +303,7 @@ def _hub(repo: str, revision: str | None) -> FileSource:
     hub: Any = optional_import("huggingface_hub", "hf-hub: models need huggingface_hub", "hub")
     errors: Any = importlib.import_module("huggingface_hub.errors")
     constants: Any = importlib.import_module("huggingface_hub.constants")
-    from ..models.pretrained import PretrainedError
+    from .pretrained import PretrainedError
 
     def get(name: str, required: bool) -> Path | None:
         try:
@@ -355,7 +355,7 @@ def _weights_limit(spec: ResNetSpec, where: str) -> int:
     )
     try:
         with torch.device("meta"):
-            state = _build(where, probe).state_dict()
+            state = build_checked(where, probe).state_dict()
     except ValueError as error:
         raise CheckpointError(f"{where}: the folder's spec cannot be built: {error}") from None
     values = keys = 0
@@ -369,7 +369,7 @@ def _weights_limit(spec: ResNetSpec, where: str) -> int:
 
 def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
     """The spec of a folder timm wrote, from its architecture, num_classes and model_args."""
-    from ..models.zoo import MODELS, model_spec
+    from .zoo import MODELS, model_spec
 
     architecture = config.get("architecture")
     if not isinstance(architecture, str):
@@ -447,12 +447,12 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     limit = _weights_limit(spec, where)
     data = read_bytes(weights_path, limit=limit, what=WEIGHTS, error=CheckpointError)
     _verify(sums, WEIGHTS, data, where)
-    state = _read_safetensors(f"{where}/{WEIGHTS}", data)
+    state = read_safetensors(f"{where}/{WEIGHTS}", data)
     if not isinstance(state, dict) or "format" in state:
         raise CheckpointError(f"{where}: {WEIGHTS} is not a plain safetensors state dict")
-    _check_tensors(f"{where}/{WEIGHTS}", state)
-    _check_fits(f"{where}/{WEIGHTS}", spec, state)
-    model = _build(where, spec)
+    check_tensors(f"{where}/{WEIGHTS}", state)
+    check_fits(f"{where}/{WEIGHTS}", spec, state)
+    model = build_checked(where, spec)
     model.load_state_dict(state, strict=True, assign=True)
     set_data_config(model, {**cfg, **source})
     return model
