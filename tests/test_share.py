@@ -194,6 +194,19 @@ def test_folder_written_as_timm_does_gives_timms_logits(tmp_path: Path) -> None:
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
 
 
+def test_config_timm_wrote_loads(tmp_path: Path) -> None:
+    """timm's own config.json (scripts/make_timm_hf_fixture.py, where timm is installed)."""
+    fixture = FIXTURES / "timm_save_for_hf_resnet18.json"
+    if not fixture.is_file():
+        pytest.skip("run scripts/make_timm_hf_fixture.py where timm is installed")
+    config = json.loads(fixture.read_text())["config"]
+    source = rl.resnet18()
+    timm_folder(tmp_path, source.state_dict(), config)
+    model = rl.create_model(f"local-dir:{tmp_path}")
+    assert model.pretrained_cfg["mean"] == tuple(config["pretrained_cfg"]["mean"])
+    assert torch.equal(outputs(model, (3, 64, 64)), outputs(source, (3, 64, 64)))
+
+
 def test_timm_folder_with_labels_and_model_args(tmp_path: Path) -> None:
     source = rl.resnet18d(num_classes=2, in_channels=1)
     config = timm_config(
