@@ -180,3 +180,14 @@ def test_cli_small_folder_and_named_recipe(
     assert main([*argv, "--out", str(named), *FAST]) == 0
     assert _run_json(named)["recipe_name"] == "the TinyImageNet recipe"
     assert json.loads((named / "recipe.json").read_text())["schedule"] == "cosine"
+
+
+def test_startup_line_says_when_bf16_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resnetlib.train.loop as loop
+
+    recipe = Recipe()
+    monkeypatch.setattr(loop, "native_bf16", lambda: True)
+    assert "--bf16 trains about" in loop._bf16_hint(torch.device("cpu"), recipe)
+    assert loop._bf16_hint(torch.device("cpu"), Recipe(autocast="bf16")) == ""
+    monkeypatch.setattr(loop, "native_bf16", lambda: False)
+    assert loop._bf16_hint(torch.device("cpu"), recipe) == ""

@@ -145,6 +145,27 @@ def check_classes_fit(model: ResNet, classes: Sequence[str], channels: int, name
         )
 
 
+BF16_CPU_SPEEDUP = 1.7
+"""fp32 step time / bf16-autocast step time of a ResNet-20 training step (batch 128, 2
+threads) on an AVX512-BF16 CPU: issue 25's measurement (260-289 ms against 155 ms), see
+``benchmarks/cpu_precision.py`` and docs/benchmarks.md."""
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def _bf16_hint(device: torch.device, recipe: Recipe) -> str:
+    """The start-up line's note that ``--bf16`` would be faster on this CPU, or ``""``."""
+    if device.type != "cpu" or recipe.autocast is not None or not native_bf16():
+        return ""
+    return (
+        f"; this CPU runs bf16 natively: --bf16 trains about {BF16_CPU_SPEEDUP}x faster "
+        "(a ResNet-20 step, docs/benchmarks.md)"
+    )
+
+
 def _normalization(model: ResNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return normalization(model.pretrained_cfg, model.spec.in_channels)
 
@@ -822,6 +843,7 @@ class Trainer:
             f"{model_label(self.model)} ({parameters:,} parameters) on "
             f"{self.data.describe()}; {self.device}; {len(self.loader)} iterations an epoch, "
             f"{total:,} in all ({recipe}, batch {self.recipe.batch_size}){where}"
+            f"{_bf16_hint(self.device, self.recipe)}"
         )
 
     def train_epoch(
