@@ -67,11 +67,21 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-# mmpretrain configs/_base_/datasets/cifar10_bs16.py and cifar100_bs16.py (0..255 scale there).
-CIFAR10_MEAN = (125.307 / 255, 122.961 / 255, 113.8575 / 255)
-CIFAR10_STD = (51.5865 / 255, 50.847 / 255, 51.255 / 255)
-CIFAR100_MEAN = (129.304 / 255, 124.070 / 255, 112.434 / 255)
-CIFAR100_STD = (68.170 / 255, 65.392 / 255, 70.418 / 255)
+# Data set statistics have one definition here: the per-channel mean and (population) std
+# over every pixel of the training split, in [0, 1] (what ``data_statistics`` in
+# resnetlib.train.data computes for a data set that publishes none).
+# CIFAR-10, 50,000 training images: np.mean/np.std over axes (N, H, W) / 255, as computed by
+# bamos/densenet.pytorch (compute-cifar10-mean.py) and quoted in kuangliu/pytorch-cifar#19.
+# The often-copied std (0.2023, 0.1994, 0.2010) (mmpretrain's cifar10_bs16.py, 51.5865/255..)
+# is the average of the per-image stds, another quantity: the weights published with it keep
+# it in their own configuration (resnetlib.models.weights).
+CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+# CIFAR-100, 50,000 training images, same definition: weiaicunzai/pytorch-cifar100
+# conf/global_settings.py (CIFAR100_TRAIN_MEAN/STD); mmpretrain's cifar100_bs16.py gives the
+# same to 1e-5 on the 0..255 scale (129.304, 124.070, 112.434) / (68.170, 65.392, 70.418).
+CIFAR100_MEAN = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
+CIFAR100_STD = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)
 
 
 def data_config(
@@ -274,7 +284,8 @@ def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
     """Set ``model.pretrained_cfg`` to ``config`` fitted to the model and checked: the one
     place a model's data configuration is replaced.
 
-    ``num_classes`` becomes the model's; where the model takes another number of input
+    ``num_classes`` becomes the model's (``label_names`` of another number of classes are
+    dropped: they named another head's outputs); where the model takes another number of input
     channels than ``config`` describes (an adapted stem), ``input_size`` takes the model's
     channels and ``mean``/``std`` the average of the configuration's channels.
 
@@ -282,6 +293,9 @@ def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
         ValueError: the result fails :func:`check_data_config`.
     """
     fitted = dict(config)
+    names = fitted.get("label_names")
+    if isinstance(names, (tuple, list)) and len(names) != model.num_classes:
+        del fitted["label_names"]  # another head's classes (a fine-tune's new head)
     fitted["num_classes"] = model.num_classes
     channels = model.default_input_size[0]
     size = tuple(fitted.get("input_size") or ())

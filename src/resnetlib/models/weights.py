@@ -54,10 +54,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.data_config import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    CIFAR100_MEAN,
-    CIFAR100_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,
@@ -261,6 +257,16 @@ def _akamaster(model: str, url: str, top1: float) -> PretrainedWeights:
     )
 
 
+# What mmpretrain trained and evaluated its CIFAR weights with, exactly as it publishes them
+# (configs/_base_/datasets/cifar10_bs16.py, cifar100_bs16.py; 0..255 scale there): a
+# weights' contract, kept even where the library's own statistics differ (its CIFAR-10 std
+# is the average of per-image stds; resnetlib.core.data_config.CIFAR10_STD is the pixel std).
+_MMPRETRAIN_CIFAR10_MEAN = (125.307 / 255, 122.961 / 255, 113.8575 / 255)
+_MMPRETRAIN_CIFAR10_STD = (51.5865 / 255, 50.847 / 255, 51.255 / 255)
+_MMPRETRAIN_CIFAR100_MEAN = (129.304 / 255, 124.070 / 255, 112.434 / 255)
+_MMPRETRAIN_CIFAR100_STD = (68.170 / 255, 65.392 / 255, 70.418 / 255)
+
+
 def _mmpretrain(model: str, tag: str, name: str, url: str, top1: float) -> PretrainedWeights:
     overrides: dict[str, Any] = {}
     if tag.endswith(("cifar10", "cifar100")):
@@ -271,8 +277,8 @@ def _mmpretrain(model: str, tag: str, name: str, url: str, top1: float) -> Pretr
             num_classes=num_classes,
             size=32,
             crop_pct=1.0,
-            mean=CIFAR100_MEAN if cifar100 else CIFAR10_MEAN,
-            std=CIFAR100_STD if cifar100 else CIFAR10_STD,
+            mean=_MMPRETRAIN_CIFAR100_MEAN if cifar100 else _MMPRETRAIN_CIFAR10_MEAN,
+            std=_MMPRETRAIN_CIFAR100_STD if cifar100 else _MMPRETRAIN_CIFAR10_STD,
             reduction=8,
         )
         overrides = {"stem": "cifar", "num_classes": num_classes}

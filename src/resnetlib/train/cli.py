@@ -94,10 +94,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     train.add_argument(
         "--recipe",
         default=None,
-        metavar="paper|digits|FILE.json",
+        metavar="paper|digits|tinyimagenet|FILE.json",
         help="the paper's CIFAR recipe (default for a path; warm-up from depth 110), the "
-        "digits recipe (default for digits), or a recipe JSON file (keys it omits come from "
-        "the paper's recipe)",
+        "digits recipe (default for digits), the TinyImageNet recipe with a 3x3 stem "
+        "(default for TinyImageNet and 64x64 image folders), or a recipe JSON file (keys it "
+        "omits come from the paper's recipe)",
     )
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out (needs nothing else)"
@@ -256,15 +257,19 @@ def _device(name: str | None) -> Any:
     return device
 
 
-def _recipe(args: argparse.Namespace) -> tuple[Any, str]:
-    """The recipe the options ask for, and its name for the start-up line."""
-    from .recipe import DIGITS, Recipe, paper_recipe, recipe_for
+def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
+    """The recipe the options (or ``choice``) ask for, and its name for the start-up line."""
+    from .data import data_layout
+    from .recipe import DIGITS, TINYIMAGENET, Recipe, paper_recipe, recipe_for
 
-    choice, name = args.recipe, args.model or ""
+    choice, name = choice or args.recipe, args.model or ""
     if choice is None:
-        choice = "digits" if (args.data or "digits") == "digits" else "paper"
+        layout = data_layout(args.data or "digits")
+        choice = layout if layout in ("digits", "tinyimagenet") else "paper"
     if choice == "digits":
         recipe, label = DIGITS, "digits recipe"
+    elif choice == "tinyimagenet":
+        recipe, label = TINYIMAGENET, "the TinyImageNet recipe"
     elif choice == "paper":
         recipe, label = recipe_for(name), "the paper's CIFAR recipe"
     elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
@@ -274,7 +279,9 @@ def _recipe(args: argparse.Namespace) -> tuple[Any, str]:
 
         path = Path(choice)
         if not os.path.lexists(path):
-            raise UsageError(f"--recipe {choice}: not 'paper', 'digits' or an existing JSON file")
+            raise UsageError(
+                f"--recipe {choice}: not 'paper', 'digits', 'tinyimagenet' or an existing JSON file"
+            )
         # The one JSON reader: a regular file, bounded, no duplicate keys or NaN.
         value = read_json(path, what="a recipe", error=UsageError)
         if not isinstance(value, dict):
@@ -387,6 +394,8 @@ def _train_job(args: argparse.Namespace) -> int:
         save_every_minutes=args.save_every_minutes,
         run_info=run_info,
         log=_stderr if args.no_progress else None,
+        # from scratch: the data set's own statistics (published, or computed from train)
+        statistics="model" if args.resume or _from_weights(args) else "data",
         **length,
     )
     metrics = result.metrics
@@ -397,6 +406,11 @@ def _train_job(args: argparse.Namespace) -> int:
         "curves.png, run.json)"
     )
     return 0
+
+
+def _from_weights(args: argparse.Namespace) -> bool:
+    """Whether the model starts from weights (``--pretrained``, ``--checkpoint``)."""
+    return args.pretrained is not None or args.checkpoint is not None
 
 
 def _stderr(line: str) -> None:
@@ -426,12 +440,21 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
     args.val_size = recipe.val_size
     data = _load(args)
     channels = data.image_shape[0]
+    defaults: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": channels}
+    if (
+        args.recipe is None
+        and data.image_shape[1:] == (64, 64)
+        and recipe_name.startswith("the paper's")
+    ):  # a 64x64 image folder: the TinyImageNet recipe (the same validation split)
+        recipe, recipe_name = _recipe(args, "tinyimagenet")
+    if recipe_name == "the TinyImageNet recipe" and not _from_weights(args):
+        from .recipe import TINYIMAGENET_MODEL
+
+        defaults.update(TINYIMAGENET_MODEL)  # its 3x3 stem, unless --stem says otherwise
     import torch
 
     torch.manual_seed(args.seed or 0)  # the same seed, the same initial weights
-    model, described = model_from_args(
-        args, defaults={"num_classes": len(data.classes), "in_channels": channels}
-    )
+    model, described = model_from_args(args, defaults=defaults)
     _report_start(args, model)
     if args.freeze is not None:
         from ..interop.finetune import freeze

@@ -15,8 +15,12 @@ labels, on the CPU:
 - TinyImageNet-200 (``wnids.txt``, ``words.txt``, ``train/<wnid>/images/*.JPEG``,
   ``val/images`` with ``val/val_annotations.txt``; its unlabelled ``test`` is not used, the
   labelled ``val`` serves as the test split).
-- An image folder: ``root/train/<class>/*`` and ``root/val/<class>/*`` or
-  ``root/test/<class>/*`` (PNG, JPEG, BMP, ...), classes sorted by name.
+- An image folder: ``root/train/<class>/*`` and ``root/val/<class>/*``,
+  ``root/valid/<class>/*`` or ``root/test/<class>/*`` (the first present; PNG, JPEG, BMP,
+  ...), classes sorted by name.
+
+CIFAR-10 and CIFAR-100 carry their published statistics (:attr:`ImageDataset.statistics`);
+:func:`data_statistics` computes the others' from their training split.
 
 Image folders are decoded once with Pillow and cached as a ``.pt`` file of uint8 tensors
 under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
@@ -53,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import PathLike, optional_import, printable
+from ..core.data_config import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 from ..files import inside, open_regular, pickle_opcodes, read_bytes, read_text
 from ..images import bombs_refused, decode_image, pixel_limit
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
@@ -60,15 +65,24 @@ from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
 from ..limits import MAX_PICKLE_BYTES, MAX_TEXT_BYTES
 from ..validate import check_int, is_int
 
-__all__ = ["DataError", "DataSplits", "ImageDataset", "load_data"]
+__all__ = [
+    "DataError",
+    "DataSplits",
+    "ImageDataset",
+    "data_layout",
+    "data_statistics",
+    "load_data",
+]
 
 DATA_LAYOUTS = (
     '"digits" (built in)',
     "cifar-10-batches-py (data_batch_1..5, test_batch, batches.meta)",
     "cifar-100-python (train, test, meta)",
     "TinyImageNet-200 (wnids.txt, train/<wnid>/images, val/val_annotations.txt)",
-    "image folder (train/<class>/*, val/<class>/* or test/<class>/*)",
+    "image folder (train/<class>/*, val/<class>/*, valid/<class>/* or test/<class>/*)",
 )
+
+_TEST_FOLDERS = ("val", "valid", "test")  # an image folder's held-out split, first found
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train / 297 test
@@ -81,12 +95,17 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images and labels of one split, on the CPU."""
+    """Images and labels of one split, on the CPU.
+
+    ``statistics`` is the data set's published per-channel ``(mean, std)`` in [0, 1] (CIFAR's),
+    ``None`` where it publishes none (:func:`data_statistics` then computes them).
+    """
 
     images: torch.Tensor  # uint8, N x C x H x W
     labels: torch.Tensor  # int64, N
     classes: tuple[str, ...]  # class names; index = label
     name: str
+    statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -116,7 +135,9 @@ class ImageDataset:
 
     def subset(self, indices: torch.Tensor) -> ImageDataset:
         """The images at ``indices`` (an int64 index tensor), in that order."""
-        return ImageDataset(self.images[indices], self.labels[indices], self.classes, self.name)
+        return ImageDataset(
+            self.images[indices], self.labels[indices], self.classes, self.name, self.statistics
+        )
 
     def select_classes(self, keep: Sequence[int]) -> ImageDataset:
         """Only the images of classes ``keep`` (indices), relabelled ``0..len(keep)-1`` in
@@ -130,6 +151,7 @@ class ImageDataset:
             new[chosen],
             tuple(self.classes[i] for i in keep),
             self.name,
+            self.statistics,
         )
 
 
@@ -174,6 +196,40 @@ class DataSplits:
             f"{name}: {sizes['train']:,} train{val} / {sizes['test']:,} test images of "
             f"{c}x{h}x{w}, {len(self.classes)} classes"
         )
+
+
+_STATISTICS_CHUNK = 1 << 22  # values summed at a time: 32 MiB as int64, whatever the set
+
+
+def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel ``(mean, std)`` in [0, 1] of ``dataset``'s images: the published
+    values where the data set has them (:attr:`ImageDataset.statistics`), otherwise computed
+    over every pixel of ``dataset`` (the population std, the definition of the published
+    ones) in one pass of exact integer sums over bounded chunks.
+
+    Raises:
+        ValueError: ``dataset`` is empty.
+    """
+    if dataset.statistics is not None:
+        return dataset.statistics
+    images = dataset.images
+    count, channels = int(images.shape[0]), int(images.shape[1])
+    pixels = count * int(images.shape[2]) * int(images.shape[3])
+    if pixels == 0:
+        raise ValueError(f"cannot compute the statistics of {dataset.name}: it has no pixels")
+    sums = torch.zeros(channels, dtype=torch.int64)
+    squares = torch.zeros(channels, dtype=torch.int64)
+    step = max(1, _STATISTICS_CHUNK // max(1, images[0].numel()))
+    for start in range(0, count, step):
+        chunk = images[start : start + step].to(torch.int64).transpose(0, 1).reshape(channels, -1)
+        sums += chunk.sum(1)
+        squares += (chunk * chunk).sum(1)
+    mean = sums.double() / pixels
+    variance = (squares.double() / pixels - mean * mean).clamp_min(0.0)
+    return (
+        tuple((mean / 255).tolist()),
+        tuple((variance.sqrt() / 255).tolist()),
+    )
 
 
 def load_data(
@@ -278,6 +334,18 @@ def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Pa
 # --------------------------------------------------------------------------------------
 
 
+def data_layout(source: PathLike) -> str:
+    """The layout :func:`load_data` reads ``source`` as, without reading an image:
+    ``"digits"``, ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` or ``"folder"``.
+
+    Raises:
+        DataError: ``source`` is missing or in no known layout.
+    """
+    if isinstance(source, str) and source == "digits":
+        return "digits"
+    return _detect(Path(source))
+
+
 def _detect(root: Path) -> str:
     if not root.exists():
         raise DataError(
@@ -292,7 +360,7 @@ def _detect(root: Path) -> str:
         return "cifar100"
     if (root / "wnids.txt").is_file() and (root / "train").is_dir():
         return "tinyimagenet"
-    if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()):
+    if (root / "train").is_dir() and any((root / name).is_dir() for name in _TEST_FOLDERS):
         return "folder"
     raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(DATA_LAYOUTS)}")
 
@@ -329,7 +397,7 @@ def _resize(dataset: ImageDataset, size: int) -> ImageDataset:
         dataset.images.float(), size=(size, size), mode="bilinear", antialias=True
     )
     images = images.round_().clamp_(0, 255).to(torch.uint8)
-    return ImageDataset(images, dataset.labels, dataset.classes, dataset.name)
+    return ImageDataset(images, dataset.labels, dataset.classes, dataset.name, dataset.statistics)
 
 
 def _require(module: str, package: str) -> Any:
@@ -599,7 +667,8 @@ def _cifar_dataset(
     parts = [_cifar_arrays(path, label_key, len(classes)) for path in paths]
     images = torch.cat([p[0] for p in parts])
     targets = torch.cat([p[1] for p in parts])
-    return ImageDataset(images, targets, classes, name)
+    published = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
+    return ImageDataset(images, targets, classes, name, published[name])
 
 
 def _load_cifar10(root: Path) -> tuple[ImageDataset, ImageDataset]:
@@ -795,7 +864,9 @@ def _images_in(directory: Path) -> list[Path]:
 
 
 def _load_folder(root: Path, size: int | None) -> tuple[ImageDataset, ImageDataset]:
-    test_dir = root / "val" if (root / "val").is_dir() else root / "test"
+    test_dir = next(
+        (root / name for name in _TEST_FOLDERS if (root / name).is_dir()), root / "test"
+    )
     classes = tuple(p.name for p in _listdir(root / "train") if p.is_dir())
     if not classes:
         raise DataError(f"{root / 'train'}: no class folders (expected train/<class>/<images>)")

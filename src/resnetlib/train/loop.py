@@ -1,9 +1,9 @@
 """The training loop: :func:`fit` trains a model by a :class:`Recipe`, :func:`evaluate` scores it.
 
 A model carries its preprocessing: batches are normalized with the per-channel mean and
-std of the model's ``pretrained_cfg`` (a pretrained model's publisher's, a new model's
-defaults), and :func:`fit` records in it the input size it trained at, so that every
-checkpoint of the run says how to feed it.
+std of the model's ``pretrained_cfg`` (a pretrained model's publisher's; a new model's
+data set's own with ``fit(..., statistics="data")``), and :func:`fit` records in it the
+input size it trained at, so that every checkpoint of the run says how to feed it.
 
 :func:`fit` reads top to bottom: set up (``Trainer``), then per epoch
 ``train_epoch`` (per iteration: lr from the schedule, forward, loss, backward, optimizer
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -36,12 +36,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..common import evaluating
-from ..core.data_config import config_to_json, normalization
+from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
 from ..interop.finetune import param_groups as make_param_groups
 from ..validate import check_int, is_int, is_real
 from . import graphed
-from .data import DataSplits, ImageDataset
+from .data import DataSplits, ImageDataset, data_statistics
 from .pipeline import DeviceLoader
 from .recipe import Recipe
 from .run_dir import METRICS, RunDirectory, RunDirectoryError, TrainingError, read_metrics
@@ -143,6 +143,27 @@ def check_classes_fit(model: ResNet, classes: Sequence[str], channels: int, name
             f"the model takes {model.spec.in_channels}-channel images and {name} has "
             f"{channels} channels; train a model with --in-channels {channels}"
         )
+
+
+BF16_CPU_SPEEDUP = 1.7
+"""fp32 step time / bf16-autocast step time of a ResNet-20 training step (batch 128, 2
+threads) on an AVX512-BF16 CPU: issue 25's measurement (260-289 ms against 155 ms), see
+``benchmarks/cpu_precision.py`` and docs/benchmarks.md."""
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def _bf16_hint(device: torch.device, recipe: Recipe) -> str:
+    """The start-up line's note that ``--bf16`` would be faster on this CPU, or ``""``."""
+    if device.type != "cpu" or recipe.autocast is not None or not native_bf16():
+        return ""
+    return (
+        f"; this CPU runs bf16 natively: --bf16 trains about {BF16_CPU_SPEEDUP}x faster "
+        "(a ResNet-20 step, docs/benchmarks.md)"
+    )
 
 
 def _normalization(model: ResNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -322,12 +343,17 @@ def fit(
     save_every_minutes: float | None = 10.0,
     run_info: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    statistics: Literal["model", "data"] = "model",
 ) -> FitResult:
     """Train ``model`` on ``data.train`` by ``recipe``; evaluate on ``data.val``/``data.test``
     after every epoch.
 
     Inputs are normalized with the model's ``pretrained_cfg`` mean and std; the model's
-    ``pretrained_cfg`` then records the input size it trained at. ``iterations`` or
+    ``pretrained_cfg`` then records the input size it trained at. ``statistics="data"``
+    (for a model trained from scratch; the command does so) first sets them to the data
+    set's own (:func:`~resnetlib.train.data.data_statistics` of ``data.train``: CIFAR's
+    published values, or computed from the training images), so that every checkpoint
+    says them; ``"model"`` keeps the model's (pretrained weights' statistics). ``iterations`` or
     ``epochs`` override the recipe's length (the schedule scales). The recipe's SGD
     optimizes every trainable parameter, or ``param_groups`` (for example
     :func:`~resnetlib.param_groups`); or pass your own ``optimizer``. Either way the
@@ -357,6 +383,11 @@ def fit(
         raise ValueError("resume=True needs the run directory: pass out=")
     if optimizer is not None and param_groups is not None:
         raise ValueError("give optimizer or param_groups, not both")
+    if statistics not in ("model", "data"):
+        raise ValueError(f"statistics must be 'model' or 'data'; got {statistics!r}")
+    if statistics == "data":
+        mean, std = data_statistics(data.train)
+        set_data_config(model, {**model.pretrained_cfg, "mean": mean, "std": std})
     device = _resolve_device(device)
     process = _process_group(device)
     run = RunDirectory(out) if out is not None and process.rank == 0 else None
@@ -812,6 +843,7 @@ class Trainer:
             f"{model_label(self.model)} ({parameters:,} parameters) on "
             f"{self.data.describe()}; {self.device}; {len(self.loader)} iterations an epoch, "
             f"{total:,} in all ({recipe}, batch {self.recipe.batch_size}){where}"
+            f"{_bf16_hint(self.device, self.recipe)}"
         )
 
     def train_epoch(

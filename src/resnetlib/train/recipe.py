@@ -3,7 +3,9 @@
 A :class:`Recipe` says how to train (optimizer, schedule, length, warm-up, augmentation and
 the modern options); :func:`resnetlib.train.fit` follows it. :data:`PAPER_CIFAR` is the
 recipe of He et al. (2015), section 4.2; :func:`paper_recipe` adds the paper's warm-up for
-ResNet-110 and deeper; :data:`DIGITS` is a small recipe for the built-in digits data.
+ResNet-110 and deeper; :data:`DIGITS` is a small recipe for the built-in digits data;
+:data:`TINYIMAGENET` one for 64x64 images (TinyImageNet), with the model options it is run
+with (:data:`TINYIMAGENET_MODEL`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..files import parse_json
@@ -28,6 +31,8 @@ __all__ = [
     "MAX_ITERATIONS",
     "PAPER_CIFAR",
     "PAPER_CIFAR_WARMUP",
+    "TINYIMAGENET",
+    "TINYIMAGENET_MODEL",
     "Recipe",
     "paper_recipe",
     "recipe_for",
@@ -89,8 +94,8 @@ class Recipe:
     ``augment`` is the training augmentation (``None``: none); ``val_size`` images are held
     out of the training set for validation. The modern options (``autocast``,
     ``channels_last``, ``compile``, ``label_smoothing``, ``no_decay_norm_bias``,
-    ``ema_decay``) are off in the paper's recipe; ``autocast`` and ``compile`` act on GPUs
-    only (``autocast`` is ignored on a CPU).
+    ``ema_decay``) are off in the paper's recipe; ``autocast="bf16"`` also runs on a CPU
+    (natively fast on AVX512-BF16 and AMX CPUs; the start-up line says so).
 
     ``cuda_graphs`` replays the whole training step as one CUDA graph
     (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply
@@ -310,6 +315,32 @@ DIGITS = Recipe(
 )
 """The built-in digits (16x16): the paper's optimizer at a constant lr 0.1, 30 epochs, no
 augmentation (flips do not suit digits), no validation split."""
+
+
+TINYIMAGENET = Recipe(
+    weight_decay=5e-4,
+    epochs=100,
+    iterations=None,
+    schedule="cosine",
+    milestones=(),
+    augment=Augment(pad=8, flip=True),
+)
+"""64x64 images (TinyImageNet's 100- and 200-class layouts, any 64x64 image folder): SGD
+momentum 0.9, lr 0.1 annealed to 0 by a cosine over 100 epochs, weight decay 5e-4, batch
+128; a random 64x64 crop of the image padded by 8 (an eighth of its side, as CIFAR's 4 of
+32) and a horizontal flip; the paper's 5,000-image validation split.
+
+TinyImageNet has no single published recipe. These are the values of the CIFAR ResNet-18
+baseline of kuangliu/pytorch-cifar (main.py: SGD 0.1, momentum 0.9, wd 5e-4, batch 128,
+cosine annealing, 3x3 stride-1 stem without max-pool), the setting that TinyImageNet ResNet-18
+results in the pruning and robustness literature (for example arXiv:2002.02949, section IV)
+reuse at 64x64; 100 epochs is the short end of the 100-200 they run. Run with
+:data:`TINYIMAGENET_MODEL`."""
+
+TINYIMAGENET_MODEL: Mapping[str, Any] = MappingProxyType({"stem": "cifar"})
+"""The model options :data:`TINYIMAGENET` trains with (where the user gives none and no
+weights fix them): the 3x3 stride-1 stem without max-pool, so a ResNet-18's last stage sees
+8x8 maps of a 64x64 image (ImageNet's 7x7/2 stem and max-pool leave 2x2)."""
 
 
 def paper_recipe(depth: int) -> Recipe:
