@@ -73,6 +73,12 @@ def load_onnx(path: PathLike) -> OnnxModel:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types for a bad file
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        if "external data" in str(error).lower():
+            raise ValueError(
+                f"{path}: its weights are in separate files (ONNX external data); resnetlib "
+                "runs one self-contained file: export it with resnetlib export, or save it "
+                "with onnx.save(model, path, save_as_external_data=False)"
+            ) from None
         raise ValueError(f"{path}: not an ONNX model onnxruntime can run ({first})") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     return OnnxModel(session, read_metadata(metadata, where=str(path)))
