@@ -24,30 +24,14 @@ if TYPE_CHECKING:
 
 __all__ = ["add_commands", "onnx_model", "run", "run_predict"]
 
-ONNX_SUFFIX = ".onnx"
-
 
 def onnx_model(args: argparse.Namespace) -> OnnxModel | None:
     """The ONNX file the model positional names, run by onnxruntime with the contract its
-    metadata holds (:func:`resnetlib.deploy.runtime.load_onnx`); ``None`` when it names
-    none. Model options cannot change an exported graph: refused."""
-    name = str(args.model or "")
-    if not name.lower().endswith(ONNX_SUFFIX):
-        return None
-    from ..common import printable
-    from .runtime import load_onnx
+    metadata holds; ``None`` when it names none (:func:`resnetlib.deploy.runtime.onnx_argument`)."""
+    from .runtime import onnx_argument
 
-    given = [f"--{n.replace('_', '-')}" for n in override_values(args)] + [
-        flag for flag in ("--pretrained", "--checkpoint") if getattr(args, flag[2:], None)
-    ]
-    if given:
-        raise UsageError(
-            f"{', '.join(given)}: an ONNX file ({printable(name)}) is the graph it was "
-            "exported as; export again to change it"
-        )
-    if not Path(name).exists():
-        raise UsageError(f"{printable(name)}: no such ONNX file")
-    return load_onnx(name)
+    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
+    return onnx_argument(args.model, given)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

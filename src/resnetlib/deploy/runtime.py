@@ -11,19 +11,24 @@ data loaders feed it exactly as they feed a checkpoint. Needs onnxruntime
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..common import PathLike
+from ..common import PathLike, printable
 from ..core.spec import ResNetSpec
 from ..files import read_bytes
 from ..limits import MAX_ONNX_BYTES
 from .contract import ExportContract, read_metadata
 from .export import MissingDependencyError
 
-__all__ = ["OnnxModel", "load_onnx"]
+__all__ = ["ONNX_SUFFIX", "OnnxModel", "load_onnx", "onnx_argument"]
+
+ONNX_SUFFIX = ".onnx"
+"""What names an ONNX file where a command takes a model (any case)."""
 
 
 class OnnxModel(nn.Module):
@@ -82,3 +87,25 @@ def load_onnx(path: PathLike) -> OnnxModel:
         raise ValueError(f"{path}: not an ONNX model onnxruntime can run ({first})") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     return OnnxModel(session, read_metadata(metadata, where=str(path)))
+
+
+def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel | None:
+    """The ONNX file a command's model positional names (:func:`load_onnx`), or ``None``
+    when it names none. ``options`` are the model options given beside it (name: value,
+    ``None`` when absent): refused, since nothing changes an exported graph.
+
+    Raises:
+        ValueError: an option was given, or the file is missing or refused.
+    """
+    name = str(model or "")
+    if not name.lower().endswith(ONNX_SUFFIX):
+        return None
+    given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: an ONNX file ({printable(name)}) is the graph it was "
+            "exported as; export again to change it"
+        )
+    if not Path(name).exists():
+        raise ValueError(f"{printable(name)}: no such ONNX file")
+    return load_onnx(name)

@@ -548,11 +548,12 @@ def _flag(key: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..deploy.cli import onnx_model
+    from ..deploy.runtime import onnx_argument
     from .loop import evaluate
     from .run_dir import RunDirectory
 
-    exported = onnx_model(args)  # an ONNX file, fed as its metadata says, on the cpu
+    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
+    exported = onnx_argument(args.model, given)  # fed as its metadata says, on the cpu
     model = exported if exported is not None else model_from_args(args)[0]
     run = None
     if is_checkpoint_path(args.model):
