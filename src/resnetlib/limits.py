@@ -21,6 +21,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_LABEL_NAME",
     "MAX_NORM_VALUE",
+    "MAX_ONNX_BYTES",
     "MAX_PICKLE_BYTES",
     "MAX_STAGES",
     "MAX_STRIDE",
@@ -55,6 +56,9 @@ MAX_TEXT_BYTES = 64 << 20
 ``words.txt``, the largest published one, is 2.6 MB)."""
 MAX_PICKLE_BYTES = 1 << 30
 """Largest CIFAR python pickle (CIFAR-100's ``train`` is 155 MB)."""
+MAX_ONNX_BYTES = 2 << 30
+"""Largest ONNX file ``evaluate`` and ``predict`` run: protobuf's own 2 GiB bound (a
+ResNet-152 is 240 MB in float)."""
 MAX_IMAGE_PIXELS = 4096 * 4096
 """Most pixels (width x height, read from the header before decoding) an image may have
 where no target size bounds it: 16.8 M, 50 MB decoded as RGB."""

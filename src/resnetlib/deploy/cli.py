@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cli_options import (
     UsageError,
@@ -15,9 +16,22 @@ from ..cli_options import (
     input_size,
     int_in,
     model_from_args,
+    override_values,
 )
 
-__all__ = ["add_commands", "run", "run_predict"]
+if TYPE_CHECKING:
+    from .runtime import OnnxModel
+
+__all__ = ["add_commands", "onnx_model", "run", "run_predict"]
+
+
+def onnx_model(args: argparse.Namespace) -> OnnxModel | None:
+    """The ONNX file the model positional names, run by onnxruntime with the contract its
+    metadata holds; ``None`` when it names none (:func:`resnetlib.deploy.runtime.onnx_argument`)."""
+    from .runtime import onnx_argument
+
+    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
+    return onnx_argument(args.model, given)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -79,7 +93,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "predict",
         help="the top classes of image files",
         description="Read each image as the model's data config says (channels, resize, "
-        "centre crop, normalization) and print its top classes with their names.",
+        "centre crop, normalization) and print its top classes with their names. MODEL may "
+        "be an ONNX file resnetlib exported: it runs in onnxruntime, fed as its metadata says.",
     )
     add_model_arguments(predict, checkpoint_alone=True)
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
@@ -121,8 +136,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--int8 needs --format onnx and --calibrate DIR (or --calibrate digits)")
     if args.calibrate is not None and not args.int8:
         raise UsageError("--calibrate is used only with --int8; add --int8 or drop it")
-    if args.int8 and args.normalize:
-        raise UsageError("--normalize is for float exports; an int8 graph takes normalized input")
     if args.format == "onnx":
         require(ONNX_PACKAGES, "ONNX export")
     defaults = {} if args.input is None else {"in_channels": args.input[0]}
@@ -145,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
 
         check_quantize_support()
         images = load_data(str(args.calibrate)).train.images
-        calibration = calibration_batches(images, model, size=args.calibration_size)
+        # For the graph's input: in [0, 1] with --normalize, which stays float before the
+        # first quantized op; normalized by the model's mean and std without.
+        calibration = calibration_batches(images, exported, size=args.calibration_size)
     if args.format == "onnx":  # both write beside --out and rename: all or nothing
         export_onnx(exported, out, size, dynamic_size=args.dynamic_size, calibration=calibration)
     else:
@@ -177,7 +192,11 @@ def run_predict(args: argparse.Namespace) -> int:
             raise UsageError(f"{printable(path)}: no such image file")
         if not Path(path).is_file():
             raise UsageError(f"{printable(path)}: not a regular file; predict reads image files")
-    model, _ = model_from_args(args)
+    model = onnx_model(args)
+    if model is None:
+        model, _ = model_from_args(args)
+    elif args.device not in (None, "cpu"):
+        raise UsageError(f"--device {args.device}: an ONNX file runs on the cpu (onnxruntime)")
     device = torch.device(args.device or "cpu")
     if device.type == "meta":
         raise UsageError("--device meta holds no values; use cpu or cuda")

@@ -202,11 +202,16 @@ def export_pt2(
     dynamic_size: bool = False,
 ) -> None:
     """Write :func:`export_program`'s program to ``path`` (load it with
-    ``torch.export.load(path).module()``); a failed write leaves the previous file.
+    ``torch.export.load(path).module()``); a failed write leaves the previous file. The
+    model's contract (:func:`resnetlib.deploy.contract.export_metadata`) goes in as extra
+    files, one per key.
     """
+    from .contract import export_metadata
+
+    metadata = export_metadata(model)  # checked before the trace
     program = export_program(model, input_size, dynamic_size=dynamic_size)
     with atomic_path(path) as partial:
-        torch.export.save(program, os.fspath(partial))
+        torch.export.save(program, os.fspath(partial), extra_files=metadata)
 
 
 def export_onnx(
@@ -222,11 +227,15 @@ def export_onnx(
     ``output_names``, the batch dimension (and with ``dynamic_size``, height and width)
     dynamic. With ``calibration`` (input batches, as for :func:`resnetlib.deploy.quantize`)
     the file is int8 in QDQ form, its example input the first calibration batch. Needs the
-    ``export`` extra (and ``quantize`` for int8). A failed write leaves the previous file.
+    ``export`` extra (and ``quantize`` for int8). The model's contract
+    (:func:`resnetlib.deploy.contract.export_metadata`) goes into ``metadata_props``. A
+    failed write leaves the previous file.
     """
+    from .contract import export_metadata
     from .quantize import as_batches, prepare_and_convert
 
     require(ONNX_PACKAGES, "ONNX export")
+    metadata = export_metadata(model)  # checked before the trace
     exported: nn.Module = model
     if calibration is not None:
         batches = as_batches(calibration)
@@ -248,5 +257,6 @@ def export_onnx(
         raise RuntimeError("torch.onnx.export returned no program")
     if dynamic_size and program.exported_program is not None:
         _check_dynamic(program.exported_program, x, smallest_side(model))
+    program.model.metadata_props.update(metadata)
     with atomic_path(path) as partial:
         program.save(os.fspath(partial))

@@ -49,6 +49,11 @@ class Normalized(nn.Module):
         self.register_buffer("inverse_std", torch.tensor(std).reciprocal().view(1, -1, 1, 1))
         self.pretrained_cfg = {**config, "mean": (0.0,) * channels, "std": (1.0,) * channels}
         self.default_input_size = tuple(config.get("input_size", ()))
+        # What an export records (resnetlib.deploy.contract): the model, and that its input
+        # is [0, 1] since this normalization is in the graph.
+        self.normalization_in_graph = (mean, std)
+        if hasattr(model, "spec"):
+            self.spec = model.spec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.model((x - self.mean) * self.inverse_std)

@@ -144,8 +144,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "evaluate",
         help="top-1/top-5 accuracy of a model on a data set's test (or val) split",
         description="Evaluate a checkpoint (or a registered model with --pretrained or "
-        "--checkpoint), fed as its data config says. A checkpoint in a run directory is "
-        "evaluated on that run's data and split unless --data is given.",
+        "--checkpoint), or an ONNX file resnetlib exported (run in onnxruntime), fed as its "
+        "data config says. A file in a run directory is evaluated on that run's data and split "
+        "unless --data is given.",
     )
     add_model_arguments(evaluate, checkpoint_alone=True)
     _data_arguments(evaluate)
@@ -570,10 +571,13 @@ def _flag(key: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..deploy.runtime import onnx_argument
     from .loop import evaluate
     from .run_dir import RunDirectory
 
-    model, _ = model_from_args(args)
+    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
+    exported = onnx_argument(args.model, given)  # fed as its metadata says, on the cpu
+    model = exported if exported is not None else model_from_args(args)[0]
     run = None
     if is_checkpoint_path(args.model):
         candidate = RunDirectory(Path(args.model).parent)
@@ -591,7 +595,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"which data? pass --data PATH ({where or 'a registered model'} to say what it was "
             "trained on)"
         )
-    result = evaluate(model, data, _device(args.device), split=args.split)
+    device = _device(args.device or ("cpu" if exported is not None else None))
+    result = evaluate(model, data, device, split=args.split)
     print(
         f"{args.split}: top-1 accuracy {100 * result.accuracy:.2f}% (error "
         f"{100 * result.error:.2f}%), top-5 accuracy {100 * result.top5_accuracy:.2f}% (error "

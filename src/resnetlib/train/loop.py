@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from ..common import evaluating
 from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
+from ..core.spec import ResNetSpec
 from ..interop.finetune import param_groups as make_param_groups
 from ..validate import check_int, is_int, is_real
 from . import graphed
@@ -113,7 +114,22 @@ class FitResult:
 # -- what a model expects -----------------------------------------------------------------
 
 
-def check_data_fits(model: ResNet, dataset: ImageDataset, *, image_size: bool = True) -> None:
+@runtime_checkable
+class Described(Protocol):
+    """What :func:`evaluate` reads of a model besides calling it: a :class:`ResNet`, or an
+    exported file run by its runtime (``resnetlib.deploy.runtime.OnnxModel``)."""
+
+    @property
+    def spec(self) -> ResNetSpec: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]: ...
+
+
+def check_data_fits(model: Described, dataset: ImageDataset, *, image_size: bool = True) -> None:
     """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes,
     channels and (with ``image_size``) image size the model expects (its ``num_classes``,
     ``in_channels`` and ``pretrained_cfg["input_size"]``)."""
@@ -129,7 +145,7 @@ def check_data_fits(model: ResNet, dataset: ImageDataset, *, image_size: bool = 
         )
 
 
-def check_classes_fit(model: ResNet, classes: Sequence[str], channels: int, name: str) -> None:
+def check_classes_fit(model: Described, classes: Sequence[str], channels: int, name: str) -> None:
     """The classes and channels half of :func:`check_data_fits`, for data known only by its
     listing (``load_data``'s ``before_decoding``): nothing decoded yet."""
     if model.num_classes != len(classes):
@@ -166,7 +182,7 @@ def _bf16_hint(device: torch.device, recipe: Recipe) -> str:
     )
 
 
-def _normalization(model: ResNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _normalization(model: Described) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return normalization(model.pretrained_cfg, model.spec.in_channels)
 
 
@@ -216,7 +232,7 @@ def _score(
 
 
 def evaluate(
-    model: ResNet,
+    model: nn.Module,
     data: DataSplits | ImageDataset,
     device: torch.device | str | None = None,
     *,
@@ -229,8 +245,10 @@ def evaluate(
     checked first against what it expects (:func:`check_data_fits`). ``data`` is a
     :class:`DataSplits` (scores ``split``: ``"test"``, ``"val"`` or ``"train"``) or an
     :class:`ImageDataset`. The model moves to ``device`` (default: where its parameters are).
+    ``model`` is a :class:`ResNet` or, like an exported file run by its runtime, a module
+    with the same ``spec``, ``num_classes`` and ``pretrained_cfg``.
     """
-    if not isinstance(model, ResNet):
+    if not isinstance(model, nn.Module) or not isinstance(model, Described):
         raise TypeError(f"evaluate() takes a resnetlib ResNet; got {type(model).__name__}")
     if isinstance(data, DataSplits):
         chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
@@ -243,7 +261,10 @@ def evaluate(
         dataset = data
     check_data_fits(model, dataset)
     mean, std = _normalization(model)
-    device = next(model.parameters()).device if device is None else torch.device(device)
+    if device is None:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+    device = torch.device(device)
     model.to(device)
     loader = DeviceLoader(dataset, batch_size=batch_size, device=device, mean=mean, std=std)
     return _score(model, loader, nullcontext())

@@ -1,0 +1,111 @@
+"""An exported ONNX file, run by onnxruntime and called like the model it came from.
+
+:func:`load_onnx` reads the file through the one reader (:func:`resnetlib.files.read_bytes`,
+bounded) and its contract (:func:`resnetlib.deploy.contract.read_metadata`); the
+:class:`OnnxModel` it returns carries ``spec``, ``num_classes`` and ``pretrained_cfg`` (for
+the graph's input), so ``evaluate``, :func:`~resnetlib.deploy.preprocess.predict` and the
+data loaders feed it exactly as they feed a checkpoint. Needs onnxruntime
+(``pip install "resnetlib[export]"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..common import PathLike, printable
+from ..core.spec import ResNetSpec
+from ..files import read_bytes
+from ..limits import MAX_ONNX_BYTES
+from .contract import ExportContract, read_metadata
+from .export import MissingDependencyError
+
+__all__ = ["ONNX_SUFFIX", "OnnxModel", "load_onnx", "onnx_argument"]
+
+ONNX_SUFFIX = ".onnx"
+"""What names an ONNX file where a command takes a model (any case)."""
+
+
+class OnnxModel(nn.Module):
+    """An onnxruntime session as a module: float ``(N, C, H, W)`` in, logits out (on the
+    input's device). Inference only; it holds no parameters."""
+
+    def __init__(self, session: Any, contract: ExportContract) -> None:
+        super().__init__()
+        self.session = session
+        self.contract = contract
+        self.spec: ResNetSpec = contract.spec
+        self.pretrained_cfg: dict[str, Any] = dict(contract.config)
+        self.default_input_size = tuple(contract.config["input_size"])
+        self._input = str(session.get_inputs()[0].name)
+
+    @property
+    def num_classes(self) -> int:
+        """The classes the graph scores (its spec's)."""
+        return self.spec.num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        (logits, *_) = self.session.run(None, {self._input: array})
+        return torch.from_numpy(logits).to(x.device)
+
+
+def load_onnx(path: PathLike) -> OnnxModel:
+    """The ONNX file at ``path`` (a resnetlib export) in an onnxruntime CPU session, with
+    the contract its metadata holds. The bytes are read once, through the one reader; the
+    session is made from them, never from the path.
+
+    Raises:
+        ValueError: the file is too large, not ONNX, or holds no valid resnetlib metadata.
+        MissingDependencyError: onnxruntime is not installed.
+    """
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError:
+        raise MissingDependencyError(
+            'running an ONNX file needs onnxruntime: pip install "resnetlib[export]"'
+        ) from None
+    data = read_bytes(path, limit=MAX_ONNX_BYTES, what="an ONNX model", error=ValueError)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3  # errors only: its warnings concern no user
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types for a bad file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        if "external data" in str(error).lower():
+            raise ValueError(
+                f"{path}: its weights are in separate files (ONNX external data); resnetlib "
+                "runs one self-contained file: export it with resnetlib export, or save it "
+                "with onnx.save(model, path, save_as_external_data=False)"
+            ) from None
+        raise ValueError(f"{path}: not an ONNX model onnxruntime can run ({first})") from None
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    return OnnxModel(session, read_metadata(metadata, where=str(path)))
+
+
+def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel | None:
+    """The ONNX file a command's model positional names (:func:`load_onnx`), or ``None``
+    when it names none. ``options`` are the model options given beside it (name: value,
+    ``None`` when absent): refused, since nothing changes an exported graph.
+
+    Raises:
+        ValueError: an option was given, or the file is missing or refused.
+    """
+    name = str(model or "")
+    if not name.lower().endswith(ONNX_SUFFIX):
+        return None
+    given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: an ONNX file ({printable(name)}) is the graph it was "
+            "exported as; export again to change it"
+        )
+    if not Path(name).exists():
+        raise ValueError(f"{printable(name)}: no such ONNX file")
+    return load_onnx(name)
