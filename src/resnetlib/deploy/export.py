@@ -3,7 +3,7 @@
 Both trace the model in eval mode (its own mode is restored afterwards) with an example
 batch of two, and keep the batch dimension symbolic, so one file serves every batch size;
 ``dynamic_size=True`` keeps height and width symbolic too: the trace is then made at least
-twice the model's total reduction a side (:func:`trace_size`), since a smaller one would fix
+twice the model's total reduction a side (``trace_size()``), since a smaller one would fix
 the size, and an export that still fixes it is refused. ONNX goes through torch's
 dynamo exporter (``torch.onnx.export(..., dynamo=True)``), which needs ``onnx`` and
 ``onnxscript``: ``pip install "resnetlib[export]"``; with ``calibration`` it writes an int8
@@ -179,7 +179,7 @@ def export_program(
     dynamic_size: bool = False,
 ) -> ExportedProgram:
     """``torch.export.export`` of ``model`` in eval mode, the batch dimension (and with
-    ``dynamic_size``, height and width, traced at :func:`trace_size`) dynamic.
+    ``dynamic_size``, height and width, traced at ``trace_size()``) dynamic.
 
     Raises:
         ValueError: with ``dynamic_size``, torch.export could not keep height and width
@@ -203,7 +203,7 @@ def export_pt2(
 ) -> None:
     """Write :func:`export_program`'s program to ``path`` (load it with
     ``torch.export.load(path).module()``); a failed write leaves the previous file. The
-    model's contract (:func:`resnetlib.deploy.contract.export_metadata`) goes in as extra
+    model's contract (``export_metadata()``) goes in as extra
     files, one per key.
     """
     from .contract import export_metadata
@@ -228,7 +228,7 @@ def export_onnx(
     dynamic. With ``calibration`` (input batches, as for :func:`resnetlib.deploy.quantize`)
     the file is int8 in QDQ form, its example input the first calibration batch. Needs the
     ``export`` extra (and ``quantize`` for int8). The model's contract
-    (:func:`resnetlib.deploy.contract.export_metadata`) goes into ``metadata_props``. A
+    (``export_metadata()``) goes into ``metadata_props``. A
     failed write leaves the previous file.
     """
     from .contract import export_metadata

@@ -9,7 +9,7 @@ and ``checksums.sha256`` (the SHA-256 of the other three, in ``sha256sum``'s for
 Reading takes the files as data: ``config.json`` through the one JSON reader, the weights
 bounded by what the spec's tensors can take, the checksums of the files read verified
 (required for a folder resnetlib wrote; a folder timm wrote has none), the configuration
-through :func:`~resnetlib.core.data_config.check_data_config`, the spec checked against the
+through ``check_data_config()``, the spec checked against the
 stored names and shapes before anything is built. Nothing in a folder is imported or run.
 """
 

@@ -19,8 +19,8 @@ labels, on the CPU:
   ``root/valid/<class>/*`` or ``root/test/<class>/*`` (the first present; PNG, JPEG, BMP,
   ...), classes sorted by name.
 
-CIFAR-10 and CIFAR-100 carry their published statistics (:attr:`ImageDataset.statistics`);
-:func:`data_statistics` computes the others' from their training split.
+CIFAR-10 and CIFAR-100 carry their published statistics (``ImageDataset.statistics``);
+``data_statistics()`` computes the others' from their training split.
 
 Image folders are decoded once with Pillow and cached as a ``.pt`` file of uint8 tensors
 under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
@@ -98,7 +98,7 @@ class ImageDataset:
     """Images and labels of one split, on the CPU.
 
     ``statistics`` is the data set's published per-channel ``(mean, std)`` in [0, 1] (CIFAR's),
-    ``None`` where it publishes none (:func:`data_statistics` then computes them).
+    ``None`` where it publishes none (``data_statistics()`` then computes them).
     """
 
     images: torch.Tensor  # uint8, N x C x H x W
@@ -203,7 +203,7 @@ _STATISTICS_CHUNK = 1 << 22  # values summed at a time: 32 MiB as int64, whateve
 
 def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The per-channel ``(mean, std)`` in [0, 1] of ``dataset``'s images: the published
-    values where the data set has them (:attr:`ImageDataset.statistics`), otherwise computed
+    values where the data set has them (``ImageDataset.statistics``), otherwise computed
     over every pixel of ``dataset`` (the population std, the definition of the published
     ones) in one pass of exact integer sums over bounded chunks.
 

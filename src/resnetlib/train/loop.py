@@ -372,7 +372,7 @@ def fit(
     Inputs are normalized with the model's ``pretrained_cfg`` mean and std; the model's
     ``pretrained_cfg`` then records the input size it trained at. ``statistics="data"``
     (for a model trained from scratch; the command does so) first sets them to the data
-    set's own (:func:`~resnetlib.train.data.data_statistics` of ``data.train``: CIFAR's
+    set's own (``data_statistics()`` of ``data.train``: CIFAR's
     published values, or computed from the training images), so that every checkpoint
     says them; ``"model"`` keeps the model's (pretrained weights' statistics). ``iterations`` or
     ``epochs`` override the recipe's length (the schedule scales). The recipe's SGD
@@ -391,7 +391,7 @@ def fit(
     bit-identical to an uninterrupted run. A run is never restarted silently: a run whose
     ``state.pt`` is gone although it made progress (``last.pt``, ``metrics.csv``...), or
     whose state is another run's, of another plan or network, or out of its plan's range
-    (:meth:`Trainer.check_state`), is a :class:`RunDirectoryError` naming the file, and
+    (``Trainer.check_state()``), is a :class:`RunDirectoryError` naming the file, and
     nothing in ``out`` is written. Ctrl-C stops after the current iteration, saves,
     and raises :class:`TrainingInterrupted`. A non-finite loss raises
     :class:`TrainingError` and leaves the last good checkpoint in place. ``device``
@@ -625,7 +625,7 @@ class Trainer:
     def resume(self, run: RunDirectory) -> None:
         """Continue from the run's last save (every rank reads rank 0's files).
 
-        The state is checked first (:meth:`check_state`): one from another run, of another
+        The state is checked first (``check_state()``): one from another run, of another
         plan or network, or with a field out of range or of the wrong type is a
         :class:`RunDirectoryError` naming ``state.pt``, and nothing is written.
         """

@@ -4,8 +4,8 @@ A :class:`Recipe` says how to train (optimizer, schedule, length, warm-up, augme
 the modern options); :func:`resnetlib.train.fit` follows it. :data:`PAPER_CIFAR` is the
 recipe of He et al. (2015), section 4.2; :func:`paper_recipe` adds the paper's warm-up for
 ResNet-110 and deeper; :data:`DIGITS` is a small recipe for the built-in digits data;
-:data:`TINYIMAGENET` one for 64x64 images (TinyImageNet), with the model options it is run
-with (:data:`TINYIMAGENET_MODEL`).
+``TINYIMAGENET`` one for 64x64 images (TinyImageNet), with the model options it is run
+with (``TINYIMAGENET_MODEL``).
 """
 
 from __future__ import annotations
@@ -335,10 +335,10 @@ baseline of kuangliu/pytorch-cifar (main.py: SGD 0.1, momentum 0.9, wd 5e-4, bat
 cosine annealing, 3x3 stride-1 stem without max-pool), the setting that TinyImageNet ResNet-18
 results in the pruning and robustness literature (for example arXiv:2002.02949, section IV)
 reuse at 64x64; 100 epochs is the short end of the 100-200 they run. Run with
-:data:`TINYIMAGENET_MODEL`."""
+``TINYIMAGENET_MODEL``."""
 
 TINYIMAGENET_MODEL: Mapping[str, Any] = MappingProxyType({"stem": "cifar"})
-"""The model options :data:`TINYIMAGENET` trains with (where the user gives none and no
+"""The model options ``TINYIMAGENET`` trains with (where the user gives none and no
 weights fix them): the 3x3 stride-1 stem without max-pool, so a ResNet-18's last stage sees
 8x8 maps of a 64x64 image (ImageNet's 7x7/2 stem and max-pool leave 2x2)."""
 

@@ -17,7 +17,7 @@ its process, so a crashed run leaves nothing to clean up. It writes, each file a
 
 A run directory is data, never code: every file in it is read through the one gate
 (:mod:`resnetlib.files`: regular files only, bounded, JSON without duplicate keys or
-non-finite numbers), ``run.json`` is checked by one function (:func:`check_run_info`), and
+non-finite numbers), ``run.json`` is checked by one function (``check_run_info()``), and
 nothing it names is ever imported.
 """
 
@@ -220,7 +220,7 @@ class RunDirectory:
         return os.path.lexists(self.path / "state.pt")
 
     def progress_files(self) -> list[str]:
-        """The files of :data:`PROGRESS_FILES` that exist: the run made progress."""
+        """The files of ``PROGRESS_FILES`` that exist: the run made progress."""
         return [name for name in PROGRESS_FILES if os.path.lexists(self.path / name)]
 
     def write_info(self, info: Mapping[str, Any]) -> None:
@@ -229,7 +229,7 @@ class RunDirectory:
         _write_bytes(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
-        """``run.json`` as a dict, checked by :func:`check_run_info`; a missing, oversized,
+        """``run.json`` as a dict, checked by ``check_run_info()``; a missing, oversized,
         damaged or invalid file is a :class:`RunDirectoryError` naming it (and the entry).
         ``own=False``: read as an input of a command that does not write this run."""
         info = read_json_object(self.info_path, what="run information", own=own)
