@@ -83,8 +83,10 @@ TIMM_ARCHITECTURES = (
 # timm's model_args resnetlib reads, and the override each becomes (None: training-only).
 _TIMM_ARGS: dict[str, str | None] = {
     "in_chans": "in_channels",
+    "num_classes": "num_classes",
     "drop_path_rate": "drop_path_rate",
     "drop_rate": None,
+    "global_pool": None,  # resnetlib pools by average, timm's "avg" (checked)
 }
 # pretrained_cfg keys written to config.json (timm drops sources such as file and url too).
 _CFG_KEYS = (
@@ -386,10 +388,20 @@ def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
             f"{where}: model_args {args!r:.200} are not ones resnetlib reads "
             f"({', '.join(_TIMM_ARGS)})"
         )
+    if args.get("global_pool", "avg") != "avg":
+        raise CheckpointError(
+            f"{where}: model_args global_pool {args['global_pool']!r:.50}; resnetlib pools "
+            "by average ('avg')"
+        )
     overrides = {str(_TIMM_ARGS[k]): v for k, v in args.items() if _TIMM_ARGS[k] is not None}
-    classes = config.get("num_classes", 1000)
+    classes = overrides.setdefault("num_classes", config.get("num_classes", 1000))
+    if classes != config.get("num_classes", classes):
+        raise CheckpointError(
+            f"{where}: {CONFIG} says num_classes {config['num_classes']!r:.50} and model_args "
+            f"{classes!r:.50}"
+        )
     try:
-        return model_spec(name, num_classes=classes, **overrides)
+        return model_spec(name, **overrides)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{where}: {CONFIG}: {error}") from None
 
