@@ -15,6 +15,7 @@ from ..cli_options import (
     input_size,
     int_in,
     model_from_args,
+    split_model_words,
 )
 
 __all__ = ["add_commands", "run", "run_predict"]
@@ -31,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
             'graph. ONNX needs the export extra: pip install "resnetlib[export]".'
         ),
     )
-    add_model_arguments(export, checkpoint_alone=True)
+    add_model_arguments(export, checkpoint_alone=True, required=False)
     export.add_argument("--format", choices=("onnx", "pt2"), required=True)
     export.add_argument(
         "--fuse", action="store_true", help="fold batch norms into convolutions first"
@@ -81,8 +82,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         description="Read each image as the model's data config says (channels, resize, "
         "centre crop, normalization) and print its top classes with their names.",
     )
-    add_model_arguments(predict, checkpoint_alone=True)
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    add_model_arguments(predict, checkpoint_alone=True, positional=False)
+    predict.add_argument(
+        "words",
+        nargs="+",
+        metavar="[MODEL] IMAGE",
+        help="the model (a registered name or a checkpoint file; left out with --checkpoint "
+        "FILE of a resnetlib checkpoint), then image files",
+    )
     predict.add_argument(
         "--top", type=int_in(1, 1000), default=5, metavar="K", help="classes shown (5)"
     )
@@ -168,6 +175,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..common import printable
     from .preprocess import predict
 
+    args.images = split_model_words(args, args.words)
+    if not args.images:
+        raise UsageError("name the image files to classify (resnetlib predict MODEL IMAGE...)")
     for path in args.images:  # before a result prints; the decoder checks each again
         if not Path(path).exists():
             raise UsageError(f"{printable(path)}: no such image file")
