@@ -151,7 +151,15 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser(argv).parse_args(argv)
+    parser = _parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    # A command's trailing words (predict's images) may follow options: argparse fills a
+    # "+" positional from its first run of words only, so later runs are added here.
+    words = getattr(args, "words", None)
+    if extra and (words is None or any(word.startswith("-") for word in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and words is not None:
+        words.extend(extra)
     return int(args.run(args))
 
 

@@ -187,7 +187,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     table6.add_argument("--models", default="resnet20,resnet32,resnet44,resnet56,resnet110")
     table6.add_argument("--seeds", type=int_in(1, 1000), default=1, metavar="N")
     table6.add_argument("--iterations", type=int_in(1, _MAX_ITERATIONS), default=None, metavar="N")
-    table6.add_argument("--val-size", type=int_in(0, 10**8), default=None, metavar="N")
+    table6.add_argument(
+        "--val-size",
+        type=int_in(0, 10**8),
+        default=None,
+        metavar="N",
+        help="training images held out for validation (default 0: train on all, as "
+        "akamaster's reproduction; 5000: the paper's 45k/5k split)",
+    )
     table6.add_argument("--batch-size", type=int_in(1, 1 << 20), default=None, metavar="N")
     table6.add_argument("--device", default=None, help="default: cuda when there is one")
     _cuda_graphs_argument(table6)

@@ -15,6 +15,7 @@ every batch.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import json
@@ -22,6 +23,7 @@ import math
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -779,7 +781,7 @@ class Trainer:
         if progress and rank0:
             tqdm = importlib.import_module("tqdm.auto").tqdm  # the train extra
         # The start-up line comes first, then the bar (no empty bar above the line).
-        write = log or (tqdm.write if tqdm is not None else None)
+        write = log or (_bar_writer(tqdm) if tqdm is not None else None)
         if self.finished():
             if write is not None and rank0:
                 write(
@@ -797,7 +799,7 @@ class Trainer:
             bar = tqdm(
                 total=self.plan.iterations, initial=self.iteration, unit="it", dynamic_ncols=True
             )
-            write = log or bar.write
+            write = log or _bar_writer(bar)
         total = self.plan.iterations
         assert total is not None
         saver = _SaveClock(save_every, save_every_minutes)
@@ -1046,6 +1048,11 @@ class Trainer:
             f"the training loss became NaN or infinite by iteration {self.iteration} (epoch "
             f"{self.epoch + 1}){kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
         )
+
+
+def _bar_writer(bar: Any) -> Callable[[str], None]:
+    """Lines printed above a tqdm bar, on its stream (stderr), so they keep their order."""
+    return functools.partial(bar.write, file=sys.stderr)
 
 
 class _SaveClock:
