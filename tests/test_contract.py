@@ -98,7 +98,7 @@ def test_pretrained_weights_score_the_same_through_the_api_a_saved_file_and_the_
     assert accuracy_in(stdout) == pytest.approx(100 * through_api.accuracy, abs=0.006)
     assert f"loss {through_api.loss:.4f}" in stdout
     # The registered name with --pretrained says the same.
-    argv = ["evaluate", "resnet20", "--pretrained", "test", "--data", str(cifar)]
+    argv = ["evaluate", "resnet20", "--pretrained-tag", "test", "--data", str(cifar)]
     code, stdout, _ = run([*argv, "--split", "train"], capsys)
     assert code == 0
     assert f"loss {through_api.loss:.4f}" in stdout
@@ -184,7 +184,7 @@ def test_fine_tuning_pretrained_weights_from_the_command_line(
 ) -> None:
     start = rl.create_model("resnet20", pretrained="test")
     out = tmp_path / "tuned"
-    argv = ["train", "resnet20", "--pretrained", "test", "--data", str(cifar)]
+    argv = ["train", "resnet20", "--pretrained-tag", "test", "--data", str(cifar)]
     argv += ["--classes", "0,1,2,3,4", "--num-classes", "5", "--freeze", "1", "--lr", "0.01"]
     argv += ["--iterations", "3", "--batch-size", "10", "--val-size", "0", "--no-progress"]
     code, _, err = run([*argv, "--out", str(out)], capsys)
@@ -218,10 +218,13 @@ def test_splits_that_do_not_fit_say_where_the_images_went(
     cifar: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     argv = ["train", "resnet20", "--data", str(cifar), "--out", str(tmp_path / "r")]
-    code, _, err = run(argv, capsys)  # the paper's recipe holds out 5,000
+    code, _, err = run(argv, capsys)  # a tenth, leaving a batch: here none can be held out
     line = one_line_error(code, err)
-    assert "cannot hold out 5000 images for validation from a training split of 100" in line
-    assert "--val-size" in line
+    assert "training split (100 images, after 0 were held out for validation)" in line
+    assert "--batch-size" in line
+    code, _, err = run([*argv, "--val-size", "200"], capsys)
+    line = one_line_error(code, err)
+    assert "cannot hold out 200 images for validation from a training split of 100" in line
     code, _, err = run([*argv, "--val-size", "20"], capsys)
     line = one_line_error(code, err)
     assert "training split (80 images, after 20 were held out for validation)" in line

@@ -104,7 +104,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Per-stage output shapes, parameters and multiply-adds of a registered "
         "model (with options) or of a checkpoint file.",
     )
-    add_model_arguments(summary_cmd, checkpoint_alone=True)
+    add_model_arguments(summary_cmd, checkpoint_alone=True, required=False)
     summary_cmd.add_argument(
         "--input",
         type=input_size,
@@ -136,7 +136,7 @@ def _run_summary(args: argparse.Namespace) -> int:
     from .analysis import summary
 
     defaults = {}
-    if args.input is not None and not is_checkpoint_path(args.model):
+    if args.input is not None and args.model and not is_checkpoint_path(args.model):
         defaults["in_channels"] = args.input[0]
     model, _ = model_from_args(args, defaults=defaults, device="meta")  # shapes only
     channels = model.spec.in_channels
@@ -145,13 +145,21 @@ def _run_summary(args: argparse.Namespace) -> int:
             f"--input {','.join(map(str, args.input))} has {args.input[0]} channels; the "
             f"model takes {channels}"
         )
-    print(summary(model, args.input, title=args.model))
+    print(summary(model, args.input, title=args.model or args.checkpoint))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser(argv).parse_args(argv)
+    parser = _parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    # A command's trailing words (predict's images) may follow options: argparse fills a
+    # "+" positional from its first run of words only, so later runs are added here.
+    words = getattr(args, "words", None)
+    if extra and (words is None or any(word.startswith("-") for word in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and words is not None:
+        words.extend(extra)
     return int(args.run(args))
 
 

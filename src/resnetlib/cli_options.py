@@ -2,9 +2,11 @@
 
 :func:`add_model_arguments` gives a subcommand the model positional (a registered name or a
 checkpoint file), ``--import MODULE``, every :class:`~resnetlib.ModelOverrides` field as a
-flag, ``--pretrained [TAG]`` and ``--checkpoint FILE``; :func:`model_from_args` builds the
-model they describe. :func:`guarded` turns a command's errors into one line on stderr and
-exit status 2 (``resnetlib --debug`` or ``RESNETLIB_DEBUG=1`` shows the traceback instead).
+flag, ``--pretrained`` (a flag: it never takes the next word), ``--pretrained-tag TAG`` (or
+``MODEL.TAG``) and ``--checkpoint FILE`` (alone, a resnetlib checkpoint names the model);
+:func:`model_from_args` builds the model they describe. :func:`guarded` turns a command's
+errors into one line on stderr and exit status 2 (``resnetlib --debug`` or
+``RESNETLIB_DEBUG=1`` shows the traceback instead).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "input_size",
     "model_from_args",
     "override_values",
+    "split_model_words",
 ]
 
 EXIT_USAGE = 2
@@ -162,35 +165,69 @@ def add_imports(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _PretrainedFlag(argparse.Action):
+    """``--pretrained``: takes no value, and keeps a tag ``--pretrained-tag`` already set."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if not isinstance(getattr(namespace, self.dest, None), str):
+            setattr(namespace, self.dest, True)
+
+
 def add_model_arguments(
-    parser: argparse.ArgumentParser, *, checkpoint_alone: bool, required: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    checkpoint_alone: bool,
+    required: bool = True,
+    positional: bool = True,
 ) -> None:
     """The model positional and the model options.
 
     ``checkpoint_alone``: the positional may be a checkpoint file, which describes its own
     model (evaluate, export, predict, summary); otherwise it is a registered name (train).
+    ``required=False``: the positional may be left out (``--checkpoint FILE`` names the
+    model, or ``train --resume``); ``positional=False``: the command reads it from its own
+    positionals (predict: ``[MODEL] IMAGE...``, see :func:`split_model_words`).
     """
-    what = "a registered model name (resnet56)"
+    what = "a registered model name (resnet56, or resnet50.TAG for named weights)"
     if checkpoint_alone:
         what += " or a checkpoint file (runs/r56/final.pt)"
-    parser.add_argument("model", nargs=None if required else "?", metavar="MODEL", help=what)
+    what += "; optional with --checkpoint FILE of a resnetlib checkpoint"
+    if positional:
+        parser.add_argument("model", nargs=None if required else "?", metavar="MODEL", help=what)
+    else:
+        parser.set_defaults(model=None)
     add_imports(parser)
     weights = parser.add_argument_group("weights")
     weights.add_argument(
         "--pretrained",
-        nargs="?",
-        const=True,
+        action=_PretrainedFlag,
+        default=None,
+        help="start from the model's pretrained weights (its default tag; name another with "
+        "--pretrained-tag TAG or MODEL.TAG); see resnetlib.list_pretrained()",
+    )
+    weights.add_argument(
+        "--pretrained-tag",
+        dest="pretrained",
         default=None,
         metavar="TAG",
-        help="start from the model's pretrained weights (the default tag, or TAG); see "
-        "resnetlib.list_pretrained()",
+        help="the pretrained weights TAG (implies --pretrained), as MODEL.TAG does",
     )
     weights.add_argument(
         "--checkpoint",
         default=None,
         metavar="FILE",
-        help="weights to start from: a resnetlib checkpoint or a state dict in any layout "
-        "resnetlib.load_weights reads (torchvision, timm, akamaster, mmpretrain)",
+        help="weights to start from: a resnetlib checkpoint (which alone names the model) or "
+        "a state dict in any layout resnetlib.load_weights reads (torchvision, timm, "
+        "akamaster, mmpretrain)",
     )
     overrides = parser.add_argument_group(
         "model options", "any ModelOverrides field (see help(resnetlib.ModelOverrides))"
@@ -198,6 +235,24 @@ def add_model_arguments(
     for name, hint in _override_fields().items():
         option = "--" + name.replace("_", "-")
         overrides.add_argument(option, dest=name, **_override_option(name, hint))
+
+
+def split_model_words(args: argparse.Namespace, words: Sequence[str]) -> list[str]:
+    """``[MODEL] WORD...``: set ``args.model`` from the first word and return the rest.
+
+    The first word is the model unless ``--checkpoint`` names it and that word is no
+    registered model name (then every word is the command's, an image for predict).
+    """
+    from .models.zoo import MODELS
+
+    rest = list(words)
+    if not rest:
+        return rest
+    first = rest[0]
+    if args.checkpoint is not None and first.split(".", 1)[0] not in MODELS:
+        return rest
+    args.model = rest.pop(0)
+    return rest
 
 
 def override_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -249,21 +304,30 @@ def model_from_args(
     *,
     defaults: dict[str, Any] | None = None,
     device: str | None = None,
+    adapt: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """The model that ``args`` describe, and that description as JSON (for ``run.json``).
 
-    A checkpoint file alone is loaded as saved (its spec, weights and data config); a name
-    is built by ``create_model`` with the options, ``--pretrained`` or ``--checkpoint``.
+    A checkpoint file alone (the positional, or ``--checkpoint FILE`` without a model name)
+    is loaded as saved (its spec, weights and data config); a name is built by
+    ``create_model`` with the options, ``--pretrained`` or ``--checkpoint``.
     ``defaults`` fill options the user did not give (the data's classes and channels);
-    ``device="meta"`` builds a registered model without allocating its weights.
+    with ``adapt`` they also change a checkpoint named alone (train: a new head for the
+    data's classes). ``device="meta"`` builds a registered model without allocating its
+    weights.
     """
     from .interop.checkpoint import load
     from .models.zoo import create_model
 
     import_modules(args.imports)
     options = override_values(args)
+    if args.model is None and args.checkpoint is not None:
+        return _checkpoint_alone(args, options, defaults if adapt else None)
     if args.model is None:
-        raise UsageError("name a model (a registered name or a checkpoint file)")
+        raise UsageError(
+            "name a model (a registered name or a checkpoint file), or --checkpoint FILE of a "
+            "resnetlib checkpoint"
+        )
     if is_checkpoint_path(args.model):
         path = Path(args.model)
         if not path.is_file():
@@ -296,6 +360,36 @@ def model_from_args(
         "options": options,
         "pretrained": args.pretrained,
         "checkpoint": args.checkpoint,
+        "imports": list(args.imports),
+    }
+    return model, described
+
+
+def _checkpoint_alone(
+    args: argparse.Namespace, options: dict[str, Any], defaults: dict[str, Any] | None
+) -> tuple[Any, dict[str, Any]]:
+    """``--checkpoint FILE`` without a model name: the resnetlib checkpoint's own model,
+    with a new head or input only where the options (or ``defaults``) ask for one."""
+    from .models.from_file import checkpoint_model
+
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+    if args.pretrained is not None:
+        raise UsageError("give --pretrained or --checkpoint, not both")
+    for key, value in (defaults or {}).items():
+        options.setdefault(key, value)
+    model = checkpoint_model(path, options)
+    if model is None:
+        raise UsageError(
+            f"--checkpoint {path}: a state dict, which does not say its network; name the "
+            "model it was saved from (resnetlib COMMAND MODEL --checkpoint FILE)"
+        )
+    described = {
+        "name": None,
+        "options": options,
+        "pretrained": None,
+        "checkpoint": str(path),
         "imports": list(args.imports),
     }
     return model, described

@@ -17,6 +17,7 @@ from ..cli_options import (
     int_in,
     model_from_args,
     override_values,
+    split_model_words,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
             'graph. ONNX needs the export extra: pip install "resnetlib[export]".'
         ),
     )
-    add_model_arguments(export, checkpoint_alone=True)
+    add_model_arguments(export, checkpoint_alone=True, required=False)
     export.add_argument("--format", choices=("onnx", "pt2", "hf"), required=True)
     export.add_argument(
         "--fuse", action="store_true", help="fold batch norms into convolutions first"
@@ -96,8 +97,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "centre crop, normalization) and print its top classes with their names. MODEL may "
         "be an ONNX file resnetlib exported: it runs in onnxruntime, fed as its metadata says.",
     )
-    add_model_arguments(predict, checkpoint_alone=True)
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    add_model_arguments(predict, checkpoint_alone=True, positional=False)
+    predict.add_argument(
+        "words",
+        nargs="+",
+        metavar="[MODEL] IMAGE",
+        help="the model (a registered name or a checkpoint file; left out with --checkpoint "
+        "FILE of a resnetlib checkpoint), then image files",
+    )
     predict.add_argument(
         "--top", type=int_in(1, 1000), default=5, metavar="K", help="classes shown (5)"
     )
@@ -187,6 +194,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..common import printable
     from .preprocess import predict
 
+    args.images = split_model_words(args, args.words)
+    if not args.images:
+        raise UsageError("name the image files to classify (resnetlib predict MODEL IMAGE...)")
     for path in args.images:  # before a result prints; the decoder checks each again
         if not Path(path).exists():
             raise UsageError(f"{printable(path)}: no such image file")

@@ -16,7 +16,7 @@ from ..core.spec import ResNetSpec
 from ..interop.checkpoint import Checkpoint, CheckpointError, read_weights_file
 from ..interop.convert import detect_source, layout_options, load_weights
 
-__all__ = ["model_from_file"]
+__all__ = ["checkpoint_model", "model_from_file"]
 
 
 # Fields a caller may change when loading weights: the head and the stem's input adapt.
@@ -53,21 +53,48 @@ def model_from_file(
         with torch.device("meta"):
             default, asked = factory().spec, factory(**options).spec
         _check_same_network(path, contents.spec, default, asked)
-        spec = replace(
-            contents.spec,
-            **{key: getattr(asked, key) for key in _ADAPTABLE if key in options},
+        return _from_checkpoint(
+            contents, {key: getattr(asked, key) for key in _ADAPTABLE if key in options}
         )
-        model = build(spec)
-        load_weights(model, contents.state_dict, source="resnetlib", strict=True)
-        if contents.pretrained_cfg is not None:  # with the head and input the model has now
-            set_data_config(model, contents.pretrained_cfg)
-        return model
     if source == "auto":
         source = detect_source(contents)
     for key, value in layout_options(source, contents).items():
         options.setdefault(key, value)
     model = factory(**options)
     load_weights(model, contents, source=source, strict=True)
+    return model
+
+
+def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | None:
+    """The network of the resnetlib checkpoint at ``path`` with its weights, or ``None``
+    when the file is a plain state dict (which does not say its network).
+
+    ``overrides`` may change only ``num_classes`` (a new head) and ``in_channels`` (an
+    adapted stem); any other is a ``ValueError``, since the checkpoint says the rest.
+    """
+    contents = read_weights_file(path)
+    if not isinstance(contents, Checkpoint):
+        return None
+    fixed = sorted(set(overrides) - _ADAPTABLE)
+    if fixed:
+        flags = ", ".join("--" + key.replace("_", "-") for key in fixed)
+        raise ValueError(
+            f"{flags}: the checkpoint {path} keeps the network it was saved as (only "
+            "--num-classes and --in-channels adapt it); name the model to change it"
+        )
+    return _from_checkpoint(contents, overrides)
+
+
+def _from_checkpoint(contents: Checkpoint, overrides: Mapping[str, Any]) -> ResNet:
+    """The checkpoint's network, with the adaptable fields ``overrides`` set, and its weights."""
+    spec = replace(contents.spec, **{k: v for k, v in overrides.items() if k in _ADAPTABLE})
+    model = build(spec)
+    load_weights(model, contents.state_dict, source="resnetlib", strict=True)
+    if contents.pretrained_cfg is not None:  # with the head and input the model has now
+        config = dict(contents.pretrained_cfg)
+        if spec.num_classes != contents.spec.num_classes:
+            config.pop("label_names", None)  # a new head: the old class names do not apply
+        set_data_config(model, config)
     return model
 
 

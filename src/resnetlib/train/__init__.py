@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     )
     from .pipeline import Augment, DeviceLoader, channel_stats, pixel_mean
     from .plot import plot_run, plot_runs
-    from .recipe import DIGITS, PAPER_CIFAR, PAPER_CIFAR_WARMUP, Recipe, paper_recipe, recipe_for
+    from .recipe import (
+        DIGITS,
+        FINETUNE,
+        PAPER_CIFAR,
+        PAPER_CIFAR_WARMUP,
+        Recipe,
+        paper_recipe,
+        recipe_for,
+    )
     from .run_dir import RunDirectory, RunDirectoryError
 
 _MODULES = {
@@ -35,13 +43,14 @@ _MODULES = {
     "pipeline": ("Augment", "DeviceLoader", "channel_stats", "pixel_mean"),
     "plot": ("plot_run", "plot_runs"),
     "run_dir": ("RunDirectory", "RunDirectoryError"),
-    "recipe": ("DIGITS", "PAPER_CIFAR", "PAPER_CIFAR_WARMUP", "Recipe", "paper_recipe",
+    "recipe": ("DIGITS", "FINETUNE", "PAPER_CIFAR", "PAPER_CIFAR_WARMUP", "Recipe", "paper_recipe",
                "recipe_for"),
 }  # fmt: skip
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "DIGITS",
+    "FINETUNE",
     "METRICS",
     "PAPER_CIFAR",
     "PAPER_CIFAR_WARMUP",

@@ -84,8 +84,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         type=int_in(0, 10**8),
         default=None,
         metavar="N",
-        help="training images held out for validation and best.pt (default: the recipe's, "
-        "5000 in the paper's; 0: none)",
+        help="training images held out for validation and best.pt (default: a tenth of them, "
+        "at most the recipe's val_size (5000 in the paper's), leaving at least one batch; "
+        "0: none)",
     )
     train.add_argument("--out", default=None, help="run directory (default: runs/MODEL)")
     length = train.add_mutually_exclusive_group()
@@ -94,11 +95,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     train.add_argument(
         "--recipe",
         default=None,
-        metavar="paper|digits|tinyimagenet|FILE.json",
+        metavar="paper|digits|tinyimagenet|finetune|FILE.json",
         help="the paper's CIFAR recipe (default for a path; warm-up from depth 110), the "
         "digits recipe (default for digits), the TinyImageNet recipe with a 3x3 stem "
-        "(default for TinyImageNet and 64x64 image folders), or a recipe JSON file (keys it "
-        "omits come from the paper's recipe)",
+        "(default for TinyImageNet and 64x64 image folders), the fine-tuning recipe (default "
+        "with --pretrained or --checkpoint: 10 epochs, lr 0.01 cosine), or a recipe JSON file "
+        "such as a run's recipe.json (keys it omits come from the paper's recipe)",
     )
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out (needs nothing else)"
@@ -148,7 +150,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "data config says. A file in a run directory is evaluated on that run's data and split "
         "unless --data is given.",
     )
-    add_model_arguments(evaluate, checkpoint_alone=True)
+    add_model_arguments(evaluate, checkpoint_alone=True, required=False)
     _data_arguments(evaluate)
     evaluate.add_argument(
         "--val-size",
@@ -187,7 +189,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     table6.add_argument("--models", default="resnet20,resnet32,resnet44,resnet56,resnet110")
     table6.add_argument("--seeds", type=int_in(1, 1000), default=1, metavar="N")
     table6.add_argument("--iterations", type=int_in(1, _MAX_ITERATIONS), default=None, metavar="N")
-    table6.add_argument("--val-size", type=int_in(0, 10**8), default=None, metavar="N")
+    table6.add_argument(
+        "--val-size",
+        type=int_in(0, 10**8),
+        default=None,
+        metavar="N",
+        help="training images held out for validation (default 0: train on all, as "
+        "akamaster's reproduction; 5000: the paper's 45k/5k split)",
+    )
     table6.add_argument("--batch-size", type=int_in(1, 1 << 20), default=None, metavar="N")
     table6.add_argument("--device", default=None, help="default: cuda when there is one")
     _cuda_graphs_argument(table6)
@@ -261,13 +270,17 @@ def _device(name: str | None) -> Any:
 def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
     """The recipe the options (or ``choice``) ask for, and its name for the start-up line."""
     from .data import data_layout
-    from .recipe import DIGITS, TINYIMAGENET, Recipe, paper_recipe, recipe_for
+    from .recipe import DIGITS, FINETUNE, TINYIMAGENET, Recipe, paper_recipe, recipe_for
 
-    choice, name = choice or args.recipe, args.model or ""
+    choice, name = choice or args.recipe, (args.model or "").split(".", 1)[0]
+    if choice is None and _from_weights(args):
+        choice = "finetune"
     if choice is None:
         layout = data_layout(args.data or "digits")
         choice = layout if layout in ("digits", "tinyimagenet") else "paper"
-    if choice == "digits":
+    if choice == "finetune":
+        recipe, label = FINETUNE, "the fine-tuning recipe"
+    elif choice == "digits":
         recipe, label = DIGITS, "digits recipe"
     elif choice == "tinyimagenet":
         recipe, label = TINYIMAGENET, "the TinyImageNet recipe"
@@ -281,7 +294,8 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
         path = Path(choice)
         if not os.path.lexists(path):
             raise UsageError(
-                f"--recipe {choice}: not 'paper', 'digits', 'tinyimagenet' or an existing JSON file"
+                f"--recipe {choice}: not 'paper', 'digits', 'tinyimagenet', 'finetune' or an "
+                "existing JSON file"
             )
         # The one JSON reader: a regular file, bounded, no duplicate keys or NaN.
         value = read_json(path, what="a recipe", error=UsageError)
@@ -358,9 +372,7 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as stopped:  # Ctrl-C: one line, never a traceback
         from .run_dir import RunDirectory
 
-        out = getattr(stopped, "run_dir", None) or args.out
-        if out is None and args.model is not None:
-            out = Path("runs") / args.model
+        out = getattr(stopped, "run_dir", None) or _default_out(args)
         if out is None or not RunDirectory(out).holds_run():
             print("interrupted before the run started; nothing was written", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -418,28 +430,48 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def _default_out(args: argparse.Namespace) -> Path | None:
+    """``--out``, else ``runs/MODEL`` (``runs/FILE-STEM`` for ``--checkpoint FILE`` alone)."""
+    if args.out is not None:
+        return Path(str(args.out))
+    if args.model is not None:
+        return Path("runs") / str(args.model)
+    if args.checkpoint is not None:
+        return Path("runs") / f"{Path(args.checkpoint).stem}-finetuned"
+    return None
+
+
 def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, Any], Any]:
     from ..models.zoo import MODELS
     from .run_dir import RunDirectory
 
-    if args.model is None:
-        raise UsageError("name the model to train (resnet56), or --resume a run with --out")
-    if is_checkpoint_path(args.model):
+    if args.model is None and args.checkpoint is None:
+        raise UsageError(
+            "name the model to train (resnet56) or --checkpoint FILE to start from, or "
+            "--resume a run with --out"
+        )
+    if args.model is not None and is_checkpoint_path(args.model):
         raise UsageError(
             f"{args.model}: train takes a registered model name; start from a file's weights "
-            "with NAME --checkpoint FILE"
+            "with --checkpoint FILE (the model name is optional for a resnetlib checkpoint)"
         )
     import_modules(args.imports)
     given = _given(args)
-    MODELS.get(args.model)  # an unknown name fails before the data loads
-    out = Path(args.out) if args.out is not None else Path("runs") / args.model
+    if args.model is not None:
+        MODELS.get(args.model.split(".", 1)[0])  # an unknown name fails before the data loads
+    out = _default_out(args)
+    assert out is not None
     if RunDirectory(out).holds_run():
         raise UsageError(
             f"{out} already holds a run: pass --resume to continue it, or another --out"
         )
     recipe, recipe_name = _recipe(args)
-    args.val_size = recipe.val_size
+    chosen = args.val_size
+    args.val_size = chosen or 0
     data = _load(args)
+    if chosen is None:  # the default split fits the data (Recipe.val_images)
+        data = data.hold_out(recipe.val_images(len(data.train)), args.seed or 0)
+        args.val_size = data.sizes()["val"]
     channels = data.image_shape[0]
     defaults: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": channels}
     if (
@@ -455,7 +487,7 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
     import torch
 
     torch.manual_seed(args.seed or 0)  # the same seed, the same initial weights
-    model, described = model_from_args(args, defaults=defaults)
+    model, described = model_from_args(args, defaults=defaults, adapt=True)
     _report_start(args, model)
     if args.freeze is not None:
         from ..interop.finetune import freeze
@@ -477,8 +509,10 @@ def _report_start(args: argparse.Namespace, model: Any) -> None:
 
     had: int | None = None
     if args.pretrained is not None:
-        tag = args.pretrained if isinstance(args.pretrained, str) else None
-        had = get_weights(args.model.split(".")[0], tag).num_classes
+        name, _, tag = args.model.partition(".")
+        if isinstance(args.pretrained, str):
+            tag = args.pretrained
+        had = get_weights(name, tag or None).num_classes
     elif args.checkpoint is not None:
         from ..interop.checkpoint import Checkpoint, read_weights_file
 
@@ -579,8 +613,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     exported = onnx_argument(args.model, given)  # fed as its metadata says, on the cpu
     model = exported if exported is not None else model_from_args(args)[0]
     run = None
-    if is_checkpoint_path(args.model):
-        candidate = RunDirectory(Path(args.model).parent)
+    named = args.model or args.checkpoint  # the file, when --checkpoint alone names the model
+    if args.model is None or is_checkpoint_path(args.model):
+        candidate = RunDirectory(Path(named).parent)
         run = candidate if candidate.holds_run() else None
     if args.data is not None:
         data = _load(args, model=model)
@@ -590,7 +625,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
         data = _load(args, source, model)
     else:
-        where = f"no run.json beside {args.model}" if run is None else ""
+        where = f"no run.json beside {named}" if run is None else ""
         raise UsageError(
             f"which data? pass --data PATH ({where or 'a registered model'} to say what it was "
             "trained on)"
@@ -601,7 +636,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{args.split}: top-1 accuracy {100 * result.accuracy:.2f}% (error "
         f"{100 * result.error:.2f}%), top-5 accuracy {100 * result.top5_accuracy:.2f}% (error "
         f"{100 * result.top5_error:.2f}%), loss {result.loss:.4f}, on {result.count:,} images "
-        f"of {data.test.name}; model {args.model}"
+        f"of {data.test.name}; model {named}"
     )
     return 0
 

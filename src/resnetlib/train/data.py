@@ -49,7 +49,7 @@ import pickle
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -185,6 +185,18 @@ class DataSplits:
             "val": 0 if self.val is None else len(self.val),
             "test": len(self.test),
         }
+
+    def hold_out(self, val_size: int, seed: int = 0) -> DataSplits:
+        """These splits with ``val_size`` training images held out as ``val``, drawn as
+        :func:`load_data` draws them (so ``source`` records ``val_size`` and a later
+        ``load_data(**source)`` gives the same split); ``self`` must hold none yet."""
+        check_int("val_size", val_size, 0)
+        if self.val is not None:
+            raise ValueError("hold_out: these splits already hold a validation split")
+        root = Path(str((self.source or {}).get("data", self.train.name)))
+        split = _split_val(self.train, self.test, val_size, seed, root)
+        source = None if self.source is None else {**self.source, "val_size": val_size}
+        return replace(split, source=source)
 
     def describe(self) -> str:
         """One line: the data set and its split sizes."""

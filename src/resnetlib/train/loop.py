@@ -15,6 +15,7 @@ every batch.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import json
@@ -22,6 +23,7 @@ import math
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,7 +46,7 @@ from ..validate import check_int, is_int, is_real
 from . import graphed
 from .data import DataSplits, ImageDataset, data_statistics
 from .pipeline import DeviceLoader
-from .recipe import Recipe
+from .recipe import Recipe, scaling_note
 from .run_dir import METRICS, RunDirectory, RunDirectoryError, TrainingError, read_metrics
 
 __all__ = [
@@ -560,6 +562,8 @@ class Trainer:
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None  # last: wrong, images
         self.epoch_seconds = 0.0
         self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
+        self.resumed = False  # continued from a save (resume)
+        self.shown = -math.inf  # when the progress bar's values were last set
         self.graphed, self.graphs_note = graphed.choose(self, own_optimizer=optimizer is None)
 
     def _recipe_optimizer(self, groups: Iterable[dict[str, Any]] | None) -> torch.optim.Optimizer:
@@ -603,7 +607,10 @@ class Trainer:
                 "(--resume), or choose another directory"
             )
         run.write_json("spec.json", self.model.spec.to_json())
-        run.write_json("recipe.json", self.recipe.to_json())
+        # The recipe as followed: its length, milestones and warm-up as run, so that
+        # ``--recipe DIR/recipe.json`` repeats the run (resolving a plan changes nothing).
+        followed = replace(self.plan, cuda_graphs=self.recipe.cuda_graphs)
+        run.write_json("recipe.json", followed.to_json())
         self.run_id = secrets.token_hex(8)
         run.write_info(
             {
@@ -647,6 +654,7 @@ class Trainer:
                 f"({reason}); restore this run's state.pt, or start a new run in another --out"
             ) from None
         self.run_id = info.get("run_id")
+        self.resumed = True
         self.iteration, self.epoch = state["iteration"], state["epoch"]
         self.elapsed, self.epoch_seconds = state["elapsed"], state["epoch_seconds"]
         self.warmed_up, self.best_val = state["warmed_up"], state["best_val"]
@@ -820,17 +828,30 @@ class Trainer:
         save_every_minutes: float | None,
         run_info: Mapping[str, Any],
     ) -> FitResult:
-        bar = None
-        if progress and self.process.rank == 0:
-            tqdm: Any = importlib.import_module("tqdm.auto").tqdm  # the train extra
-            bar = tqdm(
-                total=self.plan.iterations, initial=self.iteration, unit="it", dynamic_ncols=True
-            )
-        write = log or (bar.write if bar is not None else None)
-        if write is not None and self.process.rank == 0:
+        rank0 = self.process.rank == 0
+        tqdm: Any = None
+        if progress and rank0:
+            tqdm = importlib.import_module("tqdm.auto").tqdm  # the train extra
+        # The start-up line comes first, then the bar (no empty bar above the line).
+        write = log or (_bar_writer(tqdm) if tqdm is not None else None)
+        if self.finished():
+            if write is not None and rank0:
+                write(
+                    f"{self.run_dir_path()}: the run is finished (iteration "
+                    f"{self.iteration:,} of {self.plan.iterations:,}); nothing to resume, "
+                    "nothing written"
+                )
+            return self.result()
+        if write is not None and rank0:
             write(self.startup_line(run_info))
             if self.graphs_note:
                 write(self.graphs_note)
+        bar = None
+        if tqdm is not None:
+            bar = tqdm(
+                total=self.plan.iterations, initial=self.iteration, unit="it", dynamic_ncols=True
+            )
+            write = log or _bar_writer(bar)
         total = self.plan.iterations
         assert total is not None
         saver = _SaveClock(save_every, save_every_minutes)
@@ -856,15 +877,40 @@ class Trainer:
         return self.finish()
 
     def startup_line(self, run_info: Mapping[str, Any]) -> str:
+        """What the run is (model, data, device, length, recipe and how its milestones
+        scaled), or for a resumed run where it goes on."""
         total = self.plan.iterations
+        assert total is not None
+        parameters = sum(p.numel() for p in self.model.parameters())
+        what = (
+            f"{model_label(self.model)} ({parameters:,} parameters) on "
+            f"{self.data.describe()}; {self.device}"
+        )
+        if self.resumed:
+            where = self.run_dir_path()
+            return f"resuming {where} at iteration {self.iteration:,} of {total:,}: {what}"
         recipe = run_info.get("recipe_name", "custom recipe")
         where = "" if self.run_dir is None else f"; run directory {self.run_dir.path}"
-        parameters = sum(p.numel() for p in self.model.parameters())
+        scaled = scaling_note(self.recipe, self.plan, len(self.loader))
+        scaled = f"; {scaled}" if scaled else ""
         return (
-            f"{model_label(self.model)} ({parameters:,} parameters) on "
-            f"{self.data.describe()}; {self.device}; {len(self.loader)} iterations an epoch, "
-            f"{total:,} in all ({recipe}, batch {self.recipe.batch_size}){where}"
+            f"{what}; {len(self.loader)} iterations an epoch, {total:,} in all ({recipe}, "
+            f"batch {self.recipe.batch_size}{scaled}){where}"
             f"{_bf16_hint(self.device, self.recipe)}"
+        )
+
+    def run_dir_path(self) -> str:
+        """The run directory, for messages (``(no run directory)`` without one)."""
+        return "(no run directory)" if self.run_dir is None else str(self.run_dir.path)
+
+    def finished(self) -> bool:
+        """Whether a resumed run had already ended: every iteration done and ``final.pt``
+        written (then resuming writes nothing)."""
+        return (
+            self.resumed
+            and self.iteration >= (self.plan.iterations or 0)
+            and self.run_dir is not None
+            and (self.run_dir.path / "final.pt").is_file()
         )
 
     def train_epoch(
@@ -895,9 +941,10 @@ class Trainer:
             if not self.warmed_up:
                 self.warmed_up = self._warmup_over(boundary)
             if bar is not None:
+                self._show(bar, lr)
                 bar.update(1)
             if boundary:
-                self._log(bar, lr)
+                self._log(lr)
             if self.iteration >= total:
                 break
             if stop.is_set() or saver.due(self.iteration):
@@ -946,7 +993,26 @@ class Trainer:
             dist.all_reduce(batch)
         return plan.warmup_over(self.iteration, (batch[0] / batch[1]).item())
 
-    def _log(self, bar: Any, lr: float) -> None:
+    def _show(self, bar: Any, lr: float) -> None:
+        """Set the bar's loss, error and lr from the iterations since the last logging point,
+        at the first iteration and then every half second (a read of the device's sums, so
+        not every iteration), before the bar draws the iteration."""
+        now = time.monotonic()
+        if now - self.shown < 0.5 and self.iteration > 1:
+            return
+        self.shown = now
+        loss, wrong, count = (self.sums - self.logged).tolist()
+        if count:
+            bar.set_postfix(
+                {
+                    "loss": f"{loss / count:.3f}",
+                    "err": f"{100 * wrong / count:.1f}%",
+                    "lr": f"{lr:.3g}",
+                },
+                refresh=False,
+            )
+
+    def _log(self, lr: float) -> None:
         loss, wrong, count = (self.sums - self.logged).tolist()
         self.logged = self.sums.clone()
         if self.process.world_size == 1 and not math.isfinite(loss):  # ranks: at epoch end
@@ -960,15 +1026,6 @@ class Trainer:
                     "train_error": wrong / count,
                 }
             )
-            if bar is not None:
-                bar.set_postfix(
-                    {
-                        "loss": f"{loss / count:.3f}",
-                        "err": f"{100 * wrong / count:.1f}%",
-                        "lr": f"{lr:.3g}",
-                    },
-                    refresh=False,
-                )
 
     def end_epoch(self) -> dict[str, float]:
         """Evaluate, record the epoch's row, save (and ``best.pt`` when validation improved)."""
@@ -1021,6 +1078,11 @@ class Trainer:
         if self.run_dir is not None and self.history:
             self.run_dir.save_model("final.pt", final, self.history[-1])
             self.run_dir.plot(model_label(final), self.history, self.steps)
+        return self.result()
+
+    def result(self) -> FitResult:
+        """The run's result as it stands (nothing written)."""
+        final = self.evaluated
         return FitResult(
             metrics=dict(self.history[-1]) if self.history else {},
             history=tuple(self.history),
@@ -1039,6 +1101,11 @@ class Trainer:
             f"the training loss became NaN or infinite by iteration {self.iteration} (epoch "
             f"{self.epoch + 1}){kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
         )
+
+
+def _bar_writer(bar: Any) -> Callable[[str], None]:
+    """Lines printed above a tqdm bar, on its stream (stderr), so they keep their order."""
+    return functools.partial(bar.write, file=sys.stderr)
 
 
 class _SaveClock:

@@ -5,7 +5,7 @@ the modern options); :func:`resnetlib.train.fit` follows it. :data:`PAPER_CIFAR`
 recipe of He et al. (2015), section 4.2; :func:`paper_recipe` adds the paper's warm-up for
 ResNet-110 and deeper; :data:`DIGITS` is a small recipe for the built-in digits data;
 ``TINYIMAGENET`` one for 64x64 images (TinyImageNet), with the model options it is run
-with (``TINYIMAGENET_MODEL``).
+with (``TINYIMAGENET_MODEL``); :data:`FINETUNE` a short one for starting from trained weights.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIGITS",
+    "FINETUNE",
     "MAX_BATCH_SIZE",
     "MAX_EPOCHS",
     "MAX_ITERATIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "Recipe",
     "paper_recipe",
     "recipe_for",
+    "scaling_note",
 ]
 
 # Bounds: far above any real run (the paper trains 64k iterations; ImageNet's 90 epochs at
@@ -85,17 +87,19 @@ class Recipe:
     Length: exactly one of ``iterations`` and ``epochs``. ``milestones`` are in that same
     unit: with ``schedule="step"`` the lr is multiplied by ``gamma`` at each of them
     (the paper: 32k and 48k of 64k iterations); ``"cosine"`` anneals from ``lr`` to 0 and
-    ignores them. When a run's length is overridden, the milestones scale with it.
+    ignores them. When a run's length is overridden, the milestones and the warm-up cap
+    scale with it (:meth:`resolved`, for ``train`` and ``reproduce`` alike).
 
     Warm-up (the paper's ResNet-110 rule): with ``warmup_lr`` set, training starts at that lr
     and switches to ``lr`` once a training batch's error is below ``warmup_error``, or after
     ``warmup_max_iterations`` whichever comes first.
 
-    ``augment`` is the training augmentation (``None``: none); ``val_size`` images are held
-    out of the training set for validation. The modern options (``autocast``,
-    ``channels_last``, ``compile``, ``label_smoothing``, ``no_decay_norm_bias``,
-    ``ema_decay``) are off in the paper's recipe; ``autocast="bf16"`` also runs on a CPU
-    (natively fast on AVX512-BF16 and AMX CPUs; the start-up line says so).
+    ``augment`` is the training augmentation (``None``: none). ``val_size`` is the most
+    training images held out for validation: by default a run holds out a tenth of its
+    training images up to it, leaving at least one batch to train on (:meth:`val_images`).
+    The modern options (``autocast``, ``channels_last``, ``compile``, ``label_smoothing``,
+    ``no_decay_norm_bias``, ``ema_decay``) are off in the paper's recipe; ``autocast="bf16"``
+    also runs on a CPU (natively fast on AVX512-BF16 and AMX CPUs; the start-up line says so).
 
     ``cuda_graphs`` replays the whole training step as one CUDA graph
     (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply
@@ -204,7 +208,9 @@ class Recipe:
         (the plan a run follows; without ``cuda_graphs``, which changes no number).
 
         ``iterations`` or ``epochs`` (at most one) replace the recipe's length; the
-        milestones scale with it, so the schedule keeps its shape.
+        milestones and ``warmup_max_iterations`` scale with it, so the schedule keeps its
+        shape. A resolved recipe resolves to itself, so ``recipe.json`` (the plan) repeats
+        the run.
         """
         check_int("Recipe.batches_per_epoch", batches_per_epoch, 1, MAX_ITERATIONS, bound=_BOUND)
         if iterations is not None and epochs is not None:
@@ -227,11 +233,27 @@ class Recipe:
         milestones = sorted(
             {round(m * per_unit * total / own_total) for m in self.milestones} - {0}
         )
+        warmup = self.warmup_max_iterations
+        if total != own_total:
+            warmup = max(1, round(warmup * total / own_total)) if warmup else 0
         # The plan is what is computed: cuda_graphs changes how fast, so it is left out and a
         # run resumes with or without it.
         return replace(
-            self, iterations=total, epochs=None, milestones=tuple(milestones), cuda_graphs=None
+            self,
+            iterations=total,
+            epochs=None,
+            milestones=tuple(milestones),
+            warmup_max_iterations=warmup,
+            cuda_graphs=None,
         )
+
+    def val_images(self, train_images: int) -> int:
+        """Images to hold out for validation from ``train_images`` by default: a tenth, at
+        most :attr:`val_size`, and never so many that less than one batch is left to train
+        on (0 when not even that). The paper's 5,000 of CIFAR-10's 50,000 stays 5,000."""
+        check_int("train_images", train_images, 0)
+        tenth = min(self.val_size, train_images // 10)
+        return max(0, min(tenth, train_images - self.batch_size))
 
     def lr_at(self, iteration: int, warmed_up: bool = True) -> float:
         """The learning rate of (0-based) ``iteration`` of an iteration-counted recipe.
@@ -341,6 +363,44 @@ TINYIMAGENET_MODEL: Mapping[str, Any] = MappingProxyType({"stem": "cifar"})
 """The model options ``TINYIMAGENET`` trains with (where the user gives none and no
 weights fix them): the 3x3 stride-1 stem without max-pool, so a ResNet-18's last stage sees
 8x8 maps of a 64x64 image (ImageNet's 7x7/2 stem and max-pool leave 2x2)."""
+
+FINETUNE = Recipe(
+    lr=0.01,
+    iterations=None,
+    epochs=10,
+    schedule="cosine",
+    milestones=(),
+)
+"""Fine-tuning trained weights (``train --pretrained`` or ``--checkpoint`` without
+``--recipe``): the paper's SGD (momentum 0.9, weight decay 1e-4, batch 128, pad-4 crop and
+flip) at a tenth of its lr, 0.01, annealed to 0 by a cosine over 10 epochs, no warm-up.
+Where the values come from: a tenth of the from-scratch lr is the usual fine-tuning rate
+(torchvision's transfer-learning tutorial, SGD momentum 0.9, uses 0.001-0.01; Kornblith et al.
+2019, "Do Better ImageNet Models Transfer Better?", fine-tune with SGD momentum 0.9 and a
+short schedule); the weights already fit, so there is no warm-up and a few epochs suffice;
+the cosine (Loshchilov & Hutter 2017, SGDR) needs no milestones to place on a short run."""
+
+
+def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
+    """How ``plan`` (``recipe.resolved(batches_per_epoch, ...)``) scaled ``recipe``'s
+    milestones and warm-up cap to another length, for the start-up line ("milestones 32000,
+    48000 scaled to 200, 300 for 400 iterations"); empty when the length is the recipe's."""
+    per_unit = 1 if recipe.iterations is not None else batches_per_epoch
+    own_total = (recipe.iterations or 0) + (recipe.epochs or 0) * batches_per_epoch
+    if plan.iterations == own_total:
+        return ""
+    parts = []
+    if recipe.schedule == "step" and recipe.milestones:
+        before = ", ".join(str(m * per_unit) for m in recipe.milestones)
+        after = ", ".join(str(m) for m in plan.milestones) or "none"
+        parts.append(f"milestones {before} scaled to {after}")
+    if recipe.warmup_lr is not None:
+        parts.append(
+            f"warm-up cap {recipe.warmup_max_iterations} scaled to {plan.warmup_max_iterations}"
+        )
+    if not parts:
+        return ""
+    return f"{' and '.join(parts)} for {plan.iterations} iterations"
 
 
 def paper_recipe(depth: int) -> Recipe:
