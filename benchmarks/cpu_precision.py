@@ -30,13 +30,9 @@ import torch
 import torch.nn.functional as F
 
 import resnetlib
+from resnetlib.train.loop import native_bf16
 
 Step = Callable[[], None]
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def make_step(

@@ -241,7 +241,9 @@ def test_the_data_config_travels_with_the_weights(tmp_path: Path, suffix: str) -
 def test_the_data_config_is_covered_by_the_checksum(saved: tuple[rl.ResNet, Path]) -> None:
     _, path = saved
     payload = torch.load(path, weights_only=True)
-    payload["data_config"] = payload["data_config"].replace("0.4914", "0.5")
+    edited = payload["data_config"].replace('"crop_pct": 1.0', '"crop_pct": 0.9')
+    assert edited != payload["data_config"]
+    payload["data_config"] = edited
     torch.save(payload, path)
     with pytest.raises(rl.CheckpointError, match="checksum mismatch"):
         rl.load(path)
