@@ -72,8 +72,21 @@ configuration); it reads versions 1 and 2."""
 _READABLE_VERSIONS = (1, 2)
 
 
-# torch.load reports truncated, corrupted and foreign bytes through all of these.
-_READ_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, UnicodeError, KeyError)
+# torch.load reports truncated, corrupted and foreign bytes through all of these (a flipped
+# byte in a persistent id reaches torch's own code as a str where it expects a type).
+TORCH_READ_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    UnicodeError,
+    KeyError,
+    AttributeError,
+    TypeError,
+    IndexError,
+    AssertionError,
+    OverflowError,
+)
 
 
 class CheckpointError(ValueError):
@@ -272,7 +285,7 @@ def _read(path: PathLike) -> object:
         file.seek(0)
         try:
             payload = torch.load(file, map_location="cpu", weights_only=True)
-        except (*_READ_ERRORS, OSError) as error:
+        except (*TORCH_READ_ERRORS, OSError) as error:
             reason = str(error)
             if "Weights only load failed" in reason:
                 raise CheckpointError(

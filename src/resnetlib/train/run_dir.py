@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import pickle
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,7 +38,7 @@ import torch
 from ..core.data_config import config_from_dict
 from ..core.model import ResNet
 from ..files import atomic_write, open_lock, open_regular, read_json, read_text
-from ..interop.checkpoint import save
+from ..interop.checkpoint import TORCH_READ_ERRORS, save
 from ..validate import is_int
 
 __all__ = [
@@ -279,7 +278,7 @@ class RunDirectory:
                 state = torch.load(file, map_location="cpu", weights_only=True)
         except RunDirectoryError:
             raise
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        except (*TORCH_READ_ERRORS, OSError) as error:
             reason = str(error).strip().splitlines()
             first = reason[0] if reason else type(error).__name__
             if "Weights only load failed" in first:
