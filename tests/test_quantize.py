@@ -34,7 +34,7 @@ def trained() -> tuple[rl.ResNet, torch.Tensor, torch.Tensor, torch.Tensor]:
     data = load_data("digits")
     torch.manual_seed(0)
     model = rl.cifar_resnet(8, widths=(8, 16, 32), num_classes=10)
-    recipe = dataclasses.replace(DIGITS, batch_size=64, epochs=4)
+    recipe = dataclasses.replace(DIGITS, batch_size=64, epochs=6)
     result = fit(model, data, recipe, progress=False, device="cpu")
     mean = torch.tensor(result.model.pretrained_cfg["mean"]).view(3, 1, 1)
     std = torch.tensor(result.model.pretrained_cfg["std"]).view(3, 1, 1)
