@@ -24,7 +24,7 @@ import resnetlib as _rl  # noqa: E402
 
 
 def _entry_point(name: str) -> _Callable[..., _Any]:
-    factory = _rl.MODELS.get(name)
+    factory = _rl.models.MODELS.get(name)
 
     def entry_point(**kwargs: _Any) -> _Any:
         return _rl.create_model(name, **kwargs)

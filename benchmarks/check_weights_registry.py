@@ -114,7 +114,7 @@ def check_resolve(timm: Any) -> tuple[int, list[str]]:
 def _same_logits(theirs: torch.nn.Module, name: str, source: str) -> str | None:
     torch.manual_seed(0)
     ours = rl.create_model(name).eval()
-    report = rl.load_weights(ours, theirs.state_dict(), source=source, strict=True)
+    report = rl.interop.load_weights(ours, theirs.state_dict(), source=source, strict=True)
     if report.reinitialized:
         return f"{name}: head not loaded"
     theirs.eval()

@@ -8,8 +8,8 @@ interleaved round by round (one call of each variant per round, the order rotati
   channels_last input and weights): torchvision's ResNet-18/50 when torchvision imports,
   else :class:`TVResNet` below (torchvision's ResNet code, copied); the reference CIFAR
   ResNet-56 of benchmarks/compare.py for ResNet-56;
-- resnetlib eager, fused (:func:`resnetlib.fuse_bn`), fused + channels_last, and the
-  compiled fast path (``resnetlib.optimize_for_inference(model, compile=True)``);
+- resnetlib eager, fused (:func:`resnetlib.deploy.fuse_bn`), fused + channels_last, and the
+  compiled fast path (``resnetlib.deploy.optimize_for_inference(model, compile=True)``);
 - resnetlib int8 (:func:`resnetlib.deploy.quantize`, calibrated on 4 random batches: speed
   does not depend on the calibration), eager and compiled (``compile=True``).
 
@@ -229,8 +229,8 @@ def cpu_rows(name: str, batch: int, size: int, args: argparse.Namespace) -> None
     variants: dict[str, nn.Module] = {
         "peer eager": peer,
         "resnetlib eager": lib,
-        "resnetlib fused": resnetlib.fuse_bn(lib),
-        "resnetlib fused + channels_last": resnetlib.optimize_for_inference(lib),
+        "resnetlib fused": resnetlib.deploy.fuse_bn(lib),
+        "resnetlib fused + channels_last": resnetlib.deploy.optimize_for_inference(lib),
     }
     inputs = dict.fromkeys(variants, x)
     if args.compile:
@@ -240,7 +240,7 @@ def cpu_rows(name: str, batch: int, size: int, args: argparse.Namespace) -> None
             peer_cl, options={"freezing": True}
         )
         inputs["peer compiled (freezing, channels_last)"] = x_cl
-        variants["resnetlib compiled fast path"] = resnetlib.optimize_for_inference(
+        variants["resnetlib compiled fast path"] = resnetlib.deploy.optimize_for_inference(
             lib, compile=True
         )
         inputs["resnetlib compiled fast path"] = x
@@ -294,7 +294,7 @@ def gpu_rows(args: argparse.Namespace, device: torch.device) -> None:
     models = {
         "peer eager": peer,
         "resnetlib eager": lib,
-        "resnetlib fused + channels_last": resnetlib.optimize_for_inference(lib),
+        "resnetlib fused + channels_last": resnetlib.deploy.optimize_for_inference(lib),
     }
     print(f"\nResNet-50 inference, batch {batch} at {size}x{size}, images/s; peer: {peer_label}")
     print("| variant | fp32 | bf16 autocast |")

@@ -62,7 +62,7 @@ class SEBasicBlock(rl.ResidualBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
         # Block options, settable from ResNetSpec.block_options:
         se_reduction: int = 16,
     ) -> None:
@@ -75,10 +75,10 @@ class SEBasicBlock(rl.ResidualBlock):
             downsample=downsample,
             residual=residual,
         )
-        self.conv1 = rl.conv3x3(in_channels, width, stride)
+        self.conv1 = rl.nn.conv3x3(in_channels, width, stride)
         self.bn1 = norm_layer(width)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = rl.conv3x3(width, self.out_channels)
+        self.conv2 = rl.nn.conv3x3(width, self.out_channels)
         self.bn2 = norm_layer(self.out_channels)
         self.se = SqueezeExcitation(self.out_channels, se_reduction)
 
@@ -93,7 +93,7 @@ class SEBasicBlock(rl.ResidualBlock):
     def zero_init_last(self) -> None:
         # With zero_init_residual=True the branch must start at zero: zero the last
         # norm's scale. The SE gate then multiplies zeros, so the branch output is zero.
-        rl.zero_norm_weight(self.bn2)
+        rl.nn.zero_norm_weight(self.bn2)
 
 
 rl.register_block("se_basic", SEBasicBlock)
@@ -108,7 +108,7 @@ def se_resnet20(*, se_reduction: int = 4, **overrides: Unpack[rl.ModelOverrides]
     spec = dataclasses.replace(
         rl.cifar_spec(20), block="se_basic", block_options={"se_reduction": se_reduction}
     )
-    return rl.build(rl.apply_overrides(spec, overrides, "se_resnet20"))
+    return rl.build(rl.core.apply_overrides(spec, overrides, "se_resnet20"))
 
 
 rl.register_model("se_resnet20", se_resnet20)

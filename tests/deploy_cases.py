@@ -120,13 +120,13 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> None:
     for module in model.modules():
         for name in ("running_mean", "bias"):
             tensor = getattr(module, name, None)
-            if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, rl.FrozenBatchNorm2d)) and (
+            if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, rl.nn.FrozenBatchNorm2d)) and (
                 isinstance(tensor, torch.Tensor)
             ):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) - 0.5)
         for name in ("running_var", "weight"):
             tensor = getattr(module, name, None)
-            if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, rl.FrozenBatchNorm2d)) and (
+            if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, rl.nn.FrozenBatchNorm2d)) and (
                 isinstance(tensor, torch.Tensor)
             ):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)

@@ -9,7 +9,7 @@ from resnetlib.testing.strategies import Case, block_options, cases, specs
 BLOCKS = testing_strategies.BUILTIN_BLOCKS
 STEMS = testing_strategies.BUILTIN_STEMS
 SHORTCUTS = testing_strategies.BUILTIN_SHORTCUTS
-RESIDUAL_SHORTCUTS = tuple(s for s in SHORTCUTS if rl.SHORTCUTS.get(s).adds_shortcut)
+RESIDUAL_SHORTCUTS = tuple(s for s in SHORTCUTS if rl.nn.SHORTCUTS.get(s).adds_shortcut)
 NORMS = testing_strategies.BUILTIN_NORMS
 ACTS = testing_strategies.BUILTIN_ACTS
 

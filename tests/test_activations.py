@@ -19,9 +19,9 @@ def test_a_torch_activation_class_means_its_registered_name(cls: type, name: str
 
 
 def test_a_class_registered_by_the_user_keeps_the_users_name() -> None:
-    rl.register_act("test_plain_relu", nn.ReLU)
+    rl.nn.register_act("test_plain_relu", nn.ReLU)
     try:
         assert rl.resnet20(act=nn.ReLU).spec.act == "test_plain_relu"
     finally:
-        rl.ACTIVATIONS.unregister("test_plain_relu")
+        rl.nn.ACTIVATIONS.unregister("test_plain_relu")
     assert rl.resnet20(act=nn.ReLU).spec.act == "relu"

@@ -97,7 +97,7 @@ def test_output_fmt_other_than_nchw_is_refused() -> None:
 
 def test_features_only_loads_a_classifier_checkpoint_strictly() -> None:
     backbone = rl.create_model("resnet50", features_only=True, out_indices=(1, 2, 3, 4))
-    assert isinstance(backbone, rl.ResNetFeatures)
+    assert isinstance(backbone, rl.core.ResNetFeatures)
     assert [info["num_chs"] for info in backbone.feature_info] == [256, 512, 1024, 2048]
     assert [info["reduction"] for info in backbone.feature_info] == [4, 8, 16, 32]
     classifier = rl.resnet50().state_dict()
@@ -111,7 +111,7 @@ def test_features_equal_the_models_intermediates(
     size: tuple[int, int], device: torch.device
 ) -> None:
     model = tiny_imagenet().to(device).eval()
-    backbone = rl.features(model, out_indices=(1, 2, 3, 4))
+    backbone = rl.core.features(model, out_indices=(1, 2, 3, 4))
     x = torch.randn(2, 3, *size, device=device)
     expected = model.forward_intermediates(x, (1, 2, 3, 4), intermediates_only=True)
     got = backbone(x)
@@ -144,7 +144,7 @@ def test_a_final_norm_after_the_last_stage_is_kept_and_applied(tmp_path: Path) -
     nn.init.uniform_(model.norm.bn.weight)
     x = torch.randn(1, 3, 40, 40)
     expected = model.forward_features(x)
-    backbone = rl.features(model, out_indices=(1, 4))
+    backbone = rl.core.features(model, out_indices=(1, 4))
     assert "norm" in dict(backbone.named_children())
     torch.testing.assert_close(backbone(x)[-1], expected, rtol=0, atol=0)
     final, maps = model.forward_intermediates(x, norm=True)
@@ -183,7 +183,7 @@ def test_fx_symbolic_trace(device: torch.device) -> None:
     x = torch.randn(2, 3, 33, 47, device=device)
     traced = torch.fx.symbolic_trace(model)
     torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)
-    backbone = rl.features(model, out_indices=(1, 3))
+    backbone = rl.core.features(model, out_indices=(1, 3))
     traced_features = torch.fx.symbolic_trace(backbone)
     for a, b in zip(traced_features(x), backbone(x), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

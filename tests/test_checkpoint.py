@@ -82,7 +82,7 @@ def test_round_trip_on_device(device: torch.device, tmp_path: Path) -> None:
 
 def test_read_checkpoint_gives_spec_and_metadata(saved: tuple[rl.ResNet, Path]) -> None:
     model, path = saved
-    checkpoint = rl.read_checkpoint(path)
+    checkpoint = rl.interop.read_checkpoint(path)
     assert checkpoint.spec == model.spec
     assert checkpoint.metadata == {"epoch": 12, "top1": 91.25}
     assert checkpoint.format_version == FORMAT_VERSION == 2
@@ -257,7 +257,7 @@ def test_version_1_files_still_load(saved: tuple[rl.ResNet, Path]) -> None:
     payload["format_version"] = 1
     payload["sha256"] = _digest(payload["spec"], payload["metadata"], payload["state_dict"])
     torch.save(payload, path)
-    checkpoint = rl.read_checkpoint(path)
+    checkpoint = rl.interop.read_checkpoint(path)
     assert checkpoint.format_version == 1
     assert checkpoint.pretrained_cfg is None
     loaded = rl.load(path)
@@ -303,7 +303,7 @@ def test_unregistered_block_names_the_known_ones(tmp_path: Path) -> None:
         path = tmp_path / "custom.pt"
         rl.save(model, path)
     finally:
-        rl.BLOCKS.unregister("test_checkpoint_block")
+        rl.nn.BLOCKS.unregister("test_checkpoint_block")
     with pytest.raises(KeyError) as info:
         rl.load(path)
     message = str(info.value)
@@ -314,7 +314,7 @@ def test_unregistered_block_names_the_known_ones(tmp_path: Path) -> None:
     try:
         assert_identical(rl.load(path), model)
     finally:
-        rl.BLOCKS.unregister("test_checkpoint_block")
+        rl.nn.BLOCKS.unregister("test_checkpoint_block")
 
 
 def test_save_refuses_what_load_could_not_rebuild(tmp_path: Path) -> None:
@@ -358,11 +358,11 @@ def test_the_spec_check_builds_once_per_spec_and_registered_type(
         custom = rl.cifar_resnet(20, block="test_recheck")
         rl.save(custom, tmp_path / "b.pt")
     finally:
-        rl.BLOCKS.unregister("test_recheck")
+        rl.nn.BLOCKS.unregister("test_recheck")
     rl.register_block("test_recheck", OtherBlock)  # the same name, another type
     try:
         with pytest.raises(ValueError, match=r"no longer matches its spec.*layer1\.0\.extra"):
             rl.save(custom, tmp_path / "c.pt")
     finally:
-        rl.BLOCKS.unregister("test_recheck")
+        rl.nn.BLOCKS.unregister("test_recheck")
     assert built == ["basic", "test_recheck", "test_recheck"]

@@ -148,7 +148,7 @@ def test_import_loads_a_users_models_and_version_and_help_read_plainly(
         assert main(["summary", "my_cli_resnet8", "--num-classes", "4"]) == 0
         assert "head    4" in capsys.readouterr().out
     finally:
-        rl.MODELS.unregister("my_cli_resnet8")
+        rl.models.MODELS.unregister("my_cli_resnet8")
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0

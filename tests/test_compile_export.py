@@ -86,7 +86,7 @@ def test_compiled_fast_path_matches_eager() -> None:
     """Inductor with freezing (``optimize_for_inference(compile=True)``), end to end."""
     model = Families().eval()
     x = torch.randn(2, 3, 16, 16)
-    fast = rl.optimize_for_inference(model, compile=True, example_input=x)
+    fast = rl.deploy.optimize_for_inference(model, compile=True, example_input=x)
     with torch.no_grad():
         _assert_all_close(fast(x), model(x))
 

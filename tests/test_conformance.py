@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Every name registered when this module is imported: blocks, shortcuts and stems that
 # other modules add to the registries are covered without editing this file.
-BUILTIN_BLOCKS = list(rl.BLOCKS)
-BUILTIN_SHORTCUTS = list(rl.SHORTCUTS)
-BUILTIN_STEMS = list(rl.STEMS)
+BUILTIN_BLOCKS = list(rl.nn.BLOCKS)
+BUILTIN_SHORTCUTS = list(rl.nn.SHORTCUTS)
+BUILTIN_STEMS = list(rl.nn.STEMS)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -111,8 +111,8 @@ class TinyBlock(rl.ResidualBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
-        act_layer: rl.ActLayer = nn.ReLU,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
+        act_layer: rl.nn.ActLayer = nn.ReLU,
         drop_path: float = 0.0,
         dilation: int = 1,
     ) -> None:
@@ -125,10 +125,10 @@ class TinyBlock(rl.ResidualBlock):
             drop_path=drop_path,
             dilation=dilation,
         )
-        self.conv1 = rl.conv3x3(in_channels, width, stride, dilation=dilation)
+        self.conv1 = rl.nn.conv3x3(in_channels, width, stride, dilation=dilation)
         self.bn1 = norm_layer(width)
         self.act = act_layer()
-        self.conv2 = rl.conv3x3(width, self.out_channels, dilation=dilation)
+        self.conv2 = rl.nn.conv3x3(width, self.out_channels, dilation=dilation)
         self.bn2 = norm_layer(self.out_channels)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,16 +140,16 @@ class TinyBlock(rl.ResidualBlock):
         return out
 
     def zero_init_last(self) -> None:
-        rl.zero_norm_weight(self.bn2)
+        rl.nn.zero_norm_weight(self.bn2)
 
 
 def test_an_unregistered_block_conforms_and_stays_unregistered() -> None:
-    before = list(rl.BLOCKS)
+    before = list(rl.nn.BLOCKS)
     report = check_block(TinyBlock)
     assert_conforms(report)
     assert report.subject == "block TinyBlock"
     assert "_conformance_block_" in report["spec"].detail
-    assert list(rl.BLOCKS) == before
+    assert list(rl.nn.BLOCKS) == before
 
 
 def test_a_block_registered_at_run_time_conforms() -> None:
@@ -157,7 +157,7 @@ def test_a_block_registered_at_run_time_conforms() -> None:
     try:
         report = check_block("test_conformance_tiny", raise_on_failure=True)
     finally:
-        rl.BLOCKS.unregister("test_conformance_tiny")
+        rl.nn.BLOCKS.unregister("test_conformance_tiny")
     assert report.subject == "block 'test_conformance_tiny' (TinyBlock)"
     assert "'test_conformance_tiny'" in report["spec"].detail
 
@@ -172,7 +172,7 @@ def test_a_block_without_the_optional_keywords_skips_those_checks() -> None:
             stride: int = 1,
             downsample: nn.Module | None = None,
             residual: bool = True,
-            norm_layer: rl.NormLayer = nn.BatchNorm2d,
+            norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
         ) -> None:
             super().__init__(
                 in_channels=in_channels,
@@ -201,7 +201,7 @@ def test_the_custom_block_example_conforms() -> None:
         spec.loader.exec_module(module)  # registers "se_basic" and "se_resnet20"
         report = check_block(module.SEBasicBlock, block_options={"se_reduction": 4})
     finally:
-        for registry, name in ((rl.BLOCKS, "se_basic"), (rl.MODELS, "se_resnet20")):
+        for registry, name in ((rl.nn.BLOCKS, "se_basic"), (rl.models.MODELS, "se_resnet20")):
             if name in registry:
                 registry.unregister(name)
         del sys.modules[spec.name]
@@ -237,7 +237,7 @@ class WrongOutChannels(TinyBlock):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.out_channels = self.width
-        self.conv2 = rl.conv3x3(self.width, self.width)
+        self.conv2 = rl.nn.conv3x3(self.width, self.width)
         self.bn2 = nn.BatchNorm2d(self.width)
 
 
@@ -397,7 +397,7 @@ def test_unknown_block_option_fails_interface() -> None:
 def test_argument_errors() -> None:
     with pytest.raises(ValueError, match="unknown check"):
         check_block("basic", only=["shape"])
-    with pytest.raises(rl.UnknownNameError, match="did you mean 'basic'"):
+    with pytest.raises(rl.registry.UnknownNameError, match="did you mean 'basic'"):
         check_block("basik")
     with pytest.raises(TypeError, match="expected a block class"):
         check_block(rl.BasicBlock(in_channels=4, width=4))  # type: ignore[arg-type]
@@ -419,7 +419,7 @@ def test_report_text_names_each_check() -> None:
 
 class IdentityWhereShapeChanges(rl.ShortcutStrategy):
     def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.NormLayer
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.nn.NormLayer
     ) -> nn.Module | None:
         return None
 
@@ -428,16 +428,16 @@ class PlainWithModule(rl.ShortcutStrategy):
     adds_shortcut = False
 
     def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.NormLayer
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.nn.NormLayer
     ) -> nn.Module | None:
-        return rl.conv1x1(in_channels, out_channels, stride)
+        return rl.nn.conv1x1(in_channels, out_channels, stride)
 
 
 class WrongStrideProjection(rl.ShortcutStrategy):
     def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.NormLayer
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.nn.NormLayer
     ) -> nn.Module | None:
-        return nn.Sequential(rl.conv1x1(in_channels, out_channels), norm_layer(out_channels))
+        return nn.Sequential(rl.nn.conv1x1(in_channels, out_channels), norm_layer(out_channels))
 
 
 @pytest.mark.parametrize(
@@ -460,10 +460,10 @@ class MislabelledStem(rl.Stem):
     reduction: ClassVar[int] = 4
 
     def __init__(
-        self, *, in_channels: int, out_channels: int, norm_layer: rl.NormLayer = nn.BatchNorm2d
+        self, *, in_channels: int, out_channels: int, norm_layer: rl.nn.NormLayer = nn.BatchNorm2d
     ) -> None:
         layers = OrderedDict(
-            conv1=rl.conv3x3(in_channels, out_channels, stride=2),
+            conv1=rl.nn.conv3x3(in_channels, out_channels, stride=2),
             fc=norm_layer(out_channels),
         )
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
@@ -475,7 +475,7 @@ def test_a_broken_stem_fails_shapes_names_and_spec() -> None:
     assert "expected (2, 8, 8, 12) (out_channels 8, reduction 4)" in report["shapes"].detail
     assert "['fc'] clash" in report["names"].detail
     assert report.names("skipped") == ["act_layer"]
-    assert "MislabelledStem" not in " ".join(rl.STEMS)  # the temporary name is gone
+    assert "MislabelledStem" not in " ".join(rl.nn.STEMS)  # the temporary name is gone
 
 
 class HardCodedReLUStem(rl.Stem):
@@ -486,11 +486,11 @@ class HardCodedReLUStem(rl.Stem):
         *,
         in_channels: int,
         out_channels: int,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
-        act_layer: rl.ActLayer = nn.ReLU,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
+        act_layer: rl.nn.ActLayer = nn.ReLU,
     ) -> None:
         layers = OrderedDict(
-            conv1=rl.conv3x3(in_channels, out_channels),
+            conv1=rl.nn.conv3x3(in_channels, out_channels),
             bn1=norm_layer(out_channels),
             relu=nn.ReLU(),
         )

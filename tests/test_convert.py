@@ -58,7 +58,7 @@ def test_akamaster_weights_give_their_logits(depth: int) -> None:
     checkpoint = released_checkpoint(reference)
     assert all(key.startswith("module.") for key in checkpoint["state_dict"])
     model = rl.create_model(f"resnet{depth}", shortcut="A_both").double()
-    report = rl.load_weights(model, checkpoint)
+    report = rl.interop.load_weights(model, checkpoint)
     assert report.source == "akamaster"
     assert report.reinitialized == report.adapted == report.missing == ()
     x = cifar_input()
@@ -71,16 +71,16 @@ def test_akamaster_trap_end_padding_computes_something_else() -> None:
     """Option A padding at the end loads silently with load_state_dict but differs; we refuse."""
     reference = akamaster(20)
     checkpoint = released_checkpoint(reference)
-    weights = rl.convert_state_dict(checkpoint, source="akamaster")
+    weights = rl.interop.convert_state_dict(checkpoint, source="akamaster")
     end_padded = rl.resnet20().double()
     end_padded.load_state_dict(weights, strict=True)  # no parameters tell the two apart
     x = cifar_input()
     assert (run(end_padded, x) - run(reference, x)).abs().max() > 1e-3
     with pytest.raises(ValueError, match=r"both sides.*shortcut='A_both'") as info:
-        rl.load_weights(rl.resnet20(), checkpoint)
+        rl.interop.load_weights(rl.resnet20(), checkpoint)
     assert "layer2.0.downsample" in str(info.value)
     with pytest.raises(ValueError, match="adds no shortcuts"):
-        rl.load_weights(rl.plain20(), checkpoint)
+        rl.interop.load_weights(rl.plain20(), checkpoint)
 
 
 def test_create_model_from_akamaster_file_picks_both_sided_padding(tmp_path: Path) -> None:
@@ -110,12 +110,12 @@ def test_akamaster_option_b_and_old_checkpoints(tmp_path: Path) -> None:
 
 def test_akamaster_layout_round_trip() -> None:
     ours = rl.resnet20(shortcut="B").state_dict()
-    theirs = rl.convert_state_dict(ours, target="akamaster")
+    theirs = rl.interop.convert_state_dict(ours, target="akamaster")
     assert "linear.weight" in theirs
     assert "layer2.0.shortcut.1.running_var" in theirs
     assert not [key for key in theirs if key.startswith("fc.") or "downsample" in key]
     assert set(theirs) == set(AkamasterResNet(3, option="B").state_dict())
-    assert_same_tensors(rl.convert_state_dict(theirs, source="akamaster"), ours)
+    assert_same_tensors(rl.interop.convert_state_dict(theirs, source="akamaster"), ours)
 
 
 # --- mmpretrain ----------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_mmpretrain_layout_round_trip(
     """Ours -> mmpretrain's documented names -> ours is the identity, tensor by tensor."""
     source = filled(name, **overrides)
     ours = source.state_dict()
-    theirs = rl.convert_state_dict(ours, target="mmpretrain")
+    theirs = rl.interop.convert_state_dict(ours, target="mmpretrain")
     assert list(theirs["backbone.conv1.weight"].shape) == stem_shape
     assert "backbone.bn1.running_mean" in theirs
     assert "backbone.layer1.0.conv2.weight" in theirs
@@ -145,7 +145,7 @@ def test_mmpretrain_layout_round_trip(
     assert all(key.startswith(("backbone.", "head.fc.")) for key in theirs)
     checkpoint = {"meta": {"epoch": 100}, "state_dict": theirs}
     model = rl.create_model(name, **overrides).double()
-    report = rl.load_weights(model, checkpoint)
+    report = rl.interop.load_weights(model, checkpoint)
     assert report.source == "mmpretrain"
     assert_same_tensors(model.state_dict(), ours)
 
@@ -171,7 +171,7 @@ def test_mmpretrain_weights_give_their_logits(
     reference = reference.double().eval()
     checkpoint = mmpretrain.released_checkpoint(reference)
     model = rl.create_model(name, **overrides).double()
-    report = rl.load_weights(model, checkpoint, adapt_stem=False, new_head=False)
+    report = rl.interop.load_weights(model, checkpoint, adapt_stem=False, new_head=False)
     assert report.source == "mmpretrain"
     assert set(report.loaded) == set(model.state_dict())
     # 36x44: odd sizes where ResNetV1d's average pools round up (ceil_mode=True).
@@ -179,7 +179,7 @@ def test_mmpretrain_weights_give_their_logits(
     expected = run(reference, x)
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(run(model, x), expected, rtol=0, atol=1e-10)
-    theirs = rl.convert_state_dict(model.state_dict(), target="mmpretrain")
+    theirs = rl.interop.convert_state_dict(model.state_dict(), target="mmpretrain")
     assert_same_tensors(theirs, checkpoint["state_dict"])
 
 
@@ -192,17 +192,17 @@ def test_mmpretrain_v1d_projections() -> None:
     assert "backbone.layer2.0.downsample.0.weight" not in theirs
     assert "backbone.stem.2.bn.running_var" in theirs
     assert not [key for key in theirs if key.startswith(("backbone.conv1", "backbone.bn1"))]
-    ours = rl.convert_state_dict(theirs, source="mmpretrain")
+    ours = rl.interop.convert_state_dict(theirs, source="mmpretrain")
     assert list(ours) == list(rl.resnet50d().state_dict())
 
 
 def test_mmpretrain_extra_entries_are_unexpected() -> None:
     # Not what their checkpoints hold (ClsDataPreprocessor's mean is non-persistent): any
     # entry outside backbone.* and head.fc.* keeps its name and is reported.
-    theirs = rl.convert_state_dict(rl.resnet18().state_dict(), target="mmpretrain")
+    theirs = rl.interop.convert_state_dict(rl.resnet18().state_dict(), target="mmpretrain")
     theirs["data_preprocessor.mean"] = torch.zeros(3)
-    with pytest.raises(rl.WeightsMismatchError, match=r"data_preprocessor\.mean"):
-        rl.load_weights(rl.resnet18(), theirs)
+    with pytest.raises(rl.interop.WeightsMismatchError, match=r"data_preprocessor\.mean"):
+        rl.interop.load_weights(rl.resnet18(), theirs)
 
 
 # --- torchvision and timm ------------------------------------------------------------------
@@ -214,11 +214,11 @@ def test_to_torchvision_round_trip(name: str) -> None:
     reference = json.loads((FIXTURES / "torchvision_resnet.json").read_text())
     expected = [(key, shape) for key, shape in reference["models"][name]["state_dict"]]
     ours = filled(name).state_dict()
-    theirs = rl.to_torchvision(ours)
+    theirs = rl.interop.to_torchvision(ours)
     assert [(key, list(t.shape)) for key, t in theirs.items()] == expected
-    assert theirs == rl.convert_state_dict(ours, target="torchvision")
+    assert theirs == rl.interop.convert_state_dict(ours, target="torchvision")
     back = rl.create_model(name).double()
-    rl.load_weights(back, theirs, source="torchvision")
+    rl.interop.load_weights(back, theirs, source="torchvision")
     assert_same_tensors(back.state_dict(), ours)
     torch.testing.assert_close(
         run(back, fixed_input()),
@@ -232,13 +232,13 @@ def test_to_torchvision_rejects_layouts_it_cannot_express() -> None:
     state = rl.resnet18().state_dict()
     state["conv1.0.weight"] = state.pop("conv1.weight")  # a deep stem
     with pytest.raises(ValueError, match=r"torchvision's ResNet has no entries named conv1\.0"):
-        rl.to_torchvision(state)
+        rl.interop.to_torchvision(state)
 
 
 def test_timm_layout_is_torchvision_layout() -> None:
     ours = rl.resnet50().state_dict()
-    assert_same_tensors(rl.convert_state_dict(ours, source="timm"), ours)
-    assert_same_tensors(rl.convert_state_dict(ours, target="timm"), ours)
+    assert_same_tensors(rl.interop.convert_state_dict(ours, source="timm"), ours)
+    assert_same_tensors(rl.interop.convert_state_dict(ours, target="timm"), ours)
 
 
 # --- unwrapping, detection, arguments ------------------------------------------------------
@@ -247,25 +247,27 @@ def test_timm_layout_is_torchvision_layout() -> None:
 def test_unwraps_wrappers_and_prefixes() -> None:
     ours = rl.resnet20().state_dict()
     nested = {"model": {f"module._orig_mod.{k}": v for k, v in ours.items()}, "epoch": 3}
-    assert_same_tensors(rl.convert_state_dict(nested, source="resnetlib"), ours)
+    assert_same_tensors(rl.interop.convert_state_dict(nested, source="resnetlib"), ours)
     with pytest.raises(ValueError, match=r"not: epoch"):
-        rl.convert_state_dict({**ours, "epoch": 3})
+        rl.interop.convert_state_dict({**ours, "epoch": 3})
 
 
 @pytest.mark.parametrize("layout", ["resnetlib", "akamaster", "mmpretrain"])
 def test_detects_layout(layout: str) -> None:
-    theirs = rl.convert_state_dict(rl.resnet20(shortcut="A_both").state_dict(), target=layout)
-    weights = rl.convert_state_dict({"state_dict": theirs})
+    theirs = rl.interop.convert_state_dict(
+        rl.resnet20(shortcut="A_both").state_dict(), target=layout
+    )
+    weights = rl.interop.convert_state_dict({"state_dict": theirs})
     assert list(weights) == list(rl.resnet20().state_dict())
-    assert rl.load_weights(rl.resnet20(shortcut="A_both"), theirs).source == layout
+    assert rl.interop.load_weights(rl.resnet20(shortcut="A_both"), theirs).source == layout
 
 
 def test_unknown_layout_names_the_allowed_ones() -> None:
     state = rl.resnet20().state_dict()
     with pytest.raises(ValueError, match=r"source must be one of auto, resnetlib, torchvision"):
-        rl.convert_state_dict(state, source="caffe")
+        rl.interop.convert_state_dict(state, source="caffe")
     with pytest.raises(ValueError, match=r"target must be one of resnetlib, .*mmpretrain"):
-        rl.convert_state_dict(state, target="auto")
+        rl.interop.convert_state_dict(state, target="auto")
 
 
 # --- mismatches ----------------------------------------------------------------------------
@@ -276,8 +278,8 @@ def test_mismatch_error_lists_missing_unexpected_and_misshapen_keys() -> None:
     del weights["layer1.0.conv1.weight"]
     weights["layer9.0.conv1.weight"] = torch.zeros(1)
     model = rl.cifar_resnet(20, widths=(16, 32, 80))  # layer3 is wider
-    with pytest.raises(rl.WeightsMismatchError) as info:
-        rl.load_weights(model, weights)
+    with pytest.raises(rl.interop.WeightsMismatchError) as info:
+        rl.interop.load_weights(model, weights)
     error = info.value
     assert isinstance(error, ValueError)
     message = str(error)
@@ -286,13 +288,13 @@ def test_mismatch_error_lists_missing_unexpected_and_misshapen_keys() -> None:
     assert "layer3.0.conv1.weight (model [80, 32, 3, 3], weights [64, 32, 3, 3])" in message
     assert error.missing == ["layer1.0.conv1.weight"]
     assert error.unexpected == ["layer9.0.conv1.weight"]
-    assert rl.ShapeMismatch("layer3.0.conv1.weight", (80, 32, 3, 3), (64, 32, 3, 3)) in (
+    assert rl.interop.ShapeMismatch("layer3.0.conv1.weight", (80, 32, 3, 3), (64, 32, 3, 3)) in (
         error.mismatched
     )
     assert all(m.key.startswith("layer3.") for m in error.mismatched)
 
     # strict=False loads what fits and reports the rest.
-    report = rl.load_weights(model, weights, strict=False)
+    report = rl.interop.load_weights(model, weights, strict=False)
     assert report.missing == ("layer1.0.conv1.weight",)
     assert report.unexpected == ("layer9.0.conv1.weight",)
     assert {m.key for m in report.mismatched} == {m.key for m in error.mismatched}
@@ -308,7 +310,7 @@ def test_one_channel_stem_is_the_sum() -> None:
     """A gray image through the summed stem equals its 3-channel replica through the original."""
     source = filled("resnet18")
     gray = rl.resnet18(in_channels=1).double()
-    report = rl.load_weights(gray, source.state_dict())
+    report = rl.interop.load_weights(gray, source.state_dict())
     assert report.adapted == ("conv1.weight",)
     assert report.reinitialized == ()
     torch.testing.assert_close(
@@ -323,7 +325,7 @@ def test_wider_stem_repeats_and_rescales(copies: int) -> None:
     """``in_channels = k * 3``: k copies of an image give the original model's output."""
     source = filled("resnet20")
     wide = rl.resnet20(in_channels=3 * copies).double()
-    report = rl.load_weights(wide, source.state_dict())
+    report = rl.interop.load_weights(wide, source.state_dict())
     assert report.adapted == ("conv1.weight",)
     x = cifar_input()
     torch.testing.assert_close(
@@ -333,24 +335,28 @@ def test_wider_stem_repeats_and_rescales(copies: int) -> None:
 
 def test_adapt_input_channels_uneven() -> None:
     weight = torch.randn(8, 3, 3, 3, dtype=torch.float64)
-    adapted = rl.adapt_input_channels(weight, in_channels=4)
+    adapted = rl.interop.adapt_input_channels(weight, in_channels=4)
     assert adapted.shape == (8, 4, 3, 3)
     torch.testing.assert_close(adapted[:, :3], weight * 0.75, rtol=0, atol=0)
     torch.testing.assert_close(adapted[:, 3], weight[:, 0] * 0.75, rtol=0, atol=0)
     with pytest.raises(ValueError, match="in_channels must be an int >= 1; got 0"):
-        rl.adapt_input_channels(weight, in_channels=0)
+        rl.interop.adapt_input_channels(weight, in_channels=0)
 
 
 def test_stem_adaptation_can_be_refused() -> None:
-    with pytest.raises(rl.WeightsMismatchError, match=r"conv1\.weight \(model \[64, 1, 7, 7\]"):
-        rl.load_weights(rl.resnet18(in_channels=1), rl.resnet18().state_dict(), adapt_stem=False)
+    with pytest.raises(
+        rl.interop.WeightsMismatchError, match=r"conv1\.weight \(model \[64, 1, 7, 7\]"
+    ):
+        rl.interop.load_weights(
+            rl.resnet18(in_channels=1), rl.resnet18().state_dict(), adapt_stem=False
+        )
 
 
 def test_new_num_classes_gets_a_fresh_head() -> None:
     source = filled("resnet18")
     model = rl.resnet18(num_classes=7).double()
     head = model.fc.weight.clone()
-    report = rl.load_weights(model, source.state_dict())
+    report = rl.interop.load_weights(model, source.state_dict())
     assert report.reinitialized == ("fc.weight", "fc.bias")
     assert "fc.weight" not in report.loaded
     assert torch.equal(model.fc.weight, head)  # kept as built
@@ -363,29 +369,29 @@ def test_new_num_classes_gets_a_fresh_head() -> None:
         torch.testing.assert_close(
             model.eval().forward_features(x), source.forward_features(x), rtol=0, atol=0
         )
-    with pytest.raises(rl.WeightsMismatchError, match=r"fc\.weight \(model \[7, 512\]"):
-        rl.load_weights(rl.resnet18(num_classes=7), source.state_dict(), new_head=False)
+    with pytest.raises(rl.interop.WeightsMismatchError, match=r"fc\.weight \(model \[7, 512\]"):
+        rl.interop.load_weights(rl.resnet18(num_classes=7), source.state_dict(), new_head=False)
 
 
 def test_create_model_from_state_dict_file_with_overrides(tmp_path: Path) -> None:
     """A torchvision-layout file, another in_channels and num_classes: stem adapted, head new."""
     source = filled("resnet18")
     path = tmp_path / "resnet18.pth"
-    torch.save(rl.to_torchvision(source.state_dict()), path)
+    torch.save(rl.interop.to_torchvision(source.state_dict()), path)
     model = rl.create_model("resnet18", checkpoint_path=path, num_classes=5, in_channels=1)
     assert model.fc.out_features == 5
     assert torch.equal(
         model.conv1.weight, source.conv1.weight.sum(dim=1, keepdim=True).to(torch.float32)
     )
     assert torch.equal(model.layer4[1].bn2.running_var, source.layer4[1].bn2.running_var.float())
-    with pytest.raises(rl.WeightsMismatchError, match="missing from the weights"):
+    with pytest.raises(rl.interop.WeightsMismatchError, match="missing from the weights"):
         rl.create_model("resnet34", checkpoint_path=path)
 
 
 def test_batch_norm_weights_load_into_a_frozen_batch_norm_model() -> None:
     trained = filled("resnet18")
     frozen = rl.resnet18(norm="frozen_batchnorm").double()
-    report = rl.load_weights(frozen, trained.state_dict())
+    report = rl.interop.load_weights(frozen, trained.state_dict())
     assert not report.reinitialized
     assert not report.unexpected
     x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
@@ -395,7 +401,7 @@ def test_batch_norm_weights_load_into_a_frozen_batch_norm_model() -> None:
 def test_classifier_weights_load_into_a_model_without_a_classifier(tmp_path: Path) -> None:
     trained = filled("resnet18")
     headless = rl.resnet18(num_classes=0).double()
-    report = rl.load_weights(headless, trained.state_dict())
+    report = rl.interop.load_weights(headless, trained.state_dict())
     assert report.discarded == ("fc.weight", "fc.bias")
     assert report.reinitialized == ()
     x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
@@ -406,5 +412,5 @@ def test_classifier_weights_load_into_a_model_without_a_classifier(tmp_path: Pat
     torch.save(trained.state_dict(), path)
     loaded = rl.create_model("resnet18", num_classes=0, checkpoint_path=path).double()
     torch.testing.assert_close(run(loaded, x), pooled)
-    with pytest.raises(rl.WeightsMismatchError, match=r"fc\.weight"):
-        rl.load_weights(rl.resnet18(num_classes=0), trained.state_dict(), new_head=False)
+    with pytest.raises(rl.interop.WeightsMismatchError, match=r"fc\.weight"):
+        rl.interop.load_weights(rl.resnet18(num_classes=0), trained.state_dict(), new_head=False)

@@ -44,9 +44,9 @@ def test_unknown_names_list_known_ones_and_close_matches(kind: str, call: Any, c
 
 
 def test_unknown_name_without_close_match_lists_all() -> None:
-    with pytest.raises(rl.UnknownNameError) as info:
-        rl.SHORTCUTS.get("zzzzzz")
-    known = rl.SHORTCUTS.names()
+    with pytest.raises(rl.registry.UnknownNameError) as info:
+        rl.nn.SHORTCUTS.get("zzzzzz")
+    known = rl.nn.SHORTCUTS.names()
     assert {"A", "A_both", "B", "C", "D", "none", "preact_B"} <= set(known)
     assert str(info.value) == f"unknown shortcut 'zzzzzz'; known: {', '.join(known)}"
 
@@ -97,7 +97,7 @@ def test_option_a_cannot_shrink_channels() -> None:
     ):
         rl.resnet((1, 1), shortcut="A", widths=(64, 32))
     with pytest.raises(ValueError, match="cannot reduce channels"):
-        rl.ZeroPadShortcut(8, 4)
+        rl.nn.ZeroPadShortcut(8, 4)
 
 
 def test_block_option_the_block_does_not_take() -> None:
@@ -221,23 +221,28 @@ def test_registries_reject_duplicates_and_wrong_types() -> None:
     with pytest.raises(TypeError, match="leaves abstract methods"):
         rl.register_block("abstract", rl.ResidualBlock)
     with pytest.raises(TypeError, match="must be a ShortcutStrategy subclass"):
-        rl.register_shortcut("bad", rl.ZeroPadShortcut)  # type: ignore[arg-type]
+        rl.register_shortcut("bad", rl.nn.ZeroPadShortcut)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be a Stem subclass"):
         rl.register_stem("bad", torch.nn.Sequential)  # type: ignore[arg-type]
-    assert "not_a_block" not in rl.BLOCKS
-    assert "bad" not in rl.SHORTCUTS
+    assert "not_a_block" not in rl.nn.BLOCKS
+    assert "bad" not in rl.nn.SHORTCUTS
 
 
 def test_a_failed_build_leaves_nothing_registered_or_half_built() -> None:
-    before = (len(rl.BLOCKS), len(rl.SHORTCUTS), len(rl.STEMS), len(rl.MODELS))
+    before = (len(rl.nn.BLOCKS), len(rl.nn.SHORTCUTS), len(rl.nn.STEMS), len(rl.models.MODELS))
     with pytest.raises(ValueError, match="cannot reduce channels"):
         rl.resnet((1, 1), shortcut="A", widths=(64, 32))
-    assert (len(rl.BLOCKS), len(rl.SHORTCUTS), len(rl.STEMS), len(rl.MODELS)) == before
+    assert (
+        len(rl.nn.BLOCKS),
+        len(rl.nn.SHORTCUTS),
+        len(rl.nn.STEMS),
+        len(rl.models.MODELS),
+    ) == before
 
 
 def test_resnet_refuses_stages_its_spec_does_not_describe() -> None:
     model = rl.resnet20()
     stages = [model.layer1, model.layer2]
-    stem = rl.CifarStem(in_channels=3, out_channels=16)
+    stem = rl.nn.CifarStem(in_channels=3, out_channels=16)
     with pytest.raises(ValueError, match=r"got 2 stages but its spec describes 3"):
         rl.ResNet(stem=stem, stages=stages, num_classes=10, spec=model.spec)

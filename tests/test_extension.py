@@ -29,7 +29,7 @@ class ScaledBlock(rl.ResidualBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
         start: float = 0.5,
     ) -> None:
         super().__init__(
@@ -40,7 +40,7 @@ class ScaledBlock(rl.ResidualBlock):
             residual=residual,
         )
         self.start = start
-        self.conv1 = rl.conv3x3(in_channels, self.out_channels, stride)
+        self.conv1 = rl.nn.conv3x3(in_channels, self.out_channels, stride)
         self.bn1 = norm_layer(self.out_channels)
         self.scale = nn.Parameter(torch.empty(1))
 
@@ -49,7 +49,7 @@ class ScaledBlock(rl.ResidualBlock):
         return torch.relu(self.add_shortcut(out, x))
 
     def zero_init_last(self) -> None:
-        rl.zero_norm_weight(self.bn1)
+        rl.nn.zero_norm_weight(self.bn1)
 
     def init_weights(self) -> None:
         nn.init.constant_(self.scale, self.start)
@@ -59,13 +59,13 @@ class AvgPoolShortcut(rl.ShortcutStrategy):
     """ResNet-D style: average-pool then project, where the shape changes."""
 
     def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.NormLayer
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: rl.nn.NormLayer
     ) -> nn.Module | None:
         if stride == 1 and in_channels == out_channels:
             return None
         return nn.Sequential(
             nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False),
-            rl.conv1x1(in_channels, out_channels),
+            rl.nn.conv1x1(in_channels, out_channels),
             norm_layer(out_channels),
         )
 
@@ -76,10 +76,10 @@ class TinyStem(rl.Stem):
     default_image_size: ClassVar[int] = 16
 
     def __init__(
-        self, *, in_channels: int, out_channels: int, norm_layer: rl.NormLayer = nn.BatchNorm2d
+        self, *, in_channels: int, out_channels: int, norm_layer: rl.nn.NormLayer = nn.BatchNorm2d
     ) -> None:
         layers = OrderedDict(
-            conv1=rl.conv1x1(in_channels, out_channels), bn1=norm_layer(out_channels)
+            conv1=rl.nn.conv1x1(in_channels, out_channels), bn1=norm_layer(out_channels)
         )
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
 
@@ -92,7 +92,7 @@ def tiny_scaled(**overrides: Any) -> rl.ResNet:
         stem=rl.StemSpec("test_tiny", 8),
         num_classes=3,
     )
-    return rl.build(rl.apply_overrides(spec, overrides, "test_tiny_scaled"))
+    return rl.build(rl.core.apply_overrides(spec, overrides, "test_tiny_scaled"))
 
 
 @pytest.fixture
@@ -104,10 +104,10 @@ def registered() -> Iterator[None]:
     try:
         yield
     finally:
-        rl.BLOCKS.unregister("test_scaled")
-        rl.SHORTCUTS.unregister("test_avgpool")
-        rl.STEMS.unregister("test_tiny")
-        rl.MODELS.unregister("test_tiny_scaled")
+        rl.nn.BLOCKS.unregister("test_scaled")
+        rl.nn.SHORTCUTS.unregister("test_avgpool")
+        rl.nn.STEMS.unregister("test_tiny")
+        rl.models.MODELS.unregister("test_tiny_scaled")
 
 
 @pytest.mark.usefixtures("registered")
@@ -150,7 +150,7 @@ def test_unknown_block_option_is_named() -> None:
 
 
 def test_unregistered_names_are_gone_after_the_fixture() -> None:
-    assert "test_scaled" not in rl.BLOCKS
+    assert "test_scaled" not in rl.nn.BLOCKS
     spec = replace(rl.cifar_spec(20), block="test_scaled")
     with pytest.raises(KeyError, match="unknown block 'test_scaled'"):
         rl.build(spec)

@@ -36,7 +36,7 @@ def train_step(model: rl.ResNet, device: torch.device) -> None:
 @pytest.mark.parametrize("stages", [0, 2, 4])
 def test_freeze_stops_gradients_and_running_stats(stages: int, device: torch.device) -> None:
     model = tiny().to(device)
-    rl.freeze(model, stages=stages)
+    rl.interop.freeze(model, stages=stages)
     assert model.frozen_stages == stages
     frozen = frozen_part(model, stages)
     frozen_ids = {id(p) for part in frozen for p in part.parameters()}
@@ -65,14 +65,14 @@ def test_freeze_stops_gradients_and_running_stats(stages: int, device: torch.dev
 
 def test_freeze_survives_train_and_unfreeze_undoes_it() -> None:
     model = tiny()
-    rl.freeze(model, stages=1)
+    rl.interop.freeze(model, stages=1)
     model.eval()
     model.train()
     assert not any(n.training for part in frozen_part(model, 1) for n in norms_of(part))
-    rl.freeze(model, stages=0)  # cumulative: still stem + layer1
+    rl.interop.freeze(model, stages=0)  # cumulative: still stem + layer1
     assert model.frozen_stages == 1
     assert not model.layer1[0].conv1.weight.requires_grad
-    rl.unfreeze(model)
+    rl.interop.unfreeze(model)
     assert model.frozen_stages == -1
     assert all(p.requires_grad for p in model.parameters())
     assert all(n.training for n in norms_of(model))
@@ -81,31 +81,31 @@ def test_freeze_survives_train_and_unfreeze_undoes_it() -> None:
 @pytest.mark.parametrize("bad", [-1, 5, 1.0, True])
 def test_freeze_rejects_bad_stage_counts(bad: object) -> None:
     with pytest.raises(ValueError, match=r"stages must be an int in 0\.\.4"):
-        rl.freeze(tiny(), stages=bad)  # type: ignore[arg-type]
+        rl.interop.freeze(tiny(), stages=bad)  # type: ignore[arg-type]
 
 
 def test_a_features_backbone_keeps_and_takes_the_freeze() -> None:
     model = tiny()
-    rl.freeze(model, stages=1)
-    backbone = rl.features(model, out_indices=(1, 2, 3))
+    rl.interop.freeze(model, stages=1)
+    backbone = rl.core.features(model, out_indices=(1, 2, 3))
     assert backbone.frozen_stages == 1
     backbone.train()
     assert not model.layer1[0].bn1.training
     assert model.layer2[0].bn1.training
     fresh = rl.create_model("resnet18", features_only=True, out_indices=(2, 3))
-    rl.freeze(fresh, stages=2)
+    rl.interop.freeze(fresh, stages=2)
     fresh.train()
     assert not any(n.training for n in norms_of(fresh.layer2))
     assert all(n.training for n in norms_of(fresh.layer3))
     assert not fresh.layer2[0].conv1.weight.requires_grad
-    assert [g["name"] for g in rl.param_groups(fresh, lr=1.0)] == ["layer3"]
+    assert [g["name"] for g in rl.interop.param_groups(fresh, lr=1.0)] == ["layer3"]
     with pytest.raises(ValueError, match=r"stages must be an int in 0\.\.3"):
-        rl.freeze(fresh, stages=4)
+        rl.interop.freeze(fresh, stages=4)
 
 
 def test_freeze_rejects_other_modules() -> None:
     with pytest.raises(TypeError, match=r"expected a resnetlib ResNet or ResNetFeatures; got"):
-        rl.freeze(nn.Linear(2, 2), stages=0)  # type: ignore[arg-type]
+        rl.interop.freeze(nn.Linear(2, 2), stages=0)  # type: ignore[arg-type]
 
 
 def test_norm_eval_holds_every_norm(device: torch.device) -> None:
@@ -129,7 +129,7 @@ def test_norm_eval_holds_every_norm(device: torch.device) -> None:
 def test_param_groups_scale_per_stage() -> None:
     model = tiny()
     lr, decay = 0.4, 0.5
-    groups = rl.param_groups(model, lr=lr, decay=decay)
+    groups = rl.interop.param_groups(model, lr=lr, decay=decay)
     assert [g["name"] for g in groups] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
     for depth, group in enumerate(reversed(groups)):
         assert group["lr"] == pytest.approx(lr * decay**depth)
@@ -145,7 +145,7 @@ def test_param_groups_scale_per_stage() -> None:
 
 def test_param_groups_split_off_norms_and_biases() -> None:
     model = tiny()
-    groups = rl.param_groups(model, lr=0.1, weight_decay=1e-4, no_decay_norm_bias=True)
+    groups = rl.interop.param_groups(model, lr=0.1, weight_decay=1e-4, no_decay_norm_bias=True)
     names = [g["name"] for g in groups]
     assert names[:2] == ["stem", "stem.no_decay"]
     assert names[-2:] == ["head", "head.no_decay"]
@@ -164,11 +164,11 @@ def test_param_groups_split_off_norms_and_biases() -> None:
 
 def test_param_groups_leave_out_frozen_parameters() -> None:
     model = tiny()
-    rl.freeze(model, stages=2)
-    groups = rl.param_groups(model, lr=0.1, decay=0.9)
+    rl.interop.freeze(model, stages=2)
+    groups = rl.interop.param_groups(model, lr=0.1, decay=0.9)
     assert [g["name"] for g in groups] == ["layer3", "layer4", "head"]
     model.reset_classifier(0)
-    assert [g["name"] for g in rl.param_groups(model, lr=0.1)] == ["layer3", "layer4"]
+    assert [g["name"] for g in rl.interop.param_groups(model, lr=0.1)] == ["layer3", "layer4"]
 
 
 @pytest.mark.parametrize(
@@ -181,12 +181,12 @@ def test_param_groups_leave_out_frozen_parameters() -> None:
 )
 def test_param_groups_reject_bad_values(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        rl.param_groups(tiny(), **kwargs)
+        rl.interop.param_groups(tiny(), **kwargs)
 
 
 def test_frozen_stages_stop_stochastic_depth_too() -> None:
     model = rl.resnet18(drop_path_rate=0.5, num_classes=3)
-    rl.freeze(model, stages=2)
+    rl.interop.freeze(model, stages=2)
     model.train()
     frozen = [b for name in ("layer1", "layer2") for b in model.get_submodule(name).children()]
     trained = [b for name in ("layer3", "layer4") for b in model.get_submodule(name).children()]
@@ -197,6 +197,6 @@ def test_frozen_stages_stop_stochastic_depth_too() -> None:
         first = model.layer2(model.layer1(model.forward_stem(x)))
         second = model.layer2(model.layer1(model.forward_stem(x)))
     assert torch.equal(first, second)
-    rl.unfreeze(model)
+    rl.interop.unfreeze(model)
     model.train()
     assert all(block.training for block in frozen)

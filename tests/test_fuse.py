@@ -1,5 +1,5 @@
-"""Batch-norm folding and the eager inference fast path (resnetlib.fuse_bn,
-resnetlib.optimize_for_inference), for every registered model and user blocks.
+"""Batch-norm folding and the eager inference fast path (resnetlib.deploy.fuse_bn,
+resnetlib.deploy.optimize_for_inference), for every registered model and user blocks.
 
 Every registered model is checked on its spec with stages cut to two blocks (see
 tests/deploy_cases.py): same block, stem, shortcut, norm and options, so the same folds;
@@ -45,10 +45,10 @@ def test_fused_and_channels_last_match_eager(
     x = input_for(model.spec).to(device)
     with torch.no_grad():
         expected = model(x)
-        fused, report = rl.fuse_bn(model, report=True)
+        fused, report = rl.deploy.fuse_bn(model, report=True)
         _close(fused(x), expected)
         # channels_last runs other kernels (group norm reduces in another order): 1e-4.
-        fast = rl.optimize_for_inference(model)
+        fast = rl.deploy.optimize_for_inference(model)
         _close(fast(x), expected, atol=1e-4)
         channels_last = model.to(memory_format=torch.channels_last)
         out = channels_last(x.contiguous(memory_format=torch.channels_last))
@@ -58,7 +58,7 @@ def test_fused_and_channels_last_match_eager(
     assert isinstance(fused, rl.ResNet)
     assert any(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters())
     left = [
-        n for n, m in fused.named_modules() if isinstance(m, (_BatchNorm, rl.FrozenBatchNorm2d))
+        n for n, m in fused.named_modules() if isinstance(m, (_BatchNorm, rl.nn.FrozenBatchNorm2d))
     ]
     assert sorted(n for n, _ in report.unfused if n in left) == sorted(left)
     if model.spec.block.startswith("preact"):
@@ -79,11 +79,11 @@ def test_fused_and_channels_last_match_eager(
 
 def test_fused_model_is_inference_only(tmp_path: Path) -> None:
     model = _model("resnet20", torch.device("cpu")).train()
-    fused = rl.fuse_bn(model)
+    fused = rl.deploy.fuse_bn(model)
     assert model.training  # the given model keeps its mode
     assert not fused.training
-    assert rl.is_fused(fused)
-    assert not rl.is_fused(model)
+    assert rl.deploy.is_fused(fused)
+    assert not rl.deploy.is_fused(model)
     with pytest.raises(RuntimeError, match="inference-only"):
         fused.train()
     with pytest.raises(RuntimeError, match="inference-only"):
@@ -110,9 +110,9 @@ def test_fused_model_is_inference_only(tmp_path: Path) -> None:
 class ConvNorm(nn.Module):
     """Not an nn.Sequential: a convolution and a norm the fold must find by tracing."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: rl.NormLayer):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: rl.nn.NormLayer):
         super().__init__()
-        self.conv = rl.conv3x3(in_channels, out_channels, stride)
+        self.conv = rl.nn.conv3x3(in_channels, out_channels, stride)
         self.norm = norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +133,7 @@ class NestedBlock(rl.ResidualBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -150,7 +150,7 @@ class NestedBlock(rl.ResidualBlock):
         return torch.relu(self.add_shortcut(out, x))
 
     def zero_init_last(self) -> None:
-        rl.zero_norm_weight(self.second.norm)
+        rl.nn.zero_norm_weight(self.second.norm)
 
 
 class BranchingBlock(NestedBlock):
@@ -177,11 +177,11 @@ def test_user_blocks_fuse_or_are_reported(block: type[rl.ResidualBlock]) -> None
         )
         model = rl.build(spec)
     finally:
-        rl.BLOCKS.unregister("deploy_test_block")
+        rl.nn.BLOCKS.unregister("deploy_test_block")
     randomize_norms(model)
     model.eval()
     x = input_for(spec)
-    fused, report = rl.fuse_bn(model, report=True)
+    fused, report = rl.deploy.fuse_bn(model, report=True)
     with torch.no_grad():
         _close(fused(x), model(x))
     block_norms = {

@@ -41,8 +41,8 @@ class GatedBlock(rl.ResidualBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
-        act_layer: rl.ActLayer = nn.ReLU,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
+        act_layer: rl.nn.ActLayer = nn.ReLU,
         drop_path: float = 0.0,
         gate: float = 1.0,
     ) -> None:
@@ -54,7 +54,7 @@ class GatedBlock(rl.ResidualBlock):
             residual=residual,
             drop_path=drop_path,
         )
-        self.conv = rl.conv3x3(in_channels, width, stride)
+        self.conv = rl.nn.conv3x3(in_channels, width, stride)
         self.bn = norm_layer(width)
         self.act = act_layer()
         self.gate = nn.Parameter(torch.full((1,), gate))
@@ -63,7 +63,7 @@ class GatedBlock(rl.ResidualBlock):
         return self.act(self.add_shortcut(self.bn(self.conv(x)) * self.gate, x))
 
     def zero_init_last(self) -> None:
-        rl.zero_norm_weight(self.bn)
+        rl.nn.zero_norm_weight(self.bn)
 
 
 class UnusedParameterBlock(rl.BasicBlock):
@@ -84,9 +84,9 @@ class BatchMixingBlock(rl.BasicBlock):
 
 @pytest.fixture
 def registered_gated() -> Any:
-    rl.BLOCKS.register("test_fuzz_gated", GatedBlock)
+    rl.nn.BLOCKS.register("test_fuzz_gated", GatedBlock)
     yield "test_fuzz_gated"
-    rl.BLOCKS.unregister("test_fuzz_gated")
+    rl.nn.BLOCKS.unregister("test_fuzz_gated")
 
 
 @pytest.mark.parametrize("block", BLOCKS)
@@ -96,18 +96,18 @@ def test_every_built_in_block_passes(block: str) -> None:
 
 def test_a_block_registered_at_run_time_passes(registered_gated: str) -> None:
     assert fuzz_block(registered_gated, block_options={"gate": 0.5}, max_examples=6) == 6
-    assert rl.BLOCKS.get(registered_gated) is GatedBlock
+    assert rl.nn.BLOCKS.get(registered_gated) is GatedBlock
 
 
 def test_an_unregistered_class_passes_and_is_unregistered_afterwards() -> None:
     assert fuzz_block(GatedBlock, max_examples=3) == 3
-    assert rl.BLOCKS.name_of(GatedBlock) is None
+    assert rl.nn.BLOCKS.name_of(GatedBlock) is None
 
 
 def failure_message(block: type[rl.ResidualBlock]) -> str:
     with pytest.raises(ConformanceError) as raised:
         fuzz_block(block, max_examples=5)
-    assert rl.BLOCKS.name_of(block) is None
+    assert rl.nn.BLOCKS.name_of(block) is None
     return str(raised.value)
 
 
@@ -136,7 +136,7 @@ def test_batch_dependent_eval_outputs_fail_the_batch_independence_property() -> 
     assert failure_message(BatchMixingBlock) == message  # deterministic
     # The reported spec reproduces the failure once the block is registered under its name.
     spec = failing_spec(message)
-    rl.BLOCKS.register(spec.block, BatchMixingBlock)
+    rl.nn.BLOCKS.register(spec.block, BatchMixingBlock)
     try:
         model = rl.build(spec).eval()
         x = torch.randn(3, spec.in_channels, 16, 16)
@@ -144,7 +144,7 @@ def test_batch_dependent_eval_outputs_fail_the_batch_independence_property() -> 
             alone = torch.cat([model(x[i : i + 1]) for i in range(3)])
             assert not torch.allclose(model(x), alone, atol=1e-5)
     finally:
-        rl.BLOCKS.unregister(spec.block)
+        rl.nn.BLOCKS.unregister(spec.block)
 
 
 def test_the_properties_are_named() -> None:
@@ -201,7 +201,7 @@ class MinimalBlock(GatedBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -215,13 +215,13 @@ class MinimalBlock(GatedBlock):
 
 @given(data=st.data())
 def test_specs_leave_out_the_keywords_a_block_does_not_take(data: st.DataObject) -> None:
-    rl.BLOCKS.register("test_fuzz_minimal", MinimalBlock)
+    rl.nn.BLOCKS.register("test_fuzz_minimal", MinimalBlock)
     try:
         spec = data.draw(
             specs(blocks=("test_fuzz_minimal",), acts=("silu", "gelu"), shortcuts=("B",))
         )
     finally:
-        rl.BLOCKS.unregister("test_fuzz_minimal")
+        rl.nn.BLOCKS.unregister("test_fuzz_minimal")
     assert spec.block == "test_fuzz_minimal"
     assert spec.act == "relu"  # no drawn activation fits: the default
     assert spec.drop_path_rate == 0.0

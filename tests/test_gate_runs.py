@@ -150,7 +150,7 @@ def test_a_run_started_with_import_resumes_only_with_it(
         assert code == 0, err
         assert "after 6 iterations" in stdout
     finally:
-        rl.MODELS.unregister("gate_resnet8")
+        rl.models.MODELS.unregister("gate_resnet8")
         sys.modules.pop("gate_user_models", None)
 
 

@@ -469,10 +469,10 @@ def test_tied_weights_load_and_crafted_claims_are_still_refused(tmp_path: Path) 
     base = torch.arange(16.0)
     overlapping = {"a": base, "b": base.as_strided((16,), (0,))}  # 128 bytes claimed, 64 held
     with pytest.raises(rl.CheckpointError, match=r"entry 'b' claims 64 bytes.*64 bytes stored"):
-        rl.read_checkpoint(write_checkpoint(tmp_path / "overlap.pt", spec, overlapping))
+        rl.interop.read_checkpoint(write_checkpoint(tmp_path / "overlap.pt", spec, overlapping))
     many = {f"k{i}": base for i in range(9)}  # one tensor, nine names
     with pytest.raises(rl.CheckpointError, match=r"entry 'k8' is the tensor of 8 other keys"):
-        rl.read_checkpoint(write_checkpoint(tmp_path / "many.pt", spec, many))
+        rl.interop.read_checkpoint(write_checkpoint(tmp_path / "many.pt", spec, many))
 
 
 def test_unwrap_state_dict_strips_a_hundred_thousand_wrappers(tmp_path: Path) -> None:
@@ -611,25 +611,25 @@ def test_summary_on_meta_matches_a_real_forward(name: str, size: Any) -> None:
     from resnetlib.common import evaluating
 
     model = rl.create_model(name)
-    table = rl.summary(model, size, title=name)
+    table = rl.analysis.summary(model, size, title=name)
     x = _example_input(model, size, "test")
     with evaluating(model):  # the pre-meta way: the model itself computes
         assert table.rows == _summary_rows(model, x)
         assert rl.count_flops(model, size) == _measure(model, x)[1]
     assert model.training  # the model's own mode is untouched
-    features = rl.features(model, out_indices=(1, 2))
+    features = rl.core.features(model, out_indices=(1, 2))
     with evaluating(features):
-        assert rl.summary(features, size).rows == _summary_rows(features, x)
+        assert rl.analysis.summary(features, size).rows == _summary_rows(features, x)
 
 
 @pytest.mark.parametrize(
     "code",
     [
-        "resnetlib.summary(resnetlib.resnet50(), (3, 4000, 4000))",
+        "resnetlib.analysis.summary(resnetlib.resnet50(), (3, 4000, 4000))",
         "resnetlib.count_flops(resnetlib.resnet50(), (3, 4000, 4000))",
         "with torch.device('meta'):\n"
         "    model = resnetlib.create_model('resnet56', widths=(8192, 8192, 8192))\n"
-        "resnetlib.summary(model); resnetlib.count_flops(model)",
+        "resnetlib.analysis.summary(model); resnetlib.count_flops(model)",
     ],
     ids=["summary-4000", "count-flops-4000", "widths-8192-on-meta"],
 )
@@ -643,10 +643,10 @@ def test_inputs_larger_than_max_image_side_are_refused() -> None:
     from resnetlib.core.spec import MAX_IMAGE_SIDE
 
     model = rl.resnet20()
-    assert rl.summary(model, (3, MAX_IMAGE_SIDE, 8)).rows[-1].output_shape == (10,)
+    assert rl.analysis.summary(model, (3, MAX_IMAGE_SIDE, 8)).rows[-1].output_shape == (10,)
     for size in [(3, MAX_IMAGE_SIDE + 1, 8), (3, 8, 10**30), (10**6, 32, 32)]:
         with pytest.raises(ValueError, match=r"larger than resnetlib's limits"):
-            rl.summary(model, size)
+            rl.analysis.summary(model, size)
         with pytest.raises(ValueError, match=r"larger than resnetlib's limits"):
             rl.count_flops(model, size)
     with pytest.raises(ValueError, match=r"image_size must be <= 8192"):

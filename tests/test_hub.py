@@ -38,7 +38,7 @@ def test_hub_load_passes_features_only() -> None:
     backbone = torch.hub.load(
         str(ROOT), "resnet20", source="local", features_only=True, out_indices=(1, 3)
     )
-    assert isinstance(backbone, rl.ResNetFeatures)
+    assert isinstance(backbone, rl.core.ResNetFeatures)
     assert [info["num_chs"] for info in backbone.feature_info] == [16, 64]
 
 

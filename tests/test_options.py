@@ -73,8 +73,8 @@ def test_cifar_wide_resnet_multiplies_stage_widths_not_the_stem() -> None:
 def test_norm_and_act_by_name_reach_every_layer(norm: str, act: str) -> None:
     model = rl.resnet20(norm=norm, act=act)
     assert (model.spec.norm, model.spec.act) == (norm, act)
-    norm_type = type(rl.NORMS.get(norm)(16))
-    act_type = type(rl.ACTIVATIONS.get(act)())
+    norm_type = type(rl.nn.NORMS.get(norm)(16))
+    act_type = type(rl.nn.ACTIVATIONS.get(act)())
     assert isinstance(model.bn1, norm_type)
     for block in model.blocks():
         assert isinstance(block.bn1, norm_type)
@@ -87,18 +87,18 @@ def test_norm_and_act_by_name_reach_every_layer(norm: str, act: str) -> None:
 
 def test_registered_callables_are_stored_by_name() -> None:
     assert rl.resnet20(act=nn.SiLU).spec.act == "silu"
-    assert rl.resnet20(norm=rl.group_norm).spec.norm == "groupnorm"
-    with pytest.raises(ValueError, match=r"register it first with resnetlib.register_act"):
+    assert rl.resnet20(norm=rl.nn.group_norm).spec.norm == "groupnorm"
+    with pytest.raises(ValueError, match=r"register it first with resnetlib.nn.register_act"):
         rl.resnet20(act=nn.Softplus)
 
 
 @pytest.fixture
 def softplus() -> Iterator[None]:
-    rl.register_act("test_softplus", nn.Softplus)
+    rl.nn.register_act("test_softplus", nn.Softplus)
     try:
         yield
     finally:
-        rl.ACTIVATIONS.unregister("test_softplus")
+        rl.nn.ACTIVATIONS.unregister("test_softplus")
 
 
 @pytest.mark.usefixtures("softplus")
@@ -113,9 +113,9 @@ def test_unknown_norm_lists_known_names() -> None:
 
 
 def test_group_norm_groups_divide_channels() -> None:
-    assert rl.group_norm(64).num_groups == 32
-    assert rl.group_norm(24).num_groups == 8
-    assert rl.group_norm(5).num_groups == 1
+    assert rl.nn.group_norm(64).num_groups == 32
+    assert rl.nn.group_norm(24).num_groups == 8
+    assert rl.nn.group_norm(5).num_groups == 1
 
 
 def test_frozen_batchnorm_loads_batchnorm_weights_and_matches_eval_mode() -> None:
@@ -158,7 +158,7 @@ def test_drop_path_is_identity_in_eval_and_keeps_every_parameter_in_training() -
 
 
 def test_drop_path_drops_whole_samples_and_rescales_the_rest() -> None:
-    layer = rl.DropPath(0.5).train()
+    layer = rl.nn.DropPath(0.5).train()
     torch.manual_seed(0)
     out = layer(torch.ones(64, 3, 2, 2))
     per_sample = out.flatten(1)
@@ -200,7 +200,7 @@ class NoExtrasBlock(rl.ResidualBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -209,14 +209,14 @@ class NoExtrasBlock(rl.ResidualBlock):
             downsample=downsample,
             residual=residual,
         )
-        self.conv1 = rl.conv3x3(in_channels, width, stride)
+        self.conv1 = rl.nn.conv3x3(in_channels, width, stride)
         self.bn1 = norm_layer(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.add_shortcut(self.bn1(self.conv1(x)), x))
 
     def zero_init_last(self) -> None:
-        rl.zero_norm_weight(self.bn1)
+        rl.nn.zero_norm_weight(self.bn1)
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def no_extras() -> Iterator[None]:
     try:
         yield
     finally:
-        rl.BLOCKS.unregister("test_no_extras")
+        rl.nn.BLOCKS.unregister("test_no_extras")
 
 
 @pytest.mark.usefixtures("no_extras")
@@ -243,7 +243,7 @@ def test_a_block_without_an_option_builds_defaults_and_names_what_it_lacks(
     spec = replace(rl.cifar_spec(8), block="test_no_extras")
     assert rl.build(spec)(torch.randn(2, 3, 8, 8)).shape == (2, 10)
     with pytest.raises(ValueError, match=rf"does not take '{option}', which the spec needs"):
-        rl.build(rl.apply_overrides(spec, overrides, "test"))
+        rl.build(rl.core.apply_overrides(spec, overrides, "test"))
 
 
 def test_old_spec_json_without_the_new_fields_still_loads() -> None:

@@ -119,11 +119,11 @@ def test_family_is_registered_and_exported() -> None:
     for name in names:
         assert name in rl.__all__
         assert getattr(rl, name).__name__ == name
-    assert rl.BLOCKS.get("preact_basic") is rl.PreActBasicBlock
-    assert rl.BLOCKS.get("preact_bottleneck") is rl.PreActBottleneck
-    assert rl.SHORTCUTS.get("preact_B") is rl.PreActOptionB
-    assert rl.STEMS.get("cifar_preact") is rl.CifarPreActStem
-    assert rl.STEMS.get("imagenet_preact") is rl.ImageNetPreActStem
+    assert rl.nn.BLOCKS.get("preact_basic") is rl.nn.PreActBasicBlock
+    assert rl.nn.BLOCKS.get("preact_bottleneck") is rl.nn.PreActBottleneck
+    assert rl.nn.SHORTCUTS.get("preact_B") is rl.nn.PreActOptionB
+    assert rl.nn.STEMS.get("cifar_preact") is rl.nn.CifarPreActStem
+    assert rl.nn.STEMS.get("imagenet_preact") is rl.nn.ImageNetPreActStem
 
 
 def test_module_layout_and_state_dict_names() -> None:
@@ -188,7 +188,7 @@ def norm_act(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def test_basic_unit_computes_x_plus_preactivated_convs() -> None:
     torch.manual_seed(0)
-    block = eval_block(rl.PreActBasicBlock(in_channels=4, width=4))
+    block = eval_block(rl.nn.PreActBasicBlock(in_channels=4, width=4))
     x = torch.randn(2, 4, 6, 6)
     with torch.no_grad():
         branch = block.conv2(norm_act(block.bn2, block.conv1(norm_act(block.bn1, x))))
@@ -197,7 +197,7 @@ def test_basic_unit_computes_x_plus_preactivated_convs() -> None:
 
 def test_bottleneck_unit_computes_x_plus_preactivated_convs() -> None:
     torch.manual_seed(0)
-    block = eval_block(rl.PreActBottleneck(in_channels=8, width=2))
+    block = eval_block(rl.nn.PreActBottleneck(in_channels=8, width=2))
     x = torch.randn(2, 8, 6, 6)
     with torch.no_grad():
         out = block.conv1(norm_act(block.bn1, x))
@@ -206,11 +206,11 @@ def test_bottleneck_unit_computes_x_plus_preactivated_convs() -> None:
         torch.testing.assert_close(block(x), x + branch)
 
 
-@pytest.mark.parametrize("block_cls", [rl.PreActBasicBlock, rl.PreActBottleneck])
+@pytest.mark.parametrize("block_cls", [rl.nn.PreActBasicBlock, rl.nn.PreActBottleneck])
 def test_projection_takes_the_preactivated_input(block_cls: type[rl.ResidualBlock]) -> None:
     torch.manual_seed(0)
     out_channels = 8 * block_cls.expansion
-    downsample = rl.PreActOptionB().make(
+    downsample = rl.nn.PreActOptionB().make(
         in_channels=4, out_channels=out_channels, stride=2, norm_layer=nn.BatchNorm2d
     )
     assert isinstance(downsample, nn.Sequential)
@@ -227,7 +227,7 @@ def test_projection_takes_the_preactivated_input(block_cls: type[rl.ResidualBloc
     assert zero_branch.abs().max() > 0  # before zero-init, the branch contributed
 
 
-@pytest.mark.parametrize("block_cls", [rl.PreActBasicBlock, rl.PreActBottleneck])
+@pytest.mark.parametrize("block_cls", [rl.nn.PreActBasicBlock, rl.nn.PreActBottleneck])
 def test_no_activation_after_the_addition(block_cls: type[rl.ResidualBlock]) -> None:
     assert block_cls.activates_after_add is False
     assert rl.BasicBlock.activates_after_add is True
@@ -256,7 +256,7 @@ def test_zero_init_makes_every_block_start_as_its_shortcut(
     generator = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for block in model.blocks():
-            last = block.conv3 if isinstance(block, rl.PreActBottleneck) else block.conv2
+            last = block.conv3 if isinstance(block, rl.nn.PreActBottleneck) else block.conv2
             assert not last.weight.any()
             x = torch.randn(2, block.in_channels, 6, 6, generator=generator)
             torch.testing.assert_close(block(x), block.forward_shortcut(x), rtol=0, atol=0)
@@ -265,7 +265,7 @@ def test_zero_init_makes_every_block_start_as_its_shortcut(
 def test_final_norm_is_applied_by_forward_features(device: torch.device) -> None:
     torch.manual_seed(0)
     model = rl.preact_cifar_resnet(11, num_classes=3).to(device).eval()
-    assert isinstance(model.norm, rl.NormAct)
+    assert isinstance(model.norm, rl.nn.NormAct)
     assert isinstance(model.norm.bn, nn.BatchNorm2d)
     assert model.norm.bn.num_features == model.num_features == 256
     x = torch.randn(2, 3, 8, 8, device=device)
@@ -322,7 +322,7 @@ def test_every_parameter_gets_a_gradient(block: str, shortcut: str, device: torc
 
 
 def test_bottleneck_options_follow_the_post_activation_bottleneck() -> None:
-    block = rl.PreActBottleneck(
+    block = rl.nn.PreActBottleneck(
         in_channels=64, width=64, stride=2, stride_in_1x1=True, groups=32, width_per_group=4
     )
     reference = rl.Bottleneck(in_channels=64, width=64, groups=32, width_per_group=4)
@@ -330,9 +330,9 @@ def test_bottleneck_options_follow_the_post_activation_bottleneck() -> None:
     assert block.conv1.stride == (2, 2)
     assert block.conv2.stride == (1, 1)
     assert block.conv2.groups == 32
-    assert rl.PreActBottleneck(in_channels=8, width=2, stride=2).conv2.stride == (2, 2)
+    assert rl.nn.PreActBottleneck(in_channels=8, width=2, stride=2).conv2.stride == (2, 2)
     with pytest.raises(ValueError, match="PreActBottleneck groups must be an int >= 1; got 0"):
-        rl.PreActBottleneck(in_channels=8, width=2, groups=0)
+        rl.nn.PreActBottleneck(in_channels=8, width=2, groups=0)
 
 
 def test_spec_options_reach_the_family(device: torch.device) -> None:

@@ -235,7 +235,9 @@ def test_mmpretrain_layout_and_model_arguments(
     torch.manual_seed(2)
     published = rl.create_model(model_name, **overrides).eval()
     randomize_norms(published)
-    state = rl.convert_state_dict(published.state_dict(), source="resnetlib", target="mmpretrain")
+    state = rl.interop.convert_state_dict(
+        published.state_dict(), source="resnetlib", target="mmpretrain"
+    )
     payload = {"meta": {"epoch": 100}, "state_dict": state}
     file, prefix = publish(payload, tmp_path / "published", model_name)
     register(monkeypatch, fake_entry(base, "test", file, prefix, model=model_name))

@@ -42,7 +42,7 @@ def test_output_shape(case: Case, device: torch.device) -> None:
     features = model.forward_features(x)
     assert features.shape[:2] == (case.batch_size, model.num_features)
     last = case.spec.stages[-1]
-    assert model.num_features == last.width * rl.BLOCKS.get(case.spec.block).expansion
+    assert model.num_features == last.width * rl.nn.BLOCKS.get(case.spec.block).expansion
 
 
 @device_settings
@@ -69,7 +69,7 @@ def test_option_a_and_plain_add_no_parameters(spec: rl.ResNetSpec) -> None:
     # A projection is a bias-free 1x1 conv (c_in * c_out) and a norm: 2 * c_out parameters
     # for an affine one (batch or group norm), none for frozen batch norm.
     norm_parameters = {"batchnorm": 2, "groupnorm": 2, "frozen_batchnorm": 0}[spec.norm]
-    expansion = rl.BLOCKS.get(spec.block).expansion
+    expansion = rl.nn.BLOCKS.get(spec.block).expansion
     changing, every = 0, 0
     channels = spec.stem.out_channels
     for stage in spec.stages:
@@ -96,7 +96,7 @@ def test_zero_init_makes_each_block_start_as_its_shortcut(case: Case, device: to
     with torch.no_grad():
         for block in model.blocks():
             without_branch = copy.deepcopy(block)
-            without_branch.drop_path = rl.DropPath(1.0).train()  # drops even in eval mode
+            without_branch.drop_path = rl.nn.DropPath(1.0).train()  # drops even in eval mode
             x = torch.randn(2, block.in_channels, 5, 5, generator=generator).to(device)
             torch.testing.assert_close(block(x), without_branch(x))
 
@@ -175,5 +175,5 @@ def test_model_keeps_its_spec_and_module_names() -> None:
     assert model.spec == rl.cifar_spec(20)
     names = [name for name, _ in model.named_children()]
     assert names == ["conv1", "bn1", "relu", "layer1", "layer2", "layer3", "avgpool", "fc"]
-    assert isinstance(model.layer2[0].downsample, rl.ZeroPadShortcut)
+    assert isinstance(model.layer2[0].downsample, rl.nn.ZeroPadShortcut)
     assert isinstance(rl.resnet50().layer1[0].downsample, nn.Sequential)

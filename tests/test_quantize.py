@@ -119,7 +119,7 @@ def test_a_user_block_quantizes() -> None:
         torch.manual_seed(0)
         model = rl.build(spec)
     finally:
-        rl.BLOCKS.unregister("quantize_test_block")
+        rl.nn.BLOCKS.unregister("quantize_test_block")
     randomize_norms(model)
     model.eval()
     int8, report = quantize(model, [torch.randn(8, 3, 16, 16)], report=True)
@@ -153,15 +153,15 @@ def test_optimize_for_inference_int8() -> None:
     torch.manual_seed(0)
     model = rl.resnet20(base_channels=4).eval()
     calibration = [torch.randn(4, 3, 16, 16)]
-    fast = rl.optimize_for_inference(model, int8=True, calibration=calibration)
+    fast = rl.deploy.optimize_for_inference(model, int8=True, calibration=calibration)
     assert isinstance(fast, rl.deploy.Int8Model)
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert fast(x).shape == (2, 10)
     with pytest.raises(ValueError, match="int8=True needs calibration"):
-        rl.optimize_for_inference(model, int8=True)
+        rl.deploy.optimize_for_inference(model, int8=True)
     with pytest.raises(ValueError, match="only with int8=True"):
-        rl.optimize_for_inference(model, calibration=calibration)
+        rl.deploy.optimize_for_inference(model, calibration=calibration)
 
 
 @pytest.mark.parametrize(

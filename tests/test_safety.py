@@ -502,7 +502,7 @@ def test_safetensors_round_trip_is_bit_exact(tmp_path: Path) -> None:
     for key, value in model.state_dict().items():
         assert loaded.state_dict()[key].dtype == value.dtype
         assert torch.equal(loaded.state_dict()[key], value), key
-    assert rl.read_checkpoint(path).metadata == {"epoch": 3, "note": "half"}
+    assert rl.interop.read_checkpoint(path).metadata == {"epoch": 3, "note": "half"}
     resized = rl.create_model("resnet20", checkpoint_path=path, shortcut="B", num_classes=10)
     assert torch.equal(resized.layer1[0].conv1.weight, model.layer1[0].conv1.weight.float())
 
@@ -543,7 +543,7 @@ def test_plain_safetensors_state_dicts_load_like_timms(tmp_path: Path) -> None:
     built = rl.create_model("resnet20", checkpoint_path=path)
     assert same_weights(built, model)
     fresh = rl.resnet20()
-    rl.load_weights(fresh, safetensors.torch.load_file(str(path)))
+    rl.interop.load_weights(fresh, safetensors.torch.load_file(str(path)))
     assert same_weights(fresh, model)
 
 

@@ -183,7 +183,9 @@ def test_folder_written_as_timm_does_gives_timms_logits(tmp_path: Path) -> None:
     source = rl.resnet18()
     deterministic_fill_(source)
     timm_folder(
-        tmp_path, rl.convert_state_dict(source.state_dict(), target="timm"), timm_config("resnet18")
+        tmp_path,
+        rl.interop.convert_state_dict(source.state_dict(), target="timm"),
+        timm_config("resnet18"),
     )
     model = rl.create_model(f"local-dir:{tmp_path}")
     assert model.pretrained_cfg["interpolation"] == "bicubic"
@@ -265,7 +267,7 @@ def test_hf_hub_loads_from_the_cache_offline(tmp_path: Path, offline_hub: Path) 
     loaded = rl.create_model("hf-hub:someone/resnet20-demo")
     assert torch.equal(outputs(loaded, (3, 32, 32)), outputs(model, (3, 32, 32)))
     assert loaded.pretrained_cfg["hf_hub_id"] == "someone/resnet20-demo"
-    with pytest.raises(rl.PretrainedError, match=r"could not get config\.json"):
+    with pytest.raises(rl.models.PretrainedError, match=r"could not get config\.json"):
         rl.create_model("hf-hub:someone/not-cached")
     with pytest.raises(ValueError, match="ORG/NAME"):
         rl.create_model("hf-hub:../etc")
@@ -302,19 +304,19 @@ def test_register_model_bare_uses_the_function_name() -> None:
         return rl.cifar_resnet(8, **overrides)
 
     try:
-        assert rl.MODELS.get("my_bare_resnet") is my_bare_resnet
+        assert rl.models.MODELS.get("my_bare_resnet") is my_bare_resnet
         assert rl.create_model("my_bare_resnet", num_classes=2).fc.out_features == 2
     finally:
-        rl.MODELS.unregister("my_bare_resnet")
+        rl.models.MODELS.unregister("my_bare_resnet")
 
     @rl.register_model("named_resnet")
     def other(**overrides: Any) -> rl.ResNet:
         return rl.cifar_resnet(8, **overrides)
 
     try:
-        assert rl.MODELS.get("named_resnet") is other
+        assert rl.models.MODELS.get("named_resnet") is other
     finally:
-        rl.MODELS.unregister("named_resnet")
+        rl.models.MODELS.unregister("named_resnet")
     with pytest.raises(ValueError, match="no name of its own"):
         rl.register_model(lambda **o: rl.resnet20(**o))
 
@@ -325,9 +327,9 @@ def test_other_registries_take_bare_decorators_too() -> None:
         pass
 
     try:
-        assert rl.BLOCKS.get("MyBareBlock") is MyBareBlock
+        assert rl.nn.BLOCKS.get("MyBareBlock") is MyBareBlock
     finally:
-        rl.BLOCKS.unregister("MyBareBlock")
+        rl.nn.BLOCKS.unregister("MyBareBlock")
     with pytest.raises(TypeError, match="ResidualBlock"):
         rl.register_block(dict)
 

@@ -22,7 +22,7 @@ def test_zero_pad_keeps_the_input_and_appends_zeros(
     device: str, c_in: int, c_out: int, stride: int
 ) -> None:
     x = torch.randn(2, c_in, 7, 9, device=device)
-    out = rl.ZeroPadShortcut(c_in, c_out, stride)(x)
+    out = rl.nn.ZeroPadShortcut(c_in, c_out, stride)(x)
     assert out.shape == (2, c_out, -(-7 // stride), -(-9 // stride))
     torch.testing.assert_close(out[:, :c_in], x[:, :, ::stride, ::stride], rtol=0, atol=0)
     assert not out[:, c_in:].any()
@@ -31,13 +31,13 @@ def test_zero_pad_keeps_the_input_and_appends_zeros(
 def test_zero_pad_both_sides_matches_pytorch_resnet_cifar10() -> None:
     # That code: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4)).
     x = torch.randn(2, 16, 8, 8)
-    out = rl.ZeroPadShortcut(16, 32, 2, placement="both")(x)
+    out = rl.nn.ZeroPadShortcut(16, 32, 2, placement="both")(x)
     expected = nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8))
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
 def test_zero_pad_is_named_picklable_and_scriptable() -> None:
-    module = rl.ZeroPadShortcut(4, 8, 2)
+    module = rl.nn.ZeroPadShortcut(4, 8, 2)
     assert list(module.parameters()) == []
     assert repr(module) == "ZeroPadShortcut(4, 8, stride=2, placement='end')"
     x = torch.randn(1, 4, 6, 6)
@@ -75,7 +75,7 @@ def test_option_a_both_pads_before_and_after() -> None:
     model = rl.resnet20(shortcut="A_both")
     assert rl.count_parameters(model) == rl.count_parameters(rl.resnet20())
     shortcut = model.layer2[0].downsample
-    assert isinstance(shortcut, rl.ZeroPadShortcut)
+    assert isinstance(shortcut, rl.nn.ZeroPadShortcut)
     assert shortcut.placement == "both"
     x = torch.randn(2, 16, 8, 8)
     out = shortcut(x)

@@ -75,8 +75,8 @@ def test_resnet_d_factories_are_registered_and_exported() -> None:
         assert name in rl.list_models("resnet*d")
         assert name in rl.__all__
         assert getattr(rl, name).__name__ == name
-    assert rl.STEMS.get("deep") is rl.DeepStem
-    assert rl.SHORTCUTS.get("D") is rl.OptionD
+    assert rl.nn.STEMS.get("deep") is rl.nn.DeepStem
+    assert rl.nn.SHORTCUTS.get("D") is rl.nn.OptionD
 
 
 def test_deep_stem_has_timms_names_and_shapes() -> None:
@@ -95,14 +95,14 @@ def test_deep_stem_has_timms_names_and_shapes() -> None:
 
 
 def test_deep_stem_width_is_half_its_output_and_must_be_even() -> None:
-    stem = rl.DeepStem(in_channels=1, out_channels=48)
+    stem = rl.nn.DeepStem(in_channels=1, out_channels=48)
     assert stem.stem_width == 24
     assert stem[0][0].out_channels == 24
     assert stem[0][6].out_channels == 48
     with pytest.raises(ValueError, match=r"even out_channels >= 2.*got 33"):
         rl.create_model("resnet18d", base_channels=33)
     with pytest.raises(ValueError, match="got 1"):
-        rl.DeepStem(in_channels=3, out_channels=1)
+        rl.nn.DeepStem(in_channels=3, out_channels=1)
 
 
 def test_deep_stem_uses_the_specs_activation_everywhere() -> None:
@@ -168,7 +168,7 @@ def test_option_d_has_option_bs_parameters(layers: tuple[int, ...], block: str) 
 def test_option_d_averages_only_real_pixels_at_odd_sizes() -> None:
     # ceil_mode=True keeps the last row and column; count_include_pad=False makes their
     # windows the mean of the pixels that exist (a lone corner pixel stays itself).
-    shortcut = rl.OptionD().make(in_channels=1, out_channels=2, stride=2, norm_layer=nn.Identity)
+    shortcut = rl.nn.OptionD().make(in_channels=1, out_channels=2, stride=2, norm_layer=nn.Identity)
     assert shortcut is not None
     conv = shortcut[1]
     with torch.no_grad():
@@ -181,7 +181,7 @@ def test_option_d_averages_only_real_pixels_at_odd_sizes() -> None:
 
 
 def test_option_d_is_identity_where_the_shape_is_kept() -> None:
-    strategy = rl.OptionD()
+    strategy = rl.nn.OptionD()
     assert strategy.make(in_channels=8, out_channels=8, stride=1, norm_layer=nn.BatchNorm2d) is None
     made = strategy.make(in_channels=8, out_channels=16, stride=1, norm_layer=nn.BatchNorm2d)
     assert isinstance(made, nn.Sequential)

@@ -44,9 +44,9 @@ def check_against_fixture(name: str, reference: dict[str, Any]) -> None:
     source = rl.create_model(name)
     assert layout(source.state_dict()) == expected_layout
     deterministic_fill_(source)
-    timm_state = rl.convert_state_dict(source.state_dict(), target="timm")
+    timm_state = rl.interop.convert_state_dict(source.state_dict(), target="timm")
     model = rl.create_model(name)
-    report = rl.load_weights(model, timm_state, source="timm")
+    report = rl.interop.load_weights(model, timm_state, source="timm")
     assert report.reinitialized == report.adapted == ()
     out = logits(model)
     assert (out.std(dim=1) > 0.1).all()
@@ -102,7 +102,7 @@ def test_loads_live_timm_weights(name: str) -> None:
     theirs = timm.create_model(name, pretrained=False)
     deterministic_fill_(theirs)  # non-trivial eval-mode norms
     model = rl.create_model(name)
-    rl.load_weights(model, theirs.state_dict(), source="timm")
+    rl.interop.load_weights(model, theirs.state_dict(), source="timm")
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         expected = theirs.double().eval()(x)

@@ -112,7 +112,7 @@ def test_scripted_drop_path_and_dropout_work_in_train_mode() -> None:
 @pytest.mark.parametrize("name", ["resnet18", "resnet50d", "resnet20", "preact_resnet18"])
 def test_features_only_models_script(name: str) -> None:
     model = shallow(name)
-    backbone = rl.features(model, out_indices=(0, 2, -1))
+    backbone = rl.core.features(model, out_indices=(0, 2, -1))
     assert backbone.feature_info.module_name()[0] == model.stem_feature_name
     x = sample(model)
     got = torch.jit.script(backbone)(x)
@@ -160,10 +160,10 @@ def test_scripted_model_saves_and_loads(tmp_path: Path) -> None:
     # The parameter names are the eager model's (torchvision's), so weights move freely.
     assert list(loaded.state_dict()) == list(model.state_dict())
     buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(rl.features(model, out_indices=(1, 3))), buffer)
+    torch.jit.save(torch.jit.script(rl.core.features(model, out_indices=(1, 3))), buffer)
     buffer.seek(0)
     features = torch.jit.load(buffer)
-    for a, b in zip(features(x), rl.features(model, out_indices=(1, 3))(x), strict=True):
+    for a, b in zip(features(x), rl.core.features(model, out_indices=(1, 3))(x), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -173,7 +173,7 @@ def test_fx_traced_models_script(name: str, features_only: bool) -> None:
     """torch.fx's code carries forward's annotations; TorchScript must resolve them (timm's
     test_model_forward_fx_torchscript). Postponed (string) annotations broke this."""
     model = shallow(name)
-    module: torch.nn.Module = rl.features(model) if features_only else model
+    module: torch.nn.Module = rl.core.features(model) if features_only else model
     scripted = torch.jit.script(torch.fx.symbolic_trace(module))
     x = sample(model)
     with torch.no_grad():

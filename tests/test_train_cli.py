@@ -49,7 +49,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     # The run's data, image size and seed come from its run.json.
     code, stdout, _ = run(["evaluate", str(out / "final.pt")], capsys)
     assert code == 0
-    recorded = rl.read_checkpoint(out / "final.pt").metadata["test_error"]
+    recorded = rl.interop.read_checkpoint(out / "final.pt").metadata["test_error"]
     assert f"(error {100 * recorded:.2f}%)" in stdout
     assert "on 297 images of digits" in stdout
     # A second run into the same directory must say --resume.

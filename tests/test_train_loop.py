@@ -75,7 +75,7 @@ def test_fit_lowers_the_loss_and_records_the_run(digits: DataSplits, tmp_path: P
         assert row["images_per_s"] > 0
     # final.pt is the trained model; evaluating it again gives the recorded test error.
     final = rl.load(tmp_path / "final.pt")
-    assert rl.read_checkpoint(tmp_path / "final.pt").metadata["epoch"] == 3
+    assert rl.interop.read_checkpoint(tmp_path / "final.pt").metadata["epoch"] == 3
     scored = evaluate(final, digits)
     assert scored.count == len(digits.test)
     assert scored.error == pytest.approx(result.metrics["test_error"])
@@ -161,7 +161,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     with pytest.raises(TrainingError, match="NaN or infinite") as raised:
         fit(model, digits, TINY, out=tmp_path, progress=False, log_every=5)
     assert str(tmp_path / "last.pt") in str(raised.value)
-    kept = rl.read_checkpoint(tmp_path / "last.pt")
+    kept = rl.interop.read_checkpoint(tmp_path / "last.pt")
     assert kept.metadata["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in kept.state_dict.values())
     assert not (tmp_path / "final.pt").exists()
@@ -298,7 +298,9 @@ def test_best_checkpoint_steps_and_curves(tmp_path: Path) -> None:
     data = load_data("digits", image_size=8, val_size=200)
     result = fit(tiny_model(), data, TINY, out=tmp_path, progress=False, log_every=4)
     best = min(row["val_error"] for row in result.history)
-    assert rl.read_checkpoint(tmp_path / "best.pt").metadata["val_error"] == pytest.approx(best)
+    assert rl.interop.read_checkpoint(tmp_path / "best.pt").metadata["val_error"] == pytest.approx(
+        best
+    )
     steps = read_metrics(tmp_path / "steps.csv")
     assert [row["iteration"] for row in steps][:3] == [1, 4, 8]
     assert all(row["lr"] == 0.1 for row in steps)
@@ -333,7 +335,7 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_identical(
     assert raised.value.iteration == 20
     assert raised.value.run_dir == tmp_path / "split"
     assert torch.load(tmp_path / "split" / "state.pt", weights_only=True)["iteration"] == 20
-    assert rl.read_checkpoint(tmp_path / "split" / "last.pt").metadata["iteration"] == 20
+    assert rl.interop.read_checkpoint(tmp_path / "split" / "last.pt").metadata["iteration"] == 20
     resumed = fit(
         tiny_model(seed=1),
         digits,
@@ -390,7 +392,7 @@ def test_a_run_directory_has_one_owner(digits: DataSplits, tmp_path: Path) -> No
 
 def test_own_optimizer_param_groups_and_epoch_callback(digits: DataSplits) -> None:
     model = tiny_model()
-    groups = rl.param_groups(model, lr=TINY.lr, decay=0.5)
+    groups = rl.interop.param_groups(model, lr=TINY.lr, decay=0.5)
     rows: list[tuple[float, int]] = []
     result = fit(
         model,

@@ -59,7 +59,7 @@ class NarrowBlock(rl.ResidualBlock):
         stride: int = 1,
         downsample: nn.Module | None = None,
         residual: bool = True,
-        norm_layer: rl.NormLayer = nn.BatchNorm2d,
+        norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
     ) -> None:
         super().__init__(
             in_channels=in_channels,
@@ -68,7 +68,7 @@ class NarrowBlock(rl.ResidualBlock):
             downsample=downsample,
             residual=False,
         )
-        self.conv = rl.conv3x3(in_channels, max(1, width // 2), stride)
+        self.conv = rl.nn.conv3x3(in_channels, max(1, width // 2), stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -90,13 +90,16 @@ def test_build_checks_the_channels_a_block_really_outputs() -> None:
         ):
             rl.build(spec)
     finally:
-        rl.BLOCKS.unregister("test_narrow")
+        rl.nn.BLOCKS.unregister("test_narrow")
 
 
 def test_a_configuration_is_checked_once_and_a_failing_one_every_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from resnetlib.core import build as build_module
+    import importlib
+
+    # resnetlib.core.build is the function; the module is resnetlib.core.build's home
+    build_module = importlib.import_module("resnetlib.core.build")
 
     calls: list[str] = []
     check = build_module._check_output_width
@@ -119,7 +122,7 @@ def test_a_configuration_is_checked_once_and_a_failing_one_every_time(
             with pytest.raises(ValueError, match="outputs 4 channels"):
                 rl.build(spec)
     finally:
-        rl.BLOCKS.unregister("test_narrow")
+        rl.nn.BLOCKS.unregister("test_narrow")
 
 
 def test_the_output_check_leaves_the_model_as_built() -> None:
@@ -152,14 +155,14 @@ def test_summary_takes_a_backbone_and_refuses_other_modules_with_a_way_out(
     tmp_path: Path,
 ) -> None:
     model = tiny_cifar()
-    backbone = rl.features(model, out_indices=(1, 2))
-    report = rl.summary(backbone)
+    backbone = rl.core.features(model, out_indices=(1, 2))
+    report = rl.analysis.summary(backbone)
     assert [row.name for row in report.rows] == ["stem", "layer1", "layer2"]
     assert report.total_parameters == rl.count_parameters(backbone)
     assert report.total_mult_adds == rl.count_flops(backbone)
     assert report.input_size == (3, 32, 32)
     with pytest.raises(TypeError, match=r"got Conv2d\. For any module, count_parameters"):
-        rl.summary(nn.Conv2d(3, 4, 3))  # type: ignore[arg-type]
+        rl.analysis.summary(nn.Conv2d(3, 4, 3))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="a features-only backbone has no spec") as error:
         rl.save(backbone, tmp_path / "backbone.pt")  # type: ignore[arg-type]
     assert "model.module" not in str(error.value)
@@ -182,7 +185,7 @@ def test_loading_a_checkpoint_of_an_unregistered_block_says_what_to_do(tmp_path:
     try:
         rl.save(rl.cifar_resnet(8, block="test_basic_alias", widths=(2, 4, 8)), tmp_path / "m.pt")
     finally:
-        rl.BLOCKS.unregister("test_basic_alias")
+        rl.nn.BLOCKS.unregister("test_basic_alias")
     with pytest.raises(KeyError) as error:
         rl.load(tmp_path / "m.pt")
     message = str(error.value)

@@ -214,11 +214,11 @@ def test_timm_keywords_and_block_options_must_agree() -> None:
 def test_depth_is_the_papers_weighted_layer_count_from_the_spec() -> None:
     for name, depth in (("resnet20", 20), ("resnet110", 110), ("resnet50", 50), ("resnet152", 152),
                         ("resnet50d", 50), ("preact_resnet164", 164), ("plain56", 56)):  # fmt: skip
-        assert rl.paper_depth(rl.model_spec(name)) == depth
+        assert rl.core.paper_depth(rl.model_spec(name)) == depth
     assert _meta("resnet101").depth == 101
     spec = rl.model_spec("resnet56")
     assert spec.num_blocks == 27
-    assert rl.cifar_spec(rl.paper_depth(spec)) == spec
+    assert rl.cifar_spec(rl.core.paper_depth(spec)) == spec
     with pytest.warns(FutureWarning, match="use spec.num_blocks"):
         assert spec.depth == 27  # the old meaning, deprecated
 
@@ -245,6 +245,6 @@ def test_model_spec_of_a_users_factory_is_the_spec_it_builds() -> None:
     try:
         spec = rl.model_spec("test_user_net", num_classes=4)
         assert spec == rl.cifar_resnet(32, num_classes=4).spec
-        assert rl.paper_depth(spec) == 32
+        assert rl.core.paper_depth(spec) == 32
     finally:
-        rl.MODELS.unregister("test_user_net")
+        rl.models.MODELS.unregister("test_user_net")

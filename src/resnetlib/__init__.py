@@ -1,8 +1,18 @@
 """resnetlib: ResNets from He et al. (2015), faithful, typed and extensible.
 
-``import resnetlib`` loads what building models needs; the conformance suite
-(:mod:`resnetlib.testing`) and the deployment code (:mod:`resnetlib.deploy`) load on first
-use of their names here.
+The top level holds what a user types first: the model factories, ``create_model``,
+``list_models`` and ``list_pretrained``, the spec and ``build``, the base classes and the
+registration of blocks, shortcuts, stems and models, ``load`` and ``save``, and the two
+counters the README's tour uses. Everything else lives in its subpackage:
+:mod:`resnetlib.nn` (the parts, their registries and helpers), :mod:`resnetlib.interop`
+(other layouts, checkpoint parts, fine-tuning), :mod:`resnetlib.models` (the zoo and its
+pretrained weights), :mod:`resnetlib.core` (the feature view, depth helpers),
+:mod:`resnetlib.analysis` (summaries), :mod:`resnetlib.registry` (the registry class),
+:mod:`resnetlib.deploy` (folding, fast path, export)
+and :mod:`resnetlib.testing` (the conformance suite). The last two load on first use.
+
+A name that moved off the top level raises :class:`AttributeError` naming its new home
+(``resnetlib.OptionA moved to resnetlib.nn.OptionA``).
 """
 
 from __future__ import annotations
@@ -10,29 +20,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .analysis import ModelSummary, SummaryRow, count_flops, count_parameters, summary
+# The subpackages, as attributes (resnetlib.nn.OptionA after import resnetlib).
+from . import analysis as analysis
+from . import core as core
+from . import interop as interop
+from . import models as models
+from . import nn as nn
+from .analysis import count_flops, count_parameters
 from .core.build import build
-from .core.features import ResNetFeatures, features
-from .core.model import FeatureInfo, FeatureInfoList, ResNet, feature_take_indices, paper_depth
-from .core.overrides import ModelOverrides, apply_overrides
+from .core.model import ResNet
+from .core.overrides import ModelOverrides
 from .core.spec import ResNetSpec, StageSpec, StemSpec
-from .interop.checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
-from .interop.convert import (
-    LoadReport,
-    ShapeMismatch,
-    WeightsMismatchError,
-    adapt_input_channels,
-    convert_state_dict,
-    load_weights,
-    to_torchvision,
-)
-from .interop.finetune import freeze, param_groups, unfreeze
-from .models.pretrained import PretrainedError
+from .interop.checkpoint import CheckpointError, load, save
 from .models.share import save_pretrained
-from .models.weights import PretrainedWeights, list_pretrained
+from .models.weights import list_pretrained
 from .models.zoo import (
-    MODELS,
-    ModelFactory,
     cifar_resnet,
     cifar_spec,
     create_model,
@@ -79,148 +81,135 @@ from .models.zoo import (
     wide_resnet50_2,
     wide_resnet101_2,
 )
-from .nn.activations import ACTIVATIONS, ActLayer, register_act
-from .nn.blocks import BLOCKS, BasicBlock, Bottleneck, ResidualBlock, register_block
-from .nn.drop_path import DropPath, drop_path_rates
-from .nn.layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
-from .nn.norms import NORMS, FrozenBatchNorm2d, group_norm, register_norm
-from .nn.preact import (
-    CifarPreActStem,
-    ImageNetPreActStem,
-    NormAct,
-    PreActBasicBlock,
-    PreActBottleneck,
-    PreActOptionB,
+from .nn.blocks import (
+    BasicBlock,
+    Bottleneck,
+    ResidualBlock,
+    register_block,
 )
-from .nn.shortcuts import (
-    SHORTCUTS,
-    NoShortcut,
-    OptionA,
-    OptionABoth,
-    OptionB,
-    OptionC,
-    OptionD,
-    ShortcutStrategy,
-    ZeroPadShortcut,
-    register_shortcut,
-)
-from .nn.stems import STEMS, CifarStem, DeepStem, ImageNetStem, Stem, register_stem
-from .registry import Registry, UnknownNameError
+from .nn.shortcuts import ShortcutStrategy, register_shortcut
+from .nn.stems import Stem, register_stem
 
 if TYPE_CHECKING:
-    from . import deploy, testing
-    from .deploy import FuseReport, fuse_bn, is_fused, optimize_for_inference
+    from . import deploy as deploy
+    from . import testing as testing
 
-# Names loaded on first use: name -> (module, attribute; "" for the module itself).
-_LAZY = {
-    "testing": (".testing", ""),
-    "deploy": (".deploy", ""),
-    "FuseReport": (".deploy", "FuseReport"),
-    "fuse_bn": (".deploy", "fuse_bn"),
-    "is_fused": (".deploy", "is_fused"),
-    "optimize_for_inference": (".deploy", "optimize_for_inference"),
+# Subpackages loaded on first use.
+_LAZY = {"testing", "deploy"}
+
+# Names that left the top level (issue 26): name -> the module that exports it now.
+_MOVED = {
+    "ACTIVATIONS": "resnetlib.nn",
+    "ActLayer": "resnetlib.nn",
+    "adapt_input_channels": "resnetlib.interop",
+    "apply_overrides": "resnetlib.core",
+    "BLOCKS": "resnetlib.nn",
+    "Checkpoint": "resnetlib.interop",
+    "CifarPreActStem": "resnetlib.nn",
+    "CifarStem": "resnetlib.nn",
+    "conv1x1": "resnetlib.nn",
+    "conv3x3": "resnetlib.nn",
+    "convert_state_dict": "resnetlib.interop",
+    "DeepStem": "resnetlib.nn",
+    "drop_path_rates": "resnetlib.nn",
+    "DropPath": "resnetlib.nn",
+    "feature_take_indices": "resnetlib.core",
+    "FeatureInfo": "resnetlib.core",
+    "FeatureInfoList": "resnetlib.core",
+    "features": "resnetlib.core",
+    "freeze": "resnetlib.interop",
+    "FrozenBatchNorm2d": "resnetlib.nn",
+    "fuse_bn": "resnetlib.deploy",
+    "FuseReport": "resnetlib.deploy",
+    "group_norm": "resnetlib.nn",
+    "ImageNetPreActStem": "resnetlib.nn",
+    "ImageNetStem": "resnetlib.nn",
+    "is_fused": "resnetlib.deploy",
+    "load_weights": "resnetlib.interop",
+    "LoadReport": "resnetlib.interop",
+    "ModelFactory": "resnetlib.models",
+    "MODELS": "resnetlib.models",
+    "ModelSummary": "resnetlib.analysis",
+    "NormAct": "resnetlib.nn",
+    "NormLayer": "resnetlib.nn",
+    "NORMS": "resnetlib.nn",
+    "NoShortcut": "resnetlib.nn",
+    "optimize_for_inference": "resnetlib.deploy",
+    "OptionA": "resnetlib.nn",
+    "OptionABoth": "resnetlib.nn",
+    "OptionB": "resnetlib.nn",
+    "OptionC": "resnetlib.nn",
+    "OptionD": "resnetlib.nn",
+    "paper_depth": "resnetlib.core",
+    "param_groups": "resnetlib.interop",
+    "PreActBasicBlock": "resnetlib.nn",
+    "PreActBottleneck": "resnetlib.nn",
+    "PreActOptionB": "resnetlib.nn",
+    "PretrainedError": "resnetlib.models",
+    "PretrainedWeights": "resnetlib.models",
+    "read_checkpoint": "resnetlib.interop",
+    "register_act": "resnetlib.nn",
+    "register_norm": "resnetlib.nn",
+    "Registry": "resnetlib.registry",
+    "ResNetFeatures": "resnetlib.core",
+    "ShapeMismatch": "resnetlib.interop",
+    "SHORTCUTS": "resnetlib.nn",
+    "STEMS": "resnetlib.nn",
+    "summary": "resnetlib.analysis",
+    "SummaryRow": "resnetlib.analysis",
+    "to_torchvision": "resnetlib.interop",
+    "unfreeze": "resnetlib.interop",
+    "UnknownNameError": "resnetlib.registry",
+    "WeightsMismatchError": "resnetlib.interop",
+    "zero_norm_weight": "resnetlib.nn",
+    "ZeroPadShortcut": "resnetlib.nn",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module_name, attribute = _LAZY[name]
-    module = importlib.import_module(module_name, __name__)
-    value = getattr(module, attribute) if attribute else module
-    globals()[name] = value
-    return value
+    if name in _LAZY:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    if name in _MOVED:
+        raise AttributeError(
+            f"resnetlib.{name} moved to {_MOVED[name]}.{name}: "
+            f"use `from {_MOVED[name]} import {name}`"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | _LAZY)
 
 
 __version__ = "0.1.0"
 """The installed version of resnetlib."""
 
 __all__ = [
-    "ACTIVATIONS",
-    "BLOCKS",
-    "MODELS",
-    "NORMS",
-    "SHORTCUTS",
-    "STEMS",
-    "ActLayer",
     "BasicBlock",
     "Bottleneck",
-    "Checkpoint",
     "CheckpointError",
-    "CifarPreActStem",
-    "CifarStem",
-    "DeepStem",
-    "DropPath",
-    "FeatureInfo",
-    "FeatureInfoList",
-    "FrozenBatchNorm2d",
-    "FuseReport",
-    "ImageNetPreActStem",
-    "ImageNetStem",
-    "LoadReport",
-    "ModelFactory",
     "ModelOverrides",
-    "ModelSummary",
-    "NoShortcut",
-    "NormAct",
-    "NormLayer",
-    "OptionA",
-    "OptionABoth",
-    "OptionB",
-    "OptionC",
-    "OptionD",
-    "PreActBasicBlock",
-    "PreActBottleneck",
-    "PreActOptionB",
-    "PretrainedError",
-    "PretrainedWeights",
-    "Registry",
     "ResNet",
-    "ResNetFeatures",
     "ResNetSpec",
     "ResidualBlock",
-    "ShapeMismatch",
     "ShortcutStrategy",
     "StageSpec",
     "Stem",
     "StemSpec",
-    "SummaryRow",
-    "UnknownNameError",
-    "WeightsMismatchError",
-    "ZeroPadShortcut",
     "__version__",
-    "adapt_input_channels",
-    "apply_overrides",
     "build",
     "cifar_resnet",
     "cifar_spec",
-    "conv1x1",
-    "conv3x3",
-    "convert_state_dict",
     "count_flops",
     "count_parameters",
     "create_model",
-    "deploy",
-    "drop_path_rates",
-    "feature_take_indices",
-    "features",
-    "freeze",
-    "fuse_bn",
-    "group_norm",
     "imagenet_spec",
-    "is_fused",
     "list_models",
     "list_pretrained",
     "load",
-    "load_weights",
     "model_spec",
-    "optimize_for_inference",
-    "paper_depth",
-    "param_groups",
     "plain18",
     "plain20",
     "plain32",
@@ -238,11 +227,8 @@ __all__ = [
     "preact_resnet152",
     "preact_resnet164",
     "preact_resnet1001",
-    "read_checkpoint",
-    "register_act",
     "register_block",
     "register_model",
-    "register_norm",
     "register_shortcut",
     "register_stem",
     "resnet",
@@ -266,11 +252,6 @@ __all__ = [
     "resnext101_32x8d",
     "save",
     "save_pretrained",
-    "summary",
-    "testing",
-    "to_torchvision",
-    "unfreeze",
     "wide_resnet50_2",
     "wide_resnet101_2",
-    "zero_norm_weight",
 ]

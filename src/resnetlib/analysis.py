@@ -167,7 +167,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
 
 @dataclass(frozen=True)
 class SummaryRow:
-    """One row of a [`ModelSummary`][resnetlib.ModelSummary]: a stem, stage or head."""
+    """One row of a [`ModelSummary`][resnetlib.analysis.ModelSummary]: a stem, stage or head."""
 
     name: str
     output_shape: tuple[int, ...]
@@ -244,7 +244,7 @@ def summary(
 
     Examples:
         >>> import resnetlib as rl
-        >>> table = rl.summary(rl.resnet56())
+        >>> table = rl.analysis.summary(rl.resnet56())
         >>> [row.name for row in table.rows], table.total_parameters
         (['stem', 'layer1', 'layer2', 'layer3', 'head'], 853018)
     """

@@ -226,7 +226,7 @@ def add_model_arguments(
         default=None,
         metavar="FILE",
         help="weights to start from: a resnetlib checkpoint (which alone names the model) or "
-        "a state dict in any layout resnetlib.load_weights reads (torchvision, timm, "
+        "a state dict in any layout resnetlib.interop.load_weights reads (torchvision, timm, "
         "akamaster, mmpretrain)",
     )
     overrides = parser.add_argument_group(

@@ -10,6 +10,8 @@ from typing import Generic, TypeVar, overload
 
 T = TypeVar("T")
 
+__all__ = ["Registry", "UnknownNameError"]
+
 
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that orders the digit runs in ``name`` as numbers."""
@@ -82,7 +84,8 @@ class Registry(Generic[T]):
             ...     return rl.cifar_resnet(8, **overrides)
             >>> "tinier_resnet" in rl.list_models()
             True
-            >>> _ = rl.MODELS.unregister("tiny_resnet"), rl.MODELS.unregister("tinier_resnet")
+            >>> from resnetlib.models import MODELS
+            >>> _ = MODELS.unregister("tiny_resnet"), MODELS.unregister("tinier_resnet")
         """
         if obj is None and not isinstance(name, str) and callable(name):
             bare: T = name  # used bare: the decorated function or class itself

@@ -44,7 +44,7 @@ def build(spec: ResNetSpec) -> ResNet:
     Raises:
         TypeError: ``spec`` is not a [`ResNetSpec`][resnetlib.ResNetSpec].
         KeyError: an unknown block, shortcut, stem, norm or activation name (an
-            [`UnknownNameError`][resnetlib.UnknownNameError] naming the close matches).
+            [`UnknownNameError`][resnetlib.registry.UnknownNameError] naming the close matches).
         ValueError: a block option the block does not take, or a shape the shortcut
             cannot produce.
 

@@ -28,9 +28,9 @@ class ResNetFeatures(StagedNet):
     Index 0 is the stem's map before its max-pool, index ``i`` stage ``i``'s
     (``model.feature_info``); stages after the last index asked for are left out, as is the
     head. The modules are the model's own, not copies. ``feature_info`` describes the
-    returned maps, in order (a :class:`~resnetlib.FeatureInfoList`: ``channels()``,
+    returned maps, in order (a :class:`~resnetlib.core.FeatureInfoList`: ``channels()``,
     ``reduction()``, ``module_name()``). It scripts with ``torch.jit.script``.
-    ``norm_eval`` and ``frozen_stages`` (see :func:`resnetlib.freeze`) start as the model's
+    ``norm_eval`` and ``frozen_stages`` (see :func:`resnetlib.interop.freeze`) start as the model's
     and work as they do on it.
     """
 

@@ -36,7 +36,8 @@ def paper_depth(spec: ResNetSpec) -> int:
 
     Examples:
         >>> import resnetlib as rl
-        >>> rl.paper_depth(rl.model_spec("resnet110")), rl.paper_depth(rl.model_spec("resnet50"))
+        >>> from resnetlib.core import paper_depth
+        >>> paper_depth(rl.model_spec("resnet110")), paper_depth(rl.model_spec("resnet50"))
         (110, 50)
     """
     return 2 + spec.num_blocks * BLOCKS.get(spec.block).weighted_layers
@@ -300,7 +301,7 @@ class ResNet(StagedNet):
     ``pretrained_cfg`` (alias ``default_cfg``; see ``resnetlib.core.data_config``).
     ``norm_eval = True`` keeps every norm layer in eval mode under ``train()``; norms of the
     stem and the first ``frozen_stages`` stages always stay in eval (see
-    :func:`resnetlib.freeze`).
+    :func:`resnetlib.interop.freeze`).
     """
 
     def __init__(

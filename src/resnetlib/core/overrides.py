@@ -207,7 +207,7 @@ def _registered_name(registry: Registry[Any], key: str, value: object, register:
     if name is None:
         raise ValueError(
             f"{key}={value!r} is not registered, so a spec could not name it; register it "
-            f"first with resnetlib.{register}('my_{key}', ...) and pass the name. "
+            f"first with resnetlib.nn.{register}('my_{key}', ...) and pass the name. "
             f"Registered: {', '.join(registry)}"
         )
     return name

@@ -205,12 +205,12 @@ class ResNetSpec:
     def depth(self) -> int:
         """Deprecated: the number of blocks; use :attr:`num_blocks`.
 
-        The paper's depth (weighted layers) is :func:`resnetlib.paper_depth` of the spec,
+        The paper's depth (weighted layers) is :func:`resnetlib.core.paper_depth` of the spec,
         or ``model.depth``.
         """
         warnings.warn(
             "ResNetSpec.depth counts blocks and is deprecated: use spec.num_blocks, or "
-            "resnetlib.paper_depth(spec) for the paper's depth (weighted layers)",
+            "resnetlib.core.paper_depth(spec) for the paper's depth (weighted layers)",
             FutureWarning,
             stacklevel=2,
         )

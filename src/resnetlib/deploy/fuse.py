@@ -32,7 +32,7 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d, FrozenBatchNorm2d)
 _FUSED_FLAG = "_resnetlib_fused"
 _TRAIN_MESSAGE = (
-    "this model is an inference-only copy made by resnetlib.fuse_bn (its batch norms are "
+    "this model is an inference-only copy made by resnetlib.deploy.fuse_bn (its batch norms are "
     "folded into the convolutions); train the unfused model and fuse it again"
 )
 
@@ -206,7 +206,7 @@ def fuse_bn(model: M, *, report: bool = False) -> M | tuple[M, FuseReport]:
     """An eval-mode, inference-only copy of ``model`` with its batch norms folded.
 
     Every convolution whose output goes only to a batch norm (or
-    :class:`~resnetlib.FrozenBatchNorm2d`) becomes one convolution with a bias, and the
+    :class:`~resnetlib.nn.FrozenBatchNorm2d`) becomes one convolution with a bias, and the
     norm an ``nn.Identity``; eval outputs equal the model's up to rounding. Norms that
     cannot fold stay (pre-activation nets' input norms, group norms, modules whose forward
     ``torch.fx`` cannot trace); ``report=True`` also returns a :class:`FuseReport` naming

@@ -1,6 +1,6 @@
 """Static int8 post-training quantization for CPUs, by PyTorch's maintained path.
 
-torchao's PT2E flow: the model (batch norms folded first, :func:`~resnetlib.fuse_bn`) is
+torchao's PT2E flow: the model (batch norms folded first, :func:`~resnetlib.deploy.fuse_bn`) is
 captured with ``torch.export`` (strict), annotated by ``X86InductorQuantizer`` (int8
 activations per tensor, int8 weights per output channel), observed on the calibration
 batches, converted, and lowered to oneDNN's int8 kernels (``onednn.qconv*``,

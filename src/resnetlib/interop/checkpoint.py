@@ -156,7 +156,7 @@ def save(
         >>> import tempfile, pathlib, resnetlib as rl
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "resnet20.pt"
         >>> rl.save(rl.resnet20(), path, metadata={"epoch": 3})
-        >>> rl.read_checkpoint(path).metadata
+        >>> rl.interop.read_checkpoint(path).metadata
         {'epoch': 3}
         >>> rl.load(path).spec == rl.resnet20().spec
         True
@@ -164,7 +164,7 @@ def save(
     if not isinstance(model, ResNet):
         hint = (
             "a features-only backbone has no spec of its own: save the ResNet it was made "
-            "from and rebuild the backbone with rl.features(rl.load(path), out_indices=...)"
+            "from and rebuild the backbone with rl.core.features(rl.load(path), out_indices=...)"
             if isinstance(model, ResNetFeatures)
             else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
         )
@@ -438,7 +438,7 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
                     f"{path}: a plain state dict ({tensors} tensors), not a resnetlib "
                     "checkpoint, so it does not say which model it is; load it with "
                     "resnetlib.create_model(name, checkpoint_path=...) or "
-                    f"resnetlib.load_weights(model, {reader})"
+                    f"resnetlib.interop.load_weights(model, {reader})"
                 )
         raise CheckpointError(
             f"{path}: not a resnetlib checkpoint (a {type(payload).__name__} without "

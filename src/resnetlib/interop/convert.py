@@ -315,7 +315,7 @@ def convert_state_dict(
 
     Examples:
         >>> import resnetlib as rl
-        >>> weights = rl.convert_state_dict(rl.resnet20().state_dict(), target="mmpretrain")
+        >>> weights = rl.interop.convert_state_dict(rl.resnet20().state_dict(), target="mmpretrain")
         >>> next(iter(weights))
         'backbone.conv1.weight'
     """
@@ -358,7 +358,7 @@ def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Ten
     Examples:
         >>> import torch, resnetlib as rl
         >>> rgb = rl.resnet18().conv1.weight.detach()
-        >>> rl.adapt_input_channels(rgb, in_channels=1).shape
+        >>> rl.interop.adapt_input_channels(rgb, in_channels=1).shape
         torch.Size([64, 1, 7, 7])
     """
     check_int("in_channels", in_channels)
@@ -500,7 +500,8 @@ def load_weights(
 
     Examples:
         >>> import resnetlib as rl
-        >>> report = rl.load_weights(rl.resnet20(num_classes=100), rl.resnet20().state_dict())
+        >>> from resnetlib.interop import load_weights
+        >>> report = load_weights(rl.resnet20(num_classes=100), rl.resnet20().state_dict())
         >>> report.reinitialized
         ('fc.weight', 'fc.bias')
     """

@@ -38,7 +38,7 @@ def freeze(model: _Backbone, *, stages: int) -> None:
     Examples:
         >>> import resnetlib as rl
         >>> model = rl.resnet18()
-        >>> rl.freeze(model, stages=2)
+        >>> rl.interop.freeze(model, stages=2)
         >>> model.layer2[0].conv1.weight.requires_grad, model.layer3[0].conv1.weight.requires_grad
         (False, True)
     """
@@ -102,7 +102,7 @@ def param_groups(
 
     Examples:
         >>> import torch, resnetlib as rl
-        >>> groups = rl.param_groups(rl.resnet20(), lr=0.1, decay=0.5)
+        >>> groups = rl.interop.param_groups(rl.resnet20(), lr=0.1, decay=0.5)
         >>> [(group["name"], group["lr"]) for group in groups]
         [('stem', 0.00625), ('layer1', 0.0125), ('layer2', 0.025), ('layer3', 0.05), ('head', 0.1)]
         >>> optimizer = torch.optim.SGD(groups, momentum=0.9)

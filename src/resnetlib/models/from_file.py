@@ -38,10 +38,10 @@ def model_from_file(
     with the file, except that another ``num_classes`` gets a new head and another
     ``in_channels`` an adapted stem.
 
-    Any other file is a state dict in a layout :func:`~resnetlib.convert_state_dict` reads
+    Any other file is a state dict in a layout :func:`~resnetlib.interop.convert_state_dict` reads
     (``source``; ``"auto"`` detects it); the layout adds the overrides its weights need
     (akamaster's shortcut, unless ``overrides`` sets one). Loading is strict except for the
-    stem and head (see :func:`~resnetlib.load_weights`).
+    stem and head (see :func:`~resnetlib.interop.load_weights`).
     """
     contents = read_weights_file(path)
     options = dict(overrides)

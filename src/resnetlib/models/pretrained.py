@@ -175,7 +175,7 @@ def load_pretrained(
     """Load ``entry``'s weights (or those in ``file``, in ``entry``'s layout) into ``model``.
 
     Strict, except that a head of another ``num_classes`` stays as built and a stem for
-    another ``in_channels`` is adapted (see :func:`~resnetlib.load_weights`). Sets
+    another ``in_channels`` is adapted (see :func:`~resnetlib.interop.load_weights`). Sets
     ``model.pretrained_cfg`` to the weights' configuration. Returns ``model``.
     """
     path = Path(file) if file is not None else weights_file(entry)

@@ -2,7 +2,7 @@
 
 One frozen :class:`PretrainedWeights` per checkpoint: which resnetlib model (and
 overrides) it fits, where it is published, the checksum its publisher gives, its state-dict
-layout (``source``, as :func:`~resnetlib.convert_state_dict` names it), its classes, the
+layout (``source``, as :func:`~resnetlib.interop.convert_state_dict` names it), its classes, the
 preprocessing it was evaluated with (``pretrained_cfg``, timm's keys), the top-1 accuracy
 its publisher reports, and its licence. Importing this module reads nothing and downloads
 nothing; :mod:`resnetlib.models.pretrained` fetches and loads.
@@ -768,7 +768,7 @@ _BY_MODEL = _index()
 def default_weights(model: str) -> PretrainedWeights:
     """The weights ``create_model(model, pretrained=True)`` loads.
 
-    Raises :class:`~resnetlib.UnknownNameError` (a ``KeyError``) for a model without any.
+    Raises :class:`~resnetlib.registry.UnknownNameError` (a ``KeyError``) for a model without any.
     """
     tags = _BY_MODEL.get(model)
     if not tags:
@@ -782,7 +782,7 @@ def default_weights(model: str) -> PretrainedWeights:
 
 def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:
     """The weights ``model.tag`` names (``tag`` may also come as ``"model.tag"``);
-    without a tag, the default. Unknown names raise :class:`~resnetlib.UnknownNameError`
+    without a tag, the default. Unknown names raise :class:`~resnetlib.registry.UnknownNameError`
     listing what exists.
     """
     if tag is None and "." in model:

@@ -146,7 +146,7 @@ def create_model(
 
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
     dict file; ``checkpoint_source`` names its layout (see
-    :func:`~resnetlib.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
+    :func:`~resnetlib.interop.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
     strict, except that another ``num_classes`` gets a new head and another ``in_channels``
     an adapted stem. akamaster's weights get their shortcut (``"A_both"`` or ``"B"``) unless
     ``shortcut`` is given.
@@ -156,7 +156,7 @@ def create_model(
     ``save_for_hf``'s) with its weights and data config, ``pretrained`` or not;
     ``num_classes`` gives it a new head.
 
-    ``features_only=True`` returns :func:`~resnetlib.features` of it instead: no head, a
+    ``features_only=True`` returns :func:`~resnetlib.core.features` of it instead: no head, a
     forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
     ``device`` and ``dtype`` (timm's) create the parameters there (``"meta"``: no memory).
 

@@ -3,4 +3,111 @@ and blocks.
 
 Each part registers itself by name in a :class:`~resnetlib.registry.Registry`; nothing here
 knows the builder, the model or the zoo.
+
+The registries (``BLOCKS``, ``SHORTCUTS``, ``STEMS``, ``NORMS``, ``ACTIVATIONS``), the
+concrete shortcuts, stems and pre-activation parts, and the layer helpers live here; the
+base classes and ``register_block``/``register_shortcut``/``register_stem`` are also at the
+top level (``resnetlib.BasicBlock``).
 """
+
+from __future__ import annotations
+
+from .activations import (
+    ACTIVATIONS,
+    ActLayer,
+    register_act,
+)
+from .blocks import (
+    BLOCKS,
+    BasicBlock,
+    Bottleneck,
+    ResidualBlock,
+    register_block,
+)
+from .drop_path import (
+    DropPath,
+    drop_path_rates,
+)
+from .layers import (
+    NormLayer,
+    conv1x1,
+    conv3x3,
+    zero_norm_weight,
+)
+from .norms import (
+    NORMS,
+    FrozenBatchNorm2d,
+    group_norm,
+    register_norm,
+)
+from .preact import (
+    CifarPreActStem,
+    ImageNetPreActStem,
+    NormAct,
+    PreActBasicBlock,
+    PreActBottleneck,
+    PreActOptionB,
+)
+from .shortcuts import (
+    SHORTCUTS,
+    NoShortcut,
+    OptionA,
+    OptionABoth,
+    OptionB,
+    OptionC,
+    OptionD,
+    ShortcutStrategy,
+    ZeroPadShortcut,
+    register_shortcut,
+)
+from .stems import (
+    STEMS,
+    CifarStem,
+    DeepStem,
+    ImageNetStem,
+    Stem,
+    register_stem,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "BLOCKS",
+    "NORMS",
+    "SHORTCUTS",
+    "STEMS",
+    "ActLayer",
+    "BasicBlock",
+    "Bottleneck",
+    "CifarPreActStem",
+    "CifarStem",
+    "DeepStem",
+    "DropPath",
+    "FrozenBatchNorm2d",
+    "ImageNetPreActStem",
+    "ImageNetStem",
+    "NoShortcut",
+    "NormAct",
+    "NormLayer",
+    "OptionA",
+    "OptionABoth",
+    "OptionB",
+    "OptionC",
+    "OptionD",
+    "PreActBasicBlock",
+    "PreActBottleneck",
+    "PreActOptionB",
+    "ResidualBlock",
+    "ShortcutStrategy",
+    "Stem",
+    "ZeroPadShortcut",
+    "conv1x1",
+    "conv3x3",
+    "drop_path_rates",
+    "group_norm",
+    "register_act",
+    "register_block",
+    "register_norm",
+    "register_shortcut",
+    "register_stem",
+    "zero_norm_weight",
+]

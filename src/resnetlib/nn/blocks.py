@@ -59,7 +59,7 @@ class ResidualBlock(nn.Module, ABC):
     ``dilation`` (> 1) and ``drop_path`` (> 0): a block that does not take one of those
     gets a clear error at build time, never a silently ignored option.
     ``weighted_layers`` is the number of weighted layers on the branch (2 for basic, 3
-    for bottleneck); the paper's depth (:func:`~resnetlib.paper_depth`) and the CIFAR
+    for bottleneck); the paper's depth (:func:`~resnetlib.core.paper_depth`) and the CIFAR
     depth formula use it (``layers``, its old name, still works, deprecated).
     ``downsample`` maps the input to the output's shape (``None``: identity); with
     ``residual=False`` nothing is added (plain).

@@ -45,7 +45,7 @@ def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
 
     Examples:
         >>> import resnetlib as rl
-        >>> [round(rate, 3) for rate in rl.drop_path_rates(0.2, 4)]
+        >>> [round(rate, 3) for rate in rl.nn.drop_path_rates(0.2, 4)]
         [0.05, 0.1, 0.15, 0.2]
     """
     return [rate * (index + 1) / num_blocks for index in range(num_blocks)]

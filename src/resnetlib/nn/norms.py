@@ -1,7 +1,7 @@
 """Normalization layers by name: ``"batchnorm"``, ``"groupnorm"``, ``"frozen_batchnorm"``.
 
 A spec names its norm (``ResNetSpec.norm``); :func:`resnetlib.build` looks the name up here
-and hands every stem, block and shortcut the same :data:`~resnetlib.NormLayer`, a callable
+and hands every stem, block and shortcut the same :data:`~resnetlib.nn.NormLayer`, a callable
 from a channel count to a module. Register your own with :func:`register_norm`.
 """
 

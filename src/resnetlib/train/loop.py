@@ -379,7 +379,7 @@ def fit(
     says them; ``"model"`` keeps the model's (pretrained weights' statistics). ``iterations`` or
     ``epochs`` override the recipe's length (the schedule scales). The recipe's SGD
     optimizes every trainable parameter, or ``param_groups`` (for example
-    :func:`~resnetlib.param_groups`); or pass your own ``optimizer``. Either way the
+    :func:`~resnetlib.interop.param_groups`); or pass your own ``optimizer``. Either way the
     schedule sets each group's lr to the schedule's value times the group's ``lr_scale``
     (1 when absent). ``on_epoch_end(row, model)`` is called after each epoch with its
     metrics row.

@@ -413,7 +413,7 @@ def recipe_for(model: str | ResNetSpec) -> Recipe:
     """:func:`paper_recipe` for a registered model's depth (``resnet110`` -> warm-up).
 
     ``model`` is a registered name or a spec; the depth is the spec's
-    (:func:`~resnetlib.paper_depth`), not read from the name.
+    (:func:`~resnetlib.core.paper_depth`), not read from the name.
     """
     from ..core.model import paper_depth
     from ..models.zoo import model_spec
