@@ -138,10 +138,15 @@ def _timm_name(spec: ResNetSpec) -> str | None:
 
 
 def _resnetlib_name(spec: ResNetSpec) -> str | None:
-    """The registered model name whose default network ``spec`` is (head and input aside)."""
+    """The registered model name whose default network ``spec`` is (head and input aside):
+    resnetlib's own names first, so a user's model registered with the same network does
+    not rename a built-in one."""
     from .zoo import MODELS, model_spec
 
-    for name in MODELS.names():
+    def foreign(name: str) -> bool:
+        return not str(getattr(MODELS.get(name), "__module__", "")).startswith("resnetlib.")
+
+    for name in sorted(MODELS.names(), key=foreign):
         try:
             ref = model_spec(name, num_classes=spec.num_classes, in_channels=spec.in_channels)
         except (TypeError, ValueError):  # a user's factory that takes neither
