@@ -11,7 +11,7 @@ pretrained weights), :mod:`resnetlib.core` (the feature view, depth helpers),
 :mod:`resnetlib.deploy` (folding, fast path, export)
 and :mod:`resnetlib.testing` (the conformance suite). The last two load on first use.
 
-A name that moved off the top level raises :class:`AttributeError` naming its new home
+A name that moved off the top level raises ``AttributeError`` naming its new home
 (``resnetlib.OptionA moved to resnetlib.nn.OptionA``).
 """
 

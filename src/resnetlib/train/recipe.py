@@ -249,7 +249,7 @@ class Recipe:
 
     def val_images(self, train_images: int) -> int:
         """Images to hold out for validation from ``train_images`` by default: a tenth, at
-        most :attr:`val_size`, and never so many that less than one batch is left to train
+        most ``val_size``, and never so many that less than one batch is left to train
         on (0 when not even that). The paper's 5,000 of CIFAR-10's 50,000 stays 5,000."""
         check_int("train_images", train_images, 0)
         tenth = min(self.val_size, train_images // 10)
