@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..files import parse_json
@@ -84,6 +84,14 @@ CIFAR100_MEAN = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
 CIFAR100_STD = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)
 
 
+def per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
+    """``values`` for ``channels`` input channels: as they are when there is one a channel,
+    else their average for each (statistics of RGB for a 1-channel stem, say)."""
+    if len(values) == channels:
+        return tuple(values)
+    return (sum(values) / len(values),) * channels
+
+
 def data_config(
     *,
     num_classes: int,
@@ -107,10 +115,6 @@ def data_config(
     small = max(height, width) <= 32
     mean = mean or (CIFAR10_MEAN if small else IMAGENET_MEAN)
     std = std or (CIFAR10_STD if small else IMAGENET_STD)
-    if len(mean) != channels:
-        mean = (sum(mean) / len(mean),) * channels
-    if len(std) != channels:
-        std = (sum(std) / len(std),) * channels
     return {
         "num_classes": num_classes,
         "input_size": input_size,
@@ -118,8 +122,8 @@ def data_config(
         "interpolation": interpolation,
         "crop_pct": crop_pct if crop_pct is not None else (1.0 if small else 0.875),
         "crop_mode": "center",
-        "mean": tuple(mean),
-        "std": tuple(std),
+        "mean": per_channel(mean, channels),
+        "std": per_channel(std, channels),
         "first_conv": first_conv,
         "classifier": classifier,
     }
@@ -304,7 +308,7 @@ def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
         for key in ("mean", "std"):
             values = fitted.get(key)
             if isinstance(values, (tuple, list)) and values and all(is_real(v) for v in values):
-                fitted[key] = (sum(values) / len(values),) * channels
+                fitted[key] = per_channel(values, channels)
     model.pretrained_cfg = check_data_config(fitted)
 
 
