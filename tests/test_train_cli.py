@@ -129,3 +129,22 @@ def test_reproduce_degradation_small(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "| ResNet-20 |" in table
     for name in ("plain20", "resnet20"):
         assert (tmp_path / name / "final.pt").is_file()
+
+
+def test_channels_last_is_the_cpu_default_and_can_be_turned_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def recorded(out: Path) -> object:
+        return json.loads((out / "recipe.json").read_text())["channels_last"]
+
+    on, off = tmp_path / "on", tmp_path / "off"
+    argv = ["train", "resnet20", "--iterations", "1", *FAST]
+    assert run([*argv, "--out", str(on)], capsys)[0] == 0
+    assert recorded(on) is True  # a CPU run records the memory format it used
+    assert run([*argv, "--out", str(off), "--no-channels-last"], capsys)[0] == 0
+    assert recorded(off) is False
+    # The choice is part of the run: resuming with the other one is refused, naming both.
+    code, _, err = run(["train", "--out", str(off), "--resume", "--channels-last"], capsys)
+    assert_one_line_error(code, err, "--channels-last True (the run has False)")
+    code, _, err = run(["train", "--out", str(off), "--resume", "--no-channels-last"], capsys)
+    assert code == 0, err

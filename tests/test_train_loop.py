@@ -62,8 +62,11 @@ def test_fit_lowers_the_loss_and_records_the_run(digits: DataSplits, tmp_path: P
         "curves.png",
     }
     assert rl.ResNetSpec.from_json((tmp_path / "spec.json").read_text()) == model.spec
-    # The recipe as followed: counted in iterations, 3 epochs of 15.
-    assert Recipe.from_json((tmp_path / "recipe.json").read_text()) == TINY.resolved(15)
+    # The recipe as followed: counted in iterations, 3 epochs of 15, channels_last on the CPU.
+    followed = dataclasses.replace(TINY.resolved(15), channels_last=True)
+    assert Recipe.from_json((tmp_path / "recipe.json").read_text()) == followed
+    convolutions = [p for p in model.parameters() if p.ndim == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
     with open(tmp_path / "metrics.csv", newline="") as file:
         assert tuple(next(csv.reader(file))) == METRICS
     rows = read_metrics(tmp_path / "metrics.csv")
@@ -75,6 +78,7 @@ def test_fit_lowers_the_loss_and_records_the_run(digits: DataSplits, tmp_path: P
         assert row["images_per_s"] > 0
     # final.pt is the trained model; evaluating it again gives the recorded test error.
     final = rl.load(tmp_path / "final.pt")
+    assert all(p.is_contiguous() for p in final.parameters())  # saved in the standard layout
     assert rl.interop.read_checkpoint(tmp_path / "final.pt").metadata["epoch"] == 3
     scored = evaluate(final, digits)
     assert scored.count == len(digits.test)

@@ -179,7 +179,8 @@ def save(
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
     config_json = config_to_json(model.pretrained_cfg)
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    # The standard layout, whatever the model trained in (channels_last on a CPU).
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     if Path(path).suffix.lower() == ".safetensors":
         _save_safetensors(path, spec_json, metadata_json, config_json, state)
         return

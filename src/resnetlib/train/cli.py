@@ -111,7 +111,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     precision = train.add_mutually_exclusive_group()
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     precision.add_argument("--fp16", action="store_true", help="float16 autocast, loss scaling")
-    train.add_argument("--channels-last", action="store_true")
+    train.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory format (default: on for a CPU, where it is faster)",
+    )
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     _cuda_graphs_argument(train)
     train.add_argument("--label-smoothing", type=float, default=None, metavar="X")
@@ -317,7 +322,9 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
         changes["schedule"] = "cosine"
     if args.bf16 or args.fp16:
         changes["autocast"] = "bf16" if args.bf16 else "fp16"
-    for flag in ("channels_last", "compile", "no_decay_norm_bias"):
+    if args.channels_last is not None:
+        changes["channels_last"] = args.channels_last
+    for flag in ("compile", "no_decay_norm_bias"):
         if getattr(args, flag):
             changes[flag] = True
     if args.cuda_graphs is not None:
@@ -332,7 +339,12 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
     """The run-defining options given on this command line (JSON types)."""
-    given = {key: getattr(args, key) for key in _RUN_OPTIONS if getattr(args, key, None)}
+    given = {
+        key: value
+        for key in _RUN_OPTIONS
+        # False is given for a --no-FLAG (None: not given)
+        if (value := getattr(args, key, None)) or (value is False and key == "channels_last")
+    }
     given.update({f"--{k.replace('_', '-')}": v for k, v in override_values(args).items()})
     return given
 

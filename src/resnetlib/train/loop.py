@@ -163,10 +163,10 @@ def check_classes_fit(model: Described, classes: Sequence[str], channels: int, n
         )
 
 
-BF16_CPU_SPEEDUP = 1.7
+BF16_CPU_SPEEDUP = {False: 1.7, True: 1.4}
 """fp32 step time / bf16-autocast step time of a ResNet-20 training step (batch 128, 2
-threads) on an AVX512-BF16 CPU: issue 25's measurement (260-289 ms against 155 ms), see
-``benchmarks/cpu_precision.py`` and docs/benchmarks.md."""
+threads) on an AVX512-BF16 CPU, by ``channels_last``: issue 25's measurement (fp32 1.00,
+channels_last 1.43, bf16 1.76, both 1.97; ``benchmarks/cpu_precision.py``, docs/benchmarks.md)."""
 
 
 def native_bf16() -> bool:
@@ -179,7 +179,8 @@ def _bf16_hint(device: torch.device, recipe: Recipe) -> str:
     if device.type != "cpu" or recipe.autocast is not None or not native_bf16():
         return ""
     return (
-        f"; this CPU runs bf16 natively: --bf16 trains about {BF16_CPU_SPEEDUP}x faster "
+        "; this CPU runs bf16 natively: --bf16 trains about "
+        f"{BF16_CPU_SPEEDUP[bool(recipe.channels_last)]}x faster "
         "(a ResNet-20 step, docs/benchmarks.md)"
     )
 
@@ -486,14 +487,18 @@ class Trainer:
             device,
             run,
         )
-        # What is recorded is what was used: the split actually held out.
-        self.recipe = replace(recipe, val_size=data.sizes()["val"])
+        # What is recorded is what was used: the split actually held out, the memory format.
+        channels_last = recipe.channels_last
+        if channels_last is None:
+            channels_last = device.type == "cpu"
+        recipe = replace(recipe, val_size=data.sizes()["val"], channels_last=channels_last)
+        self.recipe = recipe
         self.seed = seed
         model.pretrained_cfg = _trained_config(model, data.image_shape, data.classes)
         self.mean, self.std = _normalization(model)
         torch.manual_seed(seed)
         model.to(device)
-        if recipe.channels_last:
+        if channels_last:
             # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         self.loader = DeviceLoader(
@@ -508,7 +513,7 @@ class Trainer:
             seed=seed,
             rank=rank,
             world_size=world,
-            channels_last=recipe.channels_last,
+            channels_last=channels_last,
         )
         if len(self.loader) == 0:
             sizes = data.sizes()
@@ -524,7 +529,7 @@ class Trainer:
                 device=device,
                 mean=self.mean,
                 std=self.std,
-                channels_last=recipe.channels_last,
+                channels_last=channels_last,
             )
             for name, split in (("val", data.val), ("test", data.test))
             if split is not None
@@ -941,8 +946,7 @@ class Trainer:
             if not self.warmed_up:
                 self.warmed_up = self._warmup_over(boundary)
             if bar is not None:
-                self._show(bar, lr)
-                bar.update(1)
+                self._advance(bar, lr)
             if boundary:
                 self._log(lr)
             if self.iteration >= total:
@@ -993,12 +997,13 @@ class Trainer:
             dist.all_reduce(batch)
         return plan.warmup_over(self.iteration, (batch[0] / batch[1]).item())
 
-    def _show(self, bar: Any, lr: float) -> None:
-        """Set the bar's loss, error and lr from the iterations since the last logging point,
-        at the first iteration and then every half second (a read of the device's sums, so
-        not every iteration), before the bar draws the iteration."""
+    def _advance(self, bar: Any, lr: float) -> None:
+        """Move the bar on one iteration, with loss, error and lr from the iterations since
+        the last logging point: drawn at the first iteration, then set every half second (a
+        read of the device's sums, so not every iteration) and drawn as tqdm decides."""
         now = time.monotonic()
         if now - self.shown < 0.5 and self.iteration > 1:
+            bar.update(1)
             return
         self.shown = now
         loss, wrong, count = (self.sums - self.logged).tolist()
@@ -1011,6 +1016,9 @@ class Trainer:
                 },
                 refresh=False,
             )
+        bar.update(1)
+        if self.iteration == 1:
+            bar.refresh()  # tqdm skips a draw within 0.1 s of the last one
 
     def _log(self, lr: float) -> None:
         loss, wrong, count = (self.sums - self.logged).tolist()

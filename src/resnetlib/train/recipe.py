@@ -97,9 +97,12 @@ class Recipe:
     ``augment`` is the training augmentation (``None``: none). ``val_size`` is the most
     training images held out for validation: by default a run holds out a tenth of its
     training images up to it, leaving at least one batch to train on (:meth:`val_images`).
-    The modern options (``autocast``, ``channels_last``, ``compile``, ``label_smoothing``,
+    The modern options (``autocast``, ``compile``, ``label_smoothing``,
     ``no_decay_norm_bias``, ``ema_decay``) are off in the paper's recipe; ``autocast="bf16"``
     also runs on a CPU (natively fast on AVX512-BF16 and AMX CPUs; the start-up line says so).
+    ``channels_last`` stores images and weights channels-last: ``None`` (default) turns it on
+    for a run on a CPU, where it was faster in every measured round (1.43x a ResNet-20 step,
+    docs/benchmarks.md), and off elsewhere; a run records the value it used.
 
     ``cuda_graphs`` replays the whole training step as one CUDA graph
     (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply
@@ -125,7 +128,7 @@ class Recipe:
     augment: Augment | None = field(default_factory=Augment)
     val_size: int = 5_000
     autocast: str | None = None
-    channels_last: bool = False
+    channels_last: bool | None = None
     compile: bool = False
     label_smoothing: float = 0.0
     no_decay_norm_bias: bool = False
@@ -180,7 +183,8 @@ class Recipe:
             raise _fail("augment", self.augment, "an Augment or None")
         check_int("Recipe.val_size", self.val_size, 0)
         _choice("autocast", self.autocast, _AUTOCAST)
-        _bool("channels_last", self.channels_last)
+        if self.channels_last is not None:
+            _bool("channels_last", self.channels_last)
         _bool("compile", self.compile)
         object.__setattr__(
             self,
