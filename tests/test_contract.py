@@ -152,7 +152,11 @@ def test_ctrl_c_then_resume_from_the_directory_alone(
     assert info["command"]["model"]["imports"] == ["interrupting_models"]
     # Other options on resume are refused, naming the difference.
     code, _, err = run(["train", "--out", str(out), "--resume", "--lr", "0.5"], capsys)
-    assert "--lr 0.5 (the run has None)" in one_line_error(code, err)
+    assert "--lr 0.5 (the run has 0.1)" in one_line_error(code, err)  # the recipe's value
+    # The same values as the run's record pass the comparison (then --import is asked for).
+    again = ["--lr", "0.1", "--seed", "0", "--iterations", "40", "--val-size", "100"]
+    code, _, err = run(["train", "--out", str(out), "--resume", *again], capsys)
+    assert "--resume --import interrupting_models" in one_line_error(code, err)
     code, _, err = run(["train", "--out", str(out), "--resume", "--no-progress"], capsys)
     assert "--resume --import interrupting_models" in one_line_error(code, err)
     resume = ["train", "--out", str(out), "--resume", "--import", "interrupting_models"]

@@ -148,3 +148,43 @@ def test_channels_last_is_the_cpu_default_and_can_be_turned_off(
     assert_one_line_error(code, err, "--channels-last True (the run has False)")
     code, _, err = run(["train", "--out", str(off), "--resume", "--no-channels-last"], capsys)
     assert code == 0, err
+
+
+def test_every_recipe_field_is_a_flag_checked_by_recipe_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resnetlib.cli import _parser
+    from resnetlib.train import Recipe
+
+    parser = _parser(["train"])
+    train = next(
+        action.choices["train"] for action in parser._actions if hasattr(action, "choices")
+        and isinstance(action.choices, dict) and "train" in action.choices
+    )  # fmt: skip
+    flags = {flag for action in train._actions for flag in action.option_strings}
+    for field in dataclasses.fields(Recipe):
+        if field.name != "augment":
+            assert "--" + field.name.replace("_", "-") in flags, field.name
+    # One set of bounds: Recipe's message, naming the flag.
+    cases = [
+        (["--lr", "-1"], "--lr must be"),
+        (["--momentum", "1.5"], "--momentum must be"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--iterations", "0"], "iterations"),
+        (["--warmup-error", "nan"], "--warmup-error must be"),
+        (["--label-smoothing", "2"], "--label-smoothing must be"),
+    ]
+    for extra, needle in cases:
+        code, _, err = run(["train", "resnet20", "--out", str(tmp_path / "x"), *extra], capsys)
+        assert_one_line_error(code, err, needle)
+        assert not (tmp_path / "x").exists()
+    # Shorthands and lists: --cosine is --schedule cosine; --milestones a list.
+    out = tmp_path / "run"
+    argv = ["train", "resnet20", "--out", str(out), "--iterations", "2", "--cosine"]
+    argv += ["--milestones", "1,2", "--no-decay-norm-bias", "--ema", "0.5", *FAST]
+    assert run(argv, capsys)[0] == 0
+    recipe = Recipe.from_json((out / "recipe.json").read_text())
+    assert (recipe.schedule, recipe.no_decay_norm_bias, recipe.ema_decay) == ("cosine", True, 0.5)
+    with pytest.raises(SystemExit):
+        main(["train", "resnet20", "--cosine", "--schedule", "step"])
+    assert "not allowed with argument" in capsys.readouterr().err

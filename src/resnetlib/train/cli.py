@@ -16,7 +16,9 @@ import importlib
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,13 @@ from ..cli_options import (
     positive_float,
 )
 from ..core.spec import MAX_IMAGE_SIDE
+from .recipe import MAX_ITERATIONS
 
 __all__ = ["add_commands"]
 
-_MAX_ITERATIONS = 10**9
 
-# Options that say what a run is: given again on --resume, they must match run.json.
+# Options that say what a run is: given again on --resume, they must match the run's record
+# (the recipe fields are compared with recipe.json, the rest with run.json's command).
 _RUN_OPTIONS = (
     "model",
     "pretrained",
@@ -49,23 +52,132 @@ _RUN_OPTIONS = (
     "labels",
     "image_size",
     "classes",
-    "val_size",
     "seed",
-    "epochs",
-    "iterations",
     "recipe",
-    "batch_size",
-    "lr",
-    "cosine",
-    "bf16",
-    "fp16",
-    "channels_last",
-    "compile",
-    "label_smoothing",
-    "no_decay_norm_bias",
-    "ema",
     "freeze",
 )
+
+# -- the training flags: one per Recipe field, its bounds Recipe's own ---------------------
+
+_RECIPE_HELP = {
+    "optimizer": "the optimizer",
+    "lr": "the learning rate (scaled by the schedule)",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum",
+    "weight_decay": "L2 weight decay",
+    "batch_size": "images per step, across all processes",
+    "iterations": "the run's length in iterations (milestones and warm-up scale with it)",
+    "epochs": "the run's length in epochs (milestones and warm-up scale with it)",
+    "schedule": "the learning-rate schedule",
+    "milestones": "step schedule: where lr is multiplied by --gamma (the length's unit)",
+    "gamma": "step schedule: the factor at each milestone",
+    "warmup_lr": "start at this lr until a batch's error is below --warmup-error",
+    "warmup_error": "the training error (a fraction) that ends the warm-up",
+    "warmup_max_iterations": "the warm-up's longest length",
+    "val_size": "most training images held out for validation (default: a tenth of them, at "
+    "most the recipe's, 5000 in the paper's, leaving at least one batch; 0: none)",
+    "autocast": "mixed precision",
+    "channels_last": "channels-last memory format (default: on for a CPU, where it is faster)",
+    "compile": "torch.compile the model",
+    "label_smoothing": "label smoothing of the loss",
+    "no_decay_norm_bias": "no weight decay on norm weights and biases",
+    "ema_decay": "evaluate and save an exponential moving average of the weights",
+    "cuda_graphs": "replay the training step as one CUDA graph (default: eager until measured)",
+}
+# Shorter spellings of one value of a field: --cosine is --schedule cosine.
+_SHORTHANDS = {
+    "schedule": (("--cosine", "cosine", "the cosine schedule"),),
+    "autocast": (
+        ("--bf16", "bf16", "bfloat16 autocast"),
+        ("--fp16", "fp16", "float16 autocast with loss scaling"),
+    ),
+}
+_ALIASES = {"ema_decay": "--ema"}
+_LENGTH = ("iterations", "epochs")
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints; got {text!r}") from None
+
+
+def _recipe_fields() -> dict[str, Any]:
+    """Recipe's fields with a flag (all but ``augment``), and their type hints."""
+    from .recipe import Recipe
+
+    hints = typing.get_type_hints(Recipe)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Recipe) if f.name != "augment"}
+
+
+def _recipe_option(name: str, hint: Any) -> dict[str, Any]:
+    """``add_argument`` keywords for a Recipe field: its type only, Recipe checks bounds."""
+    from .recipe import _AUTOCAST, _OPTIMIZERS, _SCHEDULES
+
+    kind = hint
+    if isinstance(hint, types.UnionType):  # X | None
+        kind = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    help_text = _RECIPE_HELP[name]
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
+    choices = {"optimizer": _OPTIMIZERS, "schedule": _SCHEDULES, "autocast": _AUTOCAST[1:]}
+    if name in choices:
+        return {"choices": choices[name], "default": None, "help": help_text}
+    if typing.get_origin(kind) is tuple:
+        return {"type": _int_tuple, "metavar": "N,N,...", "default": None, "help": help_text}
+    metavar = {int: "N", float: "X"}[kind]
+    return {"type": kind, "metavar": metavar, "default": None, "help": help_text}
+
+
+def add_recipe_arguments(
+    parser: argparse.ArgumentParser, names: Sequence[str] | None = None, **helps: str
+) -> None:
+    """A flag for each Recipe field (``names``: these only), ``--lr`` for ``lr``: the value
+    replaces the recipe's, checked by :class:`Recipe` itself (``--iterations``/``--epochs``
+    set the length, scaling the schedule). ``helps`` replace a field's help text."""
+    group = parser.add_argument_group("recipe", "any Recipe field (see help(Recipe))")
+    chosen = [name for name in _recipe_fields() if names is None or name in names]
+    length = group.add_mutually_exclusive_group() if set(_LENGTH) <= set(chosen) else group
+    for name in chosen:
+        option = _recipe_option(name, _recipe_fields()[name])
+        option["help"] = helps.get(name, option["help"])
+        flags = ["--" + name.replace("_", "-"), *([_ALIASES[name]] if name in _ALIASES else [])]
+        target: Any = length if name in _LENGTH else group
+        if name.startswith("no_"):  # --no-decay-norm-bias, and --decay-norm-bias to undo it
+            target.add_argument(
+                flags[0], dest=name, action="store_const", const=True, help=option["help"]
+            )
+            target.add_argument(
+                "--" + name[3:].replace("_", "-"),
+                dest=name,
+                action="store_const",
+                const=False,
+                help=argparse.SUPPRESS,
+            )
+            continue
+        if name in _SHORTHANDS:
+            target = group.add_mutually_exclusive_group()
+            for flag, value, text in _SHORTHANDS[name]:
+                target.add_argument(flag, dest=name, action="store_const", const=value, help=text)
+        target.add_argument(*flags, dest=name, **option)
+
+
+def recipe_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The Recipe fields given on the command line (``iterations``/``epochs`` included)."""
+    return {
+        name: getattr(args, name)
+        for name in _recipe_fields()
+        if getattr(args, name, None) is not None
+    }
+
+
+def _recipe_error(error: ValueError, given: Iterable[str]) -> UsageError:
+    """Recipe's message for a field given as a flag, naming the flag."""
+    message = str(error)
+    for name in given:
+        message = message.replace(f"Recipe.{name} ", f"--{name.replace('_', '-')} ")
+    return UsageError(message)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -79,19 +191,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     add_model_arguments(train, checkpoint_alone=False, required=False)
     _data_arguments(train)
-    train.add_argument(
-        "--val-size",
-        type=int_in(0, 10**8),
-        default=None,
-        metavar="N",
-        help="training images held out for validation and best.pt (default: a tenth of them, "
-        "at most the recipe's val_size (5000 in the paper's), leaving at least one batch; "
-        "0: none)",
-    )
     train.add_argument("--out", default=None, help="run directory (default: runs/MODEL)")
-    length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int_in(1, 10**6), default=None, metavar="N")
-    length.add_argument("--iterations", type=int_in(1, _MAX_ITERATIONS), default=None, metavar="N")
     train.add_argument(
         "--recipe",
         default=None,
@@ -105,23 +205,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out (needs nothing else)"
     )
-    train.add_argument("--batch-size", type=int_in(1, 1 << 20), default=None, metavar="N")
-    train.add_argument("--lr", type=positive_float, default=None)
-    train.add_argument("--cosine", action="store_true", help="cosine lr schedule")
-    precision = train.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    precision.add_argument("--fp16", action="store_true", help="float16 autocast, loss scaling")
-    train.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="channels-last memory format (default: on for a CPU, where it is faster)",
-    )
-    train.add_argument("--compile", action="store_true", help="torch.compile the model")
-    _cuda_graphs_argument(train)
-    train.add_argument("--label-smoothing", type=float, default=None, metavar="X")
-    train.add_argument("--no-decay-norm-bias", action="store_true")
-    train.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA of weights")
+    add_recipe_arguments(train)
     train.add_argument(
         "--freeze",
         type=int_in(0, 64),
@@ -132,7 +216,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     train.add_argument(
         "--save-every",
-        type=int_in(1, _MAX_ITERATIONS),
+        type=int_in(1, MAX_ITERATIONS),
         default=None,
         metavar="N",
         help="also save the run every N iterations (it is saved after every epoch)",
@@ -157,12 +241,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     add_model_arguments(evaluate, checkpoint_alone=True, required=False)
     _data_arguments(evaluate)
-    evaluate.add_argument(
-        "--val-size",
-        type=int_in(0, 10**8),
-        default=None,
-        metavar="N",
-        help="images held out of the training split (default: the run's, else 0)",
+    add_recipe_arguments(
+        evaluate,
+        ("val_size",),
+        val_size="images held out of the training split (default: the run's, else 0)",
     )
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
     evaluate.set_defaults(run=guarded(_evaluate))
@@ -174,7 +256,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         help="Figure 6 on the built-in digits: plain-20/56 and ResNet-20/56 (CPU, minutes)",
     )
     degradation.add_argument("--out", default="runs/degradation", help="output directory")
-    degradation.add_argument("--epochs", type=int_in(1, 10**6), default=30, metavar="N")
+    add_recipe_arguments(degradation, ("epochs",), epochs="epochs of each run (default 30)")
+    degradation.set_defaults(epochs=30)
     degradation.add_argument("--device", default=None)
     degradation.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
     degradation.add_argument(
@@ -193,30 +276,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     table6.add_argument("--data", required=True, metavar="DIR", help="cifar-10-batches-py")
     table6.add_argument("--models", default="resnet20,resnet32,resnet44,resnet56,resnet110")
     table6.add_argument("--seeds", type=int_in(1, 1000), default=1, metavar="N")
-    table6.add_argument("--iterations", type=int_in(1, _MAX_ITERATIONS), default=None, metavar="N")
-    table6.add_argument(
-        "--val-size",
-        type=int_in(0, 10**8),
-        default=None,
-        metavar="N",
-        help="training images held out for validation (default 0: train on all, as "
+    add_recipe_arguments(
+        table6,
+        ("iterations", "val_size", "batch_size", "cuda_graphs"),
+        val_size="training images held out for validation (default 0: train on all, as "
         "akamaster's reproduction; 5000: the paper's 45k/5k split)",
     )
-    table6.add_argument("--batch-size", type=int_in(1, 1 << 20), default=None, metavar="N")
     table6.add_argument("--device", default=None, help="default: cuda when there is one")
-    _cuda_graphs_argument(table6)
     table6.add_argument("--out", default="runs/table6", help="output directory")
     table6.add_argument("--no-progress", action="store_true")
     table6.set_defaults(run=guarded(_table6), parser=table6)
-
-
-def _cuda_graphs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cuda-graphs",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="replay the training step as one CUDA graph (default: eager until measured)",
-    )
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -312,38 +381,23 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
             recipe, label = Recipe.from_dict(value), f"recipe {path}"
         except (ValueError, TypeError) as error:
             raise UsageError(f"--recipe {choice}: {error}") from None
-    changes: dict[str, Any] = {}
-    for flag, key in (("batch_size", "batch_size"), ("lr", "lr"), ("ema", "ema_decay")):
-        if getattr(args, flag) is not None:
-            changes[key] = getattr(args, flag)
-    if args.label_smoothing is not None:
-        changes["label_smoothing"] = args.label_smoothing
-    if args.cosine:
-        changes["schedule"] = "cosine"
-    if args.bf16 or args.fp16:
-        changes["autocast"] = "bf16" if args.bf16 else "fp16"
-    if args.channels_last is not None:
-        changes["channels_last"] = args.channels_last
-    for flag in ("compile", "no_decay_norm_bias"):
-        if getattr(args, flag):
-            changes[flag] = True
-    if args.cuda_graphs is not None:
-        changes["cuda_graphs"] = args.cuda_graphs
-    if args.val_size is not None:
-        changes["val_size"] = args.val_size
+    changes = recipe_values(args)
+    length = {name: changes.pop(name) for name in _LENGTH if name in changes}
     try:
-        return dataclasses.replace(recipe, **changes), label
+        recipe = dataclasses.replace(recipe, **changes)
+        recipe.resolved(1, **length)  # the length's bounds, before any data loads
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise _recipe_error(error, [*changes, *length]) from None
+    return recipe, label
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    """The run-defining options given on this command line (JSON types)."""
+    """The run-defining options given on this command line (JSON types): the model options
+    as ``--name``, the others by their ``args`` name (a Recipe field's is the field's)."""
     given = {
-        key: value
-        for key in _RUN_OPTIONS
-        # False is given for a --no-FLAG (None: not given)
-        if (value := getattr(args, key, None)) or (value is False and key == "channels_last")
+        key: list(value) if isinstance(value, tuple) else value
+        for key in (*_RUN_OPTIONS, *_recipe_fields())
+        if (value := getattr(args, key, None)) is not None and value != []
     }
     given.update({f"--{k.replace('_', '-')}": v for k, v in override_values(args).items()})
     return given
@@ -561,15 +615,12 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
         raise UsageError(f"{run.path}: no run to resume (no run.json); start one without --resume")
     info = run.read_info()  # checked by check_run_info: entries of the right types
     command = info.get("command") or {}
-    recorded = command.get("given") or {}
-    given = _given(args)
-    differ = [
-        f"{_flag(key)} {value!r} (the run has {recorded.get(key)!r})"
-        for key, value in given.items()
-        if recorded.get(key) != value
-        and not (key == "model" and key not in recorded)
-        and key != "imports"  # compared below: naming more modules is the user's choice
-    ]
+    recipe_path = run.path / "recipe.json"
+    try:
+        recipe = Recipe.from_dict(read_json_object(recipe_path, what="the recipe"))
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{recipe_path}: {error}") from None
+    differ = _differences(_given(args), info, recipe)
     if differ:
         raise UsageError(
             f"{run.path} was started with other options: {'; '.join(differ)}; resume takes "
@@ -587,15 +638,11 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
             f"{shlex.quote(str(run.path))} --resume {again}"
         )
     import_modules(args.imports)
-    spec_path, recipe_path = run.path / "spec.json", run.path / "recipe.json"
+    spec_path = run.path / "spec.json"
     try:
         spec = ResNetSpec.from_dict(read_json_object(spec_path, what="the model's spec"))
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{spec_path}: {error}") from None
-    try:
-        recipe = Recipe.from_dict(read_json_object(recipe_path, what="the recipe"))
-    except (ValueError, TypeError) as error:
-        raise RunDirectoryError(f"{recipe_path}: {error}") from None
     source, seed = dict(info["data"]), info["seed"]
     length = {key: info["length"].get(key) for key in ("iterations", "epochs")}
     model = build(spec)
@@ -610,6 +657,31 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     data = _load(args, source, model)
     run_info = {**info, "seed": seed}
     return model, data, recipe, run.path, run_info, length
+
+
+def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> list[str]:
+    """What a ``--resume`` command line asks that the run did otherwise: the one comparison
+    of what was asked with the run's record. A Recipe field is compared with the recipe the
+    run follows (recipe.json: ``--iterations`` with its total, ``--val-size`` with the split
+    it held out), ``--epochs`` with the length it was asked for and ``--seed`` with its seed
+    (run.json), the rest with the options its command was given (run.json's ``command``).
+    ``--import`` is checked apart: naming more modules is the user's choice."""
+    fields, given = _recipe_fields(), (info.get("command") or {}).get("given") or {}
+    record = {"epochs": info["length"].get("epochs"), "seed": info["seed"]}
+    differ = []
+    for key, value in asked.items():
+        if key in record:
+            had = record[key]
+        elif key in fields:
+            had = getattr(recipe, key)
+            had = list(had) if isinstance(had, tuple) else had
+        elif key == "model" and key not in given:  # a run of --checkpoint FILE alone
+            continue
+        else:
+            had = given.get(key)
+        if key != "imports" and had != value:
+            differ.append(f"{_flag(key)} {value!r} (the run has {had!r})")
+    return differ
 
 
 def _flag(key: str) -> str:
