@@ -367,7 +367,8 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
         "bomb": r"record '.*' is compressed; torch\.save never writes compressed records",
         "create-blocks": r"stage 3 \(layer3\) has 9994 blocks",
         "create-widths": r"shapes differ: layer3\.0\.conv1\.weight",
-        "create-classes": r"shapes differ: fc\.weight \(weights \(10, 128\), spec \(10000000, 128\)\)",
+        "create-classes": r"shapes differ: fc\.weight \(weights \(10, 128\), "
+        r"spec \(10000000, 128\)\)",
         "st-blocks": r"stage 3 \(layer3\) has 9994 blocks",
         # safetensors checks shapes and offsets against the file's size before reading.
         "st-huge": r"not a readable safetensors file: .*incomplete metadata",
