@@ -182,48 +182,29 @@ def save(
     spec_json = model.spec.to_json()
     config_json = config_to_json(model.pretrained_cfg)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    if Path(path).suffix.lower() == ".safetensors":
-        _save_safetensors(path, spec_json, metadata_json, config_json, state)
-        return
-    payload = {
+    safetensors = Path(path).suffix.lower() == ".safetensors"
+    if safetensors:  # safetensors orders tensors its own way: the digest takes them sorted
+        state = {key: state[key].contiguous() for key in sorted(state)}
+    entries = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": str(FORMAT_VERSION) if safetensors else FORMAT_VERSION,
         "torch_version": str(torch.__version__),
         "spec": spec_json,
         "metadata": metadata_json,
         "data_config": config_json,
-        "state_dict": state,
         "sha256": _digest(spec_json, metadata_json, state, config_json),
     }
-    atomic_write(path, lambda file: torch.save(payload, file))
+    if safetensors:  # the entries as strings in the header's metadata
+        data: bytes = safetensors_module().save(state, metadata=entries)
+        atomic_write(path, lambda file: file.write(data))
+    else:
+        atomic_write(path, lambda file: torch.save({**entries, "state_dict": state}, file))
 
 
 def safetensors_module() -> ModuleType:
     """The ``safetensors.torch`` module, or an error naming the extra that installs it."""
     needs = "safetensors checkpoints need the safetensors package"
     return optional_import("safetensors.torch", needs, "safetensors")
-
-
-def _save_safetensors(
-    path: PathLike,
-    spec_json: str,
-    metadata_json: str,
-    config_json: str,
-    state: Mapping[str, torch.Tensor],
-) -> None:
-    # safetensors orders tensors its own way, so the digest takes them sorted by name.
-    tensors = {key: state[key].contiguous() for key in sorted(state)}
-    header = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "torch_version": str(torch.__version__),
-        "spec": spec_json,
-        "metadata": metadata_json,
-        "data_config": config_json,
-        "sha256": _digest(spec_json, metadata_json, tensors, config_json),
-    }
-    data: bytes = safetensors_module().save(tensors, metadata=header)
-    atomic_write(path, lambda file: file.write(data))
 
 
 def _read(path: PathLike) -> object:

@@ -20,7 +20,7 @@ import importlib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -123,30 +123,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _timm_name(spec: ResNetSpec) -> str | None:
-    """timm's name for ``spec``'s network, if timm has it (head, input channels and
-    stochastic depth aside, which config.json carries)."""
+def _name_of(spec: ResNetSpec, names: Sequence[str]) -> str | None:
+    """The first of ``names`` (registered models) whose default network ``spec`` is, head,
+    input channels and stochastic depth aside (which config.json carries)."""
     from .zoo import MODELS, model_spec
 
-    for name in TIMM_ARCHITECTURES:
+    for name in names:
         if name not in MODELS:
             continue
-        ref = model_spec(name, num_classes=spec.num_classes, in_channels=spec.in_channels)
-        if replace(spec, zero_init_residual=ref.zero_init_residual, drop_path_rate=0.0) == ref:
-            return name
-    return None
-
-
-def _resnetlib_name(spec: ResNetSpec) -> str | None:
-    """The registered model name whose default network ``spec`` is (head and input aside):
-    resnetlib's own names first, so a user's model registered with the same network does
-    not rename a built-in one."""
-    from .zoo import MODELS, model_spec
-
-    def foreign(name: str) -> bool:
-        return not str(getattr(MODELS.get(name), "__module__", "")).startswith("resnetlib.")
-
-    for name in sorted(MODELS.names(), key=foreign):
         try:
             ref = model_spec(name, num_classes=spec.num_classes, in_channels=spec.in_channels)
         except (TypeError, ValueError):  # a user's factory that takes neither
@@ -154,6 +138,17 @@ def _resnetlib_name(spec: ResNetSpec) -> str | None:
         if replace(spec, zero_init_residual=ref.zero_init_residual, drop_path_rate=0.0) == ref:
             return name
     return None
+
+
+def _resnetlib_name(spec: ResNetSpec) -> str | None:
+    """The registered model name of ``spec``'s network: resnetlib's own names first, so a
+    user's model registered with the same network does not rename a built-in one."""
+    from .zoo import MODELS
+
+    def foreign(name: str) -> bool:
+        return not str(getattr(MODELS.get(name), "__module__", "")).startswith("resnetlib.")
+
+    return _name_of(spec, sorted(MODELS.names(), key=foreign))
 
 
 def _card(
@@ -245,7 +240,7 @@ def save_pretrained(
     checked = check_data_config(model.pretrained_cfg)
     cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
     cfg["num_classes"] = model.num_classes
-    timm_name = _timm_name(spec)
+    timm_name = _name_of(spec, TIMM_ARCHITECTURES)
     architecture = timm_name or f"resnetlib/{_resnetlib_name(spec) or 'custom'}"
     model_args: dict[str, Any] = {}
     if spec.in_channels != 3:
