@@ -358,16 +358,17 @@ def test_hostile_checkpoints_are_refused_within_a_memory_limit(tmp_path: Path) -
     )
     assert results["good"]["error"] is None  # the limit leaves room for an honest load
     expected = {
-        "blocks": r"stage 3 \(layer3\) has 9994 blocks with weights, and the file holds "
+        "blocks": r"stage 3 \(layer3\) has 9994 blocks with weights, and there are "
         r"weights for 3",
         "millions": r"invalid spec: .*num_blocks must be an int <= 10,000",
-        "widths": r"does not describe the stored weights; shapes differ: layer3\.0\.conv1\.weight "
-        r"\(file \(128, 32, 3, 3\), spec \(4096, 32, 3, 3\)\)",
+        "widths": r"does not describe the weights; shapes differ: layer3\.0\.conv1\.weight "
+        r"\(weights \(128, 32, 3, 3\), spec \(4096, 32, 3, 3\)\)",
         "views": r"entry 'extra' claims 8589934592 bytes of values, more than the 4 bytes stored",
         "bomb": r"record '.*' is compressed; torch\.save never writes compressed records",
         "create-blocks": r"stage 3 \(layer3\) has 9994 blocks",
         "create-widths": r"shapes differ: layer3\.0\.conv1\.weight",
-        "create-classes": r"shapes differ: fc\.weight \(file \(10, 128\), spec \(10000000, 128\)\)",
+        "create-classes": r"shapes differ: fc\.weight \(weights \(10, 128\), "
+        r"spec \(10000000, 128\)\)",
         "st-blocks": r"stage 3 \(layer3\) has 9994 blocks",
         # safetensors checks shapes and offsets against the file's size before reading.
         "st-huge": r"not a readable safetensors file: .*incomplete metadata",

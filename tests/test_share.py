@@ -91,10 +91,10 @@ def test_timm_architecture_gets_timms_name(tmp_path: Path) -> None:
 def test_timm_names_of_d_grouped_and_wide_nets(name: str, tmp_path: Path) -> None:
     with torch.device("meta"):
         spec = rl.create_model(name).spec
-    from resnetlib.models.share import _timm_name
+    from resnetlib.models.share import TIMM_ARCHITECTURES, _name_of
 
-    assert _timm_name(spec) == name
-    assert _timm_name(rl.model_spec("resnet50", stride_in_1x1=True)) is None
+    assert _name_of(spec, TIMM_ARCHITECTURES) == name
+    assert _name_of(rl.model_spec("resnet50", stride_in_1x1=True), TIMM_ARCHITECTURES) is None
 
 
 @pytest.mark.parametrize(

@@ -317,18 +317,17 @@ def model_from_args(
     weights.
     """
     from .interop.checkpoint import load
+    from .models.from_file import checkpoint_model
     from .models.zoo import create_model
 
     import_modules(args.imports)
     options = override_values(args)
-    if args.model is None and args.checkpoint is not None:
-        return _checkpoint_alone(args, options, defaults if adapt else None)
-    if args.model is None:
+    if args.model is None and args.checkpoint is None:
         raise UsageError(
             "name a model (a registered name or a checkpoint file), or --checkpoint FILE of a "
             "resnetlib checkpoint"
         )
-    if is_checkpoint_path(args.model):
+    if args.model is not None and is_checkpoint_path(args.model):
         path = Path(args.model)
         if not path.is_file():
             raise UsageError(f"{args.model}: no such checkpoint file")
@@ -341,55 +340,35 @@ def model_from_args(
                 "to change it, name the model and pass --checkpoint FILE"
             )
         return load(path), {"checkpoint": str(path)}
-    if args.pretrained is not None and args.checkpoint is not None:
-        raise UsageError("give --pretrained or --checkpoint, not both")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
-    for key, value in (defaults or {}).items():
+    if args.pretrained is not None and args.checkpoint is not None:
+        raise UsageError("give --pretrained or --checkpoint, not both")
+    alone = args.model is None  # --checkpoint FILE names the model: a new head or input only
+    for key, value in (defaults or {} if adapt or not alone else {}).items():
         options.setdefault(key, value)
-    pretrained = False if args.pretrained is None else args.pretrained
-    model = create_model(
-        args.model,
-        pretrained=pretrained,
-        checkpoint_path=args.checkpoint,
-        device=device if pretrained is False and args.checkpoint is None else None,
-        **options,
-    )
+    if alone:
+        model = checkpoint_model(Path(args.checkpoint), options)
+        if model is None:
+            raise UsageError(
+                f"--checkpoint {Path(args.checkpoint)}: a state dict, which does not say its "
+                "network; name the model it was saved from (resnetlib COMMAND MODEL "
+                "--checkpoint FILE)"
+            )
+    else:
+        pretrained = False if args.pretrained is None else args.pretrained
+        model = create_model(
+            args.model,
+            pretrained=pretrained,
+            checkpoint_path=args.checkpoint,
+            device=device if pretrained is False and args.checkpoint is None else None,
+            **options,
+        )
     described = {
         "name": args.model,
         "options": options,
         "pretrained": args.pretrained,
-        "checkpoint": args.checkpoint,
-        "imports": list(args.imports),
-    }
-    return model, described
-
-
-def _checkpoint_alone(
-    args: argparse.Namespace, options: dict[str, Any], defaults: dict[str, Any] | None
-) -> tuple[Any, dict[str, Any]]:
-    """``--checkpoint FILE`` without a model name: the resnetlib checkpoint's own model,
-    with a new head or input only where the options (or ``defaults``) ask for one."""
-    from .models.from_file import checkpoint_model
-
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
-    if args.pretrained is not None:
-        raise UsageError("give --pretrained or --checkpoint, not both")
-    for key, value in (defaults or {}).items():
-        options.setdefault(key, value)
-    model = checkpoint_model(path, options)
-    if model is None:
-        raise UsageError(
-            f"--checkpoint {path}: a state dict, which does not say its network; name the "
-            "model it was saved from (resnetlib COMMAND MODEL --checkpoint FILE)"
-        )
-    described = {
-        "name": None,
-        "options": options,
-        "pretrained": None,
-        "checkpoint": str(path),
+        "checkpoint": str(Path(args.checkpoint)) if alone else args.checkpoint,
         "imports": list(args.imports),
     }
     return model, described

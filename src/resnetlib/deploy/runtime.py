@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..common import PathLike, printable
+from ..core.data_config import set_data_config
 from ..core.spec import ResNetSpec
 from ..files import read_bytes
 from ..limits import MAX_ONNX_BYTES
@@ -40,8 +41,9 @@ class OnnxModel(nn.Module):
         self.session = session
         self.contract = contract
         self.spec: ResNetSpec = contract.spec
-        self.pretrained_cfg: dict[str, Any] = dict(contract.config)
         self.default_input_size = tuple(contract.config["input_size"])
+        self.pretrained_cfg: dict[str, Any]
+        set_data_config(self, contract.config)
         self._input = str(session.get_inputs()[0].name)
 
     @property

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeGuard
 
 import torch
 
@@ -58,6 +58,8 @@ __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
+    "check_fits",
+    "is_checkpoint",
     "load",
     "read_checkpoint",
     "read_weights_file",
@@ -175,89 +177,35 @@ def save(
             "network, so load() could not rebuild it. Save the model before fusing, and fuse "
             "after loading (fusing is fast and exact)"
         )
-    _check_matches_spec(model)
+    check_fits(_CHANGED_MODEL, model.spec, model.state_dict(), error=ValueError)
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
     config_json = config_to_json(model.pretrained_cfg)
     # The standard layout, whatever the model trained in (channels_last on a CPU).
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    if Path(path).suffix.lower() == ".safetensors":
-        _save_safetensors(path, spec_json, metadata_json, config_json, state)
-        return
-    payload = {
+    safetensors = Path(path).suffix.lower() == ".safetensors"
+    if safetensors:  # safetensors orders tensors its own way: the digest takes them sorted
+        state = {key: state[key] for key in sorted(state)}
+    entries = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": str(FORMAT_VERSION) if safetensors else FORMAT_VERSION,
         "torch_version": str(torch.__version__),
         "spec": spec_json,
         "metadata": metadata_json,
         "data_config": config_json,
-        "state_dict": state,
         "sha256": _digest(spec_json, metadata_json, state, config_json),
     }
-    atomic_write(path, lambda file: torch.save(payload, file))
+    if safetensors:  # the entries as strings in the header's metadata
+        data: bytes = safetensors_module().save(state, metadata=entries)
+        atomic_write(path, lambda file: file.write(data))
+    else:
+        atomic_write(path, lambda file: torch.save({**entries, "state_dict": state}, file))
 
 
-def _safetensors() -> ModuleType:
+def safetensors_module() -> ModuleType:
     """The ``safetensors.torch`` module, or an error naming the extra that installs it."""
     needs = "safetensors checkpoints need the safetensors package"
     return optional_import("safetensors.torch", needs, "safetensors")
-
-
-def _save_safetensors(
-    path: PathLike,
-    spec_json: str,
-    metadata_json: str,
-    config_json: str,
-    state: Mapping[str, torch.Tensor],
-) -> None:
-    # safetensors orders tensors its own way, so the digest takes them sorted by name.
-    tensors = {key: state[key].contiguous() for key in sorted(state)}
-    header = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "torch_version": str(torch.__version__),
-        "spec": spec_json,
-        "metadata": metadata_json,
-        "data_config": config_json,
-        "sha256": _digest(spec_json, metadata_json, tensors, config_json),
-    }
-    data: bytes = _safetensors().save(tensors, metadata=header)
-    atomic_write(path, lambda file: file.write(data))
-
-
-def _check_matches_spec(model: ResNet) -> None:
-    spec = model.spec
-    parts = (
-        BLOCKS.get(spec.block),
-        SHORTCUTS.get(spec.shortcut),
-        STEMS.get(spec.stem.type),
-        NORMS.get(spec.norm),
-        ACTIVATIONS.get(spec.act),
-    )
-    fresh = _shapes_of_spec(spec.to_json(), parts)
-    own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    differ = sorted(set(own) ^ set(fresh)) + [
-        key for key in own if key in fresh and own[key] != fresh[key]
-    ]
-    if differ:
-        raise ValueError(
-            "the model no longer matches its spec, so load() could not rebuild it; "
-            f"differing entries: {', '.join(differ[:12])}"
-        )
-
-
-@functools.lru_cache(maxsize=16)
-def _shapes_of_spec(spec_json: str, parts: tuple[object, ...]) -> dict[str, tuple[int, ...]]:
-    """The state-dict shapes ``build`` gives the spec, built once on the meta device.
-
-    Keyed by the spec and the registered types its names resolve to (``parts``), so a
-    type registered again under the same name is built anew; a run that saves every
-    epoch pays for one meta build (45 ms for ResNet-56), not one per save. Callers must
-    not change the returned dict.
-    """
-    with torch.device("meta"):
-        fresh = build(ResNetSpec.from_json(spec_json)).state_dict()
-    return {key: tuple(value.shape) for key, value in fresh.items()}
 
 
 def _read(path: PathLike) -> object:
@@ -274,7 +222,7 @@ def _read(path: PathLike) -> object:
         size = file.seek(0, os.SEEK_END)
         file.seek(0)
         if _is_safetensors(head, size):
-            return _check_version(path, _read_safetensors(path, file.read()))
+            return _check_version(path, read_safetensors(path, file.read()))
         if len(head) == 9 and head[8:] == b"{":  # a safetensors header, cut short
             raise CheckpointError(
                 f"{path}: a safetensors file whose header claims "
@@ -348,14 +296,14 @@ def _is_safetensors_file(path: PathLike) -> bool:
         return _is_safetensors(head, file.seek(0, os.SEEK_END))
 
 
-def _read_safetensors(path: PathLike, data: bytes) -> object:
+def read_safetensors(path: PathLike, data: bytes) -> object:
     """The tensors of a safetensors file, with its metadata when it is a resnetlib one.
 
     The safetensors package checks the header (every tensor's shape, type and offsets
     against the file's size) before it makes a tensor, so a header cannot make it allocate
     more than the file holds.
     """
-    module = _safetensors()
+    module = safetensors_module()
     try:
         tensors: dict[str, torch.Tensor] = module.load(data)
         (length,) = struct.unpack("<Q", data[:8])
@@ -364,7 +312,7 @@ def _read_safetensors(path: PathLike, data: bytes) -> object:
         raise CheckpointError(
             f"{path}: not a readable safetensors file: {_first_line(error)}"
         ) from None
-    if header.get("format") != FORMAT:
+    if not is_checkpoint(header):
         return tensors  # a plain state dict, as timm and others write them
     payload: dict[str, object] = dict(header)
     version = header.get("format_version")
@@ -422,29 +370,8 @@ def _require(path: PathLike, payload: Mapping[str, Any], key: str, kind: type) -
     return value
 
 
-def _parse(path: PathLike, payload: object) -> Checkpoint:
-    if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
-        if isinstance(payload, Mapping):
-            try:
-                tensors = len(unwrap_state_dict(payload))
-            except ValueError:
-                tensors = 0
-            if tensors:
-                reader = (
-                    "safetensors.torch.load_file(path)"
-                    if _is_safetensors_file(path)
-                    else "torch.load(path, weights_only=True)"
-                )
-                raise CheckpointError(
-                    f"{path}: a plain state dict ({tensors} tensors), not a resnetlib "
-                    "checkpoint, so it does not say which model it is; load it with "
-                    "resnetlib.create_model(name, checkpoint_path=...) or "
-                    f"resnetlib.interop.load_weights(model, {reader})"
-                )
-        raise CheckpointError(
-            f"{path}: not a resnetlib checkpoint (a {type(payload).__name__} without "
-            f"format={FORMAT!r})"
-        )
+def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
+    """A checkpoint's entries (:func:`is_checkpoint` is true of ``payload``), checked."""
     version = payload.get("format_version")
     if not is_int(version):
         raise CheckpointError(f"{path}: format_version must be an int; got {version!r}")
@@ -462,7 +389,7 @@ def _parse(path: PathLike, payload: object) -> Checkpoint:
         config_json = _require(path, payload, "data_config", str)
     state: dict[str, Any] = dict(_require(path, payload, "state_dict", Mapping))
     digest: str = _require(path, payload, "sha256", str)
-    _check_tensors(path, state)
+    check_tensors(path, state)
     if _digest(spec_json, metadata_json, state, config_json) != digest:
         raise CheckpointError(
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
@@ -498,7 +425,7 @@ _MAX_TIES = 8
 """Most keys that may name one and the same tensor (tied weights) in a state dict."""
 
 
-def _check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
+def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
     """Refuse entries that are not plain CPU tensors, or that claim more elements than the
     bytes behind them (a stride-0 view of one number can claim a terabyte).
 
@@ -559,6 +486,7 @@ def _check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
 
 
 _BLOCK_KEY = re.compile(r"layer(\d+)\.(\d+)\.")
+_CHANGED_MODEL = "the model no longer matches its spec, so load() could not rebuild it"
 
 
 def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
@@ -571,64 +499,131 @@ def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
     return found
 
 
-def _check_fits(path: PathLike, spec: ResNetSpec, state: Mapping[str, torch.Tensor]) -> None:
-    """Raise :class:`CheckpointError` unless ``spec`` has exactly the names and shapes of
-    ``state``, without building it.
+def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of ``spec`` with at most two blocks a stage, built on the meta
+    device (no memory for weights): every later block of a stage gets the same arguments as
+    the second, so these name every shape of the whole network.
 
-    A spec is only data in the file, and building costs what it asks for. So a probe of at
-    most two blocks a stage is built on the meta device (no memory for weights): every later
-    block of a stage gets the same arguments as the second, so the probe gives every name
-    and shape of the whole network. Its stages are compared with the blocks the file stores
-    before the names are listed, so the cost follows the file, not the spec.
+    Raises:
+        CheckpointError: a spec no ``build()`` accepts.
+        KeyError: the spec names a part not registered here (the message says so).
     """
     probe = replace(
         spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
     )
     try:
-        with torch.device("meta"):
-            probe_state = _build(path, probe).state_dict()
+        parts = (
+            BLOCKS.get(spec.block),
+            SHORTCUTS.get(spec.shortcut),
+            STEMS.get(spec.stem.type),
+            NORMS.get(spec.norm),
+            ACTIVATIONS.get(spec.act),
+        )
+        return _shapes_of_spec(probe.to_json(), parts)
+    except UnknownNameError as error:
+        raise _unregistered(where, error) from None
     except ValueError as error:  # a spec no build() accepts
-        raise CheckpointError(f"{path}: the checkpoint's spec cannot be built: {error}") from None
-    probe_blocks = _stored_blocks(probe_state)
+        raise CheckpointError(f"{where}: the spec cannot be built: {error}") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _shapes_of_spec(spec_json: str, parts: tuple[object, ...]) -> dict[str, tuple[int, ...]]:
+    """``build``'s state-dict shapes for a spec, keyed by the spec and the registered types
+    its names resolve to (``parts``), so a type registered again under the same name is built
+    anew; a run that saves every epoch pays for one meta build. Callers must not change the
+    returned dict."""
+    with torch.device("meta"):
+        fresh = build(ResNetSpec.from_json(spec_json)).state_dict()
+    return {key: tuple(value.shape) for key, value in fresh.items()}
+
+
+def check_fits(
+    where: str,
+    spec: ResNetSpec,
+    state: Mapping[str, torch.Tensor],
+    *,
+    error: type[ValueError] = CheckpointError,
+) -> None:
+    """The one check that weights fit a spec, at save and at load: raise ``error`` (its
+    message starts with ``where``) unless ``spec`` has exactly the names and shapes of
+    ``state``, without building it.
+
+    A spec read from a file is only data, and building costs what it asks for; so
+    ``probe_shapes`` builds at most two blocks a stage, and the blocks of each stage are
+    compared with those ``state`` holds before any name is listed: the cost follows the
+    weights, not the spec.
+    """
+    probe = probe_shapes(where, spec)
+    probe_blocks = _stored_blocks(probe)
     stored = _stored_blocks(state)
+    problem = f"{where}: the spec does not describe the weights"
     for index, stage in enumerate(spec.stages, start=1):
         in_probe = probe_blocks.get(index, set())
         expected = set(range(stage.num_blocks)) if 1 in in_probe else in_probe
         have = stored.get(index, set())
         if have != expected:
-            raise CheckpointError(
-                f"{path}: the spec does not describe the stored weights: its stage {index} "
-                f"(layer{index}) has {stage.num_blocks} blocks with weights, and the file "
-                f"holds weights for {len(have)}"
+            raise error(
+                f"{problem}: its stage {index} (layer{index}) has {stage.num_blocks} blocks "
+                f"with weights, and there are weights for {len(have)}"
             )
-    shapes: dict[str, torch.Size] = {}
-    for key, tensor in probe_state.items():
-        shapes[key] = tensor.shape
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, shape in probe.items():
+        shapes[key] = shape
         match = _BLOCK_KEY.match(key)
         if match and match[2] == "1":  # the second block stands for all later ones
             number, rest = int(match[1]), key[match.end() :]
             for block in range(2, spec.stages[number - 1].num_blocks):
-                shapes[f"layer{number}.{block}.{rest}"] = tensor.shape
-    missing = [key for key in shapes if key not in state]
-    unexpected = [key for key in state if key not in shapes]
+                shapes[f"layer{number}.{block}.{rest}"] = shape
     mismatched = [
-        f"{key} (file {tuple(state[key].shape)}, spec {tuple(shape)})"
+        f"{key} (weights {tuple(state[key].shape)}, spec {shape})"
         for key, shape in shapes.items()
-        if key in state and state[key].shape != shape
+        if key in state and tuple(state[key].shape) != shape
     ]
-    if missing or unexpected or mismatched:
-        parts = [
-            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shapes differ", mismatched),
-            )
-            if keys
-        ]
-        raise CheckpointError(
-            f"{path}: the spec does not describe the stored weights; " + "; ".join(parts)
+    parts = [
+        f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+        for label, keys in (
+            ("missing", [key for key in shapes if key not in state]),
+            ("unexpected", [key for key in state if key not in shapes]),
+            ("shapes differ", mismatched),
         )
+        if keys
+    ]
+    if parts:
+        raise error(f"{problem}; " + "; ".join(parts))
+
+
+def is_checkpoint(payload: object) -> TypeGuard[Mapping[str, Any]]:
+    """Whether a file's contents are a resnetlib checkpoint rather than a plain state dict:
+    its ``format`` entry. The one test of it; ``read_weights_file`` applies it."""
+    return isinstance(payload, Mapping) and payload.get("format") == FORMAT
+
+
+def read_weights_file(
+    path: PathLike, *, check: bool = True
+) -> Checkpoint | dict[str, torch.Tensor]:
+    """The one place that tells a resnetlib checkpoint (read and, with ``check``, checked
+    against its spec as :func:`load` does) from the plain state dict in any other torch or
+    safetensors file (unwrapped from ``model.`` and similar prefixes, every entry a plain
+    tensor).
+
+    Raises:
+        CheckpointError: a damaged, code-carrying or tensor-less file.
+        OSError: the file cannot be read.
+    """
+    payload = _read(path)
+    if is_checkpoint(payload):
+        checkpoint = _parse(path, payload)
+        if check:
+            check_fits(str(path), checkpoint.spec, checkpoint.state_dict)
+        return checkpoint
+    try:
+        weights = unwrap_state_dict(payload)  # type: ignore[arg-type]  # it checks the type
+    except ValueError as error:
+        raise CheckpointError(
+            f"{path}: not a resnetlib checkpoint (no format={FORMAT!r}) nor a state dict: {error}"
+        ) from None
+    check_tensors(path, weights)
+    return weights
 
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
@@ -642,17 +637,35 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
         CheckpointError: the file is not an intact resnetlib checkpoint.
         OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
-    return _parse(path, _read(path))
+    contents = read_weights_file(path, check=False)
+    if isinstance(contents, Checkpoint):
+        return contents
+    reader = (
+        "safetensors.torch.load_file(path)"
+        if _is_safetensors_file(path)
+        else "torch.load(path, weights_only=True)"
+    )
+    raise CheckpointError(
+        f"{path}: a plain state dict ({len(contents)} tensors), not a resnetlib checkpoint, "
+        "so it does not say which model it is; load it with "
+        "resnetlib.create_model(name, checkpoint_path=...) or "
+        f"resnetlib.interop.load_weights(model, {reader})"
+    )
 
 
-def _build(path: PathLike, spec: ResNetSpec) -> ResNet:
+def _unregistered(where: str, error: UnknownNameError) -> UnknownNameError:
+    return UnknownNameError(
+        f"{where}: the spec needs a name that is not registered here (import the module "
+        f"that registers it before loading): {error}"
+    )
+
+
+def build_checked(where: str, spec: ResNetSpec) -> ResNet:
+    """``build(spec)`` of a spec read from ``where``; an unregistered name says so."""
     try:
         return build(spec)
     except UnknownNameError as error:
-        raise UnknownNameError(
-            f"{path}: the checkpoint's spec needs a name that is not registered here "
-            f"(import the module that registers it before loading): {error}"
-        ) from None
+        raise _unregistered(where, error) from None
 
 
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
@@ -673,43 +686,9 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
         OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
     checkpoint = read_checkpoint(path)
-    _check_fits(path, checkpoint.spec, checkpoint.state_dict)
-    model = _build(path, checkpoint.spec)
+    check_fits(str(path), checkpoint.spec, checkpoint.state_dict)
+    model = build_checked(str(path), checkpoint.spec)
     model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
     if checkpoint.pretrained_cfg is not None:
         set_data_config(model, checkpoint.pretrained_cfg)
     return model.to(map_location)
-
-
-def read_weights_file(path: PathLike) -> Checkpoint | dict[str, torch.Tensor]:
-    """A resnetlib checkpoint (read and checked against its spec, as :func:`load` does) or
-    the plain state dict in any other torch or safetensors file (unwrapped from ``model.``
-    and similar prefixes, every entry a plain tensor).
-
-    Raises:
-        CheckpointError: a damaged, code-carrying or tensor-less file.
-        OSError: the file cannot be read.
-    """
-    payload = _read(path)
-    if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
-        checkpoint = _parse(path, payload)
-        _check_fits(path, checkpoint.spec, checkpoint.state_dict)
-        return checkpoint
-    try:
-        if not isinstance(payload, Mapping):
-            raise ValueError(f"expected a dict of tensors; got {type(payload).__name__}")
-        weights = unwrap_state_dict(payload)
-    except ValueError as error:
-        raise CheckpointError(f"{path}: {error}") from None
-    _check_tensors(path, weights)
-    return weights
-
-
-# The checks a Hugging Face folder's reader and writer (resnetlib.models.share) share with
-# checkpoints: one gate for weights, whichever file holds them.
-build_checked = _build
-check_fits = _check_fits
-check_matches_spec = _check_matches_spec
-check_tensors = _check_tensors
-read_safetensors = _read_safetensors
-safetensors_module = _safetensors

@@ -90,11 +90,8 @@ def _from_checkpoint(contents: Checkpoint, overrides: Mapping[str, Any]) -> ResN
     spec = replace(contents.spec, **{k: v for k, v in overrides.items() if k in _ADAPTABLE})
     model = build(spec)
     load_weights(model, contents.state_dict, source="resnetlib", strict=True)
-    if contents.pretrained_cfg is not None:  # with the head and input the model has now
-        config = dict(contents.pretrained_cfg)
-        if spec.num_classes != contents.spec.num_classes:
-            config.pop("label_names", None)  # a new head: the old class names do not apply
-        set_data_config(model, config)
+    if contents.pretrained_cfg is not None:  # fitted to the model's new head and input
+        set_data_config(model, contents.pretrained_cfg)
     return model
 
 

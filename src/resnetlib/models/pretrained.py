@@ -163,12 +163,6 @@ def weights_file(
     return _from_url(entry, entry.url, download)
 
 
-def read_weights(path: PathLike) -> dict[str, torch.Tensor]:
-    """The state dict in a safetensors or torch file, told apart by content (no code runs)."""
-    contents = read_weights_file(path)
-    return contents.state_dict if isinstance(contents, Checkpoint) else contents
-
-
 def load_pretrained(
     model: ResNet, entry: PretrainedWeights, *, file: PathLike | None = None
 ) -> ResNet:
@@ -179,7 +173,9 @@ def load_pretrained(
     ``model.pretrained_cfg`` to the weights' configuration. Returns ``model``.
     """
     path = Path(file) if file is not None else weights_file(entry)
-    load_weights(model, read_weights(path), source=entry.source, strict=True)
+    contents = read_weights_file(path)  # a checkpoint or a state dict, by content
+    weights = contents.state_dict if isinstance(contents, Checkpoint) else contents
+    load_weights(model, weights, source=entry.source, strict=True)
     cfg: dict[str, Any] = entry.pretrained_cfg
     if file is not None:
         cfg["file"] = str(file)

@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..common import PathLike, optional_import
 from ..core.data_config import check_data_config, set_data_config
@@ -35,8 +34,9 @@ from ..interop.checkpoint import (
     CheckpointError,
     build_checked,
     check_fits,
-    check_matches_spec,
     check_tensors,
+    is_checkpoint,
+    probe_shapes,
     read_safetensors,
     safetensors_module,
 )
@@ -123,30 +123,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _timm_name(spec: ResNetSpec) -> str | None:
-    """timm's name for ``spec``'s network, if timm has it (head, input channels and
-    stochastic depth aside, which config.json carries)."""
+def _name_of(spec: ResNetSpec, names: Sequence[str]) -> str | None:
+    """The first of ``names`` (registered models) whose default network ``spec`` is, head,
+    input channels and stochastic depth aside (which config.json carries)."""
     from .zoo import MODELS, model_spec
 
-    for name in TIMM_ARCHITECTURES:
+    for name in names:
         if name not in MODELS:
             continue
-        ref = model_spec(name, num_classes=spec.num_classes, in_channels=spec.in_channels)
-        if replace(spec, zero_init_residual=ref.zero_init_residual, drop_path_rate=0.0) == ref:
-            return name
-    return None
-
-
-def _resnetlib_name(spec: ResNetSpec) -> str | None:
-    """The registered model name whose default network ``spec`` is (head and input aside):
-    resnetlib's own names first, so a user's model registered with the same network does
-    not rename a built-in one."""
-    from .zoo import MODELS, model_spec
-
-    def foreign(name: str) -> bool:
-        return not str(getattr(MODELS.get(name), "__module__", "")).startswith("resnetlib.")
-
-    for name in sorted(MODELS.names(), key=foreign):
         try:
             ref = model_spec(name, num_classes=spec.num_classes, in_channels=spec.in_channels)
         except (TypeError, ValueError):  # a user's factory that takes neither
@@ -154,6 +138,17 @@ def _resnetlib_name(spec: ResNetSpec) -> str | None:
         if replace(spec, zero_init_residual=ref.zero_init_residual, drop_path_rate=0.0) == ref:
             return name
     return None
+
+
+def _resnetlib_name(spec: ResNetSpec) -> str | None:
+    """The registered model name of ``spec``'s network: resnetlib's own names first, so a
+    user's model registered with the same network does not rename a built-in one."""
+    from .zoo import MODELS
+
+    def foreign(name: str) -> bool:
+        return not str(getattr(MODELS.get(name), "__module__", "")).startswith("resnetlib.")
+
+    return _name_of(spec, sorted(MODELS.names(), key=foreign))
 
 
 def _card(
@@ -235,8 +230,8 @@ def save_pretrained(
         raise ValueError(
             "save_pretrained() cannot store a model folded by fuse_bn(); save it first"
         )
-    check_matches_spec(model)
     spec = model.spec
+    check_fits("the model no longer matches its spec", spec, model.state_dict(), error=ValueError)
     meta = dict(metadata or {})
     try:
         json.dumps(meta, allow_nan=False)
@@ -245,7 +240,7 @@ def save_pretrained(
     checked = check_data_config(model.pretrained_cfg)
     cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
     cfg["num_classes"] = model.num_classes
-    timm_name = _timm_name(spec)
+    timm_name = _name_of(spec, TIMM_ARCHITECTURES)
     architecture = timm_name or f"resnetlib/{_resnetlib_name(spec) or 'custom'}"
     model_args: dict[str, Any] = {}
     if spec.in_channels != 3:
@@ -357,19 +352,12 @@ def _verify(sums: dict[str, str] | None, name: str, data: bytes, where: str) -> 
 def _weights_limit(spec: ResNetSpec, where: str) -> int:
     """The most bytes the spec's weights can take (8 bytes a value) plus their header, from
     a probe of at most two blocks a stage built on the meta device."""
-    probe = replace(
-        spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
-    )
-    try:
-        with torch.device("meta"):
-            state = build_checked(where, probe).state_dict()
-    except ValueError as error:
-        raise CheckpointError(f"{where}: the folder's spec cannot be built: {error}") from None
+    shapes = probe_shapes(where, spec)
     values = keys = 0
-    for key, tensor in state.items():
+    for key, shape in shapes.items():
         match = _BLOCK_KEY.match(key)
         times = spec.stages[int(match[1]) - 1].num_blocks - 1 if match and match[2] == "1" else 1
-        values += tensor.numel() * times
+        values += math.prod(shape) * times
         keys += times
     return 8 * values + 512 * keys + (1 << 20)
 
@@ -465,7 +453,7 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     data = read_bytes(weights_path, limit=limit, what=WEIGHTS, error=CheckpointError)
     _verify(sums, WEIGHTS, data, where)
     state = read_safetensors(f"{where}/{WEIGHTS}", data)
-    if not isinstance(state, dict) or "format" in state:
+    if not isinstance(state, dict) or is_checkpoint(state):
         raise CheckpointError(f"{where}: {WEIGHTS} is not a plain safetensors state dict")
     check_tensors(f"{where}/{WEIGHTS}", state)
     check_fits(f"{where}/{WEIGHTS}", spec, state)

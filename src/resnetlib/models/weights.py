@@ -158,7 +158,9 @@ def _hash_prefix(url: str) -> str:
     return match.group(1)
 
 
-def _tv(model: str, enum: str, url: str, top1: float, *, resize: int) -> PretrainedWeights:
+def _tv(model: str, enum: str, hash_prefix: str, top1: float, *, resize: int) -> PretrainedWeights:
+    """torchvision's weights ``enum`` of ``model``, at download.pytorch.org under the name
+    ``{model}-{hash_prefix}.pth``."""
     version = enum.rsplit("_V", 1)[-1]
     return PretrainedWeights(
         model=model,
@@ -169,8 +171,8 @@ def _tv(model: str, enum: str, url: str, top1: float, *, resize: int) -> Pretrai
         top1=top1,
         license="BSD-3-Clause",
         config=_config(model, crop_pct=224 / resize),
-        url=url,
-        hash_prefix=_hash_prefix(url),
+        url=f"https://download.pytorch.org/models/{model}-{hash_prefix}.pth",
+        hash_prefix=hash_prefix,
         aliases=(enum,),
         origin="torchvision 0.29.1 wheel: torchvision/models/resnet.py",
     )
@@ -309,118 +311,22 @@ def _mmpretrain(model: str, tag: str, name: str, url: str, top1: float) -> Pretr
 
 
 WEIGHTS: tuple[PretrainedWeights, ...] = (
-    _tv(
-        "resnet18",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-        69.758,
-        resize=256,
-    ),
-    _tv(
-        "resnet34",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnet34-b627a593.pth",
-        73.314,
-        resize=256,
-    ),
-    _tv(
-        "resnet50",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-        76.130,
-        resize=256,
-    ),
-    _tv(
-        "resnet50",
-        "IMAGENET1K_V2",
-        "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-        80.858,
-        resize=232,
-    ),
-    _tv(
-        "resnet101",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnet101-63fe2227.pth",
-        77.374,
-        resize=256,
-    ),
-    _tv(
-        "resnet101",
-        "IMAGENET1K_V2",
-        "https://download.pytorch.org/models/resnet101-cd907fc2.pth",
-        81.886,
-        resize=232,
-    ),
-    _tv(
-        "resnet152",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnet152-394f9c45.pth",
-        78.312,
-        resize=256,
-    ),
-    _tv(
-        "resnet152",
-        "IMAGENET1K_V2",
-        "https://download.pytorch.org/models/resnet152-f82ba261.pth",
-        82.284,
-        resize=232,
-    ),
-    _tv(
-        "resnext50_32x4d",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnext50_32x4d-7cdf4587.pth",
-        77.618,
-        resize=256,
-    ),
-    _tv(
-        "resnext50_32x4d",
-        "IMAGENET1K_V2",
-        "https://download.pytorch.org/models/resnext50_32x4d-1a0047aa.pth",
-        81.198,
-        resize=232,
-    ),
-    _tv(
-        "resnext101_32x8d",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/resnext101_32x8d-8ba56ff5.pth",
-        79.312,
-        resize=256,
-    ),
-    _tv(
-        "resnext101_32x8d",
-        "IMAGENET1K_V2",
-        "https://download.pytorch.org/models/resnext101_32x8d-110c445d.pth",
-        82.834,
-        resize=232,
-    ),
-    _tv(
-        "wide_resnet50_2",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth",
-        78.468,
-        resize=256,
-    ),
-    _tv(
-        "wide_resnet50_2",
-        "IMAGENET1K_V2",
-        "https://download.pytorch.org/models/wide_resnet50_2-9ba9bcbe.pth",
-        81.602,
-        resize=232,
-    ),
-    _tv(
-        "wide_resnet101_2",
-        "IMAGENET1K_V1",
-        "https://download.pytorch.org/models/wide_resnet101_2-32ee1156.pth",
-        78.848,
-        resize=256,
-    ),
-    _tv(
-        "wide_resnet101_2",
-        "IMAGENET1K_V2",
-        "https://download.pytorch.org/models/wide_resnet101_2-d733dc28.pth",
-        82.510,
-        resize=232,
-    ),
+    _tv("resnet18", "IMAGENET1K_V1", "f37072fd", 69.758, resize=256),
+    _tv("resnet34", "IMAGENET1K_V1", "b627a593", 73.314, resize=256),
+    _tv("resnet50", "IMAGENET1K_V1", "0676ba61", 76.130, resize=256),
+    _tv("resnet50", "IMAGENET1K_V2", "11ad3fa6", 80.858, resize=232),
+    _tv("resnet101", "IMAGENET1K_V1", "63fe2227", 77.374, resize=256),
+    _tv("resnet101", "IMAGENET1K_V2", "cd907fc2", 81.886, resize=232),
+    _tv("resnet152", "IMAGENET1K_V1", "394f9c45", 78.312, resize=256),
+    _tv("resnet152", "IMAGENET1K_V2", "f82ba261", 82.284, resize=232),
+    _tv("resnext50_32x4d", "IMAGENET1K_V1", "7cdf4587", 77.618, resize=256),
+    _tv("resnext50_32x4d", "IMAGENET1K_V2", "1a0047aa", 81.198, resize=232),
+    _tv("resnext101_32x8d", "IMAGENET1K_V1", "8ba56ff5", 79.312, resize=256),
+    _tv("resnext101_32x8d", "IMAGENET1K_V2", "110c445d", 82.834, resize=232),
+    _tv("wide_resnet50_2", "IMAGENET1K_V1", "95faca4d", 78.468, resize=256),
+    _tv("wide_resnet50_2", "IMAGENET1K_V2", "9ba9bcbe", 81.602, resize=232),
+    _tv("wide_resnet101_2", "IMAGENET1K_V1", "32ee1156", 78.848, resize=256),
+    _tv("wide_resnet101_2", "IMAGENET1K_V2", "d733dc28", 82.510, resize=232),
     _timm("resnet18", "a1_in1k", 71.504, crop_pct=0.95),
     _timm("resnet18", "a2_in1k", 70.634, crop_pct=0.95),
     _timm("resnet18", "a3_in1k", 65.67, size=160, crop_pct=0.95),
