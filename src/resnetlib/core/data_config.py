@@ -297,14 +297,18 @@ def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
         ValueError: the result fails :func:`check_data_config`.
     """
     fitted = dict(config)
+    # A wrapper (an export's Normalized) may have neither: its config is its model's.
+    num_classes = getattr(model, "num_classes", fitted.get("num_classes"))
     names = fitted.get("label_names")
-    if isinstance(names, (tuple, list)) and len(names) != model.num_classes:
+    if isinstance(names, (tuple, list)) and len(names) != num_classes:
         del fitted["label_names"]  # another head's classes (a fine-tune's new head)
-    fitted["num_classes"] = model.num_classes
-    channels = model.default_input_size[0]
+    if num_classes is not None:
+        fitted["num_classes"] = num_classes
+    default_size = getattr(model, "default_input_size", None) or fitted.get("input_size")
+    channels = default_size[0] if default_size else None
     size = tuple(fitted.get("input_size") or ())
-    if size[:1] != (channels,):
-        fitted["input_size"] = (channels, *size[1:]) if len(size) == 3 else model.default_input_size
+    if channels is not None and size[:1] != (channels,):
+        fitted["input_size"] = (channels, *size[1:]) if len(size) == 3 else default_size
         for key in ("mean", "std"):
             values = fitted.get(key)
             if isinstance(values, (tuple, list)) and values and all(is_real(v) for v in values):

@@ -18,7 +18,12 @@ import torch
 from torch import nn
 
 from ..common import PathLike, evaluating
-from ..core.data_config import CIFAR10_CLASSES, check_data_config, normalization
+from ..core.data_config import (
+    CIFAR10_CLASSES,
+    check_data_config,
+    normalization,
+    set_data_config,
+)
 from ..images import bombs_refused, decode_image
 from ..validate import check_int
 
@@ -47,8 +52,8 @@ class Normalized(nn.Module):
         self.inverse_std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("inverse_std", torch.tensor(std).reciprocal().view(1, -1, 1, 1))
-        self.pretrained_cfg = {**config, "mean": (0.0,) * channels, "std": (1.0,) * channels}
         self.default_input_size = tuple(config.get("input_size", ()))
+        set_data_config(self, {**config, "mean": (0.0,) * channels, "std": (1.0,) * channels})
         # What an export records (resnetlib.deploy.contract): the model, and that its input
         # is [0, 1] since this normalization is in the graph.
         self.normalization_in_graph = (mean, std)

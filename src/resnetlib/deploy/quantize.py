@@ -15,14 +15,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import torch
 from torch import fx, nn
 
-from ..core.data_config import normalization
+from ..core.data_config import normalization, set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from .export import quiet
 from .fuse import fuse_bn
@@ -148,9 +148,12 @@ class Int8Model(nn.Module):
         self.graph = graph
         self.report = report
         self.freezing = freezing
-        for name in ("spec", "pretrained_cfg", "default_input_size"):
+        for name in ("spec", "default_input_size", "num_classes"):
             if hasattr(source, name):
                 object.__setattr__(self, name, getattr(source, name))
+        config = getattr(source, "pretrained_cfg", None)
+        if isinstance(config, Mapping):
+            set_data_config(self, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.freezing:  # compiled: inductor lowers int8 only with freezing on
