@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cache
-from typing import Any, NoReturn
-from unittest import mock
+from typing import Any
 
 import torch
 from torch import nn
 
 import resnetlib as rl
-from resnetlib.models import zoo
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "basic_options": (
@@ -67,28 +65,11 @@ def shrink(spec: rl.ResNetSpec, blocks: int = 2) -> rl.ResNetSpec:
     return replace(spec, stages=stages, stem=stem)
 
 
-class _BuiltError(Exception):  # not an error: carries the spec out of the factory
-    def __init__(self, spec: rl.ResNetSpec) -> None:
-        self.spec = spec
-
-
-def _stop(spec: rl.ResNetSpec) -> NoReturn:
-    raise _BuiltError(spec)
-
-
 def registered_spec(name: str, **overrides: Any) -> rl.ResNetSpec:
-    """The spec ``create_model(name, **overrides)`` builds, without building it.
-
-    The built-in factories end in ``zoo.build(spec)``; stopping there keeps test collection
-    fast (building resnet1202 or resnet152, even on the meta device, takes seconds). A
-    factory that builds another way is built on the meta device instead.
-    """
-    with mock.patch.object(zoo, "build", _stop):
-        try:
-            model = rl.create_model(name, device="meta", **overrides)
-        except _BuiltError as built:
-            return built.spec
-    return model.spec
+    """The spec ``create_model(name, **overrides)`` builds, without building it
+    (``model_spec``: building resnet1202 or resnet152, even on the meta device, takes
+    seconds, and test collection stays fast)."""
+    return rl.model_spec(name, **overrides)
 
 
 @cache

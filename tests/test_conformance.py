@@ -352,7 +352,7 @@ def test_wrong_out_channels_is_named() -> None:
     report = check_block(WrongOutChannels)
     assert report["out_channels"].detail == "out_channels is 4, but width 4 x expansion 2 = 8"
     assert "shapes" in report.names("failed")
-    assert "reports out_channels=4" in report["spec"].detail  # build() refuses it too
+    assert "reports out_channels=4" in report["spec"].detail  # registration refuses it too
 
 
 def test_raise_on_failure_lists_every_failed_check() -> None:

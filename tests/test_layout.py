@@ -43,7 +43,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "resnetlib.analysis",
             "resnetlib.testing",
-            "resnetlib.testing_strategies",
             "resnetlib.train",
             "resnetlib.deploy",
         ),
@@ -76,7 +75,6 @@ PRIVATE_ALLOWED: dict[tuple[str, str, str], str] = {}
 # Loaded by none of what `import resnetlib` runs.
 NOT_ON_IMPORT = (
     "resnetlib.testing",
-    "resnetlib.testing_strategies",
     "resnetlib.train",
     "resnetlib.deploy",
     "hypothesis",
@@ -266,7 +264,7 @@ def test_the_rule_catches_an_upward_import() -> None:
         "resnetlib.deploy.fuse (another tool)"
     ]
     assert violations("resnetlib.cli", {"resnetlib.train.cli", "resnetlib.models.zoo"}) == []
-    assert violations("resnetlib.testing_strategies", {"resnetlib.testing.strategies"}) == []
+    assert violations("resnetlib.testing.fuzz", {"resnetlib.testing.strategies"}) == []
 
 
 def test_import_resnetlib_stays_light() -> None:
@@ -289,15 +287,15 @@ def test_import_resnetlib_stays_light() -> None:
     assert heavy == []
 
 
-def test_the_old_strategies_path_still_works_and_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_old_strategies_path_is_gone() -> None:
+    # resnetlib.testing_strategies was deprecated before any release and is removed: the
+    # strategies have one home.
     pytest.importorskip("hypothesis")
     from resnetlib.testing import strategies
 
-    monkeypatch.delitem(sys.modules, "resnetlib.testing_strategies", raising=False)
-    with pytest.warns(DeprecationWarning, match=r"import resnetlib\.testing\.strategies instead"):
-        old = importlib.import_module("resnetlib.testing_strategies")
-    assert old.__all__ == strategies.__all__
-    assert all(getattr(old, name) is getattr(strategies, name) for name in old.__all__)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("resnetlib.testing_strategies")
+    assert "specs" in strategies.__all__
 
 
 def test_the_testing_package_keeps_its_public_names() -> None:

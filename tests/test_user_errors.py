@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -77,52 +77,51 @@ class NarrowBlock(rl.ResidualBlock):
         nn.init.zeros_(self.conv.weight)
 
 
-def test_build_checks_the_channels_a_block_really_outputs() -> None:
-    rl.register_block("test_narrow", NarrowBlock)
-    try:
-        stages = (rl.StageSpec(1, 8), rl.StageSpec(1, 16, stride=2))
-        spec = rl.ResNetSpec(stages=stages, block="test_narrow", shortcut="none")
+def test_registration_checks_the_channels_a_block_really_outputs() -> None:
+    for _ in range(2):  # a failure is never remembered as a pass
         with pytest.raises(
             ValueError,
-            match=r"layer1\.0: block 'test_narrow' \(NarrowBlock\) "
-            r"outputs 4 channels; it must output out_channels = width 8 x "
-            r"expansion 1 = 8",
+            match=r"block 'test_narrow' \(NarrowBlock\) outputs 2 channels; it must output "
+            r"out_channels = width 4 x expansion 1 = 4",
         ):
-            rl.build(spec)
-    finally:
-        rl.nn.BLOCKS.unregister("test_narrow")
+            rl.register_block("test_narrow", NarrowBlock)
+        assert "test_narrow" not in rl.nn.BLOCKS
+    report = rl.testing.check_block(NarrowBlock, only=["shapes"])
+    assert not report.ok
 
 
-def test_a_configuration_is_checked_once_and_a_failing_one_every_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import importlib
+class NarrowWithOption(NarrowBlock):
+    """NarrowBlock with a required block option: registration cannot build it alone."""
 
-    # resnetlib.core.build is the function; the module is resnetlib.core.build's home
-    build_module = importlib.import_module("resnetlib.core.build")
+    def __init__(self, *, scale: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = scale
 
+
+def test_build_runs_no_forward_pass() -> None:
     calls: list[str] = []
-    check = build_module._check_output_width
 
-    def counting(block: nn.Module, where: str, name: str, expected: int) -> None:
-        calls.append(where)
-        check(block, where, name, expected)  # type: ignore[arg-type]
+    def count(module: nn.Module, args: object) -> None:
+        calls.append(type(module).__name__)
 
-    monkeypatch.setattr(build_module, "_check_output_width", counting)
-    monkeypatch.setattr(build_module, "_WIDTHS_CHECKED", set())
-    rl.resnet20()
-    # layer1.1 is layer1.0's configuration (16 -> 16 channels, stride 1): checked once
-    assert calls == ["layer1.0", "layer2.0", "layer2.1", "layer3.0", "layer3.1"]
-    rl.resnet20(num_classes=3)
-    assert len(calls) == 5  # passed once: not run again
-    rl.register_block("test_narrow", NarrowBlock)
+    handle = nn.modules.module.register_module_forward_pre_hook(count)
     try:
-        spec = rl.ResNetSpec(stages=(rl.StageSpec(1, 8),), block="test_narrow", shortcut="none")
-        for _ in range(2):  # a failure is never remembered as a pass
-            with pytest.raises(ValueError, match="outputs 4 channels"):
-                rl.build(spec)
+        rl.resnet20()
+        rl.resnet50(num_classes=3)
+        rl.preact_resnet18()
+        # A block that needs an option is not run at registration either; check_block is
+        # where its output width is checked.
+        rl.register_block("test_narrow_option", NarrowWithOption)
     finally:
-        rl.nn.BLOCKS.unregister("test_narrow")
+        handle.remove()
+    try:
+        assert calls == []
+        report = rl.testing.check_block(
+            "test_narrow_option", block_options={"scale": 2}, only=["shapes"]
+        )
+        assert not report.ok
+    finally:
+        rl.nn.BLOCKS.unregister("test_narrow_option")
 
 
 def test_the_output_check_leaves_the_model_as_built() -> None:

@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar, overload
+from typing import Generic, NoReturn, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -37,17 +37,24 @@ def subclass_of(base: type, kind: str) -> Callable[[str, object], None]:
     return validate
 
 
-class Registry(Generic[T]):
-    """A mapping from names to objects of one kind (block classes, factories, ...).
+class Registry(dict[str, T], Generic[T]):
+    """A read-only mapping from names to objects of one kind (block classes, factories, ...).
 
-    Registering a name twice raises ``ValueError``; looking up an unknown name raises
+    ``registry[name]`` and :meth:`get` look a name up; an unknown name raises
     :class:`UnknownNameError` (a ``KeyError``) naming the known entries and the closest ones.
+    Entries change only through :meth:`register` (a name registered twice raises
+    ``ValueError``) and :meth:`unregister`; iteration is in sorted order.
     """
 
     def __init__(self, kind: str, validate: Callable[[str, T], None] | None = None) -> None:
+        super().__init__()
         self.kind = kind
-        self._entries: dict[str, T] = {}
         self._validate = validate
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(f"the {self.kind} registry changes only through register and unregister")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _read_only
 
     @overload
     def register(self, name: str) -> Callable[[T], T]: ...
@@ -101,14 +108,14 @@ class Registry(Generic[T]):
         key: str = name
 
         def add(item: T) -> T:
-            if key in self._entries:
+            if key in self:
                 raise ValueError(
                     f"{self.kind} {key!r} is already registered "
-                    f"(as {self._entries[key]!r}); unregister it first or pick another name"
+                    f"(as {self[key]!r}); unregister it first or pick another name"
                 )
             if self._validate is not None:
                 self._validate(key, item)
-            self._entries[key] = item
+            dict.__setitem__(self, key, item)
             return item
 
         return add if obj is None else add(obj)
@@ -119,47 +126,45 @@ class Registry(Generic[T]):
         Raises:
             UnknownNameError: ``name`` is not registered.
         """
-        self.get(name)
-        return self._entries.pop(name)
+        item = self.get(name)
+        dict.__delitem__(self, name)
+        return item
 
-    def get(self, name: str) -> T:
-        """What is registered under ``name``.
+    def get(self, name: str) -> T:  # type: ignore[override]
+        """What is registered under ``name``, as ``registry[name]``.
 
         Raises:
-            UnknownNameError: ``name`` is not registered; the message lists the known names
-                and the closest ones.
+            UnknownNameError: ``name`` is not registered (or not a name); the message lists
+                the known names and the closest ones.
         """
         try:
-            return self._entries[name]
-        except (KeyError, TypeError):
+            return self[name]
+        except TypeError:  # unhashable
             raise UnknownNameError(self._unknown_message(name)) from None
+
+    def __missing__(self, name: str) -> T:
+        raise UnknownNameError(self._unknown_message(name))
 
     def name_of(self, obj: object) -> str | None:
         """The name ``obj`` is registered under, or ``None``."""
-        return next((name for name, item in self._entries.items() if item is obj), None)
+        return next((name for name, item in self.items() if item is obj), None)
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style ``pattern``, numbers sorted as numbers
         (``plain18``, ``plain20``, ..., ``plain110``, ``plain1202``)."""
-        matches = (n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+        matches = (n for n in dict.__iter__(self) if fnmatch.fnmatchcase(n, pattern))
         return sorted(matches, key=natural_key)
 
     def _unknown_message(self, name: object) -> str:
-        known = sorted(self._entries)
+        known = sorted(self.keys())
         by_lower = {k.lower(): k for k in known}
         matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)
         close = [by_lower[m] for m in matches]
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._entries))
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        return iter(sorted(self.keys()))
 
     def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, {sorted(self._entries)})"
+        return f"Registry({self.kind!r}, {sorted(self.keys())})"

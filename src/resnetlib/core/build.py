@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import get_args, get_origin
 
-import torch
 from torch import nn
 from typing_extensions import Unpack, get_type_hints, is_typeddict
 
-from ..common import evaluating
 from ..nn.activations import ACTIVATIONS, ActLayer
-from ..nn.blocks import BLOCKS, ResidualBlock
+from ..nn.blocks import BLOCKS, NormLayer, ResidualBlock
 from ..nn.drop_path import drop_path_rates
-from ..nn.layers import NormLayer
 from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS
 from ..nn.stems import STEMS, Stem
@@ -28,15 +25,16 @@ __all__ = ["build"]
 ALWAYS_PASSED = ("in_channels", "width", "stride", "downsample", "residual", "norm_layer")
 _BUILD_ARGUMENTS = frozenset((*ALWAYS_PASSED, "act_layer", "drop_path", "dilation"))
 _DEFAULT_ACT = "relu"
-_WIDTHS_CHECKED: set[tuple[object, ...]] = set()
-"""Block configurations whose output width build() has checked (see _check_output_width)."""
 
 
 def build(spec: ResNetSpec) -> ResNet:
     """Build and initialize the network a spec describes.
 
     Registry names become modules here; weights get He initialization (and zero-init
-    where the spec asks for it). No partly built model is ever returned.
+    where the spec asks for it). No partly built model is ever returned. Nothing runs a
+    forward pass: a block's output width is checked when its type is registered
+    (``resnetlib.nn.blocks.validate_block``) and by
+    [`check_block`][resnetlib.testing.blocks.check_block].
 
     Returns:
         A new model in training mode; ``model.spec`` is ``spec``.
@@ -54,34 +52,46 @@ def build(spec: ResNetSpec) -> ResNet:
         >>> rl.build(spec).fc.out_features
         100
     """
+    return build_model(spec, None)
+
+
+def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) -> ResNet:
+    """[`build`][resnetlib.build], with ``origin(option)`` saying who set a refused block
+    option (the factories name the keyword)."""
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"build() takes a ResNetSpec; got {type(spec).__name__}")
-    block_cls = BLOCKS.get(spec.block)
-    strategy = SHORTCUTS.get(spec.shortcut)()
-    stem_cls = STEMS.get(spec.stem.type)
-    norm_layer: NormLayer = NORMS.get(spec.norm)
-    act_layer: ActLayer = ACTIVATIONS.get(spec.act)
-    check_block_options(spec.block, block_cls, spec.block_options)
+    block_cls = BLOCKS[spec.block]
+    strategy = SHORTCUTS[spec.shortcut]()
+    stem_cls = STEMS[spec.stem.type]
+    norm_layer: NormLayer = NORMS[spec.norm]
+    act_layer: ActLayer = ACTIVATIONS[spec.act]
+    if spec.block_options:
+        check_block_options(spec.block, block_cls, spec.block_options, origin)
+    rate = spec.drop_path_rate
     if spec.zero_init_residual and not strategy.adds_shortcut:
         raise ValueError(
             f"zero_init_residual=True needs a shortcut; with shortcut={spec.shortcut!r} "
             "(no addition) every block would output zeros"
         )
-    if spec.drop_path_rate > 0.0 and not strategy.adds_shortcut:
+    if rate > 0.0 and not strategy.adds_shortcut:
         raise ValueError(
-            f"drop_path_rate={spec.drop_path_rate} needs a shortcut; with "
-            f"shortcut={spec.shortcut!r} (no addition) dropping a branch drops the signal"
+            f"drop_path_rate={rate} needs a shortcut; with shortcut={spec.shortcut!r} "
+            "(no addition) dropping a branch drops the signal"
         )
     # Options other than the defaults reach stems and blocks only when the spec asks for
     # them, so a type written without them still builds every spec it can serve.
     act_option = {} if spec.act == _DEFAULT_ACT else {"act_layer": act_layer}
-    _check_accepts("stem", spec.stem.type, stem_cls, act_option, f"act={spec.act!r}")
-    _check_accepts("block", spec.block, block_cls, act_option, f"act={spec.act!r}")
-    if any(stage.dilation > 1 for stage in spec.stages):
-        _check_accepts("block", spec.block, block_cls, ("dilation",), "a stage dilation > 1")
-    if spec.drop_path_rate > 0.0:
-        reason = f"drop_path_rate={spec.drop_path_rate}"
-        _check_accepts("block", spec.block, block_cls, ("drop_path",), reason)
+    if act_option:
+        _check_accepts("stem", spec.stem.type, stem_cls, "act_layer", f"act={spec.act!r}")
+        _check_accepts("block", spec.block, block_cls, "act_layer", f"act={spec.act!r}")
+    for stage in spec.stages:
+        if stage.dilation > 1:
+            _check_accepts("block", spec.block, block_cls, "dilation", "a stage dilation > 1")
+            break
+    rates = None
+    if rate > 0.0:
+        _check_accepts("block", spec.block, block_cls, "drop_path", f"drop_path_rate={rate}")
+        rates = drop_path_rates(rate, spec.num_blocks)
     # Every registered stem and block takes these keyword arguments (see their base classes).
     make_stem: Callable[..., Stem] = stem_cls
     make_block: Callable[..., ResidualBlock] = block_cls
@@ -92,10 +102,9 @@ def build(spec: ResNetSpec) -> ResNet:
         norm_layer=norm_layer,
         **act_option,
     )
-    rates = iter(drop_path_rates(spec.drop_path_rate, spec.num_blocks))
-    options_key = tuple(sorted(spec.block_options.items()))
     channels = spec.stem.out_channels
     previous_dilation = 1
+    number = 0
     stages: list[nn.Sequential] = []
     for stage_index, stage in enumerate(spec.stages, start=1):
         blocks: list[ResidualBlock] = []
@@ -104,13 +113,12 @@ def build(spec: ResNetSpec) -> ResNet:
             # As torchvision: a dilated stage's first block keeps the previous dilation.
             stride = stage.stride if block_index == 0 else 1
             dilation = previous_dilation if block_index == 0 else stage.dilation
-            rate = next(rates)
             options: dict[str, object] = dict(act_option)
             if dilation > 1:
                 options["dilation"] = dilation
-            if rate > 0.0:
-                options["drop_path"] = rate
-            where = f"layer{stage_index}.{block_index}"
+            if rates is not None:
+                options["drop_path"] = rates[number]
+            number += 1
             try:
                 downsample = strategy.make(
                     in_channels=channels,
@@ -119,6 +127,7 @@ def build(spec: ResNetSpec) -> ResNet:
                     norm_layer=norm_layer,
                 )
             except ValueError as error:
+                where = f"layer{stage_index}.{block_index}"
                 raise ValueError(f"{where}: shortcut {spec.shortcut!r}: {error}") from None
             block = make_block(
                 in_channels=channels,
@@ -132,18 +141,12 @@ def build(spec: ResNetSpec) -> ResNet:
             )
             if block.out_channels != out_channels:
                 raise ValueError(
-                    f"{where}: block {spec.block!r} reports out_channels={block.out_channels}, "
-                    f"but width {stage.width} x expansion {block_cls.expansion} = {out_channels}"
+                    f"layer{stage_index}.{block_index}: block {spec.block!r} reports "
+                    f"out_channels={block.out_channels}, but width {stage.width} x expansion "
+                    f"{block_cls.expansion} = {out_channels}"
                 )
-            # Later blocks repeat the second one's configuration; a configuration that passed
-            # once in this process passes again (its class and arguments decide the output).
-            if block_index < 2:
-                checked = (block_cls, type(strategy), channels, stage.width, stride, dilation,
-                           norm_layer, act_layer, rate > 0.0, options_key)  # fmt: skip
-                if checked not in _WIDTHS_CHECKED:
-                    _check_output_width(block, where, spec.block, out_channels)
-                    _WIDTHS_CHECKED.add(checked)
-            _move_shortcut_last(block)
+            if "downsample" in block._modules:  # after the branch, where torchvision has it
+                block._modules["downsample"] = block._modules.pop("downsample")
             blocks.append(block)
             channels = out_channels
         previous_dilation = stage.dilation
@@ -153,33 +156,6 @@ def build(spec: ResNetSpec) -> ResNet:
     model = ResNet(stem=stem, stages=stages, final=final, num_classes=spec.num_classes, spec=spec)
     model.init_weights(zero_init_residual=spec.zero_init_residual)
     return model
-
-
-def _check_output_width(block: ResidualBlock, where: str, name: str, expected: int) -> None:
-    """Run ``block`` once on a tiny input: its output must have ``expected`` channels.
-
-    In eval mode and without autograd, so no state changes; on the block's device (a
-    ``meta`` build only propagates shapes).
-    """
-    reference = next(block.parameters(), None)
-    device = reference.device if reference is not None else None
-    dtype = reference.dtype if reference is not None else None
-    x = torch.zeros(1, block.in_channels, 4, 4, device=device, dtype=dtype)
-    try:
-        with evaluating(block):
-            out = block(x)
-    except Exception as error:
-        raise ValueError(
-            f"{where}: block {name!r} ({type(block).__name__}) failed on a "
-            f"{tuple(x.shape)} input while build() checked its output: {error}"
-        ) from error
-    if out.ndim != 4 or out.shape[1] != expected:
-        raise ValueError(
-            f"{where}: block {name!r} ({type(block).__name__}) outputs "
-            f"{out.shape[1] if out.ndim > 1 else tuple(out.shape)} channels; it must output "
-            f"out_channels = width {block.width} x expansion {block.expansion} = {expected} "
-            "(build the branch's last layer with self.out_channels channels)"
-        )
 
 
 def keywords_of(cls: type) -> frozenset[str] | None:
@@ -230,8 +206,11 @@ def check_block_options(
     options: Mapping[str, JSONScalar],
     origin: Callable[[str], str | None] | None = None,
 ) -> None:
-    """Refuse an option block ``name`` cannot take; ``origin(option)`` says who set it."""
-    accepted = block_options_of(block_cls)
+    """Refuse an option block ``name`` cannot take; ``origin(option)`` says who set it.
+
+    The one check of block options: [`build`][resnetlib.build] runs it once per model.
+    """
+    accepted = block_options_of(block_cls) if options else None
     for option in options:
         where = origin(option) if origin is not None else None
         came = f". {where}" if where else ""
@@ -246,18 +225,11 @@ def check_block_options(
             )
 
 
-def _check_accepts(kind: str, name: str, cls: type, options: Collection[str], reason: str) -> None:
-    """Raise if ``cls`` cannot take the keyword ``options`` that ``reason`` requires."""
-    for option in options:
-        if not takes_keyword(cls, option):
-            raise ValueError(
-                f"{kind} {name!r} ({cls.__name__}) does not take {option!r}, which the spec "
-                f"needs for {reason}; add a keyword-only {option!r} argument "
-                "(see docs/extending.md)"
-            )
-
-
-def _move_shortcut_last(block: nn.Module) -> None:
-    """Put ``downsample`` after the branch, where torchvision registers it."""
-    if "downsample" in block._modules:
-        block._modules["downsample"] = block._modules.pop("downsample")
+def _check_accepts(kind: str, name: str, cls: type, option: str, reason: str) -> None:
+    """Raise if ``cls`` cannot take the keyword ``option`` that ``reason`` requires."""
+    if not takes_keyword(cls, option):
+        raise ValueError(
+            f"{kind} {name!r} ({cls.__name__}) does not take {option!r}, which the spec "
+            f"needs for {reason}; add a keyword-only {option!r} argument "
+            "(see docs/extending.md)"
+        )

@@ -193,14 +193,15 @@ class StagedNet(nn.Module):
 
     stem_names: tuple[str, ...]
     stage_names: tuple[str, ...]
-    pretrained_cfg: dict[str, Any]
     # Python-side bookkeeping, in types TorchScript lacks (variable-length tuples, mixed dicts).
     __jit_ignored_attributes__: ClassVar[list[str]] = [
         "stem_names",
         "stage_names",
-        "pretrained_cfg",
+        "_pretrained_cfg",
+        "_cfg_at_build",
     ]
     __jit_unused_properties__: ClassVar[list[str]] = [
+        "pretrained_cfg",
         "default_cfg",
         "num_classes",
         "in_chans",
@@ -211,7 +212,7 @@ class StagedNet(nn.Module):
         super().__init__()
         self.norm_eval: bool = False
         self.frozen_stages: int = -1
-        self.pretrained_cfg = {}
+        self._pretrained_cfg: dict[str, Any] | None = None
 
     def set_grad_checkpointing(
         self,
@@ -237,6 +238,20 @@ class StagedNet(nn.Module):
         if last_stage is not None:
             self.grad_checkpointing_last_stage = bool(last_stage)
         self.grad_checkpointing = bool(enable)
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The data configuration (timm's); a new model's default is made on first use."""
+        if self._pretrained_cfg is None:
+            self._pretrained_cfg = self._default_cfg()
+        return self._pretrained_cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value: dict[str, Any]) -> None:
+        self._pretrained_cfg = value
+
+    def _default_cfg(self) -> dict[str, Any]:
+        return {}
 
     @property
     def default_cfg(self) -> dict[str, Any]:
@@ -320,15 +335,17 @@ class ResNet(StagedNet):
             raise ValueError(
                 f"ResNet got {len(stages)} stages but its spec describes {len(spec.stages)}"
             )
-        reserved = {f"layer{i}" for i in range(1, len(stages) + 1)} | {"avgpool", "fc", "norm"}
+        self.stage_names: tuple[str, ...] = tuple(map("layer{}".format, range(1, len(stages) + 1)))
+        reserved = {*self.stage_names, "avgpool", "fc", "norm"}
+        stem_names = []
         for name, child in stem.named_children():
             if name in reserved:
                 raise ValueError(f"stem child name {name!r} clashes with the model's own {name!r}")
             self.add_module(name, child)
-        self.stem_names: tuple[str, ...] = tuple(name for name, _ in stem.named_children())
-        for index, stage in enumerate(stages, start=1):
-            self.add_module(f"layer{index}", stage)
-        self.stage_names: tuple[str, ...] = tuple(f"layer{i}" for i in range(1, len(stages) + 1))
+            stem_names.append(name)
+        self.stem_names: tuple[str, ...] = tuple(stem_names)
+        for name, stage in zip(self.stage_names, stages, strict=True):
+            self.add_module(name, stage)
         last_block = stages[-1][-1]
         if not isinstance(last_block, ResidualBlock):
             raise TypeError(f"stages must hold ResidualBlocks; got {type(last_block).__name__}")
@@ -374,14 +391,17 @@ class ResNet(StagedNet):
             self.feature_info.append(
                 FeatureInfo(num_chs=block.out_channels, reduction=reduction, module=name)
             )
-        first_conv = next(
-            name for name, module in self.named_modules() if isinstance(module, nn.Conv2d)
-        )
-        self.pretrained_cfg = data_config(
+        self._cfg_at_build = (num_classes, reduction)
+
+    def _default_cfg(self) -> dict[str, Any]:
+        """The data configuration of the model as built (``core.data_config.data_config``)."""
+        num_classes, reduction = self._cfg_at_build
+        convs = (name for name, module in self.named_modules() if isinstance(module, nn.Conv2d))
+        return data_config(
             num_classes=num_classes,
             input_size=self.default_input_size,
             reduction=reduction,
-            first_conv=first_conv,
+            first_conv=next(convs, ""),
         )
 
     @property
@@ -599,8 +619,10 @@ class ResNet(StagedNet):
         weight, or a pre-activation block's last convolution), so each block starts as
         its shortcut. A model on the meta device (shapes only) has no values to set.
         """
-        if any(parameter.is_meta for parameter in self.parameters()):
-            return
+        for parameter in self.parameters():
+            if parameter.is_meta:
+                return
+        blocks = []
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -609,7 +631,9 @@ class ResNet(StagedNet):
             elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        for block in self.blocks():
+            elif isinstance(module, ResidualBlock):
+                blocks.append(module)
+        for block in blocks:
             block.init_weights()
             if zero_init_residual:
                 block.zero_init_last()

@@ -21,10 +21,10 @@ from ..nn.norms import NORMS
 from ..nn.stems import STEMS
 from ..registry import Registry
 from ..validate import check_int, check_keys
-from .build import check_block_options, takes_keyword
+from .build import takes_keyword
 from .spec import JSONScalar, ResNetSpec, StageSpec
 
-__all__ = ["ModelOverrides", "apply_overrides"]
+__all__ = ["ModelOverrides", "apply_overrides", "overridden_spec"]
 
 
 class ModelOverrides(TypedDict, total=False):
@@ -81,13 +81,21 @@ _TIMM_BLOCK_OPTIONS = {"base_width": "width_per_group", "cardinality": "groups"}
 def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str) -> ResNetSpec:
     """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller.
 
-    This is what every factory does before [`build`][resnetlib.build]; a factory of your
-    own calls it to take the same keywords.
+    This is what every factory does before [`build`][resnetlib.build] (which checks the
+    block options); a factory of your own calls it to take the same keywords.
 
     Raises:
         TypeError: a keyword that is not an override (the message names ``factory``).
         ValueError: an override out of range, naming the field and what is allowed.
     """
+    return overridden_spec(spec, overrides, factory)[0]
+
+
+def overridden_spec(
+    spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
+) -> tuple[ResNetSpec, Callable[[str], str | None]]:
+    """:func:`apply_overrides`, and for each block option of the result, who set it (a
+    sentence naming the keyword or the factory's spec), for ``build``'s error message."""
     overrides = check_keys(
         f"{factory}()", overrides, OVERRIDE_KEYS, what="keyword arguments", error=TypeError
     )
@@ -117,10 +125,8 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
     changes["stages"] = stages
     changes["stem"] = stem
     options, origins = _block_options(spec, overrides, factory)
-    if block in BLOCKS:  # else build() names the unknown block
-        check_block_options(block, BLOCKS.get(block), options, origins.get)
     changes["block_options"] = options
-    return replace(spec, **changes)
+    return replace(spec, **changes), origins.get
 
 
 def _base_width_as_base_channels(overrides: dict[str, Any], block: str, factory: str) -> None:

@@ -152,12 +152,13 @@ class ResNetSpec:
                 f"ResNetSpec.stages must be a non-empty tuple of StageSpec; got {stages!r}"
             )
         _check_stage_count(len(stages))
+        blocks = 0
         for i, stage in enumerate(stages):
             if not isinstance(stage, StageSpec):
                 raise ValueError(
                     f"ResNetSpec.stages[{i}] must be a StageSpec; got {type(stage).__name__}"
                 )
-        blocks = sum(stage.num_blocks for stage in stages)
+            blocks += stage.num_blocks
         if blocks > MAX_BLOCKS:
             raise ValueError(
                 f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all (resnetlib's size "

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from functools import partial
 from typing import Any, Literal, Protocol, overload
 
 import torch
 from typing_extensions import Unpack
 
 from ..common import PathLike
-from ..core.build import build
+from ..core.build import build_model, check_block_options
 from ..core.data_config import set_data_config
 from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
-from ..core.overrides import ModelOverrides, apply_overrides
+from ..core.overrides import ModelOverrides, apply_overrides, overridden_spec
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from ..nn.blocks import BLOCKS
@@ -328,7 +328,10 @@ def model_spec(name: str, **overrides: Any) -> ResNetSpec:
     if make_spec is None:
         with torch.device("meta"):
             return factory(**overrides).spec
-    return apply_overrides(make_spec(), overrides, name)
+    spec, origin = overridden_spec(make_spec(), overrides, name)
+    if spec.block_options and spec.block in BLOCKS:  # else build() names the unknown block
+        check_block_options(spec.block, BLOCKS[spec.block], spec.block_options, origin)
+    return spec
 
 
 def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
@@ -340,15 +343,30 @@ def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
     Raises:
         ValueError: ``layers`` is not a non-empty sequence of ints >= 1.
     """
+    return _imagenet_layout(layers, block, "B", "imagenet", None)
+
+
+def _imagenet_layout(
+    layers: Sequence[int],
+    block: str,
+    shortcut: str,
+    stem: str,
+    block_options: Mapping[str, JSONScalar] | None,
+) -> ResNetSpec:
+    """:func:`imagenet_spec` with another shortcut, stem type and block options."""
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
         raise ValueError(f"layers must be a non-empty sequence of ints >= 1; got {layers!r}")
-    counts = tuple(check_int(f"layers[{i}]", n) for i, n in enumerate(layers))
-    stages = tuple(
-        StageSpec(num_blocks=n, width=64 * 2**i, stride=1 if i == 0 else 2)
-        for i, n in enumerate(counts)
-    )
+    stages = []
+    for i, n in enumerate(layers):
+        check_int(f"layers[{i}]", n)
+        stages.append(StageSpec(num_blocks=n, width=64 * 2**i, stride=1 if i == 0 else 2))
     return ResNetSpec(
-        stages=stages, block=block, shortcut="B", stem=StemSpec("imagenet", 64), num_classes=1000
+        stages=tuple(stages),
+        block=block,
+        shortcut=shortcut,
+        stem=StemSpec(stem, 64),
+        num_classes=1000,
+        block_options=dict(block_options or {}),
     )
 
 
@@ -369,6 +387,11 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
         >>> [stage.num_blocks for stage in rl.cifar_spec(56).stages]
         [9, 9, 9]
     """
+    return _cifar_layout(depth, block, "A", "cifar")
+
+
+def _cifar_layout(depth: int, block: str, shortcut: str, stem: str) -> ResNetSpec:
+    """:func:`cifar_spec` with another shortcut and stem type."""
     per_block = BLOCKS.get(block).weighted_layers
     step = 3 * per_block
     if not is_int(depth) or depth < step + 2 or (depth - 2) % step:
@@ -383,7 +406,7 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
         for width, stride in ((16, 1), (32, 2), (64, 2))
     )
     return ResNetSpec(
-        stages=stages, block=block, shortcut="A", stem=StemSpec("cifar", 16), num_classes=10
+        stages=stages, block=block, shortcut=shortcut, stem=StemSpec(stem, 16), num_classes=10
     )
 
 
@@ -409,7 +432,7 @@ def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet
         torch.Size([2, 5])
     """
     block = overrides.get("block", "basic")
-    return build(apply_overrides(imagenet_spec(layers, block), overrides, "resnet"))
+    return build_model(*overridden_spec(imagenet_spec(layers, block), overrides, "resnet"))
 
 
 def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
@@ -431,7 +454,7 @@ def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
         1144666
     """
     block = overrides.get("block", "basic")
-    return build(apply_overrides(cifar_spec(depth, block), overrides, "cifar_resnet"))
+    return build_model(*overridden_spec(cifar_spec(depth, block), overrides, "cifar_resnet"))
 
 
 _FACTORY_SECTIONS = """
@@ -448,7 +471,9 @@ Raises:
 
 def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFactory:
     def factory(**overrides: Unpack[ModelOverrides]) -> ResNet:
-        return build(apply_overrides(make_spec(), overrides, name))
+        if not overrides:
+            return build_model(make_spec(), None)
+        return build_model(*overridden_spec(make_spec(), overrides, name))
 
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = doc + _FACTORY_SECTIONS
@@ -466,20 +491,12 @@ def _imagenet(
     block_options: Mapping[str, JSONScalar] | None = None,
     stem: str = "imagenet",
 ) -> ModelFactory:
-    def make_spec() -> ResNetSpec:
-        spec = imagenet_spec(layers, block)
-        return replace(
-            spec,
-            shortcut=shortcut,
-            block_options=dict(block_options or {}),
-            stem=replace(spec.stem, type=stem),
-        )
-
+    make_spec = partial(_imagenet_layout, layers, block, shortcut, stem, block_options)
     return _family(name, make_spec, doc)
 
 
 def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
-    return _family(name, lambda: replace(cifar_spec(depth), shortcut=shortcut), doc)
+    return _family(name, partial(_cifar_layout, depth, "basic", shortcut, "cifar"), doc)
 
 
 _B = "Option B shortcuts, 1000 classes, torchvision-compatible names and weights."
@@ -628,9 +645,8 @@ plain1202 = _cifar("plain1202", 1202, "none", f"Plain-1202. {_P}")
 
 def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
     """CIFAR layout, ``cifar_preact`` stem; option A for non-expanding blocks, else preact_B."""
-    spec = cifar_spec(depth, block)
     shortcut = "A" if BLOCKS.get(block).expansion == 1 else "preact_B"
-    return replace(spec, shortcut=shortcut, stem=replace(spec.stem, type="cifar_preact"))
+    return _cifar_layout(depth, block, shortcut, "cifar_preact")
 
 
 def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
@@ -653,7 +669,7 @@ def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResN
     """
     block = overrides.get("block", "preact_bottleneck")
     spec = _preact_cifar_spec(depth, block)
-    return build(apply_overrides(spec, overrides, "preact_cifar_resnet"))
+    return build_model(*overridden_spec(spec, overrides, "preact_cifar_resnet"))
 
 
 def _preact_cifar(name: str, depth: int, block: str, doc: str) -> ModelFactory:

@@ -21,18 +21,16 @@ from .blocks import (
     BLOCKS,
     BasicBlock,
     Bottleneck,
+    NormLayer,
     ResidualBlock,
+    conv1x1,
+    conv3x3,
     register_block,
+    zero_norm_weight,
 )
 from .drop_path import (
     DropPath,
     drop_path_rates,
-)
-from .layers import (
-    NormLayer,
-    conv1x1,
-    conv3x3,
-    zero_norm_weight,
 )
 from .norms import (
     NORMS,

@@ -8,6 +8,7 @@ Register your own with :func:`register_act`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from torch import nn
 
@@ -19,9 +20,8 @@ ActLayer = Callable[[], nn.Module]
 __all__ = ["ACTIVATIONS", "ActLayer", "register_act", "relu"]
 
 
-def relu() -> nn.ReLU:
-    """In-place ReLU, as torchvision's ResNet uses."""
-    return nn.ReLU(inplace=True)
+relu: Callable[[], nn.Module] = partial(nn.ReLU, inplace=True)
+"""In-place ReLU, as torchvision's ResNet uses (a ``functools.partial`` of ``nn.ReLU``)."""
 
 
 def _validate_act(name: str, item: ActLayer) -> None:

@@ -1,10 +1,12 @@
-"""Residual blocks: the block interface and the paper's basic and bottleneck blocks."""
+"""Residual blocks: the block interface, the paper's basic and bottleneck blocks, and the small
+layer constructors blocks, shortcuts and stems share."""
 
 from __future__ import annotations
 
 import inspect
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -16,17 +18,60 @@ from ..registry import Registry, subclass_of
 from ..validate import check_int, is_int
 from .activations import ActLayer, relu
 from .drop_path import DropPath
-from .layers import NormLayer, conv1x1, conv3x3, zero_norm_weight
 
 __all__ = [
     "BLOCKS",
     "BasicBlock",
     "BlockArgs",
     "Bottleneck",
+    "NormLayer",
     "ResidualBlock",
+    "conv1x1",
+    "conv3x3",
     "grouped_width",
     "register_block",
+    "zero_norm_weight",
 ]
+
+NormLayer = Callable[[int], nn.Module]
+"""Builds a normalization layer for a number of channels (``nn.BatchNorm2d`` by default)."""
+
+
+def conv3x3(
+    in_channels: int, out_channels: int, stride: int = 1, *, dilation: int = 1, groups: int = 1
+) -> nn.Conv2d:
+    """3x3 convolution without bias, padded so that only ``stride`` changes the size."""
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        3,
+        stride=stride,
+        padding=dilation,
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+    )
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution without bias."""
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+def zero_norm_weight(norm: nn.Module) -> None:
+    """Zero a norm layer's scale, so that its output starts at its (zero) bias.
+
+    Raises:
+        TypeError: the norm has no affine weight (``affine=False``).
+    """
+    weight = getattr(norm, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(
+            f"cannot zero-init {type(norm).__name__}: it has no affine weight "
+            "(build norms with affine=True to use zero_init_residual)"
+        )
+    with torch.no_grad():
+        weight.zero_()
 
 
 class BlockArgs(TypedDict, total=False):
@@ -264,7 +309,21 @@ class Bottleneck(ResidualBlock):
         zero_norm_weight(self.bn3)
 
 
-def validate_block(name: str, item: type[ResidualBlock]) -> None:
+_PROBE_WIDTH = 4
+"""The width :func:`validate_block` builds a block at to check its output (check_block's)."""
+
+
+def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) -> None:
+    """The registration check of a block type: a :class:`ResidualBlock` subclass, nothing
+    left abstract, an int ``expansion >= 1``, and, with ``run``, an output of ``width *
+    expansion`` channels when built with its defaults at width 4 and run once on a 4x4
+    input, so that ``build()`` runs no forward pass. resnetlib's own blocks skip the run
+    (import stays free of forward passes; the test suite runs ``check_block`` on them).
+
+    Raises:
+        TypeError: not a concrete ``ResidualBlock`` subclass with a valid ``expansion``.
+        ValueError: the block fails on a small input or outputs other channels.
+    """
     subclass_of(ResidualBlock, "block")(name, item)
     if inspect.isabstract(item):
         missing = sorted(getattr(item, "__abstractmethods__", ()))
@@ -273,6 +332,42 @@ def validate_block(name: str, item: type[ResidualBlock]) -> None:
     if not is_int(expansion) or expansion < 1:
         raise TypeError(
             f"block {name!r} ({item.__name__}) must set expansion to an int >= 1; got {expansion!r}"
+        )
+    if run and not item.__module__.startswith(__package__ + "."):
+        _check_output_width(name, item)
+
+
+def _check_output_width(name: str, item: type[ResidualBlock]) -> None:
+    """Build ``item`` once, small, on the CPU and run it on a 4x4 input: it must output the
+    ``width * expansion`` channels it reports. A block that needs options to be built (no
+    defaults) is left to :func:`resnetlib.testing.check_block`."""
+    width = _PROBE_WIDTH
+    with torch.device("cpu"):
+        try:
+            block = item(in_channels=width * item.expansion, width=width)
+        except TypeError:  # a required block option: nothing to build it with here
+            return
+        expected = width * item.expansion
+        if block.out_channels != expected:
+            raise ValueError(
+                f"block {name!r} ({item.__name__}) reports out_channels={block.out_channels}, "
+                f"but width {width} x expansion {item.expansion} = {expected}"
+            )
+        x = torch.zeros(1, block.in_channels, 4, 4)
+        try:
+            with torch.no_grad():
+                out = block.eval()(x)
+        except Exception as error:
+            raise ValueError(
+                f"block {name!r} ({item.__name__}) failed on a {tuple(x.shape)} input while "
+                f"its registration checked its output: {error}"
+            ) from error
+    if out.ndim != 4 or out.shape[1] != expected:
+        got = out.shape[1] if out.ndim > 1 else tuple(out.shape)
+        raise ValueError(
+            f"block {name!r} ({item.__name__}) outputs {got} channels; it must output "
+            f"out_channels = width {width} x expansion {item.expansion} = {expected} (build "
+            "the branch's last layer with self.out_channels channels)"
         )
 
 

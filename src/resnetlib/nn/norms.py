@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
-from .layers import NormLayer
+from .blocks import NormLayer
 
 __all__ = ["NORMS", "FrozenBatchNorm2d", "group_norm", "register_norm"]
 

@@ -26,8 +26,15 @@ from torch import nn
 from typing_extensions import Unpack
 
 from .activations import ActLayer, relu
-from .blocks import BlockArgs, ResidualBlock, grouped_width, register_block
-from .layers import NormLayer, conv1x1, conv3x3
+from .blocks import (
+    BlockArgs,
+    NormLayer,
+    ResidualBlock,
+    conv1x1,
+    conv3x3,
+    grouped_width,
+    register_block,
+)
 from .shortcuts import ShortcutStrategy, register_shortcut, shape_changes
 from .stems import Stem, register_stem
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry, subclass_of
-from .layers import NormLayer, conv1x1
+from .blocks import NormLayer, conv1x1
 
 __all__ = [
     "SHORTCUTS",

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..registry import Registry, subclass_of
 from .activations import ActLayer, relu
-from .layers import NormLayer, conv3x3
+from .blocks import NormLayer, conv3x3
 
 __all__ = ["STEMS", "CifarStem", "DeepStem", "ImageNetStem", "Stem", "register_stem"]
 

@@ -12,9 +12,8 @@ from torch import nn
 
 from ..core.build import ALWAYS_PASSED, check_block_options, takes_keyword
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
-from ..nn.blocks import BLOCKS, ResidualBlock, validate_block
+from ..nn.blocks import BLOCKS, NormLayer, ResidualBlock, validate_block
 from ..nn.drop_path import DropPath
-from ..nn.layers import NormLayer
 from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS, ShortcutStrategy
 from ..validate import is_int
@@ -161,7 +160,7 @@ class _ZeroShortcut(nn.Module):
 
 def _block_interface(subject: _BlockSubject) -> str:
     cls = subject.cls
-    validate_block(cls.__name__, cls)
+    validate_block(cls.__name__, cls, run=False)  # the shape checks run it
     layers = cls.weighted_layers
     if not is_int(layers) or layers < 1:
         raise ViolationError(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..core.spec import ResNetSpec, StageSpec, StemSpec
-from ..nn.layers import NormLayer
+from ..nn.blocks import NormLayer
 from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS, ShortcutStrategy
 from .checks import (

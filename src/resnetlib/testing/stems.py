@@ -12,7 +12,7 @@ from torch import nn
 from ..core.build import takes_keyword
 from ..core.spec import ResNetSpec, StageSpec, StemSpec
 from ..nn.activations import ACTIVATIONS
-from ..nn.layers import NormLayer
+from ..nn.blocks import NormLayer
 from ..nn.norms import NORMS
 from ..nn.stems import STEMS, Stem
 from ..validate import is_int
