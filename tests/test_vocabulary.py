@@ -114,8 +114,12 @@ def _device_dtype() -> None:
     assert (parameter.device.type, parameter.dtype) == ("meta", torch.float64)
 
 
-def _pretrained_cfg_overlay() -> None:  # changes the data configuration
+def _pretrained_cfg_overlay() -> None:  # changes the data configuration, checked as any other
     assert _meta(pretrained_cfg_overlay={"crop_pct": 0.5}).pretrained_cfg["crop_pct"] == 0.5
+    with pytest.raises(ValueError, match="mean must hold 3 finite numbers"):
+        _meta(pretrained_cfg_overlay={"mean": (1e300, 0.5, 0.5)})
+    features = _meta(pretrained_cfg_overlay={"crop_pct": 0.5}, features_only=True)
+    assert features.pretrained_cfg["crop_pct"] == 0.5
 
 
 def _pretrained() -> None:  # the registered weights (a tag, or the default with True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .data_config import set_data_config
 from .grad_checkpoint import checkpoint_modules, checkpoint_segments
 from .model import FeatureInfo, FeatureInfoList, ResNet, StagedNet, feature_take_indices
 
@@ -58,8 +59,8 @@ class ResNetFeatures(StagedNet):
         self._points = {name: index for index, name in enumerate(points)}
         self._take = list(self.out_indices)
         self._names = [*self.stem_names, *self.stage_names, *self.final_names]
-        self.pretrained_cfg = dict(model.pretrained_cfg)
         self.default_input_size: tuple[int, int, int] = model.default_input_size
+        set_data_config(self, model.pretrained_cfg)
         self.norm_eval = model.norm_eval
         self.frozen_stages = min(model.frozen_stages, len(self.stage_names))
         self.grad_checkpointing: bool = model.grad_checkpointing
