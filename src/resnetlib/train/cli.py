@@ -257,19 +257,12 @@ def _require_extra() -> None:
 
 
 def _device(name: str | None) -> Any:
-    import torch
+    from ..common import resolve_device
 
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device (cpu, cuda, cuda:1, mps)") from None
-    if device.type == "meta":
-        raise UsageError("--device meta holds no values; use cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here")
-    return device
+        return resolve_device(name)
+    except ValueError as error:
+        raise UsageError(f"--device {error}") from None
 
 
 def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
