@@ -389,6 +389,14 @@ def fit(
         raise ValueError("give optimizer or param_groups, not both")
     if statistics not in ("model", "data"):
         raise ValueError(f"statistics must be 'model' or 'data'; got {statistics!r}")
+    if save_every is not None:
+        check_int("save_every", save_every)
+    if save_every_minutes is not None and not (
+        isinstance(save_every_minutes, (int, float)) and save_every_minutes > 0
+    ):
+        raise ValueError(
+            f"save_every_minutes must be a number > 0 or None; got {save_every_minutes!r}"
+        )
     if statistics == "data":
         mean, std = data_statistics(data.train)
         set_data_config(model, {**model.pretrained_cfg, "mean": mean, "std": std})
@@ -417,11 +425,17 @@ def fit(
             trainer.resume(state, record)
         elif run is not None:  # a new run, or one stopped before its first save: start over
             trainer.start(run_info or {}, restart=resume)
+        rank0 = process.rank == 0
         return trainer.run(
-            _Output(progress and process.rank == 0, log if process.rank == 0 else None, log_every),
-            _SaveClock(save_every, save_every_minutes),
             on_epoch_end,
             (run_info or {}).get("recipe_name", "custom recipe"),
+            tqdm=importlib.import_module("tqdm.auto").tqdm if progress and rank0 else None,
+            log=log if rank0 else None,
+            log_every=log_every,
+            save_every=(
+                save_every,
+                None if save_every_minutes is None else 60 * save_every_minutes,
+            ),
         )
     finally:
         if run is not None:
@@ -606,11 +620,15 @@ class Trainer:
             "recipe.json", replace(self.plan, cuda_graphs=self.recipe.cuda_graphs).to_json()
         )
         self.run_id = secrets.token_hex(8)
+        try:
+            version = importlib.metadata.version("resnetlib")
+        except importlib.metadata.PackageNotFoundError:  # run from a source tree
+            version = "unknown"
         run.write_info(
             {
                 **run_info,
                 "run_id": self.run_id,
-                "resnetlib": _version(),
+                "resnetlib": version,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "data": dict(self.data.source or {"data": self.data.train.name}),
                 "split": self.data.sizes(),
@@ -693,42 +711,45 @@ class Trainer:
 
     def run(
         self,
-        output: _Output,
-        saver: _SaveClock,
         on_epoch_end: Callable[[dict[str, float], ResNet], None] | None,
         recipe_name: str,
+        *,
+        tqdm: Any,
+        log: Callable[[str], None] | None,
+        log_every: int,
+        save_every: tuple[int | None, float | None],
     ) -> FitResult:
-        """Train epoch by epoch to the plan's end, then save the final model."""
+        """Train epoch by epoch to the plan's end, then save the final model. Lines go to
+        ``log``, else above the ``tqdm`` bar; ``save_every`` is (iterations, seconds)."""
         total = self.plan.iterations
         assert total is not None
-        where = "(no run directory)" if self.run_dir is None else str(self.run_dir.path)
-        if self.finished():
+        self.tqdm, self.log, self.log_every, self.save_every = tqdm, log, log_every, save_every
+        self.saved_at = time.monotonic()  # for save_every's seconds
+        path = None if self.run_dir is None else self.run_dir.path
+        if self.resumed and self.iteration >= total and path and (path / "final.pt").is_file():
             done = f"iteration {self.iteration:,} of {total:,}"
-            output.write(
-                f"{where}: the run is finished ({done}); nothing to resume, nothing written"
-            )
+            self.write(f"{path}: the run is finished ({done}); nothing to resume, nothing written")
             return self.result()
-        output.write(self.startup_line(recipe_name))
+        self.write(self.startup_line(recipe_name))
         if self.note:
-            output.write(self.note)
-        output.open_bar(total, self.iteration)
+            self.write(self.note)
+        self.bar = None
+        if tqdm is not None:
+            self.bar = tqdm(total=total, initial=self.iteration, unit="it", dynamic_ncols=True)
         try:
-            with _stop_on_interrupt(
-                self.process.world_size == 1 and self.run_dir is not None
-            ) as stop:
+            with _stop_on_interrupt(self.process.world_size == 1 and path is not None) as stop:
                 while self.iteration < total:
-                    if not self.train_epoch(output, saver, stop):
+                    if not self.train_epoch(stop):
                         self.save()
-                        raise TrainingInterrupted(
-                            self.iteration, None if self.run_dir is None else self.run_dir.path
-                        )
+                        raise TrainingInterrupted(self.iteration, path)
                     row = self.end_epoch()
-                    output.write(_epoch_line(row))
+                    self.write(_epoch_line(row))
                     if on_epoch_end is not None:
                         on_epoch_end(dict(row), self.evaluated)
-                    saver.reset()
+                    self.saved_at = time.monotonic()
         finally:
-            output.close()
+            if self.bar is not None:
+                self.bar.close()
         if self.run_dir is not None and self.history:
             self.run_dir.save_model("final.pt", self.evaluated, self.history[-1])
             self.run_dir.plot(model_label(self.evaluated), self.history, self.steps)
@@ -756,17 +777,15 @@ class Trainer:
             f"{_bf16_hint(self.device, self.recipe)}"
         )
 
-    def finished(self) -> bool:
-        """Whether a resumed run had already ended: every iteration done and ``final.pt``
-        written (then resuming writes nothing)."""
-        return (
-            self.resumed
-            and self.iteration >= (self.plan.iterations or 0)
-            and self.run_dir is not None
-            and (self.run_dir.path / "final.pt").is_file()
-        )
+    def write(self, line: str) -> None:
+        """A line of the run to ``log``, else above the progress bar (on its stream,
+        stderr, so that they keep their order), else nowhere."""
+        if self.log is not None:
+            self.log(line)
+        elif self.tqdm is not None:
+            self.tqdm.write(line, file=sys.stderr)
 
-    def train_epoch(self, output: _Output, saver: _SaveClock, stop: threading.Event) -> bool:
+    def train_epoch(self, stop: threading.Event) -> bool:
         """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``."""
         total = self.plan.iterations
         assert total is not None
@@ -779,23 +798,30 @@ class Trainer:
             self.iteration += 1
             if not self.warmed_up:
                 self.warmed_up = self._warmup_over(batch)
-            if output.bar is not None:
-                self._advance(output.bar, lr)
-            if self.iteration % output.log_every == 0 or self.iteration in (1, total):
+            if self.bar is not None:
+                self._advance(self.bar, lr)
+            if self.iteration % self.log_every == 0 or self.iteration in (1, total):
                 self._log(lr)
             if self.iteration >= total:
                 break
-            if stop.is_set() or saver.due(self.iteration):
+            if stop.is_set() or self._save_due():
                 self.epoch_seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 if stop.is_set():
                     return False
                 self.save()
-                saver.reset()
+                self.saved_at = time.monotonic()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # the epoch's time is the device's
         self.epoch_seconds += time.perf_counter() - started
         return True
+
+    def _save_due(self) -> bool:
+        """Whether to save inside the epoch: every ``save_every`` iterations or seconds."""
+        iterations, seconds = self.save_every
+        if iterations is not None and self.iteration % iterations == 0:
+            return True
+        return seconds is not None and time.monotonic() - self.saved_at >= seconds
 
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, lr: float
@@ -917,57 +943,6 @@ class Trainer:
             f"the training loss became NaN or infinite by iteration {self.iteration} (epoch "
             f"{self.epoch + 1}){kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
         )
-
-
-class _Output:
-    """Where the run's lines go (``log``, else above the progress bar, else nowhere) and
-    the bar itself (tqdm, the train extra), on rank 0 with ``progress``."""
-
-    def __init__(self, progress: bool, log: Callable[[str], None] | None, log_every: int) -> None:
-        self.tqdm: Any = importlib.import_module("tqdm.auto").tqdm if progress else None
-        self.log, self.log_every, self.bar = log, log_every, None
-
-    def write(self, line: str) -> None:
-        """One line, above the bar when there is one (on its stream, stderr, in order)."""
-        if self.log is not None:
-            self.log(line)
-        elif self.tqdm is not None:
-            (self.bar or self.tqdm).write(line, file=sys.stderr)
-
-    def open_bar(self, total: int, done: int) -> None:
-        if self.tqdm is not None:
-            self.bar = self.tqdm(total=total, initial=done, unit="it", dynamic_ncols=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-class _SaveClock:
-    """When to save inside an epoch: every ``every`` iterations or ``minutes`` minutes."""
-
-    def __init__(self, every: int | None, minutes: float | None) -> None:
-        if every is not None:
-            check_int("save_every", every)
-        if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
-            raise ValueError(f"save_every_minutes must be a number > 0 or None; got {minutes!r}")
-        self.every, self.seconds = every, None if minutes is None else 60.0 * minutes
-        self.reset()
-
-    def reset(self) -> None:
-        self.since = time.monotonic()
-
-    def due(self, iteration: int) -> bool:
-        if self.every is not None and iteration % self.every == 0:
-            return True
-        return self.seconds is not None and time.monotonic() - self.since >= self.seconds
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("resnetlib")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
 
 
 def _epoch_line(row: Mapping[str, float]) -> str:

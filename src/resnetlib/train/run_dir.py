@@ -19,8 +19,8 @@ A run directory is data, never code: every file in it is read through the one ga
 (:mod:`resnetlib.files`: regular files only, bounded, JSON without duplicate keys or
 non-finite numbers), ``run.json`` is checked by one function (``check_run_info()``), and
 nothing it names is ever imported. Whether a resume fits its run is decided here too: one
-comparison of the record with what is asked (:func:`record_differences`), used by the
-trainer's check of ``state.pt`` (:func:`check_resume`) and the loader's state.
+comparison of the record with what is asked (``record_differences()``), used by the
+trainer's check of ``state.pt`` (``check_resume()``) and the loader's state.
 """
 
 from __future__ import annotations
