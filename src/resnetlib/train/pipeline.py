@@ -315,9 +315,9 @@ class DeviceLoader:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue where ``state`` (from :meth:`state_dict`) left off: the next iteration
         yields the rest of that epoch, exactly as the interrupted one would have."""
-        from .run_dir import _LOADER_KEYS, record_differences
+        from .run_dir import LOADER_KEYS, record_differences
 
-        differ = record_differences(state, self.state_dict(), _LOADER_KEYS)
+        differ = record_differences(state, self.state_dict(), LOADER_KEYS)
         if differ:
             raise ValueError(
                 f"a loader state of other data, seed, batch size or world size: {'; '.join(differ)}"

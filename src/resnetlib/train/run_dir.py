@@ -33,7 +33,7 @@ import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
@@ -91,10 +91,7 @@ class RunDirectoryError(TrainingError):
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    def write(file: BinaryIO) -> None:
-        file.write(data)
-
-    atomic_write(path, write)
+    atomic_write(path, lambda file: file.write(data))
 
 
 def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> bytes:
@@ -385,7 +382,7 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
+LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
 """What a loader's saved state must share with the loader that resumes it."""
 
 
@@ -484,7 +481,7 @@ def check_resume(
     loader = state.get("loader")
     if not isinstance(loader, dict):
         raise bad("loader", "an object", type(loader).__name__)
-    differ = record_differences(loader, expected["loader"], _LOADER_KEYS)
+    differ = record_differences(loader, expected["loader"], LOADER_KEYS)
     if differ:
         raise RunDirectoryError(
             f"{path}: a trainer state that does not fit this run (the loader's "
