@@ -167,7 +167,7 @@ def test_uncaptured_step_equals_eager(digits: DataSplits, uncaptured: list[Any])
         assert b["train_error"] == pytest.approx(a["train_error"], abs=1e-9)
 
 
-def test_warm_up_reads_the_counter_at_log_boundaries(
+def test_warm_up_switches_as_eager_training_does(
     digits: DataSplits, uncaptured: list[Any], tmp_path: Path
 ) -> None:
     recipe = dataclasses.replace(RECIPE, warmup_error=0.95, warmup_max_iterations=100)
@@ -175,8 +175,8 @@ def test_warm_up_reads_the_counter_at_log_boundaries(
     train(digits, dataclasses.replace(recipe, cuda_graphs=True), out=tmp_path / "g", log_every=5)
     eager = read_metrics(tmp_path / "eager" / "steps.csv")
     graph = read_metrics(tmp_path / "g" / "steps.csv")
-    # iteration 1 is a boundary: both switch after it, so the lr of each logged interval
-    # is the same
+    # the graphed step's warm-up reads each batch's error as eager training does: both
+    # switch after iteration 1, so the lr of each logged interval is the same
     assert [row["lr"] for row in graph] == [row["lr"] for row in eager]
     assert graph[0]["iteration"] == 1
     assert graph[1]["lr"] == RECIPE.lr

@@ -273,7 +273,7 @@ def test_state_dict_replays_the_rest_of_an_epoch(device: torch.device) -> None:
     resumed.load_state_dict(state)
     resumed.set_epoch(3)  # another epoch starts at its beginning
     assert len(_epoch(resumed)) == len(expected)
-    with pytest.raises(ValueError, match="seed=7, this loader has 8"):
+    with pytest.raises(ValueError, match="seed: the run's 7, now 8"):
         _loader(dataset, seed=8).load_state_dict(state)
 
 

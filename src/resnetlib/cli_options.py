@@ -294,6 +294,17 @@ def import_modules(modules: Sequence[str]) -> None:
             sys.path.remove(cwd)
 
 
+def device_option(name: str | None) -> Any:
+    """``--device NAME`` as :func:`resnetlib.common.resolve_device` resolves it (``None``:
+    the GPU when there is one), its refusal a usage error."""
+    from .common import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as error:
+        raise UsageError(f"--device {error}") from None
+
+
 def is_checkpoint_path(text: str) -> bool:
     """Whether the model positional names a file rather than a registered model."""
     return Path(text).is_file() or text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text

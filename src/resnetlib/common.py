@@ -1,5 +1,5 @@
-"""What every layer shares: the path type, optional imports, the inference context, and
-warnings that point at the user's code.
+"""What every layer shares: the path type, optional imports, the device, the inference
+context, and warnings that point at the user's code.
 
 The bottom layer, beside :mod:`resnetlib.validate`: it imports nothing from resnetlib.
 """
@@ -19,7 +19,14 @@ from typing import TypeAlias
 import torch
 from torch import nn
 
-__all__ = ["PathLike", "evaluating", "optional_import", "printable", "warn_caller"]
+__all__ = [
+    "PathLike",
+    "evaluating",
+    "optional_import",
+    "printable",
+    "resolve_device",
+    "warn_caller",
+]
 
 PathLike: TypeAlias = str | os.PathLike[str]
 """A file path as ``open`` takes it: a ``str`` or a ``pathlib.Path`` (any ``os.PathLike``)."""
@@ -40,6 +47,31 @@ def optional_import(module: str, needs: str, extra: str) -> ModuleType:
         raise ModuleNotFoundError(
             f'{needs}: pip install "resnetlib[{extra}]"', name=module.partition(".")[0]
         ) from error
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """The device to run on: the one policy of every command and of ``fit``.
+
+    ``None`` is the GPU when there is one, else the CPU; ``"cuda"`` without an index is this
+    process's GPU (``LOCAL_RANK`` under ``torchrun``, else 0).
+
+    Raises:
+        ValueError: not a device name, the meta device (it holds no values), or CUDA where
+            none is available; the message starts with the name given.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{device!r} is not a device (cpu, cuda, cuda:1, mps)") from None
+    if resolved.type == "meta":
+        raise ValueError(f"{device} holds no values; use cpu or cuda")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{device}: no CUDA device is available here")
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return resolved
 
 
 _UNPRINTED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..cli_options import (
     UsageError,
     add_model_arguments,
+    device_option,
     guarded,
     input_size,
     int_in,
@@ -189,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     """Print the top classes of each image, a batch at a time as they are decoded; names
     and paths with their control characters escaped, so each result is one line."""
-    import torch
 
     from ..common import printable
     from .preprocess import predict
@@ -207,10 +207,7 @@ def run_predict(args: argparse.Namespace) -> int:
         model, _ = model_from_args(args)
     elif args.device not in (None, "cpu"):
         raise UsageError(f"--device {args.device}: an ONNX file runs on the cpu (onnxruntime)")
-    device = torch.device(args.device or "cpu")
-    if device.type == "meta":
-        raise UsageError("--device meta holds no values; use cpu or cuda")
-    model.to(device)
+    model.to(device_option(args.device or "cpu"))
     results = predict(model, args.images, top=args.top, batch_size=args.batch_size)
     for count, prediction in enumerate(results, 1):
         ranked = ", ".join(

@@ -27,6 +27,7 @@ from ..cli_options import (
     EXIT_INTERRUPTED,
     UsageError,
     add_model_arguments,
+    device_option,
     guarded,
     import_modules,
     int_in,
@@ -325,22 +326,6 @@ def _require_extra() -> None:
             raise ImportError(f"training needs the train extra ({module} is missing)") from None
 
 
-def _device(name: str | None) -> Any:
-    import torch
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device (cpu, cuda, cuda:1, mps)") from None
-    if device.type == "meta":
-        raise UsageError("--device meta holds no values; use cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here")
-    return device
-
-
 def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
     """The recipe the options (or ``choice``) ask for, and its name for the start-up line."""
     from .data import data_layout
@@ -459,7 +444,7 @@ def _train_job(args: argparse.Namespace) -> int:
 
     job = _resumed_job(args) if args.resume else _new_job(args)
     model, data, recipe, out, run_info, length = job
-    device = _device(args.device)
+    device = device_option(args.device)
     result = fit(
         model,
         data,
@@ -714,7 +699,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"which data? pass --data PATH ({where or 'a registered model'} to say what it was "
             "trained on)"
         )
-    device = _device(args.device or ("cpu" if exported is not None else None))
+    device = device_option(args.device or ("cpu" if exported is not None else None))
     result = evaluate(model, data, device, split=args.split)
     print(
         f"{args.split}: top-1 accuracy {100 * result.accuracy:.2f}% (error "
@@ -739,7 +724,7 @@ def _degradation(args: argparse.Namespace) -> int:
         report = degradation(
             args.out,
             epochs=args.epochs,
-            device=_device(args.device),
+            device=device_option(args.device),
             seed=args.seed,
             zero_init_residual=args.zero_init_residual,
             progress=not args.no_progress,
@@ -768,7 +753,7 @@ def _table6(args: argparse.Namespace) -> int:
             iterations=args.iterations,
             val_size=args.val_size,
             batch_size=args.batch_size,
-            device=_device(args.device),
+            device=device_option(args.device),
             cuda_graphs=args.cuda_graphs,
             progress=not args.no_progress,
             announce=lambda i, n, model, seed, path: _stderr(

@@ -776,12 +776,6 @@ _LISTED: contextvars.ContextVar[Callable[[tuple[str, ...], str], None] | None] =
 )
 
 
-def _pixel_limit(size: int | None) -> int:
-    """The most pixels an image may have to be decoded for a target side of ``size``:
-    ``max(4096, MAX_DOWNSCALE * size) ** 2`` (:func:`resnetlib.images.pixel_limit`)."""
-    return pixel_limit(size)
-
-
 def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
     """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``,
     each by :func:`resnetlib.images.decode_image` (its header checked before any pixel is
@@ -789,7 +783,7 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
     the command's context (so the gate records the images as its inputs)."""
     from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
 
-    limit = _pixel_limit(size)
+    limit = pixel_limit(size)  # max(4096, MAX_DOWNSCALE * size) ** 2 pixels
     target = None if size is None else (size, size)
 
     def one(file: Path) -> torch.Tensor:

@@ -10,16 +10,15 @@ forward, loss, backward, the optimizer step and the running sums of loss and err
 - the learning rate as a device tensor: each parameter group's ``lr`` is a 0-d tensor that
   the schedule fills between replays, read by SGD's fused kernel inside the graph;
 - no host synchronisation: the running sums stay on the device and are read at logging
-  and epoch boundaries only; the warm-up switch (the paper's ResNet-110 rule) reads the
-  last batch's error there too, so with a warm-up the switch comes at the first logging
-  boundary after the error falls below the threshold (``log_every=1``: every step, as
+  and epoch boundaries only (the warm-up, while it lasts, reads each batch's error as
   eager training does);
 - warm-up before capture: the first :data:`WARMUP_STEPS` iterations run eagerly on a side
   stream (they allocate SGD's momentum buffers and let cuDNN choose its kernels), the next
   one is captured and replayed, and so on.
 
-The optimizer's saved state is the eager one (the lr a float), so a run saved here resumes
-eagerly and the other way round. :func:`choose` says whether a run can use it, and why not
+The trainer calls it as it calls its eager ``train_step`` (``Trainer._choose_step``, the one
+seam). The optimizer's saved state is the eager one (the lr a float), so a run saved here
+resumes eagerly and the other way round. :func:`choose` says whether a run can use it, and why not
 (one line) when it was asked for and cannot: CPU, DDP, an EMA of the weights, fp16 loss
 scaling, ``torch.compile``, or an optimizer other than the recipe's.
 """
@@ -81,11 +80,11 @@ def obstacle(trainer: Trainer, *, own_optimizer: bool) -> str:
 
 
 class GraphedTraining:
-    """One run's captured step, which the trainer's epoch loop replays instead of its own.
+    """One run's captured step, called by the trainer's loop in place of its eager one.
 
-    Build it after the trainer's model, optimizer and loader (:func:`choose` does); it
-    turns the optimizer's groups to fused SGD with device lr tensors and keeps the
-    trainer's running sums in a tensor of its own, which the graph adds to.
+    Build it after the trainer's model, optimizer and running sums (:func:`choose` does); it
+    turns the optimizer's groups to fused SGD with device lr tensors, and the graph adds to
+    the trainer's sums (a tensor the trainer only ever changes in place).
     """
 
     def __init__(self, trainer: Trainer) -> None:
@@ -106,7 +105,7 @@ class GraphedTraining:
         optimizer.register_state_dict_post_hook(self._eager_state)
         optimizer.register_load_state_dict_post_hook(lambda _: self._to_device_lr())
         self.lr: float | None = None  # the schedule's value the tensors hold
-        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.sums = trainer.sums
         self.last_wrong = torch.zeros((), dtype=torch.float64, device=self.device)
         self.count = torch.zeros((), dtype=torch.float64, device=self.device)
         self.static_x: torch.Tensor | None = None
@@ -167,8 +166,13 @@ class GraphedTraining:
         self.sums += torch.stack([loss.detach().double() * self.count, wrong, self.count])
         self.last_wrong.copy_(wrong)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """One training iteration on ``(x, y)``: eager warm-up, capture, or a replay."""
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training iteration on ``(x, y)`` at ``lr``: eager warm-up, capture, or a
+        replay; returns the batch's wrong count and size (device tensors the next step
+        overwrites)."""
+        self.set_lr(lr)
         if self.static_x is None or self.static_y is None:
             self.static_x, self.static_y = torch.empty_like(x), torch.empty_like(y)
             self.count.fill_(y.numel())
@@ -201,20 +205,4 @@ class GraphedTraining:
             self.graph = graph
             graph.replay()  # capture records the step; the replay runs it
             self.replays += 1
-
-    def last_error(self) -> float:
-        """The last batch's training error (a host sync: call it at a boundary)."""
-        return float(self.last_wrong.item()) / max(float(self.count.item()), 1.0)
-
-    # -- the epoch -------------------------------------------------------------------------
-
-    def adopt_sums(self, trainer: Trainer) -> None:
-        """Make the trainer's running sums the graph's (a new or resumed run)."""
-        if trainer.sums is not self.sums:
-            self.sums.copy_(trainer.sums)
-            trainer.sums = self.sums
-
-    def synchronize(self) -> None:
-        """Wait for the replayed steps (an epoch's time is the device's)."""
-        if self.capture:
-            torch.cuda.synchronize(self.device)
+        return self.last_wrong, self.count

@@ -5,9 +5,11 @@ std of the model's ``pretrained_cfg`` (a pretrained model's publisher's; a new m
 data set's own with ``fit(..., statistics="data")``), and :func:`fit` records in it the
 input size it trained at, so that every checkpoint of the run says how to feed it.
 
-:func:`fit` reads top to bottom: set up (``Trainer``), then per epoch
-``train_epoch`` (per iteration: lr from the schedule, forward, loss, backward, optimizer
-step, EMA update) and ``end_epoch`` (evaluate, record, checkpoint).
+:func:`fit` reads top to bottom: set up (``Trainer``), start or resume the run, then per
+epoch ``train_epoch`` (per iteration: lr from the schedule, ``train_step``: forward, loss,
+backward, optimizer step, EMA update) and ``end_epoch`` (evaluate, record, save). The
+CUDA-graph step (``resnetlib.train.graphed``) replaces ``train_step`` at one seam,
+``Trainer._choose_step``, and adds no branch to the loop.
 The run directory (:class:`~resnetlib.train.run_dir.RunDirectory`) owns every file. Under
 ``torchrun`` (``WORLD_SIZE`` > 1) the model trains with DDP and each rank takes its share of
 every batch.
@@ -15,7 +17,6 @@ every batch.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.metadata
 import json
@@ -37,17 +38,23 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..common import evaluating
+from ..common import evaluating, resolve_device
 from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..interop.finetune import param_groups as make_param_groups
-from ..validate import check_int, is_int, is_real
-from . import graphed
+from ..validate import check_int
 from .data import DataSplits, ImageDataset, data_statistics
 from .pipeline import DeviceLoader
 from .recipe import Recipe, scaling_note
-from .run_dir import METRICS, RunDirectory, RunDirectoryError, TrainingError, read_metrics
+from .run_dir import (
+    METRICS,
+    RunDirectory,
+    RunDirectoryError,
+    TrainingError,
+    check_resume,
+    read_metrics,
+)
 
 __all__ = [
     "METRICS",
@@ -185,10 +192,6 @@ def _bf16_hint(device: torch.device, recipe: Recipe) -> str:
     )
 
 
-def _normalization(model: Described) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    return normalization(model.pretrained_cfg, model.spec.in_channels)
-
-
 def _trained_config(
     model: ResNet, image_shape: tuple[int, int, int], classes: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -263,11 +266,11 @@ def evaluate(
     else:
         dataset = data
     check_data_fits(model, dataset)
-    mean, std = _normalization(model)
+    mean, std = normalization(model.pretrained_cfg, model.spec.in_channels)
     if device is None:
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = resolve_device(device)
     model.to(device)
     loader = DeviceLoader(dataset, batch_size=batch_size, device=device, mean=mean, std=std)
     return _score(model, loader, nullcontext())
@@ -294,30 +297,6 @@ def _process_group(device: torch.device) -> _Process:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _Process(dist.get_rank(), dist.get_world_size(), True)
-
-
-def _resolve_device(device: torch.device | str | None) -> torch.device:
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "meta":
-        raise ValueError("fit() cannot train on the meta device (it holds no values)")
-    if device.type == "cuda" and device.index is None:  # under torchrun: this rank's GPU
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 @contextmanager
@@ -394,12 +373,13 @@ def fit(
     bit-identical to an uninterrupted run. A run is never restarted silently: a run whose
     ``state.pt`` is gone although it made progress (``last.pt``, ``metrics.csv``...), or
     whose state is another run's, of another plan or network, or out of its plan's range
-    (``Trainer.check_state()``), is a :class:`RunDirectoryError` naming the file, and
+    (``check_resume()``), is a :class:`RunDirectoryError` naming the file, and
     nothing in ``out`` is written. Ctrl-C stops after the current iteration, saves,
     and raises :class:`TrainingInterrupted`. A non-finite loss raises
     :class:`TrainingError` and leaves the last good checkpoint in place. ``device``
-    defaults to the GPU when there is one. ``log`` receives the start-up and epoch lines
-    (default: printed above the progress bar when ``progress``, else dropped).
+    defaults to the GPU when there is one (``resolve_device()``). ``log`` receives the
+    start-up and epoch lines (default: printed above the progress bar when ``progress``,
+    else dropped).
     """
     if not isinstance(model, ResNet):
         raise TypeError(f"fit() takes a resnetlib ResNet; got {type(model).__name__}")
@@ -409,12 +389,21 @@ def fit(
         raise ValueError("give optimizer or param_groups, not both")
     if statistics not in ("model", "data"):
         raise ValueError(f"statistics must be 'model' or 'data'; got {statistics!r}")
+    if save_every is not None:
+        check_int("save_every", save_every)
+    if save_every_minutes is not None and not (
+        isinstance(save_every_minutes, (int, float)) and save_every_minutes > 0
+    ):
+        raise ValueError(
+            f"save_every_minutes must be a number > 0 or None; got {save_every_minutes!r}"
+        )
     if statistics == "data":
         mean, std = data_statistics(data.train)
         set_data_config(model, {**model.pretrained_cfg, "mean": mean, "std": std})
-    device = _resolve_device(device)
+    device = resolve_device(device)
     process = _process_group(device)
-    run = RunDirectory(out) if out is not None and process.rank == 0 else None
+    record = None if out is None else RunDirectory(out)  # every rank reads, rank 0 writes
+    run = record if process.rank == 0 else None
     try:
         if run is not None:
             run.acquire()
@@ -431,23 +420,22 @@ def fit(
             optimizer=optimizer,
             param_groups=param_groups,
         )
-        saved = None if out is None else RunDirectory(out)
-        if resume and saved is not None and saved.has_checkpoint():
-            trainer.resume(saved)
-        elif resume and saved is not None and not saved.holds_run():
-            raise RunDirectoryError(f"{saved.path}: nothing to resume (no run.json or state.pt)")
-        elif resume and saved is not None and saved.progress_files():
-            raise RunDirectoryError(_lost_state(saved))
+        state = None if record is None or not resume else record.resume_state()
+        if state is not None and record is not None:
+            trainer.resume(state, record)
         elif run is not None:  # a new run, or one stopped before its first save: start over
             trainer.start(run_info or {}, restart=resume)
+        rank0 = process.rank == 0
         return trainer.run(
-            progress=progress,
-            log=log,
+            on_epoch_end,
+            (run_info or {}).get("recipe_name", "custom recipe"),
+            tqdm=importlib.import_module("tqdm.auto").tqdm if progress and rank0 else None,
+            log=log if rank0 else None,
             log_every=log_every,
-            on_epoch_end=on_epoch_end,
-            save_every=save_every,
-            save_every_minutes=save_every_minutes,
-            run_info=run_info or {},
+            save_every=(
+                save_every,
+                None if save_every_minutes is None else 60 * save_every_minutes,
+            ),
         )
     finally:
         if run is not None:
@@ -456,8 +444,15 @@ def fit(
             dist.destroy_process_group()
 
 
+Step = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+"""One training iteration on a batch at an lr; returns the batch's wrong count and size (0-d
+tensors on the device). :meth:`Trainer.train_step`, or the alternative
+``resnetlib.train.graphed`` gives, chosen once in set-up."""
+
+
 class Trainer:
-    """One run's state: set up in ``__init__``, then :meth:`run` epoch by epoch."""
+    """One run: set up in ``__init__``, then :meth:`run`: per epoch :meth:`train_epoch`
+    (iterations of :attr:`step`) and :meth:`end_epoch` (evaluate, record, save)."""
 
     def __init__(
         self,
@@ -474,67 +469,29 @@ class Trainer:
         optimizer: torch.optim.Optimizer | None,
         param_groups: Iterable[dict[str, Any]] | None,
     ) -> None:
-        rank, world = process.rank, process.world_size
+        world = process.world_size
         if recipe.batch_size % world:
             raise ValueError(
                 f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
             )
         check_data_fits(model, data.train, image_size=False)  # training sets the model's
-        self.model, self.data, self.process, self.device, self.run_dir = (
-            model,
-            data,
-            process,
-            device,
-            run,
-        )
+        self.model, self.data, self.process, self.device = model, data, process, device
+        self.run_dir, self.seed = run, seed
         # What is recorded is what was used: the split actually held out, the memory format.
-        channels_last = recipe.channels_last
-        if channels_last is None:
-            channels_last = device.type == "cpu"
-        recipe = replace(recipe, val_size=data.sizes()["val"], channels_last=channels_last)
-        self.recipe = recipe
-        self.seed = seed
-        model.pretrained_cfg = _trained_config(model, data.image_shape, data.classes)
-        self.mean, self.std = _normalization(model)
+        channels_last = (
+            device.type == "cpu" if recipe.channels_last is None else recipe.channels_last
+        )
+        self.recipe = recipe = replace(
+            recipe, val_size=data.sizes()["val"], channels_last=channels_last
+        )
+        set_data_config(model, _trained_config(model, data.image_shape, data.classes))
         torch.manual_seed(seed)
         model.to(device)
         if channels_last:
             # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
-        self.loader = DeviceLoader(
-            data.train,
-            batch_size=recipe.batch_size // world,
-            device=device,
-            mean=self.mean,
-            std=self.std,
-            augment=recipe.augment,
-            shuffle=True,
-            drop_last=True,
-            seed=seed,
-            rank=rank,
-            world_size=world,
-            channels_last=channels_last,
-        )
-        if len(self.loader) == 0:
-            sizes = data.sizes()
-            raise ValueError(
-                f"the training split ({sizes['train']} images, after {sizes['val']} were held "
-                f"out for validation) is smaller than one batch of {recipe.batch_size}; pass "
-                "a smaller --batch-size or --val-size"
-            )
-        self.eval_loaders = {
-            name: DeviceLoader(
-                split,
-                batch_size=_EVAL_BATCH,
-                device=device,
-                mean=self.mean,
-                std=self.std,
-                channels_last=channels_last,
-            )
-            for name, split in (("val", data.val), ("test", data.test))
-            if split is not None
-        }
-        self.plan = self.recipe.resolved(len(self.loader), iterations=iterations, epochs=epochs)
+        self.loader, self.eval_loaders = self._loaders()
+        self.plan = recipe.resolved(len(self.loader), iterations=iterations, epochs=epochs)
         self.length = {"iterations": iterations, "epochs": epochs}
         self.optimizer = optimizer or self._recipe_optimizer(param_groups)
         self.ema: Any = None
@@ -556,29 +513,62 @@ class Trainer:
             )
         if recipe.compile:
             self.train_module = torch.compile(self.train_module)  # type: ignore[assignment]
-        # Progress, saved and restored as one.
-        self.iteration, self.epoch, self.elapsed = 0, 0, 0.0
+        # Progress, saved and restored as one (state()).
+        self.iteration, self.epoch, self.elapsed, self.epoch_seconds = 0, 0, 0.0, 0.0
         self.warmed_up = recipe.warmup_lr is None
         self.history: list[dict[str, float]] = []
         self.steps: list[dict[str, float]] = []
         self.best_val = math.inf
         self.sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, wrong, images
         self.logged = torch.zeros_like(self.sums)  # the sums at the last logging point
-        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None  # last: wrong, images
-        self.epoch_seconds = 0.0
         self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
         self.resumed = False  # continued from a save (resume)
         self.shown = -math.inf  # when the progress bar's values were last set
-        self.graphed, self.graphs_note = graphed.choose(self, own_optimizer=optimizer is None)
+        self.step, self.note = self._choose_step(own_optimizer=optimizer is None)
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def _loaders(self) -> tuple[DeviceLoader, dict[str, DeviceLoader]]:
+        """The training loader (this rank's share, shuffled, augmented) and the evaluation
+        loaders of the val (when held out) and test splits."""
+        data, recipe, process = self.data, self.recipe, self.process
+        mean, std = normalization(self.model.pretrained_cfg, self.model.spec.in_channels)
+        common: dict[str, Any] = {
+            "device": self.device,
+            "mean": mean,
+            "std": std,
+            "channels_last": recipe.channels_last,
+        }
+        loader = DeviceLoader(
+            data.train,
+            batch_size=recipe.batch_size // process.world_size,
+            augment=recipe.augment,
+            shuffle=True,
+            drop_last=True,
+            seed=self.seed,
+            rank=process.rank,
+            world_size=process.world_size,
+            **common,
+        )
+        if len(loader) == 0:
+            sizes = data.sizes()
+            raise ValueError(
+                f"the training split ({sizes['train']} images, after {sizes['val']} were held "
+                f"out for validation) is smaller than one batch of {recipe.batch_size}; pass "
+                "a smaller --batch-size or --val-size"
+            )
+        evaluated = {"test": DeviceLoader(data.test, batch_size=_EVAL_BATCH, **common)}
+        if data.val is not None:
+            evaluated["val"] = DeviceLoader(data.val, batch_size=_EVAL_BATCH, **common)
+        return loader, evaluated
 
     def _recipe_optimizer(self, groups: Iterable[dict[str, Any]] | None) -> torch.optim.Optimizer:
         recipe = self.recipe
         params: Any = groups
-        if params is None:
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            params = trainable
-            if recipe.no_decay_norm_bias:
-                params = make_param_groups(self.model, lr=recipe.lr, no_decay_norm_bias=True)
+        if params is None and recipe.no_decay_norm_bias:
+            params = make_param_groups(self.model, lr=recipe.lr, no_decay_norm_bias=True)
+        elif params is None:
+            params = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.SGD(
             params,
             lr=recipe.lr,
@@ -586,6 +576,18 @@ class Trainer:
             nesterov=recipe.nesterov,
             weight_decay=recipe.weight_decay,
         )
+
+    def _choose_step(self, *, own_optimizer: bool) -> tuple[Step, str]:
+        """The step the loop runs, chosen once: :meth:`train_step`, or where the recipe asks
+        for CUDA graphs the graphed one (``graphed.choose()``, with a one-line note when it
+        cannot apply). The one seam for code that has not run where it is meant to."""
+        asked = self.recipe.cuda_graphs
+        if asked is False or (asked is None and self.device.type != "cuda"):
+            return self.train_step, ""
+        from . import graphed
+
+        replayed, note = graphed.choose(self, own_optimizer=own_optimizer)
+        return replayed or self.train_step, note
 
     @property
     def evaluated(self) -> ResNet:
@@ -614,14 +616,19 @@ class Trainer:
         run.write_json("spec.json", self.model.spec.to_json())
         # The recipe as followed: its length, milestones and warm-up as run, so that
         # ``--recipe DIR/recipe.json`` repeats the run (resolving a plan changes nothing).
-        followed = replace(self.plan, cuda_graphs=self.recipe.cuda_graphs)
-        run.write_json("recipe.json", followed.to_json())
+        run.write_json(
+            "recipe.json", replace(self.plan, cuda_graphs=self.recipe.cuda_graphs).to_json()
+        )
         self.run_id = secrets.token_hex(8)
+        try:
+            version = importlib.metadata.version("resnetlib")
+        except importlib.metadata.PackageNotFoundError:  # run from a source tree
+            version = "unknown"
         run.write_info(
             {
                 **run_info,
                 "run_id": self.run_id,
-                "resnetlib": _version(),
+                "resnetlib": version,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "data": dict(self.data.source or {"data": self.data.train.name}),
                 "split": self.data.sizes(),
@@ -634,16 +641,38 @@ class Trainer:
             }
         )
 
-    def resume(self, run: RunDirectory) -> None:
-        """Continue from the run's last save (every rank reads rank 0's files).
+    def state(self) -> dict[str, Any]:
+        """The trainer's state as ``state.pt`` holds it (beside the model's weights)."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "run": self.run_id,
+            "plan": self.plan.to_json(),
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "epoch_seconds": self.epoch_seconds,
+            "warmed_up": self.warmed_up,
+            "best_val": self.best_val,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "loader": self.loader.state_dict(),
+            "rng": rng,
+            "history": self.history,
+            "steps": self.steps,
+            "sums": self.sums.cpu(),
+            "logged": self.logged.cpu(),
+        }
 
-        The state is checked first (``check_state()``): one from another run, of another
-        plan or network, or with a field out of range or of the wrong type is a
-        :class:`RunDirectoryError` naming ``state.pt``, and nothing is written.
-        """
-        state = run.read_state()
-        info = run.read_info()
-        self.check_state(state, run.path / "state.pt", info.get("run_id"))
+    def resume(self, state: Mapping[str, Any], run: RunDirectory) -> None:
+        """Continue from the run's last save (every rank reads rank 0's files), once
+        ``check_resume()`` found it this run's: else nothing is applied or written."""
+        path = run.path / "state.pt"
+        self.run_id = run.read_info().get("run_id")
+        expected = {**self.state(), "model": self.model.state_dict()}
+        check_resume(state, expected, path, len(self.loader))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -651,237 +680,82 @@ class Trainer:
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"])
             self.loader.load_state_dict(state["loader"])
-            _set_rng_state(state["rng"], self.device)
+            torch.set_rng_state(state["rng"]["torch"])
+            if self.device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
             raise RunDirectoryError(
-                f"{run.path / 'state.pt'}: a trainer state that does not fit this run "
-                f"({reason}); restore this run's state.pt, or start a new run in another --out"
+                f"{path}: a trainer state that does not fit this run ({reason}); restore this "
+                "run's state.pt, or start a new run in another --out"
             ) from None
-        self.run_id = info.get("run_id")
         self.resumed = True
         self.iteration, self.epoch = state["iteration"], state["epoch"]
         self.elapsed, self.epoch_seconds = state["elapsed"], state["epoch_seconds"]
         self.warmed_up, self.best_val = state["warmed_up"], state["best_val"]
         self.history = [dict(row) for row in state["history"]]
         self.steps = [dict(row) for row in state["steps"]]
-        self.sums = state["sums"].to(self.device)
-        self.logged = state["logged"].to(self.device)
-
-    def check_state(self, state: Mapping[str, Any], path: Path, run_id: object) -> None:
-        """The one check of a saved trainer state before :meth:`resume` applies it: this
-        run's (``run_id``, plan, network), every field :meth:`resume` reads of its type, and
-        the progress within the plan (iteration, epoch, loader position agree).
-
-        Raises:
-            RunDirectoryError: one line naming ``path``, the field and what to do.
-        """
-        plan, per_epoch = self.plan, len(self.loader)
-        total = plan.iterations
-        assert total is not None
-        what_to_do = "restore this run's state.pt, or start a new run in another --out"
-
-        def bad(field: str, wanted: str, value: object = _NOTHING) -> RunDirectoryError:
-            got = "" if value is _NOTHING else f"; got {_short(value)}"
-            return RunDirectoryError(f"{path}: field {field!r} must be {wanted}{got}; {what_to_do}")
-
-        def integer(field: str, low: int, high: int) -> int:
-            value = state.get(field)
-            if not (is_int(value) and low <= value <= high):
-                raise bad(field, f"an int from {low} to {high}", value)
-            return value
-
-        def real(field: str, *, infinite: bool = False) -> None:
-            value = state.get(field)
-            if not (is_real(value) and value >= 0 and (infinite or math.isfinite(value))):
-                raise bad(field, "a number >= 0", value)
-
-        def table(field: str, limit: int) -> None:
-            rows = state.get(field)
-            if not isinstance(rows, list):
-                raise bad(field, "a list of rows", type(rows).__name__)
-            if len(rows) > limit:
-                raise RunDirectoryError(
-                    f"{path}: field {field!r} holds {len(rows)} rows, more than the {limit} "
-                    f"its progress allows; {what_to_do}"
-                )
-            for row in rows:
-                if not (
-                    isinstance(row, dict)
-                    and all(isinstance(k, str) and is_real(v) for k, v in row.items())
-                ):
-                    raise bad(field, "a list of rows of numbers")
-
-        def tensor(field: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
-            value = state.get(field)
-            if not (
-                isinstance(value, torch.Tensor)
-                and tuple(value.shape) == shape
-                and value.dtype == dtype
-            ):
-                raise bad(field, f"a {dtype} tensor of shape {list(shape)}")
-
-        saved_run = state.get("run")
-        if saved_run != run_id:
-            raise RunDirectoryError(
-                f"{path}: the state of another run (its id {_short(saved_run)}, run.json's "
-                f"{_short(run_id)}); {what_to_do}"
-            )
-        saved_plan = state.get("plan")
-        if not isinstance(saved_plan, str):
-            raise bad("plan", "a recipe (JSON text)", type(saved_plan).__name__)
-        if saved_plan != plan.to_json():
-            try:
-                message = _plan_difference(path, saved_plan, plan)
-            except (ValueError, TypeError, KeyError, RecursionError):
-                raise bad("plan", "a recipe (JSON text)") from None
-            raise RunDirectoryError(message)
-        model, mine = state.get("model"), self.model.state_dict()
-        if not (
-            isinstance(model, dict)
-            and set(model) == set(mine)
-            and all(
-                isinstance(model[k], torch.Tensor)
-                and model[k].shape == mine[k].shape
-                and model[k].dtype == mine[k].dtype
-                for k in mine
-            )
-        ):
-            raise RunDirectoryError(
-                f"{path}: the state of another network than this run's (spec.json); {what_to_do}"
-            )
-        iteration = integer("iteration", 0, total)
-        epochs = -(-total // per_epoch)
-        epoch = integer("epoch", 0, epochs)
-        loader = state.get("loader")
-        if not isinstance(loader, dict):
-            raise bad("loader", "an object", type(loader).__name__)
-        at_epoch, position = loader.get("epoch"), loader.get("position")
-        if not (
-            is_int(at_epoch)
-            and is_int(position)
-            and 0 <= position <= per_epoch
-            and at_epoch * per_epoch + position == iteration
-            and epoch in (at_epoch, at_epoch + 1)
-        ):
-            raise RunDirectoryError(
-                f"{path}: iteration {iteration} and epoch {epoch} disagree with the loader's "
-                f"epoch {_short(at_epoch)}, batch {_short(position)} ({per_epoch} an epoch); "
-                f"{what_to_do}"
-            )
-        real("elapsed")
-        real("epoch_seconds")
-        real("best_val", infinite=True)
-        if not isinstance(state.get("warmed_up"), bool):
-            raise bad("warmed_up", "true or false", state.get("warmed_up"))
-        table("history", epoch)
-        if len(state["history"]) != epoch:
-            raise bad("history", f"one row for each of the {epoch} epochs done")
-        table("steps", iteration)
-        tensor("sums", (3,), torch.float64)
-        tensor("logged", (3,), torch.float64)
-        for field in ("optimizer", "scaler", "rng"):
-            if not isinstance(state.get(field), dict):
-                raise bad(field, "an object", type(state.get(field)).__name__)
-        if self.ema is not None and not isinstance(state.get("ema"), dict):
-            raise bad("ema", "an object (the recipe keeps an EMA)", type(state.get("ema")).__name__)
-        rng = state["rng"]
-        generator = rng.get("torch")
-        if not (isinstance(generator, torch.Tensor) and generator.dtype == torch.uint8):
-            raise bad("rng", "the random generators' states (uint8 tensors)")
+        self.sums.copy_(state["sums"])  # in place: a graphed step adds to this tensor
+        self.logged.copy_(state["logged"])
 
     def save(self) -> None:
         """Save the model and the trainer state (rank 0) as one unit, then the metrics (so
         that metrics without a state mean the state was lost, never that a save stopped)."""
         if self.run_dir is None:
             return
-        self.run_dir.save_state(
-            self.model,
-            {
-                "run": self.run_id,
-                "plan": self.plan.to_json(),
-                "iteration": self.iteration,
-                "epoch": self.epoch,
-                "elapsed": self.elapsed,
-                "epoch_seconds": self.epoch_seconds,
-                "warmed_up": self.warmed_up,
-                "best_val": self.best_val,
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(),
-                "loader": self.loader.state_dict(),
-                "rng": _rng_state(self.device),
-                "history": self.history,
-                "steps": self.steps,
-                "sums": self.sums.cpu(),
-                "logged": self.logged.cpu(),
-            },
-            metadata={"epoch": self.epoch, "iteration": self.iteration},
-        )
+        metadata = {"epoch": self.epoch, "iteration": self.iteration}
+        self.run_dir.save_state(self.model, self.state(), metadata=metadata)
         self.run_dir.write_metrics(self.history, self.steps)
 
     # -- epochs ----------------------------------------------------------------------------
 
     def run(
         self,
+        on_epoch_end: Callable[[dict[str, float], ResNet], None] | None,
+        recipe_name: str,
         *,
-        progress: bool,
+        tqdm: Any,
         log: Callable[[str], None] | None,
         log_every: int,
-        on_epoch_end: Callable[[dict[str, float], ResNet], None] | None,
-        save_every: int | None,
-        save_every_minutes: float | None,
-        run_info: Mapping[str, Any],
+        save_every: tuple[int | None, float | None],
     ) -> FitResult:
-        rank0 = self.process.rank == 0
-        tqdm: Any = None
-        if progress and rank0:
-            tqdm = importlib.import_module("tqdm.auto").tqdm  # the train extra
-        # The start-up line comes first, then the bar (no empty bar above the line).
-        write = log or (_bar_writer(tqdm) if tqdm is not None else None)
-        if self.finished():
-            if write is not None and rank0:
-                write(
-                    f"{self.run_dir_path()}: the run is finished (iteration "
-                    f"{self.iteration:,} of {self.plan.iterations:,}); nothing to resume, "
-                    "nothing written"
-                )
-            return self.result()
-        if write is not None and rank0:
-            write(self.startup_line(run_info))
-            if self.graphs_note:
-                write(self.graphs_note)
-        bar = None
-        if tqdm is not None:
-            bar = tqdm(
-                total=self.plan.iterations, initial=self.iteration, unit="it", dynamic_ncols=True
-            )
-            write = log or _bar_writer(bar)
+        """Train epoch by epoch to the plan's end, then save the final model. Lines go to
+        ``log``, else above the ``tqdm`` bar; ``save_every`` is (iterations, seconds)."""
         total = self.plan.iterations
         assert total is not None
-        saver = _SaveClock(save_every, save_every_minutes)
-        single = self.process.world_size == 1
+        self.tqdm, self.log, self.log_every, self.save_every = tqdm, log, log_every, save_every
+        self.saved_at = time.monotonic()  # for save_every's seconds
+        path = None if self.run_dir is None else self.run_dir.path
+        if self.resumed and self.iteration >= total and path and (path / "final.pt").is_file():
+            done = f"iteration {self.iteration:,} of {total:,}"
+            self.write(f"{path}: the run is finished ({done}); nothing to resume, nothing written")
+            return self.result()
+        self.write(self.startup_line(recipe_name))
+        if self.note:
+            self.write(self.note)
+        self.bar = None
+        if tqdm is not None:
+            self.bar = tqdm(total=total, initial=self.iteration, unit="it", dynamic_ncols=True)
         try:
-            with _stop_on_interrupt(single and self.run_dir is not None) as stop:
+            with _stop_on_interrupt(self.process.world_size == 1 and path is not None) as stop:
                 while self.iteration < total:
-                    finished = self.train_epoch(bar, log_every, saver, stop)
-                    if not finished:
+                    if not self.train_epoch(stop):
                         self.save()
-                        raise TrainingInterrupted(
-                            self.iteration, None if self.run_dir is None else self.run_dir.path
-                        )
+                        raise TrainingInterrupted(self.iteration, path)
                     row = self.end_epoch()
-                    if write is not None and self.process.rank == 0:
-                        write(_epoch_line(row))
+                    self.write(_epoch_line(row))
                     if on_epoch_end is not None:
                         on_epoch_end(dict(row), self.evaluated)
-                    saver.reset()
+                    self.saved_at = time.monotonic()
         finally:
-            if bar is not None:
-                bar.close()
-        return self.finish()
+            if self.bar is not None:
+                self.bar.close()
+        if self.run_dir is not None and self.history:
+            self.run_dir.save_model("final.pt", self.evaluated, self.history[-1])
+            self.run_dir.plot(model_label(self.evaluated), self.history, self.steps)
+        return self.result()
 
-    def startup_line(self, run_info: Mapping[str, Any]) -> str:
+    def startup_line(self, recipe_name: str) -> str:
         """What the run is (model, data, device, length, recipe and how its milestones
         scaled), or for a resumed run where it goes on."""
         total = self.plan.iterations
@@ -892,79 +766,67 @@ class Trainer:
             f"{self.data.describe()}; {self.device}"
         )
         if self.resumed:
-            where = self.run_dir_path()
+            where = "(no run directory)" if self.run_dir is None else self.run_dir.path
             return f"resuming {where} at iteration {self.iteration:,} of {total:,}: {what}"
-        recipe = run_info.get("recipe_name", "custom recipe")
         where = "" if self.run_dir is None else f"; run directory {self.run_dir.path}"
         scaled = scaling_note(self.recipe, self.plan, len(self.loader))
         scaled = f"; {scaled}" if scaled else ""
         return (
-            f"{what}; {len(self.loader)} iterations an epoch, {total:,} in all ({recipe}, "
+            f"{what}; {len(self.loader)} iterations an epoch, {total:,} in all ({recipe_name}, "
             f"batch {self.recipe.batch_size}{scaled}){where}"
             f"{_bf16_hint(self.device, self.recipe)}"
         )
 
-    def run_dir_path(self) -> str:
-        """The run directory, for messages (``(no run directory)`` without one)."""
-        return "(no run directory)" if self.run_dir is None else str(self.run_dir.path)
+    def write(self, line: str) -> None:
+        """A line of the run to ``log``, else above the progress bar (on its stream,
+        stderr, so that they keep their order), else nowhere."""
+        if self.log is not None:
+            self.log(line)
+        elif self.tqdm is not None:
+            self.tqdm.write(line, file=sys.stderr)
 
-    def finished(self) -> bool:
-        """Whether a resumed run had already ended: every iteration done and ``final.pt``
-        written (then resuming writes nothing)."""
-        return (
-            self.resumed
-            and self.iteration >= (self.plan.iterations or 0)
-            and self.run_dir is not None
-            and (self.run_dir.path / "final.pt").is_file()
-        )
-
-    def train_epoch(
-        self, bar: Any, log_every: int, saver: _SaveClock, stop: threading.Event
-    ) -> bool:
-        """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``.
-
-        Each iteration is :meth:`train_step`, or with CUDA graphs the same step replayed
-        (:mod:`resnetlib.train.graphed`); the rest of the loop is the same for both.
-        """
-        plan, graphed = self.plan, self.graphed
-        total = plan.iterations
+    def train_epoch(self, stop: threading.Event) -> bool:
+        """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``."""
+        total = self.plan.iterations
         assert total is not None
-        if graphed is not None:
-            graphed.adopt_sums(self)
         self.loader.set_epoch(self.epoch)
         self.model.train()
         started = time.perf_counter()
         for x, y in self.loader:
-            lr = plan.lr_at(self.iteration, self.warmed_up)
-            if graphed is None:
-                self.train_step(x, y, lr)
-            else:
-                graphed.set_lr(lr)
-                graphed.step(x, y)
+            lr = self.plan.lr_at(self.iteration, self.warmed_up)
+            batch = self.step(x, y, lr)
             self.iteration += 1
-            boundary = self.iteration % log_every == 0 or self.iteration in (1, total)
             if not self.warmed_up:
-                self.warmed_up = self._warmup_over(boundary)
-            if bar is not None:
-                self._advance(bar, lr)
-            if boundary:
+                self.warmed_up = self._warmup_over(batch)
+            if self.bar is not None:
+                self._advance(self.bar, lr)
+            if self.iteration % self.log_every == 0 or self.iteration in (1, total):
                 self._log(lr)
             if self.iteration >= total:
                 break
-            if stop.is_set() or saver.due(self.iteration):
+            if stop.is_set() or self._save_due():
                 self.epoch_seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 if stop.is_set():
                     return False
                 self.save()
-                saver.reset()
-        if graphed is not None:
-            graphed.synchronize()  # the epoch's time is the device's
+                self.saved_at = time.monotonic()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the epoch's time is the device's
         self.epoch_seconds += time.perf_counter() - started
         return True
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> None:
-        """One eager iteration: the lr set, forward, loss, backward, step, running sums."""
+    def _save_due(self) -> bool:
+        """Whether to save inside the epoch: every ``save_every`` iterations or seconds."""
+        iterations, seconds = self.save_every
+        if iterations is not None and self.iteration % iterations == 0:
+            return True
+        return seconds is not None and time.monotonic() - self.saved_at >= seconds
+
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration: the lr set, forward, loss, backward, step, EMA, running sums."""
         optimizer, scaler = self.optimizer, self.scaler
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -980,22 +842,14 @@ class Trainer:
         wrong = (logits.detach().argmax(1) != y).sum().double()
         count = torch.full((), y.numel(), dtype=torch.float64, device=wrong.device)
         self.sums += torch.stack([loss.detach().double() * count, wrong, count])
-        self.batch = (wrong, count)  # for the warm-up check, which alone reads it
+        return wrong, count
 
-    def _warmup_over(self, boundary: bool) -> bool:
-        """Whether the warm-up ends now: the last batch's error (all ranks') below the
-        recipe's, or its iteration cap. Replayed graphs read their device counter only at
-        ``boundary``, where the loop syncs anyway."""
-        plan, graphed = self.plan, self.graphed
-        if graphed is not None:
-            if self.iteration >= plan.warmup_max_iterations:
-                return True
-            return boundary and plan.warmup_over(self.iteration, graphed.last_error())
-        assert self.batch is not None  # a step ran
-        batch = torch.stack(self.batch)
+    def _warmup_over(self, batch: tuple[torch.Tensor, torch.Tensor]) -> bool:
+        """``Recipe.warmup_over`` (the one rule) on the last batch's error, all ranks'."""
+        wrong_count = torch.stack(batch)
         if self.process.world_size > 1:
-            dist.all_reduce(batch)
-        return plan.warmup_over(self.iteration, (batch[0] / batch[1]).item())
+            dist.all_reduce(wrong_count)
+        return self.plan.warmup_over(self.iteration, (wrong_count[0] / wrong_count[1]).item())
 
     def _advance(self, bar: Any, lr: float) -> None:
         """Move the bar on one iteration, with loss, error and lr from the iterations since
@@ -1008,14 +862,8 @@ class Trainer:
         self.shown = now
         loss, wrong, count = (self.sums - self.logged).tolist()
         if count:
-            bar.set_postfix(
-                {
-                    "loss": f"{loss / count:.3f}",
-                    "err": f"{100 * wrong / count:.1f}%",
-                    "lr": f"{lr:.3g}",
-                },
-                refresh=False,
-            )
+            shown = {"loss": f"{loss / count:.3f}", "err": f"{100 * wrong / count:.1f}%"}
+            bar.set_postfix({**shown, "lr": f"{lr:.3g}"}, refresh=False)
         bar.update(1)
         if self.iteration == 1:
             bar.refresh()  # tqdm skips a draw within 0.1 s of the last one
@@ -1026,14 +874,8 @@ class Trainer:
         if self.process.world_size == 1 and not math.isfinite(loss):  # ranks: at epoch end
             self._non_finite()
         if count:
-            self.steps.append(
-                {
-                    "iteration": float(self.iteration),
-                    "lr": lr,
-                    "train_loss": loss / count,
-                    "train_error": wrong / count,
-                }
-            )
+            row = {"iteration": float(self.iteration), "lr": lr}
+            self.steps.append({**row, "train_loss": loss / count, "train_error": wrong / count})
 
     def end_epoch(self) -> dict[str, float]:
         """Evaluate, record the epoch's row, save (and ``best.pt`` when validation improved)."""
@@ -1081,21 +923,13 @@ class Trainer:
             self.run_dir.save_model("best.pt", self.evaluated, row)
         return row
 
-    def finish(self) -> FitResult:
-        final = self.evaluated
-        if self.run_dir is not None and self.history:
-            self.run_dir.save_model("final.pt", final, self.history[-1])
-            self.run_dir.plot(model_label(final), self.history, self.steps)
-        return self.result()
-
     def result(self) -> FitResult:
         """The run's result as it stands (nothing written)."""
-        final = self.evaluated
         return FitResult(
             metrics=dict(self.history[-1]) if self.history else {},
             history=tuple(self.history),
             run_dir=None if self.run_dir is None else self.run_dir.path,
-            model=final,
+            model=self.evaluated,
         )
 
     def _non_finite(self) -> None:
@@ -1109,73 +943,6 @@ class Trainer:
             f"the training loss became NaN or infinite by iteration {self.iteration} (epoch "
             f"{self.epoch + 1}){kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
         )
-
-
-def _bar_writer(bar: Any) -> Callable[[str], None]:
-    """Lines printed above a tqdm bar, on its stream (stderr), so they keep their order."""
-    return functools.partial(bar.write, file=sys.stderr)
-
-
-class _SaveClock:
-    """When to save inside an epoch: every ``every`` iterations or ``minutes`` minutes."""
-
-    def __init__(self, every: int | None, minutes: float | None) -> None:
-        if every is not None:
-            check_int("save_every", every)
-        if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
-            raise ValueError(f"save_every_minutes must be a number > 0 or None; got {minutes!r}")
-        self.every, self.seconds = every, None if minutes is None else 60.0 * minutes
-        self.reset()
-
-    def reset(self) -> None:
-        self.since = time.monotonic()
-
-    def due(self, iteration: int) -> bool:
-        if self.every is not None and iteration % self.every == 0:
-            return True
-        return self.seconds is not None and time.monotonic() - self.since >= self.seconds
-
-
-_NOTHING = object()
-
-
-def _short(value: object) -> str:
-    """``repr(value)`` cut to a line's worth (a tensor or list shown by its type)."""
-    if isinstance(value, (torch.Tensor, list, dict, tuple)):
-        return f"a {type(value).__name__}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _lost_state(run: RunDirectory) -> str:
-    """The message for a run whose ``state.pt`` is gone although it made progress."""
-    files = run.progress_files()
-    weights = " (last.pt keeps its latest weights)" if "last.pt" in files else ""
-    return (
-        f"{run.path / 'state.pt'}: missing, but the run made progress ({', '.join(files)} "
-        "exist); resuming would start it over and overwrite them. Restore state.pt to "
-        f"continue, or start a new run in another --out{weights}"
-    )
-
-
-def _plan_difference(path: Path, saved_json: str, plan: Recipe) -> str:
-    saved = Recipe.from_json(saved_json).to_dict()
-    mine = plan.to_dict()
-    differ = [
-        f"{k}: run {saved[k]!r}, now {mine[k]!r}" for k in sorted(mine) if saved[k] != mine[k]
-    ]
-    return (
-        f"{path}: the run was started with another recipe or length ({'; '.join(differ)}); "
-        "resume with the run's own options (resnetlib train --out DIR --resume needs none), "
-        "or start a new run elsewhere"
-    )
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("resnetlib")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
 
 
 def _epoch_line(row: Mapping[str, float]) -> str:

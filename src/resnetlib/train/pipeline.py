@@ -315,13 +315,13 @@ class DeviceLoader:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue where ``state`` (from :meth:`state_dict`) left off: the next iteration
         yields the rest of that epoch, exactly as the interrupted one would have."""
-        mine = self.state_dict()
-        for key in ("seed", "num_images", "batch_size", "world_size"):
-            if state.get(key) != mine[key]:
-                raise ValueError(
-                    f"loader state has {key}={state.get(key)!r}, this loader has {mine[key]!r}; "
-                    "a resumed run needs the same data, seed, batch size and world size"
-                )
+        from .run_dir import LOADER_KEYS, record_differences
+
+        differ = record_differences(state, self.state_dict(), LOADER_KEYS)
+        if differ:
+            raise ValueError(
+                f"a loader state of other data, seed, batch size or world size: {'; '.join(differ)}"
+            )
         position = int(state["position"])
         if not 0 <= position <= len(self):
             raise ValueError(f"loader state position must lie in [0, {len(self)}], got {position}")

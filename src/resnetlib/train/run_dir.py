@@ -18,7 +18,9 @@ its process, so a crashed run leaves nothing to clean up. It writes, each file a
 A run directory is data, never code: every file in it is read through the one gate
 (:mod:`resnetlib.files`: regular files only, bounded, JSON without duplicate keys or
 non-finite numbers), ``run.json`` is checked by one function (``check_run_info()``), and
-nothing it names is ever imported.
+nothing it names is ever imported. Whether a resume fits its run is decided here too: one
+comparison of the record with what is asked (``record_differences()``), used by the
+trainer's check of ``state.pt`` (``check_resume()``) and the loader's state.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import json
 import math
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
@@ -39,7 +41,8 @@ from ..core.data_config import config_from_dict
 from ..core.model import ResNet
 from ..files import atomic_write, open_lock, open_regular, read_json, read_text
 from ..interop.checkpoint import TORCH_READ_ERRORS, save
-from ..validate import is_int
+from ..validate import is_int, is_real
+from .recipe import Recipe
 
 __all__ = [
     "METRICS",
@@ -47,8 +50,10 @@ __all__ = [
     "RunDirectory",
     "RunDirectoryError",
     "TrainingError",
+    "check_resume",
     "check_run_info",
     "read_metrics",
+    "record_differences",
 ]
 
 METRICS = (
@@ -86,10 +91,7 @@ class RunDirectoryError(TrainingError):
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    def write(file: BinaryIO) -> None:
-        file.write(data)
-
-    atomic_write(path, write)
+    atomic_write(path, lambda file: file.write(data))
 
 
 def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> bytes:
@@ -222,6 +224,28 @@ class RunDirectory:
         """The files of ``PROGRESS_FILES`` that exist: the run made progress."""
         return [name for name in PROGRESS_FILES if os.path.lexists(self.path / name)]
 
+    def resume_state(self) -> dict[str, Any] | None:
+        """The saved state to resume from (:meth:`read_state`), or ``None`` for a run that
+        stopped before its first save (it starts over).
+
+        Raises:
+            RunDirectoryError: no run here, or progress files without ``state.pt`` (resuming
+                would start the run over and overwrite them).
+        """
+        if self.has_checkpoint():
+            return self.read_state()
+        if not self.holds_run():
+            raise RunDirectoryError(f"{self.path}: nothing to resume (no run.json or state.pt)")
+        files = self.progress_files()
+        if files:
+            weights = " (last.pt keeps its latest weights)" if "last.pt" in files else ""
+            raise RunDirectoryError(
+                f"{self.path / 'state.pt'}: missing, but the run made progress "
+                f"({', '.join(files)} exist); resuming would start it over and overwrite them. "
+                f"Restore state.pt to continue, or start a new run in another --out{weights}"
+            )
+        return None
+
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Write ``run.json`` (JSON types only)."""
         self._check_owner()
@@ -336,6 +360,165 @@ def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, An
 
 
 _MISSING = object()
+
+
+def record_differences(
+    recorded: Mapping[str, Any], asked: Mapping[str, Any], keys: Iterable[str]
+) -> list[str]:
+    """The one comparison of a run's record with what a resume asks: ``"KEY: the run's A,
+    now B"`` for each of ``keys`` whose values differ (empty: they agree)."""
+    return [
+        f"{key}: the run's {_short(recorded.get(key))}, now {_short(asked.get(key))}"
+        for key in keys
+        if recorded.get(key) != asked.get(key)
+    ]
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut to a line's worth (a tensor or list shown by its type)."""
+    if isinstance(value, (torch.Tensor, list, dict, tuple)):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
+"""What a loader's saved state must share with the loader that resumes it."""
+
+
+def check_resume(
+    state: Mapping[str, Any], expected: Mapping[str, Any], path: Path, per_epoch: int
+) -> None:
+    """Whether a saved trainer ``state`` (``state.pt``) fits the run that resumes it, before
+    anything of it is applied: ``expected`` is the state this run would save now (its
+    ``run`` the id in ``run.json``, its ``plan``, ``model`` weights, ``loader`` and ``ema``).
+    The same run, plan, network and loader; every field of its type; the progress within the
+    plan (iteration, epoch and the loader's position agree, ``per_epoch`` batches an epoch).
+
+    Raises:
+        RunDirectoryError: one line naming ``path``, the field and what to do.
+    """
+    total = Recipe.from_json(expected["plan"]).iterations
+    assert total is not None
+    what_to_do = "restore this run's state.pt, or start a new run in another --out"
+
+    def bad(field: str, wanted: str, value: object = _MISSING) -> RunDirectoryError:
+        got = "" if value is _MISSING else f"; got {_short(value)}"
+        return RunDirectoryError(f"{path}: field {field!r} must be {wanted}{got}; {what_to_do}")
+
+    def integer(field: str, low: int, high: int) -> int:
+        value = state.get(field)
+        if not (is_int(value) and low <= value <= high):
+            raise bad(field, f"an int from {low} to {high}", value)
+        return value
+
+    def real(field: str, *, infinite: bool = False) -> None:
+        value = state.get(field)
+        if not (is_real(value) and value >= 0 and (infinite or math.isfinite(value))):
+            raise bad(field, "a number >= 0", value)
+
+    def table(field: str, limit: int) -> None:
+        rows = state.get(field)
+        if not isinstance(rows, list):
+            raise bad(field, "a list of rows", type(rows).__name__)
+        if len(rows) > limit:
+            raise RunDirectoryError(
+                f"{path}: field {field!r} holds {len(rows)} rows, more than the {limit} "
+                f"its progress allows; {what_to_do}"
+            )
+        for row in rows:
+            if not (
+                isinstance(row, dict)
+                and all(isinstance(k, str) and is_real(v) for k, v in row.items())
+            ):
+                raise bad(field, "a list of rows of numbers")
+
+    def tensor(field: str, like: torch.Tensor) -> None:
+        value = state.get(field)
+        if not (
+            isinstance(value, torch.Tensor)
+            and value.shape == like.shape
+            and value.dtype == like.dtype
+        ):
+            raise bad(field, f"a {like.dtype} tensor of shape {list(like.shape)}")
+
+    if state.get("run") != expected["run"]:
+        raise RunDirectoryError(
+            f"{path}: the state of another run (its id {_short(state.get('run'))}, run.json's "
+            f"{_short(expected['run'])}); {what_to_do}"
+        )
+    saved_plan = state.get("plan")
+    if not isinstance(saved_plan, str):
+        raise bad("plan", "a recipe (JSON text)", type(saved_plan).__name__)
+    if saved_plan != expected["plan"]:
+        try:
+            saved = Recipe.from_json(saved_plan).to_dict()
+        except (ValueError, TypeError, KeyError, RecursionError):
+            raise bad("plan", "a recipe (JSON text)") from None
+        mine = Recipe.from_json(expected["plan"]).to_dict()
+        raise RunDirectoryError(
+            f"{path}: the run was started with another recipe or length "
+            f"({'; '.join(record_differences(saved, mine, sorted(mine)))}); resume with the "
+            "run's own options (resnetlib train --out DIR --resume needs none), or start a new "
+            "run elsewhere"
+        )
+    model, mine = state.get("model"), expected["model"]
+    if not (
+        isinstance(model, dict)
+        and set(model) == set(mine)
+        and all(
+            isinstance(model[k], torch.Tensor)
+            and model[k].shape == mine[k].shape
+            and model[k].dtype == mine[k].dtype
+            for k in mine
+        )
+    ):
+        raise RunDirectoryError(
+            f"{path}: the state of another network than this run's (spec.json); {what_to_do}"
+        )
+    iteration = integer("iteration", 0, total)
+    epoch = integer("epoch", 0, -(-total // per_epoch))
+    loader = state.get("loader")
+    if not isinstance(loader, dict):
+        raise bad("loader", "an object", type(loader).__name__)
+    differ = record_differences(loader, expected["loader"], LOADER_KEYS)
+    if differ:
+        raise RunDirectoryError(
+            f"{path}: a trainer state that does not fit this run (the loader's "
+            f"{'; '.join(differ)}); {what_to_do}"
+        )
+    at_epoch, position = loader.get("epoch"), loader.get("position")
+    if not (
+        is_int(at_epoch)
+        and is_int(position)
+        and 0 <= position <= per_epoch
+        and at_epoch * per_epoch + position == iteration
+        and epoch in (at_epoch, at_epoch + 1)
+    ):
+        raise RunDirectoryError(
+            f"{path}: iteration {iteration} and epoch {epoch} disagree with the loader's "
+            f"epoch {_short(at_epoch)}, batch {_short(position)} ({per_epoch} an epoch); "
+            f"{what_to_do}"
+        )
+    real("elapsed")
+    real("epoch_seconds")
+    real("best_val", infinite=True)
+    if not isinstance(state.get("warmed_up"), bool):
+        raise bad("warmed_up", "true or false", state.get("warmed_up"))
+    table("history", epoch)
+    if len(state["history"]) != epoch:
+        raise bad("history", f"one row for each of the {epoch} epochs done")
+    table("steps", iteration)
+    tensor("sums", expected["sums"])
+    tensor("logged", expected["logged"])
+    for field in ("optimizer", "scaler", "rng"):
+        if not isinstance(state.get(field), dict):
+            raise bad(field, "an object", type(state.get(field)).__name__)
+    if expected["ema"] is not None and not isinstance(state.get("ema"), dict):
+        raise bad("ema", "an object (the recipe keeps an EMA)", type(state.get("ema")).__name__)
+    generator = state["rng"].get("torch")
+    if not (isinstance(generator, torch.Tensor) and generator.dtype == torch.uint8):
+        raise bad("rng", "the random generators' states (uint8 tensors)")
 
 
 def check_run_info(
