@@ -340,9 +340,10 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
 def _check_output_width(name: str, item: type[ResidualBlock]) -> None:
     """Build ``item`` once, small, on the CPU and run it on a 4x4 input: it must output the
     ``width * expansion`` channels it reports. A block that needs options to be built (no
-    defaults) is left to :func:`resnetlib.testing.check_block`."""
+    defaults) is left to :func:`resnetlib.testing.check_block`. The caller's random state is
+    kept (registering a block at import must not change a seeded run)."""
     width = _PROBE_WIDTH
-    with torch.device("cpu"):
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         try:
             block = item(in_channels=width * item.expansion, width=width)
         except TypeError:  # a required block option: nothing to build it with here

@@ -114,7 +114,7 @@ def _recipe_fields() -> dict[str, Any]:
 
 def _recipe_option(name: str, hint: Any) -> dict[str, Any]:
     """``add_argument`` keywords for a Recipe field: its type only, Recipe checks bounds."""
-    from .recipe import _AUTOCAST, _OPTIMIZERS, _SCHEDULES
+    from .recipe import AUTOCAST, OPTIMIZERS, SCHEDULES
 
     kind = hint
     if isinstance(hint, types.UnionType):  # X | None
@@ -122,7 +122,7 @@ def _recipe_option(name: str, hint: Any) -> dict[str, Any]:
     help_text = _RECIPE_HELP[name]
     if kind is bool:
         return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
-    choices = {"optimizer": _OPTIMIZERS, "schedule": _SCHEDULES, "autocast": _AUTOCAST[1:]}
+    choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "autocast": AUTOCAST[1:]}
     if name in choices:
         return {"choices": choices[name], "default": None, "help": help_text}
     if typing.get_origin(kind) is tuple:

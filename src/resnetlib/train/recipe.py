@@ -49,9 +49,12 @@ MAX_EPOCHS = 10**6
 MAX_BATCH_SIZE = 2**20
 """Largest batch size."""
 
-_OPTIMIZERS = ("sgd",)
-_SCHEDULES = ("step", "cosine")
-_AUTOCAST = (None, "bf16", "fp16")
+OPTIMIZERS = ("sgd",)
+"""The values of ``Recipe.optimizer``."""
+SCHEDULES = ("step", "cosine")
+"""The values of ``Recipe.schedule``."""
+AUTOCAST = (None, "bf16", "fp16")
+"""The values of ``Recipe.autocast``."""
 
 
 def _fail(name: str, value: object, allowed: str) -> ValueError:
@@ -136,7 +139,7 @@ class Recipe:
     cuda_graphs: bool | None = None
 
     def __post_init__(self) -> None:
-        _choice("optimizer", self.optimizer, _OPTIMIZERS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
         object.__setattr__(self, "lr", _number("lr", self.lr, low=0.0))
         if self.lr == 0.0:
             raise _fail("lr", self.lr, "a number > 0")
@@ -155,7 +158,7 @@ class Recipe:
             check_int("Recipe.iterations", self.iterations, 1, MAX_ITERATIONS, bound=_BOUND)
         if self.epochs is not None:
             check_int("Recipe.epochs", self.epochs, 1, MAX_EPOCHS, bound=_BOUND)
-        _choice("schedule", self.schedule, _SCHEDULES)
+        _choice("schedule", self.schedule, SCHEDULES)
         milestones = self.milestones
         if isinstance(milestones, list):
             milestones = tuple(milestones)
@@ -182,7 +185,7 @@ class Recipe:
         if self.augment is not None and not isinstance(self.augment, Augment):
             raise _fail("augment", self.augment, "an Augment or None")
         check_int("Recipe.val_size", self.val_size, 0)
-        _choice("autocast", self.autocast, _AUTOCAST)
+        _choice("autocast", self.autocast, AUTOCAST)
         if self.channels_last is not None:
             _bool("channels_last", self.channels_last)
         _bool("compile", self.compile)
