@@ -152,7 +152,7 @@ def test_ctrl_c_then_resume_from_the_directory_alone(
     assert info["command"]["model"]["imports"] == ["interrupting_models"]
     # Other options on resume are refused, naming the difference.
     code, _, err = run(["train", "--out", str(out), "--resume", "--lr", "0.5"], capsys)
-    assert "--lr 0.5 (the run has 0.1)" in one_line_error(code, err)  # the recipe's value
+    assert "--lr: the run's 0.1, now 0.5" in one_line_error(code, err)  # the recipe's value
     # The same values as the run's record pass the comparison (then --import is asked for).
     again = ["--lr", "0.1", "--seed", "0", "--iterations", "40", "--val-size", "100"]
     code, _, err = run(["train", "--out", str(out), "--resume", *again], capsys)

@@ -145,7 +145,7 @@ def test_channels_last_is_the_cpu_default_and_can_be_turned_off(
     assert recorded(off) is False
     # The choice is part of the run: resuming with the other one is refused, naming both.
     code, _, err = run(["train", "--out", str(off), "--resume", "--channels-last"], capsys)
-    assert_one_line_error(code, err, "--channels-last True (the run has False)")
+    assert_one_line_error(code, err, "--channels-last: the run's False, now True")
     code, _, err = run(["train", "--out", str(off), "--resume", "--no-channels-last"], capsys)
     assert code == 0, err
 

@@ -645,28 +645,29 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
 
 
 def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> list[str]:
-    """What a ``--resume`` command line asks that the run did otherwise: the one comparison
-    of what was asked with the run's record. A Recipe field is compared with the recipe the
-    run follows (recipe.json: ``--iterations`` with its total, ``--val-size`` with the split
-    it held out), ``--epochs`` with the length it was asked for and ``--seed`` with its seed
-    (run.json), the rest with the options its command was given (run.json's ``command``).
-    ``--import`` is checked apart: naming more modules is the user's choice."""
+    """What a ``--resume`` command line asks that the run did otherwise, by the one comparison
+    of a run's record with what is asked (``run_dir.record_differences``). The record of a
+    Recipe field is the recipe the run follows (recipe.json: ``--iterations`` its total,
+    ``--val-size`` the split it held out), of ``--epochs`` the length it was asked for and of
+    ``--seed`` its seed (run.json), of the rest the options its command was given (run.json's
+    ``command``). ``--import`` is checked apart: naming more modules is the user's choice."""
+    from .run_dir import record_differences
+
     fields, given = _recipe_fields(), (info.get("command") or {}).get("given") or {}
     record = {"epochs": info["length"].get("epochs"), "seed": info["seed"]}
-    differ = []
-    for key, value in asked.items():
-        if key in record:
-            had = record[key]
-        elif key in fields:
-            had = getattr(recipe, key)
-            had = list(had) if isinstance(had, tuple) else had
-        elif key == "model" and key not in given:  # a run of --checkpoint FILE alone
-            continue
-        else:
-            had = given.get(key)
-        if key != "imports" and had != value:
-            differ.append(f"{_flag(key)} {value!r} (the run has {had!r})")
-    return differ
+    for key in asked:
+        if key in fields and key not in record:
+            value = getattr(recipe, key)
+            record[key] = list(value) if isinstance(value, tuple) else value
+        elif key not in record:
+            record[key] = given.get(key)
+    keys = [
+        key
+        for key in asked
+        if key != "imports" and not (key == "model" and key not in given)  # --checkpoint alone
+    ]
+    flags = {_flag(key): value for key, value in asked.items()}
+    return record_differences({_flag(k): v for k, v in record.items()}, flags, map(_flag, keys))
 
 
 def _flag(key: str) -> str:

@@ -375,10 +375,12 @@ def record_differences(
 
 
 def _short(value: object) -> str:
-    """``repr(value)`` cut to a line's worth (a tensor or list shown by its type)."""
-    if isinstance(value, (torch.Tensor, list, dict, tuple)):
-        return f"a {type(value).__name__}"
+    """``repr(value)`` when it fits a line's worth, else by its type (a tensor always)."""
     text = repr(value)
+    if isinstance(value, torch.Tensor) or (
+        isinstance(value, (list, dict, tuple)) and len(text) > 60
+    ):
+        return f"a {type(value).__name__}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
