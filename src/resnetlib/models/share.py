@@ -16,7 +16,6 @@ stored names and shapes before anything is built. Nothing in a folder is importe
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import re
@@ -25,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..common import PathLike, optional_import
+from ..common import PathLike
 from ..core.data_config import check_data_config, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
@@ -302,26 +301,9 @@ def _local(folder: Path) -> FileSource:
 
 
 def _hub(repo: str, revision: str | None) -> FileSource:
-    hub: Any = optional_import("huggingface_hub", "hf-hub: models need huggingface_hub", "hub")
-    errors: Any = importlib.import_module("huggingface_hub.errors")
-    constants: Any = importlib.import_module("huggingface_hub.constants")
-    from .pretrained import PretrainedError
+    from .pretrained import hub_file
 
-    def get(name: str, required: bool) -> Path | None:
-        try:
-            return Path(hub.hf_hub_download(repo, name, revision=revision))
-        except errors.EntryNotFoundError as error:
-            if not required:
-                return None
-            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
-        except Exception as error:  # the hub's own types: offline, 404, gated, ...
-            reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
-        raise PretrainedError(
-            f"could not get {name} of hf-hub:{repo} into the Hugging Face cache "
-            f"{constants.HF_HUB_CACHE} ({reason})"
-        )
-
-    return get
+    return lambda name, required: hub_file(repo, name, revision=revision, required=required)
 
 
 def _checksums(path: Path, where: str) -> dict[str, str]:
