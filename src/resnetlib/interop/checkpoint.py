@@ -121,12 +121,7 @@ def _digest(
 ) -> str:
     """SHA-256 of a checkpoint's entries; ``config_json`` is ``None`` in version 1."""
     digest = hashlib.sha256()
-    texts = (
-        (spec_json, metadata_json)
-        if config_json is None
-        else (spec_json, metadata_json, config_json)
-    )
-    for text in texts:
+    for text in (spec_json, metadata_json, *([] if config_json is None else [config_json])):
         digest.update(text.encode())
         digest.update(b"\0")
     for key, tensor in state.items():
@@ -412,13 +407,7 @@ def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
         raise CheckpointError(
             f"{path}: invalid metadata: a JSON object expected; got {type(metadata).__name__}"
         )
-    return Checkpoint(
-        spec=spec,
-        state_dict=state,
-        metadata=metadata,
-        format_version=version,
-        pretrained_cfg=config,
-    )
+    return Checkpoint(spec, state, metadata, version, pretrained_cfg=config)
 
 
 _MAX_TIES = 8
@@ -465,14 +454,8 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
                 f"{path}: state_dict entry {key!r} is the tensor of {ties - 1} other keys; "
                 f"tied weights share a tensor between at most {_MAX_TIES} keys"
             )
-        extent = (
-            value.storage_offset()
-            + 1
-            + sum(
-                (size - 1) * stride
-                for size, stride in zip(value.shape, value.stride(), strict=True)
-            )
-        )
+        steps = zip(value.shape, value.stride(), strict=True)
+        extent = value.storage_offset() + 1 + sum((size - 1) * step for size, step in steps)
         if ties == 1:
             used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
         if nbytes and (

@@ -137,12 +137,9 @@ def create_model(
     maps; ``"dict"`` is refused). Weights of another ``num_classes`` or ``in_chans`` load
     with a new head or an adapted stem.
 
-    ``overrides`` are the :class:`ModelOverrides` keys (``num_classes``, ``in_channels``,
-    ``shortcut``, ``block``, ``stem``, ``base_channels``, ``widths``, ``width_multiplier``,
-    timm's ``base_width`` and ``cardinality``,
-    ``zero_init_residual``, ``stride_in_1x1``, ``block_options``, ``norm``, ``act``,
-    ``drop_path_rate``, ``output_stride``; see ``help(resnetlib.ModelOverrides)``) and any
-    keyword the registered factory adds; an unknown one raises ``TypeError``.
+    ``overrides`` are the :class:`ModelOverrides` keys (timm's ``base_width`` and
+    ``cardinality`` among them) and any keyword the registered factory adds; an unknown one
+    raises ``TypeError``.
 
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
     dict file; ``checkpoint_source`` names its layout (see
@@ -231,9 +228,7 @@ def create_model(
         model.to(dtype=dtype)
     if global_pool is not None:
         model.reset_classifier(model.num_classes, global_pool=global_pool)
-    if not is_real(drop_rate):
-        raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
-    if not 0.0 <= drop_rate < 1.0:
+    if not is_real(drop_rate) or not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
     model.drop_rate = float(drop_rate)
     if entry is not None:
