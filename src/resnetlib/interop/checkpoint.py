@@ -643,12 +643,23 @@ def _unregistered(where: str, error: UnknownNameError) -> UnknownNameError:
     )
 
 
-def build_checked(where: str, spec: ResNetSpec) -> ResNet:
-    """``build(spec)`` of a spec read from ``where``; an unregistered name says so."""
+def build_loaded(
+    where: str,
+    spec: ResNetSpec,
+    state: dict[str, torch.Tensor],
+    config: Mapping[str, Any] | None,
+) -> ResNet:
+    """The model of a spec read from ``where``, checked against ``state`` before it is built
+    (:func:`check_fits`), with ``state`` and the data configuration ``config`` (if any)."""
+    check_fits(where, spec, state)
     try:
-        return build(spec)
+        model = build(spec)
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
+    model.load_state_dict(state, strict=True, assign=True)
+    if config is not None:
+        set_data_config(model, config)
+    return model
 
 
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
@@ -669,9 +680,5 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
         OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
     checkpoint = read_checkpoint(path)
-    check_fits(str(path), checkpoint.spec, checkpoint.state_dict)
-    model = build_checked(str(path), checkpoint.spec)
-    model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
-    if checkpoint.pretrained_cfg is not None:
-        set_data_config(model, checkpoint.pretrained_cfg)
-    return model.to(map_location)
+    spec, state, config = checkpoint.spec, checkpoint.state_dict, checkpoint.pretrained_cfg
+    return build_loaded(str(path), spec, state, config).to(map_location)

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..common import PathLike
-from ..core.data_config import check_data_config, set_data_config
+from ..core.data_config import check_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..files import atomic_write, parse_json, read_bytes, read_text
 from ..interop.checkpoint import (
     CheckpointError,
-    build_checked,
+    build_loaded,
     check_fits,
     check_tensors,
     is_checkpoint,
@@ -438,11 +438,7 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     if not isinstance(state, dict) or is_checkpoint(state):
         raise CheckpointError(f"{where}: {WEIGHTS} is not a plain safetensors state dict")
     check_tensors(f"{where}/{WEIGHTS}", state)
-    check_fits(f"{where}/{WEIGHTS}", spec, state)
-    model = build_checked(where, spec)
-    model.load_state_dict(state, strict=True, assign=True)
-    set_data_config(model, {**cfg, **source})
-    return model
+    return build_loaded(f"{where}/{WEIGHTS}", spec, state, {**cfg, **source})
 
 
 def load_shared(name: str) -> ResNet:
