@@ -40,6 +40,7 @@ from ..interop.checkpoint import (
     safetensors_module,
 )
 from ..limits import MAX_JSON_BYTES
+from .weights import TIMM_DEFAULTS
 
 __all__ = [
     "CHECKSUMS",
@@ -61,22 +62,7 @@ SHARED_PREFIXES = ("local-dir:", "hf-hub:")
 FORMAT = "resnetlib.hf-folder"
 FORMAT_VERSION = 1
 
-TIMM_ARCHITECTURES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnet18d",
-    "resnet34d",
-    "resnet50d",
-    "resnet101d",
-    "resnet152d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-)
+TIMM_ARCHITECTURES = tuple(TIMM_DEFAULTS)
 """resnetlib's models that timm has under the same name, with the same state-dict names."""
 
 # timm's model_args resnetlib reads, and the override each becomes (None: training-only).

@@ -448,23 +448,24 @@ WEIGHTS: tuple[PretrainedWeights, ...] = (
 """Every registered checkpoint, by source: torchvision, timm, akamaster, mmpretrain."""
 
 
-# timm's default tag per model: the first in its default_cfgs (timm's rule).
-_TIMM_DEFAULTS: dict[str, str] = {
+TIMM_DEFAULTS: dict[str, str] = {
     "resnet18": "a1_in1k",
-    "resnet18d": "ra2_in1k",
     "resnet34": "a1_in1k",
-    "resnet34d": "ra2_in1k",
     "resnet50": "a1_in1k",
-    "resnet50d": "ra2_in1k",
     "resnet101": "a1h_in1k",
-    "resnet101d": "ra2_in1k",
     "resnet152": "a1h_in1k",
+    "resnet18d": "ra2_in1k",
+    "resnet34d": "ra2_in1k",
+    "resnet50d": "ra2_in1k",
+    "resnet101d": "ra2_in1k",
     "resnet152d": "ra2_in1k",
     "wide_resnet50_2": "racm_in1k",
     "wide_resnet101_2": "tv_in1k",
     "resnext50_32x4d": "a1h_in1k",
     "resnext101_32x8d": "tv_in1k",
 }
+"""timm's architectures that resnetlib builds (same names, same state-dict names), each with
+timm's default tag: the first in its default_cfgs (timm's rule)."""
 
 
 def _index() -> dict[str, dict[str, PretrainedWeights]]:
@@ -492,7 +493,7 @@ def default_weights(model: str) -> PretrainedWeights:
             f"no pretrained weights for {model!r}; models with weights: "
             f"{', '.join(sorted(_BY_MODEL))}"
         )
-    tag = _TIMM_DEFAULTS.get(model)
+    tag = TIMM_DEFAULTS.get(model)
     return tags[tag] if tag is not None else next(iter(tags.values()))
 
 
