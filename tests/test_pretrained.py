@@ -304,16 +304,12 @@ def fake_hub(
     calls: list[tuple[str, str]] = []
     hub = types.ModuleType("huggingface_hub")
 
-    def try_to_load_from_cache(repo_id: str, filename: str) -> None:
-        return None
-
-    def hf_hub_download(repo_id: str, filename: str) -> str:
+    def hf_hub_download(repo_id: str, filename: str, revision: str | None = None) -> str:
         calls.append((repo_id, filename))
         if file is None:
             raise OSError("offline")
         return str(file)
 
-    hub.try_to_load_from_cache = try_to_load_from_cache  # type: ignore[attr-defined]
     hub.hf_hub_download = hf_hub_download  # type: ignore[attr-defined]
     hub.constants = types.SimpleNamespace(HF_HUB_CACHE=str(tmp_path / "hf"))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "huggingface_hub", hub)

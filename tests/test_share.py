@@ -267,7 +267,7 @@ def test_hf_hub_loads_from_the_cache_offline(tmp_path: Path, offline_hub: Path) 
     loaded = rl.create_model("hf-hub:someone/resnet20-demo")
     assert torch.equal(outputs(loaded, (3, 32, 32)), outputs(model, (3, 32, 32)))
     assert loaded.pretrained_cfg["hf_hub_id"] == "someone/resnet20-demo"
-    with pytest.raises(rl.models.PretrainedError, match=r"could not get config\.json"):
+    with pytest.raises(rl.models.PretrainedError, match=r"could not download config\.json"):
         rl.create_model("hf-hub:someone/not-cached")
     with pytest.raises(ValueError, match="ORG/NAME"):
         rl.create_model("hf-hub:../etc")

@@ -121,12 +121,7 @@ def _digest(
 ) -> str:
     """SHA-256 of a checkpoint's entries; ``config_json`` is ``None`` in version 1."""
     digest = hashlib.sha256()
-    texts = (
-        (spec_json, metadata_json)
-        if config_json is None
-        else (spec_json, metadata_json, config_json)
-    )
-    for text in texts:
+    for text in (spec_json, metadata_json, *([] if config_json is None else [config_json])):
         digest.update(text.encode())
         digest.update(b"\0")
     for key, tensor in state.items():
@@ -412,13 +407,7 @@ def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
         raise CheckpointError(
             f"{path}: invalid metadata: a JSON object expected; got {type(metadata).__name__}"
         )
-    return Checkpoint(
-        spec=spec,
-        state_dict=state,
-        metadata=metadata,
-        format_version=version,
-        pretrained_cfg=config,
-    )
+    return Checkpoint(spec, state, metadata, version, pretrained_cfg=config)
 
 
 _MAX_TIES = 8
@@ -465,14 +454,8 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
                 f"{path}: state_dict entry {key!r} is the tensor of {ties - 1} other keys; "
                 f"tied weights share a tensor between at most {_MAX_TIES} keys"
             )
-        extent = (
-            value.storage_offset()
-            + 1
-            + sum(
-                (size - 1) * stride
-                for size, stride in zip(value.shape, value.stride(), strict=True)
-            )
-        )
+        steps = zip(value.shape, value.stride(), strict=True)
+        extent = value.storage_offset() + 1 + sum((size - 1) * step for size, step in steps)
         if ties == 1:
             used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
         if nbytes and (
@@ -660,12 +643,23 @@ def _unregistered(where: str, error: UnknownNameError) -> UnknownNameError:
     )
 
 
-def build_checked(where: str, spec: ResNetSpec) -> ResNet:
-    """``build(spec)`` of a spec read from ``where``; an unregistered name says so."""
+def build_loaded(
+    where: str,
+    spec: ResNetSpec,
+    state: dict[str, torch.Tensor],
+    config: Mapping[str, Any] | None,
+) -> ResNet:
+    """The model of a spec read from ``where``, checked against ``state`` before it is built
+    (:func:`check_fits`), with ``state`` and the data configuration ``config`` (if any)."""
+    check_fits(where, spec, state)
     try:
-        return build(spec)
+        model = build(spec)
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
+    model.load_state_dict(state, strict=True, assign=True)
+    if config is not None:
+        set_data_config(model, config)
+    return model
 
 
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
@@ -686,9 +680,5 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
         OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
     checkpoint = read_checkpoint(path)
-    check_fits(str(path), checkpoint.spec, checkpoint.state_dict)
-    model = build_checked(str(path), checkpoint.spec)
-    model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
-    if checkpoint.pretrained_cfg is not None:
-        set_data_config(model, checkpoint.pretrained_cfg)
-    return model.to(map_location)
+    spec, state, config = checkpoint.spec, checkpoint.state_dict, checkpoint.pretrained_cfg
+    return build_loaded(str(path), spec, state, config).to(map_location)

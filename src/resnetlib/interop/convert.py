@@ -32,6 +32,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -63,12 +64,12 @@ _PREFIXES = ("module.", "_orig_mod.")
 _HEAD = "fc"
 
 
-def _identity(state: StateDict) -> StateDict:
-    return dict(state)
+def _akamaster_to_ours(state: StateDict) -> StateDict:
+    return {_akamaster_key_to_ours(key): value for key, value in state.items()}
 
 
-def _rename(state: StateDict, rename: Callable[[str], str]) -> StateDict:
-    return {rename(key): value for key, value in state.items()}
+def _ours_to_akamaster(state: StateDict) -> StateDict:
+    return {_ours_key_to_akamaster(key): value for key, value in state.items()}
 
 
 def _akamaster_key_to_ours(key: str) -> str:
@@ -82,14 +83,6 @@ def _ours_key_to_akamaster(key: str) -> str:
     if key.startswith("fc."):
         key = "linear." + key[len("fc.") :]
     return key.replace(".downsample.", ".shortcut.")
-
-
-def _akamaster_to_ours(state: StateDict) -> StateDict:
-    return _rename(state, _akamaster_key_to_ours)
-
-
-def _ours_to_akamaster(state: StateDict) -> StateDict:
-    return _rename(state, _ours_key_to_akamaster)
 
 
 # mmpretrain's names and ours, as (theirs, ours, when) prefixes; the first that applies wins,
@@ -170,14 +163,6 @@ def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
     return renamed
 
 
-def _mmpretrain_to_ours(state: StateDict) -> StateDict:
-    return _convert_mmpretrain(state, to_ours=True)
-
-
-def _ours_to_mmpretrain(state: StateDict) -> StateDict:
-    return _convert_mmpretrain(state, to_ours=False)
-
-
 _BN = r"bn[1-3]\.(?:weight|bias|running_mean|running_var|num_batches_tracked)"
 _TORCHVISION_KEY = re.compile(
     r"conv1\.weight|bn1\.\w+|fc\.(?:weight|bias)"
@@ -217,11 +202,13 @@ class _Layout:
 
 
 STATE_DICT_LAYOUTS: Mapping[str, _Layout] = {
-    "resnetlib": _Layout(_identity, _identity),
-    "torchvision": _Layout(_identity, _ours_to_torchvision),
-    "timm": _Layout(_identity, _identity),
+    "resnetlib": _Layout(dict, dict),
+    "torchvision": _Layout(dict, _ours_to_torchvision),
+    "timm": _Layout(dict, dict),
     "akamaster": _Layout(_akamaster_to_ours, _ours_to_akamaster, _akamaster_options),
-    "mmpretrain": _Layout(_mmpretrain_to_ours, _ours_to_mmpretrain),
+    "mmpretrain": _Layout(
+        partial(_convert_mmpretrain, to_ours=True), partial(_convert_mmpretrain, to_ours=False)
+    ),
 }
 LAYOUTS = STATE_DICT_LAYOUTS
 """``STATE_DICT_LAYOUTS`` by its former name."""
@@ -328,15 +315,8 @@ def convert_state_dict(
 
 
 def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
-    """A resnetlib state dict in torchvision's layout, for ``torchvision.models.resnet*()``.
-
-    Returns:
-        A new ``dict`` with torchvision's names and the same tensors.
-
-    Raises:
-        ValueError: an entry that is not a tensor, or keys torchvision's ResNet has no
-            equivalent for.
-    """
+    """``convert_state_dict(state_dict, source="resnetlib", target="torchvision")``, for
+    ``torchvision.models.resnet*()``."""
     return convert_state_dict(state_dict, source="resnetlib", target="torchvision")
 
 
@@ -518,15 +498,8 @@ def load_weights(
     stem_key = _stem_conv_key(model)
     if adapt_stem and stem_key is not None and stem_key in weights:
         have, want = weights[stem_key], own[stem_key]
-        if (
-            have.dim() == 4
-            and have.shape[1] != want.shape[1]
-            and (
-                have.shape[0],
-                *have.shape[2:],
-            )
-            == (want.shape[0], *want.shape[2:])
-        ):
+        same_kernels = have.shape[:1] + have.shape[2:] == want.shape[:1] + want.shape[2:]
+        if have.dim() == 4 and have.shape[1] != want.shape[1] and same_kernels:
             weights[stem_key] = adapt_input_channels(have, in_channels=want.shape[1])
             adapted.append(stem_key)
 

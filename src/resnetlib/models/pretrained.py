@@ -2,9 +2,10 @@
 
 Direct downloads go through torch.hub's cache (``torch.hub.get_dir()/checkpoints``, set by
 ``TORCH_HOME`` or ``torch.hub.set_dir``); Hugging Face Hub files through
-``huggingface_hub``'s cache (``pip install "resnetlib[hub]"``). A file already in the cache
-loads without network. Every file with a published checksum is checked, cached ones too;
-a mismatch, a network failure or an offline machine raises :class:`PretrainedError`
+``huggingface_hub``'s cache (``pip install "resnetlib[hub]"``). A file
+already in the cache loads without network (a hub file with ``HF_HUB_OFFLINE=1``, or when
+the hub cannot be reached). Every file with a published checksum is checked, cached ones
+too; a mismatch, a network failure or an offline machine raises :class:`PretrainedError`
 naming the URL and the cache path. A file is hashed once: a record of its path, size,
 modification time (ns) and SHA-256 under ``torch.hub.get_dir()/resnetlib-verified`` lets
 later loads of the unchanged file skip re-hashing (20% of loading ResNet-50's 100 MB); a
@@ -14,6 +15,7 @@ file written since (a new mtime or size) is hashed again.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -127,27 +129,26 @@ def _from_url(
     return path
 
 
-def _from_hub(entry: PretrainedWeights, repo: str) -> Path:
-    needs = (
-        f"{entry.name} is on the Hugging Face Hub ({entry.hf_hub_id}), which needs huggingface_hub"
-    )
-    huggingface_hub: Any = optional_import("huggingface_hub", needs, "hub")
-    filename = entry.filename or "model.safetensors"
-    where = f"https://huggingface.co/{repo}/blob/main/{filename}"
-    cached = huggingface_hub.try_to_load_from_cache(repo, filename)
-    if isinstance(cached, str):
-        path = Path(cached)
-    else:
-        try:
-            path = Path(huggingface_hub.hf_hub_download(repo, filename))
-        except Exception as error:  # the hub raises its own types for offline, 404, ...
-            cache = huggingface_hub.constants.HF_HUB_CACHE
-            raise PretrainedError(
-                f"could not download {entry.name} from {where} into the Hugging Face cache "
-                f"{cache} ({type(error).__name__}: {error})"
-            ) from None
-    _check(entry, path, where)
-    return path
+def hub_file(
+    repo: str, filename: str, *, revision: str | None = None, required: bool = True
+) -> Path | None:
+    """The local path of ``filename`` in the Hugging Face Hub repository ``repo``, through
+    huggingface_hub's cache; ``None`` for a file the repository lacks unless ``required``."""
+    needs = f"{repo} is on the Hugging Face Hub, which needs huggingface_hub"
+    hub: Any = optional_import("huggingface_hub", needs, "hub")
+    try:
+        return Path(hub.hf_hub_download(repo, filename, revision=revision))
+    except Exception as error:  # the hub's own types: offline, 404, gated, ...
+        if not required:
+            errors: Any = importlib.import_module("huggingface_hub.errors")
+            if isinstance(error, errors.EntryNotFoundError):
+                return None
+        reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+        where = f"https://huggingface.co/{repo}/blob/{revision or 'main'}/{filename}"
+        raise PretrainedError(
+            f"could not download {filename} of {repo} ({where}) into the Hugging Face cache "
+            f"{hub.constants.HF_HUB_CACHE} ({reason})"
+        ) from None
 
 
 def weights_file(
@@ -157,7 +158,11 @@ def weights_file(
 ) -> Path:
     """The local path of ``entry``'s file, downloaded into the cache if it is not there."""
     if entry.hf_hub_id is not None:
-        return _from_hub(entry, entry.hf_hub_id)
+        filename = entry.filename or "model.safetensors"
+        path = hub_file(entry.hf_hub_id, filename)
+        assert path is not None  # a required file is a path or an error
+        _check(entry, path, f"https://huggingface.co/{entry.hf_hub_id}/blob/main/{filename}")
+        return path
     if entry.url is None:
         raise PretrainedError(f"{entry.name} names neither a URL nor a hub file")
     return _from_url(entry, entry.url, download)

@@ -16,7 +16,6 @@ stored names and shapes before anything is built. Nothing in a folder is importe
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import re
@@ -25,14 +24,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..common import PathLike, optional_import
-from ..core.data_config import check_data_config, set_data_config
+from ..common import PathLike
+from ..core.data_config import check_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..files import atomic_write, parse_json, read_bytes, read_text
 from ..interop.checkpoint import (
     CheckpointError,
-    build_checked,
+    build_loaded,
     check_fits,
     check_tensors,
     is_checkpoint,
@@ -41,6 +40,7 @@ from ..interop.checkpoint import (
     safetensors_module,
 )
 from ..limits import MAX_JSON_BYTES
+from .weights import TIMM_DEFAULTS
 
 __all__ = [
     "CHECKSUMS",
@@ -62,22 +62,7 @@ SHARED_PREFIXES = ("local-dir:", "hf-hub:")
 FORMAT = "resnetlib.hf-folder"
 FORMAT_VERSION = 1
 
-TIMM_ARCHITECTURES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnet18d",
-    "resnet34d",
-    "resnet50d",
-    "resnet101d",
-    "resnet152d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-)
+TIMM_ARCHITECTURES = tuple(TIMM_DEFAULTS)
 """resnetlib's models that timm has under the same name, with the same state-dict names."""
 
 # timm's model_args resnetlib reads, and the override each becomes (None: training-only).
@@ -302,26 +287,9 @@ def _local(folder: Path) -> FileSource:
 
 
 def _hub(repo: str, revision: str | None) -> FileSource:
-    hub: Any = optional_import("huggingface_hub", "hf-hub: models need huggingface_hub", "hub")
-    errors: Any = importlib.import_module("huggingface_hub.errors")
-    constants: Any = importlib.import_module("huggingface_hub.constants")
-    from .pretrained import PretrainedError
+    from .pretrained import hub_file
 
-    def get(name: str, required: bool) -> Path | None:
-        try:
-            return Path(hub.hf_hub_download(repo, name, revision=revision))
-        except errors.EntryNotFoundError as error:
-            if not required:
-                return None
-            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
-        except Exception as error:  # the hub's own types: offline, 404, gated, ...
-            reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
-        raise PretrainedError(
-            f"could not get {name} of hf-hub:{repo} into the Hugging Face cache "
-            f"{constants.HF_HUB_CACHE} ({reason})"
-        )
-
-    return get
+    return lambda name, required: hub_file(repo, name, revision=revision, required=required)
 
 
 def _checksums(path: Path, where: str) -> dict[str, str]:
@@ -456,11 +424,7 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     if not isinstance(state, dict) or is_checkpoint(state):
         raise CheckpointError(f"{where}: {WEIGHTS} is not a plain safetensors state dict")
     check_tensors(f"{where}/{WEIGHTS}", state)
-    check_fits(f"{where}/{WEIGHTS}", spec, state)
-    model = build_checked(where, spec)
-    model.load_state_dict(state, strict=True, assign=True)
-    set_data_config(model, {**cfg, **source})
-    return model
+    return build_loaded(f"{where}/{WEIGHTS}", spec, state, {**cfg, **source})
 
 
 def load_shared(name: str) -> ResNet:

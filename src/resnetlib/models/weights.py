@@ -208,17 +208,12 @@ _HUB_SHA256: dict[str, str] = {
 
 
 def _timm(
-    model: str,
-    tag: str,
-    top1: float,
-    *,
-    size: int = 224,
-    crop_pct: float = 0.875,
-    interpolation: str = "bicubic",
-    mean: tuple[float, ...] = IMAGENET_MEAN,
-    std: tuple[float, ...] = IMAGENET_STD,
-    license: str = "apache-2.0",
+    model: str, tag: str, top1: float, *, size: int = 224, crop_pct: float = 0.875
 ) -> PretrainedWeights:
+    """timm's ``tag`` of ``model``: bicubic at ImageNet's mean/std, Apache-2.0, except that
+    the ``fb_*`` tags (Facebook's semi- and weakly supervised weights) are bilinear and
+    CC-BY-NC-4.0 and the ``ra4_*`` tags normalize with Inception's mean/std."""
+    facebook, ra4 = tag.startswith("fb_"), tag.startswith("ra4_")
     return PretrainedWeights(
         model=model,
         tag=tag,
@@ -226,14 +221,14 @@ def _timm(
         classes="imagenet-1k",
         num_classes=1000,
         top1=top1,
-        license=license,
+        license="cc-by-nc-4.0" if facebook else "apache-2.0",
         config=_config(
             model,
             size=size,
             crop_pct=crop_pct,
-            interpolation=interpolation,
-            mean=mean,
-            std=std,
+            interpolation="bilinear" if facebook else "bicubic",
+            mean=INCEPTION_MEAN if ra4 else IMAGENET_MEAN,
+            std=INCEPTION_STD if ra4 else IMAGENET_STD,
         ),
         hf_hub_id=f"timm/{model}.{tag}",
         filename="model.safetensors",
@@ -242,7 +237,12 @@ def _timm(
     )
 
 
-def _akamaster(model: str, url: str, top1: float) -> PretrainedWeights:
+def _akamaster(model: str, hash_prefix: str, top1: float) -> PretrainedWeights:
+    """akamaster's ``model``, its repository's ``pretrained_models/{model}-{hash_prefix}.th``."""
+    url = (
+        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
+        f"{model}-{hash_prefix}.th"
+    )
     return PretrainedWeights(
         model=model,
         tag="akamaster_cifar10",
@@ -253,7 +253,7 @@ def _akamaster(model: str, url: str, top1: float) -> PretrainedWeights:
         license="BSD-2-Clause",
         config=_config(model, num_classes=10, size=32, crop_pct=1.0, reduction=4),
         url=url,
-        hash_prefix=_hash_prefix(url),
+        hash_prefix=hash_prefix,
         overrides={"shortcut": "A_both"},
         origin="akamaster/pytorch_resnet_cifar10@d5489e8: README.md",
     )
@@ -268,8 +268,35 @@ _MMPRETRAIN_CIFAR10_STD = (51.5865 / 255, 50.847 / 255, 51.255 / 255)
 _MMPRETRAIN_CIFAR100_MEAN = (129.304 / 255, 124.070 / 255, 112.434 / 255)
 _MMPRETRAIN_CIFAR100_STD = (68.170 / 255, 65.392 / 255, 70.418 / 255)
 
+# The file each metafile name publishes, under https://download.openmmlab.com/mmclassification/v0/
+_MMPRETRAIN_FILES = {
+    "resnet18_8xb16_cifar10": "resnet/resnet18_b16x8_cifar10_20210528-bd6371c8",
+    "resnet34_8xb16_cifar10": "resnet/resnet34_b16x8_cifar10_20210528-a8aa36a6",
+    "resnet50_8xb16_cifar10": "resnet/resnet50_b16x8_cifar10_20210528-f54bfad9",
+    "resnet101_8xb16_cifar10": "resnet/resnet101_b16x8_cifar10_20210528-2d29e936",
+    "resnet152_8xb16_cifar10": "resnet/resnet152_b16x8_cifar10_20210528-3e8e9178",
+    "resnet50_8xb16_cifar100": "resnet/resnet50_b16x8_cifar100_20210528-67b58a1b",
+    "resnet18_8xb32_in1k": "resnet/resnet18_8xb32_in1k_20210831-fbbb1da6",
+    "resnet34_8xb32_in1k": "resnet/resnet34_8xb32_in1k_20210831-f257d4e6",
+    "resnet50_8xb32_in1k": "resnet/resnet50_8xb32_in1k_20210831-ea4938fc",
+    "resnet101_8xb32_in1k": "resnet/resnet101_8xb32_in1k_20210831-539c63f8",
+    "resnet152_8xb32_in1k": "resnet/resnet152_8xb32_in1k_20210901-4d7582fa",
+    "resnetv1d50_8xb32_in1k": "resnet/resnetv1d50_b32x8_imagenet_20210531-db14775a",
+    "resnetv1d101_8xb32_in1k": "resnet/resnetv1d101_b32x8_imagenet_20210531-6e13bcd3",
+    "resnetv1d152_8xb32_in1k": "resnet/resnetv1d152_b32x8_imagenet_20210531-278cf22a",
+    "resnet50_8xb32-fp16_in1k": "fp16/resnet50_batch256_fp16_imagenet_20210320-b3964210",
+    "resnet50_8xb256-rsb-a1-600e_in1k": "resnet/resnet50_8xb256-rsb-a1-600e_in1k_20211228-20e21305",
+    "resnet50_8xb256-rsb-a2-300e_in1k": "resnet/resnet50_8xb256-rsb-a2-300e_in1k_20211228-0fd8be6e",
+    "resnet50_8xb256-rsb-a3-100e_in1k": "resnet/resnet50_8xb256-rsb-a3-100e_in1k_20211228-3493673c",
+    "resnetv1c50_8xb32_in1k": "resnet/resnetv1c50_8xb32_in1k_20220214-3343eccd",
+    "resnetv1c101_8xb32_in1k": "resnet/resnetv1c101_8xb32_in1k_20220214-434fe45f",
+    "resnetv1c152_8xb32_in1k": "resnet/resnetv1c152_8xb32_in1k_20220214-c013291f",
+}
 
-def _mmpretrain(model: str, tag: str, name: str, url: str, top1: float) -> PretrainedWeights:
+
+def _mmpretrain(model: str, tag: str, name: str, top1: float) -> PretrainedWeights:
+    """mmpretrain's weights ``name`` (its metafile's name) as ``model.tag``."""
+    url = f"https://download.openmmlab.com/mmclassification/v0/{_MMPRETRAIN_FILES[name]}.pth"
     overrides: dict[str, Any] = {}
     if tag.endswith(("cifar10", "cifar100")):
         cifar100 = tag.endswith("cifar100")
@@ -331,26 +358,12 @@ WEIGHTS: tuple[PretrainedWeights, ...] = (
     _timm("resnet18", "a2_in1k", 70.634, crop_pct=0.95),
     _timm("resnet18", "a3_in1k", 65.67, size=160, crop_pct=0.95),
     _timm("resnet18d", "ra2_in1k", 72.296),
-    _timm(
-        "resnet18d",
-        "ra4_e3600_r224_in1k",
-        74.356,
-        crop_pct=0.9,
-        mean=INCEPTION_MEAN,
-        std=INCEPTION_STD,
-    ),
+    _timm("resnet18d", "ra4_e3600_r224_in1k", 74.356, crop_pct=0.9),
     _timm("resnet34", "a1_in1k", 76.42, crop_pct=0.95),
     _timm("resnet34", "a2_in1k", 75.52, crop_pct=0.95),
     _timm("resnet34", "a3_in1k", 70.58, size=160, crop_pct=0.95),
     _timm("resnet34", "bt_in1k", 75.176),
-    _timm(
-        "resnet34",
-        "ra4_e3600_r224_in1k",
-        77.492,
-        crop_pct=0.9,
-        mean=INCEPTION_MEAN,
-        std=INCEPTION_STD,
-    ),
+    _timm("resnet34", "ra4_e3600_r224_in1k", 77.492, crop_pct=0.9),
     _timm("resnet34d", "ra2_in1k", 77.108),
     _timm("resnet50", "a1_in1k", 80.382, crop_pct=0.95),
     _timm("resnet50", "a1h_in1k", 79.264, size=176, crop_pct=0.9),
@@ -366,14 +379,7 @@ WEIGHTS: tuple[PretrainedWeights, ...] = (
     _timm("resnet50", "ra_in1k", 78.82),
     _timm("resnet50", "bt_in1k", 78.444),
     _timm("resnet50d", "ra2_in1k", 80.546),
-    _timm(
-        "resnet50d",
-        "ra4_e3600_r224_in1k",
-        80.956,
-        crop_pct=0.95,
-        mean=INCEPTION_MEAN,
-        std=INCEPTION_STD,
-    ),
+    _timm("resnet50d", "ra4_e3600_r224_in1k", 80.956, crop_pct=0.95),
     _timm("resnet50d", "a1_in1k", 80.73, crop_pct=0.95),
     _timm("resnet50d", "a2_in1k", 80.268, crop_pct=0.95),
     _timm("resnet50d", "a3_in1k", 77.222, size=160, crop_pct=0.95),
@@ -393,61 +399,15 @@ WEIGHTS: tuple[PretrainedWeights, ...] = (
     _timm("resnext50_32x4d", "a2_in1k", 80.444, crop_pct=0.95),
     _timm("resnext50_32x4d", "a3_in1k", 77.732, size=160, crop_pct=0.95),
     _timm("resnext50_32x4d", "ra_in1k", 79.8),
-    _timm(
-        "resnext101_32x8d",
-        "fb_wsl_ig1b_ft_in1k",
-        82.72,
-        interpolation="bilinear",
-        license="cc-by-nc-4.0",
-    ),
-    _timm(
-        "resnet18",
-        "fb_ssl_yfcc100m_ft_in1k",
-        72.636,
-        interpolation="bilinear",
-        license="cc-by-nc-4.0",
-    ),
-    _timm(
-        "resnet50",
-        "fb_ssl_yfcc100m_ft_in1k",
-        79.252,
-        interpolation="bilinear",
-        license="cc-by-nc-4.0",
-    ),
-    _timm(
-        "resnext50_32x4d",
-        "fb_ssl_yfcc100m_ft_in1k",
-        80.316,
-        interpolation="bilinear",
-        license="cc-by-nc-4.0",
-    ),
-    _timm(
-        "resnext101_32x8d",
-        "fb_ssl_yfcc100m_ft_in1k",
-        81.62,
-        interpolation="bilinear",
-        license="cc-by-nc-4.0",
-    ),
-    _timm(
-        "resnet18", "fb_swsl_ig1b_ft_in1k", 73.286, interpolation="bilinear", license="cc-by-nc-4.0"
-    ),
-    _timm(
-        "resnet50", "fb_swsl_ig1b_ft_in1k", 81.146, interpolation="bilinear", license="cc-by-nc-4.0"
-    ),
-    _timm(
-        "resnext50_32x4d",
-        "fb_swsl_ig1b_ft_in1k",
-        82.162,
-        interpolation="bilinear",
-        license="cc-by-nc-4.0",
-    ),
-    _timm(
-        "resnext101_32x8d",
-        "fb_swsl_ig1b_ft_in1k",
-        84.276,
-        interpolation="bilinear",
-        license="cc-by-nc-4.0",
-    ),
+    _timm("resnext101_32x8d", "fb_wsl_ig1b_ft_in1k", 82.72),
+    _timm("resnet18", "fb_ssl_yfcc100m_ft_in1k", 72.636),
+    _timm("resnet50", "fb_ssl_yfcc100m_ft_in1k", 79.252),
+    _timm("resnext50_32x4d", "fb_ssl_yfcc100m_ft_in1k", 80.316),
+    _timm("resnext101_32x8d", "fb_ssl_yfcc100m_ft_in1k", 81.62),
+    _timm("resnet18", "fb_swsl_ig1b_ft_in1k", 73.286),
+    _timm("resnet50", "fb_swsl_ig1b_ft_in1k", 81.146),
+    _timm("resnext50_32x4d", "fb_swsl_ig1b_ft_in1k", 82.162),
+    _timm("resnext101_32x8d", "fb_swsl_ig1b_ft_in1k", 84.276),
     _timm("resnet18", "gluon_in1k", 70.844),
     _timm("resnet34", "gluon_in1k", 74.574),
     _timm("resnet50", "gluon_in1k", 77.58),
@@ -457,204 +417,55 @@ WEIGHTS: tuple[PretrainedWeights, ...] = (
     _timm("resnet101d", "gluon_in1k", 80.466),
     _timm("resnet152d", "gluon_in1k", 80.476),
     _timm("resnext50_32x4d", "gluon_in1k", 79.354),
-    _akamaster(
-        "resnet20",
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/resnet20-12fca82f.th",
-        91.73,
-    ),
-    _akamaster(
-        "resnet32",
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/resnet32-d509ac18.th",
-        92.63,
-    ),
-    _akamaster(
-        "resnet44",
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/resnet44-014dd654.th",
-        93.1,
-    ),
-    _akamaster(
-        "resnet56",
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/resnet56-4bfd9763.th",
-        93.39,
-    ),
-    _akamaster(
-        "resnet110",
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/resnet110-1d1ed7c2.th",
-        93.68,
-    ),
-    _akamaster(
-        "resnet1202",
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/resnet1202-f3b1deed.th",
-        93.82,
-    ),
-    _mmpretrain(
-        "resnet18",
-        "mm_cifar10",
-        "resnet18_8xb16_cifar10",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet18_b16x8_cifar10_20210528-bd6371c8.pth",
-        94.82,
-    ),
-    _mmpretrain(
-        "resnet34",
-        "mm_cifar10",
-        "resnet34_8xb16_cifar10",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet34_b16x8_cifar10_20210528-a8aa36a6.pth",
-        95.34,
-    ),
-    _mmpretrain(
-        "resnet50",
-        "mm_cifar10",
-        "resnet50_8xb16_cifar10",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_b16x8_cifar10_20210528-f54bfad9.pth",
-        95.55,
-    ),
-    _mmpretrain(
-        "resnet101",
-        "mm_cifar10",
-        "resnet101_8xb16_cifar10",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet101_b16x8_cifar10_20210528-2d29e936.pth",
-        95.58,
-    ),
-    _mmpretrain(
-        "resnet152",
-        "mm_cifar10",
-        "resnet152_8xb16_cifar10",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet152_b16x8_cifar10_20210528-3e8e9178.pth",
-        95.76,
-    ),
-    _mmpretrain(
-        "resnet50",
-        "mm_cifar100",
-        "resnet50_8xb16_cifar100",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_b16x8_cifar100_20210528-67b58a1b.pth",
-        79.90,
-    ),
-    _mmpretrain(
-        "resnet18",
-        "mm_in1k",
-        "resnet18_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet18_8xb32_in1k_20210831-fbbb1da6.pth",
-        69.90,
-    ),
-    _mmpretrain(
-        "resnet34",
-        "mm_in1k",
-        "resnet34_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth",
-        73.62,
-    ),
-    _mmpretrain(
-        "resnet50",
-        "mm_in1k",
-        "resnet50_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb32_in1k_20210831-ea4938fc.pth",
-        76.55,
-    ),
-    _mmpretrain(
-        "resnet101",
-        "mm_in1k",
-        "resnet101_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet101_8xb32_in1k_20210831-539c63f8.pth",
-        77.97,
-    ),
-    _mmpretrain(
-        "resnet152",
-        "mm_in1k",
-        "resnet152_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet152_8xb32_in1k_20210901-4d7582fa.pth",
-        78.48,
-    ),
-    _mmpretrain(
-        "resnet50d",
-        "mm_v1d_in1k",
-        "resnetv1d50_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnetv1d50_b32x8_imagenet_20210531-db14775a.pth",
-        77.54,
-    ),
-    _mmpretrain(
-        "resnet101d",
-        "mm_v1d_in1k",
-        "resnetv1d101_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnetv1d101_b32x8_imagenet_20210531-6e13bcd3.pth",
-        78.93,
-    ),
-    _mmpretrain(
-        "resnet152d",
-        "mm_v1d_in1k",
-        "resnetv1d152_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnetv1d152_b32x8_imagenet_20210531-278cf22a.pth",
-        79.41,
-    ),
-    _mmpretrain(
-        "resnet50",
-        "mm_fp16_in1k",
-        "resnet50_8xb32-fp16_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/fp16/resnet50_batch256_fp16_imagenet_20210320-b3964210.pth",
-        76.30,
-    ),
-    _mmpretrain(
-        "resnet50",
-        "mm_rsb_a1_in1k",
-        "resnet50_8xb256-rsb-a1-600e_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb256-rsb-a1-600e_in1k_20211228-20e21305.pth",
-        80.12,
-    ),
-    _mmpretrain(
-        "resnet50",
-        "mm_rsb_a2_in1k",
-        "resnet50_8xb256-rsb-a2-300e_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb256-rsb-a2-300e_in1k_20211228-0fd8be6e.pth",
-        79.55,
-    ),
-    _mmpretrain(
-        "resnet50",
-        "mm_rsb_a3_in1k",
-        "resnet50_8xb256-rsb-a3-100e_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb256-rsb-a3-100e_in1k_20211228-3493673c.pth",
-        78.30,
-    ),
-    _mmpretrain(
-        "resnet50d",
-        "mm_v1c_in1k",
-        "resnetv1c50_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnetv1c50_8xb32_in1k_20220214-3343eccd.pth",
-        77.01,
-    ),
-    _mmpretrain(
-        "resnet101d",
-        "mm_v1c_in1k",
-        "resnetv1c101_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnetv1c101_8xb32_in1k_20220214-434fe45f.pth",
-        78.30,
-    ),
-    _mmpretrain(
-        "resnet152d",
-        "mm_v1c_in1k",
-        "resnetv1c152_8xb32_in1k",
-        "https://download.openmmlab.com/mmclassification/v0/resnet/resnetv1c152_8xb32_in1k_20220214-c013291f.pth",
-        78.76,
-    ),
+    _akamaster("resnet20", "12fca82f", 91.73),
+    _akamaster("resnet32", "d509ac18", 92.63),
+    _akamaster("resnet44", "014dd654", 93.1),
+    _akamaster("resnet56", "4bfd9763", 93.39),
+    _akamaster("resnet110", "1d1ed7c2", 93.68),
+    _akamaster("resnet1202", "f3b1deed", 93.82),
+    _mmpretrain("resnet18", "mm_cifar10", "resnet18_8xb16_cifar10", 94.82),
+    _mmpretrain("resnet34", "mm_cifar10", "resnet34_8xb16_cifar10", 95.34),
+    _mmpretrain("resnet50", "mm_cifar10", "resnet50_8xb16_cifar10", 95.55),
+    _mmpretrain("resnet101", "mm_cifar10", "resnet101_8xb16_cifar10", 95.58),
+    _mmpretrain("resnet152", "mm_cifar10", "resnet152_8xb16_cifar10", 95.76),
+    _mmpretrain("resnet50", "mm_cifar100", "resnet50_8xb16_cifar100", 79.90),
+    _mmpretrain("resnet18", "mm_in1k", "resnet18_8xb32_in1k", 69.90),
+    _mmpretrain("resnet34", "mm_in1k", "resnet34_8xb32_in1k", 73.62),
+    _mmpretrain("resnet50", "mm_in1k", "resnet50_8xb32_in1k", 76.55),
+    _mmpretrain("resnet101", "mm_in1k", "resnet101_8xb32_in1k", 77.97),
+    _mmpretrain("resnet152", "mm_in1k", "resnet152_8xb32_in1k", 78.48),
+    _mmpretrain("resnet50d", "mm_v1d_in1k", "resnetv1d50_8xb32_in1k", 77.54),
+    _mmpretrain("resnet101d", "mm_v1d_in1k", "resnetv1d101_8xb32_in1k", 78.93),
+    _mmpretrain("resnet152d", "mm_v1d_in1k", "resnetv1d152_8xb32_in1k", 79.41),
+    _mmpretrain("resnet50", "mm_fp16_in1k", "resnet50_8xb32-fp16_in1k", 76.30),
+    _mmpretrain("resnet50", "mm_rsb_a1_in1k", "resnet50_8xb256-rsb-a1-600e_in1k", 80.12),
+    _mmpretrain("resnet50", "mm_rsb_a2_in1k", "resnet50_8xb256-rsb-a2-300e_in1k", 79.55),
+    _mmpretrain("resnet50", "mm_rsb_a3_in1k", "resnet50_8xb256-rsb-a3-100e_in1k", 78.30),
+    _mmpretrain("resnet50d", "mm_v1c_in1k", "resnetv1c50_8xb32_in1k", 77.01),
+    _mmpretrain("resnet101d", "mm_v1c_in1k", "resnetv1c101_8xb32_in1k", 78.30),
+    _mmpretrain("resnet152d", "mm_v1c_in1k", "resnetv1c152_8xb32_in1k", 78.76),
 )
 """Every registered checkpoint, by source: torchvision, timm, akamaster, mmpretrain."""
 
 
-# timm's default tag per model: the first in its default_cfgs (timm's rule).
-_TIMM_DEFAULTS: dict[str, str] = {
+TIMM_DEFAULTS: dict[str, str] = {
     "resnet18": "a1_in1k",
-    "resnet18d": "ra2_in1k",
     "resnet34": "a1_in1k",
-    "resnet34d": "ra2_in1k",
     "resnet50": "a1_in1k",
-    "resnet50d": "ra2_in1k",
     "resnet101": "a1h_in1k",
-    "resnet101d": "ra2_in1k",
     "resnet152": "a1h_in1k",
+    "resnet18d": "ra2_in1k",
+    "resnet34d": "ra2_in1k",
+    "resnet50d": "ra2_in1k",
+    "resnet101d": "ra2_in1k",
     "resnet152d": "ra2_in1k",
     "wide_resnet50_2": "racm_in1k",
     "wide_resnet101_2": "tv_in1k",
     "resnext50_32x4d": "a1h_in1k",
     "resnext101_32x8d": "tv_in1k",
 }
+"""timm's architectures that resnetlib builds (same names, same state-dict names), each with
+timm's default tag: the first in its default_cfgs (timm's rule)."""
 
 
 def _index() -> dict[str, dict[str, PretrainedWeights]]:
@@ -682,7 +493,7 @@ def default_weights(model: str) -> PretrainedWeights:
             f"no pretrained weights for {model!r}; models with weights: "
             f"{', '.join(sorted(_BY_MODEL))}"
         )
-    tag = _TIMM_DEFAULTS.get(model)
+    tag = TIMM_DEFAULTS.get(model)
     return tags[tag] if tag is not None else next(iter(tags.values()))
 
 

@@ -137,12 +137,9 @@ def create_model(
     maps; ``"dict"`` is refused). Weights of another ``num_classes`` or ``in_chans`` load
     with a new head or an adapted stem.
 
-    ``overrides`` are the :class:`ModelOverrides` keys (``num_classes``, ``in_channels``,
-    ``shortcut``, ``block``, ``stem``, ``base_channels``, ``widths``, ``width_multiplier``,
-    timm's ``base_width`` and ``cardinality``,
-    ``zero_init_residual``, ``stride_in_1x1``, ``block_options``, ``norm``, ``act``,
-    ``drop_path_rate``, ``output_stride``; see ``help(resnetlib.ModelOverrides)``) and any
-    keyword the registered factory adds; an unknown one raises ``TypeError``.
+    ``overrides`` are the :class:`ModelOverrides` keys (timm's ``base_width`` and
+    ``cardinality`` among them) and any keyword the registered factory adds; an unknown one
+    raises ``TypeError``.
 
     ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
     dict file; ``checkpoint_source`` names its layout (see
@@ -231,9 +228,7 @@ def create_model(
         model.to(dtype=dtype)
     if global_pool is not None:
         model.reset_classifier(model.num_classes, global_pool=global_pool)
-    if not is_real(drop_rate):
-        raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
-    if not 0.0 <= drop_rate < 1.0:
+    if not is_real(drop_rate) or not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
     model.drop_rate = float(drop_rate)
     if entry is not None:
@@ -484,17 +479,24 @@ def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFa
     return factory
 
 
+# The paper's ImageNet depths (Table 1): blocks per stage and block type (its ``preact_`` twin
+# in the pre-activation nets).
+_DEPTHS: dict[int, tuple[tuple[int, ...], str]] = {
+    18: ((2, 2, 2, 2), "basic"),
+    34: ((3, 4, 6, 3), "basic"),
+    50: ((3, 4, 6, 3), "bottleneck"),
+    101: ((3, 4, 23, 3), "bottleneck"),
+    152: ((3, 8, 36, 3), "bottleneck"),
+}
+
+
 def _imagenet(
-    name: str,
-    layers: tuple[int, ...],
-    block: str,
-    shortcut: str,
-    doc: str,
-    block_options: Mapping[str, JSONScalar] | None = None,
-    stem: str = "imagenet",
+    name: str, depth: int, shortcut: str, doc: str, stem: str = "imagenet", **options: JSONScalar
 ) -> ModelFactory:
-    make_spec = partial(_imagenet_layout, layers, block, shortcut, stem, block_options)
-    return _family(name, make_spec, doc)
+    layers, block = _DEPTHS[depth]
+    if shortcut == "preact_B":
+        block = f"preact_{block}"
+    return _family(name, partial(_imagenet_layout, layers, block, shortcut, stem, options), doc)
 
 
 def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
@@ -502,80 +504,52 @@ def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
 
 
 _B = "Option B shortcuts, 1000 classes, torchvision-compatible names and weights."
-resnet18 = _imagenet(
-    "resnet18", (2, 2, 2, 2), "basic", "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}"
-)
-resnet34 = _imagenet(
-    "resnet34", (3, 4, 6, 3), "basic", "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}"
-)
-resnet50 = _imagenet(
-    "resnet50",
-    (3, 4, 6, 3),
-    "bottleneck",
-    "B",
-    f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}",
-)
+resnet18 = _imagenet("resnet18", 18, "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}")
+resnet34 = _imagenet("resnet34", 34, "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}")
+resnet50 = _imagenet("resnet50", 50, "B", f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}")
 resnet101 = _imagenet(
-    "resnet101",
-    (3, 4, 23, 3),
-    "bottleneck",
-    "B",
-    f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}",
+    "resnet101", 101, "B", f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}"
 )
 resnet152 = _imagenet(
-    "resnet152",
-    (3, 8, 36, 3),
-    "bottleneck",
-    "B",
-    f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}",
+    "resnet152", 152, "B", f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}"
 )
 plain18 = _imagenet(
-    "plain18",
-    (2, 2, 2, 2),
-    "basic",
-    "none",
-    "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left).",
+    "plain18", 18, "none", "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left)."
 )
 plain34 = _imagenet(
-    "plain34",
-    (3, 4, 6, 3),
-    "basic",
-    "none",
-    "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle).",
+    "plain34", 34, "none", "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle)."
 )
 
 _W = "Bottleneck inner width int(width * width_per_group / 64) * groups, as torchvision."
 wide_resnet50_2 = _imagenet(
     "wide_resnet50_2",
-    (3, 4, 6, 3),
-    "bottleneck",
+    50,
     "B",
     f"Wide ResNet-50-2: 68,883,240 params; twice ResNet-50's inner widths. {_W}",
-    {"width_per_group": 128},
+    width_per_group=128,
 )
 wide_resnet101_2 = _imagenet(
     "wide_resnet101_2",
-    (3, 4, 23, 3),
-    "bottleneck",
+    101,
     "B",
     f"Wide ResNet-101-2: 126,886,696 params; twice ResNet-101's inner widths. {_W}",
-    {"width_per_group": 128},
+    width_per_group=128,
 )
 resnext50_32x4d = _imagenet(
     "resnext50_32x4d",
-    (3, 4, 6, 3),
-    "bottleneck",
+    50,
     "B",
     f"ResNeXt-50 32x4d: 25,028,904 params; 32 groups of 4 channels. {_W}",
-    {"groups": 32, "width_per_group": 4},
+    groups=32,
+    width_per_group=4,
 )
 resnext101_32x8d = _imagenet(
     "resnext101_32x8d",
-    (3, 4, 23, 3),
-    "bottleneck",
+    101,
     "B",
     f"ResNeXt-101 32x8d: 88,791,336 params; 32 groups of 8 channels. {_W}",
-    {"groups": 32, "width_per_group": 8},
+    groups=32,
+    width_per_group=8,
 )
 
 _D = (
@@ -583,46 +557,11 @@ _D = (
     "32/32/64 and option D shortcuts (average pool, then stride-1 projection); "
     "timm-compatible names and weights."
 )
-resnet18d = _imagenet(
-    "resnet18d",
-    (2, 2, 2, 2),
-    "basic",
-    "D",
-    f"ResNet-18-D: 11,708,744 params. {_D}",
-    stem="deep",
-)
-resnet34d = _imagenet(
-    "resnet34d",
-    (3, 4, 6, 3),
-    "basic",
-    "D",
-    f"ResNet-34-D: 21,816,904 params. {_D}",
-    stem="deep",
-)
-resnet50d = _imagenet(
-    "resnet50d",
-    (3, 4, 6, 3),
-    "bottleneck",
-    "D",
-    f"ResNet-50-D: 25,576,264 params. {_D}",
-    stem="deep",
-)
-resnet101d = _imagenet(
-    "resnet101d",
-    (3, 4, 23, 3),
-    "bottleneck",
-    "D",
-    f"ResNet-101-D: 44,568,392 params. {_D}",
-    stem="deep",
-)
-resnet152d = _imagenet(
-    "resnet152d",
-    (3, 8, 36, 3),
-    "bottleneck",
-    "D",
-    f"ResNet-152-D: 60,212,040 params. {_D}",
-    stem="deep",
-)
+resnet18d = _imagenet("resnet18d", 18, "D", f"ResNet-18-D: 11,708,744 params. {_D}", "deep")
+resnet34d = _imagenet("resnet34d", 34, "D", f"ResNet-34-D: 21,816,904 params. {_D}", "deep")
+resnet50d = _imagenet("resnet50d", 50, "D", f"ResNet-50-D: 25,576,264 params. {_D}", "deep")
+resnet101d = _imagenet("resnet101d", 101, "D", f"ResNet-101-D: 44,568,392 params. {_D}", "deep")
+resnet152d = _imagenet("resnet152d", 152, "D", f"ResNet-152-D: 60,212,040 params. {_D}", "deep")
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
 resnet20 = _cifar("resnet20", 20, "A", f"ResNet-20: 269,722 params. {_A}")
@@ -674,31 +613,20 @@ def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResN
     return build_model(*overridden_spec(spec, overrides, "preact_cifar_resnet"))
 
 
-def _preact_cifar(name: str, depth: int, block: str, doc: str) -> ModelFactory:
-    return _family(name, lambda: _preact_cifar_spec(depth, block), doc)
-
-
-def _preact_imagenet(name: str, layers: tuple[int, ...], block: str, doc: str) -> ModelFactory:
-    return _imagenet(name, layers, block, "preact_B", doc, stem="imagenet_preact")
-
-
 _PA = "CIFAR-10 layout, 10 classes, pre-activation units (He et al. 2016)"
-preact_resnet110 = _preact_cifar(
+preact_resnet110 = _family(
     "preact_resnet110",
-    110,
-    "preact_basic",
+    partial(_preact_cifar_spec, 110, "preact_basic"),
     f"Pre-activation ResNet-110: 1,727,962 params (ResNet-110's). {_PA}, option A.",
 )
-preact_resnet164 = _preact_cifar(
+preact_resnet164 = _family(
     "preact_resnet164",
-    164,
-    "preact_bottleneck",
+    partial(_preact_cifar_spec, 164, "preact_bottleneck"),
     f"Pre-activation ResNet-164: 1,703,258 params. {_PA}, 1x1 projections.",
 )
-preact_resnet1001 = _preact_cifar(
+preact_resnet1001 = _family(
     "preact_resnet1001",
-    1001,
-    "preact_bottleneck",
+    partial(_preact_cifar_spec, 1001, "preact_bottleneck"),
     f"Pre-activation ResNet-1001: 10,327,706 params. {_PA}, 1x1 projections.",
 )
 
@@ -706,18 +634,18 @@ _PI = (
     "ImageNet layout, 1000 classes, pre-activation units (He et al. 2016), "
     "1x1 projections without a norm"
 )
-preact_resnet18 = _preact_imagenet(
-    "preact_resnet18", (2, 2, 2, 2), "preact_basic", f"Pre-activation ResNet-18. {_PI}."
+preact_resnet18 = _imagenet(
+    "preact_resnet18", 18, "preact_B", f"Pre-activation ResNet-18. {_PI}.", "imagenet_preact"
 )
-preact_resnet34 = _preact_imagenet(
-    "preact_resnet34", (3, 4, 6, 3), "preact_basic", f"Pre-activation ResNet-34. {_PI}."
+preact_resnet34 = _imagenet(
+    "preact_resnet34", 34, "preact_B", f"Pre-activation ResNet-34. {_PI}.", "imagenet_preact"
 )
-preact_resnet50 = _preact_imagenet(
-    "preact_resnet50", (3, 4, 6, 3), "preact_bottleneck", f"Pre-activation ResNet-50. {_PI}."
+preact_resnet50 = _imagenet(
+    "preact_resnet50", 50, "preact_B", f"Pre-activation ResNet-50. {_PI}.", "imagenet_preact"
 )
-preact_resnet101 = _preact_imagenet(
-    "preact_resnet101", (3, 4, 23, 3), "preact_bottleneck", f"Pre-activation ResNet-101. {_PI}."
+preact_resnet101 = _imagenet(
+    "preact_resnet101", 101, "preact_B", f"Pre-activation ResNet-101. {_PI}.", "imagenet_preact"
 )
-preact_resnet152 = _preact_imagenet(
-    "preact_resnet152", (3, 8, 36, 3), "preact_bottleneck", f"Pre-activation ResNet-152. {_PI}."
+preact_resnet152 = _imagenet(
+    "preact_resnet152", 152, "preact_B", f"Pre-activation ResNet-152. {_PI}.", "imagenet_preact"
 )
