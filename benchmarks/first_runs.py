@@ -131,7 +131,8 @@ class Tree:
 
     def __init__(self, label: str, src: Path, work: Path) -> None:
         self.label, self.src, self.work = label, src, work
-        work.mkdir(parents=True)
+        self.count = 0
+        (work / "logs").mkdir(parents=True)
         self.env = {
             **os.environ,
             "PYTHONPATH": str(src),
@@ -172,6 +173,9 @@ class Tree:
         reader.join()
         output = b"".join(chunks).decode(errors="replace")
         code = None if timed_out else process.returncode
+        self.count += 1
+        log = self.work / "logs" / f"{self.count:02d}-{args[0].lstrip('-')}.txt"
+        log.write_text(f"$ {' '.join(args)}\nexit {code}\n{output}")
         return Result(code, output, time.monotonic() - start)
 
 
@@ -201,21 +205,21 @@ def first(result: Result, pattern: str) -> str:
 
 
 STARTUP = r"parameters\) on "  # the start-up line: "ResNet-20 (269,722 parameters) on ..."
+LENGTH = r"[\d,]+ in all \([^)]*\)"  # "4 in all (the paper's CIFAR recipe, batch 128; ...)"
+SPLIT = r"[\d,]+ train[^;]*? images"  # "900 train / 100 val / 200 test images"
 
 
-def clauses(line: str, pattern: str) -> str:
-    """The start-up line's "; "-separated clauses that match ``pattern`` (all of a line
-    that is not a start-up line)."""
-    if not re.search(STARTUP, line):
-        return line
-    kept = [c for c in line.split("; ") if re.search(pattern, c)]
-    return "; ".join(kept) or "(no such clause)"
+def grab(line: str, *patterns: str, missing: str | None = None) -> str:
+    """What each pattern matches in ``line``, joined by " … "; ``missing`` (else the whole
+    line: an error or exit status) where none matches."""
+    found = [m.group(0) for p in patterns if (m := re.search(p, line))]
+    return " … ".join(found) or (line if missing is None else missing)
 
 
 def cell(text: str, width: int | None = WIDTH) -> str:
     text = " ".join(text.split())
     if width is not None and len(text) > width:
-        text = text[: WIDTH - 1] + "…"
+        text = text[: width - 1] + "…"
     return text.replace("|", "\\|") or "(nothing)"
 
 
@@ -235,13 +239,28 @@ def recorded(path: Path, *keys: str) -> str:
                     return found
         return None
 
-    return f"{path.name}: " + ", ".join(f"{k}={json.dumps(find(data, k))}" for k in keys)
+    def show(value: object) -> str:
+        if isinstance(value, list) and all(isinstance(v, float) for v in value):
+            return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
+        return json.dumps(value)
+
+    return f"{path.name}: " + ", ".join(f"{k}={show(find(data, k))}" for k in keys)
 
 
-def digest(path: Path) -> str:
+def digest(path: Path) -> tuple[str, float]:
+    """A file's sha256 (10 digits) and modification time."""
     if not path.is_file():
-        return "missing"
-    return f"{hashlib.sha256(path.read_bytes()).hexdigest()[:10]} mtime {path.stat().st_mtime_ns}"
+        return "missing", 0.0
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10], path.stat().st_mtime
+
+
+def learning_rates(path: Path) -> str:
+    """The lr of each row of a run's steps.csv."""
+    if not path.is_file():
+        return f"no {path.name}"
+    rows = path.read_text().splitlines()
+    column = rows[0].split(",").index("lr")
+    return f"{path.name}: lr " + ", ".join(row.split(",")[column] for row in rows[1:])
 
 
 # --------------------------------------------------------------------------------------
@@ -258,40 +277,83 @@ METADATA = "import onnx; print(sorted(p.key for p in onnx.load('plain.onnx').met
 
 # (key, friction, command as shown); cells() fills one column per tree, keyed the same.
 ROWS: list[tuple[str, str, str]] = [
-    ("setup", "setup: the weights", f"train resnet20 --data {CIFAR} --iterations 2 "
-     "--val-size 0 --batch-size 32 --out base"),
+    (
+        "setup",
+        "setup: the weights",
+        f"train resnet20 --data {CIFAR} --iterations 2 --val-size 0 --batch-size 32 --out base",
+    ),
     ("1a", "1. --pretrained swallows a word", "predict resnet20 --pretrained a.png b.png"),
     ("1b", "1. --pretrained swallows a word", f"evaluate --pretrained resnet20 --data {CIFAR}"),
     ("1c", "1. --checkpoint alone", f"export --checkpoint {CKPT} --format onnx --out x.onnx"),
-    ("2a", "2. short run, scaled recipe", f"train resnet20 --data {CIFAR} --iterations 4 "
-     "--val-size 100 --out short (start-up line)"),
+    (
+        "2a",
+        "2. short run, scaled recipe",
+        f"train resnet20 --data {CIFAR} --iterations 4 --val-size 100 --out short (start-up line)",
+    ),
     ("2b", "2. short run, scaled recipe", "short/recipe.json"),
+    ("2c", "2. short run, scaled recipe", "short/steps.csv: the lr at each iteration it logs"),
     ("3a", "3. small data", f"train resnet20 --data {CIFAR} --iterations 2 --out small"),
-    ("3b", "3. small data", f"train resnet20 --data {CIFAR} --iterations 2 --val-size 0 "
-     "--out all"),
-    ("4a", "4. fine-tune recipe", f"train resnet20 --checkpoint {CKPT} --classes 0,1,2,3,4 "
-     f"--num-classes 5 --freeze 1 --lr 0.01 --data {CIFAR} --out ft (docs' command)"),
-    ("4b", "4. fine-tune recipe", "the same with --val-size 50, its length (Ctrl-C after the "
-     "start-up line)"),
+    ("3b", "3. small data", f"train resnet20 --data {CIFAR} --iterations 2 --val-size 0 --out all"),
+    (
+        "4a",
+        "4. fine-tune recipe",
+        f"train resnet20 --checkpoint {CKPT} --classes 0,1,2,3,4 "
+        f"--num-classes 5 --freeze 1 --lr 0.01 --data {CIFAR} --out ft (docs' command)",
+    ),
+    (
+        "4b",
+        "4. fine-tune recipe",
+        "the same with --val-size 50, its length (Ctrl-C after the start-up line)",
+    ),
     ("5a", "5. statistics", "python -c 'print(CIFAR10_MEAN, CIFAR10_STD)'"),
-    ("5b", "5. statistics", f"train resnet20 --data {FOLDER} --iterations 1 --val-size 0 "
-     "--batch-size 32 --out fold: run.json mean/std (pixels: mean ~0.19, std ~0.11)"),
+    (
+        "5b",
+        "5. statistics",
+        f"train resnet20 --data {FOLDER} --iterations 1 --val-size 0 "
+        "--batch-size 32 --out fold: run.json mean/std (pixels: mean ~0.19, std ~0.11)",
+    ),
+    (
+        "5c",
+        "5. statistics",
+        "8a's tiny-run/run.json mean/std (random JPEG pixels: mean ~0.50)",
+    ),
     ("6a", "6. progress line", "2a's output before its start-up line"),
     ("6b", "6. progress line", "2a's first progress bar after iteration 1"),
-    ("6c", "6. progress line", f"train resnet20 --data {CIFAR} --iterations 6 --val-size 100 "
-     "--batch-size 32 --out intr, Ctrl-C at 1/6; then train --out intr --resume: first line"),
-    ("6d", "6. progress line", "train --out intr --resume once more (finished): last line"),
+    (
+        "6c",
+        "6. progress line",
+        f"train resnet20 --data {CIFAR} --iterations 6 --val-size 100 "
+        "--batch-size 32 --out intr, Ctrl-C after an iteration; then "
+        "train --out intr --resume: its first two lines",
+    ),
+    ("6d", "6. progress line", "train --out intr --resume once more (a finished run)"),
     ("6e", "6. progress line", "intr/final.pt before and after 6d (sha256, mtime)"),
-    ("7a", "7. exports carry the contract", f"export {CKPT} --format onnx --out plain.onnx; "
-     "python -c 'onnx metadata_props keys'"),
+    (
+        "7a",
+        "7. exports carry the contract",
+        f"export {CKPT} --format onnx --out plain.onnx; python -c 'onnx metadata_props keys'",
+    ),
     ("7b", "7. exports carry the contract", f"evaluate plain.onnx --data {CIFAR}"),
-    ("7c", "7. exports carry the contract", f"export {CKPT} --format onnx --int8 --normalize "
-     f"--calibrate {CIFAR} --calibration-size 32 --out int8.onnx"),
-    ("8a", "8. TinyImageNet", f"train resnet18 --data {TINY} --iterations 1 --val-size 0 "
-     "--batch-size 32 --out tiny-run (start-up line)"),
-    ("8b", "8. TinyImageNet", "tiny-run/spec.json, recipe.json"),
-    ("8c", "8. TinyImageNet", f"train resnet20 --data {VALID} --iterations 1 --val-size 0 "
-     "--batch-size 32 --out valid-run (train/ and valid/ only)"),
+    (
+        "7c",
+        "7. exports carry the contract",
+        f"export {CKPT} --format onnx --int8 --normalize "
+        f"--calibrate {CIFAR} --calibration-size 32 --out int8.onnx",
+    ),
+    ("7d", "7. exports carry the contract", f"evaluate int8.onnx --data {CIFAR}"),
+    (
+        "8a",
+        "8. TinyImageNet",
+        f"train resnet18 --data {TINY} --iterations 1 --val-size 0 "
+        "--batch-size 32 --out tiny-run (start-up line)",
+    ),
+    ("8b", "8. TinyImageNet", "tiny-run/run.json, spec.json, recipe.json"),
+    (
+        "8c",
+        "8. TinyImageNet",
+        f"train resnet20 --data {VALID} --iterations 1 --val-size 0 "
+        "--batch-size 32 --out valid-run (train/ and valid/ only)",
+    ),
     ("9a", "9. speed", "2a's start-up line: a bf16 hint"),
     ("9b", "9. speed", "short/recipe.json: channels_last as run"),
 ]
@@ -302,8 +364,8 @@ def cells(tree: Tree, log: Callable[[str], None]) -> dict[str, str]:
     w = tree.work
     out: dict[str, str] = {}
 
-    def step(key: str, result: Result, text: str) -> None:
-        out[key] = cell(text)
+    def step(key: str, result: Result, text: str, width: int = WIDTH) -> None:
+        out[key] = cell(text, width)
         log(f"  {tree.label} {key}: {result.seconds:.0f} s, exit {result.code}")
 
     r = tree.run(*ROWS[0][2].split())
@@ -322,24 +384,25 @@ def cells(tree: Tree, log: Callable[[str], None]) -> dict[str, str]:
         "--out", "short",
     )  # fmt: skip
     startup = first(short, STARTUP)
-    step("2a", short, clauses(startup, r"in all|milestone|scaled|recipe"))
+    step("2a", short, grab(startup, LENGTH))
     step("2b", short, recorded(w / "short" / "recipe.json", "iterations", "epochs", "milestones"))
+    out["2c"] = cell(learning_rates(w / "short" / "steps.csv"))
 
     r = tree.run("train", "resnet20", "--data", CIFAR, "--iterations", "2", "--out", "small")
-    step("3a", r, clauses(first(r, STARTUP), r"train|val|test"))
+    step("3a", r, grab(first(r, STARTUP), SPLIT))
     r = tree.run(
         "train", "resnet20", "--data", CIFAR, "--iterations", "2", "--val-size", "0",
         "--out", "all",
     )  # fmt: skip
-    step("3b", r, clauses(first(r, STARTUP), r"train|val|test"))
+    step("3b", r, grab(first(r, STARTUP), SPLIT))
 
     finetune = ["train", "resnet20", "--checkpoint", ckpt, "--classes", "0,1,2,3,4"]
     finetune += ["--num-classes", "5", "--freeze", "1", "--lr", "0.01", "--data", CIFAR]
     r = tree.run(*finetune, "--out", "ft")
-    length = clauses(first(r, STARTUP), r"in all|recipe")
-    step("4a", r, f"{length}; {status(r)}" if r.code == 0 else status(r))
+    length = grab(first(r, STARTUP), SPLIT, LENGTH)
+    step("4a", r, f"{status(r)}: {length}" if r.code == 0 else status(r))
     r = tree.run(*finetune, "--val-size", "50", "--out", "ft50", stop_at=STARTUP)
-    step("4b", r, clauses(first(r, STARTUP), r"in all|recipe|train"))
+    step("4b", r, grab(first(r, STARTUP), LENGTH))
 
     r = tree.run("-c", STATS)
     step("5a", r, first(r, r"^mean"))
@@ -359,20 +422,23 @@ def cells(tree: Tree, log: Callable[[str], None]) -> dict[str, str]:
     )  # fmt: skip
     interrupted = first(r, r"interrupted")
     r = tree.run("train", "--out", "intr", "--resume")
-    resumed = lines(r.output)
-    step("6c", r, f"{interrupted} → {resumed[0] if resumed else status(r)}")
+    resumed = [*lines(r.output), status(r), ""][:2]
+    step("6c", r, f"Ctrl-C: {interrupted} → resume: {resumed[0]} / {resumed[1]}", 2 * WIDTH)
     final = w / "intr" / "final.pt"
-    before_hash = digest(final)
+    old_hash, old_time = digest(final)
     r = tree.run("train", "--out", "intr", "--resume")
-    step("6d", r, f"{status(r)}: {lines(r.output)[-1] if lines(r.output) else ''}")
-    after_hash = digest(final)
-    same = "unchanged" if before_hash == after_hash else "REWRITTEN"
-    out["6e"] = cell(f"{same}: {before_hash} → {after_hash}")
+    bars = r.output.count("100%|")
+    said = (lines(r.output) or [status(r)])[0]
+    step("6d", r, f"{status(r)}; a 100% bar drawn {bars} times; first line: {said}", 2 * WIDTH)
+    new_hash, new_time = digest(final)
+    same = "unchanged" if (old_hash, old_time) == (new_hash, new_time) else "REWRITTEN"
+    moved = new_time - old_time
+    out["6e"] = cell(f"{same}: sha256 {old_hash} → {new_hash}, mtime {moved:+.2f} s")
 
     r = tree.run("export", ckpt, "--format", "onnx", "--out", "plain.onnx")
     if r.code == 0:
         r = tree.run("-c", METADATA)
-        step("7a", r, first(r, r"^\["))
+        step("7a", r, first(r, r"^\[").replace("'", ""), 2 * WIDTH)
     else:
         step("7a", r, status(r))
     r = tree.run("evaluate", "plain.onnx", "--data", CIFAR)
@@ -382,24 +448,43 @@ def cells(tree: Tree, log: Callable[[str], None]) -> dict[str, str]:
         "--calibration-size", "32", "--out", "int8.onnx",
     )  # fmt: skip
     step("7c", r, status(r) + ("; int8.onnx written" if (w / "int8.onnx").is_file() else ""))
+    if (w / "int8.onnx").is_file():
+        r = tree.run("evaluate", "int8.onnx", "--data", CIFAR)
+        step("7d", r, first(r, r"top-1|accuracy") if r.code == 0 else status(r))
+    else:
+        out["7d"] = "not run: no int8.onnx (7c failed)"
 
     r = tree.run(
         "train", "resnet18", "--data", TINY, "--iterations", "1", "--val-size", "0",
         "--batch-size", "32", "--out", "tiny-run",
     )  # fmt: skip
-    step("8a", r, clauses(first(r, STARTUP), r"recipe|parameters|3x"))
+    step("8a", r, grab(first(r, STARTUP), r"[\d,]+ parameters", r"3x\d+x\d+", LENGTH))
     spec = recorded(w / "tiny-run" / "spec.json", "stem")
-    recipe = recorded(w / "tiny-run" / "recipe.json", "iterations", "lr", "augment")
-    out["8b"] = cell(f"{spec}; {recipe}")
+    name = recorded(w / "tiny-run" / "run.json", "recipe_name")
+    recipe = recorded(w / "tiny-run" / "recipe.json", "lr", "schedule", "milestones", "augment")
+    out["8b"] = cell(f"{name}; {spec}; {recipe}", 2 * WIDTH)
+    out["5c"] = cell(recorded(w / "tiny-run" / "run.json", "mean", "std"))
     r = tree.run(
         "train", "resnet20", "--data", VALID, "--iterations", "1", "--val-size", "0",
         "--batch-size", "32", "--out", "valid-run",
     )  # fmt: skip
-    step("8c", r, clauses(first(r, STARTUP), r"train|test") if r.code == 0 else status(r))
+    step("8c", r, grab(first(r, STARTUP), SPLIT))
 
-    out["9a"] = cell(clauses(startup, r"bf16") if re.search(STARTUP, startup) else startup)
+    out["9a"] = cell(grab(startup, r"this CPU runs bf16[^;]*", missing="(no bf16 hint)"))
     out["9b"] = cell(recorded(w / "short" / "recipe.json", "channels_last"))
     return out
+
+
+def revision(src: Path) -> str:
+    """The git commit a source tree is at, and whether its files differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "not a git checkout"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return f"{commit}{' + uncommitted changes' if changed else ''}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -410,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, help="work in this (new) directory and keep it")
     args = parser.parse_args(argv)
 
+    revisions = {"before": revision(args.before), "after": revision(args.after)}
     root = Path(tempfile.mkdtemp(prefix="first_runs-")) if args.keep is None else args.keep
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -433,9 +519,9 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(root, ignore_errors=True)
 
     table = [
-        f"Before: `{args.before}`; after: `{args.after}`. Each command: `PYTHONPATH=<tree> "
-        "python -m resnetlib ...` in a temporary directory with the data written by "
-        "benchmarks/first_runs.py.",
+        f"Before: `{args.before}` ({revisions['before']}); after: `{args.after}` "
+        f"({revisions['after']}). Each command: `PYTHONPATH=<tree> python -m resnetlib ...` "
+        "in a temporary directory with the data written by benchmarks/first_runs.py.",
         "",
         "| friction | command | before | after |",
         "|---|---|---|---|",
