@@ -703,9 +703,7 @@ def _fingerprint(
     size: int | None,
     texts: Sequence[Path],
 ) -> str:
-    """A digest of everything that determines the decoded data: the loader version, the
-    image size, the class list, the contents of ``texts`` (wnids.txt, val_annotations.txt,
-    ...) and, per split, each file's name, label and identity (size, mtime, ctime, inode)."""
+    """A digest of everything that determines the decoded data (see the module docstring)."""
     digest = hashlib.sha256()
     digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
     digest.update(repr(classes).encode() + b"\0")

@@ -342,10 +342,9 @@ class RunDirectory:
 
 
 def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, Any]:
-    """A JSON object from ``path``, read through the gate (:func:`resnetlib.files.read_json`:
-    a regular file, bounded, no duplicate keys or non-finite numbers); a missing, oversized,
-    undecodable, deeply nested or non-object file is a :class:`RunDirectoryError` naming the
-    file (and line). ``own`` (default): a file of the run the command goes on to write."""
+    """A JSON object from ``path``, read through the gate (:func:`resnetlib.files.read_json`);
+    any problem is a :class:`RunDirectoryError` naming the file (and line). ``own``
+    (default): a file of the run the command goes on to write."""
     try:
         value = read_json(path, what=what, error=RunDirectoryError, own=own)
     except FileNotFoundError:
@@ -533,36 +532,29 @@ def check_run_info(
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         return RunDirectoryError(f"{where}: entry {entry!r} must be {wanted}; got {shown}")
 
-    def integer(entry: str, value: object, low: int, high: int = MAX_SEED) -> None:
-        if not (is_int(value) and low <= value <= high):
-            raise fail(entry, f"an int from {low} to {high}", value)
-
-    def optional_int(entry: str, value: object, low: int) -> None:
-        if value is not None and value is not _MISSING:
-            integer(entry, value, low)
+    def integer(entry: str, value: object, low: int, optional: bool = True) -> None:
+        if optional and (value is None or value is _MISSING):
+            return
+        if not (is_int(value) and low <= value <= MAX_SEED):
+            raise fail(entry, f"an int from {low} to {MAX_SEED}", value)
 
     def obj(entry: str, value: object) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
             raise fail(entry, "an object", value)
         return value
 
-    def text(entry: str, value: object) -> None:
-        if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
-            raise fail(entry, "text", value)
-
     if not isinstance(info, Mapping):
         raise RunDirectoryError(f"{where}: expected a JSON object; got {type(info).__name__}")
-    integer("seed", info.get("seed", _MISSING), 0)
-    integer("iterations", info.get("iterations", _MISSING), 1)
+    integer("seed", info.get("seed", _MISSING), 0, optional=False)
+    integer("iterations", info.get("iterations", _MISSING), 1, optional=False)
     data = obj("data", info.get("data", _MISSING))
     source = data.get("data", _MISSING)
     if not isinstance(source, str) or not source:
         raise fail("data.data", "a data set (a path or 'digits')", source)
     if data.get("labels", "fine") not in ("fine", "coarse"):
         raise fail("data.labels", "'fine' or 'coarse'", data.get("labels"))
-    optional_int("data.image_size", data.get("image_size"), 1)
-    optional_int("data.val_size", data.get("val_size"), 0)
-    optional_int("data.seed", data.get("seed"), 0)
+    for key, low in (("image_size", 1), ("val_size", 0), ("seed", 0)):
+        integer(f"data.{key}", data.get(key), low)
     classes = data.get("classes")
     if classes is not None and not (
         isinstance(classes, list)
@@ -572,7 +564,7 @@ def check_run_info(
         raise fail("data.classes", "null or a list of class names or indices", classes)
     length = obj("length", info.get("length", _MISSING))
     for key in ("iterations", "epochs"):
-        optional_int(f"length.{key}", length.get(key), 1)
+        integer(f"length.{key}", length.get(key), 1)
     if "pretrained_cfg" not in info:
         raise fail("pretrained_cfg", "", _MISSING)
     try:
@@ -583,16 +575,20 @@ def check_run_info(
         command = obj("command", info["command"])
         obj("command.given", command.get("given", {}))
         model = obj("command.model", command.get("model", {}))
-        text("command.model.name", model.get("name", _MISSING))
+        texts = {"command.model.name": model.get("name", _MISSING)}
         imports = model.get("imports", [])
         if not (
             isinstance(imports, list)
             and all(isinstance(m, str) and _module_name(m) for m in imports)
         ):
             raise fail("command.model.imports", "a list of module names", imports)
-        optional_int("command.freeze", command.get("freeze"), 0)
-    text("run_id", info.get("run_id", _MISSING))
-    text("recipe_name", info.get("recipe_name", _MISSING))
+        integer("command.freeze", command.get("freeze"), 0)
+    else:
+        texts = {}
+    texts.update(run_id=info.get("run_id", _MISSING), recipe_name=info.get("recipe_name", _MISSING))
+    for entry, value in texts.items():
+        if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
+            raise fail(entry, "text", value)
     return dict(info)
 
 
