@@ -493,8 +493,13 @@ class Trainer:
                 params = make_param_groups(model, lr=recipe.lr, no_decay_norm_bias=True)
             elif params is None:
                 params = [p for p in model.parameters() if p.requires_grad]
-            hyper = ("lr", "momentum", "nesterov", "weight_decay")
-            optimizer = torch.optim.SGD(params, **{k: getattr(recipe, k) for k in hyper})
+            optimizer = torch.optim.SGD(
+                params,
+                lr=recipe.lr,
+                momentum=recipe.momentum,
+                nesterov=recipe.nesterov,
+                weight_decay=recipe.weight_decay,
+            )
         self.optimizer = optimizer
         self.ema: Any = None
         if recipe.ema_decay is not None:
