@@ -272,13 +272,14 @@ def load_data(
     check_int("val_size", val_size, 0)
     if image_size is not None and (not is_int(image_size) or image_size < 1):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
-    _check_image_size(image_size)
+    from ..core.spec import MAX_IMAGE_SIDE
 
-    if isinstance(source, str) and source == "digits":
-        kind, root = "digits", Path("digits")
-    else:
-        root = Path(source)
-        kind = _detect(root)
+    if image_size is not None and image_size > MAX_IMAGE_SIDE:
+        raise ValueError(
+            f"image_size must be <= {MAX_IMAGE_SIDE} (resnetlib.core.spec.MAX_IMAGE_SIDE), "
+            f"got {image_size}"
+        )
+    kind, root = data_layout(source), Path(source)
     if labels == "coarse" and kind != "cifar100":
         raise DataError(f"{root}: coarse labels exist only for CIFAR-100, this is {kind}")
 
@@ -287,20 +288,15 @@ def load_data(
         if before_decoding is not None:
             before_decoding(found if keep is None else tuple(found[i] for i in keep), 3, name)
 
-    token = _LISTED.set(listed)  # image folders call it before decoding (_build_cached)
-    try:
-        if kind == "digits":
-            train, test = _load_digits(16 if image_size is None else image_size)
-        elif kind == "cifar10":
-            train, test = _load_cifar10(root)
-        elif kind == "cifar100":
-            train, test = _load_cifar100(root, labels)
-        elif kind == "tinyimagenet":
-            train, test = _load_tinyimagenet(root, image_size)
-        else:
-            train, test = _load_folder(root, image_size)
-    finally:
-        _LISTED.reset(token)
+    if kind == "digits":
+        train, test = _load_digits(16 if image_size is None else image_size)
+    elif kind == "cifar10":
+        train, test = _load_cifar10(root)
+    elif kind == "cifar100":
+        train, test = _load_cifar100(root, labels)
+    else:  # image files: listed() runs before any is decoded
+        load = _load_tinyimagenet if kind == "tinyimagenet" else _load_folder
+        train, test = load(root, image_size, listed)
     if kind in ("digits", "cifar10", "cifar100"):  # arrays, nothing to decode
         listed(train.classes, train.name)
     if image_size is not None and kind in ("cifar10", "cifar100"):
@@ -355,10 +351,7 @@ def data_layout(source: PathLike) -> str:
     """
     if isinstance(source, str) and source == "digits":
         return "digits"
-    return _detect(Path(source))
-
-
-def _detect(root: Path) -> str:
+    root = Path(source)
     if not root.exists():
         raise DataError(
             f'{root}: no such file or directory; expected "digits" or a directory in a known '
@@ -375,16 +368,6 @@ def _detect(root: Path) -> str:
     if (root / "train").is_dir() and any((root / name).is_dir() for name in _TEST_FOLDERS):
         return "folder"
     raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(DATA_LAYOUTS)}")
-
-
-def _check_image_size(size: int | None) -> None:
-    from ..core.spec import MAX_IMAGE_SIDE
-
-    if size is not None and size > MAX_IMAGE_SIDE:
-        raise ValueError(
-            f"image_size must be <= {MAX_IMAGE_SIDE} (resnetlib.core.spec.MAX_IMAGE_SIDE), "
-            f"got {size}"
-        )
 
 
 def _split_val(
@@ -720,9 +703,7 @@ def _fingerprint(
     size: int | None,
     texts: Sequence[Path],
 ) -> str:
-    """A digest of everything that determines the decoded data: the loader version, the
-    image size, the class list, the contents of ``texts`` (wnids.txt, val_annotations.txt,
-    ...) and, per split, each file's name, label and identity (size, mtime, ctime, inode)."""
+    """A digest of everything that determines the decoded data (see the module docstring)."""
     digest = hashlib.sha256()
     digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
     digest.update(repr(classes).encode() + b"\0")
@@ -768,12 +749,6 @@ def _read_text(path: Path) -> str:
     """A UTF-8 text file's contents (through the one reader), or a DataError naming it."""
     with _reading(path):
         return read_text(path, what="expected the data set's text file", error=DataError)
-
-
-# What load_data's before_decoding check becomes, for _build_cached to call.
-_LISTED: contextvars.ContextVar[Callable[[tuple[str, ...], str], None] | None] = (
-    contextvars.ContextVar("resnetlib_listed", default=None)
-)
 
 
 def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
@@ -857,19 +832,20 @@ def _cached(
 
 
 def _listdir(directory: Path) -> list[Path]:
-    try:
+    with _reading(directory):
         return sorted(directory.iterdir())
-    except PermissionError:
-        raise DataError(f"{directory}: permission denied; make it readable") from None
-    except OSError as error:
-        raise DataError(f"{directory}: cannot list ({error.strerror or error})") from None
 
 
 def _images_in(directory: Path) -> list[Path]:
     return [p for p in _listdir(directory) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _load_folder(root: Path, size: int | None) -> tuple[ImageDataset, ImageDataset]:
+_Listed = Callable[[tuple[str, ...], str], None]  # load_data's check of the listed classes
+
+
+def _load_folder(
+    root: Path, size: int | None, listed: _Listed
+) -> tuple[ImageDataset, ImageDataset]:
     test_dir = next(
         (root / name for name in _TEST_FOLDERS if (root / name).is_dir()), root / "test"
     )
@@ -895,10 +871,12 @@ def _load_folder(root: Path, size: int | None) -> tuple[ImageDataset, ImageDatas
         if not files:
             raise DataError(f"{directory}: no images (expected {directory}/<class>/<images>)")
         splits[split] = (files, targets)
-    return _build_cached(root, splits, classes, root.name, size, ())
+    return _build_cached(root, splits, classes, root.name, size, (), listed)
 
 
-def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, ImageDataset]:
+def _load_tinyimagenet(
+    root: Path, size: int | None, listed: _Listed
+) -> tuple[ImageDataset, ImageDataset]:
     wnids_path = root / "wnids.txt"
     wnids = _read_text(wnids_path).split()
     if not wnids:
@@ -958,7 +936,7 @@ def _load_tinyimagenet(root: Path, size: int | None) -> tuple[ImageDataset, Imag
         if not file.is_file():
             raise DataError(f"{file}: missing (listed in {annotations})")
     splits = {"train": (train_files, train_targets), "test": (val_files, val_targets)}
-    return _build_cached(root, splits, classes, "tinyimagenet", size, texts)
+    return _build_cached(root, splits, classes, "tinyimagenet", size, texts, listed)
 
 
 def _build_cached(
@@ -968,10 +946,9 @@ def _build_cached(
     name: str,
     size: int | None,
     texts: Sequence[Path],
+    listed: _Listed,
 ) -> tuple[ImageDataset, ImageDataset]:
-    listed = _LISTED.get()
-    if listed is not None:  # the caller's checks of the classes, before any decoding
-        listed(classes, name)
+    listed(classes, name)  # the caller's checks of the classes, before any decoding
 
     def build() -> dict[str, Any]:
         result: dict[str, Any] = {"classes": list(classes)}

@@ -192,23 +192,6 @@ def _bf16_hint(device: torch.device, recipe: Recipe) -> str:
     )
 
 
-def _trained_config(
-    model: ResNet, image_shape: tuple[int, int, int], classes: tuple[str, ...]
-) -> dict[str, Any]:
-    """The model's data configuration with the input size it trains at (uncropped) and the
-    names of its classes."""
-    reduction = model.feature_info[-1]["reduction"] if model.feature_info else 1
-    _, height, width = image_shape
-    return {
-        **model.pretrained_cfg,
-        "input_size": image_shape,
-        "pool_size": (math.ceil(height / reduction), math.ceil(width / reduction)),
-        "crop_pct": 1.0,
-        "num_classes": model.num_classes,
-        "label_names": list(classes),
-    }
-
-
 # -- evaluation ---------------------------------------------------------------------------
 
 
@@ -484,7 +467,17 @@ class Trainer:
         self.recipe = recipe = replace(
             recipe, val_size=data.sizes()["val"], channels_last=channels_last
         )
-        set_data_config(model, _trained_config(model, data.image_shape, data.classes))
+        # The data configuration records the input size it trains at (uncropped), the classes.
+        reduction = model.feature_info[-1]["reduction"] if model.feature_info else 1
+        _, height, width = data.image_shape
+        trained = {
+            "input_size": data.image_shape,
+            "pool_size": (math.ceil(height / reduction), math.ceil(width / reduction)),
+            "crop_pct": 1.0,
+            "num_classes": model.num_classes,
+            "label_names": list(data.classes),
+        }
+        set_data_config(model, {**model.pretrained_cfg, **trained})
         torch.manual_seed(seed)
         model.to(device)
         if channels_last:
@@ -493,7 +486,21 @@ class Trainer:
         self.loader, self.eval_loaders = self._loaders()
         self.plan = recipe.resolved(len(self.loader), iterations=iterations, epochs=epochs)
         self.length = {"iterations": iterations, "epochs": epochs}
-        self.optimizer = optimizer or self._recipe_optimizer(param_groups)
+        own = optimizer is None  # the recipe's SGD, over param_groups or every trainable one
+        if optimizer is None:
+            params: Any = param_groups
+            if params is None and recipe.no_decay_norm_bias:
+                params = make_param_groups(model, lr=recipe.lr, no_decay_norm_bias=True)
+            elif params is None:
+                params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = torch.optim.SGD(
+                params,
+                lr=recipe.lr,
+                momentum=recipe.momentum,
+                nesterov=recipe.nesterov,
+                weight_decay=recipe.weight_decay,
+            )
+        self.optimizer = optimizer
         self.ema: Any = None
         if recipe.ema_decay is not None:
             from torch.optim import swa_utils
@@ -524,7 +531,7 @@ class Trainer:
         self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
         self.resumed = False  # continued from a save (resume)
         self.shown = -math.inf  # when the progress bar's values were last set
-        self.step, self.note = self._choose_step(own_optimizer=optimizer is None)
+        self.step, self.note = self._choose_step(own_optimizer=own)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -561,21 +568,6 @@ class Trainer:
         if data.val is not None:
             evaluated["val"] = DeviceLoader(data.val, batch_size=_EVAL_BATCH, **common)
         return loader, evaluated
-
-    def _recipe_optimizer(self, groups: Iterable[dict[str, Any]] | None) -> torch.optim.Optimizer:
-        recipe = self.recipe
-        params: Any = groups
-        if params is None and recipe.no_decay_norm_bias:
-            params = make_param_groups(self.model, lr=recipe.lr, no_decay_norm_bias=True)
-        elif params is None:
-            params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.SGD(
-            params,
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            nesterov=recipe.nesterov,
-            weight_decay=recipe.weight_decay,
-        )
 
     def _choose_step(self, *, own_optimizer: bool) -> tuple[Step, str]:
         """The step the loop runs, chosen once: :meth:`train_step`, or where the recipe asks

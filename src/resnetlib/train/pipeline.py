@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..validate import check_int, check_keys, is_int
-from .data import ImageDataset
+from .data import ImageDataset, data_statistics
 
 __all__ = ["MAX_PAD", "Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
 
@@ -106,20 +106,9 @@ def _as_image_stat(
 
 
 def channel_stats(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of ``dataset``'s pixels in [0, 1] units."""
-    if len(dataset) == 0:
-        raise ValueError(f"channel_stats needs at least one image; {dataset.name!r} has none")
-    channels = dataset.images.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    squares = torch.zeros(channels, dtype=torch.float64)
-    for start in range(0, len(dataset), 4096):  # bounded memory for large sets
-        chunk = dataset.images[start : start + 4096].to(torch.float64) / 255.0
-        total += chunk.sum((0, 2, 3))
-        squares += chunk.square().sum((0, 2, 3))
-    count = len(dataset) * dataset.images.shape[2] * dataset.images.shape[3]
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist())
+    """Per-channel mean and standard deviation of ``dataset``'s pixels in [0, 1] units, always
+    computed (:func:`~resnetlib.train.data.data_statistics`, never the published values)."""
+    return data_statistics(replace(dataset, statistics=None))
 
 
 def _seeded(*parts: int) -> torch.Generator:

@@ -61,26 +61,30 @@ def _fail(name: str, value: object, allowed: str) -> ValueError:
     return ValueError(f"Recipe.{name} must be {allowed}; got {value!r}")
 
 
-def _number(name: str, value: object, *, low: float, high: float = math.inf) -> float:
-    """``value`` as a float in ``[low, high)`` (``high`` exclusive unless infinite)."""
-    if not is_real(value) or not math.isfinite(value):
-        raise _fail(name, value, f"a number in [{low}, {high})")
-    if not low <= value < high:
-        raise _fail(name, value, f"a number in [{low}, {high})")
-    return float(value)
-
-
 _BOUND = "resnetlib.train.recipe's bound"
-
-
-def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
-    if value not in allowed or isinstance(value, bool):
-        raise _fail(name, value, f"one of {list(allowed)}")
-
-
-def _bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise _fail(name, value, "a bool")
+# Field checks by kind; fields in _OPTIONAL may also be None.
+_NUMBERS = {  # a float in [0, high)
+    "lr": math.inf,
+    "momentum": 1.0,
+    "weight_decay": math.inf,
+    "gamma": 1.0,
+    "warmup_lr": math.inf,
+    "warmup_error": 1.0,
+    "label_smoothing": 1.0,
+    "ema_decay": 1.0,
+}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "autocast": AUTOCAST}
+_BOOLS = ("nesterov", "channels_last", "compile", "no_decay_norm_bias", "cuda_graphs")
+_INTS: dict[str, tuple[int, int | None]] = {  # an int in [low, high]
+    "batch_size": (1, MAX_BATCH_SIZE),
+    "iterations": (1, MAX_ITERATIONS),
+    "epochs": (1, MAX_EPOCHS),
+    "warmup_max_iterations": (0, MAX_ITERATIONS),
+    "val_size": (0, None),
+}
+_OPTIONAL = frozenset(  # iterations, epochs: exactly one is None
+    {"warmup_lr", "ema_decay", "channels_last", "cuda_graphs", "iterations", "epochs"}
+)
 
 
 @dataclass(frozen=True)
@@ -139,26 +143,33 @@ class Recipe:
     cuda_graphs: bool | None = None
 
     def __post_init__(self) -> None:
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        object.__setattr__(self, "lr", _number("lr", self.lr, low=0.0))
-        if self.lr == 0.0:
-            raise _fail("lr", self.lr, "a number > 0")
-        object.__setattr__(self, "momentum", _number("momentum", self.momentum, low=0.0, high=1))
-        _bool("nesterov", self.nesterov)
-        if self.nesterov and self.momentum == 0.0:
-            raise _fail("nesterov", self.nesterov, "False when momentum is 0")
-        object.__setattr__(self, "weight_decay", _number("weight_decay", self.weight_decay, low=0))
-        check_int("Recipe.batch_size", self.batch_size, 1, MAX_BATCH_SIZE, bound=_BOUND)
         if (self.iterations is None) == (self.epochs is None):
             raise ValueError(
                 "Recipe needs exactly one of iterations and epochs; "
                 f"got iterations={self.iterations!r}, epochs={self.epochs!r}"
             )
-        if self.iterations is not None:
-            check_int("Recipe.iterations", self.iterations, 1, MAX_ITERATIONS, bound=_BOUND)
-        if self.epochs is not None:
-            check_int("Recipe.epochs", self.epochs, 1, MAX_EPOCHS, bound=_BOUND)
-        _choice("schedule", self.schedule, SCHEDULES)
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed or isinstance(value, bool):
+                raise _fail(name, value, f"one of {list(allowed)}")
+        for name, high in _NUMBERS.items():
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            if not (is_real(value) and math.isfinite(value) and 0.0 <= value < high):
+                raise _fail(name, value, f"a number in [0.0, {high})")
+            object.__setattr__(self, name, float(value))
+        for name in _BOOLS:
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (value is None and name in _OPTIONAL):
+                raise _fail(name, value, "a bool")
+        for name, (least, most) in _INTS.items():
+            if getattr(self, name) is not None or name not in _OPTIONAL:
+                check_int(f"Recipe.{name}", getattr(self, name), least, most, bound=_BOUND)
+        if self.lr == 0.0:
+            raise _fail("lr", self.lr, "a number > 0")
+        if self.nesterov and self.momentum == 0.0:
+            raise _fail("nesterov", self.nesterov, "False when momentum is 0")
         milestones = self.milestones
         if isinstance(milestones, list):
             milestones = tuple(milestones)
@@ -169,38 +180,8 @@ class Recipe:
         if list(milestones) != sorted(set(milestones)):
             raise _fail("milestones", milestones, "strictly increasing")
         object.__setattr__(self, "milestones", milestones)
-        object.__setattr__(self, "gamma", _number("gamma", self.gamma, low=0.0, high=1.0))
-        if self.warmup_lr is not None:
-            object.__setattr__(self, "warmup_lr", _number("warmup_lr", self.warmup_lr, low=0.0))
-        object.__setattr__(
-            self, "warmup_error", _number("warmup_error", self.warmup_error, low=0.0, high=1.0)
-        )
-        check_int(
-            "Recipe.warmup_max_iterations",
-            self.warmup_max_iterations,
-            0,
-            MAX_ITERATIONS,
-            bound=_BOUND,
-        )
         if self.augment is not None and not isinstance(self.augment, Augment):
             raise _fail("augment", self.augment, "an Augment or None")
-        check_int("Recipe.val_size", self.val_size, 0)
-        _choice("autocast", self.autocast, AUTOCAST)
-        if self.channels_last is not None:
-            _bool("channels_last", self.channels_last)
-        _bool("compile", self.compile)
-        object.__setattr__(
-            self,
-            "label_smoothing",
-            _number("label_smoothing", self.label_smoothing, low=0.0, high=1.0),
-        )
-        _bool("no_decay_norm_bias", self.no_decay_norm_bias)
-        if self.ema_decay is not None:
-            object.__setattr__(
-                self, "ema_decay", _number("ema_decay", self.ema_decay, low=0.0, high=1.0)
-            )
-        if self.cuda_graphs is not None:
-            _bool("cuda_graphs", self.cuda_graphs)
 
     # -- length and schedule -------------------------------------------------------------
 

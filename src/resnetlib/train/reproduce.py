@@ -357,7 +357,7 @@ def table6(
             announce(index, len(jobs), name, seed, run_dir)
         if done is not None:
             runs.append(Table6Run(name, seed, run_dir, *done, trained=False))
-            parameters[name] = _recorded_parameters(run_dir)
+            parameters[name] = _parameter_count(name, run_dir)
             continue
         split = splits[seed]
         torch.manual_seed(seed)
@@ -392,24 +392,18 @@ def table6(
     return report
 
 
-def _parameter_count(name: str) -> int:
-    """Parameters of the registered ``name`` at 10 classes (built on the meta device)."""
+def _parameter_count(name: str, run_dir: Path | None = None) -> int:
+    """Parameters of the registered ``name`` at 10 classes or, given a finished run's
+    ``run_dir``, of the network it trained (its ``spec.json``); built on the meta device."""
     with torch.device("meta"):
-        model = create_model(name)
-    return sum(p.numel() for p in model.parameters())
-
-
-def _recorded_parameters(run_dir: Path) -> int:
-    """Parameters of the network a finished run trained: its ``spec.json``, built on the
-    meta device."""
-    path = run_dir / "spec.json"
-    try:
-        spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
-    except (ValueError, TypeError) as error:
-        raise RunDirectoryError(f"{path}: {error}") from None
-    with torch.device("meta"):
-        model = build(spec)
-    return sum(p.numel() for p in model.parameters())
+        if run_dir is None:
+            return sum(p.numel() for p in create_model(name).parameters())
+        path = run_dir / "spec.json"
+        try:
+            spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
+        except (ValueError, TypeError) as error:
+            raise RunDirectoryError(f"{path}: {error}") from None
+        return sum(p.numel() for p in build(spec).parameters())
 
 
 _TABLE6_DATA = "table6 reproduces the paper's CIFAR-10 table (cifar-10-batches-py)"

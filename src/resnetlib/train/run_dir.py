@@ -342,10 +342,9 @@ class RunDirectory:
 
 
 def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, Any]:
-    """A JSON object from ``path``, read through the gate (:func:`resnetlib.files.read_json`:
-    a regular file, bounded, no duplicate keys or non-finite numbers); a missing, oversized,
-    undecodable, deeply nested or non-object file is a :class:`RunDirectoryError` naming the
-    file (and line). ``own`` (default): a file of the run the command goes on to write."""
+    """A JSON object from ``path``, read through the gate (:func:`resnetlib.files.read_json`);
+    any problem is a :class:`RunDirectoryError` naming the file (and line). ``own``
+    (default): a file of the run the command goes on to write."""
     try:
         value = read_json(path, what=what, error=RunDirectoryError, own=own)
     except FileNotFoundError:
@@ -392,71 +391,47 @@ def check_resume(
     state: Mapping[str, Any], expected: Mapping[str, Any], path: Path, per_epoch: int
 ) -> None:
     """Whether a saved trainer ``state`` (``state.pt``) fits the run that resumes it, before
-    anything of it is applied: ``expected`` is the state this run would save now (its
-    ``run`` the id in ``run.json``, its ``plan``, ``model`` weights, ``loader`` and ``ema``).
-    The same run, plan, network and loader; every field of its type; the progress within the
-    plan (iteration, epoch and the loader's position agree, ``per_epoch`` batches an epoch).
+    anything of it is applied. ``expected`` is the state this run would save now (its
+    ``run`` the id in ``run.json``): the same run, plan, network and loader, every field of
+    its type, and progress that agrees with the plan (``per_epoch`` batches an epoch).
 
     Raises:
         RunDirectoryError: one line naming ``path``, the field and what to do.
     """
     total = Recipe.from_json(expected["plan"]).iterations
     assert total is not None
-    what_to_do = "restore this run's state.pt, or start a new run in another --out"
+    todo = "restore this run's state.pt, or start a new run in another --out"
 
-    def bad(field: str, wanted: str, value: object = _MISSING) -> RunDirectoryError:
-        got = "" if value is _MISSING else f"; got {_short(value)}"
-        return RunDirectoryError(f"{path}: field {field!r} must be {wanted}{got}; {what_to_do}")
+    def fail(problem: str) -> RunDirectoryError:
+        return RunDirectoryError(f"{path}: {problem}; {todo}")
 
-    def integer(field: str, low: int, high: int) -> int:
-        value = state.get(field)
-        if not (is_int(value) and low <= value <= high):
-            raise bad(field, f"an int from {low} to {high}", value)
-        return value
+    def require(field: str, ok: bool, wanted: str, got: object = _MISSING) -> None:
+        if not ok:
+            shown = "" if got is _MISSING else f"; got {_short(got)}"
+            raise fail(f"field {field!r} must be {wanted}{shown}")
 
-    def real(field: str, *, infinite: bool = False) -> None:
-        value = state.get(field)
-        if not (is_real(value) and value >= 0 and (infinite or math.isfinite(value))):
-            raise bad(field, "a number >= 0", value)
+    def kind(field: str) -> str:
+        return type(state.get(field)).__name__
 
-    def table(field: str, limit: int) -> None:
-        rows = state.get(field)
-        if not isinstance(rows, list):
-            raise bad(field, "a list of rows", type(rows).__name__)
-        if len(rows) > limit:
-            raise RunDirectoryError(
-                f"{path}: field {field!r} holds {len(rows)} rows, more than the {limit} "
-                f"its progress allows; {what_to_do}"
-            )
-        for row in rows:
-            if not (
-                isinstance(row, dict)
-                and all(isinstance(k, str) and is_real(v) for k, v in row.items())
-            ):
-                raise bad(field, "a list of rows of numbers")
-
-    def tensor(field: str, like: torch.Tensor) -> None:
-        value = state.get(field)
-        if not (
+    def tensor_like(value: object, like: torch.Tensor) -> bool:
+        return (
             isinstance(value, torch.Tensor)
             and value.shape == like.shape
             and value.dtype == like.dtype
-        ):
-            raise bad(field, f"a {like.dtype} tensor of shape {list(like.shape)}")
+        )
 
     if state.get("run") != expected["run"]:
-        raise RunDirectoryError(
-            f"{path}: the state of another run (its id {_short(state.get('run'))}, run.json's "
-            f"{_short(expected['run'])}); {what_to_do}"
+        raise fail(
+            f"the state of another run (its id {_short(state.get('run'))}, run.json's "
+            f"{_short(expected['run'])})"
         )
-    saved_plan = state.get("plan")
-    if not isinstance(saved_plan, str):
-        raise bad("plan", "a recipe (JSON text)", type(saved_plan).__name__)
+    saved_plan: Any = state.get("plan")
+    require("plan", isinstance(saved_plan, str), "a recipe (JSON text)", kind("plan"))
     if saved_plan != expected["plan"]:
         try:
             saved = Recipe.from_json(saved_plan).to_dict()
         except (ValueError, TypeError, KeyError, RecursionError):
-            raise bad("plan", "a recipe (JSON text)") from None
+            raise fail("field 'plan' must be a recipe (JSON text)") from None
         mine = Recipe.from_json(expected["plan"]).to_dict()
         raise RunDirectoryError(
             f"{path}: the run was started with another recipe or length "
@@ -464,31 +439,24 @@ def check_resume(
             "run's own options (resnetlib train --out DIR --resume needs none), or start a new "
             "run elsewhere"
         )
-    model, mine = state.get("model"), expected["model"]
+    model, weights = state.get("model"), expected["model"]
     if not (
         isinstance(model, dict)
-        and set(model) == set(mine)
-        and all(
-            isinstance(model[k], torch.Tensor)
-            and model[k].shape == mine[k].shape
-            and model[k].dtype == mine[k].dtype
-            for k in mine
-        )
+        and set(model) == set(weights)
+        and all(tensor_like(model[k], weights[k]) for k in weights)
     ):
-        raise RunDirectoryError(
-            f"{path}: the state of another network than this run's (spec.json); {what_to_do}"
-        )
-    iteration = integer("iteration", 0, total)
-    epoch = integer("epoch", 0, -(-total // per_epoch))
-    loader = state.get("loader")
-    if not isinstance(loader, dict):
-        raise bad("loader", "an object", type(loader).__name__)
+        raise fail("the state of another network than this run's (spec.json)")
+    # Progress: bounded by the plan, and iteration, epoch and the loader's position agree.
+    limits = {"iteration": total, "epoch": -(-total // per_epoch)}
+    for field, high in limits.items():
+        value = state.get(field)
+        require(field, is_int(value) and 0 <= value <= high, f"an int from 0 to {high}", value)
+    iteration, epoch = state["iteration"], state["epoch"]
+    loader: Any = state.get("loader")
+    require("loader", isinstance(loader, dict), "an object", kind("loader"))
     differ = record_differences(loader, expected["loader"], LOADER_KEYS)
     if differ:
-        raise RunDirectoryError(
-            f"{path}: a trainer state that does not fit this run (the loader's "
-            f"{'; '.join(differ)}); {what_to_do}"
-        )
+        raise fail(f"a trainer state that does not fit this run (the loader's {'; '.join(differ)})")
     at_epoch, position = loader.get("epoch"), loader.get("position")
     if not (
         is_int(at_epoch)
@@ -497,30 +465,43 @@ def check_resume(
         and at_epoch * per_epoch + position == iteration
         and epoch in (at_epoch, at_epoch + 1)
     ):
-        raise RunDirectoryError(
-            f"{path}: iteration {iteration} and epoch {epoch} disagree with the loader's "
-            f"epoch {_short(at_epoch)}, batch {_short(position)} ({per_epoch} an epoch); "
-            f"{what_to_do}"
+        raise fail(
+            f"iteration {iteration} and epoch {epoch} disagree with the loader's "
+            f"epoch {_short(at_epoch)}, batch {_short(position)} ({per_epoch} an epoch)"
         )
-    real("elapsed")
-    real("epoch_seconds")
-    real("best_val", infinite=True)
-    if not isinstance(state.get("warmed_up"), bool):
-        raise bad("warmed_up", "true or false", state.get("warmed_up"))
-    table("history", epoch)
-    if len(state["history"]) != epoch:
-        raise bad("history", f"one row for each of the {epoch} epochs done")
-    table("steps", iteration)
-    tensor("sums", expected["sums"])
-    tensor("logged", expected["logged"])
+    for field in ("elapsed", "epoch_seconds", "best_val"):  # best_val starts infinite
+        value = state.get(field)
+        ok = is_real(value) and value >= 0 and (field == "best_val" or math.isfinite(value))
+        require(field, ok, "a number >= 0", value)
+    warmed_up = state.get("warmed_up")
+    require("warmed_up", isinstance(warmed_up, bool), "true or false", warmed_up)
+    for field, limit in (("history", epoch), ("steps", iteration)):
+        rows: Any = state.get(field)
+        require(field, isinstance(rows, list), "a list of rows", kind(field))
+        if len(rows) > limit:
+            raise fail(
+                f"field {field!r} holds {len(rows)} rows, more than the {limit} its progress allows"
+            )
+        numbers = all(
+            isinstance(row, dict) and all(isinstance(k, str) and is_real(v) for k, v in row.items())
+            for row in rows
+        )
+        require(field, numbers, "a list of rows of numbers")
+    require(
+        "history", len(state["history"]) == epoch, f"one row for each of the {epoch} epochs done"
+    )
+    for field in ("sums", "logged"):
+        like = expected[field]
+        wanted = f"a {like.dtype} tensor of shape {list(like.shape)}"
+        require(field, tensor_like(state.get(field), like), wanted)
     for field in ("optimizer", "scaler", "rng"):
-        if not isinstance(state.get(field), dict):
-            raise bad(field, "an object", type(state.get(field)).__name__)
-    if expected["ema"] is not None and not isinstance(state.get("ema"), dict):
-        raise bad("ema", "an object (the recipe keeps an EMA)", type(state.get("ema")).__name__)
+        require(field, isinstance(state.get(field), dict), "an object", kind(field))
+    if expected["ema"] is not None:
+        wanted = "an object (the recipe keeps an EMA)"
+        require("ema", isinstance(state.get("ema"), dict), wanted, kind("ema"))
     generator = state["rng"].get("torch")
-    if not (isinstance(generator, torch.Tensor) and generator.dtype == torch.uint8):
-        raise bad("rng", "the random generators' states (uint8 tensors)")
+    ok = isinstance(generator, torch.Tensor) and generator.dtype == torch.uint8
+    require("rng", ok, "the random generators' states (uint8 tensors)")
 
 
 def check_run_info(
@@ -553,36 +534,29 @@ def check_run_info(
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         return RunDirectoryError(f"{where}: entry {entry!r} must be {wanted}; got {shown}")
 
-    def integer(entry: str, value: object, low: int, high: int = MAX_SEED) -> None:
-        if not (is_int(value) and low <= value <= high):
-            raise fail(entry, f"an int from {low} to {high}", value)
-
-    def optional_int(entry: str, value: object, low: int) -> None:
-        if value is not None and value is not _MISSING:
-            integer(entry, value, low)
+    def integer(entry: str, value: object, low: int, optional: bool = True) -> None:
+        if optional and (value is None or value is _MISSING):
+            return
+        if not (is_int(value) and low <= value <= MAX_SEED):
+            raise fail(entry, f"an int from {low} to {MAX_SEED}", value)
 
     def obj(entry: str, value: object) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
             raise fail(entry, "an object", value)
         return value
 
-    def text(entry: str, value: object) -> None:
-        if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
-            raise fail(entry, "text", value)
-
     if not isinstance(info, Mapping):
         raise RunDirectoryError(f"{where}: expected a JSON object; got {type(info).__name__}")
-    integer("seed", info.get("seed", _MISSING), 0)
-    integer("iterations", info.get("iterations", _MISSING), 1)
+    integer("seed", info.get("seed", _MISSING), 0, optional=False)
+    integer("iterations", info.get("iterations", _MISSING), 1, optional=False)
     data = obj("data", info.get("data", _MISSING))
     source = data.get("data", _MISSING)
     if not isinstance(source, str) or not source:
         raise fail("data.data", "a data set (a path or 'digits')", source)
     if data.get("labels", "fine") not in ("fine", "coarse"):
         raise fail("data.labels", "'fine' or 'coarse'", data.get("labels"))
-    optional_int("data.image_size", data.get("image_size"), 1)
-    optional_int("data.val_size", data.get("val_size"), 0)
-    optional_int("data.seed", data.get("seed"), 0)
+    for key, low in (("image_size", 1), ("val_size", 0), ("seed", 0)):
+        integer(f"data.{key}", data.get(key), low)
     classes = data.get("classes")
     if classes is not None and not (
         isinstance(classes, list)
@@ -592,7 +566,7 @@ def check_run_info(
         raise fail("data.classes", "null or a list of class names or indices", classes)
     length = obj("length", info.get("length", _MISSING))
     for key in ("iterations", "epochs"):
-        optional_int(f"length.{key}", length.get(key), 1)
+        integer(f"length.{key}", length.get(key), 1)
     if "pretrained_cfg" not in info:
         raise fail("pretrained_cfg", "", _MISSING)
     try:
@@ -603,16 +577,20 @@ def check_run_info(
         command = obj("command", info["command"])
         obj("command.given", command.get("given", {}))
         model = obj("command.model", command.get("model", {}))
-        text("command.model.name", model.get("name", _MISSING))
+        texts = {"command.model.name": model.get("name", _MISSING)}
         imports = model.get("imports", [])
         if not (
             isinstance(imports, list)
             and all(isinstance(m, str) and _module_name(m) for m in imports)
         ):
             raise fail("command.model.imports", "a list of module names", imports)
-        optional_int("command.freeze", command.get("freeze"), 0)
-    text("run_id", info.get("run_id", _MISSING))
-    text("recipe_name", info.get("recipe_name", _MISSING))
+        integer("command.freeze", command.get("freeze"), 0)
+    else:
+        texts = {}
+    texts.update(run_id=info.get("run_id", _MISSING), recipe_name=info.get("recipe_name", _MISSING))
+    for entry, value in texts.items():
+        if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
+            raise fail(entry, "text", value)
     return dict(info)
 
 
