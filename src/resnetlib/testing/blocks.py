@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -93,19 +93,17 @@ class _BlockSubject(Subject[ResidualBlock, ResidualBlock]):
     def cases(self) -> list[ShapeCase]:
         """Every stride and channel change, with every registered strategy that serves it."""
         found = []
-        for (stride, _, in_channels), shortcut in itertools.product(
-            channel_cases(self.out_channels), SHORTCUTS
-        ):
+        for case, shortcut in itertools.product(channel_cases(self.out_channels), SHORTCUTS):
             try:
                 SHORTCUTS.get(shortcut)().make(
-                    in_channels=in_channels,
+                    in_channels=case.in_channels,
                     out_channels=self.out_channels,
-                    stride=stride,
+                    stride=case.stride,
                     norm_layer=nn.BatchNorm2d,
                 )
             except Exception:  # e.g. option A cannot shrink channels: not this block's case
                 continue
-            found.append(ShapeCase(in_channels, stride, shortcut))
+            found.append(replace(case, shortcut=shortcut))
         return found
 
     def sample_cases(self) -> list[ShapeCase]:
@@ -196,16 +194,6 @@ def _block_zero_init(subject: _BlockSubject) -> str:
     return f"the zero-initialized block equals its shortcut path, in {len(cases)} cases"
 
 
-class _CallCounter:
-    """A forward hook that counts calls."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, *_: object) -> None:
-        self.count += 1
-
-
 def _block_shortcut(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
@@ -218,14 +206,14 @@ def _block_shortcut(subject: _BlockSubject) -> str:
             without = subject.make(case, zero_shortcut=True)
             without.load_state_dict(block.state_dict(), strict=False)
             without.eval()
-            calls = _CallCounter()
+            calls: list[object] = []  # the downsample module's forward calls
             if isinstance(block.downsample, nn.Module):
-                block.downsample.register_forward_hook(calls)
+                block.downsample.register_forward_hook(lambda *_, calls=calls: calls.append(_))
             x = subject.input(case)
             with torch.no_grad():
                 same = all_close(block(x), without(x))
         if block.residual:
-            if isinstance(block.downsample, nn.Module) and calls.count == 0:
+            if isinstance(block.downsample, nn.Module) and not calls:
                 raise ViolationError(
                     f"the block never calls its downsample module ({where}): join branch and "
                     "shortcut with self.add_shortcut(out, x)"

@@ -109,37 +109,6 @@ class NotApplicableError(Exception):
 Check = Callable[[S], str]
 
 
-def run_checks(
-    subject: str,
-    target: S,
-    checks: Mapping[str, Check[S]],
-    only: Collection[str] | None,
-    prerequisite: str,
-) -> ConformanceReport:
-    """Run ``checks`` (or those in ``only``, and ``prerequisite`` always) on ``target``;
-    all later checks are skipped when ``prerequisite``, run first, fails."""
-    if only is not None:
-        unknown = sorted(set(only) - set(checks))
-        if unknown:
-            raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(checks)}")
-    results: list[CheckResult] = []
-    for name, check in checks.items():
-        if only is not None and name not in only and name != prerequisite:
-            continue
-        if results and results[0].name == prerequisite and not results[0].passed:
-            results.append(CheckResult(name, "skipped", f"'{prerequisite}' failed"))
-            continue
-        try:
-            results.append(CheckResult(name, "passed", check(target)))
-        except NotApplicableError as skip:
-            results.append(CheckResult(name, "skipped", str(skip)))
-        except ViolationError as violation:
-            results.append(CheckResult(name, "failed", str(violation)))
-        except Exception as error:  # the subject's own code raised: that is the finding
-            results.append(CheckResult(name, "failed", f"raised {type(error).__name__}: {error}"))
-    return ConformanceReport(subject, tuple(results))
-
-
 @contextmanager
 def seeded(device: torch.device) -> Iterator[None]:
     """Keep the caller's random state (checks reseed freely inside) and compute in full float32.
@@ -265,16 +234,6 @@ RELATIONS = ("in == out", "in < out", "in > out")
 NORMS_CHECKED = ("groupnorm", "frozen_batchnorm")
 
 
-def channel_cases(out: int) -> Iterator[tuple[int, str, int]]:
-    """``(stride, relation, in_channels)`` at stride 1 and 2 for each of ``RELATIONS``."""
-    for stride, relation in itertools.product((1, 2), RELATIONS):
-        yield (
-            stride,
-            relation,
-            {"in == out": out, "in < out": out // 2, "in > out": 2 * out}[relation],
-        )
-
-
 @dataclass(frozen=True)
 class ShapeCase:
     """One construction: input channels, stride (a stem's reduction) and, for a block, the
@@ -283,6 +242,11 @@ class ShapeCase:
     in_channels: int
     stride: int
     shortcut: str = ""
+
+
+def channel_cases(out: int) -> list[ShapeCase]:
+    """Stride 1 and 2, each with in == out, in < out and in > out channels (``RELATIONS``)."""
+    return [ShapeCase(c, stride) for stride in (1, 2) for c in (out, out // 2, 2 * out)]
 
 
 class CountingAct:
@@ -594,19 +558,39 @@ def check_subject(
     subject_type: type[Subject[C, M]],
     item: str | type[C],
     checks: Mapping[str, Check[Any]],
-    *,
     device: torch.device | str,
     seed: int,
     only: Collection[str] | None,
     raise_on_failure: bool,
     **fields: Any,
 ) -> ConformanceReport:
-    """Run ``checks`` ("interface" first) on a subject of ``subject_type``, seeded."""
+    """Run ``checks`` (those in ``only``) on a seeded subject of ``subject_type``; "interface"
+    always runs first, and all later checks are skipped when it fails."""
+    if only is not None:
+        unknown = sorted(set(only) - set(checks))
+        if unknown:
+            raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(checks)}")
     cls, label = resolve_subject(subject_type.registry, subject_type.kind, item)
     torch_device = torch.device(device)
     subject = subject_type(cls, torch_device, seed, **fields)
+    results: list[CheckResult] = []
     with seeded(torch_device):
-        report = run_checks(label, subject, checks, only, "interface")
+        for name, check in checks.items():
+            if only is not None and name not in only and name != "interface":
+                continue
+            if results and not results[0].passed:
+                results.append(CheckResult(name, "skipped", "'interface' failed"))
+                continue
+            try:
+                results.append(CheckResult(name, "passed", check(subject)))
+            except NotApplicableError as skip:
+                results.append(CheckResult(name, "skipped", str(skip)))
+            except ViolationError as violation:
+                results.append(CheckResult(name, "failed", str(violation)))
+            except Exception as error:  # the subject's own code raised: that is the finding
+                detail = f"raised {type(error).__name__}: {error}"
+                results.append(CheckResult(name, "failed", detail))
+    report = ConformanceReport(label, tuple(results))
     if raise_on_failure:
         report.raise_for_failures()
     return report

@@ -56,8 +56,7 @@ class _ShortcutSubject(Subject[ShortcutStrategy, nn.Module]):
     def cases(self) -> list[ShapeCase]:
         """Every case the strategy answers with a module (identity and refusals left out)."""
         found = []
-        for stride, _, in_channels in channel_cases(self.out_channels):
-            case = ShapeCase(in_channels, stride)
+        for case in channel_cases(self.out_channels):
             try:
                 if self.made(case) is not None:
                     found.append(case)
@@ -85,13 +84,13 @@ def _shortcut_interface(subject: _ShortcutSubject) -> str:
 
 def _shortcut_shapes(subject: _ShortcutSubject) -> str:
     served, refused = 0, []
-    for stride, relation, in_channels in channel_cases(subject.out_channels):
-        case = ShapeCase(in_channels, stride)
+    for case in channel_cases(subject.out_channels):
         where = subject.describe(case)
+        keeps_shape = case.stride == 1 and case.in_channels == subject.out_channels
         try:
             module = subject.made(case)
         except ValueError:
-            if stride == 1 and relation == "in == out":
+            if keeps_shape:
                 raise ViolationError(
                     f"make() refuses {where}, the shape-preserving case every network has"
                 ) from None
@@ -103,7 +102,7 @@ def _shortcut_shapes(subject: _ShortcutSubject) -> str:
                 "for a shape the strategy cannot produce"
             ) from None
         if module is None:
-            if subject.cls.adds_shortcut and (stride != 1 or relation != "in == out"):
+            if subject.cls.adds_shortcut and not keeps_shape:
                 raise ViolationError(
                     f"make() returned None (the identity) for {where}, where the shape changes"
                 )
@@ -143,12 +142,5 @@ def check_shortcut(
     raise_on_failure: bool = False,
 ) -> ConformanceReport:
     """Run the shortcut checks (:data:`SHORTCUT_CHECKS`) against a strategy or its name."""
-    return check_subject(
-        _ShortcutSubject,
-        strategy,
-        _SHORTCUT_CHECKS,
-        device=device,
-        seed=seed,
-        only=only,
-        raise_on_failure=raise_on_failure,
-    )
+    args = (device, seed, only, raise_on_failure)
+    return check_subject(_ShortcutSubject, strategy, _SHORTCUT_CHECKS, *args)

@@ -137,12 +137,5 @@ def check_stem(
     The output must have ``out_channels`` channels and be ``reduction`` times smaller than
     an input whose sides ``reduction`` divides.
     """
-    return check_subject(
-        _StemSubject,
-        stem,
-        _STEM_CHECKS,
-        device=device,
-        seed=seed,
-        only=only,
-        raise_on_failure=raise_on_failure,
-    )
+    args = (device, seed, only, raise_on_failure)
+    return check_subject(_StemSubject, stem, _STEM_CHECKS, *args)
