@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable, Collection, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,6 +38,7 @@ from .checks import (
     parameters_without_gradient,
     pickled,
     raised_at,
+    shortcut_module,
     spec,
     state_dict,
 )
@@ -66,13 +68,8 @@ class _BlockSubject(Subject[ResidualBlock, ResidualBlock]):
 
         ``zero_shortcut=True`` makes a residual block whose shortcut contributes nothing.
         """
-        strategy = SHORTCUTS.get(case.shortcut)()
-        downsample = strategy.make(
-            in_channels=case.in_channels,
-            out_channels=self.out_channels,
-            stride=case.stride,
-            norm_layer=norm_layer,
-        )
+        strategy = SHORTCUTS.get(case.shortcut)
+        downsample = shortcut_module(strategy, case, self.out_channels, norm_layer)
         residual = strategy.adds_shortcut
         if zero_shortcut:
             downsample, residual = _ZeroShortcut(self.out_channels, case.stride), True
@@ -93,17 +90,10 @@ class _BlockSubject(Subject[ResidualBlock, ResidualBlock]):
     def cases(self) -> list[ShapeCase]:
         """Every stride and channel change, with every registered strategy that serves it."""
         found = []
-        for case, shortcut in itertools.product(channel_cases(self.out_channels), SHORTCUTS):
-            try:
-                SHORTCUTS.get(shortcut)().make(
-                    in_channels=case.in_channels,
-                    out_channels=self.out_channels,
-                    stride=case.stride,
-                    norm_layer=nn.BatchNorm2d,
-                )
-            except Exception:  # e.g. option A cannot shrink channels: not this block's case
-                continue
-            found.append(replace(case, shortcut=shortcut))
+        for case, name in itertools.product(channel_cases(self.out_channels), SHORTCUTS):
+            with suppress(Exception):  # e.g. option A cannot shrink channels: not a case
+                shortcut_module(SHORTCUTS.get(name), case, self.out_channels, nn.BatchNorm2d)
+                found.append(replace(case, shortcut=name))
         return found
 
     def sample_cases(self) -> list[ShapeCase]:

@@ -23,6 +23,7 @@ from ..core.spec import ResNetSpec, StageSpec, StemSpec
 from ..nn.activations import ACTIVATIONS
 from ..nn.blocks import NormLayer
 from ..nn.norms import NORMS
+from ..nn.shortcuts import ShortcutStrategy
 from ..registry import Registry
 from ..validate import is_int
 
@@ -247,6 +248,15 @@ class ShapeCase:
 def channel_cases(out: int) -> list[ShapeCase]:
     """Stride 1 and 2, each with in == out, in < out and in > out channels (``RELATIONS``)."""
     return [ShapeCase(c, stride) for stride in (1, 2) for c in (out, out // 2, 2 * out)]
+
+
+def shortcut_module(
+    strategy: type[ShortcutStrategy], case: ShapeCase, out: int, norm_layer: NormLayer
+) -> nn.Module | None:
+    """What ``strategy`` makes for ``case`` (None: the identity), as build() asks for it."""
+    return strategy().make(
+        in_channels=case.in_channels, out_channels=out, stride=case.stride, norm_layer=norm_layer
+    )
 
 
 class CountingAct:

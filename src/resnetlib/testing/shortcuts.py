@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Collection
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from .checks import (
     gradients,
     norm_layer,
     serialization,
+    shortcut_module,
     spec,
 )
 
@@ -38,17 +40,8 @@ class _ShortcutSubject(Subject[ShortcutStrategy, nn.Module]):
     kind = "shortcut"
     registry = SHORTCUTS
 
-    def made(self, case: ShapeCase, norm_layer: NormLayer = nn.BatchNorm2d) -> nn.Module | None:
-        """What the strategy makes for ``case``: a module, or None for the identity."""
-        return self.cls().make(
-            in_channels=case.in_channels,
-            out_channels=self.out_channels,
-            stride=case.stride,
-            norm_layer=norm_layer,
-        )
-
     def construct(self, case: ShapeCase, norm_layer: NormLayer, **extra: Any) -> nn.Module:
-        module = self.made(case, norm_layer)
+        module = shortcut_module(self.cls, case, self.out_channels, norm_layer)
         if module is None:
             raise ViolationError(f"make() returned None for {self.describe(case)} this time")
         return module
@@ -57,11 +50,9 @@ class _ShortcutSubject(Subject[ShortcutStrategy, nn.Module]):
         """Every case the strategy answers with a module (identity and refusals left out)."""
         found = []
         for case in channel_cases(self.out_channels):
-            try:
-                if self.made(case) is not None:
+            with suppress(ValueError):
+                if shortcut_module(self.cls, case, self.out_channels, nn.BatchNorm2d) is not None:
                     found.append(case)
-            except ValueError:
-                continue
         if not found:
             raise NotApplicableError("the strategy makes no modules (identity only)")
         return found
@@ -88,7 +79,7 @@ def _shortcut_shapes(subject: _ShortcutSubject) -> str:
         where = subject.describe(case)
         keeps_shape = case.stride == 1 and case.in_channels == subject.out_channels
         try:
-            module = subject.made(case)
+            module = shortcut_module(subject.cls, case, subject.out_channels, nn.BatchNorm2d)
         except ValueError:
             if keeps_shape:
                 raise ViolationError(
