@@ -521,14 +521,9 @@ def spec(subject: AnySubject) -> str:
     takes = [k for k in subject.optional if takes_keyword(subject.cls, k)]
     size = subject.sides(8)[0]
     try:
-        base = replace(
-            ResNetSpec(
-                stages=(StageSpec(1, 8), StageSpec(2, 16, stride=2)),
-                stem=StemSpec("cifar", 4),
-                num_classes=3,
-            ),
-            **subject.spec_changes(name),
-        )
+        stages = (StageSpec(1, 8), StageSpec(2, 16, stride=2))
+        changes = {"stem": StemSpec("cifar", 4), **subject.spec_changes(name)}
+        base = ResNetSpec(stages=stages, num_classes=3, **changes)
         last = replace(base.stages[-1], dilation=2 if "dilation" in takes else 1)
         variant = replace(
             base,
