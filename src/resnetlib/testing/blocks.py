@@ -5,42 +5,42 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..core.build import ALWAYS_PASSED, check_block_options, takes_keyword
-from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
+from ..core.build import ALWAYS_PASSED, check_block_options
+from ..core.spec import JSONScalar
 from ..nn.blocks import BLOCKS, NormLayer, ResidualBlock, validate_block
 from ..nn.drop_path import DropPath
-from ..nn.norms import NORMS
-from ..nn.shortcuts import SHORTCUTS, ShortcutStrategy
-from ..validate import is_int
+from ..nn.shortcuts import SHORTCUTS
 from .checks import (
     RELATIONS,
     SIZES,
     Check,
     ConformanceReport,
-    CountingAct,
-    NotApplicableError,
     ShapeCase,
+    Subject,
     ViolationError,
+    act_layer,
     all_close,
-    check_batch_independence,
-    check_gradients,
-    check_round_trip,
-    check_spec_round_trip,
-    check_state_dict_round_trip,
+    batch_independence,
+    channel_cases,
+    check_interface,
+    check_shapes,
+    check_subject,
+    gradients,
     max_abs_diff,
-    missing_keywords,
+    norm_layer,
     parameters_without_gradient,
+    pickled,
     raised_at,
-    registered_name,
-    resolve_subject,
-    run_checks,
-    seeded,
-    seeded_randn,
+    shortcut_module,
+    spec,
+    state_dict,
 )
 
 __all__ = ["BLOCK_CHECKS", "check_block"]
@@ -50,40 +50,26 @@ _WIDTH = 4
 
 
 @dataclass
-class _BlockSubject:
-    cls: type[ResidualBlock]
-    options: dict[str, JSONScalar]
-    device: torch.device
-    seed: int
+class _BlockSubject(Subject[ResidualBlock, ResidualBlock]):
+    kind = "block"
+    registry = BLOCKS
+    optional = ("act_layer", "drop_path", "dilation")
+
+    options: dict[str, JSONScalar] = field(default_factory=dict)
 
     @property
     def out_channels(self) -> int:
         return _WIDTH * self.cls.expansion
 
-    def strategy(self, name: str) -> ShortcutStrategy:
-        return SHORTCUTS.get(name)()
-
-    def make(
-        self,
-        case: ShapeCase,
-        *,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        seed_offset: int = 0,
-        zero_shortcut: bool = False,
-        **extra: object,
+    def construct(
+        self, case: ShapeCase, norm_layer: NormLayer, *, zero_shortcut: bool = False, **extra: Any
     ) -> ResidualBlock:
         """Construct as build() does: the strategy's downsample, then the block, then init.
 
         ``zero_shortcut=True`` makes a residual block whose shortcut contributes nothing.
         """
-        torch.manual_seed(self.seed + seed_offset)
-        strategy = self.strategy(case.shortcut)
-        downsample = strategy.make(
-            in_channels=case.in_channels,
-            out_channels=self.out_channels,
-            stride=case.stride,
-            norm_layer=norm_layer,
-        )
+        strategy = SHORTCUTS.get(case.shortcut)
+        downsample = shortcut_module(strategy, case, self.out_channels, norm_layer)
         residual = strategy.adds_shortcut
         if zero_shortcut:
             downsample, residual = _ZeroShortcut(self.out_channels, case.stride), True
@@ -99,50 +85,28 @@ class _BlockSubject:
             **self.options,
         )
         block.init_weights()
-        return block.to(self.device)
+        return block
 
     def cases(self) -> list[ShapeCase]:
         """Every stride and channel change, with every registered strategy that serves it."""
-        out = self.out_channels
         found = []
-        for stride, relation, shortcut in itertools.product((1, 2), RELATIONS, SHORTCUTS):
-            in_channels = {"in == out": out, "in < out": out // 2, "in > out": 2 * out}[relation]
-            try:
-                self.strategy(shortcut).make(
-                    in_channels=in_channels,
-                    out_channels=out,
-                    stride=stride,
-                    norm_layer=nn.BatchNorm2d,
-                )
-            except Exception:  # e.g. option A cannot shrink channels: not this block's case
-                continue
-            found.append(ShapeCase(in_channels, stride, shortcut))
+        for case, name in itertools.product(channel_cases(self.out_channels), SHORTCUTS):
+            with suppress(Exception):  # e.g. option A cannot shrink channels: not a case
+                shortcut_module(SHORTCUTS.get(name), case, self.out_channels, nn.BatchNorm2d)
+                found.append(replace(case, shortcut=name))
         return found
+
+    def sample_cases(self) -> list[ShapeCase]:
+        return [c for c in self.cases() if c.stride == 2 or c.in_channels == self.out_channels]
 
     def residual_cases(self) -> list[ShapeCase]:
         return [c for c in self.cases() if SHORTCUTS.get(c.shortcut).adds_shortcut]
 
-    def input(
-        self, case: ShapeCase, *, batch: int = 2, size: int = 8, seed: int = 1
-    ) -> torch.Tensor:
-        return seeded_randn((batch, case.in_channels, size, size), self.seed + seed, self.device)
+    def example(self) -> ShapeCase:
+        return ShapeCase(self.out_channels // 2, 2, "B")
 
-    def warm_up(self, block: ResidualBlock, case: ShapeCase) -> None:
-        """Give norms non-trivial running statistics, as training would."""
-        block.train()
-        with torch.no_grad():
-            for step in range(3):
-                block(self.input(case, batch=4, seed=50 + step) * 2.0 + 0.5)
-
-    def expected_shape(self, case: ShapeCase, batch: int, size: int) -> tuple[int, ...]:
-        side = (size + case.stride - 1) // case.stride
-        return (batch, self.out_channels, side, side)
-
-    def requires(self, keyword: str, why: str) -> None:
-        if not takes_keyword(self.cls, keyword):
-            raise NotApplicableError(
-                f"the block does not take {keyword!r}, so specs with {why} cannot use it"
-            )
+    def spec_changes(self, name: str) -> dict[str, Any]:
+        return {"block": name, "block_options": self.options, "zero_init_residual": True}
 
 
 class _ZeroShortcut(nn.Module):
@@ -156,24 +120,6 @@ class _ZeroShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = ((side + self.stride - 1) // self.stride for side in x.shape[2:])
         return x.new_zeros((x.shape[0], self.channels, height, width))
-
-
-def _block_interface(subject: _BlockSubject) -> str:
-    cls = subject.cls
-    validate_block(cls.__name__, cls, run=False)  # the shape checks run it
-    layers = cls.weighted_layers
-    if not is_int(layers) or layers < 1:
-        raise ViolationError(
-            f"'weighted_layers' must be an int >= 1 (weighted layers on the branch); got {layers!r}"
-        )
-    missing = missing_keywords(cls, ALWAYS_PASSED)
-    if missing:
-        raise ViolationError(
-            f"the constructor does not take {missing}; build() passes "
-            f"{', '.join(ALWAYS_PASSED)} as keywords"
-        )
-    check_block_options(cls.__name__, cls, subject.options)
-    return f"a concrete ResidualBlock, expansion {cls.expansion}, layers {layers}"
 
 
 def _block_out_channels(subject: _BlockSubject) -> str:
@@ -198,30 +144,12 @@ def _block_out_channels(subject: _BlockSubject) -> str:
 def _block_shapes(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
-        block = subject.make(case)
-        for mode, size in itertools.product(("train", "eval"), SIZES):
-            where = f"{case.describe(subject.out_channels)}, {size}x{size} input, {mode} mode"
-            block.train(mode == "train")
-            with raised_at(where), torch.no_grad():
-                shape = tuple(block(subject.input(case, size=size)).shape)
-            expected = subject.expected_shape(case, 2, size)
-            if shape != expected:
-                raise ViolationError(f"{where}: output shape {shape}, expected {expected}")
+        check_shapes(subject, case, subject.make(case))
     shortcuts = sorted({c.shortcut for c in cases})
     return (
         f"{len(cases)} cases: stride 1 and 2, {', '.join(RELATIONS)}, "
         f"shortcuts {', '.join(shortcuts)}; inputs {' and '.join(f'{s}x{s}' for s in SIZES)}"
     )
-
-
-def _block_gradients(subject: _BlockSubject) -> str:
-    cases = subject.cases()
-    for case in cases:
-        where = case.describe(subject.out_channels)
-        with raised_at(where):
-            block = subject.make(case).train()
-            check_gradients(block, block(subject.input(case)), where)
-    return f"every parameter gets a finite gradient in train mode, in all {len(cases)} cases"
 
 
 def _branch_dropped(block: ResidualBlock) -> ResidualBlock:
@@ -234,7 +162,7 @@ def _branch_dropped(block: ResidualBlock) -> ResidualBlock:
 def _block_zero_init(subject: _BlockSubject) -> str:
     cases = subject.residual_cases()
     for case in cases:
-        where = case.describe(subject.out_channels)
+        where = subject.describe(case)
         block = subject.make(case)
         subject.warm_up(block, case)
         dropped = _branch_dropped(block)
@@ -256,20 +184,10 @@ def _block_zero_init(subject: _BlockSubject) -> str:
     return f"the zero-initialized block equals its shortcut path, in {len(cases)} cases"
 
 
-class _CallCounter:
-    """A forward hook that counts calls."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, *_: object) -> None:
-        self.count += 1
-
-
 def _block_shortcut(subject: _BlockSubject) -> str:
     cases = subject.cases()
     for case in cases:
-        where = case.describe(subject.out_channels)
+        where = subject.describe(case)
         with raised_at(where):
             block = subject.make(case)
             subject.warm_up(block, case)
@@ -278,14 +196,14 @@ def _block_shortcut(subject: _BlockSubject) -> str:
             without = subject.make(case, zero_shortcut=True)
             without.load_state_dict(block.state_dict(), strict=False)
             without.eval()
-            calls = _CallCounter()
+            calls: list[object] = []  # the downsample module's forward calls
             if isinstance(block.downsample, nn.Module):
-                block.downsample.register_forward_hook(calls)
+                block.downsample.register_forward_hook(lambda *_, calls=calls: calls.append(_))
             x = subject.input(case)
             with torch.no_grad():
                 same = all_close(block(x), without(x))
         if block.residual:
-            if isinstance(block.downsample, nn.Module) and calls.count == 0:
+            if isinstance(block.downsample, nn.Module) and not calls:
                 raise ViolationError(
                     f"the block never calls its downsample module ({where}): join branch and "
                     "shortcut with self.add_shortcut(out, x)"
@@ -309,7 +227,7 @@ def _block_drop_path(subject: _BlockSubject) -> str:
         subject.residual_cases()[:2]
     )
     for case in cases:
-        where = case.describe(subject.out_channels)
+        where = subject.describe(case)
         reference = subject.make(case)
         subject.warm_up(reference, case)
         state = reference.state_dict()
@@ -347,8 +265,7 @@ def _block_drop_path(subject: _BlockSubject) -> str:
 
 def _block_dilation(subject: _BlockSubject) -> str:
     subject.requires("dilation", "a stage dilation > 1")
-    out = subject.out_channels
-    same = ShapeCase(out, 1, "B")
+    same = ShapeCase(subject.out_channels, 1, "B")
     plain = subject.make(same)
     dilated = subject.make(same, dilation=2)
     dilated.load_state_dict(plain.state_dict())
@@ -364,144 +281,41 @@ def _block_dilation(subject: _BlockSubject) -> str:
         raise ViolationError(
             "dilation=2 does not change the output: pass it to the 3x3 convolutions"
         )
-    strided = ShapeCase(out // 2, 2, "B")
+    strided = subject.example()
     block = subject.make(strided, dilation=2)
     with torch.no_grad():
         shape = tuple(block.eval()(subject.input(strided)).shape)
-    if shape != subject.expected_shape(strided, 2, 8):
+    if shape != subject.expected_shape(strided, 8):
         raise ViolationError(
             f"dilation=2 at stride 2 gives shape {shape}, expected "
-            f"{subject.expected_shape(strided, 2, 8)}"
+            f"{subject.expected_shape(strided, 8)}"
         )
     return "dilation 2 keeps the size at stride 1, halves it at stride 2, and is used"
 
 
-def _block_norm_layer(subject: _BlockSubject) -> str:
-    out = subject.out_channels
-    checked = []
-    for norm in ("groupnorm", "frozen_batchnorm"):
-        norm_layer = NORMS.get(norm)
-        for case in (ShapeCase(out, 1, "B"), ShapeCase(out // 2, 2, "B")):
-            block = subject.make(case, norm_layer=norm_layer)
-            stray = [n for n, m in block.named_modules() if type(m) is nn.BatchNorm2d]
-            if stray:
-                raise ViolationError(
-                    f"with norm_layer={norm!r} the block still has nn.BatchNorm2d at "
-                    f"{stray}: build every norm with norm_layer"
-                )
-            for mode in ("train", "eval"):
-                with torch.no_grad():
-                    shape = tuple(block.train(mode == "train")(subject.input(case)).shape)
-                if shape != subject.expected_shape(case, 2, 8):
-                    raise ViolationError(f"with norm_layer={norm!r} the output has shape {shape}")
-        checked.append(norm)
-    return f"builds and runs with norm_layer {', '.join(checked)}"
-
-
-def _block_act_layer(subject: _BlockSubject) -> str:
-    subject.requires("act_layer", "an activation other than 'relu'")
-    case = ShapeCase(subject.out_channels // 2, 2, "B")
-    reference = subject.make(case)
-    act_layer = CountingAct()
-    block = subject.make(case, act_layer=act_layer)
-    if act_layer.made == 0:
-        raise ViolationError("the block never calls act_layer: build its activations with it")
-    block.load_state_dict(reference.state_dict())
-    x = subject.input(case)
-    with torch.no_grad():
-        y, y_silu = reference.eval()(x), block.eval()(x)
-    if y_silu.shape != y.shape:
-        raise ViolationError(f"with act_layer=SiLU the output has shape {tuple(y_silu.shape)}")
-    if all_close(y, y_silu):
-        raise ViolationError(
-            "act_layer=SiLU does not change the output: the block makes the activation but "
-            "does not use it"
-        )
-    return f"act_layer made {act_layer.made} activation(s), and they are used"
-
-
-def _block_batch_independence(subject: _BlockSubject) -> str:
-    cases = [c for c in subject.cases() if c.stride == 2 or c.in_channels == subject.out_channels]
-    for case in cases:
-        where = case.describe(subject.out_channels)
-        with raised_at(where):
-            block = subject.make(case)
-            subject.warm_up(block, case)
-            check_batch_independence(block, subject.input(case, batch=3), where)
-    return f"eval outputs are per sample, in {len(cases)} cases"
-
-
-def _block_state_dict(subject: _BlockSubject) -> str:
-    case = ShapeCase(subject.out_channels // 2, 2, "C")
-    original = subject.make(case)
-    subject.warm_up(original, case)
-    check_state_dict_round_trip(original, subject.make(case, seed_offset=1), subject.input(case))
-    return "a second instance loaded with strict=True computes the same output"
-
-
-def _block_pickle(subject: _BlockSubject) -> str:
-    case = ShapeCase(subject.out_channels // 2, 2, "C")
-    block = subject.make(case)
-    subject.warm_up(block, case)
-    check_round_trip(block, subject.input(case), case.describe(subject.out_channels))
-    return "pickle and torch.save copies compute the same output"
-
-
-def _block_spec(subject: _BlockSubject) -> str:
-    name, registered = registered_name(BLOCKS, subject.cls, "_conformance_block_")
-    try:
-        spec = ResNetSpec(
-            stages=(StageSpec(1, _WIDTH), StageSpec(2, 2 * _WIDTH, stride=2)),
-            block=name,
-            shortcut="B",
-            stem=StemSpec("cifar", 8),
-            num_classes=3,
-            zero_init_residual=True,
-            block_options=subject.options,
-        )
-        check_spec_round_trip(spec, subject.seed, subject.device, 8)
-        # The spec-level options reach the block only where it takes them.
-        takes = {k: takes_keyword(subject.cls, k) for k in ("act_layer", "drop_path", "dilation")}
-        options = ResNetSpec(
-            stages=(
-                StageSpec(1, _WIDTH),
-                StageSpec(2, _WIDTH, stride=2, dilation=2 if takes["dilation"] else 1),
-            ),
-            block=name,
-            shortcut="B",
-            stem=StemSpec("cifar", 8),
-            num_classes=3,
-            block_options=subject.options,
-            norm="groupnorm",
-            act="silu" if takes["act_layer"] else "relu",
-            drop_path_rate=0.2 if takes["drop_path"] else 0.0,
-        )
-        check_spec_round_trip(options, subject.seed, subject.device, 8)
-    finally:
-        if registered:
-            BLOCKS.unregister(name)
-    extras = "".join(f", {k}" for k, v in takes.items() if v)
-    return (
-        f"builds as {name!r}, round-trips through JSON and rebuilds equal; also with "
-        f"norm 'groupnorm'{extras}"
-    )
+def _block_interface(subject: _BlockSubject) -> str:
+    cls = subject.cls
+    validate_block(cls.__name__, cls, run=False)  # the shape checks run it
+    check_interface(cls, ("weighted_layers",), ALWAYS_PASSED)
+    check_block_options(cls.__name__, cls, subject.options)
+    return f"a concrete ResidualBlock, expansion {cls.expansion}, layers {cls.weighted_layers}"
 
 
 _BLOCK_CHECKS: dict[str, Check[_BlockSubject]] = {
     "interface": _block_interface,
     "out_channels": _block_out_channels,
     "shapes": _block_shapes,
-    "gradients": _block_gradients,
+    "gradients": gradients,
     "zero_init": _block_zero_init,
     "shortcut": _block_shortcut,
     "drop_path": _block_drop_path,
     "dilation": _block_dilation,
-    "norm_layer": _block_norm_layer,
-    "act_layer": _block_act_layer,
-    "batch_independence": _block_batch_independence,
-    "state_dict": _block_state_dict,
-    "pickle": _block_pickle,
-    "spec": _block_spec,
+    "norm_layer": norm_layer,
+    "act_layer": act_layer,
+    "batch_independence": batch_independence,
+    "state_dict": state_dict,
+    "pickle": pickled,
+    "spec": spec,
 }
 BLOCK_CHECKS: tuple[str, ...] = tuple(_BLOCK_CHECKS)
 """The names of :func:`check_block`'s checks, in the order they run."""
@@ -522,11 +336,14 @@ def check_block(
     runs a subset ("interface" always runs first). An unregistered class is registered
     under a temporary name for the "spec" check and unregistered afterwards.
     """
-    cls, label = resolve_subject(BLOCKS, "block", block)
-    torch_device = torch.device(device)
-    subject = _BlockSubject(cls, dict(block_options or {}), torch_device, seed)
-    with seeded(torch_device):
-        report = run_checks(label, subject, _BLOCK_CHECKS, only, "interface")
-    if raise_on_failure:
-        report.raise_for_failures()
-    return report
+    options = dict(block_options or {})
+    return check_subject(
+        _BlockSubject,
+        block,
+        _BLOCK_CHECKS,
+        device=device,
+        seed=seed,
+        only=only,
+        raise_on_failure=raise_on_failure,
+        options=options,
+    )
