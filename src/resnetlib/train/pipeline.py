@@ -107,7 +107,7 @@ def _as_image_stat(
 
 def channel_stats(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of ``dataset``'s pixels in [0, 1] units, always
-    computed (:func:`~resnetlib.train.data.data_statistics`, never the published values)."""
+    computed (``resnetlib.train.data.data_statistics``, never the published values)."""
     return data_statistics(replace(dataset, statistics=None))
 
 
