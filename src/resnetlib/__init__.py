@@ -97,72 +97,26 @@ if TYPE_CHECKING:
 # Subpackages loaded on first use.
 _LAZY = {"testing", "deploy"}
 
-# Names that left the top level (issue 26): name -> the module that exports it now.
+# Names that left the top level (issue 26), by the module that exports each now.
 _MOVED = {
-    "ACTIVATIONS": "resnetlib.nn",
-    "ActLayer": "resnetlib.nn",
-    "adapt_input_channels": "resnetlib.interop",
-    "apply_overrides": "resnetlib.core",
-    "BLOCKS": "resnetlib.nn",
-    "Checkpoint": "resnetlib.interop",
-    "CifarPreActStem": "resnetlib.nn",
-    "CifarStem": "resnetlib.nn",
-    "conv1x1": "resnetlib.nn",
-    "conv3x3": "resnetlib.nn",
-    "convert_state_dict": "resnetlib.interop",
-    "DeepStem": "resnetlib.nn",
-    "drop_path_rates": "resnetlib.nn",
-    "DropPath": "resnetlib.nn",
-    "feature_take_indices": "resnetlib.core",
-    "FeatureInfo": "resnetlib.core",
-    "FeatureInfoList": "resnetlib.core",
-    "features": "resnetlib.core",
-    "freeze": "resnetlib.interop",
-    "FrozenBatchNorm2d": "resnetlib.nn",
-    "fuse_bn": "resnetlib.deploy",
-    "FuseReport": "resnetlib.deploy",
-    "group_norm": "resnetlib.nn",
-    "ImageNetPreActStem": "resnetlib.nn",
-    "ImageNetStem": "resnetlib.nn",
-    "is_fused": "resnetlib.deploy",
-    "load_weights": "resnetlib.interop",
-    "LoadReport": "resnetlib.interop",
-    "ModelFactory": "resnetlib.models",
-    "MODELS": "resnetlib.models",
-    "ModelSummary": "resnetlib.analysis",
-    "NormAct": "resnetlib.nn",
-    "NormLayer": "resnetlib.nn",
-    "NORMS": "resnetlib.nn",
-    "NoShortcut": "resnetlib.nn",
-    "optimize_for_inference": "resnetlib.deploy",
-    "OptionA": "resnetlib.nn",
-    "OptionABoth": "resnetlib.nn",
-    "OptionB": "resnetlib.nn",
-    "OptionC": "resnetlib.nn",
-    "OptionD": "resnetlib.nn",
-    "paper_depth": "resnetlib.core",
-    "param_groups": "resnetlib.interop",
-    "PreActBasicBlock": "resnetlib.nn",
-    "PreActBottleneck": "resnetlib.nn",
-    "PreActOptionB": "resnetlib.nn",
-    "PretrainedError": "resnetlib.models",
-    "PretrainedWeights": "resnetlib.models",
-    "read_checkpoint": "resnetlib.interop",
-    "register_act": "resnetlib.nn",
-    "register_norm": "resnetlib.nn",
-    "Registry": "resnetlib.registry",
-    "ResNetFeatures": "resnetlib.core",
-    "ShapeMismatch": "resnetlib.interop",
-    "SHORTCUTS": "resnetlib.nn",
-    "STEMS": "resnetlib.nn",
-    "summary": "resnetlib.analysis",
-    "SummaryRow": "resnetlib.analysis",
-    "to_torchvision": "resnetlib.interop",
-    "unfreeze": "resnetlib.interop",
-    "UnknownNameError": "resnetlib.registry",
-    "WeightsMismatchError": "resnetlib.interop",
-    "zero_norm_weight": "resnetlib.nn",
-    "ZeroPadShortcut": "resnetlib.nn",
+    name: home
+    for home, names in {
+        "resnetlib.nn": """ACTIVATIONS ActLayer BLOCKS CifarPreActStem CifarStem conv1x1 conv3x3
+            DeepStem drop_path_rates DropPath FrozenBatchNorm2d group_norm ImageNetPreActStem
+            ImageNetStem NormAct NormLayer NORMS NoShortcut OptionA OptionABoth OptionB OptionC
+            OptionD PreActBasicBlock PreActBottleneck PreActOptionB register_act register_norm
+            SHORTCUTS STEMS zero_norm_weight ZeroPadShortcut""",
+        "resnetlib.interop": """adapt_input_channels Checkpoint convert_state_dict freeze
+            load_weights LoadReport param_groups read_checkpoint ShapeMismatch to_torchvision
+            unfreeze WeightsMismatchError""",
+        "resnetlib.core": """apply_overrides feature_take_indices FeatureInfo FeatureInfoList
+            features paper_depth ResNetFeatures""",
+        "resnetlib.deploy": "fuse_bn FuseReport is_fused optimize_for_inference",
+        "resnetlib.models": "ModelFactory MODELS PretrainedError PretrainedWeights",
+        "resnetlib.analysis": "ModelSummary summary SummaryRow",
+        "resnetlib.registry": "Registry UnknownNameError",
+    }.items()
+    for name in names.split()
 }
 
 

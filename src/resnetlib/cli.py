@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 from collections.abc import Sequence
 
@@ -48,13 +47,6 @@ SUBCOMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 _BUILTIN = ("list", "summary")
 _GLOBAL_FLAGS = ("--debug",)  # the global options a command word may follow (--version exits)
 
-_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
-
-
-def _plain(text: str) -> str:
-    """reST markup out of a docstring for ``--help``: roles and double backticks."""
-    return _ROLE.sub(r"\1", text).replace("``", "")
-
 
 def _command_word(argv: Sequence[str]) -> str | None:
     """The subcommand ``argv`` names: its first word after the global flags, or ``None``
@@ -84,7 +76,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for ``argv`` (with every subcommand when ``argv`` is ``None``)."""
     from . import __version__
 
-    description = _plain((__doc__ or "").split("\n\n")[0])
+    description = (__doc__ or "").split("\n\n")[0].replace("``", "")  # no reST in --help
     parser = argparse.ArgumentParser(prog="resnetlib", description=description)
     parser.add_argument("--version", action="version", version=f"resnetlib {__version__}")
     parser.add_argument(

@@ -22,7 +22,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .files import command_files
@@ -45,6 +45,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 _MAX_ERROR_LINES = 12
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+_T = TypeVar("_T")
 
 
 class UsageError(Exception):
@@ -54,59 +55,51 @@ class UsageError(Exception):
 # -- flag types ---------------------------------------------------------------------------
 
 
-def input_size(text: str) -> tuple[int, int, int]:
-    """``C,H,W`` of positive ints, each side at most :data:`MAX_IMAGE_SIDE`."""
-    try:
-        c, h, w = (int(part) for part in text.split(","))
-    except ValueError:
-        c = h = w = 0
-    if min(c, h, w) < 1 or max(h, w) > MAX_IMAGE_SIDE or c > MAX_CHANNELS:
-        raise argparse.ArgumentTypeError(
-            f"expected C,H,W of positive ints such as 3,224,224 (sides up to "
-            f"{MAX_IMAGE_SIDE}, channels up to {MAX_CHANNELS}); got {text!r}"
-        )
-    return c, h, w
+def _flag_type(
+    parse: Callable[[str], _T], ok: Callable[[_T], bool], expected: str
+) -> Callable[[str], _T]:
+    """An argparse type: ``parse(text)`` where it parses and passes ``ok``, else one
+    "expected EXPECTED; got 'TEXT'" error (argparse prints it after the flag)."""
+
+    def convert(text: str) -> _T:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return value
+
+    return convert
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+input_size = _flag_type(
+    _ints,
+    lambda s: len(s) == 3 and min(s) >= 1 and max(s[1:]) <= MAX_IMAGE_SIDE and s[0] <= MAX_CHANNELS,
+    f"C,H,W of positive ints such as 3,224,224 (sides up to {MAX_IMAGE_SIDE}, channels up to "
+    f"{MAX_CHANNELS})",
+)
+"""``C,H,W`` of positive ints, each side at most :data:`MAX_IMAGE_SIDE`."""
+
+_int_list = _flag_type(_ints, lambda v: min(v) >= 1, "comma-separated ints >= 1 such as 16,32,64")
+
+positive_float = _flag_type(float, lambda v: 0 < v < float("inf"), "a number > 0")
+"""An argparse type: a finite number > 0."""
 
 
 def int_in(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: an int in ``[minimum, maximum]`` (no maximum: the model's spec
     bounds it, with its own message)."""
-
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum or (maximum is not None and value > maximum):
-            allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-            raise argparse.ArgumentTypeError(f"expected an int {allowed}; got {text!r}")
-        return value
-
-    convert.__name__ = "int"
-    return convert
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
-    return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        values = ()
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated ints >= 1 such as 16,32,64; got {text!r}"
-        )
-    return values
+    allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    return _flag_type(
+        int,
+        lambda v: minimum <= v <= (v if maximum is None else maximum),
+        f"an int {allowed}",
+    )
 
 
 def _key_value(text: str) -> tuple[str, Any]:

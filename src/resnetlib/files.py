@@ -123,6 +123,11 @@ def _name(path: PathLike) -> str:
     return printable(str(path))
 
 
+def _refused(error: ErrorType, path: PathLike, reason: str, what: str, then: str = "") -> Exception:
+    """``error`` saying ``PATH: REASON (WHAT)THEN``, the one shape of a refusal's message."""
+    return error(f"{_name(path)}: {reason}{f' ({what})' if what else ''}{then}")
+
+
 # -- reading -------------------------------------------------------------------------------
 
 
@@ -157,8 +162,7 @@ def open_regular(
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            role = f" ({what})" if what else ""
-            raise error(f"{_name(path)}: {_kind(mode)}{role}; resnetlib reads only regular files")
+            raise _refused(error, path, _kind(mode), what, "; resnetlib reads only regular files")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         if not own:
@@ -198,8 +202,7 @@ def read_bytes(
         chunks.pop()  # the empty read at the end of the file
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > limit:
-        role = f" ({what})" if what else ""
-        raise error(f"{_name(path)}: larger than {limit:,} bytes{role}; not such a file")
+        raise _refused(error, path, f"larger than {limit:,} bytes", what, "; not such a file")
     return data
 
 
@@ -215,9 +218,8 @@ def read_text(
     data = read_bytes(path, limit=limit, what=what, error=error, own=own)
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError as decode_error:
-        role = f" ({what})" if what else ""
-        raise error(f"{_name(path)}: not UTF-8 text (byte {decode_error.start}){role}") from None
+    except UnicodeDecodeError as bad:
+        raise _refused(error, path, f"not UTF-8 text (byte {bad.start})", what) from None
 
 
 class _RefusedError(Exception):
@@ -321,13 +323,10 @@ def pickle_opcodes(
     reference each other, doubling at each level) is refused by its caller.
     """
     count = 0
-    memo = 0
     try:
         for opcode, argument, _ in pickletools.genops(data):
             count += 1
-            if opcode.name == "MEMOIZE":
-                memo += 1
-            elif opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"):
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"):
                 index = argument if isinstance(argument, int) else -1
                 if not 0 <= index <= count:
                     raise error(
@@ -335,8 +334,6 @@ def pickle_opcodes(
                     )
     except (ValueError, pickle.UnpicklingError) as bad:  # genops: an unknown or short opcode
         raise error(f"{where}: damaged {what} ({bad})") from None
-    if memo > count:  # pragma: no cover - MEMOIZE is itself an opcode
-        raise error(f"{where}: damaged {what} (its memo)")
     return count
 
 
@@ -378,10 +375,12 @@ def _create_partial(directory: Path, name: str) -> tuple[int, Path]:
             continue
 
 
-def _target(path: PathLike) -> tuple[Path, Path]:
+def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
+    """The target (refused when it is an input), its directory, and a new partial file there."""
     target = Path(path)
     check_not_input(target)
-    return target, target.parent if str(target.parent) else Path(".")
+    directory = target.parent if str(target.parent) else Path(".")
+    return target, directory, *_create_partial(directory, target.name)
 
 
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
@@ -397,19 +396,17 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
         OSError: the write failed (a full disk, no permission); the message names ``path``.
         OutputIsInputError: ``path`` is an input of the running command.
     """
-    target, directory = _target(path)
-    fd, partial = _create_partial(directory, target.name)
+    target, directory, fd, partial = _start(path)
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, target)
-    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
-        Path(partial).unlink(missing_ok=True)
-        raise _not_written(target, error) from error
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if isinstance(error, (OSError, RuntimeError)):  # torch.save: a full disk, RuntimeError
+            raise _not_written(target, error) from error
         raise
     _fsync_directory(directory)
 
@@ -435,8 +432,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         OutputIsInputError: ``path`` is an input of the running command (checked first,
             before the writer runs).
     """
-    target, directory = _target(path)
-    fd, partial = _create_partial(directory, target.name)
+    target, directory, fd, partial = _start(path)
     os.close(fd)
     temporary = partial.with_name(partial.name + target.suffix)  # writers may check suffixes
     partial.unlink()
