@@ -45,16 +45,6 @@ def _describe(value: object) -> str:
     return repr(value)
 
 
-def _default_size(model: nn.Module, caller: str) -> tuple[int, ...]:
-    size = getattr(model, "default_input_size", None)
-    if size is None:
-        raise ValueError(
-            f"{caller}: {type(model).__name__} has no default_input_size (resnetlib models "
-            "do); give the input as (C, H, W), (N, C, H, W) or an example tensor"
-        )
-    return tuple(size)
-
-
 def _example_input(
     model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str
 ) -> torch.Tensor:
@@ -64,8 +54,13 @@ def _example_input(
     example tensor of either shape, or ``None`` for the model's ``default_input_size``.
     """
     if input_size is None:
-        size = _default_size(model, caller)
-    elif isinstance(input_size, torch.Tensor):
+        input_size = getattr(model, "default_input_size", None)
+        if input_size is None:
+            raise ValueError(
+                f"{caller}: {type(model).__name__} has no default_input_size (resnetlib models "
+                "do); give the input as (C, H, W), (N, C, H, W) or an example tensor"
+            )
+    if isinstance(input_size, torch.Tensor):
         size = tuple(input_size.shape)
     elif isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
         size = ()

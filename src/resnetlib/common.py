@@ -22,6 +22,7 @@ from torch import nn
 __all__ = [
     "PathLike",
     "evaluating",
+    "first_line",
     "optional_import",
     "printable",
     "resolve_device",
@@ -77,16 +78,24 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 _UNPRINTED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
-def printable(text: str) -> str:
-    """``text`` safe to print on one line of a terminal: control characters (C0, DEL, C1),
-    format characters (bidi overrides, zero-width), line and paragraph separators and lone
-    surrogates (undecodable bytes of a file name) written as ``\\xNN``, ``\\uNNNN`` or
-    ``\\UNNNNNNNN``; everything else unchanged."""
+def printable(text: object) -> str:
+    """``str(text)`` (a path, an error) safe to print on one line of a terminal: control
+    characters (C0, DEL, C1), format characters (bidi overrides, zero-width), line and
+    paragraph separators and lone surrogates (undecodable bytes of a file name) written as
+    ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``; everything else unchanged."""
+    text = str(text)
     if text.isprintable():
         return text
     return "".join(
         _escaped(ord(char)) if unicodedata.category(char) in _UNPRINTED else char for char in text
     )
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message for a one-line report (:func:`printable`), or
+    its type's name where the message is empty."""
+    lines = str(error).strip().splitlines()
+    return printable(lines[0]) if lines else type(error).__name__
 
 
 def _escaped(code: int) -> str:

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO
 
-from .common import PathLike, printable
+from .common import PathLike, first_line, printable
 from .limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_TEXT_BYTES
 
 __all__ = [
@@ -113,19 +113,14 @@ def check_not_input(target: PathLike) -> None:
     if source is not None:
         same = "is" if os.path.abspath(source) == os.path.abspath(target) else "is the same file as"
         raise OutputIsInputError(
-            f"{_name(target)}: {same} {_name(source)}, an input of this command; writing it "
-            "would destroy the input: choose another output path"
+            f"{printable(target)}: {same} {printable(source)}, an input of this command; "
+            "writing it would destroy the input: choose another output path"
         )
-
-
-def _name(path: PathLike) -> str:
-    """``path`` for a one-line message: control characters (a newline) escaped."""
-    return printable(str(path))
 
 
 def _refused(error: ErrorType, path: PathLike, reason: str, what: str, then: str = "") -> Exception:
     """``error`` saying ``PATH: REASON (WHAT)THEN``, the one shape of a refusal's message."""
-    return error(f"{_name(path)}: {reason}{f' ({what})' if what else ''}{then}")
+    return error(f"{printable(path)}: {reason}{f' ({what})' if what else ''}{then}")
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -144,6 +139,15 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _regular(fd: int, path: PathLike, error: ErrorType, what: str, then: str) -> int:
+    """``fd`` where it is a regular file; otherwise it is closed and the refusal raised."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return fd
+    os.close(fd)
+    raise _refused(error, path, _kind(mode), what, then)
+
+
 def open_regular(
     path: PathLike, *, what: str = "", error: ErrorType = FileRefusedError, own: bool = False
 ) -> BinaryIO:
@@ -159,10 +163,8 @@ def open_regular(
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    _regular(fd, path, error, what, "; resnetlib reads only regular files")
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _refused(error, path, _kind(mode), what, "; resnetlib reads only regular files")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         if not own:
@@ -295,7 +297,7 @@ def read_json(
 ) -> Any:
     """A JSON file (:func:`read_bytes`, then :func:`parse_json`)."""
     data = read_bytes(path, limit=limit, what=what, error=error, own=own)
-    return parse_json(data, where=_name(path), error=error)
+    return parse_json(data, where=printable(path), error=error)
 
 
 def inside(root: PathLike, name: str, *, where: str, error: ErrorType = FileRefusedError) -> Path:
@@ -305,8 +307,8 @@ def inside(root: PathLike, name: str, *, where: str, error: ErrorType = FileRefu
     pure = PurePath(name)
     if not name or "\0" in name or pure.is_absolute() or pure.anchor or ".." in pure.parts:
         raise error(
-            f"{where}: {name[:200]!r} is not a path inside {_name(root)} (absolute paths and '..' "
-            "are refused)"
+            f"{where}: {name[:200]!r} is not a path inside {printable(root)} (absolute paths and "
+            "'..' are refused)"
         )
     return Path(root) / pure
 
@@ -413,11 +415,9 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
 
 def _not_written(target: Path, error: Exception) -> OSError:
     """The one-line error for a write that failed: the file, the first line of why."""
-    lines = str(error).strip().splitlines()
-    reason = lines[0] if lines else type(error).__name__
     return OSError(
-        f"{target}: could not be written ({reason}); the previous file, if any, is "
-        "intact. Is the disk full, or the directory not writable?"
+        f"{printable(target)}: could not be written ({first_line(error)}); the previous file, if "
+        "any, is intact. Is the disk full, or the directory not writable?"
     )
 
 
@@ -457,12 +457,8 @@ def open_lock(path: PathLike, *, error: ErrorType = FileRefusedError) -> int:
     except OSError as failed:
         if Path(path).is_symlink():
             raise error(
-                f"{_name(path)}: a symbolic link; resnetlib never writes through a link it did "
+                f"{printable(path)}: a symbolic link; resnetlib never writes through a link it did "
                 "not make: remove it"
             ) from None
         raise failed
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise error(f"{_name(path)}: {_kind(mode)}; the lock must be a regular file: remove it")
-    return fd
+    return _regular(fd, path, error, "", "; the lock must be a regular file: remove it")

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .common import PathLike, optional_import, printable
+from .common import PathLike, first_line, optional_import, printable
 from .files import open_regular
 from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 
@@ -108,7 +108,7 @@ def decode_image(
         raise ValueError(f"channels must be 1 or 3; got {channels!r}")
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
-    name = printable(str(path))
+    name = printable(path)
     target = _target(size, crop_pct)
     image_module = _pil()
     try:
@@ -137,8 +137,7 @@ def decode_image(
     except MemoryError:
         raise error(f"{name}: out of memory decoding it") from None
     except Exception as failed:  # Pillow's decoders raise OSError, ValueError, EOFError, ...
-        reason = printable(str(failed).strip().splitlines()[0] if str(failed).strip() else "")
-        raise error(f"{name}: not a readable image ({reason or type(failed).__name__})") from None
+        raise error(f"{name}: not a readable image ({first_line(failed)})") from None
 
 
 _BOMB = (
