@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Iterator
 from typing import Generic, NoReturn, TypeVar, overload
+
+from .validate import close_matches
 
 T = TypeVar("T")
 
@@ -157,9 +158,7 @@ class Registry(dict[str, T], Generic[T]):
 
     def _unknown_message(self, name: object) -> str:
         known = sorted(self.keys())
-        by_lower = {k.lower(): k for k in known}
-        matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)
-        close = [by_lower[m] for m in matches]
+        close = close_matches(str(name), known, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
 

@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Collection, Mapping
 from typing import Any, TypeGuard
 
-__all__ = ["check_int", "check_keys", "is_int", "is_real"]
+__all__ = ["check_int", "check_keys", "close_matches", "is_int", "is_real"]
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -23,6 +23,13 @@ def is_int(value: object) -> TypeGuard[int]:
 def is_real(value: object) -> TypeGuard[int | float]:
     """True for an ``int`` or ``float`` that is not a ``bool``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def close_matches(word: str, known: Collection[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The (up to ``n``) entries of ``known`` closest to ``word``, ignoring case: the one
+    "did you mean" of every unknown-name message."""
+    by_lower = {name.lower(): name for name in known}
+    return [by_lower[m] for m in difflib.get_close_matches(word.lower(), by_lower, n, cutoff)]
 
 
 def check_int(
@@ -64,8 +71,7 @@ def check_keys(
         hints = [
             f"{match[0]!r} for {key!r}"
             for key in unknown
-            if isinstance(key, str)
-            and (match := difflib.get_close_matches(key, allowed, n=1, cutoff=0.6))
+            if isinstance(key, str) and (match := close_matches(key, allowed))
         ]
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise error(f"{owner} has unknown {what} {unknown}{hint}; allowed: {sorted(allowed)}")
