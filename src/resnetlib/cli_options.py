@@ -161,16 +161,7 @@ def add_imports(parser: argparse.ArgumentParser) -> None:
 class _PretrainedFlag(argparse.Action):
     """``--pretrained``: takes no value, and keeps a tag ``--pretrained-tag`` already set."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, **kwargs)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
         if not isinstance(getattr(namespace, self.dest, None), str):
             setattr(namespace, self.dest, True)
 
@@ -203,6 +194,7 @@ def add_model_arguments(
     weights.add_argument(
         "--pretrained",
         action=_PretrainedFlag,
+        nargs=0,
         default=None,
         help="start from the model's pretrained weights (its default tag; name another with "
         "--pretrained-tag TAG or MODEL.TAG); see resnetlib.list_pretrained()",
@@ -239,12 +231,8 @@ def split_model_words(args: argparse.Namespace, words: Sequence[str]) -> list[st
     from .models.zoo import MODELS
 
     rest = list(words)
-    if not rest:
-        return rest
-    first = rest[0]
-    if args.checkpoint is not None and first.split(".", 1)[0] not in MODELS:
-        return rest
-    args.model = rest.pop(0)
+    if rest and (args.checkpoint is None or rest[0].split(".", 1)[0] in MODELS):
+        args.model = rest.pop(0)
     return rest
 
 
