@@ -85,35 +85,28 @@ def _example_input(
     return torch.zeros((1, *size), device=device, dtype=dtype)
 
 
-def _on_meta(model: nn.Module) -> nn.Module | None:
-    """A copy of ``model`` whose parameters and buffers are on the meta device (shapes and
-    dtypes only: no memory, no arithmetic), or None where it cannot be copied."""
-    memo: dict[int, object] = {}
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if id(tensor) not in memo:
-            twin = torch.empty_like(tensor, device="meta")
-            if isinstance(tensor, nn.Parameter):
-                twin = nn.Parameter(twin, requires_grad=tensor.requires_grad)
-            memo[id(tensor)] = twin
-    try:
-        return copy.deepcopy(model, memo)
-    except Exception:  # a module that refuses to be copied is measured as it is
-        return None
-
-
 def _shapes_only(
     model: nn.Module, x: torch.Tensor, run: Callable[[nn.Module, torch.Tensor], _T]
 ) -> _T:
     """``run(model, x)`` on meta copies of both, so the cost is that of the shapes, not of the
     arithmetic (a 4000 x 4000 input takes no longer than a 224 x 224 one); on the model
-    itself where it has no meta copy or an operation has no meta kernel."""
+    itself where it cannot be copied or an operation has no meta kernel."""
     if x.device.type != "meta":
-        twin = _on_meta(model)
-        if twin is not None:
-            try:
-                return run(twin, torch.empty_like(x, device="meta"))
-            except (NotImplementedError, RuntimeError):  # an op without a meta kernel
-                pass
+        memo: dict[int, object] = {}  # each parameter and buffer, once, as a meta tensor
+        for tensor in itertools.chain(model.parameters(), model.buffers()):
+            if id(tensor) not in memo:
+                twin = torch.empty_like(tensor, device="meta")
+                if isinstance(tensor, nn.Parameter):
+                    twin = nn.Parameter(twin, requires_grad=tensor.requires_grad)
+                memo[id(tensor)] = twin
+        try:
+            copied = copy.deepcopy(model, memo)
+        except Exception:  # a module that refuses to be copied is measured as it is
+            return run(model, x)
+        try:
+            return run(copied, torch.empty_like(x, device="meta"))
+        except (NotImplementedError, RuntimeError):  # an op without a meta kernel
+            pass
     return run(model, x)
 
 
