@@ -137,6 +137,11 @@ def _override_option(name: str, hint: Any) -> dict[str, Any]:
     raise TypeError(f"the CLI has no option type for override {name!r} ({hint!r})")
 
 
+def _flag(field: str) -> str:
+    """The flag of a :class:`ModelOverrides` field: ``block_options`` is ``--block-options``."""
+    return "--" + field.replace("_", "-")
+
+
 def _override_fields() -> dict[str, Any]:
     from .core.overrides import ModelOverrides
 
@@ -218,8 +223,7 @@ def add_model_arguments(
         "model options", "any ModelOverrides field (see help(resnetlib.ModelOverrides))"
     )
     for name, hint in _override_fields().items():
-        option = "--" + name.replace("_", "-")
-        overrides.add_argument(option, dest=name, **_override_option(name, hint))
+        overrides.add_argument(_flag(name), dest=name, **_override_option(name, hint))
 
 
 def split_model_words(args: argparse.Namespace, words: Sequence[str]) -> list[str]:
@@ -323,7 +327,7 @@ def model_from_args(
         path = Path(args.model)
         if not path.is_file():
             raise UsageError(f"{args.model}: no such checkpoint file")
-        given = [f"--{n.replace('_', '-')}" for n in options] + [
+        given = [_flag(name) for name in options] + [
             flag for flag in ("--pretrained", "--checkpoint") if getattr(args, flag[2:])
         ]
         if given:

@@ -111,6 +111,8 @@ def decode_image(
     name = printable(path)
     target = _target(size, crop_pct)
     image_module = _pil()
+    image_module.init()  # IMAGE_FORMATS this Pillow opens (WEBP is optional when it is built)
+    formats = [name for name in IMAGE_FORMATS if name in image_module.OPEN]
     try:
         file = open_regular(path, what="an image", error=error)
     except PermissionError:
@@ -118,10 +120,10 @@ def decode_image(
     except OSError as failed:
         raise error(f"{name}: cannot read ({failed.strerror or failed})") from None
     try:
-        with file, image_module.open(file, formats=_formats(image_module)) as image:
+        with file, image_module.open(file, formats=formats) as image:
             width, height = image.size
             _check_header(width, height, target, max_pixels, image_module, context)
-            pixels = _convert(image, channels, image_module)
+            pixels = _convert(image, channels)
             resample = getattr(image_module.Resampling, interpolation.upper())
             pixels = _resize(pixels, size, crop_pct, resample)
             return _tensor(pixels, channels, dtype)
@@ -130,8 +132,8 @@ def decode_image(
     except (image_module.DecompressionBombError, image_module.DecompressionBombWarning):
         raise error(f"{name}: {_BOMB}") from None
     except image_module.UnidentifiedImageError:
-        formats = ", ".join(IMAGE_FORMATS)
-        raise error(f"{name}: not a readable image (none of {formats})") from None
+        known = ", ".join(IMAGE_FORMATS)
+        raise error(f"{name}: not a readable image (none of {known})") from None
     except PermissionError:
         raise error(f"{name}: permission denied; make it readable") from None
     except MemoryError:
@@ -144,12 +146,6 @@ _BOMB = (
     "refused as a decompression bomb (its header claims more pixels than Pillow allows); "
     "shrink it or remove it"
 )
-
-
-def _formats(image_module: Any) -> list[str]:
-    """:data:`IMAGE_FORMATS` this Pillow opens (WEBP is optional when it is built)."""
-    image_module.init()
-    return [name for name in IMAGE_FORMATS if name in image_module.OPEN]
 
 
 def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | None:
@@ -197,7 +193,7 @@ def _check_header(
         )
 
 
-def _convert(image: Any, channels: int, image_module: Any) -> Any:
+def _convert(image: Any, channels: int) -> Any:
     """``image`` as ``L`` or ``RGB`` (8-bit), or as ``F`` on 0..255 (a high-depth grey)."""
     mode = image.mode
     if mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer grey: 0..65535
