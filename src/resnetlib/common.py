@@ -36,11 +36,10 @@ PathLike: TypeAlias = str | os.PathLike[str]
 def optional_import(module: str, needs: str, extra: str) -> ModuleType:
     """Import ``module`` from an optional dependency, or say which extra installs it.
 
-    ``needs`` starts the message ("plotting needs matplotlib"); the pip command follows.
-
     Raises:
         ModuleNotFoundError: (an ``ImportError``) ``module`` is not installed; the message
-            is ``'<needs>: pip install "resnetlib[<extra>]"'``.
+            is ``'<needs>: pip install "resnetlib[<extra>]"'`` (``needs``: "plotting needs
+            matplotlib").
     """
     try:
         return importlib.import_module(module)
