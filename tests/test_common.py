@@ -17,7 +17,8 @@ from resnetlib.nn.blocks import BlockArgs
 
 def test_a_missing_optional_module_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert optional_import("json", "never", "none").dumps(1) == "1"
-    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    for name in ("matplotlib", "matplotlib.pyplot"):  # also when another test imported it
+        monkeypatch.setitem(__import__("sys").modules, name, None)
     with pytest.raises(ModuleNotFoundError) as error:
         optional_import("matplotlib.pyplot", "plotting needs matplotlib", "train")
     assert str(error.value) == 'plotting needs matplotlib: pip install "resnetlib[train]"'
