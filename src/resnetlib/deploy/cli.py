@@ -128,14 +128,11 @@ def run(args: argparse.Namespace) -> int:
     from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
     from .fuse import fuse_bn
     from .preprocess import Normalized
+    from .share_cli import out_path, run_hf
 
     if args.format == "hf":
-        from .share_cli import run_hf
-
         return run_hf(args)
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    out = out_path(args.out)
     if out.is_dir():
         raise UsageError(f"--out {out}: is a directory; give a file path")
     if not os.access(out.parent, os.W_OK):

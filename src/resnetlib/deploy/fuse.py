@@ -135,25 +135,32 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     return pairs, unfused
 
 
+Statistics = tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]
+
+
+def running_statistics(norm: nn.Module) -> Statistics:
+    """An eval-mode batch norm's (mean, var, eps, weight or ``None``, bias or ``None``)."""
+    mean, var = norm.running_mean, norm.running_var
+    if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
+        raise TypeError(f"{type(norm).__name__} has no running statistics")
+    weight, bias = norm.weight, norm.bias
+    eps: Any = norm.eps
+    return (
+        mean,
+        var,
+        float(eps),
+        weight if isinstance(weight, torch.Tensor) else None,
+        bias if isinstance(bias, torch.Tensor) else None,
+    )
+
+
 def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
     fused = copy.deepcopy(conv)
     if not isinstance(fused, _CONVS):
         raise TypeError(f"expected a convolution; got {type(conv).__name__}")
-    running_mean = norm.running_mean
-    running_var = norm.running_var
-    if not isinstance(running_mean, torch.Tensor) or not isinstance(running_var, torch.Tensor):
-        raise TypeError(f"{type(norm).__name__} has no running statistics to fold")
-    weight, bias = fuse_conv_bn_weights(
-        fused.weight,
-        fused.bias,
-        running_mean,
-        running_var,
-        float(norm.eps),  # type: ignore[arg-type]
-        norm.weight if isinstance(norm.weight, torch.Tensor) else None,
-        norm.bias if isinstance(norm.bias, torch.Tensor) else None,
+    fused.weight, fused.bias = fuse_conv_bn_weights(
+        fused.weight, fused.bias, *running_statistics(norm)
     )
-    fused.weight = weight
-    fused.bias = bias
     return fused
 
 
