@@ -21,7 +21,7 @@ from typing import Any, Literal, overload
 import torch
 from torch import fx, nn
 
-from ..core.data_config import normalization, set_data_config
+from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from .export import dynamic_shapes, first_line, quiet, require
 from .fuse import fuse_bn, running_statistics
@@ -151,15 +151,15 @@ class Int8Model(nn.Module):
             set_data_config(self, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.freezing:  # compiled: inductor lowers int8 only with freezing on
-            from torch._inductor import config
+        if not self.freezing:
+            out: torch.Tensor = self.graph(x)
+            return out
+        from torch._inductor import config  # compiled: inductor lowers int8 only with freezing
 
-            with config.patch(freezing=True), warnings.catch_warnings():
-                # inductor's int8 lowering warns about its own tensor copies on compiling
-                warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
-                frozen: torch.Tensor = self.graph(x)
-            return frozen
-        out: torch.Tensor = self.graph(x)
+        with config.patch(freezing=True), warnings.catch_warnings():
+            # inductor's int8 lowering warns about its own tensor copies on compiling
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
+            out = self.graph(x)
         return out
 
 
@@ -459,10 +459,9 @@ def calibration_batches(
         chosen = nn.functional.interpolate(
             chosen, size=(height, width), mode="bilinear", align_corners=False
         )
-    if "mean" not in cfg and "std" not in cfg:  # a module that states no normalization
-        return list(torch.split(chosen, batch_size))
-    mean_values, std_values = normalization(cfg, channels)
-    mean = torch.tensor(mean_values).view(1, -1, 1, 1)
-    std = torch.tensor(std_values).view(1, -1, 1, 1)
-    normalized = (chosen - mean) / std
-    return list(torch.split(normalized, batch_size))
+    if "mean" in cfg or "std" in cfg:  # else a module that states no normalization
+        from .preprocess import normalizing
+
+        mean, inverse_std = normalizing(cfg, channels)
+        chosen = (chosen - mean) * inverse_std
+    return list(torch.split(chosen, batch_size))

@@ -10,9 +10,6 @@ from ..cli_options import UsageError, is_checkpoint_path, model_from_args
 
 __all__ = ["run_hf"]
 
-# export's options that shape a graph, not a folder (None or False when not given).
-_GRAPH_OPTIONS = ("fuse", "normalize", "input", "dynamic_size", "int8", "calibrate")
-
 
 def out_path(out: str) -> Path:
     """``--out`` as a path, refused when its directory does not exist."""
@@ -26,10 +23,11 @@ def run_hf(args: argparse.Namespace) -> int:
     """Write the model (a checkpoint's metadata in its card) as a folder at ``--out``."""
     from ..interop.checkpoint import read_checkpoint
     from ..models.share import CONFIG, save_pretrained
+    from .cli import GRAPH_OPTIONS
     from .runtime import refuse_given
 
-    values = [(name, getattr(args, name, None)) for name in _GRAPH_OPTIONS]
-    given = {name: None if value is False else value for name, value in values}
+    names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
+    given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")
     out = out_path(args.out)
     if out.exists() and not out.is_dir():
