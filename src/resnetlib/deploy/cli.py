@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cli_options import (
     UsageError,
@@ -36,6 +36,36 @@ def onnx_model(args: argparse.Namespace) -> OnnxModel | None:
     return onnx_argument(args.model, given)
 
 
+# export's options that shape a graph, not a --format hf folder: flag -> add_argument keywords.
+GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
+    "--fuse": {"action": "store_true", "help": "fold batch norms into convolutions first"},
+    "--normalize": {
+        "action": "store_true",
+        "help": "the graph takes images in [0, 1] and normalizes them as the model's "
+        "pretrained_cfg says (mean, std)",
+    },
+    "--input": {
+        "type": input_size,
+        "default": None,
+        "metavar": "C,H,W",
+        "help": "example input size (default: the model's data config)",
+    },
+    "--dynamic-size": {
+        "action": "store_true",
+        "help": "keep height and width dynamic too, not only the batch",
+    },
+    "--int8": {
+        "action": "store_true",
+        "help": 'int8 ONNX (QDQ), calibrated on --calibrate; needs "resnetlib[quantize]"',
+    },
+    "--calibrate": {
+        "metavar": "DIR",
+        "default": None,
+        "help": 'calibration images for --int8: "digits" or a data directory resnetlib can load',
+    },
+}
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``export`` and ``predict`` subcommands to the ``resnetlib`` command."""
     export = commands.add_parser(
@@ -49,38 +79,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     add_model_arguments(export, checkpoint_alone=True, required=False)
     export.add_argument("--format", choices=("onnx", "pt2", "hf"), required=True)
-    export.add_argument(
-        "--fuse", action="store_true", help="fold batch norms into convolutions first"
-    )
-    export.add_argument(
-        "--normalize",
-        action="store_true",
-        help="the graph takes images in [0, 1] and normalizes them as the model's "
-        "pretrained_cfg says (mean, std)",
-    )
-    export.add_argument(
-        "--input",
-        type=input_size,
-        default=None,
-        metavar="C,H,W",
-        help="example input size (default: the model's data config)",
-    )
-    export.add_argument(
-        "--dynamic-size",
-        action="store_true",
-        help="keep height and width dynamic too, not only the batch",
-    )
-    export.add_argument(
-        "--int8",
-        action="store_true",
-        help='int8 ONNX (QDQ), calibrated on --calibrate; needs "resnetlib[quantize]"',
-    )
-    export.add_argument(
-        "--calibrate",
-        metavar="DIR",
-        default=None,
-        help='calibration images for --int8: "digits" or a data directory resnetlib can load',
-    )
+    for flag, keywords in GRAPH_OPTIONS.items():
+        export.add_argument(flag, **keywords)
     export.add_argument(
         "--calibration-size",
         type=int_in(1, 1_000_000),
@@ -128,14 +128,11 @@ def run(args: argparse.Namespace) -> int:
     from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
     from .fuse import fuse_bn
     from .preprocess import Normalized
+    from .share_cli import out_path, run_hf
 
     if args.format == "hf":
-        from .share_cli import run_hf
-
         return run_hf(args)
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    out = out_path(args.out)
     if out.is_dir():
         raise UsageError(f"--out {out}: is a directory; give a file path")
     if not os.access(out.parent, os.W_OK):

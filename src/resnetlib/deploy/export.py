@@ -48,31 +48,37 @@ class MissingDependencyError(ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
-def require(packages: tuple[str, ...], purpose: str) -> None:
-    """Raise :class:`MissingDependencyError` unless every package in ``packages`` imports."""
+def require(packages: tuple[str, ...], purpose: str, extra: str = "export") -> None:
+    """Raise :class:`MissingDependencyError` unless every package in ``packages`` is installed."""
     missing = [name for name in packages if importlib.util.find_spec(name) is None]
     if missing:
         raise MissingDependencyError(
-            f'{purpose} needs {", ".join(missing)}: pip install "resnetlib[export]"'
+            f'{purpose} needs {", ".join(missing)}: pip install "resnetlib[{extra}]"'
         )
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of ``error``'s message (its type's name if empty), cut at ``limit``."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
+def _default_size(model: nn.Module, input_size: tuple[int, int, int] | None) -> tuple[int, ...]:
+    if input_size is not None:
+        return tuple(input_size)
+    default = getattr(model, "default_input_size", None)
+    if default is None:
+        raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
+    return tuple(int(n) for n in default)
 
 
 def example_input(
     model: nn.Module, input_size: tuple[int, int, int] | None = None, batch: int = 2
 ) -> torch.Tensor:
-    """A random ``(batch, C, H, W)`` input on the model's device; the size defaults to the
-    model's ``default_input_size`` (what its stem was designed for).
-    """
-    if input_size is None:
-        default = getattr(model, "default_input_size", None)
-        if default is None:
-            raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
-        channels, height, width = default
-        input_size = (int(channels), int(height), int(width))
+    """A random input on the model's device, of its ``default_input_size`` by default."""
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None else torch.float32
-    return torch.randn(batch, *input_size, device=device, dtype=dtype)
+    return torch.randn(batch, *_default_size(model, input_size), device=device, dtype=dtype)
 
 
 _QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration")
@@ -96,7 +102,7 @@ def quiet() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
+def dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
     """The batch dimension symbolic; with ``dynamic_size``, height and width too (as far as
     the model allows: torch.export keeps what it can prove general).
     """
@@ -122,15 +128,8 @@ def trace_size(
     """The input size an export traces at: ``input_size`` (default: the model's
     ``default_input_size``), and with ``dynamic_size`` each side at least twice the model's
     total reduction, so no feature map is 1 pixel wide (which would fix the size)."""
-    if input_size is None:
-        default = getattr(model, "default_input_size", None)
-        if default is None:
-            raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
-        input_size = (int(default[0]), int(default[1]), int(default[2]))
-    if not dynamic_size:
-        return input_size
-    least = min(2 * _reduction(model), MAX_IMAGE_SIDE)
-    channels, height, width = input_size
+    channels, height, width = _default_size(model, input_size)
+    least = min(2 * _reduction(model), MAX_IMAGE_SIDE) if dynamic_size else 0
     return channels, max(height, least), max(width, least)
 
 
@@ -163,8 +162,7 @@ def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> Non
             with torch.no_grad():
                 program.module()(other)
         except Exception as failed:  # a runtime assertion on the sizes, as torch words it
-            reason = (str(failed).strip().splitlines() or [type(failed).__name__])[0][:200]
-            fixed.append(f"a size that fails at {least}x{least + 2} ({reason})")
+            fixed.append(f"a size that fails at {least}x{least + 2} ({first_line(failed)})")
     if fixed:
         raise ValueError(
             f"--dynamic-size: traced at {height}x{width}, torch.export kept {'; '.join(fixed)} "
@@ -178,8 +176,7 @@ def export_program(
     *,
     dynamic_size: bool = False,
 ) -> ExportedProgram:
-    """``torch.export.export`` of ``model`` in eval mode, the batch dimension (and with
-    ``dynamic_size``, height and width, traced at ``trace_size()``) dynamic.
+    """``torch.export.export`` of ``model`` in eval mode, traced at ``trace_size()``.
 
     Raises:
         ValueError: with ``dynamic_size``, torch.export could not keep height and width
@@ -188,7 +185,7 @@ def export_program(
     size = trace_size(model, input_size, dynamic_size=dynamic_size)
     x = example_input(model, size)
     with evaluating(model), quiet():
-        program = torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(dynamic_size))
+        program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(dynamic_size))
     if dynamic_size:
         _check_dynamic(program, x, smallest_side(model))
     return program
@@ -202,10 +199,8 @@ def export_pt2(
     dynamic_size: bool = False,
 ) -> None:
     """Write :func:`export_program`'s program to ``path`` (load it with
-    ``torch.export.load(path).module()``); a failed write leaves the previous file. The
-    model's contract (``export_metadata()``) goes in as extra
-    files, one per key.
-    """
+    ``torch.export.load(path).module()``), the model's contract (``export_metadata()``) as
+    extra files, one per key; a failed write leaves the previous file."""
     from .contract import export_metadata
 
     metadata = export_metadata(model)  # checked before the trace
@@ -223,23 +218,20 @@ def export_onnx(
     dynamic_size: bool = False,
     calibration: Iterable[Any] | None = None,
 ) -> None:
-    """Write ``model`` in eval mode as ONNX to ``path``: input ``"input"``, outputs
-    ``output_names``, the batch dimension (and with ``dynamic_size``, height and width)
-    dynamic. With ``calibration`` (input batches, as for :func:`resnetlib.deploy.quantize`)
-    the file is int8 in QDQ form, its example input the first calibration batch. Needs the
-    ``export`` extra (and ``quantize`` for int8). The model's contract
-    (``export_metadata()``) goes into ``metadata_props``. A
-    failed write leaves the previous file.
+    """Write ``model`` in eval mode as ONNX to ``path``, input ``"input"``, the model's
+    contract (``export_metadata()``) in ``metadata_props``; a failed write leaves the
+    previous file. With ``calibration`` (input batches, as for
+    :func:`resnetlib.deploy.quantize`) the file is int8 in QDQ form, traced on the first
+    calibration batch. Needs the ``export`` extra (and ``quantize`` for int8).
     """
     from .contract import export_metadata
-    from .quantize import as_batches, prepare_and_convert
+    from .quantize import prepare_and_convert
 
     require(ONNX_PACKAGES, "ONNX export")
     metadata = export_metadata(model)  # checked before the trace
     exported: nn.Module = model
     if calibration is not None:
-        batches = as_batches(calibration)
-        exported, x = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
+        exported, x = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     else:
         x = example_input(model, trace_size(model, input_size, dynamic_size=dynamic_size))
     mode = evaluating(model) if calibration is None else torch.no_grad()
@@ -249,7 +241,7 @@ def export_onnx(
             (x,),
             input_names=["input"],
             output_names=list(output_names),
-            dynamic_shapes=_dynamic_shapes(dynamic_size),
+            dynamic_shapes=dynamic_shapes(dynamic_size),
             dynamo=True,
             verbose=False,
         )

@@ -53,22 +53,18 @@ def optimize_for_inference(
 
         if calibration is None:
             raise ValueError("int8=True needs calibration: an iterable of typical input batches")
-        quantized = quantize(model, calibration, compile=compile)
-        if compile and example_input is not None:
-            with torch.no_grad():
-                quantized(example_input)
-        return quantized
-    if calibration is not None:
+        fast: nn.Module = quantize(model, calibration, compile=compile)
+    elif calibration is not None:
         raise ValueError("calibration is used only with int8=True; pass int8=True or drop it")
-    fast = fuse_bn(model)
-    if channels_last:
-        # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
-        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
-        fast.register_forward_pre_hook(_to_channels_last)
-    if not compile:
-        return fast
-    compiled: nn.Module = torch.compile(fast, options={"freezing": True})  # type: ignore[assignment]
-    if example_input is not None:
+    else:
+        fast = fuse_bn(model)
+        if channels_last:
+            # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
+            fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
+            fast.register_forward_pre_hook(_to_channels_last)
+        if compile:
+            fast = torch.compile(fast, options={"freezing": True})  # type: ignore[assignment]
+    if compile and example_input is not None:
         with torch.no_grad():
-            compiled(example_input)
-    return compiled
+            fast(example_input)
+    return fast

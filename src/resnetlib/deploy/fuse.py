@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
@@ -75,9 +76,9 @@ def _foldable(norm: nn.Module) -> str | None:
     return f"{type(norm).__name__} depends on its input, not on fixed statistics"
 
 
-def _calls(root: nn.Module) -> list[fx.Graph] | str:
+def _trace(root: nn.Module) -> fx.Graph | str:
     try:
-        return [_Tracer().trace(root)]
+        return _Tracer().trace(root)
     except Exception as error:  # any forward that fx cannot trace: report, never fail
         return f"its forward cannot be traced by torch.fx ({type(error).__name__})"
 
@@ -85,44 +86,41 @@ def _calls(root: nn.Module) -> list[fx.Graph] | str:
 def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """The (conv, norm) pairs to fold, by qualified name, and why other norms stay."""
     names = {id(m): name for name, m in model.named_modules()}
-    occurrences: dict[int, int] = {}
-    for _, m in model.named_modules(remove_duplicate=False):
-        occurrences[id(m)] = occurrences.get(id(m), 0) + 1
+    occurrences = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     shared = {key for key, count in occurrences.items() if count > 1}
-    calls: dict[int, int] = {}
+    calls: Counter[int] = Counter()
     candidates: list[tuple[nn.Module, nn.Module]] = []
     untraced: dict[int, str] = {}
     for module in model.modules():
         leaf = isinstance(module, nn.Sequential) or not list(module.children())
         if module is not model and leaf:
             continue
-        graphs = _calls(module)
-        if isinstance(graphs, str):
+        graph = _trace(module)
+        if isinstance(graph, str):
             for sub in module.modules():
-                untraced.setdefault(id(sub), f"{names.get(id(module)) or 'the model'}: {graphs}")
+                untraced.setdefault(id(sub), f"{names.get(id(module)) or 'the model'}: {graph}")
             continue
-        for graph in graphs:
-            for node in graph.nodes:
-                if node.op == "get_attr":  # a parameter read directly: keep its owner
-                    owner = module.get_submodule(str(node.target).rpartition(".")[0])
-                    calls[id(owner)] = calls.get(id(owner), 0) + 2
-                if node.op != "call_module":
-                    continue
-                target = module.get_submodule(str(node.target))
-                calls[id(target)] = calls.get(id(target), 0) + 1
-                if not isinstance(target, _NORMS) or len(node.args) != 1 or node.kwargs:
-                    continue
-                source = node.args[0]
-                if not isinstance(source, fx.Node) or source.op != "call_module":
-                    continue
-                conv = module.get_submodule(str(source.target))
-                if isinstance(conv, _CONVS) and len(source.users) == 1:
-                    candidates.append((conv, target))
+        for node in graph.nodes:
+            if node.op == "get_attr":  # a parameter read directly: keep its owner
+                owner = module.get_submodule(str(node.target).rpartition(".")[0])
+                calls[id(owner)] += 2
+            if node.op != "call_module":
+                continue
+            target = module.get_submodule(str(node.target))
+            calls[id(target)] += 1
+            if not isinstance(target, _NORMS) or len(node.args) != 1 or node.kwargs:
+                continue
+            source = node.args[0]
+            if not isinstance(source, fx.Node) or source.op != "call_module":
+                continue
+            conv = module.get_submodule(str(source.target))
+            if isinstance(conv, _CONVS) and len(source.users) == 1:
+                candidates.append((conv, target))
     pairs: list[tuple[str, str]] = []
     paired: set[int] = set()
     for conv, norm in candidates:
         if _foldable(norm) is None and all(
-            calls.get(id(m)) == 1 and not {id(m)} & (shared | paired | untraced.keys())
+            calls[id(m)] == 1 and not {id(m)} & (shared | paired | untraced.keys())
             for m in (conv, norm)
         ):
             pairs.append((names[id(conv)], names[id(norm)]))
@@ -135,25 +133,32 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     return pairs, unfused
 
 
+Statistics = tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]
+
+
+def running_statistics(norm: nn.Module) -> Statistics:
+    """An eval-mode batch norm's (mean, var, eps, weight or ``None``, bias or ``None``)."""
+    mean, var = norm.running_mean, norm.running_var
+    if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
+        raise TypeError(f"{type(norm).__name__} has no running statistics")
+    weight, bias = norm.weight, norm.bias
+    eps: Any = norm.eps
+    return (
+        mean,
+        var,
+        float(eps),
+        weight if isinstance(weight, torch.Tensor) else None,
+        bias if isinstance(bias, torch.Tensor) else None,
+    )
+
+
 def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
     fused = copy.deepcopy(conv)
     if not isinstance(fused, _CONVS):
         raise TypeError(f"expected a convolution; got {type(conv).__name__}")
-    running_mean = norm.running_mean
-    running_var = norm.running_var
-    if not isinstance(running_mean, torch.Tensor) or not isinstance(running_var, torch.Tensor):
-        raise TypeError(f"{type(norm).__name__} has no running statistics to fold")
-    weight, bias = fuse_conv_bn_weights(
-        fused.weight,
-        fused.bias,
-        running_mean,
-        running_var,
-        float(norm.eps),  # type: ignore[arg-type]
-        norm.weight if isinstance(norm.weight, torch.Tensor) else None,
-        norm.bias if isinstance(norm.bias, torch.Tensor) else None,
+    fused.weight, fused.bias = fuse_conv_bn_weights(
+        fused.weight, fused.bias, *running_statistics(norm)
     )
-    fused.weight = weight
-    fused.bias = bias
     return fused
 
 

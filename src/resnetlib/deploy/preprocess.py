@@ -65,10 +65,16 @@ class Normalized(nn.Module):
         return out
 
 
-def _reader(config: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
-    """A function decoding one image file to a normalized C x H x W tensor, as ``config``
-    (checked by :func:`check_data_config` first) says."""
-    checked = check_data_config(config)
+def normalizing(config: Mapping[str, Any], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``config``'s mean and 1 / std (``normalization()``) as ``(C, 1, 1)`` tensors: an input
+    in [0, 1] is normalized as ``(x - mean) * inverse_std``."""
+    mean, std = normalization(config, channels)
+    return torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).reciprocal().view(-1, 1, 1)
+
+
+def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
+    """A function decoding one image file to a normalized C x H x W tensor, as ``checked``
+    (a data config ``check_data_config`` passed) says."""
     if "input_size" not in checked:
         raise ValueError("the model's pretrained_cfg has no input_size: no size to read images at")
     channels, height, width = checked["input_size"]
@@ -76,9 +82,7 @@ def _reader(config: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
         raise ValueError(f"images are read as 1 or 3 channels; the model takes {channels}")
     crop = float(checked.get("crop_pct") or 1.0)
     interpolation = str(checked.get("interpolation") or "bilinear")
-    mean, std = normalization(checked, channels)
-    shift = torch.tensor(mean).view(-1, 1, 1)
-    scale = torch.tensor(std).reciprocal().view(-1, 1, 1)
+    shift, scale = normalizing(checked, channels)
 
     def read(path: PathLike) -> torch.Tensor:
         with bombs_refused():
@@ -105,7 +109,7 @@ def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.T
         ValueError: ``config`` fails :func:`check_data_config`; or a file that is not an
             image, or refused by a bound (:class:`resnetlib.images.ImageError`, naming it).
     """
-    read = _reader(config)
+    read = _reader(check_data_config(config))
     return torch.stack([read(path) for path in paths])
 
 
@@ -152,32 +156,23 @@ def predict(
     check_int("batch_size", batch_size, 1)
     config = check_data_config(getattr(model, "pretrained_cfg", {}))
     read = _reader(config)
-    return _predictions(model, iter(paths), read, config, top, batch_size)
+    remaining = iter(paths)
 
+    def predictions() -> Iterator[Prediction]:
+        names: list[str] | None = None
+        while chunk := list(itertools.islice(remaining, batch_size)):
+            x = torch.stack([read(path) for path in chunk])
+            parameter = next(model.parameters(), None)
+            if parameter is not None:
+                x = x.to(parameter.device, parameter.dtype)
+            with evaluating(model):
+                probabilities = model(x).float().softmax(1).cpu()
+            del x
+            if names is None:
+                names = class_names(config, probabilities.shape[1])
+            values, indices = probabilities.topk(min(top, probabilities.shape[1]), dim=1)
+            for row, path in enumerate(chunk):
+                ranked = zip(values[row].tolist(), indices[row].tolist(), strict=True)
+                yield Prediction(str(path), tuple((i, names[i], p) for p, i in ranked))
 
-def _predictions(
-    model: nn.Module,
-    paths: Iterator[PathLike],
-    read: Callable[[PathLike], torch.Tensor],
-    config: dict[str, Any],
-    top: int,
-    batch_size: int,
-) -> Iterator[Prediction]:
-    names: list[str] | None = None
-    while True:
-        chunk = list(itertools.islice(paths, batch_size))
-        if not chunk:
-            return
-        x = torch.stack([read(path) for path in chunk])
-        parameter = next(model.parameters(), None)
-        if parameter is not None:
-            x = x.to(parameter.device, parameter.dtype)
-        with evaluating(model):
-            probabilities = model(x).float().softmax(1).cpu()
-        del x
-        if names is None:
-            names = class_names(config, probabilities.shape[1])
-        values, indices = probabilities.topk(min(top, probabilities.shape[1]), dim=1)
-        for row, path in enumerate(chunk):
-            ranked = zip(values[row].tolist(), indices[row].tolist(), strict=True)
-            yield Prediction(str(path), tuple((i, names[i], p) for p, i in ranked))
+    return predictions()

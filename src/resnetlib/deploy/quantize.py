@@ -13,7 +13,6 @@ height and width the model allows). Needs torch >= 2.8 and torchao
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from typing import Any, Literal, overload
 import torch
 from torch import fx, nn
 
-from ..core.data_config import normalization, set_data_config
+from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
-from .export import quiet
-from .fuse import fuse_bn
+from .export import dynamic_shapes, first_line, quiet, require
+from .fuse import fuse_bn, running_statistics
 
 __all__ = [
     "MIN_TORCH",
@@ -38,8 +37,6 @@ __all__ = [
 
 MIN_TORCH = (2, 8)
 """The oldest torch :func:`quantize` accepts (torchao's PT2E quantization needs it)."""
-
-_INSTALL = 'pip install "resnetlib[quantize]"'
 
 # Ops that only move or view data: neither int8 compute nor float compute.
 _LAYOUT_OPS = {
@@ -74,18 +71,15 @@ def _torch_version() -> tuple[int, int]:
 
 
 def check_quantize_support() -> None:
-    """Raise unless :func:`quantize` can run here: torch >= :data:`MIN_TORCH` (``RuntimeError``)
-    and torchao installed (:class:`~resnetlib.deploy.export.MissingDependencyError`).
+    """Raise unless :func:`quantize` can run here: torch >= ``MIN_TORCH`` (``RuntimeError``)
+    and torchao installed (``MissingDependencyError``).
     """
-    from .export import MissingDependencyError
-
     if _torch_version() < MIN_TORCH:
         raise RuntimeError(
             f"int8 quantization needs torch >= {'.'.join(map(str, MIN_TORCH))} (torchao's PT2E "
             f"quantization); this is torch {torch.__version__}: upgrade torch"
         )
-    if importlib.util.find_spec("torchao") is None:
-        raise MissingDependencyError(f"int8 quantization needs torchao: {_INSTALL}")
+    require(("torchao",), "int8 quantization", extra="quantize")
 
 
 def _torchao() -> dict[str, Any]:
@@ -99,7 +93,8 @@ def _torchao() -> dict[str, Any]:
             )
         except ImportError as error:
             raise RuntimeError(
-                f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: {_INSTALL}"
+                f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
+                'pip install "resnetlib[quantize]"'
             ) from error
     return {
         "prepare": flow.prepare_pt2e,
@@ -156,15 +151,15 @@ class Int8Model(nn.Module):
             set_data_config(self, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.freezing:  # compiled: inductor lowers int8 only with freezing on
-            from torch._inductor import config
+        if not self.freezing:
+            out: torch.Tensor = self.graph(x)
+            return out
+        from torch._inductor import config  # compiled: inductor lowers int8 only with freezing
 
-            with config.patch(freezing=True), warnings.catch_warnings():
-                # inductor's int8 lowering warns about its own tensor copies on compiling
-                warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
-                frozen: torch.Tensor = self.graph(x)
-            return frozen
-        out: torch.Tensor = self.graph(x)
+        with config.patch(freezing=True), warnings.catch_warnings():
+            # inductor's int8 lowering warns about its own tensor copies on compiling
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
+            out = self.graph(x)
         return out
 
 
@@ -191,30 +186,15 @@ def as_batches(calibration: Iterable[Any]) -> list[torch.Tensor]:
     return batches
 
 
-def _example(batch: torch.Tensor) -> torch.Tensor:
-    """A batch of at least two (export would specialize a batch of one)."""
-    return batch if batch.shape[0] > 1 else torch.cat([batch, batch])
-
-
-def _dynamic(dynamic_size: bool) -> tuple[dict[int, Any]]:
-    dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
-    if dynamic_size:
-        dims.update({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO})
-    return (dims,)
-
-
 class _ScaleShift(nn.Module):
     """An eval-mode batch norm as the per-channel ``x * scale + shift`` it computes."""
 
     def __init__(self, norm: nn.Module) -> None:
         super().__init__()
-        mean, var = norm.running_mean, norm.running_var
-        if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
-            raise TypeError(f"{type(norm).__name__} has no running statistics")
-        weight = norm.weight if isinstance(norm.weight, torch.Tensor) else torch.ones_like(mean)
-        bias = norm.bias if isinstance(norm.bias, torch.Tensor) else torch.zeros_like(mean)
-        eps: Any = norm.eps
-        scale = weight / torch.sqrt(var + float(eps))
+        mean, var, eps, weight, bias = running_statistics(norm)
+        weight = torch.ones_like(mean) if weight is None else weight
+        bias = torch.zeros_like(mean) if bias is None else bias
+        scale = weight / torch.sqrt(var + eps)
         self.scale: torch.Tensor
         self.shift: torch.Tensor
         self.register_buffer("scale", scale.detach().clone().view(-1, 1, 1))
@@ -241,25 +221,27 @@ def _float_model(model: nn.Module) -> nn.Module:
 
 
 def prepare_and_convert(
-    model: nn.Module, batches: list[torch.Tensor], *, dynamic_size: bool = False
+    model: nn.Module, calibration: Iterable[Any], *, dynamic_size: bool = False
 ) -> tuple[fx.GraphModule, torch.Tensor]:
     """PT2E up to the converted (quantize/dequantize, "QDQ") graph, and the example input it
     was captured with. :func:`quantize` lowers it; an ONNX export writes it as is.
     """
+    batches = as_batches(calibration)
     check_quantize_support()
     ao = _torchao()
     folded = _float_model(model)
-    example = _example(batches[0])
+    first = batches[0]  # a batch of at least two: export would specialize a batch of one
+    example = first if first.shape[0] > 1 else torch.cat([first, first])
     reduce_range = not getattr(torch.cpu, "_is_vnni_supported", lambda: True)()
     with quiet(), torch.no_grad():
         try:
             exported = torch.export.export(
-                folded, (example,), dynamic_shapes=_dynamic(dynamic_size), strict=True
+                folded, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
             ).module()
         except Exception as error:
             raise ValueError(
                 f"cannot quantize: torch.export cannot capture this model "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+                f"({type(error).__name__}: {first_line(error, 300)})"
             ) from error
         quantizer = ao["quantizer"]().set_global(ao["config"](reduce_range=reduce_range))
         prepared = ao["prepare"](exported, quantizer)
@@ -296,7 +278,7 @@ def _lower(converted: fx.GraphModule, example: torch.Tensor, dynamic_size: bool)
     with quiet(), torch.no_grad():
         lowered: fx.GraphModule = (
             torch.export.export(
-                converted, (example,), dynamic_shapes=_dynamic(dynamic_size), strict=True
+                converted, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
             )
             .run_decompositions(_post_autograd_decompositions())
             .module()
@@ -431,8 +413,7 @@ def quantize(
     and again for each new input shape). ``report=True`` also
     returns the :class:`QuantizeReport`. ``model`` itself is never changed.
     """
-    batches = as_batches(calibration)
-    converted, example = prepare_and_convert(model, batches, dynamic_size=dynamic_size)
+    converted, example = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
     summary = _report(converted, lowered, model)
     if compile:
@@ -478,10 +459,9 @@ def calibration_batches(
         chosen = nn.functional.interpolate(
             chosen, size=(height, width), mode="bilinear", align_corners=False
         )
-    if "mean" not in cfg and "std" not in cfg:  # a module that states no normalization
-        return list(torch.split(chosen, batch_size))
-    mean_values, std_values = normalization(cfg, channels)
-    mean = torch.tensor(mean_values).view(1, -1, 1, 1)
-    std = torch.tensor(std_values).view(1, -1, 1, 1)
-    normalized = (chosen - mean) / std
-    return list(torch.split(normalized, batch_size))
+    if "mean" in cfg or "std" in cfg:  # else a module that states no normalization
+        from .preprocess import normalizing
+
+        mean, inverse_std = normalizing(cfg, channels)
+        chosen = (chosen - mean) * inverse_std
+    return list(torch.split(chosen, batch_size))

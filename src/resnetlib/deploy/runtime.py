@@ -24,7 +24,7 @@ from ..core.spec import ResNetSpec
 from ..files import read_bytes
 from ..limits import MAX_ONNX_BYTES
 from .contract import ExportContract, read_metadata
-from .export import MissingDependencyError
+from .export import first_line, require
 
 __all__ = ["ONNX_SUFFIX", "OnnxModel", "load_onnx", "onnx_argument"]
 
@@ -66,12 +66,8 @@ def load_onnx(path: PathLike) -> OnnxModel:
         ValueError: the file is too large, not ONNX, or holds no valid resnetlib metadata.
         MissingDependencyError: onnxruntime is not installed.
     """
-    try:
-        ort = importlib.import_module("onnxruntime")
-    except ImportError:
-        raise MissingDependencyError(
-            'running an ONNX file needs onnxruntime: pip install "resnetlib[export]"'
-        ) from None
+    require(("onnxruntime",), "running an ONNX file")
+    ort = importlib.import_module("onnxruntime")
     data = read_bytes(path, limit=MAX_ONNX_BYTES, what="an ONNX model", error=ValueError)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -79,35 +75,38 @@ def load_onnx(path: PathLike) -> OnnxModel:
     try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types for a bad file
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         if "external data" in str(error).lower():
             raise ValueError(
                 f"{path}: its weights are in separate files (ONNX external data); resnetlib "
                 "runs one self-contained file: export it with resnetlib export, or save it "
                 "with onnx.save(model, path, save_as_external_data=False)"
             ) from None
-        raise ValueError(f"{path}: not an ONNX model onnxruntime can run ({first})") from None
+        reason = first_line(error, 300)
+        raise ValueError(f"{path}: not an ONNX model onnxruntime can run ({reason})") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     return OnnxModel(session, read_metadata(metadata, where=str(path)))
 
 
-def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel | None:
-    """The ONNX file a command's model positional names (:func:`load_onnx`), or ``None``
-    when it names none. ``options`` are the model options given beside it (name: value,
-    ``None`` when absent): refused, since nothing changes an exported graph.
+def refuse_given(options: Mapping[str, object], reason: str) -> None:
+    """Raise ``ValueError("--a, --b: reason")`` for the options (name: value) given, those
+    whose value is not ``None``."""
+    given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: {reason}")
 
-    Raises:
-        ValueError: an option was given, or the file is missing or refused.
-    """
+
+def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel | None:
+    """The ONNX file a command's model positional names (``load_onnx``), or ``None`` when it
+    names none. The model ``options`` given beside it (name: value, ``None`` when absent)
+    are refused (``ValueError``), since nothing changes an exported graph."""
     name = str(model or "")
     if not name.lower().endswith(ONNX_SUFFIX):
         return None
-    given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
-    if given:
-        raise ValueError(
-            f"{', '.join(given)}: an ONNX file ({printable(name)}) is the graph it was "
-            "exported as; export again to change it"
-        )
+    refuse_given(
+        options,
+        f"an ONNX file ({printable(name)}) is the graph it was exported as; export again to "
+        "change it",
+    )
     if not Path(name).exists():
         raise ValueError(f"{printable(name)}: no such ONNX file")
     return load_onnx(name)

@@ -10,28 +10,26 @@ from ..cli_options import UsageError, is_checkpoint_path, model_from_args
 
 __all__ = ["run_hf"]
 
-# export's options that shape a graph, not a folder: (attribute, flag, value when not given).
-_GRAPH_OPTIONS = (
-    ("fuse", "--fuse", False),
-    ("normalize", "--normalize", False),
-    ("input", "--input", None),
-    ("dynamic_size", "--dynamic-size", False),
-    ("int8", "--int8", False),
-    ("calibrate", "--calibrate", None),
-)
+
+def out_path(out: str) -> Path:
+    """``--out`` as a path, refused when its directory does not exist."""
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {path}: directory {path.parent} does not exist")
+    return path
 
 
 def run_hf(args: argparse.Namespace) -> int:
     """Write the model (a checkpoint's metadata in its card) as a folder at ``--out``."""
     from ..interop.checkpoint import read_checkpoint
     from ..models.share import CONFIG, save_pretrained
+    from .cli import GRAPH_OPTIONS
+    from .runtime import refuse_given
 
-    given = [flag for name, flag, unset in _GRAPH_OPTIONS if getattr(args, name, unset) != unset]
-    if given:
-        raise UsageError(f"{', '.join(given)}: not used by --format hf (a folder of weights)")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
+    given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
+    refuse_given(given, "not used by --format hf (a folder of weights)")
+    out = out_path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file; --format hf writes a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
