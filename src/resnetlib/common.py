@@ -90,11 +90,11 @@ def printable(text: object) -> str:
     )
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of ``error``'s message for a one-line report (:func:`printable`), or
-    its type's name where the message is empty."""
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """The first line of ``error``'s message for a one-line report (:func:`printable`, cut
+    at ``limit`` characters), or its type's name where the message is empty."""
     lines = str(error).strip().splitlines()
-    return printable(lines[0]) if lines else type(error).__name__
+    return printable(lines[0][:limit]) if lines else type(error).__name__
 
 
 def _escaped(code: int) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..common import PathLike, evaluating
+from ..common import PathLike, evaluating, first_line
 from ..files import atomic_path
 from ..limits import MAX_IMAGE_SIDE
 
@@ -55,11 +55,6 @@ def require(packages: tuple[str, ...], purpose: str, extra: str = "export") -> N
         raise MissingDependencyError(
             f'{purpose} needs {", ".join(missing)}: pip install "resnetlib[{extra}]"'
         )
-
-
-def first_line(error: BaseException, limit: int = 200) -> str:
-    """The first line of ``error``'s message (its type's name if empty), cut at ``limit``."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
 
 
 def _default_size(model: nn.Module, input_size: tuple[int, int, int] | None) -> tuple[int, ...]:
@@ -162,7 +157,7 @@ def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> Non
             with torch.no_grad():
                 program.module()(other)
         except Exception as failed:  # a runtime assertion on the sizes, as torch words it
-            fixed.append(f"a size that fails at {least}x{least + 2} ({first_line(failed)})")
+            fixed.append(f"a size that fails at {least}x{least + 2} ({first_line(failed, 200)})")
     if fixed:
         raise ValueError(
             f"--dynamic-size: traced at {height}x{width}, torch.export kept {'; '.join(fixed)} "

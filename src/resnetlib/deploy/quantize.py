@@ -21,9 +21,10 @@ from typing import Any, Literal, overload
 import torch
 from torch import fx, nn
 
+from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
-from .export import dynamic_shapes, first_line, quiet, require
+from .export import dynamic_shapes, quiet, require
 from .fuse import fuse_bn, running_statistics
 
 __all__ = [

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..common import PathLike, printable
+from ..common import PathLike, first_line, printable
 from ..core.data_config import set_data_config
 from ..core.spec import ResNetSpec
 from ..files import read_bytes
 from ..limits import MAX_ONNX_BYTES
 from .contract import ExportContract, read_metadata
-from .export import first_line, require
+from .export import require
 
 __all__ = ["ONNX_SUFFIX", "OnnxModel", "load_onnx", "onnx_argument"]
 
