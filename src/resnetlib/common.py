@@ -7,6 +7,7 @@ The bottom layer, beside :mod:`resnetlib.validate`: it imports nothing from resn
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import sys
 import unicodedata
@@ -23,6 +24,7 @@ __all__ = [
     "PathLike",
     "evaluating",
     "first_line",
+    "installed_version",
     "optional_import",
     "printable",
     "resolve_device",
@@ -88,6 +90,15 @@ def printable(text: object) -> str:
     return "".join(
         _escaped(ord(char)) if unicodedata.category(char) in _UNPRINTED else char for char in text
     )
+
+
+def installed_version() -> str:
+    """resnetlib's installed version, as runs and exports record it (``unknown`` when run from
+    a source tree that is not installed)."""
+    try:
+        return importlib.metadata.version("resnetlib")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def first_line(error: BaseException, limit: int | None = None) -> str:

@@ -15,7 +15,6 @@ reads it back and checks it the same way. Each entry is a string holding JSON:
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from ..common import installed_version
 from ..core.data_config import check_data_config
 from ..core.spec import ResNetSpec
 from ..files import parse_json
@@ -42,13 +42,6 @@ CONFIG_KEYS = (
 """The ``pretrained_cfg`` entries an export carries (those that say how to feed it)."""
 
 _REQUIRED = ("input_size", "mean", "std", "spec")
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("resnetlib")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
 
 
 def _dump(value: object) -> str:
@@ -78,7 +71,7 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
     spec = getattr(model, "spec", None)
     if isinstance(spec, ResNetSpec):
         metadata["spec"] = spec.to_json()
-    metadata["resnetlib_version"] = _dump(_version())
+    metadata["resnetlib_version"] = _dump(installed_version())
     return metadata
 
 

@@ -18,7 +18,6 @@ every batch.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import json
 import math
 import os
@@ -38,7 +37,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..common import evaluating, resolve_device
+from ..common import evaluating, installed_version, resolve_device
 from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
@@ -612,15 +611,11 @@ class Trainer:
             "recipe.json", replace(self.plan, cuda_graphs=self.recipe.cuda_graphs).to_json()
         )
         self.run_id = secrets.token_hex(8)
-        try:
-            version = importlib.metadata.version("resnetlib")
-        except importlib.metadata.PackageNotFoundError:  # run from a source tree
-            version = "unknown"
         run.write_info(
             {
                 **run_info,
                 "run_id": self.run_id,
-                "resnetlib": version,
+                "resnetlib": installed_version(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "data": dict(self.data.source or {"data": self.data.train.name}),
                 "split": self.data.sizes(),
