@@ -43,7 +43,8 @@ class ImageNetStem(Stem):
     """7x7/2 convolution, norm, ReLU, 3x3/2 max-pool (paper Table 1, conv1)."""
 
     reduction: ClassVar[int] = 4
-    default_image_size: ClassVar[int] = 224
+    _normalizes: ClassVar[bool] = True
+    """False for the pre-activation stems: no norm and activation (the first unit's)."""
 
     def __init__(
         self,
@@ -53,12 +54,12 @@ class ImageNetStem(Stem):
         norm_layer: NormLayer = nn.BatchNorm2d,
         act_layer: ActLayer = relu,
     ) -> None:
-        layers = OrderedDict(
-            conv1=nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False),
-            bn1=norm_layer(out_channels),
-            relu=act_layer(),
-            maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        layers: OrderedDict[str, nn.Module] = OrderedDict(
+            conv1=nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False)
         )
+        if self._normalizes:
+            layers.update(bn1=norm_layer(out_channels), relu=act_layer())
+        layers["maxpool"] = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
 
 
@@ -75,7 +76,6 @@ class DeepStem(Stem):
     """
 
     reduction: ClassVar[int] = 4
-    default_image_size: ClassVar[int] = 224
 
     def __init__(
         self,
@@ -114,6 +114,8 @@ class CifarStem(Stem):
 
     reduction: ClassVar[int] = 1
     default_image_size: ClassVar[int] = 32
+    _normalizes: ClassVar[bool] = True
+    """False for the pre-activation stems: no norm and activation (the first unit's)."""
 
     def __init__(
         self,
@@ -123,11 +125,9 @@ class CifarStem(Stem):
         norm_layer: NormLayer = nn.BatchNorm2d,
         act_layer: ActLayer = relu,
     ) -> None:
-        layers = OrderedDict(
-            conv1=conv3x3(in_channels, out_channels),
-            bn1=norm_layer(out_channels),
-            relu=act_layer(),
-        )
+        layers: OrderedDict[str, nn.Module] = OrderedDict(conv1=conv3x3(in_channels, out_channels))
+        if self._normalizes:
+            layers.update(bn1=norm_layer(out_channels), relu=act_layer())
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
 
 
