@@ -344,12 +344,30 @@ class ResNet(StagedNet):
             self.add_module(name, child)
             stem_names.append(name)
         self.stem_names: tuple[str, ...] = tuple(stem_names)
-        for name, stage in zip(self.stage_names, stages, strict=True):
+        # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
+        pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
+        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
+        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
+        self.feature_info = FeatureInfoList(
+            [
+                FeatureInfo(
+                    num_chs=stem.out_channels,
+                    reduction=stem.reduction // pool_stride,
+                    module=self.stem_feature_name,
+                )
+            ]
+        )
+        reduction = stem.reduction
+        for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
             self.add_module(name, stage)
-        last_block = stages[-1][-1]
-        if not isinstance(last_block, ResidualBlock):
-            raise TypeError(f"stages must hold ResidualBlocks; got {type(last_block).__name__}")
-        self.num_features: int = last_block.out_channels
+            reduction *= stage_spec.stride
+            block = stage[-1]
+            if not isinstance(block, ResidualBlock):
+                raise TypeError(f"stages must hold ResidualBlocks; got {type(block).__name__}")
+            self.num_features: int = block.out_channels  # in the end, the last stage's
+            self.feature_info.append(
+                FeatureInfo(num_chs=self.num_features, reduction=reduction, module=name)
+            )
         self.final_names: tuple[str, ...] = ()
         if final is not None:
             self.norm = final
@@ -369,28 +387,6 @@ class ResNet(StagedNet):
             stem.default_image_size,
         )
         self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
-        # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
-        pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
-        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
-        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
-        self.feature_info = FeatureInfoList(
-            [
-                FeatureInfo(
-                    num_chs=stem.out_channels,
-                    reduction=stem.reduction // pool_stride,
-                    module=self.stem_feature_name,
-                )
-            ]
-        )
-        reduction = stem.reduction
-        for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
-            reduction *= stage_spec.stride
-            block = stage[-1]
-            if not isinstance(block, ResidualBlock):
-                raise TypeError(f"stages must hold ResidualBlocks; got {type(block).__name__}")
-            self.feature_info.append(
-                FeatureInfo(num_chs=block.out_channels, reduction=reduction, module=name)
-            )
         self._cfg_at_build = (num_classes, reduction)
 
     def _default_cfg(self) -> dict[str, Any]:
