@@ -35,7 +35,7 @@ from .blocks import (
     grouped_width,
     register_block,
 )
-from .shortcuts import ShortcutStrategy, register_shortcut, shape_changes
+from .shortcuts import WhereShapeChanges, register_shortcut
 from .stems import CifarStem, ImageNetStem, register_stem
 
 __all__ = [
@@ -178,7 +178,7 @@ class PreActBottleneck(_PreActBlock):
         nn.init.zeros_(self.conv3.weight)
 
 
-class PreActOptionB(ShortcutStrategy):
+class PreActOptionB(WhereShapeChanges):
     """Identity; where the shape changes, a bare 1x1 projection (``downsample.0``).
 
     Option B for pre-activation blocks: the projection takes the block's normalized and
@@ -186,11 +186,9 @@ class PreActOptionB(ShortcutStrategy):
     makes the 2016 nets' published parameter counts exact (ResNet-164: 1,703,258).
     """
 
-    def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
-    ) -> nn.Module | None:
-        if not shape_changes(in_channels, out_channels, stride):
-            return None
+    def _module(
+        self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module:
         return nn.Sequential(conv1x1(in_channels, out_channels, stride))
 
 

@@ -134,8 +134,9 @@ def shape_changes(in_channels: int, out_channels: int, stride: int) -> bool:
     return stride != 1 or in_channels != out_channels
 
 
-class _WhereShapeChanges(ShortcutStrategy):
-    """Identity where the block keeps its shape; elsewhere what :meth:`_module` builds."""
+class WhereShapeChanges(ShortcutStrategy):
+    """Identity where the block keeps its shape; elsewhere what ``_module`` builds (options
+    A, B, D and the pre-activation B)."""
 
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
@@ -150,7 +151,7 @@ class _WhereShapeChanges(ShortcutStrategy):
     ) -> nn.Module: ...
 
 
-class OptionA(_WhereShapeChanges):
+class OptionA(WhereShapeChanges):
     """Identity, zero-padded and subsampled where the shape changes."""
 
     placement: ClassVar[Literal["end", "both"]] = "end"
@@ -167,7 +168,7 @@ class OptionABoth(OptionA):
     placement: ClassVar[Literal["end", "both"]] = "both"
 
 
-class OptionB(_WhereShapeChanges):
+class OptionB(WhereShapeChanges):
     """Identity, projected where the shape changes."""
 
     _module = staticmethod(projection)
@@ -182,7 +183,7 @@ class OptionC(ShortcutStrategy):
         return projection(in_channels, out_channels, stride, norm_layer)
 
 
-class OptionD(_WhereShapeChanges):
+class OptionD(WhereShapeChanges):
     """Identity; where the shape changes, average pool then a stride-1 projection.
 
     At stride 2 every input pixel reaches the projection (option B's strided 1x1 skips
