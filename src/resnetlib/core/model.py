@@ -253,14 +253,8 @@ class StagedNet(nn.Module):
     def _default_cfg(self) -> dict[str, Any]:
         return {}
 
-    @property
-    def default_cfg(self) -> dict[str, Any]:
-        """``pretrained_cfg`` by timm's older name."""
-        return self.pretrained_cfg
-
-    @default_cfg.setter
-    def default_cfg(self, value: dict[str, Any]) -> None:
-        self.pretrained_cfg = value
+    default_cfg = pretrained_cfg
+    """``pretrained_cfg`` by timm's older name."""
 
     def train(self, mode: bool = True) -> Self:
         """``nn.Module.train``, then eval mode again for what ``frozen_stages`` and
@@ -416,10 +410,7 @@ class ResNet(StagedNet):
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """The stem, max-pool included."""
-        for name, module in self.named_children():
-            if name in self.stem_names:
-                x = module(x)
-        return x
+        return self._run(x, list(self.stem_names), {}, [])[0]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
