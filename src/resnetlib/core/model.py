@@ -142,6 +142,22 @@ def feature_take_indices(
     return take, max(take)
 
 
+def feature_plan(
+    model: "ResNet", indices: int | Sequence[int] | None, *, stop_early: bool, norm: bool
+) -> tuple[list[int], tuple[str, ...], tuple[str, ...], dict[str, int]]:
+    """The one rule of ``forward_intermediates`` and ``ResNetFeatures``: the indices taken,
+    the stages run (up to the last index taken with ``stop_early``), the final layers run
+    (with every stage) and which child's output is which map (with ``norm``, a final
+    norm's stands in for the last stage's)."""
+    take, last = feature_take_indices(len(model.feature_info), indices)
+    stages = model.stage_names[:last] if stop_early else model.stage_names
+    tail = model.final_names if len(stages) == len(model.stage_names) else ()
+    points = {model.stem_feature_name: 0} | {name: i for i, name in enumerate(stages, 1)}
+    if norm and tail:
+        points[tail[-1]] = points.pop(stages[-1])
+    return take, stages, tail, points
+
+
 class _AvgMaxPool(nn.Module):
     """timm's ``"avgmax"``: the mean of global average and global max pooling."""
 
@@ -498,12 +514,7 @@ class ResNet(StagedNet):
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
-        take, last = feature_take_indices(len(self.feature_info), indices)
-        stages = self.stage_names[:last] if stop_early else self.stage_names
-        tail = self.final_names if len(stages) == len(self.stage_names) else ()
-        points = {self.stem_feature_name: 0} | {name: i for i, name in enumerate(stages, 1)}
-        if norm and tail:
-            points[tail[-1]] = points.pop(stages[-1])
+        take, stages, tail, points = feature_plan(self, indices, stop_early=stop_early, norm=norm)
         x, intermediates = self._run(x, [*self.stem_names, *stages, *tail], points, take)
         return intermediates if intermediates_only else (x, intermediates)
 
