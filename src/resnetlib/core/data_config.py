@@ -240,13 +240,7 @@ def check_data_config(
     ):
         if key in checked:
             values = checked[key]
-            count = (
-                channels
-                if channels is not None
-                else len(values)
-                if isinstance(values, (tuple, list))
-                else 0
-            )
+            count = channels or (len(values) if isinstance(values, (tuple, list)) else 0)
             checked[key] = _reals(where, key, values, max(count, 1), low, high)
     crop = checked.get("crop_pct")
     if crop is not None:
