@@ -63,9 +63,8 @@ def test_a_models_data_config_is_set_by_set_data_config_alone() -> None:
         for name, tree in _modules().items()
         for function in _functions_doing(tree, ast.Call, _calls("update", "pretrained_cfg"))
     }
-    # The setter, and timm's older name for the attribute (default_cfg), which assigns
-    # through the same property.
-    assert writers == {"core/data_config.py:set_data_config", "core/model.py:default_cfg"}
+    # timm's older name for the attribute (default_cfg) is the same property, no writer.
+    assert writers == {"core/data_config.py:set_data_config"}
     assert not updates
 
 

@@ -9,29 +9,11 @@ the feature view and the depth helpers live here.
 
 from __future__ import annotations
 
-from .build import (
-    build,
-)
-from .features import (
-    ResNetFeatures,
-    features,
-)
-from .model import (
-    FeatureInfo,
-    FeatureInfoList,
-    ResNet,
-    feature_take_indices,
-    paper_depth,
-)
-from .overrides import (
-    ModelOverrides,
-    apply_overrides,
-)
-from .spec import (
-    ResNetSpec,
-    StageSpec,
-    StemSpec,
-)
+from .build import build
+from .features import ResNetFeatures, features
+from .model import FeatureInfo, FeatureInfoList, ResNet, feature_take_indices, paper_depth
+from .overrides import ModelOverrides, apply_overrides
+from .spec import ResNetSpec, StageSpec, StemSpec
 
 __all__ = [
     "FeatureInfo",

@@ -172,16 +172,17 @@ def _reals(
         or len(values) != count
         or not all(is_real(v) and math.isfinite(v) and low <= v <= high for v in values)
     ):
-        raise ValueError(
-            f"{where} {name} must hold {count} finite numbers (one per input channel) from "
-            f"{low:g} to {high:g}; got {_short(values)}"
-        )
+        rule = f"must hold {count} finite numbers (one per input channel) from {low:g} to {high:g}"
+        raise _refused(where, name, rule, values)
     return tuple(float(v) for v in values)
 
 
-def _short(value: object) -> str:
+def _refused(where: str, key: str, rule: str, value: object) -> ValueError:
+    """The error of every check here: ``where``'s ``key`` must ``rule``; the value, cut short."""
     text = repr(value)
-    return text if len(text) <= 200 else text[:200] + "..."
+    return ValueError(
+        f"{where} {key} {rule}; got {text if len(text) <= 200 else text[:200] + '...'}"
+    )
 
 
 def _size(where: str, name: str, value: object) -> tuple[int, int, int]:
@@ -192,11 +193,11 @@ def _size(where: str, name: str, value: object) -> tuple[int, int, int]:
         or not 1 <= value[0] <= MAX_CHANNELS
         or not all(1 <= side <= MAX_IMAGE_SIDE for side in value[1:])
     ):
-        raise ValueError(
-            f"{where} {name} must be (channels, height, width): channels up to "
-            f"{MAX_CHANNELS:,}, sides up to {MAX_IMAGE_SIDE:,} (resnetlib.limits); got "
-            f"{_short(value)}"
+        rule = (
+            f"must be (channels, height, width): channels up to {MAX_CHANNELS:,}, sides up to "
+            f"{MAX_IMAGE_SIDE:,} (resnetlib.limits)"
         )
+        raise _refused(where, name, rule, value)
     return (value[0], value[1], value[2])
 
 
@@ -225,10 +226,8 @@ def check_data_config(
     if "num_classes" in checked and (
         not is_int(checked["num_classes"]) or not 0 <= checked["num_classes"] <= MAX_CLASSES
     ):
-        raise ValueError(
-            f"{where} num_classes must be an int from 0 to {MAX_CLASSES:,}; got "
-            f"{_short(checked['num_classes'])}"
-        )
+        rule = f"must be an int from 0 to {MAX_CLASSES:,}"
+        raise _refused(where, "num_classes", rule, checked["num_classes"])
     channels = None
     for key in ("input_size", "test_input_size"):
         if checked.get(key) is not None:
@@ -241,20 +240,12 @@ def check_data_config(
     ):
         if key in checked:
             values = checked[key]
-            count = (
-                channels
-                if channels is not None
-                else len(values)
-                if isinstance(values, (tuple, list))
-                else 0
-            )
+            count = channels or (len(values) if isinstance(values, (tuple, list)) else 0)
             checked[key] = _reals(where, key, values, max(count, 1), low, high)
     crop = checked.get("crop_pct")
     if crop is not None:
         if not is_real(crop) or not MIN_CROP_PCT <= crop <= 1:
-            raise ValueError(
-                f"{where} crop_pct must be a number from {MIN_CROP_PCT} to 1; got {_short(crop)}"
-            )
+            raise _refused(where, "crop_pct", f"must be a number from {MIN_CROP_PCT} to 1", crop)
         if channels is not None and max(height, width) / crop > MAX_IMAGE_SIDE:
             raise ValueError(
                 f"{where} crop_pct {crop} asks to resize to {max(height, width) / crop:,.0f} "
@@ -262,10 +253,8 @@ def check_data_config(
             )
     interpolation = checked.get("interpolation")
     if interpolation is not None and interpolation not in INTERPOLATIONS:
-        raise ValueError(
-            f"{where} interpolation must be one of {', '.join(INTERPOLATIONS)}; got "
-            f"{_short(interpolation)}"
-        )
+        rule = f"must be one of {', '.join(INTERPOLATIONS)}"
+        raise _refused(where, "interpolation", rule, interpolation)
     names = checked.get("label_names")
     if names is not None:
         classes = checked.get("num_classes")
@@ -275,11 +264,11 @@ def check_data_config(
             or (is_int(classes) and len(names) != classes)
             or not all(isinstance(n, str) and len(n) <= MAX_LABEL_NAME for n in names)
         ):
-            raise ValueError(
-                f"{where} label_names must be a list of {classes if is_int(classes) else 'the'} "
-                f"class names (strings of at most {MAX_LABEL_NAME} characters); got "
-                f"{_short(names)}"
+            rule = (
+                f"must be a list of {classes if is_int(classes) else 'the'} class names "
+                f"(strings of at most {MAX_LABEL_NAME} characters)"
             )
+            raise _refused(where, "label_names", rule, names)
         checked["label_names"] = list(names)
     return checked
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from .data_config import set_data_config
 from .grad_checkpoint import checkpoint_modules, checkpoint_segments
-from .model import FeatureInfo, FeatureInfoList, ResNet, StagedNet, feature_take_indices
+from .model import FeatureInfo, FeatureInfoList, ResNet, StagedNet, feature_plan
 
 __all__ = ["ResNetFeatures", "features"]
 
@@ -39,24 +39,19 @@ class ResNetFeatures(StagedNet):
         super().__init__()
         if not isinstance(model, ResNet):
             raise TypeError(f"features() takes a ResNet; got {type(model).__name__}")
-        take, last = feature_take_indices(len(model.feature_info), out_indices)
+        # forward_intermediates(x, stop_early=True, norm=True)'s maps.
+        take, stages, tail, self._points = feature_plan(
+            model, out_indices, stop_early=True, norm=True
+        )
         self.out_indices: tuple[int, ...] = tuple(sorted(set(take)))
         self.feature_info = FeatureInfoList(
             [FeatureInfo(**model.feature_info[i]) for i in self.out_indices]
         )
         self.stem_names: tuple[str, ...] = model.stem_names
-        self.stage_names: tuple[str, ...] = model.stage_names[:last]
-        # Modules a model applies after its last stage (a final norm), kept with that stage.
-        tail = model.final_names
-        self.final_names: tuple[str, ...] = tail if last == len(model.stage_names) else ()
+        self.stage_names: tuple[str, ...] = stages
+        self.final_names: tuple[str, ...] = tail
         for name in (*self.stem_names, *self.stage_names, *self.final_names):
             self.add_module(name, model.get_submodule(name))
-        # Which child's output is which feature map: a final norm's stands in for the last
-        # stage's, as forward_intermediates(x, norm=True) gives it.
-        points = [model.stem_feature_name, *self.stage_names]
-        if self.final_names:
-            points[-1] = self.final_names[-1]
-        self._points = {name: index for index, name in enumerate(points)}
         self._take = list(self.out_indices)
         self._names = [*self.stem_names, *self.stage_names, *self.final_names]
         self.default_input_size: tuple[int, int, int] = model.default_input_size

@@ -142,6 +142,22 @@ def feature_take_indices(
     return take, max(take)
 
 
+def feature_plan(
+    model: "ResNet", indices: int | Sequence[int] | None, *, stop_early: bool, norm: bool
+) -> tuple[list[int], tuple[str, ...], tuple[str, ...], dict[str, int]]:
+    """The one rule of ``forward_intermediates`` and ``ResNetFeatures``: the indices taken,
+    the stages run (up to the last index taken with ``stop_early``), the final layers run
+    (with every stage) and which child's output is which map (with ``norm``, a final
+    norm's stands in for the last stage's)."""
+    take, last = feature_take_indices(len(model.feature_info), indices)
+    stages = model.stage_names[:last] if stop_early else model.stage_names
+    tail = model.final_names if len(stages) == len(model.stage_names) else ()
+    points = {model.stem_feature_name: 0} | {name: i for i, name in enumerate(stages, 1)}
+    if norm and tail:
+        points[tail[-1]] = points.pop(stages[-1])
+    return take, stages, tail, points
+
+
 class _AvgMaxPool(nn.Module):
     """timm's ``"avgmax"``: the mean of global average and global max pooling."""
 
@@ -253,14 +269,8 @@ class StagedNet(nn.Module):
     def _default_cfg(self) -> dict[str, Any]:
         return {}
 
-    @property
-    def default_cfg(self) -> dict[str, Any]:
-        """``pretrained_cfg`` by timm's older name."""
-        return self.pretrained_cfg
-
-    @default_cfg.setter
-    def default_cfg(self, value: dict[str, Any]) -> None:
-        self.pretrained_cfg = value
+    default_cfg = pretrained_cfg
+    """``pretrained_cfg`` by timm's older name."""
 
     def train(self, mode: bool = True) -> Self:
         """``nn.Module.train``, then eval mode again for what ``frozen_stages`` and
@@ -344,12 +354,30 @@ class ResNet(StagedNet):
             self.add_module(name, child)
             stem_names.append(name)
         self.stem_names: tuple[str, ...] = tuple(stem_names)
-        for name, stage in zip(self.stage_names, stages, strict=True):
+        # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
+        pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
+        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
+        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
+        self.feature_info = FeatureInfoList(
+            [
+                FeatureInfo(
+                    num_chs=stem.out_channels,
+                    reduction=stem.reduction // pool_stride,
+                    module=self.stem_feature_name,
+                )
+            ]
+        )
+        reduction = stem.reduction
+        for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
             self.add_module(name, stage)
-        last_block = stages[-1][-1]
-        if not isinstance(last_block, ResidualBlock):
-            raise TypeError(f"stages must hold ResidualBlocks; got {type(last_block).__name__}")
-        self.num_features: int = last_block.out_channels
+            reduction *= stage_spec.stride
+            block = stage[-1]
+            if not isinstance(block, ResidualBlock):
+                raise TypeError(f"stages must hold ResidualBlocks; got {type(block).__name__}")
+            self.num_features: int = block.out_channels  # in the end, the last stage's
+            self.feature_info.append(
+                FeatureInfo(num_chs=self.num_features, reduction=reduction, module=name)
+            )
         self.final_names: tuple[str, ...] = ()
         if final is not None:
             self.norm = final
@@ -369,28 +397,6 @@ class ResNet(StagedNet):
             stem.default_image_size,
         )
         self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
-        # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
-        pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
-        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
-        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
-        self.feature_info = FeatureInfoList(
-            [
-                FeatureInfo(
-                    num_chs=stem.out_channels,
-                    reduction=stem.reduction // pool_stride,
-                    module=self.stem_feature_name,
-                )
-            ]
-        )
-        reduction = stem.reduction
-        for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
-            reduction *= stage_spec.stride
-            block = stage[-1]
-            if not isinstance(block, ResidualBlock):
-                raise TypeError(f"stages must hold ResidualBlocks; got {type(block).__name__}")
-            self.feature_info.append(
-                FeatureInfo(num_chs=block.out_channels, reduction=reduction, module=name)
-            )
         self._cfg_at_build = (num_classes, reduction)
 
     def _default_cfg(self) -> dict[str, Any]:
@@ -420,10 +426,7 @@ class ResNet(StagedNet):
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """The stem, max-pool included."""
-        for name, module in self.named_children():
-            if name in self.stem_names:
-                x = module(x)
-        return x
+        return self._run(x, list(self.stem_names), {}, [])[0]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages (and ``norm`` if any): the last feature map, before pooling."""
@@ -511,12 +514,7 @@ class ResNet(StagedNet):
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
-        take, last = feature_take_indices(len(self.feature_info), indices)
-        stages = self.stage_names[:last] if stop_early else self.stage_names
-        tail = self.final_names if len(stages) == len(self.stage_names) else ()
-        points = {self.stem_feature_name: 0} | {name: i for i, name in enumerate(stages, 1)}
-        if norm and tail:
-            points[tail[-1]] = points.pop(stages[-1])
+        take, stages, tail, points = feature_plan(self, indices, stop_early=stop_early, norm=norm)
         x, intermediates = self._run(x, [*self.stem_names, *stages, *tail], points, take)
         return intermediates if intermediates_only else (x, intermediates)
 

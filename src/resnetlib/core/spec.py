@@ -66,8 +66,19 @@ def _checked_fields(cls: type, data: object) -> dict[str, Any]:
     return check_keys(cls.__name__, data, [f.name for f in fields(cls)], required)
 
 
+class _Flat:
+    """``to_dict``/``from_dict`` of a spec dataclass whose fields are JSON scalars."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload,no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**_checked_fields(cls, data))
+
+
 @dataclass(frozen=True)
-class StemSpec:
+class StemSpec(_Flat):
     """The layers before the first stage: a registered stem ``type`` and its width."""
 
     type: str = "imagenet"
@@ -77,16 +88,9 @@ class StemSpec:
         _check_name("StemSpec", "type", self.type)
         check_int("StemSpec.out_channels", self.out_channels, 1, MAX_CHANNELS, bound=_BOUND)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        return cls(**_checked_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class StageSpec:
+class StageSpec(_Flat):
     """One stage: ``num_blocks`` blocks of ``width``; the first one has ``stride``.
 
     A block's output has ``width * block.expansion`` channels. ``dilation`` applies to the
@@ -104,13 +108,6 @@ class StageSpec:
         check_int("StageSpec.width", self.width, 1, MAX_CHANNELS, bound=_BOUND)
         check_int("StageSpec.stride", self.stride, 1, MAX_STRIDE, bound=_BOUND)
         check_int("StageSpec.dilation", self.dilation, 1, MAX_STRIDE, bound=_BOUND)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        return cls(**_checked_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -219,19 +216,7 @@ class ResNetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of JSON types only; ``from_dict`` inverts it exactly."""
-        return {
-            "stages": [stage.to_dict() for stage in self.stages],
-            "block": self.block,
-            "shortcut": self.shortcut,
-            "stem": self.stem.to_dict(),
-            "in_channels": self.in_channels,
-            "num_classes": self.num_classes,
-            "zero_init_residual": self.zero_init_residual,
-            "block_options": dict(self.block_options),
-            "norm": self.norm,
-            "act": self.act,
-            "drop_path_rate": self.drop_path_rate,
-        }
+        return asdict(self) | {"stages": [stage.to_dict() for stage in self.stages]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:

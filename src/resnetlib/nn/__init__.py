@@ -12,11 +12,7 @@ top level (``resnetlib.BasicBlock``).
 
 from __future__ import annotations
 
-from .activations import (
-    ACTIVATIONS,
-    ActLayer,
-    register_act,
-)
+from .activations import ACTIVATIONS, ActLayer, register_act
 from .blocks import (
     BLOCKS,
     BasicBlock,
@@ -28,16 +24,8 @@ from .blocks import (
     register_block,
     zero_norm_weight,
 )
-from .drop_path import (
-    DropPath,
-    drop_path_rates,
-)
-from .norms import (
-    NORMS,
-    FrozenBatchNorm2d,
-    group_norm,
-    register_norm,
-)
+from .drop_path import DropPath, drop_path_rates
+from .norms import NORMS, FrozenBatchNorm2d, group_norm, register_norm
 from .preact import (
     CifarPreActStem,
     ImageNetPreActStem,
@@ -58,14 +46,7 @@ from .shortcuts import (
     ZeroPadShortcut,
     register_shortcut,
 )
-from .stems import (
-    STEMS,
-    CifarStem,
-    DeepStem,
-    ImageNetStem,
-    Stem,
-    register_stem,
-)
+from .stems import STEMS, CifarStem, DeepStem, ImageNetStem, Stem, register_stem
 
 __all__ = [
     "ACTIVATIONS",

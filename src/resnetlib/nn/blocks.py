@@ -109,9 +109,8 @@ class ResidualBlock(nn.Module, ABC):
     ``downsample`` maps the input to the output's shape (``None``: identity); with
     ``residual=False`` nothing is added (plain).
     ``drop_path`` is handled here: :meth:`add_shortcut` drops the branch per sample.
-    A block that does not activate after the addition (pre-activation) sets
-    ``activates_after_add = False``; one that feeds its shortcut something other than
-    its input overrides :meth:`forward_shortcut`, so tools never test its type.
+    Pre-activation blocks set ``activates_after_add = False`` and override
+    :meth:`forward_shortcut`, so tools never test a block's type.
     """
 
     expansion: ClassVar[int] = 1
@@ -338,10 +337,9 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
 
 
 def _check_output_width(name: str, item: type[ResidualBlock]) -> None:
-    """Build ``item`` once, small, on the CPU and run it on a 4x4 input: it must output the
-    ``width * expansion`` channels it reports. A block that needs options to be built (no
-    defaults) is left to :func:`resnetlib.testing.check_block`. The caller's random state is
-    kept (registering a block at import must not change a seeded run)."""
+    """:func:`validate_block`'s run, on the CPU, keeping the caller's random state (registering
+    a block at import must not change a seeded run). A block that needs options to be built
+    is left to ``resnetlib.testing.check_block``."""
     width = _PROBE_WIDTH
     with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         try:

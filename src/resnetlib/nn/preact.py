@@ -35,8 +35,8 @@ from .blocks import (
     grouped_width,
     register_block,
 )
-from .shortcuts import ShortcutStrategy, register_shortcut, shape_changes
-from .stems import Stem, register_stem
+from .shortcuts import WhereShapeChanges, register_shortcut
+from .stems import CifarStem, ImageNetStem, register_stem
 
 __all__ = [
     "CifarPreActStem",
@@ -178,7 +178,7 @@ class PreActBottleneck(_PreActBlock):
         nn.init.zeros_(self.conv3.weight)
 
 
-class PreActOptionB(ShortcutStrategy):
+class PreActOptionB(WhereShapeChanges):
     """Identity; where the shape changes, a bare 1x1 projection (``downsample.0``).
 
     Option B for pre-activation blocks: the projection takes the block's normalized and
@@ -186,58 +186,29 @@ class PreActOptionB(ShortcutStrategy):
     makes the 2016 nets' published parameter counts exact (ResNet-164: 1,703,258).
     """
 
-    def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
-    ) -> nn.Module | None:
-        if not shape_changes(in_channels, out_channels, stride):
-            return None
+    def _module(
+        self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module:
         return nn.Sequential(conv1x1(in_channels, out_channels, stride))
 
 
-class CifarPreActStem(Stem):
+class CifarPreActStem(CifarStem):
     """A 3x3/1 convolution only (He et al. 2016, CIFAR): the first unit pre-activates.
 
     Takes ``norm_layer`` and ``act_layer`` like every stem and uses neither.
     """
 
-    reduction: ClassVar[int] = 1
-    default_image_size: ClassVar[int] = 32
-
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        out_channels: int,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = relu,
-    ) -> None:
-        layers: OrderedDict[str, nn.Module] = OrderedDict(conv1=conv3x3(in_channels, out_channels))
-        super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+    _normalizes: ClassVar[bool] = False
 
 
-class ImageNetPreActStem(Stem):
+class ImageNetPreActStem(ImageNetStem):
     """A 7x7/2 convolution then a 3x3/2 max-pool, with no norm or activation between.
 
     The first unit pre-activates its input. Takes ``norm_layer`` and ``act_layer`` like
     every stem and uses neither.
     """
 
-    reduction: ClassVar[int] = 4
-    default_image_size: ClassVar[int] = 224
-
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        out_channels: int,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = relu,
-    ) -> None:
-        layers = OrderedDict(
-            conv1=nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False),
-            maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-        )
-        super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+    _normalizes: ClassVar[bool] = False
 
 
 register_block("preact_basic", PreActBasicBlock)

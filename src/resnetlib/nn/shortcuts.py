@@ -134,37 +134,44 @@ def shape_changes(in_channels: int, out_channels: int, stride: int) -> bool:
     return stride != 1 or in_channels != out_channels
 
 
-class OptionA(ShortcutStrategy):
+class WhereShapeChanges(ShortcutStrategy):
+    """Identity where the block keeps its shape; elsewhere what ``_module`` builds (options
+    A, B, D and the pre-activation B)."""
+
+    def make(
+        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module | None:
+        if not shape_changes(in_channels, out_channels, stride):
+            return None
+        return self._module(in_channels, out_channels, stride, norm_layer)
+
+    @abstractmethod
+    def _module(
+        self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module: ...
+
+
+class OptionA(WhereShapeChanges):
     """Identity, zero-padded and subsampled where the shape changes."""
 
-    def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
-    ) -> nn.Module | None:
-        if not shape_changes(in_channels, out_channels, stride):
-            return None
-        return ZeroPadShortcut(in_channels, out_channels, stride)
+    placement: ClassVar[Literal["end", "both"]] = "end"
+
+    def _module(
+        self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module:
+        return ZeroPadShortcut(in_channels, out_channels, stride, self.placement)
 
 
-class OptionABoth(ShortcutStrategy):
+class OptionABoth(OptionA):
     """Option A with the zero channels split before and after (``placement="both"``)."""
 
-    def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
-    ) -> nn.Module | None:
-        if not shape_changes(in_channels, out_channels, stride):
-            return None
-        return ZeroPadShortcut(in_channels, out_channels, stride, placement="both")
+    placement: ClassVar[Literal["end", "both"]] = "both"
 
 
-class OptionB(ShortcutStrategy):
+class OptionB(WhereShapeChanges):
     """Identity, projected where the shape changes."""
 
-    def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
-    ) -> nn.Module | None:
-        if not shape_changes(in_channels, out_channels, stride):
-            return None
-        return projection(in_channels, out_channels, stride, norm_layer)
+    _module = staticmethod(projection)
 
 
 class OptionC(ShortcutStrategy):
@@ -176,19 +183,14 @@ class OptionC(ShortcutStrategy):
         return projection(in_channels, out_channels, stride, norm_layer)
 
 
-class OptionD(ShortcutStrategy):
+class OptionD(WhereShapeChanges):
     """Identity; where the shape changes, average pool then a stride-1 projection.
 
     At stride 2 every input pixel reaches the projection (option B's strided 1x1 skips
     three in four); the parameters are option B's.
     """
 
-    def make(
-        self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
-    ) -> nn.Module | None:
-        if not shape_changes(in_channels, out_channels, stride):
-            return None
-        return avg_pool_projection(in_channels, out_channels, stride, norm_layer)
+    _module = staticmethod(avg_pool_projection)
 
 
 class NoShortcut(ShortcutStrategy):

@@ -39,11 +39,13 @@ class Stem(nn.Sequential):
         self.out_channels = out_channels
 
 
-class ImageNetStem(Stem):
-    """7x7/2 convolution, norm, ReLU, 3x3/2 max-pool (paper Table 1, conv1)."""
+class _OneConvStem(Stem):
+    """One convolution (``conv1``, ``_kernel`` wide), a norm and an activation (``bn1``,
+    ``relu``; the pre-activation stems, ``_normalizes = False``, leave them to the first
+    unit), and, where ``reduction`` is 4, a stride-2 convolution and a 3x3/2 max-pool."""
 
-    reduction: ClassVar[int] = 4
-    default_image_size: ClassVar[int] = 224
+    _kernel: ClassVar[int]
+    _normalizes: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -53,13 +55,30 @@ class ImageNetStem(Stem):
         norm_layer: NormLayer = nn.BatchNorm2d,
         act_layer: ActLayer = relu,
     ) -> None:
-        layers = OrderedDict(
-            conv1=nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False),
-            bn1=norm_layer(out_channels),
-            relu=act_layer(),
-            maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-        )
+        kernel, pooled = self._kernel, self.reduction > 1
+        stride = 2 if pooled else 1
+        conv1 = nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False)
+        layers: OrderedDict[str, nn.Module] = OrderedDict(conv1=conv1)
+        if self._normalizes:
+            layers.update(bn1=norm_layer(out_channels), relu=act_layer())
+        if pooled:
+            layers["maxpool"] = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+
+
+class ImageNetStem(_OneConvStem):
+    """7x7/2 convolution, norm, ReLU, 3x3/2 max-pool (paper Table 1, conv1)."""
+
+    reduction: ClassVar[int] = 4
+    _kernel: ClassVar[int] = 7
+
+
+class CifarStem(_OneConvStem):
+    """3x3/1 convolution, norm, ReLU, no pooling (paper section 4.2)."""
+
+    reduction: ClassVar[int] = 1
+    default_image_size: ClassVar[int] = 32
+    _kernel: ClassVar[int] = 3
 
 
 class DeepStem(Stem):
@@ -75,7 +94,6 @@ class DeepStem(Stem):
     """
 
     reduction: ClassVar[int] = 4
-    default_image_size: ClassVar[int] = 224
 
     def __init__(
         self,
@@ -107,28 +125,6 @@ class DeepStem(Stem):
         )
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
         self.stem_width = width
-
-
-class CifarStem(Stem):
-    """3x3/1 convolution, norm, ReLU, no pooling (paper section 4.2)."""
-
-    reduction: ClassVar[int] = 1
-    default_image_size: ClassVar[int] = 32
-
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        out_channels: int,
-        norm_layer: NormLayer = nn.BatchNorm2d,
-        act_layer: ActLayer = relu,
-    ) -> None:
-        layers = OrderedDict(
-            conv1=conv3x3(in_channels, out_channels),
-            bn1=norm_layer(out_channels),
-            relu=act_layer(),
-        )
-        super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
 
 
 STEMS: Registry[type[Stem]] = Registry("stem", subclass_of(Stem, "stem"))
