@@ -87,6 +87,9 @@ input_size = _flag_type(
 
 _int_list = _flag_type(_ints, lambda v: min(v) >= 1, "comma-separated ints >= 1 such as 16,32,64")
 
+int_tuple = _flag_type(_ints, lambda v: True, "comma-separated ints such as 32000,48000")
+"""An argparse type: comma-separated ints, unbounded (the field they set checks them)."""
+
 positive_float = _flag_type(float, lambda v: 0 < v < float("inf"), "a number > 0")
 """An argparse type: a finite number > 0."""
 

@@ -31,6 +31,7 @@ from ..cli_options import (
     guarded,
     import_modules,
     int_in,
+    int_tuple,
     is_checkpoint_path,
     model_from_args,
     override_values,
@@ -97,13 +98,7 @@ _ALIASES = {"ema_decay": "--ema"}
 _LENGTH = ("iterations", "epochs")
 
 
-def _int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints; got {text!r}") from None
-
-
+@functools.cache
 def _recipe_fields() -> dict[str, Any]:
     """Recipe's fields with a flag (all but ``augment``), and their type hints."""
     from .recipe import Recipe
@@ -126,7 +121,7 @@ def _recipe_option(name: str, hint: Any) -> dict[str, Any]:
     if name in choices:
         return {"choices": choices[name], "default": None, "help": help_text}
     if typing.get_origin(kind) is tuple:
-        return {"type": _int_tuple, "metavar": "N,N,...", "default": None, "help": help_text}
+        return {"type": int_tuple, "metavar": "N,N,...", "default": None, "help": help_text}
     metavar = {int: "N", float: "X"}[kind]
     return {"type": kind, "metavar": metavar, "default": None, "help": help_text}
 
