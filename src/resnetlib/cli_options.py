@@ -37,6 +37,7 @@ __all__ = [
     "import_modules",
     "input_size",
     "model_from_args",
+    "option_flag",
     "override_values",
     "split_model_words",
 ]
@@ -140,9 +141,10 @@ def _override_option(name: str, hint: Any) -> dict[str, Any]:
     raise TypeError(f"the CLI has no option type for override {name!r} ({hint!r})")
 
 
-def _flag(field: str) -> str:
-    """The flag of a :class:`ModelOverrides` field: ``block_options`` is ``--block-options``."""
-    return "--" + field.replace("_", "-")
+def option_flag(name: str) -> str:
+    """The flag of a field or option name: ``block_options`` is ``--block-options`` (a flag
+    stays as it is)."""
+    return name if name.startswith("--") else "--" + name.replace("_", "-")
 
 
 def _override_fields() -> dict[str, Any]:
@@ -226,7 +228,7 @@ def add_model_arguments(
         "model options", "any ModelOverrides field (see help(resnetlib.ModelOverrides))"
     )
     for name, hint in _override_fields().items():
-        overrides.add_argument(_flag(name), dest=name, **_override_option(name, hint))
+        overrides.add_argument(option_flag(name), dest=name, **_override_option(name, hint))
 
 
 def split_model_words(args: argparse.Namespace, words: Sequence[str]) -> list[str]:
@@ -330,7 +332,7 @@ def model_from_args(
         path = Path(args.model)
         if not path.is_file():
             raise UsageError(f"{args.model}: no such checkpoint file")
-        given = [_flag(name) for name in options] + [
+        given = [option_flag(name) for name in options] + [
             flag for flag in ("--pretrained", "--checkpoint") if getattr(args, flag[2:])
         ]
         if given:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import importlib
+import importlib.util
 import os
 import shlex
 import sys
@@ -34,6 +34,7 @@ from ..cli_options import (
     int_tuple,
     is_checkpoint_path,
     model_from_args,
+    option_flag,
     override_values,
     positive_float,
 )
@@ -107,38 +108,33 @@ def _recipe_fields() -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Recipe) if f.name != "augment"}
 
 
-def _recipe_option(name: str, hint: Any) -> dict[str, Any]:
-    """``add_argument`` keywords for a Recipe field: its type only, Recipe checks bounds."""
-    from .recipe import AUTOCAST, OPTIMIZERS, SCHEDULES
-
-    kind = hint
-    if isinstance(hint, types.UnionType):  # X | None
-        kind = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    help_text = _RECIPE_HELP[name]
-    if kind is bool:
-        return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
-    choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "autocast": AUTOCAST[1:]}
-    if name in choices:
-        return {"choices": choices[name], "default": None, "help": help_text}
-    if typing.get_origin(kind) is tuple:
-        return {"type": int_tuple, "metavar": "N,N,...", "default": None, "help": help_text}
-    metavar = {int: "N", float: "X"}[kind]
-    return {"type": kind, "metavar": metavar, "default": None, "help": help_text}
-
-
 def add_recipe_arguments(
     parser: argparse.ArgumentParser, names: Sequence[str] | None = None, **helps: str
 ) -> None:
     """A flag for each Recipe field (``names``: these only), ``--lr`` for ``lr``: the value
     replaces the recipe's, checked by :class:`Recipe` itself (``--iterations``/``--epochs``
     set the length, scaling the schedule). ``helps`` replace a field's help text."""
+    from .recipe import AUTOCAST, OPTIMIZERS, SCHEDULES
+
     group = parser.add_argument_group("recipe", "any Recipe field (see help(Recipe))")
     chosen = [name for name in _recipe_fields() if names is None or name in names]
     length = group.add_mutually_exclusive_group() if set(_LENGTH) <= set(chosen) else group
+    choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "autocast": AUTOCAST[1:]}
     for name in chosen:
-        option = _recipe_option(name, _recipe_fields()[name])
-        option["help"] = helps.get(name, option["help"])
-        flags = ["--" + name.replace("_", "-"), *([_ALIASES[name]] if name in _ALIASES else [])]
+        # Each flag has its field's type only: Recipe checks the bounds.
+        kind = _recipe_fields()[name]
+        if isinstance(kind, types.UnionType):  # X | None
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        option: dict[str, Any] = {"default": None, "help": helps.get(name, _RECIPE_HELP[name])}
+        if kind is bool:
+            option["action"] = argparse.BooleanOptionalAction
+        elif name in choices:
+            option["choices"] = choices[name]
+        elif typing.get_origin(kind) is tuple:
+            option.update(type=int_tuple, metavar="N,N,...")
+        else:
+            option.update(type=kind, metavar={int: "N", float: "X"}[kind])
+        flags = [option_flag(name), *([_ALIASES[name]] if name in _ALIASES else [])]
         target: Any = length if name in _LENGTH else group
         if name.startswith("no_"):  # --no-decay-norm-bias, and --decay-norm-bias to undo it
             target.add_argument(
@@ -315,10 +311,8 @@ def _class_list(text: str) -> list[str | int]:
 
 def _require_extra() -> None:
     for module in ("tqdm", "matplotlib"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise ImportError(f"training needs the train extra ({module} is missing)") from None
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(f"training needs the train extra ({module} is missing)")
 
 
 def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
@@ -379,7 +373,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
         for key in (*_RUN_OPTIONS, *_recipe_fields())
         if (value := getattr(args, key, None)) is not None and value != []
     }
-    given.update({f"--{k.replace('_', '-')}": v for k, v in override_values(args).items()})
+    given.update({option_flag(k): v for k, v in override_values(args).items()})
     return given
 
 
@@ -412,51 +406,40 @@ def _load(args: argparse.Namespace, source: dict[str, Any] | None = None, model:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Set up the job (a new run, or the run in --out to resume), ``fit`` it, report."""
+    from .loop import fit
+
     _require_extra()
     try:
-        return _train_job(args)
+        job = _resumed_job(args) if args.resume else _new_job(args)
+        model, data, recipe, out, run_info, length = job
+        result = fit(
+            model,
+            data,
+            recipe,
+            out=out,
+            device=device_option(args.device),
+            resume=args.resume,
+            progress=not args.no_progress,
+            seed=run_info["seed"],
+            save_every=args.save_every,
+            save_every_minutes=args.save_every_minutes,
+            run_info=run_info,
+            log=_stderr if args.no_progress else None,
+            # from scratch: the data set's own statistics (published, or computed from train)
+            statistics="model" if args.resume or _from_weights(args) else "data",
+            **length,
+        )
     except KeyboardInterrupt as stopped:  # Ctrl-C: one line, never a traceback
         from .run_dir import RunDirectory
 
-        out = getattr(stopped, "run_dir", None) or _default_out(args)
-        if out is None or not RunDirectory(out).holds_run():
+        where = getattr(stopped, "run_dir", None) or _default_out(args)
+        if where is None or not RunDirectory(where).holds_run():
             print("interrupted before the run started; nothing was written", file=sys.stderr)
             return EXIT_INTERRUPTED
-        again = f"resnetlib train --out {shlex.quote(str(out))} --resume"
+        again = f"resnetlib train --out {shlex.quote(str(where))} --resume"
         again += "".join(f" --import {shlex.quote(module)}" for module in args.imports)
         return _interrupted(getattr(stopped, "iteration", None), again)
-
-
-def _interrupted(iteration: int | None, again: str, where: str = "") -> int:
-    """Ctrl-C's one line: where it stopped and the command that goes on; exit status 130."""
-    at = "interrupted" if iteration is None else f"interrupted at iteration {iteration}"
-    print(f"{at}{where}; resume with: {again}", file=sys.stderr)
-    return EXIT_INTERRUPTED
-
-
-def _train_job(args: argparse.Namespace) -> int:
-    from .loop import fit
-
-    job = _resumed_job(args) if args.resume else _new_job(args)
-    model, data, recipe, out, run_info, length = job
-    device = device_option(args.device)
-    result = fit(
-        model,
-        data,
-        recipe,
-        out=out,
-        device=device,
-        resume=args.resume,
-        progress=not args.no_progress,
-        seed=run_info["seed"],
-        save_every=args.save_every,
-        save_every_minutes=args.save_every_minutes,
-        run_info=run_info,
-        log=_stderr if args.no_progress else None,
-        # from scratch: the data set's own statistics (published, or computed from train)
-        statistics="model" if args.resume or _from_weights(args) else "data",
-        **length,
-    )
     metrics = result.metrics
     best = " best.pt," if (out / "best.pt").is_file() else ""
     print(
@@ -467,13 +450,19 @@ def _train_job(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(iteration: int | None, again: str, where: str = "") -> int:
+    """Ctrl-C's one line: where it stopped and the command that goes on; exit status 130."""
+    at = "interrupted" if iteration is None else f"interrupted at iteration {iteration}"
+    print(f"{at}{where}; resume with: {again}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def _from_weights(args: argparse.Namespace) -> bool:
     """Whether the model starts from weights (``--pretrained``, ``--checkpoint``)."""
     return args.pretrained is not None or args.checkpoint is not None
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+_stderr = functools.partial(print, file=sys.stderr)
 
 
 def _default_out(args: argparse.Namespace) -> Path | None:
@@ -534,7 +523,8 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
 
     torch.manual_seed(args.seed or 0)  # the same seed, the same initial weights
     model, described = model_from_args(args, defaults=defaults, adapt=True)
-    _report_start(args, model)
+    if _from_weights(args):
+        _report_start(args, model)
     if args.freeze is not None:
         from ..interop.finetune import freeze
 
@@ -549,8 +539,6 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
 
 def _report_start(args: argparse.Namespace, model: Any) -> None:
     """Say what fine-tuning changes: a new head, frozen stages."""
-    if args.pretrained is None and args.checkpoint is None:
-        return
     from ..models.weights import get_weights
 
     had: int | None = None
@@ -661,12 +649,9 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
         for key in asked
         if key != "imports" and not (key == "model" and key not in given)  # --checkpoint alone
     ]
-    flags = {_flag(key): value for key, value in asked.items()}
-    return record_differences({_flag(k): v for k, v in record.items()}, flags, map(_flag, keys))
-
-
-def _flag(key: str) -> str:
-    return key if key.startswith("--") else "--" + key.replace("_", "-")
+    flags = {option_flag(key): value for key, value in asked.items()}
+    recorded = {option_flag(k): v for k, v in record.items()}
+    return record_differences(recorded, flags, map(option_flag, keys))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
