@@ -123,24 +123,6 @@ def _key_value(text: str) -> tuple[str, Any]:
 _INT_MINIMUM = {"num_classes": 0}
 
 
-def _override_option(name: str, hint: Any) -> dict[str, Any]:
-    """``add_argument`` keywords for the :class:`ModelOverrides` field ``name``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
-        return {"action": argparse.BooleanOptionalAction, "default": None}
-    if hint is int:
-        return {"type": int_in(_INT_MINIMUM.get(name, 1)), "metavar": "N"}
-    if hint is float:
-        return {"type": float, "metavar": "X"}
-    if hint is str or (origin in (typing.Union, types.UnionType) and str in args):
-        return {"type": str, "metavar": "NAME"}
-    if origin is collections.abc.Sequence and args == (int,):
-        return {"type": _int_list, "metavar": "N,N,..."}
-    if origin is collections.abc.Mapping:
-        return {"type": _key_value, "action": "append", "metavar": "KEY=VALUE"}
-    raise TypeError(f"the CLI has no option type for override {name!r} ({hint!r})")
-
-
 def option_flag(name: str) -> str:
     """The flag of a field or option name: ``block_options`` is ``--block-options`` (a flag
     stays as it is)."""
@@ -228,7 +210,23 @@ def add_model_arguments(
         "model options", "any ModelOverrides field (see help(resnetlib.ModelOverrides))"
     )
     for name, hint in _override_fields().items():
-        overrides.add_argument(option_flag(name), dest=name, **_override_option(name, hint))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        option: dict[str, Any]
+        if hint is bool:
+            option = {"action": argparse.BooleanOptionalAction, "default": None}
+        elif hint is int:
+            option = {"type": int_in(_INT_MINIMUM.get(name, 1)), "metavar": "N"}
+        elif hint is float:
+            option = {"type": float, "metavar": "X"}
+        elif hint is str or (origin in (typing.Union, types.UnionType) and str in args):
+            option = {"type": str, "metavar": "NAME"}
+        elif origin is collections.abc.Sequence and args == (int,):
+            option = {"type": _int_list, "metavar": "N,N,..."}
+        elif origin is collections.abc.Mapping:
+            option = {"type": _key_value, "action": "append", "metavar": "KEY=VALUE"}
+        else:
+            raise TypeError(f"the CLI has no option type for override {name!r} ({hint!r})")
+        overrides.add_argument(option_flag(name), dest=name, **option)
 
 
 def split_model_words(args: argparse.Namespace, words: Sequence[str]) -> list[str]:

@@ -46,7 +46,9 @@ _MODULES = {
     "recipe": ("DIGITS", "FINETUNE", "PAPER_CIFAR", "PAPER_CIFAR_WARMUP", "Recipe", "paper_recipe",
                "recipe_for"),
 }  # fmt: skip
-_HOME = {name: module for module, names in _MODULES.items() for name in names}
+_HOME: dict[str, str] = {}  # each name's module
+for _module, _names in _MODULES.items():
+    _HOME.update(dict.fromkeys(_names, _module))
 
 __all__ = [
     "DIGITS",

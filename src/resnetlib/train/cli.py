@@ -462,7 +462,8 @@ def _from_weights(args: argparse.Namespace) -> bool:
     return args.pretrained is not None or args.checkpoint is not None
 
 
-_stderr = functools.partial(print, file=sys.stderr)
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)  # the stream at call time (tests swap sys.stderr)
 
 
 def _default_out(args: argparse.Namespace) -> Path | None:

@@ -1,18 +1,10 @@
 """The training loop: :func:`fit` trains a model by a :class:`Recipe`, :func:`evaluate` scores it.
 
-A model carries its preprocessing: batches are normalized with the per-channel mean and
-std of the model's ``pretrained_cfg`` (a pretrained model's publisher's; a new model's
-data set's own with ``fit(..., statistics="data")``), and :func:`fit` records in it the
-input size it trained at, so that every checkpoint of the run says how to feed it.
-
 :func:`fit` reads top to bottom: set up (``Trainer``), start or resume the run, then per
-epoch ``train_epoch`` (per iteration: lr from the schedule, ``train_step``: forward, loss,
-backward, optimizer step, EMA update) and ``end_epoch`` (evaluate, record, save). The
-CUDA-graph step (``resnetlib.train.graphed``) replaces ``train_step`` at one seam,
-``Trainer._choose_step``, and adds no branch to the loop.
-The run directory (:class:`~resnetlib.train.run_dir.RunDirectory`) owns every file. Under
-``torchrun`` (``WORLD_SIZE`` > 1) the model trains with DDP and each rank takes its share of
-every batch.
+epoch ``train_epoch`` (per iteration: the lr, then ``train_step``: forward, loss, backward,
+step, EMA) and ``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces
+``train_step`` at one seam, ``Trainer._choose_step``. Under ``torchrun`` the model trains
+with DDP, each rank taking its share of every batch.
 """
 
 from __future__ import annotations
@@ -227,14 +219,12 @@ def evaluate(
     split: str = "test",
     batch_size: int = _EVAL_BATCH,
 ) -> EvalResult:
-    """Top-1/top-5 error and loss of ``model`` on ``data``, with no augmentation.
+    """Top-1/top-5 error and loss of ``model`` on ``data`` (``split`` of a
+    :class:`DataSplits`), normalized as its ``pretrained_cfg`` says, no augmentation.
 
-    Images are normalized as the model's ``pretrained_cfg`` says (its mean and std), and
-    checked first against what it expects (:func:`check_data_fits`). ``data`` is a
-    :class:`DataSplits` (scores ``split``: ``"test"``, ``"val"`` or ``"train"``) or an
-    :class:`ImageDataset`. The model moves to ``device`` (default: where its parameters are).
-    ``model`` is a :class:`ResNet` or, like an exported file run by its runtime, a module
-    with the same ``spec``, ``num_classes`` and ``pretrained_cfg``.
+    The data is first checked against the model (:func:`check_data_fits`). The model moves
+    to ``device`` (default: where its parameters are); it is a :class:`ResNet` or a module
+    with the same ``spec``, ``num_classes`` and ``pretrained_cfg`` (an exported file's runtime).
     """
     if not isinstance(model, nn.Module) or not isinstance(model, Described):
         raise TypeError(f"evaluate() takes a resnetlib ResNet; got {type(model).__name__}")
@@ -330,38 +320,24 @@ def fit(
     log: Callable[[str], None] | None = None,
     statistics: Literal["model", "data"] = "model",
 ) -> FitResult:
-    """Train ``model`` on ``data.train`` by ``recipe``; evaluate on ``data.val``/``data.test``
-    after every epoch.
+    """Train ``model`` on ``data.train`` by ``recipe``, evaluating on ``data.val`` and
+    ``data.test`` after every epoch.
 
-    Inputs are normalized with the model's ``pretrained_cfg`` mean and std; the model's
-    ``pretrained_cfg`` then records the input size it trained at. ``statistics="data"``
-    (for a model trained from scratch; the command does so) first sets them to the data
-    set's own (``data_statistics()`` of ``data.train``: CIFAR's
-    published values, or computed from the training images), so that every checkpoint
-    says them; ``"model"`` keeps the model's (pretrained weights' statistics). ``iterations`` or
-    ``epochs`` override the recipe's length (the schedule scales). The recipe's SGD
-    optimizes every trainable parameter, or ``param_groups`` (for example
-    :func:`~resnetlib.interop.param_groups`); or pass your own ``optimizer``. Either way the
-    schedule sets each group's lr to the schedule's value times the group's ``lr_scale``
-    (1 when absent). ``on_epoch_end(row, model)`` is called after each epoch with its
-    metrics row.
+    Inputs are normalized with the model's ``pretrained_cfg`` mean and std (with
+    ``statistics="data"``, first set to ``data_statistics(data.train)``), and the config then
+    records the input size trained at. ``iterations``/``epochs`` override the recipe's length
+    (the schedule scales). The recipe's SGD optimizes the trainable parameters, or
+    ``param_groups``; or pass an ``optimizer``. The schedule sets each group's lr times its
+    ``lr_scale`` (default 1). ``on_epoch_end(row, model)`` runs after each epoch.
 
-    ``out`` is the run directory (written by rank 0 only, locked while the run lasts):
-    ``run.json`` (``run_info`` plus the data, split, seed and data config), ``spec.json``,
-    ``recipe.json``, ``metrics.csv``, ``steps.csv``, ``state.pt`` with ``last.pt`` (saved
-    after every epoch, every ``save_every`` iterations, every ``save_every_minutes``, and on
-    Ctrl-C), ``best.pt`` (lowest validation error), ``final.pt`` and ``curves.png``.
-    ``resume=True`` continues the run in ``out`` from its last save; on a CPU the result is
-    bit-identical to an uninterrupted run. A run is never restarted silently: a run whose
-    ``state.pt`` is gone although it made progress (``last.pt``, ``metrics.csv``...), or
-    whose state is another run's, of another plan or network, or out of its plan's range
-    (``check_resume()``), is a :class:`RunDirectoryError` naming the file, and
-    nothing in ``out`` is written. Ctrl-C stops after the current iteration, saves,
-    and raises :class:`TrainingInterrupted`. A non-finite loss raises
-    :class:`TrainingError` and leaves the last good checkpoint in place. ``device``
-    defaults to the GPU when there is one (``resolve_device()``). ``log`` receives the
-    start-up and epoch lines (default: printed above the progress bar when ``progress``,
-    else dropped).
+    ``out`` is the run directory (rank 0 writes it, locked while the run lasts): ``run.json``,
+    ``spec.json``, ``recipe.json``, ``metrics.csv``, ``steps.csv``, ``state.pt`` and
+    ``last.pt`` (saved each epoch, every ``save_every`` iterations or
+    ``save_every_minutes``, and on Ctrl-C), ``best.pt``, ``final.pt``, ``curves.png``.
+    ``resume=True`` continues from the last save, bit-identical on a CPU; a state that does
+    not fit the run is a :class:`RunDirectoryError` and nothing is written. Ctrl-C saves and
+    raises :class:`TrainingInterrupted`; a non-finite loss raises :class:`TrainingError`.
+    ``log`` receives the start-up and epoch lines (default: above the progress bar).
     """
     if not isinstance(model, ResNet):
         raise TypeError(f"fit() takes a resnetlib ResNet; got {type(model).__name__}")
