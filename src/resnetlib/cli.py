@@ -1,14 +1,9 @@
 """The ``resnetlib`` command: list, summarize, train, evaluate, predict, export, reproduce.
 
-Other subsystems add their own subcommands: each module named in :data:`SUBCOMMAND_MODULES`
-defines ``add_commands(commands)``, which adds subparsers whose defaults carry
-``run=<callable(args) -> int>``. Such a module imports its heavy dependencies inside ``run``,
-so ``resnetlib --help`` and ``resnetlib list`` stay as light as ``import resnetlib``. The
-modules register lazily: :data:`COMMANDS` says which module adds which command, so
-``resnetlib train ...`` imports the module that adds ``train`` and not the others (a module
-in :data:`SUBCOMMAND_MODULES` that :data:`COMMANDS` does not name is always imported);
-``resnetlib --help``, no command or an unknown one imports them all. Every command that
-takes a model takes the same options (:mod:`resnetlib.cli_options`).
+A module of :data:`SUBCOMMAND_MODULES` adds its subcommands with ``add_commands(commands)``
+(their defaults carry ``run=<callable(args) -> int>``), importing heavy dependencies only
+inside ``run``. :data:`COMMANDS` says which module adds which command, so ``resnetlib train``
+imports that module alone; ``--help``, no command or an unknown one imports them all.
 """
 
 from __future__ import annotations
@@ -38,8 +33,7 @@ COMMANDS: dict[str, str] = {
     "export": "resnetlib.deploy.cli",
     "predict": "resnetlib.deploy.cli",
 }
-"""Each subcommand a module of :data:`SUBCOMMAND_MODULES` adds, and that module: running a
-command imports only its own module (see the module docstring)."""
+"""The module of :data:`SUBCOMMAND_MODULES` that adds each subcommand."""
 
 SUBCOMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 """Modules that add subcommands (see the module docstring)."""
@@ -60,10 +54,8 @@ def _command_word(argv: Sequence[str]) -> str | None:
 
 
 def _command_modules(command: str | None) -> tuple[str, ...]:
-    """The modules of :data:`SUBCOMMAND_MODULES` to import to run ``command`` (``None``:
-    to list every command): all of them unless ``command`` is a built-in one or one
-    :data:`COMMANDS` places in a module of :data:`SUBCOMMAND_MODULES`; then its own module
-    (if any) and those :data:`COMMANDS` does not name, which may add any command."""
+    """The modules to import to run ``command``: its own (if any) and those :data:`COMMANDS`
+    does not name (they may add any command); all of them for an unknown or no command."""
     modules = SUBCOMMAND_MODULES
     known = set(COMMANDS.values())
     home = COMMANDS.get(command) if command is not None else None

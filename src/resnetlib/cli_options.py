@@ -1,12 +1,9 @@
 """What every ``resnetlib`` command that takes a model shares, generated from one place.
 
-:func:`add_model_arguments` gives a subcommand the model positional (a registered name or a
-checkpoint file), ``--import MODULE``, every :class:`~resnetlib.ModelOverrides` field as a
-flag, ``--pretrained`` (a flag: it never takes the next word), ``--pretrained-tag TAG`` (or
-``MODEL.TAG``) and ``--checkpoint FILE`` (alone, a resnetlib checkpoint names the model);
-:func:`model_from_args` builds the model they describe. :func:`guarded` turns a command's
-errors into one line on stderr and exit status 2 (``resnetlib --debug`` or
-``RESNETLIB_DEBUG=1`` shows the traceback instead).
+:func:`add_model_arguments` adds the model positional (a registered name or a checkpoint
+file), ``--import``, a flag per :class:`~resnetlib.ModelOverrides` field, ``--pretrained``,
+``--pretrained-tag`` and ``--checkpoint``; :func:`model_from_args` builds that model.
+:func:`guarded` turns a command's errors into one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -167,11 +164,10 @@ def add_model_arguments(
 ) -> None:
     """The model positional and the model options.
 
-    ``checkpoint_alone``: the positional may be a checkpoint file, which describes its own
-    model (evaluate, export, predict, summary); otherwise it is a registered name (train).
-    ``required=False``: the positional may be left out (``--checkpoint FILE`` names the
-    model, or ``train --resume``); ``positional=False``: the command reads it from its own
-    positionals (predict: ``[MODEL] IMAGE...``, see :func:`split_model_words`).
+    ``checkpoint_alone``: the positional may also be a checkpoint file (not for train).
+    ``required=False``: it may be left out (``--checkpoint FILE``, ``train --resume``);
+    ``positional=False``: the command reads it from its own words (see
+    :func:`split_model_words`).
     """
     what = "a registered model name (resnet56, or resnet50.TAG for named weights)"
     if checkpoint_alone:
@@ -258,13 +254,9 @@ def override_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def import_modules(modules: Sequence[str]) -> None:
-    """Import the modules the user named with ``--import`` (and only those: nothing a file
-    says is ever imported), from the working directory too, as ``python -m`` would.
-
-    The working directory is on ``sys.path`` only while these imports run, and only when it
-    was not there already: it is removed again afterwards, so no later import (of a name a
-    file gives, or of a library) can pick up a module from it behind the user's back.
-    """
+    """Import the modules named with ``--import`` (nothing a file says is ever imported),
+    from the working directory too, as ``python -m`` would; the directory is on ``sys.path``
+    only while they import, so no later import picks up a module from it."""
     if not modules:
         return
     cwd = os.getcwd()
@@ -307,13 +299,10 @@ def model_from_args(
 ) -> tuple[Any, dict[str, Any]]:
     """The model that ``args`` describe, and that description as JSON (for ``run.json``).
 
-    A checkpoint file alone (the positional, or ``--checkpoint FILE`` without a model name)
-    is loaded as saved (its spec, weights and data config); a name is built by
-    ``create_model`` with the options, ``--pretrained`` or ``--checkpoint``.
-    ``defaults`` fill options the user did not give (the data's classes and channels);
-    with ``adapt`` they also change a checkpoint named alone (train: a new head for the
-    data's classes). ``device="meta"`` builds a registered model without allocating its
-    weights.
+    A checkpoint file alone is loaded as saved; a name is built by ``create_model``.
+    ``defaults`` fill options not given (the data's classes and channels); with ``adapt``
+    also for ``--checkpoint FILE`` alone (train: a new head). ``device="meta"`` builds a
+    registered model without allocating its weights.
     """
     from .interop.checkpoint import load
     from .models.from_file import checkpoint_model
@@ -393,10 +382,8 @@ def debugging(args: argparse.Namespace | None = None) -> bool:
 
 
 def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``command`` with its errors as ``resnetlib COMMAND: error: ...`` on stderr and exit
-    status 2. A message of several lines (missing and unexpected keys) keeps up to twelve.
-    The command runs inside :func:`~resnetlib.files.command_files`: a write over one of the
-    files it read is refused.
+    """``command`` with its errors as ``resnetlib COMMAND: error: ...`` (up to twelve lines)
+    on stderr and exit status 2, run inside ``files.command_files()`` (no write over an input).
     """
 
     def run(args: argparse.Namespace) -> int:

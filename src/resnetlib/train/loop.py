@@ -1,8 +1,8 @@
 """The training loop: :func:`fit` trains a model by a :class:`Recipe`, :func:`evaluate` scores it.
 
 :func:`fit` reads top to bottom: set up (``Trainer``), start or resume the run, then per
-epoch ``train_epoch`` (per iteration: the lr, then ``train_step``: forward, loss, backward,
-step, EMA) and ``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces
+epoch the iterations (the lr, then ``train_step``: forward, loss, backward, step, EMA) and
+``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces
 ``train_step`` at one seam, ``Trainer._choose_step``. Under ``torchrun`` the model trains
 with DDP, each rank taking its share of every batch.
 """
@@ -409,8 +409,8 @@ tensors on the device). :meth:`Trainer.train_step`, or the alternative
 
 
 class Trainer:
-    """One run: set up in ``__init__``, then :meth:`run`: per epoch :meth:`train_epoch`
-    (iterations of :attr:`step`) and :meth:`end_epoch` (evaluate, record, save)."""
+    """One run: set up in ``__init__``, then :meth:`run`: per epoch the iterations of
+    :attr:`step`, then :meth:`end_epoch` (evaluate, record, save)."""
 
     def __init__(
         self,
@@ -682,11 +682,12 @@ class Trainer:
         log_every: int,
         save_every: tuple[int | None, float | None],
     ) -> FitResult:
-        """Train epoch by epoch to the plan's end, then save the final model. Lines go to
-        ``log``, else above the ``tqdm`` bar; ``save_every`` is (iterations, seconds)."""
+        """Train to the plan's end: per epoch, the iterations (lr, step, bookkeeping, saves
+        due), then :meth:`end_epoch`; then save the final model. Lines go to ``log``, else
+        above the ``tqdm`` bar; ``save_every`` is (iterations, seconds)."""
         total = self.plan.iterations
         assert total is not None
-        self.tqdm, self.log, self.log_every, self.save_every = tqdm, log, log_every, save_every
+        self.tqdm, self.log, self.save_every = tqdm, log, save_every
         self.saved_at = time.monotonic()  # for save_every's seconds
         path = None if self.run_dir is None else self.run_dir.path
         if self.resumed and self.iteration >= total and path and (path / "final.pt").is_file():
@@ -702,9 +703,32 @@ class Trainer:
         try:
             with _stop_on_interrupt(self.process.world_size == 1 and path is not None) as stop:
                 while self.iteration < total:
-                    if not self.train_epoch(stop):
-                        self.save()
-                        raise TrainingInterrupted(self.iteration, path)
+                    self.loader.set_epoch(self.epoch)
+                    self.model.train()
+                    started = time.perf_counter()
+                    for x, y in self.loader:
+                        lr = self.plan.lr_at(self.iteration, self.warmed_up)
+                        batch = self.step(x, y, lr)
+                        self.iteration += 1
+                        if not self.warmed_up:
+                            self.warmed_up = self._warmup_over(batch)
+                        if self.bar is not None:
+                            self._advance(self.bar, lr)
+                        if self.iteration % log_every == 0 or self.iteration in (1, total):
+                            self._log(lr)
+                        if self.iteration >= total:
+                            break
+                        if stop.is_set() or self._save_due():
+                            self.epoch_seconds += time.perf_counter() - started
+                            started = time.perf_counter()
+                            if stop.is_set():  # Ctrl-C: save, then stop
+                                self.save()
+                                raise TrainingInterrupted(self.iteration, path)
+                            self.save()
+                            self.saved_at = time.monotonic()
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)  # the epoch's time is the device's
+                    self.epoch_seconds += time.perf_counter() - started
                     row = self.end_epoch()
                     self.write(_epoch_line(row))
                     if on_epoch_end is not None:
@@ -747,37 +771,6 @@ class Trainer:
             self.log(line)
         elif self.tqdm is not None:
             self.tqdm.write(line, file=sys.stderr)
-
-    def train_epoch(self, stop: threading.Event) -> bool:
-        """Train until the epoch (or the run) ends: ``True``, or Ctrl-C: ``False``."""
-        total = self.plan.iterations
-        assert total is not None
-        self.loader.set_epoch(self.epoch)
-        self.model.train()
-        started = time.perf_counter()
-        for x, y in self.loader:
-            lr = self.plan.lr_at(self.iteration, self.warmed_up)
-            batch = self.step(x, y, lr)
-            self.iteration += 1
-            if not self.warmed_up:
-                self.warmed_up = self._warmup_over(batch)
-            if self.bar is not None:
-                self._advance(self.bar, lr)
-            if self.iteration % self.log_every == 0 or self.iteration in (1, total):
-                self._log(lr)
-            if self.iteration >= total:
-                break
-            if stop.is_set() or self._save_due():
-                self.epoch_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                if stop.is_set():
-                    return False
-                self.save()
-                self.saved_at = time.monotonic()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # the epoch's time is the device's
-        self.epoch_seconds += time.perf_counter() - started
-        return True
 
     def _save_due(self) -> bool:
         """Whether to save inside the epoch: every ``save_every`` iterations or seconds."""
