@@ -118,6 +118,29 @@ def _digest(
     return digest.hexdigest()
 
 
+def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
+    """``model``'s state dict in the standard layout (contiguous, on the CPU), after refusing
+    what ``caller`` cannot store so that it can be rebuilt: anything but a ``ResNet`` (a
+    ``TypeError``), a model folded by ``fuse_bn`` or one that no longer matches its spec."""
+    if not isinstance(model, ResNet):
+        hint = (
+            "a features-only backbone has no spec of its own: save the ResNet it was made "
+            "from and rebuild the backbone with rl.core.features(rl.load(path), out_indices=...)"
+            if isinstance(model, ResNetFeatures)
+            else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
+        )
+        raise TypeError(f"{caller}() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
+    if getattr(model, "_resnetlib_fused", False):  # set by resnetlib.deploy.fuse_bn
+        raise ValueError(
+            f"{caller}() cannot store a model folded by fuse_bn(): its spec describes the "
+            "unfused network, which could not be rebuilt from the file. Save the model before "
+            "fusing, and fuse after loading (fusing is fast and exact)"
+        )
+    state = model.state_dict()
+    check_fits(_CHANGED_MODEL, model.spec, state, error=ValueError)
+    return {key: value.detach().cpu().contiguous() for key, value in state.items()}
+
+
 def save(
     model: ResNet, path: PathLike, *, metadata: Mapping[str, JSONScalar] | None = None
 ) -> None:
@@ -144,26 +167,10 @@ def save(
         >>> rl.load(path).spec == rl.resnet20().spec
         True
     """
-    if not isinstance(model, ResNet):
-        hint = (
-            "a features-only backbone has no spec of its own: save the ResNet it was made "
-            "from and rebuild the backbone with rl.core.features(rl.load(path), out_indices=...)"
-            if isinstance(model, ResNetFeatures)
-            else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
-        )
-        raise TypeError(f"save() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
-    if getattr(model, "_resnetlib_fused", False):  # set by resnetlib.deploy.fuse_bn
-        raise ValueError(
-            "save() cannot store a model folded by fuse_bn(): its spec describes the unfused "
-            "network, so load() could not rebuild it. Save the model before fusing, and fuse "
-            "after loading (fusing is fast and exact)"
-        )
-    check_fits(_CHANGED_MODEL, model.spec, model.state_dict(), error=ValueError)
+    state = savable_state(model, "save")
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
     config_json = config_to_json(model.pretrained_cfg)
-    # The standard layout, whatever the model trained in (channels_last on a CPU).
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     safetensors = Path(path).suffix.lower() == ".safetensors"
     if safetensors:  # safetensors orders tensors its own way: the digest takes them sorted
         state = {key: state[key] for key in sorted(state)}
@@ -436,7 +443,7 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
 
 
 _BLOCK_KEY = re.compile(r"layer(\d+)\.(\d+)\.")
-_CHANGED_MODEL = "the model no longer matches its spec, so load() could not rebuild it"
+_CHANGED_MODEL = "the model no longer matches its spec, so it could not be rebuilt from the file"
 
 
 def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:

@@ -26,11 +26,11 @@ from ..files import atomic_write, parse_json, read_bytes, read_text
 from ..interop.checkpoint import (
     CheckpointError,
     build_loaded,
-    check_fits,
     check_tensors,
     is_checkpoint,
     read_safetensors,
     safetensors_module,
+    savable_state,
     weights_limit,
 )
 from ..limits import MAX_JSON_BYTES
@@ -201,14 +201,8 @@ def save_pretrained(
             data config that JSON cannot hold.
         OSError: a file could not be written.
     """
-    if not isinstance(model, ResNet):
-        raise TypeError(f"save_pretrained() takes a resnetlib ResNet; got {type(model).__name__}")
-    if getattr(model, "_resnetlib_fused", False):
-        raise ValueError(
-            "save_pretrained() cannot store a model folded by fuse_bn(); save it first"
-        )
+    state = savable_state(model, "save_pretrained")
     spec = model.spec
-    check_fits("the model no longer matches its spec", spec, model.state_dict(), error=ValueError)
     meta = dict(metadata or {})
     try:
         json.dumps(meta, allow_nan=False)
@@ -245,7 +239,6 @@ def save_pretrained(
         config_bytes = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as error:
         raise ValueError(f"the pretrained_cfg cannot be stored as JSON ({error})") from None
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     weights: bytes = safetensors_module().save(
         dict(sorted(state.items())), metadata={"format": "pt"}
     )
