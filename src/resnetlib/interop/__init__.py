@@ -7,13 +7,7 @@ reading a checkpoint's parts, converting other layouts and fine-tuning helpers l
 
 from __future__ import annotations
 
-from .checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    load,
-    read_checkpoint,
-    save,
-)
+from .checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
 from .convert import (
     LoadReport,
     ShapeMismatch,
@@ -23,11 +17,7 @@ from .convert import (
     load_weights,
     to_torchvision,
 )
-from .finetune import (
-    freeze,
-    param_groups,
-    unfreeze,
-)
+from .finetune import freeze, param_groups, unfreeze
 
 __all__ = [
     "Checkpoint",

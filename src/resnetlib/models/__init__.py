@@ -6,16 +6,9 @@ top level (``resnetlib.resnet50``).
 
 from __future__ import annotations
 
-from .pretrained import (
-    PretrainedError,
-)
-from .share import (
-    save_pretrained,
-)
-from .weights import (
-    PretrainedWeights,
-    list_pretrained,
-)
+from .pretrained import PretrainedError
+from .share import save_pretrained
+from .weights import PretrainedWeights, list_pretrained
 from .zoo import (
     MODELS,
     ModelFactory,
