@@ -296,14 +296,9 @@ def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
 def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Tensor:
     """A first-convolution weight ``(out, c, kh, kw)`` re-shaped for ``in_channels`` inputs.
 
-    One channel: the sum over the ``c`` input channels, so a gray image gives what its
-    ``c``-channel replica gave. More: the ``c`` channels repeated cyclically and scaled by
-    ``c / in_channels``, so an input of ``k`` copies of an image (``in_channels = k * c``)
-    gives what the image gave.
-
-    Returns:
-        A new weight of shape ``(out, in_channels, kh, kw)`` (a copy when ``in_channels``
-        is already ``c``).
+    One channel: the sum over the ``c`` channels (a gray image gives what its replica
+    gave); more: the channels repeated cyclically and scaled by ``c / in_channels`` (``k``
+    copies of an image give what the image gave). Always a new tensor.
 
     Raises:
         ValueError: ``weight`` is not 4-d, or ``in_channels`` is not an int >= 1.
@@ -337,7 +332,7 @@ class ShapeMismatch(NamedTuple):
 
 
 class WeightsMismatchError(ValueError):
-    """Weights that do not fit a model; lists every missing, unexpected and misshapen key."""
+    """Weights that do not fit a model; the message lists every key that does not."""
 
     def __init__(
         self,
@@ -373,13 +368,10 @@ class WeightsMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What :func:`load_weights` did: keys loaded, adapted, left as built, and left out.
-
-    ``adapted`` are stem weights changed for another ``in_channels``; ``reinitialized``
-    the head's keys kept as the model built them (another ``num_classes``, or no head in
-    the weights); ``discarded`` the weights' own head keys left out for that reason (all of
-    them for a model without a classifier). ``missing``, ``unexpected`` and ``mismatched``
-    are non-empty only with ``strict=False``.
+    """What :func:`load_weights` did. ``adapted``: stem weights changed for another
+    ``in_channels``; ``reinitialized``: the head's keys kept as built; ``discarded``: the
+    weights' head keys left out for that; ``missing``, ``unexpected`` and ``mismatched``:
+    only with ``strict=False``.
     """
 
     source: str
@@ -434,19 +426,14 @@ def load_weights(
 ) -> LoadReport:
     """Load weights in any known layout into ``model`` and report what was done.
 
-    With ``adapt_stem``, a first stem convolution made for another number of input
-    channels is adapted (:func:`adapt_input_channels`). With ``new_head``, a classifier
-    (``fc``) of another shape, or none, leaves the model's own head as built. Anything
-    else that does not fit raises :class:`WeightsMismatchError` listing every key, or with
-    ``strict=False`` is skipped and listed in the report. BatchNorm batch counters missing
-    from old checkpoints are not an error.
-
-    Returns:
-        What was loaded, adapted, reinitialized and (with ``strict=False``) skipped.
+    With ``adapt_stem``, a stem convolution for another number of input channels is adapted
+    (:func:`adapt_input_channels`); with ``new_head``, a classifier (``fc``) of another
+    shape, or none, leaves the model's head as built. Anything else that does not fit is
+    skipped and reported with ``strict=False``. Missing BatchNorm batch counters are no error.
 
     Raises:
-        WeightsMismatchError: with ``strict=True``, weights that do not fit; the message
-            lists every missing, unexpected and mismatched key.
+        WeightsMismatchError: with ``strict=True``, weights that do not fit (every missing,
+            unexpected and mismatched key listed).
         ValueError: an unknown ``source`` layout, or akamaster's weights into a model
             whose option-A shortcuts do not pad on both sides (use
             ``shortcut="A_both"``).
