@@ -225,10 +225,14 @@ def _read(path: PathLike) -> object:
                     "plain data, and resnetlib reads files with torch.load(weights_only=True) so "
                     f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
-            raise CheckpointError(
-                f"{path}: not a readable torch file: {type(error).__name__}: {first_line(error)}"
-            ) from None
+            raise _unreadable(path, "torch", error) from None
     return _check_version(path, payload)
+
+
+def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not a readable {kind} file: {type(error).__name__}: {first_line(error)}"
+    )
 
 
 def _refused_content(reason: str) -> str:
@@ -287,9 +291,7 @@ def read_safetensors(path: PathLike, data: bytes) -> object:
         (length,) = struct.unpack("<Q", data[:8])
         header = parse_json(data[8 : 8 + length], where="header").get("__metadata__") or {}
     except Exception as error:  # the package raises its own SafetensorError, among others
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file: {type(error).__name__}: {first_line(error)}"
-        ) from None
+        raise _unreadable(path, "safetensors", error) from None
     if not is_checkpoint(header):
         return tensors  # a plain state dict, as timm and others write them
     payload: dict[str, object] = dict(header)
@@ -316,9 +318,7 @@ def _check_zip(path: PathLike, file: BinaryIO) -> None:
         OSError,
         struct.error,
     ) as error:
-        raise CheckpointError(
-            f"{path}: not a readable torch file: {type(error).__name__}: {first_line(error)}"
-        ) from None
+        raise _unreadable(path, "torch", error) from None
     claimed = 0
     for record in records:
         if record.compress_type != zipfile.ZIP_STORED or record.compress_size != record.file_size:

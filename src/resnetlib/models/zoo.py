@@ -473,11 +473,12 @@ _DEPTHS: dict[int, tuple[tuple[int, ...], str]] = {
 
 
 def _imagenet(
-    name: str, depth: int, shortcut: str, doc: str, stem: str = "imagenet", **options: JSONScalar
+    name: str, depth: int, shortcut: str, doc: str, **options: JSONScalar
 ) -> ModelFactory:
     layers, block = _DEPTHS[depth]
+    stem = "deep" if shortcut == "D" else "imagenet"
     if shortcut == "preact_B":
-        block = f"preact_{block}"
+        block, stem = f"preact_{block}", "imagenet_preact"
     return _family(name, partial(_imagenet_layout, layers, block, shortcut, stem, options), doc)
 
 
@@ -539,11 +540,11 @@ _D = (
     "32/32/64 and option D shortcuts (average pool, then stride-1 projection); "
     "timm-compatible names and weights."
 )
-resnet18d = _imagenet("resnet18d", 18, "D", f"ResNet-18-D: 11,708,744 params. {_D}", "deep")
-resnet34d = _imagenet("resnet34d", 34, "D", f"ResNet-34-D: 21,816,904 params. {_D}", "deep")
-resnet50d = _imagenet("resnet50d", 50, "D", f"ResNet-50-D: 25,576,264 params. {_D}", "deep")
-resnet101d = _imagenet("resnet101d", 101, "D", f"ResNet-101-D: 44,568,392 params. {_D}", "deep")
-resnet152d = _imagenet("resnet152d", 152, "D", f"ResNet-152-D: 60,212,040 params. {_D}", "deep")
+resnet18d = _imagenet("resnet18d", 18, "D", f"ResNet-18-D: 11,708,744 params. {_D}")
+resnet34d = _imagenet("resnet34d", 34, "D", f"ResNet-34-D: 21,816,904 params. {_D}")
+resnet50d = _imagenet("resnet50d", 50, "D", f"ResNet-50-D: 25,576,264 params. {_D}")
+resnet101d = _imagenet("resnet101d", 101, "D", f"ResNet-101-D: 44,568,392 params. {_D}")
+resnet152d = _imagenet("resnet152d", 152, "D", f"ResNet-152-D: 60,212,040 params. {_D}")
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
 resnet20 = _cifar("resnet20", 20, "A", f"ResNet-20: 269,722 params. {_A}")
@@ -610,20 +611,14 @@ preact_resnet1001 = _family(
 
 _PI = (
     "ImageNet layout, 1000 classes, pre-activation units (He et al. 2016), "
-    "1x1 projections without a norm"
+    "1x1 projections without a norm."
 )
-preact_resnet18 = _imagenet(
-    "preact_resnet18", 18, "preact_B", f"Pre-activation ResNet-18. {_PI}.", "imagenet_preact"
-)
-preact_resnet34 = _imagenet(
-    "preact_resnet34", 34, "preact_B", f"Pre-activation ResNet-34. {_PI}.", "imagenet_preact"
-)
-preact_resnet50 = _imagenet(
-    "preact_resnet50", 50, "preact_B", f"Pre-activation ResNet-50. {_PI}.", "imagenet_preact"
-)
+preact_resnet18 = _imagenet("preact_resnet18", 18, "preact_B", f"Pre-activation ResNet-18. {_PI}")
+preact_resnet34 = _imagenet("preact_resnet34", 34, "preact_B", f"Pre-activation ResNet-34. {_PI}")
+preact_resnet50 = _imagenet("preact_resnet50", 50, "preact_B", f"Pre-activation ResNet-50. {_PI}")
 preact_resnet101 = _imagenet(
-    "preact_resnet101", 101, "preact_B", f"Pre-activation ResNet-101. {_PI}.", "imagenet_preact"
+    "preact_resnet101", 101, "preact_B", f"Pre-activation ResNet-101. {_PI}"
 )
 preact_resnet152 = _imagenet(
-    "preact_resnet152", 152, "preact_B", f"Pre-activation ResNet-152. {_PI}.", "imagenet_preact"
+    "preact_resnet152", 152, "preact_B", f"Pre-activation ResNet-152. {_PI}"
 )
