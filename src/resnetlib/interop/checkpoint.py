@@ -539,8 +539,8 @@ def check_fits(
     shapes: dict[str, tuple[int, ...]] = {}
     for key, shape in probe.items():
         shapes[key] = shape
-        stage, rest, later = _later_blocks(spec, key)
-        shapes.update((f"layer{stage}.{block}.{rest}", shape) for block in later)
+        number, rest, later = _later_blocks(spec, key)
+        shapes.update((f"layer{number}.{block}.{rest}", shape) for block in later)
     mismatched = [
         f"{key} (weights {tuple(state[key].shape)}, spec {shape})"
         for key, shape in shapes.items()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -95,35 +94,6 @@ def _check(entry: PretrainedWeights, path: Path, where: str) -> None:
     _remember(path, actual)
 
 
-def _download(url: str, path: Path, hash_prefix: str | None) -> None:
-    """torch.hub's downloader, which checks ``hash_prefix``."""
-    torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
-
-
-def _from_url(
-    entry: PretrainedWeights, url: str, download: Callable[[str, Path, str | None], None]
-) -> Path:
-    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            download(url, path, entry.hash_prefix)
-        except RuntimeError as error:  # torch.hub's hash check
-            if "hash" not in str(error):
-                raise
-            raise PretrainedError(
-                f"checksum mismatch downloading {entry.name} from {url} to {path}: {error}"
-            ) from None
-        except (URLError, OSError) as error:
-            raise PretrainedError(
-                f"could not download {entry.name} from {url} to {path} "
-                f"({type(error).__name__}: {error}); check the network, or place the file "
-                "at that path (it then loads without network)"
-            ) from None
-    _check(entry, path, url)
-    return path
-
-
 def hub_file(
     repo: str, filename: str, *, revision: str | None = None, required: bool = True
 ) -> Path | None:
@@ -146,11 +116,7 @@ def hub_file(
         ) from None
 
 
-def weights_file(
-    entry: PretrainedWeights,
-    *,
-    download: Callable[[str, Path, str | None], None] = _download,
-) -> Path:
+def weights_file(entry: PretrainedWeights) -> Path:
     """The local path of ``entry``'s file, downloaded into the cache if it is not there."""
     if entry.hf_hub_id is not None:
         filename = entry.filename or "model.safetensors"
@@ -158,9 +124,30 @@ def weights_file(
         assert path is not None  # a required file is a path or an error
         _check(entry, path, f"https://huggingface.co/{entry.hf_hub_id}/blob/main/{filename}")
         return path
-    if entry.url is None:
+    url = entry.url
+    if url is None:
         raise PretrainedError(f"{entry.name} names neither a URL nor a hub file")
-    return _from_url(entry, entry.url, download)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # a temporary file, renamed once whole and checked against the hash prefix
+            torch.hub.download_url_to_file(
+                url, str(path), hash_prefix=entry.hash_prefix, progress=True
+            )
+        except RuntimeError as error:  # torch.hub's hash check
+            if "hash" not in str(error):
+                raise
+            raise PretrainedError(
+                f"checksum mismatch downloading {entry.name} from {url} to {path}: {error}"
+            ) from None
+        except (URLError, OSError) as error:
+            raise PretrainedError(
+                f"could not download {entry.name} from {url} to {path} "
+                f"({type(error).__name__}: {error}); check the network, or place the file "
+                "at that path (it then loads without network)"
+            ) from None
+    _check(entry, path, url)
+    return path
 
 
 def load_pretrained(
