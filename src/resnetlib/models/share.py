@@ -253,8 +253,6 @@ def save_pretrained(
     return root
 
 
-# -- reading -------------------------------------------------------------------------------
-
 # Where a folder's file comes from: (file name, required) -> its local path, or None.
 FileSource = Callable[[str, bool], Path | None]
 

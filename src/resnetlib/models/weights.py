@@ -475,11 +475,8 @@ def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:
 
 
 def list_pretrained(pattern: str = "*") -> list[str]:
-    """``model.tag`` names of every registered checkpoint matching a shell-style pattern.
-
-    Returns:
-        The names (``"resnet50*"``, ``"*cifar10"`` select), sorted by model; a model's
-        default weights come first among its tags.
+    """``model.tag`` names of the registered checkpoints matching a shell-style pattern
+    (``"resnet50*"``, ``"*cifar10"``), sorted by model, a model's default weights first.
 
     Examples:
         >>> import resnetlib as rl
