@@ -1,9 +1,5 @@
-"""Between resnetlib and the outside: other libraries' weight layouts, checkpoint files and
-fine-tuning.
-
-Loading and saving (``load``, ``save``, ``CheckpointError``) are also at the top level;
-reading a checkpoint's parts, converting other layouts and fine-tuning helpers live here.
-"""
+"""Between resnetlib and the outside: checkpoint files (``load``, ``save`` and
+``CheckpointError`` also at the top level), other libraries' weight layouts, fine-tuning."""
 
 from __future__ import annotations
 

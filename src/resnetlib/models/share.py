@@ -357,8 +357,7 @@ def _spec_of(config: Mapping[str, Any], where: str) -> ResNetSpec:
 
 def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     config_path = files(CONFIG, True)
-    if config_path is None:  # pragma: no cover - a required file is a path or an error
-        raise CheckpointError(f"{where}: a required file is missing")
+    assert config_path is not None  # a required file is a path or an error
     config_bytes = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, error=CheckpointError)
     sums_path = files(CHECKSUMS, False)
     sums = None if sums_path is None else _checksums(sums_path, where)
@@ -385,8 +384,7 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     except ValueError as error:
         raise CheckpointError(str(error)) from None
     weights_path = files(WEIGHTS, True)
-    if weights_path is None:  # pragma: no cover - a required file is a path or an error
-        raise CheckpointError(f"{where}: a required file is missing")
+    assert weights_path is not None  # a required file is a path or an error
     limit = weights_limit(where, spec)
     data = read_bytes(weights_path, limit=limit, what=WEIGHTS, error=CheckpointError)
     _verify(sums, WEIGHTS, data, where)
