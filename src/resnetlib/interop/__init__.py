@@ -1,19 +1,9 @@
-"""Between resnetlib and the outside: other libraries' weight layouts, checkpoint files and
-fine-tuning.
-
-Loading and saving (``load``, ``save``, ``CheckpointError``) are also at the top level;
-reading a checkpoint's parts, converting other layouts and fine-tuning helpers live here.
-"""
+"""Between resnetlib and the outside: checkpoint files (``load``, ``save`` and
+``CheckpointError`` also at the top level), other libraries' weight layouts, fine-tuning."""
 
 from __future__ import annotations
 
-from .checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    load,
-    read_checkpoint,
-    save,
-)
+from .checkpoint import Checkpoint, CheckpointError, load, read_checkpoint, save
 from .convert import (
     LoadReport,
     ShapeMismatch,
@@ -23,11 +13,7 @@ from .convert import (
     load_weights,
     to_torchvision,
 )
-from .finetune import (
-    freeze,
-    param_groups,
-    unfreeze,
-)
+from .finetune import freeze, param_groups, unfreeze
 
 __all__ = [
     "Checkpoint",

@@ -1,21 +1,11 @@
-"""Self-describing checkpoints: a model's spec and weights in one file.
+"""Self-describing checkpoints: a model's spec, weights, data configuration and metadata in one
+plain-data file (``torch.save``, or safetensors for a ``.safetensors`` path) with a SHA-256
+digest of them.
 
-``save(model, path)`` writes a ``torch.save`` file holding plain data only: a format name
-and version, the spec as JSON, the state dict, the model's data configuration
-(``pretrained_cfg``: input size, mean/std, crop, and where the weights came from) as JSON,
-optional JSON metadata and a SHA-256 digest of all of them. ``load`` restores the data
-configuration, so a saved model is fed as its weights expect. A path ending in
-``.safetensors`` gets a safetensors file instead (the ``safetensors`` extra), with the
-same entries as strings in its header's metadata.
-``load(path)`` rebuilds the exact model from either, telling them apart by the file's first
-bytes, not its name, and runs no code from the file: torch files are read with
-``torch.load(..., weights_only=True)``, and safetensors files hold only tensors and strings.
-A file that is not such a checkpoint raises :class:`CheckpointError`.
-
-Reading costs what the file holds, not what it claims: compressed zip records (which
-``torch.save`` never writes) are refused before torch reads them, every tensor must fit in
-the bytes that back it, and a spec is checked against the stored weights (blocks, names,
-shapes) on the meta device before any model is built.
+``load`` tells the formats apart by the file's first bytes and runs no code from it
+(``torch.load(weights_only=True)``). Reading costs what the file holds, not what it claims:
+compressed zip records are refused, every tensor must fit in the bytes behind it, and the spec
+is checked against the weights on the meta device before any model is built.
 """
 
 from __future__ import annotations
@@ -24,6 +14,7 @@ import ctypes
 import functools
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -37,7 +28,7 @@ from typing import Any, BinaryIO, TypeGuard
 
 import torch
 
-from ..common import PathLike, optional_import
+from ..common import PathLike, first_line, optional_import
 from ..core.build import build
 from ..core.data_config import config_from_dict, config_to_json, set_data_config
 from ..core.features import ResNetFeatures
@@ -69,13 +60,11 @@ __all__ = [
 FORMAT = "resnetlib.checkpoint"
 """The value of a checkpoint's ``"format"`` entry."""
 FORMAT_VERSION = 2
-"""The checkpoint format version this resnetlib writes (version 2 adds the data
-configuration); it reads versions 1 and 2."""
+"""The format version written (2 adds the data configuration); versions 1 and 2 are read."""
 _READABLE_VERSIONS = (1, 2)
 
 
-# torch.load reports truncated, corrupted and foreign bytes through all of these (a flipped
-# byte in a persistent id reaches torch's own code as a str where it expects a type).
+# torch.load reports truncated, corrupted and foreign bytes through all of these.
 TORCH_READ_ERRORS = (
     pickle.UnpicklingError,
     RuntimeError,
@@ -97,8 +86,7 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint's contents, checked: the spec, the weights, the user's metadata and the
-    model's data configuration (``None`` in a version-1 file, which did not store it)."""
+    """A checkpoint's checked contents; ``pretrained_cfg`` is ``None`` in a version-1 file."""
 
     spec: ResNetSpec
     state_dict: dict[str, torch.Tensor]
@@ -130,16 +118,37 @@ def _digest(
     return digest.hexdigest()
 
 
+def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
+    """``model``'s state dict in the standard layout (contiguous, on the CPU), after refusing
+    what ``caller`` cannot store so that it can be rebuilt: anything but a ``ResNet`` (a
+    ``TypeError``), a model folded by ``fuse_bn`` or one that no longer matches its spec."""
+    if not isinstance(model, ResNet):
+        hint = (
+            "a features-only backbone has no spec of its own: save the ResNet it was made "
+            "from and rebuild the backbone with rl.core.features(rl.load(path), out_indices=...)"
+            if isinstance(model, ResNetFeatures)
+            else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
+        )
+        raise TypeError(f"{caller}() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
+    if getattr(model, "_resnetlib_fused", False):  # set by resnetlib.deploy.fuse_bn
+        raise ValueError(
+            f"{caller}() cannot store a model folded by fuse_bn(): its spec describes the "
+            "unfused network, which could not be rebuilt from the file. Save the model before "
+            "fusing, and fuse after loading (fusing is fast and exact)"
+        )
+    state = model.state_dict()
+    check_fits(_CHANGED_MODEL, model.spec, state, error=ValueError)
+    return {key: value.detach().cpu().contiguous() for key, value in state.items()}
+
+
 def save(
     model: ResNet, path: PathLike, *, metadata: Mapping[str, JSONScalar] | None = None
 ) -> None:
     """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``,
-    atomically.
+    atomically (an interrupted save leaves the old file in place).
 
-    ``metadata`` (JSON scalars: epoch, accuracy, ...) comes back from :func:`read_checkpoint`.
-    A ``path`` ending in ``.safetensors`` is written in the safetensors format (needs
-    ``pip install "resnetlib[safetensors]"``), any other with ``torch.save``. The file
-    appears whole or not at all: an interrupted save leaves the old file in place.
+    ``metadata`` (JSON scalars) comes back from :func:`read_checkpoint`. A ``.safetensors``
+    path is written as safetensors (the ``safetensors`` extra), any other with ``torch.save``.
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet`` (pass a wrapped model's
@@ -158,26 +167,10 @@ def save(
         >>> rl.load(path).spec == rl.resnet20().spec
         True
     """
-    if not isinstance(model, ResNet):
-        hint = (
-            "a features-only backbone has no spec of its own: save the ResNet it was made "
-            "from and rebuild the backbone with rl.core.features(rl.load(path), out_indices=...)"
-            if isinstance(model, ResNetFeatures)
-            else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
-        )
-        raise TypeError(f"save() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
-    if getattr(model, "_resnetlib_fused", False):  # set by resnetlib.deploy.fuse_bn
-        raise ValueError(
-            "save() cannot store a model folded by fuse_bn(): its spec describes the unfused "
-            "network, so load() could not rebuild it. Save the model before fusing, and fuse "
-            "after loading (fusing is fast and exact)"
-        )
-    check_fits(_CHANGED_MODEL, model.spec, model.state_dict(), error=ValueError)
+    state = savable_state(model, "save")
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
     config_json = config_to_json(model.pretrained_cfg)
-    # The standard layout, whatever the model trained in (channels_last on a CPU).
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     safetensors = Path(path).suffix.lower() == ".safetensors"
     if safetensors:  # safetensors orders tensors its own way: the digest takes them sorted
         state = {key: state[key] for key in sorted(state)}
@@ -204,14 +197,9 @@ def safetensors_module() -> ModuleType:
 
 
 def _read(path: PathLike) -> object:
-    """A file's contents, by what its bytes are: safetensors, or torch's zip or legacy format.
-
-    Torch files are read with the weights-only unpickler; a safetensors file becomes its
-    header's metadata with ``state_dict`` (a resnetlib checkpoint) or its tensors (any other).
-    The file is opened by the one reader (:func:`resnetlib.files.open_regular`): a FIFO, a
-    device or a directory is refused. A missing or unreadable path raises the ``OSError`` of
-    ``open``; anything wrong with the bytes raises :class:`CheckpointError`.
-    """
+    """A file's contents, by what its bytes are: safetensors, or torch's zip or legacy format
+    (through the weights-only unpickler). An unreadable path raises ``OSError``, bad bytes
+    :class:`CheckpointError`."""
     with open_regular(path, what="a checkpoint", error=CheckpointError) as file:
         head = file.read(9)
         size = file.seek(0, os.SEEK_END)
@@ -237,15 +225,19 @@ def _read(path: PathLike) -> object:
                     "plain data, and resnetlib reads files with torch.load(weights_only=True) so "
                     f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
-            raise CheckpointError(
-                f"{path}: not a readable torch file: {_first_line(error)}"
-            ) from None
+            raise _unreadable(path, "torch", error) from None
     return _check_version(path, payload)
 
 
+def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not a readable {kind} file: {type(error).__name__}: {first_line(error)}"
+    )
+
+
 def _refused_content(reason: str) -> str:
-    """What torch's weights-only unpickler refused, from its message, without torch's advice
-    (which would have the user load the file with ``weights_only=False`` or allowlist it)."""
+    """What torch's weights-only unpickler refused, without torch's advice to load the file
+    with ``weights_only=False``."""
     _, found, detail = reason.partition("WeightsUnpickler error:")
     detail = re.sub(r"\x1b\[[0-9;]*m", "", detail).strip()
     line = detail.splitlines()[0] if found and detail else ""
@@ -262,8 +254,7 @@ _MAX_VERSION_DIGITS = 18
 
 
 def _check_version(path: PathLike, payload: object) -> object:
-    """Refuse a ``format_version`` too long to be a version before anything formats it (a
-    Python int of more than 4,300 digits cannot even be printed)."""
+    """Refuse a ``format_version`` too long to be a version before anything formats it."""
     if isinstance(payload, Mapping):
         version = payload.get("format_version")
         limit = 10**_MAX_VERSION_DIGITS
@@ -292,21 +283,15 @@ def _is_safetensors_file(path: PathLike) -> bool:
 
 
 def read_safetensors(path: PathLike, data: bytes) -> object:
-    """The tensors of a safetensors file, with its metadata when it is a resnetlib one.
-
-    The safetensors package checks the header (every tensor's shape, type and offsets
-    against the file's size) before it makes a tensor, so a header cannot make it allocate
-    more than the file holds.
-    """
+    """The tensors of a safetensors file, with its metadata when it is a resnetlib one (the
+    package checks the header against the file's size before it makes a tensor)."""
     module = safetensors_module()
     try:
         tensors: dict[str, torch.Tensor] = module.load(data)
         (length,) = struct.unpack("<Q", data[:8])
         header = parse_json(data[8 : 8 + length], where="header").get("__metadata__") or {}
     except Exception as error:  # the package raises its own SafetensorError, among others
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file: {_first_line(error)}"
-        ) from None
+        raise _unreadable(path, "safetensors", error) from None
     if not is_checkpoint(header):
         return tensors  # a plain state dict, as timm and others write them
     payload: dict[str, object] = dict(header)
@@ -318,11 +303,8 @@ def read_safetensors(path: PathLike, data: bytes) -> object:
 
 
 def _check_zip(path: PathLike, file: BinaryIO) -> None:
-    """Refuse a zip whose records could cost more memory than the file's size.
-
-    ``torch.save`` stores its records uncompressed; a compressed one could inflate a thousand
-    times over (a zip bomb), so it is refused before torch allocates anything for it.
-    """
+    """Refuse a zip whose records could cost more memory than the file's size: compressed
+    records (``torch.save`` writes none; a zip bomb would) or records larger than the file."""
     size = file.seek(0, os.SEEK_END)
     try:
         with zipfile.ZipFile(file) as archive:
@@ -336,7 +318,7 @@ def _check_zip(path: PathLike, file: BinaryIO) -> None:
         OSError,
         struct.error,
     ) as error:
-        raise CheckpointError(f"{path}: not a readable torch file: {_first_line(error)}") from None
+        raise _unreadable(path, "torch", error) from None
     claimed = 0
     for record in records:
         if record.compress_type != zipfile.ZIP_STORED or record.compress_size != record.file_size:
@@ -349,11 +331,6 @@ def _check_zip(path: PathLike, file: BinaryIO) -> None:
         raise CheckpointError(
             f"{path}: its records claim {claimed} bytes, more than the file's {size}"
         )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def _require(path: PathLike, payload: Mapping[str, Any], key: str, kind: type) -> Any:
@@ -415,12 +392,9 @@ _MAX_TIES = 8
 
 
 def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
-    """Refuse entries that are not plain CPU tensors, or that claim more elements than the
-    bytes behind them (a stride-0 view of one number can claim a terabyte).
-
-    Keys that name the same view of the same storage (tied weights) count once, up to
-    :data:`_MAX_TIES` keys a view; the distinct views of a storage must fit in its bytes.
-    """
+    """Refuse entries that are not plain CPU tensors, or that claim more bytes than their
+    storage holds (a stride-0 view can claim a terabyte). A view shared by up to
+    ``_MAX_TIES`` keys (tied weights) counts once."""
     used: dict[int, int] = {}
     views: dict[tuple[object, ...], int] = {}
     for key, value in state.items():
@@ -469,7 +443,7 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
 
 
 _BLOCK_KEY = re.compile(r"layer(\d+)\.(\d+)\.")
-_CHANGED_MODEL = "the model no longer matches its spec, so load() could not rebuild it"
+_CHANGED_MODEL = "the model no longer matches its spec, so it could not be rebuilt from the file"
 
 
 def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
@@ -484,8 +458,7 @@ def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
 
 def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
     """The state-dict shapes of ``spec`` with at most two blocks a stage, built on the meta
-    device (no memory for weights): every later block of a stage gets the same arguments as
-    the second, so these name every shape of the whole network.
+    device: a stage's later blocks have the second one's shapes.
 
     Raises:
         CheckpointError: a spec no ``build()`` accepts.
@@ -511,13 +484,32 @@ def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
 
 @functools.lru_cache(maxsize=16)
 def _shapes_of_spec(spec_json: str, parts: tuple[object, ...]) -> dict[str, tuple[int, ...]]:
-    """``build``'s state-dict shapes for a spec, keyed by the spec and the registered types
-    its names resolve to (``parts``), so a type registered again under the same name is built
-    anew; a run that saves every epoch pays for one meta build. Callers must not change the
-    returned dict."""
+    """``build``'s state-dict shapes for a spec, cached by the spec and the registered types
+    its names resolve to (``parts``). Callers must not change the returned dict."""
     with torch.device("meta"):
         fresh = build(ResNetSpec.from_json(spec_json)).state_dict()
     return {key: tuple(value.shape) for key, value in fresh.items()}
+
+
+def _later_blocks(spec: ResNetSpec, key: str) -> tuple[int, str, range]:
+    """For a probe key of a stage's second block: the stage, the key after the block index
+    and the later blocks it stands for; an empty range for any other key."""
+    match = _BLOCK_KEY.match(key)
+    if match is None or match[2] != "1":
+        return 0, key, range(0)
+    stage = int(match[1])
+    return stage, key[match.end() :], range(2, spec.stages[stage - 1].num_blocks)
+
+
+def weights_limit(where: str, spec: ResNetSpec) -> int:
+    """The most bytes a file of ``spec``'s weights can take (8 a value, 512 a key, 1 MiB
+    more), counted from its probe, not from a build."""
+    values = keys = 0
+    for key, shape in probe_shapes(where, spec).items():
+        times = 1 + len(_later_blocks(spec, key)[2])
+        values += math.prod(shape) * times
+        keys += times
+    return 8 * values + 512 * keys + (1 << 20)
 
 
 def check_fits(
@@ -529,13 +521,8 @@ def check_fits(
 ) -> None:
     """The one check that weights fit a spec, at save and at load: raise ``error`` (its
     message starts with ``where``) unless ``spec`` has exactly the names and shapes of
-    ``state``, without building it.
-
-    A spec read from a file is only data, and building costs what it asks for; so
-    ``probe_shapes`` builds at most two blocks a stage, and the blocks of each stage are
-    compared with those ``state`` holds before any name is listed: the cost follows the
-    weights, not the spec.
-    """
+    ``state``. Nothing is built but the probe, and block counts are compared before any name
+    is listed, so the cost follows the weights, not the spec."""
     probe = probe_shapes(where, spec)
     probe_blocks = _stored_blocks(probe)
     stored = _stored_blocks(state)
@@ -552,11 +539,8 @@ def check_fits(
     shapes: dict[str, tuple[int, ...]] = {}
     for key, shape in probe.items():
         shapes[key] = shape
-        match = _BLOCK_KEY.match(key)
-        if match and match[2] == "1":  # the second block stands for all later ones
-            number, rest = int(match[1]), key[match.end() :]
-            for block in range(2, spec.stages[number - 1].num_blocks):
-                shapes[f"layer{number}.{block}.{rest}"] = shape
+        number, rest, later = _later_blocks(spec, key)
+        shapes.update((f"layer{number}.{block}.{rest}", shape) for block in later)
     mismatched = [
         f"{key} (weights {tuple(state[key].shape)}, spec {shape})"
         for key, shape in shapes.items()
@@ -576,18 +560,15 @@ def check_fits(
 
 
 def is_checkpoint(payload: object) -> TypeGuard[Mapping[str, Any]]:
-    """Whether a file's contents are a resnetlib checkpoint rather than a plain state dict:
-    its ``format`` entry. The one test of it; ``read_weights_file`` applies it."""
+    """Whether a file's contents are a resnetlib checkpoint rather than a plain state dict."""
     return isinstance(payload, Mapping) and payload.get("format") == FORMAT
 
 
 def read_weights_file(
     path: PathLike, *, check: bool = True
 ) -> Checkpoint | dict[str, torch.Tensor]:
-    """The one place that tells a resnetlib checkpoint (read and, with ``check``, checked
-    against its spec as :func:`load` does) from the plain state dict in any other torch or
-    safetensors file (unwrapped from ``model.`` and similar prefixes, every entry a plain
-    tensor).
+    """A resnetlib checkpoint (with ``check``, checked against its spec as :func:`load`
+    does) or the unwrapped plain state dict of any other torch or safetensors file.
 
     Raises:
         CheckpointError: a damaged, code-carrying or tensor-less file.
@@ -610,11 +591,8 @@ def read_weights_file(
 
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
-    """Read and check a checkpoint without building the model (tensors on the CPU).
-
-    Returns:
-        The spec, state dict, metadata and format version, checked against the stored
-        digest.
+    """Read a checkpoint and check it against its digest, without building the model
+    (tensors on the CPU).
 
     Raises:
         CheckpointError: the file is not an intact resnetlib checkpoint.
@@ -649,8 +627,8 @@ def build_loaded(
     state: dict[str, torch.Tensor],
     config: Mapping[str, Any] | None,
 ) -> ResNet:
-    """The model of a spec read from ``where``, checked against ``state`` before it is built
-    (:func:`check_fits`), with ``state`` and the data configuration ``config`` (if any)."""
+    """The model of a spec read from ``where``, checked against ``state`` before it is built,
+    with ``state`` and the data configuration ``config`` (if any)."""
     check_fits(where, spec, state)
     try:
         model = build(spec)
@@ -663,10 +641,8 @@ def build_loaded(
 
 
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
-    """Rebuild the model saved at ``path``: same spec, same weights, same dtypes.
-
-    Nothing is built before the spec is checked against the weights, so the cost follows
-    the file's size, and no code from the file runs.
+    """Rebuild the model saved at ``path``: same spec, same weights, same dtypes. Nothing is
+    built before the spec is checked against the weights, and no code from the file runs.
 
     Returns:
         The model, on ``map_location``, in training mode as any newly built model, with the

@@ -1,29 +1,18 @@
 """Weights from elsewhere: other libraries' state-dict layouts, and loading them into a model.
 
-A *layout* is a naming scheme for a ResNet's state dict. ``source=`` and ``target=`` name one:
+A *layout* (``source=``, ``target=``) is a naming scheme for a ResNet's state dict:
 
-- ``"resnetlib"`` and ``"torchvision"``: resnetlib's names, which are torchvision's.
-- ``"timm"``: timm's ResNets use torchvision's names too, so converting changes nothing.
-- ``"akamaster"``: pytorch_resnet_cifar10: ``linear.*`` is ``fc.*`` and ``*.shortcut.*`` is
-  ``*.downsample.*`` (a later revision's ``compressible_`` name prefix is dropped). Its
-  option A pads the new zero channels on *both* sides, so its weights belong in a model
-  built with ``shortcut="A_both"``.
-- ``"mmpretrain"``: its ``ImageClassifier``: ``backbone.*`` is the network and
-  ``head.fc.*`` the classifier (``LinearClsHead``); the neck and the data preprocessor
-  hold no saved entries. Its backbones ``ResNet`` (``style="pytorch"``; ``"caffe"`` is
-  ``stride_in_1x1=True``), ``ResNet_CIFAR`` (stem ``"cifar"``), ``ResNeXt`` (same names)
-  and ``ResNetV1c`` / ``ResNetV1d`` (stem ``"deep"``, shortcut ``"B"`` / ``"D"``) map:
-  the deep stem's ``stem.{0,1,2}.conv`` / ``.bn`` (mmcv ConvModules) are our
-  ``conv1.{0,3,6}`` and ``conv1.{1,4}`` / ``bn1``; and ResNetV1d's projections without a
-  pool (stride 1, the first stage's) are ``downsample.0`` / ``.1`` there, ``downsample.1``
-  / ``.2`` here (converting *to* mmpretrain takes the first stage's as the stride-1 ones).
-- ``"auto"`` (``source`` only): keys under ``backbone.`` or ``head.`` mean mmpretrain;
-  ``linear.*``, ``compressible_*`` or ``*.shortcut.*`` mean akamaster; anything else
-  resnetlib's own names.
+- ``"resnetlib"``, ``"torchvision"``, ``"timm"``: the same names.
+- ``"akamaster"`` (pytorch_resnet_cifar10): ``linear.*`` for ``fc.*``, ``*.shortcut.*`` for
+  ``*.downsample.*``; its option A pads on both sides (``shortcut="A_both"``).
+- ``"mmpretrain"``: ``backbone.*`` and ``head.fc.*``, for its ``ResNet``, ``ResNet_CIFAR``,
+  ``ResNeXt`` and ``ResNetV1c``/``V1d`` (the deep stem's ConvModules and V1d's unpooled
+  projections renamed).
+- ``"auto"`` (``source`` only): mmpretrain for ``backbone.``/``head.`` keys, akamaster for
+  ``linear.``, ``compressible_`` or ``.shortcut.`` ones, else resnetlib.
 
-Checkpoints are unwrapped first: a ``"state_dict"`` (or ``"model"``) entry holding the
-weights is taken, and a ``module.`` (DataParallel) or ``_orig_mod.`` (``torch.compile``)
-prefix that every key carries is removed.
+Weights are first unwrapped from a ``"state_dict"`` or ``"model"`` entry and from a
+``module.`` or ``_orig_mod.`` prefix that every key carries.
 """
 
 from __future__ import annotations
@@ -64,12 +53,8 @@ _PREFIXES = ("module.", "_orig_mod.")
 _HEAD = "fc"
 
 
-def _akamaster_to_ours(state: StateDict) -> StateDict:
-    return {_akamaster_key_to_ours(key): value for key, value in state.items()}
-
-
-def _ours_to_akamaster(state: StateDict) -> StateDict:
-    return {_ours_key_to_akamaster(key): value for key, value in state.items()}
+def _rename(rename: Callable[[str], str], state: StateDict) -> StateDict:
+    return {rename(key): value for key, value in state.items()}
 
 
 def _akamaster_key_to_ours(key: str) -> str:
@@ -125,14 +110,10 @@ def _projection_indices(keys: list[str]) -> dict[str, set[str]]:
 
 
 def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
-    """Rename by ``_MMPRETRAIN_NAMES``, after deciding which conditional rows apply.
-
-    To ours: an ``avg_down`` net is one with a pooled projection (entries at index 2); its
-    projections without one are "unpooled". From ours: option D numbers every projection
-    from 1, and those of the first stage are taken as stride 1, as mmpretrain's default
-    ``strides=(1, 2, 2, 2)`` makes them (a dilated option-D net's later stride-1
-    projections are not known from the names and keep indices 1 and 2).
-    """
+    """Rename by ``_MMPRETRAIN_NAMES``. To ours, an ``avg_down`` net is one with a pooled
+    projection (index 2), and its others are "unpooled"; from ours, the first stage's option-D
+    projections are taken as the stride-1 (unpooled) ones, as mmpretrain's default strides
+    make them (a dilated net's later stride-1 ones are not known from the names)."""
     keys = list(state)
     projections = _projection_indices(keys)
     if to_ours:
@@ -205,14 +186,17 @@ STATE_DICT_LAYOUTS: Mapping[str, _Layout] = {
     "resnetlib": _Layout(dict, dict),
     "torchvision": _Layout(dict, _ours_to_torchvision),
     "timm": _Layout(dict, dict),
-    "akamaster": _Layout(_akamaster_to_ours, _ours_to_akamaster, _akamaster_options),
+    "akamaster": _Layout(
+        partial(_rename, _akamaster_key_to_ours),
+        partial(_rename, _ours_key_to_akamaster),
+        _akamaster_options,
+    ),
     "mmpretrain": _Layout(
         partial(_convert_mmpretrain, to_ours=True), partial(_convert_mmpretrain, to_ours=False)
     ),
 }
 LAYOUTS = STATE_DICT_LAYOUTS
 """``STATE_DICT_LAYOUTS`` by its former name."""
-"""The state-dict layouts ``convert_state_dict`` reads and writes, by name."""
 
 
 def _check_layout(argument: str, name: object, allow_auto: bool) -> str:
@@ -243,13 +227,9 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
             f"a state dict holds only tensors; these entries are not: {_listing(not_tensors)}"
         )
     flat: StateDict = dict(state)
-    if not flat:
+    if not flat or not all(isinstance(key, str) for key in flat):
         return flat
-    # The wrappers' prefixes that every key shares, read off the first and last key in
-    # sorted order (every key between them shares what they share): linear time, even for a
-    # key of a hundred thousand nested "module." wrappers.
-    if not all(isinstance(key, str) for key in flat):
-        return flat
+    # The prefixes every key shares are those of the first and last key in sorted order.
     low, high = min(flat), max(flat)
     start = 0
     while True:
@@ -260,8 +240,6 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
         if prefix is None:
             break
         start += len(prefix)
-    if start == 0:
-        return flat
     return {key[start:]: value for key, value in flat.items()}
 
 
@@ -285,13 +263,9 @@ def detect_source(state_dict: Mapping[str, Any]) -> str:
 def convert_state_dict(
     state_dict: Mapping[str, Any], *, source: str = "auto", target: str = "resnetlib"
 ) -> StateDict:
-    """Rename a state dict from the ``source`` layout to the ``target`` one.
-
-    Tensors are shared, not copied. Only names change: a mismatch of shapes shows when the
-    result is loaded (:func:`load_weights` lists every one). Layouts: ``"resnetlib"``,
-    ``"torchvision"``, ``"timm"``, ``"akamaster"``, ``"mmpretrain"``; ``source="auto"``
-    detects it from the keys, also through wrappers (``module.``, a nested
-    ``"state_dict"``).
+    """Rename a state dict from the ``source`` layout to the ``target`` one (see the module
+    docstring). Tensors are shared, not copied; a mismatch of shapes shows when the result
+    is loaded.
 
     Returns:
         A new ``dict`` from the ``target`` layout's names to the same tensors.
@@ -315,22 +289,16 @@ def convert_state_dict(
 
 
 def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
-    """``convert_state_dict(state_dict, source="resnetlib", target="torchvision")``, for
-    ``torchvision.models.resnet*()``."""
+    """``convert_state_dict(state_dict, source="resnetlib", target="torchvision")``."""
     return convert_state_dict(state_dict, source="resnetlib", target="torchvision")
 
 
 def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Tensor:
     """A first-convolution weight ``(out, c, kh, kw)`` re-shaped for ``in_channels`` inputs.
 
-    One channel: the sum over the ``c`` input channels, so a gray image gives what its
-    ``c``-channel replica gave. More: the ``c`` channels repeated cyclically and scaled by
-    ``c / in_channels``, so an input of ``k`` copies of an image (``in_channels = k * c``)
-    gives what the image gave.
-
-    Returns:
-        A new weight of shape ``(out, in_channels, kh, kw)`` (a copy when ``in_channels``
-        is already ``c``).
+    One channel: the sum over the ``c`` channels (a gray image gives what its replica
+    gave); more: the channels repeated cyclically and scaled by ``c / in_channels`` (``k``
+    copies of an image give what the image gave). Always a new tensor.
 
     Raises:
         ValueError: ``weight`` is not 4-d, or ``in_channels`` is not an int >= 1.
@@ -364,7 +332,7 @@ class ShapeMismatch(NamedTuple):
 
 
 class WeightsMismatchError(ValueError):
-    """Weights that do not fit a model; lists every missing, unexpected and misshapen key."""
+    """Weights that do not fit a model; the message lists every key that does not."""
 
     def __init__(
         self,
@@ -400,13 +368,10 @@ class WeightsMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What :func:`load_weights` did: keys loaded, adapted, left as built, and left out.
-
-    ``adapted`` are stem weights changed for another ``in_channels``; ``reinitialized``
-    the head's keys kept as the model built them (another ``num_classes``, or no head in
-    the weights); ``discarded`` the weights' own head keys left out for that reason (all of
-    them for a model without a classifier). ``missing``, ``unexpected`` and ``mismatched``
-    are non-empty only with ``strict=False``.
+    """What :func:`load_weights` did. ``adapted``: stem weights changed for another
+    ``in_channels``; ``reinitialized``: the head's keys kept as built; ``discarded``: the
+    weights' head keys left out for that; ``missing``, ``unexpected`` and ``mismatched``:
+    only with ``strict=False``.
     """
 
     source: str
@@ -461,19 +426,14 @@ def load_weights(
 ) -> LoadReport:
     """Load weights in any known layout into ``model`` and report what was done.
 
-    With ``adapt_stem``, a first stem convolution made for another number of input
-    channels is adapted (:func:`adapt_input_channels`). With ``new_head``, a classifier
-    (``fc``) of another shape, or none, leaves the model's own head as built. Anything
-    else that does not fit raises :class:`WeightsMismatchError` listing every key, or with
-    ``strict=False`` is skipped and listed in the report. BatchNorm batch counters missing
-    from old checkpoints are not an error.
-
-    Returns:
-        What was loaded, adapted, reinitialized and (with ``strict=False``) skipped.
+    With ``adapt_stem``, a stem convolution for another number of input channels is adapted
+    (:func:`adapt_input_channels`); with ``new_head``, a classifier (``fc``) of another
+    shape, or none, leaves the model's head as built. Anything else that does not fit is
+    skipped and reported with ``strict=False``. Missing BatchNorm batch counters are no error.
 
     Raises:
-        WeightsMismatchError: with ``strict=True``, weights that do not fit; the message
-            lists every missing, unexpected and mismatched key.
+        WeightsMismatchError: with ``strict=True``, weights that do not fit (every missing,
+            unexpected and mismatched key listed).
         ValueError: an unknown ``source`` layout, or akamaster's weights into a model
             whose option-A shortcuts do not pad on both sides (use
             ``shortcut="A_both"``).

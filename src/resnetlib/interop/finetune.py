@@ -26,10 +26,9 @@ def _check_model(model: object) -> _Backbone:
 def freeze(model: _Backbone, *, stages: int) -> None:
     """Freeze the stem and the first ``stages`` stages (``0``: the stem only).
 
-    Their parameters stop requiring gradients and they stay in eval mode (norm statistics
-    and stochastic depth stop), also across later ``model.train()`` calls (mmdet's
-    ``frozen_stages``). Freezing is cumulative:
-    a smaller ``stages`` than an earlier call's changes nothing; :func:`unfreeze` undoes it.
+    Their parameters stop requiring gradients and they stay in eval mode across later
+    ``model.train()`` calls (mmdet's ``frozen_stages``). Freezing is cumulative: a smaller
+    ``stages`` than an earlier call's changes nothing; :func:`unfreeze` undoes it.
 
     Raises:
         TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.
@@ -83,17 +82,11 @@ def param_groups(
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups ``stem``, ``layer1`` .. ``layerN``, ``head``, in that order.
 
-    The head learns at ``lr``, the last stage at ``lr * decay``, each earlier one ``decay``
-    times slower than the next, the stem slowest (layer-wise learning-rate decay); each
-    group records its ``lr_scale``. Anything outside stem and stages (``fc``, a final
-    norm) is ``head``. ``weight_decay`` sets the groups' decay (default: the optimizer's);
-    ``no_decay_norm_bias`` splits off the 1-d parameters (norm weights, biases) into
-    ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and empty groups
-    are left out.
-
-    Returns:
-        Dicts with ``params``, ``name``, ``lr`` and ``lr_scale`` (and ``weight_decay`` when
-        given), ready for any ``torch.optim`` optimizer.
+    The head (``fc``, a final norm) learns at ``lr``, each earlier group ``decay`` times
+    slower (layer-wise learning-rate decay), recorded as its ``lr_scale``. ``weight_decay``
+    sets the groups' decay (default: the optimizer's); ``no_decay_norm_bias`` puts the 1-d
+    parameters in ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and
+    empty groups are left out.
 
     Raises:
         TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.

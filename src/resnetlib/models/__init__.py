@@ -1,21 +1,11 @@
-"""The named networks: the zoo of factories and the registry of their pretrained weights.
-
-The factories, ``create_model``, ``list_models`` and ``list_pretrained`` are also at the
-top level (``resnetlib.resnet50``).
-"""
+"""The named networks: the zoo of factories (also at the top level, with ``create_model``,
+``list_models`` and ``list_pretrained``) and the registry of their pretrained weights."""
 
 from __future__ import annotations
 
-from .pretrained import (
-    PretrainedError,
-)
-from .share import (
-    save_pretrained,
-)
-from .weights import (
-    PretrainedWeights,
-    list_pretrained,
-)
+from .pretrained import PretrainedError
+from .share import save_pretrained
+from .weights import PretrainedWeights, list_pretrained
 from .zoo import (
     MODELS,
     ModelFactory,

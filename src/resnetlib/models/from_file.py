@@ -19,7 +19,7 @@ from ..interop.convert import detect_source, layout_options, load_weights
 __all__ = ["checkpoint_model", "model_from_file"]
 
 
-# Fields a caller may change when loading weights: the head and the stem's input adapt.
+# Fields a caller may change when loading weights.
 _ADAPTABLE = frozenset({"num_classes", "in_channels"})
 
 
@@ -32,16 +32,11 @@ def model_from_file(
 ) -> ResNet:
     """``factory(**overrides)`` with the weights of a checkpoint or state-dict file.
 
-    A resnetlib checkpoint is the network it was saved as (its shortcut, norm, activation,
-    dilation and ``pretrained_cfg`` included): the factory must build the same block, stem,
-    blocks and widths per stage, residual or plain, and what ``overrides`` change must agree
-    with the file, except that another ``num_classes`` gets a new head and another
-    ``in_channels`` an adapted stem.
-
-    Any other file is a state dict in a layout :func:`~resnetlib.interop.convert_state_dict` reads
-    (``source``; ``"auto"`` detects it); the layout adds the overrides its weights need
-    (akamaster's shortcut, unless ``overrides`` sets one). Loading is strict except for the
-    stem and head (see :func:`~resnetlib.interop.load_weights`).
+    A resnetlib checkpoint is the network it was saved as: the factory must build the same
+    block, stem, blocks and widths, residual or plain, and ``overrides`` must agree with the
+    file but for ``num_classes`` (a new head) and ``in_channels`` (an adapted stem). Any other
+    file is a state dict in layout ``source``, which adds the overrides its weights need
+    (akamaster's shortcut, unless ``overrides`` sets one).
     """
     contents = read_weights_file(path)
     options = dict(overrides)
@@ -66,12 +61,9 @@ def model_from_file(
 
 
 def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | None:
-    """The network of the resnetlib checkpoint at ``path`` with its weights, or ``None``
-    when the file is a plain state dict (which does not say its network).
-
-    ``overrides`` may change only ``num_classes`` (a new head) and ``in_channels`` (an
-    adapted stem); any other is a ``ValueError``, since the checkpoint says the rest.
-    """
+    """The network of the resnetlib checkpoint at ``path`` with its weights, or ``None`` for a
+    plain state dict. ``overrides`` other than ``num_classes`` and ``in_channels`` are a
+    ``ValueError``."""
     contents = read_weights_file(path)
     if not isinstance(contents, Checkpoint):
         return None

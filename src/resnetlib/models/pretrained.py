@@ -1,15 +1,10 @@
 """Fetching and loading registered pretrained weights (:mod:`resnetlib.models.weights`).
 
-Direct downloads go through torch.hub's cache (``torch.hub.get_dir()/checkpoints``, set by
-``TORCH_HOME`` or ``torch.hub.set_dir``); Hugging Face Hub files through
-``huggingface_hub``'s cache (``pip install "resnetlib[hub]"``). A file
-already in the cache loads without network (a hub file with ``HF_HUB_OFFLINE=1``, or when
-the hub cannot be reached). Every file with a published checksum is checked, cached ones
-too; a mismatch, a network failure or an offline machine raises :class:`PretrainedError`
-naming the URL and the cache path. A file is hashed once: a record of its path, size,
-modification time (ns) and SHA-256 under ``torch.hub.get_dir()/resnetlib-verified`` lets
-later loads of the unchanged file skip re-hashing (20% of loading ResNet-50's 100 MB); a
-file written since (a new mtime or size) is hashed again.
+Downloads go to torch.hub's cache (``torch.hub.get_dir()/checkpoints``) or, for Hugging Face
+Hub files, huggingface_hub's (the ``hub`` extra); a cached file loads without network. Every
+file with a published checksum is checked, cached ones too, and a file unchanged (path, size,
+mtime) since it was last hashed is not hashed again (records under
+``torch.hub.get_dir()/resnetlib-verified``).
 """
 
 from __future__ import annotations
@@ -17,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -25,7 +19,7 @@ from urllib.error import URLError
 import torch
 import torch.hub
 
-from ..common import PathLike, optional_import
+from ..common import PathLike, first_line, optional_import
 from ..core.data_config import set_data_config
 from ..core.model import ResNet
 from ..files import atomic_write, open_regular, read_json
@@ -37,8 +31,8 @@ __all__ = ["PretrainedError", "load_pretrained", "weights_file"]
 
 
 class PretrainedError(RuntimeError):
-    """Pretrained weights that could not be had: download failed, offline, or a checksum
-    mismatch. The message names the URL (or hub file) and the cache path."""
+    """Pretrained weights that could not be downloaded or fail their checksum; the message
+    names the URL (or hub file) and the cache path."""
 
 
 def _sha256(path: Path) -> str:
@@ -50,7 +44,7 @@ def _sha256(path: Path) -> str:
 
 
 def _record_of(path: Path) -> Path:
-    """Where the verification record of ``path`` lives (one small JSON file per path)."""
+    """Where the verification record of ``path`` lives."""
     key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
     return Path(torch.hub.get_dir()) / "resnetlib-verified" / f"{key}.json"
 
@@ -100,19 +94,46 @@ def _check(entry: PretrainedWeights, path: Path, where: str) -> None:
     _remember(path, actual)
 
 
-def _download(url: str, path: Path, hash_prefix: str | None) -> None:
-    """torch.hub's downloader (temporary file, then rename; checks ``hash_prefix``)."""
-    torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
+def hub_file(
+    repo: str, filename: str, *, revision: str | None = None, required: bool = True
+) -> Path | None:
+    """The local path of ``filename`` in the Hugging Face Hub repository ``repo``, through
+    huggingface_hub's cache; ``None`` for a file the repository lacks unless ``required``."""
+    needs = f"{repo} is on the Hugging Face Hub, which needs huggingface_hub"
+    hub: Any = optional_import("huggingface_hub", needs, "hub")
+    try:
+        return Path(hub.hf_hub_download(repo, filename, revision=revision))
+    except Exception as error:  # the hub's own types: offline, 404, gated, ...
+        if not required:
+            errors: Any = importlib.import_module("huggingface_hub.errors")
+            if isinstance(error, errors.EntryNotFoundError):
+                return None
+        reason = f"{type(error).__name__}: {first_line(error, 200)}"
+        where = f"https://huggingface.co/{repo}/blob/{revision or 'main'}/{filename}"
+        raise PretrainedError(
+            f"could not download {filename} of {repo} ({where}) into the Hugging Face cache "
+            f"{hub.constants.HF_HUB_CACHE} ({reason})"
+        ) from None
 
 
-def _from_url(
-    entry: PretrainedWeights, url: str, download: Callable[[str, Path, str | None], None]
-) -> Path:
+def weights_file(entry: PretrainedWeights) -> Path:
+    """The local path of ``entry``'s file, downloaded into the cache if it is not there."""
+    if entry.hf_hub_id is not None:
+        filename = entry.filename or "model.safetensors"
+        path = hub_file(entry.hf_hub_id, filename)
+        assert path is not None  # a required file is a path or an error
+        _check(entry, path, f"https://huggingface.co/{entry.hf_hub_id}/blob/main/{filename}")
+        return path
+    url = entry.url
+    if url is None:
+        raise PretrainedError(f"{entry.name} names neither a URL nor a hub file")
     path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            download(url, path, entry.hash_prefix)
+        try:  # a temporary file, renamed once whole and checked against the hash prefix
+            torch.hub.download_url_to_file(
+                url, str(path), hash_prefix=entry.hash_prefix, progress=True
+            )
         except RuntimeError as error:  # torch.hub's hash check
             if "hash" not in str(error):
                 raise
@@ -129,54 +150,12 @@ def _from_url(
     return path
 
 
-def hub_file(
-    repo: str, filename: str, *, revision: str | None = None, required: bool = True
-) -> Path | None:
-    """The local path of ``filename`` in the Hugging Face Hub repository ``repo``, through
-    huggingface_hub's cache; ``None`` for a file the repository lacks unless ``required``."""
-    needs = f"{repo} is on the Hugging Face Hub, which needs huggingface_hub"
-    hub: Any = optional_import("huggingface_hub", needs, "hub")
-    try:
-        return Path(hub.hf_hub_download(repo, filename, revision=revision))
-    except Exception as error:  # the hub's own types: offline, 404, gated, ...
-        if not required:
-            errors: Any = importlib.import_module("huggingface_hub.errors")
-            if isinstance(error, errors.EntryNotFoundError):
-                return None
-        reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
-        where = f"https://huggingface.co/{repo}/blob/{revision or 'main'}/{filename}"
-        raise PretrainedError(
-            f"could not download {filename} of {repo} ({where}) into the Hugging Face cache "
-            f"{hub.constants.HF_HUB_CACHE} ({reason})"
-        ) from None
-
-
-def weights_file(
-    entry: PretrainedWeights,
-    *,
-    download: Callable[[str, Path, str | None], None] = _download,
-) -> Path:
-    """The local path of ``entry``'s file, downloaded into the cache if it is not there."""
-    if entry.hf_hub_id is not None:
-        filename = entry.filename or "model.safetensors"
-        path = hub_file(entry.hf_hub_id, filename)
-        assert path is not None  # a required file is a path or an error
-        _check(entry, path, f"https://huggingface.co/{entry.hf_hub_id}/blob/main/{filename}")
-        return path
-    if entry.url is None:
-        raise PretrainedError(f"{entry.name} names neither a URL nor a hub file")
-    return _from_url(entry, entry.url, download)
-
-
 def load_pretrained(
     model: ResNet, entry: PretrainedWeights, *, file: PathLike | None = None
 ) -> ResNet:
-    """Load ``entry``'s weights (or those in ``file``, in ``entry``'s layout) into ``model``.
-
-    Strict, except that a head of another ``num_classes`` stays as built and a stem for
-    another ``in_channels`` is adapted (see :func:`~resnetlib.interop.load_weights`). Sets
-    ``model.pretrained_cfg`` to the weights' configuration. Returns ``model``.
-    """
+    """Load ``entry``'s weights (or those in ``file``, in ``entry``'s layout) into ``model``
+    and set its ``pretrained_cfg`` to theirs; strict but for a new head and an adapted stem
+    (as ``load_weights``). Returns ``model``."""
     path = Path(file) if file is not None else weights_file(entry)
     contents = read_weights_file(path)  # a checkpoint or a state dict, by content
     weights = contents.state_dict if isinstance(contents, Checkpoint) else contents

@@ -1,23 +1,17 @@
 """Hugging Face model folders, as timm shares models: write one, read one by ``local-dir:``
 or ``hf-hub:``.
 
-A folder holds ``model.safetensors`` (the state dict, in timm's names), ``config.json``
-(timm's keys: ``architecture``, ``num_classes``, ``num_features``, ``pretrained_cfg``,
-``model_args``; plus resnetlib's spec under ``"resnetlib"``), ``README.md`` (a model card)
-and ``checksums.sha256`` (the SHA-256 of the other three, in ``sha256sum``'s format).
-
-Reading takes the files as data: ``config.json`` through the one JSON reader, the weights
-bounded by what the spec's tensors can take, the checksums of the files read verified
-(required for a folder resnetlib wrote; a folder timm wrote has none), the configuration
-through ``check_data_config()``, the spec checked against the
-stored names and shapes before anything is built. Nothing in a folder is imported or run.
+A folder holds ``model.safetensors`` (timm's names), ``config.json`` (timm's keys, plus
+resnetlib's spec under ``"resnetlib"``), ``README.md`` (a model card) and
+``checksums.sha256`` (``sha256sum``'s format; required in a folder resnetlib wrote). Reading
+takes the files as data: checksums verified, the weights bounded by what the spec can take,
+the spec checked against them before anything is built; nothing is imported or run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -32,12 +26,12 @@ from ..files import atomic_write, parse_json, read_bytes, read_text
 from ..interop.checkpoint import (
     CheckpointError,
     build_loaded,
-    check_fits,
     check_tensors,
     is_checkpoint,
-    probe_shapes,
     read_safetensors,
     safetensors_module,
+    savable_state,
+    weights_limit,
 )
 from ..limits import MAX_JSON_BYTES
 from .weights import TIMM_DEFAULTS
@@ -100,7 +94,6 @@ _NEEDS_RESNETLIB = (
 )
 _MAX_CHECKSUMS_BYTES = 64 << 10
 _LINE = re.compile(r"([0-9a-f]{64}) [ *]([A-Za-z0-9._-]{1,100})")
-_BLOCK_KEY = re.compile(r"layer(\d+)\.(\d+)\.")
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 
 
@@ -109,8 +102,8 @@ def _sha256(data: bytes) -> str:
 
 
 def _name_of(spec: ResNetSpec, names: Sequence[str]) -> str | None:
-    """The first of ``names`` (registered models) whose default network ``spec`` is, head,
-    input channels and stochastic depth aside (which config.json carries)."""
+    """The first of the registered ``names`` whose default network ``spec`` is, head, input
+    channels and stochastic depth aside."""
     from .zoo import MODELS, model_spec
 
     for name in names:
@@ -195,10 +188,9 @@ def save_pretrained(
     """Write ``model`` as a Hugging Face model folder that ``create_model("local-dir:...")``
     (and, for the architectures timm has, ``timm.create_model``) rebuilds.
 
-    ``metadata`` (JSON values) goes into the model card and config.json: ``data`` (what it
-    was trained on) and ``metrics`` (a dict of final numbers) get their own lines. Each file
-    is written atomically; ``checksums.sha256`` comes last. Upload the folder with
-    ``huggingface-cli upload ORG/NAME FOLDER``.
+    ``metadata`` (JSON values) goes into the model card and config.json; ``data`` and
+    ``metrics`` (a dict) get their own lines in the card. Each file is written atomically,
+    ``checksums.sha256`` last. Upload with ``huggingface-cli upload ORG/NAME FOLDER``.
 
     Returns:
         The folder.
@@ -209,14 +201,8 @@ def save_pretrained(
             data config that JSON cannot hold.
         OSError: a file could not be written.
     """
-    if not isinstance(model, ResNet):
-        raise TypeError(f"save_pretrained() takes a resnetlib ResNet; got {type(model).__name__}")
-    if getattr(model, "_resnetlib_fused", False):
-        raise ValueError(
-            "save_pretrained() cannot store a model folded by fuse_bn(); save it first"
-        )
+    state = savable_state(model, "save_pretrained")
     spec = model.spec
-    check_fits("the model no longer matches its spec", spec, model.state_dict(), error=ValueError)
     meta = dict(metadata or {})
     try:
         json.dumps(meta, allow_nan=False)
@@ -253,7 +239,6 @@ def save_pretrained(
         config_bytes = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as error:
         raise ValueError(f"the pretrained_cfg cannot be stored as JSON ({error})") from None
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     weights: bytes = safetensors_module().save(
         dict(sorted(state.items())), metadata={"format": "pt"}
     )
@@ -267,8 +252,6 @@ def save_pretrained(
     atomic_write(root / CHECKSUMS, lambda file: file.write(sums))
     return root
 
-
-# -- reading -------------------------------------------------------------------------------
 
 # Where a folder's file comes from: (file name, required) -> its local path, or None.
 FileSource = Callable[[str, bool], Path | None]
@@ -317,21 +300,8 @@ def _verify(sums: dict[str, str] | None, name: str, data: bytes, where: str) -> 
         )
 
 
-def _weights_limit(spec: ResNetSpec, where: str) -> int:
-    """The most bytes the spec's weights can take (8 bytes a value) plus their header, from
-    a probe of at most two blocks a stage built on the meta device."""
-    shapes = probe_shapes(where, spec)
-    values = keys = 0
-    for key, shape in shapes.items():
-        match = _BLOCK_KEY.match(key)
-        times = spec.stages[int(match[1]) - 1].num_blocks - 1 if match and match[2] == "1" else 1
-        values += math.prod(shape) * times
-        keys += times
-    return 8 * values + 512 * keys + (1 << 20)
-
-
 def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
-    """The spec of a folder timm wrote, from its architecture, num_classes and model_args."""
+    """The spec of a folder timm wrote."""
     from .zoo import MODELS, model_spec
 
     architecture = config.get("architecture")
@@ -387,8 +357,7 @@ def _spec_of(config: Mapping[str, Any], where: str) -> ResNetSpec:
 
 def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     config_path = files(CONFIG, True)
-    if config_path is None:  # pragma: no cover - a required file is a path or an error
-        raise CheckpointError(f"{where}: a required file is missing")
+    assert config_path is not None  # a required file is a path or an error
     config_bytes = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, error=CheckpointError)
     sums_path = files(CHECKSUMS, False)
     sums = None if sums_path is None else _checksums(sums_path, where)
@@ -415,9 +384,8 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     except ValueError as error:
         raise CheckpointError(str(error)) from None
     weights_path = files(WEIGHTS, True)
-    if weights_path is None:  # pragma: no cover - a required file is a path or an error
-        raise CheckpointError(f"{where}: a required file is missing")
-    limit = _weights_limit(spec, where)
+    assert weights_path is not None  # a required file is a path or an error
+    limit = weights_limit(where, spec)
     data = read_bytes(weights_path, limit=limit, what=WEIGHTS, error=CheckpointError)
     _verify(sums, WEIGHTS, data, where)
     state = read_safetensors(f"{where}/{WEIGHTS}", data)

@@ -1,48 +1,17 @@
 """The pretrained weights registry: every published checkpoint resnetlib can load.
 
-One frozen :class:`PretrainedWeights` per checkpoint: which resnetlib model (and
-overrides) it fits, where it is published, the checksum its publisher gives, its state-dict
-layout (``source``, as :func:`~resnetlib.interop.convert_state_dict` names it), its classes, the
-preprocessing it was evaluated with (``pretrained_cfg``, timm's keys), the top-1 accuracy
-its publisher reports, and its licence. Importing this module reads nothing and downloads
-nothing; :mod:`resnetlib.models.pretrained` fetches and loads.
+One frozen :class:`PretrainedWeights` per checkpoint, tagged as timm tags it
+(``resnet50.a1_in1k``; torchvision's files are ``tv_in1k`` / ``tv2_in1k`` and answer to
+``IMAGENET1K_V1`` / ``_V2`` too). A model's default is timm's default tag where timm has
+weights for it, else torchvision's, else the only entry. Importing this reads and downloads
+nothing; :mod:`resnetlib.models.pretrained` does.
 
-Tags follow timm's ``model.tag`` names: ``resnet50.a1_in1k`` is timm's ``a1_in1k``
-weights for ``resnet50``. torchvision's weights are tagged ``tv_in1k`` / ``tv2_in1k`` (the
-names timm gives the same files) and answer to torchvision's ``IMAGENET1K_V1`` /
-``IMAGENET1K_V2`` too. A model's default (``pretrained=True``) is timm's default tag where
-timm publishes weights for it, else torchvision's ``DEFAULT``, else the only entry.
-
-Where every entry was read (nothing here is from memory):
-
-- torchvision: ``torchvision/models/resnet.py`` (the ``*_Weights`` enums: URL, ``acc@1``,
-  ``resize_size``) and ``torchvision/transforms/_presets.py`` (``ImageClassification``:
-  bilinear, ImageNet mean/std) of the torchvision 0.29.1 wheel from PyPI. The hash is the
-  SHA-256 prefix in the file name (torch.hub's convention). Licence: BSD-3-Clause.
-  ``resnext101_64x4d`` has weights there but no resnetlib model, so no entry.
-- timm: ``timm/models/resnet.py`` ``default_cfgs`` (tags, hub ids ``timm/<model>.<tag>``,
-  input size, crop_pct, interpolation, mean/std, licence) and
-  ``results/results-imagenet.csv`` (top-1 at the configuration's input size) of
-  github.com/huggingface/pytorch-image-models at commit
-  aa4b5850c1543fa488abf260f18390eda46cf85d. The hub serves ``model.safetensors``; its
-  SHA-256 (the Git LFS object id the hub shows on the file's page) is recorded for the 20
-  files whose page could be read (``_HUB_SHA256``); the others have ``sha256=None`` and
-  their download is not checked against a hash.
-  Its ``tv_in1k`` / ``tv2_in1k`` tags are torchvision's files (same URLs) and are served by
-  the torchvision entries.
-- akamaster: ``README.md`` (URLs, test error) and ``LICENSE`` (BSD-2-Clause) of
-  github.com/akamaster/pytorch_resnet_cifar10 at commit
-  d5489e8995e81e91ce6b1d69dcc98ad579b0b153; its ``trainer.py`` normalizes with ImageNet's
-  mean/std. The README publishes no checksum, but each file name carries the SHA-256 prefix
-  of its file (checked here for ResNet-20/32/44/56 against the files in that commit; the
-  ResNet-110/1202 files were too large to read from here).
-- mmpretrain: ``configs/resnet/metafile.yml`` (names, URLs, top-1), the configs it names and
-  their ``configs/_base_/datasets/*`` (mean/std, test resize) of
-  github.com/open-mmlab/mmpretrain at commit ee7f2e88501f61aa95c742dd5f429f039935ee90. The
-  hash is the SHA-256 prefix in the file name (its ``tools/model_converters/
-  publish_model.py``). Licence: Apache-2.0. ``resnet50_8xb8_cub`` (CUB-200) is left out.
-
-No download was verified against the real servers: this machine cannot reach them.
+Every entry was read from its publisher (none verified against the servers, which this
+machine could not reach): torchvision 0.29.1's ``models/resnet.py`` and
+``transforms/_presets.py``; timm's ``default_cfgs`` and ``results-imagenet.csv`` at
+huggingface/pytorch-image-models@aa4b585 (hub SHA-256s where the file's page could be read);
+akamaster/pytorch_resnet_cifar10@d5489e8's README; open-mmlab/mmpretrain@ee7f2e8's
+``configs/resnet/metafile.yml`` and configs. Hash prefixes are those in the file names.
 """
 
 from __future__ import annotations
@@ -78,14 +47,10 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 
 @dataclass(frozen=True)
 class PretrainedWeights:
-    """One published checkpoint.
-
-    ``url`` (a direct download) or ``hf_hub_id`` and ``filename`` (a Hugging Face Hub
-    file) say where it is. ``hash_prefix`` is the start of the file's SHA-256 as its
-    publisher gives it (in the file name), ``sha256`` the whole digest where published;
-    either may be ``None`` when the publisher gives none. ``overrides`` are the model
-    arguments the weights need (another stem, shortcut or class count than the factory's
-    default). ``config`` is the data configuration the publisher evaluated with.
+    """One published checkpoint, at ``url`` or at ``hf_hub_id``/``filename`` on the Hugging
+    Face Hub. ``hash_prefix`` (from the file name) and ``sha256`` are ``None`` where the
+    publisher gives none; ``overrides`` are the model arguments the weights need; ``config``
+    is the data configuration the publisher evaluated with.
     """
 
     model: str
@@ -112,8 +77,7 @@ class PretrainedWeights:
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        """timm's ``pretrained_cfg`` for these weights: the data configuration plus where
-        they come from."""
+        """timm's ``pretrained_cfg`` for these weights: their data configuration and origin."""
         return {
             **self.config,
             "architecture": self.model,
@@ -178,9 +142,8 @@ def _tv(model: str, enum: str, hash_prefix: str, top1: float, *, resize: int) ->
     )
 
 
-# SHA-256 of model.safetensors as the hub publishes it ("Git LFS Details" on
-# https://huggingface.co/timm/<name>/blob/<revision>/model.safetensors, read from stored copies
-# of those pages; revision "main" or the file's "Add model" commit). Not found for the others.
+# SHA-256 of model.safetensors as the hub's page of the file shows it ("Git LFS Details"),
+# for the files whose page could be read.
 _HUB_SHA256: dict[str, str] = {
     "resnet101.a1_in1k": "1ba5b660e7c175b3c27c557fc7dc8b2815be830c516815b0155f61b403f27380",
     "resnet101.a1h_in1k": "1a076c0384295e7d3704f201c5711ff245507db934230bab72ff3014a95f90fe",
@@ -259,10 +222,8 @@ def _akamaster(model: str, hash_prefix: str, top1: float) -> PretrainedWeights:
     )
 
 
-# What mmpretrain trained and evaluated its CIFAR weights with, exactly as it publishes them
-# (configs/_base_/datasets/cifar10_bs16.py, cifar100_bs16.py; 0..255 scale there): a
-# weights' contract, kept even where the library's own statistics differ (its CIFAR-10 std
-# is the average of per-image stds; resnetlib.core.data_config.CIFAR10_STD is the pixel std).
+# mmpretrain's CIFAR mean/std as its configs publish them (cifar10_bs16.py, cifar100_bs16.py):
+# the weights' contract, though its CIFAR-10 std (of per-image stds) is not CIFAR10_STD.
 _MMPRETRAIN_CIFAR10_MEAN = (125.307 / 255, 122.961 / 255, 113.8575 / 255)
 _MMPRETRAIN_CIFAR10_STD = (51.5865 / 255, 50.847 / 255, 51.255 / 255)
 _MMPRETRAIN_CIFAR100_MEAN = (129.304 / 255, 124.070 / 255, 112.434 / 255)
@@ -514,11 +475,8 @@ def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:
 
 
 def list_pretrained(pattern: str = "*") -> list[str]:
-    """``model.tag`` names of every registered checkpoint matching a shell-style pattern.
-
-    Returns:
-        The names (``"resnet50*"``, ``"*cifar10"`` select), sorted by model; a model's
-        default weights come first among its tags.
+    """``model.tag`` names of the registered checkpoints matching a shell-style pattern
+    (``"resnet50*"``, ``"*cifar10"``), sorted by model, a model's default weights first.
 
     Examples:
         >>> import resnetlib as rl

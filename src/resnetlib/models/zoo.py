@@ -122,40 +122,27 @@ def create_model(
 ) -> ResNet | ResNetFeatures:
     """Build the registered model ``name`` with keyword overrides (timm's arguments too).
 
-    ``pretrained=True`` loads the model's default weights from :mod:`resnetlib.models.weights`,
-    ``pretrained="<tag>"`` (or ``name="model.tag"`` with ``pretrained=True``) named ones
-    (:func:`~resnetlib.list_pretrained`), downloaded into torch.hub's cache (or
-    huggingface_hub's) with their checksum checked; a model named ``"model.tag"`` without
+    ``pretrained=True`` loads the model's default weights, ``pretrained="<tag>"`` (or
+    ``name="model.tag"``) named ones (:func:`~resnetlib.list_pretrained`), downloaded into
+    torch.hub's or huggingface_hub's cache and checksum-checked; ``"model.tag"`` without
     ``pretrained`` gets that tag's ``pretrained_cfg`` and random weights, as in timm.
     ``pretrained_cfg_overlay`` changes that configuration; its ``file`` loads the weights
     from a local file (in the tag's layout) instead of downloading them.
 
-    timm's arguments: ``in_chans`` (``in_channels``), ``num_classes``, ``global_pool``
-    (``"avg"``, ``"max"``, or ``""``: no pooling, with ``num_classes=0``), ``drop_rate``
-    (dropout before ``fc``), ``drop_path_rate``, ``features_only``, ``out_indices`` and
-    ``feature_cls`` (``"list"``, ``"getter"``, ``"hook"``, ``"fx"``: all return the list of
-    maps; ``"dict"`` is refused). Weights of another ``num_classes`` or ``in_chans`` load
-    with a new head or an adapted stem.
+    timm's arguments: ``in_chans`` (``in_channels``), ``global_pool`` (``"avg"``, ``"max"``,
+    or ``""``: no pooling, with ``num_classes=0``), ``drop_rate`` (dropout before ``fc``),
+    ``features_only`` (returns :func:`~resnetlib.core.features` of the model: the maps
+    ``out_indices`` picks, 0 being the stem), ``feature_cls`` (any but ``"dict"``: all give
+    the list of maps), ``device`` and ``dtype`` (``"meta"``: no memory). ``overrides`` are the
+    :class:`ModelOverrides` keys and any keyword the registered factory adds.
 
-    ``overrides`` are the :class:`ModelOverrides` keys (timm's ``base_width`` and
-    ``cardinality`` among them) and any keyword the registered factory adds; an unknown one
-    raises ``TypeError``.
-
-    ``checkpoint_path`` loads weights from a :func:`~resnetlib.save` checkpoint or a state
-    dict file; ``checkpoint_source`` names its layout (see
-    :func:`~resnetlib.interop.convert_state_dict`; ``"auto"`` detects it from the keys). Loading is
-    strict, except that another ``num_classes`` gets a new head and another ``in_channels``
-    an adapted stem. akamaster's weights get their shortcut (``"A_both"`` or ``"B"``) unless
-    ``shortcut`` is given.
-
-    ``"local-dir:FOLDER"`` and ``"hf-hub:ORG/NAME[@REVISION]"`` (the ``hub`` extra) load a
-    Hugging Face model folder (:func:`~resnetlib.save_pretrained`'s, or timm's
-    ``save_for_hf``'s) with its weights and data config, ``pretrained`` or not;
-    ``num_classes`` gives it a new head.
-
-    ``features_only=True`` returns :func:`~resnetlib.core.features` of it instead: no head, a
-    forward that returns the feature maps ``out_indices`` picks (timm's API; 0 is the stem).
-    ``device`` and ``dtype`` (timm's) create the parameters there (``"meta"``: no memory).
+    ``checkpoint_path`` loads a :func:`~resnetlib.save` checkpoint or a state-dict file in
+    layout ``checkpoint_source`` (``"auto"`` detects it; akamaster's weights get their
+    shortcut unless ``shortcut`` is given). ``"local-dir:FOLDER"`` and
+    ``"hf-hub:ORG/NAME[@REVISION]"`` (the ``hub`` extra) load a Hugging Face model folder
+    (``save_pretrained``'s or timm's) with its weights and data config, ``pretrained`` or
+    not. Weights of another ``num_classes`` or ``in_channels`` load with a new head or an
+    adapted stem.
 
     Returns:
         A new model (a ``ResNetFeatures`` with ``features_only``), in training mode.
@@ -259,8 +246,7 @@ def _shared_model(
     overrides: dict[str, Any],
     device: torch.device | str | None,
 ) -> ResNet:
-    """The model of a ``local-dir:`` or ``hf-hub:`` folder, with its weights (``pretrained``
-    or not); ``num_classes`` gives it a new head, as for fine-tuning."""
+    """The model of a ``local-dir:`` or ``hf-hub:`` folder; ``num_classes`` gives it a new head."""
     from .share import load_shared
 
     if isinstance(pretrained, str) or checkpoint_path is not None or "file" in overlay:
@@ -289,9 +275,8 @@ def _shared_model(
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted.
-
-    Numbers sort as numbers, so ``resnet18`` comes before ``resnet101``.
+    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted with
+    numbers as numbers (``resnet18`` before ``resnet101``).
 
     Examples:
         >>> import resnetlib as rl
@@ -306,10 +291,8 @@ _SPECS: dict[Callable[..., ResNet], Callable[[], ResNetSpec]] = {}
 
 
 def model_spec(name: str, **overrides: Any) -> ResNetSpec:
-    """The spec ``create_model(name, **overrides)`` builds, without building the model.
-
-    Built-in names cost a dataclass; a user's factory is built once on the meta device (no
-    memory) to read its spec.
+    """The spec ``create_model(name, **overrides)`` builds, without building the model (a
+    user's factory is built on the meta device).
 
     Raises:
         KeyError: an unknown model name (the message lists close matches).
@@ -479,8 +462,7 @@ def _family(name: str, make_spec: Callable[[], ResNetSpec], doc: str) -> ModelFa
     return factory
 
 
-# The paper's ImageNet depths (Table 1): blocks per stage and block type (its ``preact_`` twin
-# in the pre-activation nets).
+# The paper's ImageNet depths (Table 1): blocks per stage and block type.
 _DEPTHS: dict[int, tuple[tuple[int, ...], str]] = {
     18: ((2, 2, 2, 2), "basic"),
     34: ((3, 4, 6, 3), "basic"),
@@ -491,11 +473,12 @@ _DEPTHS: dict[int, tuple[tuple[int, ...], str]] = {
 
 
 def _imagenet(
-    name: str, depth: int, shortcut: str, doc: str, stem: str = "imagenet", **options: JSONScalar
+    name: str, depth: int, shortcut: str, doc: str, **options: JSONScalar
 ) -> ModelFactory:
     layers, block = _DEPTHS[depth]
+    stem = "deep" if shortcut == "D" else "imagenet"
     if shortcut == "preact_B":
-        block = f"preact_{block}"
+        block, stem = f"preact_{block}", "imagenet_preact"
     return _family(name, partial(_imagenet_layout, layers, block, shortcut, stem, options), doc)
 
 
@@ -557,11 +540,11 @@ _D = (
     "32/32/64 and option D shortcuts (average pool, then stride-1 projection); "
     "timm-compatible names and weights."
 )
-resnet18d = _imagenet("resnet18d", 18, "D", f"ResNet-18-D: 11,708,744 params. {_D}", "deep")
-resnet34d = _imagenet("resnet34d", 34, "D", f"ResNet-34-D: 21,816,904 params. {_D}", "deep")
-resnet50d = _imagenet("resnet50d", 50, "D", f"ResNet-50-D: 25,576,264 params. {_D}", "deep")
-resnet101d = _imagenet("resnet101d", 101, "D", f"ResNet-101-D: 44,568,392 params. {_D}", "deep")
-resnet152d = _imagenet("resnet152d", 152, "D", f"ResNet-152-D: 60,212,040 params. {_D}", "deep")
+resnet18d = _imagenet("resnet18d", 18, "D", f"ResNet-18-D: 11,708,744 params. {_D}")
+resnet34d = _imagenet("resnet34d", 34, "D", f"ResNet-34-D: 21,816,904 params. {_D}")
+resnet50d = _imagenet("resnet50d", 50, "D", f"ResNet-50-D: 25,576,264 params. {_D}")
+resnet101d = _imagenet("resnet101d", 101, "D", f"ResNet-101-D: 44,568,392 params. {_D}")
+resnet152d = _imagenet("resnet152d", 152, "D", f"ResNet-152-D: 60,212,040 params. {_D}")
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
 resnet20 = _cifar("resnet20", 20, "A", f"ResNet-20: 269,722 params. {_A}")
@@ -580,8 +563,6 @@ plain110 = _cifar("plain110", 110, "none", f"Plain-110. {_P}")
 plain1202 = _cifar("plain1202", 1202, "none", f"Plain-1202. {_P}")
 
 # Pre-activation family (He et al. 2016, "Identity Mappings in Deep Residual Networks").
-# Stems without a norm (the first unit pre-activates), a final norm and activation
-# (resnetlib.preact.NormAct), and projections without a norm ("preact_B") where used.
 
 
 def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
@@ -593,11 +574,9 @@ def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
 def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
     """A pre-activation CIFAR ResNet of any valid depth (He et al. 2016).
 
-    ``block`` defaults to ``"preact_bottleneck"`` (depth 9n+2, as ResNet-164/1001) with
-    bias-free, norm-free projections (``"preact_B"``) where the shape changes; with a
-    block that does not expand, such as ``"preact_basic"`` (depth 6n+2, as ResNet-110),
-    the shortcut defaults to option A, as the 2015 CIFAR nets'. The stem is a single 3x3
-    convolution (``"cifar_preact"``).
+    ``block`` defaults to ``"preact_bottleneck"`` (depth 9n+2) with norm-free projections
+    (``"preact_B"``); a block that does not expand, such as ``"preact_basic"`` (depth 6n+2),
+    defaults to option A.
 
     Returns:
         A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
@@ -632,20 +611,14 @@ preact_resnet1001 = _family(
 
 _PI = (
     "ImageNet layout, 1000 classes, pre-activation units (He et al. 2016), "
-    "1x1 projections without a norm"
+    "1x1 projections without a norm."
 )
-preact_resnet18 = _imagenet(
-    "preact_resnet18", 18, "preact_B", f"Pre-activation ResNet-18. {_PI}.", "imagenet_preact"
-)
-preact_resnet34 = _imagenet(
-    "preact_resnet34", 34, "preact_B", f"Pre-activation ResNet-34. {_PI}.", "imagenet_preact"
-)
-preact_resnet50 = _imagenet(
-    "preact_resnet50", 50, "preact_B", f"Pre-activation ResNet-50. {_PI}.", "imagenet_preact"
-)
+preact_resnet18 = _imagenet("preact_resnet18", 18, "preact_B", f"Pre-activation ResNet-18. {_PI}")
+preact_resnet34 = _imagenet("preact_resnet34", 34, "preact_B", f"Pre-activation ResNet-34. {_PI}")
+preact_resnet50 = _imagenet("preact_resnet50", 50, "preact_B", f"Pre-activation ResNet-50. {_PI}")
 preact_resnet101 = _imagenet(
-    "preact_resnet101", 101, "preact_B", f"Pre-activation ResNet-101. {_PI}.", "imagenet_preact"
+    "preact_resnet101", 101, "preact_B", f"Pre-activation ResNet-101. {_PI}"
 )
 preact_resnet152 = _imagenet(
-    "preact_resnet152", 152, "preact_B", f"Pre-activation ResNet-152. {_PI}.", "imagenet_preact"
+    "preact_resnet152", 152, "preact_B", f"Pre-activation ResNet-152. {_PI}"
 )
