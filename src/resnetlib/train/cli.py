@@ -494,7 +494,7 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
     import_modules(args.imports)
     given = _given(args)
     if args.model is not None:
-        MODELS.get(args.model.split(".", 1)[0])  # an unknown name fails before the data loads
+        MODELS[args.model.split(".", 1)[0]]  # an unknown name fails before the data loads
     out = _default_out(args)
     assert out is not None
     if RunDirectory(out).holds_run():
