@@ -28,13 +28,8 @@ _DEFAULT_ACT = "relu"
 
 
 def build(spec: ResNetSpec) -> ResNet:
-    """Build and initialize the network a spec describes.
-
-    Registry names become modules here; weights get He initialization (and zero-init
-    where the spec asks for it). No partly built model is ever returned. Nothing runs a
-    forward pass: a block's output width is checked when its type is registered
-    (``resnetlib.nn.blocks.validate_block``) and by
-    [`check_block`][resnetlib.testing.blocks.check_block].
+    """Build and initialize (He init, zero-init where the spec asks) the network a spec
+    describes, without running a forward pass; no partly built model is ever returned.
 
     Returns:
         A new model in training mode; ``model.spec`` is ``spec``.
@@ -57,7 +52,7 @@ def build(spec: ResNetSpec) -> ResNet:
 
 def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) -> ResNet:
     """[`build`][resnetlib.build], with ``origin(option)`` saying who set a refused block
-    option (the factories name the keyword)."""
+    option."""
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"build() takes a ResNetSpec; got {type(spec).__name__}")
     block_cls = BLOCKS[spec.block]
@@ -92,7 +87,6 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     if rate > 0.0:
         _check_accepts("block", spec.block, block_cls, "drop_path", f"drop_path_rate={rate}")
         rates = drop_path_rates(rate, spec.num_blocks)
-    # Every registered stem and block takes these keyword arguments (see their base classes).
     make_stem: Callable[..., Stem] = stem_cls
     make_block: Callable[..., ResidualBlock] = block_cls
 
@@ -159,11 +153,8 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
 
 
 def keywords_of(cls: type) -> frozenset[str] | None:
-    """The keyword arguments ``cls`` takes; ``None`` when it takes any (``**kwargs``).
-
-    ``**kwargs: Unpack[SomeTypedDict]`` takes exactly the TypedDict's keys (the built-in
-    blocks take :class:`~resnetlib.nn.blocks.BlockArgs` so).
-    """
+    """The keyword arguments ``cls`` takes; ``None`` when it takes any (``**kwargs``, unless
+    typed ``Unpack[SomeTypedDict]``: then its keys)."""
     parameters = inspect.signature(cls).parameters
     names = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
     for name, parameter in parameters.items():
@@ -206,10 +197,7 @@ def check_block_options(
     options: Mapping[str, JSONScalar],
     origin: Callable[[str], str | None] | None = None,
 ) -> None:
-    """Refuse an option block ``name`` cannot take; ``origin(option)`` says who set it.
-
-    The one check of block options: [`build`][resnetlib.build] runs it once per model.
-    """
+    """Refuse an option block ``name`` cannot take; ``origin(option)`` says who set it."""
     accepted = block_options_of(block_cls) if options else None
     for option in options:
         where = origin(option) if origin is not None else None
