@@ -79,14 +79,12 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     if act_option:
         _check_accepts("stem", spec.stem.type, stem_cls, "act_layer", f"act={spec.act!r}")
         _check_accepts("block", spec.block, block_cls, "act_layer", f"act={spec.act!r}")
-    for stage in spec.stages:
-        if stage.dilation > 1:
-            _check_accepts("block", spec.block, block_cls, "dilation", "a stage dilation > 1")
-            break
+    if any(stage.dilation > 1 for stage in spec.stages):
+        _check_accepts("block", spec.block, block_cls, "dilation", "a stage dilation > 1")
     rates = None
     if rate > 0.0:
         _check_accepts("block", spec.block, block_cls, "drop_path", f"drop_path_rate={rate}")
-        rates = drop_path_rates(rate, spec.num_blocks)
+        rates = iter(drop_path_rates(rate, spec.num_blocks))
     make_stem: Callable[..., Stem] = stem_cls
     make_block: Callable[..., ResidualBlock] = block_cls
 
@@ -98,7 +96,6 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     )
     channels = spec.stem.out_channels
     previous_dilation = 1
-    number = 0
     stages: list[nn.Sequential] = []
     for stage_index, stage in enumerate(spec.stages, start=1):
         blocks: list[ResidualBlock] = []
@@ -111,8 +108,7 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
             if dilation > 1:
                 options["dilation"] = dilation
             if rates is not None:
-                options["drop_path"] = rates[number]
-            number += 1
+                options["drop_path"] = next(rates)
             try:
                 downsample = strategy.make(
                     in_channels=channels,
@@ -157,26 +153,18 @@ def keywords_of(cls: type) -> frozenset[str] | None:
     typed ``Unpack[SomeTypedDict]``: then its keys)."""
     parameters = inspect.signature(cls).parameters
     names = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
-    for name, parameter in parameters.items():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            unpacked = _unpacked_keys(cls, name)
-            if unpacked is None:
-                return None
-            names |= unpacked
-    return frozenset(names)
-
-
-def _unpacked_keys(cls: type, name: str) -> frozenset[str] | None:
-    """The keys of ``cls.__init__``'s ``**name: Unpack[TypedDict]``; ``None`` if untyped."""
+    if len(names) == len(parameters):
+        return frozenset(names)
+    (kwargs,) = parameters.keys() - names
     try:
         hints = get_type_hints(cls.__init__, include_extras=True)  # type: ignore[misc]
     except Exception:  # an annotation that does not resolve: take any keyword
         return None
-    hint = hints.get(name)
+    hint = hints.get(kwargs)
     if get_origin(hint) is not Unpack:
         return None
     (typed,) = get_args(hint)
-    return frozenset(typed.__annotations__) if is_typeddict(typed) else None
+    return frozenset(names | typed.__annotations__.keys()) if is_typeddict(typed) else None
 
 
 def takes_keyword(cls: type, keyword: str) -> bool:

@@ -88,7 +88,6 @@ def data_config(
     std: tuple[float, ...] | None = None,
     interpolation: str = "bilinear",
     crop_pct: float | None = None,
-    classifier: str = "fc",
 ) -> dict[str, Any]:
     """A timm-style data configuration dict. Without ``mean``/``std``, inputs of side 32 or
     less get CIFAR-10's statistics and others ImageNet's; without ``crop_pct``, 1.0 and
@@ -107,7 +106,7 @@ def data_config(
         "mean": per_channel(mean, channels),
         "std": per_channel(std, channels),
         "first_conv": first_conv,
-        "classifier": classifier,
+        "classifier": "fc",
     }
 
 
@@ -163,13 +162,10 @@ def _refused(where: str, key: str, rule: str, value: object) -> ValueError:
 def check_data_config(
     config: Mapping[str, Any], *, where: str = "pretrained_cfg"
 ) -> dict[str, Any]:
-    """``config`` as a new dict, checked: the one validator of a data configuration.
-
-    Within :mod:`resnetlib.limits`: ``input_size`` is (C, H, W); ``mean`` and ``std`` hold
-    one finite number per channel (``std`` at least ``MIN_STD``); ``crop_pct`` is from
-    ``MIN_CROP_PCT`` to 1, its resize within ``MAX_IMAGE_SIDE``; ``interpolation`` is one of
-    ``INTERPOLATIONS``; ``label_names`` are ``num_classes`` strings. Unknown keys pass
-    unchecked; tuple-valued keys come back as tuples.
+    """``config`` as a new dict, checked (the one validator of a data configuration) within
+    :mod:`resnetlib.limits`: ``input_size`` (C, H, W), ``mean``/``std`` (one finite number a
+    channel), ``crop_pct`` and its resize, ``interpolation`` and ``label_names``. Unknown
+    keys pass unchecked; tuple-valued keys come back as tuples.
 
     Raises:
         ValueError: naming ``where``, the key, the value and what is allowed.
@@ -242,12 +238,9 @@ def check_data_config(
 
 
 def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
-    """Set ``model.pretrained_cfg`` to ``config`` fitted to the model and checked: the one
-    place a model's data configuration is replaced.
-
-    ``num_classes`` becomes the model's (dropping ``label_names`` of another number); for
-    another number of input channels, ``input_size`` takes the model's and ``mean``/``std``
-    the average of the configuration's.
+    """Set ``model.pretrained_cfg`` (the one place that does) to ``config`` fitted to the
+    model: ``num_classes`` becomes the model's (dropping ``label_names`` of another number);
+    for other input channels, ``input_size`` takes the model's and ``mean``/``std`` averages.
 
     Raises:
         ValueError: the result fails :func:`check_data_config`.

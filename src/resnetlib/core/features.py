@@ -63,7 +63,6 @@ class ResNetFeatures(StagedNet):
         return super().__getattr__(name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # The checkpointed path is Python only; TorchScript leaves it out.
         is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
         if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
             return self._checkpointed_forward(x)

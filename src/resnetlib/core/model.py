@@ -60,11 +60,9 @@ class FeatureInfoList(list[FeatureInfo]):
 
     def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
         """Entry ``idx``'s ``key`` (an int ``idx``), or the list of them (all by default)."""
-        if idx is None:
-            return [info[key] for info in self]  # type: ignore[literal-required]
         if isinstance(idx, int):
             return self[idx][key]  # type: ignore[literal-required]
-        return [self[i][key] for i in idx]  # type: ignore[literal-required]
+        return [self[i][key] for i in idx or range(len(self))]  # type: ignore[literal-required]
 
     def channels(self, idx: int | Sequence[int] | None = None) -> Any:
         """Channel counts (``num_chs``)."""
@@ -138,9 +136,7 @@ def feature_plan(
     model: "ResNet", indices: int | Sequence[int] | None, *, stop_early: bool, norm: bool
 ) -> tuple[list[int], tuple[str, ...], tuple[str, ...], dict[str, int]]:
     """The one rule of ``forward_intermediates`` and ``ResNetFeatures``: the indices taken,
-    the stages run (up to the last index taken with ``stop_early``), the final layers run
-    (with every stage) and which child's output is which map (with ``norm``, a final
-    norm's stands in for the last stage's)."""
+    the stages and final layers run, and which child's output is which map."""
     take, last = feature_take_indices(len(model.feature_info), indices)
     stages = model.stage_names[:last] if stop_early else model.stage_names
     tail = model.final_names if len(stages) == len(model.stage_names) else ()
@@ -210,19 +206,12 @@ class StagedNet(nn.Module):
         self._pretrained_cfg: dict[str, Any] | None = None
 
     def set_grad_checkpointing(
-        self,
-        enable: bool = True,
-        *,
-        segment: int | None = None,
-        last_stage: bool | None = None,
+        self, enable: bool = True, *, segment: int | None = None, last_stage: bool | None = None
     ) -> None:
-        """Recompute the stem's and the blocks' activations in backward instead of keeping
-        them (timm's name), in the forward passes run with grad enabled.
-
-        Blocks are checkpointed in runs of ``segment`` (default 4; 1: each block alone). The
-        last stage, whose maps are smallest, keeps its activations unless
-        ``last_stage=True``. Both settings are kept for the next call. Gradients, batch-norm
-        statistics (updated once) and stochastic-depth masks are those of the plain step.
+        """Recompute the stem's and blocks' activations in backward (timm's name) while grad is
+        enabled: blocks in runs of ``segment`` (default 4), the last stage only with
+        ``last_stage=True``; both settings are kept for the next call. Gradients, norm
+        statistics and stochastic-depth masks are those of the plain step.
         """
         if segment is not None:
             self.grad_checkpointing_segment = check_segment(segment)
@@ -276,8 +265,7 @@ class StagedNet(nn.Module):
 
 
 class ResNet(StagedNet):
-    """A residual (or plain) network, built by :func:`resnetlib.build` or a factory from
-    ``model.spec``.
+    """A residual (or plain) network, built by :func:`resnetlib.build` from ``model.spec``.
 
     Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...),
     ``layer1`` .. ``layerN``, ``avgpool`` and ``fc``; a pre-activation net's ``final``
@@ -353,11 +341,8 @@ class ResNet(StagedNet):
         self.grad_checkpointing = False
         self.grad_checkpointing_segment: int = DEFAULT_SEGMENT
         self.grad_checkpointing_last_stage: bool = False
-        self.default_input_size: tuple[int, int, int] = (
-            stem.in_channels,
-            stem.default_image_size,
-            stem.default_image_size,
-        )
+        side = stem.default_image_size
+        self.default_input_size: tuple[int, int, int] = (stem.in_channels, side, side)
         self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
         self._cfg_at_build = (num_classes, reduction)
 
@@ -407,16 +392,13 @@ class ResNet(StagedNet):
         kept = [] if self.grad_checkpointing_last_stage or len(stages) < 2 else [stages.pop()]
         blocks = [b for name in stages for b in self.get_submodule(name).children()]
         x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
-        for name in kept:
-            x = self._modules[name](x)  # type: ignore[misc]
-        for name in self.final_names:
+        for name in [*kept, *self.final_names]:
             x = self._modules[name](x)  # type: ignore[misc]
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool a feature map (``global_pool``), apply dropout (``drop_rate``, in training)
-        and classify it; ``pre_logits=True`` stops before ``fc``.
-        """
+        """Pool (``global_pool``), drop out (``drop_rate``, in training) and classify a feature
+        map; ``pre_logits=True`` stops before ``fc``."""
         x = self.avgpool(x)
         if self.global_pool != "":
             x = torch.flatten(x, 1)
@@ -464,10 +446,8 @@ class ResNet(StagedNet):
     ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
         """The feature maps ``indices`` picks (:func:`feature_take_indices`) and, unless
         ``intermediates_only``, the last map as :meth:`forward_features` returns it.
-
-        ``stop_early`` skips the stages after the last index taken (the final map is then
-        that stage's). ``norm`` applies a final norm, where the net has one, to the last
-        stage's map too. Only ``output_fmt="NCHW"`` exists.
+        ``stop_early`` skips the stages after the last index taken; ``norm`` applies a final
+        norm, where the net has one, to the last stage's map too. Only ``"NCHW"`` exists.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
@@ -476,21 +456,13 @@ class ResNet(StagedNet):
         return intermediates if intermediates_only else (x, intermediates)
 
     def prune_intermediate_layers(
-        self,
-        indices: int | Sequence[int] = 1,
-        *,
-        prune_norm: bool = False,
-        prune_head: bool = True,
+        self, indices: int | Sequence[int] = 1, *, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Delete what the feature maps ``indices`` takes do not need, as timm's ResNet does;
-        return the indices taken.
-
-        The stages after the last index go (at index 0 the stem's max-pool too). When stages
-        go, or with ``prune_head``, the head goes with its pool (``reset_classifier(0,
-        global_pool="")``), so ``forward`` returns the last kept map. A final ``norm`` goes
-        with the stages or with ``prune_norm``. ``model.spec`` follows while a spec can
-        describe the result; :func:`resnetlib.save` refuses a stem alone or a
-        pre-activation net without its norm.
+        return the indices taken. Stages after the last index go (at index 0, the stem's pool
+        too); then, or with ``prune_head``, the head and its pool; a final ``norm`` with the
+        stages or with ``prune_norm``. ``model.spec`` follows (:func:`resnetlib.save` refuses
+        what no spec describes: a stem alone, a pre-activation net without its norm).
         """
         take, last = feature_take_indices(len(self.feature_info), indices)
         stages_go = last < len(self.stage_names)
@@ -516,17 +488,15 @@ class ResNet(StagedNet):
         return take
 
     def get_classifier(self) -> nn.Module:
-        """The head's final layer: ``fc`` (an ``nn.Identity`` when there are no classes)."""
+        """``fc`` (an ``nn.Identity`` when there are no classes)."""
         return self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``) on
-        the model's device and dtype, in its mode.
-
-        ``global_pool`` (timm's): ``"avg"``, ``"max"``, ``"avgmax"`` (their mean),
-        ``"catavgmax"`` (both, concatenated: twice the width) or ``""`` (no pooling; needs
-        ``num_classes=0``); ``None`` keeps the pool, except that a classifier on a model
-        without pooling brings back ``"avg"`` (where timm's would fail).
+        the model's device and dtype, in its mode. ``global_pool`` (timm's): ``"avg"``,
+        ``"max"``, ``"avgmax"`` (their mean), ``"catavgmax"`` (both, concatenated: twice the
+        width) or ``""`` (no pooling; needs ``num_classes=0``); ``None`` keeps the pool, but a
+        classifier on a model without pooling brings back ``"avg"`` (where timm's would fail).
         """
         if not is_int(num_classes) or num_classes < 0:
             raise ValueError(
@@ -569,9 +539,8 @@ class ResNet(StagedNet):
         ``init_weights`` and, with ``zero_init_residual``, ``zero_init_last``, so each block
         starts as its shortcut. A model on the meta device is left as it is.
         """
-        for parameter in self.parameters():
-            if parameter.is_meta:
-                return
+        if any(parameter.is_meta for parameter in self.parameters()):
+            return
         blocks = []
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

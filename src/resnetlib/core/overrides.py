@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from itertools import accumulate
+from operator import mul
 from typing import Any
 
 from typing_extensions import TypedDict
@@ -208,11 +210,7 @@ def _dilate(
 ) -> tuple[StageSpec, ...]:
     """Replace the strides that would exceed ``output_stride`` with dilation (DeepLab)."""
     target = check_int("output_stride", output_stride)
-    reachable, net = [], stem_reduction
-    for stage in stages:
-        reachable.append(net)
-        net *= stage.stride
-    reachable.append(net)
+    reachable = list(accumulate((stage.stride for stage in stages), mul, initial=stem_reduction))
     if target not in reachable:
         raise ValueError(
             f"output_stride must be one of {sorted(set(reachable))} for this layout; got {target}"

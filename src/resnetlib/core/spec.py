@@ -86,12 +86,8 @@ class StemSpec(_Flat):
 
 @dataclass(frozen=True)
 class StageSpec(_Flat):
-    """One stage: ``num_blocks`` blocks of ``width``; the first one has ``stride``.
-
-    A block's output has ``width * block.expansion`` channels. ``dilation`` applies to the
-    stage's 3x3 convolutions; as in torchvision, the first block keeps the previous stage's
-    dilation (factories set it from ``output_stride``).
-    """
+    """One stage: ``num_blocks`` blocks of ``width`` (times the block's ``expansion`` out);
+    the first one has ``stride`` and, as in torchvision, the previous stage's ``dilation``."""
 
     num_blocks: int
     width: int
