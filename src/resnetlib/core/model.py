@@ -539,8 +539,9 @@ class ResNet(StagedNet):
         ``init_weights`` and, with ``zero_init_residual``, ``zero_init_last``, so each block
         starts as its shortcut. A model on the meta device is left as it is.
         """
-        if any(parameter.is_meta for parameter in self.parameters()):
-            return
+        for parameter in self.parameters():
+            if parameter.is_meta:
+                return
         blocks = []
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
