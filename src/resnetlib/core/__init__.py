@@ -1,11 +1,6 @@
-"""Data to modules: the spec (plain data), its builder and the network it builds.
-
-The spec sits below the parts (they read its size limits); the builder, the model and its
-feature view sit above them.
-
-The spec classes, ``build``, ``ModelOverrides`` and ``ResNet`` are also at the top level;
-the feature view and the depth helpers live here.
-"""
+"""Data to modules: the spec (plain data), its builder, the network it builds and its
+feature view (the spec classes, ``build``, ``ModelOverrides`` and ``ResNet`` are also at the
+top level)."""
 
 from __future__ import annotations
 

@@ -28,13 +28,8 @@ _DEFAULT_ACT = "relu"
 
 
 def build(spec: ResNetSpec) -> ResNet:
-    """Build and initialize the network a spec describes.
-
-    Registry names become modules here; weights get He initialization (and zero-init
-    where the spec asks for it). No partly built model is ever returned. Nothing runs a
-    forward pass: a block's output width is checked when its type is registered
-    (``resnetlib.nn.blocks.validate_block``) and by
-    [`check_block`][resnetlib.testing.blocks.check_block].
+    """Build and initialize (He init, zero-init where the spec asks) the network a spec
+    describes, without running a forward pass; no partly built model is ever returned.
 
     Returns:
         A new model in training mode; ``model.spec`` is ``spec``.
@@ -57,7 +52,7 @@ def build(spec: ResNetSpec) -> ResNet:
 
 def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) -> ResNet:
     """[`build`][resnetlib.build], with ``origin(option)`` saying who set a refused block
-    option (the factories name the keyword)."""
+    option."""
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"build() takes a ResNetSpec; got {type(spec).__name__}")
     block_cls = BLOCKS[spec.block]
@@ -91,8 +86,7 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     rates = None
     if rate > 0.0:
         _check_accepts("block", spec.block, block_cls, "drop_path", f"drop_path_rate={rate}")
-        rates = drop_path_rates(rate, spec.num_blocks)
-    # Every registered stem and block takes these keyword arguments (see their base classes).
+        rates = iter(drop_path_rates(rate, spec.num_blocks))
     make_stem: Callable[..., Stem] = stem_cls
     make_block: Callable[..., ResidualBlock] = block_cls
 
@@ -104,7 +98,6 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     )
     channels = spec.stem.out_channels
     previous_dilation = 1
-    number = 0
     stages: list[nn.Sequential] = []
     for stage_index, stage in enumerate(spec.stages, start=1):
         blocks: list[ResidualBlock] = []
@@ -117,8 +110,7 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
             if dilation > 1:
                 options["dilation"] = dilation
             if rates is not None:
-                options["drop_path"] = rates[number]
-            number += 1
+                options["drop_path"] = next(rates)
             try:
                 downsample = strategy.make(
                     in_channels=channels,
@@ -159,33 +151,22 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
 
 
 def keywords_of(cls: type) -> frozenset[str] | None:
-    """The keyword arguments ``cls`` takes; ``None`` when it takes any (``**kwargs``).
-
-    ``**kwargs: Unpack[SomeTypedDict]`` takes exactly the TypedDict's keys (the built-in
-    blocks take :class:`~resnetlib.nn.blocks.BlockArgs` so).
-    """
+    """The keyword arguments ``cls`` takes; ``None`` when it takes any (``**kwargs``, unless
+    typed ``Unpack[SomeTypedDict]``: then its keys)."""
     parameters = inspect.signature(cls).parameters
     names = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
-    for name, parameter in parameters.items():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            unpacked = _unpacked_keys(cls, name)
-            if unpacked is None:
-                return None
-            names |= unpacked
-    return frozenset(names)
-
-
-def _unpacked_keys(cls: type, name: str) -> frozenset[str] | None:
-    """The keys of ``cls.__init__``'s ``**name: Unpack[TypedDict]``; ``None`` if untyped."""
+    if len(names) == len(parameters):
+        return frozenset(names)
+    (kwargs,) = parameters.keys() - names
     try:
         hints = get_type_hints(cls.__init__, include_extras=True)  # type: ignore[misc]
     except Exception:  # an annotation that does not resolve: take any keyword
         return None
-    hint = hints.get(name)
+    hint = hints.get(kwargs)
     if get_origin(hint) is not Unpack:
         return None
     (typed,) = get_args(hint)
-    return frozenset(typed.__annotations__) if is_typeddict(typed) else None
+    return frozenset(names | typed.__annotations__.keys()) if is_typeddict(typed) else None
 
 
 def takes_keyword(cls: type, keyword: str) -> bool:
@@ -206,10 +187,7 @@ def check_block_options(
     options: Mapping[str, JSONScalar],
     origin: Callable[[str], str | None] | None = None,
 ) -> None:
-    """Refuse an option block ``name`` cannot take; ``origin(option)`` says who set it.
-
-    The one check of block options: [`build`][resnetlib.build] runs it once per model.
-    """
+    """Refuse an option block ``name`` cannot take; ``origin(option)`` says who set it."""
     accepted = block_options_of(block_cls) if options else None
     for option in options:
         where = origin(option) if origin is not None else None

@@ -1,12 +1,7 @@
-"""Data configuration: what a model's inputs must look like (timm's ``pretrained_cfg``).
-
-A model's ``pretrained_cfg`` is a plain dict with timm's keys, so that
-``timm.data.resolve_data_config(model=model)`` and code written for timm's models read a
-resnetlib model's own settings: ``input_size`` (from the stem: CIFAR stems 3x32x32,
-ImageNet stems 3x224x224), ``mean``/``std``, ``interpolation``, ``crop_pct``,
-``pool_size`` (the last feature map's size at ``input_size``), ``first_conv`` and
-``classifier`` (module names) and ``num_classes``. Pretrained weights replace it with the
-configuration their publisher evaluated them with (:mod:`resnetlib.models.weights`).
+"""Data configuration: what a model's inputs must look like, as a plain dict with timm's
+``pretrained_cfg`` keys (``input_size``, ``mean``/``std``, ``interpolation``, ``crop_pct``,
+``pool_size``, ``first_conv``, ``classifier``, ``num_classes``), so that
+``timm.data.resolve_data_config(model=model)`` reads a resnetlib model's own settings.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..files import parse_json
 from ..images import INTERPOLATIONS
 from ..limits import (
     MAX_CHANNELS,
@@ -41,7 +35,6 @@ __all__ = [
     "INCEPTION_STD",
     "check_data_config",
     "config_from_dict",
-    "config_from_json",
     "config_to_json",
     "data_config",
     "normalization",
@@ -67,26 +60,19 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-# Data set statistics have one definition here: the per-channel mean and (population) std
-# over every pixel of the training split, in [0, 1] (what ``data_statistics`` in
-# resnetlib.train.data computes for a data set that publishes none).
-# CIFAR-10, 50,000 training images: np.mean/np.std over axes (N, H, W) / 255, as computed by
-# bamos/densenet.pytorch (compute-cifar10-mean.py) and quoted in kuangliu/pytorch-cifar#19.
-# The often-copied std (0.2023, 0.1994, 0.2010) (mmpretrain's cifar10_bs16.py, 51.5865/255..)
-# is the average of the per-image stds, another quantity: the weights published with it keep
-# it in their own configuration (resnetlib.models.weights).
+# Data set statistics: the per-channel mean and population std over every pixel of the
+# training split, in [0, 1] (as resnetlib.train.data's ``data_statistics`` computes them).
+# CIFAR-10: bamos/densenet.pytorch's compute-cifar10-mean.py (kuangliu/pytorch-cifar#19); the
+# often-copied std (0.2023, 0.1994, 0.2010) averages per-image stds, another quantity.
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
-# CIFAR-100, 50,000 training images, same definition: weiaicunzai/pytorch-cifar100
-# conf/global_settings.py (CIFAR100_TRAIN_MEAN/STD); mmpretrain's cifar100_bs16.py gives the
-# same to 1e-5 on the 0..255 scale (129.304, 124.070, 112.434) / (68.170, 65.392, 70.418).
+# CIFAR-100: weiaicunzai/pytorch-cifar100's conf/global_settings.py (mmpretrain's agrees).
 CIFAR100_MEAN = (0.5070751592371323, 0.48654887331495095, 0.4409178433670343)
 CIFAR100_STD = (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)
 
 
 def per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
-    """``values`` for ``channels`` input channels: as they are when there is one a channel,
-    else their average for each (statistics of RGB for a 1-channel stem, say)."""
+    """``values`` for ``channels`` input channels: as they are, or else their average for each."""
     if len(values) == channels:
         return tuple(values)
     return (sum(values) / len(values),) * channels
@@ -102,15 +88,10 @@ def data_config(
     std: tuple[float, ...] | None = None,
     interpolation: str = "bilinear",
     crop_pct: float | None = None,
-    classifier: str = "fc",
 ) -> dict[str, Any]:
-    """A timm-style data configuration dict.
-
-    Without ``mean``/``std``, inputs of side 32 or less get CIFAR-10's statistics and others
-    ImageNet's; without ``crop_pct``, CIFAR-sized inputs are not cropped (1.0) and others
-    get timm's default 0.875. For another number of input channels than the statistics
-    have, each channel gets their average.
-    """
+    """A timm-style data configuration dict. Without ``mean``/``std``, inputs of side 32 or
+    less get CIFAR-10's statistics and others ImageNet's; without ``crop_pct``, 1.0 and
+    timm's 0.875 respectively."""
     channels, height, width = input_size
     small = max(height, width) <= 32
     mean = mean or (CIFAR10_MEAN if small else IMAGENET_MEAN)
@@ -125,7 +106,7 @@ def data_config(
         "mean": per_channel(mean, channels),
         "std": per_channel(std, channels),
         "first_conv": first_conv,
-        "classifier": classifier,
+        "classifier": "fc",
     }
 
 
@@ -150,15 +131,8 @@ def _jsonable(value: object) -> bool:
     return True
 
 
-def config_from_json(text: str | bytes) -> dict[str, Any]:
-    """The inverse of :func:`config_to_json` (parsed by :func:`resnetlib.files.parse_json`),
-    checked by :func:`check_data_config`."""
-    return config_from_dict(parse_json(text, where="data configuration JSON"))
-
-
 def config_from_dict(data: object) -> dict[str, Any]:
-    """A configuration read from JSON (``run.json``'s, a checkpoint's), checked by
-    :func:`check_data_config` (its tuple-valued keys as tuples again)."""
+    """A configuration read from JSON, checked by :func:`check_data_config`."""
     if not isinstance(data, Mapping):
         raise ValueError(f"a data configuration must be a JSON object; got {type(data).__name__}")
     return check_data_config(data)
@@ -178,51 +152,27 @@ def _reals(
 
 
 def _refused(where: str, key: str, rule: str, value: object) -> ValueError:
-    """The error of every check here: ``where``'s ``key`` must ``rule``; the value, cut short."""
+    """The error of every check here, the value cut short."""
     text = repr(value)
     return ValueError(
         f"{where} {key} {rule}; got {text if len(text) <= 200 else text[:200] + '...'}"
     )
 
 
-def _size(where: str, name: str, value: object) -> tuple[int, int, int]:
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 3
-        or not all(is_int(v) for v in value)
-        or not 1 <= value[0] <= MAX_CHANNELS
-        or not all(1 <= side <= MAX_IMAGE_SIDE for side in value[1:])
-    ):
-        rule = (
-            f"must be (channels, height, width): channels up to {MAX_CHANNELS:,}, sides up to "
-            f"{MAX_IMAGE_SIDE:,} (resnetlib.limits)"
-        )
-        raise _refused(where, name, rule, value)
-    return (value[0], value[1], value[2])
-
-
 def check_data_config(
     config: Mapping[str, Any], *, where: str = "pretrained_cfg"
 ) -> dict[str, Any]:
-    """``config`` as a new dict, checked: the one validator of a data configuration, used by
-    :func:`~resnetlib.load`, the commands, export and predict alike.
-
-    ``input_size`` is (C, H, W) within :mod:`resnetlib.limits`; ``mean`` and ``std`` hold
-    one finite number per channel, ``|mean|`` and ``std`` at most ``MAX_NORM_VALUE`` and
-    ``std`` at least ``MIN_STD`` (a std of 1e-300 makes every output NaN); ``crop_pct`` is
-    from ``MIN_CROP_PCT`` to 1 and the resize it asks for (``side / crop_pct``) within
-    ``MAX_IMAGE_SIDE``; ``interpolation`` one of :data:`resnetlib.images.INTERPOLATIONS`;
-    ``label_names`` ``num_classes`` strings of at most ``MAX_LABEL_NAME`` characters. Keys
-    it does not know (a weights file's URL, licence) pass unchecked. Tuple-valued keys come
-    back as tuples.
+    """``config`` as a new dict, checked (the one validator of a data configuration) within
+    :mod:`resnetlib.limits`: ``input_size`` (C, H, W), ``mean``/``std`` (one finite number a
+    channel), ``crop_pct`` and its resize, ``interpolation`` and ``label_names``. Unknown
+    keys pass unchecked; tuple-valued keys come back as tuples.
 
     Raises:
         ValueError: naming ``where``, the key, the value and what is allowed.
     """
     checked = dict(config)
-    for key in ("pool_size", "test_input_size"):
-        if isinstance(checked.get(key), list):
-            checked[key] = tuple(checked[key])
+    if isinstance(checked.get("pool_size"), list):
+        checked["pool_size"] = tuple(checked["pool_size"])
     if "num_classes" in checked and (
         not is_int(checked["num_classes"]) or not 0 <= checked["num_classes"] <= MAX_CLASSES
     ):
@@ -230,8 +180,22 @@ def check_data_config(
         raise _refused(where, "num_classes", rule, checked["num_classes"])
     channels = None
     for key in ("input_size", "test_input_size"):
-        if checked.get(key) is not None:
-            checked[key] = _size(where, key, checked[key])
+        size = checked.get(key)
+        if size is None:
+            continue
+        if (
+            not isinstance(size, (tuple, list))
+            or len(size) != 3
+            or not all(is_int(v) for v in size)
+            or not 1 <= size[0] <= MAX_CHANNELS
+            or not all(1 <= side <= MAX_IMAGE_SIDE for side in size[1:])
+        ):
+            rule = (
+                f"must be (channels, height, width): channels up to {MAX_CHANNELS:,}, sides "
+                f"up to {MAX_IMAGE_SIDE:,} (resnetlib.limits)"
+            )
+            raise _refused(where, key, rule, size)
+        checked[key] = tuple(size)
     if "input_size" in checked:
         channels, height, width = checked["input_size"]
     for key, low, high in (
@@ -274,13 +238,9 @@ def check_data_config(
 
 
 def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
-    """Set ``model.pretrained_cfg`` to ``config`` fitted to the model and checked: the one
-    place a model's data configuration is replaced.
-
-    ``num_classes`` becomes the model's (``label_names`` of another number of classes are
-    dropped: they named another head's outputs); where the model takes another number of input
-    channels than ``config`` describes (an adapted stem), ``input_size`` takes the model's
-    channels and ``mean``/``std`` the average of the configuration's channels.
+    """Set ``model.pretrained_cfg`` (the one place that does) to ``config`` fitted to the
+    model: ``num_classes`` becomes the model's (dropping ``label_names`` of another number);
+    for other input channels, ``input_size`` takes the model's and ``mean``/``std`` averages.
 
     Raises:
         ValueError: the result fails :func:`check_data_config`.
@@ -309,11 +269,7 @@ def normalization(
     config: Mapping[str, Any], channels: int
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The per-channel ``(mean, std)`` that ``config`` asks inputs in [0, 1] to be normalized
-    with, checked by :func:`check_data_config` for ``channels`` input channels.
-
-    Raises:
-        ValueError: no valid mean and std for ``channels`` channels.
-    """
+    with; ``ValueError`` without a valid mean and std for ``channels`` channels."""
     where = "the model's pretrained_cfg"
     mean = _reals(where, "mean", config.get("mean"), channels, -MAX_NORM_VALUE, MAX_NORM_VALUE)
     std = _reals(where, "std", config.get("std"), channels, MIN_STD, MAX_NORM_VALUE)

@@ -1,10 +1,5 @@
-"""Feature extraction: a ResNet without its head that returns several feature maps.
-
-``features(model, out_indices=(1, 2, 3, 4))`` is what timm's ``features_only=True`` gives:
-a module whose forward returns a list of maps, for a detector's FPN or a segmentation
-decoder. It keeps the model's module names, so a classifier's state dict (less ``fc.*``)
-loads into it strictly.
-"""
+"""Feature extraction (timm's ``features_only=True``): a ResNet without its head, returning
+a list of feature maps, with the model's module names (its state dict less ``fc.*`` loads)."""
 
 # No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
 # code it generates, where TorchScript cannot resolve postponed (string) ones.
@@ -24,22 +19,16 @@ __all__ = ["ResNetFeatures", "features"]
 
 
 class ResNetFeatures(StagedNet):
-    """The stem and stages of a :class:`~resnetlib.ResNet`, returning the maps it is asked for.
-
-    Index 0 is the stem's map before its max-pool, index ``i`` stage ``i``'s
-    (``model.feature_info``); stages after the last index asked for are left out, as is the
-    head. The modules are the model's own, not copies. ``feature_info`` describes the
-    returned maps, in order (a :class:`~resnetlib.core.FeatureInfoList`: ``channels()``,
-    ``reduction()``, ``module_name()``). It scripts with ``torch.jit.script``.
-    ``norm_eval`` and ``frozen_stages`` (see :func:`resnetlib.interop.freeze`) start as the model's
-    and work as they do on it.
+    """The stem and stages of a :class:`~resnetlib.ResNet` (its own modules), returning the
+    maps asked for (indices of ``model.feature_info``); stages after the last one are left
+    out. ``feature_info`` describes the returned maps; ``norm_eval``, ``frozen_stages`` and
+    the checkpointing settings start as the model's. It scripts with ``torch.jit.script``.
     """
 
     def __init__(self, model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> None:
         super().__init__()
         if not isinstance(model, ResNet):
             raise TypeError(f"features() takes a ResNet; got {type(model).__name__}")
-        # forward_intermediates(x, stop_early=True, norm=True)'s maps.
         take, stages, tail, self._points = feature_plan(
             model, out_indices, stop_early=True, norm=True
         )
@@ -74,18 +63,14 @@ class ResNetFeatures(StagedNet):
         return super().__getattr__(name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # The checkpointed path is Python only; TorchScript leaves it out.
         is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
         if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
             return self._checkpointed_forward(x)
         return self._run(x, self._names, self._points, self._take)[1]
 
     def _checkpointed_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """:meth:`forward`, checkpointing each stage's blocks in segments of
-        ``grad_checkpointing_segment`` (the last stage only with
-        ``grad_checkpointing_last_stage``), and the stem's modules as runs that end where a
-        feature map is taken (an in-place activation stays inside its run).
-        """
+        """:meth:`forward`, checkpointing the blocks in segments and the stem's modules in runs
+        that end where a map is taken (an in-place activation stays inside its run)."""
         maps: list[torch.Tensor] = []
         pending: list[nn.Module] = []
         stages = list(self.stage_names)
@@ -112,10 +97,7 @@ class ResNetFeatures(StagedNet):
 
 def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:
     """``model`` as a feature extractor returning the maps ``out_indices`` picks (default:
-    all; timm's ``features_only``). Shares the model's modules.
-
-    When the last stage is taken from a net with layers after it (a pre-activation net's
-    final ``norm``), its map is the normalized one, as ``forward_intermediates(x,
-    norm=True)`` returns it: a pre-activation stage's raw output is an unnormalized sum.
+    all), sharing its modules. A pre-activation net's last stage map is the normalized one,
+    as ``forward_intermediates(x, norm=True)`` returns it.
     """
     return ResNetFeatures(model, out_indices=out_indices)

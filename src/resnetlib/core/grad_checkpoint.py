@@ -1,26 +1,13 @@
-"""Activation (gradient) checkpointing of runs of blocks, without double-counted norm
-statistics.
-
-``torch.utils.checkpoint`` runs a block's forward a second time during backward to rebuild
-the activations it did not keep. In training mode that second run would update every
-batch norm's running statistics (and ``num_batches_tracked``) again. Here the block's
-batch-norm buffers are put back after the recomputation as they were before it (the
-recomputation normalizes with the batch's statistics, as the first run did, so its
-outputs are the same; and it saves the same tensors, as checkpoint requires). The torch
-RNG state is restored before the recomputation (``preserve_rng_state``, on by default), so
-stochastic depth drops the same samples twice.
-
-Blocks are checkpointed in segments (runs) of :data:`DEFAULT_SEGMENT` consecutive blocks
-by default: each segment keeps only its input, and ``torch.utils.checkpoint``'s fixed cost
-per call (saving the RNG state, packing and checking the saved tensors) is paid once per
-segment rather than once per block, which is most of the overhead on deep, thin nets.
+"""Activation checkpointing of runs of blocks. The recomputation in backward would update
+the batch norms' running statistics a second time: they are put back as they were before
+it. The RNG state is restored before it, so stochastic depth drops the same samples twice.
+Runs of :data:`DEFAULT_SEGMENT` blocks pay ``torch.utils.checkpoint``'s fixed cost once.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -31,15 +18,12 @@ __all__ = ["DEFAULT_SEGMENT", "check_segment", "checkpoint_modules", "checkpoint
            "no_running_stat_updates"]  # fmt: skip
 
 DEFAULT_SEGMENT = 4
-"""Blocks per checkpointed segment unless a model is told otherwise (see
-docs/benchmarks.md, "Gradient checkpointing", for the measurement that chose it)."""
+"""Blocks per checkpointed segment (docs/benchmarks.md, "Gradient checkpointing", chose it)."""
 
 
 @contextmanager
 def no_running_stat_updates(*modules: nn.Module) -> Iterator[None]:
-    """Whatever runs inside leaves the batch norms' running statistics of ``modules`` as
-    they were on entry (they are put back on exit); outputs are not affected.
-    """
+    """Put the batch norms' running statistics of ``modules`` back on exit as they were."""
     saved = [
         (buffer, buffer.clone())
         for module in modules
@@ -56,12 +40,6 @@ def no_running_stat_updates(*modules: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
-def _contexts(
-    modules: Sequence[nn.Module],
-) -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
-    return nullcontext(), no_running_stat_updates(*modules)
-
-
 def _run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
     for module in modules:
         x = module(x)
@@ -69,16 +47,15 @@ def _run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
 
 
 def checkpoint_modules(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """``modules`` applied in turn to ``x``, keeping only ``x`` for backward and recomputing
-    the rest there (non-reentrant ``torch.utils.checkpoint``; norm statistics updated once).
-    """
+    """``modules`` applied in turn to ``x``, keeping only ``x`` for backward (non-reentrant
+    ``torch.utils.checkpoint``; norm statistics updated once)."""
     modules = tuple(modules)
     out: torch.Tensor = checkpoint(
         _run,
         modules,
         x,
         use_reentrant=False,
-        context_fn=functools.partial(_contexts, modules),
+        context_fn=lambda: (nullcontext(), no_running_stat_updates(*modules)),
     )
     return out
 
@@ -93,9 +70,7 @@ def check_segment(segment: int) -> int:
 def checkpoint_segments(
     modules: Sequence[nn.Module], x: torch.Tensor, segment: int = DEFAULT_SEGMENT
 ) -> torch.Tensor:
-    """``modules`` applied in turn to ``x``, checkpointed in runs of ``segment`` (the last
-    run may be shorter); see :func:`checkpoint_modules`.
-    """
+    """``modules`` applied in turn to ``x``, checkpointed in runs of ``segment``."""
     modules = tuple(modules)
     for start in range(0, len(modules), segment):
         x = checkpoint_modules(modules[start : start + segment], x)

@@ -2,7 +2,7 @@
 
 # No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
 # code it generates, where TorchScript cannot resolve postponed (string) ones.
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Literal, SupportsIndex, overload
 
@@ -24,12 +24,9 @@ __all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices", "
 
 
 def paper_depth(spec: ResNetSpec) -> int:
-    """The paper's depth of the network ``spec`` describes: its weighted layers.
-
-    The stem's convolution, every block's weighted layers (its registered type's
-    ``ResidualBlock.weighted_layers``) and the classifier: 56 for ResNet-56, 50 for
-    ResNet-50. A deep stem counts as one, as in timm's ``resnet50d``.
-    ``cifar_spec(depth)`` inverts it.
+    """The paper's depth of the network ``spec`` describes: its weighted layers (the stem's
+    convolution, a deep stem's too, as in timm's ``resnet50d``; each block's
+    ``weighted_layers``; the classifier). ``cifar_spec(depth)`` inverts it.
 
     Raises:
         KeyError: the spec's block type is not registered.
@@ -52,12 +49,8 @@ class FeatureInfo(TypedDict):
 
 
 class FeatureInfoList(list[FeatureInfo]):
-    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors.
-
-    ``channels()``, ``reduction()`` and ``module_name()`` return the value for every entry,
-    or for entry ``idx`` (an int, or a sequence of them); ``get(key, idx)`` any key.
-    Slicing returns a ``FeatureInfoList``.
-    """
+    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors; slices are
+    ``FeatureInfoList``s too."""
 
     @overload
     def get(self, key: str, idx: int) -> Any: ...
@@ -67,11 +60,9 @@ class FeatureInfoList(list[FeatureInfo]):
 
     def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
         """Entry ``idx``'s ``key`` (an int ``idx``), or the list of them (all by default)."""
-        if idx is None:
-            return [info[key] for info in self]  # type: ignore[literal-required]
         if isinstance(idx, int):
             return self[idx][key]  # type: ignore[literal-required]
-        return [self[i][key] for i in idx]  # type: ignore[literal-required]
+        return [self[i][key] for i in idx or range(len(self))]  # type: ignore[literal-required]
 
     def channels(self, idx: int | Sequence[int] | None = None) -> Any:
         """Channel counts (``num_chs``)."""
@@ -117,8 +108,7 @@ def feature_take_indices(
     num_features: int, indices: int | Sequence[int] | None = None
 ) -> tuple[list[int], int]:
     """timm's index rule: ``None`` takes all, an int ``n`` the last ``n``, a sequence those
-    (negative ones count from the end). Returns the sorted-as-given indices and the largest.
-    """
+    (negative ones count from the end). Returns the indices, as given, and the largest."""
     if indices is None:
         indices = num_features
     if is_int(indices):
@@ -146,9 +136,7 @@ def feature_plan(
     model: "ResNet", indices: int | Sequence[int] | None, *, stop_early: bool, norm: bool
 ) -> tuple[list[int], tuple[str, ...], tuple[str, ...], dict[str, int]]:
     """The one rule of ``forward_intermediates`` and ``ResNetFeatures``: the indices taken,
-    the stages run (up to the last index taken with ``stop_early``), the final layers run
-    (with every stage) and which child's output is which map (with ``norm``, a final
-    norm's stands in for the last stage's)."""
+    the stages and final layers run, and which child's output is which map."""
     take, last = feature_take_indices(len(model.feature_info), indices)
     stages = model.stage_names[:last] if stop_early else model.stage_names
     tail = model.final_names if len(stages) == len(model.stage_names) else ()
@@ -190,22 +178,9 @@ def _global_pool(global_pool: str) -> nn.Module:
     return _POOLS[global_pool]()
 
 
-def _classifier(in_features: int, num_classes: int, like: nn.Parameter | None) -> nn.Module:
-    if num_classes == 0:
-        return nn.Identity()
-    if like is None:
-        return nn.Linear(in_features, num_classes)
-    return nn.Linear(in_features, num_classes, device=like.device, dtype=like.dtype)
-
-
 class StagedNet(nn.Module):
-    """A net of stem modules (``stem_names``) and stages (``stage_names``) whose
-    ``train()`` keeps parts in eval mode: the stem and the first ``frozen_stages`` stages
-    whole (norm statistics and stochastic depth both stop), when that is ``>= 0``; and, with
-    ``norm_eval``, every norm layer with running statistics. ``pretrained_cfg`` (alias
-    ``default_cfg``) is its data configuration, timm's (``resnetlib.core.data_config``).
-    The base :class:`ResNet` and ``ResNetFeatures`` share (not in ``__all__``).
-    """
+    """The base of :class:`ResNet` and ``ResNetFeatures``: stem modules (``stem_names``),
+    stages (``stage_names``), a data configuration and the eval-mode holds of ``train()``."""
 
     stem_names: tuple[str, ...]
     stage_names: tuple[str, ...]
@@ -231,23 +206,12 @@ class StagedNet(nn.Module):
         self._pretrained_cfg: dict[str, Any] | None = None
 
     def set_grad_checkpointing(
-        self,
-        enable: bool = True,
-        *,
-        segment: int | None = None,
-        last_stage: bool | None = None,
+        self, enable: bool = True, *, segment: int | None = None, last_stage: bool | None = None
     ) -> None:
-        """Recompute the stem's and the blocks' activations in backward instead of keeping
-        them (timm's name): far less memory for a fraction of one more forward pass per step.
-
-        Blocks are checkpointed in runs of ``segment`` (default
-        ``resnetlib.core.grad_checkpoint.DEFAULT_SEGMENT``, 4; 1 checkpoints each block
-        alone). The last stage keeps its activations unless ``last_stage=True``: its maps
-        are the smallest and backward needs them first, so recomputing it costs time and
-        saves little. Both settings are kept for the next call. Gradients, batch-norm
-        statistics (updated once) and stochastic-depth masks are those of the plain step.
-        Applies to the forward passes (a model's ``forward_features`` and ``forward``, a
-        features-only model's ``forward``) while grad is enabled.
+        """Recompute the stem's and blocks' activations in backward (timm's name) while grad is
+        enabled: blocks in runs of ``segment`` (default 4), the last stage only with
+        ``last_stage=True``; both settings are kept for the next call. Gradients, norm
+        statistics and stochastic-depth masks are those of the plain step.
         """
         if segment is not None:
             self.grad_checkpointing_segment = check_segment(segment)
@@ -273,22 +237,24 @@ class StagedNet(nn.Module):
     """``pretrained_cfg`` by timm's older name."""
 
     def train(self, mode: bool = True) -> Self:
-        """``nn.Module.train``, then eval mode again for what ``frozen_stages`` and
-        ``norm_eval`` hold.
+        """``nn.Module.train``; in training mode, the stem and the first ``frozen_stages``
+        stages (when that is ``>= 0``) and, with ``norm_eval``, every norm layer stay in eval.
         """
         super().train(mode)
-        if mode:
-            for module in self._held_modules():
-                module.eval()
+        if mode and self.frozen_stages >= 0:
+            for name in self.stem_names + self.stage_names[: self.frozen_stages]:
+                self.get_submodule(name).eval()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _NormBase):
+                    module.eval()
         return self
 
     def _run(
         self, x: torch.Tensor, names: list[str], points: dict[str, int], take: list[int]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the children named in ``names``, in registration order, on ``x``; return the
-        output and, in order, the outputs of the children that ``points`` maps to a feature
-        index in ``take``. Written for TorchScript, which unrolls the loop over children.
-        """
+        """Run the children in ``names`` on ``x``, in registration order (a loop TorchScript
+        unrolls); return the output and those of the children ``points`` maps into ``take``."""
         maps: list[torch.Tensor] = []
         for name, module in self.named_children():
             if name in names:
@@ -297,36 +263,18 @@ class StagedNet(nn.Module):
                     maps.append(x)
         return x, maps
 
-    def _held_modules(self) -> Iterator[nn.Module]:
-        if self.frozen_stages >= 0:
-            for name in self.stem_names + self.stage_names[: self.frozen_stages]:
-                yield self.get_submodule(name)
-        if self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _NormBase):
-                    yield module
-
 
 class ResNet(StagedNet):
-    """A residual (or plain) network. Build it with :func:`resnetlib.build` or a factory.
+    """A residual (or plain) network, built by :func:`resnetlib.build` from ``model.spec``.
 
-    Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...), then
-    ``layer1`` .. ``layerN`` (``nn.Sequential`` of blocks), ``avgpool`` and ``fc``.
-    ``final`` (pre-activation nets: a norm and an activation after the last block) is
-    registered as ``norm`` and belongs to the features.
-    ``model.spec`` is the :class:`~resnetlib.ResNetSpec` it was built from.
-
-    Backbone interface (timm's names and indices): ``feature_info`` (a
-    :class:`FeatureInfoList`) lists the stem's map before its max-pool (index 0; without a
-    pool, the stem's output) and each stage's (indices 1..N); ``forward_intermediates``
-    returns them. The forward methods script with ``torch.jit.script``.
-    ``get_classifier``/``reset_classifier`` swap the head (0 classes: ``nn.Identity``).
-    timm's attributes: ``num_classes``, ``num_features``, ``head_hidden_size``,
-    ``global_pool`` (``avgpool`` holds the pool), ``drop_rate`` (dropout before ``fc``) and
-    ``pretrained_cfg`` (alias ``default_cfg``; see ``resnetlib.core.data_config``).
-    ``norm_eval = True`` keeps every norm layer in eval mode under ``train()``; norms of the
-    stem and the first ``frozen_stages`` stages always stay in eval (see
-    :func:`resnetlib.interop.freeze`).
+    Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...),
+    ``layer1`` .. ``layerN``, ``avgpool`` and ``fc``; a pre-activation net's ``final``
+    layers are ``norm``. ``feature_info`` lists the stem's map before its max-pool (index 0)
+    and each stage's (1..N), as timm does. timm's attributes: ``num_classes``,
+    ``num_features``, ``head_hidden_size``, ``global_pool`` (``avgpool`` holds the pool),
+    ``drop_rate`` (dropout before ``fc``), ``pretrained_cfg`` (alias ``default_cfg``).
+    ``norm_eval`` and ``frozen_stages`` hold parts in eval mode under ``train()`` (see
+    :func:`resnetlib.interop.freeze`). The forward methods script with ``torch.jit.script``.
     """
 
     def __init__(
@@ -386,21 +334,19 @@ class ResNet(StagedNet):
         self.global_pool: str = "avg"
         self.drop_rate: float = 0.0
         self.avgpool: nn.Module = nn.AdaptiveAvgPool2d(1)
-        self.fc = _classifier(self.num_features, num_classes, None)
+        self.fc: nn.Module = (
+            nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        )
         self.spec = spec
         self.grad_checkpointing = False
         self.grad_checkpointing_segment: int = DEFAULT_SEGMENT
         self.grad_checkpointing_last_stage: bool = False
-        self.default_input_size: tuple[int, int, int] = (
-            stem.in_channels,
-            stem.default_image_size,
-            stem.default_image_size,
-        )
+        side = stem.default_image_size
+        self.default_input_size: tuple[int, int, int] = (stem.in_channels, side, side)
         self._feature_names = [*self.stem_names, *self.stage_names, *self.final_names]
         self._cfg_at_build = (num_classes, reduction)
 
     def _default_cfg(self) -> dict[str, Any]:
-        """The data configuration of the model as built (``core.data_config.data_config``)."""
         num_classes, reduction = self._cfg_at_build
         convs = (name for name, module in self.named_modules() if isinstance(module, nn.Conv2d))
         return data_config(
@@ -440,25 +386,19 @@ class ResNet(StagedNet):
         return x
 
     def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward_features`, checkpointing the stem as one unit and the blocks (the
-        stages in a row, the last one only with ``grad_checkpointing_last_stage``) in
-        segments of ``grad_checkpointing_segment``.
-        """
+        """:meth:`forward_features`, the stem checkpointed as one unit, the blocks in segments."""
         x = checkpoint_modules([self.get_submodule(name) for name in self.stem_names], x)
         stages = list(self.stage_names)
         kept = [] if self.grad_checkpointing_last_stage or len(stages) < 2 else [stages.pop()]
         blocks = [b for name in stages for b in self.get_submodule(name).children()]
         x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
-        for name in kept:
-            x = self._modules[name](x)  # type: ignore[misc]
-        for name in self.final_names:
+        for name in [*kept, *self.final_names]:
             x = self._modules[name](x)  # type: ignore[misc]
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool a feature map (``global_pool``), apply dropout (``drop_rate``, in training)
-        and classify it; ``pre_logits=True`` stops before ``fc``.
-        """
+        """Pool (``global_pool``), drop out (``drop_rate``, in training) and classify a feature
+        map; ``pre_logits=True`` stops before ``fc``."""
         x = self.avgpool(x)
         if self.global_pool != "":
             x = torch.flatten(x, 1)
@@ -504,13 +444,10 @@ class ResNet(StagedNet):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
-        """The feature maps ``indices`` picks (see :func:`feature_take_indices`; index 0 is
-        the stem's output, ``i`` stage ``i``'s), and, unless ``intermediates_only``, the
-        last feature map as :meth:`forward_features` returns it.
-
-        ``stop_early`` skips the stages after the last index taken (the returned final map is
-        then that stage's). ``norm`` applies a final norm, on nets that have one after the
-        last stage, to the last stage's map too. Only ``output_fmt="NCHW"`` exists.
+        """The feature maps ``indices`` picks (:func:`feature_take_indices`) and, unless
+        ``intermediates_only``, the last map as :meth:`forward_features` returns it.
+        ``stop_early`` skips the stages after the last index taken; ``norm`` applies a final
+        norm, where the net has one, to the last stage's map too. Only ``"NCHW"`` exists.
         """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW'; got {output_fmt!r}")
@@ -519,23 +456,13 @@ class ResNet(StagedNet):
         return intermediates if intermediates_only else (x, intermediates)
 
     def prune_intermediate_layers(
-        self,
-        indices: int | Sequence[int] = 1,
-        *,
-        prune_norm: bool = False,
-        prune_head: bool = True,
+        self, indices: int | Sequence[int] = 1, *, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Delete what the feature maps ``indices`` takes do not need, as timm's ResNet does;
-        return the indices taken.
-
-        The stages after the last index go; at index 0 the stem's max-pool too. When stages
-        go, or with ``prune_head`` (the default), the head goes with its pool
-        (``reset_classifier(0, global_pool="")``), so ``forward`` returns the last kept map;
-        ``num_features`` and ``head_hidden_size`` become its channels. A final norm (a
-        pre-activation net's ``norm``) goes with the stages or with ``prune_norm``.
-        ``feature_info`` follows, and so does ``model.spec`` while a spec can describe the
-        result; a stem alone or a pre-activation net without its norm cannot be, so
-        :func:`resnetlib.save` refuses such a model.
+        return the indices taken. Stages after the last index go (at index 0, the stem's pool
+        too); then, or with ``prune_head``, the head and its pool; a final ``norm`` with the
+        stages or with ``prune_norm``. ``model.spec`` follows (:func:`resnetlib.save` refuses
+        what no spec describes: a stem alone, a pre-activation net without its norm).
         """
         take, last = feature_take_indices(len(self.feature_info), indices)
         stages_go = last < len(self.stage_names)
@@ -561,19 +488,15 @@ class ResNet(StagedNet):
         return take
 
     def get_classifier(self) -> nn.Module:
-        """The head's final layer: ``fc`` (an ``nn.Identity`` when there are no classes)."""
+        """``fc`` (an ``nn.Identity`` when there are no classes)."""
         return self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``, the
-        model then outputs pooled features) on the model's device and dtype, in its mode.
-
-        ``global_pool`` (timm's): ``"avg"``, ``"max"``, ``"avgmax"`` (their mean),
-        ``"catavgmax"`` (both, concatenated: ``head_hidden_size`` is twice
-        ``num_features``) or ``""`` (no pooling: the model outputs the last feature map;
-        needs ``num_classes=0``); ``None`` keeps the pool, except that a classifier on a model
-        without pooling brings back ``"avg"`` (timm keeps no pooling there, and its linear
-        layer then fails on the feature map).
+        """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``) on
+        the model's device and dtype, in its mode. ``global_pool`` (timm's): ``"avg"``,
+        ``"max"``, ``"avgmax"`` (their mean), ``"catavgmax"`` (both, concatenated: twice the
+        width) or ``""`` (no pooling; needs ``num_classes=0``); ``None`` keeps the pool, but a
+        classifier on a model without pooling brings back ``"avg"`` (where timm's would fail).
         """
         if not is_int(num_classes) or num_classes < 0:
             raise ValueError(
@@ -591,7 +514,10 @@ class ResNet(StagedNet):
             self.avgpool, self.global_pool = _global_pool("avg"), "avg"
         spec = replace(self.spec, num_classes=num_classes)
         width = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
-        self.fc = _classifier(width, num_classes, next(self.parameters(), None))
+        like = next(self.parameters(), torch.empty(0))  # the new fc's device and dtype
+        self.fc = nn.Identity()
+        if num_classes:
+            self.fc = nn.Linear(width, num_classes, device=like.device, dtype=like.dtype)
         self.fc.train(self.training)
         self.avgpool.train(self.training)
         self.head_hidden_size = width
@@ -608,14 +534,10 @@ class ResNet(StagedNet):
 
     @torch.no_grad()
     def init_weights(self, zero_init_residual: bool = False) -> None:
-        """He normal (fan_out) convolutions, unit-weight zero-bias norms, as in the paper.
-
-        The classifier keeps PyTorch's default ``nn.Linear`` init, as torchvision's does.
-        Each block's own :meth:`~resnetlib.ResidualBlock.init_weights` runs next; then, with
-        ``zero_init_residual``, every block's
-        :meth:`~resnetlib.ResidualBlock.zero_init_last` zeroes its branch (the last norm's
-        weight, or a pre-activation block's last convolution), so each block starts as
-        its shortcut. A model on the meta device (shapes only) has no values to set.
+        """He normal (fan_out) convolutions and unit-weight zero-bias norms, as in the paper
+        (``fc`` keeps PyTorch's init, as torchvision's); then each block's own
+        ``init_weights`` and, with ``zero_init_residual``, ``zero_init_last``, so each block
+        starts as its shortcut. A model on the meta device is left as it is.
         """
         for parameter in self.parameters():
             if parameter.is_meta:

@@ -1,15 +1,12 @@
-"""Keyword overrides -> spec: the one transform every factory applies before ``build``.
-
-:class:`ModelOverrides` are the keywords every model factory takes; :func:`apply_overrides`
-turns them into a changed :class:`~resnetlib.ResNetSpec`. Names shared with timm and
-torchvision mean what they mean there (``base_width``, ``cardinality``); this library's own
-concepts have their own names (``base_channels``).
-"""
+"""Keyword overrides -> spec: :class:`ModelOverrides`, the keywords every factory takes, and
+:func:`apply_overrides`, which turns them into a changed :class:`~resnetlib.ResNetSpec`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from itertools import accumulate
+from operator import mul
 from typing import Any
 
 from typing_extensions import TypedDict
@@ -28,20 +25,17 @@ __all__ = ["ModelOverrides", "apply_overrides", "overridden_spec"]
 
 
 class ModelOverrides(TypedDict, total=False):
-    """Keyword overrides every factory accepts.
+    """Keyword overrides every factory accepts; timm's names mean what they mean there.
 
     ``base_channels`` sets the stem's and first stage's width, each later stage doubling
-    it; ``widths`` sets every stage's width explicitly (the stem takes the first); give one
-    or neither. ``width_multiplier`` multiplies every stage's width, not the stem's (Wide
-    ResNets). ``base_width`` and ``cardinality`` are timm's (torchvision's
-    ``width_per_group`` and ``groups``): a bottleneck's width per group and its number of
-    groups, set as the ``width_per_group`` and ``groups`` block options.
-    ``stride_in_1x1`` moves a bottleneck's stride to its first 1x1 (the paper's).
-    ``block_options`` are merged into the spec's, and the spec's options stay when
-    ``block`` is overridden: an option the block does not take raises ``ValueError``.
-    ``norm`` and ``act`` take a registry name or a registered callable (``nn.SiLU``);
-    ``drop_path_rate`` turns on stochastic depth; ``output_stride`` (8 or 16 on the
-    ImageNet layout) trades the last strides for dilation, for dense prediction.
+    it; ``widths`` sets every stage's (the stem takes the first); give one or neither.
+    ``width_multiplier`` multiplies every stage's width, not the stem's (Wide ResNets).
+    ``base_width`` and ``cardinality`` set a bottleneck's ``width_per_group`` and
+    ``groups``; ``stride_in_1x1`` moves its stride to the first 1x1. ``block_options`` are
+    merged into the spec's, which stay when ``block`` is overridden (an option the block
+    does not take raises ``ValueError``). ``norm`` and ``act`` take a registry name or a
+    registered callable; ``output_stride`` (8 or 16 on the ImageNet layout) trades the last
+    strides for dilation.
     """
 
     num_classes: int
@@ -64,8 +58,6 @@ class ModelOverrides(TypedDict, total=False):
 
 
 OVERRIDE_KEYS = frozenset(ModelOverrides.__annotations__)
-"""The keyword names :func:`apply_overrides` takes."""
-
 _COPIED = (
     "num_classes",
     "in_channels",
@@ -79,10 +71,8 @@ _TIMM_BLOCK_OPTIONS = {"base_width": "width_per_group", "cardinality": "groups"}
 
 
 def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str) -> ResNetSpec:
-    """Return ``spec`` with :class:`ModelOverrides` applied; ``factory`` names the caller.
-
-    This is what every factory does before [`build`][resnetlib.build] (which checks the
-    block options); a factory of your own calls it to take the same keywords.
+    """``spec`` with :class:`ModelOverrides` applied, as every factory does before
+    [`build`][resnetlib.build] (which checks the block options); ``factory`` names the caller.
 
     Raises:
         TypeError: a keyword that is not an override (the message names ``factory``).
@@ -94,13 +84,13 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
 def overridden_spec(
     spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
 ) -> tuple[ResNetSpec, Callable[[str], str | None]]:
-    """:func:`apply_overrides`, and for each block option of the result, who set it (a
-    sentence naming the keyword or the factory's spec), for ``build``'s error message."""
+    """:func:`apply_overrides`, and who set each block option of the result (for ``build``'s
+    error message)."""
     overrides = check_keys(
         f"{factory}()", overrides, OVERRIDE_KEYS, what="keyword arguments", error=TypeError
     )
-    block = overrides.get("block", spec.block)
-    _base_width_as_base_channels(overrides, block, factory)
+    if "base_width" in overrides:
+        _base_width_as_base_channels(overrides, overrides.get("block", spec.block), factory)
     changes: dict[str, Any] = {key: overrides[key] for key in _COPIED if key in overrides}
     if "norm" in overrides:
         changes["norm"] = _registered_name(NORMS, "norm", overrides["norm"], "register_norm")
@@ -111,8 +101,8 @@ def overridden_spec(
     if "stem" in overrides:
         stem = replace(stem, type=overrides["stem"])
     stages = spec.stages
-    widths = _stage_widths(overrides, len(stages))
-    if widths is not None:
+    if "base_channels" in overrides or "widths" in overrides:
+        widths = _stage_widths(overrides, len(stages))
         stages = tuple(
             replace(stage, width=width) for stage, width in zip(stages, widths, strict=True)
         )
@@ -131,9 +121,7 @@ def overridden_spec(
 
 def _base_width_as_base_channels(overrides: dict[str, Any], block: str, factory: str) -> None:
     """``base_width`` on a block without a width per group: its old meaning, deprecated."""
-    if "base_width" not in overrides or block not in BLOCKS:
-        return
-    if takes_keyword(BLOCKS.get(block), "width_per_group"):
+    if block not in BLOCKS or takes_keyword(BLOCKS.get(block), "width_per_group"):
         return
     warn_caller(
         f"{factory}(base_width={overrides['base_width']!r}) with block {block!r}: base_width "
@@ -145,15 +133,13 @@ def _base_width_as_base_channels(overrides: dict[str, Any], block: str, factory:
     overrides["base_channels"] = overrides.pop("base_width")
 
 
-def _stage_widths(overrides: Mapping[str, Any], count: int) -> tuple[int, ...] | None:
-    """The stage widths ``base_channels`` or ``widths`` ask for; ``None`` if neither."""
+def _stage_widths(overrides: Mapping[str, Any], count: int) -> tuple[int, ...]:
+    """The stage widths ``base_channels`` or ``widths`` ask for."""
     if "base_channels" in overrides and "widths" in overrides:
         raise ValueError("give base_channels or widths, not both")
     if "base_channels" in overrides:
         base = check_int("base_channels", overrides["base_channels"])
         return tuple(base * 2**i for i in range(count))
-    if "widths" not in overrides:
-        return None
     values = overrides["widths"]
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
         raise ValueError(f"widths must be a non-empty sequence of ints >= 1; got {values!r}")
@@ -224,11 +210,7 @@ def _dilate(
 ) -> tuple[StageSpec, ...]:
     """Replace the strides that would exceed ``output_stride`` with dilation (DeepLab)."""
     target = check_int("output_stride", output_stride)
-    reachable, net = [], stem_reduction
-    for stage in stages:
-        reachable.append(net)
-        net *= stage.stride
-    reachable.append(net)
+    reachable = list(accumulate((stage.stride for stage in stages), mul, initial=stem_reduction))
     if target not in reachable:
         raise ValueError(
             f"output_stride must be one of {sorted(set(reachable))} for this layout; got {target}"

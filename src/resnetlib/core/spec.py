@@ -1,9 +1,5 @@
-"""Model descriptions as plain, validated, JSON-serializable data.
-
-A :class:`ResNetSpec` says everything needed to build a network; :func:`resnetlib.build`
-turns it into modules. Registry names (block, shortcut, stem type) are resolved only at
-build time, so a spec can name a type that is registered later.
-"""
+"""Model descriptions as plain, validated, JSON-serializable data; registry names in them
+are resolved only by :func:`resnetlib.build`, so a spec can name a type registered later."""
 
 from __future__ import annotations
 
@@ -48,8 +44,7 @@ _BOUND = "resnetlib's size limit, see resnetlib.limits"
 def _check_stage_count(count: int) -> None:
     if count > MAX_STAGES:
         raise ValueError(
-            f"ResNetSpec.stages must hold <= {MAX_STAGES} stages (resnetlib's size limit, "
-            f"see resnetlib.limits); got {count}"
+            f"ResNetSpec.stages must hold <= {MAX_STAGES} stages ({_BOUND}); got {count}"
         )
 
 
@@ -91,12 +86,8 @@ class StemSpec(_Flat):
 
 @dataclass(frozen=True)
 class StageSpec(_Flat):
-    """One stage: ``num_blocks`` blocks of ``width``; the first one has ``stride``.
-
-    A block's output has ``width * block.expansion`` channels. ``dilation`` applies to the
-    stage's 3x3 convolutions; as in torchvision, the first block keeps the previous stage's
-    dilation (factories set it from ``output_stride``).
-    """
+    """One stage: ``num_blocks`` blocks of ``width`` (times the block's ``expansion`` out);
+    the first one has ``stride`` and, as in torchvision, the previous stage's ``dilation``."""
 
     num_blocks: int
     width: int
@@ -114,17 +105,12 @@ class StageSpec(_Flat):
 class ResNetSpec:
     """A whole network: stem, stages of one block type, a shortcut strategy and a head.
 
-    ``block_options`` are extra keyword arguments for the block constructor (for example
-    ``{"stride_in_1x1": True}`` for :class:`~resnetlib.Bottleneck`); they are checked
-    against the block's signature when the spec is built. ``norm`` and ``act`` name a
-    registered norm and activation. ``drop_path_rate`` is the stochastic-depth rate of the
-    last block; block ``l`` of ``L`` drops its branch with ``drop_path_rate * l / L``.
-    ``num_classes=0`` means no classifier: the model's ``fc`` is an ``nn.Identity`` and it
-    outputs pooled features.
-
-    Sizes are limited (``resnetlib.core.spec``'s ``MAX_BLOCKS``, ``MAX_STAGES``,
-    ``MAX_CHANNELS``, ``MAX_CLASSES``, ``MAX_STRIDE``) far above any real network, so an
-    absurd size is refused here, before anything is allocated.
+    ``block_options`` are extra keyword arguments for the block (``{"stride_in_1x1": True}``
+    for :class:`~resnetlib.Bottleneck`), checked against its signature by ``build``.
+    ``norm`` and ``act`` name a registered norm and activation. Block ``l`` of ``L`` drops
+    its branch with probability ``drop_path_rate * l / L``. ``num_classes=0``: no
+    classifier, the model outputs pooled features. Sizes beyond :mod:`resnetlib.limits` (far
+    above any real network) are refused here, before anything is allocated.
     """
 
     stages: tuple[StageSpec, ...]
@@ -158,8 +144,8 @@ class ResNetSpec:
             blocks += stage.num_blocks
         if blocks > MAX_BLOCKS:
             raise ValueError(
-                f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all (resnetlib's size "
-                f"limit, see resnetlib.limits); got {blocks}"
+                f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all ({_BOUND}); "
+                f"got {blocks}"
             )
         _check_name("ResNetSpec", "block", self.block)
         _check_name("ResNetSpec", "shortcut", self.shortcut)
@@ -201,11 +187,7 @@ class ResNetSpec:
 
     @property
     def depth(self) -> int:
-        """Deprecated: the number of blocks; use :attr:`num_blocks`.
-
-        The paper's depth (weighted layers) is :func:`resnetlib.core.paper_depth` of the spec,
-        or ``model.depth``.
-        """
+        """Deprecated: the number of blocks; use :attr:`num_blocks` (or ``paper_depth``)."""
         warnings.warn(
             "ResNetSpec.depth counts blocks and is deprecated: use spec.num_blocks, or "
             "resnetlib.core.paper_depth(spec) for the paper's depth (weighted layers)",
@@ -216,7 +198,7 @@ class ResNetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of JSON types only; ``from_dict`` inverts it exactly."""
-        return asdict(self) | {"stages": [stage.to_dict() for stage in self.stages]}
+        return asdict(self) | {"stages": list(map(asdict, self.stages))}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
@@ -238,6 +220,5 @@ class ResNetSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ResNetSpec:
-        """A spec from JSON text, parsed by the one JSON reader
-        (:func:`resnetlib.files.parse_json`) and checked as :meth:`from_dict` does."""
+        """A spec from JSON text (``resnetlib.files.parse_json``), checked as by ``from_dict``."""
         return cls.from_dict(parse_json(text, where="ResNetSpec JSON"))
