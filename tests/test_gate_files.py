@@ -256,6 +256,7 @@ def test_a_long_output_name_is_written(tmp_path: Path) -> None:
         ({"std": (float("nan"),) * 3}, r"std must hold 3 finite numbers"),
         ({"mean": (0.5, 0.5)}, r"mean must hold 3 finite numbers"),
         ({"input_size": (3, 10**6, 10**6)}, r"input_size must be .*sides up to 8,192"),
+        ({"input_size": None}, r"input_size must be \(channels, height, width\)"),
         ({"crop_pct": 1e-9}, r"crop_pct must be a number from 0.05 to 1"),
         ({"input_size": (3, 4000, 4000), "crop_pct": 0.1}, r"crop_pct 0.1 asks to resize to"),
         ({"interpolation": "cubic!"}, r"interpolation must be one of"),

@@ -181,7 +181,7 @@ def check_data_config(
     channels = None
     for key in ("input_size", "test_input_size"):
         size = checked.get(key)
-        if size is None:
+        if key not in checked or (size is None and key == "test_input_size"):
             continue
         if (
             not isinstance(size, (tuple, list))
