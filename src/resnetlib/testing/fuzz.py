@@ -1,5 +1,4 @@
-"""Fuzzing whole networks of a block (:func:`fuzz_block`); needs hypothesis
-(``pip install 'resnetlib[testing]'``), as does :mod:`resnetlib.testing.strategies`."""
+"""Fuzzing whole networks of a block (:func:`fuzz_block`); needs hypothesis."""
 
 from __future__ import annotations
 
@@ -31,7 +30,8 @@ __all__ = ["FUZZ_PROPERTIES", "fuzz_block"]
 
 
 FUZZ_PROPERTIES: tuple[str, ...] = ("build", "output_shape", "gradients", "batch_independence")
-"""The names of the properties :func:`fuzz_block` checks on every generated spec."""
+"""What :func:`fuzz_block` checks on every generated spec: it builds, its output shape is right
+in train and eval mode, every parameter gets a finite gradient, eval outputs are per sample."""
 
 
 class _FuzzFailureError(Exception):
@@ -102,18 +102,11 @@ def fuzz_block(
 ) -> int:
     """Build generated networks of ``block`` and check :data:`FUZZ_PROPERTIES` on each.
 
-    Needs hypothesis (``pip install 'resnetlib[testing]'``). The specs come from
-    :func:`resnetlib.testing.strategies.cases` restricted to the block: every built-in
-    shortcut, stem, norm and activation, drop path and dilation, each optional keyword
-    only where the block takes it. ``block_options`` go into every spec; ``None`` draws
-    the built-in bottlenecks' options (``{}`` for other blocks). Each spec is built, its
-    output shape checked in train and eval mode, every parameter must get a finite
-    gradient in train mode, and eval outputs must not depend on the rest of the batch.
-
-    The run is deterministic for a ``seed``, writes no example database and leaves the
-    caller's random state untouched. Returns how many generated cases were checked;
-    raises :class:`ConformanceError` naming the violated property and showing the
-    shrunk failing spec as JSON.
+    Needs hypothesis. The specs come from :func:`resnetlib.testing.strategies.cases` with
+    every built-in shortcut, stem and norm; ``block_options`` go into every spec (``None``:
+    drawn as ``cases`` does). Deterministic for a ``seed``, with no example database and
+    the caller's random state untouched. Returns how many cases were checked; raises
+    :class:`ConformanceError` naming the violated property and the shrunk spec as JSON.
     """
     # First: without hypothesis this raises the ImportError that names the extra.
     from .strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases
