@@ -41,16 +41,7 @@ def conv3x3(
     in_channels: int, out_channels: int, stride: int = 1, *, dilation: int = 1, groups: int = 1
 ) -> nn.Conv2d:
     """3x3 convolution without bias, padded so that only ``stride`` changes the size."""
-    return nn.Conv2d(
-        in_channels,
-        out_channels,
-        3,
-        stride=stride,
-        padding=dilation,
-        dilation=dilation,
-        groups=groups,
-        bias=False,
-    )
+    return nn.Conv2d(in_channels, out_channels, 3, stride, dilation, dilation, groups, bias=False)
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

@@ -94,7 +94,6 @@ class PreActBasicBlock(_PreActBlock):
         return self.add_shortcut(out, x if self.downsample is None else pre, inplace=True)
 
     def zero_init_last(self) -> None:
-        """Zero ``conv2``'s weight: the branch outputs zero, the block its shortcut."""
         nn.init.zeros_(self.conv2.weight)
 
 
@@ -135,7 +134,6 @@ class PreActBottleneck(_PreActBlock):
         return self.add_shortcut(out, x if self.downsample is None else pre, inplace=True)
 
     def zero_init_last(self) -> None:
-        """Zero ``conv3``'s weight: the branch outputs zero, the block its shortcut."""
         nn.init.zeros_(self.conv3.weight)
 
 

@@ -162,11 +162,11 @@ def parameters_without_gradient(module: nn.Module, output: torch.Tensor) -> list
     return [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
 
 
-def check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> int:
-    """Every parameter of ``module`` gets a finite gradient from ``output``; their count."""
+def check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> None:
+    """Every parameter of ``module`` gets a finite gradient from ``output``."""
     trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     if not trained:
-        return 0
+        return
     missing = parameters_without_gradient(module, output)
     if missing:
         raise ViolationError(
@@ -176,7 +176,6 @@ def check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> int:
     for name, parameter in trained:
         if not torch.isfinite(parameter.grad).all():  # type: ignore[arg-type]
             raise ViolationError(f"parameter {name!r} has a non-finite gradient ({where})")
-    return len(trained)
 
 
 def check_batch_independence(module: nn.Module, x: torch.Tensor, where: str) -> None:
@@ -446,10 +445,10 @@ def batch_independence(subject: AnySubject) -> str:
     return f"eval outputs are per sample, in {len(cases)} case(s)"
 
 
-def _warm(subject: AnySubject, seed_offset: int = 0) -> tuple[nn.Module, torch.Tensor]:
+def _warm(subject: AnySubject) -> tuple[nn.Module, torch.Tensor]:
     """The example case's module, warmed up and in eval mode, and an input."""
     case = subject.example()
-    module = subject.make(case, seed_offset=seed_offset)
+    module = subject.make(case)
     subject.warm_up(module, case)
     return module.eval(), subject.input(case)
 
