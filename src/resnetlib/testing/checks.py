@@ -244,17 +244,6 @@ def shortcut_module(
     )
 
 
-class CountingAct:
-    """An ``act_layer`` that counts the modules it makes (SiLU, so it differs from ReLU)."""
-
-    def __init__(self) -> None:
-        self.made = 0
-
-    def __call__(self) -> nn.Module:
-        self.made += 1
-        return nn.SiLU()
-
-
 @dataclass
 class Subject(ABC, Generic[C, M]):
     """A class under check (a block, shortcut strategy or stem) and how to build and feed
@@ -408,10 +397,14 @@ def norm_layer(subject: AnySubject) -> str:
 def act_layer(subject: AnySubject) -> str:
     subject.requires("act_layer", "an activation other than 'relu'")
     case, kind = subject.example(), subject.kind
-    reference = subject.make(case)
-    counting = CountingAct()
+    reference, made = subject.make(case), []
+
+    def counting() -> nn.Module:  # SiLU, so that it differs from ReLU
+        made.append(nn.SiLU())
+        return made[-1]
+
     module = subject.make(case, act_layer=counting)
-    if counting.made == 0:
+    if not made:
         builtin = tuple({type(ACTIVATIONS.get(name)()) for name in ACTIVATIONS} - {nn.Identity})
         stray = [name for name, m in module.named_modules() if isinstance(m, builtin)]
         if stray or not subject.may_lack_activation:
@@ -431,7 +424,7 @@ def act_layer(subject: AnySubject) -> str:
             f"act_layer=SiLU does not change the output: the {kind} makes the activation but "
             "does not use it"
         )
-    return f"act_layer made {counting.made} activation(s), and they are used"
+    return f"act_layer made {len(made)} activation(s), and they are used"
 
 
 def batch_independence(subject: AnySubject) -> str:
