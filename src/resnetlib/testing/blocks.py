@@ -183,7 +183,6 @@ def _block_shortcut(subject: _BlockSubject) -> str:
             block = subject.make(case)
             subject.warm_up(block, case)
             block.eval()
-            # The same block, residual, with a shortcut that adds zeros.
             without = subject.make(case, zero_shortcut=True)
             without.load_state_dict(block.state_dict(), strict=False)
             without.eval()
@@ -320,10 +319,9 @@ def check_block(
 ) -> ConformanceReport:
     """Run the block checks (:data:`BLOCK_CHECKS`) against a block class or registered name.
 
-    ``block_options`` are passed to every construction, as a spec's would be. ``only``
-    runs a subset ("interface" always runs first). An unregistered class is registered
-    under a temporary name for the "spec" check and unregistered afterwards.
-    """
+    ``block_options`` go to every construction, as a spec's would. ``only`` runs a subset
+    ("interface" always runs first). An unregistered class is registered for the "spec"
+    check under a temporary name."""
     return check_subject(
         _BlockSubject,
         block,
