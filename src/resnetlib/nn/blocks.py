@@ -58,8 +58,7 @@ def zero_norm_weight(norm: nn.Module) -> None:
             f"cannot zero-init {type(norm).__name__}: it has no affine weight "
             "(build norms with affine=True to use zero_init_residual)"
         )
-    with torch.no_grad():
-        weight.zero_()
+    nn.init.zeros_(weight)
 
 
 class BlockArgs(TypedDict, total=False):
