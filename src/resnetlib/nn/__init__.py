@@ -1,13 +1,5 @@
 """The parts a network is built from: layers, norms, activations, drop path, shortcuts, stems
-and blocks.
-
-Each part registers itself by name in a :class:`~resnetlib.registry.Registry`; nothing here
-knows the builder, the model or the zoo.
-
-The registries (``BLOCKS``, ``SHORTCUTS``, ``STEMS``, ``NORMS``, ``ACTIVATIONS``), the
-concrete shortcuts, stems and pre-activation parts, and the layer helpers live here; the
-base classes and ``register_block``/``register_shortcut``/``register_stem`` are also at the
-top level (``resnetlib.BasicBlock``).
+and blocks, each registered by name. Nothing here knows the builder, the model or the zoo.
 """
 
 from __future__ import annotations

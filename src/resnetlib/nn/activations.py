@@ -1,9 +1,5 @@
-"""Activation layers by name: ``"relu"``, ``"silu"``, ``"gelu"``, ...
-
-A spec names its activation (``ResNetSpec.act``); :func:`resnetlib.build` looks the name up
-here and hands stems and blocks an :data:`ActLayer`, a callable that makes a fresh module.
-Register your own with :func:`register_act`.
-"""
+"""Activation layers by name (``ResNetSpec.act``): ``build`` hands stems and blocks the
+registered :data:`ActLayer`, a callable that makes a fresh module."""
 
 from __future__ import annotations
 
@@ -43,19 +39,11 @@ register_act("leaky_relu", nn.LeakyReLU)
 register_act("hardswish", nn.Hardswish)
 register_act("identity", nn.Identity)
 
-# Torch classes that a built-in makes with other arguments: the built-in "relu" is a factory
-# (in-place, as torchvision's), so ``nn.ReLU`` itself is not what is registered.
-_MADE_BY_BUILTIN: dict[type[nn.Module], str] = {nn.ReLU: "relu"}
-
 
 def as_registered_act(act: object) -> object:
-    """``act``, or the built-in's name for a torch class one makes (``nn.ReLU`` -> ``"relu"``).
-
-    Everything else comes back unchanged: a name, a registered callable (``nn.SiLU``), or
-    something the caller then refuses as unregistered.
-    """
-    if isinstance(act, type) and ACTIVATIONS.name_of(act) is None:
-        name = _MADE_BY_BUILTIN.get(act, "")
-        if name in ACTIVATIONS and ACTIVATIONS.get(name) is relu:
-            return name
+    """``"relu"`` for ``nn.ReLU`` (unregistered itself: the built-in ``"relu"`` is an in-place
+    factory of it) while ``"relu"`` is that built-in; anything else comes back unchanged."""
+    builtin = "relu" in ACTIVATIONS and ACTIVATIONS["relu"] is relu
+    if act is nn.ReLU and builtin and ACTIVATIONS.name_of(act) is None:
+        return "relu"
     return act

@@ -28,7 +28,7 @@ __all__ = [
     "ResidualBlock",
     "conv1x1",
     "conv3x3",
-    "grouped_width",
+    "grouped_widths",
     "register_block",
     "zero_norm_weight",
 ]
@@ -41,16 +41,7 @@ def conv3x3(
     in_channels: int, out_channels: int, stride: int = 1, *, dilation: int = 1, groups: int = 1
 ) -> nn.Conv2d:
     """3x3 convolution without bias, padded so that only ``stride`` changes the size."""
-    return nn.Conv2d(
-        in_channels,
-        out_channels,
-        3,
-        stride=stride,
-        padding=dilation,
-        dilation=dilation,
-        groups=groups,
-        bias=False,
-    )
+    return nn.Conv2d(in_channels, out_channels, 3, stride, dilation, dilation, groups, bias=False)
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -59,28 +50,20 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 
 def zero_norm_weight(norm: nn.Module) -> None:
-    """Zero a norm layer's scale, so that its output starts at its (zero) bias.
-
-    Raises:
-        TypeError: the norm has no affine weight (``affine=False``).
-    """
+    """Zero a norm layer's scale, so that its output starts at its (zero) bias; raises
+    ``TypeError`` for a norm without an affine weight."""
     weight = getattr(norm, "weight", None)
     if not isinstance(weight, torch.Tensor):
         raise TypeError(
             f"cannot zero-init {type(norm).__name__}: it has no affine weight "
             "(build norms with affine=True to use zero_init_residual)"
         )
-    with torch.no_grad():
-        weight.zero_()
+    nn.init.zeros_(weight)
 
 
 class BlockArgs(TypedDict, total=False):
-    """The keyword arguments :func:`resnetlib.build` may pass to every block.
-
-    The built-in blocks take them as ``**args: Unpack[BlockArgs]`` (plus their own block
-    options) and hand them to :class:`ResidualBlock`; a block of your own may spell them
-    out instead. ``build`` reads either form from the signature.
-    """
+    """The keyword arguments :func:`resnetlib.build` may pass to every block, taken as
+    ``**args: Unpack[BlockArgs]`` or spelled out (``build`` reads either signature)."""
 
     in_channels: Required[int]
     width: Required[int]
@@ -96,21 +79,12 @@ class BlockArgs(TypedDict, total=False):
 class ResidualBlock(nn.Module, ABC):
     """Base of every block: a residual branch joined to a shortcut by :meth:`add_shortcut`.
 
-    Subclasses set ``expansion`` (output channels = ``width * expansion``), build their
-    branch after calling ``super().__init__``, and implement :meth:`zero_init_last`.
-    :func:`resnetlib.build` calls every block with ``in_channels``, ``width``, ``stride``,
-    ``downsample``, ``residual`` and ``norm_layer``, the spec's ``block_options``, and,
-    only where the spec asks for them, ``act_layer`` (an activation other than ReLU),
-    ``dilation`` (> 1) and ``drop_path`` (> 0): a block that does not take one of those
-    gets a clear error at build time, never a silently ignored option.
-    ``weighted_layers`` is the number of weighted layers on the branch (2 for basic, 3
-    for bottleneck); the paper's depth (:func:`~resnetlib.core.paper_depth`) and the CIFAR
-    depth formula use it (``layers``, its old name, still works, deprecated).
-    ``downsample`` maps the input to the output's shape (``None``: identity); with
-    ``residual=False`` nothing is added (plain).
-    ``drop_path`` is handled here: :meth:`add_shortcut` drops the branch per sample.
-    Pre-activation blocks set ``activates_after_add = False`` and override
-    :meth:`forward_shortcut`, so tools never test a block's type.
+    Subclasses set ``expansion`` (output channels = ``width * expansion``) and
+    ``weighted_layers`` (weighted layers on the branch, for the paper's depth; ``layers``
+    is its deprecated old name), build their branch after ``super().__init__``, and
+    implement :meth:`zero_init_last`. ``build`` passes ``act_layer``, ``dilation`` and
+    ``drop_path`` only where the spec asks for them, and refuses a spec whose block does
+    not take them. ``downsample=None`` is the identity; ``residual=False`` adds nothing.
     """
 
     expansion: ClassVar[int] = 1
@@ -118,9 +92,8 @@ class ResidualBlock(nn.Module, ABC):
     layers: ClassVar[int] = 2
     """Deprecated: ``weighted_layers``' old name (kept equal to it)."""
     activates_after_add: ClassVar[bool] = True
-    """Whether the block applies its activation after the addition, as the 2015 blocks
-    do; pre-activation blocks (He et al. 2016) do not. A block whose branch is zero
-    computes ``act(forward_shortcut(x))`` if this is true, else ``forward_shortcut(x)``."""
+    """Whether the activation follows the addition (false for pre-activation blocks): a
+    zero branch computes ``act(forward_shortcut(x))`` if true, else ``forward_shortcut(x)``."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -135,8 +108,7 @@ class ResidualBlock(nn.Module, ABC):
         cls.layers = cls.weighted_layers
 
     def __init__(self, **args: Unpack[BlockArgs]) -> None:
-        """Store the shape arguments; ``norm_layer`` and ``act_layer`` are the subclass's
-        (:meth:`layer_makers`). Defaults: ``stride=1``, ``downsample=None``,
+        """Store the shape arguments. Defaults: ``stride=1``, ``downsample=None``,
         ``residual=True``, ``drop_path=0.0``, ``dilation=1``."""
         super().__init__()
         self.in_channels = args["in_channels"]
@@ -157,15 +129,9 @@ class ResidualBlock(nn.Module, ABC):
     def add_shortcut(
         self, out: torch.Tensor, x: torch.Tensor, inplace: bool = False
     ) -> torch.Tensor:
-        """Add the (possibly projected) input ``x`` to the branch output ``out``.
-
-        ``x`` is what the shortcut maps: the block input, or whatever
-        :meth:`forward_shortcut` feeds ``downsample`` (a pre-activation block passes its
-        pre-activated input when it projects). ``inplace=True`` adds into ``out``, as
-        torchvision does, saving an allocation per block; it is safe when the branch's
-        last operation does not keep its output for backward (a norm or a convolution
-        does not; a sigmoid does).
-        """
+        """Add ``downsample(x)`` (or ``x``) to the branch output ``out``, dropping the branch
+        per sample under drop path. ``inplace=True`` adds into ``out``; it is safe unless
+        the branch's last operation keeps its output for backward (a sigmoid does)."""
         if not self.residual:
             return out
         identity = x if self.downsample is None else self.downsample(x)
@@ -174,49 +140,36 @@ class ResidualBlock(nn.Module, ABC):
         return out.add_(identity) if inplace else out + identity
 
     def forward_shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        """What the shortcut adds for block input ``x``: ``x``, or ``downsample(x)``.
-
-        Blocks that feed their shortcut something other than the raw input (a
-        pre-activation block projects its pre-activated input) override this, so that
-        tests and tools can ask a block what it adds without knowing its type.
-        """
+        """What the shortcut adds for block input ``x``: ``x``, or ``downsample(x)``; blocks
+        that project something else (pre-activation blocks) override it."""
         return x if self.downsample is None else self.downsample(x)
 
     @abstractmethod
     def zero_init_last(self) -> None:
-        """Make the branch start as zero, so that the block starts as its shortcut.
-
-        Post-activation blocks zero their last norm's weight; pre-activation blocks,
-        whose branch ends in a convolution, zero that convolution's weight.
-        """
+        """Make the branch start as zero, so that the block starts as its shortcut."""
 
     def init_weights(self) -> None:
-        """Initialize what the model-wide init does not cover; called right after it.
-
-        :meth:`ResNet.init_weights` sets every convolution and norm first; override this to
-        give a block's own layers (a gate, a scale) a different start. The default does
-        nothing.
-        """
+        """Called after the model-wide init of every convolution and norm: override to give
+        the block's own layers (a gate, a scale) another start. Does nothing by default."""
 
     @classmethod
     def final_layers(
         cls, channels: int, *, norm_layer: NormLayer, act_layer: ActLayer
     ) -> nn.Module | None:
-        """Layers after the last block, before pooling; ``None`` (the default) for none.
-
-        Pre-activation blocks end without a norm, so they return a norm and an activation
-        here; :class:`~resnetlib.ResNet` registers the result as ``norm``.
-        """
+        """Layers after the last block, before pooling (the model's ``norm``); ``None`` here."""
         return None
 
 
-def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) -> int:
-    """A bottleneck's inner width, ``int(width * width_per_group / 64) * groups``.
+def grouped_widths(
+    block: ResidualBlock, *, groups: int, width_per_group: int, stride_in_1x1: bool
+) -> tuple[int, int, int]:
+    """A bottleneck's inner width, ``int(width * width_per_group / 64) * groups``
+    (torchvision's rule), and its 1x1 and 3x3 strides.
 
-    torchvision's rule (ResNeXt, Wide ResNet). Raises ``ValueError`` naming ``owner`` for
-    a ``groups`` or ``width_per_group`` that is not an int >= 1, or a result of 0 or above
-    :data:`~resnetlib.core.spec.MAX_CHANNELS`.
+    Raises ``ValueError`` for ``groups`` or ``width_per_group`` not an int >= 1, or an
+    inner width of 0 or above ``MAX_CHANNELS``.
     """
+    owner, width = type(block).__name__, block.width
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         check_int(f"{owner} {option}", value, 1, MAX_CHANNELS, bound="resnetlib's size limit")
     inner = int(width * (width_per_group / 64.0)) * groups
@@ -230,7 +183,7 @@ def grouped_width(*, width: int, groups: int, width_per_group: int, owner: str) 
             f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} is {inner}; "
             f"it must be <= {MAX_CHANNELS:,} (resnetlib's size limit)"
         )
-    return inner
+    return (inner, block.stride, 1) if stride_in_1x1 else (inner, 1, block.stride)
 
 
 class BasicBlock(ResidualBlock):
@@ -262,9 +215,8 @@ class BasicBlock(ResidualBlock):
 class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3, 1x1 expand by 4 (paper Fig. 5 right).
 
-    The stride sits on the 3x3 by default (torchvision, "ResNet v1.5");
-    ``stride_in_1x1=True`` puts it on the first 1x1, as the paper does. The inner width is
-    ``int(width * width_per_group / 64) * groups`` (torchvision's rule): ``groups=32,
+    The stride sits on the 3x3 ("ResNet v1.5") unless ``stride_in_1x1=True`` (the paper).
+    The inner width is ``int(width * width_per_group / 64) * groups``: ``groups=32,
     width_per_group=4`` is ResNeXt-50 32x4d, ``width_per_group=128`` Wide ResNet-50-2.
     """
 
@@ -281,17 +233,13 @@ class Bottleneck(ResidualBlock):
     ) -> None:
         super().__init__(**args)
         norm_layer, act_layer = self.layer_makers(args)
-        in_channels, stride, dilation = self.in_channels, self.stride, self.dilation
-        inner = grouped_width(
-            width=self.width, groups=groups, width_per_group=width_per_group, owner="Bottleneck"
+        inner, stride_1x1, stride_3x3 = grouped_widths(
+            self, groups=groups, width_per_group=width_per_group, stride_in_1x1=stride_in_1x1
         )
-        self.stride_in_1x1 = stride_in_1x1
-        self.groups = groups
-        self.inner_width = inner
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = conv1x1(in_channels, inner, stride_1x1)
+        self.stride_in_1x1, self.groups, self.inner_width = stride_in_1x1, groups, inner
+        self.conv1 = conv1x1(self.in_channels, inner, stride_1x1)
         self.bn1 = norm_layer(inner)
-        self.conv2 = conv3x3(inner, inner, stride_3x3, dilation=dilation, groups=groups)
+        self.conv2 = conv3x3(inner, inner, stride_3x3, dilation=self.dilation, groups=groups)
         self.bn2 = norm_layer(inner)
         self.conv3 = conv1x1(inner, self.out_channels)
         self.bn3 = norm_layer(self.out_channels)
@@ -308,20 +256,13 @@ class Bottleneck(ResidualBlock):
         zero_norm_weight(self.bn3)
 
 
-_PROBE_WIDTH = 4
-"""The width :func:`validate_block` builds a block at to check its output (check_block's)."""
-
-
 def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) -> None:
-    """The registration check of a block type: a :class:`ResidualBlock` subclass, nothing
-    left abstract, an int ``expansion >= 1``, and, with ``run``, an output of ``width *
-    expansion`` channels when built with its defaults at width 4 and run once on a 4x4
-    input, so that ``build()`` runs no forward pass. resnetlib's own blocks skip the run
-    (import stays free of forward passes; the test suite runs ``check_block`` on them).
-
-    Raises:
-        TypeError: not a concrete ``ResidualBlock`` subclass with a valid ``expansion``.
-        ValueError: the block fails on a small input or outputs other channels.
+    """The registration check of a block type: a concrete :class:`ResidualBlock` subclass
+    with an int ``expansion >= 1`` (else ``TypeError``), and, with ``run``, an output of
+    ``width * expansion`` channels when built with its defaults at width 4 and run once
+    on a 4x4 CPU input (else ``ValueError``), so that ``build()`` runs no forward pass.
+    The run keeps the caller's random state; it is skipped for resnetlib's own blocks and
+    for blocks that need options to be built (``check_block`` covers both).
     """
     subclass_of(ResidualBlock, "block")(name, item)
     if inspect.isabstract(item):
@@ -332,21 +273,14 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
         raise TypeError(
             f"block {name!r} ({item.__name__}) must set expansion to an int >= 1; got {expansion!r}"
         )
-    if run and not item.__module__.startswith(__package__ + "."):
-        _check_output_width(name, item)
-
-
-def _check_output_width(name: str, item: type[ResidualBlock]) -> None:
-    """:func:`validate_block`'s run, on the CPU, keeping the caller's random state (registering
-    a block at import must not change a seeded run). A block that needs options to be built
-    is left to ``resnetlib.testing.check_block``."""
-    width = _PROBE_WIDTH
+    if not run or item.__module__.startswith(__package__ + "."):
+        return
+    width, expected = 4, 4 * expansion
     with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         try:
-            block = item(in_channels=width * item.expansion, width=width)
+            block = item(in_channels=expected, width=width)
         except TypeError:  # a required block option: nothing to build it with here
             return
-        expected = width * item.expansion
         if block.out_channels != expected:
             raise ValueError(
                 f"block {name!r} ({item.__name__}) reports out_channels={block.out_channels}, "

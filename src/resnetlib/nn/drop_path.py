@@ -11,11 +11,9 @@ __all__ = ["DropPath", "drop_path_rates"]
 
 
 class DropPath(nn.Module):
-    """Zero a residual branch for a random subset of the samples, in training only.
-
-    Kept samples are scaled by ``1 / (1 - p)`` so the expected output is unchanged; in eval
-    mode this is the identity. The branch is always computed and multiplied by the mask,
-    so every parameter receives a gradient (DDP with ``find_unused_parameters=False``).
+    """Zero a residual branch for a random subset of the samples, in training only (the
+    identity in eval). Kept samples are scaled by ``1 / (1 - p)``; the branch is always
+    computed, so every parameter gets a gradient (DDP with ``find_unused_parameters=False``).
     """
 
     def __init__(self, p: float) -> None:
@@ -39,9 +37,6 @@ class DropPath(nn.Module):
 
 def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
     """The linear decay rule: block ``l`` of ``L`` (from 1) drops with ``rate * l / L``.
-
-    Returns:
-        One drop probability per block, from ``rate / num_blocks`` up to ``rate``.
 
     Examples:
         >>> import resnetlib as rl

@@ -1,9 +1,5 @@
-"""Normalization layers by name: ``"batchnorm"``, ``"groupnorm"``, ``"frozen_batchnorm"``.
-
-A spec names its norm (``ResNetSpec.norm``); :func:`resnetlib.build` looks the name up here
-and hands every stem, block and shortcut the same :data:`~resnetlib.nn.NormLayer`, a callable
-from a channel count to a module. Register your own with :func:`register_norm`.
-"""
+"""Normalization layers by name (``ResNetSpec.norm``): ``build`` hands every stem, block
+and shortcut the registered :data:`~resnetlib.nn.NormLayer` (channels -> module)."""
 
 # No ``from __future__ import annotations`` here: TorchScript reads FrozenBatchNorm2d's
 # class-level buffer annotations and cannot resolve them as strings.
@@ -21,12 +17,9 @@ __all__ = ["NORMS", "FrozenBatchNorm2d", "group_norm", "register_norm"]
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """Batch norm with fixed statistics and affine parameters, all held as buffers.
-
-    For fine-tuning with small batches: nothing is learned and nothing is updated, in
-    training or in eval. Its keys are :class:`torch.nn.BatchNorm2d`'s, so a batch-norm
-    state dict loads into it (``num_batches_tracked`` is accepted and dropped).
-    """
+    """Batch norm with fixed statistics and affine parameters, all buffers: nothing is
+    learned or updated. A :class:`torch.nn.BatchNorm2d` state dict loads into it
+    (``num_batches_tracked`` is accepted and dropped)."""
 
     weight: torch.Tensor
     bias: torch.Tensor
@@ -42,20 +35,9 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()

@@ -1,16 +1,8 @@
 """Shortcut strategies: how a block's input reaches the addition (paper section 3.3).
 
-A strategy decides, block by block, which module maps the input to the output's shape:
-``None`` means the identity. The built-ins are the paper's options:
-
-- ``"A"``: identity; where the shape changes, :class:`ZeroPadShortcut` (no parameters).
-- ``"A_both"``: option A with the zero channels split before and after the input's, as
-  the pytorch_resnet_cifar10 weights (akamaster) expect.
-- ``"B"``: identity; where the shape changes, a 1x1 projection and a norm.
-- ``"C"``: a 1x1 projection and a norm on every block.
-- ``"D"``: like B, but a 2x2 average pool takes the stride and the 1x1 projection has
-  stride 1 (*Bag of Tricks* "ResNet-D", timm's ``avg_down=True``).
-- ``"none"``: no shortcut and no addition: the paper's plain networks.
+A strategy picks, block by block, the module that maps the input to the output's shape
+(``None``: the identity). Registered: the paper's options ``"A"``, ``"B"``, ``"C"`` and
+``"none"`` (plain), ``"A_both"`` (option A as akamaster's CIFAR weights pad) and ``"D"``.
 """
 
 from __future__ import annotations
@@ -38,16 +30,12 @@ __all__ = [
     "avg_pool_projection",
     "projection",
     "register_shortcut",
-    "shape_changes",
 ]
 
 
 class ZeroPadShortcut(nn.Module):
     """Option A: subsample by ``stride`` and append zero channels; no parameters.
-
-    ``placement="end"`` puts the new zero channels after the input's; ``"both"`` splits them
-    before and after, as the widely used pytorch_resnet_cifar10 weights expect.
-    """
+    ``placement="both"`` splits the zero channels before and after the input's."""
 
     def __init__(
         self,
@@ -99,13 +87,9 @@ def projection(
 def avg_pool_projection(
     in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
 ) -> nn.Sequential:
-    """2x2 average pool with ``stride``, 1x1 convolution (stride 1), norm: timm's ``avg_down``.
-
-    The pool is ``nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)``, or
-    ``nn.Identity`` when ``stride`` is 1, dilated stages included (as GluonCV's ResNetV1b;
-    timm there averages 2x2 windows at stride 1, so dilated outputs differ from timm's).
-    The children are ``downsample.0`` (no parameters), ``downsample.1`` and
-    ``downsample.2``, as in timm.
+    """2x2 average pool with ``stride``, 1x1 convolution (stride 1), norm: timm's ``avg_down``
+    (children ``downsample.0`` to ``.2``). At stride 1 the pool is ``nn.Identity``, dilated
+    stages included (as GluonCV; timm pools there, so dilated outputs differ from timm's).
     """
     pool: nn.Module = (
         nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
@@ -117,9 +101,7 @@ def avg_pool_projection(
 
 class ShortcutStrategy(ABC):
     """Decides the shortcut module of each block. Register subclasses by name.
-
-    ``adds_shortcut = False`` marks a plain strategy: blocks then add nothing.
-    """
+    ``adds_shortcut = False`` marks a plain strategy: blocks then add nothing."""
 
     adds_shortcut: ClassVar[bool] = True
 
@@ -130,10 +112,6 @@ class ShortcutStrategy(ABC):
         """The module from the block input to its output shape; ``None`` for identity."""
 
 
-def shape_changes(in_channels: int, out_channels: int, stride: int) -> bool:
-    return stride != 1 or in_channels != out_channels
-
-
 class WhereShapeChanges(ShortcutStrategy):
     """Identity where the block keeps its shape; elsewhere what ``_module`` builds (options
     A, B, D and the pre-activation B)."""
@@ -141,7 +119,7 @@ class WhereShapeChanges(ShortcutStrategy):
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
     ) -> nn.Module | None:
-        if not shape_changes(in_channels, out_channels, stride):
+        if stride == 1 and in_channels == out_channels:
             return None
         return self._module(in_channels, out_channels, stride, norm_layer)
 
@@ -184,11 +162,8 @@ class OptionC(ShortcutStrategy):
 
 
 class OptionD(WhereShapeChanges):
-    """Identity; where the shape changes, average pool then a stride-1 projection.
-
-    At stride 2 every input pixel reaches the projection (option B's strided 1x1 skips
-    three in four); the parameters are option B's.
-    """
+    """Identity; where the shape changes, average pool then a stride-1 projection, so
+    every input pixel reaches it (option B's skips three in four); option B's parameters."""
 
     _module = staticmethod(avg_pool_projection)
 

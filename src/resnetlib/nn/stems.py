@@ -1,8 +1,5 @@
-"""Stems: the layers before the first stage.
-
-A stem is an ``nn.Sequential``; :class:`~resnetlib.ResNet` adopts its children as its own
-first modules, so their names (``conv1``, ``bn1``, ``relu``, ``maxpool``) are torchvision's.
-"""
+"""Stems: the layers before the first stage, an ``nn.Sequential`` whose children
+:class:`~resnetlib.ResNet` adopts under their own (torchvision's) names."""
 
 from __future__ import annotations
 
@@ -20,12 +17,9 @@ __all__ = ["STEMS", "CifarStem", "DeepStem", "ImageNetStem", "Stem", "register_s
 
 class Stem(nn.Sequential):
     """Base of every stem. Subclasses take keyword-only ``in_channels``, ``out_channels``
-    and ``norm_layer`` (and ``act_layer``, which :func:`resnetlib.build` passes only when
-    the spec's activation is not ReLU) and pass their layers, in order, to
-    ``super().__init__``.
-
-    ``reduction`` is the stem's total stride; ``default_image_size`` the input side
-    length the stem was designed for (what summaries use when no size is given).
+    and ``norm_layer`` (and ``act_layer``, passed only for an activation other than ReLU)
+    and pass their layers to ``super().__init__``. ``reduction`` is the total stride;
+    ``default_image_size`` the input side summaries use when given none.
     """
 
     reduction: ClassVar[int] = 1
@@ -40,9 +34,8 @@ class Stem(nn.Sequential):
 
 
 class _OneConvStem(Stem):
-    """One convolution (``conv1``, ``_kernel`` wide), a norm and an activation (``bn1``,
-    ``relu``; the pre-activation stems, ``_normalizes = False``, leave them to the first
-    unit), and, where ``reduction`` is 4, a stride-2 convolution and a 3x3/2 max-pool."""
+    """``conv1`` (``_kernel`` wide), ``bn1`` and ``relu`` (unless ``_normalizes`` is false),
+    and, where ``reduction`` is 4, a stride-2 convolution and a 3x3/2 max-pool."""
 
     _kernel: ClassVar[int]
     _normalizes: ClassVar[bool] = True
@@ -84,13 +77,10 @@ class CifarStem(_OneConvStem):
 class DeepStem(Stem):
     """Three 3x3 convolutions, norm, ReLU, 3x3/2 max-pool: *Bag of Tricks* "ResNet-C".
 
-    The convolutions have widths ``out_channels // 2``, ``out_channels // 2`` and
-    ``out_channels`` (timm's ``stem_type="deep"`` with ``stem_width = out_channels // 2``),
-    the first with stride 2, so ``out_channels`` must be even. They form an
-    ``nn.Sequential`` named ``conv1`` with a norm and an activation between them, followed
-    by ``bn1``, ``relu`` and ``maxpool``: the parameter names (``conv1.0``, ``conv1.1``,
-    ``conv1.3``, ``conv1.4``, ``conv1.6``, ``bn1``) are timm's, so its ``resnet*d``
-    weights load.
+    The convolutions (in ``conv1``, with norms and activations between) are
+    ``out_channels // 2``, ``out_channels // 2`` and ``out_channels`` wide, the first with
+    stride 2, so ``out_channels`` must be even; the names are timm's ``stem_type="deep"``,
+    so its ``resnet*d`` weights load.
     """
 
     reduction: ClassVar[int] = 4

@@ -64,10 +64,7 @@ class _BlockSubject(Subject[ResidualBlock, ResidualBlock]):
     def construct(
         self, case: ShapeCase, norm_layer: NormLayer, *, zero_shortcut: bool = False, **extra: Any
     ) -> ResidualBlock:
-        """Construct as build() does: the strategy's downsample, then the block, then init.
-
-        ``zero_shortcut=True`` makes a residual block whose shortcut contributes nothing.
-        """
+        """Construct as build() does; ``zero_shortcut=True``: a shortcut that adds zeros."""
         strategy = SHORTCUTS.get(case.shortcut)
         downsample = shortcut_module(strategy, case, self.out_channels, norm_layer)
         residual = strategy.adds_shortcut
@@ -124,21 +121,15 @@ class _ZeroShortcut(nn.Module):
 
 def _block_out_channels(subject: _BlockSubject) -> str:
     case = ShapeCase(subject.out_channels, 1, "none")  # plain: no addition to fail first
-    block = subject.make(case)
-    expected = subject.out_channels
+    block, expected = subject.make(case), subject.out_channels
+    rule = f"width {_WIDTH} x expansion {subject.cls.expansion} = {expected}"
     if block.out_channels != expected:
-        raise ViolationError(
-            f"out_channels is {block.out_channels}, but width {_WIDTH} x expansion "
-            f"{subject.cls.expansion} = {expected}"
-        )
+        raise ViolationError(f"out_channels is {block.out_channels}, but {rule}")
     with torch.no_grad():
         channels = block.eval()(subject.input(case)).shape[1]
     if channels != expected:
-        raise ViolationError(
-            f"the output has {channels} channels, but width {_WIDTH} x expansion "
-            f"{subject.cls.expansion} = {expected}"
-        )
-    return f"width {_WIDTH} x expansion {subject.cls.expansion} = {expected}"
+        raise ViolationError(f"the output has {channels} channels, but {rule}")
+    return rule
 
 
 def _block_shapes(subject: _BlockSubject) -> str:
@@ -192,7 +183,6 @@ def _block_shortcut(subject: _BlockSubject) -> str:
             block = subject.make(case)
             subject.warm_up(block, case)
             block.eval()
-            # The same block, residual, with a shortcut that adds zeros.
             without = subject.make(case, zero_shortcut=True)
             without.load_state_dict(block.state_dict(), strict=False)
             without.eval()
@@ -285,11 +275,8 @@ def _block_dilation(subject: _BlockSubject) -> str:
     block = subject.make(strided, dilation=2)
     with torch.no_grad():
         shape = tuple(block.eval()(subject.input(strided)).shape)
-    if shape != subject.expected_shape(strided, 8):
-        raise ViolationError(
-            f"dilation=2 at stride 2 gives shape {shape}, expected "
-            f"{subject.expected_shape(strided, 8)}"
-        )
+    if shape != (expected := subject.expected_shape(strided, 8)):
+        raise ViolationError(f"dilation=2 at stride 2 gives shape {shape}, expected {expected}")
     return "dilation 2 keeps the size at stride 1, halves it at stride 2, and is used"
 
 
@@ -332,11 +319,9 @@ def check_block(
 ) -> ConformanceReport:
     """Run the block checks (:data:`BLOCK_CHECKS`) against a block class or registered name.
 
-    ``block_options`` are passed to every construction, as a spec's would be. ``only``
-    runs a subset ("interface" always runs first). An unregistered class is registered
-    under a temporary name for the "spec" check and unregistered afterwards.
-    """
-    options = dict(block_options or {})
+    ``block_options`` go to every construction, as a spec's would. ``only`` runs a subset
+    ("interface" always runs first). An unregistered class is registered for the "spec"
+    check under a temporary name."""
     return check_subject(
         _BlockSubject,
         block,
@@ -345,5 +330,5 @@ def check_block(
         seed=seed,
         only=only,
         raise_on_failure=raise_on_failure,
-        options=options,
+        options=dict(block_options or {}),
     )

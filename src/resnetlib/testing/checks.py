@@ -1,8 +1,6 @@
-"""The machinery the conformance checks share: the report types, the runner, seeded inputs,
-the ``Subject`` base of the checked kinds and the properties every kind is held to
-(gradients, norm and activation layers, batch independence, serialization, a spec round
-trip). Only ``__all__`` is API; the other public names are the helpers the checks modules
-of this package share (importable, but free to change)."""
+"""What the conformance checks share: the report types, the runner, the ``Subject`` base
+and the properties every kind is held to. Only ``__all__`` is API; the other public names
+are helpers shared within this package, free to change."""
 
 from __future__ import annotations
 
@@ -55,10 +53,8 @@ class CheckResult:
 @dataclass(frozen=True)
 class ConformanceReport:
     """Every check run against one ``subject`` (for example ``"block 'basic' (BasicBlock)"``).
-
-    ``report.ok`` is true when no check failed (skipped checks do not fail: they cover
-    optional keywords the type does not take). ``str(report)`` is a readable summary.
-    """
+    ``report.ok`` is true when no check failed (skipped checks, for optional keywords the
+    type does not take, do not fail); ``str(report)`` is a readable summary."""
 
     subject: str
     results: tuple[CheckResult, ...]
@@ -93,10 +89,8 @@ class ConformanceReport:
         counts = ", ".join(
             f"{len(self.names(status))} {status}" for status in ("passed", "failed", "skipped")
         )
-        lines = [f"{self.subject}: {counts}"]
-        marks = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
-        lines += [f"  {marks[r.status]} {r.name}: {r.detail}" for r in self.results]
-        return "\n".join(lines)
+        lines = [f"  {r.status[:4].upper()} {r.name}: {r.detail}" for r in self.results]
+        return "\n".join([f"{self.subject}: {counts}", *lines])
 
 
 class ViolationError(Exception):
@@ -112,12 +106,8 @@ Check = Callable[[S], str]
 
 @contextmanager
 def seeded(device: torch.device) -> Iterator[None]:
-    """Keep the caller's random state (checks reseed freely inside) and compute in full float32.
-
-    On GPUs with TensorFloat-32 (Ampere and later) cuDNN may pick a TF32 convolution for one
-    batch size and not another, which differs by about 1e-4: enough to fail a check that
-    compares outputs, and nothing to do with the subject. The caller's flags are restored.
-    """
+    """Keep the caller's random state (checks reseed freely inside) and compute in full float32
+    (TF32 convolutions differ by about 1e-4 between batch sizes); the flags are restored."""
     devices = []
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
@@ -172,11 +162,11 @@ def parameters_without_gradient(module: nn.Module, output: torch.Tensor) -> list
     return [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
 
 
-def check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> int:
-    """Every parameter of ``module`` gets a finite gradient from ``output``; their count."""
+def check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> None:
+    """Every parameter of ``module`` gets a finite gradient from ``output``."""
     trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     if not trained:
-        return 0
+        return
     missing = parameters_without_gradient(module, output)
     if missing:
         raise ViolationError(
@@ -186,7 +176,6 @@ def check_gradients(module: nn.Module, output: torch.Tensor, where: str) -> int:
     for name, parameter in trained:
         if not torch.isfinite(parameter.grad).all():  # type: ignore[arg-type]
             raise ViolationError(f"parameter {name!r} has a non-finite gradient ({where})")
-    return len(trained)
 
 
 def check_batch_independence(module: nn.Module, x: torch.Tensor, where: str) -> None:
@@ -208,12 +197,9 @@ def registered_name(registry: Registry[S], obj: S, prefix: str) -> tuple[str, bo
     name = registry.name_of(obj)
     if name is not None:
         return name, False
-    for index in itertools.count():
-        name = f"{prefix}{index}"
-        if name not in registry:
-            registry.register(name, obj)
-            return name, True
-    raise AssertionError("unreachable")  # pragma: no cover
+    names = (f"{prefix}{index}" for index in itertools.count())
+    registry.register(name := next(n for n in names if n not in registry), obj)
+    return name, True
 
 
 def resolve_subject(
@@ -237,8 +223,7 @@ NORMS_CHECKED = ("groupnorm", "frozen_batchnorm")
 
 @dataclass(frozen=True)
 class ShapeCase:
-    """One construction: input channels, stride (a stem's reduction) and, for a block, the
-    shortcut strategy serving it."""
+    """Input channels, stride (a stem's reduction) and, for a block, the shortcut strategy."""
 
     in_channels: int
     stride: int
@@ -257,17 +242,6 @@ def shortcut_module(
     return strategy().make(
         in_channels=case.in_channels, out_channels=out, stride=case.stride, norm_layer=norm_layer
     )
-
-
-class CountingAct:
-    """An ``act_layer`` that counts the modules it makes (SiLU, so it differs from ReLU)."""
-
-    def __init__(self) -> None:
-        self.made = 0
-
-    def __call__(self) -> nn.Module:
-        self.made += 1
-        return nn.SiLU()
 
 
 @dataclass
@@ -423,10 +397,14 @@ def norm_layer(subject: AnySubject) -> str:
 def act_layer(subject: AnySubject) -> str:
     subject.requires("act_layer", "an activation other than 'relu'")
     case, kind = subject.example(), subject.kind
-    reference = subject.make(case)
-    counting = CountingAct()
+    reference, made = subject.make(case), []
+
+    def counting() -> nn.Module:  # SiLU, so that it differs from ReLU
+        made.append(nn.SiLU())
+        return made[-1]
+
     module = subject.make(case, act_layer=counting)
-    if counting.made == 0:
+    if not made:
         builtin = tuple({type(ACTIVATIONS.get(name)()) for name in ACTIVATIONS} - {nn.Identity})
         stray = [name for name, m in module.named_modules() if isinstance(m, builtin)]
         if stray or not subject.may_lack_activation:
@@ -446,7 +424,7 @@ def act_layer(subject: AnySubject) -> str:
             f"act_layer=SiLU does not change the output: the {kind} makes the activation but "
             "does not use it"
         )
-    return f"act_layer made {counting.made} activation(s), and they are used"
+    return f"act_layer made {len(made)} activation(s), and they are used"
 
 
 def batch_independence(subject: AnySubject) -> str:
@@ -460,10 +438,10 @@ def batch_independence(subject: AnySubject) -> str:
     return f"eval outputs are per sample, in {len(cases)} case(s)"
 
 
-def _warm(subject: AnySubject, seed_offset: int = 0) -> tuple[nn.Module, torch.Tensor]:
+def _warm(subject: AnySubject) -> tuple[nn.Module, torch.Tensor]:
     """The example case's module, warmed up and in eval mode, and an input."""
     case = subject.example()
-    module = subject.make(case, seed_offset=seed_offset)
+    module = subject.make(case)
     subject.warm_up(module, case)
     return module.eval(), subject.input(case)
 
@@ -511,10 +489,8 @@ def serialization(subject: AnySubject) -> str:
 
 
 def spec(subject: AnySubject) -> str:
-    """A small spec using the subject survives JSON, and the model rebuilt from it with the
-    same seed computes the same output; also with group norm and the optional keywords
-    (``Subject.optional``) the subject takes. An unregistered class is registered under
-    a temporary name."""
+    """A small spec using the subject survives JSON and rebuilds, seeded, to the same output;
+    also with group norm and the optional keywords the subject takes."""
     name, registered = registered_name(
         subject.registry, subject.cls, f"_conformance_{subject.kind}_"
     )
@@ -569,12 +545,11 @@ def check_subject(
     raise_on_failure: bool,
     **fields: Any,
 ) -> ConformanceReport:
-    """Run ``checks`` (those in ``only``) on a seeded subject of ``subject_type``; "interface"
-    always runs first, and all later checks are skipped when it fails."""
-    if only is not None:
-        unknown = sorted(set(only) - set(checks))
-        if unknown:
-            raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(checks)}")
+    """Run ``checks`` (those in ``only``) on a seeded subject; "interface" always runs first,
+    and the later checks are skipped when it fails."""
+    unknown = sorted(set(only or ()) - set(checks))
+    if unknown:
+        raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(checks)}")
     cls, label = resolve_subject(subject_type.registry, subject_type.kind, item)
     torch_device = torch.device(device)
     subject = subject_type(cls, torch_device, seed, **fields)

@@ -1,10 +1,8 @@
-"""Fuzzing whole networks of a block (:func:`fuzz_block`); needs hypothesis
-(``pip install 'resnetlib[testing]'``), as does :mod:`resnetlib.testing.strategies`."""
+"""Fuzzing whole networks of a block (:func:`fuzz_block`); needs hypothesis."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,7 +29,8 @@ __all__ = ["FUZZ_PROPERTIES", "fuzz_block"]
 
 
 FUZZ_PROPERTIES: tuple[str, ...] = ("build", "output_shape", "gradients", "batch_independence")
-"""The names of the properties :func:`fuzz_block` checks on every generated spec."""
+"""What :func:`fuzz_block` checks on every generated spec: it builds, its output shape is right
+in train and eval mode, every parameter gets a finite gradient, eval outputs are per sample."""
 
 
 class _FuzzFailureError(Exception):
@@ -44,37 +43,30 @@ class _FuzzFailureError(Exception):
         self.case = case
 
 
-@contextmanager
-def _fuzz_property(prop: str, case: Case) -> Iterator[None]:
-    try:
-        yield
-    except ViolationError as violation:
-        raise _FuzzFailureError(prop, str(violation), case) from violation
-    except Exception as error:  # the block's own code raised: that is the finding
-        raise _FuzzFailureError(prop, f"raised {type(error).__name__}: {error}", case) from error
-
-
 def _fuzz_case(case: Case, device: torch.device, seed: int) -> None:
     """Build the case's spec and check each of :data:`FUZZ_PROPERTIES` on it."""
-    spec = case.spec
-    with _fuzz_property("build", case):
+    spec, prop = case.spec, "build"
+    try:
         torch.manual_seed(seed)
         model = build(spec).to(device)
-    size = (case.batch_size, spec.in_channels, case.image_size, case.image_size)
-    x = seeded_randn(size, seed + 1, device)
-    expected = (case.batch_size, spec.num_classes)
-    with _fuzz_property("output_shape", case):
+        size = (case.batch_size, spec.in_channels, case.image_size, case.image_size)
+        x = seeded_randn(size, seed + 1, device)
+        expected = (case.batch_size, spec.num_classes)
+        prop = "output_shape"
         for mode in ("train", "eval"):
             model.train(mode == "train")
             with torch.no_grad():
                 shape = tuple(model(x).shape)
             if shape != expected:
                 raise ViolationError(f"{mode} mode: output shape {shape}, expected {expected}")
-    with _fuzz_property("gradients", case):
-        model.train().zero_grad(set_to_none=True)
-        check_gradients(model, model(x), "train mode")
-    with _fuzz_property("batch_independence", case):
+        prop = "gradients"
+        check_gradients(model.train(), model(x), "train mode")
+        prop = "batch_independence"
         check_batch_independence(model, x, "eval mode")
+    except ViolationError as violation:
+        raise _FuzzFailureError(prop, str(violation), case) from violation
+    except Exception as error:  # the block's own code raised: that is the finding
+        raise _FuzzFailureError(prop, f"raised {type(error).__name__}: {error}", case) from error
 
 
 def _fuzz_message(label: str, name: str, registered: bool, failure: _FuzzFailureError) -> str:
@@ -102,18 +94,11 @@ def fuzz_block(
 ) -> int:
     """Build generated networks of ``block`` and check :data:`FUZZ_PROPERTIES` on each.
 
-    Needs hypothesis (``pip install 'resnetlib[testing]'``). The specs come from
-    :func:`resnetlib.testing.strategies.cases` restricted to the block: every built-in
-    shortcut, stem, norm and activation, drop path and dilation, each optional keyword
-    only where the block takes it. ``block_options`` go into every spec; ``None`` draws
-    the built-in bottlenecks' options (``{}`` for other blocks). Each spec is built, its
-    output shape checked in train and eval mode, every parameter must get a finite
-    gradient in train mode, and eval outputs must not depend on the rest of the batch.
-
-    The run is deterministic for a ``seed``, writes no example database and leaves the
-    caller's random state untouched. Returns how many generated cases were checked;
-    raises :class:`ConformanceError` naming the violated property and showing the
-    shrunk failing spec as JSON.
+    Needs hypothesis. The specs come from :func:`resnetlib.testing.strategies.cases` with
+    every built-in shortcut, stem and norm; ``block_options`` go into every spec (``None``:
+    drawn as ``cases`` does). Deterministic for a ``seed``, with no example database and
+    the caller's random state untouched. Returns how many cases were checked; raises
+    :class:`ConformanceError` naming the violated property and the shrunk spec as JSON.
     """
     # First: without hypothesis this raises the ImportError that names the extra.
     from .strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases

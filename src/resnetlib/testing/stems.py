@@ -132,10 +132,8 @@ def check_stem(
     only: Collection[str] | None = None,
     raise_on_failure: bool = False,
 ) -> ConformanceReport:
-    """Run the stem checks (:data:`STEM_CHECKS`) against a stem class or registered name.
-
-    The output must have ``out_channels`` channels and be ``reduction`` times smaller than
-    an input whose sides ``reduction`` divides.
+    """Run the stem checks (:data:`STEM_CHECKS`) against a stem class or registered name:
+    the output must have ``out_channels`` channels, ``reduction`` times smaller than the input.
     """
     args = (device, seed, only, raise_on_failure)
     return check_subject(_StemSubject, stem, _STEM_CHECKS, *args)

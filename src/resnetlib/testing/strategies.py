@@ -1,12 +1,6 @@
-"""Hypothesis strategies for small, valid ResNet specs and inputs that fit them.
-
-An optional part of :mod:`resnetlib.testing`: it needs hypothesis
-(``pip install 'resnetlib[testing]'``). :func:`specs` draws specs over the built-in
-blocks, stems, shortcut strategies, norms and activations, with drop path and dilation;
-pass your own registered names to draw specs that use them. :func:`cases` adds an image
-size and a batch size that fit the spec. Options a drawn block or stem does not take
-(``act_layer``, ``drop_path``, ``dilation``: the optional keywords ``build()`` passes only
-when a spec asks for them) stay at their defaults, so every drawn spec builds.
+"""Hypothesis strategies for small, valid ResNet specs (:func:`specs`) and inputs that fit
+them (:func:`cases`); needs hypothesis (``pip install 'resnetlib[testing]'``). Options a
+drawn block or stem does not take stay at their defaults, so every drawn spec builds.
 """
 
 from __future__ import annotations
@@ -41,8 +35,6 @@ __all__ = [
     "specs",
 ]
 
-# The built-in registry names the strategies draw from by default, in one place: a new
-# built-in block, stem or shortcut joins every property test by being added here.
 BUILTIN_BLOCKS: tuple[str, ...] = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 """Built-in block names the strategies draw from by default."""
 BUILTIN_STEMS: tuple[str, ...] = ("cifar", "imagenet", "deep", "cifar_preact", "imagenet_preact")
@@ -84,8 +76,8 @@ def _names(field: str, names: Sequence[str]) -> tuple[str, ...]:
 
 @st.composite
 def block_options(draw: st.DrawFn, block: str, widths: Sequence[int]) -> dict[str, JSONScalar]:
-    """Options of the built-in blocks that take them (bottlenecks: stride, groups, widths);
-    ``{}`` for any other block. ``widths`` are the spec's stage widths, narrowest first."""
+    """Options of the built-in bottlenecks (stride, groups, widths), ``{}`` for other blocks;
+    ``widths`` are the spec's stage widths, narrowest first."""
     if block not in _BOTTLENECKS:
         return {}
     options: dict[str, JSONScalar] = {"stride_in_1x1": draw(st.booleans())}
@@ -113,10 +105,8 @@ def specs(
     """Small valid specs (1 to 3 stages of 1 or 2 blocks, widths 1 to 6 that never shrink,
     so option A fits) over the given registered names, with drop path and dilation.
 
-    ``block_options=None`` draws the built-in bottlenecks' options (and ``{}`` for other
-    blocks); a mapping is used as is for every spec. An activation other than ``"relu"``,
-    a dilation or a drop path rate is drawn only where the block (and, for the activation,
-    the stem) takes the keyword; ``"relu"`` is used when no drawn activation fits.
+    ``block_options=None`` draws them with :func:`block_options`; a mapping is used for every
+    spec. ``"relu"`` is used where no drawn activation fits the block and stem.
     """
     blocks, stems = _names("blocks", blocks), _names("stems", stems)
     shortcuts, norms = _names("shortcuts", shortcuts), _names("norms", norms)
@@ -193,11 +183,8 @@ def cases(
     acts: Sequence[str] = BUILTIN_ACTS,
     block_options: Mapping[str, JSONScalar] | None = None,
 ) -> Case:
-    """A spec from :func:`specs` (same arguments), an image size from the smallest that
-    fits up to 20 pixels, and a batch size of 2 to 4.
-
-    With group norm every feature map stays at least 2x2 (a group of one channel needs
-    more than one pixel)."""
+    """A spec from :func:`specs` (same arguments), an image size from the smallest that fits
+    (with group norm every feature map stays at least 2x2) up to 20, and a batch of 2 to 4."""
     spec = draw(
         specs(
             blocks=blocks,
