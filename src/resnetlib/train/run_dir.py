@@ -1,26 +1,12 @@
 """The run directory: every file of a training run, written by one owner.
 
-A :class:`RunDirectory` takes an OS lock on the directory before it writes anything, so
-that a second process training into it is refused while the first runs; the lock dies with
-its process, so a crashed run leaves nothing to clean up. It writes, each file atomically
-(temporary file, fsync, rename):
-
-- ``run.json`` at the start: what the run is (model, data and the split actually used,
-  seed, recipe, the options that made it), so that resume, evaluate and export need only
-  the directory;
-- ``spec.json`` and ``recipe.json`` (the recipe as followed, its ``val_size`` the split
-  actually held out);
-- ``metrics.csv`` (one row an epoch) and ``steps.csv`` (one row a logging interval);
-- ``state.pt``: the model and the trainer state as one file, so a resume never mixes
-  weights and optimizer state of different iterations; ``last.pt`` beside it for users;
-- ``best.pt`` (lowest validation error), ``final.pt`` and ``curves.png``.
-
-A run directory is data, never code: every file in it is read through the one gate
-(:mod:`resnetlib.files`: regular files only, bounded, JSON without duplicate keys or
-non-finite numbers), ``run.json`` is checked by one function (``check_run_info()``), and
-nothing it names is ever imported. Whether a resume fits its run is decided here too: one
-comparison of the record with what is asked (``record_differences()``), used by the
-trainer's check of ``state.pt`` (``check_resume()``) and the loader's state.
+A :class:`RunDirectory` holds an OS lock on the directory while it writes (the lock dies with
+its process) and writes each file atomically: ``run.json`` (what the run is, so that resume,
+evaluate and export need only the directory), ``spec.json``, ``recipe.json`` (the plan as
+followed), ``metrics.csv``, ``steps.csv``, ``state.pt`` (weights and trainer state as one
+file), ``last.pt``, ``best.pt``, ``final.pt`` and ``curves.png``. Every file is read through
+:mod:`resnetlib.files` and nothing it names is imported; ``check_run_info()`` checks
+``run.json``, ``record_differences()`` and ``check_resume()`` whether a resume fits its run.
 """
 
 from __future__ import annotations
@@ -31,6 +17,7 @@ import json
 import math
 import os
 import socket
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,12 +73,8 @@ class TrainingError(RuntimeError):
 
 
 class RunDirectoryError(TrainingError):
-    """A run directory that is busy, holds another run, or holds a damaged file; the
-    message names the file and what to do."""
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda file: file.write(data))
+    """A run directory that is busy, holds another run or a damaged file (the message says
+    which, and what to do)."""
 
 
 def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> bytes:
@@ -101,7 +84,11 @@ def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> by
     for row in rows:
         writer.writerow(
             {
-                key: "" if math.isnan(value) else _fmt(key, value)
+                key: ""
+                if math.isnan(value)
+                else str(int(value))
+                if key in ("epoch", "iteration")
+                else f"{value:.6g}"
                 for key, value in row.items()
                 if key in columns
             }
@@ -109,16 +96,11 @@ def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> by
     return text.getvalue().encode()
 
 
-def _fmt(key: str, value: float) -> str:
-    return str(int(value)) if key in ("epoch", "iteration") else f"{value:.6g}"
-
-
 def read_metrics(
     path: str | os.PathLike[str], *, columns: Sequence[str] = (), own: bool = False
 ) -> list[dict[str, float]]:
-    """The rows of a ``metrics.csv`` or ``steps.csv`` (empty cells as NaN), read through the
-    gate (:func:`resnetlib.files.read_text`). ``columns``: those the header must have.
-    ``own=True``: the file belongs to the run the caller goes on to write.
+    """The rows of a ``metrics.csv`` or ``steps.csv`` (empty cells as NaN). ``columns``: those
+    the header must have; ``own=True``: a file of the run the caller goes on to write.
 
     Raises:
         RunDirectoryError: not a regular UTF-8 file within the text limit, a missing column,
@@ -157,6 +139,7 @@ class RunDirectory:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.info_path = self.path / "run.json"
         self._lock: int | None = None
 
     def __repr__(self) -> str:
@@ -176,13 +159,22 @@ class RunDirectory:
             raise RunDirectoryError(
                 f"{self.path}: cannot create the run directory: {error}"
             ) from None
-        if not _try_lock(fd):
+        try:  # an exclusive, non-blocking lock
+            if sys.platform == "win32":  # pragma: no cover
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise RunDirectoryError(
                 f"{self.path} is in use by {holder}: one training writes a run directory at "
                 "a time; wait for it, or choose another --out"
-            )
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
         self._lock = fd
@@ -206,18 +198,12 @@ class RunDirectory:
 
     # -- what the run is -------------------------------------------------------------------
 
-    @property
-    def info_path(self) -> Path:
-        return self.path / "run.json"
-
     def holds_run(self) -> bool:
-        """Whether a run was started here (its ``run.json`` exists: anything by that name,
-        which :meth:`read_info` then reads or refuses)."""
+        """Whether anything named ``run.json`` is here (:meth:`read_info` reads or refuses it)."""
         return os.path.lexists(self.info_path)
 
     def has_checkpoint(self) -> bool:
-        """Whether the run saved a state to resume from (anything named ``state.pt``, which
-        :meth:`read_state` then reads or refuses)."""
+        """Whether anything named ``state.pt`` is here (:meth:`read_state` reads or refuses it)."""
         return os.path.lexists(self.path / "state.pt")
 
     def progress_files(self) -> list[str]:
@@ -249,11 +235,10 @@ class RunDirectory:
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Write ``run.json`` (JSON types only)."""
         self._check_owner()
-        _write_bytes(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
+        atomic_write(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
-        """``run.json`` as a dict, checked by ``check_run_info()``; a missing, oversized,
-        damaged or invalid file is a :class:`RunDirectoryError` naming it (and the entry).
+        """``run.json``, checked by ``check_run_info()`` (any problem: :class:`RunDirectoryError`).
         ``own=False``: read as an input of a command that does not write this run."""
         info = read_json_object(self.info_path, what="run information", own=own)
         return check_run_info(info, self.info_path)
@@ -261,7 +246,7 @@ class RunDirectory:
     def write_json(self, name: str, text: str) -> None:
         """Write ``spec.json``, ``recipe.json`` and the like."""
         self._check_owner()
-        _write_bytes(self.path / name, text.rstrip("\n").encode() + b"\n")
+        atomic_write(self.path / name, text.rstrip("\n").encode() + b"\n")
 
     # -- progress --------------------------------------------------------------------------
 
@@ -270,14 +255,13 @@ class RunDirectory:
     ) -> None:
         """Rewrite ``metrics.csv`` and ``steps.csv``."""
         self._check_owner()
-        _write_bytes(self.path / "metrics.csv", _csv_text(METRICS, history))
-        _write_bytes(self.path / "steps.csv", _csv_text(STEPS, steps))
+        atomic_write(self.path / "metrics.csv", _csv_text(METRICS, history))
+        atomic_write(self.path / "steps.csv", _csv_text(STEPS, steps))
 
     def save_state(
         self, model: ResNet, state: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> None:
-        """Write ``state.pt`` (the model's weights inside the trainer state: one atomic
-        unit), then ``last.pt`` (the same weights as a checkpoint)."""
+        """Write ``state.pt`` (weights and trainer state as one file), then ``last.pt``."""
         self._check_owner()
         payload = {
             "format": STATE_FORMAT,
@@ -289,9 +273,8 @@ class RunDirectory:
         save(model, self.path / "last.pt", metadata=_json_scalars(metadata))
 
     def read_state(self) -> dict[str, Any]:
-        """``state.pt`` (the run's own file, read through the gate with ``weights_only``);
-        a missing or damaged one is a :class:`RunDirectoryError`. Its fields are checked
-        by the trainer that resumes from it."""
+        """``state.pt`` (loaded ``weights_only``); a missing or damaged one is a
+        :class:`RunDirectoryError`. The trainer checks its fields (``check_resume()``)."""
         path = self.path / "state.pt"
         if not os.path.lexists(path):
             raise RunDirectoryError(f"{self.path}: nothing to resume (no state.pt)")
@@ -342,9 +325,8 @@ class RunDirectory:
 
 
 def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, Any]:
-    """A JSON object from ``path``, read through the gate (:func:`resnetlib.files.read_json`);
-    any problem is a :class:`RunDirectoryError` naming the file (and line). ``own``
-    (default): a file of the run the command goes on to write."""
+    """A JSON object from ``path`` (:func:`resnetlib.files.read_json`); any problem is a
+    :class:`RunDirectoryError` naming the file. ``own``: a file of the run being written."""
     try:
         value = read_json(path, what=what, error=RunDirectoryError, own=own)
     except FileNotFoundError:
@@ -374,7 +356,7 @@ def record_differences(
 
 
 def _short(value: object) -> str:
-    """``repr(value)`` when it fits a line's worth, else by its type (a tensor always)."""
+    """``repr(value)`` cut to 60 characters; a tensor, or a long list or dict, by its type."""
     text = repr(value)
     if isinstance(value, torch.Tensor) or (
         isinstance(value, (list, dict, tuple)) and len(text) > 60
@@ -390,10 +372,10 @@ LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
 def check_resume(
     state: Mapping[str, Any], expected: Mapping[str, Any], path: Path, per_epoch: int
 ) -> None:
-    """Whether a saved trainer ``state`` (``state.pt``) fits the run that resumes it, before
-    anything of it is applied. ``expected`` is the state this run would save now (its
-    ``run`` the id in ``run.json``): the same run, plan, network and loader, every field of
-    its type, and progress that agrees with the plan (``per_epoch`` batches an epoch).
+    """Refuse a saved trainer ``state`` (``state.pt``) that does not fit the run resuming it,
+    before anything of it is applied: ``expected`` is the state this run would save now (the
+    same run id, plan, network and loader), every field of its type, and progress that agrees
+    with the plan (``per_epoch`` batches an epoch).
 
     Raises:
         RunDirectoryError: one line naming ``path``, the field and what to do.
@@ -508,19 +490,7 @@ def check_run_info(
     info: Mapping[str, Any], path: str | os.PathLike[str] = "run.json"
 ) -> dict[str, Any]:
     """``run.json``'s entries, checked: the one place that says what a run's record may hold
-    (entries it does not name are kept and never interpreted; nothing in it is imported).
-
-    - ``seed``: an int from 0 to 2**63 - 1; ``iterations``: an int >= 1;
-    - ``data``: an object whose ``data`` is text (and, when present, ``labels`` "fine" or
-      "coarse", ``image_size`` null or an int >= 1, ``val_size`` and ``seed`` ints >= 0,
-      ``classes`` null or a list of class names or indices);
-    - ``length``: an object whose ``iterations`` and ``epochs`` are null or ints >= 1;
-    - ``pretrained_cfg``: a data configuration, checked by
-      :func:`~resnetlib.core.data_config.config_from_dict`;
-    - ``command`` (absent when a library call started the run): an object; its ``given`` and
-      ``model`` objects, the model's ``imports`` a list of module names, ``freeze`` null or
-      an int >= 0;
-    - ``run_id`` (absent in runs of older versions) and ``recipe_name``: text.
+    (the checks below are its schema; entries they do not name are kept, never interpreted).
 
     Raises:
         RunDirectoryError: one line naming ``path``, the entry and what it must be.
@@ -608,23 +578,3 @@ def _json_scalars(row: Mapping[str, Any]) -> dict[str, float | int | str | None]
         else:
             out[key] = value
     return out
-
-
-def _try_lock(fd: int) -> bool:
-    """Take an exclusive, non-blocking lock on ``fd``: ``fcntl.flock`` on POSIX,
-    ``msvcrt.locking`` on Windows."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
