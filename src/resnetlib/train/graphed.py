@@ -1,26 +1,11 @@
 """The whole training step as one CUDA graph, captured once and replayed every iteration.
 
-On a GPU a small CIFAR ResNet's step is bound by kernel launches and Python, not arithmetic:
-ResNet-56 launches about a thousand kernels an iteration. :class:`GraphedTraining` captures
-forward, loss, backward, the optimizer step and the running sums of loss and error once
-(``torch.cuda.graph``) and then replays them with one launch. What that needs, it arranges:
-
-- static shapes: the loader drops the last partial batch, and each batch is copied into
-  the same input tensors;
-- the learning rate as a device tensor: each parameter group's ``lr`` is a 0-d tensor that
-  the schedule fills between replays, read by SGD's fused kernel inside the graph;
-- no host synchronisation: the running sums stay on the device and are read at logging
-  and epoch boundaries only (the warm-up, while it lasts, reads each batch's error as
-  eager training does);
-- warm-up before capture: the first :data:`WARMUP_STEPS` iterations run eagerly on a side
-  stream (they allocate SGD's momentum buffers and let cuDNN choose its kernels), the next
-  one is captured and replayed, and so on.
-
-The trainer calls it as it calls its eager ``train_step`` (``Trainer._choose_step``, the one
-seam). The optimizer's saved state is the eager one (the lr a float), so a run saved here
-resumes eagerly and the other way round. :func:`choose` says whether a run can use it, and why not
-(one line) when it was asked for and cannot: CPU, DDP, an EMA of the weights, fp16 loss
-scaling, ``torch.compile``, or an optimizer other than the recipe's.
+A small ResNet's step on a GPU is bound by kernel launches, not arithmetic.
+:class:`GraphedTraining` captures forward, loss, backward, the optimizer step and the running
+sums after :data:`WARMUP_STEPS` eager iterations on a side stream, with static batch shapes,
+each group's lr as a device tensor and no host synchronisation. The optimizer's saved state
+is the eager one, so a run saved here resumes eagerly and the other way round. :func:`choose`
+says whether a run can use it, and why not when it was asked for and cannot.
 """
 
 from __future__ import annotations
@@ -80,11 +65,9 @@ def obstacle(trainer: Trainer, *, own_optimizer: bool) -> str:
 
 
 class GraphedTraining:
-    """One run's captured step, called by the trainer's loop in place of its eager one.
-
-    Build it after the trainer's model, optimizer and running sums (:func:`choose` does); it
-    turns the optimizer's groups to fused SGD with device lr tensors, and the graph adds to
-    the trainer's sums (a tensor the trainer only ever changes in place).
+    """One run's captured step, in place of the trainer's eager one. Built (by :func:`choose`)
+    after the trainer's model, optimizer and sums, it turns the optimizer's groups to fused
+    SGD with device lr tensors; the graph adds to the trainer's sums in place.
     """
 
     def __init__(self, trainer: Trainer) -> None:

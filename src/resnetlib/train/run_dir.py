@@ -380,7 +380,8 @@ def check_resume(
     Raises:
         RunDirectoryError: one line naming ``path``, the field and what to do.
     """
-    total = Recipe.from_json(expected["plan"]).iterations
+    plan = Recipe.from_json(expected["plan"])
+    total = plan.iterations
     assert total is not None
     todo = "restore this run's state.pt, or start a new run in another --out"
 
@@ -414,7 +415,7 @@ def check_resume(
             saved = Recipe.from_json(saved_plan).to_dict()
         except (ValueError, TypeError, KeyError, RecursionError):
             raise fail("field 'plan' must be a recipe (JSON text)") from None
-        mine = Recipe.from_json(expected["plan"]).to_dict()
+        mine = plan.to_dict()
         raise RunDirectoryError(
             f"{path}: the run was started with another recipe or length "
             f"({'; '.join(record_differences(saved, mine, sorted(mine)))}); resume with the "
