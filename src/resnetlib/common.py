@@ -1,8 +1,5 @@
-"""What every layer shares: the path type, optional imports, the device, the inference
-context, and warnings that point at the user's code.
-
-The bottom layer, beside :mod:`resnetlib.validate`: it imports nothing from resnetlib.
-"""
+"""What every layer shares (the bottom layer, beside :mod:`resnetlib.validate`: it imports
+nothing from resnetlib)."""
 
 from __future__ import annotations
 
@@ -39,9 +36,7 @@ def optional_import(module: str, needs: str, extra: str) -> ModuleType:
     """Import ``module`` from an optional dependency, or say which extra installs it.
 
     Raises:
-        ModuleNotFoundError: (an ``ImportError``) ``module`` is not installed; the message
-            is ``'<needs>: pip install "resnetlib[<extra>]"'`` (``needs``: "plotting needs
-            matplotlib").
+        ModuleNotFoundError: ``'<needs>: pip install "resnetlib[<extra>]"'``.
     """
     try:
         return importlib.import_module(module)
@@ -80,10 +75,8 @@ _UNPRINTED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def printable(text: object) -> str:
-    """``str(text)`` (a path, an error) safe to print on one line of a terminal: control
-    characters (C0, DEL, C1), format characters (bidi overrides, zero-width), line and
-    paragraph separators and lone surrogates (undecodable bytes of a file name) written as
-    ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``; everything else unchanged."""
+    """``str(text)`` safe to print on one line of a terminal: control and format characters,
+    line separators and lone surrogates written as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``."""
     text = str(text)
     if text.isprintable():
         return text
@@ -116,11 +109,8 @@ def _escaped(code: int) -> str:
 
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no autograd for the duration; ``module``'s mode is restored after.
-
-    Restores the mode of ``module`` itself (``train(mode)`` sets every submodule to it),
-    also when the body raises.
-    """
+    """Eval mode and no autograd for the duration; ``module``'s own mode (which ``train(mode)``
+    sets on every submodule) is restored after, also when the body raises."""
     was_training = module.training
     module.eval()
     try:
@@ -134,11 +124,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def warn_caller(message: str, category: type[Warning] = FutureWarning) -> None:
-    """``warnings.warn`` attributed to the first caller outside resnetlib.
-
-    So a deprecation reached through ``create_model`` names the user's line, not a factory
-    inside the package (Python 3.12's ``skip_file_prefixes``, on 3.11 too).
-    """
+    """``warnings.warn`` attributed to the first caller outside resnetlib (the user's line)."""
     frame = sys._getframe(1)
     level = 2  # warn_caller's caller
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):

@@ -268,11 +268,11 @@ def read_json(
     *,
     what: str = "",
     error: ErrorType = FileRefusedError,
-    limit: int = MAX_JSON_BYTES,
     own: bool = False,
 ) -> Any:
-    """A JSON file (:func:`read_bytes`, then :func:`parse_json`)."""
-    data = read_bytes(path, limit=limit, what=what, error=error, own=own)
+    """A JSON file of at most :data:`~resnetlib.limits.MAX_JSON_BYTES` (:func:`read_bytes`, then
+    :func:`parse_json`)."""
+    data = read_bytes(path, limit=MAX_JSON_BYTES, what=what, error=error, own=own)
     return parse_json(data, where=printable(path), error=error)
 
 

@@ -1,10 +1,5 @@
-"""Value checks shared by every validator in resnetlib: one wording for each kind of error.
-
-``isinstance(True, int)`` holds in Python, so ``num_classes=True`` would pass a plain
-``isinstance`` check; every validator refuses it through :func:`is_int`. :func:`check_int`
-and :func:`check_keys` are the checks the dataclasses (specs, recipes), the loaders and the
-factories share, so the same mistake reads the same wherever it is made.
-"""
+"""Value checks shared by every validator in resnetlib: one wording for each kind of error
+(and no ``bool`` passing for an ``int``)."""
 
 from __future__ import annotations
 

@@ -44,11 +44,8 @@ MAX_BATCH_SIZE = 2**20
 """Largest batch size."""
 
 OPTIMIZERS = ("sgd",)
-"""The values of ``Recipe.optimizer``."""
 SCHEDULES = ("step", "cosine")
-"""The values of ``Recipe.schedule``."""
 AUTOCAST = (None, "bf16", "fp16")
-"""The values of ``Recipe.autocast``."""
 
 
 def _fail(name: str, value: object, allowed: str) -> ValueError:
@@ -152,8 +149,7 @@ class Recipe:
         if self.nesterov and self.momentum == 0.0:
             raise _fail("nesterov", self.nesterov, "False when momentum is 0")
         milestones = self.milestones
-        if isinstance(milestones, list):
-            milestones = tuple(milestones)
+        milestones = tuple(milestones) if isinstance(milestones, list) else milestones
         if not isinstance(milestones, tuple):
             raise _fail("milestones", milestones, "a tuple of increasing ints >= 1")
         for i, value in enumerate(milestones):

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..common import first_line
 from ..core.data_config import config_from_dict
 from ..core.model import ResNet
 from ..files import atomic_write, open_lock, open_regular, read_json, read_text
@@ -286,8 +287,7 @@ class RunDirectory:
         except RunDirectoryError:
             raise
         except (*TORCH_READ_ERRORS, OSError) as error:
-            reason = str(error).strip().splitlines()
-            first = reason[0] if reason else type(error).__name__
+            first = first_line(error)
             if "Weights only load failed" in first:
                 first = "it holds objects other than tensors and plain data"
             raise RunDirectoryError(
@@ -570,12 +570,11 @@ def _module_name(name: str) -> bool:
 
 
 def _json_scalars(row: Mapping[str, Any]) -> dict[str, float | int | str | None]:
-    out: dict[str, float | int | str | None] = {}
-    for key, value in row.items():
-        if isinstance(value, float) and math.isnan(value):
-            out[key] = None
-        elif key in ("epoch", "iteration") and isinstance(value, float):
-            out[key] = int(value)
-        else:
-            out[key] = value
-    return out
+    return {
+        key: None
+        if isinstance(value, float) and math.isnan(value)
+        else int(value)
+        if key in ("epoch", "iteration") and isinstance(value, float)
+        else value
+        for key, value in row.items()
+    }
