@@ -33,11 +33,8 @@ PathLike: TypeAlias = str | os.PathLike[str]
 
 
 def optional_import(module: str, needs: str, extra: str) -> ModuleType:
-    """Import ``module`` from an optional dependency, or say which extra installs it.
-
-    Raises:
-        ModuleNotFoundError: ``'<needs>: pip install "resnetlib[<extra>]"'``.
-    """
+    """Import ``module`` from an optional dependency, or raise ``ModuleNotFoundError``:
+    ``'<needs>: pip install "resnetlib[<extra>]"'``."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
@@ -47,14 +44,11 @@ def optional_import(module: str, needs: str, extra: str) -> ModuleType:
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
-    """The device to run on: the one policy of every command and of ``fit``.
-
-    ``None`` is the GPU when there is one, else the CPU; ``"cuda"`` without an index is this
-    process's GPU (``LOCAL_RANK`` under ``torchrun``, else 0).
+    """The device to run on: ``None`` is the GPU when there is one, else the CPU; ``"cuda"``
+    without an index is this process's GPU (``LOCAL_RANK`` under ``torchrun``, else 0).
 
     Raises:
-        ValueError: not a device name, the meta device (it holds no values), or CUDA where
-            none is available; the message starts with the name given.
+        ValueError: not a device name, the meta device, or CUDA where none is available.
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -106,17 +106,13 @@ def _refused(error: ErrorType, path: PathLike, reason: str, what: str, then: str
 # -- reading -------------------------------------------------------------------------------
 
 
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def _regular(fd: int, path: PathLike, error: ErrorType, what: str, then: str) -> int:
@@ -125,7 +121,7 @@ def _regular(fd: int, path: PathLike, error: ErrorType, what: str, then: str) ->
     if stat.S_ISREG(mode):
         return fd
     os.close(fd)
-    raise _refused(error, path, _kind(mode), what, then)
+    raise _refused(error, path, _KINDS.get(stat.S_IFMT(mode), "not a regular file"), what, then)
 
 
 def open_regular(
@@ -163,11 +159,8 @@ def read_bytes(
     error: ErrorType = FileRefusedError,
     own: bool = False,
 ) -> bytes:
-    """The bytes of the regular file ``path``, refused past ``limit`` bytes actually read.
-
-    Raises:
-        OSError: the file cannot be opened or read.
-    """
+    """The bytes of the regular file ``path``, refused past ``limit`` bytes actually read
+    (``OSError``: it cannot be opened or read)."""
     with open_regular(path, what=what, error=error, own=own) as file:
         # st_size is only a hint for the first read; the bound is on the bytes that come.
         hint = max(0, os.fstat(file.fileno()).st_size)
@@ -331,11 +324,8 @@ _MAX_STEM = 120  # of the target's name inside a temporary name
 
 def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
     """The target (refused when it is an input), its directory, and a new hidden
-    ``.NAME.RANDOM.partial`` file there, opened for writing.
-
-    Unlike ``tempfile.mkstemp`` (mode 0600), its mode is what the umask gives a new file.
-    ``O_EXCL`` creates it or fails, so it is never a link someone else made. Its name never
-    ends like the target's, and a long name is shortened in it (it must fit NAME_MAX).
+    ``.NAME.RANDOM.partial`` file there, opened for writing: ``O_EXCL`` (never a link someone
+    else made), the umask's mode (not ``mkstemp``'s 0600), the name shortened to fit NAME_MAX.
     """
     target = Path(path)
     check_not_input(target)
@@ -351,12 +341,9 @@ def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
 
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], object] | bytes) -> None:
     """Call ``write(file)`` (or write the bytes ``write``) on a temporary file beside ``path``,
-    then replace ``path`` with it.
-
-    The data and then the directory entry are fsynced, so a crash at any point leaves the
-    previous file or the complete new one. The temporary file is removed if ``write`` raises
-    (a killed process leaves a hidden ``.NAME.*.partial``). A link at ``path`` is replaced,
-    never written through.
+    then replace ``path`` with it: the data and the directory entry are fsynced, so a crash
+    leaves the previous file or the complete new one; the temporary file is removed if
+    ``write`` raises. A link at ``path`` is replaced, never written through.
 
     Raises:
         OSError: the write failed (a full disk, no permission); the message names ``path``.

@@ -39,12 +39,9 @@ def subclass_of(base: type, kind: str) -> Callable[[str, object], None]:
 
 
 class Registry(dict[str, T], Generic[T]):
-    """A read-only mapping from names to objects of one kind (block classes, factories, ...).
-
-    ``registry[name]`` and :meth:`get` look a name up; an unknown name raises
-    :class:`UnknownNameError` (a ``KeyError``) naming the known entries and the closest ones.
-    Entries change only through :meth:`register` (a name registered twice raises
-    ``ValueError``) and :meth:`unregister`; iteration is in sorted order.
+    """A read-only mapping from names to objects of one kind, iterated in sorted order: an
+    unknown name raises :class:`UnknownNameError` (a ``KeyError``) naming the known entries and
+    the closest; entries change only through :meth:`register` and :meth:`unregister`.
     """
 
     def __init__(self, kind: str, validate: Callable[[str, T], None] | None = None) -> None:

@@ -133,12 +133,9 @@ def _share(packed: torch.Tensor, like: torch.Tensor, k: int, count: int) -> torc
 
 
 def pack(models: Sequence[ResNet]) -> PackedResNet:
-    """One :class:`PackedResNet` computing what ``models`` (two or more, one spec) compute.
-
-    Raises:
-        ValueError: fewer than two models, different specs or shapes, a module that cannot
-            be packed, or batch norms that have seen different numbers of batches.
-    """
+    """One :class:`PackedResNet` computing what ``models`` (two or more, one spec) compute;
+    ``ValueError`` for different specs, a module that cannot be packed, or batch norms that
+    have seen different numbers of batches."""
     if len(models) < 2:
         raise ValueError(f"pack needs at least two models; got {len(models)}")
     first = models[0]

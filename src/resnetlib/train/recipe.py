@@ -176,7 +176,7 @@ class Recipe:
         if iterations is not None and epochs is not None:
             raise ValueError("give iterations or epochs, not both")
         per_unit = 1 if self.iterations is not None else batches_per_epoch
-        own_total = (self.iterations or 0) + (self.epochs or 0) * batches_per_epoch
+        own_total = (self.iterations or self.epochs or 0) * per_unit
         if iterations is not None:
             total = check_int("Recipe.iterations", iterations, 1, MAX_ITERATIONS, bound=_BOUND)
         elif epochs is not None:
@@ -232,9 +232,8 @@ class Recipe:
         return self.lr * self.gamma**passed
 
     def warmup_over(self, iterations_done: int, batch_error: float) -> bool:
-        """Whether the warm-up ends after ``iterations_done`` iterations, the last of which
-        had training error ``batch_error`` (a fraction): below ``warmup_error`` or at the cap.
-        """
+        """Whether the warm-up ends after ``iterations_done`` iterations, the last with training
+        error ``batch_error`` (a fraction): below ``warmup_error`` or at the cap."""
         return (
             self.warmup_lr is None
             or batch_error < self.warmup_error
@@ -315,13 +314,12 @@ def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
     milestones and warm-up cap to another length, for the start-up line ("milestones 32000,
     48000 scaled to 200, 300 for 400 iterations"); empty when the length is the recipe's."""
     per_unit = 1 if recipe.iterations is not None else batches_per_epoch
-    own_total = (recipe.iterations or 0) + (recipe.epochs or 0) * batches_per_epoch
-    if plan.iterations == own_total:
+    if plan.iterations == (recipe.iterations or recipe.epochs or 0) * per_unit:
         return ""
     parts = []
     if recipe.schedule == "step" and recipe.milestones:
         before = ", ".join(str(m * per_unit) for m in recipe.milestones)
-        after = ", ".join(str(m) for m in plan.milestones) or "none"
+        after = ", ".join(map(str, plan.milestones)) or "none"
         parts.append(f"milestones {before} scaled to {after}")
     if recipe.warmup_lr is not None:
         parts.append(

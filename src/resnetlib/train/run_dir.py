@@ -132,11 +132,8 @@ def read_metrics(
 
 
 class RunDirectory:
-    """The files of one run in ``path`` (see the module docstring).
-
-    Use it as a context manager, or call :meth:`acquire` and :meth:`release`: every write
-    needs the lock. Reading (:meth:`read_info`, :meth:`read_state`) does not.
-    """
+    """The files of one run in ``path``. Every write needs the lock (use it as a context
+    manager, or :meth:`acquire` and :meth:`release`); reading does not."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -213,12 +210,8 @@ class RunDirectory:
 
     def resume_state(self) -> dict[str, Any] | None:
         """The saved state to resume from (:meth:`read_state`), or ``None`` for a run that
-        stopped before its first save (it starts over).
-
-        Raises:
-            RunDirectoryError: no run here, or progress files without ``state.pt`` (resuming
-                would start the run over and overwrite them).
-        """
+        stopped before its first save. No run here, or progress files without ``state.pt``
+        (a restart would overwrite them), is a :class:`RunDirectoryError`."""
         if self.has_checkpoint():
             return self.read_state()
         if not self.holds_run():
@@ -372,14 +365,10 @@ LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
 def check_resume(
     state: Mapping[str, Any], expected: Mapping[str, Any], path: Path, per_epoch: int
 ) -> None:
-    """Refuse a saved trainer ``state`` (``state.pt``) that does not fit the run resuming it,
-    before anything of it is applied: ``expected`` is the state this run would save now (the
-    same run id, plan, network and loader), every field of its type, and progress that agrees
-    with the plan (``per_epoch`` batches an epoch).
-
-    Raises:
-        RunDirectoryError: one line naming ``path``, the field and what to do.
-    """
+    """Raise :class:`RunDirectoryError` (naming ``path``, the field and what to do) unless the
+    saved trainer ``state`` fits the run resuming it: the run id, plan, network and loader of
+    ``expected`` (the state this run would save now), every field of its type, and progress
+    that agrees with the plan (``per_epoch`` batches an epoch)."""
     plan = Recipe.from_json(expected["plan"])
     total = plan.iterations
     assert total is not None
@@ -490,12 +479,9 @@ def check_resume(
 def check_run_info(
     info: Mapping[str, Any], path: str | os.PathLike[str] = "run.json"
 ) -> dict[str, Any]:
-    """``run.json``'s entries, checked: the one place that says what a run's record may hold
-    (the checks below are its schema; entries they do not name are kept, never interpreted).
-
-    Raises:
-        RunDirectoryError: one line naming ``path``, the entry and what it must be.
-    """
+    """``run.json``'s entries, checked: the schema of a run's record (entries it does not name
+    are kept, never interpreted). Raises :class:`RunDirectoryError` naming ``path``, the entry
+    and what it must be."""
     where = str(path)
 
     def fail(entry: str, wanted: str, value: object) -> RunDirectoryError:
