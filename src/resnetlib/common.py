@@ -80,8 +80,7 @@ def printable(text: object) -> str:
 
 
 def installed_version() -> str:
-    """resnetlib's installed version, as runs and exports record it (``unknown`` when run from
-    a source tree that is not installed)."""
+    """resnetlib's installed version, as runs and exports record it (or ``unknown``)."""
     try:
         return importlib.metadata.version("resnetlib")
     except importlib.metadata.PackageNotFoundError:
@@ -117,11 +116,11 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def warn_caller(message: str, category: type[Warning] = FutureWarning) -> None:
-    """``warnings.warn`` attributed to the first caller outside resnetlib (the user's line)."""
+def warn_caller(message: str) -> None:
+    """A ``FutureWarning`` attributed to the first caller outside resnetlib (the user's line)."""
     frame = sys._getframe(1)
     level = 2  # warn_caller's caller
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
         level += 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, FutureWarning, stacklevel=level)

@@ -46,16 +46,13 @@ MAX_JSON_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects in a JSON file or entry (a spec nests 5 deep)."""
 MAX_TEXT_BYTES = 64 << 20
-"""Largest text file: class and annotation lists, ``metrics.csv`` (TinyImageNet's
-``words.txt``, the largest published one, is 2.6 MB)."""
+"""Largest text file: class and annotation lists, ``metrics.csv`` (the largest known, 2.6 MB)."""
 MAX_PICKLE_BYTES = 1 << 30
 """Largest CIFAR python pickle (CIFAR-100's ``train`` is 155 MB)."""
 MAX_ONNX_BYTES = 2 << 30
-"""Largest ONNX file ``evaluate`` and ``predict`` run: protobuf's own 2 GiB bound (a
-ResNet-152 is 240 MB in float)."""
+"""Largest ONNX file ``evaluate`` and ``predict`` run: protobuf's own 2 GiB bound."""
 MAX_IMAGE_PIXELS = 4096 * 4096
-"""Most pixels (width x height, read from the header before decoding) an image may have
-where no target size bounds it: 16.8 M, 50 MB decoded as RGB."""
+"""Most pixels (read from the header before decoding) of an image no target size bounds."""
 MAX_DOWNSCALE = 32
 """How many times larger per side than its target an image may be before it is refused."""
 MAX_ASPECT = 64

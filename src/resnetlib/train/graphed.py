@@ -1,11 +1,9 @@
 """The whole training step as one CUDA graph, captured once and replayed every iteration.
 
-A small ResNet's step on a GPU is bound by kernel launches, not arithmetic.
 :class:`GraphedTraining` captures forward, loss, backward, the optimizer step and the running
-sums after :data:`WARMUP_STEPS` eager iterations on a side stream, with static batch shapes,
-each group's lr as a device tensor and no host synchronisation. The optimizer's saved state
-is the eager one, so a run saved here resumes eagerly and the other way round. :func:`choose`
-says whether a run can use it, and why not when it was asked for and cannot.
+sums after :data:`WARMUP_STEPS` eager iterations (static batch shapes, the lr a device tensor,
+no host synchronisation); its saved optimizer state is the eager one, so runs resume either
+way. :func:`choose` says whether a run can use it, and why not when asked for and it cannot.
 """
 
 from __future__ import annotations
@@ -91,8 +89,7 @@ class GraphedTraining:
         self.sums = trainer.sums
         self.last_wrong = torch.zeros((), dtype=torch.float64, device=self.device)
         self.count = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.static_x: torch.Tensor | None = None
-        self.static_y: torch.Tensor | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the batch's tensors
         self.graph: Any = None  # torch.cuda.CUDAGraph once captured
         self.eager_steps = 0
         self.replays = 0
@@ -131,9 +128,8 @@ class GraphedTraining:
 
     def _body(self) -> None:
         """The step on the static batch: what is captured, and what eager warm-up runs."""
-        x, y = self.static_x, self.static_y
-        assert x is not None
-        assert y is not None
+        assert self.static is not None
+        x, y = self.static
         autocast: Any = (  # the autocast cache cannot live across replays
             torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=False)
             if self.amp_dtype is not None
@@ -156,16 +152,17 @@ class GraphedTraining:
         replay; returns the batch's wrong count and size (device tensors the next step
         overwrites)."""
         self.set_lr(lr)
-        if self.static_x is None or self.static_y is None:
-            self.static_x, self.static_y = torch.empty_like(x), torch.empty_like(y)
+        if self.static is None:
+            self.static = (torch.empty_like(x), torch.empty_like(y))
             self.count.fill_(y.numel())
-        if x.shape != self.static_x.shape or y.shape != self.static_y.shape:
+        static_x, static_y = self.static
+        if x.shape != static_x.shape or y.shape != static_y.shape:
             raise RuntimeError(
                 f"cuda graphs need one batch shape; got {tuple(x.shape)} after "
-                f"{tuple(self.static_x.shape)} (the loader must drop the last partial batch)"
+                f"{tuple(static_x.shape)} (the loader must drop the last partial batch)"
             )
-        self.static_x.copy_(x)
-        self.static_y.copy_(y)
+        static_x.copy_(x)
+        static_y.copy_(y)
         if self.graph is not None:
             self.graph.replay()
             self.replays += 1

@@ -86,14 +86,12 @@ class Recipe:
     (``schedule="step"`` multiplies the lr by ``gamma`` at each, ``"cosine"`` anneals ``lr``
     to 0 and ignores them) and scale with an overridden length (:meth:`resolved`). With
     ``warmup_lr`` set, training starts at that lr until a batch's error is below
-    ``warmup_error`` or ``warmup_max_iterations`` pass. ``augment``: the training augmentation
-    (``None``: none); ``val_size``: the most images held out for validation
-    (:meth:`val_images`). The modern options are off in the paper's recipe;
-    ``autocast="bf16"`` runs on a CPU too. ``channels_last=None`` turns it on for a run on a
-    CPU (1.43x a ResNet-20 step, docs/benchmarks.md), off elsewhere. ``cuda_graphs`` replays
-    the step as one CUDA graph (``resnetlib.train.graphed``): ``True`` asks for it (where it
-    cannot apply, the run trains eagerly and logs why), ``None`` decides by device; it changes
-    speed only, so it is left out of :meth:`to_dict` when ``None``.
+    ``warmup_error`` or ``warmup_max_iterations`` pass. ``val_size``: the most images held out
+    for validation (:meth:`val_images`). The modern options are off in the paper's recipe;
+    ``autocast="bf16"`` runs on a CPU too; ``channels_last=None`` is on for a run on a CPU
+    (1.43x faster there), off elsewhere. ``cuda_graphs`` replays the step as one CUDA graph
+    (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply trains
+    eagerly and logs why), ``None`` decides by device, and is left out of :meth:`to_dict`.
     """
 
     optimizer: str = "sgd"
@@ -294,9 +292,7 @@ TINYIMAGENET = Recipe(
 )
 """64x64 images (TinyImageNet, any 64x64 image folder): SGD momentum 0.9, lr 0.1 annealed to 0
 by a cosine over 100 epochs, weight decay 5e-4, batch 128, a crop of the image padded by 8 and
-a flip, 5,000 images held out. TinyImageNet has no published recipe: these are
-kuangliu/pytorch-cifar's ResNet-18 values, as TinyImageNet results in the literature reuse
-them (arXiv:2002.02949, section IV). Run with ``TINYIMAGENET_MODEL``."""
+a flip (kuangliu/pytorch-cifar's ResNet-18 values). Run with ``TINYIMAGENET_MODEL``."""
 
 TINYIMAGENET_MODEL: Mapping[str, Any] = MappingProxyType({"stem": "cifar"})
 """The model options ``TINYIMAGENET`` trains with (where none are given or fixed by weights):

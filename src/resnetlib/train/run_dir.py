@@ -44,12 +44,12 @@ __all__ = [
     "record_differences",
 ]
 
+STEPS = ("iteration", "lr", "train_loss", "train_error")
+"""The columns of ``steps.csv``: the training loss and error over each logging interval."""
+
 METRICS = (
     "epoch",
-    "iteration",
-    "lr",
-    "train_loss",
-    "train_error",
+    *STEPS,
     "val_loss",
     "val_error",
     "test_loss",
@@ -58,9 +58,6 @@ METRICS = (
     "elapsed_s",
 )
 """The columns of ``metrics.csv``, one row per epoch (errors are fractions; empty: not run)."""
-
-STEPS = ("iteration", "lr", "train_loss", "train_error")
-"""The columns of ``steps.csv``: the training loss and error over each logging interval."""
 
 STATE_FORMAT = "resnetlib.trainer-state"
 STATE_VERSION = 2
@@ -264,7 +261,7 @@ class RunDirectory:
             **state,
         }
         atomic_write(self.path / "state.pt", lambda file: torch.save(payload, file))
-        save(model, self.path / "last.pt", metadata=_json_scalars(metadata))
+        self.save_model("last.pt", model, metadata)
 
     def read_state(self) -> dict[str, Any]:
         """``state.pt`` (loaded ``weights_only``); a missing or damaged one is a
@@ -298,10 +295,18 @@ class RunDirectory:
         return state
 
     def save_model(self, name: str, model: ResNet, metadata: Mapping[str, Any]) -> Path:
-        """Write checkpoint ``name`` (``best.pt``, ``final.pt``)."""
+        """Write checkpoint ``name`` (``best.pt``, ``final.pt``); NaN metadata as null."""
         self._check_owner()
         path = self.path / name
-        save(model, path, metadata=_json_scalars(metadata))
+        scalars = {
+            key: None
+            if isinstance(value, float) and math.isnan(value)
+            else int(value)
+            if key in ("epoch", "iteration") and isinstance(value, float)
+            else value
+            for key, value in metadata.items()
+        }
+        save(model, path, metadata=scalars)
         return path
 
     def plot(
@@ -530,11 +535,12 @@ def check_run_info(
         config_from_dict(info["pretrained_cfg"])
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{where}: entry 'pretrained_cfg': {error}") from None
+    texts: dict[str, object] = {}
     if "command" in info:
         command = obj("command", info["command"])
         obj("command.given", command.get("given", {}))
         model = obj("command.model", command.get("model", {}))
-        texts = {"command.model.name": model.get("name", _MISSING)}
+        texts["command.model.name"] = model.get("name", _MISSING)
         imports = model.get("imports", [])
         if not (
             isinstance(imports, list)
@@ -542,8 +548,6 @@ def check_run_info(
         ):
             raise fail("command.model.imports", "a list of module names", imports)
         integer("command.freeze", command.get("freeze"), 0)
-    else:
-        texts = {}
     texts.update(run_id=info.get("run_id", _MISSING), recipe_name=info.get("recipe_name", _MISSING))
     for entry, value in texts.items():
         if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
@@ -553,14 +557,3 @@ def check_run_info(
 
 def _module_name(name: str) -> bool:
     return 0 < len(name) <= 200 and all(part.isidentifier() for part in name.split("."))
-
-
-def _json_scalars(row: Mapping[str, Any]) -> dict[str, float | int | str | None]:
-    return {
-        key: None
-        if isinstance(value, float) and math.isnan(value)
-        else int(value)
-        if key in ("epoch", "iteration") and isinstance(value, float)
-        else value
-        for key, value in row.items()
-    }
