@@ -129,11 +129,8 @@ def open_regular(
 ) -> BinaryIO:
     """``path`` opened for binary reading, refused (as ``error``, the message naming ``what``)
     unless it is a regular file after following links. ``own=True``: a command's own state
-    (``state.pt``, a cache), not an input, so the command may rewrite it.
-
-    Raises:
-        OSError: the file cannot be opened (``FileNotFoundError``, ``PermissionError``).
-    """
+    (``state.pt``, a cache), not an input, so the command may rewrite it. ``OSError``: the
+    file cannot be opened."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     _regular(fd, path, error, what, "; resnetlib reads only regular files")

@@ -128,8 +128,7 @@ class Registry(dict[str, T], Generic[T]):
         return next((name for name, item in self.items() if item is obj), None)
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Registered names matching a shell-style ``pattern``, numbers sorted as numbers
-        (``plain18``, ``plain20``, ..., ``plain110``, ``plain1202``)."""
+        """Registered names matching a shell-style ``pattern``, digit runs sorted as numbers."""
         matches = (n for n in dict.__iter__(self) if fnmatch.fnmatchcase(n, pattern))
         return sorted(matches, key=natural_key)
 

@@ -148,9 +148,8 @@ class GraphedTraining:
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, lr: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training iteration on ``(x, y)`` at ``lr``: eager warm-up, capture, or a
-        replay; returns the batch's wrong count and size (device tensors the next step
-        overwrites)."""
+        """One training iteration on ``(x, y)`` at ``lr`` (eager warm-up, capture, or a replay):
+        the batch's wrong count and size, device tensors the next step overwrites."""
         self.set_lr(lr)
         if self.static is None:
             self.static = (torch.empty_like(x), torch.empty_like(y))

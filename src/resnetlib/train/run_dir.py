@@ -1,12 +1,10 @@
 """The run directory: every file of a training run, written by one owner.
 
-A :class:`RunDirectory` holds an OS lock on the directory while it writes (the lock dies with
-its process) and writes each file atomically: ``run.json`` (what the run is, so that resume,
-evaluate and export need only the directory), ``spec.json``, ``recipe.json`` (the plan as
-followed), ``metrics.csv``, ``steps.csv``, ``state.pt`` (weights and trainer state as one
-file), ``last.pt``, ``best.pt``, ``final.pt`` and ``curves.png``. Every file is read through
-:mod:`resnetlib.files` and nothing it names is imported; ``check_run_info()`` checks
-``run.json``, ``record_differences()`` and ``check_resume()`` whether a resume fits its run.
+A :class:`RunDirectory` holds an OS lock while it writes (it dies with its process) and writes
+each file atomically: ``run.json`` (what the run is: resume, evaluate and export need only the
+directory), ``spec.json``, ``recipe.json`` (the plan), ``metrics.csv``, ``steps.csv``,
+``state.pt`` (weights and trainer state in one file), ``last.pt``, ``best.pt``, ``final.pt``,
+``curves.png``. Its files are read through :mod:`resnetlib.files`; nothing they name is imported.
 """
 
 from __future__ import annotations
@@ -71,8 +69,7 @@ class TrainingError(RuntimeError):
 
 
 class RunDirectoryError(TrainingError):
-    """A run directory that is busy, holds another run or a damaged file (the message says
-    which, and what to do)."""
+    """A busy run directory, another run's, or a damaged file; the message says what to do."""
 
 
 def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> bytes:
@@ -102,8 +99,7 @@ def read_metrics(
 
     Raises:
         RunDirectoryError: not a regular UTF-8 file within the text limit, a missing column,
-            or a cell that is not a finite number (the message names file and line).
-        OSError: the file cannot be read (``FileNotFoundError``).
+            or a cell that is not a finite number. ``OSError``: the file cannot be read.
     """
     text = read_text(path, what="a run's metrics", error=RunDirectoryError, own=own)
     reader = csv.DictReader(io.StringIO(text, newline=""))
