@@ -1,18 +1,12 @@
 """resnetlib: ResNets from He et al. (2015), faithful, typed and extensible.
 
-The top level holds what a user types first: the model factories, ``create_model``,
-``list_models`` and ``list_pretrained``, the spec and ``build``, the base classes and the
-registration of blocks, shortcuts, stems and models, ``load`` and ``save``, and the two
-counters the README's tour uses. Everything else lives in its subpackage:
-:mod:`resnetlib.nn` (the parts, their registries and helpers), :mod:`resnetlib.interop`
-(other layouts, checkpoint parts, fine-tuning), :mod:`resnetlib.models` (the zoo and its
-pretrained weights), :mod:`resnetlib.core` (the feature view, depth helpers),
-:mod:`resnetlib.analysis` (summaries), :mod:`resnetlib.registry` (the registry class),
-:mod:`resnetlib.deploy` (folding, fast path, export)
-and :mod:`resnetlib.testing` (the conformance suite). The last two load on first use.
-
-A name that moved off the top level raises ``AttributeError`` naming its new home
-(``resnetlib.OptionA moved to resnetlib.nn.OptionA``).
+The top level holds what a user types first: the model factories, ``create_model``, the spec
+and ``build``, the base classes and registration, ``load`` and ``save``. Everything else lives
+in its subpackage: :mod:`resnetlib.nn` (the parts), :mod:`resnetlib.interop` (other layouts,
+fine-tuning), :mod:`resnetlib.models` (the zoo, pretrained weights), :mod:`resnetlib.core`,
+:mod:`resnetlib.analysis`, :mod:`resnetlib.registry`, and, loaded on first use,
+:mod:`resnetlib.deploy` (folding, export) and :mod:`resnetlib.testing` (the conformance
+suite). A name that moved off the top level raises ``AttributeError`` naming its new home.
 """
 
 from __future__ import annotations
@@ -81,12 +75,7 @@ from .models.zoo import (
     wide_resnet50_2,
     wide_resnet101_2,
 )
-from .nn.blocks import (
-    BasicBlock,
-    Bottleneck,
-    ResidualBlock,
-    register_block,
-)
+from .nn.blocks import BasicBlock, Bottleneck, ResidualBlock, register_block
 from .nn.shortcuts import ShortcutStrategy, register_shortcut
 from .nn.stems import Stem, register_stem
 
@@ -97,7 +86,7 @@ if TYPE_CHECKING:
 # Subpackages loaded on first use.
 _LAZY = {"testing", "deploy"}
 
-# Names that left the top level (issue 26), by the module that exports each now.
+# Names that left the top level, by the module that exports each now.
 _MOVED = {
     name: home
     for home, names in {

@@ -1,8 +1,5 @@
-"""What every layer shares: the path type, optional imports, the device, the inference
-context, and warnings that point at the user's code.
-
-The bottom layer, beside :mod:`resnetlib.validate`: it imports nothing from resnetlib.
-"""
+"""What every layer shares (the bottom layer, beside :mod:`resnetlib.validate`: it imports
+nothing from resnetlib)."""
 
 from __future__ import annotations
 
@@ -36,13 +33,8 @@ PathLike: TypeAlias = str | os.PathLike[str]
 
 
 def optional_import(module: str, needs: str, extra: str) -> ModuleType:
-    """Import ``module`` from an optional dependency, or say which extra installs it.
-
-    Raises:
-        ModuleNotFoundError: (an ``ImportError``) ``module`` is not installed; the message
-            is ``'<needs>: pip install "resnetlib[<extra>]"'`` (``needs``: "plotting needs
-            matplotlib").
-    """
+    """Import ``module`` from an optional dependency, or raise ``ModuleNotFoundError``:
+    ``'<needs>: pip install "resnetlib[<extra>]"'``."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
@@ -52,14 +44,11 @@ def optional_import(module: str, needs: str, extra: str) -> ModuleType:
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
-    """The device to run on: the one policy of every command and of ``fit``.
-
-    ``None`` is the GPU when there is one, else the CPU; ``"cuda"`` without an index is this
-    process's GPU (``LOCAL_RANK`` under ``torchrun``, else 0).
+    """The device to run on: ``None`` is the GPU when there is one, else the CPU; ``"cuda"``
+    without an index is this process's GPU (``LOCAL_RANK`` under ``torchrun``, else 0).
 
     Raises:
-        ValueError: not a device name, the meta device (it holds no values), or CUDA where
-            none is available; the message starts with the name given.
+        ValueError: not a device name, the meta device, or CUDA where none is available.
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -80,10 +69,8 @@ _UNPRINTED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def printable(text: object) -> str:
-    """``str(text)`` (a path, an error) safe to print on one line of a terminal: control
-    characters (C0, DEL, C1), format characters (bidi overrides, zero-width), line and
-    paragraph separators and lone surrogates (undecodable bytes of a file name) written as
-    ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``; everything else unchanged."""
+    """``str(text)`` safe to print on one line of a terminal: control and format characters,
+    line separators and lone surrogates written as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``."""
     text = str(text)
     if text.isprintable():
         return text
@@ -93,8 +80,7 @@ def printable(text: object) -> str:
 
 
 def installed_version() -> str:
-    """resnetlib's installed version, as runs and exports record it (``unknown`` when run from
-    a source tree that is not installed)."""
+    """resnetlib's installed version, as runs and exports record it (or ``unknown``)."""
     try:
         return importlib.metadata.version("resnetlib")
     except importlib.metadata.PackageNotFoundError:
@@ -116,11 +102,8 @@ def _escaped(code: int) -> str:
 
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no autograd for the duration; ``module``'s mode is restored after.
-
-    Restores the mode of ``module`` itself (``train(mode)`` sets every submodule to it),
-    also when the body raises.
-    """
+    """Eval mode and no autograd for the duration; ``module``'s own mode (which ``train(mode)``
+    sets on every submodule) is restored after, also when the body raises."""
     was_training = module.training
     module.eval()
     try:
@@ -133,15 +116,11 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def warn_caller(message: str, category: type[Warning] = FutureWarning) -> None:
-    """``warnings.warn`` attributed to the first caller outside resnetlib.
-
-    So a deprecation reached through ``create_model`` names the user's line, not a factory
-    inside the package (Python 3.12's ``skip_file_prefixes``, on 3.11 too).
-    """
+def warn_caller(message: str) -> None:
+    """A ``FutureWarning`` attributed to the first caller outside resnetlib (the user's line)."""
     frame = sys._getframe(1)
     level = 2  # warn_caller's caller
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
         level += 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, FutureWarning, stacklevel=level)

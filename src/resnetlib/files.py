@@ -1,23 +1,9 @@
 """The one gate for files: every file resnetlib reads or writes passes through here.
 
-Reading (:func:`open_regular`, :func:`read_bytes`, :func:`read_text`, :func:`read_json`):
-
-- only a regular file is read: a FIFO, a character device or a directory is refused before
-  a byte is read (a FIFO is opened without blocking, so it cannot hang the reader);
-- a whole-file read stops one byte past its limit, so the bound is what was read, not what
-  ``st_size`` claims (``/proc`` files claim 0);
-- JSON refuses duplicate keys, ``NaN``/``Infinity`` and numbers that overflow, and nesting
-  deeper than :data:`~resnetlib.limits.MAX_JSON_DEPTH`; a pickle's memo is checked before
-  it is unpickled (:func:`pickle_opcodes`);
-- a path named inside a file stays inside its root (:func:`inside`).
-
-Writing (:func:`atomic_write`, :func:`atomic_path`, :func:`open_lock`): a temporary file
-beside the target, fsynced and renamed over it, so a reader sees the old file or the new one;
-a symbolic link is never written through (a rename replaces the link itself, and the lock
-file is opened with ``O_NOFOLLOW``); and inside a command (:func:`command_files`), no write
-replaces a file that the command read as input, by path, hard link or symbolic link.
-
-Files are data, never code: nothing here imports or calls what a file names.
+Reading takes regular files only (a FIFO cannot hang it), bounded by the bytes actually read,
+and JSON without duplicate keys, non-finite numbers or deep nesting. Writing replaces a file
+atomically, never through a symbolic link, and inside a command (:func:`command_files`) never
+over one of its inputs. Files are data, never code: nothing here imports what a file names.
 """
 
 from __future__ import annotations
@@ -76,10 +62,9 @@ _INPUTS: contextvars.ContextVar[dict[tuple[int, int], str] | None] = contextvars
 
 @contextmanager
 def command_files() -> Iterator[None]:
-    """Within this context, every file read as input is remembered, and a write that would
-    replace one (same path, a hard link or a symbolic link to it) raises
-    :class:`OutputIsInputError` before anything is written. Each ``resnetlib`` command runs
-    inside one."""
+    """Within this context (each ``resnetlib`` command runs in one), a write that would replace
+    a file read as input (by path, hard link or symbolic link) raises
+    :class:`OutputIsInputError` before anything is written."""
     token = _INPUTS.set({})
     try:
         yield
@@ -95,13 +80,8 @@ def _remember_input(fd: int, path: PathLike) -> None:
 
 
 def check_not_input(target: PathLike) -> None:
-    """Refuse ``target`` as an output when it is an input of the running command (same path,
-    a hard link or a symbolic link to it): for a command that should refuse before a long
-    export, rather than when it writes (:func:`atomic_write` checks again).
-
-    Raises:
-        OutputIsInputError: naming both files.
-    """
+    """Raise :class:`OutputIsInputError` (naming both files) when ``target`` is an input of the
+    running command: to refuse before a long export (:func:`atomic_write` checks again)."""
     inputs = _INPUTS.get()
     if not inputs:
         return
@@ -126,41 +106,31 @@ def _refused(error: ErrorType, path: PathLike, reason: str, what: str, then: str
 # -- reading -------------------------------------------------------------------------------
 
 
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def _regular(fd: int, path: PathLike, error: ErrorType, what: str, then: str) -> int:
-    """``fd`` where it is a regular file; otherwise it is closed and the refusal raised."""
+    """``fd`` where it is a regular file; otherwise it is closed and refused."""
     mode = os.fstat(fd).st_mode
     if stat.S_ISREG(mode):
         return fd
     os.close(fd)
-    raise _refused(error, path, _kind(mode), what, then)
+    raise _refused(error, path, _KINDS.get(stat.S_IFMT(mode), "not a regular file"), what, then)
 
 
 def open_regular(
     path: PathLike, *, what: str = "", error: ErrorType = FileRefusedError, own: bool = False
 ) -> BinaryIO:
-    """``path`` opened for binary reading, refused unless it is a regular file (after
-    following symbolic links): the one way resnetlib opens a file to read.
-
-    ``what`` names the file's role in the message; ``error`` is the exception raised for a
-    refusal (each reader's own error type). ``own=True`` marks a command's own state (a run
-    directory's ``state.pt``, a cache): not an input, so the command may rewrite it.
-
-    Raises:
-        OSError: the file cannot be opened (``FileNotFoundError``, ``PermissionError``).
-    """
+    """``path`` opened for binary reading, refused (as ``error``, the message naming ``what``)
+    unless it is a regular file after following links. ``own=True``: a command's own state
+    (``state.pt``, a cache), not an input, so the command may rewrite it. ``OSError``: the
+    file cannot be opened."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     _regular(fd, path, error, what, "; resnetlib reads only regular files")
@@ -186,14 +156,10 @@ def read_bytes(
     error: ErrorType = FileRefusedError,
     own: bool = False,
 ) -> bytes:
-    """The bytes of the regular file ``path``, refused past ``limit`` bytes actually read.
-
-    Raises:
-        OSError: the file cannot be opened or read.
-    """
+    """The bytes of the regular file ``path``, refused past ``limit`` bytes actually read
+    (``OSError``: it cannot be opened or read)."""
     with open_regular(path, what=what, error=error, own=own) as file:
-        # st_size is only a hint for the first read (read(n) allocates n bytes up front);
-        # the bound is on the bytes that actually come.
+        # st_size is only a hint for the first read; the bound is on the bytes that come.
         hint = max(0, os.fstat(file.fileno()).st_size)
         chunks = [file.read(min(hint, limit) + 1)]
         size = len(chunks[0])
@@ -264,9 +230,9 @@ def _depth(value: Any) -> int:
 
 
 def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRefusedError) -> Any:
-    """``json.loads`` with the gate's rules: no duplicate keys, no ``NaN``/``Infinity`` (nor
-    a number that overflows to it), at most :data:`~resnetlib.limits.MAX_JSON_DEPTH` deep.
-    ``where`` starts the message (a path, or "--recipe"; empty: no prefix)."""
+    """``json.loads`` refusing duplicate keys, ``NaN``/``Infinity`` (or a number that overflows
+    to it) and nesting deeper than :data:`~resnetlib.limits.MAX_JSON_DEPTH`. ``where`` starts
+    the message (a path, or "--recipe")."""
     at = f"{where}: " if where else ""
     try:
         value = json.loads(
@@ -292,11 +258,11 @@ def read_json(
     *,
     what: str = "",
     error: ErrorType = FileRefusedError,
-    limit: int = MAX_JSON_BYTES,
     own: bool = False,
 ) -> Any:
-    """A JSON file (:func:`read_bytes`, then :func:`parse_json`)."""
-    data = read_bytes(path, limit=limit, what=what, error=error, own=own)
+    """A JSON file of at most :data:`~resnetlib.limits.MAX_JSON_BYTES` (:func:`read_bytes`, then
+    :func:`parse_json`)."""
+    data = read_bytes(path, limit=MAX_JSON_BYTES, what=what, error=error, own=own)
     return parse_json(data, where=printable(path), error=error)
 
 
@@ -316,14 +282,9 @@ def inside(root: PathLike, name: str, *, where: str, error: ErrorType = FileRefu
 def pickle_opcodes(
     data: bytes, *, where: str, what: str = "pickle", error: ErrorType = FileRefusedError
 ) -> int:
-    """The number of opcodes in the pickle ``data``, checked before it is unpickled: each
-    memo index stays below the number of opcodes (an index of 2**32 would make the
-    unpickler allocate its memo for it).
-
-    The count bounds the work after unpickling: a pickle without shared references has at
-    most one object per opcode, so a walk of the result that visits more (lists that
-    reference each other, doubling at each level) is refused by its caller.
-    """
+    """The number of opcodes in the pickle ``data``, refused unless each memo index stays
+    below it (an index of 2**32 would make the unpickler allocate a huge memo). A caller's
+    walk of the result may visit at most one object per opcode (no shared references)."""
     count = 0
     try:
         for opcode, argument, _ in pickletools.genops(data):
@@ -343,7 +304,6 @@ def pickle_opcodes(
 
 
 def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX); a no-op where directories can't be opened."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # Windows opens no directories; its rename is durable enough
@@ -356,43 +316,31 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-_MAX_STEM = 120  # of the target's name inside a temporary name, so it fits NAME_MAX (255)
+_MAX_STEM = 120  # of the target's name inside a temporary name
 
 
-def _create_partial(directory: Path, name: str) -> tuple[int, Path]:
-    """A new hidden ``.NAME.RANDOM.partial`` file in ``directory``, opened for writing.
-
-    Unlike ``tempfile.mkstemp`` (mode 0600), its mode is what the umask gives a new file,
-    as if ``open(path, "wb")`` had created it. ``O_EXCL`` creates it or fails, so it is never
-    a link someone else made. A crash can leave one behind; its name never ends like the
-    target's, so it is not mistaken for one. A long ``name`` is shortened in it, so any
-    name the file system allows can be written.
+def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
+    """The target (refused when it is an input), its directory, and a new hidden
+    ``.NAME.RANDOM.partial`` file there, opened for writing: ``O_EXCL`` (never a link someone
+    else made), the umask's mode (not ``mkstemp``'s 0600), the name shortened to fit NAME_MAX.
     """
+    target = Path(path)
+    check_not_input(target)
+    directory = target.parent if str(target.parent) else Path(".")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        partial = directory / f".{name[:_MAX_STEM]}.{secrets.token_hex(6)}.partial"
+        partial = directory / f".{target.name[:_MAX_STEM]}.{secrets.token_hex(6)}.partial"
         try:
-            return os.open(partial, flags, 0o666), partial
+            return target, directory, os.open(partial, flags, 0o666), partial
         except FileExistsError:  # pragma: no cover - 48 random bits collided
             continue
 
 
-def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
-    """The target (refused when it is an input), its directory, and a new partial file there."""
-    target = Path(path)
-    check_not_input(target)
-    directory = target.parent if str(target.parent) else Path(".")
-    return target, directory, *_create_partial(directory, target.name)
-
-
-def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then replace ``path`` with it.
-
-    The data is flushed to disk before the rename and the directory entry after it, as
-    databases do, so a crash or power loss at any point leaves either the previous file intact
-    or the complete new one. The temporary file is removed if ``write`` raises; a process
-    killed before the rename leaves it behind, under a hidden ``.NAME.*.partial`` name.
-    A symbolic link at ``path`` is replaced, never written through.
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], object] | bytes) -> None:
+    """Call ``write(file)`` (or write the bytes ``write``) on a temporary file beside ``path``,
+    then replace ``path`` with it: the data and the directory entry are fsynced, so a crash
+    leaves the previous file or the complete new one; the temporary file is removed if
+    ``write`` raises. A link at ``path`` is replaced, never written through.
 
     Raises:
         OSError: the write failed (a full disk, no permission); the message names ``path``.
@@ -401,7 +349,10 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
     target, directory, fd, partial = _start(path)
     try:
         with os.fdopen(fd, "wb") as file:
-            write(file)
+            if isinstance(write, bytes):
+                file.write(write)
+            else:
+                write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, target)
@@ -423,14 +374,12 @@ def _not_written(target: Path, error: Exception) -> OSError:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path beside ``path`` for a writer that takes a file name (``torch.export
-    .save``, an ONNX program's ``save``); on a clean exit it replaces ``path``, on an error it
-    is removed (with any sidecar files named after it) and ``path`` stays as it was.
+    """A temporary path beside ``path`` for a writer that takes a file name; on a clean exit
+    it replaces ``path``, on an error it is removed (with any sidecar files named after it).
 
     Raises:
         OSError: the file could not be written or moved into place (the message names it).
-        OutputIsInputError: ``path`` is an input of the running command (checked first,
-            before the writer runs).
+        OutputIsInputError: ``path`` is an input of the running command (checked first).
     """
     target, directory, fd, partial = _start(path)
     os.close(fd)
@@ -448,9 +397,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def open_lock(path: PathLike, *, error: ErrorType = FileRefusedError) -> int:
-    """A descriptor of the lock file ``path`` (created if missing), read-write: refused when
-    ``path`` is a symbolic link or not a regular file, so locking never truncates another
-    file through a link."""
+    """A read-write descriptor of the lock file ``path`` (created if missing), refused when it
+    is a symbolic link or not a regular file."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)

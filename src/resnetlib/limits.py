@@ -1,11 +1,6 @@
-"""Size limits every layer checks against (specs, blocks, files, loaders, commands).
-
-Far above any published ResNet (the deepest, ResNet-1202, has 200 blocks a stage; the widest
-stage is 512 channels wide, 2048 out), low enough that a typo or a hostile file is refused
-with a clear error before anything is allocated, not by the allocator. They live in the
-bottom layer so that the parts (``resnetlib.nn``) need not import the spec to use them;
-``resnetlib.core.spec`` re-exports them.
-"""
+"""Size limits every layer checks against: far above any published ResNet, low enough that
+a typo or a hostile file is refused with a clear error before anything is allocated
+(``resnetlib.core.spec`` re-exports them)."""
 
 from __future__ import annotations
 
@@ -41,9 +36,8 @@ MAX_CLASSES = 10_000_000
 MAX_STRIDE = 1024
 """Largest stride and dilation of a stage."""
 MAX_IMAGE_SIDE = 8192
-"""Largest height and width of an input image: ``summary --input``, ``export --input``,
-``--image-size`` and :func:`~resnetlib.count_flops` refuse more (ImageNet's is 224,
-detection inputs about 1,333; a 8192 x 8192 RGB float image alone is 805 MB)."""
+"""Largest height and width of an input image (``--input``, ``--image-size``,
+:func:`~resnetlib.count_flops`); a 8192 x 8192 RGB float image alone is 805 MB."""
 
 # -- files: what the one reader and writer (resnetlib.files) accept ------------------------
 
@@ -52,16 +46,13 @@ MAX_JSON_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects in a JSON file or entry (a spec nests 5 deep)."""
 MAX_TEXT_BYTES = 64 << 20
-"""Largest text file: class and annotation lists, ``metrics.csv`` (TinyImageNet's
-``words.txt``, the largest published one, is 2.6 MB)."""
+"""Largest text file: class and annotation lists, ``metrics.csv`` (the largest known, 2.6 MB)."""
 MAX_PICKLE_BYTES = 1 << 30
 """Largest CIFAR python pickle (CIFAR-100's ``train`` is 155 MB)."""
 MAX_ONNX_BYTES = 2 << 30
-"""Largest ONNX file ``evaluate`` and ``predict`` run: protobuf's own 2 GiB bound (a
-ResNet-152 is 240 MB in float)."""
+"""Largest ONNX file ``evaluate`` and ``predict`` run: protobuf's own 2 GiB bound."""
 MAX_IMAGE_PIXELS = 4096 * 4096
-"""Most pixels (width x height, read from the header before decoding) an image may have
-where no target size bounds it: 16.8 M, 50 MB decoded as RGB."""
+"""Most pixels (read from the header before decoding) of an image no target size bounds."""
 MAX_DOWNSCALE = 32
 """How many times larger per side than its target an image may be before it is refused."""
 MAX_ASPECT = 64

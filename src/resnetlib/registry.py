@@ -39,12 +39,9 @@ def subclass_of(base: type, kind: str) -> Callable[[str, object], None]:
 
 
 class Registry(dict[str, T], Generic[T]):
-    """A read-only mapping from names to objects of one kind (block classes, factories, ...).
-
-    ``registry[name]`` and :meth:`get` look a name up; an unknown name raises
-    :class:`UnknownNameError` (a ``KeyError``) naming the known entries and the closest ones.
-    Entries change only through :meth:`register` (a name registered twice raises
-    ``ValueError``) and :meth:`unregister`; iteration is in sorted order.
+    """A read-only mapping from names to objects of one kind, iterated in sorted order: an
+    unknown name raises :class:`UnknownNameError` (a ``KeyError``) naming the known entries and
+    the closest; entries change only through :meth:`register` and :meth:`unregister`.
     """
 
     def __init__(self, kind: str, validate: Callable[[str, T], None] | None = None) -> None:
@@ -67,33 +64,22 @@ class Registry(dict[str, T], Generic[T]):
     def register(self, name: T) -> T: ...
 
     def register(self, name: str | T, obj: T | None = None) -> T | Callable[[T], T]:
-        """Register ``obj`` under ``name``; without ``obj``, return a decorator. Used bare
-        (``@register_model`` on a function or class), it registers what it decorates under
-        its own ``__name__``, as timm's ``@register_model`` does.
-
-        Returns:
-            ``obj`` itself (or what was decorated bare), or the decorator that registers and
-            returns what it decorates.
+        """Register ``obj`` under ``name`` and return it; without ``obj``, return a decorator
+        that does. Used bare (``@register_model``), it registers what it decorates under its
+        own ``__name__``.
 
         Raises:
             ValueError: ``name`` is empty or already registered.
-            TypeError: ``obj`` is not of the registry's kind (a block registry takes only
-                ``ResidualBlock`` subclasses, for example).
+            TypeError: ``obj`` is not of the registry's kind.
 
         Examples:
             >>> import resnetlib as rl
-            >>> @rl.register_model("tiny_resnet")
+            >>> @rl.register_model
             ... def tiny_resnet(**overrides):
             ...     return rl.cifar_resnet(8, **overrides)
             >>> rl.create_model("tiny_resnet", num_classes=2).fc.out_features
             2
-            >>> @rl.register_model
-            ... def tinier_resnet(**overrides):
-            ...     return rl.cifar_resnet(8, **overrides)
-            >>> "tinier_resnet" in rl.list_models()
-            True
-            >>> from resnetlib.models import MODELS
-            >>> _ = MODELS.unregister("tiny_resnet"), MODELS.unregister("tinier_resnet")
+            >>> _ = rl.models.MODELS.unregister("tiny_resnet")
         """
         if obj is None and not isinstance(name, str) and callable(name):
             bare: T = name  # used bare: the decorated function or class itself
@@ -122,22 +108,13 @@ class Registry(dict[str, T], Generic[T]):
         return add if obj is None else add(obj)
 
     def unregister(self, name: str) -> T:
-        """Remove ``name`` and return what was registered under it.
-
-        Raises:
-            UnknownNameError: ``name`` is not registered.
-        """
+        """Remove ``name`` and return what was registered (:class:`UnknownNameError` if none)."""
         item = self.get(name)
         dict.__delitem__(self, name)
         return item
 
     def get(self, name: str) -> T:  # type: ignore[override]
-        """What is registered under ``name``, as ``registry[name]``.
-
-        Raises:
-            UnknownNameError: ``name`` is not registered (or not a name); the message lists
-                the known names and the closest ones.
-        """
+        """``registry[name]``, also for an unhashable ``name`` (an :class:`UnknownNameError`)."""
         try:
             return self[name]
         except TypeError:  # unhashable
@@ -151,8 +128,7 @@ class Registry(dict[str, T], Generic[T]):
         return next((name for name, item in self.items() if item is obj), None)
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Registered names matching a shell-style ``pattern``, numbers sorted as numbers
-        (``plain18``, ``plain20``, ..., ``plain110``, ``plain1202``)."""
+        """Registered names matching a shell-style ``pattern``, digit runs sorted as numbers."""
         matches = (n for n in dict.__iter__(self) if fnmatch.fnmatchcase(n, pattern))
         return sorted(matches, key=natural_key)
 

@@ -1,10 +1,5 @@
-"""Value checks shared by every validator in resnetlib: one wording for each kind of error.
-
-``isinstance(True, int)`` holds in Python, so ``num_classes=True`` would pass a plain
-``isinstance`` check; every validator refuses it through :func:`is_int`. :func:`check_int`
-and :func:`check_keys` are the checks the dataclasses (specs, recipes), the loaders and the
-factories share, so the same mistake reads the same wherever it is made.
-"""
+"""Value checks shared by every validator in resnetlib: one wording for each kind of error
+(and no ``bool`` passing for an ``int``)."""
 
 from __future__ import annotations
 
@@ -35,12 +30,8 @@ def close_matches(word: str, known: Collection[str], n: int = 1, cutoff: float =
 def check_int(
     name: str, value: object, minimum: int = 1, maximum: int | None = None, *, bound: str = ""
 ) -> int:
-    """``value`` if it is an int (not a bool) in ``[minimum, maximum]``.
-
-    Raises:
-        ValueError: naming ``name``, the value and what is allowed; ``bound`` says whose
-            limit ``maximum`` is (``"resnetlib's size limit, see resnetlib.limits"``).
-    """
+    """``value`` if it is an int (not a bool) in ``[minimum, maximum]``, else a ``ValueError``
+    naming ``name`` and what is allowed (``bound``: whose limit ``maximum`` is)."""
     if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
     if maximum is not None and value > maximum:
@@ -58,12 +49,8 @@ def check_keys(
     what: str = "keys",
     error: type[Exception] = ValueError,
 ) -> dict[str, Any]:
-    """``data`` as a new dict: a mapping with no key outside ``allowed`` and all of ``required``.
-
-    Raises:
-        ValueError: (or ``error`` for the unknown keys) naming ``owner``, the keys (called
-            ``what``), their close matches and what is allowed.
-    """
+    """``data`` as a new dict: a mapping with no key outside ``allowed`` and all of
+    ``required``, else a ``ValueError`` (``error`` for unknown keys, with close matches)."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{owner} must be a dict; got {type(data).__name__}")
     unknown = sorted(set(data) - set(allowed), key=str)

@@ -1,26 +1,9 @@
 """The whole training step as one CUDA graph, captured once and replayed every iteration.
 
-On a GPU a small CIFAR ResNet's step is bound by kernel launches and Python, not arithmetic:
-ResNet-56 launches about a thousand kernels an iteration. :class:`GraphedTraining` captures
-forward, loss, backward, the optimizer step and the running sums of loss and error once
-(``torch.cuda.graph``) and then replays them with one launch. What that needs, it arranges:
-
-- static shapes: the loader drops the last partial batch, and each batch is copied into
-  the same input tensors;
-- the learning rate as a device tensor: each parameter group's ``lr`` is a 0-d tensor that
-  the schedule fills between replays, read by SGD's fused kernel inside the graph;
-- no host synchronisation: the running sums stay on the device and are read at logging
-  and epoch boundaries only (the warm-up, while it lasts, reads each batch's error as
-  eager training does);
-- warm-up before capture: the first :data:`WARMUP_STEPS` iterations run eagerly on a side
-  stream (they allocate SGD's momentum buffers and let cuDNN choose its kernels), the next
-  one is captured and replayed, and so on.
-
-The trainer calls it as it calls its eager ``train_step`` (``Trainer._choose_step``, the one
-seam). The optimizer's saved state is the eager one (the lr a float), so a run saved here
-resumes eagerly and the other way round. :func:`choose` says whether a run can use it, and why not
-(one line) when it was asked for and cannot: CPU, DDP, an EMA of the weights, fp16 loss
-scaling, ``torch.compile``, or an optimizer other than the recipe's.
+:class:`GraphedTraining` captures forward, loss, backward, the optimizer step and the running
+sums after :data:`WARMUP_STEPS` eager iterations (static batch shapes, the lr a device tensor,
+no host synchronisation); its saved optimizer state is the eager one, so runs resume either
+way. :func:`choose` says whether a run can use it, and why not when asked for and it cannot.
 """
 
 from __future__ import annotations
@@ -80,11 +63,9 @@ def obstacle(trainer: Trainer, *, own_optimizer: bool) -> str:
 
 
 class GraphedTraining:
-    """One run's captured step, called by the trainer's loop in place of its eager one.
-
-    Build it after the trainer's model, optimizer and running sums (:func:`choose` does); it
-    turns the optimizer's groups to fused SGD with device lr tensors, and the graph adds to
-    the trainer's sums (a tensor the trainer only ever changes in place).
+    """One run's captured step, in place of the trainer's eager one. Built (by :func:`choose`)
+    after the trainer's model, optimizer and sums, it turns the optimizer's groups to fused
+    SGD with device lr tensors; the graph adds to the trainer's sums in place.
     """
 
     def __init__(self, trainer: Trainer) -> None:
@@ -108,8 +89,7 @@ class GraphedTraining:
         self.sums = trainer.sums
         self.last_wrong = torch.zeros((), dtype=torch.float64, device=self.device)
         self.count = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.static_x: torch.Tensor | None = None
-        self.static_y: torch.Tensor | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the batch's tensors
         self.graph: Any = None  # torch.cuda.CUDAGraph once captured
         self.eager_steps = 0
         self.replays = 0
@@ -148,9 +128,8 @@ class GraphedTraining:
 
     def _body(self) -> None:
         """The step on the static batch: what is captured, and what eager warm-up runs."""
-        x, y = self.static_x, self.static_y
-        assert x is not None
-        assert y is not None
+        assert self.static is not None
+        x, y = self.static
         autocast: Any = (  # the autocast cache cannot live across replays
             torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=False)
             if self.amp_dtype is not None
@@ -169,20 +148,20 @@ class GraphedTraining:
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, lr: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training iteration on ``(x, y)`` at ``lr``: eager warm-up, capture, or a
-        replay; returns the batch's wrong count and size (device tensors the next step
-        overwrites)."""
+        """One training iteration on ``(x, y)`` at ``lr`` (eager warm-up, capture, or a replay):
+        the batch's wrong count and size, device tensors the next step overwrites."""
         self.set_lr(lr)
-        if self.static_x is None or self.static_y is None:
-            self.static_x, self.static_y = torch.empty_like(x), torch.empty_like(y)
+        if self.static is None:
+            self.static = (torch.empty_like(x), torch.empty_like(y))
             self.count.fill_(y.numel())
-        if x.shape != self.static_x.shape or y.shape != self.static_y.shape:
+        static_x, static_y = self.static
+        if x.shape != static_x.shape or y.shape != static_y.shape:
             raise RuntimeError(
                 f"cuda graphs need one batch shape; got {tuple(x.shape)} after "
-                f"{tuple(self.static_x.shape)} (the loader must drop the last partial batch)"
+                f"{tuple(static_x.shape)} (the loader must drop the last partial batch)"
             )
-        self.static_x.copy_(x)
-        self.static_y.copy_(y)
+        static_x.copy_(x)
+        static_y.copy_(y)
         if self.graph is not None:
             self.graph.replay()
             self.replays += 1

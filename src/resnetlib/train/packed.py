@@ -1,13 +1,9 @@
 """K independent networks of one architecture as one network of grouped convolutions.
 
-A small CIFAR ResNet leaves most of a GPU idle. :func:`pack` turns K models of the same
-spec (different weights: different seeds) into one :class:`PackedResNet` whose every
-convolution has K times the channels and K times the groups, every norm K times the
-channels, option A's zero-padding shortcut acts per model, and the classifier is K linear
-maps side by side. Model k reads input channels ``k*C .. (k+1)*C`` and writes logits
-``[:, k]``; nothing mixes the models (batch norm's statistics are per channel), so the
-packed network computes exactly what the K models compute separately, in one launch per
-layer. :meth:`PackedResNet.unpack` gives the K models back with the packed weights.
+:func:`pack` turns K models of one spec into a :class:`PackedResNet` with K times the
+channels and groups: model k reads input channels ``k*C .. (k+1)*C`` and writes logits
+``[:, k]``; nothing mixes the models, so it computes exactly what they compute separately,
+in one launch per layer. :meth:`PackedResNet.unpack` gives the K models back.
 """
 
 from __future__ import annotations
@@ -137,12 +133,9 @@ def _share(packed: torch.Tensor, like: torch.Tensor, k: int, count: int) -> torc
 
 
 def pack(models: Sequence[ResNet]) -> PackedResNet:
-    """One :class:`PackedResNet` computing what ``models`` (two or more, one spec) compute.
-
-    Raises:
-        ValueError: fewer than two models, different specs or shapes, a module that cannot
-            be packed, or batch norms that have seen different numbers of batches.
-    """
+    """One :class:`PackedResNet` computing what ``models`` (two or more, one spec) compute;
+    ``ValueError`` for different specs, a module that cannot be packed, or batch norms that
+    have seen different numbers of batches."""
     if len(models) < 2:
         raise ValueError(f"pack needs at least two models; got {len(models)}")
     first = models[0]

@@ -1,12 +1,6 @@
-"""Training recipes as plain, validated, JSON-serializable data.
-
-A :class:`Recipe` says how to train (optimizer, schedule, length, warm-up, augmentation and
-the modern options); :func:`resnetlib.train.fit` follows it. :data:`PAPER_CIFAR` is the
-recipe of He et al. (2015), section 4.2; :func:`paper_recipe` adds the paper's warm-up for
-ResNet-110 and deeper; :data:`DIGITS` is a small recipe for the built-in digits data;
-``TINYIMAGENET`` one for 64x64 images (TinyImageNet), with the model options it is run
-with (``TINYIMAGENET_MODEL``); :data:`FINETUNE` a short one for starting from trained weights.
-"""
+"""Training recipes as plain, validated, JSON-serializable data: :class:`Recipe`, the paper's
+(:data:`PAPER_CIFAR`, :func:`paper_recipe`) and recipes for the digits, TinyImageNet and
+fine-tuning."""
 
 from __future__ import annotations
 
@@ -50,11 +44,8 @@ MAX_BATCH_SIZE = 2**20
 """Largest batch size."""
 
 OPTIMIZERS = ("sgd",)
-"""The values of ``Recipe.optimizer``."""
 SCHEDULES = ("step", "cosine")
-"""The values of ``Recipe.schedule``."""
 AUTOCAST = (None, "bf16", "fp16")
-"""The values of ``Recipe.autocast``."""
 
 
 def _fail(name: str, value: object, allowed: str) -> ValueError:
@@ -91,31 +82,16 @@ _OPTIONAL = frozenset(  # iterations, epochs: exactly one is None
 class Recipe:
     """How to train: every field has the paper's CIFAR value unless it says otherwise.
 
-    Length: exactly one of ``iterations`` and ``epochs``. ``milestones`` are in that same
-    unit: with ``schedule="step"`` the lr is multiplied by ``gamma`` at each of them
-    (the paper: 32k and 48k of 64k iterations); ``"cosine"`` anneals from ``lr`` to 0 and
-    ignores them. When a run's length is overridden, the milestones and the warm-up cap
-    scale with it (:meth:`resolved`, for ``train`` and ``reproduce`` alike).
-
-    Warm-up (the paper's ResNet-110 rule): with ``warmup_lr`` set, training starts at that lr
-    and switches to ``lr`` once a training batch's error is below ``warmup_error``, or after
-    ``warmup_max_iterations`` whichever comes first.
-
-    ``augment`` is the training augmentation (``None``: none). ``val_size`` is the most
-    training images held out for validation: by default a run holds out a tenth of its
-    training images up to it, leaving at least one batch to train on (:meth:`val_images`).
-    The modern options (``autocast``, ``compile``, ``label_smoothing``,
-    ``no_decay_norm_bias``, ``ema_decay``) are off in the paper's recipe; ``autocast="bf16"``
-    also runs on a CPU (natively fast on AVX512-BF16 and AMX CPUs; the start-up line says so).
-    ``channels_last`` stores images and weights channels-last: ``None`` (default) turns it on
-    for a run on a CPU, where it was faster in every measured round (1.43x a ResNet-20 step,
-    docs/benchmarks.md), and off elsewhere; a run records the value it used.
-
-    ``cuda_graphs`` replays the whole training step as one CUDA graph
-    (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply
-    trains eagerly and logs why), ``False`` never, ``None`` (default) decides by device:
-    eager everywhere until the graphed step is measured equal on a GPU. It changes speed,
-    not what is computed, so it is left out of :meth:`to_dict` when ``None``.
+    Length: exactly one of ``iterations`` and ``epochs``; ``milestones`` count in that unit
+    (``schedule="step"`` multiplies the lr by ``gamma`` at each, ``"cosine"`` anneals ``lr``
+    to 0 and ignores them) and scale with an overridden length (:meth:`resolved`). With
+    ``warmup_lr`` set, training starts at that lr until a batch's error is below
+    ``warmup_error`` or ``warmup_max_iterations`` pass. ``val_size``: the most images held out
+    for validation (:meth:`val_images`). The modern options are off in the paper's recipe;
+    ``autocast="bf16"`` runs on a CPU too; ``channels_last=None`` is on for a run on a CPU
+    (1.43x faster there), off elsewhere. ``cuda_graphs`` replays the step as one CUDA graph
+    (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply trains
+    eagerly and logs why), ``None`` decides by device, and is left out of :meth:`to_dict`.
     """
 
     optimizer: str = "sgd"
@@ -171,8 +147,7 @@ class Recipe:
         if self.nesterov and self.momentum == 0.0:
             raise _fail("nesterov", self.nesterov, "False when momentum is 0")
         milestones = self.milestones
-        if isinstance(milestones, list):
-            milestones = tuple(milestones)
+        milestones = tuple(milestones) if isinstance(milestones, list) else milestones
         if not isinstance(milestones, tuple):
             raise _fail("milestones", milestones, "a tuple of increasing ints >= 1")
         for i, value in enumerate(milestones):
@@ -192,19 +167,14 @@ class Recipe:
         iterations: int | None = None,
         epochs: int | None = None,
     ) -> Recipe:
-        """This recipe counted in iterations for a loader of ``batches_per_epoch`` batches
-        (the plan a run follows; without ``cuda_graphs``, which changes no number).
-
-        ``iterations`` or ``epochs`` (at most one) replace the recipe's length; the
-        milestones and ``warmup_max_iterations`` scale with it, so the schedule keeps its
-        shape. A resolved recipe resolves to itself, so ``recipe.json`` (the plan) repeats
-        the run.
-        """
+        """The plan a run follows: this recipe in iterations for ``batches_per_epoch`` batches an
+        epoch, without ``cuda_graphs``. ``iterations`` or ``epochs`` (at most one) replace its
+        length, the milestones and warm-up cap scaling with it. A plan resolves to itself."""
         check_int("Recipe.batches_per_epoch", batches_per_epoch, 1, MAX_ITERATIONS, bound=_BOUND)
         if iterations is not None and epochs is not None:
             raise ValueError("give iterations or epochs, not both")
         per_unit = 1 if self.iterations is not None else batches_per_epoch
-        own_total = (self.iterations or 0) + (self.epochs or 0) * batches_per_epoch
+        own_total = (self.iterations or self.epochs or 0) * per_unit
         if iterations is not None:
             total = check_int("Recipe.iterations", iterations, 1, MAX_ITERATIONS, bound=_BOUND)
         elif epochs is not None:
@@ -224,8 +194,6 @@ class Recipe:
         warmup = self.warmup_max_iterations
         if total != own_total:
             warmup = max(1, round(warmup * total / own_total)) if warmup else 0
-        # The plan is what is computed: cuda_graphs changes how fast, so it is left out and a
-        # run resumes with or without it.
         return replace(
             self,
             iterations=total,
@@ -244,10 +212,8 @@ class Recipe:
         return max(0, min(tenth, train_images - self.batch_size))
 
     def lr_at(self, iteration: int, warmed_up: bool = True) -> float:
-        """The learning rate of (0-based) ``iteration`` of an iteration-counted recipe.
-
-        ``warmed_up=False`` gives ``warmup_lr`` while a warm-up is on (see the class doc).
-        """
+        """The learning rate of (0-based) ``iteration`` of an iteration-counted recipe
+        (``warmup_lr`` while a warm-up is on and not ``warmed_up``)."""
         if self.iterations is None:
             raise ValueError(
                 "lr_at needs a recipe counted in iterations; call recipe.resolved(...) first"
@@ -264,9 +230,8 @@ class Recipe:
         return self.lr * self.gamma**passed
 
     def warmup_over(self, iterations_done: int, batch_error: float) -> bool:
-        """Whether the warm-up ends after ``iterations_done`` iterations, the last of which
-        had training error ``batch_error`` (a fraction): below ``warmup_error`` or at the cap.
-        """
+        """Whether the warm-up ends after ``iterations_done`` iterations, the last with training
+        error ``batch_error`` (a fraction): below ``warmup_error`` or at the cap."""
         return (
             self.warmup_lr is None
             or batch_error < self.warmup_error
@@ -288,8 +253,6 @@ class Recipe:
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
         """Rebuild a recipe from :meth:`to_dict` output; missing keys take their defaults."""
         values = check_keys("Recipe", data, [f.name for f in fields(cls)])
-        if "milestones" in values and isinstance(values["milestones"], list):
-            values["milestones"] = tuple(values["milestones"])
         if isinstance(values.get("augment"), Mapping):
             values["augment"] = Augment.from_dict(values["augment"])
         # A dict that sets only one length means that one: the other is not the default.
@@ -302,9 +265,7 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Recipe:
-        """A recipe from JSON text, parsed by the one JSON reader
-        (:func:`resnetlib.files.parse_json`: duplicate keys, ``NaN`` and deep nesting are
-        refused) and checked as :meth:`from_dict` does."""
+        """A recipe from JSON text (:func:`resnetlib.files.parse_json`, then :meth:`from_dict`)."""
         return cls.from_dict(parse_json(text, where="Recipe JSON"))
 
 
@@ -316,13 +277,7 @@ PAPER_CIFAR_WARMUP = replace(PAPER_CIFAR, warmup_lr=0.01)
 """:data:`PAPER_CIFAR` with the paper's ResNet-110 warm-up: lr 0.01 until a training batch's
 error is below 80% (about 400 iterations in the paper), then 0.1."""
 
-DIGITS = Recipe(
-    epochs=30,
-    iterations=None,
-    milestones=(),
-    augment=None,
-    val_size=0,
-)
+DIGITS = Recipe(epochs=30, iterations=None, milestones=(), augment=None, val_size=0)
 """The built-in digits (16x16): the paper's optimizer at a constant lr 0.1, 30 epochs, no
 augmentation (flips do not suit digits), no validation split."""
 
@@ -335,38 +290,19 @@ TINYIMAGENET = Recipe(
     milestones=(),
     augment=Augment(pad=8, flip=True),
 )
-"""64x64 images (TinyImageNet's 100- and 200-class layouts, any 64x64 image folder): SGD
-momentum 0.9, lr 0.1 annealed to 0 by a cosine over 100 epochs, weight decay 5e-4, batch
-128; a random 64x64 crop of the image padded by 8 (an eighth of its side, as CIFAR's 4 of
-32) and a horizontal flip; the paper's 5,000-image validation split.
-
-TinyImageNet has no single published recipe. These are the values of the CIFAR ResNet-18
-baseline of kuangliu/pytorch-cifar (main.py: SGD 0.1, momentum 0.9, wd 5e-4, batch 128,
-cosine annealing, 3x3 stride-1 stem without max-pool), the setting that TinyImageNet ResNet-18
-results in the pruning and robustness literature (for example arXiv:2002.02949, section IV)
-reuse at 64x64; 100 epochs is the short end of the 100-200 they run. Run with
-``TINYIMAGENET_MODEL``."""
+"""64x64 images (TinyImageNet, any 64x64 image folder): SGD momentum 0.9, lr 0.1 annealed to 0
+by a cosine over 100 epochs, weight decay 5e-4, batch 128, a crop of the image padded by 8 and
+a flip (kuangliu/pytorch-cifar's ResNet-18 values). Run with ``TINYIMAGENET_MODEL``."""
 
 TINYIMAGENET_MODEL: Mapping[str, Any] = MappingProxyType({"stem": "cifar"})
-"""The model options ``TINYIMAGENET`` trains with (where the user gives none and no
-weights fix them): the 3x3 stride-1 stem without max-pool, so a ResNet-18's last stage sees
-8x8 maps of a 64x64 image (ImageNet's 7x7/2 stem and max-pool leave 2x2)."""
+"""The model options ``TINYIMAGENET`` trains with (where none are given or fixed by weights):
+the 3x3 stride-1 stem, so a ResNet-18's last stage sees 8x8 maps of a 64x64 image."""
 
-FINETUNE = Recipe(
-    lr=0.01,
-    iterations=None,
-    epochs=10,
-    schedule="cosine",
-    milestones=(),
-)
+FINETUNE = Recipe(lr=0.01, iterations=None, epochs=10, schedule="cosine", milestones=())
 """Fine-tuning trained weights (``train --pretrained`` or ``--checkpoint`` without
-``--recipe``): the paper's SGD (momentum 0.9, weight decay 1e-4, batch 128, pad-4 crop and
-flip) at a tenth of its lr, 0.01, annealed to 0 by a cosine over 10 epochs, no warm-up.
-Where the values come from: a tenth of the from-scratch lr is the usual fine-tuning rate
-(torchvision's transfer-learning tutorial, SGD momentum 0.9, uses 0.001-0.01; Kornblith et al.
-2019, "Do Better ImageNet Models Transfer Better?", fine-tune with SGD momentum 0.9 and a
-short schedule); the weights already fit, so there is no warm-up and a few epochs suffice;
-the cosine (Loshchilov & Hutter 2017, SGDR) needs no milestones to place on a short run."""
+``--recipe``): the paper's recipe at a tenth of its lr, 0.01 (the usual fine-tuning rate:
+torchvision's transfer-learning tutorial; Kornblith et al. 2019), annealed to 0 by a cosine
+over 10 epochs, no warm-up."""
 
 
 def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
@@ -374,13 +310,12 @@ def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
     milestones and warm-up cap to another length, for the start-up line ("milestones 32000,
     48000 scaled to 200, 300 for 400 iterations"); empty when the length is the recipe's."""
     per_unit = 1 if recipe.iterations is not None else batches_per_epoch
-    own_total = (recipe.iterations or 0) + (recipe.epochs or 0) * batches_per_epoch
-    if plan.iterations == own_total:
+    if plan.iterations == (recipe.iterations or recipe.epochs or 0) * per_unit:
         return ""
     parts = []
     if recipe.schedule == "step" and recipe.milestones:
         before = ", ".join(str(m * per_unit) for m in recipe.milestones)
-        after = ", ".join(str(m) for m in plan.milestones) or "none"
+        after = ", ".join(map(str, plan.milestones)) or "none"
         parts.append(f"milestones {before} scaled to {after}")
     if recipe.warmup_lr is not None:
         parts.append(
@@ -398,11 +333,8 @@ def paper_recipe(depth: int) -> Recipe:
 
 
 def recipe_for(model: str | ResNetSpec) -> Recipe:
-    """:func:`paper_recipe` for a registered model's depth (``resnet110`` -> warm-up).
-
-    ``model`` is a registered name or a spec; the depth is the spec's
-    (:func:`~resnetlib.core.paper_depth`), not read from the name.
-    """
+    """:func:`paper_recipe` for a registered name's or a spec's depth (the spec's
+    :func:`~resnetlib.core.paper_depth`, not read from the name)."""
     from ..core.model import paper_depth
     from ..models.zoo import model_spec
 

@@ -1,26 +1,10 @@
 """The run directory: every file of a training run, written by one owner.
 
-A :class:`RunDirectory` takes an OS lock on the directory before it writes anything, so
-that a second process training into it is refused while the first runs; the lock dies with
-its process, so a crashed run leaves nothing to clean up. It writes, each file atomically
-(temporary file, fsync, rename):
-
-- ``run.json`` at the start: what the run is (model, data and the split actually used,
-  seed, recipe, the options that made it), so that resume, evaluate and export need only
-  the directory;
-- ``spec.json`` and ``recipe.json`` (the recipe as followed, its ``val_size`` the split
-  actually held out);
-- ``metrics.csv`` (one row an epoch) and ``steps.csv`` (one row a logging interval);
-- ``state.pt``: the model and the trainer state as one file, so a resume never mixes
-  weights and optimizer state of different iterations; ``last.pt`` beside it for users;
-- ``best.pt`` (lowest validation error), ``final.pt`` and ``curves.png``.
-
-A run directory is data, never code: every file in it is read through the one gate
-(:mod:`resnetlib.files`: regular files only, bounded, JSON without duplicate keys or
-non-finite numbers), ``run.json`` is checked by one function (``check_run_info()``), and
-nothing it names is ever imported. Whether a resume fits its run is decided here too: one
-comparison of the record with what is asked (``record_differences()``), used by the
-trainer's check of ``state.pt`` (``check_resume()``) and the loader's state.
+A :class:`RunDirectory` holds an OS lock while it writes (it dies with its process) and writes
+each file atomically: ``run.json`` (what the run is: resume, evaluate and export need only the
+directory), ``spec.json``, ``recipe.json`` (the plan), ``metrics.csv``, ``steps.csv``,
+``state.pt`` (weights and trainer state in one file), ``last.pt``, ``best.pt``, ``final.pt``,
+``curves.png``. Its files are read through :mod:`resnetlib.files`; nothing they name is imported.
 """
 
 from __future__ import annotations
@@ -31,12 +15,14 @@ import json
 import math
 import os
 import socket
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..common import first_line
 from ..core.data_config import config_from_dict
 from ..core.model import ResNet
 from ..files import atomic_write, open_lock, open_regular, read_json, read_text
@@ -56,12 +42,12 @@ __all__ = [
     "record_differences",
 ]
 
+STEPS = ("iteration", "lr", "train_loss", "train_error")
+"""The columns of ``steps.csv``: the training loss and error over each logging interval."""
+
 METRICS = (
     "epoch",
-    "iteration",
-    "lr",
-    "train_loss",
-    "train_error",
+    *STEPS,
     "val_loss",
     "val_error",
     "test_loss",
@@ -70,9 +56,6 @@ METRICS = (
     "elapsed_s",
 )
 """The columns of ``metrics.csv``, one row per epoch (errors are fractions; empty: not run)."""
-
-STEPS = ("iteration", "lr", "train_loss", "train_error")
-"""The columns of ``steps.csv``: the training loss and error over each logging interval."""
 
 STATE_FORMAT = "resnetlib.trainer-state"
 STATE_VERSION = 2
@@ -86,12 +69,7 @@ class TrainingError(RuntimeError):
 
 
 class RunDirectoryError(TrainingError):
-    """A run directory that is busy, holds another run, or holds a damaged file; the
-    message names the file and what to do."""
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda file: file.write(data))
+    """A busy run directory, another run's, or a damaged file; the message says what to do."""
 
 
 def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> bytes:
@@ -101,7 +79,11 @@ def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> by
     for row in rows:
         writer.writerow(
             {
-                key: "" if math.isnan(value) else _fmt(key, value)
+                key: ""
+                if math.isnan(value)
+                else str(int(value))
+                if key in ("epoch", "iteration")
+                else f"{value:.6g}"
                 for key, value in row.items()
                 if key in columns
             }
@@ -109,21 +91,15 @@ def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> by
     return text.getvalue().encode()
 
 
-def _fmt(key: str, value: float) -> str:
-    return str(int(value)) if key in ("epoch", "iteration") else f"{value:.6g}"
-
-
 def read_metrics(
     path: str | os.PathLike[str], *, columns: Sequence[str] = (), own: bool = False
 ) -> list[dict[str, float]]:
-    """The rows of a ``metrics.csv`` or ``steps.csv`` (empty cells as NaN), read through the
-    gate (:func:`resnetlib.files.read_text`). ``columns``: those the header must have.
-    ``own=True``: the file belongs to the run the caller goes on to write.
+    """The rows of a ``metrics.csv`` or ``steps.csv`` (empty cells as NaN). ``columns``: those
+    the header must have; ``own=True``: a file of the run the caller goes on to write.
 
     Raises:
         RunDirectoryError: not a regular UTF-8 file within the text limit, a missing column,
-            or a cell that is not a finite number (the message names file and line).
-        OSError: the file cannot be read (``FileNotFoundError``).
+            or a cell that is not a finite number. ``OSError``: the file cannot be read.
     """
     text = read_text(path, what="a run's metrics", error=RunDirectoryError, own=own)
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -149,14 +125,12 @@ def read_metrics(
 
 
 class RunDirectory:
-    """The files of one run in ``path`` (see the module docstring).
-
-    Use it as a context manager, or call :meth:`acquire` and :meth:`release`: every write
-    needs the lock. Reading (:meth:`read_info`, :meth:`read_state`) does not.
-    """
+    """The files of one run in ``path``. Every write needs the lock (use it as a context
+    manager, or :meth:`acquire` and :meth:`release`); reading does not."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.info_path = self.path / "run.json"
         self._lock: int | None = None
 
     def __repr__(self) -> str:
@@ -176,13 +150,22 @@ class RunDirectory:
             raise RunDirectoryError(
                 f"{self.path}: cannot create the run directory: {error}"
             ) from None
-        if not _try_lock(fd):
+        try:  # an exclusive, non-blocking lock
+            if sys.platform == "win32":  # pragma: no cover
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise RunDirectoryError(
                 f"{self.path} is in use by {holder}: one training writes a run directory at "
                 "a time; wait for it, or choose another --out"
-            )
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
         self._lock = fd
@@ -206,18 +189,12 @@ class RunDirectory:
 
     # -- what the run is -------------------------------------------------------------------
 
-    @property
-    def info_path(self) -> Path:
-        return self.path / "run.json"
-
     def holds_run(self) -> bool:
-        """Whether a run was started here (its ``run.json`` exists: anything by that name,
-        which :meth:`read_info` then reads or refuses)."""
+        """Whether anything named ``run.json`` is here (:meth:`read_info` reads or refuses it)."""
         return os.path.lexists(self.info_path)
 
     def has_checkpoint(self) -> bool:
-        """Whether the run saved a state to resume from (anything named ``state.pt``, which
-        :meth:`read_state` then reads or refuses)."""
+        """Whether anything named ``state.pt`` is here (:meth:`read_state` reads or refuses it)."""
         return os.path.lexists(self.path / "state.pt")
 
     def progress_files(self) -> list[str]:
@@ -226,12 +203,8 @@ class RunDirectory:
 
     def resume_state(self) -> dict[str, Any] | None:
         """The saved state to resume from (:meth:`read_state`), or ``None`` for a run that
-        stopped before its first save (it starts over).
-
-        Raises:
-            RunDirectoryError: no run here, or progress files without ``state.pt`` (resuming
-                would start the run over and overwrite them).
-        """
+        stopped before its first save. No run here, or progress files without ``state.pt``
+        (a restart would overwrite them), is a :class:`RunDirectoryError`."""
         if self.has_checkpoint():
             return self.read_state()
         if not self.holds_run():
@@ -249,11 +222,10 @@ class RunDirectory:
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Write ``run.json`` (JSON types only)."""
         self._check_owner()
-        _write_bytes(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
+        atomic_write(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
-        """``run.json`` as a dict, checked by ``check_run_info()``; a missing, oversized,
-        damaged or invalid file is a :class:`RunDirectoryError` naming it (and the entry).
+        """``run.json``, checked by ``check_run_info()`` (any problem: :class:`RunDirectoryError`).
         ``own=False``: read as an input of a command that does not write this run."""
         info = read_json_object(self.info_path, what="run information", own=own)
         return check_run_info(info, self.info_path)
@@ -261,7 +233,7 @@ class RunDirectory:
     def write_json(self, name: str, text: str) -> None:
         """Write ``spec.json``, ``recipe.json`` and the like."""
         self._check_owner()
-        _write_bytes(self.path / name, text.rstrip("\n").encode() + b"\n")
+        atomic_write(self.path / name, text.rstrip("\n").encode() + b"\n")
 
     # -- progress --------------------------------------------------------------------------
 
@@ -270,14 +242,13 @@ class RunDirectory:
     ) -> None:
         """Rewrite ``metrics.csv`` and ``steps.csv``."""
         self._check_owner()
-        _write_bytes(self.path / "metrics.csv", _csv_text(METRICS, history))
-        _write_bytes(self.path / "steps.csv", _csv_text(STEPS, steps))
+        atomic_write(self.path / "metrics.csv", _csv_text(METRICS, history))
+        atomic_write(self.path / "steps.csv", _csv_text(STEPS, steps))
 
     def save_state(
         self, model: ResNet, state: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> None:
-        """Write ``state.pt`` (the model's weights inside the trainer state: one atomic
-        unit), then ``last.pt`` (the same weights as a checkpoint)."""
+        """Write ``state.pt`` (weights and trainer state as one file), then ``last.pt``."""
         self._check_owner()
         payload = {
             "format": STATE_FORMAT,
@@ -286,12 +257,11 @@ class RunDirectory:
             **state,
         }
         atomic_write(self.path / "state.pt", lambda file: torch.save(payload, file))
-        save(model, self.path / "last.pt", metadata=_json_scalars(metadata))
+        self.save_model("last.pt", model, metadata)
 
     def read_state(self) -> dict[str, Any]:
-        """``state.pt`` (the run's own file, read through the gate with ``weights_only``);
-        a missing or damaged one is a :class:`RunDirectoryError`. Its fields are checked
-        by the trainer that resumes from it."""
+        """``state.pt`` (loaded ``weights_only``); a missing or damaged one is a
+        :class:`RunDirectoryError`. The trainer checks its fields (``check_resume()``)."""
         path = self.path / "state.pt"
         if not os.path.lexists(path):
             raise RunDirectoryError(f"{self.path}: nothing to resume (no state.pt)")
@@ -303,8 +273,7 @@ class RunDirectory:
         except RunDirectoryError:
             raise
         except (*TORCH_READ_ERRORS, OSError) as error:
-            reason = str(error).strip().splitlines()
-            first = reason[0] if reason else type(error).__name__
+            first = first_line(error)
             if "Weights only load failed" in first:
                 first = "it holds objects other than tensors and plain data"
             raise RunDirectoryError(
@@ -322,10 +291,18 @@ class RunDirectory:
         return state
 
     def save_model(self, name: str, model: ResNet, metadata: Mapping[str, Any]) -> Path:
-        """Write checkpoint ``name`` (``best.pt``, ``final.pt``)."""
+        """Write checkpoint ``name`` (``best.pt``, ``final.pt``); NaN metadata as null."""
         self._check_owner()
         path = self.path / name
-        save(model, path, metadata=_json_scalars(metadata))
+        scalars = {
+            key: None
+            if isinstance(value, float) and math.isnan(value)
+            else int(value)
+            if key in ("epoch", "iteration") and isinstance(value, float)
+            else value
+            for key, value in metadata.items()
+        }
+        save(model, path, metadata=scalars)
         return path
 
     def plot(
@@ -342,9 +319,8 @@ class RunDirectory:
 
 
 def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, Any]:
-    """A JSON object from ``path``, read through the gate (:func:`resnetlib.files.read_json`);
-    any problem is a :class:`RunDirectoryError` naming the file (and line). ``own``
-    (default): a file of the run the command goes on to write."""
+    """A JSON object from ``path`` (:func:`resnetlib.files.read_json`); any problem is a
+    :class:`RunDirectoryError` naming the file. ``own``: a file of the run being written."""
     try:
         value = read_json(path, what=what, error=RunDirectoryError, own=own)
     except FileNotFoundError:
@@ -374,7 +350,7 @@ def record_differences(
 
 
 def _short(value: object) -> str:
-    """``repr(value)`` when it fits a line's worth, else by its type (a tensor always)."""
+    """``repr(value)`` cut to 60 characters; a tensor, or a long list or dict, by its type."""
     text = repr(value)
     if isinstance(value, torch.Tensor) or (
         isinstance(value, (list, dict, tuple)) and len(text) > 60
@@ -390,15 +366,12 @@ LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
 def check_resume(
     state: Mapping[str, Any], expected: Mapping[str, Any], path: Path, per_epoch: int
 ) -> None:
-    """Whether a saved trainer ``state`` (``state.pt``) fits the run that resumes it, before
-    anything of it is applied. ``expected`` is the state this run would save now (its
-    ``run`` the id in ``run.json``): the same run, plan, network and loader, every field of
-    its type, and progress that agrees with the plan (``per_epoch`` batches an epoch).
-
-    Raises:
-        RunDirectoryError: one line naming ``path``, the field and what to do.
-    """
-    total = Recipe.from_json(expected["plan"]).iterations
+    """Raise :class:`RunDirectoryError` (naming ``path``, the field and what to do) unless the
+    saved trainer ``state`` fits the run resuming it: the run id, plan, network and loader of
+    ``expected`` (the state this run would save now), every field of its type, and progress
+    that agrees with the plan (``per_epoch`` batches an epoch)."""
+    plan = Recipe.from_json(expected["plan"])
+    total = plan.iterations
     assert total is not None
     todo = "restore this run's state.pt, or start a new run in another --out"
 
@@ -432,7 +405,7 @@ def check_resume(
             saved = Recipe.from_json(saved_plan).to_dict()
         except (ValueError, TypeError, KeyError, RecursionError):
             raise fail("field 'plan' must be a recipe (JSON text)") from None
-        mine = Recipe.from_json(expected["plan"]).to_dict()
+        mine = plan.to_dict()
         raise RunDirectoryError(
             f"{path}: the run was started with another recipe or length "
             f"({'; '.join(record_differences(saved, mine, sorted(mine)))}); resume with the "
@@ -507,24 +480,9 @@ def check_resume(
 def check_run_info(
     info: Mapping[str, Any], path: str | os.PathLike[str] = "run.json"
 ) -> dict[str, Any]:
-    """``run.json``'s entries, checked: the one place that says what a run's record may hold
-    (entries it does not name are kept and never interpreted; nothing in it is imported).
-
-    - ``seed``: an int from 0 to 2**63 - 1; ``iterations``: an int >= 1;
-    - ``data``: an object whose ``data`` is text (and, when present, ``labels`` "fine" or
-      "coarse", ``image_size`` null or an int >= 1, ``val_size`` and ``seed`` ints >= 0,
-      ``classes`` null or a list of class names or indices);
-    - ``length``: an object whose ``iterations`` and ``epochs`` are null or ints >= 1;
-    - ``pretrained_cfg``: a data configuration, checked by
-      :func:`~resnetlib.core.data_config.config_from_dict`;
-    - ``command`` (absent when a library call started the run): an object; its ``given`` and
-      ``model`` objects, the model's ``imports`` a list of module names, ``freeze`` null or
-      an int >= 0;
-    - ``run_id`` (absent in runs of older versions) and ``recipe_name``: text.
-
-    Raises:
-        RunDirectoryError: one line naming ``path``, the entry and what it must be.
-    """
+    """``run.json``'s entries, checked: the schema of a run's record (entries it does not name
+    are kept, never interpreted). Raises :class:`RunDirectoryError` naming ``path``, the entry
+    and what it must be."""
     where = str(path)
 
     def fail(entry: str, wanted: str, value: object) -> RunDirectoryError:
@@ -573,11 +531,12 @@ def check_run_info(
         config_from_dict(info["pretrained_cfg"])
     except (ValueError, TypeError) as error:
         raise RunDirectoryError(f"{where}: entry 'pretrained_cfg': {error}") from None
+    texts: dict[str, object] = {}
     if "command" in info:
         command = obj("command", info["command"])
         obj("command.given", command.get("given", {}))
         model = obj("command.model", command.get("model", {}))
-        texts = {"command.model.name": model.get("name", _MISSING)}
+        texts["command.model.name"] = model.get("name", _MISSING)
         imports = model.get("imports", [])
         if not (
             isinstance(imports, list)
@@ -585,8 +544,6 @@ def check_run_info(
         ):
             raise fail("command.model.imports", "a list of module names", imports)
         integer("command.freeze", command.get("freeze"), 0)
-    else:
-        texts = {}
     texts.update(run_id=info.get("run_id", _MISSING), recipe_name=info.get("recipe_name", _MISSING))
     for entry, value in texts.items():
         if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
@@ -596,35 +553,3 @@ def check_run_info(
 
 def _module_name(name: str) -> bool:
     return 0 < len(name) <= 200 and all(part.isidentifier() for part in name.split("."))
-
-
-def _json_scalars(row: Mapping[str, Any]) -> dict[str, float | int | str | None]:
-    out: dict[str, float | int | str | None] = {}
-    for key, value in row.items():
-        if isinstance(value, float) and math.isnan(value):
-            out[key] = None
-        elif key in ("epoch", "iteration") and isinstance(value, float):
-            out[key] = int(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _try_lock(fd: int) -> bool:
-    """Take an exclusive, non-blocking lock on ``fd``: ``fcntl.flock`` on POSIX,
-    ``msvcrt.locking`` on Windows."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
