@@ -45,14 +45,12 @@ def _describe(value: object) -> str:
     return repr(value)
 
 
-def _example_input(
+def input_shape(
     model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str
-) -> torch.Tensor:
-    """One all-zero ``(1, C, H, W)`` sample on the model's device and in its dtype.
-
-    ``input_size`` is ``(C, H, W)``, ``(N, C, H, W)`` (the batch size is ignored), an
-    example tensor of either shape, or ``None`` for the model's ``default_input_size``.
-    """
+) -> tuple[int, int, int]:
+    """``input_size`` as a checked ``(C, H, W)``: given as such, as ``(N, C, H, W)`` (the
+    batch size is ignored), as an example tensor of either shape, or ``None`` for the
+    model's ``default_input_size``. ``caller`` starts the messages."""
     if input_size is None:
         input_size = getattr(model, "default_input_size", None)
         if input_size is None:
@@ -79,10 +77,17 @@ def _example_input(
             f"limits ({MAX_CHANNELS} channels, {MAX_IMAGE_SIDE} pixels a side; see "
             "resnetlib.core.spec.MAX_IMAGE_SIDE)"
         )
+    return size[0], size[1], size[2]
+
+
+def example_input(
+    model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str, batch: int = 1
+) -> torch.Tensor:
+    """An all-zero ``(batch, *input_shape())`` input on the model's device and in its dtype."""
     reference = next(model.parameters(), None)
     device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None else torch.float32
-    return torch.zeros((1, *size), device=device, dtype=dtype)
+    return torch.zeros((batch, *input_shape(model, input_size, caller)), device=device, dtype=dtype)
 
 
 def _shapes_only(
@@ -144,7 +149,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
         >>> rl.count_flops(model, (3, 224, 224))
         4089184256
     """
-    x = _example_input(model, input_size, "count_flops()")
+    x = example_input(model, input_size, "count_flops()")
 
     def run(module: nn.Module, example: torch.Tensor) -> int:
         with evaluating(module):
@@ -242,7 +247,7 @@ def summary(
             f"stages make its rows; got {type(model).__name__}. For any module, "
             "count_parameters(model) and count_flops(model, (C, H, W)) work"
         )
-    example = _example_input(model, input_size, "summary()")
+    example = example_input(model, input_size, "summary()")
     size = tuple(example.shape[1:])
 
     def run(module: nn.Module, x: torch.Tensor) -> tuple[SummaryRow, ...]:

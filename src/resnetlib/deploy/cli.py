@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..cli_options import (
     UsageError,
@@ -21,20 +21,7 @@ from ..cli_options import (
     split_model_words,
 )
 
-if TYPE_CHECKING:
-    from .runtime import OnnxModel
-
-__all__ = ["add_commands", "onnx_model", "run", "run_predict"]
-
-
-def onnx_model(args: argparse.Namespace) -> OnnxModel | None:
-    """The ONNX file the model positional names, run by onnxruntime with the contract its
-    metadata holds; ``None`` when it names none (:func:`resnetlib.deploy.runtime.onnx_argument`)."""
-    from .runtime import onnx_argument
-
-    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
-    return onnx_argument(args.model, given)
-
+__all__ = ["add_commands", "run", "run_predict"]
 
 # export's options that shape a graph, not a --format hf folder: flag -> add_argument keywords.
 GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
@@ -187,9 +174,9 @@ def run(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     """Print the top classes of each image, a batch at a time as they are decoded; names
     and paths with their control characters escaped, so each result is one line."""
-
     from ..common import printable
     from .preprocess import predict
+    from .runtime import onnx_argument
 
     args.images = split_model_words(args, args.words)
     if not args.images:
@@ -199,7 +186,8 @@ def run_predict(args: argparse.Namespace) -> int:
             raise UsageError(f"{printable(path)}: no such image file")
         if not Path(path).is_file():
             raise UsageError(f"{printable(path)}: not a regular file; predict reads image files")
-    model = onnx_model(args)
+    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
+    model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
     elif args.device not in (None, "cpu"):

@@ -1,12 +1,8 @@
-"""Static int8 post-training quantization for CPUs, by PyTorch's maintained path.
+"""Static int8 post-training quantization for CPUs, by torchao's PT2E flow.
 
-torchao's PT2E flow: the model (batch norms folded first, :func:`~resnetlib.deploy.fuse_bn`) is
-captured with ``torch.export`` (strict), annotated by ``X86InductorQuantizer`` (int8
-activations per tensor, int8 weights per output channel), observed on the calibration
-batches, converted, and lowered to oneDNN's int8 kernels (``onednn.qconv*``,
-``onednn.qlinear*``) with inductor's freezing passes. The result is an ``nn.Module`` that
-takes the model's own float input at any batch size (and with ``dynamic_size=True`` any
-height and width the model allows). Needs torch >= 2.8 and torchao
+The model, batch norms folded, is captured with ``torch.export``, annotated by
+``X86InductorQuantizer`` (int8 activations per tensor, weights per output channel),
+calibrated, converted and lowered to oneDNN's int8 kernels. Needs torch >= 2.8 and torchao
 (``pip install "resnetlib[quantize]"``); tested with torch 2.13.0 and torchao 0.18.0.
 """
 
@@ -25,7 +21,7 @@ from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from .export import dynamic_shapes, quiet, require
-from .fuse import fuse_bn, running_statistics
+from .fuse import fuse_bn, replace_module, running_statistics
 
 __all__ = [
     "MIN_TORCH",
@@ -73,8 +69,7 @@ def _torch_version() -> tuple[int, int]:
 
 def check_quantize_support() -> None:
     """Raise unless :func:`quantize` can run here: torch >= ``MIN_TORCH`` (``RuntimeError``)
-    and torchao installed (``MissingDependencyError``).
-    """
+    and torchao installed (``MissingDependencyError``)."""
     if _torch_version() < MIN_TORCH:
         raise RuntimeError(
             f"int8 quantization needs torch >= {'.'.join(map(str, MIN_TORCH))} (torchao's PT2E "
@@ -108,14 +103,9 @@ def _torchao() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class QuantizeReport:
-    """What :func:`quantize` made int8 and what stayed float.
-
-    ``quantized``: modules (qualified names) whose convolution or linear layer runs on int8
-    kernels. ``float``: (module, float ops) for the computations left in float, such as
-    norms with no convolution to fold into (pre-activation nets), group norms, activations
-    other than ReLU, option A's padding shortcut; their inputs are dequantized and their
-    outputs quantized again.
-    """
+    """What :func:`quantize` made int8: ``quantized`` names the modules whose convolution or
+    linear layer runs on int8 kernels; ``float`` gives (module, float ops) for what stayed
+    float (norms with no convolution to fold into, group norms, option A's padding...)."""
 
     quantized: tuple[str, ...]
     float: tuple[tuple[str, str], ...]
@@ -131,10 +121,9 @@ class QuantizeReport:
 class Int8Model(nn.Module):
     """An int8 model made by :func:`quantize`: call it like the float model it came from.
 
-    ``graph`` is the lowered program (or the compiled one; ``freezing``: run it with
-    inductor's freezing on, as its int8 lowering needs); ``report`` says what stayed
-    float. The model's ``spec``, ``pretrained_cfg`` and ``default_input_size`` are
-    carried over when it had them. Inference only: it holds no trainable parameters.
+    ``graph`` is the lowered program (or the compiled one, run with inductor's
+    ``freezing``); ``report`` says what stayed float. The model's ``spec``,
+    ``pretrained_cfg`` and ``default_input_size`` are carried over. Inference only.
     """
 
     def __init__(
@@ -165,9 +154,7 @@ class Int8Model(nn.Module):
 
 
 def as_batches(calibration: Iterable[Any]) -> list[torch.Tensor]:
-    """The calibration input batches as float CPU tensors; ``(images, labels)`` pairs, as
-    data loaders yield them, give their images.
-    """
+    """The calibration batches as float CPU tensors (of ``(images, labels)`` pairs, the images)."""
     if isinstance(calibration, torch.Tensor):
         raise ValueError(
             "calibration must be an iterable of input batches, not one tensor; pass [batch]"
@@ -206,27 +193,21 @@ class _ScaleShift(nn.Module):
 
 
 def _float_model(model: nn.Module) -> nn.Module:
-    """An eval copy on the CPU in float32, batch norms folded; those that cannot fold (a
-    pre-activation block's input norm) become their scale and shift, which torchao's
-    conversion passes through quickly (a batch norm left in the graph makes it try to fold
-    it into a convolution, pattern by pattern, for seconds each).
-    """
+    """An eval float32 CPU copy, batch norms folded; those that cannot fold become their scale
+    and shift (torchao's conversion spends seconds on each batch norm left in the graph)."""
     folded: nn.Module = fuse_bn(model)
     with torch.no_grad():
         for name, module in list(folded.named_modules()):
             norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
             if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
-                parent, _, child = name.rpartition(".")
-                setattr(folded.get_submodule(parent), child, _ScaleShift(module))
+                replace_module(folded, name, _ScaleShift(module))
     return folded.to("cpu", torch.float32)
 
 
 def prepare_and_convert(
     model: nn.Module, calibration: Iterable[Any], *, dynamic_size: bool = False
 ) -> tuple[fx.GraphModule, torch.Tensor]:
-    """PT2E up to the converted (quantize/dequantize, "QDQ") graph, and the example input it
-    was captured with. :func:`quantize` lowers it; an ONNX export writes it as is.
-    """
+    """PT2E up to the converted (QDQ) graph, and the example input it was captured with."""
     batches = as_batches(calibration)
     check_quantize_support()
     ao = _torchao()
@@ -306,9 +287,8 @@ def _op_name(node: fx.Node) -> str:
 
 
 def _module_name(node: fx.Node, origins: dict[str, fx.Node] | None = None) -> str:
-    """The qualified name of the module ``node`` came from; through ``node``'s provenance
-    (``from_node``) into ``origins`` (name: node) where decompositions dropped it.
-    """
+    """The qualified name of the module ``node`` came from; through its ``from_node``
+    provenance into ``origins`` (name: node) where decompositions dropped it."""
     stack = node.meta.get("nn_module_stack")
     name = str(list(stack.values())[-1][0]) if stack else ""
     if name:
@@ -407,12 +387,10 @@ def quantize(
 
     ``calibration`` is an iterable of input batches (float ``(N, C, H, W)`` tensors,
     normalized as the model expects, or ``(images, labels)`` pairs): a few hundred images
-    like the real inputs, on which activation ranges are observed. The copy takes the same
-    float input at any batch size, at the calibration's height and width
-    (``dynamic_size=True``: any the model's export allows). ``compile=True`` compiles it
-    with inductor's freezing instead (faster; compiles here, on the first calibration batch,
-    and again for each new input shape). ``report=True`` also
-    returns the :class:`QuantizeReport`. ``model`` itself is never changed.
+    like the real inputs. The copy takes the same float input at any batch size, at the
+    calibration's height and width (``dynamic_size=True``: any the model's export allows).
+    ``compile=True`` compiles it with inductor's freezing (faster; compiles here, and again
+    for each new input shape). ``model`` itself is never changed.
     """
     converted, example = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
@@ -434,11 +412,9 @@ def calibration_batches(
     size: int = 512,
     batch_size: int = 64,
 ) -> list[torch.Tensor]:
-    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 as
-    :func:`resnetlib.train.load_data` gives them, or float in [0, 1]) as calibration
-    batches for ``model``: scaled to [0, 1], resized to its input size when they differ and
-    normalized by its ``pretrained_cfg`` mean and std.
-    """
+    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 or float in [0, 1]) as
+    calibration batches for ``model``: scaled to [0, 1], resized to its input size and
+    normalized by its ``pretrained_cfg`` mean and std."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"calibration size must be a positive int; got {size!r}")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):
