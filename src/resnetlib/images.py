@@ -1,18 +1,8 @@
-"""The one image decoder: every image resnetlib reads (``predict``, image folders, TinyImageNet)
-is decoded by :func:`decode_image`.
+"""The one image decoder: every image resnetlib reads is decoded by :func:`decode_image`,
+its header checked against ``resnetlib.limits`` before a pixel is decoded.
 
-Before a pixel is decoded, the file is opened by :func:`resnetlib.files.open_regular` (a FIFO
-or a device is refused) and its header is checked: at most :func:`pixel_limit` pixels (and
-no more than Pillow's decompression-bomb bound), a longer side at most
-:data:`~resnetlib.limits.MAX_ASPECT` times the shorter, a format of :data:`IMAGE_FORMATS`
-(never one Pillow hands to an outside program, such as EPS). The resize target is the
-output size itself: a centre crop is resized from its region of the image, never from a
-resized copy of the whole image.
-
-Each mode is converted by its true range: 16-bit greyscale (``I;16*``, ``I``) from 0..65535,
-float (``F``) from 0..1 (or 0..255 where a value exceeds 1), palette images through their
-colours (transparency included), alpha dropped, CMYK and other colour modes to RGB, ``1``
-and ``L`` as grey; then to the requested channels (1: grey, 3: RGB).
+Each mode is converted by its true range: 16-bit grey from 0..65535, float from 0..1 (or
+0..255 where a value exceeds 1), palettes through their colours, alpha dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +17,7 @@ import torch
 
 from .common import PathLike, first_line, optional_import, printable
 from .files import open_regular
-from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -96,11 +86,13 @@ def decode_image(
 
     ``size`` is the output (height, width): without ``crop_pct`` the whole image is resized
     to it; with ``crop_pct`` the shorter side is resized to ``max(size) / crop_pct`` and the
-    centre ``size`` kept (as timm's eval transform). Without ``size``, the native size.
-    ``max_pixels`` defaults to :func:`pixel_limit` of the resize; ``context`` ends the
-    message of a refusal (" for image_size=64").
+    centre ``size`` kept (as timm's eval transform). Before a pixel is decoded the header is
+    checked: at most ``max_pixels`` (default :func:`pixel_limit` of the resize), a longer
+    side at most ``MAX_ASPECT`` times the shorter, a format of :data:`IMAGE_FORMATS`.
+    ``context`` ends the message of a refusal (" for image_size=64").
 
     Raises:
+        ValueError: ``size`` or ``crop_pct`` out of bounds (as ``check_data_config`` says).
         error: (default :class:`ImageError`) the file is not a regular file, not readable,
             not an image, or refused by a bound; one line naming the file.
     """
@@ -152,20 +144,11 @@ def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | Non
     """The side the image is resized to: the larger output side, over ``crop_pct``."""
     if size is None:
         return None
-    height, width = size
-    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
-        raise ValueError(f"size must be (height, width) within 1..{MAX_IMAGE_SIDE}; got {size}")
-    side = float(max(height, width))
-    if crop_pct is not None:
-        if not (math.isfinite(crop_pct) and 0 < crop_pct <= 1):
-            raise ValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}")
-        side /= crop_pct
-        if side > MAX_IMAGE_SIDE:
-            raise ValueError(
-                f"crop_pct {crop_pct} asks to resize to {side:,.0f} pixels a side, more than "
-                f"{MAX_IMAGE_SIDE:,} (resnetlib.limits.MAX_IMAGE_SIDE)"
-            )
-    return side
+    from .core.data_config import check_data_config  # the one bound on sizes and crops
+
+    config = {"input_size": (1, *size), "crop_pct": crop_pct}
+    check_data_config(config, where="decode_image(size, crop_pct):")
+    return max(size) / (crop_pct or 1.0)
 
 
 def _check_header(
