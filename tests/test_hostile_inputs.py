@@ -607,12 +607,12 @@ def test_resolved_lengths_are_bounded() -> None:
 )
 def test_summary_on_meta_matches_a_real_forward(name: str, size: Any) -> None:
     import resnetlib as rl
-    from resnetlib.analysis import _measure, _summary_rows, example_input
+    from resnetlib.analysis import _example_input, _measure, _summary_rows
     from resnetlib.common import evaluating
 
     model = rl.create_model(name)
     table = rl.analysis.summary(model, size, title=name)
-    x = example_input(model, size, "test")
+    x = _example_input(model, size, "test")
     with evaluating(model):  # the pre-meta way: the model itself computes
         assert table.rows == _summary_rows(model, x)
         assert rl.count_flops(model, size) == _measure(model, x)[1]

@@ -35,12 +35,14 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def input_shape(
+def _example_input(
     model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str
-) -> tuple[int, int, int]:
-    """``input_size`` as a checked ``(C, H, W)``: given as such, as ``(N, C, H, W)`` (the
-    batch size is ignored), as an example tensor of either shape, or ``None`` for the
-    model's ``default_input_size``. ``caller`` starts the messages."""
+) -> torch.Tensor:
+    """One all-zero ``(1, C, H, W)`` sample on the model's device and in its dtype.
+
+    ``input_size`` is ``(C, H, W)``, ``(N, C, H, W)`` (the batch size is ignored), an
+    example tensor of either shape, or ``None`` for the model's ``default_input_size``.
+    """
     if input_size is None:
         input_size = getattr(model, "default_input_size", None)
         if input_size is None:
@@ -68,17 +70,10 @@ def input_shape(
             f"limits ({MAX_CHANNELS} channels, {MAX_IMAGE_SIDE} pixels a side; see "
             "resnetlib.core.spec.MAX_IMAGE_SIDE)"
         )
-    return size[0], size[1], size[2]
-
-
-def example_input(
-    model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str, batch: int = 1
-) -> torch.Tensor:
-    """An all-zero ``(batch, *input_shape())`` input on the model's device and in its dtype."""
     reference = next(model.parameters(), None)
     device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None else torch.float32
-    return torch.zeros((batch, *input_shape(model, input_size, caller)), device=device, dtype=dtype)
+    return torch.zeros((1, *size), device=device, dtype=dtype)
 
 
 def _shapes_only(
@@ -134,7 +129,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
         >>> rl.count_flops(model, (3, 224, 224))
         4089184256
     """
-    x = example_input(model, input_size, "count_flops()")
+    x = _example_input(model, input_size, "count_flops()")
 
     def run(module: nn.Module, example: torch.Tensor) -> int:
         with evaluating(module):
@@ -229,7 +224,7 @@ def summary(
             f"stages make its rows; got {type(model).__name__}. For any module, "
             "count_parameters(model) and count_flops(model, (C, H, W)) work"
         )
-    example = example_input(model, input_size, "summary()")
+    example = _example_input(model, input_size, "summary()")
     size = tuple(example.shape[1:])
 
     def run(module: nn.Module, x: torch.Tensor) -> tuple[SummaryRow, ...]:

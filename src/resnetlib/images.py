@@ -17,7 +17,7 @@ import torch
 
 from .common import PathLike, first_line, optional_import, printable
 from .files import open_regular
-from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS
+from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -84,15 +84,15 @@ def decode_image(
     """The image at ``path`` as a ``channels`` x H x W tensor: uint8 (0..255) or, with
     ``dtype=torch.float32``, float in [0, 1].
 
-    ``size`` is the output (height, width): without ``crop_pct`` the whole image is resized
-    to it; with ``crop_pct`` the shorter side is resized to ``max(size) / crop_pct`` and the
-    centre ``size`` kept (as timm's eval transform). Before a pixel is decoded the header is
-    checked: at most ``max_pixels`` (default :func:`pixel_limit` of the resize), a longer
-    side at most ``MAX_ASPECT`` times the shorter, a format of :data:`IMAGE_FORMATS`.
-    ``context`` ends the message of a refusal (" for image_size=64").
+    ``size`` is the output (height, width), or the native size without it: without
+    ``crop_pct`` the whole image is resized to it; with ``crop_pct`` the shorter side is
+    resized to ``max(size) / crop_pct`` and the centre ``size`` kept (as timm's eval
+    transform). Before a pixel is decoded the header is checked: at most ``max_pixels``
+    (default :func:`pixel_limit` of the resize), a longer side at most ``MAX_ASPECT`` times
+    the shorter, a format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
 
     Raises:
-        ValueError: ``size`` or ``crop_pct`` out of bounds (as ``check_data_config`` says).
+        ValueError: a bad ``channels``, ``interpolation``, ``size`` or ``crop_pct``.
         error: (default :class:`ImageError`) the file is not a regular file, not readable,
             not an image, or refused by a bound; one line naming the file.
     """
@@ -144,11 +144,20 @@ def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | Non
     """The side the image is resized to: the larger output side, over ``crop_pct``."""
     if size is None:
         return None
-    from .core.data_config import check_data_config  # the one bound on sizes and crops
-
-    config = {"input_size": (1, *size), "crop_pct": crop_pct}
-    check_data_config(config, where="decode_image(size, crop_pct):")
-    return max(size) / (crop_pct or 1.0)
+    height, width = size
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        raise ValueError(f"size must be (height, width) within 1..{MAX_IMAGE_SIDE}; got {size}")
+    side = float(max(height, width))
+    if crop_pct is not None:
+        if not (math.isfinite(crop_pct) and 0 < crop_pct <= 1):
+            raise ValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}")
+        side /= crop_pct
+        if side > MAX_IMAGE_SIDE:
+            raise ValueError(
+                f"crop_pct {crop_pct} asks to resize to {side:,.0f} pixels a side, more than "
+                f"{MAX_IMAGE_SIDE:,} (resnetlib.limits.MAX_IMAGE_SIDE)"
+            )
+    return side
 
 
 def _check_header(

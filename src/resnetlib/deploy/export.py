@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis import example_input, input_shape
 from ..common import PathLike, evaluating, first_line
 from ..files import atomic_path
 from ..limits import MAX_IMAGE_SIDE
@@ -88,7 +87,10 @@ def trace_size(
     """The input size an export traces at: ``input_size`` (default: the model's
     ``default_input_size``), and with ``dynamic_size`` each side at least twice the model's
     total reduction, so no feature map is 1 pixel wide (which would fix the size)."""
-    channels, height, width = input_shape(model, input_size, "export")
+    size = input_size or getattr(model, "default_input_size", None)
+    if size is None:
+        raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
+    channels, height, width = (int(n) for n in size)
     least = min(2 * _reduction(model), MAX_IMAGE_SIDE) if dynamic_size else 0
     return channels, max(height, least), max(width, least)
 
@@ -97,6 +99,14 @@ def smallest_side(model: nn.Module) -> int:
     """The smallest height and width a ``dynamic_size`` export of ``model`` takes: one more
     than its total reduction (torch.export guards every feature map to be wider than 1)."""
     return _reduction(model) + 1
+
+
+def _example(model: nn.Module, size: tuple[int, int, int]) -> torch.Tensor:
+    """A random batch of two on the model's device and in its dtype."""
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    return torch.randn(2, *size, device=device, dtype=dtype)
 
 
 def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> None:
@@ -142,7 +152,7 @@ def export_program(
         ValueError: with ``dynamic_size``, torch.export could not keep height and width
             dynamic.
     """
-    x = example_input(model, trace_size(model, input_size, dynamic_size=dynamic_size), "export", 2)
+    x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
     with evaluating(model), quiet():
         program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(dynamic_size))
     if dynamic_size:
@@ -191,8 +201,7 @@ def export_onnx(
     if calibration is not None:
         exported, x = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     else:
-        size = trace_size(model, input_size, dynamic_size=dynamic_size)
-        x = example_input(model, size, "export", 2)
+        x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
     mode = evaluating(model) if calibration is None else torch.no_grad()
     with mode, quiet():
         program = torch.onnx.export(
