@@ -1,5 +1,5 @@
-"""``resnetlib export`` (a model to ONNX or a ``.pt2`` program) and ``resnetlib predict``
-(the top classes of image files), both taking a checkpoint alone or a registered model."""
+"""``resnetlib export`` (a model to ONNX, a ``.pt2`` program or a Hugging Face folder) and
+``resnetlib predict`` (the top classes of image files)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from ..cli_options import (
     guarded,
     input_size,
     int_in,
+    is_checkpoint_path,
     model_from_args,
     override_values,
     split_model_words,
 )
 
-__all__ = ["add_commands", "run", "run_predict"]
+__all__ = ["add_commands", "run", "run_hf", "run_predict"]
 
 # export's options that shape a graph, not a --format hf folder: flag -> add_argument keywords.
 GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
@@ -115,7 +116,6 @@ def run(args: argparse.Namespace) -> int:
     from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
     from .fuse import fuse_bn
     from .preprocess import Normalized
-    from .share_cli import out_path, run_hf
 
     if args.format == "hf":
         return run_hf(args)
@@ -168,6 +168,36 @@ def run(args: argparse.Namespace) -> int:
     notes += ", batch norms folded" if args.fuse else ""
     notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
     print(f"wrote {out} ({kind}, {notes})")
+    return 0
+
+
+def out_path(out: str) -> Path:
+    """``--out`` as a path, refused when its directory does not exist."""
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {path}: directory {path.parent} does not exist")
+    return path
+
+
+def run_hf(args: argparse.Namespace) -> int:
+    """``export --format hf``: the model (a checkpoint's metadata in its card) as a Hugging
+    Face folder at ``--out`` (:func:`resnetlib.save_pretrained`)."""
+    from ..interop.checkpoint import read_checkpoint
+    from ..models.share import CONFIG, save_pretrained
+    from .runtime import refuse_given
+
+    names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
+    given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
+    refuse_given(given, "not used by --format hf (a folder of weights)")
+    out = out_path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; --format hf writes a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
+        raise UsageError(f"--out {out}: a folder that holds other files; give a new or empty one")
+    model, _ = model_from_args(args)
+    metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
+    save_pretrained(model, out, metadata=metadata)
+    print(f"wrote {out} (Hugging Face folder: model.safetensors, config.json, README.md)")
     return 0
 
 

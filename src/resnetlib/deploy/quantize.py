@@ -54,12 +54,6 @@ _LAYOUT_OPS = {
     "_to_copy",
     "sym_size",
 }
-_QDQ_OPS = {
-    "quantize_per_tensor",
-    "dequantize_per_tensor",
-    "quantize_per_channel",
-    "dequantize_per_channel",
-}
 
 
 def _torch_version() -> tuple[int, int]:
@@ -78,8 +72,8 @@ def check_quantize_support() -> None:
     require(("torchao",), "int8 quantization", extra="quantize")
 
 
-def _torchao() -> dict[str, Any]:
-    """torchao's PT2E entry points, imported quietly."""
+def _torchao() -> tuple[Any, Any, Any]:
+    """torchao's PT2E modules (utilities, the flow, the x86 quantizer), imported quietly."""
     with quiet():
         try:
             pt2e = importlib.import_module("torchao.quantization.pt2e")
@@ -92,13 +86,7 @@ def _torchao() -> dict[str, Any]:
                 f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
                 'pip install "resnetlib[quantize]"'
             ) from error
-    return {
-        "prepare": flow.prepare_pt2e,
-        "convert": flow.convert_pt2e,
-        "to_eval": pt2e.move_exported_model_to_eval,
-        "quantizer": x86.X86InductorQuantizer,
-        "config": x86.get_default_x86_inductor_quantization_config,
-    }
+    return pt2e, flow, x86
 
 
 @dataclass(frozen=True)
@@ -210,7 +198,7 @@ def prepare_and_convert(
     """PT2E up to the converted (QDQ) graph, and the example input it was captured with."""
     batches = as_batches(calibration)
     check_quantize_support()
-    ao = _torchao()
+    pt2e, flow, x86 = _torchao()
     folded = _float_model(model)
     first = batches[0]  # a batch of at least two: export would specialize a batch of one
     example = first if first.shape[0] > 1 else torch.cat([first, first])
@@ -225,13 +213,13 @@ def prepare_and_convert(
                 f"cannot quantize: torch.export cannot capture this model "
                 f"({type(error).__name__}: {first_line(error, 300)})"
             ) from error
-        quantizer = ao["quantizer"]().set_global(ao["config"](reduce_range=reduce_range))
-        prepared = ao["prepare"](exported, quantizer)
+        config = x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+        prepared = flow.prepare_pt2e(exported, x86.X86InductorQuantizer().set_global(config))
         for batch in batches:
             prepared(batch)
-        converted = ao["convert"](prepared)
+        converted = flow.convert_pt2e(prepared)
         norms = [n.meta.get("nn_module_stack") for n in _norm_nodes(converted)]
-        ao["to_eval"](converted)
+        pt2e.move_exported_model_to_eval(converted)
         for node, stack in zip(_norm_nodes(converted), norms, strict=False):
             if stack and not _module_name(node):  # the rewrite to eval dropped it
                 node.meta["nn_module_stack"] = stack
@@ -329,7 +317,7 @@ def _report(
             value = value[0]  # norms return (output, statistics...)
         if (
             op in _LAYOUT_OPS
-            or op in _QDQ_OPS
+            or op.partition("_per_")[0] in ("quantize", "dequantize")  # QDQ: per tensor, channel
             or not isinstance(value, torch.Tensor)
             or not value.is_floating_point()
         ):
