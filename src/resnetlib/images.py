@@ -101,7 +101,8 @@ def decode_image(
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
     name = printable(path)
-    target = _target(size, crop_pct)
+    target = _target(size, crop_pct)  # size and crop_pct checked before the file is opened
+    limit = pixel_limit(target) if max_pixels is None else max_pixels
     image_module = _pil()
     image_module.init()  # IMAGE_FORMATS this Pillow opens (WEBP is optional when it is built)
     formats = [name for name in IMAGE_FORMATS if name in image_module.OPEN]
@@ -113,8 +114,7 @@ def decode_image(
         raise error(f"{name}: cannot read ({failed.strerror or failed})") from None
     try:
         with file, image_module.open(file, formats=formats) as image:
-            width, height = image.size
-            _check_header(width, height, target, max_pixels, image_module, context)
+            _check_header(image.size, limit, image_module.MAX_IMAGE_PIXELS, context)
             pixels = _convert(image, channels)
             resample = getattr(image_module.Resampling, interpolation.upper())
             pixels = _resize(pixels, size, crop_pct, resample)
@@ -160,19 +160,11 @@ def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | Non
     return side
 
 
-def _check_header(
-    width: int,
-    height: int,
-    target: float | None,
-    max_pixels: int | None,
-    image_module: Any,
-    context: str,
-) -> None:
+def _check_header(size: tuple[int, int], limit: int, bomb: int | None, context: str) -> None:
+    width, height = size
     pixels = width * height
-    bomb = image_module.MAX_IMAGE_PIXELS
     if bomb is not None and pixels > bomb:
         raise _RefusedError(_BOMB)
-    limit = pixel_limit(target) if max_pixels is None else max_pixels
     if pixels > limit:
         raise _RefusedError(
             f"{width}x{height} pixels, more than the {limit:,} an image may have{context} "

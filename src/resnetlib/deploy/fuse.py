@@ -138,16 +138,6 @@ def running_statistics(norm: nn.Module) -> Statistics:
     )
 
 
-def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
-    fused = copy.deepcopy(conv)
-    if not isinstance(fused, _CONVS):
-        raise TypeError(f"expected a convolution; got {type(conv).__name__}")
-    fused.weight, fused.bias = fuse_conv_bn_weights(
-        fused.weight, fused.bias, *running_statistics(norm)
-    )
-    return fused
-
-
 def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
     """Put ``module`` at ``model``'s qualified ``name``."""
     parent_name, _, child = name.rpartition(".")
@@ -206,10 +196,12 @@ def fuse_bn(model: M, *, report: bool = False) -> M | tuple[M, FuseReport]:
     """
     fused = copy.deepcopy(model).eval()
     pairs, unfused = _plan(fused)
-    for conv_name, norm_name in pairs:
+    for conv_name, norm_name in pairs:  # folded in place: the copy's own modules
         conv = fused.get_submodule(conv_name)
-        norm = fused.get_submodule(norm_name)
-        replace_module(fused, conv_name, _fold(conv, norm))
+        if not isinstance(conv, _CONVS):
+            raise TypeError(f"expected a convolution; got {type(conv).__name__}")
+        statistics = running_statistics(fused.get_submodule(norm_name))
+        conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, *statistics)
         replace_module(fused, norm_name, nn.Identity())
     fused.requires_grad_(False)
     fused.register_forward_hook(_guard_backward)

@@ -36,15 +36,11 @@ class OnnxModel(nn.Module):
         self.session = session
         self.contract = contract
         self.spec: ResNetSpec = contract.spec
+        self.num_classes = contract.spec.num_classes
         self.default_input_size = tuple(contract.config["input_size"])
         self.pretrained_cfg: dict[str, Any]
         set_data_config(self, contract.config)
         self._input = str(session.get_inputs()[0].name)
-
-    @property
-    def num_classes(self) -> int:
-        """The classes the graph scores (its spec's)."""
-        return self.spec.num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
