@@ -167,13 +167,8 @@ class ModelSummary:
     def __str__(self) -> str:
         header = ("stage", "output", "params", "mult-adds")
         body = [
-            (
-                row.name,
-                "x".join(map(str, row.output_shape)),
-                f"{row.parameters:,}",
-                f"{row.mult_adds:,}",
-            )
-            for row in self.rows
+            (r.name, "x".join(map(str, r.output_shape)), f"{r.parameters:,}", f"{r.mult_adds:,}")
+            for r in self.rows
         ]
         total = ("total", "", f"{self.total_parameters:,}", f"{self.total_mult_adds:,}")
         table = [header, *body, total]

@@ -34,7 +34,6 @@ GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "--input": {
         "type": input_size,
-        "default": None,
         "metavar": "C,H,W",
         "help": "example input size (default: the model's data config)",
     },
@@ -48,7 +47,6 @@ GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "--calibrate": {
         "metavar": "DIR",
-        "default": None,
         "help": 'calibration images for --int8: "digits" or a data directory resnetlib can load',
     },
 }

@@ -72,8 +72,7 @@ def dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
 
 
 def _reduction(model: nn.Module) -> int:
-    """How many times the model's deepest features are smaller than its input (32 when no
-    module says)."""
+    """How many times the deepest features are smaller than the input (32 when no module says)."""
     for module in model.modules():
         info = getattr(module, "feature_info", None)
         if isinstance(info, (list, tuple)) and info:

@@ -58,13 +58,11 @@ class _Tracer(fx.Tracer):
 
 def _foldable(norm: nn.Module) -> str | None:
     """``None`` if ``norm`` folds into a preceding convolution, else why it does not."""
-    if isinstance(norm, FrozenBatchNorm2d):
-        return None
-    if isinstance(norm, _BatchNorm):
-        if norm.running_mean is None or norm.running_var is None:
-            return "a batch norm without running statistics normalizes with batch statistics"
-        return None
-    return f"{type(norm).__name__} depends on its input, not on fixed statistics"
+    if not isinstance(norm, (_BatchNorm, FrozenBatchNorm2d)):
+        return f"{type(norm).__name__} depends on its input, not on fixed statistics"
+    if norm.running_mean is None or norm.running_var is None:
+        return "a batch norm without running statistics normalizes with batch statistics"
+    return None
 
 
 def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:

@@ -234,23 +234,19 @@ def _norm_nodes(graph_module: fx.GraphModule) -> list[fx.Node]:
     ]
 
 
-def _post_autograd_decompositions() -> dict[Any, Any]:
-    table = torch.export.default_decompositions()
-    is_cia = torch._export.utils._is_cia_op
-    return {op: table[op] for op in list(table) if is_cia(op)}
-
-
 def _lower(converted: fx.GraphModule, example: torch.Tensor, dynamic_size: bool) -> fx.GraphModule:
     """torchao's ``lower_pt2e_quantized_to_x86``, keeping the batch (and size) dynamic."""
     from torch._inductor.constant_folding import constant_fold
     from torch._inductor.fx_passes.freezing_patterns import freezing_passes
 
+    table = torch.export.default_decompositions()  # post-autograd: the CIA ops only
+    decompositions = {op: table[op] for op in list(table) if torch._export.utils._is_cia_op(op)}
     with quiet(), torch.no_grad():
         lowered: fx.GraphModule = (
             torch.export.export(
                 converted, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
             )
-            .run_decompositions(_post_autograd_decompositions())
+            .run_decompositions(decompositions)
             .module()
         )
         graph = lowered.graph
@@ -269,9 +265,7 @@ def _lower(converted: fx.GraphModule, example: torch.Tensor, dynamic_size: bool)
 
 
 def _op_name(node: fx.Node) -> str:
-    target = node.target
-    name = getattr(target, "__name__", str(target))
-    return name.split(".")[0]
+    return str(getattr(node.target, "__name__", node.target)).split(".")[0]
 
 
 def _module_name(node: fx.Node, origins: dict[str, fx.Node] | None = None) -> str:
