@@ -161,8 +161,7 @@ def run(args: argparse.Namespace) -> int:
         notes += f", height and width (each at least {smallest_side(exported)})"
     traced = trace_size(exported, size, dynamic_size=args.dynamic_size)
     if args.dynamic_size and calibration is None and traced != tuple(size):
-        given = f"{size[1]}x{size[2]}"
-        notes += f", traced at {traced[1]}x{traced[2]} since {given} would fix the size"
+        notes += f", traced at {traced[1]}x{traced[2]} since {size[1]}x{size[2]} would fix the size"
     notes += ", batch norms folded" if args.fuse else ""
     notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
     print(f"wrote {out} ({kind}, {notes})")

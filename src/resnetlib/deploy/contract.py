@@ -111,11 +111,7 @@ def read_metadata(metadata: Mapping[str, str], *, where: str) -> ExportContract:
         if not isinstance(inside, dict):
             raise ValueError(f"{where}: metadata normalization_in_graph must be null or an object")
         checked = check_data_config(
-            {
-                "input_size": config["input_size"],
-                "mean": inside.get("mean"),
-                "std": inside.get("std"),
-            },
+            {"input_size": config["input_size"], **{k: inside.get(k) for k in ("mean", "std")}},
             where=f"{where} metadata normalization_in_graph",
         )
         normalization = (checked["mean"], checked["std"])

@@ -301,6 +301,7 @@ def _report(
     converted: fx.GraphModule, lowered: fx.GraphModule, source: nn.Module
 ) -> QuantizeReport:
     leftovers: dict[str, list[str]] = {}
+    modules = dict(source.named_modules(remove_duplicate=False))
     origins = {node.name: node for node in converted.graph.nodes}
     for node in lowered.graph.nodes:
         if node.op != "call_function" or str(node.target).startswith("onednn."):
@@ -321,18 +322,14 @@ def _report(
             ops.append(op)
     return QuantizeReport(
         quantized=_quantized(converted),
-        float=tuple((name, _describe(source, name, ops)) for name, ops in leftovers.items()),
+        float=tuple((name, _describe(modules, name, ops)) for name, ops in leftovers.items()),
     )
 
 
-def _describe(source: nn.Module, name: str, ops: list[str]) -> str:
-    """``"BatchNorm2d (mul, add)"``: the module's type in ``source`` and the float ops."""
-    try:
-        module = source.get_submodule(name) if name else None
-    except AttributeError:
-        module = None
+def _describe(modules: dict[str, nn.Module], name: str, ops: list[str]) -> str:
+    """``"BatchNorm2d (mul, add)"``: the type of the module ``name`` and the float ops."""
     listed = ", ".join(ops)
-    return f"{type(module).__name__} ({listed})" if module is not None else listed
+    return f"{type(modules[name]).__name__} ({listed})" if name and name in modules else listed
 
 
 @overload
