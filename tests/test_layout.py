@@ -56,7 +56,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "resnetlib.cli",
             "resnetlib.train.cli",
             "resnetlib.deploy.cli",
-            "resnetlib.deploy.share_cli",
         ),
     ),
 ]

@@ -24,11 +24,8 @@ _T = TypeVar("_T")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter elements (shared parameters counted once).
-
-    Returns:
-        The total ``numel()`` of the model's parameters; with ``trainable_only``, of those
-        that require gradients.
+    """The number of parameter elements (shared parameters counted once); with
+    ``trainable_only``, of those that require gradients.
 
     Examples:
         >>> import resnetlib as rl
@@ -36,13 +33,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         853018
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def _describe(value: object) -> str:
-    """``value`` for an error message: a tensor by its shape, never its contents."""
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    return repr(value)
 
 
 def _example_input(
@@ -62,16 +52,17 @@ def _example_input(
             )
     if isinstance(input_size, torch.Tensor):
         size = tuple(input_size.shape)
-    elif isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
-        size = ()
+        given = f"a tensor of shape {size}"  # its shape, never its contents
     else:
-        size = tuple(input_size)
+        sequence = isinstance(input_size, Sequence) and not isinstance(input_size, (str, bytes))
+        size = tuple(input_size) if sequence else ()
+        given = repr(input_size)
     if len(size) == 4:
         size = size[1:]
     if len(size) != 3 or any(not is_int(s) or s < 1 for s in size):
         raise ValueError(
             f"{caller}: the input must be (C, H, W) or (N, C, H, W) of ints >= 1, or a "
-            f"tensor of that shape; got {_describe(input_size)}"
+            f"tensor of that shape; got {given}"
         )
     if size[0] > MAX_CHANNELS or max(size[1:]) > MAX_IMAGE_SIDE:
         raise ValueError(
@@ -88,8 +79,7 @@ def _example_input(
 def _shapes_only(
     model: nn.Module, x: torch.Tensor, run: Callable[[nn.Module, torch.Tensor], _T]
 ) -> _T:
-    """``run(model, x)`` on meta copies of both, so the cost is that of the shapes, not of the
-    arithmetic (a 4000 x 4000 input takes no longer than a 224 x 224 one); on the model
+    """``run(model, x)`` on meta copies of both (shapes only, no arithmetic); on the model
     itself where it cannot be copied or an operation has no meta kernel."""
     if x.device.type != "meta":
         memo: dict[int, object] = {}  # each parameter and buffer, once, as a meta tensor
@@ -120,19 +110,14 @@ def _measure(
 
 
 def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | None = None) -> int:
-    """Multiply-adds of one forward pass on one sample, as the paper counts.
+    """Multiply-adds (not FLOPs, about twice as many) of one forward pass on one sample, as
+    the paper counts: convolutions and the classifier; norms, activations, additions and
+    pooling are free.
 
     ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per sample either way), an
-    example tensor of such a shape, or by default the model's ``default_input_size``
-    (what its stem was designed for). Any ``nn.Module`` works given an input size.
-    Counted by ``torch.utils.flop_counter`` (convolutions and the classifier; norms,
-    activations, additions and pooling are free, as in the paper's Table 1). Runs in eval
-    mode without autograd on a copy of the model on the meta device (shapes only, no
-    arithmetic, no memory for activations), so any input up to ``MAX_IMAGE_SIDE`` costs
-    about the same; build on ``torch.device("meta")`` to count a model too large to build.
-
-    Returns:
-        The number of multiply-adds (not FLOPs, which would be about twice as many).
+    example tensor of such a shape, or by default the model's ``default_input_size``. Any
+    ``nn.Module`` works given an input size. Runs in eval mode on a meta-device copy of the
+    model (shapes only), so any input up to ``MAX_IMAGE_SIDE`` costs about the same.
 
     Raises:
         ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape.
@@ -182,13 +167,8 @@ class ModelSummary:
     def __str__(self) -> str:
         header = ("stage", "output", "params", "mult-adds")
         body = [
-            (
-                row.name,
-                "x".join(map(str, row.output_shape)),
-                f"{row.parameters:,}",
-                f"{row.mult_adds:,}",
-            )
-            for row in self.rows
+            (r.name, "x".join(map(str, r.output_shape)), f"{r.parameters:,}", f"{r.mult_adds:,}")
+            for r in self.rows
         ]
         total = ("total", "", f"{self.total_parameters:,}", f"{self.total_mult_adds:,}")
         table = [header, *body, total]
@@ -216,15 +196,12 @@ def summary(
     input_size: torch.Tensor | Sequence[int] | None = None,
     title: str = "",
 ) -> ModelSummary:
-    """Output shape, parameters and multiply-adds of the stem, each stage and the head.
+    """Output shape, parameters and multiply-adds of the stem, each stage and the head, as a
+    table that ``str()`` renders.
 
     Takes a :class:`ResNet` or a features-only backbone (:class:`ResNetFeatures`: no head
     row); for any other module use :func:`count_parameters` and :func:`count_flops`.
-    ``input_size`` is as :func:`count_flops` takes it; by default the size the model's stem
-    was designed for.
-
-    Returns:
-        The table: ``str()`` renders it, ``rows`` and the totals hold the numbers.
+    ``input_size`` is as :func:`count_flops` takes it.
 
     Raises:
         TypeError: ``model`` is neither a ResNet nor a features-only backbone.

@@ -1,18 +1,8 @@
-"""The one image decoder: every image resnetlib reads (``predict``, image folders, TinyImageNet)
-is decoded by :func:`decode_image`.
+"""The one image decoder: every image resnetlib reads is decoded by :func:`decode_image`,
+its header checked against ``resnetlib.limits`` before a pixel is decoded.
 
-Before a pixel is decoded, the file is opened by :func:`resnetlib.files.open_regular` (a FIFO
-or a device is refused) and its header is checked: at most :func:`pixel_limit` pixels (and
-no more than Pillow's decompression-bomb bound), a longer side at most
-:data:`~resnetlib.limits.MAX_ASPECT` times the shorter, a format of :data:`IMAGE_FORMATS`
-(never one Pillow hands to an outside program, such as EPS). The resize target is the
-output size itself: a centre crop is resized from its region of the image, never from a
-resized copy of the whole image.
-
-Each mode is converted by its true range: 16-bit greyscale (``I;16*``, ``I``) from 0..65535,
-float (``F``) from 0..1 (or 0..255 where a value exceeds 1), palette images through their
-colours (transparency included), alpha dropped, CMYK and other colour modes to RGB, ``1``
-and ``L`` as grey; then to the requested channels (1: grey, 3: RGB).
+Each mode is converted by its true range: 16-bit grey from 0..65535, float from 0..1 (or
+0..255 where a value exceeds 1), palettes through their colours, alpha dropped.
 """
 
 from __future__ import annotations
@@ -94,13 +84,15 @@ def decode_image(
     """The image at ``path`` as a ``channels`` x H x W tensor: uint8 (0..255) or, with
     ``dtype=torch.float32``, float in [0, 1].
 
-    ``size`` is the output (height, width): without ``crop_pct`` the whole image is resized
-    to it; with ``crop_pct`` the shorter side is resized to ``max(size) / crop_pct`` and the
-    centre ``size`` kept (as timm's eval transform). Without ``size``, the native size.
-    ``max_pixels`` defaults to :func:`pixel_limit` of the resize; ``context`` ends the
-    message of a refusal (" for image_size=64").
+    ``size`` is the output (height, width), or the native size without it: without
+    ``crop_pct`` the whole image is resized to it; with ``crop_pct`` the shorter side is
+    resized to ``max(size) / crop_pct`` and the centre ``size`` kept (as timm's eval
+    transform). Before a pixel is decoded the header is checked: at most ``max_pixels``
+    (default :func:`pixel_limit` of the resize), a longer side at most ``MAX_ASPECT`` times
+    the shorter, a format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
 
     Raises:
+        ValueError: a bad ``channels``, ``interpolation``, ``size`` or ``crop_pct``.
         error: (default :class:`ImageError`) the file is not a regular file, not readable,
             not an image, or refused by a bound; one line naming the file.
     """
@@ -109,7 +101,8 @@ def decode_image(
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
     name = printable(path)
-    target = _target(size, crop_pct)
+    target = _target(size, crop_pct)  # size and crop_pct checked before the file is opened
+    limit = pixel_limit(target) if max_pixels is None else max_pixels
     image_module = _pil()
     image_module.init()  # IMAGE_FORMATS this Pillow opens (WEBP is optional when it is built)
     formats = [name for name in IMAGE_FORMATS if name in image_module.OPEN]
@@ -121,8 +114,7 @@ def decode_image(
         raise error(f"{name}: cannot read ({failed.strerror or failed})") from None
     try:
         with file, image_module.open(file, formats=formats) as image:
-            width, height = image.size
-            _check_header(width, height, target, max_pixels, image_module, context)
+            _check_header(image.size, limit, image_module.MAX_IMAGE_PIXELS, context)
             pixels = _convert(image, channels)
             resample = getattr(image_module.Resampling, interpolation.upper())
             pixels = _resize(pixels, size, crop_pct, resample)
@@ -168,19 +160,11 @@ def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | Non
     return side
 
 
-def _check_header(
-    width: int,
-    height: int,
-    target: float | None,
-    max_pixels: int | None,
-    image_module: Any,
-    context: str,
-) -> None:
+def _check_header(size: tuple[int, int], limit: int, bomb: int | None, context: str) -> None:
+    width, height = size
     pixels = width * height
-    bomb = image_module.MAX_IMAGE_PIXELS
     if bomb is not None and pixels > bomb:
         raise _RefusedError(_BOMB)
-    limit = pixel_limit(target) if max_pixels is None else max_pixels
     if pixels > limit:
         raise _RefusedError(
             f"{width}x{height} pixels, more than the {limit:,} an image may have{context} "

@@ -1,10 +1,7 @@
 """Deployment: batch-norm folding, the inference fast path, int8 quantization, export.
 
-Everything here returns new modules and never changes the model it is given. Only the
-light parts load with ``import resnetlib``; the exporters (:mod:`resnetlib.deploy.export`:
-``export_program``, ``export_pt2``, ``export_onnx``) load on first
-use, and ONNX's packages and torchao (int8 quantization) only when an ONNX export or a
-quantization runs.
+Everything here returns new modules and never changes the model it is given. The exporters
+load on first use; ONNX's packages and torchao only when an export or quantization runs.
 """
 
 from __future__ import annotations
@@ -15,8 +12,7 @@ from typing import Any
 from .fast import optimize_for_inference
 from .fuse import FuseReport, fuse_bn, is_fused
 
-# The function shadows its module's name here, so that resnetlib.deploy.quantize(...) is
-# the function; the module (torch only, torchao on the first call) loads light.
+# The function shadows its module's name: resnetlib.deploy.quantize(...) is the function.
 from .quantize import Int8Model, QuantizeReport, calibration_batches, quantize
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""``resnetlib export`` (a model to ONNX or a ``.pt2`` program) and ``resnetlib predict``
-(the top classes of image files), both taking a checkpoint alone or a registered model."""
+"""``resnetlib export`` (a model to ONNX, a ``.pt2`` program or a Hugging Face folder) and
+``resnetlib predict`` (the top classes of image files)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..cli_options import (
     UsageError,
@@ -16,25 +16,13 @@ from ..cli_options import (
     guarded,
     input_size,
     int_in,
+    is_checkpoint_path,
     model_from_args,
     override_values,
     split_model_words,
 )
 
-if TYPE_CHECKING:
-    from .runtime import OnnxModel
-
-__all__ = ["add_commands", "onnx_model", "run", "run_predict"]
-
-
-def onnx_model(args: argparse.Namespace) -> OnnxModel | None:
-    """The ONNX file the model positional names, run by onnxruntime with the contract its
-    metadata holds; ``None`` when it names none (:func:`resnetlib.deploy.runtime.onnx_argument`)."""
-    from .runtime import onnx_argument
-
-    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
-    return onnx_argument(args.model, given)
-
+__all__ = ["add_commands", "run", "run_hf", "run_predict"]
 
 # export's options that shape a graph, not a --format hf folder: flag -> add_argument keywords.
 GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
@@ -46,7 +34,6 @@ GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "--input": {
         "type": input_size,
-        "default": None,
         "metavar": "C,H,W",
         "help": "example input size (default: the model's data config)",
     },
@@ -60,7 +47,6 @@ GRAPH_OPTIONS: dict[str, dict[str, Any]] = {
     },
     "--calibrate": {
         "metavar": "DIR",
-        "default": None,
         "help": 'calibration images for --int8: "digits" or a data directory resnetlib can load',
     },
 }
@@ -128,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
     from .fuse import fuse_bn
     from .preprocess import Normalized
-    from .share_cli import out_path, run_hf
 
     if args.format == "hf":
         return run_hf(args)
@@ -176,20 +161,49 @@ def run(args: argparse.Namespace) -> int:
         notes += f", height and width (each at least {smallest_side(exported)})"
     traced = trace_size(exported, size, dynamic_size=args.dynamic_size)
     if args.dynamic_size and calibration is None and traced != tuple(size):
-        given = f"{size[1]}x{size[2]}"
-        notes += f", traced at {traced[1]}x{traced[2]} since {given} would fix the size"
+        notes += f", traced at {traced[1]}x{traced[2]} since {size[1]}x{size[2]} would fix the size"
     notes += ", batch norms folded" if args.fuse else ""
     notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
     print(f"wrote {out} ({kind}, {notes})")
     return 0
 
 
+def out_path(out: str) -> Path:
+    """``--out`` as a path, refused when its directory does not exist."""
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {path}: directory {path.parent} does not exist")
+    return path
+
+
+def run_hf(args: argparse.Namespace) -> int:
+    """``export --format hf``: the model (a checkpoint's metadata in its card) as a Hugging
+    Face folder at ``--out`` (:func:`resnetlib.save_pretrained`)."""
+    from ..interop.checkpoint import read_checkpoint
+    from ..models.share import CONFIG, save_pretrained
+    from .runtime import refuse_given
+
+    names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
+    given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
+    refuse_given(given, "not used by --format hf (a folder of weights)")
+    out = out_path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; --format hf writes a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
+        raise UsageError(f"--out {out}: a folder that holds other files; give a new or empty one")
+    model, _ = model_from_args(args)
+    metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
+    save_pretrained(model, out, metadata=metadata)
+    print(f"wrote {out} (Hugging Face folder: model.safetensors, config.json, README.md)")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Print the top classes of each image, a batch at a time as they are decoded; names
     and paths with their control characters escaped, so each result is one line."""
-
     from ..common import printable
     from .preprocess import predict
+    from .runtime import onnx_argument
 
     args.images = split_model_words(args, args.words)
     if not args.images:
@@ -199,7 +213,8 @@ def run_predict(args: argparse.Namespace) -> int:
             raise UsageError(f"{printable(path)}: no such image file")
         if not Path(path).is_file():
             raise UsageError(f"{printable(path)}: not a regular file; predict reads image files")
-    model = onnx_model(args)
+    given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
+    model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
     elif args.device not in (None, "cpu"):

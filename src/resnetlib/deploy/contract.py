@@ -1,17 +1,6 @@
-"""The model's contract inside an exported file: ONNX ``metadata_props``, ``.pt2`` extra files.
-
-:func:`export_metadata` builds it from a model (its ``pretrained_cfg``, checked by
-:func:`~resnetlib.core.data_config.check_data_config`, and its spec); :func:`read_metadata`
-reads it back and checks it the same way. Each entry is a string holding JSON:
-
-- ``mean``, ``std``: what to normalize images in [0, 1] with before they enter the graph;
-  ``input_size`` (C, H, W), ``interpolation``, ``crop_pct``, ``num_classes`` and
-  ``label_names``: how to read an image and name the classes (``pretrained_cfg``'s keys);
-- ``normalization_in_graph``: ``null``, or the ``{"mean": ..., "std": ...}`` the graph
-  applies itself (``export --normalize``): its input is then images in [0, 1], and ``mean``
-  and ``std`` above are 0 and 1, so a consumer that always applies them is right both ways;
-- ``spec`` (the model's :class:`~resnetlib.ResNetSpec`) and ``resnetlib_version``.
-"""
+"""The model's contract inside an exported file (ONNX ``metadata_props``, ``.pt2`` extra
+files): ``{key: JSON text}`` for ``CONFIG_KEYS``, ``normalization_in_graph``, ``spec`` and
+``resnetlib_version``, as docs/deploying.md describes."""
 
 from __future__ import annotations
 
@@ -49,12 +38,11 @@ def _dump(value: object) -> str:
 
 
 def export_metadata(model: nn.Module) -> dict[str, str]:
-    """The contract of ``model`` as ``{key: JSON text}``, for ONNX ``metadata_props`` and
-    ``.pt2`` extra files. A model without a ``pretrained_cfg`` or spec gets what it has
-    (at least ``resnetlib_version``); :func:`read_metadata` then refuses the file.
+    """The contract of ``model`` as ``{key: JSON text}``. A model without a
+    ``pretrained_cfg`` or spec gets what it has; :func:`read_metadata` then refuses the file.
 
     Raises:
-        ValueError: the model's ``pretrained_cfg`` fails :func:`check_data_config`.
+        ValueError: the model's ``pretrained_cfg`` fails ``check_data_config``.
     """
     config = check_data_config(getattr(model, "pretrained_cfg", None) or {})
     metadata = {
@@ -63,11 +51,8 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
         if key in config
     }
     inside = getattr(model, "normalization_in_graph", None)
-    if isinstance(inside, tuple):
-        mean, std = inside
-        metadata["normalization_in_graph"] = _dump({"mean": list(mean), "std": list(std)})
-    else:
-        metadata["normalization_in_graph"] = "null"
+    graph = {"mean": list(inside[0]), "std": list(inside[1])} if isinstance(inside, tuple) else None
+    metadata["normalization_in_graph"] = _dump(graph)
     spec = getattr(model, "spec", None)
     if isinstance(spec, ResNetSpec):
         metadata["spec"] = spec.to_json()
@@ -93,9 +78,8 @@ class ExportContract:
 
 
 def read_metadata(metadata: Mapping[str, str], *, where: str) -> ExportContract:
-    """The contract ``metadata`` (as :func:`export_metadata` wrote it) holds, each entry
-    parsed by :func:`resnetlib.files.parse_json` and the data config checked by
-    :func:`check_data_config`. ``where`` names the file in messages.
+    """The contract ``metadata`` (as :func:`export_metadata` wrote it) holds, checked as
+    ``check_data_config`` checks; ``where`` names the file in messages.
 
     Raises:
         ValueError: an entry is missing (a file resnetlib did not export), too long, not
@@ -127,11 +111,7 @@ def read_metadata(metadata: Mapping[str, str], *, where: str) -> ExportContract:
         if not isinstance(inside, dict):
             raise ValueError(f"{where}: metadata normalization_in_graph must be null or an object")
         checked = check_data_config(
-            {
-                "input_size": config["input_size"],
-                "mean": inside.get("mean"),
-                "std": inside.get("std"),
-            },
+            {"input_size": config["input_size"], **{k: inside.get(k) for k in ("mean", "std")}},
             where=f"{where} metadata normalization_in_graph",
         )
         normalization = (checked["mean"], checked["std"])

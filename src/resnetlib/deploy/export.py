@@ -1,15 +1,9 @@
 """Export with a dynamic batch dimension: ``torch.export`` programs (``.pt2``) and ONNX.
 
-Both trace the model in eval mode (its own mode is restored afterwards) with an example
-batch of two, and keep the batch dimension symbolic, so one file serves every batch size;
-``dynamic_size=True`` keeps height and width symbolic too: the trace is then made at least
-twice the model's total reduction a side (``trace_size()``), since a smaller one would fix
-the size, and an export that still fixes it is refused. ONNX goes through torch's
-dynamo exporter (``torch.onnx.export(..., dynamo=True)``), which needs ``onnx`` and
-``onnxscript``: ``pip install "resnetlib[export]"``; with ``calibration`` it writes an int8
-model in ONNX's QDQ form (QuantizeLinear/DequantizeLinear around float operators, which
-runtimes such as onnxruntime fuse into int8 kernels), quantized as
-:func:`resnetlib.deploy.quantize` does.
+Both trace the model in eval mode (its own mode is restored) on a batch of two and keep the
+batch symbolic; ``dynamic_size=True`` keeps height and width symbolic too, or refuses the
+export. ONNX uses torch's dynamo exporter (``pip install "resnetlib[export]"``); with
+``calibration`` it is int8 in QDQ form, quantized as :func:`resnetlib.deploy.quantize` does.
 """
 
 from __future__ import annotations
@@ -32,14 +26,7 @@ from ..limits import MAX_IMAGE_SIDE
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
-__all__ = [
-    "MissingDependencyError",
-    "example_input",
-    "export_onnx",
-    "export_program",
-    "export_pt2",
-    "trace_size",
-]
+__all__ = ["MissingDependencyError", "export_onnx", "export_program", "export_pt2", "trace_size"]
 
 ONNX_PACKAGES = ("onnx", "onnxscript")
 
@@ -57,33 +44,12 @@ def require(packages: tuple[str, ...], purpose: str, extra: str = "export") -> N
         )
 
 
-def _default_size(model: nn.Module, input_size: tuple[int, int, int] | None) -> tuple[int, ...]:
-    if input_size is not None:
-        return tuple(input_size)
-    default = getattr(model, "default_input_size", None)
-    if default is None:
-        raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
-    return tuple(int(n) for n in default)
-
-
-def example_input(
-    model: nn.Module, input_size: tuple[int, int, int] | None = None, batch: int = 2
-) -> torch.Tensor:
-    """A random input on the model's device, of its ``default_input_size`` by default."""
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    dtype = parameter.dtype if parameter is not None else torch.float32
-    return torch.randn(batch, *_default_size(model, input_size), device=device, dtype=dtype)
-
-
 _QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration")
 
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Silence what torch's exporters and torchao log and warn while they run (torchvision
-    absent, deprecations): none of it concerns the user of a finished export.
-    """
+    """Silence what torch's exporters and torchao log and warn while they run."""
     levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -98,9 +64,7 @@ def quiet() -> Iterator[None]:
 
 
 def dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
-    """The batch dimension symbolic; with ``dynamic_size``, height and width too (as far as
-    the model allows: torch.export keeps what it can prove general).
-    """
+    """The batch dimension symbolic; with ``dynamic_size``, height and width too."""
     dims: dict[int, object] = {0: torch.export.Dim("batch", min=1)}
     if dynamic_size:
         dims.update({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO})
@@ -108,8 +72,7 @@ def dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
 
 
 def _reduction(model: nn.Module) -> int:
-    """How many times the model's deepest features are smaller than its input (32 when no
-    module says)."""
+    """How many times the deepest features are smaller than the input (32 when no module says)."""
     for module in model.modules():
         info = getattr(module, "feature_info", None)
         if isinstance(info, (list, tuple)) and info:
@@ -123,7 +86,10 @@ def trace_size(
     """The input size an export traces at: ``input_size`` (default: the model's
     ``default_input_size``), and with ``dynamic_size`` each side at least twice the model's
     total reduction, so no feature map is 1 pixel wide (which would fix the size)."""
-    channels, height, width = _default_size(model, input_size)
+    size = input_size or getattr(model, "default_input_size", None)
+    if size is None:
+        raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
+    channels, height, width = (int(n) for n in size)
     least = min(2 * _reduction(model), MAX_IMAGE_SIDE) if dynamic_size else 0
     return channels, max(height, least), max(width, least)
 
@@ -132,6 +98,14 @@ def smallest_side(model: nn.Module) -> int:
     """The smallest height and width a ``dynamic_size`` export of ``model`` takes: one more
     than its total reduction (torch.export guards every feature map to be wider than 1)."""
     return _reduction(model) + 1
+
+
+def _example(model: nn.Module, size: tuple[int, int, int]) -> torch.Tensor:
+    """A random batch of two on the model's device and in its dtype."""
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    return torch.randn(2, *size, device=device, dtype=dtype)
 
 
 def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> None:
@@ -177,8 +151,7 @@ def export_program(
         ValueError: with ``dynamic_size``, torch.export could not keep height and width
             dynamic.
     """
-    size = trace_size(model, input_size, dynamic_size=dynamic_size)
-    x = example_input(model, size)
+    x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
     with evaluating(model), quiet():
         program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(dynamic_size))
     if dynamic_size:
@@ -215,9 +188,8 @@ def export_onnx(
 ) -> None:
     """Write ``model`` in eval mode as ONNX to ``path``, input ``"input"``, the model's
     contract (``export_metadata()``) in ``metadata_props``; a failed write leaves the
-    previous file. With ``calibration`` (input batches, as for
-    :func:`resnetlib.deploy.quantize`) the file is int8 in QDQ form, traced on the first
-    calibration batch. Needs the ``export`` extra (and ``quantize`` for int8).
+    previous file. With ``calibration`` (input batches, as :func:`resnetlib.deploy.quantize`
+    takes) the file is int8 in QDQ form, traced on the first calibration batch.
     """
     from .contract import export_metadata
     from .quantize import prepare_and_convert
@@ -228,7 +200,7 @@ def export_onnx(
     if calibration is not None:
         exported, x = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     else:
-        x = example_input(model, trace_size(model, input_size, dynamic_size=dynamic_size))
+        x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
     mode = evaluating(model) if calibration is None else torch.no_grad()
     with mode, quiet():
         program = torch.onnx.export(

@@ -33,20 +33,15 @@ def optimize_for_inference(
     calibration: Iterable[Any] | None = None,
 ) -> nn.Module:
     """An inference-only copy of ``model``: batch norms folded (:func:`fuse_bn`), weights
-    and inputs in ``torch.channels_last`` (4-d inputs are converted on the way in), and,
-    with ``compile=True``, ``torch.compile`` with inductor's freezing (weights become
-    constants of the compiled code).
-
-    channels_last pays on GPUs (tensor cores want NHWC) and on CPUs with oneDNN; the copy
-    gives the same outputs either way. Call the result under ``torch.no_grad()`` or
-    ``torch.inference_mode()``: freezing applies only there, and the copy refuses backward.
-    ``example_input`` (with ``compile=True``) is run once under ``torch.no_grad()`` so
-    that compilation happens here rather than on the first real call. ``model`` itself is
+    and 4-d inputs in ``torch.channels_last``, and, with ``compile=True``, ``torch.compile``
+    with inductor's freezing. Call it under ``torch.no_grad()`` or
+    ``torch.inference_mode()``: it refuses backward. ``example_input`` (with
+    ``compile=True``) is run once here so that compilation happens now. ``model`` itself is
     never changed.
 
     ``int8=True`` returns :func:`resnetlib.deploy.quantize`'s int8 model instead (CPU,
-    calibrated on ``calibration``, an iterable of input batches; ``compile`` as above;
-    ``channels_last`` does not apply).
+    calibrated on ``calibration``, an iterable of input batches; ``channels_last`` does not
+    apply).
     """
     if int8:
         from .quantize import quantize

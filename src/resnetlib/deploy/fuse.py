@@ -1,13 +1,8 @@
-"""Batch-norm folding: every convolution whose output feeds only a batch norm becomes one
-convolution with a bias, in an inference-only copy of the model.
+"""Batch-norm folding into the preceding convolutions, in an inference-only copy.
 
-Which convolution feeds which norm is read from the modules' own ``forward`` code, traced
-with ``torch.fx`` one module at a time (``nn.Sequential`` containers are followed through),
-so the stems, the blocks' branches, projection shortcuts (option D's pool-conv-norm too)
-and user blocks fold without a list of known types. The model's structure is kept: a
-folded convolution stays where it was, its norm becomes ``nn.Identity``, so ``model.spec``,
-``forward_features`` and ``feature_info`` still work. The folding itself is torch's
-(:func:`torch.nn.utils.fusion.fuse_conv_bn_weights`).
+Which convolution feeds which norm is read from each module's ``forward``, traced with
+``torch.fx``, so user blocks fold too. The structure is kept: a folded norm becomes
+``nn.Identity``, so ``model.spec``, ``forward_features`` and ``feature_info`` still work.
 """
 
 from __future__ import annotations
@@ -41,11 +36,7 @@ _TRAIN_MESSAGE = (
 @dataclass(frozen=True)
 class FuseReport:
     """What :func:`fuse_bn` did: ``fused`` (convolution, norm) name pairs, and ``unfused``
-    norm layers it left in place, each with the reason.
-
-    Pre-activation nets always leave some: a norm that normalizes a block's input (``bn1``)
-    or follows an addition has no convolution of its own to fold into.
-    """
+    (norm, reason) for those left in place (a pre-activation block's input norm, say)."""
 
     fused: tuple[tuple[str, str], ...]
     unfused: tuple[tuple[str, str], ...]
@@ -67,20 +58,11 @@ class _Tracer(fx.Tracer):
 
 def _foldable(norm: nn.Module) -> str | None:
     """``None`` if ``norm`` folds into a preceding convolution, else why it does not."""
-    if isinstance(norm, FrozenBatchNorm2d):
-        return None
-    if isinstance(norm, _BatchNorm):
-        if norm.running_mean is None or norm.running_var is None:
-            return "a batch norm without running statistics normalizes with batch statistics"
-        return None
-    return f"{type(norm).__name__} depends on its input, not on fixed statistics"
-
-
-def _trace(root: nn.Module) -> fx.Graph | str:
-    try:
-        return _Tracer().trace(root)
-    except Exception as error:  # any forward that fx cannot trace: report, never fail
-        return f"its forward cannot be traced by torch.fx ({type(error).__name__})"
+    if not isinstance(norm, (_BatchNorm, FrozenBatchNorm2d)):
+        return f"{type(norm).__name__} depends on its input, not on fixed statistics"
+    if norm.running_mean is None or norm.running_var is None:
+        return "a batch norm without running statistics normalizes with batch statistics"
+    return None
 
 
 def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -95,10 +77,12 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
         leaf = isinstance(module, nn.Sequential) or not list(module.children())
         if module is not model and leaf:
             continue
-        graph = _trace(module)
-        if isinstance(graph, str):
+        try:
+            graph = _Tracer().trace(module)
+        except Exception as error:  # any forward that fx cannot trace: report, never fail
+            why = f"its forward cannot be traced by torch.fx ({type(error).__name__})"
             for sub in module.modules():
-                untraced.setdefault(id(sub), f"{names.get(id(module)) or 'the model'}: {graph}")
+                untraced.setdefault(id(sub), f"{names.get(id(module)) or 'the model'}: {why}")
             continue
         for node in graph.nodes:
             if node.op == "get_attr":  # a parameter read directly: keep its owner
@@ -152,17 +136,8 @@ def running_statistics(norm: nn.Module) -> Statistics:
     )
 
 
-def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
-    fused = copy.deepcopy(conv)
-    if not isinstance(fused, _CONVS):
-        raise TypeError(f"expected a convolution; got {type(conv).__name__}")
-    fused.weight, fused.bias = fuse_conv_bn_weights(
-        fused.weight, fused.bias, *running_statistics(norm)
-    )
-    return fused
-
-
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at ``model``'s qualified ``name``."""
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name), child, module)
 
@@ -210,21 +185,22 @@ def fuse_bn(model: M, *, report: Literal[True]) -> tuple[M, FuseReport]: ...
 def fuse_bn(model: M, *, report: bool = False) -> M | tuple[M, FuseReport]:
     """An eval-mode, inference-only copy of ``model`` with its batch norms folded.
 
-    Every convolution whose output goes only to a batch norm (or
-    :class:`~resnetlib.nn.FrozenBatchNorm2d`) becomes one convolution with a bias, and the
-    norm an ``nn.Identity``; eval outputs equal the model's up to rounding. Norms that
-    cannot fold stay (pre-activation nets' input norms, group norms, modules whose forward
-    ``torch.fx`` cannot trace); ``report=True`` also returns a :class:`FuseReport` naming
-    them. The copy refuses ``train()`` and backward with a ``RuntimeError``; its parameters
-    do not require grad. ``model`` itself is never changed.
+    Every convolution whose output goes only to a batch norm (or ``FrozenBatchNorm2d``)
+    becomes one convolution with a bias, the norm an ``nn.Identity``. Norms that cannot fold
+    stay (group norms, pre-activation input norms, forwards ``torch.fx`` cannot trace);
+    ``report=True`` also returns a :class:`FuseReport` naming them. The copy refuses
+    ``train()`` and backward with a ``RuntimeError``; its parameters do not require grad.
+    ``model`` itself is never changed.
     """
     fused = copy.deepcopy(model).eval()
     pairs, unfused = _plan(fused)
-    for conv_name, norm_name in pairs:
+    for conv_name, norm_name in pairs:  # folded in place: the copy's own modules
         conv = fused.get_submodule(conv_name)
-        norm = fused.get_submodule(norm_name)
-        _replace(fused, conv_name, _fold(conv, norm))
-        _replace(fused, norm_name, nn.Identity())
+        if not isinstance(conv, _CONVS):
+            raise TypeError(f"expected a convolution; got {type(conv).__name__}")
+        statistics = running_statistics(fused.get_submodule(norm_name))
+        conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, *statistics)
+        replace_module(fused, norm_name, nn.Identity())
     fused.requires_grad_(False)
     fused.register_forward_hook(_guard_backward)
     object.__setattr__(fused, "train", functools.partial(_train, fused))

@@ -1,11 +1,6 @@
-"""A model's preprocessing as part of the model: normalization, and images read as it expects.
-
-:class:`Normalized` puts a model's per-channel normalization in front of it, so that an
-exported graph takes images scaled to [0, 1] and needs no preprocessing code beside it.
-:func:`read_images` decodes image files the way a model's ``pretrained_cfg`` says (channels,
-resize, centre crop, interpolation; by :func:`resnetlib.images.decode_image`, within its
-bounds) and normalizes them; :func:`predict` ranks the classes, a batch at a time.
-"""
+"""A model's preprocessing: its normalization in front of it (:class:`Normalized`, for an
+export that takes images in [0, 1]), images read as its ``pretrained_cfg`` says, and
+:func:`predict`."""
 
 from __future__ import annotations
 
@@ -18,29 +13,16 @@ import torch
 from torch import nn
 
 from ..common import PathLike, evaluating
-from ..core.data_config import (
-    CIFAR10_CLASSES,
-    check_data_config,
-    normalization,
-    set_data_config,
-)
+from ..core.data_config import CIFAR10_CLASSES, check_data_config, normalization, set_data_config
 from ..images import bombs_refused, decode_image
 from ..validate import check_int
 
-__all__ = [
-    "PREDICT_BATCH",
-    "Normalized",
-    "Prediction",
-    "class_names",
-    "predict",
-    "read_images",
-]
+__all__ = ["PREDICT_BATCH", "Normalized", "Prediction", "class_names", "predict", "read_images"]
 
 
 class Normalized(nn.Module):
     """``model`` behind its own normalization: takes images in [0, 1], applies
-    ``(x - mean) / std`` from ``model.pretrained_cfg`` (checked by
-    :func:`~resnetlib.core.data_config.check_data_config`), then runs ``model``."""
+    ``(x - mean) / std`` from ``model.pretrained_cfg`` (checked), then runs ``model``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -54,8 +36,7 @@ class Normalized(nn.Module):
         self.register_buffer("inverse_std", torch.tensor(std).reciprocal().view(1, -1, 1, 1))
         self.default_input_size = tuple(config.get("input_size", ()))
         set_data_config(self, {**config, "mean": (0.0,) * channels, "std": (1.0,) * channels})
-        # What an export records (resnetlib.deploy.contract): the model, and that its input
-        # is [0, 1] since this normalization is in the graph.
+        # An export records that its input is [0, 1] (resnetlib.deploy.contract)
         self.normalization_in_graph = (mean, std)
         if hasattr(model, "spec"):
             self.spec = model.spec
@@ -73,8 +54,8 @@ def normalizing(config: Mapping[str, Any], channels: int) -> tuple[torch.Tensor,
 
 
 def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
-    """A function decoding one image file to a normalized C x H x W tensor, as ``checked``
-    (a data config ``check_data_config`` passed) says."""
+    """A function decoding one image file to a normalized C x H x W tensor, as the checked
+    data config ``checked`` says."""
     if "input_size" not in checked:
         raise ValueError("the model's pretrained_cfg has no input_size: no size to read images at")
     channels, height, width = checked["input_size"]
@@ -100,14 +81,13 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
 
 
 def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.Tensor:
-    """Decode ``paths`` as ``config`` (a ``pretrained_cfg``) says: its channels (L or RGB),
-    the shorter side resized to ``size / crop_pct``, a centre crop of ``input_size``, then
-    per-channel normalization. Returns an N x C x H x W float tensor (for many files,
-    :func:`predict` reads them a batch at a time).
+    """Decode ``paths`` to one N x C x H x W float tensor as ``config`` (a ``pretrained_cfg``)
+    says: its channels, the shorter side resized to ``size / crop_pct``, a centre crop of
+    ``input_size``, then per-channel normalization.
 
     Raises:
-        ValueError: ``config`` fails :func:`check_data_config`; or a file that is not an
-            image, or refused by a bound (:class:`resnetlib.images.ImageError`, naming it).
+        ValueError: ``config`` fails ``check_data_config``; or a file is not an image, or is
+            refused by a bound (:class:`resnetlib.images.ImageError`, naming it).
     """
     read = _reader(check_data_config(config))
     return torch.stack([read(path) for path in paths])
@@ -144,12 +124,10 @@ def predict(
     batch_size: int = PREDICT_BATCH,
 ) -> Iterator[Prediction]:
     """The top classes of each image in ``paths``, best first, as an iterator: images are
-    decoded one at a time (:func:`read_images`' steps) and run ``batch_size`` at a time, so
-    memory stays bounded however many there are. The data config is checked now; the files
-    as they are reached.
+    read as :func:`read_images` reads them and run ``batch_size`` at a time.
 
     Raises:
-        ValueError: the model's ``pretrained_cfg`` fails :func:`check_data_config`; while
+        ValueError: now, the model's ``pretrained_cfg`` fails ``check_data_config``; while
             iterating, an image that cannot be read (naming it).
     """
     check_int("top", top, 1)

@@ -1,12 +1,8 @@
-"""Static int8 post-training quantization for CPUs, by PyTorch's maintained path.
+"""Static int8 post-training quantization for CPUs, by torchao's PT2E flow.
 
-torchao's PT2E flow: the model (batch norms folded first, :func:`~resnetlib.deploy.fuse_bn`) is
-captured with ``torch.export`` (strict), annotated by ``X86InductorQuantizer`` (int8
-activations per tensor, int8 weights per output channel), observed on the calibration
-batches, converted, and lowered to oneDNN's int8 kernels (``onednn.qconv*``,
-``onednn.qlinear*``) with inductor's freezing passes. The result is an ``nn.Module`` that
-takes the model's own float input at any batch size (and with ``dynamic_size=True`` any
-height and width the model allows). Needs torch >= 2.8 and torchao
+The model, batch norms folded, is captured with ``torch.export``, annotated by
+``X86InductorQuantizer`` (int8 activations per tensor, weights per output channel),
+calibrated, converted and lowered to oneDNN's int8 kernels. Needs torch >= 2.8 and torchao
 (``pip install "resnetlib[quantize]"``); tested with torch 2.13.0 and torchao 0.18.0.
 """
 
@@ -25,7 +21,7 @@ from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from .export import dynamic_shapes, quiet, require
-from .fuse import fuse_bn, running_statistics
+from .fuse import fuse_bn, replace_module, running_statistics
 
 __all__ = [
     "MIN_TORCH",
@@ -58,12 +54,6 @@ _LAYOUT_OPS = {
     "_to_copy",
     "sym_size",
 }
-_QDQ_OPS = {
-    "quantize_per_tensor",
-    "dequantize_per_tensor",
-    "quantize_per_channel",
-    "dequantize_per_channel",
-}
 
 
 def _torch_version() -> tuple[int, int]:
@@ -73,8 +63,7 @@ def _torch_version() -> tuple[int, int]:
 
 def check_quantize_support() -> None:
     """Raise unless :func:`quantize` can run here: torch >= ``MIN_TORCH`` (``RuntimeError``)
-    and torchao installed (``MissingDependencyError``).
-    """
+    and torchao installed (``MissingDependencyError``)."""
     if _torch_version() < MIN_TORCH:
         raise RuntimeError(
             f"int8 quantization needs torch >= {'.'.join(map(str, MIN_TORCH))} (torchao's PT2E "
@@ -83,8 +72,8 @@ def check_quantize_support() -> None:
     require(("torchao",), "int8 quantization", extra="quantize")
 
 
-def _torchao() -> dict[str, Any]:
-    """torchao's PT2E entry points, imported quietly."""
+def _torchao() -> tuple[Any, Any, Any]:
+    """torchao's PT2E modules (utilities, the flow, the x86 quantizer), imported quietly."""
     with quiet():
         try:
             pt2e = importlib.import_module("torchao.quantization.pt2e")
@@ -97,25 +86,14 @@ def _torchao() -> dict[str, Any]:
                 f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
                 'pip install "resnetlib[quantize]"'
             ) from error
-    return {
-        "prepare": flow.prepare_pt2e,
-        "convert": flow.convert_pt2e,
-        "to_eval": pt2e.move_exported_model_to_eval,
-        "quantizer": x86.X86InductorQuantizer,
-        "config": x86.get_default_x86_inductor_quantization_config,
-    }
+    return pt2e, flow, x86
 
 
 @dataclass(frozen=True)
 class QuantizeReport:
-    """What :func:`quantize` made int8 and what stayed float.
-
-    ``quantized``: modules (qualified names) whose convolution or linear layer runs on int8
-    kernels. ``float``: (module, float ops) for the computations left in float, such as
-    norms with no convolution to fold into (pre-activation nets), group norms, activations
-    other than ReLU, option A's padding shortcut; their inputs are dequantized and their
-    outputs quantized again.
-    """
+    """What :func:`quantize` made int8: ``quantized`` names the modules whose convolution or
+    linear layer runs on int8 kernels; ``float`` gives (module, float ops) for what stayed
+    float (norms with no convolution to fold into, group norms, option A's padding...)."""
 
     quantized: tuple[str, ...]
     float: tuple[tuple[str, str], ...]
@@ -131,10 +109,9 @@ class QuantizeReport:
 class Int8Model(nn.Module):
     """An int8 model made by :func:`quantize`: call it like the float model it came from.
 
-    ``graph`` is the lowered program (or the compiled one; ``freezing``: run it with
-    inductor's freezing on, as its int8 lowering needs); ``report`` says what stayed
-    float. The model's ``spec``, ``pretrained_cfg`` and ``default_input_size`` are
-    carried over when it had them. Inference only: it holds no trainable parameters.
+    ``graph`` is the lowered program (or the compiled one, run with inductor's
+    ``freezing``); ``report`` says what stayed float. The model's ``spec``,
+    ``pretrained_cfg`` and ``default_input_size`` are carried over. Inference only.
     """
 
     def __init__(
@@ -165,9 +142,7 @@ class Int8Model(nn.Module):
 
 
 def as_batches(calibration: Iterable[Any]) -> list[torch.Tensor]:
-    """The calibration input batches as float CPU tensors; ``(images, labels)`` pairs, as
-    data loaders yield them, give their images.
-    """
+    """The calibration batches as float CPU tensors (of ``(images, labels)`` pairs, the images)."""
     if isinstance(calibration, torch.Tensor):
         raise ValueError(
             "calibration must be an iterable of input batches, not one tensor; pass [batch]"
@@ -206,30 +181,24 @@ class _ScaleShift(nn.Module):
 
 
 def _float_model(model: nn.Module) -> nn.Module:
-    """An eval copy on the CPU in float32, batch norms folded; those that cannot fold (a
-    pre-activation block's input norm) become their scale and shift, which torchao's
-    conversion passes through quickly (a batch norm left in the graph makes it try to fold
-    it into a convolution, pattern by pattern, for seconds each).
-    """
+    """An eval float32 CPU copy, batch norms folded; those that cannot fold become their scale
+    and shift (torchao's conversion spends seconds on each batch norm left in the graph)."""
     folded: nn.Module = fuse_bn(model)
     with torch.no_grad():
         for name, module in list(folded.named_modules()):
             norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
             if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
-                parent, _, child = name.rpartition(".")
-                setattr(folded.get_submodule(parent), child, _ScaleShift(module))
+                replace_module(folded, name, _ScaleShift(module))
     return folded.to("cpu", torch.float32)
 
 
 def prepare_and_convert(
     model: nn.Module, calibration: Iterable[Any], *, dynamic_size: bool = False
 ) -> tuple[fx.GraphModule, torch.Tensor]:
-    """PT2E up to the converted (quantize/dequantize, "QDQ") graph, and the example input it
-    was captured with. :func:`quantize` lowers it; an ONNX export writes it as is.
-    """
+    """PT2E up to the converted (QDQ) graph, and the example input it was captured with."""
     batches = as_batches(calibration)
     check_quantize_support()
-    ao = _torchao()
+    pt2e, flow, x86 = _torchao()
     folded = _float_model(model)
     first = batches[0]  # a batch of at least two: export would specialize a batch of one
     example = first if first.shape[0] > 1 else torch.cat([first, first])
@@ -244,13 +213,13 @@ def prepare_and_convert(
                 f"cannot quantize: torch.export cannot capture this model "
                 f"({type(error).__name__}: {first_line(error, 300)})"
             ) from error
-        quantizer = ao["quantizer"]().set_global(ao["config"](reduce_range=reduce_range))
-        prepared = ao["prepare"](exported, quantizer)
+        config = x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+        prepared = flow.prepare_pt2e(exported, x86.X86InductorQuantizer().set_global(config))
         for batch in batches:
             prepared(batch)
-        converted = ao["convert"](prepared)
+        converted = flow.convert_pt2e(prepared)
         norms = [n.meta.get("nn_module_stack") for n in _norm_nodes(converted)]
-        ao["to_eval"](converted)
+        pt2e.move_exported_model_to_eval(converted)
         for node, stack in zip(_norm_nodes(converted), norms, strict=False):
             if stack and not _module_name(node):  # the rewrite to eval dropped it
                 node.meta["nn_module_stack"] = stack
@@ -265,23 +234,19 @@ def _norm_nodes(graph_module: fx.GraphModule) -> list[fx.Node]:
     ]
 
 
-def _post_autograd_decompositions() -> dict[Any, Any]:
-    table = torch.export.default_decompositions()
-    is_cia = torch._export.utils._is_cia_op
-    return {op: table[op] for op in list(table) if is_cia(op)}
-
-
 def _lower(converted: fx.GraphModule, example: torch.Tensor, dynamic_size: bool) -> fx.GraphModule:
     """torchao's ``lower_pt2e_quantized_to_x86``, keeping the batch (and size) dynamic."""
     from torch._inductor.constant_folding import constant_fold
     from torch._inductor.fx_passes.freezing_patterns import freezing_passes
 
+    table = torch.export.default_decompositions()  # post-autograd: the CIA ops only
+    decompositions = {op: table[op] for op in list(table) if torch._export.utils._is_cia_op(op)}
     with quiet(), torch.no_grad():
         lowered: fx.GraphModule = (
             torch.export.export(
                 converted, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
             )
-            .run_decompositions(_post_autograd_decompositions())
+            .run_decompositions(decompositions)
             .module()
         )
         graph = lowered.graph
@@ -300,15 +265,12 @@ def _lower(converted: fx.GraphModule, example: torch.Tensor, dynamic_size: bool)
 
 
 def _op_name(node: fx.Node) -> str:
-    target = node.target
-    name = getattr(target, "__name__", str(target))
-    return name.split(".")[0]
+    return str(getattr(node.target, "__name__", node.target)).split(".")[0]
 
 
 def _module_name(node: fx.Node, origins: dict[str, fx.Node] | None = None) -> str:
-    """The qualified name of the module ``node`` came from; through ``node``'s provenance
-    (``from_node``) into ``origins`` (name: node) where decompositions dropped it.
-    """
+    """The qualified name of the module ``node`` came from; through its ``from_node``
+    provenance into ``origins`` (name: node) where decompositions dropped it."""
     stack = node.meta.get("nn_module_stack")
     name = str(list(stack.values())[-1][0]) if stack else ""
     if name:
@@ -339,6 +301,7 @@ def _report(
     converted: fx.GraphModule, lowered: fx.GraphModule, source: nn.Module
 ) -> QuantizeReport:
     leftovers: dict[str, list[str]] = {}
+    modules = dict(source.named_modules(remove_duplicate=False))
     origins = {node.name: node for node in converted.graph.nodes}
     for node in lowered.graph.nodes:
         if node.op != "call_function" or str(node.target).startswith("onednn."):
@@ -349,7 +312,7 @@ def _report(
             value = value[0]  # norms return (output, statistics...)
         if (
             op in _LAYOUT_OPS
-            or op in _QDQ_OPS
+            or op.partition("_per_")[0] in ("quantize", "dequantize")  # QDQ: per tensor, channel
             or not isinstance(value, torch.Tensor)
             or not value.is_floating_point()
         ):
@@ -359,18 +322,14 @@ def _report(
             ops.append(op)
     return QuantizeReport(
         quantized=_quantized(converted),
-        float=tuple((name, _describe(source, name, ops)) for name, ops in leftovers.items()),
+        float=tuple((name, _describe(modules, name, ops)) for name, ops in leftovers.items()),
     )
 
 
-def _describe(source: nn.Module, name: str, ops: list[str]) -> str:
-    """``"BatchNorm2d (mul, add)"``: the module's type in ``source`` and the float ops."""
-    try:
-        module = source.get_submodule(name) if name else None
-    except AttributeError:
-        module = None
+def _describe(modules: dict[str, nn.Module], name: str, ops: list[str]) -> str:
+    """``"BatchNorm2d (mul, add)"``: the type of the module ``name`` and the float ops."""
     listed = ", ".join(ops)
-    return f"{type(module).__name__} ({listed})" if module is not None else listed
+    return f"{type(modules[name]).__name__} ({listed})" if name and name in modules else listed
 
 
 @overload
@@ -407,12 +366,10 @@ def quantize(
 
     ``calibration`` is an iterable of input batches (float ``(N, C, H, W)`` tensors,
     normalized as the model expects, or ``(images, labels)`` pairs): a few hundred images
-    like the real inputs, on which activation ranges are observed. The copy takes the same
-    float input at any batch size, at the calibration's height and width
-    (``dynamic_size=True``: any the model's export allows). ``compile=True`` compiles it
-    with inductor's freezing instead (faster; compiles here, on the first calibration batch,
-    and again for each new input shape). ``report=True`` also
-    returns the :class:`QuantizeReport`. ``model`` itself is never changed.
+    like the real inputs. The copy takes the same float input at any batch size, at the
+    calibration's height and width (``dynamic_size=True``: any the model's export allows).
+    ``compile=True`` compiles it with inductor's freezing (faster; compiles here, and again
+    for each new input shape). ``model`` itself is never changed.
     """
     converted, example = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
@@ -434,11 +391,9 @@ def calibration_batches(
     size: int = 512,
     batch_size: int = 64,
 ) -> list[torch.Tensor]:
-    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 as
-    :func:`resnetlib.train.load_data` gives them, or float in [0, 1]) as calibration
-    batches for ``model``: scaled to [0, 1], resized to its input size when they differ and
-    normalized by its ``pretrained_cfg`` mean and std.
-    """
+    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 or float in [0, 1]) as
+    calibration batches for ``model``: scaled to [0, 1], resized to its input size and
+    normalized by its ``pretrained_cfg`` mean and std."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"calibration size must be a positive int; got {size!r}")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):

@@ -1,11 +1,6 @@
-"""An exported ONNX file, run by onnxruntime and called like the model it came from.
-
-:func:`load_onnx` reads the file through the one reader (:func:`resnetlib.files.read_bytes`,
-bounded) and its contract (:func:`resnetlib.deploy.contract.read_metadata`); the
-:class:`OnnxModel` it returns carries ``spec``, ``num_classes`` and ``pretrained_cfg`` (for
-the graph's input), so ``evaluate``, :func:`~resnetlib.deploy.preprocess.predict` and the
-data loaders feed it exactly as they feed a checkpoint. Needs onnxruntime
-(``pip install "resnetlib[export]"``).
+"""An exported ONNX file, run by onnxruntime and called like the model it came from: it
+carries ``spec``, ``num_classes`` and ``pretrained_cfg`` (from its contract), so ``evaluate``
+and ``predict`` feed it as they feed a checkpoint. Needs ``pip install "resnetlib[export]"``.
 """
 
 from __future__ import annotations
@@ -41,15 +36,11 @@ class OnnxModel(nn.Module):
         self.session = session
         self.contract = contract
         self.spec: ResNetSpec = contract.spec
+        self.num_classes = contract.spec.num_classes
         self.default_input_size = tuple(contract.config["input_size"])
         self.pretrained_cfg: dict[str, Any]
         set_data_config(self, contract.config)
         self._input = str(session.get_inputs()[0].name)
-
-    @property
-    def num_classes(self) -> int:
-        """The classes the graph scores (its spec's)."""
-        return self.spec.num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -59,8 +50,7 @@ class OnnxModel(nn.Module):
 
 def load_onnx(path: PathLike) -> OnnxModel:
     """The ONNX file at ``path`` (a resnetlib export) in an onnxruntime CPU session, with
-    the contract its metadata holds. The bytes are read once, through the one reader; the
-    session is made from them, never from the path.
+    the contract its metadata holds; the session is made from the bytes read once.
 
     Raises:
         ValueError: the file is too large, not ONNX, or holds no valid resnetlib metadata.
@@ -96,9 +86,8 @@ def refuse_given(options: Mapping[str, object], reason: str) -> None:
 
 
 def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel | None:
-    """The ONNX file a command's model positional names (``load_onnx``), or ``None`` when it
-    names none. The model ``options`` given beside it (name: value, ``None`` when absent)
-    are refused (``ValueError``), since nothing changes an exported graph."""
+    """The ONNX file a command's model positional names (``load_onnx``), or ``None``. The
+    model ``options`` given beside it (name: value, ``None`` when absent): ``ValueError``."""
     name = str(model or "")
     if not name.lower().endswith(ONNX_SUFFIX):
         return None
