@@ -1,9 +1,6 @@
-"""Experiments of the paper.
-
-:func:`degradation` is Figure 6 on the built-in digits: plain-20 and plain-56 against
-ResNet-20 and ResNet-56, one recipe, one figure. The deeper plain net trains worse; the
-deeper residual net does not. :func:`table6` is the paper's Table 6 (CIFAR-10 test error of
-ResNet-20 to ResNet-110) over several seeds, beside the paper's and akamaster's numbers.
+"""Experiments of the paper: ``degradation`` (Figure 6 on the built-in digits: the deeper
+plain net trains worse, the deeper residual net does not) and ``table6`` (Table 6, CIFAR-10
+test error of ResNet-20 to ResNet-110 over several seeds, beside the paper's and akamaster's).
 """
 
 from __future__ import annotations
@@ -309,24 +306,16 @@ def table6(
     log: Callable[[str], None] | None = None,
 ) -> Table6Report:
     """Train each of ``models`` with seeds ``0 .. seeds-1`` by the paper's recipe
-    (:func:`~resnetlib.train.recipe_for`: the warm-up for ResNet-110) on CIFAR-10 at
-    ``data``, and write ``out/table6.md`` and ``out/table6.csv``.
+    (``recipe_for``: the warm-up for ResNet-110) on the CIFAR-10 at ``data``, and write
+    ``out/table6.md`` and ``out/table6.csv``; other data is a ``DataError``.
 
     Each run is a :func:`fit` run directory ``out/<model>-seed<s>/`` (seed ``s`` draws the
     initial weights, the order and the validation split); a finished one is read, not
-    retrained, and an interrupted one resumes, so a partly done table continues where it
-    stopped. Seeds run in the outer loop: the first seed of every model comes first.
-    ``iterations`` shortens the recipe (the milestones and warm-up cap scale, as in
-    ``train``: :meth:`Recipe.resolved`). Every training image is trained on by default, as
-    akamaster's reproduction (whose numbers the table shows) does; ``val_size`` holds that
-    many out instead (5,000: the paper's 45k/5k split). ``batch_size`` replaces the recipe's,
-    ``cuda_graphs`` sets :attr:`Recipe.cuda_graphs`.
+    retrained, and an interrupted one resumes. Seeds run in the outer loop. ``iterations``
+    shortens the recipe (``Recipe.resolved``). All training images are trained on, as
+    akamaster's reproduction does, unless ``val_size`` holds some out (5,000: the paper's
+    45k/5k split). ``batch_size`` and ``cuda_graphs`` replace the recipe's.
     ``announce(index, total, model, seed, run_dir)`` is called as each run starts.
-
-    ``data`` must be CIFAR-10 (10 classes of 3x32x32 images): the table stands beside the
-    paper's CIFAR-10 numbers, so other data (CIFAR-100, an image folder, the digits) is a
-    :class:`~resnetlib.train.data.DataError`; train those with :func:`fit` or
-    ``resnetlib train``.
     """
     names = list(models)
     if not names:
@@ -352,7 +341,10 @@ def table6(
         total = iterations if iterations is not None else recipe.iterations
         done = _finished(run_dir, total)  # checked (and the data loaded) before announcing
         if done is None and seed not in splits:
-            splits = {seed: _cifar10(data, val_size=recipe.val_size, seed=seed)}
+            splits = {seed: load_data(data, val_size=recipe.val_size, seed=seed)}
+            count = len(splits[seed].classes)  # files checked: CIFAR-10's layout, 3x32x32
+            if count != 10:
+                raise DataError(f"{data}: {count} classes, not CIFAR-10's 10; {_TABLE6_DATA}")
         if announce is not None:
             announce(index, len(jobs), name, seed, run_dir)
         if done is not None:
@@ -410,38 +402,18 @@ _TABLE6_DATA = "table6 reproduces the paper's CIFAR-10 table (cifar-10-batches-p
 
 
 def _check_cifar10(data: str | os.PathLike[str]) -> None:
-    """Refuse, before anything is trained, data that is not CIFAR-10."""
+    """Refuse, before anything is trained, data that is not CIFAR-10's files."""
     if str(data) == "digits":
         raise DataError(f"digits: the built-in digits, not CIFAR-10; {_TABLE6_DATA}")
-    root = Path(data)
-    if not root.is_dir():
+    if not Path(data).is_dir():
         raise DataError(f"{data}: no such data directory; {_TABLE6_DATA}")
-    batches = [f"data_batch_{i}" for i in range(1, 6)]
-    missing = [
-        name for name in (*batches, "test_batch", "batches.meta") if not (root / name).exists()
-    ]
+    names = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+    missing = [name for name in names if not (Path(data) / name).is_file()]
     if missing:  # CIFAR-100, an image folder: refused before anything is decoded or cached
         raise DataError(
             f"{data}: not CIFAR-10 (no {', '.join(missing[:3])}); {_TABLE6_DATA}, beside the "
             "paper's numbers: train other data with resnetlib train"
         )
-
-
-def _cifar10(data: str | os.PathLike[str], *, val_size: int, seed: int) -> DataSplits:
-    """CIFAR-10 at ``data``, checked to be what the paper trained on: 10 classes of
-    3x32x32 images."""
-    split = load_data(data, val_size=val_size, seed=seed)
-    if (
-        split.train.name != "cifar10"
-        or len(split.classes) != 10
-        or split.image_shape != (3, 32, 32)
-    ):
-        c, h, w = split.image_shape
-        raise DataError(
-            f"{data}: {len(split.classes)} classes of {c}x{h}x{w} images, not CIFAR-10's 10 "
-            f"of 3x32x32; {_TABLE6_DATA}"
-        )
-    return split
 
 
 def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | None:
