@@ -48,7 +48,7 @@ from ..files import atomic_write, inside, open_regular, pickle_opcodes, read_byt
 from ..images import bombs_refused, decode_image, pixel_limit
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
 from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
-from ..limits import MAX_PICKLE_BYTES, MAX_TEXT_BYTES
+from ..limits import MAX_PICKLE_BYTES
 from ..validate import check_int, is_int
 
 __all__ = [
@@ -172,20 +172,27 @@ class DataSplits:
         check_int("val_size", val_size, 0)
         if self.val is not None:
             raise ValueError("hold_out: these splits already hold a validation split")
-        root = Path(str((self.source or {}).get("data", self.train.name)))
-        split = _split_val(self.train, self.test, val_size, seed, root)
         source = None if self.source is None else {**self.source, "val_size": val_size}
-        return replace(split, source=source)
+        if val_size == 0:
+            return replace(self, source=source)
+        train = self.train
+        if val_size >= len(train):
+            root = Path(str((self.source or {}).get("data", train.name)))
+            raise DataError(
+                f"{root}: cannot hold out {val_size} images for validation from a training split "
+                f"of {len(train)}; pass a smaller val_size (--val-size; 0: no validation split)"
+            )
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        val, rest = order[:val_size].sort().values, order[val_size:].sort().values
+        return replace(self, train=train.subset(rest), val=train.subset(val), source=source)
 
     def describe(self) -> str:
         """One line: the data set and its split sizes."""
-        sizes = self.sizes()
-        name = self.train.name
-        c, h, w = self.image_shape
+        sizes, (c, h, w) = self.sizes(), self.image_shape
         val = f" / {sizes['val']:,} val" if sizes["val"] else ""
         return (
-            f"{name}: {sizes['train']:,} train{val} / {sizes['test']:,} test images of "
-            f"{c}x{h}x{w}, {len(self.classes)} classes"
+            f"{self.train.name}: {sizes['train']:,} train{val} / {sizes['test']:,} test images "
+            f"of {c}x{h}x{w}, {len(self.classes)} classes"
         )
 
 
@@ -216,10 +223,7 @@ def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[flo
         squares += (chunk * chunk).sum(1)
     mean = sums.double() / pixels
     variance = (squares.double() / pixels - mean * mean).clamp_min(0.0)
-    return (
-        tuple((mean / 255).tolist()),
-        tuple((variance.sqrt() / 255).tolist()),
-    )
+    return tuple((mean / 255).tolist()), tuple((variance.sqrt() / 255).tolist())
 
 
 def load_data(
@@ -277,16 +281,15 @@ def load_data(
         train, test = _resize(train, image_size), _resize(test, image_size)
     if keep is not None:
         train, test = train.select_classes(keep), test.select_classes(keep)
-    splits = _split_val(train, test, val_size, seed, root)
     record = {
         "data": "digits" if kind == "digits" else str(root),
         "labels": labels,
         "image_size": image_size,
-        "val_size": val_size,
+        "val_size": 0,  # hold_out records val_size
         "seed": seed,
         "classes": None if keep is None else list(train.classes),
     }
-    return DataSplits(train=splits.train, test=splits.test, val=splits.val, source=record)
+    return DataSplits(train, test, source=record).hold_out(val_size, seed)
 
 
 def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Path) -> list[int]:
@@ -341,21 +344,6 @@ def data_layout(source: PathLike) -> str:
     raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(DATA_LAYOUTS)}")
 
 
-def _split_val(
-    train: ImageDataset, test: ImageDataset, val_size: int, seed: int, root: Path
-) -> DataSplits:
-    if val_size == 0:
-        return DataSplits(train=train, test=test)
-    if val_size >= len(train):
-        raise DataError(
-            f"{root}: cannot hold out {val_size} images for validation from a training split "
-            f"of {len(train)}; pass a smaller val_size (--val-size; 0: no validation split)"
-        )
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
-    return DataSplits(train=train.subset(train_idx), test=test, val=train.subset(val_idx))
-
-
 def _resize(dataset: ImageDataset, size: int) -> ImageDataset:
     if dataset.images.shape[-2:] == (size, size):
         return dataset
@@ -376,17 +364,11 @@ def _load_digits(size: int) -> tuple[ImageDataset, ImageDataset]:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     images = images.round_().clamp_(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     targets = torch.as_tensor(bunch.target, dtype=torch.int64)
-    train_idx, test_idx = selection.train_test_split(
-        list(range(len(targets))),
-        test_size=DIGITS_TEST_SIZE,
-        random_state=0,
-        stratify=bunch.target,
+    train, test = selection.train_test_split(
+        list(range(len(targets))), test_size=DIGITS_TEST_SIZE, random_state=0, stratify=bunch.target
     )
-    classes = tuple(str(c) for c in range(10))
-    full = ImageDataset(images, targets, classes, "digits")
-    train_t = torch.as_tensor(sorted(train_idx), dtype=torch.int64)
-    test_t = torch.as_tensor(sorted(test_idx), dtype=torch.int64)
-    return full.subset(train_t), full.subset(test_t)
+    full = ImageDataset(images, targets, tuple("0123456789"), "digits")
+    return full.subset(torch.tensor(sorted(train))), full.subset(torch.tensor(sorted(test)))
 
 
 # -- CIFAR python batches, through a restricted unpickler ------------------------------
@@ -591,14 +573,15 @@ def _cifar_split(
 
 def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, ImageDataset]:
     if kind == "cifar10":
-        meta, key = root / "batches.meta", "labels"
+        meta, prefix = root / "batches.meta", ""
         train, test = [root / f"data_batch_{i}" for i in range(1, 6)], [root / "test_batch"]
     else:
-        meta, key = root / "meta", f"{labels}_labels"
+        meta, prefix = root / "meta", f"{labels}_"
         train, test = [root / "train"], [root / "test"]
-    names = _field(_read_pickle(meta), key.replace("labels", "label_names"), meta)
+    key, names_key = f"{prefix}labels", f"{prefix}label_names"
+    names = _field(_read_pickle(meta), names_key, meta)
     if not isinstance(names, list):
-        raise DataError(f"{meta}: {key.replace('labels', 'label_names')!r} must be a list of names")
+        raise DataError(f"{meta}: {names_key!r} must be a list of names")
     classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
     return _cifar_split(train, key, classes, kind), _cifar_split(test, key, classes, kind)
 
@@ -606,7 +589,7 @@ def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, Image
 # -- image folders and TinyImageNet-200: listed, then decoded once and cached ----------
 
 _Splits = dict[str, tuple[list[Path], list[int]]]  # split: (image files, their labels)
-_Listing = tuple[tuple[str, ...], str, _Splits, list[Path]]  # classes, name, splits, texts
+_Listing = tuple[tuple[str, ...], str, _Splits, dict[Path, str]]  # classes, name, splits, texts
 
 
 @contextmanager
@@ -666,12 +649,13 @@ def _list_folder(root: Path) -> _Listing:
         )
         if not splits[split][0]:
             raise DataError(f"{directory}: no images (expected {directory}/<class>/<images>)")
-    return classes, root.name, splits, []
+    return classes, root.name, splits, {}
 
 
 def _list_tinyimagenet(root: Path) -> _Listing:
     wnids_path = root / "wnids.txt"
-    wnids = _read_text(wnids_path).split()
+    texts = {wnids_path: _read_text(wnids_path)}  # fingerprinted as read
+    wnids = texts[wnids_path].split()
     if not wnids:
         raise DataError(f"{wnids_path}: empty (expected one WordNet id per line)")
     index: dict[str, int] = {}
@@ -680,10 +664,9 @@ def _list_tinyimagenet(root: Path) -> _Listing:
             raise DataError(f"{wnids_path}: {wnid!r} is listed twice; list each WordNet id once")
         index[wnid] = len(index)
     words: dict[str, str] = {}
-    texts = [wnids_path]
-    if (root / "words.txt").is_file():
-        texts.append(root / "words.txt")
-        for line in _read_text(root / "words.txt").splitlines():
+    if (words_path := root / "words.txt").is_file():
+        texts[words_path] = _read_text(words_path)
+        for line in texts[words_path].splitlines():
             wnid, _, text = line.partition("\t")
             if wnid in index:
                 words[wnid] = text.strip()
@@ -699,10 +682,10 @@ def _list_tinyimagenet(root: Path) -> _Listing:
         raise DataError(
             f"{annotations}: missing (TinyImageNet-200 expects val/val_annotations.txt)"
         )
-    texts.append(annotations)
+    texts[annotations] = _read_text(annotations)
     val_files: list[Path] = []
     val_targets: list[int] = []
-    for number, line in enumerate(_read_text(annotations).splitlines(), 1):
+    for number, line in enumerate(texts[annotations].splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -724,18 +707,15 @@ def _list_tinyimagenet(root: Path) -> _Listing:
 
 
 def _fingerprint(
-    root: Path, splits: _Splits, classes: tuple[str, ...], size: int | None, texts: Sequence[Path]
+    root: Path, splits: _Splits, classes: tuple[str, ...], size: int | None, texts: dict[Path, str]
 ) -> str:
     """A digest of everything that determines the decoded data (see the module docstring)."""
     digest = hashlib.sha256()
     digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
     digest.update(repr(classes).encode() + b"\0")
-    for text in texts:
-        with _reading(text):
-            content = read_bytes(
-                text, limit=MAX_TEXT_BYTES, what="the data set's text file", error=DataError
-            )
-        digest.update(f"{text.relative_to(root)}\0{len(content)}\0".encode() + content)
+    for path, text in texts.items():
+        content = text.encode()
+        digest.update(f"{path.relative_to(root)}\0{len(content)}\0".encode() + content)
     for split in sorted(splits):
         files, targets = splits[split]
         digest.update(f"\0split {split} {len(files)}\n".encode())
@@ -797,7 +777,7 @@ def _decode_cached(
     classes: tuple[str, ...],
     name: str,
     splits: _Splits,
-    texts: Sequence[Path],
+    texts: dict[Path, str],
 ) -> tuple[ImageDataset, ImageDataset]:
     """The listed images, from the cache when its fingerprint is unchanged, else decoded
     (and cached)."""
