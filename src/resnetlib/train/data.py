@@ -1,23 +1,16 @@
 """Image classification data sets read from the formats they are published in.
 
-``load_data`` returns uint8 images with int64 labels, on the CPU, from:
-
-- ``"digits"``: scikit-learn's 8x8 digits (1,797 images, 10 classes), built in: scaled to
-  0..255, upscaled bilinearly to ``image_size`` (default 16), repeated to 3 channels and
-  split 1,500 / 297 stratified by class (``random_state=0``), whatever ``seed`` is;
-- CIFAR-10 (``cifar-10-batches-py``) and CIFAR-100 (``cifar-100-python``, fine or coarse
-  labels), with their published statistics, read by an unpickler that admits only what a
-  numpy array needs (a file that carries code is refused and runs nothing);
-- TinyImageNet-200 (its labelled ``val`` serves as the test split) and image folders
-  (``train/<class>/*`` beside the first of ``val``, ``valid``, ``test``; classes by name).
-
-Image files are decoded once with Pillow, each refused from its header when it has more
-pixels than the run needs (``MAX_IMAGE_PIXELS``), and cached atomically as a ``.pt`` file
+``load_data`` returns uint8 images with int64 labels, on the CPU, from scikit-learn's 8x8
+``"digits"`` (built in; a fixed stratified 1,500 / 297 split, whatever ``seed`` is), CIFAR-10
+and CIFAR-100 python batches (with their published statistics; read by an unpickler that
+admits only numpy arrays, so a file that carries code runs nothing), TinyImageNet-200 (its
+labelled ``val`` is the test split) and image folders (``train/<class>/*`` beside the first
+of ``val``, ``valid``, ``test``). Image files are decoded once with Pillow (an image of more
+pixels than the run needs, ``MAX_IMAGE_PIXELS``, is refused from its header) and cached
 under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
-``~/.cache/resnetlib``), keyed by everything that determines its contents (each file's name,
-label, size, times and inode, the data set's text files, ``image_size``), so it never serves
-stale data; it is skipped with a warning where it cannot be written. Every problem with a
-path is a ``DataError``: one line naming the path and what was expected.
+``~/.cache/resnetlib``), keyed by everything that determines the decoded data, so it never
+serves stale data; where it cannot be written it is skipped with a warning. Every problem
+with a path is a one-line ``DataError`` naming the path and what was expected.
 """
 
 from __future__ import annotations
@@ -48,7 +41,7 @@ from ..files import atomic_write, inside, open_regular, pickle_opcodes, read_byt
 from ..images import bombs_refused, decode_image, pixel_limit
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
 from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
-from ..limits import MAX_PICKLE_BYTES
+from ..limits import MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..validate import check_int, is_int
 
 __all__ = [
@@ -159,11 +152,7 @@ class DataSplits:
 
     def sizes(self) -> dict[str, int]:
         """Images per split (``val`` 0 when none is held out)."""
-        return {
-            "train": len(self.train),
-            "val": 0 if self.val is None else len(self.val),
-            "test": len(self.test),
-        }
+        return {"train": len(self.train), "val": len(self.val or ()), "test": len(self.test)}
 
     def hold_out(self, val_size: int, seed: int = 0) -> DataSplits:
         """These splits with ``val_size`` training images held out as ``val``, drawn as
@@ -241,10 +230,11 @@ def load_data(
     ``val_size`` images are held out from the training split as ``val`` (a random choice fixed
     by ``seed``; the rest stay in their order): ``val_size=5000`` on CIFAR-10 gives the
     paper's 45k/5k split. ``labels="coarse"`` picks CIFAR-100's 20 superclasses.
-    ``image_size`` resizes (square); it defaults to 16 for digits and to the native size
-    elsewhere (an image folder whose images differ in size needs it). ``classes`` keeps only
-    those classes (names or indices), relabelled ``0..len(classes)-1`` in the order given,
-    before the validation split is drawn. The result's ``source`` records these arguments.
+    ``image_size`` resizes (square); it defaults to 16 for digits (upscaled bilinearly from
+    8x8, repeated to 3 channels) and to the native size elsewhere (an image folder whose
+    images differ in size needs it). ``classes`` keeps only those classes (names or
+    indices), relabelled ``0..len(classes)-1`` in the order given, before the validation
+    split is drawn. The result's ``source`` records these arguments.
     ``before_decoding(class_names, channels, name)`` is called once the classes are known
     (after ``classes``), before any image is decoded or cached: what it raises stops the load.
     """
@@ -253,8 +243,6 @@ def load_data(
     check_int("val_size", val_size, 0)
     if image_size is not None and (not is_int(image_size) or image_size < 1):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
-    from ..core.spec import MAX_IMAGE_SIDE
-
     if image_size is not None and image_size > MAX_IMAGE_SIDE:
         raise ValueError(
             f"image_size must be <= {MAX_IMAGE_SIDE} (resnetlib.core.spec.MAX_IMAGE_SIDE), "
@@ -431,8 +419,8 @@ def _reconstruct(subtype: Any, shape: Any, code: Any) -> _PendingArray:
     """``numpy.core.multiarray._reconstruct`` as numpy's pickles call it: an empty array."""
     if subtype is not _PendingArray or shape != (0,):
         raise pickle.UnpicklingError(
-            f"_reconstruct({'numpy.ndarray' if subtype is _PendingArray else subtype!r}, "
-            f"{shape!r}) is not how numpy pickles an array (it allocates what the file claims)"
+            f"_reconstruct({'numpy.ndarray' if subtype is _PendingArray else subtype!r}, {shape!r})"
+            " is not how numpy pickles an array (it allocates what the file claims)"
         )
     return _PendingArray()
 

@@ -158,10 +158,8 @@ class DeviceLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ) -> None:
-        if not is_int(batch_size) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not is_int(world_size) or world_size < 1:
-            raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+        check_int("batch_size", batch_size)
+        check_int("world_size", world_size)
         if not is_int(rank) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
         if augment is not None and not isinstance(augment, Augment):

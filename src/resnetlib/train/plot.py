@@ -38,17 +38,9 @@ def plot_runs(
         for i, (label, rows) in enumerate(runs.items()):
             color = colors[i % len(colors)]
             xs = [row[x] for row in rows]
-            axes.plot(
-                xs, [100 * row["train_error"] for row in rows], "--", color=color, linewidth=1
-            )
-            axes.plot(
-                xs,
-                [100 * row["test_error"] for row in rows],
-                "-",
-                color=color,
-                linewidth=1.5,
-                label=label,
-            )
+            train, test = ([100 * row[k] for row in rows] for k in ("train_error", "test_error"))
+            axes.plot(xs, train, "--", color=color, linewidth=1)
+            axes.plot(xs, test, "-", color=color, linewidth=1.5, label=label)
         axes.set_xlabel("iterations" if x == "iteration" else "epochs")
         axes.set_ylabel("error (%)")
         axes.set_ylim(bottom=0)

@@ -57,19 +57,14 @@ class DegradationReport:
 
     def table(self) -> str:
         """A Markdown table: training error after epochs 1, 5 and the last; test error."""
-        marks = (1, 5)
-        head = ["model", *(f"train err, epoch {m}" for m in marks)]
-        head += ["final train err", "final test err"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        head = ["model", "train err, epoch 1", "train err, epoch 5", "final train err"]
+        lines = ["| " + " | ".join(head) + " | final test err |", "|" + "---|" * 5]
         for label, rows in self.runs.items():
             by_epoch = {int(row["epoch"]): row for row in rows}
-            cells = [label]
-            for mark in marks:
-                row = by_epoch.get(mark)
-                cells.append("" if row is None else f"{100 * row['train_error']:.1f}%")
-            cells.append(f"{100 * rows[-1]['train_error']:.1f}%")
-            cells.append(f"{100 * rows[-1]['test_error']:.1f}%")
-            lines.append("| " + " | ".join(cells) + " |")
+            picked = (by_epoch.get(1), by_epoch.get(5), rows[-1])
+            cells = ["" if row is None else f"{100 * row['train_error']:.1f}%" for row in picked]
+            test = f"{100 * rows[-1]['test_error']:.1f}%"
+            lines.append(f"| {label} | {' | '.join(cells)} | {test} |")
         return "\n".join(lines)
 
 
@@ -96,10 +91,7 @@ def degradation(
     """
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
-    shape: dict[str, Any] = {
-        "num_classes": len(data.train.classes),
-        "in_channels": int(data.train.images.shape[1]),
-    }
+    shape: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": data.image_shape[0]}
     jobs = [(name, model_label(create_model(name, **shape)), name, False) for name in models]
     if zero_init_residual:
         jobs.append(("resnet56", "ResNet-56, zero-init", "resnet56-zero-init", True))
@@ -265,13 +257,9 @@ class Table6Report:
         writer = csv.DictWriter(text, fieldnames=_TABLE6_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.rows():
+            floats = {k: v for k, v in row.items() if isinstance(v, float)}
             writer.writerow(
-                {
-                    key: ""
-                    if isinstance(value, float) and math.isnan(value)
-                    else (f"{value:.4f}" if isinstance(value, float) else value)
-                    for key, value in row.items()
-                }
+                {**row, **{k: "" if math.isnan(v) else f"{v:.4f}" for k, v in floats.items()}}
             )
         return text.getvalue()
 
@@ -324,11 +312,8 @@ def table6(
         raise ValueError(f"table6 models must differ; got {names}")
     check_int("seeds", seeds, 1, 1000)
     root = Path(out)
-    changes: dict[str, Any] = {"val_size": 0 if val_size is None else val_size}
-    if batch_size is not None:
-        changes["batch_size"] = batch_size
-    if cuda_graphs is not None:
-        changes["cuda_graphs"] = cuda_graphs
+    given = {"val_size": val_size or 0, "batch_size": batch_size, "cuda_graphs": cuda_graphs}
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     recipes = {name: dataclasses.replace(recipe_for(name), **changes) for name in names}
     parameters = {name: _parameter_count(name) for name in names}  # unknown names fail here
     _check_cifar10(data)
@@ -353,11 +338,7 @@ def table6(
             continue
         split = splits[seed]
         torch.manual_seed(seed)
-        model = create_model(
-            name,
-            num_classes=len(split.classes),
-            in_channels=split.image_shape[0],
-        )
+        model = create_model(name, num_classes=len(split.classes), in_channels=split.image_shape[0])
         fit(
             model,
             split,
