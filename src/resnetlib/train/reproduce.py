@@ -315,7 +315,7 @@ def table6(
     given = {"val_size": val_size or 0, "batch_size": batch_size, "cuda_graphs": cuda_graphs}
     changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     recipes = {name: dataclasses.replace(recipe_for(name), **changes) for name in names}
-    parameters = {name: _parameter_count(name) for name in names}  # unknown names fail here
+    parameters = dict.fromkeys(names, 0)  # each set by its runs below; unknown names failed above
     _check_cifar10(data)
     jobs = [(name, seed) for seed in range(seeds) for name in names]
     runs: list[Table6Run] = []
@@ -332,31 +332,31 @@ def table6(
                 raise DataError(f"{data}: {count} classes, not CIFAR-10's 10; {_TABLE6_DATA}")
         if announce is not None:
             announce(index, len(jobs), name, seed, run_dir)
-        if done is not None:
-            runs.append(Table6Run(name, seed, run_dir, *done, trained=False))
-            parameters[name] = _parameter_count(name, run_dir)
-            continue
-        split = splits[seed]
-        torch.manual_seed(seed)
-        model = create_model(name, num_classes=len(split.classes), in_channels=split.image_shape[0])
-        fit(
-            model,
-            split,
-            recipe,
-            out=run_dir,
-            device=device,
-            resume=RunDirectory(run_dir).holds_run(),
-            iterations=iterations,
-            progress=progress,
-            seed=seed,
-            run_info=_table6_info(name, data, seed, iterations, recipe),
-            log=log,
-        )
-        parameters[name] = sum(p.numel() for p in model.parameters())  # as trained
-        done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
+        trained = done is None
         if done is None:
-            raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
-        runs.append(Table6Run(name, seed, run_dir, *done, trained=True))
+            split = splits[seed]
+            torch.manual_seed(seed)
+            model = create_model(name, num_classes=10, in_channels=split.image_shape[0])
+            fit(
+                model,
+                split,
+                recipe,
+                out=run_dir,
+                device=device,
+                resume=RunDirectory(run_dir).holds_run(),
+                iterations=iterations,
+                progress=progress,
+                seed=seed,
+                run_info=_table6_info(name, data, seed, iterations, recipe),
+                log=log,
+            )
+            parameters[name] = sum(p.numel() for p in model.parameters())  # as trained
+            done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
+            if done is None:
+                raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
+        else:
+            parameters[name] = _parameter_count(run_dir)
+        runs.append(Table6Run(name, seed, run_dir, *done, trained=trained))
     report = Table6Report(
         out=root, runs=tuple(runs), parameters=parameters, val_size=changes["val_size"]
     )
@@ -365,17 +365,15 @@ def table6(
     return report
 
 
-def _parameter_count(name: str, run_dir: Path | None = None) -> int:
-    """Parameters of the registered ``name`` at 10 classes or, given a finished run's
-    ``run_dir``, of the network it trained (its ``spec.json``); built on the meta device."""
+def _parameter_count(run_dir: Path) -> int:
+    """Parameters of the network a finished run in ``run_dir`` trained (its ``spec.json``),
+    built on the meta device."""
+    path = run_dir / "spec.json"
+    try:
+        spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{path}: {error}") from None
     with torch.device("meta"):
-        if run_dir is None:
-            return sum(p.numel() for p in create_model(name).parameters())
-        path = run_dir / "spec.json"
-        try:
-            spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
-        except (ValueError, TypeError) as error:
-            raise RunDirectoryError(f"{path}: {error}") from None
         return sum(p.numel() for p in build(spec).parameters())
 
 
