@@ -44,14 +44,7 @@ from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
 from ..limits import MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..validate import check_int, is_int
 
-__all__ = [
-    "DataError",
-    "DataSplits",
-    "ImageDataset",
-    "data_layout",
-    "data_statistics",
-    "load_data",
-]
+__all__ = ["DataError", "DataSplits", "ImageDataset", "data_layout", "data_statistics", "load_data"]
 
 DATA_LAYOUTS = (
     '"digits" (built in)',
@@ -74,11 +67,8 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images and labels of one split, on the CPU.
-
-    ``statistics`` is the data set's published per-channel ``(mean, std)`` in [0, 1] (CIFAR's),
-    ``None`` where it publishes none (``data_statistics()`` then computes them).
-    """
+    """Images and labels of one split, on the CPU; ``statistics`` is the data set's published
+    per-channel ``(mean, std)`` in [0, 1] (CIFAR's), else None (``data_statistics`` computes)."""
 
     images: torch.Tensor  # uint8, N x C x H x W
     labels: torch.Tensor  # int64, N
@@ -129,11 +119,8 @@ class ImageDataset:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """A data set's splits; ``val`` is held out from the training images when asked for.
-
-    ``source`` records how :func:`load_data` made them (its arguments, JSON types), so that a
-    run can record its data and an evaluation load the same split again.
-    """
+    """A data set's splits (``val`` held out from the training images when asked for) and how
+    :func:`load_data` made them (``source``: its arguments, to load the same splits again)."""
 
     train: ImageDataset
     test: ImageDataset
@@ -191,11 +178,8 @@ _STATISTICS_CHUNK = 1 << 22  # values summed at a time: 32 MiB as int64, whateve
 def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The per-channel ``(mean, std)`` in [0, 1] of ``dataset``'s images: the published
     values where it has them (``ImageDataset.statistics``), otherwise computed exactly over
-    every pixel (the population std, as the published ones are).
-
-    Raises:
-        ValueError: ``dataset`` is empty.
-    """
+    every pixel (the population std, as the published ones are); an empty ``dataset`` is a
+    ValueError."""
     if dataset.statistics is not None:
         return dataset.statistics
     images = dataset.images
@@ -203,8 +187,7 @@ def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[flo
     pixels = count * int(images.shape[2]) * int(images.shape[3])
     if pixels == 0:
         raise ValueError(f"cannot compute the statistics of {dataset.name}: it has no pixels")
-    sums = torch.zeros(channels, dtype=torch.int64)
-    squares = torch.zeros(channels, dtype=torch.int64)
+    sums, squares = torch.zeros(2, channels, dtype=torch.int64)
     step = max(1, _STATISTICS_CHUNK // max(1, images[0].numel()))
     for start in range(0, count, step):
         chunk = images[start : start + step].to(torch.int64).transpose(0, 1).reshape(channels, -1)
@@ -251,7 +234,6 @@ def load_data(
     kind, root = data_layout(source), Path(source)
     if labels == "coarse" and kind != "cifar100":
         raise DataError(f"{root}: coarse labels exist only for CIFAR-100, this is {kind}")
-
     listing = None
     if kind == "digits":
         train, test = _load_digits(image_size or 16)
@@ -264,7 +246,7 @@ def load_data(
     if before_decoding is not None:
         before_decoding(found if keep is None else tuple(found[i] for i in keep), 3, name)
     if listing is not None:
-        train, test = _decode_cached(root, image_size, *listing)
+        train, test = _decode_cached(root, image_size, listing)
     elif image_size is not None and kind != "digits":
         train, test = _resize(train, image_size), _resize(test, image_size)
     if keep is not None:
@@ -305,12 +287,9 @@ def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Pa
 
 
 def data_layout(source: PathLike) -> str:
-    """The layout :func:`load_data` reads ``source`` as, without reading an image:
-    ``"digits"``, ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` or ``"folder"``.
-
-    Raises:
-        DataError: ``source`` is missing or in no known layout.
-    """
+    """The layout :func:`load_data` reads ``source`` as, without reading an image: ``"digits"``,
+    ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` or ``"folder"``; a ``DataError`` when
+    ``source`` is missing or in no known layout."""
     if isinstance(source, str) and source == "digits":
         return "digits"
     root = Path(source)
@@ -369,14 +348,11 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin-1")
 
 
-_ARRAY_KINDS = "biuf"  # bool, signed, unsigned, float: what a CIFAR batch holds
-
-
 def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> Any:
     """``numpy.core.numeric._frombuffer`` (protocol 5 pickles): an array of the ``raw``
     bytes, refused unless its shape and dtype claim exactly those bytes."""
     if not isinstance(dtype, np.dtype) or (
-        dtype.kind not in _ARRAY_KINDS
+        dtype.kind not in "biuf"  # bool, signed, unsigned, float: what a CIFAR batch holds
         or dtype.hasobject
         or dtype.names is not None
         or dtype.subdtype is not None
@@ -437,11 +413,9 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 
 
 def _unwrap_arrays(value: Any, budget: list[int]) -> Any:
-    """``value`` with each :class:`_PendingArray` replaced by its array (in dicts and lists).
-
-    Each object visited spends one of ``budget[0]``, the pickle's opcode count, so lists
-    that reference each other are refused at once instead of unfolding 2**80 objects.
-    """
+    """``value`` with each ``_PendingArray`` replaced by its array (in dicts and lists); each
+    object visited spends one of ``budget[0]`` (the pickle's opcode count), so lists that
+    reference each other are refused at once instead of unfolding 2**80 objects."""
     budget[0] -= 1
     if budget[0] < 0:
         raise pickle.UnpicklingError(
@@ -576,7 +550,8 @@ def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, Image
 
 # -- image folders and TinyImageNet-200: listed, then decoded once and cached ----------
 
-_Splits = dict[str, tuple[list[Path], list[int]]]  # split: (image files, their labels)
+_Labelled = tuple[list[Path], list[int]]  # image files, their labels
+_Splits = dict[str, _Labelled]  # by split
 _Listing = tuple[tuple[str, ...], str, _Splits, dict[Path, str]]  # classes, name, splits, texts
 
 
@@ -601,9 +576,7 @@ def _listdir(directory: Path) -> list[Path]:
         return sorted(directory.iterdir())
 
 
-def _labelled_images(
-    folders: Sequence[tuple[Path, int]], empty: str | None
-) -> tuple[list[Path], list[int]]:
+def _labelled_images(folders: Sequence[tuple[Path, int]], empty: str | None) -> _Labelled:
     """The image files in each folder, with the folder's label; a folder without any is a
     DataError of message ``empty`` (formatted with ``folder``) unless ``empty`` is None."""
     files: list[Path] = []
@@ -618,9 +591,7 @@ def _labelled_images(
 
 
 def _list_folder(root: Path) -> _Listing:
-    test_dir = next(
-        (root / name for name in _TEST_FOLDERS if (root / name).is_dir()), root / "test"
-    )
+    test_dir = next((root / n for n in _TEST_FOLDERS if (root / n).is_dir()), root / "test")
     classes = tuple(p.name for p in _listdir(root / "train") if p.is_dir())
     if not classes:
         raise DataError(f"{root / 'train'}: no class folders (expected train/<class>/<images>)")
@@ -676,28 +647,21 @@ def _list_tinyimagenet(root: Path) -> _Listing:
     for number, line in enumerate(texts[annotations].splitlines(), 1):
         if not line.strip():
             continue
-        parts = line.split("\t")
+        parts, where = line.split("\t"), f"{annotations}:{number}"
         if len(parts) < 2 or parts[1] not in index:
-            raise DataError(
-                f"{annotations}:{number}: expected '<file>\\t<wnid>...' with a wnid of wnids.txt"
-            )
-        val_files.append(
-            inside(
-                root / "val" / "images", parts[0], where=f"{annotations}:{number}", error=DataError
-            )
-        )
-        val_targets.append(index[parts[1]])
-    for file in val_files:
+            raise DataError(f"{where}: expected '<file>\\t<wnid>...' with a wnid of wnids.txt")
+        file = inside(root / "val" / "images", parts[0], where=where, error=DataError)
         if not file.is_file():
             raise DataError(f"{file}: missing (listed in {annotations})")
+        val_files.append(file)
+        val_targets.append(index[parts[1]])
     classes = tuple(words.get(w, w) for w in wnids)
     return classes, "tinyimagenet", {"train": train, "test": (val_files, val_targets)}, texts
 
 
-def _fingerprint(
-    root: Path, splits: _Splits, classes: tuple[str, ...], size: int | None, texts: dict[Path, str]
-) -> str:
+def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
     """A digest of everything that determines the decoded data (see the module docstring)."""
+    classes, _, splits, texts = listing
     digest = hashlib.sha256()
     digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
     digest.update(repr(classes).encode() + b"\0")
@@ -718,10 +682,9 @@ def _fingerprint(
 
 
 def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
-    """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``,
-    each by ``resnetlib.images.decode_image`` (its header checked before any pixel is
-    decoded). A few threads decode ahead, each in a copy of the command's context (so the
-    gate records the images as its inputs)."""
+    """Decode image files (``images.decode_image``) to one uint8 N x 3 x H x W tensor, resized
+    when ``size``, in a few threads, each in a copy of the command's context (so the gate
+    records the images as its inputs)."""
     from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
 
     optional_import("PIL.Image", "Pillow is needed to load this data", "train")
@@ -745,10 +708,9 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
                 image = future.result()
                 if out is None:
                     out = torch.empty(len(files), *image.shape, dtype=torch.uint8)
-                    first = file
                 elif image.shape != out.shape[1:]:
                     raise DataError(
-                        f"{root}: images differ in size ({printable(str(first))} is "
+                        f"{root}: images differ in size ({printable(str(files[0]))} is "
                         f"{tuple(out.shape[2:])}, {printable(str(file))} "
                         f"{tuple(image.shape[1:])}); pass image_size to resize"
                     )
@@ -760,16 +722,11 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
 
 
 def _decode_cached(
-    root: Path,
-    size: int | None,
-    classes: tuple[str, ...],
-    name: str,
-    splits: _Splits,
-    texts: dict[Path, str],
+    root: Path, size: int | None, listing: _Listing
 ) -> tuple[ImageDataset, ImageDataset]:
-    """The listed images, from the cache when its fingerprint is unchanged, else decoded
-    (and cached)."""
-    fingerprint = _fingerprint(root, splits, classes, size, texts)
+    """The listed images, from the cache when its fingerprint is unchanged, else decoded."""
+    classes, name, splits, _ = listing
+    fingerprint = _fingerprint(root, size, listing)
     if "RESNETLIB_CACHE_DIR" in os.environ:
         cache = Path(os.environ["RESNETLIB_CACHE_DIR"])
     else:
@@ -783,11 +740,7 @@ def _decode_cached(
                 stored = torch.load(file, map_location="cpu", weights_only=True)
         except Exception:  # a damaged cache is rebuilt
             pass
-    if not (
-        isinstance(stored, dict)
-        and stored.get("version") == _CACHE_VERSION
-        and stored.get("fingerprint") == fingerprint
-    ):
+    if not isinstance(stored, dict) or stored.get("fingerprint") != fingerprint:  # has the version
         stored = {"classes": list(classes), "version": _CACHE_VERSION, "fingerprint": fingerprint}
         for split, (files, targets) in splits.items():
             stored[f"{split}_images"] = _decode(files, size, root)

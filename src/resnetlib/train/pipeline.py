@@ -77,11 +77,7 @@ def _as_image_stat(
     tensor = torch.as_tensor(value, dtype=torch.float32)
     if tensor.dim() == 1 and tensor.numel() == shape[0]:
         tensor = tensor.view(-1, 1, 1)
-    if (
-        tensor.dim() != 3
-        or tensor.shape[0] != shape[0]
-        or tensor.shape[1:] not in ((1, 1), shape[1:])
-    ):
+    if tensor.shape not in ((shape[0], 1, 1), shape):
         raise ValueError(
             f"{name} must hold one value per channel ({shape[0]}) or be a C x H x W image "
             f"{shape}; got shape {tuple(tensor.shape)}"
@@ -131,16 +127,14 @@ def augment_batch(
 
 
 class DeviceLoader:
-    """Batches of ``((images / 255 - mean) / std, labels)`` from a data set held on ``device``.
-
+    """Batches of ``((images / 255 - mean) / std, labels)`` from a data set held on ``device``:
     ``mean`` and ``std`` hold one value per channel (a model's ``pretrained_cfg``) or are
     C x H x W images; ``std=None`` divides by nothing. Yields float32 images (channels_last
     when asked) and int64 labels on ``device``, cropped and flipped by ``augment`` (None: the
     test path, unchanged). Rank ``rank`` takes every ``world_size``-th index of the epoch's
     order, padded by wrapping around (or cut, with ``drop_last``) as ``DistributedSampler``
     does. Call :meth:`set_epoch` before each epoch for a new order. The images are held as
-    uint8, zero-padded once when ``augment`` pads (CIFAR: 240 MB), so crops are one gather.
-    """
+    uint8, zero-padded once when ``augment`` pads (CIFAR: 240 MB), so crops are one gather."""
 
     def __init__(
         self,

@@ -81,14 +81,12 @@ def degradation(
     progress: bool = True,
     announce: Callable[[int, str, Path], None] | None = None,
 ) -> DegradationReport:
-    """Train ``models`` on the built-in digits by one recipe and draw Figure 6.
-
-    Each model trains in ``out/<name>/`` (a run directory of :func:`fit`; an interrupted
-    one resumes) from ``torch.manual_seed(seed)``; ``out/degradation.png`` draws them all.
+    """Train ``models`` on the built-in digits by one recipe and draw Figure 6: each model
+    trains in ``out/<name>/`` (a :func:`fit` run directory; an interrupted one resumes) from
+    ``torch.manual_seed(seed)``, and ``out/degradation.png`` draws them all.
     ``zero_init_residual=True`` also trains ResNet-56 with its residual branches' last norm
     at zero (``out/resnet56-zero-init/``, drawn against ResNet-56 in ``zero-init.png``).
-    ``announce(index, label, run_dir)`` is called as each model starts (index from 1).
-    """
+    ``announce(index, label, run_dir)`` is called as each model starts (index from 1)."""
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
     shape: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": data.image_shape[0]}
@@ -155,9 +153,8 @@ _TABLE6_COLUMNS = (
 
 @dataclass(frozen=True)
 class Table6Run:
-    """One model and seed: its final test error (a fraction), the seconds its run took
-    (training and evaluation, summed over resumes), and whether this call trained it
-    (``False``: it was finished already and read from its directory)."""
+    """One model and seed: its final test error (a fraction), the seconds its run took (summed
+    over resumes), and whether this call trained it (else it was read, finished already)."""
 
     model: str
     seed: int
@@ -210,8 +207,8 @@ class Table6Report:
         return rows
 
     def table(self) -> str:
-        """Table 6 as Markdown: mean +- std and min test error over seeds beside the
-        paper's and akamaster's, then each run's error and wall time."""
+        """Table 6 as Markdown: mean +- std and min test error over seeds beside the paper's
+        and akamaster's, then each run's error and wall time."""
 
         def pct(value: float) -> str:
             return "" if math.isnan(value) else f"{value:.2f}%"
@@ -357,17 +354,14 @@ def table6(
         else:
             parameters[name] = _parameter_count(run_dir)
         runs.append(Table6Run(name, seed, run_dir, *done, trained=trained))
-    report = Table6Report(
-        out=root, runs=tuple(runs), parameters=parameters, val_size=changes["val_size"]
-    )
+    report = Table6Report(root, tuple(runs), parameters, val_size=changes["val_size"])
     atomic_write(report.markdown_path, lambda file: file.write((report.table() + "\n").encode()))
     atomic_write(report.csv_path, lambda file: file.write(report.csv_text().encode()))
     return report
 
 
 def _parameter_count(run_dir: Path) -> int:
-    """Parameters of the network a finished run in ``run_dir`` trained (its ``spec.json``),
-    built on the meta device."""
+    """Parameters of the network the finished run in ``run_dir`` trained (its ``spec.json``)."""
     path = run_dir / "spec.json"
     try:
         spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
