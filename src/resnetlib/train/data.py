@@ -5,12 +5,14 @@
 and CIFAR-100 python batches (with their published statistics; read by an unpickler that
 admits only numpy arrays, so a file that carries code runs nothing), TinyImageNet-200 (its
 labelled ``val`` is the test split) and image folders (``train/<class>/*`` beside the first
-of ``val``, ``valid``, ``test``). Image files are decoded once with Pillow (an image of more
-pixels than the run needs, ``MAX_IMAGE_PIXELS``, is refused from its header) and cached
-under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
-``~/.cache/resnetlib``), keyed by everything that determines the decoded data, so it never
-serves stale data; where it cannot be written it is skipped with a warning. Every problem
-with a path is a one-line ``DataError`` naming the path and what was expected.
+of ``val``, ``valid``, ``test``).
+
+Image files are decoded once with Pillow (an image of more pixels than the run needs,
+``MAX_IMAGE_PIXELS``, is refused from its header) and cached under ``$RESNETLIB_CACHE_DIR``
+(default ``$XDG_CACHE_HOME/resnetlib`` or ``~/.cache/resnetlib``), keyed by everything that
+determines the decoded data, so it never serves stale data; where it cannot be written it is
+skipped with a warning. Every problem with a path is a one-line ``DataError`` naming the path
+and what was expected.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,7 +137,7 @@ class DataSplits:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the images."""
-        c, h, w = (int(n) for n in self.train.images.shape[1:])
+        c, h, w = self.train.images.shape[1:]
         return c, h, w
 
     def sizes(self) -> dict[str, int]:
@@ -685,8 +688,6 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
     """Decode image files (``images.decode_image``) to one uint8 N x 3 x H x W tensor, resized
     when ``size``, in a few threads, each in a copy of the command's context (so the gate
     records the images as its inputs)."""
-    from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
-
     optional_import("PIL.Image", "Pillow is needed to load this data", "train")
     one = functools.partial(
         decode_image,

@@ -30,10 +30,9 @@ held on the device, so ``pad`` costs memory in proportion to ``(H + 2 pad) * (W 
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation; the defaults are the paper's CIFAR augmentation (section 4.2):
-    a crop of the original size at a uniformly random offset of the image padded with ``pad``
-    zeros on every side (``pad=0``: no crop), mirrored left-right with probability 1/2 when
-    ``flip``."""
+    """Training augmentation, by default the paper's CIFAR one (section 4.2): a crop of the
+    original size at a uniformly random offset of the image padded with ``pad`` zeros on every
+    side (``pad=0``: no crop), mirrored left-right with probability 1/2 when ``flip``."""
 
     pad: int = 4
     flip: bool = True
@@ -158,7 +157,7 @@ class DeviceLoader:
             raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
         if augment is not None and not isinstance(augment, Augment):
             raise ValueError(f"augment must be an Augment or None, got {type(augment).__name__}")
-        shape = tuple(int(n) for n in dataset.images.shape[1:])
+        shape = tuple(dataset.images.shape[1:])
         mean = _as_image_stat("mean", mean, shape)
         scale = torch.ones(1, 1, 1) if std is None else _as_image_stat("std", std, shape)
         if not bool((scale > 0).all()):
@@ -196,9 +195,8 @@ class DeviceLoader:
         return -(-self.num_samples // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s order and augmentation draws for the next iteration; the
-        epoch of a loaded state keeps its position (``load_state_dict`` then ``set_epoch``
-        resumes mid-epoch)."""
+        """Use epoch ``epoch``'s order and augmentation draws for the next iteration (the epoch
+        of a loaded state keeps its position: ``load_state_dict`` resumes mid-epoch)."""
         if epoch != self.epoch:
             self._resume_at = 0
         self.epoch = epoch
