@@ -1,45 +1,25 @@
 """Image classification data sets read from the formats they are published in.
 
-:func:`load_data` detects the layout of a path and returns uint8 image tensors with int64
-labels, on the CPU:
+``load_data`` returns uint8 images with int64 labels, on the CPU, from scikit-learn's 8x8
+``"digits"`` (built in; a fixed stratified 1,500 / 297 split, whatever ``seed`` is), CIFAR-10
+and CIFAR-100 python batches (with their published statistics; read by an unpickler that
+admits only numpy arrays, so a file that carries code runs nothing), TinyImageNet-200 (its
+labelled ``val`` is the test split) and image folders (``train/<class>/*`` beside the first
+of ``val``, ``valid``, ``test``).
 
-- ``"digits"``: scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), built in,
-  no path needed. Values 0..16 are scaled to 0..255, upscaled to ``image_size`` (default 16)
-  with bilinear interpolation and repeated to 3 channels, so any 3-channel model takes them.
-  The train/test split is fixed: 1,500 / 297 images, stratified by class
-  (``sklearn.model_selection.train_test_split(..., random_state=0)``), whatever ``seed`` is.
-- CIFAR-10 (``cifar-10-batches-py``: ``data_batch_1`` .. ``data_batch_5``, ``test_batch``,
-  ``batches.meta``) and CIFAR-100 (``cifar-100-python``: ``train``, ``test``, ``meta``; fine
-  or coarse labels). These files are pickles; they are read by an unpickler that admits only
-  the globals a numpy array needs, so a file that carries code is refused and runs nothing.
-- TinyImageNet-200 (``wnids.txt``, ``words.txt``, ``train/<wnid>/images/*.JPEG``,
-  ``val/images`` with ``val/val_annotations.txt``; its unlabelled ``test`` is not used, the
-  labelled ``val`` serves as the test split).
-- An image folder: ``root/train/<class>/*`` and ``root/val/<class>/*``,
-  ``root/valid/<class>/*`` or ``root/test/<class>/*`` (the first present; PNG, JPEG, BMP,
-  ...), classes sorted by name.
-
-CIFAR-10 and CIFAR-100 carry their published statistics (``ImageDataset.statistics``);
-``data_statistics()`` computes the others' from their training split.
-
-Image folders are decoded once with Pillow and cached as a ``.pt`` file of uint8 tensors
-under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
-``~/.cache/resnetlib``), written atomically. The cache is keyed by everything that determines
-its contents (the loader version, ``image_size``, the class list, each file's name, label,
-size, modification and change times and inode, and the text of ``wnids.txt``, ``words.txt``
-and ``val_annotations.txt``), so it never serves data that differs from a fresh decode; it
-is skipped (with a warning) where it cannot be written. An image's size is read from its
-header before decoding, and one of more pixels than the run needs is refused
-(``MAX_IMAGE_PIXELS``).
-
-Every problem with a path (missing, in no known layout, a damaged or code-carrying file) is a
-:class:`DataError` with a one-line message naming the path and what was expected.
+Image files are decoded once with Pillow (an image of more pixels than the run needs,
+``MAX_IMAGE_PIXELS``, is refused from its header) and cached under ``$RESNETLIB_CACHE_DIR``
+(default ``$XDG_CACHE_HOME/resnetlib`` or ``~/.cache/resnetlib``), keyed by everything that
+determines the decoded data, so it never serves stale data; where it cannot be written it is
+skipped with a warning. Every problem with a path is a one-line ``DataError`` naming the path
+and what was expected.
 """
 
 from __future__ import annotations
 
 import collections
 import contextvars
+import functools
 import hashlib
 import io
 import itertools
@@ -48,31 +28,26 @@ import os
 import pickle
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..common import PathLike, optional_import, printable
 from ..core.data_config import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
-from ..files import inside, open_regular, pickle_opcodes, read_bytes, read_text
+from ..files import atomic_write, inside, open_regular, pickle_opcodes, read_bytes, read_text
 from ..images import bombs_refused, decode_image, pixel_limit
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
 from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
-from ..limits import MAX_PICKLE_BYTES, MAX_TEXT_BYTES
+from ..limits import MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..validate import check_int, is_int
 
-__all__ = [
-    "DataError",
-    "DataSplits",
-    "ImageDataset",
-    "data_layout",
-    "data_statistics",
-    "load_data",
-]
+__all__ = ["DataError", "DataSplits", "ImageDataset", "data_layout", "data_statistics", "load_data"]
 
 DATA_LAYOUTS = (
     '"digits" (built in)',
@@ -95,11 +70,8 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images and labels of one split, on the CPU.
-
-    ``statistics`` is the data set's published per-channel ``(mean, std)`` in [0, 1] (CIFAR's),
-    ``None`` where it publishes none (``data_statistics()`` then computes them).
-    """
+    """Images and labels of one split, on the CPU; ``statistics`` is the data set's published
+    per-channel ``(mean, std)`` in [0, 1] (CIFAR's), else None (``data_statistics`` computes)."""
 
     images: torch.Tensor  # uint8, N x C x H x W
     labels: torch.Tensor  # int64, N
@@ -135,9 +107,7 @@ class ImageDataset:
 
     def subset(self, indices: torch.Tensor) -> ImageDataset:
         """The images at ``indices`` (an int64 index tensor), in that order."""
-        return ImageDataset(
-            self.images[indices], self.labels[indices], self.classes, self.name, self.statistics
-        )
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
 
     def select_classes(self, keep: Sequence[int]) -> ImageDataset:
         """Only the images of classes ``keep`` (indices), relabelled ``0..len(keep)-1`` in
@@ -146,22 +116,14 @@ class ImageDataset:
         mapping[torch.tensor(list(keep), dtype=torch.int64)] = torch.arange(len(keep))
         new = mapping[self.labels]
         chosen = (new >= 0).nonzero().flatten()
-        return ImageDataset(
-            self.images[chosen],
-            new[chosen],
-            tuple(self.classes[i] for i in keep),
-            self.name,
-            self.statistics,
-        )
+        classes = tuple(self.classes[i] for i in keep)
+        return replace(self, images=self.images[chosen], labels=new[chosen], classes=classes)
 
 
 @dataclass(frozen=True)
 class DataSplits:
-    """A data set's splits; ``val`` is held out from the training images when asked for.
-
-    ``source`` records how :func:`load_data` made them (its arguments, JSON types), so that a
-    run can record its data and an evaluation load the same split again.
-    """
+    """A data set's splits (``val`` held out from the training images when asked for) and how
+    :func:`load_data` made them (``source``: its arguments, to load the same splits again)."""
 
     train: ImageDataset
     test: ImageDataset
@@ -175,16 +137,12 @@ class DataSplits:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the images."""
-        c, h, w = (int(n) for n in self.train.images.shape[1:])
+        c, h, w = self.train.images.shape[1:]
         return c, h, w
 
     def sizes(self) -> dict[str, int]:
         """Images per split (``val`` 0 when none is held out)."""
-        return {
-            "train": len(self.train),
-            "val": 0 if self.val is None else len(self.val),
-            "test": len(self.test),
-        }
+        return {"train": len(self.train), "val": len(self.val or ()), "test": len(self.test)}
 
     def hold_out(self, val_size: int, seed: int = 0) -> DataSplits:
         """These splits with ``val_size`` training images held out as ``val``, drawn as
@@ -193,20 +151,27 @@ class DataSplits:
         check_int("val_size", val_size, 0)
         if self.val is not None:
             raise ValueError("hold_out: these splits already hold a validation split")
-        root = Path(str((self.source or {}).get("data", self.train.name)))
-        split = _split_val(self.train, self.test, val_size, seed, root)
         source = None if self.source is None else {**self.source, "val_size": val_size}
-        return replace(split, source=source)
+        if val_size == 0:
+            return replace(self, source=source)
+        train = self.train
+        if val_size >= len(train):
+            root = Path(str((self.source or {}).get("data", train.name)))
+            raise DataError(
+                f"{root}: cannot hold out {val_size} images for validation from a training split "
+                f"of {len(train)}; pass a smaller val_size (--val-size; 0: no validation split)"
+            )
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        val, rest = order[:val_size].sort().values, order[val_size:].sort().values
+        return replace(self, train=train.subset(rest), val=train.subset(val), source=source)
 
     def describe(self) -> str:
         """One line: the data set and its split sizes."""
-        sizes = self.sizes()
-        name = self.train.name
-        c, h, w = self.image_shape
+        sizes, (c, h, w) = self.sizes(), self.image_shape
         val = f" / {sizes['val']:,} val" if sizes["val"] else ""
         return (
-            f"{name}: {sizes['train']:,} train{val} / {sizes['test']:,} test images of "
-            f"{c}x{h}x{w}, {len(self.classes)} classes"
+            f"{self.train.name}: {sizes['train']:,} train{val} / {sizes['test']:,} test images "
+            f"of {c}x{h}x{w}, {len(self.classes)} classes"
         )
 
 
@@ -215,13 +180,9 @@ _STATISTICS_CHUNK = 1 << 22  # values summed at a time: 32 MiB as int64, whateve
 
 def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The per-channel ``(mean, std)`` in [0, 1] of ``dataset``'s images: the published
-    values where the data set has them (``ImageDataset.statistics``), otherwise computed
-    over every pixel of ``dataset`` (the population std, the definition of the published
-    ones) in one pass of exact integer sums over bounded chunks.
-
-    Raises:
-        ValueError: ``dataset`` is empty.
-    """
+    values where it has them (``ImageDataset.statistics``), otherwise computed exactly over
+    every pixel (the population std, as the published ones are); an empty ``dataset`` is a
+    ValueError."""
     if dataset.statistics is not None:
         return dataset.statistics
     images = dataset.images
@@ -229,8 +190,7 @@ def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[flo
     pixels = count * int(images.shape[2]) * int(images.shape[3])
     if pixels == 0:
         raise ValueError(f"cannot compute the statistics of {dataset.name}: it has no pixels")
-    sums = torch.zeros(channels, dtype=torch.int64)
-    squares = torch.zeros(channels, dtype=torch.int64)
+    sums, squares = torch.zeros(2, channels, dtype=torch.int64)
     step = max(1, _STATISTICS_CHUNK // max(1, images[0].numel()))
     for start in range(0, count, step):
         chunk = images[start : start + step].to(torch.int64).transpose(0, 1).reshape(channels, -1)
@@ -238,10 +198,7 @@ def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[flo
         squares += (chunk * chunk).sum(1)
     mean = sums.double() / pixels
     variance = (squares.double() / pixels - mean * mean).clamp_min(0.0)
-    return (
-        tuple((mean / 255).tolist()),
-        tuple((variance.sqrt() / 255).tolist()),
-    )
+    return tuple((mean / 255).tolist()), tuple((variance.sqrt() / 255).tolist())
 
 
 def load_data(
@@ -259,21 +216,19 @@ def load_data(
     ``val_size`` images are held out from the training split as ``val`` (a random choice fixed
     by ``seed``; the rest stay in their order): ``val_size=5000`` on CIFAR-10 gives the
     paper's 45k/5k split. ``labels="coarse"`` picks CIFAR-100's 20 superclasses.
-    ``image_size`` resizes (square); it defaults to 16 for digits and to the native size
-    elsewhere (an image folder whose images differ in size needs it). ``classes`` keeps only
-    those classes (names or indices), relabelled ``0..len(classes)-1`` in the order given,
-    before the validation split is drawn. The result's ``source`` records these arguments.
+    ``image_size`` resizes (square); it defaults to 16 for digits (upscaled bilinearly from
+    8x8, repeated to 3 channels) and to the native size elsewhere (an image folder whose
+    images differ in size needs it). ``classes`` keeps only those classes (names or
+    indices), relabelled ``0..len(classes)-1`` in the order given, before the validation
+    split is drawn. The result's ``source`` records these arguments.
     ``before_decoding(class_names, channels, name)`` is called once the classes are known
-    from the listing (after ``classes``), before any image is decoded or cached: what it
-    raises stops the load (the commands check a model's classes with it).
+    (after ``classes``), before any image is decoded or cached: what it raises stops the load.
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
     check_int("val_size", val_size, 0)
     if image_size is not None and (not is_int(image_size) or image_size < 1):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
-    from ..core.spec import MAX_IMAGE_SIDE
-
     if image_size is not None and image_size > MAX_IMAGE_SIDE:
         raise ValueError(
             f"image_size must be <= {MAX_IMAGE_SIDE} (resnetlib.core.spec.MAX_IMAGE_SIDE), "
@@ -282,38 +237,32 @@ def load_data(
     kind, root = data_layout(source), Path(source)
     if labels == "coarse" and kind != "cifar100":
         raise DataError(f"{root}: coarse labels exist only for CIFAR-100, this is {kind}")
-
-    def listed(found: tuple[str, ...], name: str) -> None:
-        keep = None if classes is None else _class_indices(classes, found, root)
-        if before_decoding is not None:
-            before_decoding(found if keep is None else tuple(found[i] for i in keep), 3, name)
-
+    listing = None
     if kind == "digits":
-        train, test = _load_digits(16 if image_size is None else image_size)
-    elif kind == "cifar10":
-        train, test = _load_cifar10(root)
-    elif kind == "cifar100":
-        train, test = _load_cifar100(root, labels)
-    else:  # image files: listed() runs before any is decoded
-        load = _load_tinyimagenet if kind == "tinyimagenet" else _load_folder
-        train, test = load(root, image_size, listed)
-    if kind in ("digits", "cifar10", "cifar100"):  # arrays, nothing to decode
-        listed(train.classes, train.name)
-    if image_size is not None and kind in ("cifar10", "cifar100"):
+        train, test = _load_digits(image_size or 16)
+    elif kind in ("cifar10", "cifar100"):
+        train, test = _load_cifar(root, kind, labels)
+    else:  # image files: listed and their classes checked before any is decoded
+        listing = (_list_tinyimagenet if kind == "tinyimagenet" else _list_folder)(root)
+    found, name = (train.classes, train.name) if listing is None else listing[:2]
+    keep = None if classes is None else _class_indices(classes, found, root)
+    if before_decoding is not None:
+        before_decoding(found if keep is None else tuple(found[i] for i in keep), 3, name)
+    if listing is not None:
+        train, test = _decode_cached(root, image_size, listing)
+    elif image_size is not None and kind != "digits":
         train, test = _resize(train, image_size), _resize(test, image_size)
-    keep = None if classes is None else _class_indices(classes, train.classes, root)
     if keep is not None:
         train, test = train.select_classes(keep), test.select_classes(keep)
-    splits = _split_val(train, test, val_size, seed, root)
     record = {
         "data": "digits" if kind == "digits" else str(root),
         "labels": labels,
         "image_size": image_size,
-        "val_size": val_size,
+        "val_size": 0,  # hold_out records val_size
         "seed": seed,
         "classes": None if keep is None else list(train.classes),
     }
-    return DataSplits(train=splits.train, test=splits.test, val=splits.val, source=record)
+    return DataSplits(train, test, source=record).hold_out(val_size, seed)
 
 
 def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Path) -> list[int]:
@@ -337,18 +286,13 @@ def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Pa
     return indices
 
 
-# --------------------------------------------------------------------------------------
-# Layout detection
-# --------------------------------------------------------------------------------------
+# -- layout detection ------------------------------------------------------------------
 
 
 def data_layout(source: PathLike) -> str:
-    """The layout :func:`load_data` reads ``source`` as, without reading an image:
-    ``"digits"``, ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` or ``"folder"``.
-
-    Raises:
-        DataError: ``source`` is missing or in no known layout.
-    """
+    """The layout :func:`load_data` reads ``source`` as, without reading an image: ``"digits"``,
+    ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` or ``"folder"``; a ``DataError`` when
+    ``source`` is missing or in no known layout."""
     if isinstance(source, str) and source == "digits":
         return "digits"
     root = Path(source)
@@ -370,43 +314,19 @@ def data_layout(source: PathLike) -> str:
     raise DataError(f"{root}: in no known data layout; known layouts: {'; '.join(DATA_LAYOUTS)}")
 
 
-def _split_val(
-    train: ImageDataset, test: ImageDataset, val_size: int, seed: int, root: Path
-) -> DataSplits:
-    if val_size == 0:
-        return DataSplits(train=train, test=test)
-    if val_size >= len(train):
-        raise DataError(
-            f"{root}: cannot hold out {val_size} images for validation from a training split "
-            f"of {len(train)}; pass a smaller val_size (--val-size; 0: no validation split)"
-        )
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
-    return DataSplits(train=train.subset(train_idx), test=test, val=train.subset(val_idx))
-
-
 def _resize(dataset: ImageDataset, size: int) -> ImageDataset:
     if dataset.images.shape[-2:] == (size, size):
         return dataset
     images = F.interpolate(
         dataset.images.float(), size=(size, size), mode="bilinear", antialias=True
     )
-    images = images.round_().clamp_(0, 255).to(torch.uint8)
-    return ImageDataset(images, dataset.labels, dataset.classes, dataset.name, dataset.statistics)
-
-
-def _require(module: str, package: str) -> Any:
-    return optional_import(module, f"{package} is needed to load this data", "train")
-
-
-# --------------------------------------------------------------------------------------
-# Built-in digits
-# --------------------------------------------------------------------------------------
+    return replace(dataset, images=images.round_().clamp_(0, 255).to(torch.uint8))
 
 
 def _load_digits(size: int) -> tuple[ImageDataset, ImageDataset]:
-    datasets = _require("sklearn.datasets", "scikit-learn")
-    selection = _require("sklearn.model_selection", "scikit-learn")
+    needs = "scikit-learn is needed to load this data"
+    datasets = optional_import("sklearn.datasets", needs, "train")
+    selection = optional_import("sklearn.model_selection", needs, "train")
     bunch = datasets.load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32)  # 1797 x 8 x 8, 0..16
     images = (images * (255.0 / 16.0)).round_().unsqueeze(1)
@@ -414,22 +334,14 @@ def _load_digits(size: int) -> tuple[ImageDataset, ImageDataset]:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     images = images.round_().clamp_(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     targets = torch.as_tensor(bunch.target, dtype=torch.int64)
-    train_idx, test_idx = selection.train_test_split(
-        list(range(len(targets))),
-        test_size=DIGITS_TEST_SIZE,
-        random_state=0,
-        stratify=bunch.target,
+    train, test = selection.train_test_split(
+        list(range(len(targets))), test_size=DIGITS_TEST_SIZE, random_state=0, stratify=bunch.target
     )
-    classes = tuple(str(c) for c in range(10))
-    full = ImageDataset(images, targets, classes, "digits")
-    train_t = torch.as_tensor(sorted(train_idx), dtype=torch.int64)
-    test_t = torch.as_tensor(sorted(test_idx), dtype=torch.int64)
-    return full.subset(train_t), full.subset(test_t)
+    full = ImageDataset(images, targets, tuple("0123456789"), "digits")
+    return full.subset(torch.tensor(sorted(train))), full.subset(torch.tensor(sorted(test)))
 
 
-# --------------------------------------------------------------------------------------
-# CIFAR python batches, through a restricted unpickler
-# --------------------------------------------------------------------------------------
+# -- CIFAR python batches, through a restricted unpickler ------------------------------
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
@@ -439,12 +351,32 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin-1")
 
 
-_ARRAY_KINDS = "biuf"  # bool, signed, unsigned, float: what a CIFAR batch holds
+def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> Any:
+    """``numpy.core.numeric._frombuffer`` (protocol 5 pickles): an array of the ``raw``
+    bytes, refused unless its shape and dtype claim exactly those bytes."""
+    if not isinstance(dtype, np.dtype) or (
+        dtype.kind not in "biuf"  # bool, signed, unsigned, float: what a CIFAR batch holds
+        or dtype.hasobject
+        or dtype.names is not None
+        or dtype.subdtype is not None
+    ):
+        raise pickle.UnpicklingError(f"an array of dtype {dtype!r} (only numbers are allowed)")
+    if not isinstance(shape, tuple) or not all(is_int(d) and d >= 0 for d in shape):
+        raise pickle.UnpicklingError(f"an array shape must be a tuple of ints >= 0; got {shape!r}")
+    if not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
+        raise pickle.UnpicklingError(f"array data must be bytes; got {type(raw).__name__}")
+    claimed = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    held = (view := memoryview(raw)).nbytes
+    if claimed != held:
+        raise pickle.UnpicklingError(
+            f"an array claims shape {shape} of {dtype} ({claimed} bytes) but holds {held} bytes"
+        )
+    return np.frombuffer(view, dtype=dtype).reshape(shape, order=order)
 
 
 class _PendingArray:
-    """An ndarray a pickle asked for, made in ``__setstate__`` once its claimed shape is
-    checked against the bytes the pickle actually holds (never allocated from a claim)."""
+    """An ndarray a pickle asked for, made in ``__setstate__`` from the bytes the pickle
+    holds (never allocated from a claimed shape)."""
 
     array: Any = None
 
@@ -456,75 +388,37 @@ class _PendingArray:
             )
 
     def __setstate__(self, state: Any) -> None:
-        np = _require("numpy", "numpy")
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise pickle.UnpicklingError("an ndarray's state must be a 4- or 5-tuple")
         shape, dtype, fortran, raw = state[-4:]
-        _check_claim(shape, dtype, raw)
-        array = np.frombuffer(raw, dtype=dtype)
-        self.array = array.reshape(shape, order="F" if fortran else "C")
-
-
-def _check_claim(shape: Any, dtype: Any, raw: Any) -> None:
-    """Refuse an array whose shape and dtype claim other than the ``raw`` bytes it holds."""
-    np = _require("numpy", "numpy")
-    if not isinstance(dtype, np.dtype) or (
-        dtype.kind not in _ARRAY_KINDS
-        or dtype.hasobject
-        or dtype.names is not None
-        or dtype.subdtype is not None
-    ):
-        raise pickle.UnpicklingError(f"an array of dtype {dtype!r} (only numbers are allowed)")
-    if not isinstance(shape, tuple) or not all(is_int(d) and d >= 0 for d in shape):
-        raise pickle.UnpicklingError(f"an array shape must be a tuple of ints >= 0; got {shape!r}")
-    if not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
-        raise pickle.UnpicklingError(f"array data must be bytes; got {type(raw).__name__}")
-    claimed = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
-    held = memoryview(raw).nbytes
-    if claimed != held:
-        raise pickle.UnpicklingError(
-            f"an array claims shape {shape} of {dtype} ({claimed} bytes) but holds {held} bytes"
-        )
+        self.array = _frombuffer(raw, dtype, shape, "F" if fortran else "C")
 
 
 def _reconstruct(subtype: Any, shape: Any, code: Any) -> _PendingArray:
     """``numpy.core.multiarray._reconstruct`` as numpy's pickles call it: an empty array."""
     if subtype is not _PendingArray or shape != (0,):
         raise pickle.UnpicklingError(
-            f"_reconstruct({'numpy.ndarray' if subtype is _PendingArray else subtype!r}, "
-            f"{shape!r}) is not how "
-            "numpy pickles an array (it allocates what the file claims)"
+            f"_reconstruct({'numpy.ndarray' if subtype is _PendingArray else subtype!r}, {shape!r})"
+            " is not how numpy pickles an array (it allocates what the file claims)"
         )
     return _PendingArray()
 
 
-def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
-    """``numpy.core.numeric._frombuffer`` (protocol 5 pickles), with the claim checked."""
-    np = _require("numpy", "numpy")
-    _check_claim(shape, dtype, buffer)
-    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
-
-
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    np = _require("numpy", "numpy")
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): _PendingArray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-    }
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = _reconstruct
-        allowed[(f"{package}.numeric", "_frombuffer")] = _frombuffer
-    return allowed
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): _PendingArray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # numpy 1
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy 2
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+}
 
 
 def _unwrap_arrays(value: Any, budget: list[int]) -> Any:
-    """``value`` with each :class:`_PendingArray` replaced by its array (in dicts and lists).
-
-    Each object visited spends one of ``budget[0]``, the pickle's opcode count: a pickle
-    without shared references never runs out, one whose lists reference each other (twice
-    the last at each level) is refused at once instead of unfolding 2**80 objects.
-    """
+    """``value`` with each ``_PendingArray`` replaced by its array (in dicts and lists); each
+    object visited spends one of ``budget[0]`` (the pickle's opcode count), so lists that
+    reference each other are refused at once instead of unfolding 2**80 objects."""
     budget[0] -= 1
     if budget[0] < 0:
         raise pickle.UnpicklingError(
@@ -545,14 +439,13 @@ def _unwrap_arrays(value: Any, budget: list[int]) -> Any:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, strings, numbers and numpy arrays; refuses every other global."""
 
-    def __init__(self, file: IO[bytes], path: Path, allowed: dict[tuple[str, str], Any]) -> None:
-        super().__init__(file, encoding="bytes")
+    def __init__(self, raw: bytes, path: Path) -> None:
+        super().__init__(io.BytesIO(raw), encoding="bytes")
         self._path = path
-        self._allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return self._allowed[(module, name)]
+            return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise DataError(
                 f"{self._path}: refused to load: the pickle asks for {module}.{name}, "
@@ -564,19 +457,13 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle as a dict with str keys, or DataError.
-
-    The file is read whole through the one reader (a regular file, at most
-    ``MAX_PICKLE_BYTES`` read), its opcodes and memo checked (:func:`~resnetlib.files
-    .pickle_opcodes`), then unpickled from memory: a length the pickle claims beyond its
-    bytes ends the read, every array's shape is checked against the bytes it holds before
-    anything is made of it, and the objects visited are bounded by the opcodes.
-    """
-    allowed = _numpy_globals()
+    """A CIFAR pickle as a dict with str keys, or DataError: read whole (at most
+    ``MAX_PICKLE_BYTES``), its opcodes and memo checked (``files.pickle_opcodes``), then
+    unpickled from memory with every array's claim checked against the bytes it holds."""
     try:
         raw = read_bytes(path, limit=MAX_PICKLE_BYTES, what="a CIFAR python batch", error=DataError)
         budget = [pickle_opcodes(raw, where=str(path), what="CIFAR python batch", error=DataError)]
-        data = _unwrap_arrays(_ArrayUnpickler(io.BytesIO(raw), path, allowed).load(), budget)
+        data = _unwrap_arrays(_ArrayUnpickler(raw, path).load(), budget)
     except DataError:
         raise
     except FileNotFoundError:
@@ -602,124 +489,73 @@ def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
     return batch[key]
 
 
-def _names(meta: dict[str, Any], key: str, path: Path) -> tuple[str, ...]:
-    names = _field(meta, key, path)
-    if not isinstance(names, list):
-        raise DataError(f"{path}: {key!r} must be a list of names")
-    return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
-
-
 def _cifar_labels(labels: Any, key: str, classes: int, path: Path) -> Any:
     """``labels`` as an int64 array, refusing non-integers (5.9 is not 5) and any label
     outside ``0 .. classes - 1``."""
-    np = _require("numpy", "numpy")
     if isinstance(labels, np.ndarray):
         if labels.dtype.kind not in "iu" or labels.ndim != 1:
             raise DataError(
                 f"{path}: {key!r} must be integers (a 1-D integer array or list); got an "
                 f"array of {labels.dtype} with shape {labels.shape}"
             )
-        values = labels
     elif isinstance(labels, list):
         bad = next((v for v in labels if not is_int(v)), None)
         if bad is not None:
             raise DataError(f"{path}: {key!r} must be a list of integers; holds {bad!r}")
-        values = labels
     else:
         raise DataError(f"{path}: {key!r} must be a list of integers; got {type(labels).__name__}")
-    if len(values):
-        low, high = min(values), max(values)
+    if len(labels):
+        low, high = min(labels), max(labels)
         if low < 0 or high >= classes:
             raise DataError(
                 f"{path}: {key!r} holds label {low if low < 0 else high}, outside "
                 f"0..{classes - 1} ({classes} classes in the meta file)"
             )
-    return np.asarray(values, dtype=np.int64)
+    return np.asarray(labels, dtype=np.int64)
 
 
-def _cifar_arrays(path: Path, label_key: str, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    np = _require("numpy", "numpy")
-    batch = _read_pickle(path)
-    data, labels = _field(batch, "data", path), _field(batch, label_key, path)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-        raise DataError(f"{path}: 'data' must be a uint8 numpy array (N x 3072)")
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DataError(
-            f"{path}: 'data' has shape {data.shape}, expected (N, 3072): N 3x32x32 images"
-        )
-    targets = _cifar_labels(labels, label_key, classes, path)
-    if targets.shape != (data.shape[0],):
-        raise DataError(
-            f"{path}: {data.shape[0]} images but {label_key!r} has shape {targets.shape}"
-        )
-    images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32).copy())
-    return images, torch.from_numpy(targets.copy())
-
-
-def _cifar_dataset(
-    paths: Sequence[Path], label_key: str, classes: tuple[str, ...], name: str
+def _cifar_split(
+    paths: Sequence[Path], key: str, classes: tuple[str, ...], name: str
 ) -> ImageDataset:
-    parts = [_cifar_arrays(path, label_key, len(classes)) for path in paths]
-    images = torch.cat([p[0] for p in parts])
-    targets = torch.cat([p[1] for p in parts])
-    published = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
-    return ImageDataset(images, targets, classes, name, published[name])
-
-
-def _load_cifar10(root: Path) -> tuple[ImageDataset, ImageDataset]:
-    meta_path = root / "batches.meta"
-    classes = _names(_read_pickle(meta_path), "label_names", meta_path)
-    batches = [root / f"data_batch_{i}" for i in range(1, 6)]
-    train = _cifar_dataset(batches, "labels", classes, "cifar10")
-    test = _cifar_dataset([root / "test_batch"], "labels", classes, "cifar10")
-    return train, test
-
-
-def _load_cifar100(root: Path, labels: str) -> tuple[ImageDataset, ImageDataset]:
-    meta_path = root / "meta"
-    classes = _names(_read_pickle(meta_path), f"{labels}_label_names", meta_path)
-    key = f"{labels}_labels"
-    train = _cifar_dataset([root / "train"], key, classes, "cifar100")
-    test = _cifar_dataset([root / "test"], key, classes, "cifar100")
-    return train, test
-
-
-# --------------------------------------------------------------------------------------
-# Image folders and TinyImageNet-200: decoded once, cached
-# --------------------------------------------------------------------------------------
-
-
-def _cache_dir() -> Path:
-    if "RESNETLIB_CACHE_DIR" in os.environ:
-        return Path(os.environ["RESNETLIB_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "resnetlib"
-
-
-def _fingerprint(
-    root: Path,
-    splits: dict[str, tuple[list[Path], list[int]]],
-    classes: tuple[str, ...],
-    size: int | None,
-    texts: Sequence[Path],
-) -> str:
-    """A digest of everything that determines the decoded data (see the module docstring)."""
-    digest = hashlib.sha256()
-    digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
-    digest.update(repr(classes).encode() + b"\0")
-    for text in texts:
-        content = _read_bytes(text)
-        digest.update(f"{text.relative_to(root)}\0{len(content)}\0".encode() + content)
-    for split in sorted(splits):
-        files, targets = splits[split]
-        digest.update(f"\0split {split} {len(files)}\n".encode())
-        for file, target in zip(files, targets, strict=True):
-            stat = _stat(file)
-            digest.update(
-                f"{file.relative_to(root)}\0{target}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
-                f"{stat.st_ctime_ns}\0{stat.st_ino}\n".encode()
+    images, targets = [], []
+    for path in paths:
+        batch = _read_pickle(path)
+        data, labels = _field(batch, "data", path), _field(batch, key, path)
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+            raise DataError(f"{path}: 'data' must be a uint8 numpy array (N x 3072)")
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise DataError(
+                f"{path}: 'data' has shape {data.shape}, expected (N, 3072): N 3x32x32 images"
             )
-    return digest.hexdigest()
+        labels = _cifar_labels(labels, key, len(classes), path)
+        if labels.shape != (data.shape[0],):
+            raise DataError(f"{path}: {data.shape[0]} images but {key!r} has shape {labels.shape}")
+        images.append(torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32).copy()))
+        targets.append(torch.from_numpy(labels.copy()))
+    published = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
+    return ImageDataset(torch.cat(images), torch.cat(targets), classes, name, published[name])
+
+
+def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, ImageDataset]:
+    if kind == "cifar10":
+        meta, prefix = root / "batches.meta", ""
+        train, test = [root / f"data_batch_{i}" for i in range(1, 6)], [root / "test_batch"]
+    else:
+        meta, prefix = root / "meta", f"{labels}_"
+        train, test = [root / "train"], [root / "test"]
+    key, names_key = f"{prefix}labels", f"{prefix}label_names"
+    names = _field(_read_pickle(meta), names_key, meta)
+    if not isinstance(names, list):
+        raise DataError(f"{meta}: {names_key!r} must be a list of names")
+    classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+    return _cifar_split(train, key, classes, kind), _cifar_split(test, key, classes, kind)
+
+
+# -- image folders and TinyImageNet-200: listed, then decoded once and cached ----------
+
+_Labelled = tuple[list[Path], list[int]]  # image files, their labels
+_Splits = dict[str, _Labelled]  # by split
+_Listing = tuple[tuple[str, ...], str, _Splits, dict[Path, str]]  # classes, name, splits, texts
 
 
 @contextmanager
@@ -733,44 +569,133 @@ def _reading(path: Path) -> Iterator[None]:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
-def _stat(file: Path) -> os.stat_result:
-    with _reading(file):
-        return file.stat()
-
-
-def _read_bytes(path: Path) -> bytes:
-    with _reading(path):
-        return read_bytes(
-            path, limit=MAX_TEXT_BYTES, what="the data set's text file", error=DataError
-        )
-
-
 def _read_text(path: Path) -> str:
-    """A UTF-8 text file's contents (through the one reader), or a DataError naming it."""
     with _reading(path):
         return read_text(path, what="expected the data set's text file", error=DataError)
 
 
-def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
-    """Decode image files to one uint8 N x 3 x H x W tensor (RGB), resized when ``size``,
-    each by :func:`resnetlib.images.decode_image` (its header checked before any pixel is
-    decoded) into one tensor allocated once. A few threads decode ahead, each in a copy of
-    the command's context (so the gate records the images as its inputs)."""
-    from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
+def _listdir(directory: Path) -> list[Path]:
+    with _reading(directory):
+        return sorted(directory.iterdir())
 
-    limit = pixel_limit(size)  # max(4096, MAX_DOWNSCALE * size) ** 2 pixels
-    target = None if size is None else (size, size)
 
-    def one(file: Path) -> torch.Tensor:
-        return decode_image(
-            file,
-            size=target,
-            max_pixels=limit,
-            error=DataError,
-            context=f" for image_size={size}",
+def _labelled_images(folders: Sequence[tuple[Path, int]], empty: str | None) -> _Labelled:
+    """The image files in each folder, with the folder's label; a folder without any is a
+    DataError of message ``empty`` (formatted with ``folder``) unless ``empty`` is None."""
+    files: list[Path] = []
+    targets: list[int] = []
+    for folder, label in folders:
+        found = [p for p in _listdir(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if not found and empty is not None:
+            raise DataError(empty.format(folder=folder, wnid=folder.parent.name))
+        files += found
+        targets += [label] * len(found)
+    return files, targets
+
+
+def _list_folder(root: Path) -> _Listing:
+    test_dir = next((root / n for n in _TEST_FOLDERS if (root / n).is_dir()), root / "test")
+    classes = tuple(p.name for p in _listdir(root / "train") if p.is_dir())
+    if not classes:
+        raise DataError(f"{root / 'train'}: no class folders (expected train/<class>/<images>)")
+    index = {name: i for i, name in enumerate(classes)}
+    empty = f"{{folder}}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))});"
+    splits: _Splits = {}
+    for split, directory in (("train", root / "train"), ("test", test_dir)):
+        folders = [(p, index.get(p.name, -1)) for p in _listdir(directory) if p.is_dir()]
+        for folder, label in folders:
+            if label < 0:
+                raise DataError(f"{folder}: class {folder.name!r} is not among train's classes")
+        splits[split] = _labelled_images(
+            folders, empty + " add images or remove the folder" if split == "train" else None
         )
+        if not splits[split][0]:
+            raise DataError(f"{directory}: no images (expected {directory}/<class>/<images>)")
+    return classes, root.name, splits, {}
 
-    _require("PIL.Image", "Pillow")
+
+def _list_tinyimagenet(root: Path) -> _Listing:
+    wnids_path = root / "wnids.txt"
+    texts = {wnids_path: _read_text(wnids_path)}  # fingerprinted as read
+    wnids = texts[wnids_path].split()
+    if not wnids:
+        raise DataError(f"{wnids_path}: empty (expected one WordNet id per line)")
+    index: dict[str, int] = {}
+    for wnid in wnids:
+        if wnid in index:
+            raise DataError(f"{wnids_path}: {wnid!r} is listed twice; list each WordNet id once")
+        index[wnid] = len(index)
+    words: dict[str, str] = {}
+    if (words_path := root / "words.txt").is_file():
+        texts[words_path] = _read_text(words_path)
+        for line in texts[words_path].splitlines():
+            wnid, _, text = line.partition("\t")
+            if wnid in index:
+                words[wnid] = text.strip()
+    folders = [(root / "train" / wnid / "images", index[wnid]) for wnid in wnids]
+    for folder, _ in folders:
+        if not folder.is_dir():
+            raise DataError(f"{folder}: missing (TinyImageNet-200 expects train/<wnid>/images)")
+    train = _labelled_images(
+        folders, "{folder}: no images for {wnid}; add them or drop {wnid} from wnids.txt"
+    )
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise DataError(
+            f"{annotations}: missing (TinyImageNet-200 expects val/val_annotations.txt)"
+        )
+    texts[annotations] = _read_text(annotations)
+    val_files: list[Path] = []
+    val_targets: list[int] = []
+    for number, line in enumerate(texts[annotations].splitlines(), 1):
+        if not line.strip():
+            continue
+        parts, where = line.split("\t"), f"{annotations}:{number}"
+        if len(parts) < 2 or parts[1] not in index:
+            raise DataError(f"{where}: expected '<file>\\t<wnid>...' with a wnid of wnids.txt")
+        file = inside(root / "val" / "images", parts[0], where=where, error=DataError)
+        if not file.is_file():
+            raise DataError(f"{file}: missing (listed in {annotations})")
+        val_files.append(file)
+        val_targets.append(index[parts[1]])
+    classes = tuple(words.get(w, w) for w in wnids)
+    return classes, "tinyimagenet", {"train": train, "test": (val_files, val_targets)}, texts
+
+
+def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
+    """A digest of everything that determines the decoded data (see the module docstring)."""
+    classes, _, splits, texts = listing
+    digest = hashlib.sha256()
+    digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
+    digest.update(repr(classes).encode() + b"\0")
+    for path, text in texts.items():
+        content = text.encode()
+        digest.update(f"{path.relative_to(root)}\0{len(content)}\0".encode() + content)
+    for split in sorted(splits):
+        files, targets = splits[split]
+        digest.update(f"\0split {split} {len(files)}\n".encode())
+        for file, target in zip(files, targets, strict=True):
+            with _reading(file):
+                stat = file.stat()
+            digest.update(
+                f"{file.relative_to(root)}\0{target}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
+                f"{stat.st_ctime_ns}\0{stat.st_ino}\n".encode()
+            )
+    return digest.hexdigest()
+
+
+def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
+    """Decode image files (``images.decode_image``) to one uint8 N x 3 x H x W tensor, resized
+    when ``size``, in a few threads, each in a copy of the command's context (so the gate
+    records the images as its inputs)."""
+    optional_import("PIL.Image", "Pillow is needed to load this data", "train")
+    one = functools.partial(
+        decode_image,
+        size=None if size is None else (size, size),
+        max_pixels=pixel_limit(size),  # max(4096, MAX_DOWNSCALE * size) ** 2 pixels
+        error=DataError,
+        context=f" for image_size={size}",
+    )
     workers = min(8, os.cpu_count() or 1)
     out: torch.Tensor | None = None
     waiting = iter(files)
@@ -784,10 +709,9 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
                 image = future.result()
                 if out is None:
                     out = torch.empty(len(files), *image.shape, dtype=torch.uint8)
-                    first = file
                 elif image.shape != out.shape[1:]:
                     raise DataError(
-                        f"{root}: images differ in size ({printable(str(first))} is "
+                        f"{root}: images differ in size ({printable(str(files[0]))} is "
                         f"{tuple(out.shape[2:])}, {printable(str(file))} "
                         f"{tuple(image.shape[1:])}); pass image_size to resize"
                     )
@@ -798,166 +722,35 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
     return torch.empty(0, 3, size or 1, size or 1, dtype=torch.uint8) if out is None else out
 
 
-def _cached(
-    root: Path,
-    fingerprint: str,
-    size: int | None,
-    build: Callable[[], dict[str, Any]],
-) -> dict[str, Any]:
-    """``build()``'s tensors, from the cache when its ``fingerprint`` is unchanged."""
+def _decode_cached(
+    root: Path, size: int | None, listing: _Listing
+) -> tuple[ImageDataset, ImageDataset]:
+    """The listed images, from the cache when its fingerprint is unchanged, else decoded."""
+    classes, name, splits, _ = listing
+    fingerprint = _fingerprint(root, size, listing)
+    if "RESNETLIB_CACHE_DIR" in os.environ:
+        cache = Path(os.environ["RESNETLIB_CACHE_DIR"])
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "resnetlib"
     key = hashlib.sha256(f"{root.resolve()}\0{size}".encode()).hexdigest()[:24]
-    path = _cache_dir() / f"{root.name or 'data'}-{key}.pt"
+    path = cache / f"{root.name or 'data'}-{key}.pt"
+    stored: Any = None
     if path.is_file():
         try:
             with open_regular(path, own=True) as file:  # the cache is this loader's own file
                 stored = torch.load(file, map_location="cpu", weights_only=True)
-            if (
-                isinstance(stored, dict)
-                and stored.get("version") == _CACHE_VERSION
-                and stored.get("fingerprint") == fingerprint
-            ):
-                return stored
         except Exception:  # a damaged cache is rebuilt
             pass
-    result = build()
-    result.update(version=_CACHE_VERSION, fingerprint=fingerprint)
-    try:
-        from ..files import atomic_write
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda file: torch.save(result, file))
-    except OSError as error:
-        warnings.warn(f"could not cache decoded images at {path}: {error}", stacklevel=3)
-    return result
-
-
-def _listdir(directory: Path) -> list[Path]:
-    with _reading(directory):
-        return sorted(directory.iterdir())
-
-
-def _images_in(directory: Path) -> list[Path]:
-    return [p for p in _listdir(directory) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-
-
-_Listed = Callable[[tuple[str, ...], str], None]  # load_data's check of the listed classes
-
-
-def _load_folder(
-    root: Path, size: int | None, listed: _Listed
-) -> tuple[ImageDataset, ImageDataset]:
-    test_dir = next(
-        (root / name for name in _TEST_FOLDERS if (root / name).is_dir()), root / "test"
-    )
-    classes = tuple(p.name for p in _listdir(root / "train") if p.is_dir())
-    if not classes:
-        raise DataError(f"{root / 'train'}: no class folders (expected train/<class>/<images>)")
-    index = {name: i for i, name in enumerate(classes)}
-    splits: dict[str, tuple[list[Path], list[int]]] = {}
-    for split, directory in (("train", root / "train"), ("test", test_dir)):
-        files: list[Path] = []
-        targets: list[int] = []
-        for folder in (p for p in _listdir(directory) if p.is_dir()):
-            if folder.name not in index:
-                raise DataError(f"{folder}: class {folder.name!r} is not among train's classes")
-            found = _images_in(folder)
-            if not found and split == "train":
-                raise DataError(
-                    f"{folder}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))});"
-                    " add images or remove the folder"
-                )
-            files += found
-            targets += [index[folder.name]] * len(found)
-        if not files:
-            raise DataError(f"{directory}: no images (expected {directory}/<class>/<images>)")
-        splits[split] = (files, targets)
-    return _build_cached(root, splits, classes, root.name, size, (), listed)
-
-
-def _load_tinyimagenet(
-    root: Path, size: int | None, listed: _Listed
-) -> tuple[ImageDataset, ImageDataset]:
-    wnids_path = root / "wnids.txt"
-    wnids = _read_text(wnids_path).split()
-    if not wnids:
-        raise DataError(f"{wnids_path}: empty (expected one WordNet id per line)")
-    index: dict[str, int] = {}
-    for wnid in wnids:
-        if wnid in index:
-            raise DataError(f"{wnids_path}: {wnid!r} is listed twice; list each WordNet id once")
-        index[wnid] = len(index)
-    words: dict[str, str] = {}
-    texts = [wnids_path]
-    if (root / "words.txt").is_file():
-        texts.append(root / "words.txt")
-        for line in _read_text(root / "words.txt").splitlines():
-            wnid, _, text = line.partition("\t")
-            if wnid in index:
-                words[wnid] = text.strip()
-    classes = tuple(words.get(w, w) for w in wnids)
-
-    train_files: list[Path] = []
-    train_targets: list[int] = []
-    for wnid in wnids:
-        folder = root / "train" / wnid / "images"
-        if not folder.is_dir():
-            raise DataError(f"{folder}: missing (TinyImageNet-200 expects train/<wnid>/images)")
-        found = _images_in(folder)
-        if not found:
-            raise DataError(
-                f"{folder}: no images for {wnid}; add them or drop {wnid} from wnids.txt"
-            )
-        train_files += found
-        train_targets += [index[wnid]] * len(found)
-
-    annotations = root / "val" / "val_annotations.txt"
-    if not annotations.is_file():
-        raise DataError(
-            f"{annotations}: missing (TinyImageNet-200 expects val/val_annotations.txt)"
-        )
-    texts.append(annotations)
-    val_files: list[Path] = []
-    val_targets: list[int] = []
-    for number, line in enumerate(_read_text(annotations).splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        if len(parts) < 2 or parts[1] not in index:
-            raise DataError(
-                f"{annotations}:{number}: expected '<file>\\t<wnid>...' with a wnid of wnids.txt"
-            )
-        val_files.append(
-            inside(
-                root / "val" / "images", parts[0], where=f"{annotations}:{number}", error=DataError
-            )
-        )
-        val_targets.append(index[parts[1]])
-    for file in val_files:
-        if not file.is_file():
-            raise DataError(f"{file}: missing (listed in {annotations})")
-    splits = {"train": (train_files, train_targets), "test": (val_files, val_targets)}
-    return _build_cached(root, splits, classes, "tinyimagenet", size, texts, listed)
-
-
-def _build_cached(
-    root: Path,
-    splits: dict[str, tuple[list[Path], list[int]]],
-    classes: tuple[str, ...],
-    name: str,
-    size: int | None,
-    texts: Sequence[Path],
-    listed: _Listed,
-) -> tuple[ImageDataset, ImageDataset]:
-    listed(classes, name)  # the caller's checks of the classes, before any decoding
-
-    def build() -> dict[str, Any]:
-        result: dict[str, Any] = {"classes": list(classes)}
+    if not isinstance(stored, dict) or stored.get("fingerprint") != fingerprint:  # has the version
+        stored = {"classes": list(classes), "version": _CACHE_VERSION, "fingerprint": fingerprint}
         for split, (files, targets) in splits.items():
-            result[f"{split}_images"] = _decode(files, size, root)
-            result[f"{split}_labels"] = torch.tensor(targets, dtype=torch.int64)
-        return result
-
-    stored = _cached(root, _fingerprint(root, splits, classes, size, texts), size, build)
+            stored[f"{split}_images"] = _decode(files, size, root)
+            stored[f"{split}_labels"] = torch.tensor(targets, dtype=torch.int64)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda file: torch.save(stored, file))
+        except OSError as error:
+            warnings.warn(f"could not cache decoded images at {path}: {error}", stacklevel=3)
     train = ImageDataset(stored["train_images"], stored["train_labels"], classes, name)
     test = ImageDataset(stored["test_images"], stored["test_labels"], classes, name)
     if train.images.shape[1:] != test.images.shape[1:]:

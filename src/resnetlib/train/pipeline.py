@@ -1,18 +1,10 @@
 """Device-resident batches with whole-batch augmentation (the paper's CIFAR pipeline).
 
-:class:`DeviceLoader` copies a data set's uint8 images to the training device once and, per
-batch, gathers the images by index, applies :class:`Augment` to the whole batch with tensor
-ops (zero padding, a random crop of the original size at a per-sample offset, a random
-horizontal flip), scales to [0, 1] and normalizes with the model's per-channel mean and std
-(its ``pretrained_cfg``, timm's and torchvision's convention), so that what a model trained
-with is what it says it expects. No per-sample Python
-runs per batch, so the accelerator never waits on a CPU loader.
-
-Randomness: an epoch's order is ``torch.randperm`` on a CPU generator seeded from
-``(seed, epoch)`` (the same on every rank, so the ranks' shards partition it); its crops and
-flips come from a generator seeded from ``(seed, epoch, rank)``, drawn for the whole epoch
-when iteration starts. Draws on the CPU make a run replay identically on any device, and
-``state_dict`` records the epoch and position so that a resumed run continues exactly.
+``DeviceLoader`` holds a data set's uint8 images on the training device and makes each batch
+with tensor ops alone (a gather, ``Augment``'s crop and flip, normalization), so the
+accelerator never waits on a CPU loader. Its random draws are made on the CPU from seeds of
+``(seed, epoch)`` (the order, the same on every rank) and ``(seed, epoch, rank)`` (crops and
+flips), so a run replays identically on any device and resumes exactly.
 """
 
 from __future__ import annotations
@@ -38,12 +30,9 @@ held on the device, so ``pad`` costs memory in proportion to ``(H + 2 pad) * (W 
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation; the defaults are the paper's CIFAR augmentation (section 4.2).
-
-    ``pad`` zero pixels are added on every side and a crop of the original size is taken at a
-    uniformly random offset (``pad=0``: no crop); ``flip`` mirrors half of the images
-    left-right.
-    """
+    """Training augmentation, by default the paper's CIFAR one (section 4.2): a crop of the
+    original size at a uniformly random offset of the image padded with ``pad`` zeros on every
+    side (``pad=0``: no crop), mirrored left-right with probability 1/2 when ``flip``."""
 
     pad: int = 4
     flip: bool = True
@@ -87,15 +76,7 @@ def _as_image_stat(
     tensor = torch.as_tensor(value, dtype=torch.float32)
     if tensor.dim() == 1 and tensor.numel() == shape[0]:
         tensor = tensor.view(-1, 1, 1)
-    if (
-        tensor.dim() != 3
-        or tensor.shape[0] != shape[0]
-        or tensor.shape[1:]
-        not in (
-            (1, 1),
-            shape[1:],
-        )
-    ):
+    if tensor.shape not in ((shape[0], 1, 1), shape):
         raise ValueError(
             f"{name} must hold one value per channel ({shape[0]}) or be a C x H x W image "
             f"{shape}; got shape {tuple(tensor.shape)}"
@@ -136,34 +117,23 @@ def _crop_flip(
 def augment_batch(
     images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int
 ) -> torch.Tensor:
-    """Crop ``images`` (B x C x H x W) from their ``pad``-zero-padded versions.
-
-    Sample b's crop starts at row ``offsets[b, 0]`` and column ``offsets[b, 1]`` (each in
-    ``[0, 2 * pad]``) of the padded image, so an offset of ``pad`` returns the image itself;
-    where ``flips[b]`` the crop is mirrored left-right. The whole batch at once: no
-    per-sample Python.
-    """
+    """Crop ``images`` (B x C x H x W) from their ``pad``-zero-padded versions: sample b's
+    crop starts at row ``offsets[b, 0]`` and column ``offsets[b, 1]`` (each in ``[0, 2 * pad]``;
+    ``pad`` gives the image itself), mirrored left-right where ``flips[b]``."""
     padded = F.pad(images, (pad, pad, pad, pad))
     index = torch.arange(images.shape[0], device=images.device)
     return _crop_flip(padded, index, offsets, flips, (images.shape[2], images.shape[3]))
 
 
 class DeviceLoader:
-    """Batches of ``((images - mean) / std, labels)`` from a data set held on ``device``.
-
-    ``mean`` and ``std`` hold one value per channel (a model's ``pretrained_cfg`` mean and
-    std) or are C x H x W images; ``std=None`` divides by nothing. Yields float32
-    B x C x H x W images (scaled to [0, 1], then normalized; channels_last when asked) and
-    int64 labels, on ``device``. With ``augment`` every training batch is
-    cropped and flipped (see :class:`Augment`); without it the images pass unchanged (the test
-    path). Rank ``rank`` of ``world_size`` takes every ``world_size``-th index of each epoch's
-    order, after the order is padded by wrapping around (or cut, with ``drop_last``) to a
-    multiple of ``world_size``, as ``torch.utils.data.DistributedSampler`` does: all ranks get
-    the same number of samples. Call :meth:`set_epoch` before each epoch for a new order.
-
-    The device holds the images as uint8, zero-padded once when ``augment`` pads (CIFAR:
-    50,000 x 3 x 40 x 40 bytes, 240 MB), so that a batch's crops are one gather.
-    """
+    """Batches of ``((images / 255 - mean) / std, labels)`` from a data set held on ``device``:
+    ``mean`` and ``std`` hold one value per channel (a model's ``pretrained_cfg``) or are
+    C x H x W images; ``std=None`` divides by nothing. Yields float32 images (channels_last
+    when asked) and int64 labels on ``device``, cropped and flipped by ``augment`` (None: the
+    test path, unchanged). Rank ``rank`` takes every ``world_size``-th index of the epoch's
+    order, padded by wrapping around (or cut, with ``drop_last``) as ``DistributedSampler``
+    does. Call :meth:`set_epoch` before each epoch for a new order. The images are held as
+    uint8, zero-padded once when ``augment`` pads (CIFAR: 240 MB), so crops are one gather."""
 
     def __init__(
         self,
@@ -181,15 +151,13 @@ class DeviceLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ) -> None:
-        if not is_int(batch_size) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not is_int(world_size) or world_size < 1:
-            raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+        check_int("batch_size", batch_size)
+        check_int("world_size", world_size)
         if not is_int(rank) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
         if augment is not None and not isinstance(augment, Augment):
             raise ValueError(f"augment must be an Augment or None, got {type(augment).__name__}")
-        shape = tuple(int(n) for n in dataset.images.shape[1:])
+        shape = tuple(dataset.images.shape[1:])
         mean = _as_image_stat("mean", mean, shape)
         scale = torch.ones(1, 1, 1) if std is None else _as_image_stat("std", std, shape)
         if not bool((scale > 0).all()):
@@ -218,14 +186,8 @@ class DeviceLoader:
         self.epoch = 0
         self._position = 0  # batches yielded in the current epoch
         self._resume_at = 0  # set by load_state_dict: where the next iteration starts
-
-    @property
-    def num_samples(self) -> int:
-        """Samples per epoch for this rank."""
-        n = len(self.labels)
-        if self.drop_last:
-            return n // self.world_size
-        return -(-n // self.world_size)
+        n = len(dataset)
+        self.num_samples = n // world_size if drop_last else -(-n // world_size)  # per epoch
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -233,11 +195,8 @@ class DeviceLoader:
         return -(-self.num_samples // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s order and augmentation draws for the next iteration.
-
-        Setting the epoch a loaded state is in keeps that state's position, so
-        ``load_state_dict(state); set_epoch(state["epoch"])`` resumes mid-epoch.
-        """
+        """Use epoch ``epoch``'s order and augmentation draws for the next iteration (the epoch
+        of a loaded state keeps its position: ``load_state_dict`` resumes mid-epoch)."""
         if epoch != self.epoch:
             self._resume_at = 0
         self.epoch = epoch
@@ -259,15 +218,11 @@ class DeviceLoader:
         indices = cpu_indices.to(self.device, non_blocking=True)
         augment = self.augment
         if augment is not None and (augment.pad or augment.flip):
-            generator = _seeded(self.seed, self.epoch, self.rank)
-            n, pad = len(cpu_indices), augment.pad
-            offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
-            if augment.flip:
-                flips = torch.rand(n, generator=generator) < 0.5
-            else:
-                flips = torch.zeros(n, dtype=torch.bool)
+            generator = _seeded(self.seed, self.epoch, self.rank)  # offsets, then flips
+            n = len(cpu_indices)
+            offsets = torch.randint(0, 2 * augment.pad + 1, (n, 2), generator=generator)
             offsets = offsets.to(self.device, non_blocking=True)
-            flips = flips.to(self.device, non_blocking=True)
+            flips = (torch.rand(n, generator=generator) < 0.5).to(self.device, non_blocking=True)
         else:
             augment = None
 
@@ -288,10 +243,8 @@ class DeviceLoader:
             yield x, self.labels[index]
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch and position (batches handed out in it), plus what must match on resume.
-
-        The state is the same on every rank, so rank 0's serves all ranks on resume.
-        """
+        """Epoch and position (batches handed out in it), plus what must match on resume;
+        the same on every rank, so rank 0's serves all ranks."""
         return {
             "epoch": self.epoch,
             "position": self._position,

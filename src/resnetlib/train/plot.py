@@ -24,11 +24,9 @@ def plot_runs(
     x: str = "iteration",
     dpi: int = 100,
 ) -> Path:
-    """Draw each run's ``train_error`` (dashed) and ``test_error`` (solid) to ``path``.
-
-    ``runs`` maps a label (``"ResNet-56"``) to its metrics rows (as :func:`fit` records
-    them); ``x`` is ``"iteration"`` or ``"epoch"``. Returns the path written.
-    """
+    """Draw each run's ``train_error`` (dashed) and ``test_error`` (solid) against ``x``
+    (``"iteration"`` or ``"epoch"``) to ``path``; ``runs`` maps a label (``"ResNet-56"``) to
+    its metrics rows (as :func:`fit` records them). Returns the path written."""
     if x not in ("iteration", "epoch"):
         raise ValueError(f"x must be 'iteration' or 'epoch'; got {x!r}")
     plt = _pyplot()
@@ -38,19 +36,10 @@ def plot_runs(
         for i, (label, rows) in enumerate(runs.items()):
             color = colors[i % len(colors)]
             xs = [row[x] for row in rows]
-            axes.plot(
-                xs, [100 * row["train_error"] for row in rows], "--", color=color, linewidth=1
-            )
-            axes.plot(
-                xs,
-                [100 * row["test_error"] for row in rows],
-                "-",
-                color=color,
-                linewidth=1.5,
-                label=label,
-            )
-        axes.set_xlabel("iterations" if x == "iteration" else "epochs")
-        axes.set_ylabel("error (%)")
+            train, test = ([100 * row[k] for row in rows] for k in ("train_error", "test_error"))
+            axes.plot(xs, train, "--", color=color, linewidth=1)
+            axes.plot(xs, test, "-", color=color, linewidth=1.5, label=label)
+        axes.set(xlabel="iterations" if x == "iteration" else "epochs", ylabel="error (%)")
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
         axes.legend(title="dashed: training, solid: test", fontsize="small", title_fontsize="small")
@@ -85,8 +74,7 @@ def plot_run(
 ) -> Path:
     """Draw one run to ``path``: error (%) and loss against iterations (training per logging
     interval, validation and test per epoch), and the learning rate. ``history`` and
-    ``steps`` are rows of ``metrics.csv`` and ``steps.csv``. Returns the path written.
-    """
+    ``steps`` are rows of ``metrics.csv`` and ``steps.csv``. Returns the path written."""
     plt = _pyplot()
     figure, (errors, losses, rates) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=dpi)
     try:

@@ -1,9 +1,6 @@
-"""Experiments of the paper.
-
-:func:`degradation` is Figure 6 on the built-in digits: plain-20 and plain-56 against
-ResNet-20 and ResNet-56, one recipe, one figure. The deeper plain net trains worse; the
-deeper residual net does not. :func:`table6` is the paper's Table 6 (CIFAR-10 test error of
-ResNet-20 to ResNet-110) over several seeds, beside the paper's and akamaster's numbers.
+"""Experiments of the paper: ``degradation`` (Figure 6 on the built-in digits: the deeper
+plain net trains worse, the deeper residual net does not) and ``table6`` (Table 6, CIFAR-10
+test error of ResNet-20 to ResNet-110 over several seeds, beside the paper's and akamaster's).
 """
 
 from __future__ import annotations
@@ -60,19 +57,14 @@ class DegradationReport:
 
     def table(self) -> str:
         """A Markdown table: training error after epochs 1, 5 and the last; test error."""
-        marks = (1, 5)
-        head = ["model", *(f"train err, epoch {m}" for m in marks)]
-        head += ["final train err", "final test err"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        head = ["model", "train err, epoch 1", "train err, epoch 5", "final train err"]
+        lines = ["| " + " | ".join(head) + " | final test err |", "|" + "---|" * 5]
         for label, rows in self.runs.items():
             by_epoch = {int(row["epoch"]): row for row in rows}
-            cells = [label]
-            for mark in marks:
-                row = by_epoch.get(mark)
-                cells.append("" if row is None else f"{100 * row['train_error']:.1f}%")
-            cells.append(f"{100 * rows[-1]['train_error']:.1f}%")
-            cells.append(f"{100 * rows[-1]['test_error']:.1f}%")
-            lines.append("| " + " | ".join(cells) + " |")
+            picked = (by_epoch.get(1), by_epoch.get(5), rows[-1])
+            cells = ["" if row is None else f"{100 * row['train_error']:.1f}%" for row in picked]
+            test = f"{100 * rows[-1]['test_error']:.1f}%"
+            lines.append(f"| {label} | {' | '.join(cells)} | {test} |")
         return "\n".join(lines)
 
 
@@ -89,20 +81,15 @@ def degradation(
     progress: bool = True,
     announce: Callable[[int, str, Path], None] | None = None,
 ) -> DegradationReport:
-    """Train ``models`` on the built-in digits by one recipe and draw Figure 6.
-
-    Each model trains in ``out/<name>/`` (a run directory of :func:`fit`; an interrupted
-    one resumes) from ``torch.manual_seed(seed)``; ``out/degradation.png`` draws them all.
+    """Train ``models`` on the built-in digits by one recipe and draw Figure 6: each model
+    trains in ``out/<name>/`` (a :func:`fit` run directory; an interrupted one resumes) from
+    ``torch.manual_seed(seed)``, and ``out/degradation.png`` draws them all.
     ``zero_init_residual=True`` also trains ResNet-56 with its residual branches' last norm
     at zero (``out/resnet56-zero-init/``, drawn against ResNet-56 in ``zero-init.png``).
-    ``announce(index, label, run_dir)`` is called as each model starts (index from 1).
-    """
+    ``announce(index, label, run_dir)`` is called as each model starts (index from 1)."""
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
-    shape: dict[str, Any] = {
-        "num_classes": len(data.train.classes),
-        "in_channels": int(data.train.images.shape[1]),
-    }
+    shape: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": data.image_shape[0]}
     jobs = [(name, model_label(create_model(name, **shape)), name, False) for name in models]
     if zero_init_residual:
         jobs.append(("resnet56", "ResNet-56, zero-init", "resnet56-zero-init", True))
@@ -166,9 +153,8 @@ _TABLE6_COLUMNS = (
 
 @dataclass(frozen=True)
 class Table6Run:
-    """One model and seed: its final test error (a fraction), the seconds its run took
-    (training and evaluation, summed over resumes), and whether this call trained it
-    (``False``: it was finished already and read from its directory)."""
+    """One model and seed: its final test error (a fraction), the seconds its run took (summed
+    over resumes), and whether this call trained it (else it was read, finished already)."""
 
     model: str
     seed: int
@@ -221,8 +207,8 @@ class Table6Report:
         return rows
 
     def table(self) -> str:
-        """Table 6 as Markdown: mean +- std and min test error over seeds beside the
-        paper's and akamaster's, then each run's error and wall time."""
+        """Table 6 as Markdown: mean +- std and min test error over seeds beside the paper's
+        and akamaster's, then each run's error and wall time."""
 
         def pct(value: float) -> str:
             return "" if math.isnan(value) else f"{value:.2f}%"
@@ -268,13 +254,9 @@ class Table6Report:
         writer = csv.DictWriter(text, fieldnames=_TABLE6_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.rows():
+            floats = {k: v for k, v in row.items() if isinstance(v, float)}
             writer.writerow(
-                {
-                    key: ""
-                    if isinstance(value, float) and math.isnan(value)
-                    else (f"{value:.4f}" if isinstance(value, float) else value)
-                    for key, value in row.items()
-                }
+                {**row, **{k: "" if math.isnan(v) else f"{v:.4f}" for k, v in floats.items()}}
             )
         return text.getvalue()
 
@@ -309,24 +291,16 @@ def table6(
     log: Callable[[str], None] | None = None,
 ) -> Table6Report:
     """Train each of ``models`` with seeds ``0 .. seeds-1`` by the paper's recipe
-    (:func:`~resnetlib.train.recipe_for`: the warm-up for ResNet-110) on CIFAR-10 at
-    ``data``, and write ``out/table6.md`` and ``out/table6.csv``.
+    (``recipe_for``: the warm-up for ResNet-110) on the CIFAR-10 at ``data``, and write
+    ``out/table6.md`` and ``out/table6.csv``; other data is a ``DataError``.
 
     Each run is a :func:`fit` run directory ``out/<model>-seed<s>/`` (seed ``s`` draws the
     initial weights, the order and the validation split); a finished one is read, not
-    retrained, and an interrupted one resumes, so a partly done table continues where it
-    stopped. Seeds run in the outer loop: the first seed of every model comes first.
-    ``iterations`` shortens the recipe (the milestones and warm-up cap scale, as in
-    ``train``: :meth:`Recipe.resolved`). Every training image is trained on by default, as
-    akamaster's reproduction (whose numbers the table shows) does; ``val_size`` holds that
-    many out instead (5,000: the paper's 45k/5k split). ``batch_size`` replaces the recipe's,
-    ``cuda_graphs`` sets :attr:`Recipe.cuda_graphs`.
+    retrained, and an interrupted one resumes. Seeds run in the outer loop. ``iterations``
+    shortens the recipe (``Recipe.resolved``). All training images are trained on, as
+    akamaster's reproduction does, unless ``val_size`` holds some out (5,000: the paper's
+    45k/5k split). ``batch_size`` and ``cuda_graphs`` replace the recipe's.
     ``announce(index, total, model, seed, run_dir)`` is called as each run starts.
-
-    ``data`` must be CIFAR-10 (10 classes of 3x32x32 images): the table stands beside the
-    paper's CIFAR-10 numbers, so other data (CIFAR-100, an image folder, the digits) is a
-    :class:`~resnetlib.train.data.DataError`; train those with :func:`fit` or
-    ``resnetlib train``.
     """
     names = list(models)
     if not names:
@@ -335,13 +309,10 @@ def table6(
         raise ValueError(f"table6 models must differ; got {names}")
     check_int("seeds", seeds, 1, 1000)
     root = Path(out)
-    changes: dict[str, Any] = {"val_size": 0 if val_size is None else val_size}
-    if batch_size is not None:
-        changes["batch_size"] = batch_size
-    if cuda_graphs is not None:
-        changes["cuda_graphs"] = cuda_graphs
+    given = {"val_size": val_size or 0, "batch_size": batch_size, "cuda_graphs": cuda_graphs}
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     recipes = {name: dataclasses.replace(recipe_for(name), **changes) for name in names}
-    parameters = {name: _parameter_count(name) for name in names}  # unknown names fail here
+    parameters = dict.fromkeys(names, 0)  # each set by its runs below; unknown names failed above
     _check_cifar10(data)
     jobs = [(name, seed) for seed in range(seeds) for name in names]
     runs: list[Table6Run] = []
@@ -352,57 +323,51 @@ def table6(
         total = iterations if iterations is not None else recipe.iterations
         done = _finished(run_dir, total)  # checked (and the data loaded) before announcing
         if done is None and seed not in splits:
-            splits = {seed: _cifar10(data, val_size=recipe.val_size, seed=seed)}
+            splits = {seed: load_data(data, val_size=recipe.val_size, seed=seed)}
+            count = len(splits[seed].classes)  # files checked: CIFAR-10's layout, 3x32x32
+            if count != 10:
+                raise DataError(f"{data}: {count} classes, not CIFAR-10's 10; {_TABLE6_DATA}")
         if announce is not None:
             announce(index, len(jobs), name, seed, run_dir)
-        if done is not None:
-            runs.append(Table6Run(name, seed, run_dir, *done, trained=False))
-            parameters[name] = _parameter_count(name, run_dir)
-            continue
-        split = splits[seed]
-        torch.manual_seed(seed)
-        model = create_model(
-            name,
-            num_classes=len(split.classes),
-            in_channels=split.image_shape[0],
-        )
-        fit(
-            model,
-            split,
-            recipe,
-            out=run_dir,
-            device=device,
-            resume=RunDirectory(run_dir).holds_run(),
-            iterations=iterations,
-            progress=progress,
-            seed=seed,
-            run_info=_table6_info(name, data, seed, iterations, recipe),
-            log=log,
-        )
-        parameters[name] = sum(p.numel() for p in model.parameters())  # as trained
-        done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
+        trained = done is None
         if done is None:
-            raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
-        runs.append(Table6Run(name, seed, run_dir, *done, trained=True))
-    report = Table6Report(
-        out=root, runs=tuple(runs), parameters=parameters, val_size=changes["val_size"]
-    )
+            split = splits[seed]
+            torch.manual_seed(seed)
+            model = create_model(name, num_classes=10, in_channels=split.image_shape[0])
+            fit(
+                model,
+                split,
+                recipe,
+                out=run_dir,
+                device=device,
+                resume=RunDirectory(run_dir).holds_run(),
+                iterations=iterations,
+                progress=progress,
+                seed=seed,
+                run_info=_table6_info(name, data, seed, iterations, recipe),
+                log=log,
+            )
+            parameters[name] = sum(p.numel() for p in model.parameters())  # as trained
+            done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
+            if done is None:
+                raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
+        else:
+            parameters[name] = _parameter_count(run_dir)
+        runs.append(Table6Run(name, seed, run_dir, *done, trained=trained))
+    report = Table6Report(root, tuple(runs), parameters, val_size=changes["val_size"])
     atomic_write(report.markdown_path, lambda file: file.write((report.table() + "\n").encode()))
     atomic_write(report.csv_path, lambda file: file.write(report.csv_text().encode()))
     return report
 
 
-def _parameter_count(name: str, run_dir: Path | None = None) -> int:
-    """Parameters of the registered ``name`` at 10 classes or, given a finished run's
-    ``run_dir``, of the network it trained (its ``spec.json``); built on the meta device."""
+def _parameter_count(run_dir: Path) -> int:
+    """Parameters of the network the finished run in ``run_dir`` trained (its ``spec.json``)."""
+    path = run_dir / "spec.json"
+    try:
+        spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{path}: {error}") from None
     with torch.device("meta"):
-        if run_dir is None:
-            return sum(p.numel() for p in create_model(name).parameters())
-        path = run_dir / "spec.json"
-        try:
-            spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
-        except (ValueError, TypeError) as error:
-            raise RunDirectoryError(f"{path}: {error}") from None
         return sum(p.numel() for p in build(spec).parameters())
 
 
@@ -410,38 +375,18 @@ _TABLE6_DATA = "table6 reproduces the paper's CIFAR-10 table (cifar-10-batches-p
 
 
 def _check_cifar10(data: str | os.PathLike[str]) -> None:
-    """Refuse, before anything is trained, data that is not CIFAR-10."""
+    """Refuse, before anything is trained, data that is not CIFAR-10's files."""
     if str(data) == "digits":
         raise DataError(f"digits: the built-in digits, not CIFAR-10; {_TABLE6_DATA}")
-    root = Path(data)
-    if not root.is_dir():
+    if not Path(data).is_dir():
         raise DataError(f"{data}: no such data directory; {_TABLE6_DATA}")
-    batches = [f"data_batch_{i}" for i in range(1, 6)]
-    missing = [
-        name for name in (*batches, "test_batch", "batches.meta") if not (root / name).exists()
-    ]
+    names = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+    missing = [name for name in names if not (Path(data) / name).is_file()]
     if missing:  # CIFAR-100, an image folder: refused before anything is decoded or cached
         raise DataError(
             f"{data}: not CIFAR-10 (no {', '.join(missing[:3])}); {_TABLE6_DATA}, beside the "
             "paper's numbers: train other data with resnetlib train"
         )
-
-
-def _cifar10(data: str | os.PathLike[str], *, val_size: int, seed: int) -> DataSplits:
-    """CIFAR-10 at ``data``, checked to be what the paper trained on: 10 classes of
-    3x32x32 images."""
-    split = load_data(data, val_size=val_size, seed=seed)
-    if (
-        split.train.name != "cifar10"
-        or len(split.classes) != 10
-        or split.image_shape != (3, 32, 32)
-    ):
-        c, h, w = split.image_shape
-        raise DataError(
-            f"{data}: {len(split.classes)} classes of {c}x{h}x{w} images, not CIFAR-10's 10 "
-            f"of 3x32x32; {_TABLE6_DATA}"
-        )
-    return split
 
 
 def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | None:
