@@ -1,6 +1,5 @@
-"""Experiments of the paper: ``degradation`` (Figure 6 on the built-in digits: the deeper
-plain net trains worse, the deeper residual net does not) and ``table6`` (Table 6, CIFAR-10
-test error of ResNet-20 to ResNet-110 over several seeds, beside the paper's and akamaster's).
+"""The paper's experiments: ``degradation`` (Figure 6 on the built-in digits) and ``table6``
+(Table 6: CIFAR-10 test error of ResNet-20 to 110 over seeds, beside the paper's and akamaster's).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import torch
 from ..core.build import build
 from ..core.spec import ResNetSpec
 from ..files import atomic_write
-from ..models.zoo import create_model
+from ..models.zoo import create_model, model_spec
 from ..validate import check_int
 from .data import DataError, DataSplits, load_data
 from .loop import fit, model_label
@@ -90,14 +89,16 @@ def degradation(
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
     shape: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": data.image_shape[0]}
-    jobs = [(name, model_label(create_model(name, **shape)), name, False) for name in models]
-    if zero_init_residual:
-        jobs.append(("resnet56", "ResNet-56, zero-init", "resnet56-zero-init", True))
+    for name in models:
+        model_spec(name, **shape)  # an unknown name is refused before anything trains
+    jobs = [(name, False) for name in models] + [("resnet56", True)] * zero_init_residual
     runs: dict[str, tuple[dict[str, float], ...]] = {}
-    for index, (name, label, directory, zero_init) in enumerate(jobs, start=1):
+    for index, (name, zero_init) in enumerate(jobs, start=1):
         torch.manual_seed(seed)
         model = create_model(name, zero_init_residual=zero_init, **shape)
-        run_dir = root / directory
+        label, run_dir = model_label(model), root / name
+        if zero_init:
+            label, run_dir = f"{label}, zero-init", root / f"{name}-zero-init"
         if announce is not None:
             announce(index, label, run_dir)
         result = fit(
@@ -123,7 +124,7 @@ def degradation(
             title="ResNet-56 with and without zero_init_residual",
         )
     report = DegradationReport(out=root, figure=figure, runs=runs)
-    atomic_write(root / "table.md", lambda file: file.write((report.table() + "\n").encode()))
+    atomic_write(root / "table.md", (report.table() + "\n").encode())
     return report
 
 
@@ -136,19 +137,6 @@ PAPER_TABLE6 = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56"
 AKAMASTER_TABLE6 = {"resnet20": 8.27, "resnet32": 7.37, "resnet44": 6.90, "resnet56": 6.61,
                     "resnet110": 6.32}  # fmt: skip
 """akamaster/pytorch_resnet_cifar10's README: test error (%), trained on all 50k images."""
-
-_TABLE6_COLUMNS = (
-    "model",
-    "parameters",
-    "seeds",
-    "test_error_mean",
-    "test_error_std",
-    "test_error_min",
-    "paper",
-    "akamaster",
-    "seconds_mean",
-    "seconds_total",
-)
 
 
 @dataclass(frozen=True)
@@ -233,27 +221,21 @@ class Table6Report:
                 f"| {model_label_for(run.model)} | {run.seed} | {100 * run.test_error:.2f}% | "
                 f"{run.iterations:,} | {_duration(run.seconds)} | {run.run_dir} |"
             )
-        lines += ["", self.split_note()]
-        return "\n".join(lines)
-
-    def split_note(self) -> str:
-        """Which training images the runs trained on."""
-        if self.val_size == 0:
-            return (
-                "Trained on all training images (no validation split), as akamaster's "
-                "reproduction does; the paper held 5,000 out (45k/5k)."
-            )
-        return (
-            f"Trained with {self.val_size:,} training images held out for validation "
-            "(the paper's 45k/5k split at 5,000); akamaster's reproduction trains on all."
+        split = (
+            f"Trained with {self.val_size:,} training images held out for validation (the "
+            "paper's 45k/5k split at 5,000); akamaster's reproduction trains on all."
+            if self.val_size
+            else "Trained on all training images (no validation split), as akamaster's "
+            "reproduction does; the paper held 5,000 out (45k/5k)."
         )
+        return "\n".join([*lines, "", split])
 
     def csv_text(self) -> str:
         """The per-model rows as CSV (errors in %, empty where undefined)."""
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=_TABLE6_COLUMNS, lineterminator="\n")
+        text, rows = io.StringIO(), self.rows()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
         writer.writeheader()
-        for row in self.rows():
+        for row in rows:
             floats = {k: v for k, v in row.items() if isinstance(v, float)}
             writer.writerow(
                 {**row, **{k: "" if math.isnan(v) else f"{v:.4f}" for k, v in floats.items()}}
@@ -265,6 +247,9 @@ def model_label_for(name: str) -> str:
     """``resnet56`` -> ``ResNet-56`` (other names unchanged)."""
     digits = name.removeprefix("resnet")
     return f"ResNet-{digits}" if digits.isdecimal() else name
+
+
+_TABLE6_DATA = "table6 reproduces the paper's CIFAR-10 table (cifar-10-batches-py)"
 
 
 def _duration(seconds: float) -> str:
@@ -290,18 +275,15 @@ def table6(
     announce: Callable[[int, int, str, int, Path], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Table6Report:
-    """Train each of ``models`` with seeds ``0 .. seeds-1`` by the paper's recipe
-    (``recipe_for``: the warm-up for ResNet-110) on the CIFAR-10 at ``data``, and write
-    ``out/table6.md`` and ``out/table6.csv``; other data is a ``DataError``.
+    """Train each of ``models`` with seeds ``0 .. seeds-1`` (the outer loop) by ``recipe_for``
+    on the CIFAR-10 at ``data`` (other data: ``DataError``); write ``out/table6.md`` and ``.csv``.
 
     Each run is a :func:`fit` run directory ``out/<model>-seed<s>/`` (seed ``s`` draws the
-    initial weights, the order and the validation split); a finished one is read, not
-    retrained, and an interrupted one resumes. Seeds run in the outer loop. ``iterations``
-    shortens the recipe (``Recipe.resolved``). All training images are trained on, as
-    akamaster's reproduction does, unless ``val_size`` holds some out (5,000: the paper's
-    45k/5k split). ``batch_size`` and ``cuda_graphs`` replace the recipe's.
-    ``announce(index, total, model, seed, run_dir)`` is called as each run starts.
-    """
+    weights, the order and the validation split): a finished one is read, not retrained, an
+    interrupted one resumes. ``iterations`` shortens the recipe (``Recipe.resolved``);
+    ``val_size`` holds training images out (default none, as akamaster; 5,000: the paper's
+    45k/5k split); ``batch_size`` and ``cuda_graphs`` replace the recipe's.
+    ``announce(index, total, model, seed, run_dir)`` is called as each run starts."""
     names = list(models)
     if not names:
         raise ValueError("table6 needs at least one model")
@@ -313,7 +295,17 @@ def table6(
     changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     recipes = {name: dataclasses.replace(recipe_for(name), **changes) for name in names}
     parameters = dict.fromkeys(names, 0)  # each set by its runs below; unknown names failed above
-    _check_cifar10(data)
+    if str(data) == "digits":
+        raise DataError(f"digits: the built-in digits, not CIFAR-10; {_TABLE6_DATA}")
+    if not Path(data).is_dir():
+        raise DataError(f"{data}: no such data directory; {_TABLE6_DATA}")
+    files = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+    missing = [name for name in files if not (Path(data) / name).is_file()]
+    if missing:  # CIFAR-100, an image folder: refused before anything is decoded or cached
+        raise DataError(
+            f"{data}: not CIFAR-10 (no {', '.join(missing[:3])}); {_TABLE6_DATA}, beside the "
+            "paper's numbers: train other data with resnetlib train"
+        )
     jobs = [(name, seed) for seed in range(seeds) for name in names]
     runs: list[Table6Run] = []
     splits: dict[int, DataSplits] = {}
@@ -355,8 +347,8 @@ def table6(
             parameters[name] = _parameter_count(run_dir)
         runs.append(Table6Run(name, seed, run_dir, *done, trained=trained))
     report = Table6Report(root, tuple(runs), parameters, val_size=changes["val_size"])
-    atomic_write(report.markdown_path, lambda file: file.write((report.table() + "\n").encode()))
-    atomic_write(report.csv_path, lambda file: file.write(report.csv_text().encode()))
+    atomic_write(report.markdown_path, (report.table() + "\n").encode())
+    atomic_write(report.csv_path, report.csv_text().encode())
     return report
 
 
@@ -369,24 +361,6 @@ def _parameter_count(run_dir: Path) -> int:
         raise RunDirectoryError(f"{path}: {error}") from None
     with torch.device("meta"):
         return sum(p.numel() for p in build(spec).parameters())
-
-
-_TABLE6_DATA = "table6 reproduces the paper's CIFAR-10 table (cifar-10-batches-py)"
-
-
-def _check_cifar10(data: str | os.PathLike[str]) -> None:
-    """Refuse, before anything is trained, data that is not CIFAR-10's files."""
-    if str(data) == "digits":
-        raise DataError(f"digits: the built-in digits, not CIFAR-10; {_TABLE6_DATA}")
-    if not Path(data).is_dir():
-        raise DataError(f"{data}: no such data directory; {_TABLE6_DATA}")
-    names = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
-    missing = [name for name in names if not (Path(data) / name).is_file()]
-    if missing:  # CIFAR-100, an image folder: refused before anything is decoded or cached
-        raise DataError(
-            f"{data}: not CIFAR-10 (no {', '.join(missing[:3])}); {_TABLE6_DATA}, beside the "
-            "paper's numbers: train other data with resnetlib train"
-        )
 
 
 def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | None:

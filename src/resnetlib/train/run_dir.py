@@ -1,10 +1,9 @@
 """The run directory: every file of a training run, written by one owner.
 
 A :class:`RunDirectory` holds an OS lock while it writes (it dies with its process) and writes
-each file atomically: ``run.json`` (what the run is: resume, evaluate and export need only the
-directory), ``spec.json``, ``recipe.json`` (the plan), ``metrics.csv``, ``steps.csv``,
-``state.pt`` (weights and trainer state in one file), ``last.pt``, ``best.pt``, ``final.pt``,
-``curves.png``. Its files are read through :mod:`resnetlib.files`; nothing they name is imported.
+each file atomically: ``run.json`` (all that resume, evaluate and export need), ``spec.json``,
+``recipe.json``, ``metrics.csv``, ``steps.csv``, ``state.pt`` (weights and trainer state),
+``last.pt``, ``best.pt``, ``final.pt``, ``curves.png``; nothing they name is imported.
 """
 
 from __future__ import annotations
@@ -59,8 +58,6 @@ METRICS = (
 
 STATE_FORMAT = "resnetlib.trainer-state"
 STATE_VERSION = 2
-PROGRESS_FILES = ("last.pt", "best.pt", "final.pt", "metrics.csv", "steps.csv")
-"""Files a run writes once it has made progress (from its first save on)."""
 MAX_SEED = 2**63 - 1
 
 
@@ -193,23 +190,16 @@ class RunDirectory:
         """Whether anything named ``run.json`` is here (:meth:`read_info` reads or refuses it)."""
         return os.path.lexists(self.info_path)
 
-    def has_checkpoint(self) -> bool:
-        """Whether anything named ``state.pt`` is here (:meth:`read_state` reads or refuses it)."""
-        return os.path.lexists(self.path / "state.pt")
-
-    def progress_files(self) -> list[str]:
-        """The files of ``PROGRESS_FILES`` that exist: the run made progress."""
-        return [name for name in PROGRESS_FILES if os.path.lexists(self.path / name)]
-
     def resume_state(self) -> dict[str, Any] | None:
         """The saved state to resume from (:meth:`read_state`), or ``None`` for a run that
         stopped before its first save. No run here, or progress files without ``state.pt``
         (a restart would overwrite them), is a :class:`RunDirectoryError`."""
-        if self.has_checkpoint():
+        if os.path.lexists(self.path / "state.pt"):
             return self.read_state()
         if not self.holds_run():
             raise RunDirectoryError(f"{self.path}: nothing to resume (no run.json or state.pt)")
-        files = self.progress_files()
+        progress = ("last.pt", "best.pt", "final.pt", "metrics.csv", "steps.csv")
+        files = [name for name in progress if os.path.lexists(self.path / name)]
         if files:
             weights = " (last.pt keeps its latest weights)" if "last.pt" in files else ""
             raise RunDirectoryError(
@@ -225,8 +215,8 @@ class RunDirectory:
         atomic_write(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
-        """``run.json``, checked by ``check_run_info()`` (any problem: :class:`RunDirectoryError`).
-        ``own=False``: read as an input of a command that does not write this run."""
+        """``run.json``, checked by ``check_run_info()``; ``own=False``: read as an input of a
+        command that does not write this run."""
         info = read_json_object(self.info_path, what="run information", own=own)
         return check_run_info(info, self.info_path)
 
@@ -260,8 +250,8 @@ class RunDirectory:
         self.save_model("last.pt", model, metadata)
 
     def read_state(self) -> dict[str, Any]:
-        """``state.pt`` (loaded ``weights_only``); a missing or damaged one is a
-        :class:`RunDirectoryError`. The trainer checks its fields (``check_resume()``)."""
+        """``state.pt`` (loaded ``weights_only``; its fields are checked by ``check_resume()``);
+        a missing or damaged one is a :class:`RunDirectoryError`."""
         path = self.path / "state.pt"
         if not os.path.lexists(path):
             raise RunDirectoryError(f"{self.path}: nothing to resume (no state.pt)")
@@ -419,7 +409,6 @@ def check_resume(
         and all(tensor_like(model[k], weights[k]) for k in weights)
     ):
         raise fail("the state of another network than this run's (spec.json)")
-    # Progress: bounded by the plan, and iteration, epoch and the loader's position agree.
     limits = {"iteration": total, "epoch": -(-total // per_epoch)}
     for field, high in limits.items():
         value = state.get(field)
@@ -480,9 +469,8 @@ def check_resume(
 def check_run_info(
     info: Mapping[str, Any], path: str | os.PathLike[str] = "run.json"
 ) -> dict[str, Any]:
-    """``run.json``'s entries, checked: the schema of a run's record (entries it does not name
-    are kept, never interpreted). Raises :class:`RunDirectoryError` naming ``path``, the entry
-    and what it must be."""
+    """``run.json``'s entries, checked against a run record's schema (other entries are kept,
+    not interpreted); a :class:`RunDirectoryError` names ``path``, the entry, what it must be."""
     where = str(path)
 
     def fail(entry: str, wanted: str, value: object) -> RunDirectoryError:
