@@ -1,18 +1,14 @@
 """Image classification data sets read from the formats they are published in.
 
-``load_data`` returns uint8 images with int64 labels, on the CPU, from scikit-learn's 8x8
-``"digits"`` (built in; a fixed stratified 1,500 / 297 split, whatever ``seed`` is), CIFAR-10
-and CIFAR-100 python batches (with their published statistics; read by an unpickler that
-admits only numpy arrays, so a file that carries code runs nothing), TinyImageNet-200 (its
-labelled ``val`` is the test split) and image folders (``train/<class>/*`` beside the first
-of ``val``, ``valid``, ``test``).
-
-Image files are decoded once with Pillow (an image of more pixels than the run needs,
-``MAX_IMAGE_PIXELS``, is refused from its header) and cached under ``$RESNETLIB_CACHE_DIR``
+``load_data`` returns uint8 images and int64 labels on the CPU from scikit-learn's 8x8
+``"digits"`` (a fixed stratified 1,500 / 297 split, whatever ``seed`` is), CIFAR-10 and
+CIFAR-100 python batches (through an unpickler that admits only numpy arrays), TinyImageNet-200
+(its labelled ``val`` is the test split) and image folders (``train/<class>/*`` beside the first
+of ``val``, ``valid``, ``test``). Image files are decoded once with Pillow (an image of more
+pixels than the run needs is refused from its header) and cached under ``$RESNETLIB_CACHE_DIR``
 (default ``$XDG_CACHE_HOME/resnetlib`` or ``~/.cache/resnetlib``), keyed by everything that
-determines the decoded data, so it never serves stale data; where it cannot be written it is
-skipped with a warning. Every problem with a path is a one-line ``DataError`` naming the path
-and what was expected.
+determines the decoded data; an unwritable cache is skipped with a warning. Every problem with a
+path is a one-line ``DataError`` naming the path and what was expected.
 """
 
 from __future__ import annotations
@@ -179,10 +175,9 @@ _STATISTICS_CHUNK = 1 << 22  # values summed at a time: 32 MiB as int64, whateve
 
 
 def data_statistics(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The per-channel ``(mean, std)`` in [0, 1] of ``dataset``'s images: the published
-    values where it has them (``ImageDataset.statistics``), otherwise computed exactly over
-    every pixel (the population std, as the published ones are); an empty ``dataset`` is a
-    ValueError."""
+    """The per-channel ``(mean, std)`` in [0, 1] of ``dataset``'s images: the published values
+    (``ImageDataset.statistics``), else computed exactly over every pixel (the population std,
+    as the published ones are); an empty ``dataset`` is a ValueError."""
     if dataset.statistics is not None:
         return dataset.statistics
     images = dataset.images
@@ -214,15 +209,14 @@ def load_data(
     """Load ``source`` ("digits" or a path in a known layout) as train/test(/val) splits.
 
     ``val_size`` images are held out from the training split as ``val`` (a random choice fixed
-    by ``seed``; the rest stay in their order): ``val_size=5000`` on CIFAR-10 gives the
-    paper's 45k/5k split. ``labels="coarse"`` picks CIFAR-100's 20 superclasses.
-    ``image_size`` resizes (square); it defaults to 16 for digits (upscaled bilinearly from
-    8x8, repeated to 3 channels) and to the native size elsewhere (an image folder whose
-    images differ in size needs it). ``classes`` keeps only those classes (names or
-    indices), relabelled ``0..len(classes)-1`` in the order given, before the validation
-    split is drawn. The result's ``source`` records these arguments.
-    ``before_decoding(class_names, channels, name)`` is called once the classes are known
-    (after ``classes``), before any image is decoded or cached: what it raises stops the load.
+    by ``seed``; the rest keep their order): 5000 on CIFAR-10 is the paper's 45k/5k split.
+    ``labels="coarse"``: CIFAR-100's 20 superclasses. ``image_size`` resizes (square); default
+    16 for digits (upscaled bilinearly from 8x8, 3 channels), else the native size (needed by
+    an image folder of mixed sizes). ``classes`` keeps those classes (names or indices),
+    relabelled ``0..len(classes)-1`` in that order, before the validation split is drawn.
+    ``before_decoding(class_names, channels, name)`` is called once the classes are known,
+    before any image is decoded or cached: what it raises stops the load. The result's
+    ``source`` records these arguments.
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
@@ -345,7 +339,7 @@ def _load_digits(size: int) -> tuple[ImageDataset, ImageDataset]:
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
-    """``_codecs.encode`` as Python 3's protocol-2 pickles of bytes call it (latin-1 only)."""
+    """``_codecs.encode`` as protocol-2 pickles of bytes call it (latin-1 only)."""
     if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
         raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
     return text.encode("latin-1")
@@ -375,8 +369,7 @@ def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> Any:
 
 
 class _PendingArray:
-    """An ndarray a pickle asked for, made in ``__setstate__`` from the bytes the pickle
-    holds (never allocated from a claimed shape)."""
+    """An ndarray a pickle asked for, made in ``__setstate__`` from the bytes it holds."""
 
     array: Any = None
 
@@ -417,8 +410,8 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 
 def _unwrap_arrays(value: Any, budget: list[int]) -> Any:
     """``value`` with each ``_PendingArray`` replaced by its array (in dicts and lists); each
-    object visited spends one of ``budget[0]`` (the pickle's opcode count), so lists that
-    reference each other are refused at once instead of unfolding 2**80 objects."""
+    object visited spends one of ``budget[0]`` (the pickle's opcode count), so shared
+    references are refused instead of unfolding 2**80 objects."""
     budget[0] -= 1
     if budget[0] < 0:
         raise pickle.UnpicklingError(
@@ -457,9 +450,8 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle as a dict with str keys, or DataError: read whole (at most
-    ``MAX_PICKLE_BYTES``), its opcodes and memo checked (``files.pickle_opcodes``), then
-    unpickled from memory with every array's claim checked against the bytes it holds."""
+    """A CIFAR pickle as a dict with str keys, or DataError: read whole (``MAX_PICKLE_BYTES``),
+    its opcodes checked, unpickled with every array's claim checked against its bytes."""
     try:
         raw = read_bytes(path, limit=MAX_PICKLE_BYTES, what="a CIFAR python batch", error=DataError)
         budget = [pickle_opcodes(raw, where=str(path), what="CIFAR python batch", error=DataError)]
@@ -580,8 +572,8 @@ def _listdir(directory: Path) -> list[Path]:
 
 
 def _labelled_images(folders: Sequence[tuple[Path, int]], empty: str | None) -> _Labelled:
-    """The image files in each folder, with the folder's label; a folder without any is a
-    DataError of message ``empty`` (formatted with ``folder``) unless ``empty`` is None."""
+    """The image files in each folder with its label; an empty folder is a DataError of
+    message ``empty`` (formatted with ``folder`` and ``wnid``) unless ``empty`` is None."""
     files: list[Path] = []
     targets: list[int] = []
     for folder, label in folders:
@@ -685,9 +677,8 @@ def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
 
 
 def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
-    """Decode image files (``images.decode_image``) to one uint8 N x 3 x H x W tensor, resized
-    when ``size``, in a few threads, each in a copy of the command's context (so the gate
-    records the images as its inputs)."""
+    """Decode image files to one uint8 N x 3 x H x W tensor, resized when ``size``, in threads
+    that each run in a copy of the command's context (so the gate records its inputs)."""
     optional_import("PIL.Image", "Pillow is needed to load this data", "train")
     one = functools.partial(
         decode_image,

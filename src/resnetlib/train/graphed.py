@@ -1,14 +1,12 @@
 """The whole training step as one CUDA graph, captured once and replayed every iteration.
 
 :class:`GraphedTraining` captures forward, loss, backward, the optimizer step and the running
-sums after :data:`WARMUP_STEPS` eager iterations (static batch shapes, the lr a device tensor,
-no host synchronisation); its saved optimizer state is the eager one, so runs resume either
-way. :func:`choose` says whether a run can use it, and why not when asked for and it cannot.
+sums after :data:`WARMUP_STEPS` eager iterations; its saved optimizer state is the eager one,
+so runs resume either way. :func:`choose` says whether a run can use it.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,17 +24,15 @@ GRAPHS_BY_DEFAULT = False
 WARMUP_STEPS = 3
 """Eager iterations before the capture (the PyTorch CUDA-graph documentation's advice)."""
 
-_REPLAY_DEVICES = frozenset({"cuda"})
-"""Device types the graphed path runs on (tests add "cpu" to run it uncaptured)."""
+_REPLAY_DEVICES = frozenset({"cuda"})  # tests add "cpu" to run the step uncaptured
 
 
 def choose(trainer: Trainer, *, own_optimizer: bool) -> tuple[GraphedTraining | None, str]:
     """The graphed step for ``trainer`` when its recipe asks for one and it can apply, and a
     one-line note ("" when there is nothing to say) naming why not when it cannot."""
     asked = trainer.recipe.cuda_graphs
-    device = trainer.device
-    wanted = asked is True or (asked is None and GRAPHS_BY_DEFAULT and device.type == "cuda")
-    if not wanted:
+    default = GRAPHS_BY_DEFAULT and trainer.device.type == "cuda"
+    if not (asked is True or (asked is None and default)):
         return None, ""
     reason = obstacle(trainer, own_optimizer=own_optimizer)
     if reason:
@@ -63,10 +59,8 @@ def obstacle(trainer: Trainer, *, own_optimizer: bool) -> str:
 
 
 class GraphedTraining:
-    """One run's captured step, in place of the trainer's eager one. Built (by :func:`choose`)
-    after the trainer's model, optimizer and sums, it turns the optimizer's groups to fused
-    SGD with device lr tensors; the graph adds to the trainer's sums in place.
-    """
+    """One run's captured step, in place of the trainer's eager one: it turns the optimizer's
+    groups to fused SGD with device lr tensors and adds to the trainer's sums in place."""
 
     def __init__(self, trainer: Trainer) -> None:
         self.device = trainer.device
@@ -98,7 +92,7 @@ class GraphedTraining:
     # -- the optimizer ---------------------------------------------------------------------
 
     def _to_device_lr(self) -> None:
-        """Each group's lr as its device tensor (a loaded state brings floats: kept)."""
+        """Each group's lr as its device tensor (a loaded state's float lr is kept)."""
         for i, group in enumerate(self.optimizer.param_groups):
             value = group["lr"]
             if not isinstance(value, torch.Tensor):
@@ -130,12 +124,10 @@ class GraphedTraining:
         """The step on the static batch: what is captured, and what eager warm-up runs."""
         assert self.static is not None
         x, y = self.static
-        autocast: Any = (  # the autocast cache cannot live across replays
-            torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=False)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        enabled = self.amp_dtype is not None  # the autocast cache cannot live across replays
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=enabled, cache_enabled=False
+        ):
             logits = self.model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)

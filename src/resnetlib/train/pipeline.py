@@ -1,10 +1,9 @@
 """Device-resident batches with whole-batch augmentation (the paper's CIFAR pipeline).
 
 ``DeviceLoader`` holds a data set's uint8 images on the training device and makes each batch
-with tensor ops alone (a gather, ``Augment``'s crop and flip, normalization), so the
-accelerator never waits on a CPU loader. Its random draws are made on the CPU from seeds of
-``(seed, epoch)`` (the order, the same on every rank) and ``(seed, epoch, rank)`` (crops and
-flips), so a run replays identically on any device and resumes exactly.
+with tensor ops alone; its random draws are made on the CPU from seeds of ``(seed, epoch)``
+(the order, the same on every rank) and ``(seed, epoch, rank)`` (crops and flips), so a run
+replays identically on any device and resumes exactly.
 """
 
 from __future__ import annotations
@@ -28,6 +27,9 @@ MAX_PAD = 64
 held on the device, so ``pad`` costs memory in proportion to ``(H + 2 pad) * (W + 2 pad)``."""
 
 
+_PAD_BOUND = "resnetlib.train.pipeline.MAX_PAD: the padded images are held on the device"
+
+
 @dataclass(frozen=True)
 class Augment:
     """Training augmentation, by default the paper's CIFAR one (section 4.2): a crop of the
@@ -38,13 +40,7 @@ class Augment:
     flip: bool = True
 
     def __post_init__(self) -> None:
-        check_int(
-            "Augment.pad",
-            self.pad,
-            0,
-            MAX_PAD,
-            bound="resnetlib.train.pipeline.MAX_PAD: the padded images are held on the device",
-        )
+        check_int("Augment.pad", self.pad, 0, MAX_PAD, bound=_PAD_BOUND)
         if not isinstance(self.flip, bool):
             raise ValueError(f"Augment.flip must be a bool, got {self.flip!r}")
 
@@ -71,8 +67,7 @@ def pixel_mean(dataset: ImageDataset) -> torch.Tensor:
 def _as_image_stat(
     name: str, value: torch.Tensor | Sequence[float], shape: tuple[int, ...]
 ) -> torch.Tensor:
-    """``value`` (per channel, or a C x H x W image) as a tensor that broadcasts over an
-    image of ``shape``."""
+    """``value`` (per channel, or a C x H x W image) as a tensor that broadcasts over one."""
     tensor = torch.as_tensor(value, dtype=torch.float32)
     if tensor.dim() == 1 and tensor.numel() == shape[0]:
         tensor = tensor.view(-1, 1, 1)
@@ -106,7 +101,7 @@ def _crop_flip(
     size: tuple[int, int],
 ) -> torch.Tensor:
     """Crops of ``size`` from ``padded[index]`` at ``offsets`` (rows, columns), mirrored where
-    ``flips``: one gather from a strided view of every crop window, then one where."""
+    ``flips``: one gather from a strided view of every window."""
     windows = padded.unfold(2, size[0], 1).unfold(3, size[1], 1)  # N, C, rows, cols, h, w
     crops = windows[index, :, offsets[:, 0], offsets[:, 1]]  # B, C, h, w
     if flips is None:

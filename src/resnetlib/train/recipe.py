@@ -39,9 +39,7 @@ __all__ = [
 MAX_ITERATIONS = 10**9
 """Most iterations a recipe may ask for (also bounds milestones and the warm-up)."""
 MAX_EPOCHS = 10**6
-"""Most epochs a recipe may ask for."""
 MAX_BATCH_SIZE = 2**20
-"""Largest batch size."""
 
 OPTIMIZERS = ("sgd",)
 SCHEDULES = ("step", "cosine")
@@ -89,9 +87,9 @@ class Recipe:
     ``warmup_error`` or ``warmup_max_iterations`` pass. ``val_size``: the most images held out
     for validation (:meth:`val_images`). The modern options are off in the paper's recipe;
     ``autocast="bf16"`` runs on a CPU too; ``channels_last=None`` is on for a run on a CPU
-    (1.43x faster there), off elsewhere. ``cuda_graphs`` replays the step as one CUDA graph
-    (``resnetlib.train.graphed``): ``True`` asks for it (a run where it cannot apply trains
-    eagerly and logs why), ``None`` decides by device, and is left out of :meth:`to_dict`.
+    only. ``cuda_graphs`` replays the step as one CUDA graph: ``True`` asks for it (a run where
+    it cannot apply trains eagerly and logs why), ``None`` decides by device (and is left out
+    of :meth:`to_dict`).
     """
 
     optimizer: str = "sgd"
@@ -178,9 +176,8 @@ class Recipe:
         if iterations is not None:
             total = check_int("Recipe.iterations", iterations, 1, MAX_ITERATIONS, bound=_BOUND)
         elif epochs is not None:
-            total = (
-                check_int("Recipe.epochs", epochs, 1, MAX_EPOCHS, bound=_BOUND) * batches_per_epoch
-            )
+            check_int("Recipe.epochs", epochs, 1, MAX_EPOCHS, bound=_BOUND)
+            total = epochs * batches_per_epoch
         else:
             total = own_total
         if total > MAX_ITERATIONS:
@@ -221,11 +218,8 @@ class Recipe:
         if self.warmup_lr is not None and not warmed_up:
             return self.warmup_lr
         if self.schedule == "cosine":
-            return (
-                self.lr
-                * 0.5
-                * (1.0 + math.cos(math.pi * min(iteration, self.iterations) / self.iterations))
-            )
+            done = min(iteration, self.iterations) / self.iterations
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * done))
         passed = sum(iteration >= milestone for milestone in self.milestones)
         return self.lr * self.gamma**passed
 
@@ -300,9 +294,8 @@ the 3x3 stride-1 stem, so a ResNet-18's last stage sees 8x8 maps of a 64x64 imag
 
 FINETUNE = Recipe(lr=0.01, iterations=None, epochs=10, schedule="cosine", milestones=())
 """Fine-tuning trained weights (``train --pretrained`` or ``--checkpoint`` without
-``--recipe``): the paper's recipe at a tenth of its lr, 0.01 (the usual fine-tuning rate:
-torchvision's transfer-learning tutorial; Kornblith et al. 2019), annealed to 0 by a cosine
-over 10 epochs, no warm-up."""
+``--recipe``): the paper's recipe at the usual fine-tuning lr of 0.01, annealed to 0 by a
+cosine over 10 epochs, no warm-up."""
 
 
 def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
