@@ -106,8 +106,7 @@ class ImageDataset:
         return replace(self, images=self.images[indices], labels=self.labels[indices])
 
     def select_classes(self, keep: Sequence[int]) -> ImageDataset:
-        """Only the images of classes ``keep`` (indices), relabelled ``0..len(keep)-1`` in
-        that order."""
+        """Only the images of classes ``keep`` (indices), relabelled 0, 1, ... in that order."""
         mapping = torch.full((len(self.classes),), -1, dtype=torch.int64)
         mapping[torch.tensor(list(keep), dtype=torch.int64)] = torch.arange(len(keep))
         new = mapping[self.labels]
@@ -141,9 +140,8 @@ class DataSplits:
         return {"train": len(self.train), "val": len(self.val or ()), "test": len(self.test)}
 
     def hold_out(self, val_size: int, seed: int = 0) -> DataSplits:
-        """These splits with ``val_size`` training images held out as ``val``, drawn as
-        :func:`load_data` draws them (so ``source`` records ``val_size`` and a later
-        ``load_data(**source)`` gives the same split); ``self`` must hold none yet."""
+        """These splits with ``val_size`` training images held out as ``val`` as
+        ``load_data(**source)`` would hold them out; ``self`` must hold none yet."""
         check_int("val_size", val_size, 0)
         if self.val is not None:
             raise ValueError("hold_out: these splits already hold a validation split")
@@ -260,7 +258,6 @@ def load_data(
 
 
 def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Path) -> list[int]:
-    """Indices of ``wanted`` (names or indices) among ``classes``, each once."""
     if isinstance(wanted, str) or not wanted:
         raise DataError(f"{root}: classes must be a non-empty list of class names or indices")
     indices: list[int] = []
@@ -284,9 +281,8 @@ def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Pa
 
 
 def data_layout(source: PathLike) -> str:
-    """The layout :func:`load_data` reads ``source`` as, without reading an image: ``"digits"``,
-    ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` or ``"folder"``; a ``DataError`` when
-    ``source`` is missing or in no known layout."""
+    """The layout :func:`load_data` reads ``source`` as (no image is read): ``"digits"``,
+    ``"cifar10"``, ``"cifar100"``, ``"tinyimagenet"`` or ``"folder"``, else a ``DataError``."""
     if isinstance(source, str) and source == "digits":
         return "digits"
     root = Path(source)
@@ -346,8 +342,8 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 
 
 def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> Any:
-    """``numpy.core.numeric._frombuffer`` (protocol 5 pickles): an array of the ``raw``
-    bytes, refused unless its shape and dtype claim exactly those bytes."""
+    """``numpy.core.numeric._frombuffer`` (protocol 5): refused unless shape and dtype claim
+    exactly the ``raw`` bytes."""
     if not isinstance(dtype, np.dtype) or (
         dtype.kind not in "biuf"  # bool, signed, unsigned, float: what a CIFAR batch holds
         or dtype.hasobject
@@ -655,7 +651,6 @@ def _list_tinyimagenet(root: Path) -> _Listing:
 
 
 def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
-    """A digest of everything that determines the decoded data (see the module docstring)."""
     classes, _, splits, texts = listing
     digest = hashlib.sha256()
     digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
@@ -716,7 +711,6 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
 def _decode_cached(
     root: Path, size: int | None, listing: _Listing
 ) -> tuple[ImageDataset, ImageDataset]:
-    """The listed images, from the cache when its fingerprint is unchanged, else decoded."""
     classes, name, splits, _ = listing
     fingerprint = _fingerprint(root, size, listing)
     if "RESNETLIB_CACHE_DIR" in os.environ:

@@ -29,7 +29,7 @@ _REPLAY_DEVICES = frozenset({"cuda"})  # tests add "cpu" to run the step uncaptu
 
 def choose(trainer: Trainer, *, own_optimizer: bool) -> tuple[GraphedTraining | None, str]:
     """The graphed step for ``trainer`` when its recipe asks for one and it can apply, and a
-    one-line note ("" when there is nothing to say) naming why not when it cannot."""
+    one-line note ("" if none) naming why not when it cannot."""
     asked = trainer.recipe.cuda_graphs
     default = GRAPHS_BY_DEFAULT and trainer.device.type == "cuda"
     if not (asked is True or (asked is None and default)):
@@ -121,7 +121,6 @@ class GraphedTraining:
     # -- the step --------------------------------------------------------------------------
 
     def _body(self) -> None:
-        """The step on the static batch: what is captured, and what eager warm-up runs."""
         assert self.static is not None
         x, y = self.static
         enabled = self.amp_dtype is not None  # the autocast cache cannot live across replays

@@ -92,8 +92,7 @@ def _packed(module: nn.Module, count: int) -> nn.Module:
 
 
 class PackedResNet(nn.Module):
-    """K models as one (see the module doc): input ``(N, K * C, H, W)``, logits
-    ``(N, K, classes)``. Build it with :func:`pack`."""
+    """K models as one (from :func:`pack`): input ``(N, K * C, H, W)``, logits ``(N, K, n)``."""
 
     def __init__(self, body: ResNet, count: int, template: ResNet) -> None:
         super().__init__()
@@ -134,8 +133,7 @@ def _share(packed: torch.Tensor, like: torch.Tensor, k: int, count: int) -> torc
 
 def pack(models: Sequence[ResNet]) -> PackedResNet:
     """One :class:`PackedResNet` computing what ``models`` (two or more, one spec) compute;
-    ``ValueError`` for different specs, a module that cannot be packed, or batch norms that
-    have seen different numbers of batches."""
+    ``ValueError`` for different specs, a module that cannot be packed, or unequal batch counts."""
     if len(models) < 2:
         raise ValueError(f"pack needs at least two models; got {len(models)}")
     first = models[0]

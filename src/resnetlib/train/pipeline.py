@@ -82,8 +82,7 @@ def _as_image_stat(
 
 
 def channel_stats(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of ``dataset``'s pixels in [0, 1] units, always
-    computed (``resnetlib.train.data.data_statistics``, never the published values)."""
+    """Per-channel mean and std of ``dataset``'s pixels in [0, 1], computed (never published)."""
     return data_statistics(replace(dataset, statistics=None))
 
 
@@ -112,9 +111,8 @@ def _crop_flip(
 def augment_batch(
     images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int
 ) -> torch.Tensor:
-    """Crop ``images`` (B x C x H x W) from their ``pad``-zero-padded versions: sample b's
-    crop starts at row ``offsets[b, 0]`` and column ``offsets[b, 1]`` (each in ``[0, 2 * pad]``;
-    ``pad`` gives the image itself), mirrored left-right where ``flips[b]``."""
+    """Crop ``images`` (B x C x H x W) padded by ``pad`` zeros at row ``offsets[b, 0]``, column
+    ``offsets[b, 1]`` (in ``[0, 2 * pad]``), mirrored left-right where ``flips[b]``."""
     padded = F.pad(images, (pad, pad, pad, pad))
     index = torch.arange(images.shape[0], device=images.device)
     return _crop_flip(padded, index, offsets, flips, (images.shape[2], images.shape[3]))
@@ -125,10 +123,9 @@ class DeviceLoader:
     ``mean`` and ``std`` hold one value per channel (a model's ``pretrained_cfg``) or are
     C x H x W images; ``std=None`` divides by nothing. Yields float32 images (channels_last
     when asked) and int64 labels on ``device``, cropped and flipped by ``augment`` (None: the
-    test path, unchanged). Rank ``rank`` takes every ``world_size``-th index of the epoch's
-    order, padded by wrapping around (or cut, with ``drop_last``) as ``DistributedSampler``
-    does. Call :meth:`set_epoch` before each epoch for a new order. The images are held as
-    uint8, zero-padded once when ``augment`` pads (CIFAR: 240 MB), so crops are one gather."""
+    test path). Rank ``rank`` takes every ``world_size``-th index of the epoch's order, padded
+    by wrapping around (or cut, with ``drop_last``) as ``DistributedSampler`` does. Call
+    :meth:`set_epoch` before each epoch. The images are held as uint8, padded once."""
 
     def __init__(
         self,
@@ -238,8 +235,7 @@ class DeviceLoader:
             yield x, self.labels[index]
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch and position (batches handed out in it), plus what must match on resume;
-        the same on every rank, so rank 0's serves all ranks."""
+        """Epoch, batches handed out in it, and what must match on resume (alike on all ranks)."""
         return {
             "epoch": self.epoch,
             "position": self._position,
@@ -250,8 +246,7 @@ class DeviceLoader:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue where ``state`` (from :meth:`state_dict`) left off: the next iteration
-        yields the rest of that epoch, exactly as the interrupted one would have."""
+        """Continue where ``state`` (from :meth:`state_dict`) left off, mid-epoch exactly."""
         from .run_dir import LOADER_KEYS, record_differences
 
         differ = record_differences(state, self.state_dict(), LOADER_KEYS)

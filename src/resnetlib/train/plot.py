@@ -24,9 +24,8 @@ def plot_runs(
     x: str = "iteration",
     dpi: int = 100,
 ) -> Path:
-    """Draw each run's ``train_error`` (dashed) and ``test_error`` (solid) against ``x``
-    (``"iteration"`` or ``"epoch"``) to ``path``; ``runs`` maps a label (``"ResNet-56"``) to
-    its metrics rows (as :func:`fit` records them). Returns the path written."""
+    """Draw each run's ``train_error`` (dashed) and ``test_error`` (solid) against ``x`` to
+    ``path`` (returned); ``runs`` maps a label (``"ResNet-56"``) to its ``fit`` metrics rows."""
     if x not in ("iteration", "epoch"):
         raise ValueError(f"x must be 'iteration' or 'epoch'; got {x!r}")
     plt = _pyplot()
@@ -72,9 +71,8 @@ def plot_run(
     *,
     dpi: int = 100,
 ) -> Path:
-    """Draw one run to ``path``: error (%) and loss against iterations (training per logging
-    interval, validation and test per epoch), and the learning rate. ``history`` and
-    ``steps`` are rows of ``metrics.csv`` and ``steps.csv``. Returns the path written."""
+    """Draw one run's ``metrics.csv`` and ``steps.csv`` rows to ``path`` (returned): error (%)
+    and loss against iterations, and the learning rate."""
     plt = _pyplot()
     figure, (errors, losses, rates) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=dpi)
     try:

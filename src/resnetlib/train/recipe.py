@@ -201,9 +201,8 @@ class Recipe:
         )
 
     def val_images(self, train_images: int) -> int:
-        """Images to hold out for validation from ``train_images`` by default: a tenth, at
-        most ``val_size``, and never so many that less than one batch is left to train
-        on (0 when not even that). The paper's 5,000 of CIFAR-10's 50,000 stays 5,000."""
+        """Images to hold out for validation from ``train_images`` by default: a tenth, at most
+        ``val_size``, leaving at least one batch to train on (else 0)."""
         check_int("train_images", train_images, 0)
         tenth = min(self.val_size, train_images // 10)
         return max(0, min(tenth, train_images - self.batch_size))
@@ -299,9 +298,8 @@ cosine over 10 epochs, no warm-up."""
 
 
 def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
-    """How ``plan`` (``recipe.resolved(batches_per_epoch, ...)``) scaled ``recipe``'s
-    milestones and warm-up cap to another length, for the start-up line ("milestones 32000,
-    48000 scaled to 200, 300 for 400 iterations"); empty when the length is the recipe's."""
+    """How ``plan`` (``recipe.resolved(batches_per_epoch, ...)``) scaled ``recipe``'s milestones
+    and warm-up cap to another length, for the start-up line; empty when nothing scaled."""
     per_unit = 1 if recipe.iterations is not None else batches_per_epoch
     if plan.iterations == (recipe.iterations or recipe.epochs or 0) * per_unit:
         return ""
@@ -326,8 +324,7 @@ def paper_recipe(depth: int) -> Recipe:
 
 
 def recipe_for(model: str | ResNetSpec) -> Recipe:
-    """:func:`paper_recipe` for a registered name's or a spec's depth (the spec's
-    :func:`~resnetlib.core.paper_depth`, not read from the name)."""
+    """:func:`paper_recipe` for the ``paper_depth`` of a registered name's spec or of a spec."""
     from ..core.model import paper_depth
     from ..models.zoo import model_spec
 

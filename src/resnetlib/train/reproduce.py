@@ -80,11 +80,10 @@ def degradation(
     progress: bool = True,
     announce: Callable[[int, str, Path], None] | None = None,
 ) -> DegradationReport:
-    """Train ``models`` on the built-in digits by one recipe and draw Figure 6: each model
-    trains in ``out/<name>/`` (a :func:`fit` run directory; an interrupted one resumes) from
-    ``torch.manual_seed(seed)``, and ``out/degradation.png`` draws them all.
-    ``zero_init_residual=True`` also trains ResNet-56 with its residual branches' last norm
-    at zero (``out/resnet56-zero-init/``, drawn against ResNet-56 in ``zero-init.png``).
+    """Train ``models`` on the built-in digits by one recipe, each in the :func:`fit` run
+    directory ``out/<name>/`` from ``torch.manual_seed(seed)``, and draw Figure 6 to
+    ``out/degradation.png``. ``zero_init_residual=True`` also trains ResNet-56 with its residual
+    branches' last norm at zero (``out/resnet56-zero-init/``, drawn in ``zero-init.png``).
     ``announce(index, label, run_dir)`` is called as each model starts (index from 1)."""
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
@@ -195,8 +194,7 @@ class Table6Report:
         return rows
 
     def table(self) -> str:
-        """Table 6 as Markdown: mean +- std and min test error over seeds beside the paper's
-        and akamaster's, then each run's error and wall time."""
+        """Table 6 as Markdown beside the paper's and akamaster's, then each run's error, time."""
 
         def pct(value: float) -> str:
             return "" if math.isnan(value) else f"{value:.2f}%"
@@ -353,7 +351,6 @@ def table6(
 
 
 def _parameter_count(run_dir: Path) -> int:
-    """Parameters of the network the finished run in ``run_dir`` trained (its ``spec.json``)."""
     path = run_dir / "spec.json"
     try:
         spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))

@@ -215,8 +215,7 @@ class RunDirectory:
         atomic_write(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
-        """``run.json``, checked by ``check_run_info()``; ``own=False``: read as an input of a
-        command that does not write this run."""
+        """``run.json``, checked by ``check_run_info()``; ``own=False``: read as an input."""
         info = read_json_object(self.info_path, what="run information", own=own)
         return check_run_info(info, self.info_path)
 
@@ -357,9 +356,8 @@ def check_resume(
     state: Mapping[str, Any], expected: Mapping[str, Any], path: Path, per_epoch: int
 ) -> None:
     """Raise :class:`RunDirectoryError` (naming ``path``, the field and what to do) unless the
-    saved trainer ``state`` fits the run resuming it: the run id, plan, network and loader of
-    ``expected`` (the state this run would save now), every field of its type, and progress
-    that agrees with the plan (``per_epoch`` batches an epoch)."""
+    saved trainer ``state`` fits the run resuming it: the run, plan, network and loader of
+    ``expected`` (the state it would save now), each field's type, and consistent progress."""
     plan = Recipe.from_json(expected["plan"])
     total = plan.iterations
     assert total is not None
