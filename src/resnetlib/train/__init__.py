@@ -10,31 +10,35 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .data import DataError, DataSplits, ImageDataset, load_data
-    from .loop import (
-        METRICS,
-        EvalResult,
-        FitResult,
-        TrainingError,
-        TrainingInterrupted,
-        check_data_fits,
-        evaluate,
-        fit,
-        read_metrics,
-    )
-    from .pipeline import Augment, DeviceLoader, channel_stats, pixel_mean
-    from .plot import plot_run, plot_runs
-    from .recipe import (
-        DIGITS,
-        FINETUNE,
-        PAPER_CIFAR,
-        PAPER_CIFAR_WARMUP,
-        Recipe,
-        paper_recipe,
-        recipe_for,
-    )
-    from .run_dir import RunDirectory, RunDirectoryError
+if TYPE_CHECKING:  # the names of _MODULES, typed
+    from .data import DataError as DataError
+    from .data import DataSplits as DataSplits
+    from .data import ImageDataset as ImageDataset
+    from .data import load_data as load_data
+    from .loop import METRICS as METRICS
+    from .loop import EvalResult as EvalResult
+    from .loop import FitResult as FitResult
+    from .loop import TrainingError as TrainingError
+    from .loop import TrainingInterrupted as TrainingInterrupted
+    from .loop import check_data_fits as check_data_fits
+    from .loop import evaluate as evaluate
+    from .loop import fit as fit
+    from .loop import read_metrics as read_metrics
+    from .pipeline import Augment as Augment
+    from .pipeline import DeviceLoader as DeviceLoader
+    from .pipeline import channel_stats as channel_stats
+    from .pipeline import pixel_mean as pixel_mean
+    from .plot import plot_run as plot_run
+    from .plot import plot_runs as plot_runs
+    from .recipe import DIGITS as DIGITS
+    from .recipe import FINETUNE as FINETUNE
+    from .recipe import PAPER_CIFAR as PAPER_CIFAR
+    from .recipe import PAPER_CIFAR_WARMUP as PAPER_CIFAR_WARMUP
+    from .recipe import Recipe as Recipe
+    from .recipe import paper_recipe as paper_recipe
+    from .recipe import recipe_for as recipe_for
+    from .run_dir import RunDirectory as RunDirectory
+    from .run_dir import RunDirectoryError as RunDirectoryError
 
 _MODULES = {
     "data": ("DataError", "DataSplits", "ImageDataset", "load_data"),
@@ -50,36 +54,7 @@ _HOME: dict[str, str] = {}  # each name's module
 for _module, _names in _MODULES.items():
     _HOME.update(dict.fromkeys(_names, _module))
 
-__all__ = [
-    "DIGITS",
-    "FINETUNE",
-    "METRICS",
-    "PAPER_CIFAR",
-    "PAPER_CIFAR_WARMUP",
-    "Augment",
-    "DataError",
-    "DataSplits",
-    "DeviceLoader",
-    "EvalResult",
-    "FitResult",
-    "ImageDataset",
-    "Recipe",
-    "RunDirectory",
-    "RunDirectoryError",
-    "TrainingError",
-    "TrainingInterrupted",
-    "channel_stats",
-    "check_data_fits",
-    "evaluate",
-    "fit",
-    "load_data",
-    "paper_recipe",
-    "pixel_mean",
-    "plot_run",
-    "plot_runs",
-    "read_metrics",
-    "recipe_for",
-]
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str) -> Any:
