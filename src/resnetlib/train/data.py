@@ -25,7 +25,7 @@ import pickle
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor  # Pillow decodes without the GIL
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -720,12 +720,9 @@ def _decode_cached(
     key = hashlib.sha256(f"{root.resolve()}\0{size}".encode()).hexdigest()[:24]
     path = cache / f"{root.name or 'data'}-{key}.pt"
     stored: Any = None
-    if path.is_file():
-        try:
-            with open_regular(path, own=True) as file:  # the cache is this loader's own file
-                stored = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged cache is rebuilt
-            pass
+    if path.is_file():  # the cache is this loader's own file; a damaged one is rebuilt
+        with suppress(Exception), open_regular(path, own=True) as file:
+            stored = torch.load(file, map_location="cpu", weights_only=True)
     if not isinstance(stored, dict) or stored.get("fingerprint") != fingerprint:  # has the version
         stored = {"classes": list(classes), "version": _CACHE_VERSION, "fingerprint": fingerprint}
         for split, (files, targets) in splits.items():

@@ -88,8 +88,7 @@ def plot_run(
                 )
                 losses.plot(epochs, [r[f"{split}_loss"] for r in history], style, ms=3, label=split)
         for axes, name in ((errors, "error (%)"), (losses, "loss"), (rates, "learning rate")):
-            axes.set_xlabel("iterations")
-            axes.set_ylabel(name)
+            axes.set(xlabel="iterations", ylabel=name)
             axes.grid(alpha=0.3)
         errors.set_ylim(bottom=0)
         errors.legend(fontsize="small")

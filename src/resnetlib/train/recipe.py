@@ -53,14 +53,8 @@ def _fail(name: str, value: object, allowed: str) -> ValueError:
 _BOUND = "resnetlib.train.recipe's bound"
 # Field checks by kind; fields in _OPTIONAL may also be None.
 _NUMBERS = {  # a float in [0, high)
-    "lr": math.inf,
-    "momentum": 1.0,
-    "weight_decay": math.inf,
-    "gamma": 1.0,
-    "warmup_lr": math.inf,
-    "warmup_error": 1.0,
-    "label_smoothing": 1.0,
-    "ema_decay": 1.0,
+    **dict.fromkeys(("lr", "weight_decay", "warmup_lr"), math.inf),
+    **dict.fromkeys(("momentum", "gamma", "warmup_error", "label_smoothing", "ema_decay"), 1.0),
 }
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "autocast": AUTOCAST}
 _BOOLS = ("nesterov", "channels_last", "compile", "no_decay_norm_bias", "cuda_graphs")
@@ -312,9 +306,7 @@ def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
         parts.append(
             f"warm-up cap {recipe.warmup_max_iterations} scaled to {plan.warmup_max_iterations}"
         )
-    if not parts:
-        return ""
-    return f"{' and '.join(parts)} for {plan.iterations} iterations"
+    return f"{' and '.join(parts)} for {plan.iterations} iterations" if parts else ""
 
 
 def paper_recipe(depth: int) -> Recipe:

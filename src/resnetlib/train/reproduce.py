@@ -100,7 +100,7 @@ def degradation(
             label, run_dir = f"{label}, zero-init", root / f"{name}-zero-init"
         if announce is not None:
             announce(index, label, run_dir)
-        result = fit(
+        runs[label] = fit(
             model,
             data,
             dataclasses.replace(recipe, epochs=epochs, iterations=None),
@@ -109,8 +109,7 @@ def degradation(
             resume=RunDirectory(run_dir).holds_run(),
             progress=progress,
             seed=seed,
-        )
-        runs[label] = result.history
+        ).history
     figure = plot_runs(
         {label: rows for label, rows in runs.items() if "zero-init" not in label},
         root / "degradation.png",
@@ -321,12 +320,10 @@ def table6(
             announce(index, len(jobs), name, seed, run_dir)
         trained = done is None
         if done is None:
-            split = splits[seed]
             torch.manual_seed(seed)
-            model = create_model(name, num_classes=10, in_channels=split.image_shape[0])
             fit(
-                model,
-                split,
+                create_model(name, num_classes=10, in_channels=splits[seed].image_shape[0]),
+                splits[seed],
                 recipe,
                 out=run_dir,
                 device=device,
@@ -337,12 +334,10 @@ def table6(
                 run_info=_table6_info(name, data, seed, iterations, recipe),
                 log=log,
             )
-            parameters[name] = sum(p.numel() for p in model.parameters())  # as trained
             done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
             if done is None:
                 raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
-        else:
-            parameters[name] = _parameter_count(run_dir)
+        parameters[name] = _parameter_count(run_dir)  # as trained (its spec.json)
         runs.append(Table6Run(name, seed, run_dir, *done, trained=trained))
     report = Table6Report(root, tuple(runs), parameters, val_size=changes["val_size"])
     atomic_write(report.markdown_path, (report.table() + "\n").encode())

@@ -59,6 +59,7 @@ METRICS = (
 STATE_FORMAT = "resnetlib.trainer-state"
 STATE_VERSION = 2
 MAX_SEED = 2**63 - 1
+_COUNTS = ("epoch", "iteration")  # written as ints
 
 
 class TrainingError(RuntimeError):
@@ -76,13 +77,8 @@ def _csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, float]]) -> by
     for row in rows:
         writer.writerow(
             {
-                key: ""
-                if math.isnan(value)
-                else str(int(value))
-                if key in ("epoch", "iteration")
-                else f"{value:.6g}"
-                for key, value in row.items()
-                if key in columns
+                k: "" if math.isnan(v) else str(int(v)) if k in _COUNTS else f"{v:.6g}"
+                for k, v in row.items()
             }
         )
     return text.getvalue().encode()
@@ -287,7 +283,7 @@ class RunDirectory:
             key: None
             if isinstance(value, float) and math.isnan(value)
             else int(value)
-            if key in ("epoch", "iteration") and isinstance(value, float)
+            if key in _COUNTS and isinstance(value, float)
             else value
             for key, value in metadata.items()
         }
