@@ -88,6 +88,8 @@ class GraphedTraining:
         self.eager_steps = 0
         self.replays = 0
         self.side: Any = None  # the warm-up's side stream
+        if self.capture:
+            self.side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
 
     # -- the optimizer ---------------------------------------------------------------------
 
@@ -159,13 +161,10 @@ class GraphedTraining:
         elif not self.capture:  # tests: the same step, uncaptured
             self._body()
         elif self.eager_steps < WARMUP_STEPS:
-            if self.side is None:
-                self.side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
-            side = self.side
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
+            self.side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.side):
                 self._body()
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            torch.cuda.current_stream(self.device).wait_stream(self.side)
             self.eager_steps += 1
         else:
             graph = torch.cuda.CUDAGraph()

@@ -17,28 +17,21 @@ __all__ = ["plot_run", "plot_runs"]
 
 
 def plot_runs(
-    runs: Mapping[str, Sequence[Mapping[str, float]]],
-    path: PathLike,
-    *,
-    title: str | None = None,
-    x: str = "iteration",
-    dpi: int = 100,
+    runs: Mapping[str, Sequence[Mapping[str, float]]], path: PathLike, *, title: str | None = None
 ) -> Path:
-    """Draw each run's ``train_error`` (dashed) and ``test_error`` (solid) against ``x`` to
+    """Draw each run's ``train_error`` (dashed) and ``test_error`` (solid) against iterations to
     ``path`` (returned); ``runs`` maps a label (``"ResNet-56"``) to its ``fit`` metrics rows."""
-    if x not in ("iteration", "epoch"):
-        raise ValueError(f"x must be 'iteration' or 'epoch'; got {x!r}")
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=dpi)
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     try:
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, (label, rows) in enumerate(runs.items()):
             color = colors[i % len(colors)]
-            xs = [row[x] for row in rows]
+            xs = [row["iteration"] for row in rows]
             train, test = ([100 * row[k] for row in rows] for k in ("train_error", "test_error"))
             axes.plot(xs, train, "--", color=color, linewidth=1)
             axes.plot(xs, test, "-", color=color, linewidth=1.5, label=label)
-        axes.set(xlabel="iterations" if x == "iteration" else "epochs", ylabel="error (%)")
+        axes.set(xlabel="iterations", ylabel="error (%)")
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
         axes.legend(title="dashed: training, solid: test", fontsize="small", title_fontsize="small")
@@ -68,13 +61,11 @@ def plot_run(
     history: Sequence[Mapping[str, float]],
     steps: Sequence[Mapping[str, float]],
     path: PathLike,
-    *,
-    dpi: int = 100,
 ) -> Path:
     """Draw one run's ``metrics.csv`` and ``steps.csv`` rows to ``path`` (returned): error (%)
     and loss against iterations, and the learning rate."""
     plt = _pyplot()
-    figure, (errors, losses, rates) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=dpi)
+    figure, (errors, losses, rates) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=100)
     try:
         xs = [row["iteration"] for row in steps]
         errors.plot(xs, [100 * r["train_error"] for r in steps], lw=0.8, alpha=0.7, label="train")
