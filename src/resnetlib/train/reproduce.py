@@ -371,8 +371,7 @@ def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | No
         )
     if not rows or int(rows[-1]["iteration"]) != recorded:
         return None
-    last = rows[-1]
-    return last["test_error"], last["elapsed_s"], int(last["iteration"])
+    return rows[-1]["test_error"], rows[-1]["elapsed_s"], int(rows[-1]["iteration"])
 
 
 def _table6_info(
