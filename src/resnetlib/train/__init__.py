@@ -1,8 +1,7 @@
 """Training and reproduction: data, the paper's recipe, the loop, plots and the commands.
 
-``import resnetlib`` does not import this subpackage. Its names load on first use (so the
-``resnetlib`` command stays light), and none of them loads tqdm, matplotlib, Pillow or
-scikit-learn (the ``train`` extra) before it needs them.
+``import resnetlib`` does not import this subpackage; its names load on first use, and none
+loads tqdm, matplotlib, Pillow or scikit-learn (the ``train`` extra) before it needs them.
 """
 
 from __future__ import annotations
