@@ -570,8 +570,7 @@ def _listdir(directory: Path) -> list[Path]:
 def _labelled_images(folders: Sequence[tuple[Path, int]], empty: str | None) -> _Labelled:
     """The image files in each folder with its label; an empty folder is a DataError of
     message ``empty`` (formatted with ``folder`` and ``wnid``) unless ``empty`` is None."""
-    files: list[Path] = []
-    targets: list[int] = []
+    files, targets = [], []
     for folder, label in folders:
         found = [p for p in _listdir(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         if not found and empty is not None:
@@ -633,8 +632,7 @@ def _list_tinyimagenet(root: Path) -> _Listing:
             f"{annotations}: missing (TinyImageNet-200 expects val/val_annotations.txt)"
         )
     texts[annotations] = _read_text(annotations)
-    val_files: list[Path] = []
-    val_targets: list[int] = []
+    val_files, val_targets = [], []
     for number, line in enumerate(texts[annotations].splitlines(), 1):
         if not line.strip():
             continue
