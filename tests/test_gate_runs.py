@@ -23,8 +23,7 @@ import pytest
 import torch
 
 import resnetlib as rl
-from resnetlib.cli import main
-from resnetlib.cli_options import import_modules
+from resnetlib.cli import import_modules, main
 from resnetlib.train import reproduce
 from resnetlib.train.loop import TrainingInterrupted
 from resnetlib.train.run_dir import RunDirectoryError, check_run_info, read_metrics
@@ -165,7 +164,7 @@ def test_import_modules_leaves_sys_path_as_it_was(
         import_modules(["gate_path_module"])
         assert sys.modules["gate_path_module"].VALUE == 7
         assert sys.path == before
-        with pytest.raises(rl.cli_options.UsageError, match="gate_no_such_module"):
+        with pytest.raises(rl.cli.UsageError, match="gate_no_such_module"):
             import_modules(["gate_no_such_module"])
         assert sys.path == before
     finally:

@@ -4,27 +4,423 @@ A module of :data:`SUBCOMMAND_MODULES` adds its subcommands with ``add_commands(
 (their defaults carry ``run=<callable(args) -> int>``), importing heavy dependencies only
 inside ``run``. :data:`COMMANDS` says which module adds which command, so ``resnetlib train``
 imports that module alone; ``--help``, no command or an unknown one imports them all.
+
+What every command that takes a model shares is generated here, from one place:
+:func:`add_model_arguments` adds the model positional (a registered name or a checkpoint
+file), ``--import``, a flag per :class:`~resnetlib.ModelOverrides` field, ``--pretrained``,
+``--pretrained-tag`` and ``--checkpoint``; :func:`model_from_args` builds that model;
+:func:`guarded` turns a command's errors into one line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import importlib
+import json
+import os
 import sys
-from collections.abc import Sequence
+import traceback
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
-from .cli_options import (
-    UsageError,
-    add_imports,
-    add_model_arguments,
-    guarded,
-    import_modules,
-    input_size,
-    is_checkpoint_path,
-    model_from_args,
+from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
+from .files import command_files
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "SUBCOMMAND_MODULES",
+    "UsageError",
+    "add_imports",
+    "add_model_arguments",
+    "guarded",
+    "import_modules",
+    "input_size",
+    "main",
+    "model_from_args",
+    "option_flag",
+    "override_values",
+    "split_model_words",
+]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+_MAX_ERROR_LINES = 12
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+_T = TypeVar("_T")
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit status 2."""
+
+
+# -- flag types ---------------------------------------------------------------------------
+
+
+def _flag_type(
+    parse: Callable[[str], _T], ok: Callable[[_T], bool], expected: str
+) -> Callable[[str], _T]:
+    """An argparse type: ``parse(text)`` where it parses and passes ``ok``, else one
+    "expected EXPECTED; got 'TEXT'" error (argparse prints it after the flag)."""
+
+    def convert(text: str) -> _T:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return value
+
+    return convert
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+input_size = _flag_type(
+    _ints,
+    lambda s: len(s) == 3 and min(s) >= 1 and max(s[1:]) <= MAX_IMAGE_SIDE and s[0] <= MAX_CHANNELS,
+    f"C,H,W of positive ints such as 3,224,224 (sides up to {MAX_IMAGE_SIDE}, channels up to "
+    f"{MAX_CHANNELS})",
 )
+"""``C,H,W`` of positive ints, each side at most :data:`MAX_IMAGE_SIDE`."""
 
-__all__ = ["COMMANDS", "SUBCOMMAND_MODULES", "main"]
+_int_list = _flag_type(_ints, lambda v: min(v) >= 1, "comma-separated ints >= 1 such as 16,32,64")
+
+int_tuple = _flag_type(_ints, lambda v: True, "comma-separated ints such as 32000,48000")
+"""An argparse type: comma-separated ints, unbounded (the field they set checks them)."""
+
+positive_float = _flag_type(float, lambda v: 0 < v < float("inf"), "a number > 0")
+"""An argparse type: a finite number > 0."""
+
+
+def int_in(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an int in ``[minimum, maximum]`` (no maximum: the model's spec
+    bounds it, with its own message)."""
+    allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    return _flag_type(
+        int,
+        lambda v: minimum <= v <= (v if maximum is None else maximum),
+        f"an int {allowed}",
+    )
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as groups=32; got {text!r}")
+    try:
+        value = json.loads(raw)  # 32, 0.5, true, null, "text"
+    except json.JSONDecodeError:
+        value = raw  # a bare word is a string
+    if isinstance(value, (list, dict)):
+        raise argparse.ArgumentTypeError(f"{key}: expected a number, true/false or text")
+    return key, value
+
+
+# Smallest value of each int override; the rest must be >= 1.
+_INT_MINIMUM = {"num_classes": 0}
+
+
+def option_flag(name: str) -> str:
+    """The flag of a field or option name: ``block_options`` is ``--block-options`` (a flag
+    stays as it is)."""
+    return name if name.startswith("--") else "--" + name.replace("_", "-")
+
+
+def _override_fields() -> dict[str, Any]:
+    from .core.overrides import ModelOverrides
+
+    return typing.get_type_hints(ModelOverrides)
+
+
+# -- adding the flags ---------------------------------------------------------------------
+
+
+def add_imports(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): a user's module that registers models or parts."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, for the models and parts it registers (repeatable)",
+    )
+
+
+class _PretrainedFlag(argparse.Action):
+    """``--pretrained``: takes no value, and keeps a tag ``--pretrained-tag`` already set."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        if not isinstance(getattr(namespace, self.dest, None), str):
+            setattr(namespace, self.dest, True)
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    checkpoint_alone: bool,
+    required: bool = True,
+    positional: bool = True,
+) -> None:
+    """The model positional and the model options.
+
+    ``checkpoint_alone``: the positional may also be a checkpoint file (not for train).
+    ``required=False``: it may be left out (``--checkpoint FILE``, ``train --resume``);
+    ``positional=False``: the command reads it from its own words (see
+    :func:`split_model_words`).
+    """
+    what = "a registered model name (resnet56, or resnet50.TAG for named weights)"
+    if checkpoint_alone:
+        what += " or a checkpoint file (runs/r56/final.pt)"
+    what += "; optional with --checkpoint FILE of a resnetlib checkpoint"
+    if positional:
+        parser.add_argument("model", nargs=None if required else "?", metavar="MODEL", help=what)
+    else:
+        parser.set_defaults(model=None)
+    add_imports(parser)
+    weights = parser.add_argument_group("weights")
+    weights.add_argument(
+        "--pretrained",
+        action=_PretrainedFlag,
+        nargs=0,
+        default=None,
+        help="start from the model's pretrained weights (its default tag; name another with "
+        "--pretrained-tag TAG or MODEL.TAG); see resnetlib.list_pretrained()",
+    )
+    weights.add_argument(
+        "--pretrained-tag",
+        dest="pretrained",
+        default=None,
+        metavar="TAG",
+        help="the pretrained weights TAG (implies --pretrained), as MODEL.TAG does",
+    )
+    weights.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="FILE",
+        help="weights to start from: a resnetlib checkpoint (which alone names the model) or "
+        "a state dict in any layout resnetlib.interop.load_weights reads (torchvision, timm, "
+        "akamaster, mmpretrain)",
+    )
+    overrides = parser.add_argument_group(
+        "model options", "any ModelOverrides field (see help(resnetlib.ModelOverrides))"
+    )
+    for name, hint in _override_fields().items():
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        option: dict[str, Any]
+        if hint is bool:
+            option = {"action": argparse.BooleanOptionalAction, "default": None}
+        elif hint is int:
+            option = {"type": int_in(_INT_MINIMUM.get(name, 1)), "metavar": "N"}
+        elif hint is float:
+            option = {"type": float, "metavar": "X"}
+        elif hint is str or (origin in (typing.Union, types.UnionType) and str in args):
+            option = {"type": str, "metavar": "NAME"}
+        elif origin is collections.abc.Sequence and args == (int,):
+            option = {"type": _int_list, "metavar": "N,N,..."}
+        elif origin is collections.abc.Mapping:
+            option = {"type": _key_value, "action": "append", "metavar": "KEY=VALUE"}
+        else:
+            raise TypeError(f"the CLI has no option type for override {name!r} ({hint!r})")
+        overrides.add_argument(option_flag(name), dest=name, **option)
+
+
+def split_model_words(args: argparse.Namespace, words: Sequence[str]) -> list[str]:
+    """``[MODEL] WORD...``: set ``args.model`` from the first word and return the rest.
+
+    The first word is the model unless ``--checkpoint`` names it and that word is no
+    registered model name (then every word is the command's, an image for predict).
+    """
+    from .models.zoo import MODELS
+
+    rest = list(words)
+    if rest and (args.checkpoint is None or rest[0].split(".", 1)[0] in MODELS):
+        args.model = rest.pop(0)
+    return rest
+
+
+def override_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The model options given on the command line (JSON types)."""
+    values = {
+        name: getattr(args, name)
+        for name in _override_fields()
+        if getattr(args, name, None) is not None
+    }
+    if "block_options" in values:
+        values["block_options"] = dict(values["block_options"])
+    if "widths" in values:
+        values["widths"] = list(values["widths"])
+    return values
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Import the modules named with ``--import`` (nothing a file says is ever imported),
+    from the working directory too, as ``python -m`` would; the directory is on ``sys.path``
+    only while they import, so no later import picks up a module from it."""
+    if not modules:
+        return
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception as error:  # an import runs the user's code: any error is theirs
+                raise UsageError(f"--import {module}: {type(error).__name__}: {error}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def device_option(name: str | None) -> Any:
+    """``--device NAME`` as :func:`resnetlib.common.resolve_device` resolves it (``None``:
+    the GPU when there is one), its refusal a usage error."""
+    from .common import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as error:
+        raise UsageError(f"--device {error}") from None
+
+
+def is_checkpoint_path(text: str) -> bool:
+    """Whether the model positional names a file rather than a registered model."""
+    return Path(text).is_file() or text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text
+
+
+def model_from_args(
+    args: argparse.Namespace,
+    *,
+    defaults: dict[str, Any] | None = None,
+    device: str | None = None,
+    adapt: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """The model that ``args`` describe, and that description as JSON (for ``run.json``).
+
+    A checkpoint file alone is loaded as saved; a name is built by ``create_model``.
+    ``defaults`` fill options not given (the data's classes and channels); with ``adapt``
+    also for ``--checkpoint FILE`` alone (train: a new head). ``device="meta"`` builds a
+    registered model without allocating its weights.
+    """
+    from .interop.checkpoint import load
+    from .models.from_file import checkpoint_model
+    from .models.zoo import create_model
+
+    import_modules(args.imports)
+    options = override_values(args)
+    if args.model is None and args.checkpoint is None:
+        raise UsageError(
+            "name a model (a registered name or a checkpoint file), or --checkpoint FILE of a "
+            "resnetlib checkpoint"
+        )
+    if args.model is not None and is_checkpoint_path(args.model):
+        path = Path(args.model)
+        if not path.is_file():
+            raise UsageError(f"{args.model}: no such checkpoint file")
+        given = [option_flag(name) for name in options] + [
+            flag for flag in ("--pretrained", "--checkpoint") if getattr(args, flag[2:])
+        ]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: a checkpoint ({path}) keeps the model it was saved as; "
+                "to change it, name the model and pass --checkpoint FILE"
+            )
+        return load(path), {"checkpoint": str(path)}
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+    if args.pretrained is not None and args.checkpoint is not None:
+        raise UsageError("give --pretrained or --checkpoint, not both")
+    alone = args.model is None  # --checkpoint FILE names the model: a new head or input only
+    for key, value in (defaults or {} if adapt or not alone else {}).items():
+        options.setdefault(key, value)
+    if alone:
+        model = checkpoint_model(Path(args.checkpoint), options)
+        if model is None:
+            raise UsageError(
+                f"--checkpoint {Path(args.checkpoint)}: a state dict, which does not say its "
+                "network; name the model it was saved from (resnetlib COMMAND MODEL "
+                "--checkpoint FILE)"
+            )
+    else:
+        pretrained = False if args.pretrained is None else args.pretrained
+        model = create_model(
+            args.model,
+            pretrained=pretrained,
+            checkpoint_path=args.checkpoint,
+            device=device if pretrained is False and args.checkpoint is None else None,
+            **options,
+        )
+    described = {
+        "name": args.model,
+        "options": options,
+        "pretrained": args.pretrained,
+        "checkpoint": str(Path(args.checkpoint)) if alone else args.checkpoint,
+        "imports": list(args.imports),
+    }
+    return model, described
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _message(error: BaseException) -> str:
+    # An unknown registry name is a KeyError whose message is its first argument.
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    lines = [line for line in text.strip().splitlines() if line.strip()] or [type(error).__name__]
+    if len(lines) > _MAX_ERROR_LINES:
+        lines = [*lines[:_MAX_ERROR_LINES], f"... ({len(lines) - _MAX_ERROR_LINES} more lines)"]
+    if isinstance(error, ImportError) and "pip install" not in text:
+        lines[-1] += '; pip install "resnetlib[train]"'
+    return "\n".join(lines)
+
+
+def debugging(args: argparse.Namespace | None = None) -> bool:
+    """Whether to show tracebacks (``--debug`` or ``RESNETLIB_DEBUG=1``)."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("RESNETLIB_DEBUG") == "1"
+
+
+def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` with its errors as ``resnetlib COMMAND: error: ...`` (up to twelve lines)
+    on stderr and exit status 2, run inside ``files.command_files()`` (no write over an input).
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        prog = f"resnetlib {getattr(args, 'command', '') or ''}".strip()
+        try:
+            with command_files():  # no output may replace one of the command's inputs
+                return command(args)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except (
+            UsageError,
+            ValueError,
+            TypeError,
+            KeyError,
+            OSError,
+            ImportError,
+            RuntimeError,
+            MemoryError,
+        ) as error:
+            if debugging(args):
+                traceback.print_exc()
+            print(f"{prog}: error: {_message(error)}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+# -- the command --------------------------------------------------------------------------
 
 COMMANDS: dict[str, str] = {
     "train": "resnetlib.train.cli",

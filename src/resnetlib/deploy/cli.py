@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli_options import (
+from ..cli import (
     UsageError,
     add_model_arguments,
     device_option,

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..cli_options import (
+from ..cli import (
     EXIT_INTERRUPTED,
     UsageError,
     add_model_arguments,
