@@ -49,7 +49,7 @@ __all__ = [
 StateDict = dict[str, torch.Tensor]
 
 _WRAPPER_KEYS = ("state_dict", "model")
-_PREFIXES = ("module.", "_orig_mod.")
+_PREFIX = re.compile(r"module\.|_orig_mod\.")  # DataParallel's, torch.compile's
 _HEAD = "fc"
 
 
@@ -71,9 +71,9 @@ def _ours_key_to_akamaster(key: str) -> str:
 
 
 # mmpretrain's names and ours, as (theirs, ours, when) prefixes; the first that applies wins,
-# in both directions. ``{b}`` is a block (``layer2.0``). ``when``: "deep" applies only to a
-# deep stem's weights; "unpooled" only to the projections of an ``avg_down`` net (ResNetV1d)
-# that have no pool (stride 1: mmpretrain leaves the pool out, we keep an Identity there).
+# both ways. ``{b}`` is a block (``layer2.0``). ``when``: "deep" only for a deep stem;
+# "unpooled" only for an ``avg_down`` net's (ResNetV1d) stride-1 projections, which have no
+# pool in mmpretrain and an Identity in ours.
 _MMPRETRAIN_NAMES: tuple[tuple[str, str, str], ...] = (
     ("head.fc.", "fc.", ""),
     ("backbone.stem.0.conv.", "conv1.0.", ""),
@@ -163,10 +163,6 @@ def _ours_to_torchvision(state: StateDict) -> StateDict:
     return dict(state)
 
 
-def _no_options(state: StateDict) -> dict[str, Any]:
-    return {}
-
-
 def _akamaster_options(state: StateDict) -> dict[str, Any]:
     """akamaster's option A pads on both sides (``A_both``); their option B has
     ``shortcut.*`` projection weights."""
@@ -178,7 +174,7 @@ def _akamaster_options(state: StateDict) -> dict[str, Any]:
 class _Layout:
     to_resnetlib: Callable[[StateDict], StateDict]
     from_resnetlib: Callable[[StateDict], StateDict]
-    model_options: Callable[[StateDict], dict[str, Any]] = _no_options
+    model_options: Callable[[StateDict], dict[str, Any]] = lambda state: {}
     """Model overrides that weights in this layout need to compute what they computed."""
 
 
@@ -232,14 +228,8 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
     # The prefixes every key shares are those of the first and last key in sorted order.
     low, high = min(flat), max(flat)
     start = 0
-    while True:
-        prefix = next(
-            (p for p in _PREFIXES if low.startswith(p, start) and high.startswith(p, start)),
-            None,
-        )
-        if prefix is None:
-            break
-        start += len(prefix)
+    while (prefix := _PREFIX.match(low, start)) and high.startswith(prefix[0], start):
+        start = prefix.end()
     return {key[start:]: value for key, value in flat.items()}
 
 

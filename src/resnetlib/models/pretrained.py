@@ -1,11 +1,7 @@
-"""Fetching and loading registered pretrained weights (:mod:`resnetlib.models.weights`).
-
-Downloads go to torch.hub's cache (``torch.hub.get_dir()/checkpoints``) or, for Hugging Face
-Hub files, huggingface_hub's (the ``hub`` extra); a cached file loads without network. Every
-file with a published checksum is checked, cached ones too, and a file unchanged (path, size,
-mtime) since it was last hashed is not hashed again (records under
-``torch.hub.get_dir()/resnetlib-verified``).
-"""
+"""Fetching registered pretrained weights into torch.hub's cache (``checkpoints``) or, for Hub
+files, huggingface_hub's (the ``hub`` extra), and loading them. Every file with a published
+checksum is checked, cached ones too, but not hashed again while unchanged (path, size, mtime)
+since it was (records under ``torch.hub.get_dir()/resnetlib-verified``)."""
 
 from __future__ import annotations
 
@@ -44,7 +40,6 @@ def _sha256(path: Path) -> str:
 
 
 def _record_of(path: Path) -> Path:
-    """Where the verification record of ``path`` lives."""
     key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
     return Path(torch.hub.get_dir()) / "resnetlib-verified" / f"{key}.json"
 
@@ -68,11 +63,10 @@ def _verified_sha256(path: Path) -> str | None:
 
 def _remember(path: Path, digest: str) -> None:
     """Record ``path``'s verified digest; a cache that cannot be written only costs time."""
-    record = json.dumps({"file": _fingerprint(path), "sha256": digest}).encode()
     target = _record_of(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda file: file.write(record))
+        atomic_write(target, json.dumps({"file": _fingerprint(path), "sha256": digest}).encode())
     except OSError:
         pass
 

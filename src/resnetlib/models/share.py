@@ -1,12 +1,8 @@
-"""Hugging Face model folders, as timm shares models: write one, read one by ``local-dir:``
-or ``hf-hub:``.
-
-A folder holds ``model.safetensors`` (timm's names), ``config.json`` (timm's keys, plus
-resnetlib's spec under ``"resnetlib"``), ``README.md`` (a model card) and
-``checksums.sha256`` (``sha256sum``'s format; required in a folder resnetlib wrote). Reading
-takes the files as data: checksums verified, the weights bounded by what the spec can take,
-the spec checked against them before anything is built; nothing is imported or run.
-"""
+"""Hugging Face model folders as timm shares models, read by ``local-dir:`` or ``hf-hub:``:
+``model.safetensors`` (timm's names), ``config.json`` (timm's keys, resnetlib's spec under
+``"resnetlib"``), ``README.md`` and ``checksums.sha256`` (``sha256sum``'s format; required in
+a folder resnetlib wrote). Reading verifies the checksums, bounds the weights by the spec and
+checks them against it before anything is built; nothing is imported or run."""
 
 from __future__ import annotations
 
@@ -246,10 +242,9 @@ def save_pretrained(
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     files = {WEIGHTS: weights, CONFIG: config_bytes, CARD: card}
-    for name, data in files.items():
-        atomic_write(root / name, lambda file, data=data: file.write(data))  # type: ignore[misc]
     sums = "".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()).encode()
-    atomic_write(root / CHECKSUMS, lambda file: file.write(sums))
+    for name, data in {**files, CHECKSUMS: sums}.items():  # the checksums last
+        atomic_write(root / name, data)
     return root
 
 

@@ -1,8 +1,5 @@
-"""Model factories: the paper's ImageNet and CIFAR families, their plain twins, custom layouts.
-
-Every factory takes the same keyword overrides (:class:`ModelOverrides`) and is registered
-by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_classes=100)``.
-"""
+"""Model factories: the paper's ImageNet and CIFAR families, their plain twins, custom layouts,
+each registered by name (``create_model("resnet56", num_classes=100)``)."""
 
 from __future__ import annotations
 
@@ -196,7 +193,7 @@ def create_model(
             if tag is not None and tag != name_tag:
                 raise ValueError(f"pretrained={tag!r} disagrees with the tag in {name}.{name_tag}")
             tag = name_tag
-        factory = MODELS.get(name)
+        factory = MODELS[name]
         if pretrained and checkpoint_path is not None:
             raise ValueError("give pretrained or checkpoint_path, not both")
         if tag is not None or pretrained:
@@ -315,10 +312,8 @@ def model_spec(name: str, **overrides: Any) -> ResNetSpec:
 
 
 def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
-    """ImageNet layout (paper Table 1): 7x7 stem, widths 64/128/256/512, option B.
-
-    Returns:
-        The spec (1000 classes), one stage per entry of ``layers``.
+    """ImageNet layout (paper Table 1, 1000 classes): 7x7 stem, one stage per entry of
+    ``layers`` (widths 64/128/256/512), option B.
 
     Raises:
         ValueError: ``layers`` is not a non-empty sequence of ints >= 1.
@@ -351,12 +346,8 @@ def _imagenet_layout(
 
 
 def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
-    """CIFAR layout (paper section 4.2): 3x3 stem, three stages at 16/32/64, option A.
-
-    ``depth`` counts weighted layers: ``3 * n * block.weighted_layers + 2`` (6n+2 for basic blocks).
-
-    Returns:
-        The spec (10 classes) with ``n`` blocks in each of the three stages.
+    """CIFAR layout (paper section 4.2, 10 classes): 3x3 stem, three stages of ``n`` blocks at
+    16/32/64, option A; ``depth`` is ``3 * n * block.weighted_layers + 2`` (6n+2 for basic blocks).
 
     Raises:
         KeyError: ``block`` is not a registered block.
@@ -372,8 +363,7 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
 
 def _cifar_layout(depth: int, block: str, shortcut: str, stem: str) -> ResNetSpec:
     """:func:`cifar_spec` with another shortcut and stem type."""
-    per_block = BLOCKS.get(block).weighted_layers
-    step = 3 * per_block
+    step = 3 * BLOCKS.get(block).weighted_layers
     if not is_int(depth) or depth < step + 2 or (depth - 2) % step:
         examples = ", ".join(str(step * n + 2) for n in (3, 5, 7, 9, 18))
         raise ValueError(
@@ -391,13 +381,8 @@ def _cifar_layout(depth: int, block: str, shortcut: str, stem: str) -> ResNetSpe
 
 
 def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet:
-    """A ResNet with any number of stages on the ImageNet layout.
-
-    ``layers`` gives the blocks per stage, for example ``(3, 4, 6, 3)``; stage ``i`` has
-    width ``64 * 2**i`` and all but the first halve the resolution.
-
-    Returns:
-        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+    """A ResNet on the ImageNet layout with ``layers[i]`` blocks in stage ``i``, of width
+    ``64 * 2**i``; all stages but the first halve the resolution.
 
     Raises:
         TypeError: a keyword that is not an override.
@@ -418,9 +403,6 @@ def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet
 def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
     """A CIFAR ResNet of any valid depth (6n+2 for basic blocks), option A by default.
 
-    Returns:
-        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
-
     Raises:
         TypeError: a keyword that is not an override.
         ValueError: ``depth`` does not fit the block (the message lists valid depths), or
@@ -438,9 +420,6 @@ def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
 
 
 _FACTORY_SECTIONS = """
-
-Returns:
-    A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
 
 Raises:
     TypeError: a keyword that is not an override.
@@ -577,9 +556,6 @@ def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResN
     ``block`` defaults to ``"preact_bottleneck"`` (depth 9n+2) with norm-free projections
     (``"preact_B"``); a block that does not expand, such as ``"preact_basic"`` (depth 6n+2),
     defaults to option A.
-
-    Returns:
-        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
 
     Raises:
         TypeError: a keyword that is not an override.
