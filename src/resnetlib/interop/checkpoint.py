@@ -90,12 +90,6 @@ class Checkpoint:
     pretrained_cfg: dict[str, Any] | None = None
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    data = tensor.detach().cpu().contiguous()
-    size = data.numel() * data.element_size()
-    return ctypes.string_at(data.data_ptr(), size) if size else b""
-
-
 def _digest(
     spec_json: str,
     metadata_json: str,
@@ -109,7 +103,9 @@ def _digest(
         digest.update(b"\0")
     for key, tensor in state.items():
         digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(_tensor_bytes(tensor))
+        data = tensor.detach().cpu().contiguous()
+        size = data.numel() * data.element_size()
+        digest.update(ctypes.string_at(data.data_ptr(), size) if size else b"")
     return digest.hexdigest()
 
 
@@ -205,7 +201,7 @@ def _read(path: PathLike) -> object:
                 )
             return read_safetensors(path, file.read())
         if head[:4] == b"PK\x03\x04":
-            _check_zip(path, file)
+            _check_zip(path, file, size)
         file.seek(0)
         try:
             payload = torch.load(file, map_location="cpu", weights_only=True)
@@ -264,22 +260,13 @@ def read_safetensors(path: PathLike, data: bytes) -> object:
     return payload
 
 
-def _check_zip(path: PathLike, file: BinaryIO) -> None:
-    """Refuse a zip whose records could cost more memory than the file's size: compressed
+def _check_zip(path: PathLike, file: BinaryIO, size: int) -> None:
+    """Refuse a zip whose records could cost more memory than the file's ``size``: compressed
     records (``torch.save`` writes none; a zip bomb would) or records larger than the file."""
-    size = file.seek(0, os.SEEK_END)
     try:
         with zipfile.ZipFile(file) as archive:
             records = archive.infolist()
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        NotImplementedError,
-        ValueError,
-        EOFError,
-        OSError,
-        struct.error,
-    ) as error:
+    except (*TORCH_READ_ERRORS, OSError, zipfile.BadZipFile, struct.error) as error:
         raise _unreadable(path, "torch", error) from None
     claimed = 0
     for record in records:

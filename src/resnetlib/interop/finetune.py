@@ -65,13 +65,6 @@ def unfreeze(model: _Backbone) -> None:
     model.train(model.training)
 
 
-def _group_of(model: _Backbone, parameter_name: str) -> str:
-    top = parameter_name.split(".", 1)[0]
-    if top in model.stem_names:
-        return "stem"
-    return top if top in model.stage_names else "head"
-
-
 def param_groups(
     model: _Backbone,
     *,
@@ -107,20 +100,21 @@ def param_groups(
     if weight_decay is not None and (not is_real(weight_decay) or weight_decay < 0):
         raise ValueError(f"weight_decay must be a number >= 0 or None; got {weight_decay!r}")
     order = ["stem", *model.stage_names, "head"]
-    depth = {name: len(order) - 1 - i for i, name in enumerate(order)}
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
+        top = name.split(".", 1)[0]
+        owner = "stem" if top in model.stem_names else top if top in model.stage_names else "head"
         exempt = no_decay_norm_bias and parameter.ndim <= 1
-        buckets.setdefault((_group_of(model, name), exempt), []).append(parameter)
+        buckets.setdefault((owner, exempt), []).append(parameter)
     groups: list[dict[str, Any]] = []
-    for name in order:
+    for index, name in enumerate(order):
         for exempt in (False, True):
             params = buckets.get((name, exempt))
             if not params:
                 continue
-            scale = float(decay) ** depth[name]
+            scale = float(decay) ** (len(order) - 1 - index)
             group: dict[str, Any] = {
                 "name": f"{name}.no_decay" if exempt else name,
                 "params": params,

@@ -18,9 +18,7 @@ from ..interop.convert import detect_source, layout_options, load_weights
 
 __all__ = ["checkpoint_model", "model_from_file"]
 
-
-# Fields a caller may change when loading weights.
-_ADAPTABLE = frozenset({"num_classes", "in_channels"})
+_ADAPTABLE = frozenset({"num_classes", "in_channels"})  # what loading weights may change
 
 
 def model_from_file(
@@ -101,11 +99,8 @@ def _check_same_network(
 ) -> None:
     """Refuse a checkpoint of another network than the name builds (``default``), or one
     that disagrees with what the overrides ask for (``asked``) outside the head and input."""
-    differ = {
-        key: (value, _structure(asked)[key])
-        for key, value in _structure(saved).items()
-        if value != _structure(asked)[key]
-    }
+    theirs, ours = _structure(saved), _structure(asked)
+    differ = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
     saved_fields, default_fields, asked_fields = saved.to_dict(), default.to_dict(), asked.to_dict()
     for key, value in asked_fields.items():
         if key not in _ADAPTABLE and value != default_fields[key] and value != saved_fields[key]:

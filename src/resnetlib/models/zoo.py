@@ -230,9 +230,7 @@ def create_model(
     if any(key != "file" for key in overlay):  # checked like any other configuration
         changes = {key: value for key, value in overlay.items() if key != "file"}
         set_data_config(model, {**model.pretrained_cfg, **changes})
-    if not features_only:
-        return model
-    return features(model, out_indices=out_indices)
+    return features(model, out_indices=out_indices) if features_only else model
 
 
 def _shared_model(
