@@ -135,19 +135,17 @@ def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
 def save(
     model: ResNet, path: PathLike, *, metadata: Mapping[str, JSONScalar] | None = None
 ) -> None:
-    """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``,
-    atomically (an interrupted save leaves the old file in place).
-
-    ``metadata`` (JSON scalars) comes back from :func:`read_checkpoint`. A ``.safetensors``
-    path is written as safetensors (the ``safetensors`` extra), any other with ``torch.save``.
+    """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``
+    atomically; ``metadata`` (JSON scalars) comes back from :func:`read_checkpoint`. A
+    ``.safetensors`` path is written as safetensors (the ``safetensors`` extra), any other
+    with ``torch.save``.
 
     Raises:
-        TypeError: ``model`` is not a resnetlib ``ResNet`` (pass a wrapped model's
-            ``.module``).
-        ValueError: the model's modules no longer match its spec (a layer replaced after
-            building), since [`load`][resnetlib.load] could not rebuild it.
+        TypeError: ``model`` is not a resnetlib ``ResNet``.
+        ValueError: a model folded by ``fuse_bn``, or one whose modules no longer match its
+            spec (a layer replaced after building), which could not be rebuilt.
         ModuleNotFoundError: a ``.safetensors`` path without the safetensors package.
-        OSError: the file cannot be written (a missing folder, no permission).
+        OSError: the file cannot be written.
 
     Examples:
         >>> import tempfile, pathlib, resnetlib as rl
@@ -327,17 +325,14 @@ def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
             "(a corrupted or edited file)"
         )
-    entry = "spec"
+    entry, config = "spec", None
     try:
         spec = ResNetSpec.from_dict(parse_json(spec_json))
         entry = "metadata"
         metadata = parse_json(metadata_json)
         entry = "data_config"
-        config = (
-            None
-            if config_json is None
-            else config_from_dict(parse_json(config_json, where="data_config"))
-        )
+        if config_json is not None:
+            config = config_from_dict(parse_json(config_json, where="data_config"))
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: invalid {entry}: {error}") from None
     if not isinstance(metadata, dict):
@@ -599,18 +594,14 @@ def build_loaded(
 
 
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
-    """Rebuild the model saved at ``path``: same spec, same weights, same dtypes. Nothing is
-    built before the spec is checked against the weights, and no code from the file runs.
-
-    Returns:
-        The model, on ``map_location``, in training mode as any newly built model, with the
-        ``pretrained_cfg`` it was saved with (a version-1 file's model keeps the defaults).
+    """Rebuild the model saved at ``path`` on ``map_location``, in training mode: same spec,
+    weights, dtypes and ``pretrained_cfg`` (a version-1 file's model keeps the defaults).
+    Nothing is built before the spec is checked against the weights; no code from the file runs.
 
     Raises:
         CheckpointError: the file is not an intact checkpoint, or its spec does not
             describe its weights.
-        KeyError: its spec names a block, shortcut or stem not registered here (register
-            it, as the saving program did, before loading).
+        KeyError: its spec names a part not registered here (register it before loading).
         OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
     checkpoint = read_checkpoint(path)

@@ -164,8 +164,7 @@ def _ours_to_torchvision(state: StateDict) -> StateDict:
 
 
 def _akamaster_options(state: StateDict) -> dict[str, Any]:
-    """akamaster's option A pads on both sides (``A_both``); their option B has
-    ``shortcut.*`` projection weights."""
+    """akamaster's option A pads on both sides; their option B has ``shortcut.*`` weights."""
     projected = any(".shortcut." in key for key in state)
     return {"shortcut": "B" if projected else "A_both"}
 
@@ -254,11 +253,8 @@ def convert_state_dict(
     state_dict: Mapping[str, Any], *, source: str = "auto", target: str = "resnetlib"
 ) -> StateDict:
     """Rename a state dict from the ``source`` layout to the ``target`` one (see the module
-    docstring). Tensors are shared, not copied; a mismatch of shapes shows when the result
-    is loaded.
-
-    Returns:
-        A new ``dict`` from the ``target`` layout's names to the same tensors.
+    docstring), in a new ``dict``; tensors are shared, not copied, and a mismatch of shapes
+    shows when the result is loaded.
 
     Raises:
         ValueError: an unknown layout name, an entry that is not a tensor, or keys that
@@ -422,11 +418,10 @@ def load_weights(
     skipped and reported with ``strict=False``. Missing BatchNorm batch counters are no error.
 
     Raises:
-        WeightsMismatchError: with ``strict=True``, weights that do not fit (every missing,
-            unexpected and mismatched key listed).
-        ValueError: an unknown ``source`` layout, or akamaster's weights into a model
-            whose option-A shortcuts do not pad on both sides (use
-            ``shortcut="A_both"``).
+        WeightsMismatchError: with ``strict=True``, weights that do not fit (every such key
+            listed).
+        ValueError: an unknown ``source`` layout, or akamaster's weights into a model whose
+            option-A shortcuts do not pad on both sides (use ``shortcut="A_both"``).
 
     Examples:
         >>> import resnetlib as rl

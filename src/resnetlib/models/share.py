@@ -181,15 +181,13 @@ def _card(
 def save_pretrained(
     model: ResNet, folder: PathLike, *, metadata: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write ``model`` as a Hugging Face model folder that ``create_model("local-dir:...")``
-    (and, for the architectures timm has, ``timm.create_model``) rebuilds.
+    """Write ``model`` as a Hugging Face model folder, returned, that
+    ``create_model("local-dir:...")`` (and, for the architectures timm has,
+    ``timm.create_model``) rebuilds. Upload with ``huggingface-cli upload ORG/NAME FOLDER``.
 
     ``metadata`` (JSON values) goes into the model card and config.json; ``data`` and
     ``metrics`` (a dict) get their own lines in the card. Each file is written atomically,
-    ``checksums.sha256`` last. Upload with ``huggingface-cli upload ORG/NAME FOLDER``.
-
-    Returns:
-        The folder.
+    ``checksums.sha256`` last.
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.

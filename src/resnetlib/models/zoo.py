@@ -4,6 +4,7 @@ each registered by name (``create_model("resnet56", num_classes=100)``)."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, Protocol, overload
@@ -117,7 +118,8 @@ def create_model(
     dtype: torch.dtype | None = None,
     **overrides: Any,
 ) -> ResNet | ResNetFeatures:
-    """Build the registered model ``name`` with keyword overrides (timm's arguments too).
+    """Build the registered model ``name``, in training mode, with keyword overrides (timm's
+    arguments too); with ``features_only``, its ``ResNetFeatures``.
 
     ``pretrained=True`` loads the model's default weights, ``pretrained="<tag>"`` (or
     ``name="model.tag"``) named ones (:func:`~resnetlib.list_pretrained`), downloaded into
@@ -128,7 +130,7 @@ def create_model(
 
     timm's arguments: ``in_chans`` (``in_channels``), ``global_pool`` (``"avg"``, ``"max"``,
     or ``""``: no pooling, with ``num_classes=0``), ``drop_rate`` (dropout before ``fc``),
-    ``features_only`` (returns :func:`~resnetlib.core.features` of the model: the maps
+    ``features_only`` (:func:`~resnetlib.core.features` of the model: the maps
     ``out_indices`` picks, 0 being the stem), ``feature_cls`` (any but ``"dict"``: all give
     the list of maps), ``device`` and ``dtype`` (``"meta"``: no memory). ``overrides`` are the
     :class:`ModelOverrides` keys and any keyword the registered factory adds.
@@ -141,12 +143,8 @@ def create_model(
     not. Weights of another ``num_classes`` or ``in_channels`` load with a new head or an
     adapted stem.
 
-    Returns:
-        A new model (a ``ResNetFeatures`` with ``features_only``), in training mode.
-
     Raises:
-        KeyError: an unknown model name or registry name (the message lists close
-            matches).
+        KeyError: an unknown model or registry name (the message lists close matches).
         TypeError: an unknown keyword argument.
         ValueError: an override out of range, naming the field and what is allowed.
         PretrainedError: pretrained weights that are not registered, cannot be downloaded
@@ -449,10 +447,8 @@ _DEPTHS: dict[int, tuple[tuple[int, ...], str]] = {
 }
 
 
-def _imagenet(
-    name: str, depth: int, shortcut: str, doc: str, **options: JSONScalar
-) -> ModelFactory:
-    layers, block = _DEPTHS[depth]
+def _imagenet(name: str, shortcut: str, doc: str, **options: JSONScalar) -> ModelFactory:
+    layers, block = _DEPTHS[int(re.findall(r"\d+", name)[0])]  # the depth its name gives
     stem = "deep" if shortcut == "D" else "imagenet"
     if shortcut == "preact_B":
         block, stem = f"preact_{block}", "imagenet_preact"
@@ -464,40 +460,33 @@ def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
 
 
 _B = "Option B shortcuts, 1000 classes, torchvision-compatible names and weights."
-resnet18 = _imagenet("resnet18", 18, "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}")
-resnet34 = _imagenet("resnet34", 34, "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}")
-resnet50 = _imagenet("resnet50", 50, "B", f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}")
-resnet101 = _imagenet(
-    "resnet101", 101, "B", f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}"
-)
-resnet152 = _imagenet(
-    "resnet152", 152, "B", f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}"
-)
+resnet18 = _imagenet("resnet18", "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}")
+resnet34 = _imagenet("resnet34", "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}")
+resnet50 = _imagenet("resnet50", "B", f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}")
+resnet101 = _imagenet("resnet101", "B", f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}")
+resnet152 = _imagenet("resnet152", "B", f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}")
 plain18 = _imagenet(
-    "plain18", 18, "none", "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left)."
+    "plain18", "none", "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left)."
 )
 plain34 = _imagenet(
-    "plain34", 34, "none", "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle)."
+    "plain34", "none", "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle)."
 )
 
 _W = "Bottleneck inner width int(width * width_per_group / 64) * groups, as torchvision."
 wide_resnet50_2 = _imagenet(
     "wide_resnet50_2",
-    50,
     "B",
     f"Wide ResNet-50-2: 68,883,240 params; twice ResNet-50's inner widths. {_W}",
     width_per_group=128,
 )
 wide_resnet101_2 = _imagenet(
     "wide_resnet101_2",
-    101,
     "B",
     f"Wide ResNet-101-2: 126,886,696 params; twice ResNet-101's inner widths. {_W}",
     width_per_group=128,
 )
 resnext50_32x4d = _imagenet(
     "resnext50_32x4d",
-    50,
     "B",
     f"ResNeXt-50 32x4d: 25,028,904 params; 32 groups of 4 channels. {_W}",
     groups=32,
@@ -505,7 +494,6 @@ resnext50_32x4d = _imagenet(
 )
 resnext101_32x8d = _imagenet(
     "resnext101_32x8d",
-    101,
     "B",
     f"ResNeXt-101 32x8d: 88,791,336 params; 32 groups of 8 channels. {_W}",
     groups=32,
@@ -517,11 +505,11 @@ _D = (
     "32/32/64 and option D shortcuts (average pool, then stride-1 projection); "
     "timm-compatible names and weights."
 )
-resnet18d = _imagenet("resnet18d", 18, "D", f"ResNet-18-D: 11,708,744 params. {_D}")
-resnet34d = _imagenet("resnet34d", 34, "D", f"ResNet-34-D: 21,816,904 params. {_D}")
-resnet50d = _imagenet("resnet50d", 50, "D", f"ResNet-50-D: 25,576,264 params. {_D}")
-resnet101d = _imagenet("resnet101d", 101, "D", f"ResNet-101-D: 44,568,392 params. {_D}")
-resnet152d = _imagenet("resnet152d", 152, "D", f"ResNet-152-D: 60,212,040 params. {_D}")
+resnet18d = _imagenet("resnet18d", "D", f"ResNet-18-D: 11,708,744 params. {_D}")
+resnet34d = _imagenet("resnet34d", "D", f"ResNet-34-D: 21,816,904 params. {_D}")
+resnet50d = _imagenet("resnet50d", "D", f"ResNet-50-D: 25,576,264 params. {_D}")
+resnet101d = _imagenet("resnet101d", "D", f"ResNet-101-D: 44,568,392 params. {_D}")
+resnet152d = _imagenet("resnet152d", "D", f"ResNet-152-D: 60,212,040 params. {_D}")
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
 resnet20 = _cifar("resnet20", 20, "A", f"ResNet-20: 269,722 params. {_A}")
@@ -587,12 +575,8 @@ _PI = (
     "ImageNet layout, 1000 classes, pre-activation units (He et al. 2016), "
     "1x1 projections without a norm."
 )
-preact_resnet18 = _imagenet("preact_resnet18", 18, "preact_B", f"Pre-activation ResNet-18. {_PI}")
-preact_resnet34 = _imagenet("preact_resnet34", 34, "preact_B", f"Pre-activation ResNet-34. {_PI}")
-preact_resnet50 = _imagenet("preact_resnet50", 50, "preact_B", f"Pre-activation ResNet-50. {_PI}")
-preact_resnet101 = _imagenet(
-    "preact_resnet101", 101, "preact_B", f"Pre-activation ResNet-101. {_PI}"
-)
-preact_resnet152 = _imagenet(
-    "preact_resnet152", 152, "preact_B", f"Pre-activation ResNet-152. {_PI}"
-)
+preact_resnet18 = _imagenet("preact_resnet18", "preact_B", f"Pre-activation ResNet-18. {_PI}")
+preact_resnet34 = _imagenet("preact_resnet34", "preact_B", f"Pre-activation ResNet-34. {_PI}")
+preact_resnet50 = _imagenet("preact_resnet50", "preact_B", f"Pre-activation ResNet-50. {_PI}")
+preact_resnet101 = _imagenet("preact_resnet101", "preact_B", f"Pre-activation ResNet-101. {_PI}")
+preact_resnet152 = _imagenet("preact_resnet152", "preact_B", f"Pre-activation ResNet-152. {_PI}")
