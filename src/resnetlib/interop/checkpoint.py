@@ -575,10 +575,7 @@ def _unregistered(where: str, error: UnknownNameError) -> UnknownNameError:
 
 
 def build_loaded(
-    where: str,
-    spec: ResNetSpec,
-    state: dict[str, torch.Tensor],
-    config: Mapping[str, Any] | None,
+    where: str, spec: ResNetSpec, state: dict[str, torch.Tensor], config: Mapping[str, Any] | None
 ) -> ResNet:
     """The model of a spec read from ``where``, checked against ``state`` before it is built,
     with ``state`` and the data configuration ``config`` (if any)."""

@@ -25,13 +25,7 @@ from ..core.data_config import (
 )
 from ..registry import UnknownNameError
 
-__all__ = [
-    "WEIGHTS",
-    "PretrainedWeights",
-    "default_weights",
-    "get_weights",
-    "list_pretrained",
-]
+__all__ = ["WEIGHTS", "PretrainedWeights", "default_weights", "get_weights", "list_pretrained"]
 
 SOURCES = ("torchvision", "timm", "akamaster", "mmpretrain")
 """The publishers, each also the state-dict layout its files use."""
