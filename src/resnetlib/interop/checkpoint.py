@@ -404,10 +404,8 @@ _CHANGED_MODEL = "the model no longer matches its spec, so it could not be rebui
 def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
     """The block indices each stage (``layer1`` is 1) has entries for."""
     found: dict[int, set[int]] = {}
-    for key in state:
-        match = _BLOCK_KEY.match(key)
-        if match:
-            found.setdefault(int(match[1]), set()).add(int(match[2]))
+    for match in filter(None, map(_BLOCK_KEY.match, state)):
+        found.setdefault(int(match[1]), set()).add(int(match[2]))
     return found
 
 

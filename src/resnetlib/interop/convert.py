@@ -100,33 +100,20 @@ _MMPRETRAIN_RULES = tuple(
 )
 
 
-def _projection_indices(keys: list[str]) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for key in keys:
-        match = _PROJECTION.match(key)
-        if match:
-            found.setdefault(match["b"], set()).add(match["index"])
-    return found
-
-
 def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
     """Rename by ``_MMPRETRAIN_NAMES``. To ours, an ``avg_down`` net is one with a pooled
     projection (index 2), and its others are "unpooled"; from ours, the first stage's option-D
     projections are taken as the stride-1 (unpooled) ones, as mmpretrain's default strides
     make them (a dilated net's later stride-1 ones are not known from the names)."""
-    keys = list(state)
-    projections = _projection_indices(keys)
+    projections: dict[str, set[str]] = {}  # a block's projection module indices
+    for projection in filter(None, map(_PROJECTION.match, state)):
+        projections.setdefault(projection["b"], set()).add(projection["index"])
+    deep = any(key.startswith("backbone.stem." if to_ours else "conv1.0.") for key in state)
     if to_ours:
-        deep = any(key.startswith("backbone.stem.") for key in keys)
         avg_down = any("2" in indices for indices in projections.values())
         unpooled = {b for b, indices in projections.items() if avg_down and "2" not in indices}
     else:
-        deep = any(key.startswith("conv1.0.") for key in keys)
-        unpooled = {
-            b
-            for b, indices in projections.items()
-            if "0" not in indices and b.startswith("layer1.")
-        }
+        unpooled = {b for b in projections if "0" not in projections[b] and b.startswith("layer1.")}
     renamed: StateDict = {}
     for key, value in state.items():
         new = key

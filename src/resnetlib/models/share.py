@@ -125,19 +125,14 @@ def _resnetlib_name(spec: ResNetSpec) -> str | None:
     return _name_of(spec, sorted(MODELS.names(), key=foreign))
 
 
-def _card(
-    architecture: str,
-    timm_name: str | None,
-    model: ResNet,
-    cfg: Mapping[str, Any],
-    metadata: Mapping[str, Any],
-) -> str:
-    library = "timm" if timm_name else "resnetlib"
+def _card(model: ResNet, config: Mapping[str, Any]) -> str:
+    architecture, library = config["architecture"], config["library_name"]
+    cfg, metadata = config["pretrained_cfg"], config["resnetlib"]["metadata"]
     lines = [
         "---",
         "tags:",
         "- image-classification",
-        *(["- timm"] if timm_name else []),
+        *(["- timm"] if library == "timm" else []),
         "- resnetlib",
         f"library_name: {library}",
         "---",
@@ -156,8 +151,7 @@ def _card(
         f"- Crop: {cfg.get('crop_pct')} ({cfg.get('interpolation')} resize)",
         "",
     ]
-    data = metadata.get("data")
-    metrics = metadata.get("metrics")
+    data, metrics = metadata.get("data"), metadata.get("metrics")
     record = {k: v for k, v in metadata.items() if k not in ("data", "metrics")}
     if data is not None or metrics or record:
         lines += ["## Training", ""]
@@ -169,7 +163,7 @@ def _card(
         lines += [""]
     lines += ["## Use", "", "```python", "import resnetlib", ""]
     lines += ['model = resnetlib.create_model("hf-hub:ORG/NAME")', "```", ""]
-    if timm_name:
+    if library == "timm":
         lines += ["or with timm:", "", "```python", "import timm", ""]
         lines += ['model = timm.create_model("hf-hub:ORG/NAME", pretrained=True)', "```", ""]
     else:
@@ -236,7 +230,7 @@ def save_pretrained(
     weights: bytes = safetensors_module().save(
         dict(sorted(state.items())), metadata={"format": "pt"}
     )
-    card = _card(architecture, timm_name, model, cfg, meta).encode()
+    card = _card(model, config).encode()
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     files = {WEIGHTS: weights, CONFIG: config_bytes, CARD: card}
