@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,6 @@ __all__ = [
     "CHECKSUMS",
     "CONFIG",
     "SHARED_PREFIXES",
-    "TIMM_ARCHITECTURES",
     "WEIGHTS",
     "load_shared",
     "save_pretrained",
@@ -51,9 +50,6 @@ SHARED_PREFIXES = ("local-dir:", "hf-hub:")
 
 FORMAT = "resnetlib.hf-folder"
 FORMAT_VERSION = 1
-
-TIMM_ARCHITECTURES = tuple(TIMM_DEFAULTS)
-"""resnetlib's models that timm has under the same name, with the same state-dict names."""
 
 # timm's model_args resnetlib reads, and the override each becomes (None: training-only).
 _TIMM_ARGS: dict[str, str | None] = {
@@ -97,7 +93,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _name_of(spec: ResNetSpec, names: Sequence[str]) -> str | None:
+def _name_of(spec: ResNetSpec, names: Iterable[str]) -> str | None:
     """The first of the registered ``names`` whose default network ``spec`` is, head, input
     channels and stochastic depth aside."""
     from .zoo import MODELS, model_spec
@@ -199,7 +195,7 @@ def save_pretrained(
     checked = check_data_config(model.pretrained_cfg)
     cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
     cfg["num_classes"] = model.num_classes
-    timm_name = _name_of(spec, TIMM_ARCHITECTURES)
+    timm_name = _name_of(spec, TIMM_DEFAULTS)
     architecture = timm_name or f"resnetlib/{_resnetlib_name(spec) or 'custom'}"
     model_args: dict[str, Any] = {}
     if spec.in_channels != 3:
@@ -295,10 +291,10 @@ def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
     if not isinstance(architecture, str):
         raise CheckpointError(f"{where}: {CONFIG} names no architecture")
     name = architecture.split(".", 1)[0]
-    if name not in TIMM_ARCHITECTURES or name not in MODELS:
+    if name not in TIMM_DEFAULTS or name not in MODELS:
         raise CheckpointError(
             f"{where}: architecture {architecture[:100]!r} is not one resnetlib builds "
-            f"(timm's {', '.join(TIMM_ARCHITECTURES)})"
+            f"(timm's {', '.join(TIMM_DEFAULTS)})"
         )
     args = config.get("model_args") or {}
     if not isinstance(args, Mapping) or set(args) - set(_TIMM_ARGS):

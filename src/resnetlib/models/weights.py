@@ -90,12 +90,11 @@ def _config(
     std: tuple[float, ...] = IMAGENET_STD,
     reduction: int = 32,
 ) -> dict[str, Any]:
-    deep = re.fullmatch(r"resnet\d+d", model) is not None  # ResNet-D: deep stem
     return data_config(
         num_classes=num_classes,
         input_size=(3, size, size),
         reduction=reduction,
-        first_conv="conv1.0" if deep else "conv1",
+        first_conv="conv1.0" if re.fullmatch(r"resnet\d+d", model) else "conv1",  # ResNet-D's stem
         mean=mean,
         std=std,
         interpolation=interpolation,

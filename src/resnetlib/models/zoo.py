@@ -162,15 +162,14 @@ def create_model(
     """
     from .weights import PretrainedWeights, get_weights
 
-    if out_indices is not None and not features_only:
-        raise ValueError("out_indices is for features_only=True; got features_only=False")
     if feature_cls not in _FEATURE_CLASSES:
         raise ValueError(
             f"feature_cls must be one of {', '.join(map(repr, _FEATURE_CLASSES))} (each gives "
             f"resnetlib's list of feature maps); got {feature_cls!r}"
         )
-    if feature_cls is not None and not features_only:
-        raise ValueError("feature_cls is for features_only=True; got features_only=False")
+    for option, value in (("out_indices", out_indices), ("feature_cls", feature_cls)):
+        if value is not None and not features_only:
+            raise ValueError(f"{option} is for features_only=True; got features_only=False")
     if in_chans is not None:
         if overrides.get("in_channels", in_chans) != in_chans:
             raise ValueError(
