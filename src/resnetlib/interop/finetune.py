@@ -15,12 +15,11 @@ _Backbone = ResNet | ResNetFeatures
 __all__ = ["freeze", "param_groups", "unfreeze"]
 
 
-def _check_model(model: object) -> _Backbone:
+def _check_model(model: object) -> None:
     if not isinstance(model, (ResNet, ResNetFeatures)):
         raise TypeError(
             f"expected a resnetlib ResNet or ResNetFeatures; got {type(model).__name__}"
         )
-    return model
 
 
 def freeze(model: _Backbone, *, stages: int) -> None:

@@ -434,8 +434,7 @@ def default_weights(model: str) -> PretrainedWeights:
             f"no pretrained weights for {model!r}; models with weights: "
             f"{', '.join(sorted(_BY_MODEL))}"
         )
-    tag = TIMM_DEFAULTS.get(model)
-    return tags[tag] if tag is not None else next(iter(tags.values()))
+    return tags[TIMM_DEFAULTS[model]] if model in TIMM_DEFAULTS else next(iter(tags.values()))
 
 
 def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:

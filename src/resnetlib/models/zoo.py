@@ -182,7 +182,14 @@ def create_model(
         raise ValueError(f"pretrained must be a bool or a tag; got {pretrained!r}")
     entry: PretrainedWeights | None = None
     if name.startswith(SHARED_PREFIXES):
-        model = _shared_model(name, pretrained, checkpoint_path, overlay, overrides, device)
+        if isinstance(pretrained, str) or checkpoint_path is not None or "file" in overlay:
+            raise ValueError(
+                f"{name[:200]} loads its folder's weights; a pretrained tag, checkpoint_path and "
+                "pretrained_cfg_overlay's file do not apply"
+            )
+        model = _shared_model(name, overrides)
+        if device is not None:
+            model.to(device)
     else:
         tag: str | None = pretrained if isinstance(pretrained, str) else None
         if "." in name:
@@ -230,22 +237,10 @@ def create_model(
     return features(model, out_indices=out_indices) if features_only else model
 
 
-def _shared_model(
-    name: str,
-    pretrained: bool | str,
-    checkpoint_path: PathLike | None,
-    overlay: Mapping[str, Any],
-    overrides: dict[str, Any],
-    device: torch.device | str | None,
-) -> ResNet:
+def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
     """The model of a ``local-dir:`` or ``hf-hub:`` folder; ``num_classes`` gives it a new head."""
     from .share import load_shared
 
-    if isinstance(pretrained, str) or checkpoint_path is not None or "file" in overlay:
-        raise ValueError(
-            f"{name[:200]} loads its folder's weights; a pretrained tag, checkpoint_path and "
-            "pretrained_cfg_overlay's file do not apply"
-        )
     num_classes = overrides.pop("num_classes", None)
     in_channels = overrides.pop("in_channels", None)
     if overrides:
@@ -263,7 +258,7 @@ def _shared_model(
         config = {k: v for k, v in model.pretrained_cfg.items() if k != "label_names"}
         model.reset_classifier(num_classes)
         set_data_config(model, config)
-    return model if device is None else model.to(device)
+    return model
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -313,15 +308,11 @@ def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
     Raises:
         ValueError: ``layers`` is not a non-empty sequence of ints >= 1.
     """
-    return _imagenet_layout(layers, block, "B", "imagenet", None)
+    return _imagenet_layout(layers, block, "B", "imagenet", {})
 
 
 def _imagenet_layout(
-    layers: Sequence[int],
-    block: str,
-    shortcut: str,
-    stem: str,
-    block_options: Mapping[str, JSONScalar] | None,
+    layers: Sequence[int], block: str, shortcut: str, stem: str, options: Mapping[str, JSONScalar]
 ) -> ResNetSpec:
     """:func:`imagenet_spec` with another shortcut, stem type and block options."""
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
@@ -336,7 +327,7 @@ def _imagenet_layout(
         shortcut=shortcut,
         stem=StemSpec(stem, 64),
         num_classes=1000,
-        block_options=dict(block_options or {}),
+        block_options=dict(options),
     )
 
 
