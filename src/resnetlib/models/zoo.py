@@ -202,9 +202,7 @@ def create_model(
             raise ValueError("give pretrained or checkpoint_path, not both")
         if tag is not None or pretrained:
             entry = get_weights(name, tag)
-            for key, value in entry.overrides.items():
-                overrides.setdefault(key, value)
-            overrides.setdefault("num_classes", entry.num_classes)
+            overrides = {"num_classes": entry.num_classes, **entry.overrides, **overrides}
         with torch.device(device) if device is not None else contextlib.nullcontext():
             if checkpoint_path is None:
                 model = factory(**overrides)
