@@ -368,15 +368,10 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
                 f"{path}: state_dict entry {key!r} is not a plain dense tensor "
                 f"({type(value).__name__}, {value.layout}, on {value.device.type})"
             )
-        storage = value.untyped_storage()
+        storage, offset = value.untyped_storage(), value.storage_offset()
+        ptr, size = storage.data_ptr(), storage.nbytes()
         nbytes = value.numel() * value.element_size()
-        view = (
-            storage.data_ptr(),
-            value.storage_offset(),
-            value.dtype,
-            tuple(value.shape),
-            value.stride(),
-        )
+        view = (ptr, offset, value.dtype, tuple(value.shape), value.stride())
         ties = views[view] = views.get(view, 0) + 1
         if ties > _MAX_TIES:
             raise CheckpointError(
@@ -384,16 +379,13 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
                 f"tied weights share a tensor between at most {_MAX_TIES} keys"
             )
         steps = zip(value.shape, value.stride(), strict=True)
-        extent = value.storage_offset() + 1 + sum((size - 1) * step for size, step in steps)
+        extent = offset + 1 + sum((length - 1) * step for length, step in steps)
         if ties == 1:
-            used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
-        if nbytes and (
-            used[storage.data_ptr()] > storage.nbytes()
-            or extent * value.element_size() > storage.nbytes()
-        ):
+            used[ptr] = used.get(ptr, 0) + nbytes
+        if nbytes and (used[ptr] > size or extent * value.element_size() > size):
             raise CheckpointError(
                 f"{path}: state_dict entry {key!r} claims {nbytes} bytes of values, more than "
-                f"the {storage.nbytes()} bytes stored for it (a view that repeats its data)"
+                f"the {size} bytes stored for it (a view that repeats its data)"
             )
 
 

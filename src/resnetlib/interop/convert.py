@@ -267,11 +267,10 @@ def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
 
 
 def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Tensor:
-    """A first-convolution weight ``(out, c, kh, kw)`` re-shaped for ``in_channels`` inputs.
-
-    One channel: the sum over the ``c`` channels (a gray image gives what its replica
-    gave); more: the channels repeated cyclically and scaled by ``c / in_channels`` (``k``
-    copies of an image give what the image gave). Always a new tensor.
+    """A first-convolution weight ``(out, c, kh, kw)`` re-shaped for ``in_channels`` inputs, as
+    a new tensor: for one, the sum over the ``c`` channels (a gray image gives what its replica
+    gave); for more, the channels repeated cyclically and scaled by ``c / in_channels`` (``k``
+    copies of an image give what the image gave).
 
     Raises:
         ValueError: ``weight`` is not 4-d, or ``in_channels`` is not an int >= 1.

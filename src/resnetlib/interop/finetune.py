@@ -23,11 +23,10 @@ def _check_model(model: object) -> None:
 
 
 def freeze(model: _Backbone, *, stages: int) -> None:
-    """Freeze the stem and the first ``stages`` stages (``0``: the stem only).
-
-    Their parameters stop requiring gradients and they stay in eval mode across later
-    ``model.train()`` calls (mmdet's ``frozen_stages``). Freezing is cumulative: a smaller
-    ``stages`` than an earlier call's changes nothing; :func:`unfreeze` undoes it.
+    """Freeze the stem and the first ``stages`` stages (``0``: the stem only): their parameters
+    stop requiring gradients and they stay in eval mode across later ``model.train()`` calls
+    (mmdet's ``frozen_stages``). Freezing is cumulative: a smaller ``stages`` than an earlier
+    call's changes nothing; :func:`unfreeze` undoes it.
 
     Raises:
         TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.
@@ -72,13 +71,12 @@ def param_groups(
     weight_decay: float | None = None,
     no_decay_norm_bias: bool = False,
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups ``stem``, ``layer1`` .. ``layerN``, ``head``, in that order.
-
-    The head (``fc``, a final norm) learns at ``lr``, each earlier group ``decay`` times
-    slower (layer-wise learning-rate decay), recorded as its ``lr_scale``. ``weight_decay``
-    sets the groups' decay (default: the optimizer's); ``no_decay_norm_bias`` puts the 1-d
-    parameters in ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and
-    empty groups are left out.
+    """Optimizer parameter groups ``stem``, ``layer1`` .. ``layerN``, ``head``, in that order:
+    the head (``fc``, a final norm) learns at ``lr``, each earlier group ``decay`` times slower
+    (layer-wise learning-rate decay), recorded as its ``lr_scale``. ``weight_decay`` sets the
+    groups' decay (default: the optimizer's); ``no_decay_norm_bias`` puts the 1-d parameters
+    in ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and empty groups
+    are left out.
 
     Raises:
         TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.

@@ -525,11 +525,9 @@ def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
 
 
 def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
-    """A pre-activation CIFAR ResNet of any valid depth (He et al. 2016).
-
-    ``block`` defaults to ``"preact_bottleneck"`` (depth 9n+2) with norm-free projections
-    (``"preact_B"``); a block that does not expand, such as ``"preact_basic"`` (depth 6n+2),
-    defaults to option A.
+    """A pre-activation CIFAR ResNet of any valid depth (He et al. 2016): ``block`` defaults to
+    ``"preact_bottleneck"`` (depth 9n+2) with norm-free projections (``"preact_B"``); a block
+    that does not expand, such as ``"preact_basic"`` (depth 6n+2), defaults to option A.
 
     Raises:
         TypeError: a keyword that is not an override.
