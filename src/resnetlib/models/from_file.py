@@ -37,23 +37,20 @@ def model_from_file(
     (akamaster's shortcut, unless ``overrides`` sets one).
     """
     contents = read_weights_file(path)
-    options = dict(overrides)
     if isinstance(contents, Checkpoint):
         if source not in ("auto", "resnetlib"):
             raise ValueError(
                 f"{path} is a resnetlib checkpoint; checkpoint_source={source!r} does not apply"
             )
         with torch.device("meta"):
-            default, asked = factory().spec, factory(**options).spec
+            default, asked = factory().spec, factory(**overrides).spec
         _check_same_network(path, contents.spec, default, asked)
         return _from_checkpoint(
-            contents, {key: getattr(asked, key) for key in _ADAPTABLE if key in options}
+            contents, {key: getattr(asked, key) for key in _ADAPTABLE if key in overrides}
         )
     if source == "auto":
         source = detect_source(contents)
-    for key, value in layout_options(source, contents).items():
-        options.setdefault(key, value)
-    model = factory(**options)
+    model = factory(**{**layout_options(source, contents), **overrides})
     load_weights(model, contents, source=source, strict=True)
     return model
 

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from ..interop.checkpoint import (
     weights_limit,
 )
 from ..limits import MAX_JSON_BYTES
+from .pretrained import hub_file
 from .weights import TIMM_DEFAULTS
 
 __all__ = [
@@ -197,9 +199,7 @@ def save_pretrained(
     cfg["num_classes"] = model.num_classes
     timm_name = _name_of(spec, TIMM_DEFAULTS)
     architecture = timm_name or f"resnetlib/{_resnetlib_name(spec) or 'custom'}"
-    model_args: dict[str, Any] = {}
-    if spec.in_channels != 3:
-        model_args["in_chans"] = spec.in_channels
+    model_args: dict[str, Any] = {"in_chans": spec.in_channels} if spec.in_channels != 3 else {}
     if spec.drop_path_rate:
         model_args["drop_path_rate"] = spec.drop_path_rate
     config: dict[str, Any] = {
@@ -207,17 +207,16 @@ def save_pretrained(
         "num_classes": model.num_classes,
         "num_features": model.num_features,
         "library_name": "timm" if timm_name else "resnetlib",
-    }
-    if model_args:
-        config["model_args"] = model_args
-    config["pretrained_cfg"] = {"architecture": architecture, **cfg}
-    config["resnetlib"] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "needs_resnetlib": timm_name is None,
-        **({} if timm_name else {"note": _NEEDS_RESNETLIB}),
-        "spec": spec.to_dict(),
-        "metadata": meta,
+        **({"model_args": model_args} if model_args else {}),
+        "pretrained_cfg": {"architecture": architecture, **cfg},
+        "resnetlib": {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "needs_resnetlib": timm_name is None,
+            **({} if timm_name else {"note": _NEEDS_RESNETLIB}),
+            "spec": spec.to_dict(),
+            "metadata": meta,
+        },
     }
     try:
         config_bytes = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
@@ -236,26 +235,17 @@ def save_pretrained(
     return root
 
 
-# Where a folder's file comes from: (file name, required) -> its local path, or None.
-FileSource = Callable[[str, bool], Path | None]
+# Where a folder's file comes from: (file name, required=True) -> its local path, or None.
+FileSource = Callable[..., Path | None]
 
 
-def _local(folder: Path) -> FileSource:
-    def get(name: str, required: bool) -> Path | None:
-        path = folder / name
-        if path.exists():
-            return path
-        if required:
-            raise FileNotFoundError(f"{folder}: no {name}; not a model folder (save_pretrained)")
-        return None
-
-    return get
-
-
-def _hub(repo: str, revision: str | None) -> FileSource:
-    from .pretrained import hub_file
-
-    return lambda name, required: hub_file(repo, name, revision=revision, required=required)
+def _local_file(folder: Path, name: str, required: bool = True) -> Path | None:
+    path = folder / name
+    if path.exists():
+        return path
+    if required:
+        raise FileNotFoundError(f"{folder}: no {name}; not a model folder (save_pretrained)")
+    return None
 
 
 def _checksums(path: Path, where: str) -> dict[str, str]:
@@ -339,10 +329,10 @@ def _spec_of(config: Mapping[str, Any], where: str) -> ResNetSpec:
 
 
 def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
-    config_path = files(CONFIG, True)
+    config_path = files(CONFIG)
     assert config_path is not None  # a required file is a path or an error
     config_bytes = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, error=CheckpointError)
-    sums_path = files(CHECKSUMS, False)
+    sums_path = files(CHECKSUMS, required=False)
     sums = None if sums_path is None else _checksums(sums_path, where)
     _verify(sums, CONFIG, config_bytes, where)  # before a byte of it is parsed
     config = parse_json(config_bytes, where=f"{where}/{CONFIG}", error=CheckpointError)
@@ -366,7 +356,7 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
         cfg = check_data_config(cfg, where=f"{where}/{CONFIG} pretrained_cfg")
     except ValueError as error:
         raise CheckpointError(str(error)) from None
-    weights_path = files(WEIGHTS, True)
+    weights_path = files(WEIGHTS)
     assert weights_path is not None  # a required file is a path or an error
     limit = weights_limit(where, spec)
     data = read_bytes(weights_path, limit=limit, what=WEIGHTS, error=CheckpointError)
@@ -394,11 +384,11 @@ def load_shared(name: str) -> ResNet:
         folder = Path(name[len("local-dir:") :]).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"{name}: {folder} is not a folder")
-        return _load(_local(folder), str(folder), {"source": "local-dir"})
+        return _load(partial(_local_file, folder), str(folder), {"source": "local-dir"})
     if not name.startswith("hf-hub:"):
         raise ValueError(f"{name!r:.200} names neither local-dir:FOLDER nor hf-hub:ORG/NAME")
     repo, _, revision = name[len("hf-hub:") :].partition("@")
     if not _REPO.fullmatch(repo) or ".." in repo:
         raise ValueError(f"{name!r:.200}: hf-hub: takes a repository ORG/NAME[@REVISION]")
     source = {"source": "hf-hub", "hf_hub_id": repo}
-    return _load(_hub(repo, revision or None), name, source)
+    return _load(partial(hub_file, repo, revision=revision or None), name, source)

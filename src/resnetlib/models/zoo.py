@@ -24,7 +24,9 @@ from ..nn.blocks import BLOCKS
 from ..registry import Registry
 from ..validate import check_int, check_keys, is_int, is_real
 from .from_file import model_from_file
-from .share import SHARED_PREFIXES
+from .pretrained import load_pretrained
+from .share import SHARED_PREFIXES, load_shared
+from .weights import PretrainedWeights, get_weights
 
 __all__ = [
     "MODELS",
@@ -160,8 +162,6 @@ def create_model(
         >>> [feature_map.shape[1] for feature_map in backbone(torch.randn(1, 3, 64, 64))]
         [1024, 2048]
     """
-    from .weights import PretrainedWeights, get_weights
-
     if feature_cls not in _FEATURE_CLASSES:
         raise ValueError(
             f"feature_cls must be one of {', '.join(map(repr, _FEATURE_CLASSES))} (each gives "
@@ -219,8 +219,6 @@ def create_model(
     model.drop_rate = float(drop_rate)
     if entry is not None:
         if pretrained is not False or "file" in overlay:
-            from .pretrained import load_pretrained
-
             load_pretrained(model, entry, file=overlay.get("file"))
         else:
             set_data_config(model, entry.pretrained_cfg)
@@ -237,8 +235,6 @@ def create_model(
 
 def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
     """The model of a ``local-dir:`` or ``hf-hub:`` folder; ``num_classes`` gives it a new head."""
-    from .share import load_shared
-
     num_classes = overrides.pop("num_classes", None)
     in_channels = overrides.pop("in_channels", None)
     if overrides:
