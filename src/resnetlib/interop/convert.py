@@ -59,15 +59,11 @@ def _rename(rename: Callable[[str], str], state: StateDict) -> StateDict:
 
 def _akamaster_key_to_ours(key: str) -> str:
     key = key.replace("compressible_", "")  # a later revision's names for the same modules
-    if key.startswith("linear."):
-        key = "fc." + key[len("linear.") :]
-    return key.replace(".shortcut.", ".downsample.")
+    return re.sub(r"^linear\.", "fc.", key).replace(".shortcut.", ".downsample.")
 
 
 def _ours_key_to_akamaster(key: str) -> str:
-    if key.startswith("fc."):
-        key = "linear." + key[len("fc.") :]
-    return key.replace(".downsample.", ".shortcut.")
+    return re.sub(r"^fc\.", "linear.", key).replace(".downsample.", ".shortcut.")
 
 
 # mmpretrain's names and ours, as (theirs, ours, when) prefixes; the first that applies wins,
@@ -181,11 +177,10 @@ LAYOUTS = STATE_DICT_LAYOUTS
 """``STATE_DICT_LAYOUTS`` by its former name."""
 
 
-def _check_layout(argument: str, name: object, allow_auto: bool) -> str:
+def _check_layout(argument: str, name: object, allow_auto: bool) -> None:
     allowed = (["auto"] if allow_auto else []) + list(STATE_DICT_LAYOUTS)
     if not isinstance(name, str) or name not in allowed:
         raise ValueError(f"{argument} must be one of {', '.join(allowed)}; got {name!r}")
-    return name
 
 
 def _listing(keys: list[str], limit: int = 12) -> str:
@@ -221,9 +216,8 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
 
 def layout_options(source: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The model overrides weights in layout ``source`` need (akamaster's: their shortcut)."""
-    return STATE_DICT_LAYOUTS[_check_layout("source", source, allow_auto=False)].model_options(
-        dict(state_dict)
-    )
+    _check_layout("source", source, allow_auto=False)
+    return STATE_DICT_LAYOUTS[source].model_options(dict(state_dict))
 
 
 def detect_source(state_dict: Mapping[str, Any]) -> str:
