@@ -91,10 +91,11 @@ def test_timm_architecture_gets_timms_name(tmp_path: Path) -> None:
 def test_timm_names_of_d_grouped_and_wide_nets(name: str, tmp_path: Path) -> None:
     with torch.device("meta"):
         spec = rl.create_model(name).spec
-    from resnetlib.models.share import TIMM_ARCHITECTURES, _name_of
+    from resnetlib.models.share import _name_of
+    from resnetlib.models.weights import TIMM_DEFAULTS
 
-    assert _name_of(spec, TIMM_ARCHITECTURES) == name
-    assert _name_of(rl.model_spec("resnet50", stride_in_1x1=True), TIMM_ARCHITECTURES) is None
+    assert _name_of(spec, TIMM_DEFAULTS) == name
+    assert _name_of(rl.model_spec("resnet50", stride_in_1x1=True), TIMM_DEFAULTS) is None
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,8 @@
-"""Self-describing checkpoints: a model's spec, weights, data configuration and metadata in one
-plain-data file (``torch.save``, or safetensors for a ``.safetensors`` path) with a SHA-256
-digest of them.
+"""Self-describing checkpoints: spec, weights, data configuration and metadata in one file
+(``torch.save``, or safetensors for a ``.safetensors`` path) with their SHA-256 digest.
 
-``load`` tells the formats apart by the file's first bytes and runs no code from it
-(``torch.load(weights_only=True)``). Reading costs what the file holds, not what it claims:
-compressed zip records are refused, every tensor must fit in the bytes behind it, and the spec
-is checked against the weights on the meta device before any model is built.
+Reading runs no code (``torch.load(weights_only=True)``) and costs what the file holds, not
+what it claims; the spec is checked against the weights before any model is built.
 """
 
 from __future__ import annotations
@@ -69,12 +66,10 @@ TORCH_READ_ERRORS = (
     pickle.UnpicklingError,
     RuntimeError,
     EOFError,
-    ValueError,
-    UnicodeError,
-    KeyError,
+    ValueError,  # UnicodeError too
+    LookupError,  # KeyError, IndexError
     AttributeError,
     TypeError,
-    IndexError,
     AssertionError,
     OverflowError,
 )
@@ -95,12 +90,6 @@ class Checkpoint:
     pretrained_cfg: dict[str, Any] | None = None
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    data = tensor.detach().cpu().contiguous()
-    size = data.numel() * data.element_size()
-    return ctypes.string_at(data.data_ptr(), size) if size else b""
-
-
 def _digest(
     spec_json: str,
     metadata_json: str,
@@ -114,7 +103,9 @@ def _digest(
         digest.update(b"\0")
     for key, tensor in state.items():
         digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(_tensor_bytes(tensor))
+        data = tensor.detach().cpu().contiguous()
+        size = data.numel() * data.element_size()
+        digest.update(ctypes.string_at(data.data_ptr(), size) if size else b"")
     return digest.hexdigest()
 
 
@@ -144,19 +135,17 @@ def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
 def save(
     model: ResNet, path: PathLike, *, metadata: Mapping[str, JSONScalar] | None = None
 ) -> None:
-    """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``,
-    atomically (an interrupted save leaves the old file in place).
-
-    ``metadata`` (JSON scalars) comes back from :func:`read_checkpoint`. A ``.safetensors``
-    path is written as safetensors (the ``safetensors`` extra), any other with ``torch.save``.
+    """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``
+    atomically; ``metadata`` (JSON scalars) comes back from :func:`read_checkpoint`. A
+    ``.safetensors`` path is written as safetensors (the ``safetensors`` extra), any other
+    with ``torch.save``.
 
     Raises:
-        TypeError: ``model`` is not a resnetlib ``ResNet`` (pass a wrapped model's
-            ``.module``).
-        ValueError: the model's modules no longer match its spec (a layer replaced after
-            building), since [`load`][resnetlib.load] could not rebuild it.
+        TypeError: ``model`` is not a resnetlib ``ResNet``.
+        ValueError: a model folded by ``fuse_bn``, or one whose modules no longer match its
+            spec (a layer replaced after building), which could not be rebuilt.
         ModuleNotFoundError: a ``.safetensors`` path without the safetensors package.
-        OSError: the file cannot be written (a missing folder, no permission).
+        OSError: the file cannot be written.
 
     Examples:
         >>> import tempfile, pathlib, resnetlib as rl
@@ -184,8 +173,7 @@ def save(
         "sha256": _digest(spec_json, metadata_json, state, config_json),
     }
     if safetensors:  # the entries as strings in the header's metadata
-        data: bytes = safetensors_module().save(state, metadata=entries)
-        atomic_write(path, lambda file: file.write(data))
+        atomic_write(path, safetensors_module().save(state, metadata=entries))
     else:
         atomic_write(path, lambda file: torch.save({**entries, "state_dict": state}, file))
 
@@ -197,23 +185,21 @@ def safetensors_module() -> ModuleType:
 
 
 def _read(path: PathLike) -> object:
-    """A file's contents, by what its bytes are: safetensors, or torch's zip or legacy format
-    (through the weights-only unpickler). An unreadable path raises ``OSError``, bad bytes
-    :class:`CheckpointError`."""
+    """A file's contents, safetensors or torch's (weights-only), told apart by its bytes."""
     with open_regular(path, what="a checkpoint", error=CheckpointError) as file:
         head = file.read(9)
         size = file.seek(0, os.SEEK_END)
         file.seek(0)
-        if _is_safetensors(head, size):
-            return _check_version(path, read_safetensors(path, file.read()))
-        if len(head) == 9 and head[8:] == b"{":  # a safetensors header, cut short
-            raise CheckpointError(
-                f"{path}: a safetensors file whose header claims "
-                f"{struct.unpack('<Q', head[:8])[0]} bytes, more than the file's {size}: "
-                "truncated or damaged; save or download it again"
-            )
+        if len(head) == 9 and head[8:] == b"{":  # safetensors: the header's length, the header
+            claimed = struct.unpack("<Q", head[:8])[0]
+            if 8 + claimed > size:
+                raise CheckpointError(
+                    f"{path}: a safetensors file whose header claims {claimed} bytes, more "
+                    f"than the file's {size}: truncated or damaged; save or download it again"
+                )
+            return read_safetensors(path, file.read())
         if head[:4] == b"PK\x03\x04":
-            _check_zip(path, file)
+            _check_zip(path, file, size)
         file.seek(0)
         try:
             payload = torch.load(file, map_location="cpu", weights_only=True)
@@ -226,7 +212,7 @@ def _read(path: PathLike) -> object:
                     f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
             raise _unreadable(path, "torch", error) from None
-    return _check_version(path, payload)
+    return payload
 
 
 def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
@@ -236,8 +222,7 @@ def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
 
 
 def _refused_content(reason: str) -> str:
-    """What torch's weights-only unpickler refused, without torch's advice to load the file
-    with ``weights_only=False``."""
+    """What torch's weights-only unpickler refused, without its advice (``weights_only=False``)."""
     _, found, detail = reason.partition("WeightsUnpickler error:")
     detail = re.sub(r"\x1b\[[0-9;]*m", "", detail).strip()
     line = detail.splitlines()[0] if found and detail else ""
@@ -251,35 +236,6 @@ def _refused_content(reason: str) -> str:
 
 
 _MAX_VERSION_DIGITS = 18
-
-
-def _check_version(path: PathLike, payload: object) -> object:
-    """Refuse a ``format_version`` too long to be a version before anything formats it."""
-    if isinstance(payload, Mapping):
-        version = payload.get("format_version")
-        limit = 10**_MAX_VERSION_DIGITS
-        length = ""
-        if is_int(version) and not -limit < version < limit:
-            length = f"{version.bit_length()} bits"
-        elif isinstance(version, str) and len(version) > _MAX_VERSION_DIGITS:
-            length = f"{len(version)} characters"
-        if length:
-            raise CheckpointError(
-                f"{path}: format_version is {length} long, not a version; this resnetlib "
-                f"reads version {FORMAT_VERSION} (a damaged or crafted file)"
-            )
-    return payload
-
-
-def _is_safetensors(head: bytes, size: int) -> bool:
-    """A safetensors file starts with its JSON header's length (8 bytes, little-endian)."""
-    return len(head) == 9 and head[8:] == b"{" and 8 < 8 + struct.unpack("<Q", head[:8])[0] <= size
-
-
-def _is_safetensors_file(path: PathLike) -> bool:
-    with open_regular(path, what="a checkpoint", error=CheckpointError) as file:
-        head = file.read(9)
-        return _is_safetensors(head, file.seek(0, os.SEEK_END))
 
 
 def read_safetensors(path: PathLike, data: bytes) -> object:
@@ -302,22 +258,13 @@ def read_safetensors(path: PathLike, data: bytes) -> object:
     return payload
 
 
-def _check_zip(path: PathLike, file: BinaryIO) -> None:
-    """Refuse a zip whose records could cost more memory than the file's size: compressed
+def _check_zip(path: PathLike, file: BinaryIO, size: int) -> None:
+    """Refuse a zip whose records could cost more memory than the file's ``size``: compressed
     records (``torch.save`` writes none; a zip bomb would) or records larger than the file."""
-    size = file.seek(0, os.SEEK_END)
     try:
         with zipfile.ZipFile(file) as archive:
             records = archive.infolist()
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        NotImplementedError,
-        ValueError,
-        EOFError,
-        OSError,
-        struct.error,
-    ) as error:
+    except (*TORCH_READ_ERRORS, OSError, zipfile.BadZipFile, struct.error) as error:
         raise _unreadable(path, "torch", error) from None
     claimed = 0
     for record in records:
@@ -345,6 +292,17 @@ def _require(path: PathLike, payload: Mapping[str, Any], key: str, kind: type) -
 def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
     """A checkpoint's entries (:func:`is_checkpoint` is true of ``payload``), checked."""
     version = payload.get("format_version")
+    limit = 10**_MAX_VERSION_DIGITS
+    length = ""
+    if is_int(version) and not -limit < version < limit:
+        length = f"{version.bit_length()} bits"
+    elif isinstance(version, str) and len(version) > _MAX_VERSION_DIGITS:
+        length = f"{len(version)} characters"
+    if length:  # refused before anything formats it
+        raise CheckpointError(
+            f"{path}: format_version is {length} long, not a version; this resnetlib "
+            f"reads version {FORMAT_VERSION} (a damaged or crafted file)"
+        )
     if not is_int(version):
         raise CheckpointError(f"{path}: format_version must be an int; got {version!r}")
     if version not in _READABLE_VERSIONS:
@@ -367,17 +325,14 @@ def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
             "(a corrupted or edited file)"
         )
-    entry = "spec"
+    entry, config = "spec", None
     try:
         spec = ResNetSpec.from_dict(parse_json(spec_json))
         entry = "metadata"
         metadata = parse_json(metadata_json)
         entry = "data_config"
-        config = (
-            None
-            if config_json is None
-            else config_from_dict(parse_json(config_json, where="data_config"))
-        )
+        if config_json is not None:
+            config = config_from_dict(parse_json(config_json, where="data_config"))
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: invalid {entry}: {error}") from None
     if not isinstance(metadata, dict):
@@ -413,15 +368,10 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
                 f"{path}: state_dict entry {key!r} is not a plain dense tensor "
                 f"({type(value).__name__}, {value.layout}, on {value.device.type})"
             )
-        storage = value.untyped_storage()
+        storage, offset = value.untyped_storage(), value.storage_offset()
+        ptr, size = storage.data_ptr(), storage.nbytes()
         nbytes = value.numel() * value.element_size()
-        view = (
-            storage.data_ptr(),
-            value.storage_offset(),
-            value.dtype,
-            tuple(value.shape),
-            value.stride(),
-        )
+        view = (ptr, offset, value.dtype, tuple(value.shape), value.stride())
         ties = views[view] = views.get(view, 0) + 1
         if ties > _MAX_TIES:
             raise CheckpointError(
@@ -429,16 +379,13 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
                 f"tied weights share a tensor between at most {_MAX_TIES} keys"
             )
         steps = zip(value.shape, value.stride(), strict=True)
-        extent = value.storage_offset() + 1 + sum((size - 1) * step for size, step in steps)
+        extent = offset + 1 + sum((length - 1) * step for length, step in steps)
         if ties == 1:
-            used[storage.data_ptr()] = used.get(storage.data_ptr(), 0) + nbytes
-        if nbytes and (
-            used[storage.data_ptr()] > storage.nbytes()
-            or extent * value.element_size() > storage.nbytes()
-        ):
+            used[ptr] = used.get(ptr, 0) + nbytes
+        if nbytes and (used[ptr] > size or extent * value.element_size() > size):
             raise CheckpointError(
                 f"{path}: state_dict entry {key!r} claims {nbytes} bytes of values, more than "
-                f"the {storage.nbytes()} bytes stored for it (a view that repeats its data)"
+                f"the {size} bytes stored for it (a view that repeats its data)"
             )
 
 
@@ -449,10 +396,8 @@ _CHANGED_MODEL = "the model no longer matches its spec, so it could not be rebui
 def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
     """The block indices each stage (``layer1`` is 1) has entries for."""
     found: dict[int, set[int]] = {}
-    for key in state:
-        match = _BLOCK_KEY.match(key)
-        if match:
-            found.setdefault(int(match[1]), set()).add(int(match[2]))
+    for match in filter(None, map(_BLOCK_KEY.match, state)):
+        found.setdefault(int(match[1]), set()).add(int(match[2]))
     return found
 
 
@@ -601,11 +546,9 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
     contents = read_weights_file(path, check=False)
     if isinstance(contents, Checkpoint):
         return contents
-    reader = (
-        "safetensors.torch.load_file(path)"
-        if _is_safetensors_file(path)
-        else "torch.load(path, weights_only=True)"
-    )
+    reader = "torch.load(path, weights_only=True)"
+    if Path(path).suffix.lower() == ".safetensors":  # as save() names them
+        reader = "safetensors.torch.load_file(path)"
     raise CheckpointError(
         f"{path}: a plain state dict ({len(contents)} tensors), not a resnetlib checkpoint, "
         "so it does not say which model it is; load it with "
@@ -622,10 +565,7 @@ def _unregistered(where: str, error: UnknownNameError) -> UnknownNameError:
 
 
 def build_loaded(
-    where: str,
-    spec: ResNetSpec,
-    state: dict[str, torch.Tensor],
-    config: Mapping[str, Any] | None,
+    where: str, spec: ResNetSpec, state: dict[str, torch.Tensor], config: Mapping[str, Any] | None
 ) -> ResNet:
     """The model of a spec read from ``where``, checked against ``state`` before it is built,
     with ``state`` and the data configuration ``config`` (if any)."""
@@ -641,18 +581,14 @@ def build_loaded(
 
 
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
-    """Rebuild the model saved at ``path``: same spec, same weights, same dtypes. Nothing is
-    built before the spec is checked against the weights, and no code from the file runs.
-
-    Returns:
-        The model, on ``map_location``, in training mode as any newly built model, with the
-        ``pretrained_cfg`` it was saved with (a version-1 file's model keeps the defaults).
+    """Rebuild the model saved at ``path`` on ``map_location``, in training mode: same spec,
+    weights, dtypes and ``pretrained_cfg`` (a version-1 file's model keeps the defaults).
+    Nothing is built before the spec is checked against the weights; no code from the file runs.
 
     Raises:
         CheckpointError: the file is not an intact checkpoint, or its spec does not
             describe its weights.
-        KeyError: its spec names a block, shortcut or stem not registered here (register
-            it, as the saving program did, before loading).
+        KeyError: its spec names a part not registered here (register it before loading).
         OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
     checkpoint = read_checkpoint(path)

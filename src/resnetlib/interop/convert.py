@@ -49,7 +49,7 @@ __all__ = [
 StateDict = dict[str, torch.Tensor]
 
 _WRAPPER_KEYS = ("state_dict", "model")
-_PREFIXES = ("module.", "_orig_mod.")
+_PREFIX = re.compile(r"module\.|_orig_mod\.")  # DataParallel's, torch.compile's
 _HEAD = "fc"
 
 
@@ -59,21 +59,17 @@ def _rename(rename: Callable[[str], str], state: StateDict) -> StateDict:
 
 def _akamaster_key_to_ours(key: str) -> str:
     key = key.replace("compressible_", "")  # a later revision's names for the same modules
-    if key.startswith("linear."):
-        key = "fc." + key[len("linear.") :]
-    return key.replace(".shortcut.", ".downsample.")
+    return re.sub(r"^linear\.", "fc.", key).replace(".shortcut.", ".downsample.")
 
 
 def _ours_key_to_akamaster(key: str) -> str:
-    if key.startswith("fc."):
-        key = "linear." + key[len("fc.") :]
-    return key.replace(".downsample.", ".shortcut.")
+    return re.sub(r"^fc\.", "linear.", key).replace(".downsample.", ".shortcut.")
 
 
 # mmpretrain's names and ours, as (theirs, ours, when) prefixes; the first that applies wins,
-# in both directions. ``{b}`` is a block (``layer2.0``). ``when``: "deep" applies only to a
-# deep stem's weights; "unpooled" only to the projections of an ``avg_down`` net (ResNetV1d)
-# that have no pool (stride 1: mmpretrain leaves the pool out, we keep an Identity there).
+# both ways. ``{b}`` is a block (``layer2.0``). ``when``: "deep" only for a deep stem;
+# "unpooled" only for an ``avg_down`` net's (ResNetV1d) stride-1 projections, which have no
+# pool in mmpretrain and an Identity in ours.
 _MMPRETRAIN_NAMES: tuple[tuple[str, str, str], ...] = (
     ("head.fc.", "fc.", ""),
     ("backbone.stem.0.conv.", "conv1.0.", ""),
@@ -100,33 +96,20 @@ _MMPRETRAIN_RULES = tuple(
 )
 
 
-def _projection_indices(keys: list[str]) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for key in keys:
-        match = _PROJECTION.match(key)
-        if match:
-            found.setdefault(match["b"], set()).add(match["index"])
-    return found
-
-
 def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
     """Rename by ``_MMPRETRAIN_NAMES``. To ours, an ``avg_down`` net is one with a pooled
     projection (index 2), and its others are "unpooled"; from ours, the first stage's option-D
     projections are taken as the stride-1 (unpooled) ones, as mmpretrain's default strides
     make them (a dilated net's later stride-1 ones are not known from the names)."""
-    keys = list(state)
-    projections = _projection_indices(keys)
+    projections: dict[str, set[str]] = {}  # a block's projection module indices
+    for projection in filter(None, map(_PROJECTION.match, state)):
+        projections.setdefault(projection["b"], set()).add(projection["index"])
+    deep = any(key.startswith("backbone.stem." if to_ours else "conv1.0.") for key in state)
     if to_ours:
-        deep = any(key.startswith("backbone.stem.") for key in keys)
         avg_down = any("2" in indices for indices in projections.values())
         unpooled = {b for b, indices in projections.items() if avg_down and "2" not in indices}
     else:
-        deep = any(key.startswith("conv1.0.") for key in keys)
-        unpooled = {
-            b
-            for b, indices in projections.items()
-            if "0" not in indices and b.startswith("layer1.")
-        }
+        unpooled = {b for b in projections if "0" not in projections[b] and b.startswith("layer1.")}
     renamed: StateDict = {}
     for key, value in state.items():
         new = key
@@ -163,13 +146,8 @@ def _ours_to_torchvision(state: StateDict) -> StateDict:
     return dict(state)
 
 
-def _no_options(state: StateDict) -> dict[str, Any]:
-    return {}
-
-
 def _akamaster_options(state: StateDict) -> dict[str, Any]:
-    """akamaster's option A pads on both sides (``A_both``); their option B has
-    ``shortcut.*`` projection weights."""
+    """akamaster's option A pads on both sides; their option B has ``shortcut.*`` weights."""
     projected = any(".shortcut." in key for key in state)
     return {"shortcut": "B" if projected else "A_both"}
 
@@ -178,7 +156,7 @@ def _akamaster_options(state: StateDict) -> dict[str, Any]:
 class _Layout:
     to_resnetlib: Callable[[StateDict], StateDict]
     from_resnetlib: Callable[[StateDict], StateDict]
-    model_options: Callable[[StateDict], dict[str, Any]] = _no_options
+    model_options: Callable[[StateDict], dict[str, Any]] = lambda state: {}
     """Model overrides that weights in this layout need to compute what they computed."""
 
 
@@ -199,11 +177,10 @@ LAYOUTS = STATE_DICT_LAYOUTS
 """``STATE_DICT_LAYOUTS`` by its former name."""
 
 
-def _check_layout(argument: str, name: object, allow_auto: bool) -> str:
+def _check_layout(argument: str, name: object, allow_auto: bool) -> None:
     allowed = (["auto"] if allow_auto else []) + list(STATE_DICT_LAYOUTS)
     if not isinstance(name, str) or name not in allowed:
         raise ValueError(f"{argument} must be one of {', '.join(allowed)}; got {name!r}")
-    return name
 
 
 def _listing(keys: list[str], limit: int = 12) -> str:
@@ -232,22 +209,15 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
     # The prefixes every key shares are those of the first and last key in sorted order.
     low, high = min(flat), max(flat)
     start = 0
-    while True:
-        prefix = next(
-            (p for p in _PREFIXES if low.startswith(p, start) and high.startswith(p, start)),
-            None,
-        )
-        if prefix is None:
-            break
-        start += len(prefix)
+    while (prefix := _PREFIX.match(low, start)) and high.startswith(prefix[0], start):
+        start = prefix.end()
     return {key[start:]: value for key, value in flat.items()}
 
 
 def layout_options(source: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The model overrides weights in layout ``source`` need (akamaster's: their shortcut)."""
-    return STATE_DICT_LAYOUTS[_check_layout("source", source, allow_auto=False)].model_options(
-        dict(state_dict)
-    )
+    _check_layout("source", source, allow_auto=False)
+    return STATE_DICT_LAYOUTS[source].model_options(dict(state_dict))
 
 
 def detect_source(state_dict: Mapping[str, Any]) -> str:
@@ -264,11 +234,8 @@ def convert_state_dict(
     state_dict: Mapping[str, Any], *, source: str = "auto", target: str = "resnetlib"
 ) -> StateDict:
     """Rename a state dict from the ``source`` layout to the ``target`` one (see the module
-    docstring). Tensors are shared, not copied; a mismatch of shapes shows when the result
-    is loaded.
-
-    Returns:
-        A new ``dict`` from the ``target`` layout's names to the same tensors.
+    docstring), in a new ``dict``; tensors are shared, not copied, and a mismatch of shapes
+    shows when the result is loaded.
 
     Raises:
         ValueError: an unknown layout name, an entry that is not a tensor, or keys that
@@ -294,11 +261,10 @@ def to_torchvision(state_dict: Mapping[str, Any]) -> StateDict:
 
 
 def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Tensor:
-    """A first-convolution weight ``(out, c, kh, kw)`` re-shaped for ``in_channels`` inputs.
-
-    One channel: the sum over the ``c`` channels (a gray image gives what its replica
-    gave); more: the channels repeated cyclically and scaled by ``c / in_channels`` (``k``
-    copies of an image give what the image gave). Always a new tensor.
+    """A first-convolution weight ``(out, c, kh, kw)`` re-shaped for ``in_channels`` inputs, as
+    a new tensor: for one, the sum over the ``c`` channels (a gray image gives what its replica
+    gave); for more, the channels repeated cyclically and scaled by ``c / in_channels`` (``k``
+    copies of an image give what the image gave).
 
     Raises:
         ValueError: ``weight`` is not 4-d, or ``in_channels`` is not an int >= 1.
@@ -432,11 +398,10 @@ def load_weights(
     skipped and reported with ``strict=False``. Missing BatchNorm batch counters are no error.
 
     Raises:
-        WeightsMismatchError: with ``strict=True``, weights that do not fit (every missing,
-            unexpected and mismatched key listed).
-        ValueError: an unknown ``source`` layout, or akamaster's weights into a model
-            whose option-A shortcuts do not pad on both sides (use
-            ``shortcut="A_both"``).
+        WeightsMismatchError: with ``strict=True``, weights that do not fit (every such key
+            listed).
+        ValueError: an unknown ``source`` layout, or akamaster's weights into a model whose
+            option-A shortcuts do not pad on both sides (use ``shortcut="A_both"``).
 
     Examples:
         >>> import resnetlib as rl

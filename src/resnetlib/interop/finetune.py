@@ -15,20 +15,18 @@ _Backbone = ResNet | ResNetFeatures
 __all__ = ["freeze", "param_groups", "unfreeze"]
 
 
-def _check_model(model: object) -> _Backbone:
+def _check_model(model: object) -> None:
     if not isinstance(model, (ResNet, ResNetFeatures)):
         raise TypeError(
             f"expected a resnetlib ResNet or ResNetFeatures; got {type(model).__name__}"
         )
-    return model
 
 
 def freeze(model: _Backbone, *, stages: int) -> None:
-    """Freeze the stem and the first ``stages`` stages (``0``: the stem only).
-
-    Their parameters stop requiring gradients and they stay in eval mode across later
-    ``model.train()`` calls (mmdet's ``frozen_stages``). Freezing is cumulative: a smaller
-    ``stages`` than an earlier call's changes nothing; :func:`unfreeze` undoes it.
+    """Freeze the stem and the first ``stages`` stages (``0``: the stem only): their parameters
+    stop requiring gradients and they stay in eval mode across later ``model.train()`` calls
+    (mmdet's ``frozen_stages``). Freezing is cumulative: a smaller ``stages`` than an earlier
+    call's changes nothing; :func:`unfreeze` undoes it.
 
     Raises:
         TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.
@@ -65,13 +63,6 @@ def unfreeze(model: _Backbone) -> None:
     model.train(model.training)
 
 
-def _group_of(model: _Backbone, parameter_name: str) -> str:
-    top = parameter_name.split(".", 1)[0]
-    if top in model.stem_names:
-        return "stem"
-    return top if top in model.stage_names else "head"
-
-
 def param_groups(
     model: _Backbone,
     *,
@@ -80,13 +71,12 @@ def param_groups(
     weight_decay: float | None = None,
     no_decay_norm_bias: bool = False,
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups ``stem``, ``layer1`` .. ``layerN``, ``head``, in that order.
-
-    The head (``fc``, a final norm) learns at ``lr``, each earlier group ``decay`` times
-    slower (layer-wise learning-rate decay), recorded as its ``lr_scale``. ``weight_decay``
-    sets the groups' decay (default: the optimizer's); ``no_decay_norm_bias`` puts the 1-d
-    parameters in ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and
-    empty groups are left out.
+    """Optimizer parameter groups ``stem``, ``layer1`` .. ``layerN``, ``head``, in that order:
+    the head (``fc``, a final norm) learns at ``lr``, each earlier group ``decay`` times slower
+    (layer-wise learning-rate decay), recorded as its ``lr_scale``. ``weight_decay`` sets the
+    groups' decay (default: the optimizer's); ``no_decay_norm_bias`` puts the 1-d parameters
+    in ``<name>.no_decay`` groups with ``weight_decay=0``. Frozen parameters and empty groups
+    are left out.
 
     Raises:
         TypeError: ``model`` is neither a ``ResNet`` nor a ``ResNetFeatures``.
@@ -107,20 +97,21 @@ def param_groups(
     if weight_decay is not None and (not is_real(weight_decay) or weight_decay < 0):
         raise ValueError(f"weight_decay must be a number >= 0 or None; got {weight_decay!r}")
     order = ["stem", *model.stage_names, "head"]
-    depth = {name: len(order) - 1 - i for i, name in enumerate(order)}
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
+        top = name.split(".", 1)[0]
+        owner = "stem" if top in model.stem_names else top if top in model.stage_names else "head"
         exempt = no_decay_norm_bias and parameter.ndim <= 1
-        buckets.setdefault((_group_of(model, name), exempt), []).append(parameter)
+        buckets.setdefault((owner, exempt), []).append(parameter)
     groups: list[dict[str, Any]] = []
-    for name in order:
+    for index, name in enumerate(order):
         for exempt in (False, True):
             params = buckets.get((name, exempt))
             if not params:
                 continue
-            scale = float(decay) ** depth[name]
+            scale = float(decay) ** (len(order) - 1 - index)
             group: dict[str, Any] = {
                 "name": f"{name}.no_decay" if exempt else name,
                 "params": params,

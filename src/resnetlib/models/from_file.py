@@ -18,9 +18,7 @@ from ..interop.convert import detect_source, layout_options, load_weights
 
 __all__ = ["checkpoint_model", "model_from_file"]
 
-
-# Fields a caller may change when loading weights.
-_ADAPTABLE = frozenset({"num_classes", "in_channels"})
+_ADAPTABLE = frozenset({"num_classes", "in_channels"})  # what loading weights may change
 
 
 def model_from_file(
@@ -39,23 +37,20 @@ def model_from_file(
     (akamaster's shortcut, unless ``overrides`` sets one).
     """
     contents = read_weights_file(path)
-    options = dict(overrides)
     if isinstance(contents, Checkpoint):
         if source not in ("auto", "resnetlib"):
             raise ValueError(
                 f"{path} is a resnetlib checkpoint; checkpoint_source={source!r} does not apply"
             )
         with torch.device("meta"):
-            default, asked = factory().spec, factory(**options).spec
+            default, asked = factory().spec, factory(**overrides).spec
         _check_same_network(path, contents.spec, default, asked)
         return _from_checkpoint(
-            contents, {key: getattr(asked, key) for key in _ADAPTABLE if key in options}
+            contents, {key: getattr(asked, key) for key in _ADAPTABLE if key in overrides}
         )
     if source == "auto":
         source = detect_source(contents)
-    for key, value in layout_options(source, contents).items():
-        options.setdefault(key, value)
-    model = factory(**options)
+    model = factory(**{**layout_options(source, contents), **overrides})
     load_weights(model, contents, source=source, strict=True)
     return model
 
@@ -101,11 +96,8 @@ def _check_same_network(
 ) -> None:
     """Refuse a checkpoint of another network than the name builds (``default``), or one
     that disagrees with what the overrides ask for (``asked``) outside the head and input."""
-    differ = {
-        key: (value, _structure(asked)[key])
-        for key, value in _structure(saved).items()
-        if value != _structure(asked)[key]
-    }
+    theirs, ours = _structure(saved), _structure(asked)
+    differ = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
     saved_fields, default_fields, asked_fields = saved.to_dict(), default.to_dict(), asked.to_dict()
     for key, value in asked_fields.items():
         if key not in _ADAPTABLE and value != default_fields[key] and value != saved_fields[key]:

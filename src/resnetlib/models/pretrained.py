@@ -1,14 +1,11 @@
-"""Fetching and loading registered pretrained weights (:mod:`resnetlib.models.weights`).
-
-Downloads go to torch.hub's cache (``torch.hub.get_dir()/checkpoints``) or, for Hugging Face
-Hub files, huggingface_hub's (the ``hub`` extra); a cached file loads without network. Every
-file with a published checksum is checked, cached ones too, and a file unchanged (path, size,
-mtime) since it was last hashed is not hashed again (records under
-``torch.hub.get_dir()/resnetlib-verified``).
-"""
+"""Fetching registered pretrained weights into torch.hub's cache (``checkpoints``) or, for Hub
+files, huggingface_hub's (the ``hub`` extra), and loading them. Every file with a published
+checksum is checked, cached ones too, but not hashed again while unchanged (path, size, mtime)
+since it was (records under ``torch.hub.get_dir()/resnetlib-verified``)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -43,47 +40,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _record_of(path: Path) -> Path:
-    """Where the verification record of ``path`` lives."""
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
-    return Path(torch.hub.get_dir()) / "resnetlib-verified" / f"{key}.json"
-
-
 def _fingerprint(path: Path) -> dict[str, Any]:
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _verified_sha256(path: Path) -> str | None:
-    """The SHA-256 recorded for ``path`` when it was last hashed, if unchanged since."""
-    try:
-        record = read_json(_record_of(path), own=True)  # the cache's own record
-        if isinstance(record, dict) and record.get("file") == _fingerprint(path):
-            digest = record.get("sha256")
-            return digest if isinstance(digest, str) else None
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _remember(path: Path, digest: str) -> None:
-    """Record ``path``'s verified digest; a cache that cannot be written only costs time."""
-    record = json.dumps({"file": _fingerprint(path), "sha256": digest}).encode()
-    target = _record_of(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda file: file.write(record))
-    except OSError:
-        pass
-
-
 def _check(entry: PretrainedWeights, path: Path, where: str) -> None:
+    """Hash ``path`` unless the cache's record says it was, unchanged since; a record that
+    cannot be read or written only costs time."""
     expected = entry.sha256 or entry.hash_prefix
     if expected is None:
         return
-    remembered = _verified_sha256(path)
-    if remembered is not None and remembered.startswith(expected):
-        return
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    record = Path(torch.hub.get_dir()) / "resnetlib-verified" / f"{key}.json"
+    with contextlib.suppress(OSError, ValueError):
+        known = read_json(record, own=True)
+        fresh = isinstance(known, dict) and known.get("file") == _fingerprint(path)
+        digest = known.get("sha256") if fresh else None
+        if isinstance(digest, str) and digest.startswith(expected):
+            return
     actual = _sha256(path)
     if not actual.startswith(expected):
         raise PretrainedError(
@@ -91,7 +66,9 @@ def _check(entry: PretrainedWeights, path: Path, where: str) -> None:
             f"SHA-256 {actual}, but the publisher's is {expected}...; delete the file to "
             "download it again"
         )
-    _remember(path, actual)
+    with contextlib.suppress(OSError):
+        record.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(record, json.dumps({"file": _fingerprint(path), "sha256": actual}).encode())
 
 
 def hub_file(
@@ -104,10 +81,9 @@ def hub_file(
     try:
         return Path(hub.hf_hub_download(repo, filename, revision=revision))
     except Exception as error:  # the hub's own types: offline, 404, gated, ...
-        if not required:
-            errors: Any = importlib.import_module("huggingface_hub.errors")
-            if isinstance(error, errors.EntryNotFoundError):
-                return None
+        errors: Any = importlib.import_module("huggingface_hub.errors")
+        if not required and isinstance(error, errors.EntryNotFoundError):
+            return None
         reason = f"{type(error).__name__}: {first_line(error, 200)}"
         where = f"https://huggingface.co/{repo}/blob/{revision or 'main'}/{filename}"
         raise PretrainedError(

@@ -1,20 +1,17 @@
-"""Hugging Face model folders, as timm shares models: write one, read one by ``local-dir:``
-or ``hf-hub:``.
-
-A folder holds ``model.safetensors`` (timm's names), ``config.json`` (timm's keys, plus
-resnetlib's spec under ``"resnetlib"``), ``README.md`` (a model card) and
-``checksums.sha256`` (``sha256sum``'s format; required in a folder resnetlib wrote). Reading
-takes the files as data: checksums verified, the weights bounded by what the spec can take,
-the spec checked against them before anything is built; nothing is imported or run.
-"""
+"""Hugging Face model folders as timm shares models, read by ``local-dir:`` or ``hf-hub:``:
+``model.safetensors`` (timm's names), ``config.json`` (timm's keys, resnetlib's spec under
+``"resnetlib"``), ``README.md`` and ``checksums.sha256`` (``sha256sum``'s format; required in
+a folder resnetlib wrote). Reading verifies the checksums, bounds the weights by the spec and
+checks them against it before anything is built; nothing is imported or run."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +31,13 @@ from ..interop.checkpoint import (
     weights_limit,
 )
 from ..limits import MAX_JSON_BYTES
+from .pretrained import hub_file
 from .weights import TIMM_DEFAULTS
 
 __all__ = [
     "CHECKSUMS",
     "CONFIG",
     "SHARED_PREFIXES",
-    "TIMM_ARCHITECTURES",
     "WEIGHTS",
     "load_shared",
     "save_pretrained",
@@ -55,9 +52,6 @@ SHARED_PREFIXES = ("local-dir:", "hf-hub:")
 
 FORMAT = "resnetlib.hf-folder"
 FORMAT_VERSION = 1
-
-TIMM_ARCHITECTURES = tuple(TIMM_DEFAULTS)
-"""resnetlib's models that timm has under the same name, with the same state-dict names."""
 
 # timm's model_args resnetlib reads, and the override each becomes (None: training-only).
 _TIMM_ARGS: dict[str, str | None] = {
@@ -101,7 +95,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _name_of(spec: ResNetSpec, names: Sequence[str]) -> str | None:
+def _name_of(spec: ResNetSpec, names: Iterable[str]) -> str | None:
     """The first of the registered ``names`` whose default network ``spec`` is, head, input
     channels and stochastic depth aside."""
     from .zoo import MODELS, model_spec
@@ -129,19 +123,14 @@ def _resnetlib_name(spec: ResNetSpec) -> str | None:
     return _name_of(spec, sorted(MODELS.names(), key=foreign))
 
 
-def _card(
-    architecture: str,
-    timm_name: str | None,
-    model: ResNet,
-    cfg: Mapping[str, Any],
-    metadata: Mapping[str, Any],
-) -> str:
-    library = "timm" if timm_name else "resnetlib"
+def _card(model: ResNet, config: Mapping[str, Any]) -> str:
+    architecture, library = config["architecture"], config["library_name"]
+    cfg, metadata = config["pretrained_cfg"], config["resnetlib"]["metadata"]
     lines = [
         "---",
         "tags:",
         "- image-classification",
-        *(["- timm"] if timm_name else []),
+        *(["- timm"] if library == "timm" else []),
         "- resnetlib",
         f"library_name: {library}",
         "---",
@@ -160,8 +149,7 @@ def _card(
         f"- Crop: {cfg.get('crop_pct')} ({cfg.get('interpolation')} resize)",
         "",
     ]
-    data = metadata.get("data")
-    metrics = metadata.get("metrics")
+    data, metrics = metadata.get("data"), metadata.get("metrics")
     record = {k: v for k, v in metadata.items() if k not in ("data", "metrics")}
     if data is not None or metrics or record:
         lines += ["## Training", ""]
@@ -173,7 +161,7 @@ def _card(
         lines += [""]
     lines += ["## Use", "", "```python", "import resnetlib", ""]
     lines += ['model = resnetlib.create_model("hf-hub:ORG/NAME")', "```", ""]
-    if timm_name:
+    if library == "timm":
         lines += ["or with timm:", "", "```python", "import timm", ""]
         lines += ['model = timm.create_model("hf-hub:ORG/NAME", pretrained=True)', "```", ""]
     else:
@@ -185,15 +173,13 @@ def _card(
 def save_pretrained(
     model: ResNet, folder: PathLike, *, metadata: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write ``model`` as a Hugging Face model folder that ``create_model("local-dir:...")``
-    (and, for the architectures timm has, ``timm.create_model``) rebuilds.
+    """Write ``model`` as a Hugging Face model folder, returned, that
+    ``create_model("local-dir:...")`` (and, for the architectures timm has,
+    ``timm.create_model``) rebuilds. Upload with ``huggingface-cli upload ORG/NAME FOLDER``.
 
     ``metadata`` (JSON values) goes into the model card and config.json; ``data`` and
     ``metrics`` (a dict) get their own lines in the card. Each file is written atomically,
-    ``checksums.sha256`` last. Upload with ``huggingface-cli upload ORG/NAME FOLDER``.
-
-    Returns:
-        The folder.
+    ``checksums.sha256`` last.
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
@@ -211,11 +197,9 @@ def save_pretrained(
     checked = check_data_config(model.pretrained_cfg)
     cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
     cfg["num_classes"] = model.num_classes
-    timm_name = _name_of(spec, TIMM_ARCHITECTURES)
+    timm_name = _name_of(spec, TIMM_DEFAULTS)
     architecture = timm_name or f"resnetlib/{_resnetlib_name(spec) or 'custom'}"
-    model_args: dict[str, Any] = {}
-    if spec.in_channels != 3:
-        model_args["in_chans"] = spec.in_channels
+    model_args: dict[str, Any] = {"in_chans": spec.in_channels} if spec.in_channels != 3 else {}
     if spec.drop_path_rate:
         model_args["drop_path_rate"] = spec.drop_path_rate
     config: dict[str, Any] = {
@@ -223,17 +207,16 @@ def save_pretrained(
         "num_classes": model.num_classes,
         "num_features": model.num_features,
         "library_name": "timm" if timm_name else "resnetlib",
-    }
-    if model_args:
-        config["model_args"] = model_args
-    config["pretrained_cfg"] = {"architecture": architecture, **cfg}
-    config["resnetlib"] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "needs_resnetlib": timm_name is None,
-        **({} if timm_name else {"note": _NEEDS_RESNETLIB}),
-        "spec": spec.to_dict(),
-        "metadata": meta,
+        **({"model_args": model_args} if model_args else {}),
+        "pretrained_cfg": {"architecture": architecture, **cfg},
+        "resnetlib": {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "needs_resnetlib": timm_name is None,
+            **({} if timm_name else {"note": _NEEDS_RESNETLIB}),
+            "spec": spec.to_dict(),
+            "metadata": meta,
+        },
     }
     try:
         config_bytes = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
@@ -242,37 +225,27 @@ def save_pretrained(
     weights: bytes = safetensors_module().save(
         dict(sorted(state.items())), metadata={"format": "pt"}
     )
-    card = _card(architecture, timm_name, model, cfg, meta).encode()
+    card = _card(model, config).encode()
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     files = {WEIGHTS: weights, CONFIG: config_bytes, CARD: card}
-    for name, data in files.items():
-        atomic_write(root / name, lambda file, data=data: file.write(data))  # type: ignore[misc]
     sums = "".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()).encode()
-    atomic_write(root / CHECKSUMS, lambda file: file.write(sums))
+    for name, data in {**files, CHECKSUMS: sums}.items():  # the checksums last
+        atomic_write(root / name, data)
     return root
 
 
-# Where a folder's file comes from: (file name, required) -> its local path, or None.
-FileSource = Callable[[str, bool], Path | None]
+# Where a folder's file comes from: (file name, required=True) -> its local path, or None.
+FileSource = Callable[..., Path | None]
 
 
-def _local(folder: Path) -> FileSource:
-    def get(name: str, required: bool) -> Path | None:
-        path = folder / name
-        if path.exists():
-            return path
-        if required:
-            raise FileNotFoundError(f"{folder}: no {name}; not a model folder (save_pretrained)")
-        return None
-
-    return get
-
-
-def _hub(repo: str, revision: str | None) -> FileSource:
-    from .pretrained import hub_file
-
-    return lambda name, required: hub_file(repo, name, revision=revision, required=required)
+def _local_file(folder: Path, name: str, required: bool = True) -> Path | None:
+    path = folder / name
+    if path.exists():
+        return path
+    if required:
+        raise FileNotFoundError(f"{folder}: no {name}; not a model folder (save_pretrained)")
+    return None
 
 
 def _checksums(path: Path, where: str) -> dict[str, str]:
@@ -308,10 +281,10 @@ def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
     if not isinstance(architecture, str):
         raise CheckpointError(f"{where}: {CONFIG} names no architecture")
     name = architecture.split(".", 1)[0]
-    if name not in TIMM_ARCHITECTURES or name not in MODELS:
+    if name not in TIMM_DEFAULTS or name not in MODELS:
         raise CheckpointError(
             f"{where}: architecture {architecture[:100]!r} is not one resnetlib builds "
-            f"(timm's {', '.join(TIMM_ARCHITECTURES)})"
+            f"(timm's {', '.join(TIMM_DEFAULTS)})"
         )
     args = config.get("model_args") or {}
     if not isinstance(args, Mapping) or set(args) - set(_TIMM_ARGS):
@@ -356,10 +329,10 @@ def _spec_of(config: Mapping[str, Any], where: str) -> ResNetSpec:
 
 
 def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
-    config_path = files(CONFIG, True)
+    config_path = files(CONFIG)
     assert config_path is not None  # a required file is a path or an error
     config_bytes = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, error=CheckpointError)
-    sums_path = files(CHECKSUMS, False)
+    sums_path = files(CHECKSUMS, required=False)
     sums = None if sums_path is None else _checksums(sums_path, where)
     _verify(sums, CONFIG, config_bytes, where)  # before a byte of it is parsed
     config = parse_json(config_bytes, where=f"{where}/{CONFIG}", error=CheckpointError)
@@ -383,7 +356,7 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
         cfg = check_data_config(cfg, where=f"{where}/{CONFIG} pretrained_cfg")
     except ValueError as error:
         raise CheckpointError(str(error)) from None
-    weights_path = files(WEIGHTS, True)
+    weights_path = files(WEIGHTS)
     assert weights_path is not None  # a required file is a path or an error
     limit = weights_limit(where, spec)
     data = read_bytes(weights_path, limit=limit, what=WEIGHTS, error=CheckpointError)
@@ -411,11 +384,11 @@ def load_shared(name: str) -> ResNet:
         folder = Path(name[len("local-dir:") :]).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"{name}: {folder} is not a folder")
-        return _load(_local(folder), str(folder), {"source": "local-dir"})
+        return _load(partial(_local_file, folder), str(folder), {"source": "local-dir"})
     if not name.startswith("hf-hub:"):
         raise ValueError(f"{name!r:.200} names neither local-dir:FOLDER nor hf-hub:ORG/NAME")
     repo, _, revision = name[len("hf-hub:") :].partition("@")
     if not _REPO.fullmatch(repo) or ".." in repo:
         raise ValueError(f"{name!r:.200}: hf-hub: takes a repository ORG/NAME[@REVISION]")
     source = {"source": "hf-hub", "hf_hub_id": repo}
-    return _load(_hub(repo, revision or None), name, source)
+    return _load(partial(hub_file, repo, revision=revision or None), name, source)

@@ -1,17 +1,11 @@
-"""The pretrained weights registry: every published checkpoint resnetlib can load.
+"""The pretrained weights registry: every published checkpoint resnetlib can load, tagged as
+timm tags it (``resnet50.a1_in1k``; torchvision's ``tv_in1k`` / ``tv2_in1k`` also answer to
+``IMAGENET1K_V1`` / ``_V2``). A model's default is timm's default tag, else torchvision's, else
+its only entry. Importing this reads and downloads nothing.
 
-One frozen :class:`PretrainedWeights` per checkpoint, tagged as timm tags it
-(``resnet50.a1_in1k``; torchvision's files are ``tv_in1k`` / ``tv2_in1k`` and answer to
-``IMAGENET1K_V1`` / ``_V2`` too). A model's default is timm's default tag where timm has
-weights for it, else torchvision's, else the only entry. Importing this reads and downloads
-nothing; :mod:`resnetlib.models.pretrained` does.
-
-Every entry was read from its publisher (none verified against the servers, which this
-machine could not reach): torchvision 0.29.1's ``models/resnet.py`` and
-``transforms/_presets.py``; timm's ``default_cfgs`` and ``results-imagenet.csv`` at
-huggingface/pytorch-image-models@aa4b585 (hub SHA-256s where the file's page could be read);
-akamaster/pytorch_resnet_cifar10@d5489e8's README; open-mmlab/mmpretrain@ee7f2e8's
-``configs/resnet/metafile.yml`` and configs. Hash prefixes are those in the file names.
+Each entry's ``origin`` is where it was read (not checked against the servers), with
+torchvision's ``transforms/_presets.py``, timm's ``results-imagenet.csv`` and mmpretrain's
+configs; hash prefixes are those in the file names.
 """
 
 from __future__ import annotations
@@ -31,13 +25,7 @@ from ..core.data_config import (
 )
 from ..registry import UnknownNameError
 
-__all__ = [
-    "WEIGHTS",
-    "PretrainedWeights",
-    "default_weights",
-    "get_weights",
-    "list_pretrained",
-]
+__all__ = ["WEIGHTS", "PretrainedWeights", "default_weights", "get_weights", "list_pretrained"]
 
 SOURCES = ("torchvision", "timm", "akamaster", "mmpretrain")
 """The publishers, each also the state-dict layout its files use."""
@@ -102,12 +90,11 @@ def _config(
     std: tuple[float, ...] = IMAGENET_STD,
     reduction: int = 32,
 ) -> dict[str, Any]:
-    deep = re.fullmatch(r"resnet\d+d", model) is not None  # ResNet-D: deep stem
     return data_config(
         num_classes=num_classes,
         input_size=(3, size, size),
         reduction=reduction,
-        first_conv="conv1.0" if deep else "conv1",
+        first_conv="conv1.0" if re.fullmatch(r"resnet\d+d", model) else "conv1",  # ResNet-D's stem
         mean=mean,
         std=std,
         interpolation=interpolation,
@@ -115,16 +102,7 @@ def _config(
     )
 
 
-def _hash_prefix(url: str) -> str:
-    match = _HASH_IN_NAME.search(url.rsplit("/", 1)[-1])
-    if match is None:
-        raise ValueError(f"no hash prefix in the file name of {url}")
-    return match.group(1)
-
-
 def _tv(model: str, enum: str, hash_prefix: str, top1: float, *, resize: int) -> PretrainedWeights:
-    """torchvision's weights ``enum`` of ``model``, at download.pytorch.org under the name
-    ``{model}-{hash_prefix}.pth``."""
     version = enum.rsplit("_V", 1)[-1]
     return PretrainedWeights(
         model=model,
@@ -201,7 +179,6 @@ def _timm(
 
 
 def _akamaster(model: str, hash_prefix: str, top1: float) -> PretrainedWeights:
-    """akamaster's ``model``, its repository's ``pretrained_models/{model}-{hash_prefix}.th``."""
     url = (
         "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
         f"{model}-{hash_prefix}.th"
@@ -258,6 +235,9 @@ _MMPRETRAIN_FILES = {
 def _mmpretrain(model: str, tag: str, name: str, top1: float) -> PretrainedWeights:
     """mmpretrain's weights ``name`` (its metafile's name) as ``model.tag``."""
     url = f"https://download.openmmlab.com/mmclassification/v0/{_MMPRETRAIN_FILES[name]}.pth"
+    hash_prefix = _HASH_IN_NAME.search(url.rsplit("/", 1)[-1])
+    if hash_prefix is None:
+        raise ValueError(f"no hash prefix in the file name of {url}")
     overrides: dict[str, Any] = {}
     if tag.endswith(("cifar10", "cifar100")):
         cifar100 = tag.endswith("cifar100")
@@ -292,7 +272,7 @@ def _mmpretrain(model: str, tag: str, name: str, top1: float) -> PretrainedWeigh
         license="Apache-2.0",
         config=config,
         url=url,
-        hash_prefix=_hash_prefix(url),
+        hash_prefix=hash_prefix[1],
         overrides=overrides,
         origin=f"open-mmlab/mmpretrain@ee7f2e8: configs/resnet/metafile.yml {name}",
     )
@@ -454,15 +434,12 @@ def default_weights(model: str) -> PretrainedWeights:
             f"no pretrained weights for {model!r}; models with weights: "
             f"{', '.join(sorted(_BY_MODEL))}"
         )
-    tag = TIMM_DEFAULTS.get(model)
-    return tags[tag] if tag is not None else next(iter(tags.values()))
+    return tags[TIMM_DEFAULTS[model]] if model in TIMM_DEFAULTS else next(iter(tags.values()))
 
 
 def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:
-    """The weights ``model.tag`` names (``tag`` may also come as ``"model.tag"``);
-    without a tag, the default. Unknown names raise :class:`~resnetlib.registry.UnknownNameError`
-    listing what exists.
-    """
+    """The weights ``model.tag`` (or ``model="model.tag"``) names, the default without a tag.
+    Unknown names raise :class:`~resnetlib.registry.UnknownNameError` listing what exists."""
     if tag is None and "." in model:
         model, tag = model.split(".", 1)
     if tag is None:
@@ -486,7 +463,6 @@ def list_pretrained(pattern: str = "*") -> list[str]:
     names: list[str] = []
     for model in sorted(_BY_MODEL):
         default = default_weights(model)
-        entries = sorted(set(_BY_MODEL[model].values()), key=lambda e: e.tag)
-        entries.sort(key=lambda e: e is not default)
+        entries = sorted(set(_BY_MODEL[model].values()), key=lambda e: (e is not default, e.tag))
         names.extend(e.name for e in entries if fnmatch.fnmatchcase(e.name, pattern))
     return names

@@ -1,12 +1,10 @@
-"""Model factories: the paper's ImageNet and CIFAR families, their plain twins, custom layouts.
-
-Every factory takes the same keyword overrides (:class:`ModelOverrides`) and is registered
-by name, so ``create_model("resnet56", num_classes=100)`` equals ``resnet56(num_classes=100)``.
-"""
+"""Model factories: the paper's ImageNet and CIFAR families, their plain twins, custom layouts,
+each registered by name (``create_model("resnet56", num_classes=100)``)."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, Protocol, overload
@@ -26,7 +24,9 @@ from ..nn.blocks import BLOCKS
 from ..registry import Registry
 from ..validate import check_int, check_keys, is_int, is_real
 from .from_file import model_from_file
-from .share import SHARED_PREFIXES
+from .pretrained import load_pretrained
+from .share import SHARED_PREFIXES, load_shared
+from .weights import PretrainedWeights, get_weights
 
 __all__ = [
     "MODELS",
@@ -120,7 +120,8 @@ def create_model(
     dtype: torch.dtype | None = None,
     **overrides: Any,
 ) -> ResNet | ResNetFeatures:
-    """Build the registered model ``name`` with keyword overrides (timm's arguments too).
+    """Build the registered model ``name``, in training mode, with keyword overrides (timm's
+    arguments too); with ``features_only``, its ``ResNetFeatures``.
 
     ``pretrained=True`` loads the model's default weights, ``pretrained="<tag>"`` (or
     ``name="model.tag"``) named ones (:func:`~resnetlib.list_pretrained`), downloaded into
@@ -131,7 +132,7 @@ def create_model(
 
     timm's arguments: ``in_chans`` (``in_channels``), ``global_pool`` (``"avg"``, ``"max"``,
     or ``""``: no pooling, with ``num_classes=0``), ``drop_rate`` (dropout before ``fc``),
-    ``features_only`` (returns :func:`~resnetlib.core.features` of the model: the maps
+    ``features_only`` (:func:`~resnetlib.core.features` of the model: the maps
     ``out_indices`` picks, 0 being the stem), ``feature_cls`` (any but ``"dict"``: all give
     the list of maps), ``device`` and ``dtype`` (``"meta"``: no memory). ``overrides`` are the
     :class:`ModelOverrides` keys and any keyword the registered factory adds.
@@ -144,12 +145,8 @@ def create_model(
     not. Weights of another ``num_classes`` or ``in_channels`` load with a new head or an
     adapted stem.
 
-    Returns:
-        A new model (a ``ResNetFeatures`` with ``features_only``), in training mode.
-
     Raises:
-        KeyError: an unknown model name or registry name (the message lists close
-            matches).
+        KeyError: an unknown model or registry name (the message lists close matches).
         TypeError: an unknown keyword argument.
         ValueError: an override out of range, naming the field and what is allowed.
         PretrainedError: pretrained weights that are not registered, cannot be downloaded
@@ -165,17 +162,14 @@ def create_model(
         >>> [feature_map.shape[1] for feature_map in backbone(torch.randn(1, 3, 64, 64))]
         [1024, 2048]
     """
-    from .weights import PretrainedWeights, get_weights
-
-    if out_indices is not None and not features_only:
-        raise ValueError("out_indices is for features_only=True; got features_only=False")
     if feature_cls not in _FEATURE_CLASSES:
         raise ValueError(
             f"feature_cls must be one of {', '.join(map(repr, _FEATURE_CLASSES))} (each gives "
             f"resnetlib's list of feature maps); got {feature_cls!r}"
         )
-    if feature_cls is not None and not features_only:
-        raise ValueError("feature_cls is for features_only=True; got features_only=False")
+    for option, value in (("out_indices", out_indices), ("feature_cls", feature_cls)):
+        if value is not None and not features_only:
+            raise ValueError(f"{option} is for features_only=True; got features_only=False")
     if in_chans is not None:
         if overrides.get("in_channels", in_chans) != in_chans:
             raise ValueError(
@@ -188,7 +182,14 @@ def create_model(
         raise ValueError(f"pretrained must be a bool or a tag; got {pretrained!r}")
     entry: PretrainedWeights | None = None
     if name.startswith(SHARED_PREFIXES):
-        model = _shared_model(name, pretrained, checkpoint_path, overlay, overrides, device)
+        if isinstance(pretrained, str) or checkpoint_path is not None or "file" in overlay:
+            raise ValueError(
+                f"{name[:200]} loads its folder's weights; a pretrained tag, checkpoint_path and "
+                "pretrained_cfg_overlay's file do not apply"
+            )
+        model = _shared_model(name, overrides)
+        if device is not None:
+            model.to(device)
     else:
         tag: str | None = pretrained if isinstance(pretrained, str) else None
         if "." in name:
@@ -196,14 +197,12 @@ def create_model(
             if tag is not None and tag != name_tag:
                 raise ValueError(f"pretrained={tag!r} disagrees with the tag in {name}.{name_tag}")
             tag = name_tag
-        factory = MODELS.get(name)
+        factory = MODELS[name]
         if pretrained and checkpoint_path is not None:
             raise ValueError("give pretrained or checkpoint_path, not both")
         if tag is not None or pretrained:
             entry = get_weights(name, tag)
-            for key, value in entry.overrides.items():
-                overrides.setdefault(key, value)
-            overrides.setdefault("num_classes", entry.num_classes)
+            overrides = {"num_classes": entry.num_classes, **entry.overrides, **overrides}
         with torch.device(device) if device is not None else contextlib.nullcontext():
             if checkpoint_path is None:
                 model = factory(**overrides)
@@ -220,8 +219,6 @@ def create_model(
     model.drop_rate = float(drop_rate)
     if entry is not None:
         if pretrained is not False or "file" in overlay:
-            from .pretrained import load_pretrained
-
             load_pretrained(model, entry, file=overlay.get("file"))
         else:
             set_data_config(model, entry.pretrained_cfg)
@@ -233,27 +230,11 @@ def create_model(
     if any(key != "file" for key in overlay):  # checked like any other configuration
         changes = {key: value for key, value in overlay.items() if key != "file"}
         set_data_config(model, {**model.pretrained_cfg, **changes})
-    if not features_only:
-        return model
-    return features(model, out_indices=out_indices)
+    return features(model, out_indices=out_indices) if features_only else model
 
 
-def _shared_model(
-    name: str,
-    pretrained: bool | str,
-    checkpoint_path: PathLike | None,
-    overlay: Mapping[str, Any],
-    overrides: dict[str, Any],
-    device: torch.device | str | None,
-) -> ResNet:
+def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
     """The model of a ``local-dir:`` or ``hf-hub:`` folder; ``num_classes`` gives it a new head."""
-    from .share import load_shared
-
-    if isinstance(pretrained, str) or checkpoint_path is not None or "file" in overlay:
-        raise ValueError(
-            f"{name[:200]} loads its folder's weights; a pretrained tag, checkpoint_path and "
-            "pretrained_cfg_overlay's file do not apply"
-        )
     num_classes = overrides.pop("num_classes", None)
     in_channels = overrides.pop("in_channels", None)
     if overrides:
@@ -271,7 +252,7 @@ def _shared_model(
         config = {k: v for k, v in model.pretrained_cfg.items() if k != "label_names"}
         model.reset_classifier(num_classes)
         set_data_config(model, config)
-    return model if device is None else model.to(device)
+    return model
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -315,23 +296,17 @@ def model_spec(name: str, **overrides: Any) -> ResNetSpec:
 
 
 def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
-    """ImageNet layout (paper Table 1): 7x7 stem, widths 64/128/256/512, option B.
-
-    Returns:
-        The spec (1000 classes), one stage per entry of ``layers``.
+    """ImageNet layout (paper Table 1, 1000 classes): 7x7 stem, one stage per entry of
+    ``layers`` (widths 64/128/256/512), option B.
 
     Raises:
         ValueError: ``layers`` is not a non-empty sequence of ints >= 1.
     """
-    return _imagenet_layout(layers, block, "B", "imagenet", None)
+    return _imagenet_layout(layers, block, "B", "imagenet", {})
 
 
 def _imagenet_layout(
-    layers: Sequence[int],
-    block: str,
-    shortcut: str,
-    stem: str,
-    block_options: Mapping[str, JSONScalar] | None,
+    layers: Sequence[int], block: str, shortcut: str, stem: str, options: Mapping[str, JSONScalar]
 ) -> ResNetSpec:
     """:func:`imagenet_spec` with another shortcut, stem type and block options."""
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
@@ -346,17 +321,13 @@ def _imagenet_layout(
         shortcut=shortcut,
         stem=StemSpec(stem, 64),
         num_classes=1000,
-        block_options=dict(block_options or {}),
+        block_options=dict(options),
     )
 
 
 def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
-    """CIFAR layout (paper section 4.2): 3x3 stem, three stages at 16/32/64, option A.
-
-    ``depth`` counts weighted layers: ``3 * n * block.weighted_layers + 2`` (6n+2 for basic blocks).
-
-    Returns:
-        The spec (10 classes) with ``n`` blocks in each of the three stages.
+    """CIFAR layout (paper section 4.2, 10 classes): 3x3 stem, three stages of ``n`` blocks at
+    16/32/64, option A; ``depth`` is ``3 * n * block.weighted_layers + 2`` (6n+2 for basic blocks).
 
     Raises:
         KeyError: ``block`` is not a registered block.
@@ -372,8 +343,7 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
 
 def _cifar_layout(depth: int, block: str, shortcut: str, stem: str) -> ResNetSpec:
     """:func:`cifar_spec` with another shortcut and stem type."""
-    per_block = BLOCKS.get(block).weighted_layers
-    step = 3 * per_block
+    step = 3 * BLOCKS.get(block).weighted_layers
     if not is_int(depth) or depth < step + 2 or (depth - 2) % step:
         examples = ", ".join(str(step * n + 2) for n in (3, 5, 7, 9, 18))
         raise ValueError(
@@ -391,13 +361,8 @@ def _cifar_layout(depth: int, block: str, shortcut: str, stem: str) -> ResNetSpe
 
 
 def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet:
-    """A ResNet with any number of stages on the ImageNet layout.
-
-    ``layers`` gives the blocks per stage, for example ``(3, 4, 6, 3)``; stage ``i`` has
-    width ``64 * 2**i`` and all but the first halve the resolution.
-
-    Returns:
-        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+    """A ResNet on the ImageNet layout with ``layers[i]`` blocks in stage ``i``, of width
+    ``64 * 2**i``; all stages but the first halve the resolution.
 
     Raises:
         TypeError: a keyword that is not an override.
@@ -418,9 +383,6 @@ def resnet(layers: Sequence[int], **overrides: Unpack[ModelOverrides]) -> ResNet
 def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
     """A CIFAR ResNet of any valid depth (6n+2 for basic blocks), option A by default.
 
-    Returns:
-        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
-
     Raises:
         TypeError: a keyword that is not an override.
         ValueError: ``depth`` does not fit the block (the message lists valid depths), or
@@ -438,9 +400,6 @@ def cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
 
 
 _FACTORY_SECTIONS = """
-
-Returns:
-    A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
 
 Raises:
     TypeError: a keyword that is not an override.
@@ -472,10 +431,8 @@ _DEPTHS: dict[int, tuple[tuple[int, ...], str]] = {
 }
 
 
-def _imagenet(
-    name: str, depth: int, shortcut: str, doc: str, **options: JSONScalar
-) -> ModelFactory:
-    layers, block = _DEPTHS[depth]
+def _imagenet(name: str, shortcut: str, doc: str, **options: JSONScalar) -> ModelFactory:
+    layers, block = _DEPTHS[int(re.findall(r"\d+", name)[0])]  # the depth its name gives
     stem = "deep" if shortcut == "D" else "imagenet"
     if shortcut == "preact_B":
         block, stem = f"preact_{block}", "imagenet_preact"
@@ -487,40 +444,33 @@ def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
 
 
 _B = "Option B shortcuts, 1000 classes, torchvision-compatible names and weights."
-resnet18 = _imagenet("resnet18", 18, "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}")
-resnet34 = _imagenet("resnet34", 34, "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}")
-resnet50 = _imagenet("resnet50", 50, "B", f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}")
-resnet101 = _imagenet(
-    "resnet101", 101, "B", f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}"
-)
-resnet152 = _imagenet(
-    "resnet152", 152, "B", f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}"
-)
+resnet18 = _imagenet("resnet18", "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}")
+resnet34 = _imagenet("resnet34", "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}")
+resnet50 = _imagenet("resnet50", "B", f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}")
+resnet101 = _imagenet("resnet101", "B", f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}")
+resnet152 = _imagenet("resnet152", "B", f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}")
 plain18 = _imagenet(
-    "plain18", 18, "none", "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left)."
+    "plain18", "none", "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left)."
 )
 plain34 = _imagenet(
-    "plain34", 34, "none", "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle)."
+    "plain34", "none", "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle)."
 )
 
 _W = "Bottleneck inner width int(width * width_per_group / 64) * groups, as torchvision."
 wide_resnet50_2 = _imagenet(
     "wide_resnet50_2",
-    50,
     "B",
     f"Wide ResNet-50-2: 68,883,240 params; twice ResNet-50's inner widths. {_W}",
     width_per_group=128,
 )
 wide_resnet101_2 = _imagenet(
     "wide_resnet101_2",
-    101,
     "B",
     f"Wide ResNet-101-2: 126,886,696 params; twice ResNet-101's inner widths. {_W}",
     width_per_group=128,
 )
 resnext50_32x4d = _imagenet(
     "resnext50_32x4d",
-    50,
     "B",
     f"ResNeXt-50 32x4d: 25,028,904 params; 32 groups of 4 channels. {_W}",
     groups=32,
@@ -528,7 +478,6 @@ resnext50_32x4d = _imagenet(
 )
 resnext101_32x8d = _imagenet(
     "resnext101_32x8d",
-    101,
     "B",
     f"ResNeXt-101 32x8d: 88,791,336 params; 32 groups of 8 channels. {_W}",
     groups=32,
@@ -540,11 +489,11 @@ _D = (
     "32/32/64 and option D shortcuts (average pool, then stride-1 projection); "
     "timm-compatible names and weights."
 )
-resnet18d = _imagenet("resnet18d", 18, "D", f"ResNet-18-D: 11,708,744 params. {_D}")
-resnet34d = _imagenet("resnet34d", 34, "D", f"ResNet-34-D: 21,816,904 params. {_D}")
-resnet50d = _imagenet("resnet50d", 50, "D", f"ResNet-50-D: 25,576,264 params. {_D}")
-resnet101d = _imagenet("resnet101d", 101, "D", f"ResNet-101-D: 44,568,392 params. {_D}")
-resnet152d = _imagenet("resnet152d", 152, "D", f"ResNet-152-D: 60,212,040 params. {_D}")
+resnet18d = _imagenet("resnet18d", "D", f"ResNet-18-D: 11,708,744 params. {_D}")
+resnet34d = _imagenet("resnet34d", "D", f"ResNet-34-D: 21,816,904 params. {_D}")
+resnet50d = _imagenet("resnet50d", "D", f"ResNet-50-D: 25,576,264 params. {_D}")
+resnet101d = _imagenet("resnet101d", "D", f"ResNet-101-D: 44,568,392 params. {_D}")
+resnet152d = _imagenet("resnet152d", "D", f"ResNet-152-D: 60,212,040 params. {_D}")
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
 resnet20 = _cifar("resnet20", 20, "A", f"ResNet-20: 269,722 params. {_A}")
@@ -572,14 +521,9 @@ def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
 
 
 def preact_cifar_resnet(depth: int, **overrides: Unpack[ModelOverrides]) -> ResNet:
-    """A pre-activation CIFAR ResNet of any valid depth (He et al. 2016).
-
-    ``block`` defaults to ``"preact_bottleneck"`` (depth 9n+2) with norm-free projections
-    (``"preact_B"``); a block that does not expand, such as ``"preact_basic"`` (depth 6n+2),
-    defaults to option A.
-
-    Returns:
-        A new model, initialized, with [`ModelOverrides`][resnetlib.ModelOverrides] applied.
+    """A pre-activation CIFAR ResNet of any valid depth (He et al. 2016): ``block`` defaults to
+    ``"preact_bottleneck"`` (depth 9n+2) with norm-free projections (``"preact_B"``); a block
+    that does not expand, such as ``"preact_basic"`` (depth 6n+2), defaults to option A.
 
     Raises:
         TypeError: a keyword that is not an override.
@@ -613,12 +557,8 @@ _PI = (
     "ImageNet layout, 1000 classes, pre-activation units (He et al. 2016), "
     "1x1 projections without a norm."
 )
-preact_resnet18 = _imagenet("preact_resnet18", 18, "preact_B", f"Pre-activation ResNet-18. {_PI}")
-preact_resnet34 = _imagenet("preact_resnet34", 34, "preact_B", f"Pre-activation ResNet-34. {_PI}")
-preact_resnet50 = _imagenet("preact_resnet50", 50, "preact_B", f"Pre-activation ResNet-50. {_PI}")
-preact_resnet101 = _imagenet(
-    "preact_resnet101", 101, "preact_B", f"Pre-activation ResNet-101. {_PI}"
-)
-preact_resnet152 = _imagenet(
-    "preact_resnet152", 152, "preact_B", f"Pre-activation ResNet-152. {_PI}"
-)
+preact_resnet18 = _imagenet("preact_resnet18", "preact_B", f"Pre-activation ResNet-18. {_PI}")
+preact_resnet34 = _imagenet("preact_resnet34", "preact_B", f"Pre-activation ResNet-34. {_PI}")
+preact_resnet50 = _imagenet("preact_resnet50", "preact_B", f"Pre-activation ResNet-50. {_PI}")
+preact_resnet101 = _imagenet("preact_resnet101", "preact_B", f"Pre-activation ResNet-101. {_PI}")
+preact_resnet152 = _imagenet("preact_resnet152", "preact_B", f"Pre-activation ResNet-152. {_PI}")
