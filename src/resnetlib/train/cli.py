@@ -384,23 +384,14 @@ def _load(args: argparse.Namespace, source: dict[str, Any] | None = None, model:
     from .loop import check_classes_fit
 
     fits = None if model is None else functools.partial(check_classes_fit, model)
-    if source is not None:
-        return load_data(
-            source.get("data", "digits"),
-            labels=source.get("labels", "fine"),
-            image_size=source.get("image_size"),
-            val_size=source.get("val_size", 0),
-            seed=source.get("seed", 0),
-            classes=source.get("classes"),
-            before_decoding=fits,
-        )
+    source = vars(args) if source is None else source  # the options, or the run's record
     return load_data(
-        args.data or "digits",
-        labels=args.labels or "fine",
-        image_size=args.image_size,
-        val_size=args.val_size or 0,
-        seed=args.seed or 0,
-        classes=args.classes,
+        source.get("data") or "digits",
+        labels=source.get("labels") or "fine",
+        image_size=source.get("image_size"),
+        val_size=source.get("val_size") or 0,
+        seed=source.get("seed") or 0,
+        classes=source.get("classes"),
         before_decoding=fits,
     )
 

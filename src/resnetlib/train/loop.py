@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_PROGRESS = ("iteration", "epoch", "elapsed", "epoch_seconds", "warmed_up", "best_val")
+"""The trainer's progress attributes, saved and restored by name (``state.pt``)."""
 _EVAL_BATCH = 500
 
 
@@ -612,12 +614,7 @@ class Trainer:
         return {
             "run": self.run_id,
             "plan": self.plan.to_json(),
-            "iteration": self.iteration,
-            "epoch": self.epoch,
-            "elapsed": self.elapsed,
-            "epoch_seconds": self.epoch_seconds,
-            "warmed_up": self.warmed_up,
-            "best_val": self.best_val,
+            **{name: getattr(self, name) for name in _PROGRESS},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
@@ -653,9 +650,8 @@ class Trainer:
                 "run's state.pt, or start a new run in another --out"
             ) from None
         self.resumed = True
-        self.iteration, self.epoch = state["iteration"], state["epoch"]
-        self.elapsed, self.epoch_seconds = state["elapsed"], state["epoch_seconds"]
-        self.warmed_up, self.best_val = state["warmed_up"], state["best_val"]
+        for name in _PROGRESS:
+            setattr(self, name, state[name])
         self.history = [dict(row) for row in state["history"]]
         self.steps = [dict(row) for row in state["steps"]]
         self.sums.copy_(state["sums"])  # in place: a graphed step adds to this tensor
