@@ -24,9 +24,8 @@ __all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices", "
 
 
 def paper_depth(spec: ResNetSpec) -> int:
-    """The paper's depth of the network ``spec`` describes: its weighted layers (the stem's
-    convolution, a deep stem's too, as in timm's ``resnet50d``; each block's
-    ``weighted_layers``; the classifier). ``cifar_spec(depth)`` inverts it.
+    """The paper's depth: weighted layers of the stem (one, even deep, as timm's ``resnet50d``),
+    the blocks and the classifier. ``cifar_spec(depth)`` inverts it.
 
     Raises:
         KeyError: the spec's block type is not registered.
@@ -49,8 +48,7 @@ class FeatureInfo(TypedDict):
 
 
 class FeatureInfoList(list[FeatureInfo]):
-    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors; slices are
-    ``FeatureInfoList``s too."""
+    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors (slices too)."""
 
     @overload
     def get(self, key: str, idx: int) -> Any: ...
@@ -80,13 +78,8 @@ class FeatureInfoList(list[FeatureInfo]):
         self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None
     ) -> Any:
         """The entries (``idx`` as in :meth:`get`) as dicts, limited to ``keys`` if given."""
-        entries = (
-            [self[idx]] if isinstance(idx, int) else [self[i] for i in idx or range(len(self))]
-        )
-        dicts = [
-            {key: value for key, value in info.items() if keys is None or key in keys}
-            for info in entries
-        ]
+        picked = [self[idx]] if isinstance(idx, int) else [self[i] for i in idx or range(len(self))]
+        dicts = [{k: v for k, v in info.items() if keys is None or k in keys} for info in picked]
         return dicts[0] if isinstance(idx, int) else dicts
 
     @overload
@@ -135,8 +128,8 @@ def feature_take_indices(
 def feature_plan(
     model: "ResNet", indices: int | Sequence[int] | None, *, stop_early: bool, norm: bool
 ) -> tuple[list[int], tuple[str, ...], tuple[str, ...], dict[str, int]]:
-    """The one rule of ``forward_intermediates`` and ``ResNetFeatures``: the indices taken,
-    the stages and final layers run, and which child's output is which map."""
+    """The indices taken, the stages and final layers run, and which child's output is which
+    map: the one rule of ``forward_intermediates`` and ``ResNetFeatures``."""
     take, last = feature_take_indices(len(model.feature_info), indices)
     stages = model.stage_names[:last] if stop_early else model.stage_names
     tail = model.final_names if len(stages) == len(model.stage_names) else ()
@@ -208,11 +201,9 @@ class StagedNet(nn.Module):
     def set_grad_checkpointing(
         self, enable: bool = True, *, segment: int | None = None, last_stage: bool | None = None
     ) -> None:
-        """Recompute the stem's and blocks' activations in backward (timm's name) while grad is
-        enabled: blocks in runs of ``segment`` (default 4), the last stage only with
-        ``last_stage=True``; both settings are kept for the next call. Gradients, norm
-        statistics and stochastic-depth masks are those of the plain step.
-        """
+        """Recompute activations in backward (timm's name) while grad is enabled: blocks in runs
+        of ``segment`` (default 4), the last stage only with ``last_stage=True``; both settings
+        are kept. Gradients, norm statistics and drop-path masks are the plain step's."""
         if segment is not None:
             self.grad_checkpointing_segment = check_segment(segment)
         if last_stage is not None:
@@ -263,18 +254,44 @@ class StagedNet(nn.Module):
                     maps.append(x)
         return x, maps
 
+    def _checkpointed(
+        self, x: torch.Tensor, names: list[str], points: dict[str, int], take: list[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`_run`, the blocks checkpointed in segments and the other modules in runs that
+        end where a map is taken (an in-place activation stays inside its run)."""
+        maps: list[torch.Tensor] = []
+        pending: list[nn.Module] = []
+        stages = list(self.stage_names)
+        if not self.grad_checkpointing_last_stage and len(stages) > 1:
+            stages.pop()
+        for name in names:
+            module = self.get_submodule(name)
+            if name in self.stage_names:
+                if pending:
+                    x, pending = checkpoint_modules(pending, x), []
+                if name in stages:
+                    blocks = list(module.children())
+                    x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
+                else:
+                    x = module(x)
+            else:
+                pending.append(module)
+            if pending and (name == names[-1] or points.get(name, -1) in take):
+                x, pending = checkpoint_modules(pending, x), []
+            if name in points and points[name] in take:
+                maps.append(x)
+        return x, maps
+
 
 class ResNet(StagedNet):
     """A residual (or plain) network, built by :func:`resnetlib.build` from ``model.spec``.
 
-    Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...),
-    ``layer1`` .. ``layerN``, ``avgpool`` and ``fc``; a pre-activation net's ``final``
-    layers are ``norm``. ``feature_info`` lists the stem's map before its max-pool (index 0)
-    and each stage's (1..N), as timm does. timm's attributes: ``num_classes``,
-    ``num_features``, ``head_hidden_size``, ``global_pool`` (``avgpool`` holds the pool),
-    ``drop_rate`` (dropout before ``fc``), ``pretrained_cfg`` (alias ``default_cfg``).
-    ``norm_eval`` and ``frozen_stages`` hold parts in eval mode under ``train()`` (see
-    :func:`resnetlib.interop.freeze`). The forward methods script with ``torch.jit.script``.
+    Module names follow torchvision (the stem's children, ``layer1`` .. ``layerN``,
+    ``avgpool``, ``fc``; a pre-activation net's final layers are ``norm``). ``feature_info``
+    lists the stem's map before its max-pool (index 0) and each stage's, as timm does, with
+    timm's ``num_features``, ``head_hidden_size``, ``global_pool`` and ``drop_rate`` (dropout
+    before ``fc``). ``norm_eval`` and ``frozen_stages`` hold parts in eval mode under
+    ``train()`` (see :func:`resnetlib.interop.freeze`). It scripts with ``torch.jit.script``.
     """
 
     def __init__(
@@ -379,21 +396,10 @@ class ResNet(StagedNet):
         # The checkpointed path is Python only; TorchScript leaves it out.
         is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
         if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
-            return self._checkpointed_features(x)
+            return self._checkpointed(x, self._feature_names, {}, [])[0]
         for name, module in self.named_children():
             if name in self._feature_names:
                 x = module(x)
-        return x
-
-    def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward_features`, the stem checkpointed as one unit, the blocks in segments."""
-        x = checkpoint_modules([self.get_submodule(name) for name in self.stem_names], x)
-        stages = list(self.stage_names)
-        kept = [] if self.grad_checkpointing_last_stage or len(stages) < 2 else [stages.pop()]
-        blocks = [b for name in stages for b in self.get_submodule(name).children()]
-        x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
-        for name in [*kept, *self.final_names]:
-            x = self._modules[name](x)  # type: ignore[misc]
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
