@@ -266,19 +266,16 @@ class StagedNet(nn.Module):
             stages.pop()
         for name in names:
             module = self.get_submodule(name)
-            if name in self.stage_names:
-                if pending:
-                    x, pending = checkpoint_modules(pending, x), []
-                if name in stages:
-                    blocks = list(module.children())
-                    x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
-                else:
-                    x = module(x)
-            else:
+            staged = name in self.stage_names
+            if not staged:
                 pending.append(module)
-            if pending and (name == names[-1] or points.get(name, -1) in take):
+            if pending and (staged or name == names[-1] or points.get(name, -1) in take):
                 x, pending = checkpoint_modules(pending, x), []
-            if name in points and points[name] in take:
+            if name in stages:
+                x = checkpoint_segments(list(module.children()), x, self.grad_checkpointing_segment)
+            elif staged:
+                x = module(x)
+            if points.get(name, -1) in take:
                 maps.append(x)
         return x, maps
 
@@ -403,8 +400,8 @@ class ResNet(StagedNet):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool (``global_pool``), drop out (``drop_rate``, in training) and classify a feature
-        map; ``pre_logits=True`` stops before ``fc``."""
+        """Pool, drop out (``drop_rate``, in training) and classify a feature map;
+        ``pre_logits=True`` stops before ``fc``."""
         x = self.avgpool(x)
         if self.global_pool != "":
             x = torch.flatten(x, 1)
@@ -464,11 +461,10 @@ class ResNet(StagedNet):
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, *, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        """Delete what the feature maps ``indices`` takes do not need, as timm's ResNet does;
-        return the indices taken. Stages after the last index go (at index 0, the stem's pool
-        too); then, or with ``prune_head``, the head and its pool; a final ``norm`` with the
-        stages or with ``prune_norm``. ``model.spec`` follows (:func:`resnetlib.save` refuses
-        what no spec describes: a stem alone, a pre-activation net without its norm).
+        """Delete what the maps ``indices`` takes do not need, as timm does; return the indices.
+        Stages after the last index go (at index 0, the stem's pool too), and with them, or with
+        ``prune_head``, the head; a final ``norm`` with the stages or ``prune_norm``.
+        ``model.spec`` follows (``resnetlib.save`` refuses a stem alone or a norm-less preact).
         """
         take, last = feature_take_indices(len(self.feature_info), indices)
         stages_go = last < len(self.stage_names)
@@ -498,11 +494,10 @@ class ResNet(StagedNet):
         return self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``) on
-        the model's device and dtype, in its mode. ``global_pool`` (timm's): ``"avg"``,
-        ``"max"``, ``"avgmax"`` (their mean), ``"catavgmax"`` (both, concatenated: twice the
-        width) or ``""`` (no pooling; needs ``num_classes=0``); ``None`` keeps the pool, but a
-        classifier on a model without pooling brings back ``"avg"`` (where timm's would fail).
+        """A fresh ``num_classes``-way ``fc`` (``0``: ``nn.Identity``) on the model's device and
+        dtype, in its mode. ``global_pool``: ``"avg"``, ``"max"``, ``"avgmax"`` (their mean),
+        ``"catavgmax"`` (both: twice the width) or ``""`` (none; needs ``num_classes=0``);
+        ``None`` keeps the pool, but a classifier on an unpooled model brings back ``"avg"``.
         """
         if not is_int(num_classes) or num_classes < 0:
             raise ValueError(
@@ -540,11 +535,9 @@ class ResNet(StagedNet):
 
     @torch.no_grad()
     def init_weights(self, zero_init_residual: bool = False) -> None:
-        """He normal (fan_out) convolutions and unit-weight zero-bias norms, as in the paper
-        (``fc`` keeps PyTorch's init, as torchvision's); then each block's own
-        ``init_weights`` and, with ``zero_init_residual``, ``zero_init_last``, so each block
-        starts as its shortcut. A model on the meta device is left as it is.
-        """
+        """He normal (fan_out) convolutions, unit-weight zero-bias norms (``fc`` keeps PyTorch's
+        init, as torchvision's), then each block's ``init_weights`` and, with
+        ``zero_init_residual``, ``zero_init_last``. A model on the meta device is left as is."""
         for parameter in self.parameters():
             if parameter.is_meta:
                 return
