@@ -80,11 +80,9 @@ class ResidualBlock(nn.Module, ABC):
     """Base of every block: a residual branch joined to a shortcut by :meth:`add_shortcut`.
 
     Subclasses set ``expansion`` (output channels = ``width * expansion``) and
-    ``weighted_layers`` (weighted layers on the branch, for the paper's depth; ``layers``
-    is its deprecated old name), build their branch after ``super().__init__``, and
-    implement :meth:`zero_init_last`. ``build`` passes ``act_layer``, ``dilation`` and
-    ``drop_path`` only where the spec asks for them, and refuses a spec whose block does
-    not take them. ``downsample=None`` is the identity; ``residual=False`` adds nothing.
+    ``weighted_layers`` (for the paper's depth), build their branch after
+    ``super().__init__`` and implement :meth:`zero_init_last`. ``build`` passes
+    ``act_layer``, ``dilation`` and ``drop_path`` only where the spec asks for them.
     """
 
     expansion: ClassVar[int] = 1
@@ -163,12 +161,8 @@ class ResidualBlock(nn.Module, ABC):
 def grouped_widths(
     block: ResidualBlock, *, groups: int, width_per_group: int, stride_in_1x1: bool
 ) -> tuple[int, int, int]:
-    """A bottleneck's inner width, ``int(width * width_per_group / 64) * groups``
-    (torchvision's rule), and its 1x1 and 3x3 strides.
-
-    Raises ``ValueError`` for ``groups`` or ``width_per_group`` not an int >= 1, or an
-    inner width of 0 or above ``MAX_CHANNELS``.
-    """
+    """A bottleneck's inner width (torchvision's rule) and its 1x1 and 3x3 strides; a
+    ``ValueError`` for an inner width of 0 or above ``MAX_CHANNELS``."""
     owner, width = type(block).__name__, block.width
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         check_int(f"{owner} {option}", value, 1, MAX_CHANNELS, bound="resnetlib's size limit")
@@ -257,12 +251,11 @@ class Bottleneck(ResidualBlock):
 
 
 def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) -> None:
-    """The registration check of a block type: a concrete :class:`ResidualBlock` subclass
-    with an int ``expansion >= 1`` (else ``TypeError``), and, with ``run``, an output of
-    ``width * expansion`` channels when built with its defaults at width 4 and run once
-    on a 4x4 CPU input (else ``ValueError``), so that ``build()`` runs no forward pass.
-    The run keeps the caller's random state; it is skipped for resnetlib's own blocks and
-    for blocks that need options to be built (``check_block`` covers both).
+    """The registration check of a block type: a concrete :class:`ResidualBlock` with an int
+    ``expansion >= 1`` (else ``TypeError``) and, with ``run``, ``width * expansion`` output
+    channels when built with its defaults and run once on a 4x4 CPU input (else
+    ``ValueError``), so that ``build()`` runs no forward pass. The run keeps the random state;
+    resnetlib's own blocks and blocks that need options skip it (``check_block`` runs both).
     """
     subclass_of(ResidualBlock, "block")(name, item)
     if inspect.isabstract(item):
