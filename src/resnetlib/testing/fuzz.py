@@ -101,7 +101,7 @@ def fuzz_block(
     :class:`ConformanceError` naming the violated property and the shrunk spec as JSON.
     """
     # First: without hypothesis this raises the ImportError that names the extra.
-    from .strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases
+    from .strategies import cases
 
     cls, label = resolve_subject(BLOCKS, "block", block)
     from hypothesis import HealthCheck, Verbosity, given, settings
@@ -127,13 +127,7 @@ def fuzz_block(
     )
     checked = 0
     name, registered = registered_name(BLOCKS, cls, "_fuzz_block_")
-    strategy = cases(
-        blocks=(name,),
-        stems=BUILTIN_STEMS,
-        shortcuts=BUILTIN_SHORTCUTS,
-        norms=BUILTIN_NORMS,
-        block_options=options,
-    )
+    strategy = cases(blocks=(name,), block_options=options)
 
     def check(case: Case) -> None:
         nonlocal checked
