@@ -162,15 +162,6 @@ _POOLS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def _global_pool(global_pool: str) -> nn.Module:
-    if global_pool not in _POOLS:
-        raise ValueError(
-            f"global_pool must be one of {', '.join(map(repr, _POOLS))} ('': no pooling); "
-            f"got {global_pool!r}"
-        )
-    return _POOLS[global_pool]()
-
-
 class StagedNet(nn.Module):
     """The base of :class:`ResNet` and ``ResNetFeatures``: stem modules (``stem_names``),
     stages (``stage_names``), a data configuration and the eval-mode holds of ``train()``."""
@@ -318,17 +309,11 @@ class ResNet(StagedNet):
         self.stem_names: tuple[str, ...] = tuple(stem_names)
         # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
         pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
-        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
-        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
-        self.feature_info = FeatureInfoList(
-            [
-                FeatureInfo(
-                    num_chs=stem.out_channels,
-                    reduction=stem.reduction // pool_stride,
-                    module=self.stem_feature_name,
-                )
-            ]
-        )
+        feature = self.stem_names[-2 if pool is not None else -1]
+        self.stem_feature_name: str = feature
+        at_map = stem.reduction // (1 if pool is None else _pair(pool.stride)[0])
+        stem_map = FeatureInfo(num_chs=stem.out_channels, reduction=at_map, module=feature)
+        self.feature_info = FeatureInfoList([stem_map])
         reduction = stem.reduction
         for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
             self.add_module(name, stage)
@@ -503,16 +488,20 @@ class ResNet(StagedNet):
             raise ValueError(
                 f"num_classes must be an int >= 0 (0 removes the classifier); got {num_classes!r}"
             )
+        if global_pool is None and num_classes and not self.global_pool:
+            global_pool = "avg"
         if global_pool is not None:
-            pool = _global_pool(global_pool)
+            if global_pool not in _POOLS:
+                raise ValueError(
+                    f"global_pool must be one of {', '.join(map(repr, _POOLS))} ('': no "
+                    f"pooling); got {global_pool!r}"
+                )
             if global_pool == "" and num_classes:
                 raise ValueError(
                     "global_pool='' (no pooling) needs num_classes=0: a linear classifier "
                     f"needs pooled features; got num_classes={num_classes}"
                 )
-            self.avgpool, self.global_pool = pool, global_pool
-        elif not self.global_pool and num_classes:
-            self.avgpool, self.global_pool = _global_pool("avg"), "avg"
+            self.avgpool, self.global_pool = _POOLS[global_pool](), global_pool
         spec = replace(self.spec, num_classes=num_classes)
         width = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
         like = next(self.parameters(), torch.empty(0))  # the new fc's device and dtype
