@@ -159,7 +159,7 @@ class ResidualBlock(nn.Module, ABC):
 
 
 def grouped_widths(
-    block: ResidualBlock, *, groups: int, width_per_group: int, stride_in_1x1: bool
+    block: ResidualBlock, stride_in_1x1: bool, groups: int, width_per_group: int
 ) -> tuple[int, int, int]:
     """A bottleneck's inner width (torchvision's rule) and its 1x1 and 3x3 strides; a
     ``ValueError`` for an inner width of 0 or above ``MAX_CHANNELS``."""
@@ -227,9 +227,7 @@ class Bottleneck(ResidualBlock):
     ) -> None:
         super().__init__(**args)
         norm_layer, act_layer = self.layer_makers(args)
-        inner, stride_1x1, stride_3x3 = grouped_widths(
-            self, groups=groups, width_per_group=width_per_group, stride_in_1x1=stride_in_1x1
-        )
+        inner, stride_1x1, stride_3x3 = grouped_widths(self, stride_in_1x1, groups, width_per_group)
         self.stride_in_1x1, self.groups, self.inner_width = stride_in_1x1, groups, inner
         self.conv1 = conv1x1(self.in_channels, inner, stride_1x1)
         self.bn1 = norm_layer(inner)

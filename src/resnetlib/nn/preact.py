@@ -109,9 +109,7 @@ class PreActBottleneck(_PreActBlock):
     ) -> None:
         super().__init__(**args)
         norm_layer, act_layer = self.layer_makers(args)
-        inner, stride_1x1, stride_3x3 = grouped_widths(
-            self, groups=groups, width_per_group=width_per_group, stride_in_1x1=stride_in_1x1
-        )
+        inner, stride_1x1, stride_3x3 = grouped_widths(self, stride_in_1x1, groups, width_per_group)
         self.stride_in_1x1, self.groups, self.inner_width = stride_in_1x1, groups, inner
         self.bn1 = norm_layer(self.in_channels)
         self.relu = act_layer()
