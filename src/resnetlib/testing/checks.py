@@ -112,16 +112,13 @@ def seeded(device: torch.device) -> Iterator[None]:
     devices = []
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         with torch.random.fork_rng(devices=devices):
             yield
     finally:
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
 def seeded_randn(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
