@@ -36,10 +36,10 @@ class ResNetFeatures(StagedNet):
         self.stem_names: tuple[str, ...] = model.stem_names
         self.stage_names: tuple[str, ...] = stages
         self.final_names: tuple[str, ...] = tail
-        for name in (*self.stem_names, *self.stage_names, *self.final_names):
+        self._names = [*self.stem_names, *self.stage_names, *self.final_names]
+        for name in self._names:
             self.add_module(name, model.get_submodule(name))
         self._take = list(self.out_indices)
-        self._names = [*self.stem_names, *self.stage_names, *self.final_names]
         self.default_input_size: tuple[int, int, int] = model.default_input_size
         set_data_config(self, model.pretrained_cfg)
         self.norm_eval = model.norm_eval

@@ -141,15 +141,13 @@ class PreActOptionB(WhereShapeChanges):
 
 
 class CifarPreActStem(CifarStem):
-    """A 3x3/1 convolution only (He et al. 2016, CIFAR): the first unit pre-activates.
-    Takes ``norm_layer`` and ``act_layer`` like every stem and uses neither."""
+    """A 3x3/1 convolution (He et al. 2016, CIFAR); ``norm_layer`` and ``act_layer`` go unused."""
 
     _normalizes: ClassVar[bool] = False
 
 
 class ImageNetPreActStem(ImageNetStem):
-    """A 7x7/2 convolution then a 3x3/2 max-pool, no norm or activation: the first unit
-    pre-activates. Takes ``norm_layer`` and ``act_layer`` like every stem and uses neither."""
+    """A 7x7/2 convolution, a 3x3/2 max-pool; ``norm_layer`` and ``act_layer`` go unused."""
 
     _normalizes: ClassVar[bool] = False
 

@@ -50,13 +50,10 @@ class ZeroPadShortcut(nn.Module):
             raise ValueError(f"stride must be >= 1; got {stride}")
         if placement not in ("end", "both"):
             raise ValueError(f"placement must be 'end' or 'both'; got {placement!r}")
-        extra = out_channels - in_channels
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.stride = stride
-        self.placement = placement
-        self.pad_before = extra // 2 if placement == "both" else 0
-        self.pad_after = extra - self.pad_before
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.placement = stride, placement
+        self.pad_before = (out_channels - in_channels) // 2 if placement == "both" else 0
+        self.pad_after = out_channels - in_channels - self.pad_before
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
