@@ -67,8 +67,6 @@ class ResNetFeatures(StagedNet):
 
 
 def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:
-    """``model`` as a feature extractor returning the maps ``out_indices`` picks (default:
-    all), sharing its modules. A pre-activation net's last stage map is the normalized one,
-    as ``forward_intermediates(x, norm=True)`` returns it.
-    """
+    """``model`` as a feature extractor returning the maps ``out_indices`` picks (default: all),
+    sharing its modules; a pre-activation net's last map is normalized (``norm=True``)."""
     return ResNetFeatures(model, out_indices=out_indices)

@@ -163,8 +163,8 @@ _POOLS: dict[str, Callable[[], nn.Module]] = {
 
 
 class StagedNet(nn.Module):
-    """The base of :class:`ResNet` and ``ResNetFeatures``: stem modules (``stem_names``),
-    stages (``stage_names``), a data configuration and the eval-mode holds of ``train()``."""
+    """The base of :class:`ResNet` and ``ResNetFeatures``: named stem and stage modules, a data
+    configuration and the eval-mode holds of ``train()``."""
 
     stem_names: tuple[str, ...]
     stage_names: tuple[str, ...]
@@ -219,9 +219,8 @@ class StagedNet(nn.Module):
     """``pretrained_cfg`` by timm's older name."""
 
     def train(self, mode: bool = True) -> Self:
-        """``nn.Module.train``; in training mode, the stem and the first ``frozen_stages``
-        stages (when that is ``>= 0``) and, with ``norm_eval``, every norm layer stay in eval.
-        """
+        """``nn.Module.train``; in training mode, the stem and the first ``frozen_stages`` stages
+        (when ``>= 0``) and, with ``norm_eval``, every norm layer stay in eval."""
         super().train(mode)
         if mode and self.frozen_stages >= 0:
             for name in self.stem_names + self.stage_names[: self.frozen_stages]:

@@ -62,8 +62,8 @@ def zero_norm_weight(norm: nn.Module) -> None:
 
 
 class BlockArgs(TypedDict, total=False):
-    """The keyword arguments :func:`resnetlib.build` may pass to every block, taken as
-    ``**args: Unpack[BlockArgs]`` or spelled out (``build`` reads either signature)."""
+    """What :func:`resnetlib.build` may pass to every block, as ``**args: Unpack[BlockArgs]``
+    or spelled out (``build`` reads either signature)."""
 
     in_channels: Required[int]
     width: Required[int]
@@ -147,8 +147,8 @@ class ResidualBlock(nn.Module, ABC):
         """Make the branch start as zero, so that the block starts as its shortcut."""
 
     def init_weights(self) -> None:
-        """Called after the model-wide init of every convolution and norm: override to give
-        the block's own layers (a gate, a scale) another start. Does nothing by default."""
+        """Called after the model-wide init: override to give the block's own layers (a gate, a
+        scale) another start. Does nothing by default."""
 
     @classmethod
     def final_layers(

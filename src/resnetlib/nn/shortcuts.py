@@ -139,9 +139,8 @@ class OptionC(ShortcutStrategy):
 
 class OptionD(WhereShapeChanges):
     """Identity; where the shape changes, a 2x2 average pool with the stride, then a stride-1
-    projection (timm's ``avg_down``), so every input pixel counts; option B's parameters. At
-    stride 1 the pool is ``nn.Identity``, dilated stages included (as GluonCV, unlike timm).
-    """
+    projection (timm's ``avg_down``; option B's parameters). At stride 1 the pool is
+    ``nn.Identity``, dilated stages included (as GluonCV, unlike timm)."""
 
     def _module(
         self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer

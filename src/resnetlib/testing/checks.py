@@ -53,9 +53,8 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class ConformanceReport:
-    """Every check run against one ``subject`` (for example ``"block 'basic' (BasicBlock)"``).
-    ``report.ok`` is true when no check failed (skipped checks, for optional keywords the
-    type does not take, do not fail); ``str(report)`` is a readable summary."""
+    """Every check run against one ``subject``; ``report.ok`` when none failed (skipped checks,
+    of optional keywords the type does not take, do not fail); ``str(report)`` summarizes."""
 
     subject: str
     results: tuple[CheckResult, ...]
@@ -329,8 +328,7 @@ AnySubject = Subject[Any, nn.Module]
 def check_interface(
     cls: type, base: type, ints: Collection[str] = (), keywords: Collection[str] = ()
 ) -> None:
-    """``cls`` is a concrete ``base``, its attributes ``ints`` are ints >= 1 and its
-    constructor takes ``keywords``."""
+    """``cls`` is a concrete ``base``, its ``ints`` ints >= 1; its constructor takes ``keywords``."""
     if not issubclass(cls, base):
         raise ViolationError(f"{cls!r} is not a {base.__name__} subclass")
     if inspect.isabstract(cls):

@@ -71,13 +71,12 @@ def fuzz_block(
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> int:
-    """Build generated networks of ``block`` and check :data:`FUZZ_PROPERTIES` on each.
+    """Check :data:`FUZZ_PROPERTIES` on generated networks of ``block`` (needs hypothesis).
 
-    Needs hypothesis. The specs come from :func:`resnetlib.testing.strategies.cases` with
-    every built-in shortcut, stem and norm; ``block_options`` go into every spec (``None``:
-    drawn as ``cases`` does). Deterministic for a ``seed``, with no example database and
-    the caller's random state untouched. Returns how many cases were checked; raises
-    :class:`ConformanceError` naming the violated property and the shrunk spec as JSON.
+    The specs come from :func:`resnetlib.testing.strategies.cases` with its defaults, and
+    ``block_options``, if given, in every spec. Deterministic for a ``seed``, with no example
+    database and the caller's random state untouched. Returns how many cases were checked;
+    raises :class:`ConformanceError` naming the violated property and the shrunk spec as JSON.
     """
     # First: without hypothesis this raises the ImportError that names the extra.
     from .strategies import cases

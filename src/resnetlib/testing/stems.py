@@ -128,7 +128,6 @@ def check_stem(
     only: Collection[str] | None = None,
     raise_on_failure: bool = False,
 ) -> ConformanceReport:
-    """Run the stem checks (:data:`STEM_CHECKS`) against a stem class or registered name:
-    the output must have ``out_channels`` channels, ``reduction`` times smaller than the input.
-    """
+    """Run the stem checks (:data:`STEM_CHECKS`) against a stem class or registered name: the
+    output must have ``out_channels`` channels, ``reduction`` times smaller than the input."""
     return check_subject(_StemSubject, stem, _STEM_CHECKS, device, seed, only, raise_on_failure)

@@ -101,12 +101,10 @@ def specs(
     acts: Sequence[str] = BUILTIN_ACTS,
     block_options: Mapping[str, JSONScalar] | None = None,
 ) -> ResNetSpec:
-    """Small valid specs (1 to 3 stages of 1 or 2 blocks, widths 1 to 6 that never shrink,
-    so option A fits) over the given registered names, with drop path and dilation.
-
-    ``block_options=None`` draws them with :func:`block_options`; a mapping is used for every
-    spec. ``"relu"`` is used where no drawn activation fits the block and stem.
-    """
+    """Small valid specs (1 to 3 stages of 1 or 2 blocks, widths 1 to 6 that never shrink, so
+    option A fits) over the given registered names, with drop path and dilation.
+    ``block_options=None`` draws them with :func:`block_options`; ``"relu"`` is used where no
+    drawn activation fits the block and stem."""
     blocks, stems = _names("blocks", blocks), _names("stems", stems)
     shortcuts, norms = _names("shortcuts", shortcuts), _names("norms", norms)
     acts = _names("acts", acts)
