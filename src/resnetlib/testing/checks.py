@@ -328,7 +328,7 @@ AnySubject = Subject[Any, nn.Module]
 def check_interface(
     cls: type, base: type, ints: Collection[str] = (), keywords: Collection[str] = ()
 ) -> None:
-    """``cls`` is a concrete ``base``, its ``ints`` ints >= 1; its constructor takes ``keywords``."""
+    """``cls`` is a concrete ``base``, its ``ints`` ints >= 1; its __init__ takes ``keywords``."""
     if not issubclass(cls, base):
         raise ViolationError(f"{cls!r} is not a {base.__name__} subclass")
     if inspect.isabstract(cls):
