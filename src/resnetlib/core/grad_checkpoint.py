@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["DEFAULT_SEGMENT", "check_segment", "checkpoint_modules", "checkpoint_segments",
+__all__ = ["DEFAULT_SEGMENT", "checkpoint_modules", "checkpoint_segments",
            "no_running_stat_updates"]  # fmt: skip
 
 DEFAULT_SEGMENT = 4
@@ -51,18 +51,10 @@ def checkpoint_modules(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.T
     return out
 
 
-def check_segment(segment: int) -> int:
-    """``segment`` if it is a positive int, else a ``ValueError``."""
-    if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
-        raise ValueError(f"segment must be a positive int (blocks per checkpoint); got {segment!r}")
-    return segment
-
-
 def checkpoint_segments(
     modules: Sequence[nn.Module], x: torch.Tensor, segment: int = DEFAULT_SEGMENT
 ) -> torch.Tensor:
     """``modules`` applied in turn to ``x``, checkpointed in runs of ``segment``."""
-    modules = tuple(modules)
     for start in range(0, len(modules), segment):
         x = checkpoint_modules(modules[start : start + segment], x)
     return x

@@ -17,7 +17,7 @@ from ..nn.blocks import BLOCKS, ResidualBlock
 from ..nn.stems import Stem
 from ..validate import is_int
 from .data_config import data_config
-from .grad_checkpoint import DEFAULT_SEGMENT, check_segment, checkpoint_modules, checkpoint_segments
+from .grad_checkpoint import DEFAULT_SEGMENT, checkpoint_modules, checkpoint_segments
 from .spec import ResNetSpec
 
 __all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices", "paper_depth"]
@@ -196,7 +196,11 @@ class StagedNet(nn.Module):
         of ``segment`` (default 4), the last stage only with ``last_stage=True``; both settings
         are kept. Gradients, norm statistics and drop-path masks are the plain step's."""
         if segment is not None:
-            self.grad_checkpointing_segment = check_segment(segment)
+            if not is_int(segment) or segment < 1:
+                raise ValueError(
+                    f"segment must be a positive int (blocks per checkpoint); got {segment!r}"
+                )
+            self.grad_checkpointing_segment = segment
         if last_stage is not None:
             self.grad_checkpointing_last_stage = bool(last_stage)
         self.grad_checkpointing = bool(enable)
