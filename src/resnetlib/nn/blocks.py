@@ -267,7 +267,7 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
     if not run or item.__module__.startswith(__package__ + "."):
         return
     width, expected = 4, 4 * expansion
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
         try:
             block = item(in_channels=expected, width=width)
         except TypeError:  # a required block option: nothing to build it with here
@@ -279,8 +279,7 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
             )
         x = torch.zeros(1, block.in_channels, 4, 4)
         try:
-            with torch.no_grad():
-                out = block.eval()(x)
+            out = block.eval()(x)
         except Exception as error:
             raise ValueError(
                 f"block {name!r} ({item.__name__}) failed on a {tuple(x.shape)} input while "
