@@ -183,9 +183,6 @@ def grouped_widths(
 class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions (paper Fig. 2 left); the stride is on the first."""
 
-    expansion: ClassVar[int] = 1
-    weighted_layers: ClassVar[int] = 2
-
     def __init__(self, **args: Unpack[BlockArgs]) -> None:
         super().__init__(**args)
         norm_layer, act_layer = self.layer_makers(args)

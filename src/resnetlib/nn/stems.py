@@ -68,7 +68,6 @@ class ImageNetStem(_OneConvStem):
 class CifarStem(_OneConvStem):
     """3x3/1 convolution, norm, ReLU, no pooling (paper section 4.2)."""
 
-    reduction: ClassVar[int] = 1
     default_image_size: ClassVar[int] = 32
     _kernel: ClassVar[int] = 3
 
