@@ -206,6 +206,5 @@ def _check_accepts(kind: str, name: str, cls: type, option: str, reason: str) ->
     if not takes_keyword(cls, option):
         raise ValueError(
             f"{kind} {name!r} ({cls.__name__}) does not take {option!r}, which the spec "
-            f"needs for {reason}; add a keyword-only {option!r} argument "
-            "(see docs/extending.md)"
+            f"needs for {reason}; add a keyword-only {option!r} argument (see docs/extending.md)"
         )
