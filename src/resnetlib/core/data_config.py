@@ -85,9 +85,8 @@ def data_config(
     interpolation: str = "bilinear",
     crop_pct: float | None = None,
 ) -> dict[str, Any]:
-    """A timm-style data configuration dict. Without ``mean``/``std``, inputs of side 32 or
-    less get CIFAR-10's statistics and others ImageNet's; without ``crop_pct``, 1.0 and
-    timm's 0.875 respectively."""
+    """A timm-style data configuration; without ``mean``/``std`` or ``crop_pct``, inputs of side
+    32 or less get CIFAR-10's statistics and 1.0, others ImageNet's and timm's 0.875."""
     channels, height, width = input_size
     small = max(height, width) <= 32
     mean = mean or (CIFAR10_MEAN if small else IMAGENET_MEAN)

@@ -17,10 +17,9 @@ __all__ = ["ResNetFeatures", "features"]
 
 
 class ResNetFeatures(StagedNet):
-    """The stem and stages of a :class:`~resnetlib.ResNet` (its own modules) up to the last map
-    asked for (indices of ``model.feature_info``). ``feature_info`` describes the returned maps;
-    ``norm_eval``, ``frozen_stages`` and the checkpointing settings start as the model's. It
-    scripts with ``torch.jit.script``."""
+    """A :class:`~resnetlib.ResNet`'s own stem and stages up to the last map asked for (indices
+    of ``model.feature_info``), its ``feature_info`` the returned maps'; the other settings
+    start as the model's. It scripts with ``torch.jit.script``."""
 
     def __init__(self, model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> None:
         super().__init__()

@@ -277,12 +277,10 @@ class StagedNet(nn.Module):
 class ResNet(StagedNet):
     """A residual (or plain) network, built by :func:`resnetlib.build` from ``model.spec``.
 
-    Module names follow torchvision (the stem's children, ``layer1`` .. ``layerN``,
-    ``avgpool``, ``fc``; a pre-activation net's final layers are ``norm``). ``feature_info``
-    lists the stem's map before its max-pool (index 0) and each stage's, as timm does, with
-    timm's ``num_features``, ``head_hidden_size``, ``global_pool`` and ``drop_rate`` (dropout
-    before ``fc``). ``norm_eval`` and ``frozen_stages`` hold parts in eval mode under
-    ``train()`` (see :func:`resnetlib.interop.freeze`). It scripts with ``torch.jit.script``.
+    Module names follow torchvision (a pre-activation net's final layers are ``norm``), and
+    ``feature_info`` and the head's attributes timm (``drop_rate``: dropout before ``fc``).
+    ``norm_eval`` and ``frozen_stages`` hold parts in eval mode under ``train()`` (see
+    :func:`resnetlib.interop.freeze`). It scripts with ``torch.jit.script``.
     """
 
     def __init__(
