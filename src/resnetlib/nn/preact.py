@@ -69,6 +69,10 @@ class _PreActBlock(ResidualBlock):
 class PreActBasicBlock(_PreActBlock):
     """Norm-act-3x3, norm-act-3x3 (He et al. 2016, Fig. 1b); the stride is on the first."""
 
+    # Own annotations: TorchScript would read _PreActBlock's (bn1, relu) and fail on them.
+    expansion: ClassVar[int] = 1
+    weighted_layers: ClassVar[int] = 2
+
     def __init__(self, **args: Unpack[BlockArgs]) -> None:
         super().__init__(**args)
         norm_layer, act_layer = self.layer_makers(args)
