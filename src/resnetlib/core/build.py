@@ -28,8 +28,8 @@ _DEFAULT_ACT = "relu"
 
 
 def build(spec: ResNetSpec) -> ResNet:
-    """Build and initialize (He init, zero-init where the spec asks) the network a spec
-    describes, without running a forward pass; no partly built model is ever returned.
+    """Build and initialize the network a spec describes, without a forward pass; no partly
+    built model is ever returned.
 
     Returns:
         A new model in training mode; ``model.spec`` is ``spec``.
@@ -51,8 +51,7 @@ def build(spec: ResNetSpec) -> ResNet:
 
 
 def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) -> ResNet:
-    """[`build`][resnetlib.build], with ``origin(option)`` saying who set a refused block
-    option."""
+    """[`build`][resnetlib.build]; ``origin(option)`` says who set a refused block option."""
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"build() takes a ResNetSpec; got {type(spec).__name__}")
     block_cls = BLOCKS[spec.block]
@@ -204,10 +203,8 @@ def check_block_options(
 
 
 def _check_accepts(kind: str, name: str, cls: type, option: str, reason: str) -> None:
-    """Raise if ``cls`` cannot take the keyword ``option`` that ``reason`` requires."""
     if not takes_keyword(cls, option):
         raise ValueError(
             f"{kind} {name!r} ({cls.__name__}) does not take {option!r}, which the spec "
-            f"needs for {reason}; add a keyword-only {option!r} argument "
-            "(see docs/extending.md)"
+            f"needs for {reason}; add a keyword-only {option!r} argument (see docs/extending.md)"
         )

@@ -1,8 +1,5 @@
-"""Data configuration: what a model's inputs must look like, as a plain dict with timm's
-``pretrained_cfg`` keys (``input_size``, ``mean``/``std``, ``interpolation``, ``crop_pct``,
-``pool_size``, ``first_conv``, ``classifier``, ``num_classes``), so that
-``timm.data.resolve_data_config(model=model)`` reads a resnetlib model's own settings.
-"""
+"""Data configuration: what a model's inputs must look like, as a dict with timm's
+``pretrained_cfg`` keys, so that ``timm.data.resolve_data_config(model=model)`` reads it."""
 
 from __future__ import annotations
 
@@ -60,8 +57,7 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-# Data set statistics: the per-channel mean and population std over every pixel of the
-# training split, in [0, 1] (as resnetlib.train.data's ``data_statistics`` computes them).
+# Per-channel mean and population std of every training pixel in [0, 1] (``data_statistics``).
 # CIFAR-10: bamos/densenet.pytorch's compute-cifar10-mean.py (kuangliu/pytorch-cifar#19); the
 # often-copied std (0.2023, 0.1994, 0.2010) averages per-image stds, another quantity.
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -89,9 +85,8 @@ def data_config(
     interpolation: str = "bilinear",
     crop_pct: float | None = None,
 ) -> dict[str, Any]:
-    """A timm-style data configuration dict. Without ``mean``/``std``, inputs of side 32 or
-    less get CIFAR-10's statistics and others ImageNet's; without ``crop_pct``, 1.0 and
-    timm's 0.875 respectively."""
+    """A timm-style data configuration; without ``mean``/``std`` or ``crop_pct``, inputs of side
+    32 or less get CIFAR-10's statistics and 1.0, others ImageNet's and timm's 0.875."""
     channels, height, width = input_size
     small = max(height, width) <= 32
     mean = mean or (CIFAR10_MEAN if small else IMAGENET_MEAN)
@@ -111,8 +106,7 @@ def data_config(
 
 
 def config_to_json(config: Mapping[str, Any]) -> str:
-    """``config`` as JSON text (tuples as lists); a value JSON cannot hold is a ``ValueError``
-    naming its key."""
+    """``config`` as JSON text; a value JSON cannot hold is a ``ValueError`` naming its key."""
     try:
         return json.dumps(dict(config), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as error:
@@ -152,7 +146,6 @@ def _reals(
 
 
 def _refused(where: str, key: str, rule: str, value: object) -> ValueError:
-    """The error of every check here, the value cut short."""
     text = repr(value)
     return ValueError(
         f"{where} {key} {rule}; got {text if len(text) <= 200 else text[:200] + '...'}"
@@ -162,10 +155,9 @@ def _refused(where: str, key: str, rule: str, value: object) -> ValueError:
 def check_data_config(
     config: Mapping[str, Any], *, where: str = "pretrained_cfg"
 ) -> dict[str, Any]:
-    """``config`` as a new dict, checked (the one validator of a data configuration) within
-    :mod:`resnetlib.limits`: ``input_size`` (C, H, W), ``mean``/``std`` (one finite number a
-    channel), ``crop_pct`` and its resize, ``interpolation`` and ``label_names``. Unknown
-    keys pass unchecked; tuple-valued keys come back as tuples.
+    """``config`` as a new dict, its ``num_classes``, ``input_size``, ``mean``/``std``,
+    ``crop_pct``, ``interpolation`` and ``label_names`` checked within :mod:`resnetlib.limits`
+    (the one validator of a data configuration); tuple-valued keys come back as tuples.
 
     Raises:
         ValueError: naming ``where``, the key, the value and what is allowed.
@@ -239,8 +231,8 @@ def check_data_config(
 
 def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
     """Set ``model.pretrained_cfg`` (the one place that does) to ``config`` fitted to the
-    model: ``num_classes`` becomes the model's (dropping ``label_names`` of another number);
-    for other input channels, ``input_size`` takes the model's and ``mean``/``std`` averages.
+    model: its ``num_classes`` (dropping other ``label_names``) and, for other input
+    channels, its ``input_size`` and averaged ``mean``/``std``.
 
     Raises:
         ValueError: the result fails :func:`check_data_config`.

@@ -1,5 +1,5 @@
-"""Feature extraction (timm's ``features_only=True``): a ResNet without its head, returning
-a list of feature maps, with the model's module names (its state dict less ``fc.*`` loads)."""
+"""Feature extraction (timm's ``features_only=True``): a ResNet's stem and stages, under the
+model's module names (its state dict less ``fc.*`` loads), returning a list of maps."""
 
 # No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
 # code it generates, where TorchScript cannot resolve postponed (string) ones.
@@ -9,21 +9,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from .data_config import set_data_config
-from .grad_checkpoint import checkpoint_modules, checkpoint_segments
 from .model import FeatureInfo, FeatureInfoList, ResNet, StagedNet, feature_plan
 
 __all__ = ["ResNetFeatures", "features"]
 
 
 class ResNetFeatures(StagedNet):
-    """The stem and stages of a :class:`~resnetlib.ResNet` (its own modules), returning the
-    maps asked for (indices of ``model.feature_info``); stages after the last one are left
-    out. ``feature_info`` describes the returned maps; ``norm_eval``, ``frozen_stages`` and
-    the checkpointing settings start as the model's. It scripts with ``torch.jit.script``.
-    """
+    """A :class:`~resnetlib.ResNet`'s own stem and stages up to the last map asked for (indices
+    of ``model.feature_info``), its ``feature_info`` the returned maps'; the other settings
+    start as the model's. It scripts with ``torch.jit.script``."""
 
     def __init__(self, model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> None:
         super().__init__()
@@ -39,10 +35,10 @@ class ResNetFeatures(StagedNet):
         self.stem_names: tuple[str, ...] = model.stem_names
         self.stage_names: tuple[str, ...] = stages
         self.final_names: tuple[str, ...] = tail
-        for name in (*self.stem_names, *self.stage_names, *self.final_names):
+        self._names = [*self.stem_names, *self.stage_names, *self.final_names]
+        for name in self._names:
             self.add_module(name, model.get_submodule(name))
         self._take = list(self.out_indices)
-        self._names = [*self.stem_names, *self.stage_names, *self.final_names]
         self.default_input_size: tuple[int, int, int] = model.default_input_size
         set_data_config(self, model.pretrained_cfg)
         self.norm_eval = model.norm_eval
@@ -65,39 +61,11 @@ class ResNetFeatures(StagedNet):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
         if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
-            return self._checkpointed_forward(x)
+            return self._checkpointed(x, self._names, self._points, self._take)[1]
         return self._run(x, self._names, self._points, self._take)[1]
-
-    def _checkpointed_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """:meth:`forward`, checkpointing the blocks in segments and the stem's modules in runs
-        that end where a map is taken (an in-place activation stays inside its run)."""
-        maps: list[torch.Tensor] = []
-        pending: list[nn.Module] = []
-        stages = list(self.stage_names)
-        if not self.grad_checkpointing_last_stage and len(stages) > 1:
-            stages.pop()
-        for name in self._names:
-            module = self.get_submodule(name)
-            if name in self.stage_names:
-                if pending:
-                    x, pending = checkpoint_modules(pending, x), []
-                if name in stages:
-                    blocks = list(module.children())
-                    x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
-                else:
-                    x = module(x)
-            else:
-                pending.append(module)
-            if name in self._points and self._points[name] in self._take:
-                if pending:
-                    x, pending = checkpoint_modules(pending, x), []
-                maps.append(x)
-        return maps
 
 
 def features(model: ResNet, *, out_indices: int | Sequence[int] | None = None) -> ResNetFeatures:
-    """``model`` as a feature extractor returning the maps ``out_indices`` picks (default:
-    all), sharing its modules. A pre-activation net's last stage map is the normalized one,
-    as ``forward_intermediates(x, norm=True)`` returns it.
-    """
+    """``model`` as a feature extractor returning the maps ``out_indices`` picks (default: all),
+    sharing its modules; a pre-activation net's last map is normalized (``norm=True``)."""
     return ResNetFeatures(model, out_indices=out_indices)

@@ -1,8 +1,6 @@
-"""Activation checkpointing of runs of blocks. The recomputation in backward would update
-the batch norms' running statistics a second time: they are put back as they were before
-it. The RNG state is restored before it, so stochastic depth drops the same samples twice.
-Runs of :data:`DEFAULT_SEGMENT` blocks pay ``torch.utils.checkpoint``'s fixed cost once.
-"""
+"""Activation checkpointing of runs of blocks: the recomputation in backward leaves the
+batch norms' running statistics as they were before it and replays the RNG state (so drop
+path drops the same samples twice)."""
 
 from __future__ import annotations
 
@@ -14,7 +12,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["DEFAULT_SEGMENT", "check_segment", "checkpoint_modules", "checkpoint_segments",
+__all__ = ["DEFAULT_SEGMENT", "checkpoint_modules", "checkpoint_segments",
            "no_running_stat_updates"]  # fmt: skip
 
 DEFAULT_SEGMENT = 4
@@ -40,38 +38,23 @@ def no_running_stat_updates(*modules: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
-def _run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    for module in modules:
-        x = module(x)
-    return x
-
-
 def checkpoint_modules(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
     """``modules`` applied in turn to ``x``, keeping only ``x`` for backward (non-reentrant
     ``torch.utils.checkpoint``; norm statistics updated once)."""
-    modules = tuple(modules)
+    run = nn.Sequential(*modules)
     out: torch.Tensor = checkpoint(
-        _run,
-        modules,
+        run,
         x,
         use_reentrant=False,
-        context_fn=lambda: (nullcontext(), no_running_stat_updates(*modules)),
+        context_fn=lambda: (nullcontext(), no_running_stat_updates(run)),
     )
     return out
-
-
-def check_segment(segment: int) -> int:
-    """``segment`` if it is a positive int, else a ``ValueError``."""
-    if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
-        raise ValueError(f"segment must be a positive int (blocks per checkpoint); got {segment!r}")
-    return segment
 
 
 def checkpoint_segments(
     modules: Sequence[nn.Module], x: torch.Tensor, segment: int = DEFAULT_SEGMENT
 ) -> torch.Tensor:
     """``modules`` applied in turn to ``x``, checkpointed in runs of ``segment``."""
-    modules = tuple(modules)
     for start in range(0, len(modules), segment):
         x = checkpoint_modules(modules[start : start + segment], x)
     return x

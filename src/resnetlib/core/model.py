@@ -17,16 +17,15 @@ from ..nn.blocks import BLOCKS, ResidualBlock
 from ..nn.stems import Stem
 from ..validate import is_int
 from .data_config import data_config
-from .grad_checkpoint import DEFAULT_SEGMENT, check_segment, checkpoint_modules, checkpoint_segments
+from .grad_checkpoint import DEFAULT_SEGMENT, checkpoint_modules, checkpoint_segments
 from .spec import ResNetSpec
 
 __all__ = ["FeatureInfo", "FeatureInfoList", "ResNet", "feature_take_indices", "paper_depth"]
 
 
 def paper_depth(spec: ResNetSpec) -> int:
-    """The paper's depth of the network ``spec`` describes: its weighted layers (the stem's
-    convolution, a deep stem's too, as in timm's ``resnet50d``; each block's
-    ``weighted_layers``; the classifier). ``cifar_spec(depth)`` inverts it.
+    """The paper's depth: weighted layers of the stem (one, even deep, as timm's ``resnet50d``),
+    the blocks and the classifier. ``cifar_spec(depth)`` inverts it.
 
     Raises:
         KeyError: the spec's block type is not registered.
@@ -49,8 +48,7 @@ class FeatureInfo(TypedDict):
 
 
 class FeatureInfoList(list[FeatureInfo]):
-    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors; slices are
-    ``FeatureInfoList``s too."""
+    """A list of :class:`FeatureInfo` with timm's ``FeatureInfo`` accessors (slices too)."""
 
     @overload
     def get(self, key: str, idx: int) -> Any: ...
@@ -80,13 +78,8 @@ class FeatureInfoList(list[FeatureInfo]):
         self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None
     ) -> Any:
         """The entries (``idx`` as in :meth:`get`) as dicts, limited to ``keys`` if given."""
-        entries = (
-            [self[idx]] if isinstance(idx, int) else [self[i] for i in idx or range(len(self))]
-        )
-        dicts = [
-            {key: value for key, value in info.items() if keys is None or key in keys}
-            for info in entries
-        ]
+        picked = [self[idx]] if isinstance(idx, int) else [self[i] for i in idx or range(len(self))]
+        dicts = [{k: v for k, v in info.items() if keys is None or k in keys} for info in picked]
         return dicts[0] if isinstance(idx, int) else dicts
 
     @overload
@@ -135,8 +128,8 @@ def feature_take_indices(
 def feature_plan(
     model: "ResNet", indices: int | Sequence[int] | None, *, stop_early: bool, norm: bool
 ) -> tuple[list[int], tuple[str, ...], tuple[str, ...], dict[str, int]]:
-    """The one rule of ``forward_intermediates`` and ``ResNetFeatures``: the indices taken,
-    the stages and final layers run, and which child's output is which map."""
+    """The indices taken, the stages and final layers run, and which child's output is which
+    map: the one rule of ``forward_intermediates`` and ``ResNetFeatures``."""
     take, last = feature_take_indices(len(model.feature_info), indices)
     stages = model.stage_names[:last] if stop_early else model.stage_names
     tail = model.final_names if len(stages) == len(model.stage_names) else ()
@@ -169,18 +162,9 @@ _POOLS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def _global_pool(global_pool: str) -> nn.Module:
-    if global_pool not in _POOLS:
-        raise ValueError(
-            f"global_pool must be one of {', '.join(map(repr, _POOLS))} ('': no pooling); "
-            f"got {global_pool!r}"
-        )
-    return _POOLS[global_pool]()
-
-
 class StagedNet(nn.Module):
-    """The base of :class:`ResNet` and ``ResNetFeatures``: stem modules (``stem_names``),
-    stages (``stage_names``), a data configuration and the eval-mode holds of ``train()``."""
+    """The base of :class:`ResNet` and ``ResNetFeatures``: named stem and stage modules, a data
+    configuration and the eval-mode holds of ``train()``."""
 
     stem_names: tuple[str, ...]
     stage_names: tuple[str, ...]
@@ -208,13 +192,15 @@ class StagedNet(nn.Module):
     def set_grad_checkpointing(
         self, enable: bool = True, *, segment: int | None = None, last_stage: bool | None = None
     ) -> None:
-        """Recompute the stem's and blocks' activations in backward (timm's name) while grad is
-        enabled: blocks in runs of ``segment`` (default 4), the last stage only with
-        ``last_stage=True``; both settings are kept for the next call. Gradients, norm
-        statistics and stochastic-depth masks are those of the plain step.
-        """
+        """Recompute activations in backward (timm's name) while grad is enabled: blocks in runs
+        of ``segment`` (default 4), the last stage only with ``last_stage=True``; both settings
+        are kept. Gradients, norm statistics and drop-path masks are the plain step's."""
         if segment is not None:
-            self.grad_checkpointing_segment = check_segment(segment)
+            if not is_int(segment) or segment < 1:
+                raise ValueError(
+                    f"segment must be a positive int (blocks per checkpoint); got {segment!r}"
+                )
+            self.grad_checkpointing_segment = segment
         if last_stage is not None:
             self.grad_checkpointing_last_stage = bool(last_stage)
         self.grad_checkpointing = bool(enable)
@@ -237,9 +223,8 @@ class StagedNet(nn.Module):
     """``pretrained_cfg`` by timm's older name."""
 
     def train(self, mode: bool = True) -> Self:
-        """``nn.Module.train``; in training mode, the stem and the first ``frozen_stages``
-        stages (when that is ``>= 0``) and, with ``norm_eval``, every norm layer stay in eval.
-        """
+        """``nn.Module.train``; in training mode, the stem and the first ``frozen_stages`` stages
+        (when ``>= 0``) and, with ``norm_eval``, every norm layer stay in eval."""
         super().train(mode)
         if mode and self.frozen_stages >= 0:
             for name in self.stem_names + self.stage_names[: self.frozen_stages]:
@@ -263,18 +248,39 @@ class StagedNet(nn.Module):
                     maps.append(x)
         return x, maps
 
+    def _checkpointed(
+        self, x: torch.Tensor, names: list[str], points: dict[str, int], take: list[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`_run`, the blocks checkpointed in segments and the other modules in runs that
+        end where a map is taken (an in-place activation stays inside its run)."""
+        maps: list[torch.Tensor] = []
+        pending: list[nn.Module] = []
+        stages = list(self.stage_names)
+        if not self.grad_checkpointing_last_stage and len(stages) > 1:
+            stages.pop()
+        for name in names:
+            module = self.get_submodule(name)
+            staged = name in self.stage_names
+            if not staged:
+                pending.append(module)
+            if pending and (staged or name == names[-1] or points.get(name, -1) in take):
+                x, pending = checkpoint_modules(pending, x), []
+            if name in stages:
+                x = checkpoint_segments(list(module.children()), x, self.grad_checkpointing_segment)
+            elif staged:
+                x = module(x)
+            if points.get(name, -1) in take:
+                maps.append(x)
+        return x, maps
+
 
 class ResNet(StagedNet):
     """A residual (or plain) network, built by :func:`resnetlib.build` from ``model.spec``.
 
-    Module names follow torchvision: the stem's children (``conv1``, ``bn1``, ...),
-    ``layer1`` .. ``layerN``, ``avgpool`` and ``fc``; a pre-activation net's ``final``
-    layers are ``norm``. ``feature_info`` lists the stem's map before its max-pool (index 0)
-    and each stage's (1..N), as timm does. timm's attributes: ``num_classes``,
-    ``num_features``, ``head_hidden_size``, ``global_pool`` (``avgpool`` holds the pool),
-    ``drop_rate`` (dropout before ``fc``), ``pretrained_cfg`` (alias ``default_cfg``).
+    Module names follow torchvision (a pre-activation net's final layers are ``norm``), and
+    ``feature_info`` and the head's attributes timm (``drop_rate``: dropout before ``fc``).
     ``norm_eval`` and ``frozen_stages`` hold parts in eval mode under ``train()`` (see
-    :func:`resnetlib.interop.freeze`). The forward methods script with ``torch.jit.script``.
+    :func:`resnetlib.interop.freeze`). It scripts with ``torch.jit.script``.
     """
 
     def __init__(
@@ -304,17 +310,11 @@ class ResNet(StagedNet):
         self.stem_names: tuple[str, ...] = tuple(stem_names)
         # Index 0 is the stem's map before a trailing pool (timm's ``act1``, at stride 2).
         pool = stem[-1] if len(stem) > 1 and isinstance(stem[-1], _POOL_LAYERS) else None
-        pool_stride = 1 if pool is None else _pair(pool.stride)[0]
-        self.stem_feature_name: str = self.stem_names[-2 if pool is not None else -1]
-        self.feature_info = FeatureInfoList(
-            [
-                FeatureInfo(
-                    num_chs=stem.out_channels,
-                    reduction=stem.reduction // pool_stride,
-                    module=self.stem_feature_name,
-                )
-            ]
-        )
+        feature = self.stem_names[-2 if pool is not None else -1]
+        self.stem_feature_name: str = feature
+        at_map = stem.reduction // (1 if pool is None else _pair(pool.stride)[0])
+        stem_map = FeatureInfo(num_chs=stem.out_channels, reduction=at_map, module=feature)
+        self.feature_info = FeatureInfoList([stem_map])
         reduction = stem.reduction
         for name, stage, stage_spec in zip(self.stage_names, stages, spec.stages, strict=True):
             self.add_module(name, stage)
@@ -379,26 +379,15 @@ class ResNet(StagedNet):
         # The checkpointed path is Python only; TorchScript leaves it out.
         is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
         if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
-            return self._checkpointed_features(x)
+            return self._checkpointed(x, self._feature_names, {}, [])[0]
         for name, module in self.named_children():
             if name in self._feature_names:
                 x = module(x)
         return x
 
-    def _checkpointed_features(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward_features`, the stem checkpointed as one unit, the blocks in segments."""
-        x = checkpoint_modules([self.get_submodule(name) for name in self.stem_names], x)
-        stages = list(self.stage_names)
-        kept = [] if self.grad_checkpointing_last_stage or len(stages) < 2 else [stages.pop()]
-        blocks = [b for name in stages for b in self.get_submodule(name).children()]
-        x = checkpoint_segments(blocks, x, self.grad_checkpointing_segment)
-        for name in [*kept, *self.final_names]:
-            x = self._modules[name](x)  # type: ignore[misc]
-        return x
-
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool (``global_pool``), drop out (``drop_rate``, in training) and classify a feature
-        map; ``pre_logits=True`` stops before ``fc``."""
+        """Pool, drop out (``drop_rate``, in training) and classify a feature map;
+        ``pre_logits=True`` stops before ``fc``."""
         x = self.avgpool(x)
         if self.global_pool != "":
             x = torch.flatten(x, 1)
@@ -458,11 +447,10 @@ class ResNet(StagedNet):
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, *, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        """Delete what the feature maps ``indices`` takes do not need, as timm's ResNet does;
-        return the indices taken. Stages after the last index go (at index 0, the stem's pool
-        too); then, or with ``prune_head``, the head and its pool; a final ``norm`` with the
-        stages or with ``prune_norm``. ``model.spec`` follows (:func:`resnetlib.save` refuses
-        what no spec describes: a stem alone, a pre-activation net without its norm).
+        """Delete what the maps ``indices`` takes do not need, as timm does; return the indices.
+        Stages after the last index go (at index 0, the stem's pool too), and with them, or with
+        ``prune_head``, the head; a final ``norm`` with the stages or ``prune_norm``.
+        ``model.spec`` follows (``resnetlib.save`` refuses a stem alone or a norm-less preact).
         """
         take, last = feature_take_indices(len(self.feature_info), indices)
         stages_go = last < len(self.stage_names)
@@ -492,26 +480,29 @@ class ResNet(StagedNet):
         return self.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace ``fc`` with a fresh ``num_classes``-way one (``0``: ``nn.Identity``) on
-        the model's device and dtype, in its mode. ``global_pool`` (timm's): ``"avg"``,
-        ``"max"``, ``"avgmax"`` (their mean), ``"catavgmax"`` (both, concatenated: twice the
-        width) or ``""`` (no pooling; needs ``num_classes=0``); ``None`` keeps the pool, but a
-        classifier on a model without pooling brings back ``"avg"`` (where timm's would fail).
+        """A fresh ``num_classes``-way ``fc`` (``0``: ``nn.Identity``) on the model's device and
+        dtype, in its mode. ``global_pool``: ``"avg"``, ``"max"``, ``"avgmax"`` (their mean),
+        ``"catavgmax"`` (both: twice the width) or ``""`` (none; needs ``num_classes=0``);
+        ``None`` keeps the pool, but a classifier on an unpooled model brings back ``"avg"``.
         """
         if not is_int(num_classes) or num_classes < 0:
             raise ValueError(
                 f"num_classes must be an int >= 0 (0 removes the classifier); got {num_classes!r}"
             )
+        if global_pool is None and num_classes and not self.global_pool:
+            global_pool = "avg"
         if global_pool is not None:
-            pool = _global_pool(global_pool)
+            if global_pool not in _POOLS:
+                raise ValueError(
+                    f"global_pool must be one of {', '.join(map(repr, _POOLS))} ('': no "
+                    f"pooling); got {global_pool!r}"
+                )
             if global_pool == "" and num_classes:
                 raise ValueError(
                     "global_pool='' (no pooling) needs num_classes=0: a linear classifier "
                     f"needs pooled features; got num_classes={num_classes}"
                 )
-            self.avgpool, self.global_pool = pool, global_pool
-        elif not self.global_pool and num_classes:
-            self.avgpool, self.global_pool = _global_pool("avg"), "avg"
+            self.avgpool, self.global_pool = _POOLS[global_pool](), global_pool
         spec = replace(self.spec, num_classes=num_classes)
         width = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
         like = next(self.parameters(), torch.empty(0))  # the new fc's device and dtype
@@ -534,11 +525,9 @@ class ResNet(StagedNet):
 
     @torch.no_grad()
     def init_weights(self, zero_init_residual: bool = False) -> None:
-        """He normal (fan_out) convolutions and unit-weight zero-bias norms, as in the paper
-        (``fc`` keeps PyTorch's init, as torchvision's); then each block's own
-        ``init_weights`` and, with ``zero_init_residual``, ``zero_init_last``, so each block
-        starts as its shortcut. A model on the meta device is left as it is.
-        """
+        """He normal (fan_out) convolutions, unit-weight zero-bias norms (``fc`` keeps PyTorch's
+        init, as torchvision's), then each block's ``init_weights`` and, with
+        ``zero_init_residual``, ``zero_init_last``. A model on the meta device is left as is."""
         for parameter in self.parameters():
             if parameter.is_meta:
                 return

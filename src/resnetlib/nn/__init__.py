@@ -1,6 +1,5 @@
-"""The parts a network is built from: layers, norms, activations, drop path, shortcuts, stems
-and blocks, each registered by name. Nothing here knows the builder, the model or the zoo.
-"""
+"""The parts a network is built from (norms, activations, drop path, shortcuts, stems, blocks),
+each registered by name; nothing here knows the builder, the model or the zoo."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Activation layers by name (``ResNetSpec.act``): ``build`` hands stems and blocks the
-registered :data:`ActLayer`, a callable that makes a fresh module."""
+"""Activation layers by name (``ResNetSpec.act``), as :data:`ActLayer` factories."""
 
 from __future__ import annotations
 
@@ -41,8 +40,8 @@ register_act("identity", nn.Identity)
 
 
 def as_registered_act(act: object) -> object:
-    """``"relu"`` for ``nn.ReLU`` (unregistered itself: the built-in ``"relu"`` is an in-place
-    factory of it) while ``"relu"`` is that built-in; anything else comes back unchanged."""
+    """``"relu"`` for ``nn.ReLU`` (the built-in ``"relu"`` is an in-place factory of it, while
+    it is registered); anything else comes back unchanged."""
     builtin = "relu" in ACTIVATIONS and ACTIVATIONS["relu"] is relu
     if act is nn.ReLU and builtin and ACTIVATIONS.name_of(act) is None:
         return "relu"

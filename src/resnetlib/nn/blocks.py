@@ -62,8 +62,8 @@ def zero_norm_weight(norm: nn.Module) -> None:
 
 
 class BlockArgs(TypedDict, total=False):
-    """The keyword arguments :func:`resnetlib.build` may pass to every block, taken as
-    ``**args: Unpack[BlockArgs]`` or spelled out (``build`` reads either signature)."""
+    """What :func:`resnetlib.build` may pass to every block, as ``**args: Unpack[BlockArgs]``
+    or spelled out (``build`` reads either signature)."""
 
     in_channels: Required[int]
     width: Required[int]
@@ -80,11 +80,9 @@ class ResidualBlock(nn.Module, ABC):
     """Base of every block: a residual branch joined to a shortcut by :meth:`add_shortcut`.
 
     Subclasses set ``expansion`` (output channels = ``width * expansion``) and
-    ``weighted_layers`` (weighted layers on the branch, for the paper's depth; ``layers``
-    is its deprecated old name), build their branch after ``super().__init__``, and
-    implement :meth:`zero_init_last`. ``build`` passes ``act_layer``, ``dilation`` and
-    ``drop_path`` only where the spec asks for them, and refuses a spec whose block does
-    not take them. ``downsample=None`` is the identity; ``residual=False`` adds nothing.
+    ``weighted_layers`` (for the paper's depth), build their branch after
+    ``super().__init__`` and implement :meth:`zero_init_last`. ``build`` passes
+    ``act_layer``, ``dilation`` and ``drop_path`` only where the spec asks for them.
     """
 
     expansion: ClassVar[int] = 1
@@ -149,8 +147,8 @@ class ResidualBlock(nn.Module, ABC):
         """Make the branch start as zero, so that the block starts as its shortcut."""
 
     def init_weights(self) -> None:
-        """Called after the model-wide init of every convolution and norm: override to give
-        the block's own layers (a gate, a scale) another start. Does nothing by default."""
+        """Called after the model-wide init: override to give the block's own layers (a gate, a
+        scale) another start. Does nothing by default."""
 
     @classmethod
     def final_layers(
@@ -161,14 +159,10 @@ class ResidualBlock(nn.Module, ABC):
 
 
 def grouped_widths(
-    block: ResidualBlock, *, groups: int, width_per_group: int, stride_in_1x1: bool
+    block: ResidualBlock, stride_in_1x1: bool, groups: int, width_per_group: int
 ) -> tuple[int, int, int]:
-    """A bottleneck's inner width, ``int(width * width_per_group / 64) * groups``
-    (torchvision's rule), and its 1x1 and 3x3 strides.
-
-    Raises ``ValueError`` for ``groups`` or ``width_per_group`` not an int >= 1, or an
-    inner width of 0 or above ``MAX_CHANNELS``.
-    """
+    """A bottleneck's inner width (torchvision's rule) and its 1x1 and 3x3 strides; a
+    ``ValueError`` for an inner width of 0 or above ``MAX_CHANNELS``."""
     owner, width = type(block).__name__, block.width
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         check_int(f"{owner} {option}", value, 1, MAX_CHANNELS, bound="resnetlib's size limit")
@@ -188,9 +182,6 @@ def grouped_widths(
 
 class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions (paper Fig. 2 left); the stride is on the first."""
-
-    expansion: ClassVar[int] = 1
-    weighted_layers: ClassVar[int] = 2
 
     def __init__(self, **args: Unpack[BlockArgs]) -> None:
         super().__init__(**args)
@@ -233,9 +224,7 @@ class Bottleneck(ResidualBlock):
     ) -> None:
         super().__init__(**args)
         norm_layer, act_layer = self.layer_makers(args)
-        inner, stride_1x1, stride_3x3 = grouped_widths(
-            self, groups=groups, width_per_group=width_per_group, stride_in_1x1=stride_in_1x1
-        )
+        inner, stride_1x1, stride_3x3 = grouped_widths(self, stride_in_1x1, groups, width_per_group)
         self.stride_in_1x1, self.groups, self.inner_width = stride_in_1x1, groups, inner
         self.conv1 = conv1x1(self.in_channels, inner, stride_1x1)
         self.bn1 = norm_layer(inner)
@@ -257,12 +246,11 @@ class Bottleneck(ResidualBlock):
 
 
 def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) -> None:
-    """The registration check of a block type: a concrete :class:`ResidualBlock` subclass
-    with an int ``expansion >= 1`` (else ``TypeError``), and, with ``run``, an output of
-    ``width * expansion`` channels when built with its defaults at width 4 and run once
-    on a 4x4 CPU input (else ``ValueError``), so that ``build()`` runs no forward pass.
-    The run keeps the caller's random state; it is skipped for resnetlib's own blocks and
-    for blocks that need options to be built (``check_block`` covers both).
+    """The registration check of a block type: a concrete :class:`ResidualBlock` with an int
+    ``expansion >= 1`` (else ``TypeError``) and, with ``run``, ``width * expansion`` output
+    channels when built with its defaults and run once on a 4x4 CPU input (else
+    ``ValueError``), so that ``build()`` runs no forward pass. The run keeps the random state;
+    resnetlib's own blocks and blocks that need options skip it (``check_block`` runs both).
     """
     subclass_of(ResidualBlock, "block")(name, item)
     if inspect.isabstract(item):
@@ -276,7 +264,7 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
     if not run or item.__module__.startswith(__package__ + "."):
         return
     width, expected = 4, 4 * expansion
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
         try:
             block = item(in_channels=expected, width=width)
         except TypeError:  # a required block option: nothing to build it with here
@@ -288,8 +276,7 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
             )
         x = torch.zeros(1, block.in_channels, 4, 4)
         try:
-            with torch.no_grad():
-                out = block.eval()(x)
+            out = block.eval()(x)
         except Exception as error:
             raise ValueError(
                 f"block {name!r} ({item.__name__}) failed on a {tuple(x.shape)} input while "

@@ -11,10 +11,9 @@ __all__ = ["DropPath", "drop_path_rates"]
 
 
 class DropPath(nn.Module):
-    """Zero a residual branch for a random subset of the samples, in training only (the
-    identity in eval). Kept samples are scaled by ``1 / (1 - p)``; the branch is always
-    computed, so every parameter gets a gradient (DDP with ``find_unused_parameters=False``).
-    """
+    """Zero a residual branch for a random subset of the samples in training (scaling the kept
+    ones by ``1 / (1 - p)``); the branch is always computed, so every parameter gets a gradient
+    (DDP with ``find_unused_parameters=False``)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()

@@ -17,9 +17,8 @@ __all__ = ["NORMS", "FrozenBatchNorm2d", "group_norm", "register_norm"]
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """Batch norm with fixed statistics and affine parameters, all buffers: nothing is
-    learned or updated. A :class:`torch.nn.BatchNorm2d` state dict loads into it
-    (``num_batches_tracked`` is accepted and dropped)."""
+    """Batch norm with fixed statistics and affine parameters, all buffers; a
+    :class:`torch.nn.BatchNorm2d` state dict loads into it (``num_batches_tracked`` dropped)."""
 
     weight: torch.Tensor
     bias: torch.Tensor

@@ -1,8 +1,5 @@
 """Pre-activation ResNets (He et al. 2016, "Identity Mappings in Deep Residual Networks"):
-norm and activation *before* each convolution, nothing after the addition. Registers the
-blocks ``"preact_basic"`` and ``"preact_bottleneck"``, the stems ``"cifar_preact"`` and
-``"imagenet_preact"`` and the shortcut ``"preact_B"``.
-"""
+norm and activation *before* each convolution, nothing after the addition."""
 
 from __future__ import annotations
 
@@ -37,10 +34,9 @@ __all__ = [
 
 
 class NormAct(nn.Sequential):
-    """A norm (``bn``) then an activation (``act``): the pre-activation nets' last layers,
-    registered as the model's ``norm`` (keys ``norm.bn.weight``, ...) and part of
-    ``forward_features``, whose output is therefore activated, as a post-activation net's is.
-    """
+    """A norm (``bn``) then an activation (``act``): the pre-activation nets' last layers, the
+    model's ``norm``, so that ``forward_features`` returns activated maps, as post-activation
+    nets do."""
 
     def __init__(
         self, channels: int, *, norm_layer: NormLayer = nn.BatchNorm2d, act_layer: ActLayer = relu
@@ -49,9 +45,8 @@ class NormAct(nn.Sequential):
 
 
 class _PreActBlock(ResidualBlock):
-    """Shared behaviour of the pre-activation blocks: ``bn1`` and ``relu`` act on the block
-    input; a shortcut module (``downsample``) takes that pre-activated input, as in the
-    paper's code, else the raw input is added; nothing follows the addition."""
+    """``bn1`` and ``relu`` act on the block input; a ``downsample`` takes that pre-activated
+    input, as in the paper's code, else the raw input is added."""
 
     activates_after_add: ClassVar[bool] = False
     bn1: nn.Module
@@ -74,6 +69,7 @@ class _PreActBlock(ResidualBlock):
 class PreActBasicBlock(_PreActBlock):
     """Norm-act-3x3, norm-act-3x3 (He et al. 2016, Fig. 1b); the stride is on the first."""
 
+    # Own annotations: TorchScript would read _PreActBlock's (bn1, relu) and fail on them.
     expansion: ClassVar[int] = 1
     weighted_layers: ClassVar[int] = 2
 
@@ -114,9 +110,7 @@ class PreActBottleneck(_PreActBlock):
     ) -> None:
         super().__init__(**args)
         norm_layer, act_layer = self.layer_makers(args)
-        inner, stride_1x1, stride_3x3 = grouped_widths(
-            self, groups=groups, width_per_group=width_per_group, stride_in_1x1=stride_in_1x1
-        )
+        inner, stride_1x1, stride_3x3 = grouped_widths(self, stride_in_1x1, groups, width_per_group)
         self.stride_in_1x1, self.groups, self.inner_width = stride_in_1x1, groups, inner
         self.bn1 = norm_layer(self.in_channels)
         self.relu = act_layer()
@@ -138,9 +132,8 @@ class PreActBottleneck(_PreActBlock):
 
 
 class PreActOptionB(WhereShapeChanges):
-    """Option B for pre-activation blocks: where the shape changes, a bare 1x1 projection
-    (``downsample.0``) of the already normalized input, as in He et al.'s code (which
-    makes the published parameter counts exact)."""
+    """Option B for pre-activation blocks: a bare 1x1 projection (``downsample.0``) where the
+    shape changes, as in He et al.'s code (which makes the published parameter counts exact)."""
 
     def _module(
         self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
@@ -149,15 +142,13 @@ class PreActOptionB(WhereShapeChanges):
 
 
 class CifarPreActStem(CifarStem):
-    """A 3x3/1 convolution only (He et al. 2016, CIFAR): the first unit pre-activates.
-    Takes ``norm_layer`` and ``act_layer`` like every stem and uses neither."""
+    """A 3x3/1 convolution (He et al. 2016, CIFAR); ``norm_layer`` and ``act_layer`` go unused."""
 
     _normalizes: ClassVar[bool] = False
 
 
 class ImageNetPreActStem(ImageNetStem):
-    """A 7x7/2 convolution then a 3x3/2 max-pool, no norm or activation: the first unit
-    pre-activates. Takes ``norm_layer`` and ``act_layer`` like every stem and uses neither."""
+    """A 7x7/2 convolution, a 3x3/2 max-pool; ``norm_layer`` and ``act_layer`` go unused."""
 
     _normalizes: ClassVar[bool] = False
 

@@ -1,9 +1,5 @@
-"""Shortcut strategies: how a block's input reaches the addition (paper section 3.3).
-
-A strategy picks, block by block, the module that maps the input to the output's shape
-(``None``: the identity). Registered: the paper's options ``"A"``, ``"B"``, ``"C"`` and
-``"none"`` (plain), ``"A_both"`` (option A as akamaster's CIFAR weights pad) and ``"D"``.
-"""
+"""Shortcut strategies: how a block's input reaches the addition (paper section 3.3), a
+module for each block that maps the input to the output's shape (``None``: the identity)."""
 
 from __future__ import annotations
 
@@ -27,7 +23,6 @@ __all__ = [
     "OptionD",
     "ShortcutStrategy",
     "ZeroPadShortcut",
-    "avg_pool_projection",
     "projection",
     "register_shortcut",
 ]
@@ -55,13 +50,10 @@ class ZeroPadShortcut(nn.Module):
             raise ValueError(f"stride must be >= 1; got {stride}")
         if placement not in ("end", "both"):
             raise ValueError(f"placement must be 'end' or 'both'; got {placement!r}")
-        extra = out_channels - in_channels
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.stride = stride
-        self.placement = placement
-        self.pad_before = extra // 2 if placement == "both" else 0
-        self.pad_after = extra - self.pad_before
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.placement = stride, placement
+        self.pad_before = (out_channels - in_channels) // 2 if placement == "both" else 0
+        self.pad_after = out_channels - in_channels - self.pad_before
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
@@ -84,21 +76,6 @@ def projection(
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), norm_layer(out_channels))
 
 
-def avg_pool_projection(
-    in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
-) -> nn.Sequential:
-    """2x2 average pool with ``stride``, 1x1 convolution (stride 1), norm: timm's ``avg_down``
-    (children ``downsample.0`` to ``.2``). At stride 1 the pool is ``nn.Identity``, dilated
-    stages included (as GluonCV; timm pools there, so dilated outputs differ from timm's).
-    """
-    pool: nn.Module = (
-        nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
-        if stride > 1
-        else nn.Identity()
-    )
-    return nn.Sequential(pool, conv1x1(in_channels, out_channels), norm_layer(out_channels))
-
-
 class ShortcutStrategy(ABC):
     """Decides the shortcut module of each block. Register subclasses by name.
     ``adds_shortcut = False`` marks a plain strategy: blocks then add nothing."""
@@ -113,8 +90,7 @@ class ShortcutStrategy(ABC):
 
 
 class WhereShapeChanges(ShortcutStrategy):
-    """Identity where the block keeps its shape; elsewhere what ``_module`` builds (options
-    A, B, D and the pre-activation B)."""
+    """Identity where the block keeps its shape; elsewhere what ``_module`` builds."""
 
     def make(
         self, *, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
@@ -162,10 +138,17 @@ class OptionC(ShortcutStrategy):
 
 
 class OptionD(WhereShapeChanges):
-    """Identity; where the shape changes, average pool then a stride-1 projection, so
-    every input pixel reaches it (option B's skips three in four); option B's parameters."""
+    """Identity; where the shape changes, a 2x2 average pool with the stride, then a stride-1
+    projection (timm's ``avg_down``; option B's parameters). At stride 1 the pool is
+    ``nn.Identity``, dilated stages included (as GluonCV, unlike timm)."""
 
-    _module = staticmethod(avg_pool_projection)
+    def _module(
+        self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer
+    ) -> nn.Module:
+        pool: nn.Module = nn.Identity()
+        if stride > 1:
+            pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+        return nn.Sequential(pool, conv1x1(in_channels, out_channels), norm_layer(out_channels))
 
 
 class NoShortcut(ShortcutStrategy):

@@ -16,11 +16,10 @@ __all__ = ["STEMS", "CifarStem", "DeepStem", "ImageNetStem", "Stem", "register_s
 
 
 class Stem(nn.Sequential):
-    """Base of every stem. Subclasses take keyword-only ``in_channels``, ``out_channels``
-    and ``norm_layer`` (and ``act_layer``, passed only for an activation other than ReLU)
-    and pass their layers to ``super().__init__``. ``reduction`` is the total stride;
-    ``default_image_size`` the input side summaries use when given none.
-    """
+    """Base of every stem. Subclasses take keyword-only ``in_channels``, ``out_channels``,
+    ``norm_layer`` (and ``act_layer`` for an activation other than ReLU) and pass their layers
+    to ``super().__init__``. ``reduction`` is the total stride; ``default_image_size`` the
+    input side summaries use when given none."""
 
     reduction: ClassVar[int] = 1
     default_image_size: ClassVar[int] = 224
@@ -69,19 +68,14 @@ class ImageNetStem(_OneConvStem):
 class CifarStem(_OneConvStem):
     """3x3/1 convolution, norm, ReLU, no pooling (paper section 4.2)."""
 
-    reduction: ClassVar[int] = 1
     default_image_size: ClassVar[int] = 32
     _kernel: ClassVar[int] = 3
 
 
 class DeepStem(Stem):
-    """Three 3x3 convolutions, norm, ReLU, 3x3/2 max-pool: *Bag of Tricks* "ResNet-C".
-
-    The convolutions (in ``conv1``, with norms and activations between) are
-    ``out_channels // 2``, ``out_channels // 2`` and ``out_channels`` wide, the first with
-    stride 2, so ``out_channels`` must be even; the names are timm's ``stem_type="deep"``,
-    so its ``resnet*d`` weights load.
-    """
+    """Three 3x3 convolutions (``conv1``; the first two ``out_channels // 2`` wide, so it must
+    be even; the first with stride 2), norm, ReLU, 3x3/2 max-pool: *Bag of Tricks* "ResNet-C",
+    under timm's ``stem_type="deep"`` names, so its ``resnet*d`` weights load."""
 
     reduction: ClassVar[int] = 4
 

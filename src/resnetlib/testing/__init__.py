@@ -1,11 +1,8 @@
 """Conformance checks for extenders: does a block, shortcut or stem keep the library's contracts?
 
-:func:`check_block`, :func:`check_shortcut` and :func:`check_stem` run seeded checks (on the
-CPU unless given a ``device``, leaving the caller's random state alone) against a class,
-registered or not, and return a :class:`ConformanceReport` naming each violated check with
-a reason; they need only PyTorch. :func:`fuzz_block` checks generated whole networks of a
-block and needs hypothesis (``pip install 'resnetlib[testing]'``), as does
-:mod:`resnetlib.testing.strategies`.
+:func:`check_block`, :func:`check_shortcut` and :func:`check_stem` run seeded checks on a
+class, registered or not, leaving the caller's random state alone. :func:`fuzz_block` and
+:mod:`resnetlib.testing.strategies` need hypothesis (``pip install 'resnetlib[testing]'``).
 """
 
 from __future__ import annotations

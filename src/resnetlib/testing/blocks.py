@@ -283,7 +283,7 @@ def _block_dilation(subject: _BlockSubject) -> str:
 def _block_interface(subject: _BlockSubject) -> str:
     cls = subject.cls
     validate_block(cls.__name__, cls, run=False)  # the shape checks run it
-    check_interface(cls, ("weighted_layers",), ALWAYS_PASSED)
+    check_interface(cls, ResidualBlock, ("weighted_layers",), ALWAYS_PASSED)
     check_block_options(cls.__name__, cls, subject.options)
     return f"a concrete ResidualBlock, expansion {cls.expansion}, layers {cls.weighted_layers}"
 
@@ -317,18 +317,10 @@ def check_block(
     only: Collection[str] | None = None,
     raise_on_failure: bool = False,
 ) -> ConformanceReport:
-    """Run the block checks (:data:`BLOCK_CHECKS`) against a block class or registered name.
-
-    ``block_options`` go to every construction, as a spec's would. ``only`` runs a subset
-    ("interface" always runs first). An unregistered class is registered for the "spec"
-    check under a temporary name."""
+    """Run the block checks (:data:`BLOCK_CHECKS`) against a block class or registered name,
+    ``block_options`` in every construction. ``only`` runs a subset ("interface" always runs
+    first). An unregistered class is registered for the "spec" check under a temporary name."""
+    args = (device, seed, only, raise_on_failure)
     return check_subject(
-        _BlockSubject,
-        block,
-        _BLOCK_CHECKS,
-        device=device,
-        seed=seed,
-        only=only,
-        raise_on_failure=raise_on_failure,
-        options=dict(block_options or {}),
+        _BlockSubject, block, _BLOCK_CHECKS, *args, options=dict(block_options or {})
     )

@@ -4,6 +4,7 @@ are helpers shared within this package, free to change."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import itertools
 import pickle
@@ -52,9 +53,8 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class ConformanceReport:
-    """Every check run against one ``subject`` (for example ``"block 'basic' (BasicBlock)"``).
-    ``report.ok`` is true when no check failed (skipped checks, for optional keywords the
-    type does not take, do not fail); ``str(report)`` is a readable summary."""
+    """Every check run against one ``subject``; ``report.ok`` when none failed (skipped checks,
+    of optional keywords the type does not take, do not fail); ``str(report)`` summarizes."""
 
     subject: str
     results: tuple[CheckResult, ...]
@@ -111,26 +111,22 @@ def seeded(device: torch.device) -> Iterator[None]:
     devices = []
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         with torch.random.fork_rng(devices=devices):
             yield
     finally:
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
 def seeded_randn(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
-    """Standard normal values of ``shape`` drawn on the CPU from ``seed``, moved to ``device``."""
+    """Drawn on the CPU from ``seed``, then moved to ``device``."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator).to(device)
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The largest absolute difference between ``a`` and ``b``."""
     return float((a.detach() - b.detach()).abs().max())
 
 
@@ -329,8 +325,15 @@ class Subject(ABC, Generic[C, M]):
 AnySubject = Subject[Any, nn.Module]
 
 
-def check_interface(cls: type, ints: Collection[str], keywords: Collection[str]) -> None:
-    """The class attributes ``ints`` are ints >= 1 and the constructor takes ``keywords``."""
+def check_interface(
+    cls: type, base: type, ints: Collection[str] = (), keywords: Collection[str] = ()
+) -> None:
+    """``cls`` is a concrete ``base``, its ``ints`` ints >= 1; its __init__ takes ``keywords``."""
+    if not issubclass(cls, base):
+        raise ViolationError(f"{cls!r} is not a {base.__name__} subclass")
+    if inspect.isabstract(cls):
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        raise ViolationError(f"{cls.__name__} leaves abstract methods {missing}")
     for attribute in ints:
         value = getattr(cls, attribute)
         if not is_int(value) or value < 1:

@@ -34,13 +34,7 @@ in train and eval mode, every parameter gets a finite gradient, eval outputs are
 
 
 class _FuzzFailureError(Exception):
-    """A generated case broke ``prop``; carries the case for the report."""
-
-    def __init__(self, prop: str, detail: str, case: Case) -> None:
-        super().__init__(f"{prop}: {detail}")
-        self.prop = prop
-        self.detail = detail
-        self.case = case
+    """A generated case broke a property; ``args``: the property, the reason and the case."""
 
 
 def _fuzz_case(case: Case, device: torch.device, seed: int) -> None:
@@ -69,21 +63,6 @@ def _fuzz_case(case: Case, device: torch.device, seed: int) -> None:
         raise _FuzzFailureError(prop, f"raised {type(error).__name__}: {error}", case) from error
 
 
-def _fuzz_message(label: str, name: str, registered: bool, failure: _FuzzFailureError) -> str:
-    case = failure.case
-    lines = [
-        f"{label} violates {failure.prop!r} on a generated spec (the smallest failing one found):",
-        f"  {failure.detail}",
-        f"  spec: {case.spec.to_json()}",
-        f"  input: batch {case.batch_size} x {case.spec.in_channels} x {case.image_size} x "
-        f"{case.image_size}",
-        "Rebuild it with resnetlib.build(resnetlib.ResNetSpec.from_json(...)).",
-    ]
-    if registered:
-        lines.append(f"(The block was registered as {name!r} while fuzzing.)")
-    return "\n".join(lines)
-
-
 def fuzz_block(
     block: str | type[ResidualBlock],
     *,
@@ -92,16 +71,15 @@ def fuzz_block(
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> int:
-    """Build generated networks of ``block`` and check :data:`FUZZ_PROPERTIES` on each.
+    """Check :data:`FUZZ_PROPERTIES` on generated networks of ``block`` (needs hypothesis).
 
-    Needs hypothesis. The specs come from :func:`resnetlib.testing.strategies.cases` with
-    every built-in shortcut, stem and norm; ``block_options`` go into every spec (``None``:
-    drawn as ``cases`` does). Deterministic for a ``seed``, with no example database and
-    the caller's random state untouched. Returns how many cases were checked; raises
-    :class:`ConformanceError` naming the violated property and the shrunk spec as JSON.
+    The specs come from :func:`resnetlib.testing.strategies.cases` with its defaults, and
+    ``block_options``, if given, in every spec. Deterministic for a ``seed``, with no example
+    database and the caller's random state untouched. Returns how many cases were checked;
+    raises :class:`ConformanceError` naming the violated property and the shrunk spec as JSON.
     """
     # First: without hypothesis this raises the ImportError that names the extra.
-    from .strategies import BUILTIN_NORMS, BUILTIN_SHORTCUTS, BUILTIN_STEMS, cases
+    from .strategies import cases
 
     cls, label = resolve_subject(BLOCKS, "block", block)
     from hypothesis import HealthCheck, Verbosity, given, settings
@@ -127,13 +105,7 @@ def fuzz_block(
     )
     checked = 0
     name, registered = registered_name(BLOCKS, cls, "_fuzz_block_")
-    strategy = cases(
-        blocks=(name,),
-        stems=BUILTIN_STEMS,
-        shortcuts=BUILTIN_SHORTCUTS,
-        norms=BUILTIN_NORMS,
-        block_options=options,
-    )
+    strategy = cases(blocks=(name,), block_options=options)
 
     def check(case: Case) -> None:
         nonlocal checked
@@ -145,7 +117,14 @@ def fuzz_block(
         with seeded(torch_device):
             run()
     except _FuzzFailureError as failure:
-        raise ConformanceError(_fuzz_message(label, name, registered, failure)) from failure
+        prop, detail, case = failure.args
+        renamed = f"\n(The block was registered as {name!r} while fuzzing.)" if registered else ""
+        raise ConformanceError(
+            f"{label} violates {prop!r} on a generated spec (the smallest failing one found):\n"
+            f"  {detail}\n  spec: {case.spec.to_json()}\n  input: batch {case.batch_size} x "
+            f"{case.spec.in_channels} x {case.image_size} x {case.image_size}\n"
+            f"Rebuild it with resnetlib.build(resnetlib.ResNetSpec.from_json(...)).{renamed}"
+        ) from failure
     except Flaky as error:
         raise ConformanceError(
             f"{label} failed on a generated spec and then passed when it was replayed: its "

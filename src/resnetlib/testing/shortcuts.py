@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Collection
 from contextlib import suppress
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from .checks import (
     ViolationError,
     batch_independence,
     channel_cases,
+    check_interface,
     check_shapes,
     check_subject,
     gradients,
@@ -63,10 +63,7 @@ class _ShortcutSubject(Subject[ShortcutStrategy, nn.Module]):
 
 def _shortcut_interface(subject: _ShortcutSubject) -> str:
     cls = subject.cls
-    if not (isinstance(cls, type) and issubclass(cls, ShortcutStrategy)):
-        raise ViolationError(f"{cls!r} is not a ShortcutStrategy subclass")
-    if inspect.isabstract(cls):
-        raise ViolationError(f"{cls.__name__} leaves make() abstract")
+    check_interface(cls, ShortcutStrategy)
     if not isinstance(cls.adds_shortcut, bool):
         raise ViolationError(f"adds_shortcut must be a bool; got {cls.adds_shortcut!r}")
     cls()  # build() instantiates strategies with no arguments

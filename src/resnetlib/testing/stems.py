@@ -70,12 +70,8 @@ class _StemSubject(Subject[Stem, Stem]):
 
 
 def _stem_interface(subject: _StemSubject) -> str:
-    cls = subject.cls
-    if not (isinstance(cls, type) and issubclass(cls, Stem)):
-        raise ViolationError(f"{cls!r} is not a Stem subclass")
-    check_interface(
-        cls, ("reduction", "default_image_size"), ("in_channels", "out_channels", "norm_layer")
-    )
+    cls, keywords = subject.cls, ("in_channels", "out_channels", "norm_layer")
+    check_interface(cls, Stem, ("reduction", "default_image_size"), keywords)
     return f"a Stem, reduction {cls.reduction}, default_image_size {cls.default_image_size}"
 
 
@@ -132,8 +128,6 @@ def check_stem(
     only: Collection[str] | None = None,
     raise_on_failure: bool = False,
 ) -> ConformanceReport:
-    """Run the stem checks (:data:`STEM_CHECKS`) against a stem class or registered name:
-    the output must have ``out_channels`` channels, ``reduction`` times smaller than the input.
-    """
-    args = (device, seed, only, raise_on_failure)
-    return check_subject(_StemSubject, stem, _STEM_CHECKS, *args)
+    """Run the stem checks (:data:`STEM_CHECKS`) against a stem class or registered name: the
+    output must have ``out_channels`` channels, ``reduction`` times smaller than the input."""
+    return check_subject(_StemSubject, stem, _STEM_CHECKS, device, seed, only, raise_on_failure)

@@ -1,10 +1,9 @@
-"""Hypothesis strategies for small, valid ResNet specs (:func:`specs`) and inputs that fit
-them (:func:`cases`); needs hypothesis (``pip install 'resnetlib[testing]'``). Options a
-drawn block or stem does not take stay at their defaults, so every drawn spec builds.
-"""
+"""Hypothesis strategies for small ResNet specs that build (:func:`specs`) and inputs that fit
+them (:func:`cases`); needs hypothesis (``pip install 'resnetlib[testing]'``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -102,12 +101,10 @@ def specs(
     acts: Sequence[str] = BUILTIN_ACTS,
     block_options: Mapping[str, JSONScalar] | None = None,
 ) -> ResNetSpec:
-    """Small valid specs (1 to 3 stages of 1 or 2 blocks, widths 1 to 6 that never shrink,
-    so option A fits) over the given registered names, with drop path and dilation.
-
-    ``block_options=None`` draws them with :func:`block_options`; a mapping is used for every
-    spec. ``"relu"`` is used where no drawn activation fits the block and stem.
-    """
+    """Small valid specs (1 to 3 stages of 1 or 2 blocks, widths 1 to 6 that never shrink, so
+    option A fits) over the given registered names, with drop path and dilation.
+    ``block_options=None`` draws them with :func:`block_options`; ``"relu"`` is used where no
+    drawn activation fits the block and stem."""
     blocks, stems = _names("blocks", blocks), _names("stems", stems)
     shortcuts, norms = _names("shortcuts", shortcuts), _names("norms", norms)
     acts = _names("acts", acts)
@@ -115,25 +112,19 @@ def specs(
     block_cls = BLOCKS.get(block)
     shortcut = draw(st.sampled_from(shortcuts))
     residual = SHORTCUTS.get(shortcut).adds_shortcut
-    expansion = block_cls.expansion
     num_stages = draw(st.integers(1, 3))
     # Only deep stems to draw from: the first stage must leave room for an even stem width.
     narrowest = 2 if all(stem == _DEEP_STEM for stem in stems) else 1
     widths = sorted(
         draw(st.lists(st.integers(narrowest, 6), min_size=num_stages, max_size=num_stages))
     )
-    dilations = (1, 1, 2) if takes_keyword(block_cls, "dilation") else (1,)
+    dilations = st.sampled_from((1, 1, 2) if takes_keyword(block_cls, "dilation") else (1,))
     stages = tuple(
-        StageSpec(
-            num_blocks=draw(st.integers(1, 2)),
-            width=width,
-            stride=draw(st.integers(1, 2)),
-            dilation=draw(st.sampled_from(dilations)),
-        )
+        StageSpec(draw(st.integers(1, 2)), width, draw(st.integers(1, 2)), draw(dilations))
         for width in widths
     )
     # Option A cannot shrink channels: the stem may be at most as wide as the first output.
-    limit = widths[0] * expansion
+    limit = widths[0] * block_cls.expansion
     stem = draw(st.sampled_from(stems))
     if stem == _DEEP_STEM and limit < 2:
         others = [s for s in stems if s != _DEEP_STEM]
@@ -148,25 +139,22 @@ def specs(
     in_channels = draw(st.integers(1, 4))
     num_classes = draw(st.integers(1, 5))
     zero_init_residual = residual and draw(st.booleans())
-    if block_options is None:
-        options = draw(_draw_block_options(block, widths))
-    else:
-        options = dict(block_options)
-    norm = draw(st.sampled_from(norms))
-    takes_act = takes_keyword(block_cls, "act_layer") and takes_keyword(
-        STEMS.get(stem), "act_layer"
+    options = (
+        draw(_draw_block_options(block, widths)) if block_options is None else dict(block_options)
     )
+    takes_act = takes_keyword(block_cls, "act_layer")
+    takes_act = takes_act and takes_keyword(STEMS.get(stem), "act_layer")
     usable_acts = [a for a in acts if takes_act or a == "relu"] or ["relu"]
     return ResNetSpec(
         stages=stages,
         block=block,
         shortcut=shortcut,
-        stem=StemSpec(type=stem, out_channels=stem_channels),
+        stem=StemSpec(stem, stem_channels),
         in_channels=in_channels,
         num_classes=num_classes,
         zero_init_residual=zero_init_residual,
         block_options=options,
-        norm=norm,
+        norm=draw(st.sampled_from(norms)),
         act=draw(st.sampled_from(usable_acts)),
         drop_path_rate=drop_path_rate,
     )
@@ -197,11 +185,6 @@ def cases(
     )
     smallest = 1
     if spec.norm == "groupnorm":
-        smallest = 2 * STEMS.get(spec.stem.type).reduction
-        for stage in spec.stages:
-            smallest *= stage.stride
-    return Case(
-        spec=spec,
-        image_size=draw(st.integers(smallest, max(20, smallest))),
-        batch_size=draw(st.integers(2, 4)),
-    )
+        strides = (stage.stride for stage in spec.stages)
+        smallest = 2 * STEMS.get(spec.stem.type).reduction * math.prod(strides)
+    return Case(spec, draw(st.integers(smallest, max(20, smallest))), draw(st.integers(2, 4)))
