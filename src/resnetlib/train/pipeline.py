@@ -1,9 +1,6 @@
-"""Device-resident batches with whole-batch augmentation (the paper's CIFAR pipeline).
-
-``DeviceLoader`` holds a data set's uint8 images on the training device and makes each batch
-with tensor ops alone; its random draws are made on the CPU from seeds of ``(seed, epoch)``
-(the order, the same on every rank) and ``(seed, epoch, rank)`` (crops and flips), so a run
-replays identically on any device and resumes exactly.
+"""Device-resident batches with whole-batch augmentation (the paper's CIFAR pipeline): random
+draws are made on the CPU from seeds of ``(seed, epoch)`` (the order, alike on every rank) and
+``(seed, epoch, rank)`` (crops and flips), so a run replays alike on any device and resumes exactly.
 """
 
 from __future__ import annotations
@@ -45,7 +42,6 @@ class Augment:
             raise ValueError(f"Augment.flip must be a bool, got {self.flip!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serializable fields."""
         return asdict(self)
 
     @classmethod
@@ -99,8 +95,7 @@ def _crop_flip(
     flips: torch.Tensor | None,
     size: tuple[int, int],
 ) -> torch.Tensor:
-    """Crops of ``size`` from ``padded[index]`` at ``offsets`` (rows, columns), mirrored where
-    ``flips``: one gather from a strided view of every window."""
+    """One gather from a strided view of every window of ``padded``."""
     windows = padded.unfold(2, size[0], 1).unfold(3, size[1], 1)  # N, C, rows, cols, h, w
     crops = windows[index, :, offsets[:, 0], offsets[:, 1]]  # B, C, h, w
     if flips is None:

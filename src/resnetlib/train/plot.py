@@ -1,6 +1,5 @@
-"""Training curves. :func:`plot_runs` draws the paper's Figure 6 (error against iterations,
-training error dashed, test error solid, one color per model); :func:`plot_run` one run's
-``curves.png`` (errors, losses, learning rate). Needs matplotlib (the ``train`` extra).
+"""Training curves: the paper's Figure 6 (:func:`plot_runs`) and one run's ``curves.png``
+(:func:`plot_run`). Needs matplotlib (the ``train`` extra).
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, path: PathLike) -> Path:
-    """Save ``figure`` as PNG atomically (a failure leaves the previous image)."""
     target = Path(path)
     atomic_write(target, lambda file: figure.savefig(file, format="png"))
     return target
