@@ -1,7 +1,6 @@
-"""Training and reproduction: data, the paper's recipe, the loop, plots and the commands.
-
-``import resnetlib`` does not import this subpackage; its names load on first use, and none
-loads tqdm, matplotlib, Pillow or scikit-learn (the ``train`` extra) before it needs them.
+"""Training and reproduction. ``import resnetlib`` does not import this subpackage; its names
+load on first use, and none loads tqdm, matplotlib, Pillow or scikit-learn (the ``train`` extra)
+before it needs them.
 """
 
 from __future__ import annotations

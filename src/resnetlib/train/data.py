@@ -201,15 +201,12 @@ def load_data(
 ) -> DataSplits:
     """Load ``source`` ("digits" or a path in a known layout) as train/test(/val) splits.
 
-    ``val_size`` images are held out from the training split as ``val`` (a random choice fixed
-    by ``seed``; the rest keep their order): 5000 on CIFAR-10 is the paper's 45k/5k split.
-    ``labels="coarse"``: CIFAR-100's 20 superclasses. ``image_size`` resizes (square); default
-    16 for digits (upscaled bilinearly from 8x8, 3 channels), else the native size (needed by
-    an image folder of mixed sizes). ``classes`` keeps those classes (names or indices),
-    relabelled ``0..len(classes)-1`` in that order, before the validation split is drawn.
-    ``before_decoding(class_names, channels, name)`` is called once the classes are known,
-    before any image is decoded or cached: what it raises stops the load. The result's
-    ``source`` records these arguments.
+    ``val_size`` training images drawn by ``seed`` are held out as ``val``, the rest kept in
+    order (5000 on CIFAR-10: the paper's 45k/5k split). ``labels="coarse"``: CIFAR-100's 20
+    superclasses. ``image_size`` resizes (square); default 16 for digits (3 channels, upscaled
+    from 8x8), else the native size. ``classes`` keeps those classes (names or indices),
+    relabelled ``0..len(classes)-1`` in that order. ``before_decoding(class_names, channels,
+    name)`` is called before any image is decoded or cached; what it raises stops the load.
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")

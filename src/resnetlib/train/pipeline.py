@@ -114,13 +114,11 @@ def augment_batch(
 
 
 class DeviceLoader:
-    """Batches of ``((images / 255 - mean) / std, labels)`` from a data set held on ``device``:
-    ``mean`` and ``std`` hold one value per channel (a model's ``pretrained_cfg``) or are
-    C x H x W images; ``std=None`` divides by nothing. Yields float32 images (channels_last
-    when asked) and int64 labels on ``device``, cropped and flipped by ``augment`` (None: the
-    test path). Rank ``rank`` takes every ``world_size``-th index of the epoch's order, padded
-    by wrapping around (or cut, with ``drop_last``) as ``DistributedSampler`` does. Call
-    :meth:`set_epoch` before each epoch. The images are held as uint8, padded once."""
+    """Float32 batches of ``((images / 255 - mean) / std, labels)`` from a data set held on
+    ``device`` as uint8: ``mean`` and ``std`` per channel or C x H x W images (``std=None``:
+    1). Rank ``rank`` takes every ``world_size``-th index of the epoch's order, wrapped around
+    (or cut, with ``drop_last``) as ``DistributedSampler`` does. Call :meth:`set_epoch` before
+    each epoch."""
 
     def __init__(
         self,
@@ -162,14 +160,9 @@ class DeviceLoader:
         self.labels = dataset.labels.to(self.device)
         self.mean = mean.to(self.device)
         self.inverse_std = scale.reciprocal().to(self.device)
-        self.batch_size = batch_size
-        self.augment = augment
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.channels_last = channels_last
+        self.batch_size, self.augment, self.channels_last = batch_size, augment, channels_last
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._position = 0  # batches yielded in the current epoch
         self._resume_at = 0  # set by load_state_dict: where the next iteration starts

@@ -34,9 +34,7 @@ __all__ = [
     "scaling_note",
 ]
 
-# Bounds: far above any real run (the paper trains 64k iterations; ImageNet's 90 epochs at
-# batch 256 are 450k), low enough that a typo or a crafted file is refused up front.
-MAX_ITERATIONS = 10**9
+MAX_ITERATIONS = 10**9  # far above any real run; a typo or a crafted file is refused up front
 """Most iterations a recipe may ask for (also bounds milestones and the warm-up)."""
 MAX_EPOCHS = 10**6
 MAX_BATCH_SIZE = 2**20
@@ -74,16 +72,13 @@ _OPTIONAL = frozenset(  # iterations, epochs: exactly one is None
 class Recipe:
     """How to train: every field has the paper's CIFAR value unless it says otherwise.
 
-    Length: exactly one of ``iterations`` and ``epochs``; ``milestones`` count in that unit
-    (``schedule="step"`` multiplies the lr by ``gamma`` at each, ``"cosine"`` anneals ``lr``
-    to 0 and ignores them) and scale with an overridden length (:meth:`resolved`). With
-    ``warmup_lr`` set, training starts at that lr until a batch's error is below
+    Exactly one of ``iterations`` and ``epochs`` is the length; ``milestones`` count in that
+    unit and scale with an overridden length (:meth:`resolved`); ``schedule="cosine"`` anneals
+    ``lr`` to 0 and ignores them. ``warmup_lr`` is the lr until a batch's error is below
     ``warmup_error`` or ``warmup_max_iterations`` pass. ``val_size``: the most images held out
-    for validation (:meth:`val_images`). The modern options are off in the paper's recipe;
-    ``autocast="bf16"`` runs on a CPU too; ``channels_last=None`` is on for a run on a CPU
-    only. ``cuda_graphs`` replays the step as one CUDA graph: ``True`` asks for it (a run where
-    it cannot apply trains eagerly and logs why), ``None`` decides by device (and is left out
-    of :meth:`to_dict`).
+    (:meth:`val_images`). ``channels_last=None`` is on for a CPU run only. ``cuda_graphs=True``
+    replays the step as one CUDA graph (where it cannot, trains eagerly and logs why); ``None``
+    decides by device and is left out of :meth:`to_dict`.
     """
 
     optimizer: str = "sgd"

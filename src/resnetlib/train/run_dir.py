@@ -203,8 +203,7 @@ class RunDirectory:
 
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Write ``run.json`` (JSON types only)."""
-        self._check_owner()
-        atomic_write(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
+        self.write_json("run.json", json.dumps(dict(info), indent=2))
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
         """``run.json``, checked by ``check_run_info()``; ``own=False``: read as an input."""
