@@ -18,12 +18,8 @@ from .data import ImageDataset, data_statistics
 
 __all__ = ["MAX_PAD", "Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
 
-
 MAX_PAD = 64
-"""Largest ``Augment.pad``: the paper pads 4; padded copies of the whole training set are
-held on the device, so ``pad`` costs memory in proportion to ``(H + 2 pad) * (W + 2 pad)``."""
-
-
+"""Largest ``Augment.pad`` (the paper pads 4): the padded training set is held on the device."""
 _PAD_BOUND = "resnetlib.train.pipeline.MAX_PAD: the padded images are held on the device"
 
 

@@ -263,7 +263,6 @@ DIGITS = Recipe(epochs=30, iterations=None, milestones=(), augment=None, val_siz
 """The built-in digits (16x16): the paper's optimizer at a constant lr 0.1, 30 epochs, no
 augmentation (flips do not suit digits), no validation split."""
 
-
 TINYIMAGENET = Recipe(
     weight_decay=5e-4,
     epochs=100,

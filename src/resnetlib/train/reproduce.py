@@ -153,8 +153,7 @@ class Table6Run:
 
 @dataclass(frozen=True)
 class Table6Report:
-    """Every run of :func:`table6`, the parameter counts of the models it trained (or read
-    from their run directories' ``spec.json``) and the files written."""
+    """Every run of :func:`table6`, its models' parameter counts (by ``spec.json``), its files."""
 
     out: Path
     runs: tuple[Table6Run, ...]

@@ -129,8 +129,7 @@ class RunDirectory:
     # -- ownership -------------------------------------------------------------------------
 
     def acquire(self) -> None:
-        """Lock the directory for this process (created if missing), or raise
-        :class:`RunDirectoryError` naming the process that holds it."""
+        """Lock the directory (made if missing), or raise RunDirectoryError naming its holder."""
         if self._lock is not None:
             return
         try:
@@ -315,8 +314,7 @@ _MISSING = object()
 def record_differences(
     recorded: Mapping[str, Any], asked: Mapping[str, Any], keys: Iterable[str]
 ) -> list[str]:
-    """The one comparison of a run's record with what a resume asks: ``"KEY: the run's A,
-    now B"`` for each of ``keys`` whose values differ (empty: they agree)."""
+    """``"KEY: the run's A, now B"`` for each of ``keys`` whose values differ (empty: agree)."""
     return [
         f"{key}: the run's {_short(recorded.get(key))}, now {_short(asked.get(key))}"
         for key in keys
