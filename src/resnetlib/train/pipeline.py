@@ -25,9 +25,8 @@ _PAD_BOUND = "resnetlib.train.pipeline.MAX_PAD: the padded images are held on th
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation, by default the paper's CIFAR one (section 4.2): a crop of the
-    original size at a uniformly random offset of the image padded with ``pad`` zeros on every
-    side (``pad=0``: no crop), mirrored left-right with probability 1/2 when ``flip``."""
+    """Training augmentation, by default the paper's (section 4.2): a uniformly random crop of the
+    image padded with ``pad`` zeros (``pad=0``: none), mirrored with probability 1/2 if ``flip``."""
 
     pad: int = 4
     flip: bool = True

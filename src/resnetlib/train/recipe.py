@@ -148,11 +148,7 @@ class Recipe:
     # -- length and schedule -------------------------------------------------------------
 
     def resolved(
-        self,
-        batches_per_epoch: int,
-        *,
-        iterations: int | None = None,
-        epochs: int | None = None,
+        self, batches_per_epoch: int, *, iterations: int | None = None, epochs: int | None = None
     ) -> Recipe:
         """The plan a run follows: this recipe in iterations for ``batches_per_epoch`` batches an
         epoch, without ``cuda_graphs``. ``iterations`` or ``epochs`` (at most one) replace its
@@ -271,9 +267,8 @@ TINYIMAGENET = Recipe(
     milestones=(),
     augment=Augment(pad=8, flip=True),
 )
-"""64x64 images (TinyImageNet, any 64x64 image folder): SGD momentum 0.9, lr 0.1 annealed to 0
-by a cosine over 100 epochs, weight decay 5e-4, batch 128, a crop of the image padded by 8 and
-a flip (kuangliu/pytorch-cifar's ResNet-18 values). Run with ``TINYIMAGENET_MODEL``."""
+"""64x64 images (TinyImageNet, any 64x64 image folder), with ``TINYIMAGENET_MODEL``: lr 0.1
+cosine-annealed to 0 over 100 epochs, weight decay 5e-4, pad-8 crop and flip (kuangliu's)."""
 
 TINYIMAGENET_MODEL: Mapping[str, Any] = MappingProxyType({"stem": "cifar"})
 """The model options ``TINYIMAGENET`` trains with (where none are given or fixed by weights):
@@ -281,8 +276,7 @@ the 3x3 stride-1 stem, so a ResNet-18's last stage sees 8x8 maps of a 64x64 imag
 
 FINETUNE = Recipe(lr=0.01, iterations=None, epochs=10, schedule="cosine", milestones=())
 """Fine-tuning trained weights (``train --pretrained`` or ``--checkpoint`` without
-``--recipe``): the paper's recipe at the usual fine-tuning lr of 0.01, annealed to 0 by a
-cosine over 10 epochs, no warm-up."""
+``--recipe``): the paper's recipe at lr 0.01, cosine-annealed to 0 over 10 epochs."""
 
 
 def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:

@@ -82,9 +82,8 @@ def degradation(
 ) -> DegradationReport:
     """Train ``models`` on the built-in digits by one recipe, each in the :func:`fit` run
     directory ``out/<name>/`` from ``torch.manual_seed(seed)``, and draw Figure 6 to
-    ``out/degradation.png``. ``zero_init_residual=True`` also trains ResNet-56 with its residual
-    branches' last norm at zero (``out/resnet56-zero-init/``, drawn in ``zero-init.png``).
-    ``announce(index, label, run_dir)`` is called as each model starts (index from 1)."""
+    ``out/degradation.png``; ``zero_init_residual=True`` adds a zero-init ResNet-56 run and
+    ``zero-init.png``. ``announce(index, label, run_dir)`` is called as each model starts."""
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
     shape: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": data.image_shape[0]}
