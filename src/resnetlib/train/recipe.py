@@ -63,9 +63,7 @@ _INTS: dict[str, tuple[int, int | None]] = {  # an int in [low, high]
     "warmup_max_iterations": (0, MAX_ITERATIONS),
     "val_size": (0, None),
 }
-_OPTIONAL = frozenset(  # iterations, epochs: exactly one is None
-    {"warmup_lr", "ema_decay", "channels_last", "cuda_graphs", "iterations", "epochs"}
-)
+_OPTIONAL = ("warmup_lr", "ema_decay", "channels_last", "cuda_graphs", "iterations", "epochs")
 
 
 @dataclass(frozen=True)
