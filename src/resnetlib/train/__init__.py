@@ -59,8 +59,7 @@ def __getattr__(name: str) -> Any:
     module = _HOME.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
+    globals()[name] = value = getattr(importlib.import_module(f".{module}", __name__), name)
     return value
 
 
