@@ -109,11 +109,10 @@ def augment_batch(
 
 
 class DeviceLoader:
-    """Float32 batches of ``((images / 255 - mean) / std, labels)`` from a data set held on
-    ``device`` as uint8: ``mean`` and ``std`` per channel or C x H x W images (``std=None``:
-    1). Rank ``rank`` takes every ``world_size``-th index of the epoch's order, wrapped around
-    (or cut, with ``drop_last``) as ``DistributedSampler`` does. Call :meth:`set_epoch` before
-    each epoch."""
+    """Float32 batches of ``((images / 255 - mean) / std, labels)`` from uint8 images held on
+    ``device``; ``mean`` and ``std`` per channel or C x H x W (``std=None``: 1). Rank ``rank``
+    takes every ``world_size``-th index of the epoch's order, wrapped around (or cut, with
+    ``drop_last``) as ``DistributedSampler`` does; call :meth:`set_epoch` before each epoch."""
 
     def __init__(
         self,
