@@ -391,8 +391,7 @@ def check_resume(
         and all(tensor_like(model[k], weights[k]) for k in weights)
     ):
         raise fail("the state of another network than this run's (spec.json)")
-    limits = {"iteration": total, "epoch": -(-total // per_epoch)}
-    for field, high in limits.items():
+    for field, high in (("iteration", total), ("epoch", -(-total // per_epoch))):
         value = state.get(field)
         require(field, is_int(value) and 0 <= value <= high, f"an int from 0 to {high}", value)
     iteration, epoch = state["iteration"], state["epoch"]
