@@ -78,7 +78,6 @@ def channel_stats(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float
 
 
 def _seeded(*parts: int) -> torch.Generator:
-    """A CPU generator whose seed is a hash of ``parts``."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
