@@ -1,7 +1,6 @@
-"""Training and reproduction: data, the paper's recipe, the loop, plots and the commands.
-
-``import resnetlib`` does not import this subpackage; its names load on first use, and none
-loads tqdm, matplotlib, Pillow or scikit-learn (the ``train`` extra) before it needs them.
+"""Training and reproduction. ``import resnetlib`` does not import this subpackage; its names
+load on first use, and none loads tqdm, matplotlib, Pillow or scikit-learn (the ``train`` extra)
+before it needs them.
 """
 
 from __future__ import annotations
@@ -60,8 +59,7 @@ def __getattr__(name: str) -> Any:
     module = _HOME.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
+    globals()[name] = value = getattr(importlib.import_module(f".{module}", __name__), name)
     return value
 
 

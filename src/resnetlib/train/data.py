@@ -1,14 +1,9 @@
-"""Image classification data sets read from the formats they are published in.
-
-``load_data`` returns uint8 images and int64 labels on the CPU from scikit-learn's 8x8
-``"digits"`` (a fixed stratified 1,500 / 297 split, whatever ``seed`` is), CIFAR-10 and
-CIFAR-100 python batches (through an unpickler that admits only numpy arrays), TinyImageNet-200
-(its labelled ``val`` is the test split) and image folders (``train/<class>/*`` beside the first
-of ``val``, ``valid``, ``test``). Image files are decoded once with Pillow (an image of more
-pixels than the run needs is refused from its header) and cached under ``$RESNETLIB_CACHE_DIR``
-(default ``$XDG_CACHE_HOME/resnetlib`` or ``~/.cache/resnetlib``), keyed by everything that
-determines the decoded data; an unwritable cache is skipped with a warning. Every problem with a
-path is a one-line ``DataError`` naming the path and what was expected.
+"""Image classification data sets read from their published formats: scikit-learn's 8x8
+``"digits"`` (a fixed 1,500 / 297 split), CIFAR-10/100 python batches (through an unpickler that
+admits only numpy arrays), TinyImageNet-200 (its ``val`` is the test split) and image folders
+(``train/<class>/*`` beside the first of ``val``, ``valid``, ``test``). Decoded image files are
+cached under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
+``~/.cache/resnetlib``); an unwritable cache is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -206,15 +201,12 @@ def load_data(
 ) -> DataSplits:
     """Load ``source`` ("digits" or a path in a known layout) as train/test(/val) splits.
 
-    ``val_size`` images are held out from the training split as ``val`` (a random choice fixed
-    by ``seed``; the rest keep their order): 5000 on CIFAR-10 is the paper's 45k/5k split.
-    ``labels="coarse"``: CIFAR-100's 20 superclasses. ``image_size`` resizes (square); default
-    16 for digits (upscaled bilinearly from 8x8, 3 channels), else the native size (needed by
-    an image folder of mixed sizes). ``classes`` keeps those classes (names or indices),
-    relabelled ``0..len(classes)-1`` in that order, before the validation split is drawn.
-    ``before_decoding(class_names, channels, name)`` is called once the classes are known,
-    before any image is decoded or cached: what it raises stops the load. The result's
-    ``source`` records these arguments.
+    ``val_size`` training images drawn by ``seed`` are held out as ``val``, the rest kept in
+    order (5000 on CIFAR-10: the paper's 45k/5k split). ``labels="coarse"``: CIFAR-100's 20
+    superclasses. ``image_size`` resizes (square); default 16 for digits (3 channels, upscaled
+    from 8x8), else the native size. ``classes`` keeps those classes (names or indices),
+    relabelled ``0..len(classes)-1`` in that order. ``before_decoding(class_names, channels,
+    name)`` is called before any image is decoded or cached; what it raises stops the load.
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
@@ -320,8 +312,7 @@ def _load_digits(size: int) -> tuple[ImageDataset, ImageDataset]:
     bunch = datasets.load_digits()
     images = torch.as_tensor(bunch.images, dtype=torch.float32)  # 1797 x 8 x 8, 0..16
     images = (images * (255.0 / 16.0)).round_().unsqueeze(1)
-    if size != images.shape[-1]:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = F.interpolate(images, size=(size, size), mode="bilinear")  # 8: left as it is
     images = images.round_().clamp_(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     targets = torch.as_tensor(bunch.target, dtype=torch.int64)
     train, test = selection.train_test_split(
@@ -342,8 +333,7 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 
 
 def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> Any:
-    """``numpy.core.numeric._frombuffer`` (protocol 5): refused unless shape and dtype claim
-    exactly the ``raw`` bytes."""
+    """``numpy.core.numeric._frombuffer`` (protocol 5), if shape and dtype claim ``raw`` exactly."""
     if not isinstance(dtype, np.dtype) or (
         dtype.kind not in "biuf"  # bool, signed, unsigned, float: what a CIFAR batch holds
         or dtype.hasobject
@@ -405,9 +395,8 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 
 
 def _unwrap_arrays(value: Any, budget: list[int]) -> Any:
-    """``value`` with each ``_PendingArray`` replaced by its array (in dicts and lists); each
-    object visited spends one of ``budget[0]`` (the pickle's opcode count), so shared
-    references are refused instead of unfolding 2**80 objects."""
+    """Each visit spends one of ``budget[0]`` (the pickle's opcodes): shared references that
+    would unfold 2**80 objects are refused."""
     budget[0] -= 1
     if budget[0] < 0:
         raise pickle.UnpicklingError(
@@ -446,8 +435,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle as a dict with str keys, or DataError: read whole (``MAX_PICKLE_BYTES``),
-    its opcodes checked, unpickled with every array's claim checked against its bytes."""
+    """A CIFAR pickle (at most ``MAX_PICKLE_BYTES``, opcodes checked) as a dict with str keys."""
     try:
         raw = read_bytes(path, limit=MAX_PICKLE_BYTES, what="a CIFAR python batch", error=DataError)
         budget = [pickle_opcodes(raw, where=str(path), what="CIFAR python batch", error=DataError)]
@@ -478,8 +466,6 @@ def _field(batch: dict[str, Any], key: str, path: Path) -> Any:
 
 
 def _cifar_labels(labels: Any, key: str, classes: int, path: Path) -> Any:
-    """``labels`` as an int64 array, refusing non-integers (5.9 is not 5) and any label
-    outside ``0 .. classes - 1``."""
     if isinstance(labels, np.ndarray):
         if labels.dtype.kind not in "iu" or labels.ndim != 1:
             raise DataError(
@@ -548,7 +534,6 @@ _Listing = tuple[tuple[str, ...], str, _Splits, dict[Path, str]]  # classes, nam
 
 @contextmanager
 def _reading(path: Path) -> Iterator[None]:
-    """An ``OSError`` inside becomes a :class:`DataError` naming ``path``."""
     try:
         yield
     except PermissionError:
@@ -568,8 +553,7 @@ def _listdir(directory: Path) -> list[Path]:
 
 
 def _labelled_images(folders: Sequence[tuple[Path, int]], empty: str | None) -> _Labelled:
-    """The image files in each folder with its label; an empty folder is a DataError of
-    message ``empty`` (formatted with ``folder`` and ``wnid``) unless ``empty`` is None."""
+    """An empty folder is a DataError of message ``empty`` (``{folder}``, ``{wnid}``) if given."""
     files, targets = [], []
     for folder, label in folders:
         found = [p for p in _listdir(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
@@ -670,8 +654,7 @@ def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
 
 
 def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor:
-    """Decode image files to one uint8 N x 3 x H x W tensor, resized when ``size``, in threads
-    that each run in a copy of the command's context (so the gate records its inputs)."""
+    """In threads, each in a copy of the command's context (so the gate records its inputs)."""
     optional_import("PIL.Image", "Pillow is needed to load this data", "train")
     one = functools.partial(
         decode_image,

@@ -1,8 +1,6 @@
-"""The whole training step as one CUDA graph, captured once and replayed every iteration.
-
-:class:`GraphedTraining` captures forward, loss, backward, the optimizer step and the running
-sums after :data:`WARMUP_STEPS` eager iterations; its saved optimizer state is the eager one,
-so runs resume either way. :func:`choose` says whether a run can use it.
+"""The whole training step (forward, loss, backward, optimizer step, running sums) as one CUDA
+graph, captured after :data:`WARMUP_STEPS` eager iterations; the optimizer state it saves is the
+eager one, so runs resume either way.
 """
 
 from __future__ import annotations
@@ -18,8 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["GRAPHS_BY_DEFAULT", "WARMUP_STEPS", "GraphedTraining", "choose"]
 
 GRAPHS_BY_DEFAULT = False
-"""Whether ``Recipe.cuda_graphs=None`` graphs the step on CUDA. Off until the cuda tests and
-``benchmarks/gpu_train.py`` have shown the graphed step equal to eager and faster on a GPU."""
+"""Whether ``Recipe.cuda_graphs=None`` graphs the step on CUDA (off until shown faster)."""
 
 WARMUP_STEPS = 3
 """Eager iterations before the capture (the PyTorch CUDA-graph documentation's advice)."""
@@ -28,8 +25,7 @@ _REPLAY_DEVICES = frozenset({"cuda"})  # tests add "cpu" to run the step uncaptu
 
 
 def choose(trainer: Trainer, *, own_optimizer: bool) -> tuple[GraphedTraining | None, str]:
-    """The graphed step for ``trainer`` when its recipe asks for one and it can apply, and a
-    one-line note ("" if none) naming why not when it cannot."""
+    """The graphed step if the recipe asks for one and it can apply, and a note of why not."""
     asked = trainer.recipe.cuda_graphs
     default = GRAPHS_BY_DEFAULT and trainer.device.type == "cuda"
     if not (asked is True or (asked is None and default)):
@@ -141,8 +137,7 @@ class GraphedTraining:
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, lr: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training iteration on ``(x, y)`` at ``lr`` (eager warm-up, capture, or a replay):
-        the batch's wrong count and size, device tensors the next step overwrites."""
+        """One iteration: the batch's wrong count and size, device tensors the next overwrites."""
         self.set_lr(lr)
         if self.static is None:
             self.static = (torch.empty_like(x), torch.empty_like(y))

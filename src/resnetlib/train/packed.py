@@ -1,9 +1,6 @@
-"""K independent networks of one architecture as one network of grouped convolutions.
-
-:func:`pack` turns K models of one spec into a :class:`PackedResNet` with K times the
-channels and groups: model k reads input channels ``k*C .. (k+1)*C`` and writes logits
-``[:, k]``; nothing mixes the models, so it computes exactly what they compute separately,
-in one launch per layer. :meth:`PackedResNet.unpack` gives the K models back.
+"""K networks of one spec as one network of grouped convolutions (:func:`pack`): model k reads
+input channels ``k*C .. (k+1)*C`` and writes logits ``[:, k]``, exactly as it computes alone, in
+one launch per layer; :meth:`PackedResNet.unpack` gives the K models back.
 """
 
 from __future__ import annotations

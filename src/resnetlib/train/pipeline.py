@@ -1,9 +1,6 @@
-"""Device-resident batches with whole-batch augmentation (the paper's CIFAR pipeline).
-
-``DeviceLoader`` holds a data set's uint8 images on the training device and makes each batch
-with tensor ops alone; its random draws are made on the CPU from seeds of ``(seed, epoch)``
-(the order, the same on every rank) and ``(seed, epoch, rank)`` (crops and flips), so a run
-replays identically on any device and resumes exactly.
+"""Device-resident batches with whole-batch augmentation (the paper's CIFAR pipeline): random
+draws are made on the CPU from seeds of ``(seed, epoch)`` (the order, alike on every rank) and
+``(seed, epoch, rank)`` (crops and flips), so a run replays alike on any device and resumes exactly.
 """
 
 from __future__ import annotations
@@ -21,20 +18,15 @@ from .data import ImageDataset, data_statistics
 
 __all__ = ["MAX_PAD", "Augment", "DeviceLoader", "augment_batch", "channel_stats", "pixel_mean"]
 
-
 MAX_PAD = 64
-"""Largest ``Augment.pad``: the paper pads 4; padded copies of the whole training set are
-held on the device, so ``pad`` costs memory in proportion to ``(H + 2 pad) * (W + 2 pad)``."""
-
-
+"""Largest ``Augment.pad`` (the paper pads 4): the padded training set is held on the device."""
 _PAD_BOUND = "resnetlib.train.pipeline.MAX_PAD: the padded images are held on the device"
 
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation, by default the paper's CIFAR one (section 4.2): a crop of the
-    original size at a uniformly random offset of the image padded with ``pad`` zeros on every
-    side (``pad=0``: no crop), mirrored left-right with probability 1/2 when ``flip``."""
+    """Training augmentation, by default the paper's (section 4.2): a uniformly random crop of the
+    image padded with ``pad`` zeros (``pad=0``: none), mirrored with probability 1/2 if ``flip``."""
 
     pad: int = 4
     flip: bool = True
@@ -45,7 +37,6 @@ class Augment:
             raise ValueError(f"Augment.flip must be a bool, got {self.flip!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serializable fields."""
         return asdict(self)
 
     @classmethod
@@ -87,7 +78,6 @@ def channel_stats(dataset: ImageDataset) -> tuple[tuple[float, ...], tuple[float
 
 
 def _seeded(*parts: int) -> torch.Generator:
-    """A CPU generator whose seed is a hash of ``parts``."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
@@ -99,8 +89,7 @@ def _crop_flip(
     flips: torch.Tensor | None,
     size: tuple[int, int],
 ) -> torch.Tensor:
-    """Crops of ``size`` from ``padded[index]`` at ``offsets`` (rows, columns), mirrored where
-    ``flips``: one gather from a strided view of every window."""
+    """One gather from a strided view of every window of ``padded``."""
     windows = padded.unfold(2, size[0], 1).unfold(3, size[1], 1)  # N, C, rows, cols, h, w
     crops = windows[index, :, offsets[:, 0], offsets[:, 1]]  # B, C, h, w
     if flips is None:
@@ -119,13 +108,10 @@ def augment_batch(
 
 
 class DeviceLoader:
-    """Batches of ``((images / 255 - mean) / std, labels)`` from a data set held on ``device``:
-    ``mean`` and ``std`` hold one value per channel (a model's ``pretrained_cfg``) or are
-    C x H x W images; ``std=None`` divides by nothing. Yields float32 images (channels_last
-    when asked) and int64 labels on ``device``, cropped and flipped by ``augment`` (None: the
-    test path). Rank ``rank`` takes every ``world_size``-th index of the epoch's order, padded
-    by wrapping around (or cut, with ``drop_last``) as ``DistributedSampler`` does. Call
-    :meth:`set_epoch` before each epoch. The images are held as uint8, padded once."""
+    """Float32 batches of ``((images / 255 - mean) / std, labels)`` from uint8 images held on
+    ``device``; ``mean`` and ``std`` per channel or C x H x W (``std=None``: 1). Rank ``rank``
+    takes every ``world_size``-th index of the epoch's order, wrapped around (or cut, with
+    ``drop_last``) as ``DistributedSampler`` does; call :meth:`set_epoch` before each epoch."""
 
     def __init__(
         self,
@@ -167,14 +153,9 @@ class DeviceLoader:
         self.labels = dataset.labels.to(self.device)
         self.mean = mean.to(self.device)
         self.inverse_std = scale.reciprocal().to(self.device)
-        self.batch_size = batch_size
-        self.augment = augment
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.channels_last = channels_last
+        self.batch_size, self.augment, self.channels_last = batch_size, augment, channels_last
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._position = 0  # batches yielded in the current epoch
         self._resume_at = 0  # set by load_state_dict: where the next iteration starts

@@ -1,12 +1,12 @@
-"""Training curves. :func:`plot_runs` draws the paper's Figure 6 (error against iterations,
-training error dashed, test error solid, one color per model); :func:`plot_run` one run's
-``curves.png`` (errors, losses, learning rate). Needs matplotlib (the ``train`` extra).
+"""Training curves: the paper's Figure 6 (:func:`plot_runs`) and one run's ``curves.png``
+(:func:`plot_run`). Needs matplotlib (the ``train`` extra).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +21,34 @@ def plot_runs(
 ) -> Path:
     """Draw each run's ``train_error`` (dashed) and ``test_error`` (solid) against iterations to
     ``path`` (returned); ``runs`` maps a label (``"ResNet-56"``) to its ``fit`` metrics rows."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-    try:
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    with _figure(path, figsize=(6, 4), dpi=100) as (_, axes):
         for i, (label, rows) in enumerate(runs.items()):
-            color = colors[i % len(colors)]
             xs = [row["iteration"] for row in rows]
             train, test = ([100 * row[k] for row in rows] for k in ("train_error", "test_error"))
-            axes.plot(xs, train, "--", color=color, linewidth=1)
-            axes.plot(xs, test, "-", color=color, linewidth=1.5, label=label)
+            axes.plot(xs, train, "--", color=f"C{i}", linewidth=1)  # C<i>: the color cycle's
+            axes.plot(xs, test, "-", color=f"C{i}", linewidth=1.5, label=label)
         axes.set(xlabel="iterations", ylabel="error (%)")
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
         axes.legend(title="dashed: training, solid: test", fontsize="small", title_fontsize="small")
         if title:
             axes.set_title(title)
-        figure.tight_layout()
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+    return Path(path)
 
 
-def _pyplot() -> Any:
+@contextmanager
+def _figure(path: PathLike, *grid: int, **options: Any) -> Iterator[tuple[Any, Any]]:
+    """A new figure and its axes, saved to ``path`` atomically as PNG after the block."""
     needs = "plotting needs matplotlib"
     optional_import("matplotlib", needs, "train").use("Agg")
-    return optional_import("matplotlib.pyplot", needs, "train")
-
-
-def _save(figure: Any, path: PathLike) -> Path:
-    """Save ``figure`` as PNG atomically (a failure leaves the previous image)."""
-    target = Path(path)
-    atomic_write(target, lambda file: figure.savefig(file, format="png"))
-    return target
+    plt = optional_import("matplotlib.pyplot", needs, "train")
+    figure, axes = plt.subplots(*grid, **options)
+    try:
+        yield figure, axes
+        figure.tight_layout()
+        atomic_write(Path(path), lambda file: figure.savefig(file, format="png"))
+    finally:
+        plt.close(figure)
 
 
 def plot_run(
@@ -64,9 +59,7 @@ def plot_run(
 ) -> Path:
     """Draw one run's ``metrics.csv`` and ``steps.csv`` rows to ``path`` (returned): error (%)
     and loss against iterations, and the learning rate."""
-    plt = _pyplot()
-    figure, (errors, losses, rates) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=100)
-    try:
+    with _figure(path, 1, 3, figsize=(13, 3.8), dpi=100) as (figure, (errors, losses, rates)):
         xs = [row["iteration"] for row in steps]
         errors.plot(xs, [100 * r["train_error"] for r in steps], lw=0.8, alpha=0.7, label="train")
         losses.plot(xs, [r["train_loss"] for r in steps], lw=0.8, alpha=0.7, label="train")
@@ -86,7 +79,4 @@ def plot_run(
         if any(row["lr"] > 0 for row in steps):
             rates.set_yscale("log")
         figure.suptitle(label)
-        figure.tight_layout()
-        return _save(figure, path)
-    finally:
-        plt.close(figure)
+    return Path(path)

@@ -34,9 +34,7 @@ __all__ = [
     "scaling_note",
 ]
 
-# Bounds: far above any real run (the paper trains 64k iterations; ImageNet's 90 epochs at
-# batch 256 are 450k), low enough that a typo or a crafted file is refused up front.
-MAX_ITERATIONS = 10**9
+MAX_ITERATIONS = 10**9  # far above any real run; a typo or a crafted file is refused up front
 """Most iterations a recipe may ask for (also bounds milestones and the warm-up)."""
 MAX_EPOCHS = 10**6
 MAX_BATCH_SIZE = 2**20
@@ -65,25 +63,20 @@ _INTS: dict[str, tuple[int, int | None]] = {  # an int in [low, high]
     "warmup_max_iterations": (0, MAX_ITERATIONS),
     "val_size": (0, None),
 }
-_OPTIONAL = frozenset(  # iterations, epochs: exactly one is None
-    {"warmup_lr", "ema_decay", "channels_last", "cuda_graphs", "iterations", "epochs"}
-)
+_OPTIONAL = ("warmup_lr", "ema_decay", "channels_last", "cuda_graphs", "iterations", "epochs")
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How to train: every field has the paper's CIFAR value unless it says otherwise.
 
-    Length: exactly one of ``iterations`` and ``epochs``; ``milestones`` count in that unit
-    (``schedule="step"`` multiplies the lr by ``gamma`` at each, ``"cosine"`` anneals ``lr``
-    to 0 and ignores them) and scale with an overridden length (:meth:`resolved`). With
-    ``warmup_lr`` set, training starts at that lr until a batch's error is below
+    Exactly one of ``iterations`` and ``epochs`` is the length; ``milestones`` count in that
+    unit and scale with an overridden length (:meth:`resolved`); ``schedule="cosine"`` anneals
+    ``lr`` to 0 and ignores them. ``warmup_lr`` is the lr until a batch's error is below
     ``warmup_error`` or ``warmup_max_iterations`` pass. ``val_size``: the most images held out
-    for validation (:meth:`val_images`). The modern options are off in the paper's recipe;
-    ``autocast="bf16"`` runs on a CPU too; ``channels_last=None`` is on for a run on a CPU
-    only. ``cuda_graphs`` replays the step as one CUDA graph: ``True`` asks for it (a run where
-    it cannot apply trains eagerly and logs why), ``None`` decides by device (and is left out
-    of :meth:`to_dict`).
+    (:meth:`val_images`). ``channels_last=None`` is on for a CPU run only. ``cuda_graphs=True``
+    replays the step as one CUDA graph (where it cannot, trains eagerly and logs why); ``None``
+    decides by device and is left out of :meth:`to_dict`.
     """
 
     optimizer: str = "sgd"
@@ -153,11 +146,7 @@ class Recipe:
     # -- length and schedule -------------------------------------------------------------
 
     def resolved(
-        self,
-        batches_per_epoch: int,
-        *,
-        iterations: int | None = None,
-        epochs: int | None = None,
+        self, batches_per_epoch: int, *, iterations: int | None = None, epochs: int | None = None
     ) -> Recipe:
         """The plan a run follows: this recipe in iterations for ``batches_per_epoch`` batches an
         epoch, without ``cuda_graphs``. ``iterations`` or ``epochs`` (at most one) replace its
@@ -268,7 +257,6 @@ DIGITS = Recipe(epochs=30, iterations=None, milestones=(), augment=None, val_siz
 """The built-in digits (16x16): the paper's optimizer at a constant lr 0.1, 30 epochs, no
 augmentation (flips do not suit digits), no validation split."""
 
-
 TINYIMAGENET = Recipe(
     weight_decay=5e-4,
     epochs=100,
@@ -277,9 +265,8 @@ TINYIMAGENET = Recipe(
     milestones=(),
     augment=Augment(pad=8, flip=True),
 )
-"""64x64 images (TinyImageNet, any 64x64 image folder): SGD momentum 0.9, lr 0.1 annealed to 0
-by a cosine over 100 epochs, weight decay 5e-4, batch 128, a crop of the image padded by 8 and
-a flip (kuangliu/pytorch-cifar's ResNet-18 values). Run with ``TINYIMAGENET_MODEL``."""
+"""64x64 images (TinyImageNet, any 64x64 image folder), with ``TINYIMAGENET_MODEL``: lr 0.1
+cosine-annealed to 0 over 100 epochs, weight decay 5e-4, pad-8 crop and flip (kuangliu's)."""
 
 TINYIMAGENET_MODEL: Mapping[str, Any] = MappingProxyType({"stem": "cifar"})
 """The model options ``TINYIMAGENET`` trains with (where none are given or fixed by weights):
@@ -287,8 +274,7 @@ the 3x3 stride-1 stem, so a ResNet-18's last stage sees 8x8 maps of a 64x64 imag
 
 FINETUNE = Recipe(lr=0.01, iterations=None, epochs=10, schedule="cosine", milestones=())
 """Fine-tuning trained weights (``train --pretrained`` or ``--checkpoint`` without
-``--recipe``): the paper's recipe at the usual fine-tuning lr of 0.01, annealed to 0 by a
-cosine over 10 epochs, no warm-up."""
+``--recipe``): the paper's recipe at lr 0.01, cosine-annealed to 0 over 10 epochs."""
 
 
 def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:

@@ -82,9 +82,8 @@ def degradation(
 ) -> DegradationReport:
     """Train ``models`` on the built-in digits by one recipe, each in the :func:`fit` run
     directory ``out/<name>/`` from ``torch.manual_seed(seed)``, and draw Figure 6 to
-    ``out/degradation.png``. ``zero_init_residual=True`` also trains ResNet-56 with its residual
-    branches' last norm at zero (``out/resnet56-zero-init/``, drawn in ``zero-init.png``).
-    ``announce(index, label, run_dir)`` is called as each model starts (index from 1)."""
+    ``out/degradation.png``; ``zero_init_residual=True`` adds a zero-init ResNet-56 run and
+    ``zero-init.png``. ``announce(index, label, run_dir)`` is called as each model starts."""
     root = Path(out)
     data = load_data("digits", image_size=image_size, val_size=recipe.val_size, seed=seed)
     shape: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": data.image_shape[0]}
@@ -153,8 +152,7 @@ class Table6Run:
 
 @dataclass(frozen=True)
 class Table6Report:
-    """Every run of :func:`table6`, the parameter counts of the models it trained (or read
-    from their run directories' ``spec.json``) and the files written."""
+    """Every run of :func:`table6`, its models' parameter counts (by ``spec.json``), its files."""
 
     out: Path
     runs: tuple[Table6Run, ...]
@@ -252,9 +250,7 @@ _TABLE6_DATA = "table6 reproduces the paper's CIFAR-10 table (cifar-10-batches-p
 def _duration(seconds: float) -> str:
     if math.isnan(seconds):
         return ""
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def table6(
@@ -275,11 +271,9 @@ def table6(
     """Train each of ``models`` with seeds ``0 .. seeds-1`` (the outer loop) by ``recipe_for``
     on the CIFAR-10 at ``data`` (other data: ``DataError``); write ``out/table6.md`` and ``.csv``.
 
-    Each run is a :func:`fit` run directory ``out/<model>-seed<s>/`` (seed ``s`` draws the
-    weights, the order and the validation split): a finished one is read, not retrained, an
-    interrupted one resumes. ``iterations`` shortens the recipe (``Recipe.resolved``);
-    ``val_size`` holds training images out (default none, as akamaster; 5,000: the paper's
-    45k/5k split); ``batch_size`` and ``cuda_graphs`` replace the recipe's.
+    Each run is a :func:`fit` run directory ``out/<model>-seed<s>/``: a finished one is read,
+    an interrupted one resumes. ``val_size`` defaults to none held out (as akamaster; 5,000:
+    the paper's split); ``iterations``, ``batch_size`` and ``cuda_graphs`` replace the recipe's.
     ``announce(index, total, model, seed, run_dir)`` is called as each run starts."""
     names = list(models)
     if not names:
@@ -361,7 +355,6 @@ def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | No
     metrics = run_dir / "metrics.csv"
     if not (run.holds_run() and (run_dir / "final.pt").is_file() and metrics.is_file()):
         return None
-    # The run's own files (own=True): an unfinished run is resumed and rewrites them.
     rows = read_metrics(metrics, columns=("iteration", "test_error", "elapsed_s"), own=True)
     recorded = run.read_info().get("iterations")
     if total is not None and recorded != total:

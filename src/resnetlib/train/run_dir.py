@@ -1,9 +1,6 @@
-"""The run directory: every file of a training run, written by one owner.
-
-A :class:`RunDirectory` holds an OS lock while it writes (it dies with its process) and writes
-each file atomically: ``run.json`` (all that resume, evaluate and export need), ``spec.json``,
-``recipe.json``, ``metrics.csv``, ``steps.csv``, ``state.pt`` (weights and trainer state),
-``last.pt``, ``best.pt``, ``final.pt``, ``curves.png``; nothing they name is imported.
+"""The run directory: every file of a training run (``run.json``, ``spec.json``, ``recipe.json``,
+``metrics.csv``, ``steps.csv``, ``state.pt``, ``last.pt``, ``best.pt``, ``final.pt``,
+``curves.png``), each written atomically under an OS lock that dies with its process.
 """
 
 from __future__ import annotations
@@ -132,8 +129,7 @@ class RunDirectory:
     # -- ownership -------------------------------------------------------------------------
 
     def acquire(self) -> None:
-        """Lock the directory for this process (created if missing), or raise
-        :class:`RunDirectoryError` naming the process that holds it."""
+        """Lock the directory (made if missing), or raise RunDirectoryError naming its holder."""
         if self._lock is not None:
             return
         try:
@@ -187,9 +183,8 @@ class RunDirectory:
         return os.path.lexists(self.info_path)
 
     def resume_state(self) -> dict[str, Any] | None:
-        """The saved state to resume from (:meth:`read_state`), or ``None`` for a run that
-        stopped before its first save. No run here, or progress files without ``state.pt``
-        (a restart would overwrite them), is a :class:`RunDirectoryError`."""
+        """The saved state (:meth:`read_state`), or ``None`` for a run stopped before its first
+        save; no run here, or progress without ``state.pt``, is a :class:`RunDirectoryError`."""
         if os.path.lexists(self.path / "state.pt"):
             return self.read_state()
         if not self.holds_run():
@@ -207,8 +202,7 @@ class RunDirectory:
 
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Write ``run.json`` (JSON types only)."""
-        self._check_owner()
-        atomic_write(self.info_path, (json.dumps(dict(info), indent=2) + "\n").encode())
+        self.write_json("run.json", json.dumps(dict(info), indent=2))
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
         """``run.json``, checked by ``check_run_info()``; ``own=False``: read as an input."""
@@ -278,17 +272,12 @@ class RunDirectory:
     def save_model(self, name: str, model: ResNet, metadata: Mapping[str, Any]) -> Path:
         """Write checkpoint ``name`` (``best.pt``, ``final.pt``); NaN metadata as null."""
         self._check_owner()
-        path = self.path / name
-        scalars = {
-            key: None
-            if isinstance(value, float) and math.isnan(value)
-            else int(value)
-            if key in _COUNTS and isinstance(value, float)
-            else value
-            for key, value in metadata.items()
-        }
-        save(model, path, metadata=scalars)
-        return path
+        scalars = dict(metadata)
+        for key, value in metadata.items():
+            if isinstance(value, float) and (math.isnan(value) or key in _COUNTS):
+                scalars[key] = None if math.isnan(value) else int(value)
+        save(model, self.path / name, metadata=scalars)
+        return self.path / name
 
     def plot(
         self,
@@ -325,8 +314,7 @@ _MISSING = object()
 def record_differences(
     recorded: Mapping[str, Any], asked: Mapping[str, Any], keys: Iterable[str]
 ) -> list[str]:
-    """The one comparison of a run's record with what a resume asks: ``"KEY: the run's A,
-    now B"`` for each of ``keys`` whose values differ (empty: they agree)."""
+    """``"KEY: the run's A, now B"`` for each of ``keys`` whose values differ (empty: agree)."""
     return [
         f"{key}: the run's {_short(recorded.get(key))}, now {_short(asked.get(key))}"
         for key in keys
@@ -403,8 +391,7 @@ def check_resume(
         and all(tensor_like(model[k], weights[k]) for k in weights)
     ):
         raise fail("the state of another network than this run's (spec.json)")
-    limits = {"iteration": total, "epoch": -(-total // per_epoch)}
-    for field, high in limits.items():
+    for field, high in (("iteration", total), ("epoch", -(-total // per_epoch))):
         value = state.get(field)
         require(field, is_int(value) and 0 <= value <= high, f"an int from 0 to {high}", value)
     iteration, epoch = state["iteration"], state["epoch"]
@@ -522,7 +509,8 @@ def check_run_info(
         imports = model.get("imports", [])
         if not (
             isinstance(imports, list)
-            and all(isinstance(m, str) and _module_name(m) for m in imports)
+            and all(isinstance(m, str) and 0 < len(m) <= 200 for m in imports)
+            and all(part.isidentifier() for m in imports for part in m.split("."))
         ):
             raise fail("command.model.imports", "a list of module names", imports)
         integer("command.freeze", command.get("freeze"), 0)
@@ -531,7 +519,3 @@ def check_run_info(
         if value is not _MISSING and not (isinstance(value, str) and len(value) <= 4096):
             raise fail(entry, "text", value)
     return dict(info)
-
-
-def _module_name(name: str) -> bool:
-    return 0 < len(name) <= 200 and all(part.isidentifier() for part in name.split("."))
