@@ -81,9 +81,10 @@ def hub_file(
     try:
         return Path(hub.hf_hub_download(repo, filename, revision=revision))
     except Exception as error:  # the hub's own types: offline, 404, gated, ...
-        errors: Any = importlib.import_module("huggingface_hub.errors")
-        if not required and isinstance(error, errors.EntryNotFoundError):
-            return None
+        if not required:  # a missing optional file
+            errors: Any = importlib.import_module("huggingface_hub.errors")
+            if isinstance(error, errors.EntryNotFoundError):
+                return None
         reason = f"{type(error).__name__}: {first_line(error, 200)}"
         where = f"https://huggingface.co/{repo}/blob/{revision or 'main'}/{filename}"
         raise PretrainedError(
