@@ -37,7 +37,7 @@ from ..nn.blocks import BLOCKS
 from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS
 from ..nn.stems import STEMS
-from ..registry import UnknownNameError
+from ..registry import Registry, UnknownNameError
 from ..validate import is_int
 from .convert import unwrap_state_dict
 
@@ -90,11 +90,10 @@ class Checkpoint:
     pretrained_cfg: dict[str, Any] | None = None
 
 
-def _digest(state: Mapping[str, torch.Tensor], *texts: str | None) -> str:
-    """SHA-256 of a checkpoint's JSON entries (``None``: version 1's absent data_config), then
-    its tensors."""
+def _digest(spec: str, meta: str, state: Mapping[str, torch.Tensor], cfg: str | None = None) -> str:
+    """SHA-256 of a checkpoint's entries; ``cfg`` (the data config) is ``None`` in version 1."""
     digest = hashlib.sha256()
-    for text in (text for text in texts if text is not None):
+    for text in (spec, meta, *([] if cfg is None else [cfg])):
         digest.update(text.encode())
         digest.update(b"\0")
     for key, tensor in state.items():
@@ -165,7 +164,7 @@ def save(
         "spec": spec_json,
         "metadata": metadata_json,
         "data_config": config_json,
-        "sha256": _digest(state, spec_json, metadata_json, config_json),
+        "sha256": _digest(spec_json, metadata_json, state, config_json),
     }
     if safetensors:  # the entries as strings in the header's metadata
         atomic_write(path, safetensors_module().save(state, metadata=entries))
@@ -312,7 +311,7 @@ def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
     state: dict[str, Any] = dict(_require(path, payload, "state_dict", Mapping))
     digest: str = _require(path, payload, "sha256", str)
     check_tensors(path, state)
-    if _digest(state, spec_json, metadata_json, config_json) != digest:
+    if _digest(spec_json, metadata_json, state, config_json) != digest:
         raise CheckpointError(
             f"{path}: checksum mismatch: the weights, spec or metadata changed after saving "
             "(a corrupted or edited file)"
@@ -399,15 +398,12 @@ def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
     probe = replace(
         spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
     )
+    registries: tuple[Registry[Any], ...] = (BLOCKS, SHORTCUTS, STEMS, NORMS, ACTIVATIONS)
+    names = (spec.block, spec.shortcut, spec.stem.type, spec.norm, spec.act)
     try:
-        parts = (
-            BLOCKS.get(spec.block),
-            SHORTCUTS.get(spec.shortcut),
-            STEMS.get(spec.stem.type),
-            NORMS.get(spec.norm),
-            ACTIVATIONS.get(spec.act),
-        )
+        parts = tuple(registry.get(name) for registry, name in zip(registries, names, strict=True))
         return _shapes_of_spec(probe.to_json(), parts)
+
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
     except ValueError as error:  # a spec no build() accepts

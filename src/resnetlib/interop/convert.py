@@ -1,18 +1,13 @@
 """Weights from elsewhere: other libraries' state-dict layouts, and loading them into a model.
 
-A *layout* (``source=``, ``target=``) is a naming scheme for a ResNet's state dict:
-
-- ``"resnetlib"``, ``"torchvision"``, ``"timm"``: the same names.
-- ``"akamaster"`` (pytorch_resnet_cifar10): ``linear.*`` for ``fc.*``, ``*.shortcut.*`` for
-  ``*.downsample.*``; its option A pads on both sides (``shortcut="A_both"``).
-- ``"mmpretrain"``: ``backbone.*`` and ``head.fc.*``, for its ``ResNet``, ``ResNet_CIFAR``,
-  ``ResNeXt`` and ``ResNetV1c``/``V1d`` (the deep stem's ConvModules and V1d's unpooled
-  projections renamed).
-- ``"auto"`` (``source`` only): mmpretrain for ``backbone.``/``head.`` keys, akamaster for
-  ``linear.``, ``compressible_`` or ``.shortcut.`` ones, else resnetlib.
-
-Weights are first unwrapped from a ``"state_dict"`` or ``"model"`` entry and from a
-``module.`` or ``_orig_mod.`` prefix that every key carries.
+A *layout* (``source=``, ``target=``) names a ResNet's state-dict keys: ``"resnetlib"``,
+``"torchvision"`` and ``"timm"`` use the same names; ``"akamaster"`` (pytorch_resnet_cifar10)
+``linear.*`` for ``fc.*`` and ``*.shortcut.*`` for ``*.downsample.*`` (its option A pads on both
+sides: ``shortcut="A_both"``); ``"mmpretrain"`` ``backbone.*`` and ``head.fc.*`` (its
+``ResNet``, ``ResNet_CIFAR``, ``ResNeXt``, ``ResNetV1c``/``V1d``). ``"auto"`` (``source`` only)
+is mmpretrain for ``backbone.``/``head.`` keys, akamaster for ``linear.``, ``compressible_`` or
+``.shortcut.`` ones, else resnetlib. Weights are first unwrapped from a ``"state_dict"`` or
+``"model"`` entry and from a ``module.`` or ``_orig_mod.`` prefix that every key carries.
 """
 
 from __future__ import annotations
@@ -68,8 +63,7 @@ def _ours_key_to_akamaster(key: str) -> str:
 
 # mmpretrain's names and ours, as (theirs, ours, when) prefixes; the first that applies wins,
 # both ways. ``{b}`` is a block (``layer2.0``). ``when``: "deep" only for a deep stem;
-# "unpooled" only for an ``avg_down`` net's (ResNetV1d) stride-1 projections, which have no
-# pool in mmpretrain and an Identity in ours.
+# "unpooled" only for ResNetV1d's stride-1 projections (no pool there, an Identity here).
 _MMPRETRAIN_NAMES: tuple[tuple[str, str, str], ...] = (
     ("head.fc.", "fc.", ""),
     ("backbone.stem.0.conv.", "conv1.0.", ""),
@@ -214,6 +208,13 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
     return {key[start:]: value for key, value in flat.items()}
 
 
+def _source(source: str, state_dict: Mapping[str, Any]) -> tuple[str, StateDict]:
+    """The checked layout name (``"auto"`` resolved) and the unwrapped weights."""
+    _check_layout("source", source, allow_auto=True)
+    flat = unwrap_state_dict(state_dict)
+    return detect_source(flat) if source == "auto" else source, flat
+
+
 def layout_options(source: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The model overrides weights in layout ``source`` need (akamaster's: their shortcut)."""
     _check_layout("source", source, allow_auto=False)
@@ -247,11 +248,8 @@ def convert_state_dict(
         >>> next(iter(weights))
         'backbone.conv1.weight'
     """
-    _check_layout("source", source, allow_auto=True)
+    source, flat = _source(source, state_dict)
     _check_layout("target", target, allow_auto=False)
-    flat = unwrap_state_dict(state_dict)
-    if source == "auto":
-        source = detect_source(flat)
     return STATE_DICT_LAYOUTS[target].from_resnetlib(STATE_DICT_LAYOUTS[source].to_resnetlib(flat))
 
 
@@ -410,10 +408,7 @@ def load_weights(
         >>> report.reinitialized
         ('fc.weight', 'fc.bias')
     """
-    _check_layout("source", source, allow_auto=True)
-    flat = unwrap_state_dict(state_dict)
-    if source == "auto":
-        source = detect_source(flat)
+    source, flat = _source(source, state_dict)
     if source == "akamaster":
         _check_akamaster_model(model)
     weights = STATE_DICT_LAYOUTS[source].to_resnetlib(flat)
@@ -442,8 +437,7 @@ def load_weights(
         reinitialized, discarded = head_keys, their_head
         weights = {key: value for key, value in weights.items() if key not in their_head}
 
-    missing = [key for key in own if key not in weights and key not in reinitialized]
-    missing = [key for key in missing if not _is_counter(key)]
+    missing = [k for k in own if k not in weights and k not in reinitialized and not _is_counter(k)]
     unexpected = [key for key in weights if key not in own]
     mismatched = [
         ShapeMismatch(key, tuple(own[key].shape), tuple(value.shape))
