@@ -1,9 +1,7 @@
 """Self-describing checkpoints: spec, weights, data configuration and metadata in one file
-(``torch.save``, or safetensors for a ``.safetensors`` path) with their SHA-256 digest.
-
-Reading runs no code (``torch.load(weights_only=True)``) and costs what the file holds, not
-what it claims; the spec is checked against the weights before any model is built.
-"""
+(``torch.save``, or safetensors for a ``.safetensors`` path) with their SHA-256 digest. Reading
+runs no code (``torch.load(weights_only=True)``), costs what the file holds, not what it
+claims, and checks the spec against the weights before any model is built."""
 
 from __future__ import annotations
 
@@ -430,12 +428,9 @@ def _later_blocks(spec: ResNetSpec, key: str) -> tuple[int, str, range]:
 
 def weights_limit(where: str, spec: ResNetSpec) -> int:
     """The most bytes a file of ``spec``'s weights takes: 8 a value, 512 a key, 1 MiB more."""
-    values = keys = 0
-    for key, shape in probe_shapes(where, spec).items():
-        times = 1 + len(_later_blocks(spec, key)[2])
-        values += math.prod(shape) * times
-        keys += times
-    return 8 * values + 512 * keys + (1 << 20)
+    probe = probe_shapes(where, spec).items()
+    each = [(1 + len(_later_blocks(spec, key)[2])) * (8 * math.prod(s) + 512) for key, s in probe]
+    return sum(each) + (1 << 20)
 
 
 def check_fits(

@@ -334,9 +334,8 @@ class WeightsMismatchError(ValueError):
 class LoadReport:
     """What :func:`load_weights` did. ``adapted``: stem weights changed for another
     ``in_channels``; ``reinitialized``: the head's keys kept as built; ``discarded``: the
-    weights' head keys left out for that; ``missing``, ``unexpected`` and ``mismatched``:
-    only with ``strict=False``.
-    """
+    weights' head keys left out; ``missing``, ``unexpected``, ``mismatched``: with
+    ``strict=False`` only."""
 
     source: str
     loaded: tuple[str, ...]

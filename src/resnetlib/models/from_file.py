@@ -28,14 +28,10 @@ def model_from_file(
     source: str = "auto",
     overrides: Mapping[str, Any],
 ) -> ResNet:
-    """``factory(**overrides)`` with the weights of a checkpoint or state-dict file.
-
-    A resnetlib checkpoint is the network it was saved as: the factory must build the same
-    block, stem, blocks and widths, residual or plain, and ``overrides`` must agree with the
-    file but for ``num_classes`` (a new head) and ``in_channels`` (an adapted stem). Any other
-    file is a state dict in layout ``source``, which adds the overrides its weights need
-    (akamaster's shortcut, unless ``overrides`` sets one).
-    """
+    """``factory(**overrides)`` with a file's weights. A resnetlib checkpoint must be the
+    network the factory builds, and ``overrides`` agree with it but for ``num_classes`` (a new
+    head) and ``in_channels`` (an adapted stem); any other file is a state dict in layout
+    ``source``, which adds the overrides its weights need unless ``overrides`` sets them."""
     contents = read_weights_file(path)
     if isinstance(contents, Checkpoint):
         if source not in ("auto", "resnetlib"):
@@ -56,9 +52,9 @@ def model_from_file(
 
 
 def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | None:
-    """The network of the resnetlib checkpoint at ``path`` with its weights, or ``None`` for a
-    plain state dict. ``overrides`` other than ``num_classes`` and ``in_channels`` are a
-    ``ValueError``."""
+    """The network and weights of the resnetlib checkpoint at ``path`` (``None`` for a state
+    dict); ``overrides`` other than ``num_classes`` and ``in_channels`` are a ``ValueError``."""
+
     contents = read_weights_file(path)
     if not isinstance(contents, Checkpoint):
         return None

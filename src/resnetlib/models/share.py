@@ -96,8 +96,8 @@ def _sha256(data: bytes) -> str:
 
 
 def _name_of(spec: ResNetSpec, names: Iterable[str]) -> str | None:
-    """The first of the registered ``names`` whose default network ``spec`` is, head, input
-    channels and stochastic depth aside."""
+    """The first registered name whose network ``spec`` is (head, input and drop path aside)."""
+
     from .zoo import MODELS, model_spec
 
     for name in names:
@@ -174,12 +174,10 @@ def save_pretrained(
     model: ResNet, folder: PathLike, *, metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Write ``model`` as a Hugging Face model folder, returned, that
-    ``create_model("local-dir:...")`` (and, for the architectures timm has,
-    ``timm.create_model``) rebuilds. Upload with ``huggingface-cli upload ORG/NAME FOLDER``.
-
-    ``metadata`` (JSON values) goes into the model card and config.json; ``data`` and
-    ``metrics`` (a dict) get their own lines in the card. Each file is written atomically,
-    ``checksums.sha256`` last.
+    ``create_model("local-dir:...")`` (and ``timm.create_model``, for its architectures)
+    rebuilds; upload it with ``huggingface-cli upload ORG/NAME FOLDER``. ``metadata`` (JSON
+    values) goes into the card and config.json, ``data`` and ``metrics`` (a dict) on lines of
+    their own in the card. Files are written atomically, ``checksums.sha256`` last.
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.

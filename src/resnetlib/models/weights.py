@@ -33,8 +33,7 @@ class PretrainedWeights:
     """One published checkpoint, at ``url`` or at ``hf_hub_id``/``filename`` on the Hugging
     Face Hub. ``hash_prefix`` (from the file name) and ``sha256`` are ``None`` where the
     publisher gives none; ``overrides`` are the model arguments the weights need; ``config``
-    is the data configuration the publisher evaluated with.
-    """
+    is the data configuration the publisher evaluated with."""
 
     model: str
     tag: str
@@ -173,11 +172,10 @@ def _timm(
     )
 
 
+_AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models"
+
+
 def _akamaster(model: str, hash_prefix: str, top1: float) -> PretrainedWeights:
-    url = (
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
-        f"{model}-{hash_prefix}.th"
-    )
     return PretrainedWeights(
         model=model,
         tag="akamaster_cifar10",
@@ -187,7 +185,7 @@ def _akamaster(model: str, hash_prefix: str, top1: float) -> PretrainedWeights:
         top1=top1,
         license="BSD-2-Clause",
         config=_config(model, num_classes=10, size=32, crop_pct=1.0, reduction=4),
-        url=url,
+        url=f"{_AKAMASTER}/{model}-{hash_prefix}.th",
         hash_prefix=hash_prefix,
         overrides={"shortcut": "A_both"},
         origin="akamaster/pytorch_resnet_cifar10@d5489e8: README.md",
