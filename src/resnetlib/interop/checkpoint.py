@@ -401,7 +401,6 @@ def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
     try:
         parts = tuple(registry.get(name) for registry, name in zip(registries, names, strict=True))
         return _shapes_of_spec(probe.to_json(), parts)
-
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
     except ValueError as error:  # a spec no build() accepts
@@ -544,7 +543,6 @@ def build_loaded(
 ) -> ResNet:
     """The model of ``spec``, checked against ``state`` before it is built, with ``state``
     and the data configuration ``config`` (if any); errors name ``where``."""
-
     check_fits(where, spec, state)
     try:
         model = build(spec)

@@ -310,19 +310,18 @@ class WeightsMismatchError(ValueError):
         self.missing = missing
         self.unexpected = unexpected
         self.mismatched = mismatched
+        shapes = [
+            f"{m.key} (model {list(m.model_shape)}, weights {list(m.weights_shape)})"
+            for m in mismatched
+        ]
         lines = [f"weights (layout {source!r}) do not fit the model:"]
-        if missing:
-            lines.append(f"  missing from the weights ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            lines.append(
-                f"  unexpected, not in the model ({len(unexpected)}): {_listing(unexpected)}"
-            )
-        if mismatched:
-            shapes = [
-                f"{m.key} (model {list(m.model_shape)}, weights {list(m.weights_shape)})"
-                for m in mismatched
-            ]
-            lines.append(f"  shape mismatch ({len(mismatched)}): {_listing(shapes, 8)}")
+        for label, keys, limit in (
+            ("missing from the weights", missing, 12),
+            ("unexpected, not in the model", unexpected, 12),
+            ("shape mismatch", shapes, 8),
+        ):
+            if keys:
+                lines.append(f"  {label} ({len(keys)}): {_listing(keys, limit)}")
         lines.append(
             "  check the model's spec (depth, widths, block, shortcut) and the layout "
             "(source=...), or pass strict=False to load what fits"

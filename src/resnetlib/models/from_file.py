@@ -54,7 +54,6 @@ def model_from_file(
 def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | None:
     """The network and weights of the resnetlib checkpoint at ``path`` (``None`` for a state
     dict); ``overrides`` other than ``num_classes`` and ``in_channels`` are a ``ValueError``."""
-
     contents = read_weights_file(path)
     if not isinstance(contents, Checkpoint):
         return None
@@ -69,7 +68,6 @@ def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | N
 
 
 def _from_checkpoint(contents: Checkpoint, overrides: Mapping[str, Any]) -> ResNet:
-    """The checkpoint's network, with the adaptable fields ``overrides`` set, and its weights."""
     spec = replace(contents.spec, **{k: v for k, v in overrides.items() if k in _ADAPTABLE})
     model = build(spec)
     load_weights(model, contents.state_dict, source="resnetlib", strict=True)
@@ -90,8 +88,8 @@ def _structure(spec: ResNetSpec) -> dict[str, Any]:
 def _check_same_network(
     path: PathLike, saved: ResNetSpec, default: ResNetSpec, asked: ResNetSpec
 ) -> None:
-    """Refuse a checkpoint of another network than the name builds (``default``), or one
-    that disagrees with what the overrides ask for (``asked``) outside the head and input."""
+    """Refuse a checkpoint of another network than ``default``, or one unlike ``asked``
+    outside the head and input."""
     theirs, ours = _structure(saved), _structure(asked)
     differ = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
     saved_fields, default_fields, asked_fields = saved.to_dict(), default.to_dict(), asked.to_dict()

@@ -46,8 +46,7 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 
 
 def _check(entry: PretrainedWeights, path: Path, where: str) -> None:
-    """Hash ``path`` unless the cache's record says it was, unchanged since; a record that
-    cannot be read or written only costs time."""
+    """Hash ``path`` unless the cache's record says it was, unchanged since."""
     expected = entry.sha256 or entry.hash_prefix
     if expected is None:
         return

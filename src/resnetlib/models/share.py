@@ -97,7 +97,6 @@ def _sha256(data: bytes) -> str:
 
 def _name_of(spec: ResNetSpec, names: Iterable[str]) -> str | None:
     """The first registered name whose network ``spec`` is (head, input and drop path aside)."""
-
     from .zoo import MODELS, model_spec
 
     for name in names:
@@ -113,8 +112,7 @@ def _name_of(spec: ResNetSpec, names: Iterable[str]) -> str | None:
 
 
 def _resnetlib_name(spec: ResNetSpec) -> str | None:
-    """The registered model name of ``spec``'s network: resnetlib's own names first, so a
-    user's model registered with the same network does not rename a built-in one."""
+    """The registered name of ``spec``'s network, resnetlib's own before a user's."""
     from .zoo import MODELS
 
     def foreign(name: str) -> bool:

@@ -393,8 +393,7 @@ TIMM_DEFAULTS: dict[str, str] = {
     "resnext50_32x4d": "a1h_in1k",
     "resnext101_32x8d": "tv_in1k",
 }
-"""timm's architectures that resnetlib builds (same names, same state-dict names), each with
-timm's default tag: the first in its default_cfgs (timm's rule)."""
+"""timm's architectures that resnetlib builds, with timm's default tag (its first default_cfg)."""
 
 
 def _index() -> dict[str, dict[str, PretrainedWeights]]:

@@ -142,7 +142,6 @@ def create_model(
     (``save_pretrained``'s or timm's), ``pretrained`` or not. Weights of another
     ``num_classes`` or ``in_channels`` load with a new head or an adapted stem.
 
-
     Raises:
         KeyError: an unknown model or registry name (the message lists close matches).
         TypeError: an unknown keyword argument.
