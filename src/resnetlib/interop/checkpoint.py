@@ -194,7 +194,7 @@ def _read(path: PathLike) -> object:
             _check_zip(path, file, size)
         file.seek(0)
         try:
-            payload = torch.load(file, map_location="cpu", weights_only=True)
+            return torch.load(file, map_location="cpu", weights_only=True)
         except (*TORCH_READ_ERRORS, OSError) as error:
             reason = str(error)
             if "Weights only load failed" in reason:
@@ -204,7 +204,6 @@ def _read(path: PathLike) -> object:
                     f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
             raise _unreadable(path, "torch", error) from None
-    return payload
 
 
 def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
@@ -557,7 +556,6 @@ def build_loaded(
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     """Rebuild the model saved at ``path`` on ``map_location``, in training mode: same spec,
     weights, dtypes and ``pretrained_cfg`` (a version-1 file's model keeps the defaults).
-    Nothing is built before the spec is checked against the weights; no code from the file runs.
 
     Raises:
         CheckpointError: the file is not an intact checkpoint, or its spec does not

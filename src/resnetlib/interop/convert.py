@@ -80,16 +80,6 @@ _BLOCK = r"(?P<b>layer\d+\.\d+)"
 _PROJECTION = re.compile(rf"(?:backbone\.)?{_BLOCK}\.downsample\.(?P<index>\d+)\.")
 
 
-def _name_pattern(template: str) -> re.Pattern[str]:
-    return re.compile(re.escape(template).replace(re.escape("{b}"), _BLOCK))
-
-
-_MMPRETRAIN_RULES = tuple(
-    (_name_pattern(theirs), _name_pattern(ours), theirs, ours, when)
-    for theirs, ours, when in _MMPRETRAIN_NAMES
-)
-
-
 def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
     """Rename by ``_MMPRETRAIN_NAMES``. To ours, an ``avg_down`` net is one with a pooled
     projection (index 2), and its others are "unpooled"; from ours, the first stage's option-D
@@ -107,15 +97,15 @@ def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
     renamed: StateDict = {}
     for key, value in state.items():
         new = key
-        for theirs_re, ours_re, theirs, ours, when in _MMPRETRAIN_RULES:
-            match = (theirs_re if to_ours else ours_re).match(key)
+        for theirs, ours, when in _MMPRETRAIN_NAMES:
+            old, replacement = (theirs, ours) if to_ours else (ours, theirs)
+            match = re.match(re.escape(old).replace(re.escape("{b}"), _BLOCK), key)
             if match is None:
                 continue
             block = match.groupdict().get("b")
             if (when == "deep" and not deep) or (when == "unpooled" and block not in unpooled):
                 continue
-            replacement = (ours if to_ours else theirs).replace("{b}", block or "")
-            new = replacement + key[match.end() :]
+            new = replacement.replace("{b}", block or "") + key[match.end() :]
             break
         renamed[new] = value
     return renamed
