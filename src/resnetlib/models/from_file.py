@@ -40,7 +40,19 @@ def model_from_file(
             )
         with torch.device("meta"):
             default, asked = factory().spec, factory(**overrides).spec
-        _check_same_network(path, contents.spec, default, asked)
+        saved = contents.spec
+        theirs, ours = _structure(saved), _structure(asked)
+        differ = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
+        saved_fields, default_fields = saved.to_dict(), default.to_dict()
+        for key, value in asked.to_dict().items():  # an override the file does not have
+            if key not in _ADAPTABLE and value not in (default_fields[key], saved_fields[key]):
+                differ[key] = (saved_fields[key], value)
+        if differ:
+            details = "; ".join(f"{key}: file {a!r}, model {b!r}" for key, (a, b) in differ.items())
+            raise CheckpointError(
+                f"{path} holds another network than the one asked for ({details}); load it "
+                "with resnetlib.load(path), or name the model it was saved from"
+            )
         return _from_checkpoint(
             contents, {key: getattr(asked, key) for key in _ADAPTABLE if key in overrides}
         )
@@ -68,8 +80,7 @@ def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | N
 
 
 def _from_checkpoint(contents: Checkpoint, overrides: Mapping[str, Any]) -> ResNet:
-    spec = replace(contents.spec, **{k: v for k, v in overrides.items() if k in _ADAPTABLE})
-    model = build(spec)
+    model = build(replace(contents.spec, **overrides))  # overrides: _ADAPTABLE fields only
     load_weights(model, contents.state_dict, source="resnetlib", strict=True)
     if contents.pretrained_cfg is not None:  # fitted to the model's new head and input
         set_data_config(model, contents.pretrained_cfg)
@@ -83,22 +94,3 @@ def _structure(spec: ResNetSpec) -> dict[str, Any]:
         "stages": [(stage.num_blocks, stage.width) for stage in spec.stages],
         "residual": spec.shortcut != "none",
     }
-
-
-def _check_same_network(
-    path: PathLike, saved: ResNetSpec, default: ResNetSpec, asked: ResNetSpec
-) -> None:
-    """Refuse a checkpoint of another network than ``default``, or one unlike ``asked``
-    outside the head and input."""
-    theirs, ours = _structure(saved), _structure(asked)
-    differ = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
-    saved_fields, default_fields, asked_fields = saved.to_dict(), default.to_dict(), asked.to_dict()
-    for key, value in asked_fields.items():
-        if key not in _ADAPTABLE and value != default_fields[key] and value != saved_fields[key]:
-            differ[key] = (saved_fields[key], value)
-    if differ:
-        details = "; ".join(f"{key}: file {a!r}, model {b!r}" for key, (a, b) in differ.items())
-        raise CheckpointError(
-            f"{path} holds another network than the one asked for ({details}); load it "
-            "with resnetlib.load(path), or name the model it was saved from"
-        )
