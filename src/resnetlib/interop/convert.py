@@ -130,12 +130,6 @@ def _ours_to_torchvision(state: StateDict) -> StateDict:
     return dict(state)
 
 
-def _akamaster_options(state: StateDict) -> dict[str, Any]:
-    """akamaster's option A pads on both sides; their option B has ``shortcut.*`` weights."""
-    projected = any(".shortcut." in key for key in state)
-    return {"shortcut": "B" if projected else "A_both"}
-
-
 @dataclass(frozen=True)
 class _Layout:
     to_resnetlib: Callable[[StateDict], StateDict]
@@ -151,7 +145,8 @@ STATE_DICT_LAYOUTS: Mapping[str, _Layout] = {
     "akamaster": _Layout(
         partial(_rename, _akamaster_key_to_ours),
         partial(_rename, _ours_key_to_akamaster),
-        _akamaster_options,
+        # akamaster's option A pads on both sides; their option B has shortcut.* weights.
+        lambda state: {"shortcut": "B" if any(".shortcut." in k for k in state) else "A_both"},
     ),
     "mmpretrain": _Layout(
         partial(_convert_mmpretrain, to_ours=True), partial(_convert_mmpretrain, to_ours=False)

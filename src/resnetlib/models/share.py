@@ -262,7 +262,6 @@ def _verify(sums: dict[str, str] | None, name: str, data: bytes, where: str) -> 
 
 
 def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
-    """The spec of a folder timm wrote."""
     from .zoo import MODELS, model_spec
 
     architecture = config.get("architecture")

@@ -495,7 +495,6 @@ plain1202 = _cifar("plain1202", 1202, "none", f"Plain-1202. {_P}")
 
 
 def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
-    """CIFAR layout, ``cifar_preact`` stem; option A for non-expanding blocks, else preact_B."""
     shortcut = "A" if BLOCKS.get(block).expansion == 1 else "preact_B"
     return _cifar_layout(depth, block, shortcut, "cifar_preact")
 
