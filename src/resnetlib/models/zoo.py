@@ -224,9 +224,8 @@ def create_model(
             "pretrained_cfg_overlay=dict(file=...) needs pretrained weights to say the file's "
             "layout (pretrained=True or a tag); for any file use checkpoint_path="
         )
-    if any(key != "file" for key in overlay):  # checked like any other configuration
-        changes = {key: value for key, value in overlay.items() if key != "file"}
-        set_data_config(model, {**model.pretrained_cfg, **changes})
+    if changes := {key: value for key, value in overlay.items() if key != "file"}:
+        set_data_config(model, {**model.pretrained_cfg, **changes})  # checked like any other
     return features(model, out_indices=out_indices) if features_only else model
 
 
