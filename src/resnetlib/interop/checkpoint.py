@@ -1,9 +1,7 @@
 """Self-describing checkpoints: spec, weights, data configuration and metadata in one file
-(``torch.save``, or safetensors for a ``.safetensors`` path) with their SHA-256 digest.
-
-Reading runs no code (``torch.load(weights_only=True)``) and costs what the file holds, not
-what it claims; the spec is checked against the weights before any model is built.
-"""
+(``torch.save``, or safetensors for a ``.safetensors`` path) with their SHA-256 digest. Reading
+runs no code (``torch.load(weights_only=True)``), costs what the file holds, not what it
+claims, and checks the spec against the weights before any model is built."""
 
 from __future__ import annotations
 
@@ -37,7 +35,7 @@ from ..nn.blocks import BLOCKS
 from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS
 from ..nn.stems import STEMS
-from ..registry import UnknownNameError
+from ..registry import Registry, UnknownNameError
 from ..validate import is_int
 from .convert import unwrap_state_dict
 
@@ -90,15 +88,10 @@ class Checkpoint:
     pretrained_cfg: dict[str, Any] | None = None
 
 
-def _digest(
-    spec_json: str,
-    metadata_json: str,
-    state: Mapping[str, torch.Tensor],
-    config_json: str | None = None,
-) -> str:
-    """SHA-256 of a checkpoint's entries; ``config_json`` is ``None`` in version 1."""
+def _digest(spec: str, meta: str, state: Mapping[str, torch.Tensor], cfg: str | None = None) -> str:
+    """SHA-256 of a checkpoint's entries; ``cfg`` (the data config) is ``None`` in version 1."""
     digest = hashlib.sha256()
-    for text in (spec_json, metadata_json, *([] if config_json is None else [config_json])):
+    for text in (spec, meta, *([] if cfg is None else [cfg])):
         digest.update(text.encode())
         digest.update(b"\0")
     for key, tensor in state.items():
@@ -110,9 +103,8 @@ def _digest(
 
 
 def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
-    """``model``'s state dict in the standard layout (contiguous, on the CPU), after refusing
-    what ``caller`` cannot store so that it can be rebuilt: anything but a ``ResNet`` (a
-    ``TypeError``), a model folded by ``fuse_bn`` or one that no longer matches its spec."""
+    """``model``'s state dict, contiguous on the CPU, after refusing what ``caller`` could not
+    rebuild: a non-``ResNet`` (``TypeError``), a fused model or one unlike its spec."""
     if not isinstance(model, ResNet):
         hint = (
             "a features-only backbone has no spec of its own: save the ResNet it was made "
@@ -202,7 +194,7 @@ def _read(path: PathLike) -> object:
             _check_zip(path, file, size)
         file.seek(0)
         try:
-            payload = torch.load(file, map_location="cpu", weights_only=True)
+            return torch.load(file, map_location="cpu", weights_only=True)
         except (*TORCH_READ_ERRORS, OSError) as error:
             reason = str(error)
             if "Weights only load failed" in reason:
@@ -212,7 +204,6 @@ def _read(path: PathLike) -> object:
                     f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
             raise _unreadable(path, "torch", error) from None
-    return payload
 
 
 def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
@@ -239,8 +230,7 @@ _MAX_VERSION_DIGITS = 18
 
 
 def read_safetensors(path: PathLike, data: bytes) -> object:
-    """The tensors of a safetensors file, with its metadata when it is a resnetlib one (the
-    package checks the header against the file's size before it makes a tensor)."""
+    """A safetensors file's tensors, with its metadata when it is a resnetlib checkpoint."""
     module = safetensors_module()
     try:
         tensors: dict[str, torch.Tensor] = module.load(data)
@@ -259,8 +249,8 @@ def read_safetensors(path: PathLike, data: bytes) -> object:
 
 
 def _check_zip(path: PathLike, file: BinaryIO, size: int) -> None:
-    """Refuse a zip whose records could cost more memory than the file's ``size``: compressed
-    records (``torch.save`` writes none; a zip bomb would) or records larger than the file."""
+    """Refuse compressed records (a zip bomb's; ``torch.save`` writes none) or ones larger
+    than the file."""
     try:
         with zipfile.ZipFile(file) as archive:
             records = archive.infolist()
@@ -314,9 +304,7 @@ def _parse(path: PathLike, payload: Mapping[str, Any]) -> Checkpoint:
         )
     spec_json: str = _require(path, payload, "spec", str)
     metadata_json: str = _require(path, payload, "metadata", str)
-    config_json: str | None = None
-    if version >= 2:
-        config_json = _require(path, payload, "data_config", str)
+    config_json = _require(path, payload, "data_config", str) if version >= 2 else None
     state: dict[str, Any] = dict(_require(path, payload, "state_dict", Mapping))
     digest: str = _require(path, payload, "sha256", str)
     check_tensors(path, state)
@@ -347,9 +335,8 @@ _MAX_TIES = 8
 
 
 def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
-    """Refuse entries that are not plain CPU tensors, or that claim more bytes than their
-    storage holds (a stride-0 view can claim a terabyte). A view shared by up to
-    ``_MAX_TIES`` keys (tied weights) counts once."""
+    """Refuse entries that are not plain CPU tensors or claim more bytes than their storage
+    holds (a stride-0 view); a view shared by up to ``_MAX_TIES`` keys counts once."""
     used: dict[int, int] = {}
     views: dict[tuple[object, ...], int] = {}
     for key, value in state.items():
@@ -402,24 +389,16 @@ def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
 
 
 def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
-    """The state-dict shapes of ``spec`` with at most two blocks a stage, built on the meta
-    device: a stage's later blocks have the second one's shapes.
-
-    Raises:
-        CheckpointError: a spec no ``build()`` accepts.
-        KeyError: the spec names a part not registered here (the message says so).
-    """
+    """The state-dict shapes of ``spec`` with at most two blocks a stage (later blocks have
+    the second one's), built on the meta device; ``CheckpointError`` for a spec no ``build()``
+    accepts, ``KeyError`` for an unregistered name."""
     probe = replace(
         spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
     )
+    registries: tuple[Registry[Any], ...] = (BLOCKS, SHORTCUTS, STEMS, NORMS, ACTIVATIONS)
+    names = (spec.block, spec.shortcut, spec.stem.type, spec.norm, spec.act)
     try:
-        parts = (
-            BLOCKS.get(spec.block),
-            SHORTCUTS.get(spec.shortcut),
-            STEMS.get(spec.stem.type),
-            NORMS.get(spec.norm),
-            ACTIVATIONS.get(spec.act),
-        )
+        parts = tuple(registry.get(name) for registry, name in zip(registries, names, strict=True))
         return _shapes_of_spec(probe.to_json(), parts)
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
@@ -429,16 +408,15 @@ def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
 
 @functools.lru_cache(maxsize=16)
 def _shapes_of_spec(spec_json: str, parts: tuple[object, ...]) -> dict[str, tuple[int, ...]]:
-    """``build``'s state-dict shapes for a spec, cached by the spec and the registered types
-    its names resolve to (``parts``). Callers must not change the returned dict."""
+    """Cached by the spec and the types its names resolve to; callers must not change it."""
     with torch.device("meta"):
         fresh = build(ResNetSpec.from_json(spec_json)).state_dict()
     return {key: tuple(value.shape) for key, value in fresh.items()}
 
 
 def _later_blocks(spec: ResNetSpec, key: str) -> tuple[int, str, range]:
-    """For a probe key of a stage's second block: the stage, the key after the block index
-    and the later blocks it stands for; an empty range for any other key."""
+    """A probe key's stage, the rest of the key and the later blocks it stands for (none but
+    for a stage's second block)."""
     match = _BLOCK_KEY.match(key)
     if match is None or match[2] != "1":
         return 0, key, range(0)
@@ -447,14 +425,10 @@ def _later_blocks(spec: ResNetSpec, key: str) -> tuple[int, str, range]:
 
 
 def weights_limit(where: str, spec: ResNetSpec) -> int:
-    """The most bytes a file of ``spec``'s weights can take (8 a value, 512 a key, 1 MiB
-    more), counted from its probe, not from a build."""
-    values = keys = 0
-    for key, shape in probe_shapes(where, spec).items():
-        times = 1 + len(_later_blocks(spec, key)[2])
-        values += math.prod(shape) * times
-        keys += times
-    return 8 * values + 512 * keys + (1 << 20)
+    """The most bytes a file of ``spec``'s weights takes: 8 a value, 512 a key, 1 MiB more."""
+    probe = probe_shapes(where, spec).items()
+    each = [(1 + len(_later_blocks(spec, key)[2])) * (8 * math.prod(s) + 512) for key, s in probe]
+    return sum(each) + (1 << 20)
 
 
 def check_fits(
@@ -464,10 +438,9 @@ def check_fits(
     *,
     error: type[ValueError] = CheckpointError,
 ) -> None:
-    """The one check that weights fit a spec, at save and at load: raise ``error`` (its
-    message starts with ``where``) unless ``spec`` has exactly the names and shapes of
-    ``state``. Nothing is built but the probe, and block counts are compared before any name
-    is listed, so the cost follows the weights, not the spec."""
+    """Raise ``error`` (its message starts with ``where``) unless ``spec`` has exactly the
+    names and shapes of ``state``; block counts are compared before any name is listed, so
+    the cost follows the weights, not the spec."""
     probe = probe_shapes(where, spec)
     probe_blocks = _stored_blocks(probe)
     stored = _stored_blocks(state)
@@ -567,8 +540,8 @@ def _unregistered(where: str, error: UnknownNameError) -> UnknownNameError:
 def build_loaded(
     where: str, spec: ResNetSpec, state: dict[str, torch.Tensor], config: Mapping[str, Any] | None
 ) -> ResNet:
-    """The model of a spec read from ``where``, checked against ``state`` before it is built,
-    with ``state`` and the data configuration ``config`` (if any)."""
+    """The model of ``spec``, checked against ``state`` before it is built, with ``state``
+    and the data configuration ``config`` (if any); errors name ``where``."""
     check_fits(where, spec, state)
     try:
         model = build(spec)
@@ -583,7 +556,6 @@ def build_loaded(
 def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
     """Rebuild the model saved at ``path`` on ``map_location``, in training mode: same spec,
     weights, dtypes and ``pretrained_cfg`` (a version-1 file's model keeps the defaults).
-    Nothing is built before the spec is checked against the weights; no code from the file runs.
 
     Raises:
         CheckpointError: the file is not an intact checkpoint, or its spec does not
@@ -591,6 +563,5 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> ResNet:
         KeyError: its spec names a part not registered here (register it before loading).
         OSError: the file cannot be read (``FileNotFoundError`` for a missing one).
     """
-    checkpoint = read_checkpoint(path)
-    spec, state, config = checkpoint.spec, checkpoint.state_dict, checkpoint.pretrained_cfg
-    return build_loaded(str(path), spec, state, config).to(map_location)
+    file = read_checkpoint(path)
+    return build_loaded(str(path), file.spec, file.state_dict, file.pretrained_cfg).to(map_location)

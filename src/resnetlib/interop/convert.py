@@ -1,18 +1,13 @@
 """Weights from elsewhere: other libraries' state-dict layouts, and loading them into a model.
 
-A *layout* (``source=``, ``target=``) is a naming scheme for a ResNet's state dict:
-
-- ``"resnetlib"``, ``"torchvision"``, ``"timm"``: the same names.
-- ``"akamaster"`` (pytorch_resnet_cifar10): ``linear.*`` for ``fc.*``, ``*.shortcut.*`` for
-  ``*.downsample.*``; its option A pads on both sides (``shortcut="A_both"``).
-- ``"mmpretrain"``: ``backbone.*`` and ``head.fc.*``, for its ``ResNet``, ``ResNet_CIFAR``,
-  ``ResNeXt`` and ``ResNetV1c``/``V1d`` (the deep stem's ConvModules and V1d's unpooled
-  projections renamed).
-- ``"auto"`` (``source`` only): mmpretrain for ``backbone.``/``head.`` keys, akamaster for
-  ``linear.``, ``compressible_`` or ``.shortcut.`` ones, else resnetlib.
-
-Weights are first unwrapped from a ``"state_dict"`` or ``"model"`` entry and from a
-``module.`` or ``_orig_mod.`` prefix that every key carries.
+A *layout* (``source=``, ``target=``) names a ResNet's state-dict keys: ``"resnetlib"``,
+``"torchvision"`` and ``"timm"`` use the same names; ``"akamaster"`` (pytorch_resnet_cifar10)
+``linear.*`` for ``fc.*`` and ``*.shortcut.*`` for ``*.downsample.*`` (its option A pads on both
+sides: ``shortcut="A_both"``); ``"mmpretrain"`` ``backbone.*`` and ``head.fc.*`` (its
+``ResNet``, ``ResNet_CIFAR``, ``ResNeXt``, ``ResNetV1c``/``V1d``). ``"auto"`` (``source`` only)
+is mmpretrain for ``backbone.``/``head.`` keys, akamaster for ``linear.``, ``compressible_`` or
+``.shortcut.`` ones, else resnetlib. Weights are first unwrapped from a ``"state_dict"`` or
+``"model"`` entry and from a ``module.`` or ``_orig_mod.`` prefix that every key carries.
 """
 
 from __future__ import annotations
@@ -68,8 +63,7 @@ def _ours_key_to_akamaster(key: str) -> str:
 
 # mmpretrain's names and ours, as (theirs, ours, when) prefixes; the first that applies wins,
 # both ways. ``{b}`` is a block (``layer2.0``). ``when``: "deep" only for a deep stem;
-# "unpooled" only for an ``avg_down`` net's (ResNetV1d) stride-1 projections, which have no
-# pool in mmpretrain and an Identity in ours.
+# "unpooled" only for ResNetV1d's stride-1 projections (no pool there, an Identity here).
 _MMPRETRAIN_NAMES: tuple[tuple[str, str, str], ...] = (
     ("head.fc.", "fc.", ""),
     ("backbone.stem.0.conv.", "conv1.0.", ""),
@@ -84,16 +78,6 @@ _MMPRETRAIN_NAMES: tuple[tuple[str, str, str], ...] = (
 )
 _BLOCK = r"(?P<b>layer\d+\.\d+)"
 _PROJECTION = re.compile(rf"(?:backbone\.)?{_BLOCK}\.downsample\.(?P<index>\d+)\.")
-
-
-def _name_pattern(template: str) -> re.Pattern[str]:
-    return re.compile(re.escape(template).replace(re.escape("{b}"), _BLOCK))
-
-
-_MMPRETRAIN_RULES = tuple(
-    (_name_pattern(theirs), _name_pattern(ours), theirs, ours, when)
-    for theirs, ours, when in _MMPRETRAIN_NAMES
-)
 
 
 def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
@@ -113,15 +97,15 @@ def _convert_mmpretrain(state: StateDict, *, to_ours: bool) -> StateDict:
     renamed: StateDict = {}
     for key, value in state.items():
         new = key
-        for theirs_re, ours_re, theirs, ours, when in _MMPRETRAIN_RULES:
-            match = (theirs_re if to_ours else ours_re).match(key)
+        for theirs, ours, when in _MMPRETRAIN_NAMES:
+            old, replacement = (theirs, ours) if to_ours else (ours, theirs)
+            match = re.match(re.escape(old).replace(re.escape("{b}"), _BLOCK), key)
             if match is None:
                 continue
             block = match.groupdict().get("b")
             if (when == "deep" and not deep) or (when == "unpooled" and block not in unpooled):
                 continue
-            replacement = (ours if to_ours else theirs).replace("{b}", block or "")
-            new = replacement + key[match.end() :]
+            new = replacement.replace("{b}", block or "") + key[match.end() :]
             break
         renamed[new] = value
     return renamed
@@ -146,12 +130,6 @@ def _ours_to_torchvision(state: StateDict) -> StateDict:
     return dict(state)
 
 
-def _akamaster_options(state: StateDict) -> dict[str, Any]:
-    """akamaster's option A pads on both sides; their option B has ``shortcut.*`` weights."""
-    projected = any(".shortcut." in key for key in state)
-    return {"shortcut": "B" if projected else "A_both"}
-
-
 @dataclass(frozen=True)
 class _Layout:
     to_resnetlib: Callable[[StateDict], StateDict]
@@ -167,7 +145,8 @@ STATE_DICT_LAYOUTS: Mapping[str, _Layout] = {
     "akamaster": _Layout(
         partial(_rename, _akamaster_key_to_ours),
         partial(_rename, _ours_key_to_akamaster),
-        _akamaster_options,
+        # akamaster's option A pads on both sides; their option B has shortcut.* weights.
+        lambda state: {"shortcut": "B" if any(".shortcut." in k for k in state) else "A_both"},
     ),
     "mmpretrain": _Layout(
         partial(_convert_mmpretrain, to_ours=True), partial(_convert_mmpretrain, to_ours=False)
@@ -214,6 +193,13 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
     return {key[start:]: value for key, value in flat.items()}
 
 
+def _source(source: str, state_dict: Mapping[str, Any]) -> tuple[str, StateDict]:
+    """The checked layout name (``"auto"`` resolved) and the unwrapped weights."""
+    _check_layout("source", source, allow_auto=True)
+    flat = unwrap_state_dict(state_dict)
+    return detect_source(flat) if source == "auto" else source, flat
+
+
 def layout_options(source: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The model overrides weights in layout ``source`` need (akamaster's: their shortcut)."""
     _check_layout("source", source, allow_auto=False)
@@ -247,11 +233,8 @@ def convert_state_dict(
         >>> next(iter(weights))
         'backbone.conv1.weight'
     """
-    _check_layout("source", source, allow_auto=True)
+    source, flat = _source(source, state_dict)
     _check_layout("target", target, allow_auto=False)
-    flat = unwrap_state_dict(state_dict)
-    if source == "auto":
-        source = detect_source(flat)
     return STATE_DICT_LAYOUTS[target].from_resnetlib(STATE_DICT_LAYOUTS[source].to_resnetlib(flat))
 
 
@@ -312,19 +295,18 @@ class WeightsMismatchError(ValueError):
         self.missing = missing
         self.unexpected = unexpected
         self.mismatched = mismatched
+        shapes = [
+            f"{m.key} (model {list(m.model_shape)}, weights {list(m.weights_shape)})"
+            for m in mismatched
+        ]
         lines = [f"weights (layout {source!r}) do not fit the model:"]
-        if missing:
-            lines.append(f"  missing from the weights ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            lines.append(
-                f"  unexpected, not in the model ({len(unexpected)}): {_listing(unexpected)}"
-            )
-        if mismatched:
-            shapes = [
-                f"{m.key} (model {list(m.model_shape)}, weights {list(m.weights_shape)})"
-                for m in mismatched
-            ]
-            lines.append(f"  shape mismatch ({len(mismatched)}): {_listing(shapes, 8)}")
+        for label, keys, limit in (
+            ("missing from the weights", missing, 12),
+            ("unexpected, not in the model", unexpected, 12),
+            ("shape mismatch", shapes, 8),
+        ):
+            if keys:
+                lines.append(f"  {label} ({len(keys)}): {_listing(keys, limit)}")
         lines.append(
             "  check the model's spec (depth, widths, block, shortcut) and the layout "
             "(source=...), or pass strict=False to load what fits"
@@ -336,9 +318,8 @@ class WeightsMismatchError(ValueError):
 class LoadReport:
     """What :func:`load_weights` did. ``adapted``: stem weights changed for another
     ``in_channels``; ``reinitialized``: the head's keys kept as built; ``discarded``: the
-    weights' head keys left out for that; ``missing``, ``unexpected`` and ``mismatched``:
-    only with ``strict=False``.
-    """
+    weights' head keys left out; ``missing``, ``unexpected``, ``mismatched``: with
+    ``strict=False`` only."""
 
     source: str
     loaded: tuple[str, ...]
@@ -410,10 +391,7 @@ def load_weights(
         >>> report.reinitialized
         ('fc.weight', 'fc.bias')
     """
-    _check_layout("source", source, allow_auto=True)
-    flat = unwrap_state_dict(state_dict)
-    if source == "auto":
-        source = detect_source(flat)
+    source, flat = _source(source, state_dict)
     if source == "akamaster":
         _check_akamaster_model(model)
     weights = STATE_DICT_LAYOUTS[source].to_resnetlib(flat)
@@ -442,8 +420,7 @@ def load_weights(
         reinitialized, discarded = head_keys, their_head
         weights = {key: value for key, value in weights.items() if key not in their_head}
 
-    missing = [key for key in own if key not in weights and key not in reinitialized]
-    missing = [key for key in missing if not _is_counter(key)]
+    missing = [k for k in own if k not in weights and k not in reinitialized and not _is_counter(k)]
     unexpected = [key for key in weights if key not in own]
     mismatched = [
         ShapeMismatch(key, tuple(own[key].shape), tuple(value.shape))

@@ -107,20 +107,16 @@ def param_groups(
         buckets.setdefault((owner, exempt), []).append(parameter)
     groups: list[dict[str, Any]] = []
     for index, name in enumerate(order):
-        for exempt in (False, True):
-            params = buckets.get((name, exempt))
-            if not params:
-                continue
-            scale = float(decay) ** (len(order) - 1 - index)
-            group: dict[str, Any] = {
-                "name": f"{name}.no_decay" if exempt else name,
-                "params": params,
-                "lr": lr * scale,
-                "lr_scale": scale,
-            }
-            if exempt:
-                group["weight_decay"] = 0.0
-            elif weight_decay is not None:
-                group["weight_decay"] = float(weight_decay)
-            groups.append(group)
+        scale = float(decay) ** (len(order) - 1 - index)
+        for exempt, group_decay in ((False, weight_decay), (True, 0.0)):
+            if params := buckets.get((name, exempt)):
+                group: dict[str, Any] = {
+                    "name": f"{name}.no_decay" if exempt else name,
+                    "params": params,
+                    "lr": lr * scale,
+                    "lr_scale": scale,
+                }
+                if group_decay is not None:
+                    group["weight_decay"] = float(group_decay)
+                groups.append(group)
     return groups

@@ -28,14 +28,10 @@ def model_from_file(
     source: str = "auto",
     overrides: Mapping[str, Any],
 ) -> ResNet:
-    """``factory(**overrides)`` with the weights of a checkpoint or state-dict file.
-
-    A resnetlib checkpoint is the network it was saved as: the factory must build the same
-    block, stem, blocks and widths, residual or plain, and ``overrides`` must agree with the
-    file but for ``num_classes`` (a new head) and ``in_channels`` (an adapted stem). Any other
-    file is a state dict in layout ``source``, which adds the overrides its weights need
-    (akamaster's shortcut, unless ``overrides`` sets one).
-    """
+    """``factory(**overrides)`` with a file's weights. A resnetlib checkpoint must be the
+    network the factory builds, and ``overrides`` agree with it but for ``num_classes`` (a new
+    head) and ``in_channels`` (an adapted stem); any other file is a state dict in layout
+    ``source``, which adds the overrides its weights need unless ``overrides`` sets them."""
     contents = read_weights_file(path)
     if isinstance(contents, Checkpoint):
         if source not in ("auto", "resnetlib"):
@@ -44,7 +40,19 @@ def model_from_file(
             )
         with torch.device("meta"):
             default, asked = factory().spec, factory(**overrides).spec
-        _check_same_network(path, contents.spec, default, asked)
+        saved = contents.spec
+        theirs, ours = _structure(saved), _structure(asked)
+        differ = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
+        saved_fields, default_fields = saved.to_dict(), default.to_dict()
+        for key, value in asked.to_dict().items():  # an override the file does not have
+            if key not in _ADAPTABLE and value not in (default_fields[key], saved_fields[key]):
+                differ[key] = (saved_fields[key], value)
+        if differ:
+            details = "; ".join(f"{key}: file {a!r}, model {b!r}" for key, (a, b) in differ.items())
+            raise CheckpointError(
+                f"{path} holds another network than the one asked for ({details}); load it "
+                "with resnetlib.load(path), or name the model it was saved from"
+            )
         return _from_checkpoint(
             contents, {key: getattr(asked, key) for key in _ADAPTABLE if key in overrides}
         )
@@ -56,9 +64,8 @@ def model_from_file(
 
 
 def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | None:
-    """The network of the resnetlib checkpoint at ``path`` with its weights, or ``None`` for a
-    plain state dict. ``overrides`` other than ``num_classes`` and ``in_channels`` are a
-    ``ValueError``."""
+    """The network and weights of the resnetlib checkpoint at ``path`` (``None`` for a state
+    dict); ``overrides`` other than ``num_classes`` and ``in_channels`` are a ``ValueError``."""
     contents = read_weights_file(path)
     if not isinstance(contents, Checkpoint):
         return None
@@ -73,9 +80,7 @@ def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | N
 
 
 def _from_checkpoint(contents: Checkpoint, overrides: Mapping[str, Any]) -> ResNet:
-    """The checkpoint's network, with the adaptable fields ``overrides`` set, and its weights."""
-    spec = replace(contents.spec, **{k: v for k, v in overrides.items() if k in _ADAPTABLE})
-    model = build(spec)
+    model = build(replace(contents.spec, **overrides))  # overrides: _ADAPTABLE fields only
     load_weights(model, contents.state_dict, source="resnetlib", strict=True)
     if contents.pretrained_cfg is not None:  # fitted to the model's new head and input
         set_data_config(model, contents.pretrained_cfg)
@@ -89,22 +94,3 @@ def _structure(spec: ResNetSpec) -> dict[str, Any]:
         "stages": [(stage.num_blocks, stage.width) for stage in spec.stages],
         "residual": spec.shortcut != "none",
     }
-
-
-def _check_same_network(
-    path: PathLike, saved: ResNetSpec, default: ResNetSpec, asked: ResNetSpec
-) -> None:
-    """Refuse a checkpoint of another network than the name builds (``default``), or one
-    that disagrees with what the overrides ask for (``asked``) outside the head and input."""
-    theirs, ours = _structure(saved), _structure(asked)
-    differ = {key: (theirs[key], ours[key]) for key in theirs if theirs[key] != ours[key]}
-    saved_fields, default_fields, asked_fields = saved.to_dict(), default.to_dict(), asked.to_dict()
-    for key, value in asked_fields.items():
-        if key not in _ADAPTABLE and value != default_fields[key] and value != saved_fields[key]:
-            differ[key] = (saved_fields[key], value)
-    if differ:
-        details = "; ".join(f"{key}: file {a!r}, model {b!r}" for key, (a, b) in differ.items())
-        raise CheckpointError(
-            f"{path} holds another network than the one asked for ({details}); load it "
-            "with resnetlib.load(path), or name the model it was saved from"
-        )

@@ -46,8 +46,7 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 
 
 def _check(entry: PretrainedWeights, path: Path, where: str) -> None:
-    """Hash ``path`` unless the cache's record says it was, unchanged since; a record that
-    cannot be read or written only costs time."""
+    """Hash ``path`` unless the cache's record says it was, unchanged since."""
     expected = entry.sha256 or entry.hash_prefix
     if expected is None:
         return
@@ -131,8 +130,7 @@ def load_pretrained(
     model: ResNet, entry: PretrainedWeights, *, file: PathLike | None = None
 ) -> ResNet:
     """Load ``entry``'s weights (or those in ``file``, in ``entry``'s layout) into ``model``
-    and set its ``pretrained_cfg`` to theirs; strict but for a new head and an adapted stem
-    (as ``load_weights``). Returns ``model``."""
+    and set its ``pretrained_cfg`` to theirs; strict but for a new head and an adapted stem."""
     path = Path(file) if file is not None else weights_file(entry)
     contents = read_weights_file(path)  # a checkpoint or a state dict, by content
     weights = contents.state_dict if isinstance(contents, Checkpoint) else contents

@@ -91,16 +91,15 @@ _LINE = re.compile(r"([0-9a-f]{64}) [ *]([A-Za-z0-9._-]{1,100})")
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _name_of(spec: ResNetSpec, names: Iterable[str]) -> str | None:
-    """The first of the registered ``names`` whose default network ``spec`` is, head, input
-    channels and stochastic depth aside."""
+def _name_of(spec: ResNetSpec, names: Iterable[str] | None = None) -> str | None:
+    """The first registered name of ``names`` (default: all, resnetlib's own before a user's)
+    whose network ``spec`` is, head, input and drop path aside."""
     from .zoo import MODELS, model_spec
 
-    for name in names:
+    def foreign(name: str) -> bool:
+        return not str(getattr(MODELS.get(name), "__module__", "")).startswith("resnetlib.")
+
+    for name in sorted(MODELS.names(), key=foreign) if names is None else names:
         if name not in MODELS:
             continue
         try:
@@ -110,17 +109,6 @@ def _name_of(spec: ResNetSpec, names: Iterable[str]) -> str | None:
         if replace(spec, zero_init_residual=ref.zero_init_residual, drop_path_rate=0.0) == ref:
             return name
     return None
-
-
-def _resnetlib_name(spec: ResNetSpec) -> str | None:
-    """The registered model name of ``spec``'s network: resnetlib's own names first, so a
-    user's model registered with the same network does not rename a built-in one."""
-    from .zoo import MODELS
-
-    def foreign(name: str) -> bool:
-        return not str(getattr(MODELS.get(name), "__module__", "")).startswith("resnetlib.")
-
-    return _name_of(spec, sorted(MODELS.names(), key=foreign))
 
 
 def _card(model: ResNet, config: Mapping[str, Any]) -> str:
@@ -174,12 +162,10 @@ def save_pretrained(
     model: ResNet, folder: PathLike, *, metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Write ``model`` as a Hugging Face model folder, returned, that
-    ``create_model("local-dir:...")`` (and, for the architectures timm has,
-    ``timm.create_model``) rebuilds. Upload with ``huggingface-cli upload ORG/NAME FOLDER``.
-
-    ``metadata`` (JSON values) goes into the model card and config.json; ``data`` and
-    ``metrics`` (a dict) get their own lines in the card. Each file is written atomically,
-    ``checksums.sha256`` last.
+    ``create_model("local-dir:...")`` (and ``timm.create_model``, for its architectures)
+    rebuilds; upload it with ``huggingface-cli upload ORG/NAME FOLDER``. ``metadata`` (JSON
+    values) goes into the card and config.json, ``data`` and ``metrics`` (a dict) on lines of
+    their own in the card. Files are written atomically, ``checksums.sha256`` last.
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
@@ -198,7 +184,7 @@ def save_pretrained(
     cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
     cfg["num_classes"] = model.num_classes
     timm_name = _name_of(spec, TIMM_DEFAULTS)
-    architecture = timm_name or f"resnetlib/{_resnetlib_name(spec) or 'custom'}"
+    architecture = timm_name or f"resnetlib/{_name_of(spec) or 'custom'}"
     model_args: dict[str, Any] = {"in_chans": spec.in_channels} if spec.in_channels != 3 else {}
     if spec.drop_path_rate:
         model_args["drop_path_rate"] = spec.drop_path_rate
@@ -229,7 +215,9 @@ def save_pretrained(
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     files = {WEIGHTS: weights, CONFIG: config_bytes, CARD: card}
-    sums = "".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()).encode()
+    sums = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in files.items()
+    ).encode()
     for name, data in {**files, CHECKSUMS: sums}.items():  # the checksums last
         atomic_write(root / name, data)
     return root
@@ -266,7 +254,7 @@ def _verify(sums: dict[str, str] | None, name: str, data: bytes, where: str) -> 
         return
     if name not in sums:
         raise CheckpointError(f"{where}: {CHECKSUMS} has no checksum for {name}")
-    if _sha256(data) != sums[name]:
+    if hashlib.sha256(data).hexdigest() != sums[name]:
         raise CheckpointError(
             f"{where}: {name} does not match its checksum in {CHECKSUMS} (changed or damaged "
             "since it was saved); download or save it again"
@@ -274,7 +262,6 @@ def _verify(sums: dict[str, str] | None, name: str, data: bytes, where: str) -> 
 
 
 def _timm_spec(config: Mapping[str, Any], where: str) -> ResNetSpec:
-    """The spec of a folder timm wrote."""
     from .zoo import MODELS, model_spec
 
     architecture = config.get("architecture")

@@ -1,12 +1,7 @@
-"""The pretrained weights registry: every published checkpoint resnetlib can load, tagged as
-timm tags it (``resnet50.a1_in1k``; torchvision's ``tv_in1k`` / ``tv2_in1k`` also answer to
-``IMAGENET1K_V1`` / ``_V2``). A model's default is timm's default tag, else torchvision's, else
-its only entry. Importing this reads and downloads nothing.
-
-Each entry's ``origin`` is where it was read (not checked against the servers), with
-torchvision's ``transforms/_presets.py``, timm's ``results-imagenet.csv`` and mmpretrain's
-configs; hash prefixes are those in the file names.
-"""
+"""The pretrained weights registry, tagged as timm tags them (``resnet50.a1_in1k``;
+torchvision's ``tv_in1k`` / ``tv2_in1k`` also answer to ``IMAGENET1K_V1`` / ``_V2``). A model's
+default is timm's default tag, else torchvision's, else its only entry. Each entry's ``origin``
+says where it was read; importing this reads and downloads nothing."""
 
 from __future__ import annotations
 
@@ -38,8 +33,7 @@ class PretrainedWeights:
     """One published checkpoint, at ``url`` or at ``hf_hub_id``/``filename`` on the Hugging
     Face Hub. ``hash_prefix`` (from the file name) and ``sha256`` are ``None`` where the
     publisher gives none; ``overrides`` are the model arguments the weights need; ``config``
-    is the data configuration the publisher evaluated with.
-    """
+    is the data configuration the publisher evaluated with."""
 
     model: str
     tag: str
@@ -178,11 +172,10 @@ def _timm(
     )
 
 
+_AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models"
+
+
 def _akamaster(model: str, hash_prefix: str, top1: float) -> PretrainedWeights:
-    url = (
-        "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
-        f"{model}-{hash_prefix}.th"
-    )
     return PretrainedWeights(
         model=model,
         tag="akamaster_cifar10",
@@ -192,19 +185,19 @@ def _akamaster(model: str, hash_prefix: str, top1: float) -> PretrainedWeights:
         top1=top1,
         license="BSD-2-Clause",
         config=_config(model, num_classes=10, size=32, crop_pct=1.0, reduction=4),
-        url=url,
+        url=f"{_AKAMASTER}/{model}-{hash_prefix}.th",
         hash_prefix=hash_prefix,
         overrides={"shortcut": "A_both"},
         origin="akamaster/pytorch_resnet_cifar10@d5489e8: README.md",
     )
 
 
-# mmpretrain's CIFAR mean/std as its configs publish them (cifar10_bs16.py, cifar100_bs16.py):
-# the weights' contract, though its CIFAR-10 std (of per-image stds) is not CIFAR10_STD.
-_MMPRETRAIN_CIFAR10_MEAN = (125.307 / 255, 122.961 / 255, 113.8575 / 255)
-_MMPRETRAIN_CIFAR10_STD = (51.5865 / 255, 50.847 / 255, 51.255 / 255)
-_MMPRETRAIN_CIFAR100_MEAN = (129.304 / 255, 124.070 / 255, 112.434 / 255)
-_MMPRETRAIN_CIFAR100_STD = (68.170 / 255, 65.392 / 255, 70.418 / 255)
+# mmpretrain's CIFAR (mean, std) * 255 as its configs publish them (cifar10_bs16.py,
+# cifar100_bs16.py): the weights' contract, though its CIFAR-10 std is not CIFAR10_STD.
+_MMPRETRAIN_CIFAR = {
+    "cifar10": ((125.307, 122.961, 113.8575), (51.5865, 50.847, 51.255)),
+    "cifar100": ((129.304, 124.070, 112.434), (68.170, 65.392, 70.418)),
+}
 
 # The file each metafile name publishes, under https://download.openmmlab.com/mmclassification/v0/
 _MMPRETRAIN_FILES = {
@@ -239,17 +232,12 @@ def _mmpretrain(model: str, tag: str, name: str, top1: float) -> PretrainedWeigh
     if hash_prefix is None:
         raise ValueError(f"no hash prefix in the file name of {url}")
     overrides: dict[str, Any] = {}
-    if tag.endswith(("cifar10", "cifar100")):
-        cifar100 = tag.endswith("cifar100")
-        classes, num_classes = ("cifar100", 100) if cifar100 else ("cifar10", 10)
+    classes = tag.removeprefix("mm_")
+    if classes in _MMPRETRAIN_CIFAR:
+        num_classes = int(classes.removeprefix("cifar"))
+        mean, std = (tuple(value / 255 for value in row) for row in _MMPRETRAIN_CIFAR[classes])
         config = _config(
-            model,
-            num_classes=num_classes,
-            size=32,
-            crop_pct=1.0,
-            mean=_MMPRETRAIN_CIFAR100_MEAN if cifar100 else _MMPRETRAIN_CIFAR10_MEAN,
-            std=_MMPRETRAIN_CIFAR100_STD if cifar100 else _MMPRETRAIN_CIFAR10_STD,
-            reduction=8,
+            model, num_classes=num_classes, size=32, crop_pct=1.0, mean=mean, std=std, reduction=8
         )
         overrides = {"stem": "cifar", "num_classes": num_classes}
     else:
@@ -405,8 +393,7 @@ TIMM_DEFAULTS: dict[str, str] = {
     "resnext50_32x4d": "a1h_in1k",
     "resnext101_32x8d": "tv_in1k",
 }
-"""timm's architectures that resnetlib builds (same names, same state-dict names), each with
-timm's default tag: the first in its default_cfgs (timm's rule)."""
+"""timm's architectures that resnetlib builds, with timm's default tag (its first default_cfg)."""
 
 
 def _index() -> dict[str, dict[str, PretrainedWeights]]:
@@ -424,10 +411,9 @@ _BY_MODEL = _index()
 
 
 def default_weights(model: str) -> PretrainedWeights:
-    """The weights ``create_model(model, pretrained=True)`` loads.
+    """The weights ``create_model(model, pretrained=True)`` loads; ``UnknownNameError`` (a
+    ``KeyError``) for a model without any."""
 
-    Raises :class:`~resnetlib.registry.UnknownNameError` (a ``KeyError``) for a model without any.
-    """
     tags = _BY_MODEL.get(model)
     if not tags:
         raise UnknownNameError(

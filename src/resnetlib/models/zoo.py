@@ -123,27 +123,24 @@ def create_model(
     """Build the registered model ``name``, in training mode, with keyword overrides (timm's
     arguments too); with ``features_only``, its ``ResNetFeatures``.
 
-    ``pretrained=True`` loads the model's default weights, ``pretrained="<tag>"`` (or
+    ``pretrained=True`` loads the default weights, ``pretrained="<tag>"`` (or
     ``name="model.tag"``) named ones (:func:`~resnetlib.list_pretrained`), downloaded into
-    torch.hub's or huggingface_hub's cache and checksum-checked; ``"model.tag"`` without
-    ``pretrained`` gets that tag's ``pretrained_cfg`` and random weights, as in timm.
-    ``pretrained_cfg_overlay`` changes that configuration; its ``file`` loads the weights
-    from a local file (in the tag's layout) instead of downloading them.
+    torch.hub's or huggingface_hub's cache and checksum-checked; ``"model.tag"`` alone gives
+    that tag's ``pretrained_cfg`` with random weights, as in timm. ``pretrained_cfg_overlay``
+    changes that configuration; its ``file`` loads the weights from a local file instead.
 
     timm's arguments: ``in_chans`` (``in_channels``), ``global_pool`` (``"avg"``, ``"max"``,
-    or ``""``: no pooling, with ``num_classes=0``), ``drop_rate`` (dropout before ``fc``),
-    ``features_only`` (:func:`~resnetlib.core.features` of the model: the maps
-    ``out_indices`` picks, 0 being the stem), ``feature_cls`` (any but ``"dict"``: all give
-    the list of maps), ``device`` and ``dtype`` (``"meta"``: no memory). ``overrides`` are the
-    :class:`ModelOverrides` keys and any keyword the registered factory adds.
+    or ``""``: none, with ``num_classes=0``), ``drop_rate`` (dropout before ``fc``),
+    ``features_only`` (:func:`~resnetlib.core.features`; ``out_indices`` 0 is the stem),
+    ``feature_cls`` (any but ``"dict"``: the list of maps), ``device`` and ``dtype``
+    (``"meta"``: no memory). ``overrides``: :class:`ModelOverrides` and the factory's own.
 
     ``checkpoint_path`` loads a :func:`~resnetlib.save` checkpoint or a state-dict file in
     layout ``checkpoint_source`` (``"auto"`` detects it; akamaster's weights get their
     shortcut unless ``shortcut`` is given). ``"local-dir:FOLDER"`` and
     ``"hf-hub:ORG/NAME[@REVISION]"`` (the ``hub`` extra) load a Hugging Face model folder
-    (``save_pretrained``'s or timm's) with its weights and data config, ``pretrained`` or
-    not. Weights of another ``num_classes`` or ``in_channels`` load with a new head or an
-    adapted stem.
+    (``save_pretrained``'s or timm's), ``pretrained`` or not. Weights of another
+    ``num_classes`` or ``in_channels`` load with a new head or an adapted stem.
 
     Raises:
         KeyError: an unknown model or registry name (the message lists close matches).
@@ -227,9 +224,8 @@ def create_model(
             "pretrained_cfg_overlay=dict(file=...) needs pretrained weights to say the file's "
             "layout (pretrained=True or a tag); for any file use checkpoint_path="
         )
-    if any(key != "file" for key in overlay):  # checked like any other configuration
-        changes = {key: value for key, value in overlay.items() if key != "file"}
-        set_data_config(model, {**model.pretrained_cfg, **changes})
+    if changes := {key: value for key, value in overlay.items() if key != "file"}:
+        set_data_config(model, {**model.pretrained_cfg, **changes})  # checked like any other
     return features(model, out_indices=out_indices) if features_only else model
 
 
@@ -256,8 +252,7 @@ def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern (``"resnet*"``), sorted with
-    numbers as numbers (``resnet18`` before ``resnet101``).
+    """Registered model names matching a shell pattern, numbers sorted as numbers.
 
     Examples:
         >>> import resnetlib as rl
@@ -272,8 +267,9 @@ _SPECS: dict[Callable[..., ResNet], Callable[[], ResNetSpec]] = {}
 
 
 def model_spec(name: str, **overrides: Any) -> ResNetSpec:
-    """The spec ``create_model(name, **overrides)`` builds, without building the model (a
-    user's factory is built on the meta device).
+    """The spec ``create_model(name, **overrides)`` builds (a user's factory on the meta
+    device).
+
 
     Raises:
         KeyError: an unknown model name (the message lists close matches).
@@ -308,7 +304,6 @@ def imagenet_spec(layers: Sequence[int], block: str = "basic") -> ResNetSpec:
 def _imagenet_layout(
     layers: Sequence[int], block: str, shortcut: str, stem: str, options: Mapping[str, JSONScalar]
 ) -> ResNetSpec:
-    """:func:`imagenet_spec` with another shortcut, stem type and block options."""
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
         raise ValueError(f"layers must be a non-empty sequence of ints >= 1; got {layers!r}")
     stages = []
@@ -342,7 +337,6 @@ def cifar_spec(depth: int, block: str = "basic") -> ResNetSpec:
 
 
 def _cifar_layout(depth: int, block: str, shortcut: str, stem: str) -> ResNetSpec:
-    """:func:`cifar_spec` with another shortcut and stem type."""
     step = 3 * BLOCKS.get(block).weighted_layers
     if not is_int(depth) or depth < step + 2 or (depth - 2) % step:
         examples = ", ".join(str(step * n + 2) for n in (3, 5, 7, 9, 18))
@@ -431,7 +425,7 @@ _DEPTHS: dict[int, tuple[tuple[int, ...], str]] = {
 }
 
 
-def _imagenet(name: str, shortcut: str, doc: str, **options: JSONScalar) -> ModelFactory:
+def _imagenet(name: str, doc: str, shortcut: str = "B", **options: JSONScalar) -> ModelFactory:
     layers, block = _DEPTHS[int(re.findall(r"\d+", name)[0])]  # the depth its name gives
     stem = "deep" if shortcut == "D" else "imagenet"
     if shortcut == "preact_B":
@@ -444,44 +438,29 @@ def _cifar(name: str, depth: int, shortcut: str, doc: str) -> ModelFactory:
 
 
 _B = "Option B shortcuts, 1000 classes, torchvision-compatible names and weights."
-resnet18 = _imagenet("resnet18", "B", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}")
-resnet34 = _imagenet("resnet34", "B", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}")
-resnet50 = _imagenet("resnet50", "B", f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}")
-resnet101 = _imagenet("resnet101", "B", f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}")
-resnet152 = _imagenet("resnet152", "B", f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}")
-plain18 = _imagenet(
-    "plain18", "none", "Plain-18: ResNet-18's layers without shortcuts (paper Fig. 4 left)."
-)
-plain34 = _imagenet(
-    "plain34", "none", "Plain-34: ResNet-34's layers without shortcuts (paper Fig. 3 middle)."
-)
+resnet18 = _imagenet("resnet18", f"ResNet-18: 11,689,512 params, 1.814 G mult-adds. {_B}")
+resnet34 = _imagenet("resnet34", f"ResNet-34: 21,797,672 params, 3.664 G mult-adds. {_B}")
+resnet50 = _imagenet("resnet50", f"ResNet-50: 25,557,032 params, 4.089 G mult-adds. {_B}")
+resnet101 = _imagenet("resnet101", f"ResNet-101: 44,549,160 params, 7.801 G mult-adds. {_B}")
+resnet152 = _imagenet("resnet152", f"ResNet-152: 60,192,808 params, 11.514 G mult-adds. {_B}")
+_N = "the ResNet of its depth without shortcuts"
+plain18 = _imagenet("plain18", f"Plain-18: {_N} (paper Fig. 4 left).", "none")
+plain34 = _imagenet("plain34", f"Plain-34: {_N} (paper Fig. 3 middle).", "none")
 
 _W = "Bottleneck inner width int(width * width_per_group / 64) * groups, as torchvision."
+_WIDE = f"Twice the inner widths of the ResNet of its depth. {_W}"
+_X = f"NxMd: N groups of M channels. {_W}"
 wide_resnet50_2 = _imagenet(
-    "wide_resnet50_2",
-    "B",
-    f"Wide ResNet-50-2: 68,883,240 params; twice ResNet-50's inner widths. {_W}",
-    width_per_group=128,
+    "wide_resnet50_2", f"Wide ResNet-50-2: 68,883,240 params. {_WIDE}", width_per_group=128
 )
 wide_resnet101_2 = _imagenet(
-    "wide_resnet101_2",
-    "B",
-    f"Wide ResNet-101-2: 126,886,696 params; twice ResNet-101's inner widths. {_W}",
-    width_per_group=128,
+    "wide_resnet101_2", f"Wide ResNet-101-2: 126,886,696 params. {_WIDE}", width_per_group=128
 )
 resnext50_32x4d = _imagenet(
-    "resnext50_32x4d",
-    "B",
-    f"ResNeXt-50 32x4d: 25,028,904 params; 32 groups of 4 channels. {_W}",
-    groups=32,
-    width_per_group=4,
+    "resnext50_32x4d", f"ResNeXt-50 32x4d: 25,028,904 params. {_X}", groups=32, width_per_group=4
 )
 resnext101_32x8d = _imagenet(
-    "resnext101_32x8d",
-    "B",
-    f"ResNeXt-101 32x8d: 88,791,336 params; 32 groups of 8 channels. {_W}",
-    groups=32,
-    width_per_group=8,
+    "resnext101_32x8d", f"ResNeXt-101 32x8d: 88,791,336 params. {_X}", groups=32, width_per_group=8
 )
 
 _D = (
@@ -489,11 +468,11 @@ _D = (
     "32/32/64 and option D shortcuts (average pool, then stride-1 projection); "
     "timm-compatible names and weights."
 )
-resnet18d = _imagenet("resnet18d", "D", f"ResNet-18-D: 11,708,744 params. {_D}")
-resnet34d = _imagenet("resnet34d", "D", f"ResNet-34-D: 21,816,904 params. {_D}")
-resnet50d = _imagenet("resnet50d", "D", f"ResNet-50-D: 25,576,264 params. {_D}")
-resnet101d = _imagenet("resnet101d", "D", f"ResNet-101-D: 44,568,392 params. {_D}")
-resnet152d = _imagenet("resnet152d", "D", f"ResNet-152-D: 60,212,040 params. {_D}")
+resnet18d = _imagenet("resnet18d", f"ResNet-18-D: 11,708,744 params. {_D}", "D")
+resnet34d = _imagenet("resnet34d", f"ResNet-34-D: 21,816,904 params. {_D}", "D")
+resnet50d = _imagenet("resnet50d", f"ResNet-50-D: 25,576,264 params. {_D}", "D")
+resnet101d = _imagenet("resnet101d", f"ResNet-101-D: 44,568,392 params. {_D}", "D")
+resnet152d = _imagenet("resnet152d", f"ResNet-152-D: 60,212,040 params. {_D}", "D")
 
 _A = "CIFAR-10 layout, option A shortcuts, 10 classes (paper section 4.2)."
 resnet20 = _cifar("resnet20", 20, "A", f"ResNet-20: 269,722 params. {_A}")
@@ -515,7 +494,6 @@ plain1202 = _cifar("plain1202", 1202, "none", f"Plain-1202. {_P}")
 
 
 def _preact_cifar_spec(depth: int, block: str) -> ResNetSpec:
-    """CIFAR layout, ``cifar_preact`` stem; option A for non-expanding blocks, else preact_B."""
     shortcut = "A" if BLOCKS.get(block).expansion == 1 else "preact_B"
     return _cifar_layout(depth, block, shortcut, "cifar_preact")
 
@@ -557,8 +535,8 @@ _PI = (
     "ImageNet layout, 1000 classes, pre-activation units (He et al. 2016), "
     "1x1 projections without a norm."
 )
-preact_resnet18 = _imagenet("preact_resnet18", "preact_B", f"Pre-activation ResNet-18. {_PI}")
-preact_resnet34 = _imagenet("preact_resnet34", "preact_B", f"Pre-activation ResNet-34. {_PI}")
-preact_resnet50 = _imagenet("preact_resnet50", "preact_B", f"Pre-activation ResNet-50. {_PI}")
-preact_resnet101 = _imagenet("preact_resnet101", "preact_B", f"Pre-activation ResNet-101. {_PI}")
-preact_resnet152 = _imagenet("preact_resnet152", "preact_B", f"Pre-activation ResNet-152. {_PI}")
+preact_resnet18 = _imagenet("preact_resnet18", f"Pre-activation ResNet-18. {_PI}", "preact_B")
+preact_resnet34 = _imagenet("preact_resnet34", f"Pre-activation ResNet-34. {_PI}", "preact_B")
+preact_resnet50 = _imagenet("preact_resnet50", f"Pre-activation ResNet-50. {_PI}", "preact_B")
+preact_resnet101 = _imagenet("preact_resnet101", f"Pre-activation ResNet-101. {_PI}", "preact_B")
+preact_resnet152 = _imagenet("preact_resnet152", f"Pre-activation ResNet-152. {_PI}", "preact_B")
