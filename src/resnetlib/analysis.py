@@ -38,11 +38,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def _example_input(
     model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str
 ) -> torch.Tensor:
-    """One all-zero ``(1, C, H, W)`` sample on the model's device and in its dtype.
-
-    ``input_size`` is ``(C, H, W)``, ``(N, C, H, W)`` (the batch size is ignored), an
-    example tensor of either shape, or ``None`` for the model's ``default_input_size``.
-    """
+    """One all-zero ``(1, C, H, W)`` sample on the model's device and in its dtype."""
     if input_size is None:
         input_size = getattr(model, "default_input_size", None)
         if input_size is None:
@@ -114,10 +110,9 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
     the paper counts: convolutions and the classifier; norms, activations, additions and
     pooling are free.
 
-    ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per sample either way), an
-    example tensor of such a shape, or by default the model's ``default_input_size``. Any
-    ``nn.Module`` works given an input size. Runs in eval mode on a meta-device copy of the
-    model (shapes only), so any input up to ``MAX_IMAGE_SIDE`` costs about the same.
+    ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per sample), an example
+    tensor of such a shape, or by default the model's ``default_input_size``. Runs in eval
+    mode on a meta-device copy of the model (shapes only).
 
     Raises:
         ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape.
@@ -200,8 +195,7 @@ def summary(
     table that ``str()`` renders.
 
     Takes a :class:`ResNet` or a features-only backbone (:class:`ResNetFeatures`: no head
-    row); for any other module use :func:`count_parameters` and :func:`count_flops`.
-    ``input_size`` is as :func:`count_flops` takes it.
+    row). ``input_size`` is as :func:`count_flops` takes it.
 
     Raises:
         TypeError: ``model`` is neither a ResNet nor a features-only backbone.

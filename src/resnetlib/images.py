@@ -1,8 +1,6 @@
-"""The one image decoder: every image resnetlib reads is decoded by :func:`decode_image`,
-its header checked against ``resnetlib.limits`` before a pixel is decoded.
-
-Each mode is converted by its true range: 16-bit grey from 0..65535, float from 0..1 (or
-0..255 where a value exceeds 1), palettes through their colours, alpha dropped.
+"""The one image decoder, :func:`decode_image`: the header is checked against
+``resnetlib.limits`` before a pixel is decoded; each mode is converted by its true range
+(16-bit grey from 0..65535, float from 0..1 or 0..255), palettes by colour, alpha dropped.
 """
 
 from __future__ import annotations
@@ -38,8 +36,7 @@ _GREY = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N",
 
 
 class ImageError(ValueError):
-    """An image file that is not decoded: unreadable, refused by a bound (the message names
-    the file and the bound)."""
+    """An image file that is not decoded: unreadable, or refused by a bound (both named)."""
 
 
 class _RefusedError(Exception):
@@ -57,8 +54,7 @@ def pixel_limit(side: float | None = None) -> int:
 
 @contextmanager
 def bombs_refused() -> Iterator[None]:
-    """Pillow's decompression-bomb warning raised as an error, not printed (the decoder
-    refuses such an image either way)."""
+    """Pillow's decompression-bomb warning raised as an error, not printed."""
     image_module = _pil()
     with warnings.catch_warnings():
         warnings.simplefilter("error", image_module.DecompressionBombWarning)
@@ -141,7 +137,6 @@ _BOMB = (
 
 
 def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | None:
-    """The side the image is resized to: the larger output side, over ``crop_pct``."""
     if size is None:
         return None
     height, width = size
@@ -181,8 +176,7 @@ def _convert(image: Any, channels: int) -> Any:
     """``image`` as ``L`` or ``RGB`` (8-bit), or as ``F`` on 0..255 (a high-depth grey)."""
     mode = image.mode
     if mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer grey: 0..65535
-        grey = image.convert("F")
-        return grey.point(lambda value: value * (255 / 65535))
+        return image.convert("F").point(lambda value: value * (255 / 65535))
     if mode == "F":
         image.load()
         low, high = image.getextrema()
@@ -224,15 +218,12 @@ def _tensor(image: Any, channels: int, dtype: torch.dtype) -> torch.Tensor:
     width, height = image.size
     if image.mode == "F":
         data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32)
-        grey = data.view(1, height, width).clamp(0, 255)
-        pixels = grey.expand(channels, height, width)
-        if dtype == torch.uint8:
-            return pixels.round().to(torch.uint8).contiguous()
-        return (pixels / 255).to(dtype).contiguous()
-    if channels == 3 and image.mode == "L":
-        image = image.convert("RGB")
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    pixels = data.view(height, width, channels).permute(2, 0, 1)
+        pixels = data.view(1, height, width).clamp(0, 255).expand(channels, height, width)
+    else:
+        if channels == 3 and image.mode == "L":
+            image = image.convert("RGB")
+        data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        pixels = data.view(height, width, channels).permute(2, 0, 1)
     if dtype == torch.uint8:
-        return pixels.contiguous()
-    return (pixels.to(dtype) / 255).contiguous()
+        return pixels.round().to(torch.uint8).contiguous()
+    return (pixels / 255).to(dtype).contiguous()

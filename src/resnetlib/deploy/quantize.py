@@ -1,9 +1,6 @@
-"""Static int8 post-training quantization for CPUs, by torchao's PT2E flow.
-
-The model, batch norms folded, is captured with ``torch.export``, annotated by
-``X86InductorQuantizer`` (int8 activations per tensor, weights per output channel),
-calibrated, converted and lowered to oneDNN's int8 kernels. Needs torch >= 2.8 and torchao
-(``pip install "resnetlib[quantize]"``); tested with torch 2.13.0 and torchao 0.18.0.
+"""Static int8 post-training quantization for CPUs by torchao's PT2E flow: batch norms folded,
+``X86InductorQuantizer`` (int8 activations per tensor, weights per output channel), lowered to
+oneDNN's int8 kernels. Needs torch >= 2.8 and torchao (``pip install "resnetlib[quantize]"``).
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ import importlib
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -36,24 +33,10 @@ MIN_TORCH = (2, 8)
 """The oldest torch :func:`quantize` accepts (torchao's PT2E quantization needs it)."""
 
 # Ops that only move or view data: neither int8 compute nor float compute.
-_LAYOUT_OPS = {
-    "getitem",
-    "view",
-    "_unsafe_view",
-    "reshape",
-    "flatten",
-    "permute",
-    "t",
-    "expand",
-    "squeeze",
-    "unsqueeze",
-    "clone",
-    "contiguous",
-    "alias",
-    "detach",
-    "_to_copy",
-    "sym_size",
-}
+_LAYOUT_OPS = frozenset(
+    "getitem view _unsafe_view reshape flatten permute t expand squeeze unsqueeze clone "
+    "contiguous alias detach _to_copy sym_size".split()
+)
 
 
 def _torch_version() -> tuple[int, int]:
@@ -332,36 +315,13 @@ def _describe(modules: dict[str, nn.Module], name: str, ops: list[str]) -> str:
     return f"{type(modules[name]).__name__} ({listed})" if name and name in modules else listed
 
 
-@overload
 def quantize(
     model: nn.Module,
     calibration: Iterable[Any],
     *,
-    report: Literal[False] = False,
     compile: bool = False,
     dynamic_size: bool = False,
-) -> Int8Model: ...
-
-
-@overload
-def quantize(
-    model: nn.Module,
-    calibration: Iterable[Any],
-    *,
-    report: Literal[True],
-    compile: bool = False,
-    dynamic_size: bool = False,
-) -> tuple[Int8Model, QuantizeReport]: ...
-
-
-def quantize(
-    model: nn.Module,
-    calibration: Iterable[Any],
-    *,
-    report: bool = False,
-    compile: bool = False,
-    dynamic_size: bool = False,
-) -> Int8Model | tuple[Int8Model, QuantizeReport]:
+) -> Int8Model:
     """An int8 copy of ``model`` for CPU inference (static post-training quantization).
 
     ``calibration`` is an iterable of input batches (float ``(N, C, H, W)`` tensors,
@@ -369,19 +329,19 @@ def quantize(
     like the real inputs. The copy takes the same float input at any batch size, at the
     calibration's height and width (``dynamic_size=True``: any the model's export allows).
     ``compile=True`` compiles it with inductor's freezing (faster; compiles here, and again
-    for each new input shape). ``model`` itself is never changed.
+    for each new input shape). Its ``report`` says what stayed float. ``model`` itself is
+    never changed.
     """
     converted, example = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
     summary = _report(converted, lowered, model)
-    if compile:
-        compiled: nn.Module = torch.compile(converted)  # type: ignore[assignment]
-        int8 = Int8Model(compiled, summary, model, freezing=True)
-        with torch.no_grad():
-            int8(example)  # compile now, not on the first real call
-    else:
-        int8 = Int8Model(lowered, summary, model)
-    return (int8, summary) if report else int8
+    if not compile:
+        return Int8Model(lowered, summary, model)
+    compiled: nn.Module = torch.compile(converted)  # type: ignore[assignment]
+    int8 = Int8Model(compiled, summary, model, freezing=True)
+    with torch.no_grad():
+        int8(example)  # compile now, not on the first real call
+    return int8
 
 
 def calibration_batches(
