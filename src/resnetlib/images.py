@@ -80,12 +80,11 @@ def decode_image(
     """The image at ``path`` as a ``channels`` x H x W tensor: uint8 (0..255) or, with
     ``dtype=torch.float32``, float in [0, 1].
 
-    ``size`` is the output (height, width), or the native size without it: without
-    ``crop_pct`` the whole image is resized to it; with ``crop_pct`` the shorter side is
-    resized to ``max(size) / crop_pct`` and the centre ``size`` kept (as timm's eval
-    transform). Before a pixel is decoded the header is checked: at most ``max_pixels``
-    (default :func:`pixel_limit` of the resize), a longer side at most ``MAX_ASPECT`` times
-    the shorter, a format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
+    ``size`` is the output (height, width), else the native size: the whole image resized to
+    it, or with ``crop_pct`` the shorter side resized to ``max(size) / crop_pct`` and the
+    centre kept (timm's eval transform). The header is checked first: at most ``max_pixels``
+    (default :func:`pixel_limit` of the resize), an aspect ratio of at most ``MAX_ASPECT``, a
+    format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
 
     Raises:
         ValueError: a bad ``channels``, ``interpolation``, ``size`` or ``crop_pct``.

@@ -19,6 +19,7 @@ from torch import nn
 from ..common import PathLike, evaluating, first_line
 from ..files import atomic_path
 from ..limits import MAX_IMAGE_SIDE
+from .contract import export_metadata
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
@@ -161,8 +162,6 @@ def export_pt2(
 ) -> None:
     """Write :func:`export_program`'s program to ``path`` (``torch.export.load(path).module()``
     loads it), the model's contract as extra files; a failed write leaves the previous file."""
-    from .contract import export_metadata
-
     metadata = export_metadata(model)  # checked before the trace
     program = export_program(model, input_size, dynamic_size=dynamic_size)
     with atomic_path(path) as partial:
@@ -182,7 +181,6 @@ def export_onnx(
     ``metadata_props``; a failed write leaves the previous file. With ``calibration`` (as
     :func:`resnetlib.deploy.quantize` takes it) the file is int8 in QDQ form.
     """
-    from .contract import export_metadata
     from .quantize import prepare_and_convert
 
     require(ONNX_PACKAGES, "ONNX export")

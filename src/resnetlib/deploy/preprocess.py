@@ -17,7 +17,7 @@ from ..core.data_config import CIFAR10_CLASSES, check_data_config, normalization
 from ..images import bombs_refused, decode_image
 from ..validate import check_int
 
-__all__ = ["PREDICT_BATCH", "Normalized", "Prediction", "class_names", "predict", "read_images"]
+__all__ = ["Normalized", "Prediction", "class_names", "predict", "read_images"]
 
 
 class Normalized(nn.Module):
@@ -54,8 +54,7 @@ def normalizing(config: Mapping[str, Any], channels: int) -> tuple[torch.Tensor,
 
 
 def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
-    """A function decoding one image file to a normalized C x H x W tensor, as the checked
-    data config ``checked`` says."""
+    """A function decoding one image file to a C x H x W tensor, as ``checked`` says."""
     if "input_size" not in checked:
         raise ValueError("the model's pretrained_cfg has no input_size: no size to read images at")
     channels, height, width = checked["input_size"]
@@ -112,16 +111,12 @@ class Prediction:
     classes: tuple[tuple[int, str, float], ...]
 
 
-PREDICT_BATCH = 32
-"""Images :func:`predict` decodes and runs at a time."""
-
-
 def predict(
     model: nn.Module,
     paths: Iterable[PathLike],
     *,
     top: int = 5,
-    batch_size: int = PREDICT_BATCH,
+    batch_size: int = 32,
 ) -> Iterator[Prediction]:
     """The top classes of each image in ``paths``, best first, as an iterator: images are
     read as :func:`read_images` reads them and run ``batch_size`` at a time.

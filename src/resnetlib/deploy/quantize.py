@@ -33,10 +33,24 @@ MIN_TORCH = (2, 8)
 """The oldest torch :func:`quantize` accepts (torchao's PT2E quantization needs it)."""
 
 # Ops that only move or view data: neither int8 compute nor float compute.
-_LAYOUT_OPS = frozenset(
-    "getitem view _unsafe_view reshape flatten permute t expand squeeze unsqueeze clone "
-    "contiguous alias detach _to_copy sym_size".split()
-)
+_LAYOUT_OPS = {
+    "getitem",
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "flatten",
+    "permute",
+    "t",
+    "expand",
+    "squeeze",
+    "unsqueeze",
+    "clone",
+    "contiguous",
+    "alias",
+    "detach",
+    "_to_copy",
+    "sym_size",
+}
 
 
 def _torch_version() -> tuple[int, int]:
@@ -90,12 +104,9 @@ class QuantizeReport:
 
 
 class Int8Model(nn.Module):
-    """An int8 model made by :func:`quantize`: call it like the float model it came from.
-
-    ``graph`` is the lowered program (or the compiled one, run with inductor's
-    ``freezing``); ``report`` says what stayed float. The model's ``spec``,
-    ``pretrained_cfg`` and ``default_input_size`` are carried over. Inference only.
-    """
+    """An int8 model made by :func:`quantize`, called like the float model it came from
+    (inference only; its ``spec``, ``pretrained_cfg`` and ``default_input_size`` kept).
+    ``graph`` is the lowered (or compiled) program; ``report`` says what stayed float."""
 
     def __init__(
         self, graph: nn.Module, report: QuantizeReport, source: nn.Module, *, freezing: bool = False
