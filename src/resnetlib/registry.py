@@ -14,6 +14,13 @@ T = TypeVar("T")
 __all__ = ["Registry", "UnknownNameError"]
 
 
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the digit runs in ``name`` as numbers."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
+    )
+
+
 class UnknownNameError(KeyError):
     """A registry lookup failed; the message lists the known names and close matches."""
 
@@ -123,10 +130,7 @@ class Registry(dict[str, T], Generic[T]):
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style ``pattern``, digit runs sorted as numbers."""
         matches = (n for n in dict.__iter__(self) if fnmatch.fnmatchcase(n, pattern))
-        return sorted(
-            matches,
-            key=lambda n: [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", n)],
-        )
+        return sorted(matches, key=natural_key)
 
     def _unknown_message(self, name: object) -> str:
         known = sorted(self.keys())

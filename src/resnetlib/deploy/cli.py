@@ -21,6 +21,16 @@ from ..cli_options import (
     override_values,
     split_model_words,
 )
+from ..common import printable
+from ..core.data_config import check_data_config
+from ..files import check_not_input
+from ..interop.checkpoint import read_checkpoint
+from ..models.share import CONFIG, save_pretrained
+from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
+from .fuse import fuse_bn
+from .preprocess import Normalized, predict
+from .quantize import calibration_batches, check_quantize_support
+from .runtime import onnx_argument, refuse_given
 
 __all__ = ["add_commands", "run", "run_hf", "run_predict"]
 
@@ -109,12 +119,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 def run(args: argparse.Namespace) -> int:
     """Build or load, optionally fuse and normalize, then export; the previous file at
     ``--out`` survives a failed export."""
-    from ..core.data_config import check_data_config
-    from ..files import check_not_input
-    from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
-    from .fuse import fuse_bn
-    from .preprocess import Normalized
-
     if args.format == "hf":
         return run_hf(args)
     out = out_path(args.out)
@@ -144,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if args.int8:
         from ..train.data import load_data
-        from .quantize import calibration_batches, check_quantize_support
 
         check_quantize_support()
         images = load_data(str(args.calibrate)).train.images
@@ -179,10 +182,6 @@ def out_path(out: str) -> Path:
 def run_hf(args: argparse.Namespace) -> int:
     """``export --format hf``: the model (a checkpoint's metadata in its card) as a Hugging
     Face folder at ``--out`` (:func:`resnetlib.save_pretrained`)."""
-    from ..interop.checkpoint import read_checkpoint
-    from ..models.share import CONFIG, save_pretrained
-    from .runtime import refuse_given
-
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
     given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")
@@ -201,10 +200,6 @@ def run_hf(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     """Print the top classes of each image, a batch at a time as they are decoded; names
     and paths with their control characters escaped, so each result is one line."""
-    from ..common import printable
-    from .preprocess import predict
-    from .runtime import onnx_argument
-
     args.images = split_model_words(args, args.words)
     if not args.images:
         raise UsageError("name the image files to classify (resnetlib predict MODEL IMAGE...)")

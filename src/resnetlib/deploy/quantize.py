@@ -178,11 +178,10 @@ def _float_model(model: nn.Module) -> nn.Module:
     """An eval float32 CPU copy, batch norms folded; those that cannot fold become their scale
     and shift (torchao's conversion spends seconds on each batch norm left in the graph)."""
     folded: nn.Module = fuse_bn(model)
-    with torch.no_grad():
-        for name, module in list(folded.named_modules()):
-            norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
-            if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
-                replace_module(folded, name, _ScaleShift(module))
+    for name, module in list(folded.named_modules()):
+        norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
+        if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
+            replace_module(folded, name, _ScaleShift(module))
     return folded.to("cpu", torch.float32)
 
 
@@ -295,7 +294,7 @@ def _report(
     converted: fx.GraphModule, lowered: fx.GraphModule, source: nn.Module
 ) -> QuantizeReport:
     leftovers: dict[str, list[str]] = {}
-    modules = dict(source.named_modules(remove_duplicate=False))
+    kinds = {n: type(m).__name__ for n, m in source.named_modules(remove_duplicate=False) if n}
     origins = {node.name: node for node in converted.graph.nodes}
     for node in lowered.graph.nodes:
         if node.op != "call_function" or str(node.target).startswith("onednn."):
@@ -316,14 +315,11 @@ def _report(
             ops.append(op)
     return QuantizeReport(
         quantized=_quantized(converted),
-        float=tuple((name, _describe(modules, name, ops)) for name, ops in leftovers.items()),
+        float=tuple(  # ("layer1.0.bn1", "BatchNorm2d (mul, add)"): the module's type, its ops
+            (name, f"{kinds[name]} ({', '.join(ops)})" if name in kinds else ", ".join(ops))
+            for name, ops in leftovers.items()
+        ),
     )
-
-
-def _describe(modules: dict[str, nn.Module], name: str, ops: list[str]) -> str:
-    """``"BatchNorm2d (mul, add)"``: the type of the module ``name`` and the float ops."""
-    listed = ", ".join(ops)
-    return f"{type(modules[name]).__name__} ({listed})" if name and name in modules else listed
 
 
 def quantize(
