@@ -66,10 +66,8 @@ def _example_input(
             f"limits ({MAX_CHANNELS} channels, {MAX_IMAGE_SIDE} pixels a side; see "
             "resnetlib.core.spec.MAX_IMAGE_SIDE)"
         )
-    reference = next(model.parameters(), None)
-    device = reference.device if reference is not None else torch.device("cpu")
-    dtype = reference.dtype if reference is not None else torch.float32
-    return torch.zeros((1, *size), device=device, dtype=dtype)
+    reference = next(model.parameters(), torch.empty(0, device="cpu", dtype=torch.float32))
+    return torch.zeros((1, *size), device=reference.device, dtype=reference.dtype)
 
 
 def _shapes_only(
@@ -108,11 +106,9 @@ def _measure(
 def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | None = None) -> int:
     """Multiply-adds (not FLOPs, about twice as many) of one forward pass on one sample, as
     the paper counts: convolutions and the classifier; norms, activations, additions and
-    pooling are free.
-
-    ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per sample), an example
-    tensor of such a shape, or by default the model's ``default_input_size``. Runs in eval
-    mode on a meta-device copy of the model (shapes only).
+    pooling are free. ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per
+    sample), an example tensor of such a shape, or by default the model's
+    ``default_input_size``. Runs in eval mode on a meta-device copy (shapes only).
 
     Raises:
         ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape.
@@ -191,11 +187,9 @@ def summary(
     input_size: torch.Tensor | Sequence[int] | None = None,
     title: str = "",
 ) -> ModelSummary:
-    """Output shape, parameters and multiply-adds of the stem, each stage and the head, as a
-    table that ``str()`` renders.
-
-    Takes a :class:`ResNet` or a features-only backbone (:class:`ResNetFeatures`: no head
-    row). ``input_size`` is as :func:`count_flops` takes it.
+    """Output shape, parameters and multiply-adds of the stem, each stage and the head (none
+    for a :class:`ResNetFeatures` backbone), as a table that ``str()`` renders.
+    ``input_size`` is as :func:`count_flops` takes it.
 
     Raises:
         TypeError: ``model`` is neither a ResNet nor a features-only backbone.

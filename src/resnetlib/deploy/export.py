@@ -97,10 +97,8 @@ def smallest_side(model: nn.Module) -> int:
 
 
 def _example(model: nn.Module, size: tuple[int, int, int]) -> torch.Tensor:
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    dtype = parameter.dtype if parameter is not None else torch.float32
-    return torch.randn(2, *size, device=device, dtype=dtype)
+    parameter = next(model.parameters(), torch.empty(0, device="cpu", dtype=torch.float32))
+    return torch.randn(2, *size, device=parameter.device, dtype=parameter.dtype)
 
 
 def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> None:

@@ -81,8 +81,7 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
 
 def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.Tensor:
     """Decode ``paths`` to one N x C x H x W float tensor as ``config`` (a ``pretrained_cfg``)
-    says: its channels, the shorter side resized to ``size / crop_pct``, a centre crop of
-    ``input_size``, then per-channel normalization.
+    says: channels, resize and centre crop (``crop_pct``), then per-channel normalization.
 
     Raises:
         ValueError: ``config`` fails ``check_data_config``; or a file is not an image, or is
@@ -135,9 +134,8 @@ def predict(
         names: list[str] | None = None
         while chunk := list(itertools.islice(remaining, batch_size)):
             x = torch.stack([read(path) for path in chunk])
-            parameter = next(model.parameters(), None)
-            if parameter is not None:
-                x = x.to(parameter.device, parameter.dtype)
+            parameter = next(model.parameters(), x)
+            x = x.to(parameter.device, parameter.dtype)
             with evaluating(model):
                 probabilities = model(x).float().softmax(1).cpu()
             del x

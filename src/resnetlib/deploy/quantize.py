@@ -332,12 +332,11 @@ def quantize(
     """An int8 copy of ``model`` for CPU inference (static post-training quantization).
 
     ``calibration`` is an iterable of input batches (float ``(N, C, H, W)`` tensors,
-    normalized as the model expects, or ``(images, labels)`` pairs): a few hundred images
-    like the real inputs. The copy takes the same float input at any batch size, at the
-    calibration's height and width (``dynamic_size=True``: any the model's export allows).
-    ``compile=True`` compiles it with inductor's freezing (faster; compiles here, and again
-    for each new input shape). Its ``report`` says what stayed float. ``model`` itself is
-    never changed.
+    normalized as the model expects, or ``(images, labels)`` pairs): a few hundred typical
+    images. The copy takes any batch size at the calibration's height and width (with
+    ``dynamic_size=True``, any its export allows); ``compile=True`` compiles it with inductor's
+    freezing, here and for each new input shape. Its ``report`` says what stayed float.
+    ``model`` itself is never changed.
     """
     converted, example = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
