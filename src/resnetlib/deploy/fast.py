@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .fuse import fuse_bn
+from .quantize import quantize
 
 __all__ = ["optimize_for_inference"]
 
@@ -38,8 +39,6 @@ def optimize_for_inference(
     ``calibration``. ``model`` itself is never changed.
     """
     if int8:
-        from .quantize import quantize
-
         if calibration is None:
             raise ValueError("int8=True needs calibration: an iterable of typical input batches")
         fast: nn.Module = quantize(model, calibration, compile=compile)

@@ -13,12 +13,14 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.torch_version import TorchVersion
 
 from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from .export import dynamic_shapes, quiet, require
 from .fuse import fuse_bn, replace_module, running_statistics
+from .preprocess import normalizing
 
 __all__ = [
     "MIN_TORCH",
@@ -29,7 +31,7 @@ __all__ = [
     "quantize",
 ]
 
-MIN_TORCH = (2, 8)
+MIN_TORCH = "2.8"
 """The oldest torch :func:`quantize` accepts (torchao's PT2E quantization needs it)."""
 
 # Ops that only move or view data: neither int8 compute nor float compute.
@@ -53,17 +55,12 @@ _LAYOUT_OPS = {
 }
 
 
-def _torch_version() -> tuple[int, int]:
-    major, minor = torch.__version__.split("+")[0].split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
-
-
 def check_quantize_support() -> None:
     """Raise unless :func:`quantize` can run here: torch >= ``MIN_TORCH`` (``RuntimeError``)
     and torchao installed (``MissingDependencyError``)."""
-    if _torch_version() < MIN_TORCH:
+    if TorchVersion(torch.__version__) < MIN_TORCH:
         raise RuntimeError(
-            f"int8 quantization needs torch >= {'.'.join(map(str, MIN_TORCH))} (torchao's PT2E "
+            f"int8 quantization needs torch >= {MIN_TORCH} (torchao's PT2E "
             f"quantization); this is torch {torch.__version__}: upgrade torch"
         )
     require(("torchao",), "int8 quantization", extra="quantize")
@@ -382,8 +379,6 @@ def calibration_batches(
             chosen, size=(height, width), mode="bilinear", align_corners=False
         )
     if "mean" in cfg or "std" in cfg:  # else a module that states no normalization
-        from .preprocess import normalizing
-
         mean, inverse_std = normalizing(cfg, channels)
         chosen = (chosen - mean) * inverse_std
     return list(torch.split(chosen, batch_size))
