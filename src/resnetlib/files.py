@@ -69,13 +69,6 @@ def command_files() -> Iterator[None]:
         _INPUTS.reset(token)
 
 
-def _remember_input(fd: int, path: PathLike) -> None:
-    inputs = _INPUTS.get()
-    if inputs is not None:
-        info = os.fstat(fd)
-        inputs.setdefault((info.st_dev, info.st_ino), str(path))
-
-
 def check_not_input(target: PathLike) -> None:
     """Raise :class:`OutputIsInputError` (naming both files) when ``target`` is an input of the
     running command: to refuse before a long export (:func:`atomic_write` checks again)."""
@@ -132,15 +125,14 @@ def open_regular(
     try:
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        if not own:
-            _remember_input(fd, path)
+        inputs = _INPUTS.get()
+        if not own and inputs is not None:  # remembered by device and inode
+            info = os.fstat(fd)
+            inputs.setdefault((info.st_dev, info.st_ino), str(path))
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-
-
-_CHUNK = 1 << 20
 
 
 def read_bytes(
@@ -159,7 +151,7 @@ def read_bytes(
         chunks = [file.read(min(hint, limit) + 1)]
         size = len(chunks[0])
         while chunks[-1] and size <= limit:
-            chunks.append(file.read(min(_CHUNK, limit + 1 - size)))
+            chunks.append(file.read(min(1 << 20, limit + 1 - size)))
             size += len(chunks[-1])
     if len(chunks) > 1 and not chunks[-1]:
         chunks.pop()  # the empty read at the end of the file
@@ -306,9 +298,6 @@ def _fsync_directory(directory: Path) -> None:
     os.close(fd)
 
 
-_MAX_STEM = 120  # of the target's name inside a temporary name
-
-
 def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
     """The target (refused when it is an input), its directory, and a new hidden partial file
     there opened ``O_EXCL`` (never a link someone else made) with the umask's mode."""
@@ -316,8 +305,8 @@ def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
     check_not_input(target)
     directory = target.parent if str(target.parent) else Path(".")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        partial = directory / f".{target.name[:_MAX_STEM]}.{secrets.token_hex(6)}.partial"
+    while True:  # the name cut to 120 characters to fit NAME_MAX
+        partial = directory / f".{target.name[:120]}.{secrets.token_hex(6)}.partial"
         try:
             return target, directory, os.open(partial, flags, 0o666), partial
         except FileExistsError:  # pragma: no cover - 48 random bits collided

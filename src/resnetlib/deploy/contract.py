@@ -30,8 +30,6 @@ CONFIG_KEYS = (
 )
 """The ``pretrained_cfg`` entries an export carries (those that say how to feed it)."""
 
-_REQUIRED = ("input_size", "mean", "std", "spec")
-
 
 def _dump(value: object) -> str:
     return json.dumps(value, allow_nan=False)
@@ -85,7 +83,7 @@ def read_metadata(metadata: Mapping[str, str], *, where: str) -> ExportContract:
         ValueError: an entry is missing (a file resnetlib did not export), too long, not
             JSON, or fails its check.
     """
-    missing = [key for key in _REQUIRED if key not in metadata]
+    missing = [key for key in ("input_size", "mean", "std", "spec") if key not in metadata]
     if missing:
         raise ValueError(
             f"{where}: no resnetlib metadata ({', '.join(missing)} missing), so nothing says "
