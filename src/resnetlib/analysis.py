@@ -6,7 +6,7 @@ import copy
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from .validate import is_int
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
 
 _T = TypeVar("_T")
+_M = TypeVar("_M", bound=nn.Module)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -70,9 +71,7 @@ def _example_input(
     return torch.zeros((1, *size), device=reference.device, dtype=reference.dtype)
 
 
-def _shapes_only(
-    model: nn.Module, x: torch.Tensor, run: Callable[[nn.Module, torch.Tensor], _T]
-) -> _T:
+def _shapes_only(model: _M, x: torch.Tensor, run: Callable[[_M, torch.Tensor], _T]) -> _T:
     """``run(model, x)`` on meta copies of both (shapes only, no arithmetic); on the model
     itself where it cannot be copied or an operation has no meta kernel."""
     if x.device.type != "meta":
@@ -208,12 +207,8 @@ def summary(
             "count_parameters(model) and count_flops(model, (C, H, W)) work"
         )
     example = _example_input(model, input_size, "summary()")
-    size = tuple(example.shape[1:])
-
-    def run(module: nn.Module, x: torch.Tensor) -> tuple[SummaryRow, ...]:
-        return _summary_rows(cast(ResNet | ResNetFeatures, module), x)  # a copy of model
-
-    return ModelSummary(input_size=size, rows=_shapes_only(model, example, run), title=title)
+    rows = _shapes_only(model, example, _summary_rows)
+    return ModelSummary(input_size=tuple(example.shape[1:]), rows=rows, title=title)
 
 
 def _summary_rows(model: ResNet | ResNetFeatures, x: torch.Tensor) -> tuple[SummaryRow, ...]:

@@ -66,23 +66,6 @@ def check_quantize_support() -> None:
     require(("torchao",), "int8 quantization", extra="quantize")
 
 
-def _torchao() -> tuple[Any, Any, Any]:
-    """torchao's PT2E modules (utilities, the flow, the x86 quantizer), imported quietly."""
-    with quiet():
-        try:
-            pt2e = importlib.import_module("torchao.quantization.pt2e")
-            flow = importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
-            x86 = importlib.import_module(
-                "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"
-            )
-        except ImportError as error:
-            raise RuntimeError(
-                f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
-                'pip install "resnetlib[quantize]"'
-            ) from error
-    return pt2e, flow, x86
-
-
 @dataclass(frozen=True)
 class QuantizeReport:
     """What :func:`quantize` made int8: ``quantized`` names the modules whose convolution or
@@ -188,12 +171,22 @@ def prepare_and_convert(
     """PT2E up to the converted (QDQ) graph, and the example input it was captured with."""
     batches = as_batches(calibration)
     check_quantize_support()
-    pt2e, flow, x86 = _torchao()
     folded = _float_model(model)
     first = batches[0]  # a batch of at least two: export would specialize a batch of one
     example = first if first.shape[0] > 1 else torch.cat([first, first])
     reduce_range = not getattr(torch.cpu, "_is_vnni_supported", lambda: True)()
     with quiet(), torch.no_grad():
+        try:  # torchao's PT2E utilities, flow and x86 quantizer
+            pt2e = importlib.import_module("torchao.quantization.pt2e")
+            flow = importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
+            x86 = importlib.import_module(
+                "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"
+            )
+        except ImportError as error:
+            raise RuntimeError(
+                f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
+                'pip install "resnetlib[quantize]"'
+            ) from error
         try:
             exported = torch.export.export(
                 folded, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
