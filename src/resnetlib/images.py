@@ -184,10 +184,8 @@ def _convert(image: Any, channels: int) -> Any:
         return image if high > 1 else image.point(lambda value: value * 255)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode == "PA":
-        image = image.convert("RGBA")
-    elif mode == "La":
-        image = image.convert("LA")
+    elif mode in ("PA", "La"):  # to their plain alpha modes
+        image = image.convert({"PA": "RGBA", "La": "LA"}[mode])
     if image.mode in _GREY:
         return image.convert("L")
     rgb = image.convert("RGB")

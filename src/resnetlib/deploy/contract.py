@@ -43,11 +43,7 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
         ValueError: the model's ``pretrained_cfg`` fails ``check_data_config``.
     """
     config = check_data_config(getattr(model, "pretrained_cfg", None) or {})
-    metadata = {
-        key: _dump(list(config[key]) if isinstance(config[key], tuple) else config[key])
-        for key in CONFIG_KEYS
-        if key in config
-    }
+    metadata = {key: _dump(config[key]) for key in CONFIG_KEYS if key in config}  # tuples: lists
     inside = getattr(model, "normalization_in_graph", None)
     graph = {"mean": list(inside[0]), "std": list(inside[1])} if isinstance(inside, tuple) else None
     metadata["normalization_in_graph"] = _dump(graph)

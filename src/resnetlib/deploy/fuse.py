@@ -121,15 +121,9 @@ def running_statistics(norm: nn.Module) -> Statistics:
     mean, var = norm.running_mean, norm.running_var
     if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
         raise TypeError(f"{type(norm).__name__} has no running statistics")
-    weight, bias = norm.weight, norm.bias
+    weight, bias = (p if isinstance(p, torch.Tensor) else None for p in (norm.weight, norm.bias))
     eps: Any = norm.eps
-    return (
-        mean,
-        var,
-        float(eps),
-        weight if isinstance(weight, torch.Tensor) else None,
-        bias if isinstance(bias, torch.Tensor) else None,
-    )
+    return mean, var, float(eps), weight, bias
 
 
 def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
