@@ -72,8 +72,13 @@ def _example_input(
 
 
 def _shapes_only(model: _M, x: torch.Tensor, run: Callable[[_M, torch.Tensor], _T]) -> _T:
-    """``run(model, x)`` on meta copies of both (shapes only, no arithmetic); on the model
-    itself where it cannot be copied or an operation has no meta kernel."""
+    """``run(model, x)`` in eval mode on meta copies of both (shapes only, no arithmetic); on
+    the model itself where it cannot be copied or an operation has no meta kernel."""
+
+    def measured(module: _M, example: torch.Tensor) -> _T:
+        with evaluating(module):
+            return run(module, example)
+
     if x.device.type != "meta":
         memo: dict[int, object] = {}  # each parameter and buffer, once, as a meta tensor
         for tensor in itertools.chain(model.parameters(), model.buffers()):
@@ -85,12 +90,12 @@ def _shapes_only(model: _M, x: torch.Tensor, run: Callable[[_M, torch.Tensor], _
         try:
             copied = copy.deepcopy(model, memo)
         except Exception:  # a module that refuses to be copied is measured as it is
-            return run(model, x)
+            return measured(model, x)
         try:
-            return run(copied, torch.empty_like(x, device="meta"))
+            return measured(copied, torch.empty_like(x, device="meta"))
         except (NotImplementedError, RuntimeError):  # an op without a meta kernel
             pass
-    return run(model, x)
+    return measured(model, x)
 
 
 def _measure(
@@ -120,12 +125,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
         4089184256
     """
     x = _example_input(model, input_size, "count_flops()")
-
-    def run(module: nn.Module, example: torch.Tensor) -> int:
-        with evaluating(module):
-            return _measure(module, example)[1]
-
-    return _shapes_only(model, x, run)
+    return _shapes_only(model, x, lambda module, example: _measure(module, example)[1])
 
 
 @dataclass(frozen=True)
@@ -223,14 +223,10 @@ def _summary_rows(model: ResNet | ResNetFeatures, x: torch.Tensor) -> tuple[Summ
         rows.append(SummaryRow(name, tuple(x.shape[1:]), params, macs))
 
     stem = nn.Sequential(*(model.get_submodule(n) for n in model.stem_names))
-    with evaluating(model):
-        add("stem", list(stem), model.forward_stem if isinstance(model, ResNet) else stem)
-        for name in model.stage_names:
-            stage = model.get_submodule(name)
-            add(name, [stage], stage)
-        for name in model.final_names:
-            final = model.get_submodule(name)
-            add(name, [final], final)
-        if isinstance(model, ResNet):
-            add("head", [model.avgpool, model.fc], model.forward_head)
+    add("stem", list(stem), model.forward_stem if isinstance(model, ResNet) else stem)
+    for name in (*model.stage_names, *model.final_names):
+        module = model.get_submodule(name)
+        add(name, [module], module)
+    if isinstance(model, ResNet):
+        add("head", [model.avgpool, model.fc], model.forward_head)
     return tuple(rows)
