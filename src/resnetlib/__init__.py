@@ -1,9 +1,8 @@
 """resnetlib: ResNets from He et al. (2015), faithful, typed and extensible.
 
-The top level holds what a user types first: the model factories, ``create_model``, the spec
-and ``build``, the base classes and registration, ``load`` and ``save``; the rest lives in its
-subpackage (``deploy`` and ``testing`` load on first use). A name that moved off the top level
-raises ``AttributeError`` naming its new home.
+The top level holds what a user types first (factories, specs, base classes, ``load``,
+``save``); the rest lives in its subpackage. A name that moved off the top level raises
+``AttributeError`` naming its new home.
 """
 
 from __future__ import annotations

@@ -59,9 +59,8 @@ _INPUTS: contextvars.ContextVar[dict[tuple[int, int], str] | None] = contextvars
 
 @contextmanager
 def command_files() -> Iterator[None]:
-    """Within this context (each ``resnetlib`` command runs in one), a write that would replace
-    a file read as input (by path, hard link or symbolic link) raises
-    :class:`OutputIsInputError` before anything is written."""
+    """Within this context (each ``resnetlib`` command runs in one), a write over a file read
+    as input (by any path or link) raises :class:`OutputIsInputError` before writing."""
     token = _INPUTS.set({})
     try:
         yield

@@ -44,9 +44,8 @@ class _RefusedError(Exception):
 
 
 def pixel_limit(side: float | None = None) -> int:
-    """The most pixels (width x height) an image may have to be decoded for an output of
-    ``side`` pixels a side: :data:`~resnetlib.limits.MAX_IMAGE_PIXELS`, or
-    ``(MAX_DOWNSCALE * side) ** 2`` where that is larger."""
+    """The most pixels an image may have to be decoded for an output of ``side`` pixels a side:
+    ``MAX_IMAGE_PIXELS``, or ``(MAX_DOWNSCALE * side) ** 2`` where that is larger."""
     if side is None:
         return MAX_IMAGE_PIXELS
     return max(MAX_IMAGE_PIXELS, math.ceil(MAX_DOWNSCALE * side) ** 2)
@@ -198,8 +197,7 @@ def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, re
     height, width = size
     if crop_pct is None:
         return image if image.size == (width, height) else image.resize((width, height), resample)
-    # The shorter side to max(size) / crop_pct, then the centre (height, width): resized
-    # from that region of the image only, so nothing larger than the output is made.
+    # The centre (height, width) of the resize, made from that region alone (nothing larger)
     scale = max(height, width) / crop_pct / min(image.width, image.height)
     full = (
         max(width, math.floor(image.width * scale + 0.5)),

@@ -151,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_quantize_support()
         images = load_data(str(args.calibrate)).train.images
-        # For the graph's input: in [0, 1] with --normalize, which stays float before the
-        # first quantized op; normalized by the model's mean and std without.
+        # for the graph's input: in [0, 1] with --normalize (float up to the first int8 op)
         calibration = calibration_batches(images, exported, size=args.calibration_size)
     if args.format == "onnx":  # both write beside --out and rename: all or nothing
         export_onnx(exported, out, size, dynamic_size=args.dynamic_size, calibration=calibration)

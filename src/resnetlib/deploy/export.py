@@ -105,9 +105,8 @@ def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> Non
     """Refuse a program whose height or width ``torch.export`` fixed, bounded or tied to a
     value (``H * W == 4096``): it must run at ``least`` x ``least + 2``."""
     channels, height, width = (int(n) for n in x.shape[1:])
-    inputs = [node for node in program.graph.nodes if node.op == "placeholder"]
-    user = program.graph_signature.user_inputs
-    shape = next((n.meta["val"].shape for n in inputs if n.name in user), None)
+    user = program.graph_signature.user_inputs  # placeholders' names
+    shape = next((n.meta["val"].shape for n in program.graph.nodes if n.name in user), None)
     fixed = []
     for axis, name in ((2, "height"), (3, "width")):
         dim = None if shape is None else shape[axis]

@@ -359,14 +359,13 @@ def calibration_batches(
     chosen = images[:size].to(torch.float32)
     if images.dtype == torch.uint8:
         chosen = chosen / 255.0
-    if chosen.shape[1] != channels:
-        if chosen.shape[1] == 3 and channels == 1:
-            chosen = chosen.mean(dim=1, keepdim=True)
-        else:
-            raise ValueError(
-                f"calibration images have {chosen.shape[1]} channels, the model takes "
-                f"{channels}; give a data set of {channels}-channel images"
-            )
+    if chosen.shape[1] == 3 and channels == 1:
+        chosen = chosen.mean(dim=1, keepdim=True)
+    elif chosen.shape[1] != channels:
+        raise ValueError(
+            f"calibration images have {chosen.shape[1]} channels, the model takes "
+            f"{channels}; give a data set of {channels}-channel images"
+        )
     if height and (chosen.shape[-2], chosen.shape[-1]) != (height, width):
         chosen = nn.functional.interpolate(
             chosen, size=(height, width), mode="bilinear", align_corners=False

@@ -21,10 +21,7 @@ from ..limits import MAX_ONNX_BYTES
 from .contract import ExportContract, read_metadata
 from .export import require
 
-__all__ = ["ONNX_SUFFIX", "OnnxModel", "load_onnx", "onnx_argument"]
-
-ONNX_SUFFIX = ".onnx"
-"""What names an ONNX file where a command takes a model (any case)."""
+__all__ = ["OnnxModel", "load_onnx", "onnx_argument"]
 
 
 class OnnxModel(nn.Module):
@@ -89,7 +86,7 @@ def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel
     """The ONNX file a command's model positional names (``load_onnx``), or ``None``. The
     model ``options`` given beside it (name: value, ``None`` when absent): ``ValueError``."""
     name = str(model or "")
-    if not name.lower().endswith(ONNX_SUFFIX):
+    if not name.lower().endswith(".onnx"):  # in any case
         return None
     refuse_given(
         options,
