@@ -200,19 +200,17 @@ def _finite(text: str) -> float:
     return value
 
 
-def _depth(value: Any) -> int:
-    """How deep arrays and objects nest in ``value`` (iterative: no recursion limit)."""
-    deepest, pending = 0, [(value, 1)]
+def _too_deep(value: Any) -> bool:
+    """Whether arrays and objects nest deeper than ``MAX_JSON_DEPTH`` (iteratively)."""
+    pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if not isinstance(item, (dict, list)):
-            continue
-        children = item.values() if isinstance(item, dict) else item
-        deepest = max(deepest, depth)
-        if depth > MAX_JSON_DEPTH:
-            break
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRefusedError) -> Any:
@@ -233,7 +231,7 @@ def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRef
         raise error(f"{at}JSON nested more than {MAX_JSON_DEPTH} deep") from None
     except ValueError as bad:  # an integer of more than 4,300 digits
         raise error(f"{at}{bad}") from None
-    if _depth(value) > MAX_JSON_DEPTH:
+    if _too_deep(value):
         raise error(f"{at}JSON nested more than {MAX_JSON_DEPTH} deep")
     return value
 

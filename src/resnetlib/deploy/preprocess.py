@@ -60,8 +60,6 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
     channels, height, width = checked["input_size"]
     if channels not in (1, 3):
         raise ValueError(f"images are read as 1 or 3 channels; the model takes {channels}")
-    crop = float(checked.get("crop_pct") or 1.0)
-    interpolation = str(checked.get("interpolation") or "bilinear")
     shift, scale = normalizing(checked, channels)
 
     def read(path: PathLike) -> torch.Tensor:
@@ -70,8 +68,8 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
                 path,
                 channels=channels,
                 size=(height, width),
-                crop_pct=crop,
-                interpolation=interpolation,
+                crop_pct=float(checked.get("crop_pct") or 1.0),
+                interpolation=str(checked.get("interpolation") or "bilinear"),
                 dtype=torch.float32,
             )
         return (pixels - shift) * scale
