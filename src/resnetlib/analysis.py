@@ -54,8 +54,7 @@ def _example_input(
         sequence = isinstance(input_size, Sequence) and not isinstance(input_size, (str, bytes))
         size = tuple(input_size) if sequence else ()
         given = repr(input_size)
-    if len(size) == 4:
-        size = size[1:]
+    size = size[1:] if len(size) == 4 else size
     if len(size) != 3 or any(not is_int(s) or s < 1 for s in size):
         raise ValueError(
             f"{caller}: the input must be (C, H, W) or (N, C, H, W) of ints >= 1, or a "

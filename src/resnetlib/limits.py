@@ -1,6 +1,5 @@
-"""Size limits every layer checks against: far above any published ResNet, low enough that
-a typo or a hostile file is refused with a clear error before anything is allocated
-(``resnetlib.core.spec`` re-exports them)."""
+"""Size limits every layer checks against: far above any published ResNet, low enough that a
+typo or a hostile file is refused before anything is allocated (``core.spec`` re-exports them)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Deployment: batch-norm folding, the inference fast path, int8 quantization, export.
-
-Everything here returns new modules and never changes the model it is given. ONNX's packages
-and torchao load only when an export or quantization runs.
-"""
+"""Deployment: batch-norm folding, the inference fast path, int8 quantization, export. Each
+returns new modules, never changing the model it is given; ONNX's packages and torchao load
+only when an export or quantization runs."""
 
 from __future__ import annotations
 
