@@ -201,7 +201,6 @@ def _finite(text: str) -> float:
 
 
 def _too_deep(value: Any) -> bool:
-    """Whether arrays and objects nest deeper than ``MAX_JSON_DEPTH`` (iteratively)."""
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()

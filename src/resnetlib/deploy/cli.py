@@ -179,8 +179,7 @@ def out_path(out: str) -> Path:
 
 
 def run_hf(args: argparse.Namespace) -> int:
-    """``export --format hf``: the model (a checkpoint's metadata in its card) as a Hugging
-    Face folder at ``--out`` (:func:`resnetlib.save_pretrained`)."""
+    """``export --format hf``: a Hugging Face folder at ``--out`` (with checkpoint metadata)."""
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
     given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")

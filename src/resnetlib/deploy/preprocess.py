@@ -47,14 +47,12 @@ class Normalized(nn.Module):
 
 
 def normalizing(config: Mapping[str, Any], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``config``'s mean and 1 / std (``normalization()``) as ``(C, 1, 1)`` tensors: an input
-    in [0, 1] is normalized as ``(x - mean) * inverse_std``."""
+    """``config``'s mean and 1 / std as ``(C, 1, 1)`` tensors, for ``(x - mean) * inverse_std``."""
     mean, std = normalization(config, channels)
     return torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).reciprocal().view(-1, 1, 1)
 
 
 def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
-    """A function decoding one image file to a C x H x W tensor, as ``checked`` says."""
     if "input_size" not in checked:
         raise ValueError("the model's pretrained_cfg has no input_size: no size to read images at")
     channels, height, width = checked["input_size"]
@@ -90,8 +88,7 @@ def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.T
 
 
 def class_names(config: dict[str, Any], count: int) -> list[str]:
-    """The class names a ``pretrained_cfg`` knows (``label_names``, or CIFAR-10's), else
-    ``class 0`` .. ``class N-1``."""
+    """The class names a ``pretrained_cfg`` gives (``label_names``, CIFAR-10's), or ``class i``."""
     names = config.get("label_names")
     if isinstance(names, (list, tuple)) and len(names) == count:
         return [str(name) for name in names]

@@ -75,8 +75,7 @@ def load_onnx(path: PathLike) -> OnnxModel:
 
 
 def refuse_given(options: Mapping[str, object], reason: str) -> None:
-    """Raise ``ValueError("--a, --b: reason")`` for the options (name: value) given, those
-    whose value is not ``None``."""
+    """Raise ``ValueError("--a, --b: reason")`` naming the options whose value is not ``None``."""
     given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: {reason}")
