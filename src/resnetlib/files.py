@@ -152,9 +152,7 @@ def read_bytes(
         while chunks[-1] and size <= limit:
             chunks.append(file.read(min(1 << 20, limit + 1 - size)))
             size += len(chunks[-1])
-    if len(chunks) > 1 and not chunks[-1]:
-        chunks.pop()  # the empty read at the end of the file
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    data = b"".join(chunks) if any(chunks[1:]) else chunks[0]  # read at once: no copy
     if len(data) > limit:
         raise _refused(error, path, f"larger than {limit:,} bytes", what, "; not such a file")
     return data

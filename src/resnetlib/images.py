@@ -54,9 +54,8 @@ def pixel_limit(side: float | None = None) -> int:
 @contextmanager
 def bombs_refused() -> Iterator[None]:
     """Pillow's decompression-bomb warning raised as an error, not printed."""
-    image_module = _pil()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", image_module.DecompressionBombWarning)
+        warnings.simplefilter("error", _pil().DecompressionBombWarning)
         yield
 
 

@@ -219,8 +219,6 @@ def run_predict(args: argparse.Namespace) -> int:
             f"{printable(name)}{'' if name == str(index) else f' ({index})'} {100 * p:.1f}%"
             for index, name, p in prediction.classes
         )
-        print(f"{printable(prediction.path)}: {ranked}")
-        if count % args.batch_size == 0:
-            sys.stdout.flush()
+        print(f"{printable(prediction.path)}: {ranked}", flush=count % args.batch_size == 0)
     sys.stdout.flush()
     return 0

@@ -113,10 +113,9 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     return pairs, unfused
 
 
-Statistics = tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]
-
-
-def running_statistics(norm: nn.Module) -> Statistics:
+def running_statistics(
+    norm: nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]:
     """An eval-mode batch norm's (mean, var, eps, weight or ``None``, bias or ``None``)."""
     mean, var = norm.running_mean, norm.running_var
     if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
