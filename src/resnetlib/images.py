@@ -209,15 +209,10 @@ def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, re
 
 
 def _tensor(image: Any, channels: int, dtype: torch.dtype) -> torch.Tensor:
-    width, height = image.size
-    if image.mode == "F":
-        data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32)
-        pixels = data.view(1, height, width).clamp(0, 255).expand(channels, height, width)
-    else:
-        if channels == 3 and image.mode == "L":
-            image = image.convert("RGB")
-        data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-        pixels = data.view(height, width, channels).permute(2, 0, 1)
+    width, height = image.size  # L, RGB or F (grey on 0..255); grey is repeated for RGB
+    kind = torch.float32 if image.mode == "F" else torch.uint8
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=kind).view(height, width, -1)
+    pixels = data.permute(2, 0, 1).clamp(0, 255).expand(channels, height, width)
     if dtype == torch.uint8:
         return pixels.round().to(torch.uint8).contiguous()
     return (pixels / 255).to(dtype).contiguous()

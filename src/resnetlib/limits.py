@@ -54,8 +54,7 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_DOWNSCALE = 32
 """How many times larger per side than its target an image may be before it is refused."""
 MAX_ASPECT = 64
-"""Largest ratio of an image's longer side to its shorter (a 3,000,000 x 1 strip resized to
-224 would make 670 gigapixels)."""
+"""Largest ratio of an image's longer side to its shorter (a resized strip would explode)."""
 
 # -- data configurations (resnetlib.core.data_config.check_data_config) --------------------
 

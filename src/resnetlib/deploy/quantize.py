@@ -69,8 +69,7 @@ def check_quantize_support() -> None:
 @dataclass(frozen=True)
 class QuantizeReport:
     """What :func:`quantize` made int8: ``quantized`` names the modules whose convolution or
-    linear layer runs on int8 kernels; ``float`` gives (module, float ops) for what stayed
-    float (norms with no convolution to fold into, group norms, option A's padding...)."""
+    linear layer runs on int8 kernels; ``float`` gives (module, float ops) for the rest."""
 
     quantized: tuple[str, ...]
     float: tuple[tuple[str, str], ...]
@@ -142,13 +141,12 @@ class _ScaleShift(nn.Module):
     def __init__(self, norm: nn.Module) -> None:
         super().__init__()
         mean, var, eps, weight, bias = running_statistics(norm)
-        weight = torch.ones_like(mean) if weight is None else weight
-        bias = torch.zeros_like(mean) if bias is None else bias
-        scale = weight / torch.sqrt(var + eps)
+        scale = (1.0 if weight is None else weight) / torch.sqrt(var + eps)
+        shift = (0.0 if bias is None else bias) - mean * scale
         self.scale: torch.Tensor
         self.shift: torch.Tensor
         self.register_buffer("scale", scale.detach().clone().view(-1, 1, 1))
-        self.register_buffer("shift", (bias - mean * scale).detach().clone().view(-1, 1, 1))
+        self.register_buffer("shift", shift.detach().clone().view(-1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift
@@ -255,8 +253,7 @@ def _module_name(node: fx.Node, origins: dict[str, fx.Node] | None = None) -> st
     """The qualified name of the module ``node`` came from; through its ``from_node``
     provenance into ``origins`` (name: node) where decompositions dropped it."""
     stack = node.meta.get("nn_module_stack")
-    name = str(list(stack.values())[-1][0]) if stack else ""
-    if name:
+    if stack and (name := str(list(stack.values())[-1][0])):
         return name
     sources = list(node.meta.get("from_node") or ())
     while origins and sources:
