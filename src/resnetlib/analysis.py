@@ -102,8 +102,7 @@ def _measure(
 ) -> tuple[torch.Tensor, int]:
     with FlopCounterMode(display=False) as counter:
         out = fn(x)
-    # The counter reports FLOPs = 2 x multiply-adds for convolutions and matrix products.
-    return out, counter.get_total_flops() // 2
+    return out, counter.get_total_flops() // 2  # FLOPs: two per multiply-add
 
 
 def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | None = None) -> int:

@@ -117,8 +117,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build or load, optionally fuse and normalize, then export; the previous file at
-    ``--out`` survives a failed export."""
+    """Build or load, optionally fuse and normalize, then export (a failure keeps ``--out``)."""
     if args.format == "hf":
         return run_hf(args)
     out = out_path(args.out)

@@ -56,9 +56,8 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ExportContract:
-    """What an exported file says about itself: its data ``config`` (checked; ``mean`` and
-    ``std`` are for the graph's input), ``spec``, the ``normalization_in_graph`` (mean,
-    std) or ``None``, and the ``version`` of resnetlib that wrote it."""
+    """What an exported file says about itself: its checked data ``config`` (``mean`` and ``std``
+    for the graph's input), ``spec``, ``normalization_in_graph`` and resnetlib's ``version``."""
 
     config: dict[str, Any]
     spec: ResNetSpec

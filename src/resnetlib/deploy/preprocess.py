@@ -36,8 +36,7 @@ class Normalized(nn.Module):
         self.register_buffer("inverse_std", torch.tensor(std).reciprocal().view(1, -1, 1, 1))
         self.default_input_size = tuple(config.get("input_size", ()))
         set_data_config(self, {**config, "mean": (0.0,) * channels, "std": (1.0,) * channels})
-        # An export records that its input is [0, 1] (resnetlib.deploy.contract)
-        self.normalization_in_graph = (mean, std)
+        self.normalization_in_graph = (mean, std)  # exports record: the input is in [0, 1]
         if hasattr(model, "spec"):
             self.spec = model.spec
 

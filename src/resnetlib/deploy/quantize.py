@@ -153,8 +153,7 @@ class _ScaleShift(nn.Module):
 
 
 def _float_model(model: nn.Module) -> nn.Module:
-    """An eval float32 CPU copy, batch norms folded; those that cannot fold become their scale
-    and shift (torchao's conversion spends seconds on each batch norm left in the graph)."""
+    """An eval float32 CPU copy, batch norms folded or else (for torchao's speed) scale-shifts."""
     folded: nn.Module = fuse_bn(model)
     for name, module in list(folded.named_modules()):
         norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
@@ -344,9 +343,8 @@ def calibration_batches(
     size: int = 512,
     batch_size: int = 64,
 ) -> list[torch.Tensor]:
-    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 or float in [0, 1]) as
-    calibration batches for ``model``: scaled to [0, 1], resized to its input size and
-    normalized by its ``pretrained_cfg`` mean and std."""
+    """The first ``size`` of ``images`` (uint8, or float in [0, 1]) as calibration batches for
+    ``model``: resized to its input size and normalized by its ``pretrained_cfg``."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"calibration size must be a positive int; got {size!r}")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):
