@@ -50,7 +50,8 @@ def test_int8_agrees_with_float_on_a_trained_model(
 ) -> None:
     model, calibration, x, labels = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    int8, report = quantize(model, calibration.split(64), report=True)
+    int8 = quantize(model, calibration.split(64))
+    report = int8.report
     with torch.no_grad():
         expected = model(x).argmax(1)
         actual = int8(x).argmax(1)
@@ -88,7 +89,8 @@ def test_every_family_quantizes(name: str) -> None:
     model.eval()
     generator = torch.Generator().manual_seed(1)
     calibration = [torch.randn(8, 3, 32, 32, generator=generator) for _ in range(2)]
-    int8, report = quantize(model, calibration, report=True)
+    int8 = quantize(model, calibration)
+    report = int8.report
     x = torch.randn(3, 3, 32, 32, generator=generator)
     with torch.no_grad():
         expected, actual = model(x), int8(x)
@@ -122,7 +124,8 @@ def test_a_user_block_quantizes() -> None:
         rl.nn.BLOCKS.unregister("quantize_test_block")
     randomize_norms(model)
     model.eval()
-    int8, report = quantize(model, [torch.randn(8, 3, 16, 16)], report=True)
+    int8 = quantize(model, [torch.randn(8, 3, 16, 16)])
+    report = int8.report
     x = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
         expected, actual = model(x), int8(x)
@@ -135,7 +138,8 @@ def test_a_user_block_quantizes() -> None:
 def test_the_report_lists_what_stayed_float() -> None:
     torch.manual_seed(0)
     model = rl.resnet20(base_channels=4, norm="groupnorm", act="silu").eval()
-    int8, report = quantize(model, [torch.randn(4, 3, 16, 16)], report=True)
+    int8 = quantize(model, [torch.randn(4, 3, 16, 16)])
+    report = int8.report
     leftovers = dict(report.float)
     groupnorms = [n for n, m in model.named_modules() if isinstance(m, nn.GroupNorm)]
     assert groupnorms

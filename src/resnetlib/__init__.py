@@ -1,12 +1,8 @@
 """resnetlib: ResNets from He et al. (2015), faithful, typed and extensible.
 
-The top level holds what a user types first: the model factories, ``create_model``, the spec
-and ``build``, the base classes and registration, ``load`` and ``save``. Everything else lives
-in its subpackage: :mod:`resnetlib.nn` (the parts), :mod:`resnetlib.interop` (other layouts,
-fine-tuning), :mod:`resnetlib.models` (the zoo, pretrained weights), :mod:`resnetlib.core`,
-:mod:`resnetlib.analysis`, :mod:`resnetlib.registry`, and, loaded on first use,
-:mod:`resnetlib.deploy` (folding, export) and :mod:`resnetlib.testing` (the conformance
-suite). A name that moved off the top level raises ``AttributeError`` naming its new home.
+The top level holds what a user types first (factories, specs, base classes, ``load``,
+``save``); the rest lives in its subpackage. A name that moved off the top level raises
+``AttributeError`` naming its new home.
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# The subpackages, as attributes (resnetlib.nn.OptionA after import resnetlib).
 from . import analysis as analysis
 from . import core as core
 from . import interop as interop
@@ -83,7 +78,6 @@ if TYPE_CHECKING:
     from . import deploy as deploy
     from . import testing as testing
 
-# Subpackages loaded on first use.
 _LAZY = {"testing", "deploy"}
 
 # Names that left the top level, by the module that exports each now.

@@ -6,7 +6,7 @@ import copy
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from .validate import is_int
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
 
 _T = TypeVar("_T")
+_M = TypeVar("_M", bound=nn.Module)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -38,11 +39,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def _example_input(
     model: nn.Module, input_size: torch.Tensor | Sequence[int] | None, caller: str
 ) -> torch.Tensor:
-    """One all-zero ``(1, C, H, W)`` sample on the model's device and in its dtype.
-
-    ``input_size`` is ``(C, H, W)``, ``(N, C, H, W)`` (the batch size is ignored), an
-    example tensor of either shape, or ``None`` for the model's ``default_input_size``.
-    """
+    """One all-zero ``(1, C, H, W)`` sample on the model's device and in its dtype."""
     if input_size is None:
         input_size = getattr(model, "default_input_size", None)
         if input_size is None:
@@ -57,8 +54,7 @@ def _example_input(
         sequence = isinstance(input_size, Sequence) and not isinstance(input_size, (str, bytes))
         size = tuple(input_size) if sequence else ()
         given = repr(input_size)
-    if len(size) == 4:
-        size = size[1:]
+    size = size[1:] if len(size) == 4 else size
     if len(size) != 3 or any(not is_int(s) or s < 1 for s in size):
         raise ValueError(
             f"{caller}: the input must be (C, H, W) or (N, C, H, W) of ints >= 1, or a "
@@ -70,17 +66,18 @@ def _example_input(
             f"limits ({MAX_CHANNELS} channels, {MAX_IMAGE_SIDE} pixels a side; see "
             "resnetlib.core.spec.MAX_IMAGE_SIDE)"
         )
-    reference = next(model.parameters(), None)
-    device = reference.device if reference is not None else torch.device("cpu")
-    dtype = reference.dtype if reference is not None else torch.float32
-    return torch.zeros((1, *size), device=device, dtype=dtype)
+    reference = next(model.parameters(), torch.empty(0, device="cpu", dtype=torch.float32))
+    return torch.zeros((1, *size), device=reference.device, dtype=reference.dtype)
 
 
-def _shapes_only(
-    model: nn.Module, x: torch.Tensor, run: Callable[[nn.Module, torch.Tensor], _T]
-) -> _T:
-    """``run(model, x)`` on meta copies of both (shapes only, no arithmetic); on the model
-    itself where it cannot be copied or an operation has no meta kernel."""
+def _shapes_only(model: _M, x: torch.Tensor, run: Callable[[_M, torch.Tensor], _T]) -> _T:
+    """``run(model, x)`` in eval mode on meta copies of both (shapes only, no arithmetic); on
+    the model itself where it cannot be copied or an operation has no meta kernel."""
+
+    def measured(module: _M, example: torch.Tensor) -> _T:
+        with evaluating(module):
+            return run(module, example)
+
     if x.device.type != "meta":
         memo: dict[int, object] = {}  # each parameter and buffer, once, as a meta tensor
         for tensor in itertools.chain(model.parameters(), model.buffers()):
@@ -92,12 +89,12 @@ def _shapes_only(
         try:
             copied = copy.deepcopy(model, memo)
         except Exception:  # a module that refuses to be copied is measured as it is
-            return run(model, x)
+            return measured(model, x)
         try:
-            return run(copied, torch.empty_like(x, device="meta"))
+            return measured(copied, torch.empty_like(x, device="meta"))
         except (NotImplementedError, RuntimeError):  # an op without a meta kernel
             pass
-    return run(model, x)
+    return measured(model, x)
 
 
 def _measure(
@@ -105,19 +102,15 @@ def _measure(
 ) -> tuple[torch.Tensor, int]:
     with FlopCounterMode(display=False) as counter:
         out = fn(x)
-    # The counter reports FLOPs = 2 x multiply-adds for convolutions and matrix products.
-    return out, counter.get_total_flops() // 2
+    return out, counter.get_total_flops() // 2  # FLOPs: two per multiply-add
 
 
 def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | None = None) -> int:
     """Multiply-adds (not FLOPs, about twice as many) of one forward pass on one sample, as
     the paper counts: convolutions and the classifier; norms, activations, additions and
-    pooling are free.
-
-    ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per sample either way), an
-    example tensor of such a shape, or by default the model's ``default_input_size``. Any
-    ``nn.Module`` works given an input size. Runs in eval mode on a meta-device copy of the
-    model (shapes only), so any input up to ``MAX_IMAGE_SIDE`` costs about the same.
+    pooling are free. ``input_size`` is ``(C, H, W)`` or ``(N, C, H, W)`` (counted per
+    sample), an example tensor of such a shape, or by default the model's
+    ``default_input_size``. Runs in eval mode on a meta-device copy (shapes only).
 
     Raises:
         ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape.
@@ -130,12 +123,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
         4089184256
     """
     x = _example_input(model, input_size, "count_flops()")
-
-    def run(module: nn.Module, example: torch.Tensor) -> int:
-        with evaluating(module):
-            return _measure(module, example)[1]
-
-    return _shapes_only(model, x, run)
+    return _shapes_only(model, x, lambda module, example: _measure(module, example)[1])
 
 
 @dataclass(frozen=True)
@@ -196,11 +184,8 @@ def summary(
     input_size: torch.Tensor | Sequence[int] | None = None,
     title: str = "",
 ) -> ModelSummary:
-    """Output shape, parameters and multiply-adds of the stem, each stage and the head, as a
-    table that ``str()`` renders.
-
-    Takes a :class:`ResNet` or a features-only backbone (:class:`ResNetFeatures`: no head
-    row); for any other module use :func:`count_parameters` and :func:`count_flops`.
+    """Output shape, parameters and multiply-adds of the stem, each stage and the head (none
+    for a :class:`ResNetFeatures` backbone), as a table that ``str()`` renders.
     ``input_size`` is as :func:`count_flops` takes it.
 
     Raises:
@@ -220,12 +205,8 @@ def summary(
             "count_parameters(model) and count_flops(model, (C, H, W)) work"
         )
     example = _example_input(model, input_size, "summary()")
-    size = tuple(example.shape[1:])
-
-    def run(module: nn.Module, x: torch.Tensor) -> tuple[SummaryRow, ...]:
-        return _summary_rows(cast(ResNet | ResNetFeatures, module), x)  # a copy of model
-
-    return ModelSummary(input_size=size, rows=_shapes_only(model, example, run), title=title)
+    rows = _shapes_only(model, example, _summary_rows)
+    return ModelSummary(input_size=tuple(example.shape[1:]), rows=rows, title=title)
 
 
 def _summary_rows(model: ResNet | ResNetFeatures, x: torch.Tensor) -> tuple[SummaryRow, ...]:
@@ -240,14 +221,10 @@ def _summary_rows(model: ResNet | ResNetFeatures, x: torch.Tensor) -> tuple[Summ
         rows.append(SummaryRow(name, tuple(x.shape[1:]), params, macs))
 
     stem = nn.Sequential(*(model.get_submodule(n) for n in model.stem_names))
-    with evaluating(model):
-        add("stem", list(stem), model.forward_stem if isinstance(model, ResNet) else stem)
-        for name in model.stage_names:
-            stage = model.get_submodule(name)
-            add(name, [stage], stage)
-        for name in model.final_names:
-            final = model.get_submodule(name)
-            add(name, [final], final)
-        if isinstance(model, ResNet):
-            add("head", [model.avgpool, model.fc], model.forward_head)
+    add("stem", list(stem), model.forward_stem if isinstance(model, ResNet) else stem)
+    for name in (*model.stage_names, *model.final_names):
+        module = model.get_submodule(name)
+        add(name, [module], module)
+    if isinstance(model, ResNet):
+        add("head", [model.avgpool, model.fc], model.forward_head)
     return tuple(rows)

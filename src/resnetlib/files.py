@@ -1,9 +1,6 @@
-"""The one gate for files: every file resnetlib reads or writes passes through here.
-
-Reading takes regular files only (a FIFO cannot hang it), bounded by the bytes actually read,
-and JSON without duplicate keys, non-finite numbers or deep nesting. Writing replaces a file
-atomically, never through a symbolic link, and inside a command (:func:`command_files`) never
-over one of its inputs. Files are data, never code: nothing here imports what a file names.
+"""The one gate for files resnetlib reads or writes: regular files only, bounded by the bytes
+actually read; JSON without duplicate keys, non-finite numbers or deep nesting; writes atomic,
+never through a symbolic link nor, inside a command (:func:`command_files`), over an input.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ import pickletools
 import secrets
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO
 
@@ -62,21 +59,13 @@ _INPUTS: contextvars.ContextVar[dict[tuple[int, int], str] | None] = contextvars
 
 @contextmanager
 def command_files() -> Iterator[None]:
-    """Within this context (each ``resnetlib`` command runs in one), a write that would replace
-    a file read as input (by path, hard link or symbolic link) raises
-    :class:`OutputIsInputError` before anything is written."""
+    """Within this context (each ``resnetlib`` command runs in one), a write over a file read
+    as input (by any path or link) raises :class:`OutputIsInputError` before writing."""
     token = _INPUTS.set({})
     try:
         yield
     finally:
         _INPUTS.reset(token)
-
-
-def _remember_input(fd: int, path: PathLike) -> None:
-    inputs = _INPUTS.get()
-    if inputs is not None:
-        info = os.fstat(fd)
-        inputs.setdefault((info.st_dev, info.st_ino), str(path))
 
 
 def check_not_input(target: PathLike) -> None:
@@ -99,7 +88,6 @@ def check_not_input(target: PathLike) -> None:
 
 
 def _refused(error: ErrorType, path: PathLike, reason: str, what: str, then: str = "") -> Exception:
-    """``error`` saying ``PATH: REASON (WHAT)THEN``, the one shape of a refusal's message."""
     return error(f"{printable(path)}: {reason}{f' ({what})' if what else ''}{then}")
 
 
@@ -116,7 +104,7 @@ _KINDS = {
 
 
 def _regular(fd: int, path: PathLike, error: ErrorType, what: str, then: str) -> int:
-    """``fd`` where it is a regular file; otherwise it is closed and refused."""
+    """``fd`` if it is a regular file; otherwise it is closed and refused."""
     mode = os.fstat(fd).st_mode
     if stat.S_ISREG(mode):
         return fd
@@ -127,25 +115,23 @@ def _regular(fd: int, path: PathLike, error: ErrorType, what: str, then: str) ->
 def open_regular(
     path: PathLike, *, what: str = "", error: ErrorType = FileRefusedError, own: bool = False
 ) -> BinaryIO:
-    """``path`` opened for binary reading, refused (as ``error``, the message naming ``what``)
-    unless it is a regular file after following links. ``own=True``: a command's own state
-    (``state.pt``, a cache), not an input, so the command may rewrite it. ``OSError``: the
-    file cannot be opened."""
+    """``path`` opened for binary reading, refused (as ``error``, naming ``what``) unless it is
+    a regular file. ``own=True``: a command's own state, not an input, so it may rewrite it.
+    ``OSError``: the file cannot be opened."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     _regular(fd, path, error, what, "; resnetlib reads only regular files")
     try:
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        if not own:
-            _remember_input(fd, path)
+        inputs = _INPUTS.get()
+        if not own and inputs is not None:  # remembered by device and inode
+            info = os.fstat(fd)
+            inputs.setdefault((info.st_dev, info.st_ino), str(path))
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
-
-
-_CHUNK = 1 << 20
 
 
 def read_bytes(
@@ -164,11 +150,9 @@ def read_bytes(
         chunks = [file.read(min(hint, limit) + 1)]
         size = len(chunks[0])
         while chunks[-1] and size <= limit:
-            chunks.append(file.read(min(_CHUNK, limit + 1 - size)))
+            chunks.append(file.read(min(1 << 20, limit + 1 - size)))
             size += len(chunks[-1])
-    if len(chunks) > 1 and not chunks[-1]:
-        chunks.pop()  # the empty read at the end of the file
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    data = b"".join(chunks) if any(chunks[1:]) else chunks[0]  # read at once: no copy
     if len(data) > limit:
         raise _refused(error, path, f"larger than {limit:,} bytes", what, "; not such a file")
     return data
@@ -191,7 +175,7 @@ def read_text(
 
 
 class _RefusedError(Exception):
-    """A JSON value the parser hooks refuse: duplicate key, non-finite number."""
+    """A JSON value the parser hooks refuse."""
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -214,25 +198,21 @@ def _finite(text: str) -> float:
     return value
 
 
-def _depth(value: Any) -> int:
-    """How deep arrays and objects nest in ``value`` (iterative: no recursion limit)."""
-    deepest, pending = 0, [(value, 1)]
+def _too_deep(value: Any) -> bool:
+    pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if not isinstance(item, (dict, list)):
-            continue
-        children = item.values() if isinstance(item, dict) else item
-        deepest = max(deepest, depth)
-        if depth > MAX_JSON_DEPTH:
-            break
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRefusedError) -> Any:
     """``json.loads`` refusing duplicate keys, ``NaN``/``Infinity`` (or a number that overflows
-    to it) and nesting deeper than :data:`~resnetlib.limits.MAX_JSON_DEPTH`. ``where`` starts
-    the message (a path, or "--recipe")."""
+    to it) and nesting deeper than ``MAX_JSON_DEPTH``. ``where`` starts the message."""
     at = f"{where}: " if where else ""
     try:
         value = json.loads(
@@ -248,7 +228,7 @@ def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRef
         raise error(f"{at}JSON nested more than {MAX_JSON_DEPTH} deep") from None
     except ValueError as bad:  # an integer of more than 4,300 digits
         raise error(f"{at}{bad}") from None
-    if _depth(value) > MAX_JSON_DEPTH:
+    if _too_deep(value):
         raise error(f"{at}JSON nested more than {MAX_JSON_DEPTH} deep")
     return value
 
@@ -267,9 +247,8 @@ def read_json(
 
 
 def inside(root: PathLike, name: str, *, where: str, error: ErrorType = FileRefusedError) -> Path:
-    """``root / name`` for a relative ``name`` read from a file, refused when it would
-    leave ``root`` (an absolute path, a ``..`` part, a NUL byte). ``where`` names the line
-    that gave it, for the message."""
+    """``root / name`` for a relative ``name`` read from a file, refused when it would leave
+    ``root`` (an absolute path, a ``..`` part, a NUL byte); ``where`` starts the message."""
     pure = PurePath(name)
     if not name or "\0" in name or pure.is_absolute() or pure.anchor or ".." in pure.parts:
         raise error(
@@ -308,28 +287,20 @@ def _fsync_directory(directory: Path) -> None:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # Windows opens no directories; its rename is durable enough
         return
-    try:
+    with suppress(OSError):  # some file systems refuse fsync on a directory
         os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
-
-
-_MAX_STEM = 120  # of the target's name inside a temporary name
+    os.close(fd)
 
 
 def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
-    """The target (refused when it is an input), its directory, and a new hidden
-    ``.NAME.RANDOM.partial`` file there, opened for writing: ``O_EXCL`` (never a link someone
-    else made), the umask's mode (not ``mkstemp``'s 0600), the name shortened to fit NAME_MAX.
-    """
+    """The target (refused when it is an input), its directory, and a new hidden partial file
+    there opened ``O_EXCL`` (never a link someone else made) with the umask's mode."""
     target = Path(path)
     check_not_input(target)
     directory = target.parent if str(target.parent) else Path(".")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        partial = directory / f".{target.name[:_MAX_STEM]}.{secrets.token_hex(6)}.partial"
+    while True:  # the name cut to 120 characters to fit NAME_MAX
+        partial = directory / f".{target.name[:120]}.{secrets.token_hex(6)}.partial"
         try:
             return target, directory, os.open(partial, flags, 0o666), partial
         except FileExistsError:  # pragma: no cover - 48 random bits collided
@@ -338,9 +309,8 @@ def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
 
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], object] | bytes) -> None:
     """Call ``write(file)`` (or write the bytes ``write``) on a temporary file beside ``path``,
-    then replace ``path`` with it: the data and the directory entry are fsynced, so a crash
-    leaves the previous file or the complete new one; the temporary file is removed if
-    ``write`` raises. A link at ``path`` is replaced, never written through.
+    then replace ``path`` with it, fsynced: a crash leaves the previous file or the complete
+    new one. A link at ``path`` is replaced, never written through.
 
     Raises:
         OSError: the write failed (a full disk, no permission); the message names ``path``.
@@ -365,7 +335,6 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object] | bytes) ->
 
 
 def _not_written(target: Path, error: Exception) -> OSError:
-    """The one-line error for a write that failed: the file, the first line of why."""
     return OSError(
         f"{printable(target)}: could not be written ({first_line(error)}); the previous file, if "
         "any, is intact. Is the disk full, or the directory not writable?"

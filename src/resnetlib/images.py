@@ -1,8 +1,6 @@
-"""The one image decoder: every image resnetlib reads is decoded by :func:`decode_image`,
-its header checked against ``resnetlib.limits`` before a pixel is decoded.
-
-Each mode is converted by its true range: 16-bit grey from 0..65535, float from 0..1 (or
-0..255 where a value exceeds 1), palettes through their colours, alpha dropped.
+"""The one image decoder, :func:`decode_image`: the header is checked against
+``resnetlib.limits`` before a pixel is decoded; each mode is converted by its true range
+(16-bit grey from 0..65535, float from 0..1 or 0..255), palettes by colour, alpha dropped.
 """
 
 from __future__ import annotations
@@ -38,8 +36,7 @@ _GREY = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N",
 
 
 class ImageError(ValueError):
-    """An image file that is not decoded: unreadable, refused by a bound (the message names
-    the file and the bound)."""
+    """An image file that is not decoded: unreadable, or refused by a bound (both named)."""
 
 
 class _RefusedError(Exception):
@@ -47,9 +44,8 @@ class _RefusedError(Exception):
 
 
 def pixel_limit(side: float | None = None) -> int:
-    """The most pixels (width x height) an image may have to be decoded for an output of
-    ``side`` pixels a side: :data:`~resnetlib.limits.MAX_IMAGE_PIXELS`, or
-    ``(MAX_DOWNSCALE * side) ** 2`` where that is larger."""
+    """The most pixels an image may have to be decoded for an output of ``side`` pixels a side:
+    ``MAX_IMAGE_PIXELS``, or ``(MAX_DOWNSCALE * side) ** 2`` where that is larger."""
     if side is None:
         return MAX_IMAGE_PIXELS
     return max(MAX_IMAGE_PIXELS, math.ceil(MAX_DOWNSCALE * side) ** 2)
@@ -57,11 +53,9 @@ def pixel_limit(side: float | None = None) -> int:
 
 @contextmanager
 def bombs_refused() -> Iterator[None]:
-    """Pillow's decompression-bomb warning raised as an error, not printed (the decoder
-    refuses such an image either way)."""
-    image_module = _pil()
+    """Pillow's decompression-bomb warning raised as an error, not printed."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error", image_module.DecompressionBombWarning)
+        warnings.simplefilter("error", _pil().DecompressionBombWarning)
         yield
 
 
@@ -84,12 +78,11 @@ def decode_image(
     """The image at ``path`` as a ``channels`` x H x W tensor: uint8 (0..255) or, with
     ``dtype=torch.float32``, float in [0, 1].
 
-    ``size`` is the output (height, width), or the native size without it: without
-    ``crop_pct`` the whole image is resized to it; with ``crop_pct`` the shorter side is
-    resized to ``max(size) / crop_pct`` and the centre ``size`` kept (as timm's eval
-    transform). Before a pixel is decoded the header is checked: at most ``max_pixels``
-    (default :func:`pixel_limit` of the resize), a longer side at most ``MAX_ASPECT`` times
-    the shorter, a format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
+    ``size`` is the output (height, width), else the native size: the whole image resized to
+    it, or with ``crop_pct`` the shorter side resized to ``max(size) / crop_pct`` and the
+    centre kept (timm's eval transform). The header is checked first: at most ``max_pixels``
+    (default :func:`pixel_limit` of the resize), an aspect ratio of at most ``MAX_ASPECT``, a
+    format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
 
     Raises:
         ValueError: a bad ``channels``, ``interpolation``, ``size`` or ``crop_pct``.
@@ -141,7 +134,6 @@ _BOMB = (
 
 
 def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | None:
-    """The side the image is resized to: the larger output side, over ``crop_pct``."""
     if size is None:
         return None
     height, width = size
@@ -181,8 +173,7 @@ def _convert(image: Any, channels: int) -> Any:
     """``image`` as ``L`` or ``RGB`` (8-bit), or as ``F`` on 0..255 (a high-depth grey)."""
     mode = image.mode
     if mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer grey: 0..65535
-        grey = image.convert("F")
-        return grey.point(lambda value: value * (255 / 65535))
+        return image.convert("F").point(lambda value: value * (255 / 65535))
     if mode == "F":
         image.load()
         low, high = image.getextrema()
@@ -191,10 +182,8 @@ def _convert(image: Any, channels: int) -> Any:
         return image if high > 1 else image.point(lambda value: value * 255)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode == "PA":
-        image = image.convert("RGBA")
-    elif mode == "La":
-        image = image.convert("LA")
+    elif mode in ("PA", "La"):  # to their plain alpha modes
+        image = image.convert({"PA": "RGBA", "La": "LA"}[mode])
     if image.mode in _GREY:
         return image.convert("L")
     rgb = image.convert("RGB")
@@ -207,8 +196,7 @@ def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, re
     height, width = size
     if crop_pct is None:
         return image if image.size == (width, height) else image.resize((width, height), resample)
-    # The shorter side to max(size) / crop_pct, then the centre (height, width): resized
-    # from that region of the image only, so nothing larger than the output is made.
+    # The centre (height, width) of the resize, made from that region alone (nothing larger)
     scale = max(height, width) / crop_pct / min(image.width, image.height)
     full = (
         max(width, math.floor(image.width * scale + 0.5)),
@@ -221,18 +209,10 @@ def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, re
 
 
 def _tensor(image: Any, channels: int, dtype: torch.dtype) -> torch.Tensor:
-    width, height = image.size
-    if image.mode == "F":
-        data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32)
-        grey = data.view(1, height, width).clamp(0, 255)
-        pixels = grey.expand(channels, height, width)
-        if dtype == torch.uint8:
-            return pixels.round().to(torch.uint8).contiguous()
-        return (pixels / 255).to(dtype).contiguous()
-    if channels == 3 and image.mode == "L":
-        image = image.convert("RGB")
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    pixels = data.view(height, width, channels).permute(2, 0, 1)
+    width, height = image.size  # L, RGB or F (grey on 0..255); grey is repeated for RGB
+    kind = torch.float32 if image.mode == "F" else torch.uint8
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=kind).view(height, width, -1)
+    pixels = data.permute(2, 0, 1).clamp(0, 255).expand(channels, height, width)
     if dtype == torch.uint8:
-        return pixels.contiguous()
-    return (pixels.to(dtype) / 255).contiguous()
+        return pixels.round().to(torch.uint8).contiguous()
+    return (pixels / 255).to(dtype).contiguous()

@@ -1,6 +1,5 @@
-"""Size limits every layer checks against: far above any published ResNet, low enough that
-a typo or a hostile file is refused with a clear error before anything is allocated
-(``resnetlib.core.spec`` re-exports them)."""
+"""Size limits every layer checks against: far above any published ResNet, low enough that a
+typo or a hostile file is refused before anything is allocated (``core.spec`` re-exports them)."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ MAX_CLASSES = 10_000_000
 MAX_STRIDE = 1024
 """Largest stride and dilation of a stage."""
 MAX_IMAGE_SIDE = 8192
-"""Largest height and width of an input image (``--input``, ``--image-size``,
-:func:`~resnetlib.count_flops`); a 8192 x 8192 RGB float image alone is 805 MB."""
+"""Largest height and width of an input image (an 8192 x 8192 RGB float image is 805 MB)."""
 
 # -- files: what the one reader and writer (resnetlib.files) accept ------------------------
 
@@ -56,18 +54,15 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_DOWNSCALE = 32
 """How many times larger per side than its target an image may be before it is refused."""
 MAX_ASPECT = 64
-"""Largest ratio of an image's longer side to its shorter: resizing the shorter side of a
-3,000,000 x 1 strip to 224 would make a 670-gigapixel image."""
+"""Largest ratio of an image's longer side to its shorter (a resized strip would explode)."""
 
 # -- data configurations (resnetlib.core.data_config.check_data_config) --------------------
 
 MIN_STD = 1e-3
-"""Smallest per-channel std a data configuration may divide by (real data: 0.05 to 0.5 on
-[0, 1] inputs); a std of 1e-300 turns every input into inf and every output into NaN."""
+"""Smallest per-channel std a data configuration may divide by (real data: 0.05 to 0.5)."""
 MAX_NORM_VALUE = 1e3
 """Largest absolute mean and largest std of a data configuration, on inputs in [0, 1]."""
 MIN_CROP_PCT = 0.05
-"""Smallest ``crop_pct``: the image is first resized to ``input_size / crop_pct``, which
-must stay within :data:`MAX_IMAGE_SIDE` too."""
+"""Smallest ``crop_pct``: images are first resized to ``input_size / crop_pct``."""
 MAX_LABEL_NAME = 1000
 """Longest class name in a data configuration's ``label_names``, in characters."""

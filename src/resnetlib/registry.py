@@ -41,8 +41,7 @@ def subclass_of(base: type, kind: str) -> Callable[[str, object], None]:
 class Registry(dict[str, T], Generic[T]):
     """A read-only mapping from names to objects of one kind, iterated in sorted order: an
     unknown name raises :class:`UnknownNameError` (a ``KeyError``) naming the known entries and
-    the closest; entries change only through :meth:`register` and :meth:`unregister`.
-    """
+    the closest; entries change only through :meth:`register` and :meth:`unregister`."""
 
     def __init__(self, kind: str, validate: Callable[[str, T], None] | None = None) -> None:
         super().__init__()

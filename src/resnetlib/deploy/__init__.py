@@ -1,14 +1,10 @@
-"""Deployment: batch-norm folding, the inference fast path, int8 quantization, export.
-
-Everything here returns new modules and never changes the model it is given. The exporters
-load on first use; ONNX's packages and torchao only when an export or quantization runs.
-"""
+"""Deployment: batch-norm folding, the inference fast path, int8 quantization, export. Each
+returns new modules, never changing the model it is given; ONNX's packages and torchao load
+only when an export or quantization runs."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .export import export_onnx, export_program, export_pt2
 from .fast import optimize_for_inference
 from .fuse import FuseReport, fuse_bn, is_fused
 
@@ -28,11 +24,3 @@ __all__ = [
     "optimize_for_inference",
     "quantize",
 ]
-
-_LAZY = {"export_onnx", "export_program", "export_pt2"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(".export", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,16 @@ from ..cli import (
     override_values,
     split_model_words,
 )
+from ..common import printable
+from ..core.data_config import check_data_config
+from ..files import check_not_input
+from ..interop.checkpoint import read_checkpoint
+from ..models.share import CONFIG, save_pretrained
+from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
+from .fuse import fuse_bn
+from .preprocess import Normalized, predict
+from .quantize import calibration_batches, check_quantize_support
+from .runtime import onnx_argument, refuse_given
 
 __all__ = ["add_commands", "run", "run_hf", "run_predict"]
 
@@ -107,14 +117,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build or load, optionally fuse and normalize, then export; the previous file at
-    ``--out`` survives a failed export."""
-    from ..core.data_config import check_data_config
-    from ..files import check_not_input
-    from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
-    from .fuse import fuse_bn
-    from .preprocess import Normalized
-
+    """Build or load, optionally fuse and normalize, then export (a failure keeps ``--out``)."""
     if args.format == "hf":
         return run_hf(args)
     out = out_path(args.out)
@@ -144,12 +147,10 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if args.int8:
         from ..train.data import load_data
-        from .quantize import calibration_batches, check_quantize_support
 
         check_quantize_support()
         images = load_data(str(args.calibrate)).train.images
-        # For the graph's input: in [0, 1] with --normalize, which stays float before the
-        # first quantized op; normalized by the model's mean and std without.
+        # for the graph's input: in [0, 1] with --normalize (float up to the first int8 op)
         calibration = calibration_batches(images, exported, size=args.calibration_size)
     if args.format == "onnx":  # both write beside --out and rename: all or nothing
         export_onnx(exported, out, size, dynamic_size=args.dynamic_size, calibration=calibration)
@@ -177,12 +178,7 @@ def out_path(out: str) -> Path:
 
 
 def run_hf(args: argparse.Namespace) -> int:
-    """``export --format hf``: the model (a checkpoint's metadata in its card) as a Hugging
-    Face folder at ``--out`` (:func:`resnetlib.save_pretrained`)."""
-    from ..interop.checkpoint import read_checkpoint
-    from ..models.share import CONFIG, save_pretrained
-    from .runtime import refuse_given
-
+    """``export --format hf``: a Hugging Face folder at ``--out`` (with checkpoint metadata)."""
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
     given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")
@@ -201,10 +197,6 @@ def run_hf(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     """Print the top classes of each image, a batch at a time as they are decoded; names
     and paths with their control characters escaped, so each result is one line."""
-    from ..common import printable
-    from .preprocess import predict
-    from .runtime import onnx_argument
-
     args.images = split_model_words(args, args.words)
     if not args.images:
         raise UsageError("name the image files to classify (resnetlib predict MODEL IMAGE...)")
@@ -226,8 +218,6 @@ def run_predict(args: argparse.Namespace) -> int:
             f"{printable(name)}{'' if name == str(index) else f' ({index})'} {100 * p:.1f}%"
             for index, name, p in prediction.classes
         )
-        print(f"{printable(prediction.path)}: {ranked}")
-        if count % args.batch_size == 0:
-            sys.stdout.flush()
+        print(f"{printable(prediction.path)}: {ranked}", flush=count % args.batch_size == 0)
     sys.stdout.flush()
     return 0

@@ -30,8 +30,6 @@ CONFIG_KEYS = (
 )
 """The ``pretrained_cfg`` entries an export carries (those that say how to feed it)."""
 
-_REQUIRED = ("input_size", "mean", "std", "spec")
-
 
 def _dump(value: object) -> str:
     return json.dumps(value, allow_nan=False)
@@ -45,11 +43,7 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
         ValueError: the model's ``pretrained_cfg`` fails ``check_data_config``.
     """
     config = check_data_config(getattr(model, "pretrained_cfg", None) or {})
-    metadata = {
-        key: _dump(list(config[key]) if isinstance(config[key], tuple) else config[key])
-        for key in CONFIG_KEYS
-        if key in config
-    }
+    metadata = {key: _dump(config[key]) for key in CONFIG_KEYS if key in config}  # tuples: lists
     inside = getattr(model, "normalization_in_graph", None)
     graph = {"mean": list(inside[0]), "std": list(inside[1])} if isinstance(inside, tuple) else None
     metadata["normalization_in_graph"] = _dump(graph)
@@ -62,9 +56,8 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ExportContract:
-    """What an exported file says about itself: its data ``config`` (checked; ``mean`` and
-    ``std`` are for the graph's input), ``spec``, the ``normalization_in_graph`` (mean,
-    std) or ``None``, and the ``version`` of resnetlib that wrote it."""
+    """What an exported file says about itself: its checked data ``config`` (``mean`` and ``std``
+    for the graph's input), ``spec``, ``normalization_in_graph`` and resnetlib's ``version``."""
 
     config: dict[str, Any]
     spec: ResNetSpec
@@ -85,7 +78,7 @@ def read_metadata(metadata: Mapping[str, str], *, where: str) -> ExportContract:
         ValueError: an entry is missing (a file resnetlib did not export), too long, not
             JSON, or fails its check.
     """
-    missing = [key for key in _REQUIRED if key not in metadata]
+    missing = [key for key in ("input_size", "mean", "std", "spec") if key not in metadata]
     if missing:
         raise ValueError(
             f"{where}: no resnetlib metadata ({', '.join(missing)} missing), so nothing says "

@@ -1,9 +1,6 @@
-"""Export with a dynamic batch dimension: ``torch.export`` programs (``.pt2``) and ONNX.
-
-Both trace the model in eval mode (its own mode is restored) on a batch of two and keep the
-batch symbolic; ``dynamic_size=True`` keeps height and width symbolic too, or refuses the
-export. ONNX uses torch's dynamo exporter (``pip install "resnetlib[export]"``); with
-``calibration`` it is int8 in QDQ form, quantized as :func:`resnetlib.deploy.quantize` does.
+"""Export with a dynamic batch dimension (``dynamic_size=True``: height and width too, or
+the export is refused): ``torch.export`` programs (``.pt2``) and ONNX (torch's dynamo
+exporter, ``pip install "resnetlib[export]"``). Models are traced in eval mode on a batch of two.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from torch import nn
 from ..common import PathLike, evaluating, first_line
 from ..files import atomic_path
 from ..limits import MAX_IMAGE_SIDE
+from .contract import export_metadata
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
@@ -72,7 +70,7 @@ def dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
 
 
 def _reduction(model: nn.Module) -> int:
-    """How many times the deepest features are smaller than the input (32 when no module says)."""
+    """How many times smaller the deepest features are than the input (32 when no module says)."""
     for module in model.modules():
         info = getattr(module, "feature_info", None)
         if isinstance(info, (list, tuple)) and info:
@@ -83,9 +81,8 @@ def _reduction(model: nn.Module) -> int:
 def trace_size(
     model: nn.Module, input_size: tuple[int, int, int] | None = None, *, dynamic_size: bool
 ) -> tuple[int, int, int]:
-    """The input size an export traces at: ``input_size`` (default: the model's
-    ``default_input_size``), and with ``dynamic_size`` each side at least twice the model's
-    total reduction, so no feature map is 1 pixel wide (which would fix the size)."""
+    """``input_size`` (default: the model's ``default_input_size``), with ``dynamic_size``
+    each side at least twice the model's reduction (a 1-pixel feature map fixes the size)."""
     size = input_size or getattr(model, "default_input_size", None)
     if size is None:
         raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
@@ -95,27 +92,21 @@ def trace_size(
 
 
 def smallest_side(model: nn.Module) -> int:
-    """The smallest height and width a ``dynamic_size`` export of ``model`` takes: one more
-    than its total reduction (torch.export guards every feature map to be wider than 1)."""
+    """The smallest side a ``dynamic_size`` export takes (every feature map wider than 1)."""
     return _reduction(model) + 1
 
 
 def _example(model: nn.Module, size: tuple[int, int, int]) -> torch.Tensor:
-    """A random batch of two on the model's device and in its dtype."""
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    dtype = parameter.dtype if parameter is not None else torch.float32
-    return torch.randn(2, *size, device=device, dtype=dtype)
+    parameter = next(model.parameters(), torch.empty(0, device="cpu", dtype=torch.float32))
+    return torch.randn(2, *size, device=parameter.device, dtype=parameter.dtype)
 
 
 def _check_dynamic(program: ExportedProgram, x: torch.Tensor, least: int) -> None:
     """Refuse a program whose height or width ``torch.export`` fixed, bounded or tied to a
-    value (``H * W == 4096``): its input's shape is read, then it runs once at the smallest
-    size it promises (``least``, and ``least + 2`` wide)."""
+    value (``H * W == 4096``): it must run at ``least`` x ``least + 2``."""
     channels, height, width = (int(n) for n in x.shape[1:])
-    inputs = [node for node in program.graph.nodes if node.op == "placeholder"]
-    user = program.graph_signature.user_inputs
-    shape = next((n.meta["val"].shape for n in inputs if n.name in user), None)
+    user = program.graph_signature.user_inputs  # placeholders' names
+    shape = next((n.meta["val"].shape for n in program.graph.nodes if n.name in user), None)
     fixed = []
     for axis, name in ((2, "height"), (3, "width")):
         dim = None if shape is None else shape[axis]
@@ -166,11 +157,8 @@ def export_pt2(
     *,
     dynamic_size: bool = False,
 ) -> None:
-    """Write :func:`export_program`'s program to ``path`` (load it with
-    ``torch.export.load(path).module()``), the model's contract (``export_metadata()``) as
-    extra files, one per key; a failed write leaves the previous file."""
-    from .contract import export_metadata
-
+    """Write :func:`export_program`'s program to ``path`` (``torch.export.load(path).module()``
+    loads it), the model's contract as extra files; a failed write leaves the previous file."""
     metadata = export_metadata(model)  # checked before the trace
     program = export_program(model, input_size, dynamic_size=dynamic_size)
     with atomic_path(path) as partial:
@@ -186,12 +174,10 @@ def export_onnx(
     dynamic_size: bool = False,
     calibration: Iterable[Any] | None = None,
 ) -> None:
-    """Write ``model`` in eval mode as ONNX to ``path``, input ``"input"``, the model's
-    contract (``export_metadata()``) in ``metadata_props``; a failed write leaves the
-    previous file. With ``calibration`` (input batches, as :func:`resnetlib.deploy.quantize`
-    takes) the file is int8 in QDQ form, traced on the first calibration batch.
+    """Write ``model`` as ONNX to ``path``, input ``"input"``, its contract in
+    ``metadata_props``; a failed write leaves the previous file. With ``calibration`` (as
+    :func:`resnetlib.deploy.quantize` takes it) the file is int8 in QDQ form.
     """
-    from .contract import export_metadata
     from .quantize import prepare_and_convert
 
     require(ONNX_PACKAGES, "ONNX export")
@@ -201,8 +187,7 @@ def export_onnx(
         exported, x = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     else:
         x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
-    mode = evaluating(model) if calibration is None else torch.no_grad()
-    with mode, quiet():
+    with evaluating(model) if calibration is None else torch.no_grad(), quiet():
         program = torch.onnx.export(
             exported,
             (x,),

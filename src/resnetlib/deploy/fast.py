@@ -1,5 +1,4 @@
-"""The inference fast path in one call: fold batch norms, channels_last, optionally compile;
-or int8."""
+"""The inference fast path in one call: folded, channels_last, optionally compiled; or int8."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from .fuse import fuse_bn
+from .quantize import quantize
 
 __all__ = ["optimize_for_inference"]
 
@@ -32,20 +32,13 @@ def optimize_for_inference(
     int8: bool = False,
     calibration: Iterable[Any] | None = None,
 ) -> nn.Module:
-    """An inference-only copy of ``model``: batch norms folded (:func:`fuse_bn`), weights
-    and 4-d inputs in ``torch.channels_last``, and, with ``compile=True``, ``torch.compile``
-    with inductor's freezing. Call it under ``torch.no_grad()`` or
-    ``torch.inference_mode()``: it refuses backward. ``example_input`` (with
-    ``compile=True``) is run once here so that compilation happens now. ``model`` itself is
-    never changed.
-
-    ``int8=True`` returns :func:`resnetlib.deploy.quantize`'s int8 model instead (CPU,
-    calibrated on ``calibration``, an iterable of input batches; ``channels_last`` does not
-    apply).
+    """An inference-only copy of ``model`` (it refuses backward): batch norms folded
+    (:func:`fuse_bn`), weights and 4-d inputs in ``torch.channels_last``, with
+    ``compile=True`` compiled with inductor's freezing, now if ``example_input`` is given.
+    ``int8=True``: :func:`resnetlib.deploy.quantize`'s model instead, calibrated on
+    ``calibration``. ``model`` itself is never changed.
     """
     if int8:
-        from .quantize import quantize
-
         if calibration is None:
             raise ValueError("int8=True needs calibration: an iterable of typical input batches")
         fast: nn.Module = quantize(model, calibration, compile=compile)

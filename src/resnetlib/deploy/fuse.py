@@ -1,8 +1,6 @@
-"""Batch-norm folding into the preceding convolutions, in an inference-only copy.
-
-Which convolution feeds which norm is read from each module's ``forward``, traced with
-``torch.fx``, so user blocks fold too. The structure is kept: a folded norm becomes
-``nn.Identity``, so ``model.spec``, ``forward_features`` and ``feature_info`` still work.
+"""Batch-norm folding into the preceding convolutions, in an inference-only copy. The pairs
+are read from each ``forward`` traced by ``torch.fx`` (user blocks fold too); a folded norm
+becomes ``nn.Identity``, so ``spec``, ``forward_features`` and ``feature_info`` still work.
 """
 
 from __future__ import annotations
@@ -49,9 +47,7 @@ class FuseReport:
         return "\n".join(lines)
 
 
-class _Tracer(fx.Tracer):
-    """Follows ``nn.Sequential`` containers; every other submodule is one call."""
-
+class _Tracer(fx.Tracer):  # follows nn.Sequential; every other submodule is one call
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return not isinstance(m, nn.Sequential)
 
@@ -117,34 +113,24 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     return pairs, unfused
 
 
-Statistics = tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]
-
-
-def running_statistics(norm: nn.Module) -> Statistics:
+def running_statistics(
+    norm: nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]:
     """An eval-mode batch norm's (mean, var, eps, weight or ``None``, bias or ``None``)."""
     mean, var = norm.running_mean, norm.running_var
     if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
         raise TypeError(f"{type(norm).__name__} has no running statistics")
-    weight, bias = norm.weight, norm.bias
+    weight, bias = (p if isinstance(p, torch.Tensor) else None for p in (norm.weight, norm.bias))
     eps: Any = norm.eps
-    return (
-        mean,
-        var,
-        float(eps),
-        weight if isinstance(weight, torch.Tensor) else None,
-        bias if isinstance(bias, torch.Tensor) else None,
-    )
+    return mean, var, float(eps), weight, bias
 
 
 def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    """Put ``module`` at ``model``'s qualified ``name``."""
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name), child, module)
 
 
 class _InferenceOnly(torch.autograd.Function):
-    """Identity forward; a backward that raises :data:`_TRAIN_MESSAGE`."""
-
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
         return x.view_as(x)

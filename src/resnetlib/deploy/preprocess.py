@@ -17,7 +17,7 @@ from ..core.data_config import CIFAR10_CLASSES, check_data_config, normalization
 from ..images import bombs_refused, decode_image
 from ..validate import check_int
 
-__all__ = ["PREDICT_BATCH", "Normalized", "Prediction", "class_names", "predict", "read_images"]
+__all__ = ["Normalized", "Prediction", "class_names", "predict", "read_images"]
 
 
 class Normalized(nn.Module):
@@ -36,8 +36,7 @@ class Normalized(nn.Module):
         self.register_buffer("inverse_std", torch.tensor(std).reciprocal().view(1, -1, 1, 1))
         self.default_input_size = tuple(config.get("input_size", ()))
         set_data_config(self, {**config, "mean": (0.0,) * channels, "std": (1.0,) * channels})
-        # An export records that its input is [0, 1] (resnetlib.deploy.contract)
-        self.normalization_in_graph = (mean, std)
+        self.normalization_in_graph = (mean, std)  # exports record: the input is in [0, 1]
         if hasattr(model, "spec"):
             self.spec = model.spec
 
@@ -47,22 +46,17 @@ class Normalized(nn.Module):
 
 
 def normalizing(config: Mapping[str, Any], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``config``'s mean and 1 / std (``normalization()``) as ``(C, 1, 1)`` tensors: an input
-    in [0, 1] is normalized as ``(x - mean) * inverse_std``."""
+    """``config``'s mean and 1 / std as ``(C, 1, 1)`` tensors, for ``(x - mean) * inverse_std``."""
     mean, std = normalization(config, channels)
     return torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).reciprocal().view(-1, 1, 1)
 
 
 def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
-    """A function decoding one image file to a normalized C x H x W tensor, as the checked
-    data config ``checked`` says."""
     if "input_size" not in checked:
         raise ValueError("the model's pretrained_cfg has no input_size: no size to read images at")
     channels, height, width = checked["input_size"]
     if channels not in (1, 3):
         raise ValueError(f"images are read as 1 or 3 channels; the model takes {channels}")
-    crop = float(checked.get("crop_pct") or 1.0)
-    interpolation = str(checked.get("interpolation") or "bilinear")
     shift, scale = normalizing(checked, channels)
 
     def read(path: PathLike) -> torch.Tensor:
@@ -71,8 +65,8 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
                 path,
                 channels=channels,
                 size=(height, width),
-                crop_pct=crop,
-                interpolation=interpolation,
+                crop_pct=float(checked.get("crop_pct") or 1.0),
+                interpolation=str(checked.get("interpolation") or "bilinear"),
                 dtype=torch.float32,
             )
         return (pixels - shift) * scale
@@ -82,8 +76,7 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
 
 def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.Tensor:
     """Decode ``paths`` to one N x C x H x W float tensor as ``config`` (a ``pretrained_cfg``)
-    says: its channels, the shorter side resized to ``size / crop_pct``, a centre crop of
-    ``input_size``, then per-channel normalization.
+    says: channels, resize and centre crop (``crop_pct``), then per-channel normalization.
 
     Raises:
         ValueError: ``config`` fails ``check_data_config``; or a file is not an image, or is
@@ -94,8 +87,7 @@ def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.T
 
 
 def class_names(config: dict[str, Any], count: int) -> list[str]:
-    """The class names a ``pretrained_cfg`` knows (``label_names``, or CIFAR-10's), else
-    ``class 0`` .. ``class N-1``."""
+    """The class names a ``pretrained_cfg`` gives (``label_names``, CIFAR-10's), or ``class i``."""
     names = config.get("label_names")
     if isinstance(names, (list, tuple)) and len(names) == count:
         return [str(name) for name in names]
@@ -112,16 +104,12 @@ class Prediction:
     classes: tuple[tuple[int, str, float], ...]
 
 
-PREDICT_BATCH = 32
-"""Images :func:`predict` decodes and runs at a time."""
-
-
 def predict(
     model: nn.Module,
     paths: Iterable[PathLike],
     *,
     top: int = 5,
-    batch_size: int = PREDICT_BATCH,
+    batch_size: int = 32,
 ) -> Iterator[Prediction]:
     """The top classes of each image in ``paths``, best first, as an iterator: images are
     read as :func:`read_images` reads them and run ``batch_size`` at a time.
@@ -140,9 +128,8 @@ def predict(
         names: list[str] | None = None
         while chunk := list(itertools.islice(remaining, batch_size)):
             x = torch.stack([read(path) for path in chunk])
-            parameter = next(model.parameters(), None)
-            if parameter is not None:
-                x = x.to(parameter.device, parameter.dtype)
+            parameter = next(model.parameters(), x)
+            x = x.to(parameter.device, parameter.dtype)
             with evaluating(model):
                 probabilities = model(x).float().softmax(1).cpu()
             del x

@@ -1,9 +1,6 @@
-"""Static int8 post-training quantization for CPUs, by torchao's PT2E flow.
-
-The model, batch norms folded, is captured with ``torch.export``, annotated by
-``X86InductorQuantizer`` (int8 activations per tensor, weights per output channel),
-calibrated, converted and lowered to oneDNN's int8 kernels. Needs torch >= 2.8 and torchao
-(``pip install "resnetlib[quantize]"``); tested with torch 2.13.0 and torchao 0.18.0.
+"""Static int8 post-training quantization for CPUs by torchao's PT2E flow: batch norms folded,
+``X86InductorQuantizer`` (int8 activations per tensor, weights per output channel), lowered to
+oneDNN's int8 kernels. Needs torch >= 2.8 and torchao (``pip install "resnetlib[quantize]"``).
 """
 
 from __future__ import annotations
@@ -12,16 +9,18 @@ import importlib
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.torch_version import TorchVersion
 
 from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from .export import dynamic_shapes, quiet, require
 from .fuse import fuse_bn, replace_module, running_statistics
+from .preprocess import normalizing
 
 __all__ = [
     "MIN_TORCH",
@@ -32,7 +31,7 @@ __all__ = [
     "quantize",
 ]
 
-MIN_TORCH = (2, 8)
+MIN_TORCH = "2.8"
 """The oldest torch :func:`quantize` accepts (torchao's PT2E quantization needs it)."""
 
 # Ops that only move or view data: neither int8 compute nor float compute.
@@ -56,44 +55,21 @@ _LAYOUT_OPS = {
 }
 
 
-def _torch_version() -> tuple[int, int]:
-    major, minor = torch.__version__.split("+")[0].split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
-
-
 def check_quantize_support() -> None:
     """Raise unless :func:`quantize` can run here: torch >= ``MIN_TORCH`` (``RuntimeError``)
     and torchao installed (``MissingDependencyError``)."""
-    if _torch_version() < MIN_TORCH:
+    if TorchVersion(torch.__version__) < MIN_TORCH:
         raise RuntimeError(
-            f"int8 quantization needs torch >= {'.'.join(map(str, MIN_TORCH))} (torchao's PT2E "
+            f"int8 quantization needs torch >= {MIN_TORCH} (torchao's PT2E "
             f"quantization); this is torch {torch.__version__}: upgrade torch"
         )
     require(("torchao",), "int8 quantization", extra="quantize")
 
 
-def _torchao() -> tuple[Any, Any, Any]:
-    """torchao's PT2E modules (utilities, the flow, the x86 quantizer), imported quietly."""
-    with quiet():
-        try:
-            pt2e = importlib.import_module("torchao.quantization.pt2e")
-            flow = importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
-            x86 = importlib.import_module(
-                "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"
-            )
-        except ImportError as error:
-            raise RuntimeError(
-                f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
-                'pip install "resnetlib[quantize]"'
-            ) from error
-    return pt2e, flow, x86
-
-
 @dataclass(frozen=True)
 class QuantizeReport:
     """What :func:`quantize` made int8: ``quantized`` names the modules whose convolution or
-    linear layer runs on int8 kernels; ``float`` gives (module, float ops) for what stayed
-    float (norms with no convolution to fold into, group norms, option A's padding...)."""
+    linear layer runs on int8 kernels; ``float`` gives (module, float ops) for the rest."""
 
     quantized: tuple[str, ...]
     float: tuple[tuple[str, str], ...]
@@ -107,12 +83,9 @@ class QuantizeReport:
 
 
 class Int8Model(nn.Module):
-    """An int8 model made by :func:`quantize`: call it like the float model it came from.
-
-    ``graph`` is the lowered program (or the compiled one, run with inductor's
-    ``freezing``); ``report`` says what stayed float. The model's ``spec``,
-    ``pretrained_cfg`` and ``default_input_size`` are carried over. Inference only.
-    """
+    """An int8 model made by :func:`quantize`, called like the float model it came from
+    (inference only; its ``spec``, ``pretrained_cfg`` and ``default_input_size`` kept).
+    ``graph`` is the lowered (or compiled) program; ``report`` says what stayed float."""
 
     def __init__(
         self, graph: nn.Module, report: QuantizeReport, source: nn.Module, *, freezing: bool = False
@@ -168,27 +141,24 @@ class _ScaleShift(nn.Module):
     def __init__(self, norm: nn.Module) -> None:
         super().__init__()
         mean, var, eps, weight, bias = running_statistics(norm)
-        weight = torch.ones_like(mean) if weight is None else weight
-        bias = torch.zeros_like(mean) if bias is None else bias
-        scale = weight / torch.sqrt(var + eps)
+        scale = (1.0 if weight is None else weight) / torch.sqrt(var + eps)
+        shift = (0.0 if bias is None else bias) - mean * scale
         self.scale: torch.Tensor
         self.shift: torch.Tensor
         self.register_buffer("scale", scale.detach().clone().view(-1, 1, 1))
-        self.register_buffer("shift", (bias - mean * scale).detach().clone().view(-1, 1, 1))
+        self.register_buffer("shift", shift.detach().clone().view(-1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift
 
 
 def _float_model(model: nn.Module) -> nn.Module:
-    """An eval float32 CPU copy, batch norms folded; those that cannot fold become their scale
-    and shift (torchao's conversion spends seconds on each batch norm left in the graph)."""
+    """An eval float32 CPU copy, batch norms folded or else (for torchao's speed) scale-shifts."""
     folded: nn.Module = fuse_bn(model)
-    with torch.no_grad():
-        for name, module in list(folded.named_modules()):
-            norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
-            if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
-                replace_module(folded, name, _ScaleShift(module))
+    for name, module in list(folded.named_modules()):
+        norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
+        if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
+            replace_module(folded, name, _ScaleShift(module))
     return folded.to("cpu", torch.float32)
 
 
@@ -198,12 +168,22 @@ def prepare_and_convert(
     """PT2E up to the converted (QDQ) graph, and the example input it was captured with."""
     batches = as_batches(calibration)
     check_quantize_support()
-    pt2e, flow, x86 = _torchao()
     folded = _float_model(model)
     first = batches[0]  # a batch of at least two: export would specialize a batch of one
     example = first if first.shape[0] > 1 else torch.cat([first, first])
     reduce_range = not getattr(torch.cpu, "_is_vnni_supported", lambda: True)()
     with quiet(), torch.no_grad():
+        try:  # torchao's PT2E utilities, flow and x86 quantizer
+            pt2e = importlib.import_module("torchao.quantization.pt2e")
+            flow = importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
+            x86 = importlib.import_module(
+                "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer"
+            )
+        except ImportError as error:
+            raise RuntimeError(
+                f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
+                'pip install "resnetlib[quantize]"'
+            ) from error
         try:
             exported = torch.export.export(
                 folded, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
@@ -272,8 +252,7 @@ def _module_name(node: fx.Node, origins: dict[str, fx.Node] | None = None) -> st
     """The qualified name of the module ``node`` came from; through its ``from_node``
     provenance into ``origins`` (name: node) where decompositions dropped it."""
     stack = node.meta.get("nn_module_stack")
-    name = str(list(stack.values())[-1][0]) if stack else ""
-    if name:
+    if stack and (name := str(list(stack.values())[-1][0])):
         return name
     sources = list(node.meta.get("from_node") or ())
     while origins and sources:
@@ -301,7 +280,7 @@ def _report(
     converted: fx.GraphModule, lowered: fx.GraphModule, source: nn.Module
 ) -> QuantizeReport:
     leftovers: dict[str, list[str]] = {}
-    modules = dict(source.named_modules(remove_duplicate=False))
+    kinds = {n: type(m).__name__ for n, m in source.named_modules(remove_duplicate=False) if n}
     origins = {node.name: node for node in converted.graph.nodes}
     for node in lowered.graph.nodes:
         if node.op != "call_function" or str(node.target).startswith("onednn."):
@@ -322,66 +301,39 @@ def _report(
             ops.append(op)
     return QuantizeReport(
         quantized=_quantized(converted),
-        float=tuple((name, _describe(modules, name, ops)) for name, ops in leftovers.items()),
+        float=tuple(  # ("layer1.0.bn1", "BatchNorm2d (mul, add)"): the module's type, its ops
+            (name, f"{kinds[name]} ({', '.join(ops)})" if name in kinds else ", ".join(ops))
+            for name, ops in leftovers.items()
+        ),
     )
 
 
-def _describe(modules: dict[str, nn.Module], name: str, ops: list[str]) -> str:
-    """``"BatchNorm2d (mul, add)"``: the type of the module ``name`` and the float ops."""
-    listed = ", ".join(ops)
-    return f"{type(modules[name]).__name__} ({listed})" if name and name in modules else listed
-
-
-@overload
 def quantize(
     model: nn.Module,
     calibration: Iterable[Any],
     *,
-    report: Literal[False] = False,
     compile: bool = False,
     dynamic_size: bool = False,
-) -> Int8Model: ...
-
-
-@overload
-def quantize(
-    model: nn.Module,
-    calibration: Iterable[Any],
-    *,
-    report: Literal[True],
-    compile: bool = False,
-    dynamic_size: bool = False,
-) -> tuple[Int8Model, QuantizeReport]: ...
-
-
-def quantize(
-    model: nn.Module,
-    calibration: Iterable[Any],
-    *,
-    report: bool = False,
-    compile: bool = False,
-    dynamic_size: bool = False,
-) -> Int8Model | tuple[Int8Model, QuantizeReport]:
+) -> Int8Model:
     """An int8 copy of ``model`` for CPU inference (static post-training quantization).
 
     ``calibration`` is an iterable of input batches (float ``(N, C, H, W)`` tensors,
-    normalized as the model expects, or ``(images, labels)`` pairs): a few hundred images
-    like the real inputs. The copy takes the same float input at any batch size, at the
-    calibration's height and width (``dynamic_size=True``: any the model's export allows).
-    ``compile=True`` compiles it with inductor's freezing (faster; compiles here, and again
-    for each new input shape). ``model`` itself is never changed.
+    normalized as the model expects, or ``(images, labels)`` pairs): a few hundred typical
+    images. The copy takes any batch size at the calibration's height and width (with
+    ``dynamic_size=True``, any its export allows); ``compile=True`` compiles it with inductor's
+    freezing, here and for each new input shape. Its ``report`` says what stayed float.
+    ``model`` itself is never changed.
     """
     converted, example = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
     summary = _report(converted, lowered, model)
-    if compile:
-        compiled: nn.Module = torch.compile(converted)  # type: ignore[assignment]
-        int8 = Int8Model(compiled, summary, model, freezing=True)
-        with torch.no_grad():
-            int8(example)  # compile now, not on the first real call
-    else:
-        int8 = Int8Model(lowered, summary, model)
-    return (int8, summary) if report else int8
+    if not compile:
+        return Int8Model(lowered, summary, model)
+    compiled: nn.Module = torch.compile(converted)  # type: ignore[assignment]
+    int8 = Int8Model(compiled, summary, model, freezing=True)
+    with torch.no_grad():
+        int8(example)  # compile now, not on the first real call
+    return int8
 
 
 def calibration_batches(
@@ -391,9 +343,8 @@ def calibration_batches(
     size: int = 512,
     batch_size: int = 64,
 ) -> list[torch.Tensor]:
-    """The first ``size`` of ``images`` (``(N, C, H, W)``, uint8 or float in [0, 1]) as
-    calibration batches for ``model``: scaled to [0, 1], resized to its input size and
-    normalized by its ``pretrained_cfg`` mean and std."""
+    """The first ``size`` of ``images`` (uint8, or float in [0, 1]) as calibration batches for
+    ``model``: resized to its input size and normalized by its ``pretrained_cfg``."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"calibration size must be a positive int; got {size!r}")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):
@@ -403,21 +354,18 @@ def calibration_batches(
     chosen = images[:size].to(torch.float32)
     if images.dtype == torch.uint8:
         chosen = chosen / 255.0
-    if chosen.shape[1] != channels:
-        if chosen.shape[1] == 3 and channels == 1:
-            chosen = chosen.mean(dim=1, keepdim=True)
-        else:
-            raise ValueError(
-                f"calibration images have {chosen.shape[1]} channels, the model takes "
-                f"{channels}; give a data set of {channels}-channel images"
-            )
+    if chosen.shape[1] == 3 and channels == 1:
+        chosen = chosen.mean(dim=1, keepdim=True)
+    elif chosen.shape[1] != channels:
+        raise ValueError(
+            f"calibration images have {chosen.shape[1]} channels, the model takes "
+            f"{channels}; give a data set of {channels}-channel images"
+        )
     if height and (chosen.shape[-2], chosen.shape[-1]) != (height, width):
         chosen = nn.functional.interpolate(
             chosen, size=(height, width), mode="bilinear", align_corners=False
         )
     if "mean" in cfg or "std" in cfg:  # else a module that states no normalization
-        from .preprocess import normalizing
-
         mean, inverse_std = normalizing(cfg, channels)
         chosen = (chosen - mean) * inverse_std
     return list(torch.split(chosen, batch_size))

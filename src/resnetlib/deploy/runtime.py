@@ -21,10 +21,7 @@ from ..limits import MAX_ONNX_BYTES
 from .contract import ExportContract, read_metadata
 from .export import require
 
-__all__ = ["ONNX_SUFFIX", "OnnxModel", "load_onnx", "onnx_argument"]
-
-ONNX_SUFFIX = ".onnx"
-"""What names an ONNX file where a command takes a model (any case)."""
+__all__ = ["OnnxModel", "load_onnx", "onnx_argument"]
 
 
 class OnnxModel(nn.Module):
@@ -78,8 +75,7 @@ def load_onnx(path: PathLike) -> OnnxModel:
 
 
 def refuse_given(options: Mapping[str, object], reason: str) -> None:
-    """Raise ``ValueError("--a, --b: reason")`` for the options (name: value) given, those
-    whose value is not ``None``."""
+    """Raise ``ValueError("--a, --b: reason")`` naming the options whose value is not ``None``."""
     given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
     if given:
         raise ValueError(f"{', '.join(given)}: {reason}")
@@ -89,7 +85,7 @@ def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel
     """The ONNX file a command's model positional names (``load_onnx``), or ``None``. The
     model ``options`` given beside it (name: value, ``None`` when absent): ``ValueError``."""
     name = str(model or "")
-    if not name.lower().endswith(ONNX_SUFFIX):
+    if not name.lower().endswith(".onnx"):  # in any case
         return None
     refuse_given(
         options,
