@@ -37,6 +37,7 @@ class Augment:
             raise ValueError(f"Augment.flip must be a bool, got {self.flip!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict of JSON types."""
         return asdict(self)
 
     @classmethod
