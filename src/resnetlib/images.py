@@ -209,10 +209,15 @@ def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, re
 
 
 def _tensor(image: Any, channels: int, dtype: torch.dtype) -> torch.Tensor:
-    width, height = image.size  # L, RGB or F (grey on 0..255); grey is repeated for RGB
-    kind = torch.float32 if image.mode == "F" else torch.uint8
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=kind).view(height, width, -1)
-    pixels = data.permute(2, 0, 1).clamp(0, 255).expand(channels, height, width)
+    width, height = image.size  # L, RGB or F (grey on 0..255)
+    if image.mode == "F":  # clamped and rounded; 8-bit pixels need neither (no extra copies)
+        data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32)
+        grey = data.view(1, height, width).clamp(0, 255).expand(channels, height, width)
+        if dtype == torch.uint8:
+            return grey.round().to(torch.uint8).contiguous()
+        return (grey / 255).to(dtype).contiguous()
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    pixels = data.view(height, width, -1).permute(2, 0, 1).expand(channels, height, width)
     if dtype == torch.uint8:
-        return pixels.round().to(torch.uint8).contiguous()
-    return (pixels / 255).to(dtype).contiguous()
+        return pixels.contiguous()
+    return (pixels.to(dtype) / 255).contiguous()
