@@ -717,10 +717,9 @@ class Trainer:
                         if stop.is_set() or self._save_due():
                             self.epoch_seconds += time.perf_counter() - started
                             started = time.perf_counter()
-                            if stop.is_set():  # Ctrl-C: save, then stop
-                                self.save()
-                                raise TrainingInterrupted(self.iteration, path)
                             self.save()
+                            if stop.is_set():  # Ctrl-C: saved, now stop
+                                raise TrainingInterrupted(self.iteration, path)
                             self.saved_at = time.monotonic()
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)  # the epoch's time is the device's
