@@ -22,6 +22,7 @@ from torch import nn
 import resnetlib as rl
 from resnetlib.cli import main
 from resnetlib.common import printable
+from resnetlib.core.data_config import check_data_config
 from resnetlib.images import ImageError, decode_image
 from tests.test_hostile_inputs import run_limited
 
@@ -145,6 +146,23 @@ def test_a_long_image_within_the_aspect_bound_is_resized_from_its_centre_only(
     )
     report = run_limited(code, headroom=200 * 2**20)
     assert report["error"] is None, report
+
+
+@pytest.mark.parametrize("crop_pct", [0.01, 0.049, 1.01, float("nan")])
+def test_the_decoder_bounds_crop_pct_as_the_data_config_validator_does(
+    tmp_path: Path, crop_pct: float
+) -> None:
+    """``decode_image`` and ``check_data_config`` refuse the same ``crop_pct`` values, with
+    the same bound in the message, before the file is opened."""
+    missing = tmp_path / "never-opened.png"
+    with pytest.raises(ValueError, match=r"crop_pct must be a number from 0.05 to 1") as decoded:
+        decode_image(missing, size=(32, 32), crop_pct=crop_pct)
+    with pytest.raises(ValueError, match=r"crop_pct must be a number from 0.05 to 1"):
+        check_data_config({"crop_pct": crop_pct})
+    assert "never-opened" not in str(decoded.value)
+    assert decode_image(_grey_png(tmp_path / "ok.png", 64, 64), size=(32, 32), crop_pct=0.05).shape[
+        1:
+    ] == (32, 32)
 
 
 def test_images_are_converted_by_their_true_range(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from .common import PathLike, first_line, optional_import, printable
 from .files import open_regular
-from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MIN_CROP_PCT
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -141,8 +141,10 @@ def _target(size: tuple[int, int] | None, crop_pct: float | None) -> float | Non
         raise ValueError(f"size must be (height, width) within 1..{MAX_IMAGE_SIDE}; got {size}")
     side = float(max(height, width))
     if crop_pct is not None:
-        if not (math.isfinite(crop_pct) and 0 < crop_pct <= 1):
-            raise ValueError(f"crop_pct must be in (0, 1]; got {crop_pct!r}")
+        if not (math.isfinite(crop_pct) and MIN_CROP_PCT <= crop_pct <= 1):
+            raise ValueError(
+                f"crop_pct must be a number from {MIN_CROP_PCT} to 1; got {crop_pct!r}"
+            )
         side /= crop_pct
         if side > MAX_IMAGE_SIDE:
             raise ValueError(
