@@ -208,6 +208,45 @@ def test_malformed_dicts(what: str, mutate: Any, pattern: str) -> None:
         rl.ResNetSpec.from_dict(data)
 
 
+_SAVED_BY_0_1 = {
+    "ResNetSpec": [
+        "block",
+        "shortcut",
+        "stem",
+        "in_channels",
+        "num_classes",
+        "zero_init_residual",
+        "block_options",
+    ],
+    "StageSpec": ["num_blocks", "stride"],
+    "StemSpec": ["type", "out_channels"],
+}
+
+
+@pytest.mark.parametrize(
+    ("owner", "key"), [(owner, key) for owner, keys in _SAVED_BY_0_1.items() for key in keys]
+)
+def test_from_dict_refuses_a_dropped_key_rather_than_defaulting_it(owner: str, key: str) -> None:
+    """A ResNet-50 dict without "block" must not build a basic-block net: every key that
+    to_dict writes (and 0.1.0 wrote) is required."""
+    data = json.loads(json.dumps(rl.model_spec("resnet50").to_dict()))
+    where = {"ResNetSpec": data, "StageSpec": data["stages"][1], "StemSpec": data["stem"]}[owner]
+    del where[key]
+    with pytest.raises(ValueError, match=rf"{owner} is missing keys \['{key}'\]"):
+        rl.ResNetSpec.from_dict(data)
+
+
+def test_from_dict_reads_a_0_1_spec_without_the_later_fields() -> None:
+    """Files from 0.1.0 lack norm, act, drop_path_rate and dilation; they rebuild as 0.1.0 built."""
+    spec = rl.model_spec("resnet50")
+    data = json.loads(spec.to_json())
+    for key in ("norm", "act", "drop_path_rate"):
+        del data[key]
+    for stage in data["stages"]:
+        del stage["dilation"]
+    assert rl.ResNetSpec.from_dict(data) == spec
+
+
 def test_from_dict_rejects_a_non_dict() -> None:
     with pytest.raises(ValueError, match="ResNetSpec must be a dict; got list"):
         rl.ResNetSpec.from_dict([1, 2])  # type: ignore[arg-type]

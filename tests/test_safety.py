@@ -113,12 +113,15 @@ def _json_with(**changes: object) -> str:
         (_json_with(num_classes=HUGE), r"num_classes must be an int <= 10,000,000"),
         (_json_with(in_channels=HUGE), r"in_channels must be an int <= 65,536"),
         (
-            _json_with(stages=[{"num_blocks": HUGE, "width": 16}]),
+            _json_with(stages=[{"num_blocks": HUGE, "width": 16, "stride": 1}]),
             r"num_blocks must be an int <= 10,000",
         ),
-        (_json_with(stages=[{"num_blocks": 1, "width": HUGE}]), r"width must be an int <= 65,536"),
         (
-            _json_with(stages=[{"num_blocks": 1, "width": 16}] * 10**5),
+            _json_with(stages=[{"num_blocks": 1, "width": HUGE, "stride": 1}]),
+            r"width must be an int <= 65,536",
+        ),
+        (
+            _json_with(stages=[{"num_blocks": 1, "width": 16, "stride": 1}] * 10**5),
             r"<= 64 stages .*; got 100000",
         ),
     ],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from typing_extensions import Self
@@ -53,12 +53,17 @@ def _check_name(owner: str, name: str, value: object) -> None:
         raise ValueError(f"{owner}.{name} must be a non-empty registry name; got {value!r}")
 
 
+# Fields added after 0.1.0, whose files lack them: missing, they take the value 0.1.0 built.
+_ADDED_SINCE_0_1 = frozenset({"dilation", "norm", "act", "drop_path_rate"})
+
+
 def _checked_fields(cls: type, data: object) -> dict[str, Any]:
-    """``data`` as a dict of ``cls``'s fields: no unknown keys, every required one present."""
-    required = [
-        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
-    ]
-    return check_keys(cls.__name__, data, [f.name for f in fields(cls)], required)
+    """``data`` as a dict of ``cls``'s fields: no unknown keys, and every key ``to_dict``
+    writes present (but those of :data:`_ADDED_SINCE_0_1`), so a dropped key is an error,
+    never a default that builds another network."""
+    names = [f.name for f in fields(cls)]
+    required = [name for name in names if name not in _ADDED_SINCE_0_1]
+    return check_keys(cls.__name__, data, names, required)
 
 
 class _Flat:
@@ -202,7 +207,9 @@ class ResNetSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
-        """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise."""
+        """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise (a file
+        from 0.1.0 may lack the later ``norm``, ``act``, ``drop_path_rate`` and a stage's
+        ``dilation``: they take their defaults, which is what 0.1.0 built)."""
         values = _checked_fields(cls, data)
         raw_stages = values["stages"]
         if not isinstance(raw_stages, (list, tuple)):
@@ -211,8 +218,7 @@ class ResNetSpec:
             )
         _check_stage_count(len(raw_stages))  # before reading each one
         values["stages"] = tuple(StageSpec.from_dict(stage) for stage in raw_stages)
-        if "stem" in values:
-            values["stem"] = StemSpec.from_dict(values["stem"])
+        values["stem"] = StemSpec.from_dict(values["stem"])
         return cls(**values)
 
     def to_json(self) -> str:
