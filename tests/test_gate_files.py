@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ import resnetlib as rl
 from resnetlib import files
 from resnetlib.core.data_config import check_data_config, set_data_config
 from resnetlib.files import FileRefusedError, OutputIsInputError
+from resnetlib.interop import checkpoint as checkpoint_module
 from resnetlib.limits import MAX_JSON_DEPTH
 from resnetlib.train.data import DataError, load_data
 from resnetlib.train.recipe import Recipe
@@ -271,10 +274,20 @@ def test_the_data_config_validator_refuses(change: dict[str, object], message: s
         check_data_config(config)
 
 
+def save_unchecked(model: rl.ResNet, path: Path) -> None:
+    """``rl.save`` without its data-config check: the file an older resnetlib, or a hand
+    edit, could have written."""
+    with mock.patch.object(checkpoint_module, "fitted_data_config", lambda _, c: dict(c)):
+        rl.save(model, path)
+
+
 def test_a_checkpoint_with_an_unusable_data_config_is_refused_at_load(tmp_path: Path) -> None:
     model = rl.resnet20()
     model.pretrained_cfg = {**model.pretrained_cfg, "std": (1e-300, 1e-300, 1e-300)}
-    rl.save(model, tmp_path / "tiny-std.pt")  # written by an older resnetlib, or by hand
+    with pytest.raises(ValueError, match=r"pretrained_cfg std must hold 3 finite numbers"):
+        rl.save(model, tmp_path / "refused.pt")  # save writes only what load restores
+    assert not (tmp_path / "refused.pt").exists()
+    save_unchecked(model, tmp_path / "tiny-std.pt")
     with pytest.raises(rl.CheckpointError, match=r"tiny-std\.pt: invalid data_config: .*std"):
         rl.load(tmp_path / "tiny-std.pt")
     result = subprocess.run(
@@ -287,6 +300,75 @@ def test_a_checkpoint_with_an_unusable_data_config_is_refused_at_load(tmp_path: 
     assert "invalid data_config" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"mean": (0.1, 0.9), "std": (0.2, 0.3)},  # no input_size: nothing says whose channels
+        {"input_size": (1, 32, 32), "mean": (0.1, 0.9), "std": (0.2, 0.3)},  # 2 values, 1 channel
+    ],
+    ids=["no-input-size", "input-size-disagrees"],
+)
+def test_a_mean_for_no_known_channel_count_is_refused_not_averaged(
+    config: dict[str, Any],
+) -> None:
+    """Averaging is for a config made for other channels (RGB statistics on a grey model);
+    two values for a three-channel model were averaged into three before."""
+    model = rl.resnet20()
+    before = model.pretrained_cfg
+    with pytest.raises(ValueError, match=r"pretrained_cfg mean must hold 3 finite numbers"):
+        set_data_config(model, config)
+    assert model.pretrained_cfg == before
+    with pytest.raises(ValueError, match=r"pretrained_cfg mean must hold 3 finite numbers"):
+        rl.create_model("resnet20", pretrained_cfg_overlay=config)
+
+
+def test_reset_classifier_fits_the_data_config_to_the_new_head(tmp_path: Path) -> None:
+    model = rl.resnet20()
+    set_data_config(model, {**model.pretrained_cfg, "label_names": list("abcdefghij")})
+    model.reset_classifier(5)
+    assert model.pretrained_cfg["num_classes"] == 5
+    assert "label_names" not in model.pretrained_cfg  # the old head's names
+    untouched = rl.resnet20()  # a default config made after the reset has the new head too
+    untouched.reset_classifier(7)
+    assert untouched.pretrained_cfg["num_classes"] == 7
+    rl.save(model, tmp_path / "m.pt")
+    assert rl.load(tmp_path / "m.pt").pretrained_cfg == model.pretrained_cfg
+
+
+def test_save_stores_the_config_load_restores(tmp_path: Path) -> None:
+    """A config assigned without set_data_config is stored as load would fit it, so the
+    loaded model's config equals the one stored, and an unfit one is refused at save."""
+    model = rl.resnet20(num_classes=4)
+    model.pretrained_cfg = {**rl.resnet20().pretrained_cfg}  # 10 classes: not this model's
+    rl.save(model, tmp_path / "m.pt")
+    stored = rl.interop.read_checkpoint(tmp_path / "m.pt").pretrained_cfg
+    assert stored is not None
+    assert stored["num_classes"] == 4
+    assert rl.load(tmp_path / "m.pt").pretrained_cfg == stored
+    model.pretrained_cfg = {"mean": "abc"}
+    with pytest.raises(ValueError, match=r"pretrained_cfg mean must hold 3 finite numbers"):
+        rl.save(model, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.parametrize("pool", ["max", "avgmax"])
+def test_a_model_pooling_other_than_by_average_is_refused_at_save(
+    pool: str, tmp_path: Path
+) -> None:
+    """Its spec rebuilds average pooling: the loaded model would compute other outputs."""
+    model = rl.create_model("resnet20", global_pool=pool)
+    with pytest.raises(ValueError, match=rf"save\(\) cannot store global_pool='{pool}'"):
+        rl.save(model, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=r"save_pretrained\(\) cannot store global_pool="):
+        rl.save_pretrained(model, tmp_path / "folder")
+    assert not (tmp_path / "m.pt").exists()
+    assert not (tmp_path / "folder").exists()
+    model.reset_classifier(model.num_classes, global_pool="avg")
+    rl.save(model, tmp_path / "m.pt")
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(rl.load(tmp_path / "m.pt").eval()(x), model.eval()(x))
 
 
 def test_set_data_config_fits_the_config_to_the_model() -> None:

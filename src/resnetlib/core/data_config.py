@@ -34,6 +34,7 @@ __all__ = [
     "config_from_dict",
     "config_to_json",
     "data_config",
+    "fitted_data_config",
     "normalization",
     "set_data_config",
 ]
@@ -229,13 +230,15 @@ def check_data_config(
     return checked
 
 
-def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
-    """Set ``model.pretrained_cfg`` (the one place that does) to ``config`` fitted to the
-    model: its ``num_classes`` (dropping other ``label_names``) and, for other input
-    channels, its ``input_size`` and averaged ``mean``/``std``.
+def fitted_data_config(model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` fitted to ``model`` and checked (:func:`check_data_config`): its
+    ``num_classes`` (dropping other ``label_names``) and, for other input channels, its
+    ``input_size``, and the average of a ``mean``/``std`` given for the channels of the
+    config's own ``input_size``. What :func:`set_data_config` sets and ``save`` stores.
 
     Raises:
-        ValueError: the result fails :func:`check_data_config`.
+        ValueError: the result fails :func:`check_data_config` (a ``mean``/``std`` of another
+            length than the channels its config names, or than the model's without one).
     """
     fitted = dict(config)
     # A wrapper (an export's Normalized) may have neither: its config is its model's.
@@ -252,9 +255,24 @@ def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
         fitted["input_size"] = (channels, *size[1:]) if len(size) == 3 else default_size
         for key in ("mean", "std"):
             values = fitted.get(key)
-            if isinstance(values, (tuple, list)) and values and all(is_real(v) for v in values):
+            if (
+                len(size) == 3
+                and isinstance(values, (tuple, list))
+                and len(values) == size[0]  # one per channel of the config's own input
+                and all(is_real(v) for v in values)
+            ):
                 fitted[key] = per_channel(values, channels)
-    model.pretrained_cfg = check_data_config(fitted)
+    return check_data_config(fitted)
+
+
+def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
+    """Set ``model.pretrained_cfg`` (the one place that does) to ``config`` fitted to the
+    model (:func:`fitted_data_config`).
+
+    Raises:
+        ValueError: the result fails :func:`check_data_config`.
+    """
+    model.pretrained_cfg = fitted_data_config(model, config)
 
 
 def normalization(

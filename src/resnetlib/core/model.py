@@ -16,7 +16,7 @@ from typing_extensions import Self, TypedDict
 from ..nn.blocks import BLOCKS, ResidualBlock
 from ..nn.stems import Stem
 from ..validate import is_int
-from .data_config import data_config
+from .data_config import data_config, set_data_config
 from .grad_checkpoint import DEFAULT_SEGMENT, checkpoint_modules, checkpoint_segments
 from .spec import ResNetSpec
 
@@ -513,6 +513,7 @@ class ResNet(StagedNet):
         self.avgpool.train(self.training)
         self.head_hidden_size = width
         self.spec = spec
+        set_data_config(self, self.pretrained_cfg)  # its num_classes, no other head's label_names
 
     def blocks(self) -> list[ResidualBlock]:
         """Every residual block, stage by stage."""

@@ -25,7 +25,12 @@ import torch
 
 from ..common import PathLike, first_line, optional_import
 from ..core.build import build
-from ..core.data_config import config_from_dict, config_to_json, set_data_config
+from ..core.data_config import (
+    config_from_dict,
+    config_to_json,
+    fitted_data_config,
+    set_data_config,
+)
 from ..core.features import ResNetFeatures
 from ..core.model import ResNet
 from ..core.spec import JSONScalar, ResNetSpec
@@ -104,7 +109,8 @@ def _digest(spec: str, meta: str, state: Mapping[str, torch.Tensor], cfg: str | 
 
 def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
     """``model``'s state dict, contiguous on the CPU, after refusing what ``caller`` could not
-    rebuild: a non-``ResNet`` (``TypeError``), a fused model or one unlike its spec."""
+    rebuild: a non-``ResNet`` (``TypeError``), a fused model, one unlike its spec, or one
+    pooling other than by average (the file's spec rebuilds ``global_pool="avg"``)."""
     if not isinstance(model, ResNet):
         hint = (
             "a features-only backbone has no spec of its own: save the ResNet it was made "
@@ -118,6 +124,13 @@ def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
             f"{caller}() cannot store a model folded by fuse_bn(): its spec describes the "
             "unfused network, which could not be rebuilt from the file. Save the model before "
             "fusing, and fuse after loading (fusing is fast and exact)"
+        )
+    if model.global_pool != "avg":
+        raise ValueError(
+            f"{caller}() cannot store global_pool={model.global_pool!r}: the file holds the "
+            "spec, whose model pools by average, so it would be rebuilt computing other "
+            "outputs. Save the model pooling by average, and after loading set the pool again "
+            "(model.reset_classifier(model.num_classes, global_pool=...))"
         )
     state = model.state_dict()
     check_fits(_CHANGED_MODEL, model.spec, state, error=ValueError)
@@ -134,8 +147,11 @@ def save(
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
-        ValueError: a model folded by ``fuse_bn``, or one whose modules no longer match its
-            spec (a layer replaced after building), which could not be rebuilt.
+        ValueError: a model folded by ``fuse_bn``, one whose modules no longer match its
+            spec (a layer replaced after building) or that pools other than by average,
+            which could not be rebuilt; a ``pretrained_cfg`` that ``check_data_config``
+            refuses once fitted to the model (what ``load`` restores). ``drop_rate``, used in
+            training only, is not stored.
         ModuleNotFoundError: a ``.safetensors`` path without the safetensors package.
         OSError: the file cannot be written.
 
@@ -151,7 +167,7 @@ def save(
     state = savable_state(model, "save")
     metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
     spec_json = model.spec.to_json()
-    config_json = config_to_json(model.pretrained_cfg)
+    config_json = config_to_json(fitted_data_config(model, model.pretrained_cfg))  # as load fits it
     safetensors = Path(path).suffix.lower() == ".safetensors"
     if safetensors:  # safetensors orders tensors its own way: the digest takes them sorted
         state = {key: state[key] for key in sorted(state)}

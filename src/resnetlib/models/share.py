@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common import PathLike
-from ..core.data_config import check_data_config
+from ..core.data_config import check_data_config, fitted_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..files import atomic_write, parse_json, read_bytes, read_text
@@ -180,7 +180,7 @@ def save_pretrained(
         json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ValueError(f"metadata must hold JSON values only ({error})") from None
-    checked = check_data_config(model.pretrained_cfg)
+    checked = fitted_data_config(model, model.pretrained_cfg)  # as loading fits it
     cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
     cfg["num_classes"] = model.num_classes
     timm_name = _name_of(spec, TIMM_DEFAULTS)
