@@ -54,20 +54,46 @@ def test_summary_defaults_to_the_stems_input_size_and_takes_num_classes(
 
 
 def cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """The last stderr line of a command that must fail with exit status 2: a flag argparse
-    refuses after the usage, any other mistake as one line."""
+    """The stderr line of a command that must fail with exit status 2: one line, a flag
+    argparse refuses too (naming the command and its --help, without the usage)."""
     try:
         code = main(argv)
     except SystemExit as exit_info:
         code = exit_info.code
         err = capsys.readouterr().err
-        assert err.startswith(f"usage: resnetlib {argv[0]} ")
+        assert err.startswith(f"resnetlib {argv[0]}: error: argument ")
+        assert err.rstrip().endswith(f"(see resnetlib {argv[0]} --help)")
     else:
         err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1, err
+    assert len(err.strip().splitlines()) == 1, err
     assert code == 2
     assert "Traceback" not in err
     return err.splitlines()[-1]
+
+
+def test_an_unknown_flag_is_refused_by_the_command_it_follows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["summary", "resnet20", "--bogus"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "resnetlib summary: error: unrecognized arguments: --bogus (see resnetlib summary --help)\n"
+    )
+
+
+def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As while a command's modules are still importing (before its own handler is set)."""
+
+    def interrupted(argv: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    assert main(["train", "resnet20"]) == 130
+    assert capsys.readouterr().err == "resnetlib: interrupted\n"
 
 
 def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
@@ -77,7 +103,7 @@ def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
     assert error.startswith("resnetlib summary: error: unknown model 'resnet5'")
     error = cli_error(["summary", "resnet56", "--input", "32x32"], capsys)
     assert "expected C,H,W of positive ints such as 3,224,224" in error
-    assert error.endswith("got '32x32'")
+    assert error.endswith("got '32x32' (see resnetlib summary --help)")
     error = cli_error(["summary", "resnet56", "--input=-3,32,32"], capsys)
     assert "argument --input: expected C,H,W of positive ints" in error
     error = cli_error(["summary", "resnet56", "--widths", "16,0,64"], capsys)

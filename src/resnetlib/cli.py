@@ -25,7 +25,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .files import command_files
@@ -57,6 +57,14 @@ _T = TypeVar("_T")
 
 class UsageError(Exception):
     """A mistake in what the user asked for: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose refusals are one line naming the command and its ``--help``
+    (not the whole usage first); its subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # -- flag types ---------------------------------------------------------------------------
@@ -465,7 +473,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from . import __version__
 
     description = (__doc__ or "").split("\n\n")[0].replace("``", "")  # no reST in --help
-    parser = argparse.ArgumentParser(prog="resnetlib", description=description)
+    parser = _Parser(prog="resnetlib", description=description)
     parser.add_argument("--version", action="version", version=f"resnetlib {__version__}")
     parser.add_argument(
         "--debug",
@@ -497,6 +505,10 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     modules = SUBCOMMAND_MODULES if argv is None else _command_modules(_command_word(argv))
     for module in modules:
         importlib.import_module(module).add_commands(commands)
+    for command in commands.choices.values():  # whose refusal a leftover argument is
+        if command.get_default("parser") is None:
+            command.set_defaults(parser=command)
+    commands.metavar = "{" + ",".join(commands.choices) + "}"  # named when none is given
     return parser
 
 
@@ -530,17 +542,23 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = _parser(argv)
-    args, extra = parser.parse_known_args(argv)
-    # A command's trailing words (predict's images) may follow options: argparse fills a
-    # "+" positional from its first run of words only, so later runs are added here.
-    words = getattr(args, "words", None)
-    if extra and (words is None or any(word.startswith("-") for word in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if extra and words is not None:
-        words.extend(extra)
-    return int(args.run(args))
+    """Run ``resnetlib ARGV...``; the exit status. Ctrl-C is one line and status 130 wherever
+    it lands (a command may report more first: train says how to resume)."""
+    try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = _parser(argv)
+        args, extra = parser.parse_known_args(argv)
+        # A command's trailing words (predict's images) may follow options: argparse fills a
+        # "+" positional from its first run of words only, so later runs are added here.
+        words = getattr(args, "words", None)
+        if extra and (words is None or any(word.startswith("-") for word in extra)):
+            getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        if extra and words is not None:
+            words.extend(extra)
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("resnetlib: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
