@@ -371,6 +371,28 @@ def test_a_model_pooling_other_than_by_average_is_refused_at_save(
     assert torch.equal(rl.load(tmp_path / "m.pt").eval()(x), model.eval()(x))
 
 
+def test_a_write_names_the_target_not_its_temporary_file(tmp_path: Path) -> None:
+    """A missing directory, a file where the directory should be, a directory as the target:
+    one message naming what the user gave, and nothing left behind."""
+    (tmp_path / "a-file").write_text("x")
+    cases = {
+        tmp_path / "missing" / "m.pt": (
+            FileNotFoundError,
+            r"its directory .*missing does not exist",
+        ),
+        tmp_path / "a-file" / "m.pt": (
+            FileNotFoundError,
+            r"its directory .*a-file is not a directory",
+        ),
+        tmp_path: (IsADirectoryError, r"is a directory; name a file to write"),
+    }
+    for path, (kind, message) in cases.items():
+        with pytest.raises(kind, match=message) as refused:
+            files.atomic_write(path, b"data")
+        assert ".partial" not in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
 def test_set_data_config_fits_the_config_to_the_model() -> None:
     model = rl.resnet20(num_classes=5, in_channels=1)
     set_data_config(model, rl.resnet20().pretrained_cfg)

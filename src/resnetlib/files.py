@@ -298,6 +298,14 @@ def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
     target = Path(path)
     check_not_input(target)
     directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir() and not target.is_symlink():  # a link is replaced, as below
+        raise IsADirectoryError(f"{printable(target)}: is a directory; name a file to write")
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise FileNotFoundError(
+            f"{printable(target)}: could not be written: its directory {printable(directory)} "
+            f"{what}"
+        )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:  # the name cut to 120 characters to fit NAME_MAX
         partial = directory / f".{target.name[:120]}.{secrets.token_hex(6)}.partial"
