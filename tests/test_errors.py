@@ -252,6 +252,23 @@ def test_from_dict_rejects_a_non_dict() -> None:
         rl.ResNetSpec.from_dict([1, 2])  # type: ignore[arg-type]
 
 
+def test_create_model_and_list_models_name_a_name_of_the_wrong_type() -> None:
+    for name in (123, None, ["resnet20"]):
+        with pytest.raises(ValueError, match=r"the model name must be a str such as 'resnet50'"):
+            rl.create_model(name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"a model name pattern must be a str .*; got 1"):
+        rl.list_models(["resnet2*", 1])  # type: ignore[list-item]
+    both = rl.list_models(["resnet18", "plain2*"])  # several patterns, as timm takes them
+    assert both == sorted({"resnet18", *rl.list_models("plain2*")}, key=rl.registry.natural_key)
+    assert both == ["plain20", "resnet18"]
+
+
+def test_a_model_factory_must_be_callable() -> None:
+    with pytest.raises(TypeError, match=r"model 'not_callable' must be a callable returning"):
+        rl.register_model("not_callable", 5)  # type: ignore[arg-type]
+    assert "not_callable" not in rl.list_models()
+
+
 def test_registries_reject_duplicates_and_wrong_types() -> None:
     with pytest.raises(ValueError, match="block 'basic' is already registered"):
         rl.register_block("basic", rl.BasicBlock)

@@ -21,7 +21,7 @@ from ..core.overrides import ModelOverrides, apply_overrides, overridden_spec
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from ..nn.blocks import BLOCKS
-from ..registry import Registry
+from ..registry import Registry, natural_key
 from ..validate import check_int, check_keys, is_int, is_real
 from .from_file import model_from_file
 from .pretrained import load_pretrained
@@ -53,7 +53,12 @@ class ModelFactory(Protocol):
     def __call__(self, **overrides: Unpack[ModelOverrides]) -> ResNet: ...
 
 
-MODELS: Registry[Callable[..., ResNet]] = Registry("model")
+def _validate_factory(name: str, item: object) -> None:
+    if not callable(item):
+        raise TypeError(f"model {name!r} must be a callable returning a ResNet; got {item!r}")
+
+
+MODELS: Registry[Callable[..., ResNet]] = Registry("model", _validate_factory)
 """Model factories by name, as :func:`create_model` and :func:`list_models` see them."""
 register_model = MODELS.register
 """Register a model factory: ``@register_model("my_resnet")`` on a function returning a ResNet."""
@@ -145,7 +150,8 @@ def create_model(
     Raises:
         KeyError: an unknown model or registry name (the message lists close matches).
         TypeError: an unknown keyword argument.
-        ValueError: an override out of range, naming the field and what is allowed.
+        ValueError: an override out of range, naming the field and what is allowed; a
+            ``name`` that is not a str.
         PretrainedError: pretrained weights that are not registered, cannot be downloaded
             or fail their checksum.
         CheckpointError: a ``checkpoint_path`` that is not an intact checkpoint.
@@ -159,6 +165,8 @@ def create_model(
         >>> [feature_map.shape[1] for feature_map in backbone(torch.randn(1, 3, 64, 64))]
         [1024, 2048]
     """
+    if not isinstance(name, str):
+        raise ValueError(f"the model name must be a str such as 'resnet50'; got {name!r:.100}")
     if feature_cls not in _FEATURE_CLASSES:
         raise ValueError(
             f"feature_cls must be one of {', '.join(map(repr, _FEATURE_CLASSES))} (each gives "
@@ -251,15 +259,24 @@ def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
     return model
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell pattern, numbers sorted as numbers.
+def list_models(pattern: str | Sequence[str] = "*") -> list[str]:
+    """Registered model names matching a shell pattern (or any of several, as timm's
+    ``list_models`` takes them), numbers sorted as numbers.
+
+    Raises:
+        ValueError: a pattern that is not a str.
 
     Examples:
         >>> import resnetlib as rl
         >>> rl.list_models("resnet1*")[:4]
         ['resnet18', 'resnet18d', 'resnet101', 'resnet101d']
     """
-    return MODELS.names(pattern)
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    for each in patterns:
+        if not isinstance(each, str):
+            raise ValueError(f"a model name pattern must be a str such as 'resnet*'; got {each!r}")
+    names = {name for each in patterns for name in MODELS.names(each)}
+    return sorted(names, key=natural_key)
 
 
 _SPECS: dict[Callable[..., ResNet], Callable[[], ResNetSpec]] = {}
