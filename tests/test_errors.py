@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -267,6 +269,20 @@ def test_a_model_factory_must_be_callable() -> None:
     with pytest.raises(TypeError, match=r"model 'not_callable' must be a callable returning"):
         rl.register_model("not_callable", 5)  # type: ignore[arg-type]
     assert "not_callable" not in rl.list_models()
+
+
+def test_a_spec_block_options_cannot_change_after_validation() -> None:
+    """The spec is frozen: its block options too, so a model's spec keeps describing it;
+    copies, pickles and hashes still work."""
+    spec = rl.resnext50_32x4d().spec
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        spec.block_options["groups"] = [1]  # type: ignore[index]
+    assert spec.block_options == {"groups": 32, "width_per_group": 4}
+    assert copy.deepcopy(spec) == spec
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert hash(copy.copy(spec)) == hash(spec)
+    assert spec.to_dict()["block_options"] == {"groups": 32, "width_per_group": 4}
+    assert type(spec.to_dict()["block_options"]) is dict
 
 
 def test_registries_reject_duplicates_and_wrong_types() -> None:

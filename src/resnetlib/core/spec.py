@@ -7,6 +7,7 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 from typing_extensions import Self
@@ -174,7 +175,8 @@ class ResNetSpec:
                     f"ResNetSpec.block_options[{key!r}] must be a JSON scalar "
                     f"(str, int, float, bool or None); got {type(value).__name__}"
                 )
-        object.__setattr__(self, "block_options", dict(self.block_options))
+        # Read-only, as the spec is frozen: a model's spec keeps describing the model.
+        object.__setattr__(self, "block_options", MappingProxyType(dict(self.block_options)))
         _check_name("ResNetSpec", "norm", self.norm)
         _check_name("ResNetSpec", "act", self.act)
         rate = self.drop_path_rate
@@ -184,6 +186,10 @@ class ResNetSpec:
 
     def __hash__(self) -> int:
         return hash(self.to_json())
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Copies and pickles go through JSON: the read-only block_options do not pickle.
+        return ResNetSpec.from_json, (self.to_json(),)
 
     @property
     def num_blocks(self) -> int:
@@ -203,7 +209,14 @@ class ResNetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of JSON types only; ``from_dict`` inverts it exactly."""
-        return asdict(self) | {"stages": list(map(asdict, self.stages))}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        stages = [stage.to_dict() for stage in self.stages]
+        block_options = dict(self.block_options)
+        return values | {
+            "stages": stages,
+            "stem": self.stem.to_dict(),
+            "block_options": block_options,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
