@@ -66,6 +66,12 @@ def _example_input(
             f"limits ({MAX_CHANNELS} channels, {MAX_IMAGE_SIDE} pixels a side; see "
             "resnetlib.core.spec.MAX_IMAGE_SIDE)"
         )
+    spec = getattr(model, "spec", None)  # a resnetlib model knows its channels
+    if spec is not None and size[0] != spec.in_channels:
+        raise ValueError(
+            f"{caller}: the input has {size[0]} channels; the model takes "
+            f"in_channels={spec.in_channels}"
+        )
     reference = next(model.parameters(), torch.empty(0, device="cpu", dtype=torch.float32))
     return torch.zeros((1, *size), device=reference.device, dtype=reference.dtype)
 
@@ -113,7 +119,8 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
     ``default_input_size``. Runs in eval mode on a meta-device copy (shapes only).
 
     Raises:
-        ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape.
+        ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape,
+            or has other channels than the model's ``in_channels``.
 
     Examples:
         >>> import torch, resnetlib as rl
