@@ -285,6 +285,50 @@ def test_a_spec_block_options_cannot_change_after_validation() -> None:
     assert type(spec.to_dict()["block_options"]) is dict
 
 
+class _NoNormBlock(rl.ResidualBlock):
+    """A block written without the ``norm_layer`` keyword that build() passes every block."""
+
+    expansion = 1
+    weighted_layers = 2
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        downsample: torch.nn.Module | None = None,
+        residual: bool = True,
+    ) -> None:
+        super().__init__(
+            in_channels=in_channels,
+            width=width,
+            stride=stride,
+            downsample=downsample,
+            residual=residual,
+        )
+        self.conv = torch.nn.Conv2d(in_channels, width, 3, stride, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.add_shortcut(self.conv(x), x)
+
+    def zero_init_last(self) -> None:
+        pass
+
+
+def test_a_block_missing_a_build_keyword_is_named_at_build() -> None:
+    rl.register_block("doc_no_norm", _NoNormBlock)
+    try:
+        with pytest.raises(
+            ValueError,
+            match=r"block 'doc_no_norm' \(_NoNormBlock\) cannot be built with the keyword "
+            r"arguments build\(\) passes .*unexpected keyword argument 'norm_layer'",
+        ):
+            rl.cifar_resnet(20, block="doc_no_norm")
+    finally:
+        rl.nn.BLOCKS.unregister("doc_no_norm")
+
+
 def test_registries_reject_duplicates_and_wrong_types() -> None:
     with pytest.raises(ValueError, match="block 'basic' is already registered"):
         rl.register_block("basic", rl.BasicBlock)

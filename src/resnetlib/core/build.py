@@ -38,8 +38,8 @@ def build(spec: ResNetSpec) -> ResNet:
         TypeError: ``spec`` is not a [`ResNetSpec`][resnetlib.ResNetSpec].
         KeyError: an unknown block, shortcut, stem, norm or activation name (an
             [`UnknownNameError`][resnetlib.registry.UnknownNameError] naming the close matches).
-        ValueError: a block option the block does not take, or a shape the shortcut
-            cannot produce.
+        ValueError: a block option the block does not take, a block that does not take
+            the keyword arguments ``build`` passes, or a shape the shortcut cannot produce.
 
     Examples:
         >>> import dataclasses, resnetlib as rl
@@ -120,16 +120,24 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
             except ValueError as error:
                 where = f"layer{stage_index}.{block_index}"
                 raise ValueError(f"{where}: shortcut {spec.shortcut!r}: {error}") from None
-            block = make_block(
-                in_channels=channels,
-                width=stage.width,
-                stride=stride,
-                downsample=downsample,
-                residual=strategy.adds_shortcut,
-                norm_layer=norm_layer,
-                **options,
-                **spec.block_options,
-            )
+            try:
+                block = make_block(
+                    in_channels=channels,
+                    width=stage.width,
+                    stride=stride,
+                    downsample=downsample,
+                    residual=strategy.adds_shortcut,
+                    norm_layer=norm_layer,
+                    **options,
+                    **spec.block_options,
+                )
+            except TypeError as error:  # a block that does not take what build() passes
+                raise ValueError(
+                    f"block {spec.block!r} ({block_cls.__name__}) cannot be built with the "
+                    f"keyword arguments build() passes ({', '.join(ALWAYS_PASSED)}, and the "
+                    f"spec's options): {error}; resnetlib.testing.check_block checks a block "
+                    "(docs/extending.md)"
+                ) from error
             if block.out_channels != out_channels:
                 raise ValueError(
                     f"layer{stage_index}.{block_index}: block {spec.block!r} reports "
