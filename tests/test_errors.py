@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import pickle
 from collections.abc import Iterator
 from typing import Any
@@ -327,6 +329,19 @@ def test_a_block_missing_a_build_keyword_is_named_at_build() -> None:
             rl.cifar_resnet(20, block="doc_no_norm")
     finally:
         rl.nn.BLOCKS.unregister("doc_no_norm")
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_block_option_json_cannot_hold_is_refused(value: float) -> None:
+    """to_json would write NaN, which from_json (rightly) refuses: the round trip broke."""
+    with pytest.raises(ValueError, match=r"block_options\['scale'\] must be finite"):
+        dataclasses.replace(rl.cifar_spec(20), block_options={"scale": value})
+
+
+def test_features_only_must_be_a_bool() -> None:
+    for value in ("no", 1, None):
+        with pytest.raises(ValueError, match=r"features_only must be True or False"):
+            rl.create_model("resnet20", features_only=value)  # type: ignore[call-overload]
 
 
 def test_registries_reject_duplicates_and_wrong_types() -> None:

@@ -4,6 +4,7 @@ are resolved only by :func:`resnetlib.build`, so a spec can name a type register
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -175,6 +176,8 @@ class ResNetSpec:
                     f"ResNetSpec.block_options[{key!r}] must be a JSON scalar "
                     f"(str, int, float, bool or None); got {type(value).__name__}"
                 )
+            if isinstance(value, float) and not math.isfinite(value):  # JSON holds no NaN
+                raise ValueError(f"ResNetSpec.block_options[{key!r}] must be finite; got {value}")
         # Read-only, as the spec is frozen: a model's spec keeps describing the model.
         object.__setattr__(self, "block_options", MappingProxyType(dict(self.block_options)))
         _check_name("ResNetSpec", "norm", self.norm)

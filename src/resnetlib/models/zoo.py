@@ -172,6 +172,8 @@ def create_model(
             f"feature_cls must be one of {', '.join(map(repr, _FEATURE_CLASSES))} (each gives "
             f"resnetlib's list of feature maps); got {feature_cls!r}"
         )
+    if not isinstance(features_only, bool):
+        raise ValueError(f"features_only must be True or False; got {features_only!r:.100}")
     for option, value in (("out_indices", out_indices), ("feature_cls", feature_cls)):
         if value is not None and not features_only:
             raise ValueError(f"{option} is for features_only=True; got features_only=False")
