@@ -8,6 +8,7 @@ import json
 import math
 import pickle
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,6 +343,23 @@ def test_features_only_must_be_a_bool() -> None:
     for value in ("no", 1, None):
         with pytest.raises(ValueError, match=r"features_only must be True or False"):
             rl.create_model("resnet20", features_only=value)  # type: ignore[call-overload]
+
+
+def test_a_factory_returning_another_module_is_named(tmp_path: Path) -> None:
+    def linear(**overrides: object) -> torch.nn.Module:
+        return torch.nn.Linear(2, 2)
+
+    rl.register_model("doc_returns_linear", linear)
+    try:
+        with pytest.raises(TypeError, match=r"factory 'doc_returns_linear' returned a Linear"):
+            rl.create_model("doc_returns_linear")
+    finally:
+        rl.models.MODELS.unregister("doc_returns_linear")
+    with torch.device("meta"):
+        shapes_only = rl.resnet20()
+    with pytest.raises(ValueError, match=r"save\(\) cannot store a model on the meta device"):
+        rl.save(shapes_only, tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_registries_reject_duplicates_and_wrong_types() -> None:

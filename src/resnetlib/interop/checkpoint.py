@@ -133,6 +133,11 @@ def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
             "(model.reset_classifier(model.num_classes, global_pool=...))"
         )
     state = model.state_dict()
+    if any(value.is_meta for value in state.values()):
+        raise ValueError(
+            f"{caller}() cannot store a model on the meta device: it has shapes but no values "
+            "(model.to_empty(device='cpu') allocates them, then load or initialize weights)"
+        )
     check_fits(_CHANGED_MODEL, model.spec, state, error=ValueError)
     return {key: value.detach().cpu().contiguous() for key, value in state.items()}
 

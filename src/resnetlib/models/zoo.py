@@ -217,6 +217,11 @@ def create_model(
                 model = model_from_file(
                     factory, checkpoint_path, source=checkpoint_source, overrides=overrides
                 )
+        if not isinstance(model, ResNet):
+            raise TypeError(
+                f"model factory {name!r} returned a {type(model).__name__}; a registered "
+                "factory must return a resnetlib ResNet (rl.build(spec) makes one)"
+            )
     if dtype is not None:
         model.to(dtype=dtype)
     if global_pool is not None:
