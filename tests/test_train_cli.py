@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import re
 import sys
@@ -20,6 +22,17 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     code = main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-iteration ResNet-20 (widths 4, 8, 16) run on the 8x8 digits, by default
+    options: digits, the digits recipe, fine labels, the default split and seed."""
+    out = tmp_path_factory.mktemp("tiny") / "r1"
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--iterations", "2", "--out", str(out)]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main([*argv, *FAST]) == 0
+    return out
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:
@@ -188,3 +201,17 @@ def test_every_recipe_field_is_a_flag_checked_by_recipe_itself(
     with pytest.raises(SystemExit):
         main(["train", "resnet20", "--cosine", "--schedule", "step"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_freeze_beyond_the_stage_count_is_refused(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--freeze 9 on a 3-stage ResNet-20 was clamped to 3 (only fc trained); freeze() decides."""
+    out = tmp_path / "x"
+    argv = ["train", "--checkpoint", str(tiny_run / "final.pt"), "--iterations", "1"]
+    code, _, err = run([*argv, "--freeze", "9", "--out", str(out), *FAST], capsys)
+    assert_one_line_error(code, err, "--freeze 9: stages must be an int in 0..3", "the model has 3")
+    assert not out.exists()
+    code, _, err = run([*argv, "--freeze", "3", "--out", str(out), *FAST], capsys)
+    assert code == 0, err
+    assert "frozen (weights fixed, norms in eval mode): conv1, bn1, layer1, layer2, layer3" in err

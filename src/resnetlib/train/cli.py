@@ -515,12 +515,15 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
 
     torch.manual_seed(args.seed or 0)  # the same seed, the same initial weights
     model, described = model_from_args(args, defaults=defaults, adapt=True)
-    if _from_weights(args):
-        _report_start(args, model)
     if args.freeze is not None:
         from ..interop.finetune import freeze
 
-        freeze(model, stages=min(args.freeze, len(model.stage_names)))
+        try:  # freeze() decides what a model can freeze (no clamping: 9 of 3 is refused)
+            freeze(model, stages=args.freeze)
+        except ValueError as error:
+            raise UsageError(f"--freeze {args.freeze}: {error}") from None
+    if _from_weights(args):
+        _report_start(args, model)
     info = {
         "command": {"given": given, "model": described, "freeze": args.freeze},
         "recipe_name": recipe_name,
