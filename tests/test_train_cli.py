@@ -215,3 +215,19 @@ def test_freeze_beyond_the_stage_count_is_refused(
     code, _, err = run([*argv, "--freeze", "3", "--out", str(out), *FAST], capsys)
     assert code == 0, err
     assert "frozen (weights fixed, norms in eval mode): conv1, bn1, layer1, layer2, layer3" in err
+
+
+def test_paper_recipe_for_a_checkpoint_alone_is_the_checkpoints_depths(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--recipe paper looked the recipe up by the model name, empty for --checkpoint alone
+    ("unknown model ''"); the checkpoint names the model, and its depth picks the recipe."""
+    deep = tmp_path / "deep.pt"
+    rl.save(rl.cifar_resnet(110, widths=(2, 2, 2), num_classes=10), deep)
+    for checkpoint, warmup_lr in ((tiny_run / "final.pt", None), (deep, 0.01)):
+        out = tmp_path / checkpoint.stem
+        argv = ["train", "--checkpoint", str(checkpoint), "--recipe", "paper", "--iterations"]
+        code, stdout, err = run([*argv, "1", "--out", str(out), *FAST], capsys)
+        assert code == 0, err
+        assert "the paper's CIFAR recipe" in err
+        assert json.loads((out / "recipe.json").read_text())["warmup_lr"] == warmup_lr

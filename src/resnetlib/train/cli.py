@@ -332,8 +332,9 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
         recipe, label = DIGITS, "digits recipe"
     elif choice == "tinyimagenet":
         recipe, label = TINYIMAGENET, "the TinyImageNet recipe"
-    elif choice == "paper":
-        recipe, label = recipe_for(name), "the paper's CIFAR recipe"
+    elif choice == "paper":  # by the depth of the model named, or of --checkpoint's alone
+        model = name or model_from_args(args, device="meta")[0].spec
+        recipe, label = recipe_for(model), "the paper's CIFAR recipe"
     elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
         recipe, label = paper_recipe(int(choice[5:])), f"the paper's recipe for depth {choice[5:]}"
     else:
