@@ -15,6 +15,8 @@ import pytest
 import resnetlib as rl
 from resnetlib.cli import main
 
+from .test_train_data import write_cifar10
+
 FAST = ["--image-size", "8", "--no-progress", "--batch-size", "500"]
 
 
@@ -231,3 +233,29 @@ def test_paper_recipe_for_a_checkpoint_alone_is_the_checkpoints_depths(
         assert code == 0, err
         assert "the paper's CIFAR recipe" in err
         assert json.loads((out / "recipe.json").read_text())["warmup_lr"] == warmup_lr
+
+
+def test_a_relative_data_path_is_the_same_data_from_another_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run.json recorded --data as typed and evaluate/--resume re-read it relative to the
+    current directory: from elsewhere they used other data, or none."""
+    first, other = tmp_path / "first", tmp_path / "other"
+    write_cifar10(first / "cifar-10-batches-py", n=20)
+    other.mkdir()
+    monkeypatch.chdir(first)
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--data", "cifar-10-batches-py"]
+    argv += ["--iterations", "2", "--batch-size", "10", "--val-size", "0", "--no-progress"]
+    code, stdout, err = run([*argv, "--out", "run"], capsys)
+    assert code == 0, err
+    recorded = json.loads((first / "run" / "run.json").read_text())["data"]["data"]
+    assert recorded == str((first / "cifar-10-batches-py").resolve())
+    code, here, err = run(["evaluate", "run/final.pt"], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(other)
+    code, there, err = run(["evaluate", "../first/run/final.pt"], capsys)
+    assert code == 0, err
+    assert there.replace("../first/", "") == here
+    code, stdout, err = run(["train", "--out", "../first/run", "--resume", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
