@@ -229,7 +229,7 @@ def test_paper_recipe_for_a_checkpoint_alone_is_the_checkpoints_depths(
     for checkpoint, warmup_lr in ((tiny_run / "final.pt", None), (deep, 0.01)):
         out = tmp_path / checkpoint.stem
         argv = ["train", "--checkpoint", str(checkpoint), "--recipe", "paper", "--iterations"]
-        code, stdout, err = run([*argv, "1", "--out", str(out), *FAST], capsys)
+        code, _, err = run([*argv, "1", "--out", str(out), *FAST], capsys)
         assert code == 0, err
         assert "the paper's CIFAR recipe" in err
         assert json.loads((out / "recipe.json").read_text())["warmup_lr"] == warmup_lr
@@ -246,7 +246,7 @@ def test_a_relative_data_path_is_the_same_data_from_another_directory(
     monkeypatch.chdir(first)
     argv = ["train", "resnet20", "--widths", "4,8,16", "--data", "cifar-10-batches-py"]
     argv += ["--iterations", "2", "--batch-size", "10", "--val-size", "0", "--no-progress"]
-    code, stdout, err = run([*argv, "--out", "run"], capsys)
+    code, _, err = run([*argv, "--out", "run"], capsys)
     assert code == 0, err
     recorded = json.loads((first / "run" / "run.json").read_text())["data"]["data"]
     assert recorded == str((first / "cifar-10-batches-py").resolve())
@@ -256,6 +256,49 @@ def test_a_relative_data_path_is_the_same_data_from_another_directory(
     code, there, err = run(["evaluate", "../first/run/final.pt"], capsys)
     assert code == 0, err
     assert there.replace("../first/", "") == here
-    code, stdout, err = run(["train", "--out", "../first/run", "--resume", "--no-progress"], capsys)
+    code, _, err = run(["train", "--out", "../first/run", "--resume", "--no-progress"], capsys)
     assert code == 0, err
     assert "the run is finished" in err
+
+
+def test_resume_compares_options_with_what_the_run_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An option given again on --resume was compared with the command's record, None where
+    the run took a default (--data digits: "the run's None, now 'digits'"), and paths and
+    class indices as typed; it is refused only if it differs from what the run used."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--widths", "4,8,16", "--iterations", "2", "--no-progress"]
+    code, _, err = run(["train", "resnet20", *small, "--batch-size", "500", "--out", "d"], capsys)
+    assert code == 0, err
+    same = ["--data", "digits", "--recipe", "digits", "--image-size", "16", "--labels", "fine"]
+    same += ["--classes", ",".join(map(str, range(10))), "--seed", "0"]
+    code, _, err = run(["train", "--out", "d", "--resume", *same, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
+    for flag, value, message in (
+        ("--image-size", "8", "--image-size: the run's 16, now 8"),
+        ("--recipe", "paper", "--recipe: the run's 'digits', now 'paper'"),
+        ("--labels", "coarse", "--labels: the run's 'fine', now 'coarse'"),
+    ):
+        code, _, err = run(["train", "--out", "d", "--resume", flag, value], capsys)
+        assert_one_line_error(code, err, "d was started with other options: " + message)
+    write_cifar10(tmp_path / "cifar-10-batches-py", n=20)
+    argv = ["train", "resnet20", *small, "--data", "cifar-10-batches-py", "--batch-size", "10"]
+    code, _, err = run([*argv, "--classes", "cat,deer", "--out", "c"], capsys)
+    assert code == 0, err
+    for same in (
+        ["--classes", "3,4"],
+        ["--classes", "cat,deer"],
+        ["--data", "./cifar-10-batches-py"],
+        ["--data", str(tmp_path / "cifar-10-batches-py")],
+        ["--recipe", "paper"],
+    ):
+        code, _, err = run(["train", "--out", "c", "--resume", *same, "--no-progress"], capsys)
+        assert code == 0, (same, err)
+    code, _, err = run(["train", "--out", "c", "--resume", "--classes", "4,3"], capsys)
+    message = "--classes: the run's ['cat', 'deer'], now ['deer', 'cat']"
+    assert_one_line_error(code, err, message)
+    code, _, err = run(["train", "--out", "c", "--resume", "--data", "digits"], capsys)
+    recorded = str((tmp_path / "cifar-10-batches-py").resolve())  # shown cut to 60 characters
+    assert_one_line_error(code, err, f"--data: the run's {recorded[:20]!r}"[:-1], "now 'digits'")

@@ -315,6 +315,26 @@ def _require_extra() -> None:
             raise ImportError(f"training needs the train extra ({module} is missing)")
 
 
+# The recipes --recipe names, by the name a run records (run.json's recipe_name).
+_RECIPE_LABELS = {
+    "finetune": "the fine-tuning recipe",
+    "digits": "digits recipe",
+    "tinyimagenet": "the TinyImageNet recipe",
+    "paper": "the paper's CIFAR recipe",
+}
+
+
+def _recipe_choice(label: object) -> str | None:
+    """The ``--recipe`` value that gives a run's recorded ``recipe_name`` (``None``: none)."""
+    if not isinstance(label, str):
+        return None
+    named = [choice for choice, text in _RECIPE_LABELS.items() if text == label]
+    depth = label.removeprefix("the paper's recipe for depth ")
+    if named or (depth != label and depth.isdigit()):
+        return named[0] if named else f"paper{depth}"
+    return label.removeprefix("recipe ") if label.startswith("recipe ") else None
+
+
 def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
     """The recipe the options (or ``choice``) ask for, and its name for the start-up line."""
     from .data import data_layout
@@ -326,15 +346,15 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
     if choice is None:
         layout = data_layout(args.data or "digits")
         choice = layout if layout in ("digits", "tinyimagenet") else "paper"
+    label = _RECIPE_LABELS.get(choice, "")
     if choice == "finetune":
-        recipe, label = FINETUNE, "the fine-tuning recipe"
+        recipe = FINETUNE
     elif choice == "digits":
-        recipe, label = DIGITS, "digits recipe"
+        recipe = DIGITS
     elif choice == "tinyimagenet":
-        recipe, label = TINYIMAGENET, "the TinyImageNet recipe"
+        recipe = TINYIMAGENET
     elif choice == "paper":  # by the depth of the model named, or of --checkpoint's alone
-        model = name or model_from_args(args, device="meta")[0].spec
-        recipe, label = recipe_for(model), "the paper's CIFAR recipe"
+        recipe = recipe_for(name or model_from_args(args, device="meta")[0].spec)
     elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
         recipe, label = paper_recipe(int(choice[5:])), f"the paper's recipe for depth {choice[5:]}"
     else:
@@ -625,15 +645,41 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
 
 def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> list[str]:
     """What a ``--resume`` command line asks that the run did otherwise, by the one comparison
-    of a run's record with what is asked (``run_dir.record_differences``). The record of a
-    Recipe field is the recipe the run follows (recipe.json: ``--iterations`` its total,
-    ``--val-size`` the split it held out), of ``--epochs`` the length it was asked for and of
-    ``--seed`` its seed (run.json), of the rest the options its command was given (run.json's
+    of a run's record with what is asked (``run_dir.record_differences``). Each option given
+    again is compared with what the run used, defaults applied. The record of a Recipe field
+    is the recipe the run follows (recipe.json: ``--iterations`` its total, ``--val-size`` the
+    split it held out), of ``--epochs`` the length it was asked for and of ``--seed`` its seed
+    (run.json), of the data options the data it used (run.json's ``data``: ``--data`` a path
+    resolved as ``load_data`` records it, ``--image-size`` the size it trained at,
+    ``--classes`` its class names, to which indices asked are resolved), of ``--recipe`` the
+    recipe its ``recipe_name`` says, of the rest the options its command was given (run.json's
     ``command``). ``--import`` is checked apart: naming more modules is the user's choice."""
+    from .data import data_source
     from .run_dir import record_differences
 
     fields, given = _recipe_fields(), (info.get("command") or {}).get("given") or {}
-    record = {"epochs": info["length"].get("epochs"), "seed": info["seed"]}
+    data, size = info["data"], tuple(info["pretrained_cfg"].get("input_size") or ())[1:]
+    # The data options' record is what the run used, defaults applied: its data (a path
+    # resolved as load_data records it), labels, image size (the size it trained at), the
+    # names of its classes, and the recipe its recipe_name says.
+    record = {
+        "epochs": info["length"].get("epochs"),
+        "seed": info["seed"],
+        "data": data_source(data["data"]),
+        "labels": data.get("labels") or "fine",
+        "image_size": data.get("image_size") or (size[0] if len(set(size)) == 1 else None),
+        "classes": info.get("classes") or data.get("classes"),
+        "recipe": given.get("recipe") or _recipe_choice(info.get("recipe_name")),
+    }
+    asked = dict(asked)
+    if "data" in asked:
+        asked["data"] = data_source(asked["data"])
+    if any(not isinstance(name, str) for name in asked.get("classes") or ()):
+        asked["classes"] = _class_names(
+            asked["classes"],
+            asked.get("data", record["data"]),
+            asked.get("labels", record["labels"]),
+        )
     for key in asked:
         if key in fields and key not in record:
             value = getattr(recipe, key)
@@ -648,6 +694,28 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
     flags = {option_flag(key): value for key, value in asked.items()}
     recorded = {option_flag(k): v for k, v in record.items()}
     return record_differences(recorded, flags, map(option_flag, keys))
+
+
+class _StopLoadError(Exception):
+    """Stops a load once the class names are known (``_class_names``)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+
+def _class_names(classes: list[Any], data: str, labels: str) -> list[str]:
+    """The names of ``--classes`` (names or indices) in ``data``, as ``load_data`` selects
+    them (its ``before_decoding`` hook: no image is decoded)."""
+    from .data import load_data
+
+    def listed(names: tuple[str, ...], channels: int, name: str) -> None:
+        raise _StopLoadError(names)
+
+    try:
+        load_data(data, labels=labels, classes=classes, before_decoding=listed)  # type: ignore[arg-type]
+    except _StopLoadError as stop:
+        return list(stop.names)
+    raise AssertionError("load_data decoded images before calling before_decoding")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
