@@ -302,3 +302,39 @@ def test_resume_compares_options_with_what_the_run_used(
     code, _, err = run(["train", "--out", "c", "--resume", "--data", "digits"], capsys)
     recorded = str((tmp_path / "cifar-10-batches-py").resolve())  # shown cut to 60 characters
     assert_one_line_error(code, err, f"--data: the run's {recorded[:20]!r}"[:-1], "now 'digits'")
+
+
+def test_evaluate_refuses_classes_other_than_the_models_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evaluate checked only the number of classes: data of other classes, or of the model's
+    in another order, was scored with mislabelled classes. Fine-tuning may relabel."""
+    cifar = tmp_path / "cifar-10-batches-py"
+    write_cifar10(cifar, n=20)
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--data", str(cifar), "--iterations"]
+    argv += ["1", "--batch-size", "10", "--no-progress", "--out", str(tmp_path / "c")]
+    code, _, err = run([*argv, "--classes", "cat,deer,bird"], capsys)
+    assert code == 0, err
+    final = str(tmp_path / "c" / "final.pt")
+    for classes, names in (("deer,cat,bird", "deer, cat, bird"), ("0,1,2", "airplane, automo")):
+        code, _, err = run(["evaluate", final, "--data", str(cifar), "--classes", classes], capsys)
+        assert_one_line_error(
+            code,
+            err,
+            "the model's classes are cat, deer, bird (its pretrained_cfg label_names)",
+            f"cifar10's are {names}",
+            "--classes cat,deer,bird",
+        )
+    code, stdout, err = run(["evaluate", final, "--data", str(cifar), "--classes", "3,4,2"], capsys)
+    assert code == 0, err
+    code, same, err = run(["evaluate", final], capsys)  # the run's own data
+    assert code == 0, err
+    assert stdout == same
+    # Fine-tuning on other classes of the same number gives the head a new meaning.
+    tuned = tmp_path / "t"
+    argv = ["train", "--checkpoint", final, "--data", str(cifar), "--classes", "c2,deer,bird"]
+    code, _, err = run(
+        [*argv, "--iterations", "1", "--batch-size", "10", "--out", str(tuned)], capsys
+    )
+    assert code == 0, err
+    assert rl.load(tuned / "final.pt").pretrained_cfg["label_names"] == ["c2", "deer", "bird"]
