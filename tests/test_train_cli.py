@@ -338,3 +338,28 @@ def test_evaluate_refuses_classes_other_than_the_models_names(
     )
     assert code == 0, err
     assert rl.load(tuned / "final.pt").pretrained_cfg["label_names"] == ["c2", "deer", "bird"]
+
+
+def test_evaluate_applies_data_options_to_a_runs_data(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evaluate RUN/final.pt without --data ignored --classes, --image-size, --val-size and
+    --seed (it evaluated on the run's data as recorded); each given now replaces the run's."""
+    final = str(tiny_run / "final.pt")
+    code, _, err = run(["evaluate", final, "--classes", "0,1"], capsys)
+    assert_one_line_error(code, err, "the model has 10 classes and digits has 2")
+    code, _, err = run(["evaluate", final, "--image-size", "16"], capsys)
+    assert_one_line_error(code, err, "the model expects 8x8 images", "digits has 16x16")
+    code, _, err = run(["evaluate", final, "--labels", "coarse"], capsys)
+    assert_one_line_error(code, err, "coarse labels exist only for CIFAR-100")
+    outputs = []
+    for seed in ("0", "3"):
+        argv = ["evaluate", final, "--split", "val", "--val-size", "100", "--seed", seed]
+        code, stdout, err = run(argv, capsys)
+        assert code == 0, err
+        assert "on 100 images of digits" in stdout
+        outputs.append(stdout)
+    assert outputs[0] != outputs[1]  # another seed, another validation split
+    code, stdout, err = run(["evaluate", final, "--classes", ",".join(map(str, range(10)))], capsys)
+    assert code == 0, err
+    assert "on 297 images of digits" in stdout

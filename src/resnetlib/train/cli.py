@@ -60,6 +60,9 @@ _RUN_OPTIONS = (
     "freeze",
 )
 
+# The data options besides --data: a run's record (run.json's "data") has an entry of each.
+_DATA_OPTIONS = ("labels", "image_size", "classes", "val_size", "seed")
+
 # -- the training flags: one per Recipe field, its bounds Recipe's own ---------------------
 
 _RECIPE_HELP = {
@@ -228,8 +231,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         help="top-1/top-5 accuracy of a model on a data set's test (or val) split",
         description="Evaluate a checkpoint (or a registered model with --pretrained or "
         "--checkpoint), or an ONNX file resnetlib exported (run in onnxruntime), fed as its "
-        "data config says. A file in a run directory is evaluated on that run's data and split "
-        "unless --data is given.",
+        "data config says. A file in a run directory is evaluated on that run's data, split "
+        "and classes unless --data is given; --labels, --image-size, --classes, --val-size and "
+        "--seed given replace the run's.",
     )
     add_model_arguments(evaluate, checkpoint_alone=True, required=False)
     _data_arguments(evaluate)
@@ -299,7 +303,9 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         help="only these classes (names or indices), relabelled 0..N-1 in this order",
     )
     data.add_argument("--device", default=None, help="default: cuda when there is one")
-    data.add_argument("--seed", type=int_in(0, 2**63 - 1), default=None, help="default 0")
+    data.add_argument(
+        "--seed", type=int_in(0, 2**63 - 1), default=None, help="default 0 (evaluate: the run's)"
+    )
 
 
 def _class_list(text: str) -> list[str | int]:
@@ -737,7 +743,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = run.read_info(own=False).get("data")  # an input: evaluate writes no run
         if not isinstance(source, dict):
             raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
-        data = _load(args, source, model)
+        # The data options given replace the run's record: each is applied, and data that
+        # then does not fit the model is refused (check_classes_fit, check_data_fits).
+        given = {key: value for key in _DATA_OPTIONS if (value := getattr(args, key)) is not None}
+        data = _load(args, {**source, **given}, model)
     else:
         where = f"no run.json beside {named}" if run is None else ""
         raise UsageError(
