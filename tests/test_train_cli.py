@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import re
 import sys
@@ -13,6 +15,8 @@ import pytest
 import resnetlib as rl
 from resnetlib.cli import main
 
+from .test_train_data import write_cifar10
+
 FAST = ["--image-size", "8", "--no-progress", "--batch-size", "500"]
 
 
@@ -20,6 +24,17 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     code = main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-iteration ResNet-20 (widths 4, 8, 16) run on the 8x8 digits, by default
+    options: digits, the digits recipe, fine labels, the default split and seed."""
+    out = tmp_path_factory.mktemp("tiny") / "r1"
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--iterations", "2", "--out", str(out)]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main([*argv, *FAST]) == 0
+    return out
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:
@@ -188,3 +203,163 @@ def test_every_recipe_field_is_a_flag_checked_by_recipe_itself(
     with pytest.raises(SystemExit):
         main(["train", "resnet20", "--cosine", "--schedule", "step"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_freeze_beyond_the_stage_count_is_refused(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--freeze 9 on a 3-stage ResNet-20 was clamped to 3 (only fc trained); freeze() decides."""
+    out = tmp_path / "x"
+    argv = ["train", "--checkpoint", str(tiny_run / "final.pt"), "--iterations", "1"]
+    code, _, err = run([*argv, "--freeze", "9", "--out", str(out), *FAST], capsys)
+    assert_one_line_error(code, err, "--freeze 9: stages must be an int in 0..3", "the model has 3")
+    assert not out.exists()
+    code, _, err = run([*argv, "--freeze", "3", "--out", str(out), *FAST], capsys)
+    assert code == 0, err
+    assert "frozen (weights fixed, norms in eval mode): conv1, bn1, layer1, layer2, layer3" in err
+
+
+def test_paper_recipe_for_a_checkpoint_alone_is_the_checkpoints_depths(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--recipe paper looked the recipe up by the model name, empty for --checkpoint alone
+    ("unknown model ''"); the checkpoint names the model, and its depth picks the recipe."""
+    deep = tmp_path / "deep.pt"
+    rl.save(rl.cifar_resnet(110, widths=(2, 2, 2), num_classes=10), deep)
+    for checkpoint, warmup_lr in ((tiny_run / "final.pt", None), (deep, 0.01)):
+        out = tmp_path / checkpoint.stem
+        argv = ["train", "--checkpoint", str(checkpoint), "--recipe", "paper", "--iterations"]
+        code, _, err = run([*argv, "1", "--out", str(out), *FAST], capsys)
+        assert code == 0, err
+        assert "the paper's CIFAR recipe" in err
+        assert json.loads((out / "recipe.json").read_text())["warmup_lr"] == warmup_lr
+
+
+def test_a_relative_data_path_is_the_same_data_from_another_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run.json recorded --data as typed and evaluate/--resume re-read it relative to the
+    current directory: from elsewhere they used other data, or none."""
+    first, other = tmp_path / "first", tmp_path / "other"
+    write_cifar10(first / "cifar-10-batches-py", n=20)
+    other.mkdir()
+    monkeypatch.chdir(first)
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--data", "cifar-10-batches-py"]
+    argv += ["--iterations", "2", "--batch-size", "10", "--val-size", "0", "--no-progress"]
+    code, _, err = run([*argv, "--out", "run"], capsys)
+    assert code == 0, err
+    recorded = json.loads((first / "run" / "run.json").read_text())["data"]["data"]
+    assert recorded == str((first / "cifar-10-batches-py").resolve())
+    code, here, err = run(["evaluate", "run/final.pt"], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(other)
+    code, there, err = run(["evaluate", "../first/run/final.pt"], capsys)
+    assert code == 0, err
+    assert there.replace("../first/", "") == here
+    code, _, err = run(["train", "--out", "../first/run", "--resume", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
+
+
+def test_resume_compares_options_with_what_the_run_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An option given again on --resume was compared with the command's record, None where
+    the run took a default (--data digits: "the run's None, now 'digits'"), and paths and
+    class indices as typed; it is refused only if it differs from what the run used."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--widths", "4,8,16", "--iterations", "2", "--no-progress"]
+    code, _, err = run(["train", "resnet20", *small, "--batch-size", "500", "--out", "d"], capsys)
+    assert code == 0, err
+    same = ["--data", "digits", "--recipe", "digits", "--image-size", "16", "--labels", "fine"]
+    same += ["--classes", ",".join(map(str, range(10))), "--seed", "0"]
+    code, _, err = run(["train", "--out", "d", "--resume", *same, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
+    for flag, value, message in (
+        ("--image-size", "8", "--image-size: the run's 16, now 8"),
+        ("--recipe", "paper", "--recipe: the run's 'digits', now 'paper'"),
+        ("--labels", "coarse", "--labels: the run's 'fine', now 'coarse'"),
+    ):
+        code, _, err = run(["train", "--out", "d", "--resume", flag, value], capsys)
+        assert_one_line_error(code, err, "d was started with other options: " + message)
+    write_cifar10(tmp_path / "cifar-10-batches-py", n=20)
+    argv = ["train", "resnet20", *small, "--data", "cifar-10-batches-py", "--batch-size", "10"]
+    code, _, err = run([*argv, "--classes", "cat,deer", "--out", "c"], capsys)
+    assert code == 0, err
+    for same in (
+        ["--classes", "3,4"],
+        ["--classes", "cat,deer"],
+        ["--data", "./cifar-10-batches-py"],
+        ["--data", str(tmp_path / "cifar-10-batches-py")],
+        ["--recipe", "paper"],
+    ):
+        code, _, err = run(["train", "--out", "c", "--resume", *same, "--no-progress"], capsys)
+        assert code == 0, (same, err)
+    code, _, err = run(["train", "--out", "c", "--resume", "--classes", "4,3"], capsys)
+    message = "--classes: the run's ['cat', 'deer'], now ['deer', 'cat']"
+    assert_one_line_error(code, err, message)
+    code, _, err = run(["train", "--out", "c", "--resume", "--data", "digits"], capsys)
+    recorded = str((tmp_path / "cifar-10-batches-py").resolve())  # shown cut to 60 characters
+    assert_one_line_error(code, err, f"--data: the run's {recorded[:20]!r}"[:-1], "now 'digits'")
+
+
+def test_evaluate_refuses_classes_other_than_the_models_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evaluate checked only the number of classes: data of other classes, or of the model's
+    in another order, was scored with mislabelled classes. Fine-tuning may relabel."""
+    cifar = tmp_path / "cifar-10-batches-py"
+    write_cifar10(cifar, n=20)
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--data", str(cifar), "--iterations"]
+    argv += ["1", "--batch-size", "10", "--no-progress", "--out", str(tmp_path / "c")]
+    code, _, err = run([*argv, "--classes", "cat,deer,bird"], capsys)
+    assert code == 0, err
+    final = str(tmp_path / "c" / "final.pt")
+    for classes, names in (("deer,cat,bird", "deer, cat, bird"), ("0,1,2", "airplane, automo")):
+        code, _, err = run(["evaluate", final, "--data", str(cifar), "--classes", classes], capsys)
+        assert_one_line_error(
+            code,
+            err,
+            "the model's classes are cat, deer, bird (its pretrained_cfg label_names)",
+            f"cifar10's are {names}",
+            "--classes cat,deer,bird",
+        )
+    code, stdout, err = run(["evaluate", final, "--data", str(cifar), "--classes", "3,4,2"], capsys)
+    assert code == 0, err
+    code, same, err = run(["evaluate", final], capsys)  # the run's own data
+    assert code == 0, err
+    assert stdout == same
+    # Fine-tuning on other classes of the same number gives the head a new meaning.
+    tuned = tmp_path / "t"
+    argv = ["train", "--checkpoint", final, "--data", str(cifar), "--classes", "c2,deer,bird"]
+    code, _, err = run(
+        [*argv, "--iterations", "1", "--batch-size", "10", "--out", str(tuned)], capsys
+    )
+    assert code == 0, err
+    assert rl.load(tuned / "final.pt").pretrained_cfg["label_names"] == ["c2", "deer", "bird"]
+
+
+def test_evaluate_applies_data_options_to_a_runs_data(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evaluate RUN/final.pt without --data ignored --classes, --image-size, --val-size and
+    --seed (it evaluated on the run's data as recorded); each given now replaces the run's."""
+    final = str(tiny_run / "final.pt")
+    code, _, err = run(["evaluate", final, "--classes", "0,1"], capsys)
+    assert_one_line_error(code, err, "the model has 10 classes and digits has 2")
+    code, _, err = run(["evaluate", final, "--image-size", "16"], capsys)
+    assert_one_line_error(code, err, "the model expects 8x8 images", "digits has 16x16")
+    code, _, err = run(["evaluate", final, "--labels", "coarse"], capsys)
+    assert_one_line_error(code, err, "coarse labels exist only for CIFAR-100")
+    outputs = []
+    for seed in ("0", "3"):
+        argv = ["evaluate", final, "--split", "val", "--val-size", "100", "--seed", seed]
+        code, stdout, err = run(argv, capsys)
+        assert code == 0, err
+        assert "on 100 images of digits" in stdout
+        outputs.append(stdout)
+    assert outputs[0] != outputs[1]  # another seed, another validation split
+    code, stdout, err = run(["evaluate", final, "--classes", ",".join(map(str, range(10)))], capsys)
+    assert code == 0, err
+    assert "on 297 images of digits" in stdout

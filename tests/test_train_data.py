@@ -153,6 +153,21 @@ def test_cifar100_fine_and_coarse(tmp_path: Path, form: str | int) -> None:
     assert fine.test.images.shape == (2, 3, 32, 32)
 
 
+def test_the_source_is_recorded_as_an_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path was recorded as typed, and a record read in another directory named
+    other data (or none); "digits" stays as it is."""
+    write_cifar10(tmp_path / "cifar-10-batches-py")
+    monkeypatch.chdir(tmp_path)
+    for typed in ("cifar-10-batches-py", "./cifar-10-batches-py", Path("cifar-10-batches-py")):
+        source = load_data(typed, val_size=2).source
+        assert source is not None
+        assert source["data"] == str((tmp_path / "cifar-10-batches-py").resolve())
+        assert source["val_size"] == 2
+    assert (load_data("digits").source or {})["data"] == "digits"
+
+
 def test_val_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     write_cifar10(tmp_path / "c10", n=4)
     full = load_data(tmp_path / "c10").train

@@ -43,7 +43,8 @@ def freeze(model: _Backbone, *, stages: int) -> None:
     count = len(model.stage_names)
     if not is_int(stages) or not 0 <= stages <= count:
         raise ValueError(
-            f"stages must be an int in 0..{count} (stages frozen after the stem); got {stages!r}"
+            f"stages must be an int in 0..{count} (stages frozen after the stem; the model has "
+            f"{count}: {', '.join(model.stage_names)}); got {stages!r}"
         )
     model.frozen_stages = max(model.frozen_stages, stages)
     for name in model.stem_names + model.stage_names[: model.frozen_stages]:

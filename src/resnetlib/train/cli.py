@@ -60,6 +60,9 @@ _RUN_OPTIONS = (
     "freeze",
 )
 
+# The data options besides --data: a run's record (run.json's "data") has an entry of each.
+_DATA_OPTIONS = ("labels", "image_size", "classes", "val_size", "seed")
+
 # -- the training flags: one per Recipe field, its bounds Recipe's own ---------------------
 
 _RECIPE_HELP = {
@@ -228,8 +231,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         help="top-1/top-5 accuracy of a model on a data set's test (or val) split",
         description="Evaluate a checkpoint (or a registered model with --pretrained or "
         "--checkpoint), or an ONNX file resnetlib exported (run in onnxruntime), fed as its "
-        "data config says. A file in a run directory is evaluated on that run's data and split "
-        "unless --data is given.",
+        "data config says. A file in a run directory is evaluated on that run's data, split "
+        "and classes unless --data is given; --labels, --image-size, --classes, --val-size and "
+        "--seed given replace the run's.",
     )
     add_model_arguments(evaluate, checkpoint_alone=True, required=False)
     _data_arguments(evaluate)
@@ -299,7 +303,9 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         help="only these classes (names or indices), relabelled 0..N-1 in this order",
     )
     data.add_argument("--device", default=None, help="default: cuda when there is one")
-    data.add_argument("--seed", type=int_in(0, 2**63 - 1), default=None, help="default 0")
+    data.add_argument(
+        "--seed", type=int_in(0, 2**63 - 1), default=None, help="default 0 (evaluate: the run's)"
+    )
 
 
 def _class_list(text: str) -> list[str | int]:
@@ -315,6 +321,26 @@ def _require_extra() -> None:
             raise ImportError(f"training needs the train extra ({module} is missing)")
 
 
+# The recipes --recipe names, by the name a run records (run.json's recipe_name).
+_RECIPE_LABELS = {
+    "finetune": "the fine-tuning recipe",
+    "digits": "digits recipe",
+    "tinyimagenet": "the TinyImageNet recipe",
+    "paper": "the paper's CIFAR recipe",
+}
+
+
+def _recipe_choice(label: object) -> str | None:
+    """The ``--recipe`` value that gives a run's recorded ``recipe_name`` (``None``: none)."""
+    if not isinstance(label, str):
+        return None
+    named = [choice for choice, text in _RECIPE_LABELS.items() if text == label]
+    depth = label.removeprefix("the paper's recipe for depth ")
+    if named or (depth != label and depth.isdigit()):
+        return named[0] if named else f"paper{depth}"
+    return label.removeprefix("recipe ") if label.startswith("recipe ") else None
+
+
 def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
     """The recipe the options (or ``choice``) ask for, and its name for the start-up line."""
     from .data import data_layout
@@ -326,14 +352,15 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
     if choice is None:
         layout = data_layout(args.data or "digits")
         choice = layout if layout in ("digits", "tinyimagenet") else "paper"
+    label = _RECIPE_LABELS.get(choice, "")
     if choice == "finetune":
-        recipe, label = FINETUNE, "the fine-tuning recipe"
+        recipe = FINETUNE
     elif choice == "digits":
-        recipe, label = DIGITS, "digits recipe"
+        recipe = DIGITS
     elif choice == "tinyimagenet":
-        recipe, label = TINYIMAGENET, "the TinyImageNet recipe"
-    elif choice == "paper":
-        recipe, label = recipe_for(name), "the paper's CIFAR recipe"
+        recipe = TINYIMAGENET
+    elif choice == "paper":  # by the depth of the model named, or of --checkpoint's alone
+        recipe = recipe_for(name or model_from_args(args, device="meta")[0].spec)
     elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
         recipe, label = paper_recipe(int(choice[5:])), f"the paper's recipe for depth {choice[5:]}"
     else:
@@ -515,12 +542,15 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
 
     torch.manual_seed(args.seed or 0)  # the same seed, the same initial weights
     model, described = model_from_args(args, defaults=defaults, adapt=True)
-    if _from_weights(args):
-        _report_start(args, model)
     if args.freeze is not None:
         from ..interop.finetune import freeze
 
-        freeze(model, stages=min(args.freeze, len(model.stage_names)))
+        try:  # freeze() decides what a model can freeze (no clamping: 9 of 3 is refused)
+            freeze(model, stages=args.freeze)
+        except ValueError as error:
+            raise UsageError(f"--freeze {args.freeze}: {error}") from None
+    if _from_weights(args):
+        _report_start(args, model)
     info = {
         "command": {"given": given, "model": described, "freeze": args.freeze},
         "recipe_name": recipe_name,
@@ -621,15 +651,41 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
 
 def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> list[str]:
     """What a ``--resume`` command line asks that the run did otherwise, by the one comparison
-    of a run's record with what is asked (``run_dir.record_differences``). The record of a
-    Recipe field is the recipe the run follows (recipe.json: ``--iterations`` its total,
-    ``--val-size`` the split it held out), of ``--epochs`` the length it was asked for and of
-    ``--seed`` its seed (run.json), of the rest the options its command was given (run.json's
+    of a run's record with what is asked (``run_dir.record_differences``). Each option given
+    again is compared with what the run used, defaults applied. The record of a Recipe field
+    is the recipe the run follows (recipe.json: ``--iterations`` its total, ``--val-size`` the
+    split it held out), of ``--epochs`` the length it was asked for and of ``--seed`` its seed
+    (run.json), of the data options the data it used (run.json's ``data``: ``--data`` a path
+    resolved as ``load_data`` records it, ``--image-size`` the size it trained at,
+    ``--classes`` its class names, to which indices asked are resolved), of ``--recipe`` the
+    recipe its ``recipe_name`` says, of the rest the options its command was given (run.json's
     ``command``). ``--import`` is checked apart: naming more modules is the user's choice."""
+    from .data import data_source
     from .run_dir import record_differences
 
     fields, given = _recipe_fields(), (info.get("command") or {}).get("given") or {}
-    record = {"epochs": info["length"].get("epochs"), "seed": info["seed"]}
+    data, size = info["data"], tuple(info["pretrained_cfg"].get("input_size") or ())[1:]
+    # The data options' record is what the run used, defaults applied: its data (a path
+    # resolved as load_data records it), labels, image size (the size it trained at), the
+    # names of its classes, and the recipe its recipe_name says.
+    record = {
+        "epochs": info["length"].get("epochs"),
+        "seed": info["seed"],
+        "data": data_source(data["data"]),
+        "labels": data.get("labels") or "fine",
+        "image_size": data.get("image_size") or (size[0] if len(set(size)) == 1 else None),
+        "classes": info.get("classes") or data.get("classes"),
+        "recipe": given.get("recipe") or _recipe_choice(info.get("recipe_name")),
+    }
+    asked = dict(asked)
+    if "data" in asked:
+        asked["data"] = data_source(asked["data"])
+    if any(not isinstance(name, str) for name in asked.get("classes") or ()):
+        asked["classes"] = _class_names(
+            asked["classes"],
+            asked.get("data", record["data"]),
+            asked.get("labels", record["labels"]),
+        )
     for key in asked:
         if key in fields and key not in record:
             value = getattr(recipe, key)
@@ -644,6 +700,28 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
     flags = {option_flag(key): value for key, value in asked.items()}
     recorded = {option_flag(k): v for k, v in record.items()}
     return record_differences(recorded, flags, map(option_flag, keys))
+
+
+class _StopLoadError(Exception):
+    """Stops a load once the class names are known (``_class_names``)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+
+def _class_names(classes: list[Any], data: str, labels: str) -> list[str]:
+    """The names of ``--classes`` (names or indices) in ``data``, as ``load_data`` selects
+    them (its ``before_decoding`` hook: no image is decoded)."""
+    from .data import load_data
+
+    def listed(names: tuple[str, ...], channels: int, name: str) -> None:
+        raise _StopLoadError(names)
+
+    try:
+        load_data(data, labels=labels, classes=classes, before_decoding=listed)  # type: ignore[arg-type]
+    except _StopLoadError as stop:
+        return list(stop.names)
+    raise AssertionError("load_data decoded images before calling before_decoding")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -665,7 +743,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = run.read_info(own=False).get("data")  # an input: evaluate writes no run
         if not isinstance(source, dict):
             raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
-        data = _load(args, source, model)
+        # The data options given replace the run's record: each is applied, and data that
+        # then does not fit the model is refused (check_classes_fit, check_data_fits).
+        given = {key: value for key in _DATA_OPTIONS if (value := getattr(args, key)) is not None}
+        data = _load(args, {**source, **given}, model)
     else:
         where = f"no run.json beside {named}" if run is None else ""
         raise UsageError(

@@ -38,7 +38,15 @@ from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
 from ..limits import MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..validate import check_int, is_int
 
-__all__ = ["DataError", "DataSplits", "ImageDataset", "data_layout", "data_statistics", "load_data"]
+__all__ = [
+    "DataError",
+    "DataSplits",
+    "ImageDataset",
+    "data_layout",
+    "data_source",
+    "data_statistics",
+    "load_data",
+]
 
 DATA_LAYOUTS = (
     '"digits" (built in)',
@@ -239,7 +247,7 @@ def load_data(
     if keep is not None:
         train, test = train.select_classes(keep), test.select_classes(keep)
     record = {
-        "data": "digits" if kind == "digits" else str(root),
+        "data": data_source(source),
         "labels": labels,
         "image_size": image_size,
         "val_size": 0,  # hold_out records val_size
@@ -270,6 +278,15 @@ def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Pa
 
 
 # -- layout detection ------------------------------------------------------------------
+
+
+def data_source(source: PathLike) -> str:
+    """``source`` as :func:`load_data` records it (``DataSplits.source["data"]``, a run's
+    ``run.json``): ``"digits"``, else the absolute path with symlinks resolved, so that a
+    record read from another directory names the same data (no file is read)."""
+    if isinstance(source, str) and source == "digits":
+        return "digits"
+    return str(Path(source).resolve())
 
 
 def data_layout(source: PathLike) -> str:

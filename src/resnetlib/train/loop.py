@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..common import evaluating, installed_version, resolve_device
+from ..common import evaluating, installed_version, printable, resolve_device
 from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
@@ -131,12 +131,16 @@ class Described(Protocol):
     def pretrained_cfg(self) -> dict[str, Any]: ...
 
 
-def check_data_fits(model: Described, dataset: ImageDataset, *, image_size: bool = True) -> None:
+def check_data_fits(
+    model: Described, dataset: ImageDataset, *, image_size: bool = True, label_names: bool = True
+) -> None:
     """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes,
     channels and (with ``image_size``) image size the model expects (its ``num_classes``,
-    ``in_channels`` and ``pretrained_cfg["input_size"]``)."""
+    ``in_channels`` and ``pretrained_cfg["input_size"]``) and, with ``label_names``, the
+    class names in the order of the model's ``pretrained_cfg["label_names"]`` when it has
+    them. Training passes ``image_size=False, label_names=False``: it sets both."""
     c, h, w = (int(n) for n in dataset.images.shape[1:])
-    check_classes_fit(model, dataset.classes, c, dataset.name)
+    check_classes_fit(model, dataset.classes, c, dataset.name, label_names=label_names)
     expected = tuple(model.pretrained_cfg.get("input_size", ()))[1:]
     if image_size and expected and expected != (h, w):
         side = f"{expected[0]}" if expected[0] == expected[1] else f"{expected[0]}x{expected[1]}"
@@ -147,7 +151,14 @@ def check_data_fits(model: Described, dataset: ImageDataset, *, image_size: bool
         )
 
 
-def check_classes_fit(model: Described, classes: Sequence[str], channels: int, name: str) -> None:
+def check_classes_fit(
+    model: Described,
+    classes: Sequence[str],
+    channels: int,
+    name: str,
+    *,
+    label_names: bool = True,
+) -> None:
     """The classes and channels half of :func:`check_data_fits`, for data known only by its
     listing (``load_data``'s ``before_decoding``): nothing decoded yet."""
     if model.num_classes != len(classes):
@@ -156,11 +167,24 @@ def check_classes_fit(model: Described, classes: Sequence[str], channels: int, n
             "evaluate on the data it was trained on, or train a head for this data "
             "(--num-classes, --classes)"
         )
+    expected = model.pretrained_cfg.get("label_names") if label_names else None
+    if expected and list(expected) != list(classes):
+        raise ValueError(
+            f"the model's classes are {_names(expected)} (its pretrained_cfg label_names) and "
+            f"{name}'s are {_names(classes)}; evaluate on its classes in its order (--classes "
+            f"{_names(expected, ',')}), or train a head for this data"
+        )
     if model.spec.in_channels != channels:
         raise ValueError(
             f"the model takes {model.spec.in_channels}-channel images and {name} has "
             f"{channels} channels; train a model with --in-channels {channels}"
         )
+
+
+def _names(names: Sequence[str], separator: str = ", ") -> str:
+    """Class names for a one-line message: the first six, then how many more."""
+    shown = separator.join(printable(str(n)[:40]) for n in names[:6])  # folder names
+    return shown + (f"{separator}... ({len(names) - 6} more)" if len(names) > 6 else "")
 
 
 BF16_CPU_SPEEDUP = {False: 1.7, True: 1.4}
@@ -434,7 +458,8 @@ class Trainer:
             raise ValueError(
                 f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
             )
-        check_data_fits(model, data.train, image_size=False)  # training sets the model's
+        # training sets the model's image size and class names
+        check_data_fits(model, data.train, image_size=False, label_names=False)
         self.model, self.data, self.process, self.device = model, data, process, device
         self.run_dir, self.seed = run, seed
         # What is recorded is what was used: the split actually held out, the memory format.
