@@ -25,7 +25,7 @@ from ..common import printable
 from ..core.data_config import check_data_config
 from ..files import check_not_input
 from ..interop.checkpoint import read_checkpoint
-from ..models.share import CONFIG, save_pretrained
+from ..models.share import save_pretrained
 from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
 from .fuse import fuse_bn
 from .preprocess import Normalized, predict
@@ -182,11 +182,7 @@ def run_hf(args: argparse.Namespace) -> int:
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
     given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")
-    out = out_path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; --format hf writes a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
-        raise UsageError(f"--out {out}: a folder that holds other files; give a new or empty one")
+    out = out_path(args.out)  # save_pretrained refuses a file or a folder of other files
     model, _ = model_from_args(args)
     metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
     save_pretrained(model, out, metadata=metadata)
