@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .files import command_files
+from .validate import check_input_size
 
 __all__ = [
     "COMMANDS",
@@ -84,9 +85,17 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
 
 
+def _is_input_size(size: tuple[int, ...]) -> bool:
+    try:
+        check_input_size(size)  # the one check of an input size
+    except ValueError:
+        return False
+    return True
+
+
 input_size = _flag_type(
     _ints,
-    lambda s: len(s) == 3 and min(s) >= 1 and max(s[1:]) <= MAX_IMAGE_SIDE and s[0] <= MAX_CHANNELS,
+    _is_input_size,
     f"C,H,W of positive ints such as 3,224,224 (sides up to {MAX_IMAGE_SIDE}, channels up to "
     f"{MAX_CHANNELS})",
 )
