@@ -308,6 +308,21 @@ def is_checkpoint_path(text: str) -> bool:
     return Path(text).is_file() or text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text
 
 
+def _refuse_directory(name: str) -> None:
+    """Refuse a model positional that names an existing directory (a run directory, a
+    save_pretrained folder) rather than a registered model, saying what to give instead."""
+    from .models.zoo import MODELS
+
+    path = Path(name)
+    if not path.is_dir() or (os.sep not in name and name.split(".", 1)[0] in MODELS):
+        return
+    if (path / "config.json").is_file():
+        hint = f"local-dir:{name} for the save_pretrained folder it is, or a checkpoint file"
+    else:
+        hint = f"a checkpoint file in it, such as {path / 'final.pt'} of a run directory"
+    raise UsageError(f"{name}: is a directory, not a model name or checkpoint file; give {hint}")
+
+
 def model_from_args(
     args: argparse.Namespace,
     *,
@@ -333,6 +348,8 @@ def model_from_args(
             "name a model (a registered name or a checkpoint file), or --checkpoint FILE of a "
             "resnetlib checkpoint"
         )
+    if args.model is not None:
+        _refuse_directory(args.model)
     if args.model is not None and is_checkpoint_path(args.model):
         path = Path(args.model)
         if not path.is_file():
