@@ -181,6 +181,40 @@ def test_random_bytes(tmp_path: Path) -> None:
         rl.create_model("resnet20", checkpoint_path=path)
 
 
+def test_other_kinds_of_file_are_named_by_their_first_bytes(tmp_path: Path) -> None:
+    """A .pt2 program, an ONNX model (under any name), an image or JSON text where a
+    checkpoint belongs: "X is a <kind>, not a resnetlib checkpoint; <what to do>", not
+    torch's "corrupted" advice or the weights-only refusal meant for code-carrying pickles."""
+    from PIL import Image
+
+    from resnetlib.deploy.export import export_pt2
+
+    program = tmp_path / "model.pt2"
+    export_pt2(rl.cifar_resnet(8, widths=(4, 8, 8)), program, (3, 8, 8))
+    png, jpeg = tmp_path / "image.png", tmp_path / "photo.pt"
+    Image.new("RGB", (8, 8)).save(png)
+    Image.new("RGB", (8, 8)).save(jpeg, format="JPEG")
+    text = tmp_path / "config.pt"
+    text.write_text('{"architecture": "resnet20"}\n')
+    cases = [
+        (program, r"a torch.export program \(.pt2\).*torch.export.load\(path\).module\(\)"),
+        (png, r"a PNG image, not a resnetlib checkpoint; give the model first"),
+        (jpeg, r"a JPEG image, not a resnetlib checkpoint"),
+        (text, r"JSON text, not a resnetlib checkpoint; .*local-dir:FOLDER"),
+    ]
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.helper.make_graph([], "g", [], [])
+    renamed = tmp_path / "renamed.pt"  # an ONNX model under a checkpoint's name
+    renamed.write_bytes(onnx.helper.make_model(graph).SerializeToString())
+    cases.append((renamed, r"an ONNX model, not a resnetlib checkpoint; .*ends in .onnx"))
+    for path, message in cases:
+        with pytest.raises(rl.CheckpointError, match=rf"^{path} is {message}") as info:
+            rl.load(path)
+        assert "\n" not in str(info.value)
+        assert "refused" not in str(info.value)
+        assert "corrupted" not in str(info.value)
+
+
 class Payload:
     """Unpickling this would create a file: proof that code from the file ran."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,31 @@ def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
     assert error.endswith(
         "--import no_such_module_here: ModuleNotFoundError: No module named 'no_such_module_here'"
     )
+
+
+def test_a_directory_given_as_the_model_says_what_to_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run directory or a save_pretrained folder where a model belongs: one line saying it
+    is a directory and what to give (run/final.pt, local-dir:DIR), not "unknown model"; a
+    registered name that is also a directory here stays the model."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    for argv in (["predict", "run", str(image)], ["evaluate", "run"], ["summary", "run/"]):
+        error = cli_error(argv, capsys)
+        assert "is a directory, not a model name or checkpoint file" in error, error
+        assert os.path.join("run", "final.pt") in error
+        assert "unknown model" not in error
+    rl.save_pretrained(rl.resnet20(), tmp_path / "shared")
+    error = cli_error(["summary", "shared"], capsys)
+    assert error.endswith(
+        "give local-dir:shared for the save_pretrained folder it is, or a checkpoint file"
+    )
+    (tmp_path / "resnet20").mkdir()
+    assert main(["summary", "resnet20"]) == 0
+    assert "M parameters" in capsys.readouterr().out
 
 
 def test_every_model_override_is_a_summary_option(capsys: pytest.CaptureFixture[str]) -> None:

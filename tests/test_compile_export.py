@@ -56,6 +56,30 @@ def test_export_with_dynamic_batch(name: str, sharing: tuple[str, ...]) -> None:
             torch.testing.assert_close(program(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ((1, 16, 16), r"input_size \(1, 16, 16\) has 1 channels; the model takes 3"),
+        ((16, 16), r"input_size must be \(channels, height, width\).*got \(16, 16\)"),
+        ("3,16,16", r"input_size must be \(channels, height, width\).*got '3,16,16'"),
+        ((3, 16.5, 16), r"input_size must be \(channels, height, width\).*got \(3, 16.5, 16\)"),
+        ((3, 0, 16), r"sides up to 8,192.*got \(3, 0, 16\)"),
+    ],
+)
+def test_export_functions_check_input_size(size: object, message: str, tmp_path: Path) -> None:
+    """One check (the CLI's --input too): a ValueError naming input_size, what is allowed and
+    the model's channels, never a deep conv error, an unpacking error or a silent truncation."""
+    model = rl.cifar_resnet(8, widths=(4, 8, 8))
+    for export in (
+        lambda: export_program(model, size),  # type: ignore[arg-type]
+        lambda: export_pt2(model, tmp_path / "x.pt2", size),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ValueError, match=message) as error:
+            export()
+        assert "3" in str(error.value)  # the model's in_channels
+    assert not (tmp_path / "x.pt2").exists()
+
+
 def _tiny(name: str) -> rl.ResNetSpec:
     """``name``'s spec at base width 4, its first two stages of one block each."""
     spec = shrink(rl.create_model(name, base_channels=4).spec, 1)

@@ -6,6 +6,7 @@ takes images in [0, 1]."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -165,6 +166,57 @@ def test_int8_normalized_takes_unit_images(trained: tuple[Path, Path], tmp_path:
     assert float_accuracy > 0.8, float_accuracy
     assert float((actual == expected).float().mean()) >= 0.98
     assert abs(int8_accuracy - float_accuracy) <= 0.02
+
+
+def test_an_export_records_the_size_its_graph_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--input 3,32,32`` of a 16x16 model: the ONNX metadata and .pt2 extra files say
+    [3, 32, 32], the size the graph is fixed at, so predict feeds it that; --dynamic-size keeps
+    the model's own size; ``--int8`` applies ``--input`` too. A file whose metadata lies gets
+    onnxruntime's refusal as one line, exit 2, never a traceback."""
+    from PIL import Image
+
+    from resnetlib.core.data_config import set_data_config
+
+    torch.manual_seed(0)
+    model = rl.cifar_resnet(8, widths=(4, 8, 8))
+    set_data_config(model, {**model.pretrained_cfg, "input_size": (3, 16, 16)})
+    checkpoint = tmp_path / "model.pt"
+    rl.save(model, checkpoint)
+    image = tmp_path / "x.png"
+    Image.new("RGB", (16, 16), (40, 90, 200)).save(image)
+    fixed, dynamic, program = tmp_path / "x32.onnx", tmp_path / "dyn.onnx", tmp_path / "x32.pt2"
+    _export(checkpoint, fixed, "--input", "3,32,32")
+    _export(checkpoint, dynamic, "--input", "3,32,32", "--dynamic-size")
+    _export(checkpoint, program, "--input", "3,32,32")
+    assert json.loads(_metadata(fixed)["input_size"]) == [3, 32, 32]
+    assert json.loads(_metadata(dynamic)["input_size"]) == [3, 16, 16]
+    files = {"input_size": ""}
+    torch.export.load(program, extra_files=files)
+    assert json.loads(files["input_size"]) == [3, 32, 32]
+    capsys.readouterr()
+    assert main(["predict", str(fixed), str(image)]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}: ")
+    if importlib.util.find_spec("torchao") is not None:
+        int8 = tmp_path / "int8.onnx"
+        calibrate = ["--int8", "--calibrate", "digits", "--calibration-size", "64"]
+        _export(checkpoint, int8, "--input", "3,32,32", *calibrate)
+        assert json.loads(_metadata(int8)["input_size"]) == [3, 32, 32]
+        session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].shape[1:] == [3, 32, 32]
+    proto = onnx.load(str(fixed))  # as 0.2 wrote it: the graph at 32x32, the metadata 16x16
+    for prop in proto.metadata_props:
+        if prop.key == "input_size":
+            prop.value = "[3, 16, 16]"
+    onnx.save(proto, str(fixed))
+    capsys.readouterr()
+    for argv in (["predict", str(fixed), str(image)], ["evaluate", str(fixed), "--data", "digits"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert f"{fixed}: onnxruntime could not run it on a (" in err, err
+        assert "export it again" in err
 
 
 def test_an_onnx_file_without_metadata_is_one_line(

@@ -299,6 +299,41 @@ def test_export_format_hf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert len(error.splitlines()) == 1
 
 
+def test_save_pretrained_writes_only_into_a_new_empty_or_own_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder with a user's README.md and config.json (or any other file) is refused, one
+    line naming it and the files, nothing written; a file path gets a clear message; an
+    earlier save_pretrained output is replaced. The CLI goes through the same check."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project\n")
+    (project / "config.json").write_text('{"a": 1}\n')
+    message = r"project: holds files save_pretrained did not write \(README.md, config.json\)"
+    with pytest.raises(FileExistsError, match=message):
+        rl.save_pretrained(rl.resnet20(), project)
+    assert sorted(os.listdir(project)) == ["README.md", "config.json"]
+    assert (project / "config.json").read_text() == '{"a": 1}\n'
+    checkpoint = tmp_path / "run.pt"
+    rl.save(rl.resnet20(), checkpoint)
+    code = main(["export", str(checkpoint), "--format", "hf", "--out", str(project)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(error.splitlines()) == 1
+    assert "holds files save_pretrained did not write (README.md, config.json)" in error
+    assert (project / "config.json").read_text() == '{"a": 1}\n'
+    with pytest.raises(NotADirectoryError, match=r"run.pt: is a file, not a folder"):
+        rl.save_pretrained(rl.resnet20(), checkpoint)
+    folder = tmp_path / "folder"
+    rl.save_pretrained(rl.resnet20(), folder)
+    rl.save_pretrained(rl.resnet20(num_classes=3), folder)  # its own earlier output
+    assert rl.create_model(f"local-dir:{folder}").num_classes == 3
+    (folder / "notes.txt").write_text("mine\n")
+    with pytest.raises(FileExistsError, match=r"did not write \(notes.txt\)"):
+        rl.save_pretrained(rl.resnet20(), folder)
+    assert rl.create_model(f"local-dir:{folder}").num_classes == 3
+
+
 def test_register_model_bare_uses_the_function_name() -> None:
     @rl.register_model
     def my_bare_resnet(**overrides: Any) -> rl.ResNet:

@@ -29,6 +29,7 @@ from typing import Any, NoReturn, TypeVar
 
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .files import command_files
+from .validate import check_input_size
 
 __all__ = [
     "COMMANDS",
@@ -92,9 +93,17 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
 
 
+def _is_input_size(size: tuple[int, ...]) -> bool:
+    try:
+        check_input_size(size)  # the one check of an input size
+    except ValueError:
+        return False
+    return True
+
+
 input_size = _flag_type(
     _ints,
-    lambda s: len(s) == 3 and min(s) >= 1 and max(s[1:]) <= MAX_IMAGE_SIDE and s[0] <= MAX_CHANNELS,
+    _is_input_size,
     f"C,H,W of positive ints such as 3,224,224 (sides up to {MAX_IMAGE_SIDE}, channels up to "
     f"{MAX_CHANNELS})",
 )
@@ -307,6 +316,21 @@ def is_checkpoint_path(text: str) -> bool:
     return Path(text).is_file() or text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text
 
 
+def _refuse_directory(name: str) -> None:
+    """Refuse a model positional that names an existing directory (a run directory, a
+    save_pretrained folder) rather than a registered model, saying what to give instead."""
+    from .models.zoo import MODELS
+
+    path = Path(name)
+    if not path.is_dir() or (os.sep not in name and name.split(".", 1)[0] in MODELS):
+        return
+    if (path / "config.json").is_file():
+        hint = f"local-dir:{name} for the save_pretrained folder it is, or a checkpoint file"
+    else:
+        hint = f"a checkpoint file in it, such as {path / 'final.pt'} of a run directory"
+    raise UsageError(f"{name}: is a directory, not a model name or checkpoint file; give {hint}")
+
+
 def model_from_args(
     args: argparse.Namespace,
     *,
@@ -332,6 +356,8 @@ def model_from_args(
             "name a model (a registered name or a checkpoint file), or --checkpoint FILE of a "
             "resnetlib checkpoint"
         )
+    if args.model is not None:
+        _refuse_directory(args.model)
     if args.model is not None and is_checkpoint_path(args.model):
         path = Path(args.model)
         if not path.is_file():

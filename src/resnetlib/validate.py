@@ -7,7 +7,17 @@ import difflib
 from collections.abc import Collection, Mapping
 from typing import Any, TypeGuard
 
-__all__ = ["check_int", "check_keys", "close_matches", "is_int", "is_real"]
+from .limits import MAX_CHANNELS, MAX_IMAGE_SIDE
+
+__all__ = [
+    "INPUT_SIZE_RULE",
+    "check_input_size",
+    "check_int",
+    "check_keys",
+    "close_matches",
+    "is_int",
+    "is_real",
+]
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -66,3 +76,41 @@ def check_keys(
     if missing:
         raise ValueError(f"{owner} is missing keys {missing}")
     return dict(data)
+
+
+INPUT_SIZE_RULE = (
+    f"must be (channels, height, width): channels up to {MAX_CHANNELS:,}, sides up to "
+    f"{MAX_IMAGE_SIDE:,} (resnetlib.limits)"
+)
+"""What :func:`check_input_size` allows, as its messages say it."""
+
+
+def check_input_size(
+    value: object, *, name: str = "input_size", in_channels: int | None = None
+) -> tuple[int, int, int]:
+    """``value`` as ``(channels, height, width)``: a tuple or list of three ints (not bools,
+    floats or a string), channels from 1 to ``MAX_CHANNELS``, sides from 1 to
+    ``MAX_IMAGE_SIDE``, and with ``in_channels`` that many channels. The one check of an
+    input size: the data config's, the CLI's ``--input`` and the export functions'.
+
+    Raises:
+        ValueError: naming ``name``, the value and what is allowed (and the model's
+            ``in_channels``).
+    """
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 3
+        or not all(is_int(v) for v in value)
+        or not 1 <= value[0] <= MAX_CHANNELS
+        or not all(1 <= side <= MAX_IMAGE_SIDE for side in value[1:])
+    ):
+        text = repr(value)
+        text = text if len(text) <= 200 else text[:200] + "..."
+        takes = "" if in_channels is None else f" (the model takes {in_channels} channels)"
+        raise ValueError(f"{name} {INPUT_SIZE_RULE}{takes}; got {text}")
+    if in_channels is not None and value[0] != in_channels:
+        raise ValueError(
+            f"{name} {tuple(value)} has {value[0]} channels; the model takes {in_channels} "
+            "(its in_channels)"
+        )
+    return (int(value[0]), int(value[1]), int(value[2]))

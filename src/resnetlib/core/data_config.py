@@ -10,7 +10,6 @@ from typing import Any
 
 from ..images import INTERPOLATIONS
 from ..limits import (
-    MAX_CHANNELS,
     MAX_CLASSES,
     MAX_IMAGE_SIDE,
     MAX_LABEL_NAME,
@@ -18,7 +17,7 @@ from ..limits import (
     MIN_CROP_PCT,
     MIN_STD,
 )
-from ..validate import is_int, is_real
+from ..validate import check_input_size, is_int, is_real
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -176,19 +175,7 @@ def check_data_config(
         size = checked.get(key)
         if key not in checked or (size is None and key == "test_input_size"):
             continue
-        if (
-            not isinstance(size, (tuple, list))
-            or len(size) != 3
-            or not all(is_int(v) for v in size)
-            or not 1 <= size[0] <= MAX_CHANNELS
-            or not all(1 <= side <= MAX_IMAGE_SIDE for side in size[1:])
-        ):
-            rule = (
-                f"must be (channels, height, width): channels up to {MAX_CHANNELS:,}, sides "
-                f"up to {MAX_IMAGE_SIDE:,} (resnetlib.limits)"
-            )
-            raise _refused(where, key, rule, size)
-        checked[key] = tuple(size)
+        checked[key] = check_input_size(size, name=f"{where} {key}")
     if "input_size" in checked:
         channels, height, width = checked["input_size"]
     for key, low, high in (

@@ -25,7 +25,8 @@ from ..common import printable
 from ..core.data_config import check_data_config
 from ..files import check_not_input
 from ..interop.checkpoint import read_checkpoint
-from ..models.share import CONFIG, save_pretrained
+from ..models.share import save_pretrained
+from ..validate import check_input_size
 from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
 from .fuse import fuse_bn
 from .preprocess import Normalized, predict
@@ -136,10 +137,8 @@ def run(args: argparse.Namespace) -> int:
     check_not_input(out)  # before a long trace, not only when writing
     model = model.eval()
     config = check_data_config(model.pretrained_cfg)  # before a byte is allocated for it
-    if args.input is not None and args.input[0] != model.spec.in_channels:
-        raise UsageError(
-            f"--input has {args.input[0]} channels; the model takes {model.spec.in_channels}"
-        )
+    if args.input is not None:  # the export functions check it again, in the same function
+        check_input_size(args.input, name="--input", in_channels=model.spec.in_channels)
     if args.fuse:
         model = fuse_bn(model)
     exported = Normalized(model).eval() if args.normalize else model
@@ -151,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
         check_quantize_support()
         images = load_data(str(args.calibrate)).train.images
         # for the graph's input: in [0, 1] with --normalize (float up to the first int8 op)
-        calibration = calibration_batches(images, exported, size=args.calibration_size)
+        calibration = calibration_batches(
+            images, exported, size=args.calibration_size, input_size=args.input
+        )
     if args.format == "onnx":  # both write beside --out and rename: all or nothing
         export_onnx(exported, out, size, dynamic_size=args.dynamic_size, calibration=calibration)
     else:
@@ -182,11 +183,7 @@ def run_hf(args: argparse.Namespace) -> int:
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
     given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")
-    out = out_path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; --format hf writes a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG).is_file():
-        raise UsageError(f"--out {out}: a folder that holds other files; give a new or empty one")
+    out = out_path(args.out)  # save_pretrained refuses a file or a folder of other files
     model, _ = model_from_args(args)
     metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
     save_pretrained(model, out, metadata=metadata)

@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from ..common import installed_version
-from ..core.data_config import check_data_config
+from ..core.data_config import check_data_config, fitted_data_config
 from ..core.spec import ResNetSpec
 from ..files import parse_json
 from ..limits import MAX_JSON_BYTES
@@ -35,14 +35,23 @@ def _dump(value: object) -> str:
     return json.dumps(value, allow_nan=False)
 
 
-def export_metadata(model: nn.Module) -> dict[str, str]:
+def export_metadata(
+    model: nn.Module, input_size: tuple[int, int, int] | None = None
+) -> dict[str, str]:
     """The contract of ``model`` as ``{key: JSON text}``. A model without a
     ``pretrained_cfg`` or spec gets what it has; :func:`read_metadata` then refuses the file.
+    ``input_size``: the size a graph of fixed height and width was traced at, recorded in
+    place of the config's (fitted as ``fitted_data_config`` fits, so a crop that would need
+    too large a resize is refused), so that a reader feeds the graph what it takes.
 
     Raises:
-        ValueError: the model's ``pretrained_cfg`` fails ``check_data_config``.
+        ValueError: the model's ``pretrained_cfg``, with ``input_size``, fails
+            ``check_data_config``.
     """
     config = check_data_config(getattr(model, "pretrained_cfg", None) or {})
+    if input_size is not None and tuple(config.get("input_size") or ()) != tuple(input_size):
+        traced = {key: value for key, value in config.items() if key != "pool_size"}
+        config = fitted_data_config(model, {**traced, "input_size": tuple(input_size)})
     metadata = {key: _dump(config[key]) for key in CONFIG_KEYS if key in config}  # tuples: lists
     inside = getattr(model, "normalization_in_graph", None)
     graph = {"mean": list(inside[0]), "std": list(inside[1])} if isinstance(inside, tuple) else None

@@ -19,6 +19,7 @@ from torch import nn
 from ..common import PathLike, evaluating, first_line
 from ..files import atomic_path
 from ..limits import MAX_IMAGE_SIDE
+from ..validate import check_input_size, is_int
 from .contract import export_metadata
 
 if TYPE_CHECKING:
@@ -82,13 +83,33 @@ def trace_size(
     model: nn.Module, input_size: tuple[int, int, int] | None = None, *, dynamic_size: bool
 ) -> tuple[int, int, int]:
     """``input_size`` (default: the model's ``default_input_size``), with ``dynamic_size``
-    each side at least twice the model's reduction (a 1-pixel feature map fixes the size)."""
-    size = input_size or getattr(model, "default_input_size", None)
+    each side at least twice the model's reduction (a 1-pixel feature map fixes the size).
+
+    Raises:
+        ValueError: ``input_size`` is not ``(channels, height, width)`` within
+            :mod:`resnetlib.limits` with the model's ``in_channels``
+            (:func:`resnetlib.validate.check_input_size`, the CLI's ``--input`` check too).
+    """
+    size = input_size if input_size is not None else getattr(model, "default_input_size", None)
     if size is None:
         raise ValueError("this model has no default_input_size; pass input_size=(C, H, W)")
-    channels, height, width = (int(n) for n in size)
+    channels, height, width = check_input_size(size, in_channels=in_channels(model))
     least = min(2 * _reduction(model), MAX_IMAGE_SIDE) if dynamic_size else 0
     return channels, max(height, least), max(width, least)
+
+
+def in_channels(model: nn.Module) -> int | None:
+    """The channels ``model`` takes: its spec's ``in_channels``, else its
+    ``default_input_size``'s (``None`` when it says neither)."""
+    channels = getattr(getattr(model, "spec", None), "in_channels", None)
+    if is_int(channels):
+        return channels
+    default = getattr(model, "default_input_size", None)
+    return (
+        default[0]
+        if isinstance(default, (tuple, list)) and default and is_int(default[0])
+        else None
+    )
 
 
 def smallest_side(model: nn.Module) -> int:
@@ -139,8 +160,9 @@ def export_program(
     """``torch.export.export`` of ``model`` in eval mode, traced at ``trace_size()``.
 
     Raises:
-        ValueError: with ``dynamic_size``, torch.export could not keep height and width
-            dynamic.
+        ValueError: ``input_size`` is not ``(channels, height, width)`` of ints within
+            :mod:`resnetlib.limits` with the model's ``in_channels``; with ``dynamic_size``,
+            torch.export could not keep height and width dynamic.
     """
     x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
     with evaluating(model), quiet():
@@ -158,8 +180,14 @@ def export_pt2(
     dynamic_size: bool = False,
 ) -> None:
     """Write :func:`export_program`'s program to ``path`` (``torch.export.load(path).module()``
-    loads it), the model's contract as extra files; a failed write leaves the previous file."""
-    metadata = export_metadata(model)  # checked before the trace
+    loads it), the model's contract as extra files (its ``input_size`` the traced one, unless
+    ``dynamic_size``); a failed write leaves the previous file.
+
+    Raises:
+        ValueError: as :func:`export_program`.
+    """
+    size = trace_size(model, input_size, dynamic_size=dynamic_size)  # checked first
+    metadata = export_metadata(model, None if dynamic_size else size)  # before the trace
     program = export_program(model, input_size, dynamic_size=dynamic_size)
     with atomic_path(path) as partial:
         torch.export.save(program, os.fspath(partial), extra_files=metadata)
@@ -175,18 +203,34 @@ def export_onnx(
     calibration: Iterable[Any] | None = None,
 ) -> None:
     """Write ``model`` as ONNX to ``path``, input ``"input"``, its contract in
-    ``metadata_props``; a failed write leaves the previous file. With ``calibration`` (as
-    :func:`resnetlib.deploy.quantize` takes it) the file is int8 in QDQ form.
+    ``metadata_props`` (its ``input_size`` the traced one, unless ``dynamic_size``); a failed
+    write leaves the previous file. With ``calibration`` (as
+    :func:`resnetlib.deploy.quantize` takes it) the file is int8 in QDQ form, traced at the
+    calibration batches' size (an ``input_size`` given must be theirs).
+
+    Raises:
+        ValueError: ``input_size`` is not a valid size for the model (as
+            :func:`export_program` says), or not the calibration batches' size.
     """
     from .quantize import prepare_and_convert
 
     require(ONNX_PACKAGES, "ONNX export")
-    metadata = export_metadata(model)  # checked before the trace
+    size = trace_size(model, input_size, dynamic_size=dynamic_size)  # checked first
+    metadata = export_metadata(model, None if dynamic_size else size)  # before the trace
     exported: nn.Module = model
     if calibration is not None:
         exported, x = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
+        traced = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+        if input_size is not None and traced != size and not dynamic_size:
+            raise ValueError(
+                f"input_size {size} is not the calibration batches' size {traced}, at which "
+                "the int8 graph is traced: give batches of input_size (calibration_batches("
+                "..., input_size=...)) or leave input_size out"
+            )
+        if not dynamic_size:
+            metadata = export_metadata(model, traced)
     else:
-        x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
+        x = _example(model, size)
     with evaluating(model) if calibration is None else torch.no_grad(), quiet():
         program = torch.onnx.export(
             exported,

@@ -18,7 +18,8 @@ from torch.torch_version import TorchVersion
 from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
-from .export import dynamic_shapes, quiet, require
+from ..validate import check_input_size
+from .export import dynamic_shapes, in_channels, quiet, require
 from .fuse import fuse_bn, replace_module, running_statistics
 from .preprocess import normalizing
 
@@ -342,15 +343,19 @@ def calibration_batches(
     *,
     size: int = 512,
     batch_size: int = 64,
+    input_size: tuple[int, int, int] | None = None,
 ) -> list[torch.Tensor]:
     """The first ``size`` of ``images`` (uint8, or float in [0, 1]) as calibration batches for
-    ``model``: resized to its input size and normalized by its ``pretrained_cfg``."""
+    ``model``: resized to ``input_size`` (default: its ``pretrained_cfg``'s, the size the
+    int8 graph is then traced at) and normalized by its ``pretrained_cfg``."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"calibration size must be a positive int; got {size!r}")
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):
         raise ValueError("calibration images must be a non-empty (N, C, H, W) tensor")
     cfg = getattr(model, "pretrained_cfg", None) or {}
     channels, height, width = cfg.get("input_size", (images.shape[1], 0, 0))
+    if input_size is not None:
+        channels, height, width = check_input_size(input_size, in_channels=in_channels(model))
     chosen = images[:size].to(torch.float32)
     if images.dtype == torch.uint8:
         chosen = chosen / 255.0

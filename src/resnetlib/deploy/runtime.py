@@ -28,8 +28,11 @@ class OnnxModel(nn.Module):
     """An onnxruntime session as a module: float ``(N, C, H, W)`` in, logits out (on the
     input's device). Inference only; it holds no parameters."""
 
-    def __init__(self, session: Any, contract: ExportContract) -> None:
+    def __init__(
+        self, session: Any, contract: ExportContract, *, where: str = "ONNX model"
+    ) -> None:
         super().__init__()
+        self.where = where
         self.session = session
         self.contract = contract
         self.spec: ResNetSpec = contract.spec
@@ -41,7 +44,14 @@ class OnnxModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits, *_) = self.session.run(None, {self._input: array})
+        try:
+            (logits, *_) = self.session.run(None, {self._input: array})
+        except Exception as error:  # onnxruntime raises its own types, not RuntimeError's
+            raise RuntimeError(
+                f"{self.where}: onnxruntime could not run it on a {tuple(array.shape)} input "
+                f"({first_line(error, 300)}); export it again with resnetlib export (its "
+                "metadata then says the size the graph takes), or with --dynamic-size"
+            ) from None
         return torch.from_numpy(logits).to(x.device)
 
 
@@ -71,7 +81,7 @@ def load_onnx(path: PathLike) -> OnnxModel:
         reason = first_line(error, 300)
         raise ValueError(f"{path}: not an ONNX model onnxruntime can run ({reason})") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    return OnnxModel(session, read_metadata(metadata, where=str(path)))
+    return OnnxModel(session, read_metadata(metadata, where=str(path)), where=str(path))
 
 
 def refuse_given(options: Mapping[str, object], reason: str) -> None:

@@ -200,10 +200,11 @@ def safetensors_module() -> ModuleType:
 def _read(path: PathLike) -> object:
     """A file's contents, safetensors or torch's (weights-only), told apart by its bytes."""
     with open_regular(path, what="a checkpoint", error=CheckpointError) as file:
-        head = file.read(9)
+        head = file.read(16)
         size = file.seek(0, os.SEEK_END)
         file.seek(0)
-        if len(head) == 9 and head[8:] == b"{":  # safetensors: the header's length, the header
+        _refuse_other_kinds(path, head)
+        if len(head) >= 9 and head[8:9] == b"{":  # safetensors: the header's length, the header
             claimed = struct.unpack("<Q", head[:8])[0]
             if 8 + claimed > size:
                 raise CheckpointError(
@@ -225,6 +226,47 @@ def _read(path: PathLike) -> object:
                     f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
             raise _unreadable(path, "torch", error) from None
+
+
+_NOT_A_CHECKPOINT = "{path} is {kind}, not a resnetlib checkpoint; {advice}"
+_IMAGES = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF87a": "a GIF image",
+    b"GIF89a": "a GIF image",
+}
+_IMAGE_ADVICE = (
+    "give the model first, then the images (resnetlib predict MODEL IMAGE...), where a "
+    "checkpoint is a file resnetlib.save wrote (a run's final.pt)"
+)
+# The keys (field << 3 | wire type 0 or 2) an ONNX ModelProto may hold after its ir_version.
+_ONNX_KEYS = frozenset(field << 3 | wire for field in range(1, 21) for wire in (0, 2))
+
+
+def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
+    """Name the kind of a file that is no checkpoint, by its first bytes: an ONNX model, an
+    image or JSON text (a zip archive is looked into by :func:`_check_zip`; a pickle with
+    forbidden objects is left to torch's weights-only reader, which refuses it)."""
+    kind = advice = ""
+    if head[:1] == b"\x08" and 0 < head[1:2][0] < 0x80 and head[2:3] and head[2] in _ONNX_KEYS:
+        kind = "an ONNX model"
+        advice = (
+            "evaluate and predict run an ONNX file resnetlib exported when its name ends in "
+            ".onnx; other commands take the checkpoint it was exported from"
+        )
+    elif any(head.startswith(magic) for magic in _IMAGES):
+        kind = next(name for magic, name in _IMAGES.items() if head.startswith(magic))
+        advice = _IMAGE_ADVICE
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind, advice = "a WEBP image", _IMAGE_ADVICE
+    elif head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[") and b"\x00" not in head:
+        kind = "JSON text"
+        advice = (
+            "give a checkpoint file resnetlib.save wrote (a run's final.pt), or "
+            "local-dir:FOLDER for the folder of a save_pretrained config.json"
+        )
+    if kind:
+        raise CheckpointError(_NOT_A_CHECKPOINT.format(path=path, kind=kind, advice=advice))
 
 
 def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
@@ -270,13 +312,24 @@ def read_safetensors(path: PathLike, data: bytes) -> object:
 
 
 def _check_zip(path: PathLike, file: BinaryIO, size: int) -> None:
-    """Refuse compressed records (a zip bomb's; ``torch.save`` writes none) or ones larger
-    than the file."""
+    """Refuse a torch.export program (named as one), compressed records (a zip bomb's;
+    ``torch.save`` writes none) or ones larger than the file."""
     try:
         with zipfile.ZipFile(file) as archive:
             records = archive.infolist()
     except (*TORCH_READ_ERRORS, OSError, zipfile.BadZipFile, struct.error) as error:
         raise _unreadable(path, "torch", error) from None
+    names = {record.filename.split("/", 1)[-1] for record in records}
+    if "data.pkl" not in names and ("archive_format" in names or "models/model.json" in names):
+        raise CheckpointError(
+            _NOT_A_CHECKPOINT.format(
+                path=path,
+                kind="a torch.export program (.pt2)",
+                advice="load it with torch.export.load(path).module(); resnetlib commands take "
+                "the checkpoint it was exported from (or an .onnx export for evaluate and "
+                "predict)",
+            )
+        )
     claimed = 0
     for record in records:
         if record.compress_type != zipfile.ZIP_STORED or record.compress_size != record.file_size:

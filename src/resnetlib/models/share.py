@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -15,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..common import PathLike
+from ..common import PathLike, printable
 from ..core.data_config import check_data_config, fitted_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
@@ -167,13 +168,21 @@ def save_pretrained(
     values) goes into the card and config.json, ``data`` and ``metrics`` (a dict) on lines of
     their own in the card. Files are written atomically, ``checksums.sha256`` last.
 
+    ``folder`` must be new, empty, or hold only an earlier ``save_pretrained`` output (its
+    four files, ``config.json`` resnetlib's): nothing else in it is ever replaced.
+
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
         ValueError: a fused model, a model that no longer matches its spec, metadata or a
             data config that JSON cannot hold.
+        NotADirectoryError: ``folder`` is a file.
+        FileExistsError: ``folder`` holds files ``save_pretrained`` did not write (nothing
+            is written).
         OSError: a file could not be written.
     """
     state = savable_state(model, "save_pretrained")
+    root = Path(folder)
+    _check_folder(root)
     spec = model.spec
     meta = dict(metadata or {})
     try:
@@ -212,7 +221,6 @@ def save_pretrained(
         dict(sorted(state.items())), metadata={"format": "pt"}
     )
     card = _card(model, config).encode()
-    root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     files = {WEIGHTS: weights, CONFIG: config_bytes, CARD: card}
     sums = "".join(
@@ -221,6 +229,51 @@ def save_pretrained(
     for name, data in {**files, CHECKSUMS: sums}.items():  # the checksums last
         atomic_write(root / name, data)
     return root
+
+
+def _written_here(config_path: Path) -> bool:
+    """Whether ``config_path`` is a config.json that :func:`save_pretrained` wrote."""
+    try:  # the command's own output, not an input: own=True
+        data = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, own=True)
+        config = parse_json(data, where=str(config_path))
+    except (OSError, ValueError):  # not a regular file, too large, not JSON
+        return False
+    own = config.get("resnetlib") if isinstance(config, dict) else None
+    return isinstance(own, Mapping) and own.get("format") == FORMAT
+
+
+def _check_folder(folder: PathLike) -> None:
+    """Refuse a ``folder`` that :func:`save_pretrained` may not write into: a file, or a
+    folder that holds anything but an earlier ``save_pretrained`` output (only its files,
+    as regular files, beside a config.json whose ``"resnetlib"`` entry is format
+    ``resnetlib.hf-folder``). A missing or empty folder passes. The one place this is decided.
+
+    Raises:
+        NotADirectoryError: ``folder`` exists and is not a folder.
+        FileExistsError: naming the folder and its first files save_pretrained did not write.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        if root.exists() or root.is_symlink():
+            raise NotADirectoryError(
+                f"{printable(root)}: is a file, not a folder; save_pretrained writes a folder "
+                "(model.safetensors, config.json, ...): give a new or empty folder"
+            )
+        return
+    names = sorted(os.listdir(root))
+    ours = (WEIGHTS, CONFIG, CARD, CHECKSUMS)
+    foreign = [n for n in names if n not in ours or (root / n).is_symlink()]
+    foreign += [n for n in names if n not in foreign and not (root / n).is_file()]
+    if names and not foreign and not _written_here(root / CONFIG):
+        foreign = names  # no config.json of resnetlib's says the others are its own
+    if foreign:
+        shown = ", ".join(printable(n) for n in sorted(foreign)[:3])
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise FileExistsError(
+            f"{printable(root)}: holds files save_pretrained did not write ({shown}{more}), "
+            "which it would replace or mix with; give a new or empty folder, or one that "
+            "holds only an earlier save_pretrained output"
+        )
 
 
 # Where a folder's file comes from: (file name, required=True) -> its local path, or None.
