@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import struct
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -179,6 +181,19 @@ def test_random_bytes(tmp_path: Path) -> None:
         rl.load(path)
     with pytest.raises(rl.CheckpointError, match=rf"^{path}: "):
         rl.create_model("resnet20", checkpoint_path=path)
+
+
+def test_a_safetensors_header_length_that_looks_like_onnx_is_still_safetensors(
+    tmp_path: Path,
+) -> None:
+    """The 8-byte length 0x0A0508 begins 08 05 0A, as an ONNX model does: the file is read
+    as the safetensors it is (here its empty weights), not named an ONNX model."""
+    length = 0x0A0508
+    header = json.dumps({"__metadata__": {"pad": "x" * (length - 40)}}).encode()
+    header += b" " * (length - len(header))
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(struct.pack("<Q", length) + header)
+    assert checkpoint._read(path) == {}
 
 
 def test_other_kinds_of_file_are_named_by_their_first_bytes(tmp_path: Path) -> None:

@@ -203,7 +203,6 @@ def _read(path: PathLike) -> object:
         head = file.read(16)
         size = file.seek(0, os.SEEK_END)
         file.seek(0)
-        _refuse_other_kinds(path, head)
         if len(head) >= 9 and head[8:9] == b"{":  # safetensors: the header's length, the header
             claimed = struct.unpack("<Q", head[:8])[0]
             if 8 + claimed > size:
@@ -212,6 +211,7 @@ def _read(path: PathLike) -> object:
                     f"than the file's {size}: truncated or damaged; save or download it again"
                 )
             return read_safetensors(path, file.read())
+        _refuse_other_kinds(path, head)  # after safetensors, whose length may look like ONNX
         if head[:4] == b"PK\x03\x04":
             _check_zip(path, file, size)
         file.seek(0)
