@@ -61,8 +61,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's parser whose refusals are one line naming the command and its ``--help``
-    (not the whole usage first); its subcommands' parsers are of this class too."""
+    """Refusals in one line naming the command's ``--help`` (subcommands' parsers too)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -93,17 +92,9 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
 
 
-def _is_input_size(size: tuple[int, ...]) -> bool:
-    try:
-        check_input_size(size)  # the one check of an input size
-    except ValueError:
-        return False
-    return True
-
-
 input_size = _flag_type(
-    _ints,
-    _is_input_size,
+    lambda text: check_input_size(_ints(text)),  # the one check of an input size
+    lambda size: True,
     f"C,H,W of positive ints such as 3,224,224 (sides up to {MAX_IMAGE_SIDE}, channels up to "
     f"{MAX_CHANNELS})",
 )
@@ -317,8 +308,7 @@ def is_checkpoint_path(text: str) -> bool:
 
 
 def _refuse_directory(name: str) -> None:
-    """Refuse a model positional that names an existing directory (a run directory, a
-    save_pretrained folder) rather than a registered model, saying what to give instead."""
+    """Refuse a model positional naming a directory (a run, a save_pretrained folder)."""
     from .models.zoo import MODELS
 
     path = Path(name)
@@ -557,12 +547,8 @@ def _run_summary(args: argparse.Namespace) -> int:
     if args.input is not None and args.model and not is_checkpoint_path(args.model):
         defaults["in_channels"] = args.input[0]
     model, _ = model_from_args(args, defaults=defaults, device="meta")  # shapes only
-    channels = model.spec.in_channels
-    if args.input is not None and args.input[0] != channels:
-        raise UsageError(
-            f"--input {','.join(map(str, args.input))} has {args.input[0]} channels; the "
-            f"model takes {channels}"
-        )
+    if args.input is not None:  # the check export's --input has
+        check_input_size(args.input, name="--input", in_channels=model.spec.in_channels)
     print(summary(model, args.input, title=args.model or args.checkpoint))
     return 0
 

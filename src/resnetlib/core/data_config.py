@@ -218,10 +218,9 @@ def check_data_config(
 
 
 def fitted_data_config(model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` fitted to ``model`` and checked (:func:`check_data_config`): its
-    ``num_classes`` (dropping other ``label_names``) and, for other input channels, its
-    ``input_size``, and the average of a ``mean``/``std`` given for the channels of the
-    config's own ``input_size``. What :func:`set_data_config` sets and ``save`` stores.
+    """``config`` fitted to ``model``, as :func:`set_data_config` sets it and ``save`` stores
+    it: its ``num_classes`` (dropping other ``label_names``) and, for other input channels,
+    its ``input_size`` and the average of a ``mean``/``std`` given one per channel of it.
 
     Raises:
         ValueError: the result fails :func:`check_data_config` (a ``mean``/``std`` of another
@@ -253,8 +252,7 @@ def fitted_data_config(model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
-    """Set ``model.pretrained_cfg`` (the one place that does) to ``config`` fitted to the
-    model (:func:`fitted_data_config`).
+    """Set ``model.pretrained_cfg`` (the one place that does) to :func:`fitted_data_config`.
 
     Raises:
         ValueError: the result fails :func:`check_data_config`.

@@ -380,10 +380,7 @@ class ResNet(StagedNet):
         is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
         if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
             return self._checkpointed(x, self._feature_names, {}, [])[0]
-        for name, module in self.named_children():
-            if name in self._feature_names:
-                x = module(x)
-        return x
+        return self._run(x, self._feature_names, {}, [])[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, drop out (``drop_rate``, in training) and classify a feature map;
@@ -529,9 +526,8 @@ class ResNet(StagedNet):
         """He normal (fan_out) convolutions, unit-weight zero-bias norms (``fc`` keeps PyTorch's
         init, as torchvision's), then each block's ``init_weights`` and, with
         ``zero_init_residual``, ``zero_init_last``. A model on the meta device is left as is."""
-        for parameter in self.parameters():
-            if parameter.is_meta:
-                return
+        if any(parameter.is_meta for parameter in self.parameters()):
+            return
         blocks = []
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -112,11 +112,8 @@ def overridden_spec(
         stages = tuple(replace(stage, width=stage.width * factor) for stage in stages)
     if "output_stride" in overrides:
         stages = _dilate(stages, STEMS.get(stem.type).reduction, overrides["output_stride"])
-    changes["stages"] = stages
-    changes["stem"] = stem
     options, origins = _block_options(spec, overrides, factory)
-    changes["block_options"] = options
-    return replace(spec, **changes), origins.get
+    return replace(spec, **changes, stages=stages, stem=stem, block_options=options), origins.get
 
 
 def _base_width_as_base_channels(overrides: dict[str, Any], block: str, factory: str) -> None:

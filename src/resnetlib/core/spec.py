@@ -60,9 +60,8 @@ _ADDED_SINCE_0_1 = frozenset({"dilation", "norm", "act", "drop_path_rate"})
 
 
 def _checked_fields(cls: type, data: object) -> dict[str, Any]:
-    """``data`` as a dict of ``cls``'s fields: no unknown keys, and every key ``to_dict``
-    writes present (but those of :data:`_ADDED_SINCE_0_1`), so a dropped key is an error,
-    never a default that builds another network."""
+    """``data`` as a dict of ``cls``'s fields: none unknown, none missing but those added
+    since 0.1.0 (a dropped key is an error, never a default that builds another network)."""
     names = [f.name for f in fields(cls)]
     required = [name for name in names if name not in _ADDED_SINCE_0_1]
     return check_keys(cls.__name__, data, names, required)
@@ -213,19 +212,13 @@ class ResNetSpec:
     def to_dict(self) -> dict[str, Any]:
         """A dict of JSON types only; ``from_dict`` inverts it exactly."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        stages = [stage.to_dict() for stage in self.stages]
-        block_options = dict(self.block_options)
-        return values | {
-            "stages": stages,
-            "stem": self.stem.to_dict(),
-            "block_options": block_options,
-        }
+        values.update(stages=[s.to_dict() for s in self.stages], stem=self.stem.to_dict())
+        return values | {"block_options": dict(self.block_options)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
-        """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise (a file
-        from 0.1.0 may lack the later ``norm``, ``act``, ``drop_path_rate`` and a stage's
-        ``dilation``: they take their defaults, which is what 0.1.0 built)."""
+        """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise (but
+        0.1.0's files lack ``norm``, ``act``, ``drop_path_rate`` and ``dilation``: defaults)."""
         values = _checked_fields(cls, data)
         raw_stages = values["stages"]
         if not isinstance(raw_stages, (list, tuple)):

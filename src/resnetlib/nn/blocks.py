@@ -196,8 +196,7 @@ class BasicBlock(ResidualBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out = self.relu(self.add_shortcut(out, x, inplace=True))
-        return out
+        return self.relu(self.add_shortcut(out, x, inplace=True))
 
     def zero_init_last(self) -> None:
         zero_norm_weight(self.bn2)
@@ -238,8 +237,7 @@ class Bottleneck(ResidualBlock):
         out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out = self.relu(self.add_shortcut(out, x, inplace=True))
-        return out
+        return self.relu(self.add_shortcut(out, x, inplace=True))
 
     def zero_init_last(self) -> None:
         zero_norm_weight(self.bn3)
