@@ -172,10 +172,8 @@ def check_data_config(
         raise _refused(where, "num_classes", rule, checked["num_classes"])
     channels = None
     for key in ("input_size", "test_input_size"):
-        size = checked.get(key)
-        if key not in checked or (size is None and key == "test_input_size"):
-            continue
-        checked[key] = check_input_size(size, name=f"{where} {key}")
+        if key in checked and (checked[key] is not None or key == "input_size"):
+            checked[key] = check_input_size(checked[key], name=f"{where} {key}")
     if "input_size" in checked:
         channels, height, width = checked["input_size"]
     for key, low, high in (
@@ -223,8 +221,7 @@ def fitted_data_config(model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
     its ``input_size`` and the average of a ``mean``/``std`` given one per channel of it.
 
     Raises:
-        ValueError: the result fails :func:`check_data_config` (a ``mean``/``std`` of another
-            length than the channels its config names, or than the model's without one).
+        ValueError: it fails :func:`check_data_config` (a ``mean``/``std`` not one per channel).
     """
     fitted = dict(config)
     # A wrapper (an export's Normalized) may have neither: its config is its model's.

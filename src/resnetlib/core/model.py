@@ -380,11 +380,13 @@ class ResNet(StagedNet):
         is_scripting = torch.jit.is_scripting  # type: ignore[attr-defined]
         if not is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
             return self._checkpointed(x, self._feature_names, {}, [])[0]
-        return self._run(x, self._feature_names, {}, [])[0]
+        for name, module in self.named_children():
+            if name in self._feature_names:
+                x = module(x)
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, drop out (``drop_rate``, in training) and classify a feature map;
-        ``pre_logits=True`` stops before ``fc``."""
+        """Pool, drop out (``drop_rate``, in training), classify; ``pre_logits`` stops before fc."""
         x = self.avgpool(x)
         if self.global_pool != "":
             x = torch.flatten(x, 1)

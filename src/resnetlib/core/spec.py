@@ -55,7 +55,6 @@ def _check_name(owner: str, name: str, value: object) -> None:
         raise ValueError(f"{owner}.{name} must be a non-empty registry name; got {value!r}")
 
 
-# Fields added after 0.1.0, whose files lack them: missing, they take the value 0.1.0 built.
 _ADDED_SINCE_0_1 = frozenset({"dilation", "norm", "act", "drop_path_rate"})
 
 
@@ -141,17 +140,15 @@ class ResNetSpec:
                 f"ResNetSpec.stages must be a non-empty tuple of StageSpec; got {stages!r}"
             )
         _check_stage_count(len(stages))
-        blocks = 0
         for i, stage in enumerate(stages):
             if not isinstance(stage, StageSpec):
                 raise ValueError(
                     f"ResNetSpec.stages[{i}] must be a StageSpec; got {type(stage).__name__}"
                 )
-            blocks += stage.num_blocks
-        if blocks > MAX_BLOCKS:
+        if self.num_blocks > MAX_BLOCKS:
             raise ValueError(
                 f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all ({_BOUND}); "
-                f"got {blocks}"
+                f"got {self.num_blocks}"
             )
         _check_name("ResNetSpec", "block", self.block)
         _check_name("ResNetSpec", "shortcut", self.shortcut)

@@ -196,7 +196,8 @@ class BasicBlock(ResidualBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(self.add_shortcut(out, x, inplace=True))
+        out = self.relu(self.add_shortcut(out, x, inplace=True))
+        return out
 
     def zero_init_last(self) -> None:
         zero_norm_weight(self.bn2)
@@ -237,7 +238,8 @@ class Bottleneck(ResidualBlock):
         out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(self.add_shortcut(out, x, inplace=True))
+        out = self.relu(self.add_shortcut(out, x, inplace=True))
+        return out
 
     def zero_init_last(self) -> None:
         zero_norm_weight(self.bn3)
