@@ -61,8 +61,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's parser whose refusals are one line naming the command and its ``--help``
-    (not the whole usage first); its subcommands' parsers are of this class too."""
+    """Refusals in one line naming the command's ``--help`` (subcommands' parsers too)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -74,8 +73,7 @@ class _Parser(argparse.ArgumentParser):
 def _flag_type(
     parse: Callable[[str], _T], ok: Callable[[_T], bool], expected: str
 ) -> Callable[[str], _T]:
-    """An argparse type: ``parse(text)`` where it parses and passes ``ok``, else one
-    "expected EXPECTED; got 'TEXT'" error (argparse prints it after the flag)."""
+    """An argparse type: ``parse(text)`` if it passes ``ok``, else "expected EXPECTED"."""
 
     def convert(text: str) -> _T:
         try:
@@ -93,17 +91,9 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
 
 
-def _is_input_size(size: tuple[int, ...]) -> bool:
-    try:
-        check_input_size(size)  # the one check of an input size
-    except ValueError:
-        return False
-    return True
-
-
 input_size = _flag_type(
-    _ints,
-    _is_input_size,
+    lambda text: check_input_size(_ints(text)),  # the one check of an input size
+    lambda size: True,
     f"C,H,W of positive ints such as 3,224,224 (sides up to {MAX_IMAGE_SIDE}, channels up to "
     f"{MAX_CHANNELS})",
 )
@@ -119,8 +109,7 @@ positive_float = _flag_type(float, lambda v: 0 < v < float("inf"), "a number > 0
 
 
 def int_in(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an int in ``[minimum, maximum]`` (no maximum: the model's spec
-    bounds it, with its own message)."""
+    """An argparse type: an int in ``[minimum, maximum]`` (no maximum: the spec bounds it)."""
     allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
     return _flag_type(
         int,
@@ -147,8 +136,7 @@ _INT_MINIMUM = {"num_classes": 0}
 
 
 def option_flag(name: str) -> str:
-    """The flag of a field or option name: ``block_options`` is ``--block-options`` (a flag
-    stays as it is)."""
+    """``--block-options`` for ``block_options`` (a flag stays as it is)."""
     return name if name.startswith("--") else "--" + name.replace("_", "-")
 
 
@@ -190,10 +178,9 @@ def add_model_arguments(
 ) -> None:
     """The model positional and the model options.
 
-    ``checkpoint_alone``: the positional may also be a checkpoint file (not for train).
+    ``checkpoint_alone``: the positional may also be a checkpoint file (not for train);
     ``required=False``: it may be left out (``--checkpoint FILE``, ``train --resume``);
-    ``positional=False``: the command reads it from its own words (see
-    :func:`split_model_words`).
+    ``positional=False``: the command reads it from its words (:func:`split_model_words`).
     """
     what = "a registered model name (resnet56, or resnet50.TAG for named weights)"
     if checkpoint_alone:
@@ -252,11 +239,8 @@ def add_model_arguments(
 
 
 def split_model_words(args: argparse.Namespace, words: Sequence[str]) -> list[str]:
-    """``[MODEL] WORD...``: set ``args.model`` from the first word and return the rest.
-
-    The first word is the model unless ``--checkpoint`` names it and that word is no
-    registered model name (then every word is the command's, an image for predict).
-    """
+    """``[MODEL] WORD...``: set ``args.model`` from the first word and return the rest; with
+    ``--checkpoint``, a first word that is no registered model name is the command's too."""
     from .models.zoo import MODELS
 
     rest = list(words)
@@ -317,8 +301,6 @@ def is_checkpoint_path(text: str) -> bool:
 
 
 def _refuse_directory(name: str) -> None:
-    """Refuse a model positional that names an existing directory (a run directory, a
-    save_pretrained folder) rather than a registered model, saying what to give instead."""
     from .models.zoo import MODELS
 
     path = Path(name)
@@ -419,23 +401,15 @@ def _message(error: BaseException) -> str:
     return "\n".join(lines)
 
 
-def debugging(args: argparse.Namespace | None = None) -> bool:
-    """Whether to show tracebacks (``--debug`` or ``RESNETLIB_DEBUG=1``)."""
-    return bool(getattr(args, "debug", False)) or os.environ.get("RESNETLIB_DEBUG") == "1"
-
-
 def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``command`` with its errors as ``resnetlib COMMAND: error: ...`` (up to twelve lines)
-    on stderr and exit status 2, run inside ``files.command_files()`` (no write over an input).
-    """
+    on stderr and exit status 2, run inside ``files.command_files()``."""
 
     def run(args: argparse.Namespace) -> int:
         prog = f"resnetlib {getattr(args, 'command', '') or ''}".strip()
         try:
             with command_files():  # no output may replace one of the command's inputs
                 return command(args)
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except (
             UsageError,
             ValueError,
@@ -446,7 +420,7 @@ def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
             RuntimeError,
             MemoryError,
         ) as error:
-            if debugging(args):
+            if getattr(args, "debug", False) or os.environ.get("RESNETLIB_DEBUG") == "1":
                 traceback.print_exc()
             print(f"{prog}: error: {_message(error)}", file=sys.stderr)
             return EXIT_USAGE
@@ -473,8 +447,7 @@ _GLOBAL_FLAGS = ("--debug",)  # the global options a command word may follow (--
 
 
 def _command_word(argv: Sequence[str]) -> str | None:
-    """The subcommand ``argv`` names: its first word after the global flags, or ``None``
-    when there is none or something else (``--help``, an unknown option) comes first."""
+    """The first word after the global flags; ``None`` if another option comes first."""
     for token in argv:
         if not token.startswith("-"):
             return token
@@ -484,14 +457,11 @@ def _command_word(argv: Sequence[str]) -> str | None:
 
 
 def _command_modules(command: str | None) -> tuple[str, ...]:
-    """The modules to import to run ``command``: its own (if any) and those :data:`COMMANDS`
-    does not name (they may add any command); all of them for an unknown or no command."""
-    modules = SUBCOMMAND_MODULES
-    known = set(COMMANDS.values())
+    """``command``'s module and those :data:`COMMANDS` does not name; all for an unknown or none."""
     home = COMMANDS.get(command) if command is not None else None
-    if command not in _BUILTIN and home not in modules:
-        return modules
-    return tuple(m for m in modules if m == home or m not in known)
+    if command not in _BUILTIN and home not in SUBCOMMAND_MODULES:
+        return SUBCOMMAND_MODULES
+    return tuple(m for m in SUBCOMMAND_MODULES if m == home or m not in COMMANDS.values())
 
 
 def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -557,12 +527,8 @@ def _run_summary(args: argparse.Namespace) -> int:
     if args.input is not None and args.model and not is_checkpoint_path(args.model):
         defaults["in_channels"] = args.input[0]
     model, _ = model_from_args(args, defaults=defaults, device="meta")  # shapes only
-    channels = model.spec.in_channels
-    if args.input is not None and args.input[0] != channels:
-        raise UsageError(
-            f"--input {','.join(map(str, args.input))} has {args.input[0]} channels; the "
-            f"model takes {channels}"
-        )
+    if args.input is not None:  # the check export's --input has
+        check_input_size(args.input, name="--input", in_channels=model.spec.in_channels)
     print(summary(model, args.input, title=args.model or args.checkpoint))
     return 0
 

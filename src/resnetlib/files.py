@@ -240,8 +240,7 @@ def read_json(
     error: ErrorType = FileRefusedError,
     own: bool = False,
 ) -> Any:
-    """A JSON file of at most :data:`~resnetlib.limits.MAX_JSON_BYTES` (:func:`read_bytes`, then
-    :func:`parse_json`)."""
+    """A JSON file of at most ``MAX_JSON_BYTES`` (:func:`read_bytes`, then :func:`parse_json`)."""
     data = read_bytes(path, limit=MAX_JSON_BYTES, what=what, error=error, own=own)
     return parse_json(data, where=printable(path), error=error)
 
@@ -302,10 +301,8 @@ def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
         raise IsADirectoryError(f"{printable(target)}: is a directory; name a file to write")
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
-        raise FileNotFoundError(
-            f"{printable(target)}: could not be written: its directory {printable(directory)} "
-            f"{what}"
-        )
+        reason = f"could not be written: its directory {printable(directory)} {what}"
+        raise _refused(FileNotFoundError, target, reason, "")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:  # the name cut to 120 characters to fit NAME_MAX
         partial = directory / f".{target.name[:120]}.{secrets.token_hex(6)}.partial"

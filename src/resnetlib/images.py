@@ -117,8 +117,7 @@ def decode_image(
     except (image_module.DecompressionBombError, image_module.DecompressionBombWarning):
         raise error(f"{name}: {_BOMB}") from None
     except image_module.UnidentifiedImageError:
-        known = ", ".join(IMAGE_FORMATS)
-        raise error(f"{name}: not a readable image (none of {known})") from None
+        raise error(f"{name}: not a readable image (none of {', '.join(IMAGE_FORMATS)})") from None
     except PermissionError:
         raise error(f"{name}: permission denied; make it readable") from None
     except MemoryError:

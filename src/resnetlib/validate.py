@@ -88,14 +88,12 @@ INPUT_SIZE_RULE = (
 def check_input_size(
     value: object, *, name: str = "input_size", in_channels: int | None = None
 ) -> tuple[int, int, int]:
-    """``value`` as ``(channels, height, width)``: a tuple or list of three ints (not bools,
-    floats or a string), channels from 1 to ``MAX_CHANNELS``, sides from 1 to
-    ``MAX_IMAGE_SIDE``, and with ``in_channels`` that many channels. The one check of an
-    input size: the data config's, the CLI's ``--input`` and the export functions'.
+    """``value`` (a tuple or list of three ints, not bools) as ``(channels, height, width)``
+    within ``INPUT_SIZE_RULE``, with ``in_channels`` channels if given: the one check of
+    an input size (data configs, ``--input``, exports).
 
     Raises:
-        ValueError: naming ``name``, the value and what is allowed (and the model's
-            ``in_channels``).
+        ValueError: naming ``name``, the value and what is allowed.
     """
     if (
         not isinstance(value, (tuple, list))

@@ -172,10 +172,8 @@ def check_data_config(
         raise _refused(where, "num_classes", rule, checked["num_classes"])
     channels = None
     for key in ("input_size", "test_input_size"):
-        size = checked.get(key)
-        if key not in checked or (size is None and key == "test_input_size"):
-            continue
-        checked[key] = check_input_size(size, name=f"{where} {key}")
+        if key in checked and (checked[key] is not None or key == "input_size"):
+            checked[key] = check_input_size(checked[key], name=f"{where} {key}")
     if "input_size" in checked:
         channels, height, width = checked["input_size"]
     for key, low, high in (
@@ -218,14 +216,12 @@ def check_data_config(
 
 
 def fitted_data_config(model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` fitted to ``model`` and checked (:func:`check_data_config`): its
-    ``num_classes`` (dropping other ``label_names``) and, for other input channels, its
-    ``input_size``, and the average of a ``mean``/``std`` given for the channels of the
-    config's own ``input_size``. What :func:`set_data_config` sets and ``save`` stores.
+    """``config`` fitted to ``model``, as :func:`set_data_config` sets it and ``save`` stores
+    it: its ``num_classes`` (dropping other ``label_names``) and, for other input channels,
+    its ``input_size`` and the average of a ``mean``/``std`` given one per channel of it.
 
     Raises:
-        ValueError: the result fails :func:`check_data_config` (a ``mean``/``std`` of another
-            length than the channels its config names, or than the model's without one).
+        ValueError: it fails :func:`check_data_config` (a ``mean``/``std`` not one per channel).
     """
     fitted = dict(config)
     # A wrapper (an export's Normalized) may have neither: its config is its model's.
@@ -253,8 +249,7 @@ def fitted_data_config(model: Any, config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def set_data_config(model: Any, config: Mapping[str, Any]) -> None:
-    """Set ``model.pretrained_cfg`` (the one place that does) to ``config`` fitted to the
-    model (:func:`fitted_data_config`).
+    """Set ``model.pretrained_cfg`` (the one place that does) to :func:`fitted_data_config`.
 
     Raises:
         ValueError: the result fails :func:`check_data_config`.

@@ -386,8 +386,7 @@ class ResNet(StagedNet):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool, drop out (``drop_rate``, in training) and classify a feature map;
-        ``pre_logits=True`` stops before ``fc``."""
+        """Pool, drop out (``drop_rate``, in training), classify; ``pre_logits`` stops before fc."""
         x = self.avgpool(x)
         if self.global_pool != "":
             x = torch.flatten(x, 1)
@@ -529,9 +528,8 @@ class ResNet(StagedNet):
         """He normal (fan_out) convolutions, unit-weight zero-bias norms (``fc`` keeps PyTorch's
         init, as torchvision's), then each block's ``init_weights`` and, with
         ``zero_init_residual``, ``zero_init_last``. A model on the meta device is left as is."""
-        for parameter in self.parameters():
-            if parameter.is_meta:
-                return
+        if any(parameter.is_meta for parameter in self.parameters()):
+            return
         blocks = []
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -84,8 +84,7 @@ def apply_overrides(spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
 def overridden_spec(
     spec: ResNetSpec, overrides: Mapping[str, Any], factory: str
 ) -> tuple[ResNetSpec, Callable[[str], str | None]]:
-    """:func:`apply_overrides`, and who set each block option of the result (for ``build``'s
-    error message)."""
+    """:func:`apply_overrides`, and who set each block option (for ``build``'s messages)."""
     overrides = check_keys(
         f"{factory}()", overrides, OVERRIDE_KEYS, what="keyword arguments", error=TypeError
     )
@@ -112,11 +111,8 @@ def overridden_spec(
         stages = tuple(replace(stage, width=stage.width * factor) for stage in stages)
     if "output_stride" in overrides:
         stages = _dilate(stages, STEMS.get(stem.type).reduction, overrides["output_stride"])
-    changes["stages"] = stages
-    changes["stem"] = stem
     options, origins = _block_options(spec, overrides, factory)
-    changes["block_options"] = options
-    return replace(spec, **changes), origins.get
+    return replace(spec, **changes, stages=stages, stem=stem, block_options=options), origins.get
 
 
 def _base_width_as_base_channels(overrides: dict[str, Any], block: str, factory: str) -> None:
@@ -134,7 +130,6 @@ def _base_width_as_base_channels(overrides: dict[str, Any], block: str, factory:
 
 
 def _stage_widths(overrides: Mapping[str, Any], count: int) -> tuple[int, ...]:
-    """The stage widths ``base_channels`` or ``widths`` ask for."""
     if "base_channels" in overrides and "widths" in overrides:
         raise ValueError("give base_channels or widths, not both")
     if "base_channels" in overrides:

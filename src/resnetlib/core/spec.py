@@ -55,14 +55,12 @@ def _check_name(owner: str, name: str, value: object) -> None:
         raise ValueError(f"{owner}.{name} must be a non-empty registry name; got {value!r}")
 
 
-# Fields added after 0.1.0, whose files lack them: missing, they take the value 0.1.0 built.
 _ADDED_SINCE_0_1 = frozenset({"dilation", "norm", "act", "drop_path_rate"})
 
 
 def _checked_fields(cls: type, data: object) -> dict[str, Any]:
-    """``data`` as a dict of ``cls``'s fields: no unknown keys, and every key ``to_dict``
-    writes present (but those of :data:`_ADDED_SINCE_0_1`), so a dropped key is an error,
-    never a default that builds another network."""
+    """``data`` as a dict of ``cls``'s fields: none unknown, none missing but those added
+    since 0.1.0 (a dropped key is an error, never a default that builds another network)."""
     names = [f.name for f in fields(cls)]
     required = [name for name in names if name not in _ADDED_SINCE_0_1]
     return check_keys(cls.__name__, data, names, required)
@@ -142,17 +140,15 @@ class ResNetSpec:
                 f"ResNetSpec.stages must be a non-empty tuple of StageSpec; got {stages!r}"
             )
         _check_stage_count(len(stages))
-        blocks = 0
         for i, stage in enumerate(stages):
             if not isinstance(stage, StageSpec):
                 raise ValueError(
                     f"ResNetSpec.stages[{i}] must be a StageSpec; got {type(stage).__name__}"
                 )
-            blocks += stage.num_blocks
-        if blocks > MAX_BLOCKS:
+        if self.num_blocks > MAX_BLOCKS:
             raise ValueError(
                 f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all ({_BOUND}); "
-                f"got {blocks}"
+                f"got {self.num_blocks}"
             )
         _check_name("ResNetSpec", "block", self.block)
         _check_name("ResNetSpec", "shortcut", self.shortcut)
@@ -213,19 +209,13 @@ class ResNetSpec:
     def to_dict(self) -> dict[str, Any]:
         """A dict of JSON types only; ``from_dict`` inverts it exactly."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        stages = [stage.to_dict() for stage in self.stages]
-        block_options = dict(self.block_options)
-        return values | {
-            "stages": stages,
-            "stem": self.stem.to_dict(),
-            "block_options": block_options,
-        }
+        values.update(stages=[s.to_dict() for s in self.stages], stem=self.stem.to_dict())
+        return values | {"block_options": dict(self.block_options)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
-        """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise (a file
-        from 0.1.0 may lack the later ``norm``, ``act``, ``drop_path_rate`` and a stage's
-        ``dilation``: they take their defaults, which is what 0.1.0 built)."""
+        """Rebuild a spec from :meth:`to_dict` output; unknown or missing keys raise (but
+        0.1.0's files lack ``norm``, ``act``, ``drop_path_rate`` and ``dilation``: defaults)."""
         values = _checked_fields(cls, data)
         raw_stages = values["stages"]
         if not isinstance(raw_stages, (list, tuple)):

@@ -85,8 +85,7 @@ class PreActBasicBlock(_PreActBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre: torch.Tensor = self.relu(self.bn1(x))
-        out: torch.Tensor = self.conv1(pre)
-        out = self.conv2(self.relu(self.bn2(out)))
+        out: torch.Tensor = self.conv2(self.relu(self.bn2(self.conv1(pre))))
         return self.add_shortcut(out, x if self.downsample is None else pre, inplace=True)
 
     def zero_init_last(self) -> None:
@@ -122,8 +121,7 @@ class PreActBottleneck(_PreActBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre: torch.Tensor = self.relu(self.bn1(x))
-        out: torch.Tensor = self.conv1(pre)
-        out = self.conv2(self.relu(self.bn2(out)))
+        out: torch.Tensor = self.conv2(self.relu(self.bn2(self.conv1(pre))))
         out = self.conv3(self.relu(self.bn3(out)))
         return self.add_shortcut(out, x if self.downsample is None else pre, inplace=True)
 

@@ -77,8 +77,7 @@ def projection(
 
 
 class ShortcutStrategy(ABC):
-    """Decides the shortcut module of each block. Register subclasses by name.
-    ``adds_shortcut = False`` marks a plain strategy: blocks then add nothing."""
+    """Decides each block's shortcut module; ``adds_shortcut = False``: blocks add nothing."""
 
     adds_shortcut: ClassVar[bool] = True
 

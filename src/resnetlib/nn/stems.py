@@ -28,8 +28,7 @@ class Stem(nn.Sequential):
         self, layers: OrderedDict[str, nn.Module], *, in_channels: int, out_channels: int
     ) -> None:
         super().__init__(layers)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
 
 
 class _OneConvStem(Stem):

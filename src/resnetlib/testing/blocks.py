@@ -111,8 +111,7 @@ class _ZeroShortcut(nn.Module):
 
     def __init__(self, channels: int, stride: int) -> None:
         super().__init__()
-        self.channels = channels
-        self.stride = stride
+        self.channels, self.stride = channels, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = ((side + self.stride - 1) // self.stride for side in x.shape[2:])
@@ -183,9 +182,8 @@ def _block_shortcut(subject: _BlockSubject) -> str:
             block = subject.make(case)
             subject.warm_up(block, case)
             block.eval()
-            without = subject.make(case, zero_shortcut=True)
+            without = subject.make(case, zero_shortcut=True).eval()
             without.load_state_dict(block.state_dict(), strict=False)
-            without.eval()
             calls: list[object] = []  # the downsample module's forward calls
             if isinstance(block.downsample, nn.Module):
                 block.downsample.register_forward_hook(lambda *_, calls=calls: calls.append(_))

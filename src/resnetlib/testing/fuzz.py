@@ -38,7 +38,6 @@ class _FuzzFailureError(Exception):
 
 
 def _fuzz_case(case: Case, device: torch.device, seed: int) -> None:
-    """Build the case's spec and check each of :data:`FUZZ_PROPERTIES` on it."""
     spec, prop = case.spec, "build"
     try:
         torch.manual_seed(seed)

@@ -142,8 +142,7 @@ def specs(
     options = (
         draw(_draw_block_options(block, widths)) if block_options is None else dict(block_options)
     )
-    takes_act = takes_keyword(block_cls, "act_layer")
-    takes_act = takes_act and takes_keyword(STEMS.get(stem), "act_layer")
+    takes_act = all(takes_keyword(cls, "act_layer") for cls in (block_cls, STEMS.get(stem)))
     usable_acts = [a for a in acts if takes_act or a == "relu"] or ["relu"]
     return ResNetSpec(
         stages=stages,
