@@ -2,9 +2,9 @@
 
 :func:`fit` reads top to bottom: set up (``Trainer``), start or resume the run, then per
 epoch the iterations (the lr, then ``train_step``: forward, loss, backward, step, EMA) and
-``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces
-``train_step`` at one seam, ``Trainer._choose_step``. Under ``torchrun`` the model trains
-with DDP, each rank taking its share of every batch.
+``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces ``train_step`` at one
+seam, ``graphed.choose`` in ``Trainer.__init__``. Under ``torchrun`` the model trains with
+DDP, each rank taking its share of every batch.
 """
 
 from __future__ import annotations
@@ -131,16 +131,13 @@ class Described(Protocol):
     def pretrained_cfg(self) -> dict[str, Any]: ...
 
 
-def check_data_fits(
-    model: Described, dataset: ImageDataset, *, image_size: bool = True, label_names: bool = True
-) -> None:
-    """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes,
-    channels and (with ``image_size``) image size the model expects (its ``num_classes``,
-    ``in_channels`` and ``pretrained_cfg["input_size"]``) and, with ``label_names``, the
-    class names in the order of the model's ``pretrained_cfg["label_names"]`` when it has
-    them. Training passes ``image_size=False, label_names=False``: it sets both."""
+def check_data_fits(model: Described, dataset: ImageDataset, *, image_size: bool = True) -> None:
+    """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes
+    (in the order of ``pretrained_cfg["label_names"]`` when the model has them), channels and
+    (with ``image_size``) image size the model expects (its ``num_classes``, ``in_channels``
+    and ``pretrained_cfg["input_size"]``)."""
     c, h, w = (int(n) for n in dataset.images.shape[1:])
-    check_classes_fit(model, dataset.classes, c, dataset.name, label_names=label_names)
+    check_classes_fit(model, dataset.classes, c, dataset.name)
     expected = tuple(model.pretrained_cfg.get("input_size", ()))[1:]
     if image_size and expected and expected != (h, w):
         side = f"{expected[0]}" if expected[0] == expected[1] else f"{expected[0]}x{expected[1]}"
@@ -160,7 +157,8 @@ def check_classes_fit(
     label_names: bool = True,
 ) -> None:
     """The classes and channels half of :func:`check_data_fits`, for data known only by its
-    listing (``load_data``'s ``before_decoding``): nothing decoded yet."""
+    listing (``load_data``'s ``before_decoding``): nothing decoded yet. Training passes
+    ``label_names=False``: it sets the model's."""
     if model.num_classes != len(classes):
         raise ValueError(
             f"the model has {model.num_classes} classes and {name} has {len(classes)}; "
@@ -300,9 +298,8 @@ def _process_group(device: torch.device) -> _Process:
 @contextmanager
 def _stop_on_interrupt(enabled: bool) -> Iterator[threading.Event]:
     """While inside, a first Ctrl-C sets the yielded event (the loop stops after the current
-    iteration); a second one interrupts at once. Only in the main thread of a single
-    process (ranks of a distributed run must stop together, so they keep Python's default).
-    """
+    iteration); a second one interrupts at once. Only in the main thread of a single process
+    (ranks of a distributed run must stop together, so they keep Python's default)."""
     stop = threading.Event()
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield stop
@@ -458,8 +455,8 @@ class Trainer:
             raise ValueError(
                 f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
             )
-        # training sets the model's image size and class names
-        check_data_fits(model, data.train, image_size=False, label_names=False)
+        c, name = data.image_shape[0], data.train.name  # training sets the names, image size
+        check_classes_fit(model, data.classes, c, name, label_names=False)
         self.model, self.data, self.process, self.device = model, data, process, device
         self.run_dir, self.seed = run, seed
         # What is recorded is what was used: the split actually held out, the memory format.
@@ -533,7 +530,12 @@ class Trainer:
         self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
         self.resumed = False  # continued from a save (resume)
         self.shown = -math.inf  # when the progress bar's values were last set
-        self.step, self.note = self._choose_step(own_optimizer=own)
+        # The one seam for code that has not run where it is meant to: the graphed step
+        # where the recipe asks for CUDA graphs (else, or where they cannot apply, a note).
+        from . import graphed
+
+        replayed, self.note = graphed.choose(self, own_optimizer=own)
+        self.step: Step = replayed or self.train_step
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -570,18 +572,6 @@ class Trainer:
         if data.val is not None:
             evaluated["val"] = DeviceLoader(data.val, batch_size=_EVAL_BATCH, **common)
         return loader, evaluated
-
-    def _choose_step(self, *, own_optimizer: bool) -> tuple[Step, str]:
-        """The step the loop runs, chosen once: :meth:`train_step`, or where the recipe asks
-        for CUDA graphs the graphed one (``graphed.choose()``, with a one-line note when it
-        cannot apply). The one seam for code that has not run where it is meant to."""
-        asked = self.recipe.cuda_graphs
-        if asked is False or (asked is None and self.device.type != "cuda"):
-            return self.train_step, ""
-        from . import graphed
-
-        replayed, note = graphed.choose(self, own_optimizer=own_optimizer)
-        return replayed or self.train_step, note
 
     @property
     def evaluated(self) -> ResNet:
