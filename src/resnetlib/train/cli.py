@@ -18,7 +18,7 @@ import shlex
 import sys
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,9 +59,6 @@ _RUN_OPTIONS = (
     "recipe",
     "freeze",
 )
-
-# The data options besides --data: a run's record (run.json's "data") has an entry of each.
-_DATA_OPTIONS = ("labels", "image_size", "classes", "val_size", "seed")
 
 # -- the training flags: one per Recipe field, its bounds Recipe's own ---------------------
 
@@ -149,23 +146,6 @@ def add_recipe_arguments(
             for flag, value, text in _SHORTHANDS[name]:
                 target.add_argument(flag, dest=name, action="store_const", const=value, help=text)
         target.add_argument(*flags, dest=name, **option)
-
-
-def recipe_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The Recipe fields given on the command line (``iterations``/``epochs`` included)."""
-    return {
-        name: getattr(args, name)
-        for name in _recipe_fields()
-        if getattr(args, name, None) is not None
-    }
-
-
-def _recipe_error(error: ValueError, given: Iterable[str]) -> UsageError:
-    """Recipe's message for a field given as a flag, naming the flag."""
-    message = str(error)
-    for name in given:
-        message = message.replace(f"Recipe.{name} ", f"--{name.replace('_', '-')} ")
-    return UsageError(message)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -362,8 +342,7 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
                 f"--recipe {choice}: not 'paper', 'digits', 'tinyimagenet', 'finetune' or an "
                 "existing JSON file"
             )
-        # The one JSON reader: a regular file, bounded, no duplicate keys or NaN.
-        value = read_json(path, what="a recipe", error=UsageError)
+        value = read_json(path, what="a recipe", error=UsageError)  # bounded, strict JSON
         if not isinstance(value, dict):
             raise UsageError(
                 f"--recipe {choice}: expected a JSON object; got {type(value).__name__}"
@@ -372,13 +351,16 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
             recipe, label = Recipe.from_dict(value), f"recipe {path}"
         except (ValueError, TypeError) as error:
             raise UsageError(f"--recipe {choice}: {error}") from None
-    changes = recipe_values(args)
+    changes = {k: v for k in _recipe_fields() if (v := getattr(args, k, None)) is not None}
     length = {name: changes.pop(name) for name in _LENGTH if name in changes}
     try:
         recipe = dataclasses.replace(recipe, **changes)
         recipe.resolved(1, **length)  # the length's bounds, before any data loads
     except ValueError as error:
-        raise _recipe_error(error, [*changes, *length]) from None
+        message = str(error)  # Recipe's, naming the flags given
+        for name in [*changes, *length]:
+            message = message.replace(f"Recipe.{name} ", f"{option_flag(name)} ")
+        raise UsageError(message) from None
     return recipe, label
 
 
@@ -466,7 +448,6 @@ def _interrupted(iteration: int | None, again: str, where: str = "") -> int:
 
 
 def _from_weights(args: argparse.Namespace) -> bool:
-    """Whether the model starts from weights (``--pretrained``, ``--checkpoint``)."""
     return args.pretrained is not None or args.checkpoint is not None
 
 
@@ -541,12 +522,9 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
             raise UsageError(f"--freeze {args.freeze}: {error}") from None
     if _from_weights(args):
         _report_start(args, model)
-    info = {
-        "command": {"given": given, "model": described, "freeze": args.freeze},
-        "recipe_name": recipe_name,
-    }
-    length = {"iterations": args.iterations, "epochs": args.epochs}
-    return model, data, recipe, out, {**info, "seed": args.seed or 0}, length
+    command = {"given": given, "model": described, "freeze": args.freeze}
+    info = {"command": command, "recipe_name": recipe_name, "seed": args.seed or 0}
+    return model, data, recipe, out, info, {key: getattr(args, key) for key in _LENGTH}
 
 
 def _report_start(args: argparse.Namespace, model: Any) -> None:
@@ -634,8 +612,7 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
     a Recipe field against recipe.json (``--iterations`` its total, ``--val-size`` the split
     held out), ``--epochs``, ``--seed`` and the data options against run.json (``--data`` a
     resolved path, ``--classes`` names, ``--image-size`` the size trained at), ``--recipe``
-    against its ``recipe_name``, the rest against run.json's ``command``. ``--import`` is
-    checked apart: naming more modules is the user's choice."""
+    its ``recipe_name``, the rest its ``command``. ``--import`` is the user's to add to."""
     from .data import data_source
     from .run_dir import record_differences
 
@@ -657,11 +634,9 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
         where = {**record, **asked}  # the data and labels the indices count in
         asked["classes"] = _class_names(asked["classes"], where["data"], where["labels"])
     for key in asked:
-        if key in fields and key not in record:
-            value = getattr(recipe, key)
+        if key not in record:  # a Recipe field's record is recipe.json, the rest's the command
+            value = getattr(recipe, key) if key in fields else given.get(key)
             record[key] = list(value) if isinstance(value, tuple) else value
-        elif key not in record:
-            record[key] = given.get(key)
     keys = [
         key
         for key in asked
@@ -710,7 +685,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not isinstance(source, dict):
             raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
         # The data options given replace the run's; data that then does not fit is refused.
-        given = {key: value for key in _DATA_OPTIONS if (value := getattr(args, key)) is not None}
+        options = ("labels", "image_size", "classes", "val_size", "seed")
+        given = {key: value for key in options if (value := getattr(args, key)) is not None}
         data = _load(args, {**source, **given}, model)
     else:
         where = f"no run.json beside {named}" if run is None else ""

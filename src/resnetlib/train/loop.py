@@ -35,6 +35,7 @@ from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..interop.finetune import param_groups as make_param_groups
 from ..validate import check_int
+from . import graphed
 from .data import DataSplits, ImageDataset, data_statistics
 from .pipeline import DeviceLoader
 from .recipe import Recipe, scaling_note
@@ -156,9 +157,8 @@ def check_classes_fit(
     *,
     label_names: bool = True,
 ) -> None:
-    """The classes and channels half of :func:`check_data_fits`, for data known only by its
-    listing (``load_data``'s ``before_decoding``): nothing decoded yet. Training passes
-    ``label_names=False``: it sets the model's."""
+    """The classes and channels half of :func:`check_data_fits` for data known by its listing
+    (``load_data``'s ``before_decoding``); training passes ``label_names=False`` (it sets them)."""
     if model.num_classes != len(classes):
         raise ValueError(
             f"the model has {model.num_classes} classes and {name} has {len(classes)}; "
@@ -229,10 +229,8 @@ def _score(
             count += y.numel()
     if count == 0 or not isinstance(totals, torch.Tensor):
         raise ValueError("evaluate() got an empty data set")
-    loss_sum, wrong_sum, wrong5_sum = totals.tolist()
-    return EvalResult(
-        error=wrong_sum / count, loss=loss_sum / count, count=count, top5_error=wrong5_sum / count
-    )
+    mean_loss, error, top5_error = (total / count for total in totals.tolist())
+    return EvalResult(error=error, loss=mean_loss, count=count, top5_error=top5_error)
 
 
 def evaluate(
@@ -530,10 +528,7 @@ class Trainer:
         self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
         self.resumed = False  # continued from a save (resume)
         self.shown = -math.inf  # when the progress bar's values were last set
-        # The one seam for code that has not run where it is meant to: the graphed step
-        # where the recipe asks for CUDA graphs (else, or where they cannot apply, a note).
-        from . import graphed
-
+        # The one seam for untried code: the CUDA-graph step where asked (else a note of why not)
         replayed, self.note = graphed.choose(self, own_optimizer=own)
         self.step: Step = replayed or self.train_step
 
@@ -818,9 +813,9 @@ class Trainer:
         return self.plan.warmup_over(self.iteration, (wrong_count[0] / wrong_count[1]).item())
 
     def _advance(self, bar: Any, lr: float) -> None:
-        """Move the bar on one iteration, with loss, error and lr from the iterations since
-        the last logging point: drawn at the first iteration, then set every half second (a
-        read of the device's sums, so not every iteration) and drawn as tqdm decides."""
+        """Move the bar on one iteration, with loss, error and lr since the last logging point:
+        set every half second (a read of the device's sums), drawn as tqdm decides (the first
+        at once)."""
         now = time.monotonic()
         if now - self.shown < 0.5 and self.iteration > 1:
             bar.update(1)
