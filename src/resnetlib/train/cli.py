@@ -18,7 +18,7 @@ import shlex
 import sys
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,9 +59,6 @@ _RUN_OPTIONS = (
     "recipe",
     "freeze",
 )
-
-# The data options besides --data: a run's record (run.json's "data") has an entry of each.
-_DATA_OPTIONS = ("labels", "image_size", "classes", "val_size", "seed")
 
 # -- the training flags: one per Recipe field, its bounds Recipe's own ---------------------
 
@@ -140,39 +137,15 @@ def add_recipe_arguments(
         flags = [option_flag(name), *([_ALIASES[name]] if name in _ALIASES else [])]
         target: Any = length if name in _LENGTH else group
         if name.startswith("no_"):  # --no-decay-norm-bias, and --decay-norm-bias to undo it
-            target.add_argument(
-                flags[0], dest=name, action="store_const", const=True, help=option["help"]
-            )
-            target.add_argument(
-                "--" + name[3:].replace("_", "-"),
-                dest=name,
-                action="store_const",
-                const=False,
-                help=argparse.SUPPRESS,
-            )
+            for flag, const in ((flags[0], True), (option_flag(name[3:]), False)):
+                shown = option["help"] if const else argparse.SUPPRESS
+                target.add_argument(flag, dest=name, action="store_const", const=const, help=shown)
             continue
         if name in _SHORTHANDS:
             target = group.add_mutually_exclusive_group()
             for flag, value, text in _SHORTHANDS[name]:
                 target.add_argument(flag, dest=name, action="store_const", const=value, help=text)
         target.add_argument(*flags, dest=name, **option)
-
-
-def recipe_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The Recipe fields given on the command line (``iterations``/``epochs`` included)."""
-    return {
-        name: getattr(args, name)
-        for name in _recipe_fields()
-        if getattr(args, name, None) is not None
-    }
-
-
-def _recipe_error(error: ValueError, given: Iterable[str]) -> UsageError:
-    """Recipe's message for a field given as a flag, naming the flag."""
-    message = str(error)
-    for name in given:
-        message = message.replace(f"Recipe.{name} ", f"--{name.replace('_', '-')} ")
-    return UsageError(message)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -353,12 +326,9 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
         layout = data_layout(args.data or "digits")
         choice = layout if layout in ("digits", "tinyimagenet") else "paper"
     label = _RECIPE_LABELS.get(choice, "")
-    if choice == "finetune":
-        recipe = FINETUNE
-    elif choice == "digits":
-        recipe = DIGITS
-    elif choice == "tinyimagenet":
-        recipe = TINYIMAGENET
+    fixed = {"finetune": FINETUNE, "digits": DIGITS, "tinyimagenet": TINYIMAGENET}
+    if choice in fixed:
+        recipe = fixed[choice]
     elif choice == "paper":  # by the depth of the model named, or of --checkpoint's alone
         recipe = recipe_for(name or model_from_args(args, device="meta")[0].spec)
     elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
@@ -372,8 +342,7 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
                 f"--recipe {choice}: not 'paper', 'digits', 'tinyimagenet', 'finetune' or an "
                 "existing JSON file"
             )
-        # The one JSON reader: a regular file, bounded, no duplicate keys or NaN.
-        value = read_json(path, what="a recipe", error=UsageError)
+        value = read_json(path, what="a recipe", error=UsageError)  # bounded, strict JSON
         if not isinstance(value, dict):
             raise UsageError(
                 f"--recipe {choice}: expected a JSON object; got {type(value).__name__}"
@@ -382,13 +351,16 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
             recipe, label = Recipe.from_dict(value), f"recipe {path}"
         except (ValueError, TypeError) as error:
             raise UsageError(f"--recipe {choice}: {error}") from None
-    changes = recipe_values(args)
+    changes = {k: v for k in _recipe_fields() if (v := getattr(args, k, None)) is not None}
     length = {name: changes.pop(name) for name in _LENGTH if name in changes}
     try:
         recipe = dataclasses.replace(recipe, **changes)
         recipe.resolved(1, **length)  # the length's bounds, before any data loads
     except ValueError as error:
-        raise _recipe_error(error, [*changes, *length]) from None
+        message = str(error)  # Recipe's, naming the flags given
+        for name in [*changes, *length]:
+            message = message.replace(f"Recipe.{name} ", f"{option_flag(name)} ")
+        raise UsageError(message) from None
     return recipe, label
 
 
@@ -476,7 +448,6 @@ def _interrupted(iteration: int | None, again: str, where: str = "") -> int:
 
 
 def _from_weights(args: argparse.Namespace) -> bool:
-    """Whether the model starts from weights (``--pretrained``, ``--checkpoint``)."""
     return args.pretrained is not None or args.checkpoint is not None
 
 
@@ -551,12 +522,9 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
             raise UsageError(f"--freeze {args.freeze}: {error}") from None
     if _from_weights(args):
         _report_start(args, model)
-    info = {
-        "command": {"given": given, "model": described, "freeze": args.freeze},
-        "recipe_name": recipe_name,
-    }
-    length = {"iterations": args.iterations, "epochs": args.epochs}
-    return model, data, recipe, out, {**info, "seed": args.seed or 0}, length
+    command = {"given": given, "model": described, "freeze": args.freeze}
+    info = {"command": command, "recipe_name": recipe_name, "seed": args.seed or 0}
+    return model, data, recipe, out, info, {key: getattr(args, key) for key in _LENGTH}
 
 
 def _report_start(args: argparse.Namespace, model: Any) -> None:
@@ -596,7 +564,7 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     from ..core.data_config import config_from_dict, set_data_config
     from ..core.spec import ResNetSpec
     from .recipe import Recipe
-    from .run_dir import RunDirectory, RunDirectoryError, read_json_object
+    from .run_dir import RunDirectory, RunDirectoryError, read_record
 
     if args.out is None:
         raise UsageError("--resume needs --out DIR, the run directory to continue")
@@ -605,11 +573,7 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
         raise UsageError(f"{run.path}: no run to resume (no run.json); start one without --resume")
     info = run.read_info()  # checked by check_run_info: entries of the right types
     command = info.get("command") or {}
-    recipe_path = run.path / "recipe.json"
-    try:
-        recipe = Recipe.from_dict(read_json_object(recipe_path, what="the recipe"))
-    except (ValueError, TypeError) as error:
-        raise RunDirectoryError(f"{recipe_path}: {error}") from None
+    recipe = read_record(run.path / "recipe.json", Recipe.from_dict, what="the recipe")
     differ = _differences(_given(args), info, recipe)
     if differ:
         raise UsageError(
@@ -628,14 +592,9 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
             f"{shlex.quote(str(run.path))} --resume {again}"
         )
     import_modules(args.imports)
-    spec_path = run.path / "spec.json"
-    try:
-        spec = ResNetSpec.from_dict(read_json_object(spec_path, what="the model's spec"))
-    except (ValueError, TypeError) as error:
-        raise RunDirectoryError(f"{spec_path}: {error}") from None
-    source, seed = dict(info["data"]), info["seed"]
-    length = {key: info["length"].get(key) for key in ("iterations", "epochs")}
+    spec = read_record(run.path / "spec.json", ResNetSpec.from_dict, what="the model's spec")
     model = build(spec)
+    length = {key: info["length"].get(key) for key in _LENGTH}
     try:
         set_data_config(model, config_from_dict(info["pretrained_cfg"]))
     except ValueError as error:
@@ -644,30 +603,21 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
         from ..interop.finetune import freeze
 
         freeze(model, stages=min(int(command["freeze"]), len(model.stage_names)))
-    data = _load(args, source, model)
-    run_info = {**info, "seed": seed}
-    return model, data, recipe, run.path, run_info, length
+    return model, _load(args, dict(info["data"]), model), recipe, run.path, info, length
 
 
 def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> list[str]:
     """What a ``--resume`` command line asks that the run did otherwise, by the one comparison
-    of a run's record with what is asked (``run_dir.record_differences``). Each option given
-    again is compared with what the run used, defaults applied. The record of a Recipe field
-    is the recipe the run follows (recipe.json: ``--iterations`` its total, ``--val-size`` the
-    split it held out), of ``--epochs`` the length it was asked for and of ``--seed`` its seed
-    (run.json), of the data options the data it used (run.json's ``data``: ``--data`` a path
-    resolved as ``load_data`` records it, ``--image-size`` the size it trained at,
-    ``--classes`` its class names, to which indices asked are resolved), of ``--recipe`` the
-    recipe its ``recipe_name`` says, of the rest the options its command was given (run.json's
-    ``command``). ``--import`` is checked apart: naming more modules is the user's choice."""
+    of a run's record with what is asked (``run_dir.record_differences``), defaults applied:
+    a Recipe field against recipe.json (``--iterations`` its total, ``--val-size`` the split
+    held out), ``--epochs``, ``--seed`` and the data options against run.json (``--data`` a
+    resolved path, ``--classes`` names, ``--image-size`` the size trained at), ``--recipe``
+    its ``recipe_name``, the rest its ``command``. ``--import`` is the user's to add to."""
     from .data import data_source
     from .run_dir import record_differences
 
     fields, given = _recipe_fields(), (info.get("command") or {}).get("given") or {}
     data, size = info["data"], tuple(info["pretrained_cfg"].get("input_size") or ())[1:]
-    # The data options' record is what the run used, defaults applied: its data (a path
-    # resolved as load_data records it), labels, image size (the size it trained at), the
-    # names of its classes, and the recipe its recipe_name says.
     record = {
         "epochs": info["length"].get("epochs"),
         "seed": info["seed"],
@@ -681,17 +631,12 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
     if "data" in asked:
         asked["data"] = data_source(asked["data"])
     if any(not isinstance(name, str) for name in asked.get("classes") or ()):
-        asked["classes"] = _class_names(
-            asked["classes"],
-            asked.get("data", record["data"]),
-            asked.get("labels", record["labels"]),
-        )
+        where = {**record, **asked}  # the data and labels the indices count in
+        asked["classes"] = _class_names(asked["classes"], where["data"], where["labels"])
     for key in asked:
-        if key in fields and key not in record:
-            value = getattr(recipe, key)
+        if key not in record:  # a Recipe field's record is recipe.json, the rest's the command
+            value = getattr(recipe, key) if key in fields else given.get(key)
             record[key] = list(value) if isinstance(value, tuple) else value
-        elif key not in record:
-            record[key] = given.get(key)
     keys = [
         key
         for key in asked
@@ -703,15 +648,11 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
 
 
 class _StopLoadError(Exception):
-    """Stops a load once the class names are known (``_class_names``)."""
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = names
+    """Stops a load once the class names are known (its one argument, ``_class_names``)."""
 
 
 def _class_names(classes: list[Any], data: str, labels: str) -> list[str]:
-    """The names of ``--classes`` (names or indices) in ``data``, as ``load_data`` selects
-    them (its ``before_decoding`` hook: no image is decoded)."""
+    """The names of ``--classes`` in ``data``, by ``load_data``'s ``before_decoding`` hook."""
     from .data import load_data
 
     def listed(names: tuple[str, ...], channels: int, name: str) -> None:
@@ -720,7 +661,7 @@ def _class_names(classes: list[Any], data: str, labels: str) -> list[str]:
     try:
         load_data(data, labels=labels, classes=classes, before_decoding=listed)  # type: ignore[arg-type]
     except _StopLoadError as stop:
-        return list(stop.names)
+        return list(stop.args[0])
     raise AssertionError("load_data decoded images before calling before_decoding")
 
 
@@ -743,9 +684,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = run.read_info(own=False).get("data")  # an input: evaluate writes no run
         if not isinstance(source, dict):
             raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
-        # The data options given replace the run's record: each is applied, and data that
-        # then does not fit the model is refused (check_classes_fit, check_data_fits).
-        given = {key: value for key in _DATA_OPTIONS if (value := getattr(args, key)) is not None}
+        # The data options given replace the run's; data that then does not fit is refused.
+        options = ("labels", "image_size", "classes", "val_size", "seed")
+        given = {key: value for key in options if (value := getattr(args, key)) is not None}
         data = _load(args, {**source, **given}, model)
     else:
         where = f"no run.json beside {named}" if run is None else ""
@@ -824,9 +765,8 @@ def _table6(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _reproduce_interrupts(args: argparse.Namespace) -> Iterator[list[bool]]:
-    """Ctrl-C during a ``reproduce`` command ends as in ``train``: one line naming where
-    it stopped and the command that goes on (the same one: finished runs are kept,
-    interrupted ones resume), exit status 130. The yielded list holds ``True`` then."""
+    """Ctrl-C during ``reproduce`` ends as in ``train``, the same command going on (finished
+    runs are kept, interrupted ones resume); the yielded list then holds ``True``."""
     stopped: list[bool] = []
     try:
         yield stopped

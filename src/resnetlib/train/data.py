@@ -281,9 +281,8 @@ def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Pa
 
 
 def data_source(source: PathLike) -> str:
-    """``source`` as :func:`load_data` records it (``DataSplits.source["data"]``, a run's
-    ``run.json``): ``"digits"``, else the absolute path with symlinks resolved, so that a
-    record read from another directory names the same data (no file is read)."""
+    """``source`` as :func:`load_data` records it (``DataSplits.source["data"]``): ``"digits"``,
+    else the resolved absolute path, the same from any directory (no file is read)."""
     if isinstance(source, str) and source == "digits":
         return "digits"
     return str(Path(source).resolve())

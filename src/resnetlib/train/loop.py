@@ -2,9 +2,9 @@
 
 :func:`fit` reads top to bottom: set up (``Trainer``), start or resume the run, then per
 epoch the iterations (the lr, then ``train_step``: forward, loss, backward, step, EMA) and
-``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces
-``train_step`` at one seam, ``Trainer._choose_step``. Under ``torchrun`` the model trains
-with DDP, each rank taking its share of every batch.
+``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces ``train_step`` at one
+seam, ``graphed.choose`` in ``Trainer.__init__``. Under ``torchrun`` the model trains with
+DDP, each rank taking its share of every batch.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..interop.finetune import param_groups as make_param_groups
 from ..validate import check_int
+from . import graphed
 from .data import DataSplits, ImageDataset, data_statistics
 from .pipeline import DeviceLoader
 from .recipe import Recipe, scaling_note
@@ -131,16 +132,13 @@ class Described(Protocol):
     def pretrained_cfg(self) -> dict[str, Any]: ...
 
 
-def check_data_fits(
-    model: Described, dataset: ImageDataset, *, image_size: bool = True, label_names: bool = True
-) -> None:
-    """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes,
-    channels and (with ``image_size``) image size the model expects (its ``num_classes``,
-    ``in_channels`` and ``pretrained_cfg["input_size"]``) and, with ``label_names``, the
-    class names in the order of the model's ``pretrained_cfg["label_names"]`` when it has
-    them. Training passes ``image_size=False, label_names=False``: it sets both."""
+def check_data_fits(model: Described, dataset: ImageDataset, *, image_size: bool = True) -> None:
+    """Raise a one-line ``ValueError`` naming both sides unless ``dataset`` has the classes
+    (in the order of ``pretrained_cfg["label_names"]`` when the model has them), channels and
+    (with ``image_size``) image size the model expects (its ``num_classes``, ``in_channels``
+    and ``pretrained_cfg["input_size"]``)."""
     c, h, w = (int(n) for n in dataset.images.shape[1:])
-    check_classes_fit(model, dataset.classes, c, dataset.name, label_names=label_names)
+    check_classes_fit(model, dataset.classes, c, dataset.name)
     expected = tuple(model.pretrained_cfg.get("input_size", ()))[1:]
     if image_size and expected and expected != (h, w):
         side = f"{expected[0]}" if expected[0] == expected[1] else f"{expected[0]}x{expected[1]}"
@@ -159,8 +157,8 @@ def check_classes_fit(
     *,
     label_names: bool = True,
 ) -> None:
-    """The classes and channels half of :func:`check_data_fits`, for data known only by its
-    listing (``load_data``'s ``before_decoding``): nothing decoded yet."""
+    """The classes and channels half of :func:`check_data_fits` for data known by its listing
+    (``load_data``'s ``before_decoding``); training passes ``label_names=False`` (it sets them)."""
     if model.num_classes != len(classes):
         raise ValueError(
             f"the model has {model.num_classes} classes and {name} has {len(classes)}; "
@@ -231,10 +229,8 @@ def _score(
             count += y.numel()
     if count == 0 or not isinstance(totals, torch.Tensor):
         raise ValueError("evaluate() got an empty data set")
-    loss_sum, wrong_sum, wrong5_sum = totals.tolist()
-    return EvalResult(
-        error=wrong_sum / count, loss=loss_sum / count, count=count, top5_error=wrong5_sum / count
-    )
+    mean_loss, error, top5_error = (total / count for total in totals.tolist())
+    return EvalResult(error=error, loss=mean_loss, count=count, top5_error=top5_error)
 
 
 def evaluate(
@@ -300,9 +296,8 @@ def _process_group(device: torch.device) -> _Process:
 @contextmanager
 def _stop_on_interrupt(enabled: bool) -> Iterator[threading.Event]:
     """While inside, a first Ctrl-C sets the yielded event (the loop stops after the current
-    iteration); a second one interrupts at once. Only in the main thread of a single
-    process (ranks of a distributed run must stop together, so they keep Python's default).
-    """
+    iteration); a second one interrupts at once. Only in the main thread of a single process
+    (ranks of a distributed run must stop together, so they keep Python's default)."""
     stop = threading.Event()
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield stop
@@ -458,8 +453,8 @@ class Trainer:
             raise ValueError(
                 f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
             )
-        # training sets the model's image size and class names
-        check_data_fits(model, data.train, image_size=False, label_names=False)
+        c, name = data.image_shape[0], data.train.name  # training sets the names, image size
+        check_classes_fit(model, data.classes, c, name, label_names=False)
         self.model, self.data, self.process, self.device = model, data, process, device
         self.run_dir, self.seed = run, seed
         # What is recorded is what was used: the split actually held out, the memory format.
@@ -533,7 +528,9 @@ class Trainer:
         self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
         self.resumed = False  # continued from a save (resume)
         self.shown = -math.inf  # when the progress bar's values were last set
-        self.step, self.note = self._choose_step(own_optimizer=own)
+        # The one seam for untried code: the CUDA-graph step where asked (else a note of why not)
+        replayed, self.note = graphed.choose(self, own_optimizer=own)
+        self.step: Step = replayed or self.train_step
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -570,18 +567,6 @@ class Trainer:
         if data.val is not None:
             evaluated["val"] = DeviceLoader(data.val, batch_size=_EVAL_BATCH, **common)
         return loader, evaluated
-
-    def _choose_step(self, *, own_optimizer: bool) -> tuple[Step, str]:
-        """The step the loop runs, chosen once: :meth:`train_step`, or where the recipe asks
-        for CUDA graphs the graphed one (``graphed.choose()``, with a one-line note when it
-        cannot apply). The one seam for code that has not run where it is meant to."""
-        asked = self.recipe.cuda_graphs
-        if asked is False or (asked is None and self.device.type != "cuda"):
-            return self.train_step, ""
-        from . import graphed
-
-        replayed, note = graphed.choose(self, own_optimizer=own_optimizer)
-        return replayed or self.train_step, note
 
     @property
     def evaluated(self) -> ResNet:
@@ -828,9 +813,9 @@ class Trainer:
         return self.plan.warmup_over(self.iteration, (wrong_count[0] / wrong_count[1]).item())
 
     def _advance(self, bar: Any, lr: float) -> None:
-        """Move the bar on one iteration, with loss, error and lr from the iterations since
-        the last logging point: drawn at the first iteration, then set every half second (a
-        read of the device's sums, so not every iteration) and drawn as tqdm decides."""
+        """Move the bar on one iteration, with loss, error and lr since the last logging point:
+        set every half second (a read of the device's sums), drawn as tqdm decides (the first
+        at once)."""
         now = time.monotonic()
         if now - self.shown < 0.5 and self.iteration > 1:
             bar.update(1)

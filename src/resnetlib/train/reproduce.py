@@ -26,7 +26,7 @@ from .data import DataError, DataSplits, load_data
 from .loop import fit, model_label
 from .plot import plot_runs
 from .recipe import DIGITS, Recipe, recipe_for
-from .run_dir import RunDirectory, RunDirectoryError, read_json_object, read_metrics
+from .run_dir import RunDirectory, RunDirectoryError, read_metrics, read_record
 
 __all__ = [
     "AKAMASTER_TABLE6",
@@ -340,11 +340,7 @@ def table6(
 
 
 def _parameter_count(run_dir: Path) -> int:
-    path = run_dir / "spec.json"
-    try:
-        spec = ResNetSpec.from_dict(read_json_object(path, what="the model's spec"))
-    except (ValueError, TypeError) as error:
-        raise RunDirectoryError(f"{path}: {error}") from None
+    spec = read_record(run_dir / "spec.json", ResNetSpec.from_dict, what="the model's spec")
     with torch.device("meta"):
         return sum(p.numel() for p in build(spec).parameters())
 

@@ -12,9 +12,9 @@ import math
 import os
 import socket
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -53,6 +53,7 @@ METRICS = (
 )
 """The columns of ``metrics.csv``, one row per epoch (errors are fractions; empty: not run)."""
 
+_T = TypeVar("_T")
 STATE_FORMAT = "resnetlib.trainer-state"
 STATE_VERSION = 2
 MAX_SEED = 2**63 - 1
@@ -306,6 +307,15 @@ def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, An
             f"{path}: expected a JSON object ({what}); got {type(value).__name__}"
         )
     return value
+
+
+def read_record(path: Path, make: Callable[[dict[str, Any]], _T], *, what: str) -> _T:
+    """``make(read_json_object(path))`` (``Recipe.from_dict``, ``ResNetSpec.from_dict``); its
+    ``ValueError`` or ``TypeError`` is a :class:`RunDirectoryError` naming the file."""
+    try:
+        return make(read_json_object(path, what=what))
+    except (ValueError, TypeError) as error:
+        raise RunDirectoryError(f"{path}: {error}") from None
 
 
 _MISSING = object()
