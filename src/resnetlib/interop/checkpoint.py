@@ -25,12 +25,7 @@ import torch
 
 from ..common import PathLike, first_line, optional_import
 from ..core.build import build
-from ..core.data_config import (
-    config_from_dict,
-    config_to_json,
-    fitted_data_config,
-    set_data_config,
-)
+from ..core.data_config import config_from_dict, config_to_json, fitted_data_config, set_data_config
 from ..core.features import ResNetFeatures
 from ..core.model import ResNet
 from ..core.spec import JSONScalar, ResNetSpec
@@ -148,15 +143,13 @@ def save(
     """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``
     atomically; ``metadata`` (JSON scalars) comes back from :func:`read_checkpoint`. A
     ``.safetensors`` path is written as safetensors (the ``safetensors`` extra), any other
-    with ``torch.save``.
+    with ``torch.save``. ``drop_rate``, used in training only, is not stored.
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
-        ValueError: a model folded by ``fuse_bn``, one whose modules no longer match its
-            spec (a layer replaced after building) or that pools other than by average,
-            which could not be rebuilt; a ``pretrained_cfg`` that ``check_data_config``
-            refuses once fitted to the model (what ``load`` restores). ``drop_rate``, used in
-            training only, is not stored.
+        ValueError: a model folded by ``fuse_bn``, unlike its spec (a layer replaced after
+            building) or pooling other than by average, which could not be rebuilt; a
+            ``pretrained_cfg`` ``check_data_config`` refuses once fitted (as ``load`` fits it).
         ModuleNotFoundError: a ``.safetensors`` path without the safetensors package.
         OSError: the file cannot be written.
 
@@ -244,9 +237,8 @@ _ONNX_KEYS = frozenset(field << 3 | wire for field in range(1, 21) for wire in (
 
 
 def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
-    """Name the kind of a file that is no checkpoint, by its first bytes: an ONNX model, an
-    image or JSON text (a zip archive is looked into by :func:`_check_zip`; a pickle with
-    forbidden objects is left to torch's weights-only reader, which refuses it)."""
+    """Name a file that is no checkpoint by its first bytes: ONNX, an image or JSON text (a zip
+    archive is looked into by ``_check_zip``, a pickle by torch's weights-only reader)."""
     kind = advice = ""
     if head[:1] == b"\x08" and 0 < head[1:2][0] < 0x80 and head[2:3] and head[2] in _ONNX_KEYS:
         kind = "an ONNX model"
