@@ -221,7 +221,6 @@ def _read(path: PathLike) -> object:
             raise _unreadable(path, "torch", error) from None
 
 
-_NOT_A_CHECKPOINT = "{path} is {kind}, not a resnetlib checkpoint; {advice}"
 _IMAGES = {
     b"\x89PNG\r\n\x1a\n": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
@@ -246,9 +245,8 @@ def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
             "evaluate and predict run an ONNX file resnetlib exported when its name ends in "
             ".onnx; other commands take the checkpoint it was exported from"
         )
-    elif any(head.startswith(magic) for magic in _IMAGES):
-        kind = next(name for magic, name in _IMAGES.items() if head.startswith(magic))
-        advice = _IMAGE_ADVICE
+    elif image := next((name for magic, name in _IMAGES.items() if head.startswith(magic)), ""):
+        kind, advice = image, _IMAGE_ADVICE
     elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         kind, advice = "a WEBP image", _IMAGE_ADVICE
     elif head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[") and b"\x00" not in head:
@@ -258,7 +256,11 @@ def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
             "local-dir:FOLDER for the folder of a save_pretrained config.json"
         )
     if kind:
-        raise CheckpointError(_NOT_A_CHECKPOINT.format(path=path, kind=kind, advice=advice))
+        raise _not_a_checkpoint(path, kind, advice)
+
+
+def _not_a_checkpoint(path: PathLike, kind: str, advice: str) -> CheckpointError:
+    return CheckpointError(f"{path} is {kind}, not a resnetlib checkpoint; {advice}")
 
 
 def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
@@ -313,14 +315,11 @@ def _check_zip(path: PathLike, file: BinaryIO, size: int) -> None:
         raise _unreadable(path, "torch", error) from None
     names = {record.filename.split("/", 1)[-1] for record in records}
     if "data.pkl" not in names and ("archive_format" in names or "models/model.json" in names):
-        raise CheckpointError(
-            _NOT_A_CHECKPOINT.format(
-                path=path,
-                kind="a torch.export program (.pt2)",
-                advice="load it with torch.export.load(path).module(); resnetlib commands take "
-                "the checkpoint it was exported from (or an .onnx export for evaluate and "
-                "predict)",
-            )
+        raise _not_a_checkpoint(
+            path,
+            "a torch.export program (.pt2)",
+            "load it with torch.export.load(path).module(); resnetlib commands take the "
+            "checkpoint it was exported from (or an .onnx export for evaluate and predict)",
         )
     claimed = 0
     for record in records:

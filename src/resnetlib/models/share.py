@@ -168,16 +168,13 @@ def save_pretrained(
     values) goes into the card and config.json, ``data`` and ``metrics`` (a dict) on lines of
     their own in the card. Files are written atomically, ``checksums.sha256`` last.
 
-    ``folder`` must be new, empty, or hold only an earlier ``save_pretrained`` output (its
-    four files, ``config.json`` resnetlib's): nothing else in it is ever replaced.
-
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
         ValueError: a fused model, a model that no longer matches its spec, metadata or a
             data config that JSON cannot hold.
         NotADirectoryError: ``folder`` is a file.
-        FileExistsError: ``folder`` holds files ``save_pretrained`` did not write (nothing
-            is written).
+        FileExistsError: ``folder`` holds anything but an earlier ``save_pretrained`` output
+            (its four files, then replaced); nothing is written.
         OSError: a file could not be written.
     """
     state = savable_state(model, "save_pretrained")
