@@ -40,13 +40,11 @@ def export_metadata(
 ) -> dict[str, str]:
     """The contract of ``model`` as ``{key: JSON text}``. A model without a
     ``pretrained_cfg`` or spec gets what it has; :func:`read_metadata` then refuses the file.
-    ``input_size``: the size a graph of fixed height and width was traced at, recorded in
-    place of the config's (fitted as ``fitted_data_config`` fits, so a crop that would need
-    too large a resize is refused), so that a reader feeds the graph what it takes.
+    ``input_size``, the size a graph of fixed height and width was traced at, replaces the
+    config's (fitted as ``fitted_data_config`` fits it), so a reader feeds what it takes.
 
     Raises:
-        ValueError: the model's ``pretrained_cfg``, with ``input_size``, fails
-            ``check_data_config``.
+        ValueError: the ``pretrained_cfg``, with ``input_size``, fails ``check_data_config``.
     """
     config = check_data_config(getattr(model, "pretrained_cfg", None) or {})
     if input_size is not None and tuple(config.get("input_size") or ()) != tuple(input_size):

@@ -86,9 +86,8 @@ def trace_size(
     each side at least twice the model's reduction (a 1-pixel feature map fixes the size).
 
     Raises:
-        ValueError: ``input_size`` is not ``(channels, height, width)`` within
-            :mod:`resnetlib.limits` with the model's ``in_channels``
-            (:func:`resnetlib.validate.check_input_size`, the CLI's ``--input`` check too).
+        ValueError: no size to trace at, or one ``resnetlib.validate.check_input_size``
+            refuses for the model's ``in_channels`` (the CLI's ``--input`` check too).
     """
     size = input_size if input_size is not None else getattr(model, "default_input_size", None)
     if size is None:
@@ -99,17 +98,12 @@ def trace_size(
 
 
 def in_channels(model: nn.Module) -> int | None:
-    """The channels ``model`` takes: its spec's ``in_channels``, else its
-    ``default_input_size``'s (``None`` when it says neither)."""
+    """The channels ``model`` takes: its spec's, else its ``default_input_size``'s, else None."""
     channels = getattr(getattr(model, "spec", None), "in_channels", None)
     if is_int(channels):
         return channels
-    default = getattr(model, "default_input_size", None)
-    return (
-        default[0]
-        if isinstance(default, (tuple, list)) and default and is_int(default[0])
-        else None
-    )
+    default = getattr(model, "default_input_size", None) or (None,)
+    return default[0] if isinstance(default, (tuple, list)) and is_int(default[0]) else None
 
 
 def smallest_side(model: nn.Module) -> int:
@@ -160,8 +154,7 @@ def export_program(
     """``torch.export.export`` of ``model`` in eval mode, traced at ``trace_size()``.
 
     Raises:
-        ValueError: ``input_size`` is not ``(channels, height, width)`` of ints within
-            :mod:`resnetlib.limits` with the model's ``in_channels``; with ``dynamic_size``,
+        ValueError: an ``input_size`` :func:`trace_size` refuses; with ``dynamic_size``,
             torch.export could not keep height and width dynamic.
     """
     x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
@@ -209,8 +202,7 @@ def export_onnx(
     calibration batches' size (an ``input_size`` given must be theirs).
 
     Raises:
-        ValueError: ``input_size`` is not a valid size for the model (as
-            :func:`export_program` says), or not the calibration batches' size.
+        ValueError: an ``input_size`` :func:`trace_size` refuses, or not the calibration's.
     """
     from .quantize import prepare_and_convert
 
@@ -221,13 +213,13 @@ def export_onnx(
     if calibration is not None:
         exported, x = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
         traced = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
-        if input_size is not None and traced != size and not dynamic_size:
-            raise ValueError(
-                f"input_size {size} is not the calibration batches' size {traced}, at which "
-                "the int8 graph is traced: give batches of input_size (calibration_batches("
-                "..., input_size=...)) or leave input_size out"
-            )
-        if not dynamic_size:
+        if traced != size and not dynamic_size:
+            if input_size is not None:
+                raise ValueError(
+                    f"input_size {size} is not the calibration batches' size {traced}, at which "
+                    "the int8 graph is traced: give batches of input_size (calibration_batches("
+                    "..., input_size=...)) or leave input_size out"
+                )
             metadata = export_metadata(model, traced)
     else:
         x = _example(model, size)

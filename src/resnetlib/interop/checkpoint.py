@@ -25,12 +25,7 @@ import torch
 
 from ..common import PathLike, first_line, optional_import
 from ..core.build import build
-from ..core.data_config import (
-    config_from_dict,
-    config_to_json,
-    fitted_data_config,
-    set_data_config,
-)
+from ..core.data_config import config_from_dict, config_to_json, fitted_data_config, set_data_config
 from ..core.features import ResNetFeatures
 from ..core.model import ResNet
 from ..core.spec import JSONScalar, ResNetSpec
@@ -148,15 +143,13 @@ def save(
     """Write ``model``'s spec, weights (in their dtypes) and ``pretrained_cfg`` to ``path``
     atomically; ``metadata`` (JSON scalars) comes back from :func:`read_checkpoint`. A
     ``.safetensors`` path is written as safetensors (the ``safetensors`` extra), any other
-    with ``torch.save``.
+    with ``torch.save``. ``drop_rate``, used in training only, is not stored.
 
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
-        ValueError: a model folded by ``fuse_bn``, one whose modules no longer match its
-            spec (a layer replaced after building) or that pools other than by average,
-            which could not be rebuilt; a ``pretrained_cfg`` that ``check_data_config``
-            refuses once fitted to the model (what ``load`` restores). ``drop_rate``, used in
-            training only, is not stored.
+        ValueError: a model folded by ``fuse_bn``, unlike its spec (a layer replaced after
+            building) or pooling other than by average, which could not be rebuilt; a
+            ``pretrained_cfg`` ``check_data_config`` refuses once fitted (as ``load`` fits it).
         ModuleNotFoundError: a ``.safetensors`` path without the safetensors package.
         OSError: the file cannot be written.
 
@@ -228,7 +221,6 @@ def _read(path: PathLike) -> object:
             raise _unreadable(path, "torch", error) from None
 
 
-_NOT_A_CHECKPOINT = "{path} is {kind}, not a resnetlib checkpoint; {advice}"
 _IMAGES = {
     b"\x89PNG\r\n\x1a\n": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
@@ -244,9 +236,8 @@ _ONNX_KEYS = frozenset(field << 3 | wire for field in range(1, 21) for wire in (
 
 
 def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
-    """Name the kind of a file that is no checkpoint, by its first bytes: an ONNX model, an
-    image or JSON text (a zip archive is looked into by :func:`_check_zip`; a pickle with
-    forbidden objects is left to torch's weights-only reader, which refuses it)."""
+    """Name a file that is no checkpoint by its first bytes: ONNX, an image or JSON text (a zip
+    archive is looked into by ``_check_zip``, a pickle by torch's weights-only reader)."""
     kind = advice = ""
     if head[:1] == b"\x08" and 0 < head[1:2][0] < 0x80 and head[2:3] and head[2] in _ONNX_KEYS:
         kind = "an ONNX model"
@@ -254,9 +245,8 @@ def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
             "evaluate and predict run an ONNX file resnetlib exported when its name ends in "
             ".onnx; other commands take the checkpoint it was exported from"
         )
-    elif any(head.startswith(magic) for magic in _IMAGES):
-        kind = next(name for magic, name in _IMAGES.items() if head.startswith(magic))
-        advice = _IMAGE_ADVICE
+    elif image := next((name for magic, name in _IMAGES.items() if head.startswith(magic)), ""):
+        kind, advice = image, _IMAGE_ADVICE
     elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         kind, advice = "a WEBP image", _IMAGE_ADVICE
     elif head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[") and b"\x00" not in head:
@@ -266,7 +256,11 @@ def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
             "local-dir:FOLDER for the folder of a save_pretrained config.json"
         )
     if kind:
-        raise CheckpointError(_NOT_A_CHECKPOINT.format(path=path, kind=kind, advice=advice))
+        raise _not_a_checkpoint(path, kind, advice)
+
+
+def _not_a_checkpoint(path: PathLike, kind: str, advice: str) -> CheckpointError:
+    return CheckpointError(f"{path} is {kind}, not a resnetlib checkpoint; {advice}")
 
 
 def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
@@ -321,14 +315,11 @@ def _check_zip(path: PathLike, file: BinaryIO, size: int) -> None:
         raise _unreadable(path, "torch", error) from None
     names = {record.filename.split("/", 1)[-1] for record in records}
     if "data.pkl" not in names and ("archive_format" in names or "models/model.json" in names):
-        raise CheckpointError(
-            _NOT_A_CHECKPOINT.format(
-                path=path,
-                kind="a torch.export program (.pt2)",
-                advice="load it with torch.export.load(path).module(); resnetlib commands take "
-                "the checkpoint it was exported from (or an .onnx export for evaluate and "
-                "predict)",
-            )
+        raise _not_a_checkpoint(
+            path,
+            "a torch.export program (.pt2)",
+            "load it with torch.export.load(path).module(); resnetlib commands take the "
+            "checkpoint it was exported from (or an .onnx export for evaluate and predict)",
         )
     claimed = 0
     for record in records:

@@ -168,16 +168,13 @@ def save_pretrained(
     values) goes into the card and config.json, ``data`` and ``metrics`` (a dict) on lines of
     their own in the card. Files are written atomically, ``checksums.sha256`` last.
 
-    ``folder`` must be new, empty, or hold only an earlier ``save_pretrained`` output (its
-    four files, ``config.json`` resnetlib's): nothing else in it is ever replaced.
-
     Raises:
         TypeError: ``model`` is not a resnetlib ``ResNet``.
         ValueError: a fused model, a model that no longer matches its spec, metadata or a
             data config that JSON cannot hold.
         NotADirectoryError: ``folder`` is a file.
-        FileExistsError: ``folder`` holds files ``save_pretrained`` did not write (nothing
-            is written).
+        FileExistsError: ``folder`` holds anything but an earlier ``save_pretrained`` output
+            (its four files, then replaced); nothing is written.
         OSError: a file could not be written.
     """
     state = savable_state(model, "save_pretrained")
@@ -231,28 +228,9 @@ def save_pretrained(
     return root
 
 
-def _written_here(config_path: Path) -> bool:
-    """Whether ``config_path`` is a config.json that :func:`save_pretrained` wrote."""
-    try:  # the command's own output, not an input: own=True
-        data = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, own=True)
-        config = parse_json(data, where=str(config_path))
-    except (OSError, ValueError):  # not a regular file, too large, not JSON
-        return False
-    own = config.get("resnetlib") if isinstance(config, dict) else None
-    return isinstance(own, Mapping) and own.get("format") == FORMAT
-
-
-def _check_folder(folder: PathLike) -> None:
-    """Refuse a ``folder`` that :func:`save_pretrained` may not write into: a file, or a
-    folder that holds anything but an earlier ``save_pretrained`` output (only its files,
-    as regular files, beside a config.json whose ``"resnetlib"`` entry is format
-    ``resnetlib.hf-folder``). A missing or empty folder passes. The one place this is decided.
-
-    Raises:
-        NotADirectoryError: ``folder`` exists and is not a folder.
-        FileExistsError: naming the folder and its first files save_pretrained did not write.
-    """
-    root = Path(folder)
+def _check_folder(root: Path) -> None:
+    """Refuse a file, or a folder holding anything but an earlier save_pretrained output (its
+    regular files beside a config.json of ``FORMAT``); a missing or empty folder passes."""
     if not root.is_dir():
         if root.exists() or root.is_symlink():
             raise NotADirectoryError(
@@ -264,8 +242,15 @@ def _check_folder(folder: PathLike) -> None:
     ours = (WEIGHTS, CONFIG, CARD, CHECKSUMS)
     foreign = [n for n in names if n not in ours or (root / n).is_symlink()]
     foreign += [n for n in names if n not in foreign and not (root / n).is_file()]
-    if names and not foreign and not _written_here(root / CONFIG):
-        foreign = names  # no config.json of resnetlib's says the others are its own
+    if names and not foreign:
+        try:  # the command's own output, not an input: own=True
+            data = read_bytes(root / CONFIG, limit=MAX_JSON_BYTES, what=CONFIG, own=True)
+            config = parse_json(data, where=str(root / CONFIG))
+        except (OSError, ValueError):  # not a regular file, too large, not JSON
+            config = None
+        own = config.get("resnetlib") if isinstance(config, dict) else None
+        if not (isinstance(own, Mapping) and own.get("format") == FORMAT):
+            foreign = names  # no config.json of resnetlib's says the others are its own
     if foreign:
         shown = ", ".join(printable(n) for n in sorted(foreign)[:3])
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""

@@ -413,7 +413,6 @@ _BY_MODEL = _index()
 def default_weights(model: str) -> PretrainedWeights:
     """The weights ``create_model(model, pretrained=True)`` loads; ``UnknownNameError`` (a
     ``KeyError``) for a model without any."""
-
     tags = _BY_MODEL.get(model)
     if not tags:
         raise UnknownNameError(

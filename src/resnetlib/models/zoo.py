@@ -282,8 +282,7 @@ def list_models(pattern: str | Sequence[str] = "*") -> list[str]:
     for each in patterns:
         if not isinstance(each, str):
             raise ValueError(f"a model name pattern must be a str such as 'resnet*'; got {each!r}")
-    names = {name for each in patterns for name in MODELS.names(each)}
-    return sorted(names, key=natural_key)
+    return sorted({name for each in patterns for name in MODELS.names(each)}, key=natural_key)
 
 
 _SPECS: dict[Callable[..., ResNet], Callable[[], ResNetSpec]] = {}
@@ -291,9 +290,7 @@ _SPECS: dict[Callable[..., ResNet], Callable[[], ResNetSpec]] = {}
 
 
 def model_spec(name: str, **overrides: Any) -> ResNetSpec:
-    """The spec ``create_model(name, **overrides)`` builds (a user's factory on the meta
-    device).
-
+    """The spec ``create_model(name, **overrides)`` builds (a user's factory on the meta device).
 
     Raises:
         KeyError: an unknown model name (the message lists close matches).
