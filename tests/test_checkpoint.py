@@ -196,6 +196,16 @@ def test_a_safetensors_header_length_that_looks_like_onnx_is_still_safetensors(
     assert checkpoint._read(path) == {}
 
 
+@pytest.mark.parametrize("content", [b"\x08", b"\x08\x05", b"\x08\x80\x0a"])
+def test_a_few_bytes_that_begin_like_onnx_are_a_checkpoint_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "short.pt"
+    path.write_bytes(content)
+    with pytest.raises(rl.CheckpointError, match=r"short\.pt"):
+        rl.load(path)
+
+
 def test_other_kinds_of_file_are_named_by_their_first_bytes(tmp_path: Path) -> None:
     """A .pt2 program, an ONNX model (under any name), an image or JSON text where a
     checkpoint belongs: "X is a <kind>, not a resnetlib checkpoint; <what to do>", not

@@ -239,7 +239,12 @@ def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
     """Name a file that is no checkpoint by its first bytes: ONNX, an image or JSON text (a zip
     archive is looked into by ``_check_zip``, a pickle by torch's weights-only reader)."""
     kind = advice = ""
-    if head[:1] == b"\x08" and 0 < head[1:2][0] < 0x80 and head[2:3] and head[2] in _ONNX_KEYS:
+    if (
+        head[:1] == b"\x08"
+        and b"\x00" < head[1:2] < b"\x80"
+        and head[2:3]
+        and head[2] in _ONNX_KEYS
+    ):
         kind = "an ONNX model"
         advice = (
             "evaluate and predict run an ONNX file resnetlib exported when its name ends in "

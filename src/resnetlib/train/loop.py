@@ -3,8 +3,8 @@
 :func:`fit` reads top to bottom: set up (``Trainer``), start or resume the run, then per
 epoch the iterations (the lr, then ``train_step``: forward, loss, backward, step, EMA) and
 ``end_epoch`` (evaluate, record, save). The CUDA-graph step replaces ``train_step`` at one
-seam, ``graphed.choose`` in ``Trainer.__init__``. Under ``torchrun`` the model trains with
-DDP, each rank taking its share of every batch.
+seam, ``Trainer._choose_step`` (graphed.py is not even imported unless it may apply). Under
+``torchrun`` the model trains with DDP, each rank taking its share of every batch.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..interop.finetune import param_groups as make_param_groups
 from ..validate import check_int
-from . import graphed
 from .data import DataSplits, ImageDataset, data_statistics
 from .pipeline import DeviceLoader
 from .recipe import Recipe, scaling_note
@@ -528,11 +527,21 @@ class Trainer:
         self.run_id: str | None = None  # run.json's, saved in state.pt: whose state it is
         self.resumed = False  # continued from a save (resume)
         self.shown = -math.inf  # when the progress bar's values were last set
-        # The one seam for untried code: the CUDA-graph step where asked (else a note of why not)
-        replayed, self.note = graphed.choose(self, own_optimizer=own)
-        self.step: Step = replayed or self.train_step
+        self.step, self.note = self._choose_step(own_optimizer=own)
 
     # -- set-up ----------------------------------------------------------------------------
+
+    def _choose_step(self, *, own_optimizer: bool) -> tuple[Step, str]:
+        """The step the loop runs, chosen once: :meth:`train_step`, or where the recipe asks
+        for CUDA graphs (or leaves it to a CUDA device) ``graphed.choose()``'s, with a note
+        when it cannot apply. The one seam for code that has not run where it is meant to."""
+        asked = self.recipe.cuda_graphs
+        if asked is False or (asked is None and self.device.type != "cuda"):
+            return self.train_step, ""
+        from . import graphed
+
+        replayed, note = graphed.choose(self, own_optimizer=own_optimizer)
+        return replayed or self.train_step, note
 
     def _loaders(self) -> tuple[DeviceLoader, dict[str, DeviceLoader]]:
         """The training loader (this rank's share, shuffled, augmented) and the evaluation
