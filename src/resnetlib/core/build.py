@@ -78,8 +78,10 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     if act_option:
         _check_accepts("stem", spec.stem.type, stem_cls, "act_layer", f"act={spec.act!r}")
         _check_accepts("block", spec.block, block_cls, "act_layer", f"act={spec.act!r}")
-    if any(stage.dilation > 1 for stage in spec.stages):
-        _check_accepts("block", spec.block, block_cls, "dilation", "a stage dilation > 1")
+    for stage in spec.stages:
+        if stage.dilation > 1:
+            _check_accepts("block", spec.block, block_cls, "dilation", "a stage dilation > 1")
+            break
     rates = None
     if rate > 0.0:
         _check_accepts("block", spec.block, block_cls, "drop_path", f"drop_path_rate={rate}")

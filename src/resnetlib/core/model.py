@@ -528,8 +528,9 @@ class ResNet(StagedNet):
         """He normal (fan_out) convolutions, unit-weight zero-bias norms (``fc`` keeps PyTorch's
         init, as torchvision's), then each block's ``init_weights`` and, with
         ``zero_init_residual``, ``zero_init_last``. A model on the meta device is left as is."""
-        if any(parameter.is_meta for parameter in self.parameters()):
-            return
+        for parameter in self.parameters():  # a loop: no generator on every build's path
+            if parameter.is_meta:
+                return
         blocks = []
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

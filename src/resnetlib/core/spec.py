@@ -140,15 +140,17 @@ class ResNetSpec:
                 f"ResNetSpec.stages must be a non-empty tuple of StageSpec; got {stages!r}"
             )
         _check_stage_count(len(stages))
+        blocks = 0
         for i, stage in enumerate(stages):
             if not isinstance(stage, StageSpec):
                 raise ValueError(
                     f"ResNetSpec.stages[{i}] must be a StageSpec; got {type(stage).__name__}"
                 )
-        if self.num_blocks > MAX_BLOCKS:
+            blocks += stage.num_blocks
+        if blocks > MAX_BLOCKS:
             raise ValueError(
                 f"ResNetSpec.stages must hold <= {MAX_BLOCKS} blocks in all ({_BOUND}); "
-                f"got {self.num_blocks}"
+                f"got {blocks}"
             )
         _check_name("ResNetSpec", "block", self.block)
         _check_name("ResNetSpec", "shortcut", self.shortcut)
