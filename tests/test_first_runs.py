@@ -88,6 +88,15 @@ def test_predict_takes_the_model_then_images_around_pretrained(
     code, out4, err = run(["predict", "--checkpoint", str(saved), images[0]], capsys)
     assert code == 0, err
     assert out4.splitlines() == out.splitlines()[:1]
+    assert err == ""  # weights given: no note
+    # a model name alone predicts with random weights, and says so (the results still print)
+    code, out5, err = run(["predict", "resnet20", images[0]], capsys)
+    assert code == 0, err
+    assert out5.startswith(images[0] + ": ")
+    assert err == (
+        "note: resnet20 has random weights; give --pretrained or --checkpoint FILE for a "
+        "trained one\n"
+    )
 
 
 def test_checkpoint_alone_names_the_model_to_every_command(

@@ -206,6 +206,13 @@ def run_predict(args: argparse.Namespace) -> int:
     model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
+        untrained = args.pretrained is None and args.checkpoint is None  # a name alone
+        if untrained and "." not in args.model and not is_checkpoint_path(args.model):
+            print(
+                f"note: {printable(args.model)} has random weights; give --pretrained or "
+                "--checkpoint FILE for a trained one",
+                file=sys.stderr,
+            )
     elif args.device not in (None, "cpu"):
         raise UsageError(f"--device {args.device}: an ONNX file runs on the cpu (onnxruntime)")
     model.to(device_option(args.device or "cpu"))
