@@ -154,7 +154,7 @@ def export_program(
     """``torch.export.export`` of ``model`` in eval mode, traced at ``trace_size()``.
 
     Raises:
-        ValueError: an ``input_size`` :func:`trace_size` refuses; with ``dynamic_size``,
+        ValueError: an ``input_size`` ``trace_size`` refuses; with ``dynamic_size``,
             torch.export could not keep height and width dynamic.
     """
     x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
@@ -202,7 +202,7 @@ def export_onnx(
     calibration batches' size (an ``input_size`` given must be theirs).
 
     Raises:
-        ValueError: an ``input_size`` :func:`trace_size` refuses, or not the calibration's.
+        ValueError: an ``input_size`` ``trace_size`` refuses, or not the calibration's.
     """
     from .quantize import prepare_and_convert
 
