@@ -148,9 +148,11 @@ def test_count_flops_takes_a_shape_with_or_without_batch_a_tensor_or_nothing() -
     assert rl.count_flops(conv, (3, 8, 8)) == 4 * 3 * 9 * 6 * 6
     with pytest.raises(ValueError, match="Conv2d has no default_input_size"):
         rl.count_flops(conv)
-    with pytest.raises(ValueError, match=r"input has 1 channels; the model takes in_channels=3"):
+    with pytest.raises(
+        ValueError, match=r"the input \(1, 32, 32\) has 1 channels; the model takes 3"
+    ):
         rl.count_flops(model, (1, 32, 32))  # not a conv's shape error from inside the forward
-    with pytest.raises(ValueError, match=r"summary\(\): the input has 4 channels"):
+    with pytest.raises(ValueError, match=r"summary\(\): the input \(4, 32, 32\) has 4 channels"):
         rl.analysis.summary(model, (4, 32, 32))
 
 

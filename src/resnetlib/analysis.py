@@ -16,7 +16,7 @@ from .common import evaluating
 from .core.features import ResNetFeatures
 from .core.model import ResNet
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
-from .validate import is_int
+from .validate import check_input_size, is_int
 
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
 
@@ -67,11 +67,8 @@ def _example_input(
             "resnetlib.core.spec.MAX_IMAGE_SIDE)"
         )
     spec = getattr(model, "spec", None)  # a resnetlib model knows its channels
-    if spec is not None and size[0] != spec.in_channels:
-        raise ValueError(
-            f"{caller}: the input has {size[0]} channels; the model takes "
-            f"in_channels={spec.in_channels}"
-        )
+    if spec is not None:
+        check_input_size(size, name=f"{caller}: the input", in_channels=spec.in_channels)
     reference = next(model.parameters(), torch.empty(0, device="cpu", dtype=torch.float32))
     return torch.zeros((1, *size), device=reference.device, dtype=reference.dtype)
 

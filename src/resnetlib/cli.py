@@ -301,12 +301,13 @@ def is_checkpoint_path(text: str) -> bool:
 
 
 def _refuse_directory(name: str) -> None:
+    from .models.share import CONFIG
     from .models.zoo import MODELS
 
     path = Path(name)
     if not path.is_dir() or (os.sep not in name and name.split(".", 1)[0] in MODELS):
         return
-    if (path / "config.json").is_file():
+    if (path / CONFIG).is_file():
         hint = f"local-dir:{name} for the save_pretrained folder it is, or a checkpoint file"
     else:
         hint = f"a checkpoint file in it, such as {path / 'final.pt'} of a run directory"

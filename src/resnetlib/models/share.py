@@ -20,7 +20,7 @@ from ..common import PathLike, printable
 from ..core.data_config import check_data_config, fitted_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
-from ..files import atomic_write, parse_json, read_bytes, read_text
+from ..files import atomic_write, parse_json, read_bytes, read_json, read_text
 from ..interop.checkpoint import (
     CheckpointError,
     build_loaded,
@@ -240,12 +240,12 @@ def _check_folder(root: Path) -> None:
         return
     names = sorted(os.listdir(root))
     ours = (WEIGHTS, CONFIG, CARD, CHECKSUMS)
-    foreign = [n for n in names if n not in ours or (root / n).is_symlink()]
-    foreign += [n for n in names if n not in foreign and not (root / n).is_file()]
+    foreign = [
+        n for n in names if n not in ours or (root / n).is_symlink() or not (root / n).is_file()
+    ]
     if names and not foreign:
         try:  # the command's own output, not an input: own=True
-            data = read_bytes(root / CONFIG, limit=MAX_JSON_BYTES, what=CONFIG, own=True)
-            config = parse_json(data, where=str(root / CONFIG))
+            config = read_json(root / CONFIG, what=CONFIG, own=True)
         except (OSError, ValueError):  # not a regular file, too large, not JSON
             config = None
         own = config.get("resnetlib") if isinstance(config, dict) else None

@@ -531,18 +531,6 @@ class Trainer:
 
     # -- set-up ----------------------------------------------------------------------------
 
-    def _choose_step(self, *, own_optimizer: bool) -> tuple[Step, str]:
-        """The step the loop runs, chosen once: :meth:`train_step`, or where the recipe asks
-        for CUDA graphs (or leaves it to a CUDA device) ``graphed.choose()``'s, with a note
-        when it cannot apply. The one seam for code that has not run where it is meant to."""
-        asked = self.recipe.cuda_graphs
-        if asked is False or (asked is None and self.device.type != "cuda"):
-            return self.train_step, ""
-        from . import graphed
-
-        replayed, note = graphed.choose(self, own_optimizer=own_optimizer)
-        return replayed or self.train_step, note
-
     def _loaders(self) -> tuple[DeviceLoader, dict[str, DeviceLoader]]:
         """The training loader (this rank's share, shuffled, augmented) and the evaluation
         loaders of the val (when held out) and test splits."""
@@ -576,6 +564,18 @@ class Trainer:
         if data.val is not None:
             evaluated["val"] = DeviceLoader(data.val, batch_size=_EVAL_BATCH, **common)
         return loader, evaluated
+
+    def _choose_step(self, *, own_optimizer: bool) -> tuple[Step, str]:
+        """The step the loop runs, chosen once: :meth:`train_step`, or where the recipe asks
+        for CUDA graphs the graphed one (``graphed.choose()``, with a one-line note when it
+        cannot apply). The one seam for code that has not run where it is meant to."""
+        asked = self.recipe.cuda_graphs
+        if asked is False or (asked is None and self.device.type != "cuda"):
+            return self.train_step, ""
+        from . import graphed
+
+        replayed, note = graphed.choose(self, own_optimizer=own_optimizer)
+        return replayed or self.train_step, note
 
     @property
     def evaluated(self) -> ResNet:
