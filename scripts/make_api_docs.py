@@ -67,9 +67,9 @@ def _assigned_names(stmt: ast.stmt) -> list[str]:
 def home(module_name: str, name: str) -> tuple[str, str]:
     """Where ``module_name.name`` is defined: (defining module, name there).
 
-    Follows ``from .x import name`` statements (also lazy ones under ``TYPE_CHECKING``)
-    to the module that defines the name; a name the source does not bind is looked up at
-    run time (its ``__module__``).
+    Follows ``from .x import name`` and ``from .x import *`` statements (also lazy ones
+    under ``TYPE_CHECKING``) to the module that defines the name; a name the source does
+    not bind is looked up at run time (its ``__module__``).
     """
     tree = _module_tree(module_name)
     package = module_name if _is_package(module_name) else module_name.rpartition(".")[0]
@@ -77,12 +77,12 @@ def home(module_name: str, name: str) -> tuple[str, str]:
         if name in _assigned_names(stmt):
             return module_name, name
         if isinstance(stmt, ast.ImportFrom):
+            source = importlib.util.resolve_name("." * stmt.level + (stmt.module or ""), package)
             for alias in stmt.names:
                 if (alias.asname or alias.name) == name:
-                    source = importlib.util.resolve_name(
-                        "." * stmt.level + (stmt.module or ""), package
-                    )
                     return home(source, alias.name)
+                if alias.name == "*" and name in importlib.import_module(source).__all__:
+                    return home(source, name)
     value = getattr(importlib.import_module(module_name), name)
     defined_in = getattr(value, "__module__", None)
     if defined_in and defined_in != module_name and hasattr(value, "__qualname__"):

@@ -17,7 +17,7 @@ from ..core.build import build_model, check_block_options
 from ..core.data_config import set_data_config
 from ..core.features import ResNetFeatures, features
 from ..core.model import ResNet
-from ..core.overrides import ModelOverrides, apply_overrides, overridden_spec
+from ..core.overrides import ModelOverrides, overridden_spec
 from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from ..nn.blocks import BLOCKS
@@ -31,17 +31,51 @@ from .weights import PretrainedWeights, get_weights
 __all__ = [
     "MODELS",
     "ModelFactory",
-    "ModelOverrides",
-    "apply_overrides",
     "cifar_resnet",
     "cifar_spec",
     "create_model",
     "imagenet_spec",
     "list_models",
     "model_spec",
+    "plain18",
+    "plain20",
+    "plain32",
+    "plain34",
+    "plain44",
+    "plain56",
+    "plain110",
+    "plain1202",
     "preact_cifar_resnet",
+    "preact_resnet18",
+    "preact_resnet34",
+    "preact_resnet50",
+    "preact_resnet101",
+    "preact_resnet110",
+    "preact_resnet152",
+    "preact_resnet164",
+    "preact_resnet1001",
     "register_model",
     "resnet",
+    "resnet18",
+    "resnet18d",
+    "resnet20",
+    "resnet32",
+    "resnet34",
+    "resnet34d",
+    "resnet44",
+    "resnet50",
+    "resnet50d",
+    "resnet56",
+    "resnet101",
+    "resnet101d",
+    "resnet110",
+    "resnet152",
+    "resnet152d",
+    "resnet1202",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
 ]
 
 
