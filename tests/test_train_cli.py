@@ -363,3 +363,32 @@ def test_evaluate_applies_data_options_to_a_runs_data(
     code, stdout, err = run(["evaluate", final, "--classes", ",".join(map(str, range(10)))], capsys)
     assert code == 0, err
     assert "on 297 images of digits" in stdout
+
+
+def test_resume_compares_model_options_with_the_spec_and_files_by_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model option was compared with what was typed ("--shortcut: the run's None, now
+    'A'" for the default given again), a --checkpoint path as typed; and a run started from
+    --checkpoint FILE alone could not be resumed at all (its run.json's model name is null)."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--iterations", "2", "--no-progress", "--batch-size", "500"]
+    code, _, err = run(["train", "resnet20", "--widths", "4,8,16", *small, "--out", "d"], capsys)
+    assert code == 0, err
+    same = ["--widths", "4,8,16", "--shortcut", "A", "--block", "basic", "--num-classes", "10"]
+    code, _, err = run(["train", "--out", "d", "--resume", *same, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
+    code, _, err = run(["train", "--out", "d", "--resume", "--shortcut", "B"], capsys)
+    assert_one_line_error(code, err, "--shortcut: the run's 'A', now 'B'")
+    code, _, err = run(["train", "--out", "d", "--resume", "--widths", "8,16,32"], capsys)
+    assert_one_line_error(code, err, "--widths: the run's [4, 8, 16], now [8, 16, 32]")
+    code, _, err = run(["train", "--checkpoint", "./d/final.pt", *small, "--out", "f"], capsys)
+    assert code == 0, err
+    for where, checkpoint in ((".", "d/final.pt"), ("d", "final.pt")):
+        monkeypatch.chdir(tmp_path / where)
+        out = str(tmp_path / "f")
+        argv = ["train", "--out", out, "--resume", "--checkpoint", checkpoint, "--no-progress"]
+        code, _, err = run(argv, capsys)
+        assert code == 0, err
+        assert "the run is finished" in err

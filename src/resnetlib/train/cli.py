@@ -372,6 +372,13 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
         for key in (*_RUN_OPTIONS, *_recipe_fields())
         if (value := getattr(args, key, None)) is not None and value != []
     }
+    for key in ("checkpoint", "recipe"):  # a file: its absolute path, the same from anywhere
+        value = given.get(key)
+        if not isinstance(value, str):
+            continue
+        named = value in _RECIPE_LABELS or (value[:5] == "paper" and value[5:].isdigit())
+        if key == "checkpoint" or not named:
+            given[key] = str(Path(value).resolve())
     given.update({option_flag(k): v for k, v in override_values(args).items()})
     return given
 
@@ -574,7 +581,8 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     info = run.read_info()  # checked by check_run_info: entries of the right types
     command = info.get("command") or {}
     recipe = read_record(run.path / "recipe.json", Recipe.from_dict, what="the recipe")
-    differ = _differences(_given(args), info, recipe)
+    spec = read_record(run.path / "spec.json", ResNetSpec.from_dict, what="the model's spec")
+    differ = _differences(_given(args), info, recipe, spec)
     if differ:
         raise UsageError(
             f"{run.path} was started with other options: {'; '.join(differ)}; resume takes "
@@ -592,7 +600,6 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
             f"{shlex.quote(str(run.path))} --resume {again}"
         )
     import_modules(args.imports)
-    spec = read_record(run.path / "spec.json", ResNetSpec.from_dict, what="the model's spec")
     model = build(spec)
     length = {key: info["length"].get(key) for key in _LENGTH}
     try:
@@ -606,13 +613,15 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     return model, _load(args, dict(info["data"]), model), recipe, run.path, info, length
 
 
-def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> list[str]:
+def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any, spec: Any) -> list[str]:
     """What a ``--resume`` command line asks that the run did otherwise, by the one comparison
     of a run's record with what is asked (``run_dir.record_differences``), defaults applied:
     a Recipe field against recipe.json (``--iterations`` its total, ``--val-size`` the split
-    held out), ``--epochs``, ``--seed`` and the data options against run.json (``--data`` a
+    held out), a model option against spec.json (agreeing when it leaves the run's model as
+    it is), ``--epochs``, ``--seed`` and the data options against run.json (``--data`` a
     resolved path, ``--classes`` names, ``--image-size`` the size trained at), ``--recipe``
     its ``recipe_name``, the rest its ``command``. ``--import`` is the user's to add to."""
+    from ..core.overrides import apply_overrides
     from .data import data_source
     from .run_dir import record_differences
 
@@ -633,8 +642,15 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any) -> li
     if any(not isinstance(name, str) for name in asked.get("classes") or ()):
         where = {**record, **asked}  # the data and labels the indices count in
         asked["classes"] = _class_names(asked["classes"], where["data"], where["labels"])
-    for key in asked:
-        if key not in record:  # a Recipe field's record is recipe.json, the rest's the command
+    for key, value in asked.items():
+        if key.startswith("--"):  # a model option: the run's when it leaves spec.json as it is
+            name = key[2:].replace("-", "_")
+            try:
+                same = apply_overrides(spec, {name: value}, "train") == spec
+            except (TypeError, ValueError, KeyError):
+                same = False
+            record[key] = value if same else given.get(key, getattr(spec, name, None))
+        elif key not in record:  # a Recipe field's record is recipe.json, the rest's the command
             value = getattr(recipe, key) if key in fields else given.get(key)
             record[key] = list(value) if isinstance(value, tuple) else value
     keys = [

@@ -515,7 +515,8 @@ def check_run_info(
         command = obj("command", info["command"])
         obj("command.given", command.get("given", {}))
         model = obj("command.model", command.get("model", {}))
-        texts["command.model.name"] = model.get("name", _MISSING)
+        if model.get("name") is not None:  # null: --checkpoint FILE alone named the model
+            texts["command.model.name"] = model["name"]
         imports = model.get("imports", [])
         if not (
             isinstance(imports, list)
