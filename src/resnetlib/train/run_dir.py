@@ -333,13 +333,14 @@ def record_differences(
 
 
 def _short(value: object) -> str:
-    """``repr(value)`` cut to 60 characters; a tensor, or a long list or dict, by its type."""
+    """``repr(value)`` cut to its last 60 characters (where paths differ); a tensor, or a long
+    list or dict, by its type."""
     text = repr(value)
     if isinstance(value, torch.Tensor) or (
         isinstance(value, (list, dict, tuple)) and len(text) > 60
     ):
         return f"a {type(value).__name__}"
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 60 else "..." + text[-57:]
 
 
 LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
