@@ -150,10 +150,12 @@ def test_command(cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "| ResNet-20 | 269,722 | 1 |" in stdout
     assert f"outputs in {tmp_path}/ (table6.md, table6.csv)" in stdout
     assert (tmp_path / "table6.csv").is_file()
-    # resumable from its directory alone, like any run
-    code, _, err = run(["train", "--out", str(tmp_path / "resnet20-seed0"), "--resume",
-                        "--no-progress"], capsys)  # fmt: skip
-    assert code == 0, err
+    # resumable from its directory alone, like any run, and by the recipe --recipe names
+    for given in ([], ["--recipe", "paper"], ["--data", str(cifar), "--seed", "0"]):
+        code, _, err = run(["train", "--out", str(tmp_path / "resnet20-seed0"), "--resume",
+                            *given, "--no-progress"], capsys)  # fmt: skip
+        assert code == 0, err
+        assert "the run is finished" in err
     # a second call reads the finished run
     code, stdout, err = run(argv, capsys)
     assert code == 0
@@ -175,3 +177,17 @@ def test_command(cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         main(with_value("--seeds", "0"))
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_a_warm_up_run_resumes_with_its_recipe_named(
+    cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ResNet-110's run recorded "the paper's CIFAR recipe with warm-up", which no --recipe
+    value names: `train --resume --recipe paper` was refused ("the run's None")."""
+    table6(cifar, tmp_path, models=("resnet110",), seeds=1, **{**SMALL, "iterations": 1})  # type: ignore[arg-type]
+    argv = ["train", "--out", str(tmp_path / "resnet110-seed0"), "--resume", "--recipe"]
+    code, _, err = run([*argv, "paper", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
+    code, _, err = run([*argv, "digits"], capsys)
+    assert_one_line_error(code, err, "--recipe: the run's 'paper', now 'digits'")

@@ -367,7 +367,7 @@ def _table6_info(
     name: str, data: str | os.PathLike[str], seed: int, iterations: int | None, recipe: Recipe
 ) -> dict[str, Any]:
     """``run.json``'s command entry, so that ``resnetlib train --out DIR --resume`` works."""
-    given: dict[str, Any] = {"model": name, "data": str(data), "seed": seed}
+    given: dict[str, Any] = {"model": name, "data": str(data), "seed": seed, "recipe": "paper"}
     if iterations is not None:
         given["iterations"] = iterations
     return {
