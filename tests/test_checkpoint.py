@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import struct
 from pathlib import Path
 from typing import Any, ClassVar
@@ -383,7 +384,45 @@ def test_save_refuses_what_load_could_not_rebuild(tmp_path: Path) -> None:
         rl.save(model, tmp_path / "x.pt")
     with pytest.raises(TypeError, match="takes a resnetlib ResNet; got Sequential"):
         rl.save(nn.Sequential(rl.resnet20()), tmp_path / "x.pt")  # type: ignore[arg-type]
+    # layers without weights, or with other settings, which the weights alone do not show
+    swaps = {
+        "maxpool": (nn.Identity(), "its maxpool is Identity(), the spec builds MaxPool2d("),
+        "conv1": (nn.Conv2d(3, 64, 7, 1, 3, bias=False), "stride=(1, 1)"),
+        "avgpool": (nn.AdaptiveMaxPool2d(1), "its avgpool is AdaptiveMaxPool2d"),
+    }
+    for name, (layer, message) in swaps.items():
+        model = rl.resnet18(num_classes=10)
+        setattr(model, name, layer)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            rl.save(model, tmp_path / "x.pt")
+    model = rl.resnet56()
+    model.layer3[7].relu = nn.GELU()
+    with pytest.raises(ValueError, match=r"its layer3\.7\.relu is GELU"):
+        rl.save(model, tmp_path / "x.pt")
+    # metadata load would refuse: not a JSON number, nested too deep
+    deep: dict[str, object] = {}
+    for _ in range(40):
+        deep = {"x": deep}
+    for metadata in ({"loss": float("nan")}, {"loss": float("inf")}, deep):
+        with pytest.raises(ValueError, match="metadata must"):
+            rl.save(rl.resnet20(), tmp_path / "x.pt", metadata=metadata)  # type: ignore[arg-type]
     assert not os.listdir(tmp_path)
+
+
+def test_what_save_accepts_loads_with_the_same_outputs(tmp_path: Path) -> None:
+    """The module check refuses no model its spec rebuilds: frozen, channels-last, half,
+    another head, momentum changed, drop path, output stride, group norm."""
+    models = [rl.resnet20(), rl.resnet50(drop_path_rate=0.1), rl.resnet18(output_stride=8)]
+    models += [rl.resnet18(norm="groupnorm", act="silu"), rl.preact_resnet18()]
+    rl.interop.freeze(models[0], stages=2)
+    models[1].reset_classifier(5)
+    for module in models[2].modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = 0.01
+    for model in models:
+        rl.save(model.to(memory_format=torch.channels_last), tmp_path / "m.pt")
+        x = torch.randn(2, 3, 32, 32)
+        torch.testing.assert_close(rl.load(tmp_path / "m.pt").eval()(x), model.eval()(x))
 
 
 def test_the_spec_check_builds_once_per_spec_and_registered_type(

@@ -74,3 +74,23 @@ def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_failure(
         partial.write_bytes(b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_dump_json_writes_only_what_parse_json_reads_back() -> None:
+    """JSON is written by the reader's rules: what the library writes, it can read again."""
+    from resnetlib.files import dump_json, parse_json
+    from resnetlib.limits import MAX_JSON_DEPTH
+
+    assert parse_json(dump_json({"a": [1, 2.5, None, "x"]}, what="t")) == {"a": [1, 2.5, None, "x"]}
+    deep: object = 1
+    for _ in range(MAX_JSON_DEPTH + 1):
+        deep = [deep]
+    for value, message in (
+        (float("nan"), "JSON values only"),
+        ({"a": float("-inf")}, "JSON values only"),
+        ({1: "a", "1": "b"}, "duplicate key '1'"),
+        (deep, "nested more than"),
+        ({"a": object()}, "JSON values only"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            dump_json(value, what="t")

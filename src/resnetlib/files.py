@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write",
     "check_not_input",
     "command_files",
+    "dump_json",
     "inside",
     "open_lock",
     "open_regular",
@@ -231,6 +232,18 @@ def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRef
     if _too_deep(value):
         raise error(f"{at}JSON nested more than {MAX_JSON_DEPTH} deep")
     return value
+
+
+def dump_json(value: object, *, what: str, **options: Any) -> str:
+    """``json.dumps(value, **options)``, refused (``ValueError`` naming ``what``) unless
+    :func:`parse_json` reads it back: JSON types, finite numbers, no key written twice
+    (``1`` and ``"1"``), no deeper than ``MAX_JSON_DEPTH``."""
+    try:
+        text = json.dumps(value, allow_nan=False, **options)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ValueError(f"{what} must hold JSON values only ({error})") from None
+    parse_json(text, where=f"{what} must be JSON that reads back", error=ValueError)
+    return text
 
 
 def read_json(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import json
 import math
 import os
 import pickle
@@ -29,9 +28,10 @@ from ..core.data_config import config_from_dict, config_to_json, fitted_data_con
 from ..core.features import ResNetFeatures
 from ..core.model import ResNet
 from ..core.spec import JSONScalar, ResNetSpec
-from ..files import atomic_write, open_regular, parse_json
+from ..files import atomic_write, dump_json, open_regular, parse_json
 from ..nn.activations import ACTIVATIONS
 from ..nn.blocks import BLOCKS
+from ..nn.drop_path import DropPath
 from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS
 from ..nn.stems import STEMS
@@ -134,6 +134,7 @@ def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
             "(model.to_empty(device='cpu') allocates them, then load or initialize weights)"
         )
     check_fits(_CHANGED_MODEL, model.spec, state, error=ValueError)
+    _check_modules(_CHANGED_MODEL, model, model.spec)
     return {key: value.detach().cpu().contiguous() for key, value in state.items()}
 
 
@@ -163,7 +164,7 @@ def save(
         True
     """
     state = savable_state(model, "save")
-    metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
+    metadata_json = dump_json(dict(metadata or {}), what="metadata", sort_keys=True)
     spec_json = model.spec.to_json()
     config_json = config_to_json(fitted_data_config(model, model.pretrained_cfg))  # as load fits it
     safetensors = Path(path).suffix.lower() == ".safetensors"
@@ -462,6 +463,11 @@ def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
     """The state-dict shapes of ``spec`` with at most two blocks a stage (later blocks have
     the second one's), built on the meta device; ``CheckpointError`` for a spec no ``build()``
     accepts, ``KeyError`` for an unregistered name."""
+    return _probe(where, spec)[0]
+
+
+def _probe(where: str, spec: ResNetSpec) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """:func:`probe_shapes`, and each module's :func:`_layout` by name, of one build."""
     probe = replace(
         spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
     )
@@ -477,11 +483,39 @@ def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
 
 
 @functools.lru_cache(maxsize=16)
-def _shapes_of_spec(spec_json: str, parts: tuple[object, ...]) -> dict[str, tuple[int, ...]]:
+def _shapes_of_spec(
+    spec_json: str, parts: tuple[object, ...]
+) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """Cached by the spec and the types its names resolve to; callers must not change it."""
     with torch.device("meta"):
-        fresh = build(ResNetSpec.from_json(spec_json)).state_dict()
-    return {key: tuple(value.shape) for key, value in fresh.items()}
+        fresh = build(ResNetSpec.from_json(spec_json))
+    shapes = {key: tuple(value.shape) for key, value in fresh.state_dict().items()}
+    return shapes, {name: _layout(module) for name, module in fresh.named_modules()}
+
+
+def _layout(module: torch.nn.Module) -> str:
+    """A module's type and settings (a convolution's stride, a pool's size) as far as they
+    decide its outputs in evaluation: not a norm's ``momentum`` or a drop path's rate."""
+    settings = "" if isinstance(module, DropPath) else module.extra_repr()
+    settings = re.sub(r"momentum=[^,]*, ", "", settings)
+    return f"{type(module).__qualname__}({settings})"
+
+
+def _check_modules(where: str, model: torch.nn.Module, spec: ResNetSpec) -> None:
+    """Raise ``ValueError`` unless each of ``model``'s modules is what ``spec`` builds there
+    (a layer swapped for one without weights, or a stride changed, escapes ``check_fits``)."""
+    expected = _probe(where, spec)[1]
+    seen = {""}
+    for name, module in list(model.named_modules())[1:]:
+        block, probed = _BLOCK_KEY.match(name + "."), name
+        if block is not None and int(block[2]) > 1:  # a later block: the probe's second one's
+            probed = f"layer{block[1]}.1.{(name + '.')[block.end() :]}".rstrip(".")
+        seen.add(probed)
+        if expected.get(probed) != _layout(module):
+            built = expected.get(probed, "no module")
+            raise ValueError(f"{where}: its {name} is {_layout(module)}, the spec builds {built}")
+    if set(expected) - seen:
+        raise ValueError(f"{where}: it lacks the spec's {', '.join(sorted(set(expected) - seen))}")
 
 
 def _later_blocks(spec: ResNetSpec, key: str) -> tuple[int, str, range]:

@@ -7,7 +7,6 @@ checks them against it before anything is built; nothing is imported or run."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -20,7 +19,7 @@ from ..common import PathLike, printable
 from ..core.data_config import check_data_config, fitted_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
-from ..files import atomic_write, parse_json, read_bytes, read_json, read_text
+from ..files import atomic_write, dump_json, parse_json, read_bytes, read_json, read_text
 from ..interop.checkpoint import (
     CheckpointError,
     build_loaded,
@@ -182,10 +181,7 @@ def save_pretrained(
     _check_folder(root)
     spec = model.spec
     meta = dict(metadata or {})
-    try:
-        json.dumps(meta, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"metadata must hold JSON values only ({error})") from None
+    dump_json(meta, what="metadata")
     checked = fitted_data_config(model, model.pretrained_cfg)  # as loading fits it
     cfg = {key: checked[key] for key in _CFG_KEYS if key in checked}
     cfg["num_classes"] = model.num_classes
@@ -210,10 +206,7 @@ def save_pretrained(
             "metadata": meta,
         },
     }
-    try:
-        config_bytes = (json.dumps(config, indent=2, allow_nan=False) + "\n").encode()
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"the pretrained_cfg cannot be stored as JSON ({error})") from None
+    config_bytes = (dump_json(config, what="config.json", indent=2) + "\n").encode()
     weights: bytes = safetensors_module().save(
         dict(sorted(state.items())), metadata={"format": "pt"}
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import socket
@@ -21,7 +20,7 @@ import torch
 from ..common import first_line
 from ..core.data_config import config_from_dict
 from ..core.model import ResNet
-from ..files import atomic_write, open_lock, open_regular, read_json, read_text
+from ..files import atomic_write, dump_json, open_lock, open_regular, read_json, read_text
 from ..interop.checkpoint import TORCH_READ_ERRORS, save
 from ..validate import is_int, is_real
 from .recipe import Recipe
@@ -203,7 +202,7 @@ class RunDirectory:
 
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Write ``run.json`` (JSON types only)."""
-        self.write_json("run.json", json.dumps(dict(info), indent=2))
+        self.write_json("run.json", dump_json(dict(info), what="run.json", indent=2))
 
     def read_info(self, *, own: bool = True) -> dict[str, Any]:
         """``run.json``, checked by ``check_run_info()``; ``own=False``: read as an input."""
@@ -271,12 +270,13 @@ class RunDirectory:
         return state
 
     def save_model(self, name: str, model: ResNet, metadata: Mapping[str, Any]) -> Path:
-        """Write checkpoint ``name`` (``best.pt``, ``final.pt``); NaN metadata as null."""
+        """Write checkpoint ``name`` (``best.pt``, ``final.pt``); NaN or infinite metadata as
+        null."""
         self._check_owner()
         scalars = dict(metadata)
         for key, value in metadata.items():
-            if isinstance(value, float) and (math.isnan(value) or key in _COUNTS):
-                scalars[key] = None if math.isnan(value) else int(value)
+            if isinstance(value, float) and (not math.isfinite(value) or key in _COUNTS):
+                scalars[key] = int(value) if math.isfinite(value) else None
         save(model, self.path / name, metadata=scalars)
         return self.path / name
 
