@@ -81,6 +81,11 @@ def test_akamaster_trap_end_padding_computes_something_else() -> None:
     assert "layer2.0.downsample" in str(info.value)
     with pytest.raises(ValueError, match="adds no shortcuts"):
         rl.interop.load_weights(rl.plain20(), checkpoint)
+    # a features-only backbone is checked by its modules too (it has no blocks() or spec)
+    backbone = rl.create_model("resnet20", features_only=True, shortcut="A_both")
+    assert rl.interop.load_weights(backbone, checkpoint).loaded
+    with pytest.raises(ValueError, match=r"both sides.*shortcut='A_both'"):
+        rl.interop.load_weights(rl.create_model("resnet20", features_only=True), checkpoint)
 
 
 def test_create_model_from_akamaster_file_picks_both_sided_padding(tmp_path: Path) -> None:

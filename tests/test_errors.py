@@ -395,3 +395,64 @@ def test_resnet_refuses_stages_its_spec_does_not_describe() -> None:
     stem = rl.nn.CifarStem(in_channels=3, out_channels=16)
     with pytest.raises(ValueError, match=r"got 2 stages but its spec describes 3"):
         rl.ResNet(stem=stem, stages=stages, num_classes=10, spec=model.spec)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: rl.interop.load_weights(rl.resnet20(), {1: torch.zeros(1)}), ValueError, "keys"),
+        (lambda: rl.interop.adapt_input_channels([[1]], in_channels=1), ValueError, "got list"),
+        (
+            lambda: rl.interop.adapt_input_channels(torch.zeros(2, 3, 3, 3), in_channels=10**9),
+            ValueError,
+            "size limit",
+        ),
+        (lambda: rl.create_model("resnet20", dtype="float64"), TypeError, "torch.dtype"),
+        (lambda: rl.analysis.summary(rl.resnet20(), title=5), TypeError, "title must be text"),
+        (lambda: rl.interop.param_groups(rl.resnet20(), lr=math.inf), ValueError, "lr must"),
+        (
+            lambda: rl.interop.param_groups(rl.resnet20(), lr=0.1, weight_decay=math.nan),
+            ValueError,
+            "weight_decay must",
+        ),
+        (lambda: rl.interop.param_groups(rl.resnet20(), lr=1, decay=math.inf), ValueError, "decay"),
+        (
+            lambda: rl.build(
+                dataclasses.replace(
+                    rl.model_spec("resnet50"), block_options={"stride_in_1x1": "no"}
+                )
+            ),
+            ValueError,
+            "stride_in_1x1 must be true or false; got 'no'",
+        ),
+    ],
+)
+def test_invalid_arguments_get_a_clear_error(call: Any, error: type, message: str) -> None:
+    """Each ended deep inside torch or Python (AttributeError, a 576 GB allocation), or was
+    accepted: a truthy "no" moved a bottleneck's stride, an infinite lr trained."""
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_specs_equal_exactly_when_their_json_does() -> None:
+    """Block options True and 1 were equal specs with different hashes (and files)."""
+    stages = (rl.StageSpec(2, 16),)
+    true, one = ({"x": value} for value in (True, 1))
+    a, b = (
+        rl.ResNetSpec(stages=stages, block_options=true),
+        rl.ResNetSpec(stages=stages, block_options=one),
+    )
+    assert a != b
+    assert len({a, b, rl.ResNetSpec(stages=stages, block_options=true)}) == 2
+    assert a == copy.deepcopy(a)
+    assert hash(a) == hash(copy.deepcopy(a))
+
+
+def test_feature_info_takes_what_timms_takes() -> None:
+    """``channels([])`` was every stage's channels (timm: none); a numpy index failed."""
+    import numpy as np
+
+    info = rl.resnet20().feature_info
+    assert info.channels([]) == []
+    assert info.channels(np.int64(1)) == info.channels(1) == 16
+    assert info.channels() == [16, 16, 32, 64]

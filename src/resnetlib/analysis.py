@@ -208,6 +208,8 @@ def summary(
             f"stages make its rows; got {type(model).__name__}. For any module, "
             "count_parameters(model) and count_flops(model, (C, H, W)) work"
         )
+    if not isinstance(title, str):
+        raise TypeError(f"summary() title must be text; got {type(title).__name__}")
     example = _example_input(model, input_size, "summary()")
     rows = _shapes_only(model, example, _summary_rows)
     return ModelSummary(input_size=tuple(example.shape[1:]), rows=rows, title=title)

@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
 # code it generates, where TorchScript cannot resolve postponed (string) ones.
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Literal, SupportsIndex, overload
@@ -58,9 +59,10 @@ class FeatureInfoList(list[FeatureInfo]):
 
     def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
         """Entry ``idx``'s ``key`` (an int ``idx``), or the list of them (all by default)."""
-        if isinstance(idx, int):
-            return self[idx][key]  # type: ignore[literal-required]
-        return [self[i][key] for i in idx or range(len(self))]  # type: ignore[literal-required]
+        if hasattr(idx, "__index__"):  # an int, a numpy int
+            return self[operator.index(idx)][key]  # type: ignore[arg-type,literal-required]
+        chosen = range(len(self)) if idx is None else idx  # [] is none, as in timm
+        return [self[i][key] for i in chosen]  # type: ignore[literal-required]
 
     def channels(self, idx: int | Sequence[int] | None = None) -> Any:
         """Channel counts (``num_chs``)."""

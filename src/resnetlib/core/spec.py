@@ -185,6 +185,12 @@ class ResNetSpec:
             raise ValueError(f"ResNetSpec.drop_path_rate must be a number in [0, 1); got {rate!r}")
         object.__setattr__(self, "drop_path_rate", float(rate))
 
+    def __eq__(self, other: object) -> bool:
+        # By the JSON, as the hash: block options True and 1 (or 1.0) are other specs.
+        if not isinstance(other, ResNetSpec):
+            return NotImplemented
+        return self.to_json() == other.to_json()
+
     def __hash__(self) -> int:
         return hash(self.to_json())
 

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from ..core.model import ResNet
+from ..limits import MAX_CHANNELS
+from ..nn.blocks import ResidualBlock
 from ..nn.shortcuts import ZeroPadShortcut
 from ..validate import check_int
 
@@ -183,7 +185,10 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
             f"a state dict holds only tensors; these entries are not: {_listing(not_tensors)}"
         )
     flat: StateDict = dict(state)
-    if not flat or not all(isinstance(key, str) for key in flat):
+    named = [repr(key) for key in flat if not isinstance(key, str)]
+    if named:
+        raise ValueError(f"a state dict's keys are parameter names (text); got {_listing(named)}")
+    if not flat:
         return flat
     # The prefixes every key shares are those of the first and last key in sorted order.
     low, high = min(flat), max(flat)
@@ -250,7 +255,8 @@ def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Ten
     copies of an image give what the image gave).
 
     Raises:
-        ValueError: ``weight`` is not 4-d, or ``in_channels`` is not an int >= 1.
+        ValueError: ``weight`` is not a 4-d tensor, or ``in_channels`` is not an int in
+            [1, ``MAX_CHANNELS``].
 
     Examples:
         >>> import torch, resnetlib as rl
@@ -258,11 +264,10 @@ def adapt_input_channels(weight: torch.Tensor, *, in_channels: int) -> torch.Ten
         >>> rl.interop.adapt_input_channels(rgb, in_channels=1).shape
         torch.Size([64, 1, 7, 7])
     """
-    check_int("in_channels", in_channels)
-    if weight.dim() != 4:
-        raise ValueError(
-            f"expected a conv weight (out, in, kh, kw); got shape {tuple(weight.shape)}"
-        )
+    check_int("in_channels", in_channels, 1, MAX_CHANNELS, bound="resnetlib's size limit")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"expected a conv weight tensor (out, in, kh, kw); got {got}")
     channels = weight.shape[1]
     if in_channels == channels:
         return weight.clone()
@@ -338,11 +343,12 @@ def _stem_conv_key(model: ResNet) -> str | None:
     return None
 
 
-def _check_akamaster_model(model: ResNet) -> None:
-    if any(not block.residual for block in model.blocks()):
+def _check_akamaster_model(model: nn.Module) -> None:
+    """A ``ResNet`` or a features-only backbone, by its modules."""
+    if any(isinstance(m, ResidualBlock) and not m.residual for m in model.modules()):
         raise ValueError(
-            f"akamaster's weights are for residual networks; this model (shortcut "
-            f"{model.spec.shortcut!r}) adds no shortcuts"
+            "akamaster's weights are for residual networks; this model (shortcut 'none') adds "
+            "no shortcuts"
         )
     wrong = [
         name
@@ -352,8 +358,8 @@ def _check_akamaster_model(model: ResNet) -> None:
     if wrong:
         raise ValueError(
             "akamaster's option A pads the new zero channels on both sides, but this model's "
-            f"option-A shortcuts ({', '.join(wrong)}) pad at the end (shortcut "
-            f"{model.spec.shortcut!r}), so its outputs would differ; build the model with "
+            f"option-A shortcuts ({', '.join(wrong)}) pad at the end, so its outputs would "
+            "differ; build the model with "
             "shortcut='A_both' (create_model(..., checkpoint_path=...) does that itself)"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
@@ -93,9 +94,9 @@ def param_groups(
     """
     _check_model(model)
     for field, value in (("lr", lr), ("decay", decay)):
-        if not is_real(value) or not value > 0:
+        if not is_real(value) or not 0 < value < math.inf:
             raise ValueError(f"{field} must be a number > 0; got {value!r}")
-    if weight_decay is not None and (not is_real(weight_decay) or weight_decay < 0):
+    if weight_decay is not None and not (is_real(weight_decay) and 0 <= weight_decay < math.inf):
         raise ValueError(f"weight_decay must be a number >= 0 or None; got {weight_decay!r}")
     order = ["stem", *model.stage_names, "head"]
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}

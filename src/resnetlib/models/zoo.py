@@ -257,6 +257,8 @@ def create_model(
                 "factory must return a resnetlib ResNet (rl.build(spec) makes one)"
             )
     if dtype is not None:
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
         model.to(dtype=dtype)
     if global_pool is not None:
         model.reset_classifier(model.num_classes, global_pool=global_pool)

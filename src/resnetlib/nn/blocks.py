@@ -162,8 +162,11 @@ def grouped_widths(
     block: ResidualBlock, stride_in_1x1: bool, groups: int, width_per_group: int
 ) -> tuple[int, int, int]:
     """A bottleneck's inner width (torchvision's rule) and its 1x1 and 3x3 strides; a
-    ``ValueError`` for an inner width of 0 or above ``MAX_CHANNELS``."""
+    ``ValueError`` for an inner width of 0 or above ``MAX_CHANNELS``, or a non-bool
+    ``stride_in_1x1`` (``"no"`` would place the stride as ``True`` does)."""
     owner, width = type(block).__name__, block.width
+    if not isinstance(stride_in_1x1, bool):
+        raise ValueError(f"{owner} stride_in_1x1 must be true or false; got {stride_in_1x1!r}")
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         check_int(f"{owner} {option}", value, 1, MAX_CHANNELS, bound="resnetlib's size limit")
     inner = int(width * (width_per_group / 64.0)) * groups
