@@ -393,3 +393,30 @@ def test_resume_compares_model_options_with_the_spec_and_files_by_path(
         code, _, err = run(argv, capsys)
         assert code == 0, err
         assert "the run is finished" in err
+
+
+def test_milestones_given_with_a_length_count_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--milestones with --epochs/--iterations were read in the recipe's own length and
+    scaled (10,15 of 20 iterations became none; epochs 1,2 of 3 became iterations 2,5), and
+    the same command with --resume was refused."""
+    small = ["resnet20", "--widths", "4,8,16", *FAST]
+    argv = ["train", *small, "--epochs", "3", "--milestones", "1,2", "--out", str(tmp_path / "e")]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    plan = json.loads((tmp_path / "e" / "recipe.json").read_text())
+    per_epoch = plan["iterations"] // 3
+    assert plan["milestones"] == [per_epoch, 2 * per_epoch]
+    code, _, err = run([*argv, "--resume"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
+    out = str(tmp_path / "i")
+    argv = ["train", *small, "--recipe", "paper", "--iterations", "20", "--milestones", "10,15"]
+    code, _, err = run([*argv, "--warmup-max-iterations", "4", "--out", out], capsys)
+    assert code == 0, err
+    plan = json.loads((tmp_path / "i" / "recipe.json").read_text())
+    assert (plan["milestones"], plan["iterations"]) == ([10, 15], 20)
+    assert plan["warmup_max_iterations"] == 4
+    code, _, err = run(["train", "--out", out, "--resume", "--milestones", "10,16"], capsys)
+    assert_one_line_error(code, err, "--milestones: the run's [10, 15], now [10, 16]")

@@ -97,6 +97,7 @@ _SHORTHANDS = {
 }
 _ALIASES = {"ema_decay": "--ema"}
 _LENGTH = ("iterations", "epochs")
+_IN_LENGTH_UNITS = ("milestones", "warmup_max_iterations")  # counted in the length's unit
 
 
 @functools.cache
@@ -354,6 +355,8 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
     changes = {k: v for k in _recipe_fields() if (v := getattr(args, k, None)) is not None}
     length = {name: changes.pop(name) for name in _LENGTH if name in changes}
     try:
+        if length and changes.keys() & set(_IN_LENGTH_UNITS):
+            recipe = _with_length(recipe, length)  # given with a length, they count in it
         recipe = dataclasses.replace(recipe, **changes)
         recipe.resolved(1, **length)  # the length's bounds, before any data loads
     except ValueError as error:
@@ -362,6 +365,20 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
             message = message.replace(f"Recipe.{name} ", f"{option_flag(name)} ")
         raise UsageError(message) from None
     return recipe, label
+
+
+def _with_length(recipe: Any, length: dict[str, int]) -> Any:
+    """``recipe`` with ``length`` (``{"iterations": N}`` or ``{"epochs": N}``) as its own, so
+    that milestones and a warm-up cap given with it are not scaled; the recipe's own are
+    scaled to it first where the units agree."""
+    ((unit, total),) = length.items()
+    if getattr(recipe, unit) is not None:
+        plan = recipe.resolved(1, **length)  # one batch an epoch: scaled in the recipe's unit
+        recipe = dataclasses.replace(
+            recipe, milestones=plan.milestones, warmup_max_iterations=plan.warmup_max_iterations
+        )
+    other = "epochs" if unit == "iterations" else "iterations"
+    return dataclasses.replace(recipe, **{unit: total, other: None})
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
@@ -651,7 +668,8 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any, spec:
                 same = False
             record[key] = value if same else given.get(key, getattr(spec, name, None))
         elif key not in record:  # a Recipe field's record is recipe.json, the rest's the command
-            value = getattr(recipe, key) if key in fields else given.get(key)
+            typed = key in _IN_LENGTH_UNITS and key in given  # recipe.json's are in iterations
+            value = getattr(recipe, key) if key in fields and not typed else given.get(key)
             record[key] = list(value) if isinstance(value, tuple) else value
     keys = [
         key
