@@ -97,6 +97,10 @@ def test_predict_takes_the_model_then_images_around_pretrained(
         "note: resnet20 has random weights; give --pretrained or --checkpoint FILE for a "
         "trained one\n"
     )
+    # so does a name with a weights tag: MODEL.TAG names the tag that --pretrained loads
+    code, _, err = run(["predict", "resnet20.akamaster_cifar10", images[0]], capsys)
+    assert code == 0, err
+    assert err.startswith("note: resnet20.akamaster_cifar10 has random weights; give --pretrained")
 
 
 def test_checkpoint_alone_names_the_model_to_every_command(

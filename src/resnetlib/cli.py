@@ -205,7 +205,8 @@ def add_model_arguments(
         dest="pretrained",
         default=None,
         metavar="TAG",
-        help="the pretrained weights TAG (implies --pretrained), as MODEL.TAG does",
+        help="the pretrained weights TAG (implies --pretrained); MODEL.TAG names the tag "
+        "--pretrained loads, as timm's names do",
     )
     weights.add_argument(
         "--checkpoint",

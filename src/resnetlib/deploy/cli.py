@@ -206,8 +206,8 @@ def run_predict(args: argparse.Namespace) -> int:
     model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
-        untrained = args.pretrained is None and args.checkpoint is None  # a name alone
-        if untrained and "." not in args.model and not is_checkpoint_path(args.model):
+        untrained = args.pretrained is None and args.checkpoint is None  # a name (.TAG) alone
+        if untrained and not is_checkpoint_path(args.model):
             print(
                 f"note: {printable(args.model)} has random weights; give --pretrained or "
                 "--checkpoint FILE for a trained one",
