@@ -129,6 +129,11 @@ def test_a_finished_run_of_another_length_is_refused(cifar: Path, tmp_path: Path
     table6(cifar, tmp_path, models=("resnet20",), **SMALL)  # type: ignore[arg-type]
     with pytest.raises(RunDirectoryError, match="6 iterations and 7 were asked"):
         table6(cifar, tmp_path, models=("resnet20",), **{**SMALL, "iterations": 7})  # type: ignore[arg-type]
+    # another recipe was read as if it were the one asked (and the table said so)
+    for change, message in (("batch_size", "batch_size: the run's 8, now 4"), ("val_size", "val")):
+        with pytest.raises(RunDirectoryError, match=f"another recipe.*{message}"):
+            table6(cifar, tmp_path, models=("resnet20",), **{**SMALL, change: 4})  # type: ignore[arg-type]
+    assert table6(cifar, tmp_path, models=("resnet20",), **SMALL).runs[0].trained is False  # type: ignore[arg-type]
 
 
 def test_library_arguments_are_checked() -> None:

@@ -26,7 +26,13 @@ from .data import DataError, DataSplits, load_data
 from .loop import fit, model_label
 from .plot import plot_runs
 from .recipe import DIGITS, Recipe, recipe_for
-from .run_dir import RunDirectory, RunDirectoryError, read_metrics, read_record
+from .run_dir import (
+    RunDirectory,
+    RunDirectoryError,
+    read_metrics,
+    read_record,
+    record_differences,
+)
 
 __all__ = [
     "AKAMASTER_TABLE6",
@@ -303,8 +309,8 @@ def table6(
     for index, (name, seed) in enumerate(jobs, start=1):
         recipe = recipes[name]
         run_dir = root / f"{name}-seed{seed}"
-        total = iterations if iterations is not None else recipe.iterations
-        done = _finished(run_dir, total)  # checked (and the data loaded) before announcing
+        plan = recipe.resolved(1, iterations=iterations)  # iterations: no epoch to count
+        done = _finished(run_dir, plan)  # checked (and the data loaded) before announcing
         if done is None and seed not in splits:
             splits = {seed: load_data(data, val_size=recipe.val_size, seed=seed)}
             count = len(splits[seed].classes)  # files checked: CIFAR-10's layout, 3x32x32
@@ -328,7 +334,7 @@ def table6(
                 run_info=_table6_info(name, data, seed, iterations, recipe),
                 log=log,
             )
-            done = _finished(run_dir, total)  # as recorded: a later call reads the same numbers
+            done = _finished(run_dir, plan)  # as recorded: a later call reads the same numbers
             if done is None:
                 raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
         parameters[name] = _parameter_count(run_dir)  # as trained (its spec.json)
@@ -345,18 +351,27 @@ def _parameter_count(run_dir: Path) -> int:
         return sum(p.numel() for p in build(spec).parameters())
 
 
-def _finished(run_dir: Path, total: int | None) -> tuple[float, float, int] | None:
-    """``(test_error, seconds, iterations)`` of a finished run in ``run_dir``, else None."""
+def _finished(run_dir: Path, plan: Recipe) -> tuple[float, float, int] | None:
+    """``(test_error, seconds, iterations)`` of a finished run in ``run_dir`` that followed
+    ``plan`` (else ``RunDirectoryError``), or None."""
     run = RunDirectory(run_dir)
     metrics = run_dir / "metrics.csv"
     if not (run.holds_run() and (run_dir / "final.pt").is_file() and metrics.is_file()):
         return None
     rows = read_metrics(metrics, columns=("iteration", "test_error", "elapsed_s"), own=True)
     recorded = run.read_info().get("iterations")
-    if total is not None and recorded != total:
+    if recorded != plan.iterations:
         raise RunDirectoryError(
-            f"{run_dir} holds a finished run of {recorded} iterations and {total} were asked; "
-            "pass the same --iterations or another --out"
+            f"{run_dir} holds a finished run of {recorded} iterations and {plan.iterations} "
+            "were asked; pass the same --iterations or another --out"
+        )
+    followed = read_record(run_dir / "recipe.json", Recipe.from_dict, what="the recipe")
+    asked = {key: value for key, value in plan.to_dict().items() if value is not None}
+    differ = record_differences(followed.to_dict(), asked, asked)  # None: the device's default
+    if differ:
+        raise RunDirectoryError(
+            f"{run_dir} holds a finished run of another recipe ({'; '.join(differ)}); pass "
+            "the options it was run with, or another --out"
         )
     if not rows or int(rows[-1]["iteration"]) != recorded:
         return None
