@@ -420,3 +420,22 @@ def test_milestones_given_with_a_length_count_in_it(
     assert plan["warmup_max_iterations"] == 4
     code, _, err = run(["train", "--out", out, "--resume", "--milestones", "10,16"], capsys)
     assert_one_line_error(code, err, "--milestones: the run's [10, 15], now [10, 16]")
+
+
+def test_a_runs_recipe_json_repeats_its_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--recipe RUN/recipe.json held out a tenth, at most its val_size (150 of 1,500 digits)
+    where the run held out 200: another split, other numbers."""
+    small = ["resnet20", "--widths", "4,8,16", "--iterations", "2", *FAST]
+    first, again = tmp_path / "first", tmp_path / "again"
+    code, _, err = run(["train", *small, "--val-size", "200", "--out", str(first)], capsys)
+    assert code == 0, err
+    code, _, err = run(
+        ["train", *small, "--recipe", str(first / "recipe.json"), "--out", str(again)], capsys
+    )
+    assert code == 0, err
+    assert "1,300 train / 200 val" in err
+    assert (first / "recipe.json").read_text() == (again / "recipe.json").read_text()
+    rows = [(r / "metrics.csv").read_text().splitlines()[1].split(",") for r in (first, again)]
+    assert rows[0][:9] == rows[1][:9]  # the same numbers, but for the timings
