@@ -439,3 +439,28 @@ def test_a_runs_recipe_json_repeats_its_split(
     assert (first / "recipe.json").read_text() == (again / "recipe.json").read_text()
     rows = [(r / "metrics.csv").read_text().splitlines()[1].split(",") for r in (first, again)]
     assert rows[0][:9] == rows[1][:9]  # the same numbers, but for the timings
+
+
+def test_a_run_stopped_before_its_first_save_starts_over_as_it_started(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Starting over built spec.json afresh, unseeded: a fine-tune from --checkpoint went on
+    from random weights, and two restarts of one run ended differently."""
+    import shutil
+
+    small = ["--iterations", "2", *FAST, "--batch-size", "100"]
+    starts = {
+        "scratch": ["resnet20", "--widths", "4,8,16", "--classes", "0,1,2", "--seed", "3"],
+        "fine-tune": ["--checkpoint", str(tiny_run / "final.pt"), "--classes", "0,1,2"],
+    }
+    for name, start in starts.items():
+        whole, restarted = tmp_path / name, tmp_path / f"{name}-restarted"
+        code, _, err = run(["train", *start, *small, "--out", str(whole)], capsys)
+        assert code == 0, err
+        restarted.mkdir()
+        for record in ("run.json", "spec.json", "recipe.json"):  # stopped before its first save
+            shutil.copy(whole / record, restarted / record)
+        code, _, err = run(["train", "--out", str(restarted), "--resume", "--no-progress"], capsys)
+        assert code == 0, err
+        rows = [(r / "metrics.csv").read_text().splitlines()[1:] for r in (whole, restarted)]
+        assert [row.split(",")[:9] for row in rows[0]] == [row.split(",")[:9] for row in rows[1]]

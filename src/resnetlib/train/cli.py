@@ -621,7 +621,10 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
             f"{shlex.quote(str(run.path))} --resume {again}"
         )
     import_modules(args.imports)
-    model = build(spec)
+    if os.path.lexists(run.path / "state.pt"):  # its weights come from there
+        model = build(spec)
+    else:  # stopped before its first save: it starts over, from what it started from
+        model = _starting_model(command, info["seed"], spec, run.info_path)
     length = {key: info["length"].get(key) for key in _LENGTH}
     try:
         set_data_config(model, config_from_dict(info["pretrained_cfg"]))
@@ -632,6 +635,35 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
 
         freeze(model, stages=min(int(command["freeze"]), len(model.stage_names)))
     return model, _load(args, dict(info["data"]), model), recipe, run.path, info, length
+
+
+def _starting_model(command: dict[str, Any], seed: int, spec: Any, where: Path) -> Any:
+    """The model a run started from, made again as the run made it: seeded, from the weights
+    (``--checkpoint``, ``--pretrained``) and options its ``command`` records."""
+    import torch
+
+    described = command.get("model") or {}
+    args = argparse.Namespace(
+        model=described.get("name"),
+        pretrained=described.get("pretrained"),
+        checkpoint=(command.get("given") or {}).get("checkpoint", described.get("checkpoint")),
+        imports=described.get("imports") or [],
+        **(described.get("options") or {}),
+    )
+    torch.manual_seed(seed)
+    if args.model is None and args.checkpoint is None:  # a run of the library's: its spec
+        from ..core.build import build
+
+        return build(spec)
+    model = model_from_args(args, adapt=True)[0]
+    if model.spec != spec:
+        from .run_dir import RunDirectoryError
+
+        raise RunDirectoryError(
+            f"{where}: starting over, its model options and weights make another network "
+            "than spec.json; start a new run in another --out"
+        )
+    return model
 
 
 def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any, spec: Any) -> list[str]:
