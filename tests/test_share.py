@@ -261,7 +261,9 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def test_hf_hub_loads_from_the_cache_offline(tmp_path: Path, offline_hub: Path) -> None:
+def test_hf_hub_loads_from_the_cache_offline(
+    tmp_path: Path, offline_hub: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = rl.resnet20(num_classes=5)
     rl.save_pretrained(model, tmp_path / "folder", metadata={"data": "CIFAR-10"})
     fill_hub_cache(offline_hub, "someone/resnet20-demo", tmp_path / "folder")
@@ -272,6 +274,13 @@ def test_hf_hub_loads_from_the_cache_offline(tmp_path: Path, offline_hub: Path) 
         rl.create_model("hf-hub:someone/not-cached")
     with pytest.raises(ValueError, match="ORG/NAME"):
         rl.create_model("hf-hub:../etc")
+    # the command line reads hf-hub:ORG/NAME as create_model does (not as a file path)
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    assert main(["predict", "hf-hub:someone/resnet20-demo", str(tmp_path / "a.png")]) == 0
+    assert main(["predict", "hf-hub:someone/not-cached", str(tmp_path / "a.png")]) == 2
+    assert "could not download config.json" in capsys.readouterr().err
 
 
 def test_hf_hub_without_huggingface_hub_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -394,3 +403,22 @@ def test_timm_refuses_resnetlib_only_models(tmp_path: Path) -> None:
     rl.save_pretrained(rl.resnet20(), tmp_path)
     with pytest.raises(RuntimeError, match="Unknown model"):
         timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+
+
+def test_the_cli_reads_a_shared_folder_by_any_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``local-dir:`` with a slash in its path (and any ``hf-hub:ORG/NAME``) was taken for a
+    checkpoint file ("no such checkpoint file"), and predict said the weights were random."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    rl.save_pretrained(rl.resnet20(), tmp_path / "shared" / "r20")
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    outputs = []
+    for name in ("local-dir:shared/r20", f"local-dir:{tmp_path / 'shared' / 'r20'}"):
+        assert main(["predict", name, "a.png"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err == ""  # no "random weights" note: the folder holds weights
+        outputs.append(captured.out)
+    assert outputs[0] == outputs[1]

@@ -297,7 +297,12 @@ def device_option(name: str | None) -> Any:
 
 
 def is_checkpoint_path(text: str) -> bool:
-    """Whether the model positional names a file rather than a registered model."""
+    """Whether the model positional names a file rather than a registered model or a shared
+    folder (``local-dir:PATH``, ``hf-hub:ORG/NAME``, which ``create_model`` reads)."""
+    from .models.share import SHARED_PREFIXES
+
+    if text.startswith(SHARED_PREFIXES):
+        return False
     return Path(text).is_file() or text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text
 
 

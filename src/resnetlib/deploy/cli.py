@@ -207,7 +207,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if model is None:
         model, _ = model_from_args(args)
         untrained = args.pretrained is None and args.checkpoint is None  # a name (.TAG) alone
-        if untrained and not is_checkpoint_path(args.model):
+        if untrained and not is_checkpoint_path(args.model) and ":" not in args.model:
             print(
                 f"note: {printable(args.model)} has random weights; give --pretrained or "
                 "--checkpoint FILE for a trained one",
