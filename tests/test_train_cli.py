@@ -464,3 +464,16 @@ def test_a_run_stopped_before_its_first_save_starts_over_as_it_started(
         assert code == 0, err
         rows = [(r / "metrics.csv").read_text().splitlines()[1:] for r in (whole, restarted)]
         assert [row.split(",")[:9] for row in rows[0]] == [row.split(",")[:9] for row in rows[1]]
+
+
+def test_a_model_that_does_not_fit_the_data_is_refused_by_what_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--in-channels 1 on 3-channel data was blamed on a pretrained_cfg mean the user never
+    set; --num-classes 5 on 10 classes got evaluate's advice."""
+    argv = ["train", "resnet20", "--iterations", "1", *FAST, "--out", str(tmp_path / "r")]
+    code, _, err = run([*argv, "--in-channels", "1"], capsys)
+    assert_one_line_error(code, err, "the model takes 1-channel images and digits has 3 channels")
+    code, _, err = run([*argv, "--num-classes", "5"], capsys)
+    assert_one_line_error(code, err, "has 10; train it with --num-classes 10 (the default)")
+    assert not (tmp_path / "r").exists()

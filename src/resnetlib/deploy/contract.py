@@ -89,7 +89,7 @@ def read_metadata(metadata: Mapping[str, str], *, where: str) -> ExportContract:
     if missing:
         raise ValueError(
             f"{where}: no resnetlib metadata ({', '.join(missing)} missing), so nothing says "
-            "how to feed it; export it with resnetlib export (0.2 or later)"
+            "how to feed it; export it with resnetlib export"
         )
 
     def value(key: str) -> Any:

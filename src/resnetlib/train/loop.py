@@ -159,10 +159,15 @@ def check_classes_fit(
     """The classes and channels half of :func:`check_data_fits` for data known by its listing
     (``load_data``'s ``before_decoding``); training passes ``label_names=False`` (it sets them)."""
     if model.num_classes != len(classes):
-        raise ValueError(
-            f"the model has {model.num_classes} classes and {name} has {len(classes)}; "
+        advice = (
             "evaluate on the data it was trained on, or train a head for this data "
             "(--num-classes, --classes)"
+            if label_names
+            else f"train it with --num-classes {len(classes)} (the default), or choose "
+            f"{model.num_classes} classes with --classes"
+        )
+        raise ValueError(
+            f"the model has {model.num_classes} classes and {name} has {len(classes)}; {advice}"
         )
     expected = model.pretrained_cfg.get("label_names") if label_names else None
     if expected and list(expected) != list(classes):
@@ -375,7 +380,10 @@ def fit(
         raise ValueError(
             f"save_every_minutes must be a number > 0 or None; got {save_every_minutes!r}"
         )
-    if statistics == "data":
+    if statistics == "data":  # the data checked first: its statistics must fit the model
+        check_classes_fit(
+            model, data.classes, data.image_shape[0], data.train.name, label_names=False
+        )
         mean, std = data_statistics(data.train)
         set_data_config(model, {**model.pretrained_cfg, "mean": mean, "std": std})
     device = resolve_device(device)
