@@ -184,3 +184,53 @@ def test_resume_after_an_interrupted_first_epoch_starts_over(
     assert code == 0, err
     assert "after 2 iterations" in stdout
     assert rl.load(out / "final.pt").pretrained_cfg["input_size"] == (3, 8, 8)
+
+
+def test_a_stop_while_the_run_ends_leaves_it_to_finish_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """final.pt marks a run done: it was written before curves.png, so a Ctrl-C while the
+    curves were drawn left a "finished" run that never got them."""
+    from resnetlib.train.run_dir import RunDirectory
+
+    out = tmp_path / "r"
+    real_plot = RunDirectory.plot
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDirectory, "plot", interrupted)
+    code, _, err = run(["train", "resnet20", "--iterations", "2", "--out", str(out), *FAST], capsys)
+    assert code == 130, err
+    assert not (out / "final.pt").exists()
+    monkeypatch.setattr(RunDirectory, "plot", real_plot)
+    code, _, err = run(["train", "--out", str(out), "--resume", "--no-progress"], capsys)
+    assert code == 0, err
+    assert (out / "final.pt").is_file()
+    assert (out / "curves.png").is_file()
+
+
+def test_best_pt_is_written_before_the_state_that_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """state.pt recorded a new best validation error before best.pt was written: a failure
+    between the two left an older best.pt for good (resume never rewrote it)."""
+    from resnetlib.train.run_dir import RunDirectory
+
+    written: list[str] = []
+    real_save_model, real_save = RunDirectory.save_model, RunDirectory.save_state
+
+    def save_model(self: RunDirectory, name: str, *args: object) -> Path:
+        written.append(name)
+        return real_save_model(self, name, *args)  # type: ignore[arg-type]
+
+    def save_state(self: RunDirectory, *args: object, **kwargs: object) -> None:
+        written.append("state.pt")
+        real_save(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RunDirectory, "save_model", save_model)
+    monkeypatch.setattr(RunDirectory, "save_state", save_state)
+    argv = ["train", "resnet20", "--epochs", "1", "--val-size", "200", "--out", str(tmp_path / "r")]
+    code, _, err = run([*argv, *FAST], capsys)
+    assert code == 0, err
+    assert written.index("best.pt") < written.index("state.pt")

@@ -759,9 +759,9 @@ class Trainer:
         finally:
             if self.bar is not None:
                 self.bar.close()
-        if self.run_dir is not None and self.history:
-            self.run_dir.save_model("final.pt", self.evaluated, self.history[-1])
+        if self.run_dir is not None and self.history:  # final.pt last: it marks the run done
             self.run_dir.plot(model_label(self.evaluated), self.history, self.steps)
+            self.run_dir.save_model("final.pt", self.evaluated, self.history[-1])
         return self.result()
 
     def startup_line(self, recipe_name: str) -> str:
@@ -896,9 +896,9 @@ class Trainer:
         improved = val is not None and val.error < self.best_val
         if improved and val is not None:
             self.best_val = val.error
-        self.save()
-        if improved and self.run_dir is not None:
+        if improved and self.run_dir is not None:  # before the state that records it as best
             self.run_dir.save_model("best.pt", self.evaluated, row)
+        self.save()
         return row
 
     def result(self) -> FitResult:
