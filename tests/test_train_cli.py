@@ -477,3 +477,21 @@ def test_a_model_that_does_not_fit_the_data_is_refused_by_what_differs(
     code, _, err = run([*argv, "--num-classes", "5"], capsys)
     assert_one_line_error(code, err, "has 10; train it with --num-classes 10 (the default)")
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_takes_the_runs_own_length_in_epochs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume --epochs N was refused ("the run's None, now N") when N epochs was the
+    recipe's own length, though --iterations of the same length was accepted."""
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"epochs": 2, "iterations": None, "val_size": 0}))
+    out = str(tmp_path / "r")
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--recipe", str(recipe), *FAST]
+    code, _, err = run([*argv, "--out", out], capsys)
+    assert code == 0, err
+    code, _, err = run(["train", "--out", out, "--resume", "--epochs", "2"], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err
+    code, _, err = run(["train", "--out", out, "--resume", "--epochs", "3"], capsys)
+    assert_one_line_error(code, err, "--epochs: the run's 2, now 3")

@@ -675,13 +675,18 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any, spec:
     resolved path, ``--classes`` names, ``--image-size`` the size trained at), ``--recipe``
     its ``recipe_name``, the rest its ``command``. ``--import`` is the user's to add to."""
     from ..core.overrides import apply_overrides
+    from ..validate import is_int
     from .data import data_source
     from .run_dir import record_differences
 
     fields, given = _recipe_fields(), (info.get("command") or {}).get("given") or {}
     data, size = info["data"], tuple(info["pretrained_cfg"].get("input_size") or ())[1:]
+    epochs, per_epoch = info["length"].get("epochs"), info.get("iterations_per_epoch")
+    if info["length"].get("iterations") is None and is_int(per_epoch) and per_epoch > 0:
+        whole = info["iterations"] % per_epoch == 0  # the recipe's own length, in epochs
+        epochs = epochs or (info["iterations"] // per_epoch if whole else None)
     record = {
-        "epochs": info["length"].get("epochs"),
+        "epochs": epochs,  # --epochs given, else the recipe's own when it is whole epochs
         "seed": info["seed"],
         "data": data_source(data["data"]),
         "labels": data.get("labels") or "fine",
