@@ -404,7 +404,7 @@ def _state_tensor_of_doubles(state: dict[str, Any]) -> None:
         (_set("rng", {}), "field 'rng'"),
         (_set("rng", {"torch": torch.zeros(3, dtype=torch.uint8)}), "does not fit this run"),
         (_set("loader", None), "field 'loader'"),
-        (_set_loader("seed", 5), "does not fit this run"),
+        (_set_loader("seed", 5), "started with other data or another seed"),
         (_set("plan", 3), "field 'plan'"),
         (_set("plan", '{"lr": 0.5}'), "another recipe or length"),
         (_set("run", "0123456789abcdef"), "the state of another run"),

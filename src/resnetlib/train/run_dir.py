@@ -347,6 +347,14 @@ LOADER_KEYS = ("seed", "num_images", "batch_size", "world_size")
 """What a loader's saved state must share with the loader that resumes it."""
 
 
+def _asked_otherwise(path: Path, what: str, differ: list[str]) -> RunDirectoryError:
+    """A saved state that is whole, of a run started with other options than asked now."""
+    return RunDirectoryError(
+        f"{path}: the run was started with {what} ({'; '.join(differ)}); resume with "
+        "the options it was started with, or start a new run elsewhere"
+    )
+
+
 def check_resume(
     state: Mapping[str, Any], expected: Mapping[str, Any], path: Path, per_epoch: int
 ) -> None:
@@ -389,11 +397,8 @@ def check_resume(
         except (ValueError, TypeError, KeyError, RecursionError):
             raise fail("field 'plan' must be a recipe (JSON text)") from None
         mine = plan.to_dict()
-        raise RunDirectoryError(
-            f"{path}: the run was started with another recipe or length "
-            f"({'; '.join(record_differences(saved, mine, sorted(mine)))}); resume with the "
-            "run's own options (resnetlib train --out DIR --resume needs none), or start a new "
-            "run elsewhere"
+        raise _asked_otherwise(
+            path, "another recipe or length", record_differences(saved, mine, mine)
         )
     model, weights = state.get("model"), expected["model"]
     if not (
@@ -410,7 +415,9 @@ def check_resume(
     require("loader", isinstance(loader, dict), "an object", kind("loader"))
     differ = record_differences(loader, expected["loader"], LOADER_KEYS)
     if differ:
-        raise fail(f"a trainer state that does not fit this run (the loader's {'; '.join(differ)})")
+        raise _asked_otherwise(
+            path, "other data or another seed", [f"the loader's {d}" for d in differ]
+        )
     at_epoch, position = loader.get("epoch"), loader.get("position")
     if not (
         is_int(at_epoch)
