@@ -495,3 +495,18 @@ def test_resume_takes_the_runs_own_length_in_epochs(
     assert "the run is finished" in err
     code, _, err = run(["train", "--out", out, "--resume", "--epochs", "3"], capsys)
     assert_one_line_error(code, err, "--epochs: the run's 2, now 3")
+
+
+def test_reproduce_checks_its_recipe_flags_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--epochs 0 / --iterations 0 announced the first run, then failed naming Recipe's
+    fields rather than the flags."""
+    for argv, flag in (
+        (["degradation", "--epochs", "0"], "--epochs"),
+        (["table6", "--data", str(tmp_path), "--iterations", "0"], "--iterations"),
+        (["table6", "--data", str(tmp_path), "--batch-size", "0"], "--batch-size"),
+    ):
+        code, _, err = run(["reproduce", *argv, "--out", str(tmp_path / "out")], capsys)
+        assert_one_line_error(code, err, f"{flag} must be an int >= 1; got 0")
+    assert not (tmp_path / "out").exists()

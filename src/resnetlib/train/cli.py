@@ -352,19 +352,25 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
             recipe, label = Recipe.from_dict(value), f"recipe {path}"
         except (ValueError, TypeError) as error:
             raise UsageError(f"--recipe {choice}: {error}") from None
+    return _with_flags(recipe, args), label
+
+
+def _with_flags(recipe: Any, args: argparse.Namespace) -> Any:
+    """``recipe`` with the recipe flags given, checked by Recipe before any data loads (its
+    refusal naming the flags)."""
     changes = {k: v for k in _recipe_fields() if (v := getattr(args, k, None)) is not None}
     length = {name: changes.pop(name) for name in _LENGTH if name in changes}
     try:
         if length and changes.keys() & set(_IN_LENGTH_UNITS):
             recipe = _with_length(recipe, length)  # given with a length, they count in it
         recipe = dataclasses.replace(recipe, **changes)
-        recipe.resolved(1, **length)  # the length's bounds, before any data loads
+        recipe.resolved(1, **length)  # the length's bounds
     except ValueError as error:
         message = str(error)  # Recipe's, naming the flags given
         for name in [*changes, *length]:
             message = message.replace(f"Recipe.{name} ", f"{option_flag(name)} ")
         raise UsageError(message) from None
-    return recipe, label
+    return recipe
 
 
 def _with_length(recipe: Any, length: dict[str, int]) -> Any:
@@ -782,8 +788,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _degradation(args: argparse.Namespace) -> int:
     _require_extra()
+    from .recipe import DIGITS
     from .reproduce import DEGRADATION_MODELS, MIN_DEGRADATION_EPOCHS, degradation
 
+    _with_flags(DIGITS, args)  # --epochs in Recipe's bounds before anything is announced
     if args.epochs < MIN_DEGRADATION_EPOCHS:
         _stderr(
             f"warning: {args.epochs} epochs are too few to show the degradation (the plain "
@@ -809,8 +817,10 @@ def _degradation(args: argparse.Namespace) -> int:
 
 def _table6(args: argparse.Namespace) -> int:
     _require_extra()
+    from .recipe import recipe_for
     from .reproduce import table6
 
+    _with_flags(recipe_for("resnet20"), args)  # the flags in Recipe's bounds, before any run
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     if not models:
         raise UsageError(f"--models {args.models!r}: name at least one model (resnet20,...)")
