@@ -18,7 +18,7 @@ from torch.torch_version import TorchVersion
 from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
-from ..validate import check_input_size
+from ..validate import check_input_size, check_int
 from .export import dynamic_shapes, in_channels, quiet, require
 from .fuse import fuse_bn, replace_module, running_statistics
 from .preprocess import normalizing
@@ -348,12 +348,12 @@ def calibration_batches(
     """The first ``size`` of ``images`` (uint8, or float in [0, 1]) as calibration batches for
     ``model``: resized to ``input_size`` (default: its ``pretrained_cfg``'s, the size the
     int8 graph is then traced at) and normalized by its ``pretrained_cfg``."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"calibration size must be a positive int; got {size!r}")
+    check_int("calibration size", size)
+    check_int("calibration batch_size", batch_size)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not len(images):
         raise ValueError("calibration images must be a non-empty (N, C, H, W) tensor")
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    channels, height, width = cfg.get("input_size", (images.shape[1], 0, 0))
+    channels, height, width = cfg.get("input_size") or (images.shape[1], 0, 0)
     if input_size is not None:
         channels, height, width = check_input_size(input_size, in_channels=in_channels(model))
     chosen = images[:size].to(torch.float32)
