@@ -1,8 +1,7 @@
 """Feature extraction (timm's ``features_only=True``): a ResNet's stem and stages, under the
 model's module names (its state dict less ``fc.*`` loads), returning a list of maps."""
 
-# No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
-# code it generates, where TorchScript cannot resolve postponed (string) ones.
+# No ``from __future__ import annotations``, for torch.fx and TorchScript (see model.py).
 
 import warnings
 from collections.abc import Sequence

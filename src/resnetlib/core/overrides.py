@@ -157,9 +157,8 @@ def _block_options(
     extra = overrides.get("block_options", {})
     if not isinstance(extra, Mapping):
         raise ValueError(f"block_options must be a dict; got {type(extra).__name__}")
-    for option, value in extra.items():
-        options[option] = value
-        origins[option] = f"{factory}(block_options={dict(extra)}) passed it"
+    options.update(extra)
+    origins.update(dict.fromkeys(extra, f"{factory}(block_options={dict(extra)}) passed it"))
     if "stride_in_1x1" in overrides:
         value = overrides["stride_in_1x1"]
         if not isinstance(value, bool):

@@ -327,14 +327,13 @@ def _check_zip(path: PathLike, file: BinaryIO, size: int) -> None:
             "load it with torch.export.load(path).module(); resnetlib commands take the "
             "checkpoint it was exported from (or an .onnx export for evaluate and predict)",
         )
-    claimed = 0
     for record in records:
         if record.compress_type != zipfile.ZIP_STORED or record.compress_size != record.file_size:
             raise CheckpointError(
                 f"{path}: record {record.filename!r} is compressed; torch.save never writes "
                 "compressed records, and resnetlib does not inflate them (a zip bomb could)"
             )
-        claimed += record.file_size
+    claimed = sum(record.file_size for record in records)
     if claimed > size:
         raise CheckpointError(
             f"{path}: its records claim {claimed} bytes, more than the file's {size}"
@@ -459,15 +458,10 @@ def _stored_blocks(state: Mapping[str, object]) -> dict[int, set[int]]:
     return found
 
 
-def probe_shapes(where: str, spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
-    """The state-dict shapes of ``spec`` with at most two blocks a stage (later blocks have
-    the second one's), built on the meta device; ``CheckpointError`` for a spec no ``build()``
-    accepts, ``KeyError`` for an unregistered name."""
-    return _probe(where, spec)[0]
-
-
 def _probe(where: str, spec: ResNetSpec) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """:func:`probe_shapes`, and each module's :func:`_layout` by name, of one build."""
+    """The state-dict shapes and each module's :func:`_layout` by name of ``spec`` with at most
+    two blocks a stage (later blocks have the second one's), built on the meta device;
+    ``CheckpointError`` for a spec no ``build()`` accepts, ``KeyError`` for an unregistered name."""
     probe = replace(
         spec, stages=tuple(replace(s, num_blocks=min(s.num_blocks, 2)) for s in spec.stages)
     )
@@ -530,7 +524,7 @@ def _later_blocks(spec: ResNetSpec, key: str) -> tuple[int, str, range]:
 
 def weights_limit(where: str, spec: ResNetSpec) -> int:
     """The most bytes a file of ``spec``'s weights takes: 8 a value, 512 a key, 1 MiB more."""
-    probe = probe_shapes(where, spec).items()
+    probe = _probe(where, spec)[0].items()
     each = [(1 + len(_later_blocks(spec, key)[2])) * (8 * math.prod(s) + 512) for key, s in probe]
     return sum(each) + (1 << 20)
 
@@ -545,7 +539,7 @@ def check_fits(
     """Raise ``error`` (its message starts with ``where``) unless ``spec`` has exactly the
     names and shapes of ``state``; block counts are compared before any name is listed, so
     the cost follows the weights, not the spec."""
-    probe = probe_shapes(where, spec)
+    probe = _probe(where, spec)[0]
     probe_blocks = _stored_blocks(probe)
     stored = _stored_blocks(state)
     problem = f"{where}: the spec does not describe the weights"

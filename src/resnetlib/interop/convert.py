@@ -173,12 +173,8 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
     """The flat ``{name: tensor}`` dict inside a checkpoint (see the module docstring)."""
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"a state dict must be a dict of tensors; got {type(checkpoint).__name__}")
-    state: Mapping[str, Any] = checkpoint
-    for wrapper in _WRAPPER_KEYS:
-        inner = state.get(wrapper)
-        if isinstance(inner, Mapping):
-            state = inner
-            break
+    wrapped = [checkpoint[key] for key in _WRAPPER_KEYS if isinstance(checkpoint.get(key), Mapping)]
+    state: Mapping[str, Any] = wrapped[0] if wrapped else checkpoint
     not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise ValueError(

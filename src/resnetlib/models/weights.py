@@ -145,9 +145,7 @@ _HUB_SHA256: dict[str, str] = {
 def _timm(
     model: str, tag: str, top1: float, *, size: int = 224, crop_pct: float = 0.875
 ) -> PretrainedWeights:
-    """timm's ``tag`` of ``model``: bicubic at ImageNet's mean/std, Apache-2.0, except that
-    the ``fb_*`` tags (Facebook's semi- and weakly supervised weights) are bilinear and
-    CC-BY-NC-4.0 and the ``ra4_*`` tags normalize with Inception's mean/std."""
+    """timm's ``tag`` of ``model`` (``fb_*``: Facebook's semi- and weakly supervised weights)."""
     facebook, ra4 = tag.startswith("fb_"), tag.startswith("ra4_")
     return PretrainedWeights(
         model=model,
