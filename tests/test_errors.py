@@ -456,3 +456,5 @@ def test_feature_info_takes_what_timms_takes() -> None:
     assert info.channels([]) == []
     assert info.channels(np.int64(1)) == info.channels(1) == 16
     assert info.channels() == [16, 16, 32, 64]
+    assert info.get_dicts(idx=[]) == []
+    assert info.get_dicts(("num_chs",), np.int64(3)) == {"num_chs": 64}

@@ -59,10 +59,8 @@ class FeatureInfoList(list[FeatureInfo]):
 
     def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
         """Entry ``idx``'s ``key`` (an int ``idx``), or the list of them (all by default)."""
-        if hasattr(idx, "__index__"):  # an int, a numpy int
-            return self[operator.index(idx)][key]  # type: ignore[arg-type,literal-required]
-        chosen = range(len(self)) if idx is None else idx  # [] is none, as in timm
-        return [self[i][key] for i in chosen]  # type: ignore[literal-required]
+        dicts = self.get_dicts((key,), idx)
+        return dicts[key] if isinstance(dicts, dict) else [entry[key] for entry in dicts]
 
     def channels(self, idx: int | Sequence[int] | None = None) -> Any:
         """Channel counts (``num_chs``)."""
@@ -79,10 +77,12 @@ class FeatureInfoList(list[FeatureInfo]):
     def get_dicts(
         self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None
     ) -> Any:
-        """The entries (``idx`` as in :meth:`get`) as dicts, limited to ``keys`` if given."""
-        picked = [self[idx]] if isinstance(idx, int) else [self[i] for i in idx or range(len(self))]
-        dicts = [{k: v for k, v in info.items() if keys is None or k in keys} for info in picked]
-        return dicts[0] if isinstance(idx, int) else dicts
+        """The entries (``idx`` as in :meth:`get`) as dicts, limited to ``keys`` if given;
+        ``idx`` an int (a numpy int too) gives one dict, ``[]`` none (as timm's)."""
+        one = hasattr(idx, "__index__")
+        chosen: Any = [operator.index(idx)] if one else range(len(self)) if idx is None else idx  # type: ignore[arg-type]
+        dicts = [{k: v for k, v in self[i].items() if keys is None or k in keys} for i in chosen]
+        return dicts[0] if one else dicts
 
     @overload
     def __getitem__(self, index: SupportsIndex) -> FeatureInfo: ...
