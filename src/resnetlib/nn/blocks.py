@@ -170,15 +170,12 @@ def grouped_widths(
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         check_int(f"{owner} {option}", value, 1, MAX_CHANNELS, bound="resnetlib's size limit")
     inner = int(width * (width_per_group / 64.0)) * groups
+    formula = f"{owner} inner width int({width} * {width_per_group} / 64) * {groups}"
     if inner < 1:
-        raise ValueError(
-            f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} "
-            "is 0; raise width or width_per_group"
-        )
+        raise ValueError(f"{formula} is 0; raise width or width_per_group")
     if inner > MAX_CHANNELS:
         raise ValueError(
-            f"{owner} inner width int({width} * {width_per_group} / 64) * {groups} is {inner}; "
-            f"it must be <= {MAX_CHANNELS:,} (resnetlib's size limit)"
+            f"{formula} is {inner}; it must be <= {MAX_CHANNELS:,} (resnetlib's size limit)"
         )
     return (inner, block.stride, 1) if stride_in_1x1 else (inner, 1, block.stride)
 
@@ -256,41 +253,37 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
     resnetlib's own blocks and blocks that need options skip it (``check_block`` runs both).
     """
     subclass_of(ResidualBlock, "block")(name, item)
+    who = f"block {name!r} ({item.__name__})"
     if inspect.isabstract(item):
         missing = sorted(getattr(item, "__abstractmethods__", ()))
-        raise TypeError(f"block {name!r} ({item.__name__}) leaves abstract methods {missing}")
+        raise TypeError(f"{who} leaves abstract methods {missing}")
     expansion = item.expansion
     if not is_int(expansion) or expansion < 1:
-        raise TypeError(
-            f"block {name!r} ({item.__name__}) must set expansion to an int >= 1; got {expansion!r}"
-        )
+        raise TypeError(f"{who} must set expansion to an int >= 1; got {expansion!r}")
     if not run or item.__module__.startswith(__package__ + "."):
         return
     width, expected = 4, 4 * expansion
+    rule = f"width {width} x expansion {expansion} = {expected}"
     with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
         try:
             block = item(in_channels=expected, width=width)
         except TypeError:  # a required block option: nothing to build it with here
             return
         if block.out_channels != expected:
-            raise ValueError(
-                f"block {name!r} ({item.__name__}) reports out_channels={block.out_channels}, "
-                f"but width {width} x expansion {item.expansion} = {expected}"
-            )
+            raise ValueError(f"{who} reports out_channels={block.out_channels}, but {rule}")
         x = torch.zeros(1, block.in_channels, 4, 4)
         try:
             out = block.eval()(x)
         except Exception as error:
             raise ValueError(
-                f"block {name!r} ({item.__name__}) failed on a {tuple(x.shape)} input while "
-                f"its registration checked its output: {error}"
+                f"{who} failed on a {tuple(x.shape)} input while its registration checked its "
+                f"output: {error}"
             ) from error
     if out.ndim != 4 or out.shape[1] != expected:
         got = out.shape[1] if out.ndim > 1 else tuple(out.shape)
         raise ValueError(
-            f"block {name!r} ({item.__name__}) outputs {got} channels; it must output "
-            f"out_channels = width {width} x expansion {item.expansion} = {expected} (build "
-            "the branch's last layer with self.out_channels channels)"
+            f"{who} outputs {got} channels; it must output out_channels = {rule} (build the "
+            "branch's last layer with self.out_channels channels)"
         )
 
 

@@ -153,8 +153,7 @@ def _block_zero_init(subject: _BlockSubject) -> str:
     cases = subject.residual_cases()
     for case in cases:
         where = subject.describe(case)
-        block = subject.make(case)
-        subject.warm_up(block, case)
+        block = subject.warmed(case)
         dropped = _branch_dropped(block)
         block.zero_init_last()
         x = subject.input(case)
@@ -179,8 +178,7 @@ def _block_shortcut(subject: _BlockSubject) -> str:
     for case in cases:
         where = subject.describe(case)
         with raised_at(where):
-            block = subject.make(case)
-            subject.warm_up(block, case)
+            block = subject.warmed(case)
             block.eval()
             without = subject.make(case, zero_shortcut=True).eval()
             without.load_state_dict(block.state_dict(), strict=False)
@@ -211,13 +209,11 @@ def _block_shortcut(subject: _BlockSubject) -> str:
 
 def _block_drop_path(subject: _BlockSubject) -> str:
     subject.requires("drop_path", "drop_path_rate > 0")
-    cases = [c for c in subject.residual_cases() if c.shortcut in ("B", "C")] or (
-        subject.residual_cases()[:2]
-    )
+    residual = subject.residual_cases()
+    cases = [c for c in residual if c.shortcut in ("B", "C")] or residual[:2]
     for case in cases:
         where = subject.describe(case)
-        reference = subject.make(case)
-        subject.warm_up(reference, case)
+        reference = subject.warmed(case)
         state = reference.state_dict()
         x = subject.input(case)
         half = subject.make(case, drop_path=0.5)

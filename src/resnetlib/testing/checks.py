@@ -121,7 +121,6 @@ def seeded(device: torch.device) -> Iterator[None]:
 
 
 def seeded_randn(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
-    """Drawn on the CPU from ``seed``, then moved to ``device``."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator).to(device)
 
@@ -260,8 +259,7 @@ class Subject(ABC, Generic[C, M]):
     def construct(self, case: ShapeCase, norm_layer: NormLayer, **extra: Any) -> M: ...
 
     @abstractmethod
-    def cases(self) -> list[ShapeCase]:
-        """Every case the subject is checked on."""
+    def cases(self) -> list[ShapeCase]: ...
 
     @abstractmethod
     def spec_changes(self, name: str) -> dict[str, Any]:
@@ -308,12 +306,13 @@ class Subject(ABC, Generic[C, M]):
         where += f", shortcut {case.shortcut!r}" if case.shortcut else ""
         return where + (f", {size}x{size} input" if size else "")
 
-    def warm_up(self, module: nn.Module, case: ShapeCase) -> None:
-        """Give norms non-trivial running statistics, as training would."""
-        module.train()
+    def warmed(self, case: ShapeCase) -> M:
+        """``make(case)`` with non-trivial running statistics in its norms, as training gives."""
+        module = self.make(case).train()
         with torch.no_grad():
             for step in range(3):
                 module(self.input(case, batch=4, seed=50 + step) * 2.0 + 0.5)
+        return module
 
     def requires(self, keyword: str, why: str) -> None:
         if not takes_keyword(self.cls, keyword):
@@ -435,18 +434,14 @@ def batch_independence(subject: AnySubject) -> str:
     for case in cases:
         where = subject.describe(case)
         with raised_at(where):
-            module = subject.make(case)
-            subject.warm_up(module, case)
+            module = subject.warmed(case)
             check_batch_independence(module, subject.input(case, batch=3), where)
     return f"eval outputs are per sample, in {len(cases)} case(s)"
 
 
 def _warm(subject: AnySubject) -> tuple[nn.Module, torch.Tensor]:
-    """The example case's module, warmed up and in eval mode, and an input."""
     case = subject.example()
-    module = subject.make(case)
-    subject.warm_up(module, case)
-    return module.eval(), subject.input(case)
+    return subject.warmed(case).eval(), subject.input(case)
 
 
 def state_dict(subject: AnySubject) -> str:
@@ -485,7 +480,6 @@ def pickled(subject: AnySubject) -> str:
 
 
 def serialization(subject: AnySubject) -> str:
-    """``pickled`` and ``state_dict`` as one check."""
     pickled(subject)
     state_dict(subject)
     return "state dict, pickle and torch.save round trips compute the same output"

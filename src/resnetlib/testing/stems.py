@@ -54,7 +54,6 @@ class _StemSubject(Subject[Stem, Stem]):
         )
 
     def cases(self) -> list[ShapeCase]:
-        """Single-channel and RGB inputs; the stride is the stem's reduction."""
         return [ShapeCase(1, self.cls.reduction), ShapeCase(3, self.cls.reduction)]
 
     def sides(self, size: int) -> tuple[int, int]:
