@@ -170,12 +170,12 @@ def grouped_widths(
     for option, value in (("groups", groups), ("width_per_group", width_per_group)):
         check_int(f"{owner} {option}", value, 1, MAX_CHANNELS, bound="resnetlib's size limit")
     inner = int(width * (width_per_group / 64.0)) * groups
-    formula = f"{owner} inner width int({width} * {width_per_group} / 64) * {groups}"
-    if inner < 1:
-        raise ValueError(f"{formula} is 0; raise width or width_per_group")
-    if inner > MAX_CHANNELS:
+    if not 1 <= inner <= MAX_CHANNELS:
+        formula = f"{owner} inner width int({width} * {width_per_group} / 64) * {groups}"
         raise ValueError(
-            f"{formula} is {inner}; it must be <= {MAX_CHANNELS:,} (resnetlib's size limit)"
+            f"{formula} is 0; raise width or width_per_group"
+            if inner < 1
+            else f"{formula} is {inner}; it must be <= {MAX_CHANNELS:,} (resnetlib's size limit)"
         )
     return (inner, block.stride, 1) if stride_in_1x1 else (inner, 1, block.stride)
 
