@@ -230,5 +230,7 @@ def test_calibration_batches_from_the_digits() -> None:
     assert float(pixels.min()) >= -1e-5
     assert float(pixels.max()) <= 1 + 1e-5
     assert float(pixels.max()) > 0.9  # digits are white on black: some full-scale pixels
-    with pytest.raises(ValueError, match="calibration size must be a positive int"):
+    with pytest.raises(ValueError, match="calibration size must be an int >= 1; got 0"):
         quantize_module.calibration_batches(images, model, size=0)
+    with pytest.raises(ValueError, match="calibration batch_size must be an int >= 1; got 0"):
+        quantize_module.calibration_batches(images, model, batch_size=0)  # was torch's error
