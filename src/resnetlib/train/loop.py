@@ -380,10 +380,10 @@ def fit(
         raise ValueError(
             f"save_every_minutes must be a number > 0 or None; got {save_every_minutes!r}"
         )
-    if statistics == "data":  # the data checked first: its statistics must fit the model
-        check_classes_fit(
-            model, data.classes, data.image_shape[0], data.train.name, label_names=False
-        )
+    # The data's classes and channels fit the model (training sets its names and image size),
+    # checked before anything is written or set: the data's statistics must fit it too.
+    check_classes_fit(model, data.classes, data.image_shape[0], data.train.name, label_names=False)
+    if statistics == "data":
         mean, std = data_statistics(data.train)
         set_data_config(model, {**model.pretrained_cfg, "mean": mean, "std": std})
     device = resolve_device(device)
@@ -460,8 +460,6 @@ class Trainer:
             raise ValueError(
                 f"Recipe.batch_size {recipe.batch_size} must divide among {world} processes"
             )
-        c, name = data.image_shape[0], data.train.name  # training sets the names, image size
-        check_classes_fit(model, data.classes, c, name, label_names=False)
         self.model, self.data, self.process, self.device = model, data, process, device
         self.run_dir, self.seed = run, seed
         # What is recorded is what was used: the split actually held out, the memory format.
