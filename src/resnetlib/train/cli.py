@@ -304,6 +304,11 @@ _RECIPE_LABELS = {
 }
 
 
+def _is_recipe_name(choice: str) -> bool:
+    """Whether ``--recipe`` names a recipe (``paper``, ``paper110``, ...) rather than a file."""
+    return choice in _RECIPE_LABELS or (choice[:5] == "paper" and choice[5:].isdigit())
+
+
 def _recipe_choice(label: object) -> str | None:
     """The ``--recipe`` value that gives a run's recorded ``recipe_name`` (``None``: none)."""
     if not isinstance(label, str):
@@ -332,7 +337,7 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
         recipe = fixed[choice]
     elif choice == "paper":  # by the depth of the model named, or of --checkpoint's alone
         recipe = recipe_for(name or model_from_args(args, device="meta")[0].spec)
-    elif choice.startswith("paper") and choice[5:].isdigit():  # paper110: that depth's
+    elif _is_recipe_name(choice):  # paper110: that depth's
         recipe, label = paper_recipe(int(choice[5:])), f"the paper's recipe for depth {choice[5:]}"
     else:
         from ..files import read_json
@@ -397,10 +402,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     }
     for key in ("checkpoint", "recipe"):  # a file: its absolute path, the same from anywhere
         value = given.get(key)
-        if not isinstance(value, str):
-            continue
-        named = value in _RECIPE_LABELS or (value[:5] == "paper" and value[5:].isdigit())
-        if key == "checkpoint" or not named:
+        if isinstance(value, str) and (key == "checkpoint" or not _is_recipe_name(value)):
             given[key] = str(Path(value).resolve())
     given.update({option_flag(k): v for k, v in override_values(args).items()})
     return given
@@ -527,7 +529,7 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
     if chosen is None:  # the default split fits the data (Recipe.val_images); a file's is its own
         images = len(data.train)
         count = recipe.val_images(images)
-        if recipe_name.startswith("recipe "):  # --recipe FILE: a run's recipe.json repeats it
+        if args.recipe is not None and not _is_recipe_name(args.recipe):  # a run's recipe.json
             count = max(0, min(recipe.val_size, images - recipe.batch_size))
         data = data.hold_out(count, args.seed or 0)
         args.val_size = data.sizes()["val"]
@@ -688,9 +690,9 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any, spec:
     fields, given = _recipe_fields(), (info.get("command") or {}).get("given") or {}
     data, size = info["data"], tuple(info["pretrained_cfg"].get("input_size") or ())[1:]
     epochs, per_epoch = info["length"].get("epochs"), info.get("iterations_per_epoch")
-    if info["length"].get("iterations") is None and is_int(per_epoch) and per_epoch > 0:
-        whole = info["iterations"] % per_epoch == 0  # the recipe's own length, in epochs
-        epochs = epochs or (info["iterations"] // per_epoch if whole else None)
+    own = epochs is None and info["length"].get("iterations") is None  # the recipe's length
+    if own and is_int(per_epoch) and per_epoch > 0 and info["iterations"] % per_epoch == 0:
+        epochs = info["iterations"] // per_epoch  # in whole epochs
     record = {
         "epochs": epochs,  # --epochs given, else the recipe's own when it is whole epochs
         "seed": info["seed"],
