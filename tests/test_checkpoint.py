@@ -437,7 +437,7 @@ def test_the_spec_check_builds_once_per_spec_and_registered_type(
         return real_build(spec)
 
     monkeypatch.setattr(checkpoint, "build", counting_build)
-    checkpoint._shapes_of_spec.cache_clear()
+    checkpoint._probe_of_spec.cache_clear()
 
     class WiderBlock(rl.BasicBlock):
         pass

@@ -469,7 +469,7 @@ def _probe(where: str, spec: ResNetSpec) -> tuple[dict[str, tuple[int, ...]], di
     names = (spec.block, spec.shortcut, spec.stem.type, spec.norm, spec.act)
     try:
         parts = tuple(registry.get(name) for registry, name in zip(registries, names, strict=True))
-        return _shapes_of_spec(probe.to_json(), parts)
+        return _probe_of_spec(probe.to_json(), parts)
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
     except ValueError as error:  # a spec no build() accepts
@@ -477,10 +477,11 @@ def _probe(where: str, spec: ResNetSpec) -> tuple[dict[str, tuple[int, ...]], di
 
 
 @functools.lru_cache(maxsize=16)
-def _shapes_of_spec(
+def _probe_of_spec(
     spec_json: str, parts: tuple[object, ...]
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Cached by the spec and the types its names resolve to; callers must not change it."""
+    """:func:`_probe`'s shapes and layouts of one meta build, cached by the spec and the types
+    its names resolve to; callers must not change them."""
     with torch.device("meta"):
         fresh = build(ResNetSpec.from_json(spec_json))
     shapes = {key: tuple(value.shape) for key, value in fresh.state_dict().items()}
@@ -508,8 +509,9 @@ def _check_modules(where: str, model: torch.nn.Module, spec: ResNetSpec) -> None
         if expected.get(probed) != _layout(module):
             built = expected.get(probed, "no module")
             raise ValueError(f"{where}: its {name} is {_layout(module)}, the spec builds {built}")
-    if set(expected) - seen:
-        raise ValueError(f"{where}: it lacks the spec's {', '.join(sorted(set(expected) - seen))}")
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise ValueError(f"{where}: it lacks the spec's {', '.join(missing)}")
 
 
 def _later_blocks(spec: ResNetSpec, key: str) -> tuple[int, str, range]:
