@@ -69,6 +69,11 @@ def test_bad_out_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "does not exist" in capsys.readouterr().err
     assert main([*base, str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+    # a path with a line break or an escape sequence is still one printable line
+    assert main([*base, str(tmp_path / "no\nwhere\x1b[2J" / "x.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "no\\x0awhere\\x1b[2J" in err
 
 
 def test_a_missing_optional_dependency_names_the_extra(

@@ -277,12 +277,12 @@ def test_model_options_on_an_onnx_file_are_refused(
 def test_a_file_that_is_not_onnx_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "junk.onnx"
+    out = tmp_path / "junk\nname.onnx"  # the path printed on the same one line
     out.write_bytes(b"\x00junk")
     assert main(["evaluate", str(out), "--data", "digits"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert "not an ONNX model" in err
+    assert "junk\\x0aname.onnx: not an ONNX model" in err
 
 
 @pytest.mark.parametrize(

@@ -123,9 +123,11 @@ def run(args: argparse.Namespace) -> int:
         return run_hf(args)
     out = out_path(args.out)
     if out.is_dir():
-        raise UsageError(f"--out {out}: is a directory; give a file path")
+        raise UsageError(f"--out {printable(out)}: is a directory; give a file path")
     if not os.access(out.parent, os.W_OK):
-        raise UsageError(f"--out {out}: directory {out.parent} is not writable")
+        raise UsageError(
+            f"--out {printable(out)}: directory {printable(out.parent)} is not writable"
+        )
     if args.int8 and (args.format != "onnx" or args.calibrate is None):
         raise UsageError("--int8 needs --format onnx and --calibrate DIR (or --calibrate digits)")
     if args.calibrate is not None and not args.int8:
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         notes += f", traced at {traced[1]}x{traced[2]} since {size[1]}x{size[2]} would fix the size"
     notes += ", batch norms folded" if args.fuse else ""
     notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
-    print(f"wrote {out} ({kind}, {notes})")
+    print(f"wrote {printable(out)} ({kind}, {notes})")
     return 0
 
 
@@ -174,7 +176,9 @@ def out_path(out: str) -> Path:
     """``--out`` as a path, refused when its directory does not exist."""
     path = Path(out)
     if not path.parent.is_dir():
-        raise UsageError(f"--out {path}: directory {path.parent} does not exist")
+        raise UsageError(
+            f"--out {printable(path)}: directory {printable(path.parent)} does not exist"
+        )
     return path
 
 
@@ -187,7 +191,9 @@ def run_hf(args: argparse.Namespace) -> int:
     model, _ = model_from_args(args)
     metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
     save_pretrained(model, out, metadata=metadata)
-    print(f"wrote {out} (Hugging Face folder: model.safetensors, config.json, README.md)")
+    print(
+        f"wrote {printable(out)} (Hugging Face folder: model.safetensors, config.json, README.md)"
+    )
     return 0
 
 

@@ -66,6 +66,7 @@ def load_onnx(path: PathLike) -> OnnxModel:
     require(("onnxruntime",), "running an ONNX file")
     ort = importlib.import_module("onnxruntime")
     data = read_bytes(path, limit=MAX_ONNX_BYTES, what="an ONNX model", error=ValueError)
+    where = printable(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3  # errors only: its warnings concern no user
@@ -74,14 +75,14 @@ def load_onnx(path: PathLike) -> OnnxModel:
     except Exception as error:  # onnxruntime raises its own types for a bad file
         if "external data" in str(error).lower():
             raise ValueError(
-                f"{path}: its weights are in separate files (ONNX external data); resnetlib "
+                f"{where}: its weights are in separate files (ONNX external data); resnetlib "
                 "runs one self-contained file: export it with resnetlib export, or save it "
                 "with onnx.save(model, path, save_as_external_data=False)"
             ) from None
         reason = first_line(error, 300)
-        raise ValueError(f"{path}: not an ONNX model onnxruntime can run ({reason})") from None
+        raise ValueError(f"{where}: not an ONNX model onnxruntime can run ({reason})") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    return OnnxModel(session, read_metadata(metadata, where=str(path)), where=str(path))
+    return OnnxModel(session, read_metadata(metadata, where=where), where=where)
 
 
 def refuse_given(options: Mapping[str, object], reason: str) -> None:
