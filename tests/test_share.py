@@ -306,6 +306,9 @@ def test_export_format_hf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert code == 2
     assert "--fuse" in error
     assert len(error.splitlines()) == 1
+    with pytest.raises(SystemExit):  # the help names the format, as it names onnx and pt2
+        main(["export", "--help"])
+    assert "hf: a folder of weights" in " ".join(capsys.readouterr().out.split())
 
 
 def test_save_pretrained_writes_only_into_a_new_empty_or_own_folder(

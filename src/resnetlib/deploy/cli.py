@@ -67,7 +67,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     """Add the ``export`` and ``predict`` subcommands to the ``resnetlib`` command."""
     export = commands.add_parser(
         "export",
-        help="export a model to ONNX or a torch.export .pt2 file (dynamic batch size)",
+        help="export a model to ONNX, a torch.export .pt2 file or a Hugging Face folder",
         description=(
             "Export a checkpoint (or a registered model), in eval mode, with a dynamic batch "
             "dimension. --normalize puts the model's normalization (its data config) into the "
@@ -75,7 +75,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         ),
     )
     add_model_arguments(export, checkpoint_alone=True, required=False)
-    export.add_argument("--format", choices=("onnx", "pt2", "hf"), required=True)
+    export.add_argument(
+        "--format",
+        choices=("onnx", "pt2", "hf"),
+        required=True,
+        help="onnx or pt2: a graph file; hf: a folder of weights and config (save_pretrained), "
+        "which takes none of the graph options below",
+    )
     for flag, keywords in GRAPH_OPTIONS.items():
         export.add_argument(flag, **keywords)
     export.add_argument(
