@@ -512,6 +512,9 @@ class Trainer:
                 model, multi_avg_fn=ema_fn(recipe.ema_decay), use_buffers=True
             )
         self.amp_dtype = _AUTOCAST_DTYPES.get(recipe.autocast or "")
+        self.autocast: AbstractContextManager[Any] = nullcontext()  # re-entered by each step
+        if self.amp_dtype is not None:
+            self.autocast = torch.autocast(device.type, dtype=self.amp_dtype)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.train_module: nn.Module = model
         if world > 1:
@@ -589,11 +592,6 @@ class Trainer:
         module = self.model if self.ema is None else self.ema.module
         assert isinstance(module, ResNet)
         return module
-
-    def autocast(self) -> AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # -- the run directory -----------------------------------------------------------------
 
@@ -806,7 +804,7 @@ class Trainer:
         optimizer, scaler = self.optimizer, self.scaler
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        with self.autocast():
+        with self.autocast:
             logits = self.train_module(x)
             loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
@@ -868,11 +866,10 @@ class Trainer:
             self._non_finite()
         started = time.perf_counter()
         scores = {
-            name: _score(self.evaluated, loader, self.autocast())
+            name: _score(self.evaluated, loader, self.autocast)
             for name, loader in self.eval_loaders.items()
         }
         self.elapsed += self.epoch_seconds + time.perf_counter() - started
-        nan = math.nan
         val, test = scores.get("val"), scores["test"]
         row = {
             "epoch": float(self.epoch),
@@ -880,8 +877,8 @@ class Trainer:
             "lr": self.plan.lr_at(max(self.iteration - 1, 0), self.warmed_up),
             "train_loss": loss_sum / count,
             "train_error": wrong_sum / count,
-            "val_loss": nan if val is None else val.loss,
-            "val_error": nan if val is None else val.error,
+            "val_loss": math.nan if val is None else val.loss,
+            "val_error": math.nan if val is None else val.error,
             "test_loss": test.loss,
             "test_error": test.error,
             "images_per_s": count / max(self.epoch_seconds, 1e-9),
@@ -891,11 +888,10 @@ class Trainer:
         self.sums.zero_()
         self.logged.zero_()
         self.epoch_seconds = 0.0
-        improved = val is not None and val.error < self.best_val
-        if improved and val is not None:
+        if val is not None and val.error < self.best_val:
             self.best_val = val.error
-        if improved and self.run_dir is not None:  # before the state that records it as best
-            self.run_dir.save_model("best.pt", self.evaluated, row)
+            if self.run_dir is not None:  # before the state that records it as best
+                self.run_dir.save_model("best.pt", self.evaluated, row)
         self.save()
         return row
 

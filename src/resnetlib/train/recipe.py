@@ -4,6 +4,7 @@ fine-tuning."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Mapping
@@ -202,7 +203,7 @@ class Recipe:
         if self.schedule == "cosine":
             done = min(iteration, self.iterations) / self.iterations
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * done))
-        passed = sum(iteration >= milestone for milestone in self.milestones)
+        passed = bisect.bisect_right(self.milestones, iteration)  # milestones are increasing
         return self.lr * self.gamma**passed
 
     def warmup_over(self, iterations_done: int, batch_error: float) -> bool:
