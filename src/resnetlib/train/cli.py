@@ -764,17 +764,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.data is not None:
         data = _load(args, model=model)
     elif run is not None:
-        source = run.read_info(own=False).get("data")  # an input: evaluate writes no run
-        if not isinstance(source, dict):
-            raise UsageError(f"{run.info_path}: its 'data' entry is not an object; pass --data")
+        source = run.read_info(own=False)["data"]  # an input: evaluate writes no run
         # The data options given replace the run's; data that then does not fit is refused.
         options = ("labels", "image_size", "classes", "val_size", "seed")
         given = {key: value for key in options if (value := getattr(args, key)) is not None}
         data = _load(args, {**source, **given}, model)
     else:
-        where = f"no run.json beside {named}" if run is None else ""
         raise UsageError(
-            f"which data? pass --data PATH ({where or 'a registered model'} to say what it was "
+            f"which data? pass --data PATH (no run.json beside {named} to say what it was "
             "trained on)"
         )
     device = device_option(args.device or ("cpu" if exported is not None else None))
