@@ -16,6 +16,18 @@ def test_the_top_level_exports_at_most_70_names() -> None:
         assert hasattr(resnetlib, name), name
 
 
+@pytest.mark.parametrize("package", ["resnetlib", "resnetlib.train"])
+def test_dir_lists_each_name_once_before_and_after_it_loads(package: str) -> None:
+    module = importlib.import_module(package)
+    name = module.__all__[0]
+    before = dir(module)
+    getattr(module, name)  # a lazy name, once loaded, is also a global of the module
+    after = dir(module)
+    assert name in before
+    assert len(after) == len(set(after))
+    assert set(module.__all__) <= set(after)
+
+
 @pytest.mark.parametrize(
     ("name", "home"),
     [
