@@ -526,12 +526,9 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
     chosen = args.val_size
     args.val_size = chosen or 0
     data = _load(args)
-    if chosen is None:  # the default split fits the data (Recipe.val_images); a file's is its own
-        images = len(data.train)
-        count = recipe.val_images(images)
-        if args.recipe is not None and not _is_recipe_name(args.recipe):  # a run's recipe.json
-            count = max(0, min(recipe.val_size, images - recipe.batch_size))
-        data = data.hold_out(count, args.seed or 0)
+    if chosen is None:  # the default split fits the data; a recipe file's is its own
+        exact = args.recipe is not None and not _is_recipe_name(args.recipe)
+        data = data.hold_out(recipe.val_images(len(data.train), exact=exact), args.seed or 0)
         args.val_size = data.sizes()["val"]
     channels = data.image_shape[0]
     defaults: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": channels}
