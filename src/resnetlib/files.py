@@ -309,7 +309,7 @@ def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
     there opened ``O_EXCL`` (never a link someone else made) with the umask's mode."""
     target = Path(path)
     check_not_input(target)
-    directory = target.parent if str(target.parent) else Path(".")
+    directory = target.parent
     if target.is_dir() and not target.is_symlink():  # a link is replaced, as below
         raise IsADirectoryError(f"{printable(target)}: is a directory; name a file to write")
     if not directory.is_dir():

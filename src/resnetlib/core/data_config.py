@@ -145,7 +145,7 @@ def _statistic(where: str, name: str, values: object, count: int) -> tuple[float
     ):
         rule = f"must hold {count} finite numbers (one per input channel) from {low:g} to {high:g}"
         raise refusal(f"{where} {name}", rule, values)
-    return tuple(float(v) for v in values)
+    return tuple(map(float, values))
 
 
 def check_data_config(
