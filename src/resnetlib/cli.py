@@ -503,8 +503,8 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         metavar="C,H,W",
         help="input size (default: what the model's stem was designed for)",
     )
-    summary_cmd.set_defaults(run=guarded(_run_summary), parser=summary_cmd)
-    list_cmd.set_defaults(run=guarded(_run_list), parser=list_cmd)
+    summary_cmd.set_defaults(run=guarded(_run_summary))
+    list_cmd.set_defaults(run=guarded(_run_list))
     modules = SUBCOMMAND_MODULES if argv is None else _command_modules(_command_word(argv))
     for module in modules:
         importlib.import_module(module).add_commands(commands)
@@ -530,9 +530,7 @@ def _run_list(args: argparse.Namespace) -> int:
 def _run_summary(args: argparse.Namespace) -> int:
     from .analysis import summary
 
-    defaults = {}
-    if args.input is not None and args.model and not is_checkpoint_path(args.model):
-        defaults["in_channels"] = args.input[0]
+    defaults = {} if args.input is None else {"in_channels": args.input[0]}  # for a name only
     model, _ = model_from_args(args, defaults=defaults, device="meta")  # shapes only
     if args.input is not None:  # the check export's --input has
         check_input_size(args.input, name="--input", in_channels=model.spec.in_channels)

@@ -120,7 +120,7 @@ def open_regular(
     a regular file. ``own=True``: a command's own state, not an input, so it may rewrite it.
     ``OSError``: the file cannot be opened."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, flags)  # non-inheritable: os.open adds O_CLOEXEC itself (PEP 446)
     _regular(fd, path, error, what, "; resnetlib reads only regular files")
     try:
         if hasattr(os, "set_blocking"):
@@ -309,7 +309,7 @@ def _start(path: PathLike) -> tuple[Path, Path, int, Path]:
     there opened ``O_EXCL`` (never a link someone else made) with the umask's mode."""
     target = Path(path)
     check_not_input(target)
-    directory = target.parent if str(target.parent) else Path(".")
+    directory = target.parent
     if target.is_dir() and not target.is_symlink():  # a link is replaced, as below
         raise IsADirectoryError(f"{printable(target)}: is a directory; name a file to write")
     if not directory.is_dir():
@@ -388,7 +388,7 @@ def open_lock(path: PathLike, *, error: ErrorType = FileRefusedError) -> int:
     is a symbolic link or not a regular file."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(path, flags, 0o644)
     except OSError as failed:
         if Path(path).is_symlink():
             raise error(

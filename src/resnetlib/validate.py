@@ -78,6 +78,12 @@ def check_keys(
     return dict(data)
 
 
+def refusal(name: str, rule: str, value: object) -> ValueError:
+    """``ValueError("NAME RULE; got VALUE")``, the value's ``repr`` cut at 200 characters."""
+    text = repr(value)
+    return ValueError(f"{name} {rule}; got {text if len(text) <= 200 else text[:200] + '...'}")
+
+
 INPUT_SIZE_RULE = (
     f"must be (channels, height, width): channels up to {MAX_CHANNELS:,}, sides up to "
     f"{MAX_IMAGE_SIDE:,} (resnetlib.limits)"
@@ -102,10 +108,8 @@ def check_input_size(
         or not 1 <= value[0] <= MAX_CHANNELS
         or not all(1 <= side <= MAX_IMAGE_SIDE for side in value[1:])
     ):
-        text = repr(value)
-        text = text if len(text) <= 200 else text[:200] + "..."
         takes = "" if in_channels is None else f" (the model takes {in_channels} channels)"
-        raise ValueError(f"{name} {INPUT_SIZE_RULE}{takes}; got {text}")
+        raise refusal(name, f"{INPUT_SIZE_RULE}{takes}", value)
     if in_channels is not None and value[0] != in_channels:
         raise ValueError(
             f"{name} {tuple(value)} has {value[0]} channels; the model takes {in_channels} "

@@ -17,7 +17,7 @@ from ..limits import (
     MIN_CROP_PCT,
     MIN_STD,
 )
-from ..validate import check_input_size, is_int, is_real
+from ..validate import check_input_size, is_int, is_real, refusal
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -132,24 +132,20 @@ def config_from_dict(data: object) -> dict[str, Any]:
     return check_data_config(data)
 
 
-def _reals(
-    where: str, name: str, values: object, count: int, low: float, high: float
-) -> tuple[float, ...]:
+# The range of each value of a ``mean`` and a ``std`` (one per input channel).
+_STATISTIC_RANGE = {"mean": (-MAX_NORM_VALUE, MAX_NORM_VALUE), "std": (MIN_STD, MAX_NORM_VALUE)}
+
+
+def _statistic(where: str, name: str, values: object, count: int) -> tuple[float, ...]:
+    low, high = _STATISTIC_RANGE[name]
     if (
         not isinstance(values, (tuple, list))
         or len(values) != count
         or not all(is_real(v) and math.isfinite(v) and low <= v <= high for v in values)
     ):
         rule = f"must hold {count} finite numbers (one per input channel) from {low:g} to {high:g}"
-        raise _refused(where, name, rule, values)
-    return tuple(float(v) for v in values)
-
-
-def _refused(where: str, key: str, rule: str, value: object) -> ValueError:
-    text = repr(value)
-    return ValueError(
-        f"{where} {key} {rule}; got {text if len(text) <= 200 else text[:200] + '...'}"
-    )
+        raise refusal(f"{where} {name}", rule, values)
+    return tuple(map(float, values))
 
 
 def check_data_config(
@@ -169,25 +165,22 @@ def check_data_config(
         not is_int(checked["num_classes"]) or not 0 <= checked["num_classes"] <= MAX_CLASSES
     ):
         rule = f"must be an int from 0 to {MAX_CLASSES:,}"
-        raise _refused(where, "num_classes", rule, checked["num_classes"])
+        raise refusal(f"{where} num_classes", rule, checked["num_classes"])
     channels = None
     for key in ("input_size", "test_input_size"):
         if key in checked and (checked[key] is not None or key == "input_size"):
             checked[key] = check_input_size(checked[key], name=f"{where} {key}")
     if "input_size" in checked:
         channels, height, width = checked["input_size"]
-    for key, low, high in (
-        ("mean", -MAX_NORM_VALUE, MAX_NORM_VALUE),
-        ("std", MIN_STD, MAX_NORM_VALUE),
-    ):
+    for key in _STATISTIC_RANGE:
         if key in checked:
             values = checked[key]
             count = channels or (len(values) if isinstance(values, (tuple, list)) else 0)
-            checked[key] = _reals(where, key, values, max(count, 1), low, high)
+            checked[key] = _statistic(where, key, values, max(count, 1))
     crop = checked.get("crop_pct")
     if crop is not None:
         if not is_real(crop) or not MIN_CROP_PCT <= crop <= 1:
-            raise _refused(where, "crop_pct", f"must be a number from {MIN_CROP_PCT} to 1", crop)
+            raise refusal(f"{where} crop_pct", f"must be a number from {MIN_CROP_PCT} to 1", crop)
         if channels is not None and max(height, width) / crop > MAX_IMAGE_SIDE:
             raise ValueError(
                 f"{where} crop_pct {crop} asks to resize to {max(height, width) / crop:,.0f} "
@@ -196,7 +189,7 @@ def check_data_config(
     interpolation = checked.get("interpolation")
     if interpolation is not None and interpolation not in INTERPOLATIONS:
         rule = f"must be one of {', '.join(INTERPOLATIONS)}"
-        raise _refused(where, "interpolation", rule, interpolation)
+        raise refusal(f"{where} interpolation", rule, interpolation)
     names = checked.get("label_names")
     if names is not None:
         classes = checked.get("num_classes")
@@ -210,7 +203,7 @@ def check_data_config(
                 f"must be a list of {classes if is_int(classes) else 'the'} class names "
                 f"(strings of at most {MAX_LABEL_NAME} characters)"
             )
-            raise _refused(where, "label_names", rule, names)
+            raise refusal(f"{where} label_names", rule, names)
         checked["label_names"] = list(names)
     return checked
 
@@ -263,6 +256,6 @@ def normalization(
     """The per-channel ``(mean, std)`` that ``config`` asks inputs in [0, 1] to be normalized
     with; ``ValueError`` without a valid mean and std for ``channels`` channels."""
     where = "the model's pretrained_cfg"
-    mean = _reals(where, "mean", config.get("mean"), channels, -MAX_NORM_VALUE, MAX_NORM_VALUE)
-    std = _reals(where, "std", config.get("std"), channels, MIN_STD, MAX_NORM_VALUE)
+    mean = _statistic(where, "mean", config.get("mean"), channels)
+    std = _statistic(where, "std", config.get("std"), channels)
     return mean, std
