@@ -308,6 +308,22 @@ def test_mismatch_error_lists_missing_unexpected_and_misshapen_keys() -> None:
     assert "layer3.0.conv1.weight" not in report.loaded
 
 
+def test_mismatch_error_prints_keys_from_a_file_safely() -> None:
+    weights = rl.resnet20().state_dict()
+    weights["x" * 5_000] = torch.zeros(1)  # a key from a file: bounded, escaped in messages
+    weights["red\x1b[31m\nline"] = torch.zeros(1)
+    weights.update({f"extra{i}": torch.zeros(1) for i in range(20)})
+    with pytest.raises(rl.interop.WeightsMismatchError) as info:
+        rl.interop.load_weights(rl.resnet20(), weights)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3  # the title, the one listing, the advice
+    assert "unexpected, not in the model (22): " in lines[1]
+    assert "x" * 100 + "," in lines[1]
+    assert "x" * 101 not in lines[1]
+    assert "red\\x1b[31m\\x0aline" in lines[1]
+    assert lines[1].endswith(", ... (10 more)")
+
+
 # --- stems and heads -----------------------------------------------------------------------
 
 

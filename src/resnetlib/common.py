@@ -9,7 +9,7 @@ import os
 import sys
 import unicodedata
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import TypeAlias
@@ -22,6 +22,7 @@ __all__ = [
     "evaluating",
     "first_line",
     "installed_version",
+    "listing",
     "optional_import",
     "printable",
     "resolve_device",
@@ -77,6 +78,13 @@ def printable(text: object) -> str:
     return "".join(
         _escaped(ord(char)) if unicodedata.category(char) in _UNPRINTED else char for char in text
     )
+
+
+def listing(items: Sequence[object], limit: int, separator: str = ", ") -> str:
+    """The first ``limit`` items for a one-line message (each :func:`printable`, cut to 100
+    characters), then how many more."""
+    shown = separator.join(printable(str(item)[:100]) for item in items[:limit])
+    return shown + (f"{separator}... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 def installed_version() -> str:

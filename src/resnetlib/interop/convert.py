@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from ..common import listing
 from ..core.model import ResNet
 from ..limits import MAX_CHANNELS
 from ..nn.blocks import ResidualBlock
@@ -125,7 +126,7 @@ def _ours_to_torchvision(state: StateDict) -> StateDict:
     foreign = [key for key in state if not _TORCHVISION_KEY.fullmatch(key)]
     if foreign:
         raise ValueError(
-            f"torchvision's ResNet has no entries named {_listing(foreign)}; this model's "
+            f"torchvision's ResNet has no entries named {listing(foreign, 12)}; this model's "
             "layout (its stem, shortcuts, blocks or number of stages) has no torchvision "
             "equivalent"
         )
@@ -164,11 +165,6 @@ def _check_layout(argument: str, name: object, allow_auto: bool) -> None:
         raise ValueError(f"{argument} must be one of {', '.join(allowed)}; got {name!r}")
 
 
-def _listing(keys: list[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
     """The flat ``{name: tensor}`` dict inside a checkpoint (see the module docstring)."""
     if not isinstance(checkpoint, Mapping):
@@ -178,12 +174,14 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> StateDict:
     not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise ValueError(
-            f"a state dict holds only tensors; these entries are not: {_listing(not_tensors)}"
+            f"a state dict holds only tensors; these entries are not: {listing(not_tensors, 12)}"
         )
     flat: StateDict = dict(state)
     named = [repr(key) for key in flat if not isinstance(key, str)]
     if named:
-        raise ValueError(f"a state dict's keys are parameter names (text); got {_listing(named)}")
+        raise ValueError(
+            f"a state dict's keys are parameter names (text); got {listing(named, 12)}"
+        )
     if not flat:
         return flat
     # The prefixes every key shares are those of the first and last key in sorted order.
@@ -307,7 +305,7 @@ class WeightsMismatchError(ValueError):
             ("shape mismatch", shapes, 8),
         ):
             if keys:
-                lines.append(f"  {label} ({len(keys)}): {_listing(keys, limit)}")
+                lines.append(f"  {label} ({len(keys)}): {listing(keys, limit)}")
         lines.append(
             "  check the model's spec (depth, widths, block, shortcut) and the layout "
             "(source=...), or pass strict=False to load what fits"

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..common import evaluating, installed_version, printable, resolve_device
+from ..common import evaluating, installed_version, listing, resolve_device
 from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
@@ -172,21 +172,15 @@ def check_classes_fit(
     expected = model.pretrained_cfg.get("label_names") if label_names else None
     if expected and list(expected) != list(classes):
         raise ValueError(
-            f"the model's classes are {_names(expected)} (its pretrained_cfg label_names) and "
-            f"{name}'s are {_names(classes)}; evaluate on its classes in its order (--classes "
-            f"{_names(expected, ',')}), or train a head for this data"
+            f"the model's classes are {listing(expected, 6)} (its pretrained_cfg label_names) and "
+            f"{name}'s are {listing(classes, 6)}; evaluate on its classes in its order (--classes "
+            f"{listing(expected, 6, ',')}), or train a head for this data"
         )
     if model.spec.in_channels != channels:
         raise ValueError(
             f"the model takes {model.spec.in_channels}-channel images and {name} has "
             f"{channels} channels; train a model with --in-channels {channels}"
         )
-
-
-def _names(names: Sequence[str], separator: str = ", ") -> str:
-    """Class names for a one-line message: the first six, then how many more."""
-    shown = separator.join(printable(str(n)[:40]) for n in names[:6])  # folder names
-    return shown + (f"{separator}... ({len(names) - 6} more)" if len(names) > 6 else "")
 
 
 BF16_CPU_SPEEDUP = {False: 1.7, True: 1.4}
