@@ -111,6 +111,11 @@ def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
     assert "argument --widths: expected comma-separated ints >= 1" in error
     error = cli_error(["summary", "resnet56", "--block-options", "groups"], capsys)
     assert "argument --block-options: expected KEY=VALUE" in error
+    # a bare word is text, unless it spells another value: then it is refused, not passed on
+    for word in ("True", "False", "None", "nan", "inf", "0x10", "1_000"):
+        error = cli_error(["summary", "resnet50", "--block-options", f"flag={word}"], capsys)
+        assert f"flag={word}: write true, false, null or a finite JSON number" in error
+        assert f"""quote text: flag='"{word}"'""" in error
     error = cli_error(["summary", "resnet56", "--output-stride", "3"], capsys)
     assert error.startswith("resnetlib summary: error: output_stride must be one of [1, 2, 4]")
     assert cli_error(["summary", "missing.pt"], capsys).endswith(
@@ -167,6 +172,11 @@ def test_every_model_override_is_a_summary_option(capsys: pytest.CaptureFixture[
     model = rl.resnet50(block_options={"groups": 2, "width_per_group": 32}, widths=(8, 16, 32, 64))
     total = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("total"))
     assert total.split()[1] == f"{rl.count_parameters(model):,}"
+    # JSON's false, and text that reads as the same word quoted (refused by the block's check)
+    assert main(["summary", "resnet50", "--block-options", "stride_in_1x1=false"]) == 0
+    capsys.readouterr()
+    error = cli_error(["summary", "resnet50", "--block-options", 'stride_in_1x1="False"'], capsys)
+    assert "stride_in_1x1 must be true or false; got 'False'" in error
 
 
 def test_summary_of_a_checkpoint_file(

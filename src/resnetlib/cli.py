@@ -119,16 +119,33 @@ def int_in(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
 
 
 def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``, the value read as JSON (32, 0.5, true, null, "text"); a bare word is
+    text unless it reads as another value (``True``, ``None``, ``nan``, ``0x10``): refused."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as groups=32; got {text!r}")
     try:
-        value = json.loads(raw)  # 32, 0.5, true, null, "text"
+        value = json.loads(raw)
     except json.JSONDecodeError:
-        value = raw  # a bare word is a string
+        value = raw
+        if raw.strip().lower() in ("true", "false", "none") or _is_number(raw):
+            raise argparse.ArgumentTypeError(
+                f"{key}={raw}: write true, false, null or a finite JSON number (such as 16 or "
+                f"0.5), or quote text: {key}='\"{raw}\"'"
+            ) from None
     if isinstance(value, (list, dict)):
         raise argparse.ArgumentTypeError(f"{key}: expected a number, true/false or text")
     return key, value
+
+
+def _is_number(text: str) -> bool:
+    for parse in (float, lambda word: int(word, 0)):
+        try:
+            parse(text)
+            return True
+        except ValueError:
+            continue
+    return False
 
 
 # Smallest value of each int override; the rest must be >= 1.
@@ -234,6 +251,7 @@ def add_model_arguments(
             option = {"type": _int_list, "metavar": "N,N,..."}
         elif origin is collections.abc.Mapping:
             option = {"type": _key_value, "action": "append", "metavar": "KEY=VALUE"}
+            option["help"] = "repeatable; VALUE in JSON (16, 0.5, true, null) or a word of text"
         else:
             raise TypeError(f"the CLI has no option type for override {name!r} ({hint!r})")
         overrides.add_argument(option_flag(name), dest=name, **option)
