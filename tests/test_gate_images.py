@@ -166,6 +166,27 @@ def test_the_decoder_bounds_crop_pct_as_the_data_config_validator_does(
     ] == (32, 32)
 
 
+def test_a_non_square_size_is_covered_keeping_the_aspect_then_centre_cropped(
+    tmp_path: Path,
+) -> None:
+    """As timm's eval transform (ResizeKeepRatio): an image of the model's own non-square size
+    at crop_pct 1 is fed as it is; otherwise it is scaled to cover size / crop_pct."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)  # height 12, width 20
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    same = decode_image(tmp_path / "wide.png", size=(12, 20), crop_pct=1.0)
+    assert torch.equal(same, torch.from_numpy(pixels).permute(2, 0, 1))
+    tall = np.concatenate([pixels, pixels])  # 24 x 20: covers 12 x 20 at scale 1 (its width)
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    middle = decode_image(tmp_path / "tall.png", size=(12, 20), crop_pct=1.0)
+    assert torch.equal(middle, torch.from_numpy(tall[6:18]).permute(2, 0, 1))
+    # crop_pct 0.5 covers 24 x 40: the 12 x 20 image doubled, its centre quarter kept
+    half = decode_image(tmp_path / "wide.png", size=(12, 20), crop_pct=0.5, interpolation="nearest")
+    assert torch.equal(
+        half, torch.from_numpy(pixels[3:9, 5:15].repeat(2, 0).repeat(2, 1)).permute(2, 0, 1)
+    )
+
+
 def test_images_are_converted_by_their_true_range(tmp_path: Path) -> None:
     rgb = _photo(0)
     grey = np.asarray(Image.fromarray(rgb).convert("L"))

@@ -79,8 +79,9 @@ def decode_image(
     ``dtype=torch.float32``, float in [0, 1].
 
     ``size`` is the output (height, width), else the native size: the whole image resized to
-    it, or with ``crop_pct`` the shorter side resized to ``max(size) / crop_pct`` and the
-    centre kept (timm's eval transform). The header is checked first: at most ``max_pixels``
+    it, or with ``crop_pct`` scaled (keeping its aspect) to cover ``size / crop_pct`` (for a
+    square size: the shorter side to ``H / crop_pct``) and the centre kept (timm's eval
+    transform). The header is checked first: at most ``max_pixels``
     (default :func:`pixel_limit` of the resize), an aspect ratio of at most ``MAX_ASPECT``, a
     format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
 
@@ -197,8 +198,10 @@ def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, re
     height, width = size
     if crop_pct is None:
         return image if image.size == (width, height) else image.resize((width, height), resample)
-    # The centre (height, width) of the resize, made from that region alone (nothing larger)
-    scale = max(height, width) / crop_pct / min(image.width, image.height)
+    # Scaled, keeping its aspect, to cover (height, width) / crop_pct (timm's ResizeKeepRatio;
+    # for a square size, the shorter side to height / crop_pct); the centre (height, width) of
+    # that resize, made from that region alone (nothing larger)
+    scale = max(height / image.height, width / image.width) / crop_pct
     full = (
         max(width, math.floor(image.width * scale + 0.5)),
         max(height, math.floor(image.height * scale + 0.5)),
