@@ -16,8 +16,9 @@ import torch
 
 import resnetlib as rl
 from resnetlib.cli import main
+from resnetlib.core.data_config import CIFAR10_CLASSES
 from resnetlib.deploy.contract import export_metadata, read_metadata
-from resnetlib.deploy.preprocess import Normalized
+from resnetlib.deploy.preprocess import Normalized, class_names
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -301,3 +302,14 @@ def test_bad_metadata_is_refused(key: str, value: str, message: str) -> None:
     read_metadata(metadata, where="ok.onnx")  # the unchanged metadata reads
     with pytest.raises(ValueError, match=message):
         read_metadata({**metadata, key: value}, where="bad.onnx")
+
+
+@pytest.mark.parametrize("name", ["resnet20.akamaster_cifar10", "resnet18.mm_cifar10"])
+def test_cifar10_weights_name_their_classes_in_an_export(name: str) -> None:
+    """The registry's CIFAR-10 weights carry CIFAR-10's class names in their pretrained_cfg,
+    so an exported file names its outputs as the checkpoint does (not "class 0")."""
+    model = rl.create_model(name)  # their configuration; the weights are not needed
+    assert model.pretrained_cfg["label_names"] == list(CIFAR10_CLASSES)
+    contract = read_metadata(export_metadata(model), where="x.onnx")
+    assert contract.config["label_names"] == list(CIFAR10_CLASSES)
+    assert class_names(contract.config, 10) == list(CIFAR10_CLASSES)

@@ -333,12 +333,12 @@ def test_evaluate_refuses_classes_other_than_the_models_names(
     assert stdout == same
     # Fine-tuning on other classes of the same number gives the head a new meaning.
     tuned = tmp_path / "t"
-    argv = ["train", "--checkpoint", final, "--data", str(cifar), "--classes", "c2,deer,bird"]
+    argv = ["train", "--checkpoint", final, "--data", str(cifar), "--classes", "dog,deer,bird"]
     code, _, err = run(
         [*argv, "--iterations", "1", "--batch-size", "10", "--out", str(tuned)], capsys
     )
     assert code == 0, err
-    assert rl.load(tuned / "final.pt").pretrained_cfg["label_names"] == ["c2", "deer", "bird"]
+    assert rl.load(tuned / "final.pt").pretrained_cfg["label_names"] == ["dog", "deer", "bird"]
 
 
 def test_evaluate_applies_data_options_to_a_runs_data(

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from resnetlib.core.data_config import CIFAR10_CLASSES
 from resnetlib.train.data import DataError, ImageDataset, load_data
 
 # --------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def _images(n: int, seed: int, size: int = 32) -> np.ndarray:
 
 def write_cifar10(root: Path, form: str | int = "py2", n: int = 3) -> dict[str, Any]:
     root.mkdir(parents=True)
-    names = ["airplane", "automobile", "bird", "cat", "deer"] + [f"c{i}" for i in range(5)]
+    names = list(CIFAR10_CLASSES)  # as published: the names CIFAR-10 weights carry
     _write(root / "batches.meta", {"label_names": names, "num_cases_per_batch": n}, form)
     written: dict[str, Any] = {"names": names, "train": [], "labels": []}
     for i in range(1, 6):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..common import PathLike, evaluating
-from ..core.data_config import CIFAR10_CLASSES, check_data_config, normalization, set_data_config
+from ..core.data_config import check_data_config, normalization, set_data_config
 from ..images import bombs_refused, decode_image
 from ..validate import check_int
 
@@ -87,12 +87,10 @@ def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.T
 
 
 def class_names(config: dict[str, Any], count: int) -> list[str]:
-    """The class names a ``pretrained_cfg`` gives (``label_names``, CIFAR-10's), or ``class i``."""
+    """The class names a ``pretrained_cfg`` gives (``label_names``), or ``class i``."""
     names = config.get("label_names")
     if isinstance(names, (list, tuple)) and len(names) == count:
         return [str(name) for name in names]
-    if config.get("classes") == "cifar10" and count == len(CIFAR10_CLASSES):
-        return list(CIFAR10_CLASSES)
     return [f"class {i}" for i in range(count)]
 
 

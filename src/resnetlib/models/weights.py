@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.data_config import (
+    CIFAR10_CLASSES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,
@@ -59,8 +60,11 @@ class PretrainedWeights:
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        """timm's ``pretrained_cfg`` for these weights: their data configuration and origin."""
+        """timm's ``pretrained_cfg`` for these weights: their data configuration and origin
+        (CIFAR-10 weights name their classes, so an export of them does too)."""
+        names = {"label_names": list(CIFAR10_CLASSES)} if self.classes == "cifar10" else {}
         return {
+            **names,
             **self.config,
             "architecture": self.model,
             "tag": self.tag,
