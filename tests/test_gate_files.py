@@ -181,6 +181,21 @@ def test_a_memo_index_past_the_pickle_is_refused_before_unpickling(tmp_path: Pat
         load_data(root)
 
 
+def test_a_memo_index_refusal_names_the_file_once(tmp_path: Path) -> None:
+    root = tmp_path / "pk"
+    write_cifar10(root)
+    (root / "data_batch_2").write_bytes(b"\x80\x02}q\x00j\xff\xff\xff\x7f.")  # LONG_BINGET 2**31-1
+    with pytest.raises(DataError) as refused:
+        load_data(root)
+    assert str(refused.value) == (
+        f"{root / 'data_batch_2'}: damaged CIFAR python batch "
+        "(a memo index of 2147483647 after 4 opcodes)"
+    )
+    with pytest.raises(FileRefusedError) as refused:
+        files.pickle_opcodes(b"\x80\x02\xff", where="x.pkl")
+    assert str(refused.value).count("x.pkl") == 1, refused.value
+
+
 # -- writing: never onto an input, never through a link ------------------------------------
 
 

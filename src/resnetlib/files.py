@@ -276,18 +276,19 @@ def pickle_opcodes(
     """The number of opcodes in the pickle ``data``, refused unless each memo index stays
     below it (an index of 2**32 would make the unpickler allocate a huge memo). A caller's
     walk of the result may visit at most one object per opcode (no shared references)."""
-    count = 0
+    count, damage = 0, ""
     try:
         for opcode, argument, _ in pickletools.genops(data):
             count += 1
             if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"):
                 index = argument if isinstance(argument, int) else -1
                 if not 0 <= index <= count:
-                    raise error(
-                        f"{where}: damaged {what} (a memo index of {index} after {count} opcodes)"
-                    )
+                    damage = f"a memo index of {index} after {count} opcodes"
+                    break
     except (ValueError, pickle.UnpicklingError) as bad:  # genops: an unknown or short opcode
-        raise error(f"{where}: damaged {what} ({bad})") from None
+        damage = str(bad) or type(bad).__name__
+    if damage:
+        raise error(f"{where}: damaged {what} ({damage})")
     return count
 
 
