@@ -227,6 +227,24 @@ def test_evil_pickle_is_refused_and_runs_nothing(tmp_path: Path, kind: str) -> N
     assert not marker.exists()
 
 
+def test_an_empty_bytes_value_of_protocol_2_loads(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    written = write_cifar10(root)
+    batch = {"batch_label": b"", "data": written["train"][0], "labels": written["labels"][:3]}
+    (root / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))  # b"": bytes()
+    assert load_data(root).train.labels.tolist() == written["labels"]
+
+
+@pytest.mark.parametrize("argument", [_py2_int(2**31 - 1), b"(J\x00\x00\x00\x01\x85t"])
+def test_bytes_with_arguments_is_refused(tmp_path: Path, argument: bytes) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar10(root)
+    stream = b"\x80\x02c__builtin__\nbytes\n" + argument + b"\x85R."  # never allocated
+    (root / "data_batch_2").write_bytes(stream)
+    with pytest.raises(DataError, match=r"data_batch_2: .*__builtin__\.bytes with arguments"):
+        load_data(root)
+
+
 def test_truncated_batch(tmp_path: Path) -> None:
     root = tmp_path / "c10"
     write_cifar10(root)

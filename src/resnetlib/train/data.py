@@ -348,6 +348,15 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin-1")
 
 
+def _empty_bytes(*arguments: object) -> bytes:
+    """``__builtin__.bytes()`` as protocol-2 pickles write ``b""``; with arguments, refused."""
+    if arguments:
+        raise pickle.UnpicklingError(
+            "the pickle calls __builtin__.bytes with arguments (only bytes(), b'', is allowed)"
+        )
+    return b""
+
+
 def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> Any:
     """``numpy.core.numeric._frombuffer`` (protocol 5), if shape and dtype claim ``raw`` exactly."""
     if not isinstance(dtype, np.dtype) or (
@@ -403,6 +412,7 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): _PendingArray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
+    ("__builtin__", "bytes"): _empty_bytes,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # numpy 1
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy 2
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
