@@ -245,6 +245,25 @@ def test_bytes_with_arguments_is_refused(tmp_path: Path, argument: bytes) -> Non
         load_data(root)
 
 
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ([b"\xff"] + [b"b"] * 9, r"'label_names' name 0 is not UTF-8 \(byte 0\)"),
+        ([b"x" * 1001] * 10, r"'label_names' as a model's label_names .* at most 1000 characters"),
+        ([b"a"] * 10, r"'label_names' names class 'a' twice; name each class once"),
+        (b"abc", r"'label_names' must be a list of at most 10,000,000 names"),
+    ],
+)
+def test_class_names_a_model_would_refuse_are_refused_at_load(
+    tmp_path: Path, names: Any, message: str
+) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar10(root)
+    (root / "batches.meta").write_bytes(py2_pickle({"label_names": names}))
+    with pytest.raises(DataError, match=r"batches\.meta: " + message):
+        load_data(root)
+
+
 def test_truncated_batch(tmp_path: Path) -> None:
     root = tmp_path / "c10"
     write_cifar10(root)

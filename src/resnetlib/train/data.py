@@ -30,12 +30,18 @@ import torch
 import torch.nn.functional as F
 
 from ..common import PathLike, optional_import, printable
-from ..core.data_config import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
+from ..core.data_config import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    check_data_config,
+)
 from ..files import atomic_write, inside, open_regular, pickle_opcodes, read_bytes, read_text
 from ..images import bombs_refused, decode_image, pixel_limit
+from ..limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
 from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
-from ..limits import MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..validate import check_int, is_int
 
 __all__ = [
@@ -536,6 +542,29 @@ def _cifar_split(
     return ImageDataset(torch.cat(images), torch.cat(targets), classes, name, published[name])
 
 
+def _label_names(names: Any, where: str) -> tuple[str, ...]:
+    """A meta file's class names (``where``: the file and key) as str: UTF-8, each named once,
+    and what a model's ``label_names`` allow (:func:`check_data_config`)."""
+    if not isinstance(names, list) or len(names) > MAX_CLASSES:
+        raise DataError(f"{where} must be a list of at most {MAX_CLASSES:,} names")
+    classes: list[str] = []
+    for number, name in enumerate(names):
+        try:
+            classes.append(name.decode("utf-8") if isinstance(name, bytes) else str(name))
+        except UnicodeDecodeError as bad:
+            raise DataError(f"{where} name {number} is not UTF-8 (byte {bad.start})") from None
+    try:
+        check_data_config({"label_names": classes}, where=f"{where} as a model's")
+    except ValueError as refused:
+        raise DataError(str(refused)) from None
+    seen: set[str] = set()
+    for name in classes:
+        if name in seen:
+            raise DataError(f"{where} names class {name[:100]!r} twice; name each class once")
+        seen.add(name)
+    return tuple(classes)
+
+
 def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, ImageDataset]:
     if kind == "cifar10":
         meta, prefix = root / "batches.meta", ""
@@ -544,10 +573,7 @@ def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, Image
         meta, prefix = root / "meta", f"{labels}_"
         train, test = [root / "train"], [root / "test"]
     key, names_key = f"{prefix}labels", f"{prefix}label_names"
-    names = _field(_read_pickle(meta), names_key, meta)
-    if not isinstance(names, list):
-        raise DataError(f"{meta}: {names_key!r} must be a list of names")
-    classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+    classes = _label_names(_field(_read_pickle(meta), names_key, meta), f"{meta}: {names_key!r}")
     return _cifar_split(train, key, classes, kind), _cifar_split(test, key, classes, kind)
 
 
