@@ -57,6 +57,19 @@ def test_a_character_device_behind_a_link_is_refused(tmp_path: Path) -> None:
         files.read_bytes(tmp_path, limit=10)
 
 
+@posix_only
+def test_check_regular_refuses_as_open_regular_without_opening(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    files.check_regular(tmp_path / "a.png")
+    files.check_regular(tmp_path / "link.png")  # a link to a regular file is that file
+    with pytest.raises(FileRefusedError, match=r"fifo\.png: a FIFO \(an image\); resnetlib reads"):
+        files.check_regular(tmp_path / "fifo.png", what="an image")
+    with pytest.raises(FileNotFoundError):
+        files.check_regular(tmp_path / "gone.png")
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc")
 def test_the_bound_is_on_bytes_read_not_on_what_st_size_claims() -> None:
     maps = Path("/proc/self/maps")

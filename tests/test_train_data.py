@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import pickletools
+import re
 import struct
 import sys
 from pathlib import Path
@@ -385,6 +386,53 @@ def test_image_folder_damaged_file(tmp_path: Path, cache_dir: Path) -> None:
     (root / "train" / "a" / "2.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"2\.png: not a readable image"):
         load_data(root)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and devices are POSIX")
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("dangling", r"missing \(or a link to nothing\)"),
+        ("device", r"a character device \(an image\); resnetlib reads only regular files"),
+        ("fifo", r"a FIFO \(an image\)"),
+        ("directory", r"a directory \(an image\)"),
+    ],
+)
+def test_an_image_entry_that_is_no_regular_file_is_refused_when_listed(
+    tmp_path: Path, cache_dir: Path, kind: str, message: str
+) -> None:
+    root = tmp_path / "pets"
+    for i in range(8):
+        _png(root / "train" / ("cat" if i % 2 else "dog") / f"{i}.png", i)
+    _png(root / "val" / "cat" / "x.png", 9)
+    entry = root / "train" / "cat" / "d.png"
+    if kind == "dangling":
+        entry.symlink_to(tmp_path / "gone.png")
+    elif kind == "device":
+        entry.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(entry)
+    else:
+        entry.mkdir()
+    listed: list[object] = []
+    with pytest.raises(DataError, match=rf"cat{re.escape(os.sep)}d\.png: {message}"):
+        load_data(root, before_decoding=lambda *args: listed.append(args))
+    assert listed == []  # refused before any image is decoded
+
+
+def test_hidden_entries_of_an_image_folder_are_skipped(tmp_path: Path, cache_dir: Path) -> None:
+    root = tmp_path / "pets"
+    _png(root / "train" / "cat" / "a.png", 0)
+    _png(root / "train" / "dog" / "a.png", 1)
+    _png(root / "train" / ".git" / "x.png", 2)  # not a class
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    (root / "train" / "cat" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train" / "cat" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    _png(root / "val" / "dog" / "b.png", 3)
+    _png(root / "val" / ".ipynb_checkpoints" / "b.png", 4)  # not a class of train's
+    splits = load_data(root)
+    assert splits.classes == ("cat", "dog")
+    assert splits.sizes() == {"train": 2, "val": 0, "test": 1}
 
 
 def test_tinyimagenet(tmp_path: Path, cache_dir: Path) -> None:

@@ -1,7 +1,9 @@
 """Image classification data sets read from their published formats: scikit-learn's 8x8
 ``"digits"`` (a fixed 1,500 / 297 split), CIFAR-10/100 python batches (through an unpickler that
 admits only numpy arrays), TinyImageNet-200 (its ``val`` is the test split) and image folders
-(``train/<class>/*`` beside the first of ``val``, ``valid``, ``test``). Decoded image files are
+(``train/<class>/*`` beside the first of ``val``, ``valid``, ``test``; hidden entries such as
+``.git`` or ``._a.png`` are skipped, and an entry with an image suffix must be a regular
+file). Decoded image files are
 cached under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
 ``~/.cache/resnetlib``); an unwritable cache is skipped with a warning.
 """
@@ -37,7 +39,15 @@ from ..core.data_config import (
     CIFAR100_STD,
     check_data_config,
 )
-from ..files import atomic_write, inside, open_regular, pickle_opcodes, read_bytes, read_text
+from ..files import (
+    atomic_write,
+    check_regular,
+    inside,
+    open_regular,
+    pickle_opcodes,
+    read_bytes,
+    read_text,
+)
 from ..images import bombs_refused, decode_image, pixel_limit
 from ..limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
@@ -590,6 +600,8 @@ def _reading(path: Path) -> Iterator[None]:
         yield
     except PermissionError:
         raise DataError(f"{path}: permission denied; make it readable") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing (or a link to nothing)") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
 
@@ -600,15 +612,21 @@ def _read_text(path: Path) -> str:
 
 
 def _listdir(directory: Path) -> list[Path]:
+    """The entries of ``directory``, sorted, but hidden ones (``.git``, ``._a.png``): skipped."""
     with _reading(directory):
-        return sorted(directory.iterdir())
+        return sorted(p for p in directory.iterdir() if not p.name.startswith("."))
 
 
 def _labelled_images(folders: Sequence[tuple[Path, int]], empty: str | None) -> _Labelled:
-    """An empty folder is a DataError of message ``empty`` (``{folder}``, ``{wnid}``) if given."""
+    """Each entry with an image suffix, refused unless a regular file (a FIFO, a device, a
+    dangling link); an empty folder is a DataError of message ``empty`` (``{folder}``,
+    ``{wnid}``) if given."""
     files, targets = [], []
     for folder, label in folders:
-        found = [p for p in _listdir(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        found = [p for p in _listdir(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for file in found:
+            with _reading(file):
+                check_regular(file, what="an image", error=DataError)
         if not found and empty is not None:
             raise DataError(empty.format(folder=folder, wnid=folder.parent.name))
         files += found
