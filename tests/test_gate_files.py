@@ -57,6 +57,19 @@ def test_a_character_device_behind_a_link_is_refused(tmp_path: Path) -> None:
         files.read_bytes(tmp_path, limit=10)
 
 
+@posix_only
+def test_check_regular_refuses_as_open_regular_without_opening(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    files.check_regular(tmp_path / "a.png")
+    files.check_regular(tmp_path / "link.png")  # a link to a regular file is that file
+    with pytest.raises(FileRefusedError, match=r"fifo\.png: a FIFO \(an image\); resnetlib reads"):
+        files.check_regular(tmp_path / "fifo.png", what="an image")
+    with pytest.raises(FileNotFoundError):
+        files.check_regular(tmp_path / "gone.png")
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc")
 def test_the_bound_is_on_bytes_read_not_on_what_st_size_claims() -> None:
     maps = Path("/proc/self/maps")
@@ -179,6 +192,21 @@ def test_a_memo_index_past_the_pickle_is_refused_before_unpickling(tmp_path: Pat
     (root / "batches.meta").write_bytes(b"\x80\x02}" + _py2_str(b"label_names") + huge_put + b"s.")
     with pytest.raises(DataError, match=r"batches\.meta: damaged CIFAR python batch \(a memo"):
         load_data(root)
+
+
+def test_a_memo_index_refusal_names_the_file_once(tmp_path: Path) -> None:
+    root = tmp_path / "pk"
+    write_cifar10(root)
+    (root / "data_batch_2").write_bytes(b"\x80\x02}q\x00j\xff\xff\xff\x7f.")  # LONG_BINGET 2**31-1
+    with pytest.raises(DataError) as refused:
+        load_data(root)
+    assert str(refused.value) == (
+        f"{root / 'data_batch_2'}: damaged CIFAR python batch "
+        "(a memo index of 2147483647 after 4 opcodes)"
+    )
+    with pytest.raises(FileRefusedError) as refused:
+        files.pickle_opcodes(b"\x80\x02\xff", where="x.pkl")
+    assert str(refused.value).count("x.pkl") == 1, refused.value
 
 
 # -- writing: never onto an input, never through a link ------------------------------------

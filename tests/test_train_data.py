@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import pickletools
+import re
 import struct
 import sys
 from pathlib import Path
@@ -228,6 +229,43 @@ def test_evil_pickle_is_refused_and_runs_nothing(tmp_path: Path, kind: str) -> N
     assert not marker.exists()
 
 
+def test_an_empty_bytes_value_of_protocol_2_loads(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    written = write_cifar10(root)
+    batch = {"batch_label": b"", "data": written["train"][0], "labels": written["labels"][:3]}
+    (root / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))  # b"": bytes()
+    assert load_data(root).train.labels.tolist() == written["labels"]
+
+
+@pytest.mark.parametrize("argument", [_py2_int(2**31 - 1), b"(J\x00\x00\x00\x01\x85t"])
+def test_bytes_with_arguments_is_refused(tmp_path: Path, argument: bytes) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar10(root)
+    stream = b"\x80\x02c__builtin__\nbytes\n" + argument + b"\x85R."  # never allocated
+    (root / "data_batch_2").write_bytes(stream)
+    with pytest.raises(DataError, match=r"data_batch_2: .*__builtin__\.bytes with arguments"):
+        load_data(root)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ([b"\xff"] + [b"b"] * 9, r"'label_names' name 0 is not UTF-8 \(byte 0\)"),
+        ([b"x" * 1001] * 10, r"'label_names' as a model's label_names .* at most 1000 characters"),
+        ([b"a"] * 10, r"'label_names' names class 'a' twice; name each class once"),
+        (b"abc", r"'label_names' must be a list of at most 10,000,000 names"),
+    ],
+)
+def test_class_names_a_model_would_refuse_are_refused_at_load(
+    tmp_path: Path, names: Any, message: str
+) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar10(root)
+    (root / "batches.meta").write_bytes(py2_pickle({"label_names": names}))
+    with pytest.raises(DataError, match=r"batches\.meta: " + message):
+        load_data(root)
+
+
 def test_truncated_batch(tmp_path: Path) -> None:
     root = tmp_path / "c10"
     write_cifar10(root)
@@ -349,6 +387,53 @@ def test_image_folder_damaged_file(tmp_path: Path, cache_dir: Path) -> None:
     (root / "train" / "a" / "2.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"2\.png: not a readable image"):
         load_data(root)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and devices are POSIX")
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("dangling", r"missing \(or a link to nothing\)"),
+        ("device", r"a character device \(an image\); resnetlib reads only regular files"),
+        ("fifo", r"a FIFO \(an image\)"),
+        ("directory", r"a directory \(an image\)"),
+    ],
+)
+def test_an_image_entry_that_is_no_regular_file_is_refused_when_listed(
+    tmp_path: Path, cache_dir: Path, kind: str, message: str
+) -> None:
+    root = tmp_path / "pets"
+    for i in range(8):
+        _png(root / "train" / ("cat" if i % 2 else "dog") / f"{i}.png", i)
+    _png(root / "val" / "cat" / "x.png", 9)
+    entry = root / "train" / "cat" / "d.png"
+    if kind == "dangling":
+        entry.symlink_to(tmp_path / "gone.png")
+    elif kind == "device":
+        entry.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(entry)
+    else:
+        entry.mkdir()
+    listed: list[object] = []
+    with pytest.raises(DataError, match=rf"cat{re.escape(os.sep)}d\.png: {message}"):
+        load_data(root, before_decoding=lambda *args: listed.append(args))
+    assert listed == []  # refused before any image is decoded
+
+
+def test_hidden_entries_of_an_image_folder_are_skipped(tmp_path: Path, cache_dir: Path) -> None:
+    root = tmp_path / "pets"
+    _png(root / "train" / "cat" / "a.png", 0)
+    _png(root / "train" / "dog" / "a.png", 1)
+    _png(root / "train" / ".git" / "x.png", 2)  # not a class
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    (root / "train" / "cat" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train" / "cat" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    _png(root / "val" / "dog" / "b.png", 3)
+    _png(root / "val" / ".ipynb_checkpoints" / "b.png", 4)  # not a class of train's
+    splits = load_data(root)
+    assert splits.classes == ("cat", "dog")
+    assert splits.sizes() == {"train": 2, "val": 0, "test": 1}
 
 
 def test_tinyimagenet(tmp_path: Path, cache_dir: Path) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "check_not_input",
+    "check_regular",
     "command_files",
     "dump_json",
     "inside",
@@ -104,13 +105,31 @@ _KINDS = {
 }
 
 
+_ONLY_REGULAR = "; resnetlib reads only regular files"
+
+
+def _only_regular(mode: int, path: PathLike, error: ErrorType, what: str, then: str) -> None:
+    """Refuse ``path`` unless ``mode`` (its ``st_mode``) is a regular file's: the one rule."""
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise _refused(error, path, kind, what, then)
+
+
 def _regular(fd: int, path: PathLike, error: ErrorType, what: str, then: str) -> int:
     """``fd`` if it is a regular file; otherwise it is closed and refused."""
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISREG(mode):
-        return fd
-    os.close(fd)
-    raise _refused(error, path, _KINDS.get(stat.S_IFMT(mode), "not a regular file"), what, then)
+    try:
+        _only_regular(os.fstat(fd).st_mode, path, error, what, then)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_regular(path: PathLike, *, what: str = "", error: ErrorType = FileRefusedError) -> None:
+    """Refuse ``path``, as :func:`open_regular` would, unless it is (a link to) a regular
+    file, without opening it: to check a listing before any file is read. ``OSError``: it
+    cannot be looked up (``FileNotFoundError``: missing, or a link to nothing)."""
+    _only_regular(os.stat(path).st_mode, path, error, what, _ONLY_REGULAR)
 
 
 def open_regular(
@@ -121,7 +140,7 @@ def open_regular(
     ``OSError``: the file cannot be opened."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)  # non-inheritable: os.open adds O_CLOEXEC itself (PEP 446)
-    _regular(fd, path, error, what, "; resnetlib reads only regular files")
+    _regular(fd, path, error, what, _ONLY_REGULAR)
     try:
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
@@ -276,18 +295,19 @@ def pickle_opcodes(
     """The number of opcodes in the pickle ``data``, refused unless each memo index stays
     below it (an index of 2**32 would make the unpickler allocate a huge memo). A caller's
     walk of the result may visit at most one object per opcode (no shared references)."""
-    count = 0
+    count, damage = 0, ""
     try:
         for opcode, argument, _ in pickletools.genops(data):
             count += 1
             if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"):
                 index = argument if isinstance(argument, int) else -1
                 if not 0 <= index <= count:
-                    raise error(
-                        f"{where}: damaged {what} (a memo index of {index} after {count} opcodes)"
-                    )
+                    damage = f"a memo index of {index} after {count} opcodes"
+                    break
     except (ValueError, pickle.UnpicklingError) as bad:  # genops: an unknown or short opcode
-        raise error(f"{where}: damaged {what} ({bad})") from None
+        damage = str(bad) or type(bad).__name__
+    if damage:
+        raise error(f"{where}: damaged {what} ({damage})")
     return count
 
 

@@ -1,7 +1,9 @@
 """Image classification data sets read from their published formats: scikit-learn's 8x8
 ``"digits"`` (a fixed 1,500 / 297 split), CIFAR-10/100 python batches (through an unpickler that
 admits only numpy arrays), TinyImageNet-200 (its ``val`` is the test split) and image folders
-(``train/<class>/*`` beside the first of ``val``, ``valid``, ``test``). Decoded image files are
+(``train/<class>/*`` beside the first of ``val``, ``valid``, ``test``; hidden entries such as
+``.git`` or ``._a.png`` are skipped, and an entry with an image suffix must be a regular
+file). Decoded image files are
 cached under ``$RESNETLIB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/resnetlib`` or
 ``~/.cache/resnetlib``); an unwritable cache is skipped with a warning.
 """
@@ -30,12 +32,26 @@ import torch
 import torch.nn.functional as F
 
 from ..common import PathLike, optional_import, printable
-from ..core.data_config import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
-from ..files import atomic_write, inside, open_regular, pickle_opcodes, read_bytes, read_text
+from ..core.data_config import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    check_data_config,
+)
+from ..files import (
+    atomic_write,
+    check_regular,
+    inside,
+    open_regular,
+    pickle_opcodes,
+    read_bytes,
+    read_text,
+)
 from ..images import bombs_refused, decode_image, pixel_limit
+from ..limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
 from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
-from ..limits import MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..validate import check_int, is_int
 
 __all__ = [
@@ -348,6 +364,15 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin-1")
 
 
+def _empty_bytes(*arguments: object) -> bytes:
+    """``__builtin__.bytes()`` as protocol-2 pickles write ``b""``; with arguments, refused."""
+    if arguments:
+        raise pickle.UnpicklingError(
+            "the pickle calls __builtin__.bytes with arguments (only bytes(), b'', is allowed)"
+        )
+    return b""
+
+
 def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> Any:
     """``numpy.core.numeric._frombuffer`` (protocol 5), if shape and dtype claim ``raw`` exactly."""
     if not isinstance(dtype, np.dtype) or (
@@ -403,6 +428,7 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): _PendingArray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
+    ("__builtin__", "bytes"): _empty_bytes,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # numpy 1
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy 2
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
@@ -526,6 +552,29 @@ def _cifar_split(
     return ImageDataset(torch.cat(images), torch.cat(targets), classes, name, published[name])
 
 
+def _label_names(names: Any, where: str) -> tuple[str, ...]:
+    """A meta file's class names (``where``: the file and key) as str: UTF-8, each named once,
+    and what a model's ``label_names`` allow (:func:`check_data_config`)."""
+    if not isinstance(names, list) or len(names) > MAX_CLASSES:
+        raise DataError(f"{where} must be a list of at most {MAX_CLASSES:,} names")
+    classes: list[str] = []
+    for number, name in enumerate(names):
+        try:
+            classes.append(name.decode("utf-8") if isinstance(name, bytes) else str(name))
+        except UnicodeDecodeError as bad:
+            raise DataError(f"{where} name {number} is not UTF-8 (byte {bad.start})") from None
+    try:
+        check_data_config({"label_names": classes}, where=f"{where} as a model's")
+    except ValueError as refused:
+        raise DataError(str(refused)) from None
+    seen: set[str] = set()
+    for name in classes:
+        if name in seen:
+            raise DataError(f"{where} names class {name[:100]!r} twice; name each class once")
+        seen.add(name)
+    return tuple(classes)
+
+
 def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, ImageDataset]:
     if kind == "cifar10":
         meta, prefix = root / "batches.meta", ""
@@ -534,10 +583,7 @@ def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, Image
         meta, prefix = root / "meta", f"{labels}_"
         train, test = [root / "train"], [root / "test"]
     key, names_key = f"{prefix}labels", f"{prefix}label_names"
-    names = _field(_read_pickle(meta), names_key, meta)
-    if not isinstance(names, list):
-        raise DataError(f"{meta}: {names_key!r} must be a list of names")
-    classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+    classes = _label_names(_field(_read_pickle(meta), names_key, meta), f"{meta}: {names_key!r}")
     return _cifar_split(train, key, classes, kind), _cifar_split(test, key, classes, kind)
 
 
@@ -554,6 +600,8 @@ def _reading(path: Path) -> Iterator[None]:
         yield
     except PermissionError:
         raise DataError(f"{path}: permission denied; make it readable") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing (or a link to nothing)") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
 
@@ -564,15 +612,21 @@ def _read_text(path: Path) -> str:
 
 
 def _listdir(directory: Path) -> list[Path]:
+    """The entries of ``directory``, sorted, but hidden ones (``.git``, ``._a.png``): skipped."""
     with _reading(directory):
-        return sorted(directory.iterdir())
+        return sorted(p for p in directory.iterdir() if not p.name.startswith("."))
 
 
 def _labelled_images(folders: Sequence[tuple[Path, int]], empty: str | None) -> _Labelled:
-    """An empty folder is a DataError of message ``empty`` (``{folder}``, ``{wnid}``) if given."""
+    """Each entry with an image suffix, refused unless a regular file (a FIFO, a device, a
+    dangling link); an empty folder is a DataError of message ``empty`` (``{folder}``,
+    ``{wnid}``) if given."""
     files, targets = [], []
     for folder, label in folders:
-        found = [p for p in _listdir(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        found = [p for p in _listdir(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for file in found:
+            with _reading(file):
+                check_regular(file, what="an image", error=DataError)
         if not found and empty is not None:
             raise DataError(empty.format(folder=folder, wnid=folder.parent.name))
         files += found
