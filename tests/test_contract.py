@@ -233,6 +233,14 @@ def test_splits_that_do_not_fit_say_where_the_images_went(
     line = one_line_error(code, err)
     assert "training split (80 images, after 20 were held out for validation)" in line
     assert "smaller than one batch of 128" in line
+    # a recipe file's val_size is held out as it is, as --val-size is: refused, not shrunk
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"val_size": 90, "batch_size": 16}')
+    code, _, err = run([*argv, "--recipe", str(recipe), "--iterations", "1"], capsys)
+    line = one_line_error(code, err)
+    assert "training split (10 images, after 90 were held out for validation)" in line
+    assert "smaller than one batch of 16" in line
+    assert not (tmp_path / "r").exists()  # refused before the run directory is made
 
 
 def test_evaluate_without_data_or_a_run_refuses_to_guess(

@@ -523,12 +523,13 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
             f"{out} already holds a run: pass --resume to continue it, or another --out"
         )
     recipe, recipe_name = _recipe(args)
+    if args.val_size is None and args.recipe is not None and not _is_recipe_name(args.recipe):
+        args.val_size = recipe.val_size  # a recipe file's split as it is, as --val-size is
     chosen = args.val_size
     args.val_size = chosen or 0
     data = _load(args)
-    if chosen is None:  # the default split fits the data; a recipe file's is its own
-        exact = args.recipe is not None and not _is_recipe_name(args.recipe)
-        data = data.hold_out(recipe.val_images(len(data.train), exact=exact), args.seed or 0)
+    if chosen is None:  # the default split fits the data (Recipe.val_images)
+        data = data.hold_out(recipe.val_images(len(data.train)), args.seed or 0)
         args.val_size = data.sizes()["val"]
     channels = data.image_shape[0]
     defaults: dict[str, Any] = {"num_classes": len(data.classes), "in_channels": channels}

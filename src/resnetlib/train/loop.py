@@ -377,6 +377,13 @@ def fit(
     # The data's classes and channels fit the model (training sets its names and image size),
     # checked before anything is written or set: the data's statistics must fit it too.
     check_classes_fit(model, data.classes, data.image_shape[0], data.train.name, label_names=False)
+    if len(data.train) < recipe.batch_size:  # so each rank's share holds one batch
+        sizes = data.sizes()
+        raise ValueError(
+            f"the training split ({sizes['train']} images, after {sizes['val']} were held out "
+            f"for validation) is smaller than one batch of {recipe.batch_size}; pass a smaller "
+            "--batch-size or --val-size"
+        )
     if statistics == "data":
         mean, std = data_statistics(data.train)
         set_data_config(model, {**model.pretrained_cfg, "mean": mean, "std": std})
@@ -556,13 +563,6 @@ class Trainer:
             world_size=process.world_size,
             **common,
         )
-        if len(loader) == 0:
-            sizes = data.sizes()
-            raise ValueError(
-                f"the training split ({sizes['train']} images, after {sizes['val']} were held "
-                f"out for validation) is smaller than one batch of {recipe.batch_size}; pass "
-                "a smaller --batch-size or --val-size"
-            )
         evaluated = {"test": DeviceLoader(data.test, batch_size=_EVAL_BATCH, **common)}
         if data.val is not None:
             evaluated["val"] = DeviceLoader(data.val, batch_size=_EVAL_BATCH, **common)

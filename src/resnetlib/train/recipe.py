@@ -184,12 +184,12 @@ class Recipe:
             cuda_graphs=None,
         )
 
-    def val_images(self, train_images: int, *, exact: bool = False) -> int:
-        """Images to hold out for validation from ``train_images``: ``val_size``, at most a tenth
-        unless ``exact`` (a run's own recipe file), leaving a batch to train on (else 0)."""
+    def val_images(self, train_images: int) -> int:
+        """Images to hold out for validation from ``train_images`` by default: a tenth, at most
+        ``val_size``, leaving at least one batch to train on (else 0)."""
         check_int("train_images", train_images, 0)
-        wanted = self.val_size if exact else min(self.val_size, train_images // 10)
-        return max(0, min(wanted, train_images - self.batch_size))
+        tenth = min(self.val_size, train_images // 10)
+        return max(0, min(tenth, train_images - self.batch_size))
 
     def lr_at(self, iteration: int, warmed_up: bool = True) -> float:
         """The learning rate of (0-based) ``iteration`` of an iteration-counted recipe
