@@ -362,6 +362,31 @@ def test_a_factory_returning_another_module_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.parametrize("made", [None, torch.nn.Sequential(torch.nn.Linear(2, 2))])
+def test_every_call_of_a_factory_refuses_what_is_not_a_resnet(
+    made: torch.nn.Module | None, tmp_path: Path
+) -> None:
+    """model_spec (so recipe_for, train --data PATH) and create_model with a checkpoint read
+    `.spec` from what the factory returned: an AttributeError, not the one-line TypeError."""
+    from resnetlib.train.recipe import recipe_for
+
+    rl.save(rl.resnet20(), tmp_path / "m.pt")
+    got = "None" if made is None else "a Sequential"
+    rl.register_model("doc_not_resnet", lambda **overrides: made)
+    try:
+        calls = [
+            lambda: rl.model_spec("doc_not_resnet"),
+            lambda: recipe_for("doc_not_resnet"),
+            lambda: rl.create_model("doc_not_resnet"),
+            lambda: rl.create_model("doc_not_resnet", checkpoint_path=tmp_path / "m.pt"),
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match=rf"factory 'doc_not_resnet' returned {got};"):
+                call()
+    finally:
+        rl.models.MODELS.unregister("doc_not_resnet")
+
+
 def test_registries_reject_duplicates_and_wrong_types() -> None:
     with pytest.raises(ValueError, match="block 'basic' is already registered"):
         rl.register_block("basic", rl.BasicBlock)
