@@ -387,6 +387,31 @@ def test_every_call_of_a_factory_refuses_what_is_not_a_resnet(
         rl.models.MODELS.unregister("doc_not_resnet")
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("my.model", "must not contain '.' .*pretrained tag"),
+        ("resnet20.v2", "must not contain '.'"),
+        ("tiny.pt", "must not contain '.'"),
+        ("x/y", "must not contain '/' .*path separator"),
+        ("../etc", "must not contain '.'"),
+        ("a\\b", "must not contain .*path separator"),
+        ("a b", "must not hold whitespace"),
+        ("a\nb", "must not hold whitespace"),
+        ("local-dir:mine", "must not contain ':' .*local-dir: or hf-hub:"),
+        ("hf-hub:org/name", "must not contain '/'"),
+    ],
+)
+def test_registries_refuse_names_no_lookup_can_find(name: str, why: str) -> None:
+    """create_model("my.model") looked up 'my'; "tiny.pt" read as a file in the CLI; yet
+    register_model took them, and list_models listed them."""
+    for register in (rl.register_model, rl.register_block, rl.register_stem):
+        with pytest.raises(ValueError, match=rf"^a (model|block|stem) name {why}.*; got "):
+            register(name, rl.BasicBlock)  # type: ignore[arg-type]
+    assert name not in rl.list_models()
+    assert name not in rl.nn.BLOCKS
+
+
 def test_registries_reject_duplicates_and_wrong_types() -> None:
     with pytest.raises(ValueError, match="block 'basic' is already registered"):
         rl.register_block("basic", rl.BasicBlock)
