@@ -332,6 +332,53 @@ def test_a_block_missing_a_build_keyword_is_named_at_build() -> None:
         rl.nn.BLOCKS.unregister("doc_no_norm")
 
 
+class _BuggyBlock(rl.BasicBlock):
+    """Takes every keyword build() passes; its own code raises a TypeError."""
+
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)
+        len(arguments["width"])
+
+
+class _BuggyStem(rl.nn.CifarStem):
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)
+        len(arguments["in_channels"])
+
+
+class _NoNormStem(rl.nn.CifarStem):
+    def __init__(self, *, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels=in_channels, out_channels=out_channels)
+
+
+def test_a_type_error_inside_a_constructor_is_not_called_a_keyword_problem() -> None:
+    """build() said a block whose __init__ has a bug (len of an int) could not take the
+    keyword arguments it passes; only a signature that does not bind them is that."""
+    rl.register_block("doc_buggy", _BuggyBlock)
+    rl.register_stem("doc_buggy_stem", _BuggyStem)
+    rl.register_stem("doc_no_norm_stem", _NoNormStem)
+    try:
+        with pytest.raises(
+            TypeError,
+            match=r"^block 'doc_buggy' \(_BuggyBlock\) raised TypeError while being "
+            r"built: object of type 'int' has no len\(\)$",
+        ) as raised:
+            rl.cifar_resnet(20, block="doc_buggy")
+        assert isinstance(raised.value.__cause__, TypeError)
+        with pytest.raises(TypeError, match=r"^stem 'doc_buggy_stem' \(_BuggyStem\) raised "):
+            rl.cifar_resnet(20, stem="doc_buggy_stem")
+        with pytest.raises(
+            ValueError,
+            match=r"^stem 'doc_no_norm_stem' \(_NoNormStem\) cannot be built with the keyword "
+            r"arguments build\(\) passes .*unexpected keyword argument 'norm_layer'",
+        ):
+            rl.cifar_resnet(20, stem="doc_no_norm_stem")
+    finally:
+        rl.nn.BLOCKS.unregister("doc_buggy")
+        rl.nn.STEMS.unregister("doc_buggy_stem")
+        rl.nn.STEMS.unregister("doc_no_norm_stem")
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_a_block_option_json_cannot_hold_is_refused(value: float) -> None:
     """to_json would write NaN, which from_json (rightly) refuses: the round trip broke."""
