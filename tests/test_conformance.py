@@ -406,6 +406,14 @@ def test_argument_errors() -> None:
         check_block("basic", only=[])["shapes"]
 
 
+def test_only_takes_one_check_name_as_a_str() -> None:
+    """only="shapes" was read letter by letter: "unknown check(s) ['a', 'e', 'h', 'p', 's']"."""
+    for report in (check_block("basic", only="shapes"), check_stem("cifar", only="shapes")):
+        assert [result.name for result in report.results] == ["interface", "shapes"]
+    with pytest.raises(ValueError, match=r"unknown check\(s\) \['shape'\]"):
+        check_shortcut("B", only="shape")
+
+
 def test_report_text_names_each_check() -> None:
     report = check_block(ZeroInitDoesNothing, only=["zero_init", "gradients"])
     lines = str(report).splitlines()
