@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from collections import OrderedDict
@@ -405,6 +406,14 @@ def test_argument_errors() -> None:
         check_block("basic", only=[])["shapes"]
 
 
+def test_only_takes_one_check_name_as_a_str() -> None:
+    """only="shapes" was read letter by letter: "unknown check(s) ['a', 'e', 'h', 'p', 's']"."""
+    for report in (check_block("basic", only="shapes"), check_stem("cifar", only="shapes")):
+        assert [result.name for result in report.results] == ["interface", "shapes"]
+    with pytest.raises(ValueError, match=r"unknown check\(s\) \['shape'\]"):
+        check_shortcut("B", only="shape")
+
+
 def test_report_text_names_each_check() -> None:
     report = check_block(ZeroInitDoesNothing, only=["zero_init", "gradients"])
     lines = str(report).splitlines()
@@ -467,6 +476,55 @@ class MislabelledStem(rl.Stem):
             fc=norm_layer(out_channels),
         )
         super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+
+
+def stem_with_child(child: str) -> type[rl.Stem]:
+    """A reduction-1 stem with children conv1 and ``child``."""
+
+    class Named(rl.Stem):
+        reduction: ClassVar[int] = 1
+
+        def __init__(
+            self,
+            *,
+            in_channels: int,
+            out_channels: int,
+            norm_layer: rl.nn.NormLayer = nn.BatchNorm2d,
+        ) -> None:
+            conv1 = rl.nn.conv3x3(in_channels, out_channels)
+            layers = OrderedDict([("conv1", conv1), (child, norm_layer(out_channels))])
+            super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+
+    return Named
+
+
+@pytest.mark.parametrize(
+    ("child", "clashes"),
+    [
+        *((name, True) for name in ("spec", "blocks", "feature_info", "stem_names")),
+        *((name, True) for name in ("global_pool", "pretrained_cfg", "fc", "layer2")),
+        ("layer0", False),
+        ("bn1", False),
+    ],
+)
+def test_the_stem_names_check_refuses_what_build_refuses(child: str, clashes: bool) -> None:
+    """A child named spec or blocks passed the names check, then build raised TypeError or
+    KeyError; pretrained_cfg built and hid the module; layer0 failed the check but built."""
+    report = check_stem(stem_with_child(child), only=["names"])
+    assert report["names"].passed is not clashes
+    rl.register_stem("test_named_stem", stem_with_child(child))
+    try:
+        spec = dataclasses.replace(rl.cifar_spec(20), stem=rl.StemSpec("test_named_stem", 16))
+        if not clashes:
+            assert isinstance(getattr(rl.build(spec), child), nn.BatchNorm2d)
+            return
+        assert f"child names ['{child}'] clash" in report["names"].detail
+        with pytest.raises(
+            ValueError, match=rf"stem 'test_named_stem' \(Named\): child names \['{child}'\] clash"
+        ):
+            rl.build(spec)
+    finally:
+        rl.nn.STEMS.unregister("test_named_stem")
 
 
 def test_a_broken_stem_fails_shapes_names_and_spec() -> None:

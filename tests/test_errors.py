@@ -332,6 +332,53 @@ def test_a_block_missing_a_build_keyword_is_named_at_build() -> None:
         rl.nn.BLOCKS.unregister("doc_no_norm")
 
 
+class _BuggyBlock(rl.BasicBlock):
+    """Takes every keyword build() passes; its own code raises a TypeError."""
+
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)
+        len(arguments["width"])
+
+
+class _BuggyStem(rl.nn.CifarStem):
+    def __init__(self, **arguments: Any) -> None:
+        super().__init__(**arguments)
+        len(arguments["in_channels"])
+
+
+class _NoNormStem(rl.nn.CifarStem):
+    def __init__(self, *, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels=in_channels, out_channels=out_channels)
+
+
+def test_a_type_error_inside_a_constructor_is_not_called_a_keyword_problem() -> None:
+    """build() said a block whose __init__ has a bug (len of an int) could not take the
+    keyword arguments it passes; only a signature that does not bind them is that."""
+    rl.register_block("doc_buggy", _BuggyBlock)
+    rl.register_stem("doc_buggy_stem", _BuggyStem)
+    rl.register_stem("doc_no_norm_stem", _NoNormStem)
+    try:
+        with pytest.raises(
+            TypeError,
+            match=r"^block 'doc_buggy' \(_BuggyBlock\) raised TypeError while being "
+            r"built: object of type 'int' has no len\(\)$",
+        ) as raised:
+            rl.cifar_resnet(20, block="doc_buggy")
+        assert isinstance(raised.value.__cause__, TypeError)
+        with pytest.raises(TypeError, match=r"^stem 'doc_buggy_stem' \(_BuggyStem\) raised "):
+            rl.cifar_resnet(20, stem="doc_buggy_stem")
+        with pytest.raises(
+            ValueError,
+            match=r"^stem 'doc_no_norm_stem' \(_NoNormStem\) cannot be built with the keyword "
+            r"arguments build\(\) passes .*unexpected keyword argument 'norm_layer'",
+        ):
+            rl.cifar_resnet(20, stem="doc_no_norm_stem")
+    finally:
+        rl.nn.BLOCKS.unregister("doc_buggy")
+        rl.nn.STEMS.unregister("doc_buggy_stem")
+        rl.nn.STEMS.unregister("doc_no_norm_stem")
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_a_block_option_json_cannot_hold_is_refused(value: float) -> None:
     """to_json would write NaN, which from_json (rightly) refuses: the round trip broke."""
@@ -360,6 +407,56 @@ def test_a_factory_returning_another_module_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"save\(\) cannot store a model on the meta device"):
         rl.save(shapes_only, tmp_path / "m.pt")
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("made", [None, torch.nn.Sequential(torch.nn.Linear(2, 2))])
+def test_every_call_of_a_factory_refuses_what_is_not_a_resnet(
+    made: torch.nn.Module | None, tmp_path: Path
+) -> None:
+    """model_spec (so recipe_for, train --data PATH) and create_model with a checkpoint read
+    `.spec` from what the factory returned: an AttributeError, not the one-line TypeError."""
+    from resnetlib.train.recipe import recipe_for
+
+    rl.save(rl.resnet20(), tmp_path / "m.pt")
+    got = "None" if made is None else "a Sequential"
+    rl.register_model("doc_not_resnet", lambda **overrides: made)
+    try:
+        calls = [
+            lambda: rl.model_spec("doc_not_resnet"),
+            lambda: recipe_for("doc_not_resnet"),
+            lambda: rl.create_model("doc_not_resnet"),
+            lambda: rl.create_model("doc_not_resnet", checkpoint_path=tmp_path / "m.pt"),
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match=rf"factory 'doc_not_resnet' returned {got};"):
+                call()
+    finally:
+        rl.models.MODELS.unregister("doc_not_resnet")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("my.model", "must not contain '.' .*pretrained tag"),
+        ("resnet20.v2", "must not contain '.'"),
+        ("tiny.pt", "must not contain '.'"),
+        ("x/y", "must not contain '/' .*path separator"),
+        ("../etc", "must not contain '.'"),
+        ("a\\b", "must not contain .*path separator"),
+        ("a b", "must not hold whitespace"),
+        ("a\nb", "must not hold whitespace"),
+        ("local-dir:mine", "must not contain ':' .*local-dir: or hf-hub:"),
+        ("hf-hub:org/name", "must not contain '/'"),
+    ],
+)
+def test_registries_refuse_names_no_lookup_can_find(name: str, why: str) -> None:
+    """create_model("my.model") looked up 'my'; "tiny.pt" read as a file in the CLI; yet
+    register_model took them, and list_models listed them."""
+    for register in (rl.register_model, rl.register_block, rl.register_stem):
+        with pytest.raises(ValueError, match=rf"^a (model|block|stem) name {why}.*; got "):
+            register(name, rl.BasicBlock)  # type: ignore[arg-type]
+    assert name not in rl.list_models()
+    assert name not in rl.nn.BLOCKS
 
 
 def test_registries_reject_duplicates_and_wrong_types() -> None:

@@ -253,3 +253,19 @@ def test_resnet_d_mult_adds_are_the_twins_plus_the_deep_stems(name: str) -> None
     assert extra == 239_640_576
     size = (3, 224, 224)
     assert rl.count_flops(on_meta(f"{name}d"), size) == rl.count_flops(on_meta(name), size) + extra
+
+
+def test_every_attribute_a_resnet_sets_is_one_a_stem_child_may_not_take() -> None:
+    """stem_name_clashes names what ResNet.__init__ sets; an attribute added there and not to
+    it would let a stem child of that name build into a TypeError or hide the module."""
+    from resnetlib.core.model import stem_name_clashes
+
+    for model in (rl.resnet20(), rl.preact_resnet18(), rl.resnet18d()):
+        model.set_grad_checkpointing()
+        model.reset_classifier(3, global_pool="max")
+        model.prune_intermediate_layers(2)
+        _ = model.pretrained_cfg
+        own = [*vars(model), *(name for name in model._modules if name not in model.stem_names)]
+        assert stem_name_clashes(own, len(model.stage_names)) == own
+    assert stem_name_clashes(["layer0", "layer4", "layer9", "bn1"], 3) == []
+    assert stem_name_clashes(["layer0", "layer4", "layer9", "bn1"]) == ["layer4", "layer9"]

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Generic, NoReturn, TypeVar, overload
 
-from .validate import close_matches
+from .validate import close_matches, refusal
 
 T = TypeVar("T")
 
@@ -19,6 +19,25 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple(
         (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
     )
+
+
+# What a registered name may not contain, and why: each would make the name unbuildable.
+_NAME_RULES = (
+    (".", "'.' separates a pretrained tag, as in resnet50.a1_in1k"),
+    ("/", "a path separator makes it read as a file"),
+    ("\\", "a path separator makes it read as a file"),
+    (":", "':' makes it read as a local-dir: or hf-hub: folder"),
+)
+
+
+def check_name(kind: str, name: str) -> None:
+    """Refuse (``ValueError``) a name that no lookup could find: the one rule of every
+    registry."""
+    if not name.isprintable() or any(char.isspace() for char in name):
+        raise refusal(f"a {kind} name", "must not hold whitespace or control characters", name)
+    for char, why in _NAME_RULES:
+        if char in name:
+            raise refusal(f"a {kind} name", f"must not contain {char!r} ({why})", name)
 
 
 class UnknownNameError(KeyError):
@@ -68,7 +87,8 @@ class Registry(dict[str, T], Generic[T]):
         own ``__name__``.
 
         Raises:
-            ValueError: ``name`` is empty or already registered.
+            ValueError: ``name`` is empty, already registered, or holds whitespace, ``.``
+                (a pretrained tag's separator), ``/``, ``\\`` or ``:`` (a path or folder).
             TypeError: ``obj`` is not of the registry's kind.
 
         Examples:
@@ -91,6 +111,7 @@ class Registry(dict[str, T], Generic[T]):
             return self.register(own, bare)
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
+        check_name(self.kind, name)
         key: str = name
 
         def add(item: T) -> T:

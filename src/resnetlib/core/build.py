@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import get_args, get_origin
+from typing import TypeVar, get_args, get_origin
 
 from torch import nn
 from typing_extensions import Unpack, get_type_hints, is_typeddict
@@ -14,7 +14,7 @@ from ..nn.blocks import BLOCKS, NormLayer, ResidualBlock
 from ..nn.drop_path import drop_path_rates
 from ..nn.norms import NORMS
 from ..nn.shortcuts import SHORTCUTS
-from ..nn.stems import STEMS, Stem
+from ..nn.stems import STEMS
 from .model import ResNet
 from .spec import JSONScalar, ResNetSpec
 
@@ -25,6 +25,8 @@ __all__ = ["build"]
 ALWAYS_PASSED = ("in_channels", "width", "stride", "downsample", "residual", "norm_layer")
 _BUILD_ARGUMENTS = frozenset((*ALWAYS_PASSED, "act_layer", "drop_path", "dilation"))
 _DEFAULT_ACT = "relu"
+_STEM_ARGUMENTS = "in_channels, out_channels, norm_layer, and act_layer for an act other than relu"
+M = TypeVar("M", bound=nn.Module)
 
 
 def build(spec: ResNetSpec) -> ResNet:
@@ -35,11 +37,12 @@ def build(spec: ResNetSpec) -> ResNet:
         A new model in training mode; ``model.spec`` is ``spec``.
 
     Raises:
-        TypeError: ``spec`` is not a [`ResNetSpec`][resnetlib.ResNetSpec].
+        TypeError: ``spec`` is not a [`ResNetSpec`][resnetlib.ResNetSpec]; a block's or stem's
+            constructor raised one (the message names it, the error is its cause).
         KeyError: an unknown block, shortcut, stem, norm or activation name (an
             [`UnknownNameError`][resnetlib.registry.UnknownNameError] naming the close matches).
-        ValueError: a block option the block does not take, a block that does not take
-            the keyword arguments ``build`` passes, or a shape the shortcut cannot produce.
+        ValueError: a block option the block does not take, a block or stem that does not
+            take the keyword arguments ``build`` passes, or a shape the shortcut cannot produce.
 
     Examples:
         >>> import dataclasses, resnetlib as rl
@@ -86,15 +89,14 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     if rate > 0.0:
         _check_accepts("block", spec.block, block_cls, "drop_path", f"drop_path_rate={rate}")
         rates = iter(drop_path_rates(rate, spec.num_blocks))
-    make_stem: Callable[..., Stem] = stem_cls
-    make_block: Callable[..., ResidualBlock] = block_cls
-
-    stem = make_stem(
+    stem_arguments = dict(
         in_channels=spec.in_channels,
         out_channels=spec.stem.out_channels,
         norm_layer=norm_layer,
         **act_option,
     )
+    stem = _construct("stem", spec.stem.type, stem_cls, stem_arguments, _STEM_ARGUMENTS)
+    block_arguments = f"{', '.join(ALWAYS_PASSED)}, and the spec's options"
     channels = spec.stem.out_channels
     previous_dilation = 1
     stages: list[nn.Sequential] = []
@@ -120,24 +122,17 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
             except ValueError as error:
                 where = f"layer{stage_index}.{block_index}"
                 raise ValueError(f"{where}: shortcut {spec.shortcut!r}: {error}") from None
-            try:
-                block = make_block(
-                    in_channels=channels,
-                    width=stage.width,
-                    stride=stride,
-                    downsample=downsample,
-                    residual=strategy.adds_shortcut,
-                    norm_layer=norm_layer,
-                    **options,
-                    **spec.block_options,
-                )
-            except TypeError as error:  # a block that does not take what build() passes
-                raise ValueError(
-                    f"block {spec.block!r} ({block_cls.__name__}) cannot be built with the "
-                    f"keyword arguments build() passes ({', '.join(ALWAYS_PASSED)}, and the "
-                    f"spec's options): {error}; resnetlib.testing.check_block checks a block "
-                    "(docs/extending.md)"
-                ) from error
+            arguments = dict(
+                in_channels=channels,
+                width=stage.width,
+                stride=stride,
+                downsample=downsample,
+                residual=strategy.adds_shortcut,
+                norm_layer=norm_layer,
+                **options,
+                **spec.block_options,
+            )
+            block = _construct("block", spec.block, block_cls, arguments, block_arguments)
             if block.out_channels != out_channels:
                 raise ValueError(
                     f"layer{stage_index}.{block_index}: block {spec.block!r} reports "
@@ -155,6 +150,30 @@ def build_model(spec: ResNetSpec, origin: Callable[[str], str | None] | None) ->
     model = ResNet(stem=stem, stages=stages, final=final, num_classes=spec.num_classes, spec=spec)
     model.init_weights(zero_init_residual=spec.zero_init_residual)
     return model
+
+
+def _construct(
+    kind: str, name: str, cls: type[M], arguments: Mapping[str, object], passed: str
+) -> M:
+    """``cls(**arguments)``, the ``kind`` registered as ``name``; ``passed`` says which
+    arguments build() passes.
+
+    Raises:
+        ValueError: the arguments do not fit ``cls``'s signature.
+        TypeError: the constructor itself raised one (chained as the cause).
+    """
+    try:
+        return cls(**arguments)
+    except TypeError as error:
+        label = f"{kind} {name!r} ({cls.__name__})"
+        try:
+            inspect.signature(cls).bind(**arguments)
+        except TypeError:
+            raise ValueError(
+                f"{label} cannot be built with the keyword arguments build() passes ({passed}): "
+                f"{error}; resnetlib.testing.check_{kind} checks a {kind} (docs/extending.md)"
+            ) from error
+        raise TypeError(f"{label} raised TypeError while being built: {error}") from error
 
 
 def keywords_of(cls: type) -> frozenset[str] | None:

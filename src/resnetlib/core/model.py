@@ -3,7 +3,8 @@
 # No ``from __future__ import annotations``: torch.fx copies forward's annotations into the
 # code it generates, where TorchScript cannot resolve postponed (string) ones.
 import operator
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Literal, SupportsIndex, overload
 
@@ -301,12 +302,16 @@ class ResNet(StagedNet):
             raise ValueError(
                 f"ResNet got {len(stages)} stages but its spec describes {len(spec.stages)}"
             )
+        clashes = stem_name_clashes((name for name, _ in stem.named_children()), len(stages))
+        if clashes:
+            raise ValueError(
+                f"stem {spec.stem.type!r} ({type(stem).__name__}): child names {clashes} clash "
+                "with the ResNet's own modules or attributes; rename them "
+                "(resnetlib.testing.check_stem checks a stem)"
+            )
         self.stage_names: tuple[str, ...] = tuple(map("layer{}".format, range(1, len(stages) + 1)))
-        reserved = {*self.stage_names, "avgpool", "fc", "norm"}
         stem_names = []
         for name, child in stem.named_children():
-            if name in reserved:
-                raise ValueError(f"stem child name {name!r} clashes with the model's own {name!r}")
             self.add_module(name, child)
             stem_names.append(name)
         self.stem_names: tuple[str, ...] = tuple(stem_names)
@@ -548,3 +553,29 @@ class ResNet(StagedNet):
             block.init_weights()
             if zero_init_residual:
                 block.zero_init_last()
+
+
+# What ResNet.__init__ sets on the instance besides modules (a test holds it to vars(model)).
+_INSTANCE_ATTRIBUTES = frozenset(vars(nn.Module())) | {
+    *("stem_names", "stage_names", "final_names", "stem_feature_name", "feature_info", "spec"),
+    *("num_features", "head_hidden_size", "global_pool", "drop_rate", "default_input_size"),
+    *("grad_checkpointing", "grad_checkpointing_segment", "grad_checkpointing_last_stage"),
+    *("norm_eval", "frozen_stages", "_pretrained_cfg", "_cfg_at_build", "_feature_names"),
+}
+_ANY_STAGE = re.compile(r"layer[1-9][0-9]*")
+
+
+def stem_name_clashes(names: Iterable[str], num_stages: int | None = None) -> list[str]:
+    """The stem child ``names`` a ResNet cannot adopt: its own modules (``layer1`` ..
+    ``layerN``, any N when ``num_stages`` is None; ``avgpool``, ``fc``, ``norm``) and the
+    attributes of its class or that its ``__init__`` sets."""
+    own = {"avgpool", "fc", "norm", *_INSTANCE_ATTRIBUTES}
+    if num_stages is not None:
+        own.update(map("layer{}".format, range(1, num_stages + 1)))
+    return [
+        name
+        for name in names
+        if name in own
+        or hasattr(ResNet, name)
+        or (num_stages is None and _ANY_STAGE.fullmatch(name))
+    ]

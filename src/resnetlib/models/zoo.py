@@ -183,7 +183,7 @@ def create_model(
 
     Raises:
         KeyError: an unknown model or registry name (the message lists close matches).
-        TypeError: an unknown keyword argument.
+        TypeError: an unknown keyword argument; a registered factory that returns no ResNet.
         ValueError: an override out of range, naming the field and what is allowed; a
             ``name`` that is not a str.
         PretrainedError: pretrained weights that are not registered, cannot be downloaded
@@ -238,7 +238,7 @@ def create_model(
             if tag is not None and tag != name_tag:
                 raise ValueError(f"pretrained={tag!r} disagrees with the tag in {name}.{name_tag}")
             tag = name_tag
-        factory = MODELS[name]
+        factory = partial(_call_factory, MODELS.get(name), name)
         if pretrained and checkpoint_path is not None:
             raise ValueError("give pretrained or checkpoint_path, not both")
         if tag is not None or pretrained:
@@ -251,11 +251,6 @@ def create_model(
                 model = model_from_file(
                     factory, checkpoint_path, source=checkpoint_source, overrides=overrides
                 )
-        if not isinstance(model, ResNet):
-            raise TypeError(
-                f"model factory {name!r} returned a {type(model).__name__}; a registered "
-                "factory must return a resnetlib ResNet (rl.build(spec) makes one)"
-            )
     if dtype is not None:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
@@ -278,6 +273,19 @@ def create_model(
     if changes := {key: value for key, value in overlay.items() if key != "file"}:
         set_data_config(model, {**model.pretrained_cfg, **changes})  # checked like any other
     return features(model, out_indices=out_indices) if features_only else model
+
+
+def _call_factory(factory: Callable[..., ResNet], name: str, **overrides: Any) -> ResNet:
+    """``factory(**overrides)`` for the factory registered as ``name``: every call of a
+    registered factory goes through here, which refuses (``TypeError``) what is not a ResNet."""
+    model: object = factory(**overrides)
+    if not isinstance(model, ResNet):
+        got = "None" if model is None else f"a {type(model).__name__}"
+        raise TypeError(
+            f"model factory {name!r} returned {got}; a registered factory must return a "
+            "resnetlib ResNet (rl.build(spec) makes one)"
+        )
+    return model
 
 
 def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
@@ -330,7 +338,7 @@ def model_spec(name: str, **overrides: Any) -> ResNetSpec:
 
     Raises:
         KeyError: an unknown model name (the message lists close matches).
-        TypeError, ValueError: as :func:`create_model` for the overrides.
+        TypeError, ValueError: as :func:`create_model` for the overrides and the factory.
 
     Examples:
         >>> import resnetlib as rl
@@ -341,7 +349,7 @@ def model_spec(name: str, **overrides: Any) -> ResNetSpec:
     make_spec = _SPECS.get(factory)
     if make_spec is None:
         with torch.device("meta"):
-            return factory(**overrides).spec
+            return _call_factory(factory, name, **overrides).spec
     spec, origin = overridden_spec(make_spec(), overrides, name)
     if spec.block_options and spec.block in BLOCKS:  # else build() names the unknown block
         check_block_options(spec.block, BLOCKS[spec.block], spec.block_options, origin)

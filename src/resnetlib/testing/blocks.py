@@ -312,8 +312,9 @@ def check_block(
     raise_on_failure: bool = False,
 ) -> ConformanceReport:
     """Run the block checks (:data:`BLOCK_CHECKS`) against a block class or registered name,
-    ``block_options`` in every construction. ``only`` runs a subset ("interface" always runs
-    first). An unregistered class is registered for the "spec" check under a temporary name."""
+    ``block_options`` in every construction. ``only`` runs a subset, a name or names
+    ("interface" always runs first). An unregistered class is registered for the "spec" check
+    under a temporary name."""
     args = (device, seed, only, raise_on_failure)
     return check_subject(
         _BlockSubject, block, _BLOCK_CHECKS, *args, options=dict(block_options or {})

@@ -542,8 +542,10 @@ def check_subject(
     raise_on_failure: bool,
     **fields: Any,
 ) -> ConformanceReport:
-    """Run ``checks`` (those in ``only``) on a seeded subject; "interface" always runs first,
-    and the later checks are skipped when it fails."""
+    """Run ``checks`` (those in ``only``: a name or names) on a seeded subject; "interface"
+    always runs first, and the later checks are skipped when it fails."""
+    if isinstance(only, str):  # one check's name, not its letters
+        only = (only,)
     unknown = sorted(set(only or ()) - set(checks))
     if unknown:
         raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(checks)}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..core.model import stem_name_clashes
 from ..core.spec import StemSpec
 from ..nn.blocks import NormLayer
 from ..nn.stems import STEMS, Stem
@@ -30,9 +30,6 @@ from .checks import (
 )
 
 __all__ = ["STEM_CHECKS", "check_stem"]
-
-
-_RESERVED = re.compile(r"layer\d+|avgpool|fc|norm")
 
 
 @dataclass
@@ -95,11 +92,11 @@ def _stem_names(subject: _StemSubject) -> str:
     names = [name for name, _ in subject.make(subject.example()).named_children()]
     if not names:
         raise ViolationError("the stem has no children")
-    clashes = [name for name in names if _RESERVED.fullmatch(name)]
+    clashes = stem_name_clashes(names)
     if clashes:
         raise ViolationError(
-            f"child names {clashes} clash with the model's own modules "
-            "(layer1..layerN, avgpool, fc, norm)"
+            f"child names {clashes} clash with the ResNet's own modules (layer1..layerN, "
+            "avgpool, fc, norm) or attributes; rename them"
         )
     return f"children {', '.join(names)}"
 
