@@ -302,7 +302,7 @@ class ResNet(StagedNet):
             raise ValueError(
                 f"ResNet got {len(stages)} stages but its spec describes {len(spec.stages)}"
             )
-        clashes = stem_name_clashes((name for name, _ in stem.named_children()), len(stages))
+        clashes = stem_name_clashes(dict(stem.named_children()), len(stages))
         if clashes:
             raise ValueError(
                 f"stem {spec.stem.type!r} ({type(stem).__name__}): child names {clashes} clash "
