@@ -232,7 +232,8 @@ def test_other_kinds_of_file_are_named_by_their_first_bytes(tmp_path: Path) -> N
     graph = onnx.helper.make_graph([], "g", [], [])
     renamed = tmp_path / "renamed.pt"  # an ONNX model under a checkpoint's name
     renamed.write_bytes(onnx.helper.make_model(graph).SerializeToString())
-    cases.append((renamed, r"an ONNX model, not a resnetlib checkpoint; .*ends in .onnx"))
+    advice = r"given as the model \(resnetlib predict FILE.onnx IMAGE..., not --checkpoint\)"
+    cases.append((renamed, rf"an ONNX model, not a resnetlib checkpoint; .*{advice}"))
     for path, message in cases:
         with pytest.raises(rl.CheckpointError, match=rf"^{path} is {message}") as info:
             rl.load(path)

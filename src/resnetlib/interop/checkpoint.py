@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, TypeGuard
 
 import torch
 
-from ..common import PathLike, first_line, optional_import
+from ..common import PathLike, first_line, optional_import, printable
 from ..core.build import build
 from ..core.data_config import config_from_dict, config_to_json, fitted_data_config, set_data_config
 from ..core.features import ResNetFeatures
@@ -248,8 +248,9 @@ def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
     ):
         kind = "an ONNX model"
         advice = (
-            "evaluate and predict run an ONNX file resnetlib exported when its name ends in "
-            ".onnx; other commands take the checkpoint it was exported from"
+            "resnetlib evaluate and predict run an ONNX file resnetlib exported, given as the "
+            "model (resnetlib predict FILE.onnx IMAGE..., not --checkpoint) with a name ending in "
+            ".onnx; to train, export or load weights, use the checkpoint it was exported from"
         )
     elif image := next((name for magic, name in _IMAGES.items() if head.startswith(magic)), ""):
         kind, advice = image, _IMAGE_ADVICE
@@ -266,13 +267,12 @@ def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
 
 
 def _not_a_checkpoint(path: PathLike, kind: str, advice: str) -> CheckpointError:
-    return CheckpointError(f"{path} is {kind}, not a resnetlib checkpoint; {advice}")
+    return CheckpointError(f"{printable(path)} is {kind}, not a resnetlib checkpoint; {advice}")
 
 
 def _unreadable(path: PathLike, kind: str, error: Exception) -> CheckpointError:
-    return CheckpointError(
-        f"{path}: not a readable {kind} file: {type(error).__name__}: {first_line(error)}"
-    )
+    reason = f"{type(error).__name__}: {first_line(error)}"
+    return CheckpointError(f"{printable(path)}: not a readable {kind} file: {reason}")
 
 
 def _refused_content(reason: str) -> str:
