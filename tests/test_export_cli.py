@@ -164,7 +164,9 @@ def test_onnx_export_prints_one_line(tmp_path: Path) -> None:
         [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True
     )
     assert done.stderr == ""
-    assert done.stdout == f"wrote {out} (onnx, dynamic batch)\n"
+    assert done.stdout == (
+        f"wrote {out} (onnx, dynamic batch, random weights (no --pretrained or --checkpoint))\n"
+    )
 
 
 def test_int8_on_an_old_torch_is_one_line(

@@ -101,6 +101,24 @@ def test_predict_takes_the_model_then_images_around_pretrained(
     code, _, err = run(["predict", "resnet20.akamaster_cifar10", images[0]], capsys)
     assert code == 0, err
     assert err.startswith("note: resnet20.akamaster_cifar10 has random weights; give --pretrained")
+    # evaluate and export say the same of what they use; summary and train do not need weights
+    note = "note: resnet20 has random weights"
+    code, _, err = run(["evaluate", "resnet20", "--data", "digits", "--image-size", "8"], capsys)
+    assert err.count("\n") == 1  # a refusal is still one line, with no note beside it
+    assert note not in err
+    code, _, err = run(["evaluate", "resnet20", "--data", "digits", "--image-size", "32"], capsys)
+    assert code == 0, err
+    assert err.startswith(note)
+    out = tmp_path / "r.pt2"  # export says it in the one line it prints
+    code, stdout, err = run(["export", "resnet20", "--format", "pt2", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert (
+        stdout
+        == f"wrote {out} (pt2, dynamic batch, random weights (no --pretrained or --checkpoint))\n"
+    )
+    code, _, err = run(["summary", "resnet20"], capsys)
+    assert code == 0, err
+    assert note not in err
 
 
 def test_checkpoint_alone_names_the_model_to_every_command(

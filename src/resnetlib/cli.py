@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from .common import printable
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .files import command_files
 from .validate import check_input_size
@@ -44,8 +45,10 @@ __all__ = [
     "input_size",
     "main",
     "model_from_args",
+    "note_random_weights",
     "option_flag",
     "override_values",
+    "random_weights",
     "split_model_words",
 ]
 
@@ -410,6 +413,27 @@ def model_from_args(
         "imports": list(args.imports),
     }
     return model, described
+
+
+def random_weights(args: argparse.Namespace) -> bool:
+    """Whether :func:`model_from_args` built a registered name (``MODEL.TAG`` too) without
+    ``--pretrained`` or ``--checkpoint``: random weights, which a command that uses them says."""
+    return (
+        args.pretrained is None
+        and args.checkpoint is None
+        and not is_checkpoint_path(args.model)
+        and ":" not in args.model  # local-dir: and hf-hub: folders hold weights
+    )
+
+
+def note_random_weights(args: argparse.Namespace) -> None:
+    """Say on stderr that the model's weights are random, if they are (:func:`random_weights`)."""
+    if random_weights(args):
+        print(
+            f"note: {printable(args.model)} has random weights; give --pretrained or "
+            "--checkpoint FILE for a trained one",
+            file=sys.stderr,
+        )
 
 
 # -- errors -------------------------------------------------------------------------------

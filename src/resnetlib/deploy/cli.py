@@ -18,7 +18,9 @@ from ..cli import (
     int_in,
     is_checkpoint_path,
     model_from_args,
+    note_random_weights,
     override_values,
+    random_weights,
     split_model_words,
 )
 from ..common import printable
@@ -173,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dynamic_size and calibration is None and traced != tuple(size):
         notes += f", traced at {traced[1]}x{traced[2]} since {size[1]}x{size[2]} would fix the size"
     notes += ", batch norms folded" if args.fuse else ""
+    notes += ", random weights (no --pretrained or --checkpoint)" if random_weights(args) else ""
     notes += ", normalization inside (inputs in [0, 1])" if args.normalize else ""
     print(f"wrote {printable(out)} ({kind}, {notes})")
     return 0
@@ -197,8 +200,10 @@ def run_hf(args: argparse.Namespace) -> int:
     model, _ = model_from_args(args)
     metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
     save_pretrained(model, out, metadata=metadata)
+    random = ", random weights" if random_weights(args) else ""
     print(
-        f"wrote {printable(out)} (Hugging Face folder: model.safetensors, config.json, README.md)"
+        f"wrote {printable(out)} (Hugging Face folder: model.safetensors, config.json, "
+        f"README.md{random})"
     )
     return 0
 
@@ -218,13 +223,7 @@ def run_predict(args: argparse.Namespace) -> int:
     model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
-        untrained = args.pretrained is None and args.checkpoint is None  # a name (.TAG) alone
-        if untrained and not is_checkpoint_path(args.model) and ":" not in args.model:
-            print(
-                f"note: {printable(args.model)} has random weights; give --pretrained or "
-                "--checkpoint FILE for a trained one",
-                file=sys.stderr,
-            )
+        note_random_weights(args)
     elif args.device not in (None, "cpu"):
         raise UsageError(f"--device {args.device}: an ONNX file runs on the cpu (onnxruntime)")
     model.to(device_option(args.device or "cpu"))

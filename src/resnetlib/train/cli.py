@@ -34,6 +34,7 @@ from ..cli import (
     int_tuple,
     is_checkpoint_path,
     model_from_args,
+    note_random_weights,
     option_flag,
     override_values,
     positive_float,
@@ -774,6 +775,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     device = device_option(args.device or ("cpu" if exported is not None else None))
     result = evaluate(model, data, device, split=args.split)
+    if exported is None:  # said with the result, not beside a refusal
+        note_random_weights(args)
     print(
         f"{args.split}: top-1 accuracy {100 * result.accuracy:.2f}% (error "
         f"{100 * result.error:.2f}%), top-5 accuracy {100 * result.top5_accuracy:.2f}% (error "
