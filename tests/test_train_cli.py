@@ -510,3 +510,21 @@ def test_reproduce_checks_its_recipe_flags_before_anything_starts(
         code, _, err = run(["reproduce", *argv, "--out", str(tmp_path / "out")], capsys)
         assert_one_line_error(code, err, f"{flag} must be an int >= 1; got 0")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_image_size_advice_is_one_the_flag_can_follow() -> None:
+    """--image-size resizes to squares: a model of a non-square size is not told to use it."""
+    from resnetlib.core.data_config import set_data_config
+    from resnetlib.train.data import load_data
+    from resnetlib.train.loop import check_data_fits
+
+    test = load_data("digits").test  # 16x16
+    model = rl.resnet20(num_classes=10)
+    for size, advice in (
+        ((3, 8, 8), "load the data with --image-size 8"),
+        ((3, 12, 20), "give data of that size (--image-size resizes to squares only)"),
+    ):
+        set_data_config(model, {**model.pretrained_cfg, "input_size": size})
+        with pytest.raises(ValueError, match=f"expects {size[1]}x{size[2]} images") as info:
+            check_data_fits(model, test)
+        assert str(info.value).endswith(advice)

@@ -140,11 +140,12 @@ def check_data_fits(model: Described, dataset: ImageDataset, *, image_size: bool
     check_classes_fit(model, dataset.classes, c, dataset.name)
     expected = tuple(model.pretrained_cfg.get("input_size", ()))[1:]
     if image_size and expected and expected != (h, w):
-        side = f"{expected[0]}" if expected[0] == expected[1] else f"{expected[0]}x{expected[1]}"
+        fix = f"load the data with --image-size {expected[0]}"
+        if expected[0] != expected[1]:  # --image-size resizes to squares
+            fix = "give data of that size (--image-size resizes to squares only)"
         raise ValueError(
             f"the model expects {expected[0]}x{expected[1]} images (its pretrained_cfg "
-            f"input_size) and {dataset.name} has {h}x{w}; load the data with --image-size "
-            f"{side}"
+            f"input_size) and {dataset.name} has {h}x{w}; {fix}"
         )
 
 
