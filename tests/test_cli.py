@@ -339,3 +339,22 @@ def test_a_users_subcommand_module_still_plugs_in(
     monkeypatch.delitem(sys.modules, "my_cli_commands")
     assert main(["list", "resnet20"]) == 0
     assert "my_cli_commands" in sys.modules
+
+
+def test_an_error_message_is_printed_escaped_and_bounded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A library's message (torch.export's has colour codes) never drives the terminal."""
+    import argparse
+
+    from resnetlib.cli import guarded
+
+    def failing(args: argparse.Namespace) -> int:
+        raise RuntimeError("step \x1b[96m1/3\x1b[0m failed\n" + "more\n" * 20)
+
+    assert guarded(failing)(argparse.Namespace(command="export")) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert err.startswith("resnetlib export: error: step \\x1b[96m1/3\\x1b[0m failed\n")
+    assert err.count("\n") == 13  # twelve lines, then how many more
+    assert err.endswith("... (9 more lines)\n")

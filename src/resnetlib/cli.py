@@ -442,7 +442,8 @@ def note_random_weights(args: argparse.Namespace) -> None:
 def _message(error: BaseException) -> str:
     # An unknown registry name is a KeyError whose message is its first argument.
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-    lines = [line for line in text.strip().splitlines() if line.strip()] or [type(error).__name__]
+    lines = [printable(line) for line in text.strip().splitlines() if line.strip()]
+    lines = lines or [type(error).__name__]  # each line escaped: torch's have colour codes
     if len(lines) > _MAX_ERROR_LINES:
         lines = [*lines[:_MAX_ERROR_LINES], f"... ({len(lines) - _MAX_ERROR_LINES} more lines)"]
     if isinstance(error, ImportError) and "pip install" not in text:
