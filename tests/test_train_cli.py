@@ -528,3 +528,38 @@ def test_the_image_size_advice_is_one_the_flag_can_follow() -> None:
         with pytest.raises(ValueError, match=f"expects {size[1]}x{size[2]} images") as info:
             check_data_fits(model, test)
         assert str(info.value).endswith(advice)
+
+
+def test_a_run_file_of_an_unregistered_part_names_the_runs_imports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate and predict of a run's checkpoint whose block is not registered say which
+    --import the run was trained with (as train --resume does); nothing is imported."""
+    from resnetlib.nn import BLOCKS
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run_parts_module.py").write_text(
+        "import resnetlib as rl\n"
+        "from resnetlib.nn import BasicBlock\n\n"
+        "@rl.register_block('run_parts_basic')\n"
+        "class RunPartsBasic(BasicBlock):\n"
+        "    pass\n"
+    )
+    monkeypatch.delitem(sys.modules, "run_parts_module", raising=False)
+    out = tmp_path / "run"
+    argv = ["train", "resnet20", "--import", "run_parts_module", "--block", "run_parts_basic"]
+    argv += ["--data", "digits", "--image-size", "8", "--iterations", "1", "--out", str(out)]
+    code, _, err = run([*argv, "--batch-size", "500", "--no-progress"], capsys)
+    assert code == 0, err
+    BLOCKS.unregister("run_parts_basic")  # a fresh process that has not imported it
+    (tmp_path / "x.png").write_bytes(b"")  # predict looks at the model before the image
+    final = str(out / "final.pt")
+    for command in (["evaluate", final], ["predict", final, "x.png"]):
+        code, _, err = run(command, capsys)
+        assert_one_line_error(
+            code,
+            err,
+            "unknown block 'run_parts_basic'",
+            "records that the run was trained with --import run_parts_module: if you trust "
+            "run_parts_module, add --import run_parts_module",
+        )

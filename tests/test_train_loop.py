@@ -242,8 +242,10 @@ def test_evaluate_normalizes_as_the_model_says(digits: DataSplits) -> None:
     # Other statistics, other numbers: the config is really what is used.
     model.pretrained_cfg.update(mean=(0.9, 0.9, 0.9))
     assert evaluate(model, digits.test).loss != pytest.approx(result.loss)
-    with pytest.raises(ValueError, match="split must be"):
+    with pytest.raises(ValueError, match=r"digits holds out no validation split: .*--val-size N"):
         evaluate(model, digits, split="val")  # digits holds no validation split
+    with pytest.raises(ValueError, match="split must be 'train', 'test' or 'val'; got 'dev'"):
+        evaluate(model, digits, split="dev")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import collections.abc
 import importlib
 import json
 import os
+import shlex
 import sys
 import traceback
 import types
@@ -380,7 +381,7 @@ def model_from_args(
                 f"{', '.join(given)}: a checkpoint ({path}) keeps the model it was saved as; "
                 "to change it, name the model and pass --checkpoint FILE"
             )
-        return load(path), {"checkpoint": str(path)}
+        return _from_run_file(lambda: load(path), path, args.imports), {"checkpoint": str(path)}
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
     if args.pretrained is not None and args.checkpoint is not None:
@@ -389,7 +390,8 @@ def model_from_args(
     for key, value in (defaults or {} if adapt or not alone else {}).items():
         options.setdefault(key, value)
     if alone:
-        model = checkpoint_model(Path(args.checkpoint), options)
+        file = Path(args.checkpoint)
+        model = _from_run_file(lambda: checkpoint_model(file, options), file, args.imports)
         if model is None:
             raise UsageError(
                 f"--checkpoint {Path(args.checkpoint)}: a state dict, which does not say its "
@@ -413,6 +415,30 @@ def model_from_args(
         "imports": list(args.imports),
     }
     return model, described
+
+
+def _from_run_file(read: Callable[[], _T], path: Path, imports: Sequence[str]) -> _T:
+    """``read()`` of the checkpoint ``path``; where it names a part not registered and a run
+    directory holds it, the refusal names the ``--import`` modules the run was started with."""
+    from .registry import UnknownNameError
+    from .train.run_dir import RunDirectory, recorded_imports
+
+    try:
+        return read()
+    except UnknownNameError as error:
+        run = RunDirectory(path.parent)
+        try:
+            needed = recorded_imports(run.read_info(own=False)) if run.holds_run() else []
+        except ValueError:  # a damaged run.json: the refusal stands as it is
+            needed = []
+        missing = [module for module in needed if module not in imports]
+        if not missing:
+            raise
+        again = " ".join(f"--import {shlex.quote(module)}" for module in missing)
+        raise UsageError(
+            f"{_message(error)}; {printable(run.info_path)} records that the run was trained "
+            f"with {again}: if you trust {', '.join(missing)}, add {again}"
+        ) from None
 
 
 def random_weights(args: argparse.Namespace) -> bool:

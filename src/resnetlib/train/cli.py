@@ -599,7 +599,7 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     from ..core.data_config import config_from_dict, set_data_config
     from ..core.spec import ResNetSpec
     from .recipe import Recipe
-    from .run_dir import RunDirectory, RunDirectoryError, read_record
+    from .run_dir import RunDirectory, RunDirectoryError, read_record, recorded_imports
 
     if args.out is None:
         raise UsageError("--resume needs --out DIR, the run directory to continue")
@@ -618,7 +618,7 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
         )
     # A run directory is data, never code: only the modules the user names now are
     # imported, never those run.json records.
-    needed = (command.get("model") or {}).get("imports") or []
+    needed = recorded_imports(info)
     missing = [module for module in needed if module not in args.imports]
     if missing:
         again = " ".join(f"--import {shlex.quote(module)}" for module in needed)

@@ -251,10 +251,13 @@ def evaluate(
         raise TypeError(f"evaluate() takes a resnetlib ResNet; got {type(model).__name__}")
     if isinstance(data, DataSplits):
         chosen = {"train": data.train, "val": data.val, "test": data.test}.get(split)
-        if chosen is None:
+        if split == "val" and chosen is None:
             raise ValueError(
-                f"split must be 'train', 'test' or 'val' (when one is held out); got {split!r}"
+                f"{data.train.name} holds out no validation split: hold one out (--val-size N, "
+                "DataSplits.hold_out) or evaluate 'train' or 'test'"
             )
+        if chosen is None:
+            raise ValueError(f"split must be 'train', 'test' or 'val'; got {split!r}")
         dataset = chosen
     else:
         dataset = data

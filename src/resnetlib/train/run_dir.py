@@ -293,6 +293,13 @@ class RunDirectory:
         return plot_run(label, history, steps, self.path / "curves.png")
 
 
+def recorded_imports(info: Mapping[str, Any]) -> list[str]:
+    """The ``--import`` modules a run was started with (its checked ``run.json``); a run never
+    imports them itself: a user who trusts them names them again."""
+    command = info.get("command") or {}
+    return list((command.get("model") or {}).get("imports") or [])
+
+
 def read_json_object(path: Path, *, what: str, own: bool = True) -> dict[str, Any]:
     """A JSON object from ``path`` (:func:`resnetlib.files.read_json`); any problem is a
     :class:`RunDirectoryError` naming the file. ``own``: a file of the run being written."""
