@@ -465,3 +465,39 @@ def test_the_spec_check_builds_once_per_spec_and_registered_type(
     finally:
         rl.nn.BLOCKS.unregister("test_recheck")
     assert built == ["basic", "test_recheck", "test_recheck"]
+
+
+def test_a_changed_registered_block_is_named_when_the_weights_no_longer_fit(
+    tmp_path: Path,
+) -> None:
+    """A user's block registered again with other layers: the refusal says the registered
+    block may have changed, not only that the file's spec does not describe its weights."""
+    from resnetlib.nn import BLOCKS, BasicBlock
+
+    class Saved(BasicBlock):
+        pass
+
+    class Changed(BasicBlock):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.extra = nn.Conv2d(1, 1, 1)
+
+    BLOCKS.register("changed_later_basic")(Saved)
+    try:
+        rl.save(rl.resnet20(block="changed_later_basic"), tmp_path / "m.pt")
+        BLOCKS.unregister("changed_later_basic")
+        BLOCKS.register("changed_later_basic")(Changed)
+        with pytest.raises(rl.CheckpointError) as info:
+            rl.load(tmp_path / "m.pt")
+    finally:
+        BLOCKS.unregister("changed_later_basic")
+    message = str(info.value)
+    assert "the spec does not describe the weights; missing: layer1.0.extra.weight" in message
+    assert message.endswith(
+        "(the block 'changed_later_basic' registered here may build other parameters than "
+        "when the weights were saved)"
+    )
+    # a built-in block is not suspected
+    with pytest.raises(rl.CheckpointError) as plain:
+        checkpoint.check_fits("x", rl.resnet20().spec, {})
+    assert "registered here" not in str(plain.value)

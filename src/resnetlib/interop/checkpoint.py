@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, TypeGuard
 
 import torch
 
-from ..common import PathLike, first_line, optional_import, printable
+from ..common import PathLike, first_line, listing, optional_import, printable
 from ..core.build import build
 from ..core.data_config import config_from_dict, config_to_json, fitted_data_config, set_data_config
 from ..core.features import ResNetFeatures
@@ -565,7 +565,7 @@ def check_fits(
         if key in state and tuple(state[key].shape) != shape
     ]
     parts = [
-        f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+        f"{label}: {listing(keys, 6)}"
         for label, keys in (
             ("missing", [key for key in shapes if key not in state]),
             ("unexpected", [key for key in state if key not in shapes]),
@@ -574,7 +574,24 @@ def check_fits(
         if keys
     ]
     if parts:
-        raise error(f"{problem}; " + "; ".join(parts))
+        raise error(f"{problem}; " + "; ".join(parts) + _if_changed(spec))
+
+
+def _if_changed(spec: ResNetSpec) -> str:
+    """A hint naming the user-registered block and stem of ``spec``: changed since the weights
+    were saved, they build other parameters under the same name."""
+    named = ((BLOCKS, "block", spec.block), (STEMS, "stem", spec.stem.type))
+    custom = [
+        f"{kind} {name!r}"
+        for registry, kind, name in named
+        if not getattr(registry.get(name), "__module__", "resnetlib").startswith("resnetlib.")
+    ]
+    if not custom:
+        return ""
+    return (
+        f" (the {' and '.join(custom)} registered here may build other parameters than when "
+        "the weights were saved)"
+    )
 
 
 def is_checkpoint(payload: object) -> TypeGuard[Mapping[str, Any]]:
