@@ -282,6 +282,14 @@ def test_timm_arguments_apply_before_the_weights_load(
     x = torch.randn(2, 3, 32, 32)
     pooled = model.forward_features(x).amax(dim=(2, 3))
     torch.testing.assert_close(model(x), reference.linear(pooled))
+    # a pool of twice the width cannot keep the pretrained classifier: refused, as timm does
+    with pytest.raises(ValueError, match="gives the classifier 128 features"):
+        rl.create_model(
+            "resnet20",
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(file)},
+            global_pool="catavgmax",
+        )
 
 
 def test_a_tagged_name_without_pretrained_downloads_nothing(offline: list[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -126,3 +128,30 @@ def test_pretrained_argument_is_positional_as_in_timm() -> None:
     assert model.num_classes == 100
     with pytest.raises(ValueError, match="pretrained must be a bool or a tag"):
         rl.create_model("resnet20", 1)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("pool", ["avg", "max", "avgmax"])
+def test_global_pool_keeps_a_loaded_classifier(pool: str, tmp_path: Path) -> None:
+    """A pool of the same width keeps the classifier a checkpoint or folder loaded (it was
+    replaced by a random one, silently, even for the default "avg")."""
+    saved = rl.resnet20()
+    rl.save(saved, tmp_path / "m.pt")
+    rl.save_pretrained(saved, tmp_path / "folder")
+    for model in (
+        rl.create_model("resnet20", checkpoint_path=tmp_path / "m.pt", global_pool=pool),
+        rl.create_model(f"local-dir:{tmp_path / 'folder'}", global_pool=pool),
+    ):
+        assert model.global_pool == pool
+        assert torch.equal(model.fc.weight, saved.fc.weight)
+        assert torch.equal(model.fc.bias, saved.fc.bias)
+
+
+def test_a_pool_that_changes_the_classifiers_width_needs_a_new_head(tmp_path: Path) -> None:
+    rl.save(rl.resnet20(), tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="gives the classifier 128 features, and the loaded one"):
+        rl.create_model("resnet20", checkpoint_path=tmp_path / "m.pt", global_pool="catavgmax")
+    model = rl.create_model(
+        "resnet20", checkpoint_path=tmp_path / "m.pt", global_pool="catavgmax", num_classes=10
+    )
+    assert model.fc.in_features == 128  # asked for: a new classifier
+    assert rl.create_model("resnet20", global_pool="catavgmax").fc.in_features == 128

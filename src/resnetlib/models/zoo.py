@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Literal, Protocol, overload
 
 import torch
+from torch import nn
 from typing_extensions import Unpack
 
 from ..common import PathLike
@@ -169,7 +170,9 @@ def create_model(
     changes that configuration; its ``file`` loads the weights from a local file instead.
 
     timm's arguments: ``in_chans`` (``in_channels``), ``global_pool`` (``"avg"``, ``"max"``,
-    or ``""``: none, with ``num_classes=0``), ``drop_rate`` (dropout before ``fc``),
+    ``"avgmax"``, ``"catavgmax"``, or ``""``: none, with ``num_classes=0``; loaded weights keep
+    their classifier, so a pool of another width needs ``num_classes``), ``drop_rate``
+    (dropout before ``fc``),
     ``features_only`` (:func:`~resnetlib.core.features`; ``out_indices`` 0 is the stem),
     ``feature_cls`` (any but ``"dict"``: the list of maps), ``device`` and ``dtype``
     (``"meta"``: no memory). ``overrides``: :class:`ModelOverrides` and the factory's own.
@@ -182,12 +185,13 @@ def create_model(
     ``num_classes`` or ``in_channels`` load with a new head or an adapted stem.
 
     Raises:
-        KeyError: an unknown model or registry name (the message lists close matches).
+        KeyError: an unknown model, registry name or pretrained tag (the message lists close
+            matches).
         TypeError: an unknown keyword argument; a registered factory that returns no ResNet.
         ValueError: an override out of range, naming the field and what is allowed; a
             ``name`` that is not a str.
-        PretrainedError: pretrained weights that are not registered, cannot be downloaded
-            or fail their checksum.
+        PretrainedError: pretrained weights that cannot be downloaded or fail their
+            checksum.
         CheckpointError: a ``checkpoint_path`` that is not an intact checkpoint.
         WeightsMismatchError: weights that do not fit the model.
 
@@ -218,6 +222,7 @@ def create_model(
                 "give one (in_chans is timm's name for in_channels)"
             )
         overrides["in_channels"] = in_chans
+    new_head = "num_classes" in overrides  # else the loaded classifier is the model's
     overlay = check_keys("pretrained_cfg_overlay", pretrained_cfg_overlay or {}, _OVERLAY_KEYS)
     if not isinstance(pretrained, (bool, str)):
         raise ValueError(f"pretrained must be a bool or a tag; got {pretrained!r}")
@@ -255,17 +260,19 @@ def create_model(
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
         model.to(dtype=dtype)
-    if global_pool is not None:
-        model.reset_classifier(model.num_classes, global_pool=global_pool)
     if not is_real(drop_rate) or not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must be a float in [0, 1); got {drop_rate!r}")
     model.drop_rate = float(drop_rate)
+    loaded = checkpoint_path is not None or name.startswith(SHARED_PREFIXES)
     if entry is not None:
         if pretrained is not False or "file" in overlay:
             load_pretrained(model, entry, file=overlay.get("file"))
+            loaded = True
         else:
             set_data_config(model, entry.pretrained_cfg)
-    elif "file" in overlay:
+    if global_pool is not None and global_pool != model.global_pool:
+        _set_pool(model, global_pool, keep=loaded and not new_head)
+    if "file" in overlay and entry is None:
         raise ValueError(
             "pretrained_cfg_overlay=dict(file=...) needs pretrained weights to say the file's "
             "layout (pretrained=True or a tag); for any file use checkpoint_path="
@@ -273,6 +280,21 @@ def create_model(
     if changes := {key: value for key, value in overlay.items() if key != "file"}:
         set_data_config(model, {**model.pretrained_cfg, **changes})  # checked like any other
     return features(model, out_indices=out_indices) if features_only else model
+
+
+def _set_pool(model: ResNet, global_pool: str, *, keep: bool) -> None:
+    """timm's ``global_pool`` on a built model; ``keep``: its classifier holds loaded weights,
+    kept where the pool's width is the same, refused where it is not."""
+    head = model.fc
+    model.reset_classifier(model.num_classes, global_pool=global_pool)
+    if keep and isinstance(head, nn.Linear):
+        if head.weight.shape != model.fc.weight.shape:
+            raise ValueError(
+                f"global_pool={global_pool!r} gives the classifier {model.fc.in_features} "
+                f"features, and the loaded one takes {head.in_features}: pass num_classes for a "
+                "new classifier, or another pool"
+            )
+        model.fc = head
 
 
 def _call_factory(factory: Callable[..., ResNet], name: str, **overrides: Any) -> ResNet:
