@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import resnetlib as rl
+from resnetlib.interop.convert import detect_source
 
 from . import mmpretrain_reference as mmpretrain
 from .akamaster_reference import AkamasterResNet, released_checkpoint
@@ -435,3 +436,30 @@ def test_classifier_weights_load_into_a_model_without_a_classifier(tmp_path: Pat
     torch.testing.assert_close(run(loaded, x), pooled)
     with pytest.raises(rl.interop.WeightsMismatchError, match=r"fc\.weight"):
         rl.interop.load_weights(rl.resnet18(num_classes=0), trained.state_dict(), new_head=False)
+
+
+def test_a_user_block_with_a_shortcut_module_loads_its_own_weights_by_default() -> None:
+    """``source="auto"`` took any ``.shortcut.`` key for akamaster's layout, so a user's block
+    with a ``shortcut`` submodule could not load its own model's state dict."""
+    from resnetlib.nn import BLOCKS, BasicBlock
+
+    class GatedBasic(BasicBlock):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.shortcut = nn.Conv2d(self.out_channels, self.out_channels, 1)
+
+    BLOCKS.register("shortcut_module_basic")(GatedBasic)
+    try:
+        saved = rl.resnet20(block="shortcut_module_basic")
+        model = rl.resnet20(block="shortcut_module_basic")
+        report = rl.interop.load_weights(model, saved.state_dict())
+        assert report.source == "resnetlib"
+        assert torch.equal(model.layer1[0].shortcut.weight, saved.layer1[0].shortcut.weight)
+    finally:
+        BLOCKS.unregister("shortcut_module_basic")
+    # akamaster's own files are still told apart, with their head or without it
+    projections = rl.resnet20(shortcut="B").state_dict()  # akamaster's option B: .shortcut.
+    akamaster = rl.interop.convert_state_dict(projections, target="akamaster")
+    assert detect_source(akamaster) == "akamaster"
+    headless = {k: v for k, v in akamaster.items() if not k.startswith("linear.")}
+    assert detect_source(headless) == "akamaster"

@@ -210,7 +210,10 @@ def detect_source(state_dict: Mapping[str, Any]) -> str:
     keys = list(unwrap_state_dict(state_dict))
     if any(key.startswith(("backbone.", "head.")) for key in keys):
         return "mmpretrain"
-    if any(key.startswith(("linear.", "compressible_")) or ".shortcut." in key for key in keys):
+    if any(key.startswith(("linear.", "compressible_")) for key in keys):
+        return "akamaster"
+    # akamaster's head is "linear": with an "fc", a ".shortcut." is a user block's own module
+    if any(".shortcut." in key for key in keys) and not any(k.startswith("fc.") for k in keys):
         return "akamaster"
     return "resnetlib"
 
