@@ -173,6 +173,9 @@ def test_plain_state_dict_file(tmp_path: Path) -> None:
         rl.load(path)
     assert str(path) in str(info.value)
     assert "create_model(name, checkpoint_path=...)" in str(info.value)
+    # the advice works as written for a file saved on a GPU too, and names the CLI's way
+    assert 'torch.load(path, map_location="cpu", weights_only=True)' in str(info.value)
+    assert "name the model and pass --checkpoint FILE" in str(info.value)
 
 
 def test_random_bytes(tmp_path: Path) -> None:

@@ -636,13 +636,14 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
     contents = read_weights_file(path, check=False)
     if isinstance(contents, Checkpoint):
         return contents
-    reader = "torch.load(path, weights_only=True)"
+    reader = 'torch.load(path, map_location="cpu", weights_only=True)'  # saved on a GPU too
     if Path(path).suffix.lower() == ".safetensors":  # as save() names them
         reader = "safetensors.torch.load_file(path)"
     raise CheckpointError(
         f"{path}: a plain state dict ({len(contents)} tensors), not a resnetlib checkpoint, "
         "so it does not say which model it is; load it with "
-        "resnetlib.create_model(name, checkpoint_path=...) or "
+        "resnetlib.create_model(name, checkpoint_path=...) (on the command line: name the "
+        "model and pass --checkpoint FILE) or "
         f"resnetlib.interop.load_weights(model, {reader})"
     )
 
