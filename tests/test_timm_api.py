@@ -128,6 +128,8 @@ def test_pretrained_argument_is_positional_as_in_timm() -> None:
     assert model.num_classes == 100
     with pytest.raises(ValueError, match="pretrained must be a bool or a tag"):
         rl.create_model("resnet20", 1)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="pretrained must be a bool or a tag; got ''"):
+        rl.create_model("resnet20", "")  # an empty tag names no weights
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "avgmax"])

@@ -162,6 +162,11 @@ def test_list_pretrained_filters_and_puts_the_default_first() -> None:
     )
     assert len(rl.list_pretrained()) == len(w.WEIGHTS)
     assert rl.list_pretrained("nothing*") == []
+    # several patterns, as list_models takes them
+    both = rl.list_pretrained(["resnet20*", "resnet56*"])
+    assert both == rl.list_pretrained("resnet20*") + rl.list_pretrained("resnet56*")
+    with pytest.raises(ValueError, match="a weights name pattern must be a str"):
+        rl.list_pretrained([5])  # type: ignore[list-item]
 
 
 def test_cifar_weights_carry_their_model_arguments() -> None:

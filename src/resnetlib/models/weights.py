@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -438,18 +438,30 @@ def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:
     return tags[tag]
 
 
-def list_pretrained(pattern: str = "*") -> list[str]:
+def list_pretrained(pattern: str | Sequence[str] = "*") -> list[str]:
     """``model.tag`` names of the registered checkpoints matching a shell-style pattern
-    (``"resnet50*"``, ``"*cifar10"``), sorted by model, a model's default weights first.
+    (``"resnet50*"``, ``"*cifar10"``) or any of several, as :func:`list_models` takes them,
+    sorted by model, a model's default weights first.
+
+    Raises:
+        ValueError: a pattern that is not a str.
 
     Examples:
         >>> import resnetlib as rl
         >>> rl.list_pretrained("resnet56*")
         ['resnet56.akamaster_cifar10']
     """
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    for each in patterns:
+        if not isinstance(each, str):
+            raise ValueError(
+                f"a weights name pattern must be a str such as 'resnet*'; got {each!r}"
+            )
     names: list[str] = []
     for model in sorted(_BY_MODEL):
         default = default_weights(model)
         entries = sorted(set(_BY_MODEL[model].values()), key=lambda e: (e is not default, e.tag))
-        names.extend(e.name for e in entries if fnmatch.fnmatchcase(e.name, pattern))
+        names.extend(
+            e.name for e in entries if any(fnmatch.fnmatchcase(e.name, p) for p in patterns)
+        )
     return names

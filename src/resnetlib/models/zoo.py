@@ -224,7 +224,7 @@ def create_model(
         overrides["in_channels"] = in_chans
     new_head = "num_classes" in overrides  # else the loaded classifier is the model's
     overlay = check_keys("pretrained_cfg_overlay", pretrained_cfg_overlay or {}, _OVERLAY_KEYS)
-    if not isinstance(pretrained, (bool, str)):
+    if not isinstance(pretrained, (bool, str)) or pretrained == "":
         raise ValueError(f"pretrained must be a bool or a tag; got {pretrained!r}")
     entry: PretrainedWeights | None = None
     if name.startswith(SHARED_PREFIXES):
