@@ -82,6 +82,7 @@ def test_dump_json_writes_only_what_parse_json_reads_back() -> None:
     from resnetlib.limits import MAX_JSON_DEPTH
 
     assert parse_json(dump_json({"a": [1, 2.5, None, "x"]}, what="t")) == {"a": [1, 2.5, None, "x"]}
+    assert parse_json(dump_json({"a": ({"b": 1},)}, what="t")) == {"a": [{"b": 1}]}
     deep: object = 1
     for _ in range(MAX_JSON_DEPTH + 1):
         deep = [deep]
@@ -91,6 +92,8 @@ def test_dump_json_writes_only_what_parse_json_reads_back() -> None:
         ({1: "a", "1": "b"}, "duplicate key '1'"),
         (deep, "nested more than"),
         ({"a": object()}, "JSON values only"),
+        ({1: "x"}, "must have text keys .*got the key 1"),  # it would read back as {"1": "x"}
+        ({"a": [{"b": {None: 1}}]}, "got the key None"),
     ):
         with pytest.raises(ValueError, match=message):
             dump_json(value, what="t")

@@ -12,7 +12,7 @@ import pickle
 import pickletools
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO
@@ -230,6 +230,22 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
+def _key_not_text(value: object) -> object:
+    """The first key of a mapping in ``value`` that is not a str (JSON would make it one), or
+    ``None``; nesting is bounded by the caller's JSON depth check."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Mapping):
+            key = next((key for key in item if not isinstance(key, str)), None)
+            if key is not None:
+                return key
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return None
+
+
 def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRefusedError) -> Any:
     """``json.loads`` refusing duplicate keys, ``NaN``/``Infinity`` (or a number that overflows
     to it) and nesting deeper than ``MAX_JSON_DEPTH``. ``where`` starts the message."""
@@ -262,6 +278,8 @@ def dump_json(value: object, *, what: str, **options: Any) -> str:
     except (TypeError, ValueError, RecursionError) as error:
         raise ValueError(f"{what} must hold JSON values only ({error})") from None
     parse_json(text, where=f"{what} must be JSON that reads back", error=ValueError)
+    if (key := _key_not_text(value)) is not None:  # JSON would write 1 as "1": not read back
+        raise ValueError(f"{what} must have text keys (JSON's); got the key {key!r:.100}")
     return text
 
 
