@@ -230,20 +230,18 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
-def _key_not_text(value: object) -> object:
-    """The first key of a mapping in ``value`` that is not a str (JSON would make it one), or
-    ``None``; nesting is bounded by the caller's JSON depth check."""
-    pending = [value]
+def _keys_not_text(value: object) -> list[object]:
+    """The keys of the mappings in ``value`` that are not a str (JSON would make them one);
+    nesting is bounded by the caller's JSON depth check."""
+    pending, found = [value], []
     while pending:
         item = pending.pop()
         if isinstance(item, Mapping):
-            key = next((key for key in item if not isinstance(key, str)), None)
-            if key is not None:
-                return key
+            found += [key for key in item if not isinstance(key, str)]
             pending.extend(item.values())
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
-    return None
+    return found
 
 
 def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRefusedError) -> Any:
@@ -278,8 +276,8 @@ def dump_json(value: object, *, what: str, **options: Any) -> str:
     except (TypeError, ValueError, RecursionError) as error:
         raise ValueError(f"{what} must hold JSON values only ({error})") from None
     parse_json(text, where=f"{what} must be JSON that reads back", error=ValueError)
-    if (key := _key_not_text(value)) is not None:  # JSON would write 1 as "1": not read back
-        raise ValueError(f"{what} must have text keys (JSON's); got the key {key!r:.100}")
+    if keys := _keys_not_text(value):  # JSON would write 1 as "1": not what reads back
+        raise ValueError(f"{what} must have text keys (JSON's); got the key {keys[0]!r:.100}")
     return text
 
 
