@@ -187,6 +187,14 @@ def test_val_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     assert rows == {bytes(x.flatten().tolist()) for x in full.images}
     with pytest.raises(ValueError, match="val_size"):
         load_data(tmp_path / "c10", val_size=20)
+    # hold_out records its seed, so the recorded source loads the same split again
+    held = load_data(tmp_path / "c10").hold_out(5, seed=7)
+    assert held.source is not None
+    assert (held.source["val_size"], held.source["seed"]) == (5, 7)
+    record = dict(held.source)
+    again = load_data(record.pop("data"), **record)
+    assert again.val is not None
+    assert torch.equal(again.val.images, held.val.images)
 
 
 # --------------------------------------------------------------------------------------

@@ -422,3 +422,32 @@ def test_own_optimizer_param_groups_and_epoch_callback(digits: DataSplits) -> No
     assert not torch.equal(before, adam_model.fc.weight)
     with pytest.raises(ValueError, match="optimizer or param_groups, not both"):
         fit(tiny_model(), digits, TINY, optimizer=adam, param_groups=groups, progress=False)
+    # the recipe's own groups without weight decay cannot apply to the user's groups
+    no_decay = dataclasses.replace(TINY, no_decay_norm_bias=True)
+    with pytest.raises(ValueError, match="no_decay_norm_bias makes fit's own parameter groups"):
+        fit(tiny_model(), digits, no_decay, param_groups=groups, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"seed": -1}, ValueError, r"seed must be an int >= 0; got -1"),
+        ({"seed": 2**63}, ValueError, r"seed must be an int <= 9,223,372,036,854,775,807"),
+        ({"seed": 1.5}, ValueError, r"seed must be an int >= 0; got 1.5"),
+        ({"log_every": 0}, ValueError, r"log_every must be an int >= 1"),
+        ({"on_epoch_end": 5}, TypeError, r"on_epoch_end must be callable or None; got 5"),
+        ({"run_info": [1]}, TypeError, r"run_info must be a mapping or None; got list"),
+    ],
+)
+def test_fit_refuses_arguments_before_anything_runs(
+    digits: DataSplits, tmp_path: Path, arguments: dict[str, Any], error: type, message: str
+) -> None:
+    """Each was taken and failed later: a seed run.json's reader refuses on resume, a
+    division by zero after the first step, a callback after an epoch, a half-written run."""
+    with pytest.raises(error, match=message):
+        fit(tiny_model(), digits, TINY, out=tmp_path / "r", progress=False, **arguments)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(TypeError, match="fit\\(\\) takes data as a DataSplits; got ImageDataset"):
+        fit(tiny_model(), digits.train, TINY, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fit\\(\\) takes recipe as a Recipe; got dict"):
+        fit(tiny_model(), digits, {"lr": 0.1}, progress=False)  # type: ignore[arg-type]

@@ -159,12 +159,15 @@ class DataSplits:
         return {"train": len(self.train), "val": len(self.val or ()), "test": len(self.test)}
 
     def hold_out(self, val_size: int, seed: int = 0) -> DataSplits:
-        """These splits with ``val_size`` training images held out as ``val`` as
-        ``load_data(**source)`` would hold them out; ``self`` must hold none yet."""
+        """These splits with ``val_size`` training images held out as ``val``, as
+        :func:`load_data` holds them out given ``val_size`` and ``seed`` (``source`` records
+        both); ``self`` must hold none yet."""
         check_int("val_size", val_size, 0)
+        check_int("seed", seed, 0, 2**63 - 1)
         if self.val is not None:
             raise ValueError("hold_out: these splits already hold a validation split")
-        source = None if self.source is None else {**self.source, "val_size": val_size}
+        record = {"val_size": val_size, "seed": seed}
+        source = None if self.source is None else {**self.source, **record}
         if val_size == 0:
             return replace(self, source=source)
         train = self.train

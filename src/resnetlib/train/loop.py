@@ -364,12 +364,27 @@ def fit(
     """
     if not isinstance(model, ResNet):
         raise TypeError(f"fit() takes a resnetlib ResNet; got {type(model).__name__}")
+    if run_info is not None and not isinstance(run_info, Mapping):
+        raise TypeError(f"run_info must be a mapping or None; got {type(run_info).__name__}")
+    for name, value, kind in (("data", data, DataSplits), ("recipe", recipe, Recipe)):
+        if not isinstance(value, kind):
+            raise TypeError(f"fit() takes {name} as a {kind.__name__}; got {type(value).__name__}")
     if resume and out is None:
         raise ValueError("resume=True needs the run directory: pass out=")
     if optimizer is not None and param_groups is not None:
         raise ValueError("give optimizer or param_groups, not both")
+    if recipe.no_decay_norm_bias and (optimizer is not None or param_groups is not None):
+        raise ValueError(
+            "recipe.no_decay_norm_bias makes fit's own parameter groups; with optimizer or "
+            "param_groups, set each group's weight_decay (resnetlib.interop.param_groups("
+            "no_decay_norm_bias=True) makes such groups)"
+        )
     if statistics not in ("model", "data"):
         raise ValueError(f"statistics must be 'model' or 'data'; got {statistics!r}")
+    check_int("seed", seed, 0, 2**63 - 1)  # as run.json's reader takes it back on resume
+    check_int("log_every", log_every)
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError(f"on_epoch_end must be callable or None; got {on_epoch_end!r:.100}")
     if save_every is not None:
         check_int("save_every", save_every)
     if save_every_minutes is not None and not (
