@@ -172,8 +172,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     # Without a log point in the epoch the epoch's reduced loss catches it.
     model = tiny_model()
     _poison_after(model, calls=3)
-    with pytest.raises(TrainingError, match="no checkpoint was written"):
+    with pytest.raises(TrainingError, match="no checkpoint was written") as raised:
         fit(model, digits, TINY, out=tmp_path / "early", progress=False, log_every=1000)
+    assert "by iteration 15 (epoch 1)" in str(raised.value)  # the epoch that just ended
+    # A periodic save between log points does not replace last.pt with non-finite weights.
+    model = tiny_model()
+    _poison_after(model, calls=20)
+    with pytest.raises(TrainingError, match=r"by iteration 22 \(epoch 2\)") as raised:
+        fit(model, digits, TINY, out=tmp_path / "p", progress=False, log_every=1000, save_every=2)
+    kept = rl.interop.read_checkpoint(tmp_path / "p" / "last.pt")
+    assert kept.metadata["iteration"] == 20
+    assert all(torch.isfinite(t).all() for t in kept.state_dict.values())
 
 
 def _lr_of_first_epoch(recipe: Recipe, digits: DataSplits) -> float:

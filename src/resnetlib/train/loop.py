@@ -698,6 +698,12 @@ class Trainer:
         that metrics without a state mean the state was lost, never that a save stopped)."""
         if self.run_dir is None:
             return
+        # A save never replaces the last good checkpoint with non-finite weights (a periodic
+        # save comes between the checks of the logged loss)
+        if not math.isfinite(self.sums[0].item()) or not all(
+            bool(torch.isfinite(p).all()) for p in self.model.parameters()
+        ):
+            self._non_finite(self.epoch + 1)
         metadata = {"epoch": self.epoch, "iteration": self.iteration}
         self.run_dir.save_state(self.model, self.state(), metadata=metadata)
         self.run_dir.write_metrics(self.history, self.steps)
@@ -859,7 +865,7 @@ class Trainer:
         loss, wrong, count = (self.sums - self.logged).tolist()
         self.logged = self.sums.clone()
         if self.process.world_size == 1 and not math.isfinite(loss):  # ranks: at epoch end
-            self._non_finite()
+            self._non_finite(self.epoch + 1)
         if count:
             row = {"iteration": float(self.iteration), "lr": lr}
             self.steps.append({**row, "train_loss": loss / count, "train_error": wrong / count})
@@ -876,7 +882,7 @@ class Trainer:
                 dist.broadcast(buffer, 0)
         loss_sum, wrong_sum, count = self.sums.tolist()
         if not math.isfinite(loss_sum):
-            self._non_finite()
+            self._non_finite(self.epoch)  # the epoch just ended
         started = time.perf_counter()
         scores = {
             name: _score(self.evaluated, loader, self.autocast)
@@ -917,7 +923,7 @@ class Trainer:
             model=self.evaluated,
         )
 
-    def _non_finite(self) -> None:
+    def _non_finite(self, epoch: int) -> None:
         last = None if self.run_dir is None else self.run_dir.path / "last.pt"
         kept = (
             f"; the last good checkpoint is {last}"
@@ -926,7 +932,7 @@ class Trainer:
         )
         raise TrainingError(
             f"the training loss became NaN or infinite by iteration {self.iteration} (epoch "
-            f"{self.epoch + 1}){kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
+            f"{epoch}){kept}. Lower the lr, add a warm-up, or turn off fp16 autocast."
         )
 
 
