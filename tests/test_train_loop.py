@@ -143,6 +143,30 @@ def test_resume_is_bit_identical(digits: DataSplits, tmp_path: Path) -> None:
     assert len(read_metrics(tmp_path / "split" / "metrics.csv")) == 4
 
 
+def test_resume_refuses_other_data_or_preprocessing(digits: DataSplits, tmp_path: Path) -> None:
+    """resume=True compares what run.json recorded of the data and of how the model is fed:
+    another split, image size, class order or statistics was taken silently."""
+    interrupted = tiny_model()
+    _interrupt_after(interrupted, calls=20)  # epoch 2: epoch 1 is saved
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, digits, TINY, out=tmp_path, progress=False, statistics="data")
+    before = (tmp_path / "state.pt").read_bytes()
+    others = {
+        "statistics": ({"statistics": "model"}, "pretrained_cfg mean: the run's"),
+        "split": ({"data": digits.hold_out(100, seed=3)}, "data: the run's"),
+        "size": ({"data": load_data("digits", image_size=12)}, "pretrained_cfg input_size"),
+    }
+    for arguments, message in others.values():
+        given = {"data": digits, "statistics": "data", **arguments}
+        with pytest.raises(rl.train.RunDirectoryError, match=message) as raised:
+            fit(tiny_model(), recipe=TINY, out=tmp_path, resume=True, progress=False, **given)
+        assert "the run was started with other data or preprocessing" in str(raised.value)
+    assert (tmp_path / "state.pt").read_bytes() == before  # nothing applied or written
+    same = {"out": tmp_path, "resume": True, "progress": False, "statistics": "data"}
+    resumed = fit(tiny_model(), digits, TINY, **same)
+    assert len(resumed.history) == 3
+
+
 def _poison_after(model: nn.Module, calls: int) -> None:
     count = 0
 

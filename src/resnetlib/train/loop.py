@@ -44,6 +44,7 @@ from .run_dir import (
     RunDirectoryError,
     TrainingError,
     check_resume,
+    check_same_data,
     read_metrics,
 )
 
@@ -357,8 +358,9 @@ def fit(
     ``spec.json``, ``recipe.json``, ``metrics.csv``, ``steps.csv``, ``state.pt`` and
     ``last.pt`` (saved each epoch, every ``save_every`` iterations or
     ``save_every_minutes``, and on Ctrl-C), ``best.pt``, ``final.pt``, ``curves.png``.
-    ``resume=True`` continues from the last save, bit-identical on a CPU; a state that does
-    not fit the run is a :class:`RunDirectoryError` and nothing is written. Ctrl-C saves and
+    ``resume=True`` continues from the last save, bit-identical on a CPU; a state, data or
+    data configuration (statistics, input size, classes) other than the run's (``run.json``)
+    is a :class:`RunDirectoryError` and nothing is written. Ctrl-C saves and
     raises :class:`TrainingInterrupted`; a non-finite loss raises :class:`TrainingError`.
     ``log`` receives the start-up and epoch lines (default: above the progress bar).
     """
@@ -631,16 +633,22 @@ class Trainer:
                 "run_id": self.run_id,
                 "resnetlib": installed_version(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "data": dict(self.data.source or {"data": self.data.train.name}),
+                **self._fed(),
                 "split": self.data.sizes(),
-                "classes": list(self.data.classes),
                 "seed": self.seed,
                 "length": self.length,
                 "iterations": self.plan.iterations,
                 "iterations_per_epoch": len(self.loader),
-                "pretrained_cfg": json.loads(config_to_json(self.model.pretrained_cfg)),
             }
         )
+
+    def _fed(self) -> dict[str, Any]:
+        """What ``run.json`` records of the data and how the model is fed, as resume compares."""
+        return {
+            "data": dict(self.data.source or {"data": self.data.train.name}),
+            "classes": list(self.data.classes),
+            "pretrained_cfg": json.loads(config_to_json(self.model.pretrained_cfg)),
+        }
 
     def state(self) -> dict[str, Any]:
         """The trainer's state as ``state.pt`` holds it (beside the model's weights)."""
@@ -666,7 +674,9 @@ class Trainer:
         """Continue from the run's last save (every rank reads rank 0's files), once
         ``check_resume()`` found it this run's: else nothing is applied or written."""
         path = run.path / "state.pt"
-        self.run_id = run.read_info().get("run_id")
+        info = run.read_info()
+        self.run_id = info.get("run_id")
+        check_same_data(info, self._fed(), run.info_path)
         expected = {**self.state(), "model": self.model.state_dict()}
         check_resume(state, expected, path, len(self.loader))
         try:

@@ -33,6 +33,7 @@ __all__ = [
     "TrainingError",
     "check_resume",
     "check_run_info",
+    "check_same_data",
     "read_metrics",
     "record_differences",
 ]
@@ -360,6 +361,21 @@ def _asked_otherwise(path: Path, what: str, differ: list[str]) -> RunDirectoryEr
         f"{path}: the run was started with {what} ({'; '.join(differ)}); resume with "
         "the options it was started with, or start a new run elsewhere"
     )
+
+
+_FED = ("input_size", "mean", "std", "label_names")  # how the model is fed: its data config
+
+
+def check_same_data(info: Mapping[str, Any], asked: Mapping[str, Any], path: Path) -> None:
+    """Raise :class:`RunDirectoryError` unless the data (``data``: its record, ``classes``)
+    and the model's ``pretrained_cfg`` as fed (input size, statistics, class names) of
+    ``asked`` are those ``run.json`` (``info``, at ``path``) recorded when the run started."""
+    recorded_cfg, cfg = info.get("pretrained_cfg") or {}, asked["pretrained_cfg"]
+    differ = record_differences(info, asked, ("data", "classes")) + [
+        f"pretrained_cfg {difference}" for difference in record_differences(recorded_cfg, cfg, _FED)
+    ]
+    if differ:
+        raise _asked_otherwise(path, "other data or preprocessing", differ)
 
 
 def check_resume(
