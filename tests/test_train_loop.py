@@ -484,3 +484,16 @@ def test_fit_refuses_arguments_before_anything_runs(
         fit(tiny_model(), digits.train, TINY, progress=False)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="fit\\(\\) takes recipe as a Recipe; got dict"):
         fit(tiny_model(), digits, {"lr": 0.1}, progress=False)  # type: ignore[arg-type]
+
+
+def test_a_batch_larger_than_the_split_is_refused_in_both_vocabularies(
+    digits: DataSplits, tmp_path: Path
+) -> None:
+    """fit() is called from Python and from the command line: the refusal names both."""
+    large = dataclasses.replace(TINY, batch_size=2_000)
+    with pytest.raises(ValueError, match="smaller than one batch of 2000") as raised:
+        fit(tiny_model(), digits, large, out=tmp_path / "r", progress=False)
+    assert "recipe.batch_size and the data's val_size; --batch-size, --val-size" in str(
+        raised.value
+    )
+    assert not (tmp_path / "r").exists()

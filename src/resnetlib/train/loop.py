@@ -402,8 +402,9 @@ def fit(
         sizes = data.sizes()
         raise ValueError(
             f"the training split ({sizes['train']} images, after {sizes['val']} were held out "
-            f"for validation) is smaller than one batch of {recipe.batch_size}; pass a smaller "
-            "--batch-size or --val-size"
+            f"for validation) is smaller than one batch of {recipe.batch_size}; use a smaller "
+            "batch size or validation split (recipe.batch_size and the data's val_size; "
+            "--batch-size, --val-size)"
         )
     if statistics == "data":
         mean, std = data_statistics(data.train)
