@@ -497,3 +497,33 @@ def test_a_batch_larger_than_the_split_is_refused_in_both_vocabularies(
         raised.value
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_plots_draw_one_epoch_as_points_and_the_lr_as_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-epoch run's Figure 6 was an empty frame (a line needs two points); the lr
+    panel joined log points with ramps where the schedule steps."""
+    from matplotlib.axes import Axes
+
+    from resnetlib.train import plot_run, plot_runs
+
+    drawn: list[dict[str, Any]] = []
+    original = Axes.plot
+
+    def spy(self: Axes, *args: Any, **kwargs: Any) -> Any:
+        drawn.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    row = {"iteration": 10.0, "train_error": 0.5, "test_error": 0.6}
+    plot_runs({"ResNet-20": [row]}, tmp_path / "one.png")
+    assert [kwargs["marker"] for kwargs in drawn] == ["o", "o"]
+    drawn.clear()
+    plot_runs({"ResNet-20": [row, {**row, "iteration": 20.0}]}, tmp_path / "two.png")
+    assert [kwargs["marker"] for kwargs in drawn] == [None, None]
+    drawn.clear()
+    steps = [{"iteration": float(i), "lr": 0.1 if i < 5 else 0.01, "train_loss": 1.0,
+              "train_error": 0.5} for i in range(1, 9)]  # fmt: skip
+    plot_run("ResNet-20", [], steps, tmp_path / "curves.png")
+    assert drawn[2]["drawstyle"] == "steps-post"  # errors, losses, then the lr

@@ -25,8 +25,9 @@ def plot_runs(
         for i, (label, rows) in enumerate(runs.items()):
             xs = [row["iteration"] for row in rows]
             train, test = ([100 * row[k] for row in rows] for k in ("train_error", "test_error"))
-            axes.plot(xs, train, "--", color=f"C{i}", linewidth=1)  # C<i>: the color cycle's
-            axes.plot(xs, test, "-", color=f"C{i}", linewidth=1.5, label=label)
+            marker = "o" if len(rows) == 1 else None  # one epoch: a point, not an empty line
+            axes.plot(xs, train, "--", color=f"C{i}", linewidth=1, marker=marker)  # C<i>: cycle's
+            axes.plot(xs, test, "-", color=f"C{i}", linewidth=1.5, label=label, marker=marker)
         axes.set(xlabel="iterations", ylabel="error (%)")
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
@@ -63,7 +64,7 @@ def plot_run(
         xs = [row["iteration"] for row in steps]
         errors.plot(xs, [100 * r["train_error"] for r in steps], lw=0.8, alpha=0.7, label="train")
         losses.plot(xs, [r["train_loss"] for r in steps], lw=0.8, alpha=0.7, label="train")
-        rates.plot(xs, [r["lr"] for r in steps], lw=1.2)
+        rates.plot(xs, [r["lr"] for r in steps], lw=1.2, drawstyle="steps-post")  # held until set
         epochs = [row["iteration"] for row in history]
         for split, style in (("val", "s-"), ("test", "o-")):
             if any(not math.isnan(row[f"{split}_error"]) for row in history):
