@@ -710,10 +710,9 @@ class Trainer:
         if self.run_dir is None:
             return
         # A save never replaces the last good checkpoint with non-finite weights (a periodic
-        # save comes between the checks of the logged loss)
-        if not math.isfinite(self.sums[0].item()) or not all(
-            bool(torch.isfinite(p).all()) for p in self.model.parameters()
-        ):
+        # save comes between the checks of the logged loss): one device sync for them all
+        finite = [self.sums[0].isfinite(), *(p.isfinite().all() for p in self.model.parameters())]
+        if not bool(torch.stack(finite).all()):
             self._non_finite(self.epoch + 1)
         metadata = {"epoch": self.epoch, "iteration": self.iteration}
         self.run_dir.save_state(self.model, self.state(), metadata=metadata)
