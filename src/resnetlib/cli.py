@@ -42,6 +42,7 @@ __all__ = [
     "add_imports",
     "add_model_arguments",
     "guarded",
+    "import_flags",
     "import_modules",
     "input_size",
     "main",
@@ -417,6 +418,11 @@ def model_from_args(
     return model, described
 
 
+def import_flags(modules: Sequence[str]) -> str:
+    """``--import A --import B``, quoted for a shell: the flags a run's modules need again."""
+    return " ".join(f"--import {shlex.quote(module)}" for module in modules)
+
+
 def _from_run_file(read: Callable[[], _T], path: Path, imports: Sequence[str]) -> _T:
     """``read()`` of the checkpoint ``path``; where it names a part not registered and a run
     directory holds it, the refusal names the ``--import`` modules the run was started with."""
@@ -434,7 +440,7 @@ def _from_run_file(read: Callable[[], _T], path: Path, imports: Sequence[str]) -
         missing = [module for module in needed if module not in imports]
         if not missing:
             raise
-        again = " ".join(f"--import {shlex.quote(module)}" for module in missing)
+        again = import_flags(missing)
         raise UsageError(
             f"{_message(error)}; {printable(run.info_path)} records that the run was trained "
             f"with {again}: if you trust {', '.join(missing)}, add {again}"

@@ -29,6 +29,7 @@ from ..cli import (
     add_model_arguments,
     device_option,
     guarded,
+    import_flags,
     import_modules,
     int_in,
     int_tuple,
@@ -460,8 +461,8 @@ def _train(args: argparse.Namespace) -> int:
         if where is None or not RunDirectory(where).holds_run():
             print("interrupted before the run started; nothing was written", file=sys.stderr)
             return EXIT_INTERRUPTED
-        again = f"resnetlib train --out {shlex.quote(str(where))} --resume"
-        again += "".join(f" --import {shlex.quote(module)}" for module in args.imports)
+        resume = f"resnetlib train --out {shlex.quote(str(where))} --resume"
+        again = f"{resume} {import_flags(args.imports)}".rstrip()
         return _interrupted(getattr(stopped, "iteration", None), again)
     metrics = result.metrics
     best = " best.pt," if (out / "best.pt").is_file() else ""
@@ -621,7 +622,7 @@ def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[st
     needed = recorded_imports(info)
     missing = [module for module in needed if module not in args.imports]
     if missing:
-        again = " ".join(f"--import {shlex.quote(module)}" for module in needed)
+        again = import_flags(needed)
         raise UsageError(
             f"{run.path} was started with {again}; a run directory never imports code "
             f"itself: if you trust {', '.join(missing)}, resume with: resnetlib train --out "
