@@ -130,7 +130,8 @@ def fsdp2_missing() -> str | None:
     return None
 
 
-def run_fsdp2(rank: int, world_size: int) -> dict[str, Any]:
+def run_fsdp2(rank: int, world_size: int, folder: Path) -> dict[str, Any]:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import DTensor
@@ -148,7 +149,22 @@ def run_fsdp2(rank: int, world_size: int) -> dict[str, Any]:
         local_sizes[name] = parameter.to_local().numel()
     train(model, rank)
     full = {name: p.full_tensor() for name, p in model.named_parameters()}  # type: ignore[attr-defined]
+    try:  # a sharded model is refused, naming the way to save it, which then works
+        rl.save(model, folder / "sharded.pt")
+    except TypeError as error:
+        save_error = str(error)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    whole = get_model_state_dict(model, options=options)
+    saved_equal = None
+    if rank == 0:
+        fresh = rl.build(model.spec)
+        fresh.load_state_dict(whole)
+        rl.save(fresh, folder / "gathered.pt")
+        loaded = dict(rl.load(folder / "gathered.pt").named_parameters())
+        saved_equal = all(torch.equal(loaded[name], value) for name, value in full.items())
     return {
+        "save_error": save_error,
+        "saved_equal": saved_equal,
         "class": type(model).__name__,
         "full_sizes": full_sizes,
         "local_sizes": gathered_sizes(local_sizes),
@@ -171,7 +187,7 @@ def worker(rank: int, world_size: int, init_method: str, out: str) -> None:
             "ddp": run_ddp(rank),
             "ddp_drop_path": run_ddp_drop_path(rank),
             "sync_bn": run_sync_bn(rank),
-            "fsdp2": None if fsdp2_missing() else run_fsdp2(rank, world_size),
+            "fsdp2": None if fsdp2_missing() else run_fsdp2(rank, world_size, Path(out).parent),
         }
         if rank == 0:
             torch.save(results, Path(out))

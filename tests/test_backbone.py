@@ -220,6 +220,23 @@ def test_reset_classifier_keeps_the_spec_truthful(device: torch.device) -> None:
     assert rl.count_parameters(model) == rl.count_parameters(rl.build(model.spec))
 
 
+def test_a_head_assigned_the_torchvision_way_is_the_models(tmp_path: Path) -> None:
+    """``model.fc = nn.Linear(width, n)`` sets num_classes in the spec and data config, so
+    the model saves, loads and evaluates as one with that head; another module is left."""
+    model = rl.resnet20(widths=(4, 8, 16))
+    model.fc = nn.Linear(16, 3)
+    assert (model.num_classes, model.pretrained_cfg["num_classes"]) == (3, 3)
+    rl.save(model, tmp_path / "three.pt")
+    loaded = rl.load(tmp_path / "three.pt")
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(loaded.eval()(x), model.eval()(x), rtol=0, atol=0)
+    model.fc = nn.Identity()
+    assert model.num_classes == 0
+    assert model(x).shape == (2, 16)
+    model.fc = nn.Sequential(nn.Linear(16, 5))  # not a head resnetlib can describe
+    assert model.num_classes == 0
+
+
 def test_reset_classifier_follows_the_dtype() -> None:
     model = rl.resnet20(widths=(4, 8, 16)).double()
     model.reset_classifier(3)

@@ -178,6 +178,20 @@ def test_plain_state_dict_file(tmp_path: Path) -> None:
     assert "name the model and pass --checkpoint FILE" in str(info.value)
 
 
+def test_a_plain_state_dict_keeps_its_head(tmp_path: Path) -> None:
+    """A state dict with another head width loads with that head, as a checkpoint does; a
+    ``num_classes`` asked for still gets a new one."""
+    torch.manual_seed(0)
+    trained = rl.resnet20(num_classes=3).eval()
+    path = tmp_path / "finetuned.pth"
+    torch.save({"state_dict": trained.state_dict()}, path)
+    loaded = rl.create_model("resnet20", checkpoint_path=path).eval()
+    assert loaded.num_classes == 3
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), trained(x))
+    assert rl.create_model("resnet20", checkpoint_path=path, num_classes=5).num_classes == 5
+
+
 def test_random_bytes(tmp_path: Path) -> None:
     path = tmp_path / "noise.pt"
     path.write_bytes(bytes((i * 7919 + 13) % 256 for i in range(4096)))
@@ -381,9 +395,23 @@ def test_unregistered_block_names_the_known_ones(tmp_path: Path) -> None:
         rl.nn.BLOCKS.unregister("test_checkpoint_block")
 
 
+def test_save_takes_what_computes_as_the_spec_does(tmp_path: Path) -> None:
+    """SyncBatchNorm (the multi-process recipe) and activations not in place compute what
+    the spec's layers do in evaluation: saved, they load as the spec's model."""
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(rl.resnet20(widths=(4, 8, 16))).eval()
+    for module in synced.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    rl.save(synced, tmp_path / "synced.pt")
+    loaded = rl.load(tmp_path / "synced.pt").eval()
+    assert type(loaded.bn1) is nn.BatchNorm2d
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(loaded(x), synced(x), rtol=0, atol=0)
+
+
 def test_save_refuses_what_load_could_not_rebuild(tmp_path: Path) -> None:
     model = rl.resnet20()
-    model.fc = nn.Linear(64, 3)  # no longer what model.spec says
+    model.fc = nn.Linear(64, 3, bias=False)  # no longer what model.spec says
     with pytest.raises(ValueError, match=r"no longer matches its spec.*fc\.bias"):
         rl.save(model, tmp_path / "x.pt")
     with pytest.raises(TypeError, match="takes a resnetlib ResNet; got Sequential"):

@@ -96,6 +96,10 @@ def test_fsdp2_per_stage_then_root_trains_like_ddp(results: dict[str, Any]) -> N
     # Same start, data and optimizer as the DDP phase: the same weights, up to rounding.
     torch.testing.assert_close(first, results["ddp"]["final"][0], rtol=1e-5, atol=1e-6)
     assert not torch.equal(first, results["ddp"]["initial"][0])
+    # rl.save refuses the sharded model, naming how to gather its weights; that way saves
+    assert "sharded (fully_shard)" in fsdp["save_error"]
+    assert "get_model_state_dict" in fsdp["save_error"]
+    assert fsdp["saved_equal"] is True
 
 
 def test_train_ddp_example_under_torchrun(tmp_path: Path) -> None:

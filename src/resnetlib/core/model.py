@@ -363,6 +363,22 @@ class ResNet(StagedNet):
             first_conv=next(convs, ""),
         )
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``nn.Module``'s; ``model.fc = nn.Linear(width, n)`` (torchvision's way to a new
+        head) or ``nn.Identity()`` also sets ``num_classes`` in the spec and data config."""
+        super().__setattr__(name, value)
+        if name != "fc" or "spec" not in self.__dict__:  # not while building
+            return
+        if isinstance(value, nn.Linear) and value.in_features == self.head_hidden_size:
+            num_classes = value.out_features
+        elif isinstance(value, nn.Identity):
+            num_classes = 0
+        else:
+            return
+        if num_classes != self.spec.num_classes:
+            self.spec = replace(self.spec, num_classes=num_classes)
+            set_data_config(self, self.pretrained_cfg)  # its num_classes, no other labels
+
     @property
     def num_classes(self) -> int:
         return self.spec.num_classes
@@ -512,13 +528,14 @@ class ResNet(StagedNet):
         spec = replace(self.spec, num_classes=num_classes)
         width = self.num_features * (2 if self.global_pool == "catavgmax" else 1)
         like = next(self.parameters(), torch.empty(0))  # the new fc's device and dtype
-        self.fc = nn.Identity()
+        fc: nn.Module = nn.Identity()
         if num_classes:
-            self.fc = nn.Linear(width, num_classes, device=like.device, dtype=like.dtype)
-        self.fc.train(self.training)
+            fc = nn.Linear(width, num_classes, device=like.device, dtype=like.dtype)
+        fc.train(self.training)
         self.avgpool.train(self.training)
         self.head_hidden_size = width
         self.spec = spec
+        self.fc = fc
         set_data_config(self, self.pretrained_cfg)  # its num_classes, no other head's label_names
 
     def blocks(self) -> list[ResidualBlock]:

@@ -114,6 +114,13 @@ def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
             else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
         )
         raise TypeError(f"{caller}() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
+    if any(type(p).__name__ == "DTensor" for p in model.parameters()):  # any torch's DTensor
+        raise TypeError(
+            f"{caller}() takes a model's whole weights, and this one is sharded (fully_shard): "
+            "gather them on every rank with torch.distributed.checkpoint.state_dict."
+            "get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, "
+            "cpu_offload=True)), then on rank 0 load them into rl.build(model.spec) and save that"
+        )
     if getattr(model, "_resnetlib_fused", False):  # set by resnetlib.deploy.fuse_bn
         raise ValueError(
             f"{caller}() cannot store a model folded by fuse_bn(): its spec describes the "
@@ -490,10 +497,14 @@ def _probe_of_spec(
 
 def _layout(module: torch.nn.Module) -> str:
     """A module's type and settings (a convolution's stride, a pool's size) as far as they
-    decide its outputs in evaluation: not a norm's ``momentum`` or a drop path's rate."""
+    decide its outputs in evaluation: not a norm's ``momentum``, an activation's ``inplace``
+    or a drop path's rate; a ``SyncBatchNorm`` is the ``BatchNorm2d`` it was converted from."""
     settings = "" if isinstance(module, DropPath) else module.extra_repr()
-    settings = re.sub(r"momentum=[^,]*, ", "", settings)
-    return f"{type(module).__qualname__}({settings})"
+    settings = re.sub(r"momentum=[^,]*, |(, )?inplace=True", "", settings)
+    kind = (
+        "BatchNorm2d" if isinstance(module, torch.nn.SyncBatchNorm) else type(module).__qualname__
+    )
+    return f"{kind}({settings})"
 
 
 def _check_modules(where: str, model: torch.nn.Module, spec: ResNetSpec) -> None:

@@ -357,6 +357,9 @@ _SPECS: dict[Callable[..., ResNet], Callable[[], ResNetSpec]] = {}
 
 def model_spec(name: str, **overrides: Any) -> ResNetSpec:
     """The spec ``create_model(name, **overrides)`` builds (a user's factory on the meta device).
+    No model is built for a registered spec, so what only a build decides (a part's registered
+    name, a shortcut that cannot change the width, ``zero_init_residual`` on a plain net) is
+    refused by :func:`build`, not here.
 
     Raises:
         KeyError: an unknown model name (the message lists close matches).
