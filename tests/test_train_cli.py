@@ -47,6 +47,21 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
         assert needle in lines[0]
 
 
+def test_only_rank_0_reports_the_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torchrun, fit() gives the other ranks no run directory: they print nothing, not
+    an "outputs in" line before rank 0 has written the outputs."""
+    import resnetlib.train.loop as loop
+
+    def other_rank(model: rl.ResNet, *args: object, **kwargs: object) -> loop.FitResult:
+        return loop.FitResult(metrics={"test_error": 0.5}, history=(), run_dir=None, model=model)
+
+    monkeypatch.setattr(loop, "fit", other_rank)
+    argv = ["train", "resnet20", "--iterations", "2", "--out", str(tmp_path / "r"), *FAST]
+    assert run(argv, capsys)[:2] == (0, "")
+
+
 def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code, stdout, _ = run(

@@ -15,7 +15,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from .common import evaluating
 from .core.features import ResNetFeatures
 from .core.model import ResNet
-from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .validate import check_input_size, is_int
 
 __all__ = ["ModelSummary", "SummaryRow", "count_flops", "count_parameters", "summary"]
@@ -60,15 +59,9 @@ def _example_input(
             f"{caller}: the input must be (C, H, W) or (N, C, H, W) of ints >= 1, or a "
             f"tensor of that shape; got {given}"
         )
-    if size[0] > MAX_CHANNELS or max(size[1:]) > MAX_IMAGE_SIDE:
-        raise ValueError(
-            f"{caller}: the input {'x'.join(map(str, size))} is larger than resnetlib's "
-            f"limits ({MAX_CHANNELS} channels, {MAX_IMAGE_SIDE} pixels a side; see "
-            "resnetlib.core.spec.MAX_IMAGE_SIDE)"
-        )
     spec = getattr(model, "spec", None)  # a resnetlib model knows its channels
-    if spec is not None:
-        check_input_size(size, name=f"{caller}: the input", in_channels=spec.in_channels)
+    channels = None if spec is None else spec.in_channels
+    check_input_size(size, name=f"{caller}: the input", in_channels=channels)
     reference = next(model.parameters(), torch.empty(0, device="cpu", dtype=torch.float32))
     return torch.zeros((1, *size), device=reference.device, dtype=reference.dtype)
 

@@ -279,7 +279,8 @@ def _block_interface(subject: _BlockSubject) -> str:
     validate_block(cls.__name__, cls, run=False)  # the shape checks run it
     check_interface(cls, ResidualBlock, ("weighted_layers",), ALWAYS_PASSED)
     check_block_options(cls.__name__, cls, subject.options)
-    return f"a concrete ResidualBlock, expansion {cls.expansion}, layers {cls.weighted_layers}"
+    layers = cls.weighted_layers
+    return f"a concrete ResidualBlock, expansion {cls.expansion}, weighted_layers {layers}"
 
 
 _BLOCK_CHECKS: dict[str, Check[_BlockSubject]] = {

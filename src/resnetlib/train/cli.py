@@ -464,6 +464,8 @@ def _train(args: argparse.Namespace) -> int:
         resume = f"resnetlib train --out {shlex.quote(str(where))} --resume"
         again = f"{resume} {import_flags(args.imports)}".rstrip()
         return _interrupted(getattr(stopped, "iteration", None), again)
+    if result.run_dir is None:  # a rank other than 0: rank 0 writes the outputs and says so
+        return 0
     metrics = result.metrics
     best = " best.pt," if (out / "best.pt").is_file() else ""
     print(
