@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import shutil
 import statistics
 from pathlib import Path
 
@@ -134,6 +135,11 @@ def test_a_finished_run_of_another_length_is_refused(cifar: Path, tmp_path: Path
         with pytest.raises(RunDirectoryError, match=f"another recipe.*{message}"):
             table6(cifar, tmp_path, models=("resnet20",), **{**SMALL, change: 4})  # type: ignore[arg-type]
     assert table6(cifar, tmp_path, models=("resnet20",), **SMALL).runs[0].trained is False  # type: ignore[arg-type]
+    # a finished run on other data was read as if it were on the data asked
+    other = tmp_path / "other" / "cifar-10-batches-py"
+    shutil.copytree(cifar, other)
+    with pytest.raises(RunDirectoryError, match=r"finished run on other data \(data: the run's"):
+        table6(other, tmp_path, models=("resnet20",), **SMALL)  # type: ignore[arg-type]
 
 
 def test_library_arguments_are_checked() -> None:

@@ -153,7 +153,7 @@ def test_resume_refuses_other_data_or_preprocessing(digits: DataSplits, tmp_path
     before = (tmp_path / "state.pt").read_bytes()
     others = {
         "statistics": ({"statistics": "model"}, "pretrained_cfg mean: the run's"),
-        "split": ({"data": digits.hold_out(100, seed=3)}, "data: the run's"),
+        "split": ({"data": digits.hold_out(100, seed=3)}, "data.val_size: the run's 0, now 100"),
         "size": ({"data": load_data("digits", image_size=12)}, "pretrained_cfg input_size"),
     }
     for arguments, message in others.values():

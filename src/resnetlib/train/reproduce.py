@@ -22,7 +22,7 @@ from ..core.spec import ResNetSpec
 from ..files import atomic_write
 from ..models.zoo import create_model, model_spec
 from ..validate import check_int
-from .data import DataError, DataSplits, load_data
+from .data import DataError, DataSplits, data_source, load_data
 from .loop import fit, model_label
 from .plot import plot_runs
 from .recipe import DIGITS, Recipe, recipe_for
@@ -310,7 +310,7 @@ def table6(
         recipe = recipes[name]
         run_dir = root / f"{name}-seed{seed}"
         plan = recipe.resolved(1, iterations=iterations)  # iterations: no epoch to count
-        done = _finished(run_dir, plan)  # checked (and the data loaded) before announcing
+        done = _finished(run_dir, plan, data)  # checked (and the data loaded) before announcing
         if done is None and seed not in splits:
             splits = {seed: load_data(data, val_size=recipe.val_size, seed=seed)}
             count = len(splits[seed].classes)  # files checked: CIFAR-10's layout, 3x32x32
@@ -334,7 +334,7 @@ def table6(
                 run_info=_table6_info(name, data, seed, iterations, recipe),
                 log=log,
             )
-            done = _finished(run_dir, plan)  # as recorded: a later call reads the same numbers
+            done = _finished(run_dir, plan, data)  # as recorded: a later call reads the same
             if done is None:
                 raise RunDirectoryError(f"{run_dir}: the run ended without its final metrics")
         parameters[name] = _parameter_count(run_dir)  # as trained (its spec.json)
@@ -351,15 +351,26 @@ def _parameter_count(run_dir: Path) -> int:
         return sum(p.numel() for p in build(spec).parameters())
 
 
-def _finished(run_dir: Path, plan: Recipe) -> tuple[float, float, int] | None:
+def _finished(
+    run_dir: Path, plan: Recipe, data: str | os.PathLike[str]
+) -> tuple[float, float, int] | None:
     """``(test_error, seconds, iterations)`` of a finished run in ``run_dir`` that followed
-    ``plan`` (else ``RunDirectoryError``), or None."""
+    ``plan`` on ``data`` (else ``RunDirectoryError``), or None."""
     run = RunDirectory(run_dir)
     metrics = run_dir / "metrics.csv"
     if not (run.holds_run() and (run_dir / "final.pt").is_file() and metrics.is_file()):
         return None
     rows = read_metrics(metrics, columns=("iteration", "test_error", "elapsed_s"), own=True)
-    recorded = run.read_info().get("iterations")
+    info = run.read_info()
+    recorded_data = info.get("data")
+    if not isinstance(recorded_data, dict):
+        recorded_data = {}
+    if differ := record_differences(recorded_data, {"data": data_source(data)}, ("data",)):
+        raise RunDirectoryError(
+            f"{run_dir} holds a finished run on other data ({differ[0]}); pass the same --data "
+            "or another --out"
+        )
+    recorded = info.get("iterations")
     if recorded != plan.iterations:
         raise RunDirectoryError(
             f"{run_dir} holds a finished run of {recorded} iterations and {plan.iterations} "

@@ -330,24 +330,31 @@ _MISSING = object()
 
 
 def record_differences(
-    recorded: Mapping[str, Any], asked: Mapping[str, Any], keys: Iterable[str]
+    recorded: Mapping[str, Any], asked: Mapping[str, Any], keys: Iterable[str], within: str = ""
 ) -> list[str]:
-    """``"KEY: the run's A, now B"`` for each of ``keys`` whose values differ (empty: agree)."""
-    return [
-        f"{key}: the run's {_short(recorded.get(key))}, now {_short(asked.get(key))}"
-        for key in keys
-        if recorded.get(key) != asked.get(key)
-    ]
+    """``"KEY: the run's A, now B"`` for each of ``keys`` whose values differ (empty: agree);
+    where both are mappings, their own keys that differ (``"data.seed: ..."``)."""
+    differ = []
+    for key in keys:
+        mine, theirs = recorded.get(key), asked.get(key)
+        if mine == theirs:
+            continue
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+            inner = dict.fromkeys([*mine, *theirs])
+            differ += record_differences(mine, theirs, inner, f"{within}{key}.")
+        else:
+            differ.append(f"{within}{key}: the run's {_short(mine)}, now {_short(theirs)}")
+    return differ
 
 
 def _short(value: object) -> str:
-    """``repr(value)`` cut to its last 60 characters (where paths differ); a tensor, or a long
-    list or dict, by its type."""
+    """``repr(value)`` cut to its last 60 characters (where paths differ); a tensor by its
+    type, a long list or dict by its type and length."""
     text = repr(value)
-    if isinstance(value, torch.Tensor) or (
-        isinstance(value, (list, dict, tuple)) and len(text) > 60
-    ):
+    if isinstance(value, torch.Tensor):
         return f"a {type(value).__name__}"
+    if isinstance(value, (list, dict, tuple)) and len(text) > 60:
+        return f"a {type(value).__name__} of {len(value)}"
     return text if len(text) <= 60 else "..." + text[-57:]
 
 
