@@ -437,6 +437,22 @@ def test_milestones_given_with_a_length_count_in_it(
     assert_one_line_error(code, err, "--milestones: the run's [10, 15], now [10, 16]")
 
 
+def test_a_recipe_files_length_scales_the_schedule_as_the_flag_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recipe file giving a length but no milestones kept the paper's 32000, 48000 for a
+    4-iteration run (the lr never decayed); it now scales them as --iterations does."""
+    (tmp_path / "short.json").write_text(json.dumps({"iterations": 4, "val_size": 0}))
+    small = ["resnet20", "--widths", "4,8,16", *FAST, "--recipe", str(tmp_path / "short.json")]
+    plans = []
+    for name, extra in (("file", []), ("flag", ["--iterations", "4"])):
+        code, _, err = run(["train", *small, *extra, "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        plans.append(json.loads((tmp_path / name / "recipe.json").read_text()))
+    assert (plans[0]["iterations"], plans[0]["milestones"]) == (4, [2, 3])
+    assert plans[0] == plans[1]
+
+
 def test_a_runs_recipe_json_repeats_its_split(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

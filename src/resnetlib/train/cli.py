@@ -355,6 +355,14 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
             raise UsageError(
                 f"--recipe {choice}: expected a JSON object; got {type(value).__name__}"
             )
+        length = [unit for unit in _LENGTH if value.get(unit) is not None]
+        if len(length) == 1 and "milestones" not in value:
+            # a length without milestones is held as --iterations/--epochs is (unless they are
+            # given): the recipe's milestones and warm-up cap scale with it (a run's
+            # recipe.json has milestones of its own)
+            if all(getattr(args, unit, None) is None for unit in _LENGTH):
+                setattr(args, length[0], value[length[0]])
+            value = {key: item for key, item in value.items() if key not in _LENGTH}
         try:
             recipe, label = Recipe.from_dict(value), f"recipe {path}"
         except (ValueError, TypeError) as error:
