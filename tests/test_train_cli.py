@@ -62,6 +62,27 @@ def test_only_rank_0_reports_the_outputs(
     assert run(argv, capsys)[:2] == (0, "")
 
 
+@pytest.mark.parametrize("zero_init", [False, True])
+def test_reproduce_degradation_names_all_it_writes(
+    zero_init: bool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The closing line named the figure alone, not table.md or zero-init.png."""
+    from resnetlib.train import reproduce
+
+    def made(out: str, **options: object) -> reproduce.DegradationReport:
+        return reproduce.DegradationReport(Path(out), Path(out) / "degradation.png", {})
+
+    monkeypatch.setattr(reproduce, "degradation", made)
+    argv = ["reproduce", "degradation", "--out", str(tmp_path), "--no-progress"]
+    code, stdout, _ = run([*argv, *(["--zero-init-residual"] if zero_init else [])], capsys)
+    assert code == 0
+    named = "degradation.png, zero-init.png, table.md" if zero_init else "degradation.png, table.md"
+    assert f"outputs in {tmp_path}/ ({named}, a run directory per model)" in stdout
+
+
 def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code, stdout, _ = run(
@@ -232,6 +253,12 @@ def test_freeze_beyond_the_stage_count_is_refused(
     code, _, err = run([*argv, "--freeze", "3", "--out", str(out), *FAST], capsys)
     assert code == 0, err
     assert "frozen (weights fixed, norms in eval mode): conv1, bn1, layer1, layer2, layer3" in err
+    # from scratch, the frozen layers are random: said, not silent
+    scratch = ["train", "resnet20", "--widths", "4,8,16", "--iterations", "1", "--freeze", "1"]
+    code, _, err = run([*scratch, "--out", str(tmp_path / "s"), *FAST], capsys)
+    assert code == 0, err
+    assert "frozen at their random initialization (no weights loaded) (weights fixed" in err
+    assert "conv1, bn1, layer1" in err
 
 
 def test_paper_recipe_for_a_checkpoint_alone_is_the_checkpoints_depths(

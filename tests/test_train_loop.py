@@ -527,3 +527,17 @@ def test_plots_draw_one_epoch_as_points_and_the_lr_as_steps(
               "train_error": 0.5} for i in range(1, 9)]  # fmt: skip
     plot_run("ResNet-20", [], steps, tmp_path / "curves.png")
     assert drawn[2]["drawstyle"] == "steps-post"  # errors, losses, then the lr
+
+
+def test_the_classes_advice_is_whole_where_the_flag_can_take_it() -> None:
+    """The advice cut ten names to six and "... (4 more)", which --classes cannot take."""
+    from resnetlib.train.loop import check_classes_fit
+
+    model = rl.resnet20(widths=(4, 8, 16))
+    names = [f"class{i}" for i in range(10)]
+    model.pretrained_cfg = {**model.pretrained_cfg, "label_names": names}
+    with pytest.raises(ValueError, match=r"--classes ([a-z0-9]+,){9}class9\)"):
+        check_classes_fit(model, names[::-1], 3, "the data")
+    model.pretrained_cfg = {**model.pretrained_cfg, "label_names": ["a, b", *names[1:]]}
+    with pytest.raises(ValueError, match=r"\(--classes with its 10 label_names\)"):
+        check_classes_fit(model, names, 3, "the data")

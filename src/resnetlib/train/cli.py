@@ -566,7 +566,7 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
             freeze(model, stages=args.freeze)
         except ValueError as error:
             raise UsageError(f"--freeze {args.freeze}: {error}") from None
-    if _from_weights(args):
+    if _from_weights(args) or args.freeze is not None:
         _report_start(args, model)
     command = {"given": given, "model": described, "freeze": args.freeze}
     info = {"command": command, "recipe_name": recipe_name, "seed": args.seed or 0}
@@ -602,7 +602,8 @@ def _report_start(args: argparse.Namespace, model: Any) -> None:
             for name in (*model.stem_names, *model.stage_names[: args.freeze])
             if any(True for _ in model.get_submodule(name).parameters())
         ]
-        _stderr(f"frozen (weights fixed, norms in eval mode): {', '.join(names)}")
+        start = "" if _from_weights(args) else " at their random initialization (no weights loaded)"
+        _stderr(f"frozen{start} (weights fixed, norms in eval mode): {', '.join(names)}")
 
 
 def _resumed_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, Any], Any]:
@@ -822,7 +823,8 @@ def _degradation(args: argparse.Namespace) -> int:
     if stopped:
         return EXIT_INTERRUPTED
     print(report.table())
-    print(f"outputs in {report.out}/ (figure {report.figure.name}, one run directory per model)")
+    figures = [report.figure.name, *(["zero-init.png"] if args.zero_init_residual else [])]
+    print(f"outputs in {report.out}/ ({', '.join(figures)}, table.md, a run directory per model)")
     return 0
 
 

@@ -173,10 +173,13 @@ def check_classes_fit(
         )
     expected = model.pretrained_cfg.get("label_names") if label_names else None
     if expected and list(expected) != list(classes):
+        flag = ",".join(map(str, expected))  # whole, to paste, where --classes can take it
+        if len(flag) > 300 or any("," in str(label) for label in expected):
+            flag = f"with its {len(expected)} label_names"
         raise ValueError(
             f"the model's classes are {listing(expected, 6)} (its pretrained_cfg label_names) and "
             f"{name}'s are {listing(classes, 6)}; evaluate on its classes in its order (--classes "
-            f"{listing(expected, 6, ',')}), or train a head for this data"
+            f"{flag}), or train a head for this data"
         )
     if model.spec.in_channels != channels:
         raise ValueError(
