@@ -414,8 +414,11 @@ def test_save_refuses_what_load_could_not_rebuild(tmp_path: Path) -> None:
     model.fc = nn.Linear(64, 3, bias=False)  # no longer what model.spec says
     with pytest.raises(ValueError, match=r"no longer matches its spec.*fc\.bias"):
         rl.save(model, tmp_path / "x.pt")
-    with pytest.raises(TypeError, match="takes a resnetlib ResNet; got Sequential"):
+    with pytest.raises(TypeError, match=r"takes a resnetlib ResNet; got Sequential.*float ResNet"):
         rl.save(nn.Sequential(rl.resnet20()), tmp_path / "x.pt")  # type: ignore[arg-type]
+    wrapped = torch.compile(rl.resnet20())
+    with pytest.raises(TypeError, match=r"got OptimizedModule .*compiled one model\._orig_mod"):
+        rl.save(wrapped, tmp_path / "x.pt")  # type: ignore[arg-type]
     # layers without weights, or with other settings, which the weights alone do not show
     swaps = {
         "maxpool": (nn.Identity(), "its maxpool is Identity(), the spec builds MaxPool2d("),

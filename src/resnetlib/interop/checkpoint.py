@@ -107,12 +107,17 @@ def savable_state(model: ResNet, caller: str) -> dict[str, torch.Tensor]:
     rebuild: a non-``ResNet`` (``TypeError``), a fused model, one unlike its spec, or one
     pooling other than by average (the file's spec rebuilds ``global_pool="avg"``)."""
     if not isinstance(model, ResNet):
-        hint = (
-            "a features-only backbone has no spec of its own: save the ResNet it was made "
-            "from and rebuild the backbone with rl.core.features(rl.load(path), out_indices=...)"
-            if isinstance(model, ResNetFeatures)
-            else "for a wrapped model pass model.module, for a compiled one model._orig_mod"
-        )
+        wrapped = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if isinstance(model, ResNetFeatures):
+            hint = (
+                "a features-only backbone has no spec of its own: save the ResNet it was made "
+                "from and rebuild the backbone with "
+                "rl.core.features(rl.load(path), out_indices=...)"
+            )
+        elif isinstance(wrapped, ResNet):
+            hint = "for a wrapped model pass model.module, for a compiled one model._orig_mod"
+        else:  # an int8 or other deployed copy: remade from the float model after loading
+            hint = "save the float ResNet it was made from, and quantize or export it after loading"
         raise TypeError(f"{caller}() takes a resnetlib ResNet; got {type(model).__name__} ({hint})")
     if any(type(p).__name__ == "DTensor" for p in model.parameters()):  # any torch's DTensor
         raise TypeError(
