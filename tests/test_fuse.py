@@ -227,3 +227,18 @@ def test_a_batch_norm_that_overrides_forward_is_left_and_reported() -> None:
         _close(fused(x), model(x))
         # quantize's float model (before int8) keeps them too: they run in float as written.
         _close(_float_model(model)(x), model(x))
+
+
+def test_a_fused_feature_backbone_refuses_backward() -> None:
+    """Every feature map of a features_only copy refuses backward, not only a lone output."""
+    model = rl.create_model("resnet20", features_only=True).eval()
+    fused = rl.deploy.fuse_bn(model)
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    features = fused(x)
+    assert isinstance(features, list)
+    with torch.no_grad():
+        for actual, expected in zip(features, model(x), strict=True):
+            _close(actual, expected)
+    for feature in features:
+        with pytest.raises(RuntimeError, match="inference-only"):
+            feature.sum().backward(retain_graph=True)

@@ -15,6 +15,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from torch.nn.utils.fusion import fuse_conv_bn_weights
+from torch.utils import _pytree as pytree
 
 from ..nn.norms import FrozenBatchNorm2d
 
@@ -149,11 +150,16 @@ class _InferenceOnly(torch.autograd.Function):
 
 
 def _guard_backward(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-    if torch.is_grad_enabled() and isinstance(output, torch.Tensor):
-        anchor = torch.zeros((), device=output.device, requires_grad=True)
+    """``output`` with every tensor in it (a feature list's too) refusing backward."""
+    if not torch.is_grad_enabled():
+        return output
+
+    def guard(tensor: torch.Tensor) -> Any:
+        anchor = torch.zeros((), device=tensor.device, requires_grad=True)
         # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
-        return _InferenceOnly.apply(output, anchor)  # type: ignore[no-untyped-call, unused-ignore]
-    return output
+        return _InferenceOnly.apply(tensor, anchor)  # type: ignore[no-untyped-call, unused-ignore]
+
+    return pytree.tree_map_only(torch.Tensor, guard, output)
 
 
 def _train(module: nn.Module, mode: bool = True) -> nn.Module:
