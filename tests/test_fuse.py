@@ -195,3 +195,50 @@ def test_user_blocks_fuse_or_are_reported(block: type[rl.ResidualBlock]) -> None
         assert set(unfused) == block_norms
         assert all("torch.fx" in reason for reason in unfused.values())
         assert "left" in str(report)
+
+
+class BatchNormReLU(nn.BatchNorm2d):
+    """A batch norm whose forward does more: folding it would drop the ReLU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(super().forward(x))
+
+
+def test_a_batch_norm_that_overrides_forward_is_left_and_reported() -> None:
+    from resnetlib.deploy.quantize import _float_model
+
+    rl.nn.register_norm("deploy_test_bnrelu", BatchNormReLU)
+    try:
+        torch.manual_seed(0)
+        model = rl.resnet20(base_channels=4, norm="deploy_test_bnrelu")
+    finally:
+        rl.nn.NORMS.unregister("deploy_test_bnrelu")
+    randomize_norms(model)
+    model.eval()
+    x = torch.randn(2, 3, 16, 16)
+    fused, report = rl.deploy.fuse_bn(model, report=True)
+    norms = {n for n, m in model.named_modules() if isinstance(m, BatchNormReLU)}
+    assert norms
+    assert not report.fused
+    assert dict(report.unfused).keys() == norms
+    assert all("overrides the batch norm's forward" in r for _, r in report.unfused)
+    assert "BatchNormReLU" in str(report)
+    with torch.no_grad():
+        _close(fused(x), model(x))
+        # quantize's float model (before int8) keeps them too: they run in float as written.
+        _close(_float_model(model)(x), model(x))
+
+
+def test_a_fused_feature_backbone_refuses_backward() -> None:
+    """Every feature map of a features_only copy refuses backward, not only a lone output."""
+    model = rl.create_model("resnet20", features_only=True).eval()
+    fused = rl.deploy.fuse_bn(model)
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    features = fused(x)
+    assert isinstance(features, list)
+    with torch.no_grad():
+        for actual, expected in zip(features, model(x), strict=True):
+            _close(actual, expected)
+    for feature in features:
+        with pytest.raises(RuntimeError, match="inference-only"):
+            feature.sum().backward(retain_graph=True)

@@ -154,3 +154,18 @@ def test_bad_segment(segment: object) -> None:
     with pytest.raises(ValueError, match="segment must be a positive int"):
         model.set_grad_checkpointing(True, segment=segment)  # type: ignore[arg-type]
     assert not model.grad_checkpointing
+
+
+@pytest.mark.parametrize("drop_path_rate", [0.0, 0.5])
+def test_compiled_checkpointing_gives_the_same_step(drop_path_rate: float) -> None:
+    """torch.compile traces the checkpointed blocks: the plain eager step's outputs, gradients
+    and statistics (updated once), the same drop-path masks."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    plain = rl.cifar_resnet(8, widths=(4, 8, 16), drop_path_rate=drop_path_rate).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.set_grad_checkpointing(True, segment=1, last_stage=True)
+    compiled = torch.compile(checkpointed, backend="aot_eager")
+    x = torch.randn(4, 3, 16, 16)
+    torch.testing.assert_close(_step(compiled, x, seed=1), _step(plain, x, seed=1))  # type: ignore[arg-type]
+    _assert_same_step(plain, checkpointed)

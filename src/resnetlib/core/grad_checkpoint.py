@@ -40,8 +40,13 @@ def no_running_stat_updates(*modules: nn.Module) -> Iterator[None]:
 
 def checkpoint_modules(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
     """``modules`` applied in turn to ``x``, keeping only ``x`` for backward (non-reentrant
-    ``torch.utils.checkpoint``; norm statistics updated once)."""
+    ``torch.utils.checkpoint``; norm statistics updated once). Under ``torch.compile`` the
+    recomputation is traced, its buffer updates dropped: no ``context_fn`` (Dynamo takes none
+    made here)."""
     run = nn.Sequential(*modules)
+    if torch.compiler.is_compiling():
+        traced: torch.Tensor = checkpoint(run, x, use_reentrant=False)
+        return traced
     out: torch.Tensor = checkpoint(
         run,
         x,

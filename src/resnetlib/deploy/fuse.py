@@ -15,6 +15,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from torch.nn.utils.fusion import fuse_conv_bn_weights
+from torch.utils import _pytree as pytree
 
 from ..nn.norms import FrozenBatchNorm2d
 
@@ -52,10 +53,18 @@ class _Tracer(fx.Tracer):  # follows nn.Sequential; every other submodule is one
         return not isinstance(m, nn.Sequential)
 
 
-def _foldable(norm: nn.Module) -> str | None:
-    """``None`` if ``norm`` folds into a preceding convolution, else why it does not."""
+# The batch-norm forwards that compute exactly ``x * scale + shift`` in eval mode.
+_BATCH_NORM_FORWARDS = (_BatchNorm.forward, nn.SyncBatchNorm.forward, FrozenBatchNorm2d.forward)
+
+
+def unfoldable(norm: nn.Module) -> str | None:
+    """``None`` if eval-mode ``norm`` is a per-channel ``x * scale + shift`` from its running
+    statistics (so it folds), else why not. A subclass whose ``forward`` is its own may do
+    more than normalize: it does not fold."""
     if not isinstance(norm, (_BatchNorm, FrozenBatchNorm2d)):
         return f"{type(norm).__name__} depends on its input, not on fixed statistics"
+    if type(norm).forward not in _BATCH_NORM_FORWARDS:
+        return f"{type(norm).__name__} overrides the batch norm's forward: it runs as written"
     if norm.running_mean is None or norm.running_var is None:
         return "a batch norm without running statistics normalizes with batch statistics"
     return None
@@ -99,7 +108,7 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     pairs: list[tuple[str, str]] = []
     paired: set[int] = set()
     for conv, norm in candidates:
-        if _foldable(norm) is None and all(
+        if unfoldable(norm) is None and all(
             calls[id(m)] == 1 and not {id(m)} & (shared | paired | untraced.keys())
             for m in (conv, norm)
         ):
@@ -108,7 +117,7 @@ def _plan(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     unfused: dict[str, str] = {}
     for name, module in model.named_modules():
         if isinstance(module, _NORMS) and id(module) not in paired:
-            reason = untraced.get(id(module)) or _foldable(module)
+            reason = untraced.get(id(module)) or unfoldable(module)
             unfused[name] = reason or "its input is not the output of a convolution alone"
     return pairs, unfused
 
@@ -141,11 +150,16 @@ class _InferenceOnly(torch.autograd.Function):
 
 
 def _guard_backward(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-    if torch.is_grad_enabled() and isinstance(output, torch.Tensor):
-        anchor = torch.zeros((), device=output.device, requires_grad=True)
+    """``output`` with every tensor in it (a feature list's too) refusing backward."""
+    if not torch.is_grad_enabled():
+        return output
+
+    def guard(tensor: torch.Tensor) -> Any:
+        anchor = torch.zeros((), device=tensor.device, requires_grad=True)
         # torch 2.13's stubs need this ignore, 2.14's do not (hence unused-ignore)
-        return _InferenceOnly.apply(output, anchor)  # type: ignore[no-untyped-call, unused-ignore]
-    return output
+        return _InferenceOnly.apply(tensor, anchor)  # type: ignore[no-untyped-call, unused-ignore]
+
+    return pytree.tree_map_only(torch.Tensor, guard, output)
 
 
 def _train(module: nn.Module, mode: bool = True) -> nn.Module:
@@ -173,7 +187,8 @@ def fuse_bn(model: M, *, report: bool = False) -> M | tuple[M, FuseReport]:
 
     Every convolution whose output goes only to a batch norm (or ``FrozenBatchNorm2d``)
     becomes one convolution with a bias, the norm an ``nn.Identity``. Norms that cannot fold
-    stay (group norms, pre-activation input norms, forwards ``torch.fx`` cannot trace);
+    stay (group norms, pre-activation input norms, batch-norm subclasses that override
+    ``forward``, forwards ``torch.fx`` cannot trace);
     ``report=True`` also returns a :class:`FuseReport` naming them. The copy refuses
     ``train()`` and backward with a ``RuntimeError``; its parameters do not require grad.
     ``model`` itself is never changed.

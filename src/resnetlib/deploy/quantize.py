@@ -20,7 +20,7 @@ from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from ..validate import check_input_size, check_int
 from .export import dynamic_shapes, in_channels, quiet, require
-from .fuse import fuse_bn, replace_module, running_statistics
+from .fuse import fuse_bn, replace_module, running_statistics, unfoldable
 from .preprocess import normalizing
 
 __all__ = [
@@ -158,7 +158,7 @@ def _float_model(model: nn.Module) -> nn.Module:
     folded: nn.Module = fuse_bn(model)
     for name, module in list(folded.named_modules()):
         norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
-        if norm and isinstance(getattr(module, "running_var", None), torch.Tensor):
+        if norm and unfoldable(module) is None:  # else it runs in float as written
             replace_module(folded, name, _ScaleShift(module))
     return folded.to("cpu", torch.float32)
 
