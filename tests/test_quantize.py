@@ -174,11 +174,25 @@ def test_optimize_for_inference_int8() -> None:
         ([], "calibration is empty"),
         (torch.randn(2, 3, 16, 16), "not one tensor"),
         ([torch.randn(3, 16, 16)], r"4-d \(N, C, H, W\).*shape \(3, 16, 16\)"),
+        # were blamed on the model ("torch.export cannot capture"), or a raw guard failure
+        ([torch.randn(4, 1, 16, 16)], "calibration batches have 1 channels; the model takes 3"),
+        (
+            [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 20, 20)],
+            r"share one size.*the first is 16x16, another 20x20.*dynamic_size=True",
+        ),
     ],
 )
 def test_bad_calibration(calibration: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         quantize(rl.resnet20(base_channels=4), calibration)
+
+
+def test_an_int8_model_refuses_another_size_in_one_clear_line() -> None:
+    """A call at a size other than the calibration's was torch's raw guard failure."""
+    int8 = quantize(rl.resnet(layers=(1, 1), base_channels=8).eval(), [torch.randn(4, 3, 16, 16)])
+    assert int8(torch.randn(3, 3, 16, 16)).shape == (3, 1000)
+    with pytest.raises(ValueError, match=r"takes 16x16 images .* got 32x32.*dynamic_size=True"):
+        int8(torch.randn(2, 3, 32, 32))
 
 
 def test_refuses_an_old_torch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,12 +89,19 @@ class Int8Model(nn.Module):
     ``graph`` is the lowered (or compiled) program; ``report`` says what stayed float."""
 
     def __init__(
-        self, graph: nn.Module, report: QuantizeReport, source: nn.Module, *, freezing: bool = False
+        self,
+        graph: nn.Module,
+        report: QuantizeReport,
+        source: nn.Module,
+        *,
+        freezing: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.graph = graph
         self.report = report
         self.freezing = freezing
+        self.traced_size = size  # the traced (height, width); None: any the export allows
         for name in ("spec", "default_input_size", "num_classes"):
             if hasattr(source, name):
                 object.__setattr__(self, name, getattr(source, name))
@@ -103,6 +110,12 @@ class Int8Model(nn.Module):
             set_data_config(self, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.traced_size
+        if size is not None and tuple(x.shape[-2:]) != size:
+            raise ValueError(
+                f"this int8 model takes {size[0]}x{size[1]} images (its calibration's size); "
+                f"got {x.shape[-2]}x{x.shape[-1]}: resize them, or quantize with dynamic_size=True"
+            )
         if not self.freezing:
             out: torch.Tensor = self.graph(x)
             return out
@@ -168,9 +181,21 @@ def prepare_and_convert(
 ) -> tuple[fx.GraphModule, torch.Tensor]:
     """PT2E up to the converted (QDQ) graph, and the example input it was captured with."""
     batches = as_batches(calibration)
+    channels, first = in_channels(model), batches[0]
+    for batch in batches:  # the model's channels; one size unless any size is asked for
+        if channels is not None and batch.shape[1] != channels:
+            raise ValueError(
+                f"calibration batches have {batch.shape[1]} channels; the model takes {channels}"
+            )
+        if not dynamic_size and batch.shape[2:] != first.shape[2:]:
+            sizes = "x".join(map(str, first.shape[2:])), "x".join(map(str, batch.shape[2:]))
+            raise ValueError(
+                f"calibration batches must share one size, at which the int8 graph is traced "
+                f"(the first is {sizes[0]}, another {sizes[1]}); resize them, or pass "
+                "dynamic_size=True"
+            )
     check_quantize_support()
-    folded = _float_model(model)
-    first = batches[0]  # a batch of at least two: export would specialize a batch of one
+    folded = _float_model(model)  # a batch of at least two: export would specialize a batch of one
     example = first if first.shape[0] > 1 else torch.cat([first, first])
     reduce_range = not getattr(torch.cpu, "_is_vnni_supported", lambda: True)()
     with quiet(), torch.no_grad():
@@ -328,10 +353,11 @@ def quantize(
     converted, example = prepare_and_convert(model, calibration, dynamic_size=dynamic_size)
     lowered = _lower(converted, example, dynamic_size)
     summary = _report(converted, lowered, model)
+    size = None if dynamic_size else (int(example.shape[2]), int(example.shape[3]))
     if not compile:
-        return Int8Model(lowered, summary, model)
+        return Int8Model(lowered, summary, model, size=size)
     compiled: nn.Module = torch.compile(converted)  # type: ignore[assignment]
-    int8 = Int8Model(compiled, summary, model, freezing=True)
+    int8 = Int8Model(compiled, summary, model, freezing=True, size=size)
     with torch.no_grad():
         int8(example)  # compile now, not on the first real call
     return int8
