@@ -169,6 +169,39 @@ def test_onnx_export_prints_one_line(tmp_path: Path) -> None:
     )
 
 
+_BRANCHY = """
+import resnetlib as rl
+from resnetlib.nn.blocks import BasicBlock
+
+
+class Branchy(BasicBlock):
+    def forward(self, x):
+        out = super().forward(x)
+        return out if out.mean() > 0 else -out  # on a tensor's value: no graph captures it
+
+
+rl.register_block("test_branchy", Branchy)
+"""
+
+
+@pytest.mark.parametrize("form", ["pt2", "onnx"])
+def test_a_model_export_cannot_capture_is_one_line(form: str, tmp_path: Path) -> None:
+    """torch printed its partial graph (80 lines and more) before a many-line error."""
+    if form == "onnx":
+        pytest.importorskip("onnxscript")
+    (tmp_path / "branchymod.py").write_text(_BRANCHY)
+    argv = ["export", "resnet20", "--import", "branchymod", "--block", "test_branchy"]
+    argv += ["--format", form, "--out", str(tmp_path / f"x.{form}")]
+    code = "import sys; from resnetlib.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr[:2000]
+    assert "torch.export cannot capture this model (GuardOnDataDependentSymNode:" in done.stderr
+    assert not (tmp_path / f"x.{form}").exists()
+
+
 def test_int8_on_an_old_torch_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

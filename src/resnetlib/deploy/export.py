@@ -6,11 +6,12 @@ exporter, ``pip install "resnetlib[export]"``). Models are traced in eval mode o
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,7 +44,12 @@ def require(packages: tuple[str, ...], purpose: str, extra: str = "export") -> N
         )
 
 
-_QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx._internal.exporter._registration")
+_QUIET_LOGGERS = (
+    "torchao",
+    "torch.utils._pytree",
+    "torch.onnx._internal.exporter._registration",
+    "torch.fx.experimental.symbolic_shapes",  # a failed capture's graph, dumped whole
+)
 
 
 @contextmanager
@@ -60,6 +66,24 @@ def quiet() -> Iterator[None]:
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+@contextmanager
+def capturing(what: str) -> Iterator[None]:
+    """A failure of torch's exporters to capture the model as one line: a ``ValueError``
+    naming ``what`` could not be done, the first cause's type and first line (not the
+    partial graph torch prints to stderr, nor the ONNX exporter's wrapping of the cause)."""
+    try:
+        with redirect_stderr(io.StringIO()):
+            yield
+    except Exception as error:
+        cause: BaseException = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise ValueError(
+            f"cannot {what}: torch.export cannot capture this model "
+            f"({type(cause).__name__}: {first_line(cause, 300)})"
+        ) from error
 
 
 def dynamic_shapes(dynamic_size: bool = False) -> tuple[dict[int, object]]:
@@ -158,7 +182,7 @@ def export_program(
             torch.export could not keep height and width dynamic.
     """
     x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
-    with evaluating(model), quiet():
+    with evaluating(model), quiet(), capturing("export"):
         program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(dynamic_size))
     if dynamic_size:
         _check_dynamic(program, x, smallest_side(model))
@@ -223,7 +247,8 @@ def export_onnx(
             metadata = export_metadata(model, traced)
     else:
         x = _example(model, size)
-    with evaluating(model) if calibration is None else torch.no_grad(), quiet():
+    context = evaluating(model) if calibration is None else torch.no_grad()
+    with context, quiet(), capturing("export to ONNX"):
         program = torch.onnx.export(
             exported,
             (x,),

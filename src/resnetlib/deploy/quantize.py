@@ -15,11 +15,10 @@ import torch
 from torch import fx, nn
 from torch.torch_version import TorchVersion
 
-from ..common import first_line
 from ..core.data_config import set_data_config
 from ..nn.norms import FrozenBatchNorm2d
 from ..validate import check_input_size, check_int
-from .export import dynamic_shapes, in_channels, quiet, require
+from .export import capturing, dynamic_shapes, in_channels, quiet, require
 from .fuse import fuse_bn, replace_module, running_statistics, unfoldable
 from .preprocess import normalizing
 
@@ -210,15 +209,10 @@ def prepare_and_convert(
                 f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
                 'pip install "resnetlib[quantize]"'
             ) from error
-        try:
+        with capturing("quantize"):
             exported = torch.export.export(
                 folded, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
             ).module()
-        except Exception as error:
-            raise ValueError(
-                f"cannot quantize: torch.export cannot capture this model "
-                f"({type(error).__name__}: {first_line(error, 300)})"
-            ) from error
         config = x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
         prepared = flow.prepare_pt2e(exported, x86.X86InductorQuantizer().set_global(config))
         for batch in batches:
