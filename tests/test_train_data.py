@@ -444,6 +444,19 @@ def test_hidden_entries_of_an_image_folder_are_skipped(tmp_path: Path, cache_dir
     assert splits.sizes() == {"train": 2, "val": 0, "test": 1}
 
 
+def test_classes_by_name_before_index(tmp_path: Path, cache_dir: Path) -> None:
+    """Class folders named by numbers: --classes 3,2 took "3" and "2" as indices (folders "8"
+    and "5"). A class's name wins; an item that names no class is an index."""
+    root = tmp_path / "numbers"
+    for seed, name in enumerate(("2", "3", "5", "8")):
+        _png(root / "train" / name / "a.png", seed)
+        _png(root / "test" / name / "a.png", seed + 4)
+    for classes in (["3", "2"], ["1", "0"], [1, 0], ["3", 0]):
+        assert load_data(root, classes=classes).classes == ("3", "2"), classes
+    with pytest.raises(DataError, match=r"no class '9' and class index 9 is not in 0\.\.3"):
+        load_data(root, classes=["9"])
+
+
 def test_tinyimagenet(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "tiny-imagenet-200"
     wnids = ["n01443537", "n01629819"]

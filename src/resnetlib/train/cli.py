@@ -276,7 +276,7 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         type=_class_list,
         default=None,
         metavar="A,B,...",
-        help="only these classes (names or indices), relabelled 0..N-1 in this order",
+        help="only these classes (a name, else an index), relabelled 0..N-1 in this order",
     )
     data.add_argument("--device", default=None, help="default: cuda when there is one")
     data.add_argument(
@@ -284,11 +284,12 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _class_list(text: str) -> list[str | int]:
+def _class_list(text: str) -> list[str]:
+    """The items of ``--classes``, as typed: ``load_data`` resolves each (a name, else an index)."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
         raise argparse.ArgumentTypeError(f"expected class names or indices; got {text!r}")
-    return [int(item) if item.isdecimal() else item for item in items]
+    return items
 
 
 def _require_extra() -> None:
@@ -707,8 +708,8 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any, spec:
     asked = dict(asked)
     if "data" in asked:
         asked["data"] = data_source(asked["data"])
-    if any(not isinstance(name, str) for name in asked.get("classes") or ()):
-        where = {**record, **asked}  # the data and labels the indices count in
+    if any(name not in (record["classes"] or ()) for name in asked.get("classes") or ()):
+        where = {**record, **asked}  # the data and labels the names and indices are of
         asked["classes"] = _class_names(asked["classes"], where["data"], where["labels"])
     for key, value in asked.items():
         if key.startswith("--"):  # a model option: the run's when it leaves spec.json as it is
@@ -737,7 +738,8 @@ class _StopLoadError(Exception):
 
 
 def _class_names(classes: list[Any], data: str, labels: str) -> list[str]:
-    """The names of ``--classes`` in ``data``, by ``load_data``'s ``before_decoding`` hook."""
+    """The names of ``--classes`` in ``data``, as ``load_data`` resolves them (by its
+    ``before_decoding`` hook)."""
     from .data import load_data
 
     def listed(names: tuple[str, ...], channels: int, name: str) -> None:

@@ -231,8 +231,9 @@ def load_data(
     ``val_size`` training images drawn by ``seed`` are held out as ``val``, the rest kept in
     order (5000 on CIFAR-10: the paper's 45k/5k split). ``labels="coarse"``: CIFAR-100's 20
     superclasses. ``image_size`` resizes (square); default 16 for digits (3 channels, upscaled
-    from 8x8), else the native size. ``classes`` keeps those classes (names or indices),
-    relabelled ``0..len(classes)-1`` in that order. ``before_decoding(class_names, channels,
+    from 8x8), else the native size. ``classes`` keeps those classes, relabelled
+    ``0..len(classes)-1`` in that order: a class's name means that class, else an int or a
+    decimal string is its index. ``before_decoding(class_names, channels,
     name)`` is called before any image is decoded or cached; what it raises stops the load.
     """
     if labels not in ("fine", "coarse"):
@@ -277,16 +278,20 @@ def load_data(
 
 
 def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Path) -> list[int]:
+    """The indices of ``wanted`` in ``classes``: an item that is a class's name means that
+    class (a name wins); else an int, or a decimal string (``--classes 3,2``), is an index."""
     if isinstance(wanted, str) or not wanted:
         raise DataError(f"{root}: classes must be a non-empty list of class names or indices")
     indices: list[int] = []
     for item in wanted:
-        if is_int(item):
-            if not 0 <= item < len(classes):
-                raise DataError(f"{root}: class index {item} is not in 0..{len(classes) - 1}")
-            index = item
-        elif isinstance(item, str) and item in classes:
+        if isinstance(item, str) and item in classes:
             index = classes.index(item)
+        elif is_int(item) or (isinstance(item, str) and item.isascii() and item.isdecimal()):
+            index = int(item)
+            if not 0 <= index < len(classes):
+                named = f"no class {item!r} and " if isinstance(item, str) else ""
+                last = len(classes) - 1
+                raise DataError(f"{root}: {named}class index {index} is not in 0..{last}")
         else:
             close = ", ".join(repr(c) for c in classes[:12])
             raise DataError(f"{root}: no class {item!r}; classes: {close}")
