@@ -320,6 +320,23 @@ def test_resume_compares_options_with_what_the_run_used(
     assert_one_line_error(code, err, "--data: the run's ...", f"{recorded[-20:]}', now 'digits'")
 
 
+def test_a_new_run_refuses_a_run_without_its_run_json(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run directory whose run.json was deleted was taken as free: a new run replaced its
+    final.pt, state.pt and metrics.csv and left the old best.pt beside them."""
+    import shutil
+
+    out = tmp_path / "norj"
+    shutil.copytree(tiny_run, out)
+    (out / "run.json").unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--iterations", "2", "--out", str(out)]
+    code, _, err = run([*argv, *FAST], capsys)
+    assert_one_line_error(code, err, "spec.json: a new run would overwrite it", "another --out")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_classes_named_by_numbers_are_chosen_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

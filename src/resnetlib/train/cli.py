@@ -523,10 +523,7 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
         MODELS[args.model.split(".", 1)[0]]  # an unknown name fails before the data loads
     out = _default_out(args)
     assert out is not None
-    if RunDirectory(out).holds_run():
-        raise UsageError(
-            f"{out} already holds a run: pass --resume to continue it, or another --out"
-        )
+    RunDirectory(out).check_new()  # refused before the data loads
     recipe, recipe_name = _recipe(args)
     if args.val_size is None and args.recipe is not None and not _is_recipe_name(args.recipe):
         args.val_size = recipe.val_size  # a recipe file's split as it is, as --val-size is
