@@ -484,6 +484,11 @@ def test_tinyimagenet(tmp_path: Path, cache_dir: Path) -> None:
     # grayscale became RGB; JPEG of a flat colour decodes to (nearly) that colour
     assert (splits.train.images[3].float() - 150).abs().max() <= 2
     assert load_data(root, image_size=8).test.images.shape == (3, 3, 8, 8)
+    # A class is chosen by its wnid too (its words.txt name holds commas: no --classes item).
+    chosen = load_data(root, classes=["n01629819", "n01443537"])
+    assert chosen.classes == ("n01629819", "goldfish, Carassius auratus")
+    assert chosen.test.labels.tolist() == [0, 1, 0]
+    assert load_data(root, classes=["goldfish, Carassius auratus", 1]).classes == splits.classes
 
     (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99999999\n")
     with pytest.raises(DataError, match=r"val_annotations.txt:1: expected"):
