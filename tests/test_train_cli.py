@@ -337,6 +337,15 @@ def test_a_new_run_refuses_a_run_without_its_run_json(
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+def test_evaluate_names_a_file_that_holds_no_weights(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evaluate RUN/metrics.csv printed the unpickler's "IndexError: pop from empty list"."""
+    code, _, err = run(["evaluate", str(tiny_run / "metrics.csv")], capsys)
+    assert_one_line_error(code, err, "metrics.csv: not a checkpoint, state dict or ONNX file")
+    assert "IndexError" not in err
+
+
 def test_classes_named_by_numbers_are_chosen_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

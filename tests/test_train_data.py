@@ -383,9 +383,14 @@ def test_image_folder_sizes(tmp_path: Path, cache_dir: Path) -> None:
     _png(root / "train" / "a" / "1.png", 0, size=8)
     _png(root / "train" / "a" / "2.png", 1, size=6)
     _png(root / "val" / "a" / "1.png", 2, size=8)
-    with pytest.raises(DataError, match=r"differ in size.*image_size"):
+    # The refusal names the option both ways: the command line has no image_size.
+    with pytest.raises(DataError, match=r"differ in size.*image_size to resize \(--image-size\)"):
         load_data(root)
     assert load_data(root, image_size=4).train.images.shape == (2, 3, 4, 4)
+    _png(root / "train" / "a" / "2.png", 1, size=8)  # train 8x8, val 6x6
+    _png(root / "val" / "a" / "1.png", 2, size=6)
+    with pytest.raises(DataError, match=r"test images .*image_size to resize \(--image-size\)"):
+        load_data(root)
 
 
 def test_image_folder_damaged_file(tmp_path: Path, cache_dir: Path) -> None:

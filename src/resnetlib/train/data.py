@@ -767,7 +767,7 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
                     raise DataError(
                         f"{root}: images differ in size ({printable(str(files[0]))} is "
                         f"{tuple(out.shape[2:])}, {printable(str(file))} "
-                        f"{tuple(image.shape[1:])}); pass image_size to resize"
+                        f"{tuple(image.shape[1:])}); pass image_size to resize (--image-size)"
                     )
                 out[index] = image
         finally:
@@ -806,6 +806,6 @@ def _decode_cached(
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DataError(
             f"{root}: train images are {tuple(train.images.shape[2:])}, test images "
-            f"{tuple(test.images.shape[2:])}; pass image_size to resize"
+            f"{tuple(test.images.shape[2:])}; pass image_size to resize (--image-size)"
         )
     return train, test
