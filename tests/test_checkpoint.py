@@ -132,6 +132,20 @@ def test_truncated_file(saved: tuple[rl.ResNet, Path]) -> None:
         rl.load(path)
 
 
+@pytest.mark.parametrize("content", [b"epoch,iteration\n1,2\n", b"hello\n"])
+def test_a_file_of_no_weights_format_is_named_so(tmp_path: Path, content: bytes) -> None:
+    """A CSV or text file was "not a readable torch file: IndexError: pop from empty list":
+    the unpickler's own error, not what the file is."""
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(content)
+    with pytest.raises(rl.CheckpointError) as caught:
+        rl.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a checkpoint, state dict or ONNX file")
+    assert "Error" not in message
+    assert "final.pt" in message
+
+
 def test_flipped_bytes_in_the_weights(saved: tuple[rl.ResNet, Path]) -> None:
     """A flip inside a tensor's bytes loads fine in torch; the checksum catches it."""
     model, path = saved

@@ -347,6 +347,59 @@ def test_resume_compares_options_with_what_the_run_used(
     assert_one_line_error(code, err, "--data: the run's ...", f"{recorded[-20:]}', now 'digits'")
 
 
+def test_a_new_run_refuses_a_run_without_its_run_json(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run directory whose run.json was deleted was taken as free: a new run replaced its
+    final.pt, state.pt and metrics.csv and left the old best.pt beside them."""
+    import shutil
+
+    out = tmp_path / "norj"
+    shutil.copytree(tiny_run, out)
+    (out / "run.json").unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--iterations", "2", "--out", str(out)]
+    code, _, err = run([*argv, *FAST], capsys)
+    assert_one_line_error(code, err, "spec.json: a new run would overwrite it", "another --out")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_evaluate_names_a_file_that_holds_no_weights(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evaluate RUN/metrics.csv printed the unpickler's "IndexError: pop from empty list"."""
+    code, _, err = run(["evaluate", str(tiny_run / "metrics.csv")], capsys)
+    assert_one_line_error(code, err, "metrics.csv: not a checkpoint, state dict or ONNX file")
+    assert "IndexError" not in err
+
+
+def test_classes_named_by_numbers_are_chosen_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--classes 3,2 on class folders 2,3,5,8 trained on folders "8" and "5" (the items read
+    as indices); --classes 8,5 on --resume was then refused as an index out of range."""
+    from .test_train_data import _png
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESNETLIB_CACHE_DIR", str(tmp_path / "cache"))
+    for seed, name in enumerate(("2", "3", "5", "8")):
+        for split in ("train", "test"):
+            _png(tmp_path / "numbers" / split / name / "a.png", seed)
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--data", "numbers", "--iterations", "1"]
+    argv += ["--batch-size", "2", "--no-progress", "--out", "runs/numbers"]
+    code, _, err = run([*argv, "--classes", "3,2"], capsys)
+    assert code == 0, err
+    assert json.loads(Path("runs/numbers/run.json").read_text())["classes"] == ["3", "2"]
+    for same in ("3,2", "1,0"):
+        resume = ["train", "--out", "runs/numbers", "--resume", "--classes", same, "--no-progress"]
+        code, _, err = run(resume, capsys)
+        assert code == 0, (same, err)
+        code, _, err = run(["evaluate", "runs/numbers/final.pt", "--classes", same], capsys)
+        assert code == 0, (same, err)
+    code, _, err = run(["train", "--out", "runs/numbers", "--resume", "--classes", "8,5"], capsys)
+    assert_one_line_error(code, err, "--classes: the run's ['3', '2'], now ['8', '5']")
+
+
 def test_evaluate_refuses_classes_other_than_the_models_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

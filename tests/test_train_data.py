@@ -383,9 +383,14 @@ def test_image_folder_sizes(tmp_path: Path, cache_dir: Path) -> None:
     _png(root / "train" / "a" / "1.png", 0, size=8)
     _png(root / "train" / "a" / "2.png", 1, size=6)
     _png(root / "val" / "a" / "1.png", 2, size=8)
-    with pytest.raises(DataError, match=r"differ in size.*image_size"):
+    # The refusal names the option both ways: the command line has no image_size.
+    with pytest.raises(DataError, match=r"differ in size.*image_size to resize \(--image-size\)"):
         load_data(root)
     assert load_data(root, image_size=4).train.images.shape == (2, 3, 4, 4)
+    _png(root / "train" / "a" / "2.png", 1, size=8)  # train 8x8, val 6x6
+    _png(root / "val" / "a" / "1.png", 2, size=6)
+    with pytest.raises(DataError, match=r"test images .*image_size to resize \(--image-size\)"):
+        load_data(root)
 
 
 def test_image_folder_damaged_file(tmp_path: Path, cache_dir: Path) -> None:
@@ -444,6 +449,19 @@ def test_hidden_entries_of_an_image_folder_are_skipped(tmp_path: Path, cache_dir
     assert splits.sizes() == {"train": 2, "val": 0, "test": 1}
 
 
+def test_classes_by_name_before_index(tmp_path: Path, cache_dir: Path) -> None:
+    """Class folders named by numbers: --classes 3,2 took "3" and "2" as indices (folders "8"
+    and "5"). A class's name wins; an item that names no class is an index."""
+    root = tmp_path / "numbers"
+    for seed, name in enumerate(("2", "3", "5", "8")):
+        _png(root / "train" / name / "a.png", seed)
+        _png(root / "test" / name / "a.png", seed + 4)
+    for classes in (["3", "2"], ["1", "0"], [1, 0], ["3", 0]):
+        assert load_data(root, classes=classes).classes == ("3", "2"), classes
+    with pytest.raises(DataError, match=r"no class '9' and class index 9 is not in 0\.\.3"):
+        load_data(root, classes=["9"])
+
+
 def test_tinyimagenet(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "tiny-imagenet-200"
     wnids = ["n01443537", "n01629819"]
@@ -471,6 +489,11 @@ def test_tinyimagenet(tmp_path: Path, cache_dir: Path) -> None:
     # grayscale became RGB; JPEG of a flat colour decodes to (nearly) that colour
     assert (splits.train.images[3].float() - 150).abs().max() <= 2
     assert load_data(root, image_size=8).test.images.shape == (3, 3, 8, 8)
+    # A class is chosen by its wnid too (its words.txt name holds commas: no --classes item).
+    chosen = load_data(root, classes=["n01629819", "n01443537"])
+    assert chosen.classes == ("n01629819", "goldfish, Carassius auratus")
+    assert chosen.test.labels.tolist() == [0, 1, 0]
+    assert load_data(root, classes=["goldfish, Carassius auratus", 1]).classes == splits.classes
 
     (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99999999\n")
     with pytest.raises(DataError, match=r"val_annotations.txt:1: expected"):

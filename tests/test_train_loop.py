@@ -429,6 +429,22 @@ def test_a_run_directory_has_one_owner(digits: DataSplits, tmp_path: Path) -> No
         fit(tiny_model(), digits, TINY, out=tmp_path, progress=False, iterations=1)
 
 
+def test_a_new_run_refuses_a_directory_holding_a_runs_files(
+    digits: DataSplits, tmp_path: Path
+) -> None:
+    """Only run.json marked a run: a new run overwrote the final.pt, metrics.csv, ... of a
+    run whose run.json was gone, or a user's own files of those names."""
+    for name in ("final.pt", "metrics.csv", "best.pt", "spec.json"):
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        (out / name).write_text("mine")
+        message = rf"{name}: a new run would overwrite it .*choose another --out, or delete it"
+        with pytest.raises(rl.train.RunDirectoryError, match=message):
+            fit(tiny_model(), digits, TINY, out=out, progress=False, iterations=1)
+        assert (out / name).read_text() == "mine"
+        assert not (out / "run.json").exists()
+
+
 def test_own_optimizer_param_groups_and_epoch_callback(digits: DataSplits) -> None:
     model = tiny_model()
     groups = rl.interop.param_groups(model, lr=TINY.lr, decay=0.5)

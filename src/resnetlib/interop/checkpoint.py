@@ -231,6 +231,12 @@ def _read(path: PathLike) -> object:
                     "plain data, and resnetlib reads files with torch.load(weights_only=True) so "
                     f"that no code from a file ever runs ({_refused_content(reason)})"
                 ) from None
+            if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # neither zip nor pickle
+                raise CheckpointError(
+                    f"{printable(path)}: not a checkpoint, state dict or ONNX file (none of "
+                    "torch's, safetensors' or ONNX's formats); give a checkpoint resnetlib.save "
+                    "wrote (a run's final.pt)"
+                ) from None
             raise _unreadable(path, "torch", error) from None
 
 

@@ -276,7 +276,7 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         type=_class_list,
         default=None,
         metavar="A,B,...",
-        help="only these classes (names or indices), relabelled 0..N-1 in this order",
+        help="only these classes (a name, else an index), relabelled 0..N-1 in this order",
     )
     data.add_argument("--device", default=None, help="default: cuda when there is one")
     data.add_argument(
@@ -284,11 +284,12 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _class_list(text: str) -> list[str | int]:
+def _class_list(text: str) -> list[str]:
+    """The items of ``--classes``, as typed: ``load_data`` resolves each (a name, else an index)."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
         raise argparse.ArgumentTypeError(f"expected class names or indices; got {text!r}")
-    return [int(item) if item.isdecimal() else item for item in items]
+    return items
 
 
 def _require_extra() -> None:
@@ -530,10 +531,7 @@ def _new_job(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict[str, A
         MODELS[args.model.split(".", 1)[0]]  # an unknown name fails before the data loads
     out = _default_out(args)
     assert out is not None
-    if RunDirectory(out).holds_run():
-        raise UsageError(
-            f"{out} already holds a run: pass --resume to continue it, or another --out"
-        )
+    RunDirectory(out).check_new()  # refused before the data loads
     recipe, recipe_name = _recipe(args)
     if args.val_size is None and args.recipe is not None and not _is_recipe_name(args.recipe):
         args.val_size = recipe.val_size  # a recipe file's split as it is, as --val-size is
@@ -716,8 +714,8 @@ def _differences(asked: dict[str, Any], info: dict[str, Any], recipe: Any, spec:
     asked = dict(asked)
     if "data" in asked:
         asked["data"] = data_source(asked["data"])
-    if any(not isinstance(name, str) for name in asked.get("classes") or ()):
-        where = {**record, **asked}  # the data and labels the indices count in
+    if any(name not in (record["classes"] or ()) for name in asked.get("classes") or ()):
+        where = {**record, **asked}  # the data and labels the names and indices are of
         asked["classes"] = _class_names(asked["classes"], where["data"], where["labels"])
     for key, value in asked.items():
         if key.startswith("--"):  # a model option: the run's when it leaves spec.json as it is
@@ -746,7 +744,8 @@ class _StopLoadError(Exception):
 
 
 def _class_names(classes: list[Any], data: str, labels: str) -> list[str]:
-    """The names of ``--classes`` in ``data``, by ``load_data``'s ``before_decoding`` hook."""
+    """The names of ``--classes`` in ``data``, as ``load_data`` resolves them (by its
+    ``before_decoding`` hook)."""
     from .data import load_data
 
     def listed(names: tuple[str, ...], channels: int, name: str) -> None:

@@ -231,9 +231,11 @@ def load_data(
     ``val_size`` training images drawn by ``seed`` are held out as ``val``, the rest kept in
     order (5000 on CIFAR-10: the paper's 45k/5k split). ``labels="coarse"``: CIFAR-100's 20
     superclasses. ``image_size`` resizes (square); default 16 for digits (3 channels, upscaled
-    from 8x8), else the native size. ``classes`` keeps those classes (names or indices),
-    relabelled ``0..len(classes)-1`` in that order. ``before_decoding(class_names, channels,
-    name)`` is called before any image is decoded or cached; what it raises stops the load.
+    from 8x8), else the native size. ``classes`` keeps those classes, relabelled
+    ``0..len(classes)-1`` in that order: a class's name (TinyImageNet's: or its wnid) means
+    that class, else an int or a decimal string is its index. ``before_decoding(class_names,
+    channels, name)`` is called before any image is decoded or cached; what it raises stops
+    the load.
     """
     if labels not in ("fine", "coarse"):
         raise ValueError(f"labels must be 'fine' or 'coarse', got {labels!r}")
@@ -256,7 +258,8 @@ def load_data(
     else:  # image files: listed and their classes checked before any is decoded
         listing = (_list_tinyimagenet if kind == "tinyimagenet" else _list_folder)(root)
     found, name = (train.classes, train.name) if listing is None else listing[:2]
-    keep = None if classes is None else _class_indices(classes, found, root)
+    other = () if listing is None else listing[4]
+    keep = None if classes is None else _class_indices(classes, found, root, other)
     if before_decoding is not None:
         before_decoding(found if keep is None else tuple(found[i] for i in keep), 3, name)
     if listing is not None:
@@ -276,17 +279,26 @@ def load_data(
     return DataSplits(train, test, source=record).hold_out(val_size, seed)
 
 
-def _class_indices(wanted: Sequence[str | int], classes: Sequence[str], root: Path) -> list[int]:
+def _class_indices(
+    wanted: Sequence[str | int], classes: Sequence[str], root: Path, other: Sequence[str] = ()
+) -> list[int]:
+    """The indices of ``wanted`` in ``classes``: an item that is a class's name means that
+    class (a name wins), else one of ``other`` (each class's other name: TinyImageNet's
+    wnid); else an int, or a decimal string (``--classes 3,2``), is an index."""
     if isinstance(wanted, str) or not wanted:
         raise DataError(f"{root}: classes must be a non-empty list of class names or indices")
     indices: list[int] = []
     for item in wanted:
-        if is_int(item):
-            if not 0 <= item < len(classes):
-                raise DataError(f"{root}: class index {item} is not in 0..{len(classes) - 1}")
-            index = item
-        elif isinstance(item, str) and item in classes:
+        if isinstance(item, str) and item in classes:
             index = classes.index(item)
+        elif isinstance(item, str) and item in other:
+            index = other.index(item)
+        elif is_int(item) or (isinstance(item, str) and item.isascii() and item.isdecimal()):
+            index = int(item)
+            if not 0 <= index < len(classes):
+                named = f"no class {item!r} and " if isinstance(item, str) else ""
+                last = len(classes) - 1
+                raise DataError(f"{root}: {named}class index {index} is not in 0..{last}")
         else:
             close = ", ".join(repr(c) for c in classes[:12])
             raise DataError(f"{root}: no class {item!r}; classes: {close}")
@@ -594,7 +606,8 @@ def _load_cifar(root: Path, kind: str, labels: str) -> tuple[ImageDataset, Image
 
 _Labelled = tuple[list[Path], list[int]]  # image files, their labels
 _Splits = dict[str, _Labelled]  # by split
-_Listing = tuple[tuple[str, ...], str, _Splits, dict[Path, str]]  # classes, name, splits, texts
+# classes, name, splits, texts, and the classes' other names (TinyImageNet's wnids), by index
+_Listing = tuple[tuple[str, ...], str, _Splits, dict[Path, str], tuple[str, ...]]
 
 
 @contextmanager
@@ -655,7 +668,7 @@ def _list_folder(root: Path) -> _Listing:
         )
         if not splits[split][0]:
             raise DataError(f"{directory}: no images (expected {directory}/<class>/<images>)")
-    return classes, root.name, splits, {}
+    return classes, root.name, splits, {}, ()
 
 
 def _list_tinyimagenet(root: Path) -> _Listing:
@@ -702,11 +715,12 @@ def _list_tinyimagenet(root: Path) -> _Listing:
         val_files.append(file)
         val_targets.append(index[parts[1]])
     classes = tuple(words.get(w, w) for w in wnids)
-    return classes, "tinyimagenet", {"train": train, "test": (val_files, val_targets)}, texts
+    splits = {"train": train, "test": (val_files, val_targets)}
+    return classes, "tinyimagenet", splits, texts, tuple(wnids)
 
 
 def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
-    classes, _, splits, texts = listing
+    classes, _, splits, texts, _ = listing
     digest = hashlib.sha256()
     digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
     digest.update(repr(classes).encode() + b"\0")
@@ -753,7 +767,7 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
                     raise DataError(
                         f"{root}: images differ in size ({printable(str(files[0]))} is "
                         f"{tuple(out.shape[2:])}, {printable(str(file))} "
-                        f"{tuple(image.shape[1:])}); pass image_size to resize"
+                        f"{tuple(image.shape[1:])}); pass image_size to resize (--image-size)"
                     )
                 out[index] = image
         finally:
@@ -765,7 +779,7 @@ def _decode(files: Sequence[Path], size: int | None, root: Path) -> torch.Tensor
 def _decode_cached(
     root: Path, size: int | None, listing: _Listing
 ) -> tuple[ImageDataset, ImageDataset]:
-    classes, name, splits, _ = listing
+    classes, name, splits, _, _ = listing
     fingerprint = _fingerprint(root, size, listing)
     if "RESNETLIB_CACHE_DIR" in os.environ:
         cache = Path(os.environ["RESNETLIB_CACHE_DIR"])
@@ -792,6 +806,6 @@ def _decode_cached(
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DataError(
             f"{root}: train images are {tuple(train.images.shape[2:])}, test images "
-            f"{tuple(test.images.shape[2:])}; pass image_size to resize"
+            f"{tuple(test.images.shape[2:])}; pass image_size to resize (--image-size)"
         )
     return train, test

@@ -619,11 +619,8 @@ class Trainer:
         that stopped before its first save)."""
         run = self.run_dir
         assert run is not None
-        if run.holds_run() and not restart:
-            raise RunDirectoryError(
-                f"{run.path} already holds a run (run.json); continue it with resume=True "
-                "(--resume), or choose another directory"
-            )
+        if not restart:
+            run.check_new()
         run.write_json("spec.json", self.model.spec.to_json())
         # The recipe as followed: its length, milestones and warm-up as run, so that
         # ``--recipe DIR/recipe.json`` repeats the run (resolving a plan changes nothing).

@@ -115,6 +115,23 @@ def read_metrics(
     return rows
 
 
+# The files a run writes in its directory (besides its .lock): a new run starts only where none
+# is; those after spec.json and recipe.json are its progress, which resuming without state.pt
+# would overwrite.
+_RUN_FILES = (
+    "run.json",
+    "spec.json",
+    "recipe.json",
+    "state.pt",
+    "last.pt",
+    "best.pt",
+    "final.pt",
+    "metrics.csv",
+    "steps.csv",
+    "curves.png",
+)
+
+
 class RunDirectory:
     """The files of one run in ``path``. Every write needs the lock (use it as a context
     manager, or :meth:`acquire` and :meth:`release`); reading does not."""
@@ -183,6 +200,21 @@ class RunDirectory:
         """Whether anything named ``run.json`` is here (:meth:`read_info` reads or refuses it)."""
         return os.path.lexists(self.info_path)
 
+    def check_new(self) -> None:
+        """Raise :class:`RunDirectoryError` unless a new run may start here: no file a run
+        writes (``run.json``, ``final.pt``, ``metrics.csv``, ...) is here to be overwritten."""
+        found = next((name for name in _RUN_FILES if os.path.lexists(self.path / name)), None)
+        if found == "run.json":
+            raise RunDirectoryError(
+                f"{self.path} already holds a run (run.json): continue it with --resume "
+                "(resume=True), or choose another --out"
+            )
+        if found is not None:
+            raise RunDirectoryError(
+                f"{self.path / found}: a new run would overwrite it (a run writes {found}); "
+                "choose another --out, or delete it"
+            )
+
     def resume_state(self) -> dict[str, Any] | None:
         """The saved state (:meth:`read_state`), or ``None`` for a run stopped before its first
         save; no run here, or progress without ``state.pt``, is a :class:`RunDirectoryError`."""
@@ -190,8 +222,7 @@ class RunDirectory:
             return self.read_state()
         if not self.holds_run():
             raise RunDirectoryError(f"{self.path}: nothing to resume (no run.json or state.pt)")
-        progress = ("last.pt", "best.pt", "final.pt", "metrics.csv", "steps.csv")
-        files = [name for name in progress if os.path.lexists(self.path / name)]
+        files = [name for name in _RUN_FILES[3:] if os.path.lexists(self.path / name)]
         if files:
             weights = " (last.pt keeps its latest weights)" if "last.pt" in files else ""
             raise RunDirectoryError(
