@@ -235,6 +235,9 @@ def test_a_head_assigned_the_torchvision_way_is_the_models(tmp_path: Path) -> No
     assert model(x).shape == (2, 16)
     model.fc = nn.Sequential(nn.Linear(16, 5))  # not a head resnetlib can describe
     assert model.num_classes == 0
+    model.reset_classifier(0, global_pool="")  # unpooled: no linear head fits, none is taken
+    model.fc = nn.Linear(16, 5)
+    assert model.num_classes == 0
 
 
 def test_reset_classifier_follows_the_dtype() -> None:

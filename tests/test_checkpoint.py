@@ -132,7 +132,10 @@ def test_truncated_file(saved: tuple[rl.ResNet, Path]) -> None:
         rl.load(path)
 
 
-@pytest.mark.parametrize("content", [b"epoch,iteration\n1,2\n", b"hello\n"])
+# steps.csv begins with "i", a pickle opcode: it was called a file of Python objects
+@pytest.mark.parametrize(
+    "content", [b"epoch,iteration\n1,2\n", b"hello\n", b"iteration,lr\n1,0.1\n"]
+)
 def test_a_file_of_no_weights_format_is_named_so(tmp_path: Path, content: bytes) -> None:
     """A CSV or text file was "not a readable torch file: IndexError: pop from empty list":
     the unpickler's own error, not what the file is."""

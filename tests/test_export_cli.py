@@ -198,7 +198,8 @@ def test_a_model_export_cannot_capture_is_one_line(form: str, tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr[:2000]
-    assert "torch.export cannot capture this model (GuardOnDataDependentSymNode:" in done.stderr
+    assert "resnetlib export: error: cannot export" in done.stderr
+    assert "(GuardOnDataDependentSymNode: Could not guard on data-dependent" in done.stderr
     assert not (tmp_path / f"x.{form}").exists()
 
 

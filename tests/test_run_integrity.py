@@ -234,3 +234,19 @@ def test_best_pt_is_written_before_the_state_that_records_it(
     code, _, err = run([*argv, *FAST], capsys)
     assert code == 0, err
     assert written.index("best.pt") < written.index("state.pt")
+
+
+def test_record_differences_name_the_nested_field_and_miss_nothing() -> None:
+    """A nested record named the field that differs; where the inner fields agree but for a
+    key one lacks and the other holds as None, the whole value is named (not "no difference")."""
+    from resnetlib.train.run_dir import record_differences
+
+    run = {"data": {"path": "/d", "seed": 0}, "classes": ["a", "b"]}
+    assert record_differences(run, {**run, "data": {"path": "/d", "seed": 1}}, ["data"]) == [
+        "data.seed: the run's 0, now 1"
+    ]
+    lacking = {"data": {"path": "/d", "seed": 0, "image_size": None}}
+    assert record_differences(run, lacking, ["data"]) == [
+        f"data: the run's {run['data']!r}, now {lacking['data']!r}"
+    ]
+    assert record_differences(run, dict(run), ["data", "classes"]) == []

@@ -531,6 +531,26 @@ def test_a_recipe_files_length_scales_the_schedule_as_the_flag_does(
         plans.append(json.loads((tmp_path / name / "recipe.json").read_text()))
     assert (plans[0]["iterations"], plans[0]["milestones"]) == (4, [2, 3])
     assert plans[0] == plans[1]
+    # a warm-up cap the file gives counts in its length, as the flag's does; and a length in
+    # epochs scales the paper's milestones (counted in iterations) too, from a file or flags
+    (tmp_path / "capped.json").write_text(
+        json.dumps({"iterations": 4, "warmup_max_iterations": 4, "val_size": 0})
+    )
+    argv = ["train", *small[:-1], str(tmp_path / "capped.json")]
+    assert run([*argv, "--out", str(tmp_path / "capped")], capsys)[0] == 0
+    capped = json.loads((tmp_path / "capped" / "recipe.json").read_text())
+    assert (capped["iterations"], capped["warmup_max_iterations"]) == (4, 4)
+    (tmp_path / "epochs.json").write_text(json.dumps({"epochs": 2, "val_size": 0}))
+    for name, extra in (
+        ("epochs-file", ["--recipe", str(tmp_path / "epochs.json")]),
+        ("epochs-flags", ["--recipe", "paper", "--epochs", "2", "--warmup-max-iterations", "3"]),
+    ):
+        argv = ["train", "resnet20", "--widths", "4,8,16", *FAST, *extra]
+        code, _, err = run([*argv, "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        plan = json.loads((tmp_path / name / "recipe.json").read_text())
+        per_epoch = plan["iterations"] // 2
+        assert plan["milestones"] == [per_epoch, 2 * per_epoch], name  # not 64000, 96000
 
 
 def test_a_runs_recipe_json_repeats_its_split(

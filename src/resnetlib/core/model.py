@@ -369,7 +369,8 @@ class ResNet(StagedNet):
         super().__setattr__(name, value)
         if name != "fc" or "spec" not in self.__dict__:  # not while building
             return
-        if isinstance(value, nn.Linear) and value.in_features == self.head_hidden_size:
+        linear = isinstance(value, nn.Linear) and bool(self.global_pool)  # a pooled model's
+        if linear and value.in_features == self.head_hidden_size:
             num_classes = value.out_features
         elif isinstance(value, nn.Identity):
             num_classes = 0

@@ -70,9 +70,9 @@ def quiet() -> Iterator[None]:
 
 @contextmanager
 def capturing(what: str) -> Iterator[None]:
-    """A failure of torch's exporters to capture the model as one line: a ``ValueError``
-    naming ``what`` could not be done, the first cause's type and first line (not the
-    partial graph torch prints to stderr, nor the ONNX exporter's wrapping of the cause)."""
+    """A failure of torch's exporters as one line: a ``ValueError`` saying ``what`` could not
+    be done, with the first cause's type and first line (not the partial graph torch prints
+    to stderr, nor the ONNX exporter's wrapping of the cause)."""
     try:
         with redirect_stderr(io.StringIO()):
             yield
@@ -81,8 +81,7 @@ def capturing(what: str) -> Iterator[None]:
         while cause.__cause__ is not None:
             cause = cause.__cause__
         raise ValueError(
-            f"cannot {what}: torch.export cannot capture this model "
-            f"({type(cause).__name__}: {first_line(cause, 300)})"
+            f"cannot {what} ({type(cause).__name__}: {first_line(cause, 300)})"
         ) from error
 
 
@@ -182,7 +181,7 @@ def export_program(
             torch.export could not keep height and width dynamic.
     """
     x = _example(model, trace_size(model, input_size, dynamic_size=dynamic_size))
-    with evaluating(model), quiet(), capturing("export"):
+    with evaluating(model), quiet(), capturing("export: torch.export cannot capture this model"):
         program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(dynamic_size))
     if dynamic_size:
         _check_dynamic(program, x, smallest_side(model))

@@ -209,7 +209,7 @@ def prepare_and_convert(
                 f"this torchao has no PT2E x86 quantizer ({error}); upgrade torchao: "
                 'pip install "resnetlib[quantize]"'
             ) from error
-        with capturing("quantize"):
+        with capturing("quantize: torch.export cannot capture this model"):
             exported = torch.export.export(
                 folded, (example,), dynamic_shapes=dynamic_shapes(dynamic_size), strict=True
             ).module()

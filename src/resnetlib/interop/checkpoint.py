@@ -224,14 +224,15 @@ def _read(path: PathLike) -> object:
         try:
             return torch.load(file, map_location="cpu", weights_only=True)
         except (*TORCH_READ_ERRORS, OSError) as error:
-            reason = str(error)
-            if "Weights only load failed" in reason:
+            reason, torch_file = str(error), head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
+            content = _refused_content(reason) if "Weights only load failed" in reason else ""
+            if content and (torch_file or content.startswith("it asks for")):  # code, or objects
                 raise CheckpointError(
                     f"{path}: refused: the file holds Python objects other than tensors and "
                     "plain data, and resnetlib reads files with torch.load(weights_only=True) so "
-                    f"that no code from a file ever runs ({_refused_content(reason)})"
+                    f"that no code from a file ever runs ({content})"
                 ) from None
-            if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # neither zip nor pickle
+            if not torch_file:  # neither zip nor a pickle of protocol 2 or later: text, say
                 raise CheckpointError(
                     f"{printable(path)}: not a checkpoint, state dict or ONNX file (none of "
                     "torch's, safetensors' or ONNX's formats); give a checkpoint resnetlib.save "

@@ -200,16 +200,9 @@ def _source(source: str, state_dict: Mapping[str, Any]) -> tuple[str, StateDict]
 
 
 def layout_options(source: str, state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """The model overrides weights in layout ``source`` need: their classifier's
-    ``num_classes`` (a head of another width is kept, as a resnetlib checkpoint's is, not
-    replaced by a random one) and the layout's own (akamaster's: their shortcut)."""
+    """The model overrides weights in layout ``source`` need (akamaster's: their shortcut)."""
     _check_layout("source", source, allow_auto=False)
-    layout, flat = STATE_DICT_LAYOUTS[source], unwrap_state_dict(state_dict)
-    options = layout.model_options(flat)
-    head = layout.to_resnetlib(flat).get("fc.weight")
-    if isinstance(head, torch.Tensor) and head.dim() == 2:
-        options["num_classes"] = head.shape[0]
-    return options
+    return STATE_DICT_LAYOUTS[source].model_options(unwrap_state_dict(state_dict))
 
 
 def detect_source(state_dict: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from ..core.data_config import set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..interop.checkpoint import Checkpoint, CheckpointError, read_weights_file
-from ..interop.convert import detect_source, layout_options, load_weights
+from ..interop.convert import convert_state_dict, detect_source, layout_options, load_weights
 
 __all__ = ["checkpoint_model", "model_from_file"]
 
@@ -58,7 +58,11 @@ def model_from_file(
         )
     if source == "auto":
         source = detect_source(contents)
-    model = factory(**{**layout_options(source, contents), **overrides})
+    options = layout_options(source, contents)
+    head = convert_state_dict(contents, source=source).get("fc.weight")
+    if isinstance(head, torch.Tensor) and head.dim() == 2:  # the file's head kept, not replaced
+        options["num_classes"] = head.shape[0]  # by a random one (as a checkpoint's is)
+    model = factory(**{**options, **overrides})
     load_weights(model, contents, source=source, strict=True)
     return model
 

@@ -356,15 +356,16 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
             raise UsageError(
                 f"--recipe {choice}: expected a JSON object; got {type(value).__name__}"
             )
-        length = [unit for unit in _LENGTH if value.get(unit) is not None]
-        if len(length) == 1 and "milestones" not in value:
-            # a length without milestones is held as --iterations/--epochs is (unless they are
-            # given): the recipe's milestones and warm-up cap scale with it (a run's
-            # recipe.json has milestones of its own)
-            if all(getattr(args, unit, None) is None for unit in _LENGTH):
-                setattr(args, length[0], value[length[0]])
-            value = {key: item for key, item in value.items() if key not in _LENGTH}
+        length = {unit: value[unit] for unit in _LENGTH if value.get(unit) is not None}
+        own = {key: value[key] for key in _IN_LENGTH_UNITS if key in value}
         try:
+            if len(length) == 1 and "milestones" not in own:
+                # a length without milestones, as --iterations/--epochs give one: the paper's
+                # milestones (and warm-up cap, unless the file's) scale to it; a run's
+                # recipe.json has milestones of its own
+                rest = {k: v for k, v in value.items() if k not in (*_LENGTH, *own)}
+                recipe = _with_length(Recipe.from_dict(rest), length)
+                value = {**recipe.to_dict(), **own}
             recipe, label = Recipe.from_dict(value), f"recipe {path}"
         except (ValueError, TypeError) as error:
             raise UsageError(f"--recipe {choice}: {error}") from None
@@ -392,13 +393,12 @@ def _with_flags(recipe: Any, args: argparse.Namespace) -> Any:
 def _with_length(recipe: Any, length: dict[str, int]) -> Any:
     """``recipe`` with ``length`` (``{"iterations": N}`` or ``{"epochs": N}``) as its own, so
     that milestones and a warm-up cap given with it are not scaled; the recipe's own are
-    scaled to it first where the units agree."""
+    first scaled to it, in proportion (in the length's unit)."""
     ((unit, total),) = length.items()
-    if getattr(recipe, unit) is not None:
-        plan = recipe.resolved(1, **length)  # one batch an epoch: scaled in the recipe's unit
-        recipe = dataclasses.replace(
-            recipe, milestones=plan.milestones, warmup_max_iterations=plan.warmup_max_iterations
-        )
+    plan = recipe.resolved(1, **length)  # one batch an epoch: in proportion, in either unit
+    recipe = dataclasses.replace(
+        recipe, milestones=plan.milestones, warmup_max_iterations=plan.warmup_max_iterations
+    )
     other = "epochs" if unit == "iterations" else "iterations"
     return dataclasses.replace(recipe, **{unit: total, other: None})
 
