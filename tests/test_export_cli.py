@@ -45,6 +45,23 @@ def test_onnx(tmp_path: Path) -> None:
     assert logits.shape == (3, 10)
 
 
+def test_a_backbones_onnx_outputs_are_named_after_its_maps(tmp_path: Path) -> None:
+    """A features-only export named its first map "output" and the others by torch's nodes."""
+    ort = pytest.importorskip("onnxruntime")
+    from resnetlib.deploy.export import export_onnx
+
+    backbone = rl.create_model("resnet20", features_only=True, out_indices=(1, 3)).eval()
+    export_onnx(backbone, tmp_path / "maps.onnx", (3, 16, 16))
+    session = ort.InferenceSession(str(tmp_path / "maps.onnx"), providers=["CPUExecutionProvider"])
+    assert [output.name for output in session.get_outputs()] == ["layer1", "layer3"]
+    x = torch.randn(2, 3, 16, 16)
+    maps = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        expected = backbone(x)
+    for got, want in zip(maps, expected, strict=True):
+        torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

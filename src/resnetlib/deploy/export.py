@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..common import PathLike, evaluating, first_line
+from ..core.features import ResNetFeatures
 from ..files import atomic_path
 from ..limits import MAX_IMAGE_SIDE
 from ..validate import check_input_size, is_int
@@ -218,7 +219,8 @@ def export_onnx(
     dynamic_size: bool = False,
     calibration: Iterable[Any] | None = None,
 ) -> None:
-    """Write ``model`` as ONNX to ``path``, input ``"input"``, its contract in
+    """Write ``model`` as ONNX to ``path``, input ``"input"`` (a features-only backbone's
+    outputs named by default after the modules whose maps they are), its contract in
     ``metadata_props`` (its ``input_size`` the traced one, unless ``dynamic_size``); a failed
     write leaves the previous file. With ``calibration`` (as
     :func:`resnetlib.deploy.quantize` takes it) the file is int8 in QDQ form, traced at the
@@ -230,6 +232,8 @@ def export_onnx(
     from .quantize import prepare_and_convert
 
     require(ONNX_PACKAGES, "ONNX export")
+    if isinstance(model, ResNetFeatures) and tuple(output_names) == ("output",):
+        output_names = model.feature_info.module_name()  # layer2, ...: not "output" for one
     size = trace_size(model, input_size, dynamic_size=dynamic_size)  # checked first
     metadata = export_metadata(model, None if dynamic_size else size)  # before the trace
     exported: nn.Module = model
