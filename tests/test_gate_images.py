@@ -187,6 +187,55 @@ def test_a_non_square_size_is_covered_keeping_the_aspect_then_centre_cropped(
     )
 
 
+def test_squash_stretches_the_whole_image_or_its_central_crop_pct(tmp_path: Path) -> None:
+    """crop_mode="squash" (how load_data resizes) keeps the whole image, stretched; with
+    crop_pct its central fraction in each direction."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (12, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    whole = decode_image(tmp_path / "wide.png", size=(6, 6), crop_mode="squash")
+    assert torch.equal(whole, decode_image(tmp_path / "wide.png", size=(6, 6)))
+    kept = decode_image(
+        tmp_path / "wide.png",
+        size=(6, 12),
+        crop_pct=0.5,
+        crop_mode="squash",
+        interpolation="nearest",
+    )
+    assert torch.equal(kept, torch.from_numpy(pixels[3:9, 6:18]).permute(2, 0, 1))
+    with pytest.raises(ValueError, match="crop_mode must be one of center, squash; got 'border'"):
+        decode_image(tmp_path / "wide.png", size=(6, 6), crop_mode="border")
+    with pytest.raises(ValueError, match="crop_mode must be one of center, squash or border"):
+        check_data_config({"crop_mode": "diagonal"})
+
+
+def test_a_model_trained_on_a_folder_is_fed_by_predict_as_it_trained(tmp_path: Path) -> None:
+    """fit() stretches non-square images to the size it trains at; predict's reader cropped
+    their centre instead (the run's data config said "center"), so a wide image whose class
+    lies at its edge was another picture to the model. The run records crop_mode "squash"."""
+    from resnetlib.deploy.preprocess import read_images
+    from resnetlib.train import DIGITS, fit, load_data
+
+    for split in ("train", "test"):
+        for label, value in (("a", 255), ("b", 0)):
+            (tmp_path / split / label).mkdir(parents=True)
+            for index in range(4):
+                pixels = np.zeros((10, 40, 3), dtype=np.uint8)
+                pixels[:, : 10 * (index % 2 + 1)] = value  # a stripe at the left edge
+                Image.fromarray(pixels).save(tmp_path / split / label / f"{index}.png")
+    data = load_data(tmp_path, image_size=8)
+    model = rl.resnet20(widths=(4, 8, 16), num_classes=2)
+    recipe = DIGITS.__class__(**{**DIGITS.to_dict(), "augment": None, "batch_size": 4})
+    fit(model, data, recipe, iterations=1, progress=False, statistics="data")
+    config = model.pretrained_cfg
+    assert config["crop_mode"] == "squash"
+    files = sorted((tmp_path / "test").glob("*/*.png"))
+    read = read_images(files, config)
+    mean = torch.tensor(config["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(config["std"]).view(1, -1, 1, 1)
+    torch.testing.assert_close(read, (data.test.images / 255 - mean) / std)
+
+
 def test_images_are_converted_by_their_true_range(tmp_path: Path) -> None:
     rgb = _photo(0)
     grey = np.asarray(Image.fromarray(rgb).convert("L"))

@@ -378,6 +378,38 @@ def test_image_folder_decodes_exactly_and_caches(
     assert torch.equal(load_data(root).train.images[0], torch.from_numpy(replaced).permute(2, 0, 1))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes: Linux's")
+def test_names_that_are_not_utf8_load(tmp_path: Path, cache_dir: Path) -> None:
+    """A file or class folder whose name is not UTF-8 stopped the load with a raw
+    UnicodeEncodeError naming no file (the cache's fingerprint encoded the name)."""
+    rng = np.random.default_rng(0)
+    odd = os.fsdecode(b"lat\xe9")  # the surrogate Python gives a byte that is not UTF-8
+    for split in ("train", "test"):
+        for label in ("a", odd):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for index in range(2):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{odd}{index}.png")
+    data = load_data(tmp_path)
+    assert data.classes == ("a", odd)
+    assert data.sizes() == {"train": 4, "val": 0, "test": 4}
+    assert torch.equal(load_data(tmp_path).train.images, data.train.images)  # from the cache
+
+
+def test_every_format_the_decoder_reads_is_listed(tmp_path: Path, cache_dir: Path) -> None:
+    """.ppm and .tga files (formats the decoder and predict read) were skipped silently."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label, suffix in (("a", ".ppm"), ("b", ".TGA"), ("c", ".pgm")):
+            (tmp_path / split / label).mkdir(parents=True)
+            pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / split / label / f"x{suffix}", format=None)
+    data = load_data(tmp_path)
+    assert data.classes == ("a", "b", "c")
+    assert data.sizes() == {"train": 3, "val": 0, "test": 3}
+
+
 def test_image_folder_sizes(tmp_path: Path, cache_dir: Path) -> None:
     root = tmp_path / "mixed"
     _png(root / "train" / "a" / "1.png", 0, size=8)

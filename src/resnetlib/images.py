@@ -18,7 +18,9 @@ from .files import open_regular
 from .limits import MAX_ASPECT, MAX_DOWNSCALE, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MIN_CROP_PCT
 
 __all__ = [
+    "CROP_MODES",
     "IMAGE_FORMATS",
+    "IMAGE_SUFFIXES",
     "INTERPOLATIONS",
     "ImageError",
     "bombs_refused",
@@ -27,9 +29,16 @@ __all__ = [
 ]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA")
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
+)
+"""The file names an image folder's listing takes (lower case): those of ``IMAGE_FORMATS``."""
 """The Pillow formats decoded; others (EPS, PDF, ...) are refused unopened."""
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+CROP_MODES = ("center", "squash")
+"""How ``crop_pct`` crops (timm's ``crop_mode``): keeping the aspect, or stretching the image."""
 """The resampling filters :func:`decode_image` takes."""
 
 _GREY = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -69,6 +78,7 @@ def decode_image(
     channels: int = 3,
     size: tuple[int, int] | None = None,
     crop_pct: float | None = None,
+    crop_mode: str = "center",
     interpolation: str = "bilinear",
     max_pixels: int | None = None,
     dtype: torch.dtype = torch.uint8,
@@ -81,9 +91,10 @@ def decode_image(
     ``size`` is the output (height, width), else the native size: the whole image resized to
     it, or with ``crop_pct`` scaled (keeping its aspect) to cover ``size / crop_pct`` (for a
     square size: the shorter side to ``H / crop_pct``) and the centre kept (timm's eval
-    transform). The header is checked first: at most ``max_pixels``
-    (default :func:`pixel_limit` of the resize), an aspect ratio of at most ``MAX_ASPECT``, a
-    format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
+    transform); ``crop_mode="squash"`` stretches it to ``size / crop_pct`` instead (how
+    :func:`resnetlib.train.load_data` resizes images). The header is checked first: at most
+    ``max_pixels`` (default :func:`pixel_limit` of the resize), an aspect ratio of at most
+    ``MAX_ASPECT``, a format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
 
     Raises:
         ValueError: a bad ``channels``, ``interpolation``, ``size`` or ``crop_pct``.
@@ -94,6 +105,8 @@ def decode_image(
         raise ValueError(f"channels must be 1 or 3; got {channels!r}")
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}")
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}; got {crop_mode!r}")
     name = printable(path)
     target = _target(size, crop_pct)  # size and crop_pct checked before the file is opened
     limit = pixel_limit(target) if max_pixels is None else max_pixels
@@ -111,7 +124,7 @@ def decode_image(
             _check_header(image.size, limit, image_module.MAX_IMAGE_PIXELS, context)
             pixels = _convert(image, channels)
             resample = getattr(image_module.Resampling, interpolation.upper())
-            pixels = _resize(pixels, size, crop_pct, resample)
+            pixels = _resize(pixels, size, crop_pct, resample, crop_mode == "squash")
             return _tensor(pixels, channels, dtype)
     except _RefusedError as refused:
         raise error(f"{name}: {refused}") from None
@@ -192,12 +205,18 @@ def _convert(image: Any, channels: int) -> Any:
     return rgb if channels == 3 else rgb.convert("L")
 
 
-def _resize(image: Any, size: tuple[int, int] | None, crop_pct: float | None, resample: Any) -> Any:
+def _resize(
+    image: Any, size: tuple[int, int] | None, crop_pct: float | None, resample: Any, squash: bool
+) -> Any:
     if size is None:
         return image
     height, width = size
-    if crop_pct is None:
+    if crop_pct is None or (squash and crop_pct == 1):
         return image if image.size == (width, height) else image.resize((width, height), resample)
+    if squash:  # stretched to (height, width) / crop_pct, the centre (height, width) kept
+        left, top = image.width * (1 - crop_pct) / 2, image.height * (1 - crop_pct) / 2
+        kept = (left, top, image.width - left, image.height - top)
+        return image.resize((width, height), resample, box=kept)
     # Scaled, keeping its aspect, to cover (height, width) / crop_pct (timm's ResizeKeepRatio;
     # for a square size, the shorter side to height / crop_pct); the centre (height, width) of
     # that resize, made from that region alone (nothing larger)

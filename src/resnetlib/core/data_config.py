@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..images import INTERPOLATIONS
+from ..images import CROP_MODES, INTERPOLATIONS
 from ..limits import (
     MAX_CLASSES,
     MAX_IMAGE_SIDE,
@@ -152,8 +152,9 @@ def check_data_config(
     config: Mapping[str, Any], *, where: str = "pretrained_cfg"
 ) -> dict[str, Any]:
     """``config`` as a new dict, its ``num_classes``, ``input_size``, ``mean``/``std``,
-    ``crop_pct``, ``interpolation`` and ``label_names`` checked within :mod:`resnetlib.limits`
-    (the one validator of a data configuration); tuple-valued keys come back as tuples.
+    ``crop_pct``, ``crop_mode``, ``interpolation`` and ``label_names`` checked within
+    :mod:`resnetlib.limits` (the one validator of a data configuration); tuple-valued keys
+    come back as tuples.
 
     Raises:
         ValueError: naming ``where``, the key, the value and what is allowed.
@@ -186,6 +187,10 @@ def check_data_config(
                 f"{where} crop_pct {crop} asks to resize to {max(height, width) / crop:,.0f} "
                 f"pixels a side, more than resnetlib's {MAX_IMAGE_SIDE:,} (resnetlib.limits)"
             )
+    mode = checked.get("crop_mode")
+    if mode is not None and mode not in (*CROP_MODES, "border"):  # timm's; border: not read
+        rule = f"must be one of {', '.join(CROP_MODES)} or border"
+        raise refusal(f"{where} crop_mode", rule, mode)
     interpolation = checked.get("interpolation")
     if interpolation is not None and interpolation not in INTERPOLATIONS:
         rule = f"must be one of {', '.join(INTERPOLATIONS)}"

@@ -26,6 +26,7 @@ CONFIG_KEYS = (
     "std",
     "interpolation",
     "crop_pct",
+    "crop_mode",
     "label_names",
 )
 """The ``pretrained_cfg`` entries an export carries (those that say how to feed it)."""

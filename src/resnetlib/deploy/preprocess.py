@@ -66,6 +66,7 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
                 channels=channels,
                 size=(height, width),
                 crop_pct=float(checked.get("crop_pct") or 1.0),
+                crop_mode=str(checked.get("crop_mode") or "center"),
                 interpolation=str(checked.get("interpolation") or "bilinear"),
                 dtype=torch.float32,
             )
@@ -76,7 +77,8 @@ def _reader(checked: Mapping[str, Any]) -> Callable[[PathLike], torch.Tensor]:
 
 def read_images(paths: Iterable[PathLike], config: Mapping[str, Any]) -> torch.Tensor:
     """Decode ``paths`` to one N x C x H x W float tensor as ``config`` (a ``pretrained_cfg``)
-    says: channels, resize and centre crop (``crop_pct``), then per-channel normalization.
+    says: channels, resize and centre crop (``crop_pct``, ``crop_mode``), then per-channel
+    normalization.
 
     Raises:
         ValueError: ``config`` fails ``check_data_config``; or a file is not an image, or is

@@ -48,7 +48,7 @@ from ..files import (
     read_bytes,
     read_text,
 )
-from ..images import bombs_refused, decode_image, pixel_limit
+from ..images import IMAGE_SUFFIXES, bombs_refused, decode_image, pixel_limit
 from ..limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_PICKLE_BYTES
 from ..limits import MAX_DOWNSCALE as MAX_DOWNSCALE  # re-exported from their old home
 from ..limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
@@ -74,7 +74,6 @@ DATA_LAYOUTS = (
 
 _TEST_FOLDERS = ("val", "valid", "test")  # an image folder's held-out split, first found
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train / 297 test
 _CACHE_VERSION = 3  # bump when decoding or the cache's contents change
 
@@ -724,9 +723,10 @@ def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
     digest = hashlib.sha256()
     digest.update(f"version {_CACHE_VERSION}\0size {size}\0".encode())
     digest.update(repr(classes).encode() + b"\0")
-    for path, text in texts.items():
+    for path, text in texts.items():  # a name that is not UTF-8 is hashed as its bytes
         content = text.encode()
-        digest.update(f"{path.relative_to(root)}\0{len(content)}\0".encode() + content)
+        name = f"{path.relative_to(root)}\0{len(content)}\0"
+        digest.update(name.encode("utf-8", "surrogateescape") + content)
     for split in sorted(splits):
         files, targets = splits[split]
         digest.update(f"\0split {split} {len(files)}\n".encode())
@@ -735,7 +735,7 @@ def _fingerprint(root: Path, size: int | None, listing: _Listing) -> str:
                 stat = file.stat()
             digest.update(
                 f"{file.relative_to(root)}\0{target}\0{stat.st_size}\0{stat.st_mtime_ns}\0"
-                f"{stat.st_ctime_ns}\0{stat.st_ino}\n".encode()
+                f"{stat.st_ctime_ns}\0{stat.st_ino}\n".encode("utf-8", "surrogateescape")
             )
     return digest.hexdigest()
 

@@ -502,6 +502,7 @@ class Trainer:
             "input_size": data.image_shape,
             "pool_size": (math.ceil(height / reduction), math.ceil(width / reduction)),
             "crop_pct": 1.0,
+            "crop_mode": "squash",  # load_data resizes whole images, stretching other aspects
             "num_classes": model.num_classes,
             "label_names": list(data.classes),
         }
