@@ -83,6 +83,34 @@ def test_reproduce_degradation_names_all_it_writes(
     assert f"outputs in {tmp_path}/ ({named}, a run directory per model)" in stdout
 
 
+def test_evaluate_on_other_data_feeds_a_run_at_the_size_it_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """evaluate --data FOLDER read the images at their own size and refused ("load the data
+    with --image-size 8"), though the checkpoint says the size it trained at."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (tmp_path / "f" / split / label).mkdir(parents=True)
+            for index in range(3):
+                shade = (index * 60 + (label == "a") * 40,) * 3
+                Image.new("RGB", (12, 12), shade).save(
+                    tmp_path / "f" / split / label / f"{index}.png"
+                )
+    argv = ["train", "resnet20", "--widths", "4,8,16", "--data", str(tmp_path / "f")]
+    argv += ["--image-size", "8", "--iterations", "1", "--batch-size", "2", "--val-size", "0"]
+    assert run([*argv, "--no-progress", "--out", str(tmp_path / "r")], capsys)[0] == 0
+    final = str(tmp_path / "r" / "final.pt")
+    code, own, err = run(["evaluate", final, "--data", str(tmp_path / "f")], capsys)
+    assert code == 0, err
+    code, sized, err = run(
+        ["evaluate", final, "--data", str(tmp_path / "f"), "--image-size", "8"], capsys
+    )
+    assert code == 0, err
+    assert own == sized
+
+
 def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code, stdout, _ = run(

@@ -772,6 +772,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         candidate = RunDirectory(Path(named).parent)
         run = candidate if candidate.holds_run() else None
     if args.data is not None:
+        config = getattr(model, "pretrained_cfg", None) or {}
+        side = (config.get("input_size") or (0, 0, 0))[1:]
+        if args.image_size is None and config.get("crop_mode") == "squash" and side[0] == side[1]:
+            args.image_size = side[0]  # as fit trained it: load_data's resize, at its size
         data = _load(args, model=model)
     elif run is not None:
         source = run.read_info(own=False)["data"]  # an input: evaluate writes no run
