@@ -29,17 +29,17 @@ __all__ = [
 ]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM", "TGA")
+"""The Pillow formats decoded; others (EPS, PDF, ...) are refused unopened."""
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp"}
     | {".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
 )
 """The file names an image folder's listing takes (lower case): those of ``IMAGE_FORMATS``."""
-"""The Pillow formats decoded; others (EPS, PDF, ...) are refused unopened."""
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+"""The resampling filters :func:`decode_image` takes."""
 CROP_MODES = ("center", "squash")
 """How ``crop_pct`` crops (timm's ``crop_mode``): keeping the aspect, or stretching the image."""
-"""The resampling filters :func:`decode_image` takes."""
 
 _GREY = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
@@ -97,7 +97,8 @@ def decode_image(
     ``MAX_ASPECT``, a format of :data:`IMAGE_FORMATS`. ``context`` ends a refusal's message.
 
     Raises:
-        ValueError: a bad ``channels``, ``interpolation``, ``size`` or ``crop_pct``.
+        ValueError: a bad ``channels``, ``interpolation``, ``size``, ``crop_pct`` or
+            ``crop_mode``.
         error: (default :class:`ImageError`) the file is not a regular file, not readable,
             not an image, or refused by a bound; one line naming the file.
     """
