@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,15 +45,10 @@ def checkpoint_modules(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.T
     recomputation is traced, its buffer updates dropped: no ``context_fn`` (Dynamo takes none
     made here)."""
     run = nn.Sequential(*modules)
-    if torch.compiler.is_compiling():
-        traced: torch.Tensor = checkpoint(run, x, use_reentrant=False)
-        return traced
-    out: torch.Tensor = checkpoint(
-        run,
-        x,
-        use_reentrant=False,
-        context_fn=lambda: (nullcontext(), no_running_stat_updates(run)),
-    )
+    options: dict[str, Any] = {}
+    if not torch.compiler.is_compiling():
+        options["context_fn"] = lambda: (nullcontext(), no_running_stat_updates(run))
+    out: torch.Tensor = checkpoint(run, x, use_reentrant=False, **options)
     return out
 
 

@@ -194,7 +194,8 @@ def prepare_and_convert(
                 "dynamic_size=True"
             )
     check_quantize_support()
-    folded = _float_model(model)  # a batch of at least two: export would specialize a batch of one
+    folded = _float_model(model)
+    # a batch of at least two: export would specialize a batch of one
     example = first if first.shape[0] > 1 else torch.cat([first, first])
     reduce_range = not getattr(torch.cpu, "_is_vnni_supported", lambda: True)()
     with quiet(), torch.no_grad():

@@ -364,9 +364,10 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
                 # milestones (and warm-up cap, unless the file's) scale to it; a run's
                 # recipe.json has milestones of its own
                 rest = {k: v for k, v in value.items() if k not in (*_LENGTH, *own)}
-                recipe = _with_length(Recipe.from_dict(rest), length)
-                value = {**recipe.to_dict(), **own}
-            recipe, label = Recipe.from_dict(value), f"recipe {path}"
+                recipe = dataclasses.replace(_with_length(Recipe.from_dict(rest), length), **own)
+            else:
+                recipe = Recipe.from_dict(value)
+            label = f"recipe {path}"
         except (ValueError, TypeError) as error:
             raise UsageError(f"--recipe {choice}: {error}") from None
     return _with_flags(recipe, args), label

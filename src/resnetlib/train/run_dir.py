@@ -371,8 +371,8 @@ def record_differences(
         if mine == theirs:
             continue
         if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
-            keys = dict.fromkeys([*mine, *theirs])
-            if inner := record_differences(mine, theirs, keys, f"{within}{key}."):
+            both = dict.fromkeys([*mine, *theirs])
+            if inner := record_differences(mine, theirs, both, f"{within}{key}."):
                 differ += inner
                 continue  # else they differ in a key one lacks and the other holds as None
         differ.append(f"{within}{key}: the run's {_short(mine)}, now {_short(theirs)}")
