@@ -111,6 +111,22 @@ def test_evaluate_on_other_data_feeds_a_run_at_the_size_it_trained(
     assert own == sized
 
 
+def test_evaluate_says_top5_only_of_more_than_five_classes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On three classes every image is right in the top five: evaluate printed "top-5
+    accuracy 100.00%" as if it meant something."""
+    few = ["evaluate", "resnet20", "--data", "digits", "--image-size", "32", "--widths", "4,8,16"]
+    code, stdout, _ = run([*few, "--classes", "0,1,2", "--num-classes", "3"], capsys)
+    assert code == 0
+    assert "top-1 accuracy" in stdout
+    assert "on 88 images" in stdout
+    assert "top-5" not in stdout
+    code, stdout, _ = run([*few, "--classes", "0,1,2,3,4,5", "--num-classes", "6"], capsys)
+    assert code == 0
+    assert "top-5 accuracy" in stdout
+
+
 def test_train_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code, stdout, _ = run(

@@ -793,10 +793,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, data, device, split=args.split)
     if exported is None:  # said with the result, not beside a refusal
         note_random_weights(args)
+    top5 = (  # on five classes or fewer, every image is right in the top five
+        f", top-5 accuracy {100 * result.top5_accuracy:.2f}% (error {100 * result.top5_error:.2f}%)"
+        if len(data.classes) > 5
+        else ""
+    )
     print(
         f"{args.split}: top-1 accuracy {100 * result.accuracy:.2f}% (error "
-        f"{100 * result.error:.2f}%), top-5 accuracy {100 * result.top5_accuracy:.2f}% (error "
-        f"{100 * result.top5_error:.2f}%), loss {result.loss:.4f}, on {result.count:,} images "
+        f"{100 * result.error:.2f}%){top5}, loss {result.loss:.4f}, on {result.count:,} images "
         f"of {data.test.name}; model {named}"
     )
     return 0
