@@ -81,6 +81,26 @@ FAMILY_CASES = {
 }
 
 
+@pytest.mark.parametrize("side", [14, 15])
+def test_option_a_quantizes_at_sizes_not_a_multiple_of_four(
+    trained: tuple[rl.ResNet, torch.Tensor, torch.Tensor, torch.Tensor], side: int
+) -> None:
+    """Option A's zero-padded shortcut reached oneDNN's fused sum in a layout it refuses at
+    such sizes ("For post op sum, accum tensor must be contiguous"), and a channels-last
+    model (as fit trains on the CPU) traced guards tying a dynamic size to the calibration's
+    ("Guard failed")."""
+    model, calibration, x, _ = trained
+    assert model.spec.shortcut == "A"
+    resized = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear")
+    traced = quantize(model, [resized[:64]])
+    dynamic = quantize(model, calibration.split(128), dynamic_size=True)
+    with torch.no_grad():
+        expected = model(resized).argmax(1)
+        for int8 in (traced, dynamic):
+            agreement = float((int8(resized).argmax(1) == expected).float().mean())
+            assert agreement > 0.9, agreement
+
+
 @pytest.mark.parametrize("name", list(FAMILY_CASES.values()), ids=list(FAMILY_CASES))
 def test_every_family_quantizes(name: str) -> None:
     torch.manual_seed(0)

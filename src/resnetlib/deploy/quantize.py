@@ -166,13 +166,18 @@ class _ScaleShift(nn.Module):
 
 
 def _float_model(model: nn.Module) -> nn.Module:
-    """An eval float32 CPU copy, batch norms folded or else (for torchao's speed) scale-shifts."""
+    """An eval float32 CPU copy, batch norms folded or else (for torchao's speed) scale-shifts;
+    in the default memory format (a channels-last model, as ``fit`` trains on the CPU, would
+    trace strides that tie a dynamic size to the calibration's)."""
     folded: nn.Module = fuse_bn(model)
     for name, module in list(folded.named_modules()):
         norm = isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d))
         if norm and unfoldable(module) is None:  # else it runs in float as written
             replace_module(folded, name, _ScaleShift(module))
-    return folded.to("cpu", torch.float32)
+    folded = folded.to("cpu", torch.float32)
+    for parameter in folded.parameters():  # Module.to's memory_format is not in its types
+        parameter.data = parameter.data.contiguous()
+    return folded
 
 
 def prepare_and_convert(
@@ -196,7 +201,7 @@ def prepare_and_convert(
     check_quantize_support()
     folded = _float_model(model)
     # a batch of at least two: export would specialize a batch of one
-    example = first if first.shape[0] > 1 else torch.cat([first, first])
+    example = (first if first.shape[0] > 1 else torch.cat([first, first])).contiguous()
     reduce_range = not getattr(torch.cpu, "_is_vnni_supported", lambda: True)()
     with quiet(), torch.no_grad():
         try:  # torchao's PT2E utilities, flow and x86 quantizer
@@ -262,7 +267,32 @@ def _lower(converted: fx.GraphModule, example: torch.Tensor, dynamic_size: bool)
         lowered.recompile()
         freezing_passes(lowered, (example,))
         constant_fold(lowered)
+        _dense_padded_sums(lowered)
     return lowered
+
+
+def _dense_padded_sums(lowered: fx.GraphModule) -> None:
+    """Make option A's shortcut (subsampled, zero-padded) channels-last before a convolution
+    adds it: oneDNN's fused sum refuses the layout padding gives it at some sizes (30x30)."""
+    binary = torch.ops.onednn.qconv2d_pointwise.binary
+    graph = lowered.graph
+    for node in list(graph.nodes):
+        accum = node.args[6] if node.target == binary else None
+        source = accum
+        while isinstance(source, fx.Node) and _op_name(source).partition("_per_")[0] in (
+            "quantize",
+            "dequantize",
+        ):
+            source = source.args[0]
+        if isinstance(source, fx.Node) and _op_name(source) == "constant_pad_nd":
+            with graph.inserting_before(node):
+                dense = graph.call_function(
+                    torch.ops.aten.clone.default,
+                    (accum,),
+                    {"memory_format": torch.channels_last},
+                )
+            node.update_arg(6, dense)
+    lowered.recompile()
 
 
 def _op_name(node: fx.Node) -> str:
