@@ -25,3 +25,25 @@ def test_a_class_registered_by_the_user_keeps_the_users_name() -> None:
     finally:
         rl.nn.ACTIVATIONS.unregister("test_plain_relu")
     assert rl.resnet20(act=nn.ReLU).spec.act == "relu"
+
+
+@pytest.mark.parametrize(
+    ("act", "error", "words"),
+    [
+        (
+            nn.GELU(),
+            TypeError,
+            r"activation 'test_bad_act' must be a no-argument callable .*"
+            r"not GELU\(.*\); register its class, GELU",
+        ),
+        (lambda: 3, ValueError, r"activation 'test_bad_act' must return an nn.Module .*got 3"),
+        (lambda width: nn.ReLU(), ValueError, r"must be callable with no arguments"),
+    ],
+    ids=["instance", "not_a_module", "takes_an_argument"],
+)
+def test_registration_refuses_what_cannot_build_an_activation(
+    act: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        rl.nn.register_act("test_bad_act", act)  # type: ignore[arg-type]
+    assert "test_bad_act" not in rl.nn.ACTIVATIONS

@@ -107,6 +107,32 @@ def test_user_registered_activation_is_usable_by_name_and_callable() -> None:
     assert isinstance(rl.resnet20(act="test_softplus").layer1[0].relu, nn.Softplus)
 
 
+class _Fixed(nn.BatchNorm2d):
+    """A norm that ignores the channel count it is given."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(32)
+
+
+@pytest.mark.parametrize(
+    ("norm", "error", "words"),
+    [
+        (nn.BatchNorm2d(16), TypeError, r"must be a callable from a channel count to a module"),
+        (lambda c: None, ValueError, r"for 32 channels it made None"),
+        (lambda c: nn.BatchNorm2d(c + 1), ValueError, r"failed for 32 channels.*33"),
+        (_Fixed, ValueError, r"failed for 64 channels.*running_mean"),
+        (lambda c: nn.Flatten(), ValueError, r"keeps the shape.*to \(2, 128\)"),
+    ],
+    ids=["instance", "none", "wrong_channels", "hard_coded", "reshapes"],
+)
+def test_registration_refuses_what_cannot_build_a_norm(
+    norm: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=rf"^norm 'test_bad_norm' .*{words}"):
+        rl.nn.register_norm("test_bad_norm", norm)  # type: ignore[arg-type]
+    assert "test_bad_norm" not in rl.nn.NORMS
+
+
 def test_unknown_norm_lists_known_names() -> None:
     with pytest.raises(KeyError, match=r"unknown norm 'batchnrom'.*did you mean 'batchnorm'"):
         rl.resnet20(norm="batchnrom")

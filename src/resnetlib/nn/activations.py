@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+import torch
 from torch import nn
 
 from ..registry import Registry
@@ -20,14 +21,34 @@ relu: Callable[[], nn.Module] = partial(nn.ReLU, inplace=True)
 
 
 def _validate_act(name: str, item: ActLayer) -> None:
-    if not callable(item):
-        raise TypeError(f"activation {name!r} must be callable (no arguments -> module)")
+    """Refuse (``TypeError``) a module instance or a non-callable, and (``ValueError``) a
+    callable that, called once with no arguments on the CPU, raises or returns no module."""
+    who = f"activation {name!r}"
+    if isinstance(item, nn.Module) or not callable(item):
+        instead = f"; register its class, {type(item).__name__}" if callable(item) else ""
+        raise TypeError(
+            f"{who} must be a no-argument callable returning a module (a class such as "
+            f"nn.GELU, or a function), not {item!r}{instead}"
+        )
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+        try:
+            made = item()
+        except Exception as error:
+            raise ValueError(
+                f"{who} must be callable with no arguments (blocks build it as act_layer()); "
+                f"calling it raised {type(error).__name__}: {error}"
+            ) from error
+    if not isinstance(made, nn.Module):
+        raise ValueError(
+            f"{who} must return an nn.Module when called with no arguments; got {made!r}"
+        )
 
 
 ACTIVATIONS: Registry[ActLayer] = Registry("activation", _validate_act)
 """Activations by name (``ResNetSpec.act``): ``"relu"``, ``"silu"``, ``"gelu"``, ..."""
 register_act = ACTIVATIONS.register
-"""Register an activation: a no-argument callable returning a module."""
+"""Register an activation: a no-argument callable returning a module (a class such as
+``nn.GELU``, not an instance); registration calls it once and refuses what fails."""
 
 register_act("relu", relu)
 register_act("silu", nn.SiLU)

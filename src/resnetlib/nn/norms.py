@@ -52,14 +52,47 @@ def group_norm(num_channels: int) -> nn.GroupNorm:
 
 
 def _validate_norm(name: str, item: Callable[[int], nn.Module]) -> None:
-    if not callable(item):
-        raise TypeError(f"norm {name!r} must be callable (channels -> module); got {item!r}")
+    """Refuse (``TypeError``) a module instance or a non-callable, and (``ValueError``) a
+    callable that, called with 32 and with 64 channels on the CPU, raises or makes no module
+    keeping the shape of a ``(2, channels, 2, 2)`` input (the random state is kept; the
+    built-in norms skip the run)."""
+    who = f"norm {name!r}"
+    if isinstance(item, nn.Module) or not callable(item):
+        instead = f"; register its class, {type(item).__name__}" if callable(item) else ""
+        raise TypeError(
+            f"{who} must be a callable from a channel count to a module (a class such as "
+            f"nn.BatchNorm2d, or a function), not {item!r}{instead}"
+        )
+    if item in (nn.BatchNorm2d, group_norm, FrozenBatchNorm2d):
+        return  # resnetlib's own: a first forward pass would slow every import by ~40 ms
+    for channels in (32, 64):  # two counts: a norm that hard-codes one fails the other
+        x = torch.zeros(2, channels, 2, 2)
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
+            try:
+                norm = item(channels)
+                out = norm.eval()(x) if isinstance(norm, nn.Module) else None
+            except Exception as error:
+                raise ValueError(
+                    f"{who} failed for {channels} channels while its registration checked it "
+                    f"on a {tuple(x.shape)} input: {type(error).__name__}: {error}"
+                ) from error
+        shape = getattr(out, "shape", None)
+        if not isinstance(norm, nn.Module) or shape != x.shape:
+            made = repr(norm) if not isinstance(norm, nn.Module) else type(norm).__name__
+            if isinstance(norm, nn.Module):
+                shape_text = tuple(shape) if shape is not None else repr(out)
+                made += f", which maps a {tuple(x.shape)} input to {shape_text}"
+            raise ValueError(
+                f"{who} must make, for C channels, a module that keeps the shape of an "
+                f"(N, C, H, W) input; for {channels} channels it made {made}"
+            )
 
 
 NORMS: Registry[NormLayer] = Registry("norm", _validate_norm)
 """Norms by name (``ResNetSpec.norm``): ``"batchnorm"``, ``"groupnorm"``, ``"frozen_batchnorm"``."""
 register_norm = NORMS.register
-"""Register a norm: a callable from a channel count to a module, under a spec-usable name."""
+"""Register a norm: a callable from a channel count to a module, under a spec-usable name;
+registration runs it once at 32 and 64 channels and refuses a module that changes the shape."""
 
 register_norm("batchnorm", nn.BatchNorm2d)
 register_norm("groupnorm", group_norm)
