@@ -552,3 +552,60 @@ def test_a_changed_registered_block_is_named_when_the_weights_no_longer_fit(
     with pytest.raises(rl.CheckpointError) as plain:
         checkpoint.check_fits("x", rl.resnet20().spec, {})
     assert "registered here" not in str(plain.value)
+
+
+def test_a_model_changed_after_building_names_its_modules_not_a_registered_part(
+    tmp_path: Path,
+) -> None:
+    """At save time no weights were saved before: the hint names the changed module."""
+    from resnetlib.nn import BLOCKS, BasicBlock
+
+    class Mine(BasicBlock):
+        pass
+
+    BLOCKS.register("test_saved_custom")(Mine)
+    try:
+        model = rl.resnet20(block="test_saved_custom")
+        model.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(64, 4))
+        with pytest.raises(ValueError, match="no longer matches its spec") as info:
+            rl.save(model, tmp_path / "m.pt")
+    finally:
+        BLOCKS.unregister("test_saved_custom")
+    message = str(info.value)
+    assert "unexpected: fc.1.weight" in message
+    assert message.endswith("(changed after the model was built: fc)")
+    assert "registered here" not in message
+
+
+@pytest.mark.parametrize("block", ["basic", "test_unchanged_block"])
+def test_a_changed_registered_shortcut_is_named_when_the_weights_no_longer_fit(
+    tmp_path: Path, block: str
+) -> None:
+    """The hint names the registered part whose keys differ: the shortcut, not the block."""
+    from resnetlib.nn import BLOCKS, SHORTCUTS, BasicBlock, OptionB
+
+    class Unchanged(BasicBlock):
+        pass
+
+    class Saved(OptionB):
+        pass
+
+    class Changed(OptionB):
+        def make(self, **args: Any) -> nn.Module:
+            return nn.Sequential(super().make(**args), nn.Conv2d(1, 1, 1))
+
+    BLOCKS.register("test_unchanged_block")(Unchanged)
+    SHORTCUTS.register("test_changed_shortcut")(Saved)
+    try:
+        rl.save(rl.resnet20(block=block, shortcut="test_changed_shortcut"), tmp_path / "m.pt")
+        SHORTCUTS.unregister("test_changed_shortcut")
+        SHORTCUTS.register("test_changed_shortcut")(Changed)
+        with pytest.raises(rl.CheckpointError) as info:
+            rl.load(tmp_path / "m.pt")
+    finally:
+        BLOCKS.unregister("test_unchanged_block")
+        SHORTCUTS.unregister("test_changed_shortcut")
+    assert str(info.value).endswith(
+        "(the shortcut 'test_changed_shortcut' registered here may build other parameters "
+        "than when the weights were saved)"
+    )

@@ -597,24 +597,78 @@ def check_fits(
         if keys
     ]
     if parts:
-        raise error(f"{problem}; " + "; ".join(parts) + _if_changed(spec))
+        # CheckpointError: the weights come from a file (else from the model being saved)
+        raise error(
+            f"{problem}; "
+            + "; ".join(parts)
+            + _if_changed(spec, shapes, state, from_file=issubclass(error, CheckpointError))
+        )
 
 
-def _if_changed(spec: ResNetSpec) -> str:
-    """A hint naming the user-registered block and stem of ``spec``: changed since the weights
-    were saved, they build other parameters under the same name."""
-    named = ((BLOCKS, "block", spec.block), (STEMS, "stem", spec.stem.type))
+def _owner(key: str) -> tuple[str, str]:
+    """The part of a model (``"block"``, ``"shortcut"``, ``"stem"``, or ``""`` for the head)
+    that holds the weight ``key``, and the module path that names it."""
+    top = key.split(".", 1)[0]
+    match = _BLOCK_KEY.match(key)
+    if match is not None:
+        path = match[0].rstrip(".")
+        if key[match.end() :].startswith("downsample."):
+            return "shortcut", f"{path}.downsample"
+        return "block", path
+    if top == "norm":  # the block type's final_layers
+        return "block", top
+    return ("", top) if top == "fc" else ("stem", top)
+
+
+def _if_changed(
+    spec: ResNetSpec,
+    shapes: Mapping[str, tuple[int, ...]],
+    state: Mapping[str, torch.Tensor],
+    *,
+    from_file: bool,
+) -> str:
+    """A hint on why ``state`` and the ``shapes`` ``spec`` builds differ. Weights from a file:
+    the user-registered parts of ``spec`` that hold the differing keys (and its registered
+    norm and activation, which any part builds), changed since the weights were saved. The
+    weights of a model being saved: its modules that differ from what its spec builds."""
+    keys = {*shapes, *state}
+    differing = [
+        key
+        for key in sorted(keys)
+        if key not in shapes or key not in state or tuple(state[key].shape) != shapes[key]
+    ]
+    owners = {_owner(key) for key in differing}
+    if not from_file:
+        modules = sorted({path for _, path in owners})
+        return f" (changed after the model was built: {listing(modules, 6)})" if modules else ""
+    kinds = {kind for kind, _ in owners if kind}
+    named = (
+        (BLOCKS, "block", spec.block),
+        (SHORTCUTS, "shortcut", spec.shortcut),
+        (STEMS, "stem", spec.stem.type),
+        (NORMS, "norm", spec.norm),
+        (ACTIVATIONS, "act", spec.act),
+    )
     custom = [
         f"{kind} {name!r}"
         for registry, kind, name in named
-        if not getattr(registry.get(name), "__module__", "resnetlib").startswith("resnetlib.")
+        if (kind in kinds or (kinds and kind in ("norm", "act")))
+        and _user_registered(registry.get(name))
     ]
     if not custom:
         return ""
+    names = ", ".join(custom[:-1]) + " and " + custom[-1] if len(custom) > 1 else custom[0]
     return (
-        f" (the {' and '.join(custom)} registered here may build other parameters than when "
-        "the weights were saved)"
+        f" (the {names} registered here may build other parameters than when the weights "
+        "were saved)"
     )
+
+
+def _user_registered(item: object) -> bool:
+    """Whether a registry entry is the user's, not resnetlib's or torch's (a
+    ``functools.partial`` counts as what it wraps)."""
+    module = getattr(getattr(item, "func", item), "__module__", None) or ""
+    return not module.startswith(("resnetlib.", "torch."))
 
 
 def is_checkpoint(payload: object) -> TypeGuard[Mapping[str, Any]]:
