@@ -122,8 +122,20 @@ def test_an_unused_parameter_fails_the_gradients_property() -> None:
     assert "violates 'gradients'" in message
     assert "'layer1.0.unused' received no gradient" in message
     spec = failing_spec(message)
-    assert spec.block.startswith("_fuzz_block_")  # the temporary name, said in the message
-    assert repr(spec.block) in message.splitlines()[-1]
+    # The smallest failing spec: one stage of one block, no dilation, the first of each name.
+    assert [(s.num_blocks, s.dilation) for s in spec.stages] == [(1, 1)]
+    assert (spec.norm, spec.shortcut, spec.act) == ("batchnorm", "A", "relu")
+    # Named by its class, with how to register it: the temporary fuzzing name is gone.
+    assert spec.block == "UnusedParameterBlock"
+    assert message.splitlines()[-1] == (
+        "Rebuild it with resnetlib.register_block('UnusedParameterBlock', "
+        "UnusedParameterBlock), then resnetlib.build(resnetlib.ResNetSpec.from_json(...))."
+    )
+    rl.register_block(spec.block, UnusedParameterBlock)
+    try:
+        assert rl.build(spec).spec == spec
+    finally:
+        rl.nn.BLOCKS.unregister(spec.block)
 
 
 def test_batch_dependent_eval_outputs_fail_the_batch_independence_property() -> None:

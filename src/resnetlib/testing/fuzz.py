@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -81,7 +82,7 @@ def fuzz_block(
     from .strategies import cases
 
     cls, label = resolve_subject(BLOCKS, "block", block)
-    from hypothesis import HealthCheck, Verbosity, given, settings
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
     from hypothesis.errors import Flaky
 
@@ -101,6 +102,9 @@ def fuzz_block(
         report_multiple_bugs=False,
         verbosity=Verbosity.quiet,
         print_blob=False,
+        # Phase.explain runs after shrinking, and the example raised would be its last one,
+        # not the shrunk one.
+        phases=[phase for phase in Phase if phase.name != "explain"],
     )
     checked = 0
     name, registered = registered_name(BLOCKS, cls, "_fuzz_block_")
@@ -117,12 +121,15 @@ def fuzz_block(
             run()
     except _FuzzFailureError as failure:
         prop, detail, case = failure.args
-        renamed = f"\n(The block was registered as {name!r} while fuzzing.)" if registered else ""
+        # An unregistered class was fuzzed under a name gone by now: report its own name.
+        shown = cls.__name__ if registered else name
+        first = f"resnetlib.register_block({shown!r}, {cls.__name__}), then " if registered else ""
         raise ConformanceError(
             f"{label} violates {prop!r} on a generated spec (the smallest failing one found):\n"
-            f"  {detail}\n  spec: {case.spec.to_json()}\n  input: batch {case.batch_size} x "
-            f"{case.spec.in_channels} x {case.image_size} x {case.image_size}\n"
-            f"Rebuild it with resnetlib.build(resnetlib.ResNetSpec.from_json(...)).{renamed}"
+            f"  {detail}\n  spec: {replace(case.spec, block=shown).to_json()}\n  input: batch "
+            f"{case.batch_size} x {case.spec.in_channels} x {case.image_size} x "
+            f"{case.image_size}\nRebuild it with {first}"
+            "resnetlib.build(resnetlib.ResNetSpec.from_json(...))."
         ) from failure
     except Flaky as error:
         raise ConformanceError(
