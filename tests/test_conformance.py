@@ -536,6 +536,22 @@ def test_a_broken_stem_fails_shapes_names_and_spec() -> None:
     assert "MislabelledStem" not in " ".join(rl.nn.STEMS)  # the temporary name is gone
 
 
+class EightChannelStem(rl.Stem):
+    """Broken: reports the out_channels it is given but always outputs 8 channels."""
+
+    def __init__(
+        self, *, in_channels: int, out_channels: int, norm_layer: rl.nn.NormLayer = nn.BatchNorm2d
+    ) -> None:
+        layers = OrderedDict(conv1=rl.nn.conv3x3(in_channels, 8), bn1=norm_layer(8))
+        super().__init__(layers, in_channels=in_channels, out_channels=out_channels)
+
+
+def test_a_stem_with_hard_coded_output_channels_fails_shapes() -> None:
+    report = check_stem(EightChannelStem, only=["shapes"])
+    assert report.names("failed") == ["shapes"]
+    assert "expected (2, 16, 8, 12) (out_channels 16, reduction 1)" in report["shapes"].detail
+
+
 class HardCodedReLUStem(rl.Stem):
     """Takes act_layer but builds nn.ReLU itself: a non-ReLU spec would silently get ReLU."""
 

@@ -90,6 +90,25 @@ def test_registration_checks_the_channels_a_block_really_outputs() -> None:
     assert not report.ok
 
 
+class InputWidthBlock(rl.BasicBlock):
+    """Broken: its last layers follow in_channels (a typo for the block's out_channels)."""
+
+    def __init__(self, **args: Any) -> None:
+        super().__init__(**args)
+        self.conv2 = rl.nn.conv3x3(self.width, self.in_channels)
+        self.bn2 = nn.BatchNorm2d(self.in_channels)
+
+
+def test_registration_checks_a_block_whose_input_and_output_widths_differ() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^block 'test_input_width' \(InputWidthBlock\) built with in_channels=8, "
+        r"width=4 failed .*\(width 4 x expansion 1 = 4 channels, whatever in_channels is\)",
+    ):
+        rl.register_block("test_input_width", InputWidthBlock)
+    assert "test_input_width" not in rl.nn.BLOCKS
+
+
 class NarrowWithOption(NarrowBlock):
     """NarrowBlock with a required block option: registration cannot build it alone."""
 

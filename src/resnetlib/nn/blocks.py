@@ -248,8 +248,9 @@ class Bottleneck(ResidualBlock):
 def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) -> None:
     """The registration check of a block type: a concrete :class:`ResidualBlock` with an int
     ``expansion >= 1`` (else ``TypeError``) and, with ``run``, ``width * expansion`` output
-    channels when built with its defaults and run once on a 4x4 CPU input (else
-    ``ValueError``), so that ``build()`` runs no forward pass. The run keeps the random state;
+    channels when built with its defaults and run on a 4x4 CPU input, once with as many input
+    channels and once with twice as many and a projection shortcut (else ``ValueError``), so
+    that ``build()`` runs no forward pass. The run keeps the random state;
     resnetlib's own blocks and blocks that need options skip it (``check_block`` runs both).
     """
     subclass_of(ResidualBlock, "block")(name, item)
@@ -264,27 +265,33 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
         return
     width, expected = 4, 4 * expansion
     rule = f"width {width} x expansion {expansion} = {expected}"
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
-        try:
-            block = item(in_channels=expected, width=width)
-        except TypeError:  # a required block option: nothing to build it with here
-            return
-        if block.out_channels != expected:
-            raise ValueError(f"{who} reports out_channels={block.out_channels}, but {rule}")
-        x = torch.zeros(1, block.in_channels, 4, 4)
-        try:
-            out = block.eval()(x)
-        except Exception as error:
+    # in == out, then in != out with a projection shortcut: an output whose channels follow
+    # in_channels passes the first only
+    for in_channels in (expected, 2 * expected):
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
+            projection = conv1x1(in_channels, expected) if in_channels != expected else None
+            try:
+                block = item(in_channels=in_channels, width=width, downsample=projection)
+            except TypeError:  # a required block option: nothing to build it with here
+                return
+            if block.out_channels != expected:
+                raise ValueError(f"{who} reports out_channels={block.out_channels}, but {rule}")
+            x = torch.zeros(1, in_channels, 4, 4)
+            built = f"in_channels={in_channels}, width={width}"
+            try:
+                out = block.eval()(x)
+            except Exception as error:
+                raise ValueError(
+                    f"{who} built with {built} failed on a {tuple(x.shape)} input while its "
+                    f"registration checked its output ({rule} channels, whatever in_channels "
+                    f"is): {error}"
+                ) from error
+        if out.ndim != 4 or out.shape[1] != expected:
+            got = out.shape[1] if out.ndim > 1 else tuple(out.shape)
             raise ValueError(
-                f"{who} failed on a {tuple(x.shape)} input while its registration checked its "
-                f"output: {error}"
-            ) from error
-    if out.ndim != 4 or out.shape[1] != expected:
-        got = out.shape[1] if out.ndim > 1 else tuple(out.shape)
-        raise ValueError(
-            f"{who} outputs {got} channels; it must output out_channels = {rule} (build the "
-            "branch's last layer with self.out_channels channels)"
-        )
+                f"{who} outputs {got} channels; it must output out_channels = {rule} (built "
+                f"with {built}: build the branch's last layer with self.out_channels channels)"
+            )
 
 
 BLOCKS: Registry[type[ResidualBlock]] = Registry("block", validate_block)

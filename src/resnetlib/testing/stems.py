@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -40,6 +40,11 @@ class _StemSubject(Subject[Stem, Stem]):
     stride_name = "reduction"
     sizes = (8,)
     may_lack_activation = True  # pre-activation stems
+    channels: int = 8  # the stems' out_channels; "shapes" checks a second width too
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
 
     def construct(self, case: ShapeCase, norm_layer: NormLayer, **extra: Any) -> Stem:
         make_stem: Callable[..., Stem] = self.cls
@@ -72,19 +77,20 @@ def _stem_interface(subject: _StemSubject) -> str:
 
 
 def _stem_shapes(subject: _StemSubject) -> str:
-    out = subject.out_channels
-    for case in subject.cases():
-        stem = subject.make(case)
-        if (stem.in_channels, stem.out_channels) != (case.in_channels, out):
-            raise ViolationError(
-                f"the stem reports in_channels={stem.in_channels}, "
-                f"out_channels={stem.out_channels}; built with {case.in_channels}, {out}"
-            )
-        check_shapes(subject, case, stem)
+    widths = (subject.out_channels, 2 * subject.out_channels)  # two: none is hard-coded
+    for each in (replace(subject, channels=out) for out in widths):
+        for case in each.cases():
+            stem = each.make(case)
+            if (stem.in_channels, stem.out_channels) != (case.in_channels, each.out_channels):
+                raise ViolationError(
+                    f"the stem reports in_channels={stem.in_channels}, out_channels="
+                    f"{stem.out_channels}; built with {case.in_channels}, {each.out_channels}"
+                )
+            check_shapes(each, case, stem)
     (height, width), sides = subject.sides(8), subject.expected_shape(subject.example(), 8)[2:]
     return (
-        f"{height}x{width} inputs with 1 and 3 channels give {out} channels of "
-        f"{'x'.join(map(str, sides))}"
+        f"{height}x{width} inputs with 1 and 3 channels give {' and '.join(map(str, widths))} "
+        f"channels (as built) of {'x'.join(map(str, sides))}"
     )
 
 
