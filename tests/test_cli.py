@@ -127,6 +127,35 @@ def test_summary_errors_are_one_line_in_cli_terms_after_the_usage(
     )
 
 
+def test_an_unregistered_name_on_the_command_line_says_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model name, a --block flag, a checkpoint and a local-dir: folder naming a part not
+    registered here all say --import; a pretrained tag no module can add does not."""
+    advice = "; if a module of yours registers the {}, add --import MODULE"
+
+    @rl.register_block("test_cli_unregistered")
+    class Mine(rl.BasicBlock):
+        pass
+
+    try:
+        model = rl.resnet20(block="test_cli_unregistered")
+        rl.save(model, tmp_path / "ext.pt")
+        rl.save_pretrained(model, tmp_path / "folder")
+    finally:
+        rl.nn.BLOCKS.unregister("test_cli_unregistered")
+    for argv in (
+        ["summary", str(tmp_path / "ext.pt")],
+        ["summary", f"local-dir:{tmp_path / 'folder'}"],
+        ["summary", "resnet20", "--block", "test_cli_unregistered"],
+    ):
+        error = cli_error(argv, capsys)
+        assert "unknown block 'test_cli_unregistered'" in error
+        assert error.endswith(advice.format("block")), error
+    assert cli_error(["summary", "resnet5"], capsys).endswith(advice.format("model"))
+    assert "--import" not in cli_error(["summary", "resnet20.bogus"], capsys)
+
+
 def test_a_directory_given_as_the_model_says_what_to_give(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,6 +31,7 @@ from typing import Any, NoReturn, TypeVar
 from .common import printable
 from .core.spec import MAX_CHANNELS, MAX_IMAGE_SIDE
 from .files import command_files
+from .registry import UnknownNameError
 from .validate import check_input_size
 
 __all__ = [
@@ -426,7 +427,6 @@ def import_flags(modules: Sequence[str]) -> str:
 def _from_run_file(read: Callable[[], _T], path: Path, imports: Sequence[str]) -> _T:
     """``read()`` of the checkpoint ``path``; where it names a part not registered and a run
     directory holds it, the refusal names the ``--import`` modules the run was started with."""
-    from .registry import UnknownNameError
     from .train.run_dir import RunDirectory, recorded_imports
 
     try:
@@ -480,6 +480,8 @@ def _message(error: BaseException) -> str:
         lines = [*lines[:_MAX_ERROR_LINES], f"... ({len(lines) - _MAX_ERROR_LINES} more lines)"]
     if isinstance(error, ImportError) and "pip install" not in text:
         lines[-1] += '; pip install "resnetlib[train]"'
+    if isinstance(error, UnknownNameError) and error.kind:  # a name a user's module may add
+        lines[-1] += f"; if a module of yours registers the {error.kind}, add --import MODULE"
     return "\n".join(lines)
 
 

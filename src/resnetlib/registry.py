@@ -41,7 +41,11 @@ def check_name(kind: str, name: str) -> None:
 
 
 class UnknownNameError(KeyError):
-    """A registry lookup failed; the message lists the known names and close matches."""
+    """A registry lookup failed; the message lists the known names and close matches.
+    ``kind``: the registry's (``"block"``, ``"model"``, ...); empty for a lookup that no
+    registration can answer (a pretrained tag)."""
+
+    kind: str = ""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -138,10 +142,10 @@ class Registry(dict[str, T], Generic[T]):
         try:
             return self[name]
         except TypeError:  # unhashable
-            raise UnknownNameError(self._unknown_message(name)) from None
+            raise self._unknown(name) from None
 
     def __missing__(self, name: str) -> T:
-        raise UnknownNameError(self._unknown_message(name))
+        raise self._unknown(name)
 
     def name_of(self, obj: object) -> str | None:
         """The name ``obj`` is registered under, or ``None``."""
@@ -152,11 +156,15 @@ class Registry(dict[str, T], Generic[T]):
         matches = (n for n in dict.__iter__(self) if fnmatch.fnmatchcase(n, pattern))
         return sorted(matches, key=natural_key)
 
-    def _unknown_message(self, name: object) -> str:
+    def _unknown(self, name: object) -> UnknownNameError:
         known = sorted(self.keys())
         close = close_matches(str(name), known, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
+        error = UnknownNameError(
+            f"unknown {self.kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}"
+        )
+        error.kind = self.kind
+        return error
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self.keys()))

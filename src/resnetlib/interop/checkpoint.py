@@ -726,10 +726,12 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
 
 
 def _unregistered(where: str, error: UnknownNameError) -> UnknownNameError:
-    return UnknownNameError(
+    wrapped = UnknownNameError(
         f"{where}: the spec needs a name that is not registered here (import the module "
         f"that registers it before loading): {error}"
     )
+    wrapped.kind = error.kind
+    return wrapped
 
 
 def build_loaded(
