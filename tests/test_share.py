@@ -311,6 +311,36 @@ def test_export_format_hf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "hf: a folder of weights" in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["--checkpoint", "{checkpoint}"],
+        ["resnet20", "--checkpoint", "{checkpoint}"],
+        ["local-dir:{folder}"],
+    ],
+    ids=["checkpoint-alone", "model-and-checkpoint", "local-dir"],
+)
+def test_export_format_hf_keeps_the_metadata_of_the_weights_wherever_they_came_from(
+    given: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--checkpoint FILE alone (no MODEL), MODEL --checkpoint FILE and a shared folder: the
+    folder written has the metadata of the checkpoint or folder the weights were read from."""
+    checkpoint, folder, out = tmp_path / "run.pt", tmp_path / "shared", tmp_path / "out"
+    rl.save(rl.resnet20(), checkpoint, metadata={"data": "CIFAR-10", "top1": 90.1})
+    rl.save_pretrained(rl.load(checkpoint), folder, metadata={"data": "CIFAR-10", "top1": 90.1})
+    args = [arg.format(checkpoint=checkpoint, folder=folder) for arg in given]
+    assert main(["export", *args, "--format", "hf", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    card = (out / "README.md").read_text()
+    assert "- Data: CIFAR-10" in card
+    assert "- top1: 90.1" in card
+    config = json.loads((out / "config.json").read_text())
+    assert config["resnetlib"]["metadata"] == {"data": "CIFAR-10", "top1": 90.1}
+    state = rl.create_model("resnet20", checkpoint_path=checkpoint).state_dict()
+    loaded = rl.create_model(f"local-dir:{out}").state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in state.items())
+
+
 def test_save_pretrained_writes_only_into_a_new_empty_or_own_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
