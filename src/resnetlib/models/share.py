@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common import PathLike, printable
-from ..core.data_config import check_data_config, fitted_data_config
+from ..core.data_config import check_data_config, fitted_data_config, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..files import atomic_write, dump_json, parse_json, read_bytes, read_json, read_text
@@ -261,7 +261,7 @@ FileSource = Callable[..., Path | None]
 
 def _local_file(folder: Path, name: str, required: bool = True) -> Path | None:
     path = folder / name
-    if path.exists():
+    if os.path.lexists(path):  # a link that leads nowhere, or to itself, is the gate's to refuse
         return path
     if required:
         raise FileNotFoundError(f"{folder}: no {name}; not a model folder (save_pretrained)")
@@ -390,7 +390,11 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     if not isinstance(state, dict) or is_checkpoint(state):
         raise CheckpointError(f"{where}: {WEIGHTS} is not a plain safetensors state dict")
     check_tensors(f"{where}/{WEIGHTS}", state)
-    return build_loaded(f"{where}/{WEIGHTS}", spec, state, {**cfg, **source})
+    model = build_loaded(f"{where}/{WEIGHTS}", spec, state, None)
+    # As timm does: the folder's keys over its architecture's defaults (a timm config.json
+    # may hold no mean, std or crop).
+    set_data_config(model, {**model.pretrained_cfg, **cfg, **source})
+    return model
 
 
 def _folder(name: str) -> tuple[FileSource, str, dict[str, Any]]:
