@@ -297,6 +297,15 @@ def test_a_long_output_name_is_written(tmp_path: Path) -> None:
         ({"label_names": ["a", "b"]}, r"label_names must be a list of 10 class names"),
         ({"label_names": ["x" * 1001] * 10}, r"strings of at most 1000 characters"),
         ({"num_classes": True}, r"num_classes must be an int"),
+        ({"test_crop_pct": -1}, r"test_crop_pct must be a number from 0.05 to 1; got -1"),
+        ({"test_input_size": (3, 8000, 8000), "test_crop_pct": 0.9}, r"test_crop_pct 0.9 asks"),
+        ({"classifier": 5}, r"classifier must be a str of at most 1,000 characters; got 5"),
+        ({"first_conv": ["conv1"]}, r"first_conv must be a str"),
+        ({"license": {"x": 1}}, r"license must be a str .*; got \{'x': 1\}"),
+        ({"hf_hub_id": 5}, r"hf_hub_id must be a str"),
+        ({"pool_size": [0, 1]}, r"pool_size must be \(height, width\): ints from 1 to 8,192"),
+        ({"pool_size": [10**6, 7]}, r"pool_size must be \(height, width\)"),
+        ({"pool_size": "7x7"}, r"pool_size must be \(height, width\)"),
     ],
 )
 def test_the_data_config_validator_refuses(change: dict[str, object], message: str) -> None:
