@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -207,6 +208,48 @@ def test_a_plain_state_dict_keeps_its_head(tmp_path: Path) -> None:
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(loaded(x), trained(x))
     assert rl.create_model("resnet20", checkpoint_path=path, num_classes=5).num_classes == 5
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.bfloat16])
+def test_weights_of_another_dtype_are_refused_naming_the_file_and_key(
+    dtype: torch.dtype, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An integer, bool or other-float ``fc.weight`` among float32 weights is refused in one
+    line naming the file and the key, by rl.load, checkpoint_path= and a folder alike (it
+    neither fails in load_state_dict nor loads to fail at the first forward)."""
+    from resnetlib.cli import main
+
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    model = rl.resnet20()
+    model.fc.weight = nn.Parameter(model.fc.weight.detach().to(dtype), requires_grad=False)
+    state = model.state_dict()
+    saved, plain, folder = tmp_path / "run.pt", tmp_path / "plain.pt", tmp_path / "folder"
+    rl.save(model, saved)
+    torch.save(state, plain)
+    rl.save_pretrained(rl.resnet20(), folder)
+    weights = safetensors_torch.save(dict(state))
+    (folder / "model.safetensors").write_bytes(weights)
+    sums = (folder / "checksums.sha256").read_text().splitlines()
+    sums[0] = f"{hashlib.sha256(weights).hexdigest()}  model.safetensors"
+    (folder / "checksums.sha256").write_text("\n".join(sums) + "\n")
+    kind = "is torch.bfloat16 and '" if dtype.is_floating_point else f"holds {dtype} values"
+    for where, load in [
+        (saved, lambda: rl.load(saved)),
+        (plain, lambda: rl.create_model("resnet20", checkpoint_path=plain)),
+        (folder / "model.safetensors", lambda: rl.create_model(f"local-dir:{folder}")),
+    ]:
+        with pytest.raises(rl.CheckpointError) as info:
+            load()
+        assert f"{where}: state_dict entry 'fc.weight' {kind}" in str(info.value)
+    assert main(["summary", f"local-dir:{folder}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "'fc.weight'" in error
+    half = tmp_path / "half.pt"  # weights of one dtype load in it; the counters stay integers
+    rl.save(rl.resnet20().half(), half)
+    loaded = rl.load(half).state_dict()
+    assert loaded["fc.weight"].dtype == torch.float16
+    assert loaded["bn1.num_batches_tracked"].dtype == torch.int64
 
 
 def test_random_bytes(tmp_path: Path) -> None:

@@ -197,6 +197,24 @@ def test_a_registered_entry_offline_gives_the_same_error(hub_dir: Path, offline:
     assert offline == [w.get_weights("resnet20").url]
 
 
+def test_a_directory_at_the_cache_path_is_named_not_a_download_failure(
+    hub_dir: Path, offline: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something already there is no reason to download (and no network advice): one line
+    saying a directory is in the way, from create_model and the command line."""
+    from resnetlib.cli import main
+
+    (hub_dir / "checkpoints" / "resnet32-d509ac18.th").mkdir(parents=True)
+    with pytest.raises(PretrainedError, match=r"resnet32-d509ac18\.th: a directory is in the way"):
+        rl.create_model("resnet32", pretrained=True)
+    assert offline == []
+    assert main(["summary", "resnet32", "--pretrained"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "a directory is in the way of resnet32.akamaster_cifar10's file" in error
+    assert "check the network" not in error
+
+
 def test_torchvision_layout_with_another_head_and_input(
     monkeypatch: pytest.MonkeyPatch, hub_dir: Path, offline: list[str], tmp_path: Path
 ) -> None:

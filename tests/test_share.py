@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,27 @@ def test_damaged_folder_is_refused(damage: str, match: str, tmp_path: Path) -> N
         rl.create_model(f"local-dir:{tmp_path}")
 
 
+@pytest.mark.parametrize(
+    ("name", "target"), [("model.safetensors", "nowhere"), ("config.json", "config.json")]
+)
+def test_a_link_that_leads_to_no_file_is_named_a_link_not_missing(
+    name: str, target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dangling link, or one to itself, is refused by the gate as a link (one line), not
+    reported as a folder without the file."""
+    rl.save_pretrained(rl.resnet20(), tmp_path)
+    (tmp_path / name).unlink()
+    (tmp_path / name).symlink_to(target)
+    message = f"{tmp_path / name}: a symbolic link to {target}, which leads to no file"
+    with pytest.raises(rl.CheckpointError, match=re.escape(message)):
+        rl.create_model(f"local-dir:{tmp_path}")
+    assert main(["summary", f"local-dir:{tmp_path}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert message in error
+    assert "not a model folder" not in error
+
+
 def test_oversized_weights_are_refused_before_parsing(tmp_path: Path) -> None:
     rl.save_pretrained(rl.resnet20(), tmp_path)
     with open(tmp_path / "model.safetensors", "ab") as file:
@@ -178,6 +200,27 @@ def timm_config(architecture: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def test_a_folder_takes_in_chans_with_an_adapted_stem_as_a_checkpoint_does(
+    tmp_path: Path,
+) -> None:
+    """in_chans adapts a folder's stem (and num_classes its head) as checkpoint_path= does."""
+    source = rl.resnet20(num_classes=3)
+    rl.save_pretrained(source, tmp_path / "folder")
+    rl.save(source, tmp_path / "run.pt")
+    name = f"local-dir:{tmp_path / 'folder'}"
+    model = rl.create_model(name, in_chans=1)
+    expected = rl.create_model("resnet20", checkpoint_path=tmp_path / "run.pt", in_chans=1)
+    assert model.spec.in_channels == 1
+    assert model.pretrained_cfg["input_size"] == (1, 32, 32)
+    assert model.pretrained_cfg["source"] == "local-dir"
+    assert torch.equal(outputs(model, (1, 32, 32)), outputs(expected, (1, 32, 32)))
+    both = rl.create_model(name, in_chans=1, num_classes=7)
+    assert (both.spec.in_channels, both.num_classes) == (1, 7)
+    assert torch.equal(both.conv1.weight, model.conv1.weight)
+    with pytest.raises(ValueError, match="in_channels"):
+        rl.create_model(name, in_chans=0)
+
+
 def test_folder_written_as_timm_does_gives_timms_logits(tmp_path: Path) -> None:
     """resnet18 with the fixture's weights, saved in save_for_hf's format: timm's logits."""
     reference = json.loads((FIXTURES / "timm_resnet.json").read_text())["models"]["resnet18"]
@@ -228,6 +271,50 @@ def test_timm_folder_with_labels_and_model_args(tmp_path: Path) -> None:
     config["architecture"] = "vit_base_patch16_224"
     timm_folder(tmp_path, source.state_dict(), config)
     with pytest.raises(rl.CheckpointError, match="not one resnetlib builds"):
+        rl.create_model(f"local-dir:{tmp_path}")
+
+
+def test_a_timm_folder_without_a_data_config_gets_its_architectures_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config.json with no mean, std or crop (timm fills them from the architecture's
+    defaults): the folder's keys over create_model's defaults, so predict runs."""
+    from PIL import Image
+
+    source = rl.resnet18(num_classes=5)
+    timm_folder(
+        tmp_path / "bare", source.state_dict(), {"architecture": "resnet18", "num_classes": 5}
+    )
+    config = timm_config("resnet18", num_classes=5)
+    config["pretrained_cfg"] = {"mean": [0.5, 0.5, 0.5], "input_size": [3, 160, 160]}
+    timm_folder(tmp_path / "some", source.state_dict(), config)
+    defaults = rl.resnet18(num_classes=5).pretrained_cfg
+    bare = rl.create_model(f"local-dir:{tmp_path / 'bare'}").pretrained_cfg
+    assert bare == {**defaults, "source": "local-dir"}
+    some = rl.create_model(f"local-dir:{tmp_path / 'some'}").pretrained_cfg
+    assert (some["mean"], some["std"]) == ((0.5, 0.5, 0.5), defaults["std"])
+    assert (some["input_size"], some["crop_pct"]) == ((3, 160, 160), defaults["crop_pct"])
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    assert main(["predict", f"local-dir:{tmp_path / 'bare'}", str(tmp_path / "a.png")]) == 0
+    assert "a.png: " in capsys.readouterr().out
+
+
+def test_a_timm_folder_without_batch_counters_loads_as_a_state_dict_file_does(
+    tmp_path: Path,
+) -> None:
+    """torchvision-derived weights have no num_batches_tracked: a folder of them loads (the
+    model keeps its own counters), as create_model(name, checkpoint_path=FILE) loads them."""
+    source = rl.resnet18(num_classes=5)
+    state = {k: v for k, v in source.state_dict().items() if "num_batches_tracked" not in k}
+    timm_folder(tmp_path, state, timm_config("resnet18", num_classes=5))
+    model = rl.create_model(f"local-dir:{tmp_path}")
+    from_file = rl.create_model("resnet18", checkpoint_path=tmp_path / "model.safetensors")
+    assert torch.equal(outputs(model, (3, 64, 64)), outputs(source, (3, 64, 64)))
+    assert torch.equal(outputs(from_file, (3, 64, 64)), outputs(source, (3, 64, 64)))
+    assert model.state_dict()["bn1.num_batches_tracked"].dtype == torch.int64
+    del state["bn1.running_mean"]  # a weight missing is still refused
+    timm_folder(tmp_path, state, timm_config("resnet18", num_classes=5))
+    with pytest.raises(rl.CheckpointError, match=r"missing: bn1\.running_mean$"):
         rl.create_model(f"local-dir:{tmp_path}")
 
 
@@ -309,6 +396,36 @@ def test_export_format_hf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):  # the help names the format, as it names onnx and pt2
         main(["export", "--help"])
     assert "hf: a folder of weights" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["--checkpoint", "{checkpoint}"],
+        ["resnet20", "--checkpoint", "{checkpoint}"],
+        ["local-dir:{folder}"],
+    ],
+    ids=["checkpoint-alone", "model-and-checkpoint", "local-dir"],
+)
+def test_export_format_hf_keeps_the_metadata_of_the_weights_wherever_they_came_from(
+    given: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--checkpoint FILE alone (no MODEL), MODEL --checkpoint FILE and a shared folder: the
+    folder written has the metadata of the checkpoint or folder the weights were read from."""
+    checkpoint, folder, out = tmp_path / "run.pt", tmp_path / "shared", tmp_path / "out"
+    rl.save(rl.resnet20(), checkpoint, metadata={"data": "CIFAR-10", "top1": 90.1})
+    rl.save_pretrained(rl.load(checkpoint), folder, metadata={"data": "CIFAR-10", "top1": 90.1})
+    args = [arg.format(checkpoint=checkpoint, folder=folder) for arg in given]
+    assert main(["export", *args, "--format", "hf", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    card = (out / "README.md").read_text()
+    assert "- Data: CIFAR-10" in card
+    assert "- top1: 90.1" in card
+    config = json.loads((out / "config.json").read_text())
+    assert config["resnetlib"]["metadata"] == {"data": "CIFAR-10", "top1": 90.1}
+    state = rl.create_model("resnet20", checkpoint_path=checkpoint).state_dict()
+    loaded = rl.create_model(f"local-dir:{out}").state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in state.items())
 
 
 def test_save_pretrained_writes_only_into_a_new_empty_or_own_folder(

@@ -169,6 +169,25 @@ def test_list_pretrained_filters_and_puts_the_default_first() -> None:
         rl.list_pretrained([5])  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("pattern", [5, None, b"x"])
+def test_list_pretrained_and_list_models_refuse_a_pattern_of_another_type(pattern: Any) -> None:
+    """ValueError naming the value (not TypeError, not bytes read as the number 120)."""
+    shown = re.escape(repr(pattern))
+    for listing, what in ((rl.list_pretrained, "weights"), (rl.list_models, "model")):
+        with pytest.raises(
+            ValueError, match=rf"^a {what} name pattern must be a str .*; got {shown}$"
+        ):
+            listing(pattern)
+
+
+def test_list_pretrained_matches_a_tags_alias() -> None:
+    """torchvision's enum names, which create_model and get_weights take, list the tag."""
+    assert rl.list_pretrained("resnet18.IMAGENET1K_V1") == ["resnet18.tv_in1k"]
+    assert rl.create_model("resnet18.IMAGENET1K_V1").pretrained_cfg["tag"] == "tv_in1k"
+    assert "resnet50.tv2_in1k" in rl.list_pretrained("*.IMAGENET1K_V2")
+    assert rl.list_pretrained(["resnet18.IMAGENET1K_V1", "resnet18.tv*"]) == ["resnet18.tv_in1k"]
+
+
 def test_cifar_weights_carry_their_model_arguments() -> None:
     akamaster = w.get_weights("resnet56")
     assert dict(akamaster.overrides) == {"shortcut": "A_both"}

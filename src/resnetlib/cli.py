@@ -53,6 +53,7 @@ __all__ = [
     "override_values",
     "random_weights",
     "split_model_words",
+    "weights_metadata",
 ]
 
 EXIT_USAGE = 2
@@ -417,6 +418,25 @@ def model_from_args(
         "imports": list(args.imports),
     }
     return model, described
+
+
+def weights_metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """The metadata of the weights :func:`model_from_args` loaded (call it after): a
+    resnetlib checkpoint's, as MODEL or ``--checkpoint``, or a shared folder's config.json's;
+    ``{}`` for a state dict, pretrained or random weights."""
+    from .interop.checkpoint import Checkpoint, read_weights_file
+    from .models.share import SHARED_PREFIXES, shared_metadata
+
+    if args.model is not None and args.model.startswith(SHARED_PREFIXES):
+        return shared_metadata(args.model)
+    if args.model is not None and is_checkpoint_path(args.model):
+        file = args.model
+    elif args.checkpoint is not None:
+        file = args.checkpoint
+    else:
+        return {}
+    contents = read_weights_file(file, check=False)
+    return contents.metadata if isinstance(contents, Checkpoint) else {}
 
 
 def import_flags(modules: Sequence[str]) -> str:

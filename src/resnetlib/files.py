@@ -6,12 +6,14 @@ never through a symbolic link nor, inside a command (:func:`command_files`), ove
 from __future__ import annotations
 
 import contextvars
+import errno
 import json
 import os
 import pickle
 import pickletools
 import secrets
 import stat
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path, PurePath
@@ -136,10 +138,17 @@ def open_regular(
     path: PathLike, *, what: str = "", error: ErrorType = FileRefusedError, own: bool = False
 ) -> BinaryIO:
     """``path`` opened for binary reading, refused (as ``error``, naming ``what``) unless it is
-    a regular file. ``own=True``: a command's own state, not an input, so it may rewrite it.
-    ``OSError``: the file cannot be opened."""
+    a regular file (a symbolic link that leads to none too). ``own=True``: a command's own
+    state, not an input, so it may rewrite it. ``OSError``: the file cannot be opened."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)  # non-inheritable: os.open adds O_CLOEXEC itself (PEP 446)
+    try:
+        fd = os.open(path, flags)  # non-inheritable: os.open adds O_CLOEXEC itself (PEP 446)
+    except OSError as failed:
+        if failed.errno not in (errno.ENOENT, errno.ELOOP) or not os.path.islink(path):
+            raise
+        target = printable(os.readlink(path))
+        reason = f"a symbolic link to {target}, which leads to no file"
+        raise _refused(error, path, reason, what, "; put the file there") from None
     _regular(fd, path, error, what, _ONLY_REGULAR)
     try:
         if hasattr(os, "set_blocking"):
@@ -260,8 +269,11 @@ def parse_json(text: str | bytes, *, where: str = "", error: ErrorType = FileRef
         raise error(f"{at}not UTF-8 text (byte {bad.start})") from None
     except RecursionError:
         raise error(f"{at}JSON nested more than {MAX_JSON_DEPTH} deep") from None
-    except ValueError as bad:  # an integer of more than 4,300 digits
-        raise error(f"{at}{bad}") from None
+    except ValueError:  # int() of more digits than sys.get_int_max_str_digits() (4,300)
+        digits = sys.get_int_max_str_digits()
+        raise error(
+            f"{at}an integer of more than {digits:,} digits, longer than any number resnetlib reads"
+        ) from None
     if _too_deep(value):
         raise error(f"{at}JSON nested more than {MAX_JSON_DEPTH} deep")
     return value

@@ -14,6 +14,7 @@ __all__ = [
     "check_input_size",
     "check_int",
     "check_keys",
+    "check_patterns",
     "close_matches",
     "is_int",
     "is_real",
@@ -82,6 +83,17 @@ def refusal(name: str, rule: str, value: object) -> ValueError:
     """``ValueError("NAME RULE; got VALUE")``, the value's ``repr`` cut at 200 characters."""
     text = repr(value)
     return ValueError(f"{name} {rule}; got {text if len(text) <= 200 else text[:200] + '...'}")
+
+
+def check_patterns(what: str, pattern: object) -> list[str]:
+    """``pattern``, a shell-style pattern or a list or tuple of them, as a list; anything
+    else (bytes, a number, None) is a ``ValueError`` naming ``what``."""
+    patterns = pattern if isinstance(pattern, (list, tuple)) else [pattern]
+    for each in patterns:
+        if not isinstance(each, str):
+            rule = "must be a str such as 'resnet*' (or a list of them)"
+            raise refusal(f"a {what} pattern", rule, each)
+    return list(patterns)
 
 
 INPUT_SIZE_RULE = (

@@ -132,6 +132,8 @@ def config_from_dict(data: object) -> dict[str, Any]:
     return check_data_config(data)
 
 
+# timm's pretrained_cfg keys that hold a name or text (None: not given).
+_TEXT_KEYS = ("classifier", "first_conv", "license", "hf_hub_id", "tag", "origin_url")
 # The range of each value of a ``mean`` and a ``std`` (one per input channel).
 _STATISTIC_RANGE = {"mean": (-MAX_NORM_VALUE, MAX_NORM_VALUE), "std": (MIN_STD, MAX_NORM_VALUE)}
 
@@ -151,8 +153,10 @@ def _statistic(where: str, name: str, values: object, count: int) -> tuple[float
 def check_data_config(
     config: Mapping[str, Any], *, where: str = "pretrained_cfg"
 ) -> dict[str, Any]:
-    """``config`` as a new dict, its ``num_classes``, ``input_size``, ``mean``/``std``,
-    ``crop_pct``, ``crop_mode``, ``interpolation`` and ``label_names`` checked within
+    """``config`` as a new dict, its ``num_classes``, ``input_size`` (and ``test_``),
+    ``pool_size``, ``mean``/``std``, ``crop_pct`` (and ``test_``), ``crop_mode``,
+    ``interpolation``, ``label_names`` and names and texts (``classifier``, ``first_conv``,
+    ``license``, ``hf_hub_id``, ``tag``, ``origin_url``) checked within
     :mod:`resnetlib.limits` (the one validator of a data configuration); tuple-valued keys
     come back as tuples.
 
@@ -160,8 +164,22 @@ def check_data_config(
         ValueError: naming ``where``, the key, the value and what is allowed.
     """
     checked = dict(config)
-    if isinstance(checked.get("pool_size"), list):
-        checked["pool_size"] = tuple(checked["pool_size"])
+    pool = checked.get("pool_size")
+    if pool is not None:
+        if (
+            not isinstance(pool, (tuple, list))
+            or len(pool) != 2
+            or not all(is_int(v) and 1 <= v <= MAX_IMAGE_SIDE for v in pool)
+        ):
+            rule = f"must be (height, width): ints from 1 to {MAX_IMAGE_SIDE:,}"
+            raise refusal(f"{where} pool_size", rule, pool)
+        checked["pool_size"] = tuple(pool)
+    for key in _TEXT_KEYS:
+        text = checked.get(key)
+        if text is not None and (not isinstance(text, str) or len(text) > MAX_LABEL_NAME):
+            raise refusal(
+                f"{where} {key}", f"must be a str of at most {MAX_LABEL_NAME:,} characters", text
+            )
     if "num_classes" in checked and (
         not is_int(checked["num_classes"]) or not 0 <= checked["num_classes"] <= MAX_CLASSES
     ):
@@ -172,19 +190,22 @@ def check_data_config(
         if key in checked and (checked[key] is not None or key == "input_size"):
             checked[key] = check_input_size(checked[key], name=f"{where} {key}")
     if "input_size" in checked:
-        channels, height, width = checked["input_size"]
+        channels = checked["input_size"][0]
     for key in _STATISTIC_RANGE:
         if key in checked:
             values = checked[key]
             count = channels or (len(values) if isinstance(values, (tuple, list)) else 0)
             checked[key] = _statistic(where, key, values, max(count, 1))
-    crop = checked.get("crop_pct")
-    if crop is not None:
+    for key, size_key in (("crop_pct", "input_size"), ("test_crop_pct", "test_input_size")):
+        crop = checked.get(key)
+        if crop is None:
+            continue
         if not is_real(crop) or not MIN_CROP_PCT <= crop <= 1:
-            raise refusal(f"{where} crop_pct", f"must be a number from {MIN_CROP_PCT} to 1", crop)
-        if channels is not None and max(height, width) / crop > MAX_IMAGE_SIDE:
+            raise refusal(f"{where} {key}", f"must be a number from {MIN_CROP_PCT} to 1", crop)
+        size = checked.get(size_key) or checked.get("input_size")
+        if size is not None and max(size[1:]) / crop > MAX_IMAGE_SIDE:
             raise ValueError(
-                f"{where} crop_pct {crop} asks to resize to {max(height, width) / crop:,.0f} "
+                f"{where} {key} {crop} asks to resize to {max(size[1:]) / crop:,.0f} "
                 f"pixels a side, more than resnetlib's {MAX_IMAGE_SIDE:,} (resnetlib.limits)"
             )
     mode = checked.get("crop_mode")

@@ -16,17 +16,16 @@ from ..cli import (
     guarded,
     input_size,
     int_in,
-    is_checkpoint_path,
     model_from_args,
     note_random_weights,
     override_values,
     random_weights,
     split_model_words,
+    weights_metadata,
 )
 from ..common import printable
 from ..core.data_config import check_data_config
 from ..files import check_not_input
-from ..interop.checkpoint import read_checkpoint
 from ..models.share import save_pretrained
 from ..validate import check_input_size
 from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
@@ -192,14 +191,13 @@ def out_path(out: str) -> Path:
 
 
 def run_hf(args: argparse.Namespace) -> int:
-    """``export --format hf``: a Hugging Face folder at ``--out`` (with checkpoint metadata)."""
+    """``export --format hf``: a Hugging Face folder at ``--out`` (with its weights' metadata)."""
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
     given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")
     out = out_path(args.out)  # save_pretrained refuses a file or a folder of other files
     model, _ = model_from_args(args)
-    metadata = read_checkpoint(args.model).metadata if is_checkpoint_path(args.model) else {}
-    save_pretrained(model, out, metadata=metadata)
+    save_pretrained(model, out, metadata=weights_metadata(args))
     random = ", random weights" if random_weights(args) else ""
     print(
         f"wrote {printable(out)} (Hugging Face folder: model.safetensors, config.json, "

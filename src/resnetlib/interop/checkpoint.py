@@ -37,7 +37,7 @@ from ..nn.shortcuts import SHORTCUTS
 from ..nn.stems import STEMS
 from ..registry import Registry, UnknownNameError
 from ..validate import is_int
-from .convert import unwrap_state_dict
+from .convert import _is_counter, unwrap_state_dict
 
 __all__ = [
     "FORMAT",
@@ -425,9 +425,12 @@ _MAX_TIES = 8
 
 def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
     """Refuse entries that are not plain CPU tensors or claim more bytes than their storage
-    holds (a stride-0 view); a view shared by up to ``_MAX_TIES`` keys counts once."""
+    holds (a stride-0 view); a view shared by up to ``_MAX_TIES`` keys counts once. Weights
+    are floating point, all of one dtype (kept as saved, so a mix would not run); only batch
+    norms' ``num_batches_tracked`` counters are integers."""
     used: dict[int, int] = {}
     views: dict[tuple[object, ...], int] = {}
+    floating: tuple[str, torch.dtype] | None = None  # the first floating tensor's key, dtype
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
@@ -443,6 +446,21 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
             raise CheckpointError(
                 f"{path}: state_dict entry {key!r} is not a plain dense tensor "
                 f"({type(value).__name__}, {value.layout}, on {value.device.type})"
+            )
+        counter, dtype = _is_counter(key), value.dtype
+        integer = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+        if not (integer if counter else dtype.is_floating_point):
+            kind = "an integer batch counter" if counter else "floating-point weights"
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} holds {dtype} values where the model has "
+                f"{kind} (a damaged or wrongly converted file); save the model's own state dict"
+            )
+        floating = floating or (None if counter else (key, dtype))
+        if floating is not None and not counter and dtype != floating[1]:
+            raise CheckpointError(
+                f"{path}: state_dict entry {key!r} is {dtype} and {floating[0]!r} "
+                f"{floating[1]}; a model's weights load in the one dtype they were saved in: "
+                "save the model after model.to(dtype) (model.float(): float32)"
             )
         storage, offset = value.untyped_storage(), value.storage_offset()
         ptr, size = storage.data_ptr(), storage.nbytes()
@@ -562,8 +580,10 @@ def check_fits(
     error: type[ValueError] = CheckpointError,
 ) -> None:
     """Raise ``error`` (its message starts with ``where``) unless ``spec`` has exactly the
-    names and shapes of ``state``; block counts are compared before any name is listed, so
-    the cost follows the weights, not the spec."""
+    names and shapes of ``state``, batch norms' ``num_batches_tracked`` counters aside (as
+    :func:`~resnetlib.interop.load_weights`, a model keeps its own where ``state`` has none,
+    as in torchvision's files); block counts are compared before any name is listed, so the
+    cost follows the weights, not the spec."""
     probe = _probe(where, spec)[0]
     probe_blocks = _stored_blocks(probe)
     stored = _stored_blocks(state)
@@ -590,7 +610,7 @@ def check_fits(
     parts = [
         f"{label}: {listing(keys, 6)}"
         for label, keys in (
-            ("missing", [key for key in shapes if key not in state]),
+            ("missing", [key for key in shapes if key not in state and not _is_counter(key)]),
             ("unexpected", [key for key in state if key not in shapes]),
             ("shapes differ", mismatched),
         )
@@ -744,7 +764,8 @@ def build_loaded(
         model = build(spec)
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
-    model.load_state_dict(state, strict=True, assign=True)
+    counters = {k: v for k, v in model.state_dict().items() if _is_counter(k) and k not in state}
+    model.load_state_dict({**state, **counters}, strict=True, assign=True)
     if config is not None:
         set_data_config(model, config)
     return model

@@ -16,7 +16,7 @@ from ..core.spec import ResNetSpec
 from ..interop.checkpoint import Checkpoint, CheckpointError, read_weights_file
 from ..interop.convert import convert_state_dict, detect_source, layout_options, load_weights
 
-__all__ = ["checkpoint_model", "model_from_file"]
+__all__ = ["adapted_model", "checkpoint_model", "model_from_file"]
 
 _ADAPTABLE = frozenset({"num_classes", "in_channels"})  # what loading weights may change
 
@@ -84,10 +84,22 @@ def checkpoint_model(path: PathLike, overrides: Mapping[str, Any]) -> ResNet | N
 
 
 def _from_checkpoint(contents: Checkpoint, overrides: Mapping[str, Any]) -> ResNet:
-    model = build(replace(contents.spec, **overrides))  # overrides: _ADAPTABLE fields only
-    load_weights(model, contents.state_dict, source="resnetlib", strict=True)
-    if contents.pretrained_cfg is not None:  # fitted to the model's new head and input
-        set_data_config(model, contents.pretrained_cfg)
+    return adapted_model(contents.spec, contents.state_dict, contents.pretrained_cfg, overrides)
+
+
+def adapted_model(
+    spec: ResNetSpec,
+    state: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
+) -> ResNet:
+    """The model of ``spec`` with the weights ``state`` and data config ``config`` (``None``:
+    the defaults), ``overrides`` of ``num_classes`` giving it a new head and of
+    ``in_channels`` an adapted stem."""
+    model = build(replace(spec, **overrides))  # overrides: _ADAPTABLE fields only
+    load_weights(model, state, source="resnetlib", strict=True)
+    if config is not None:  # fitted to the model's new head and input
+        set_data_config(model, config)
     return model
 
 

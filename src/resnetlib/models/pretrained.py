@@ -104,6 +104,11 @@ def weights_file(entry: PretrainedWeights) -> Path:
     if url is None:
         raise PretrainedError(f"{entry.name} names neither a URL nor a hub file")
     path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if path.is_dir():  # not a reason to download: a download could not replace it
+        raise PretrainedError(
+            f"{path}: a directory is in the way of {entry.name}'s file; remove it to download "
+            f"the file from {url}, or place the file there"
+        )
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:  # a temporary file, renamed once whole and checked against the hash prefix

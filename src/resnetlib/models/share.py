@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common import PathLike, printable
-from ..core.data_config import check_data_config, fitted_data_config
+from ..core.data_config import check_data_config, fitted_data_config, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
 from ..files import atomic_write, dump_json, parse_json, read_bytes, read_json, read_text
@@ -41,6 +41,7 @@ __all__ = [
     "WEIGHTS",
     "load_shared",
     "save_pretrained",
+    "shared_metadata",
 ]
 
 WEIGHTS = "model.safetensors"
@@ -260,7 +261,7 @@ FileSource = Callable[..., Path | None]
 
 def _local_file(folder: Path, name: str, required: bool = True) -> Path | None:
     path = folder / name
-    if path.exists():
+    if os.path.lexists(path):  # a link that leads nowhere, or to itself, is the gate's to refuse
         return path
     if required:
         raise FileNotFoundError(f"{folder}: no {name}; not a model folder (save_pretrained)")
@@ -346,7 +347,8 @@ def _spec_of(config: Mapping[str, Any], where: str) -> ResNetSpec:
     return spec
 
 
-def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
+def _config(files: FileSource, where: str) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """A folder's config.json, checked against its checksums, and those (``None``: no file)."""
     config_path = files(CONFIG)
     assert config_path is not None  # a required file is a path or an error
     config_bytes = read_bytes(config_path, limit=MAX_JSON_BYTES, what=CONFIG, error=CheckpointError)
@@ -356,6 +358,11 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     config = parse_json(config_bytes, where=f"{where}/{CONFIG}", error=CheckpointError)
     if not isinstance(config, dict):
         raise CheckpointError(f"{where}: {CONFIG} is not a JSON object")
+    return config, sums
+
+
+def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
+    config, sums = _config(files, where)
     ours = "resnetlib" in config
     if ours and sums is None:
         raise CheckpointError(
@@ -383,7 +390,27 @@ def _load(files: FileSource, where: str, source: dict[str, Any]) -> ResNet:
     if not isinstance(state, dict) or is_checkpoint(state):
         raise CheckpointError(f"{where}: {WEIGHTS} is not a plain safetensors state dict")
     check_tensors(f"{where}/{WEIGHTS}", state)
-    return build_loaded(f"{where}/{WEIGHTS}", spec, state, {**cfg, **source})
+    model = build_loaded(f"{where}/{WEIGHTS}", spec, state, None)
+    # As timm does: the folder's keys over its architecture's defaults (a timm config.json
+    # may hold no mean, std or crop).
+    set_data_config(model, {**model.pretrained_cfg, **cfg, **source})
+    return model
+
+
+def _folder(name: str) -> tuple[FileSource, str, dict[str, Any]]:
+    """Where the files of ``name`` come from, how errors name it, and its data config's source."""
+    if name.startswith("local-dir:"):
+        folder = Path(name[len("local-dir:") :]).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{name}: {folder} is not a folder")
+        return partial(_local_file, folder), str(folder), {"source": "local-dir"}
+    if not name.startswith("hf-hub:"):
+        raise ValueError(f"{name!r:.200} names neither local-dir:FOLDER nor hf-hub:ORG/NAME")
+    repo, _, revision = name[len("hf-hub:") :].partition("@")
+    if not _REPO.fullmatch(repo) or ".." in repo:
+        raise ValueError(f"{name!r:.200}: hf-hub: takes a repository ORG/NAME[@REVISION]")
+    source = {"source": "hf-hub", "hf_hub_id": repo}
+    return partial(hub_file, repo, revision=revision or None), name, source
 
 
 def load_shared(name: str) -> ResNet:
@@ -398,15 +425,19 @@ def load_shared(name: str) -> ResNet:
         PretrainedError: a hub file that could not be downloaded or is not in the cache.
         ModuleNotFoundError: ``hf-hub:`` without huggingface_hub (the ``hub`` extra).
     """
-    if name.startswith("local-dir:"):
-        folder = Path(name[len("local-dir:") :]).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{name}: {folder} is not a folder")
-        return _load(partial(_local_file, folder), str(folder), {"source": "local-dir"})
-    if not name.startswith("hf-hub:"):
-        raise ValueError(f"{name!r:.200} names neither local-dir:FOLDER nor hf-hub:ORG/NAME")
-    repo, _, revision = name[len("hf-hub:") :].partition("@")
-    if not _REPO.fullmatch(repo) or ".." in repo:
-        raise ValueError(f"{name!r:.200}: hf-hub: takes a repository ORG/NAME[@REVISION]")
-    source = {"source": "hf-hub", "hf_hub_id": repo}
-    return _load(partial(hub_file, repo, revision=revision or None), name, source)
+    return _load(*_folder(name))
+
+
+def shared_metadata(name: str) -> dict[str, Any]:
+    """The ``metadata`` that :func:`save_pretrained` wrote into the config.json of the folder
+    ``name`` (as :func:`load_shared` names it); ``{}`` for a folder resnetlib did not write.
+
+    Raises:
+        CheckpointError, FileNotFoundError, PretrainedError: as :func:`load_shared`.
+    """
+    files, where, _ = _folder(name)
+    own = _config(files, where)[0].get("resnetlib")
+    metadata = own.get("metadata", {}) if isinstance(own, Mapping) else {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{where}: {CONFIG}'s resnetlib metadata is not a JSON object")
+    return metadata

@@ -20,6 +20,7 @@ from ..core.data_config import (
     data_config,
 )
 from ..registry import UnknownNameError
+from ..validate import check_patterns
 
 __all__ = ["WEIGHTS", "PretrainedWeights", "default_weights", "get_weights", "list_pretrained"]
 
@@ -441,27 +442,29 @@ def get_weights(model: str, tag: str | None = None) -> PretrainedWeights:
 def list_pretrained(pattern: str | Sequence[str] = "*") -> list[str]:
     """``model.tag`` names of the registered checkpoints matching a shell-style pattern
     (``"resnet50*"``, ``"*cifar10"``) or any of several, as :func:`list_models` takes them,
-    sorted by model, a model's default weights first.
+    sorted by model, a model's default weights first. A tag's alias matches as the tag does
+    (``"resnet18.IMAGENET1K_V1"`` lists ``"resnet18.tv_in1k"``).
 
     Raises:
-        ValueError: a pattern that is not a str.
+        ValueError: a pattern that is not a str, nor a list or tuple of them.
 
     Examples:
         >>> import resnetlib as rl
         >>> rl.list_pretrained("resnet56*")
         ['resnet56.akamaster_cifar10']
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    for each in patterns:
-        if not isinstance(each, str):
-            raise ValueError(
-                f"a weights name pattern must be a str such as 'resnet*'; got {each!r}"
-            )
+    patterns = check_patterns("weights name", pattern)
     names: list[str] = []
     for model in sorted(_BY_MODEL):
         default = default_weights(model)
         entries = sorted(set(_BY_MODEL[model].values()), key=lambda e: (e is not default, e.tag))
         names.extend(
-            e.name for e in entries if any(fnmatch.fnmatchcase(e.name, p) for p in patterns)
+            e.name
+            for e in entries
+            if any(
+                fnmatch.fnmatchcase(f"{model}.{tag}", p)
+                for tag in (e.tag, *e.aliases)
+                for p in patterns
+            )
         )
     return names

@@ -23,8 +23,8 @@ from ..core.spec import JSONScalar, ResNetSpec, StageSpec, StemSpec
 from ..nn import preact  # noqa: F401  (registers the pre-activation blocks, stems, shortcut)
 from ..nn.blocks import BLOCKS
 from ..registry import Registry, natural_key
-from ..validate import check_int, check_keys, is_int, is_real
-from .from_file import model_from_file
+from ..validate import check_int, check_keys, check_patterns, is_int, is_real
+from .from_file import adapted_model, model_from_file
 from .pretrained import load_pretrained
 from .share import SHARED_PREFIXES, load_shared
 from .weights import PretrainedWeights, get_weights
@@ -311,24 +311,19 @@ def _call_factory(factory: Callable[..., ResNet], name: str, **overrides: Any) -
 
 
 def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
-    """The model of a ``local-dir:`` or ``hf-hub:`` folder; ``num_classes`` gives it a new head."""
-    num_classes = overrides.pop("num_classes", None)
-    in_channels = overrides.pop("in_channels", None)
+    """The model of a ``local-dir:`` or ``hf-hub:`` folder; ``num_classes`` gives it a new head
+    and ``in_channels`` an adapted stem, as for a checkpoint."""
+    adapt: dict[str, Any] = {
+        k: overrides.pop(k) for k in ("num_classes", "in_channels") if k in overrides
+    }
     if overrides:
         raise ValueError(
             f"{name[:200]} builds the folder's model as saved; {', '.join(sorted(overrides))} "
-            "do not apply (num_classes gives a new head)"
+            "do not apply (num_classes gives a new head, in_chans an adapted stem)"
         )
     model = load_shared(name)
-    if in_channels is not None and in_channels != model.spec.in_channels:
-        raise ValueError(
-            f"{name[:200]} takes {model.spec.in_channels} input channels; got in_chans="
-            f"{in_channels}"
-        )
-    if num_classes is not None and num_classes != model.num_classes:
-        config = {k: v for k, v in model.pretrained_cfg.items() if k != "label_names"}
-        model.reset_classifier(num_classes)
-        set_data_config(model, config)
+    if any(value != getattr(model.spec, key) for key, value in adapt.items()):
+        model = adapted_model(model.spec, model.state_dict(), model.pretrained_cfg, adapt)
     return model
 
 
@@ -337,17 +332,14 @@ def list_models(pattern: str | Sequence[str] = "*") -> list[str]:
     ``list_models`` takes them), numbers sorted as numbers.
 
     Raises:
-        ValueError: a pattern that is not a str.
+        ValueError: a pattern that is not a str, nor a list or tuple of them.
 
     Examples:
         >>> import resnetlib as rl
         >>> rl.list_models("resnet1*")[:4]
         ['resnet18', 'resnet18d', 'resnet101', 'resnet101d']
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    for each in patterns:
-        if not isinstance(each, str):
-            raise ValueError(f"a model name pattern must be a str such as 'resnet*'; got {each!r}")
+    patterns = check_patterns("model name", pattern)
     return sorted({name for each in patterns for name in MODELS.names(each)}, key=natural_key)
 
 
