@@ -423,14 +423,16 @@ _MAX_TIES = 8
 """Most keys that may name one and the same tensor (tied weights) in a state dict."""
 
 
+_FLOATING = (".weight", ".bias", ".running_mean", ".running_var")  # floating in every part
+
+
 def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
     """Refuse entries that are not plain CPU tensors or claim more bytes than their storage
-    holds (a stride-0 view); a view shared by up to ``_MAX_TIES`` keys counts once. Weights
-    are floating point, all of one dtype (kept as saved, so a mix would not run); only batch
-    norms' ``num_batches_tracked`` counters are integers."""
+    holds (a stride-0 view); a view shared by up to ``_MAX_TIES`` keys counts once. Weights,
+    biases and running statistics are floating point; batch norms' ``num_batches_tracked``
+    counters are integers (a user's own buffers, under other names, are what they are)."""
     used: dict[int, int] = {}
     views: dict[tuple[object, ...], int] = {}
-    floating: tuple[str, torch.dtype] | None = None  # the first floating tensor's key, dtype
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
@@ -449,18 +451,11 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
             )
         counter, dtype = _is_counter(key), value.dtype
         integer = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
-        if not (integer if counter else dtype.is_floating_point):
+        if (counter and not integer) or (key.endswith(_FLOATING) and not dtype.is_floating_point):
             kind = "an integer batch counter" if counter else "floating-point weights"
             raise CheckpointError(
                 f"{path}: state_dict entry {key!r} holds {dtype} values where the model has "
                 f"{kind} (a damaged or wrongly converted file); save the model's own state dict"
-            )
-        floating = floating or (None if counter else (key, dtype))
-        if floating is not None and not counter and dtype != floating[1]:
-            raise CheckpointError(
-                f"{path}: state_dict entry {key!r} is {dtype} and {floating[0]!r} "
-                f"{floating[1]}; a model's weights load in the one dtype they were saved in: "
-                "save the model after model.to(dtype) (model.float(): float32)"
             )
         storage, offset = value.untyped_storage(), value.storage_offset()
         ptr, size = storage.data_ptr(), storage.nbytes()
@@ -758,7 +753,8 @@ def build_loaded(
     where: str, spec: ResNetSpec, state: dict[str, torch.Tensor], config: Mapping[str, Any] | None
 ) -> ResNet:
     """The model of ``spec``, checked against ``state`` before it is built, with ``state``
-    and the data configuration ``config`` (if any); errors name ``where``."""
+    (its tensors' dtypes as they are) and the data configuration ``config`` (if any); errors
+    name ``where``."""
     check_fits(where, spec, state)
     try:
         model = build(spec)
