@@ -584,17 +584,29 @@ def test_a_recipe_files_length_scales_the_schedule_as_the_flag_does(
     assert run([*argv, "--out", str(tmp_path / "capped")], capsys)[0] == 0
     capped = json.loads((tmp_path / "capped" / "recipe.json").read_text())
     assert (capped["iterations"], capped["warmup_max_iterations"]) == (4, 4)
+    # A length in epochs from a file is read as --epochs: the paper's milestones scale to the
+    # run's iterations (3 an epoch here: 3 and 4.5 of 6, not whole epochs' 3 and 6), and the
+    # start-up line says so, as for the flag.
     (tmp_path / "epochs.json").write_text(json.dumps({"epochs": 2, "val_size": 0}))
+    plans, lines = {}, {}
     for name, extra in (
         ("epochs-file", ["--recipe", str(tmp_path / "epochs.json")]),
+        ("epochs-flag", ["--recipe", "paper", "--epochs", "2", "--val-size", "0"]),
         ("epochs-flags", ["--recipe", "paper", "--epochs", "2", "--warmup-max-iterations", "3"]),
     ):
         argv = ["train", "resnet20", "--widths", "4,8,16", *FAST, *extra]
         code, _, err = run([*argv, "--out", str(tmp_path / name)], capsys)
         assert code == 0, err
-        plan = json.loads((tmp_path / name / "recipe.json").read_text())
-        per_epoch = plan["iterations"] // 2
-        assert plan["milestones"] == [per_epoch, 2 * per_epoch], name  # not 64000, 96000
+        plans[name] = json.loads((tmp_path / name / "recipe.json").read_text())
+        lines[name] = err.splitlines()[0]
+    assert plans["epochs-file"]["iterations"] == 6
+    assert plans["epochs-file"]["milestones"] == [3, 4]  # round(4.5): to even
+    assert plans["epochs-file"] == plans["epochs-flag"]
+    assert "milestones 32000, 48000 scaled to 3, 4 for 6 iterations" in lines["epochs-file"]
+    # a warm-up cap given with a length counts in it, and so do the milestones scaled with it
+    # (in whole epochs: the data's batches are not known yet), not 64000, 96000
+    per_epoch = plans["epochs-flags"]["iterations"] // 2
+    assert plans["epochs-flags"]["milestones"] == [per_epoch, 2 * per_epoch]
 
 
 def test_a_runs_recipe_json_repeats_its_split(

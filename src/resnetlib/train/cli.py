@@ -359,10 +359,16 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
         length = {unit: value[unit] for unit in _LENGTH if value.get(unit) is not None}
         own = {key: value[key] for key in _IN_LENGTH_UNITS if key in value}
         try:
-            if len(length) == 1 and "milestones" not in own:
-                # a length without milestones, as --iterations/--epochs give one: the paper's
-                # milestones (and warm-up cap, unless the file's) scale to it; a run's
-                # recipe.json has milestones of its own
+            if len(length) == 1 and not own:
+                # a length alone is read as --iterations/--epochs (which win over it): the
+                # paper's milestones and warm-up cap scale to the run's length in iterations
+                ((unit, total),) = length.items()
+                if args.iterations is None and args.epochs is None:
+                    setattr(args, unit, total)
+                recipe = Recipe.from_dict({k: v for k, v in value.items() if k not in _LENGTH})
+            elif len(length) == 1 and "milestones" not in own:
+                # the file's own warm-up cap counts in its length: the paper's milestones
+                # scale to it in its unit; a run's recipe.json has milestones of its own
                 rest = {k: v for k, v in value.items() if k not in (*_LENGTH, *own)}
                 recipe = dataclasses.replace(_with_length(Recipe.from_dict(rest), length), **own)
             else:
