@@ -224,6 +224,15 @@ def test_reproduce_degradation_small(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "| ResNet-20 |" in table
     for name in ("plain20", "resnet20"):
         assert (tmp_path / name / "final.pt").is_file()
+    # the digits' own statistics, as train gives a model from scratch (were CIFAR-10's)
+    from resnetlib.train import load_data
+    from resnetlib.train.data import data_statistics
+
+    data = load_data("digits", image_size=8, val_size=DIGITS.val_size, seed=0)
+    mean, std = data_statistics(data.train)
+    config = rl.load(tmp_path / "resnet20" / "final.pt").pretrained_cfg
+    assert config["mean"] == pytest.approx(mean)
+    assert config["std"] == pytest.approx(std)
 
 
 def test_channels_last_is_the_cpu_default_and_can_be_turned_off(
