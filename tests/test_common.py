@@ -10,7 +10,7 @@ from torch import nn
 from typing_extensions import Unpack
 
 import resnetlib as rl
-from resnetlib.common import evaluating, optional_import
+from resnetlib.common import evaluating, optional_import, resolve_device
 from resnetlib.core.build import block_options_of, keywords_of
 from resnetlib.nn.blocks import BlockArgs
 
@@ -78,3 +78,23 @@ def test_block_defaults_are_the_documented_ones() -> None:
     assert isinstance(block.relu, nn.ReLU)
     wide = rl.Bottleneck(in_channels=8, width=4, stride=2, groups=2, width_per_group=64)
     assert (wide.inner_width, wide.conv2.stride, wide.out_channels) == (8, (2, 2), 16)
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an mps device")
+def test_a_device_this_torch_cannot_use_is_refused_when_resolved(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--device mps on a torch built without it passed resolve_device and failed later with
+    torch's raw "PyTorch is not linked with support for mps devices", after train had made
+    its run directory (a .lock left behind)."""
+    from resnetlib.cli import main
+
+    with pytest.raises(ValueError, match=r"^mps: not available here \("):
+        resolve_device("mps")
+    assert resolve_device("cpu") == torch.device("cpu")
+    out = tmp_path / "run"
+    assert (
+        main(["train", "resnet20", "--device", "mps", "--iterations", "1", "--out", str(out)]) == 2
+    )
+    assert "--device mps: not available here" in capsys.readouterr().err
+    assert not out.exists()

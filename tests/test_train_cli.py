@@ -759,3 +759,19 @@ def test_a_run_file_of_an_unregistered_part_names_the_runs_imports(
             "records that the run was trained with --import run_parts_module: if you trust "
             "run_parts_module, add --import run_parts_module",
         )
+
+
+def test_the_paper_recipe_with_warm_up_is_named_so_as_reproduce_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train resnet110 said "the paper's CIFAR recipe" where reproduce table6 says "... with
+    warm-up" for the same recipe; the run resumes with --recipe paper either way."""
+    out = str(tmp_path / "r110")
+    argv = ["train", "resnet110", "--widths", "4,8,8", "--iterations", "1", *FAST]
+    code, _, err = run([*argv, "--recipe", "paper", "--val-size", "0", "--out", out], capsys)
+    assert code == 0, err
+    assert "(the paper's CIFAR recipe with warm-up, batch 500" in err
+    assert json.loads(Path(out, "run.json").read_text())["recipe_name"].endswith("with warm-up")
+    code, _, err = run(["train", "--out", out, "--resume", "--recipe", "paper", *FAST[2:]], capsys)
+    assert code == 0, err
+    assert "the run is finished" in err

@@ -49,7 +49,8 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     without an index is this process's GPU (``LOCAL_RANK`` under ``torchrun``, else 0).
 
     Raises:
-        ValueError: not a device name, the meta device, or CUDA where none is available.
+        ValueError: not a device name, the meta device, or a device not available here (CUDA
+        where there is none, an index past the last GPU, mps on a torch built without it).
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,6 +64,13 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         raise ValueError(f"{device}: no CUDA device is available here")
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if resolved.type != "cpu":
+        try:  # an empty tensor there: what torch would refuse at the first use
+            torch.empty(0, device=resolved)
+        except (RuntimeError, AssertionError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            reason = first.split(". ")[0][:200]  # torch's first sentence
+            raise ValueError(f"{device}: not available here ({reason})") from None
     return resolved
 
 

@@ -316,7 +316,7 @@ def _recipe_choice(label: object) -> str | None:
     """The ``--recipe`` value that gives a run's recorded ``recipe_name`` (``None``: none)."""
     if not isinstance(label, str):
         return None
-    named = [choice for choice, text in _RECIPE_LABELS.items() if text == label]
+    named = [c for c, text in _RECIPE_LABELS.items() if text == label.removesuffix(" with warm-up")]
     depth = label.removeprefix("the paper's recipe for depth ")
     if named or (depth != label and depth.isdigit()):
         return named[0] if named else f"paper{depth}"
@@ -326,7 +326,15 @@ def _recipe_choice(label: object) -> str | None:
 def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, str]:
     """The recipe the options (or ``choice``) ask for, and its name for the start-up line."""
     from .data import data_layout
-    from .recipe import DIGITS, FINETUNE, TINYIMAGENET, Recipe, paper_recipe, recipe_for
+    from .recipe import (
+        DIGITS,
+        FINETUNE,
+        TINYIMAGENET,
+        Recipe,
+        paper_label,
+        paper_recipe,
+        recipe_for,
+    )
 
     choice, name = choice or args.recipe, (args.model or "").split(".", 1)[0]
     if choice is None and _from_weights(args):
@@ -340,6 +348,7 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
         recipe = fixed[choice]
     elif choice == "paper":  # by the depth of the model named, or of --checkpoint's alone
         recipe = recipe_for(name or model_from_args(args, device="meta")[0].spec)
+        label = paper_label(recipe)
     elif _is_recipe_name(choice):  # paper110: that depth's
         recipe, label = paper_recipe(int(choice[5:])), f"the paper's recipe for depth {choice[5:]}"
     else:

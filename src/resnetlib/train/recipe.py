@@ -296,6 +296,11 @@ def scaling_note(recipe: Recipe, plan: Recipe, batches_per_epoch: int) -> str:
     return f"{' and '.join(parts)} for {plan.iterations} iterations" if parts else ""
 
 
+def paper_label(recipe: Recipe) -> str:
+    """A paper recipe's name in the start-up line and ``run.json`` (its warm-up said)."""
+    return "the paper's CIFAR recipe" + (" with warm-up" if recipe.warmup_lr is not None else "")
+
+
 def paper_recipe(depth: int) -> Recipe:
     """The paper's CIFAR recipe for a network of ``depth`` layers: warm-up from 110 up."""
     check_int("depth", depth, 1)

@@ -25,7 +25,7 @@ from ..validate import check_int
 from .data import DataError, DataSplits, data_source, load_data
 from .loop import fit, model_label
 from .plot import plot_runs
-from .recipe import DIGITS, Recipe, recipe_for
+from .recipe import DIGITS, Recipe, paper_label, recipe_for
 from .run_dir import (
     RunDirectory,
     RunDirectoryError,
@@ -400,6 +400,6 @@ def _table6_info(
         given["iterations"] = iterations
     return {
         "command": {"given": given, "model": {"name": name}, "freeze": None},
-        "recipe_name": "the paper's CIFAR recipe" + (" with warm-up" if recipe.warmup_lr else ""),
+        "recipe_name": paper_label(recipe),
         "experiment": "table6",
     }
