@@ -313,3 +313,26 @@ def test_cifar10_weights_name_their_classes_in_an_export(name: str) -> None:
     contract = read_metadata(export_metadata(model), where="x.onnx")
     assert contract.config["label_names"] == list(CIFAR10_CLASSES)
     assert class_names(contract.config, 10) == list(CIFAR10_CLASSES)
+
+
+def test_predict_refuses_an_onnx_file_without_a_head_or_finite_outputs(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint, images = trained
+    broken = rl.load(checkpoint)
+    with torch.no_grad():
+        broken.fc.bias.fill_(float("inf"))
+    rl.save(broken, tmp_path / "inf.pt")
+    rl.save(rl.cifar_resnet(8, widths=(4, 8, 8), num_classes=0), tmp_path / "headless.pt")
+    for name, message in (
+        ("inf", "outputs are not finite (NaN or inf)"),
+        ("headless", "no classifier head (num_classes 0)"),
+    ):
+        _export(tmp_path / f"{name}.pt", tmp_path / f"{name}.onnx")
+        capsys.readouterr()
+        assert main(["predict", str(tmp_path / f"{name}.onnx"), str(images / "image0.png")]) == 2
+        captured = capsys.readouterr()
+        assert "%" not in captured.out
+        assert message in captured.err
+        assert len(captured.err.strip().splitlines()) == 1
+

@@ -33,7 +33,7 @@ from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_si
 from .fuse import fuse_bn
 from .preprocess import Normalized, predict
 from .quantize import calibration_batches, check_quantize_support
-from .runtime import onnx_argument, refuse_given
+from .runtime import OnnxModel, onnx_argument, refuse_given
 
 __all__ = ["add_commands", "run", "run_hf", "run_predict"]
 
@@ -223,11 +223,12 @@ def run_predict(args: argparse.Namespace) -> int:
     model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
-        note_random_weights(args)
     elif args.device not in (None, "cpu"):
         raise UsageError(f"--device {args.device}: an ONNX file runs on the cpu (onnxruntime)")
     model.to(device_option(args.device or "cpu"))
     results = predict(model, args.images, top=args.top, batch_size=args.batch_size)
+    if not isinstance(model, OnnxModel):  # said once the model is taken, not beside a refusal
+        note_random_weights(args)
     for count, prediction in enumerate(results, 1):
         ranked = ", ".join(
             f"{printable(name)}{'' if name == str(index) else f' ({index})'} {100 * p:.1f}%"
