@@ -336,3 +336,30 @@ def test_predict_refuses_an_onnx_file_without_a_head_or_finite_outputs(
         assert message in captured.err
         assert len(captured.err.strip().splitlines()) == 1
 
+
+def test_every_command_tells_an_onnx_file_by_its_bytes_and_runs_it_on_the_cpu(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint, images = trained
+    image = str(images / "image0.png")
+    (tmp_path / "ckpt_as.onnx").write_bytes(checkpoint.read_bytes())
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    _export(checkpoint, tmp_path / "m.onnx")
+    (tmp_path / "onnx_as.pt").write_bytes((tmp_path / "m.onnx").read_bytes())
+    capsys.readouterr()
+    assert main(["predict", str(checkpoint), image]) == 0
+    expected = capsys.readouterr().out.split(": ", 1)[1]
+    for name in ("ckpt_as.onnx", "onnx_as.pt"):  # a checkpoint, an ONNX file, by their bytes
+        assert main(["predict", str(tmp_path / name), image]) == 0
+        assert capsys.readouterr().out.split(": ", 1)[1] == expected
+    assert main(["evaluate", str(tmp_path / "ckpt_as.onnx"), "--data", "digits"]) == 0
+    capsys.readouterr()
+    for argv in (["summary"], ["evaluate", "--data", "digits"], ["predict", image]):
+        assert main([argv[0], str(tmp_path / "empty.onnx"), *argv[1:]]) == 2
+        err = capsys.readouterr().err
+        assert "empty.onnx: not a checkpoint, state dict or ONNX file" in err, err
+    for argv in (["evaluate", "--data", "digits"], ["predict", image]):
+        for device in ("cpu:1", "cuda"):
+            assert main([argv[0], str(tmp_path / "m.onnx"), *argv[1:], "--device", device]) == 2
+            err = capsys.readouterr().err
+            assert f"--device {device}: an ONNX file runs on the cpu (onnxruntime)" in err, err

@@ -220,11 +220,9 @@ def run_predict(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise UsageError(f"{printable(path)}: not a regular file; predict reads image files")
     given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
-    model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
+    model = onnx_argument(args.model, given, args.device)  # run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
-    elif args.device not in (None, "cpu"):
-        raise UsageError(f"--device {args.device}: an ONNX file runs on the cpu (onnxruntime)")
     model.to(device_option(args.device or "cpu"))
     results = predict(model, args.images, top=args.top, batch_size=args.batch_size)
     if not isinstance(model, OnnxModel):  # said once the model is taken, not beside a refusal

@@ -255,21 +255,27 @@ _IMAGE_ADVICE = (
 _ONNX_KEYS = frozenset(field << 3 | wire for field in range(1, 21) for wire in (0, 2))
 
 
+def is_onnx(head: bytes) -> bool:
+    """Whether a file's first bytes (three or more) begin an ONNX model: its ``ir_version``,
+    then a ModelProto field. Every command tells an ONNX file by this, whatever its name."""
+    return (
+        head[:1] == b"\x08"
+        and b"\x00" < head[1:2] < b"\x80"
+        and len(head) > 2
+        and head[2] in _ONNX_KEYS
+    )
+
+
 def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
     """Name a file that is no checkpoint by its first bytes: ONNX, an image or JSON text (a zip
     archive is looked into by ``_check_zip``, a pickle by torch's weights-only reader)."""
     kind = advice = ""
-    if (
-        head[:1] == b"\x08"
-        and b"\x00" < head[1:2] < b"\x80"
-        and head[2:3]
-        and head[2] in _ONNX_KEYS
-    ):
+    if is_onnx(head):
         kind = "an ONNX model"
         advice = (
             "resnetlib evaluate and predict run an ONNX file resnetlib exported, given as the "
-            "model (resnetlib predict FILE.onnx IMAGE..., not --checkpoint) with a name ending in "
-            ".onnx; to train, export or load weights, use the checkpoint it was exported from"
+            "model (resnetlib predict FILE.onnx IMAGE..., not --checkpoint); to train, export "
+            "or load weights, use the checkpoint it was exported from"
         )
     elif image := next((name for magic, name in _IMAGES.items() if head.startswith(magic)), ""):
         kind, advice = image, _IMAGE_ADVICE
