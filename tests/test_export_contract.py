@@ -268,7 +268,7 @@ def test_model_options_on_an_onnx_file_are_refused(
     extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "m.onnx"
-    out.write_bytes(b"not read")
+    out.write_bytes(b"\x08\x07\x12not read")  # ONNX by its first bytes; refused before parsing
     assert main(["evaluate", str(out), "--data", "digits", *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
@@ -279,7 +279,7 @@ def test_a_file_that_is_not_onnx_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "junk\nname.onnx"  # the path printed on the same one line
-    out.write_bytes(b"\x00junk")
+    out.write_bytes(b"\x08\x07\x12junk")  # ONNX by its first bytes, not by its name alone
     assert main(["evaluate", str(out), "--data", "digits"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
