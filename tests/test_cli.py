@@ -387,3 +387,20 @@ def test_an_error_message_is_printed_escaped_and_bounded(
     assert err.startswith("resnetlib export: error: step \\x1b[96m1/3\\x1b[0m failed\n")
     assert err.count("\n") == 13  # twelve lines, then how many more
     assert err.endswith("... (9 more lines)\n")
+
+
+@pytest.mark.parametrize("command", ["summary", "evaluate", "predict", "train"])
+def test_checkpoint_option_naming_a_directory_says_so(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = {"predict": [str(tmp_path / "img.png")], "evaluate": ["--data", "digits"]}
+    argv = [command, "resnet20", "--checkpoint", str(tmp_path), *extra.get(command, [])]
+    if command == "train":
+        argv += ["--out", str(tmp_path / "run")]
+    if command == "predict":
+        (tmp_path / "img.png").write_bytes(b"")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "is a directory" in err, err
+    assert "no such file" not in err

@@ -286,6 +286,41 @@ def test_predict_prints_named_top_classes(
     assert "none.png: no such image file" in one_line_error(code, err)
 
 
+def test_predict_and_train_refuse_a_model_without_classes_or_finite_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    image = tmp_path / "img.png"
+    Image.fromarray(np.full((8, 8, 3), 99, dtype=np.uint8)).save(image)
+    model = rl.resnet20(widths=(4, 8, 8), num_classes=10)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    rl.save(model, tmp_path / "nan.pt")
+    code, out, err = run(["predict", str(tmp_path / "nan.pt"), str(image)], capsys)
+    line = one_line_error(code, err)
+    assert "outputs are not finite (NaN or inf)" in line
+    assert "weights hold NaN" in line
+    assert "%" not in out
+    out_dir = tmp_path / "tnan"
+    argv = ["train", "--checkpoint", str(tmp_path / "nan.pt"), *DIGITS8, "--iterations", "2"]
+    code, _, err = run([*argv, "--out", str(out_dir)], capsys)
+    line = one_line_error(code, err)
+    assert "starting weights hold NaN or inf" in line
+    assert "lr" not in line
+    assert not out_dir.exists()
+    code, out, err = run(["predict", "resnet20", "--num-classes", "0", str(image)], capsys)
+    assert "no classifier head (num_classes 0)" in one_line_error(code, err)
+    assert "%" not in out
+    argv = ["train", "resnet20", "--num-classes", "0", *DIGITS8, "--iterations", "2"]
+    code, _, err = run([*argv, "--out", str(out_dir)], capsys)
+    line = one_line_error(code, err)
+    assert "the model has 0 classes and digits has 10" in line
+    assert "--classes" not in line
+    assert not out_dir.exists()
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "export", "summary", "predict"])
 def test_every_model_command_takes_the_same_model_options(command: str) -> None:
     from resnetlib.cli import _parser

@@ -229,3 +229,51 @@ def test_int8_on_an_old_torch_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "needs torch >= 2.8" in err
+
+
+def test_export_replaces_only_an_export_of_its_format_named_by_its_suffix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "final.pt"
+    rl.save(rl.resnet20(widths=(4, 8, 8)), checkpoint)
+    kept = checkpoint.read_bytes()
+    base = ["export", str(checkpoint), "--format"]
+    for form, out, message in (
+        ("onnx", tmp_path / "final.pt", "a --format onnx file's name ends in .onnx"),
+        ("onnx", tmp_path / "o.pt2", "a --format onnx file's name ends in .onnx"),
+        ("pt2", tmp_path / "p2.onnx", "a --format pt2 file's name ends in .pt2"),
+    ):
+        assert main([*base, form, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert message in err, err
+    assert checkpoint.read_bytes() == kept
+    assert not (tmp_path / "o.pt2").exists()
+    assert not (tmp_path / "p2.onnx").exists()
+    victims = {"pt2": tmp_path / "v.pt2", "onnx": tmp_path / "v.onnx"}
+    for form, victim in victims.items():
+        victim.write_bytes(kept)  # a checkpoint under an export's name
+        assert main([*base, form, "--out", str(victim)]) == 2
+        err = capsys.readouterr().err
+        assert "would be overwritten; choose another --out or delete it" in err, err
+        assert victim.read_bytes() == kept
+        victim.unlink()
+    assert main([*base, "pt2", "--out", str(victims["pt2"])]) == 0
+    assert main([*base, "pt2", "--out", str(victims["pt2"])]) == 0  # a previous export: replaced
+
+
+def test_every_format_checks_its_output_directory_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One check of --out's directory for every format (root may write anywhere: os.access
+    stands in for a read-only directory)."""
+    from resnetlib.deploy import cli
+
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    for form, name in (("hf", "folder"), ("pt2", "m.pt2"), ("onnx", "m.onnx")):
+        argv = ["export", "resnet20", "--format", form, "--out", str(tmp_path / name)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"directory {tmp_path} is not writable" in err, err
+    assert not any(tmp_path.iterdir())

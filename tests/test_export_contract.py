@@ -268,7 +268,7 @@ def test_model_options_on_an_onnx_file_are_refused(
     extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "m.onnx"
-    out.write_bytes(b"not read")
+    out.write_bytes(b"\x08\x07\x12not read")  # ONNX by its first bytes; refused before parsing
     assert main(["evaluate", str(out), "--data", "digits", *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
@@ -279,7 +279,7 @@ def test_a_file_that_is_not_onnx_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "junk\nname.onnx"  # the path printed on the same one line
-    out.write_bytes(b"\x00junk")
+    out.write_bytes(b"\x08\x07\x12junk")  # ONNX by its first bytes, not by its name alone
     assert main(["evaluate", str(out), "--data", "digits"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
@@ -313,3 +313,53 @@ def test_cifar10_weights_name_their_classes_in_an_export(name: str) -> None:
     contract = read_metadata(export_metadata(model), where="x.onnx")
     assert contract.config["label_names"] == list(CIFAR10_CLASSES)
     assert class_names(contract.config, 10) == list(CIFAR10_CLASSES)
+
+
+def test_predict_refuses_an_onnx_file_without_a_head_or_finite_outputs(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint, images = trained
+    broken = rl.load(checkpoint)
+    with torch.no_grad():
+        broken.fc.bias.fill_(float("inf"))
+    rl.save(broken, tmp_path / "inf.pt")
+    rl.save(rl.cifar_resnet(8, widths=(4, 8, 8), num_classes=0), tmp_path / "headless.pt")
+    for name, message in (
+        ("inf", "outputs are not finite (NaN or inf)"),
+        ("headless", "no classifier head (num_classes 0)"),
+    ):
+        _export(tmp_path / f"{name}.pt", tmp_path / f"{name}.onnx")
+        capsys.readouterr()
+        assert main(["predict", str(tmp_path / f"{name}.onnx"), str(images / "image0.png")]) == 2
+        captured = capsys.readouterr()
+        assert "%" not in captured.out
+        assert message in captured.err
+        assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_every_command_tells_an_onnx_file_by_its_bytes_and_runs_it_on_the_cpu(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint, images = trained
+    image = str(images / "image0.png")
+    (tmp_path / "ckpt_as.onnx").write_bytes(checkpoint.read_bytes())
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    _export(checkpoint, tmp_path / "m.onnx")
+    (tmp_path / "onnx_as.pt").write_bytes((tmp_path / "m.onnx").read_bytes())
+    capsys.readouterr()
+    assert main(["predict", str(checkpoint), image]) == 0
+    expected = capsys.readouterr().out.split(": ", 1)[1]
+    for name in ("ckpt_as.onnx", "onnx_as.pt"):  # a checkpoint, an ONNX file, by their bytes
+        assert main(["predict", str(tmp_path / name), image]) == 0
+        assert capsys.readouterr().out.split(": ", 1)[1] == expected
+    assert main(["evaluate", str(tmp_path / "ckpt_as.onnx"), "--data", "digits"]) == 0
+    capsys.readouterr()
+    for argv in (["summary"], ["evaluate", "--data", "digits"], ["predict", image]):
+        assert main([argv[0], str(tmp_path / "empty.onnx"), *argv[1:]]) == 2
+        err = capsys.readouterr().err
+        assert "empty.onnx: not a checkpoint, state dict or ONNX file" in err, err
+    for argv in (["evaluate", "--data", "digits"], ["predict", image]):
+        for device in ("cpu:1", "cuda"):
+            assert main([argv[0], str(tmp_path / "m.onnx"), *argv[1:], "--device", device]) == 2
+            err = capsys.readouterr().err
+            assert f"--device {device}: an ONNX file runs on the cpu (onnxruntime)" in err, err

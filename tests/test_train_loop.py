@@ -281,6 +281,29 @@ def test_evaluate_normalizes_as_the_model_says(digits: DataSplits) -> None:
         evaluate(model, digits, split="dev")
 
 
+def test_evaluate_and_fit_refuse_weights_or_outputs_that_are_not_finite(
+    digits: DataSplits, tmp_path: Path
+) -> None:
+    """Outputs that are not finite are refused, not ranked (a NaN logit's topk scores 10%);
+    fit refuses such starting weights before the run directory is made, not blaming the lr."""
+    model = tiny_model().eval()
+    model.pretrained_cfg.update(input_size=(3, 8, 8))
+    with torch.no_grad():
+        model.fc.bias[3] = math.inf
+    with pytest.raises(
+        ValueError, match=r"outputs are not finite .*weights hold NaN or inf \(fc.bias\)"
+    ):
+        evaluate(model, digits.test)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(math.nan)
+    with pytest.raises(ValueError, match=r"outputs are not finite .*checkpoint is damaged"):
+        evaluate(model, digits.test)
+    with pytest.raises(ValueError, match=r"starting weights hold NaN or inf \(conv1.weight, "):
+        fit(model, digits, TINY, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -370,8 +370,9 @@ def model_from_args(
             "name a model (a registered name or a checkpoint file), or --checkpoint FILE of a "
             "resnetlib checkpoint"
         )
-    if args.model is not None:
-        _refuse_directory(args.model)
+    for name in (args.model, args.checkpoint):  # a directory is named as one, not "missing"
+        if name is not None:
+            _refuse_directory(name)
     if args.model is not None and is_checkpoint_path(args.model):
         path = Path(args.model)
         if not path.is_file():

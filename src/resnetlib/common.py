@@ -19,10 +19,12 @@ from torch import nn
 
 __all__ = [
     "PathLike",
+    "check_finite_outputs",
     "evaluating",
     "first_line",
     "installed_version",
     "listing",
+    "non_finite",
     "optional_import",
     "printable",
     "resolve_device",
@@ -127,6 +129,36 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
             yield module
     finally:
         module.train(was_training)
+
+
+def non_finite(module: nn.Module) -> list[str]:
+    """The names of ``module``'s floating-point parameters and buffers that hold NaN or inf
+    (one device sync for them all)."""
+    named = [(name, t) for name, t in (*module.named_parameters(), *module.named_buffers())]
+    floating = [(name, t) for name, t in named if t.is_floating_point()]
+    if not floating:
+        return []
+    finite = torch.stack([t.isfinite().all().cpu() for _, t in floating]).tolist()
+    return [name for (name, _), ok in zip(floating, finite, strict=True) if not ok]
+
+
+def check_finite_outputs(model: nn.Module, outputs: torch.Tensor) -> None:
+    """Refuse a model's ``outputs`` (or a sum of them, in float64) that hold NaN or inf, as
+    ``evaluate`` and ``predict`` both do: a ``ValueError`` that says whether its weights do.
+    A model without parameters (an ONNX runtime's) is not looked into."""
+    if bool(outputs.isfinite().all()):
+        return
+    bad = non_finite(model)
+    if bad:
+        why = (
+            f"its weights hold NaN or inf ({listing(bad, 3)}): the checkpoint is damaged or "
+            "its training diverged"
+        )
+    elif next(model.parameters(), None) is not None:
+        why = "its weights are finite: its activations overflow on these inputs (run it in fp32)"
+    else:
+        why = "no class can be ranked by them"
+    raise ValueError(f"the model's outputs are not finite (NaN or inf); {why}")
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

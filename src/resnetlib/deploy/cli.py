@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,15 @@ from ..cli import (
 )
 from ..common import printable
 from ..core.data_config import check_data_config
-from ..files import check_not_input
+from ..files import check_not_input, open_regular
+from ..interop.checkpoint import is_onnx
 from ..models.share import save_pretrained
 from ..validate import check_input_size
 from .export import ONNX_PACKAGES, export_onnx, export_pt2, require, smallest_side, trace_size
 from .fuse import fuse_bn
 from .preprocess import Normalized, predict
 from .quantize import calibration_batches, check_quantize_support
-from .runtime import onnx_argument, refuse_given
+from .runtime import OnnxModel, onnx_argument, refuse_given
 
 __all__ = ["add_commands", "run", "run_hf", "run_predict"]
 
@@ -92,7 +94,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="N",
         help="calibration images to use (default 512)",
     )
-    export.add_argument("--out", required=True, metavar="PATH", help="file to write")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="file to write, ending in .onnx or .pt2 (replaces only an export of that format), "
+        "or the hf folder",
+    )
     export.set_defaults(run=guarded(run))
 
     predict = commands.add_parser(
@@ -128,17 +136,11 @@ def run(args: argparse.Namespace) -> int:
     """Build or load, optionally fuse and normalize, then export (a failure keeps ``--out``)."""
     if args.format == "hf":
         return run_hf(args)
-    out = out_path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {printable(out)}: is a directory; give a file path")
-    if not os.access(out.parent, os.W_OK):
-        raise UsageError(
-            f"--out {printable(out)}: directory {printable(out.parent)} is not writable"
-        )
     if args.int8 and (args.format != "onnx" or args.calibrate is None):
         raise UsageError("--int8 needs --format onnx and --calibrate DIR (or --calibrate digits)")
     if args.calibrate is not None and not args.int8:
         raise UsageError("--calibrate is used only with --int8; add --int8 or drop it")
+    out = out_path(args.out, args.format)
     if args.format == "onnx":
         require(ONNX_PACKAGES, "ONNX export")
     defaults = {} if args.input is None else {"in_channels": args.input[0]}
@@ -180,14 +182,52 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def out_path(out: str) -> Path:
-    """``--out`` as a path, refused when its directory does not exist."""
+EXPORT_SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
+
+
+def out_path(out: str, form: str) -> Path:
+    """``--out`` for ``--format form``, checked for every format: its directory exists and is
+    writable (an hf folder's own, when it exists). A file format's name ends in its suffix, and
+    a file there is replaced only when it is an export of that format (never a checkpoint)."""
     path = Path(out)
-    if not path.parent.is_dir():
+    where = path if form == "hf" and path.is_dir() else path.parent
+    if not where.is_dir():
+        raise UsageError(f"--out {printable(path)}: directory {printable(where)} does not exist")
+    if not os.access(where, os.W_OK):
+        raise UsageError(f"--out {printable(path)}: directory {printable(where)} is not writable")
+    if form == "hf":  # save_pretrained refuses a file or a folder of other files
+        return path
+    if path.is_dir():
+        raise UsageError(f"--out {printable(path)}: is a directory; give a file path")
+    suffix = EXPORT_SUFFIXES[form]
+    if path.suffix.lower() != suffix:
         raise UsageError(
-            f"--out {printable(path)}: directory {printable(path.parent)} does not exist"
+            f"--out {printable(path)}: a --format {form} file's name ends in {suffix} (evaluate "
+            f"and predict tell it by that); give --out {printable(path.with_suffix(suffix))}"
+        )
+    if os.path.lexists(path) and not _an_export(path, form):
+        raise UsageError(
+            f"--out {printable(path)}: an existing file that is not a --format {form} export "
+            "would be overwritten; choose another --out or delete it"
         )
     return path
+
+
+def _an_export(path: Path, form: str) -> bool:
+    """Whether ``path`` is a regular file of ``form``: ONNX by its bytes (``is_onnx``), a
+    ``.pt2`` by its zip archive's ``archive_format`` record."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open_regular(path, what="an export", error=UsageError, own=True) as file:
+        if form == "onnx":
+            return is_onnx(file.read(16))
+        if file.read(4) != b"PK\x03\x04":
+            return False
+        try:
+            names = zipfile.ZipFile(file).namelist()
+        except (zipfile.BadZipFile, OSError):
+            return False
+    return any(name.endswith("/archive_format") for name in names)
 
 
 def run_hf(args: argparse.Namespace) -> int:
@@ -195,7 +235,7 @@ def run_hf(args: argparse.Namespace) -> int:
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
     given = {name: None if (v := getattr(args, name, None)) is False else v for name in names}
     refuse_given(given, "not used by --format hf (a folder of weights)")
-    out = out_path(args.out)  # save_pretrained refuses a file or a folder of other files
+    out = out_path(args.out, "hf")
     model, _ = model_from_args(args)
     save_pretrained(model, out, metadata=weights_metadata(args))
     random = ", random weights" if random_weights(args) else ""
@@ -218,14 +258,13 @@ def run_predict(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise UsageError(f"{printable(path)}: not a regular file; predict reads image files")
     given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
-    model = onnx_argument(args.model, given)  # an ONNX file, run by onnxruntime, or None
+    model = onnx_argument(args.model, given, args.device)  # run by onnxruntime, or None
     if model is None:
         model, _ = model_from_args(args)
-        note_random_weights(args)
-    elif args.device not in (None, "cpu"):
-        raise UsageError(f"--device {args.device}: an ONNX file runs on the cpu (onnxruntime)")
     model.to(device_option(args.device or "cpu"))
     results = predict(model, args.images, top=args.top, batch_size=args.batch_size)
+    if not isinstance(model, OnnxModel):  # said once the model is taken, not beside a refusal
+        note_random_weights(args)
     for count, prediction in enumerate(results, 1):
         ranked = ", ".join(
             f"{printable(name)}{'' if name == str(index) else f' ({index})'} {100 * p:.1f}%"

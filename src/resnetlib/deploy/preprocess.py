@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..common import PathLike, evaluating
+from ..common import PathLike, check_finite_outputs, evaluating
 from ..core.data_config import check_data_config, normalization, set_data_config
 from ..images import bombs_refused, decode_image
 from ..validate import check_int
@@ -115,11 +115,17 @@ def predict(
     read as :func:`read_images` reads them and run ``batch_size`` at a time.
 
     Raises:
-        ValueError: now, the model's ``pretrained_cfg`` fails ``check_data_config``; while
-            iterating, an image that cannot be read (naming it).
+        ValueError: now, the model has no head (``num_classes`` 0) or its ``pretrained_cfg``
+            fails ``check_data_config``; while iterating, an image that cannot be read (naming
+            it), or outputs that are not finite (``check_finite_outputs``).
     """
     check_int("top", top, 1)
     check_int("batch_size", batch_size, 1)
+    if getattr(model, "num_classes", None) == 0:
+        raise ValueError(
+            "the model has no classifier head (num_classes 0): its outputs are pooled "
+            "features, not classes; predict with a model that has a head"
+        )
     config = check_data_config(getattr(model, "pretrained_cfg", {}))
     read = _reader(config)
     remaining = iter(paths)
@@ -131,8 +137,10 @@ def predict(
             parameter = next(model.parameters(), x)
             x = x.to(parameter.device, parameter.dtype)
             with evaluating(model):
-                probabilities = model(x).float().softmax(1).cpu()
-            del x
+                logits = model(x).float()
+            check_finite_outputs(model, logits)
+            probabilities = logits.softmax(1).cpu()
+            del x, logits
             if names is None:
                 names = class_names(config, probabilities.shape[1])
             values, indices = probabilities.topk(min(top, probabilities.shape[1]), dim=1)

@@ -16,7 +16,8 @@ from torch import nn
 from ..common import PathLike, first_line, printable
 from ..core.data_config import set_data_config
 from ..core.spec import ResNetSpec
-from ..files import read_bytes
+from ..files import open_regular, read_bytes
+from ..interop.checkpoint import is_onnx
 from ..limits import MAX_ONNX_BYTES
 from .contract import ExportContract, read_metadata
 from .export import require
@@ -92,17 +93,27 @@ def refuse_given(options: Mapping[str, object], reason: str) -> None:
         raise ValueError(f"{', '.join(given)}: {reason}")
 
 
-def onnx_argument(model: str | None, options: Mapping[str, object]) -> OnnxModel | None:
-    """The ONNX file a command's model positional names (``load_onnx``), or ``None``. The
-    model ``options`` given beside it (name: value, ``None`` when absent): ``ValueError``."""
+def onnx_argument(
+    model: str | None, options: Mapping[str, object], device: str | None = None
+) -> OnnxModel | None:
+    """The ONNX file a command's model positional names (``load_onnx``; a file by its bytes,
+    a missing one by its ``.onnx`` name), or ``None``. The
+    model ``options`` given beside it (name: value, ``None`` when absent), or a ``device``
+    other than the cpu: ``ValueError``."""
     name = str(model or "")
-    if not name.lower().endswith(".onnx"):  # in any case
+    if Path(name).is_file():  # told by its bytes (is_onnx), as the checkpoint reader tells it
+        with open_regular(name, what="a model", error=ValueError) as file:
+            if not is_onnx(file.read(16)):
+                return None
+    elif not name.lower().endswith(".onnx"):  # in any case
         return None
     refuse_given(
         options,
         f"an ONNX file ({printable(name)}) is the graph it was exported as; export again to "
         "change it",
     )
+    if device not in (None, "cpu"):
+        raise ValueError(f"--device {device}: an ONNX file runs on the cpu (onnxruntime)")
     if not Path(name).exists():
         raise ValueError(f"{printable(name)}: no such ONNX file")
     return load_onnx(name)

@@ -37,7 +37,7 @@ from ..nn.shortcuts import SHORTCUTS
 from ..nn.stems import STEMS
 from ..registry import Registry, UnknownNameError
 from ..validate import is_int
-from .convert import _is_counter, unwrap_state_dict
+from .convert import is_batch_counter, unwrap_state_dict
 
 __all__ = [
     "FORMAT",
@@ -255,21 +255,27 @@ _IMAGE_ADVICE = (
 _ONNX_KEYS = frozenset(field << 3 | wire for field in range(1, 21) for wire in (0, 2))
 
 
+def is_onnx(head: bytes) -> bool:
+    """Whether a file's first bytes (three or more) begin an ONNX model: its ``ir_version``,
+    then a ModelProto field. Every command tells an ONNX file by this, whatever its name."""
+    return (
+        head[:1] == b"\x08"
+        and b"\x00" < head[1:2] < b"\x80"
+        and len(head) > 2
+        and head[2] in _ONNX_KEYS
+    )
+
+
 def _refuse_other_kinds(path: PathLike, head: bytes) -> None:
     """Name a file that is no checkpoint by its first bytes: ONNX, an image or JSON text (a zip
     archive is looked into by ``_check_zip``, a pickle by torch's weights-only reader)."""
     kind = advice = ""
-    if (
-        head[:1] == b"\x08"
-        and b"\x00" < head[1:2] < b"\x80"
-        and head[2:3]
-        and head[2] in _ONNX_KEYS
-    ):
+    if is_onnx(head):
         kind = "an ONNX model"
         advice = (
             "resnetlib evaluate and predict run an ONNX file resnetlib exported, given as the "
-            "model (resnetlib predict FILE.onnx IMAGE..., not --checkpoint) with a name ending in "
-            ".onnx; to train, export or load weights, use the checkpoint it was exported from"
+            "model (resnetlib predict FILE.onnx IMAGE..., not --checkpoint); to train, export "
+            "or load weights, use the checkpoint it was exported from"
         )
     elif image := next((name for magic, name in _IMAGES.items() if head.startswith(magic)), ""):
         kind, advice = image, _IMAGE_ADVICE
@@ -449,7 +455,7 @@ def check_tensors(path: PathLike, state: Mapping[str, object]) -> None:
                 f"{path}: state_dict entry {key!r} is not a plain dense tensor "
                 f"({type(value).__name__}, {value.layout}, on {value.device.type})"
             )
-        counter, dtype = _is_counter(key), value.dtype
+        counter, dtype = is_batch_counter(key), value.dtype
         integer = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
         if (counter and not integer) or (key.endswith(_FLOATING) and not dtype.is_floating_point):
             kind = "an integer batch counter" if counter else "floating-point weights"
@@ -605,7 +611,7 @@ def check_fits(
     parts = [
         f"{label}: {listing(keys, 6)}"
         for label, keys in (
-            ("missing", [key for key in shapes if key not in state and not _is_counter(key)]),
+            ("missing", [key for key in shapes if key not in state and not is_batch_counter(key)]),
             ("unexpected", [key for key in state if key not in shapes]),
             ("shapes differ", mismatched),
         )
@@ -760,7 +766,9 @@ def build_loaded(
         model = build(spec)
     except UnknownNameError as error:
         raise _unregistered(where, error) from None
-    counters = {k: v for k, v in model.state_dict().items() if _is_counter(k) and k not in state}
+    counters = {
+        k: v for k, v in model.state_dict().items() if is_batch_counter(k) and k not in state
+    }
     model.load_state_dict({**state, **counters}, strict=True, assign=True)
     if config is not None:
         set_data_config(model, config)

@@ -361,7 +361,9 @@ def _check_akamaster_model(model: nn.Module) -> None:
         )
 
 
-def _is_counter(key: str) -> bool:
+def is_batch_counter(key: str) -> bool:
+    """Whether ``key`` is a batch norm's ``num_batches_tracked``: torchvision's files have none,
+    so every loader lets a model keep its own."""
     return key.endswith(".num_batches_tracked")
 
 
@@ -410,7 +412,9 @@ def load_weights(
             adapted.append(stem_key)
 
     # Batch counters the model has no place for (a frozen batch norm keeps none) are noise.
-    weights = {key: value for key, value in weights.items() if key in own or not _is_counter(key)}
+    weights = {
+        key: value for key, value in weights.items() if key in own or not is_batch_counter(key)
+    }
 
     reinitialized: list[str] = []
     discarded: list[str] = []
@@ -423,7 +427,9 @@ def load_weights(
         reinitialized, discarded = head_keys, their_head
         weights = {key: value for key, value in weights.items() if key not in their_head}
 
-    missing = [k for k in own if k not in weights and k not in reinitialized and not _is_counter(k)]
+    missing = [
+        k for k in own if k not in weights and k not in reinitialized and not is_batch_counter(k)
+    ]
     unexpected = [key for key in weights if key not in own]
     mismatched = [
         ShapeMismatch(key, tuple(own[key].shape), tuple(value.shape))
@@ -438,7 +444,7 @@ def load_weights(
     fitting = {key: value for key, value in weights.items() if key in own and key not in skip}
     loaded = tuple(key for key in own if key in fitting)
     for key in own:  # a counter the weights lack keeps the model's value
-        if _is_counter(key) and key not in fitting and key not in reinitialized:
+        if is_batch_counter(key) and key not in fitting and key not in reinitialized:
             fitting[key] = own[key]
     model.load_state_dict(fitting, strict=False)
     return LoadReport(

@@ -780,7 +780,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .run_dir import RunDirectory
 
     given = {**override_values(args), "pretrained": args.pretrained, "checkpoint": args.checkpoint}
-    exported = onnx_argument(args.model, given)  # fed as its metadata says, on the cpu
+    exported = onnx_argument(args.model, given, args.device)  # fed as its metadata says
     model = exported if exported is not None else model_from_args(args)[0]
     run = None
     named = args.model or args.checkpoint  # the file, when --checkpoint alone names the model

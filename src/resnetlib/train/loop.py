@@ -29,7 +29,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..common import evaluating, installed_version, listing, resolve_device
+from ..common import (
+    check_finite_outputs,
+    evaluating,
+    installed_version,
+    listing,
+    non_finite,
+    resolve_device,
+)
 from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
 from ..core.spec import ResNetSpec
@@ -165,8 +172,12 @@ def check_classes_fit(
             "evaluate on the data it was trained on, or train a head for this data "
             "(--num-classes, --classes)"
             if label_names
-            else f"train it with --num-classes {len(classes)} (the default), or choose "
-            f"{model.num_classes} classes with --classes"
+            else f"train it with --num-classes {len(classes)} (the default)"
+            + (
+                f", or choose {model.num_classes} classes with --classes"
+                if model.num_classes
+                else ""
+            )
         )
         raise ValueError(
             f"the model has {model.num_classes} classes and {name} has {len(classes)}; {advice}"
@@ -217,8 +228,14 @@ def _score(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     autocast: AbstractContextManager[Any],
+    *,
+    finite: bool = True,
 ) -> EvalResult:
-    totals: torch.Tensor | int = 0  # loss sum, top-1 and top-5 wrong, on the model's device
+    """The model's scores on ``batches``; with ``finite``, outputs that are not finite are
+    refused (``check_finite_outputs``; training records them and stops on its own terms)."""
+    # loss sum, top-1 and top-5 wrong, and the logits' float64 sum (finite when each logit
+    # is, checked once at the end), on the model's device
+    totals: torch.Tensor | int = 0
     count = 0
     with evaluating(model):
         for x, y in batches:
@@ -228,11 +245,16 @@ def _score(
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
             wrong = (top[:, 0] != y).sum()
             wrong5 = (top != y[:, None]).all(1).sum()
-            totals = totals + torch.stack([loss.double(), wrong.double(), wrong5.double()])
+            logit_sum = logits.double().sum()
+            totals = totals + torch.stack(
+                [loss.double(), wrong.double(), wrong5.double(), logit_sum]
+            )
             count += y.numel()
     if count == 0 or not isinstance(totals, torch.Tensor):
         raise ValueError("evaluate() got an empty data set")
-    mean_loss, error, top5_error = (total / count for total in totals.tolist())
+    if finite:
+        check_finite_outputs(model, totals[3])
+    mean_loss, error, top5_error = (total / count for total in totals[:3].tolist())
     return EvalResult(error=error, loss=mean_loss, count=count, top5_error=top5_error)
 
 
@@ -401,6 +423,11 @@ def fit(
     # The data's classes and channels fit the model (training sets its names and image size),
     # checked before anything is written or set: the data's statistics must fit it too.
     check_classes_fit(model, data.classes, data.image_shape[0], data.train.name, label_names=False)
+    if bad := non_finite(model):  # else the first iteration's loss blames the recipe
+        raise ValueError(
+            f"the starting weights hold NaN or inf ({listing(bad, 3)}): the checkpoint they "
+            "came from is damaged or its training diverged; start from other weights"
+        )
     if len(data.train) < recipe.batch_size:  # so each rank's share holds one batch
         sizes = data.sizes()
         raise ValueError(
@@ -896,7 +923,7 @@ class Trainer:
             self._non_finite(self.epoch)  # the epoch just ended
         started = time.perf_counter()
         scores = {
-            name: _score(self.evaluated, loader, self.autocast)
+            name: _score(self.evaluated, loader, self.autocast, finite=False)
             for name, loader in self.eval_loaders.items()
         }
         self.elapsed += self.epoch_seconds + time.perf_counter() - started
