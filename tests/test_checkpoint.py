@@ -308,7 +308,7 @@ def test_other_kinds_of_file_are_named_by_their_first_bytes(tmp_path: Path) -> N
     text.write_text('{"architecture": "resnet20"}\n')
     cases = [
         (program, r"a torch.export program \(.pt2\).*torch.export.load\(path\).module\(\)"),
-        (png, r"a PNG image, not a resnetlib checkpoint; give the model first"),
+        (png, r"a PNG image, not a resnetlib checkpoint; an image is not a model: give a"),
         (jpeg, r"a JPEG image, not a resnetlib checkpoint"),
         (text, r"JSON text, not a resnetlib checkpoint; .*local-dir:FOLDER"),
     ]

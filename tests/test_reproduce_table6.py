@@ -181,6 +181,9 @@ def test_command(cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert_one_line_error(code, err, "resnet7")
     code, _, err = run(with_value("--data", str(tmp_path / "none")), capsys)
     assert_one_line_error(code, err, "none: no such data directory")
+    (tmp_path / "a.csv").write_text("x\n")  # a file is not a directory, not missing
+    code, _, err = run(with_value("--data", str(tmp_path / "a.csv")), capsys)
+    assert_one_line_error(code, err, "a.csv: not a directory")
     code, _, err = run(with_value("--iterations", "3"), capsys)
     assert_one_line_error(code, err, "2 iterations and 3 were asked")
     code, _, err = run(with_value("--models", " , "), capsys)

@@ -248,8 +248,8 @@ _IMAGES = {
     b"GIF89a": "a GIF image",
 }
 _IMAGE_ADVICE = (
-    "give the model first, then the images (resnetlib predict MODEL IMAGE...), where a "
-    "checkpoint is a file resnetlib.save wrote (a run's final.pt)"
+    "an image is not a model: give a checkpoint file resnetlib.save wrote (a run's final.pt) "
+    "or a registered name; to classify images, resnetlib predict MODEL IMAGE..."
 )
 # The keys (field << 3 | wire type 0 or 2) an ONNX ModelProto may hold after its ir_version.
 _ONNX_KEYS = frozenset(field << 3 | wire for field in range(1, 21) for wire in (0, 2))

@@ -296,7 +296,8 @@ def table6(
     if str(data) == "digits":
         raise DataError(f"digits: the built-in digits, not CIFAR-10; {_TABLE6_DATA}")
     if not Path(data).is_dir():
-        raise DataError(f"{data}: no such data directory; {_TABLE6_DATA}")
+        what = "not a directory" if os.path.lexists(data) else "no such data directory"
+        raise DataError(f"{data}: {what}; {_TABLE6_DATA}")
     files = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
     missing = [name for name in files if not (Path(data) / name).is_file()]
     if missing:  # CIFAR-100, an image folder: refused before anything is decoded or cached
