@@ -133,6 +133,24 @@ def test_registration_refuses_what_cannot_build_a_norm(
     assert "test_bad_norm" not in rl.nn.NORMS
 
 
+def test_a_norm_that_some_widths_cannot_build_registers_and_refusals_are_one_line() -> None:
+    """GroupNorm(64, c) cannot be built for the probe's 32 channels yet fits every layer of a
+    ResNet-50: registration refused it. A refusal showing a module or a tensor spanned lines."""
+    rl.nn.register_norm("test_gn64", lambda c: nn.GroupNorm(64, c))
+    try:
+        model = rl.create_model("resnet50", norm="test_gn64", device="meta")
+        assert isinstance(model.bn1, nn.GroupNorm)
+    finally:
+        rl.nn.NORMS.unregister("test_gn64")
+    for norm in (nn.Sequential(nn.BatchNorm2d(4), nn.ReLU()), lambda c: torch.zeros(9, 9)):
+        with pytest.raises((TypeError, ValueError)) as info:
+            rl.nn.register_norm("test_bad_norm", norm)  # type: ignore[arg-type]
+        assert len(str(info.value).splitlines()) == 1, str(info.value)
+    with pytest.raises(ValueError, match=r"must return an nn\.Module") as info:
+        rl.nn.register_act("test_bad_act", lambda: torch.zeros(30, 30))
+    assert len(str(info.value).splitlines()) == 1
+
+
 def test_unknown_norm_lists_known_names() -> None:
     with pytest.raises(KeyError, match=r"unknown norm 'batchnrom'.*did you mean 'batchnorm'"):
         rl.resnet20(norm="batchnrom")

@@ -180,6 +180,14 @@ def test_list_pretrained_and_list_models_refuse_a_pattern_of_another_type(patter
             listing(pattern)
 
 
+def test_list_models_takes_any_iterable_of_patterns() -> None:
+    """A set or a generator of patterns listed models before patterns were checked."""
+    assert (
+        rl.list_models({"resnet50*"}) == rl.list_models(["resnet50*"]) == ["resnet50", "resnet50d"]
+    )
+    assert rl.list_models(p for p in ("resnet18",)) == ["resnet18"]
+
+
 def test_list_pretrained_matches_a_tags_alias() -> None:
     """torchvision's enum names, which create_model and get_weights take, list the tag."""
     assert rl.list_pretrained("resnet18.IMAGENET1K_V1") == ["resnet18.tv_in1k"]

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, TypeGuard
 
 from .limits import MAX_CHANNELS, MAX_IMAGE_SIDE
@@ -18,6 +19,7 @@ __all__ = [
     "close_matches",
     "is_int",
     "is_real",
+    "one_line",
 ]
 
 
@@ -80,20 +82,27 @@ def check_keys(
 
 
 def refusal(name: str, rule: str, value: object) -> ValueError:
-    """``ValueError("NAME RULE; got VALUE")``, the value's ``repr`` cut at 200 characters."""
-    text = repr(value)
-    return ValueError(f"{name} {rule}; got {text if len(text) <= 200 else text[:200] + '...'}")
+    """``ValueError("NAME RULE; got VALUE")``, the value as :func:`one_line` shows it."""
+    return ValueError(f"{name} {rule}; got {one_line(value)}")
+
+
+def one_line(value: object, limit: int = 200) -> str:
+    """``repr(value)`` on one line (a module's repr spans many), cut at ``limit`` characters."""
+    text = re.sub(r"\s*\n\s*", " ", repr(value))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_patterns(what: str, pattern: object) -> list[str]:
-    """``pattern``, a shell-style pattern or a list or tuple of them, as a list; anything
-    else (bytes, a number, None) is a ``ValueError`` naming ``what``."""
-    patterns = pattern if isinstance(pattern, (list, tuple)) else [pattern]
+    """``pattern``, a shell-style pattern or an iterable of them (a list, tuple, set), as a
+    list; anything else (bytes, a number, None) is a ``ValueError`` naming ``what``."""
+    patterns: list[object] = [pattern]
+    if isinstance(pattern, Iterable) and not isinstance(pattern, (str, bytes, Mapping)):
+        patterns = list(pattern)
     for each in patterns:
         if not isinstance(each, str):
             rule = "must be a str such as 'resnet*' (or a list of them)"
             raise refusal(f"a {what} pattern", rule, each)
-    return list(patterns)
+    return [str(each) for each in patterns]
 
 
 INPUT_SIZE_RULE = (

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..validate import one_line
 
 ActLayer = Callable[[], nn.Module]
 """Makes an activation module (``relu`` by default: ``nn.ReLU(inplace=True)``)."""
@@ -20,27 +21,31 @@ relu: Callable[[], nn.Module] = partial(nn.ReLU, inplace=True)
 """In-place ReLU, as torchvision's ResNet uses (a ``functools.partial`` of ``nn.ReLU``)."""
 
 
+def check_factory(who: str, item: object, makes: str) -> None:
+    """Refuse (``TypeError``) a module instance or a non-callable where a registry keeps a
+    factory of modules (``makes``: what it is called with and returns, and an example)."""
+    if isinstance(item, nn.Module) or not callable(item):
+        instead = f"; register its class, {type(item).__name__}" if callable(item) else ""
+        raise TypeError(f"{who} must be {makes}, not {one_line(item)}{instead}")
+
+
 def _validate_act(name: str, item: ActLayer) -> None:
     """Refuse (``TypeError``) a module instance or a non-callable, and (``ValueError``) a
     callable that, called once with no arguments on the CPU, raises or returns no module."""
     who = f"activation {name!r}"
-    if isinstance(item, nn.Module) or not callable(item):
-        instead = f"; register its class, {type(item).__name__}" if callable(item) else ""
-        raise TypeError(
-            f"{who} must be a no-argument callable returning a module (a class such as "
-            f"nn.GELU, or a function), not {item!r}{instead}"
-        )
+    check_factory(who, item, "a no-argument callable returning a module (nn.GELU, a function)")
     with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         try:
             made = item()
         except Exception as error:
+            reason = one_line(str(error))[1:-1]
             raise ValueError(
                 f"{who} must be callable with no arguments (blocks build it as act_layer()); "
-                f"calling it raised {type(error).__name__}: {error}"
+                f"calling it raised {type(error).__name__}: {reason}"
             ) from error
     if not isinstance(made, nn.Module):
         raise ValueError(
-            f"{who} must return an nn.Module when called with no arguments; got {made!r}"
+            f"{who} must return an nn.Module when called with no arguments; got {one_line(made)}"
         )
 
 

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..validate import one_line
+from .activations import check_factory
 from .blocks import NormLayer
 
 __all__ = ["NORMS", "FrozenBatchNorm2d", "group_norm", "register_norm"]
@@ -53,16 +55,12 @@ def group_norm(num_channels: int) -> nn.GroupNorm:
 
 def _validate_norm(name: str, item: Callable[[int], nn.Module]) -> None:
     """Refuse (``TypeError``) a module instance or a non-callable, and (``ValueError``) a
-    callable that, called with 32 and with 64 channels on the CPU, raises or makes no module
-    keeping the shape of a ``(2, channels, 2, 2)`` input (the random state is kept; the
-    built-in norms skip the run)."""
+    callable that, called with 32 and with 64 channels on the CPU, makes no module keeping the
+    shape of a ``(2, channels, 2, 2)`` input (a count it refuses to be built for, as
+    ``GroupNorm(64, c)`` refuses 32, is not probed; the random state is kept; the built-in
+    norms skip the run)."""
     who = f"norm {name!r}"
-    if isinstance(item, nn.Module) or not callable(item):
-        instead = f"; register its class, {type(item).__name__}" if callable(item) else ""
-        raise TypeError(
-            f"{who} must be a callable from a channel count to a module (a class such as "
-            f"nn.BatchNorm2d, or a function), not {item!r}{instead}"
-        )
+    check_factory(who, item, "a callable from a channel count to a module (nn.BatchNorm2d)")
     if item in (nn.BatchNorm2d, group_norm, FrozenBatchNorm2d):
         return  # resnetlib's own: a first forward pass would slow every import by ~40 ms
     for channels in (32, 64):  # two counts: a norm that hard-codes one fails the other
@@ -70,17 +68,21 @@ def _validate_norm(name: str, item: Callable[[int], nn.Module]) -> None:
         with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
             try:
                 norm = item(channels)
+            except Exception:  # a count it is not built for: the build names the layer
+                continue
+            try:
                 out = norm.eval()(x) if isinstance(norm, nn.Module) else None
             except Exception as error:
+                reason = one_line(str(error))[1:-1]
                 raise ValueError(
                     f"{who} failed for {channels} channels while its registration checked it "
-                    f"on a {tuple(x.shape)} input: {type(error).__name__}: {error}"
+                    f"on a {tuple(x.shape)} input: {type(error).__name__}: {reason}"
                 ) from error
         shape = getattr(out, "shape", None)
         if not isinstance(norm, nn.Module) or shape != x.shape:
-            made = repr(norm) if not isinstance(norm, nn.Module) else type(norm).__name__
+            made = one_line(norm) if not isinstance(norm, nn.Module) else type(norm).__name__
             if isinstance(norm, nn.Module):
-                shape_text = tuple(shape) if shape is not None else repr(out)
+                shape_text = str(tuple(shape)) if shape is not None else one_line(out, 100)
                 made += f", which maps a {tuple(x.shape)} input to {shape_text}"
             raise ValueError(
                 f"{who} must make, for C channels, a module that keeps the shape of an "
