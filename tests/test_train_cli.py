@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,6 +234,35 @@ def test_reproduce_degradation_small(tmp_path: Path, capsys: pytest.CaptureFixtu
     config = rl.load(tmp_path / "resnet20" / "final.pt").pretrained_cfg
     assert config["mean"] == pytest.approx(mean)
     assert config["std"] == pytest.approx(std)
+
+
+def test_reproduce_resumes_a_run_with_the_statistics_it_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A degradation run started when reproduce gave the digits CIFAR-10's statistics was
+    refused on resume ("other data or preprocessing ... pretrained_cfg mean"), with advice no
+    reproduce option could follow: a resumed run keeps the statistics it recorded."""
+    from resnetlib.train import DIGITS, reproduce
+
+    options: dict[str, Any] = {
+        "epochs": 1,
+        "models": ("resnet20",),
+        "recipe": dataclasses.replace(DIGITS, batch_size=500),
+        "image_size": 8,
+        "progress": False,
+    }
+    fit = reproduce.fit
+
+    def as_before(*args: Any, **kwargs: Any) -> Any:
+        return fit(*args, **{**kwargs, "statistics": "model"})  # the model's CIFAR-10 ones
+
+    monkeypatch.setattr(reproduce, "fit", as_before)
+    reproduce.degradation(tmp_path, **options)
+    monkeypatch.setattr(reproduce, "fit", fit)
+    report = reproduce.degradation(tmp_path, **options)  # the finished run, read again
+    assert set(report.runs) == {"ResNet-20"}
+    mean = rl.load(tmp_path / "resnet20" / "final.pt").pretrained_cfg["mean"]
+    assert mean == pytest.approx(rl.resnet20().pretrained_cfg["mean"])
 
 
 def test_channels_last_is_the_cpu_default_and_can_be_turned_off(

@@ -13,11 +13,12 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from ..core.build import build
+from ..core.data_config import set_data_config
 from ..core.spec import ResNetSpec
 from ..files import atomic_write
 from ..models.zoo import create_model, model_spec
@@ -114,7 +115,7 @@ def degradation(
             resume=RunDirectory(run_dir).holds_run(),
             progress=progress,
             seed=seed,
-            statistics="data",  # as train from scratch: the digits' own, not CIFAR's
+            statistics=_run_statistics(model, run_dir),
         ).history
     figure = plot_runs(
         {label: rows for label, rows in runs.items() if "zero-init" not in label},
@@ -260,6 +261,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _run_statistics(model: Any, run_dir: Path) -> Literal["model", "data"]:
+    """How ``fit`` sets ``model``'s statistics: a new run from its data, as ``train`` from
+    scratch; a run resumed keeps those ``run.json`` recorded (earlier versions gave the digits
+    CIFAR-10's), set on ``model`` here."""
+    run = RunDirectory(run_dir)
+    if not run.holds_run():
+        return "data"
+    recorded = run.read_info().get("pretrained_cfg") or {}
+    kept = {key: recorded[key] for key in ("mean", "std") if key in recorded}
+    set_data_config(model, {**model.pretrained_cfg, **kept})
+    return "model"
+
+
 def table6(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str] = "runs/table6",
@@ -323,8 +337,9 @@ def table6(
         trained = done is None
         if done is None:
             torch.manual_seed(seed)
+            model = create_model(name, num_classes=10, in_channels=splits[seed].image_shape[0])
             fit(
-                create_model(name, num_classes=10, in_channels=splits[seed].image_shape[0]),
+                model,
                 splits[seed],
                 recipe,
                 out=run_dir,
@@ -333,7 +348,7 @@ def table6(
                 iterations=iterations,
                 progress=progress,
                 seed=seed,
-                statistics="data",  # as train from scratch: CIFAR-10's published ones
+                statistics=_run_statistics(model, run_dir),
                 run_info=_table6_info(name, data, seed, iterations, recipe),
                 log=log,
             )
