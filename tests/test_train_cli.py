@@ -646,6 +646,10 @@ def test_a_recipe_files_length_scales_the_schedule_as_the_flag_does(
     # (in whole epochs: the data's batches are not known yet), not 64000, 96000
     per_epoch = plans["epochs-flags"]["iterations"] // 2
     assert plans["epochs-flags"]["milestones"] == [per_epoch, 2 * per_epoch]
+    # a bad length in the file is the file's, not a flag the user never gave
+    (tmp_path / "bad.json").write_text(json.dumps({"iterations": -5}))
+    code, _, err = run(["train", *small[:-1], str(tmp_path / "bad.json")], capsys)
+    assert_one_line_error(code, err, "bad.json: Recipe.iterations must be an int >= 1; got -5")
 
 
 def test_a_runs_recipe_json_repeats_its_split(

@@ -372,9 +372,10 @@ def _recipe(args: argparse.Namespace, choice: str | None = None) -> tuple[Any, s
                 # a length alone is read as --iterations/--epochs (which win over it): the
                 # paper's milestones and warm-up cap scale to the run's length in iterations
                 ((unit, total),) = length.items()
+                recipe = Recipe.from_dict({k: v for k, v in value.items() if k not in _LENGTH})
+                recipe.resolved(1, **length)  # the length's bounds, named as the file's
                 if args.iterations is None and args.epochs is None:
                     setattr(args, unit, total)
-                recipe = Recipe.from_dict({k: v for k, v in value.items() if k not in _LENGTH})
             elif len(length) == 1 and "milestones" not in own:
                 # the file's own warm-up cap counts in its length: the paper's milestones
                 # scale to it in its unit; a run's recipe.json has milestones of its own
