@@ -260,6 +260,16 @@ def test_export_replaces_only_an_export_of_its_format_named_by_its_suffix(
         victim.unlink()
     assert main([*base, "pt2", "--out", str(victims["pt2"])]) == 0
     assert main([*base, "pt2", "--out", str(victims["pt2"])]) == 0  # a previous export: replaced
+    # a link is replaced itself, not refused as "an existing file" nor written through
+    (tmp_path / "link.pt2").symlink_to(victims["pt2"])
+    (tmp_path / "dangling.pt2").symlink_to(tmp_path / "nowhere.pt2")
+    exported = victims["pt2"].read_bytes()
+    for link in (tmp_path / "link.pt2", tmp_path / "dangling.pt2"):
+        assert main([*base, "pt2", "--out", str(link)]) == 0, capsys.readouterr().err
+        assert link.is_file()
+        assert not link.is_symlink()
+    assert victims["pt2"].read_bytes() == exported
+    assert not (tmp_path / "nowhere.pt2").exists()
 
 
 def test_every_format_checks_its_output_directory_alike(
@@ -277,3 +287,19 @@ def test_every_format_checks_its_output_directory_alike(
         assert err.count("\n") == 1
         assert f"directory {tmp_path} is not writable" in err, err
     assert not any(tmp_path.iterdir())
+
+
+def test_export_refuses_weights_that_are_not_finite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export wrote a file of NaN weights that evaluate and predict then refused."""
+    model = rl.resnet20(widths=(4, 8, 8))
+    with torch.no_grad():
+        model.fc.bias.fill_(float("nan"))
+    rl.save(model, tmp_path / "nan.pt")
+    for form, out in (("pt2", "m.pt2"), ("hf", "folder")):
+        argv = ["export", str(tmp_path / "nan.pt"), "--format", form, "--out", str(tmp_path / out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "weights hold NaN or inf (fc.bias)" in err, err
+        assert not (tmp_path / out).exists()

@@ -302,6 +302,13 @@ def test_evaluate_and_fit_refuse_weights_or_outputs_that_are_not_finite(
     with pytest.raises(ValueError, match=r"starting weights hold NaN or inf \(conv1.weight, "):
         fit(model, digits, TINY, out=tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+    # finite float32 weights with a negative running variance: not "overflow, run in fp32"
+    model = tiny_model().eval()
+    model.pretrained_cfg.update(input_size=(3, 8, 8))
+    model.bn1.running_var.fill_(-1.0)
+    with pytest.raises(ValueError, match=r"weights are finite, yet a layer computes NaN") as info:
+        evaluate(model, digits.test)
+    assert "fp32" not in str(info.value)
 
 
 @pytest.mark.parametrize(

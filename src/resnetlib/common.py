@@ -133,12 +133,13 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
 
 def non_finite(module: nn.Module) -> list[str]:
     """The names of ``module``'s floating-point parameters and buffers that hold NaN or inf
-    (one device sync for them all)."""
+    (one device sync for those on the first one's device)."""
     named = [(name, t) for name, t in (*module.named_parameters(), *module.named_buffers())]
     floating = [(name, t) for name, t in named if t.is_floating_point()]
     if not floating:
         return []
-    finite = torch.stack([t.isfinite().all().cpu() for _, t in floating]).tolist()
+    device = floating[0][1].device
+    finite = torch.stack([t.isfinite().all().to(device) for _, t in floating]).tolist()
     return [name for (name, _), ok in zip(floating, finite, strict=True) if not ok]
 
 
@@ -154,8 +155,13 @@ def check_finite_outputs(model: nn.Module, outputs: torch.Tensor) -> None:
             f"its weights hold NaN or inf ({listing(bad, 3)}): the checkpoint is damaged or "
             "its training diverged"
         )
+    elif any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+        why = "its weights are finite: its half-precision activations overflow (run it in fp32)"
     elif next(model.parameters(), None) is not None:
-        why = "its weights are finite: its activations overflow on these inputs (run it in fp32)"
+        why = (
+            "its weights are finite, yet a layer computes NaN or inf on these inputs (a batch "
+            "norm's negative running_var, say)"
+        )
     else:
         why = "no class can be ranked by them"
     raise ValueError(f"the model's outputs are not finite (NaN or inf); {why}")

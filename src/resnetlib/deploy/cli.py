@@ -24,7 +24,7 @@ from ..cli import (
     split_model_words,
     weights_metadata,
 )
-from ..common import printable
+from ..common import listing, non_finite, printable
 from ..core.data_config import check_data_config
 from ..files import check_not_input, open_regular
 from ..interop.checkpoint import is_onnx
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         require(ONNX_PACKAGES, "ONNX export")
     defaults = {} if args.input is None else {"in_channels": args.input[0]}
     model, _ = model_from_args(args, defaults=defaults)
+    _check_finite(model)
     check_not_input(out)  # before a long trace, not only when writing
     model = model.eval()
     config = check_data_config(model.pretrained_cfg)  # before a byte is allocated for it
@@ -188,7 +189,8 @@ EXPORT_SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2"}
 def out_path(out: str, form: str) -> Path:
     """``--out`` for ``--format form``, checked for every format: its directory exists and is
     writable (an hf folder's own, when it exists). A file format's name ends in its suffix, and
-    a file there is replaced only when it is an export of that format (never a checkpoint)."""
+    a file there is replaced only when it is an export of that format (never a checkpoint); a
+    symbolic link there is replaced, not what it leads to."""
     path = Path(out)
     where = path if form == "hf" and path.is_dir() else path.parent
     if not where.is_dir():
@@ -202,10 +204,11 @@ def out_path(out: str, form: str) -> Path:
     suffix = EXPORT_SUFFIXES[form]
     if path.suffix.lower() != suffix:
         raise UsageError(
-            f"--out {printable(path)}: a --format {form} file's name ends in {suffix} (evaluate "
-            f"and predict tell it by that); give --out {printable(path.with_suffix(suffix))}"
+            f"--out {printable(path)}: a --format {form} file's name ends in {suffix}; give "
+            f"--out {printable(path.with_suffix(suffix))}"
         )
-    if os.path.lexists(path) and not _an_export(path, form):
+    # a link is replaced itself, never written through (a link to an input: check_not_input)
+    if os.path.lexists(path) and not path.is_symlink() and not _an_export(path, form):
         raise UsageError(
             f"--out {printable(path)}: an existing file that is not a --format {form} export "
             "would be overwritten; choose another --out or delete it"
@@ -216,7 +219,7 @@ def out_path(out: str, form: str) -> Path:
 def _an_export(path: Path, form: str) -> bool:
     """Whether ``path`` is a regular file of ``form``: ONNX by its bytes (``is_onnx``), a
     ``.pt2`` by its zip archive's ``archive_format`` record."""
-    if path.is_symlink() or not path.is_file():
+    if not path.is_file():
         return False
     with open_regular(path, what="an export", error=UsageError, own=True) as file:
         if form == "onnx":
@@ -230,6 +233,16 @@ def _an_export(path: Path, form: str) -> bool:
     return any(name.endswith("/archive_format") for name in names)
 
 
+def _check_finite(model: Any) -> None:
+    """Refuse to export weights that hold NaN or inf (``evaluate`` and ``predict`` would refuse
+    what the export computes)."""
+    if bad := non_finite(model):
+        raise UsageError(
+            f"the model's weights hold NaN or inf ({listing(bad, 3)}): the checkpoint is "
+            "damaged or its training diverged; export a model with finite weights"
+        )
+
+
 def run_hf(args: argparse.Namespace) -> int:
     """``export --format hf``: a Hugging Face folder at ``--out`` (with its weights' metadata)."""
     names = [flag[2:].replace("-", "_") for flag in GRAPH_OPTIONS]  # False: a flag not given
@@ -237,6 +250,7 @@ def run_hf(args: argparse.Namespace) -> int:
     refuse_given(given, "not used by --format hf (a folder of weights)")
     out = out_path(args.out, "hf")
     model, _ = model_from_args(args)
+    _check_finite(model)
     save_pretrained(model, out, metadata=weights_metadata(args))
     random = ", random weights" if random_weights(args) else ""
     print(
