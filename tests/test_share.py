@@ -219,6 +219,10 @@ def test_a_folder_takes_in_chans_with_an_adapted_stem_as_a_checkpoint_does(
     assert torch.equal(both.conv1.weight, model.conv1.weight)
     with pytest.raises(ValueError, match="in_channels"):
         rl.create_model(name, in_chans=0)
+    # a float16 folder stays float16 with a new head, as it does without one
+    rl.save_pretrained(rl.resnet20().half(), tmp_path / "half")
+    half = rl.create_model(f"local-dir:{tmp_path / 'half'}", num_classes=5)
+    assert {p.dtype for p in half.parameters()} == {torch.float16}
 
 
 def test_folder_written_as_timm_does_gives_timms_logits(tmp_path: Path) -> None:

@@ -323,7 +323,9 @@ def _shared_model(name: str, overrides: dict[str, Any]) -> ResNet:
         )
     model = load_shared(name)
     if any(value != getattr(model.spec, key) for key, value in adapt.items()):
+        saved = next(model.parameters()).dtype  # kept, as without a new head
         model = adapted_model(model.spec, model.state_dict(), model.pretrained_cfg, adapt)
+        model = model.to(saved)
     return model
 
 
