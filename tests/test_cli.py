@@ -404,3 +404,18 @@ def test_checkpoint_option_naming_a_directory_says_so(
     assert err.count("\n") == 1
     assert "is a directory" in err, err
     assert "no such file" not in err
+
+
+@pytest.mark.parametrize("form", ["positional", "option"])
+def test_a_checkpoint_link_to_no_file_is_named_a_link_not_missing(
+    form: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The library named a dangling link as one; the command line said "no such file"."""
+    link = tmp_path / "dang.pt"
+    link.symlink_to(tmp_path / "nowhere.pt")
+    argv = ["summary", str(link)] if form == "positional" else ["summary", "resnet20"]
+    assert main([*argv, *(["--checkpoint", str(link)] if form == "option" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "a symbolic link to" in err, err
+    assert "which leads to no file" in err

@@ -91,6 +91,8 @@ def test_a_device_this_torch_cannot_use_is_refused_when_resolved(
 
     with pytest.raises(ValueError, match=r"^mps: not available here \("):
         resolve_device("mps")
+    with pytest.raises(ValueError, match=r"^hpu: not available here \("):  # not an ImportError
+        resolve_device("hpu")
     assert resolve_device("cpu") == torch.device("cpu")
     out = tmp_path / "run"
     assert (

@@ -793,6 +793,7 @@ def test_a_run_file_of_an_unregistered_part_names_the_runs_imports(
             "records that the run was trained with --import run_parts_module: if you trust "
             "run_parts_module, add --import run_parts_module",
         )
+        assert "add --import MODULE" not in err  # the run's own advice, not a generic one too
 
 
 def test_the_paper_recipe_with_warm_up_is_named_so_as_reproduce_names_it(

@@ -375,7 +375,7 @@ def model_from_args(
             _refuse_directory(name)
     if args.model is not None and is_checkpoint_path(args.model):
         path = Path(args.model)
-        if not path.is_file():
+        if not os.path.lexists(path):  # a link to no file: the reader names it as one
             raise UsageError(f"{args.model}: no such checkpoint file")
         given = [option_flag(name) for name in options] + [
             flag for flag in ("--pretrained", "--checkpoint") if getattr(args, flag[2:])
@@ -386,7 +386,7 @@ def model_from_args(
                 "to change it, name the model and pass --checkpoint FILE"
             )
         return _from_run_file(lambda: load(path), path, args.imports), {"checkpoint": str(path)}
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+    if args.checkpoint is not None and not os.path.lexists(args.checkpoint):
         raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
     if args.pretrained is not None and args.checkpoint is not None:
         raise UsageError("give --pretrained or --checkpoint, not both")
@@ -463,7 +463,7 @@ def _from_run_file(read: Callable[[], _T], path: Path, imports: Sequence[str]) -
             raise
         again = import_flags(missing)
         raise UsageError(
-            f"{_message(error)}; {printable(run.info_path)} records that the run was trained "
+            f"{printable(error)}; {printable(run.info_path)} records that the run was trained "
             f"with {again}: if you trust {', '.join(missing)}, add {again}"
         ) from None
 

@@ -66,10 +66,14 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         raise ValueError(f"{device}: no CUDA device is available here")
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"{device}: not available here (torch.backends.mps.is_available() is False)"
+        )
     if resolved.type != "cpu":
         try:  # an empty tensor there: what torch would refuse at the first use
             torch.empty(0, device=resolved)
-        except (RuntimeError, AssertionError) as error:
+        except Exception as error:  # RuntimeError, or an ImportError for a backend not built
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             reason = first.split(". ")[0][:200]  # torch's first sentence
             raise ValueError(f"{device}: not available here ({reason})") from None
