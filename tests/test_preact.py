@@ -14,6 +14,8 @@ from .helpers import assert_every_parameter_has_a_gradient
 
 # He et al. 2016 (and the authors' resnet-1k-layers code), 10 classes, BN affine counted.
 PUBLISHED = {"preact_resnet164": 1_703_258, "preact_resnet1001": 10_327_706}
+# He et al. 2016 publish 1.7M and 10.2M: the counts without batch norms (the README says so).
+WITHOUT_NORMS = {"preact_resnet164": 1_679_034, "preact_resnet1001": 10_178_490}
 # torchvision's published counts of the post-activation twins (see test_exact_counts.py).
 TORCHVISION = {
     "resnet18": 11_689_512,
@@ -37,7 +39,13 @@ def bn(channels: int) -> int:
 
 @pytest.mark.parametrize(("name", "expected"), sorted(PUBLISHED.items()))
 def test_bottleneck_cifar_counts_equal_the_published_ones(name: str, expected: int) -> None:
-    assert rl.count_parameters(on_meta(name)) == expected
+    model = on_meta(name)
+    assert rl.count_parameters(model) == expected
+    norms = sum(
+        p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()
+    )
+    assert expected - norms == WITHOUT_NORMS[name]
+    assert round((expected - norms) / 1e6, 1) == {"preact_resnet164": 1.7}.get(name, 10.2)
 
 
 def test_preact_resnet164_count_written_out() -> None:

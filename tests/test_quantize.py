@@ -81,6 +81,19 @@ FAMILY_CASES = {
 }
 
 
+def test_counting_an_int8_model_is_refused_naming_the_float_model(
+    trained: tuple[rl.ResNet, torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    """count_parameters said 698 for an int8 ResNet-8 (its float biases: the weights are
+    packed buffers) and count_flops raised NotImplementedError from a meta copy."""
+    model, calibration, _, _ = trained
+    int8 = quantize(model, calibration.split(128))
+    for count in (rl.count_parameters, rl.count_flops):
+        with pytest.raises(ValueError, match=r"an int8 model packs its weights.*float model"):
+            count(int8)
+    assert rl.count_parameters(model) > 0  # the float model counts as before
+
+
 @pytest.mark.parametrize("side", [14, 15])
 def test_option_a_quantizes_at_sizes_not_a_multiple_of_four(
     trained: tuple[rl.ResNet, torch.Tensor, torch.Tensor, torch.Tensor], side: int

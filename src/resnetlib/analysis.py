@@ -27,12 +27,27 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """The number of parameter elements (shared parameters counted once); with
     ``trainable_only``, of those that require gradients.
 
+    Raises:
+        ValueError: an int8 model (:func:`_check_float`).
+
     Examples:
         >>> import resnetlib as rl
         >>> rl.count_parameters(rl.resnet56())  # the paper's 0.85M
         853018
     """
+    _check_float(model, "count_parameters()")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _check_float(model: nn.Module, caller: str) -> None:
+    """Refuse an int8 model: its weights are packed buffers (its parameters are its float
+    biases alone) and oneDNN's int8 convolutions escape torch's FLOP counter."""
+    if any(t.dtype == torch.int8 or str(t.layout) == "torch._mkldnn" for t in model.buffers()):
+        raise ValueError(
+            f"{caller}: an int8 model packs its weights for oneDNN, so its count would miss "
+            "them; count the float model it was quantized from (the same parameters and "
+            "multiply-adds)"
+        )
 
 
 def _example_input(
@@ -110,7 +125,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
 
     Raises:
         ValueError: ``input_size`` is not (C, H, W), (N, C, H, W) or a tensor of such a shape,
-            or has other channels than the model's ``in_channels``.
+            or has other channels than the model's ``in_channels``; an int8 model.
 
     Examples:
         >>> import torch, resnetlib as rl
@@ -119,6 +134,7 @@ def count_flops(model: nn.Module, input_size: torch.Tensor | Sequence[int] | Non
         >>> rl.count_flops(model, (3, 224, 224))
         4089184256
     """
+    _check_float(model, "count_flops()")
     x = _example_input(model, input_size, "count_flops()")
     return _shapes_only(model, x, lambda module, example: _measure(module, example)[1])
 
@@ -198,7 +214,7 @@ def summary(
     if not isinstance(model, (ResNet, ResNetFeatures)):
         raise TypeError(
             f"summary() takes a resnetlib ResNet or features-only backbone, whose stem and "
-            f"stages make its rows; got {type(model).__name__}. For any module, "
+            f"stages make its rows; got {type(model).__name__}. For any float module, "
             "count_parameters(model) and count_flops(model, (C, H, W)) work"
         )
     if not isinstance(title, str):
