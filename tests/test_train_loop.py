@@ -587,3 +587,25 @@ def test_the_classes_advice_is_whole_where_the_flag_can_take_it() -> None:
     model.pretrained_cfg = {**model.pretrained_cfg, "label_names": ["a, b", *names[1:]]}
     with pytest.raises(ValueError, match=r"\(--classes with its 10 label_names\)"):
         check_classes_fit(model, names, 3, "the data")
+
+
+def test_resume_refuses_another_network_or_feeding_of_the_same_shapes(
+    digits: DataSplits, tmp_path: Path
+) -> None:
+    """fit(resume=True) with a GELU, drop-path twin (the same weight shapes) trained it on as
+    if it were the run's network; an edited run.json fed the data otherwise, unseen."""
+    model = tiny_model()
+    _sigint_after(model, calls=5)
+    with pytest.raises(rl.train.TrainingInterrupted):
+        fit(model, digits, TINY, out=tmp_path, device="cpu", progress=False)
+    twin = tiny_model(act="gelu", drop_path_rate=0.2)
+    refused = rl.train.RunDirectoryError
+    with pytest.raises(refused, match=r"another network \(act: the run's 'relu', now"):
+        fit(twin, digits, TINY, out=tmp_path, device="cpu", resume=True, progress=False)
+    info = json.loads((tmp_path / "run.json").read_text())
+    info["pretrained_cfg"]["mean"] = [0.5, 0.5, 0.5]  # run.json edited: what fit sets from it
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    fed = tiny_model()
+    fed.pretrained_cfg.update(mean=(0.5, 0.5, 0.5))
+    with pytest.raises(refused, match=r"state.pt: .*other data or preprocessing"):
+        fit(fed, digits, TINY, out=tmp_path, device="cpu", resume=True, progress=False)

@@ -687,6 +687,8 @@ class Trainer:
         return {
             "run": self.run_id,
             "plan": self.plan.to_json(),
+            "spec": self.model.spec.to_json(),  # the network and its feeding, as resume checks
+            "fed": self._fed(),
             **{name: getattr(self, name) for name in _PROGRESS},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -20,7 +21,15 @@ import torch
 from ..common import first_line
 from ..core.data_config import config_from_dict
 from ..core.model import ResNet
-from ..files import atomic_write, dump_json, open_lock, open_regular, read_json, read_text
+from ..files import (
+    atomic_write,
+    dump_json,
+    open_lock,
+    open_regular,
+    parse_json,
+    read_json,
+    read_text,
+)
 from ..interop.checkpoint import TORCH_READ_ERRORS, save
 from ..validate import is_int, is_real
 from .recipe import Recipe
@@ -469,6 +478,20 @@ def check_resume(
         and all(tensor_like(model[k], weights[k]) for k in weights)
     ):
         raise fail("the state of another network than this run's (spec.json)")
+    # The network and its feeding as saved (a state of an earlier version has neither): the
+    # same weight shapes do not make the same network, nor run.json's record the data fed.
+    saved_spec = state.get("spec", expected["spec"])
+    if saved_spec != expected["spec"]:
+        network: Any = None
+        with contextlib.suppress(ValueError):  # not JSON: refused as not a spec below
+            network = parse_json(saved_spec) if isinstance(saved_spec, str) else None
+        require("spec", isinstance(network, dict), "a network spec (JSON text)")
+        mine = parse_json(expected["spec"])
+        differ = record_differences(network, mine, mine)
+        raise _asked_otherwise(path, "another network", differ)
+    fed = state.get("fed", expected["fed"])
+    require("fed", isinstance(fed, dict), "an object", kind("fed"))
+    check_same_data(fed, expected["fed"], path)
     for field, high in (("iteration", total), ("epoch", -(-total // per_epoch))):
         value = state.get(field)
         require(field, is_int(value) and 0 <= value <= high, f"an int from 0 to {high}", value)
