@@ -28,7 +28,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     ``trainable_only``, of those that require gradients.
 
     Raises:
-        ValueError: an int8 model (:func:`_check_float`).
+        ValueError: an int8 model (its weights are packed buffers: count the float model).
 
     Examples:
         >>> import resnetlib as rl
