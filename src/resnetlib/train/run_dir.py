@@ -21,12 +21,12 @@ import torch
 from ..common import first_line
 from ..core.data_config import config_from_dict
 from ..core.model import ResNet
+from ..core.spec import ResNetSpec
 from ..files import (
     atomic_write,
     dump_json,
     open_lock,
     open_regular,
-    parse_json,
     read_json,
     read_text,
 )
@@ -482,13 +482,13 @@ def check_resume(
     # same weight shapes do not make the same network, nor run.json's record the data fed.
     saved_spec = state.get("spec", expected["spec"])
     if saved_spec != expected["spec"]:
-        network: Any = None
-        with contextlib.suppress(ValueError):  # not JSON: refused as not a spec below
-            network = parse_json(saved_spec) if isinstance(saved_spec, str) else None
+        network: Any = None  # read as a spec: fields a later version adds take their defaults
+        with contextlib.suppress(ValueError, TypeError, KeyError, RecursionError):
+            network = ResNetSpec.from_json(saved_spec).to_dict()
         require("spec", isinstance(network, dict), "a network spec (JSON text)")
-        mine = parse_json(expected["spec"])
-        differ = record_differences(network, mine, mine)
-        raise _asked_otherwise(path, "another network", differ)
+        mine = ResNetSpec.from_json(expected["spec"]).to_dict()
+        if network != mine:
+            raise _asked_otherwise(path, "another network", record_differences(network, mine, mine))
     fed = state.get("fed", expected["fed"])
     require("fed", isinstance(fed, dict), "an object", kind("fed"))
     check_same_data(fed, expected["fed"], path)
