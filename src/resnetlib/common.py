@@ -24,11 +24,11 @@ __all__ = [
     "first_line",
     "installed_version",
     "listing",
-    "non_finite",
     "optional_import",
     "printable",
     "resolve_device",
     "warn_caller",
+    "weights_not_finite",
 ]
 
 PathLike: TypeAlias = str | os.PathLike[str]
@@ -74,8 +74,7 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         try:  # an empty tensor there: what torch would refuse at the first use
             torch.empty(0, device=resolved)
         except Exception as error:  # RuntimeError, or an ImportError for a backend not built
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            reason = first.split(". ")[0][:200]  # torch's first sentence
+            reason = first_line(error).split(". ")[0][:200]  # torch's first sentence
             raise ValueError(f"{device}: not available here ({reason})") from None
     return resolved
 
@@ -135,16 +134,22 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-def non_finite(module: nn.Module) -> list[str]:
-    """The names of ``module``'s floating-point parameters and buffers that hold NaN or inf
-    (one device sync for those on the first one's device)."""
-    named = [(name, t) for name, t in (*module.named_parameters(), *module.named_buffers())]
+def weights_not_finite(module: nn.Module) -> str:
+    """``"hold NaN or inf (NAMES): ..."``, what a refusal says of ``module``'s floating-point
+    parameters and buffers that hold NaN or inf, or ``""`` where none does (one device sync
+    for those on the first one's device)."""
+    named = (*module.named_parameters(), *module.named_buffers())
     floating = [(name, t) for name, t in named if t.is_floating_point()]
     if not floating:
-        return []
+        return ""
     device = floating[0][1].device
     finite = torch.stack([t.isfinite().all().to(device) for _, t in floating]).tolist()
-    return [name for (name, _), ok in zip(floating, finite, strict=True) if not ok]
+    bad = [name for (name, _), ok in zip(floating, finite, strict=True) if not ok]
+    if not bad:
+        return ""
+    return (
+        f"hold NaN or inf ({listing(bad, 3)}): the checkpoint is damaged or its training diverged"
+    )
 
 
 def check_finite_outputs(model: nn.Module, outputs: torch.Tensor) -> None:
@@ -153,12 +158,8 @@ def check_finite_outputs(model: nn.Module, outputs: torch.Tensor) -> None:
     A model without parameters (an ONNX runtime's) is not looked into."""
     if bool(outputs.isfinite().all()):
         return
-    bad = non_finite(model)
-    if bad:
-        why = (
-            f"its weights hold NaN or inf ({listing(bad, 3)}): the checkpoint is damaged or "
-            "its training diverged"
-        )
+    if weights := weights_not_finite(model):
+        why = f"its weights {weights}"
     elif any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
         why = "its weights are finite: its half-precision activations overflow (run it in fp32)"
     elif next(model.parameters(), None) is not None:

@@ -24,7 +24,7 @@ from ..cli import (
     split_model_words,
     weights_metadata,
 )
-from ..common import listing, non_finite, printable
+from ..common import printable, weights_not_finite
 from ..core.data_config import check_data_config
 from ..files import check_not_input, open_regular
 from ..interop.checkpoint import is_onnx
@@ -236,11 +236,8 @@ def _an_export(path: Path, form: str) -> bool:
 def _check_finite(model: Any) -> None:
     """Refuse to export weights that hold NaN or inf (``evaluate`` and ``predict`` would refuse
     what the export computes)."""
-    if bad := non_finite(model):
-        raise UsageError(
-            f"the model's weights hold NaN or inf ({listing(bad, 3)}): the checkpoint is "
-            "damaged or its training diverged; export a model with finite weights"
-        )
+    if weights := weights_not_finite(model):
+        raise UsageError(f"the model's weights {weights}; export a model with finite weights")
 
 
 def run_hf(args: argparse.Namespace) -> int:

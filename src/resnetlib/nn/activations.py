@@ -8,6 +8,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from ..common import first_line
 from ..registry import Registry
 from ..validate import one_line
 
@@ -38,10 +39,9 @@ def _validate_act(name: str, item: ActLayer) -> None:
         try:
             made = item()
         except Exception as error:
-            reason = one_line(str(error))[1:-1]
             raise ValueError(
                 f"{who} must be callable with no arguments (blocks build it as act_layer()); "
-                f"calling it raised {type(error).__name__}: {reason}"
+                f"calling it raised {type(error).__name__}: {first_line(error, 200)}"
             ) from error
     if not isinstance(made, nn.Module):
         raise ValueError(

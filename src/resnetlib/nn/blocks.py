@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from typing_extensions import Required, TypedDict, Unpack
 
+from ..common import first_line
 from ..limits import MAX_CHANNELS
 from ..registry import Registry, subclass_of
 from ..validate import check_int, is_int
@@ -284,7 +285,7 @@ def validate_block(name: str, item: type[ResidualBlock], *, run: bool = True) ->
                 raise ValueError(
                     f"{who} built with {built} failed on a {tuple(x.shape)} input while its "
                     f"registration checked its output ({rule} channels, whatever in_channels "
-                    f"is): {error}"
+                    f"is): {first_line(error, 300)}"
                 ) from error
         if out.ndim != 4 or out.shape[1] != expected:
             got = out.shape[1] if out.ndim > 1 else tuple(out.shape)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..common import first_line
 from ..registry import Registry
 from ..validate import one_line
 from .activations import check_factory
@@ -73,10 +74,9 @@ def _validate_norm(name: str, item: Callable[[int], nn.Module]) -> None:
             try:
                 out = norm.eval()(x) if isinstance(norm, nn.Module) else None
             except Exception as error:
-                reason = one_line(str(error))[1:-1]
                 raise ValueError(
                     f"{who} failed for {channels} channels while its registration checked it "
-                    f"on a {tuple(x.shape)} input: {type(error).__name__}: {reason}"
+                    f"on a {tuple(x.shape)} input: {type(error).__name__}: {first_line(error, 200)}"
                 ) from error
         shape = getattr(out, "shape", None)
         if not isinstance(norm, nn.Module) or shape != x.shape:

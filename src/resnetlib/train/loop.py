@@ -32,10 +32,11 @@ from torch.nn import functional as F
 from ..common import (
     check_finite_outputs,
     evaluating,
+    first_line,
     installed_version,
     listing,
-    non_finite,
     resolve_device,
+    weights_not_finite,
 )
 from ..core.data_config import config_to_json, normalization, set_data_config
 from ..core.model import ResNet
@@ -423,11 +424,8 @@ def fit(
     # The data's classes and channels fit the model (training sets its names and image size),
     # checked before anything is written or set: the data's statistics must fit it too.
     check_classes_fit(model, data.classes, data.image_shape[0], data.train.name, label_names=False)
-    if bad := non_finite(model):  # else the first iteration's loss blames the recipe
-        raise ValueError(
-            f"the starting weights hold NaN or inf ({listing(bad, 3)}): the checkpoint they "
-            "came from is damaged or its training diverged; start from other weights"
-        )
+    if weights := weights_not_finite(model):  # else the first iteration's loss blames the lr
+        raise ValueError(f"the starting weights {weights}; start from other weights")
     if len(data.train) < recipe.batch_size:  # so each rank's share holds one batch
         sizes = data.sizes()
         raise ValueError(
@@ -721,9 +719,9 @@ class Trainer:
             if self.device.type == "cuda" and "cuda" in state["rng"]:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
             raise RunDirectoryError(
-                f"{path}: a trainer state that does not fit this run ({reason}); restore this "
+                f"{path}: a trainer state that does not fit this run ({first_line(error, 300)}); "
+                "restore this "
                 "run's state.pt, or start a new run in another --out"
             ) from None
         self.resumed = True
