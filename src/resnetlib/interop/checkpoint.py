@@ -14,7 +14,7 @@ import pickle
 import re
 import struct
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -603,26 +603,30 @@ def check_fits(
         shapes[key] = shape
         number, rest, later = _later_blocks(spec, key)
         shapes.update((f"layer{number}.{block}.{rest}", shape) for block in later)
+    missing = [key for key in shapes if key not in state and not is_batch_counter(key)]
+    unexpected = [key for key in state if key not in shapes]
     mismatched = [
-        f"{key} (weights {tuple(state[key].shape)}, spec {shape})"
-        for key, shape in shapes.items()
-        if key in state and tuple(state[key].shape) != shape
+        key for key, shape in shapes.items() if key in state and tuple(state[key].shape) != shape
     ]
     parts = [
         f"{label}: {listing(keys, 6)}"
         for label, keys in (
-            ("missing", [key for key in shapes if key not in state and not is_batch_counter(key)]),
-            ("unexpected", [key for key in state if key not in shapes]),
-            ("shapes differ", mismatched),
+            ("missing", missing),
+            ("unexpected", unexpected),
+            (
+                "shapes differ",
+                [f"{k} (weights {tuple(state[k].shape)}, spec {shapes[k]})" for k in mismatched],
+            ),
         )
         if keys
     ]
     if parts:
         # CheckpointError: the weights come from a file (else from the model being saved)
+        differing = [*missing, *unexpected, *mismatched]
         raise error(
             f"{problem}; "
             + "; ".join(parts)
-            + _if_changed(spec, shapes, state, from_file=issubclass(error, CheckpointError))
+            + _if_changed(spec, differing, from_file=issubclass(error, CheckpointError))
         )
 
 
@@ -641,23 +645,12 @@ def _owner(key: str) -> tuple[str, str]:
     return ("", top) if top == "fc" else ("stem", top)
 
 
-def _if_changed(
-    spec: ResNetSpec,
-    shapes: Mapping[str, tuple[int, ...]],
-    state: Mapping[str, torch.Tensor],
-    *,
-    from_file: bool,
-) -> str:
-    """A hint on why ``state`` and the ``shapes`` ``spec`` builds differ. Weights from a file:
-    the user-registered parts of ``spec`` that hold the differing keys (and its registered
-    norm and activation, which any part builds), changed since the weights were saved. The
-    weights of a model being saved: its modules that differ from what its spec builds."""
-    keys = {*shapes, *state}
-    differing = [
-        key
-        for key in sorted(keys)
-        if key not in shapes or key not in state or tuple(state[key].shape) != shapes[key]
-    ]
+def _if_changed(spec: ResNetSpec, differing: Sequence[str], *, from_file: bool) -> str:
+    """A hint on why the weights and what ``spec`` builds differ in the ``differing`` keys.
+    Weights from a file: the user-registered parts of ``spec`` that hold those keys (and its
+    registered norm and activation, which any part builds), changed since the weights were
+    saved. The weights of a model being saved: its modules that differ from what its spec
+    builds."""
     owners = {_owner(key) for key in differing}
     if not from_file:
         modules = sorted({path for _, path in owners})

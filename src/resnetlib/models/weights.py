@@ -446,7 +446,7 @@ def list_pretrained(pattern: str | Sequence[str] = "*") -> list[str]:
     (``"resnet18.IMAGENET1K_V1"`` lists ``"resnet18.tv_in1k"``).
 
     Raises:
-        ValueError: a pattern that is not a str, nor a list or tuple of them.
+        ValueError: a pattern that is not a str, nor an iterable of them (a list, tuple, set).
 
     Examples:
         >>> import resnetlib as rl

@@ -334,7 +334,7 @@ def list_models(pattern: str | Sequence[str] = "*") -> list[str]:
     ``list_models`` takes them), numbers sorted as numbers.
 
     Raises:
-        ValueError: a pattern that is not a str, nor a list or tuple of them.
+        ValueError: a pattern that is not a str, nor an iterable of them (a list, tuple, set).
 
     Examples:
         >>> import resnetlib as rl
